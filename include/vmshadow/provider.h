@@ -1,0 +1,79 @@
+/* vmshadow — the provider interface (R1, R2, R3).
+ *
+ * A provider makes point-in-time images (shadow copies) of the files the
+ * writers named, and hands the requester a way to read each one: a path
+ * or, for disks, an NBD URI. Like writers, a provider is one struct of
+ * callbacks with a version and size field.
+ *
+ * Within a backup session the coordinator, for the files each provider
+ * took (supports returned 1):
+ *   prepare  — after the writers' PrepareForSnapshot: slow work goes here;
+ *   commit   — between Freeze and Thaw: make the images, within the commit
+ *              budget (default 10 s, R3);
+ *   release  — at the end of the session, always (also after an abort):
+ *              drop the images.
+ */
+#ifndef VMSHADOW_PROVIDER_H
+#define VMSHADOW_PROVIDER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "vmshadow/document.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define VMS_PROVIDER_API_VERSION 1
+#define VMS_DEFAULT_COMMIT_BUDGET_MS 10000
+
+/* The files one provider handles in one session. Borrowed. */
+typedef struct vms_snapshot vms_snapshot;
+
+/* A file offered to a provider (borrowed strings). */
+struct vms_file_ref {
+  const char *writer_id;
+  const char *component;
+  struct vms_file_info file;
+};
+
+struct vms_provider {
+  uint32_t api_version;         /* VMS_PROVIDER_API_VERSION */
+  uint32_t struct_size;         /* sizeof (struct vms_provider) */
+  const char *name;             /* "file", "qemu", … */
+  const char *id;               /* provider ID (a UUID) */
+  uint32_t commit_budget_ms;    /* 0 means VMS_DEFAULT_COMMIT_BUDGET_MS */
+
+  /* 1 if this provider can image the file, 0 if not, -1 on error.
+   * Required. Providers are asked in the order they were added; a file
+   * whose info names a provider goes only to that one. */
+  int (*supports) (void *data, const struct vms_file_ref *ref);
+  int (*prepare) (void *data, vms_snapshot *snap);          /* may be NULL */
+  int (*commit) (void *data, vms_snapshot *snap);           /* required */
+  /* Must be safe after a failed or missing commit. May be NULL. */
+  int (*release) (void *data, vms_snapshot *snap);
+  void (*close) (void *data);                               /* may be NULL */
+};
+
+/* ---- What a provider can ask of its snapshot ---- */
+
+extern const char *vms_snapshot_session_id (const vms_snapshot *snap);
+extern size_t vms_snapshot_file_count (const vms_snapshot *snap);
+extern const struct vms_file_ref *vms_snapshot_file (const vms_snapshot *snap,
+                                                     size_t i);
+/* Say where the requester reads the point-in-time image of file i: a path
+ * or an "nbd+unix://…" URI. The string is copied. */
+extern int vms_snapshot_set_access (vms_snapshot *snap, size_t i,
+                                    const char *access);
+extern const char *vms_snapshot_access (const vms_snapshot *snap, size_t i);
+/* Provider-private state for this snapshot, kept from prepare to release. */
+extern void vms_snapshot_set_data (vms_snapshot *snap, void *data);
+extern void *vms_snapshot_data (const vms_snapshot *snap);
+/* Milliseconds left in the current step's budget (never negative). */
+extern int64_t vms_snapshot_ms_left (const vms_snapshot *snap);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* VMSHADOW_PROVIDER_H */

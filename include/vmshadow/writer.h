@@ -1,0 +1,165 @@
+/* vmshadow — the writer interface (R1–R5).
+ *
+ * A writer owns data (the VM writer, a host database, an application inside
+ * a guest) and takes part in backup and restore sessions through events.
+ * It is one struct of callbacks, filled with designated initialisers:
+ *
+ *   static const struct vms_writer my_writer = {
+ *     .api_version = VMS_WRITER_API_VERSION,
+ *     .struct_size = sizeof (struct vms_writer),
+ *     .name = "my-writer",
+ *     .id = "9c6c4f4e-…",
+ *     .identify = my_identify,
+ *     .freeze = my_freeze,
+ *     .thaw = my_thaw,
+ *   };
+ *   vms_coordinator_add_writer (coord, &my_writer, my_data);
+ *
+ * Every callback but identify may be NULL: the default is success with
+ * nothing done. Callbacks return 0 on success, or -1 to veto after calling
+ * vms_call_fail (which sets the failure kind and message). Each writer's
+ * callbacks run on a thread of their own, one event at a time and in the
+ * order of R2/R6; different writers get an event in parallel.
+ *
+ * Abort may arrive more than once, and in any state after PrepareForBackup;
+ * it must undo whatever the writer did (thaw, resume, end jobs) and be safe
+ * to repeat. BackupShutdown always arrives at the end of a backup session.
+ */
+#ifndef VMSHADOW_WRITER_H
+#define VMSHADOW_WRITER_H
+
+#include <stdint.h>
+
+#include "vmshadow/document.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define VMS_WRITER_API_VERSION 1
+
+/* Default budgets (R3). */
+#define VMS_DEFAULT_FREEZE_BUDGET_MS 60000    /* Freeze → Thaw */
+#define VMS_DEFAULT_EVENT_BUDGET_MS  600000   /* any other event */
+
+enum vms_event {
+  VMS_EVENT_IDENTIFY,
+  VMS_EVENT_PREPARE_BACKUP,
+  VMS_EVENT_PREPARE_SNAPSHOT,
+  VMS_EVENT_FREEZE,
+  VMS_EVENT_THAW,
+  VMS_EVENT_POST_SNAPSHOT,
+  VMS_EVENT_ABORT,
+  VMS_EVENT_BACKUP_COMPLETE,
+  VMS_EVENT_BACKUP_SHUTDOWN,
+  VMS_EVENT_PRE_RESTORE,
+  VMS_EVENT_POST_RESTORE,
+  VMS_EVENT_COUNT
+};
+
+/* R4: why a writer failed. */
+enum vms_failure {
+  VMS_FAILURE_NONE,
+  VMS_FAILURE_RETRYABLE,          /* transient: the backup may be retried */
+  VMS_FAILURE_NON_RETRYABLE,      /* give up until someone fixes it */
+  VMS_FAILURE_TIMEOUT,            /* the writer overran its time budget */
+  VMS_FAILURE_OUT_OF_RESOURCES,   /* memory, disk space, … */
+  VMS_FAILURE_INCONSISTENT_SNAPSHOT, /* the image cannot be trusted */
+};
+
+/* R4: where a writer is in a session (as VSS_WRITER_STATE). */
+enum vms_writer_state {
+  VMS_WRITER_STABLE,
+  VMS_WRITER_WAITING_FOR_FREEZE,        /* after PrepareForSnapshot */
+  VMS_WRITER_WAITING_FOR_THAW,          /* after Freeze */
+  VMS_WRITER_WAITING_FOR_POST_SNAPSHOT, /* after Thaw */
+  VMS_WRITER_WAITING_FOR_BACKUP_COMPLETE, /* after PostSnapshot */
+  VMS_WRITER_FAILED,                    /* see failed_at and failure */
+};
+
+/* The context of one callback: which event, which session, and the
+ * session's documents. Borrowed for the duration of the callback. */
+typedef struct vms_call vms_call;
+
+struct vms_writer {
+  uint32_t api_version;         /* VMS_WRITER_API_VERSION */
+  uint32_t struct_size;         /* sizeof (struct vms_writer) */
+
+  /* Name and writer ID (a UUID), fixed for a writer (R7). May be NULL when
+   * only Identify can tell them (exec writers): the metadata document's
+   * values are then used. */
+  const char *name;
+  const char *id;
+
+  /* Budgets in ms; 0 means the default. */
+  uint32_t freeze_budget_ms;    /* from Freeze sent to Thaw answered (R3) */
+  uint32_t event_budget_ms;     /* any other single event */
+
+  /* Fill vms_call_metadata (call) with this writer's components. Required. */
+  int (*identify) (void *data, vms_call *call);
+
+  int (*prepare_backup) (void *data, vms_call *call);
+  int (*prepare_snapshot) (void *data, vms_call *call);
+  int (*freeze) (void *data, vms_call *call);
+  int (*thaw) (void *data, vms_call *call);
+  int (*post_snapshot) (void *data, vms_call *call);
+  int (*abort) (void *data, vms_call *call);
+  int (*backup_complete) (void *data, vms_call *call);
+  int (*backup_shutdown) (void *data, vms_call *call);
+  int (*pre_restore) (void *data, vms_call *call);
+  int (*post_restore) (void *data, vms_call *call);
+
+  /* Called once when the coordinator is freed. May be NULL. */
+  void (*close) (void *data);
+};
+
+/* ---- What a callback can ask of its call ---- */
+
+extern enum vms_event vms_call_event (const vms_call *call);
+extern const char *vms_call_session_id (const vms_call *call);
+/* 1 for a backup session, 0 for a restore session. */
+extern int vms_call_is_backup (const vms_call *call);
+
+/* This writer's metadata document: filled by identify, read by the other
+ * events. */
+extern vms_document *vms_call_metadata (vms_call *call);
+
+/* This writer's component in the session's backup components document, or
+ * NULL if it is not part of the session. Writers may add attributes to it
+ * until PostSnapshot ends (R5). */
+extern vms_component *vms_call_component (vms_call *call, const char *name);
+/* Number of this writer's components in the session, and each one. */
+extern size_t vms_call_component_count (vms_call *call);
+extern vms_component *vms_call_component_at (vms_call *call, size_t i);
+
+/* Veto: record the failure kind and message, and return -1, so that a
+ * callback can end with `return vms_call_fail (call, …);`. */
+extern int vms_call_fail (vms_call *call, enum vms_failure kind,
+                          const char *fmt, ...)
+  __attribute__ ((format (printf, 3, 4)));
+
+/* Milliseconds left before this event's budget runs out (never negative):
+ * a writer that waits on something should wait no longer than this. */
+extern int64_t vms_call_ms_left (const vms_call *call);
+
+/* ---- Names ---- */
+
+/* "identify", "prepare-backup", "prepare-snapshot", "freeze", "thaw",
+ * "post-snapshot", "abort", "backup-complete", "backup-shutdown",
+ * "pre-restore", "post-restore". */
+extern const char *vms_event_name (enum vms_event e);
+/* Returns -1 for an unknown name. */
+extern int vms_event_from_name (const char *name);
+/* "none", "retryable", "non-retryable", "timeout", "out-of-resources",
+ * "inconsistent-snapshot". */
+extern const char *vms_failure_name (enum vms_failure f);
+extern int vms_failure_from_name (const char *name);
+/* "stable", "waiting-for-freeze", …, and for a failed writer
+ * "failed-at-<event>" (static storage). */
+extern const char *vms_writer_state_name (enum vms_writer_state s,
+                                          enum vms_event failed_at);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* VMSHADOW_WRITER_H */

@@ -1,0 +1,37 @@
+/* Scoped cleanup (GCC/Clang __attribute__((cleanup))), instead of goto
+ * ladders. Each macro frees what the variable holds when it goes out of
+ * scope; set the variable to NULL (or -1) to hand ownership on. */
+#ifndef VMS_CLEANUP_H
+#define VMS_CLEANUP_H
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+static inline void
+cleanup_free (void *ptr)
+{
+  free (*(void **) ptr);
+}
+#define CLEANUP_FREE __attribute__ ((cleanup (cleanup_free)))
+
+static inline void
+cleanup_close (int *fd)
+{
+  if (*fd >= 0)
+    close (*fd);
+}
+#define CLEANUP_CLOSE __attribute__ ((cleanup (cleanup_close)))
+
+static inline void
+cleanup_fclose (FILE **fp)
+{
+  if (*fp)
+    fclose (*fp);
+}
+#define CLEANUP_FCLOSE __attribute__ ((cleanup (cleanup_fclose)))
+
+/* Hand a pointer on and forget it here. */
+#define STEAL_PTR(p) ({ __typeof__ (p) stolen_ = (p); (p) = NULL; stolen_; })
+
+#endif /* VMS_CLEANUP_H */

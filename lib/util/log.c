@@ -1,0 +1,68 @@
+/* Debug logging and monotonic clocks (log.h). */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "log.h"
+
+static int debug_state = -1;   /* -1: not decided yet, read the env */
+
+void
+vms_log_set_debug (int on)
+{
+  debug_state = on ? 1 : 0;
+}
+
+int
+vms_log_debug_enabled (void)
+{
+  if (debug_state == -1) {
+    const char *e = getenv ("VMSHADOW_DEBUG");
+    debug_state = e != NULL && *e != '\0' && *e != '0';
+  }
+  return debug_state;
+}
+
+static void
+log_emit (const char *level, const char *fmt, va_list ap)
+{
+  /* One fprintf per line so lines from several threads don't interleave. */
+  char buf[2048];
+  vsnprintf (buf, sizeof buf, fmt, ap);
+  fprintf (stderr, "vmshadow: %s%s\n", level, buf);
+}
+
+void
+vms_debug (const char *fmt, ...)
+{
+  va_list ap;
+  if (!vms_log_debug_enabled ())
+    return;
+  va_start (ap, fmt);
+  log_emit ("debug: ", fmt, ap);
+  va_end (ap);
+}
+
+void
+vms_warn (const char *fmt, ...)
+{
+  va_list ap;
+  va_start (ap, fmt);
+  log_emit ("warning: ", fmt, ap);
+  va_end (ap);
+}
+
+int64_t
+vms_now_us (void)
+{
+  struct timespec ts;
+  clock_gettime (CLOCK_MONOTONIC, &ts);
+  return (int64_t) ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+int64_t
+vms_now_ms (void)
+{
+  return vms_now_us () / 1000;
+}
