@@ -683,9 +683,25 @@ static const struct vms_provider file_provider = {
 int
 vms_file_provider_add (vms_coordinator *coord, const char *scratch_root)
 {
+  struct vms_provider p = file_provider;
   struct file_provider *fp;
   const char *env = getenv ("VMSHADOW_SCRATCH_DIR");
+  const char *budget = getenv ("VMSHADOW_FILE_COMMIT_BUDGET_MS");
 
+  if (budget && *budget) {
+    char *end;
+    unsigned long ms;
+
+    errno = 0;
+    ms = strtoul (budget, &end, 10);
+    if (errno || *end || ms == 0 || ms > UINT32_MAX || budget[0] == '-') {
+      vms_set_error (EINVAL, "file provider: VMSHADOW_FILE_COMMIT_BUDGET_MS="
+                     "\"%s\" is not a number of milliseconds between 1 and "
+                     "%" PRIu32, budget, UINT32_MAX);
+      return -1;
+    }
+    p.commit_budget_ms = (uint32_t) ms;
+  }
   if (scratch_root == NULL)
     scratch_root = env && *env ? env : VMS_FILE_PROVIDER_DEFAULT_SCRATCH;
   if (*scratch_root == '\0') {
@@ -698,7 +714,7 @@ vms_file_provider_add (vms_coordinator *coord, const char *scratch_root)
     free (fp);
     return -1;
   }
-  if (vms_coordinator_add_provider (coord, &file_provider, fp) == -1) {
+  if (vms_coordinator_add_provider (coord, &p, fp) == -1) {
     file_provider_close (fp);
     return -1;
   }

@@ -24,7 +24,9 @@
  * $VMSHADOW_SCRATCH_DIR if set and not empty, else the default above. The
  * string is copied. For reflinks to work the scratch root must be on the
  * same filesystem as the files; otherwise every file is copied in full
- * inside the freeze window. Returns 0, or -1 with the error set. */
+ * inside the freeze window. The commit budget is the default (10 s, R3)
+ * unless $VMSHADOW_FILE_COMMIT_BUDGET_MS says otherwise. Returns 0, or -1
+ * with the error set. */
 extern int vms_file_provider_add (vms_coordinator *coord,
                                   const char *scratch_root);
 
