@@ -805,6 +805,51 @@ test_scratch_from_environment (void)
   free (scratch);
 }
 
+/* ---- Which files the provider takes ---- */
+
+/* A session over one file that no provider should take: PrepareForBackup
+ * fails naming the file, and no scratch directory is made. */
+static void
+check_not_taken (const char *path, const char *provider, const char *why)
+{
+  char *scratch = path_of (fx->work, "scratch");
+  struct test_double_writer w = { .veto_at = -1, .nr_files = 1,
+                                  .provider = provider };
+  struct vms_session_failure f;
+  vms_coordinator *c;
+  vms_session *s;
+
+  w.paths[0] = path;
+  c = coord_new (&w, scratch);
+  s = vms_backup_session_new (c, NULL);
+  CHECK (s != NULL);
+  CHECK (vms_session_identify (s) == 0);
+  CHECKF (vms_session_prepare_backup (s) == -1, "the provider took %s", path);
+  print_failure (s, &f);
+  CHECKF (f.message && strstr (f.message, path) && strstr (f.message, why),
+          "the failure does not name %s and say \"%s\"", path, why);
+  vms_session_free (s);
+  vms_coordinator_free (c);
+  CHECKF (count_entries (scratch) == -1, "a scratch directory was made");
+  free (scratch);
+}
+
+static void
+test_takes_only_regular_files (void)
+{
+  char *dir = path_of (fx->work, "a-directory");
+  char *file = path_of (fx->work, "disk.img");
+  char *missing = path_of (fx->work, "missing.img");
+
+  CHECK (mkdir (dir, 0755) == 0);
+  free (make_file (file, 4096, 1));
+  check_not_taken (dir, NULL, "no provider");
+  check_not_taken ("/dev/null", NULL, "no provider");
+  check_not_taken (file, "qemu", "no provider");
+  check_not_taken (missing, VMS_FILE_PROVIDER_NAME, "cannot stat");
+  free (dir); free (file); free (missing);
+}
+
 /* ---- Reflinks ---- */
 
 /* Files on btrfs, copies into scratch: returns after checking content, with
@@ -895,6 +940,7 @@ static const struct {
   { "scratch-filling-up-at-commit-fails-out-of-resources",
     test_scratch_fills_at_commit },
   { "scratch-root-from-environment", test_scratch_from_environment },
+  { "takes-only-regular-files-meant-for-it", test_takes_only_regular_files },
   { "reflink-on-btrfs-shares-extents", test_reflink_on_btrfs },
   { "reflink-across-filesystems-falls-back-to-copy",
     test_reflink_across_filesystems },
