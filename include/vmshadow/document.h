@@ -78,6 +78,10 @@ extern char *vms_document_format (const vms_document *doc);
 /* Write the document to path, crash-safely (temp file, fsync, rename). */
 extern int vms_document_save (const vms_document *doc, const char *path);
 extern vms_document *vms_document_copy (const vms_document *doc);
+/* Replace the content of dst by a copy of src (both of one kind): how a
+ * writer that gets its metadata as text (an exec writer) fills the
+ * document Identify hands it. Handles into dst become invalid. */
+extern int vms_document_replace (vms_document *dst, const vms_document *src);
 extern void vms_document_free (vms_document *doc);
 
 extern enum vms_document_kind vms_document_kind (const vms_document *doc);

@@ -12,6 +12,11 @@
  *              budget (default 10 s, R3);
  *   release  — at the end of the session, always (also after an abort):
  *              drop the images.
+ *
+ * Callbacks return 0, or -1 after vms_set_error (errno, …). The errno
+ * decides the failure kind reported (R4): ENOSPC, ENOMEM, EDQUOT → out of
+ * resources; ETIMEDOUT → timeout; EAGAIN, EBUSY → retryable; anything
+ * else → non-retryable.
  */
 #ifndef VMSHADOW_PROVIDER_H
 #define VMSHADOW_PROVIDER_H

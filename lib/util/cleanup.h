@@ -31,7 +31,5 @@ cleanup_fclose (FILE **fp)
 }
 #define CLEANUP_FCLOSE __attribute__ ((cleanup (cleanup_fclose)))
 
-/* Hand a pointer on and forget it here. */
-#define STEAL_PTR(p) ({ __typeof__ (p) stolen_ = (p); (p) = NULL; stolen_; })
 
 #endif /* VMS_CLEANUP_H */

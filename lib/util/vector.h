@@ -71,7 +71,8 @@ generic_vector_reserve (void **ptr, size_t *cap, size_t len, size_t n,
   {                                                                     \
     free (v->ptr);                                                      \
     v->ptr = NULL; v->len = v->cap = 0;                                 \
-  }
+  }                                                                     \
+  struct name##_needs_a_semicolon
 
 #define empty_vector { .ptr = NULL, .len = 0, .cap = 0 }
 
