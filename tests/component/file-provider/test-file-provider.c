@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -946,6 +947,14 @@ static const struct {
     test_reflink_across_filesystems },
 };
 
+static volatile sig_atomic_t parent_signalled;
+
+static void
+parent_on_signal (int sig)
+{
+  parent_signalled = sig;
+}
+
 static void
 fixture_undo (void)
 {
@@ -996,9 +1005,22 @@ main (int argc, char *argv[])
       fflush (NULL);
       _exit (0);
     }
+    /* If the test runner kills us (a time-out), the child dies of it, and
+     * we still undo its mounts before going. */
+    {
+      struct sigaction sa = { .sa_handler = parent_on_signal };
+      sigemptyset (&sa.sa_mask);
+      sa.sa_flags = 0;          /* no SA_RESTART: waitpid must return */
+      sigaction (SIGTERM, &sa, NULL);
+      sigaction (SIGINT, &sa, NULL);
+      sigaction (SIGHUP, &sa, NULL);
+    }
     while (waitpid (pid, &status, 0) == -1 && errno == EINTR)
-      ;
+      if (parent_signalled)
+        kill (pid, SIGKILL);
     fixture_undo ();
+    if (parent_signalled)
+      return 1;
     if (WIFEXITED (status) && (WEXITSTATUS (status) == 0 ||
                                WEXITSTATUS (status) == 77))
       return WEXITSTATUS (status);
