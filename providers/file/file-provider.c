@@ -100,7 +100,8 @@ file_provider_supports (void *data, const struct vms_file_ref *ref)
       vms_debug ("file provider: not taking %s: %s", f->path, strerror (errno));
       return 0;
     }
-    vms_set_error (errno, "file provider: cannot stat %s: %s", f->path, strerror (errno));
+    vms_set_error (errno, "file provider: cannot stat %s: %s", f->path,
+                   strerror (errno));
     return -1;
   }
   return S_ISREG (st.st_mode) ? 1 : 0;
@@ -257,7 +258,8 @@ file_provider_probe_reflink (struct file_provider_session *fs,
   dst = openat (fs->dirfd, c->name,
                 O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
   if (dst == -1) {
-    vms_debug ("file provider: reflink probe for %s: %s", c->path, strerror (errno));
+    vms_debug ("file provider: reflink probe for %s: %s", c->path,
+               strerror (errno));
     return 0;
   }
   if (st->st_blksize > 0 && st->st_size > st->st_blksize) {
@@ -270,7 +272,8 @@ file_provider_probe_reflink (struct file_provider_session *fs,
   else
     r = ioctl (dst, FICLONE, src);
   if (r == -1)
-    vms_debug ("file provider: no reflink into %s: %s", fs->dir, strerror (errno));
+    vms_debug ("file provider: no reflink into %s: %s", fs->dir,
+               strerror (errno));
   unlinkat (fs->dirfd, c->name, 0);
   return r == 0;
 }
@@ -443,8 +446,8 @@ file_provider_check_budget (vms_snapshot *snap, const char *path,
 {
   if (vms_snapshot_ms_left (snap) > 0)
     return 0;
-  vms_set_error (ETIMEDOUT, "file provider: commit budget ran out while "
-                 "copying %s (%" PRIu64 " of %" PRIu64 " bytes done); plain "
+  vms_set_error (ETIMEDOUT, "file provider: commit budget ran out before "
+                 "%s was copied (%" PRIu64 " of %" PRIu64 " bytes done); plain "
                  "copies happen inside the freeze window, so put the scratch "
                  "directory (VMSHADOW_SCRATCH_DIR) on the same reflink-capable "
                  "filesystem (btrfs, XFS) as the files", path, done, total);
@@ -503,9 +506,11 @@ file_provider_copy_range (vms_snapshot *snap, int src, int dst,
                        "%s (%" PRIu64 " of %" PRIu64 " bytes done): %s; free "
                        "space in the scratch directory, or set "
                        "VMSHADOW_SCRATCH_DIR to a reflink-capable filesystem "
-                       "(btrfs, XFS) holding the files", path, pos, total, strerror (errno));
+                       "(btrfs, XFS) holding the files", path, pos, total,
+                       strerror (errno));
       else
-        vms_set_error (errno, "file provider: copying %s: %s", path, strerror (errno));
+        vms_set_error (errno, "file provider: copying %s: %s", path,
+                       strerror (errno));
       return -1;
     }
     if (r == 0)                 /* the file shrank under us */
@@ -531,7 +536,8 @@ file_provider_copy_sparse (vms_snapshot *snap, int src, int dst,
       if (errno == ENXIO)       /* only a hole is left */
         break;
       if (errno != EINVAL && errno != EOPNOTSUPP) {
-        vms_set_error (errno, "file provider: seeking in %s: %s", path, strerror (errno));
+        vms_set_error (errno, "file provider: seeking in %s: %s", path,
+                       strerror (errno));
         return -1;
       }
       data = (off_t) off;       /* no SEEK_DATA here: all data */
@@ -550,7 +556,8 @@ file_provider_copy_sparse (vms_snapshot *snap, int src, int dst,
     off = (uint64_t) hole;
   }
   if (ftruncate (dst, (off_t) size) == -1) {
-    vms_set_error (errno, "file provider: sizing the copy of %s: %s", path, strerror (errno));
+    vms_set_error (errno, "file provider: sizing the copy of %s: %s", path,
+                   strerror (errno));
     return -1;
   }
   return 0;
@@ -568,11 +575,10 @@ file_provider_commit_one (vms_snapshot *snap, struct file_provider_session *fs,
   struct stat st;
   int64_t t0 = vms_now_ms ();
 
-  if (file_provider_check_budget (snap, path, 0, 0) == -1)
-    return -1;
   src = open (path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
   if (src == -1 || fstat (src, &st) == -1) {
-    vms_set_error (errno, "file provider: cannot open %s at commit: %s", path, strerror (errno));
+    vms_set_error (errno, "file provider: cannot open %s at commit: %s", path,
+                   strerror (errno));
     return -1;
   }
   if (!S_ISREG (st.st_mode) || st.st_size < 0) {
@@ -580,15 +586,19 @@ file_provider_commit_one (vms_snapshot *snap, struct file_provider_session *fs,
                    path);
     return -1;
   }
+  if (file_provider_check_budget (snap, path, 0, (uint64_t) st.st_size) == -1)
+    return -1;
   dst = openat (fs->dirfd, c->name,
                 O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
   if (dst == -1) {
-    vms_set_error (errno, "file provider: cannot create %s: %s", c->path, strerror (errno));
+    vms_set_error (errno, "file provider: cannot create %s: %s", c->path,
+                   strerror (errno));
     return -1;
   }
   c->used = FILE_PROVIDER_COPY;         /* it exists: release deletes it */
   if (fchmod (dst, 0600) == -1) {
-    vms_set_error (errno, "file provider: chmod %s: %s", c->path, strerror (errno));
+    vms_set_error (errno, "file provider: chmod %s: %s", c->path,
+                   strerror (errno));
     return -1;
   }
 
@@ -599,7 +609,8 @@ file_provider_commit_one (vms_snapshot *snap, struct file_provider_session *fs,
       vms_debug ("file provider: reflink of %s failed at commit (%s), "
                  "copying instead", path, strerror (errno));
       if (ftruncate (dst, 0) == -1) {
-        vms_set_error (errno, "file provider: truncating %s: %s", c->path, strerror (errno));
+        vms_set_error (errno, "file provider: truncating %s: %s", c->path,
+                       strerror (errno));
         return -1;
       }
     }

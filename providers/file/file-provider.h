@@ -5,7 +5,8 @@
  * each one is copied into a private scratch directory of the session:
  * a reflink (ioctl FICLONE) where the filesystem can share extents, a
  * sparse-aware plain copy otherwise. The copies are deleted when the
- * session ends, whether it completed, aborted or failed (docs/file-provider.md).
+ * session ends, whether it completed, aborted or failed
+ * (docs/file-provider.md).
  */
 #ifndef VMSHADOW_FILE_PROVIDER_H
 #define VMSHADOW_FILE_PROVIDER_H
