@@ -674,9 +674,11 @@ snapshot_add_file (vms_snapshot *snap, const char *writer_id,
   return 0;
 }
 
-/* Give every file of every component in the set to a provider. */
+/* Give every file of every component in the set to a provider. On failure
+ * *culprit is the provider that failed, or NULL when none took a file. */
 static int
-assign_providers (vms_session *s, char *msg, size_t msglen)
+assign_providers (vms_session *s, char *msg, size_t msglen,
+                  const char **culprit)
 {
   for (size_t w = 0; w < s->coord->nr_writers; w++) {
     const char *wid = s->coord->writers[w]->id;
@@ -696,6 +698,7 @@ assign_providers (vms_session *s, char *msg, size_t msglen)
             continue;
           int r = ps->p.supports (ps->data, &ref);
           if (r == -1) {
+            *culprit = ps->p.name;
             snprintf (msg, msglen, "provider \"%s\" failed on %s: %s",
                       ps->p.name, info.path,
                       vms_get_error () ? vms_get_error () : "no reason given");
@@ -748,9 +751,10 @@ vms_session_prepare_backup (vms_session *s)
     abort_set (s);
     return -1;
   }
-  if (assign_providers (s, msg, sizeof msg) == -1) {
+  const char *culprit = NULL;
+  if (assign_providers (s, msg, sizeof msg, &culprit) == -1) {
     session_fail (s, VMS_EVENT_PREPARE_BACKUP, VMS_FAILURE_NON_RETRYABLE,
-                  NULL, 1, msg);
+                  culprit, culprit != NULL, msg);
     abort_set (s);
     vms_set_error (EINVAL, "%s", msg);
     return -1;

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Run the whole test suite on a fresh Debian 12 host (as root): unit,
+# component, fuzz-corpus and VM tests in a -Werror build, then unit,
+# component and fuzz again under AddressSanitizer + UBSan. Ends with one
+# line "N passed, N failed, N skipped" counted from meson's own results,
+# and exits non-zero if anything failed.
+set -uo pipefail
+cd "$(dirname "$0")"
+./scripts/install-deps.sh || exit 1
+
+status=0
+run_suites () {   # build-dir meson-setup-args... -- suites...
+  local dir=$1; shift
+  local setup=() suites=()
+  while [ "$1" != "--" ]; do setup+=("$1"); shift; done; shift
+  for s in "$@"; do suites+=(--suite "$s"); done
+  rm -f "$dir/meson-logs/testlog.json"
+  if ! { meson setup "$dir" "${setup[@]}" >/dev/null 2>&1 \
+         || meson setup --wipe "$dir" "${setup[@]}"; } ||
+     ! ninja -C "$dir"; then
+    echo "run-tests: the build in $dir failed" >&2
+    status=1
+    return
+  fi
+  meson test -C "$dir" --print-errorlogs "${suites[@]}" || status=1
+}
+
+run_suites build-test -Dwerror=true -- unit component fuzz vm
+run_suites build-asan -Dwerror=true -Db_sanitize=address,undefined \
+  -Db_lundef=false -- unit component fuzz
+
+# Count the results of both runs from meson's JSON logs.
+read -r passed failed skipped < <(
+  cat build-test/meson-logs/testlog.json build-asan/meson-logs/testlog.json 2>/dev/null |
+  python3 -c '
+import json, sys
+p = f = s = 0
+for line in sys.stdin:
+    r = json.loads(line)["result"]
+    if r in ("OK", "EXPECTEDFAIL"): p += 1
+    elif r == "SKIP": s += 1
+    else: f += 1
+print(p, f, s)')
+passed=${passed:-0}; failed=${failed:-0}; skipped=${skipped:-0}
+if [ "$status" -ne 0 ] && [ "$failed" -eq 0 ]; then
+  failed=1          # a build failed, so tests that should have run did not
+fi
+echo "${passed} passed, ${failed} failed, ${skipped} skipped"
+[ "$failed" -eq 0 ] && [ "$status" -eq 0 ]

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Install the Debian 12 packages vmshadow needs to build and test, if any
+# are missing. Idempotent: with everything present it only checks.
+# (The VM lab installs its own packages: lab/setup.sh.)
+set -euo pipefail
+
+packages=(
+  # build
+  gcc meson ninja-build pkg-config
+  libjson-c-dev libcmocka-dev libvirt-dev libnbd-dev libxml2-dev
+  libzstd-dev libssl-dev
+  # tests: reflink filesystems, loop devices, example writers
+  btrfs-progs xfsprogs e2fsprogs util-linux sqlite3 valgrind
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" \
+    || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "vmshadow: these packages are missing: ${missing[*]}" >&2
+  echo "vmshadow: run this as root (or: apt-get install ${missing[*]})" >&2
+  exit 1
+fi
+echo "vmshadow: installing ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

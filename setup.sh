@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Set up vmshadow on a fresh Debian 12 host (as root): install the
+# dependencies, build, install to /usr/local, and run the main job.
+set -euo pipefail
+cd "$(dirname "$0")"
+./scripts/install-deps.sh
+meson setup build --prefix=/usr/local --buildtype=release >/dev/null 2>&1 \
+  || meson setup --reconfigure build --prefix=/usr/local --buildtype=release >/dev/null
+ninja -C build
+ninja -C build install >/dev/null
+ldconfig
+# The main job, until the VM writer exists: list the writers of this host.
+vmshadow writers
