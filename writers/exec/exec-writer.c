@@ -77,10 +77,17 @@ exec_json_add (json_object *o, const char *key, json_object *v)
   return 0;
 }
 
-static json_object *
-exec_json_string_or_null (const char *s)
+/* A string, or JSON null (which json-c represents as a NULL object). */
+static int
+exec_json_add_string_or_null (json_object *o, const char *key, const char *s)
 {
-  return s ? json_object_new_string (s) : json_object_new_null ();
+  if (s)
+    return exec_json_add (o, key, json_object_new_string (s));
+  if (json_object_object_add (o, key, NULL) != 0) {
+    vms_set_error (ENOMEM, "out of memory building an exec writer's input");
+    return -1;
+  }
+  return 0;
 }
 
 static int
@@ -238,7 +245,7 @@ exec_context (struct exec_writer *w, vms_call *call, enum vms_event ev,
   }
   if (exec_json_add (ctx, "protocol", json_object_new_int (VMS_EXEC_PROTOCOL_VERSION)) == -1 ||
       exec_json_add (ctx, "event", json_object_new_string (vms_event_name (ev))) == -1 ||
-      exec_json_add (ctx, "session_id", exec_json_string_or_null (vms_call_session_id (call))) == -1 ||
+      exec_json_add_string_or_null (ctx, "session_id", vms_call_session_id (call)) == -1 ||
       exec_json_add (ctx, "session_type", json_object_new_string (
         vms_call_is_backup (call) ? "backup" : "restore")) == -1 ||
       exec_json_add (ctx, "budget_ms", json_object_new_int64 (budget_ms)) == -1 ||
@@ -248,8 +255,8 @@ exec_context (struct exec_writer *w, vms_call *call, enum vms_event ev,
   const vms_document *md = vms_call_metadata (call);
   if (exec_json_add (writer, "executable", json_object_new_string (w->path)) == -1 ||
       exec_json_add (writer, "name", json_object_new_string (w->name)) == -1 ||
-      exec_json_add (writer, "id", exec_json_string_or_null (
-        ev != VMS_EVENT_IDENTIFY && md ? vms_metadata_writer_id (md) : NULL)) == -1)
+      exec_json_add_string_or_null (writer, "id",
+        ev != VMS_EVENT_IDENTIFY && md ? vms_metadata_writer_id (md) : NULL) == -1)
     return NULL;
 
   if (ev != VMS_EVENT_IDENTIFY) {
@@ -257,9 +264,15 @@ exec_context (struct exec_writer *w, vms_call *call, enum vms_event ev,
     CLEANUP_FREE char *text = md ? vms_document_format (md) : NULL;
     if (md && text == NULL)
       return NULL;
-    md_json = text ? json_tokener_parse (text) : json_object_new_null ();
-    if (exec_json_add (ctx, "metadata", md_json) == -1)
+    if (text && (md_json = json_tokener_parse (text)) == NULL) {
+      vms_set_error (EINVAL, "cannot re-read its own metadata document");
       return NULL;
+    }
+    if (json_object_object_add (ctx, "metadata", md_json) != 0) {
+      json_object_put (md_json);
+      vms_set_error (ENOMEM, "out of memory");
+      return NULL;
+    }
     if (text)
       json_object_object_get_ex (md_json, "components", &md_components);
 
@@ -372,6 +385,19 @@ exec_stderr_note (const struct vms_subprocess_result *res, char *buf, size_t len
   return buf;
 }
 
+/* Up to 60 bytes of s for a message, control characters as '?'. */
+static const char *
+exec_quote (const char *s, size_t len, char *buf, size_t buflen)
+{
+  size_t n = 0;
+  for (; n < len && n < 60 && n + 1 < buflen; n++) {
+    unsigned char c = (unsigned char) s[n];
+    buf[n] = c < 0x20 || c == 0x7f ? '?' : (char) c;
+  }
+  buf[n] = '\0';
+  return buf;
+}
+
 /* Parse stdout as the reply: NULL with *ok = 1 when it is empty, the
  * object when it is one, NULL with *ok = 0 and why set otherwise. */
 static json_object *
@@ -401,28 +427,30 @@ exec_parse_reply (const struct vms_subprocess_result *res, int *ok,
     snprintf (why, whylen, "out of memory");
     return NULL;
   }
+  char q[64];
   json_object *o = json_tokener_parse_ex (tok, res->out, (int) res->out_len);
   enum json_tokener_error jerr = json_tokener_get_error (tok);
   size_t end = json_tokener_get_parse_end (tok);
   json_tokener_free (tok);
   if (o == NULL || jerr != json_tokener_success) {
     json_object_put (o);
-    snprintf (why, whylen, "its stdout is not a JSON object (%s): \"%.60s\"",
+    snprintf (why, whylen, "its stdout is not a JSON object (%s): \"%s\"",
               jerr == json_tokener_continue ? "it ends too early"
-              : json_tokener_error_desc (jerr), res->out + i);
+              : json_tokener_error_desc (jerr),
+              exec_quote (res->out + i, res->out_len - i, q, sizeof q));
     return NULL;
   }
   for (size_t j = end; j < res->out_len; j++)
     if (!strchr (" \t\r\n", res->out[j])) {
       json_object_put (o);
-      snprintf (why, whylen, "its stdout has text after the JSON reply: \"%.60s\"",
-                res->out + j);
+      snprintf (why, whylen, "its stdout has text after the JSON reply: \"%s\"",
+                exec_quote (res->out + j, res->out_len - j, q, sizeof q));
       return NULL;
     }
   if (!json_object_is_type (o, json_type_object)) {
     json_object_put (o);
-    snprintf (why, whylen, "its stdout is JSON but not an object: \"%.60s\"",
-              res->out + i);
+    snprintf (why, whylen, "its stdout is JSON but not an object: \"%s\"",
+              exec_quote (res->out + i, res->out_len - i, q, sizeof q));
     return NULL;
   }
   *ok = 1;
