@@ -4,7 +4,7 @@
 set -euo pipefail
 vmshadow=$1 man=$2
 help_opts=$("$vmshadow" --help | grep -oE -- '--[a-z][a-z-]*' | sort -u)
-man_opts=$(grep -oE -- '\\-\\-[a-z][a-z\\-]*' "$man" | sed 's/\\//g' | sort -u)
+man_opts=$(grep -oE -- '\\-\\-[a-z]([a-z]|\\-)*' "$man" | sed 's/\\//g' | sort -u)
 if [ "$help_opts" != "$man_opts" ]; then
   echo "--help and the man page differ:"
   diff <(echo "$help_opts") <(echo "$man_opts") || true
