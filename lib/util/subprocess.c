@@ -26,6 +26,19 @@
 
 extern char **environ;
 
+/* glibc extensions, with what to do without them. */
+#if defined (__GLIBC__) && defined (__GLIBC_PREREQ)
+#if __GLIBC_PREREQ (2, 34)
+#define HAVE_ADDCLOSEFROM_NP 1
+#endif
+#if __GLIBC_PREREQ (2, 32)
+#define HAVE_SIGABBREV_NP 1
+#endif
+#if __GLIBC_PREREQ (2, 29)
+#define HAVE_ADDCHDIR_NP 1
+#endif
+#endif
+
 #define DEFAULT_MAX_OUTPUT (1024 * 1024)
 #define DEFAULT_MAX_ERRORS (64 * 1024)
 #define DEFAULT_KILL_GRACE_MS 1000
@@ -173,11 +186,18 @@ subprocess_spawn (const struct vms_subprocess_options *opts,
     : posix_spawn_file_actions_addopen (&fa, 0, "/dev/null", O_RDONLY, 0);
   if (r == 0) r = posix_spawn_file_actions_adddup2 (&fa, child_out, 1);
   if (r == 0) r = posix_spawn_file_actions_adddup2 (&fa, child_err, 2);
+#ifdef HAVE_ADDCLOSEFROM_NP
   /* Our pipes are O_CLOEXEC, but descriptors other threads or libraries
    * opened without it must not leak into the child either. */
   if (r == 0) r = posix_spawn_file_actions_addclosefrom_np (&fa, 3);
-  if (r == 0 && opts->cwd)
+#endif
+  if (r == 0 && opts->cwd) {
+#ifdef HAVE_ADDCHDIR_NP
     r = posix_spawn_file_actions_addchdir_np (&fa, opts->cwd);
+#else
+    r = ENOSYS;
+#endif
+  }
   if (r == 0) r = posix_spawnattr_setpgroup (&attr, 0);
   if (r == 0) r = posix_spawnattr_setsigmask (&attr, &none);
   /* Dispositions set to SIG_IGN (SIGPIPE, often) would survive exec. */
@@ -503,7 +523,11 @@ vms_subprocess_describe (const struct vms_subprocess_result *res,
   else if (res->exited)
     snprintf (buf, len, "exited with status %d", res->exit_status);
   else if (res->term_signal > 0) {
+#ifdef HAVE_SIGABBREV_NP
     const char *abbrev = sigabbrev_np (res->term_signal);
+#else
+    const char *abbrev = NULL;
+#endif
     snprintf (buf, len, "crashed (signal %d%s%s)", res->term_signal,
               abbrev ? ", SIG" : "", abbrev ? abbrev : "");
   }

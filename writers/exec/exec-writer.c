@@ -789,7 +789,9 @@ int
 vms_exec_writers_load_with (vms_coordinator *coord, const char *dir,
                             const struct vms_exec_writer_options *opts)
 {
-  const char *origin = "given";
+  /* How dir was chosen, for messages; NULL for the default, which may be
+   * missing. */
+  const char *origin = "";
   string_vector names = empty_vector;
   DIR *d;
   int added = 0;
@@ -798,7 +800,7 @@ vms_exec_writers_load_with (vms_coordinator *coord, const char *dir,
     const char *env = getenv (VMS_EXEC_WRITERS_DIR_ENV);
     if (env && *env) {
       dir = env;
-      origin = "set by " VMS_EXEC_WRITERS_DIR_ENV;
+      origin = " (set by " VMS_EXEC_WRITERS_DIR_ENV ")";
     }
     else {
       dir = VMS_EXEC_WRITERS_DIR;
@@ -812,8 +814,8 @@ vms_exec_writers_load_with (vms_coordinator *coord, const char *dir,
       vms_debug ("no exec writers: %s does not exist", dir);
       return 0;
     }
-    vms_set_error (errno, "cannot read the writers directory %s (%s): %s",
-                   dir, origin ? origin : "the default", strerror (errno));
+    vms_set_error (errno, "cannot read the writers directory %s%s: %s",
+                   dir, origin ? origin : " (the default)", strerror (errno));
     return -1;
   }
   for (;;) {
