@@ -1008,6 +1008,39 @@ load_rejects_a_file_over_64_mib (void **state)
   remove_temp_dir (dir);
 }
 
+/* docs/documents.md: every ```json block is a document that parses and
+ * formats to exactly the block (the examples are what vmshadow writes). */
+static void
+documented_examples_parse_and_format_as_shown (void **state)
+{
+  const char *root = getenv ("VMSHADOW_SOURCE_ROOT");
+  char *path, *md;
+  size_t blocks = 0;
+
+  if (root == NULL)
+    skip ();
+  assert_true (asprintf (&path, "%s/docs/documents.md", root) > 0);
+  md = read_file (path);
+  for (char *p = md; (p = strstr (p, "```json\n")) != NULL; ) {
+    p += strlen ("```json\n");
+    char *end = strstr (p, "```\n");
+    assert_non_null (end);
+    *end = '\0';
+    vms_document *doc = parse_string (p);
+    if (doc == NULL)
+      fail_msg ("example %zu in %s: %s", blocks + 1, path, vms_get_error ());
+    char *text = vms_document_format (doc);
+    assert_string_equal (text, p);
+    free (text);
+    vms_document_free (doc);
+    blocks++;
+    p = end + 1;
+  }
+  assert_int_equal (blocks, 2);   /* one of each kind */
+  free (md);
+  free (path);
+}
+
 static const struct CMUnitTest tests[] = {
   TEST ("metadata-document-round-trips-every-field",
         metadata_document_round_trips_every_field),
@@ -1066,6 +1099,8 @@ static const struct CMUnitTest tests[] = {
   TEST ("load-of-a-malformed-file-names-the-path-and-the-problem",
         load_of_a_malformed_file_names_the_path_and_the_problem),
   TEST ("load-rejects-a-file-over-64-mib", load_rejects_a_file_over_64_mib),
+  TEST ("documented-examples-parse-and-format-as-shown",
+        documented_examples_parse_and_format_as_shown),
 
   REJECT ("parse-rejects-empty-input", "", "ends too early"),
   REJECT ("parse-rejects-text-that-is-not-json",
@@ -1074,9 +1109,9 @@ static const struct CMUnitTest tests[] = {
           "{\"format\": \"vmshadow-writer-metadata\", \"version\": 1,"
           " \"writer\": {\"name\": \"w\"}, \"compo", "ends too early"),
   REJECT ("parse-rejects-trailing-garbage",
-          MD ("") "\n}", "text after the end at byte"),
+          MD ("") "\n}", "not valid JSON"),
   REJECT ("parse-rejects-a-second-document-after-the-first",
-          MD ("") " " MD (""), "text after the end"),
+          MD ("") " " MD (""), "not valid JSON"),
   REJECT ("parse-rejects-nul-byte",
           MD ("") "\0", "NUL byte"),
   REJECT ("parse-rejects-nul-byte-inside-a-string",
