@@ -118,6 +118,9 @@ extern vms_component *vms_metadata_add_component (vms_document *md,
                                                   const char *caption);
 
 extern const char *vms_component_name (const vms_component *c);
+/* The component as JSON text (its files, excluded files, attributes and
+ * restore status), for writers that hand it on; caller frees. */
+extern char *vms_component_format (const vms_component *c);
 extern const char *vms_component_caption (const vms_component *c);
 
 extern int vms_component_add_file (vms_component *c, const char *path,

@@ -16,6 +16,10 @@ struct session_core {
   char *id;
   int is_backup;
   vms_document *bcd;            /* backup components document */
+  /* Restore: the metadata documents stored with the backup (R5), which
+   * writers see instead of what Identify says today. */
+  vms_document **stored_metadata;
+  size_t nr_stored_metadata;
 };
 
 struct writer_slot {

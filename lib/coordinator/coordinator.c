@@ -51,6 +51,9 @@ session_core_unref (struct session_core *core)
   if (core == NULL || __atomic_sub_fetch (&core->refs, 1, __ATOMIC_SEQ_CST) > 0)
     return;
   vms_document_free (core->bcd);
+  for (size_t i = 0; i < core->nr_stored_metadata; i++)
+    vms_document_free (core->stored_metadata[i]);
+  free (core->stored_metadata);
   free (core->id);
   free (core);
 }
@@ -528,8 +531,16 @@ vms_call_is_backup (const vms_call *call)
 vms_document *
 vms_call_metadata (vms_call *call)
 {
-  return call->event == VMS_EVENT_IDENTIFY ? call->identified
-    : call->slot->metadata;
+  if (call->event == VMS_EVENT_IDENTIFY)
+    return call->identified;
+  /* A restore is driven by the documents stored with the backup (R5). */
+  if (call->core && call->slot->id)
+    for (size_t i = 0; i < call->core->nr_stored_metadata; i++) {
+      const char *id = vms_metadata_writer_id (call->core->stored_metadata[i]);
+      if (id && strcmp (id, call->slot->id) == 0)
+        return call->core->stored_metadata[i];
+    }
+  return call->slot->metadata;
 }
 
 vms_component *

@@ -861,6 +861,17 @@ vms_component_name (const vms_component *c)
   return get_str (c->obj, "name");
 }
 
+char *
+vms_component_format (const vms_component *c)
+{
+  const char *s = json_object_to_json_string_ext (c->obj, JSON_C_TO_STRING_PLAIN |
+                                                  JSON_C_TO_STRING_NOSLASHESCAPE);
+  char *out = s ? strdup (s) : NULL;
+  if (out == NULL)
+    vms_set_error (ENOMEM, "out of memory formatting a component");
+  return out;
+}
+
 const char *
 vms_component_caption (const vms_component *c)
 {

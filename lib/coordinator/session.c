@@ -461,7 +461,9 @@ vms_restore_session_new (vms_coordinator *coord,
   if (s == NULL)
     return NULL;
   s->metadata = calloc (nr_metadata ? nr_metadata : 1, sizeof *s->metadata);
-  if (s->metadata == NULL) {
+  s->core->stored_metadata = calloc (nr_metadata ? nr_metadata : 1,
+                                     sizeof *s->core->stored_metadata);
+  if (s->metadata == NULL || s->core->stored_metadata == NULL) {
     vms_session_free (s);
     vms_set_error (ENOMEM, "out of memory");
     return NULL;
@@ -472,6 +474,11 @@ vms_restore_session_new (vms_coordinator *coord,
       return NULL;
     }
     s->nr_metadata++;
+    if ((s->core->stored_metadata[i] = vms_document_copy (metadata[i])) == NULL) {
+      vms_session_free (s);
+      return NULL;
+    }
+    s->core->nr_stored_metadata++;
   }
   return s;
 }
