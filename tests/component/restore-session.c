@@ -159,6 +159,34 @@ veto_at_pre_restore_stops_the_restore (void **state)
 }
 
 static void
+restore_writers_see_the_stored_metadata_not_todays (void **state)
+{
+  vms_document *bcd = make_backup ();
+  struct event_log log;
+  struct fake_writer a;
+  vms_coordinator *coord = vms_coordinator_new ();
+
+  /* What the writer said at backup time differs from what it says now. */
+  vms_document *stored = vms_metadata_new ("A", ID_A);
+  assert_non_null (vms_metadata_add_component (stored, "data", "as backed up"));
+  const vms_document *mds[] = { stored };
+
+  event_log_init (&log);
+  fake_writer_init (&a, "A", ID_A, &log);
+  assert_int_equal (fake_writer_add (coord, &a), 0);
+  vms_session *s = vms_restore_session_new (coord, bcd, mds, 1);
+  assert_non_null (s);
+  vms_document_free (stored);     /* the session keeps its own copy */
+  assert_int_equal (vms_session_pre_restore (s), 0);
+  assert_non_null (a.metadata_caption_seen);
+  assert_string_equal (a.metadata_caption_seen, "as backed up");
+  vms_session_free (s);
+  vms_coordinator_free (coord);
+  vms_document_free (bcd);
+  event_log_free (&log);
+}
+
+static void
 restore_needs_a_components_document (void **state)
 {
   vms_coordinator *coord = vms_coordinator_new ();
@@ -176,6 +204,7 @@ main (void)
     cmocka_unit_test (restore_status_all_none_failed_reaches_post_restore),
     cmocka_unit_test (unset_status_counts_as_not_restored),
     cmocka_unit_test (veto_at_pre_restore_stops_the_restore),
+    cmocka_unit_test (restore_writers_see_the_stored_metadata_not_todays),
     cmocka_unit_test (restore_needs_a_components_document),
   };
   return cmocka_run_group_tests_name ("restore-session", tests, NULL, NULL);

@@ -98,6 +98,11 @@ fake_event (void *data, vms_call *call)
 
   event_log_add (fw->log, fw->name, vms_event_name (ev));
   fw->event_at[ev] = vms_now_ms ();
+  if (ev == VMS_EVENT_PRE_RESTORE) {
+    vms_component *c = vms_document_find_component (vms_call_metadata (call),
+                                                    NULL, "data");
+    fw->metadata_caption_seen = c ? vms_component_caption (c) : NULL;
+  }
   if ((int) ev == fw->hang_at) {
     sleep_ms (fw->hang_ms);
     fw->hang_ended_at = vms_now_ms ();

@@ -45,6 +45,7 @@ struct fake_writer {
   /* What it saw, and when (vms_now_ms). */
   int64_t event_at[VMS_EVENT_COUNT];
   int64_t hang_ended_at;
+  const char *metadata_caption_seen; /* caption of "data" at PreRestore */
   enum vms_restore_status seen_status[4];
   int attr_set_in_post_snapshot;  /* result of setting an attribute */
   int attr_set_in_backup_complete;
