@@ -1,0 +1,172 @@
+/* vmshadow — the repository: where backups land (DESIGN.md "Repository",
+ * docs/repository-format.md is the on-disk spec).
+ *
+ * A repository is a local directory of content-addressed chunks (4 MiB,
+ * SHA-256, zstd or raw, all-zero chunks never stored) and of committed
+ * backups. A backup is a manifest, the backup components document and the
+ * writer metadata documents (R5), and one index per stored file (chunk
+ * number → digest or zero). Every backup is a full by reference: an
+ * incremental reuses its parent's index and replaces only changed chunks,
+ * so any backup restores alone.
+ *
+ * A backup becomes visible only when vms_repo_txn_commit returns 0. One
+ * writer at a time (a lock file); readers need no lock.
+ */
+#ifndef VMSHADOW_REPO_H
+#define VMSHADOW_REPO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "vmshadow/document.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define VMS_REPO_FORMAT_VERSION 1
+#define VMS_CHUNK_SIZE (4u << 20)      /* 4 MiB */
+#define VMS_DIGEST_LEN 32
+#define VMS_REPO_DIR_ENV "VMSHADOW_REPO"
+#define VMS_REPO_DEFAULT_DIR "/var/lib/vmshadow/repo"
+
+struct vms_digest {
+  uint8_t b[VMS_DIGEST_LEN];
+};
+
+typedef struct vms_repo vms_repo;
+typedef struct vms_repo_txn vms_repo_txn;     /* a backup being written */
+typedef struct vms_index vms_index;           /* one stored file's index */
+typedef struct vms_manifest vms_manifest;     /* a committed backup */
+
+/* ---- opening ---- */
+
+enum {
+  VMS_REPO_CREATE = 1,          /* make the repository if it is not there */
+  VMS_REPO_WRITE = 2,           /* take the writer lock (backup, prune, gc) */
+};
+
+/* dir NULL: $VMSHADOW_REPO, else /var/lib/vmshadow/repo. Directories are
+ * created 0700, files 0600. With VMS_REPO_WRITE, fails at once (EBUSY, with
+ * the holder's pid) if another process holds the lock. */
+extern vms_repo *vms_repo_open (const char *dir, unsigned flags);
+extern void vms_repo_close (vms_repo *repo);
+/* Borrowed. */
+extern const char *vms_repo_path (const vms_repo *repo);
+
+/* ---- chunks (thread-safe) ---- */
+
+/* Store one chunk (len ≤ VMS_CHUNK_SIZE) unless a chunk with the same
+ * content is there. Fills *digest; *stored_bytes (may be NULL) gets the
+ * bytes written to disk (0 when it was already there). An all-zero chunk is
+ * never stored: its digest is the all-zero digest (vms_digest_is_zero). */
+extern int vms_repo_chunk_put (vms_repo *repo, const void *data, size_t len,
+                               struct vms_digest *digest,
+                               uint64_t *stored_bytes);
+/* Read a chunk into buf (len is its expected length); with verify, re-hash
+ * and fail (EBADMSG) on a mismatch. */
+extern int vms_repo_chunk_get (vms_repo *repo, const struct vms_digest *digest,
+                               void *buf, size_t len, int verify);
+extern int vms_repo_chunk_exists (vms_repo *repo, const struct vms_digest *digest);
+
+extern int vms_digest_is_zero (const struct vms_digest *digest);
+/* 64 hex digits + NUL. */
+extern void vms_digest_hex (const struct vms_digest *digest, char out[65]);
+
+/* ---- indexes ---- */
+
+/* An index for a file of size bytes: ceil(size / VMS_CHUNK_SIZE) entries,
+ * all zero at first. */
+extern vms_index *vms_index_new (uint64_t size);
+extern vms_index *vms_index_copy (const vms_index *idx);
+extern void vms_index_free (vms_index *idx);
+extern uint64_t vms_index_size (const vms_index *idx);
+extern uint64_t vms_index_chunk_count (const vms_index *idx);
+/* Change the file size (an incremental of a disk that grew or shrank);
+ * new chunks are zero. */
+extern int vms_index_resize (vms_index *idx, uint64_t size);
+extern int vms_index_set (vms_index *idx, uint64_t chunk, const struct vms_digest *d);
+extern const struct vms_digest *vms_index_get (const vms_index *idx, uint64_t chunk);
+/* Bytes of chunk i (the last one may be short). */
+extern size_t vms_index_chunk_len (const vms_index *idx, uint64_t chunk);
+/* Random read by offset through the index (instant recovery, extract). */
+extern int vms_repo_read (vms_repo *repo, const vms_index *idx, void *buf,
+                          size_t count, uint64_t offset);
+
+/* ---- writing a backup ---- */
+
+extern vms_repo_txn *vms_repo_txn_begin (vms_repo *repo, const char *backup_id);
+
+/* What one stored file was: its place in the backup and its statistics. */
+struct vms_stored_file {
+  const char *writer_id;
+  const char *component;
+  const char *path;             /* the file's original path */
+  enum vms_file_kind kind;
+  const char *format;           /* original image format, or NULL */
+  uint64_t bytes_read;          /* read from the source */
+  uint64_t bytes_stored;        /* new chunk bytes written */
+  const char *checkpoint;       /* dirty-bitmap checkpoint this is based on, or NULL */
+};
+
+extern int vms_repo_txn_add_file (vms_repo_txn *txn,
+                                  const struct vms_stored_file *file,
+                                  const vms_index *idx);
+/* Write the documents and the manifest, and make the backup visible
+ * atomically (temp dir, fsync, rename). attrs_json: extra top-level
+ * manifest attributes as a JSON object text, or NULL. */
+extern int vms_repo_txn_commit (vms_repo_txn *txn, const vms_document *components,
+                                const vms_document *const *metadata,
+                                size_t nr_metadata, const char *attrs_json);
+/* Drop an uncommitted backup (its chunks stay until gc). Accepts NULL;
+ * after commit it only frees. */
+extern void vms_repo_txn_free (vms_repo_txn *txn);
+
+/* ---- reading backups ---- */
+
+/* Committed backup IDs, oldest first. Caller frees each and the array. */
+extern int vms_repo_list (vms_repo *repo, char ***ids, size_t *nr_ids);
+extern vms_manifest *vms_manifest_open (vms_repo *repo, const char *backup_id);
+extern void vms_manifest_free (vms_manifest *m);
+extern const char *vms_manifest_backup_id (const vms_manifest *m);
+extern int64_t vms_manifest_time (const vms_manifest *m);       /* Unix seconds */
+extern const vms_document *vms_manifest_components (const vms_manifest *m);
+extern size_t vms_manifest_metadata_count (const vms_manifest *m);
+extern const vms_document *vms_manifest_metadata (const vms_manifest *m, size_t i);
+extern size_t vms_manifest_file_count (const vms_manifest *m);
+/* Strings borrowed from the manifest. */
+extern int vms_manifest_file (const vms_manifest *m, size_t i,
+                              struct vms_stored_file *file, uint64_t *size);
+/* Find a file by component and original path; -1 if absent. */
+extern int vms_manifest_find_file (const vms_manifest *m, const char *component,
+                                   const char *path);
+extern vms_index *vms_manifest_load_index (vms_repo *repo, const vms_manifest *m,
+                                           size_t i);
+
+/* ---- maintenance ---- */
+
+/* Check every backup (or one): manifests and indexes parse, every chunk
+ * exists; with deep, every chunk is read and re-hashed. Problems are
+ * reported through report (one line each, naming backup, component, file
+ * and offset); returns the number of problems, or -1 on error. */
+typedef void (*vms_repo_report_fn) (void *opaque, const char *line);
+extern int vms_repo_verify (vms_repo *repo, const char *backup_id, int deep,
+                            vms_repo_report_fn report, void *opaque);
+
+struct vms_prune_policy {
+  unsigned keep_last, keep_daily, keep_weekly, keep_monthly;
+};
+/* Delete the backups the policy does not keep; with dry_run only report.
+ * Needs VMS_REPO_WRITE. Each kept/removed backup is reported as
+ * "keep ID (reasons)" / "remove ID". Returns the number removed. */
+extern int vms_repo_prune (vms_repo *repo, const struct vms_prune_policy *policy,
+                           int dry_run, vms_repo_report_fn report, void *opaque);
+/* Delete chunks no committed backup references and leftovers of
+ * interrupted backups older than grace_seconds. Needs VMS_REPO_WRITE. */
+extern int vms_repo_gc (vms_repo *repo, int64_t grace_seconds,
+                        uint64_t *chunks_removed, uint64_t *bytes_freed);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* VMSHADOW_REPO_H */
