@@ -1,0 +1,73 @@
+#!/bin/bash
+# lab/cleanup.sh — remove everything the VM test lab (issue 3) left behind:
+# libvirt domains and networks, bridges and taps named "vmslab-*", loop
+# devices and qemu-nbd processes of lab work dirs, and the work dirs
+# /var/tmp/vmslab-*.  Nothing without the prefix is touched; processes are
+# stopped by the pid the lab recorded, only when their command line still
+# names the lab's work dir.
+#
+#   lab/cleanup.sh          remove leftovers, say what was removed
+#   lab/cleanup.sh --check  list leftovers; exit 1 if there are any (and
+#                           remove them), 0 if the machine is clean
+#
+# Do not run it while vm tests are running: their objects carry the prefix too.
+
+set -uo pipefail
+export LC_ALL=C LIBVIRT_DEFAULT_URI=qemu:///system
+PREFIX=vmslab-
+WORKROOT=/var/tmp
+check=0
+[ "${1:-}" = --check ] && check=1
+
+[ "$(id -u)" = 0 ] || { echo "lab/cleanup.sh: needs root" >&2; exit 77; }
+
+found=0
+note() { found=$((found + 1)); echo "${PREFIX%-} leftover: $*"; }
+
+if command -v virsh >/dev/null && timeout 10 virsh -q version >/dev/null 2>&1; then
+    for d in $(virsh -q list --all --name | grep "^$PREFIX"); do
+        note "domain $d"
+        virsh -q destroy "$d" >/dev/null 2>&1
+        virsh -q undefine "$d" --nvram --managed-save --snapshots-metadata \
+            --checkpoints-metadata >/dev/null 2>&1 || virsh -q undefine "$d" >/dev/null 2>&1
+    done
+    for n in $(virsh -q net-list --all --name | grep "^$PREFIX"); do
+        note "network $n"
+        virsh -q net-destroy "$n" >/dev/null 2>&1
+        virsh -q net-undefine "$n" >/dev/null 2>&1
+    done
+fi
+
+for l in $(ip -o link show 2>/dev/null | awk -F': ' '{ sub(/@.*/, "", $2); print $2 }' | grep "^$PREFIX"); do
+    note "link $l"
+    ip link del "$l" 2>/dev/null
+done
+
+# Loop devices backed by files of lab work dirs (also deleted ones).
+for dev in $(losetup -n -O NAME,BACK-FILE -l 2>/dev/null | awk -v d="$WORKROOT/$PREFIX" 'index($2, d) == 1 { print $1 }'); do
+    note "loop device $dev"
+    losetup -d "$dev"
+done
+
+for dir in "$WORKROOT"/"$PREFIX"*; do
+    [ -d "$dir" ] || continue
+    for pidf in "$dir"/*.pid; do
+        [ -s "$pidf" ] || continue
+        pid=$(cat "$pidf")
+        if [ -r "/proc/$pid/cmdline" ] && tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF -- "$dir/"; then
+            note "process $pid ($(tr '\0' ' ' <"/proc/$pid/cmdline" | cut -c1-60))"
+            kill "$pid" 2>/dev/null
+            sleep 0.5
+            kill -9 "$pid" 2>/dev/null
+        fi
+    done
+    note "work dir $dir"
+    rm -rf "$dir"
+done
+
+if [ $check = 1 ]; then
+    [ $found = 0 ] && { echo "no ${PREFIX%-} leftovers"; exit 0; }
+    exit 1
+fi
+echo "removed $found ${PREFIX%-} leftover(s)"
+exit 0

@@ -1,0 +1,388 @@
+#!/bin/bash
+# lab/setup.sh — make this host ready for vmshadow's VM test lab (issue 3).
+#
+# Idempotent; a second run takes well under a second.  It:
+#   1. installs the Debian packages the lab needs (apt-get update only if an
+#      install is needed),
+#   2. starts virtlogd and libvirtd when they are not running (no systemd),
+#   3. builds the guest — a Debian kernel plus a busybox initramfs running
+#      qemu-guest-agent — into $VMSLAB_CACHE (default /var/cache/vmshadow-lab),
+#      keyed by package versions and the guest files, and
+#   4. writes $VMSLAB_CACHE/lab.env, which tests/vm/lib.sh sources.
+#
+# Exit status: 0 ready; 77 the lab cannot run on this machine (reason on
+# stderr: not root, not Debian, installing forbidden); 1 the lab is broken
+# here (one message on stderr saying what to do; details in setup.log).
+#
+# Environment: VMSLAB_CACHE (cache dir), VMSLAB_NO_INSTALL=1 (never run
+# apt-get; skip instead), VMSLAB_NO_DAEMONS=1 (do not start libvirtd).
+
+set -uo pipefail
+umask 022
+export LC_ALL=C
+
+LAB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+CACHE=${VMSLAB_CACHE:-/var/cache/vmshadow-lab}
+LOG=$CACHE/setup.log
+QUIET=0
+ONLY=all
+
+usage() {
+    cat <<EOF
+usage: lab/setup.sh [--quiet] [--packages-only | --no-packages]
+  Prepares packages, libvirtd and the cached test guest for 'meson test --suite vm'.
+  --packages-only  install missing packages only (run before 'meson setup' in CI)
+  --no-packages    do not check packages
+EOF
+}
+
+while [ $# -gt 0 ]; do
+    case $1 in
+        -q|--quiet) QUIET=1 ;;
+        --packages-only) ONLY=packages ;;
+        --no-packages) ONLY=nopackages ;;
+        -h|--help) usage; exit 0 ;;
+        *) usage >&2; exit 2 ;;
+    esac
+    shift
+done
+
+say()  { [ "$QUIET" = 1 ] || echo "lab: $*" >&2; }
+skip() { echo "SKIP: vmshadow lab cannot run here: $*" >&2; exit 77; }
+die()  { echo "ERROR: vmshadow lab setup failed: $*" >&2; exit 1; }
+
+# run DESCRIPTION CMD... — run a step with its output in setup.log; on
+# failure show the step's last lines, so the reader sees one cause.
+run() {
+    local what=$1; shift
+    echo "== $(date '+%F %T') $what: $*" >>"$LOG"
+    if ! "$@" >>"$LOG" 2>&1; then
+        echo "---- last lines of $LOG ----" >&2
+        tail -n 15 "$LOG" >&2
+        echo "----" >&2
+        return 1
+    fi
+}
+
+[ "$(id -u)" = 0 ] || skip "needs root (it starts libvirtd and VMs); run the vm suite as root"
+mkdir -p "$CACHE" || die "cannot create $CACHE"
+: >>"$LOG" || die "cannot write $LOG"
+
+# Half-built directories never survive a failed run.
+TMPDIRS=()
+trap 'rm -rf "${TMPDIRS[@]}"' EXIT
+
+# One setup at a time: tests run it in parallel.
+exec 9>"$CACHE/.lock"
+flock 9
+
+# ---------------------------------------------------------------- packages
+# Host packages.  The guest's qemu-ga, busybox and mke2fs are copied from the
+# host's installed packages, so they are listed here too.
+PACKAGES=(
+    libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients
+    qemu-system-x86 qemu-utils qemu-guest-agent
+    busybox-static e2fsprogs jq iproute2 util-linux
+    libnbd-dev libnbd-bin pkg-config
+)
+
+missing_packages() {
+    local p st
+    for p in "${PACKAGES[@]}"; do
+        st=$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null)
+        [ "$st" = installed ] || echo "$p"
+    done
+}
+
+apt_updated=0
+apt_update() {
+    [ $apt_updated = 1 ] && return 0
+    say "apt-get update"
+    run "apt-get update" apt-get update -q ||
+        die "apt-get update failed; check the network and /etc/apt/sources.list (Debian 12 bookworm main), then rerun lab/setup.sh"
+    apt_updated=1
+}
+
+ensure_packages() {
+    command -v dpkg-query >/dev/null ||
+        skip "not a Debian system (no dpkg); install libvirt, QEMU, qemu-guest-agent, busybox-static, e2fsprogs, jq and libnbd by hand"
+    local missing
+    missing=$(missing_packages | tr '\n' ' ')
+    [ -z "$missing" ] && return 0
+    [ "${VMSLAB_NO_INSTALL:-0}" = 1 ] &&
+        skip "packages missing and VMSLAB_NO_INSTALL=1: $missing"
+    command -v apt-get >/dev/null || skip "packages missing and no apt-get: $missing"
+    apt_update
+    say "installing: $missing"
+    # shellcheck disable=SC2086
+    run "apt-get install" env DEBIAN_FRONTEND=noninteractive \
+        apt-get install -y -q --no-install-recommends $missing ||
+        die "apt-get install of '$missing' failed (see above); fix apt, then rerun lab/setup.sh"
+}
+
+if [ "$ONLY" != nopackages ]; then
+    ensure_packages
+fi
+[ "$ONLY" = packages ] && exit 0
+
+for c in virsh virtlogd libvirtd qemu-system-x86_64 qemu-img busybox jq; do
+    command -v "$c" >/dev/null || skip "$c is not installed (package list: ${PACKAGES[*]})"
+done
+
+# ---------------------------------------------------------------- daemons
+export LIBVIRT_DEFAULT_URI=qemu:///system
+
+pid_alive() { [ -s "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+
+libvirt_answers() { timeout 10 virsh -q version >/dev/null 2>&1; }
+
+# QEMU as root without a security driver: the lab's images live in plain
+# directories and there is no SELinux/AppArmor policy for them.
+configure_qemu_conf() {
+    local conf=/etc/libvirt/qemu.conf
+    [ -f "$conf" ] || die "$conf is missing; reinstall libvirt-daemon-driver-qemu"
+    grep -q '^# BEGIN vmshadow-lab' "$conf" && return 0
+    cp -p "$conf" "$conf.vmshadow-lab.orig"
+    sed -i -E 's/^(\s*(user|group|security_driver)\s*=)/# (vmshadow-lab) \1/' "$conf"
+    cat >>"$conf" <<'EOF'
+# BEGIN vmshadow-lab (lab/setup.sh): QEMU runs as root, no security driver
+user = "root"
+group = "root"
+security_driver = "none"
+# END vmshadow-lab
+EOF
+}
+
+start_daemons() {
+    [ "${VMSLAB_NO_DAEMONS:-0}" = 1 ] && {
+        libvirt_answers && return 0
+        die "libvirtd does not answer and VMSLAB_NO_DAEMONS=1; start libvirtd yourself"
+    }
+    if libvirt_answers; then return 0; fi
+    # libvirtd does not answer: start what is missing ourselves.
+    id libvirt-qemu >/dev/null 2>&1 ||
+        run "useradd" useradd --system --no-create-home --shell /usr/sbin/nologin libvirt-qemu ||
+        die "cannot create user libvirt-qemu"
+    mkdir -p /var/log/libvirt/qemu /var/lib/libvirt/qemu /var/cache/libvirt /run/libvirt
+    configure_qemu_conf
+    if ! pid_alive /run/virtlogd.pid; then
+        say "starting virtlogd"
+        run "virtlogd -d" virtlogd -d 9>&- ||
+            die "virtlogd did not start; run 'virtlogd -v' to see why"
+    fi
+    if pid_alive /run/libvirtd.pid; then
+        die "libvirtd (pid $(cat /run/libvirtd.pid)) runs but does not answer on qemu:///system; stop it (kill $(cat /run/libvirtd.pid)) and rerun lab/setup.sh"
+    fi
+    say "starting libvirtd"
+    LIBVIRT_LOG_OUTPUTS="3:file:/var/log/libvirt/libvirtd.log" \
+        run "libvirtd -d" libvirtd -d 9>&- ||
+        die "libvirtd did not start; see /var/log/libvirt/libvirtd.log"
+    local i
+    for i in $(seq 50); do
+        libvirt_answers && return 0
+        sleep 0.2
+    done
+    echo "---- last lines of /var/log/libvirt/libvirtd.log ----" >&2
+    tail -n 10 /var/log/libvirt/libvirtd.log >&2 2>/dev/null
+    die "libvirtd started but qemu:///system does not answer after 10 s; see /var/log/libvirt/libvirtd.log"
+}
+start_daemons
+
+# ---------------------------------------------------------------- guest
+# Fast path: nothing that decides the guest changed since the last build
+# (apt's package lists, the installed packages, the lab's own files).
+lab_files_digest() {
+    { cat "$LAB_DIR/setup.sh"; find "$LAB_DIR/guest" -type f | sort | xargs cat; } | sha256sum | cut -c1-16
+}
+STAMP=$({ stat -c '%n %Y' /var/lib/apt/lists /var/lib/dpkg/status; lab_files_digest; } | sha256sum | cut -c1-16)
+if [ -s "$CACHE/lab.env" ] && grep -qx "VMSLAB_STAMP=$STAMP" "$CACHE/lab.env"; then
+    # shellcheck disable=SC1091
+    . "$CACHE/lab.env"
+    if [ -s "$VMSLAB_INITRD" ] && [ -s "$VMSLAB_KERNEL" ]; then
+        say "ready (guest $VMSLAB_GUEST_KEY cached)"
+        exit 0
+    fi
+fi
+
+installed_version() { dpkg-query -W -f='${Version}' "$1" 2>/dev/null; }
+candidate_version() { apt-cache policy "$1" 2>/dev/null | awk '/Candidate:/ { print $2 }'; }
+
+# The kernel: whatever linux-image-amd64 depends on now.
+kernel_package() {
+    apt-cache depends linux-image-amd64 2>/dev/null |
+        awk '/Depends: linux-image-[0-9].*-amd64/ { print $2; exit }'
+}
+KPKG=$(kernel_package)
+if [ -z "$KPKG" ] || [ -z "$(candidate_version "$KPKG")" ] || [ "$(candidate_version "$KPKG")" = "(none)" ]; then
+    if [ ! -s "$CACHE/lab.env" ] || [ "${VMSLAB_NO_INSTALL:-0}" != 1 ]; then
+        apt_update
+        KPKG=$(kernel_package)
+    fi
+fi
+[ -n "$KPKG" ] || die "apt knows no Debian kernel package (linux-image-amd64); add 'deb http://deb.debian.org/debian bookworm main' to /etc/apt/sources.list, run apt-get update, then rerun lab/setup.sh"
+KVERSION=$(candidate_version "$KPKG")
+KREL=${KPKG#linux-image-}
+
+QGA_BIN=$(dpkg -L qemu-guest-agent 2>/dev/null | grep -E '/s?bin/qemu-ga$' | head -n 1)
+[ -x "$QGA_BIN" ] || die "qemu-ga binary not found in package qemu-guest-agent; reinstall it"
+BUSYBOX=/bin/busybox
+[ -x "$BUSYBOX" ] || die "$BUSYBOX missing; reinstall busybox-static"
+MKE2FS=$(command -v mke2fs) && E2FSCK=$(command -v e2fsck) ||
+    die "mke2fs/e2fsck missing; reinstall e2fsprogs"
+
+# The cache key: every input of the guest image.
+guest_key() {
+    {
+        echo "kernel $KPKG $KVERSION"
+        echo "qemu-guest-agent $(installed_version qemu-guest-agent)"
+        echo "busybox-static $(installed_version busybox-static)"
+        echo "e2fsprogs $(installed_version e2fsprogs)"
+        echo "libc6 $(installed_version libc6)"
+        echo "libglib2.0-0 $(installed_version libglib2.0-0)"
+        lab_files_digest
+    } | sha256sum | cut -c1-16
+}
+KEY=$(guest_key)
+GUEST=$CACHE/guest-$KEY
+
+write_env() {
+    local tmp=$CACHE/lab.env.tmp
+    cat >"$tmp" <<EOF
+# written by lab/setup.sh; sourced by tests/vm/lib.sh
+VMSLAB_GUEST_DIR=$GUEST
+VMSLAB_KERNEL=$GUEST/vmlinuz
+VMSLAB_INITRD=$GUEST/initrd.img
+VMSLAB_GUEST_KERNEL_RELEASE=$KREL
+VMSLAB_GUEST_KEY=$KEY
+VMSLAB_STAMP=$STAMP
+EOF
+    mv -f "$tmp" "$CACHE/lab.env"
+}
+
+if [ -s "$GUEST/initrd.img" ] && [ -s "$GUEST/vmlinuz" ]; then
+    write_env
+    say "ready (guest $KEY cached)"
+    exit 0
+fi
+
+# --- kernel: download once per version, keep only vmlinuz and the modules we load.
+KDIR=$CACHE/kernel-$KPKG-$KVERSION
+# Modules the guest needs (dependencies are added from the .ko files).
+# crc32c_generic is asked for by ext4 through the crypto API, not a symbol.
+GUEST_MODULES="virtio_pci virtio_blk virtio_console virtio_net virtio_rng crc32c_generic ext4 loop"
+
+extract_kernel() {
+    local tmp=$CACHE/tmp-kernel.$$ deb
+    TMPDIRS+=("$tmp")
+    rm -rf "$tmp" && mkdir -p "$tmp/x"
+    say "downloading kernel $KPKG $KVERSION"
+    (cd "$tmp" && run "apt-get download" apt-get download "$KPKG=$KVERSION") || {
+        apt_update
+        (cd "$tmp" && run "apt-get download" apt-get download "$KPKG=$KVERSION")
+    } || die "could not download $KPKG $KVERSION (see above); check apt sources and the network, then rerun lab/setup.sh"
+    deb=$(ls "$tmp"/*.deb)
+    run "dpkg-deb -x" dpkg-deb -x "$deb" "$tmp/x" || die "could not unpack $deb"
+    local mroot="$tmp/x/lib/modules/$KREL"
+    [ -d "$mroot" ] || die "$deb has no lib/modules/$KREL"
+    mkdir -p "$tmp/out/modules"
+    cp "$tmp/x/boot/vmlinuz-$KREL" "$tmp/out/vmlinuz" || die "$deb has no boot/vmlinuz-$KREL"
+    # Resolve dependencies from each module's modinfo 'depends=' field and
+    # write the load order (dependencies first).
+    declare -A seen=()
+    local order=()
+    add_module() {
+        local name=$1 file deps d
+        name=${name//-/_}
+        [ -n "${seen[$name]:-}" ] && return 0
+        seen[$name]=1
+        if grep -qE "/${name}\.ko" "$mroot/modules.builtin" 2>/dev/null; then return 0; fi
+        file=$(find "$mroot/kernel" -name "$name.ko" -o -name "$(echo "$name" | tr _ -).ko" | head -n 1)
+        [ -n "$file" ] || die "module $name not found in $deb"
+        deps=$(tr '\0' '\n' <"$file" | sed -n 's/^depends=//p' | head -n 1)
+        for d in ${deps//,/ }; do add_module "$d"; done
+        cp "$file" "$tmp/out/modules/$name.ko"
+        order+=("$name")
+    }
+    local m
+    for m in $GUEST_MODULES; do add_module "$m"; done
+    printf '%s\n' "${order[@]}" >"$tmp/out/modules/load-order"
+    rm -rf "$KDIR"
+    mv "$tmp/out" "$KDIR"
+    rm -rf "$tmp"
+}
+[ -s "$KDIR/vmlinuz" ] && [ -s "$KDIR/modules/load-order" ] || extract_kernel
+
+# --- initramfs
+build_initramfs() {
+    local tmp=$CACHE/tmp-guest.$$ root
+    TMPDIRS+=("$tmp")
+    rm -rf "$tmp" && mkdir -p "$tmp/root"
+    root=$tmp/root
+    mkdir -p "$root"/{bin,sbin,usr/bin,usr/sbin,etc,proc,sys,dev,run,tmp,data,root,var/log}
+    mkdir -p "$root/lib/modules/$KREL" "$root/etc/qemu/fsfreeze-hook.d" "$root/usr/lib/vmslab"
+    chmod 1777 "$root/tmp"
+
+    # The staging tree must never hold a symlink while files are copied into
+    # it: an absolute link (/bin/busybox) would send the copy to the host.
+    # So copy first, and make busybox's applet links last.
+    cp "$BUSYBOX" "$root/bin/busybox"
+    local a
+
+    # Binaries from Debian packages with the libraries ldd lists.
+    copy_with_libs() {
+        local bin=$1 dest=$2 lib
+        cp --remove-destination "$bin" "$root$dest"
+        for lib in $(ldd "$bin" | awk '/=> \// { print $3 } /^[ \t]*\// { print $1 }'); do
+            [ -e "$root$lib" ] && continue
+            mkdir -p "$root$(dirname "$lib")"
+            cp --remove-destination -L "$lib" "$root$lib"
+        done
+    }
+    copy_with_libs "$QGA_BIN" /usr/bin/qemu-ga
+    copy_with_libs "$MKE2FS" /sbin/mke2fs
+    copy_with_libs "$E2FSCK" /sbin/e2fsck
+    ln -sf mke2fs "$root/sbin/mkfs.ext4"
+    ln -sf e2fsck "$root/sbin/fsck.ext4"
+    [ -f /etc/mke2fs.conf ] && cp /etc/mke2fs.conf "$root/etc/"
+    # ld.so looks in /lib64 and the multiarch dirs; usrmerge layout not needed.
+    [ -e "$root/lib64/ld-linux-x86-64.so.2" ] || die "ld-linux-x86-64.so.2 not copied into the guest"
+
+    cp "$KDIR"/modules/*.ko "$KDIR/modules/load-order" "$root/lib/modules/$KREL/"
+
+    # Guest side of the lab: init scripts, fsfreeze hook, workloads.
+    cp -R "$LAB_DIR/guest/root/." "$root/"
+    cp "$LAB_DIR"/guest/bin/* "$root/usr/lib/vmslab/"
+    chmod 755 "$root"/usr/lib/vmslab/* "$root"/etc/vmslab/rc.* "$root"/etc/vmslab/run-* \
+        "$root/etc/qemu/fsfreeze-hook" "$root/sbin/shutdown"
+    for a in "$root"/usr/lib/vmslab/*; do
+        ln -sf "/usr/lib/vmslab/$(basename "$a")" "$root/usr/bin/$(basename "$a")"
+    done
+    echo "$KREL" >"$root/etc/vmslab/kernel-release"
+    echo "$KEY" >"$root/etc/vmslab/guest-key"
+
+    for a in $("$BUSYBOX" --list-full); do
+        [ -e "$root/$a" ] || [ -L "$root/$a" ] || ln -s /bin/busybox "$root/$a"
+    done
+    # busybox init as PID 1, configured by /etc/inittab.
+    ln -s /bin/busybox "$root/init"
+
+    (cd "$root" && find . | "$BUSYBOX" cpio -o -H newc -R 0:0 2>/dev/null | gzip -1) \
+        >"$tmp/initrd.img" || die "could not pack the initramfs"
+    cp "$KDIR/vmlinuz" "$tmp/vmlinuz"
+    rm -rf "$root"
+    rm -rf "$GUEST"
+    mv "$tmp" "$GUEST"
+}
+say "building guest $KEY (kernel $KREL)"
+build_initramfs
+
+# Drop other guest builds; keep the kernel dirs of the current version only.
+for d in "$CACHE"/guest-*; do
+    [ "$d" = "$GUEST" ] || rm -rf "$d"
+done
+for d in "$CACHE"/kernel-*; do
+    [ "$d" = "$KDIR" ] || rm -rf "$d"
+done
+write_env
+say "ready (guest $KEY built: $(du -h "$GUEST/initrd.img" | cut -f1) initramfs)"
+exit 0

@@ -1,0 +1,23 @@
+#!/bin/bash
+# lab-is-ready: lab/setup.sh installs what is missing, starts virtlogd and
+# libvirtd, builds (or finds cached) the guest kernel and initramfs; libvirt
+# then answers on qemu:///system and offers TCG ('qemu') x86_64 domains.
+# Runs first and alone in the suite, so a first-time guest build happens here.
+. "$(dirname "$0")/lib.sh"
+lab_init
+
+[ -s "$VMSLAB_KERNEL" ] || lab_fail "guest kernel $VMSLAB_KERNEL missing after setup"
+[ -s "$VMSLAB_INITRD" ] || lab_fail "guest initramfs $VMSLAB_INITRD missing after setup"
+lab_ok "guest $VMSLAB_GUEST_KEY: kernel $VMSLAB_GUEST_KERNEL_RELEASE, initramfs $(du -h "$VMSLAB_INITRD" | cut -f1)"
+
+virsh -q version >/dev/null || lab_fail "libvirtd does not answer on $LIBVIRT_DEFAULT_URI"
+virsh -q capabilities | grep -q "<domain type='qemu'" ||
+    lab_fail "libvirt offers no 'qemu' (TCG) domain type; is qemu-system-x86 installed?"
+lab_ok "libvirtd answers and offers TCG domains"
+
+# The second run must be fast: everything is cached.
+t0=$(date +%s%N)
+"$LAB_DIR/setup.sh" --quiet || lab_fail "second lab/setup.sh run failed"
+ms=$((($(date +%s%N) - t0) / 1000000))
+[ $ms -lt 5000 ] || lab_fail "a second lab/setup.sh run took $ms ms; the cache does not work"
+lab_ok "second setup run took $ms ms (cached)"
