@@ -1,0 +1,599 @@
+/* The chunk store: content-addressed chunk files under chunks/ab/<hex>
+ * (docs/repository-format.md "Chunks"). Called from several threads at
+ * once; nothing here takes a lock. Each thread keeps its own zstd contexts
+ * and I/O buffer (freed when the thread ends), and two threads storing the
+ * same content race harmlessly: each writes a temp file and renames it over
+ * the final name, which ends up holding that content either way.
+ */
+#include <assert.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
+#include <zstd.h>
+
+#include "cleanup.h"
+#include "repo-internal.h"
+#include "vmshadow/error.h"
+
+/* zstd level 1: the fastest of the regular levels; disk images compress
+ * nearly as well at 3 and it would cost a core at backup speed. */
+#define CHUNK_ZSTD_LEVEL 1
+
+/* ---- per-thread state ---- */
+
+struct chunk_tls {
+  ZSTD_CCtx *cctx;
+  ZSTD_DCtx *dctx;
+  uint8_t *io;                  /* a chunk file: header + payload */
+  uint8_t *plain;               /* an uncompressed chunk (vms_repo_read) */
+};
+
+static pthread_key_t tls_key;
+static pthread_once_t tls_once = PTHREAD_ONCE_INIT;
+static int tls_key_ok;
+static EVP_MD *sha256_md;
+
+static void
+tls_free (void *p)
+{
+  struct chunk_tls *t = p;
+  if (t == NULL)
+    return;
+  ZSTD_freeCCtx (t->cctx);
+  ZSTD_freeDCtx (t->dctx);
+  free (t->io);
+  free (t->plain);
+  free (t);
+}
+
+static void
+tls_init (void)
+{
+  tls_key_ok = pthread_key_create (&tls_key, tls_free) == 0;
+  /* Fetched once: an implicit fetch per digest costs a lock in OpenSSL 3. */
+  sha256_md = EVP_MD_fetch (NULL, "SHA256", NULL);
+}
+
+static struct chunk_tls *
+tls_get (void)
+{
+  struct chunk_tls *t;
+
+  pthread_once (&tls_once, tls_init);
+  if (!tls_key_ok || sha256_md == NULL) {
+    vms_set_error (ENOMEM, "cannot set up SHA-256 or per-thread state");
+    return NULL;
+  }
+  t = pthread_getspecific (tls_key);
+  if (t)
+    return t;
+  t = calloc (1, sizeof *t);
+  if (t == NULL || pthread_setspecific (tls_key, t) != 0) {
+    free (t);
+    vms_set_error (ENOMEM, "out of memory");
+    return NULL;
+  }
+  return t;
+}
+
+static uint8_t *
+tls_buffer (uint8_t **slot)
+{
+  if (*slot == NULL)
+    *slot = malloc (CHUNK_HEADER_SIZE + (size_t) VMS_CHUNK_SIZE);
+  if (*slot == NULL)
+    vms_set_error (ENOMEM, "out of memory for a chunk buffer");
+  return *slot;
+}
+
+uint8_t *
+chunk_store_plain_buffer (void)
+{
+  struct chunk_tls *t = tls_get ();
+  return t ? tls_buffer (&t->plain) : NULL;
+}
+
+/* ---- digests ---- */
+
+int
+vms_digest_is_zero (const struct vms_digest *digest)
+{
+  static const struct vms_digest zero;
+  return memcmp (digest->b, zero.b, VMS_DIGEST_LEN) == 0;
+}
+
+void
+vms_digest_hex (const struct vms_digest *digest, char out[65])
+{
+  static const char hex[] = "0123456789abcdef";
+  for (size_t i = 0; i < VMS_DIGEST_LEN; i++) {
+    out[2 * i] = hex[digest->b[i] >> 4];
+    out[2 * i + 1] = hex[digest->b[i] & 15];
+  }
+  out[64] = '\0';
+}
+
+int
+chunk_store_parse_hex (const char *hex, struct vms_digest *d)
+{
+  for (size_t i = 0; i < 2 * VMS_DIGEST_LEN; i++) {
+    char c = hex[i];
+    int v;
+    if (c >= '0' && c <= '9') v = c - '0';
+    else if (c >= 'a' && c <= 'f') v = c - 'a' + 10;
+    else return -1;
+    if (i % 2 == 0) d->b[i / 2] = (uint8_t) (v << 4);
+    else d->b[i / 2] |= (uint8_t) v;
+  }
+  return hex[2 * VMS_DIGEST_LEN] == '\0' ? 0 : -1;
+}
+
+static int
+sha256 (const void *data, size_t len, struct vms_digest *d)
+{
+  unsigned int mdlen = 0;
+  pthread_once (&tls_once, tls_init);
+  if (sha256_md == NULL ||
+      !EVP_Digest (data, len, d->b, &mdlen, sha256_md, NULL) ||
+      mdlen != VMS_DIGEST_LEN) {
+    vms_set_error (EIO, "SHA-256 failed (OpenSSL)");
+    return -1;
+  }
+  return 0;
+}
+
+static int
+is_all_zero (const uint8_t *p, size_t len)
+{
+  return len == 0 || (p[0] == 0 && memcmp (p, p + 1, len - 1) == 0);
+}
+
+/* "ab/<hex>" */
+static void
+chunk_name (const struct vms_digest *d, char name[68])
+{
+  char hex[65];
+  vms_digest_hex (d, hex);
+  snprintf (name, 68, "%.2s/%s", hex, hex);
+}
+
+/* ---- header ---- */
+
+static void
+put_le32 (uint8_t *p, uint32_t v)
+{
+  p[0] = (uint8_t) v; p[1] = (uint8_t) (v >> 8);
+  p[2] = (uint8_t) (v >> 16); p[3] = (uint8_t) (v >> 24);
+}
+
+static uint32_t
+get_le32 (const uint8_t *p)
+{
+  return (uint32_t) p[0] | (uint32_t) p[1] << 8 | (uint32_t) p[2] << 16 |
+    (uint32_t) p[3] << 24;
+}
+
+struct chunk_header {
+  unsigned compression;
+  uint32_t length;              /* uncompressed */
+  uint32_t payload;             /* bytes after the header */
+};
+
+/* Check a header against the file size and, with check_len, the expected
+ * length. Sets "chunk HEX is corrupt (...)" on failure. */
+static int
+header_parse (const uint8_t *h, uint64_t file_size, int check_len, size_t expect,
+              const struct vms_digest *d, struct chunk_header *out)
+{
+  char hex[65];
+  const char *why = NULL;
+  char whybuf[96];
+
+  out->compression = h[5];
+  out->length = get_le32 (h + 8);
+  out->payload = get_le32 (h + 12);
+  if (file_size < CHUNK_HEADER_SIZE)
+    why = "shorter than its header";
+  else if (memcmp (h, CHUNK_MAGIC, 4) != 0)
+    why = "bad magic";
+  else if (h[4] != CHUNK_VERSION)
+    why = "unknown chunk version";
+  else if (out->compression != CHUNK_RAW && out->compression != CHUNK_ZSTD)
+    why = "unknown compression";
+  else if (out->length > VMS_CHUNK_SIZE || out->payload > VMS_CHUNK_SIZE)
+    why = "length out of range";
+  else if ((uint64_t) out->payload + CHUNK_HEADER_SIZE != file_size) {
+    snprintf (whybuf, sizeof whybuf, "file is %" PRIu64 " bytes, header says %"
+              PRIu64, file_size, (uint64_t) out->payload + CHUNK_HEADER_SIZE);
+    why = whybuf;
+  }
+  else if (out->compression == CHUNK_RAW && out->payload != out->length)
+    why = "raw payload length differs from chunk length";
+  else if (check_len && out->length != expect) {
+    snprintf (whybuf, sizeof whybuf, "holds %" PRIu32 " bytes, expected %zu",
+              out->length, expect);
+    why = whybuf;
+  }
+  if (why == NULL)
+    return 0;
+  vms_digest_hex (d, hex);
+  vms_set_error (EBADMSG, "chunk %s is corrupt (%s)", hex, why);
+  return -1;
+}
+
+static int
+open_chunk (vms_repo *repo, const struct vms_digest *d, struct stat *st)
+{
+  char name[68], hex[65];
+
+  chunk_name (d, name);
+  int fd = openat (repo->chunks_fd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  if (fd == -1 || fstat (fd, st) == -1) {
+    int e = errno;
+    if (fd >= 0)
+      close (fd);
+    vms_digest_hex (d, hex);
+    if (e == ENOENT)
+      vms_set_error (ENOENT, "chunk %s is missing", hex);
+    else
+      vms_set_error (e, "chunk %s is unreadable: %s", hex, repo_errstr (e));
+    return -1;
+  }
+  return fd;
+}
+
+static int
+pread_all (int fd, void *buf, size_t len, off_t off)
+{
+  uint8_t *p = buf;
+  while (len > 0) {
+    ssize_t r = pread (fd, p, len, off);
+    if (r == -1) {
+      if (errno == EINTR)
+        continue;
+      return -1;
+    }
+    if (r == 0) {
+      errno = EBADMSG;          /* shorter than fstat said: treat as corrupt */
+      return -1;
+    }
+    p += r;
+    len -= (size_t) r;
+    off += r;
+  }
+  return 0;
+}
+
+int
+chunk_store_check (vms_repo *repo, const struct vms_digest *d, size_t len)
+{
+  struct stat st;
+  uint8_t h[CHUNK_HEADER_SIZE] = { 0 };
+  struct chunk_header ch;
+  char hex[65];
+  CLEANUP_CLOSE int fd = open_chunk (repo, d, &st);
+
+  if (fd == -1)
+    return -1;
+  if (st.st_size >= CHUNK_HEADER_SIZE &&
+      pread_all (fd, h, sizeof h, 0) == -1) {
+    vms_digest_hex (d, hex);
+    vms_set_error (errno, "chunk %s is unreadable: %s", hex, repo_errstr (errno));
+    return -1;
+  }
+  return header_parse (h, (uint64_t) st.st_size, len != 0, len, d, &ch);
+}
+
+int
+chunk_store_read (vms_repo *repo, const struct vms_digest *d, void *buf,
+                  size_t len, int verify)
+{
+  struct stat st;
+  uint8_t h[CHUNK_HEADER_SIZE] = { 0 };
+  struct chunk_header ch;
+  char hex[65];
+
+  if (len > VMS_CHUNK_SIZE) {
+    vms_set_error (EINVAL, "chunk length %zu is larger than %u", len,
+                   VMS_CHUNK_SIZE);
+    return -1;
+  }
+  if (vms_digest_is_zero (d)) {
+    memset (buf, 0, len);
+    return 0;
+  }
+  struct chunk_tls *t = tls_get ();
+  if (t == NULL)
+    return -1;
+
+  CLEANUP_CLOSE int fd = open_chunk (repo, d, &st);
+  if (fd == -1)
+    return -1;
+  vms_digest_hex (d, hex);
+  if (st.st_size >= CHUNK_HEADER_SIZE &&
+      pread_all (fd, h, sizeof h, 0) == -1)
+    goto read_error;
+  if (header_parse (h, (uint64_t) st.st_size, 1, len, d, &ch) == -1)
+    return -1;
+  if (ch.compression == CHUNK_RAW) {
+    if (pread_all (fd, buf, len, CHUNK_HEADER_SIZE) == -1)
+      goto read_error;
+  }
+  else {
+    uint8_t *io = tls_buffer (&t->io);
+    if (io == NULL)
+      return -1;
+    if (t->dctx == NULL && (t->dctx = ZSTD_createDCtx ()) == NULL) {
+      vms_set_error (ENOMEM, "out of memory for a zstd context");
+      return -1;
+    }
+    if (pread_all (fd, io, ch.payload, CHUNK_HEADER_SIZE) == -1)
+      goto read_error;
+    size_t r = ZSTD_decompressDCtx (t->dctx, buf, len, io, ch.payload);
+    if (ZSTD_isError (r) || r != len) {
+      vms_set_error (EBADMSG, "chunk %s is corrupt (%s)", hex,
+                     ZSTD_isError (r) ? ZSTD_getErrorName (r)
+                     : "decompresses to the wrong length");
+      return -1;
+    }
+  }
+  if (verify) {
+    struct vms_digest got;
+    if (sha256 (buf, len, &got) == -1)
+      return -1;
+    if (memcmp (got.b, d->b, VMS_DIGEST_LEN) != 0) {
+      vms_set_error (EBADMSG, "chunk %s is corrupt (hash mismatch)", hex);
+      return -1;
+    }
+  }
+  return 0;
+
+ read_error:
+  if (errno == EBADMSG)
+    vms_set_error (EBADMSG, "chunk %s is corrupt (shorter than its header says)",
+                   hex);
+  else
+    vms_set_error (errno, "chunk %s is unreadable: %s", hex, repo_errstr (errno));
+  return -1;
+}
+
+/* ---- public ---- */
+
+int
+vms_repo_chunk_exists (vms_repo *repo, const struct vms_digest *digest)
+{
+  char name[68], hex[65];
+  struct stat st;
+
+  if (vms_digest_is_zero (digest))
+    return 1;
+  chunk_name (digest, name);
+  if (fstatat (repo->chunks_fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0)
+    return 1;
+  if (errno == ENOENT)
+    return 0;
+  vms_digest_hex (digest, hex);
+  vms_set_error (errno, "repository %s: cannot look up chunk %s: %s",
+                 repo->path, hex, repo_errstr (errno));
+  return -1;
+}
+
+int
+vms_repo_chunk_get (vms_repo *repo, const struct vms_digest *digest,
+                    void *buf, size_t len, int verify)
+{
+  if (chunk_store_read (repo, digest, buf, len, verify) == -1) {
+    vms_set_error (vms_get_errno (), "repository %s: %s", repo->path,
+                   vms_get_error ());
+    return -1;
+  }
+  return 0;
+}
+
+static unsigned tmp_counter;
+
+int
+vms_repo_chunk_put (vms_repo *repo, const void *data, size_t len,
+                    struct vms_digest *digest, uint64_t *stored_bytes)
+{
+  char name[68], tmp[96], hex[65];
+  struct vms_digest d;
+  struct chunk_tls *t;
+  uint8_t *io;
+  size_t payload;
+  unsigned compression;
+  struct iovec iov[2];
+
+  if (stored_bytes)
+    *stored_bytes = 0;
+  if (len > VMS_CHUNK_SIZE) {
+    vms_set_error (EINVAL, "chunk of %zu bytes is larger than the chunk size %u",
+                   len, VMS_CHUNK_SIZE);
+    return -1;
+  }
+  if (repo_need_write (repo, "store a chunk") == -1)
+    return -1;
+  if (is_all_zero (data, len)) {
+    memset (digest->b, 0, VMS_DIGEST_LEN);
+    return 0;
+  }
+  if (sha256 (data, len, &d) == -1)
+    return -1;
+  *digest = d;
+
+  /* Already there (and sound)? A chunk left half-written by a crash before
+   * a commit's syncfs fails this check and is written again. */
+  if (chunk_store_check (repo, &d, len) == 0)
+    return 0;
+
+  if ((t = tls_get ()) == NULL || (io = tls_buffer (&t->io)) == NULL)
+    return -1;
+  if (t->cctx == NULL && (t->cctx = ZSTD_createCCtx ()) == NULL) {
+    vms_set_error (ENOMEM, "out of memory for a zstd context");
+    return -1;
+  }
+  /* Capacity len - 1: stored compressed only when that is smaller. */
+  size_t r = len > 1
+    ? ZSTD_compressCCtx (t->cctx, io + CHUNK_HEADER_SIZE, len - 1, data, len,
+                         CHUNK_ZSTD_LEVEL)
+    : (size_t) -1;
+  if (len > 1 && !ZSTD_isError (r) && r < len) {
+    compression = CHUNK_ZSTD;
+    payload = r;
+    iov[1].iov_base = io + CHUNK_HEADER_SIZE;
+  }
+  else {
+    compression = CHUNK_RAW;
+    payload = len;
+    iov[1].iov_base = (void *) data;
+  }
+  iov[1].iov_len = payload;
+  memset (io, 0, CHUNK_HEADER_SIZE);
+  memcpy (io, CHUNK_MAGIC, 4);
+  io[4] = CHUNK_VERSION;
+  io[5] = (uint8_t) compression;
+  put_le32 (io + 8, (uint32_t) len);
+  put_le32 (io + 12, (uint32_t) payload);
+  iov[0].iov_base = io;
+  iov[0].iov_len = CHUNK_HEADER_SIZE;
+
+  chunk_name (&d, name);
+  vms_digest_hex (&d, hex);
+  snprintf (tmp, sizeof tmp, "%.2s/.tmp-%d-%u", hex, (int) getpid (),
+            __atomic_fetch_add (&tmp_counter, 1, __ATOMIC_RELAXED));
+
+  int fd = openat (repo->chunks_fd, tmp,
+                   O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (fd == -1 && errno == ENOENT) {
+    char sub[3] = { hex[0], hex[1], '\0' };
+    if (repo_mkdirat (repo->chunks_fd, sub) == 0)
+      fd = openat (repo->chunks_fd, tmp,
+                   O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+  }
+  if (fd == -1)
+    goto error;
+  if (fchmod (fd, 0600) == -1)
+    goto error_close;
+  size_t left = CHUNK_HEADER_SIZE + payload;
+  struct iovec *v = iov;
+  int nv = 2;
+  while (left > 0) {
+    ssize_t w = writev (fd, v, nv);
+    if (w == -1) {
+      if (errno == EINTR)
+        continue;
+      goto error_close;
+    }
+    left -= (size_t) w;
+    while (nv > 0 && (size_t) w >= v->iov_len) {
+      w -= (ssize_t) v->iov_len;
+      v++;
+      nv--;
+    }
+    if (nv > 0) {
+      v->iov_base = (uint8_t *) v->iov_base + w;
+      v->iov_len -= (size_t) w;
+    }
+  }
+  if (close (fd) == -1) {
+    fd = -1;
+    goto error_unlink;
+  }
+  if (renameat (repo->chunks_fd, tmp, repo->chunks_fd, name) == -1) {
+    fd = -1;
+    goto error_unlink;
+  }
+  if (stored_bytes)
+    *stored_bytes = CHUNK_HEADER_SIZE + payload;
+  return 0;
+
+ error_close:
+  {
+    int e = errno;
+    close (fd);
+    errno = e;
+  }
+ error_unlink:
+  {
+    int e = errno;
+    unlinkat (repo->chunks_fd, tmp, 0);
+    errno = e;
+  }
+ error:
+  vms_set_error (errno, "repository %s: %s while writing chunk %s",
+                 repo->path, repo_errstr (errno), hex);
+  return -1;
+}
+
+/* ---- digest sets ---- */
+
+static size_t
+digest_hash (const struct vms_digest *d)
+{
+  uint64_t h;
+  memcpy (&h, d->b, sizeof h);    /* SHA-256 output is already uniform */
+  return (size_t) h;
+}
+
+static struct digest_set_entry *
+digest_set_slot (struct digest_set_entry *e, size_t cap,
+                 const struct vms_digest *d)
+{
+  size_t i = digest_hash (d) & (cap - 1);
+  while (e[i].used && memcmp (e[i].d.b, d->b, VMS_DIGEST_LEN) != 0)
+    i = (i + 1) & (cap - 1);
+  return &e[i];
+}
+
+struct digest_set_entry *
+digest_set_add (struct digest_set *s, const struct vms_digest *d, int *added)
+{
+  struct digest_set_entry *slot;
+
+  if (s->len + 1 > s->cap / 2) {
+    size_t ncap = s->cap ? s->cap * 2 : 1024;
+    struct digest_set_entry *ne = calloc (ncap, sizeof *ne);
+    if (ne == NULL) {
+      vms_set_error (ENOMEM, "out of memory for a set of %zu chunks", s->len);
+      return NULL;
+    }
+    for (size_t i = 0; i < s->cap; i++)
+      if (s->e[i].used)
+        *digest_set_slot (ne, ncap, &s->e[i].d) = s->e[i];
+    free (s->e);
+    s->e = ne;
+    s->cap = ncap;
+  }
+  slot = digest_set_slot (s->e, s->cap, d);
+  *added = !slot->used;
+  if (!slot->used) {
+    slot->used = 1;
+    slot->d = *d;
+    slot->value = 0;
+    s->len++;
+  }
+  return slot;
+}
+
+int
+digest_set_contains (const struct digest_set *s, const struct vms_digest *d)
+{
+  return s->cap > 0 && digest_set_slot (s->e, s->cap, d)->used;
+}
+
+void
+digest_set_free (struct digest_set *s)
+{
+  free (s->e);
+  s->e = NULL;
+  s->cap = s->len = 0;
+}

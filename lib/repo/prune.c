@@ -1,0 +1,378 @@
+/* Maintenance that deletes: prune (which backups a keep policy removes, in
+ * the manner of restic's and borg's --keep-* rules) and gc (mark and sweep
+ * of chunks no committed backup references, and of leftovers of
+ * interrupted backups). Both need the writer lock, so no backup runs
+ * meanwhile. gc refuses to sweep when any backup cannot be read: it could
+ * not know which chunks that backup needs.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cleanup.h"
+#include "repo-internal.h"
+#include "vmshadow/error.h"
+
+/* ---- selection ---- */
+
+static int
+newest_first (const void *a, const void *b)
+{
+  const struct prune_item *x = *(const struct prune_item *const *) a;
+  const struct prune_item *y = *(const struct prune_item *const *) b;
+  if (x->time != y->time)
+    return x->time > y->time ? -1 : 1;
+  return strcmp (y->id, x->id);
+}
+
+/* The day, ISO week or month of t in local time, as one number. */
+static int64_t
+bucket (int64_t t, unsigned rule)
+{
+  time_t tt = (time_t) t;
+  struct tm tm;
+  char buf[16];
+
+  if (localtime_r (&tt, &tm) == NULL)
+    return t;
+  switch (rule) {
+  case PRUNE_DAILY:
+    return (int64_t) tm.tm_year * 1000 + tm.tm_yday;
+  case PRUNE_WEEKLY:
+    strftime (buf, sizeof buf, "%G%V", &tm);
+    return strtoll (buf, NULL, 10);
+  default:
+    return (int64_t) tm.tm_year * 12 + tm.tm_mon;
+  }
+}
+
+int
+prune_select (struct prune_item *items, size_t n,
+              const struct vms_prune_policy *policy)
+{
+  struct prune_item **order = calloc (n ? n : 1, sizeof *order);
+  const struct { unsigned rule, keep; } rules[] = {
+    { PRUNE_DAILY, policy->keep_daily },
+    { PRUNE_WEEKLY, policy->keep_weekly },
+    { PRUNE_MONTHLY, policy->keep_monthly },
+  };
+
+  if (order == NULL) {
+    vms_set_error (ENOMEM, "out of memory");
+    return -1;
+  }
+  for (size_t i = 0; i < n; i++) {
+    items[i].reasons = 0;
+    order[i] = &items[i];
+  }
+  qsort (order, n, sizeof *order, newest_first);
+  for (size_t i = 0; i < n && i < policy->keep_last; i++)
+    order[i]->reasons |= PRUNE_LAST;
+  for (size_t r = 0; r < sizeof rules / sizeof rules[0]; r++) {
+    unsigned kept = 0;
+    int64_t last = 0;
+    /* Newest first: the first backup of each bucket is its newest. */
+    for (size_t i = 0; i < n && kept < rules[r].keep; i++) {
+      int64_t b = bucket (order[i]->time, rules[r].rule);
+      if (kept == 0 || b != last) {
+        order[i]->reasons |= rules[r].rule;
+        last = b;
+        kept++;
+      }
+    }
+  }
+  free (order);
+  return 0;
+}
+
+const char *
+prune_reasons_text (unsigned reasons, char *buf, size_t len)
+{
+  static const char *const names[] = { "last", "daily", "weekly", "monthly" };
+  size_t off = 0;
+
+  buf[0] = '\0';
+  for (unsigned i = 0; i < 4; i++)
+    if (reasons & (1u << i))
+      off += (size_t) snprintf (buf + off, off < len ? len - off : 0, "%s%s",
+                                off ? ", " : "", names[i]);
+  return buf;
+}
+
+/* ---- prune ---- */
+
+static void __attribute__ ((format (printf, 3, 4)))
+say (vms_repo_report_fn report, void *opaque, const char *fmt, ...)
+{
+  char line[1024];
+  va_list ap;
+
+  if (report == NULL)
+    return;
+  va_start (ap, fmt);
+  vsnprintf (line, sizeof line, fmt, ap);
+  va_end (ap);
+  report (opaque, line);
+}
+
+/* Rename backups/<id> away (the backup is gone at once, atomically), then
+ * delete the files. */
+static int
+remove_backup (vms_repo *repo, const char *id)
+{
+  char from[MAX_BACKUP_ID_LEN + 16], to[MAX_BACKUP_ID_LEN + 64];
+
+  snprintf (from, sizeof from, "backups/%s", id);
+  snprintf (to, sizeof to, "tmp/%d.%u.prune-%s", (int) getpid (),
+            repo->txn_counter++, id);
+  if (repo_mkdirat (repo->dirfd, "tmp") == -1 ||
+      renameat (repo->dirfd, from, repo->dirfd, to) == -1 ||
+      repo_fsync_dir (repo->dirfd, "backups") == -1) {
+    vms_set_error (errno, "repository %s: cannot remove backup %s: %s",
+                   repo->path, id, repo_errstr (errno));
+    return -1;
+  }
+  if (repo_rmtree (repo->dirfd, to) == -1)
+    vms_set_error (errno, "repository %s: backup %s is removed, but its files "
+                   "in %s are left (gc removes them): %s", repo->path, id, to,
+                   repo_errstr (errno));
+  return 0;
+}
+
+int
+vms_repo_prune (vms_repo *repo, const struct vms_prune_policy *policy,
+                int dry_run, vms_repo_report_fn report, void *opaque)
+{
+  struct repo_backup *b;
+  size_t nr;
+  struct prune_item *items;
+  int removed = 0;
+
+  if (repo_need_write (repo, "prune") == -1)
+    return -1;
+  if (policy->keep_last == 0 && policy->keep_daily == 0 &&
+      policy->keep_weekly == 0 && policy->keep_monthly == 0) {
+    vms_set_error (EINVAL, "prune needs at least one keep rule (--keep-last, "
+                   "--keep-daily, --keep-weekly, --keep-monthly); refusing to "
+                   "remove every backup");
+    return -1;
+  }
+  if (repo_list_backups (repo, &b, &nr) == -1)
+    return -1;
+  items = calloc (nr ? nr : 1, sizeof *items);
+  if (items == NULL) {
+    repo_backups_free (b, nr);
+    vms_set_error (ENOMEM, "out of memory");
+    return -1;
+  }
+  /* Backups whose manifest cannot be read have no time: never removed. */
+  size_t n = 0;
+  for (size_t i = 0; i < nr; i++)
+    if (b[i].error == NULL)
+      items[n++] = (struct prune_item) { .id = b[i].id, .time = b[i].time };
+  if (prune_select (items, n, policy) == -1)
+    goto fail;
+
+  for (size_t i = 0, j = 0; i < nr; i++) {
+    char reasons[64];
+    if (b[i].error) {
+      say (report, opaque, "keep %s (unreadable: %s)", b[i].id, b[i].error);
+      continue;
+    }
+    struct prune_item *it = &items[j++];
+    if (it->reasons) {
+      say (report, opaque, "keep %s (%s)", it->id,
+           prune_reasons_text (it->reasons, reasons, sizeof reasons));
+      continue;
+    }
+    say (report, opaque, "remove %s", it->id);
+    if (!dry_run && remove_backup (repo, it->id) == -1)
+      goto fail;
+    removed++;
+  }
+  free (items);
+  repo_backups_free (b, nr);
+  return removed;
+ fail:
+  free (items);
+  repo_backups_free (b, nr);
+  return -1;
+}
+
+/* ---- gc ---- */
+
+static int
+mark (vms_repo *repo, struct digest_set *live)
+{
+  struct repo_backup *b;
+  size_t nr;
+
+  if (repo_list_backups (repo, &b, &nr) == -1)
+    return -1;
+  for (size_t i = 0; i < nr; i++) {
+    vms_manifest *m = manifest_load (repo, b[i].id);
+    if (m == NULL)
+      goto unreadable;
+    for (size_t f = 0; f < vms_manifest_file_count (m); f++) {
+      vms_index *idx = vms_manifest_load_index (repo, m, f);
+      if (idx == NULL) {
+        vms_manifest_free (m);
+        goto unreadable;
+      }
+      for (uint64_t c = 0; c < vms_index_chunk_count (idx); c++) {
+        const struct vms_digest *d = vms_index_get (idx, c);
+        int added;
+        if (!vms_digest_is_zero (d) && digest_set_add (live, d, &added) == NULL) {
+          vms_index_free (idx);
+          vms_manifest_free (m);
+          repo_backups_free (b, nr);
+          return -1;
+        }
+      }
+      vms_index_free (idx);
+    }
+    vms_manifest_free (m);
+  }
+  repo_backups_free (b, nr);
+  return 0;
+
+ unreadable:
+  vms_set_error (vms_get_errno (), "gc stopped before removing anything: %s; "
+                 "run vmshadow verify, and repair or remove that backup first",
+                 vms_get_error ());
+  repo_backups_free (b, nr);
+  return -1;
+}
+
+/* A leftover of another process (which cannot be writing: we hold the
+ * lock), or one of ours older than the grace period. */
+static int
+is_stale (const char *name, const struct stat *st, int64_t grace, time_t now)
+{
+  pid_t pid = repo_temp_pid (name);
+  if (pid != 0 && pid != getpid ())
+    return 1;
+  return (int64_t) now - (int64_t) st->st_mtime >= grace;
+}
+
+static int
+sweep_dir (vms_repo *repo, const char *sub, const struct digest_set *live,
+           int64_t grace, time_t now, uint64_t *removed, uint64_t *freed)
+{
+  int fd = openat (repo->chunks_fd, sub, O_RDONLY | O_DIRECTORY | O_CLOEXEC |
+                   O_NOFOLLOW);
+  DIR *d = fd >= 0 ? fdopendir (fd) : NULL;
+  struct dirent *e;
+  int r = 0;
+
+  if (d == NULL) {
+    if (fd >= 0) close (fd);
+    return 0;                   /* not a directory: not ours */
+  }
+  while ((e = readdir (d)) != NULL) {
+    struct stat st;
+    struct vms_digest dg;
+    int is_chunk = chunk_store_parse_hex (e->d_name, &dg) == 0 &&
+      strncmp (e->d_name, sub, 2) == 0;
+    int is_tmp = strncmp (e->d_name, ".tmp-", 5) == 0;
+
+    if (!is_chunk && !is_tmp)
+      continue;
+    if (is_chunk && digest_set_contains (live, &dg))
+      continue;
+    if (fstatat (dirfd (d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) == -1 ||
+        !S_ISREG (st.st_mode))
+      continue;
+    if (is_chunk ? (int64_t) now - (int64_t) st.st_mtime < grace
+        : !is_stale (e->d_name, &st, grace, now))
+      continue;
+    if (unlinkat (dirfd (d), e->d_name, 0) == -1) {
+      if (errno == ENOENT)
+        continue;
+      vms_set_error (errno, "repository %s: cannot remove chunk %s: %s",
+                     repo->path, e->d_name, repo_errstr (errno));
+      r = -1;
+      break;
+    }
+    if (is_chunk)
+      (*removed)++;
+    *freed += (uint64_t) st.st_size;
+  }
+  closedir (d);
+  return r;
+}
+
+int
+vms_repo_gc (vms_repo *repo, int64_t grace_seconds, uint64_t *chunks_removed,
+             uint64_t *bytes_freed)
+{
+  struct digest_set live = { 0 };
+  uint64_t removed = 0, freed = 0;
+  time_t now = time (NULL);
+  int r = -1;
+
+  if (chunks_removed) *chunks_removed = 0;
+  if (bytes_freed) *bytes_freed = 0;
+  if (repo_need_write (repo, "collect garbage") == -1)
+    return -1;
+  if (mark (repo, &live) == -1)
+    goto out;
+
+  int fd = openat (repo->chunks_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  DIR *d = fd >= 0 ? fdopendir (fd) : NULL;
+  if (d == NULL) {
+    vms_set_error (errno, "repository %s: cannot read chunks/: %s", repo->path,
+                   repo_errstr (errno));
+    if (fd >= 0) close (fd);
+    goto out;
+  }
+  struct dirent *e;
+  int sr = 0;
+  while (sr == 0 && (e = readdir (d)) != NULL) {
+    const char *n = e->d_name;
+    if (strlen (n) == 2 && strchr ("0123456789abcdef", n[0]) &&
+        strchr ("0123456789abcdef", n[1]))
+      sr = sweep_dir (repo, n, &live, grace_seconds, now, &removed, &freed);
+  }
+  closedir (d);
+  if (sr == -1)
+    goto out;
+
+  /* Leftovers of interrupted backups and prunes. */
+  fd = openat (repo->dirfd, "tmp", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  d = fd >= 0 ? fdopendir (fd) : NULL;
+  if (d == NULL && fd >= 0)
+    close (fd);
+  while (d && (e = readdir (d)) != NULL) {
+    struct stat st;
+    if (e->d_name[0] == '.' && (e->d_name[1] == '\0' ||
+                                (e->d_name[1] == '.' && e->d_name[2] == '\0')))
+      continue;
+    if (fstatat (dirfd (d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) == -1 ||
+        !is_stale (e->d_name, &st, grace_seconds, now))
+      continue;
+    if (repo_rmtree (dirfd (d), e->d_name) == -1) {
+      vms_set_error (errno, "repository %s: cannot remove tmp/%s: %s",
+                     repo->path, e->d_name, repo_errstr (errno));
+      closedir (d);
+      goto out;
+    }
+  }
+  if (d)
+    closedir (d);
+  r = 0;
+
+ out:
+  digest_set_free (&live);
+  if (chunks_removed) *chunks_removed = removed;
+  if (bytes_freed) *bytes_freed = freed;
+  return r;
+}

@@ -1,0 +1,173 @@
+/* lib/repo internals shared by its files, and by the unit tests and fuzz
+ * targets of tests/{unit,fuzz}/repo (which reach the pure parsers and the
+ * prune selection through this header). docs/repository-format.md is the
+ * on-disk spec that these functions implement.
+ */
+#ifndef VMS_REPO_INTERNAL_H
+#define VMS_REPO_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <json-c/json.h>
+
+#include "vmshadow/repo.h"
+
+#define REPO_CONFIG_FORMAT "vmshadow-repository"
+#define MANIFEST_FORMAT "vmshadow-backup-manifest"
+#define MANIFEST_VERSION 1
+#define MAX_MANIFEST_BYTES (64u << 20)
+#define MAX_MANIFEST_FILES 65536
+#define MAX_MANIFEST_METADATA 4096
+#define MAX_MANIFEST_STRING 4096
+#define MAX_BACKUP_ID_LEN 128
+/* An index of a 2^50-byte (1 PiB) file is 8 GiB: far beyond any disk this
+ * is for, and a cap that keeps every size computation far from overflow. */
+#define MAX_FILE_SIZE ((uint64_t) 1 << 50)
+
+#define CHUNK_MAGIC "VMSC"
+#define CHUNK_VERSION 1
+#define CHUNK_HEADER_SIZE 16
+enum { CHUNK_RAW = 0, CHUNK_ZSTD = 1 };
+
+#define INDEX_MAGIC "VMSINDEX"
+#define INDEX_VERSION 1
+#define INDEX_HEADER_SIZE 32
+
+struct vms_repo {
+  char *path;
+  int dirfd;                    /* the repository directory */
+  int chunks_fd;                /* chunks/ */
+  int lock_fd;                  /* the lock file, held; -1 without VMS_REPO_WRITE */
+  unsigned flags;
+  uint32_t chunk_size;
+  char id[65];                  /* repository id from config */
+  unsigned txn_counter;         /* names of this process's temp dirs */
+};
+
+/* ---- repo-fs.c: file helpers. They return -1 with errno set and no
+ * message: callers know what the file is and say so. ---- */
+
+/* 1 if name is a valid backup id: 1..128 bytes of [A-Za-z0-9._:-], not
+ * starting with '.' ("." and ".." included). Index and document names in a
+ * manifest are held to the same rule. */
+extern int repo_valid_name (const char *name);
+/* strerror, but "no space left on device" and friends in lower case, for
+ * messages that put it mid-sentence. */
+extern const char *repo_errstr (int errnum);
+/* mkdirat with exactly mode 0700 whatever the umask; EEXIST is success. */
+extern int repo_mkdirat (int dirfd, const char *name);
+/* Create name (must not exist) with exactly 0600, write buf, fsync, close. */
+extern int repo_write_new_file (int dirfd, const char *name,
+                                const void *buf, size_t len);
+extern int repo_write_all (int fd, const void *buf, size_t len);
+/* Read a whole regular file (not following a final symlink) of at most max
+ * bytes into a new buffer (NUL-terminated for convenience). errno EFBIG
+ * when larger; *len_out then holds the size. */
+extern int repo_read_file (int dirfd, const char *name, size_t max,
+                           char **buf, size_t *len_out);
+extern int repo_fsync_dir (int dirfd, const char *name);
+/* Remove a file or a directory tree (symlinks are removed, not followed). */
+extern int repo_rmtree (int dirfd, const char *name);
+/* The pid a temp name starts with ("1234.…" or ".tmp-1234-…"), or 0. */
+extern pid_t repo_temp_pid (const char *name);
+
+/* ---- chunk-store.c ---- */
+
+/* Check that chunk d exists and its header is sound for a chunk of len
+ * bytes (len 0: any length). 0, or -1 with errno ENOENT (missing) or
+ * EBADMSG (corrupt) and a message "chunk HEX is ..." with no context. */
+extern int chunk_store_check (vms_repo *repo, const struct vms_digest *d,
+                              size_t len);
+/* vms_repo_chunk_get without the repository in the message. */
+extern int chunk_store_read (vms_repo *repo, const struct vms_digest *d,
+                             void *buf, size_t len, int verify);
+/* This thread's buffer of VMS_CHUNK_SIZE bytes for a partial chunk read. */
+extern uint8_t *chunk_store_plain_buffer (void);
+extern int chunk_store_parse_hex (const char *hex, struct vms_digest *d);
+
+/* A set of digests, each with a small value (verify: the check result). */
+struct digest_set_entry {
+  struct vms_digest d;
+  int used;
+  int value;
+};
+struct digest_set {
+  struct digest_set_entry *e;
+  size_t cap, len;
+};
+/* The entry of d, added (used set, value 0) if absent; *added says which.
+ * NULL on out of memory (error set). */
+extern struct digest_set_entry *digest_set_add (struct digest_set *s,
+                                                const struct vms_digest *d,
+                                                int *added);
+extern int digest_set_contains (const struct digest_set *s,
+                                const struct vms_digest *d);
+extern void digest_set_free (struct digest_set *s);
+
+/* ---- index.c ---- */
+
+/* The index file image of idx (header, digests, trailing SHA-256). */
+extern int index_serialize (const vms_index *idx, void **buf, size_t *len);
+/* Parse an index file image; what names it in errors ("backup B: index 3").
+ * Untrusted input: every size is checked before use. */
+extern vms_index *index_parse (const void *buf, size_t len, const char *what);
+
+/* ---- manifest.c ---- */
+
+struct manifest_file {
+  char *writer_id, *component, *path, *format, *checkpoint;
+  enum vms_file_kind kind;
+  uint64_t size, bytes_read, bytes_stored;
+  char *index;                  /* file name in indexes/ */
+};
+
+/* Parse manifest text. backup_id: the name of the directory it was read
+ * from (the manifest must agree), or NULL to take the id it names. */
+extern vms_manifest *manifest_parse (const char *text, size_t len,
+                                     const char *backup_id);
+/* The manifest as JSON text (newline-terminated); caller frees. */
+extern char *manifest_format (const vms_manifest *m);
+/* Read backups/<id>/manifest.json without loading its documents. */
+extern vms_manifest *manifest_load (vms_repo *repo, const char *backup_id);
+extern const struct manifest_file *manifest_file_at (const vms_manifest *m,
+                                                     size_t i);
+extern size_t manifest_metadata_expected (const vms_manifest *m);
+extern int manifest_has_components (const vms_manifest *m);
+
+/* ---- repo.c ---- */
+
+/* Fails with EBADF and a message unless the writer lock is held. */
+extern int repo_need_write (vms_repo *repo, const char *what);
+struct repo_backup {
+  char *id;
+  int64_t time;
+  char *error;                  /* the manifest could not be read: why */
+};
+/* Every directory in backups/ with a valid name, oldest first (by the
+ * manifest's time, then id); unreadable manifests first, with error set. */
+extern int repo_list_backups (vms_repo *repo, struct repo_backup **out,
+                              size_t *nr);
+extern void repo_backups_free (struct repo_backup *b, size_t nr);
+
+/* ---- prune.c ---- */
+
+enum {
+  PRUNE_LAST = 1, PRUNE_DAILY = 2, PRUNE_WEEKLY = 4, PRUNE_MONTHLY = 8,
+};
+struct prune_item {
+  const char *id;
+  int64_t time;                 /* Unix seconds */
+  unsigned reasons;             /* out: PRUNE_* bits; 0 means remove */
+};
+/* The pure selection of vms_repo_prune: sets reasons of every item (in any
+ * order). A backup is kept if it is among the keep_last newest, or the
+ * newest of one of the newest keep_daily days (keep_weekly ISO weeks,
+ * keep_monthly months) that have backups, in local time. */
+extern int prune_select (struct prune_item *items, size_t n,
+                         const struct vms_prune_policy *policy);
+/* "last, daily" for the reasons bits, into buf. */
+extern const char *prune_reasons_text (unsigned reasons, char *buf, size_t len);
+
+#endif /* VMS_REPO_INTERNAL_H */

@@ -1,0 +1,411 @@
+/* Opening a repository: creating it on first use, reading its config,
+ * taking the writer lock; and the catalogue of committed backups
+ * (docs/repository-format.md "Layout", "Config", "Lock").
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <json-c/json.h>
+
+#include "cleanup.h"
+#include "repo-internal.h"
+#include "vector.h"
+#include "vmshadow/error.h"
+
+const char *
+vms_repo_path (const vms_repo *repo)
+{
+  return repo->path;
+}
+
+int
+repo_need_write (vms_repo *repo, const char *what)
+{
+  if (repo->lock_fd >= 0)
+    return 0;
+  vms_set_error (EBADF, "cannot %s: repository %s was opened without the "
+                 "writer lock (VMS_REPO_WRITE)", what, repo->path);
+  return -1;
+}
+
+/* mkdir -p, each new directory 0700. */
+static int
+mkdir_parents (const char *path)
+{
+  CLEANUP_FREE char *p = strdup (path);
+  if (p == NULL)
+    return -1;
+  for (char *s = p + 1; ; s++) {
+    if (*s == '/' || *s == '\0') {
+      char c = *s;
+      *s = '\0';
+      if (repo_mkdirat (AT_FDCWD, p) == -1)
+        return -1;
+      if (c == '\0')
+        break;
+      *s = c;
+    }
+  }
+  return 0;
+}
+
+static int
+take_lock (vms_repo *repo)
+{
+  int fd = openat (repo->dirfd, "lock",
+                   O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (fd == -1) {
+    vms_set_error (errno, "repository %s: cannot open its lock file: %s",
+                   repo->path, repo_errstr (errno));
+    return -1;
+  }
+  if (flock (fd, LOCK_EX | LOCK_NB) == -1) {
+    int e = errno;
+    char buf[32] = { 0 };
+    ssize_t r = pread (fd, buf, sizeof buf - 1, 0);
+    long pid = r > 0 ? strtol (buf, NULL, 10) : 0;
+    close (fd);
+    if (e == EWOULDBLOCK) {
+      if (pid > 0)
+        vms_set_error (EBUSY, "repository %s is locked by pid %ld (another "
+                       "backup, prune or gc is running)", repo->path, pid);
+      else
+        vms_set_error (EBUSY, "repository %s is locked by another process "
+                       "(another backup, prune or gc is running)", repo->path);
+    }
+    else
+      vms_set_error (e, "repository %s: cannot lock it: %s", repo->path,
+                     repo_errstr (e));
+    return -1;
+  }
+  char pid[32];
+  int n = snprintf (pid, sizeof pid, "%d\n", (int) getpid ());
+  if (fchmod (fd, 0600) == -1 || ftruncate (fd, 0) == -1 ||
+      pwrite (fd, pid, (size_t) n, 0) != n) {
+    vms_set_error (errno, "repository %s: cannot write its lock file: %s",
+                   repo->path, repo_errstr (errno));
+    close (fd);
+    return -1;
+  }
+  repo->lock_fd = fd;
+  return 0;
+}
+
+/* 1 if the directory holds nothing but perhaps our lock file. */
+static int
+dir_is_empty (int dirfd)
+{
+  int fd = openat (dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  DIR *d = fd >= 0 ? fdopendir (fd) : NULL;
+  struct dirent *e;
+  int empty = 1;
+
+  if (d == NULL) {
+    if (fd >= 0) close (fd);
+    return -1;
+  }
+  while ((e = readdir (d)) != NULL)
+    if (strcmp (e->d_name, ".") && strcmp (e->d_name, "..") &&
+        strcmp (e->d_name, "lock"))
+      empty = 0;
+  closedir (d);
+  return empty;
+}
+
+static int
+create_layout (vms_repo *repo)
+{
+  uint8_t rnd[16];
+  char id[33];
+  CLEANUP_FREE char *text = NULL;
+
+  if (getrandom (rnd, sizeof rnd, 0) != sizeof rnd) {
+    vms_set_error (errno, "cannot get random bytes for a repository id: %s",
+                   strerror (errno));
+    return -1;
+  }
+  for (size_t i = 0; i < sizeof rnd; i++)
+    snprintf (id + 2 * i, 3, "%02x", rnd[i]);
+  if (asprintf (&text, "{\n  \"format\": \"%s\",\n  \"version\": %d,\n"
+                "  \"chunk_size\": %u,\n  \"id\": \"%s\",\n  \"created\": %"
+                PRId64 "\n}\n", REPO_CONFIG_FORMAT, VMS_REPO_FORMAT_VERSION,
+                VMS_CHUNK_SIZE, id, (int64_t) time (NULL)) == -1) {
+    vms_set_error (ENOMEM, "out of memory");
+    return -1;
+  }
+  char tmp[64];
+  snprintf (tmp, sizeof tmp, "config.tmp.%d", (int) getpid ());
+  unlinkat (repo->dirfd, tmp, 0);
+  if (repo_mkdirat (repo->dirfd, "chunks") == -1 ||
+      repo_mkdirat (repo->dirfd, "backups") == -1 ||
+      repo_mkdirat (repo->dirfd, "tmp") == -1 ||
+      repo_write_new_file (repo->dirfd, tmp, text, strlen (text)) == -1 ||
+      renameat (repo->dirfd, tmp, repo->dirfd, "config") == -1 ||
+      fsync (repo->dirfd) == -1) {
+    vms_set_error (errno, "cannot create repository %s: %s", repo->path,
+                   repo_errstr (errno));
+    unlinkat (repo->dirfd, tmp, 0);
+    return -1;
+  }
+  return 0;
+}
+
+static int
+read_config (vms_repo *repo)
+{
+  CLEANUP_FREE char *text = NULL;
+  size_t len;
+  json_object *root, *v;
+  int r = -1;
+
+  if (repo_read_file (repo->dirfd, "config", 65536, &text, &len) == -1) {
+    vms_set_error (errno, "repository %s: cannot read its config: %s",
+                   repo->path, repo_errstr (errno));
+    return -1;
+  }
+  root = json_tokener_parse (text);
+  if (root == NULL || !json_object_is_type (root, json_type_object)) {
+    vms_set_error (EBADMSG, "repository %s: config is not a JSON object",
+                   repo->path);
+    goto out;
+  }
+  if (!json_object_object_get_ex (root, "format", &v) ||
+      !json_object_is_type (v, json_type_string) ||
+      strcmp (json_object_get_string (v), REPO_CONFIG_FORMAT) != 0) {
+    vms_set_error (EBADMSG, "%s is not a vmshadow repository (its config does "
+                   "not say \"format\": \"%s\")", repo->path, REPO_CONFIG_FORMAT);
+    goto out;
+  }
+  if (!json_object_object_get_ex (root, "version", &v) ||
+      !json_object_is_type (v, json_type_int) ||
+      json_object_get_int64 (v) != VMS_REPO_FORMAT_VERSION) {
+    vms_set_error (EBADMSG, "repository %s has format version %s; this "
+                   "vmshadow reads version %d (a newer vmshadow wrote it?)",
+                   repo->path, v ? json_object_get_string (v) : "(none)",
+                   VMS_REPO_FORMAT_VERSION);
+    goto out;
+  }
+  if (!json_object_object_get_ex (root, "chunk_size", &v) ||
+      !json_object_is_type (v, json_type_int) ||
+      json_object_get_int64 (v) != VMS_CHUNK_SIZE) {
+    vms_set_error (EBADMSG, "repository %s: chunk size %s is not supported "
+                   "(expected %u)", repo->path,
+                   v ? json_object_get_string (v) : "(none)", VMS_CHUNK_SIZE);
+    goto out;
+  }
+  repo->chunk_size = VMS_CHUNK_SIZE;
+  if (json_object_object_get_ex (root, "id", &v) &&
+      json_object_is_type (v, json_type_string))
+    snprintf (repo->id, sizeof repo->id, "%s", json_object_get_string (v));
+  r = 0;
+ out:
+  json_object_put (root);
+  return r;
+}
+
+vms_repo *
+vms_repo_open (const char *dir, unsigned flags)
+{
+  vms_repo *repo;
+  struct stat st;
+
+  if (dir == NULL || *dir == '\0') {
+    dir = getenv (VMS_REPO_DIR_ENV);
+    if (dir == NULL || *dir == '\0')
+      dir = VMS_REPO_DEFAULT_DIR;
+  }
+  repo = calloc (1, sizeof *repo);
+  if (repo == NULL || (repo->path = strdup (dir)) == NULL) {
+    free (repo);
+    vms_set_error (ENOMEM, "out of memory");
+    return NULL;
+  }
+  repo->dirfd = repo->chunks_fd = repo->lock_fd = -1;
+  repo->flags = flags;
+
+  repo->dirfd = open (dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (repo->dirfd == -1 && errno == ENOENT && (flags & VMS_REPO_CREATE)) {
+    if (mkdir_parents (dir) == -1) {
+      vms_set_error (errno, "cannot create repository %s: %s", dir,
+                     repo_errstr (errno));
+      goto fail;
+    }
+    repo->dirfd = open (dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  }
+  if (repo->dirfd == -1) {
+    if (errno == ENOENT)
+      vms_set_error (ENOENT, "no repository at %s (the directory does not "
+                     "exist; a backup creates it, or pass --repo or set %s)",
+                     dir, VMS_REPO_DIR_ENV);
+    else
+      vms_set_error (errno, "cannot open repository %s: %s", dir,
+                     repo_errstr (errno));
+    goto fail;
+  }
+  if ((flags & VMS_REPO_WRITE) && take_lock (repo) == -1)
+    goto fail;
+
+  if (fstatat (repo->dirfd, "config", &st, 0) == -1) {
+    if (errno != ENOENT) {
+      vms_set_error (errno, "repository %s: cannot read its config: %s", dir,
+                     repo_errstr (errno));
+      goto fail;
+    }
+    if (!(flags & VMS_REPO_CREATE)) {
+      vms_set_error (ENOENT, "no repository at %s (no config file; a backup "
+                     "creates one, or pass --repo or set %s)", dir,
+                     VMS_REPO_DIR_ENV);
+      goto fail;
+    }
+    int empty = dir_is_empty (repo->dirfd);
+    if (empty != 1) {
+      vms_set_error (ENOTEMPTY, "%s is not empty and is not a vmshadow "
+                     "repository (it has no config file); use an empty or new "
+                     "directory", dir);
+      goto fail;
+    }
+    if (create_layout (repo) == -1)
+      goto fail;
+  }
+  if (read_config (repo) == -1)
+    goto fail;
+  repo->chunks_fd = openat (repo->dirfd, "chunks",
+                            O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (repo->chunks_fd == -1) {
+    vms_set_error (errno, "repository %s: cannot open chunks/: %s", dir,
+                   repo_errstr (errno));
+    goto fail;
+  }
+  return repo;
+
+ fail:
+  vms_repo_close (repo);
+  return NULL;
+}
+
+void
+vms_repo_close (vms_repo *repo)
+{
+  if (repo == NULL)
+    return;
+  if (repo->lock_fd >= 0) {
+    /* The pid is only meaningful while the lock is held. */
+    if (ftruncate (repo->lock_fd, 0) == -1) { /* harmless: stale pid text */ }
+    close (repo->lock_fd);
+  }
+  if (repo->chunks_fd >= 0)
+    close (repo->chunks_fd);
+  if (repo->dirfd >= 0)
+    close (repo->dirfd);
+  free (repo->path);
+  free (repo);
+}
+
+/* ---- the catalogue ---- */
+
+void
+repo_backups_free (struct repo_backup *b, size_t nr)
+{
+  for (size_t i = 0; i < nr; i++) {
+    free (b[i].id);
+    free (b[i].error);
+  }
+  free (b);
+}
+
+static int
+backup_cmp (const void *a, const void *b)
+{
+  const struct repo_backup *x = a, *y = b;
+  if ((x->error != NULL) != (y->error != NULL))
+    return x->error ? -1 : 1;
+  if (x->time != y->time)
+    return x->time < y->time ? -1 : 1;
+  return strcmp (x->id, y->id);
+}
+
+DEFINE_VECTOR_TYPE (backup_vector, struct repo_backup);
+
+int
+repo_list_backups (vms_repo *repo, struct repo_backup **out, size_t *nr)
+{
+  backup_vector v = empty_vector;
+  int fd = openat (repo->dirfd, "backups", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  DIR *d = fd >= 0 ? fdopendir (fd) : NULL;
+  struct dirent *e;
+
+  if (d == NULL) {
+    vms_set_error (errno, "repository %s: cannot read backups/: %s",
+                   repo->path, repo_errstr (errno));
+    if (fd >= 0) close (fd);
+    return -1;
+  }
+  while ((e = readdir (d)) != NULL) {
+    if (!repo_valid_name (e->d_name))
+      continue;                 /* ".", "..", and nothing we wrote */
+    struct repo_backup b = { .id = strdup (e->d_name) };
+    if (b.id == NULL) {
+      vms_set_error (ENOMEM, "out of memory");
+      goto fail;
+    }
+    vms_manifest *m = manifest_load (repo, b.id);
+    if (m) {
+      b.time = vms_manifest_time (m);
+      vms_manifest_free (m);
+    }
+    else if ((b.error = strdup (vms_get_error ())) == NULL) {
+      free (b.id);
+      vms_set_error (ENOMEM, "out of memory");
+      goto fail;
+    }
+    if (backup_vector_append (&v, b) == -1) {
+      free (b.id);
+      free (b.error);
+      goto fail;
+    }
+  }
+  closedir (d);
+  if (v.len)
+    qsort (v.ptr, v.len, sizeof *v.ptr, backup_cmp);
+  *out = v.ptr;
+  *nr = v.len;
+  return 0;
+ fail:
+  closedir (d);
+  repo_backups_free (v.ptr, v.len);
+  return -1;
+}
+
+int
+vms_repo_list (vms_repo *repo, char ***ids, size_t *nr_ids)
+{
+  struct repo_backup *b;
+  size_t n;
+
+  if (repo_list_backups (repo, &b, &n) == -1)
+    return -1;
+  char **out = calloc (n + 1, sizeof *out);
+  if (out == NULL) {
+    repo_backups_free (b, n);
+    vms_set_error (ENOMEM, "out of memory");
+    return -1;
+  }
+  for (size_t i = 0; i < n; i++) {
+    out[i] = b[i].id;
+    b[i].id = NULL;
+  }
+  repo_backups_free (b, n);
+  *ids = out;
+  *nr_ids = n;
+  return 0;
+}

@@ -1,0 +1,146 @@
+/* Verify: every manifest, document and index of every backup (or of one)
+ * parses, and every chunk they reference is there and sound; deep also
+ * reads and re-hashes each chunk. A chunk is checked once however many
+ * backups share it, and a bad one is reported at every place that
+ * references it, so the report says which backups, files and offsets it
+ * damages.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cleanup.h"
+#include "repo-internal.h"
+#include "vector.h"
+#include "vmshadow/error.h"
+
+struct verify {
+  vms_repo *repo;
+  int deep;
+  vms_repo_report_fn report;
+  void *opaque;
+  int problems;
+  struct digest_set seen;       /* value: 0 sound, else 1 + index in errors */
+  string_vector errors;
+  uint8_t *buf;
+};
+
+static void __attribute__ ((format (printf, 2, 3)))
+problem (struct verify *v, const char *fmt, ...)
+{
+  char line[4096];
+  va_list ap;
+
+  va_start (ap, fmt);
+  vsnprintf (line, sizeof line, fmt, ap);
+  va_end (ap);
+  v->problems++;
+  if (v->report)
+    v->report (v->opaque, line);
+}
+
+/* The check result of chunk d: NULL if sound, else the reason. -1 on an
+ * internal error (out of memory). */
+static int
+check_chunk (struct verify *v, const struct vms_digest *d, size_t len,
+             const char **why)
+{
+  int added;
+  struct digest_set_entry *e = digest_set_add (&v->seen, d, &added);
+
+  *why = NULL;
+  if (e == NULL)
+    return -1;
+  if (added) {
+    int r = v->deep ? chunk_store_read (v->repo, d, v->buf, len, 1)
+      : chunk_store_check (v->repo, d, len);
+    if (r == -1) {
+      char *msg = strdup (vms_get_error ());
+      if (msg == NULL || string_vector_append (&v->errors, msg) == -1) {
+        free (msg);
+        vms_set_error (ENOMEM, "out of memory");
+        return -1;
+      }
+      e->value = (int) v->errors.len;
+    }
+  }
+  if (e->value)
+    *why = v->errors.ptr[e->value - 1];
+  return 0;
+}
+
+static int
+verify_backup (struct verify *v, const char *id)
+{
+  vms_manifest *m = vms_manifest_open (v->repo, id);
+
+  if (m == NULL) {
+    problem (v, "%s", vms_get_error ());
+    return 0;
+  }
+  for (size_t i = 0; i < vms_manifest_file_count (m); i++) {
+    const struct manifest_file *f = manifest_file_at (m, i);
+    vms_index *idx = vms_manifest_load_index (v->repo, m, i);
+    if (idx == NULL) {
+      problem (v, "%s", vms_get_error ());
+      continue;
+    }
+    for (uint64_t c = 0; c < vms_index_chunk_count (idx); c++) {
+      const struct vms_digest *d = vms_index_get (idx, c);
+      const char *why;
+      if (vms_digest_is_zero (d))
+        continue;
+      if (check_chunk (v, d, vms_index_chunk_len (idx, c), &why) == -1) {
+        vms_index_free (idx);
+        vms_manifest_free (m);
+        return -1;
+      }
+      if (why)
+        problem (v, "backup %s, component %s, file %s, offset %" PRIu64 ": %s",
+                 id, f->component, f->path, c * (uint64_t) VMS_CHUNK_SIZE, why);
+    }
+    vms_index_free (idx);
+  }
+  vms_manifest_free (m);
+  return 0;
+}
+
+int
+vms_repo_verify (vms_repo *repo, const char *backup_id, int deep,
+                 vms_repo_report_fn report, void *opaque)
+{
+  struct verify v = { .repo = repo, .deep = deep, .report = report,
+                      .opaque = opaque, .errors = empty_vector };
+  struct repo_backup *b = NULL;
+  size_t nr = 0;
+  int r = 0;
+
+  if (deep && (v.buf = malloc (VMS_CHUNK_SIZE)) == NULL) {
+    vms_set_error (ENOMEM, "out of memory");
+    return -1;
+  }
+  if (backup_id) {
+    /* Fails on an invalid id or a backup that is not there at all. */
+    vms_manifest *m = manifest_load (repo, backup_id);
+    if (m == NULL && (vms_get_errno () == ENOENT || vms_get_errno () == EINVAL)) {
+      free (v.buf);
+      return -1;
+    }
+    vms_manifest_free (m);
+    r = verify_backup (&v, backup_id);
+  }
+  else if (repo_list_backups (repo, &b, &nr) == -1)
+    r = -1;
+  else
+    for (size_t i = 0; i < nr && r == 0; i++)
+      r = verify_backup (&v, b[i].id);
+
+  repo_backups_free (b, nr);
+  digest_set_free (&v.seen);
+  string_vector_free_all (&v.errors);
+  free (v.buf);
+  return r == -1 ? -1 : v.problems;
+}
