@@ -57,14 +57,15 @@ extern const char *vms_repo_path (const vms_repo *repo);
 /* ---- chunks (thread-safe) ---- */
 
 /* Store one chunk (len ≤ VMS_CHUNK_SIZE) unless a chunk with the same
- * content is there. Fills *digest; *stored_bytes (may be NULL) gets the
+ * content is there. Needs VMS_REPO_WRITE (EBADF otherwise). Fills *digest; *stored_bytes (may be NULL) gets the
  * bytes written to disk (0 when it was already there). An all-zero chunk is
  * never stored: its digest is the all-zero digest (vms_digest_is_zero). */
 extern int vms_repo_chunk_put (vms_repo *repo, const void *data, size_t len,
                                struct vms_digest *digest,
                                uint64_t *stored_bytes);
 /* Read a chunk into buf (len is its expected length); with verify, re-hash
- * and fail (EBADMSG) on a mismatch. */
+ * and fail (EBADMSG) on a mismatch. A missing chunk fails with ENOENT, a
+ * damaged one with EBADMSG. The all-zero digest reads as zeros. */
 extern int vms_repo_chunk_get (vms_repo *repo, const struct vms_digest *digest,
                                void *buf, size_t len, int verify);
 extern int vms_repo_chunk_exists (vms_repo *repo, const struct vms_digest *digest);
@@ -83,7 +84,9 @@ extern void vms_index_free (vms_index *idx);
 extern uint64_t vms_index_size (const vms_index *idx);
 extern uint64_t vms_index_chunk_count (const vms_index *idx);
 /* Change the file size (an incremental of a disk that grew or shrank);
- * new chunks are zero. */
+ * new chunks are zero. A chunk whose length changes (the old or new last
+ * chunk when it is partial) is reset to zero too: its stored content no
+ * longer fits, so the caller must read it from the source again. */
 extern int vms_index_resize (vms_index *idx, uint64_t size);
 extern int vms_index_set (vms_index *idx, uint64_t chunk, const struct vms_digest *d);
 extern const struct vms_digest *vms_index_get (const vms_index *idx, uint64_t chunk);
@@ -95,6 +98,9 @@ extern int vms_repo_read (vms_repo *repo, const vms_index *idx, void *buf,
 
 /* ---- writing a backup ---- */
 
+/* Needs VMS_REPO_WRITE. backup_id: 1 to 128 characters of
+ * [A-Za-z0-9._:-], not starting with '.' (EINVAL otherwise); EEXIST if a
+ * backup of that id exists. */
 extern vms_repo_txn *vms_repo_txn_begin (vms_repo *repo, const char *backup_id);
 
 /* What one stored file was: its place in the backup and its statistics. */
@@ -113,8 +119,10 @@ extern int vms_repo_txn_add_file (vms_repo_txn *txn,
                                   const struct vms_stored_file *file,
                                   const vms_index *idx);
 /* Write the documents and the manifest, and make the backup visible
- * atomically (temp dir, fsync, rename). attrs_json: extra top-level
- * manifest attributes as a JSON object text, or NULL. */
+ * atomically (temp dir, fsync, rename). components may be NULL (then
+ * vms_manifest_components returns NULL). attrs_json: extra
+ * manifest attributes as a JSON object text, or NULL (vms_manifest_attrs).
+ * The manifest's time is the time of the commit. */
 extern int vms_repo_txn_commit (vms_repo_txn *txn, const vms_document *components,
                                 const vms_document *const *metadata,
                                 size_t nr_metadata, const char *attrs_json);
@@ -124,7 +132,8 @@ extern void vms_repo_txn_free (vms_repo_txn *txn);
 
 /* ---- reading backups ---- */
 
-/* Committed backup IDs, oldest first. Caller frees each and the array. */
+/* Committed backup IDs, oldest first (by commit time, then id; backups whose
+ * manifest cannot be read come first). Caller frees each and the array. */
 extern int vms_repo_list (vms_repo *repo, char ***ids, size_t *nr_ids);
 extern vms_manifest *vms_manifest_open (vms_repo *repo, const char *backup_id);
 extern void vms_manifest_free (vms_manifest *m);
@@ -133,6 +142,9 @@ extern int64_t vms_manifest_time (const vms_manifest *m);       /* Unix seconds 
 extern const vms_document *vms_manifest_components (const vms_manifest *m);
 extern size_t vms_manifest_metadata_count (const vms_manifest *m);
 extern const vms_document *vms_manifest_metadata (const vms_manifest *m, size_t i);
+/* Extra top-level attributes given at commit, as JSON object text ("{}"
+ * when none). Borrowed: valid until the next call on m or its free. */
+extern const char *vms_manifest_attrs (const vms_manifest *m);
 extern size_t vms_manifest_file_count (const vms_manifest *m);
 /* Strings borrowed from the manifest. */
 extern int vms_manifest_file (const vms_manifest *m, size_t i,
