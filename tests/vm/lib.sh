@@ -65,7 +65,8 @@ lab_init() {
     esac
     # shellcheck disable=SC1091
     . "$LAB_CACHE/lab.env"
-    LAB_WORK=$(mktemp -d "$LAB_WORKROOT/${LAB_PREFIX}${LAB_NAME}.XXXXXX")
+    LAB_WORK=$(mktemp -d "$LAB_WORKROOT/${LAB_PREFIX}${LAB_NAME:0:24}.XXXXXX")
+    echo "$LAB_NAME $$" >"$LAB_WORK/owner"
     trap lab__on_exit EXIT
     trap 'exit 143' TERM
     trap 'exit 130' INT
@@ -223,7 +224,8 @@ lab__disk_xml() {
             # A network disk that can start: qemu-nbd serves a qcow2 image on a
             # Unix socket; QEMU is its NBD client.
             f=$LAB_WORK/$dom-$tgt.qcow2
-            local sock=$LAB_WORK/$dom-$tgt.nbd.sock pidf=$LAB_WORK/$dom-$tgt.nbd.pid
+            # (short names: a Unix socket path has at most 107 bytes)
+            local sock=$LAB_WORK/nbd-$LAB_SEQ-$tgt.sock pidf=$LAB_WORK/nbd-$LAB_SEQ-$tgt.pid
             qemu-img create -q -f qcow2 "$f" "$size" || lab_fail "qemu-img create $f failed"
             qemu-nbd --fork --pid-file="$pidf" --persistent --shared=0 -f qcow2 \
                 -x vmslab -k "$sock" "$f" || lab_fail "qemu-nbd could not serve $f"
