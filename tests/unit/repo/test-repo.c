@@ -1,0 +1,1147 @@
+/* Unit tests of the repository (repo.h, docs/repository-format.md): chunks
+ * and indexes round-trip, backups appear only when committed, one writer at
+ * a time, verify finds what is damaged and says where, damaged and hostile
+ * files are refused with clear errors, prune and gc delete exactly what
+ * they should, permissions are exact, and a full file system leaves the
+ * repository intact.
+ *
+ * Each test gets a fresh repository under the build directory.
+ * Usage: test-repo [test-name]; output is TAP.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <inttypes.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "vmshadow/document.h"
+#include "vmshadow/error.h"
+#include "vmshadow/repo.h"
+
+#include "repo-internal.h"
+
+#define CS ((size_t) VMS_CHUNK_SIZE)
+
+/* ---- helpers ---- */
+
+static char workdir[64];
+static char repo_dir[128];
+
+static int
+rm_one (const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+  return remove (path) == -1 && errno != ENOENT ? -1 : 0;
+}
+
+static void
+rm_rf (const char *path)
+{
+  nftw (path, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static int
+setup (void **state)
+{
+  snprintf (workdir, sizeof workdir, "repo-test-XXXXXX");
+  if (mkdtemp (workdir) == NULL)
+    return -1;
+  snprintf (repo_dir, sizeof repo_dir, "%s/repo", workdir);
+  vms_clear_error ();
+  return 0;
+}
+
+static int
+teardown (void **state)
+{
+  rm_rf (workdir);
+  return 0;
+}
+
+static void
+assert_error_contains (const char *expect)
+{
+  const char *msg = vms_get_error ();
+  if (msg == NULL)
+    fail_msg ("no error message was set (expected one containing \"%s\")",
+              expect);
+  if (strstr (msg, expect) == NULL)
+    fail_msg ("error message \"%s\" does not contain \"%s\"", msg, expect);
+}
+
+/* Deterministic pseudo-random bytes (xorshift64*). */
+static void
+fill_random (uint8_t *p, size_t len, uint64_t seed)
+{
+  uint64_t x = seed * 2654435761u + 88172645463325252ull;
+  for (size_t i = 0; i < len; i++) {
+    x ^= x >> 12; x ^= x << 25; x ^= x >> 27;
+    p[i] = (uint8_t) ((x * 2685821657736338717ull) >> 56);
+  }
+}
+
+static vms_repo *
+open_writer (void)
+{
+  vms_repo *r = vms_repo_open (repo_dir, VMS_REPO_CREATE | VMS_REPO_WRITE);
+  if (r == NULL)
+    fail_msg ("cannot open %s: %s", repo_dir, vms_get_error ());
+  return r;
+}
+
+/* Store data as one file of a component; returns its index. */
+static vms_index *
+store_file (vms_repo *r, const uint8_t *data, size_t size)
+{
+  vms_index *idx = vms_index_new (size);
+  assert_non_null (idx);
+  for (uint64_t c = 0; c < vms_index_chunk_count (idx); c++) {
+    struct vms_digest d;
+    size_t len = vms_index_chunk_len (idx, c);
+    if (vms_repo_chunk_put (r, data + c * CS, len, &d, NULL) == -1)
+      fail_msg ("chunk_put: %s", vms_get_error ());
+    assert_int_equal (vms_index_set (idx, c, &d), 0);
+  }
+  return idx;
+}
+
+
+/* A committed backup "id" of one file (component "web01", path
+ * /var/lib/libvirt/images/web01.img) holding data. */
+static void
+make_backup (vms_repo *r, const char *id, const uint8_t *data, size_t size)
+{
+  vms_index *idx = store_file (r, data, size);
+  vms_repo_txn *txn = vms_repo_txn_begin (r, id);
+  if (txn == NULL)
+    fail_msg ("txn_begin: %s", vms_get_error ());
+  struct vms_stored_file f = {
+    .writer_id = "6c0a5e43-2b8e-4c39-9d59-4b8b2b6a1f00",
+    .component = "web01",
+    .path = "/var/lib/libvirt/images/web01.img",
+    .kind = VMS_FILE_DISK,
+    .format = "raw",
+    .bytes_read = size,
+  };
+  assert_int_equal (vms_repo_txn_add_file (txn, &f, idx), 0);
+  vms_document *bcd = vms_components_new (id);
+  assert_non_null (bcd);
+  if (vms_repo_txn_commit (txn, bcd, NULL, 0, NULL) == -1)
+    fail_msg ("commit: %s", vms_get_error ());
+  vms_document_free (bcd);
+  vms_repo_txn_free (txn);
+  vms_index_free (idx);
+}
+
+static uint8_t *
+xmalloc (size_t n)
+{
+  uint8_t *p = malloc (n ? n : 1);
+  assert_non_null (p);
+  return p;
+}
+
+/* Number of chunk files (not temp files) in the repository. */
+static int
+count_chunks (void)
+{
+  char path[256];
+  int n = 0;
+  snprintf (path, sizeof path, "%s/chunks", repo_dir);
+  DIR *top = opendir (path);
+  assert_non_null (top);
+  struct dirent *e;
+  while ((e = readdir (top)) != NULL) {
+    if (e->d_name[0] == '.')
+      continue;
+    char sub[512];
+    snprintf (sub, sizeof sub, "%s/%s", path, e->d_name);
+    DIR *d = opendir (sub);
+    if (d == NULL)
+      continue;
+    struct dirent *c;
+    while ((c = readdir (d)) != NULL)
+      if (strlen (c->d_name) == 64)
+        n++;
+    closedir (d);
+  }
+  closedir (top);
+  return n;
+}
+
+/* Entries in a directory other than . and .. */
+static int
+count_entries (const char *sub)
+{
+  char path[256];
+  int n = 0;
+  snprintf (path, sizeof path, "%s/%s", repo_dir, sub);
+  DIR *d = opendir (path);
+  if (d == NULL)
+    return -1;
+  struct dirent *e;
+  while ((e = readdir (d)) != NULL)
+    if (strcmp (e->d_name, ".") && strcmp (e->d_name, ".."))
+      n++;
+  closedir (d);
+  return n;
+}
+
+static void
+chunk_path (const struct vms_digest *d, char *out, size_t len)
+{
+  char hex[65];
+  vms_digest_hex (d, hex);
+  snprintf (out, len, "%s/chunks/%.2s/%s", repo_dir, hex, hex);
+}
+
+/* Collected report lines. */
+struct lines {
+  char *v[64];
+  int n;
+};
+
+static void
+collect (void *opaque, const char *line)
+{
+  struct lines *l = opaque;
+  if (l->n < 64)
+    l->v[l->n++] = strdup (line);
+}
+
+static void
+lines_free (struct lines *l)
+{
+  for (int i = 0; i < l->n; i++)
+    free (l->v[i]);
+  l->n = 0;
+}
+
+static int
+lines_contain (const struct lines *l, const char *s)
+{
+  for (int i = 0; i < l->n; i++)
+    if (strstr (l->v[i], s))
+      return 1;
+  return 0;
+}
+
+static void
+write_file (const char *path, const void *buf, size_t len)
+{
+  FILE *fp = fopen (path, "w");
+  assert_non_null (fp);
+  assert_int_equal (fwrite (buf, 1, len, fp), len);
+  assert_int_equal (fclose (fp), 0);
+}
+
+static char *
+read_whole (const char *path, size_t *len)
+{
+  FILE *fp = fopen (path, "r");
+  assert_non_null (fp);
+  fseek (fp, 0, SEEK_END);
+  long n = ftell (fp);
+  rewind (fp);
+  char *buf = malloc ((size_t) n + 1);
+  assert_non_null (buf);
+  assert_int_equal (fread (buf, 1, (size_t) n, fp), (size_t) n);
+  buf[n] = '\0';
+  fclose (fp);
+  *len = (size_t) n;
+  return buf;
+}
+
+/* ---- chunks ---- */
+
+static void
+chunk_round_trips_and_compresses_compressible_data (void **state)
+{
+  vms_repo *r = open_writer ();
+  uint8_t *data = xmalloc (CS), *back = xmalloc (CS);
+  for (size_t i = 0; i < CS; i++)
+    data[i] = (uint8_t) ("abcdefgh"[i % 8]);
+  struct vms_digest d;
+  uint64_t stored;
+
+  assert_int_equal (vms_repo_chunk_put (r, data, CS, &d, &stored), 0);
+  assert_false (vms_digest_is_zero (&d));
+  assert_true (stored > 0 && stored < CS / 10);
+  assert_int_equal (vms_repo_chunk_exists (r, &d), 1);
+  assert_int_equal (vms_repo_chunk_get (r, &d, back, CS, 1), 0);
+  assert_memory_equal (data, back, CS);
+  free (data);
+  free (back);
+  vms_repo_close (r);
+}
+
+static void
+incompressible_chunk_is_stored_raw (void **state)
+{
+  vms_repo *r = open_writer ();
+  uint8_t *data = xmalloc (CS), *back = xmalloc (CS);
+  fill_random (data, CS, 1);
+  struct vms_digest d;
+  uint64_t stored;
+  char path[256];
+  struct stat st;
+
+  assert_int_equal (vms_repo_chunk_put (r, data, CS, &d, &stored), 0);
+  assert_int_equal (stored, CS + CHUNK_HEADER_SIZE);
+  chunk_path (&d, path, sizeof path);
+  assert_int_equal (stat (path, &st), 0);
+  assert_int_equal (st.st_size, CS + CHUNK_HEADER_SIZE);
+  FILE *fp = fopen (path, "r");
+  uint8_t h[CHUNK_HEADER_SIZE];
+  assert_int_equal (fread (h, 1, sizeof h, fp), sizeof h);
+  fclose (fp);
+  assert_memory_equal (h, "VMSC", 4);
+  assert_int_equal (h[5], CHUNK_RAW);
+  assert_int_equal (vms_repo_chunk_get (r, &d, back, CS, 1), 0);
+  assert_memory_equal (data, back, CS);
+  free (data);
+  free (back);
+  vms_repo_close (r);
+}
+
+static void
+zero_chunk_is_never_stored (void **state)
+{
+  vms_repo *r = open_writer ();
+  uint8_t *data = calloc (1, CS), *back = xmalloc (CS);
+  struct vms_digest d;
+  uint64_t stored = 99;
+
+  assert_int_equal (vms_repo_chunk_put (r, data, CS, &d, &stored), 0);
+  assert_true (vms_digest_is_zero (&d));
+  assert_int_equal (stored, 0);
+  assert_int_equal (count_chunks (), 0);
+  memset (back, 0xff, CS);
+  assert_int_equal (vms_repo_chunk_get (r, &d, back, CS, 1), 0);
+  assert_memory_equal (data, back, CS);
+  free (data);
+  free (back);
+  vms_repo_close (r);
+}
+
+static void
+identical_chunks_are_stored_once (void **state)
+{
+  vms_repo *r = open_writer ();
+  uint8_t *data = xmalloc (CS);
+  fill_random (data, CS, 2);
+  struct vms_digest d1, d2;
+  uint64_t s1, s2;
+
+  assert_int_equal (vms_repo_chunk_put (r, data, CS, &d1, &s1), 0);
+  assert_int_equal (vms_repo_chunk_put (r, data, CS, &d2, &s2), 0);
+  assert_memory_equal (d1.b, d2.b, VMS_DIGEST_LEN);
+  assert_true (s1 > 0);
+  assert_int_equal (s2, 0);
+  assert_int_equal (count_chunks (), 1);
+  free (data);
+  vms_repo_close (r);
+}
+
+static void
+half_written_chunk_is_written_again (void **state)
+{
+  vms_repo *r = open_writer ();
+  uint8_t *data = xmalloc (1000), *back = xmalloc (1000);
+  fill_random (data, 1000, 3);
+  struct vms_digest d;
+  uint64_t stored;
+  char path[256];
+
+  assert_int_equal (vms_repo_chunk_put (r, data, 1000, &d, NULL), 0);
+  chunk_path (&d, path, sizeof path);
+  assert_int_equal (truncate (path, 7), 0);   /* as after a crash */
+  assert_int_equal (vms_repo_chunk_put (r, data, 1000, &d, &stored), 0);
+  assert_true (stored > 0);
+  assert_int_equal (vms_repo_chunk_get (r, &d, back, 1000, 1), 0);
+  assert_memory_equal (data, back, 1000);
+  free (data);
+  free (back);
+  vms_repo_close (r);
+}
+
+static void
+chunk_put_needs_the_writer_lock (void **state)
+{
+  vms_repo_close (open_writer ());
+  vms_repo *r = vms_repo_open (repo_dir, 0);
+  assert_non_null (r);
+  uint8_t data[16] = { 1 };
+  struct vms_digest d;
+  assert_int_equal (vms_repo_chunk_put (r, data, sizeof data, &d, NULL), -1);
+  assert_error_contains ("writer lock");
+  assert_null (vms_repo_txn_begin (r, "b1"));
+  vms_repo_close (r);
+}
+
+static void
+missing_chunk_read_fails_with_enoent (void **state)
+{
+  vms_repo *r = open_writer ();
+  struct vms_digest d;
+  uint8_t buf[16];
+  memset (d.b, 0xab, sizeof d.b);
+  assert_int_equal (vms_repo_chunk_exists (r, &d), 0);
+  assert_int_equal (vms_repo_chunk_get (r, &d, buf, sizeof buf, 1), -1);
+  assert_int_equal (vms_get_errno (), ENOENT);
+  assert_error_contains ("is missing");
+  vms_repo_close (r);
+}
+
+/* ---- indexes and reads ---- */
+
+static void
+file_of_non_multiple_size_round_trips_through_random_reads (void **state)
+{
+  vms_repo *r = open_writer ();
+  size_t size = 2 * CS + 12345;
+  uint8_t *data = xmalloc (size), *back = xmalloc (size);
+  fill_random (data, size, 4);
+  memset (data + CS, 0, CS);    /* a zero chunk in the middle */
+
+  make_backup (r, "b1", data, size);
+  vms_manifest *m = vms_manifest_open (r, "b1");
+  assert_non_null (m);
+  vms_index *idx = vms_manifest_load_index (r, m, 0);
+  if (idx == NULL)
+    fail_msg ("load_index: %s", vms_get_error ());
+  assert_int_equal (vms_index_size (idx), size);
+  assert_int_equal (vms_index_chunk_count (idx), 3);
+  assert_true (vms_digest_is_zero (vms_index_get (idx, 1)));
+  assert_int_equal (vms_index_chunk_len (idx, 2), 12345);
+  assert_null (vms_index_get (idx, 3));
+
+  assert_int_equal (vms_repo_read (r, idx, back, size, 0), 0);
+  assert_memory_equal (data, back, size);
+  /* Reads across chunk boundaries, inside the zero chunk, at the end. */
+  const struct { uint64_t off; size_t len; } reads[] = {
+    { CS - 100, 200 }, { CS + 5, 4096 }, { 2 * CS - 1, 2 }, { size - 1, 1 },
+    { 7, CS }, { size, 0 },
+  };
+  for (size_t i = 0; i < sizeof reads / sizeof reads[0]; i++) {
+    memset (back, 0x5a, reads[i].len);
+    assert_int_equal (vms_repo_read (r, idx, back, reads[i].len, reads[i].off), 0);
+    assert_memory_equal (data + reads[i].off, back, reads[i].len);
+  }
+  assert_int_equal (vms_repo_read (r, idx, back, 2, size - 1), -1);
+  assert_error_contains ("past the end");
+
+  vms_index_free (idx);
+  vms_manifest_free (m);
+  free (data);
+  free (back);
+  vms_repo_close (r);
+}
+
+static void
+zero_byte_file_round_trips (void **state)
+{
+  vms_repo *r = open_writer ();
+  make_backup (r, "empty", NULL, 0);
+  vms_manifest *m = vms_manifest_open (r, "empty");
+  assert_non_null (m);
+  uint64_t size = 99;
+  struct vms_stored_file f;
+  assert_int_equal (vms_manifest_file (m, 0, &f, &size), 0);
+  assert_int_equal (size, 0);
+  vms_index *idx = vms_manifest_load_index (r, m, 0);
+  assert_non_null (idx);
+  assert_int_equal (vms_index_size (idx), 0);
+  assert_int_equal (vms_index_chunk_count (idx), 0);
+  assert_int_equal (vms_repo_read (r, idx, NULL, 0, 0), 0);
+  vms_index_free (idx);
+  vms_manifest_free (m);
+  vms_repo_close (r);
+}
+
+static void
+index_resize_zeroes_chunks_whose_length_changes (void **state)
+{
+  vms_index *idx = vms_index_new (CS + 10);
+  struct vms_digest d;
+  memset (d.b, 7, sizeof d.b);
+  assert_int_equal (vms_index_set (idx, 0, &d), 0);
+  assert_int_equal (vms_index_set (idx, 1, &d), 0);
+  assert_int_equal (vms_index_set (idx, 2, &d), -1);
+  /* Grows: the old partial chunk 1 no longer fits; chunk 0 stays. */
+  assert_int_equal (vms_index_resize (idx, 3 * CS), 0);
+  assert_int_equal (vms_index_chunk_count (idx), 3);
+  assert_false (vms_digest_is_zero (vms_index_get (idx, 0)));
+  assert_true (vms_digest_is_zero (vms_index_get (idx, 1)));
+  assert_true (vms_digest_is_zero (vms_index_get (idx, 2)));
+  /* Shrinks to a whole chunk: chunk 0 is still whole. */
+  assert_int_equal (vms_index_resize (idx, CS), 0);
+  assert_int_equal (vms_index_chunk_count (idx), 1);
+  assert_false (vms_digest_is_zero (vms_index_get (idx, 0)));
+  vms_index *c = vms_index_copy (idx);
+  /* Shrinks into chunk 0: it is partial now. */
+  assert_int_equal (vms_index_resize (idx, 100), 0);
+  assert_true (vms_digest_is_zero (vms_index_get (idx, 0)));
+  assert_false (vms_digest_is_zero (vms_index_get (c, 0)));
+  vms_index_free (c);
+  vms_index_free (idx);
+}
+
+/* ---- backups ---- */
+
+static void
+committed_backup_is_listed_with_its_documents (void **state)
+{
+  vms_repo *r = open_writer ();
+  uint8_t data[5000];
+  fill_random (data, sizeof data, 5);
+  vms_index *idx = store_file (r, data, sizeof data);
+
+  vms_repo_txn *txn = vms_repo_txn_begin (r, "2024-05-01T02:00:00Z");
+  assert_non_null (txn);
+  struct vms_stored_file f = {
+    .writer_id = "w1", .component = "db01", .path = "/srv/db01.qcow2",
+    .kind = VMS_FILE_DISK, .format = "qcow2", .bytes_read = 5000,
+    .bytes_stored = 4000, .checkpoint = "vmshadow-1",
+  }, g = {
+    .writer_id = "w1", .component = "db01", .path = "/etc/libvirt/db01.xml",
+    .kind = VMS_FILE_PLAIN,
+  };
+  assert_int_equal (vms_repo_txn_add_file (txn, &f, idx), 0);
+  assert_int_equal (vms_repo_txn_add_file (txn, &g, idx), 0);
+  vms_document *bcd = vms_components_new ("2024-05-01T02:00:00Z");
+  vms_document *md = vms_metadata_new ("vm", "w1");
+  assert_non_null (vms_metadata_add_component (md, "db01", "Database VM"));
+  const vms_document *mds[] = { md };
+  assert_int_equal (vms_repo_txn_commit (txn, bcd, mds, 1,
+                                         "{\"type\": \"full\"}"), 0);
+  vms_repo_txn_free (txn);
+
+  char **ids;
+  size_t n;
+  assert_int_equal (vms_repo_list (r, &ids, &n), 0);
+  assert_int_equal (n, 1);
+  assert_string_equal (ids[0], "2024-05-01T02:00:00Z");
+  free (ids[0]);
+  free (ids);
+
+  vms_manifest *m = vms_manifest_open (r, "2024-05-01T02:00:00Z");
+  if (m == NULL)
+    fail_msg ("%s", vms_get_error ());
+  assert_string_equal (vms_manifest_backup_id (m), "2024-05-01T02:00:00Z");
+  assert_true (vms_manifest_time (m) > 1700000000);
+  assert_non_null (vms_manifest_components (m));
+  assert_string_equal (vms_components_backup_id (vms_manifest_components (m)),
+                       "2024-05-01T02:00:00Z");
+  assert_int_equal (vms_manifest_metadata_count (m), 1);
+  assert_string_equal (vms_metadata_writer_id (vms_manifest_metadata (m, 0)), "w1");
+  assert_non_null (strstr (vms_manifest_attrs (m), "\"full\""));
+  assert_int_equal (vms_manifest_file_count (m), 2);
+  struct vms_stored_file back;
+  uint64_t size;
+  assert_int_equal (vms_manifest_file (m, 0, &back, &size), 0);
+  assert_string_equal (back.writer_id, "w1");
+  assert_string_equal (back.component, "db01");
+  assert_string_equal (back.path, "/srv/db01.qcow2");
+  assert_int_equal (back.kind, VMS_FILE_DISK);
+  assert_string_equal (back.format, "qcow2");
+  assert_string_equal (back.checkpoint, "vmshadow-1");
+  assert_int_equal (back.bytes_read, 5000);
+  assert_int_equal (back.bytes_stored, 4000);
+  assert_int_equal (size, 5000);
+  assert_int_equal (vms_manifest_file (m, 1, &back, &size), 0);
+  assert_null (back.format);
+  assert_null (back.checkpoint);
+  assert_int_equal (vms_manifest_find_file (m, "db01", "/etc/libvirt/db01.xml"), 1);
+  assert_int_equal (vms_manifest_find_file (m, "db01", "/nope"), -1);
+  assert_int_equal (vms_manifest_file (m, 2, &back, &size), -1);
+  vms_manifest_free (m);
+
+  /* The id is taken now. */
+  assert_null (vms_repo_txn_begin (r, "2024-05-01T02:00:00Z"));
+  assert_error_contains ("already exists");
+  assert_int_equal (count_entries ("tmp"), 0);
+
+  vms_document_free (bcd);
+  vms_document_free (md);
+  vms_index_free (idx);
+  vms_repo_close (r);
+}
+
+static void
+uncommitted_backup_is_invisible (void **state)
+{
+  vms_repo *r = open_writer ();
+  uint8_t data[100] = { 1, 2, 3 };
+  vms_index *idx = store_file (r, data, sizeof data);
+  vms_repo_txn *txn = vms_repo_txn_begin (r, "b1");
+  assert_non_null (txn);
+  struct vms_stored_file f = { .writer_id = "w", .component = "c",
+                               .path = "/p", .kind = VMS_FILE_PLAIN };
+  assert_int_equal (vms_repo_txn_add_file (txn, &f, idx), 0);
+
+  char **ids;
+  size_t n;
+  assert_int_equal (vms_repo_list (r, &ids, &n), 0);
+  assert_int_equal (n, 0);
+  free (ids);
+  assert_null (vms_manifest_open (r, "b1"));
+  assert_error_contains ("no backup \"b1\"");
+  assert_int_equal (count_entries ("tmp"), 1);
+
+  vms_repo_txn_free (txn);      /* dropped without commit */
+  assert_int_equal (count_entries ("tmp"), 0);
+  assert_int_equal (count_entries ("backups"), 0);
+  vms_index_free (idx);
+  vms_repo_close (r);
+}
+
+static void
+second_writer_is_refused_with_the_holders_pid (void **state)
+{
+  vms_repo *r = open_writer ();
+  char expect[64];
+  snprintf (expect, sizeof expect, "is locked by pid %d", (int) getpid ());
+
+  assert_null (vms_repo_open (repo_dir, VMS_REPO_WRITE));
+  assert_int_equal (vms_get_errno (), EBUSY);
+  assert_error_contains (expect);
+  assert_error_contains ("another backup, prune or gc is running");
+  /* Readers need no lock. */
+  vms_repo *reader = vms_repo_open (repo_dir, 0);
+  assert_non_null (reader);
+  vms_repo_close (reader);
+
+  vms_repo_close (r);
+  r = vms_repo_open (repo_dir, VMS_REPO_WRITE);
+  assert_non_null (r);
+  vms_repo_close (r);
+}
+
+static void
+open_refuses_a_directory_that_is_not_a_repository (void **state)
+{
+  char path[256];
+  assert_null (vms_repo_open (repo_dir, 0));
+  assert_error_contains ("no repository at");
+  assert_int_equal (mkdir (repo_dir, 0700), 0);
+  snprintf (path, sizeof path, "%s/something", repo_dir);
+  write_file (path, "x", 1);
+  assert_null (vms_repo_open (repo_dir, VMS_REPO_CREATE));
+  assert_error_contains ("not a vmshadow repository");
+
+  /* A config from a newer format version. */
+  snprintf (path, sizeof path, "%s/config", repo_dir);
+  const char *cfg = "{\"format\": \"vmshadow-repository\", \"version\": 2, "
+    "\"chunk_size\": 4194304}";
+  write_file (path, cfg, strlen (cfg));
+  assert_null (vms_repo_open (repo_dir, 0));
+  assert_error_contains ("format version 2");
+}
+
+static void
+repository_files_are_0600_and_directories_0700 (void **state)
+{
+  mode_t old = umask (0277);    /* would leave 0400/0500 if it mattered */
+  vms_repo *r = open_writer ();
+  uint8_t data[3000];
+  fill_random (data, sizeof data, 6);
+  make_backup (r, "b1", data, sizeof data);
+  umask (old);
+  vms_index *idx = store_file (r, data, sizeof data);
+  char hex[65];
+  vms_digest_hex (vms_index_get (idx, 0), hex);
+  vms_index_free (idx);
+
+  const char *dirs[] = { "", "chunks", "backups", "tmp", "backups/b1",
+                         "backups/b1/indexes", "backups/b1/metadata" };
+  const char *files[] = { "config", "lock", "backups/b1/manifest.json",
+                          "backups/b1/components.json",
+                          "backups/b1/indexes/0.idx" };
+  char path[512];
+  struct stat st;
+  for (size_t i = 0; i < sizeof dirs / sizeof dirs[0]; i++) {
+    snprintf (path, sizeof path, "%s/%s", repo_dir, dirs[i]);
+    assert_int_equal (stat (path, &st), 0);
+    if ((st.st_mode & 07777) != 0700)
+      fail_msg ("%s has mode %o, expected 700", path, st.st_mode & 07777);
+  }
+  for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+    snprintf (path, sizeof path, "%s/%s", repo_dir, files[i]);
+    assert_int_equal (stat (path, &st), 0);
+    if ((st.st_mode & 07777) != 0600)
+      fail_msg ("%s has mode %o, expected 600", path, st.st_mode & 07777);
+  }
+  snprintf (path, sizeof path, "%s/chunks/%.2s", repo_dir, hex);
+  assert_int_equal (stat (path, &st), 0);
+  assert_int_equal (st.st_mode & 07777, 0700);
+  snprintf (path, sizeof path, "%s/chunks/%.2s/%s", repo_dir, hex, hex);
+  assert_int_equal (stat (path, &st), 0);
+  assert_int_equal (st.st_mode & 07777, 0600);
+  vms_repo_close (r);
+}
+
+/* ---- verify ---- */
+
+static void
+verify_deep_names_every_backup_file_and_offset_of_a_flipped_byte (void **state)
+{
+  vms_repo *r = open_writer ();
+  size_t size = 3 * CS;
+  uint8_t *data = xmalloc (size);
+  fill_random (data, size, 7);
+  make_backup (r, "b1", data, size);
+  make_backup (r, "b2", data, size);    /* shares every chunk */
+
+  struct lines l = { .n = 0 };
+  assert_int_equal (vms_repo_verify (r, NULL, 1, collect, &l), 0);
+
+  /* Flip one byte of the payload of chunk 2. */
+  vms_manifest *m = vms_manifest_open (r, "b1");
+  vms_index *idx = vms_manifest_load_index (r, m, 0);
+  char path[256], hex[65];
+  chunk_path (vms_index_get (idx, 2), path, sizeof path);
+  vms_digest_hex (vms_index_get (idx, 2), hex);
+  int fd = open (path, O_RDWR);
+  assert_true (fd >= 0);
+  uint8_t b;
+  assert_int_equal (pread (fd, &b, 1, CHUNK_HEADER_SIZE + 1000), 1);
+  b ^= 0x01;
+  assert_int_equal (pwrite (fd, &b, 1, CHUNK_HEADER_SIZE + 1000), 1);
+  close (fd);
+
+  /* A shallow verify cannot see it; a deep one can, in both backups. */
+  assert_int_equal (vms_repo_verify (r, NULL, 0, collect, &l), 0);
+  assert_int_equal (vms_repo_verify (r, NULL, 1, collect, &l), 2);
+  char expect[512];
+  for (int i = 1; i <= 2; i++) {
+    snprintf (expect, sizeof expect, "backup b%d, component web01, file "
+              "/var/lib/libvirt/images/web01.img, offset %zu: chunk %s is "
+              "corrupt (hash mismatch)", i, 2 * CS, hex);
+    if (!lines_contain (&l, expect))
+      fail_msg ("no report line \"%s\" (first line: %s)", expect,
+                l.n ? l.v[0] : "(none)");
+  }
+  lines_free (&l);
+  /* One backup only. */
+  assert_int_equal (vms_repo_verify (r, "b2", 1, collect, &l), 1);
+  assert_true (lines_contain (&l, "backup b2, "));
+  lines_free (&l);
+
+  /* Reading it fails instead of returning wrong data. */
+  uint8_t *buf = xmalloc (CS);
+  assert_int_equal (vms_repo_read (r, idx, buf, 100, 2 * CS), -1);
+  assert_int_equal (vms_get_errno (), EBADMSG);
+  assert_error_contains ("hash mismatch");
+  free (buf);
+
+  vms_index_free (idx);
+  vms_manifest_free (m);
+  free (data);
+  vms_repo_close (r);
+}
+
+static void
+verify_finds_a_missing_chunk (void **state)
+{
+  vms_repo *r = open_writer ();
+  size_t size = 2 * CS;
+  uint8_t *data = xmalloc (size);
+  fill_random (data, size, 8);
+  make_backup (r, "b1", data, size);
+
+  vms_manifest *m = vms_manifest_open (r, "b1");
+  vms_index *idx = vms_manifest_load_index (r, m, 0);
+  char path[256], hex[65], expect[256];
+  chunk_path (vms_index_get (idx, 1), path, sizeof path);
+  vms_digest_hex (vms_index_get (idx, 1), hex);
+  assert_int_equal (unlink (path), 0);
+
+  struct lines l = { .n = 0 };
+  assert_int_equal (vms_repo_verify (r, NULL, 0, collect, &l), 1);
+  snprintf (expect, sizeof expect, "backup b1, component web01, file "
+            "/var/lib/libvirt/images/web01.img, offset %zu: chunk %s is missing",
+            CS, hex);
+  if (!lines_contain (&l, expect))
+    fail_msg ("no report line \"%s\" (got: %s)", expect, l.n ? l.v[0] : "(none)");
+  lines_free (&l);
+  assert_int_equal (vms_repo_verify (r, "nope", 0, collect, &l), -1);
+  assert_error_contains ("no backup \"nope\"");
+  vms_index_free (idx);
+  vms_manifest_free (m);
+  free (data);
+  vms_repo_close (r);
+}
+
+/* ---- damaged and hostile files ---- */
+
+static void
+truncated_or_garbage_manifest_gives_a_clear_error (void **state)
+{
+  vms_repo *r = open_writer ();
+  uint8_t data[100] = { 9 };
+  make_backup (r, "b1", data, sizeof data);
+  char path[256];
+  size_t len;
+  snprintf (path, sizeof path, "%s/backups/b1/manifest.json", repo_dir);
+  char *text = read_whole (path, &len);
+
+  write_file (path, text, len / 2);
+  assert_null (vms_manifest_open (r, "b1"));
+  assert_error_contains ("backup b1: manifest is not valid JSON");
+  assert_error_contains ("truncated");
+
+  write_file (path, "\x7f" "ELF garbage", 12);
+  assert_null (vms_manifest_open (r, "b1"));
+  assert_error_contains ("backup b1: manifest is not valid JSON");
+
+  write_file (path, "", 0);
+  assert_null (vms_manifest_open (r, "b1"));
+  assert_error_contains ("backup b1: manifest is empty");
+
+  /* verify reports it, and the catalogue still lists the backup. */
+  struct lines l = { .n = 0 };
+  assert_int_equal (vms_repo_verify (r, NULL, 0, collect, &l), 1);
+  assert_true (lines_contain (&l, "backup b1: manifest is empty"));
+  lines_free (&l);
+  /* gc refuses to guess which chunks that backup needs. */
+  assert_int_equal (vms_repo_gc (r, 0, NULL, NULL), -1);
+  assert_error_contains ("gc stopped before removing anything");
+  free (text);
+  vms_repo_close (r);
+}
+
+static void
+truncated_or_garbage_index_gives_a_clear_error (void **state)
+{
+  vms_repo *r = open_writer ();
+  size_t size = 3 * CS + 1;
+  uint8_t *data = calloc (1, size);
+  data[0] = 1;
+  make_backup (r, "b1", data, size);
+  char path[256];
+  size_t len;
+  snprintf (path, sizeof path, "%s/backups/b1/indexes/0.idx", repo_dir);
+  char *idx_bytes = read_whole (path, &len);
+  vms_manifest *m = vms_manifest_open (r, "b1");
+  assert_non_null (m);
+  char expect[128];
+
+  write_file (path, idx_bytes, len - 10);
+  assert_null (vms_manifest_load_index (r, m, 0));
+  snprintf (expect, sizeof expect, "backup b1: index 0 is truncated (%zu bytes, "
+            "expected %zu)", len - 10, len);
+  assert_error_contains (expect);
+
+  char *more = (char *) xmalloc (len + 3);
+  memcpy (more, idx_bytes, len);
+  memcpy (more + len, "abc", 3);
+  write_file (path, more, len + 3);
+  assert_null (vms_manifest_load_index (r, m, 0));
+  assert_error_contains ("backup b1: index 0 has 3 bytes of garbage after its end");
+
+  more[INDEX_HEADER_SIZE + 5] ^= 1;       /* a digest bit */
+  write_file (path, more, len);
+  assert_null (vms_manifest_load_index (r, m, 0));
+  assert_error_contains ("backup b1: index 0 is corrupt (checksum mismatch)");
+
+  write_file (path, "garbage", 7);
+  assert_null (vms_manifest_load_index (r, m, 0));
+  assert_error_contains ("backup b1: index 0 is truncated (7 bytes");
+
+  unlink (path);
+  assert_null (vms_manifest_load_index (r, m, 0));
+  assert_error_contains ("backup b1: index 0 (0.idx) is missing");
+
+  struct lines l = { .n = 0 };
+  assert_int_equal (vms_repo_verify (r, NULL, 0, collect, &l), 1);
+  assert_true (lines_contain (&l, "backup b1: index 0 (0.idx) is missing"));
+  lines_free (&l);
+
+  vms_manifest_free (m);
+  free (more);
+  free (idx_bytes);
+  free (data);
+  vms_repo_close (r);
+}
+
+static void
+hostile_manifest_names_are_refused (void **state)
+{
+  vms_repo *r = open_writer ();
+  uint8_t data[100] = { 9 };
+  make_backup (r, "b1", data, sizeof data);
+  char path[256];
+  size_t len;
+  snprintf (path, sizeof path, "%s/backups/b1/manifest.json", repo_dir);
+  char *text = read_whole (path, &len);
+  char *at = strstr (text, "\"0.idx\"");
+  assert_non_null (at);
+
+  const char *hostile[] = { "../../etc/passwd", "/etc/passwd",
+                            ".hidden.idx", "a/b.idx", "0.json" };
+  for (size_t i = 0; i < sizeof hostile / sizeof hostile[0]; i++) {
+    char *t;
+    assert_true (asprintf (&t, "%.*s\"%s\"%s", (int) (at - text), text,
+                           hostile[i], at + 7) > 0);
+    write_file (path, t, strlen (t));
+    free (t);
+    assert_null (vms_manifest_open (r, "b1"));
+    assert_error_contains ("is not allowed");
+  }
+
+  /* A manifest naming another backup, or a backup id with a '/'. */
+  char *t;
+  at = strstr (text, "\"backup_id\": \"b1\"");
+  assert_non_null (at);
+  assert_true (asprintf (&t, "%.*s\"backup_id\": \"../b1\"%s", (int) (at - text),
+                         text, at + strlen ("\"backup_id\": \"b1\"")) > 0);
+  write_file (path, t, strlen (t));
+  free (t);
+  assert_null (vms_manifest_open (r, "b1"));
+  assert_error_contains ("backup id \"../b1\" is not allowed");
+
+  const char *bad_ids[] = { "a/b", "..", ".x", "", "x y", "../../etc" };
+  for (size_t i = 0; i < sizeof bad_ids / sizeof bad_ids[0]; i++) {
+    assert_null (vms_repo_txn_begin (r, bad_ids[i]));
+    assert_error_contains ("not a valid backup id");
+    assert_null (vms_manifest_open (r, bad_ids[i]));
+    assert_error_contains ("not a valid backup id");
+  }
+  char long_id[130];
+  memset (long_id, 'a', 129);
+  long_id[129] = '\0';
+  assert_null (vms_repo_txn_begin (r, long_id));
+  long_id[128] = '\0';
+  vms_repo_txn *txn = vms_repo_txn_begin (r, long_id);
+  assert_non_null (txn);
+  vms_repo_txn_free (txn);
+  free (text);
+  vms_repo_close (r);
+}
+
+/* ---- prune and gc ---- */
+
+static void
+prune_dry_run_changes_nothing_and_prune_removes (void **state)
+{
+  vms_repo *r = open_writer ();
+  uint8_t data[100];
+  const char *ids[] = { "b1", "b2", "b3" };
+  for (int i = 0; i < 3; i++) {
+    fill_random (data, sizeof data, 10 + (uint64_t) i);
+    make_backup (r, ids[i], data, sizeof data);
+  }
+  struct vms_prune_policy none = { 0 }, last2 = { .keep_last = 2 };
+  struct lines l = { .n = 0 };
+
+  assert_int_equal (vms_repo_prune (r, &none, 1, collect, &l), -1);
+  assert_error_contains ("at least one keep rule");
+
+  assert_int_equal (vms_repo_prune (r, &last2, 1, collect, &l), 1);
+  assert_true (lines_contain (&l, "remove b1"));
+  assert_true (lines_contain (&l, "keep b3 (last)"));
+  assert_int_equal (count_entries ("backups"), 3);
+  lines_free (&l);
+
+  assert_int_equal (vms_repo_prune (r, &last2, 0, collect, &l), 1);
+  lines_free (&l);
+  char **list;
+  size_t n;
+  assert_int_equal (vms_repo_list (r, &list, &n), 0);
+  assert_int_equal (n, 2);
+  assert_string_equal (list[0], "b2");
+  assert_string_equal (list[1], "b3");
+  for (size_t i = 0; i < n; i++) free (list[i]);
+  free (list);
+  assert_int_equal (count_entries ("tmp"), 0);
+  vms_repo_close (r);
+
+  /* Read-only handles may not prune. */
+  r = vms_repo_open (repo_dir, 0);
+  assert_int_equal (vms_repo_prune (r, &last2, 1, NULL, NULL), -1);
+  vms_repo_close (r);
+}
+
+static void
+gc_removes_unreferenced_chunks_and_leftovers_only (void **state)
+{
+  vms_repo *r = open_writer ();
+  size_t size = 2 * CS;
+  uint8_t *data = xmalloc (size);
+  fill_random (data, size, 20);
+  make_backup (r, "b1", data, size);
+  fill_random (data + CS, CS, 21);        /* b2 shares chunk 0 */
+  make_backup (r, "b2", data, size);
+  assert_int_equal (count_chunks (), 3);
+
+  /* An orphan chunk (an interrupted backup's) and leftover temp dirs. */
+  uint8_t orphan[4096];
+  fill_random (orphan, sizeof orphan, 22);
+  struct vms_digest od;
+  assert_int_equal (vms_repo_chunk_put (r, orphan, sizeof orphan, &od, NULL), 0);
+  char path[256];
+  snprintf (path, sizeof path, "%s/tmp/999999.0.backup-x", repo_dir);
+  assert_int_equal (mkdir (path, 0700), 0);
+  snprintf (path, sizeof path, "%s/tmp/999999.0.backup-x/manifest.json", repo_dir);
+  write_file (path, "{}", 2);
+  assert_int_equal (count_chunks (), 4);
+
+  uint64_t removed, freed;
+  /* Within the grace period nothing unreferenced goes. */
+  assert_int_equal (vms_repo_gc (r, 3600, &removed, &freed), 0);
+  assert_int_equal (removed, 0);
+  assert_int_equal (count_chunks (), 4);
+  assert_int_equal (count_entries ("tmp"), 0);  /* another pid's: dead */
+
+  assert_int_equal (vms_repo_prune (r, &(struct vms_prune_policy) { .keep_last = 1 },
+                                    0, NULL, NULL), 1);
+  assert_int_equal (vms_repo_gc (r, 0, &removed, &freed), 0);
+  /* The orphan and b1's own chunk 1 go; b2's two chunks stay. */
+  assert_int_equal (removed, 2);
+  assert_true (freed > CS);
+  assert_int_equal (count_chunks (), 2);
+  assert_int_equal (vms_repo_chunk_exists (r, &od), 0);
+  struct lines l = { .n = 0 };
+  assert_int_equal (vms_repo_verify (r, NULL, 1, collect, &l), 0);
+  vms_manifest *m = vms_manifest_open (r, "b2");
+  vms_index *idx = vms_manifest_load_index (r, m, 0);
+  uint8_t *back = xmalloc (size);
+  assert_int_equal (vms_repo_read (r, idx, back, size, 0), 0);
+  assert_memory_equal (back, data, size);
+  free (back);
+  vms_index_free (idx);
+  vms_manifest_free (m);
+  free (data);
+  vms_repo_close (r);
+}
+
+/* ---- full file system ---- */
+
+static void
+full_file_system_fails_clearly_and_leaves_the_repository_intact (void **state)
+{
+  char mnt[128];
+  snprintf (mnt, sizeof mnt, "%s/small", workdir);
+  assert_int_equal (mkdir (mnt, 0700), 0);
+  if (mount ("tmpfs", mnt, "tmpfs", 0, "size=2m,mode=0700") == -1) {
+    print_message ("# SKIP cannot mount a 2 MiB tmpfs (%s): needs root\n",
+                   strerror (errno));
+    skip ();
+  }
+  snprintf (repo_dir, sizeof repo_dir, "%s/repo", mnt);
+
+  vms_repo *r = open_writer ();
+  uint8_t *data = xmalloc (CS);
+  fill_random (data, CS, 30);
+  make_backup (r, "b1", data, 300000);    /* fits */
+
+  /* A 4 MiB incompressible chunk does not. */
+  struct vms_digest d;
+  assert_int_equal (vms_repo_chunk_put (r, data + 1, CS - 1, &d, NULL), -1);
+  assert_int_equal (vms_get_errno (), ENOSPC);
+  char expect[256];
+  snprintf (expect, sizeof expect, "repository %s: no space left on device "
+            "while writing chunk ", repo_dir);
+  assert_error_contains (expect);
+
+  /* Fill the rest, then try to commit a backup of what is stored. */
+  char filler[256];
+  snprintf (filler, sizeof filler, "%s/filler", mnt);
+  int fd = open (filler, O_WRONLY | O_CREAT, 0600);
+  assert_true (fd >= 0);
+  while (write (fd, data, 65536) > 0)
+    ;
+  while (write (fd, data, 512) > 0)
+    ;
+  close (fd);
+  vms_index *idx = vms_index_new (0);
+  vms_repo_txn *txn = vms_repo_txn_begin (r, "b2");
+  if (txn) {
+    struct vms_stored_file f = { .writer_id = "w", .component = "c",
+                                 .path = "/p", .kind = VMS_FILE_PLAIN };
+    vms_document *bcd = vms_components_new ("b2");
+    for (int i = 0; i < 50 && bcd; i++) {
+      char key[32];
+      snprintf (key, sizeof key, "pad%d", i);
+      vms_components_set_attr_json (bcd, key, "\"a long value to fill a page of "
+                                    "the document beyond what is left\"");
+    }
+    int ok = vms_repo_txn_add_file (txn, &f, idx) == 0 &&
+      vms_repo_txn_commit (txn, bcd, NULL, 0, NULL) == 0;
+    assert_false (ok);
+    assert_error_contains ("no space left on device");
+    vms_document_free (bcd);
+    vms_repo_txn_free (txn);
+  }
+  else
+    assert_error_contains ("no space left on device");
+  vms_index_free (idx);
+  unlink (filler);
+
+  /* Nothing half-written remains, and b1 is whole. */
+  assert_int_equal (count_entries ("tmp"), 0);
+  char **ids;
+  size_t n;
+  assert_int_equal (vms_repo_list (r, &ids, &n), 0);
+  assert_int_equal (n, 1);
+  assert_string_equal (ids[0], "b1");
+  free (ids[0]);
+  free (ids);
+  struct lines l = { .n = 0 };
+  assert_int_equal (vms_repo_verify (r, NULL, 1, collect, &l), 0);
+  uint64_t removed;
+  assert_int_equal (vms_repo_gc (r, 0, &removed, NULL), 0);
+  assert_int_equal (removed, 0);
+  assert_int_equal (vms_repo_verify (r, NULL, 1, collect, &l), 0);
+  vms_repo_close (r);
+  free (data);
+  umount2 (mnt, MNT_DETACH);
+}
+
+int
+main (int argc, char *argv[])
+{
+  const struct CMUnitTest tests[] = {
+#define T(name, f) { name, f, setup, teardown, NULL }
+    T ("chunk-round-trips-and-compresses-compressible-data", chunk_round_trips_and_compresses_compressible_data),
+    T ("incompressible-chunk-is-stored-raw", incompressible_chunk_is_stored_raw),
+    T ("zero-chunk-is-never-stored", zero_chunk_is_never_stored),
+    T ("identical-chunks-are-stored-once", identical_chunks_are_stored_once),
+    T ("half-written-chunk-is-written-again", half_written_chunk_is_written_again),
+    T ("chunk-put-needs-the-writer-lock", chunk_put_needs_the_writer_lock),
+    T ("missing-chunk-read-fails-with-enoent", missing_chunk_read_fails_with_enoent),
+    T ("file-of-non-multiple-size-round-trips-through-random-reads", file_of_non_multiple_size_round_trips_through_random_reads),
+    T ("zero-byte-file-round-trips", zero_byte_file_round_trips),
+    T ("index-resize-zeroes-chunks-whose-length-changes", index_resize_zeroes_chunks_whose_length_changes),
+    T ("committed-backup-is-listed-with-its-documents", committed_backup_is_listed_with_its_documents),
+    T ("uncommitted-backup-is-invisible", uncommitted_backup_is_invisible),
+    T ("second-writer-is-refused-with-the-holders-pid", second_writer_is_refused_with_the_holders_pid),
+    T ("open-refuses-a-directory-that-is-not-a-repository", open_refuses_a_directory_that_is_not_a_repository),
+    T ("repository-files-are-0600-and-directories-0700", repository_files_are_0600_and_directories_0700),
+    T ("verify-deep-names-every-backup-file-and-offset-of-a-flipped-byte", verify_deep_names_every_backup_file_and_offset_of_a_flipped_byte),
+    T ("verify-finds-a-missing-chunk", verify_finds_a_missing_chunk),
+    T ("truncated-or-garbage-manifest-gives-a-clear-error", truncated_or_garbage_manifest_gives_a_clear_error),
+    T ("truncated-or-garbage-index-gives-a-clear-error", truncated_or_garbage_index_gives_a_clear_error),
+    T ("hostile-manifest-names-are-refused", hostile_manifest_names_are_refused),
+    T ("prune-dry-run-changes-nothing-and-prune-removes", prune_dry_run_changes_nothing_and_prune_removes),
+    T ("gc-removes-unreferenced-chunks-and-leftovers-only", gc_removes_unreferenced_chunks_and_leftovers_only),
+    T ("full-file-system-fails-clearly-and-leaves-the-repository-intact", full_file_system_fails_clearly_and_leaves_the_repository_intact),
+#undef T
+  };
+  cmocka_set_message_output (CM_OUTPUT_TAP);
+  if (argc > 1)
+    cmocka_set_test_filter (argv[1]);
+  return cmocka_run_group_tests_name ("repo", tests, NULL, NULL);
+}
