@@ -1,0 +1,169 @@
+/* vms-bench-copy: a small driver of the data path for bench/datapath.sh
+ * (not installed; the vmshadow CLI does this for users).
+ *
+ *   vms-bench-copy full    REPO SOURCE INDEX-OUT
+ *   vms-bench-copy incr    REPO SOURCE BITMAP PARENT-INDEX INDEX-OUT
+ *   vms-bench-copy extract REPO INDEX FORMAT OUT
+ *
+ * SOURCE is an NBD URI (nbd+unix://...), or FORMAT:IMAGE (raw:/x.img,
+ * qcow2:/x.qcow2) to export the image read-only with qemu-nbd first (with
+ * BITMAP for incr), or a plain path. Indexes are kept in a bench-private
+ * file (magic, size, digests), so that each phase is one process whose
+ * peak memory /usr/bin/time -v can measure. Statistics are printed as
+ * key=value lines on stdout.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "vmshadow/datapath.h"
+#include "vmshadow/error.h"
+#include "vmshadow/repo.h"
+
+static const char magic[8] = "VMSBIDX1";
+
+static void __attribute__ ((noreturn))
+die (const char *what)
+{
+  const char *e = vms_get_error ();
+  fprintf (stderr, "vms-bench-copy: %s: %s\n", what, e ? e : strerror (errno));
+  exit (1);
+}
+
+static void
+index_save (const vms_index *idx, const char *path)
+{
+  FILE *fp = fopen (path, "wb");
+  uint64_t size = vms_index_size (idx);
+
+  if (fp == NULL || fwrite (magic, sizeof magic, 1, fp) != 1
+      || fwrite (&size, sizeof size, 1, fp) != 1)
+    die (path);
+  for (uint64_t i = 0; i < vms_index_chunk_count (idx); i++)
+    if (fwrite (vms_index_get (idx, i), sizeof (struct vms_digest), 1, fp) != 1)
+      die (path);
+  if (fclose (fp) != 0)
+    die (path);
+}
+
+static vms_index *
+index_load (const char *path)
+{
+  FILE *fp = fopen (path, "rb");
+  char m[8];
+  uint64_t size;
+  vms_index *idx;
+
+  if (fp == NULL || fread (m, sizeof m, 1, fp) != 1
+      || memcmp (m, magic, sizeof m) != 0 || fread (&size, sizeof size, 1, fp) != 1)
+    die (path);
+  idx = vms_index_new (size);
+  if (idx == NULL)
+    die ("index");
+  for (uint64_t i = 0; i < vms_index_chunk_count (idx); i++) {
+    struct vms_digest d;
+    if (fread (&d, sizeof d, 1, fp) != 1 || vms_index_set (idx, i, &d) == -1)
+      die (path);
+  }
+  fclose (fp);
+  return idx;
+}
+
+static void
+print_stats (const struct vms_copy_stats *st)
+{
+  printf ("size=%" PRIu64 "\nbytes_read=%" PRIu64 "\nbytes_stored=%" PRIu64
+          "\nchunks_new=%" PRIu64 "\nchunks_reused=%" PRIu64
+          "\nchunks_zero=%" PRIu64 "\nelapsed_ms=%" PRId64 "\n",
+          st->size, st->bytes_read, st->bytes_stored, st->chunks_new,
+          st->chunks_reused, st->chunks_zero, st->elapsed_ms);
+}
+
+/* Copy from source (see the header comment) into the repository. */
+static vms_index *
+copy (vms_repo *repo, const char *source, const char *bitmap,
+      const vms_index *parent, struct vms_copy_stats *st)
+{
+  struct vms_source src = { 0 };
+  vms_nbd_export *e = NULL;
+  char ctx[256];
+  const char *colon = strchr (source, ':');
+  vms_index *idx;
+
+  if (strncmp (source, "nbd", 3) == 0)
+    src.nbd_uri = source;
+  else if (colon && (strncmp (source, "raw:", 4) == 0
+                     || strncmp (source, "qcow2:", 6) == 0)) {
+    char fmt[8];
+    snprintf (fmt, sizeof fmt, "%.*s", (int) (colon - source), source);
+    e = vms_nbd_export_open (colon + 1, fmt, bitmap);
+    if (e == NULL)
+      die ("export");
+    src.nbd_uri = vms_nbd_export_uri (e);
+  }
+  else
+    src.path = source;
+  if (bitmap) {
+    snprintf (ctx, sizeof ctx, "qemu:dirty-bitmap:%s", bitmap);
+    src.dirty_context = ctx;
+    src.parent = parent;
+  }
+  idx = vms_copy_to_repo (repo, &src, st, NULL, NULL);
+  vms_nbd_export_close (e);
+  if (idx == NULL)
+    die ("copy");
+  return idx;
+}
+
+int
+main (int argc, char *argv[])
+{
+  vms_repo *repo;
+  struct vms_copy_stats st;
+
+  if (argc < 2) {
+  usage:
+    fprintf (stderr, "usage: vms-bench-copy full REPO SOURCE INDEX-OUT\n"
+             "       vms-bench-copy incr REPO SOURCE BITMAP PARENT-INDEX INDEX-OUT\n"
+             "       vms-bench-copy extract REPO INDEX FORMAT OUT\n");
+    return 2;
+  }
+  if (strcmp (argv[1], "full") == 0 && argc == 5) {
+    vms_index *idx;
+    repo = vms_repo_open (argv[2], VMS_REPO_CREATE | VMS_REPO_WRITE);
+    if (repo == NULL)
+      die (argv[2]);
+    idx = copy (repo, argv[3], NULL, NULL, &st);
+    print_stats (&st);
+    index_save (idx, argv[4]);
+    vms_index_free (idx);
+  }
+  else if (strcmp (argv[1], "incr") == 0 && argc == 7) {
+    vms_index *parent, *idx;
+    repo = vms_repo_open (argv[2], VMS_REPO_WRITE);
+    if (repo == NULL)
+      die (argv[2]);
+    parent = index_load (argv[5]);
+    idx = copy (repo, argv[3], argv[4], parent, &st);
+    print_stats (&st);
+    index_save (idx, argv[6]);
+    vms_index_free (idx);
+    vms_index_free (parent);
+  }
+  else if (strcmp (argv[1], "extract") == 0 && argc == 6) {
+    vms_index *idx;
+    repo = vms_repo_open (argv[2], 0);
+    if (repo == NULL)
+      die (argv[2]);
+    idx = index_load (argv[3]);
+    if (vms_extract (repo, idx, argv[5], argv[4], 1, NULL, NULL) == -1)
+      die ("extract");
+    vms_index_free (idx);
+  }
+  else
+    goto usage;
+  vms_repo_close (repo);
+  return 0;
+}

@@ -1,0 +1,931 @@
+/* vms_copy_to_repo: read a disk (over NBD) or a plain file into the
+ * repository, as a pipeline.
+ *
+ * The calling thread is the reader: it asks the source which ranges hold
+ * data (NBD block status with base:allocation, and for an incremental the
+ * dirty-bitmap context; SEEK_DATA/SEEK_HOLE for a file), decides per 4 MiB
+ * chunk whether to reuse the parent's entry, store zero, or read it, and
+ * reads into a fixed pool of chunk buffers (over NBD with several requests
+ * in flight). Worker threads hash, compress and store full buffers through
+ * vms_repo_chunk_put and set the index entry. The pool size bounds memory
+ * whatever the disk size; the first error from any thread stops all.
+ */
+#include <assert.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <libnbd.h>
+
+#include "cleanup.h"
+#include "log.h"
+#include "vector.h"
+#include "vmshadow/datapath.h"
+#include "vmshadow/error.h"
+
+#include "datapath-internal.h"
+
+/* Block status is asked for windows of this many chunks (1 GiB). */
+#define COPY_WINDOW_CHUNKS 256
+/* A chunk with more data ranges than this is read as one span. */
+#define COPY_MAX_RANGES 64
+#define COPY_PROGRESS_MS 250
+#define NBD_STATE_DIRTY 1       /* qemu:dirty-bitmap:* flag */
+
+/* [offset, offset + length) with the flags of one block status context. */
+struct copy_extent {
+  uint64_t offset, length;
+  uint32_t flags;
+};
+DEFINE_VECTOR_TYPE (copy_extent_vector, struct copy_extent);
+
+struct copy_range {
+  uint64_t offset;              /* absolute */
+  uint64_t length;
+};
+
+/* One chunk buffer of the pool. */
+struct copy_slot {
+  struct copy_pipeline *p;
+  uint64_t chunk;
+  size_t len;
+  unsigned pending;             /* NBD reads not yet completed */
+  int failed;                   /* a read into it failed */
+  char *buf;
+};
+
+struct copy_pipeline {
+  vms_repo *repo;
+  vms_index *idx;
+  const char *what;             /* the source, for messages */
+
+  pthread_mutex_t lock;
+  pthread_cond_t cond;          /* broadcast on every change below */
+  struct copy_slot *slots;
+  size_t nr_slots;
+  size_t *free_slots, nr_free;  /* stack */
+  size_t *ready, ready_head, nr_ready;  /* ring of filled slots */
+  int end_of_input;
+  int failed;
+  int error_errno;
+  char error_msg[2048];
+
+  pthread_t *threads;
+  size_t nr_threads;
+
+  /* Under lock. */
+  struct vms_copy_stats stats;
+  uint64_t done;                /* bytes of the source dealt with */
+
+  /* Reader only. */
+  unsigned inflight;            /* chunks with NBD reads outstanding */
+  int64_t last_progress;
+  vms_progress_fn progress;
+  void *opaque;
+};
+
+/* Record the first error of the pipeline (any thread). Later ones are
+ * consequences and dropped. */
+static void __attribute__ ((format (printf, 3, 4)))
+copy_fail (struct copy_pipeline *p, int errnum, const char *fmt, ...)
+{
+  va_list ap;
+
+  pthread_mutex_lock (&p->lock);
+  if (!p->failed) {
+    p->failed = 1;
+    p->error_errno = errnum;
+    va_start (ap, fmt);
+    vsnprintf (p->error_msg, sizeof p->error_msg, fmt, ap);
+    va_end (ap);
+  }
+  pthread_cond_broadcast (&p->cond);
+  pthread_mutex_unlock (&p->lock);
+}
+
+static int
+copy_failed (struct copy_pipeline *p)
+{
+  int f;
+  pthread_mutex_lock (&p->lock);
+  f = p->failed;
+  pthread_mutex_unlock (&p->lock);
+  return f;
+}
+
+static void
+copy_report_progress (struct copy_pipeline *p, int force)
+{
+  int64_t now;
+  uint64_t done;
+
+  if (p->progress == NULL)
+    return;
+  now = vms_now_ms ();
+  if (!force && now - p->last_progress < COPY_PROGRESS_MS)
+    return;
+  p->last_progress = now;
+  pthread_mutex_lock (&p->lock);
+  done = p->done;
+  pthread_mutex_unlock (&p->lock);
+  p->progress (p->opaque, done, p->stats.size);
+}
+
+/* Set an index entry decided by the reader (zero or from the parent). */
+static int
+copy_set_entry (struct copy_pipeline *p, uint64_t chunk,
+                const struct vms_digest *d, int reused)
+{
+  int r;
+
+  pthread_mutex_lock (&p->lock);
+  r = vms_index_set (p->idx, chunk, d);
+  if (r == 0) {
+    if (vms_digest_is_zero (d))
+      p->stats.chunks_zero++;
+    else if (reused)
+      p->stats.chunks_reused++;
+    else
+      p->stats.chunks_zero++;
+    p->done += vms_index_chunk_len (p->idx, chunk);
+  }
+  pthread_mutex_unlock (&p->lock);
+  if (r == -1)
+    copy_fail (p, vms_get_errno (), "%s", vms_get_error ());
+  return r;
+}
+
+static void *
+copy_worker (void *arg)
+{
+  struct copy_pipeline *p = arg;
+
+  pthread_mutex_lock (&p->lock);
+  for (;;) {
+    struct copy_slot *s;
+    struct vms_digest d;
+    uint64_t stored = 0;
+    int r;
+
+    while (!p->failed && p->nr_ready == 0 && !p->end_of_input)
+      pthread_cond_wait (&p->cond, &p->lock);
+    if (p->failed || p->nr_ready == 0)
+      break;
+    s = &p->slots[p->ready[p->ready_head]];
+    p->ready_head = (p->ready_head + 1) % p->nr_slots;
+    p->nr_ready--;
+    pthread_mutex_unlock (&p->lock);
+
+    r = vms_repo_chunk_put (p->repo, s->buf, s->len, &d, &stored);
+    if (r == -1)
+      copy_fail (p, vms_get_errno (), "storing the chunk at offset %" PRIu64
+                 " of %s: %s", s->chunk * (uint64_t) VMS_CHUNK_SIZE, p->what,
+                 vms_get_error ());
+
+    pthread_mutex_lock (&p->lock);
+    if (r == 0) {
+      if (vms_index_set (p->idx, s->chunk, &d) == -1) {
+        pthread_mutex_unlock (&p->lock);
+        copy_fail (p, vms_get_errno (), "%s", vms_get_error ());
+        pthread_mutex_lock (&p->lock);
+      }
+      else {
+        if (vms_digest_is_zero (&d))
+          p->stats.chunks_zero++;
+        else if (stored > 0)
+          p->stats.chunks_new++;
+        else
+          p->stats.chunks_reused++;
+        p->stats.bytes_stored += stored;
+        p->done += s->len;
+      }
+    }
+    p->free_slots[p->nr_free++] = (size_t) (s - p->slots);
+    pthread_cond_broadcast (&p->cond);
+  }
+  pthread_mutex_unlock (&p->lock);
+  return NULL;
+}
+
+/* Hand a filled slot to the workers. */
+static void
+copy_slot_ready (struct copy_slot *s)
+{
+  struct copy_pipeline *p = s->p;
+
+  pthread_mutex_lock (&p->lock);
+  p->ready[(p->ready_head + p->nr_ready) % p->nr_slots] = (size_t) (s - p->slots);
+  p->nr_ready++;
+  pthread_cond_broadcast (&p->cond);
+  pthread_mutex_unlock (&p->lock);
+}
+
+/* A free slot, or NULL: when wait is set, block until one is free or the
+ * pipeline failed. */
+static struct copy_slot *
+copy_take_slot (struct copy_pipeline *p, int wait)
+{
+  struct copy_slot *s = NULL;
+
+  for (;;) {
+    pthread_mutex_lock (&p->lock);
+    if (!p->failed && p->nr_free == 0 && wait) {
+      struct timespec ts;
+      clock_gettime (CLOCK_REALTIME, &ts);
+      ts.tv_nsec += COPY_PROGRESS_MS * 1000000L;
+      if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+      }
+      pthread_cond_timedwait (&p->cond, &p->lock, &ts);
+    }
+    if (!p->failed && p->nr_free > 0)
+      s = &p->slots[p->free_slots[--p->nr_free]];
+    pthread_mutex_unlock (&p->lock);
+    if (s || !wait || copy_failed (p))
+      return s;
+    copy_report_progress (p, 0);
+  }
+}
+
+static void
+copy_return_slot (struct copy_slot *s)
+{
+  struct copy_pipeline *p = s->p;
+
+  pthread_mutex_lock (&p->lock);
+  p->free_slots[p->nr_free++] = (size_t) (s - p->slots);
+  pthread_cond_broadcast (&p->cond);
+  pthread_mutex_unlock (&p->lock);
+}
+
+static int
+copy_pipeline_init (struct copy_pipeline *p, vms_repo *repo, vms_index *idx,
+                    const char *what, unsigned workers, unsigned extra_slots)
+{
+  memset (p, 0, sizeof *p);
+  p->repo = repo;
+  p->idx = idx;
+  p->what = what;
+  pthread_mutex_init (&p->lock, NULL);
+  pthread_cond_init (&p->cond, NULL);
+  p->nr_slots = 2 * (size_t) workers + 2 + extra_slots;
+  p->slots = calloc (p->nr_slots, sizeof *p->slots);
+  p->free_slots = calloc (p->nr_slots, sizeof *p->free_slots);
+  p->ready = calloc (p->nr_slots, sizeof *p->ready);
+  p->threads = calloc (workers, sizeof *p->threads);
+  if (!p->slots || !p->free_slots || !p->ready || !p->threads) {
+    vms_set_error (ENOMEM, "out of memory");
+    return -1;
+  }
+  for (size_t i = 0; i < p->nr_slots; i++) {
+    p->slots[i].p = p;
+    if (posix_memalign ((void **) &p->slots[i].buf, 4096, VMS_CHUNK_SIZE) != 0) {
+      vms_set_error (ENOMEM, "out of memory for %zu chunk buffers", p->nr_slots);
+      return -1;
+    }
+    p->free_slots[p->nr_free++] = i;
+  }
+  for (unsigned i = 0; i < workers; i++) {
+    int r = pthread_create (&p->threads[i], NULL, copy_worker, p);
+    if (r != 0) {
+      vms_set_error (r, "cannot start a copy thread: %s", strerror (r));
+      return -1;
+    }
+    p->nr_threads++;
+  }
+  return 0;
+}
+
+/* Stop the workers (after they drained the queue, unless failed), free
+ * everything. Returns 0, or -1 with the pipeline's error set. */
+static int
+copy_pipeline_finish (struct copy_pipeline *p)
+{
+  int r = 0;
+
+  pthread_mutex_lock (&p->lock);
+  p->end_of_input = 1;
+  pthread_cond_broadcast (&p->cond);
+  pthread_mutex_unlock (&p->lock);
+  for (size_t i = 0; i < p->nr_threads; i++)
+    pthread_join (p->threads[i], NULL);
+  if (p->failed) {
+    vms_set_error (p->error_errno, "%s", p->error_msg);
+    r = -1;
+  }
+  if (p->slots)
+    for (size_t i = 0; i < p->nr_slots; i++)
+      free (p->slots[i].buf);
+  free (p->slots);
+  free (p->free_slots);
+  free (p->ready);
+  free (p->threads);
+  pthread_cond_destroy (&p->cond);
+  pthread_mutex_destroy (&p->lock);
+  return r;
+}
+
+/* Whether chunk c can be taken from the parent index unchanged (when it is
+ * not dirty): the parent has it, with the same length. */
+static int
+copy_parent_has (const vms_index *parent, const vms_index *idx, uint64_t c)
+{
+  return parent && c < vms_index_chunk_count (parent)
+    && vms_index_chunk_len (parent, c) == vms_index_chunk_len (idx, c);
+}
+
+/* The data ranges of [start, end) according to sorted extents whose flags
+ * say "reads as zero" by zero_mask; extents are clamped to the chunk.
+ * Ranges beyond COPY_MAX_RANGES collapse into one span. */
+static size_t
+copy_data_ranges (const copy_extent_vector *ext, size_t *cursor,
+                  uint64_t start, uint64_t end, uint32_t zero_mask,
+                  struct copy_range *ranges)
+{
+  size_t n = 0;
+  size_t i = *cursor;
+
+  /* Skip extents wholly before this chunk; keep the cursor on the first
+   * one that may reach into the next. */
+  while (i < ext->len && ext->ptr[i].offset + ext->ptr[i].length <= start)
+    i++;
+  *cursor = i;
+  for (; i < ext->len && ext->ptr[i].offset < end; i++) {
+    const struct copy_extent *e = &ext->ptr[i];
+    uint64_t a = e->offset > start ? e->offset : start;
+    uint64_t b = e->offset + e->length < end ? e->offset + e->length : end;
+
+    if (a >= b || (e->flags & zero_mask))
+      continue;
+    if (n > 0 && ranges[n - 1].offset + ranges[n - 1].length == a)
+      ranges[n - 1].length += b - a;
+    else if (n == COPY_MAX_RANGES) {
+      ranges[0].length = b - ranges[0].offset;
+      n = 1;
+    }
+    else {
+      ranges[n].offset = a;
+      ranges[n].length = b - a;
+      n++;
+    }
+  }
+  return n;
+}
+
+/* Whether any extent of ext overlapping [start, end) has flag set. */
+static int
+copy_any_flag (const copy_extent_vector *ext, size_t *cursor,
+               uint64_t start, uint64_t end, uint32_t flag)
+{
+  size_t i = *cursor;
+
+  while (i < ext->len && ext->ptr[i].offset + ext->ptr[i].length <= start)
+    i++;
+  *cursor = i;
+  for (; i < ext->len && ext->ptr[i].offset < end; i++)
+    if (ext->ptr[i].flags & flag)
+      return 1;
+  return 0;
+}
+
+/* Zero the parts of a chunk buffer that no range covers. */
+static void
+copy_zero_gaps (char *buf, uint64_t start, size_t len,
+                const struct copy_range *r, size_t n)
+{
+  uint64_t pos = start;
+
+  for (size_t i = 0; i < n; i++) {
+    if (r[i].offset > pos)
+      memset (buf + (pos - start), 0, r[i].offset - pos);
+    pos = r[i].offset + r[i].length;
+  }
+  if (pos < start + len)
+    memset (buf + (pos - start), 0, start + len - pos);
+}
+
+/* ---- reading over NBD ---- */
+
+struct copy_nbd {
+  struct copy_pipeline *p;
+  struct nbd_handle *h;
+  const char *uri;
+  const char *dirty_context;
+  int have_alloc;
+  /* Block status of the current window, per context. */
+  copy_extent_vector alloc, dirty;
+  int bs_error;
+};
+
+/* End of what extents cover, or start when empty. */
+static uint64_t
+copy_extents_end (const copy_extent_vector *v, uint64_t start)
+{
+  return v->len ? v->ptr[v->len - 1].offset + v->ptr[v->len - 1].length : start;
+}
+
+static int
+copy_nbd_extent_cb (void *user_data, const char *metacontext, uint64_t offset,
+                    uint32_t *entries, size_t nr_entries, int *error)
+{
+  struct copy_nbd *c = user_data;
+  copy_extent_vector *v;
+  uint64_t pos = offset;
+
+  if (strcmp (metacontext, LIBNBD_CONTEXT_BASE_ALLOCATION) == 0)
+    v = &c->alloc;
+  else if (c->dirty_context && strcmp (metacontext, c->dirty_context) == 0)
+    v = &c->dirty;
+  else
+    return 0;
+  for (size_t i = 0; i + 1 < nr_entries; i += 2) {
+    struct copy_extent e = { .offset = pos, .length = entries[i],
+                             .flags = entries[i + 1] };
+    uint64_t covered = copy_extents_end (v, 0);
+
+    if (__builtin_add_overflow (pos, e.length, &pos)) {
+      c->bs_error = EOVERFLOW;
+      return -1;
+    }
+    /* A later request of the window may repeat what an earlier one said
+     * (the two contexts end at different places): keep extents sorted and
+     * disjoint. */
+    if (covered > e.offset) {
+      if (covered >= pos)
+        continue;
+      e.length = pos - covered;
+      e.offset = covered;
+    }
+    if (e.length == 0)
+      continue;
+    if (copy_extent_vector_append (v, e) == -1) {
+      c->bs_error = ENOMEM;
+      return -1;
+    }
+  }
+  return 0;
+}
+
+/* Fill c->alloc and c->dirty for [start, end). */
+static int
+copy_nbd_block_status (struct copy_nbd *c, uint64_t start, uint64_t end)
+{
+  uint64_t pos = start;
+
+  c->alloc.len = c->dirty.len = 0;
+  if (!c->have_alloc) {
+    struct copy_extent all = { .offset = start, .length = end - start, .flags = 0 };
+    if (copy_extent_vector_append (&c->alloc, all) == -1)
+      return -1;
+    if (!c->dirty_context)
+      return 0;
+  }
+  while (pos < end) {
+    uint64_t next = end;
+
+    c->bs_error = 0;
+    if (nbd_block_status (c->h, end - pos, pos,
+                          (nbd_extent_callback) { .callback = copy_nbd_extent_cb,
+                                                  .user_data = c }, 0) == -1) {
+      vms_set_error (c->bs_error ? c->bs_error : nbd_get_errno (),
+                     "asking %s for block status at offset %" PRIu64 ": %s",
+                     c->uri, pos, c->bs_error ? strerror (c->bs_error) : nbd_get_error ());
+      return -1;
+    }
+    if (c->have_alloc && copy_extents_end (&c->alloc, pos) < next)
+      next = copy_extents_end (&c->alloc, pos);
+    if (c->dirty_context && copy_extents_end (&c->dirty, pos) < next)
+      next = copy_extents_end (&c->dirty, pos);
+    if (next <= pos) {
+      vms_set_error (EPROTO, "asking %s for block status at offset %" PRIu64
+                     ": the server returned no extents", c->uri, pos);
+      return -1;
+    }
+    pos = next;
+  }
+  return 0;
+}
+
+struct copy_read {
+  struct copy_slot *slot;
+  struct copy_nbd *c;
+  uint64_t offset;
+};
+
+/* Drop one reference to a slot being read; the last one hands it on. */
+static void
+copy_slot_put (struct copy_slot *s)
+{
+  assert (s->pending > 0);
+  if (--s->pending == 0) {
+    s->p->inflight--;
+    if (s->failed)
+      copy_return_slot (s);
+    else
+      copy_slot_ready (s);
+  }
+}
+
+static int
+copy_nbd_read_done (void *user_data, int *error)
+{
+  struct copy_read *r = user_data;
+  struct copy_slot *s = r->slot;
+
+  if (*error) {
+    s->failed = 1;
+    copy_fail (s->p, *error, "reading %s at offset %" PRIu64 ": %s",
+               r->c->uri, r->offset, strerror (*error));
+  }
+  copy_slot_put (s);
+  return 1;
+}
+
+static void
+copy_nbd_read_free (void *user_data)
+{
+  free (user_data);
+}
+
+/* Run the NBD state machine until fewer than max chunks are in flight. */
+static int
+copy_nbd_drain (struct copy_nbd *c, unsigned max)
+{
+  while (c->p->inflight > max) {
+    if (nbd_poll (c->h, -1) == -1) {
+      copy_fail (c->p, nbd_get_errno (), "reading %s: %s", c->uri, nbd_get_error ());
+      return -1;
+    }
+  }
+  return 0;
+}
+
+static int
+copy_nbd_read_chunk (struct copy_nbd *c, uint64_t chunk, size_t len,
+                     const struct copy_range *ranges, size_t n)
+{
+  struct copy_pipeline *p = c->p;
+  struct copy_slot *s;
+  uint64_t start = chunk * (uint64_t) VMS_CHUNK_SIZE;
+
+  /* Wait for a buffer: while reads are in flight, by completing them. */
+  while ((s = copy_take_slot (p, p->inflight == 0)) == NULL) {
+    if (copy_failed (p))
+      return -1;
+    if (nbd_poll (c->h, -1) == -1) {
+      copy_fail (p, nbd_get_errno (), "reading %s: %s", c->uri, nbd_get_error ());
+      return -1;
+    }
+  }
+  s->chunk = chunk;
+  s->len = len;
+  s->failed = 0;
+  /* One reference held while issuing, so that the slot cannot complete
+   * before every read is issued. */
+  s->pending = 1;
+  copy_zero_gaps (s->buf, start, len, ranges, n);
+  p->inflight++;
+  for (size_t i = 0; i < n; i++) {
+    struct copy_read *r = malloc (sizeof *r);
+    if (r == NULL) {
+      copy_fail (p, ENOMEM, "out of memory");
+      s->failed = 1;
+      break;
+    }
+    r->slot = s;
+    r->c = c;
+    r->offset = ranges[i].offset;
+    s->pending++;
+    /* On failure the completion callback is not called, the free one is. */
+    if (nbd_aio_pread (c->h, s->buf + (ranges[i].offset - start),
+                       ranges[i].length, ranges[i].offset,
+                       (nbd_completion_callback) { .callback = copy_nbd_read_done,
+                                                   .user_data = r,
+                                                   .free = copy_nbd_read_free },
+                       0) == -1) {
+      s->pending--;
+      s->failed = 1;
+      copy_fail (p, nbd_get_errno (), "reading %s at offset %" PRIu64 ": %s",
+                 c->uri, ranges[i].offset, nbd_get_error ());
+      break;
+    }
+    p->stats.bytes_read += ranges[i].length;
+  }
+  copy_slot_put (s);
+  return s->failed ? -1 : 0;
+}
+
+static int
+copy_from_nbd (struct copy_pipeline *p, const struct vms_source *src,
+               struct nbd_handle *h, unsigned max_inflight)
+{
+  struct copy_nbd c = { .p = p, .h = h, .uri = src->nbd_uri,
+                        .dirty_context = src->dirty_context,
+                        .alloc = empty_vector, .dirty = empty_vector };
+  uint64_t nr_chunks = vms_index_chunk_count (p->idx);
+  struct copy_range ranges[COPY_MAX_RANGES];
+  int r = -1;
+
+  c.have_alloc = nbd_can_meta_context (h, LIBNBD_CONTEXT_BASE_ALLOCATION) == 1;
+  if (!c.have_alloc)
+    vms_debug ("%s has no base:allocation: reading every chunk", src->nbd_uri);
+
+  for (uint64_t w = 0; w < nr_chunks && !copy_failed (p); w += COPY_WINDOW_CHUNKS) {
+    uint64_t wend = w + COPY_WINDOW_CHUNKS < nr_chunks ? w + COPY_WINDOW_CHUNKS : nr_chunks;
+    uint64_t start = w * (uint64_t) VMS_CHUNK_SIZE;
+    uint64_t end = wend == nr_chunks ? p->stats.size : wend * (uint64_t) VMS_CHUNK_SIZE;
+    size_t acur = 0, dcur = 0;
+
+    if (copy_nbd_block_status (&c, start, end) == -1) {
+      copy_fail (p, vms_get_errno (), "%s", vms_get_error ());
+      break;
+    }
+    for (uint64_t ch = w; ch < wend; ch++) {
+      uint64_t cs = ch * (uint64_t) VMS_CHUNK_SIZE;
+      size_t len = vms_index_chunk_len (p->idx, ch);
+      size_t n;
+
+      if (copy_failed (p))
+        break;
+      if (src->dirty_context && copy_parent_has (src->parent, p->idx, ch)
+          && !copy_any_flag (&c.dirty, &dcur, cs, cs + len, NBD_STATE_DIRTY)) {
+        if (copy_set_entry (p, ch, vms_index_get (src->parent, ch), 1) == -1)
+          break;
+        continue;
+      }
+      n = copy_data_ranges (&c.alloc, &acur, cs, cs + len, LIBNBD_STATE_ZERO, ranges);
+      if (n == 0) {
+        static const struct vms_digest zero;
+        if (copy_set_entry (p, ch, &zero, 0) == -1)
+          break;
+        continue;
+      }
+      if (copy_nbd_read_chunk (&c, ch, len, ranges, n) == -1)
+        break;
+      if (copy_nbd_drain (&c, max_inflight - 1) == -1)
+        break;
+      copy_report_progress (p, 0);
+    }
+  }
+  /* Whatever happened, no read may still target a buffer. */
+  if (copy_nbd_drain (&c, 0) == 0 && !copy_failed (p))
+    r = 0;
+  copy_extent_vector_reset (&c.alloc);
+  copy_extent_vector_reset (&c.dirty);
+  return r;
+}
+
+/* ---- reading a plain file ---- */
+
+/* Data ranges of [start, end) of fd by SEEK_DATA/SEEK_HOLE; the whole
+ * range when the file system cannot say. Returns -1 on error. */
+static ssize_t
+copy_file_ranges (int fd, const char *path, uint64_t start, uint64_t end,
+                  struct copy_range *ranges)
+{
+  size_t n = 0;
+  off_t pos = (off_t) start;
+
+  while ((uint64_t) pos < end) {
+    off_t data = lseek (fd, pos, SEEK_DATA), hole;
+    if (data == -1) {
+      if (errno == ENXIO)
+        break;                  /* a hole up to the end of the file */
+      if (errno == EINVAL || errno == ENOTSUP) {
+        ranges[0].offset = start;
+        ranges[0].length = end - start;
+        return 1;
+      }
+      vms_set_error (errno, "looking for data in %s at offset %" PRIu64 ": %s",
+                     path, (uint64_t) pos, strerror (errno));
+      return -1;
+    }
+    if ((uint64_t) data >= end)
+      break;
+    hole = lseek (fd, data, SEEK_HOLE);
+    if (hole == -1) {
+      vms_set_error (errno, "looking for holes in %s at offset %" PRIu64 ": %s",
+                     path, (uint64_t) data, strerror (errno));
+      return -1;
+    }
+    if ((uint64_t) hole > end)
+      hole = (off_t) end;
+    if (n == COPY_MAX_RANGES) {
+      ranges[0].length = (uint64_t) hole - ranges[0].offset;
+      n = 1;
+    }
+    else {
+      ranges[n].offset = (uint64_t) data;
+      ranges[n].length = (uint64_t) (hole - data);
+      n++;
+    }
+    pos = hole;
+  }
+  return (ssize_t) n;
+}
+
+static int
+copy_from_file (struct copy_pipeline *p, const char *path, int fd)
+{
+  uint64_t nr_chunks = vms_index_chunk_count (p->idx);
+  struct copy_range ranges[COPY_MAX_RANGES];
+
+  for (uint64_t ch = 0; ch < nr_chunks && !copy_failed (p); ch++) {
+    uint64_t cs = ch * (uint64_t) VMS_CHUNK_SIZE;
+    size_t len = vms_index_chunk_len (p->idx, ch);
+    ssize_t n = copy_file_ranges (fd, path, cs, cs + len, ranges);
+    struct copy_slot *s;
+
+    if (n == -1) {
+      copy_fail (p, vms_get_errno (), "%s", vms_get_error ());
+      return -1;
+    }
+    if (n == 0) {
+      static const struct vms_digest zero;
+      if (copy_set_entry (p, ch, &zero, 0) == -1)
+        return -1;
+      continue;
+    }
+    s = copy_take_slot (p, 1);
+    if (s == NULL)
+      return -1;
+    s->chunk = ch;
+    s->len = len;
+    copy_zero_gaps (s->buf, cs, len, ranges, (size_t) n);
+    for (ssize_t i = 0; i < n; i++) {
+      uint64_t done = 0;
+      while (done < ranges[i].length) {
+        ssize_t got = pread (fd, s->buf + (ranges[i].offset - cs) + done,
+                             ranges[i].length - done,
+                             (off_t) (ranges[i].offset + done));
+        if (got == -1 && errno == EINTR)
+          continue;
+        if (got <= 0) {
+          int e = got == 0 ? EIO : errno;
+          copy_fail (p, e, "reading %s at offset %" PRIu64 ": %s", path,
+                     ranges[i].offset + done,
+                     got == 0 ? "unexpected end of file (did it shrink while "
+                     "being read?)" : strerror (e));
+          copy_return_slot (s);
+          return -1;
+        }
+        done += (uint64_t) got;
+      }
+      p->stats.bytes_read += ranges[i].length;
+    }
+    copy_slot_ready (s);
+    copy_report_progress (p, 0);
+  }
+  return copy_failed (p) ? -1 : 0;
+}
+
+/* ---- the entry point ---- */
+
+static int
+copy_open_nbd (const struct vms_source *src, struct nbd_handle **hp, uint64_t *size)
+{
+  struct nbd_handle *h = nbd_create ();
+  int64_t sz;
+
+  *hp = NULL;
+  if (h == NULL) {
+    vms_set_error (nbd_get_errno (), "cannot create an NBD handle: %s",
+                   nbd_get_error ());
+    return -1;
+  }
+  if (nbd_add_meta_context (h, LIBNBD_CONTEXT_BASE_ALLOCATION) == -1
+      || (src->dirty_context
+          && nbd_add_meta_context (h, src->dirty_context) == -1)
+      || nbd_connect_uri (h, src->nbd_uri) == -1) {
+    vms_set_error (nbd_get_errno (), "cannot connect to %s: %s", src->nbd_uri,
+                   nbd_get_error ());
+    nbd_close (h);
+    return -1;
+  }
+  if (src->dirty_context && nbd_can_meta_context (h, src->dirty_context) != 1) {
+    vms_set_error (ENOENT, "%s does not offer the dirty bitmap context \"%s\"; "
+                   "the bitmap is missing: read this disk in full",
+                   src->nbd_uri, src->dirty_context);
+    nbd_close (h);
+    return -1;
+  }
+  sz = nbd_get_size (h);
+  if (sz < 0) {
+    vms_set_error (nbd_get_errno (), "cannot get the size of %s: %s",
+                   src->nbd_uri, nbd_get_error ());
+    nbd_close (h);
+    return -1;
+  }
+  *hp = h;
+  *size = (uint64_t) sz;
+  return 0;
+}
+
+vms_index *
+vms_copy_to_repo (vms_repo *repo, const struct vms_source *src,
+                  struct vms_copy_stats *stats, vms_progress_fn progress,
+                  void *opaque)
+{
+  struct copy_pipeline p;
+  struct nbd_handle *h = NULL;
+  CLEANUP_CLOSE int fd = -1;
+  uint64_t size = 0;
+  vms_index *idx;
+  int64_t t0 = vms_now_ms ();
+  unsigned workers, inflight;
+  int r;
+
+  if (repo == NULL || src == NULL || (!src->path == !src->nbd_uri)) {
+    vms_set_error (EINVAL, "vms_copy_to_repo: give exactly one of path and nbd_uri");
+    return NULL;
+  }
+  if (src->path && src->dirty_context) {
+    vms_set_error (EINVAL, "cannot read %s incrementally: a dirty bitmap "
+                   "needs an NBD source", src->path);
+    return NULL;
+  }
+  if (src->dirty_context && src->parent == NULL) {
+    vms_set_error (EINVAL, "cannot read %s incrementally: no parent index "
+                   "to take unchanged chunks from", src->nbd_uri);
+    return NULL;
+  }
+
+  if (src->path) {
+    struct stat st;
+    fd = open (src->path, O_RDONLY | O_CLOEXEC);
+    if (fd == -1 || fstat (fd, &st) == -1) {
+      vms_set_error (errno, "cannot open %s: %s", src->path, strerror (errno));
+      return NULL;
+    }
+    if (S_ISREG (st.st_mode))
+      size = (uint64_t) st.st_size;
+    else {
+      off_t end = lseek (fd, 0, SEEK_END);
+      if (end < 0) {
+        vms_set_error (errno, "cannot get the size of %s: %s", src->path,
+                       strerror (errno));
+        return NULL;
+      }
+      size = (uint64_t) end;
+    }
+  }
+  else if (copy_open_nbd (src, &h, &size) == -1)
+    return NULL;
+
+  idx = vms_index_new (size);
+  if (idx == NULL) {
+    nbd_close (h);
+    return NULL;
+  }
+  workers = datapath_workers (1);
+  inflight = h ? datapath_env_uint ("VMSHADOW_NBD_INFLIGHT", 4, 1, 64) : 0;
+  if (copy_pipeline_init (&p, repo, idx, src->path ? src->path : src->nbd_uri,
+                          workers, inflight) == -1) {
+    copy_fail (&p, vms_get_errno (), "%s", vms_get_error ());
+    copy_pipeline_finish (&p);
+    vms_index_free (idx);
+    nbd_close (h);
+    return NULL;
+  }
+  p.stats.size = size;
+  p.progress = progress;
+  p.opaque = opaque;
+
+  if (h)
+    r = copy_from_nbd (&p, src, h, inflight);
+  else
+    r = copy_from_file (&p, src->path, fd);
+  /* The handle goes first: no read may land in a freed buffer. */
+  if (h) {
+    if (r == 0)
+      nbd_shutdown (h, 0);
+    nbd_close (h);
+  }
+  if (copy_pipeline_finish (&p) == -1)
+    r = -1;
+  if (r == -1) {
+    vms_index_free (idx);
+    return NULL;
+  }
+  p.stats.elapsed_ms = vms_now_ms () - t0;
+  assert (p.done == size);
+  if (progress)
+    progress (opaque, size, size);
+  if (stats)
+    *stats = p.stats;
+  vms_debug ("copied %s: %" PRIu64 " bytes, %" PRIu64 " read, %" PRIu64
+             " stored, %" PRIu64 " new / %" PRIu64 " reused / %" PRIu64
+             " zero chunks in %" PRId64 " ms",
+             src->path ? src->path : src->nbd_uri, size, p.stats.bytes_read,
+             p.stats.bytes_stored, p.stats.chunks_new, p.stats.chunks_reused,
+             p.stats.chunks_zero, p.stats.elapsed_ms);
+  return idx;
+}

@@ -1,0 +1,41 @@
+/* lib/datapath internals shared by its files: a private qemu-nbd server
+ * (nbd-server.c), used for read-only exports of images and for writing
+ * qcow2 images during extract, and the thread-count policy. */
+#ifndef VMS_DATAPATH_INTERNAL_H
+#define VMS_DATAPATH_INTERNAL_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+/* One qemu-nbd process that we started, serving one image on a Unix
+ * socket in a private 0700 directory. */
+struct nbd_server {
+  pid_t pid;                    /* > 0 while running */
+  char *dir;                    /* private directory (socket, pid, log) */
+  char *socket;
+  char *uri;                    /* nbd+unix:///?socket=... */
+  char *image;                  /* for messages */
+};
+
+/* Start qemu-nbd on image (format "raw" or "qcow2"; bitmap may be NULL),
+ * read-only unless writable, accepting up to shared clients at once, and
+ * wait (bounded) until it serves. Returns 0, or -1 with the error set and
+ * nothing left behind. */
+extern int nbd_server_start (struct nbd_server *s, const char *image,
+                             const char *format, const char *bitmap,
+                             int writable, unsigned shared);
+/* Stop the server (SIGTERM, then SIGKILL after a grace period) and remove
+ * its directory. Returns 0 if it exited cleanly (for a writable image:
+ * everything flushed and closed), -1 with the error set otherwise.
+ * Accepts a server that was never started or already stopped. */
+extern int nbd_server_stop (struct nbd_server *s);
+
+/* Worker threads to use: $VMSHADOW_WORKERS if set (1..64), else the number
+ * of online CPUs, at least min. */
+extern unsigned datapath_workers (unsigned min);
+
+/* An unsigned tunable from the environment (for benchmarks), or def. */
+extern unsigned datapath_env_uint (const char *name, unsigned def,
+                                   unsigned lo, unsigned hi);
+
+#endif /* VMS_DATAPATH_INTERNAL_H */

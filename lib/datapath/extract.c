@@ -1,0 +1,452 @@
+/* vms_extract: write a stored file back out as a raw or qcow2 image.
+ *
+ * The output is built under a temporary name beside the target and renamed
+ * into place only when every chunk was read, verified against its digest
+ * and written, so a failure never leaves wrong or partial data under the
+ * target name. Zero chunks are never written: a raw output keeps them as
+ * holes (ftruncate), a qcow2 output leaves them unallocated. Several
+ * workers claim chunks in turn, each reading, decompressing, verifying and
+ * writing its own (raw: pwrite; qcow2: its own NBD connection to a private
+ * writable qemu-nbd), so extract runs near disk speed.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <libgen.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <libnbd.h>
+
+#include "cleanup.h"
+#include "log.h"
+#include "subprocess.h"
+#include "vmshadow/datapath.h"
+#include "vmshadow/error.h"
+
+#include "datapath-internal.h"
+
+#define EXTRACT_PROGRESS_MS 250
+#define EXTRACT_QEMU_IMG_MS 120000
+/* Zero blocks of this size inside a chunk are not written (the qcow2
+ * default cluster size). */
+#define EXTRACT_BLOCK ((size_t) 65536)
+
+struct extract_job {
+  vms_repo *repo;
+  const vms_index *idx;
+  const char *to_path;          /* for messages */
+  int fd;                       /* raw output, or -1 */
+  const char *nbd_uri;          /* qcow2 output served here, or NULL */
+
+  pthread_mutex_t lock;
+  pthread_cond_t cond;
+  uint64_t next_chunk;
+  uint64_t done;                /* bytes dealt with */
+  unsigned running;
+  int failed;
+  int error_errno;
+  char error_msg[2048];
+};
+
+static void __attribute__ ((format (printf, 3, 4)))
+extract_fail (struct extract_job *j, int errnum, const char *fmt, ...)
+{
+  va_list ap;
+
+  pthread_mutex_lock (&j->lock);
+  if (!j->failed) {
+    j->failed = 1;
+    j->error_errno = errnum;
+    va_start (ap, fmt);
+    vsnprintf (j->error_msg, sizeof j->error_msg, fmt, ap);
+    va_end (ap);
+  }
+  pthread_cond_broadcast (&j->cond);
+  pthread_mutex_unlock (&j->lock);
+}
+
+static int
+extract_pwrite_all (int fd, const char *buf, size_t len, uint64_t offset)
+{
+  while (len > 0) {
+    ssize_t r = pwrite (fd, buf, len, (off_t) offset);
+    if (r == -1 && errno == EINTR)
+      continue;
+    if (r <= 0)
+      return -1;
+    buf += r;
+    len -= (size_t) r;
+    offset += (uint64_t) r;
+  }
+  return 0;
+}
+
+static int
+extract_is_zero (const char *p, size_t len)
+{
+  static const char zero[16];
+  if (len <= sizeof zero)
+    return memcmp (p, zero, len) == 0;
+  return memcmp (p, zero, sizeof zero) == 0
+    && memcmp (p, p + sizeof zero, len - sizeof zero) == 0;
+}
+
+/* Write the non-zero runs of one chunk (in EXTRACT_BLOCK steps): the
+ * output reads as zeros already, so zero blocks stay holes (raw) or
+ * unallocated clusters (qcow2). */
+static int
+extract_write_chunk (struct extract_job *j, struct nbd_handle *h,
+                     const char *buf, size_t len, uint64_t offset)
+{
+  size_t pos = 0;
+
+  while (pos < len) {
+    size_t start, end;
+
+    while (pos < len
+           && extract_is_zero (buf + pos, len - pos < EXTRACT_BLOCK ? len - pos : EXTRACT_BLOCK))
+      pos += EXTRACT_BLOCK;
+    if (pos >= len)
+      break;
+    start = pos;
+    while (pos < len
+           && !extract_is_zero (buf + pos, len - pos < EXTRACT_BLOCK ? len - pos : EXTRACT_BLOCK))
+      pos += EXTRACT_BLOCK;
+    end = pos < len ? pos : len;
+    if (h) {
+      if (nbd_pwrite (h, buf + start, end - start, offset + start, 0) == -1) {
+        extract_fail (j, nbd_get_errno (), "writing %s at offset %" PRIu64
+                      ": %s", j->to_path, offset + start, nbd_get_error ());
+        return -1;
+      }
+    }
+    else if (extract_pwrite_all (j->fd, buf + start, end - start,
+                                 offset + start) == -1) {
+      extract_fail (j, errno, "writing %s at offset %" PRIu64 ": %s",
+                    j->to_path, offset + start, strerror (errno));
+      return -1;
+    }
+  }
+  return 0;
+}
+
+static void *
+extract_worker (void *arg)
+{
+  struct extract_job *j = arg;
+  struct nbd_handle *h = NULL;
+  char *buf = NULL;
+  uint64_t nr_chunks = vms_index_chunk_count (j->idx);
+
+  if (posix_memalign ((void **) &buf, 4096, VMS_CHUNK_SIZE) != 0) {
+    extract_fail (j, ENOMEM, "out of memory");
+    goto out;
+  }
+  if (j->nbd_uri) {
+    h = nbd_create ();
+    if (h == NULL || nbd_connect_uri (h, j->nbd_uri) == -1) {
+      extract_fail (j, nbd_get_errno (), "writing %s: cannot connect to its "
+                    "NBD server: %s", j->to_path, nbd_get_error ());
+      goto out;
+    }
+  }
+
+  for (;;) {
+    const struct vms_digest *d;
+    uint64_t chunk, offset;
+    size_t len;
+
+    pthread_mutex_lock (&j->lock);
+    if (j->failed || j->next_chunk >= nr_chunks) {
+      pthread_mutex_unlock (&j->lock);
+      break;
+    }
+    chunk = j->next_chunk++;
+    pthread_mutex_unlock (&j->lock);
+
+    d = vms_index_get (j->idx, chunk);
+    len = vms_index_chunk_len (j->idx, chunk);
+    offset = chunk * (uint64_t) VMS_CHUNK_SIZE;
+    if (d == NULL) {
+      extract_fail (j, EINVAL, "extracting to %s: no index entry for the "
+                    "chunk at offset %" PRIu64, j->to_path, offset);
+      break;
+    }
+    if (!vms_digest_is_zero (d)) {
+      if (vms_repo_chunk_get (j->repo, d, buf, len, 1) == -1) {
+        char hex[65];
+        vms_digest_hex (d, hex);
+        extract_fail (j, vms_get_errno (), "extracting to %s: the chunk at "
+                      "offset %" PRIu64 " (%s) cannot be read: %s", j->to_path,
+                      offset, hex, vms_get_error ());
+        break;
+      }
+      if (extract_write_chunk (j, h, buf, len, offset) == -1)
+        break;
+    }
+    pthread_mutex_lock (&j->lock);
+    j->done += len;
+    pthread_mutex_unlock (&j->lock);
+  }
+
+  if (h && !j->failed) {
+    if (nbd_flush (h, 0) == -1 || nbd_shutdown (h, 0) == -1)
+      extract_fail (j, nbd_get_errno (), "writing %s: flush failed: %s",
+                    j->to_path, nbd_get_error ());
+  }
+ out:
+  nbd_close (h);
+  free (buf);
+  pthread_mutex_lock (&j->lock);
+  j->running--;
+  pthread_cond_broadcast (&j->cond);
+  pthread_mutex_unlock (&j->lock);
+  return NULL;
+}
+
+/* Run the workers; report progress from this thread until they end. */
+static int
+extract_run (struct extract_job *j, unsigned workers,
+             vms_progress_fn progress, void *opaque)
+{
+  pthread_t threads[64];
+  unsigned started = 0;
+  uint64_t size = vms_index_size (j->idx);
+
+  pthread_mutex_init (&j->lock, NULL);
+  pthread_cond_init (&j->cond, NULL);
+  if (workers > 64)
+    workers = 64;
+  for (unsigned i = 0; i < workers; i++) {
+    int r;
+    pthread_mutex_lock (&j->lock);
+    j->running++;
+    pthread_mutex_unlock (&j->lock);
+    r = pthread_create (&threads[i], NULL, extract_worker, j);
+    if (r != 0) {
+      pthread_mutex_lock (&j->lock);
+      j->running--;
+      pthread_mutex_unlock (&j->lock);
+      extract_fail (j, r, "cannot start an extract thread: %s", strerror (r));
+      break;
+    }
+    started++;
+  }
+  pthread_mutex_lock (&j->lock);
+  while (j->running > 0) {
+    struct timespec ts;
+    uint64_t done = j->done;
+
+    if (progress) {
+      pthread_mutex_unlock (&j->lock);
+      progress (opaque, done, size);
+      pthread_mutex_lock (&j->lock);
+      if (j->running == 0)
+        break;
+    }
+    clock_gettime (CLOCK_REALTIME, &ts);
+    ts.tv_nsec += EXTRACT_PROGRESS_MS * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+      ts.tv_sec++;
+      ts.tv_nsec -= 1000000000L;
+    }
+    pthread_cond_timedwait (&j->cond, &j->lock, &ts);
+  }
+  pthread_mutex_unlock (&j->lock);
+  for (unsigned i = 0; i < started; i++)
+    pthread_join (threads[i], NULL);
+  pthread_cond_destroy (&j->cond);
+  pthread_mutex_destroy (&j->lock);
+  if (j->failed) {
+    vms_set_error (j->error_errno, "%s", j->error_msg);
+    return -1;
+  }
+  if (progress)
+    progress (opaque, size, size);
+  return 0;
+}
+
+/* "DIR/.BASE.vms-XXXXXX" beside path. */
+static char *
+extract_temp_template (const char *path)
+{
+  CLEANUP_FREE char *d = strdup (path), *b = strdup (path);
+  char *t = NULL;
+
+  if (d == NULL || b == NULL
+      || asprintf (&t, "%s/.%s.vms-XXXXXX", dirname (d), basename (b)) == -1) {
+    vms_set_error (ENOMEM, "out of memory");
+    return NULL;
+  }
+  return t;
+}
+
+static int
+extract_fsync_dir (const char *path)
+{
+  CLEANUP_FREE char *d = strdup (path);
+  CLEANUP_CLOSE int fd = -1;
+
+  if (d == NULL)
+    return -1;
+  fd = open (dirname (d), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd == -1 || fsync (fd) == -1)
+    return -1;
+  return 0;
+}
+
+static int
+extract_qemu_img_create (const char *path, uint64_t size)
+{
+  char size_s[32], how[128], tail[1024];
+  const char *argv[] = { "qemu-img", "create", "-q", "-f", "qcow2", path,
+                         size_s, NULL };
+  struct vms_subprocess_options o = { .argv = argv,
+                                      .timeout_ms = EXTRACT_QEMU_IMG_MS };
+  struct vms_subprocess_result res = { 0 };
+  int r = 0;
+
+  snprintf (size_s, sizeof size_s, "%" PRIu64, size);
+  if (vms_subprocess_run (&o, &res) == -1)
+    return -1;
+  if (!vms_subprocess_succeeded (&res)) {
+    vms_set_error (EIO, "qemu-img create %s: %s: %s", path,
+                   vms_subprocess_describe (&res, how, sizeof how),
+                   vms_subprocess_error_tail (&res, 3, tail, sizeof tail));
+    r = -1;
+  }
+  vms_subprocess_result_reset (&res);
+  return r;
+}
+
+/* rename(2) that fails with EEXIST instead of replacing; link+unlink
+ * where the file system has no RENAME_NOREPLACE. */
+static int
+extract_rename_noreplace (const char *from, const char *to)
+{
+  if (renameat2 (AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE) == 0)
+    return 0;
+  if (errno != EINVAL && errno != ENOSYS)
+    return -1;
+  if (link (from, to) == -1)
+    return -1;
+  unlink (from);
+  return 0;
+}
+
+int
+vms_extract (vms_repo *repo, const vms_index *idx, const char *to_path,
+             const char *format, int overwrite,
+             vms_progress_fn progress, void *opaque)
+{
+  struct extract_job j;
+  struct nbd_server server = { 0 };
+  CLEANUP_FREE char *tmp = NULL;
+  CLEANUP_FREE char *qemu_path = NULL;
+  CLEANUP_CLOSE int fd = -1;
+  struct stat st;
+  uint64_t size;
+  unsigned workers;
+  int qcow2, r = -1;
+
+  if (repo == NULL || idx == NULL || to_path == NULL || *to_path == '\0') {
+    vms_set_error (EINVAL, "vms_extract: repository, index and target needed");
+    return -1;
+  }
+  if (format == NULL)
+    format = "raw";
+  if (strcmp (format, "raw") != 0 && strcmp (format, "qcow2") != 0) {
+    vms_set_error (EINVAL, "cannot extract to %s: unknown format \"%s\" "
+                   "(raw or qcow2)", to_path, format);
+    return -1;
+  }
+  qcow2 = strcmp (format, "qcow2") == 0;
+  if (!overwrite && lstat (to_path, &st) == 0) {
+    vms_set_error (EEXIST, "cannot extract to %s: it exists; remove it or "
+                   "allow overwriting", to_path);
+    return -1;
+  }
+  size = vms_index_size (idx);
+  workers = datapath_workers (2);
+
+  tmp = extract_temp_template (to_path);
+  if (tmp == NULL)
+    return -1;
+  fd = mkostemp (tmp, O_CLOEXEC);
+  if (fd == -1) {
+    vms_set_error (errno, "cannot create a file beside %s: %s", to_path,
+                   strerror (errno));
+    return -1;
+  }
+
+  memset (&j, 0, sizeof j);
+  j.repo = repo;
+  j.idx = idx;
+  j.to_path = to_path;
+  j.fd = -1;
+  if (!qcow2) {
+    if (ftruncate (fd, (off_t) size) == -1) {
+      vms_set_error (errno, "cannot make %s %" PRIu64 " bytes long: %s",
+                     to_path, size, strerror (errno));
+      goto out;
+    }
+    j.fd = fd;
+  }
+  else {
+    /* A relative name with a ':' would read as a protocol to QEMU. */
+    if (asprintf (&qemu_path, "%s%s", tmp[0] == '/' ? "" : "./", tmp) == -1) {
+      vms_set_error (ENOMEM, "out of memory");
+      goto out;
+    }
+    if (extract_qemu_img_create (qemu_path, size) == -1
+        || nbd_server_start (&server, qemu_path, "qcow2", NULL, 1, workers) == -1) {
+      vms_set_error (vms_get_errno (), "cannot extract to %s: %s", to_path,
+                     vms_get_error ());
+      goto out;
+    }
+    j.nbd_uri = server.uri;
+  }
+
+  if (extract_run (&j, workers, progress, opaque) == -1)
+    goto out;
+  if (qcow2) {
+    if (nbd_server_stop (&server) == -1) {
+      vms_set_error (vms_get_errno (), "cannot extract to %s: %s", to_path,
+                     vms_get_error ());
+      goto out;
+    }
+  }
+  if (fsync (fd) == -1) {
+    vms_set_error (errno, "cannot extract to %s: fsync: %s", to_path,
+                   strerror (errno));
+    goto out;
+  }
+  if (overwrite ? rename (tmp, to_path) : extract_rename_noreplace (tmp, to_path)) {
+    vms_set_error (errno, "cannot extract to %s: renaming %s into place: %s",
+                   to_path, tmp, strerror (errno));
+    goto out;
+  }
+  free (tmp);
+  tmp = NULL;
+  if (extract_fsync_dir (to_path) == -1)
+    vms_warn ("extract to %s: cannot sync its directory: %s", to_path,
+              strerror (errno));
+  r = 0;
+
+ out:
+  if (server.pid > 0) {
+    int e = vms_get_errno ();
+    CLEANUP_FREE char *msg = vms_get_error () ? strdup (vms_get_error ()) : NULL;
+    nbd_server_stop (&server);
+    vms_set_error (e, "%s", msg ? msg : "extract failed");
+  }
+  if (tmp)
+    unlink (tmp);
+  return r;
+}

@@ -1,0 +1,418 @@
+/* A private qemu-nbd server: the read-only NBD exports of image files
+ * (vms_nbd_export_*, for disks of stopped VMs and shadow copies) and the
+ * writable server through which extract writes qcow2 images.
+ *
+ * The server is started with posix_spawn and kept as our child, so that it
+ * is stopped by the pid we started and reaped; its socket, pid file and
+ * stderr log live in a private 0700 directory that is removed on stop. The
+ * image is passed with --image-opts and an explicit driver: the format is
+ * never probed and a file name is never parsed as a protocol ("nbd:...").
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cleanup.h"
+#include "log.h"
+#include "vmshadow/datapath.h"
+#include "vmshadow/error.h"
+
+#include "datapath-internal.h"
+
+extern char **environ;
+
+#if defined (__GLIBC__) && defined (__GLIBC_PREREQ)
+#if __GLIBC_PREREQ (2, 34)
+#define HAVE_ADDCLOSEFROM_NP 1
+#endif
+#endif
+
+/* How long qemu-nbd may take to start serving, and to stop. */
+#define NBD_SERVER_START_MS 30000
+#define NBD_SERVER_STOP_MS 30000
+#define NBD_SERVER_KILL_MS 5000
+
+struct vms_nbd_export {
+  struct nbd_server server;
+};
+
+unsigned
+datapath_env_uint (const char *name, unsigned def, unsigned lo, unsigned hi)
+{
+  const char *s = getenv (name);
+  char *end;
+  unsigned long v;
+
+  if (s == NULL || *s == '\0')
+    return def;
+  errno = 0;
+  v = strtoul (s, &end, 10);
+  if (errno != 0 || *end != '\0' || v < lo || v > hi) {
+    vms_warn ("ignoring %s=%s: not a number from %u to %u", name, s, lo, hi);
+    return def;
+  }
+  return (unsigned) v;
+}
+
+unsigned
+datapath_workers (unsigned min)
+{
+  long n = sysconf (_SC_NPROCESSORS_ONLN);
+  unsigned def = n < 1 ? 1 : n > 64 ? 64 : (unsigned) n;
+
+  if (def < min)
+    def = min;
+  return datapath_env_uint ("VMSHADOW_WORKERS", def, 1, 64);
+}
+
+static void
+nbd_server_sleep_ms (long ms)
+{
+  struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L };
+  while (nanosleep (&ts, &ts) == -1 && errno == EINTR)
+    ;
+}
+
+/* "driver=FMT,file.driver=file,file.filename=PATH" with commas in PATH
+ * doubled (QEMU's option syntax). */
+static char *
+nbd_server_image_opts (const char *image, const char *format)
+{
+  static const char prefix_fmt[] = "driver=%s,file.driver=file,file.filename=";
+  size_t extra = 0, len, plen;
+  char *s, *p;
+
+  for (const char *c = image; *c; c++)
+    extra += *c == ',';
+  plen = (size_t) snprintf (NULL, 0, prefix_fmt, format);
+  len = plen + strlen (image) + extra + 1;
+  s = malloc (len);
+  if (s == NULL) {
+    vms_set_error (errno, "out of memory");
+    return NULL;
+  }
+  snprintf (s, len, prefix_fmt, format);
+  p = s + plen;
+  for (const char *c = image; *c; c++) {
+    *p++ = *c;
+    if (*c == ',')
+      *p++ = ',';
+  }
+  *p = '\0';
+  return s;
+}
+
+/* The last lines qemu-nbd wrote to its log, joined by "; ", into buf. */
+static const char *
+nbd_server_log_tail (const struct nbd_server *s, char *buf, size_t len)
+{
+  char path[4096];
+  char text[2048];
+  CLEANUP_CLOSE int fd = -1;
+  ssize_t n;
+  off_t size;
+  size_t o = 0;
+
+  buf[0] = '\0';
+  snprintf (path, sizeof path, "%s/log", s->dir);
+  fd = open (path, O_RDONLY | O_CLOEXEC);
+  if (fd == -1)
+    return buf;
+  size = lseek (fd, 0, SEEK_END);
+  if (size < 0)
+    return buf;
+  n = pread (fd, text, sizeof text - 1,
+             size > (off_t) sizeof text - 1 ? size - (off_t) (sizeof text - 1) : 0);
+  if (n <= 0)
+    return buf;
+  text[n] = '\0';
+  for (char *line = strtok (text, "\n"); line; line = strtok (NULL, "\n")) {
+    if (*line == '\0')
+      continue;
+    for (char *c = line; *c; c++)
+      if ((unsigned char) *c < 0x20)
+        *c = '?';
+    /* Keep the latest lines: restart when out of room. */
+    if (o + strlen (line) + 3 >= len)
+      o = 0;
+    o += (size_t) snprintf (buf + o, len - o, "%s%s", o ? "; " : "", line);
+  }
+  return buf;
+}
+
+static void
+nbd_server_remove_dir (struct nbd_server *s)
+{
+  static const char *const names[] = { "sock", "pid", "log" };
+  char path[4096];
+
+  if (s->dir == NULL)
+    return;
+  for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+    snprintf (path, sizeof path, "%s/%s", s->dir, names[i]);
+    unlink (path);
+  }
+  if (rmdir (s->dir) == -1)
+    vms_warn ("cannot remove %s: %s", s->dir, strerror (errno));
+}
+
+static void
+nbd_server_free (struct nbd_server *s)
+{
+  free (s->dir);
+  free (s->socket);
+  free (s->uri);
+  free (s->image);
+  memset (s, 0, sizeof *s);
+}
+
+/* Wait for the child to end, up to ms. Returns 1 and fills *status if it
+ * did, 0 if it is still running. */
+static int
+nbd_server_wait (pid_t pid, int64_t ms, int *status)
+{
+  int64_t deadline = vms_now_ms () + ms;
+
+  for (;;) {
+    pid_t r = waitpid (pid, status, WNOHANG);
+    if (r == pid || (r == -1 && errno == ECHILD))
+      return 1;
+    if (vms_now_ms () >= deadline)
+      return 0;
+    nbd_server_sleep_ms (10);
+  }
+}
+
+static pid_t
+nbd_server_spawn (struct nbd_server *s, const char *const *argv)
+{
+  posix_spawn_file_actions_t fa;
+  posix_spawnattr_t attr;
+  sigset_t none, all;
+  char log_path[4096];
+  pid_t pid = -1;
+  int r;
+
+  snprintf (log_path, sizeof log_path, "%s/log", s->dir);
+  posix_spawn_file_actions_init (&fa);
+  posix_spawnattr_init (&attr);
+  sigemptyset (&none);
+  sigfillset (&all);
+  r = posix_spawn_file_actions_addopen (&fa, 0, "/dev/null", O_RDONLY, 0);
+  if (r == 0) r = posix_spawn_file_actions_addopen (&fa, 1, "/dev/null", O_WRONLY, 0);
+  if (r == 0) r = posix_spawn_file_actions_addopen (&fa, 2, log_path,
+                                                    O_WRONLY | O_CREAT | O_TRUNC,
+                                                    0600);
+#ifdef HAVE_ADDCLOSEFROM_NP
+  if (r == 0) r = posix_spawn_file_actions_addclosefrom_np (&fa, 3);
+#endif
+  if (r == 0) r = posix_spawnattr_setsigmask (&attr, &none);
+  if (r == 0) r = posix_spawnattr_setsigdefault (&attr, &all);
+  if (r == 0)
+    r = posix_spawnattr_setflags (&attr, POSIX_SPAWN_SETSIGMASK |
+                                  POSIX_SPAWN_SETSIGDEF);
+  if (r == 0)
+    r = posix_spawnp (&pid, argv[0], &fa, &attr, (char *const *) argv, environ);
+  if (r != 0) {
+    pid = -1;
+    vms_set_error (r, "cannot run %s to serve %s: %s; is qemu-utils installed?",
+                   argv[0], s->image, strerror (r));
+  }
+  posix_spawn_file_actions_destroy (&fa);
+  posix_spawnattr_destroy (&attr);
+  return pid;
+}
+
+int
+nbd_server_start (struct nbd_server *s, const char *image, const char *format,
+                  const char *bitmap, int writable, unsigned shared)
+{
+  const char *tmp = getenv ("TMPDIR");
+  char tmpl[4096], pid_path[4096], shared_opt[32], errs[1024];
+  CLEANUP_FREE char *opts = NULL;
+  CLEANUP_FREE char *socket_opt = NULL, *pidfile_opt = NULL, *bitmap_opt = NULL;
+  const char *argv[16];
+  size_t n = 0;
+  int64_t deadline;
+  int status;
+
+  memset (s, 0, sizeof *s);
+  if (format == NULL)
+    format = "raw";
+  if (strcmp (format, "raw") != 0 && strcmp (format, "qcow2") != 0) {
+    vms_set_error (EINVAL, "cannot export %s: unknown image format \"%s\" "
+                   "(raw or qcow2)", image, format);
+    return -1;
+  }
+  if (bitmap && strcmp (format, "qcow2") != 0) {
+    vms_set_error (EINVAL, "cannot export %s with dirty bitmap \"%s\": "
+                   "only qcow2 images have persistent bitmaps", image, bitmap);
+    return -1;
+  }
+  if (tmp == NULL || *tmp == '\0')
+    tmp = "/tmp";
+  snprintf (tmpl, sizeof tmpl, "%s/vmshadow-nbd-XXXXXX", tmp);
+  /* The socket path must fit in sun_path. */
+  if (strlen (tmpl) + sizeof "/sock" > sizeof ((struct sockaddr_un *) 0)->sun_path) {
+    vms_set_error (ENAMETOOLONG, "cannot export %s: temporary directory %s "
+                   "is too long for a Unix socket path; set TMPDIR to a "
+                   "shorter one", image, tmp);
+    return -1;
+  }
+  s->image = strdup (image);
+  if (s->image == NULL || mkdtemp (tmpl) == NULL) {
+    vms_set_error (errno, "cannot export %s: cannot make a private directory "
+                   "in %s: %s", image, tmp, strerror (errno));
+    nbd_server_free (s);
+    return -1;
+  }
+  s->dir = strdup (tmpl);
+  if (s->dir == NULL
+      || asprintf (&s->socket, "%s/sock", tmpl) == -1
+      || asprintf (&s->uri, "nbd+unix:///?socket=%s", s->socket) == -1
+      || asprintf (&socket_opt, "--socket=%s", s->socket) == -1
+      || asprintf (&pidfile_opt, "--pid-file=%s/pid", tmpl) == -1
+      || (bitmap && asprintf (&bitmap_opt, "--bitmap=%s", bitmap) == -1)
+      || (opts = nbd_server_image_opts (image, format)) == NULL) {
+    vms_set_error (ENOMEM, "out of memory");
+    if (s->dir == NULL)
+      rmdir (tmpl);
+    goto fail;
+  }
+  snprintf (shared_opt, sizeof shared_opt, "--shared=%u", shared ? shared : 1);
+
+  argv[n++] = "qemu-nbd";
+  if (!writable)
+    argv[n++] = "--read-only";
+  argv[n++] = "--persistent";
+  argv[n++] = shared_opt;
+  argv[n++] = socket_opt;
+  argv[n++] = pidfile_opt;
+  if (bitmap_opt)
+    argv[n++] = bitmap_opt;
+  argv[n++] = "--image-opts";
+  argv[n++] = opts;
+  argv[n] = NULL;
+
+  s->pid = nbd_server_spawn (s, argv);
+  if (s->pid == -1) {
+    s->pid = 0;
+    goto fail;
+  }
+
+  /* qemu-nbd writes its pid file once it listens. */
+  snprintf (pid_path, sizeof pid_path, "%s/pid", tmpl);
+  deadline = vms_now_ms () + NBD_SERVER_START_MS;
+  for (;;) {
+    struct stat st;
+    if (stat (pid_path, &st) == 0 && st.st_size > 0
+        && stat (s->socket, &st) == 0)
+      break;
+    if (waitpid (s->pid, &status, WNOHANG) == s->pid) {
+      s->pid = 0;
+      vms_set_error (EIO, "cannot export %s: qemu-nbd %s %d: %s", image,
+                     WIFEXITED (status) ? "exited with status" : "was killed by signal",
+                     WIFEXITED (status) ? WEXITSTATUS (status) : WTERMSIG (status),
+                     nbd_server_log_tail (s, errs, sizeof errs));
+      goto fail;
+    }
+    if (vms_now_ms () >= deadline) {
+      vms_set_error (ETIMEDOUT, "cannot export %s: qemu-nbd did not start "
+                     "serving within %d s: %s", image, NBD_SERVER_START_MS / 1000,
+                     nbd_server_log_tail (s, errs, sizeof errs));
+      goto fail;
+    }
+    nbd_server_sleep_ms (5);
+  }
+  vms_debug ("qemu-nbd pid %d serves %s (%s%s%s) at %s", (int) s->pid, image,
+             format, writable ? ", writable" : "", bitmap ? ", bitmap" : "", s->uri);
+  return 0;
+
+ fail:
+  if (s->pid > 0) {
+    kill (s->pid, SIGKILL);
+    nbd_server_wait (s->pid, NBD_SERVER_KILL_MS, &status);
+  }
+  nbd_server_remove_dir (s);
+  nbd_server_free (s);
+  return -1;
+}
+
+int
+nbd_server_stop (struct nbd_server *s)
+{
+  char errs[1024];
+  int status = 0, r = 0;
+
+  if (s->pid > 0) {
+    /* qemu-nbd flushes and closes the image on SIGTERM. */
+    kill (s->pid, SIGTERM);
+    if (!nbd_server_wait (s->pid, NBD_SERVER_STOP_MS, &status)) {
+      kill (s->pid, SIGKILL);
+      nbd_server_wait (s->pid, NBD_SERVER_KILL_MS, &status);
+      vms_set_error (ETIMEDOUT, "qemu-nbd serving %s did not stop within %d s "
+                     "and was killed", s->image, NBD_SERVER_STOP_MS / 1000);
+      r = -1;
+    }
+    else if (!(WIFEXITED (status) && WEXITSTATUS (status) == 0)
+             && !(WIFSIGNALED (status) && WTERMSIG (status) == SIGTERM)) {
+      vms_set_error (EIO, "qemu-nbd serving %s ended badly (%s %d): %s",
+                     s->image,
+                     WIFEXITED (status) ? "exit status" : "signal",
+                     WIFEXITED (status) ? WEXITSTATUS (status) : WTERMSIG (status),
+                     nbd_server_log_tail (s, errs, sizeof errs));
+      r = -1;
+    }
+    s->pid = 0;
+  }
+  nbd_server_remove_dir (s);
+  nbd_server_free (s);
+  return r;
+}
+
+vms_nbd_export *
+vms_nbd_export_open (const char *image, const char *format, const char *bitmap)
+{
+  vms_nbd_export *e;
+
+  if (image == NULL || *image == '\0') {
+    vms_set_error (EINVAL, "vms_nbd_export_open: no image given");
+    return NULL;
+  }
+  e = calloc (1, sizeof *e);
+  if (e == NULL) {
+    vms_set_error (errno, "out of memory");
+    return NULL;
+  }
+  if (nbd_server_start (&e->server, image, format, bitmap, 0, 8) == -1) {
+    free (e);
+    return NULL;
+  }
+  return e;
+}
+
+const char *
+vms_nbd_export_uri (const vms_nbd_export *e)
+{
+  return e->server.uri;
+}
+
+void
+vms_nbd_export_close (vms_nbd_export *e)
+{
+  if (e == NULL)
+    return;
+  if (nbd_server_stop (&e->server) == -1)
+    vms_warn ("%s", vms_get_error ());
+  free (e);
+}

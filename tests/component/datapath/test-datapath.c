@@ -1,0 +1,750 @@
+/* Component tests of the data path (lib/datapath) through the real
+ * repository: round trips from plain files and from qemu-nbd exports of raw
+ * and qcow2 images, extract to raw and qcow2, incrementals with a
+ * persistent dirty bitmap written through QEMU (qemu-io), and the error
+ * paths (a corrupted chunk, a missing bitmap, a missing image, an existing
+ * target, an unreachable server).
+ *
+ * One cmocka test per run: `test-datapath NAME` (meson registers each
+ * name). Every test works in its own temporary directory, removed at the
+ * end; qemu-nbd servers are started through vms_nbd_export_open and stopped
+ * by it, also when an assertion fails (teardown). Tests that need the QEMU
+ * tools skip (77) when they are missing.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <inttypes.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "vmshadow/datapath.h"
+#include "vmshadow/error.h"
+#include "vmshadow/repo.h"
+
+#define MiB (UINT64_C (1) << 20)
+#define CHUNK ((uint64_t) VMS_CHUNK_SIZE)
+
+struct fixture {
+  char dir[256];
+  vms_repo *repo;
+  vms_nbd_export *exports[4];
+  size_t nr_exports;
+};
+
+/* ---- helpers ---- */
+
+static int
+fixture_setup (void **state)
+{
+  struct fixture *f = calloc (1, sizeof *f);
+  char repo_dir[300];
+  const char *tmp = getenv ("TMPDIR");
+
+  assert_non_null (f);
+  snprintf (f->dir, sizeof f->dir, "%s/vms-datapath-XXXXXX",
+            tmp && *tmp ? tmp : "/tmp");
+  assert_non_null (mkdtemp (f->dir));
+  snprintf (repo_dir, sizeof repo_dir, "%s/repo", f->dir);
+  f->repo = vms_repo_open (repo_dir, VMS_REPO_CREATE | VMS_REPO_WRITE);
+  if (f->repo == NULL)
+    fail_msg ("cannot open a repository in %s: %s", repo_dir, vms_get_error ());
+  *state = f;
+  return 0;
+}
+
+static int
+rm_one (const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+  remove (path);
+  return 0;
+}
+
+static int
+fixture_teardown (void **state)
+{
+  struct fixture *f = *state;
+
+  if (f == NULL)
+    return 0;
+  for (size_t i = 0; i < f->nr_exports; i++)
+    vms_nbd_export_close (f->exports[i]);
+  vms_repo_close (f->repo);
+  if (getenv ("VMS_TEST_KEEP") == NULL)
+    nftw (f->dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+  free (f);
+  return 0;
+}
+
+static const char *
+path_in (struct fixture *f, const char *name)
+{
+  static char bufs[8][512];
+  static unsigned next;
+  char *b = bufs[next++ % 8];
+
+  snprintf (b, sizeof bufs[0], "%s/%s", f->dir, name);
+  return b;
+}
+
+static int
+have_program (const char *name)
+{
+  char cmd[256];
+  snprintf (cmd, sizeof cmd, "command -v %s >/dev/null 2>&1", name);
+  return system (cmd) == 0;
+}
+
+static void
+need_qemu (void)
+{
+  if (!have_program ("qemu-nbd") || !have_program ("qemu-img")
+      || !have_program ("qemu-io"))
+    skip ();
+}
+
+static void __attribute__ ((format (printf, 1, 2)))
+run (const char *fmt, ...)
+{
+  char cmd[4096];
+  va_list ap;
+  int r;
+
+  va_start (ap, fmt);
+  vsnprintf (cmd, sizeof cmd, fmt, ap);
+  va_end (ap);
+  r = system (cmd);
+  if (r != 0)
+    fail_msg ("command failed (%d): %s", r, cmd);
+}
+
+/* Deterministic pseudo-random bytes (xorshift64*). */
+static void
+fill_random (char *buf, size_t len, uint64_t seed)
+{
+  uint64_t x = seed * 0x9E3779B97F4A7C15ull + 1;
+  for (size_t i = 0; i < len; i += 8) {
+    uint64_t v;
+    x ^= x >> 12; x ^= x << 25; x ^= x >> 27;
+    v = x * 0x2545F4914F6CDD1Dull;
+    memcpy (buf + i, &v, len - i < 8 ? len - i : 8);
+  }
+}
+
+static void
+write_at (int fd, const char *buf, size_t len, uint64_t off)
+{
+  assert_int_equal (pwrite (fd, buf, len, (off_t) off), (ssize_t) len);
+}
+
+/* A raw image of size bytes (> 60 MiB) with every kind of content:
+ *   [0, 8M)            random
+ *   [8M, 16M)          the same again (duplicate chunks)
+ *   [16M, 20M)         zeros written out (allocated, but all zero)
+ *   [20M, 44M)         a hole
+ *   [44M+100K, +64K)   64 KiB of random in an otherwise hole chunk
+ *   [48M, size)        random up to a size that is not a chunk multiple */
+static void
+make_mixed_image (const char *path, uint64_t size)
+{
+  char *buf = malloc (8 * MiB);
+  int fd = open (path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+
+  assert_non_null (buf);
+  assert_true (fd >= 0);
+  assert_true (size > 60 * MiB);
+  fill_random (buf, 8 * MiB, 1);
+  write_at (fd, buf, 8 * MiB, 0);
+  write_at (fd, buf, 8 * MiB, 8 * MiB);
+  memset (buf, 0, 4 * MiB);
+  write_at (fd, buf, 4 * MiB, 16 * MiB);
+  fill_random (buf, 64 * 1024, 2);
+  write_at (fd, buf, 64 * 1024, 44 * MiB + 100 * 1024);
+  for (uint64_t off = 48 * MiB; off < size; off += 4 * MiB) {
+    size_t n = size - off < 4 * MiB ? (size_t) (size - off) : 4 * MiB;
+    fill_random (buf, n, 100 + off / MiB);
+    write_at (fd, buf, n, off);
+  }
+  assert_int_equal (ftruncate (fd, (off_t) size), 0);
+  close (fd);
+  free (buf);
+}
+
+static void
+sha256_of (const char *path, char out[65])
+{
+  char cmd[1024];
+  FILE *p;
+
+  snprintf (cmd, sizeof cmd, "sha256sum '%s'", path);
+  p = popen (cmd, "r");
+  assert_non_null (p);
+  assert_int_equal (fscanf (p, "%64s", out), 1);
+  assert_int_equal (pclose (p), 0);
+}
+
+static void
+assert_same_bytes (const char *a, const char *b)
+{
+  char ha[65], hb[65];
+  sha256_of (a, ha);
+  sha256_of (b, hb);
+  if (strcmp (ha, hb) != 0)
+    fail_msg ("%s (%s) and %s (%s) differ", a, ha, b, hb);
+}
+
+static uint64_t
+allocated_bytes (const char *path)
+{
+  struct stat st;
+  assert_int_equal (stat (path, &st), 0);
+  return (uint64_t) st.st_blocks * 512;
+}
+
+static uint64_t
+file_size (const char *path)
+{
+  struct stat st;
+  assert_int_equal (stat (path, &st), 0);
+  return (uint64_t) st.st_size;
+}
+
+static uint64_t tree_total;
+
+static int
+tree_add (const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+  if (flag == FTW_F)
+    tree_total += (uint64_t) st->st_size;
+  return 0;
+}
+
+/* Bytes in the regular files under dir. */
+static uint64_t
+tree_bytes (const char *dir)
+{
+  tree_total = 0;
+  assert_int_equal (nftw (dir, tree_add, 16, FTW_PHYS), 0);
+  return tree_total;
+}
+
+static vms_index *
+copy_or_fail (struct fixture *f, const struct vms_source *src,
+              struct vms_copy_stats *stats)
+{
+  vms_index *idx = vms_copy_to_repo (f->repo, src, stats, NULL, NULL);
+  if (idx == NULL)
+    fail_msg ("vms_copy_to_repo failed: %s", vms_get_error ());
+  return idx;
+}
+
+static void
+extract_or_fail (struct fixture *f, const vms_index *idx, const char *to,
+                 const char *format)
+{
+  if (vms_extract (f->repo, idx, to, format, 0, NULL, NULL) == -1)
+    fail_msg ("vms_extract to %s (%s) failed: %s", to, format, vms_get_error ());
+}
+
+static const char *
+export_or_fail (struct fixture *f, const char *image, const char *format,
+                const char *bitmap)
+{
+  vms_nbd_export *e = vms_nbd_export_open (image, format, bitmap);
+  if (e == NULL)
+    fail_msg ("cannot export %s: %s", image, vms_get_error ());
+  assert_true (f->nr_exports < sizeof f->exports / sizeof f->exports[0]);
+  f->exports[f->nr_exports++] = e;
+  return vms_nbd_export_uri (e);
+}
+
+static void
+assert_same_index (const vms_index *a, const vms_index *b)
+{
+  assert_int_equal (vms_index_size (a), vms_index_size (b));
+  assert_int_equal (vms_index_chunk_count (a), vms_index_chunk_count (b));
+  for (uint64_t i = 0; i < vms_index_chunk_count (a); i++)
+    if (memcmp (vms_index_get (a, i), vms_index_get (b, i),
+                sizeof (struct vms_digest)) != 0)
+      fail_msg ("the indexes differ at chunk %" PRIu64, i);
+}
+
+static void
+assert_error_mentions (const char *what)
+{
+  const char *e = vms_get_error ();
+  if (e == NULL || strstr (e, what) == NULL)
+    fail_msg ("error \"%s\" does not mention \"%s\"", e ? e : "(none)", what);
+}
+
+/* Size of the mixed image: not a multiple of the chunk size; a multiple of
+ * 512 where qcow2 is involved (qcow2 rounds virtual sizes up to 512). */
+#define ODD_SIZE (64 * MiB + 12345)
+#define ODD_SIZE_512 (64 * MiB + 7 * 512)
+
+/* The mixed image's content checks for a copy of it. */
+static void
+assert_mixed_stats (const struct vms_copy_stats *st, const vms_index *idx,
+                    uint64_t size)
+{
+  assert_int_equal (st->size, size);
+  /* Holes and written zeros are not read: 20M-44M at least. */
+  assert_true (st->bytes_read <= size - 24 * MiB);
+  /* 16M-44M are zero chunks (7); 44M-48M is not. */
+  assert_true (st->chunks_zero >= 7);
+  /* The duplicate 8 MiB is the same two chunks (stored once: the digest
+   * is the address; two workers may still both write one of them when
+   * they meet it at the same time). */
+  assert_memory_equal (vms_index_get (idx, 0), vms_index_get (idx, 2),
+                       sizeof (struct vms_digest));
+  assert_memory_equal (vms_index_get (idx, 1), vms_index_get (idx, 3),
+                       sizeof (struct vms_digest));
+}
+
+/* ---- tests ---- */
+
+static void
+path_round_trip_keeps_bytes_and_holes (void **state)
+{
+  struct fixture *f = *state;
+  const char *img = path_in (f, "mixed.raw"), *out = path_in (f, "out.raw");
+  struct vms_source src = { .path = img };
+  struct vms_copy_stats st;
+  vms_index *idx;
+  int fd;
+  off_t data;
+
+  make_mixed_image (img, ODD_SIZE);
+  idx = copy_or_fail (f, &src, &st);
+  assert_mixed_stats (&st, idx, ODD_SIZE);
+  assert_int_equal (vms_index_size (idx), ODD_SIZE);
+  /* A fresh repository stores the unique data once: 8 MiB + 16 MiB and a
+   * bit of random data (incompressible), the sparse chunk compressed. */
+  assert_true (st.bytes_stored >= 24 * MiB);
+  assert_true (tree_bytes (path_in (f, "repo")) <= 24 * MiB + 512 * 1024);
+  extract_or_fail (f, idx, out, "raw");
+  assert_int_equal (file_size (out), ODD_SIZE);
+  assert_same_bytes (img, out);
+  /* Holes stay holes: the zero region [16M, 44M+100K) is not allocated,
+   * and the whole file allocates about its 32 MiB of data, not 64. */
+  fd = open (out, O_RDONLY);
+  assert_true (fd >= 0);
+  data = lseek (fd, (off_t) (16 * MiB), SEEK_DATA);
+  close (fd);
+  assert_true (data >= (off_t) (44 * MiB));
+  assert_true (allocated_bytes (out) <= 34 * MiB);
+  vms_index_free (idx);
+}
+
+static void
+empty_file_round_trips (void **state)
+{
+  struct fixture *f = *state;
+  const char *img = path_in (f, "empty"), *out = path_in (f, "empty.out");
+  struct vms_source src = { .path = img };
+  struct vms_copy_stats st;
+  vms_index *idx;
+
+  run ("touch '%s'", img);
+  idx = copy_or_fail (f, &src, &st);
+  assert_int_equal (vms_index_size (idx), 0);
+  assert_int_equal (vms_index_chunk_count (idx), 0);
+  assert_int_equal (st.bytes_read, 0);
+  extract_or_fail (f, idx, out, "raw");
+  assert_int_equal (file_size (out), 0);
+  vms_index_free (idx);
+}
+
+static void
+nbd_raw_export_round_trips (void **state)
+{
+  struct fixture *f = *state;
+  const char *img = path_in (f, "mixed.raw"), *out = path_in (f, "out.raw");
+  struct vms_source by_path = { .path = img }, by_nbd = { 0 };
+  struct vms_copy_stats st;
+  vms_index *a, *b;
+
+  need_qemu ();
+  /* qemu-nbd exports a raw file rounded up to 512 bytes: plain files of
+   * any size are read by path instead. */
+  make_mixed_image (img, ODD_SIZE_512);
+  a = copy_or_fail (f, &by_path, NULL);
+  by_nbd.nbd_uri = export_or_fail (f, img, "raw", NULL);
+  b = copy_or_fail (f, &by_nbd, &st);
+  assert_mixed_stats (&st, b, ODD_SIZE_512);
+  /* Everything was there already. */
+  assert_int_equal (st.bytes_stored, 0);
+  assert_int_equal (st.chunks_new, 0);
+  /* Only the 64 KiB of the sparse chunk is read there, not 4 MiB. */
+  assert_true (st.bytes_read <= ODD_SIZE_512 - 24 * MiB - 4 * MiB + 64 * 1024);
+  assert_same_index (a, b);
+  extract_or_fail (f, b, out, "raw");
+  assert_same_bytes (img, out);
+  vms_index_free (a);
+  vms_index_free (b);
+}
+
+static void
+nbd_qcow2_export_round_trips (void **state)
+{
+  struct fixture *f = *state;
+  const char *raw = path_in (f, "mixed.raw"), *img = path_in (f, "mixed.qcow2");
+  const char *out = path_in (f, "out.raw");
+  struct vms_source by_nbd = { 0 };
+  struct vms_copy_stats st;
+  vms_index *idx;
+
+  need_qemu ();
+  make_mixed_image (raw, ODD_SIZE_512);
+  run ("qemu-img convert -f raw -O qcow2 '%s' '%s'", raw, img);
+  by_nbd.nbd_uri = export_or_fail (f, img, "qcow2", NULL);
+  idx = copy_or_fail (f, &by_nbd, &st);
+  assert_mixed_stats (&st, idx, ODD_SIZE_512);
+  extract_or_fail (f, idx, out, "raw");
+  assert_same_bytes (raw, out);
+  vms_index_free (idx);
+}
+
+static void
+extract_to_qcow2_keeps_virtual_size_and_content (void **state)
+{
+  struct fixture *f = *state;
+  const char *raw = path_in (f, "mixed.raw"), *out = path_in (f, "out.qcow2");
+  struct vms_source src = { .path = raw };
+  vms_index *idx;
+  char cmd[1024], line[256];
+  FILE *p;
+  uint64_t vsize = 0;
+
+  need_qemu ();
+  make_mixed_image (raw, ODD_SIZE_512);
+  idx = copy_or_fail (f, &src, NULL);
+  extract_or_fail (f, idx, out, "qcow2");
+  run ("qemu-img compare -q -f raw -F qcow2 '%s' '%s'", raw, out);
+  snprintf (cmd, sizeof cmd, "qemu-img info -f qcow2 --output=json '%s'", out);
+  p = popen (cmd, "r");
+  assert_non_null (p);
+  while (fgets (line, sizeof line, p))
+    sscanf (line, " \"virtual-size\": %" SCNu64, &vsize);
+  assert_int_equal (pclose (p), 0);
+  assert_int_equal (vsize, ODD_SIZE_512);
+  /* Zero chunks stay unallocated: the qcow2 holds the data, not 64 MiB. */
+  assert_true (allocated_bytes (out) <= 36 * MiB);
+  vms_index_free (idx);
+}
+
+/* A qcow2 copy of the mixed image with an enabled persistent bitmap b0,
+ * and a full backup of it taken before any change. */
+static vms_index *
+make_bitmap_image_and_full (struct fixture *f, const char *img)
+{
+  const char *raw = path_in (f, "mixed.raw");
+  struct vms_source src = { 0 };
+  vms_nbd_export *e;
+  vms_index *full;
+
+  make_mixed_image (raw, ODD_SIZE_512);
+  run ("qemu-img convert -f raw -O qcow2 '%s' '%s'", raw, img);
+  run ("qemu-img bitmap --add --enable '%s' b0", img);
+  /* The export of the full read is closed before QEMU writes the image. */
+  e = vms_nbd_export_open (img, "qcow2", NULL);
+  if (e == NULL)
+    fail_msg ("cannot export %s: %s", img, vms_get_error ());
+  src.nbd_uri = vms_nbd_export_uri (e);
+  full = vms_copy_to_repo (f->repo, &src, NULL, NULL, NULL);
+  vms_nbd_export_close (e);
+  if (full == NULL)
+    fail_msg ("full backup failed: %s", vms_get_error ());
+  return full;
+}
+
+static void
+incremental_reads_only_dirty_chunks (void **state)
+{
+  struct fixture *f = *state;
+  const char *img = path_in (f, "disk.qcow2"), *out = path_in (f, "out.qcow2");
+  struct vms_source incr = { 0 }, full_src = { 0 };
+  struct vms_copy_stats st;
+  vms_index *full0, *inc, *full1;
+  /* Scattered 64 KiB writes in 4 different chunks: random data, the
+   * duplicate, the hole and the partial last chunk. */
+  static const uint64_t offsets[] = {
+    1 * MiB, 9 * MiB + 64 * 1024, 30 * MiB, 64 * MiB - 64 * 1024,
+  };
+
+  need_qemu ();
+  full0 = make_bitmap_image_and_full (f, img);
+  for (size_t i = 0; i < sizeof offsets / sizeof offsets[0]; i++)
+    run ("qemu-io -f qcow2 -c 'write -P 0xab %" PRIu64 " 64k' '%s' >/dev/null",
+         offsets[i], img);
+
+  incr.nbd_uri = export_or_fail (f, img, "qcow2", "b0");
+  incr.dirty_context = "qemu:dirty-bitmap:b0";
+  incr.parent = full0;
+  inc = copy_or_fail (f, &incr, &st);
+  /* Only the dirty chunks are read; and of the chunk in the hole only
+   * its 64 KiB. */
+  assert_true (st.bytes_read > 0);
+  assert_true (st.bytes_read <= 3 * CHUNK + 64 * 1024);
+  assert_true (st.chunks_reused >= vms_index_chunk_count (inc) - 4 - 7);
+
+  /* The incremental equals a full backup of the changed image. */
+  full_src.nbd_uri = export_or_fail (f, img, "qcow2", NULL);
+  full1 = copy_or_fail (f, &full_src, NULL);
+  assert_same_index (inc, full1);
+  extract_or_fail (f, inc, out, "qcow2");
+  run ("qemu-img compare -q -f qcow2 -F qcow2 '%s' '%s'", img, out);
+  vms_index_free (full0);
+  vms_index_free (inc);
+  vms_index_free (full1);
+}
+
+static void
+dirty_chunk_that_became_a_hole_is_stored_as_zero (void **state)
+{
+  struct fixture *f = *state;
+  const char *img = path_in (f, "disk.qcow2");
+  struct vms_source incr = { 0 };
+  struct vms_copy_stats st;
+  vms_index *full0, *inc;
+
+  need_qemu ();
+  full0 = make_bitmap_image_and_full (f, img);
+  assert_false (vms_digest_is_zero (vms_index_get (full0, 0)));
+  /* A guest fstrim: chunk 0 zeroed and unmapped through QEMU. */
+  run ("qemu-io -f qcow2 -c 'write -z -u 0 4M' '%s' >/dev/null", img);
+
+  incr.nbd_uri = export_or_fail (f, img, "qcow2", "b0");
+  incr.dirty_context = "qemu:dirty-bitmap:b0";
+  incr.parent = full0;
+  inc = copy_or_fail (f, &incr, &st);
+  assert_true (vms_digest_is_zero (vms_index_get (inc, 0)));
+  assert_int_equal (st.bytes_read, 0);
+  for (uint64_t i = 1; i < vms_index_chunk_count (inc); i++)
+    assert_memory_equal (vms_index_get (inc, i), vms_index_get (full0, i),
+                         sizeof (struct vms_digest));
+  vms_index_free (full0);
+  vms_index_free (inc);
+}
+
+static const char *corrupt_hex;
+static char corrupt_path[1024];
+
+static int
+find_chunk_file (const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+  if (flag == FTW_F && strstr (path + ftw->base, corrupt_hex)) {
+    snprintf (corrupt_path, sizeof corrupt_path, "%s", path);
+    return 1;
+  }
+  return 0;
+}
+
+static void
+corrupted_chunk_fails_extract_and_leaves_no_output (void **state)
+{
+  struct fixture *f = *state;
+  const char *img = path_in (f, "mixed.raw"), *out = path_in (f, "out.raw");
+  struct vms_source src = { .path = img };
+  vms_index *idx;
+  char hex[65];
+  unsigned char byte;
+  int fd;
+  DIR *d;
+  struct dirent *de;
+
+  make_mixed_image (img, ODD_SIZE);
+  idx = copy_or_fail (f, &src, NULL);
+  /* Flip a byte in the middle of the file of chunk 13 (random data). */
+  vms_digest_hex (vms_index_get (idx, 13), hex);
+  corrupt_hex = hex;
+  corrupt_path[0] = '\0';
+  nftw (path_in (f, "repo"), find_chunk_file, 16, FTW_PHYS);
+  if (corrupt_path[0] == '\0')
+    fail_msg ("no file named after chunk %s in the repository", hex);
+  fd = open (corrupt_path, O_RDWR);
+  assert_true (fd >= 0);
+  off_t mid = lseek (fd, 0, SEEK_END) / 2;
+  assert_int_equal (pread (fd, &byte, 1, mid), 1);
+  byte ^= 0x40;
+  assert_int_equal (pwrite (fd, &byte, 1, mid), 1);
+  close (fd);
+
+  assert_int_equal (vms_extract (f->repo, idx, out, "raw", 0, NULL, NULL), -1);
+  assert_error_mentions ("offset 54525952");   /* 13 × 4 MiB */
+  assert_int_equal (access (out, F_OK), -1);
+  assert_int_equal (vms_extract (f->repo, idx, path_in (f, "out.qcow2"),
+                                 "qcow2", 0, NULL, NULL), -1);
+  assert_error_mentions ("offset 54525952");
+  /* Nothing left beside the target either. */
+  d = opendir (f->dir);
+  assert_non_null (d);
+  while ((de = readdir (d)) != NULL)
+    if (strstr (de->d_name, "out"))
+      fail_msg ("extract left %s behind", de->d_name);
+  closedir (d);
+  vms_index_free (idx);
+}
+
+static void
+incremental_without_the_bitmap_fails_clearly (void **state)
+{
+  struct fixture *f = *state;
+  const char *raw = path_in (f, "mixed.raw"), *img = path_in (f, "d.qcow2");
+  struct vms_source src = { 0 };
+  vms_index *parent, *idx;
+
+  need_qemu ();
+  make_mixed_image (raw, ODD_SIZE_512);
+  run ("qemu-img convert -f raw -O qcow2 '%s' '%s'", raw, img);
+  src.nbd_uri = export_or_fail (f, img, "qcow2", NULL);
+  parent = copy_or_fail (f, &src, NULL);
+  src.dirty_context = "qemu:dirty-bitmap:b0";
+  src.parent = parent;
+  idx = vms_copy_to_repo (f->repo, &src, NULL, NULL, NULL);
+  assert_null (idx);
+  assert_error_mentions ("qemu:dirty-bitmap:b0");
+  assert_error_mentions ("in full");
+  /* And exporting a bitmap the image does not have fails at once. */
+  assert_null (vms_nbd_export_open (img, "qcow2", "nosuch"));
+  assert_error_mentions ("nosuch");
+  vms_index_free (parent);
+}
+
+static void
+export_of_a_missing_image_says_why (void **state)
+{
+  struct fixture *f = *state;
+  const char *img = path_in (f, "no-such.img");
+
+  need_qemu ();
+  assert_null (vms_nbd_export_open (img, "raw", NULL));
+  assert_error_mentions (img);
+  assert_error_mentions ("No such file");
+}
+
+static void
+export_lives_in_a_private_directory_removed_on_close (void **state)
+{
+  struct fixture *f = *state;
+  const char *img = path_in (f, "small.raw");
+  vms_nbd_export *e;
+  char dir[512];
+  const char *sock;
+  struct stat st;
+
+  need_qemu ();
+  run ("truncate -s 1M '%s'", img);
+  e = vms_nbd_export_open (img, NULL, NULL);
+  assert_non_null (e);
+  sock = strstr (vms_nbd_export_uri (e), "socket=");
+  assert_non_null (sock);
+  snprintf (dir, sizeof dir, "%s", sock + strlen ("socket="));
+  *strrchr (dir, '/') = '\0';
+  assert_int_equal (stat (dir, &st), 0);
+  assert_int_equal (st.st_mode & 07777, 0700);
+  vms_nbd_export_close (e);
+  assert_int_equal (stat (dir, &st), -1);
+}
+
+static void
+extract_refuses_to_replace_an_existing_file (void **state)
+{
+  struct fixture *f = *state;
+  const char *img = path_in (f, "small.raw"), *out = path_in (f, "exists");
+  struct vms_source src = { .path = img };
+  vms_index *idx;
+
+  run ("head -c 5000000 /dev/urandom > '%s'", img);
+  run ("echo precious > '%s'", out);
+  idx = copy_or_fail (f, &src, NULL);
+  assert_int_equal (vms_extract (f->repo, idx, out, "raw", 0, NULL, NULL), -1);
+  assert_int_equal (vms_get_errno (), EEXIST);
+  assert_int_equal (file_size (out), strlen ("precious\n"));
+  assert_int_equal (vms_extract (f->repo, idx, out, "raw", 1, NULL, NULL), 0);
+  assert_same_bytes (img, out);
+  vms_index_free (idx);
+}
+
+static void
+unreachable_server_is_named_in_the_error (void **state)
+{
+  struct fixture *f = *state;
+  char uri[512];
+  struct vms_source src = { .nbd_uri = uri };
+
+  snprintf (uri, sizeof uri, "nbd+unix:///?socket=%s", path_in (f, "nosock"));
+  assert_null (vms_copy_to_repo (f->repo, &src, NULL, NULL, NULL));
+  assert_error_mentions (uri);
+}
+
+static uint64_t progress_last, progress_total;
+static unsigned progress_calls;
+
+static void
+record_progress (void *opaque, uint64_t done, uint64_t total)
+{
+  assert_true (done >= progress_last);
+  progress_last = done;
+  progress_total = total;
+  progress_calls++;
+}
+
+static void
+progress_reaches_the_total (void **state)
+{
+  struct fixture *f = *state;
+  const char *img = path_in (f, "mixed.raw");
+  struct vms_source src = { .path = img };
+  vms_index *idx;
+
+  make_mixed_image (img, ODD_SIZE);
+  idx = vms_copy_to_repo (f->repo, &src, NULL, record_progress, NULL);
+  assert_non_null (idx);
+  assert_true (progress_calls >= 1);
+  assert_int_equal (progress_last, ODD_SIZE);
+  assert_int_equal (progress_total, ODD_SIZE);
+  progress_last = 0;
+  progress_calls = 0;
+  assert_int_equal (vms_extract (f->repo, idx, path_in (f, "o"), "raw", 0,
+                                 record_progress, NULL), 0);
+  assert_int_equal (progress_last, ODD_SIZE);
+  vms_index_free (idx);
+}
+
+#define T(name) cmocka_unit_test_setup_teardown (name, fixture_setup, fixture_teardown)
+
+int
+main (int argc, char *argv[])
+{
+  const struct CMUnitTest tests[] = {
+    T (path_round_trip_keeps_bytes_and_holes),
+    T (empty_file_round_trips),
+    T (nbd_raw_export_round_trips),
+    T (nbd_qcow2_export_round_trips),
+    T (extract_to_qcow2_keeps_virtual_size_and_content),
+    T (incremental_reads_only_dirty_chunks),
+    T (dirty_chunk_that_became_a_hole_is_stored_as_zero),
+    T (corrupted_chunk_fails_extract_and_leaves_no_output),
+    T (incremental_without_the_bitmap_fails_clearly),
+    T (export_of_a_missing_image_says_why),
+    T (export_lives_in_a_private_directory_removed_on_close),
+    T (extract_refuses_to_replace_an_existing_file),
+    T (unreachable_server_is_named_in_the_error),
+    T (progress_reaches_the_total),
+  };
+
+  if (argc > 1)
+    cmocka_set_test_filter (argv[1]);
+  return cmocka_run_group_tests_name ("datapath", tests, NULL, NULL);
+}
