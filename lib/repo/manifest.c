@@ -173,9 +173,9 @@ get_string (json_object *o, const char *key, int optional, char **out,
   if (v == NULL && optional)
     return 0;
   if (v == NULL || !json_object_is_type (v, json_type_string)) {
-    vms_set_error (EBADMSG, "%s: \"%s\" is %s, expected a string%s", what, key,
-                   v == NULL ? "missing" : "not a string",
-                   optional ? " or null" : "");
+    vms_set_error (EBADMSG, "%s: \"%s\" is %s", what, key,
+                   v == NULL ? "missing"
+                   : optional ? "not a string or null" : "not a string");
     return -1;
   }
   const char *s = json_object_get_string (v);
@@ -202,7 +202,7 @@ get_u64 (json_object *o, const char *key, uint64_t max, uint64_t *out,
   int64_t n;
 
   if (v == NULL || !json_object_is_type (v, json_type_int)) {
-    vms_set_error (EBADMSG, "%s: \"%s\" is %s, expected an integer", what, key,
+    vms_set_error (EBADMSG, "%s: \"%s\" is %s", what, key,
                    v == NULL ? "missing" : "not an integer");
     return -1;
   }
@@ -263,10 +263,12 @@ manifest_parse (const char *text, size_t len, const char *backup_id)
   json_object *root, *v, *files;
   vms_manifest *m = NULL;
   char what[64 + MAX_BACKUP_ID_LEN];
-  const char *bid = backup_id ? backup_id : "?";
   uint64_t u;
 
-  snprintf (what, sizeof what, "backup %s: manifest", bid);
+  if (backup_id)
+    snprintf (what, sizeof what, "backup %s: manifest", backup_id);
+  else
+    snprintf (what, sizeof what, "manifest");
   if (len > MAX_MANIFEST_BYTES || len > INT_MAX) {
     vms_set_error (EFBIG, "%s is %zu bytes, more than the %u allowed", what,
                    len, MAX_MANIFEST_BYTES);

@@ -1,0 +1,76 @@
+/* Fuzz target for index parsing (lib/repo/index.c index_parse): index files
+ * are read from the repository and drive every read of a stored file.
+ *
+ * Properties besides "never crash":
+ *  - a rejection always comes with a message naming the index;
+ *  - an accepted index is canonical: serialising it gives back exactly the
+ *    input bytes (so no two files mean the same index, and nothing after
+ *    the checksum is ignored);
+ *  - its chunks cover exactly its size.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "vmshadow/error.h"
+#include "vmshadow/repo.h"
+
+#include "repo-internal.h"
+#include "fuzz-repo.h"
+
+static void __attribute__ ((noreturn, format (printf, 1, 2)))
+broken (const char *fmt, ...)
+{
+  va_list ap;
+  fprintf (stderr, "fuzz-index: ");
+  va_start (ap, fmt);
+  vfprintf (stderr, fmt, ap);
+  va_end (ap);
+  fprintf (stderr, "\n");
+  abort ();
+}
+
+int
+fuzz_accepts (const uint8_t *data, size_t size, const char **why)
+{
+  vms_clear_error ();
+  vms_index *idx = index_parse (data, size, "fuzz index");
+  *why = idx ? NULL : vms_get_error ();
+  vms_index_free (idx);
+  return idx != NULL;
+}
+
+int
+LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
+{
+  vms_clear_error ();
+  vms_index *idx = index_parse (data, size, "fuzz index");
+  if (idx == NULL) {
+    const char *msg = vms_get_error ();
+    if (msg == NULL || strstr (msg, "fuzz index") == NULL)
+      broken ("rejected without a message naming the index: %s",
+              msg ? msg : "(none)");
+    return 0;
+  }
+  uint64_t total = 0, n = vms_index_chunk_count (idx);
+  for (uint64_t c = 0; c < n; c++) {
+    size_t len = vms_index_chunk_len (idx, c);
+    if (len == 0 || len > VMS_CHUNK_SIZE || vms_index_get (idx, c) == NULL)
+      broken ("chunk %llu has length %zu", (unsigned long long) c, len);
+    total += len;
+  }
+  if (total != vms_index_size (idx) || vms_index_get (idx, n) != NULL)
+    broken ("chunks cover %llu bytes of %llu", (unsigned long long) total,
+            (unsigned long long) vms_index_size (idx));
+  void *buf;
+  size_t len;
+  if (index_serialize (idx, &buf, &len) == -1)
+    broken ("an accepted index does not serialise: %s", vms_get_error ());
+  if (len != size || memcmp (buf, data, size) != 0)
+    broken ("an accepted index is not canonical (%zu bytes in, %zu out)",
+            size, len);
+  free (buf);
+  vms_index_free (idx);
+  return 0;
+}
