@@ -54,7 +54,7 @@ for dir in "$WORKROOT"/"$PREFIX"*; do
     for pidf in "$dir"/*.pid; do
         [ -s "$pidf" ] || continue
         pid=$(cat "$pidf")
-        if [ -r "/proc/$pid/cmdline" ] && tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF -- "$dir/"; then
+        if [ -r "/proc/$pid/cmdline" ] && tr '\0' ' ' <"/proc/$pid/cmdline" | grep -F >/dev/null -- "$dir/"; then
             note "process $pid ($(tr '\0' ' ' <"/proc/$pid/cmdline" | cut -c1-60))"
             kill "$pid" 2>/dev/null
             sleep 0.5

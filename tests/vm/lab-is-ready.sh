@@ -11,7 +11,7 @@ lab_init
 lab_ok "guest $VMSLAB_GUEST_KEY: kernel $VMSLAB_GUEST_KERNEL_RELEASE, initramfs $(du -h "$VMSLAB_INITRD" | cut -f1)"
 
 virsh -q version >/dev/null || lab_fail "libvirtd does not answer on $LIBVIRT_DEFAULT_URI"
-virsh -q capabilities | grep -q "<domain type='qemu'" ||
+virsh -q capabilities | grep >/dev/null "<domain type='qemu'" ||
     lab_fail "libvirt offers no 'qemu' (TCG) domain type; is qemu-system-x86 installed?"
 lab_ok "libvirtd answers and offers TCG domains"
 

@@ -34,13 +34,13 @@ lab_ok "raw file and loop device ${LAB_DISK_DEV[$dom/vdc]} hold the guest's data
 
 net=$(virsh -q domiflist "$dom" | awk '{ print $2 ":" $3 }')
 lab_assert_eq "NIC (type:source)" "$net" "network:$LAB_NETWORK"
-virsh -q net-dumpxml "$LAB_NETWORK" | grep -q '<ip' && lab_fail "lab network $LAB_NETWORK has an <ip>"
+virsh -q net-dumpxml "$LAB_NETWORK" | grep >/dev/null '<ip' && lab_fail "lab network $LAB_NETWORK has an <ip>"
 lab_ok "NIC on libvirt network $LAB_NETWORK (no <ip>: no dnsmasq, no iptables)"
 
 lab_vm_create --name defined-only --disk qcow2:16M --disk iscsi --no-agent --no-start
 state=$(virsh -q domstate "$LAB_DOM")
 lab_assert_eq "state of the defined-only VM" "$state" "shut off"
-virsh -q domblklist "$LAB_DOM" --details | grep -q '^ *network *disk *vdb' ||
+virsh -q domblklist "$LAB_DOM" --details | grep >/dev/null '^ *network *disk *vdb' ||
     lab_fail "defined-only VM does not list its iSCSI network disk"
 lab_ok "VM with an unreachable iSCSI disk and no agent channel defined, not started"
 

@@ -99,7 +99,7 @@ lab__undo_one() {
             losetup -d "$arg" 2>/dev/null ;;
         pid)
             # only our own process: same pid, command line still names $what
-            if [ -r "/proc/$arg/cmdline" ] && tr '\0' ' ' <"/proc/$arg/cmdline" | grep -qF -- "$what"; then
+            if [ -r "/proc/$arg/cmdline" ] && tr '\0' ' ' <"/proc/$arg/cmdline" | grep -F >/dev/null -- "$what"; then
                 kill "$arg" 2>/dev/null
                 local i
                 for i in 1 2 3 4 5 6 7 8 9 10; do
@@ -458,7 +458,7 @@ lab_backup_end() {
     virsh -q domjobabort "$1" >/dev/null || lab_fail "virsh domjobabort $1 failed"
     local i
     for i in $(seq 50); do
-        virsh -q domjobinfo "$1" 2>/dev/null | grep -q 'Job type:.*None' && return 0
+        virsh -q domjobinfo "$1" 2>/dev/null | grep >/dev/null 'Job type:.*None' && return 0
         sleep 0.1
     done
     lab_fail "backup job of $1 did not end"
