@@ -35,6 +35,11 @@ struct chunk_tls {
   ZSTD_DCtx *dctx;
   uint8_t *io;                  /* a chunk file: header + payload */
   uint8_t *plain;               /* an uncompressed chunk (vms_repo_read) */
+  /* plain holds the verified content of this chunk. Content-addressed, so
+   * it is right for any repository. */
+  struct vms_digest plain_digest;
+  size_t plain_len;
+  int plain_valid;
 };
 
 static pthread_key_t tls_key;
@@ -95,12 +100,6 @@ tls_buffer (uint8_t **slot)
   return *slot;
 }
 
-uint8_t *
-chunk_store_plain_buffer (void)
-{
-  struct chunk_tls *t = tls_get ();
-  return t ? tls_buffer (&t->plain) : NULL;
-}
 
 /* ---- digests ---- */
 
@@ -364,6 +363,26 @@ chunk_store_read (vms_repo *repo, const struct vms_digest *d, void *buf,
   else
     vms_set_error (errno, "chunk %s is unreadable: %s", hex, repo_errstr (errno));
   return -1;
+}
+
+const uint8_t *
+chunk_store_read_cached (vms_repo *repo, const struct vms_digest *d, size_t len)
+{
+  struct chunk_tls *t = tls_get ();
+  uint8_t *plain;
+
+  if (t == NULL || (plain = tls_buffer (&t->plain)) == NULL)
+    return NULL;
+  if (t->plain_valid && t->plain_len == len &&
+      memcmp (t->plain_digest.b, d->b, VMS_DIGEST_LEN) == 0)
+    return plain;
+  t->plain_valid = 0;
+  if (chunk_store_read (repo, d, plain, len, 1) == -1)
+    return NULL;
+  t->plain_digest = *d;
+  t->plain_len = len;
+  t->plain_valid = 1;
+  return plain;
 }
 
 /* ---- public ---- */

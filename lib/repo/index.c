@@ -183,9 +183,12 @@ vms_repo_read (vms_repo *repo, const vms_index *idx, void *buf, size_t count,
         return -1;
     }
     else {
-      uint8_t *plain = chunk_store_plain_buffer ();
-      if (plain == NULL || vms_repo_chunk_get (repo, d, plain, clen, 1) == -1)
+      const uint8_t *plain = chunk_store_read_cached (repo, d, clen);
+      if (plain == NULL) {
+        vms_set_error (vms_get_errno (), "repository %s: %s", repo->path,
+                       vms_get_error ());
         return -1;
+      }
       memcpy (out, plain + in, n);
     }
     out += n;

@@ -83,8 +83,12 @@ extern int chunk_store_check (vms_repo *repo, const struct vms_digest *d,
 /* vms_repo_chunk_get without the repository in the message. */
 extern int chunk_store_read (vms_repo *repo, const struct vms_digest *d,
                              void *buf, size_t len, int verify);
-/* This thread's buffer of VMS_CHUNK_SIZE bytes for a partial chunk read. */
-extern uint8_t *chunk_store_plain_buffer (void);
+/* The verified content of chunk d (len bytes) in a buffer of this thread,
+ * valid until its next call: successive small reads of one chunk (random
+ * reads by offset) read and hash it once. NULL with the error set. */
+extern const uint8_t *chunk_store_read_cached (vms_repo *repo,
+                                               const struct vms_digest *d,
+                                               size_t len);
 extern int chunk_store_parse_hex (const char *hex, struct vms_digest *d);
 
 /* A set of digests, each with a small value (verify: the check result). */

@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <pthread.h>
 #include <inttypes.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -401,6 +402,57 @@ missing_chunk_read_fails_with_enoent (void **state)
   assert_int_equal (vms_repo_chunk_get (r, &d, buf, sizeof buf, 1), -1);
   assert_int_equal (vms_get_errno (), ENOENT);
   assert_error_contains ("is missing");
+  vms_repo_close (r);
+}
+
+struct putter {
+  vms_repo *repo;
+  uint8_t *data[4];
+  struct vms_digest d[8];
+  int failed;
+};
+
+static void *
+put_chunks (void *arg)
+{
+  struct putter *p = arg;
+  for (int i = 0; i < 8; i++)
+    if (vms_repo_chunk_put (p->repo, p->data[i % 4], CS / 4, &p->d[i], NULL) == -1)
+      p->failed = 1;
+  return NULL;
+}
+
+static void
+concurrent_puts_of_the_same_chunks_store_each_once (void **state)
+{
+  vms_repo *r = open_writer ();
+  struct putter p[4] = { { 0 } };
+  pthread_t th[4];
+  uint8_t *data[4], *back = xmalloc (CS / 4);
+
+  for (int i = 0; i < 4; i++) {
+    data[i] = xmalloc (CS / 4);
+    fill_random (data[i], CS / 4, 40 + (uint64_t) i);
+    if (i == 3)
+      memset (data[i], 'z', CS / 4);    /* one compressible */
+  }
+  for (int t = 0; t < 4; t++) {
+    p[t].repo = r;
+    memcpy (p[t].data, data, sizeof data);
+    assert_int_equal (pthread_create (&th[t], NULL, put_chunks, &p[t]), 0);
+  }
+  for (int t = 0; t < 4; t++) {
+    pthread_join (th[t], NULL);
+    assert_false (p[t].failed);
+    assert_memory_equal (p[t].d, p[0].d, sizeof p[0].d);
+  }
+  assert_int_equal (count_chunks (), 4);
+  for (int i = 0; i < 4; i++) {
+    assert_int_equal (vms_repo_chunk_get (r, &p[0].d[i], back, CS / 4, 1), 0);
+    assert_memory_equal (back, data[i], CS / 4);
+    free (data[i]);
+  }
+  free (back);
   vms_repo_close (r);
 }
 
@@ -1122,6 +1174,8 @@ main (int argc, char *argv[])
     T ("half-written-chunk-is-written-again", half_written_chunk_is_written_again),
     T ("chunk-put-needs-the-writer-lock", chunk_put_needs_the_writer_lock),
     T ("missing-chunk-read-fails-with-enoent", missing_chunk_read_fails_with_enoent),
+    T ("concurrent-puts-of-the-same-chunks-store-each-once",
+       concurrent_puts_of_the_same_chunks_store_each_once),
     T ("file-of-non-multiple-size-round-trips-through-random-reads", file_of_non_multiple_size_round_trips_through_random_reads),
     T ("zero-byte-file-round-trips", zero_byte_file_round_trips),
     T ("index-resize-zeroes-chunks-whose-length-changes", index_resize_zeroes_chunks_whose_length_changes),
