@@ -54,14 +54,18 @@ die()  { echo "ERROR: vmshadow lab setup failed: $*" >&2; exit 1; }
 # run DESCRIPTION CMD... — run a step with its output in setup.log; on
 # failure show the step's last lines, so the reader sees one cause.
 run() {
-    local what=$1; shift
-    echo "== $(date '+%F %T') $what: $*" >>"$LOG"
-    if ! "$@" >>"$LOG" 2>&1; then
-        echo "---- last lines of $LOG ----" >&2
-        tail -n 15 "$LOG" >&2
+    local what=$1 out rc=0
+    shift
+    out=$(mktemp)
+    "$@" >"$out" 2>&1 || rc=$?
+    { echo "== $(date '+%F %T') $what: $*"; cat "$out"; } >>"$LOG"
+    if [ $rc -ne 0 ]; then
+        echo "---- $what: $* (exit $rc) ----" >&2
+        tail -n 15 "$out" >&2
         echo "----" >&2
-        return 1
     fi
+    rm -f "$out"
+    return $rc
 }
 
 [ "$(id -u)" = 0 ] || skip "needs root (it starts libvirtd and VMs); run the vm suite as root"
@@ -168,7 +172,7 @@ start_daemons() {
     if ! pid_alive /run/virtlogd.pid; then
         say "starting virtlogd"
         run "virtlogd -d" virtlogd -d 9>&- ||
-            die "virtlogd did not start; run 'virtlogd -v' to see why"
+            die "virtlogd did not start (output above); run 'virtlogd -v' to see why, fix it, then rerun lab/setup.sh"
     fi
     if pid_alive /run/libvirtd.pid; then
         die "libvirtd (pid $(cat /run/libvirtd.pid)) runs but does not answer on qemu:///system; stop it (kill $(cat /run/libvirtd.pid)) and rerun lab/setup.sh"
@@ -176,7 +180,7 @@ start_daemons() {
     say "starting libvirtd"
     LIBVIRT_LOG_OUTPUTS="3:file:/var/log/libvirt/libvirtd.log" \
         run "libvirtd -d" libvirtd -d 9>&- ||
-        die "libvirtd did not start; see /var/log/libvirt/libvirtd.log"
+        die "libvirtd did not start (output above); run 'libvirtd -v' to see why, fix it, then rerun lab/setup.sh"
     local i
     for i in $(seq 50); do
         libvirt_answers && return 0

@@ -66,6 +66,7 @@ lab_init() {
     # shellcheck disable=SC1091
     . "$LAB_CACHE/lab.env"
     LAB_WORK=$(mktemp -d "$LAB_WORKROOT/${LAB_PREFIX}${LAB_NAME:0:24}.XXXXXX")
+    chmod 755 "$LAB_WORK"    # reachable for a libvirtd whose QEMU is not root
     echo "$LAB_NAME $$" >"$LAB_WORK/owner"
     trap lab__on_exit EXIT
     trap 'exit 143' TERM
