@@ -7,152 +7,35 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <json-c/json.h>
-
+#include "cli.h"
 #include "exec-writer.h"
 #include "log.h"
-#include "vmshadow/coordinator.h"
-#include "vmshadow/error.h"
-
-#define EXIT_USAGE 2
-
-struct options {
-  int json;
-  const char *writers_dir;      /* NULL: VMSHADOW_WRITERS_DIR or default */
-};
-
-/* Load every writer this host has. */
-static vms_coordinator *
-load_writers (const struct options *opts)
-{
-  vms_coordinator *coord = vms_coordinator_new ();
-  if (coord == NULL)
-    return NULL;
-  if (vms_exec_writers_load (coord, opts->writers_dir) == -1) {
-    vms_coordinator_free (coord);
-    return NULL;
-  }
-  return coord;
-}
-
-/* ---- vmshadow writers ---- */
-
-static void
-print_writer_text (const struct vms_writer_status *st)
-{
-  printf ("Writer name: '%s'\n", st->name);
-  printf ("   Writer Id: {%s}\n", st->id ? st->id : "unknown");
-  printf ("   State: %s\n", vms_writer_state_name (st->state, st->failed_at));
-  printf ("   Last error: %s\n", st->failure == VMS_FAILURE_NONE
-          ? "none" : vms_failure_name (st->failure));
-  if (st->message)
-    printf ("   Message: %s\n", st->message);
-  if (st->metadata == NULL) {
-    printf ("\n");
-    return;
-  }
-  size_t n = vms_document_component_count (st->metadata, NULL);
-  printf ("   Components: %zu\n", n);
-  for (size_t i = 0; i < n; i++) {
-    vms_component *c = vms_document_component (st->metadata, NULL, i);
-    printf ("      %s", vms_component_name (c));
-    if (*vms_component_caption (c))
-      printf ("  \"%s\"", vms_component_caption (c));
-    printf ("\n");
-    for (size_t f = 0; f < vms_component_file_count (c); f++) {
-      struct vms_file_info info;
-      vms_component_file (c, f, &info);
-      printf ("         %-5s %s\n", vms_file_kind_name (info.kind), info.path);
-    }
-    for (size_t e = 0; e < vms_component_excluded_count (c); e++)
-      printf ("         excluded %s: %s\n", vms_component_excluded_path (c, e),
-              vms_component_excluded_reason (c, e));
-  }
-  printf ("\n");
-}
-
-static json_object *
-writer_json (const struct vms_writer_status *st)
-{
-  json_object *w = json_object_new_object ();
-  json_object_object_add (w, "name", json_object_new_string (st->name));
-  json_object_object_add (w, "id", st->id ? json_object_new_string (st->id) : NULL);
-  json_object_object_add (w, "state", json_object_new_string (
-                            vms_writer_state_name (st->state, st->failed_at)));
-  json_object_object_add (w, "failure", json_object_new_string (
-                            vms_failure_name (st->failure)));
-  json_object_object_add (w, "message", st->message
-                          ? json_object_new_string (st->message) : NULL);
-  /* The components exactly as the writer's metadata document has them. */
-  json_object *components = json_object_new_array ();
-  if (st->metadata) {
-    char *text = vms_document_format (st->metadata);
-    json_object *md = text ? json_tokener_parse (text) : NULL;
-    json_object *list;
-    if (md && json_object_object_get_ex (md, "components", &list))
-      json_object_object_add (w, "components", json_object_get (list));
-    json_object_put (md);
-    free (text);
-  }
-  if (!json_object_object_get_ex (w, "components", NULL))
-    json_object_object_add (w, "components", components);
-  else
-    json_object_put (components);
-  return w;
-}
-
-static int
-cmd_writers (const struct options *opts, int argc, char **argv)
-{
-  if (argc > 0) {
-    fprintf (stderr, "vmshadow writers: unexpected argument '%s'\n", argv[0]);
-    return EXIT_USAGE;
-  }
-  vms_coordinator *coord = load_writers (opts);
-  if (coord == NULL) {
-    fprintf (stderr, "vmshadow writers: %s\n", vms_get_error ());
-    return EXIT_FAILURE;
-  }
-  /* Like `vssadmin list writers`: ask every writer to identify itself and
-   * show each one's state, also the ones that failed. */
-  int rc = vms_coordinator_gather_metadata (coord) == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
-  size_t n = vms_coordinator_writer_count (coord);
-
-  if (opts->json) {
-    json_object *root = json_object_new_object ();
-    json_object *list = json_object_new_array ();
-    for (size_t i = 0; i < n; i++) {
-      struct vms_writer_status st;
-      vms_coordinator_writer_status (coord, i, &st);
-      json_object_array_add (list, writer_json (&st));
-    }
-    json_object_object_add (root, "writers", list);
-    printf ("%s\n", json_object_to_json_string_ext (
-              root, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED |
-              JSON_C_TO_STRING_NOSLASHESCAPE));
-    json_object_put (root);
-  }
-  else if (n == 0)
-    printf ("No writers on this host.\n");
-  else
-    for (size_t i = 0; i < n; i++) {
-      struct vms_writer_status st;
-      vms_coordinator_writer_status (coord, i, &st);
-      print_writer_text (&st);
-    }
-  vms_coordinator_free (coord);
-  return rc;
-}
-
-/* ---- the command line ---- */
 
 static const struct command {
   const char *name;
   int (*run) (const struct options *, int, char **);
+  unsigned options;             /* OPT_* bits this command takes */
+  const char *args;
   const char *summary;
 } commands[] = {
-  { "writers", cmd_writers, "list every writer with its ID, state and components" },
+  { "writers", cmd_writers, OPT_JSON | OPT_WRITERS_DIR, "",
+    "list every writer with its ID, state and components" },
+  { "backup", cmd_backup, OPT_JSON | OPT_WRITERS_DIR | OPT_REPO | OPT_FULL, "",
+    "back up every component of every writer into the repository" },
+  { "list", cmd_list, OPT_JSON | OPT_REPO, "",
+    "list the backups in the repository" },
+  { "show", cmd_show, OPT_JSON | OPT_REPO, "BACKUP",
+    "show one backup: writers, components, files, sizes" },
+  { "verify", cmd_verify, OPT_JSON | OPT_REPO | OPT_DEEP, "[BACKUP]",
+    "check backups (with --deep, re-read and re-hash every chunk)" },
+  { "prune", cmd_prune, OPT_JSON | OPT_REPO | OPT_KEEP | OPT_DRY_RUN, "",
+    "delete the backups the --keep-* policy does not keep" },
+  { "gc", cmd_gc, OPT_JSON | OPT_REPO | OPT_GRACE, "",
+    "delete chunks no backup uses any more" },
+  { "extract", cmd_extract, OPT_JSON | OPT_REPO | OPT_TO | OPT_FORMAT,
+    "BACKUP COMPONENT FILE", "write one file of a backup to --to PATH" },
 };
+#define NR_COMMANDS (sizeof commands / sizeof commands[0])
 
 static void
 usage (FILE *fp)
@@ -162,39 +45,107 @@ usage (FILE *fp)
            "Consistent backup and restore of the VMs and applications of a host.\n"
            "\n"
            "Commands:\n");
-  for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-    fprintf (fp, "  %-10s %s\n", commands[i].name, commands[i].summary);
+  for (size_t i = 0; i < NR_COMMANDS; i++)
+    fprintf (fp, "  %-8s %-22s %s\n", commands[i].name, commands[i].args,
+             commands[i].summary);
   fprintf (fp,
            "\n"
            "Options:\n"
            "  --json               print results as JSON\n"
+           "  --repo DIR           the repository (default $VMSHADOW_REPO or\n"
+           "                       " VMS_REPO_DEFAULT_DIR ")\n"
            "  --writers-dir DIR    exec writers directory (default $VMSHADOW_WRITERS_DIR\n"
            "                       or " VMS_EXEC_WRITERS_DIR ")\n"
+           "  --full               backup: read everything, not only what changed\n"
+           "  --deep               verify: read and re-hash every chunk\n"
+           "  --keep-last N        prune: keep the N newest backups\n"
+           "  --keep-daily N       prune: keep the newest backup of each of N days\n"
+           "  --keep-weekly N      prune: ... of each of N weeks\n"
+           "  --keep-monthly N     prune: ... of each of N months\n"
+           "  --dry-run            prune: only say what would be deleted\n"
+           "  --grace SECONDS      gc: keep unreferenced chunks younger than this\n"
+           "                       (default 3600)\n"
+           "  --to PATH            extract: where to write the file\n"
+           "  --format raw|qcow2   extract: image format of a disk (default: its\n"
+           "                       original format)\n"
            "  -v, --verbose        debug messages on stderr\n"
            "  -h, --help           show this help\n"
            "  -V, --version        show the version\n");
 }
 
+static int
+parse_count (const char *name, const char *arg, unsigned *out)
+{
+  char *end;
+  errno = 0;
+  unsigned long v = strtoul (arg, &end, 10);
+  if (errno || end == arg || *end || v > 1000000 || arg[0] == '-') {
+    fprintf (stderr, "vmshadow: %s needs a whole number, not '%s'\n", name, arg);
+    return -1;
+  }
+  *out = (unsigned) v;
+  return 0;
+}
+
 int
 main (int argc, char **argv)
 {
+  enum { O_JSON = 256, O_WRITERS_DIR, O_REPO, O_FULL, O_DEEP, O_DRY_RUN,
+         O_KEEP_LAST, O_KEEP_DAILY, O_KEEP_WEEKLY, O_KEEP_MONTHLY, O_TO,
+         O_FORMAT, O_GRACE };
   static const struct option long_options[] = {
-    { "json", no_argument, NULL, 'j' },
-    { "writers-dir", required_argument, NULL, 'w' },
+    { "json", no_argument, NULL, O_JSON },
+    { "writers-dir", required_argument, NULL, O_WRITERS_DIR },
+    { "repo", required_argument, NULL, O_REPO },
+    { "full", no_argument, NULL, O_FULL },
+    { "deep", no_argument, NULL, O_DEEP },
+    { "dry-run", no_argument, NULL, O_DRY_RUN },
+    { "keep-last", required_argument, NULL, O_KEEP_LAST },
+    { "keep-daily", required_argument, NULL, O_KEEP_DAILY },
+    { "keep-weekly", required_argument, NULL, O_KEEP_WEEKLY },
+    { "keep-monthly", required_argument, NULL, O_KEEP_MONTHLY },
+    { "to", required_argument, NULL, O_TO },
+    { "format", required_argument, NULL, O_FORMAT },
+    { "grace", required_argument, NULL, O_GRACE },
     { "verbose", no_argument, NULL, 'v' },
     { "help", no_argument, NULL, 'h' },
     { "version", no_argument, NULL, 'V' },
     { NULL, 0, NULL, 0 },
   };
-  struct options opts = { 0 };
+  struct options opts = { .grace_seconds = 3600 };
+  unsigned grace;
   int c;
 
   /* Options may come before or after the command ("vmshadow writers
    * --json"), so let getopt permute. */
   while ((c = getopt_long (argc, argv, "vhV", long_options, NULL)) != -1) {
     switch (c) {
-    case 'j': opts.json = 1; break;
-    case 'w': opts.writers_dir = optarg; break;
+    case O_JSON: opts.json = 1; opts.given |= OPT_JSON; break;
+    case O_WRITERS_DIR: opts.writers_dir = optarg; opts.given |= OPT_WRITERS_DIR; break;
+    case O_REPO: opts.repo_dir = optarg; opts.given |= OPT_REPO; break;
+    case O_FULL: opts.full = 1; opts.given |= OPT_FULL; break;
+    case O_DEEP: opts.deep = 1; opts.given |= OPT_DEEP; break;
+    case O_DRY_RUN: opts.dry_run = 1; opts.given |= OPT_DRY_RUN; break;
+    case O_KEEP_LAST: case O_KEEP_DAILY: case O_KEEP_WEEKLY: case O_KEEP_MONTHLY: {
+      unsigned *slot = c == O_KEEP_LAST ? &opts.keep.keep_last
+        : c == O_KEEP_DAILY ? &opts.keep.keep_daily
+        : c == O_KEEP_WEEKLY ? &opts.keep.keep_weekly : &opts.keep.keep_monthly;
+      if (parse_count ("--keep-*", optarg, slot) == -1)
+        return EXIT_USAGE;
+      opts.given |= OPT_KEEP;
+      break;
+    }
+    case O_TO: opts.to = optarg; opts.given |= OPT_TO; break;
+    case O_FORMAT:
+      if (strcmp (optarg, "raw") != 0 && strcmp (optarg, "qcow2") != 0) {
+        fprintf (stderr, "vmshadow: --format must be raw or qcow2, not '%s'\n", optarg);
+        return EXIT_USAGE;
+      }
+      opts.format = optarg; opts.given |= OPT_FORMAT; break;
+    case O_GRACE:
+      if (parse_count ("--grace", optarg, &grace) == -1)
+        return EXIT_USAGE;
+      opts.grace_seconds = grace; opts.given |= OPT_GRACE; break;
     case 'v': vms_log_set_debug (1); break;
     case 'h': usage (stdout); return EXIT_SUCCESS;
     case 'V': printf ("vmshadow %s\n", VMSHADOW_VERSION); return EXIT_SUCCESS;
@@ -205,9 +156,17 @@ main (int argc, char **argv)
     usage (stderr);
     return EXIT_USAGE;
   }
-  for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-    if (strcmp (argv[optind], commands[i].name) == 0)
-      return commands[i].run (&opts, argc - optind - 1, argv + optind + 1);
+  for (size_t i = 0; i < NR_COMMANDS; i++) {
+    const struct command *cmd = &commands[i];
+    if (strcmp (argv[optind], cmd->name) != 0)
+      continue;
+    if (opts.given & ~cmd->options) {
+      fprintf (stderr, "vmshadow %s: an option given does not apply to this "
+               "command (see 'vmshadow --help')\n", cmd->name);
+      return EXIT_USAGE;
+    }
+    return cmd->run (&opts, argc - optind - 1, argv + optind + 1);
+  }
   fprintf (stderr, "vmshadow: unknown command '%s' (try 'vmshadow --help')\n",
            argv[optind]);
   return EXIT_USAGE;

@@ -1,0 +1,79 @@
+/* What the subcommands of the vmshadow command share: the parsed options,
+ * loading the host's writers and providers, progress on a terminal, and
+ * JSON output. */
+#ifndef VMS_CLI_H
+#define VMS_CLI_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include <json-c/json.h>
+
+#include "vmshadow/coordinator.h"
+#include "vmshadow/repo.h"
+
+#define EXIT_USAGE 2
+
+/* Option bits, so that each command says which options it takes. */
+enum {
+  OPT_JSON = 1 << 0,
+  OPT_WRITERS_DIR = 1 << 1,
+  OPT_REPO = 1 << 2,
+  OPT_FULL = 1 << 3,
+  OPT_DEEP = 1 << 4,
+  OPT_DRY_RUN = 1 << 5,
+  OPT_KEEP = 1 << 6,
+  OPT_TO = 1 << 7,
+  OPT_FORMAT = 1 << 8,
+  OPT_GRACE = 1 << 9,
+};
+
+struct options {
+  unsigned given;               /* OPT_* bits of the options on the line */
+  int json;
+  const char *writers_dir;      /* NULL: VMSHADOW_WRITERS_DIR or default */
+  const char *repo_dir;         /* NULL: VMSHADOW_REPO or default */
+  int full;
+  int deep;
+  int dry_run;
+  struct vms_prune_policy keep;
+  const char *to;
+  const char *format;
+  int64_t grace_seconds;
+};
+
+/* Each subcommand: argc/argv are the arguments after the command name. */
+extern int cmd_writers (const struct options *opts, int argc, char **argv);
+extern int cmd_backup (const struct options *opts, int argc, char **argv);
+extern int cmd_list (const struct options *opts, int argc, char **argv);
+extern int cmd_show (const struct options *opts, int argc, char **argv);
+extern int cmd_verify (const struct options *opts, int argc, char **argv);
+extern int cmd_prune (const struct options *opts, int argc, char **argv);
+extern int cmd_gc (const struct options *opts, int argc, char **argv);
+extern int cmd_extract (const struct options *opts, int argc, char **argv);
+
+/* A coordinator with every writer and provider of this host. */
+extern vms_coordinator *cli_load_coordinator (const struct options *opts);
+
+/* Print "vmshadow CMD: <last error>" on stderr; returns EXIT_FAILURE. */
+extern int cli_fail (const char *cmd);
+
+/* Print a JSON value on stdout (pretty) and drop it. */
+extern void cli_print_json (json_object *value);
+
+/* Progress on stderr when it is a terminal: bytes, rate, ETA. */
+struct progress {
+  int enabled;
+  const char *label;
+  int64_t start_ms, last_ms;
+  uint64_t base;                /* bytes done by earlier files */
+};
+extern void progress_init (struct progress *p, const char *label);
+/* A vms_progress_fn; opaque is the struct progress. */
+extern void progress_update (void *opaque, uint64_t done, uint64_t total);
+extern void progress_done (struct progress *p);
+
+/* "1.5 GiB" etc. into buf. */
+extern const char *cli_bytes (uint64_t n, char buf[32]);
+
+#endif /* VMS_CLI_H */

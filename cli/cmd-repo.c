@@ -1,0 +1,334 @@
+/* The repository commands: list, show, verify, prune, gc, extract. Thin:
+ * the work is in lib/repo and lib/datapath; here are the words. */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cli.h"
+#include "vmshadow/datapath.h"
+#include "vmshadow/error.h"
+
+static int
+want_args (const char *cmd, int argc, int min, int max, const char *usage)
+{
+  if (argc < min || argc > max) {
+    fprintf (stderr, "vmshadow %s: usage: vmshadow %s %s\n", cmd, cmd, usage);
+    return -1;
+  }
+  return 0;
+}
+
+static const char *
+when (int64_t t, char buf[32])
+{
+  time_t tt = (time_t) t;
+  struct tm tm;
+  localtime_r (&tt, &tm);
+  strftime (buf, 32, "%Y-%m-%d %H:%M:%S", &tm);
+  return buf;
+}
+
+/* Totals of a backup's files. */
+static void
+manifest_totals (const vms_manifest *m, uint64_t *size, uint64_t *stored)
+{
+  *size = *stored = 0;
+  for (size_t i = 0; i < vms_manifest_file_count (m); i++) {
+    struct vms_stored_file f;
+    uint64_t sz;
+    if (vms_manifest_file (m, i, &f, &sz) == 0) {
+      *size += sz;
+      *stored += f.bytes_stored;
+    }
+  }
+}
+
+int
+cmd_list (const struct options *opts, int argc, char **argv)
+{
+  char **ids = NULL;
+  size_t n = 0;
+  int rc = EXIT_SUCCESS;
+
+  if (want_args ("list", argc, 0, 0, "") == -1)
+    return EXIT_USAGE;
+  vms_repo *repo = vms_repo_open (opts->repo_dir, 0);
+  if (repo == NULL || vms_repo_list (repo, &ids, &n) == -1) {
+    vms_repo_close (repo);
+    return cli_fail ("list");
+  }
+  json_object *list = opts->json ? json_object_new_array () : NULL;
+  if (!opts->json)
+    printf ("%-28s %-19s %6s %10s %10s\n", "BACKUP", "TIME", "FILES", "SIZE", "STORED");
+  for (size_t i = 0; i < n; i++) {
+    vms_manifest *m = vms_manifest_open (repo, ids[i]);
+    char b1[32], b2[32], b3[32];
+    uint64_t size, stored;
+    if (m == NULL) {
+      fprintf (stderr, "vmshadow list: %s\n", vms_get_error ());
+      rc = EXIT_FAILURE;
+      free (ids[i]);
+      continue;
+    }
+    manifest_totals (m, &size, &stored);
+    if (list) {
+      json_object *b = json_object_new_object ();
+      json_object_object_add (b, "backup_id", json_object_new_string (ids[i]));
+      json_object_object_add (b, "time", json_object_new_int64 (vms_manifest_time (m)));
+      json_object_object_add (b, "files", json_object_new_int64 ((int64_t) vms_manifest_file_count (m)));
+      json_object_object_add (b, "size", json_object_new_int64 ((int64_t) size));
+      json_object_object_add (b, "bytes_stored", json_object_new_int64 ((int64_t) stored));
+      json_object_array_add (list, b);
+    }
+    else
+      printf ("%-28s %-19s %6zu %10s %10s\n", ids[i],
+              when (vms_manifest_time (m), b1), vms_manifest_file_count (m),
+              cli_bytes (size, b2), cli_bytes (stored, b3));
+    vms_manifest_free (m);
+    free (ids[i]);
+  }
+  free (ids);
+  if (list) {
+    json_object *out = json_object_new_object ();
+    json_object_object_add (out, "backups", list);
+    cli_print_json (out);
+  }
+  vms_repo_close (repo);
+  return rc;
+}
+
+int
+cmd_show (const struct options *opts, int argc, char **argv)
+{
+  if (want_args ("show", argc, 1, 1, "BACKUP") == -1)
+    return EXIT_USAGE;
+  vms_repo *repo = vms_repo_open (opts->repo_dir, 0);
+  vms_manifest *m = repo ? vms_manifest_open (repo, argv[0]) : NULL;
+  if (m == NULL) {
+    vms_repo_close (repo);
+    return cli_fail ("show");
+  }
+  const vms_document *bcd = vms_manifest_components (m);
+
+  if (opts->json) {
+    /* The stored documents as they are, with the file list. */
+    char *text = vms_document_format (bcd);
+    json_object *out = json_object_new_object ();
+    json_object *files = json_object_new_array ();
+    json_object_object_add (out, "backup_id", json_object_new_string (argv[0]));
+    json_object_object_add (out, "time", json_object_new_int64 (vms_manifest_time (m)));
+    json_object_object_add (out, "components_document", text ? json_tokener_parse (text) : NULL);
+    for (size_t i = 0; i < vms_manifest_file_count (m); i++) {
+      struct vms_stored_file f;
+      uint64_t size;
+      if (vms_manifest_file (m, i, &f, &size) == -1)
+        continue;
+      json_object *fo = json_object_new_object ();
+      json_object_object_add (fo, "component", json_object_new_string (f.component));
+      json_object_object_add (fo, "path", json_object_new_string (f.path));
+      json_object_object_add (fo, "kind", json_object_new_string (vms_file_kind_name (f.kind)));
+      json_object_object_add (fo, "size", json_object_new_int64 ((int64_t) size));
+      json_object_object_add (fo, "bytes_read", json_object_new_int64 ((int64_t) f.bytes_read));
+      json_object_object_add (fo, "bytes_stored", json_object_new_int64 ((int64_t) f.bytes_stored));
+      json_object_array_add (files, fo);
+    }
+    json_object_object_add (out, "files", files);
+    free (text);
+    cli_print_json (out);
+  }
+  else {
+    char b1[32], b2[32], b3[32];
+    printf ("Backup %s, %s\n", argv[0], when (vms_manifest_time (m), b1));
+    for (size_t w = 0; w < vms_components_writer_count (bcd); w++) {
+      const char *wid = vms_components_writer_id (bcd, w);
+      printf ("Writer '%s' {%s}\n", vms_components_writer_name (bcd, w), wid);
+      for (size_t c = 0; c < vms_document_component_count (bcd, wid); c++) {
+        vms_component *comp = vms_document_component (bcd, wid, c);
+        printf ("  Component %s  \"%s\"\n", vms_component_name (comp),
+                vms_component_caption (comp));
+        int64_t fw = vms_component_get_int (comp, "freeze_window_ms", -1);
+        if (fw >= 0)
+          printf ("    freeze window: %" PRId64 " ms\n", fw);
+        for (size_t e = 0; e < vms_component_excluded_count (comp); e++)
+          printf ("    excluded %s: %s\n", vms_component_excluded_path (comp, e),
+                  vms_component_excluded_reason (comp, e));
+        for (size_t i = 0; i < vms_manifest_file_count (m); i++) {
+          struct vms_stored_file f;
+          uint64_t size;
+          if (vms_manifest_file (m, i, &f, &size) == -1 ||
+              strcmp (f.writer_id, wid) != 0 ||
+              strcmp (f.component, vms_component_name (comp)) != 0)
+            continue;
+          printf ("    %-5s %s  %s, read %s, stored %s\n", vms_file_kind_name (f.kind),
+                  f.path, cli_bytes (size, b1), cli_bytes (f.bytes_read, b2),
+                  cli_bytes (f.bytes_stored, b3));
+        }
+      }
+    }
+  }
+  vms_manifest_free (m);
+  vms_repo_close (repo);
+  return EXIT_SUCCESS;
+}
+
+struct report_lines {
+  json_object *list;            /* JSON output, or NULL for text */
+  const char *prefix;
+};
+
+static void
+report_line (void *opaque, const char *line)
+{
+  struct report_lines *r = opaque;
+  if (r->list)
+    json_object_array_add (r->list, json_object_new_string (line));
+  else
+    printf ("%s%s\n", r->prefix, line);
+}
+
+int
+cmd_verify (const struct options *opts, int argc, char **argv)
+{
+  if (want_args ("verify", argc, 0, 1, "[BACKUP]") == -1)
+    return EXIT_USAGE;
+  vms_repo *repo = vms_repo_open (opts->repo_dir, 0);
+  if (repo == NULL)
+    return cli_fail ("verify");
+  struct report_lines r = { opts->json ? json_object_new_array () : NULL, "" };
+  int problems = vms_repo_verify (repo, argc ? argv[0] : NULL, opts->deep,
+                                  report_line, &r);
+  vms_repo_close (repo);
+  if (problems == -1) {
+    json_object_put (r.list);
+    return cli_fail ("verify");
+  }
+  if (r.list) {
+    json_object *out = json_object_new_object ();
+    json_object_object_add (out, "deep", json_object_new_boolean (opts->deep));
+    json_object_object_add (out, "problems", r.list);
+    cli_print_json (out);
+  }
+  else if (problems == 0)
+    printf ("No problems found%s.\n", opts->deep ? " (every chunk re-hashed)" : "");
+  else
+    printf ("%d problem%s found.\n", problems, problems == 1 ? "" : "s");
+  return problems == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
+
+int
+cmd_prune (const struct options *opts, int argc, char **argv)
+{
+  if (want_args ("prune", argc, 0, 0, "--keep-last N ... [--dry-run]") == -1)
+    return EXIT_USAGE;
+  if (!(opts->given & OPT_KEEP)) {
+    fprintf (stderr, "vmshadow prune: say what to keep (--keep-last, --keep-daily, "
+             "--keep-weekly, --keep-monthly); prune never deletes everything\n");
+    return EXIT_USAGE;
+  }
+  vms_repo *repo = vms_repo_open (opts->repo_dir, VMS_REPO_WRITE);
+  if (repo == NULL)
+    return cli_fail ("prune");
+  struct report_lines r = { opts->json ? json_object_new_array () : NULL,
+                            opts->dry_run ? "would " : "" };
+  int removed = vms_repo_prune (repo, &opts->keep, opts->dry_run, report_line, &r);
+  vms_repo_close (repo);
+  if (removed == -1) {
+    json_object_put (r.list);
+    return cli_fail ("prune");
+  }
+  if (r.list) {
+    json_object *out = json_object_new_object ();
+    json_object_object_add (out, "dry_run", json_object_new_boolean (opts->dry_run));
+    json_object_object_add (out, "removed", json_object_new_int (removed));
+    json_object_object_add (out, "decisions", r.list);
+    cli_print_json (out);
+  }
+  else
+    printf ("%s %d backup%s%s.\n", opts->dry_run ? "Would remove" : "Removed",
+            removed, removed == 1 ? "" : "s",
+            !opts->dry_run && removed ? "; run 'vmshadow gc' to free their chunks" : "");
+  return EXIT_SUCCESS;
+}
+
+int
+cmd_gc (const struct options *opts, int argc, char **argv)
+{
+  uint64_t chunks = 0, bytes = 0;
+  char b[32];
+
+  if (want_args ("gc", argc, 0, 0, "[--grace SECONDS]") == -1)
+    return EXIT_USAGE;
+  vms_repo *repo = vms_repo_open (opts->repo_dir, VMS_REPO_WRITE);
+  if (repo == NULL)
+    return cli_fail ("gc");
+  int r = vms_repo_gc (repo, opts->grace_seconds, &chunks, &bytes);
+  vms_repo_close (repo);
+  if (r == -1)
+    return cli_fail ("gc");
+  if (opts->json) {
+    json_object *out = json_object_new_object ();
+    json_object_object_add (out, "chunks_removed", json_object_new_int64 ((int64_t) chunks));
+    json_object_object_add (out, "bytes_freed", json_object_new_int64 ((int64_t) bytes));
+    cli_print_json (out);
+  }
+  else
+    printf ("Removed %" PRIu64 " unused chunk%s, freed %s.\n", chunks,
+            chunks == 1 ? "" : "s", cli_bytes (bytes, b));
+  return EXIT_SUCCESS;
+}
+
+int
+cmd_extract (const struct options *opts, int argc, char **argv)
+{
+  struct vms_stored_file f;
+  uint64_t size;
+
+  if (want_args ("extract", argc, 3, 3, "BACKUP COMPONENT FILE --to PATH") == -1)
+    return EXIT_USAGE;
+  if (opts->to == NULL) {
+    fprintf (stderr, "vmshadow extract: say where to write the file with --to PATH\n");
+    return EXIT_USAGE;
+  }
+  vms_repo *repo = vms_repo_open (opts->repo_dir, 0);
+  vms_manifest *m = repo ? vms_manifest_open (repo, argv[0]) : NULL;
+  if (m == NULL) {
+    vms_repo_close (repo);
+    return cli_fail ("extract");
+  }
+  int i = vms_manifest_find_file (m, argv[1], argv[2]);
+  vms_index *idx = NULL;
+  int rc = EXIT_FAILURE;
+  if (i < 0)
+    fprintf (stderr, "vmshadow extract: backup %s has no file %s in component "
+             "\"%s\" (see 'vmshadow show %s')\n", argv[0], argv[2], argv[1], argv[0]);
+  else if (vms_manifest_file (m, (size_t) i, &f, &size) == -1 ||
+           (idx = vms_manifest_load_index (repo, m, (size_t) i)) == NULL)
+    cli_fail ("extract");
+  else {
+    const char *format = opts->format ? opts->format
+      : f.kind == VMS_FILE_DISK && f.format ? f.format : "raw";
+    struct progress prog;
+    progress_init (&prog, opts->to);
+    int r = vms_extract (repo, idx, opts->to, format, 0, progress_update, &prog);
+    progress_done (&prog);
+    if (r == -1)
+      cli_fail ("extract");
+    else {
+      if (opts->json) {
+        json_object *out = json_object_new_object ();
+        json_object_object_add (out, "to", json_object_new_string (opts->to));
+        json_object_object_add (out, "format", json_object_new_string (format));
+        json_object_object_add (out, "size", json_object_new_int64 ((int64_t) size));
+        cli_print_json (out);
+      }
+      rc = EXIT_SUCCESS;
+    }
+  }
+  vms_index_free (idx);
+  vms_manifest_free (m);
+  vms_repo_close (repo);
+  return rc;
+}
