@@ -252,10 +252,10 @@ vms_repo_open (const char *dir, unsigned flags)
                      repo_errstr (errno));
     goto fail;
   }
-  if ((flags & VMS_REPO_WRITE) && take_lock (repo) == -1)
-    goto fail;
-
-  if (fstatat (repo->dirfd, "config", &st, 0) == -1) {
+  /* Never drop a lock file into a directory that is not a repository and
+   * is not about to become one. */
+  int have_config = fstatat (repo->dirfd, "config", &st, 0) == 0;
+  if (!have_config) {
     if (errno != ENOENT) {
       vms_set_error (errno, "repository %s: cannot read its config: %s", dir,
                      repo_errstr (errno));
@@ -267,13 +267,15 @@ vms_repo_open (const char *dir, unsigned flags)
                      VMS_REPO_DIR_ENV);
       goto fail;
     }
-    int empty = dir_is_empty (repo->dirfd);
-    if (empty != 1) {
-      vms_set_error (ENOTEMPTY, "%s is not empty and is not a vmshadow "
-                     "repository (it has no config file); use an empty or new "
-                     "directory", dir);
-      goto fail;
-    }
+    if (dir_is_empty (repo->dirfd) != 1)
+      goto not_empty;
+  }
+  if ((flags & VMS_REPO_WRITE) && take_lock (repo) == -1)
+    goto fail;
+  /* Created meanwhile by another process? */
+  if (!have_config && fstatat (repo->dirfd, "config", &st, 0) == -1) {
+    if (dir_is_empty (repo->dirfd) != 1)
+      goto not_empty;
     if (create_layout (repo) == -1)
       goto fail;
   }
@@ -288,6 +290,9 @@ vms_repo_open (const char *dir, unsigned flags)
   }
   return repo;
 
+ not_empty:
+  vms_set_error (ENOTEMPTY, "%s is not empty and is not a vmshadow repository "
+                 "(it has no config file); use an empty or new directory", dir);
  fail:
   vms_repo_close (repo);
   return NULL;

@@ -692,6 +692,12 @@ open_refuses_a_directory_that_is_not_a_repository (void **state)
   write_file (path, "x", 1);
   assert_null (vms_repo_open (repo_dir, VMS_REPO_CREATE));
   assert_error_contains ("not a vmshadow repository");
+  assert_null (vms_repo_open (repo_dir, VMS_REPO_CREATE | VMS_REPO_WRITE));
+  assert_error_contains ("not a vmshadow repository");
+  assert_null (vms_repo_open (repo_dir, VMS_REPO_WRITE));
+  assert_error_contains ("no repository at");
+  /* ... and it left no lock file behind in someone else's directory. */
+  assert_int_equal (count_entries (""), 1);
 
   /* A config from a newer format version. */
   snprintf (path, sizeof path, "%s/config", repo_dir);
