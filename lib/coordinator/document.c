@@ -273,29 +273,41 @@ check_component (json_object *c, int in_components_doc, const char *where)
   return 0;
 }
 
+/* Is name already in the set (a json-c object used as a hash set)? Adds it
+ * if not. Keeps duplicate checks linear for hostile documents. */
+static int
+seen_before (json_object *set, const char *name)
+{
+  if (json_object_object_get_ex (set, name, NULL))
+    return 1;
+  json_object_object_add (set, name, NULL);
+  return 0;
+}
+
 static int
 check_components (json_object *list, int in_components_doc, const char *where)
 {
   char sub[512];
   size_t n = json_object_array_length (list);
+  json_object *names = json_object_new_object ();
+  int r = 0;
 
-  for (size_t i = 0; i < n; i++) {
+  for (size_t i = 0; i < n && r == 0; i++) {
     json_object *c = json_object_array_get_idx (list, i);
     const char *name = get_str (c, "name");
     snprintf (sub, sizeof sub, "%s, component %zu%s%.100s%s", where, i,
               name ? " (\"" : "", name ? name : "", name ? "\")" : "");
     if (check_component (c, in_components_doc, sub) == -1)
-      return -1;
+      r = -1;
     /* Names are unique within a writer: restore looks components up by them. */
-    for (size_t j = 0; j < i; j++)
-      if (strcmp (get_str (json_object_array_get_idx (list, j), "name"),
-                  get_str (c, "name")) == 0) {
-        vms_set_error (EINVAL, "%s: component name \"%.100s\" appears twice",
-                       where, get_str (c, "name"));
-        return -1;
-      }
+    else if (seen_before (names, get_str (c, "name"))) {
+      vms_set_error (EINVAL, "%s: component name \"%.100s\" appears twice",
+                     where, get_str (c, "name"));
+      r = -1;
+    }
   }
-  return 0;
+  json_object_put (names);
+  return r;
 }
 
 static int
@@ -350,7 +362,9 @@ check_document (json_object *root, enum vms_document_kind *kind)
   }
   json_object *writers = array_at (root, "writers");
   size_t n = json_object_array_length (writers);
-  for (size_t i = 0; i < n; i++) {
+  json_object *ids = json_object_new_object ();
+  int r = 0;
+  for (size_t i = 0; i < n && r == 0; i++) {
     char where[128];
     json_object *w = json_object_array_get_idx (writers, i);
     snprintf (where, sizeof where, "backup components document, writer %zu", i);
@@ -359,16 +373,15 @@ check_document (json_object *root, enum vms_document_kind *kind)
         check_string (w, "id", 1, 0, where) == -1 ||
         check_array (w, "components", 1, where) == -1 ||
         check_components (array_at (w, "components"), 1, where) == -1)
-      return -1;
-    for (size_t j = 0; j < i; j++)
-      if (strcmp (get_str (json_object_array_get_idx (writers, j), "id"),
-                  get_str (w, "id")) == 0) {
-        vms_set_error (EINVAL, "%s: writer id \"%.100s\" appears twice",
-                       where, get_str (w, "id"));
-        return -1;
-      }
+      r = -1;
+    else if (seen_before (ids, get_str (w, "id"))) {
+      vms_set_error (EINVAL, "%s: writer id \"%.100s\" appears twice",
+                     where, get_str (w, "id"));
+      r = -1;
+    }
   }
-  return 0;
+  json_object_put (ids);
+  return r;
 }
 
 /* ---- construction, parsing, output ---- */
@@ -462,10 +475,17 @@ vms_document_parse (const char *text, size_t len)
     vms_set_error (ENOMEM, "out of memory parsing a document");
     return NULL;
   }
+  /* Strict: loose numbers such as 09e would be written back as another
+   * value, changing a stored document's meaning. */
+  json_tokener_set_flags (tok, JSON_TOKENER_STRICT);
   root = json_tokener_parse_ex (tok, text, (int) len);
   enum json_tokener_error jerr = json_tokener_get_error (tok);
   size_t used = json_tokener_get_parse_end (tok);
   json_tokener_free (tok);
+  if (root == NULL && jerr == json_tokener_success) {
+    vms_set_error (EINVAL, "document must be a JSON object, not null");
+    return NULL;
+  }
   if (root == NULL || jerr != json_tokener_success) {
     json_object_put (root);
     vms_set_error (EINVAL, "document is not valid JSON: %s",
@@ -500,12 +520,16 @@ vms_document_load (const char *path)
   }
   for (;;) {
     if (len == cap) {
-      if (cap >= MAX_DOCUMENT_BYTES) {
+      /* One byte beyond the limit tells a file of exactly the limit from a
+       * larger one. */
+      if (cap > MAX_DOCUMENT_BYTES) {
         vms_set_error (EFBIG, "document %s is larger than %u bytes", path,
                        MAX_DOCUMENT_BYTES);
         return NULL;
       }
       cap = cap ? cap * 2 : 65536;
+      if (cap > MAX_DOCUMENT_BYTES)
+        cap = (size_t) MAX_DOCUMENT_BYTES + 1;
       char *p = realloc (buf, cap);
       if (p == NULL) {
         vms_set_error (errno, "out of memory reading %s", path);
@@ -748,12 +772,44 @@ int
 vms_components_set_attr_json (vms_document *bcd, const char *key,
                               const char *json)
 {
-  json_object *v = json_tokener_parse (json);
-  if (v == NULL && strcmp (json, "null") != 0) {
-    vms_set_error (EINVAL, "attribute %s: not valid JSON", key);
+  json_tokener *tok = json_tokener_new_ex (MAX_JSON_DEPTH);
+  json_object *v, *attrs;
+  size_t len = strlen (json);
+
+  if (tok == NULL) {
+    vms_set_error (ENOMEM, "out of memory");
     return -1;
   }
-  return set_new (get (bcd->root, "attributes"), key, v);
+  json_tokener_set_flags (tok, JSON_TOKENER_STRICT);
+  v = json_tokener_parse_ex (tok, json, (int) len);
+  int ok = json_tokener_get_error (tok) == json_tokener_success &&
+    json_tokener_get_parse_end (tok) == len;
+  if (v == NULL && json_tokener_get_error (tok) == json_tokener_continue) {
+    /* A bare number only ends at the end of input: say so with a NUL. */
+    v = json_tokener_parse_ex (tok, "", 1);
+    ok = json_tokener_get_error (tok) == json_tokener_success;
+  }
+  json_tokener_free (tok);
+  if (!ok) {
+    json_object_put (v);
+    vms_set_error (EINVAL, "attribute %s: not one valid JSON value", key);
+    return -1;
+  }
+  /* A parsed document need not have "attributes" yet. */
+  attrs = get (bcd->root, "attributes");
+  if (attrs == NULL || !json_object_is_type (attrs, json_type_object)) {
+    if (set_new (bcd->root, "attributes", json_object_new_object ()) == -1) {
+      json_object_put (v);
+      return -1;
+    }
+    attrs = get (bcd->root, "attributes");
+  }
+  if (json_object_object_add (attrs, key, v) != 0) {
+    json_object_put (v);
+    vms_set_error (ENOMEM, "out of memory building a document");
+    return -1;
+  }
+  return 0;
 }
 
 int
