@@ -18,7 +18,7 @@
 #include "vmshadow/document.h"
 #include "vmshadow/error.h"
 
-#include "fuzz-document.h"
+#include "fuzz-target.h"
 
 static void __attribute__ ((noreturn, format (printf, 1, 2)))
 broken (const char *fmt, ...)
@@ -150,6 +150,16 @@ check_setters (const vms_document *doc)
   check_stable (text, "the changed copy");
   free (text);
   vms_document_free (copy);
+}
+
+int
+fuzz_accepts (const uint8_t *data, size_t size, const char **why)
+{
+  vms_clear_error ();
+  vms_document *doc = vms_document_parse ((const char *) data, size);
+  *why = doc ? NULL : vms_get_error ();
+  vms_document_free (doc);
+  return doc != NULL;
 }
 
 int

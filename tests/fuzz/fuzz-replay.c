@@ -1,11 +1,10 @@
-/* Replays a fuzz corpus through the fuzz target without libFuzzer, so the
- * ordinary test run (meson test --suite fuzz) keeps every input found so far
- * passing, with or without sanitizers.
+/* Replays a corpus through one fuzz target (fuzz-target.h) without
+ * libFuzzer, so the ordinary test run (meson test --suite fuzz) keeps every
+ * input found so far passing, with or without sanitizers. A property the
+ * target checks aborts the run. "ok-" inputs must be accepted by the
+ * parser, "bad-" inputs rejected (the corpus keeps both kinds honest).
  *
- * Usage: fuzz-replay FILE-OR-DIRECTORY...; output is TAP, one line per
- * input. A property the target checks aborts the run. Two name prefixes
- * add an expectation: "ok-" inputs must be accepted by vms_document_parse,
- * "bad-" inputs must be rejected (the corpus keeps both kinds honest).
+ * Usage: fuzz-TARGET-replay FILE-OR-DIRECTORY...; output is TAP.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -14,22 +13,19 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "vmshadow/document.h"
-#include "vmshadow/error.h"
-
-#include "fuzz-document.h"
+#include "fuzz-target.h"
 
 static unsigned nr_inputs;
 static unsigned nr_failed;
 
-/* The whole file in a buffer of exactly its size (no terminator), so that
- * a sanitizer sees any read past the end. */
-static char *
+/* The whole file in a buffer of exactly its size, so that a sanitizer sees
+ * any read past the end. */
+static uint8_t *
 read_input (const char *path, size_t *len)
 {
   FILE *fp = fopen (path, "rb");
   struct stat st;
-  char *buf;
+  uint8_t *buf;
 
   if (fp == NULL || fstat (fileno (fp), &st) == -1) {
     fprintf (stderr, "fuzz-replay: %s: %s\n", path, strerror (errno));
@@ -49,22 +45,18 @@ static void
 replay_file (const char *path, const char *name)
 {
   size_t len;
-  char *buf = read_input (path, &len);
-  const char *why = NULL;
+  uint8_t *buf = read_input (path, &len);
+  const char *why = NULL, *msg;
 
-  LLVMFuzzerTestOneInput ((const uint8_t *) buf, len);
-
-  int want_ok = strncmp (name, "ok-", 3) == 0;
-  int want_bad = strncmp (name, "bad-", 4) == 0;
-  if (want_ok || want_bad) {
-    vms_document *doc = vms_document_parse (buf, len);
-    if (want_ok && doc == NULL)
-      why = vms_get_error ();
-    else if (want_bad && doc != NULL)
+  LLVMFuzzerTestOneInput (buf, len);
+  int accepted = fuzz_accepts (buf, len, &msg);
+  if (strncmp (name, "ok-", 3) == 0 && !accepted)
+    why = msg;
+  else if (strncmp (name, "bad-", 4) == 0) {
+    if (accepted)
       why = "accepted, but the name says it is malformed";
-    else if (want_bad)
-      printf ("# %s: %s\n", name, vms_get_error ());
-    vms_document_free (doc);
+    else
+      printf ("# %s: %s\n", name, msg);
   }
   nr_inputs++;
   if (why) {
@@ -120,7 +112,7 @@ int
 main (int argc, char *argv[])
 {
   if (argc < 2) {
-    fprintf (stderr, "usage: fuzz-replay FILE-OR-DIRECTORY...\n");
+    fprintf (stderr, "usage: fuzz-repo-replay FILE-OR-DIRECTORY...\n");
     return EXIT_FAILURE;
   }
   for (int i = 1; i < argc; i++)

@@ -19,7 +19,7 @@
 #include "vmshadow/repo.h"
 
 #include "repo-internal.h"
-#include "fuzz-repo.h"
+#include "fuzz-target.h"
 
 static void __attribute__ ((noreturn, format (printf, 1, 2)))
 broken (const char *fmt, ...)

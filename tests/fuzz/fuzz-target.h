@@ -2,8 +2,8 @@
  * point, and fuzz_accepts, which the corpus replay (fuzz-repo-replay.c)
  * uses to hold "ok-" inputs to being accepted and "bad-" ones to being
  * rejected. A failed property aborts. */
-#ifndef VMS_FUZZ_REPO_H
-#define VMS_FUZZ_REPO_H
+#ifndef VMS_FUZZ_TARGET_H
+#define VMS_FUZZ_TARGET_H
 
 #include <stddef.h>
 #include <stdint.h>
@@ -13,4 +13,4 @@ extern int LLVMFuzzerTestOneInput (const uint8_t *data, size_t size);
  * if it rejects it. */
 extern int fuzz_accepts (const uint8_t *data, size_t size, const char **why);
 
-#endif /* VMS_FUZZ_REPO_H */
+#endif /* VMS_FUZZ_TARGET_H */
