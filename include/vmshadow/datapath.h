@@ -42,7 +42,25 @@ struct vms_copy_stats {
  * total; may be NULL. */
 typedef void (*vms_progress_fn) (void *opaque, uint64_t done, uint64_t total);
 
-/* Read the source into the repository; returns its index (caller frees). */
+/* Read the source into the repository; returns its index (caller frees),
+ * or NULL with the error set (the message names the source and offset:
+ * "reading nbd+unix://... at offset X: ..."). The repository must be open
+ * with VMS_REPO_WRITE.
+ *
+ * Over NBD, extents that base:allocation reports as ZERO are not read
+ * (HOLE without ZERO is read: only ZERO promises zeros); a chunk with some
+ * data is read whole, its zero parts zero-filled. Incremental (dirty_context
+ * and parent set): a chunk is read only if the bitmap marks some of it
+ * dirty, or the parent has no entry of the same length for it (the disk
+ * grew or shrank); a dirty chunk that now reads as zero is stored as zero.
+ * If the export does not offer dirty_context, fails with ENOENT ("the
+ * bitmap is missing: read this disk in full"): the caller decides on a full
+ * read. dirty_context with a plain path is EINVAL.
+ *
+ * Tuning, for benchmarks (environment): VMSHADOW_WORKERS (hash/compress
+ * threads, default the number of CPUs), VMSHADOW_NBD_INFLIGHT (chunks being
+ * read at once, default 4), VMSHADOW_NBD_REQUEST_KIB (largest NBD read,
+ * default 256). Memory: (2 × workers + 2 + inflight) chunk buffers. */
 extern vms_index *vms_copy_to_repo (vms_repo *repo, const struct vms_source *src,
                                     struct vms_copy_stats *stats,
                                     vms_progress_fn progress, void *opaque);
@@ -52,18 +70,29 @@ extern vms_index *vms_copy_to_repo (vms_repo *repo, const struct vms_source *src
 typedef struct vms_nbd_export vms_nbd_export;
 /* format: "raw" or "qcow2"; NULL means raw (never probed: probing a
  * guest-written image is unsafe). bitmap: a persistent
- * dirty bitmap of a qcow2 to export as qemu:dirty-bitmap:NAME, or NULL. */
+ * dirty bitmap of a qcow2 to export as qemu:dirty-bitmap:NAME, or NULL.
+ * The server (qemu-nbd, our child) has its socket in a private 0700
+ * directory under $TMPDIR (or /tmp). Note that QEMU rounds a raw file's
+ * size up to a multiple of 512: read plain files by path instead. Fails
+ * with qemu-nbd's own message (missing image, missing bitmap, image
+ * locked by a running VM). */
 extern vms_nbd_export *vms_nbd_export_open (const char *image, const char *format,
                                             const char *bitmap);
-/* Borrowed. */
+/* Borrowed: valid until vms_nbd_export_close. */
 extern const char *vms_nbd_export_uri (const vms_nbd_export *e);
+/* Stops the server (by the pid we started) and removes its directory.
+ * Accepts NULL. */
 extern void vms_nbd_export_close (vms_nbd_export *e);
 
 /* Write a stored file back out: format "raw" (holes kept as holes) or
  * "qcow2" (qemu-img create, then written through a local NBD server, zero
  * chunks left unallocated). Every chunk is verified against its digest; on
  * any mismatch the output is removed and the call fails, never leaving
- * wrong data behind. The output must not exist unless overwrite is set. */
+ * wrong data behind. The output must not exist unless overwrite is set.
+ * The output is built under a temporary name beside to_path (mode 0600)
+ * and renamed into place only on success, so to_path never holds a
+ * partial image. Zero 64 KiB blocks inside chunks are not written either.
+ * A qcow2's virtual size is rounded up to 512 bytes by qemu-img. */
 extern int vms_extract (vms_repo *repo, const vms_index *idx, const char *to_path,
                         const char *format, int overwrite,
                         vms_progress_fn progress, void *opaque);
