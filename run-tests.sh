@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Run the whole test suite on a fresh Debian 12 host (as root): unit,
-# component, fuzz-corpus and VM tests in a -Werror build, then unit,
+# component, fuzz-corpus and VM tests in a -Werror build; the unit tests and
+# the coordinator's component tests once more under valgrind; then unit,
 # component and fuzz again under AddressSanitizer + UBSan. Ends with one
 # line "N passed, N failed, N skipped" counted from meson's own results,
 # and exits non-zero if anything failed.
@@ -26,12 +27,16 @@ run_suites () {   # build-dir meson-setup-args... -- suites...
 }
 
 run_suites build-test -Dwerror=true -- unit component fuzz vm
+rm -f build-test/meson-logs/testlog-valgrind.json
+meson test -C build-test --setup valgrind --print-errorlogs --suite unit \
+  --suite coordinator || status=1
 run_suites build-asan -Dwerror=true -Db_sanitize=address,undefined \
   -Db_lundef=false -- unit component fuzz
 
 # Count the results of both runs from meson's JSON logs.
 read -r passed failed skipped < <(
-  cat build-test/meson-logs/testlog.json build-asan/meson-logs/testlog.json 2>/dev/null |
+  cat build-test/meson-logs/testlog.json build-test/meson-logs/testlog-valgrind.json \
+      build-asan/meson-logs/testlog.json 2>/dev/null |
   python3 -c '
 import json, sys
 p = f = s = 0
