@@ -1,0 +1,114 @@
+/* vmshadow — the VM writer (the Hyper-V VSS writer analog, R7–R13) and its
+ * companion, the qemu provider, for the VMs of a libvirt/KVM host
+ * (docs/vm-writer.md).
+ *
+ * The requester adds both with one call; they share state in-process (the
+ * provider hands out the NBD exports of the backup jobs the writer began):
+ *
+ *   struct vms_vm_options o = { .uri = NULL, .vms = NULL,
+ *                               .method = VMS_VM_METHOD_AUTO };
+ *   if (vms_libvirt_add (coord, &o) == -1) die (vms_get_error ());
+ *
+ * Each domain is one component named by its UUID; the attributes below
+ * (VMS_VM_ATTR_*) tell the requester how each VM was captured and how to
+ * read its disks.
+ */
+#ifndef VMSHADOW_VM_WRITER_H
+#define VMSHADOW_VM_WRITER_H
+
+#include <stdint.h>
+
+#include "vmshadow/coordinator.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* R7: fixed identity. */
+#define VMS_VM_WRITER_NAME "libvirt-vm"
+#define VMS_VM_WRITER_ID   "d9857ac8-3081-4425-b43f-8530ac9a82d6"
+#define VMS_QEMU_PROVIDER_NAME "qemu"
+#define VMS_QEMU_PROVIDER_ID   "8519a26e-a287-44dd-9433-301e6a445218"
+
+#define VMS_VM_DEFAULT_URI       "qemu:///system"
+#define VMS_VM_DEFAULT_STATE_DIR "/var/lib/vmshadow/vm"
+#define VMS_VM_DEFAULT_RUN_DIR   "/run/vmshadow"
+/* Every checkpoint vmshadow makes is named "vmshadow-<session-id>"; it
+ * never touches a checkpoint without this prefix. */
+#define VMS_VM_CHECKPOINT_PREFIX "vmshadow-"
+
+enum vms_vm_method {
+  VMS_VM_METHOD_AUTO,           /* online where R9 allows, else saved state */
+  VMS_VM_METHOD_ONLINE,         /* online, or fail Identify naming the VM */
+  VMS_VM_METHOD_SAVED_STATE,    /* saved state for every running/paused VM */
+};
+
+/* "auto", "online", "saved-state"; -1 for an unknown name. */
+extern const char *vms_vm_method_name (enum vms_vm_method m);
+extern int vms_vm_method_from_name (const char *name);
+
+struct vms_vm_options {
+  /* libvirt URI; NULL means VMS_VM_DEFAULT_URI. */
+  const char *uri;
+  /* NULL-terminated names or UUIDs of the VMs to back up; NULL means every
+   * domain of the connection. A name that matches no domain makes Identify
+   * fail naming it. */
+  const char *const *vms;
+  enum vms_vm_method method;
+  /* Non-zero: ignore previous checkpoints (every disk read in full). */
+  int full;
+  /* Where per-VM files go: <state_dir>/<uuid>/domain.xml, domain-live.xml,
+   * firmware copies and the backup jobs' scratch files (directories 0700).
+   * NULL means $VMSHADOW_VM_STATE_DIR if set and non-empty, else
+   * VMS_VM_DEFAULT_STATE_DIR. R9: for online backup it must be on the same
+   * filesystem as the VM's disk images. */
+  const char *state_dir;
+  /* Where the NBD Unix sockets go (<run_dir>/<short-id>/<n>.sock, kept
+   * short: ≤ 107 bytes). NULL means VMS_VM_DEFAULT_RUN_DIR. */
+  const char *run_dir;
+  /* The checkpoint name of the VM's last committed backup (from the
+   * repository's catalogue), or NULL when there is none: asked once per VM
+   * in PrepareForSnapshot. A name without VMS_VM_CHECKPOINT_PREFIX, or one
+   * libvirt does not know, means a full backup of that VM (the reason is
+   * recorded in VMS_VM_ATTR_INCREMENTAL_REASON). The returned string is
+   * borrowed for the duration of the call. May be NULL (always full). */
+  const char *(*previous_checkpoint) (void *opaque, const char *uuid);
+  void *previous_opaque;
+  /* Guest agent answer time-out used by Identify's R9 checks, in ms;
+   * 0 means 2000. */
+  uint32_t agent_timeout_ms;
+};
+
+/* Add the VM writer and the qemu provider to coord. The options are copied.
+ * Nothing connects to libvirt yet: Identify does, and fails naming the URI
+ * when libvirtd does not answer. Returns 0, or -1 with the error set. */
+extern int vms_libvirt_add (vms_coordinator *coord,
+                            const struct vms_vm_options *opts);
+
+/* ---- Component attributes the writer sets (the requester relies on
+ * them; all strings unless said otherwise) ---- */
+
+/* Set at Identify (copied into the backup components document): */
+#define VMS_VM_ATTR_VM_NAME       "vm_name"
+#define VMS_VM_ATTR_STATE_BEFORE  "state_before"   /* running|paused|shut-off|… */
+#define VMS_VM_ATTR_METHOD        "method"         /* online|saved-state|offline */
+#define VMS_VM_ATTR_METHOD_REASON "method_reason"  /* why (R9), in words */
+/* Set in PrepareForSnapshot, in the backup components document: */
+#define VMS_VM_ATTR_FREEZE_WINDOW_MS "freeze_window_ms" /* int; online only */
+#define VMS_VM_ATTR_CHECKPOINT    "checkpoint"     /* new checkpoint (online) */
+#define VMS_VM_ATTR_PARENT_CHECKPOINT "parent_checkpoint" /* incremental only */
+#define VMS_VM_ATTR_BACKUP_TYPE   "backup_type"    /* full|incremental */
+#define VMS_VM_ATTR_INCREMENTAL_REASON "incremental_reason" /* why full */
+/* Per disk, the key being prefix + the disk's image path (as in the file
+ * list): "dirty_context:/var/lib/…/vda.qcow2". */
+#define VMS_VM_ATTR_DIRTY_CONTEXT_PREFIX "dirty_context:" /* NBD meta context
+  of the changed blocks, e.g. "qemu:dirty-bitmap:backup-vda"; present only
+  for disks read incrementally: read only the extents it marks dirty */
+#define VMS_VM_ATTR_DISK_TARGET_PREFIX "disk_target:" /* "vda"; set at Identify */
+#define VMS_VM_ATTR_DISK_FULL_REASON_PREFIX "full_reason:" /* why this disk
+  of an incremental backup is read in full (bitmap missing or broken) */
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* VMSHADOW_VM_WRITER_H */
