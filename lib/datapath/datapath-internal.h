@@ -8,9 +8,14 @@
 #include <sys/types.h>
 
 /* One qemu-nbd process that we started, serving one image on a Unix
- * socket in a private 0700 directory. */
+ * socket in a private 0700 directory. It runs under a small guard shell
+ * that reads a pipe from us: when the pipe closes — we stop the server, or
+ * this process dies, even of SIGKILL — the guard stops qemu-nbd, so no
+ * server outlives us. */
 struct nbd_server {
-  pid_t pid;                    /* > 0 while running */
+  pid_t pid;                    /* > 0 while running: the guard shell,
+                                   leader of its process group */
+  int guard_fd;                 /* closing it stops qemu-nbd */
   char *dir;                    /* private directory (socket, pid, log) */
   char *socket;
   char *uri;                    /* nbd+unix:///?socket=... */

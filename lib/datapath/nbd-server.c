@@ -2,9 +2,10 @@
  * (vms_nbd_export_*, for disks of stopped VMs and shadow copies) and the
  * writable server through which extract writes qcow2 images.
  *
- * The server is started with posix_spawn and kept as our child, so that it
- * is stopped by the pid we started and reaped; its socket, pid file and
- * stderr log live in a private 0700 directory that is removed on stop. The
+ * The server is started with posix_spawn under a guard shell that is our
+ * child (stopped by the pid we started, and reaped) and that ends qemu-nbd
+ * when a pipe from us closes, also when we are killed; its socket, pid
+ * file and stderr log live in a private 0700 directory removed on stop. The
  * image is passed with --image-opts and an explicit driver: the format is
  * never probed and a file name is never parsed as a protocol ("nbd:...").
  */
@@ -174,6 +175,7 @@ nbd_server_free (struct nbd_server *s)
   free (s->uri);
   free (s->image);
   memset (s, 0, sizeof *s);
+  s->guard_fd = -1;
 }
 
 /* Wait for the child to end, up to ms. Returns 1 and fills *status if it
@@ -193,6 +195,21 @@ nbd_server_wait (pid_t pid, int64_t ms, int *status)
   }
 }
 
+/* The guard: run qemu-nbd ("$@") in the background; a watcher reads our
+ * pipe (stdin, moved to fd 3: an asynchronous list's stdin would be
+ * /dev/null) and sends SIGTERM to qemu-nbd at its end of file; the shell
+ * exits with qemu-nbd's status (143 after SIGTERM). */
+static const char nbd_server_guard[] =
+  "exec 3<&0 </dev/null\n"
+  "\"$@\" 3<&- &\n"
+  "q=$!\n"
+  "( while read -r _; do :; done <&3; kill -TERM $q 2>/dev/null ) &\n"
+  "w=$!\n"
+  "exec 3<&-\n"
+  "wait $q; s=$?\n"
+  "kill $w 2>/dev/null\n"
+  "exit $s\n";
+
 static pid_t
 nbd_server_spawn (struct nbd_server *s, const char *const *argv)
 {
@@ -208,7 +225,13 @@ nbd_server_spawn (struct nbd_server *s, const char *const *argv)
   posix_spawnattr_init (&attr);
   sigemptyset (&none);
   sigfillset (&all);
-  r = posix_spawn_file_actions_addopen (&fa, 0, "/dev/null", O_RDONLY, 0);
+  int guard[2];
+
+  if (pipe2 (guard, O_CLOEXEC) == -1) {
+    vms_set_error (errno, "cannot make a pipe: %s", strerror (errno));
+    return -1;
+  }
+  r = posix_spawn_file_actions_adddup2 (&fa, guard[0], 0);
   if (r == 0) r = posix_spawn_file_actions_addopen (&fa, 1, "/dev/null", O_WRONLY, 0);
   if (r == 0) r = posix_spawn_file_actions_addopen (&fa, 2, log_path,
                                                     O_WRONLY | O_CREAT | O_TRUNC,
@@ -216,20 +239,27 @@ nbd_server_spawn (struct nbd_server *s, const char *const *argv)
 #ifdef HAVE_ADDCLOSEFROM_NP
   if (r == 0) r = posix_spawn_file_actions_addclosefrom_np (&fa, 3);
 #endif
+  if (r == 0) r = posix_spawnattr_setpgroup (&attr, 0);
   if (r == 0) r = posix_spawnattr_setsigmask (&attr, &none);
   if (r == 0) r = posix_spawnattr_setsigdefault (&attr, &all);
   if (r == 0)
-    r = posix_spawnattr_setflags (&attr, POSIX_SPAWN_SETSIGMASK |
+    r = posix_spawnattr_setflags (&attr, POSIX_SPAWN_SETPGROUP |
+                                  POSIX_SPAWN_SETSIGMASK |
                                   POSIX_SPAWN_SETSIGDEF);
   if (r == 0)
-    r = posix_spawnp (&pid, argv[0], &fa, &attr, (char *const *) argv, environ);
+    r = posix_spawn (&pid, "/bin/sh", &fa, &attr, (char *const *) argv, environ);
   if (r != 0) {
     pid = -1;
-    vms_set_error (r, "cannot run %s to serve %s: %s; is qemu-utils installed?",
-                   argv[0], s->image, strerror (r));
+    vms_set_error (r, "cannot run qemu-nbd to serve %s: %s", s->image,
+                   strerror (r));
   }
   posix_spawn_file_actions_destroy (&fa);
   posix_spawnattr_destroy (&attr);
+  close (guard[0]);
+  if (pid == -1)
+    close (guard[1]);
+  else
+    s->guard_fd = guard[1];
   return pid;
 }
 
@@ -241,12 +271,13 @@ nbd_server_start (struct nbd_server *s, const char *image, const char *format,
   char tmpl[4096], pid_path[4096], shared_opt[32], errs[1024];
   CLEANUP_FREE char *opts = NULL;
   CLEANUP_FREE char *socket_opt = NULL, *pidfile_opt = NULL, *bitmap_opt = NULL;
-  const char *argv[16];
+  const char *argv[20];
   size_t n = 0;
   int64_t deadline;
   int status;
 
   memset (s, 0, sizeof *s);
+  s->guard_fd = -1;
   if (format == NULL)
     format = "raw";
   if (strcmp (format, "raw") != 0 && strcmp (format, "qcow2") != 0) {
@@ -291,6 +322,10 @@ nbd_server_start (struct nbd_server *s, const char *image, const char *format,
   }
   snprintf (shared_opt, sizeof shared_opt, "--shared=%u", shared ? shared : 1);
 
+  argv[n++] = "sh";
+  argv[n++] = "-c";
+  argv[n++] = nbd_server_guard;
+  argv[n++] = "vmshadow-nbd-guard";
   argv[n++] = "qemu-nbd";
   if (!writable)
     argv[n++] = "--read-only";
@@ -320,10 +355,15 @@ nbd_server_start (struct nbd_server *s, const char *image, const char *format,
       break;
     if (waitpid (s->pid, &status, WNOHANG) == s->pid) {
       s->pid = 0;
-      vms_set_error (EIO, "cannot export %s: qemu-nbd %s %d: %s", image,
-                     WIFEXITED (status) ? "exited with status" : "was killed by signal",
-                     WIFEXITED (status) ? WEXITSTATUS (status) : WTERMSIG (status),
-                     nbd_server_log_tail (s, errs, sizeof errs));
+      if (WIFEXITED (status) && WEXITSTATUS (status) == 127)
+        vms_set_error (ENOENT, "cannot export %s: qemu-nbd cannot be run (is "
+                       "qemu-utils installed?): %s", image,
+                       nbd_server_log_tail (s, errs, sizeof errs));
+      else
+        vms_set_error (EIO, "cannot export %s: qemu-nbd %s %d: %s", image,
+                       WIFEXITED (status) ? "exited with status" : "was killed by signal",
+                       WIFEXITED (status) ? WEXITSTATUS (status) : WTERMSIG (status),
+                       nbd_server_log_tail (s, errs, sizeof errs));
       goto fail;
     }
     if (vms_now_ms () >= deadline) {
@@ -340,9 +380,11 @@ nbd_server_start (struct nbd_server *s, const char *image, const char *format,
 
  fail:
   if (s->pid > 0) {
-    kill (s->pid, SIGKILL);
+    kill (-s->pid, SIGKILL);
     nbd_server_wait (s->pid, NBD_SERVER_KILL_MS, &status);
   }
+  if (s->guard_fd >= 0)
+    close (s->guard_fd);
   nbd_server_remove_dir (s);
   nbd_server_free (s);
   return -1;
@@ -355,17 +397,19 @@ nbd_server_stop (struct nbd_server *s)
   int status = 0, r = 0;
 
   if (s->pid > 0) {
-    /* qemu-nbd flushes and closes the image on SIGTERM. */
-    kill (s->pid, SIGTERM);
+    /* At the end of the pipe the guard sends qemu-nbd SIGTERM: it flushes
+     * and closes the image. */
+    close (s->guard_fd);
+    s->guard_fd = -1;
     if (!nbd_server_wait (s->pid, NBD_SERVER_STOP_MS, &status)) {
-      kill (s->pid, SIGKILL);
+      kill (-s->pid, SIGKILL);
       nbd_server_wait (s->pid, NBD_SERVER_KILL_MS, &status);
       vms_set_error (ETIMEDOUT, "qemu-nbd serving %s did not stop within %d s "
                      "and was killed", s->image, NBD_SERVER_STOP_MS / 1000);
       r = -1;
     }
-    else if (!(WIFEXITED (status) && WEXITSTATUS (status) == 0)
-             && !(WIFSIGNALED (status) && WTERMSIG (status) == SIGTERM)) {
+    else if (!(WIFEXITED (status) && (WEXITSTATUS (status) == 0
+                                       || WEXITSTATUS (status) == 128 + SIGTERM))) {
       vms_set_error (EIO, "qemu-nbd serving %s ended badly (%s %d): %s",
                      s->image,
                      WIFEXITED (status) ? "exit status" : "signal",

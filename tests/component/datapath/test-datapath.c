@@ -23,7 +23,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -657,6 +661,59 @@ export_lives_in_a_private_directory_removed_on_close (void **state)
   assert_int_equal (stat (dir, &st), -1);
 }
 
+/* 1 if something accepts connections on the Unix socket path. */
+static int
+socket_answers (const char *path)
+{
+  struct sockaddr_un sa = { .sun_family = AF_UNIX };
+  int fd = socket (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0), r;
+
+  assert_true (fd >= 0);
+  snprintf (sa.sun_path, sizeof sa.sun_path, "%s", path);
+  r = connect (fd, (struct sockaddr *) &sa, sizeof sa) == 0;
+  close (fd);
+  return r;
+}
+
+static void
+export_ends_when_its_owner_is_killed (void **state)
+{
+  struct fixture *f = *state;
+  const char *img = path_in (f, "small.raw");
+  char sock[512] = "";
+  int pfd[2];
+  pid_t pid;
+  ssize_t n;
+
+  need_qemu ();
+  run ("truncate -s 1M '%s'", img);
+  assert_int_equal (pipe (pfd), 0);
+  pid = fork ();
+  assert_true (pid >= 0);
+  if (pid == 0) {
+    vms_nbd_export *e = vms_nbd_export_open (img, "raw", NULL);
+    const char *uri = e ? strstr (vms_nbd_export_uri (e), "socket=") : NULL;
+    if (uri && write (pfd[1], uri + 7, strlen (uri + 7)) > 0)
+      pause ();
+    _exit (1);
+  }
+  close (pfd[1]);
+  n = read (pfd[0], sock, sizeof sock - 1);
+  close (pfd[0]);
+  assert_true (n > 0);
+  sock[n] = '\0';
+  assert_true (socket_answers (sock));
+  kill (pid, SIGKILL);
+  waitpid (pid, NULL, 0);
+  /* The guard stops qemu-nbd at once; give it a few seconds. */
+  for (int i = 0; i < 50 && socket_answers (sock); i++)
+    usleep (100000);
+  assert_false (socket_answers (sock));
+  /* The private directory of a killed owner stays: remove it here. */
+  *strrchr (sock, '/') = '\0';
+  nftw (sock, rm_one, 4, FTW_DEPTH | FTW_PHYS);
+}
+
 static void
 extract_refuses_to_replace_an_existing_file (void **state)
 {
@@ -739,6 +796,7 @@ main (int argc, char *argv[])
     T (incremental_without_the_bitmap_fails_clearly),
     T (export_of_a_missing_image_says_why),
     T (export_lives_in_a_private_directory_removed_on_close),
+    T (export_ends_when_its_owner_is_killed),
     T (extract_refuses_to_replace_an_existing_file),
     T (unreachable_server_is_named_in_the_error),
     T (progress_reaches_the_total),
