@@ -1,0 +1,254 @@
+/* vmshadow — the qemu provider (qemu-provider.h, docs/vm-writer.md).
+ *
+ * supports: every file whose info names provider "qemu" (it never stats
+ *   them: the domain XML is written later, in PrepareForSnapshot).
+ * prepare:  after the VM writer's PrepareForSnapshot, every file must have
+ *   an entry in the registry — the writer published it — or the set fails.
+ * commit:   hands each entry to the coordinator (no I/O: instant).
+ * release:  forgets the session's snapshot data; the writer ends the jobs.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "vmshadow/error.h"
+#include "vmshadow/provider.h"
+
+#include "cleanup.h"
+#include "log.h"
+#include "qemu-provider.h"
+
+struct qemu_export {
+  char *component, *path, *access;
+};
+
+struct qemu_exports {
+  pthread_mutex_t lock;
+  unsigned refs;
+  size_t n, cap;
+  struct qemu_export *e;
+  char *name;                   /* provider name, for messages */
+};
+
+struct qemu_exports *
+qemu_exports_new (void)
+{
+  struct qemu_exports *x = calloc (1, sizeof *x);
+
+  if (x == NULL) {
+    vms_set_error (ENOMEM, "qemu provider: out of memory");
+    return NULL;
+  }
+  pthread_mutex_init (&x->lock, NULL);
+  x->refs = 1;
+  return x;
+}
+
+struct qemu_exports *
+qemu_exports_ref (struct qemu_exports *x)
+{
+  pthread_mutex_lock (&x->lock);
+  x->refs++;
+  pthread_mutex_unlock (&x->lock);
+  return x;
+}
+
+static void
+export_clear (struct qemu_export *e)
+{
+  free (e->component); free (e->path); free (e->access);
+}
+
+void
+qemu_exports_unref (struct qemu_exports *x)
+{
+  unsigned left;
+
+  if (x == NULL)
+    return;
+  pthread_mutex_lock (&x->lock);
+  left = --x->refs;
+  pthread_mutex_unlock (&x->lock);
+  if (left)
+    return;
+  for (size_t i = 0; i < x->n; i++)
+    export_clear (&x->e[i]);
+  free (x->e);
+  free (x->name);
+  pthread_mutex_destroy (&x->lock);
+  free (x);
+}
+
+static struct qemu_export *
+find (struct qemu_exports *x, const char *component, const char *path)
+{
+  for (size_t i = 0; i < x->n; i++)
+    if (strcmp (x->e[i].component, component) == 0 &&
+        strcmp (x->e[i].path, path) == 0)
+      return &x->e[i];
+  return NULL;
+}
+
+int
+qemu_exports_publish (struct qemu_exports *x, const char *component,
+                      const char *path, const char *access)
+{
+  struct qemu_export *e;
+  char *a = strdup (access);
+  int r = -1;
+
+  if (a == NULL)
+    goto oom;
+  pthread_mutex_lock (&x->lock);
+  if ((e = find (x, component, path)) != NULL) {
+    free (e->access);
+    e->access = a;
+    r = 0;
+  }
+  else {
+    if (x->n == x->cap) {
+      size_t cap = x->cap ? x->cap * 2 : 16;
+      struct qemu_export *p = realloc (x->e, cap * sizeof *p);
+      if (p == NULL)
+        goto unlock;
+      x->e = p;
+      x->cap = cap;
+    }
+    e = &x->e[x->n];
+    e->component = strdup (component);
+    e->path = strdup (path);
+    e->access = a;
+    if (e->component == NULL || e->path == NULL) {
+      free (e->component);
+      free (e->path);
+      goto unlock;
+    }
+    x->n++;
+    r = 0;
+  }
+ unlock:
+  pthread_mutex_unlock (&x->lock);
+  if (r == 0) {
+    vms_debug ("qemu provider: %s %s -> %s", component, path, access);
+    return 0;
+  }
+  free (a);
+ oom:
+  vms_set_error (ENOMEM, "qemu provider: out of memory");
+  return -1;
+}
+
+void
+qemu_exports_withdraw (struct qemu_exports *x, const char *component)
+{
+  size_t j = 0;
+
+  pthread_mutex_lock (&x->lock);
+  for (size_t i = 0; i < x->n; i++) {
+    if (component == NULL || strcmp (x->e[i].component, component) == 0)
+      export_clear (&x->e[i]);
+    else
+      x->e[j++] = x->e[i];
+  }
+  x->n = j;
+  pthread_mutex_unlock (&x->lock);
+}
+
+char *
+qemu_exports_lookup (struct qemu_exports *x, const char *component,
+                     const char *path)
+{
+  struct qemu_export *e;
+  char *r = NULL;
+
+  pthread_mutex_lock (&x->lock);
+  if ((e = find (x, component, path)) != NULL)
+    r = strdup (e->access);
+  pthread_mutex_unlock (&x->lock);
+  if (r == NULL)
+    vms_set_error (e ? ENOMEM : ENOENT,
+                   "qemu provider: the VM writer prepared no point-in-time "
+                   "image of %s (component %s)", path, component);
+  return r;
+}
+
+/* ---- the provider ---- */
+
+static int
+qemu_provider_supports (void *data, const struct vms_file_ref *ref)
+{
+  struct qemu_exports *x = data;
+
+  return ref->file.provider != NULL &&
+    strcmp (ref->file.provider, x->name) == 0;
+}
+
+static int
+qemu_provider_prepare (void *data, vms_snapshot *snap)
+{
+  struct qemu_exports *x = data;
+  size_t n = vms_snapshot_file_count (snap);
+
+  for (size_t i = 0; i < n; i++) {
+    const struct vms_file_ref *f = vms_snapshot_file (snap, i);
+    CLEANUP_FREE char *a = qemu_exports_lookup (x, f->component,
+                                                f->file.path);
+    if (a == NULL)
+      return -1;
+  }
+  return 0;
+}
+
+static int
+qemu_provider_commit (void *data, vms_snapshot *snap)
+{
+  struct qemu_exports *x = data;
+  size_t n = vms_snapshot_file_count (snap);
+
+  for (size_t i = 0; i < n; i++) {
+    const struct vms_file_ref *f = vms_snapshot_file (snap, i);
+    CLEANUP_FREE char *a = qemu_exports_lookup (x, f->component,
+                                                f->file.path);
+    if (a == NULL || vms_snapshot_set_access (snap, i, a) == -1)
+      return -1;
+  }
+  return 0;
+}
+
+static void
+qemu_provider_close (void *data)
+{
+  qemu_exports_unref (data);
+}
+
+int
+qemu_provider_add (vms_coordinator *coord, struct qemu_exports *x,
+                   const char *name, const char *id)
+{
+  const struct vms_provider p = {
+    .api_version = VMS_PROVIDER_API_VERSION,
+    .struct_size = sizeof (struct vms_provider),
+    .name = name,
+    .id = id,
+    .supports = qemu_provider_supports,
+    .prepare = qemu_provider_prepare,
+    .commit = qemu_provider_commit,
+    .close = qemu_provider_close,
+  };
+
+  pthread_mutex_lock (&x->lock);
+  if (x->name == NULL)
+    x->name = strdup (name);
+  pthread_mutex_unlock (&x->lock);
+  if (x->name == NULL) {
+    vms_set_error (ENOMEM, "qemu provider: out of memory");
+    return -1;
+  }
+  qemu_exports_ref (x);
+  if (vms_coordinator_add_provider (coord, &p, x) == -1) {
+    qemu_exports_unref (x);
+    return -1;
+  }
+  return 0;
+}

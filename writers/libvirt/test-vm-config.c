@@ -1,0 +1,340 @@
+/* Unit tests of vm-config.c: what the VM writer makes of a domain's XML
+ * (R7: disks, NVRAM, TPM; R13: pass-through and network disks left out with
+ * the reason), the method choice of R9, and the backup and checkpoint XML
+ * it sends to libvirt. No libvirtd needed.
+ *
+ * Usage: test-vm-config [test-name]; output is TAP.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "vm-config.h"
+
+static const char domain_xml[] =
+  "<domain type='kvm'>\n"
+  "  <name>web01</name>\n"
+  "  <uuid>5b4f2d1e-7a8c-4d6e-9f01-23456789abcd</uuid>\n"
+  "  <os><type>hvm</type><loader readonly='yes' type='pflash'>/usr/share/OVMF/OVMF_CODE.fd</loader>\n"
+  "    <nvram>/var/lib/libvirt/qemu/nvram/web01_VARS.fd</nvram></os>\n"
+  "  <devices>\n"
+  "    <disk type='file' device='disk'><driver name='qemu' type='qcow2'/>"
+  "<source file='/var/lib/libvirt/images/web01.qcow2'/><target dev='vda' bus='virtio'/></disk>\n"
+  "    <disk type='file' device='disk'><driver name='qemu' type='raw'/>"
+  "<source file='/var/lib/libvirt/images/web01-data.raw'/><target dev='vdb' bus='virtio'/></disk>\n"
+  "    <disk type='block' device='disk'><driver name='qemu' type='raw'/>"
+  "<source dev='/dev/loop3'/><target dev='vdc' bus='virtio'/></disk>\n"
+  "    <disk type='block' device='lun'><source dev='/dev/sdb'/><target dev='sda' bus='scsi'/></disk>\n"
+  "    <disk type='network' device='disk'><driver name='qemu' type='raw'/>"
+  "<source protocol='iscsi' name='iqn.2024-01.org.example:t/0'><host name='192.0.2.1' port='3260'/></source>"
+  "<target dev='vdd' bus='virtio'/></disk>\n"
+  "    <disk type='network' device='disk'><source protocol='nbd' name='exp'>"
+  "<host transport='unix' socket='/run/x.sock'/></source><target dev='vde' bus='virtio'/></disk>\n"
+  "    <disk type='file' device='cdrom'><target dev='sdc' bus='sata'/><readonly/></disk>\n"
+  "    <disk type='file' device='cdrom'><source file='/iso/install.iso'/><target dev='sdd' bus='sata'/><readonly/></disk>\n"
+  "    <hostdev mode='subsystem' type='scsi'><source><adapter name='scsi_host2'/>"
+  "<address bus='0' target='1' unit='2'/></source></hostdev>\n"
+  "    <tpm model='tpm-crb'><backend type='emulator' version='2.0'/></tpm>\n"
+  "  </devices>\n"
+  "</domain>\n";
+
+static struct vm_config
+parse_sample (void)
+{
+  struct vm_config cfg;
+  assert_int_equal (vm_config_parse (domain_xml, strlen (domain_xml), &cfg), 0);
+  return cfg;
+}
+
+static void
+file_disks_are_included_with_their_format (void **state)
+{
+  struct vm_config cfg = parse_sample ();
+  const struct vm_disk *a = vm_config_disk (&cfg, "vda");
+  const struct vm_disk *b = vm_config_disk (&cfg, "vdb");
+
+  assert_string_equal (cfg.name, "web01");
+  assert_string_equal (cfg.uuid, "5b4f2d1e-7a8c-4d6e-9f01-23456789abcd");
+  assert_non_null (a);
+  assert_true (a->included);
+  assert_string_equal (a->path, "/var/lib/libvirt/images/web01.qcow2");
+  assert_string_equal (a->format, "qcow2");
+  assert_true (b->included);
+  assert_string_equal (b->format, "raw");
+  vm_config_clear (&cfg);
+}
+
+static void
+pass_through_and_network_disks_are_excluded_with_the_reason (void **state)
+{
+  struct vm_config cfg = parse_sample ();
+  const char *t[] = { "vdc", "sda", "vdd", "vde" };
+
+  for (size_t i = 0; i < 4; i++) {
+    const struct vm_disk *d = vm_config_disk (&cfg, t[i]);
+    assert_non_null (d);
+    assert_false (d->included);
+    assert_non_null (strstr (d->reason, "backed up from inside the guest"));
+  }
+  assert_string_equal (vm_config_disk (&cfg, "vdc")->path, "/dev/loop3");
+  assert_non_null (strstr (vm_config_disk (&cfg, "sda")->reason, "LUN"));
+  assert_string_equal (vm_config_disk (&cfg, "vdd")->path,
+                       "iscsi://192.0.2.1:3260/iqn.2024-01.org.example:t/0");
+  assert_string_equal (vm_config_disk (&cfg, "vde")->path,
+                       "nbd+unix:///exp?socket=/run/x.sock");
+  assert_int_equal (cfg.nr_excluded, 1);
+  assert_string_equal (cfg.excluded[0].path, "scsi:scsi_host2:0:1:2");
+  assert_non_null (strstr (cfg.excluded[0].reason,
+                           "backed up from inside the guest"));
+  vm_config_clear (&cfg);
+}
+
+static void
+empty_cdrom_is_ignored_and_iso_is_excluded (void **state)
+{
+  struct vm_config cfg = parse_sample ();
+
+  assert_null (vm_config_disk (&cfg, "sdc"));
+  assert_false (vm_config_disk (&cfg, "sdd")->included);
+  assert_non_null (strstr (vm_config_disk (&cfg, "sdd")->reason, "removable"));
+  vm_config_clear (&cfg);
+}
+
+static void
+nvram_and_tpm_are_found (void **state)
+{
+  struct vm_config cfg = parse_sample ();
+
+  assert_string_equal (cfg.nvram, "/var/lib/libvirt/qemu/nvram/web01_VARS.fd");
+  assert_true (cfg.tpm_emulator);
+  vm_config_clear (&cfg);
+}
+
+static void
+malformed_xml_is_refused (void **state)
+{
+  struct vm_config cfg;
+  const char *bad[] = { "<domain><name>x</name>", "<notdomain/>",
+                        "<domain><name>x</name></domain>", "" };
+
+  for (size_t i = 0; i < 4; i++)
+    assert_int_equal (vm_config_parse (bad[i], strlen (bad[i]), &cfg), -1);
+}
+
+/* ---- R9 ---- */
+
+static struct vm_facts
+good_facts (const struct vm_config *cfg)
+{
+  static const char *const vda[] = { "vda" };
+  static struct vm_guest_fs fs[] = {
+    { "/", "ext4", vda, 1 },
+  };
+  struct vm_facts f = {
+    .cfg = cfg, .state = VM_STATE_RUNNING, .state_name = "running",
+    .agent_ok = 1, .fsinfo_ok = 1, .fs = fs, .nr_fs = 1,
+    .scratch_same_fs = 1,
+  };
+  return f;
+}
+
+static void
+running_vm_with_agent_and_freezable_fs_goes_online (void **state)
+{
+  struct vm_config cfg = parse_sample ();
+  struct vm_facts f = good_facts (&cfg);
+  enum vm_method m;
+  char *why;
+
+  assert_int_equal (vm_method_choose (&f, VMS_VM_METHOD_AUTO, &m, &why), 0);
+  assert_int_equal (m, VM_METHOD_ONLINE);
+  free (why);
+  vm_config_clear (&cfg);
+}
+
+static void
+each_r9_failure_falls_back_to_saved_state_and_says_why (void **state)
+{
+  struct vm_config cfg = parse_sample ();
+  static const char *const vfat_disks[] = { "vda" };
+  static const char *const span[] = { "vda", "vdc" };
+  struct vm_guest_fs vfat[] = { { "/boot/efi", "vfat", vfat_disks, 1 } };
+  struct vm_guest_fs spanning[] = { { "/srv", "xfs", span, 2 } };
+  struct {
+    struct vm_facts f;
+    const char *expect;
+  } cases[5];
+  enum vm_method m;
+  char *why;
+
+  for (size_t i = 0; i < 5; i++)
+    cases[i].f = good_facts (&cfg);
+  cases[0].f.agent_ok = 0;
+  cases[0].f.agent_error = "not configured";
+  cases[0].expect = "guest agent does not answer (not configured)";
+  cases[1].f.state = VM_STATE_PAUSED;
+  cases[1].f.state_name = "paused";
+  cases[1].expect = "the VM is paused, not running";
+  cases[2].f.fs = vfat;
+  cases[2].expect = "/boot/efi (vfat) cannot be frozen";
+  cases[3].f.fs = spanning;
+  cases[3].expect = "guest volume /srv spans disk vdc";
+  cases[4].f.scratch_same_fs = 0;
+  cases[4].f.scratch_error = "scratch elsewhere";
+  cases[4].expect = "scratch elsewhere";
+  for (size_t i = 0; i < 5; i++) {
+    assert_int_equal (vm_method_choose (&cases[i].f, VMS_VM_METHOD_AUTO, &m,
+                                        &why), 0);
+    assert_int_equal (m, VM_METHOD_SAVED_STATE);
+    if (strstr (why, cases[i].expect) == NULL)
+      fail_msg ("case %zu: \"%s\" does not say \"%s\"", i, why,
+                cases[i].expect);
+    free (why);
+  }
+  vm_config_clear (&cfg);
+}
+
+static void
+forced_online_fails_naming_the_vm_and_the_reason (void **state)
+{
+  struct vm_config cfg = parse_sample ();
+  struct vm_facts f = good_facts (&cfg);
+  enum vm_method m;
+  char *why;
+
+  f.agent_ok = 0;
+  f.agent_error = "timed out";
+  assert_int_equal (vm_method_choose (&f, VMS_VM_METHOD_ONLINE, &m, &why), -1);
+  assert_non_null (strstr (why, "vm \"web01\" cannot be backed up online"));
+  assert_non_null (strstr (why, "timed out"));
+  free (why);
+  vm_config_clear (&cfg);
+}
+
+static void
+stopped_vm_is_offline_whatever_was_asked (void **state)
+{
+  struct vm_config cfg = parse_sample ();
+  struct vm_facts f = { .cfg = &cfg, .state = VM_STATE_OFF,
+                        .state_name = "shut-off" };
+  enum vm_method m;
+  char *why;
+
+  for (int want = 0; want < 3; want++) {
+    assert_int_equal (vm_method_choose (&f, (enum vms_vm_method) want, &m,
+                                        &why), 0);
+    assert_int_equal (m, VM_METHOD_OFFLINE);
+    free (why);
+  }
+  vm_config_clear (&cfg);
+}
+
+static void
+vfat_is_not_freezable_but_ext4_xfs_ntfs_are (void **state)
+{
+  assert_false (vm_fs_type_freezable ("vfat"));
+  assert_false (vm_fs_type_freezable (NULL));
+  assert_true (vm_fs_type_freezable ("ext4"));
+  assert_true (vm_fs_type_freezable ("xfs"));
+  assert_true (vm_fs_type_freezable ("NTFS"));
+}
+
+/* ---- XML sent ---- */
+
+static void
+backup_xml_names_exports_bitmaps_and_full_disks (void **state)
+{
+  struct vm_job_disk d[] = {
+    { "vda", 1, 1, 1, "/s/vda.qcow2" },
+    { "vdb", 1, 0, 0, "/s/vdb.qcow2" },
+    { "vdc", 0, 0, 0, NULL },
+  };
+  char *x = vm_backup_xml ("/run/vmshadow/1/0.sock", "vmshadow-a", d, 3);
+
+  assert_non_null (x);
+  assert_non_null (strstr (x, "<incremental>vmshadow-a</incremental>"));
+  assert_non_null (strstr (x, "socket='/run/vmshadow/1/0.sock'"));
+  assert_non_null (strstr (x, "name='vda' backup='yes' type='file' "
+                           "exportname='vda' backupmode='incremental' "
+                           "exportbitmap='backup-vda'"));
+  assert_non_null (strstr (x, "exportname='vdb' backupmode='full'"));
+  assert_non_null (strstr (x, "<disk name='vdc' backup='no'/>"));
+  free (x);
+  x = vm_backup_xml ("/s'<&", NULL, d, 1);
+  assert_non_null (strstr (x, "socket='/s&apos;&lt;&amp;'"));
+  assert_null (strstr (x, "incremental"));
+  free (x);
+}
+
+static void
+checkpoint_xml_round_trips_through_the_bitmap_reader (void **state)
+{
+  struct vm_job_disk d[] = {
+    { "vda", 1, 0, 1, "/s/a" }, { "vdb", 1, 0, 0, "/s/b" },
+    { "vdc", 1, 0, 1, "/s/c" },
+  };
+  char *x = vm_checkpoint_xml ("vmshadow-x", "desc", d, 3);
+  string_vector t = empty_vector;
+
+  assert_non_null (x);
+  assert_int_equal (vm_checkpoint_bitmaps (x, strlen (x), &t), 0);
+  assert_int_equal (t.len, 2);
+  assert_string_equal (t.ptr[0], "vda");
+  assert_string_equal (t.ptr[1], "vdc");
+  string_vector_free_all (&t);
+  free (x);
+}
+
+static void
+libvirt_inconsistent_bitmap_message_names_the_disk (void **state)
+{
+  char *d = vm_inconsistent_disk ("checkpoint inconsistent: missing or broken "
+                                  "bitmap 'vmshadow-x' for disk 'vdb'");
+  assert_string_equal (d, "vdb");
+  free (d);
+  assert_null (vm_inconsistent_disk ("some other error"));
+}
+
+#define TEST(name, fn) { name, fn, NULL, NULL, NULL }
+
+static const struct CMUnitTest tests[] = {
+  TEST ("file-disks-are-included-with-their-format",
+        file_disks_are_included_with_their_format),
+  TEST ("pass-through-and-network-disks-are-excluded-with-the-reason",
+        pass_through_and_network_disks_are_excluded_with_the_reason),
+  TEST ("empty-cdrom-is-ignored-and-iso-is-excluded",
+        empty_cdrom_is_ignored_and_iso_is_excluded),
+  TEST ("nvram-and-tpm-are-found", nvram_and_tpm_are_found),
+  TEST ("malformed-xml-is-refused", malformed_xml_is_refused),
+  TEST ("running-vm-with-agent-and-freezable-fs-goes-online",
+        running_vm_with_agent_and_freezable_fs_goes_online),
+  TEST ("each-r9-failure-falls-back-to-saved-state-and-says-why",
+        each_r9_failure_falls_back_to_saved_state_and_says_why),
+  TEST ("forced-online-fails-naming-the-vm-and-the-reason",
+        forced_online_fails_naming_the_vm_and_the_reason),
+  TEST ("stopped-vm-is-offline-whatever-was-asked",
+        stopped_vm_is_offline_whatever_was_asked),
+  TEST ("vfat-is-not-freezable-but-ext4-xfs-ntfs-are",
+        vfat_is_not_freezable_but_ext4_xfs_ntfs_are),
+  TEST ("backup-xml-names-exports-bitmaps-and-full-disks",
+        backup_xml_names_exports_bitmaps_and_full_disks),
+  TEST ("checkpoint-xml-round-trips-through-the-bitmap-reader",
+        checkpoint_xml_round_trips_through_the_bitmap_reader),
+  TEST ("libvirt-inconsistent-bitmap-message-names-the-disk",
+        libvirt_inconsistent_bitmap_message_names_the_disk),
+};
+
+int
+main (int argc, char *argv[])
+{
+  cmocka_set_message_output (CM_OUTPUT_TAP);
+  if (argc > 1)
+    cmocka_set_test_filter (argv[1]);
+  return cmocka_run_group_tests_name ("vm-config", tests, NULL, NULL);
+}

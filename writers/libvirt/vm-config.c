@@ -1,0 +1,679 @@
+/* Domain XML → what the VM writer backs up (R7, R13); the method choice of
+ * R9; the backup and checkpoint XML the writer sends. Pure functions over
+ * strings: no libvirt calls, so the unit tests drive them with sample XML.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <libxml/parser.h>
+#include <libxml/tree.h>
+
+#include "vmshadow/error.h"
+
+#include "cleanup.h"
+#include "vm-config.h"
+
+#define VM_CONFIG_MAX_XML (64 * 1024 * 1024)
+
+/* ---- small helpers ---- */
+
+static int
+is_elem (const xmlNode *n, const char *name)
+{
+  return n->type == XML_ELEMENT_NODE &&
+    strcmp ((const char *) n->name, name) == 0;
+}
+
+static xmlNode *
+child (const xmlNode *n, const char *name)
+{
+  for (xmlNode *c = n ? n->children : NULL; c; c = c->next)
+    if (is_elem (c, name))
+      return c;
+  return NULL;
+}
+
+/* An attribute's value (malloc'd) or NULL. */
+static char *
+attr (const xmlNode *n, const char *name)
+{
+  xmlChar *v = n ? xmlGetProp (n, (const xmlChar *) name) : NULL;
+  char *r;
+
+  if (v == NULL)
+    return NULL;
+  r = strdup ((const char *) v);
+  xmlFree (v);
+  return r;
+}
+
+static int
+attr_is (const xmlNode *n, const char *name, const char *value)
+{
+  CLEANUP_FREE char *v = attr (n, name);
+  return v != NULL && strcmp (v, value) == 0;
+}
+
+/* The element's text, trimmed (malloc'd), or NULL when empty. */
+static char *
+text (const xmlNode *n)
+{
+  xmlChar *v = n ? xmlNodeGetContent (n) : NULL;
+  const char *s, *e;
+  char *r = NULL;
+
+  if (v == NULL)
+    return NULL;
+  s = (const char *) v;
+  while (*s == ' ' || *s == '\t' || *s == '\n' || *s == '\r')
+    s++;
+  e = s + strlen (s);
+  while (e > s && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\n' ||
+                   e[-1] == '\r'))
+    e--;
+  if (e > s)
+    r = strndup (s, (size_t) (e - s));
+  xmlFree (v);
+  return r;
+}
+
+static char *
+xasprintf (const char *fmt, ...)
+{
+  va_list ap;
+  char *s;
+  int r;
+
+  va_start (ap, fmt);
+  r = vasprintf (&s, fmt, ap);
+  va_end (ap);
+  return r == -1 ? NULL : s;
+}
+
+static xmlDoc *
+parse_doc (const char *xml, size_t len, const char *what)
+{
+  xmlDoc *doc;
+
+  if (len > VM_CONFIG_MAX_XML) {
+    vms_set_error (EFBIG, "%s is larger than %d bytes", what,
+                   VM_CONFIG_MAX_XML);
+    return NULL;
+  }
+  doc = xmlReadMemory (xml, (int) len, NULL, NULL,
+                       XML_PARSE_NONET | XML_PARSE_NOERROR |
+                       XML_PARSE_NOWARNING);
+  if (doc == NULL) {
+    const xmlError *e = xmlGetLastError ();
+    vms_set_error (EINVAL, "%s is not well-formed XML%s%s", what,
+                   e && e->message ? ": " : "",
+                   e && e->message ? e->message : "");
+  }
+  return doc;
+}
+
+/* ---- domain XML ---- */
+
+static void
+disk_clear (struct vm_disk *d)
+{
+  free (d->target); free (d->device); free (d->path); free (d->format);
+  free (d->pool); free (d->volume); free (d->reason);
+}
+
+void
+vm_config_clear (struct vm_config *cfg)
+{
+  if (cfg == NULL)
+    return;
+  for (size_t i = 0; i < cfg->nr_disks; i++)
+    disk_clear (&cfg->disks[i]);
+  free (cfg->disks);
+  for (size_t i = 0; i < cfg->nr_excluded; i++) {
+    free (cfg->excluded[i].path);
+    free (cfg->excluded[i].reason);
+  }
+  free (cfg->excluded);
+  free (cfg->name);
+  free (cfg->uuid);
+  free (cfg->nvram);
+  memset (cfg, 0, sizeof *cfg);
+}
+
+/* A network disk's source as a URI-like string, for messages and as the
+ * excluded "path". */
+static char *
+network_path (const xmlNode *src)
+{
+  CLEANUP_FREE char *proto = attr (src, "protocol");
+  CLEANUP_FREE char *name = attr (src, "name");
+  const xmlNode *host = child (src, "host");
+  CLEANUP_FREE char *hname = attr (host, "name");
+  CLEANUP_FREE char *port = attr (host, "port");
+  CLEANUP_FREE char *transport = attr (host, "transport");
+  CLEANUP_FREE char *sock = attr (host, "socket");
+  const char *p = proto ? proto : "network";
+
+  if (transport && strcmp (transport, "unix") == 0)
+    return xasprintf ("%s+unix:///%s?socket=%s", p, name ? name : "",
+                      sock ? sock : "");
+  if (hname)
+    return xasprintf ("%s://%s%s%s/%s", p, hname, port ? ":" : "",
+                      port ? port : "", name ? name : "");
+  return xasprintf ("%s:%s", p, name ? name : "");
+}
+
+/* Fill d from a <disk> element. Returns 1 when kept, 0 when the disk has
+ * no source (left out), -1 on error. */
+static int
+parse_disk (const xmlNode *n, struct vm_disk *d)
+{
+  CLEANUP_FREE char *type = attr (n, "type");
+  const xmlNode *src = child (n, "source");
+  const xmlNode *tgt = child (n, "target");
+
+  d->device = attr (n, "device");
+  if (d->device == NULL && (d->device = strdup ("disk")) == NULL)
+    return -1;
+  d->target = attr (tgt, "dev");
+  d->format = attr (child (n, "driver"), "type");
+  if (d->target == NULL) {
+    vms_set_error (EINVAL, "domain XML: a <disk> has no <target dev>");
+    return -1;
+  }
+  if (type == NULL || strcmp (type, "file") == 0) {
+    d->source = VM_DISK_FILE;
+    d->path = attr (src, "file");
+  }
+  else if (strcmp (type, "block") == 0) {
+    d->source = VM_DISK_BLOCK;
+    d->path = attr (src, "dev");
+  }
+  else if (strcmp (type, "network") == 0) {
+    d->source = VM_DISK_NETWORK;
+    if (src == NULL)
+      return 0;
+    d->path = network_path (src);
+  }
+  else if (strcmp (type, "volume") == 0) {
+    d->source = VM_DISK_VOLUME;
+    d->pool = attr (src, "pool");
+    d->volume = attr (src, "volume");
+    if (d->pool && d->volume)
+      d->path = xasprintf ("%s/%s", d->pool, d->volume);
+  }
+  else if (strcmp (type, "dir") == 0) {
+    d->source = VM_DISK_DIR;
+    d->path = attr (src, "dir");
+  }
+  else {
+    d->source = VM_DISK_OTHER;
+    d->path = xasprintf ("%s:%s", type, d->target);
+  }
+  if (d->path == NULL)
+    return 0;                   /* no medium */
+
+  /* What the host can image is a file (or a pool volume that is one, which
+   * the writer resolves). Everything else is the guest's to back up (R13). */
+  if (strcmp (d->device, "cdrom") == 0 || strcmp (d->device, "floppy") == 0)
+    d->reason = xasprintf ("removable medium (%s %s) is not part of the "
+                           "VM's state; back up the image itself if needed",
+                           d->device, d->path);
+  else if (strcmp (d->device, "lun") == 0)
+    d->reason = xasprintf ("backed up from inside the guest: pass-through "
+                           "SCSI LUN %s (disk %s)", d->path, d->target);
+  else if (d->source == VM_DISK_BLOCK)
+    d->reason = xasprintf ("backed up from inside the guest: pass-through "
+                           "host block device %s (disk %s)", d->path,
+                           d->target);
+  else if (d->source == VM_DISK_NETWORK)
+    d->reason = xasprintf ("backed up from inside the guest: network disk "
+                           "%s (disk %s) is not visible to the host as an "
+                           "image", d->path, d->target);
+  else if (d->source == VM_DISK_DIR)
+    d->reason = xasprintf ("backed up from inside the guest: directory "
+                           "disk %s (disk %s)", d->path, d->target);
+  else if (d->source == VM_DISK_OTHER)
+    d->reason = xasprintf ("backed up from inside the guest: disk %s of "
+                           "type %s", d->target, type);
+  else
+    d->included = 1;
+  if (!d->included && d->reason == NULL)
+    return -1;
+  return 1;
+}
+
+/* A SCSI host device given to the guest: a pass-through disk (R13). */
+static int
+parse_hostdev (const xmlNode *n, struct vm_config *cfg)
+{
+  const xmlNode *src = child (n, "source");
+  const xmlNode *ad = child (src, "adapter"), *addr = child (src, "address");
+  CLEANUP_FREE char *proto = attr (src, "protocol");
+  CLEANUP_FREE char *aname = attr (ad, "name");
+  CLEANUP_FREE char *bus = attr (addr, "bus");
+  CLEANUP_FREE char *tgt = attr (addr, "target");
+  CLEANUP_FREE char *unit = attr (addr, "unit");
+  struct vm_excluded *e, *p;
+  char *path;
+
+  if (!attr_is (n, "type", "scsi"))
+    return 0;
+  if (proto)
+    path = network_path (src);
+  else
+    path = xasprintf ("scsi:%s:%s:%s:%s", aname ? aname : "?",
+                      bus ? bus : "0", tgt ? tgt : "0", unit ? unit : "0");
+  if (path == NULL)
+    return -1;
+  p = realloc (cfg->excluded, (cfg->nr_excluded + 1) * sizeof *p);
+  if (p == NULL) {
+    free (path);
+    return -1;
+  }
+  cfg->excluded = p;
+  e = &p[cfg->nr_excluded];
+  e->path = path;
+  e->reason = xasprintf ("backed up from inside the guest: pass-through "
+                         "SCSI host device %s", path);
+  if (e->reason == NULL) {
+    free (path);
+    return -1;
+  }
+  cfg->nr_excluded++;
+  return 0;
+}
+
+int
+vm_config_parse (const char *xml, size_t len, struct vm_config *cfg)
+{
+  xmlDoc *doc;
+  xmlNode *root, *devs, *os, *nv;
+  int r = -1;
+
+  memset (cfg, 0, sizeof *cfg);
+  if ((doc = parse_doc (xml, len, "domain XML")) == NULL)
+    return -1;
+  root = xmlDocGetRootElement (doc);
+  if (root == NULL || !is_elem (root, "domain")) {
+    vms_set_error (EINVAL, "domain XML: the root element is not <domain>");
+    goto out;
+  }
+  cfg->name = text (child (root, "name"));
+  cfg->uuid = text (child (root, "uuid"));
+  if (cfg->name == NULL || cfg->uuid == NULL) {
+    vms_set_error (EINVAL, "domain XML: <name> or <uuid> is missing");
+    goto out;
+  }
+  os = child (root, "os");
+  if ((nv = child (os, "nvram")) != NULL) {
+    const xmlNode *s = child (nv, "source");
+    cfg->nvram = s ? attr (s, "file") : text (nv);
+  }
+  devs = child (root, "devices");
+  for (xmlNode *c = devs ? devs->children : NULL; c; c = c->next) {
+    if (is_elem (c, "disk")) {
+      struct vm_disk d = { 0 }, *p;
+      int k = parse_disk (c, &d);
+      if (k <= 0) {
+        disk_clear (&d);
+        if (k == -1) {
+          if (vms_get_error () == NULL)
+            vms_set_error (ENOMEM, "out of memory parsing domain XML");
+          goto out;
+        }
+        continue;
+      }
+      p = realloc (cfg->disks, (cfg->nr_disks + 1) * sizeof *p);
+      if (p == NULL) {
+        disk_clear (&d);
+        vms_set_error (ENOMEM, "out of memory parsing domain XML");
+        goto out;
+      }
+      cfg->disks = p;
+      p[cfg->nr_disks++] = d;
+    }
+    else if (is_elem (c, "hostdev")) {
+      if (parse_hostdev (c, cfg) == -1) {
+        vms_set_error (ENOMEM, "out of memory parsing domain XML");
+        goto out;
+      }
+    }
+    else if (is_elem (c, "tpm")) {
+      if (attr_is (child (c, "backend"), "type", "emulator"))
+        cfg->tpm_emulator = 1;
+    }
+  }
+  r = 0;
+ out:
+  xmlFreeDoc (doc);
+  if (r == -1)
+    vm_config_clear (cfg);
+  return r;
+}
+
+const struct vm_disk *
+vm_config_disk (const struct vm_config *cfg, const char *target)
+{
+  for (size_t i = 0; i < cfg->nr_disks; i++)
+    if (strcmp (cfg->disks[i].target, target) == 0)
+      return &cfg->disks[i];
+  return NULL;
+}
+
+/* ---- R9 ---- */
+
+const char *
+vm_method_name (enum vm_method m)
+{
+  switch (m) {
+  case VM_METHOD_ONLINE: return "online";
+  case VM_METHOD_SAVED_STATE: return "saved-state";
+  case VM_METHOD_OFFLINE: break;
+  }
+  return "offline";
+}
+
+int
+vm_fs_type_freezable (const char *type)
+{
+  /* Types whose kernel driver implements freeze (FIFREEZE), the Windows
+   * types VSS snapshots inside the guest, and read-only types that cannot
+   * change under a capture. qemu-ga silently skips a filesystem that
+   * cannot freeze (vfat, say), so anything else is treated as
+   * unfreezable. */
+  static const char *const ok[] = {
+    "ext2", "ext3", "ext4", "xfs", "btrfs", "f2fs", "jfs", "reiserfs",
+    "nilfs2", "gfs2", "ocfs2", "bcachefs", "NTFS", "ReFS",
+    "iso9660", "squashfs", "erofs", "cramfs", "udf",
+  };
+  if (type == NULL)
+    return 0;
+  for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++)
+    if (strcasecmp (type, ok[i]) == 0)
+      return 1;
+  return 0;
+}
+
+/* Append ", "-separated text to *acc. */
+static int
+add_problem (char **acc, const char *fmt, ...)
+{
+  va_list ap;
+  char *s, *n;
+  int r;
+
+  va_start (ap, fmt);
+  r = vasprintf (&s, fmt, ap);
+  va_end (ap);
+  if (r == -1)
+    return -1;
+  if (*acc == NULL) {
+    *acc = s;
+    return 0;
+  }
+  n = xasprintf ("%s; %s", *acc, s);
+  free (s);
+  if (n == NULL)
+    return -1;
+  free (*acc);
+  *acc = n;
+  return 0;
+}
+
+int
+vm_method_choose (const struct vm_facts *f, enum vms_vm_method want,
+                  enum vm_method *method, char **reason)
+{
+  CLEANUP_FREE char *why = NULL;
+  const char *name = f->cfg && f->cfg->name ? f->cfg->name : "?";
+  const char *st = f->state_name ? f->state_name : "not running";
+  int oom = 0;
+
+  *reason = NULL;
+  if (f->state == VM_STATE_OFF) {
+    *method = VM_METHOD_OFFLINE;
+    *reason = xasprintf ("the VM is %s: its images are read as they are", st);
+    goto done;
+  }
+  if (want == VMS_VM_METHOD_SAVED_STATE) {
+    *method = VM_METHOD_SAVED_STATE;
+    *reason = strdup ("the saved-state method was asked for");
+    goto done;
+  }
+
+  if (f->state != VM_STATE_RUNNING)
+    oom |= add_problem (&why, "the VM is %s, not running", st);
+  else if (!f->agent_ok)
+    oom |= add_problem (&why, "the guest agent does not answer (%s)",
+                        f->agent_error ? f->agent_error : "no reason given");
+  else if (!f->fsinfo_ok)
+    oom |= add_problem (&why, "the guest agent cannot list the guest "
+                        "filesystems (%s)",
+                        f->fsinfo_error ? f->fsinfo_error : "no reason given");
+  else {
+    for (size_t i = 0; i < f->nr_fs; i++) {
+      const struct vm_guest_fs *fs = &f->fs[i];
+      int inc = 0;
+      const char *exc = NULL;
+
+      if (!vm_fs_type_freezable (fs->type))
+        oom |= add_problem (&why, "guest filesystem %s (%s) cannot be frozen",
+                            fs->mountpoint ? fs->mountpoint : "?",
+                            fs->type ? fs->type : "unknown type");
+      for (size_t j = 0; f->cfg && j < fs->nr_disks; j++) {
+        const struct vm_disk *d = vm_config_disk (f->cfg, fs->disks[j]);
+        if (d == NULL)
+          continue;
+        if (d->included)
+          inc = 1;
+        else
+          exc = d->target;
+      }
+      if (inc && exc)
+        oom |= add_problem (&why, "guest volume %s spans disk %s, which is "
+                            "excluded from the backup",
+                            fs->mountpoint ? fs->mountpoint : "?", exc);
+    }
+  }
+  if (f->state == VM_STATE_RUNNING && !f->scratch_same_fs)
+    oom |= add_problem (&why, "%s", f->scratch_error ? f->scratch_error
+                        : "the scratch space is not on the filesystem of the "
+                        "VM's disk images");
+  if (oom) {
+    vms_set_error (ENOMEM, "out of memory");
+    return -1;
+  }
+
+  if (why == NULL) {
+    *method = VM_METHOD_ONLINE;
+    *reason = strdup ("the guest agent answers, every guest filesystem can "
+                      "be frozen, and the scratch space is on the "
+                      "filesystem of the VM's disk images");
+  }
+  else if (want == VMS_VM_METHOD_ONLINE) {
+    *reason = xasprintf ("vm \"%s\" cannot be backed up online: %s; use "
+                         "--method=auto", name, why);
+    vms_set_error (EINVAL, "%s", *reason ? *reason : "out of memory");
+    return -1;
+  }
+  else {
+    *method = VM_METHOD_SAVED_STATE;
+    *reason = why;
+    why = NULL;
+  }
+ done:
+  if (*reason == NULL) {
+    vms_set_error (ENOMEM, "out of memory");
+    return -1;
+  }
+  return 0;
+}
+
+/* ---- XML the writer sends ---- */
+
+/* Append s to the growing buffer, XML-escaped when esc. */
+struct buf { char *p; size_t len, cap; int oom; };
+
+static void
+buf_add (struct buf *b, const char *s, int esc)
+{
+  for (; *s && !b->oom; s++) {
+    const char *rep = NULL;
+    char one[2] = { *s, 0 };
+    if (esc)
+      switch (*s) {
+      case '&': rep = "&amp;"; break;
+      case '<': rep = "&lt;"; break;
+      case '>': rep = "&gt;"; break;
+      case '\'': rep = "&apos;"; break;
+      case '"': rep = "&quot;"; break;
+      default: break;
+      }
+    if (rep == NULL)
+      rep = one;
+    size_t n = strlen (rep);
+    if (b->len + n + 1 > b->cap) {
+      size_t cap = b->cap ? b->cap * 2 : 512;
+      while (cap < b->len + n + 1)
+        cap *= 2;
+      char *p = realloc (b->p, cap);
+      if (p == NULL) {
+        b->oom = 1;
+        return;
+      }
+      b->p = p;
+      b->cap = cap;
+    }
+    memcpy (b->p + b->len, rep, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+  }
+}
+
+static char *
+buf_end (struct buf *b)
+{
+  if (b->oom || b->p == NULL) {
+    free (b->p);
+    vms_set_error (ENOMEM, "out of memory making XML");
+    return NULL;
+  }
+  return b->p;
+}
+
+char *
+vm_backup_xml (const char *socket, const char *parent,
+               const struct vm_job_disk *disks, size_t n)
+{
+  struct buf b = { 0 };
+
+  buf_add (&b, "<domainbackup mode='pull'>\n", 0);
+  if (parent) {
+    buf_add (&b, "  <incremental>", 0);
+    buf_add (&b, parent, 1);
+    buf_add (&b, "</incremental>\n", 0);
+  }
+  buf_add (&b, "  <server transport='unix' socket='", 0);
+  buf_add (&b, socket, 1);
+  buf_add (&b, "'/>\n  <disks>\n", 0);
+  for (size_t i = 0; i < n; i++) {
+    const struct vm_job_disk *d = &disks[i];
+    buf_add (&b, "    <disk name='", 0);
+    buf_add (&b, d->target, 1);
+    if (!d->backup) {
+      buf_add (&b, "' backup='no'/>\n", 0);
+      continue;
+    }
+    buf_add (&b, "' backup='yes' type='file' exportname='", 0);
+    buf_add (&b, d->target, 1);
+    if (parent && d->incremental) {
+      buf_add (&b, "' backupmode='incremental' exportbitmap='backup-", 0);
+      buf_add (&b, d->target, 1);
+    }
+    else if (parent)
+      buf_add (&b, "' backupmode='full", 0);
+    buf_add (&b, "'>\n      <scratch file='", 0);
+    buf_add (&b, d->scratch ? d->scratch : "", 1);
+    buf_add (&b, "'/>\n    </disk>\n", 0);
+  }
+  buf_add (&b, "  </disks>\n</domainbackup>\n", 0);
+  return buf_end (&b);
+}
+
+char *
+vm_checkpoint_xml (const char *name, const char *description,
+                   const struct vm_job_disk *disks, size_t n)
+{
+  struct buf b = { 0 };
+
+  buf_add (&b, "<domaincheckpoint>\n  <name>", 0);
+  buf_add (&b, name, 1);
+  buf_add (&b, "</name>\n", 0);
+  if (description) {
+    buf_add (&b, "  <description>", 0);
+    buf_add (&b, description, 1);
+    buf_add (&b, "</description>\n", 0);
+  }
+  buf_add (&b, "  <disks>\n", 0);
+  for (size_t i = 0; i < n; i++) {
+    buf_add (&b, "    <disk name='", 0);
+    buf_add (&b, disks[i].target, 1);
+    buf_add (&b, disks[i].bitmap ? "' checkpoint='bitmap'/>\n"
+             : "' checkpoint='no'/>\n", 0);
+  }
+  buf_add (&b, "  </disks>\n</domaincheckpoint>\n", 0);
+  return buf_end (&b);
+}
+
+int
+vm_checkpoint_bitmaps (const char *xml, size_t len, string_vector *targets)
+{
+  xmlDoc *doc = parse_doc (xml, len, "checkpoint XML");
+  xmlNode *root, *disks;
+  int r = -1;
+
+  if (doc == NULL)
+    return -1;
+  root = xmlDocGetRootElement (doc);
+  if (root == NULL || !is_elem (root, "domaincheckpoint")) {
+    vms_set_error (EINVAL, "checkpoint XML: the root element is not "
+                   "<domaincheckpoint>");
+    goto out;
+  }
+  disks = child (root, "disks");
+  for (xmlNode *c = disks ? disks->children : NULL; c; c = c->next) {
+    if (!is_elem (c, "disk") || !attr_is (c, "checkpoint", "bitmap"))
+      continue;
+    char *t = attr (c, "name");
+    if (t == NULL)
+      continue;
+    if (string_vector_append (targets, t) == -1) {
+      free (t);
+      goto out;
+    }
+  }
+  r = 0;
+ out:
+  xmlFreeDoc (doc);
+  return r;
+}
+
+char *
+vm_inconsistent_disk (const char *message)
+{
+  const char *p = message ? strstr (message, "for disk '") : NULL;
+  const char *e;
+
+  if (p == NULL)
+    return NULL;
+  p += strlen ("for disk '");
+  e = strchr (p, '\'');
+  if (e == NULL || e == p)
+    return NULL;
+  return strndup (p, (size_t) (e - p));
+}

@@ -1,0 +1,120 @@
+/* What the VM writer needs to know of a domain, read from its XML, and the
+ * method choice of R9 — both pure functions (no libvirt calls), so that
+ * unit tests can drive them with sample XML and made-up facts.
+ */
+#ifndef VMS_VM_CONFIG_H
+#define VMS_VM_CONFIG_H
+
+#include <stddef.h>
+
+#include "vector.h"
+#include "vm-writer.h"
+
+enum vm_disk_source {
+  VM_DISK_FILE, VM_DISK_BLOCK, VM_DISK_NETWORK, VM_DISK_VOLUME, VM_DISK_DIR,
+  VM_DISK_OTHER,
+};
+
+struct vm_disk {
+  char *target;                 /* "vda" */
+  char *device;                 /* "disk", "lun", "cdrom", "floppy" */
+  enum vm_disk_source source;
+  char *path;                   /* file, device, "pool/volume" or a URI */
+  char *format;                 /* <driver type>, or NULL */
+  char *pool, *volume;          /* type='volume' only */
+  int included;                 /* 1: backed up by the VM writer */
+  char *reason;                 /* why not (R13), when !included */
+};
+
+/* A device outside <disk> that is left out (a SCSI host device). */
+struct vm_excluded {
+  char *path;
+  char *reason;
+};
+
+struct vm_config {
+  char *name;
+  char *uuid;
+  size_t nr_disks;
+  struct vm_disk *disks;
+  size_t nr_excluded;
+  struct vm_excluded *excluded;
+  char *nvram;                  /* UEFI variable store, or NULL */
+  int tpm_emulator;             /* 1: an swtpm-backed TPM */
+};
+
+/* Parse a domain XML. Disks without a source (an empty CD-ROM) are left
+ * out entirely; pass-through and network disks are kept with included=0
+ * and the reason (R13). Returns 0, or -1 with the error set. */
+extern int vm_config_parse (const char *xml, size_t len, struct vm_config *cfg);
+extern void vm_config_clear (struct vm_config *cfg);
+/* The disk with this target, or NULL. */
+extern const struct vm_disk *vm_config_disk (const struct vm_config *cfg,
+                                             const char *target);
+
+/* ---- R9 ---- */
+
+enum vm_method { VM_METHOD_ONLINE, VM_METHOD_SAVED_STATE, VM_METHOD_OFFLINE };
+enum vm_run_state { VM_STATE_RUNNING, VM_STATE_PAUSED, VM_STATE_OFF,
+                    VM_STATE_OTHER };
+
+struct vm_guest_fs {
+  const char *mountpoint;
+  const char *type;
+  const char *const *disks;     /* disk targets the fs lies on */
+  size_t nr_disks;
+};
+
+/* What Identify found out about one VM. */
+struct vm_facts {
+  const struct vm_config *cfg;
+  enum vm_run_state state;
+  const char *state_name;       /* as libvirt says it, for messages */
+  int agent_ok;                 /* guest-ping answered */
+  const char *agent_error;      /* why not */
+  int fsinfo_ok;                /* guest-get-fsinfo answered */
+  const char *fsinfo_error;
+  const struct vm_guest_fs *fs;
+  size_t nr_fs;
+  int scratch_same_fs;          /* state dir on the disks' filesystem */
+  const char *scratch_error;    /* why not */
+};
+
+/* Choose the method for a VM. Returns 0 with *method and *reason (malloc'd,
+ * in words), or -1 with *reason the error when the requested method cannot
+ * be used (online forced but R9 does not hold). A VM that is not running or
+ * paused is always offline. */
+extern int vm_method_choose (const struct vm_facts *f, enum vms_vm_method want,
+                             enum vm_method *method, char **reason);
+extern const char *vm_method_name (enum vm_method m);
+/* 1 if guest-fsfreeze freezes this filesystem type for sure. */
+extern int vm_fs_type_freezable (const char *type);
+
+/* ---- XML the writer sends ---- */
+
+/* Per disk of a backup job: how it takes part. */
+struct vm_job_disk {
+  const char *target;
+  int backup;                   /* 0: backup='no' */
+  int incremental;              /* read only what changed since the parent */
+  int bitmap;                   /* checkpoint='bitmap' in the new checkpoint */
+  const char *scratch;          /* scratch file (backup only) */
+};
+
+/* <domainbackup mode='pull'> with a Unix socket, per disk exportname = the
+ * target and, for incremental disks, exportbitmap = "backup-<target>".
+ * parent NULL: a full backup. Caller frees. */
+extern char *vm_backup_xml (const char *socket, const char *parent,
+                            const struct vm_job_disk *disks, size_t n);
+/* <domaincheckpoint> naming every disk (bitmap or no). Caller frees. */
+extern char *vm_checkpoint_xml (const char *name, const char *description,
+                                const struct vm_job_disk *disks, size_t n);
+/* The disk targets a checkpoint XML holds a bitmap for (into *targets,
+ * malloc'd strings). Returns 0 or -1 with the error set. */
+extern int vm_checkpoint_bitmaps (const char *xml, size_t len,
+                                  string_vector *targets);
+/* The disk named in a libvirt "missing or broken bitmap 'X' for disk 'vda'"
+ * message, or NULL (malloc'd). */
+extern char *vm_inconsistent_disk (const char *message);
+
+#endif /* VMS_VM_CONFIG_H */

@@ -1,0 +1,129 @@
+/* The VM writer's state, shared by its files (vm-writer.c: identity and
+ * events; vm-online.c: the online method; vm-saved-state.c: the saved-state
+ * method; vm-guard.c: the guard that undoes a capture if vmshadow dies).
+ *
+ * Threads: the coordinator calls the writer's callbacks on one thread, one
+ * event at a time; the online method runs one helper thread per VM inside
+ * PrepareForSnapshot and joins them before returning. The provider only
+ * touches the exports registry (qemu-provider.h), which has its own lock.
+ */
+#ifndef VMS_VM_INTERNAL_H
+#define VMS_VM_INTERNAL_H
+
+#include <stdint.h>
+
+#include <libvirt/libvirt.h>
+
+#include "vmshadow/writer.h"
+
+#include "qemu-provider.h"
+#include "vector.h"
+#include "vm-config.h"
+#include "vm-writer.h"
+
+/* One VM as Identify saw it, and what this session did to it. */
+struct vm_entry {
+  virDomainPtr dom;
+  char *uuid, *name;
+  struct vm_config cfg;
+  enum vm_run_state state_before;
+  enum vm_method method;
+  char *dir;                    /* <state_dir>/<uuid> */
+  char *xml_path;               /* <dir>/domain.xml (inactive) */
+  char *live_xml_path;          /* <dir>/domain-live.xml, or NULL */
+  string_vector tpm_files;      /* swtpm state files found at Identify */
+
+  /* This session (reset at BackupShutdown). */
+  int selected;
+  int frozen;                   /* the guest may be frozen: thaw it */
+  int job_started;              /* a backup job runs: end it */
+  int checkpoint_created;       /* the new checkpoint exists */
+  int offline_checked;
+  char *checkpoint;             /* "vmshadow-<session-id>" */
+  char *parent;                 /* previous checkpoint, when incremental */
+  char *incremental_reason;     /* why full, when not incremental */
+  char *socket;                 /* NBD Unix socket of the job */
+  char *scratch_dir;
+  int64_t freeze_ms;
+  string_vector full_disks;     /* targets read in full in an incremental */
+  string_vector full_reasons;   /* … and why (same order) */
+  char *error;                  /* why this VM failed, for the report */
+  void *saved_state;            /* the saved-state method's own data */
+  void *guard;                  /* the guard's own data */
+};
+
+struct vm_writer {
+  /* Options (copied). */
+  char *uri;
+  string_vector wanted;          /* names or UUIDs asked for; empty: all */
+  enum vms_vm_method method;
+  int full;
+  char *state_dir;
+  char *run_dir;
+  const char *(*previous_checkpoint) (void *opaque, const char *uuid);
+  void *previous_opaque;
+  uint32_t agent_timeout_ms;
+
+  virConnectPtr conn;
+  struct qemu_exports *exports;
+  size_t nr_vms;
+  struct vm_entry **vms;
+
+  /* This session. */
+  char *session_id;
+  char *session_run_dir;        /* <run_dir>/<short-id> */
+  int completed;                /* BackupComplete went through */
+};
+
+/* The last libvirt error of this thread, in words (never NULL). */
+extern const char *vm_virt_error (void);
+/* mkdir -p with mode for the directories it makes. */
+extern int vm_mkdir_p (const char *path, mode_t mode);
+/* Copy a small file (firmware state) to dst, mode 0600. */
+extern int vm_copy_file (const char *src, const char *dst);
+
+/* ---- the online method (vm-online.c) ---- */
+
+/* For every selected online VM, in parallel: freeze the guest, begin the
+ * pull-mode backup job with a new checkpoint, thaw (R10). Sets the
+ * component attributes and publishes the exports of each VM. Returns 0, or
+ * -1 after vms_call_fail naming the VM(s) that failed. */
+extern int vm_online_capture (struct vm_writer *w, vms_call *call,
+                              struct vm_entry **vms, size_t n);
+/* End the VM's backup job (the checkpoint stays). Safe to repeat; returns
+ * -1 with vm->error set when the job would not end. */
+extern int vm_online_end_job (struct vm_writer *w, struct vm_entry *vm);
+/* Delete the checkpoint this session made (never another). */
+extern int vm_online_delete_checkpoint (struct vm_writer *w,
+                                        struct vm_entry *vm);
+/* Thaw the guest if it may still be frozen. */
+extern int vm_online_thaw (struct vm_entry *vm);
+
+/* ---- the saved-state method (vm-saved-state.c) ----
+ * Hooks the saved-state engineer fills in (R8). Each returns 0, or -1 with
+ * *why (malloc'd) saying what failed. */
+
+/* 1 once the method is implemented. */
+extern int saved_state_available (void);
+/* PrepareForSnapshot: stop the vCPUs, write memory/device state to a file,
+ * capture the disks, publish the exports. */
+extern int saved_state_prepare (struct vm_writer *w, vms_call *call,
+                                struct vm_entry *vm, char **why);
+/* PostSnapshot: return the VM to state_before. */
+extern int saved_state_post_snapshot (struct vm_writer *w, vms_call *call,
+                                      struct vm_entry *vm, char **why);
+/* Abort (maybe twice) and BackupShutdown: resume what was paused, end
+ * jobs, remove the state file of an uncommitted backup. */
+extern int saved_state_abort (struct vm_writer *w, struct vm_entry *vm,
+                              char **why);
+extern void saved_state_end (struct vm_writer *w, struct vm_entry *vm);
+
+/* ---- the guard (vm-guard.c) ----
+ * Guarantees thaw, resume and job end even if vmshadow dies (issue 5).
+ * Hooks: armed before a guest is frozen or paused, told when a job began,
+ * disarmed once the VM needs no undoing. Today they do nothing. */
+extern int vm_guard_arm (struct vm_writer *w, struct vm_entry *vm);
+extern void vm_guard_job_started (struct vm_writer *w, struct vm_entry *vm);
+extern void vm_guard_disarm (struct vm_writer *w, struct vm_entry *vm);
+
+#endif /* VMS_VM_INTERNAL_H */

@@ -1,0 +1,673 @@
+/* The online method (R9, R10, R11): for every online VM of the set, in
+ * parallel (one thread each, so the window does not grow with their number),
+ * inside PrepareForSnapshot:
+ *
+ *   freeze the guest's filesystems through its agent (guest writers take
+ *   part through qemu-ga's fsfreeze hooks) → begin a pull-mode libvirt
+ *   backup job with a new checkpoint (QEMU makes a copy-before-write
+ *   point-in-time view of every disk in one transaction) → thaw.
+ *
+ * The guest is thawed whatever happened in between. The job's NBD exports
+ * (one per disk, named after the disk target, on a Unix socket) are what
+ * the qemu provider hands the requester. The checkpoint makes the next
+ * backup incremental: a disk whose bitmap is missing or broken is read in
+ * full alone (libvirt's per-disk backupmode='full'), not the whole VM.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <libvirt/libvirt.h>
+#include <libvirt/virterror.h>
+
+#include "vmshadow/error.h"
+
+#include "cleanup.h"
+#include "log.h"
+#include "vm-internal.h"
+
+#define ONLINE_MAX_SOCKET 107           /* sun_path less its NUL */
+#define ONLINE_JOB_END_WAIT_MS 10000
+#define ONLINE_THAW_TRIES 3
+
+struct online_job {
+  struct vm_writer *w;
+  struct vm_entry *vm;
+  pthread_t thread;
+  int started;
+  size_t nr_disks;
+  struct vm_job_disk *disks;
+  string_vector scratch;        /* owned scratch paths (disks point in) */
+  string_vector bitmaps;        /* targets with a bitmap in the parent */
+  string_vector fw_from, fw_to; /* firmware state copied after thaw */
+  enum vms_failure kind;
+  char *error;
+};
+
+static void
+job_clear (struct online_job *j)
+{
+  free (j->disks);
+  string_vector_free_all (&j->scratch);
+  string_vector_free_all (&j->bitmaps);
+  string_vector_free_all (&j->fw_from);
+  string_vector_free_all (&j->fw_to);
+  free (j->error);
+}
+
+static void
+job_fail (struct online_job *j, enum vms_failure kind, const char *fmt, ...)
+  __attribute__ ((format (printf, 3, 4)));
+
+static void
+job_fail (struct online_job *j, enum vms_failure kind, const char *fmt, ...)
+{
+  va_list ap;
+
+  if (j->error)
+    return;                     /* keep the first reason */
+  va_start (ap, fmt);
+  if (vasprintf (&j->error, fmt, ap) == -1)
+    j->error = NULL;
+  va_end (ap);
+  j->kind = kind;
+}
+
+static int
+contains (const string_vector *v, const char *s)
+{
+  for (size_t i = 0; i < v->len; i++)
+    if (strcmp (v->ptr[i], s) == 0)
+      return 1;
+  return 0;
+}
+
+static int
+add_full_disk (struct vm_entry *vm, const char *target, const char *fmt, ...)
+  __attribute__ ((format (printf, 3, 4)));
+
+static int
+add_full_disk (struct vm_entry *vm, const char *target, const char *fmt, ...)
+{
+  va_list ap;
+  char *t = strdup (target), *why = NULL;
+  int r;
+
+  va_start (ap, fmt);
+  r = vasprintf (&why, fmt, ap);
+  va_end (ap);
+  if (t == NULL || r == -1 ||
+      string_vector_append (&vm->full_disks, t) == -1) {
+    free (t);
+    if (r != -1)
+      free (why);
+    return -1;
+  }
+  if (string_vector_append (&vm->full_reasons, why) == -1) {
+    free (why);
+    return -1;
+  }
+  return 0;
+}
+
+/* A short id for this session's socket directory (FNV-1a of the session
+ * id and our pid): Unix socket paths are limited to 107 bytes. */
+static unsigned
+short_id (const char *session_id)
+{
+  uint32_t h = 2166136261u;
+  for (const char *p = session_id; *p; p++)
+    h = (h ^ (unsigned char) *p) * 16777619u;
+  return h ^ (uint32_t) getpid ();
+}
+
+/* Checkpoint names carry the prefix and nothing libvirt would refuse. */
+static char *
+checkpoint_name (const char *session_id)
+{
+  char *s;
+
+  if (asprintf (&s, "%s%s", VMS_VM_CHECKPOINT_PREFIX, session_id) == -1)
+    return NULL;
+  for (char *p = s; *p; p++)
+    if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+          (*p >= '0' && *p <= '9') || *p == '-' || *p == '_' || *p == '.'))
+      *p = '_';
+  return s;
+}
+
+/* Decide whether the VM's backup is incremental (vm->parent) and which
+ * disks have a bitmap in the parent (j->bitmaps). Never fails the VM: any
+ * doubt means a full read, with the reason kept. */
+static void
+choose_parent (struct online_job *j)
+{
+  struct vm_writer *w = j->w;
+  struct vm_entry *vm = j->vm;
+  const char *prev = NULL;
+  virDomainCheckpointPtr cp;
+  char *xml;
+
+  if (w->full) {
+    vm->incremental_reason = strdup ("a full backup was asked for");
+    return;
+  }
+  if (w->previous_checkpoint)
+    prev = w->previous_checkpoint (w->previous_opaque, vm->uuid);
+  if (prev == NULL || *prev == '\0') {
+    vm->incremental_reason = strdup ("no previous backup of this VM");
+    return;
+  }
+  if (strncmp (prev, VMS_VM_CHECKPOINT_PREFIX,
+               strlen (VMS_VM_CHECKPOINT_PREFIX)) != 0) {
+    if (asprintf (&vm->incremental_reason, "the previous checkpoint \"%s\" "
+                  "is not vmshadow's (no \"%s\" prefix)", prev,
+                  VMS_VM_CHECKPOINT_PREFIX) == -1)
+      vm->incremental_reason = NULL;
+    return;
+  }
+  cp = virDomainCheckpointLookupByName (vm->dom, prev, 0);
+  if (cp == NULL) {
+    if (asprintf (&vm->incremental_reason, "the previous checkpoint \"%s\" "
+                  "no longer exists in libvirt (%s)", prev,
+                  vm_virt_error ()) == -1)
+      vm->incremental_reason = NULL;
+    return;
+  }
+  xml = virDomainCheckpointGetXMLDesc (cp, 0);
+  virDomainCheckpointFree (cp);
+  if (xml == NULL ||
+      vm_checkpoint_bitmaps (xml, strlen (xml), &j->bitmaps) == -1) {
+    if (asprintf (&vm->incremental_reason, "the previous checkpoint \"%s\" "
+                  "cannot be read: %s", prev,
+                  xml ? vms_get_error () : vm_virt_error ()) == -1)
+      vm->incremental_reason = NULL;
+    free (xml);
+    return;
+  }
+  free (xml);
+  vm->parent = strdup (prev);
+}
+
+/* The job's disks: every disk of the VM, in the XML's order. */
+static int
+plan_disks (struct online_job *j, unsigned sid)
+{
+  struct vm_entry *vm = j->vm;
+  int any_incremental = 0;
+
+  j->nr_disks = vm->cfg.nr_disks;
+  j->disks = calloc (j->nr_disks + 1, sizeof *j->disks);
+  if (j->disks == NULL)
+    return -1;
+  for (size_t i = 0; i < vm->cfg.nr_disks; i++) {
+    const struct vm_disk *d = &vm->cfg.disks[i];
+    struct vm_job_disk *jd = &j->disks[i];
+    int qcow2 = d->format && strcmp (d->format, "qcow2") == 0;
+    char *scratch;
+
+    jd->target = d->target;
+    if (!d->included)
+      continue;
+    jd->backup = 1;
+    jd->bitmap = qcow2;
+    if (asprintf (&scratch, "%s/%s.qcow2", vm->scratch_dir, d->target) == -1)
+      return -1;
+    if (string_vector_append (&j->scratch, scratch) == -1) {
+      free (scratch);
+      return -1;
+    }
+    jd->scratch = scratch;
+    if (vm->parent == NULL)
+      continue;
+    if (!qcow2) {
+      if (add_full_disk (vm, d->target, "a %s image keeps no dirty bitmap "
+                         "(checkpoints need qcow2)",
+                         d->format ? d->format : "raw") == -1)
+        return -1;
+    }
+    else if (!contains (&j->bitmaps, d->target)) {
+      if (add_full_disk (vm, d->target, "the previous checkpoint %s has no "
+                         "bitmap for this disk", vm->parent) == -1)
+        return -1;
+    }
+    else {
+      jd->incremental = 1;
+      any_incremental = 1;
+    }
+  }
+  if (vm->parent && !any_incremental) {
+    if (asprintf (&vm->incremental_reason, "no disk has a bitmap in the "
+                  "previous checkpoint %s", vm->parent) == -1)
+      vm->incremental_reason = NULL;
+    free (vm->parent);
+    vm->parent = NULL;
+  }
+  (void) sid;
+  return 0;
+}
+
+int
+vm_online_thaw (struct vm_entry *vm)
+{
+  for (int t = 0; t < ONLINE_THAW_TRIES; t++) {
+    if (virDomainFSThaw (vm->dom, NULL, 0, 0) >= 0) {
+      vm->frozen = 0;
+      return 0;
+    }
+    if (t + 1 < ONLINE_THAW_TRIES) {
+      struct timespec ts = { 0, 200 * 1000 * 1000 };
+      nanosleep (&ts, NULL);
+    }
+  }
+  vms_set_error (EIO, "the guest could not be thawed (it may still be "
+                 "frozen; run virsh domfsthaw %s): %s", vm->name,
+                 vm_virt_error ());
+  return -1;
+}
+
+/* Begin the job, switching a disk whose bitmap libvirt finds missing or
+ * broken to a full read and trying again (inside the freeze window: each
+ * try is one round trip). */
+static int
+begin_job (struct online_job *j, const char *cp_xml)
+{
+  struct vm_entry *vm = j->vm;
+
+  for (size_t tries = 0; tries <= j->nr_disks + 1; tries++) {
+    CLEANUP_FREE char *bxml = vm_backup_xml (vm->socket, vm->parent,
+                                             j->disks, j->nr_disks);
+    CLEANUP_FREE char *disk = NULL;
+    virErrorPtr err;
+    int changed = 0;
+
+    if (bxml == NULL)
+      return -1;
+    vms_debug ("vm writer: %s: backup XML:\n%s", vm->name, bxml);
+    if (virDomainBackupBegin (vm->dom, bxml, cp_xml, 0) == 0)
+      return 0;
+    err = virGetLastError ();
+    if (err == NULL || err->code != VIR_ERR_CHECKPOINT_INCONSISTENT ||
+        vm->parent == NULL) {
+      vms_set_error (EIO, "the backup job did not begin: %s",
+                     vm_virt_error ());
+      return -1;
+    }
+    disk = vm_inconsistent_disk (err->message);
+    for (size_t i = 0; i < j->nr_disks; i++) {
+      struct vm_job_disk *jd = &j->disks[i];
+      if (!jd->incremental || (disk && strcmp (disk, jd->target) != 0))
+        continue;
+      jd->incremental = 0;
+      changed = 1;
+      if (add_full_disk (vm, jd->target, "its bitmap of checkpoint %s is "
+                         "missing or broken (%s)", vm->parent,
+                         err->message ? err->message : "") == -1) {
+        vms_set_error (ENOMEM, "out of memory");
+        return -1;
+      }
+    }
+    if (!changed) {
+      vms_set_error (EIO, "the backup job did not begin: %s",
+                     vm_virt_error ());
+      return -1;
+    }
+    int any = 0;
+    for (size_t i = 0; i < j->nr_disks; i++)
+      any |= j->disks[i].incremental;
+    if (!any) {
+      if (asprintf (&vm->incremental_reason, "every disk's bitmap of "
+                    "checkpoint %s is missing or broken", vm->parent) == -1)
+        vm->incremental_reason = NULL;
+      free (vm->parent);
+      vm->parent = NULL;
+    }
+  }
+  vms_set_error (EIO, "the backup job did not begin after dropping every "
+                 "broken bitmap");
+  return -1;
+}
+
+/* Copy the firmware state after thaw: small files, and the copy is what
+ * the requester reads. */
+static void
+copy_firmware (struct online_job *j)
+{
+  for (size_t i = 0; i < j->fw_from.len && !j->error; i++)
+    if (vm_copy_file (j->fw_from.ptr[i], j->fw_to.ptr[i]) == -1)
+      job_fail (j, VMS_FAILURE_RETRYABLE, "copying firmware state: %s",
+                vms_get_error ());
+}
+
+static void *
+online_thread (void *arg)
+{
+  struct online_job *j = arg;
+  struct vm_entry *vm = j->vm;
+  CLEANUP_FREE char *cp_xml = NULL, *desc = NULL;
+  int any_bitmap = 0;
+  int64_t t0, t1;
+
+  for (size_t i = 0; i < j->nr_disks; i++)
+    any_bitmap |= j->disks[i].bitmap;
+  if (any_bitmap && vm->checkpoint) {
+    if (asprintf (&desc, "vmshadow backup %s", j->w->session_id) == -1)
+      desc = NULL;
+    cp_xml = vm_checkpoint_xml (vm->checkpoint, desc, j->disks, j->nr_disks);
+    if (cp_xml == NULL) {
+      job_fail (j, VMS_FAILURE_OUT_OF_RESOURCES, "out of memory");
+      return NULL;
+    }
+  }
+  if (vm_guard_arm (j->w, vm) == -1) {
+    job_fail (j, VMS_FAILURE_RETRYABLE, "the guard could not be armed: %s",
+              vms_get_error ());
+    return NULL;
+  }
+
+  t0 = vms_now_us ();
+  vm->frozen = 1;
+  if (virDomainFSFreeze (vm->dom, NULL, 0, 0) < 0)
+    job_fail (j, VMS_FAILURE_RETRYABLE, "the guest filesystems did not "
+              "freeze (a guest writer may have vetoed): %s", vm_virt_error ());
+  else if (begin_job (j, cp_xml) == -1)
+    job_fail (j, VMS_FAILURE_RETRYABLE, "%s", vms_get_error ());
+  else {
+    vm->job_started = 1;
+    vm->checkpoint_created = cp_xml != NULL;
+    vm_guard_job_started (j->w, vm);
+  }
+  /* Always thaw (also after a failed freeze: qemu-ga may have frozen some
+   * filesystems). */
+  if (vm_online_thaw (vm) == -1)
+    job_fail (j, VMS_FAILURE_NON_RETRYABLE, "%s", vms_get_error ());
+  t1 = vms_now_us ();
+  vm->freeze_ms = (t1 - t0 + 999) / 1000;
+  if (!vm->checkpoint_created) {
+    free (vm->checkpoint);
+    vm->checkpoint = NULL;
+  }
+  if (!j->error)
+    copy_firmware (j);
+  vms_debug ("vm writer: %s: freeze window %" PRId64 " ms%s%s", vm->name,
+             vm->freeze_ms, j->error ? ", failed: " : "",
+             j->error ? j->error : "");
+  return NULL;
+}
+
+/* Everything slow before any guest is frozen: names, directories,
+ * previous checkpoint, disk plan. */
+static int
+prepare_job (struct online_job *j, unsigned sid, size_t index)
+{
+  struct vm_writer *w = j->w;
+  struct vm_entry *vm = j->vm;
+
+  if ((vm->checkpoint = checkpoint_name (w->session_id)) == NULL)
+    goto oom;
+  if (asprintf (&vm->socket, "%s/%zu.sock", w->session_run_dir, index) == -1) {
+    vm->socket = NULL;
+    goto oom;
+  }
+  if (strlen (vm->socket) > ONLINE_MAX_SOCKET) {
+    job_fail (j, VMS_FAILURE_NON_RETRYABLE, "the NBD socket path %s is longer "
+              "than %d bytes; use a shorter run directory", vm->socket,
+              ONLINE_MAX_SOCKET);
+    return -1;
+  }
+  if (asprintf (&vm->scratch_dir, "%s/scratch-%08x", vm->dir, sid) == -1) {
+    vm->scratch_dir = NULL;
+    goto oom;
+  }
+  if (vm_mkdir_p (vm->scratch_dir, 0700) == -1) {
+    job_fail (j, VMS_FAILURE_NON_RETRYABLE, "%s", vms_get_error ());
+    return -1;
+  }
+  choose_parent (j);
+  if (plan_disks (j, sid) == -1)
+    goto oom;
+  /* Firmware state: copies in the VM's state directory. */
+  const char *fw[1] = { vm->cfg.nvram };
+  for (size_t i = 0; i < 1 + vm->tpm_files.len; i++) {
+    const char *src = i == 0 ? fw[0] : vm->tpm_files.ptr[i - 1];
+    char *from, *to;
+    if (src == NULL || src[0] != '/')
+      continue;
+    const char *base = strrchr (src, '/') + 1;
+    from = strdup (src);
+    if (from == NULL ||
+        asprintf (&to, "%s/firmware-%zu-%s", vm->dir, i, base) == -1) {
+      free (from);
+      goto oom;
+    }
+    if (string_vector_append (&j->fw_from, from) == -1) {
+      free (from);
+      free (to);
+      goto oom;
+    }
+    if (string_vector_append (&j->fw_to, to) == -1) {
+      free (to);
+      goto oom;
+    }
+  }
+  return 0;
+ oom:
+  job_fail (j, VMS_FAILURE_OUT_OF_RESOURCES, "out of memory");
+  return -1;
+}
+
+/* After a good capture: attributes (R5) and exports. */
+static int
+record_job (struct online_job *j, vms_call *call)
+{
+  struct vm_writer *w = j->w;
+  struct vm_entry *vm = j->vm;
+  vms_component *c = vms_call_component (call, vm->uuid);
+
+  if (c == NULL ||
+      vms_component_set_int (c, VMS_VM_ATTR_FREEZE_WINDOW_MS,
+                             vm->freeze_ms) == -1 ||
+      vms_component_set_string (c, VMS_VM_ATTR_BACKUP_TYPE,
+                                vm->parent ? "incremental" : "full") == -1 ||
+      (vm->checkpoint &&
+       vms_component_set_string (c, VMS_VM_ATTR_CHECKPOINT,
+                                 vm->checkpoint) == -1) ||
+      (vm->parent &&
+       vms_component_set_string (c, VMS_VM_ATTR_PARENT_CHECKPOINT,
+                                 vm->parent) == -1) ||
+      (vm->incremental_reason &&
+       vms_component_set_string (c, VMS_VM_ATTR_INCREMENTAL_REASON,
+                                 vm->incremental_reason) == -1))
+    return -1;
+  for (size_t i = 0; i < j->nr_disks; i++) {
+    const struct vm_job_disk *jd = &j->disks[i];
+    const struct vm_disk *d = &vm->cfg.disks[i];
+    CLEANUP_FREE char *access = NULL, *key = NULL;
+
+    if (!jd->backup)
+      continue;
+    if (asprintf (&access, "nbd+unix:///%s?socket=%s", jd->target,
+                  vm->socket) == -1) {
+      access = NULL;
+      return -1;
+    }
+    if (qemu_exports_publish (w->exports, vm->uuid, d->path, access) == -1)
+      return -1;
+    if (vm->parent && jd->incremental) {
+      CLEANUP_FREE char *ctx = NULL;
+      if (asprintf (&key, "%s%s", VMS_VM_ATTR_DIRTY_CONTEXT_PREFIX,
+                    d->path) == -1 ||
+          asprintf (&ctx, "qemu:dirty-bitmap:backup-%s", jd->target) == -1 ||
+          vms_component_set_string (c, key, ctx) == -1)
+        return -1;
+    }
+  }
+  for (size_t i = 0; vm->parent && i < vm->full_disks.len; i++) {
+    const struct vm_disk *d = vm_config_disk (&vm->cfg, vm->full_disks.ptr[i]);
+    CLEANUP_FREE char *key = NULL;
+    if (d == NULL)
+      continue;
+    if (asprintf (&key, "%s%s", VMS_VM_ATTR_DISK_FULL_REASON_PREFIX,
+                  d->path) == -1 ||
+        vms_component_set_string (c, key, vm->full_reasons.ptr[i]) == -1)
+      return -1;
+  }
+  for (size_t i = 0; i < j->fw_from.len; i++)
+    if (qemu_exports_publish (w->exports, vm->uuid, j->fw_from.ptr[i],
+                              j->fw_to.ptr[i]) == -1)
+      return -1;
+  return 0;
+}
+
+int
+vm_online_capture (struct vm_writer *w, vms_call *call,
+                   struct vm_entry **vms, size_t n)
+{
+  CLEANUP_FREE struct online_job *jobs = calloc (n, sizeof *jobs);
+  CLEANUP_FREE char *report = NULL;
+  unsigned sid = short_id (w->session_id);
+  enum vms_failure kind = VMS_FAILURE_NONE;
+  size_t nr_failed = 0;
+
+  if (jobs == NULL)
+    return vms_call_fail (call, VMS_FAILURE_OUT_OF_RESOURCES, "out of memory");
+  if (w->session_run_dir == NULL &&
+      asprintf (&w->session_run_dir, "%s/%08x", w->run_dir, sid) == -1) {
+    w->session_run_dir = NULL;
+    return vms_call_fail (call, VMS_FAILURE_OUT_OF_RESOURCES, "out of memory");
+  }
+  if (vm_mkdir_p (w->run_dir, 0755) == -1 ||
+      (mkdir (w->session_run_dir, 0700) == -1 && errno != EEXIST))
+    return vms_call_fail (call, VMS_FAILURE_NON_RETRYABLE, "vm writer: cannot "
+                          "make the socket directory %s: %s",
+                          w->session_run_dir, strerror (errno));
+
+  for (size_t i = 0; i < n; i++) {
+    jobs[i].w = w;
+    jobs[i].vm = vms[i];
+  }
+  /* Slow preparation first, so that the freeze windows hold only the
+   * freeze, the job's begin and the thaw. */
+  for (size_t i = 0; i < n; i++)
+    if (prepare_job (&jobs[i], sid, i) == -1)
+      goto collect;
+  for (size_t i = 0; i < n; i++) {
+    int e = pthread_create (&jobs[i].thread, NULL, online_thread, &jobs[i]);
+    if (e) {
+      job_fail (&jobs[i], VMS_FAILURE_OUT_OF_RESOURCES, "cannot start a "
+                "thread: %s", strerror (e));
+      break;
+    }
+    jobs[i].started = 1;
+  }
+  for (size_t i = 0; i < n; i++)
+    if (jobs[i].started)
+      pthread_join (jobs[i].thread, NULL);
+
+ collect:
+  for (size_t i = 0; i < n; i++) {
+    struct online_job *j = &jobs[i];
+    if (!j->error && j->started && record_job (j, call) == -1)
+      job_fail (j, VMS_FAILURE_OUT_OF_RESOURCES, "recording the capture: %s",
+                vms_get_error ());
+    if (j->error) {
+      char *r;
+      nr_failed++;
+      if (kind == VMS_FAILURE_NONE)
+        kind = j->kind;
+      free (j->vm->error);
+      j->vm->error = strdup (j->error);
+      if (asprintf (&r, "%s%svm \"%s\" failed at prepare-snapshot: %s",
+                    report ? report : "", report ? "; " : "", j->vm->name,
+                    j->error) != -1) {
+        free (report);
+        report = r;
+      }
+    }
+  }
+  for (size_t i = 0; i < n; i++)
+    job_clear (&jobs[i]);
+  if (nr_failed)
+    return vms_call_fail (call, kind, "%s", report ? report : "failed");
+  return 0;
+}
+
+/* Is the domain's active backup job ours (its NBD socket is ours)? */
+static int
+job_is_ours (struct vm_entry *vm)
+{
+  CLEANUP_FREE char *xml = virDomainBackupGetXMLDesc (vm->dom, 0);
+  return xml != NULL && vm->socket != NULL && strstr (xml, vm->socket) != NULL;
+}
+
+int
+vm_online_end_job (struct vm_writer *w, struct vm_entry *vm)
+{
+  int64_t deadline;
+
+  if (!vm->job_started)
+    return 0;
+  if (!virDomainIsActive (vm->dom) || !job_is_ours (vm)) {
+    vm->job_started = 0;        /* the VM stopped or the job ended already */
+    vm_guard_disarm (w, vm);
+    return 0;
+  }
+  if (virDomainAbortJob (vm->dom) == -1 && job_is_ours (vm)) {
+    free (vm->error);
+    if (asprintf (&vm->error, "its backup job would not end: %s",
+                  vm_virt_error ()) == -1)
+      vm->error = NULL;
+    return -1;
+  }
+  deadline = vms_now_ms () + ONLINE_JOB_END_WAIT_MS;
+  while (virDomainIsActive (vm->dom) == 1 && job_is_ours (vm)) {
+    struct timespec ts = { 0, 50 * 1000 * 1000 };
+    if (vms_now_ms () > deadline) {
+      free (vm->error);
+      vm->error = strdup ("its backup job did not end within 10 s");
+      return -1;
+    }
+    nanosleep (&ts, NULL);
+  }
+  vm->job_started = 0;
+  vms_debug ("vm writer: %s: backup job ended", vm->name);
+  return 0;
+}
+
+int
+vm_online_delete_checkpoint (struct vm_writer *w, struct vm_entry *vm)
+{
+  virDomainCheckpointPtr cp;
+
+  if (!vm->checkpoint_created || vm->checkpoint == NULL)
+    return 0;
+  if (strncmp (vm->checkpoint, VMS_VM_CHECKPOINT_PREFIX,
+               strlen (VMS_VM_CHECKPOINT_PREFIX)) != 0)
+    return 0;                   /* never another tool's checkpoint */
+  cp = virDomainCheckpointLookupByName (vm->dom, vm->checkpoint, 0);
+  if (cp == NULL) {
+    vm->checkpoint_created = 0;
+    return 0;
+  }
+  if (virDomainCheckpointDelete (cp, 0) == -1) {
+    free (vm->error);
+    if (asprintf (&vm->error, "its new checkpoint %s could not be deleted: "
+                  "%s", vm->checkpoint, vm_virt_error ()) == -1)
+      vm->error = NULL;
+    virDomainCheckpointFree (cp);
+    return -1;
+  }
+  virDomainCheckpointFree (cp);
+  vm->checkpoint_created = 0;
+  vms_debug ("vm writer: %s: deleted checkpoint %s", vm->name,
+             vm->checkpoint);
+  (void) w;
+  return 0;
+}

@@ -1,0 +1,1132 @@
+/* vmshadow — the VM writer (vm-writer.h, docs/vm-writer.md): identity and
+ * the events of a backup session.
+ *
+ * Identify lists the domains (R7), reads each one's XML (R13) and checks
+ * what R9 asks of an online backup; PrepareForSnapshot writes the domain
+ * XML, captures every selected VM by its method (vm-online.c,
+ * vm-saved-state.c) and publishes where each file's point-in-time image is
+ * read; BackupComplete, Abort and BackupShutdown end the jobs and undo what
+ * an uncommitted backup left behind (R12).
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+#include <libvirt/libvirt.h>
+#include <libvirt/libvirt-qemu.h>
+#include <libvirt/virterror.h>
+
+#include "vmshadow/coordinator.h"
+#include "vmshadow/error.h"
+
+#include "cleanup.h"
+#include "log.h"
+#include "vm-internal.h"
+
+#define VM_DEFAULT_AGENT_TIMEOUT_MS 2000
+#define VM_SWTPM_DIR "/var/lib/libvirt/swtpm"
+
+/* ---- helpers shared by the writer's files ---- */
+
+const char *
+vm_virt_error (void)
+{
+  const char *m = virGetLastErrorMessage ();
+  return m && *m ? m : "unknown libvirt error";
+}
+
+int
+vm_mkdir_p (const char *path, mode_t mode)
+{
+  CLEANUP_FREE char *p = strdup (path);
+  size_t len;
+
+  if (p == NULL) {
+    vms_set_error (ENOMEM, "out of memory");
+    return -1;
+  }
+  len = strlen (p);
+  for (size_t i = 1; i <= len; i++) {
+    if (p[i] != '/' && p[i] != '\0')
+      continue;
+    p[i] = '\0';
+    if (mkdir (p, mode) == -1 && errno != EEXIST) {
+      vms_set_error (errno, "cannot create directory %s: %s", p,
+                     strerror (errno));
+      return -1;
+    }
+    if (i < len)
+      p[i] = '/';
+  }
+  return 0;
+}
+
+int
+vm_copy_file (const char *src, const char *dst)
+{
+  CLEANUP_CLOSE int in = open (src, O_RDONLY | O_CLOEXEC);
+  CLEANUP_CLOSE int out = -1;
+  CLEANUP_FREE char *tmp = NULL;
+  char buf[65536];
+  ssize_t n;
+
+  if (in == -1) {
+    vms_set_error (errno, "cannot open %s: %s", src, strerror (errno));
+    return -1;
+  }
+  if (asprintf (&tmp, "%s.tmp", dst) == -1) {
+    tmp = NULL;
+    vms_set_error (ENOMEM, "out of memory");
+    return -1;
+  }
+  out = open (tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (out == -1) {
+    vms_set_error (errno, "cannot create %s: %s", tmp, strerror (errno));
+    return -1;
+  }
+  while ((n = read (in, buf, sizeof buf)) != 0) {
+    if (n == -1) {
+      if (errno == EINTR)
+        continue;
+      vms_set_error (errno, "reading %s: %s", src, strerror (errno));
+      goto fail;
+    }
+    for (ssize_t off = 0; off < n; ) {
+      ssize_t w = write (out, buf + off, (size_t) (n - off));
+      if (w == -1) {
+        if (errno == EINTR)
+          continue;
+        vms_set_error (errno, "writing %s: %s", tmp, strerror (errno));
+        goto fail;
+      }
+      off += w;
+    }
+  }
+  if (fsync (out) == -1 || rename (tmp, dst) == -1) {
+    vms_set_error (errno, "saving %s: %s", dst, strerror (errno));
+    goto fail;
+  }
+  return 0;
+ fail:
+  unlink (tmp);
+  return -1;
+}
+
+/* Write text to path crash-safely, mode 0600 (it may hold secrets). */
+static int
+write_file (const char *path, const char *text)
+{
+  CLEANUP_FREE char *tmp = NULL;
+  CLEANUP_CLOSE int fd = -1;
+  size_t len = strlen (text);
+
+  if (asprintf (&tmp, "%s.tmp", path) == -1) {
+    tmp = NULL;
+    vms_set_error (ENOMEM, "out of memory");
+    return -1;
+  }
+  fd = open (tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd == -1) {
+    vms_set_error (errno, "cannot create %s: %s", tmp, strerror (errno));
+    return -1;
+  }
+  for (size_t off = 0; off < len; ) {
+    ssize_t w = write (fd, text + off, len - off);
+    if (w == -1) {
+      if (errno == EINTR)
+        continue;
+      vms_set_error (errno, "writing %s: %s", tmp, strerror (errno));
+      unlink (tmp);
+      return -1;
+    }
+    off += (size_t) w;
+  }
+  if (fsync (fd) == -1 || rename (tmp, path) == -1) {
+    vms_set_error (errno, "saving %s: %s", path, strerror (errno));
+    unlink (tmp);
+    return -1;
+  }
+  return 0;
+}
+
+static void
+vm_silent_error (void *opaque, virErrorPtr err)
+{
+  /* Errors are read with virGetLastError where they happen. */
+}
+
+/* ---- names ---- */
+
+const char *
+vms_vm_method_name (enum vms_vm_method m)
+{
+  switch (m) {
+  case VMS_VM_METHOD_ONLINE: return "online";
+  case VMS_VM_METHOD_SAVED_STATE: return "saved-state";
+  case VMS_VM_METHOD_AUTO: break;
+  }
+  return "auto";
+}
+
+int
+vms_vm_method_from_name (const char *name)
+{
+  if (name == NULL)
+    return -1;
+  if (strcmp (name, "auto") == 0) return VMS_VM_METHOD_AUTO;
+  if (strcmp (name, "online") == 0) return VMS_VM_METHOD_ONLINE;
+  if (strcmp (name, "saved-state") == 0) return VMS_VM_METHOD_SAVED_STATE;
+  return -1;
+}
+
+static const char *
+state_name (int st)
+{
+  switch (st) {
+  case VIR_DOMAIN_RUNNING: return "running";
+  case VIR_DOMAIN_BLOCKED: return "blocked";
+  case VIR_DOMAIN_PAUSED: return "paused";
+  case VIR_DOMAIN_SHUTDOWN: return "shutting-down";
+  case VIR_DOMAIN_SHUTOFF: return "shut-off";
+  case VIR_DOMAIN_CRASHED: return "crashed";
+  case VIR_DOMAIN_PMSUSPENDED: return "pm-suspended";
+  default: return "unknown";
+  }
+}
+
+static enum vm_run_state
+run_state (int st)
+{
+  switch (st) {
+  case VIR_DOMAIN_RUNNING: case VIR_DOMAIN_BLOCKED: return VM_STATE_RUNNING;
+  case VIR_DOMAIN_PAUSED: return VM_STATE_PAUSED;
+  case VIR_DOMAIN_SHUTOFF: return VM_STATE_OFF;
+  default: return VM_STATE_OTHER;
+  }
+}
+
+static const char *
+run_state_name (enum vm_run_state s)
+{
+  switch (s) {
+  case VM_STATE_RUNNING: return "running";
+  case VM_STATE_PAUSED: return "paused";
+  case VM_STATE_OFF: return "shut-off";
+  case VM_STATE_OTHER: break;
+  }
+  return "other";
+}
+
+/* ---- entries ---- */
+
+static void
+entry_session_reset (struct vm_entry *vm)
+{
+  vm->selected = vm->frozen = vm->job_started = vm->checkpoint_created = 0;
+  vm->offline_checked = 0;
+  free (vm->checkpoint); vm->checkpoint = NULL;
+  free (vm->parent); vm->parent = NULL;
+  free (vm->incremental_reason); vm->incremental_reason = NULL;
+  free (vm->socket); vm->socket = NULL;
+  free (vm->scratch_dir); vm->scratch_dir = NULL;
+  free (vm->error); vm->error = NULL;
+  string_vector_free_all (&vm->full_disks);
+  string_vector_free_all (&vm->full_reasons);
+  vm->freeze_ms = 0;
+}
+
+static void
+entry_free (struct vm_entry *vm)
+{
+  if (vm == NULL)
+    return;
+  entry_session_reset (vm);
+  if (vm->dom)
+    virDomainFree (vm->dom);
+  free (vm->uuid); free (vm->name);
+  vm_config_clear (&vm->cfg);
+  free (vm->dir); free (vm->xml_path); free (vm->live_xml_path);
+  string_vector_free_all (&vm->tpm_files);
+  free (vm);
+}
+
+static void
+entries_free (struct vm_writer *w)
+{
+  for (size_t i = 0; i < w->nr_vms; i++)
+    entry_free (w->vms[i]);
+  free (w->vms);
+  w->vms = NULL;
+  w->nr_vms = 0;
+}
+
+static struct vm_entry *
+entry_find (struct vm_writer *w, const char *uuid)
+{
+  for (size_t i = 0; i < w->nr_vms; i++)
+    if (strcmp (w->vms[i]->uuid, uuid) == 0)
+      return w->vms[i];
+  return NULL;
+}
+
+/* ---- Identify ---- */
+
+static int
+vm_connect (struct vm_writer *w, vms_call *call)
+{
+  if (w->conn && virConnectIsAlive (w->conn) == 1)
+    return 0;
+  if (w->conn) {
+    entries_free (w);
+    virConnectClose (w->conn);
+    w->conn = NULL;
+  }
+  w->conn = virConnectOpen (w->uri);
+  if (w->conn == NULL)
+    return vms_call_fail (call, VMS_FAILURE_NON_RETRYABLE,
+                          "cannot connect to libvirt at %s: %s; is libvirtd "
+                          "running (and is this the right URI, -c/--connect)?",
+                          w->uri, vm_virt_error ());
+  virConnSetErrorFunc (w->conn, NULL, vm_silent_error);
+  return 0;
+}
+
+/* The domains to back up, in name order. */
+static int
+list_domains (struct vm_writer *w, vms_call *call, virDomainPtr **out,
+              size_t *nout)
+{
+  virDomainPtr *doms = NULL;
+  int n;
+
+  if (w->wanted.len == 0) {
+    n = virConnectListAllDomains (w->conn, &doms, 0);
+    if (n < 0)
+      return vms_call_fail (call, VMS_FAILURE_RETRYABLE,
+                            "cannot list the domains at %s: %s", w->uri,
+                            vm_virt_error ());
+  }
+  else {
+    doms = calloc (w->wanted.len, sizeof *doms);
+    if (doms == NULL)
+      return vms_call_fail (call, VMS_FAILURE_OUT_OF_RESOURCES,
+                            "out of memory");
+    for (n = 0; (size_t) n < w->wanted.len; n++) {
+      const char *id = w->wanted.ptr[n];
+      doms[n] = virDomainLookupByName (w->conn, id);
+      if (doms[n] == NULL)
+        doms[n] = virDomainLookupByUUIDString (w->conn, id);
+      if (doms[n] == NULL) {
+        for (int j = 0; j < n; j++)
+          virDomainFree (doms[j]);
+        free (doms);
+        return vms_call_fail (call, VMS_FAILURE_NON_RETRYABLE,
+                              "no VM named \"%s\" at %s (neither a domain "
+                              "name nor a UUID libvirt knows)", id, w->uri);
+      }
+    }
+  }
+  /* Name order, for a stable document. */
+  for (int i = 1; i < n; i++)
+    for (int j = i; j > 0 && strcmp (virDomainGetName (doms[j - 1]),
+                                     virDomainGetName (doms[j])) > 0; j--) {
+      virDomainPtr t = doms[j];
+      doms[j] = doms[j - 1];
+      doms[j - 1] = t;
+    }
+  *out = doms;
+  *nout = (size_t) n;
+  return 0;
+}
+
+/* A pool volume disk: use the volume's path if it is a file; exclude it
+ * otherwise (a host block device). */
+static void
+resolve_volume (struct vm_writer *w, struct vm_disk *d)
+{
+  virStoragePoolPtr pool;
+  virStorageVolPtr vol = NULL;
+  virStorageVolInfo info;
+  char *path = NULL;
+
+  if (d->source != VM_DISK_VOLUME || !d->included)
+    return;
+  pool = virStoragePoolLookupByName (w->conn, d->pool);
+  if (pool)
+    vol = virStorageVolLookupByName (pool, d->volume);
+  if (vol && virStorageVolGetInfo (vol, &info) == 0)
+    path = virStorageVolGetPath (vol);
+  if (path && info.type == VIR_STORAGE_VOL_FILE) {
+    free (d->path);
+    d->path = path;
+  }
+  else {
+    d->included = 0;
+    if (path == NULL) {
+      if (asprintf (&d->reason, "volume %s/%s of disk %s cannot be resolved "
+                    "to a file: %s", d->pool, d->volume, d->target,
+                    vm_virt_error ()) == -1)
+        d->reason = NULL;
+    }
+    else if (asprintf (&d->reason, "backed up from inside the guest: volume "
+                       "%s (disk %s) is not a file but a host device",
+                       path, d->target) == -1)
+      d->reason = NULL;
+    free (path);
+  }
+  if (vol)
+    virStorageVolFree (vol);
+  if (pool)
+    virStoragePoolFree (pool);
+}
+
+static void
+find_tpm_files (const char *dir, string_vector *files, int depth)
+{
+  DIR *d = opendir (dir);
+  struct dirent *e;
+
+  if (d == NULL)
+    return;
+  while ((e = readdir (d)) != NULL) {
+    struct stat st;
+    char *p;
+
+    if (e->d_name[0] == '.')
+      continue;
+    if (asprintf (&p, "%s/%s", dir, e->d_name) == -1)
+      break;
+    if (lstat (p, &st) == 0 && S_ISREG (st.st_mode) &&
+        string_vector_append (files, p) == 0)
+      continue;
+    if (S_ISDIR (st.st_mode) && depth < 3)
+      find_tpm_files (p, files, depth + 1);
+    free (p);
+  }
+  closedir (d);
+}
+
+/* The device of path, or of its nearest existing ancestor. */
+static int
+stat_dev (const char *path, dev_t *dev)
+{
+  CLEANUP_FREE char *p = strdup (path);
+  struct stat st;
+
+  while (p && *p) {
+    if (stat (p, &st) == 0) {
+      *dev = st.st_dev;
+      return 0;
+    }
+    char *slash = strrchr (p, '/');
+    if (slash == NULL)
+      break;
+    if (slash == p) {
+      p[1] = '\0';
+      if (stat (p, &st) == 0) {
+        *dev = st.st_dev;
+        return 0;
+      }
+      break;
+    }
+    *slash = '\0';
+  }
+  return -1;
+}
+
+/* The R9 checks that need the running VM: agent, guest filesystems,
+ * scratch space. Fills *f (strings owned by *owned). */
+struct facts_store {
+  char *agent_error, *fsinfo_error, *scratch_error;
+  virDomainFSInfoPtr *info;
+  int nr_info;
+  struct vm_guest_fs *fs;
+};
+
+static void
+facts_store_clear (struct facts_store *s)
+{
+  free (s->agent_error); free (s->fsinfo_error); free (s->scratch_error);
+  for (int i = 0; i < s->nr_info; i++)
+    virDomainFSInfoFree (s->info[i]);
+  free (s->info);
+  free (s->fs);
+}
+
+static void
+gather_facts (struct vm_writer *w, struct vm_entry *vm, int st,
+              struct vm_facts *f, struct facts_store *s)
+{
+  dev_t scratch_dev = 0;
+
+  memset (f, 0, sizeof *f);
+  f->cfg = &vm->cfg;
+  f->state = run_state (st);
+  f->state_name = state_name (st);
+  if (f->state != VM_STATE_RUNNING)
+    return;
+
+  int secs = (int) ((w->agent_timeout_ms + 999) / 1000);
+  char *reply = virDomainQemuAgentCommand (vm->dom,
+                                           "{\"execute\":\"guest-ping\"}",
+                                           secs ? secs : 1, 0);
+  if (reply) {
+    f->agent_ok = 1;
+    free (reply);
+  }
+  else {
+    s->agent_error = strdup (vm_virt_error ());
+    f->agent_error = s->agent_error;
+  }
+  if (f->agent_ok) {
+    s->nr_info = virDomainGetFSInfo (vm->dom, &s->info, 0);
+    if (s->nr_info < 0) {
+      s->nr_info = 0;
+      s->fsinfo_error = strdup (vm_virt_error ());
+      f->fsinfo_error = s->fsinfo_error;
+    }
+    else {
+      f->fsinfo_ok = 1;
+      s->fs = calloc ((size_t) s->nr_info + 1, sizeof *s->fs);
+      if (s->fs == NULL) {
+        f->fsinfo_ok = 0;
+        f->fsinfo_error = "out of memory";
+      }
+      else {
+        for (int i = 0; i < s->nr_info; i++) {
+          s->fs[i].mountpoint = s->info[i]->mountpoint;
+          s->fs[i].type = s->info[i]->fstype;
+          s->fs[i].disks = (const char *const *) s->info[i]->devAlias;
+          s->fs[i].nr_disks = s->info[i]->ndevAlias;
+        }
+        f->fs = s->fs;
+        f->nr_fs = (size_t) s->nr_info;
+      }
+    }
+  }
+
+  /* R9: the backup job's scratch files go to the state directory, which
+   * must be on the filesystem of the VM's disk images. */
+  f->scratch_same_fs = 1;
+  if (stat_dev (w->state_dir, &scratch_dev) == -1) {
+    f->scratch_same_fs = 0;
+    if (asprintf (&s->scratch_error, "the scratch directory %s cannot be "
+                  "reached", w->state_dir) == -1)
+      s->scratch_error = NULL;
+  }
+  for (size_t i = 0; f->scratch_same_fs && i < vm->cfg.nr_disks; i++) {
+    const struct vm_disk *d = &vm->cfg.disks[i];
+    struct stat sb;
+
+    if (!d->included)
+      continue;
+    if (stat (d->path, &sb) == -1) {
+      f->scratch_same_fs = 0;
+      if (asprintf (&s->scratch_error, "disk image %s cannot be reached: %s",
+                    d->path, strerror (errno)) == -1)
+        s->scratch_error = NULL;
+    }
+    else if (sb.st_dev != scratch_dev) {
+      f->scratch_same_fs = 0;
+      if (asprintf (&s->scratch_error, "the scratch space (%s) is not on the "
+                    "filesystem of disk image %s; set the state directory "
+                    "(VMSHADOW_VM_STATE_DIR) to one on that filesystem",
+                    w->state_dir, d->path) == -1)
+        s->scratch_error = NULL;
+    }
+  }
+  f->scratch_error = s->scratch_error;
+}
+
+/* One VM → one component (R7). */
+static int
+identify_one (struct vm_writer *w, vms_call *call, virDomainPtr dom)
+{
+  struct vm_entry *vm = calloc (1, sizeof *vm);
+  CLEANUP_FREE char *xml = NULL, *reason = NULL, *caption = NULL;
+  char uuid[VIR_UUID_STRING_BUFLEN];
+  int st = VIR_DOMAIN_NOSTATE, why;
+  struct vm_facts facts;
+  struct facts_store store = { 0 };
+  vms_component *c;
+  struct vm_entry **p;
+  const char *name = virDomainGetName (dom);
+
+  if (vm == NULL)
+    goto oom;
+  vm->dom = dom;
+  if (virDomainGetUUIDString (dom, uuid) == -1 ||
+      virDomainGetState (dom, &st, &why, 0) == -1) {
+    vms_call_fail (call, VMS_FAILURE_RETRYABLE, "vm \"%s\": cannot read its "
+                   "state: %s", name, vm_virt_error ());
+    goto fail;
+  }
+  vm->state_before = run_state (st);
+  /* The disks in use: the live XML of a running VM (hot-plugged disks),
+   * the configuration of a stopped one. */
+  xml = virDomainGetXMLDesc (dom, vm->state_before == VM_STATE_OFF
+                             ? VIR_DOMAIN_XML_INACTIVE : 0);
+  if (xml == NULL) {
+    vms_call_fail (call, VMS_FAILURE_RETRYABLE, "vm \"%s\": cannot read its "
+                   "XML: %s", name, vm_virt_error ());
+    goto fail;
+  }
+  if (vm_config_parse (xml, strlen (xml), &vm->cfg) == -1) {
+    vms_call_fail (call, VMS_FAILURE_NON_RETRYABLE, "vm \"%s\": %s", name,
+                   vms_get_error ());
+    goto fail;
+  }
+  for (size_t i = 0; i < vm->cfg.nr_disks; i++)
+    resolve_volume (w, &vm->cfg.disks[i]);
+  if ((vm->uuid = strdup (uuid)) == NULL ||
+      (vm->name = strdup (name)) == NULL ||
+      asprintf (&vm->dir, "%s/%s", w->state_dir, uuid) == -1 ||
+      asprintf (&vm->xml_path, "%s/domain.xml", vm->dir) == -1)
+    goto oom;
+  if (vm->state_before != VM_STATE_OFF &&
+      asprintf (&vm->live_xml_path, "%s/domain-live.xml", vm->dir) == -1)
+    goto oom;
+  if (vm->cfg.tpm_emulator) {
+    CLEANUP_FREE char *tdir = NULL;
+    if (asprintf (&tdir, "%s/%s", VM_SWTPM_DIR, uuid) == -1)
+      goto oom;
+    find_tpm_files (tdir, &vm->tpm_files, 0);
+  }
+
+  /* R9. */
+  gather_facts (w, vm, st, &facts, &store);
+  if (vm_method_choose (&facts, w->method, &vm->method, &reason) == -1) {
+    facts_store_clear (&store);
+    vms_call_fail (call, VMS_FAILURE_NON_RETRYABLE, "%s",
+                   reason ? reason : vms_get_error ());
+    goto fail;
+  }
+  facts_store_clear (&store);
+  if (vm->method == VM_METHOD_SAVED_STATE && w->method ==
+      VMS_VM_METHOD_SAVED_STATE && !saved_state_available ()) {
+    vms_call_fail (call, VMS_FAILURE_NON_RETRYABLE, "vm \"%s\": the "
+                   "saved-state method not implemented yet; use "
+                   "--method=auto or --method=online", name);
+    goto fail;
+  }
+
+  if (asprintf (&caption, "%s\\%s", vm->method == VM_METHOD_ONLINE
+                ? "Online" : "Offline", name) == -1) {
+    caption = NULL;
+    goto oom;
+  }
+  c = vms_metadata_add_component (vms_call_metadata (call), uuid, caption);
+  if (c == NULL) {
+    vms_call_fail (call, VMS_FAILURE_NON_RETRYABLE, "vm \"%s\": %s", name,
+                   vms_get_error ());
+    goto fail;
+  }
+  if (vms_component_set_string (c, VMS_VM_ATTR_VM_NAME, name) == -1 ||
+      vms_component_set_string (c, VMS_VM_ATTR_STATE_BEFORE,
+                                run_state (st) == VM_STATE_OTHER
+                                ? state_name (st)
+                                : run_state_name (vm->state_before)) == -1 ||
+      vms_component_set_string (c, VMS_VM_ATTR_METHOD,
+                                vm_method_name (vm->method)) == -1 ||
+      vms_component_set_string (c, VMS_VM_ATTR_METHOD_REASON, reason) == -1)
+    goto doc_fail;
+  for (size_t i = 0; i < vm->cfg.nr_disks; i++) {
+    const struct vm_disk *d = &vm->cfg.disks[i];
+    CLEANUP_FREE char *key = NULL;
+
+    if (!d->included) {
+      if (vms_component_add_excluded (c, d->path, d->reason) == -1)
+        goto doc_fail;
+      continue;
+    }
+    if (d->path[0] != '/') {
+      vms_call_fail (call, VMS_FAILURE_NON_RETRYABLE, "vm \"%s\": disk %s "
+                     "has a relative path \"%s\"", name, d->target, d->path);
+      goto fail;
+    }
+    if (vms_component_add_file (c, d->path, VMS_FILE_DISK,
+                                d->format ? d->format : "raw",
+                                VMS_QEMU_PROVIDER_NAME) == -1 ||
+        asprintf (&key, "%s%s", VMS_VM_ATTR_DISK_TARGET_PREFIX,
+                  d->path) == -1 ||
+        vms_component_set_string (c, key, d->target) == -1)
+      goto doc_fail;
+  }
+  for (size_t i = 0; i < vm->cfg.nr_excluded; i++)
+    if (vms_component_add_excluded (c, vm->cfg.excluded[i].path,
+                                    vm->cfg.excluded[i].reason) == -1)
+      goto doc_fail;
+  if (vms_component_add_file (c, vm->xml_path, VMS_FILE_PLAIN, NULL,
+                              VMS_QEMU_PROVIDER_NAME) == -1 ||
+      (vm->live_xml_path &&
+       vms_component_add_file (c, vm->live_xml_path, VMS_FILE_PLAIN, NULL,
+                               VMS_QEMU_PROVIDER_NAME) == -1))
+    goto doc_fail;
+  if (vm->cfg.nvram && vm->cfg.nvram[0] == '/' &&
+      vms_component_add_file (c, vm->cfg.nvram, VMS_FILE_PLAIN, NULL,
+                              VMS_QEMU_PROVIDER_NAME) == -1)
+    goto doc_fail;
+  for (size_t i = 0; i < vm->tpm_files.len; i++)
+    if (vms_component_add_file (c, vm->tpm_files.ptr[i], VMS_FILE_PLAIN, NULL,
+                                VMS_QEMU_PROVIDER_NAME) == -1)
+      goto doc_fail;
+
+  p = realloc (w->vms, (w->nr_vms + 1) * sizeof *p);
+  if (p == NULL)
+    goto oom;
+  w->vms = p;
+  p[w->nr_vms++] = vm;
+  vms_debug ("vm writer: %s (%s): %s, %s", name, uuid,
+             vm_method_name (vm->method), reason);
+  return 0;
+
+ doc_fail:
+  vms_call_fail (call, VMS_FAILURE_NON_RETRYABLE, "vm \"%s\": %s", name,
+                 vms_get_error ());
+  goto fail;
+ oom:
+  vms_call_fail (call, VMS_FAILURE_OUT_OF_RESOURCES, "vm \"%s\": out of "
+                 "memory", name);
+ fail:
+  if (vm)
+    entry_free (vm);
+  else
+    virDomainFree (dom);
+  return -1;
+}
+
+static int
+vm_identify (void *data, vms_call *call)
+{
+  struct vm_writer *w = data;
+  virDomainPtr *doms = NULL;
+  size_t n = 0, i;
+
+  for (i = 0; i < w->nr_vms; i++)
+    if (w->vms[i]->job_started || w->vms[i]->frozen)
+      return vms_call_fail (call, VMS_FAILURE_RETRYABLE, "vm writer: "
+                            "Identify while vm \"%s\" is still being "
+                            "captured", w->vms[i]->name);
+  entries_free (w);
+  if (vm_connect (w, call) == -1 || list_domains (w, call, &doms, &n) == -1)
+    return -1;
+  for (i = 0; i < n; i++)
+    if (identify_one (w, call, doms[i]) == -1)
+      break;
+  for (i++; i < n; i++)
+    virDomainFree (doms[i]);
+  free (doms);
+  return w->nr_vms == n ? 0 : -1;
+}
+
+/* ---- a backup session ---- */
+
+/* The VMs of this writer in the session, marked selected. */
+static int
+mark_selected (struct vm_writer *w, vms_call *call)
+{
+  size_t n = vms_call_component_count (call);
+
+  for (size_t i = 0; i < w->nr_vms; i++)
+    w->vms[i]->selected = 0;
+  for (size_t i = 0; i < n; i++) {
+    const char *name = vms_component_name (vms_call_component_at (call, i));
+    struct vm_entry *vm = entry_find (w, name);
+    if (vm == NULL)
+      return vms_call_fail (call, VMS_FAILURE_NON_RETRYABLE, "vm writer: "
+                            "component %s is no VM Identify found", name);
+    vm->selected = 1;
+  }
+  return 0;
+}
+
+static int
+vm_prepare_backup (void *data, vms_call *call)
+{
+  struct vm_writer *w = data;
+
+  free (w->session_id);
+  if ((w->session_id = strdup (vms_call_session_id (call))) == NULL)
+    return vms_call_fail (call, VMS_FAILURE_OUT_OF_RESOURCES, "out of memory");
+  w->completed = 0;
+  if (mark_selected (w, call) == -1)
+    return -1;
+  for (size_t i = 0; i < w->nr_vms; i++) {
+    struct vm_entry *vm = w->vms[i];
+    if (vm->selected && vm_mkdir_p (vm->dir, 0700) == -1)
+      return vms_call_fail (call, VMS_FAILURE_NON_RETRYABLE, "vm \"%s\": %s",
+                            vm->name, vms_get_error ());
+  }
+  return 0;
+}
+
+/* Write the VM's configuration into its state directory (R7). */
+static int
+save_config (struct vm_entry *vm)
+{
+  CLEANUP_FREE char *inactive = NULL, *live = NULL;
+
+  inactive = virDomainGetXMLDesc (vm->dom, VIR_DOMAIN_XML_INACTIVE |
+                                  VIR_DOMAIN_XML_SECURE);
+  if (inactive == NULL) {
+    vms_set_error (EIO, "cannot read its configuration: %s",
+                   vm_virt_error ());
+    return -1;
+  }
+  if (write_file (vm->xml_path, inactive) == -1)
+    return -1;
+  if (vm->live_xml_path) {
+    live = virDomainGetXMLDesc (vm->dom, VIR_DOMAIN_XML_SECURE);
+    if (live == NULL) {
+      vms_set_error (EIO, "cannot read its live XML: %s", vm_virt_error ());
+      return -1;
+    }
+    if (write_file (vm->live_xml_path, live) == -1)
+      return -1;
+  }
+  return 0;
+}
+
+/* Publish the files that are read as they are: the configuration, and for
+ * a stopped VM everything. */
+static int
+publish_plain (struct vm_writer *w, struct vm_entry *vm, int all)
+{
+  if (qemu_exports_publish (w->exports, vm->uuid, vm->xml_path,
+                            vm->xml_path) == -1 ||
+      (vm->live_xml_path &&
+       qemu_exports_publish (w->exports, vm->uuid, vm->live_xml_path,
+                             vm->live_xml_path) == -1))
+    return -1;
+  if (!all)
+    return 0;
+  for (size_t i = 0; i < vm->cfg.nr_disks; i++)
+    if (vm->cfg.disks[i].included &&
+        qemu_exports_publish (w->exports, vm->uuid, vm->cfg.disks[i].path,
+                              vm->cfg.disks[i].path) == -1)
+      return -1;
+  if (vm->cfg.nvram && vm->cfg.nvram[0] == '/' &&
+      qemu_exports_publish (w->exports, vm->uuid, vm->cfg.nvram,
+                            vm->cfg.nvram) == -1)
+    return -1;
+  for (size_t i = 0; i < vm->tpm_files.len; i++)
+    if (qemu_exports_publish (w->exports, vm->uuid, vm->tpm_files.ptr[i],
+                              vm->tpm_files.ptr[i]) == -1)
+      return -1;
+  return 0;
+}
+
+static int
+current_state (struct vm_entry *vm, int *st)
+{
+  int why;
+  if (virDomainGetState (vm->dom, st, &why, 0) == -1) {
+    vms_set_error (EIO, "cannot read its state: %s", vm_virt_error ());
+    return -1;
+  }
+  return 0;
+}
+
+static int
+vm_prepare_snapshot (void *data, vms_call *call)
+{
+  struct vm_writer *w = data;
+  CLEANUP_FREE struct vm_entry **online = calloc (w->nr_vms + 1,
+                                                  sizeof *online);
+  size_t nr_online = 0;
+
+  if (online == NULL)
+    return vms_call_fail (call, VMS_FAILURE_OUT_OF_RESOURCES, "out of memory");
+  if (mark_selected (w, call) == -1)
+    return -1;
+
+  for (size_t i = 0; i < w->nr_vms; i++) {
+    struct vm_entry *vm = w->vms[i];
+    int st;
+
+    if (!vm->selected)
+      continue;
+    if (current_state (vm, &st) == -1 || save_config (vm) == -1)
+      return vms_call_fail (call, VMS_FAILURE_RETRYABLE, "vm \"%s\" failed "
+                            "at prepare-snapshot: %s", vm->name,
+                            vms_get_error ());
+    switch (vm->method) {
+    case VM_METHOD_OFFLINE:
+      if (run_state (st) != VM_STATE_OFF)
+        return vms_call_fail (call, VMS_FAILURE_RETRYABLE, "vm \"%s\" failed "
+                              "at prepare-snapshot: it was shut off at "
+                              "Identify but is %s now; retry the backup",
+                              vm->name, state_name (st));
+      if (publish_plain (w, vm, 1) == -1)
+        return vms_call_fail (call, VMS_FAILURE_OUT_OF_RESOURCES, "%s",
+                              vms_get_error ());
+      break;
+    case VM_METHOD_SAVED_STATE: {
+      CLEANUP_FREE char *why = NULL;
+      if (publish_plain (w, vm, 0) == -1)
+        return vms_call_fail (call, VMS_FAILURE_OUT_OF_RESOURCES, "%s",
+                              vms_get_error ());
+      if (saved_state_prepare (w, call, vm, &why) == -1)
+        return vms_call_fail (call, VMS_FAILURE_RETRYABLE, "vm \"%s\" failed "
+                              "at prepare-snapshot: %s", vm->name,
+                              why ? why : "saved-state capture failed");
+      break;
+    }
+    case VM_METHOD_ONLINE:
+      if (run_state (st) != VM_STATE_RUNNING)
+        return vms_call_fail (call, VMS_FAILURE_RETRYABLE, "vm \"%s\" failed "
+                              "at prepare-snapshot: it was running at "
+                              "Identify but is %s now; retry the backup",
+                              vm->name, state_name (st));
+      if (publish_plain (w, vm, 0) == -1)
+        return vms_call_fail (call, VMS_FAILURE_OUT_OF_RESOURCES, "%s",
+                              vms_get_error ());
+      online[nr_online++] = vm;
+      break;
+    }
+  }
+  if (nr_online)
+    return vm_online_capture (w, call, online, nr_online);
+  return 0;
+}
+
+static int
+vm_post_snapshot (void *data, vms_call *call)
+{
+  struct vm_writer *w = data;
+
+  for (size_t i = 0; i < w->nr_vms; i++) {
+    struct vm_entry *vm = w->vms[i];
+    CLEANUP_FREE char *why = NULL;
+
+    if (vm->selected && vm->method == VM_METHOD_SAVED_STATE &&
+        saved_state_post_snapshot (w, call, vm, &why) == -1)
+      return vms_call_fail (call, VMS_FAILURE_RETRYABLE, "vm \"%s\" failed "
+                            "at post-snapshot: %s", vm->name,
+                            why ? why : "no reason given");
+  }
+  return 0;
+}
+
+/* End every job; with undo, also thaw, delete this session's checkpoints
+ * and resume what the saved-state method paused (an uncommitted backup).
+ * Returns 0, or -1 with *report saying which VMs could not be undone. */
+static int
+end_session_work (struct vm_writer *w, int undo, const char *phase,
+                  char **report)
+{
+  int r = 0;
+
+  *report = NULL;
+  for (size_t i = 0; i < w->nr_vms; i++) {
+    struct vm_entry *vm = w->vms[i];
+    CLEANUP_FREE char *why = NULL;
+    const char *err = NULL;
+
+    if (!vm->selected)
+      continue;
+    if (vm->frozen && vm_online_thaw (vm) == -1)
+      err = vms_get_error ();
+    if (vm_online_end_job (w, vm) == -1 && err == NULL)
+      err = vm->error;
+    if (undo && vm_online_delete_checkpoint (w, vm) == -1 && err == NULL)
+      err = vm->error;
+    if (vm->method == VM_METHOD_SAVED_STATE && undo &&
+        saved_state_abort (w, vm, &why) == -1 && err == NULL)
+      err = why;
+    if (!vm->job_started && !vm->frozen)
+      vm_guard_disarm (w, vm);
+    if (err) {
+      char *n;
+      r = -1;
+      if (asprintf (&n, "%s%svm \"%s\" at %s: %s", *report ? *report : "",
+                    *report ? "; " : "", vm->name, phase, err) != -1) {
+        free (*report);
+        *report = n;
+      }
+    }
+  }
+  return r;
+}
+
+static int
+vm_backup_complete (void *data, vms_call *call)
+{
+  struct vm_writer *w = data;
+  CLEANUP_FREE char *report = NULL;
+
+  /* A stopped VM must have stayed stopped while its images were read. */
+  for (size_t i = 0; i < w->nr_vms; i++) {
+    struct vm_entry *vm = w->vms[i];
+    int st;
+    if (vm->selected && vm->method == VM_METHOD_OFFLINE &&
+        (current_state (vm, &st) == -1 || run_state (st) != VM_STATE_OFF))
+      return vms_call_fail (call, VMS_FAILURE_INCONSISTENT_SNAPSHOT,
+                            "vm \"%s\" failed at backup-complete: it was "
+                            "started while its images were read, so the "
+                            "copy cannot be trusted; retry the backup",
+                            vm->name);
+  }
+  if (end_session_work (w, 0, "backup-complete", &report) == -1)
+    return vms_call_fail (call, VMS_FAILURE_RETRYABLE, "%s", report
+                          ? report : "backup jobs would not end");
+  w->completed = 1;
+  return 0;
+}
+
+static int
+vm_abort (void *data, vms_call *call)
+{
+  struct vm_writer *w = data;
+  CLEANUP_FREE char *report = NULL;
+
+  if (end_session_work (w, !w->completed, "abort", &report) == -1)
+    return vms_call_fail (call, VMS_FAILURE_NON_RETRYABLE, "%s; clean up by "
+                          "hand (virsh domjobabort, checkpoint-delete)",
+                          report ? report : "undo failed");
+  return 0;
+}
+
+static int
+vm_backup_shutdown (void *data, vms_call *call)
+{
+  struct vm_writer *w = data;
+  CLEANUP_FREE char *report = NULL;
+  int r = end_session_work (w, !w->completed, "backup-shutdown", &report);
+
+  for (size_t i = 0; i < w->nr_vms; i++) {
+    struct vm_entry *vm = w->vms[i];
+    if (vm->selected && vm->method == VM_METHOD_SAVED_STATE)
+      saved_state_end (w, vm);
+    if (vm->scratch_dir && rmdir (vm->scratch_dir) == -1 && errno != ENOENT)
+      vms_debug ("vm writer: cannot remove %s: %s", vm->scratch_dir,
+                 strerror (errno));
+    if (vm->socket)
+      unlink (vm->socket);
+    if (r == 0)
+      entry_session_reset (vm);
+  }
+  if (w->session_run_dir && rmdir (w->session_run_dir) == -1 &&
+      errno != ENOENT)
+    vms_debug ("vm writer: cannot remove %s: %s", w->session_run_dir,
+               strerror (errno));
+  free (w->session_run_dir);
+  w->session_run_dir = NULL;
+  qemu_exports_withdraw (w->exports, NULL);
+  if (r == -1)
+    return vms_call_fail (call, VMS_FAILURE_NON_RETRYABLE, "%s", report
+                          ? report : "cleanup failed");
+  return 0;
+}
+
+static void
+vm_close (void *data)
+{
+  struct vm_writer *w = data;
+
+  if (w == NULL)
+    return;
+  entries_free (w);
+  if (w->conn)
+    virConnectClose (w->conn);
+  qemu_exports_unref (w->exports);
+  free (w->uri);
+  string_vector_free_all (&w->wanted);
+  free (w->state_dir);
+  free (w->run_dir);
+  free (w->session_id);
+  free (w->session_run_dir);
+  free (w);
+}
+
+static const struct vms_writer vm_writer = {
+  .api_version = VMS_WRITER_API_VERSION,
+  .struct_size = sizeof (struct vms_writer),
+  .name = VMS_VM_WRITER_NAME,
+  .id = VMS_VM_WRITER_ID,
+  .identify = vm_identify,
+  .prepare_backup = vm_prepare_backup,
+  .prepare_snapshot = vm_prepare_snapshot,
+  .post_snapshot = vm_post_snapshot,
+  .abort = vm_abort,
+  .backup_complete = vm_backup_complete,
+  .backup_shutdown = vm_backup_shutdown,
+  .close = vm_close,
+};
+
+int
+vms_libvirt_add (vms_coordinator *coord, const struct vms_vm_options *opts)
+{
+  static const struct vms_vm_options none = { .method = VMS_VM_METHOD_AUTO };
+  struct vm_writer *w;
+  const char *env = getenv ("VMSHADOW_VM_STATE_DIR");
+
+  if (opts == NULL)
+    opts = &none;
+  if (opts->method != VMS_VM_METHOD_AUTO &&
+      opts->method != VMS_VM_METHOD_ONLINE &&
+      opts->method != VMS_VM_METHOD_SAVED_STATE) {
+    vms_set_error (EINVAL, "vm writer: unknown method %d", (int) opts->method);
+    return -1;
+  }
+  if (virInitialize () == -1) {
+    vms_set_error (EIO, "vm writer: libvirt cannot be initialised: %s",
+                   vm_virt_error ());
+    return -1;
+  }
+  virSetErrorFunc (NULL, vm_silent_error);
+  if ((w = calloc (1, sizeof *w)) == NULL)
+    goto oom;
+  w->method = opts->method;
+  w->full = opts->full;
+  w->previous_checkpoint = opts->previous_checkpoint;
+  w->previous_opaque = opts->previous_opaque;
+  w->agent_timeout_ms = opts->agent_timeout_ms
+    ? opts->agent_timeout_ms : VM_DEFAULT_AGENT_TIMEOUT_MS;
+  w->uri = strdup (opts->uri ? opts->uri : VMS_VM_DEFAULT_URI);
+  w->state_dir = strdup (opts->state_dir ? opts->state_dir
+                         : env && *env ? env : VMS_VM_DEFAULT_STATE_DIR);
+  w->run_dir = strdup (opts->run_dir ? opts->run_dir : VMS_VM_DEFAULT_RUN_DIR);
+  if (w->uri == NULL || w->state_dir == NULL || w->run_dir == NULL)
+    goto oom;
+  if (w->state_dir[0] != '/' || w->run_dir[0] != '/') {
+    vms_set_error (EINVAL, "vm writer: the state directory (%s) and run "
+                   "directory (%s) must be absolute paths", w->state_dir,
+                   w->run_dir);
+    vm_close (w);
+    return -1;
+  }
+  for (size_t i = 0; opts->vms && opts->vms[i]; i++) {
+    char *s = strdup (opts->vms[i]);
+    if (s == NULL || string_vector_append (&w->wanted, s) == -1) {
+      free (s);
+      goto oom;
+    }
+  }
+  if ((w->exports = qemu_exports_new ()) == NULL) {
+    vm_close (w);
+    return -1;
+  }
+  if (qemu_provider_add (coord, w->exports, VMS_QEMU_PROVIDER_NAME,
+                         VMS_QEMU_PROVIDER_ID) == -1) {
+    vm_close (w);
+    return -1;
+  }
+  if (vms_coordinator_add_writer (coord, &vm_writer, w) == -1) {
+    vm_close (w);
+    return -1;
+  }
+  return 0;
+ oom:
+  vm_close (w);
+  vms_set_error (ENOMEM, "vm writer: out of memory");
+  return -1;
+}
