@@ -46,6 +46,10 @@ for delay in 0.05 0.3 0.8 1.5 2.5; do
   [ "$n" -ge 1 ] || fail "a backup vanished after a kill at ${delay}s"
   "$vmshadow" verify >/dev/null || fail "the repository does not verify after a kill at ${delay}s"
 done
+# Nothing the killed backups started (qemu-nbd exports of the shadow
+# copies) may outlive them.
+for _ in $(seq 50); do pgrep -f "$tmp/" >/dev/null || break; sleep 0.1; done
+if left=$(pgrep -af "$tmp/"); then fail "processes outlived the killed backups: $left"; fi
 before=$(count)
 "$vmshadow" backup >/dev/null || fail "a backup after the kills (stale lock?)"
 [ "$(count)" = $((before + 1)) ] || fail "the backup after the kills is not listed"
