@@ -62,7 +62,6 @@ struct vm_writer {
   char *run_dir;
   const char *(*previous_checkpoint) (void *opaque, const char *uuid);
   void *previous_opaque;
-  uint32_t agent_timeout_ms;
 
   virConnectPtr conn;
   struct qemu_exports *exports;

@@ -21,7 +21,6 @@
 #include <unistd.h>
 
 #include <libvirt/libvirt.h>
-#include <libvirt/libvirt-qemu.h>
 #include <libvirt/virterror.h>
 
 #include "vmshadow/coordinator.h"
@@ -31,7 +30,6 @@
 #include "log.h"
 #include "vm-internal.h"
 
-#define VM_DEFAULT_AGENT_TIMEOUT_MS 2000
 #define VM_SWTPM_DIR "/var/lib/libvirt/swtpm"
 
 /* ---- helpers shared by the writer's files ---- */
@@ -474,26 +472,19 @@ gather_facts (struct vm_writer *w, struct vm_entry *vm, int st,
   if (f->state != VM_STATE_RUNNING)
     return;
 
-  int secs = (int) ((w->agent_timeout_ms + 999) / 1000);
-  char *reply = virDomainQemuAgentCommand (vm->dom,
-                                           "{\"execute\":\"guest-ping\"}",
-                                           secs ? secs : 1, 0);
-  if (reply) {
+  /* The agent is asked through guest-get-fsinfo, which libvirt bounds by
+   * its own agent time-out; a raw guest-ping (virDomainQemuAgentCommand)
+   * would taint the domain ("custom-ga-command"). */
+  s->nr_info = virDomainGetFSInfo (vm->dom, &s->info, 0);
+  if (s->nr_info >= 0)
     f->agent_ok = 1;
-    free (reply);
-  }
   else {
+    s->nr_info = 0;
     s->agent_error = strdup (vm_virt_error ());
     f->agent_error = s->agent_error;
   }
   if (f->agent_ok) {
-    s->nr_info = virDomainGetFSInfo (vm->dom, &s->info, 0);
-    if (s->nr_info < 0) {
-      s->nr_info = 0;
-      s->fsinfo_error = strdup (vm_virt_error ());
-      f->fsinfo_error = s->fsinfo_error;
-    }
-    else {
+    {
       f->fsinfo_ok = 1;
       s->fs = calloc ((size_t) s->nr_info + 1, sizeof *s->fs);
       if (s->fs == NULL) {
@@ -1089,8 +1080,6 @@ vms_libvirt_add (vms_coordinator *coord, const struct vms_vm_options *opts)
   w->full = opts->full;
   w->previous_checkpoint = opts->previous_checkpoint;
   w->previous_opaque = opts->previous_opaque;
-  w->agent_timeout_ms = opts->agent_timeout_ms
-    ? opts->agent_timeout_ms : VM_DEFAULT_AGENT_TIMEOUT_MS;
   w->uri = strdup (opts->uri ? opts->uri : VMS_VM_DEFAULT_URI);
   w->state_dir = strdup (opts->state_dir ? opts->state_dir
                          : env && *env ? env : VMS_VM_DEFAULT_STATE_DIR);

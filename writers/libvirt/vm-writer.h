@@ -74,9 +74,6 @@ struct vms_vm_options {
    * borrowed for the duration of the call. May be NULL (always full). */
   const char *(*previous_checkpoint) (void *opaque, const char *uuid);
   void *previous_opaque;
-  /* Guest agent answer time-out used by Identify's R9 checks, in ms;
-   * 0 means 2000. */
-  uint32_t agent_timeout_ms;
 };
 
 /* Add the VM writer and the qemu provider to coord. The options are copied.
