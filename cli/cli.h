@@ -26,6 +26,9 @@ enum {
   OPT_TO = 1 << 7,
   OPT_FORMAT = 1 << 8,
   OPT_GRACE = 1 << 9,
+  OPT_CONNECT = 1 << 10,
+  OPT_METHOD = 1 << 11,
+  OPT_ALL = 1 << 12,
 };
 
 struct options {
@@ -40,6 +43,9 @@ struct options {
   const char *to;
   const char *format;
   int64_t grace_seconds;
+  const char *connect;          /* libvirt URI, NULL: qemu:///system */
+  const char *method;           /* auto|online|saved-state, NULL: auto */
+  int all;                      /* backup every VM (and every exec writer) */
 };
 
 /* Each subcommand: argc/argv are the arguments after the command name. */
@@ -52,7 +58,8 @@ extern int cmd_prune (const struct options *opts, int argc, char **argv);
 extern int cmd_gc (const struct options *opts, int argc, char **argv);
 extern int cmd_extract (const struct options *opts, int argc, char **argv);
 
-/* A coordinator with every writer and provider of this host. */
+/* A coordinator with every exec writer and the file provider of this
+ * host. */
 extern vms_coordinator *cli_load_coordinator (const struct options *opts);
 
 /* Print "vmshadow CMD: <last error>" on stderr; returns EXIT_FAILURE. */

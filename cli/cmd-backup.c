@@ -10,12 +10,17 @@
 
 #include "cli.h"
 #include "log.h"
+#include "vm-writer.h"
 #include "vmshadow/datapath.h"
 #include "vmshadow/error.h"
 
 struct component_total {
   const char *writer;
   const char *component;
+  const char *caption;
+  const char *method;           /* VM writer: online|saved-state|offline */
+  int64_t freeze_window_ms;     /* -1 when none */
+  int64_t downtime_ms;          /* -1 when none */
   size_t files;
   uint64_t size, bytes_read, bytes_stored;
   int64_t ms;
@@ -69,18 +74,118 @@ report_failure (vms_session *s, json_object *out)
     json_object_put (writers);
 }
 
+/* What the repository knows of each VM's last backup: the checkpoint its
+ * incremental can start from, and the backup that holds its parent
+ * indexes. Checkpoints belong to vmshadow's catalogue, not to libvirtd. */
+struct previous {
+  char *uuid, *checkpoint, *backup_id;
+};
+struct previous_list {
+  struct previous *v;
+  size_t n;
+};
+
+static void
+previous_load (vms_repo *repo, struct previous_list *list)
+{
+  char **ids = NULL;
+  size_t n = 0;
+
+  if (vms_repo_list (repo, &ids, &n) == -1)
+    return;                     /* no history: every VM gets a full backup */
+  for (size_t i = n; i-- > 0; ) {     /* newest first */
+    vms_manifest *m = vms_manifest_open (repo, ids[i]);
+    const vms_document *bcd = m ? vms_manifest_components (m) : NULL;
+    size_t nc = bcd ? vms_document_component_count (bcd, VMS_VM_WRITER_ID) : 0;
+    for (size_t c = 0; c < nc; c++) {
+      vms_component *comp = vms_document_component (bcd, VMS_VM_WRITER_ID, c);
+      const char *cp = vms_component_get_string (comp, VMS_VM_ATTR_CHECKPOINT);
+      const char *uuid = vms_component_name (comp);
+      int known = 0;
+      for (size_t k = 0; k < list->n; k++)
+        known |= strcmp (list->v[k].uuid, uuid) == 0;
+      if (known || cp == NULL)
+        continue;
+      struct previous *v = realloc (list->v, (list->n + 1) * sizeof *v);
+      if (v == NULL)
+        break;
+      list->v = v;
+      v[list->n].uuid = strdup (uuid);
+      v[list->n].checkpoint = strdup (cp);
+      v[list->n].backup_id = strdup (ids[i]);
+      list->n++;
+    }
+    vms_manifest_free (m);
+  }
+  for (size_t i = 0; i < n; i++)
+    free (ids[i]);
+  free (ids);
+}
+
+static void
+previous_free (struct previous_list *list)
+{
+  for (size_t i = 0; i < list->n; i++) {
+    free (list->v[i].uuid);
+    free (list->v[i].checkpoint);
+    free (list->v[i].backup_id);
+  }
+  free (list->v);
+}
+
+static const struct previous *
+previous_find (const struct previous_list *list, const char *uuid)
+{
+  for (size_t i = 0; i < list->n; i++)
+    if (strcmp (list->v[i].uuid, uuid) == 0)
+      return &list->v[i];
+  return NULL;
+}
+
+static const char *
+previous_checkpoint (void *opaque, const char *uuid)
+{
+  const struct previous *p = previous_find (opaque, uuid);
+  return p ? p->checkpoint : NULL;
+}
+
+/* The index of the same file in the VM's previous backup, for an
+ * incremental; NULL when there is none (the file is then read in full). */
+static vms_index *
+parent_index (vms_repo *repo, const struct previous_list *prev,
+              const char *uuid, const char *path)
+{
+  const struct previous *p = previous_find (prev, uuid);
+  vms_manifest *m = p ? vms_manifest_open (repo, p->backup_id) : NULL;
+  vms_index *idx = NULL;
+  int i = m ? vms_manifest_find_file (m, uuid, path) : -1;
+  if (i >= 0)
+    idx = vms_manifest_load_index (repo, m, (size_t) i);
+  vms_manifest_free (m);
+  return idx;
+}
+
 /* Read one file of the snapshot set into the repository. */
 static vms_index *
 store_file (vms_repo *repo, const char *access, const struct vms_file_info *info,
+            const char *dirty_context, const vms_index *parent,
             struct vms_copy_stats *stats, struct progress *prog)
 {
   struct vms_source src = { 0 };
   vms_nbd_export *export = NULL;
   vms_index *idx;
 
-  /* Disk images go through a read-only NBD export: it decodes qcow2 and
-   * tells holes and zeros by block status. */
-  if (info->kind == VMS_FILE_DISK) {
+  if (strncmp (access, "nbd+unix://", 11) == 0) {
+    /* A running VM's backup job already exports its point-in-time disk. */
+    src.nbd_uri = access;
+    if (dirty_context && parent) {
+      src.dirty_context = dirty_context;
+      src.parent = parent;
+    }
+  }
+  else if (info->kind == VMS_FILE_DISK) {
+    /* Other disk images go through a read-only NBD export: it decodes
+     * qcow2 and tells holes and zeros by block status. */
     export = vms_nbd_export_open (access, info->format, NULL);
     if (export == NULL)
       return NULL;
@@ -89,12 +194,22 @@ store_file (vms_repo *repo, const char *access, const struct vms_file_info *info
   else
     src.path = access;
   idx = vms_copy_to_repo (repo, &src, stats, progress_update, prog);
+  if (idx == NULL && src.dirty_context && vms_get_errno () == ENOENT) {
+    /* The disk's bitmap is missing: this disk alone is read in full. */
+    vms_warn ("%s: no dirty bitmap (%s); reading this disk in full",
+              info->path, vms_get_error ());
+    src.dirty_context = NULL;
+    src.parent = NULL;
+    memset (stats, 0, sizeof *stats);
+    idx = vms_copy_to_repo (repo, &src, stats, progress_update, prog);
+  }
   vms_nbd_export_close (export);
   return idx;
 }
 
 static int
 copy_snapshot_set (vms_repo *repo, vms_session *s, vms_repo_txn *txn,
+                   const struct previous_list *prev,
                    struct component_total **totals, size_t *nr_totals)
 {
   const vms_document *bcd = vms_session_components (s);
@@ -115,6 +230,10 @@ copy_snapshot_set (vms_repo *repo, vms_session *s, vms_repo_txn *txn,
       memset (t, 0, sizeof *t);
       t->writer = vms_components_writer_name (bcd, w);
       t->component = vms_component_name (comp);
+      t->caption = vms_component_caption (comp);
+      t->method = vms_component_get_string (comp, VMS_VM_ATTR_METHOD);
+      t->freeze_window_ms = vms_component_get_int (comp, VMS_VM_ATTR_FREEZE_WINDOW_MS, -1);
+      t->downtime_ms = vms_component_get_int (comp, "downtime_ms", -1);
       int64_t t0 = vms_now_ms ();
 
       for (size_t f = 0; f < vms_component_file_count (comp); f++) {
@@ -125,9 +244,14 @@ copy_snapshot_set (vms_repo *repo, vms_session *s, vms_repo_txn *txn,
         const char *access = vms_session_file_access (s, wid, t->component, info.path);
         if (access == NULL)
           return -1;
+        char key[4200];
+        snprintf (key, sizeof key, "%s%s", VMS_VM_ATTR_DIRTY_CONTEXT_PREFIX, info.path);
+        const char *dirty = vms_component_get_string (comp, key);
+        vms_index *parent = dirty ? parent_index (repo, prev, t->component, info.path) : NULL;
         progress_init (&prog, info.path);
-        vms_index *idx = store_file (repo, access, &info, &stats, &prog);
+        vms_index *idx = store_file (repo, access, &info, dirty, parent, &stats, &prog);
         progress_done (&prog);
+        vms_index_free (parent);
         if (idx == NULL) {
           vms_set_error (vms_get_errno (), "cannot store %s of component \"%s\": %s",
                          info.path, t->component, vms_get_error ());
@@ -173,6 +297,13 @@ print_summary (const char *id, const struct component_total *t, size_t n,
       json_object *c = json_object_new_object ();
       json_object_object_add (c, "writer", json_object_new_string (t[i].writer));
       json_object_object_add (c, "component", json_object_new_string (t[i].component));
+      json_object_object_add (c, "caption", json_object_new_string (t[i].caption));
+      if (t[i].method)
+        json_object_object_add (c, "method", json_object_new_string (t[i].method));
+      if (t[i].freeze_window_ms >= 0)
+        json_object_object_add (c, "freeze_window_ms", json_object_new_int64 (t[i].freeze_window_ms));
+      if (t[i].downtime_ms >= 0)
+        json_object_object_add (c, "downtime_ms", json_object_new_int64 (t[i].downtime_ms));
       json_object_object_add (c, "files", json_object_new_int64 ((int64_t) t[i].files));
       json_object_object_add (c, "size", json_object_new_int64 ((int64_t) t[i].size));
       json_object_object_add (c, "bytes_read", json_object_new_int64 ((int64_t) t[i].bytes_read));
@@ -188,11 +319,22 @@ print_summary (const char *id, const struct component_total *t, size_t n,
     return;
   }
   printf ("Backup %s complete.\n", id);
-  for (size_t i = 0; i < n; i++)
-    printf ("  %s / %s: %zu file%s, %s, read %s, stored %s, %.1f s\n",
-            t[i].writer, t[i].component, t[i].files, t[i].files == 1 ? "" : "s",
+  for (size_t i = 0; i < n; i++) {
+    char how[96] = "";
+    if (t[i].method && t[i].freeze_window_ms >= 0)
+      snprintf (how, sizeof how, " (%s, freeze window %" PRId64 " ms)",
+                t[i].method, t[i].freeze_window_ms);
+    else if (t[i].method && t[i].downtime_ms >= 0)
+      snprintf (how, sizeof how, " (%s, downtime %" PRId64 " ms)",
+                t[i].method, t[i].downtime_ms);
+    else if (t[i].method)
+      snprintf (how, sizeof how, " (%s)", t[i].method);
+    printf ("  %s%s: %zu file%s, %s, read %s, stored %s, %.1f s\n",
+            *t[i].caption ? t[i].caption : t[i].component, how,
+            t[i].files, t[i].files == 1 ? "" : "s",
             cli_bytes (t[i].size, b1), cli_bytes (t[i].bytes_read, b2),
             cli_bytes (t[i].bytes_stored, b3), (double) t[i].ms / 1000.0);
+  }
   printf ("Read %s, stored %s new, in %.1f s.\n", cli_bytes (read, b1),
           cli_bytes (stored, b2), (double) ms / 1000.0);
 }
@@ -205,12 +347,7 @@ cmd_backup (const struct options *opts, int argc, char **argv)
   size_t nr_totals = 0;
   int rc = EXIT_FAILURE;
 
-  if (argc > 0) {
-    fprintf (stderr, "vmshadow backup: backing up named VMs ('%s') needs the "
-             "VM writer, which this version does not have yet; run "
-             "'vmshadow backup' to back up every writer's components\n", argv[0]);
-    return EXIT_USAGE;
-  }
+  struct previous_list prev = { NULL, 0 };
   vms_repo *repo = vms_repo_open (opts->repo_dir, VMS_REPO_CREATE | VMS_REPO_WRITE);
   if (repo == NULL)
     return cli_fail ("backup");
@@ -219,10 +356,32 @@ cmd_backup (const struct options *opts, int argc, char **argv)
     vms_repo_close (repo);
     return cli_fail ("backup");
   }
+  if (opts->all && argc > 0) {
+    fprintf (stderr, "vmshadow backup: give --all or VM names, not both\n");
+    rc = EXIT_USAGE;
+    goto out;
+  }
+  /* VMs take part when asked for: --all, or by name (R7: one component
+   * per VM). Host applications (exec writers) always do. */
+  if (opts->all || argc > 0) {
+    argv[argc] = NULL;          /* argv is NULL-terminated: a VM list */
+    previous_load (repo, &prev);
+    const struct vms_vm_options vm = {
+      .uri = opts->connect,
+      .vms = argc > 0 ? (const char *const *) argv : NULL,
+      .method = vms_vm_method_from_name (opts->method ? opts->method : "auto"),
+      .full = opts->full,
+      .previous_checkpoint = previous_checkpoint,
+      .previous_opaque = &prev,
+    };
+    if (vms_libvirt_add (coord, &vm) == -1) {
+      cli_fail ("backup");
+      goto out;
+    }
+  }
   if (vms_coordinator_writer_count (coord) == 0) {
-    fprintf (stderr, "vmshadow backup: this host has no writers, so there is "
-             "nothing to back up (add exec writers to %s)\n",
-             opts->writers_dir ? opts->writers_dir : "the writers directory");
+    fprintf (stderr, "vmshadow backup: nothing to back up: no exec writers, and "
+             "no VMs asked for (use --all or name VMs)\n");
     goto out;
   }
 
@@ -240,7 +399,7 @@ cmd_backup (const struct options *opts, int argc, char **argv)
   /* R12: everything is stored before the backup becomes visible. */
   txn = vms_repo_txn_begin (repo, vms_session_id (s));
   if (txn == NULL ||
-      copy_snapshot_set (repo, s, txn, &totals, &nr_totals) == -1) {
+      copy_snapshot_set (repo, s, txn, &prev, &totals, &nr_totals) == -1) {
     vms_session_abort (s, vms_get_error ());
     goto failed;
   }
@@ -286,6 +445,7 @@ cmd_backup (const struct options *opts, int argc, char **argv)
   vms_session_free (s);
  out:
   free (totals);
+  previous_free (&prev);
   vms_coordinator_free (coord);
   vms_repo_close (repo);
   return rc;

@@ -4,8 +4,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <unistd.h>
+
 #include "cli.h"
+#include "vm-writer.h"
 #include "vmshadow/error.h"
+
+/* libvirtd's socket: when it is there (or a URI is given), the VM writer
+ * is listed too. */
+#define LIBVIRT_SOCKET "/run/libvirt/libvirt-sock"
 
 static void
 print_writer_text (const struct vms_writer_status *st)
@@ -81,6 +88,13 @@ cmd_writers (const struct options *opts, int argc, char **argv)
   vms_coordinator *coord = cli_load_coordinator (opts);
   if (coord == NULL)
     return cli_fail ("writers");
+  if (opts->connect || access (LIBVIRT_SOCKET, F_OK) == 0) {
+    const struct vms_vm_options vm = { .uri = opts->connect };
+    if (vms_libvirt_add (coord, &vm) == -1) {
+      vms_coordinator_free (coord);
+      return cli_fail ("writers");
+    }
+  }
   /* Like `vssadmin list writers`: ask every writer to identify itself and
    * show each one's state, also the ones that failed. */
   int rc = vms_coordinator_gather_metadata (coord) == 0 ? EXIT_SUCCESS : EXIT_FAILURE;

@@ -18,10 +18,11 @@ static const struct command {
   const char *args;
   const char *summary;
 } commands[] = {
-  { "writers", cmd_writers, OPT_JSON | OPT_WRITERS_DIR, "",
+  { "writers", cmd_writers, OPT_JSON | OPT_WRITERS_DIR | OPT_CONNECT, "",
     "list every writer with its ID, state and components" },
-  { "backup", cmd_backup, OPT_JSON | OPT_WRITERS_DIR | OPT_REPO | OPT_FULL, "",
-    "back up every component of every writer into the repository" },
+  { "backup", cmd_backup, OPT_JSON | OPT_WRITERS_DIR | OPT_REPO | OPT_FULL |
+    OPT_CONNECT | OPT_METHOD | OPT_ALL, "[--all | VM...]",
+    "back up VMs and host applications into the repository" },
   { "list", cmd_list, OPT_JSON | OPT_REPO, "",
     "list the backups in the repository" },
   { "show", cmd_show, OPT_JSON | OPT_REPO, "BACKUP",
@@ -56,6 +57,10 @@ usage (FILE *fp)
            "                       " VMS_REPO_DEFAULT_DIR ")\n"
            "  --writers-dir DIR    exec writers directory (default $VMSHADOW_WRITERS_DIR\n"
            "                       or " VMS_EXEC_WRITERS_DIR ")\n"
+           "  --all                backup: every VM of the host and every exec writer\n"
+           "  -c, --connect URI    libvirt URI of the VMs (default qemu:///system)\n"
+           "  --method auto|online|saved-state\n"
+           "                       backup: how running VMs are captured (default auto)\n"
            "  --full               backup: read everything, not only what changed\n"
            "  --deep               verify: read and re-hash every chunk\n"
            "  --keep-last N        prune: keep the N newest backups\n"
@@ -92,7 +97,7 @@ main (int argc, char **argv)
 {
   enum { O_JSON = 256, O_WRITERS_DIR, O_REPO, O_FULL, O_DEEP, O_DRY_RUN,
          O_KEEP_LAST, O_KEEP_DAILY, O_KEEP_WEEKLY, O_KEEP_MONTHLY, O_TO,
-         O_FORMAT, O_GRACE };
+         O_FORMAT, O_GRACE, O_METHOD, O_ALL };
   static const struct option long_options[] = {
     { "json", no_argument, NULL, O_JSON },
     { "writers-dir", required_argument, NULL, O_WRITERS_DIR },
@@ -107,6 +112,9 @@ main (int argc, char **argv)
     { "to", required_argument, NULL, O_TO },
     { "format", required_argument, NULL, O_FORMAT },
     { "grace", required_argument, NULL, O_GRACE },
+    { "connect", required_argument, NULL, 'c' },
+    { "method", required_argument, NULL, O_METHOD },
+    { "all", no_argument, NULL, O_ALL },
     { "verbose", no_argument, NULL, 'v' },
     { "help", no_argument, NULL, 'h' },
     { "version", no_argument, NULL, 'V' },
@@ -118,7 +126,7 @@ main (int argc, char **argv)
 
   /* Options may come before or after the command ("vmshadow writers
    * --json"), so let getopt permute. */
-  while ((c = getopt_long (argc, argv, "vhV", long_options, NULL)) != -1) {
+  while ((c = getopt_long (argc, argv, "c:vhV", long_options, NULL)) != -1) {
     switch (c) {
     case O_JSON: opts.json = 1; opts.given |= OPT_JSON; break;
     case O_WRITERS_DIR: opts.writers_dir = optarg; opts.given |= OPT_WRITERS_DIR; break;
@@ -146,6 +154,16 @@ main (int argc, char **argv)
       if (parse_count ("--grace", optarg, &grace) == -1)
         return EXIT_USAGE;
       opts.grace_seconds = grace; opts.given |= OPT_GRACE; break;
+    case 'c': opts.connect = optarg; opts.given |= OPT_CONNECT; break;
+    case O_METHOD:
+      if (strcmp (optarg, "auto") != 0 && strcmp (optarg, "online") != 0 &&
+          strcmp (optarg, "saved-state") != 0) {
+        fprintf (stderr, "vmshadow: --method must be auto, online or saved-state, "
+                 "not '%s'\n", optarg);
+        return EXIT_USAGE;
+      }
+      opts.method = optarg; opts.given |= OPT_METHOD; break;
+    case O_ALL: opts.all = 1; opts.given |= OPT_ALL; break;
     case 'v': vms_log_set_debug (1); break;
     case 'h': usage (stdout); return EXIT_SUCCESS;
     case 'V': printf ("vmshadow %s\n", VMSHADOW_VERSION); return EXIT_SUCCESS;
