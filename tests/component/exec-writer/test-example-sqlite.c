@@ -19,27 +19,12 @@
 #include "subprocess.h"
 #include "vmshadow/coordinator.h"
 #include "vmshadow/error.h"
+#include "tap.h"
 
 #define SQLITE_WRITER_ID "3f0b6a0e-5c2d-4e8e-9a51-7d2f0c1b9e47"
 
-static int test_nr, test_failed;
 static char top[] = "/tmp/vmshadow-example-sqlite-XXXXXX";
 
-static int
-ok (int cond, const char *fmt, ...)
-{
-  va_list ap;
-  test_nr++;
-  printf ("%sok %d - ", cond ? "" : "not ", test_nr);
-  va_start (ap, fmt);
-  vprintf (fmt, ap);
-  va_end (ap);
-  printf ("\n");
-  fflush (stdout);
-  if (!cond)
-    test_failed = 1;
-  return cond;
-}
 
 static int
 rm_one (const char *path, const struct stat *st, int flag, struct FTW *ftw)
@@ -251,6 +236,5 @@ main (int argc, char *argv[])
   vms_document_free (bcd_copy);
   vms_document_free (md_copy);
   nftw (top, rm_one, 16, FTW_DEPTH | FTW_PHYS);
-  printf ("1..%d\n", test_nr);
-  return test_failed;
+  return tap_done ();
 }

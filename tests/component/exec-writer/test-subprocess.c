@@ -16,22 +16,9 @@
 #include "log.h"
 #include "subprocess.h"
 #include "vmshadow/error.h"
+#include "tap.h"
 
-static int test_nr, test_failed;
 
-static void
-ok (int cond, const char *fmt, ...)
-{
-  va_list ap;
-  test_nr++;
-  printf ("%sok %d - ", cond ? "" : "not ", test_nr);
-  va_start (ap, fmt);
-  vprintf (fmt, ap);
-  va_end (ap);
-  printf ("\n");
-  if (!cond)
-    test_failed = 1;
-}
 
 static int
 run (struct vms_subprocess_result *r, const char *const *argv,
@@ -316,6 +303,5 @@ main (void)
   test_no_fd_leak ();
   test_env_cwd_linger (tmp);
   rmdir (tmp);
-  printf ("1..%d\n", test_nr);
-  return test_failed;
+  return tap_done ();
 }
