@@ -72,6 +72,9 @@ struct vm_writer {
   char *session_id;
   char *session_run_dir;        /* <run_dir>/<short-id> */
   int completed;                /* BackupComplete went through */
+
+  /* Restore mode (vm-restore.c), or NULL in a backup writer. */
+  struct vm_restore *restore;
 };
 
 /* The last libvirt error of this thread, in words (never NULL). */
@@ -124,5 +127,18 @@ extern void saved_state_end (struct vm_writer *w, struct vm_entry *vm);
 extern int vm_guard_arm (struct vm_writer *w, struct vm_entry *vm);
 extern void vm_guard_job_started (struct vm_writer *w, struct vm_entry *vm);
 extern void vm_guard_disarm (struct vm_writer *w, struct vm_entry *vm);
+
+/* ---- restore (vm-restore.c, issue 6) ---- */
+
+/* The writer (backup or restore mode) added to coord; restore may be NULL
+ * and is owned by the writer from this call on, also on failure. */
+extern struct vm_writer *vm_writer_add (vms_coordinator *coord,
+                                        const struct vms_vm_options *opts,
+                                        struct vm_restore *restore);
+/* Connect to libvirt (Identify of a restore session does only this). */
+extern int vm_connect (struct vm_writer *w, vms_call *call);
+extern int vm_restore_pre (void *data, vms_call *call);
+extern int vm_restore_post (void *data, vms_call *call);
+extern void vm_restore_free (struct vm_restore *r);
 
 #endif /* VMS_VM_INTERNAL_H */

@@ -277,7 +277,7 @@ entry_find (struct vm_writer *w, const char *uuid)
 
 /* ---- Identify ---- */
 
-static int
+int
 vm_connect (struct vm_writer *w, vms_call *call)
 {
   if (w->conn && virConnectIsAlive (w->conn) == 1)
@@ -701,6 +701,8 @@ vm_identify (void *data, vms_call *call)
   virDomainPtr *doms = NULL;
   size_t n = 0, i;
 
+  if (w->restore)               /* restore: the stored documents decide (R5) */
+    return vm_connect (w, call);
   for (i = 0; i < w->nr_vms; i++)
     if (w->vms[i]->job_started || w->vms[i]->frozen)
       return vms_call_fail (call, VMS_FAILURE_RETRYABLE, "vm writer: "
@@ -1035,6 +1037,7 @@ vm_close (void *data)
   free (w->run_dir);
   free (w->session_id);
   free (w->session_run_dir);
+  vm_restore_free (w->restore);
   free (w);
 }
 
@@ -1050,11 +1053,20 @@ static const struct vms_writer vm_writer = {
   .abort = vm_abort,
   .backup_complete = vm_backup_complete,
   .backup_shutdown = vm_backup_shutdown,
+  .pre_restore = vm_restore_pre,
+  .post_restore = vm_restore_post,
   .close = vm_close,
 };
 
 int
 vms_libvirt_add (vms_coordinator *coord, const struct vms_vm_options *opts)
+{
+  return vm_writer_add (coord, opts, NULL) ? 0 : -1;
+}
+
+struct vm_writer *
+vm_writer_add (vms_coordinator *coord, const struct vms_vm_options *opts,
+               struct vm_restore *restore)
 {
   static const struct vms_vm_options none = { .method = VMS_VM_METHOD_AUTO };
   struct vm_writer *w;
@@ -1066,16 +1078,21 @@ vms_libvirt_add (vms_coordinator *coord, const struct vms_vm_options *opts)
       opts->method != VMS_VM_METHOD_ONLINE &&
       opts->method != VMS_VM_METHOD_SAVED_STATE) {
     vms_set_error (EINVAL, "vm writer: unknown method %d", (int) opts->method);
-    return -1;
+    vm_restore_free (restore);
+    return NULL;
   }
   if (virInitialize () == -1) {
     vms_set_error (EIO, "vm writer: libvirt cannot be initialised: %s",
                    vm_virt_error ());
-    return -1;
+    vm_restore_free (restore);
+    return NULL;
   }
   virSetErrorFunc (NULL, vm_silent_error);
-  if ((w = calloc (1, sizeof *w)) == NULL)
+  if ((w = calloc (1, sizeof *w)) == NULL) {
+    vm_restore_free (restore);
     goto oom;
+  }
+  w->restore = restore;
   w->method = opts->method;
   w->full = opts->full;
   w->previous_checkpoint = opts->previous_checkpoint;
@@ -1091,7 +1108,7 @@ vms_libvirt_add (vms_coordinator *coord, const struct vms_vm_options *opts)
                    "directory (%s) must be absolute paths", w->state_dir,
                    w->run_dir);
     vm_close (w);
-    return -1;
+    return NULL;
   }
   for (size_t i = 0; opts->vms && opts->vms[i]; i++) {
     char *s = strdup (opts->vms[i]);
@@ -1102,20 +1119,20 @@ vms_libvirt_add (vms_coordinator *coord, const struct vms_vm_options *opts)
   }
   if ((w->exports = qemu_exports_new ()) == NULL) {
     vm_close (w);
-    return -1;
+    return NULL;
   }
   if (qemu_provider_add (coord, w->exports, VMS_QEMU_PROVIDER_NAME,
                          VMS_QEMU_PROVIDER_ID) == -1) {
     vm_close (w);
-    return -1;
+    return NULL;
   }
   if (vms_coordinator_add_writer (coord, &vm_writer, w) == -1) {
     vm_close (w);
-    return -1;
+    return NULL;
   }
-  return 0;
+  return w;
  oom:
   vm_close (w);
   vms_set_error (ENOMEM, "vm writer: out of memory");
-  return -1;
+  return NULL;
 }

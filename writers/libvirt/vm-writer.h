@@ -105,6 +105,83 @@ extern int vms_libvirt_add (vms_coordinator *coord,
 #define VMS_VM_ATTR_DISK_FULL_REASON_PREFIX "full_reason:" /* why this disk
   of an incremental backup is read in full (bitmap missing or broken) */
 
+
+/* ---- Restore (issue 6, R14–R21; docs/restore.md) ----
+ *
+ * The requester adds the VM writer in restore mode with the documents of
+ * the backup (R5), writes every file of each VM to where
+ * vms_vm_restore_target says, sets each component's file restore status,
+ * and reads the outcome per VM after PostRestore:
+ *
+ *   r = vms_libvirt_add_for_restore (coord, &ro, bcd, md, nr_md);
+ *   s = vms_restore_session_new (coord, bcd, md, nr_md);
+ *   vms_session_pre_restore (s);               // VMs off and undefined
+ *   … vms_extract (…, vms_vm_restore_target (r, uuid, path), …) …
+ *   vms_session_set_restore_status (s, VMS_VM_WRITER_ID, uuid, st);
+ *   vms_session_post_restore (s);              // defined, linked, started
+ *   vms_vm_restore_result (r, i, &res);
+ */
+struct vms_vm_restore_options {
+  const char *uri;              /* NULL: VMS_VM_DEFAULT_URI */
+  /* NULL-terminated names (as backed up) or UUIDs of the backup's VMs to
+   * restore; NULL: every VM of the backup. */
+  const char *const *vms;
+  /* Disks (R19/R20) go into this absolute directory, with a symbolic link
+   * at each original path; NULL: back to their original paths. */
+  const char *to;
+  /* Define the VM (only one may be restored) under this name. */
+  const char *new_name;
+  /* Start the VMs that come back stopped (online and offline backups);
+   * saved-state backups resume anyway. */
+  int start;
+  /* NULL-terminated "OLD=NEW": interfaces on the libvirt network or bridge
+   * OLD are connected to NEW (a libvirt network or a bridge) instead. */
+  const char *const *network_map;
+  /* As in vms_vm_options: where the configuration files are put back
+   * (<state_dir>/<uuid>/restore/). NULL: $VMSHADOW_VM_STATE_DIR or
+   * VMS_VM_DEFAULT_STATE_DIR. */
+  const char *state_dir;
+};
+
+typedef struct vms_vm_restore vms_vm_restore;
+
+/* Add the VM writer in restore mode. Checks what needs no libvirt: that
+ * the backup holds VMs, that each VM asked for is in it, --name with one
+ * VM, that no two files would land on the same path. Returns a handle
+ * owned by coord (valid until vms_coordinator_free), or NULL with the
+ * error set. */
+extern vms_vm_restore *
+vms_libvirt_add_for_restore (vms_coordinator *coord,
+                             const struct vms_vm_restore_options *opts,
+                             const vms_document *components,
+                             const vms_document *const *metadata,
+                             size_t nr_metadata);
+
+/* 1 if the VM with this UUID is being restored. */
+extern int vms_vm_restore_selected (const vms_vm_restore *r, const char *uuid);
+/* Where the requester writes file path of VM uuid; NULL when that VM is
+ * not restored or has no such file. Borrowed. */
+extern const char *vms_vm_restore_target (const vms_vm_restore *r,
+                                          const char *uuid, const char *path);
+
+/* The outcome of one VM, after PostRestore. Strings borrowed from r. */
+struct vms_vm_restore_result {
+  const char *uuid;
+  const char *name;             /* the name it is defined under */
+  int defined;                  /* 1: registered with libvirt (R18) */
+  const char *state;            /* "running", "paused", "shut-off", or
+                                   "not defined" */
+  int resumed;                  /* 1: resumed from its saved state */
+  const char *error;            /* why it failed, or NULL */
+  size_t nr_notes;              /* links made, interfaces connected, … */
+  const char *const *notes;
+  size_t nr_disconnected;       /* R21: interfaces left disconnected */
+  const char *const *disconnected;  /* "MAC: why" */
+};
+extern size_t vms_vm_restore_count (const vms_vm_restore *r);
+extern int vms_vm_restore_result (const vms_vm_restore *r, size_t i,
+                                  struct vms_vm_restore_result *res);
+
 #ifdef __cplusplus
 }
 #endif
