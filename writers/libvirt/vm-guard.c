@@ -1,27 +1,348 @@
 /* The guard (issue 5): whatever happens to vmshadow, no guest stays frozen,
- * no VM stays paused, no backup job stays behind. A separate process (or a
- * watchdog with its own deadline) is to be armed before a guest is frozen
- * or paused and disarmed once the VM needs no undoing; it thaws, resumes
- * and ends the job itself when vmshadow dies.
+ * no VM stays paused by us, no backup job or uncommitted checkpoint of ours
+ * stays behind.
  *
- * Hooks only, for now: the online method calls vm_guard_arm right before
- * the freeze, vm_guard_job_started once libvirt began the job, and
- * end_session_work/vm_online_end_job call vm_guard_disarm.
+ * The writer starts the vmshadow-guard executable (vmshadow-guard.c, which
+ * documents the protocol) before the first guest is frozen or VM paused,
+ * and tells it through a pipe, before each step, what it is about to do:
+ * "freeze", "pause", "job <socket> <checkpoint>", "file <path>"; and after,
+ * "thaw", "resume", "disarm". Only vmshadow holds the pipe's write end
+ * (O_CLOEXEC; children started with posix_spawn close every other
+ * descriptor), so when vmshadow dies — even of SIGKILL — the guard reads
+ * end of file and, through its own libvirt connection, undoes what is
+ * still armed within seconds. Telling before acting means a step cut short
+ * by the kill is undone too; the guard only ever acts on the VMs, the job
+ * serving our socket and the checkpoint named after our session.
+ *
+ * The guard runs in a session of its own, so a ^C or a kill of vmshadow's
+ * process group leaves it to do its work. Which executable: the
+ * VMSHADOW_GUARD environment variable, else the one in the build tree next
+ * to a vmshadow run from it, else VMS_GUARD_PATH (libexecdir).
  */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "vmshadow/error.h"
+
+#include "cleanup.h"
+#include "log.h"
 #include "vm-internal.h"
+
+#ifndef VMS_GUARD_PATH
+#define VMS_GUARD_PATH "/usr/local/libexec/vmshadow-guard"
+#endif
+#define GUARD_READY_WAIT_MS 10000
+#define GUARD_EXIT_WAIT_MS 2000
+
+extern char **environ;
+
+struct vm_guard {
+  pthread_mutex_t lock;         /* one message at a time */
+  pid_t pid;
+  int fd;                       /* write end of the message pipe; -1: dead */
+};
+
+static pthread_mutex_t guard_start_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* The guard executable to run (malloc'd). */
+static char *
+guard_program (void)
+{
+  const char *env = getenv ("VMSHADOW_GUARD");
+  char exe[PATH_MAX];
+  ssize_t n;
+
+  if (env && *env)
+    return strdup (env);
+  n = readlink ("/proc/self/exe", exe, sizeof exe - 1);
+  if (n > 0) {
+    char *slash, *p;
+    exe[n] = '\0';
+    slash = strrchr (exe, '/');
+    if (slash) {
+      *slash = '\0';
+      if (asprintf (&p, "%s/../writers/libvirt/vmshadow-guard", exe) != -1) {
+        if (access (p, X_OK) == 0)
+          return p;
+        free (p);
+      }
+    }
+  }
+  return strdup (VMS_GUARD_PATH);
+}
+
+/* Write one whole line; never raise SIGPIPE in the caller. */
+static int
+guard_write (struct vm_guard *g, const char *line)
+{
+  sigset_t pipe_set, old;
+  size_t len = strlen (line), off = 0;
+  int r = 0;
+
+  sigemptyset (&pipe_set);
+  sigaddset (&pipe_set, SIGPIPE);
+  pthread_mutex_lock (&g->lock);
+  if (g->fd == -1) {
+    pthread_mutex_unlock (&g->lock);
+    vms_set_error (EPIPE, "the guard process is gone");
+    return -1;
+  }
+  pthread_sigmask (SIG_BLOCK, &pipe_set, &old);
+  while (off < len) {
+    ssize_t w = write (g->fd, line + off, len - off);
+    if (w == -1) {
+      if (errno == EINTR)
+        continue;
+      if (errno == EPIPE) {
+        struct timespec zero = { 0, 0 };
+        sigtimedwait (&pipe_set, NULL, &zero);   /* consume it */
+      }
+      vms_set_error (errno, "cannot talk to the guard process %ld: %s",
+                     (long) g->pid, strerror (errno));
+      close (g->fd);
+      g->fd = -1;
+      r = -1;
+      break;
+    }
+    off += (size_t) w;
+  }
+  pthread_sigmask (SIG_SETMASK, &old, NULL);
+  pthread_mutex_unlock (&g->lock);
+  return r;
+}
+
+static int
+guard_say (struct vm_guard *g, const char *verb, const char *uuid,
+           const char *a, const char *b)
+{
+  CLEANUP_FREE char *line = NULL;
+
+  if (g == NULL)
+    return 0;
+  if (asprintf (&line, "%s\t%s%s%s%s%s\n", verb, uuid, a ? "\t" : "",
+                a ? a : "", b ? "\t" : "", b ? b : "") == -1) {
+    line = NULL;
+    vms_set_error (ENOMEM, "out of memory");
+    return -1;
+  }
+  return guard_write (g, line);
+}
+
+/* Start the guard and wait until its libvirt connection is open. */
+static struct vm_guard *
+guard_start (struct vm_writer *w)
+{
+  CLEANUP_FREE char *prog = guard_program ();
+  posix_spawn_file_actions_t fa;
+  posix_spawnattr_t attr;
+  sigset_t none, all;
+  int msg[2] = { -1, -1 }, st[2] = { -1, -1 };
+  struct vm_guard *g;
+  pid_t pid;
+  int r;
+  char buf[16];
+  size_t got = 0;
+  int64_t deadline;
+
+  if (prog == NULL || (g = calloc (1, sizeof *g)) == NULL) {
+    vms_set_error (ENOMEM, "out of memory");
+    return NULL;
+  }
+  if (pipe2 (msg, O_CLOEXEC) == -1 || pipe2 (st, O_CLOEXEC) == -1) {
+    vms_set_error (errno, "cannot make the guard's pipes: %s",
+                   strerror (errno));
+    goto fail;
+  }
+  char *const argv[] = { prog, w->uri, NULL };
+  sigemptyset (&none);
+  sigfillset (&all);
+  posix_spawn_file_actions_init (&fa);
+  posix_spawnattr_init (&attr);
+  r = posix_spawn_file_actions_adddup2 (&fa, msg[0], 0);
+  if (r == 0) r = posix_spawn_file_actions_adddup2 (&fa, st[1], 1);
+  if (r == 0) r = posix_spawn_file_actions_addclosefrom_np (&fa, 3);
+  if (r == 0) r = posix_spawnattr_setsigmask (&attr, &none);
+  if (r == 0) r = posix_spawnattr_setsigdefault (&attr, &all);
+  if (r == 0)
+    r = posix_spawnattr_setflags (&attr, POSIX_SPAWN_SETSID |
+                                  POSIX_SPAWN_SETSIGMASK |
+                                  POSIX_SPAWN_SETSIGDEF);
+  if (r == 0)
+    r = posix_spawn (&pid, prog, &fa, &attr, argv, environ);
+  posix_spawn_file_actions_destroy (&fa);
+  posix_spawnattr_destroy (&attr);
+  if (r != 0) {
+    vms_set_error (r, "cannot start the guard %s: %s (set VMSHADOW_GUARD to "
+                   "the vmshadow-guard executable)", prog, strerror (r));
+    goto fail;
+  }
+  close (msg[0]); msg[0] = -1;
+  close (st[1]); st[1] = -1;
+
+  /* "ready\n", or end of file when it could not connect. */
+  deadline = vms_now_ms () + GUARD_READY_WAIT_MS;
+  while (got < 6) {
+    struct pollfd p = { .fd = st[0], .events = POLLIN };
+    int64_t left = deadline - vms_now_ms ();
+    ssize_t n;
+    if (left <= 0 || poll (&p, 1, (int) left) == 0) {
+      vms_set_error (ETIMEDOUT, "the guard %s did not connect to %s within "
+                     "%d s", prog, w->uri, GUARD_READY_WAIT_MS / 1000);
+      kill (pid, SIGKILL);
+      waitpid (pid, NULL, 0);
+      goto fail;
+    }
+    n = read (st[0], buf + got, sizeof buf - got);
+    if (n == -1 && errno == EINTR)
+      continue;
+    if (n <= 0) {
+      vms_set_error (EIO, "the guard %s exited before it was ready (its "
+                     "message is above)", prog);
+      waitpid (pid, NULL, 0);
+      goto fail;
+    }
+    got += (size_t) n;
+  }
+  if (memcmp (buf, "ready\n", 6) != 0) {
+    vms_set_error (EIO, "the guard %s said something unexpected", prog);
+    kill (pid, SIGKILL);
+    waitpid (pid, NULL, 0);
+    goto fail;
+  }
+  close (st[0]);
+  pthread_mutex_init (&g->lock, NULL);
+  g->pid = pid;
+  g->fd = msg[1];
+  vms_debug ("vm writer: guard %s started (pid %ld)", prog, (long) pid);
+  return g;
+
+ fail:
+  for (int i = 0; i < 2; i++) {
+    if (msg[i] != -1) close (msg[i]);
+    if (st[i] != -1) close (st[i]);
+  }
+  free (g);
+  return NULL;
+}
+
+static int
+guard_get (struct vm_writer *w, struct vm_entry *vm)
+{
+  pthread_mutex_lock (&guard_start_lock);
+  if (w->guard == NULL)
+    w->guard = guard_start (w);
+  pthread_mutex_unlock (&guard_start_lock);
+  vm->guard = w->guard;
+  return w->guard ? 0 : -1;
+}
+
+static int
+safe_field (const char *s)
+{
+  return s == NULL || strpbrk (s, "\t\n") == NULL;
+}
 
 int
 vm_guard_arm (struct vm_writer *w, struct vm_entry *vm)
 {
+  if (!safe_field (vm->socket) || !safe_field (vm->checkpoint)) {
+    vms_set_error (EINVAL, "the socket path or checkpoint name holds a tab "
+                   "or newline");
+    return -1;
+  }
+  if (guard_get (w, vm) == -1)
+    return -1;
+  if (vm->socket &&
+      guard_say (vm->guard, "job", vm->uuid, vm->socket,
+                 vm->checkpoint ? vm->checkpoint : "-") == -1)
+    return -1;
+  if (vm->method == VM_METHOD_ONLINE &&
+      guard_say (vm->guard, "freeze", vm->uuid, NULL, NULL) == -1)
+    return -1;
   return 0;
 }
 
 void
 vm_guard_job_started (struct vm_writer *w, struct vm_entry *vm)
 {
+  /* Announced by vm_guard_arm before the begin: nothing new to say. */
+}
+
+void
+vm_guard_thawed (struct vm_entry *vm)
+{
+  if (guard_say (vm->guard, "thaw", vm->uuid, NULL, NULL) == -1)
+    vms_debug ("vm writer: %s", vms_get_error ());
+}
+
+int
+vm_guard_pausing (struct vm_writer *w, struct vm_entry *vm)
+{
+  if (guard_get (w, vm) == -1)
+    return -1;
+  return guard_say (vm->guard, "pause", vm->uuid, NULL, NULL);
+}
+
+void
+vm_guard_resumed (struct vm_entry *vm)
+{
+  if (guard_say (vm->guard, "resume", vm->uuid, NULL, NULL) == -1)
+    vms_debug ("vm writer: %s", vms_get_error ());
+}
+
+int
+vm_guard_file (struct vm_writer *w, struct vm_entry *vm, const char *path)
+{
+  if (!safe_field (path)) {
+    vms_set_error (EINVAL, "the path %s holds a tab or newline", path);
+    return -1;
+  }
+  if (guard_get (w, vm) == -1)
+    return -1;
+  return guard_say (vm->guard, "file", vm->uuid, path, NULL);
 }
 
 void
 vm_guard_disarm (struct vm_writer *w, struct vm_entry *vm)
 {
+  if (vm->guard &&
+      guard_say (vm->guard, "disarm", vm->uuid, NULL, NULL) == -1)
+    vms_debug ("vm writer: %s", vms_get_error ());
+}
+
+void
+vm_guard_close (struct vm_writer *w)
+{
+  struct vm_guard *g = w->guard;
+  int64_t deadline;
+
+  if (g == NULL)
+    return;
+  /* No "exit": whatever is still armed (an undo that failed) is left to
+   * the guard, which sees end of file and retries on its own; with nothing
+   * armed it just leaves. */
+  if (g->fd != -1)
+    close (g->fd);
+  deadline = vms_now_ms () + GUARD_EXIT_WAIT_MS;
+  while (waitpid (g->pid, NULL, WNOHANG) == 0 && vms_now_ms () < deadline) {
+    struct timespec ts = { 0, 20 * 1000 * 1000 };
+    nanosleep (&ts, NULL);
+  }
+  pthread_mutex_destroy (&g->lock);
+  free (g);
+  w->guard = NULL;
+  for (size_t i = 0; i < w->nr_vms; i++)
+    w->vms[i]->guard = NULL;
 }

@@ -72,6 +72,7 @@ struct vm_writer {
   char *session_id;
   char *session_run_dir;        /* <run_dir>/<short-id> */
   int completed;                /* BackupComplete went through */
+  void *guard;                  /* the guard process (vm-guard.c), or NULL */
 
   /* Restore mode (vm-restore.c), or NULL in a backup writer. */
   struct vm_restore *restore;
@@ -102,31 +103,65 @@ extern int vm_online_delete_checkpoint (struct vm_writer *w,
 extern int vm_online_thaw (struct vm_entry *vm);
 
 /* ---- the saved-state method (vm-saved-state.c) ----
- * Hooks the saved-state engineer fills in (R8). Each returns 0, or -1 with
- * *why (malloc'd) saying what failed. */
+ * R8: the VM is paused, its memory and device state go to a file (a libvirt
+ * external memory snapshot, in the save-image format virDomainRestore
+ * takes), its disks are captured by a pull-mode backup job begun while it
+ * is paused (in vm_online_capture's thread, with the online VMs), and
+ * PostSnapshot returns it to its previous state. Functions returning int
+ * return 0, or -1 with *why (malloc'd) or the error set. */
 
 /* 1 once the method is implemented. */
 extern int saved_state_available (void);
-/* PrepareForSnapshot: stop the vCPUs, write memory/device state to a file,
- * capture the disks, publish the exports. */
+/* Identify: name the state file <dir>/memory.state as a component file. */
+extern int saved_state_identify (struct vm_writer *w, struct vm_entry *vm,
+                                 vms_component *c);
+/* PrepareForSnapshot, before the capture threads: check the VM is running
+ * or paused, remove an old state file. The caller then hands the VM to
+ * vm_online_capture. */
 extern int saved_state_prepare (struct vm_writer *w, vms_call *call,
                                 struct vm_entry *vm, char **why);
-/* PostSnapshot: return the VM to state_before. */
+/* In the capture thread, instead of the guest freeze: pause the VM if it
+ * runs, write its state file and publish it. The VM stays paused (and its
+ * images inactive in QEMU until it runs again). Sets the error. */
+extern int saved_state_stop (struct vm_writer *w, struct vm_entry *vm);
+/* PostSnapshot: return the VM to state_before; record downtime_ms. */
 extern int saved_state_post_snapshot (struct vm_writer *w, vms_call *call,
                                       struct vm_entry *vm, char **why);
-/* Abort (maybe twice) and BackupShutdown: resume what was paused, end
- * jobs, remove the state file of an uncommitted backup. */
+/* Abort (maybe twice) and BackupShutdown of an uncommitted backup: resume
+ * what we paused, remove the state file (jobs and checkpoints are ended by
+ * the online code). */
 extern int saved_state_abort (struct vm_writer *w, struct vm_entry *vm,
                               char **why);
+/* Free the method's data of an entry (entry_free). */
+extern void saved_state_free (struct vm_entry *vm);
+/* 1 while the VM is paused by us (not yet returned to its state). */
+extern int saved_state_pending (struct vm_entry *vm);
+/* BackupShutdown: remove the state file (it is in the repository now) and
+ * forget the session. */
 extern void saved_state_end (struct vm_writer *w, struct vm_entry *vm);
 
-/* ---- the guard (vm-guard.c) ----
+/* ---- the guard (vm-guard.c, vmshadow-guard.c) ----
  * Guarantees thaw, resume and job end even if vmshadow dies (issue 5).
- * Hooks: armed before a guest is frozen or paused, told when a job began,
- * disarmed once the VM needs no undoing. Today they do nothing. */
+ * Each hook tells the guard process what is about to happen (before it
+ * happens), or that it was undone. Those returning int fail (error set)
+ * when the guard cannot be started or reached: the step must not be taken
+ * unguarded. */
+/* Before the freeze or pause: the job (socket, new checkpoint) that may
+ * begin, and for online VMs that the guest may be frozen. */
 extern int vm_guard_arm (struct vm_writer *w, struct vm_entry *vm);
 extern void vm_guard_job_started (struct vm_writer *w, struct vm_entry *vm);
+/* The guest was thawed. */
+extern void vm_guard_thawed (struct vm_entry *vm);
+/* Before virDomainSuspend of a running VM / after its resume. */
+extern int vm_guard_pausing (struct vm_writer *w, struct vm_entry *vm);
+extern void vm_guard_resumed (struct vm_entry *vm);
+/* A file of this session to remove if vmshadow dies (the state file). */
+extern int vm_guard_file (struct vm_writer *w, struct vm_entry *vm,
+                          const char *path);
+/* Nothing of this VM needs undoing any more. */
 extern void vm_guard_disarm (struct vm_writer *w, struct vm_entry *vm);
+/* Close the pipe (vm_close); the guard leaves, undoing what is armed. */
+extern void vm_guard_close (struct vm_writer *w);
 
 /* ---- restore (vm-restore.c, issue 6) ---- */
 

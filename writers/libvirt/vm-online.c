@@ -260,6 +260,7 @@ vm_online_thaw (struct vm_entry *vm)
   for (int t = 0; t < ONLINE_THAW_TRIES; t++) {
     if (virDomainFSThaw (vm->dom, NULL, 0, 0) >= 0) {
       vm->frozen = 0;
+      vm_guard_thawed (vm);
       return 0;
     }
     if (t + 1 < ONLINE_THAW_TRIES) {
@@ -372,6 +373,27 @@ online_thread (void *arg)
     return NULL;
   }
 
+  if (vm->method == VM_METHOD_SAVED_STATE) {
+    /* R8: pause, state file, job; no guest takes part, nothing to thaw.
+     * The VM is returned to its state at PostSnapshot. */
+    if (saved_state_stop (j->w, vm) == -1)
+      job_fail (j, VMS_FAILURE_RETRYABLE, "%s", vms_get_error ());
+    else if (begin_job (j, cp_xml) == -1)
+      job_fail (j, VMS_FAILURE_RETRYABLE, "%s", vms_get_error ());
+    else {
+      vm->job_started = 1;
+      vm->checkpoint_created = cp_xml != NULL;
+      vm_guard_job_started (j->w, vm);
+    }
+    if (!vm->checkpoint_created) {
+      free (vm->checkpoint);
+      vm->checkpoint = NULL;
+    }
+    if (!j->error)
+      copy_firmware (j);
+    return NULL;
+  }
+
   t0 = vms_now_us ();
   vm->frozen = 1;
   if (virDomainFSFreeze (vm->dom, NULL, 0, 0) < 0)
@@ -430,7 +452,17 @@ prepare_job (struct online_job *j, unsigned sid, size_t index)
     job_fail (j, VMS_FAILURE_NON_RETRYABLE, "%s", vms_get_error ());
     return -1;
   }
-  choose_parent (j);
+  if (vm->method == VM_METHOD_SAVED_STATE) {
+    /* While QEMU writes the state file it hands the images over (inactive),
+     * and their dirty bitmaps are not loaded until the VM runs again: the
+     * job begun then can only read every disk in full. Its new checkpoint
+     * still lets a later online backup be incremental. */
+    vm->incremental_reason = strdup ("a saved-state capture reads every "
+                                     "disk in full (QEMU's dirty bitmaps are "
+                                     "not loaded while the state is saved)");
+  }
+  else
+    choose_parent (j);
   if (plan_disks (j, sid) == -1)
     goto oom;
   /* Firmware state: copies in the VM's state directory. */
@@ -472,8 +504,9 @@ record_job (struct online_job *j, vms_call *call)
   vms_component *c = vms_call_component (call, vm->uuid);
 
   if (c == NULL ||
-      vms_component_set_int (c, VMS_VM_ATTR_FREEZE_WINDOW_MS,
-                             vm->freeze_ms) == -1 ||
+      (vm->method == VM_METHOD_ONLINE &&
+       vms_component_set_int (c, VMS_VM_ATTR_FREEZE_WINDOW_MS,
+                              vm->freeze_ms) == -1) ||
       vms_component_set_string (c, VMS_VM_ATTR_BACKUP_TYPE,
                                 vm->parent ? "incremental" : "full") == -1 ||
       (vm->checkpoint &&

@@ -247,6 +247,7 @@ entry_free (struct vm_entry *vm)
   if (vm == NULL)
     return;
   entry_session_reset (vm);
+  saved_state_free (vm);
   if (vm->dom)
     virDomainFree (vm->dom);
   free (vm->uuid); free (vm->name);
@@ -661,6 +662,9 @@ identify_one (struct vm_writer *w, vms_call *call, virDomainPtr dom)
        vms_component_add_file (c, vm->live_xml_path, VMS_FILE_PLAIN, NULL,
                                VMS_QEMU_PROVIDER_NAME) == -1))
     goto doc_fail;
+  if (vm->method == VM_METHOD_SAVED_STATE &&
+      saved_state_identify (w, vm, c) == -1)
+    goto doc_fail;
   if (vm->cfg.nvram && vm->cfg.nvram[0] == '/' &&
       vms_component_add_file (c, vm->cfg.nvram, VMS_FILE_PLAIN, NULL,
                               VMS_QEMU_PROVIDER_NAME) == -1)
@@ -871,6 +875,7 @@ vm_prepare_snapshot (void *data, vms_call *call)
         return vms_call_fail (call, VMS_FAILURE_RETRYABLE, "vm \"%s\" failed "
                               "at prepare-snapshot: %s", vm->name,
                               why ? why : "saved-state capture failed");
+      online[nr_online++] = vm;   /* captured with the online VMs */
       break;
     }
     case VM_METHOD_ONLINE:
@@ -935,7 +940,8 @@ end_session_work (struct vm_writer *w, int undo, const char *phase,
     if (vm->method == VM_METHOD_SAVED_STATE && undo &&
         saved_state_abort (w, vm, &why) == -1 && err == NULL)
       err = why;
-    if (!vm->job_started && !vm->frozen)
+    if (!vm->job_started && !vm->frozen &&
+        !(vm->method == VM_METHOD_SAVED_STATE && saved_state_pending (vm)))
       vm_guard_disarm (w, vm);
     if (err) {
       char *n;
@@ -1027,6 +1033,7 @@ vm_close (void *data)
 
   if (w == NULL)
     return;
+  vm_guard_close (w);
   entries_free (w);
   if (w->conn)
     virConnectClose (w->conn);
