@@ -29,6 +29,10 @@ enum {
   OPT_CONNECT = 1 << 10,
   OPT_METHOD = 1 << 11,
   OPT_ALL = 1 << 12,
+  OPT_VM = 1 << 13,
+  OPT_NAME = 1 << 14,
+  OPT_START = 1 << 15,
+  OPT_NETWORK_MAP = 1 << 16,
 };
 
 struct options {
@@ -46,6 +50,10 @@ struct options {
   const char *connect;          /* libvirt URI, NULL: qemu:///system */
   const char *method;           /* auto|online|saved-state, NULL: auto */
   int all;                      /* backup every VM (and every exec writer) */
+  const char **vms;             /* restore --vm, NULL-terminated (or NULL) */
+  const char *new_name;         /* restore --name */
+  int start;                    /* restore --start */
+  const char **network_map;     /* restore --network-map OLD=NEW, NULL-terminated */
 };
 
 /* Each subcommand: argc/argv are the arguments after the command name. */
@@ -57,6 +65,7 @@ extern int cmd_verify (const struct options *opts, int argc, char **argv);
 extern int cmd_prune (const struct options *opts, int argc, char **argv);
 extern int cmd_gc (const struct options *opts, int argc, char **argv);
 extern int cmd_extract (const struct options *opts, int argc, char **argv);
+extern int cmd_restore (const struct options *opts, int argc, char **argv);
 
 /* A coordinator with every exec writer and the file provider of this
  * host. */

@@ -33,6 +33,9 @@ static const struct command {
     "delete the backups the --keep-* policy does not keep" },
   { "gc", cmd_gc, OPT_JSON | OPT_REPO | OPT_GRACE, "",
     "delete chunks no backup uses any more" },
+  { "restore", cmd_restore, OPT_JSON | OPT_REPO | OPT_CONNECT | OPT_VM | OPT_TO |
+    OPT_NAME | OPT_START | OPT_NETWORK_MAP, "BACKUP",
+    "put VMs of a backup back: off, files, defined (--vm, --to, --start)" },
   { "extract", cmd_extract, OPT_JSON | OPT_REPO | OPT_TO | OPT_FORMAT,
     "BACKUP COMPONENT FILE", "write one file of a backup to --to PATH" },
 };
@@ -70,7 +73,14 @@ usage (FILE *fp)
            "  --dry-run            prune: only say what would be deleted\n"
            "  --grace SECONDS      gc: keep unreferenced chunks younger than this\n"
            "                       (default 3600)\n"
-           "  --to PATH            extract: where to write the file\n"
+           "  --vm NAME|UUID       restore: this VM of the backup (repeat; default all)\n"
+           "  --to PATH            extract: where to write the file; restore: the\n"
+           "                       directory for the disks (links at the old paths)\n"
+           "  --name NAME          restore: define the (one) VM under this name\n"
+           "  --start              restore: start VMs that come back stopped\n"
+           "  --network-map OLD=NEW\n"
+           "                       restore: connect interfaces on network/bridge OLD\n"
+           "                       to NEW instead (repeat)\n"
            "  --format raw|qcow2   extract: image format of a disk (default: its\n"
            "                       original format)\n"
            "  -v, --verbose        debug messages on stderr\n"
@@ -97,7 +107,8 @@ main (int argc, char **argv)
 {
   enum { O_JSON = 256, O_WRITERS_DIR, O_REPO, O_FULL, O_DEEP, O_DRY_RUN,
          O_KEEP_LAST, O_KEEP_DAILY, O_KEEP_WEEKLY, O_KEEP_MONTHLY, O_TO,
-         O_FORMAT, O_GRACE, O_METHOD, O_ALL };
+         O_FORMAT, O_GRACE, O_METHOD, O_ALL, O_VM, O_NAME, O_START,
+         O_NETWORK_MAP };
   static const struct option long_options[] = {
     { "json", no_argument, NULL, O_JSON },
     { "writers-dir", required_argument, NULL, O_WRITERS_DIR },
@@ -115,17 +126,29 @@ main (int argc, char **argv)
     { "connect", required_argument, NULL, 'c' },
     { "method", required_argument, NULL, O_METHOD },
     { "all", no_argument, NULL, O_ALL },
+    { "vm", required_argument, NULL, O_VM },
+    { "name", required_argument, NULL, O_NAME },
+    { "start", no_argument, NULL, O_START },
+    { "network-map", required_argument, NULL, O_NETWORK_MAP },
     { "verbose", no_argument, NULL, 'v' },
     { "help", no_argument, NULL, 'h' },
     { "version", no_argument, NULL, 'V' },
     { NULL, 0, NULL, 0 },
   };
   struct options opts = { .grace_seconds = 3600 };
+  /* Repeatable options: at most argc of each. */
+  const char **vms = calloc ((size_t) argc + 1, sizeof *vms);
+  const char **netmap = calloc ((size_t) argc + 1, sizeof *netmap);
+  size_t nr_vms = 0, nr_netmap = 0;
   unsigned grace;
   int c;
 
   /* Options may come before or after the command ("vmshadow writers
    * --json"), so let getopt permute. */
+  if (vms == NULL || netmap == NULL) {
+    fprintf (stderr, "vmshadow: out of memory\n");
+    return EXIT_FAILURE;
+  }
   while ((c = getopt_long (argc, argv, "c:vhV", long_options, NULL)) != -1) {
     switch (c) {
     case O_JSON: opts.json = 1; opts.given |= OPT_JSON; break;
@@ -164,6 +187,12 @@ main (int argc, char **argv)
       }
       opts.method = optarg; opts.given |= OPT_METHOD; break;
     case O_ALL: opts.all = 1; opts.given |= OPT_ALL; break;
+    case O_VM: vms[nr_vms++] = optarg; opts.vms = vms; opts.given |= OPT_VM; break;
+    case O_NAME: opts.new_name = optarg; opts.given |= OPT_NAME; break;
+    case O_START: opts.start = 1; opts.given |= OPT_START; break;
+    case O_NETWORK_MAP:
+      netmap[nr_netmap++] = optarg; opts.network_map = netmap;
+      opts.given |= OPT_NETWORK_MAP; break;
     case 'v': vms_log_set_debug (1); break;
     case 'h': usage (stdout); return EXIT_SUCCESS;
     case 'V': printf ("vmshadow %s\n", VMSHADOW_VERSION); return EXIT_SUCCESS;

@@ -1,0 +1,45 @@
+# tests/vm/restore-lib.sh — helpers for the restore tests
+# (tests/vm/restore-*.sh, issue 6).  Sourced after lib.sh, lab_init and
+# vm-writer-lib.sh (vmw_init); not a test itself.
+#
+#   rst_restore ARG...        vmshadow restore --json ARG...; JSON in $RST_OUT,
+#                             stderr in $RST_ERR; returns its exit status
+#   rst_vm_field NAME FIELD   a field of one VM in the last restore's JSON
+#   rst_forget DOM            destroy and undefine DOM, delete its disk images
+#   rst_host_state            one text line per domain/network/file the tests
+#                             touch, to show that a refused restore changed nothing
+
+rst_restore() {
+    local rc=0
+    vmw_vmshadow restore --json "$@" || rc=$?
+    RST_OUT=$VMW_OUT
+    RST_ERR=$VMW_ERR
+    return $rc
+}
+
+rst_vm_field() {
+    jq -r --arg n "$1" --arg f "$2" \
+        '[.vms[] | select(.name == $n or .uuid == $n) | .[$f]] | first // empty
+         | if type == "array" then join("\n") else . end' "$RST_OUT"
+}
+
+rst_forget() {
+    local dom=$1 f
+    virsh -q destroy "$dom" >/dev/null 2>&1 || true
+    virsh -q undefine "$dom" --nvram --checkpoints-metadata --snapshots-metadata >/dev/null || lab_fail "cannot undefine $dom"
+    for f in "${!LAB_DISK_FILE[@]}"; do
+        [[ $f == "$dom/"* ]] && rm -f "${LAB_DISK_FILE[$f]}"
+    done
+    return 0
+}
+
+# The fingerprint of what a restore may change: domains with state and
+# UUID, and the listed files with size and mtime.
+rst_host_state() {
+    virsh -q list --all --uuid | sort
+    virsh -q list --all | sort
+    local f
+    for f in "$@"; do
+        stat -c '%n %s %Y %F' "$f" 2>/dev/null || echo "$f absent"
+    done
+}
