@@ -6,8 +6,8 @@
 #                             stderr in $RST_ERR; returns its exit status
 #   rst_vm_field NAME FIELD   a field of one VM in the last restore's JSON
 #   rst_forget DOM            destroy and undefine DOM, delete its disk images
-#   rst_host_state            one text line per domain/network/file the tests
-#                             touch, to show that a refused restore changed nothing
+#   rst_host_state DOM... -- FILE...  one line per domain (UUID, state) and
+#                             file, to show that a refused restore changed nothing
 
 rst_restore() {
     local rc=0
@@ -33,12 +33,17 @@ rst_forget() {
     return 0
 }
 
-# The fingerprint of what a restore may change: domains with state and
-# UUID, and the listed files with size and mtime.
+# rst_host_state DOM... -- FILE... — the fingerprint of what a restore may
+# change: each domain's UUID and state (or "absent"), each file's size,
+# mtime and type.  (Only the test's own domains: other tests run beside.)
 rst_host_state() {
-    virsh -q list --all --uuid | sort
-    virsh -q list --all | sort
-    local f
+    local d f
+    while [ $# -gt 0 ] && [ "$1" != -- ]; do
+        d=$1
+        shift
+        echo "$d $(virsh -q domuuid "$d" 2>/dev/null || echo absent) $(virsh -q domstate "$d" 2>/dev/null | head -n 1)"
+    done
+    [ $# -gt 0 ] && shift
     for f in "$@"; do
         stat -c '%n %s %Y %F' "$f" 2>/dev/null || echo "$f absent"
     done
