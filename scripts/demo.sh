@@ -1,0 +1,62 @@
+#!/bin/bash
+# The main job, shown on a throw-away VM: vmshadow backs up a running VM
+# online (its guest filesystems frozen for a few milliseconds through
+# qemu-guest-agent while QEMU starts a point-in-time backup job), the VM is
+# then destroyed, undefined and its disks deleted, and `vmshadow restore`
+# brings it back; started again, its data checks. Uses the VM lab
+# (lab/setup.sh: libvirtd, and a tiny guest kernel with qemu-guest-agent)
+# and leaves nothing behind but its repository.
+#
+#   scripts/demo.sh [VMSHADOW]      (default: vmshadow on the PATH)
+set -euo pipefail
+export VMSHADOW=${1:-$(command -v vmshadow || true)}
+[ -x "$VMSHADOW" ] || { echo "demo: no vmshadow command (run ./setup.sh)" >&2; exit 1; }
+export LAB_NAME=demo
+. "$(dirname "$0")/../tests/vm/lib.sh"
+lab_init
+. "$LAB_TESTS_DIR/vm-writer-lib.sh"
+vmw_init
+VMW_REPO=${VMSHADOW_DEMO_REPO:-/var/lib/vmshadow/demo-repo}
+step () { printf '\n== %s\n' "$*"; }
+
+step "A running VM with a guest agent, a 64 MiB ext4 data disk and a raw disk"
+lab_vm_create --data-disk 64M --disk raw:16M --memory 160 --name demo
+dom=$LAB_DOM
+lab_wait_agent "$dom"
+lab_guest_run "$dom" 'vmslab-pattern write /dev/vdb 7 0 4194304' >/dev/null
+lab_guest_run "$dom" 'echo "hello from before the backup" > /data/hello; sync' >/dev/null
+virsh -q list --all | grep "$dom"
+
+step "vmshadow writers (the VM writer, and this VM as its component)"
+"$VMSHADOW" writers > "$LAB_WORK/writers.txt" || true
+sed -n "/Writer name: 'libvirt-vm'/,/Components/p" "$LAB_WORK/writers.txt"
+grep -A4 "\\\\$dom\"" "$LAB_WORK/writers.txt" || true
+
+step "vmshadow backup $dom"
+"$VMSHADOW" --repo "$VMW_REPO" backup "$dom"
+bid=$("$VMSHADOW" --repo "$VMW_REPO" list --json | jq -r '.backups[-1].backup_id')
+
+step "vmshadow show $bid"
+"$VMSHADOW" --repo "$VMW_REPO" show "$bid"
+
+step "vmshadow verify --deep"
+"$VMSHADOW" --repo "$VMW_REPO" verify --deep "$bid"
+
+step "Disaster: $dom destroyed, undefined, its disk images deleted"
+qcow=${LAB_DISK_FILE[$dom/vda]} raw=${LAB_DISK_FILE[$dom/vdb]}
+virsh -q destroy "$dom" >/dev/null
+virsh -q undefine "$dom" --checkpoints-metadata >/dev/null
+rm -f "$qcow" "$raw"
+virsh -q list --all | grep -c "$dom" >/dev/null || echo "(no $dom on this host any more)"
+
+step "vmshadow restore $bid --start"
+"$VMSHADOW" --repo "$VMW_REPO" restore "$bid" --start
+
+step "The restored VM"
+lab_wait_agent "$dom"
+lab_guest_run "$dom" 'cat /data/hello'
+lab_guest_run "$dom" 'vmslab-pattern check /dev/vdb 7 0 4194304' >/dev/null && echo "pattern on the raw disk: intact"
+virsh -q list --all | grep "$dom"
+echo
+echo "Done: backed up online, restored from the repository at $VMW_REPO."
+echo "(The demo VM is removed now; the repository stays: vmshadow --repo $VMW_REPO list)"
