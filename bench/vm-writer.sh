@@ -1,0 +1,153 @@
+#!/bin/bash
+# bench/vm-writer.sh — what a backup costs the VMs, and how fast it reads,
+# under the VM lab (TCG guests; docs/vm-lab.md) with the real libvirtd,
+# QEMU and guest agent (issue 5).  Not a test: it prints figures and the
+# targets next to them.
+#
+#   sudo bench/vm-writer.sh [BUILD-DIR [RUNS]]        (default: build 7)
+#
+# Measured, each with `vmshadow backup --json` on a repository of its own:
+#   freeze-1     online freeze window of one idle VM (1 GiB ext4 data disk),
+#                median of RUNS backups (the first full, the rest incremental)
+#   freeze-3     the same three VMs alike backed up as one set: median over
+#                runs of each VM's window, and of the largest window per run
+#   freeze-8G    one VM with an 8 GiB ext4 data disk, median of RUNS, as a
+#                ratio to freeze-1
+#   saved-state  downtime of a running 256 MiB guest without agent
+#                (--method saved-state), median of RUNS — or "not
+#                implemented yet" when this vmshadow has no such method
+#   full-4G      a running VM's 4 GiB qcow2 disk holding 1 GiB random, the
+#                same GiB again and zeros (written into the image before the
+#                VM starts): `vmshadow backup --full` vs `cat` of the image,
+#                page cache dropped before each, both twice, the faster of
+#                each compared
+# Targets (issue 5): freeze-1 <= 150 ms, freeze-3 <= 250 ms, freeze-8G <=
+# 1.2 x freeze-1, saved-state <= 1 s, full-4G <= 2.5 x the raw read.
+#
+# Uses tests/vm/lib.sh for the VMs: everything it makes is named vmslab-*
+# and removed on exit; work dir under /var/tmp (the VM writer's state dir
+# is there too, on the images' file system, R9).
+set -euo pipefail
+BENCH_ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BUILD=$(realpath "${1:-$BENCH_ROOT/build}")
+RUNS=${2:-7}
+VMSHADOW=$BUILD/cli/vmshadow
+[ -x "$VMSHADOW" ] || { echo "no $VMSHADOW: build first (ninja -C $BUILD)" >&2; exit 1; }
+export VMSLAB_LAB_DIR=$BENCH_ROOT/lab VMSHADOW
+LAB_NAME=vm-writer-bench
+# shellcheck disable=SC1091
+. "$BENCH_ROOT/tests/vm/lib.sh"
+lab_init
+# shellcheck disable=SC1091
+. "$BENCH_ROOT/tests/vm/vm-writer-lib.sh"
+vmw_init
+GiB=$((1024 * 1024 * 1024))
+
+drop() { sync; echo 3 >/proc/sys/vm/drop_caches; }
+median() { sort -n | awk '{ v[NR] = $1 } END { if (NR == 0) print "-"; else if (NR % 2) print v[(NR + 1) / 2]; else printf "%.1f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+now() { date +%s.%N; }
+secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
+verdict() { awk -v v="$1" -v t="$2" 'BEGIN { print (v + 0 <= t + 0) ? "meets" : "MISSES" }'; }
+
+# windows REPO VM... — one backup of the VMs into REPO; sets W to each
+# VM's freeze window (ms), space separated, in the order given.  (Not to
+# be called in $(...): a failure must end the script.)
+windows() {
+    local repo=$1 d u; shift
+    VMW_REPO=$repo
+    vmw_backup "$@" || lab_fail "backup of $* failed: $(vmw_backup_failure)"
+    W=
+    for d in "$@"; do
+        u=$(virsh domuuid "$d")
+        W+="$(jq -r --arg u "$u" '.components[] | select(.component == $u) | .freeze_window_ms // empty' "$VMW_SUMMARY") "
+    done
+    W=${W% }
+}
+
+echo "# vmshadow $("$VMSHADOW" --version 2>/dev/null | head -n 1), $(nproc) CPUs, TCG guests, $RUNS runs per figure"
+
+# ---------------------------------------------------------------- freeze windows
+# One after another: four TCG guests booting at once on two CPUs take minutes.
+for n in 1 2 3; do
+    lab_vm_create --data-disk 1G --memory 160 --name "bench$n"
+    eval "vm$n=\$LAB_DOM"
+    lab_wait_agent "$LAB_DOM" 240 >/dev/null
+done
+lab_vm_create --data-disk 8G --memory 160 --name bench8g
+vm8=$LAB_DOM
+lab_wait_agent "$vm8" 240 >/dev/null
+
+one=() three_all=() three_max=() eight=()
+for i in $(seq "$RUNS"); do
+    windows "$LAB_WORK/repo-1" "$vm1"; one+=("$W")
+    windows "$LAB_WORK/repo-3" "$vm1" "$vm2" "$vm3"
+    read -r -a w3 <<<"$W"; three_all+=("${w3[@]}")
+    three_max+=("$(printf '%s\n' "${w3[@]}" | sort -n | tail -n 1)")
+    windows "$LAB_WORK/repo-8" "$vm8"; eight+=("$W")
+done
+m1=$(printf '%s\n' "${one[@]}" | median)
+m3=$(printf '%s\n' "${three_all[@]}" | median)
+m3max=$(printf '%s\n' "${three_max[@]}" | median)
+m8=$(printf '%s\n' "${eight[@]}" | median)
+r8=$(awk -v a="$m8" -v b="$m1" 'BEGIN { printf "%.2f", a / b }')
+echo "freeze-1     median $m1 ms (runs: ${one[*]}) — target <= 150 ms: $(verdict "$m1" 150)"
+echo "freeze-3     median $m3 ms per VM, median of the largest per run $m3max ms (per run max: ${three_max[*]}) — target <= 250 ms: $(verdict "$m3max" 250)"
+echo "freeze-8G    median $m8 ms (runs: ${eight[*]}) = ${r8} x freeze-1 — target <= 1.2 x: $(verdict "$r8" 1.2)"
+for d in "$vm1" "$vm2" "$vm3" "$vm8"; do virsh -q destroy "$d" >/dev/null 2>&1 || true; done
+
+# ---------------------------------------------------------------- saved state
+lab_vm_create --no-agent --disk qcow2:64M --memory 256 --name benchss
+vss=$LAB_DOM
+# Let it boot (no agent to ask: its console says when): the downtime of a
+# booting guest is not the point.
+for i in $(seq 240); do
+    grep -q 'sysinit done' "$LAB_WORK/$vss.console" 2>/dev/null && break
+    sleep 0.5
+done
+VMW_REPO=$LAB_WORK/repo-ss
+ss=()
+ss_rc=0
+vmw_backup --method saved-state "$vss" || ss_rc=$?
+if [ $ss_rc -ne 0 ] && grep -qi 'not implemented' "$VMW_SUMMARY" "${VMW_SUMMARY%.out}.err"; then
+    echo "saved-state  not implemented yet ($(vmw_backup_failure | head -c 200))"
+elif [ $ss_rc -ne 0 ]; then
+    echo "saved-state  FAILED: $(vmw_backup_failure | head -c 300)"
+else
+    u=$(virsh domuuid "$vss")
+    ss+=("$(jq -r --arg u "$u" '.components[] | select(.component == $u) | .downtime_ms // empty' "$VMW_SUMMARY")")
+    for i in $(seq 2 "$RUNS"); do
+        vmw_backup --method saved-state "$vss" || lab_fail "saved-state backup failed: $(vmw_backup_failure)"
+        ss+=("$(jq -r --arg u "$u" '.components[] | select(.component == $u) | .downtime_ms // empty' "$VMW_SUMMARY")")
+    done
+    mss=$(printf '%s\n' "${ss[@]}" | median)
+    echo "saved-state  median downtime $mss ms (runs: ${ss[*]}; state after: $(virsh domstate "$vss")) — target <= 1000 ms: $(verdict "$mss" 1000)"
+fi
+virsh -q destroy "$vss" >/dev/null 2>&1 || true
+
+# ---------------------------------------------------------------- full backup vs raw read
+lab_vm_create --no-start --disk qcow2:4G --data-disk 16M --memory 160 --name benchbig
+vbig=$LAB_DOM
+img=${LAB_DISK_FILE[$vbig/vda]}
+head -c $GiB /dev/urandom >"$LAB_WORK/rand"
+truncate -s $((4 * GiB)) "$LAB_WORK/mixed.raw"
+dd if="$LAB_WORK/rand" of="$LAB_WORK/mixed.raw" bs=4M conv=notrunc status=none
+dd if="$LAB_WORK/rand" of="$LAB_WORK/mixed.raw" bs=4M seek=256 conv=notrunc status=none
+rm -f "$LAB_WORK/rand"
+qemu-img convert -q -f raw -O qcow2 "$LAB_WORK/mixed.raw" "$img"
+rm -f "$LAB_WORK/mixed.raw"
+virsh -q start "$vbig" >/dev/null
+lab_wait_agent "$vbig" 180 >/dev/null
+raw=() full=()
+for i in 1 2; do
+    drop; t0=$(now); cat "$img" >/dev/null; raw+=("$(secs "$t0" "$(now)")")
+    rm -rf "$LAB_WORK/repo-big"
+    VMW_REPO=$LAB_WORK/repo-big
+    drop; t0=$(now)
+    vmw_backup --full "$vbig" || lab_fail "full backup of $vbig failed: $(vmw_backup_failure)"
+    full+=("$(secs "$t0" "$(now)")")
+    read_b=$(jq -r '.bytes_read' "$VMW_SUMMARY") stored_b=$(jq -r '.bytes_stored' "$VMW_SUMMARY")
+done
+braw=$(printf '%s\n' "${raw[@]}" | sort -n | head -n 1)
+bfull=$(printf '%s\n' "${full[@]}" | sort -n | head -n 1)
+rf=$(awk -v a="$bfull" -v b="$braw" 'BEGIN { printf "%.2f", a / b }')
+echo "full-4G      raw read of the image (cat, $(du -h --apparent-size "$img" | cut -f1)) ${raw[*]} s; vmshadow backup --full ${full[*]} s (read $read_b B, stored $stored_b B); best $bfull s / $braw s = ${rf} x — target <= 2.5 x: $(verdict "$rf" 2.5)"
