@@ -259,6 +259,16 @@ undo_once (struct guard_vm *vm, virDomainPtr dom, long long deadline,
   }
   if (vm->file && unlink (vm->file) == 0)
     say ("vm %s: removed %s", vm->uuid, vm->file);
+  if (vm->socket && !job_is_ours (dom, vm->socket)) {
+    /* The session's socket directory, once no job serves it. */
+    char *dir = strdup (vm->socket), *slash = dir ? strrchr (dir, '/') : NULL;
+    unlink (vm->socket);
+    if (slash && slash != dir) {
+      *slash = '\0';
+      rmdir (dir);
+    }
+    free (dir);
+  }
 }
 
 static void *
