@@ -21,6 +21,7 @@ struct component_total {
   const char *method;           /* VM writer: online|saved-state|offline */
   int64_t freeze_window_ms;     /* -1 when none */
   int64_t downtime_ms;          /* -1 when none */
+  const vms_component *comp;    /* for its excluded files (R13) */
   size_t files;
   uint64_t size, bytes_read, bytes_stored;
   int64_t ms;
@@ -231,6 +232,7 @@ copy_snapshot_set (vms_repo *repo, vms_session *s, vms_repo_txn *txn,
       t->writer = vms_components_writer_name (bcd, w);
       t->component = vms_component_name (comp);
       t->caption = vms_component_caption (comp);
+      t->comp = comp;
       t->method = vms_component_get_string (comp, VMS_VM_ATTR_METHOD);
       t->freeze_window_ms = vms_component_get_int (comp, VMS_VM_ATTR_FREEZE_WINDOW_MS, -1);
       t->downtime_ms = vms_component_get_int (comp, "downtime_ms", -1);
@@ -304,6 +306,16 @@ print_summary (const char *id, const struct component_total *t, size_t n,
         json_object_object_add (c, "freeze_window_ms", json_object_new_int64 (t[i].freeze_window_ms));
       if (t[i].downtime_ms >= 0)
         json_object_object_add (c, "downtime_ms", json_object_new_int64 (t[i].downtime_ms));
+      json_object *excl = json_object_new_array ();
+      for (size_t e = 0; e < vms_component_excluded_count (t[i].comp); e++) {
+        json_object *x = json_object_new_object ();
+        json_object_object_add (x, "path", json_object_new_string (
+                                  vms_component_excluded_path (t[i].comp, e)));
+        json_object_object_add (x, "reason", json_object_new_string (
+                                  vms_component_excluded_reason (t[i].comp, e)));
+        json_object_array_add (excl, x);
+      }
+      json_object_object_add (c, "excluded", excl);
       json_object_object_add (c, "files", json_object_new_int64 ((int64_t) t[i].files));
       json_object_object_add (c, "size", json_object_new_int64 ((int64_t) t[i].size));
       json_object_object_add (c, "bytes_read", json_object_new_int64 ((int64_t) t[i].bytes_read));
@@ -334,6 +346,10 @@ print_summary (const char *id, const struct component_total *t, size_t n,
             t[i].files, t[i].files == 1 ? "" : "s",
             cli_bytes (t[i].size, b1), cli_bytes (t[i].bytes_read, b2),
             cli_bytes (t[i].bytes_stored, b3), (double) t[i].ms / 1000.0);
+    /* R13: what was left out, and that it must be backed up otherwise. */
+    for (size_t e = 0; e < vms_component_excluded_count (t[i].comp); e++)
+      printf ("    not backed up: %s: %s\n", vms_component_excluded_path (t[i].comp, e),
+              vms_component_excluded_reason (t[i].comp, e));
   }
   printf ("Read %s, stored %s new, in %.1f s.\n", cli_bytes (read, b1),
           cli_bytes (stored, b2), (double) ms / 1000.0);

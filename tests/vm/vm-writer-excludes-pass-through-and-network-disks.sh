@@ -26,6 +26,16 @@ lab_ok "VM $dom: vda data (qcow2), vdb loop device $loopdev, vdc NBD network dis
 vmw_backup "$dom" || lab_fail "vmshadow backup $dom failed: $(vmw_backup_failure)"
 bid=$VMW_BID
 lab_ok "vmshadow backup $dom: backup $bid"
+# R13: the backup's own report names both, with the reason.
+lab_assert_eq "excluded disks in the backup report" \
+    "$(jq '[.components[] | select(.component == "'"$uuid"'") | .excluded[]
+            | select(.reason | test("inside the guest"))] | length' "$VMW_SUMMARY")" 2
+jq -e --arg p "$loopdev" '[.components[].excluded[].path] | index($p)' "$VMW_SUMMARY" >/dev/null ||
+    lab_fail "the backup report does not name $loopdev"
+vmw_vmshadow backup "$dom" || lab_fail "second backup (text report) failed"
+grep -F "not backed up: $loopdev:" "$VMW_OUT" | grep -qi 'inside the guest' ||
+    lab_fail "the text report does not name $loopdev: $(tr '\n' ';' <"$VMW_OUT")"
+lab_ok "the backup report (JSON and text) names both excluded disks"
 
 vmw_show "$bid"
 comp=$(vmw_component "$uuid")

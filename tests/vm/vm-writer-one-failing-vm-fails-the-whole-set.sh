@@ -88,8 +88,10 @@ mv "$img.away" "$img"
 msg=$(jq -r '.failure.message // empty' "$VMW_SUMMARY")
 lab_log "report: $(jq -c .failure "$VMW_SUMMARY" 2>/dev/null) $(tr '\n' ' ' <"${VMW_SUMMARY%.out}.err")"
 grep -qF "\"$c\"" <<<"$msg" || lab_fail "the failure message does not name $c: $msg"
+grep -qF "$img" <<<"$msg" && grep -q "is missing" <<<"$msg" ||
+    lab_fail "the failure message does not say the image $img is missing: $msg"
 phase=$(jq -r '.failure.phase // empty' "$VMW_SUMMARY")
-[ -n "$phase" ] || lab_fail "the report names no phase"
+lab_assert_eq "failed phase for a vanished image" "$phase" prepare-backup
 lab_ok "backup failed (exit $rc) at $phase: $msg"
 assert_set_untouched "the vanished image"
 lab_ok "after the vanished image: still 1 backup, all three running, thawed, writable, no job, no new checkpoint"

@@ -758,9 +758,23 @@ vm_prepare_backup (void *data, vms_call *call)
     return -1;
   for (size_t i = 0; i < w->nr_vms; i++) {
     struct vm_entry *vm = w->vms[i];
-    if (vm->selected && vm_mkdir_p (vm->dir, 0700) == -1)
+    if (!vm->selected)
+      continue;
+    if (vm_mkdir_p (vm->dir, 0700) == -1)
       return vms_call_fail (call, VMS_FAILURE_NON_RETRYABLE, "vm \"%s\": %s",
                             vm->name, vms_get_error ());
+    /* A disk image that is gone is the reason the VM cannot be backed up:
+     * say so here, before any method is tried (R12: the set fails). */
+    for (size_t d = 0; d < vm->cfg.nr_disks; d++) {
+      const struct vm_disk *disk = &vm->cfg.disks[d];
+      struct stat sb;
+      if (disk->included && disk->source == VM_DISK_FILE &&
+          stat (disk->path, &sb) == -1)
+        return vms_call_fail (call, VMS_FAILURE_NON_RETRYABLE, "vm \"%s\" "
+                              "failed at prepare-backup: its disk image %s "
+                              "(%s) is missing: %s", vm->name, disk->path,
+                              disk->target, strerror (errno));
+    }
   }
   return 0;
 }
