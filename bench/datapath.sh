@@ -14,11 +14,16 @@
 #   full     full backup into a fresh repository
 #   incr     incremental after 1% of the disk changed in 64 KiB blocks at
 #            uniformly random places, written through qemu-io (bitmap)
-#   incr-loc the same amount changed again, in 64 KiB blocks filling 1% of
-#            the 4 MiB chunks (writes with locality, as filesystems do)
+#   incr-loc the same amount changed again, in 64 KiB blocks filling whole
+#            chunks, 1% of them (writes with locality, as filesystems do)
 #   extract  the last backup to a raw file (checked with qemu-img compare)
 # Peak memory is /usr/bin/time -v's maximum resident set size of the
-# driver (qemu-nbd is a separate process, not counted).
+# driver (qemu-nbd is a separate process, not counted). The repository's
+# size is given both as the bytes of its files (du -b) and as what it
+# allocates on disk (du -B1: small files round up to blocks).
+#
+# The work files (about 2 GiB + 2 × S GiB sparse) go to a fresh directory
+# under $BENCH_DIR (default /work), removed at the end.
 set -euo pipefail
 
 BUILD=${1:-build}
@@ -30,6 +35,8 @@ DRV=$(realpath "$BUILD")/lib/datapath/vms-bench-copy
 WORK=$(mktemp -d "${BENCH_DIR:-/work}/vms-bench-XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
 GiB=$((1024 * 1024 * 1024))
+CHUNK=$("$DRV" chunk-size)
+echo "chunk size $CHUNK bytes; $(nproc) CPUs; driver $DRV"
 
 drop() { sync; echo 3 > /proc/sys/vm/drop_caches; }
 # run NAME CMD...: time CMD (wall, seconds) and its peak RSS (KiB).
@@ -72,20 +79,29 @@ for S in $SIZES; do
   run rawq2 cat "$Q"
   run full "$DRV" full "$REPO" "qcow2:$Q" "$WORK/0.idx"
   REPO_BYTES=$(du -sb "$REPO" | cut -f1)
+  REPO_ALLOC=$(du -s -B1 "$REPO" | cut -f1)
+  REPO_FILES=$(find "$REPO/chunks" -type f | wc -l)
 
-  # 1% of the disk in 64 KiB blocks at uniformly random places.
+  # 1% of the disk in 64 KiB blocks at uniformly random places. (Offsets
+  # are printed with %.0f: mawk's %d stops at 2^31 - 1, which once sent
+  # every write beyond 2 GiB to that one offset.)
   NBLK=$((SIZE / 100 / 65536))
   shuf -i 0-$((SIZE / 65536 - 1)) -n $NBLK --random-source="$WORK/rand" |
-    awk '{printf "-c\nwrite -P 0xab %d 64k\n", $1 * 65536}' > "$WORK/writes"
+    awk '{printf "-c\nwrite -P 0xab %.0f 64k\n", $1 * 65536}' > "$WORK/writes"
   mapfile -t ARGS < "$WORK/writes"
-  qemu-io -f qcow2 "${ARGS[@]}" "$Q" > /dev/null
+  qemu-io -f qcow2 "${ARGS[@]}" "$Q" > "$WORK/qemu-io.out"
+  [ "$(grep -c '^wrote 65536/65536 bytes' "$WORK/qemu-io.out")" = "$NBLK" ] \
+    || { echo "qemu-io did not write the $NBLK blocks" >&2; exit 1; }
+  echo "  wrote $NBLK blocks of 64 KiB at $(sort -u "$WORK/writes" | grep -c '^write') places"
   run incr "$DRV" incr "$REPO" "qcow2:$Q" b0 "$WORK/0.idx" "$WORK/1.idx"
 
   # The same amount again, filling whole chunks (1% of them).
   qemu-img bitmap --clear "$Q" b0
-  NCH=$((NBLK / 64))
-  shuf -i 0-$((SIZE / 4194304 - 1)) -n $NCH --random-source=<(tail -c 65536 "$WORK/rand") |
-    awk '{for (i = 0; i < 64; i++) printf "-c\nwrite -P 0xcd %d 64k\n", $1 * 4194304 + i * 65536}' \
+  PER=$(( (CHUNK + 65535) / 65536 ))
+  NCH=$((NBLK / PER))
+  shuf -i 0-$((SIZE / CHUNK - 1)) -n $NCH --random-source=<(tail -c 65536 "$WORK/rand") |
+    awk -v per=$PER -v cs=$CHUNK \
+      '{for (i = 0; i < per; i++) printf "-c\nwrite -P 0xcd %.0f 64k\n", $1 * cs + i * 65536}' \
     > "$WORK/writes"
   mapfile -t ARGS < "$WORK/writes"
   qemu-io -f qcow2 "${ARGS[@]}" "$Q" > /dev/null
@@ -97,7 +113,7 @@ for S in $SIZES; do
 
   echo "-- ratios for $S GiB (targets in brackets); load average now: $(cut -d' ' -f1-3 /proc/loadavg)"
   echo "  full / raw read            $(ratio "${T[full]}" "${T[raw]}")  [<= 2]   (raw read of the qcow2 file: ${T[rawq2]} s)"
-  echo "  repo size / unique data    $(ratio "$REPO_BYTES" $GiB)  [<= 1.02]"
+  echo "  repo size / unique data    $(ratio "$REPO_BYTES" $GiB)  [<= 1.02]  (allocated on disk: $(ratio "$REPO_ALLOC" $GiB); $REPO_FILES chunk files)"
   echo "  incr / full time           $(ratio "${T[incr]}" "${T[full]}")  [< 0.10]  (uniform 64 KiB writes)"
   echo "  incr bytes read / disk     $(ratio "$(stat_of incr bytes_read)" $SIZE)  [< 0.03]"
   echo "  incr-loc / full time       $(ratio "${T[incr-loc]}" "${T[full]}")  [< 0.10]  (writes with locality)"

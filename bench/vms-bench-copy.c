@@ -4,11 +4,12 @@
  *   vms-bench-copy full    REPO SOURCE INDEX-OUT
  *   vms-bench-copy incr    REPO SOURCE BITMAP PARENT-INDEX INDEX-OUT
  *   vms-bench-copy extract REPO INDEX FORMAT OUT
+ *   vms-bench-copy chunk-size               (prints VMS_CHUNK_SIZE)
  *
  * SOURCE is an NBD URI (nbd+unix://...), or FORMAT:IMAGE (raw:/x.img,
  * qcow2:/x.qcow2) to export the image read-only with qemu-nbd first (with
  * BITMAP for incr), or a plain path. Indexes are kept in a bench-private
- * file (magic, size, digests), so that each phase is one process whose
+ * file (magic, chunk size, file size, digests), so that each phase is one process whose
  * peak memory /usr/bin/time -v can measure. Statistics are printed as
  * key=value lines on stdout.
  */
@@ -22,7 +23,7 @@
 #include "vmshadow/error.h"
 #include "vmshadow/repo.h"
 
-static const char magic[8] = "VMSBIDX1";
+static const char magic[8] = "VMSBIDX2";
 
 static void __attribute__ ((noreturn))
 die (const char *what)
@@ -37,8 +38,10 @@ index_save (const vms_index *idx, const char *path)
 {
   FILE *fp = fopen (path, "wb");
   uint64_t size = vms_index_size (idx);
+  uint32_t cs = VMS_CHUNK_SIZE;
 
   if (fp == NULL || fwrite (magic, sizeof magic, 1, fp) != 1
+      || fwrite (&cs, sizeof cs, 1, fp) != 1
       || fwrite (&size, sizeof size, 1, fp) != 1)
     die (path);
   for (uint64_t i = 0; i < vms_index_chunk_count (idx); i++)
@@ -53,12 +56,19 @@ index_load (const char *path)
 {
   FILE *fp = fopen (path, "rb");
   char m[8];
+  uint32_t cs;
   uint64_t size;
   vms_index *idx;
 
   if (fp == NULL || fread (m, sizeof m, 1, fp) != 1
-      || memcmp (m, magic, sizeof m) != 0 || fread (&size, sizeof size, 1, fp) != 1)
+      || memcmp (m, magic, sizeof m) != 0 || fread (&cs, sizeof cs, 1, fp) != 1
+      || fread (&size, sizeof size, 1, fp) != 1)
     die (path);
+  if (cs != VMS_CHUNK_SIZE) {
+    fprintf (stderr, "vms-bench-copy: %s: made with %" PRIu32 "-byte chunks, "
+             "this build uses %u\n", path, cs, VMS_CHUNK_SIZE);
+    exit (1);
+  }
   idx = vms_index_new (size);
   if (idx == NULL)
     die ("index");
@@ -127,8 +137,13 @@ main (int argc, char *argv[])
   usage:
     fprintf (stderr, "usage: vms-bench-copy full REPO SOURCE INDEX-OUT\n"
              "       vms-bench-copy incr REPO SOURCE BITMAP PARENT-INDEX INDEX-OUT\n"
-             "       vms-bench-copy extract REPO INDEX FORMAT OUT\n");
+             "       vms-bench-copy extract REPO INDEX FORMAT OUT\n"
+             "       vms-bench-copy chunk-size\n");
     return 2;
+  }
+  if (strcmp (argv[1], "chunk-size") == 0 && argc == 2) {
+    printf ("%u\n", VMS_CHUNK_SIZE);
+    return 0;
   }
   if (strcmp (argv[1], "full") == 0 && argc == 5) {
     vms_index *idx;

@@ -59,8 +59,9 @@ typedef void (*vms_progress_fn) (void *opaque, uint64_t done, uint64_t total);
  *
  * Tuning, for benchmarks (environment): VMSHADOW_WORKERS (hash/compress
  * threads, default the number of CPUs), VMSHADOW_NBD_INFLIGHT (chunks being
- * read at once, default 4), VMSHADOW_NBD_REQUEST_KIB (largest NBD read,
- * default 256). Memory: (2 × workers + 2 + inflight) chunk buffers. */
+ * read at once, default 16 MiB worth and at least 4: 128 chunks of 128 KiB),
+ * VMSHADOW_NBD_REQUEST_KIB (largest NBD read, default 256 but at most a
+ * chunk: 128 now). Memory: (2 × workers + 2 + inflight) chunk buffers. */
 extern vms_index *vms_copy_to_repo (vms_repo *repo, const struct vms_source *src,
                                     struct vms_copy_stats *stats,
                                     vms_progress_fn progress, void *opaque);

@@ -1,8 +1,9 @@
 /* vmshadow — the repository: where backups land (DESIGN.md "Repository",
  * docs/repository-format.md is the on-disk spec).
  *
- * A repository is a local directory of content-addressed chunks (4 MiB,
- * SHA-256, zstd or raw, all-zero chunks never stored) and of committed
+ * A repository is a local directory of content-addressed chunks
+ * (VMS_CHUNK_SIZE, 128 KiB; SHA-256, zstd or raw, all-zero chunks never
+ * stored) and of committed
  * backups. A backup is a manifest, the backup components document and the
  * writer metadata documents (R5), and one index per stored file (chunk
  * number → digest or zero). Every backup is a full by reference: an
@@ -25,7 +26,11 @@ extern "C" {
 #endif
 
 #define VMS_REPO_FORMAT_VERSION 1
-#define VMS_CHUNK_SIZE (4u << 20)      /* 4 MiB */
+/* Bytes per chunk: a power of two from 4 KiB to 4 MiB. The repository's
+ * config, every manifest and every index record it, and a build refuses a
+ * repository made with another size (docs/repository-format.md says why
+ * 128 KiB, with the measurements). */
+#define VMS_CHUNK_SIZE (128u << 10)    /* 128 KiB */
 #define VMS_DIGEST_LEN 32
 #define VMS_REPO_DIR_ENV "VMSHADOW_REPO"
 #define VMS_REPO_DEFAULT_DIR "/var/lib/vmshadow/repo"

@@ -3,12 +3,13 @@
  *
  * The calling thread is the reader: it asks the source which ranges hold
  * data (NBD block status with base:allocation, and for an incremental the
- * dirty-bitmap context; SEEK_DATA/SEEK_HOLE for a file), decides per 4 MiB
- * chunk whether to reuse the parent's entry, store zero, or read it, and
- * reads into a fixed pool of chunk buffers (over NBD with several requests
- * in flight). Worker threads hash, compress and store full buffers through
- * vms_repo_chunk_put and set the index entry. The pool size bounds memory
- * whatever the disk size; the first error from any thread stops all.
+ * dirty-bitmap context; SEEK_DATA/SEEK_HOLE for a file), decides per chunk
+ * (VMS_CHUNK_SIZE) whether to reuse the parent's entry, store zero, or read
+ * it, and reads into a fixed pool of chunk buffers (over NBD with several
+ * requests in flight). Worker threads hash, compress and store full
+ * buffers through vms_repo_chunk_put and set the index entry. The pool
+ * size bounds memory whatever the disk size; the first error from any
+ * thread stops all.
  */
 #include <assert.h>
 #include <errno.h>
@@ -32,14 +33,22 @@
 
 #include "datapath-internal.h"
 
-/* Reads go out as NBD requests of 256 KiB (VMSHADOW_NBD_REQUEST_KIB), for
- * 4 chunks at a time (VMSHADOW_NBD_INFLIGHT): measured on a 2 GiB qcow2
- * through qemu-nbd, 4 MiB requests took twice as long (qemu-nbd faults in
- * a fresh bounce buffer per request). */
+/* Reads go out as NBD requests of at most 256 KiB (VMSHADOW_NBD_REQUEST_KIB;
+ * never more than a chunk, so one 128 KiB request per chunk now), with
+ * about COPY_INFLIGHT_BYTES of them in flight (VMSHADOW_NBD_INFLIGHT
+ * chunks): measured on a 2 GiB qcow2 through qemu-nbd, 4 MiB requests took
+ * twice as long as 256 KiB ones (qemu-nbd faults in a fresh bounce buffer
+ * per request). 16 MiB in flight is the depth that 4 chunks of 4 MiB gave:
+ * 128 chunks of 128 KiB now. */
+#define COPY_REQUEST_KIB 256
+#define COPY_INFLIGHT_BYTES (UINT64_C (16) << 20)
 
-/* Block status is asked for windows of this many chunks (1 GiB). */
-#define COPY_WINDOW_CHUNKS 256
-/* A chunk with more data ranges than this is read as one span. */
+/* Block status is asked for windows of this many bytes (a whole number of
+ * chunks). */
+#define COPY_WINDOW_BYTES (UINT64_C (1) << 30)
+#define COPY_WINDOW_CHUNKS (COPY_WINDOW_BYTES / VMS_CHUNK_SIZE)
+_Static_assert (COPY_WINDOW_BYTES % VMS_CHUNK_SIZE == 0,
+                "a block status window is a whole number of chunks");
 #define COPY_MAX_RANGES 64
 #define COPY_PROGRESS_MS 250
 #define NBD_STATE_DIRTY 1       /* qemu:dirty-bitmap:* flag */
@@ -651,9 +660,11 @@ copy_from_nbd (struct copy_pipeline *p, const struct vms_source *src,
   struct copy_nbd c = { .p = p, .h = h, .uri = src->nbd_uri,
                         .dirty_context = src->dirty_context,
                         .alloc = empty_vector, .dirty = empty_vector };
+  unsigned max_kib = VMS_CHUNK_SIZE / 1024;
   unsigned request_kib = datapath_env_uint ("VMSHADOW_NBD_REQUEST_KIB",
-                                            256, 64,
-                                            VMS_CHUNK_SIZE / 1024);
+                                            COPY_REQUEST_KIB < max_kib
+                                            ? COPY_REQUEST_KIB : max_kib,
+                                            4, max_kib);
   uint64_t nr_chunks = vms_index_chunk_count (p->idx);
   struct copy_range ranges[COPY_MAX_RANGES];
   int r = -1;
@@ -911,7 +922,10 @@ vms_copy_to_repo (vms_repo *repo, const struct vms_source *src,
     return NULL;
   }
   workers = datapath_workers (1);
-  inflight = h ? datapath_env_uint ("VMSHADOW_NBD_INFLIGHT", 4, 1, 64) : 0;
+  inflight = h ? datapath_env_uint ("VMSHADOW_NBD_INFLIGHT",
+                                    COPY_INFLIGHT_BYTES / VMS_CHUNK_SIZE < 4 ? 4
+                                    : (unsigned) (COPY_INFLIGHT_BYTES / VMS_CHUNK_SIZE),
+                                    1, 256) : 0;
   if (copy_pipeline_init (&p, repo, idx, src->path ? src->path : src->nbd_uri,
                           workers, inflight) == -1) {
     copy_fail (&p, vms_get_errno (), "%s", vms_get_error ());

@@ -247,7 +247,8 @@ sha256_of (const void *buf, size_t len, uint8_t out[VMS_DIGEST_LEN])
 int
 index_serialize (const vms_index *idx, void **buf, size_t *len)
 {
-  /* count ≤ 2^28 (MAX_FILE_SIZE / 4 MiB): no overflow here. */
+  /* count ≤ MAX_FILE_SIZE / 4 KiB = 2^38 for any chunk size of at least
+   * 4 KiB: count × 32 cannot overflow. */
   size_t body = INDEX_HEADER_SIZE + (size_t) idx->count * VMS_DIGEST_LEN;
   uint8_t *b = malloc (body + VMS_DIGEST_LEN);
 
@@ -299,8 +300,9 @@ index_parse (const void *buf, size_t len, const char *what)
     return NULL;
   }
   if (chunk_size != VMS_CHUNK_SIZE) {
-    vms_set_error (EBADMSG, "%s has chunk size %" PRIu32 ", expected %u",
-                   what, chunk_size, VMS_CHUNK_SIZE);
+    vms_set_error (EBADMSG, "%s has chunks of %" PRIu32 " bytes; this "
+                   "vmshadow uses chunks of %u bytes", what, chunk_size,
+                   VMS_CHUNK_SIZE);
     return NULL;
   }
   if (size > MAX_FILE_SIZE) {
@@ -315,7 +317,8 @@ index_parse (const void *buf, size_t len, const char *what)
                    chunks_for (size));
     return NULL;
   }
-  /* count ≤ 2^28 now, so this cannot overflow. */
+  /* count ≤ 2^38 now (chunks of at least 4 KiB), so this cannot
+   * overflow. */
   expect = INDEX_HEADER_SIZE + count * VMS_DIGEST_LEN + VMS_DIGEST_LEN;
   if (len < expect) {
     vms_set_error (EBADMSG, "%s is truncated (%zu bytes, expected %" PRIu64 ")",

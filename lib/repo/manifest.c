@@ -343,8 +343,8 @@ manifest_parse (const char *text, size_t len, const char *backup_id)
   if (get_u64 (root, "chunk_size", UINT32_MAX, &u, what) == -1)
     goto fail;
   if (u != VMS_CHUNK_SIZE) {
-    vms_set_error (EBADMSG, "%s has chunk size %" PRIu64 ", expected %u", what,
-                   u, VMS_CHUNK_SIZE);
+    vms_set_error (EBADMSG, "%s has chunks of %" PRIu64 " bytes; this "
+                   "vmshadow uses chunks of %u bytes", what, u, VMS_CHUNK_SIZE);
     goto fail;
   }
   v = get (root, "components");
@@ -613,8 +613,7 @@ vms_manifest_load_index (vms_repo *repo, const vms_manifest *m, size_t i)
   snprintf (what, sizeof what, "backup %s: index %zu", m->id, i);
   /* Both names passed repo_valid_name: the path stays in backups/<id>/. */
   snprintf (name, sizeof name, "backups/%s/indexes/%s", m->id, f->index);
-  /* An index of MAX_FILE_SIZE is 2^28 entries of 32 bytes. */
-  if (repo_read_file (repo->dirfd, name, ((size_t) 1 << 33) + 4096,
+  if (repo_read_file (repo->dirfd, name, (size_t) MAX_INDEX_BYTES,
                       &buf, &len) == -1) {
     vms_set_error (errno == ENOENT ? EBADMSG : errno, "%s (%s) %s", what,
                    f->index, errno == ENOENT ? "is missing"

@@ -22,9 +22,22 @@
 #define MAX_MANIFEST_METADATA 4096
 #define MAX_MANIFEST_STRING 4096
 #define MAX_BACKUP_ID_LEN 128
-/* An index of a 2^50-byte (1 PiB) file is 8 GiB: far beyond any disk this
- * is for, and a cap that keeps every size computation far from overflow. */
+/* 2^50 bytes (1 PiB): far beyond any disk this is for, and a cap that keeps
+ * every size computation far from overflow. */
 #define MAX_FILE_SIZE ((uint64_t) 1 << 50)
+
+/* The chunk size is a power of two from 4 KiB to 4 MiB: chunk boundaries
+ * then line up with the power-of-two granularities of dirty bitmaps and
+ * qcow2 clusters, the index of a MAX_FILE_SIZE file has at most 2^38
+ * entries, and a chunk's length fits its header field. */
+_Static_assert ((VMS_CHUNK_SIZE & (VMS_CHUNK_SIZE - 1)) == 0
+                && VMS_CHUNK_SIZE >= 4096 && VMS_CHUNK_SIZE <= (4u << 20),
+                "VMS_CHUNK_SIZE must be a power of two from 4 KiB to 4 MiB");
+/* The largest index file: header, one digest per chunk of a MAX_FILE_SIZE
+ * file, checksum. */
+#define MAX_INDEX_BYTES \
+  (INDEX_HEADER_SIZE + (MAX_FILE_SIZE / VMS_CHUNK_SIZE + 1) * VMS_DIGEST_LEN \
+   + VMS_DIGEST_LEN)
 
 #define CHUNK_MAGIC "VMSC"
 #define CHUNK_VERSION 1

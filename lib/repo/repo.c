@@ -196,11 +196,20 @@ read_config (vms_repo *repo)
     goto out;
   }
   if (!json_object_object_get_ex (root, "chunk_size", &v) ||
-      !json_object_is_type (v, json_type_int) ||
-      json_object_get_int64 (v) != VMS_CHUNK_SIZE) {
-    vms_set_error (EBADMSG, "repository %s: chunk size %s is not supported "
-                   "(expected %u)", repo->path,
-                   v ? json_object_get_string (v) : "(none)", VMS_CHUNK_SIZE);
+      !json_object_is_type (v, json_type_int)) {
+    vms_set_error (EBADMSG, "repository %s: its config has no valid "
+                   "\"chunk_size\" (%s)", repo->path,
+                   v ? json_object_get_string (v) : "none");
+    goto out;
+  }
+  /* Chunks are cut at fixed offsets of this size: a reader with another
+   * size would look for the wrong chunks, and a writer would mix sizes. */
+  if (json_object_get_int64 (v) != VMS_CHUNK_SIZE) {
+    vms_set_error (ENOTSUP, "repository %s uses chunks of %s bytes; this "
+                   "vmshadow uses chunks of %u bytes (%u KiB) and cannot read "
+                   "or write it: use the vmshadow that created it, or a new "
+                   "repository", repo->path, json_object_get_string (v),
+                   VMS_CHUNK_SIZE, VMS_CHUNK_SIZE / 1024);
     goto out;
   }
   repo->chunk_size = VMS_CHUNK_SIZE;

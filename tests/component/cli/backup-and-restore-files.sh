@@ -97,7 +97,9 @@ rm "$tmp/veto"
 
 # A flipped byte in a chunk: verify --deep names backup, component, file
 # and offset; extract of that file fails and leaves nothing behind.
-chunk=$(find "$VMSHADOW_REPO/chunks" -type f -size +1M | head -1)
+# The largest chunk file: a chunk of random data, stored raw, whatever the
+# chunk size.
+chunk=$(find "$VMSHADOW_REPO/chunks" -type f -printf '%s %p\n' | sort -n | tail -1 | cut -d' ' -f2-)
 [ -n "$chunk" ] || fail "no chunk to corrupt"
 size=$(stat -c %s "$chunk")
 printf '\xff' | dd of="$chunk" bs=1 seek=$((size - 100)) conv=notrunc status=none

@@ -37,7 +37,14 @@
 #include "vmshadow/repo.h"
 
 #define MiB (UINT64_C (1) << 20)
+#define KiB (UINT64_C (1) << 10)
 #define CHUNK ((uint64_t) VMS_CHUNK_SIZE)
+/* The unit of the test images' layout: 4 MiB, or a chunk if chunks are
+ * larger, so that every region is a whole number of chunks whatever
+ * VMS_CHUNK_SIZE is (a power of two). */
+#define U (CHUNK > 4 * MiB ? CHUNK : 4 * MiB)
+/* Chunks per unit. */
+#define CPU_ (U / CHUNK)
 
 struct fixture {
   char dir[256];
@@ -151,31 +158,32 @@ write_at (int fd, const char *buf, size_t len, uint64_t off)
   assert_int_equal (pwrite (fd, buf, len, (off_t) off), (ssize_t) len);
 }
 
-/* A raw image of size bytes (> 60 MiB) with every kind of content:
- *   [0, 8M)            random
- *   [8M, 16M)          the same again (duplicate chunks)
- *   [16M, 20M)         zeros written out (allocated, but all zero)
- *   [20M, 44M)         a hole
- *   [44M+100K, +64K)   64 KiB of random in an otherwise hole chunk
- *   [48M, size)        random up to a size that is not a chunk multiple */
+/* A raw image of size bytes (> 15 U) with every kind of content, in units
+ * U (4 MiB with chunks of up to 4 MiB):
+ *   [0, 2U)            random
+ *   [2U, 4U)           the same again (duplicate chunks)
+ *   [4U, 5U)           zeros written out (allocated, but all zero)
+ *   [5U, 11U)          a hole
+ *   [11U+100K, +64K)   64 KiB of random in an otherwise hole chunk
+ *   [12U, size)        random up to a size that is not a chunk multiple */
 static void
 make_mixed_image (const char *path, uint64_t size)
 {
-  char *buf = malloc (8 * MiB);
+  char *buf = malloc (2 * U);
   int fd = open (path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
 
   assert_non_null (buf);
   assert_true (fd >= 0);
-  assert_true (size > 60 * MiB);
-  fill_random (buf, 8 * MiB, 1);
-  write_at (fd, buf, 8 * MiB, 0);
-  write_at (fd, buf, 8 * MiB, 8 * MiB);
-  memset (buf, 0, 4 * MiB);
-  write_at (fd, buf, 4 * MiB, 16 * MiB);
-  fill_random (buf, 64 * 1024, 2);
-  write_at (fd, buf, 64 * 1024, 44 * MiB + 100 * 1024);
-  for (uint64_t off = 48 * MiB; off < size; off += 4 * MiB) {
-    size_t n = size - off < 4 * MiB ? (size_t) (size - off) : 4 * MiB;
+  assert_true (size > 15 * U);
+  fill_random (buf, 2 * U, 1);
+  write_at (fd, buf, 2 * U, 0);
+  write_at (fd, buf, 2 * U, 2 * U);
+  memset (buf, 0, U);
+  write_at (fd, buf, U, 4 * U);
+  fill_random (buf, 64 * KiB, 2);
+  write_at (fd, buf, 64 * KiB, 11 * U + 100 * KiB);
+  for (uint64_t off = 12 * U; off < size; off += U) {
+    size_t n = size - off < U ? (size_t) (size - off) : U;
     fill_random (buf, n, 100 + off / MiB);
     write_at (fd, buf, n, off);
   }
@@ -293,8 +301,10 @@ assert_error_mentions (const char *what)
 
 /* Size of the mixed image: not a multiple of the chunk size; a multiple of
  * 512 where qcow2 is involved (qcow2 rounds virtual sizes up to 512). */
-#define ODD_SIZE (64 * MiB + 12345)
-#define ODD_SIZE_512 (64 * MiB + 7 * 512)
+#define ODD_SIZE (16 * U + 12345)
+#define ODD_SIZE_512 (16 * U + 7 * 512)
+_Static_assert (12345 % VMS_CHUNK_SIZE != 0 && 7 * 512 % VMS_CHUNK_SIZE != 0,
+                "the test images are not a whole number of chunks");
 
 /* The mixed image's content checks for a copy of it. */
 static void
@@ -302,17 +312,17 @@ assert_mixed_stats (const struct vms_copy_stats *st, const vms_index *idx,
                     uint64_t size)
 {
   assert_int_equal (st->size, size);
-  /* Holes and written zeros are not read: 20M-44M at least. */
-  assert_true (st->bytes_read <= size - 24 * MiB);
-  /* 16M-44M are zero chunks (7); 44M-48M is not. */
-  assert_true (st->chunks_zero >= 7);
-  /* The duplicate 8 MiB is the same two chunks (stored once: the digest
-   * is the address; two workers may still both write one of them when
-   * they meet it at the same time). */
-  assert_memory_equal (vms_index_get (idx, 0), vms_index_get (idx, 2),
-                       sizeof (struct vms_digest));
-  assert_memory_equal (vms_index_get (idx, 1), vms_index_get (idx, 3),
-                       sizeof (struct vms_digest));
+  /* Holes and written zeros are not read: 5U-11U at least. */
+  assert_true (st->bytes_read <= size - 6 * U);
+  /* 4U-11U are zero chunks; the chunk of 11U+100K is not. */
+  assert_true (st->chunks_zero >= 7 * CPU_);
+  assert_false (vms_digest_is_zero (vms_index_get (idx, (11 * U + 100 * KiB) / CHUNK)));
+  /* The duplicate 2U are the same chunks (stored once: the digest is the
+   * address; two workers may still both write one of them when they meet
+   * it at the same time). */
+  for (uint64_t c = 0; c < 2 * CPU_; c++)
+    assert_memory_equal (vms_index_get (idx, c), vms_index_get (idx, c + 2 * CPU_),
+                         sizeof (struct vms_digest));
 }
 
 /* ---- tests ---- */
@@ -332,21 +342,21 @@ path_round_trip_keeps_bytes_and_holes (void **state)
   idx = copy_or_fail (f, &src, &st);
   assert_mixed_stats (&st, idx, ODD_SIZE);
   assert_int_equal (vms_index_size (idx), ODD_SIZE);
-  /* A fresh repository stores the unique data once: 8 MiB + 16 MiB and a
-   * bit of random data (incompressible), the sparse chunk compressed. */
-  assert_true (st.bytes_stored >= 24 * MiB);
-  assert_true (tree_bytes (path_in (f, "repo")) <= 24 * MiB + 512 * 1024);
+  /* A fresh repository stores the unique data once: 2U + 4U and a bit of
+   * random data (incompressible), the sparse chunk compressed. */
+  assert_true (st.bytes_stored >= 6 * U);
+  assert_true (tree_bytes (path_in (f, "repo")) <= 6 * U + 512 * KiB);
   extract_or_fail (f, idx, out, "raw");
   assert_int_equal (file_size (out), ODD_SIZE);
   assert_same_bytes (img, out);
-  /* Holes stay holes: the zero region [16M, 44M+100K) is not allocated,
-   * and the whole file allocates about its 32 MiB of data, not 64. */
+  /* Holes stay holes: the zero region [4U, 11U+100K) is not allocated,
+   * and the whole file allocates about its 8U of data, not 16U. */
   fd = open (out, O_RDONLY);
   assert_true (fd >= 0);
-  data = lseek (fd, (off_t) (16 * MiB), SEEK_DATA);
+  data = lseek (fd, (off_t) (4 * U), SEEK_DATA);
   close (fd);
-  assert_true (data >= (off_t) (44 * MiB));
-  assert_true (allocated_bytes (out) <= 34 * MiB);
+  assert_true (data >= (off_t) (11 * U));
+  assert_true (allocated_bytes (out) <= 8 * U + 2 * MiB);
   vms_index_free (idx);
 }
 
@@ -389,8 +399,8 @@ nbd_raw_export_round_trips (void **state)
   /* Everything was there already. */
   assert_int_equal (st.bytes_stored, 0);
   assert_int_equal (st.chunks_new, 0);
-  /* Only the 64 KiB of the sparse chunk is read there, not 4 MiB. */
-  assert_true (st.bytes_read <= ODD_SIZE_512 - 24 * MiB - 4 * MiB + 64 * 1024);
+  /* Only the 64 KiB of the sparse chunk is read there, not the chunk. */
+  assert_true (st.bytes_read <= ODD_SIZE_512 - 7 * U + 64 * KiB);
   assert_same_index (a, b);
   extract_or_fail (f, b, out, "raw");
   assert_same_bytes (img, out);
@@ -442,8 +452,8 @@ extract_to_qcow2_keeps_virtual_size_and_content (void **state)
     sscanf (line, " \"virtual-size\": %" SCNu64, &vsize);
   assert_int_equal (pclose (p), 0);
   assert_int_equal (vsize, ODD_SIZE_512);
-  /* Zero chunks stay unallocated: the qcow2 holds the data, not 64 MiB. */
-  assert_true (allocated_bytes (out) <= 36 * MiB);
+  /* Zero chunks stay unallocated: the qcow2 holds the data, not 16U. */
+  assert_true (allocated_bytes (out) <= 8 * U + 4 * MiB);
   vms_index_free (idx);
 }
 
@@ -481,26 +491,32 @@ incremental_reads_only_dirty_chunks (void **state)
   struct vms_copy_stats st;
   vms_index *full0, *inc, *full1;
   /* Scattered 64 KiB writes in 4 different chunks: random data, the
-   * duplicate, the hole and the partial last chunk. */
+   * duplicate, the hole and the last chunk (partial: the image ends 3584
+   * bytes into it). */
   static const uint64_t offsets[] = {
-    1 * MiB, 9 * MiB + 64 * 1024, 30 * MiB, 64 * MiB - 64 * 1024,
+    U / 4, 2 * U + U / 4 + 64 * KiB, 7 * U + U / 2, 16 * U,
   };
+  uint64_t zero_chunks = 0;
 
   need_qemu ();
   full0 = make_bitmap_image_and_full (f, img);
+  for (uint64_t c = 0; c < vms_index_chunk_count (full0); c++)
+    zero_chunks += vms_digest_is_zero (vms_index_get (full0, c));
   for (size_t i = 0; i < sizeof offsets / sizeof offsets[0]; i++)
-    run ("qemu-io -f qcow2 -c 'write -P 0xab %" PRIu64 " 64k' '%s' >/dev/null",
-         offsets[i], img);
+    run ("qemu-io -f qcow2 -c 'write -P 0xab %" PRIu64 " %" PRIu64 "' '%s' "
+         ">/dev/null", offsets[i],
+         offsets[i] + 64 * KiB <= ODD_SIZE_512 ? 64 * KiB : ODD_SIZE_512 - offsets[i],
+         img);
 
   incr.nbd_uri = export_or_fail (f, img, "qcow2", "b0");
   incr.dirty_context = "qemu:dirty-bitmap:b0";
   incr.parent = full0;
   inc = copy_or_fail (f, &incr, &st);
   /* Only the dirty chunks are read; and of the chunk in the hole only
-   * its 64 KiB. */
+   * its 64 KiB. All the others are taken from the parent. */
   assert_true (st.bytes_read > 0);
-  assert_true (st.bytes_read <= 3 * CHUNK + 64 * 1024);
-  assert_true (st.chunks_reused >= vms_index_chunk_count (inc) - 4 - 7);
+  assert_true (st.bytes_read <= 3 * CHUNK + 64 * KiB);
+  assert_true (st.chunks_reused >= vms_index_chunk_count (inc) - 4 - zero_chunks);
 
   /* The incremental equals a full backup of the changed image. */
   full_src.nbd_uri = export_or_fail (f, img, "qcow2", NULL);
@@ -526,7 +542,8 @@ dirty_chunk_that_became_a_hole_is_stored_as_zero (void **state)
   full0 = make_bitmap_image_and_full (f, img);
   assert_false (vms_digest_is_zero (vms_index_get (full0, 0)));
   /* A guest fstrim: chunk 0 zeroed and unmapped through QEMU. */
-  run ("qemu-io -f qcow2 -c 'write -z -u 0 4M' '%s' >/dev/null", img);
+  run ("qemu-io -f qcow2 -c 'write -z -u 0 %" PRIu64 "' '%s' >/dev/null",
+       CHUNK, img);
 
   incr.nbd_uri = export_or_fail (f, img, "qcow2", "b0");
   incr.dirty_context = "qemu:dirty-bitmap:b0";
@@ -566,11 +583,14 @@ corrupted_chunk_fails_extract_and_leaves_no_output (void **state)
   int fd;
   DIR *d;
   struct dirent *de;
+  /* A chunk of random data: the first of [13U, 14U). */
+  uint64_t bad = 13 * CPU_;
+  char offset[64];
 
   make_mixed_image (img, ODD_SIZE);
   idx = copy_or_fail (f, &src, NULL);
-  /* Flip a byte in the middle of the file of chunk 13 (random data). */
-  vms_digest_hex (vms_index_get (idx, 13), hex);
+  /* Flip a byte in the middle of the file of that chunk. */
+  vms_digest_hex (vms_index_get (idx, bad), hex);
   corrupt_hex = hex;
   corrupt_path[0] = '\0';
   nftw (path_in (f, "repo"), find_chunk_file, 16, FTW_PHYS);
@@ -584,12 +604,14 @@ corrupted_chunk_fails_extract_and_leaves_no_output (void **state)
   assert_int_equal (pwrite (fd, &byte, 1, mid), 1);
   close (fd);
 
+  snprintf (offset, sizeof offset, "offset %" PRIu64, bad * CHUNK);
   assert_int_equal (vms_extract (f->repo, idx, out, "raw", 0, NULL, NULL), -1);
-  assert_error_mentions ("offset 54525952");   /* 13 × 4 MiB */
+  assert_error_mentions (offset);
+  assert_error_mentions (hex);
   assert_int_equal (access (out, F_OK), -1);
   assert_int_equal (vms_extract (f->repo, idx, path_in (f, "out.qcow2"),
                                  "qcow2", 0, NULL, NULL), -1);
-  assert_error_mentions ("offset 54525952");
+  assert_error_mentions (offset);
   /* Nothing left beside the target either. */
   d = opendir (f->dir);
   assert_non_null (d);

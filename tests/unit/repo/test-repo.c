@@ -14,6 +14,7 @@
 #include <ftw.h>
 #include <pthread.h>
 #include <inttypes.h>
+#include <sched.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -23,6 +24,7 @@
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -63,9 +65,26 @@ setup (void **state)
   return 0;
 }
 
+/* The tmpfs of the full-file-system test, while mounted. It is mounted in
+ * a mount namespace of this process only (so the kernel drops it when the
+ * process ends, however it ends), and unmounted by teardown and at exit,
+ * also when an assertion fails, so no test leaves a mount behind. */
+static char mounted[128];
+
+static void
+unmount_test_fs (void)
+{
+  if (mounted[0] != '\0') {
+    if (umount2 (mounted, MNT_DETACH) == -1)
+      fprintf (stderr, "# cannot unmount %s: %s\n", mounted, strerror (errno));
+    mounted[0] = '\0';
+  }
+}
+
 static int
 teardown (void **state)
 {
+  unmount_test_fs ();
   rm_rf (workdir);
   return 0;
 }
@@ -701,8 +720,9 @@ open_refuses_a_directory_that_is_not_a_repository (void **state)
 
   /* A config from a newer format version. */
   snprintf (path, sizeof path, "%s/config", repo_dir);
-  const char *cfg = "{\"format\": \"vmshadow-repository\", \"version\": 2, "
-    "\"chunk_size\": 4194304}";
+  char cfg[256];
+  snprintf (cfg, sizeof cfg, "{\"format\": \"vmshadow-repository\", "
+            "\"version\": 2, \"chunk_size\": %u}", VMS_CHUNK_SIZE);
   write_file (path, cfg, strlen (cfg));
   assert_null (vms_repo_open (repo_dir, 0));
   assert_error_contains ("format version 2");
@@ -934,6 +954,96 @@ truncated_or_garbage_index_gives_a_clear_error (void **state)
   vms_repo_close (r);
 }
 
+/* A chunk size other than this build's: half of it, or double when it is
+ * the smallest allowed. */
+#define OTHER_CS (VMS_CHUNK_SIZE > 4096 ? VMS_CHUNK_SIZE / 2 : VMS_CHUNK_SIZE * 2)
+
+static void
+another_chunk_size_is_refused_in_config_manifest_and_index (void **state)
+{
+  vms_repo *r = open_writer ();
+  size_t size = 2 * CS + 7;
+  uint8_t *data = xmalloc (size);
+  fill_random (data, size, 11);
+  make_backup (r, "b1", data, size);
+  char path[256], expect[256], needle[64], *at;
+  size_t len;
+
+  /* An index that says another chunk size is refused before anything in
+   * it is used (it would map offsets to the wrong chunks). */
+  snprintf (path, sizeof path, "%s/backups/b1/indexes/0.idx", repo_dir);
+  uint8_t *idx_bytes = (uint8_t *) read_whole (path, &len);
+  vms_manifest *m = vms_manifest_open (r, "b1");
+  assert_non_null (m);
+  uint32_t other = OTHER_CS;
+  uint8_t saved[4];
+  memcpy (saved, idx_bytes + 12, 4);
+  for (int i = 0; i < 4; i++)
+    idx_bytes[12 + i] = (uint8_t) (other >> (8 * i));
+  write_file (path, idx_bytes, len);
+  assert_null (vms_manifest_load_index (r, m, 0));
+  assert_int_equal (vms_get_errno (), EBADMSG);
+  snprintf (expect, sizeof expect, "backup b1: index 0 has chunks of %u bytes; "
+            "this vmshadow uses chunks of %u bytes", OTHER_CS, VMS_CHUNK_SIZE);
+  assert_error_contains (expect);
+  memcpy (idx_bytes + 12, saved, 4);
+  write_file (path, idx_bytes, len);
+  vms_index *idx = vms_manifest_load_index (r, m, 0);
+  assert_non_null (idx);
+  vms_index_free (idx);
+  vms_manifest_free (m);
+
+  /* A manifest that says another chunk size. */
+  snprintf (path, sizeof path, "%s/backups/b1/manifest.json", repo_dir);
+  char *text = read_whole (path, &len);
+  snprintf (needle, sizeof needle, "\"chunk_size\": %u", VMS_CHUNK_SIZE);
+  at = strstr (text, needle);
+  assert_non_null (at);
+  char *t;
+  assert_true (asprintf (&t, "%.*s\"chunk_size\": %u%s", (int) (at - text),
+                         text, OTHER_CS, at + strlen (needle)) > 0);
+  write_file (path, t, strlen (t));
+  assert_null (vms_manifest_open (r, "b1"));
+  snprintf (expect, sizeof expect, "backup b1: manifest has chunks of %u "
+            "bytes; this vmshadow uses chunks of %u bytes", OTHER_CS,
+            VMS_CHUNK_SIZE);
+  assert_error_contains (expect);
+  write_file (path, text, len);
+  free (t);
+  free (text);
+  vms_repo_close (r);
+
+  /* A repository made with another chunk size is not opened at all, for
+   * reading or writing, and says what to do. */
+  snprintf (path, sizeof path, "%s/config", repo_dir);
+  text = read_whole (path, &len);
+  at = strstr (text, needle);
+  assert_non_null (at);
+  assert_true (asprintf (&t, "%.*s\"chunk_size\": %u%s", (int) (at - text),
+                         text, OTHER_CS, at + strlen (needle)) > 0);
+  write_file (path, t, strlen (t));
+  snprintf (expect, sizeof expect, "repository %s uses chunks of %u bytes; "
+            "this vmshadow uses chunks of %u bytes", repo_dir, OTHER_CS,
+            VMS_CHUNK_SIZE);
+  assert_null (vms_repo_open (repo_dir, 0));
+  assert_int_equal (vms_get_errno (), ENOTSUP);
+  assert_error_contains (expect);
+  assert_error_contains ("a new repository");
+  assert_null (vms_repo_open (repo_dir, VMS_REPO_CREATE | VMS_REPO_WRITE));
+  assert_error_contains (expect);
+  /* Put back, it opens again: nothing was changed by the refusals. */
+  write_file (path, text, len);
+  r = open_writer ();
+  struct lines l = { .n = 0 };
+  assert_int_equal (vms_repo_verify (r, NULL, 1, collect, &l), 0);
+  lines_free (&l);
+  vms_repo_close (r);
+  free (t);
+  free (text);
+  free (idx_bytes);
+  free (data);
+}
+
 static void
 hostile_manifest_names_are_refused (void **state)
 {
@@ -1087,15 +1197,40 @@ gc_removes_unreferenced_chunks_and_leftovers_only (void **state)
 
 /* ---- full file system ---- */
 
+/* Mount a tmpfs of size bytes at mnt in a private mount namespace; 0, or -1
+ * when this process may not (not root). */
+static int
+mount_small_fs (const char *mnt, size_t size)
+{
+  char opts[64];
+
+  if (unshare (CLONE_NEWNS) == -1
+      || mount (NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) == -1)
+    return -1;
+  snprintf (opts, sizeof opts, "size=%zuk,mode=0700", size / 1024);
+  if (mount ("tmpfs", mnt, "tmpfs", 0, opts) == -1)
+    return -1;
+  snprintf (mounted, sizeof mounted, "%s", mnt);
+  return 0;
+}
+
+static uint64_t
+free_bytes (const char *path)
+{
+  struct statvfs sv;
+  assert_int_equal (statvfs (path, &sv), 0);
+  return (uint64_t) sv.f_bavail * sv.f_frsize;
+}
+
 static void
 full_file_system_fails_clearly_and_leaves_the_repository_intact (void **state)
 {
   char mnt[128];
   snprintf (mnt, sizeof mnt, "%s/small", workdir);
   assert_int_equal (mkdir (mnt, 0700), 0);
-  if (mount ("tmpfs", mnt, "tmpfs", 0, "size=2m,mode=0700") == -1) {
-    print_message ("# SKIP cannot mount a 2 MiB tmpfs (%s): needs root\n",
-                   strerror (errno));
+  if (mount_small_fs (mnt, 2 * CS + (2u << 20)) == -1) {
+    print_message ("# SKIP cannot mount a tmpfs in a private mount namespace "
+                   "(%s): needs root\n", strerror (errno));
     skip ();
   }
   snprintf (repo_dir, sizeof repo_dir, "%s/repo", mnt);
@@ -1103,9 +1238,18 @@ full_file_system_fails_clearly_and_leaves_the_repository_intact (void **state)
   vms_repo *r = open_writer ();
   uint8_t *data = xmalloc (CS);
   fill_random (data, CS, 30);
-  make_backup (r, "b1", data, 300000);    /* fits */
+  make_backup (r, "b1", data, CS / 2 + 1000);    /* fits */
 
-  /* A 4 MiB incompressible chunk does not. */
+  /* Leave half a chunk free: an incompressible chunk does not fit. */
+  char filler[256];
+  snprintf (filler, sizeof filler, "%s/filler", mnt);
+  int fd = open (filler, O_WRONLY | O_CREAT | O_APPEND, 0600);
+  assert_true (fd >= 0);
+  while (free_bytes (mnt) > CS / 2) {
+    uint64_t over = free_bytes (mnt) - CS / 2;
+    size_t n = over < 65536 ? (size_t) over : 65536;
+    assert_true (write (fd, data, n) > 0);
+  }
   struct vms_digest d;
   assert_int_equal (vms_repo_chunk_put (r, data + 1, CS - 1, &d, NULL), -1);
   assert_int_equal (vms_get_errno (), ENOSPC);
@@ -1115,10 +1259,6 @@ full_file_system_fails_clearly_and_leaves_the_repository_intact (void **state)
   assert_error_contains (expect);
 
   /* Fill the rest, then try to commit a backup of what is stored. */
-  char filler[256];
-  snprintf (filler, sizeof filler, "%s/filler", mnt);
-  int fd = open (filler, O_WRONLY | O_CREAT, 0600);
-  assert_true (fd >= 0);
   while (write (fd, data, 65536) > 0)
     ;
   while (write (fd, data, 512) > 0)
@@ -1165,7 +1305,6 @@ full_file_system_fails_clearly_and_leaves_the_repository_intact (void **state)
   assert_int_equal (vms_repo_verify (r, NULL, 1, collect, &l), 0);
   vms_repo_close (r);
   free (data);
-  umount2 (mnt, MNT_DETACH);
 }
 
 int
@@ -1194,12 +1333,15 @@ main (int argc, char *argv[])
     T ("verify-finds-a-missing-chunk", verify_finds_a_missing_chunk),
     T ("truncated-or-garbage-manifest-gives-a-clear-error", truncated_or_garbage_manifest_gives_a_clear_error),
     T ("truncated-or-garbage-index-gives-a-clear-error", truncated_or_garbage_index_gives_a_clear_error),
+    T ("another-chunk-size-is-refused-in-config-manifest-and-index",
+       another_chunk_size_is_refused_in_config_manifest_and_index),
     T ("hostile-manifest-names-are-refused", hostile_manifest_names_are_refused),
     T ("prune-dry-run-changes-nothing-and-prune-removes", prune_dry_run_changes_nothing_and_prune_removes),
     T ("gc-removes-unreferenced-chunks-and-leftovers-only", gc_removes_unreferenced_chunks_and_leftovers_only),
     T ("full-file-system-fails-clearly-and-leaves-the-repository-intact", full_file_system_fails_clearly_and_leaves_the_repository_intact),
 #undef T
   };
+  atexit (unmount_test_fs);
   cmocka_set_message_output (CM_OUTPUT_TAP);
   if (argc > 1)
     cmocka_set_test_filter (argv[1]);

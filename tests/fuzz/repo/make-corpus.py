@@ -1,0 +1,92 @@
+#!/usr/bin/env python3
+"""Regenerate the chunk-size-dependent seeds of tests/fuzz/repo/corpus.
+
+Index files record the chunk size in their header and their entry count
+follows from it; manifests record it in "chunk_size". A seed named ok-*
+must be accepted and bad-* rejected for the reason its name gives, so when
+VMS_CHUNK_SIZE changes, run this (from anywhere) and commit the result:
+
+    tests/fuzz/repo/make-corpus.py
+
+It reads VMS_CHUNK_SIZE from include/vmshadow/repo.h, rewrites every index
+seed listed below (see docs/repository-format.md "Indexes") and the
+"chunk_size" of every manifest seed except bad-chunk-size.json, which gets
+a size this build refuses. Seeds found by fuzzing are left alone.
+"""
+import hashlib
+import os
+import re
+import struct
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+TOP = os.path.normpath(os.path.join(HERE, "..", "..", ".."))
+
+
+def chunk_size():
+    text = open(os.path.join(TOP, "include", "vmshadow", "repo.h")).read()
+    m = re.search(r"#define VMS_CHUNK_SIZE \((\d+)u << (\d+)\)", text)
+    if not m:
+        sys.exit("cannot find VMS_CHUNK_SIZE in include/vmshadow/repo.h")
+    return int(m.group(1)) << int(m.group(2))
+
+
+def digest(label):
+    return hashlib.sha256(label.encode()).digest()
+
+
+ZERO = bytes(32)
+
+
+def index(cs, size, entries, version=1, count=None, magic=b"VMSINDEX",
+          checksum=True):
+    if count is None:
+        count = (size + cs - 1) // cs
+    body = struct.pack("<8sIIQQ", magic, version, cs, size, count)
+    body += b"".join(entries)
+    return body + (hashlib.sha256(body).digest() if checksum else b"")
+
+
+def main():
+    cs = chunk_size()
+    other = cs // 2 if cs > 4096 else cs * 2
+    d = [digest("chunk %d" % i) for i in range(4)]
+    # 3 chunks and 1 byte: data, zero, data, data (the last one 1 byte).
+    good = index(cs, 3 * cs + 1, [d[0], ZERO, d[1], d[2]])
+    seeds = {
+        "ok-empty-file.idx": index(cs, 0, []),
+        "ok-one-byte.idx": index(cs, 1, [d[0]]),
+        "ok-one-chunk.idx": index(cs, cs, [d[0]]),
+        "ok-all-zero.idx": index(cs, 2 * cs, [ZERO, ZERO]),
+        "ok-non-multiple-with-zero-chunk.idx": good,
+        "bad-empty.idx": b"",
+        "bad-header-only.idx": good[:32],
+        "bad-truncated.idx": good[:182],
+        "bad-trailing-garbage.idx": good + b"abc",
+        "bad-checksum.idx": good[:-1] + bytes([good[-1] ^ 1]),
+        "bad-magic.idx": index(cs, 1, [d[0]], magic=b"VMSINDEY"),
+        "bad-version-2.idx": index(cs, 1, [d[0]], version=2),
+        "bad-chunk-size.idx": index(other, 1, [d[0]]),
+        "bad-count-mismatch.idx": index(cs, cs + 1, [d[0]], count=1),
+        "bad-count-huge.idx": index(cs, cs + 1, [d[0]], count=1 << 63),
+        "bad-size-huge.idx": index(cs, 1 << 60, [], count=0),
+    }
+    idir = os.path.join(HERE, "corpus", "index")
+    for name, data in seeds.items():
+        with open(os.path.join(idir, name), "wb") as f:
+            f.write(data)
+
+    mdir = os.path.join(HERE, "corpus", "manifest")
+    for name in sorted(os.listdir(mdir)):
+        path = os.path.join(mdir, name)
+        text = open(path, encoding="utf-8", errors="surrogateescape").read()
+        size = other if name == "bad-chunk-size.json" else cs
+        new = re.sub(r'"chunk_size": \d+', '"chunk_size": %d' % size, text)
+        if new != text:
+            with open(path, "w", encoding="utf-8", errors="surrogateescape") as f:
+                f.write(new)
+    print("corpus seeds written for %d-byte chunks" % cs)
+
+
+if __name__ == "__main__":
+    main()
