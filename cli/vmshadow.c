@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cleanup.h"
 #include "cli.h"
 #include "exec-writer.h"
 #include "log.h"
@@ -136,9 +137,9 @@ main (int argc, char **argv)
     { NULL, 0, NULL, 0 },
   };
   struct options opts = { .grace_seconds = 3600 };
-  /* Repeatable options: at most argc of each. */
-  const char **vms = calloc ((size_t) argc + 1, sizeof *vms);
-  const char **netmap = calloc ((size_t) argc + 1, sizeof *netmap);
+  /* Repeatable options: at most argc of each (freed on every return). */
+  CLEANUP_FREE const char **vms = calloc ((size_t) argc + 1, sizeof *vms);
+  CLEANUP_FREE const char **netmap = calloc ((size_t) argc + 1, sizeof *netmap);
   size_t nr_vms = 0, nr_netmap = 0;
   unsigned grace;
   int c;

@@ -59,7 +59,7 @@ undone() {
     [ "$(virsh -q domstate "$ss")" = running ] || return 1
     local d
     for d in "$frz" "$ss"; do
-        virsh -q domjobinfo "$d" | grep -q 'Job type: *None' || return 1
+        virsh -q domjobinfo "$d" | grep 'Job type: *None' >/dev/null || return 1
         ! virsh -q backup-dumpxml "$d" >/dev/null 2>&1 || return 1
         [ -z "$(vmshadow_checkpoints "$d")" ] || return 1
     done
@@ -68,7 +68,7 @@ undone() {
 until undone; do
     if awk -v e="$(elapsed)" 'BEGIN { exit !(e > 10) }'; then
         lab_log "guard messages: $(grep guard "$LAB_WORK/backup.err" | tr '\n' ' ')"
-        lab_fail "not undone within 10 s of the kill: $ss $(virsh -q domstate "$ss"); freeze $(lab_agent "$frz" '{"execute":"guest-fsfreeze-status"}' 2>&1); jobs $(virsh -q domjobinfo "$frz" | head -1) / $(virsh -q domjobinfo "$ss" | head -1); checkpoints $(vmshadow_checkpoints "$frz") $(vmshadow_checkpoints "$ss")"
+        lab_fail "not undone within 10 s of the kill: $ss $(virsh -q domstate "$ss"); freeze $(lab_agent "$frz" '{"execute":"guest-fsfreeze-status"}' 2>&1); jobs $(virsh -q domjobinfo "$frz" | sed -n 1p) / $(virsh -q domjobinfo "$ss" | sed -n 1p); checkpoints $(vmshadow_checkpoints "$frz") $(vmshadow_checkpoints "$ss")"
     fi
     sleep 0.2
 done
@@ -81,6 +81,6 @@ lab_assert_eq "boots of $ss" "$(grep -c 'sysinit done' "$LAB_WORK/$ss.console")"
 grep -q 'vmshadow went away' "$LAB_WORK/backup.err" ||
     lab_fail "the guard did not say what it undid: $(tail -n 5 "$LAB_WORK/backup.err" | tr '\n' ' ')"
 how="while its state was being saved"
-grep -q "$(virsh domuuid "$ss" | head -n 1): backup job ended" "$LAB_WORK/backup.err" && how="under its backup job"
+grep -q "$(virsh domuuid "$ss" | sed -n 1p): backup job ended" "$LAB_WORK/backup.err" && how="under its backup job"
 lab_ok "state file removed, $other left paused, $ss (killed $how) not rebooted; guard said: $(grep 'vmshadow-guard' "$LAB_WORK/backup.err" | sed 's/^vmshadow-guard\[[0-9]*\]: //' | tr '\n' ';')"
 lab_agent "$frz" '{"execute":"guest-ping"}' >/dev/null || lab_fail "agent of $frz does not answer"

@@ -41,7 +41,7 @@ rst_host_state() {
     while [ $# -gt 0 ] && [ "$1" != -- ]; do
         d=$1
         shift
-        echo "$d $(virsh -q domuuid "$d" 2>/dev/null || echo absent) $(virsh -q domstate "$d" 2>/dev/null | head -n 1)"
+        echo "$d $(virsh -q domuuid "$d" 2>/dev/null || echo absent) $(virsh -q domstate "$d" 2>/dev/null | sed -n 1p)"
     done
     [ $# -gt 0 ] && shift
     for f in "$@"; do

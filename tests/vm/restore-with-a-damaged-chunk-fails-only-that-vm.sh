@@ -19,7 +19,10 @@ img=${LAB_DISK_FILE[$a/vda]}
 head -c 4194304 /dev/urandom | dd of="$img" conv=notrunc status=none
 vmw_backup "$a" "$b" || lab_fail "backup failed: $(vmw_backup_failure)"
 bid=$VMW_BID
-d=$(head -c 4194304 "$img" | sha256sum | cut -c1-64)
+# The first chunk of the image: as many bytes as the repository's chunk size.
+cs=$(jq -r .chunk_size "$VMW_REPO/config")
+[[ $cs =~ ^[0-9]+$ ]] || lab_fail "no chunk size in $VMW_REPO/config"
+d=$(head -c "$cs" "$img" | sha256sum | cut -c1-64)
 chunk=$VMW_REPO/chunks/${d:0:2}/$d
 [ -f "$chunk" ] || lab_fail "chunk $d of $img not in the repository"
 printf 'X' | dd of="$chunk" bs=1 seek=1000 conv=notrunc status=none

@@ -30,8 +30,8 @@ for i in $(seq 100); do
 done
 boots() { grep -c 'sysinit done' "$LAB_WORK/$1.console"; }
 lab_assert_eq "boots of $run before" "$(boots "$run")" 1
-run_uuid=$(virsh domuuid "$run" | head -n 1)
-paused_uuid=$(virsh domuuid "$paused" | head -n 1)
+run_uuid=$(virsh domuuid "$run" | sed -n 1p)
+paused_uuid=$(virsh domuuid "$paused" | sed -n 1p)
 
 vmw_backup "$run" "$paused" || lab_fail "vmshadow backup failed: $(vmw_backup_failure)"
 lab_ok "backup $VMW_BID of a running agent-less VM and a paused VM"
@@ -54,7 +54,7 @@ lab_assert_eq "state of $paused after" "$(virsh -q domstate "$paused")" paused
 sleep 2
 lab_assert_eq "boots of $run after" "$(boots "$run")" 1
 for d in "$run" "$paused"; do
-    virsh -q domjobinfo "$d" | grep -q 'Job type: *None' || lab_fail "$d still has a job: $(virsh -q domjobinfo "$d" | head -2)"
+    virsh -q domjobinfo "$d" | grep 'Job type: *None' >/dev/null || lab_fail "$d still has a job: $(virsh -q domjobinfo "$d" | head -2)"
 done
 left=$(find "$LAB_WORK/state" -name memory.state)
 [ -z "$left" ] || lab_fail "state files left on the host: $left"

@@ -105,7 +105,7 @@ vmw_extract() {
 # no journal recovery pending (R11) and e2fsck -fn finds nothing.
 vmw_fsck_clean() {
     local img=$1 what=$2 out=$LAB_WORK/fsck-$RANDOM.out
-    if dumpe2fs -h "$img" 2>/dev/null | grep -E '^Filesystem features:' | grep -qw needs_recovery; then
+    if dumpe2fs -h "$img" 2>/dev/null | grep -E '^Filesystem features:' | grep -w needs_recovery >/dev/null; then
         lab_fail "$what: the ext4 needs journal recovery (needs_recovery set): not auto-recovered (R11)"
     fi
     e2fsck -fn "$img" >"$out" 2>&1 ||
