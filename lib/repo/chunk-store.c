@@ -1,5 +1,6 @@
 /* The chunk store: content-addressed chunk files under chunks/ab/<hex>
- * (docs/repository-format.md "Chunks"). Called from several threads at
+ * (raw: the content itself) or chunks/ab/<hex>.zst (a header and a zstd
+ * frame), docs/repository-format.md "Chunks". Called from several threads at
  * once; nothing here takes a lock. Each thread keeps its own zstd contexts
  * and I/O buffer (freed when the thread ends), and two threads storing the
  * same content race harmlessly: each writes a temp file and renames it over
@@ -10,11 +11,11 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/uio.h>
 #include <unistd.h>
 
 #include <openssl/evp.h>
@@ -33,7 +34,7 @@
 struct chunk_tls {
   ZSTD_CCtx *cctx;
   ZSTD_DCtx *dctx;
-  uint8_t *io;                  /* a chunk file: header + payload */
+  uint8_t *io;                  /* a zstd chunk file: header + payload */
   uint8_t *plain;               /* an uncompressed chunk (vms_repo_read) */
   /* plain holds the verified content of this chunk. Content-addressed, so
    * it is right for any repository. */
@@ -121,21 +122,6 @@ vms_digest_hex (const struct vms_digest *digest, char out[65])
   out[64] = '\0';
 }
 
-int
-chunk_store_parse_hex (const char *hex, struct vms_digest *d)
-{
-  for (size_t i = 0; i < 2 * VMS_DIGEST_LEN; i++) {
-    char c = hex[i];
-    int v;
-    if (c >= '0' && c <= '9') v = c - '0';
-    else if (c >= 'a' && c <= 'f') v = c - 'a' + 10;
-    else return -1;
-    if (i % 2 == 0) d->b[i / 2] = (uint8_t) (v << 4);
-    else d->b[i / 2] |= (uint8_t) v;
-  }
-  return hex[2 * VMS_DIGEST_LEN] == '\0' ? 0 : -1;
-}
-
 static int
 sha256 (const void *data, size_t len, struct vms_digest *d)
 {
@@ -156,16 +142,40 @@ is_all_zero (const uint8_t *p, size_t len)
   return len == 0 || (p[0] == 0 && memcmp (p, p + 1, len - 1) == 0);
 }
 
-/* "ab/<hex>" */
+/* ---- names ---- */
+
+/* "ab/<hex>" (raw) or "ab/<hex>.zst" (zstd). */
 static void
-chunk_name (const struct vms_digest *d, char name[68])
+chunk_name (const struct vms_digest *d, enum chunk_form form,
+            char name[CHUNK_NAME_MAX])
 {
   char hex[65];
   vms_digest_hex (d, hex);
-  snprintf (name, 68, "%.2s/%s", hex, hex);
+  snprintf (name, CHUNK_NAME_MAX, "%.2s/%s%s", hex, hex,
+            form == CHUNK_FORM_ZSTD ? CHUNK_ZSTD_SUFFIX : "");
 }
 
-/* ---- header ---- */
+int
+chunk_store_parse_name (const char *name, struct vms_digest *d)
+{
+  for (size_t i = 0; i < 2 * VMS_DIGEST_LEN; i++) {
+    char c = name[i];           /* stops at a NUL: not a hex digit */
+    int v;
+    if (c >= '0' && c <= '9') v = c - '0';
+    else if (c >= 'a' && c <= 'f') v = c - 'a' + 10;
+    else return -1;
+    if (i % 2 == 0) d->b[i / 2] = (uint8_t) (v << 4);
+    else d->b[i / 2] |= (uint8_t) v;
+  }
+  name += 2 * VMS_DIGEST_LEN;
+  if (*name == '\0')
+    return CHUNK_FORM_RAW;
+  if (strcmp (name, CHUNK_ZSTD_SUFFIX) == 0)
+    return CHUNK_FORM_ZSTD;
+  return -1;
+}
+
+/* ---- checks ---- */
 
 static void
 put_le32 (uint8_t *p, uint32_t v)
@@ -181,60 +191,70 @@ get_le32 (const uint8_t *p)
     (uint32_t) p[3] << 24;
 }
 
-struct chunk_header {
-  unsigned compression;
-  uint32_t length;              /* uncompressed */
-  uint32_t payload;             /* bytes after the header */
-};
-
-/* Check a header against the file size and, with check_len, the expected
- * length. Sets "chunk HEX is corrupt (...)" on failure. */
-static int
-header_parse (const uint8_t *h, uint64_t file_size, int check_len, size_t expect,
-              const struct vms_digest *d, struct chunk_header *out)
+/* "chunk HEX is corrupt (why)", EBADMSG; returns -1. */
+static int __attribute__ ((format (printf, 2, 3)))
+corrupt (const struct vms_digest *d, const char *fmt, ...)
 {
-  char hex[65];
-  const char *why = NULL;
-  char whybuf[96];
+  char hex[65], why[128];
+  va_list ap;
 
-  out->compression = h[5];
-  out->length = get_le32 (h + 8);
-  out->payload = get_le32 (h + 12);
-  if (file_size < CHUNK_HEADER_SIZE)
-    why = "shorter than its header";
-  else if (memcmp (h, CHUNK_MAGIC, 4) != 0)
-    why = "bad magic";
-  else if (h[4] != CHUNK_VERSION)
-    why = "unknown chunk version";
-  else if (out->compression != CHUNK_RAW && out->compression != CHUNK_ZSTD)
-    why = "unknown compression";
-  else if (out->length > VMS_CHUNK_SIZE || out->payload > VMS_CHUNK_SIZE)
-    why = "length out of range";
-  else if ((uint64_t) out->payload + CHUNK_HEADER_SIZE != file_size) {
-    snprintf (whybuf, sizeof whybuf, "file is %" PRIu64 " bytes, header says %"
-              PRIu64, file_size, (uint64_t) out->payload + CHUNK_HEADER_SIZE);
-    why = whybuf;
-  }
-  else if (out->compression == CHUNK_RAW && out->payload != out->length)
-    why = "raw payload length differs from chunk length";
-  else if (check_len && out->length != expect) {
-    snprintf (whybuf, sizeof whybuf, "holds %" PRIu32 " bytes, expected %zu",
-              out->length, expect);
-    why = whybuf;
-  }
-  if (why == NULL)
-    return 0;
+  va_start (ap, fmt);
+  vsnprintf (why, sizeof why, fmt, ap);
+  va_end (ap);
   vms_digest_hex (d, hex);
   vms_set_error (EBADMSG, "chunk %s is corrupt (%s)", hex, why);
   return -1;
 }
 
+/* The header of a zstd chunk file against the file size and, with
+ * check_len, the expected length. *payload: the bytes after the header. */
 static int
-open_chunk (vms_repo *repo, const struct vms_digest *d, struct stat *st)
+header_parse (const uint8_t *h, uint64_t file_size, int check_len, size_t expect,
+              const struct vms_digest *d, uint32_t *payload)
 {
-  char name[68], hex[65];
+  uint32_t length = get_le32 (h + 8);
 
-  chunk_name (d, name);
+  *payload = get_le32 (h + 12);
+  if (file_size < CHUNK_HEADER_SIZE)
+    return corrupt (d, "shorter than its header");
+  if (memcmp (h, CHUNK_MAGIC, 4) != 0)
+    return corrupt (d, "bad magic");
+  if (h[4] != CHUNK_VERSION)
+    return corrupt (d, "unknown chunk version");
+  if (h[5] != CHUNK_COMPRESSION_ZSTD)
+    return corrupt (d, "unknown compression");
+  if (length == 0 || length > VMS_CHUNK_SIZE || *payload == 0 ||
+      *payload >= length)
+    return corrupt (d, "length out of range");
+  if ((uint64_t) *payload + CHUNK_HEADER_SIZE != file_size)
+    return corrupt (d, "file is %" PRIu64 " bytes, header says %" PRIu64,
+                    file_size, (uint64_t) *payload + CHUNK_HEADER_SIZE);
+  if (check_len && length != expect)
+    return corrupt (d, "holds %" PRIu32 " bytes, expected %zu", length, expect);
+  return 0;
+}
+
+/* A raw chunk file is the content: its size is the length. */
+static int
+raw_size_check (uint64_t file_size, int check_len, size_t expect,
+                const struct vms_digest *d)
+{
+  if (check_len ? file_size != expect
+      : file_size == 0 || file_size > VMS_CHUNK_SIZE)
+    return corrupt (d, "holds %" PRIu64 " bytes, expected %zu", file_size,
+                    check_len ? expect : (size_t) VMS_CHUNK_SIZE);
+  return 0;
+}
+
+/* Open one form of chunk d: the fd, or -1 with "chunk HEX is missing"
+ * (ENOENT) or another error set. */
+static int
+open_chunk (vms_repo *repo, const struct vms_digest *d, enum chunk_form form,
+            struct stat *st)
+{
+  char name[CHUNK_NAME_MAX], hex[65];
+
+  chunk_name (d, form, name);
   int fd = openat (repo->chunks_fd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
   if (fd == -1 || fstat (fd, st) == -1) {
     int e = errno;
@@ -246,6 +266,10 @@ open_chunk (vms_repo *repo, const struct vms_digest *d, struct stat *st)
     else
       vms_set_error (e, "chunk %s is unreadable: %s", hex, repo_errstr (e));
     return -1;
+  }
+  if (!S_ISREG (st->st_mode)) {
+    close (fd);
+    return corrupt (d, "not a regular file");
   }
   return fd;
 }
@@ -272,34 +296,156 @@ pread_all (int fd, void *buf, size_t len, off_t off)
   return 0;
 }
 
-int
-chunk_store_check (vms_repo *repo, const struct vms_digest *d, size_t len)
+static int
+read_error (const struct vms_digest *d)
+{
+  char hex[65];
+
+  if (errno == EBADMSG)
+    return corrupt (d, "shorter than its size");
+  vms_digest_hex (d, hex);
+  vms_set_error (errno, "chunk %s is unreadable: %s", hex, repo_errstr (errno));
+  return -1;
+}
+
+/* How much of a raw chunk the deduplication check compares with the
+ * content: one page, the cost of reading a header. */
+#define RAW_CHECK_BYTES 4096
+
+/* Check one form of chunk d (see chunk_store_check). With data (the
+ * chunk's content, len bytes), a raw file's first page must also hold the
+ * first page of data: a file torn by a crash is rewritten, as a zstd file
+ * with a bad header is. */
+static int
+check_form (vms_repo *repo, const struct vms_digest *d, enum chunk_form form,
+            size_t len, const void *data)
 {
   struct stat st;
-  uint8_t h[CHUNK_HEADER_SIZE] = { 0 };
-  struct chunk_header ch;
-  char hex[65];
-  CLEANUP_CLOSE int fd = open_chunk (repo, d, &st);
+  uint8_t h[RAW_CHECK_BYTES];
+  uint32_t payload;
+  CLEANUP_CLOSE int fd = open_chunk (repo, d, form, &st);
 
   if (fd == -1)
     return -1;
-  if (st.st_size >= CHUNK_HEADER_SIZE &&
-      pread_all (fd, h, sizeof h, 0) == -1) {
-    vms_digest_hex (d, hex);
-    vms_set_error (errno, "chunk %s is unreadable: %s", hex, repo_errstr (errno));
-    return -1;
+  if (form == CHUNK_FORM_RAW) {
+    if (raw_size_check ((uint64_t) st.st_size, len != 0, len, d) == -1)
+      return -1;
+    if (data == NULL)
+      return 0;
+    size_t n = len < sizeof h ? len : sizeof h;
+    if (pread_all (fd, h, n, 0) == -1)
+      return read_error (d);
+    if (memcmp (h, data, n) != 0)
+      return corrupt (d, "its first %zu bytes are not its content", n);
+    return 0;
   }
-  return header_parse (h, (uint64_t) st.st_size, len != 0, len, d, &ch);
+  memset (h, 0, CHUNK_HEADER_SIZE);
+  if (st.st_size >= CHUNK_HEADER_SIZE &&
+      pread_all (fd, h, CHUNK_HEADER_SIZE, 0) == -1)
+    return read_error (d);
+  return header_parse (h, (uint64_t) st.st_size, len != 0, len, d, &payload);
+}
+
+/* Read one form of chunk d into buf (see chunk_store_read). */
+static int
+read_form (vms_repo *repo, const struct vms_digest *d, enum chunk_form form,
+           void *buf, size_t len, int verify, struct chunk_tls *t)
+{
+  struct stat st;
+  uint8_t h[CHUNK_HEADER_SIZE] = { 0 };
+  uint32_t payload;
+  CLEANUP_CLOSE int fd = open_chunk (repo, d, form, &st);
+
+  if (fd == -1)
+    return -1;
+  if (form == CHUNK_FORM_RAW) {
+    if (raw_size_check ((uint64_t) st.st_size, 1, len, d) == -1)
+      return -1;
+    if (pread_all (fd, buf, len, 0) == -1)
+      return read_error (d);
+  }
+  else {
+    if (st.st_size >= CHUNK_HEADER_SIZE &&
+        pread_all (fd, h, sizeof h, 0) == -1)
+      return read_error (d);
+    if (header_parse (h, (uint64_t) st.st_size, 1, len, d, &payload) == -1)
+      return -1;
+    uint8_t *io = tls_buffer (&t->io);
+    if (io == NULL)
+      return -1;
+    if (t->dctx == NULL && (t->dctx = ZSTD_createDCtx ()) == NULL) {
+      vms_set_error (ENOMEM, "out of memory for a zstd context");
+      return -1;
+    }
+    if (pread_all (fd, io, payload, CHUNK_HEADER_SIZE) == -1)
+      return read_error (d);
+    size_t r = ZSTD_decompressDCtx (t->dctx, buf, len, io, payload);
+    if (ZSTD_isError (r) || r != len)
+      return corrupt (d, "%s", ZSTD_isError (r) ? ZSTD_getErrorName (r)
+                      : "decompresses to the wrong length");
+  }
+  if (verify) {
+    struct vms_digest got;
+    if (sha256 (buf, len, &got) == -1)
+      return -1;
+    if (memcmp (got.b, d->b, VMS_DIGEST_LEN) != 0)
+      return corrupt (d, "hash mismatch");
+  }
+  return 0;
+}
+
+/* ---- either form ----
+ *
+ * A chunk is there if either of its files is there and sound: the raw one
+ * is tried first, then the zstd one. When both fail, the error is the raw
+ * file's, unless that one is only missing. */
+
+struct first_error {
+  int errnum;
+  char msg[256];
+};
+
+static void
+first_error_save (struct first_error *f)
+{
+  const char *m = vms_get_error ();
+  f->errnum = vms_get_errno ();
+  snprintf (f->msg, sizeof f->msg, "%s", m ? m : "");
+}
+
+static int
+first_error_restore (const struct first_error *f)
+{
+  if (f->errnum != ENOENT)
+    vms_set_error (f->errnum, "%s", f->msg);
+  return -1;
+}
+
+static int
+check_either (vms_repo *repo, const struct vms_digest *d, size_t len,
+              const void *data)
+{
+  struct first_error first;
+
+  if (check_form (repo, d, CHUNK_FORM_RAW, len, data) == 0)
+    return 0;
+  first_error_save (&first);
+  if (check_form (repo, d, CHUNK_FORM_ZSTD, len, data) == 0)
+    return 0;
+  return first_error_restore (&first);
+}
+
+int
+chunk_store_check (vms_repo *repo, const struct vms_digest *d, size_t len)
+{
+  return check_either (repo, d, len, NULL);
 }
 
 int
 chunk_store_read (vms_repo *repo, const struct vms_digest *d, void *buf,
                   size_t len, int verify)
 {
-  struct stat st;
-  uint8_t h[CHUNK_HEADER_SIZE] = { 0 };
-  struct chunk_header ch;
-  char hex[65];
+  struct first_error first;
 
   if (len > VMS_CHUNK_SIZE) {
     vms_set_error (EINVAL, "chunk length %zu is larger than %u", len,
@@ -313,56 +459,12 @@ chunk_store_read (vms_repo *repo, const struct vms_digest *d, void *buf,
   struct chunk_tls *t = tls_get ();
   if (t == NULL)
     return -1;
-
-  CLEANUP_CLOSE int fd = open_chunk (repo, d, &st);
-  if (fd == -1)
-    return -1;
-  vms_digest_hex (d, hex);
-  if (st.st_size >= CHUNK_HEADER_SIZE &&
-      pread_all (fd, h, sizeof h, 0) == -1)
-    goto read_error;
-  if (header_parse (h, (uint64_t) st.st_size, 1, len, d, &ch) == -1)
-    return -1;
-  if (ch.compression == CHUNK_RAW) {
-    if (pread_all (fd, buf, len, CHUNK_HEADER_SIZE) == -1)
-      goto read_error;
-  }
-  else {
-    uint8_t *io = tls_buffer (&t->io);
-    if (io == NULL)
-      return -1;
-    if (t->dctx == NULL && (t->dctx = ZSTD_createDCtx ()) == NULL) {
-      vms_set_error (ENOMEM, "out of memory for a zstd context");
-      return -1;
-    }
-    if (pread_all (fd, io, ch.payload, CHUNK_HEADER_SIZE) == -1)
-      goto read_error;
-    size_t r = ZSTD_decompressDCtx (t->dctx, buf, len, io, ch.payload);
-    if (ZSTD_isError (r) || r != len) {
-      vms_set_error (EBADMSG, "chunk %s is corrupt (%s)", hex,
-                     ZSTD_isError (r) ? ZSTD_getErrorName (r)
-                     : "decompresses to the wrong length");
-      return -1;
-    }
-  }
-  if (verify) {
-    struct vms_digest got;
-    if (sha256 (buf, len, &got) == -1)
-      return -1;
-    if (memcmp (got.b, d->b, VMS_DIGEST_LEN) != 0) {
-      vms_set_error (EBADMSG, "chunk %s is corrupt (hash mismatch)", hex);
-      return -1;
-    }
-  }
-  return 0;
-
- read_error:
-  if (errno == EBADMSG)
-    vms_set_error (EBADMSG, "chunk %s is corrupt (shorter than its header says)",
-                   hex);
-  else
-    vms_set_error (errno, "chunk %s is unreadable: %s", hex, repo_errstr (errno));
-  return -1;
+  if (read_form (repo, d, CHUNK_FORM_RAW, buf, len, verify, t) == 0)
+    return 0;
+  first_error_save (&first);
+  if (read_form (repo, d, CHUNK_FORM_ZSTD, buf, len, verify, t) == 0)
+    return 0;
+  return first_error_restore (&first);
 }
 
 const uint8_t *
@@ -390,20 +492,23 @@ chunk_store_read_cached (vms_repo *repo, const struct vms_digest *d, size_t len)
 int
 vms_repo_chunk_exists (vms_repo *repo, const struct vms_digest *digest)
 {
-  char name[68], hex[65];
+  char name[CHUNK_NAME_MAX], hex[65];
   struct stat st;
 
   if (vms_digest_is_zero (digest))
     return 1;
-  chunk_name (digest, name);
-  if (fstatat (repo->chunks_fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0)
-    return 1;
-  if (errno == ENOENT)
-    return 0;
-  vms_digest_hex (digest, hex);
-  vms_set_error (errno, "repository %s: cannot look up chunk %s: %s",
-                 repo->path, hex, repo_errstr (errno));
-  return -1;
+  for (int form = CHUNK_FORM_RAW; form <= CHUNK_FORM_ZSTD; form++) {
+    chunk_name (digest, (enum chunk_form) form, name);
+    if (fstatat (repo->chunks_fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0)
+      return 1;
+    if (errno != ENOENT) {
+      vms_digest_hex (digest, hex);
+      vms_set_error (errno, "repository %s: cannot look up chunk %s: %s",
+                     repo->path, hex, repo_errstr (errno));
+      return -1;
+    }
+  }
+  return 0;
 }
 
 int
@@ -424,13 +529,11 @@ int
 vms_repo_chunk_put (vms_repo *repo, const void *data, size_t len,
                     struct vms_digest *digest, uint64_t *stored_bytes)
 {
-  char name[68], tmp[96], hex[65];
+  char name[CHUNK_NAME_MAX], other[CHUNK_NAME_MAX], tmp[96], hex[65];
   struct vms_digest d;
   struct chunk_tls *t;
   uint8_t *io;
-  size_t payload;
-  unsigned compression;
-  struct iovec iov[2];
+  enum chunk_form form;
 
   if (stored_bytes)
     *stored_bytes = 0;
@@ -449,9 +552,10 @@ vms_repo_chunk_put (vms_repo *repo, const void *data, size_t len,
     return -1;
   *digest = d;
 
-  /* Already there (and sound)? A chunk left half-written by a crash before
-   * a commit's syncfs fails this check and is written again. */
-  if (chunk_store_check (repo, &d, len) == 0)
+  /* Already there (and sound), in either form? A chunk left half-written by
+   * a crash before a commit's syncfs fails this check and is written
+   * again. */
+  if (check_either (repo, &d, len, data) == 0)
     return 0;
 
   if ((t = tls_get ()) == NULL || (io = tls_buffer (&t->io)) == NULL)
@@ -465,27 +569,29 @@ vms_repo_chunk_put (vms_repo *repo, const void *data, size_t len,
     ? ZSTD_compressCCtx (t->cctx, io + CHUNK_HEADER_SIZE, len - 1, data, len,
                          CHUNK_ZSTD_LEVEL)
     : (size_t) -1;
+  const uint8_t *file;
+  size_t file_size;
   if (len > 1 && !ZSTD_isError (r) && r < len) {
-    compression = CHUNK_ZSTD;
-    payload = r;
-    iov[1].iov_base = io + CHUNK_HEADER_SIZE;
+    form = CHUNK_FORM_ZSTD;
+    memset (io, 0, CHUNK_HEADER_SIZE);
+    memcpy (io, CHUNK_MAGIC, 4);
+    io[4] = CHUNK_VERSION;
+    io[5] = CHUNK_COMPRESSION_ZSTD;
+    put_le32 (io + 8, (uint32_t) len);
+    put_le32 (io + 12, (uint32_t) r);
+    file = io;
+    file_size = CHUNK_HEADER_SIZE + r;
   }
   else {
-    compression = CHUNK_RAW;
-    payload = len;
-    iov[1].iov_base = (void *) data;
+    /* Raw: the file is the content, nothing else. */
+    form = CHUNK_FORM_RAW;
+    file = data;
+    file_size = len;
   }
-  iov[1].iov_len = payload;
-  memset (io, 0, CHUNK_HEADER_SIZE);
-  memcpy (io, CHUNK_MAGIC, 4);
-  io[4] = CHUNK_VERSION;
-  io[5] = (uint8_t) compression;
-  put_le32 (io + 8, (uint32_t) len);
-  put_le32 (io + 12, (uint32_t) payload);
-  iov[0].iov_base = io;
-  iov[0].iov_len = CHUNK_HEADER_SIZE;
 
-  chunk_name (&d, name);
+  chunk_name (&d, form, name);
+  chunk_name (&d, form == CHUNK_FORM_RAW ? CHUNK_FORM_ZSTD : CHUNK_FORM_RAW,
+              other);
   vms_digest_hex (&d, hex);
   snprintf (tmp, sizeof tmp, "%.2s/.tmp-%d-%u", hex, (int) getpid (),
             __atomic_fetch_add (&tmp_counter, 1, __ATOMIC_RELAXED));
@@ -502,27 +608,8 @@ vms_repo_chunk_put (vms_repo *repo, const void *data, size_t len,
     goto error;
   if (fchmod (fd, 0600) == -1)
     goto error_close;
-  size_t left = CHUNK_HEADER_SIZE + payload;
-  struct iovec *v = iov;
-  int nv = 2;
-  while (left > 0) {
-    ssize_t w = writev (fd, v, nv);
-    if (w == -1) {
-      if (errno == EINTR)
-        continue;
-      goto error_close;
-    }
-    left -= (size_t) w;
-    while (nv > 0 && (size_t) w >= v->iov_len) {
-      w -= (ssize_t) v->iov_len;
-      v++;
-      nv--;
-    }
-    if (nv > 0) {
-      v->iov_base = (uint8_t *) v->iov_base + w;
-      v->iov_len -= (size_t) w;
-    }
-  }
+  if (repo_write_all (fd, file, file_size) == -1)
+    goto error_close;
   if (close (fd) == -1) {
     fd = -1;
     goto error_unlink;
@@ -531,8 +618,11 @@ vms_repo_chunk_put (vms_repo *repo, const void *data, size_t len,
     fd = -1;
     goto error_unlink;
   }
+  /* The other form, if there, failed the check above (torn, or left by a
+   * build that chose the other form): the file just written replaces it. */
+  unlinkat (repo->chunks_fd, other, 0);
   if (stored_bytes)
-    *stored_bytes = CHUNK_HEADER_SIZE + payload;
+    *stored_bytes = file_size;
   return 0;
 
  error_close:

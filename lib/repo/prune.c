@@ -280,7 +280,8 @@ sweep_dir (vms_repo *repo, const char *sub, const struct digest_set *live,
   while ((e = readdir (d)) != NULL) {
     struct stat st;
     struct vms_digest dg;
-    int is_chunk = chunk_store_parse_hex (e->d_name, &dg) == 0 &&
+    /* Either form of a chunk, raw or zstd: both are kept while live. */
+    int is_chunk = chunk_store_parse_name (e->d_name, &dg) != -1 &&
       strncmp (e->d_name, sub, 2) == 0;
     int is_tmp = strncmp (e->d_name, ".tmp-", 5) == 0;
 

@@ -39,10 +39,18 @@ _Static_assert ((VMS_CHUNK_SIZE & (VMS_CHUNK_SIZE - 1)) == 0
   (INDEX_HEADER_SIZE + (MAX_FILE_SIZE / VMS_CHUNK_SIZE + 1) * VMS_DIGEST_LEN \
    + VMS_DIGEST_LEN)
 
+/* A chunk is stored in one of two forms, told apart by its file name
+ * (docs/repository-format.md "Chunks"): raw, chunks/ab/<hex>, whose bytes
+ * are the content and nothing else; or zstd, chunks/ab/<hex>.zst, a
+ * CHUNK_HEADER_SIZE-byte header and a zstd frame. */
+enum chunk_form { CHUNK_FORM_RAW = 0, CHUNK_FORM_ZSTD = 1 };
+#define CHUNK_ZSTD_SUFFIX ".zst"
+/* "ab/" + 64 hex digits + ".zst" + NUL */
+#define CHUNK_NAME_MAX 72
 #define CHUNK_MAGIC "VMSC"
 #define CHUNK_VERSION 1
 #define CHUNK_HEADER_SIZE 16
-enum { CHUNK_RAW = 0, CHUNK_ZSTD = 1 };
+#define CHUNK_COMPRESSION_ZSTD 1        /* the only value of header byte 5 */
 
 #define INDEX_MAGIC "VMSINDEX"
 #define INDEX_VERSION 1
@@ -88,9 +96,11 @@ extern pid_t repo_temp_pid (const char *name);
 
 /* ---- chunk-store.c ---- */
 
-/* Check that chunk d exists and its header is sound for a chunk of len
- * bytes (len 0: any length). 0, or -1 with errno ENOENT (missing) or
- * EBADMSG (corrupt) and a message "chunk HEX is ..." with no context. */
+/* Check that chunk d exists, in either form, and is sound for a chunk of
+ * len bytes (len 0: any length) as far as can be told without reading it:
+ * a raw file's size, a zstd file's header and size. 0, or -1 with errno
+ * ENOENT (missing) or EBADMSG (corrupt) and a message "chunk HEX is ..."
+ * with no context. */
 extern int chunk_store_check (vms_repo *repo, const struct vms_digest *d,
                               size_t len);
 /* vms_repo_chunk_get without the repository in the message. */
@@ -102,7 +112,9 @@ extern int chunk_store_read (vms_repo *repo, const struct vms_digest *d,
 extern const uint8_t *chunk_store_read_cached (vms_repo *repo,
                                                const struct vms_digest *d,
                                                size_t len);
-extern int chunk_store_parse_hex (const char *hex, struct vms_digest *d);
+/* A chunk file name, "<64 hex digits>" or "<64 hex digits>.zst": its
+ * form (and d), or -1 if name is no chunk's (a temp file, anything else). */
+extern int chunk_store_parse_name (const char *name, struct vms_digest *d);
 
 /* A set of digests, each with a small value (verify: the check result). */
 struct digest_set_entry {

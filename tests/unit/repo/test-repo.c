@@ -172,7 +172,8 @@ xmalloc (size_t n)
   return p;
 }
 
-/* Number of chunk files (not temp files) in the repository. */
+/* Number of chunk files (not temp files), raw or zstd, in the
+ * repository. */
 static int
 count_chunks (void)
 {
@@ -191,9 +192,11 @@ count_chunks (void)
     if (d == NULL)
       continue;
     struct dirent *c;
-    while ((c = readdir (d)) != NULL)
-      if (strlen (c->d_name) == 64)
+    while ((c = readdir (d)) != NULL) {
+      struct vms_digest dg;
+      if (chunk_store_parse_name (c->d_name, &dg) != -1)
         n++;
+    }
     closedir (d);
   }
   closedir (top);
@@ -218,12 +221,49 @@ count_entries (const char *sub)
   return n;
 }
 
+/* The file of chunk d in its raw form (chunks/ab/<hex>) ... */
 static void
 chunk_path (const struct vms_digest *d, char *out, size_t len)
 {
   char hex[65];
   vms_digest_hex (d, hex);
   snprintf (out, len, "%s/chunks/%.2s/%s", repo_dir, hex, hex);
+}
+
+/* ... and in its zstd form (chunks/ab/<hex>.zst). */
+static void
+chunk_path_zst (const struct vms_digest *d, char *out, size_t len)
+{
+  char hex[65];
+  vms_digest_hex (d, hex);
+  snprintf (out, len, "%s/chunks/%.2s/%s.zst", repo_dir, hex, hex);
+}
+
+static int
+exists (const char *path)
+{
+  struct stat st;
+  return lstat (path, &st) == 0;
+}
+
+static uint32_t
+le32 (const uint8_t *p)
+{
+  return (uint32_t) p[0] | (uint32_t) p[1] << 8 | (uint32_t) p[2] << 16 |
+    (uint32_t) p[3] << 24;
+}
+
+/* Flip the bits of mask in the byte at off of path. */
+static void
+flip_byte (const char *path, off_t off, uint8_t mask)
+{
+  int fd = open (path, O_RDWR);
+  uint8_t b;
+  assert_true (fd >= 0);
+  assert_int_equal (pread (fd, &b, 1, off), 1);
+  b ^= mask;
+  assert_int_equal (pwrite (fd, &b, 1, off), 1);
+  close (fd);
 }
 
 /* Collected report lines. */
@@ -295,12 +335,36 @@ chunk_round_trips_and_compresses_compressible_data (void **state)
   struct vms_digest d;
   uint64_t stored;
 
+  char path[256];
+  struct stat st;
+
   assert_int_equal (vms_repo_chunk_put (r, data, CS, &d, &stored), 0);
   assert_false (vms_digest_is_zero (&d));
   assert_true (stored > 0 && stored < CS / 10);
   assert_int_equal (vms_repo_chunk_exists (r, &d), 1);
   assert_int_equal (vms_repo_chunk_get (r, &d, back, CS, 1), 0);
   assert_memory_equal (data, back, CS);
+
+  /* Stored as chunks/ab/<hex>.zst: header and zstd frame; no raw file. */
+  chunk_path (&d, path, sizeof path);
+  assert_false (exists (path));
+  chunk_path_zst (&d, path, sizeof path);
+  assert_int_equal (stat (path, &st), 0);
+  assert_int_equal (st.st_size, stored);
+  FILE *fp = fopen (path, "r");
+  assert_non_null (fp);
+  uint8_t h[CHUNK_HEADER_SIZE + 4];
+  assert_int_equal (fread (h, 1, sizeof h, fp), sizeof h);
+  fclose (fp);
+  assert_memory_equal (h, "VMSC", 4);
+  assert_int_equal (h[4], CHUNK_VERSION);
+  assert_int_equal (h[5], CHUNK_COMPRESSION_ZSTD);
+  assert_int_equal (h[6], 0);
+  assert_int_equal (h[7], 0);
+  assert_int_equal (le32 (h + 8), CS);
+  assert_int_equal (le32 (h + 12), stored - CHUNK_HEADER_SIZE);
+  assert_memory_equal (h + 16, "\x28\xb5\x2f\xfd", 4);   /* zstd frame magic */
+  assert_int_equal (count_chunks (), 1);
   free (data);
   free (back);
   vms_repo_close (r);
@@ -317,19 +381,32 @@ incompressible_chunk_is_stored_raw (void **state)
   char path[256];
   struct stat st;
 
+  /* Stored as chunks/ab/<hex>, no header: exactly the content, so a
+   * 128 KiB chunk takes 32 blocks of 4 KiB, not 33. No .zst file. */
   assert_int_equal (vms_repo_chunk_put (r, data, CS, &d, &stored), 0);
-  assert_int_equal (stored, CS + CHUNK_HEADER_SIZE);
+  assert_int_equal (stored, CS);
   chunk_path (&d, path, sizeof path);
   assert_int_equal (stat (path, &st), 0);
-  assert_int_equal (st.st_size, CS + CHUNK_HEADER_SIZE);
-  FILE *fp = fopen (path, "r");
-  uint8_t h[CHUNK_HEADER_SIZE];
-  assert_int_equal (fread (h, 1, sizeof h, fp), sizeof h);
-  fclose (fp);
-  assert_memory_equal (h, "VMSC", 4);
-  assert_int_equal (h[5], CHUNK_RAW);
+  assert_int_equal (st.st_size, CS);
+  size_t n;
+  char *file = read_whole (path, &n);
+  assert_int_equal (n, CS);
+  assert_memory_equal (file, data, CS);
+  free (file);
+  chunk_path_zst (&d, path, sizeof path);
+  assert_false (exists (path));
   assert_int_equal (vms_repo_chunk_get (r, &d, back, CS, 1), 0);
   assert_memory_equal (data, back, CS);
+  /* A one-byte chunk cannot be compressed: raw too. */
+  uint8_t one = 7;
+  assert_int_equal (vms_repo_chunk_put (r, &one, 1, &d, &stored), 0);
+  assert_int_equal (stored, 1);
+  chunk_path (&d, path, sizeof path);
+  assert_int_equal (stat (path, &st), 0);
+  assert_int_equal (st.st_size, 1);
+  uint8_t back1 = 0;
+  assert_int_equal (vms_repo_chunk_get (r, &d, &back1, 1, 1), 0);
+  assert_int_equal (back1, 7);
   free (data);
   free (back);
   vms_repo_close (r);
@@ -374,25 +451,67 @@ identical_chunks_are_stored_once (void **state)
   vms_repo_close (r);
 }
 
+/* Put data (len bytes) whose chunk file, at path, has been damaged as by a
+ * crash before a commit's syncfs: the chunk is written again and reads
+ * back. */
+static void
+put_rewrites (vms_repo *r, const uint8_t *data, size_t len, const char *path)
+{
+  struct vms_digest d;
+  uint64_t stored;
+  uint8_t *back = xmalloc (len);
+  assert_int_equal (vms_repo_chunk_put (r, data, len, &d, &stored), 0);
+  assert_true (stored > 0);
+  assert_true (exists (path));
+  assert_int_equal (vms_repo_chunk_get (r, &d, back, len, 1), 0);
+  assert_memory_equal (data, back, len);
+  assert_int_equal (count_chunks (), 1);
+  free (back);
+}
+
 static void
 half_written_chunk_is_written_again (void **state)
 {
   vms_repo *r = open_writer ();
-  uint8_t *data = xmalloc (1000), *back = xmalloc (1000);
-  fill_random (data, 1000, 3);
+  uint8_t *data = xmalloc (CS);
   struct vms_digest d;
-  uint64_t stored;
   char path[256];
+  int fd;
 
+  /* Raw: cut short; then the right size but its first page zeros (pages
+   * not written back before the crash). */
+  fill_random (data, 1000, 3);
   assert_int_equal (vms_repo_chunk_put (r, data, 1000, &d, NULL), 0);
   chunk_path (&d, path, sizeof path);
-  assert_int_equal (truncate (path, 7), 0);   /* as after a crash */
-  assert_int_equal (vms_repo_chunk_put (r, data, 1000, &d, &stored), 0);
-  assert_true (stored > 0);
-  assert_int_equal (vms_repo_chunk_get (r, &d, back, 1000, 1), 0);
-  assert_memory_equal (data, back, 1000);
+  assert_int_equal (truncate (path, 7), 0);
+  put_rewrites (r, data, 1000, path);
+  assert_int_equal (truncate (path, 0), 0);
+  assert_int_equal (truncate (path, 1000), 0);
+  put_rewrites (r, data, 1000, path);
+  assert_int_equal (unlink (path), 0);
+
+  /* zstd: cut short inside the header, then inside the frame. */
+  memset (data, 'q', CS);
+  assert_int_equal (vms_repo_chunk_put (r, data, CS, &d, NULL), 0);
+  chunk_path_zst (&d, path, sizeof path);
+  assert_int_equal (truncate (path, 7), 0);
+  put_rewrites (r, data, CS, path);
+  assert_int_equal (truncate (path, CHUNK_HEADER_SIZE + 2), 0);
+  put_rewrites (r, data, CS, path);
+  /* A temp file left by a crash is not the chunk. */
+  assert_int_equal (unlink (path), 0);
+  char tmp[300];
+  char hex[65];
+  vms_digest_hex (&d, hex);
+  snprintf (tmp, sizeof tmp, "%s/chunks/%.2s/.tmp-999999-0", repo_dir, hex);
+  fd = open (tmp, O_WRONLY | O_CREAT | O_EXCL, 0600);
+  assert_true (fd >= 0);
+  close (fd);
+  assert_int_equal (vms_repo_chunk_exists (r, &d), 0);
+  assert_int_equal (count_chunks (), 0);
+  put_rewrites (r, data, CS, path);
+  assert_true (exists (tmp));           /* gc's to remove */
   free (data);
-  free (back);
   vms_repo_close (r);
 }
 
@@ -785,19 +904,13 @@ verify_deep_names_every_backup_file_and_offset_of_a_flipped_byte (void **state)
   struct lines l = { .n = 0 };
   assert_int_equal (vms_repo_verify (r, NULL, 1, collect, &l), 0);
 
-  /* Flip one byte of the payload of chunk 2. */
+  /* Flip one byte of chunk 2 (random data: a raw file, the content). */
   vms_manifest *m = vms_manifest_open (r, "b1");
   vms_index *idx = vms_manifest_load_index (r, m, 0);
   char path[256], hex[65];
   chunk_path (vms_index_get (idx, 2), path, sizeof path);
   vms_digest_hex (vms_index_get (idx, 2), hex);
-  int fd = open (path, O_RDWR);
-  assert_true (fd >= 0);
-  uint8_t b;
-  assert_int_equal (pread (fd, &b, 1, CHUNK_HEADER_SIZE + 1000), 1);
-  b ^= 0x01;
-  assert_int_equal (pwrite (fd, &b, 1, CHUNK_HEADER_SIZE + 1000), 1);
-  close (fd);
+  flip_byte (path, 1000, 0x01);
 
   /* A shallow verify cannot see it; a deep one can, in both backups. */
   assert_int_equal (vms_repo_verify (r, NULL, 0, collect, &l), 0);
@@ -863,6 +976,148 @@ verify_finds_a_missing_chunk (void **state)
 }
 
 /* ---- damaged and hostile files ---- */
+
+/* Damage to either form of a chunk is found: a raw file of the wrong size
+ * and a zstd file with a bad header by a shallow verify, a changed byte of
+ * either only by a deep one; reading any of them fails. */
+static void
+verify_finds_damage_to_raw_and_zstd_chunks (void **state)
+{
+  vms_repo *r = open_writer ();
+  size_t size = 5 * CS;
+  uint8_t *data = xmalloc (size);
+  fill_random (data, 2 * CS, 9);                  /* chunks 0, 1: raw */
+  for (size_t i = 2 * CS; i < size; i++)          /* chunks 2-4: zstd */
+    data[i] = (uint8_t) ("abcdefgh"[i % 8] + (i / CS) + (i % 1000 == 0));
+  make_backup (r, "b1", data, size);
+  vms_manifest *m = vms_manifest_open (r, "b1");
+  vms_index *idx = vms_manifest_load_index (r, m, 0);
+  char path[5][256], hex[5][65];
+  for (int c = 0; c < 5; c++) {
+    vms_digest_hex (vms_index_get (idx, (uint64_t) c), hex[c]);
+    if (c < 2)
+      chunk_path (vms_index_get (idx, (uint64_t) c), path[c], sizeof path[c]);
+    else
+      chunk_path_zst (vms_index_get (idx, (uint64_t) c), path[c], sizeof path[c]);
+    assert_true (exists (path[c]));
+  }
+  struct lines l = { .n = 0 };
+  assert_int_equal (vms_repo_verify (r, NULL, 1, collect, &l), 0);
+
+  struct stat st3, st4;
+  assert_int_equal (stat (path[3], &st3), 0);
+  assert_int_equal (stat (path[4], &st4), 0);
+  assert_int_equal (truncate (path[0], (off_t) CS - 1), 0);   /* raw, short */
+  flip_byte (path[1], (off_t) CS - 1, 0x80);                  /* raw, a byte */
+  flip_byte (path[2], 0, 0x20);                               /* zstd, magic */
+  flip_byte (path[3], st3.st_size - 1, 0x01);                 /* zstd, frame */
+  assert_int_equal (truncate (path[4], st4.st_size + 1), 0);  /* zstd, long */
+
+  char short_raw[64];
+  snprintf (short_raw, sizeof short_raw, "holds %zu bytes, expected %zu",
+            CS - 1, CS);
+  const char *const shallow[] = {
+    short_raw, NULL, "bad magic", NULL, "file is ",
+  };
+  assert_int_equal (vms_repo_verify (r, NULL, 0, collect, &l), 3);
+  for (int c = 0; c < 5; c++) {
+    char expect[512];
+    if (shallow[c] == NULL)
+      continue;
+    snprintf (expect, sizeof expect, "offset %zu: chunk %s is corrupt (%s",
+              (size_t) c * CS, hex[c], shallow[c]);
+    if (!lines_contain (&l, expect))
+      fail_msg ("no report line containing \"%s\" (first line: %s)", expect,
+                l.n ? l.v[0] : "(none)");
+  }
+  lines_free (&l);
+  assert_int_equal (vms_repo_verify (r, NULL, 1, collect, &l), 5);
+  for (int c = 0; c < 5; c++) {
+    char expect[512];
+    snprintf (expect, sizeof expect, "offset %zu: chunk %s is corrupt (",
+              (size_t) c * CS, hex[c]);
+    if (!lines_contain (&l, expect))
+      fail_msg ("no report line containing \"%s\"", expect);
+  }
+  assert_true (lines_contain (&l, "is corrupt (hash mismatch)"));
+  lines_free (&l);
+
+  uint8_t *buf = xmalloc (CS);
+  for (uint64_t c = 0; c < 5; c++) {
+    vms_clear_error ();
+    assert_int_equal (vms_repo_read (r, idx, buf, CS, c * CS), -1);
+    assert_int_equal (vms_get_errno (), EBADMSG);
+    assert_error_contains ("is corrupt");
+  }
+  free (buf);
+  vms_index_free (idx);
+  vms_manifest_free (m);
+  free (data);
+  vms_repo_close (r);
+}
+
+/* A chunk is there if either of its files, raw or zstd, is there and
+ * sound; a damaged file of the other form does not hide it, and a chunk
+ * written again replaces a damaged file of the other form. */
+static void
+a_chunk_in_either_form_is_found (void **state)
+{
+  vms_repo *r = open_writer ();
+  uint8_t *data = xmalloc (CS), *back = xmalloc (CS), *junk = xmalloc (CS);
+  memset (data, 'e', CS);
+  fill_random (junk, CS, 50);
+  struct vms_digest d, d2;
+  uint64_t stored;
+  char raw[256], zst[256];
+
+  assert_int_equal (vms_repo_chunk_put (r, data, CS, &d, NULL), 0);
+  chunk_path (&d, raw, sizeof raw);
+  chunk_path_zst (&d, zst, sizeof zst);
+  assert_true (exists (zst));
+
+  /* Only a raw file (as a build that did not compress it would write). */
+  write_file (raw, data, CS);
+  assert_int_equal (unlink (zst), 0);
+  assert_int_equal (vms_repo_chunk_exists (r, &d), 1);
+  assert_int_equal (vms_repo_chunk_get (r, &d, back, CS, 1), 0);
+  assert_memory_equal (back, data, CS);
+  assert_int_equal (vms_repo_chunk_put (r, data, CS, &d2, &stored), 0);
+  assert_int_equal (stored, 0);
+  assert_false (exists (zst));
+
+  /* Both; the raw one damaged (the right size, wrong bytes). */
+  assert_int_equal (unlink (raw), 0);
+  assert_int_equal (vms_repo_chunk_put (r, data, CS, &d2, &stored), 0);
+  assert_true (stored > 0 && exists (zst));
+  write_file (raw, junk, CS);
+  assert_int_equal (vms_repo_chunk_get (r, &d, back, CS, 1), 0);
+  assert_memory_equal (back, data, CS);
+  assert_int_equal (chunk_store_check (r, &d, CS), 0);
+  assert_int_equal (vms_repo_chunk_put (r, data, CS, &d2, &stored), 0);
+  assert_int_equal (stored, 0);
+
+  /* Both damaged: the raw file's error; a put writes the chunk again and
+   * removes the damaged raw file. */
+  assert_int_equal (truncate (zst, CHUNK_HEADER_SIZE), 0);
+  assert_int_equal (vms_repo_chunk_get (r, &d, back, CS, 1), -1);
+  assert_int_equal (vms_get_errno (), EBADMSG);
+  assert_error_contains ("hash mismatch");
+  assert_int_equal (vms_repo_chunk_put (r, data, CS, &d2, &stored), 0);
+  assert_true (stored > 0);
+  assert_false (exists (raw));
+  assert_int_equal (vms_repo_chunk_get (r, &d, back, CS, 1), 0);
+  assert_memory_equal (back, data, CS);
+
+  /* Only a damaged zstd file: its error. */
+  assert_int_equal (truncate (zst, 3), 0);
+  assert_int_equal (vms_repo_chunk_get (r, &d, back, CS, 1), -1);
+  assert_int_equal (vms_get_errno (), EBADMSG);
+  assert_error_contains ("shorter than its header");
+  free (data);
+  free (back);
+  free (junk);
+  vms_repo_close (r);
+}
 
 static void
 truncated_or_garbage_manifest_gives_a_clear_error (void **state)
@@ -1149,38 +1404,71 @@ gc_removes_unreferenced_chunks_and_leftovers_only (void **state)
   size_t size = 2 * CS;
   uint8_t *data = xmalloc (size);
   fill_random (data, size, 20);
-  make_backup (r, "b1", data, size);
-  fill_random (data + CS, CS, 21);        /* b2 shares chunk 0 */
-  make_backup (r, "b2", data, size);
+  make_backup (r, "b1", data, size);          /* two raw chunks */
+  memset (data + CS, 'c', CS);                /* b2 shares chunk 0 */
+  make_backup (r, "b2", data, size);          /* chunk 1 is zstd */
   assert_int_equal (count_chunks (), 3);
 
-  /* An orphan chunk (an interrupted backup's) and leftover temp dirs. */
-  uint8_t orphan[4096];
+  /* Orphan chunks of both forms (an interrupted backup's), leftover temp
+   * dirs, a chunk temp file, and a file that is no chunk's. */
+  uint8_t orphan[4096], orphan_zst[4096];
   fill_random (orphan, sizeof orphan, 22);
-  struct vms_digest od;
+  memset (orphan_zst, 'o', sizeof orphan_zst);
+  struct vms_digest od, ozd;
   assert_int_equal (vms_repo_chunk_put (r, orphan, sizeof orphan, &od, NULL), 0);
-  char path[256];
+  assert_int_equal (vms_repo_chunk_put (r, orphan_zst, sizeof orphan_zst, &ozd,
+                                        NULL), 0);
+  char path[256], hex[65], tmpchunk[300], other[300];
+  chunk_path_zst (&ozd, path, sizeof path);
+  assert_true (exists (path));
   snprintf (path, sizeof path, "%s/tmp/999999.0.backup-x", repo_dir);
   assert_int_equal (mkdir (path, 0700), 0);
   snprintf (path, sizeof path, "%s/tmp/999999.0.backup-x/manifest.json", repo_dir);
   write_file (path, "{}", 2);
-  assert_int_equal (count_chunks (), 4);
+  vms_digest_hex (&od, hex);
+  snprintf (tmpchunk, sizeof tmpchunk, "%s/chunks/%.2s/.tmp-999999-3", repo_dir, hex);
+  write_file (tmpchunk, orphan, sizeof orphan);
+  snprintf (other, sizeof other, "%s/chunks/%.2s/%s.zst.old", repo_dir, hex, hex);
+  write_file (other, "x", 1);
+  assert_int_equal (count_chunks (), 5);
+
+  /* b2's zstd chunk also in raw form (as a build that did not compress it
+   * would have stored it): both files are the live chunk. */
+  vms_manifest *m2 = vms_manifest_open (r, "b2");
+  vms_index *idx2 = vms_manifest_load_index (r, m2, 0);
+  struct vms_digest cd = *vms_index_get (idx2, 1);
+  vms_index_free (idx2);
+  vms_manifest_free (m2);
+  char craw[256], czst[256];
+  chunk_path (&cd, craw, sizeof craw);
+  chunk_path_zst (&cd, czst, sizeof czst);
+  assert_true (exists (czst));
+  write_file (craw, data + CS, CS);
+  assert_int_equal (count_chunks (), 6);
 
   uint64_t removed, freed;
-  /* Within the grace period nothing unreferenced goes. */
+  /* Within the grace period nothing unreferenced goes; leftovers of
+   * another pid do. */
   assert_int_equal (vms_repo_gc (r, 3600, &removed, &freed), 0);
   assert_int_equal (removed, 0);
-  assert_int_equal (count_chunks (), 4);
+  assert_int_equal (count_chunks (), 6);
   assert_int_equal (count_entries ("tmp"), 0);  /* another pid's: dead */
+  assert_false (exists (tmpchunk));
+  assert_true (exists (other));                 /* not gc's to touch */
 
   assert_int_equal (vms_repo_prune (r, &(struct vms_prune_policy) { .keep_last = 1 },
                                     0, NULL, NULL), 1);
   assert_int_equal (vms_repo_gc (r, 0, &removed, &freed), 0);
-  /* The orphan and b1's own chunk 1 go; b2's two chunks stay. */
-  assert_int_equal (removed, 2);
-  assert_true (freed > CS);
-  assert_int_equal (count_chunks (), 2);
+  /* Both orphans and b1's own chunk 1 go; b2's chunks stay, the zstd one
+   * in both its forms. */
+  assert_int_equal (removed, 3);
+  assert_true (freed > CS + sizeof orphan);
+  assert_int_equal (count_chunks (), 3);
   assert_int_equal (vms_repo_chunk_exists (r, &od), 0);
+  assert_int_equal (vms_repo_chunk_exists (r, &ozd), 0);
+  assert_true (exists (craw));
+  assert_true (exists (czst));
+  assert_true (exists (other));
   struct lines l = { .n = 0 };
   assert_int_equal (vms_repo_verify (r, NULL, 1, collect, &l), 0);
   vms_manifest *m = vms_manifest_open (r, "b2");
@@ -1205,7 +1493,8 @@ mount_small_fs (const char *mnt, size_t size)
   char opts[64];
 
   if (unshare (CLONE_NEWNS) == -1
-      || mount (NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) == -1)
+      /* fstype is ignored for a propagation change, but valgrind wants one */
+      || mount ("none", "/", "none", MS_REC | MS_PRIVATE, NULL) == -1)
     return -1;
   snprintf (opts, sizeof opts, "size=%zuk,mode=0700", size / 1024);
   if (mount ("tmpfs", mnt, "tmpfs", 0, opts) == -1)
@@ -1331,6 +1620,8 @@ main (int argc, char *argv[])
     T ("repository-files-are-0600-and-directories-0700", repository_files_are_0600_and_directories_0700),
     T ("verify-deep-names-every-backup-file-and-offset-of-a-flipped-byte", verify_deep_names_every_backup_file_and_offset_of_a_flipped_byte),
     T ("verify-finds-a-missing-chunk", verify_finds_a_missing_chunk),
+    T ("verify-finds-damage-to-raw-and-zstd-chunks", verify_finds_damage_to_raw_and_zstd_chunks),
+    T ("a-chunk-in-either-form-is-found", a_chunk_in_either_form_is_found),
     T ("truncated-or-garbage-manifest-gives-a-clear-error", truncated_or_garbage_manifest_gives_a_clear_error),
     T ("truncated-or-garbage-index-gives-a-clear-error", truncated_or_garbage_index_gives_a_clear_error),
     T ("another-chunk-size-is-refused-in-config-manifest-and-index",
