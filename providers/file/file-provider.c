@@ -31,6 +31,7 @@
 #include "vmshadow/provider.h"
 
 #include "cleanup.h"
+#include "fs-util.h"
 #include "log.h"
 #include "file-provider.h"
 
@@ -105,33 +106,6 @@ file_provider_supports (void *data, const struct vms_file_ref *ref)
     return -1;
   }
   return S_ISREG (st.st_mode) ? 1 : 0;
-}
-
-/* mkdir -p, each new directory with the given mode. */
-static int
-file_provider_mkdir_p (const char *path, mode_t mode)
-{
-  CLEANUP_FREE char *p = strdup (path);
-  size_t len;
-
-  if (p == NULL) {
-    vms_set_error (errno, "file provider: out of memory");
-    return -1;
-  }
-  len = strlen (p);
-  for (size_t i = 1; i <= len; i++) {
-    if (p[i] != '/' && p[i] != '\0')
-      continue;
-    p[i] = '\0';
-    if (mkdir (p, mode) == -1 && errno != EEXIST) {
-      vms_set_error (errno, "file provider: cannot create scratch directory "
-                     "%s: %s", p, strerror (errno));
-      return -1;
-    }
-    if (i < len)
-      p[i] = '/';
-  }
-  return 0;
 }
 
 /* A copy's name: the file's index, so that names never collide, then its
@@ -315,7 +289,7 @@ file_provider_prepare (void *data, vms_snapshot *snap)
 
   if (file_provider_check_session_id (sid) == -1)
     return -1;
-  if (file_provider_mkdir_p (fp->scratch_root, 0700) == -1)
+  if (vms_mkdir_p (fp->scratch_root, 0700) == -1)
     return -1;
   root = realpath (fp->scratch_root, NULL);
   if (root == NULL) {

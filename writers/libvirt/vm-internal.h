@@ -16,6 +16,7 @@
 
 #include "vmshadow/writer.h"
 
+#include "fs-util.h"
 #include "qemu-provider.h"
 #include "vector.h"
 #include "vm-config.h"
@@ -81,7 +82,7 @@ struct vm_writer {
 /* The last libvirt error of this thread, in words (never NULL). */
 extern const char *vm_virt_error (void);
 /* mkdir -p with mode for the directories it makes. */
-extern int vm_mkdir_p (const char *path, mode_t mode);
+
 /* Copy a small file (firmware state) to dst, mode 0600. */
 extern int vm_copy_file (const char *src, const char *dst);
 

@@ -448,7 +448,7 @@ prepare_job (struct online_job *j, unsigned sid, size_t index)
     vm->scratch_dir = NULL;
     goto oom;
   }
-  if (vm_mkdir_p (vm->scratch_dir, 0700) == -1) {
+  if (vms_mkdir_p (vm->scratch_dir, 0700) == -1) {
     job_fail (j, VMS_FAILURE_NON_RETRYABLE, "%s", vms_get_error ());
     return -1;
   }
@@ -576,7 +576,7 @@ vm_online_capture (struct vm_writer *w, vms_call *call,
     w->session_run_dir = NULL;
     return vms_call_fail (call, VMS_FAILURE_OUT_OF_RESOURCES, "out of memory");
   }
-  if (vm_mkdir_p (w->run_dir, 0755) == -1 ||
+  if (vms_mkdir_p (w->run_dir, 0755) == -1 ||
       (mkdir (w->session_run_dir, 0700) == -1 && errno != EEXIST))
     return vms_call_fail (call, VMS_FAILURE_NON_RETRYABLE, "vm writer: cannot "
                           "make the socket directory %s: %s",

@@ -921,7 +921,7 @@ vm_restore_pre (void *data, vms_call *call)
     struct rs_vm *vm = &r->vms[i];
     virDomainPtr dom = virDomainLookupByUUIDString (w->conn, vm->uuid);
 
-    if (vm_mkdir_p (vm->dir, 0700) == -1)
+    if (vms_mkdir_p (vm->dir, 0700) == -1)
       return vms_call_fail (call, VMS_FAILURE_OUT_OF_RESOURCES, "vm \"%s\": "
                             "%s", vm->name, vms_get_error ());
     owned_load (vm);
@@ -964,7 +964,7 @@ vm_restore_pre (void *data, vms_call *call)
   for (size_t i = 0; i < r->nr_vms; i++)
     for (size_t j = 0; j < r->vms[i].nr_files; j++) {
       CLEANUP_FREE char *d = strdup (r->vms[i].files[j].target);
-      if (d == NULL || vm_mkdir_p (dirname (d), 0755) == -1)
+      if (d == NULL || vms_mkdir_p (dirname (d), 0755) == -1)
         return vms_call_fail (call, VMS_FAILURE_OUT_OF_RESOURCES, "vm \"%s\": "
                               "%s", r->vms[i].name, d ? vms_get_error ()
                               : "out of memory");
@@ -1008,7 +1008,7 @@ link_original (struct rs_vm *vm, const struct rs_file *f)
   else {
     CLEANUP_FREE char *d = strdup (f->path);
     if (d)
-      vm_mkdir_p (dirname (d), 0755);
+      vms_mkdir_p (dirname (d), 0755);
   }
   if (symlink (f->target, f->path) == -1)
     sv_add (&vm->notes, "no link at %s: %s", f->path, strerror (errno));

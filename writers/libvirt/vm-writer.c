@@ -42,32 +42,6 @@ vm_virt_error (void)
 }
 
 int
-vm_mkdir_p (const char *path, mode_t mode)
-{
-  CLEANUP_FREE char *p = strdup (path);
-  size_t len;
-
-  if (p == NULL) {
-    vms_set_error (ENOMEM, "out of memory");
-    return -1;
-  }
-  len = strlen (p);
-  for (size_t i = 1; i <= len; i++) {
-    if (p[i] != '/' && p[i] != '\0')
-      continue;
-    p[i] = '\0';
-    if (mkdir (p, mode) == -1 && errno != EEXIST) {
-      vms_set_error (errno, "cannot create directory %s: %s", p,
-                     strerror (errno));
-      return -1;
-    }
-    if (i < len)
-      p[i] = '/';
-  }
-  return 0;
-}
-
-int
 vm_copy_file (const char *src, const char *dst)
 {
   CLEANUP_CLOSE int in = open (src, O_RDONLY | O_CLOEXEC);
@@ -760,7 +734,7 @@ vm_prepare_backup (void *data, vms_call *call)
     struct vm_entry *vm = w->vms[i];
     if (!vm->selected)
       continue;
-    if (vm_mkdir_p (vm->dir, 0700) == -1)
+    if (vms_mkdir_p (vm->dir, 0700) == -1)
       return vms_call_fail (call, VMS_FAILURE_NON_RETRYABLE, "vm \"%s\": %s",
                             vm->name, vms_get_error ());
     /* A disk image that is gone is the reason the VM cannot be backed up:
