@@ -71,10 +71,21 @@ extern int cmd_restore (const struct options *opts, int argc, char **argv);
  * host. */
 extern vms_coordinator *cli_load_coordinator (const struct options *opts);
 
-/* Print "vmshadow CMD: <last error>" on stderr; returns EXIT_FAILURE. */
+/* Print "vmshadow CMD: <last error>" on stderr (escaped, cli_message);
+ * returns EXIT_FAILURE. */
 extern int cli_fail (const char *cmd);
 
-/* Print a JSON value on stdout (pretty) and drop it. */
+/* Text from outside (writer, guest, repository, command line) made safe
+ * for the terminal (vms_term_escape): every such %s of human output goes
+ * through one of these (issue 9, item 7). cli_message keeps newlines (an
+ * error of several lines). The string returned is borrowed and stays valid
+ * for the next 15 calls on the thread — enough for the arguments of one
+ * printf. */
+extern const char *cli_text (const char *s);
+extern const char *cli_message (const char *s);
+
+/* Print a JSON value on stdout (pretty) and drop it. Strings that are not
+ * UTF-8 are printed escaped, so the output is always valid JSON. */
 extern void cli_print_json (json_object *value);
 
 /* Progress on stderr when it is a terminal: bytes, rate, ETA. */

@@ -21,13 +21,16 @@ want_args (const char *cmd, int argc, int min, int max, const char *usage)
   return 0;
 }
 
+/* Local time of t; a time no calendar can show (the repository's word
+ * only) as the number it is, never garbage (issue 9, item 9). */
 static const char *
 when (int64_t t, char buf[32])
 {
   time_t tt = (time_t) t;
   struct tm tm;
-  localtime_r (&tt, &tm);
-  strftime (buf, 32, "%Y-%m-%d %H:%M:%S", &tm);
+  if ((int64_t) tt != t || localtime_r (&tt, &tm) == NULL ||
+      strftime (buf, 32, "%Y-%m-%d %H:%M:%S", &tm) == 0)
+    snprintf (buf, 32, "@%" PRId64, t);
   return buf;
 }
 
@@ -68,7 +71,7 @@ cmd_list (const struct options *opts, int argc, char **argv)
     char b1[32], b2[32], b3[32];
     uint64_t size, stored;
     if (m == NULL) {
-      fprintf (stderr, "vmshadow list: %s\n", vms_get_error ());
+      fprintf (stderr, "vmshadow list: %s\n", cli_message (vms_get_error ()));
       rc = EXIT_FAILURE;
       free (ids[i]);
       continue;
@@ -84,7 +87,7 @@ cmd_list (const struct options *opts, int argc, char **argv)
       json_object_array_add (list, b);
     }
     else
-      printf ("%-28s %-19s %6zu %10s %10s\n", ids[i],
+      printf ("%-28s %-19s %6zu %10s %10s\n", cli_text (ids[i]),
               when (vms_manifest_time (m), b1), vms_manifest_file_count (m),
               cli_bytes (size, b2), cli_bytes (stored, b3));
     vms_manifest_free (m);
@@ -100,6 +103,15 @@ cmd_list (const struct options *opts, int argc, char **argv)
   return rc;
 }
 
+static void
+show_file (const struct vms_stored_file *f, uint64_t size, const char *indent)
+{
+  char b1[32], b2[32], b3[32];
+  printf ("%s%-5s %s  %s, read %s, stored %s\n", indent, vms_file_kind_name (f->kind),
+          cli_text (f->path), cli_bytes (size, b1), cli_bytes (f->bytes_read, b2),
+          cli_bytes (f->bytes_stored, b3));
+}
+
 int
 cmd_show (const struct options *opts, int argc, char **argv)
 {
@@ -111,11 +123,13 @@ cmd_show (const struct options *opts, int argc, char **argv)
     vms_repo_close (repo);
     return cli_fail ("show");
   }
+  /* NULL when the manifest says "components": false, which the format
+   * allows: then only the manifest's file list is known (issue 9, item 5). */
   const vms_document *bcd = vms_manifest_components (m);
 
   if (opts->json) {
     /* The stored documents as they are, with the file list. */
-    char *text = vms_document_format (bcd);
+    char *text = bcd ? vms_document_format (bcd) : NULL;
     json_object *out = json_object_new_object ();
     json_object *files = json_object_new_array ();
     json_object_object_add (out, "backup_id", json_object_new_string (argv[0]));
@@ -140,34 +154,53 @@ cmd_show (const struct options *opts, int argc, char **argv)
     cli_print_json (out);
   }
   else {
-    char b1[32], b2[32], b3[32];
-    printf ("Backup %s, %s\n", argv[0], when (vms_manifest_time (m), b1));
-    for (size_t w = 0; w < vms_components_writer_count (bcd); w++) {
+    char b1[32];
+    size_t nf = vms_manifest_file_count (m);
+    char *shown = calloc (nf ? nf : 1, 1);     /* files listed so far */
+    printf ("Backup %s, %s\n", cli_text (argv[0]), when (vms_manifest_time (m), b1));
+    if (bcd == NULL)
+      printf ("  (no backup components document: this backup cannot be "
+              "restored; its files:)\n");
+    for (size_t w = 0; bcd && w < vms_components_writer_count (bcd); w++) {
       const char *wid = vms_components_writer_id (bcd, w);
-      printf ("Writer '%s' {%s}\n", vms_components_writer_name (bcd, w), wid);
+      printf ("Writer '%s' {%s}\n", cli_text (vms_components_writer_name (bcd, w)),
+              cli_text (wid));
       for (size_t c = 0; c < vms_document_component_count (bcd, wid); c++) {
         vms_component *comp = vms_document_component (bcd, wid, c);
-        printf ("  Component %s  \"%s\"\n", vms_component_name (comp),
-                vms_component_caption (comp));
+        printf ("  Component %s  \"%s\"\n", cli_text (vms_component_name (comp)),
+                cli_text (vms_component_caption (comp)));
         int64_t fw = vms_component_get_int (comp, "freeze_window_ms", -1);
         if (fw >= 0)
           printf ("    freeze window: %" PRId64 " ms\n", fw);
         for (size_t e = 0; e < vms_component_excluded_count (comp); e++)
-          printf ("    excluded %s: %s\n", vms_component_excluded_path (comp, e),
-                  vms_component_excluded_reason (comp, e));
-        for (size_t i = 0; i < vms_manifest_file_count (m); i++) {
+          printf ("    excluded %s: %s\n",
+                  cli_text (vms_component_excluded_path (comp, e)),
+                  cli_text (vms_component_excluded_reason (comp, e)));
+        for (size_t i = 0; i < nf; i++) {
           struct vms_stored_file f;
           uint64_t size;
-          if (vms_manifest_file (m, i, &f, &size) == -1 ||
+          if (vms_manifest_file (m, i, &f, &size) == -1 || f.writer_id == NULL ||
               strcmp (f.writer_id, wid) != 0 ||
               strcmp (f.component, vms_component_name (comp)) != 0)
             continue;
-          printf ("    %-5s %s  %s, read %s, stored %s\n", vms_file_kind_name (f.kind),
-                  f.path, cli_bytes (size, b1), cli_bytes (f.bytes_read, b2),
-                  cli_bytes (f.bytes_stored, b3));
+          show_file (&f, size, "    ");
+          if (shown)
+            shown[i] = 1;
         }
       }
     }
+    /* Files the components document does not describe (or all of them,
+     * without one): listed too, never silently left out. */
+    for (size_t i = 0; i < nf; i++) {
+      struct vms_stored_file f;
+      uint64_t size;
+      if ((shown && shown[i]) || vms_manifest_file (m, i, &f, &size) == -1)
+        continue;
+      printf ("  %s of component %s\n", bcd ? "Not in the components document, file"
+              : "File", cli_text (f.component));
+      show_file (&f, size, "    ");
+    }
+    free (shown);
   }
   vms_manifest_free (m);
   vms_repo_close (repo);
@@ -186,7 +219,7 @@ report_line (void *opaque, const char *line)
   if (r->list)
     json_object_array_add (r->list, json_object_new_string (line));
   else
-    printf ("%s%s\n", r->prefix, line);
+    printf ("%s%s\n", r->prefix, cli_text (line));
 }
 
 int
@@ -303,7 +336,8 @@ cmd_extract (const struct options *opts, int argc, char **argv)
   int rc = EXIT_FAILURE;
   if (i < 0)
     fprintf (stderr, "vmshadow extract: backup %s has no file %s in component "
-             "\"%s\" (see 'vmshadow show %s')\n", argv[0], argv[2], argv[1], argv[0]);
+             "\"%s\" (see 'vmshadow show %s')\n", cli_text (argv[0]), cli_text (argv[2]),
+             cli_text (argv[1]), cli_text (argv[0]));
   else if (vms_manifest_file (m, (size_t) i, &f, &size) == -1 ||
            (idx = vms_manifest_load_index (repo, m, (size_t) i)) == NULL)
     cli_fail ("extract");

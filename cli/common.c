@@ -10,6 +10,7 @@
 #include "exec-writer.h"
 #include "file-provider.h"
 #include "log.h"
+#include "text.h"
 #include "vmshadow/error.h"
 
 vms_coordinator *
@@ -31,13 +32,90 @@ int
 cli_fail (const char *cmd)
 {
   const char *err = vms_get_error ();
-  fprintf (stderr, "vmshadow %s: %s\n", cmd, err ? err : "failed");
+  fprintf (stderr, "vmshadow %s: %s\n", cmd, err ? cli_message (err) : "failed");
   return EXIT_FAILURE;
+}
+
+/* The escaped strings handed out by cli_text and cli_message: a ring, so
+ * that one printf can take several, each freed when its slot comes round
+ * again. */
+#define CLI_TEXT_SLOTS 16
+static _Thread_local char *cli_text_ring[CLI_TEXT_SLOTS];
+static _Thread_local unsigned cli_text_next;
+
+static const char *
+cli_escape (const char *s, unsigned flags)
+{
+  char **slot = &cli_text_ring[cli_text_next++ % CLI_TEXT_SLOTS];
+  free (*slot);
+  *slot = vms_term_escape (s, flags);
+  return *slot ? *slot : "(out of memory)";
+}
+
+const char *
+cli_text (const char *s)
+{
+  return cli_escape (s, 0);
+}
+
+const char *
+cli_message (const char *s)
+{
+  return cli_escape (s, VMS_ESCAPE_KEEP_NEWLINE);
+}
+
+/* Every string of value valid UTF-8, so that the output is valid JSON
+ * whatever a writer, a guest or a repository put in it: a string or key
+ * that is not UTF-8 is replaced by its escaped form (text.h). Documents
+ * are checked where they enter; this holds for messages and anything
+ * else too. */
+static void
+json_make_utf8 (json_object *v)
+{
+  switch (json_object_get_type (v)) {
+  case json_type_string: {
+    const char *s = json_object_get_string (v);
+    size_t len = (size_t) json_object_get_string_len (v);
+    if (!vms_utf8_valid (s, len, NULL)) {
+      char *safe = vms_term_escape (s, 0);  /* up to a NUL it may hold */
+      json_object_set_string (v, safe ? safe : "");
+      free (safe);
+    }
+    break;
+  }
+  case json_type_array:
+    for (size_t i = 0; i < json_object_array_length (v); i++)
+      json_make_utf8 (json_object_array_get_idx (v, i));
+    break;
+  case json_type_object: {
+    /* Keys cannot change while iterating: collect the bad ones first. */
+    size_t nbad = 0, n = (size_t) json_object_object_length (v);
+    const char **bad = calloc (n ? n : 1, sizeof *bad);
+    json_object_object_foreach (v, key, val) {
+      json_make_utf8 (val);
+      if (bad && !vms_utf8_valid (key, strlen (key), NULL))
+        bad[nbad++] = key;
+    }
+    for (size_t i = 0; i < nbad; i++) {
+      char *safe = vms_term_escape (bad[i], 0);
+      json_object *moved = json_object_get (json_object_object_get (v, bad[i]));
+      json_object_object_del (v, bad[i]);   /* bad[i] is freed here */
+      if (safe == NULL || json_object_object_add (v, safe, moved) != 0)
+        json_object_put (moved);
+      free (safe);
+    }
+    free (bad);
+    break;
+  }
+  default:
+    break;
+  }
 }
 
 void
 cli_print_json (json_object *value)
 {
+  json_make_utf8 (value);
   printf ("%s\n", json_object_to_json_string_ext (
             value, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED |
             JSON_C_TO_STRING_NOSLASHESCAPE));
@@ -83,7 +161,7 @@ progress_update (void *opaque, uint64_t done, uint64_t total)
   double secs = (double) (now - p->start_ms) / 1000.0;
   double rate = secs > 0 ? (double) done / secs : 0;
   double eta = rate > 0 && total > done ? (double) (total - done) / rate : 0;
-  fprintf (stderr, "\r%s: %s of %s, %s/s, ETA %02d:%02d   ", p->label,
+  fprintf (stderr, "\r%s: %s of %s, %s/s, ETA %02d:%02d   ", cli_text (p->label),
            cli_bytes (done, b1), cli_bytes (total, b2),
            cli_bytes ((uint64_t) rate, b3), (int) eta / 60, (int) eta % 60);
 }

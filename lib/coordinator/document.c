@@ -7,6 +7,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +19,7 @@
 
 #include "cleanup.h"
 #include "document-internal.h"
+#include "text.h"
 #include "vector.h"
 #include "vmshadow/error.h"
 
@@ -56,9 +58,28 @@ get_str (json_object *o, const char *key)
     ? json_object_get_string (v) : NULL;
 }
 
+/* Every string a document holds is UTF-8 (issue 9, item 7): checked where
+ * it enters, in a parsed document (vms_document_parse) or through the API
+ * (here), so that the document always formats as valid JSON. */
+static int
+check_utf8 (const char *s, const char *what)
+{
+  size_t bad;
+  if (!vms_utf8_valid (s, strlen (s), &bad)) {
+    vms_set_error (EINVAL, "%s \"%.100s\" is not UTF-8 text (byte %zu)",
+                   what, s, bad);
+    return -1;
+  }
+  return 0;
+}
+
 static int
 set_new (json_object *o, const char *key, json_object *v)
 {
+  if (check_utf8 (key, "document key") == -1) {
+    json_object_put (v);
+    return -1;
+  }
   if (v == NULL || json_object_object_add (o, key, v) != 0) {
     json_object_put (v);
     vms_set_error (ENOMEM, "out of memory building a document");
@@ -70,6 +91,10 @@ set_new (json_object *o, const char *key, json_object *v)
 static int
 set_str (json_object *o, const char *key, const char *value)
 {
+  char what[128];
+  snprintf (what, sizeof what, "document: \"%.60s\":", key);
+  if (check_utf8 (value, what) == -1)
+    return -1;
   return set_new (o, key, json_object_new_string (value));
 }
 
@@ -454,6 +479,63 @@ vms_components_new (const char *backup_id)
   return document_of (VMS_DOC_COMPONENTS, root);
 }
 
+/* Every integer in the JSON text fits in int64_t: json-c would silently
+ * clamp one that does not (12345678901234567890 read as INT64_MAX), and a
+ * writer's number must be stored as it was given or refused (issue 9,
+ * item 7). text is JSON that json-c accepted, so a number is a run of
+ * "-0123456789.eE+" outside a string; one without '.', 'e' or 'E' is an
+ * integer. */
+static int
+check_integers (const char *text, size_t len, const char *what)
+{
+  int in_string = 0;
+
+  for (size_t i = 0; i < len; i++) {
+    char c = text[i];
+    if (in_string) {
+      if (c == '\\')
+        i++;
+      else if (c == '"')
+        in_string = 0;
+      continue;
+    }
+    if (c == '"') {
+      in_string = 1;
+      continue;
+    }
+    if (c != '-' && (c < '0' || c > '9'))
+      continue;
+    size_t start = i, n;
+    int integer = 1;
+    while (i < len && strchr ("-+0123456789.eE", text[i]) && text[i]) {
+      if (strchr (".eE", text[i]))
+        integer = 0;
+      i++;
+    }
+    n = i - start;
+    if (integer) {
+      char buf[24];
+      int ok = n < sizeof buf;
+      if (ok) {
+        memcpy (buf, text + start, n);
+        buf[n] = '\0';
+        errno = 0;
+        (void) strtoll (buf, NULL, 10);
+        ok = errno == 0;
+      }
+      if (!ok) {
+        vms_set_error (ERANGE, "%s: the integer %.*s%s at byte %zu is out of "
+                       "range (%" PRId64 " to %" PRId64 ")", what,
+                       (int) (n < 40 ? n : 40), text + start, n < 40 ? "" : "...",
+                       start, INT64_MIN, INT64_MAX);
+        return -1;
+      }
+    }
+    i--;
+  }
+  return 0;
+}
+
 vms_document *
 vms_document_parse (const char *text, size_t len)
 {
@@ -468,6 +550,12 @@ vms_document_parse (const char *text, size_t len)
   }
   if (memchr (text, '\0', len) != NULL) {
     vms_set_error (EINVAL, "document is not JSON text (it contains a NUL byte)");
+    return NULL;
+  }
+  size_t bad;
+  if (!vms_utf8_valid (text, len, &bad)) {
+    vms_set_error (EINVAL, "document is not UTF-8 text (byte %zu is not); "
+                   "every string in it must be UTF-8", bad);
     return NULL;
   }
   tok = json_tokener_new_ex (MAX_JSON_DEPTH);
@@ -500,7 +588,8 @@ vms_document_parse (const char *text, size_t len)
                      i);
       return NULL;
     }
-  if (check_document (root, &kind) == -1) {
+  if (check_integers (text, used, "document") == -1 ||
+      check_document (root, &kind) == -1) {
     json_object_put (root);
     return NULL;
   }
@@ -795,6 +884,12 @@ vms_components_set_attr_json (vms_document *bcd, const char *key,
     vms_set_error (EINVAL, "attribute %s: not one valid JSON value", key);
     return -1;
   }
+  char what[128];
+  snprintf (what, sizeof what, "attribute %.60s", key);
+  if (check_utf8 (json, what) == -1 || check_integers (json, len, what) == -1) {
+    json_object_put (v);
+    return -1;
+  }
   /* A parsed document need not have "attributes" yet. */
   attrs = get (bcd->root, "attributes");
   if (attrs == NULL || !json_object_is_type (attrs, json_type_object)) {
@@ -874,8 +969,13 @@ document_components_set_writer_result (vms_document *bcd,
     return;
   set_str (w, "state", state);
   set_str (w, "failure", failure);
-  if (message)
-    set_str (w, "message", message);
+  if (message) {
+    /* A writer's words, whatever bytes they are: stored escaped, so that
+     * the document stays UTF-8. */
+    CLEANUP_FREE char *safe = vms_term_escape (message, VMS_ESCAPE_KEEP_NEWLINE);
+    if (safe)
+      set_str (w, "message", safe);
+  }
 }
 
 /* ---- components ---- */

@@ -81,6 +81,12 @@ verify_backup (struct verify *v, const char *id)
     problem (v, "%s", vms_get_error ());
     return 0;
   }
+  /* What show and restore read besides the manifest: the backup
+   * components document (issue 9, item 5). */
+  const vms_document *bcd = vms_manifest_components (m);
+  if (bcd == NULL)
+    problem (v, "backup %s has no backup components document: show cannot "
+             "say what its files belong to and restore cannot use it (R5)", id);
   for (size_t i = 0; i < vms_manifest_file_count (m); i++) {
     const struct manifest_file *f = manifest_file_at (m, i);
     vms_index *idx = vms_manifest_load_index (v->repo, m, i);

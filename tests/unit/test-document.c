@@ -802,6 +802,62 @@ parse_rejects (void **state)
   { name, parse_rejects, NULL, NULL,                                          \
     &(struct bad_input) { text, sizeof text - 1, expect } }
 
+/* Issue 9, item 7: the whole int64 range is kept exactly, and UTF-8 text
+ * of every length of sequence comes back as it was. */
+static void
+parse_keeps_int64_limits_and_utf8_text (void **state)
+{
+  static const char text[] =
+    MD (COMP (", \"caption\": \"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x92\xbe\","
+              " \"attributes\": {\"max\": 9223372036854775807,"
+              " \"min\": -9223372036854775808, \"f\": 1.5e300}"));
+  vms_document *doc = vms_document_parse (text, sizeof text - 1);
+  if (doc == NULL)
+    fail_msg ("%s", vms_get_error ());
+  vms_component *c = vms_document_component (doc, NULL, 0);
+  assert_int_equal (vms_component_get_int (c, "max", 0), INT64_MAX);
+  assert_int_equal (vms_component_get_int (c, "min", 0), INT64_MIN);
+  assert_string_equal (vms_component_caption (c),
+                       "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x92\xbe");
+  vms_document_free (doc);
+}
+
+/* The setters a writer in the process uses check UTF-8 the same way. */
+static void
+setters_refuse_text_that_is_not_utf_8 (void **state)
+{
+  vms_document *md = vms_metadata_new ("w", "i");
+  assert_null (vms_metadata_add_component (md, "bad\xff", NULL));
+  assert_null (vms_metadata_add_component (md, "c", "caption\xc3"));
+  vms_component *c = vms_metadata_add_component (md, "c", "ok");
+  assert_non_null (c);
+  assert_int_equal (vms_component_set_string (c, "k", "\xed\xa0\x80"), -1);
+  assert_error_contains ("is not UTF-8 text");
+  assert_int_equal (vms_component_set_int (c, "\x80", 1), -1);
+  assert_int_equal (vms_component_add_file (c, "/x\xfe", VMS_FILE_PLAIN, NULL, NULL), -1);
+  assert_int_equal (vms_component_add_excluded (c, "/x", "why\xc0\x80"), -1);
+  assert_int_equal (vms_component_file_count (c), 0);
+  char *text = vms_document_format (md);
+  assert_non_null (text);
+  vms_document *again = vms_document_parse (text, strlen (text));
+  assert_non_null (again);
+  vms_document_free (again);
+  free (text);
+  vms_document_free (md);
+}
+
+static void
+attribute_json_refuses_out_of_range_integers_and_bad_utf_8 (void **state)
+{
+  vms_document *bcd = vms_components_new ("b1");
+  assert_int_equal (vms_components_set_attr_json (bcd, "n", "12345678901234567890"), -1);
+  assert_error_contains ("out of range");
+  assert_int_equal (vms_components_set_attr_json (bcd, "n", "[1, -99999999999999999999]"), -1);
+  assert_int_equal (vms_components_set_attr_json (bcd, "s", "\"\xff\""), -1);
+  assert_int_equal (vms_components_set_attr_json (bcd, "n", "9223372036854775807"), 0);
+  vms_document_free (bcd);
+}
+
 static void
 components_attribute_must_be_one_json_value (void **state)
 {
@@ -1095,6 +1151,12 @@ static const struct CMUnitTest tests[] = {
         parse_ignores_restore_status_in_metadata),
   TEST ("parse-accepts-input-that-is-not-nul-terminated",
         parse_accepts_input_that_is_not_nul_terminated),
+  TEST ("parse-keeps-int64-limits-and-utf8-text",
+        parse_keeps_int64_limits_and_utf8_text),
+  TEST ("setters-refuse-text-that-is-not-utf-8",
+        setters_refuse_text_that_is_not_utf_8),
+  TEST ("attribute-json-refuses-out-of-range-integers-and-bad-utf-8",
+        attribute_json_refuses_out_of_range_integers_and_bad_utf_8),
   TEST ("parse-accepts-nesting-of-32-levels",
         parse_accepts_nesting_of_32_levels),
   TEST ("parse-rejects-nesting-of-33-levels",
@@ -1257,6 +1319,22 @@ static const struct CMUnitTest tests[] = {
   REJECT ("parse-rejects-duplicate-writer-id",
           BCD (WRITER ("i", "") ", " WRITER ("j", "") ", " WRITER ("i", "")),
           "writer 2: writer id \"i\" appears twice"),
+  /* Issue 9, item 7: writer text is UTF-8, numbers are kept or refused. */
+  REJECT ("parse-rejects-a-caption-that-is-not-utf-8",
+          MD (COMP (", \"caption\": \"ok\xff\\u001b[31m\"")),
+          "document is not UTF-8 text (byte"),
+  REJECT ("parse-rejects-an-overlong-utf-8-slash-in-a-path",
+          MD (FILE1 ("{\"path\": \"/a\xc0\xaf\" \"b\", \"kind\": \"plain\"}")),
+          "is not UTF-8 text"),
+  REJECT ("parse-rejects-an-attribute-key-that-is-not-utf-8",
+          MD (COMP (", \"attributes\": {\"k\xed\xa0\x80\": 1}")),
+          "is not UTF-8 text"),
+  REJECT ("parse-rejects-an-integer-attribute-above-int64",
+          MD (COMP (", \"attributes\": {\"n\": 12345678901234567890}")),
+          "the integer 12345678901234567890 at byte"),
+  REJECT ("parse-rejects-an-integer-attribute-below-int64",
+          MD (COMP (", \"attributes\": {\"n\": [-9223372036854775809]}")),
+          "the integer -9223372036854775809 at byte"),
   REJECT ("parse-rejects-duplicate-component-name-within-a-writer",
           BCD (WRITER ("i", COMP ("") ", " COMP (""))),
           "component name \"c\" appears twice"),

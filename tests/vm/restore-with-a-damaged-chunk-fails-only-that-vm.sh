@@ -9,6 +9,7 @@
 lab_init
 . "$LAB_TESTS_DIR/vm-writer-lib.sh"
 . "$LAB_TESTS_DIR/restore-lib.sh"
+. "$LAB_TESTS_DIR/../flip-byte.sh"
 vmw_init
 
 lab_vm_create --disk raw:8M --memory 128 --name rsbad --no-start
@@ -25,7 +26,7 @@ cs=$(jq -r .chunk_size "$VMW_REPO/config")
 d=$(head -c "$cs" "$img" | sha256sum | cut -c1-64)
 chunk=$VMW_REPO/chunks/${d:0:2}/$d
 [ -f "$chunk" ] || lab_fail "chunk $d of $img not in the repository"
-printf 'X' | dd of="$chunk" bs=1 seek=1000 conv=notrunc status=none
+flip_byte "$chunk" 1000
 rst_forget "$a"
 lab_ok "backup $bid of $a and $b; chunk ${d:0:12}… of $img damaged"
 

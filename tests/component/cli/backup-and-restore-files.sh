@@ -10,6 +10,7 @@ vmshadow=$1
 tmp=$(mktemp -d /var/tmp/vmshadow-test.XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
 fail () { echo "FAIL: $*"; exit 1; }
+. "$(dirname "$0")/../../flip-byte.sh"
 export VMSHADOW_SCRATCH_DIR=$tmp/scratch VMSHADOW_REPO=$tmp/repo
 export VMSHADOW_WRITERS_DIR=$tmp/writers.d
 
@@ -102,7 +103,7 @@ rm "$tmp/veto"
 chunk=$(find "$VMSHADOW_REPO/chunks" -type f -printf '%s %p\n' | sort -n | tail -1 | cut -d' ' -f2-)
 [ -n "$chunk" ] || fail "no chunk to corrupt"
 size=$(stat -c %s "$chunk")
-printf '\xff' | dd of="$chunk" bs=1 seek=$((size - 100)) conv=notrunc status=none
+flip_byte "$chunk" $((size - 100))
 if "$vmshadow" verify --deep > "$tmp/verify" 2>&1; then fail "verify --deep missed a flipped byte"; fi
 line=$(grep -m1 "offset" "$tmp/verify") || fail "verify report: $(cat "$tmp/verify")"
 [[ "$line" =~ ^backup\ ([^,]+),\ component\ ([^,]+),\ file\ ([^,]+),\ offset\ [0-9]+: ]] \
