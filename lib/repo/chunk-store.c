@@ -22,6 +22,7 @@
 #include <zstd.h>
 
 #include "cleanup.h"
+#include "fs-util.h"
 #include "repo-internal.h"
 #include "vmshadow/error.h"
 
@@ -144,15 +145,42 @@ is_all_zero (const uint8_t *p, size_t len)
 
 /* ---- names ---- */
 
-/* "ab/<hex>" (raw) or "ab/<hex>.zst" (zstd). */
+/* "<hex>" (raw) or "<hex>.zst" (zstd), the name in chunks/ab/. */
 static void
 chunk_name (const struct vms_digest *d, enum chunk_form form,
             char name[CHUNK_NAME_MAX])
 {
   char hex[65];
   vms_digest_hex (d, hex);
-  snprintf (name, CHUNK_NAME_MAX, "%.2s/%s%s", hex, hex,
+  snprintf (name, CHUNK_NAME_MAX, "%s%s", hex,
             form == CHUNK_FORM_ZSTD ? CHUNK_ZSTD_SUFFIX : "");
+}
+
+/* The fd of chunks/ab/ for chunk d (opened once per repository, never
+ * through a link; made first with create), or -1 with errno. Shared by
+ * the threads: the first to open it installs it. */
+static int
+chunk_store_dir (vms_repo *repo, const struct vms_digest *d, int create)
+{
+  int *slot = &repo->chunk_dirs[d->b[0]];
+  int fd = __atomic_load_n (slot, __ATOMIC_ACQUIRE);
+  char sub[3];
+
+  if (fd >= 0)
+    return fd;
+  snprintf (sub, sizeof sub, "%02x", d->b[0]);
+  if (create && repo_mkdirat (repo->chunks_fd, sub) == -1)
+    return -1;
+  fd = vms_open_beneath (repo->chunks_fd, sub, O_RDONLY | O_DIRECTORY, 0);
+  if (fd == -1)
+    return -1;
+  int none = -1;
+  if (!__atomic_compare_exchange_n (slot, &none, fd, 0, __ATOMIC_ACQ_REL,
+                                    __ATOMIC_ACQUIRE)) {
+    close (fd);                 /* another thread was first */
+    fd = none;
+  }
+  return fd;
 }
 
 int
@@ -255,21 +283,21 @@ open_chunk (vms_repo *repo, const struct vms_digest *d, enum chunk_form form,
   char name[CHUNK_NAME_MAX], hex[65];
 
   chunk_name (d, form, name);
-  int fd = openat (repo->chunks_fd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  int dfd = chunk_store_dir (repo, d, 0);
+  int fd = dfd >= 0 ? vms_open_beneath (dfd, name, O_RDONLY, 0) : -1;
   if (fd == -1 || fstat (fd, st) == -1) {
     int e = errno;
     if (fd >= 0)
       close (fd);
+    if (e == ELOOP || e == EINVAL)
+      return corrupt (d, "%s", e == ELOOP ? "a symbolic link, not followed"
+                      : "not a regular file");
     vms_digest_hex (d, hex);
     if (e == ENOENT)
       vms_set_error (ENOENT, "chunk %s is missing", hex);
     else
       vms_set_error (e, "chunk %s is unreadable: %s", hex, repo_errstr (e));
     return -1;
-  }
-  if (!S_ISREG (st->st_mode)) {
-    close (fd);
-    return corrupt (d, "not a regular file");
   }
   return fd;
 }
@@ -499,7 +527,8 @@ vms_repo_chunk_exists (vms_repo *repo, const struct vms_digest *digest)
     return 1;
   for (int form = CHUNK_FORM_RAW; form <= CHUNK_FORM_ZSTD; form++) {
     chunk_name (digest, (enum chunk_form) form, name);
-    if (fstatat (repo->chunks_fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0)
+    int dfd = chunk_store_dir (repo, digest, 0);
+    if (dfd >= 0 && fstatat (dfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0)
       return 1;
     if (errno != ENOENT) {
       vms_digest_hex (digest, hex);
@@ -593,17 +622,12 @@ vms_repo_chunk_put (vms_repo *repo, const void *data, size_t len,
   chunk_name (&d, form == CHUNK_FORM_RAW ? CHUNK_FORM_ZSTD : CHUNK_FORM_RAW,
               other);
   vms_digest_hex (&d, hex);
-  snprintf (tmp, sizeof tmp, "%.2s/.tmp-%d-%u", hex, (int) getpid (),
+  snprintf (tmp, sizeof tmp, ".tmp-%d-%u", (int) getpid (),
             __atomic_fetch_add (&tmp_counter, 1, __ATOMIC_RELAXED));
 
-  int fd = openat (repo->chunks_fd, tmp,
-                   O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
-  if (fd == -1 && errno == ENOENT) {
-    char sub[3] = { hex[0], hex[1], '\0' };
-    if (repo_mkdirat (repo->chunks_fd, sub) == 0)
-      fd = openat (repo->chunks_fd, tmp,
-                   O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
-  }
+  int dfd = chunk_store_dir (repo, &d, 1);
+  int fd = dfd >= 0 ? vms_open_beneath (dfd, tmp, O_WRONLY | O_CREAT | O_EXCL,
+                                        0600) : -1;
   if (fd == -1)
     goto error;
   if (fchmod (fd, 0600) == -1)
@@ -614,13 +638,13 @@ vms_repo_chunk_put (vms_repo *repo, const void *data, size_t len,
     fd = -1;
     goto error_unlink;
   }
-  if (renameat (repo->chunks_fd, tmp, repo->chunks_fd, name) == -1) {
+  if (renameat (dfd, tmp, dfd, name) == -1) {
     fd = -1;
     goto error_unlink;
   }
   /* The other form, if there, failed the check above (torn, or left by a
    * build that chose the other form): the file just written replaces it. */
-  unlinkat (repo->chunks_fd, other, 0);
+  unlinkat (dfd, other, 0);
   if (stored_bytes)
     *stored_bytes = file_size;
   return 0;
@@ -634,7 +658,7 @@ vms_repo_chunk_put (vms_repo *repo, const void *data, size_t len,
  error_unlink:
   {
     int e = errno;
-    unlinkat (repo->chunks_fd, tmp, 0);
+    unlinkat (dfd, tmp, 0);
     errno = e;
   }
  error:

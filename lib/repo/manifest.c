@@ -19,6 +19,7 @@
 #include <json-c/json.h>
 
 #include "cleanup.h"
+#include "fs-util.h"
 #include "repo-internal.h"
 #include "vector.h"
 #include "vmshadow/error.h"
@@ -418,14 +419,13 @@ manifest_load (vms_repo *repo, const char *backup_id)
 
   if (check_id (repo, backup_id) == -1)
     return NULL;
-  snprintf (name, sizeof name, "backups/%s/manifest.json", backup_id);
-  if (repo_read_file (repo->dirfd, name, MAX_MANIFEST_BYTES, &text, &len) == -1) {
+  snprintf (name, sizeof name, "%s/manifest.json", backup_id);
+  if (repo_read_file (repo->backups_fd, name, MAX_MANIFEST_BYTES, &text,
+                      &len) == -1) {
     int e = errno;
     struct stat st;
-    char dir[MAX_BACKUP_ID_LEN + 16];
-    snprintf (dir, sizeof dir, "backups/%s", backup_id);
     if (e == ENOENT &&
-        fstatat (repo->dirfd, dir, &st, AT_SYMLINK_NOFOLLOW) == -1)
+        fstatat (repo->backups_fd, backup_id, &st, AT_SYMLINK_NOFOLLOW) == -1)
       vms_set_error (ENOENT, "no backup \"%s\" in repository %s", backup_id,
                      repo->path);
     else if (e == EFBIG)
@@ -448,8 +448,9 @@ load_document (vms_repo *repo, const char *backup_id, const char *file)
   CLEANUP_FREE char *text = NULL;
   size_t len;
 
-  snprintf (name, sizeof name, "backups/%s/%s", backup_id, file);
-  if (repo_read_file (repo->dirfd, name, MAX_MANIFEST_BYTES, &text, &len) == -1) {
+  snprintf (name, sizeof name, "%s/%s", backup_id, file);
+  if (repo_read_file (repo->backups_fd, name, MAX_MANIFEST_BYTES, &text,
+                      &len) == -1) {
     vms_set_error (errno, "backup %s: cannot read %s: %s", backup_id, file,
                    repo_errstr (errno));
     return NULL;
@@ -612,8 +613,8 @@ vms_manifest_load_index (vms_repo *repo, const vms_manifest *m, size_t i)
   const struct manifest_file *f = &m->files.ptr[i];
   snprintf (what, sizeof what, "backup %s: index %zu", m->id, i);
   /* Both names passed repo_valid_name: the path stays in backups/<id>/. */
-  snprintf (name, sizeof name, "backups/%s/indexes/%s", m->id, f->index);
-  if (repo_read_file (repo->dirfd, name, (size_t) MAX_INDEX_BYTES,
+  snprintf (name, sizeof name, "%s/indexes/%s", m->id, f->index);
+  if (repo_read_file (repo->backups_fd, name, (size_t) MAX_INDEX_BYTES,
                       &buf, &len) == -1) {
     vms_set_error (errno == ENOENT ? EBADMSG : errno, "%s (%s) %s", what,
                    f->index, errno == ENOENT ? "is missing"
@@ -635,7 +636,7 @@ vms_manifest_load_index (vms_repo *repo, const vms_manifest *m, size_t i)
 struct vms_repo_txn {
   vms_repo *repo;
   vms_manifest *m;
-  char tmpname[MAX_BACKUP_ID_LEN + 64];   /* "tmp/<pid>.<n>.backup-<id>" */
+  char tmpname[MAX_BACKUP_ID_LEN + 64];   /* "<pid>.<n>.backup-<id>" in tmp/ */
   int tmpfd;
   int committed;
 };
@@ -643,15 +644,13 @@ struct vms_repo_txn {
 vms_repo_txn *
 vms_repo_txn_begin (vms_repo *repo, const char *backup_id)
 {
-  char name[MAX_BACKUP_ID_LEN + 16];
   struct stat st;
   vms_repo_txn *txn;
 
   if (repo_need_write (repo, "write a backup") == -1 ||
       check_id (repo, backup_id) == -1)
     return NULL;
-  snprintf (name, sizeof name, "backups/%s", backup_id);
-  if (fstatat (repo->dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+  if (fstatat (repo->backups_fd, backup_id, &st, AT_SYMLINK_NOFOLLOW) == 0) {
     vms_set_error (EEXIST, "backup %s already exists in repository %s",
                    backup_id, repo->path);
     return NULL;
@@ -666,14 +665,10 @@ vms_repo_txn_begin (vms_repo *repo, const char *backup_id)
   }
   txn->repo = repo;
   txn->tmpfd = -1;
-  snprintf (txn->tmpname, sizeof txn->tmpname, "tmp/%d.%u.backup-%s",
+  snprintf (txn->tmpname, sizeof txn->tmpname, "%d.%u.backup-%s",
             (int) getpid (), repo->txn_counter++, backup_id);
-  repo_rmtree (repo->dirfd, txn->tmpname);
-  if (repo_mkdirat (repo->dirfd, "tmp") == -1 ||
-      mkdirat (repo->dirfd, txn->tmpname, 0700) == -1 ||
-      fchmodat (repo->dirfd, txn->tmpname, 0700, 0) == -1 ||
-      (txn->tmpfd = openat (repo->dirfd, txn->tmpname,
-                            O_RDONLY | O_DIRECTORY | O_CLOEXEC)) == -1 ||
+  vms_rmtree_at (repo->tmp_fd, txn->tmpname);
+  if ((txn->tmpfd = vms_mkdir_private_at (repo->tmp_fd, txn->tmpname)) == -1 ||
       repo_mkdirat (txn->tmpfd, "indexes") == -1 ||
       repo_mkdirat (txn->tmpfd, "metadata") == -1) {
     vms_set_error (errno, "repository %s: %s while starting backup %s",
@@ -763,7 +758,6 @@ vms_repo_txn_commit (vms_repo_txn *txn, const vms_document *components,
 {
   vms_repo *repo = txn->repo;
   vms_manifest *m = txn->m;
-  char final[MAX_BACKUP_ID_LEN + 16];
   CLEANUP_FREE char *text = NULL;
 
   if (txn->committed) {
@@ -814,8 +808,7 @@ vms_repo_txn_commit (vms_repo_txn *txn, const vms_document *components,
       fsync (txn->tmpfd) == -1)
     return txn_fail (txn, "flushing the backup directory");
 
-  snprintf (final, sizeof final, "backups/%s", m->id);
-  if (renameat (repo->dirfd, txn->tmpname, repo->dirfd, final) == -1) {
+  if (renameat (repo->tmp_fd, txn->tmpname, repo->backups_fd, m->id) == -1) {
     if (errno == EEXIST || errno == ENOTEMPTY) {
       vms_set_error (EEXIST, "backup %s already exists in repository %s",
                      m->id, repo->path);
@@ -825,7 +818,7 @@ vms_repo_txn_commit (vms_repo_txn *txn, const vms_document *components,
   }
   txn->committed = 1;
   /* Renamed: the backup exists for readers now; make it durable. */
-  if (repo_fsync_dir (repo->dirfd, "backups") == -1)
+  if (fsync (repo->backups_fd) == -1)
     return txn_fail (txn, "flushing backups/ after the commit");
   return 0;
 }
@@ -838,7 +831,7 @@ vms_repo_txn_free (vms_repo_txn *txn)
   if (txn->tmpfd >= 0)
     close (txn->tmpfd);
   if (!txn->committed)
-    repo_rmtree (txn->repo->dirfd, txn->tmpname);
+    vms_rmtree_at (txn->repo->tmp_fd, txn->tmpname);
   vms_manifest_free (txn->m);
   free (txn);
 }

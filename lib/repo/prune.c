@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "cleanup.h"
+#include "fs-util.h"
 #include "repo-internal.h"
 #include "vmshadow/error.h"
 
@@ -128,21 +129,21 @@ say (vms_repo_report_fn report, void *opaque, const char *fmt, ...)
 static int
 remove_backup (vms_repo *repo, const char *id)
 {
-  char from[MAX_BACKUP_ID_LEN + 16], to[MAX_BACKUP_ID_LEN + 64];
+  char to[MAX_BACKUP_ID_LEN + 64];
 
-  snprintf (from, sizeof from, "backups/%s", id);
-  snprintf (to, sizeof to, "tmp/%d.%u.prune-%s", (int) getpid (),
+  /* Relative to the fds of backups/ and tmp/, and only the name renamed:
+   * a backups/<id> that is a link is moved, never followed. */
+  snprintf (to, sizeof to, "%d.%u.prune-%s", (int) getpid (),
             repo->txn_counter++, id);
-  if (repo_mkdirat (repo->dirfd, "tmp") == -1 ||
-      renameat (repo->dirfd, from, repo->dirfd, to) == -1 ||
-      repo_fsync_dir (repo->dirfd, "backups") == -1) {
+  if (renameat (repo->backups_fd, id, repo->tmp_fd, to) == -1 ||
+      fsync (repo->backups_fd) == -1) {
     vms_set_error (errno, "repository %s: cannot remove backup %s: %s",
                    repo->path, id, repo_errstr (errno));
     return -1;
   }
-  if (repo_rmtree (repo->dirfd, to) == -1)
+  if (vms_rmtree_at (repo->tmp_fd, to) == -1)
     vms_set_error (errno, "repository %s: backup %s is removed, but its files "
-                   "in %s are left (gc removes them): %s", repo->path, id, to,
+                   "in tmp/%s are left (gc removes them): %s", repo->path, id, to,
                    repo_errstr (errno));
   return 0;
 }
@@ -267,8 +268,7 @@ static int
 sweep_dir (vms_repo *repo, const char *sub, const struct digest_set *live,
            int64_t grace, time_t now, uint64_t *removed, uint64_t *freed)
 {
-  int fd = openat (repo->chunks_fd, sub, O_RDONLY | O_DIRECTORY | O_CLOEXEC |
-                   O_NOFOLLOW);
+  int fd = vms_open_beneath (repo->chunks_fd, sub, O_RDONLY | O_DIRECTORY, 0);
   DIR *d = fd >= 0 ? fdopendir (fd) : NULL;
   struct dirent *e;
   int r = 0;
@@ -348,7 +348,9 @@ vms_repo_gc (vms_repo *repo, int64_t grace_seconds, uint64_t *chunks_removed,
     goto out;
 
   /* Leftovers of interrupted backups and prunes. */
-  fd = openat (repo->dirfd, "tmp", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  /* tmp/ itself was opened without following a link (vms_repo_open), and
+   * vms_rmtree_at follows none below it. */
+  fd = openat (repo->tmp_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   d = fd >= 0 ? fdopendir (fd) : NULL;
   if (d == NULL && fd >= 0)
     close (fd);
@@ -360,7 +362,7 @@ vms_repo_gc (vms_repo *repo, int64_t grace_seconds, uint64_t *chunks_removed,
     if (fstatat (dirfd (d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) == -1 ||
         !is_stale (e->d_name, &st, grace_seconds, now))
       continue;
-    if (repo_rmtree (dirfd (d), e->d_name) == -1) {
+    if (vms_rmtree_at (dirfd (d), e->d_name) == -1) {
       vms_set_error (errno, "repository %s: cannot remove tmp/%s: %s",
                      repo->path, e->d_name, repo_errstr (errno));
       closedir (d);

@@ -1,8 +1,9 @@
 /* File helpers of the repository: exact permissions whatever the umask,
- * whole-file reads that do not follow symlinks, directory fsync, tree
- * removal, and the name rule that keeps every path inside the repository.
+ * whole-file reads, directory fsync, and the name rule that keeps every
+ * path inside the repository. Every file and directory is opened through
+ * vms_open_beneath (lib/util/fs-util.h): relative to a directory fd of the
+ * repository, following no symbolic link, never blocking on a FIFO.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
@@ -11,6 +12,7 @@
 #include <unistd.h>
 
 #include "cleanup.h"
+#include "fs-util.h"
 #include "repo-internal.h"
 
 int
@@ -35,15 +37,7 @@ repo_valid_name (const char *name)
 const char *
 repo_errstr (int errnum)
 {
-  switch (errnum) {
-  case ENOSPC: return "no space left on device";
-  case EDQUOT: return "disk quota exceeded";
-  case EROFS: return "read-only file system";
-  case EIO: return "input/output error";
-  case EACCES: return "permission denied";
-  case ENOENT: return "no such file or directory";
-  default: return strerror (errnum);
-  }
+  return vms_fs_errstr (errnum);
 }
 
 int
@@ -86,8 +80,7 @@ repo_write_all (int fd, const void *buf, size_t len)
 int
 repo_write_new_file (int dirfd, const char *name, const void *buf, size_t len)
 {
-  int fd = openat (dirfd, name,
-                   O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+  int fd = vms_open_beneath (dirfd, name, O_WRONLY | O_CREAT | O_EXCL, 0600);
   if (fd == -1)
     return -1;
   if (fchmod (fd, 0600) == -1 || repo_write_all (fd, buf, len) == -1 ||
@@ -111,7 +104,7 @@ int
 repo_read_file (int dirfd, const char *name, size_t max, char **buf,
                 size_t *len_out)
 {
-  CLEANUP_CLOSE int fd = openat (dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  CLEANUP_CLOSE int fd = vms_open_beneath (dirfd, name, O_RDONLY, 0);
   struct stat st;
   size_t len, got = 0;
   char *b;
@@ -122,10 +115,6 @@ repo_read_file (int dirfd, const char *name, size_t max, char **buf,
     return -1;
   if (fstat (fd, &st) == -1)
     return -1;
-  if (!S_ISREG (st.st_mode)) {
-    errno = EINVAL;
-    return -1;
-  }
   if (st.st_size < 0 || (uint64_t) st.st_size > max) {
     *len_out = st.st_size < 0 ? 0 : (size_t) st.st_size;
     errno = EFBIG;
@@ -158,47 +147,9 @@ repo_read_file (int dirfd, const char *name, size_t max, char **buf,
 int
 repo_fsync_dir (int dirfd, const char *name)
 {
-  CLEANUP_CLOSE int fd = openat (dirfd, name,
-                                 O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  CLEANUP_CLOSE int fd = vms_open_beneath (dirfd, name,
+                                           O_RDONLY | O_DIRECTORY, 0);
   if (fd == -1 || fsync (fd) == -1)
-    return -1;
-  return 0;
-}
-
-int
-repo_rmtree (int parent, const char *name)
-{
-  struct stat st;
-
-  if (fstatat (parent, name, &st, AT_SYMLINK_NOFOLLOW) == -1)
-    return errno == ENOENT ? 0 : -1;
-  if (!S_ISDIR (st.st_mode))
-    return unlinkat (parent, name, 0) == -1 && errno != ENOENT ? -1 : 0;
-
-  int fd = openat (parent, name,
-                   O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-  if (fd == -1)
-    return -1;
-  DIR *d = fdopendir (fd);
-  if (d == NULL) {
-    close (fd);
-    return -1;
-  }
-  int r = 0;
-  struct dirent *e;
-  while ((e = readdir (d)) != NULL) {
-    if (strcmp (e->d_name, ".") == 0 || strcmp (e->d_name, "..") == 0)
-      continue;
-    if (repo_rmtree (dirfd (d), e->d_name) == -1)
-      r = -1;
-  }
-  int saved = errno;
-  closedir (d);
-  if (r == -1) {
-    errno = saved;
-    return -1;
-  }
-  if (unlinkat (parent, name, AT_REMOVEDIR) == -1 && errno != ENOENT)
     return -1;
   return 0;
 }

@@ -58,8 +58,17 @@ enum chunk_form { CHUNK_FORM_RAW = 0, CHUNK_FORM_ZSTD = 1 };
 
 struct vms_repo {
   char *path;
-  int dirfd;                    /* the repository directory */
+  /* The repository directory and its subdirectories, opened once by
+   * vms_repo_open without following links: every path in the repository
+   * is reached from these (vms_open_beneath), so a symbolic link planted
+   * in the repository never leads outside it (docs/security.md). */
+  int dirfd;
   int chunks_fd;                /* chunks/ */
+  int backups_fd;               /* backups/ */
+  int tmp_fd;                   /* tmp/; -1 without VMS_REPO_WRITE */
+  /* chunks/00 .. chunks/ff, opened on first use (chunk_store_dir), -1
+   * until then; set once with an atomic compare-and-swap. */
+  int chunk_dirs[256];
   int lock_fd;                  /* the lock file, held; -1 without VMS_REPO_WRITE */
   unsigned flags;
   uint32_t chunk_size;
@@ -74,8 +83,9 @@ struct vms_repo {
  * starting with '.' ("." and ".." included). Index and document names in a
  * manifest are held to the same rule. */
 extern int repo_valid_name (const char *name);
-/* strerror, but "no space left on device" and friends in lower case, for
- * messages that put it mid-sentence. */
+/* vms_fs_errstr: strerror, but "no space left on device" and friends in
+ * lower case, for messages that put it mid-sentence, and a refused link or
+ * FIFO said as such. */
 extern const char *repo_errstr (int errnum);
 /* mkdirat with exactly mode 0700 whatever the umask; EEXIST is success. */
 extern int repo_mkdirat (int dirfd, const char *name);
@@ -83,14 +93,13 @@ extern int repo_mkdirat (int dirfd, const char *name);
 extern int repo_write_new_file (int dirfd, const char *name,
                                 const void *buf, size_t len);
 extern int repo_write_all (int fd, const void *buf, size_t len);
-/* Read a whole regular file (not following a final symlink) of at most max
+/* Read a whole regular file (through vms_open_beneath: name may have
+ * directories, none a link, and a FIFO is refused) of at most max
  * bytes into a new buffer (NUL-terminated for convenience). errno EFBIG
  * when larger; *len_out then holds the size. */
 extern int repo_read_file (int dirfd, const char *name, size_t max,
                            char **buf, size_t *len_out);
 extern int repo_fsync_dir (int dirfd, const char *name);
-/* Remove a file or a directory tree (symlinks are removed, not followed). */
-extern int repo_rmtree (int dirfd, const char *name);
 /* The pid a temp name starts with ("1234.…" or ".tmp-1234-…"), or 0. */
 extern pid_t repo_temp_pid (const char *name);
 

@@ -18,6 +18,7 @@
 #include <json-c/json.h>
 
 #include "cleanup.h"
+#include "fs-util.h"
 #include "repo-internal.h"
 #include "vector.h"
 #include "vmshadow/error.h"
@@ -62,8 +63,7 @@ mkdir_parents (const char *path)
 static int
 take_lock (vms_repo *repo)
 {
-  int fd = openat (repo->dirfd, "lock",
-                   O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+  int fd = vms_open_beneath (repo->dirfd, "lock", O_RDWR | O_CREAT, 0600);
   if (fd == -1) {
     vms_set_error (errno, "repository %s: cannot open its lock file: %s",
                    repo->path, repo_errstr (errno));
@@ -101,25 +101,75 @@ take_lock (vms_repo *repo)
   return 0;
 }
 
-/* 1 if the directory holds nothing but perhaps our lock file. */
+/* The directories of a repository, made by create_layout. */
+static const char *const layout_dirs[] = { "chunks", "backups", "tmp" };
+
 static int
-dir_is_empty (int dirfd)
+is_layout_dir (const char *name)
 {
-  int fd = openat (dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  DIR *d = fd >= 0 ? fdopendir (fd) : NULL;
+  for (size_t i = 0; i < sizeof layout_dirs / sizeof *layout_dirs; i++)
+    if (strcmp (name, layout_dirs[i]) == 0)
+      return 1;
+  return 0;
+}
+
+/* 1 if directory fd holds nothing, or only what an interrupted
+ * create_layout leaves (killed, or out of space, before the config was
+ * renamed into place): the lock file, config.tmp.* files, and the empty
+ * directories chunks/, backups/, tmp/ — a repository that the next
+ * vms_repo_open with VMS_REPO_CREATE completes. 0 if it holds anything
+ * else, -1 on error. top: fd is the repository directory, not one of
+ * those subdirectories (which must be empty). */
+static int
+is_skeleton (int fd, int top)
+{
+  int dfd = openat (fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  DIR *d = dfd >= 0 ? fdopendir (dfd) : NULL;
   struct dirent *e;
-  int empty = 1;
+  int r = 1;
 
   if (d == NULL) {
-    if (fd >= 0) close (fd);
+    if (dfd >= 0) close (dfd);
     return -1;
   }
-  while ((e = readdir (d)) != NULL)
-    if (strcmp (e->d_name, ".") && strcmp (e->d_name, "..") &&
-        strcmp (e->d_name, "lock"))
-      empty = 0;
+  while (r == 1 && (e = readdir (d)) != NULL) {
+    const char *n = e->d_name;
+    struct stat st;
+    if (strcmp (n, ".") == 0 || strcmp (n, "..") == 0)
+      continue;
+    if (!top || fstatat (dirfd (d), n, &st, AT_SYMLINK_NOFOLLOW) == -1)
+      r = 0;
+    else if (strcmp (n, "lock") == 0 || strncmp (n, "config.tmp.", 11) == 0)
+      r = S_ISREG (st.st_mode);
+    else if (is_layout_dir (n) && S_ISDIR (st.st_mode)) {
+      CLEANUP_CLOSE int sub = vms_open_beneath (dirfd (d), n,
+                                                O_RDONLY | O_DIRECTORY, 0);
+      r = sub >= 0 ? is_skeleton (sub, 0) : 0;
+    }
+    else
+      r = 0;
+  }
   closedir (d);
-  return empty;
+  return r;
+}
+
+/* Remove the config.tmp.* files that an interrupted creation left (only
+ * called with the writer lock held: no other process is writing one). */
+static void
+remove_config_temps (int fd)
+{
+  int dfd = openat (fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  DIR *d = dfd >= 0 ? fdopendir (dfd) : NULL;
+  struct dirent *e;
+
+  if (d == NULL) {
+    if (dfd >= 0) close (dfd);
+    return;
+  }
+  while ((e = readdir (d)) != NULL)
+    if (strncmp (e->d_name, "config.tmp.", 11) == 0)
+      unlinkat (dirfd (d), e->d_name, 0);
+  closedir (d);
 }
 
 static int
@@ -143,21 +193,30 @@ create_layout (vms_repo *repo)
     vms_set_error (ENOMEM, "out of memory");
     return -1;
   }
+  /* The skeleton first, the config last, by one rename: until then the
+   * directory is no repository, and is_skeleton lets the next creation
+   * complete it (docs/repository-format.md "Creation"). */
   char tmp[64];
   snprintf (tmp, sizeof tmp, "config.tmp.%d", (int) getpid ());
-  unlinkat (repo->dirfd, tmp, 0);
-  if (repo_mkdirat (repo->dirfd, "chunks") == -1 ||
-      repo_mkdirat (repo->dirfd, "backups") == -1 ||
-      repo_mkdirat (repo->dirfd, "tmp") == -1 ||
+  if (repo->lock_fd >= 0)
+    remove_config_temps (repo->dirfd);
+  else
+    unlinkat (repo->dirfd, tmp, 0);
+  for (size_t i = 0; i < sizeof layout_dirs / sizeof *layout_dirs; i++)
+    if (repo_mkdirat (repo->dirfd, layout_dirs[i]) == -1)
+      goto fail;
+  if (fsync (repo->dirfd) == -1 ||
       repo_write_new_file (repo->dirfd, tmp, text, strlen (text)) == -1 ||
       renameat (repo->dirfd, tmp, repo->dirfd, "config") == -1 ||
-      fsync (repo->dirfd) == -1) {
-    vms_set_error (errno, "cannot create repository %s: %s", repo->path,
-                   repo_errstr (errno));
-    unlinkat (repo->dirfd, tmp, 0);
-    return -1;
-  }
+      fsync (repo->dirfd) == -1)
+    goto fail;
   return 0;
+ fail:
+  vms_set_error (errno, "cannot create repository %s: %s (run the backup "
+                 "again once the cause is fixed: it completes the "
+                 "repository)", repo->path, repo_errstr (errno));
+  unlinkat (repo->dirfd, tmp, 0);
+  return -1;
 }
 
 static int
@@ -222,6 +281,37 @@ read_config (vms_repo *repo)
   return r;
 }
 
+/* Open chunks/, backups/ and (writers) tmp/. A writer also makes the
+ * repository and these directories exactly 0700, whatever they were: the
+ * repository holds the data of every backup, and a directory others can
+ * write lets them plant links (docs/security.md). */
+static int
+open_layout (vms_repo *repo)
+{
+  int write = repo->lock_fd >= 0;
+
+  if (write && fchmod (repo->dirfd, 0700) == -1) {
+    vms_set_error (errno, "repository %s: cannot make it private (mode "
+                   "0700): %s", repo->path, repo_errstr (errno));
+    return -1;
+  }
+  for (size_t i = 0; i < sizeof layout_dirs / sizeof *layout_dirs; i++) {
+    int *fd = i == 0 ? &repo->chunks_fd : i == 1 ? &repo->backups_fd
+      : &repo->tmp_fd;
+    if (!write && fd == &repo->tmp_fd)
+      break;                    /* readers never use tmp/ */
+    *fd = write ? vms_mkdir_private_at (repo->dirfd, layout_dirs[i])
+      : vms_open_beneath (repo->dirfd, layout_dirs[i],
+                          O_RDONLY | O_DIRECTORY, 0);
+    if (*fd == -1) {
+      vms_set_error (errno, "repository %s: cannot open %s/: %s", repo->path,
+                     layout_dirs[i], repo_errstr (errno));
+      return -1;
+    }
+  }
+  return 0;
+}
+
 vms_repo *
 vms_repo_open (const char *dir, unsigned flags)
 {
@@ -239,7 +329,10 @@ vms_repo_open (const char *dir, unsigned flags)
     vms_set_error (ENOMEM, "out of memory");
     return NULL;
   }
-  repo->dirfd = repo->chunks_fd = repo->lock_fd = -1;
+  repo->dirfd = repo->chunks_fd = repo->backups_fd = repo->tmp_fd = -1;
+  repo->lock_fd = -1;
+  for (size_t i = 0; i < 256; i++)
+    repo->chunk_dirs[i] = -1;
   repo->flags = flags;
 
   repo->dirfd = open (dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -263,7 +356,8 @@ vms_repo_open (const char *dir, unsigned flags)
   }
   /* Never drop a lock file into a directory that is not a repository and
    * is not about to become one. */
-  int have_config = fstatat (repo->dirfd, "config", &st, 0) == 0;
+  int have_config = fstatat (repo->dirfd, "config", &st,
+                             AT_SYMLINK_NOFOLLOW) == 0;
   if (!have_config) {
     if (errno != ENOENT) {
       vms_set_error (errno, "repository %s: cannot read its config: %s", dir,
@@ -276,27 +370,23 @@ vms_repo_open (const char *dir, unsigned flags)
                      VMS_REPO_DIR_ENV);
       goto fail;
     }
-    if (dir_is_empty (repo->dirfd) != 1)
+    if (is_skeleton (repo->dirfd, 1) != 1)
       goto not_empty;
   }
   if ((flags & VMS_REPO_WRITE) && take_lock (repo) == -1)
     goto fail;
   /* Created meanwhile by another process? */
-  if (!have_config && fstatat (repo->dirfd, "config", &st, 0) == -1) {
-    if (dir_is_empty (repo->dirfd) != 1)
+  if (!have_config &&
+      fstatat (repo->dirfd, "config", &st, AT_SYMLINK_NOFOLLOW) == -1) {
+    if (is_skeleton (repo->dirfd, 1) != 1)
       goto not_empty;
     if (create_layout (repo) == -1)
       goto fail;
   }
   if (read_config (repo) == -1)
     goto fail;
-  repo->chunks_fd = openat (repo->dirfd, "chunks",
-                            O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (repo->chunks_fd == -1) {
-    vms_set_error (errno, "repository %s: cannot open chunks/: %s", dir,
-                   repo_errstr (errno));
+  if (open_layout (repo) == -1)
     goto fail;
-  }
   return repo;
 
  not_empty:
@@ -317,8 +407,15 @@ vms_repo_close (vms_repo *repo)
     if (ftruncate (repo->lock_fd, 0) == -1) { /* harmless: stale pid text */ }
     close (repo->lock_fd);
   }
+  for (size_t i = 0; i < 256; i++)
+    if (repo->chunk_dirs[i] >= 0)
+      close (repo->chunk_dirs[i]);
   if (repo->chunks_fd >= 0)
     close (repo->chunks_fd);
+  if (repo->backups_fd >= 0)
+    close (repo->backups_fd);
+  if (repo->tmp_fd >= 0)
+    close (repo->tmp_fd);
   if (repo->dirfd >= 0)
     close (repo->dirfd);
   free (repo->path);
@@ -354,7 +451,7 @@ int
 repo_list_backups (vms_repo *repo, struct repo_backup **out, size_t *nr)
 {
   backup_vector v = empty_vector;
-  int fd = openat (repo->dirfd, "backups", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  int fd = openat (repo->backups_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   DIR *d = fd >= 0 ? fdopendir (fd) : NULL;
   struct dirent *e;
 

@@ -1,0 +1,45 @@
+# Shared by the hardening tests of issue 9 (sourced): a scratch directory
+# that other users may traverse (the attacks run as an unprivileged user),
+# an exec writer with one small plain file and one raw disk, and helpers.
+# The caller sets vmshadow=$1 first.
+set -euo pipefail
+[ "$(id -u)" -eq 0 ] || { echo "SKIP: needs root (vmshadow runs as root; the attacks as nobody)"; exit 77; }
+tmp=$(mktemp -d /var/tmp/vmshadow-test.XXXXXX)
+chmod 0755 "$tmp"
+cleanup_hooks=()
+cleanup () {
+  for h in "${cleanup_hooks[@]}"; do eval "$h" || true; done
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+fail () { echo "FAIL: $*"; exit 1; }
+export VMSHADOW_SCRATCH_DIR=$tmp/scratch VMSHADOW_REPO=$tmp/repo
+export VMSHADOW_WRITERS_DIR=$tmp/writers.d
+
+# Run a command as the unprivileged user nobody (made if missing).
+as_nobody () {
+  id nobody >/dev/null 2>&1 || useradd --system --no-create-home nobody
+  setpriv --reuid=nobody --regid="$(id -g nobody)" --clear-groups -- "$@"
+}
+
+# Run vmshadow with a deadline: a hang is a failure, not a stuck test.
+vms () { timeout 20 "$vmshadow" "$@"; }
+
+mkdir -p "$tmp/app" "$VMSHADOW_WRITERS_DIR"
+echo "setting = 1" > "$tmp/app/app.conf"
+head -c $((1024 * 1024 + 5)) /dev/urandom > "$tmp/app/disk.raw"
+cat > "$VMSHADOW_WRITERS_DIR/app" <<W
+#!/bin/sh
+[ "\$1" = identify ] || exit 0
+cat <<JSON
+{"format": "vmshadow-writer-metadata", "version": 1,
+ "writer": {"name": "app", "id": "3b1f6c2d-8e4a-4f5b-9c0d-1e2f3a4b5c6d"},
+ "components": [{"name": "data", "files": [
+   {"path": "$tmp/app/app.conf", "kind": "plain"},
+   {"path": "$tmp/app/disk.raw", "kind": "disk", "format": "raw"}]}]}
+JSON
+W
+chmod 755 "$VMSHADOW_WRITERS_DIR/app"
+
+# The id of the newest backup.
+newest () { vms list --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["backups"][-1]["backup_id"])'; }
