@@ -234,11 +234,10 @@ corrupt (const struct vms_digest *d, const char *fmt, ...)
   return -1;
 }
 
-/* The header of a zstd chunk file against the file size and, with
- * check_len, the expected length. *payload: the bytes after the header. */
-static int
-header_parse (const uint8_t *h, uint64_t file_size, int check_len, size_t expect,
-              const struct vms_digest *d, uint32_t *payload)
+int
+chunk_store_parse_header (const uint8_t *h, uint64_t file_size, int check_len,
+                          size_t expect, const struct vms_digest *d,
+                          uint32_t *payload)
 {
   uint32_t length = get_le32 (h + 8);
 
@@ -259,6 +258,25 @@ header_parse (const uint8_t *h, uint64_t file_size, int check_len, size_t expect
                     file_size, (uint64_t) *payload + CHUNK_HEADER_SIZE);
   if (check_len && length != expect)
     return corrupt (d, "holds %" PRIu32 " bytes, expected %zu", length, expect);
+  return 0;
+}
+
+int
+chunk_store_unpack (const uint8_t *payload, size_t n, void *buf, size_t len,
+                    const struct vms_digest *d)
+{
+  struct chunk_tls *t = tls_get ();
+
+  if (t == NULL)
+    return -1;
+  if (t->dctx == NULL && (t->dctx = ZSTD_createDCtx ()) == NULL) {
+    vms_set_error (ENOMEM, "out of memory for a zstd context");
+    return -1;
+  }
+  size_t r = ZSTD_decompressDCtx (t->dctx, buf, len, payload, n);
+  if (ZSTD_isError (r) || r != len)
+    return corrupt (d, "%s", ZSTD_isError (r) ? ZSTD_getErrorName (r)
+                    : "decompresses to the wrong length");
   return 0;
 }
 
@@ -371,7 +389,7 @@ check_form (vms_repo *repo, const struct vms_digest *d, enum chunk_form form,
   if (st.st_size >= CHUNK_HEADER_SIZE &&
       pread_all (fd, h, CHUNK_HEADER_SIZE, 0) == -1)
     return read_error (d);
-  return header_parse (h, (uint64_t) st.st_size, len != 0, len, d, &payload);
+  return chunk_store_parse_header (h, (uint64_t) st.st_size, len != 0, len, d, &payload);
 }
 
 /* Read one form of chunk d into buf (see chunk_store_read). */
@@ -396,21 +414,15 @@ read_form (vms_repo *repo, const struct vms_digest *d, enum chunk_form form,
     if (st.st_size >= CHUNK_HEADER_SIZE &&
         pread_all (fd, h, sizeof h, 0) == -1)
       return read_error (d);
-    if (header_parse (h, (uint64_t) st.st_size, 1, len, d, &payload) == -1)
+    if (chunk_store_parse_header (h, (uint64_t) st.st_size, 1, len, d, &payload) == -1)
       return -1;
     uint8_t *io = tls_buffer (&t->io);
     if (io == NULL)
       return -1;
-    if (t->dctx == NULL && (t->dctx = ZSTD_createDCtx ()) == NULL) {
-      vms_set_error (ENOMEM, "out of memory for a zstd context");
-      return -1;
-    }
     if (pread_all (fd, io, payload, CHUNK_HEADER_SIZE) == -1)
       return read_error (d);
-    size_t r = ZSTD_decompressDCtx (t->dctx, buf, len, io, payload);
-    if (ZSTD_isError (r) || r != len)
-      return corrupt (d, "%s", ZSTD_isError (r) ? ZSTD_getErrorName (r)
-                      : "decompresses to the wrong length");
+    if (chunk_store_unpack (io, payload, buf, len, d) == -1)
+      return -1;
   }
   if (verify) {
     struct vms_digest got;

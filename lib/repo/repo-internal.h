@@ -121,6 +121,21 @@ extern int chunk_store_read (vms_repo *repo, const struct vms_digest *d,
 extern const uint8_t *chunk_store_read_cached (vms_repo *repo,
                                                const struct vms_digest *d,
                                                size_t len);
+/* The header h (CHUNK_HEADER_SIZE bytes; zeros past a shorter file) of a
+ * zstd chunk file of file_size bytes: magic, version, compression, and a
+ * length (1..VMS_CHUNK_SIZE, equal to expect with check_len) and payload
+ * size (less than the length, and the rest of the file). 0 with *payload
+ * set, or -1 with EBADMSG and "chunk HEX is corrupt (why)", HEX naming d.
+ * Untrusted input: tests/fuzz/repo/fuzz-chunk.c. */
+extern int chunk_store_parse_header (const uint8_t *h, uint64_t file_size,
+                                     int check_len, size_t expect,
+                                     const struct vms_digest *d,
+                                     uint32_t *payload);
+/* Decompress the n-byte zstd payload of chunk d into buf, which it must
+ * fill exactly (len bytes): 0, or -1 with EBADMSG ("chunk HEX is
+ * corrupt"). */
+extern int chunk_store_unpack (const uint8_t *payload, size_t n, void *buf,
+                               size_t len, const struct vms_digest *d);
 /* A chunk file name, "<64 hex digits>" or "<64 hex digits>.zst": its
  * form (and d), or -1 if name is no chunk's (a temp file, anything else). */
 extern int chunk_store_parse_name (const char *name, struct vms_digest *d);

@@ -4,12 +4,14 @@
 Index files record the chunk size in their header and their entry count
 follows from it; manifests record it in "chunk_size". A seed named ok-*
 must be accepted and bad-* rejected for the reason its name gives, so when
-VMS_CHUNK_SIZE changes, run this (from anywhere) and commit the result:
+VMS_CHUNK_SIZE changes, run this (from anywhere; it needs the zstd
+command for the chunk seeds) and commit the result:
 
     tests/fuzz/repo/make-corpus.py
 
 It reads VMS_CHUNK_SIZE from include/vmshadow/repo.h, rewrites every index
-seed listed below (see docs/repository-format.md "Indexes") and the
+seed and chunk seed listed below (docs/repository-format.md "Indexes",
+"Chunks") and the
 "chunk_size" of every manifest seed except bad-chunk-size.json, which gets
 a size this build refuses. Seeds found by fuzzing are left alone.
 """
@@ -17,6 +19,7 @@ import hashlib
 import os
 import re
 import struct
+import subprocess
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -47,8 +50,52 @@ def index(cs, size, entries, version=1, count=None, magic=b"VMSINDEX",
     return body + (hashlib.sha256(body).digest() if checksum else b"")
 
 
+def zstd(data):
+    return subprocess.run(["zstd", "-q", "-c", "-1"], input=data,
+                          stdout=subprocess.PIPE, check=True).stdout
+
+
+def chunk(length, frame, magic=b"VMSC", version=1, compression=1,
+          payload=None):
+    if payload is None:
+        payload = len(frame)
+    return struct.pack("<4sBBHII", magic, version, compression, 0, length,
+                       payload) + frame
+
+
+def chunk_seeds(cs):
+    content = b"a" * 4096 + bytes(range(256)) * 4 + b"z" * 1000
+    f = zstd(content)
+    n = len(content)
+    ok = chunk(n, f)
+    big = zstd(b"q" * cs)       # a whole chunk of one byte
+    return {
+        "ok-compressed.zst": ok,
+        "ok-whole-chunk.zst": chunk(cs, big),
+        "bad-empty.zst": b"",
+        "bad-short-header.zst": ok[:10],
+        "bad-header-only.zst": ok[:16],
+        "bad-magic.zst": chunk(n, f, magic=b"VMSD"),
+        "bad-version-2.zst": chunk(n, f, version=2),
+        "bad-compression.zst": chunk(n, f, compression=2),
+        "bad-length-zero.zst": chunk(0, f),
+        "bad-length-over-chunk-size.zst": chunk(cs + 1, big),
+        "bad-payload-not-smaller.zst": chunk(len(f), f),
+        "bad-size-mismatch.zst": ok + b"x",
+        "bad-truncated-frame.zst": chunk(n, f[:-3]),
+        "bad-corrupt-frame.zst": chunk(n, f[:8] + bytes(b ^ 0x55 for b in f[8:])),
+        "bad-frame-longer-than-length.zst": chunk(n - 1, f),
+        "bad-frame-shorter-than-length.zst": chunk(n + 1, f),
+    }
+
+
 def main():
     cs = chunk_size()
+    cdir = os.path.join(HERE, "corpus", "chunk")
+    os.makedirs(cdir, exist_ok=True)
+    for name, data in chunk_seeds(cs).items():
+        with open(os.path.join(cdir, name), "wb") as f:
+            f.write(data)
     other = cs // 2 if cs > 4096 else cs * 2
     d = [digest("chunk %d" % i) for i in range(4)]
     # 3 chunks and 1 byte: data, zero, data, data (the last one 1 byte).
