@@ -100,6 +100,14 @@ extern void progress_init (struct progress *p, const char *label);
 extern void progress_update (void *opaque, uint64_t done, uint64_t total);
 extern void progress_done (struct progress *p);
 
+/* Checked before anything changes (issue 9, item 9): can dir be written
+ * in, or be made as mkdir -p would? Every part of it that exists is a
+ * directory, the directory it is (or would be made in) is writable, and no
+ * ".." comes after a part that does not exist yet (mkdir -p would make that
+ * part, climb out of it and leave it behind when a later part fails).
+ * 0 if so; else -1 and why (a phrase, with the path) in why. */
+extern int cli_check_dir (const char *dir, char *why, size_t len);
+
 /* "1.5 GiB" etc. into buf. */
 extern const char *cli_bytes (uint64_t n, char buf[32]);
 

@@ -37,7 +37,7 @@ report_failure (vms_session *s, json_object *out)
   if (out == NULL && vms_session_failure (s, &f) == 0) {
     /* The message already names the writer or provider that failed. */
     fprintf (stderr, "vmshadow backup: no backup was made: %s (%s, at %s)\n",
-             f.message, vms_failure_name (f.kind), vms_event_name (f.phase));
+             cli_message (f.message), vms_failure_name (f.kind), vms_event_name (f.phase));
   }
   for (size_t i = 0; i < vms_session_writer_count (s); i++) {
     struct vms_writer_status st;
@@ -54,7 +54,7 @@ report_failure (vms_session *s, json_object *out)
       json_object_array_add (writers, w);
     }
     else if (st.state == VMS_WRITER_FAILED)
-      fprintf (stderr, "  writer \"%s\": %s, %s%s\n", st.name, state,
+      fprintf (stderr, "  writer \"%s\": %s, %s%s\n", cli_text (st.name), state,
                vms_failure_name (st.failure),
                st.failure == VMS_FAILURE_RETRYABLE || st.failure == VMS_FAILURE_TIMEOUT
                ? " (may be retried)" : "");
@@ -330,26 +330,27 @@ print_summary (const char *id, const struct component_total *t, size_t n,
     cli_print_json (out);
     return;
   }
-  printf ("Backup %s complete.\n", id);
+  printf ("Backup %s complete.\n", cli_text (id));
   for (size_t i = 0; i < n; i++) {
     char how[96] = "";
     if (t[i].method && t[i].freeze_window_ms >= 0)
       snprintf (how, sizeof how, " (%s, freeze window %" PRId64 " ms)",
-                t[i].method, t[i].freeze_window_ms);
+                cli_text (t[i].method), t[i].freeze_window_ms);
     else if (t[i].method && t[i].downtime_ms >= 0)
       snprintf (how, sizeof how, " (%s, downtime %" PRId64 " ms)",
-                t[i].method, t[i].downtime_ms);
+                cli_text (t[i].method), t[i].downtime_ms);
     else if (t[i].method)
-      snprintf (how, sizeof how, " (%s)", t[i].method);
+      snprintf (how, sizeof how, " (%s)", cli_text (t[i].method));
     printf ("  %s%s: %zu file%s, %s, read %s, stored %s, %.1f s\n",
-            *t[i].caption ? t[i].caption : t[i].component, how,
+            cli_text (*t[i].caption ? t[i].caption : t[i].component), how,
             t[i].files, t[i].files == 1 ? "" : "s",
             cli_bytes (t[i].size, b1), cli_bytes (t[i].bytes_read, b2),
             cli_bytes (t[i].bytes_stored, b3), (double) t[i].ms / 1000.0);
     /* R13: what was left out, and that it must be backed up otherwise. */
     for (size_t e = 0; e < vms_component_excluded_count (t[i].comp); e++)
-      printf ("    not backed up: %s: %s\n", vms_component_excluded_path (t[i].comp, e),
-              vms_component_excluded_reason (t[i].comp, e));
+      printf ("    not backed up: %s: %s\n",
+              cli_text (vms_component_excluded_path (t[i].comp, e)),
+              cli_text (vms_component_excluded_reason (t[i].comp, e)));
   }
   printf ("Read %s, stored %s new, in %.1f s.\n", cli_bytes (read, b1),
           cli_bytes (stored, b2), (double) ms / 1000.0);
@@ -364,17 +365,30 @@ cmd_backup (const struct options *opts, int argc, char **argv)
   int rc = EXIT_FAILURE;
 
   struct previous_list prev = { NULL, 0 };
-  vms_repo *repo = vms_repo_open (opts->repo_dir, VMS_REPO_CREATE | VMS_REPO_WRITE);
-  if (repo == NULL)
-    return cli_fail ("backup");
-  vms_coordinator *coord = cli_load_coordinator (opts);
-  if (coord == NULL) {
-    vms_repo_close (repo);
-    return cli_fail ("backup");
-  }
+  vms_repo *repo = NULL;
+  vms_coordinator *coord = NULL;
+
+  /* Every argument is checked before anything changes: the repository is
+   * made only once the writers are loaded and its path can be made whole
+   * (issue 9, item 9). */
   if (opts->all && argc > 0) {
     fprintf (stderr, "vmshadow backup: give --all or VM names, not both\n");
-    rc = EXIT_USAGE;
+    return EXIT_USAGE;
+  }
+  if ((coord = cli_load_coordinator (opts)) == NULL)
+    return cli_fail ("backup");
+  /* The directory vms_repo_open takes for NULL (repo.h). */
+  const char *dir = opts->repo_dir ? opts->repo_dir : getenv (VMS_REPO_DIR_ENV);
+  char why[4200];
+  if (dir == NULL || *dir == '\0')
+    dir = VMS_REPO_DEFAULT_DIR;
+  if (cli_check_dir (dir, why, sizeof why) == -1) {
+    fprintf (stderr, "vmshadow backup: cannot use %s as the repository: %s; "
+             "nothing was changed\n", cli_text (dir), cli_text (why));
+    goto out;
+  }
+  if ((repo = vms_repo_open (dir, VMS_REPO_CREATE | VMS_REPO_WRITE)) == NULL) {
+    cli_fail ("backup");
     goto out;
   }
   /* VMs take part when asked for: --all, or by name (R7: one component
@@ -435,7 +449,7 @@ cmd_backup (const struct options *opts, int argc, char **argv)
     /* The data was captured consistently and is stored; a writer could not
      * finish its own post-backup work (e.g. log truncation). */
     fprintf (stderr, "vmshadow backup: backup %s is stored, but a writer failed "
-             "at BackupComplete:\n", vms_session_id (s));
+             "at BackupComplete:\n", cli_text (vms_session_id (s)));
     report_failure (s, NULL);
     goto done;
   }

@@ -38,46 +38,13 @@ struct file_done {
 static int
 check_target_dir (const char *dir)
 {
-  struct stat st;
-  CLEANUP_FREE char *p = strdup (dir);
-
-  if (p == NULL)
+  char why[PATH_MAX + 200];
+  if (cli_check_dir (dir, why, sizeof why) == -1) {
+    fprintf (stderr, "vmshadow restore: cannot restore to %s: %s; nothing was "
+             "changed\n", cli_text (dir), cli_text (why));
     return -1;
-  if (stat (dir, &st) == 0) {
-    if (!S_ISDIR (st.st_mode)) {
-      fprintf (stderr, "vmshadow restore: cannot restore to %s: it is not a "
-               "directory\n", dir);
-      return -1;
-    }
-    if (access (dir, W_OK | X_OK) == -1) {
-      fprintf (stderr, "vmshadow restore: cannot restore to %s: the directory "
-               "is not writable (%s); nothing was changed\n", dir,
-               strerror (errno));
-      return -1;
-    }
-    return 0;
   }
-  /* The nearest existing ancestor must let us make it. */
-  for (char *slash; (slash = strrchr (p, '/')) != NULL; ) {
-    if (slash == p)
-      slash[1] = '\0';
-    else
-      *slash = '\0';
-    if (stat (p, &st) == 0) {
-      if (!S_ISDIR (st.st_mode) || access (p, W_OK | X_OK) == -1) {
-        fprintf (stderr, "vmshadow restore: cannot restore to %s: it does not "
-                 "exist and cannot be created in %s (%s); nothing was "
-                 "changed\n", dir, p, S_ISDIR (st.st_mode)
-                 ? strerror (errno) : "not a directory");
-        return -1;
-      }
-      return 0;
-    }
-    if (slash == p)
-      break;
-  }
-  fprintf (stderr, "vmshadow restore: cannot restore to %s\n", dir);
-  return -1;
+  return 0;
 }
 
 /* Every index loads and every chunk is there (a cheap check: content is
@@ -218,7 +185,7 @@ report (const vms_manifest *m, const vms_vm_restore *r,
   json_object *list = json ? json_object_new_array () : NULL;
 
   if (!json)
-    printf ("Restore of backup %s:\n", vms_manifest_backup_id (m));
+    printf ("Restore of backup %s:\n", cli_text (vms_manifest_backup_id (m)));
   for (size_t i = 0; i < n; i++) {
     struct vms_vm_restore_result res;
     if (vms_vm_restore_result (r, i, &res) == -1)
@@ -262,28 +229,29 @@ report (const vms_manifest *m, const vms_vm_restore *r,
       json_object_array_add (list, v);
       continue;
     }
-    printf ("  vm \"%s\" (%s): %s, %s\n", res.name, res.uuid,
+    printf ("  vm \"%s\" (%s): %s, %s\n", cli_text (res.name), cli_text (res.uuid),
             ok ? "restored" : "FAILED",
-            res.resumed ? "resumed from its saved state" : res.state);
+            res.resumed ? "resumed from its saved state" : cli_text (res.state));
     if (res.error)
-      printf ("    error: %s\n", res.error);
+      printf ("    error: %s\n", cli_message (res.error));
     for (size_t k = 0; k < nr_done; k++) {
       char b[32];
       if (strcasecmp (done[k].component, res.uuid) != 0)
         continue;
       if (done[k].status < 0)
-        printf ("    file %s: FAILED: %s\n", done[k].path,
-                done[k].error ? done[k].error : "?");
+        printf ("    file %s: FAILED: %s\n", cli_text (done[k].path),
+                done[k].error ? cli_message (done[k].error) : "?");
       else if (done[k].status > 0)
-        printf ("    file %s: not written\n", done[k].path);
+        printf ("    file %s: not written\n", cli_text (done[k].path));
       else
-        printf ("    file %s -> %s (%s, %s)\n", done[k].path, done[k].target,
-                done[k].format, cli_bytes (done[k].size, b));
+        printf ("    file %s -> %s (%s, %s)\n", cli_text (done[k].path),
+                cli_text (done[k].target), cli_text (done[k].format),
+                cli_bytes (done[k].size, b));
     }
     for (size_t k = 0; k < res.nr_notes; k++)
-      printf ("    %s\n", res.notes[k]);
+      printf ("    %s\n", cli_message (res.notes[k]));
     for (size_t k = 0; k < res.nr_disconnected; k++)
-      printf ("    interface %s\n", res.disconnected[k]);
+      printf ("    interface %s\n", cli_text (res.disconnected[k]));
   }
   if (json) {
     json_object_object_add (out, "backup_id", json_object_new_string (vms_manifest_backup_id (m)));
@@ -326,7 +294,7 @@ cmd_restore (const struct options *opts, int argc, char **argv)
       char cwd[PATH_MAX];
       if (getcwd (cwd, sizeof cwd) == NULL ||
           snprintf (to, sizeof to, "%s/%s", cwd, opts->to) >= (int) sizeof to) {
-        fprintf (stderr, "vmshadow restore: --to %s: path too long\n", opts->to);
+        fprintf (stderr, "vmshadow restore: --to %s: path too long\n", cli_text (opts->to));
         return EXIT_USAGE;
       }
     }
@@ -340,14 +308,14 @@ cmd_restore (const struct options *opts, int argc, char **argv)
   m = vms_manifest_open (repo, argv[0]);
   if (m == NULL) {
     fprintf (stderr, "vmshadow restore: cannot restore backup %s: %s; "
-             "nothing was changed (see 'vmshadow list')\n", argv[0],
-             vms_get_error ());
+             "nothing was changed (see 'vmshadow list')\n", cli_text (argv[0]),
+             cli_message (vms_get_error ()));
     goto out;
   }
   const vms_document *bcd = vms_manifest_components (m);
   if (bcd == NULL) {
     fprintf (stderr, "vmshadow restore: backup %s has no backup components "
-             "document: it cannot be restored (R5)\n", argv[0]);
+             "document: it cannot be restored (R5)\n", cli_text (argv[0]));
     goto out;
   }
   size_t nm = vms_manifest_metadata_count (m);
@@ -374,12 +342,12 @@ cmd_restore (const struct options *opts, int argc, char **argv)
   vms_vm_restore *r = vms_libvirt_add_for_restore (coord, &ro, bcd, md, nm);
   if (r == NULL) {
     fprintf (stderr, "vmshadow restore: %s; nothing was changed\n",
-             vms_get_error ());
+             cli_message (vms_get_error ()));
     goto out;
   }
   if (preflight (repo, m, r) == -1) {
     fprintf (stderr, "vmshadow restore: %s; nothing was changed\n",
-             vms_get_error ());
+             cli_message (vms_get_error ()));
     goto out;
   }
   if ((s = vms_restore_session_new (coord, bcd, md, nm)) == NULL) {
@@ -388,8 +356,8 @@ cmd_restore (const struct options *opts, int argc, char **argv)
   }
   if (vms_session_pre_restore (s) == -1) {
     struct vms_session_failure f;
-    fprintf (stderr, "vmshadow restore: %s\n", vms_session_failure (s, &f) == 0
-             ? f.message : vms_get_error ());
+    fprintf (stderr, "vmshadow restore: %s\n", cli_message (vms_session_failure (s, &f) == 0
+                                                     ? f.message : vms_get_error ()));
     goto out;
   }
   /* R16: PreRestore finished everywhere; now the files. */

@@ -17,13 +17,13 @@
 static void
 print_writer_text (const struct vms_writer_status *st)
 {
-  printf ("Writer name: '%s'\n", st->name);
-  printf ("   Writer Id: {%s}\n", st->id ? st->id : "unknown");
+  printf ("Writer name: '%s'\n", cli_text (st->name));
+  printf ("   Writer Id: {%s}\n", st->id ? cli_text (st->id) : "unknown");
   printf ("   State: %s\n", vms_writer_state_name (st->state, st->failed_at));
   printf ("   Last error: %s\n", st->failure == VMS_FAILURE_NONE
           ? "none" : vms_failure_name (st->failure));
   if (st->message)
-    printf ("   Message: %s\n", st->message);
+    printf ("   Message: %s\n", cli_message (st->message));
   if (st->metadata == NULL) {
     printf ("\n");
     return;
@@ -32,18 +32,18 @@ print_writer_text (const struct vms_writer_status *st)
   printf ("   Components: %zu\n", n);
   for (size_t i = 0; i < n; i++) {
     vms_component *c = vms_document_component (st->metadata, NULL, i);
-    printf ("      %s", vms_component_name (c));
+    printf ("      %s", cli_text (vms_component_name (c)));
     if (*vms_component_caption (c))
-      printf ("  \"%s\"", vms_component_caption (c));
+      printf ("  \"%s\"", cli_text (vms_component_caption (c)));
     printf ("\n");
     for (size_t f = 0; f < vms_component_file_count (c); f++) {
       struct vms_file_info info;
       vms_component_file (c, f, &info);
-      printf ("         %-5s %s\n", vms_file_kind_name (info.kind), info.path);
+      printf ("         %-5s %s\n", vms_file_kind_name (info.kind), cli_text (info.path));
     }
     for (size_t e = 0; e < vms_component_excluded_count (c); e++)
-      printf ("         excluded %s: %s\n", vms_component_excluded_path (c, e),
-              vms_component_excluded_reason (c, e));
+      printf ("         excluded %s: %s\n", cli_text (vms_component_excluded_path (c, e)),
+              cli_text (vms_component_excluded_reason (c, e)));
   }
   printf ("\n");
 }
@@ -82,7 +82,7 @@ int
 cmd_writers (const struct options *opts, int argc, char **argv)
 {
   if (argc > 0) {
-    fprintf (stderr, "vmshadow writers: unexpected argument '%s'\n", argv[0]);
+    fprintf (stderr, "vmshadow writers: unexpected argument '%s'\n", cli_text (argv[0]));
     return EXIT_USAGE;
   }
   vms_coordinator *coord = cli_load_coordinator (opts);

@@ -1,11 +1,14 @@
 /* Helpers shared by the subcommands (cli.h). */
 #include <errno.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include "cleanup.h"
 #include "cli.h"
 #include "exec-writer.h"
 #include "file-provider.h"
@@ -171,4 +174,73 @@ progress_done (struct progress *p)
 {
   if (p->enabled && p->last_ms)
     fprintf (stderr, "\r\033[K");
+}
+
+int
+cli_check_dir (const char *dir, char *why, size_t len)
+{
+  CLEANUP_FREE char *prefix = strdup (dir);
+  CLEANUP_FREE char *last = strdup (dir[0] == '/' ? "/" : ".");
+  size_t n = strlen (dir), start = 0;
+  int missing = 0;
+  struct stat st;
+
+  if (prefix == NULL || last == NULL) {
+    snprintf (why, len, "out of memory");
+    return -1;
+  }
+  if (n == 0) {
+    snprintf (why, len, "an empty path is no directory");
+    return -1;
+  }
+  /* Each part in turn: dir[start..i) is the part, dir[0..i) the path up to
+   * and including it. */
+  for (size_t i = 0; i <= n; i++) {
+    if (i < n && dir[i] != '/')
+      continue;
+    size_t plen = i - start;
+    int dotdot = plen == 2 && dir[start] == '.' && dir[start + 1] == '.';
+    int skip = plen == 0 || (plen == 1 && dir[start] == '.');
+    start = i + 1;
+    if (skip)
+      continue;
+    memcpy (prefix, dir, i);
+    prefix[i] = '\0';
+    if (missing) {
+      if (dotdot) {
+        snprintf (why, len, "'..' comes after a directory that does not exist "
+                  "yet, in %s", prefix);
+        return -1;
+      }
+      continue;
+    }
+    if (stat (prefix, &st) == -1) {
+      if (errno != ENOENT) {
+        snprintf (why, len, "cannot look at %s: %s", prefix, strerror (errno));
+        return -1;
+      }
+      /* It and what follows would be made in last. */
+      if (access (last, W_OK | X_OK) == -1) {
+        snprintf (why, len, "it does not exist and cannot be created in %s (%s)",
+                  last, strerror (errno));
+        return -1;
+      }
+      missing = 1;
+      continue;
+    }
+    if (!S_ISDIR (st.st_mode)) {
+      snprintf (why, len, "%s is not a directory", prefix);
+      return -1;
+    }
+    free (last);
+    if ((last = strdup (prefix)) == NULL) {
+      snprintf (why, len, "out of memory");
+      return -1;
+    }
+  }
+  if (!missing && access (dir, W_OK | X_OK) == -1) {
+    snprintf (why, len, "the directory is not writable (%s)", strerror (errno));
+    return -1;
+  }
+  return 0;
 }

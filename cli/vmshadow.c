@@ -3,6 +3,8 @@
  * the global options parsed here. */
 #include <errno.h>
 #include <getopt.h>
+#include <inttypes.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -73,7 +75,7 @@ usage (FILE *fp)
            "  --keep-monthly N     prune: ... of each of N months\n"
            "  --dry-run            prune: only say what would be deleted\n"
            "  --grace SECONDS      gc: keep unreferenced chunks younger than this\n"
-           "                       (default 3600)\n"
+           "                       (default 3600; no upper limit)\n"
            "  --vm NAME|UUID       restore: this VM of the backup (repeat; default all)\n"
            "  --to PATH            extract: where to write the file; restore: the\n"
            "                       directory for the disks (links at the old paths)\n"
@@ -89,17 +91,20 @@ usage (FILE *fp)
            "  -V, --version        show the version\n");
 }
 
+/* A whole number from 0 to max (the range said in the message when arg is
+ * not one): no other limit is imposed (issue 9, item 9). */
 static int
-parse_count (const char *name, const char *arg, unsigned *out)
+parse_number (const char *name, const char *arg, uint64_t max, uint64_t *out)
 {
   char *end;
   errno = 0;
-  unsigned long v = strtoul (arg, &end, 10);
-  if (errno || end == arg || *end || v > 1000000 || arg[0] == '-') {
-    fprintf (stderr, "vmshadow: %s needs a whole number, not '%s'\n", name, arg);
+  unsigned long long v = strtoull (arg, &end, 10);
+  if (errno || end == arg || *end || v > max || arg[0] < '0' || arg[0] > '9') {
+    fprintf (stderr, "vmshadow: %s needs a whole number from 0 to %" PRIu64
+             ", not '%s'; see 'vmshadow --help'\n", name, max, cli_text (arg));
     return -1;
   }
-  *out = (unsigned) v;
+  *out = v;
   return 0;
 }
 
@@ -140,64 +145,103 @@ main (int argc, char **argv)
   /* Repeatable options: at most argc of each (freed on every return). */
   CLEANUP_FREE const char **vms = calloc ((size_t) argc + 1, sizeof *vms);
   CLEANUP_FREE const char **netmap = calloc ((size_t) argc + 1, sizeof *netmap);
+  /* The long name of the option that set each OPT_* bit, for messages. */
+  const char *given_as[32] = { NULL };
   size_t nr_vms = 0, nr_netmap = 0;
-  unsigned grace;
-  int c;
+  uint64_t n;
+  int c, longindex;
 
   /* Options may come before or after the command ("vmshadow writers
-   * --json"), so let getopt permute. */
+   * --json"), so let getopt permute. Its own messages are off: ours name
+   * the option in one line (issue 9, item 9). */
   if (vms == NULL || netmap == NULL) {
     fprintf (stderr, "vmshadow: out of memory\n");
     return EXIT_FAILURE;
   }
-  while ((c = getopt_long (argc, argv, "c:vhV", long_options, NULL)) != -1) {
+  opterr = 0;
+  while ((longindex = -1,
+          c = getopt_long (argc, argv, ":c:vhV", long_options, &longindex)) != -1) {
+    const char *name = longindex >= 0 ? long_options[longindex].name
+      : c == 'c' ? "connect" : NULL;
+    unsigned bit = 0;
+
+    if (c == '?' || c == ':') {
+      /* The option as typed: an unknown short one is optopt, anything else
+       * the word getopt just read (up to an '='). */
+      const char *word = argv[optind - 1];
+      char shortopt[3] = { '-', (char) optopt, '\0' };
+      int wordlen = (int) strcspn (word, "=");
+      if (c == '?' && optopt > 0 && optopt < 256)
+        word = shortopt, wordlen = 2;
+      fprintf (stderr, "vmshadow: %s '%.*s'; see 'vmshadow --help'\n",
+               c == ':' ? "missing value for option"
+               : optopt >= 256 ? "no value is taken by option" : "unknown option",
+               wordlen, cli_text (word));
+      return EXIT_USAGE;
+    }
+    /* An empty value never means "the default" (--repo '' is not the
+     * default repository): it is a mistake, said as such. */
+    if (optarg && optarg[0] == '\0') {
+      fprintf (stderr, "vmshadow: --%s needs a value, not an empty string; "
+               "see 'vmshadow --help'\n", name);
+      return EXIT_USAGE;
+    }
     switch (c) {
-    case O_JSON: opts.json = 1; opts.given |= OPT_JSON; break;
-    case O_WRITERS_DIR: opts.writers_dir = optarg; opts.given |= OPT_WRITERS_DIR; break;
-    case O_REPO: opts.repo_dir = optarg; opts.given |= OPT_REPO; break;
-    case O_FULL: opts.full = 1; opts.given |= OPT_FULL; break;
-    case O_DEEP: opts.deep = 1; opts.given |= OPT_DEEP; break;
-    case O_DRY_RUN: opts.dry_run = 1; opts.given |= OPT_DRY_RUN; break;
+    case O_JSON: opts.json = 1; bit = OPT_JSON; break;
+    case O_WRITERS_DIR: opts.writers_dir = optarg; bit = OPT_WRITERS_DIR; break;
+    case O_REPO: opts.repo_dir = optarg; bit = OPT_REPO; break;
+    case O_FULL: opts.full = 1; bit = OPT_FULL; break;
+    case O_DEEP: opts.deep = 1; bit = OPT_DEEP; break;
+    case O_DRY_RUN: opts.dry_run = 1; bit = OPT_DRY_RUN; break;
     case O_KEEP_LAST: case O_KEEP_DAILY: case O_KEEP_WEEKLY: case O_KEEP_MONTHLY: {
       unsigned *slot = c == O_KEEP_LAST ? &opts.keep.keep_last
         : c == O_KEEP_DAILY ? &opts.keep.keep_daily
         : c == O_KEEP_WEEKLY ? &opts.keep.keep_weekly : &opts.keep.keep_monthly;
-      if (parse_count ("--keep-*", optarg, slot) == -1)
+      char spelt[32];
+      snprintf (spelt, sizeof spelt, "--%s", name);
+      if (parse_number (spelt, optarg, UINT_MAX, &n) == -1)
         return EXIT_USAGE;
-      opts.given |= OPT_KEEP;
+      *slot = (unsigned) n;
+      bit = OPT_KEEP;
       break;
     }
-    case O_TO: opts.to = optarg; opts.given |= OPT_TO; break;
+    case O_TO: opts.to = optarg; bit = OPT_TO; break;
     case O_FORMAT:
       if (strcmp (optarg, "raw") != 0 && strcmp (optarg, "qcow2") != 0) {
-        fprintf (stderr, "vmshadow: --format must be raw or qcow2, not '%s'\n", optarg);
+        fprintf (stderr, "vmshadow: --format must be raw or qcow2, not '%s'\n",
+                 cli_text (optarg));
         return EXIT_USAGE;
       }
-      opts.format = optarg; opts.given |= OPT_FORMAT; break;
+      opts.format = optarg; bit = OPT_FORMAT; break;
     case O_GRACE:
-      if (parse_count ("--grace", optarg, &grace) == -1)
+      if (parse_number ("--grace", optarg, INT64_MAX, &n) == -1)
         return EXIT_USAGE;
-      opts.grace_seconds = grace; opts.given |= OPT_GRACE; break;
-    case 'c': opts.connect = optarg; opts.given |= OPT_CONNECT; break;
+      opts.grace_seconds = (int64_t) n; bit = OPT_GRACE; break;
+    case 'c': opts.connect = optarg; bit = OPT_CONNECT; break;
     case O_METHOD:
       if (strcmp (optarg, "auto") != 0 && strcmp (optarg, "online") != 0 &&
           strcmp (optarg, "saved-state") != 0) {
         fprintf (stderr, "vmshadow: --method must be auto, online or saved-state, "
-                 "not '%s'\n", optarg);
+                 "not '%s'\n", cli_text (optarg));
         return EXIT_USAGE;
       }
-      opts.method = optarg; opts.given |= OPT_METHOD; break;
-    case O_ALL: opts.all = 1; opts.given |= OPT_ALL; break;
-    case O_VM: vms[nr_vms++] = optarg; opts.vms = vms; opts.given |= OPT_VM; break;
-    case O_NAME: opts.new_name = optarg; opts.given |= OPT_NAME; break;
-    case O_START: opts.start = 1; opts.given |= OPT_START; break;
+      opts.method = optarg; bit = OPT_METHOD; break;
+    case O_ALL: opts.all = 1; bit = OPT_ALL; break;
+    case O_VM: vms[nr_vms++] = optarg; opts.vms = vms; bit = OPT_VM; break;
+    case O_NAME: opts.new_name = optarg; bit = OPT_NAME; break;
+    case O_START: opts.start = 1; bit = OPT_START; break;
     case O_NETWORK_MAP:
       netmap[nr_netmap++] = optarg; opts.network_map = netmap;
-      opts.given |= OPT_NETWORK_MAP; break;
+      bit = OPT_NETWORK_MAP; break;
     case 'v': vms_log_set_debug (1); break;
     case 'h': usage (stdout); return EXIT_SUCCESS;
     case 'V': printf ("vmshadow %s\n", VMSHADOW_VERSION); return EXIT_SUCCESS;
-    default: usage (stderr); return EXIT_USAGE;
+    default: abort ();          /* every option of long_options is handled */
+    }
+    if (bit) {
+      opts.given |= bit;
+      if (given_as[__builtin_ctz (bit)] == NULL)
+        given_as[__builtin_ctz (bit)] = name;
     }
   }
   if (optind >= argc) {
@@ -208,14 +252,16 @@ main (int argc, char **argv)
     const struct command *cmd = &commands[i];
     if (strcmp (argv[optind], cmd->name) != 0)
       continue;
-    if (opts.given & ~cmd->options) {
-      fprintf (stderr, "vmshadow %s: an option given does not apply to this "
-               "command (see 'vmshadow --help')\n", cmd->name);
+    unsigned extra = opts.given & ~cmd->options;
+    if (extra) {
+      fprintf (stderr, "vmshadow %s: option --%s does not apply to this command "
+               "(see 'vmshadow --help')\n", cmd->name,
+               given_as[__builtin_ctz (extra)]);
       return EXIT_USAGE;
     }
     return cmd->run (&opts, argc - optind - 1, argv + optind + 1);
   }
-  fprintf (stderr, "vmshadow: unknown command '%s' (try 'vmshadow --help')\n",
-           argv[optind]);
+  fprintf (stderr, "vmshadow: unknown command '%s'; see 'vmshadow --help'\n",
+           cli_text (argv[optind]));
   return EXIT_USAGE;
 }

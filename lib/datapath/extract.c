@@ -356,7 +356,9 @@ vms_extract (vms_repo *repo, const vms_index *idx, const char *to_path,
   int qcow2, r = -1;
 
   if (repo == NULL || idx == NULL || to_path == NULL || *to_path == '\0') {
-    vms_set_error (EINVAL, "vms_extract: repository, index and target needed");
+    vms_set_error (EINVAL, "cannot extract: %s", to_path == NULL || *to_path == '\0'
+                   ? "no path to write the file to was given"
+                   : "no repository or index was given");
     return -1;
   }
   if (format == NULL)
@@ -368,8 +370,9 @@ vms_extract (vms_repo *repo, const vms_index *idx, const char *to_path,
   }
   qcow2 = strcmp (format, "qcow2") == 0;
   if (!overwrite && lstat (to_path, &st) == 0) {
-    vms_set_error (EEXIST, "cannot extract to %s: it exists; remove it or "
-                   "allow overwriting", to_path);
+    vms_set_error (EEXIST, "cannot extract to %s: it exists, and extract "
+                   "never overwrites a file; remove it or choose another path",
+                   to_path);
     return -1;
   }
   size = vms_index_size (idx);

@@ -338,7 +338,9 @@ manifest_parse (const char *text, size_t len, const char *backup_id)
     goto fail;
   }
   snprintf (what, sizeof what, "backup %s: manifest", m->id);
-  if (get_u64 (root, "created", INT64_MAX, &u, what) == -1)
+  /* At most 9999-12-31T23:59:59Z: a time every calendar can show
+   * (issue 9, item 9). */
+  if (get_u64 (root, "created", MAX_MANIFEST_CREATED, &u, what) == -1)
     goto fail;
   m->created = (int64_t) u;
   if (get_u64 (root, "chunk_size", UINT32_MAX, &u, what) == -1)

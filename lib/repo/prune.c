@@ -174,10 +174,14 @@ vms_repo_prune (vms_repo *repo, const struct vms_prune_policy *policy,
     vms_set_error (ENOMEM, "out of memory");
     return -1;
   }
-  /* Backups whose manifest cannot be read have no time: never removed. */
+  /* Backups whose manifest cannot be read have no time: never removed.
+   * Nor are backups dated more than a day ahead (a clock set wrong, or a
+   * manifest made to look newest): counted, they would push real backups
+   * out of --keep-last (issue 9, item 9). */
+  int64_t horizon = (int64_t) time (NULL) + 86400;
   size_t n = 0;
   for (size_t i = 0; i < nr; i++)
-    if (b[i].error == NULL)
+    if (b[i].error == NULL && b[i].time <= horizon)
       items[n++] = (struct prune_item) { .id = b[i].id, .time = b[i].time };
   if (prune_select (items, n, policy) == -1)
     goto fail;
@@ -186,6 +190,11 @@ vms_repo_prune (vms_repo *repo, const struct vms_prune_policy *policy,
     char reasons[64];
     if (b[i].error) {
       say (report, opaque, "keep %s (unreadable: %s)", b[i].id, b[i].error);
+      continue;
+    }
+    if (b[i].time > horizon) {
+      say (report, opaque, "keep %s (dated in the future, %" PRId64 " s after "
+           "now: not counted by any rule)", b[i].id, b[i].time - horizon + 86400);
       continue;
     }
     struct prune_item *it = &items[j++];

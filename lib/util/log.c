@@ -5,6 +5,7 @@
 #include <time.h>
 
 #include "log.h"
+#include "text.h"
 
 static int debug_state = -1;   /* -1: not decided yet, read the env */
 
@@ -30,7 +31,11 @@ log_emit (const char *level, const char *fmt, va_list ap)
   /* One fprintf per line so lines from several threads don't interleave. */
   char buf[2048];
   vsnprintf (buf, sizeof buf, fmt, ap);
-  fprintf (stderr, "vmshadow: %s%s\n", level, buf);
+  /* Messages carry writer and guest text: escaped for the terminal
+   * (issue 9, item 7). */
+  char *safe = vms_term_escape (buf, VMS_ESCAPE_KEEP_NEWLINE);
+  fprintf (stderr, "vmshadow: %s%s\n", level, safe ? safe : "(out of memory)");
+  free (safe);
 }
 
 void

@@ -564,6 +564,21 @@ vms_subprocess_error_tail (const struct vms_subprocess_result *res,
     end = s > 0 ? s - 1 : 0;
   }
 
+  /* When they do not all fit, the newest lines are the ones kept: the
+   * last thing a failing program says is usually why (issue 9, item 9).
+   * Lines 0..k-1 (newest first) fit with their "; " separators; the
+   * newest is kept, cut, even when it alone is too long. */
+  unsigned k = 0;
+  size_t need = 0;
+  while (k < n) {
+    size_t add = ends[k] - starts[k] + (k > 0 ? 2 : 0);
+    if (k > 0 && need + add + 1 > len)
+      break;
+    need += add;
+    k++;
+  }
+  n = k;
+
   size_t o = 0;
   for (unsigned i = n; i-- > 0; ) {
     if (o > 0) {

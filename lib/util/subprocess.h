@@ -83,9 +83,10 @@ extern const char *vms_subprocess_describe (const struct vms_subprocess_result *
                                             char *buf, size_t len);
 
 /* The last max_lines non-empty lines of the captured stderr, trimmed of
- * surrounding blank space, joined by "; " and cut to at most max_bytes
- * (control characters replaced by '?'). Writes into buf and returns it;
- * an empty string when there was nothing. */
+ * surrounding blank space, joined by "; " (control characters replaced by
+ * '?'), as many of the newest as fit in buf (the newest alone cut if it
+ * does not). Writes into buf and returns it; an empty string when there
+ * was nothing. */
 extern const char *vms_subprocess_error_tail (const struct vms_subprocess_result *res,
                                               unsigned max_lines,
                                               char *buf, size_t len);

@@ -147,7 +147,14 @@ test_output_caps (void)
   ok (strcmp (tail, "line998; line999; line1000") == 0,
       "the error tail is the last 3 non-blank lines: \"%s\"", tail);
   vms_subprocess_error_tail (&r, 3, tail, 10);
-  ok (strlen (tail) == 9, "the error tail is cut to the buffer");
+  ok (strcmp (tail, "line1000") == 0,
+      "a tail cut to the buffer keeps the newest line, not the oldest: \"%s\"", tail);
+  vms_subprocess_error_tail (&r, 3, tail, 20);
+  ok (strcmp (tail, "line999; line1000") == 0,
+      "a tail cut to the buffer keeps the newest lines that fit: \"%s\"", tail);
+  vms_subprocess_error_tail (&r, 3, tail, 6);
+  ok (strcmp (tail, "line1") == 0,
+      "a newest line longer than the buffer is cut: \"%s\"", tail);
   vms_subprocess_result_reset (&r);
 }
 
