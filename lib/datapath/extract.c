@@ -1,9 +1,16 @@
 /* vms_extract: write a stored file back out as a raw or qcow2 image.
  *
- * The output is built under a temporary name beside the target and renamed
- * into place only when every chunk was read, verified against its digest
- * and written, so a failure never leaves wrong or partial data under the
- * target name. Zero chunks are never written: a raw output keeps them as
+ * The output is built in a private session directory (0700, root's: a
+ * user who owns the target directory cannot reach into it) made in the
+ * target's directory, and renamed from there into place, relative to the
+ * directory fds, only when every chunk was read, verified against its
+ * digest and written: a failure never leaves wrong or partial data under
+ * the target name, and a link planted in the target directory is never
+ * followed nor moved into place. qemu-img and qemu-nbd get the image by a
+ * path through our fd of the private directory (/proc/PID/fd/N/image),
+ * never by a path in a directory others can write. A killed extract
+ * leaves that directory; the next extract into the same directory removes
+ * it (lib/util/session-dir.h). Issue 9 item 2, docs/security.md. Zero chunks are never written: a raw output keeps them as
  * holes (ftruncate), a qcow2 output leaves them unallocated. Several
  * workers claim chunks in turn, each reading, decompressing, verifying and
  * writing its own (raw: pwrite; qcow2: its own NBD connection to a private
@@ -12,7 +19,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <libgen.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -24,7 +30,9 @@
 #include <libnbd.h>
 
 #include "cleanup.h"
+#include "fs-util.h"
 #include "log.h"
+#include "session-dir.h"
 #include "subprocess.h"
 #include "vmshadow/datapath.h"
 #include "vmshadow/error.h"
@@ -272,32 +280,29 @@ extract_run (struct extract_job *j, unsigned workers,
   return 0;
 }
 
-/* "DIR/.BASE.vms-XXXXXX" beside path. */
-static char *
-extract_temp_template (const char *path)
-{
-  CLEANUP_FREE char *d = strdup (path), *b = strdup (path);
-  char *t = NULL;
+/* The private directories of extracts in the target's directory. */
+#define EXTRACT_PRIVATE_DIR ".vms-extract-XXXXXX"
+#define EXTRACT_PRIVATE_PREFIX ".vms-extract-"
+#define EXTRACT_IMAGE "image"
 
-  if (d == NULL || b == NULL
-      || asprintf (&t, "%s/.%s.vms-XXXXXX", dirname (d), basename (b)) == -1) {
-    vms_set_error (ENOMEM, "out of memory");
-    return NULL;
-  }
-  return t;
-}
-
+/* Split path into its directory (".": none) and last component. */
 static int
-extract_fsync_dir (const char *path)
+extract_split (const char *path, char **dir, char **base)
 {
-  CLEANUP_FREE char *d = strdup (path);
-  CLEANUP_CLOSE int fd = -1;
+  const char *slash = strrchr (path, '/');
 
-  if (d == NULL)
+  *dir = slash == NULL ? strdup (".")
+    : slash == path ? strdup ("/") : strndup (path, (size_t) (slash - path));
+  *base = strdup (slash ? slash + 1 : path);
+  if (*dir == NULL || *base == NULL) {
+    vms_set_error (ENOMEM, "out of memory");
     return -1;
-  fd = open (dirname (d), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd == -1 || fsync (fd) == -1)
+  }
+  if (**base == '\0' || strcmp (*base, ".") == 0 || strcmp (*base, "..") == 0) {
+    vms_set_error (EINVAL, "cannot extract to %s: it names a directory, not "
+                   "a file", path);
     return -1;
+  }
   return 0;
 }
 
@@ -325,18 +330,19 @@ extract_qemu_img_create (const char *path, uint64_t size)
   return r;
 }
 
-/* rename(2) that fails with EEXIST instead of replacing; link+unlink
+/* renameat(2) that fails with EEXIST instead of replacing; link+unlink
  * where the file system has no RENAME_NOREPLACE. */
 static int
-extract_rename_noreplace (const char *from, const char *to)
+extract_rename_noreplace (int fromfd, const char *from, int tofd,
+                          const char *to)
 {
-  if (renameat2 (AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE) == 0)
+  if (renameat2 (fromfd, from, tofd, to, RENAME_NOREPLACE) == 0)
     return 0;
   if (errno != EINVAL && errno != ENOSYS)
     return -1;
-  if (link (from, to) == -1)
+  if (linkat (fromfd, from, tofd, to, 0) == -1)
     return -1;
-  unlink (from);
+  unlinkat (fromfd, from, 0);
   return 0;
 }
 
@@ -347,9 +353,11 @@ vms_extract (vms_repo *repo, const vms_index *idx, const char *to_path,
 {
   struct extract_job j;
   struct nbd_server server = { 0 };
-  CLEANUP_FREE char *tmp = NULL;
-  CLEANUP_FREE char *qemu_path = NULL;
+  CLEANUP_FREE char *dir = NULL, *base = NULL, *private_name = NULL;
+  CLEANUP_CLOSE int dirfd = -1;
   CLEANUP_CLOSE int fd = -1;
+  int private_fd = -1;
+  char qemu_path[64];
   struct stat st;
   uint64_t size;
   unsigned workers;
@@ -369,7 +377,15 @@ vms_extract (vms_repo *repo, const vms_index *idx, const char *to_path,
     return -1;
   }
   qcow2 = strcmp (format, "qcow2") == 0;
-  if (!overwrite && lstat (to_path, &st) == 0) {
+  if (extract_split (to_path, &dir, &base) == -1)
+    return -1;
+  dirfd = open (dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dirfd == -1) {
+    vms_set_error (errno, "cannot extract to %s: cannot open directory %s: "
+                   "%s", to_path, dir, strerror (errno));
+    return -1;
+  }
+  if (!overwrite && fstatat (dirfd, base, &st, AT_SYMLINK_NOFOLLOW) == 0) {
     vms_set_error (EEXIST, "cannot extract to %s: it exists, and extract "
                    "never overwrites a file; remove it or choose another path",
                    to_path);
@@ -378,14 +394,18 @@ vms_extract (vms_repo *repo, const vms_index *idx, const char *to_path,
   size = vms_index_size (idx);
   workers = datapath_workers (2);
 
-  tmp = extract_temp_template (to_path);
-  if (tmp == NULL)
-    return -1;
-  fd = mkostemp (tmp, O_CLOEXEC);
-  if (fd == -1) {
-    vms_set_error (errno, "cannot create a file beside %s: %s", to_path,
-                   strerror (errno));
-    return -1;
+  /* Leftovers of killed extracts into this directory first. */
+  if (vms_session_dir_sweep (dirfd, EXTRACT_PRIVATE_PREFIX) > 0)
+    vms_debug ("extract: removed the leftovers of a killed extract in %s",
+               dir);
+  private_fd = vms_session_dir_make (dirfd, EXTRACT_PRIVATE_DIR,
+                                     &private_name);
+  if (private_fd == -1 ||
+      (fd = vms_open_beneath (private_fd, EXTRACT_IMAGE,
+                              O_RDWR | O_CREAT | O_EXCL, 0600)) == -1) {
+    vms_set_error (errno, "cannot extract to %s: cannot make a private "
+                   "directory in %s: %s", to_path, dir, vms_fs_errstr (errno));
+    goto out;
   }
 
   memset (&j, 0, sizeof j);
@@ -402,11 +422,10 @@ vms_extract (vms_repo *repo, const vms_index *idx, const char *to_path,
     j.fd = fd;
   }
   else {
-    /* A relative name with a ':' would read as a protocol to QEMU. */
-    if (asprintf (&qemu_path, "%s%s", tmp[0] == '/' ? "" : "./", tmp) == -1) {
-      vms_set_error (ENOMEM, "out of memory");
-      goto out;
-    }
+    /* Through our fd of the private directory: no name in the target
+     * directory, which others may write, is ever resolved by QEMU. */
+    snprintf (qemu_path, sizeof qemu_path, "/proc/%d/fd/%d/" EXTRACT_IMAGE,
+              (int) getpid (), private_fd);
     if (extract_qemu_img_create (qemu_path, size) == -1
         || nbd_server_start (&server, qemu_path, "qcow2", NULL, 1, workers) == -1) {
       vms_set_error (vms_get_errno (), "cannot extract to %s: %s", to_path,
@@ -430,14 +449,13 @@ vms_extract (vms_repo *repo, const vms_index *idx, const char *to_path,
                    strerror (errno));
     goto out;
   }
-  if (overwrite ? rename (tmp, to_path) : extract_rename_noreplace (tmp, to_path)) {
-    vms_set_error (errno, "cannot extract to %s: renaming %s into place: %s",
-                   to_path, tmp, strerror (errno));
+  if (overwrite ? renameat (private_fd, EXTRACT_IMAGE, dirfd, base)
+      : extract_rename_noreplace (private_fd, EXTRACT_IMAGE, dirfd, base)) {
+    vms_set_error (errno, "cannot extract to %s: renaming it into place: %s",
+                   to_path, strerror (errno));
     goto out;
   }
-  free (tmp);
-  tmp = NULL;
-  if (extract_fsync_dir (to_path) == -1)
+  if (fsync (dirfd) == -1)
     vms_warn ("extract to %s: cannot sync its directory: %s", to_path,
               strerror (errno));
   r = 0;
@@ -449,7 +467,9 @@ vms_extract (vms_repo *repo, const vms_index *idx, const char *to_path,
     nbd_server_stop (&server);
     vms_set_error (e, "%s", msg ? msg : "extract failed");
   }
-  if (tmp)
-    unlink (tmp);
+  if (private_fd >= 0 &&
+      vms_session_dir_remove (dirfd, private_name, private_fd) == -1)
+    vms_warn ("extract to %s: cannot remove its private directory %s/%s: %s",
+              to_path, dir, private_name, strerror (errno));
   return r;
 }

@@ -5,7 +5,9 @@
  * The server is started with posix_spawn under a guard shell that is our
  * child (stopped by the pid we started, and reaped) and that ends qemu-nbd
  * when a pipe from us closes, also when we are killed; its socket, pid
- * file and stderr log live in a private 0700 directory removed on stop. The
+ * file and stderr log live in a private 0700 session directory
+ * (lib/util/session-dir.h) removed on stop, and by the next server start
+ * when we were killed. The
  * image is passed with --image-opts and an explicit driver: the format is
  * never probed and a file name is never parsed as a protocol ("nbd:...").
  */
@@ -24,11 +26,16 @@
 #include <unistd.h>
 
 #include "cleanup.h"
+#include "fs-util.h"
 #include "log.h"
+#include "session-dir.h"
 #include "vmshadow/datapath.h"
 #include "vmshadow/error.h"
 
 #include "datapath-internal.h"
+
+/* The session directories of the servers, in $TMPDIR or /tmp. */
+#define NBD_SERVER_DIR_PREFIX "vmshadow-nbd-"
 
 extern char **environ;
 
@@ -154,7 +161,8 @@ nbd_server_log_tail (const struct nbd_server *s, char *buf, size_t len)
 static void
 nbd_server_remove_dir (struct nbd_server *s)
 {
-  static const char *const names[] = { "sock", "pid", "log" };
+  static const char *const names[] = { "sock", "pid", "log",
+                                       VMS_SESSION_OWNER_FILE };
   char path[4096];
 
   if (s->dir == NULL)
@@ -269,6 +277,8 @@ nbd_server_start (struct nbd_server *s, const char *image, const char *format,
 {
   const char *tmp = getenv ("TMPDIR");
   char tmpl[4096], pid_path[4096], shared_opt[32], errs[1024];
+  CLEANUP_FREE char *made = NULL;
+  CLEANUP_CLOSE int tmpfd = -1, dirfd = -1;
   CLEANUP_FREE char *opts = NULL;
   CLEANUP_FREE char *socket_opt = NULL, *pidfile_opt = NULL, *bitmap_opt = NULL;
   const char *argv[20];
@@ -292,7 +302,7 @@ nbd_server_start (struct nbd_server *s, const char *image, const char *format,
   }
   if (tmp == NULL || *tmp == '\0')
     tmp = "/tmp";
-  snprintf (tmpl, sizeof tmpl, "%s/vmshadow-nbd-XXXXXX", tmp);
+  snprintf (tmpl, sizeof tmpl, "%s/" NBD_SERVER_DIR_PREFIX "XXXXXX", tmp);
   /* The socket path must fit in sun_path. */
   if (strlen (tmpl) + sizeof "/sock" > sizeof ((struct sockaddr_un *) 0)->sun_path) {
     vms_set_error (ENAMETOOLONG, "cannot export %s: temporary directory %s "
@@ -301,12 +311,19 @@ nbd_server_start (struct nbd_server *s, const char *image, const char *format,
     return -1;
   }
   s->image = strdup (image);
-  if (s->image == NULL || mkdtemp (tmpl) == NULL) {
+  tmpfd = open (tmp, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  /* Directories of servers whose owner was killed first. */
+  if (tmpfd >= 0 && vms_session_dir_sweep (tmpfd, NBD_SERVER_DIR_PREFIX) > 0)
+    vms_debug ("removed the directories of killed NBD servers in %s", tmp);
+  if (s->image == NULL || tmpfd == -1 ||
+      (dirfd = vms_session_dir_make (tmpfd, NBD_SERVER_DIR_PREFIX "XXXXXX",
+                                     &made)) == -1) {
     vms_set_error (errno, "cannot export %s: cannot make a private directory "
-                   "in %s: %s", image, tmp, strerror (errno));
+                   "in %s: %s", image, tmp, vms_fs_errstr (errno));
     nbd_server_free (s);
     return -1;
   }
+  snprintf (tmpl, sizeof tmpl, "%s/%s", tmp, made);
   s->dir = strdup (tmpl);
   if (s->dir == NULL
       || asprintf (&s->socket, "%s/sock", tmpl) == -1
@@ -317,7 +334,7 @@ nbd_server_start (struct nbd_server *s, const char *image, const char *format,
       || (opts = nbd_server_image_opts (image, format)) == NULL) {
     vms_set_error (ENOMEM, "out of memory");
     if (s->dir == NULL)
-      rmdir (tmpl);
+      vms_rmtree_at (tmpfd, made);
     goto fail;
   }
   snprintf (shared_opt, sizeof shared_opt, "--shared=%u", shared ? shared : 1);

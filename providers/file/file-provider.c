@@ -1,6 +1,8 @@
 /* vmshadow — the file provider (file-provider.h, docs/file-provider.md).
  *
- * prepare: make <scratch-root>/<session-id>/ (0700) and decide, per file,
+ * prepare: remove the scratch directories of killed sessions, make
+ *   <scratch-root>/<session-id>/ (0700, a session directory that records
+ *   its owner: lib/util/session-dir.h) and decide, per file,
  *   how commit will copy it: a reflink probe (clone the file's first block
  *   into the scratch directory, then delete it) tells whether the two can
  *   share extents. Files that cannot must be copied in full, so the space
@@ -33,6 +35,7 @@
 #include "cleanup.h"
 #include "fs-util.h"
 #include "log.h"
+#include "session-dir.h"
 #include "file-provider.h"
 
 /* Bytes copied between two looks at the commit budget. */
@@ -170,7 +173,7 @@ file_provider_remove_all (struct file_provider_session *fs, int rmdir_too)
       fs->copies[i].used = FILE_PROVIDER_NONE;
     }
     if (rmdir_too) {
-      int fd = dup (fs->dirfd);
+      int fd = openat (fs->dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
       DIR *d = fd >= 0 ? fdopendir (fd) : NULL;
       struct dirent *e;
 
@@ -309,22 +312,25 @@ file_provider_prepare (void *data, vms_snapshot *snap)
     vms_set_error (errno, "file provider: out of memory");
     goto err;
   }
-  if (mkdir (fs->dir, 0700) == -1) {
+  {
+    CLEANUP_CLOSE int rootfd = open (root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    /* Copies of sessions whose owner was killed: full copies of files,
+     * gone for good otherwise (issue 9 item 3). */
+    int swept = rootfd >= 0 ? vms_session_dir_sweep (rootfd, "") : -1;
+    if (swept > 0)
+      vms_debug ("file provider: removed %d scratch director%s of killed "
+                 "sessions in %s", swept, swept == 1 ? "y" : "ies", root);
+    fs->dirfd = rootfd >= 0 ? vms_session_dir_make (rootfd, sid, NULL) : -1;
+  }
+  if (fs->dirfd == -1) {
     if (errno == EEXIST)
       vms_set_error (errno, "file provider: scratch directory %s already "
-                     "exists: another session with this id is running, or "
-                     "one crashed (then remove the directory)", fs->dir);
+                     "exists: another session with this id is running", fs->dir);
     else
       vms_set_error (errno, "file provider: cannot create scratch directory "
                      "%s: %s", fs->dir, strerror (errno));
     free (fs->dir);
     fs->dir = NULL;             /* not ours: never remove it */
-    goto err;
-  }
-  fs->dirfd = open (fs->dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-  if (fs->dirfd == -1 || fchmod (fs->dirfd, 0700) == -1) {
-    vms_set_error (errno, "file provider: cannot open scratch directory "
-                   "%s: %s", fs->dir, strerror (errno));
     goto err;
   }
   if (fstatvfs (fs->dirfd, &sv) == -1) {

@@ -16,10 +16,17 @@ fail () { echo "FAIL: $*"; exit 1; }
 export VMSHADOW_SCRATCH_DIR=$tmp/scratch VMSHADOW_REPO=$tmp/repo
 export VMSHADOW_WRITERS_DIR=$tmp/writers.d
 
-# Run a command as the unprivileged user nobody (made if missing).
+# Run a command as the unprivileged user nobody (made if missing);
+# as_nobody_bg in the background, its pid (the command's own: setpriv
+# execs it) in $bg_pid, and stopped at exit.
+id nobody >/dev/null 2>&1 || useradd --system --no-create-home nobody
 as_nobody () {
-  id nobody >/dev/null 2>&1 || useradd --system --no-create-home nobody
   setpriv --reuid=nobody --regid="$(id -g nobody)" --clear-groups -- "$@"
+}
+as_nobody_bg () {
+  setpriv --reuid=nobody --regid="$(id -g nobody)" --clear-groups -- "$@" &
+  bg_pid=$!
+  cleanup_hooks+=("kill $bg_pid 2>/dev/null; wait $bg_pid 2>/dev/null")
 }
 
 # Run vmshadow with a deadline: a hang is a failure, not a stuck test.
@@ -27,7 +34,7 @@ vms () { timeout 20 "$vmshadow" "$@"; }
 
 mkdir -p "$tmp/app" "$VMSHADOW_WRITERS_DIR"
 echo "setting = 1" > "$tmp/app/app.conf"
-head -c $((1024 * 1024 + 5)) /dev/urandom > "$tmp/app/disk.raw"
+head -c $((1024 * 1024 + 4096)) /dev/urandom > "$tmp/app/disk.raw"
 cat > "$VMSHADOW_WRITERS_DIR/app" <<W
 #!/bin/sh
 [ "\$1" = identify ] || exit 0

@@ -31,6 +31,7 @@
 #include "vmshadow/error.h"
 
 #include "file-provider.h"
+#include "session-dir.h"
 #include "test-double-writer.h"
 
 #define MiB (1024 * 1024)
@@ -234,7 +235,7 @@ count_entries (const char *dir)
 }
 
 /* Entries in the only session directory under the scratch root (-1 if
- * there is none). */
+ * there is none), not counting its owner file (lib/util/session-dir.h). */
 static int
 count_copies (const char *scratch)
 {
@@ -248,7 +249,9 @@ count_copies (const char *scratch)
       continue;
     char *p = path_of (scratch, e->d_name);
     CHECKF (n == -1, "more than one session directory in %s", scratch);
-    n = count_entries (p);
+    char *owner = path_of (p, VMS_SESSION_OWNER_FILE);
+    n = count_entries (p) - (access (owner, F_OK) == 0);
+    free (owner);
     free (p);
   }
   closedir (d);
