@@ -104,14 +104,21 @@ parse_doc (const char *xml, size_t len, const char *what)
                    VM_CONFIG_MAX_XML);
     return NULL;
   }
+  /* libxml2 keeps its last error until the next one: without the reset a
+   * parse that fails with no error of its own (empty input) was reported
+   * with the previous parse's message (found by the domain XML fuzz
+   * corpus, issue 9). */
+  xmlResetLastError ();
   doc = xmlReadMemory (xml, (int) len, NULL, NULL,
                        XML_PARSE_NONET | XML_PARSE_NOERROR |
                        XML_PARSE_NOWARNING);
   if (doc == NULL) {
     const xmlError *e = xmlGetLastError ();
-    vms_set_error (EINVAL, "%s is not well-formed XML%s%s", what,
-                   e && e->message ? ": " : "",
-                   e && e->message ? e->message : "");
+    const char *m = e && e->message ? e->message : "";
+    /* Its first line: libxml2 ends messages with a newline and may add a
+     * second line of raw input bytes. */
+    vms_set_error (EINVAL, "%s is not well-formed XML%s%.*s", what,
+                   *m ? ": " : "", (int) strcspn (m, "\n"), m);
   }
   return doc;
 }
