@@ -20,17 +20,7 @@
 
 #include "fuzz-target.h"
 
-static void __attribute__ ((noreturn, format (printf, 1, 2)))
-broken (const char *fmt, ...)
-{
-  va_list ap;
-  fprintf (stderr, "fuzz-document: ");
-  va_start (ap, fmt);
-  vfprintf (stderr, fmt, ap);
-  va_end (ap);
-  fprintf (stderr, "\n");
-  abort ();
-}
+#define broken(...) fuzz_broken ("fuzz-document", __VA_ARGS__)
 
 /* Touch every field of a component through the accessors. */
 static void

@@ -26,17 +26,7 @@
 
 static const struct vms_digest fuzz_digest = { .b = { 0xfe, 0xed } };
 
-static void __attribute__ ((noreturn, format (printf, 1, 2)))
-broken (const char *fmt, ...)
-{
-  va_list ap;
-  fprintf (stderr, "fuzz-chunk: ");
-  va_start (ap, fmt);
-  vfprintf (stderr, fmt, ap);
-  va_end (ap);
-  fprintf (stderr, "\n");
-  abort ();
-}
+#define broken(...) fuzz_broken ("fuzz-chunk", __VA_ARGS__)
 
 static void
 check_rejection (void)

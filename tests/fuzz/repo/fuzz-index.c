@@ -24,17 +24,7 @@
 #include "repo-internal.h"
 #include "fuzz-target.h"
 
-static void __attribute__ ((noreturn, format (printf, 1, 2)))
-broken (const char *fmt, ...)
-{
-  va_list ap;
-  fprintf (stderr, "fuzz-index: ");
-  va_start (ap, fmt);
-  vfprintf (stderr, fmt, ap);
-  va_end (ap);
-  fprintf (stderr, "\n");
-  abort ();
-}
+#define broken(...) fuzz_broken ("fuzz-index", __VA_ARGS__)
 
 int
 fuzz_accepts (const uint8_t *data, size_t size, const char **why)

@@ -21,17 +21,7 @@
 #include "repo-internal.h"
 #include "fuzz-target.h"
 
-static void __attribute__ ((noreturn, format (printf, 1, 2)))
-broken (const char *fmt, ...)
-{
-  va_list ap;
-  fprintf (stderr, "fuzz-manifest: ");
-  va_start (ap, fmt);
-  vfprintf (stderr, fmt, ap);
-  va_end (ap);
-  fprintf (stderr, "\n");
-  abort ();
-}
+#define broken(...) fuzz_broken ("fuzz-manifest", __VA_ARGS__)
 
 static void
 walk (const vms_manifest *m)
