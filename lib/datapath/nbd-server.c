@@ -2,7 +2,7 @@
  * (vms_nbd_export_*, for disks of stopped VMs and shadow copies) and the
  * writable server through which extract writes qcow2 images.
  *
- * The server is started with posix_spawn under a guard shell that is our
+ * The server is started with vms_spawn under a guard shell that is our
  * child (stopped by the pid we started, and reaped) and that ends qemu-nbd
  * when a pipe from us closes, also when we are killed; its socket, pid
  * file and stderr log live in a private 0700 session directory
@@ -14,7 +14,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +28,7 @@
 #include "fs-util.h"
 #include "log.h"
 #include "session-dir.h"
+#include "subprocess.h"
 #include "vmshadow/datapath.h"
 #include "vmshadow/error.h"
 
@@ -36,14 +36,6 @@
 
 /* The session directories of the servers, in $TMPDIR or /tmp. */
 #define NBD_SERVER_DIR_PREFIX "vmshadow-nbd-"
-
-extern char **environ;
-
-#if defined (__GLIBC__) && defined (__GLIBC_PREREQ)
-#if __GLIBC_PREREQ (2, 34)
-#define HAVE_ADDCLOSEFROM_NP 1
-#endif
-#endif
 
 /* How long qemu-nbd may take to start serving, and to stop. */
 #define NBD_SERVER_START_MS 30000
@@ -221,48 +213,23 @@ static const char nbd_server_guard[] =
 static pid_t
 nbd_server_spawn (struct nbd_server *s, const char *const *argv)
 {
-  posix_spawn_file_actions_t fa;
-  posix_spawnattr_t attr;
-  sigset_t none, all;
   char log_path[4096];
-  pid_t pid = -1;
-  int r;
-
-  snprintf (log_path, sizeof log_path, "%s/log", s->dir);
-  posix_spawn_file_actions_init (&fa);
-  posix_spawnattr_init (&attr);
-  sigemptyset (&none);
-  sigfillset (&all);
+  pid_t pid;
   int guard[2];
 
+  snprintf (log_path, sizeof log_path, "%s/log", s->dir);
   if (pipe2 (guard, O_CLOEXEC) == -1) {
     vms_set_error (errno, "cannot make a pipe: %s", strerror (errno));
     return -1;
   }
-  r = posix_spawn_file_actions_adddup2 (&fa, guard[0], 0);
-  if (r == 0) r = posix_spawn_file_actions_addopen (&fa, 1, "/dev/null", O_WRONLY, 0);
-  if (r == 0) r = posix_spawn_file_actions_addopen (&fa, 2, log_path,
-                                                    O_WRONLY | O_CREAT | O_TRUNC,
-                                                    0600);
-#ifdef HAVE_ADDCLOSEFROM_NP
-  if (r == 0) r = posix_spawn_file_actions_addclosefrom_np (&fa, 3);
-#endif
-  if (r == 0) r = posix_spawnattr_setpgroup (&attr, 0);
-  if (r == 0) r = posix_spawnattr_setsigmask (&attr, &none);
-  if (r == 0) r = posix_spawnattr_setsigdefault (&attr, &all);
-  if (r == 0)
-    r = posix_spawnattr_setflags (&attr, POSIX_SPAWN_SETPGROUP |
-                                  POSIX_SPAWN_SETSIGMASK |
-                                  POSIX_SPAWN_SETSIGDEF);
-  if (r == 0)
-    r = posix_spawn (&pid, "/bin/sh", &fa, &attr, (char *const *) argv, environ);
-  if (r != 0) {
-    pid = -1;
-    vms_set_error (r, "cannot run qemu-nbd to serve %s: %s", s->image,
-                   strerror (r));
-  }
-  posix_spawn_file_actions_destroy (&fa);
-  posix_spawnattr_destroy (&attr);
+  struct vms_spawn_options o = {
+    .argv = argv, .stdin_fd = guard[0], .stdout_fd = -1,
+    .stderr_path = log_path,
+  };
+  pid = vms_spawn (&o);
+  if (pid == -1)
+    vms_set_error (vms_get_errno (), "cannot run qemu-nbd to serve %s: %s",
+                   s->image, vms_get_error ());
   close (guard[0]);
   if (pid == -1)
     close (guard[1]);
@@ -339,7 +306,7 @@ nbd_server_start (struct nbd_server *s, const char *image, const char *format,
   }
   snprintf (shared_opt, sizeof shared_opt, "--shared=%u", shared ? shared : 1);
 
-  argv[n++] = "sh";
+  argv[n++] = "/bin/sh";
   argv[n++] = "-c";
   argv[n++] = nbd_server_guard;
   argv[n++] = "vmshadow-nbd-guard";

@@ -160,35 +160,39 @@ subprocess_set_nonblock (int fd)
   return 0;
 }
 
-/* Start the child. Returns its pid, or -1 with the error set. The pipe
- * ends for the child are closed here in every case. */
-static pid_t
-subprocess_spawn (const struct vms_subprocess_options *opts,
-                  int child_in, int child_out, int child_err)
+pid_t
+vms_spawn (const struct vms_spawn_options *opts)
 {
   posix_spawn_file_actions_t fa;
   posix_spawnattr_t attr;
   sigset_t none, all;
   pid_t pid = -1;
   int r;
-  CLEANUP_FREE char **env = subprocess_make_env (opts->env);
   const char *prog = opts->argv[0];
+  char *const *envp = opts->envp ? opts->envp : environ;
 
-  if (env == NULL)
-    return -1;
   posix_spawn_file_actions_init (&fa);
   posix_spawnattr_init (&attr);
   sigemptyset (&none);
   sigfillset (&all);
 
-  r = child_in >= 0
-    ? posix_spawn_file_actions_adddup2 (&fa, child_in, 0)
+  r = opts->stdin_fd >= 0
+    ? posix_spawn_file_actions_adddup2 (&fa, opts->stdin_fd, 0)
     : posix_spawn_file_actions_addopen (&fa, 0, "/dev/null", O_RDONLY, 0);
-  if (r == 0) r = posix_spawn_file_actions_adddup2 (&fa, child_out, 1);
-  if (r == 0) r = posix_spawn_file_actions_adddup2 (&fa, child_err, 2);
+  if (r == 0)
+    r = opts->stdout_fd >= 0
+      ? posix_spawn_file_actions_adddup2 (&fa, opts->stdout_fd, 1)
+      : posix_spawn_file_actions_addopen (&fa, 1, "/dev/null", O_WRONLY, 0);
+  if (r == 0)
+    r = opts->stderr_path
+      ? posix_spawn_file_actions_addopen (&fa, 2, opts->stderr_path,
+                                          O_WRONLY | O_CREAT | O_TRUNC, 0600)
+      : opts->stderr_fd >= 0
+      ? posix_spawn_file_actions_adddup2 (&fa, opts->stderr_fd, 2)
+      : posix_spawn_file_actions_addopen (&fa, 2, "/dev/null", O_WRONLY, 0);
 #ifdef HAVE_ADDCLOSEFROM_NP
-  /* Our pipes are O_CLOEXEC, but descriptors other threads or libraries
-   * opened without it must not leak into the child either. */
+  /* Our own descriptors are O_CLOEXEC, but those other threads or
+   * libraries opened without it must not leak into the child either. */
   if (r == 0) r = posix_spawn_file_actions_addclosefrom_np (&fa, 3);
 #endif
   if (r == 0 && opts->cwd) {
@@ -198,14 +202,15 @@ subprocess_spawn (const struct vms_subprocess_options *opts,
     r = ENOSYS;
 #endif
   }
-  if (r == 0) r = posix_spawnattr_setpgroup (&attr, 0);
+  if (r == 0 && !opts->new_session) r = posix_spawnattr_setpgroup (&attr, 0);
   if (r == 0) r = posix_spawnattr_setsigmask (&attr, &none);
   /* Dispositions set to SIG_IGN (SIGPIPE, often) would survive exec. */
   if (r == 0) r = posix_spawnattr_setsigdefault (&attr, &all);
   if (r == 0)
-    r = posix_spawnattr_setflags (&attr, POSIX_SPAWN_SETPGROUP |
-                                  POSIX_SPAWN_SETSIGMASK |
-                                  POSIX_SPAWN_SETSIGDEF);
+    r = posix_spawnattr_setflags (&attr, POSIX_SPAWN_SETSIGMASK |
+                                  POSIX_SPAWN_SETSIGDEF |
+                                  (opts->new_session ? POSIX_SPAWN_SETSID
+                                   : POSIX_SPAWN_SETPGROUP));
   if (r != 0) {
     vms_set_error (r, "cannot prepare to run %s: %s", prog, strerror (r));
     goto out;
@@ -218,11 +223,9 @@ subprocess_spawn (const struct vms_subprocess_options *opts,
     goto out;
   }
   if (strchr (prog, '/') != NULL)
-    r = posix_spawn (&pid, prog, &fa, &attr,
-                     (char *const *) opts->argv, env);
+    r = posix_spawn (&pid, prog, &fa, &attr, (char *const *) opts->argv, envp);
   else
-    r = posix_spawnp (&pid, prog, &fa, &attr,
-                      (char *const *) opts->argv, env);
+    r = posix_spawnp (&pid, prog, &fa, &attr, (char *const *) opts->argv, envp);
   if (r != 0) {
     pid = -1;
     vms_set_error (r, "cannot run %s: %s", prog, strerror (r));
@@ -232,6 +235,23 @@ subprocess_spawn (const struct vms_subprocess_options *opts,
   posix_spawn_file_actions_destroy (&fa);
   posix_spawnattr_destroy (&attr);
   return pid;
+}
+
+/* Start the child of vms_subprocess_run. The pipe ends for the child are
+ * closed by the caller. */
+static pid_t
+subprocess_spawn (const struct vms_subprocess_options *opts,
+                  int child_in, int child_out, int child_err)
+{
+  CLEANUP_FREE char **env = subprocess_make_env (opts->env);
+
+  if (env == NULL)
+    return -1;
+  struct vms_spawn_options so = {
+    .argv = opts->argv, .envp = env, .cwd = opts->cwd,
+    .stdin_fd = child_in, .stdout_fd = child_out, .stderr_fd = child_err,
+  };
+  return vms_spawn (&so);
 }
 
 static int

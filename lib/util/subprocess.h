@@ -2,13 +2,12 @@
  * stdin, capture its stdout (capped) and the tail of its stderr (capped,
  * for messages), and bound it by a time-out after which its whole process
  * group is killed (SIGTERM, then SIGKILL after a grace period). Used by
- * the exec writer, and later for qemu-img, qemu-nbd and the like.
+ * the exec writer and for qemu-img. Children that outlive the call (qemu-nbd,
+ * the VM writer's guard) are started with vms_spawn.
  *
  * Safe to call from several threads at once: the child is started with
- * posix_spawn in a process group of its own, with every file descriptor
- * but 0, 1 and 2 closed, default signal dispositions and an empty signal
- * mask. Writing to a child that does not read its stdin never raises
- * SIGPIPE in the caller (the signal is blocked on the calling thread while
+ * vms_spawn in a process group of its own. Writing to a child that does
+ * not read its stdin never raises SIGPIPE in the caller (the signal is blocked on the calling thread while
  * writing and any pending instance is consumed); process-wide signal
  * dispositions are never changed. SIGCHLD must not be set to SIG_IGN by
  * the program (the child could not be waited for).
@@ -18,6 +17,35 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
+
+/* How vms_spawn starts a child: the one place where vmshadow sets up
+ * posix_spawn. Every child gets every descriptor but 0, 1 and 2 closed,
+ * default signal dispositions, an empty signal mask, and a process group
+ * (or a session) of its own. */
+struct vms_spawn_options {
+  /* The program and its arguments, NULL-terminated. argv[0] containing a
+   * '/' is run as is, otherwise looked up in PATH. Required. */
+  const char *const *argv;
+  /* The whole environment, or NULL for ours. */
+  char *const *envp;
+  /* Working directory of the child, or NULL to inherit ours. */
+  const char *cwd;
+  /* Descriptors of ours that become the child's 0, 1 and 2 (a zeroed
+   * struct passes ours on); -1 for /dev/null. */
+  int stdin_fd, stdout_fd, stderr_fd;
+  /* If set, the child's stderr is this file instead (created or
+   * truncated, mode 0600). */
+  const char *stderr_path;
+  /* 1: a session of its own (setsid; it keeps running when our terminal
+   * or process group is signalled); 0: a process group of its own, with
+   * the child as leader, so that kill (-pid) reaches its descendants. */
+  int new_session;
+};
+
+/* Start a child. Returns its pid (the caller reaps it), or -1 with the
+ * error set ("cannot run PROGRAM: REASON"). */
+extern pid_t vms_spawn (const struct vms_spawn_options *opts);
 
 struct vms_subprocess_options {
   /* The program and its arguments, NULL-terminated. argv[0] containing no

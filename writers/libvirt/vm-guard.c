@@ -7,7 +7,7 @@
  * and tells it through a pipe, before each step, what it is about to do:
  * "freeze", "pause", "job <socket> <checkpoint>", "file <path>"; and after,
  * "thaw", "resume", "disarm". Only vmshadow holds the pipe's write end
- * (O_CLOEXEC; children started with posix_spawn close every other
+ * (O_CLOEXEC; children started with vms_spawn close every other
  * descriptor), so when vmshadow dies — even of SIGKILL — the guard reads
  * end of file and, through its own libvirt connection, undoes what is
  * still armed within seconds. Telling before acting means a step cut short
@@ -25,7 +25,6 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,6 +37,7 @@
 
 #include "cleanup.h"
 #include "log.h"
+#include "subprocess.h"
 #include "vm-internal.h"
 
 #ifndef VMS_GUARD_PATH
@@ -45,8 +45,6 @@
 #endif
 #define GUARD_READY_WAIT_MS 10000
 #define GUARD_EXIT_WAIT_MS 2000
-
-extern char **environ;
 
 struct vm_guard {
   pthread_mutex_t lock;         /* one message at a time */
@@ -145,13 +143,9 @@ static struct vm_guard *
 guard_start (struct vm_writer *w)
 {
   CLEANUP_FREE char *prog = guard_program ();
-  posix_spawn_file_actions_t fa;
-  posix_spawnattr_t attr;
-  sigset_t none, all;
   int msg[2] = { -1, -1 }, st[2] = { -1, -1 };
   struct vm_guard *g;
   pid_t pid;
-  int r;
   char buf[16];
   size_t got = 0;
   int64_t deadline;
@@ -165,27 +159,16 @@ guard_start (struct vm_writer *w)
                    strerror (errno));
     goto fail;
   }
-  char *const argv[] = { prog, w->uri, NULL };
-  sigemptyset (&none);
-  sigfillset (&all);
-  posix_spawn_file_actions_init (&fa);
-  posix_spawnattr_init (&attr);
-  r = posix_spawn_file_actions_adddup2 (&fa, msg[0], 0);
-  if (r == 0) r = posix_spawn_file_actions_adddup2 (&fa, st[1], 1);
-  if (r == 0) r = posix_spawn_file_actions_addclosefrom_np (&fa, 3);
-  if (r == 0) r = posix_spawnattr_setsigmask (&attr, &none);
-  if (r == 0) r = posix_spawnattr_setsigdefault (&attr, &all);
-  if (r == 0)
-    r = posix_spawnattr_setflags (&attr, POSIX_SPAWN_SETSID |
-                                  POSIX_SPAWN_SETSIGMASK |
-                                  POSIX_SPAWN_SETSIGDEF);
-  if (r == 0)
-    r = posix_spawn (&pid, prog, &fa, &attr, argv, environ);
-  posix_spawn_file_actions_destroy (&fa);
-  posix_spawnattr_destroy (&attr);
-  if (r != 0) {
-    vms_set_error (r, "cannot start the guard %s: %s (set VMSHADOW_GUARD to "
-                   "the vmshadow-guard executable)", prog, strerror (r));
+  const char *const argv[] = { prog, w->uri, NULL };
+  struct vms_spawn_options o = {
+    .argv = argv, .stdin_fd = msg[0], .stdout_fd = st[1], .stderr_fd = 2,
+    .new_session = 1,
+  };
+  pid = vms_spawn (&o);
+  if (pid == -1) {
+    vms_set_error (vms_get_errno (), "cannot start the guard: %s (set "
+                   "VMSHADOW_GUARD to the vmshadow-guard executable)",
+                   vms_get_error ());
     goto fail;
   }
   close (msg[0]); msg[0] = -1;
