@@ -18,6 +18,7 @@
 #include <json-c/json.h>
 
 #include "cleanup.h"
+#include "fs-util.h"
 #include "document-internal.h"
 #include "text.h"
 #include "vector.h"
@@ -660,57 +661,10 @@ int
 vms_document_save (const vms_document *doc, const char *path)
 {
   CLEANUP_FREE char *text = vms_document_format (doc);
-  CLEANUP_FREE char *tmp = NULL;
-  CLEANUP_FREE char *dir = NULL;
-  CLEANUP_CLOSE int fd = -1;
-  CLEANUP_CLOSE int dfd = -1;
 
   if (text == NULL)
     return -1;
-  if (asprintf (&tmp, "%s.tmp.%d", path, (int) getpid ()) == -1 ||
-      (dir = strdup (path)) == NULL) {
-    vms_set_error (ENOMEM, "out of memory");
-    return -1;
-  }
-  char *slash = strrchr (dir, '/');
-  if (slash == dir) slash[1] = '\0';
-  else if (slash) *slash = '\0';
-  else strcpy (dir, ".");
-
-  fd = open (tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd == -1) {
-    vms_set_error (errno, "cannot create %s: %s", tmp, strerror (errno));
-    return -1;
-  }
-  size_t len = strlen (text), off = 0;
-  while (off < len) {
-    ssize_t w = write (fd, text + off, len - off);
-    if (w == -1) {
-      if (errno == EINTR) continue;
-      vms_set_error (errno, "cannot write %s: %s", tmp, strerror (errno));
-      unlink (tmp);
-      return -1;
-    }
-    off += (size_t) w;
-  }
-  if (fsync (fd) == -1 || close (fd) == -1) {
-    fd = -1;
-    vms_set_error (errno, "cannot write %s: %s", tmp, strerror (errno));
-    unlink (tmp);
-    return -1;
-  }
-  fd = -1;
-  if (rename (tmp, path) == -1) {
-    vms_set_error (errno, "cannot rename %s to %s: %s", tmp, path, strerror (errno));
-    unlink (tmp);
-    return -1;
-  }
-  dfd = open (dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd == -1 || fsync (dfd) == -1) {
-    vms_set_error (errno, "cannot sync directory %s: %s", dir, strerror (errno));
-    return -1;
-  }
-  return 0;
+  return vms_write_file_atomic (AT_FDCWD, path, text, strlen (text), 0600);
 }
 
 vms_document *

@@ -26,6 +26,7 @@
 #include <libnbd.h>
 
 #include "cleanup.h"
+#include "first-error.h"
 #include "log.h"
 #include "vector.h"
 #include "vmshadow/datapath.h"
@@ -87,9 +88,7 @@ struct copy_pipeline {
   size_t *free_slots, nr_free;  /* stack */
   size_t *ready, ready_head, nr_ready;  /* ring of filled slots */
   int end_of_input;
-  int failed;
-  int error_errno;
-  char error_msg[2048];
+  struct vms_first_error error;
 
   pthread_t *threads;
   size_t nr_threads;
@@ -113,13 +112,9 @@ copy_fail (struct copy_pipeline *p, int errnum, const char *fmt, ...)
   va_list ap;
 
   pthread_mutex_lock (&p->lock);
-  if (!p->failed) {
-    p->failed = 1;
-    p->error_errno = errnum;
-    va_start (ap, fmt);
-    vsnprintf (p->error_msg, sizeof p->error_msg, fmt, ap);
-    va_end (ap);
-  }
+  va_start (ap, fmt);
+  vms_first_error_record (&p->error, errnum, fmt, ap);
+  va_end (ap);
   pthread_cond_broadcast (&p->cond);
   pthread_mutex_unlock (&p->lock);
 }
@@ -129,7 +124,7 @@ copy_failed (struct copy_pipeline *p)
 {
   int f;
   pthread_mutex_lock (&p->lock);
-  f = p->failed;
+  f = p->error.failed;
   pthread_mutex_unlock (&p->lock);
   return f;
 }
@@ -188,9 +183,9 @@ copy_worker (void *arg)
     uint64_t stored = 0;
     int r;
 
-    while (!p->failed && p->nr_ready == 0 && !p->end_of_input)
+    while (!p->error.failed && p->nr_ready == 0 && !p->end_of_input)
       pthread_cond_wait (&p->cond, &p->lock);
-    if (p->failed || p->nr_ready == 0)
+    if (p->error.failed || p->nr_ready == 0)
       break;
     s = &p->slots[p->ready[p->ready_head]];
     p->ready_head = (p->ready_head + 1) % p->nr_slots;
@@ -250,7 +245,7 @@ copy_take_slot (struct copy_pipeline *p, int wait)
 
   for (;;) {
     pthread_mutex_lock (&p->lock);
-    if (!p->failed && p->nr_free == 0 && wait) {
+    if (!p->error.failed && p->nr_free == 0 && wait) {
       struct timespec ts;
       clock_gettime (CLOCK_REALTIME, &ts);
       ts.tv_nsec += COPY_PROGRESS_MS * 1000000L;
@@ -260,7 +255,7 @@ copy_take_slot (struct copy_pipeline *p, int wait)
       }
       pthread_cond_timedwait (&p->cond, &p->lock, &ts);
     }
-    if (!p->failed && p->nr_free > 0)
+    if (!p->error.failed && p->nr_free > 0)
       s = &p->slots[p->free_slots[--p->nr_free]];
     pthread_mutex_unlock (&p->lock);
     if (s || !wait || copy_failed (p))
@@ -331,10 +326,7 @@ copy_pipeline_finish (struct copy_pipeline *p)
   pthread_mutex_unlock (&p->lock);
   for (size_t i = 0; i < p->nr_threads; i++)
     pthread_join (p->threads[i], NULL);
-  if (p->failed) {
-    vms_set_error (p->error_errno, "%s", p->error_msg);
-    r = -1;
-  }
+  r = vms_first_error_raise (&p->error);
   if (p->slots)
     for (size_t i = 0; i < p->nr_slots; i++)
       free (p->slots[i].buf);
@@ -828,7 +820,7 @@ copy_from_file (struct copy_pipeline *p, const char *path, int fd)
 static int
 copy_open_nbd (const struct vms_source *src, struct nbd_handle **hp, uint64_t *size)
 {
-  struct nbd_handle *h = nbd_create ();
+  CLEANUP (nbd_close) struct nbd_handle *h = nbd_create ();
   int64_t sz;
 
   *hp = NULL;
@@ -843,24 +835,22 @@ copy_open_nbd (const struct vms_source *src, struct nbd_handle **hp, uint64_t *s
       || nbd_connect_uri (h, src->nbd_uri) == -1) {
     vms_set_error (nbd_get_errno (), "cannot connect to %s: %s", src->nbd_uri,
                    nbd_get_error ());
-    nbd_close (h);
     return -1;
   }
   if (src->dirty_context && nbd_can_meta_context (h, src->dirty_context) != 1) {
     vms_set_error (ENOENT, "%s does not offer the dirty bitmap context \"%s\"; "
                    "the bitmap is missing: read this disk in full",
                    src->nbd_uri, src->dirty_context);
-    nbd_close (h);
     return -1;
   }
   sz = nbd_get_size (h);
   if (sz < 0) {
     vms_set_error (nbd_get_errno (), "cannot get the size of %s: %s",
                    src->nbd_uri, nbd_get_error ());
-    nbd_close (h);
     return -1;
   }
   *hp = h;
+  h = NULL;
   *size = (uint64_t) sz;
   return 0;
 }
@@ -871,10 +861,10 @@ vms_copy_to_repo (vms_repo *repo, const struct vms_source *src,
                   void *opaque)
 {
   struct copy_pipeline p;
-  struct nbd_handle *h = NULL;
+  CLEANUP (nbd_close) struct nbd_handle *h = NULL;
   CLEANUP_CLOSE int fd = -1;
   uint64_t size = 0;
-  vms_index *idx;
+  CLEANUP (vms_index_free) vms_index *idx = NULL;
   int64_t t0 = vms_now_ms ();
   unsigned workers, inflight;
   int r;
@@ -917,10 +907,8 @@ vms_copy_to_repo (vms_repo *repo, const struct vms_source *src,
     return NULL;
 
   idx = vms_index_new (size);
-  if (idx == NULL) {
-    nbd_close (h);
+  if (idx == NULL)
     return NULL;
-  }
   workers = datapath_workers (1);
   inflight = h ? datapath_env_uint ("VMSHADOW_NBD_INFLIGHT",
                                     COPY_INFLIGHT_BYTES / VMS_CHUNK_SIZE < 4 ? 4
@@ -930,8 +918,6 @@ vms_copy_to_repo (vms_repo *repo, const struct vms_source *src,
                           workers, inflight) == -1) {
     copy_fail (&p, vms_get_errno (), "%s", vms_get_error ());
     copy_pipeline_finish (&p);
-    vms_index_free (idx);
-    nbd_close (h);
     return NULL;
   }
   p.stats.size = size;
@@ -947,13 +933,12 @@ vms_copy_to_repo (vms_repo *repo, const struct vms_source *src,
     if (r == 0)
       nbd_shutdown (h, 0);
     nbd_close (h);
+    h = NULL;
   }
   if (copy_pipeline_finish (&p) == -1)
     r = -1;
-  if (r == -1) {
-    vms_index_free (idx);
+  if (r == -1)
     return NULL;
-  }
   p.stats.elapsed_ms = vms_now_ms () - t0;
   assert (p.done == size);
   if (progress)
@@ -966,5 +951,7 @@ vms_copy_to_repo (vms_repo *repo, const struct vms_source *src,
              src->path ? src->path : src->nbd_uri, size, p.stats.bytes_read,
              p.stats.bytes_stored, p.stats.chunks_new, p.stats.chunks_reused,
              p.stats.chunks_zero, p.stats.elapsed_ms);
-  return idx;
+  vms_index *ret = idx;
+  idx = NULL;
+  return ret;
 }

@@ -7,6 +7,15 @@
 #include <stddef.h>
 #include <sys/types.h>
 
+#include <libnbd.h>
+
+#include "cleanup.h"
+#include "vmshadow/repo.h"
+
+/* Scoped cleanup of the handles the data path holds. */
+DEFINE_CLEANUP (struct nbd_handle, nbd_close);
+DEFINE_CLEANUP (vms_index, vms_index_free);
+
 /* One qemu-nbd process that we started, serving one image on a Unix
  * socket in a private 0700 directory. It runs under a small guard shell
  * that reads a pipe from us: when the pipe closes — we stop the server, or

@@ -30,6 +30,7 @@
 #include <libnbd.h>
 
 #include "cleanup.h"
+#include "first-error.h"
 #include "fs-util.h"
 #include "log.h"
 #include "session-dir.h"
@@ -57,9 +58,7 @@ struct extract_job {
   uint64_t next_chunk;
   uint64_t done;                /* bytes dealt with */
   unsigned running;
-  int failed;
-  int error_errno;
-  char error_msg[2048];
+  struct vms_first_error error;
 };
 
 static void __attribute__ ((format (printf, 3, 4)))
@@ -68,13 +67,9 @@ extract_fail (struct extract_job *j, int errnum, const char *fmt, ...)
   va_list ap;
 
   pthread_mutex_lock (&j->lock);
-  if (!j->failed) {
-    j->failed = 1;
-    j->error_errno = errnum;
-    va_start (ap, fmt);
-    vsnprintf (j->error_msg, sizeof j->error_msg, fmt, ap);
-    va_end (ap);
-  }
+  va_start (ap, fmt);
+  vms_first_error_record (&j->error, errnum, fmt, ap);
+  va_end (ap);
   pthread_cond_broadcast (&j->cond);
   pthread_mutex_unlock (&j->lock);
 }
@@ -148,8 +143,8 @@ static void *
 extract_worker (void *arg)
 {
   struct extract_job *j = arg;
-  struct nbd_handle *h = NULL;
-  char *buf = NULL;
+  CLEANUP (nbd_close) struct nbd_handle *h = NULL;
+  CLEANUP_FREE char *buf = NULL;
   uint64_t nr_chunks = vms_index_chunk_count (j->idx);
 
   if (posix_memalign ((void **) &buf, 4096, VMS_CHUNK_SIZE) != 0) {
@@ -171,7 +166,7 @@ extract_worker (void *arg)
     size_t len;
 
     pthread_mutex_lock (&j->lock);
-    if (j->failed || j->next_chunk >= nr_chunks) {
+    if (j->error.failed || j->next_chunk >= nr_chunks) {
       pthread_mutex_unlock (&j->lock);
       break;
     }
@@ -203,14 +198,12 @@ extract_worker (void *arg)
     pthread_mutex_unlock (&j->lock);
   }
 
-  if (h && !j->failed) {
+  if (h && !j->error.failed) {
     if (nbd_flush (h, 0) == -1 || nbd_shutdown (h, 0) == -1)
       extract_fail (j, nbd_get_errno (), "writing %s: flush failed: %s",
                     j->to_path, nbd_get_error ());
   }
  out:
-  nbd_close (h);
-  free (buf);
   pthread_mutex_lock (&j->lock);
   j->running--;
   pthread_cond_broadcast (&j->cond);
@@ -271,10 +264,8 @@ extract_run (struct extract_job *j, unsigned workers,
     pthread_join (threads[i], NULL);
   pthread_cond_destroy (&j->cond);
   pthread_mutex_destroy (&j->lock);
-  if (j->failed) {
-    vms_set_error (j->error_errno, "%s", j->error_msg);
+  if (vms_first_error_raise (&j->error) == -1)
     return -1;
-  }
   if (progress)
     progress (opaque, size, size);
   return 0;
@@ -328,22 +319,6 @@ extract_qemu_img_create (const char *path, uint64_t size)
   }
   vms_subprocess_result_reset (&res);
   return r;
-}
-
-/* renameat(2) that fails with EEXIST instead of replacing; link+unlink
- * where the file system has no RENAME_NOREPLACE. */
-static int
-extract_rename_noreplace (int fromfd, const char *from, int tofd,
-                          const char *to)
-{
-  if (renameat2 (fromfd, from, tofd, to, RENAME_NOREPLACE) == 0)
-    return 0;
-  if (errno != EINVAL && errno != ENOSYS)
-    return -1;
-  if (linkat (fromfd, from, tofd, to, 0) == -1)
-    return -1;
-  unlinkat (fromfd, from, 0);
-  return 0;
 }
 
 int
@@ -450,7 +425,7 @@ vms_extract (vms_repo *repo, const vms_index *idx, const char *to_path,
     goto out;
   }
   if (overwrite ? renameat (private_fd, EXTRACT_IMAGE, dirfd, base)
-      : extract_rename_noreplace (private_fd, EXTRACT_IMAGE, dirfd, base)) {
+      : vms_rename_noreplace (private_fd, EXTRACT_IMAGE, dirfd, base)) {
     vms_set_error (errno, "cannot extract to %s: renaming it into place: %s",
                    to_path, strerror (errno));
     goto out;

@@ -644,7 +644,7 @@ vms_repo_chunk_put (vms_repo *repo, const void *data, size_t len,
     goto error;
   if (fchmod (fd, 0600) == -1)
     goto error_close;
-  if (repo_write_all (fd, file, file_size) == -1)
+  if (vms_write_all (fd, file, file_size) == -1)
     goto error_close;
   if (close (fd) == -1) {
     fd = -1;

@@ -228,28 +228,23 @@ mark (vms_repo *repo, struct digest_set *live)
   if (repo_list_backups (repo, &b, &nr) == -1)
     return -1;
   for (size_t i = 0; i < nr; i++) {
-    vms_manifest *m = manifest_load (repo, b[i].id);
+    CLEANUP (vms_manifest_free) vms_manifest *m = manifest_load (repo, b[i].id);
     if (m == NULL)
       goto unreadable;
     for (size_t f = 0; f < vms_manifest_file_count (m); f++) {
-      vms_index *idx = vms_manifest_load_index (repo, m, f);
-      if (idx == NULL) {
-        vms_manifest_free (m);
+      CLEANUP (vms_index_free) vms_index *idx =
+        vms_manifest_load_index (repo, m, f);
+      if (idx == NULL)
         goto unreadable;
-      }
       for (uint64_t c = 0; c < vms_index_chunk_count (idx); c++) {
         const struct vms_digest *d = vms_index_get (idx, c);
         int added;
         if (!vms_digest_is_zero (d) && digest_set_add (live, d, &added) == NULL) {
-          vms_index_free (idx);
-          vms_manifest_free (m);
           repo_backups_free (b, nr);
           return -1;
         }
       }
-      vms_index_free (idx);
     }
-    vms_manifest_free (m);
   }
   repo_backups_free (b, nr);
   return 0;

@@ -60,30 +60,12 @@ repo_mkdirat (int dirfd, const char *name)
 }
 
 int
-repo_write_all (int fd, const void *buf, size_t len)
-{
-  const char *p = buf;
-
-  while (len > 0) {
-    ssize_t w = write (fd, p, len);
-    if (w == -1) {
-      if (errno == EINTR)
-        continue;
-      return -1;
-    }
-    p += w;
-    len -= (size_t) w;
-  }
-  return 0;
-}
-
-int
 repo_write_new_file (int dirfd, const char *name, const void *buf, size_t len)
 {
   int fd = vms_open_beneath (dirfd, name, O_WRONLY | O_CREAT | O_EXCL, 0600);
   if (fd == -1)
     return -1;
-  if (fchmod (fd, 0600) == -1 || repo_write_all (fd, buf, len) == -1 ||
+  if (fchmod (fd, 0600) == -1 || vms_write_all (fd, buf, len) == -1 ||
       fsync (fd) == -1) {
     int e = errno;
     close (fd);

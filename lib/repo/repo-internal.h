@@ -12,7 +12,12 @@
 
 #include <json-c/json.h>
 
+#include "cleanup.h"
 #include "vmshadow/repo.h"
+
+/* Scoped cleanup of the repository's handles. */
+DEFINE_CLEANUP (vms_index, vms_index_free);
+DEFINE_CLEANUP (vms_manifest, vms_manifest_free);
 
 #define REPO_CONFIG_FORMAT "vmshadow-repository"
 #define MANIFEST_FORMAT "vmshadow-backup-manifest"
@@ -93,7 +98,6 @@ extern int repo_mkdirat (int dirfd, const char *name);
 /* Create name (must not exist) with exactly 0600, write buf, fsync, close. */
 extern int repo_write_new_file (int dirfd, const char *name,
                                 const void *buf, size_t len);
-extern int repo_write_all (int fd, const void *buf, size_t len);
 /* Read a whole regular file (through vms_open_beneath: name may have
  * directories, none a link, and a FIFO is refused) of at most max
  * bytes into a new buffer (NUL-terminated for convenience). errno EFBIG

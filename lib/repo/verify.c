@@ -75,7 +75,7 @@ check_chunk (struct verify *v, const struct vms_digest *d, size_t len,
 static int
 verify_backup (struct verify *v, const char *id)
 {
-  vms_manifest *m = vms_manifest_open (v->repo, id);
+  CLEANUP (vms_manifest_free) vms_manifest *m = vms_manifest_open (v->repo, id);
 
   if (m == NULL) {
     problem (v, "%s", vms_get_error ());
@@ -89,7 +89,8 @@ verify_backup (struct verify *v, const char *id)
              "say what its files belong to and restore cannot use it (R5)", id);
   for (size_t i = 0; i < vms_manifest_file_count (m); i++) {
     const struct manifest_file *f = manifest_file_at (m, i);
-    vms_index *idx = vms_manifest_load_index (v->repo, m, i);
+    CLEANUP (vms_index_free) vms_index *idx =
+      vms_manifest_load_index (v->repo, m, i);
     if (idx == NULL) {
       problem (v, "%s", vms_get_error ());
       continue;
@@ -99,18 +100,13 @@ verify_backup (struct verify *v, const char *id)
       const char *why;
       if (vms_digest_is_zero (d))
         continue;
-      if (check_chunk (v, d, vms_index_chunk_len (idx, c), &why) == -1) {
-        vms_index_free (idx);
-        vms_manifest_free (m);
+      if (check_chunk (v, d, vms_index_chunk_len (idx, c), &why) == -1)
         return -1;
-      }
       if (why)
         problem (v, "backup %s, component %s, file %s, offset %" PRIu64 ": %s",
                  id, f->component, f->path, c * (uint64_t) VMS_CHUNK_SIZE, why);
     }
-    vms_index_free (idx);
   }
-  vms_manifest_free (m);
   return 0;
 }
 

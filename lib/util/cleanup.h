@@ -31,5 +31,19 @@ cleanup_fclose (FILE **fp)
 }
 #define CLEANUP_FCLOSE __attribute__ ((cleanup (cleanup_fclose)))
 
+/* Scoped cleanup for a handle type of ours or of a library we use, by its
+ * destructor (which must accept NULL):
+ *
+ *   DEFINE_CLEANUP (vms_index, vms_index_free);      (once, in a header)
+ *   CLEANUP (vms_index_free) vms_index *idx = NULL;   (in a function)
+ */
+#define DEFINE_CLEANUP(type, destructor)                                \
+  static inline void __attribute__ ((unused))                           \
+  cleanup_##destructor (type **p)                                       \
+  {                                                                     \
+    destructor (*p);                                                    \
+  }                                                                     \
+  struct cleanup_##destructor##_needs_a_semicolon
+#define CLEANUP(destructor) __attribute__ ((cleanup (cleanup_##destructor)))
 
 #endif /* VMS_CLEANUP_H */

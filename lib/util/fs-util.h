@@ -8,6 +8,7 @@
 #ifndef VMS_FS_UTIL_H
 #define VMS_FS_UTIL_H
 
+#include <stddef.h>
 #include <sys/types.h>
 
 /* mkdir -p: make path and any missing parents, each new one with mode.
@@ -43,5 +44,58 @@ extern int vms_mkdir_private_at (int dirfd, const char *name);
  * a symbolic link (a link is removed, not what it points to); every
  * directory is walked by fd. A missing name is success. -1 with errno. */
 extern int vms_rmtree_at (int dirfd, const char *name);
+/* write(2) all of buf, retrying on EINTR and short writes. Returns 0, or
+ * -1 with errno set (the thread's error is not touched). */
+extern int vms_write_all (int fd, const void *buf, size_t len);
+
+/* renameat(2) that fails with EEXIST instead of replacing an existing to;
+ * link and unlink where the file system has no RENAME_NOREPLACE. Returns
+ * 0, or -1 with errno set (no message). */
+extern int vms_rename_noreplace (int fromfd, const char *from, int tofd,
+                                 const char *to);
+
+/* A file written atomically: under a temporary name beside its final name
+ * (".NAME.vms-XXXXXX", created O_EXCL | O_NOFOLLOW, exactly the mode
+ * asked), then fsync'd, renamed over the final name and the directory
+ * fsync'd. Readers, and a
+ * crash, see the old file or the whole new one, never part of one; a
+ * symbolic link at the final name is replaced, never followed.
+ *
+ *   struct vms_atomic_file af;
+ *   if (vms_atomic_file_open (&af, dirfd, "config", 0600) == -1) ...
+ *   write to af.fd ...
+ *   if (vms_atomic_file_commit (&af, 0) == -1) ...   (or _discard) */
+struct vms_atomic_file {
+  int fd;                       /* the temporary file: write here */
+  char *tmp_path;               /* its name relative to the dirfd given
+                                   (or the working directory) */
+  int dirfd;                    /* the directory holding it (ours) */
+  char *tmp;                    /* its name in dirfd */
+  char *name;                   /* the final name in dirfd */
+  char *what;                   /* the final name as given, for messages */
+};
+
+/* Start writing the file name, relative to dirfd (AT_FDCWD: to the
+ * working directory; name may have directory parts). Returns 0, or -1 with
+ * the error set and nothing left behind. */
+extern int vms_atomic_file_open (struct vms_atomic_file *af, int dirfd,
+                                 const char *name, mode_t mode);
+
+/* Make the written file the one at its final name: fsync, rename (with
+ * noreplace: fail with EEXIST when the final name exists), fsync the
+ * directory (a warning if that fails: the file is in place). Always
+ * releases af. Returns 0, or -1 with the error set and the temporary file
+ * removed. */
+extern int vms_atomic_file_commit (struct vms_atomic_file *af, int noreplace);
+
+/* Give up: remove the temporary file and release af. Accepts an af that
+ * was committed, discarded or failed to open. */
+extern void vms_atomic_file_discard (struct vms_atomic_file *af);
+
+/* The whole of it for a buffer: name (relative to dirfd, as above) holds
+ * exactly buf afterwards. Returns 0, or -1 with the error set and the old
+ * file, if any, unchanged. */
+extern int vms_write_file_atomic (int dirfd, const char *name,
+                                  const void *buf, size_t len, mode_t mode);
 
 #endif /* VMS_FS_UTIL_H */

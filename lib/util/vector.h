@@ -87,4 +87,14 @@ string_vector_free_all (string_vector *v)
   string_vector_reset (v);
 }
 
+/* 1 if one of the strings equals s, else 0. */
+static inline int __attribute__ ((unused))
+string_vector_contains (const string_vector *v, const char *s)
+{
+  for (size_t i = 0; i < v->len; i++)
+    if (strcmp (v->ptr[i], s) == 0)
+      return 1;
+  return 0;
+}
+
 #endif /* VMS_VECTOR_H */

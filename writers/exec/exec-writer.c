@@ -90,15 +90,6 @@ exec_json_add_string_or_null (json_object *o, const char *key, const char *s)
   return 0;
 }
 
-static int
-exec_has_key (const string_vector *keys, const char *key)
-{
-  for (size_t i = 0; i < keys->len; i++)
-    if (strcmp (keys->ptr[i], key) == 0)
-      return 1;
-  return 0;
-}
-
 /* Add key's value in c (a string or an integer) to attrs, if it has one. */
 static int
 exec_add_attribute (json_object *attrs, const vms_component *c, const char *key)
@@ -138,14 +129,14 @@ exec_component_attributes (struct exec_writer *w, const vms_component *c,
         json_object_is_type (ma, json_type_object)) {
       json_object_object_foreach (ma, key, val) {
         (void) val;
-        if (!exec_has_key (&keys, key) &&
+        if (!string_vector_contains (&keys, key) &&
             string_vector_append (&keys, (char *) key) == -1)
           goto fail;
       }
     }
   }
   for (size_t i = 0; i < w->attr_keys.len; i++)
-    if (!exec_has_key (&keys, w->attr_keys.ptr[i]) &&
+    if (!string_vector_contains (&keys, w->attr_keys.ptr[i]) &&
         string_vector_append (&keys, w->attr_keys.ptr[i]) == -1)
       goto fail;
   for (size_t i = 0; i < keys.len; i++)
@@ -528,7 +519,7 @@ exec_apply_attributes (struct exec_writer *w, vms_call *call, enum vms_event ev,
       if (r == -1)
         return vms_call_fail (call, VMS_FAILURE_NON_RETRYABLE, "%s: %s", w->path,
                               vms_get_error () ? vms_get_error () : "cannot set an attribute");
-      if (!exec_has_key (&w->attr_keys, key)) {
+      if (!string_vector_contains (&w->attr_keys, key)) {
         char *k = strdup (key);
         if (k == NULL || string_vector_append (&w->attr_keys, k) == -1) {
           free (k);

@@ -81,15 +81,6 @@ job_fail (struct online_job *j, enum vms_failure kind, const char *fmt, ...)
 }
 
 static int
-contains (const string_vector *v, const char *s)
-{
-  for (size_t i = 0; i < v->len; i++)
-    if (strcmp (v->ptr[i], s) == 0)
-      return 1;
-  return 0;
-}
-
-static int
 add_full_disk (struct vm_entry *vm, const char *target, const char *fmt, ...)
   __attribute__ ((format (printf, 3, 4)));
 
@@ -233,7 +224,7 @@ plan_disks (struct online_job *j, unsigned sid)
                          d->format ? d->format : "raw") == -1)
         return -1;
     }
-    else if (!contains (&j->bitmaps, d->target)) {
+    else if (!string_vector_contains (&j->bitmaps, d->target)) {
       if (add_full_disk (vm, d->target, "the previous checkpoint %s has no "
                          "bitmap for this disk", vm->parent) == -1)
         return -1;

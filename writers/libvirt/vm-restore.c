@@ -100,15 +100,6 @@ sv_add (string_vector *v, const char *fmt, ...)
   return 0;
 }
 
-static int
-sv_has (const string_vector *v, const char *s)
-{
-  for (size_t i = 0; i < v->len; i++)
-    if (strcmp (v->ptr[i], s) == 0)
-      return 1;
-  return 0;
-}
-
 static const char *
 base_name (const char *path)
 {
@@ -780,9 +771,9 @@ domain_paths (virDomainPtr dom, unsigned flags, string_vector *out)
     return -1;
   for (size_t i = 0; i < cfg.nr_disks; i++)
     if (cfg.disks[i].source == VM_DISK_FILE && cfg.disks[i].path &&
-        !sv_has (out, cfg.disks[i].path))
+        !string_vector_contains (out, cfg.disks[i].path))
       sv_add (out, "%s", cfg.disks[i].path);
-  if (cfg.nvram && !sv_has (out, cfg.nvram))
+  if (cfg.nvram && !string_vector_contains (out, cfg.nvram))
     sv_add (out, "%s", cfg.nvram);
   vm_config_clear (&cfg);
   return 0;
@@ -843,7 +834,7 @@ pre_check (struct vm_writer *w, char **why)
     }
     for (size_t i = 0; i < r->nr_vms; i++)
       for (size_t j = 0; j < r->vms[i].nr_files; j++)
-        if (sv_has (&paths, r->vms[i].files[j].target))
+        if (string_vector_contains (&paths, r->vms[i].files[j].target))
           PROBLEM ("vm \"%s\" cannot be restored: %s would overwrite a file "
                    "of vm \"%s\"; restore elsewhere with --to DIR",
                    r->vms[i].name, r->vms[i].files[j].target,
@@ -868,19 +859,28 @@ pre_check (struct vm_writer *w, char **why)
 static int
 owned_save (struct rs_vm *vm)
 {
-  CLEANUP_FREE char *p = NULL, *tmp = NULL;
+  CLEANUP_FREE char *p = NULL;
+  struct vms_atomic_file af;
   CLEANUP_FCLOSE FILE *fp = NULL;
 
-  if (asprintf (&p, "%s/owned-paths", vm->dir) == -1 ||
-      asprintf (&tmp, "%s.tmp", p) == -1)
+  if (asprintf (&p, "%s/owned-paths", vm->dir) == -1) {
+    vms_set_error (ENOMEM, "out of memory");
     return -1;
-  if ((fp = fopen (tmp, "we")) == NULL)
+  }
+  if (vms_atomic_file_open (&af, AT_FDCWD, p, 0600) == -1)
     return -1;
+  if ((fp = fdopen (dup (af.fd), "w")) == NULL)
+    goto fail;
   for (size_t i = 0; i < vm->owned.len; i++)
     fprintf (fp, "%s\n", vm->owned.ptr[i]);
-  if (fflush (fp) != 0 || fsync (fileno (fp)) == -1 || rename (tmp, p) == -1)
-    return -1;
-  return 0;
+  if (fflush (fp) != 0)
+    goto fail;
+  return vms_atomic_file_commit (&af, 0);
+
+ fail:
+  vms_set_error (errno, "cannot write %s: %s", p, strerror (errno));
+  vms_atomic_file_discard (&af);
+  return -1;
 }
 
 static void
@@ -895,7 +895,7 @@ owned_load (struct rs_vm *vm)
     return;
   while (fgets (line, sizeof line, fp)) {
     line[strcspn (line, "\n")] = '\0';
-    if (line[0] == '/' && !sv_has (&vm->owned, line))
+    if (line[0] == '/' && !string_vector_contains (&vm->owned, line))
       sv_add (&vm->owned, "%s", line);
   }
 }
@@ -994,7 +994,7 @@ link_original (struct rs_vm *vm, const struct rs_file *f)
         return;
       }
     }
-    if (!sv_has (&vm->owned, f->path)) {
+    if (!string_vector_contains (&vm->owned, f->path)) {
       sv_add (&vm->notes, "no link at %s: a file is there that does not "
               "belong to this VM (left as it is)", f->path);
       return;

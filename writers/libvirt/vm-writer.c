@@ -45,8 +45,7 @@ int
 vm_copy_file (const char *src, const char *dst)
 {
   CLEANUP_CLOSE int in = open (src, O_RDONLY | O_CLOEXEC);
-  CLEANUP_CLOSE int out = -1;
-  CLEANUP_FREE char *tmp = NULL;
+  struct vms_atomic_file out;
   char buf[65536];
   ssize_t n;
 
@@ -54,79 +53,18 @@ vm_copy_file (const char *src, const char *dst)
     vms_set_error (errno, "cannot open %s: %s", src, strerror (errno));
     return -1;
   }
-  if (asprintf (&tmp, "%s.tmp", dst) == -1) {
-    tmp = NULL;
-    vms_set_error (ENOMEM, "out of memory");
+  if (vms_atomic_file_open (&out, AT_FDCWD, dst, 0600) == -1)
     return -1;
-  }
-  out = open (tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (out == -1) {
-    vms_set_error (errno, "cannot create %s: %s", tmp, strerror (errno));
-    return -1;
-  }
   while ((n = read (in, buf, sizeof buf)) != 0) {
-    if (n == -1) {
-      if (errno == EINTR)
-        continue;
-      vms_set_error (errno, "reading %s: %s", src, strerror (errno));
-      goto fail;
-    }
-    for (ssize_t off = 0; off < n; ) {
-      ssize_t w = write (out, buf + off, (size_t) (n - off));
-      if (w == -1) {
-        if (errno == EINTR)
-          continue;
-        vms_set_error (errno, "writing %s: %s", tmp, strerror (errno));
-        goto fail;
-      }
-      off += w;
-    }
-  }
-  if (fsync (out) == -1 || rename (tmp, dst) == -1) {
-    vms_set_error (errno, "saving %s: %s", dst, strerror (errno));
-    goto fail;
-  }
-  return 0;
- fail:
-  unlink (tmp);
-  return -1;
-}
-
-/* Write text to path crash-safely, mode 0600 (it may hold secrets). */
-static int
-write_file (const char *path, const char *text)
-{
-  CLEANUP_FREE char *tmp = NULL;
-  CLEANUP_CLOSE int fd = -1;
-  size_t len = strlen (text);
-
-  if (asprintf (&tmp, "%s.tmp", path) == -1) {
-    tmp = NULL;
-    vms_set_error (ENOMEM, "out of memory");
-    return -1;
-  }
-  fd = open (tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd == -1) {
-    vms_set_error (errno, "cannot create %s: %s", tmp, strerror (errno));
-    return -1;
-  }
-  for (size_t off = 0; off < len; ) {
-    ssize_t w = write (fd, text + off, len - off);
-    if (w == -1) {
-      if (errno == EINTR)
-        continue;
-      vms_set_error (errno, "writing %s: %s", tmp, strerror (errno));
-      unlink (tmp);
+    if (n == -1 && errno == EINTR)
+      continue;
+    if (n == -1 || vms_write_all (out.fd, buf, (size_t) n) == -1) {
+      vms_set_error (errno, "copying %s to %s: %s", src, dst, strerror (errno));
+      vms_atomic_file_discard (&out);
       return -1;
     }
-    off += (size_t) w;
   }
-  if (fsync (fd) == -1 || rename (tmp, path) == -1) {
-    vms_set_error (errno, "saving %s: %s", path, strerror (errno));
-    unlink (tmp);
-    return -1;
-  }
-  return 0;
+  return vms_atomic_file_commit (&out, 0);
 }
 
 static void
@@ -766,7 +704,8 @@ save_config (struct vm_entry *vm)
                    vm_virt_error ());
     return -1;
   }
-  if (write_file (vm->xml_path, inactive) == -1)
+  if (vms_write_file_atomic (AT_FDCWD, vm->xml_path, inactive,
+                             strlen (inactive), 0600) == -1)
     return -1;
   if (vm->live_xml_path) {
     live = virDomainGetXMLDesc (vm->dom, VIR_DOMAIN_XML_SECURE);
@@ -774,7 +713,8 @@ save_config (struct vm_entry *vm)
       vms_set_error (EIO, "cannot read its live XML: %s", vm_virt_error ());
       return -1;
     }
-    if (write_file (vm->live_xml_path, live) == -1)
+    if (vms_write_file_atomic (AT_FDCWD, vm->live_xml_path, live,
+                               strlen (live), 0600) == -1)
       return -1;
   }
   return 0;
