@@ -108,9 +108,7 @@ VMW_REPO=$LAB_WORK/repo-ss
 ss=()
 ss_rc=0
 vmw_backup --method saved-state "$vss" || ss_rc=$?
-if [ $ss_rc -ne 0 ] && grep -qi 'not implemented' "$VMW_SUMMARY" "${VMW_SUMMARY%.out}.err"; then
-    echo "saved-state  not implemented yet ($(vmw_backup_failure | head -c 200))"
-elif [ $ss_rc -ne 0 ]; then
+if [ $ss_rc -ne 0 ]; then
     echo "saved-state  FAILED: $(vmw_backup_failure | head -c 300)"
 else
     u=$(virsh domuuid "$vss")

@@ -157,12 +157,12 @@ copy_set_entry (struct copy_pipeline *p, uint64_t chunk,
   pthread_mutex_lock (&p->lock);
   r = vms_index_set (p->idx, chunk, d);
   if (r == 0) {
+    /* The reader decides only zero chunks and chunks of the parent. */
+    assert (reused || vms_digest_is_zero (d));
     if (vms_digest_is_zero (d))
       p->stats.chunks_zero++;
-    else if (reused)
-      p->stats.chunks_reused++;
     else
-      p->stats.chunks_zero++;
+      p->stats.chunks_reused++;
     p->done += vms_index_chunk_len (p->idx, chunk);
   }
   pthread_mutex_unlock (&p->lock);

@@ -111,8 +111,6 @@ extern int vm_online_thaw (struct vm_entry *vm);
  * PostSnapshot returns it to its previous state. Functions returning int
  * return 0, or -1 with *why (malloc'd) or the error set. */
 
-/* 1 once the method is implemented. */
-extern int saved_state_available (void);
 /* Identify: name the state file <dir>/memory.state as a component file. */
 extern int saved_state_identify (struct vm_writer *w, struct vm_entry *vm,
                                  vms_component *c);

@@ -100,12 +100,6 @@ xstrdup_printf (const char *fmt, ...)
 }
 
 int
-saved_state_available (void)
-{
-  return 1;
-}
-
-int
 saved_state_pending (struct vm_entry *vm)
 {
   struct saved_state *ss = vm->saved_state;

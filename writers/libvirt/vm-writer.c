@@ -315,11 +315,14 @@ find_tpm_files (const char *dir, string_vector *files, int depth)
       continue;
     if (asprintf (&p, "%s/%s", dir, e->d_name) == -1)
       break;
-    if (lstat (p, &st) == 0 && S_ISREG (st.st_mode) &&
-        string_vector_append (files, p) == 0)
-      continue;
-    if (S_ISDIR (st.st_mode) && depth < 3)
-      find_tpm_files (p, files, depth + 1);
+    /* An entry gone since readdir (or unreadable) is skipped: st says
+     * nothing then. */
+    if (lstat (p, &st) == 0) {
+      if (S_ISREG (st.st_mode) && string_vector_append (files, p) == 0)
+        continue;
+      if (S_ISDIR (st.st_mode) && depth < 3)
+        find_tpm_files (p, files, depth + 1);
+    }
     free (p);
   }
   closedir (d);
@@ -514,13 +517,6 @@ identify_one (struct vm_writer *w, vms_call *call, virDomainPtr dom)
     goto fail;
   }
   facts_store_clear (&store);
-  if (vm->method == VM_METHOD_SAVED_STATE && w->method ==
-      VMS_VM_METHOD_SAVED_STATE && !saved_state_available ()) {
-    vms_call_fail (call, VMS_FAILURE_NON_RETRYABLE, "vm \"%s\": the "
-                   "saved-state method not implemented yet; use "
-                   "--method=auto or --method=online", name);
-    goto fail;
-  }
 
   if (asprintf (&caption, "%s\\%s", vm->method == VM_METHOD_ONLINE
                 ? "Online" : "Offline", name) == -1) {
