@@ -10,9 +10,22 @@
 #include "vm-writer.h"
 #include "vmshadow/error.h"
 
-/* libvirtd's socket: when it is there (or a URI is given), the VM writer
- * is listed too. */
-#define LIBVIRT_SOCKET "/run/libvirt/libvirt-sock"
+/* The sockets qemu:///system is served on: the monolithic libvirtd's, or
+ * the modular QEMU daemon's (virtqemud; issue 20). When one is there (or a
+ * URI is given), the VM writer is listed too. */
+static const char *const libvirt_sockets[] = {
+  "/run/libvirt/libvirt-sock",
+  "/run/libvirt/virtqemud-sock",
+};
+
+static int
+libvirt_present (void)
+{
+  for (size_t i = 0; i < sizeof libvirt_sockets / sizeof *libvirt_sockets; i++)
+    if (access (libvirt_sockets[i], F_OK) == 0)
+      return 1;
+  return 0;
+}
 
 static void
 print_writer_text (const struct vms_writer_status *st)
@@ -88,7 +101,7 @@ cmd_writers (const struct options *opts, int argc, char **argv)
   vms_coordinator *coord = cli_load_coordinator (opts);
   if (coord == NULL)
     return cli_fail ("writers");
-  if (opts->connect || access (LIBVIRT_SOCKET, F_OK) == 0) {
+  if (opts->connect || libvirt_present ()) {
     const struct vms_vm_options vm = { .uri = opts->connect };
     if (vms_libvirt_add (coord, &vm) == -1) {
       vms_coordinator_free (coord);

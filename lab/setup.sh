@@ -140,21 +140,57 @@ pid_alive() { [ -s "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
 libvirt_answers() { timeout 10 virsh -q version >/dev/null 2>&1; }
 
-# QEMU as root without a security driver: the lab's images live in plain
-# directories and there is no SELinux/AppArmor policy for them.
+# The stock configuration (issue 20): QEMU runs as libvirt's compiled-in
+# user and group (Debian: libvirt-qemu:libvirt-qemu) with dynamic ownership, and the
+# security driver is whatever the host offers (none on a kernel without
+# SELinux/AppArmor).  Older lab versions set user/group root and
+# security_driver "none" in a marked block; undo exactly that block (and
+# the lines it commented out).
 configure_qemu_conf() {
-    local conf=/etc/libvirt/qemu.conf
+    local conf=/etc/libvirt/qemu.conf tmp
     [ -f "$conf" ] || die "$conf is missing; reinstall libvirt-daemon-driver-qemu"
-    grep -q '^# BEGIN vmshadow-lab' "$conf" && return 0
-    cp -p "$conf" "$conf.vmshadow-lab.orig"
-    sed -i -E 's/^(\s*(user|group|security_driver)\s*=)/# (vmshadow-lab) \1/' "$conf"
-    cat >>"$conf" <<'EOF'
-# BEGIN vmshadow-lab (lab/setup.sh): QEMU runs as root, no security driver
-user = "root"
-group = "root"
-security_driver = "none"
-# END vmshadow-lab
-EOF
+    grep -qE '^# BEGIN vmshadow-lab|^# \(vmshadow-lab\) ' "$conf" || return 0
+    tmp=$(mktemp "$conf.vmshadow-lab.XXXXXX") || die "cannot write next to $conf"
+    sed -e '/^# BEGIN vmshadow-lab/,/^# END vmshadow-lab/d' \
+        -e 's/^# (vmshadow-lab) //' "$conf" >"$tmp" &&
+        chmod --reference="$conf" "$tmp" && mv -f "$tmp" "$conf" ||
+        { rm -f "$tmp"; die "cannot rewrite $conf"; }
+    rm -f "$conf.vmshadow-lab.orig"
+    say "$conf: back to libvirt's defaults (QEMU as libvirt-qemu)"
+}
+
+# The lab's QEMU must not run as root: a qemu.conf that still says so (set
+# by hand) is reported, not rewritten.
+check_qemu_conf() {
+    local line
+    line=$(grep -E '^\s*(user|group)\s*=\s*"(root|\+0)"' /etc/libvirt/qemu.conf | head -n 1)
+    [ -z "$line" ] ||
+        die "/etc/libvirt/qemu.conf says '$line': the lab runs QEMU as libvirt ships it (libvirt-qemu); remove that line and restart libvirtd"
+}
+
+# What the running daemon uses: its DAC label for QEMU processes
+# (virsh capabilities, <secmodel> dac, baselabel of type kvm), "+0:+0"
+# while it runs QEMU as root.
+qemu_runs_as_root() {
+    timeout 10 virsh -q capabilities 2>/dev/null |
+        grep -q "<baselabel type='kvm'>+0:+0</baselabel>"
+}
+
+# Stop the libvirtd of /run/libvirtd.pid (the one lab/setup.sh starts) so
+# that it is started again with the new qemu.conf.  Running lab VMs keep
+# running (libvirtd reconnects to them).
+stop_our_libvirtd() {
+    local pid i
+    pid_alive /run/libvirtd.pid ||
+        die "the running libvirtd runs QEMU as root (from an older qemu.conf) and was not started by lab/setup.sh (no live /run/libvirtd.pid); restart it yourself (systemctl restart libvirtd), then rerun lab/setup.sh"
+    pid=$(cat /run/libvirtd.pid)
+    say "restarting libvirtd (pid $pid) for the new qemu.conf"
+    kill "$pid" 2>/dev/null
+    for i in $(seq 100); do
+        kill -0 "$pid" 2>/dev/null || return 0
+        sleep 0.1
+    done
+    die "libvirtd (pid $pid) did not stop within 10 s after SIGTERM; stop it, then rerun lab/setup.sh"
 }
 
 start_daemons() {
@@ -162,13 +198,19 @@ start_daemons() {
         libvirt_answers && return 0
         die "libvirtd does not answer and VMSLAB_NO_DAEMONS=1; start libvirtd yourself"
     }
-    if libvirt_answers; then return 0; fi
-    # libvirtd does not answer: start what is missing ourselves.
+    configure_qemu_conf
+    check_qemu_conf
+    if libvirt_answers; then
+        qemu_runs_as_root || return 0
+        stop_our_libvirtd
+    fi
+    # libvirtd does not answer: start what is missing ourselves (the user
+    # comes with libvirt-daemon-system; made here if it is missing).
     id libvirt-qemu >/dev/null 2>&1 ||
-        run "useradd" useradd --system --no-create-home --shell /usr/sbin/nologin libvirt-qemu ||
+        run "useradd" useradd --system --no-create-home --user-group \
+            --shell /usr/sbin/nologin libvirt-qemu ||
         die "cannot create user libvirt-qemu"
     mkdir -p /var/log/libvirt/qemu /var/lib/libvirt/qemu /var/cache/libvirt /run/libvirt
-    configure_qemu_conf
     if ! pid_alive /run/virtlogd.pid; then
         say "starting virtlogd"
         run "virtlogd -d" virtlogd -d 9>&- ||
@@ -272,8 +314,10 @@ fi
 # --- kernel: download once per version, keep only vmlinuz and the modules we load.
 KDIR=$CACHE/kernel-$KPKG-$KVERSION
 # Modules the guest needs (dependencies are added from the .ko files).
-# crc32c_generic is asked for by ext4 through the crypto API, not a symbol.
-GUEST_MODULES="virtio_pci virtio_blk virtio_console virtio_net virtio_rng crc32c_generic ext4 loop"
+# crc32c_generic is asked for by ext4 through the crypto API, not a symbol;
+# vfat and its code pages (the EFI system partition's filesystem) let tests
+# measure what guest-fsfreeze does with it (issue 20).
+GUEST_MODULES="virtio_pci virtio_blk virtio_console virtio_net virtio_rng crc32c_generic ext4 loop vfat nls_cp437 nls_ascii nls_utf8"
 
 extract_kernel() {
     local tmp=$CACHE/tmp-kernel.$$ deb

@@ -65,8 +65,18 @@ lab_init() {
     esac
     # shellcheck disable=SC1091
     . "$LAB_CACHE/lab.env"
+    # QEMU's user and group as libvirt labels its processes (issue 20: the
+    # lab runs libvirt as shipped, QEMU as libvirt-qemu, not root).
+    local label
+    label=$(virsh -q capabilities 2>/dev/null |
+        sed -n "s|.*<baselabel type='kvm'>+\([0-9]*\):+\([0-9]*\)</baselabel>.*|\1 \2|p" | head -n 1)
+    read -r LAB_QEMU_UID LAB_QEMU_GID <<<"$label"
+    [ -n "${LAB_QEMU_GID:-}" ] ||
+        { echo "not ok - libvirt reports no DAC label for QEMU (virsh capabilities); the test did not run" >&2; exit 1; }
     LAB_WORK=$(mktemp -d "$LAB_WORKROOT/${LAB_PREFIX}${LAB_NAME:0:24}.XXXXXX")
-    chmod 755 "$LAB_WORK"    # reachable for a libvirtd whose QEMU is not root
+    # QEMU (group LAB_QEMU_GID) may create the sockets of the lab's own
+    # backup jobs here, as an admin would allow another tool's.
+    chgrp "$LAB_QEMU_GID" "$LAB_WORK" && chmod 0775 "$LAB_WORK"
     echo "$LAB_NAME $$" >"$LAB_WORK/owner"
     trap lab__on_exit EXIT
     trap 'exit 143' TERM
@@ -231,6 +241,10 @@ lab__disk_xml() {
             qemu-nbd --fork --pid-file="$pidf" --persistent --shared=0 -f qcow2 \
                 -x vmslab -k "$sock" "$f" || lab_fail "qemu-nbd could not serve $f"
             lab__undo_push pid "$(cat "$pidf")" "$sock"
+            # libvirt labels no network disk: QEMU's group must be let in
+            # to the socket, as an admin would do.
+            chgrp "$LAB_QEMU_GID" "$sock" && chmod 0660 "$sock" ||
+                lab_fail "cannot open $sock to QEMU's group $LAB_QEMU_GID"
             LAB_DISK_FILE[$dom/$tgt]=$f; LAB_DISK_FMT[$dom/$tgt]=qcow2
             LAB__XML+="    <disk type='network' device='disk'><driver name='qemu' type='raw'/><source protocol='nbd' name='vmslab'><host transport='unix' socket='$sock'/></source><target dev='$tgt' bus='virtio'/>$serial_xml</disk>"$'\n' ;;
         iscsi)

@@ -301,6 +301,41 @@ libvirt_inconsistent_bitmap_message_names_the_disk (void **state)
   assert_null (vm_inconsistent_disk ("some other error"));
 }
 
+/* Issue 20: the label libvirt's DAC driver gives QEMU, from a running
+ * domain's XML, and what it stands for. */
+static void
+dac_label_of_a_running_domain_is_read_and_resolved (void **state)
+{
+  static const char xml[] =
+    "<domain type='kvm' id='3'><name>a</name><uuid>u</uuid>"
+    "<seclabel type='none' model='none'/>"
+    "<seclabel type='dynamic' model='dac' relabel='yes'>"
+    "<label>+64055:+107</label><imagelabel>+64055:+108</imagelabel>"
+    "</seclabel></domain>";
+  struct vm_config cfg;
+  unsigned uid = 1, gid = 1;
+
+  assert_int_equal (vm_config_parse (xml, strlen (xml), &cfg), 0);
+  assert_string_equal (cfg.dac_label, "+64055:+108");
+  assert_int_equal (vm_dac_label_ids (cfg.dac_label, &uid, &gid), 0);
+  assert_int_equal (uid, 64055);
+  assert_int_equal (gid, 108);
+  vm_config_clear (&cfg);
+
+  assert_int_equal (vm_dac_label_ids ("root:root", &uid, &gid), 0);
+  assert_int_equal (uid, 0);
+  assert_int_equal (gid, 0);
+  assert_int_equal (vm_dac_label_ids ("+1:", &uid, &gid), -1);
+  assert_int_equal (vm_dac_label_ids ("+x:+1", &uid, &gid), -1);
+  assert_int_equal (vm_dac_label_ids ("no-such-user-vms:+1", &uid, &gid), -1);
+  assert_int_equal (vm_dac_label_ids ("+1", &uid, &gid), -1);
+
+  /* A stopped domain's inactive XML has no label. */
+  struct vm_config plain = parse_sample ();
+  assert_null (plain.dac_label);
+  vm_config_clear (&plain);
+}
+
 #define TEST(name, fn) { name, fn, NULL, NULL, NULL }
 
 static const struct CMUnitTest tests[] = {
@@ -328,6 +363,8 @@ static const struct CMUnitTest tests[] = {
         checkpoint_xml_round_trips_through_the_bitmap_reader),
   TEST ("libvirt-inconsistent-bitmap-message-names-the-disk",
         libvirt_inconsistent_bitmap_message_names_the_disk),
+  TEST ("dac-label-of-a-running-domain-is-read-and-resolved",
+        dac_label_of_a_running_domain_is_read_and_resolved),
 };
 
 int

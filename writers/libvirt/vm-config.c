@@ -3,6 +3,8 @@
  * strings: no libvirt calls, so the unit tests drive them with sample XML.
  */
 #include <errno.h>
+#include <grp.h>
+#include <pwd.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -148,6 +150,7 @@ vm_config_clear (struct vm_config *cfg)
   free (cfg->name);
   free (cfg->uuid);
   free (cfg->nvram);
+  free (cfg->dac_label);
   memset (cfg, 0, sizeof *cfg);
 }
 
@@ -321,6 +324,12 @@ vm_config_parse (const char *xml, size_t len, struct vm_config *cfg)
     const xmlNode *s = child (nv, "source");
     cfg->nvram = s ? attr (s, "file") : text (nv);
   }
+  for (xmlNode *c = root->children; c && !cfg->dac_label; c = c->next)
+    if (is_elem (c, "seclabel") && attr_is (c, "model", "dac")) {
+      cfg->dac_label = text (child (c, "imagelabel"));
+      if (cfg->dac_label == NULL)
+        cfg->dac_label = text (child (c, "label"));
+    }
   devs = child (root, "devices");
   for (xmlNode *c = devs ? devs->children : NULL; c; c = c->next) {
     if (is_elem (c, "disk")) {
@@ -361,6 +370,62 @@ vm_config_parse (const char *xml, size_t len, struct vm_config *cfg)
   if (r == -1)
     vm_config_clear (cfg);
   return r;
+}
+
+/* One half of a DAC label: "+N" is a number, anything else a name. */
+static int
+dac_id (const char *s, size_t len, int group, unsigned *id)
+{
+  CLEANUP_FREE char *name = strndup (s, len);
+  char *end;
+
+  if (name == NULL) {
+    vms_set_error (ENOMEM, "out of memory");
+    return -1;
+  }
+  if (name[0] == '+') {
+    unsigned long v;
+    errno = 0;
+    v = strtoul (name + 1, &end, 10);
+    if (name[1] < '0' || name[1] > '9' || *end || errno || v > 0xfffffffeUL)
+      goto bad;
+    *id = (unsigned) v;
+    return 0;
+  }
+  if (group) {
+    struct group *g = getgrnam (name);
+    if (g == NULL)
+      goto bad;
+    *id = g->gr_gid;
+  }
+  else {
+    struct passwd *u = getpwnam (name);
+    if (u == NULL)
+      goto bad;
+    *id = u->pw_uid;
+  }
+  return 0;
+ bad:
+  vms_set_error (EINVAL, "the DAC label's %s \"%s\" is no number (+N) and "
+                 "no known %s name", group ? "group" : "user", name,
+                 group ? "group" : "user");
+  return -1;
+}
+
+int
+vm_dac_label_ids (const char *label, unsigned *uid, unsigned *gid)
+{
+  const char *colon = label ? strchr (label, ':') : NULL;
+
+  if (colon == NULL || colon == label || colon[1] == '\0') {
+    vms_set_error (EINVAL, "the DAC label \"%s\" is not USER:GROUP",
+                   label ? label : "");
+    return -1;
+  }
+  if (dac_id (label, (size_t) (colon - label), 0, uid) == -1 ||
+      dac_id (colon + 1, strlen (colon + 1), 1, gid) == -1)
+    return -1;
+  return 0;
 }
 
 const struct vm_disk *

@@ -41,6 +41,11 @@ struct vm_config {
   struct vm_excluded *excluded;
   char *nvram;                  /* UEFI variable store, or NULL */
   int tpm_emulator;             /* 1: an swtpm-backed TPM */
+  /* The files libvirt gives QEMU are labelled for it by its security
+   * drivers (issue 20): the DAC <imagelabel> (else <label>) of a running
+   * domain, "+64055:+107" on Debian's stock libvirt; NULL when the domain
+   * has none (QEMU as root, or a stopped domain's inactive XML). */
+  char *dac_label;
 };
 
 /* Parse a domain XML. Disks without a source (an empty CD-ROM) are left
@@ -48,6 +53,9 @@ struct vm_config {
  * and the reason (R13). Returns 0, or -1 with the error set. */
 extern int vm_config_parse (const char *xml, size_t len, struct vm_config *cfg);
 extern void vm_config_clear (struct vm_config *cfg);
+/* The uid and gid a DAC label ("+UID:+GID", or "user:group" names)
+ * stands for. Returns 0, or -1 with the error set. */
+extern int vm_dac_label_ids (const char *label, unsigned *uid, unsigned *gid);
 /* The disk with this target, or NULL. */
 extern const struct vm_disk *vm_config_disk (const struct vm_config *cfg,
                                              const char *target);

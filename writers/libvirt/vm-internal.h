@@ -11,6 +11,7 @@
 #define VMS_VM_INTERNAL_H
 
 #include <stdint.h>
+#include <sys/types.h>
 
 #include <libvirt/libvirt.h>
 
@@ -43,7 +44,8 @@ struct vm_entry {
   char *checkpoint;             /* "vmshadow-<session-id>" */
   char *parent;                 /* previous checkpoint, when incremental */
   char *incremental_reason;     /* why full, when not incremental */
-  char *socket;                 /* NBD Unix socket of the job */
+  char *socket_dir;             /* <session run dir>/<n> (QEMU's group) */
+  char *socket;                 /* NBD Unix socket of the job, in it */
   char *scratch_dir;
   int64_t freeze_ms;
   string_vector full_disks;     /* targets read in full in an incremental */
@@ -82,6 +84,14 @@ struct vm_writer {
 /* The last libvirt error of this thread, in words (never NULL). */
 extern const char *vm_virt_error (void);
 /* mkdir -p with mode for the directories it makes. */
+
+/* Make dir (its parent exists) for files QEMU opens or creates itself (the
+ * backup job's scratch files, its NBD socket; issue 20): owned by root,
+ * group the VM's QEMU group (its DAC label), with mode (0750: enter; 0770:
+ * also create). Fails, saying which and what to do, when a directory above
+ * does not let QEMU through. */
+extern int vm_qemu_dir (const struct vm_entry *vm, const char *dir,
+                        mode_t mode);
 
 /* Copy a small file (firmware state) to dst, mode 0600. */
 extern int vm_copy_file (const char *src, const char *dst);

@@ -425,7 +425,11 @@ prepare_job (struct online_job *j, unsigned sid, size_t index)
 
   if ((vm->checkpoint = checkpoint_name (w->session_id)) == NULL)
     goto oom;
-  if (asprintf (&vm->socket, "%s/%zu.sock", w->session_run_dir, index) == -1) {
+  if (asprintf (&vm->socket_dir, "%s/%zu", w->session_run_dir, index) == -1) {
+    vm->socket_dir = NULL;
+    goto oom;
+  }
+  if (asprintf (&vm->socket, "%s/nbd.sock", vm->socket_dir) == -1) {
     vm->socket = NULL;
     goto oom;
   }
@@ -439,7 +443,10 @@ prepare_job (struct online_job *j, unsigned sid, size_t index)
     vm->scratch_dir = NULL;
     goto oom;
   }
-  if (vms_mkdir_p (vm->scratch_dir, 0700) == -1) {
+  /* Issue 20: QEMU, not root on a stock host, creates the socket and
+   * opens the scratch files (libvirt labels the files, not directories). */
+  if (vm_qemu_dir (vm, vm->socket_dir, 0770) == -1 ||
+      vm_qemu_dir (vm, vm->scratch_dir, 0750) == -1) {
     job_fail (j, VMS_FAILURE_NON_RETRYABLE, "%s", vms_get_error ());
     return -1;
   }
@@ -567,8 +574,11 @@ vm_online_capture (struct vm_writer *w, vms_call *call,
     w->session_run_dir = NULL;
     return vms_call_fail (call, VMS_FAILURE_OUT_OF_RESOURCES, "out of memory");
   }
+  /* The session's directory: searchable (QEMU reaches its own VM's
+   * directory in it), not listable. */
   if (vms_mkdir_p (w->run_dir, 0755) == -1 ||
-      (mkdir (w->session_run_dir, 0700) == -1 && errno != EEXIST))
+      (mkdir (w->session_run_dir, 0711) == -1 && errno != EEXIST) ||
+      chmod (w->session_run_dir, 0711) == -1)
     return vms_call_fail (call, VMS_FAILURE_NON_RETRYABLE, "vm writer: cannot "
                           "make the socket directory %s: %s",
                           w->session_run_dir, strerror (errno));

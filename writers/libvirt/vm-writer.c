@@ -67,6 +67,73 @@ vm_copy_file (const char *src, const char *dst)
   return vms_atomic_file_commit (&out, 0);
 }
 
+/* Can uid:gid pass through directory st (search permission)? */
+static int
+may_search (const struct stat *st, unsigned uid, unsigned gid)
+{
+  if (uid == 0)
+    return 1;
+  if (st->st_uid == uid)
+    return (st->st_mode & S_IXUSR) != 0;
+  if (st->st_gid == gid)
+    return (st->st_mode & S_IXGRP) != 0;
+  return (st->st_mode & S_IXOTH) != 0;
+}
+
+int
+vm_qemu_dir (const struct vm_entry *vm, const char *dir, mode_t mode)
+{
+  CLEANUP_FREE char *p = strdup (dir);
+  unsigned uid = 0, gid = 0;
+  struct stat st;
+  char *slash;
+
+  if (p == NULL) {
+    vms_set_error (ENOMEM, "out of memory");
+    return -1;
+  }
+  if (vm->cfg.dac_label &&
+      vm_dac_label_ids (vm->cfg.dac_label, &uid, &gid) == -1)
+    return -1;
+  if (mkdir (dir, 0700) == -1 && errno != EEXIST) {
+    vms_set_error (errno, "cannot create directory %s: %s", dir,
+                   strerror (errno));
+    return -1;
+  }
+  if (lstat (dir, &st) == -1 || !S_ISDIR (st.st_mode) || st.st_uid != 0) {
+    vms_set_error (EEXIST, "%s is not a directory of root's; remove it",
+                   dir);
+    return -1;
+  }
+  /* Root owns it; QEMU's group may enter (and, for the socket directory,
+   * create its socket), nobody else. */
+  if (chown (dir, 0, (gid_t) gid) == -1 || chmod (dir, mode) == -1) {
+    vms_set_error (errno, "cannot set the owner or mode of %s: %s", dir,
+                   strerror (errno));
+    return -1;
+  }
+  /* Every directory above must let QEMU through. */
+  while ((slash = strrchr (p, '/')) != NULL && slash != p) {
+    *slash = '\0';
+    if (stat (p, &st) == -1) {
+      vms_set_error (errno, "cannot read %s: %s", p, strerror (errno));
+      return -1;
+    }
+    if (!may_search (&st, uid, gid)) {
+      vms_set_error (EACCES, "QEMU runs as %u:%u (libvirt's DAC label %s) "
+                     "and cannot pass through %s (owner %u:%u, mode %04o), "
+                     "so it cannot reach %s; give that directory search "
+                     "permission (chmod o+x, or group %u and g+x), or use a "
+                     "state/run directory QEMU can reach", uid, gid,
+                     vm->cfg.dac_label, p, (unsigned) st.st_uid,
+                     (unsigned) st.st_gid, (unsigned) (st.st_mode & 07777),
+                     dir, gid);
+      return -1;
+    }
+  }
+  return 0;
+}
+
 static void
 vm_silent_error (void *opaque, virErrorPtr err)
 {
@@ -146,6 +213,7 @@ entry_session_reset (struct vm_entry *vm)
   free (vm->parent); vm->parent = NULL;
   free (vm->incremental_reason); vm->incremental_reason = NULL;
   free (vm->socket); vm->socket = NULL;
+  free (vm->socket_dir); vm->socket_dir = NULL;
   free (vm->scratch_dir); vm->scratch_dir = NULL;
   free (vm->error); vm->error = NULL;
   string_vector_free_all (&vm->full_disks);
@@ -668,9 +736,15 @@ vm_prepare_backup (void *data, vms_call *call)
     struct vm_entry *vm = w->vms[i];
     if (!vm->selected)
       continue;
-    if (vms_mkdir_p (vm->dir, 0700) == -1)
+    /* Search-only (0711) for QEMU to reach its scratch directory inside;
+     * every file in it is root's, mode 0600 (issue 20). */
+    if (vms_mkdir_p (vm->dir, 0711) == -1)
       return vms_call_fail (call, VMS_FAILURE_NON_RETRYABLE, "vm \"%s\": %s",
                             vm->name, vms_get_error ());
+    if (chmod (vm->dir, 0711) == -1)
+      return vms_call_fail (call, VMS_FAILURE_NON_RETRYABLE, "vm \"%s\": "
+                            "cannot set the mode of %s: %s", vm->name,
+                            vm->dir, strerror (errno));
     /* A disk image that is gone is the reason the VM cannot be backed up:
      * say so here, before any method is tried (R12: the set fails). */
     for (size_t d = 0; d < vm->cfg.nr_disks; d++) {
@@ -934,6 +1008,9 @@ vm_backup_shutdown (void *data, vms_call *call)
                  strerror (errno));
     if (vm->socket)
       unlink (vm->socket);
+    if (vm->socket_dir && rmdir (vm->socket_dir) == -1 && errno != ENOENT)
+      vms_debug ("vm writer: cannot remove %s: %s", vm->socket_dir,
+                 strerror (errno));
     if (r == 0)
       entry_session_reset (vm);
   }
