@@ -13,13 +13,7 @@
 #  - a manifest "created" out of range is refused, one dated in the future
 #    is kept by prune but does not push real backups out of --keep-last;
 #  - a failing writer's newest stderr line reaches the message.
-set -euo pipefail
-vmshadow=$(realpath "$1")
-tmp=$(mktemp -d /var/tmp/vmshadow-test.XXXXXX)
-trap 'rm -rf "$tmp"' EXIT
-fail () { echo "FAIL: $*"; exit 1; }
-export VMSHADOW_SCRATCH_DIR=$tmp/scratch VMSHADOW_REPO=$tmp/repo
-export VMSHADOW_WRITERS_DIR=$tmp/writers.d
+. "$(dirname "$0")/cli-lib.sh"
 cd "$tmp"
 
 # run EXPECTED-RC ARGS...: the command's stderr in $tmp/err.
@@ -33,18 +27,7 @@ one_line () {
   grep -q -- "$2" "$tmp/err" || fail "$1: does not say '$2': $(cat "$tmp/err")"
 }
 
-mkdir -p "$tmp/app" "$VMSHADOW_WRITERS_DIR"
-echo "setting = 1" > "$tmp/app/app.conf"
-cat > "$VMSHADOW_WRITERS_DIR/app" <<W
-#!/bin/sh
-[ "\$1" = identify ] || exit 0
-cat <<JSON
-{"format": "vmshadow-writer-metadata", "version": 1,
- "writer": {"name": "app", "id": "0d9f3c1e-2b4a-4c5d-8e6f-7a8b9c0d1e2f"},
- "components": [{"name": "config", "files": [{"path": "$tmp/app/app.conf", "kind": "plain"}]}]}
-JSON
-W
-chmod 755 "$VMSHADOW_WRITERS_DIR/app"
+app_writer
 touch "$tmp/file"
 
 # Nothing is made before every argument is known to be usable.

@@ -4,26 +4,9 @@
 # show used to crash (SIGSEGV) on it while verify said "No problems
 # found"; now show lists the backup's files (text and JSON) and verify
 # reports that restore cannot use it.
-set -euo pipefail
-vmshadow=$1
-tmp=$(mktemp -d /var/tmp/vmshadow-test.XXXXXX)
-trap 'rm -rf "$tmp"' EXIT
-fail () { echo "FAIL: $*"; exit 1; }
-export VMSHADOW_SCRATCH_DIR=$tmp/scratch VMSHADOW_REPO=$tmp/repo
-export VMSHADOW_WRITERS_DIR=$tmp/writers.d
+. "$(dirname "$0")/cli-lib.sh"
 
-mkdir -p "$tmp/app" "$VMSHADOW_WRITERS_DIR"
-echo "setting = 1" > "$tmp/app/app.conf"
-cat > "$VMSHADOW_WRITERS_DIR/app" <<W
-#!/bin/sh
-[ "\$1" = identify ] || exit 0
-cat <<JSON
-{"format": "vmshadow-writer-metadata", "version": 1,
- "writer": {"name": "app", "id": "0d9f3c1e-2b4a-4c5d-8e6f-7a8b9c0d1e2f"},
- "components": [{"name": "config", "files": [{"path": "$tmp/app/app.conf", "kind": "plain"}]}]}
-JSON
-W
-chmod 755 "$VMSHADOW_WRITERS_DIR/app"
+app_writer
 "$vmshadow" backup > "$tmp/out" || fail "backup: $(cat "$tmp/out")"
 id=$(ls "$VMSHADOW_REPO/backups")
 manifest=$VMSHADOW_REPO/backups/$id/manifest.json

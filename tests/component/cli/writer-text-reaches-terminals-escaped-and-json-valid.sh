@@ -9,14 +9,7 @@
 #  - a document that is not UTF-8, or has an integer beyond int64, fails
 #    the writer (named) instead of being stored mangled or clamped;
 #  - a veto whose message and stderr are not UTF-8 still gives valid JSON.
-set -euo pipefail
-vmshadow=$1
-tmp=$(mktemp -d /var/tmp/vmshadow-test.XXXXXX)
-trap 'rm -rf "$tmp"' EXIT
-fail () { echo "FAIL: $*"; exit 1; }
-export VMSHADOW_SCRATCH_DIR=$tmp/scratch VMSHADOW_REPO=$tmp/repo
-export VMSHADOW_WRITERS_DIR=$tmp/writers.d
-mkdir -p "$tmp/app" "$VMSHADOW_WRITERS_DIR"
+. "$(dirname "$0")/cli-lib.sh"
 
 # no_controls FILE: no byte of a terminal control in FILE (C0 but \n and
 # \t, DEL, and C1 in UTF-8), and valid UTF-8.

@@ -27,17 +27,7 @@
 
 #include "fuzz-target.h"
 
-static void __attribute__ ((noreturn, format (printf, 1, 2)))
-broken (const char *fmt, ...)
-{
-  va_list ap;
-  fprintf (stderr, "fuzz-domain-xml: ");
-  va_start (ap, fmt);
-  vfprintf (stderr, fmt, ap);
-  va_end (ap);
-  fprintf (stderr, "\n");
-  abort ();
-}
+#define broken(...) fuzz_broken ("fuzz-domain-xml", __VA_ARGS__)
 
 static void
 check_text (const char *what, const char *s, int required)
