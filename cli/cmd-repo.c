@@ -8,6 +8,8 @@
 #include <time.h>
 
 #include "cli.h"
+#include "file-provider.h"
+#include "log.h"
 #include "vmshadow/datapath.h"
 #include "vmshadow/error.h"
 
@@ -301,15 +303,26 @@ cmd_gc (const struct options *opts, int argc, char **argv)
   vms_repo_close (repo);
   if (r == -1)
     return cli_fail ("gc");
+  /* Scratch copies and NBD directories of killed runs, outside the
+   * repository (docs/security.md); a failure here is only a warning. */
+  int scratch = vms_file_provider_sweep (NULL), nbd = vms_nbd_sweep ();
+  if (scratch == -1 || nbd == -1)
+    vms_warn ("gc: %s", vms_get_error ());
+  int stale = (scratch > 0 ? scratch : 0) + (nbd > 0 ? nbd : 0);
   if (opts->json) {
     json_object *out = json_object_new_object ();
     json_object_object_add (out, "chunks_removed", json_object_new_int64 ((int64_t) chunks));
     json_object_object_add (out, "bytes_freed", json_object_new_int64 ((int64_t) bytes));
+    json_object_object_add (out, "stale_scratch_removed", json_object_new_int (stale));
     cli_print_json (out);
   }
-  else
+  else {
     printf ("Removed %" PRIu64 " unused chunk%s, freed %s.\n", chunks,
             chunks == 1 ? "" : "s", cli_bytes (bytes, b));
+    if (stale > 0)
+      printf ("Removed %d scratch director%s of killed runs.\n", stale,
+              stale == 1 ? "y" : "ies");
+  }
   return EXIT_SUCCESS;
 }
 

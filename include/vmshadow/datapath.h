@@ -84,6 +84,11 @@ extern const char *vms_nbd_export_uri (const vms_nbd_export *e);
 /* Stops the server (by the pid we started) and removes its directory.
  * Accepts NULL. */
 extern void vms_nbd_export_close (vms_nbd_export *e);
+/* Remove the private directories ($TMPDIR or /tmp, vmshadow-nbd-*) of NBD
+ * servers whose vmshadow process was killed (lib/util/session-dir.h).
+ * Every server start does this first; vmshadow gc does it too. Returns how
+ * many were removed, or -1 with the error set. */
+extern int vms_nbd_sweep (void);
 
 /* Write a stored file back out: format "raw" (holes kept as holes) or
  * "qcow2" (qemu-img create, then written through a local NBD server, zero

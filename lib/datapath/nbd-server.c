@@ -238,11 +238,45 @@ nbd_server_spawn (struct nbd_server *s, const char *const *argv)
   return pid;
 }
 
+/* $TMPDIR, or /tmp. */
+static const char *
+nbd_server_tmpdir (void)
+{
+  const char *tmp = getenv ("TMPDIR");
+  return tmp == NULL || *tmp == '\0' ? "/tmp" : tmp;
+}
+
+/* Directories of servers whose owner was killed. */
+static int
+nbd_server_sweep_at (int tmpfd, const char *tmp)
+{
+  int swept = vms_session_dir_sweep (tmpfd, NBD_SERVER_DIR_PREFIX);
+  if (swept > 0)
+    vms_debug ("removed the directories of %d killed NBD server%s in %s",
+               swept, swept == 1 ? "" : "s", tmp);
+  return swept;
+}
+
+int
+vms_nbd_sweep (void)
+{
+  const char *tmp = nbd_server_tmpdir ();
+  CLEANUP_CLOSE int tmpfd = open (tmp, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  int swept;
+
+  if (tmpfd == -1 || (swept = nbd_server_sweep_at (tmpfd, tmp)) == -1) {
+    vms_set_error (errno, "cannot clean NBD server directories in %s: %s",
+                   tmp, strerror (errno));
+    return -1;
+  }
+  return swept;
+}
+
 int
 nbd_server_start (struct nbd_server *s, const char *image, const char *format,
                   const char *bitmap, int writable, unsigned shared)
 {
-  const char *tmp = getenv ("TMPDIR");
+  const char *tmp = nbd_server_tmpdir ();
   char tmpl[4096], pid_path[4096], shared_opt[32], errs[1024];
   CLEANUP_FREE char *made = NULL;
   CLEANUP_CLOSE int tmpfd = -1, dirfd = -1;
@@ -267,8 +301,6 @@ nbd_server_start (struct nbd_server *s, const char *image, const char *format,
                    "only qcow2 images have persistent bitmaps", image, bitmap);
     return -1;
   }
-  if (tmp == NULL || *tmp == '\0')
-    tmp = "/tmp";
   snprintf (tmpl, sizeof tmpl, "%s/" NBD_SERVER_DIR_PREFIX "XXXXXX", tmp);
   /* The socket path must fit in sun_path. */
   if (strlen (tmpl) + sizeof "/sock" > sizeof ((struct sockaddr_un *) 0)->sun_path) {
@@ -279,9 +311,8 @@ nbd_server_start (struct nbd_server *s, const char *image, const char *format,
   }
   s->image = strdup (image);
   tmpfd = open (tmp, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  /* Directories of servers whose owner was killed first. */
-  if (tmpfd >= 0 && vms_session_dir_sweep (tmpfd, NBD_SERVER_DIR_PREFIX) > 0)
-    vms_debug ("removed the directories of killed NBD servers in %s", tmp);
+  if (tmpfd >= 0)
+    nbd_server_sweep_at (tmpfd, tmp);
   if (s->image == NULL || tmpfd == -1 ||
       (dirfd = vms_session_dir_make (tmpfd, NBD_SERVER_DIR_PREFIX "XXXXXX",
                                      &made)) == -1) {

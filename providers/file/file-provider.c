@@ -279,6 +279,45 @@ file_provider_copy_need (const struct stat *st, uint64_t frsize,
   return -1;
 }
 
+/* Copies of sessions whose owner was killed: full copies of files, gone
+ * for good otherwise (issue 9 item 3). root names rootfd in messages. */
+static int
+file_provider_sweep_at (int rootfd, const char *root)
+{
+  int swept = vms_session_dir_sweep (rootfd, "");
+  if (swept > 0)
+    vms_debug ("file provider: removed %d scratch director%s of killed "
+               "sessions in %s", swept, swept == 1 ? "y" : "ies", root);
+  return swept;
+}
+
+static const char *
+file_provider_scratch_root (const char *scratch_root)
+{
+  const char *env = getenv ("VMSHADOW_SCRATCH_DIR");
+
+  if (scratch_root == NULL)
+    scratch_root = env && *env ? env : VMS_FILE_PROVIDER_DEFAULT_SCRATCH;
+  return scratch_root;
+}
+
+int
+vms_file_provider_sweep (const char *scratch_root)
+{
+  const char *root = file_provider_scratch_root (scratch_root);
+  CLEANUP_CLOSE int rootfd = open (root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  int swept;
+
+  if (rootfd == -1 && errno == ENOENT)
+    return 0;
+  if (rootfd == -1 || (swept = file_provider_sweep_at (rootfd, root)) == -1) {
+    vms_set_error (errno, "file provider: cannot clean scratch directory %s: "
+                   "%s", root, strerror (errno));
+    return -1;
+  }
+  return swept;
+}
+
 static int
 file_provider_prepare (void *data, vms_snapshot *snap)
 {
@@ -314,12 +353,8 @@ file_provider_prepare (void *data, vms_snapshot *snap)
   }
   {
     CLEANUP_CLOSE int rootfd = open (root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    /* Copies of sessions whose owner was killed: full copies of files,
-     * gone for good otherwise (issue 9 item 3). */
-    int swept = rootfd >= 0 ? vms_session_dir_sweep (rootfd, "") : -1;
-    if (swept > 0)
-      vms_debug ("file provider: removed %d scratch director%s of killed "
-                 "sessions in %s", swept, swept == 1 ? "y" : "ies", root);
+    if (rootfd >= 0)
+      file_provider_sweep_at (rootfd, root);
     fs->dirfd = rootfd >= 0 ? vms_session_dir_make (rootfd, sid, NULL) : -1;
   }
   if (fs->dirfd == -1) {
@@ -676,7 +711,6 @@ vms_file_provider_add (vms_coordinator *coord, const char *scratch_root)
 {
   struct vms_provider p = file_provider;
   struct file_provider *fp;
-  const char *env = getenv ("VMSHADOW_SCRATCH_DIR");
   const char *budget = getenv ("VMSHADOW_FILE_COMMIT_BUDGET_MS");
 
   if (budget && *budget) {
@@ -693,8 +727,7 @@ vms_file_provider_add (vms_coordinator *coord, const char *scratch_root)
     }
     p.commit_budget_ms = (uint32_t) ms;
   }
-  if (scratch_root == NULL)
-    scratch_root = env && *env ? env : VMS_FILE_PROVIDER_DEFAULT_SCRATCH;
+  scratch_root = file_provider_scratch_root (scratch_root);
   if (*scratch_root == '\0') {
     vms_set_error (EINVAL, "file provider: empty scratch directory name");
     return -1;

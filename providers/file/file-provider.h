@@ -31,4 +31,11 @@
 extern int vms_file_provider_add (vms_coordinator *coord,
                                   const char *scratch_root);
 
+/* Remove the session directories in the scratch root (NULL: as for
+ * vms_file_provider_add) whose vmshadow process is gone: the copies of a
+ * killed backup (lib/util/session-dir.h). Every prepare does this first;
+ * vmshadow gc does it too. Returns how many were removed (0 if the root
+ * does not exist), or -1 with the error set. */
+extern int vms_file_provider_sweep (const char *scratch_root);
+
 #endif /* VMSHADOW_FILE_PROVIDER_H */

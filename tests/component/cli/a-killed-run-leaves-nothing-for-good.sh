@@ -4,7 +4,7 @@
 # server directory ($TMPDIR/vmshadow-nbd-*) for good, and a killed extract
 # left a full-size temporary file beside its target. Now each lives in a
 # session directory that records its owner (pid and start time), and the
-# next run removes those whose owner is gone: after a backup and an
+# next run removes those whose owner is gone: after a gc, a backup and an
 # extract that follow the kills, nothing of the killed runs is left.
 vmshadow=$1
 source "$(dirname "$0")/hardening-lib.sh"
@@ -32,15 +32,22 @@ kill_when () {
 vms backup >/dev/null || fail "first backup"
 id=$(newest)
 
-kill_when "$VMSHADOW_SCRATCH_DIR/*/0-*" backup
-kill_when "$TMPDIR/vmshadow-nbd-*/sock" backup
-compgen -G "$VMSHADOW_SCRATCH_DIR/*" >/dev/null || fail "the killed backups left no scratch: nothing tested"
-# The processes the killed backups started end by themselves.
-for _ in $(seq 100); do pgrep -f "$tmp/" >/dev/null || break; sleep 0.1; done
-vms backup >/dev/null || fail "backup after the kills"
-left=$(ls -A "$VMSHADOW_SCRATCH_DIR" "$TMPDIR")
-[ -z "$(ls -A "$VMSHADOW_SCRATCH_DIR")" ] || fail "scratch of killed backups left: $left"
-[ -z "$(ls -A "$TMPDIR")" ] || fail "NBD directories of killed backups left: $left"
+# Backups killed while copying and while exporting; then COMMAND must
+# remove what they left.
+kills_then () {
+  kill_when "$VMSHADOW_SCRATCH_DIR/*/0-*" backup
+  kill_when "$TMPDIR/vmshadow-nbd-*/sock" backup
+  compgen -G "$VMSHADOW_SCRATCH_DIR/*" >/dev/null || fail "the killed backups left no scratch: nothing tested"
+  # The processes the killed backups started end by themselves.
+  for _ in $(seq 100); do pgrep -f "$tmp/" >/dev/null || break; sleep 0.1; done
+  vms "$@" >/dev/null || fail "'vmshadow $*' after the kills"
+  local left
+  left=$(ls -A "$VMSHADOW_SCRATCH_DIR" "$TMPDIR")
+  [ -z "$(ls -A "$VMSHADOW_SCRATCH_DIR")" ] || fail "'vmshadow $*' left scratch of killed backups: $left"
+  [ -z "$(ls -A "$TMPDIR")" ] || fail "'vmshadow $*' left NBD directories of killed backups: $left"
+}
+kills_then gc
+kills_then backup
 
 mkdir "$tmp/out"
 kill_when "$tmp/out/.*[a-z]*" extract "$id" data "$tmp/app/disk.raw" --to "$tmp/out/disk.img"
