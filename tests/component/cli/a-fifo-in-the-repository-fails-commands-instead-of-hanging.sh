@@ -4,7 +4,6 @@
 # command for ever — gc included, holding the writer lock, which stopped
 # every backup. Now each such file is refused at once with a message, and
 # the command ends.
-vmshadow=$1
 source "$(dirname "$0")/hardening-lib.sh"
 
 vms backup >/dev/null || fail "first backup"

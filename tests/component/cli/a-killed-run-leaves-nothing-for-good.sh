@@ -6,7 +6,6 @@
 # session directory that records its owner (pid and start time), and the
 # next run removes those whose owner is gone: after a gc, a backup and an
 # extract that follow the kills, nothing of the killed runs is left.
-vmshadow=$1
 source "$(dirname "$0")/hardening-lib.sh"
 export TMPDIR=$tmp/tmpdir
 mkdir -p "$TMPDIR" "$VMSHADOW_SCRATCH_DIR"

@@ -6,7 +6,6 @@
 # empty, the lock, a config.tmp.*) is completed by the next backup
 # (docs/repository-format.md "Creation"). Anything else still makes the
 # directory no repository.
-vmshadow=$1
 source "$(dirname "$0")/hardening-lib.sh"
 
 # Killed after the skeleton, with a half-written config temp.

@@ -7,7 +7,6 @@
 # reached only by fd, and QEMU gets it through /proc/PID/fd/N: the attack,
 # run here as nobody in a tight loop during several extracts, changes
 # nothing outside and never gets its link into place.
-vmshadow=$1
 source "$(dirname "$0")/hardening-lib.sh"
 
 vms backup >/dev/null || fail "backup"

@@ -5,7 +5,6 @@
 # emptied /somewhere. Now the repository's directories are made 0700 by
 # the first writer whatever they were, so the user cannot plant the link;
 # and a link that is there anyway is refused, never followed.
-vmshadow=$1
 source "$(dirname "$0")/hardening-lib.sh"
 
 mkdir -m 0777 "$VMSHADOW_REPO"

@@ -1,10 +1,9 @@
-# Shared by the hardening tests of issue 9 (sourced): a scratch directory
-# that other users may traverse (the attacks run as an unprivileged user),
-# an exec writer with one small plain file and one raw disk, and helpers.
-# The caller sets vmshadow=$1 first.
-set -euo pipefail
+# Shared by the hardening tests of issue 9 (sourced, the command as $1):
+# cli-lib.sh's preamble, with the temporary directory open to other users
+# (the attacks run as the unprivileged user nobody) and cleanup hooks; an
+# exec writer with one small plain file and one raw disk; helpers.
+source "$(dirname "${BASH_SOURCE[0]}")/cli-lib.sh"
 [ "$(id -u)" -eq 0 ] || { echo "SKIP: needs root (vmshadow runs as root; the attacks as nobody)"; exit 77; }
-tmp=$(mktemp -d /var/tmp/vmshadow-test.XXXXXX)
 chmod 0755 "$tmp"
 cleanup_hooks=()
 cleanup () {
@@ -12,9 +11,6 @@ cleanup () {
   rm -rf "$tmp"
 }
 trap cleanup EXIT
-fail () { echo "FAIL: $*"; exit 1; }
-export VMSHADOW_SCRATCH_DIR=$tmp/scratch VMSHADOW_REPO=$tmp/repo
-export VMSHADOW_WRITERS_DIR=$tmp/writers.d
 
 # Run a command as the unprivileged user nobody (made if missing);
 # as_nobody_bg in the background, its pid (the command's own: setpriv
@@ -32,7 +28,6 @@ as_nobody_bg () {
 # Run vmshadow with a deadline: a hang is a failure, not a stuck test.
 vms () { timeout 20 "$vmshadow" "$@"; }
 
-mkdir -p "$tmp/app" "$VMSHADOW_WRITERS_DIR"
 echo "setting = 1" > "$tmp/app/app.conf"
 head -c $((1024 * 1024 + 4096)) /dev/urandom > "$tmp/app/disk.raw"
 cat > "$VMSHADOW_WRITERS_DIR/app" <<W

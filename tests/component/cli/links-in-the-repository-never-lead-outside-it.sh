@@ -6,7 +6,6 @@
 # following a link: such a repository is refused with a message naming the
 # link, and nothing outside it changes. A link as one backup (backups/ID
 # -> elsewhere) is removed by prune, not what it points to.
-vmshadow=$1
 source "$(dirname "$0")/hardening-lib.sh"
 
 vms backup >/dev/null || fail "first backup"
