@@ -21,6 +21,8 @@
 #ifndef VMSHADOW_COORDINATOR_H
 #define VMSHADOW_COORDINATOR_H
 
+#include "vmshadow/api.h"
+
 #include <stddef.h>
 #include <stdint.h>
 
@@ -35,18 +37,18 @@ extern "C" {
 typedef struct vms_coordinator vms_coordinator;
 typedef struct vms_session vms_session;
 
-extern vms_coordinator *vms_coordinator_new (void);
+extern VMS_API vms_coordinator *vms_coordinator_new (void);
 /* Closes every writer and provider. Accepts NULL. */
-extern void vms_coordinator_free (vms_coordinator *coord);
+extern VMS_API void vms_coordinator_free (vms_coordinator *coord);
 
 /* The struct is copied (up to its struct_size); data is passed to every
  * callback. Fails on a wrong api_version or a missing required callback. */
-extern int vms_coordinator_add_writer (vms_coordinator *coord,
-                                       const struct vms_writer *writer,
-                                       void *data);
-extern int vms_coordinator_add_provider (vms_coordinator *coord,
-                                         const struct vms_provider *provider,
-                                         void *data);
+extern VMS_API int vms_coordinator_add_writer (vms_coordinator *coord,
+                                               const struct vms_writer *writer,
+                                               void *data);
+extern VMS_API int vms_coordinator_add_provider (vms_coordinator *coord,
+                                                 const struct vms_provider *provider,
+                                                 void *data);
 
 /* ---- Writer status (R4), as `vmshadow writers` shows it ---- */
 
@@ -60,14 +62,14 @@ struct vms_writer_status {
   const vms_document *metadata; /* borrowed; NULL before Identify */
 };
 
-extern size_t vms_coordinator_writer_count (const vms_coordinator *coord);
-extern int vms_coordinator_writer_status (const vms_coordinator *coord,
-                                          size_t i,
-                                          struct vms_writer_status *status);
+extern VMS_API size_t vms_coordinator_writer_count (const vms_coordinator *coord);
+extern VMS_API int vms_coordinator_writer_status (const vms_coordinator *coord,
+                                                  size_t i,
+                                                  struct vms_writer_status *status);
 /* Send Identify to every writer (in parallel) and keep their metadata
  * documents. Returns 0 if every writer answered, -1 if any failed (their
  * status says why; the others still have their metadata). */
-extern int vms_coordinator_gather_metadata (vms_coordinator *coord);
+extern VMS_API int vms_coordinator_gather_metadata (vms_coordinator *coord);
 
 /* ---- Sessions ---- */
 
@@ -95,69 +97,69 @@ struct vms_session_failure {
 /* A backup session over every writer of the coordinator. backup_id may be
  * NULL (one is made from the time). Only one session at a time may run on
  * a coordinator. */
-extern vms_session *vms_backup_session_new (vms_coordinator *coord,
-                                            const char *backup_id);
+extern VMS_API vms_session *vms_backup_session_new (vms_coordinator *coord,
+                                                    const char *backup_id);
 /* A restore session driven by a stored backup components document and the
  * stored metadata documents (R5). The documents are copied. Writers are
  * matched to the document by writer ID. */
-extern vms_session *vms_restore_session_new (vms_coordinator *coord,
-                                             const vms_document *components,
-                                             const vms_document *const *metadata,
-                                             size_t nr_metadata);
+extern VMS_API vms_session *vms_restore_session_new (vms_coordinator *coord,
+                                                     const vms_document *components,
+                                                     const vms_document *const *metadata,
+                                                     size_t nr_metadata);
 
 /* Ends the session: a backup session that has not yet done so sends
  * BackupShutdown (after Abort if it was not completed); every shadow copy is
  * released. Accepts NULL. */
-extern void vms_session_free (vms_session *s);
+extern VMS_API void vms_session_free (vms_session *s);
 
-extern enum vms_session_state vms_session_state (const vms_session *s);
-extern const char *vms_session_state_name (enum vms_session_state st);
-extern const char *vms_session_id (const vms_session *s);
+extern VMS_API enum vms_session_state vms_session_state (const vms_session *s);
+extern VMS_API const char *vms_session_state_name (enum vms_session_state st);
+extern VMS_API const char *vms_session_id (const vms_session *s);
 /* 0 and fills *f if the session failed, -1 if it did not. */
-extern int vms_session_failure (const vms_session *s,
-                                struct vms_session_failure *f);
+extern VMS_API int vms_session_failure (const vms_session *s,
+                                        struct vms_session_failure *f);
 
 /* Backup. */
-extern int vms_session_identify (vms_session *s);
+extern VMS_API int vms_session_identify (vms_session *s);
 /* By default every component of every writer is in the backup; after the
  * first select, only those selected are. */
-extern int vms_session_select (vms_session *s, const char *writer_id,
-                               const char *component);
-extern int vms_session_prepare_backup (vms_session *s);
-extern int vms_session_do_snapshot_set (vms_session *s);
+extern VMS_API int vms_session_select (vms_session *s, const char *writer_id,
+                                       const char *component);
+extern VMS_API int vms_session_prepare_backup (vms_session *s);
+extern VMS_API int vms_session_do_snapshot_set (vms_session *s);
 /* The requester says the data is safely stored (ok=1) or not (ok=0, which
  * aborts the set). */
-extern int vms_session_backup_complete (vms_session *s, int ok);
+extern VMS_API int vms_session_backup_complete (vms_session *s, int ok);
 /* Abort the set now (e.g. the requester's copy failed). Safe to repeat. */
-extern int vms_session_abort (vms_session *s, const char *why);
+extern VMS_API int vms_session_abort (vms_session *s, const char *why);
 
 /* Where to read the point-in-time image of a file (a path or NBD URI),
  * valid while the session is SNAPSHOTTED. Borrowed. */
-extern const char *vms_session_file_access (const vms_session *s,
-                                            const char *writer_id,
-                                            const char *component,
-                                            const char *path);
+extern VMS_API const char *vms_session_file_access (const vms_session *s,
+                                                    const char *writer_id,
+                                                    const char *component,
+                                                    const char *path);
 
 /* The session's backup components document. Borrowed. */
-extern const vms_document *vms_session_components (const vms_session *s);
+extern VMS_API const vms_document *vms_session_components (const vms_session *s);
 /* The metadata documents gathered in this session, one per writer that
  * answered Identify. Borrowed. */
-extern size_t vms_session_metadata_count (const vms_session *s);
-extern const vms_document *vms_session_metadata (const vms_session *s,
-                                                 size_t i);
+extern VMS_API size_t vms_session_metadata_count (const vms_session *s);
+extern VMS_API const vms_document *vms_session_metadata (const vms_session *s,
+                                                         size_t i);
 
 /* Restore. */
-extern int vms_session_pre_restore (vms_session *s);
-extern int vms_session_set_restore_status (vms_session *s,
-                                           const char *writer_id,
-                                           const char *component,
-                                           enum vms_restore_status status);
-extern int vms_session_post_restore (vms_session *s);
+extern VMS_API int vms_session_pre_restore (vms_session *s);
+extern VMS_API int vms_session_set_restore_status (vms_session *s,
+                                                   const char *writer_id,
+                                                   const char *component,
+                                                   enum vms_restore_status status);
+extern VMS_API int vms_session_post_restore (vms_session *s);
 
 /* Writers in this session (a snapshot of their status). */
-extern size_t vms_session_writer_count (const vms_session *s);
-extern int vms_session_writer_status (const vms_session *s, size_t i,
-                                      struct vms_writer_status *status);
+extern VMS_API size_t vms_session_writer_count (const vms_session *s);
+extern VMS_API int vms_session_writer_status (const vms_session *s, size_t i,
+                                              struct vms_writer_status *status);
 
 #ifdef __cplusplus
 }

@@ -11,6 +11,8 @@
 #ifndef VMSHADOW_DATAPATH_H
 #define VMSHADOW_DATAPATH_H
 
+#include "vmshadow/api.h"
+
 #include <stdint.h>
 
 #include "vmshadow/repo.h"
@@ -62,9 +64,9 @@ typedef void (*vms_progress_fn) (void *opaque, uint64_t done, uint64_t total);
  * read at once, default 16 MiB worth and at least 4: 128 chunks of 128 KiB),
  * VMSHADOW_NBD_REQUEST_KIB (largest NBD read, default 256 but at most a
  * chunk: 128 now). Memory: (2 × workers + 2 + inflight) chunk buffers. */
-extern vms_index *vms_copy_to_repo (vms_repo *repo, const struct vms_source *src,
-                                    struct vms_copy_stats *stats,
-                                    vms_progress_fn progress, void *opaque);
+extern VMS_API vms_index *vms_copy_to_repo (vms_repo *repo, const struct vms_source *src,
+                                            struct vms_copy_stats *stats,
+                                            vms_progress_fn progress, void *opaque);
 
 /* A read-only NBD export of an image file (qemu-nbd), for reading disk
  * images of stopped VMs or shadow copies with block status. */
@@ -77,18 +79,18 @@ typedef struct vms_nbd_export vms_nbd_export;
  * size up to a multiple of 512: read plain files by path instead. Fails
  * with qemu-nbd's own message (missing image, missing bitmap, image
  * locked by a running VM). */
-extern vms_nbd_export *vms_nbd_export_open (const char *image, const char *format,
-                                            const char *bitmap);
+extern VMS_API vms_nbd_export *vms_nbd_export_open (const char *image, const char *format,
+                                                    const char *bitmap);
 /* Borrowed: valid until vms_nbd_export_close. */
-extern const char *vms_nbd_export_uri (const vms_nbd_export *e);
+extern VMS_API const char *vms_nbd_export_uri (const vms_nbd_export *e);
 /* Stops the server (by the pid we started) and removes its directory.
  * Accepts NULL. */
-extern void vms_nbd_export_close (vms_nbd_export *e);
+extern VMS_API void vms_nbd_export_close (vms_nbd_export *e);
 /* Remove the private directories ($TMPDIR or /tmp, vmshadow-nbd-*) of NBD
  * servers whose vmshadow process was killed (lib/util/session-dir.h).
  * Every server start does this first; vmshadow gc does it too. Returns how
  * many were removed, or -1 with the error set. */
-extern int vms_nbd_sweep (void);
+extern VMS_API int vms_nbd_sweep (void);
 
 /* Write a stored file back out: format "raw" (holes kept as holes) or
  * "qcow2" (qemu-img create, then written through a local NBD server, zero
@@ -99,9 +101,9 @@ extern int vms_nbd_sweep (void);
  * and renamed into place only on success, so to_path never holds a
  * partial image. Zero 64 KiB blocks inside chunks are not written either.
  * A qcow2's virtual size is rounded up to 512 bytes by qemu-img. */
-extern int vms_extract (vms_repo *repo, const vms_index *idx, const char *to_path,
-                        const char *format, int overwrite,
-                        vms_progress_fn progress, void *opaque);
+extern VMS_API int vms_extract (vms_repo *repo, const vms_index *idx, const char *to_path,
+                                const char *format, int overwrite,
+                                vms_progress_fn progress, void *opaque);
 
 #ifdef __cplusplus
 }

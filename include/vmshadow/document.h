@@ -19,6 +19,8 @@
 #ifndef VMSHADOW_DOCUMENT_H
 #define VMSHADOW_DOCUMENT_H
 
+#include "vmshadow/api.h"
+
 #include <stddef.h>
 #include <stdint.h>
 
@@ -61,100 +63,100 @@ struct vms_file_info {
 };
 
 /* A new, empty metadata document for a writer. */
-extern vms_document *vms_metadata_new (const char *writer_name,
-                                       const char *writer_id);
+extern VMS_API vms_document *vms_metadata_new (const char *writer_name,
+                                               const char *writer_id);
 /* A new, empty backup components document for a backup. */
-extern vms_document *vms_components_new (const char *backup_id);
+extern VMS_API vms_document *vms_components_new (const char *backup_id);
 
 /* Parse a document of either kind from untrusted bytes (need not be
  * NUL-terminated). Returns NULL with the error set on anything malformed:
  * the message names the field that is wrong. */
-extern vms_document *vms_document_parse (const char *text, size_t len);
+extern VMS_API vms_document *vms_document_parse (const char *text, size_t len);
 /* Read and parse a document file. */
-extern vms_document *vms_document_load (const char *path);
+extern VMS_API vms_document *vms_document_load (const char *path);
 /* The document as JSON text (pretty-printed, newline-terminated); caller
  * frees. */
-extern char *vms_document_format (const vms_document *doc);
+extern VMS_API char *vms_document_format (const vms_document *doc);
 /* Write the document to path, crash-safely (temp file, fsync, rename). */
-extern int vms_document_save (const vms_document *doc, const char *path);
-extern vms_document *vms_document_copy (const vms_document *doc);
+extern VMS_API int vms_document_save (const vms_document *doc, const char *path);
+extern VMS_API vms_document *vms_document_copy (const vms_document *doc);
 /* Replace the content of dst by a copy of src (both of one kind): how a
  * writer that gets its metadata as text (an exec writer) fills the
  * document Identify hands it. Handles into dst become invalid. */
-extern int vms_document_replace (vms_document *dst, const vms_document *src);
-extern void vms_document_free (vms_document *doc);
+extern VMS_API int vms_document_replace (vms_document *dst, const vms_document *src);
+extern VMS_API void vms_document_free (vms_document *doc);
 
-extern enum vms_document_kind vms_document_kind (const vms_document *doc);
+extern VMS_API enum vms_document_kind vms_document_kind (const vms_document *doc);
 
 /* Metadata documents: the writer (borrowed). */
-extern const char *vms_metadata_writer_name (const vms_document *md);
-extern const char *vms_metadata_writer_id (const vms_document *md);
+extern VMS_API const char *vms_metadata_writer_name (const vms_document *md);
+extern VMS_API const char *vms_metadata_writer_id (const vms_document *md);
 
 /* Backup components documents. */
-extern const char *vms_components_backup_id (const vms_document *bcd);
+extern VMS_API const char *vms_components_backup_id (const vms_document *bcd);
 /* Number of writers recorded, and each writer's name and id (borrowed). */
-extern size_t vms_components_writer_count (const vms_document *bcd);
-extern const char *vms_components_writer_name (const vms_document *bcd, size_t i);
-extern const char *vms_components_writer_id (const vms_document *bcd, size_t i);
+extern VMS_API size_t vms_components_writer_count (const vms_document *bcd);
+extern VMS_API const char *vms_components_writer_name (const vms_document *bcd, size_t i);
+extern VMS_API const char *vms_components_writer_id (const vms_document *bcd, size_t i);
 /* A top-level attribute of the backup (e.g. "type": "full"); value is a
  * JSON text. */
-extern int vms_components_set_attr_json (vms_document *bcd, const char *key,
-                                         const char *json);
+extern VMS_API int vms_components_set_attr_json (vms_document *bcd, const char *key,
+                                                 const char *json);
 
 /* Components. In a metadata document writer_id is ignored (pass NULL);
  * in a backup components document it picks the writer. */
-extern size_t vms_document_component_count (const vms_document *doc,
-                                             const char *writer_id);
-extern vms_component *vms_document_component (const vms_document *doc,
-                                              const char *writer_id,
-                                              size_t i);
-extern vms_component *vms_document_find_component (const vms_document *doc,
-                                                   const char *writer_id,
-                                                   const char *name);
+extern VMS_API size_t vms_document_component_count (const vms_document *doc,
+                                                     const char *writer_id);
+extern VMS_API vms_component *vms_document_component (const vms_document *doc,
+                                                      const char *writer_id,
+                                                      size_t i);
+extern VMS_API vms_component *vms_document_find_component (const vms_document *doc,
+                                                           const char *writer_id,
+                                                           const char *name);
 
 /* Add a component to a metadata document. Fails if the name is taken. */
-extern vms_component *vms_metadata_add_component (vms_document *md,
-                                                  const char *name,
-                                                  const char *caption);
+extern VMS_API vms_component *vms_metadata_add_component (vms_document *md,
+                                                          const char *name,
+                                                          const char *caption);
 
-extern const char *vms_component_name (const vms_component *c);
+extern VMS_API const char *vms_component_name (const vms_component *c);
 /* The component as JSON text (its files, excluded files, attributes and
  * restore status), for writers that hand it on; caller frees. */
-extern char *vms_component_format (const vms_component *c);
-extern const char *vms_component_caption (const vms_component *c);
+extern VMS_API char *vms_component_format (const vms_component *c);
+extern VMS_API const char *vms_component_caption (const vms_component *c);
 
-extern int vms_component_add_file (vms_component *c, const char *path,
-                                   enum vms_file_kind kind,
-                                   const char *format, const char *provider);
-extern size_t vms_component_file_count (const vms_component *c);
-extern int vms_component_file (const vms_component *c, size_t i,
-                               struct vms_file_info *info);
+extern VMS_API int vms_component_add_file (vms_component *c, const char *path,
+                                           enum vms_file_kind kind,
+                                           const char *format, const char *provider);
+extern VMS_API size_t vms_component_file_count (const vms_component *c);
+extern VMS_API int vms_component_file (const vms_component *c, size_t i,
+                                       struct vms_file_info *info);
 
 /* A file the component leaves out on purpose, with the reason (R13). */
-extern int vms_component_add_excluded (vms_component *c, const char *path,
-                                       const char *reason);
-extern size_t vms_component_excluded_count (const vms_component *c);
-extern const char *vms_component_excluded_path (const vms_component *c, size_t i);
-extern const char *vms_component_excluded_reason (const vms_component *c, size_t i);
+extern VMS_API int vms_component_add_excluded (vms_component *c, const char *path,
+                                               const char *reason);
+extern VMS_API size_t vms_component_excluded_count (const vms_component *c);
+extern VMS_API const char *vms_component_excluded_path (const vms_component *c, size_t i);
+extern VMS_API const char *vms_component_excluded_reason (const vms_component *c, size_t i);
 
 /* Writer-defined attributes of a component ("method", "freeze_window_ms"…).
  * Getters return NULL / the default when the key is absent or of another
  * type. In a session's backup components document the setters fail once
  * PostSnapshot has ended (R5). */
-extern int vms_component_set_string (vms_component *c, const char *key,
-                                     const char *value);
-extern int vms_component_set_int (vms_component *c, const char *key,
-                                  int64_t value);
-extern const char *vms_component_get_string (const vms_component *c,
-                                             const char *key);
-extern int64_t vms_component_get_int (const vms_component *c, const char *key,
-                                      int64_t dflt);
+extern VMS_API int vms_component_set_string (vms_component *c, const char *key,
+                                             const char *value);
+extern VMS_API int vms_component_set_int (vms_component *c, const char *key,
+                                          int64_t value);
+extern VMS_API const char *vms_component_get_string (const vms_component *c,
+                                                     const char *key);
+extern VMS_API int64_t vms_component_get_int (const vms_component *c, const char *key,
+                                              int64_t dflt);
 
 /* R6, in backup components documents. */
-extern enum vms_restore_status vms_component_restore_status (const vms_component *c);
-extern const char *vms_restore_status_name (enum vms_restore_status s);
+extern VMS_API enum vms_restore_status vms_component_restore_status (const vms_component *c);
+extern VMS_API const char *vms_restore_status_name (enum vms_restore_status s);
 
-extern const char *vms_file_kind_name (enum vms_file_kind k);
+extern VMS_API const char *vms_file_kind_name (enum vms_file_kind k);
 
 #ifdef __cplusplus
 }

@@ -7,24 +7,26 @@
 #ifndef VMSHADOW_ERROR_H
 #define VMSHADOW_ERROR_H
 
+#include "vmshadow/api.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
 
 /* The message of the last error on this thread, or NULL if none.
  * Borrowed: valid until the next vmshadow call on this thread. */
-extern const char *vms_get_error (void);
+extern VMS_API const char *vms_get_error (void);
 
 /* The errno of the last error on this thread (0 if it had none). */
-extern int vms_get_errno (void);
+extern VMS_API int vms_get_errno (void);
 
 /* Set the error of this thread. errnum may be 0. Writers and providers
  * call this before returning -1 from a callback. */
-extern void vms_set_error (int errnum, const char *fmt, ...)
+extern VMS_API void vms_set_error (int errnum, const char *fmt, ...)
   __attribute__ ((format (printf, 2, 3)));
 
 /* Forget the error of this thread. */
-extern void vms_clear_error (void);
+extern VMS_API void vms_clear_error (void);
 
 #ifdef __cplusplus
 }

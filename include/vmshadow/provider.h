@@ -21,6 +21,8 @@
 #ifndef VMSHADOW_PROVIDER_H
 #define VMSHADOW_PROVIDER_H
 
+#include "vmshadow/api.h"
+
 #include <stddef.h>
 #include <stdint.h>
 
@@ -63,20 +65,20 @@ struct vms_provider {
 
 /* ---- What a provider can ask of its snapshot ---- */
 
-extern const char *vms_snapshot_session_id (const vms_snapshot *snap);
-extern size_t vms_snapshot_file_count (const vms_snapshot *snap);
-extern const struct vms_file_ref *vms_snapshot_file (const vms_snapshot *snap,
-                                                     size_t i);
+extern VMS_API const char *vms_snapshot_session_id (const vms_snapshot *snap);
+extern VMS_API size_t vms_snapshot_file_count (const vms_snapshot *snap);
+extern VMS_API const struct vms_file_ref *vms_snapshot_file (const vms_snapshot *snap,
+                                                             size_t i);
 /* Say where the requester reads the point-in-time image of file i: a path
  * or an "nbd+unix://…" URI. The string is copied. */
-extern int vms_snapshot_set_access (vms_snapshot *snap, size_t i,
-                                    const char *access);
-extern const char *vms_snapshot_access (const vms_snapshot *snap, size_t i);
+extern VMS_API int vms_snapshot_set_access (vms_snapshot *snap, size_t i,
+                                            const char *access);
+extern VMS_API const char *vms_snapshot_access (const vms_snapshot *snap, size_t i);
 /* Provider-private state for this snapshot, kept from prepare to release. */
-extern void vms_snapshot_set_data (vms_snapshot *snap, void *data);
-extern void *vms_snapshot_data (const vms_snapshot *snap);
+extern VMS_API void vms_snapshot_set_data (vms_snapshot *snap, void *data);
+extern VMS_API void *vms_snapshot_data (const vms_snapshot *snap);
 /* Milliseconds left in the current step's budget (never negative). */
-extern int64_t vms_snapshot_ms_left (const vms_snapshot *snap);
+extern VMS_API int64_t vms_snapshot_ms_left (const vms_snapshot *snap);
 
 #ifdef __cplusplus
 }

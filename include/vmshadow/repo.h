@@ -16,6 +16,8 @@
 #ifndef VMSHADOW_REPO_H
 #define VMSHADOW_REPO_H
 
+#include "vmshadow/api.h"
+
 #include <stddef.h>
 #include <stdint.h>
 
@@ -54,10 +56,10 @@ enum {
 /* dir NULL: $VMSHADOW_REPO, else /var/lib/vmshadow/repo. Directories are
  * created 0700, files 0600. With VMS_REPO_WRITE, fails at once (EBUSY, with
  * the holder's pid) if another process holds the lock. */
-extern vms_repo *vms_repo_open (const char *dir, unsigned flags);
-extern void vms_repo_close (vms_repo *repo);
+extern VMS_API vms_repo *vms_repo_open (const char *dir, unsigned flags);
+extern VMS_API void vms_repo_close (vms_repo *repo);
 /* Borrowed. */
-extern const char *vms_repo_path (const vms_repo *repo);
+extern VMS_API const char *vms_repo_path (const vms_repo *repo);
 
 /* ---- chunks (thread-safe) ---- */
 
@@ -65,48 +67,48 @@ extern const char *vms_repo_path (const vms_repo *repo);
  * content is there. Needs VMS_REPO_WRITE (EBADF otherwise). Fills *digest; *stored_bytes (may be NULL) gets the
  * bytes written to disk (0 when it was already there). An all-zero chunk is
  * never stored: its digest is the all-zero digest (vms_digest_is_zero). */
-extern int vms_repo_chunk_put (vms_repo *repo, const void *data, size_t len,
-                               struct vms_digest *digest,
-                               uint64_t *stored_bytes);
+extern VMS_API int vms_repo_chunk_put (vms_repo *repo, const void *data, size_t len,
+                                       struct vms_digest *digest,
+                                       uint64_t *stored_bytes);
 /* Read a chunk into buf (len is its expected length); with verify, re-hash
  * and fail (EBADMSG) on a mismatch. A missing chunk fails with ENOENT, a
  * damaged one with EBADMSG. The all-zero digest reads as zeros. */
-extern int vms_repo_chunk_get (vms_repo *repo, const struct vms_digest *digest,
-                               void *buf, size_t len, int verify);
-extern int vms_repo_chunk_exists (vms_repo *repo, const struct vms_digest *digest);
+extern VMS_API int vms_repo_chunk_get (vms_repo *repo, const struct vms_digest *digest,
+                                       void *buf, size_t len, int verify);
+extern VMS_API int vms_repo_chunk_exists (vms_repo *repo, const struct vms_digest *digest);
 
-extern int vms_digest_is_zero (const struct vms_digest *digest);
+extern VMS_API int vms_digest_is_zero (const struct vms_digest *digest);
 /* 64 hex digits + NUL. */
-extern void vms_digest_hex (const struct vms_digest *digest, char out[65]);
+extern VMS_API void vms_digest_hex (const struct vms_digest *digest, char out[65]);
 
 /* ---- indexes ---- */
 
 /* An index for a file of size bytes: ceil(size / VMS_CHUNK_SIZE) entries,
  * all zero at first. */
-extern vms_index *vms_index_new (uint64_t size);
-extern vms_index *vms_index_copy (const vms_index *idx);
-extern void vms_index_free (vms_index *idx);
-extern uint64_t vms_index_size (const vms_index *idx);
-extern uint64_t vms_index_chunk_count (const vms_index *idx);
+extern VMS_API vms_index *vms_index_new (uint64_t size);
+extern VMS_API vms_index *vms_index_copy (const vms_index *idx);
+extern VMS_API void vms_index_free (vms_index *idx);
+extern VMS_API uint64_t vms_index_size (const vms_index *idx);
+extern VMS_API uint64_t vms_index_chunk_count (const vms_index *idx);
 /* Change the file size (an incremental of a disk that grew or shrank);
  * new chunks are zero. A chunk whose length changes (the old or new last
  * chunk when it is partial) is reset to zero too: its stored content no
  * longer fits, so the caller must read it from the source again. */
-extern int vms_index_resize (vms_index *idx, uint64_t size);
-extern int vms_index_set (vms_index *idx, uint64_t chunk, const struct vms_digest *d);
-extern const struct vms_digest *vms_index_get (const vms_index *idx, uint64_t chunk);
+extern VMS_API int vms_index_resize (vms_index *idx, uint64_t size);
+extern VMS_API int vms_index_set (vms_index *idx, uint64_t chunk, const struct vms_digest *d);
+extern VMS_API const struct vms_digest *vms_index_get (const vms_index *idx, uint64_t chunk);
 /* Bytes of chunk i (the last one may be short). */
-extern size_t vms_index_chunk_len (const vms_index *idx, uint64_t chunk);
+extern VMS_API size_t vms_index_chunk_len (const vms_index *idx, uint64_t chunk);
 /* Random read by offset through the index (instant recovery, extract). */
-extern int vms_repo_read (vms_repo *repo, const vms_index *idx, void *buf,
-                          size_t count, uint64_t offset);
+extern VMS_API int vms_repo_read (vms_repo *repo, const vms_index *idx, void *buf,
+                                  size_t count, uint64_t offset);
 
 /* ---- writing a backup ---- */
 
 /* Needs VMS_REPO_WRITE. backup_id: 1 to 128 characters of
  * [A-Za-z0-9._:-], not starting with '.' (EINVAL otherwise); EEXIST if a
  * backup of that id exists. */
-extern vms_repo_txn *vms_repo_txn_begin (vms_repo *repo, const char *backup_id);
+extern VMS_API vms_repo_txn *vms_repo_txn_begin (vms_repo *repo, const char *backup_id);
 
 /* What one stored file was: its place in the backup and its statistics. */
 struct vms_stored_file {
@@ -120,45 +122,45 @@ struct vms_stored_file {
   const char *checkpoint;       /* dirty-bitmap checkpoint this is based on, or NULL */
 };
 
-extern int vms_repo_txn_add_file (vms_repo_txn *txn,
-                                  const struct vms_stored_file *file,
-                                  const vms_index *idx);
+extern VMS_API int vms_repo_txn_add_file (vms_repo_txn *txn,
+                                          const struct vms_stored_file *file,
+                                          const vms_index *idx);
 /* Write the documents and the manifest, and make the backup visible
  * atomically (temp dir, fsync, rename). components may be NULL (then
  * vms_manifest_components returns NULL). attrs_json: extra
  * manifest attributes as a JSON object text, or NULL (vms_manifest_attrs).
  * The manifest's time is the time of the commit. */
-extern int vms_repo_txn_commit (vms_repo_txn *txn, const vms_document *components,
-                                const vms_document *const *metadata,
-                                size_t nr_metadata, const char *attrs_json);
+extern VMS_API int vms_repo_txn_commit (vms_repo_txn *txn, const vms_document *components,
+                                        const vms_document *const *metadata,
+                                        size_t nr_metadata, const char *attrs_json);
 /* Drop an uncommitted backup (its chunks stay until gc). Accepts NULL;
  * after commit it only frees. */
-extern void vms_repo_txn_free (vms_repo_txn *txn);
+extern VMS_API void vms_repo_txn_free (vms_repo_txn *txn);
 
 /* ---- reading backups ---- */
 
 /* Committed backup IDs, oldest first (by commit time, then id; backups whose
  * manifest cannot be read come first). Caller frees each and the array. */
-extern int vms_repo_list (vms_repo *repo, char ***ids, size_t *nr_ids);
-extern vms_manifest *vms_manifest_open (vms_repo *repo, const char *backup_id);
-extern void vms_manifest_free (vms_manifest *m);
-extern const char *vms_manifest_backup_id (const vms_manifest *m);
-extern int64_t vms_manifest_time (const vms_manifest *m);       /* Unix seconds */
-extern const vms_document *vms_manifest_components (const vms_manifest *m);
-extern size_t vms_manifest_metadata_count (const vms_manifest *m);
-extern const vms_document *vms_manifest_metadata (const vms_manifest *m, size_t i);
+extern VMS_API int vms_repo_list (vms_repo *repo, char ***ids, size_t *nr_ids);
+extern VMS_API vms_manifest *vms_manifest_open (vms_repo *repo, const char *backup_id);
+extern VMS_API void vms_manifest_free (vms_manifest *m);
+extern VMS_API const char *vms_manifest_backup_id (const vms_manifest *m);
+extern VMS_API int64_t vms_manifest_time (const vms_manifest *m);       /* Unix seconds */
+extern VMS_API const vms_document *vms_manifest_components (const vms_manifest *m);
+extern VMS_API size_t vms_manifest_metadata_count (const vms_manifest *m);
+extern VMS_API const vms_document *vms_manifest_metadata (const vms_manifest *m, size_t i);
 /* Extra top-level attributes given at commit, as JSON object text ("{}"
  * when none). Borrowed: valid until the next call on m or its free. */
-extern const char *vms_manifest_attrs (const vms_manifest *m);
-extern size_t vms_manifest_file_count (const vms_manifest *m);
+extern VMS_API const char *vms_manifest_attrs (const vms_manifest *m);
+extern VMS_API size_t vms_manifest_file_count (const vms_manifest *m);
 /* Strings borrowed from the manifest. */
-extern int vms_manifest_file (const vms_manifest *m, size_t i,
-                              struct vms_stored_file *file, uint64_t *size);
+extern VMS_API int vms_manifest_file (const vms_manifest *m, size_t i,
+                                      struct vms_stored_file *file, uint64_t *size);
 /* Find a file by component and original path; -1 if absent. */
-extern int vms_manifest_find_file (const vms_manifest *m, const char *component,
-                                   const char *path);
-extern vms_index *vms_manifest_load_index (vms_repo *repo, const vms_manifest *m,
-                                           size_t i);
+extern VMS_API int vms_manifest_find_file (const vms_manifest *m, const char *component,
+                                           const char *path);
+extern VMS_API vms_index *vms_manifest_load_index (vms_repo *repo, const vms_manifest *m,
+                                                   size_t i);
 
 /* ---- maintenance ---- */
 
@@ -167,8 +169,8 @@ extern vms_index *vms_manifest_load_index (vms_repo *repo, const vms_manifest *m
  * reported through report (one line each, naming backup, component, file
  * and offset); returns the number of problems, or -1 on error. */
 typedef void (*vms_repo_report_fn) (void *opaque, const char *line);
-extern int vms_repo_verify (vms_repo *repo, const char *backup_id, int deep,
-                            vms_repo_report_fn report, void *opaque);
+extern VMS_API int vms_repo_verify (vms_repo *repo, const char *backup_id, int deep,
+                                    vms_repo_report_fn report, void *opaque);
 
 struct vms_prune_policy {
   unsigned keep_last, keep_daily, keep_weekly, keep_monthly;
@@ -176,12 +178,12 @@ struct vms_prune_policy {
 /* Delete the backups the policy does not keep; with dry_run only report.
  * Needs VMS_REPO_WRITE. Each kept/removed backup is reported as
  * "keep ID (reasons)" / "remove ID". Returns the number removed. */
-extern int vms_repo_prune (vms_repo *repo, const struct vms_prune_policy *policy,
-                           int dry_run, vms_repo_report_fn report, void *opaque);
+extern VMS_API int vms_repo_prune (vms_repo *repo, const struct vms_prune_policy *policy,
+                                   int dry_run, vms_repo_report_fn report, void *opaque);
 /* Delete chunks no committed backup references and leftovers of
  * interrupted backups older than grace_seconds. Needs VMS_REPO_WRITE. */
-extern int vms_repo_gc (vms_repo *repo, int64_t grace_seconds,
-                        uint64_t *chunks_removed, uint64_t *bytes_freed);
+extern VMS_API int vms_repo_gc (vms_repo *repo, int64_t grace_seconds,
+                                uint64_t *chunks_removed, uint64_t *bytes_freed);
 
 #ifdef __cplusplus
 }

@@ -28,6 +28,8 @@
 #ifndef VMSHADOW_WRITER_H
 #define VMSHADOW_WRITER_H
 
+#include "vmshadow/api.h"
+
 #include <stdint.h>
 
 #include "vmshadow/document.h"
@@ -115,49 +117,49 @@ struct vms_writer {
 
 /* ---- What a callback can ask of its call ---- */
 
-extern enum vms_event vms_call_event (const vms_call *call);
-extern const char *vms_call_session_id (const vms_call *call);
+extern VMS_API enum vms_event vms_call_event (const vms_call *call);
+extern VMS_API const char *vms_call_session_id (const vms_call *call);
 /* 1 for a backup session, 0 for a restore session. */
-extern int vms_call_is_backup (const vms_call *call);
+extern VMS_API int vms_call_is_backup (const vms_call *call);
 
 /* This writer's metadata document: filled by identify, read by the other
  * events. */
-extern vms_document *vms_call_metadata (vms_call *call);
+extern VMS_API vms_document *vms_call_metadata (vms_call *call);
 
 /* This writer's component in the session's backup components document, or
  * NULL if it is not part of the session. Writers may add attributes to it
  * until PostSnapshot ends (R5). */
-extern vms_component *vms_call_component (vms_call *call, const char *name);
+extern VMS_API vms_component *vms_call_component (vms_call *call, const char *name);
 /* Number of this writer's components in the session, and each one. */
-extern size_t vms_call_component_count (vms_call *call);
-extern vms_component *vms_call_component_at (vms_call *call, size_t i);
+extern VMS_API size_t vms_call_component_count (vms_call *call);
+extern VMS_API vms_component *vms_call_component_at (vms_call *call, size_t i);
 
 /* Veto: record the failure kind and message, and return -1, so that a
  * callback can end with `return vms_call_fail (call, …);`. */
-extern int vms_call_fail (vms_call *call, enum vms_failure kind,
-                          const char *fmt, ...)
+extern VMS_API int vms_call_fail (vms_call *call, enum vms_failure kind,
+                                  const char *fmt, ...)
   __attribute__ ((format (printf, 3, 4)));
 
 /* Milliseconds left before this event's budget runs out (never negative):
  * a writer that waits on something should wait no longer than this. */
-extern int64_t vms_call_ms_left (const vms_call *call);
+extern VMS_API int64_t vms_call_ms_left (const vms_call *call);
 
 /* ---- Names ---- */
 
 /* "identify", "prepare-backup", "prepare-snapshot", "freeze", "thaw",
  * "post-snapshot", "abort", "backup-complete", "backup-shutdown",
  * "pre-restore", "post-restore". */
-extern const char *vms_event_name (enum vms_event e);
+extern VMS_API const char *vms_event_name (enum vms_event e);
 /* Returns -1 for an unknown name. */
-extern int vms_event_from_name (const char *name);
+extern VMS_API int vms_event_from_name (const char *name);
 /* "none", "retryable", "non-retryable", "timeout", "out-of-resources",
  * "inconsistent-snapshot". */
-extern const char *vms_failure_name (enum vms_failure f);
-extern int vms_failure_from_name (const char *name);
+extern VMS_API const char *vms_failure_name (enum vms_failure f);
+extern VMS_API int vms_failure_from_name (const char *name);
 /* "stable", "waiting-for-freeze", …, and for a failed writer
  * "failed-at-<event>" (static storage). */
-extern const char *vms_writer_state_name (enum vms_writer_state s,
-                                          enum vms_event failed_at);
+extern VMS_API const char *vms_writer_state_name (enum vms_writer_state s,
+                                                  enum vms_event failed_at);
 
 #ifdef __cplusplus
 }
