@@ -176,6 +176,12 @@ struct vms_prune_policy {
   unsigned keep_last, keep_daily, keep_weekly, keep_monthly;
 };
 /* Delete the backups the policy does not keep; with dry_run only report.
+ * The rules run per component (per VM; issue 20), not per repository: a
+ * backup is kept if it is among the newest N backups (or the newest of one
+ * of the newest N days, weeks, months) of any component it holds, so a VM
+ * backed up weekly keeps its N newest backups beside a daily one. Backups
+ * holding no file form one group. A manifest that cannot be read keeps its
+ * backup.
  * Needs VMS_REPO_WRITE. Each kept/removed backup is reported as
  * "keep ID (reasons)" / "remove ID". Returns the number removed. */
 extern VMS_API int vms_repo_prune (vms_repo *repo, const struct vms_prune_policy *policy,

@@ -55,25 +55,17 @@ bucket (int64_t t, unsigned rule)
   }
 }
 
-int
-prune_select (struct prune_item *items, size_t n,
+/* The rules over one group, newest first; reasons are added to. */
+static void
+select_group (struct prune_item **order, size_t n,
               const struct vms_prune_policy *policy)
 {
-  struct prune_item **order = calloc (n ? n : 1, sizeof *order);
   const struct { unsigned rule, keep; } rules[] = {
     { PRUNE_DAILY, policy->keep_daily },
     { PRUNE_WEEKLY, policy->keep_weekly },
     { PRUNE_MONTHLY, policy->keep_monthly },
   };
 
-  if (order == NULL) {
-    vms_set_error (ENOMEM, "out of memory");
-    return -1;
-  }
-  for (size_t i = 0; i < n; i++) {
-    items[i].reasons = 0;
-    order[i] = &items[i];
-  }
   qsort (order, n, sizeof *order, newest_first);
   for (size_t i = 0; i < n && i < policy->keep_last; i++)
     order[i]->reasons |= PRUNE_LAST;
@@ -90,6 +82,53 @@ prune_select (struct prune_item *items, size_t n,
       }
     }
   }
+}
+
+static int
+holds (const struct prune_item *it, const char *key)
+{
+  if (key == NULL)
+    return it->nr_keys == 0;
+  for (size_t k = 0; k < it->nr_keys; k++)
+    if (strcmp (it->keys[k], key) == 0)
+      return 1;
+  return 0;
+}
+
+/* 1 if key first appears in item i (so that each group runs once). */
+static int
+first_holder (const struct prune_item *items, size_t i, const char *key)
+{
+  for (size_t j = 0; j < i; j++)
+    if (holds (&items[j], key))
+      return 0;
+  return 1;
+}
+
+int
+prune_select (struct prune_item *items, size_t n,
+              const struct vms_prune_policy *policy)
+{
+  struct prune_item **order = calloc (n ? n : 1, sizeof *order);
+
+  if (order == NULL) {
+    vms_set_error (ENOMEM, "out of memory");
+    return -1;
+  }
+  for (size_t i = 0; i < n; i++)
+    items[i].reasons = 0;
+  /* One group per component (and one of the backups that hold none). */
+  for (size_t i = 0; i < n; i++)
+    for (size_t k = 0; k < (items[i].nr_keys ? items[i].nr_keys : 1); k++) {
+      const char *key = items[i].nr_keys ? items[i].keys[k] : NULL;
+      size_t m = 0;
+      if (!first_holder (items, i, key))
+        continue;
+      for (size_t j = i; j < n; j++)
+        if (holds (&items[j], key))
+          order[m++] = &items[j];
+      select_group (order, m, policy);
+    }
   free (order);
   return 0;
 }
@@ -148,6 +187,62 @@ remove_backup (vms_repo *repo, const char *id)
   return 0;
 }
 
+/* The components a backup holds, from its manifest's files, as
+ * "<writer-id>/<component>" (malloc'd into item->keys). */
+static int
+item_keys (vms_repo *repo, struct prune_item *it)
+{
+  vms_manifest *m = manifest_load (repo, it->id);
+  char **keys;
+  size_t nk = 0;
+
+  if (m == NULL)
+    return -1;
+  keys = calloc (vms_manifest_file_count (m) + 1, sizeof *keys);
+  if (keys == NULL)
+    goto oom;
+  for (size_t f = 0; f < vms_manifest_file_count (m); f++) {
+    struct vms_stored_file sf;
+    uint64_t size;
+    char *k;
+    int dup = 0;
+
+    if (vms_manifest_file (m, f, &sf, &size) == -1)
+      continue;
+    if (asprintf (&k, "%s/%s", sf.writer_id ? sf.writer_id : "",
+                  sf.component ? sf.component : "") == -1)
+      goto oom;
+    for (size_t j = 0; j < nk && !dup; j++)
+      dup = strcmp (keys[j], k) == 0;
+    if (dup)
+      free (k);
+    else
+      keys[nk++] = k;
+  }
+  vms_manifest_free (m);
+  it->keys = (const char *const *) keys;
+  it->nr_keys = nk;
+  return 0;
+ oom:
+  for (size_t j = 0; keys && j < nk; j++)
+    free (keys[j]);
+  free (keys);
+  vms_manifest_free (m);
+  vms_set_error (ENOMEM, "out of memory");
+  return -1;
+}
+
+static void
+items_free (struct prune_item *items, size_t n)
+{
+  for (size_t i = 0; items && i < n; i++) {
+    for (size_t k = 0; k < items[i].nr_keys; k++)
+      free ((char *) items[i].keys[k]);
+    free ((void *) items[i].keys);
+  }
+  free (items);
+}
+
 int
 vms_repo_prune (vms_repo *repo, const struct vms_prune_policy *policy,
                 int dry_run, vms_repo_report_fn report, void *opaque)
@@ -180,9 +275,19 @@ vms_repo_prune (vms_repo *repo, const struct vms_prune_policy *policy,
    * out of --keep-last (issue 9, item 9). */
   int64_t horizon = (int64_t) time (NULL) + 86400;
   size_t n = 0;
-  for (size_t i = 0; i < nr; i++)
-    if (b[i].error == NULL && b[i].time <= horizon)
-      items[n++] = (struct prune_item) { .id = b[i].id, .time = b[i].time };
+  for (size_t i = 0; i < nr; i++) {
+    if (b[i].error || b[i].time > horizon)
+      continue;
+    items[n] = (struct prune_item) { .id = b[i].id, .time = b[i].time };
+    if (item_keys (repo, &items[n]) == -1) {
+      /* Unreadable now: kept, like one that could not be listed. */
+      b[i].error = strdup (vms_get_error ());
+      if (b[i].error == NULL)
+        goto fail;
+      continue;
+    }
+    n++;
+  }
   if (prune_select (items, n, policy) == -1)
     goto fail;
 
@@ -208,11 +313,11 @@ vms_repo_prune (vms_repo *repo, const struct vms_prune_policy *policy,
       goto fail;
     removed++;
   }
-  free (items);
+  items_free (items, n);
   repo_backups_free (b, nr);
   return removed;
  fail:
-  free (items);
+  items_free (items, n);
   repo_backups_free (b, nr);
   return -1;
 }

@@ -217,12 +217,18 @@ enum {
 struct prune_item {
   const char *id;
   int64_t time;                 /* Unix seconds */
+  /* The components the backup holds ("<writer-id>/<component>": per VM,
+   * issue 20); backups without any form one group of their own. */
+  const char *const *keys;
+  size_t nr_keys;
   unsigned reasons;             /* out: PRUNE_* bits; 0 means remove */
 };
 /* The pure selection of vms_repo_prune: sets reasons of every item (in any
- * order). A backup is kept if it is among the keep_last newest, or the
- * newest of one of the newest keep_daily days (keep_weekly ISO weeks,
- * keep_monthly months) that have backups, in local time. */
+ * order). The rules run once per component, over the backups that hold
+ * it: a backup is kept if, for any component it holds, it is among that
+ * component's keep_last newest backups, or the newest of one of the
+ * newest keep_daily days (keep_weekly ISO weeks, keep_monthly months) that
+ * have a backup of that component. */
 extern int prune_select (struct prune_item *items, size_t n,
                          const struct vms_prune_policy *policy);
 /* "last, daily" for the reasons bits, into buf. */

@@ -158,6 +158,56 @@ order_of_input_does_not_matter (void **state)
   assert_string_equal (kept (), "b00 b02");
 }
 
+/* Issue 20: the rules run per component (per VM). */
+static const char *const vm_a[] = { "vm/a" }, *const vm_b[] = { "vm/b" };
+static const char *const vm_ab[] = { "vm/a", "vm/b" };
+
+static void
+add_holding (int64_t t, const char *const *keys, size_t nr_keys)
+{
+  add (t);
+  items[nr - 1].keys = keys;
+  items[nr - 1].nr_keys = nr_keys;
+}
+
+static void
+keep_last_counts_per_vm_so_a_weekly_vm_keeps_its_backups (void **state)
+{
+  /* VM a backed up daily for 21 days, VM b weekly (days 0, 7, 14). */
+  for (int d = 0; d < 21; d++) {
+    add_holding (T0 + d * DAY + HOUR, vm_a, 1);
+    if (d % 7 == 0)
+      add_holding (T0 + d * DAY + 2 * HOUR, vm_b, 1);
+  }
+  /* b00 a0, b01 b0, b02..b07 a1..a6, b08 a7, b09 b7, …, b16 a14, b17 b14,
+   * b18..b23 a15..a20. Per repository, keep-last 2 would keep b22 b23 and
+   * delete every backup of b; per VM it keeps the two newest of each. */
+  select_with ((struct vms_prune_policy) { .keep_last = 2 });
+  assert_string_equal (kept (), "b09 b17 b22 b23");
+  select_with ((struct vms_prune_policy) { .keep_last = 3 });
+  assert_string_equal (kept (), "b01 b09 b17 b21 b22 b23");
+  assert_int_equal (items[1].reasons, PRUNE_LAST);
+  /* keep-daily 2: a's two newest days, and b's two newest days with a
+   * backup of b (days 7 and 14). */
+  select_with ((struct vms_prune_policy) { .keep_daily = 2 });
+  assert_string_equal (kept (), "b09 b17 b22 b23");
+}
+
+static void
+a_backup_of_several_vms_is_kept_if_any_of_them_needs_it (void **state)
+{
+  add_holding (T0, vm_ab, 2);          /* b00: both (an --all run) */
+  add_holding (T0 + DAY, vm_a, 1);     /* b01 */
+  add_holding (T0 + 2 * DAY, vm_a, 1); /* b02 */
+  add (T0 + 3 * DAY);                  /* b03: no components */
+  add (T0 + 4 * DAY);                  /* b04: no components */
+  select_with ((struct vms_prune_policy) { .keep_last = 1 });
+  /* b00 is b's newest; b02 a's; b04 the newest of those holding none. */
+  assert_string_equal (kept (), "b00 b02 b04");
+  select_with ((struct vms_prune_policy) { .keep_last = 2 });
+  assert_string_equal (kept (), "b00 b01 b02 b03 b04");
+}
+
 static void
 empty_list_keeps_nothing_and_does_not_fail (void **state)
 {
@@ -182,6 +232,10 @@ main (int argc, char *argv[])
     T ("rules-combine-and-reasons-are-named", rules_combine_and_reasons_are_named),
     T ("ties-in-time-are-broken-by-id", ties_in_time_are_broken_by_id),
     T ("order-of-input-does-not-matter", order_of_input_does_not_matter),
+    T ("keep-last-counts-per-vm-so-a-weekly-vm-keeps-its-backups",
+       keep_last_counts_per_vm_so_a_weekly_vm_keeps_its_backups),
+    T ("a-backup-of-several-vms-is-kept-if-any-of-them-needs-it",
+       a_backup_of_several_vms_is_kept_if_any_of_them_needs_it),
     T ("empty-list-keeps-nothing-and-does-not-fail",
        empty_list_keeps_nothing_and_does_not_fail),
 #undef T

@@ -137,10 +137,11 @@ store_file (vms_repo *r, const uint8_t *data, size_t size)
 }
 
 
-/* A committed backup "id" of one file (component "web01", path
+/* A committed backup "id" of one file of component (path
  * /var/lib/libvirt/images/web01.img) holding data. */
 static void
-make_backup (vms_repo *r, const char *id, const uint8_t *data, size_t size)
+make_backup_of (vms_repo *r, const char *id, const char *component,
+                const uint8_t *data, size_t size)
 {
   vms_index *idx = store_file (r, data, size);
   vms_repo_txn *txn = vms_repo_txn_begin (r, id);
@@ -148,7 +149,7 @@ make_backup (vms_repo *r, const char *id, const uint8_t *data, size_t size)
     fail_msg ("txn_begin: %s", vms_get_error ());
   struct vms_stored_file f = {
     .writer_id = "6c0a5e43-2b8e-4c39-9d59-4b8b2b6a1f00",
-    .component = "web01",
+    .component = component,
     .path = "/var/lib/libvirt/images/web01.img",
     .kind = VMS_FILE_DISK,
     .format = "raw",
@@ -162,6 +163,13 @@ make_backup (vms_repo *r, const char *id, const uint8_t *data, size_t size)
   vms_document_free (bcd);
   vms_repo_txn_free (txn);
   vms_index_free (idx);
+}
+
+/* … of component "web01". */
+static void
+make_backup (vms_repo *r, const char *id, const uint8_t *data, size_t size)
+{
+  make_backup_of (r, id, "web01", data, size);
 }
 
 static uint8_t *
@@ -1356,6 +1364,40 @@ hostile_manifest_names_are_refused (void **state)
 
 /* ---- prune and gc ---- */
 
+/* Issue 20: keep-last counts per component. The backups are committed in
+ * one second: the id breaks the tie (p5 is the newest). */
+static void
+prune_keeps_the_newest_of_each_vm_not_of_the_repository (void **state)
+{
+  vms_repo *r = open_writer ();
+  uint8_t data[100];
+  const char *ids[] = { "p1", "p2", "p3", "p4", "p5" };
+  const char *vms[] = { "vm-b", "vm-a", "vm-a", "vm-a", "vm-a" };
+  struct vms_prune_policy last2 = { .keep_last = 2 };
+  struct lines l = { .n = 0 };
+  char **list;
+  size_t n;
+
+  for (int i = 0; i < 5; i++) {
+    fill_random (data, sizeof data, 20 + (uint64_t) i);
+    make_backup_of (r, ids[i], vms[i], data, sizeof data);
+  }
+  /* Per repository, p1 (vm-b's only backup) would go. */
+  assert_int_equal (vms_repo_prune (r, &last2, 0, collect, &l), 2);
+  assert_true (lines_contain (&l, "keep p1 (last)"));
+  assert_true (lines_contain (&l, "remove p2"));
+  assert_true (lines_contain (&l, "remove p3"));
+  lines_free (&l);
+  assert_int_equal (vms_repo_list (r, &list, &n), 0);
+  assert_int_equal (n, 3);
+  assert_string_equal (list[0], "p1");
+  assert_string_equal (list[1], "p4");
+  assert_string_equal (list[2], "p5");
+  for (size_t i = 0; i < n; i++) free (list[i]);
+  free (list);
+  vms_repo_close (r);
+}
+
 static void
 prune_dry_run_changes_nothing_and_prune_removes (void **state)
 {
@@ -1628,6 +1670,7 @@ main (int argc, char *argv[])
        another_chunk_size_is_refused_in_config_manifest_and_index),
     T ("hostile-manifest-names-are-refused", hostile_manifest_names_are_refused),
     T ("prune-dry-run-changes-nothing-and-prune-removes", prune_dry_run_changes_nothing_and_prune_removes),
+    T ("prune-keeps-the-newest-of-each-vm-not-of-the-repository", prune_keeps_the_newest_of_each_vm_not_of_the_repository),
     T ("gc-removes-unreferenced-chunks-and-leftovers-only", gc_removes_unreferenced_chunks_and_leftovers_only),
     T ("full-file-system-fails-clearly-and-leaves-the-repository-intact", full_file_system_fails_clearly_and_leaves_the_repository_intact),
 #undef T
