@@ -6,6 +6,8 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -62,6 +64,19 @@ repo_mkdirat (int dirfd, const char *name)
 int
 repo_write_new_file (int dirfd, const char *name, const void *buf, size_t len)
 {
+  /* Its directory walked once, without following links: the create and
+   * the unlink on failure are relative to the same directory fd. */
+  const char *slash = strrchr (name, '/');
+  CLEANUP_CLOSE int parent = -1;
+  if (slash != NULL) {
+    char dir[PATH_MAX];
+    snprintf (dir, sizeof dir, "%.*s", (int) (slash - name), name);
+    if ((parent = vms_open_beneath (dirfd, dir, O_RDONLY | O_DIRECTORY,
+                                    0)) == -1)
+      return -1;
+    dirfd = parent;
+    name = slash + 1;
+  }
   int fd = vms_open_beneath (dirfd, name, O_WRONLY | O_CREAT | O_EXCL, 0600);
   if (fd == -1)
     return -1;
