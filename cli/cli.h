@@ -11,6 +11,7 @@
 
 #include "vmshadow/coordinator.h"
 #include "vmshadow/repo.h"
+#include "vmshadow/requester.h"
 
 #define EXIT_USAGE 2
 
@@ -67,10 +68,6 @@ extern int cmd_gc (const struct options *opts, int argc, char **argv);
 extern int cmd_extract (const struct options *opts, int argc, char **argv);
 extern int cmd_restore (const struct options *opts, int argc, char **argv);
 
-/* A coordinator with every exec writer and the file provider of this
- * host. */
-extern vms_coordinator *cli_load_coordinator (const struct options *opts);
-
 /* Print "vmshadow CMD: <last error>" on stderr (escaped, cli_message);
  * returns EXIT_FAILURE. */
 extern int cli_fail (const char *cmd);
@@ -87,6 +84,9 @@ extern const char *cli_message (const char *s);
 /* Print a JSON value on stdout (pretty) and drop it. Strings that are not
  * UTF-8 are printed escaped, so the output is always valid JSON. */
 extern void cli_print_json (json_object *value);
+/* Print text made by the library (a report's JSON) and free it; NULL: the
+ * error. */
+extern void cli_print_text (char *text);
 
 /* Progress on stderr when it is a terminal: bytes, rate, ETA. */
 struct progress {
@@ -94,19 +94,15 @@ struct progress {
   const char *label;
   int64_t start_ms, last_ms;
   uint64_t base;                /* bytes done by earlier files */
+  char path[4096];              /* progress_file: the file's label */
 };
 extern void progress_init (struct progress *p, const char *label);
 /* A vms_progress_fn; opaque is the struct progress. */
 extern void progress_update (void *opaque, uint64_t done, uint64_t total);
 extern void progress_done (struct progress *p);
-
-/* Checked before anything changes (issue 9, item 9): can dir be written
- * in, or be made as mkdir -p would? Every part of it that exists is a
- * directory, the directory it is (or would be made in) is writable, and no
- * ".." comes after a part that does not exist yet (mkdir -p would make that
- * part, climb out of it and leave it behind when a later part fails).
- * 0 if so; else -1 and why (a phrase, with the path) in why. */
-extern int cli_check_dir (const char *dir, char *why, size_t len);
+/* A vms_requester_progress_fn: one progress line per file; opaque is a
+ * struct progress made by progress_init. */
+extern void progress_file (void *opaque, const struct vms_progress *p);
 
 /* "1.5 GiB" etc. into buf. */
 extern const char *cli_bytes (uint64_t n, char buf[32]);

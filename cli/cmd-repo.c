@@ -8,7 +8,6 @@
 #include <time.h>
 
 #include "cli.h"
-#include "file-provider.h"
 #include "log.h"
 #include "vmshadow/datapath.h"
 #include "vmshadow/error.h"
@@ -171,7 +170,7 @@ cmd_show (const struct options *opts, int argc, char **argv)
         vms_component *comp = vms_document_component (bcd, wid, c);
         printf ("  Component %s  \"%s\"\n", cli_text (vms_component_name (comp)),
                 cli_text (vms_component_caption (comp)));
-        int64_t fw = vms_component_get_int (comp, "freeze_window_ms", -1);
+        int64_t fw = vms_component_get_int (comp, VMS_ATTR_FREEZE_WINDOW_MS, -1);
         if (fw >= 0)
           printf ("    freeze window: %" PRId64 " ms\n", fw);
         for (size_t e = 0; e < vms_component_excluded_count (comp); e++)
@@ -305,10 +304,10 @@ cmd_gc (const struct options *opts, int argc, char **argv)
     return cli_fail ("gc");
   /* Scratch copies and NBD directories of killed runs, outside the
    * repository (docs/security.md); a failure here is only a warning. */
-  int scratch = vms_file_provider_sweep (NULL), nbd = vms_nbd_sweep ();
-  if (scratch == -1 || nbd == -1)
+  int stale = vms_requester_sweep ();
+  if (stale == -1)
     vms_warn ("gc: %s", vms_get_error ());
-  int stale = (scratch > 0 ? scratch : 0) + (nbd > 0 ? nbd : 0);
+  stale = stale > 0 ? stale : 0;
   if (opts->json) {
     json_object *out = json_object_new_object ();
     json_object_object_add (out, "chunks_removed", json_object_new_int64 ((int64_t) chunks));

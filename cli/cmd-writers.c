@@ -4,28 +4,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <unistd.h>
-
 #include "cli.h"
-#include "vm-writer.h"
 #include "vmshadow/error.h"
-
-/* The sockets qemu:///system is served on: the monolithic libvirtd's, or
- * the modular QEMU daemon's (virtqemud; issue 20). When one is there (or a
- * URI is given), the VM writer is listed too. */
-static const char *const libvirt_sockets[] = {
-  "/run/libvirt/libvirt-sock",
-  "/run/libvirt/virtqemud-sock",
-};
-
-static int
-libvirt_present (void)
-{
-  for (size_t i = 0; i < sizeof libvirt_sockets / sizeof *libvirt_sockets; i++)
-    if (access (libvirt_sockets[i], F_OK) == 0)
-      return 1;
-  return 0;
-}
+#include "vmshadow/requester.h"
 
 static void
 print_writer_text (const struct vms_writer_status *st)
@@ -98,16 +79,15 @@ cmd_writers (const struct options *opts, int argc, char **argv)
     fprintf (stderr, "vmshadow writers: unexpected argument '%s'\n", cli_text (argv[0]));
     return EXIT_USAGE;
   }
-  vms_coordinator *coord = cli_load_coordinator (opts);
+  /* The VM writer too when libvirt is there (or a URI is given). */
+  const struct vms_host_options host = {
+    .writers_dir = opts->writers_dir,
+    .libvirt_uri = opts->connect,
+    .probe_vms = 1,
+  };
+  vms_coordinator *coord = vms_requester_host (&host);
   if (coord == NULL)
     return cli_fail ("writers");
-  if (opts->connect || libvirt_present ()) {
-    const struct vms_vm_options vm = { .uri = opts->connect };
-    if (vms_libvirt_add (coord, &vm) == -1) {
-      vms_coordinator_free (coord);
-      return cli_fail ("writers");
-    }
-  }
   /* Like `vssadmin list writers`: ask every writer to identify itself and
    * show each one's state, also the ones that failed. */
   int rc = vms_coordinator_gather_metadata (coord) == 0 ? EXIT_SUCCESS : EXIT_FAILURE;

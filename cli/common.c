@@ -10,26 +10,9 @@
 
 #include "cleanup.h"
 #include "cli.h"
-#include "exec-writer.h"
-#include "file-provider.h"
 #include "log.h"
 #include "text.h"
 #include "vmshadow/error.h"
-
-vms_coordinator *
-cli_load_coordinator (const struct options *opts)
-{
-  vms_coordinator *coord = vms_coordinator_new ();
-  if (coord == NULL)
-    return NULL;
-  /* Writers first, then providers in the order they are asked (R1). */
-  if (vms_exec_writers_load (coord, opts->writers_dir) == -1 ||
-      vms_file_provider_add (coord, NULL) == -1) {
-    vms_coordinator_free (coord);
-    return NULL;
-  }
-  return coord;
-}
 
 int
 cli_fail (const char *cmd)
@@ -125,6 +108,18 @@ cli_print_json (json_object *value)
   json_object_put (value);
 }
 
+void
+cli_print_text (char *text)
+{
+  json_object *v = text ? json_tokener_parse (text) : NULL;
+  free (text);
+  if (v == NULL) {
+    cli_fail ("json");
+    return;
+  }
+  cli_print_json (v);
+}
+
 const char *
 cli_bytes (uint64_t n, char buf[32])
 {
@@ -176,71 +171,20 @@ progress_done (struct progress *p)
     fprintf (stderr, "\r\033[K");
 }
 
-int
-cli_check_dir (const char *dir, char *why, size_t len)
+void
+progress_file (void *opaque, const struct vms_progress *vp)
 {
-  CLEANUP_FREE char *prefix = strdup (dir);
-  CLEANUP_FREE char *last = strdup (dir[0] == '/' ? "/" : ".");
-  size_t n = strlen (dir), start = 0;
-  int missing = 0;
-  struct stat st;
-
-  if (prefix == NULL || last == NULL) {
-    snprintf (why, len, "out of memory");
-    return -1;
+  struct progress *p = opaque;
+  if (p->label == NULL || strcmp (p->label, vp->path) != 0) {
+    progress_done (p);
+    progress_init (p, NULL);
+    snprintf (p->path, sizeof p->path, "%s", vp->path);
+    p->label = p->path;
   }
-  if (n == 0) {
-    snprintf (why, len, "an empty path is no directory");
-    return -1;
+  if (vp->end) {
+    progress_done (p);
+    p->label = NULL;
   }
-  /* Each part in turn: dir[start..i) is the part, dir[0..i) the path up to
-   * and including it. */
-  for (size_t i = 0; i <= n; i++) {
-    if (i < n && dir[i] != '/')
-      continue;
-    size_t plen = i - start;
-    int dotdot = plen == 2 && dir[start] == '.' && dir[start + 1] == '.';
-    int skip = plen == 0 || (plen == 1 && dir[start] == '.');
-    start = i + 1;
-    if (skip)
-      continue;
-    memcpy (prefix, dir, i);
-    prefix[i] = '\0';
-    if (missing) {
-      if (dotdot) {
-        snprintf (why, len, "'..' comes after a directory that does not exist "
-                  "yet, in %s", prefix);
-        return -1;
-      }
-      continue;
-    }
-    if (stat (prefix, &st) == -1) {
-      if (errno != ENOENT) {
-        snprintf (why, len, "cannot look at %s: %s", prefix, strerror (errno));
-        return -1;
-      }
-      /* It and what follows would be made in last. */
-      if (access (last, W_OK | X_OK) == -1) {
-        snprintf (why, len, "it does not exist and cannot be created in %s (%s)",
-                  last, strerror (errno));
-        return -1;
-      }
-      missing = 1;
-      continue;
-    }
-    if (!S_ISDIR (st.st_mode)) {
-      snprintf (why, len, "%s is not a directory", prefix);
-      return -1;
-    }
-    free (last);
-    if ((last = strdup (prefix)) == NULL) {
-      snprintf (why, len, "out of memory");
-      return -1;
-    }
-  }
-  if (!missing && access (dir, W_OK | X_OK) == -1) {
-    snprintf (why, len, "the directory is not writable (%s)", strerror (errno));
-    return -1;
-  }
-  return 0;
+  else
+    progress_update (p, vp->done, vp->total);
 }

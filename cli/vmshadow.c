@@ -11,7 +11,6 @@
 
 #include "cleanup.h"
 #include "cli.h"
-#include "exec-writer.h"
 #include "log.h"
 
 static const struct command {
@@ -62,7 +61,7 @@ usage (FILE *fp)
            "  --repo DIR           the repository (default $VMSHADOW_REPO or\n"
            "                       " VMS_REPO_DEFAULT_DIR ")\n"
            "  --writers-dir DIR    exec writers directory (default $VMSHADOW_WRITERS_DIR\n"
-           "                       or " VMS_EXEC_WRITERS_DIR ")\n"
+           "                       or %s)\n"
            "  --all                backup: every VM of the host and every exec writer\n"
            "  -c, --connect URI    libvirt URI of the VMs (default qemu:///system)\n"
            "  --method auto|online|saved-state\n"
@@ -88,7 +87,8 @@ usage (FILE *fp)
            "                       original format)\n"
            "  -v, --verbose        debug messages on stderr\n"
            "  -h, --help           show this help\n"
-           "  -V, --version        show the version\n");
+           "  -V, --version        show the version\n",
+           vms_default_writers_dir ());
 }
 
 /* A whole number from 0 to max (the range said in the message when arg is

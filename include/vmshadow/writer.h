@@ -144,6 +144,14 @@ extern VMS_API int vms_call_fail (vms_call *call, enum vms_failure kind,
  * a writer that waits on something should wait no longer than this. */
 extern VMS_API int64_t vms_call_ms_left (const vms_call *call);
 
+/* ---- What a writer may tell the requester of a capture ----
+ * Attributes a writer may set on its component in the backup components
+ * document (until PostSnapshot ends); the requester's report carries them
+ * (vmshadow/requester.h, struct vms_component_report). */
+#define VMS_ATTR_METHOD           "method"            /* how it was captured */
+#define VMS_ATTR_FREEZE_WINDOW_MS "freeze_window_ms"  /* int: frozen this long */
+#define VMS_ATTR_DOWNTIME_MS      "downtime_ms"       /* int: stopped this long */
+
 /* ---- Names ---- */
 
 /* "identify", "prepare-backup", "prepare-snapshot", "freeze", "thaw",

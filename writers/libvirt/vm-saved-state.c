@@ -45,7 +45,7 @@
 #include "vm-internal.h"
 
 #define SAVED_STATE_FILE "memory.state"
-#define SAVED_STATE_ATTR_DOWNTIME_MS "downtime_ms"
+#define SAVED_STATE_ATTR_DOWNTIME_MS VMS_ATTR_DOWNTIME_MS
 
 struct saved_state {
   char *path;                   /* <dir>/memory.state */

@@ -88,10 +88,10 @@ extern int vms_libvirt_add (vms_coordinator *coord,
 /* Set at Identify (copied into the backup components document): */
 #define VMS_VM_ATTR_VM_NAME       "vm_name"
 #define VMS_VM_ATTR_STATE_BEFORE  "state_before"   /* running|paused|shut-off|… */
-#define VMS_VM_ATTR_METHOD        "method"         /* online|saved-state|offline */
+#define VMS_VM_ATTR_METHOD        VMS_ATTR_METHOD  /* online|saved-state|offline */
 #define VMS_VM_ATTR_METHOD_REASON "method_reason"  /* why (R9), in words */
 /* Set in PrepareForSnapshot, in the backup components document: */
-#define VMS_VM_ATTR_FREEZE_WINDOW_MS "freeze_window_ms" /* int; online only */
+#define VMS_VM_ATTR_FREEZE_WINDOW_MS VMS_ATTR_FREEZE_WINDOW_MS /* int; online only */
 #define VMS_VM_ATTR_CHECKPOINT    "checkpoint"     /* new checkpoint (online) */
 #define VMS_VM_ATTR_PARENT_CHECKPOINT "parent_checkpoint" /* incremental only */
 #define VMS_VM_ATTR_BACKUP_TYPE   "backup_type"    /* full|incremental */

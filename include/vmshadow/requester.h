@@ -1,0 +1,266 @@
+/* vmshadow — the requester (R1): a backup or restore session run end to
+ * end, for the vmshadow command and for any program linking the library.
+ *
+ *   backup:  writers and providers in (a coordinator, or the host's own:
+ *            vms_requester_host), a stored backup and a report out.
+ *   restore: a stored backup and a selection in, a report out.
+ *
+ * Each run returns a report that owns all its strings; the caller prints
+ * it (its fields) or serialises it (vms_*_report_json), then frees it.
+ *
+ *   struct vms_backup_request rq = { .all_vms = 1 };
+ *   struct vms_backup_report *r = vms_requester_backup (repo, &rq);
+ *   if (r == NULL) die (vms_get_error ());
+ *   printf ("%s\n", vms_outcome_name (r->outcome));
+ *   vms_backup_report_free (r);
+ */
+#ifndef VMSHADOW_REQUESTER_H
+#define VMSHADOW_REQUESTER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "vmshadow/api.h"
+#include "vmshadow/coordinator.h"
+#include "vmshadow/repo.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Progress of one file being read into the repository (backup) or written
+ * out (restore). Called from the calling thread; the strings are borrowed
+ * for the call. end is 1 on the last call for a file. */
+struct vms_progress {
+  const char *writer_id;
+  const char *component;
+  const char *path;             /* backup: the file; restore: its target */
+  uint64_t done, total;         /* bytes */
+  int end;
+};
+typedef void (*vms_requester_progress_fn) (void *opaque,
+                                           const struct vms_progress *p);
+
+/* How a run ended (issue 20's exit codes map onto these). */
+enum vms_outcome {
+  VMS_OUTCOME_SUCCESS,
+  VMS_OUTCOME_WARNINGS,         /* stored, but something needs a look (a
+                                   writer failed after the commit) */
+  VMS_OUTCOME_PARTIAL,          /* some consistency sets failed, others not */
+  VMS_OUTCOME_FAILURE,          /* nothing stored / nothing restored well */
+};
+/* "success", "warnings", "partial", "failure". */
+extern VMS_API const char *vms_outcome_name (enum vms_outcome o);
+
+/* ---- The host's writers and providers ---- */
+
+/* Which writers of this host take part. */
+struct vms_host_options {
+  /* Exec writers (writers/exec): NULL means $VMSHADOW_WRITERS_DIR if set
+   * and non-empty, else vms_default_writers_dir (). */
+  const char *writers_dir;
+  /* The VMs (the VM writer and its provider), over this libvirt URI (NULL:
+   * qemu:///system). They take part when all_vms is set or vms names some
+   * (NULL-terminated names or UUIDs); with probe_vms, whenever a URI was
+   * given or a socket of libvirtd or virtqemud is there (as `vmshadow
+   * writers` does). */
+  const char *libvirt_uri;
+  int all_vms;
+  const char *const *vms;
+  int probe_vms;
+  /* How running VMs are captured: "auto" (NULL), "online", "saved-state". */
+  const char *method;
+  /* Read every disk in full (no incremental). */
+  int full;
+  /* The repository whose checkpoint catalogue incrementals start from; NULL
+   * means every disk is read in full. Borrowed: must outlive the
+   * coordinator. */
+  vms_repo *catalogue;
+};
+
+/* The directory exec writers are loaded from by default. */
+extern VMS_API const char *vms_default_writers_dir (void);
+
+/* A coordinator with the host's writers, then its providers (R1): every
+ * exec writer, the file provider, and when asked for the VM writer with
+ * the qemu provider. NULL with the error set. */
+extern VMS_API vms_coordinator *vms_requester_host (const struct vms_host_options *o);
+
+/* Checked before anything changes: can dir be written in, or be made as
+ * mkdir -p would? Every part of it that exists is a directory, the
+ * directory it is (or would be made in) is writable, and no ".." comes
+ * after a part that does not exist yet (mkdir -p would make that part,
+ * climb out of it and leave it behind when a later part fails). 0 if so;
+ * else -1 and why (a phrase, with the path) in why. */
+extern VMS_API int vms_requester_check_dir (const char *dir, char *why, size_t len);
+
+/* Remove what killed runs left outside the repository: the file
+ * provider's scratch copies and the NBD directories whose vmshadow process
+ * is gone (docs/security.md). Returns how many were removed, or -1 with the
+ * error set (what could be removed was). */
+extern VMS_API int vms_requester_sweep (void);
+
+/* ---- Backup ---- */
+
+struct vms_backup_request {
+  /* With no open repository given: the repository's directory (NULL:
+   * $VMSHADOW_REPO or VMS_REPO_DEFAULT_DIR), made once the writers are
+   * loaded and vms_requester_check_dir accepts it. */
+  const char *repo_dir;
+  /* The writers and providers; NULL means vms_requester_host (&host).
+   * A coordinator given stays the caller's. */
+  vms_coordinator *coord;
+  struct vms_host_options host;
+  vms_requester_progress_fn progress;   /* may be NULL */
+  void *progress_opaque;
+};
+
+/* One writer at the end of a set (R4). */
+struct vms_writer_report {
+  char *name, *id;
+  char *state;                  /* "stable", "failed-at-freeze", … */
+  enum vms_writer_state writer_state;
+  enum vms_failure failure;
+  char *message;                /* NULL when none */
+};
+
+struct vms_excluded_report {
+  char *path, *reason;          /* R13: left out, and why */
+};
+
+/* One component of a backup: how it was captured and what was read. */
+struct vms_component_report {
+  char *writer_id, *writer, *component, *caption;
+  /* What the writer says of the capture (generic component attributes,
+   * VMS_ATTR_* of document.h): NULL / -1 when the writer says nothing. */
+  char *method;
+  int64_t freeze_window_ms, downtime_ms;
+  size_t nr_excluded;
+  struct vms_excluded_report *excluded;
+  size_t files;
+  uint64_t size, bytes_read, bytes_stored;
+  int64_t elapsed_ms;
+};
+
+/* One consistency set: one backup session, one stored backup (or none). */
+enum vms_set_state {
+  VMS_SET_COMPLETE,             /* stored, BackupComplete done everywhere */
+  VMS_SET_STORED_WITH_ERRORS,   /* stored; a writer failed at BackupComplete */
+  VMS_SET_FAILED,               /* nothing stored (R12) */
+};
+struct vms_backup_set {
+  char *backup_id;              /* the session's ID (stored when not FAILED) */
+  enum vms_set_state state;
+  /* Why the set failed (or, STORED_WITH_ERRORS, what failed after the
+   * commit). culprit NULL: no writer or provider was to blame. */
+  struct {
+    int failed;
+    char *culprit;
+    int is_provider;
+    enum vms_event phase;
+    enum vms_failure kind;
+    char *message;
+  } failure;
+  size_t nr_writers;
+  struct vms_writer_report *writers;
+  size_t nr_components;
+  struct vms_component_report *components;
+  uint64_t bytes_read, bytes_stored;
+  int64_t elapsed_ms;
+};
+
+struct vms_backup_report {
+  enum vms_outcome outcome;
+  size_t nr_sets;               /* one today (issue 20: one per VM) */
+  struct vms_backup_set *sets;
+  int64_t elapsed_ms;
+};
+
+/* Run one backup session into repo (open with VMS_REPO_WRITE; NULL: open
+ * or make rq->repo_dir, after the writers are loaded): Identify →
+ * PrepareForBackup → the snapshot set → every file read into repo (an
+ * incremental where the writer offers one, a full read where its bitmap is
+ * missing) → writer status → commit (R12) → BackupComplete. Returns the
+ * report, also for a failed set; NULL (error set) only when no session
+ * could start (no writers, nothing to back up, out of memory). */
+extern VMS_API struct vms_backup_report *
+vms_requester_backup (vms_repo *repo, const struct vms_backup_request *rq);
+extern VMS_API void vms_backup_report_free (struct vms_backup_report *r);
+/* The report as JSON text (malloc'd): for one set, the set's fields at
+ * the top ({"backup_id", "state", "components", …}). NULL on ENOMEM. */
+extern VMS_API char *vms_backup_report_json (const struct vms_backup_report *r);
+/* "complete", "stored-with-errors", "failed". */
+extern VMS_API const char *vms_set_state_name (enum vms_set_state s);
+
+/* ---- Restore ---- */
+
+struct vms_restore_request {
+  const char *backup_id;
+  const char *libvirt_uri;      /* NULL: qemu:///system */
+  /* NULL-terminated VM names (as backed up) or UUIDs; NULL: every VM. */
+  const char *const *vms;
+  /* Disks go into this directory (relative to the working directory if
+   * not absolute), with links at the original paths; NULL: back in place. */
+  const char *to;
+  const char *new_name;         /* define the (one) VM under this name */
+  int start;                    /* start VMs that come back stopped */
+  const char *const *network_map;   /* NULL-terminated "OLD=NEW" */
+  vms_requester_progress_fn progress;
+  void *progress_opaque;
+};
+
+enum vms_file_outcome {
+  VMS_FILE_WRITTEN,
+  VMS_FILE_FAILED,
+  VMS_FILE_NOT_WRITTEN,         /* not tried (an earlier file failed) */
+};
+struct vms_restored_file {
+  char *path, *target, *format;
+  uint64_t size;
+  enum vms_file_outcome outcome;
+  char *error;
+};
+
+/* One component of the backup restored (a VM: component = its UUID). */
+struct vms_restored_component {
+  char *writer_id, *component;
+  char *kind;                   /* "vm" or "component" */
+  char *name;                   /* the name it has after the restore */
+  int ok;
+  int defined;                  /* registered again (R18) */
+  char *state;                  /* "running", "shut-off", "not defined", … */
+  int resumed;                  /* resumed from its saved state */
+  char *error;                  /* why it failed, or NULL */
+  size_t nr_files;
+  struct vms_restored_file *files;
+  size_t nr_notes;
+  char **notes;
+  size_t nr_disconnected;       /* R21: interfaces left disconnected */
+  char **disconnected;
+};
+
+struct vms_restore_report {
+  enum vms_outcome outcome;
+  char *backup_id;
+  /* Set when the session itself failed (PostRestore). */
+  char *error;
+  size_t nr_components;
+  struct vms_restored_component *components;
+  int64_t elapsed_ms;
+};
+
+/* Restore from repo (read-only is enough). Everything that can be checked
+ * is checked first; when any check fails, or PreRestore is vetoed, nothing
+ * was changed and this returns NULL with the error set (it says so).
+ * Otherwise the report, whatever became of each component. */
+extern VMS_API struct vms_restore_report *
+vms_requester_restore (vms_repo *repo, const struct vms_restore_request *rq);
+extern VMS_API void vms_restore_report_free (struct vms_restore_report *r);
+extern VMS_API char *vms_restore_report_json (const struct vms_restore_report *r);
+/* "written", "failed", "not written". */
+extern VMS_API const char *vms_file_outcome_name (enum vms_file_outcome o);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* VMSHADOW_REQUESTER_H */

@@ -1,0 +1,343 @@
+/* A backup session end to end (R1, R2, R12): one consistency set over the
+ * writers of a coordinator, the shadow copies read into the repository,
+ * and the backup committed only when every file is stored — before
+ * BackupComplete tells the writers their data is safe. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "requester-internal.h"
+#include "vm-writer.h"
+#include "vmshadow/error.h"
+
+/* What the backup of one set needs as it goes. */
+struct backup_run {
+  vms_repo *repo;
+  vms_session *s;
+  vms_repo_txn *txn;
+  const struct req_previous *prev;
+  struct req_progress progress;
+  struct vms_backup_set *set;
+  int oom;
+};
+
+/* Read one file of the snapshot set into the repository: over the NBD
+ * export the provider hands out, through a read-only NBD export of a disk
+ * image, or directly. */
+static vms_index *
+store_file (struct backup_run *b, const char *access,
+            const struct vms_file_info *info, const char *dirty_context,
+            const vms_index *parent, struct vms_copy_stats *stats)
+{
+  struct vms_source src = { 0 };
+  vms_nbd_export *export = NULL;
+  vms_index *idx;
+
+  if (strncmp (access, "nbd+unix://", 11) == 0) {
+    /* A running VM's backup job already exports its point-in-time disk. */
+    src.nbd_uri = access;
+    if (dirty_context && parent) {
+      src.dirty_context = dirty_context;
+      src.parent = parent;
+    }
+  }
+  else if (info->kind == VMS_FILE_DISK) {
+    /* Other disk images go through a read-only NBD export: it decodes
+     * qcow2 and tells holes and zeros by block status. */
+    export = vms_nbd_export_open (access, info->format, NULL);
+    if (export == NULL)
+      return NULL;
+    src.nbd_uri = vms_nbd_export_uri (export);
+  }
+  else
+    src.path = access;
+  idx = vms_copy_to_repo (b->repo, &src, stats, req_progress_bytes, &b->progress);
+  if (idx == NULL && src.dirty_context && vms_get_errno () == ENOENT) {
+    /* The disk's bitmap is missing: this disk alone is read in full. */
+    vms_warn ("%s: no dirty bitmap (%s); reading this disk in full",
+              info->path, vms_get_error ());
+    src.dirty_context = NULL;
+    src.parent = NULL;
+    memset (stats, 0, sizeof *stats);
+    idx = vms_copy_to_repo (b->repo, &src, stats, req_progress_bytes, &b->progress);
+  }
+  vms_nbd_export_close (export);
+  return idx;
+}
+
+/* What the writer says of the capture, and what it left out (R13). */
+static void
+describe_component (struct backup_run *b, struct vms_component_report *t,
+                    const char *wid, const char *wname, const vms_component *comp)
+{
+  size_t ne = vms_component_excluded_count (comp);
+
+  t->writer_id = req_strdup (wid, &b->oom);
+  t->writer = req_strdup (wname, &b->oom);
+  t->component = req_strdup (vms_component_name (comp), &b->oom);
+  t->caption = req_strdup (vms_component_caption (comp), &b->oom);
+  t->method = req_strdup (vms_component_get_string (comp, VMS_ATTR_METHOD), &b->oom);
+  t->freeze_window_ms = vms_component_get_int (comp, VMS_ATTR_FREEZE_WINDOW_MS, -1);
+  t->downtime_ms = vms_component_get_int (comp, VMS_ATTR_DOWNTIME_MS, -1);
+  t->excluded = calloc (ne ? ne : 1, sizeof *t->excluded);
+  if (t->excluded == NULL) {
+    b->oom = 1;
+    return;
+  }
+  for (size_t e = 0; e < ne; e++) {
+    t->excluded[e].path = req_strdup (vms_component_excluded_path (comp, e), &b->oom);
+    t->excluded[e].reason = req_strdup (vms_component_excluded_reason (comp, e), &b->oom);
+  }
+  t->nr_excluded = ne;
+}
+
+static int
+copy_component (struct backup_run *b, const char *wid, vms_component *comp,
+                struct vms_component_report *t)
+{
+  int64_t t0 = vms_now_ms ();
+  const char *name = vms_component_name (comp);
+
+  for (size_t f = 0; f < vms_component_file_count (comp); f++) {
+    struct vms_file_info info;
+    struct vms_copy_stats stats = { 0 };
+    vms_component_file (comp, f, &info);
+    const char *access = vms_session_file_access (b->s, wid, name, info.path);
+    if (access == NULL)
+      return -1;
+    char key[4200];
+    snprintf (key, sizeof key, "%s%s", VMS_VM_ATTR_DIRTY_CONTEXT_PREFIX, info.path);
+    const char *dirty = vms_component_get_string (comp, key);
+    vms_index *parent = dirty ? req_previous_index (b->repo, b->prev, name, info.path) : NULL;
+    req_progress_start (&b->progress, wid, name, info.path);
+    vms_index *idx = store_file (b, access, &info, dirty, parent, &stats);
+    req_progress_end (&b->progress);
+    vms_index_free (parent);
+    if (idx == NULL) {
+      vms_set_error (vms_get_errno (), "cannot store %s of component \"%s\": %s",
+                     info.path, name, vms_get_error ());
+      return -1;
+    }
+    const struct vms_stored_file stored = {
+      .writer_id = wid, .component = name, .path = info.path,
+      .kind = info.kind, .format = info.format,
+      .bytes_read = stats.bytes_read, .bytes_stored = stats.bytes_stored,
+    };
+    int r = vms_repo_txn_add_file (b->txn, &stored, idx);
+    vms_index_free (idx);
+    if (r == -1)
+      return -1;
+    t->files++;
+    t->size += stats.size;
+    t->bytes_read += stats.bytes_read;
+    t->bytes_stored += stats.bytes_stored;
+  }
+  t->elapsed_ms = vms_now_ms () - t0;
+  b->set->bytes_read += t->bytes_read;
+  b->set->bytes_stored += t->bytes_stored;
+  return 0;
+}
+
+static int
+copy_snapshot_set (struct backup_run *b)
+{
+  const vms_document *bcd = vms_session_components (b->s);
+  size_t n = 0;
+
+  for (size_t w = 0; w < vms_components_writer_count (bcd); w++)
+    n += vms_document_component_count (bcd, vms_components_writer_id (bcd, w));
+  b->set->components = calloc (n ? n : 1, sizeof *b->set->components);
+  if (b->set->components == NULL) {
+    vms_set_error (ENOMEM, "out of memory");
+    return -1;
+  }
+  for (size_t w = 0; w < vms_components_writer_count (bcd); w++) {
+    const char *wid = vms_components_writer_id (bcd, w);
+    size_t nc = vms_document_component_count (bcd, wid);
+    for (size_t c = 0; c < nc; c++) {
+      vms_component *comp = vms_document_component (bcd, wid, c);
+      struct vms_component_report *t = &b->set->components[b->set->nr_components++];
+      describe_component (b, t, wid, vms_components_writer_name (bcd, w), comp);
+      if (copy_component (b, wid, comp, t) == -1)
+        return -1;
+    }
+  }
+  return 0;
+}
+
+static int
+commit (struct backup_run *b)
+{
+  size_t nm = vms_session_metadata_count (b->s);
+  const vms_document **md = calloc (nm ? nm : 1, sizeof *md);
+  int r;
+
+  if (md == NULL) {
+    vms_set_error (ENOMEM, "out of memory");
+    return -1;
+  }
+  for (size_t i = 0; i < nm; i++)
+    md[i] = vms_session_metadata (b->s, i);
+  r = vms_repo_txn_commit (b->txn, vms_session_components (b->s), md, nm, NULL);
+  free (md);
+  return r;
+}
+
+/* Who failed, where and why (R4), and every writer's state. */
+static void
+record_failure (struct backup_run *b)
+{
+  struct vms_session_failure f;
+  size_t n = vms_session_writer_count (b->s);
+
+  if (vms_session_failure (b->s, &f) == 0) {
+    b->set->failure.failed = 1;
+    b->set->failure.culprit = req_strdup (f.culprit, &b->oom);
+    b->set->failure.is_provider = f.is_provider;
+    b->set->failure.phase = f.phase;
+    b->set->failure.kind = f.kind;
+    b->set->failure.message = req_strdup (f.message, &b->oom);
+  }
+  else {
+    b->set->failure.failed = 1;
+    b->set->failure.message = req_strdup (vms_get_error (), &b->oom);
+  }
+  b->set->writers = calloc (n ? n : 1, sizeof *b->set->writers);
+  if (b->set->writers == NULL) {
+    b->oom = 1;
+    return;
+  }
+  for (size_t i = 0; i < n; i++) {
+    struct vms_writer_status st;
+    struct vms_writer_report *w = &b->set->writers[i];
+    vms_session_writer_status (b->s, i, &st);
+    w->name = req_strdup (st.name, &b->oom);
+    w->id = req_strdup (st.id, &b->oom);
+    w->state = req_strdup (vms_writer_state_name (st.state, st.failed_at), &b->oom);
+    w->writer_state = st.state;
+    w->failure = st.failure;
+    w->message = req_strdup (st.message, &b->oom);
+  }
+  b->set->nr_writers = n;
+}
+
+/* One consistency set: every writer of coord in one session. */
+static void
+backup_set (struct backup_run *b, vms_coordinator *coord)
+{
+  int64_t t0 = vms_now_ms ();
+  struct vms_backup_set *set = b->set;
+
+  set->state = VMS_SET_FAILED;
+  b->s = vms_backup_session_new (coord, NULL);
+  if (b->s == NULL) {
+    set->failure.failed = 1;
+    set->failure.message = req_strdup (vms_get_error (), &b->oom);
+    goto out;
+  }
+  set->backup_id = req_strdup (vms_session_id (b->s), &b->oom);
+  if (vms_session_identify (b->s) == -1 ||
+      vms_session_prepare_backup (b->s) == -1 ||
+      vms_session_do_snapshot_set (b->s) == -1)
+    goto failed;
+
+  /* R12: everything is stored before the backup becomes visible. */
+  b->txn = vms_repo_txn_begin (b->repo, vms_session_id (b->s));
+  if (b->txn == NULL || copy_snapshot_set (b) == -1 || commit (b) == -1) {
+    vms_session_abort (b->s, vms_get_error ());
+    goto failed;
+  }
+  if (vms_session_backup_complete (b->s, 1) == -1) {
+    /* The data was captured consistently and is stored; a writer could not
+     * finish its own post-backup work (e.g. log truncation). */
+    set->state = VMS_SET_STORED_WITH_ERRORS;
+    goto failed;
+  }
+  set->state = VMS_SET_COMPLETE;
+  goto out;
+
+ failed:
+  record_failure (b);
+ out:
+  vms_repo_txn_free (b->txn);
+  b->txn = NULL;
+  vms_session_free (b->s);
+  b->s = NULL;
+  set->elapsed_ms = vms_now_ms () - t0;
+}
+
+struct vms_backup_report *
+vms_requester_backup (vms_repo *repo, const struct vms_backup_request *rq)
+{
+  int64_t t0 = vms_now_ms ();
+  struct req_previous *prev = NULL;
+  vms_coordinator *own = NULL, *coord = rq->coord;
+  vms_repo *own_repo = NULL;
+  struct vms_backup_report *r = NULL;
+
+  if (coord == NULL) {
+    /* VMs take part when asked for: all, or by name (R7: one component
+     * per VM). Host applications (exec writers) always do. */
+    if ((rq->host.all_vms || (rq->host.vms && rq->host.vms[0])) &&
+        (prev = req_previous_new ()) == NULL)
+      goto out;
+    coord = own = req_host_coordinator (&rq->host, prev);
+    if (coord == NULL)
+      goto out;
+  }
+  if (vms_coordinator_writer_count (coord) == 0) {
+    vms_set_error (ENOENT, "nothing to back up: no exec writers, and no VMs "
+                   "asked for (use --all or name VMs)");
+    goto out;
+  }
+  if (repo == NULL) {
+    /* The directory vms_repo_open takes for NULL (repo.h), checked before
+     * anything is made (issue 9, item 9). */
+    const char *dir = rq->repo_dir ? rq->repo_dir : getenv (VMS_REPO_DIR_ENV);
+    char why[4200];
+    if (dir == NULL || *dir == '\0')
+      dir = VMS_REPO_DEFAULT_DIR;
+    if (vms_requester_check_dir (dir, why, sizeof why) == -1) {
+      vms_set_error (EINVAL, "cannot use %s as the repository: %s; nothing "
+                     "was changed", dir, why);
+      goto out;
+    }
+    if ((repo = own_repo = vms_repo_open (dir, VMS_REPO_CREATE | VMS_REPO_WRITE)) == NULL)
+      goto out;
+  }
+  if (prev)
+    req_previous_load (prev, repo);
+  r = calloc (1, sizeof *r);
+  if (r == NULL || (r->sets = calloc (1, sizeof *r->sets)) == NULL) {
+    vms_set_error (ENOMEM, "out of memory");
+    goto out;
+  }
+  r->nr_sets = 1;
+  struct backup_run b = {
+    .repo = repo, .prev = prev, .set = &r->sets[0],
+    .progress = { .fn = rq->progress, .opaque = rq->progress_opaque },
+  };
+  backup_set (&b, coord);
+  if (b.oom) {
+    vms_set_error (ENOMEM, "out of memory writing the report of backup %s",
+                   r->sets[0].backup_id ? r->sets[0].backup_id : "?");
+    goto out;
+  }
+  r->outcome = r->sets[0].state == VMS_SET_COMPLETE ? VMS_OUTCOME_SUCCESS
+    : r->sets[0].state == VMS_SET_STORED_WITH_ERRORS ? VMS_OUTCOME_WARNINGS
+    : VMS_OUTCOME_FAILURE;
+  r->elapsed_ms = vms_now_ms () - t0;
+  vms_coordinator_free (own);
+  req_previous_free (prev);
+  vms_repo_close (own_repo);
+  return r;
+
+ out:
+  vms_backup_report_free (r);
+  vms_coordinator_free (own);
+  req_previous_free (prev);
+  vms_repo_close (own_repo);
+  return NULL;
+}
