@@ -51,35 +51,60 @@ session_dir_write_owner (int fd)
   return 0;
 }
 
-int
-vms_session_dir_make (int parentfd, const char *name, char **name_out)
+/* A directory is first made under a staging name that carries its owner,
+ * ".vms-new-PID-START-XXXXXX", gets its owner file, and only then is
+ * renamed to its own name: a run killed at any point leaves nothing whose
+ * owner cannot be told (the kill may fall between mkdir and the owner
+ * file). */
+#define SESSION_DIR_STAGING ".vms-new-"
+
+static void
+session_dir_fill_random (char *tail)
 {
   static const char letters[] =
     "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+  unsigned char r[6];
+
+  if (getrandom (r, sizeof r, 0) != sizeof r)
+    memset (r, 0, sizeof r);    /* only a name: EEXIST makes us retry */
+  for (size_t i = 0; i < 6; i++)
+    tail[i] = letters[(r[i] + i * 7) % (sizeof letters - 1)];
+}
+
+int
+vms_session_dir_make (int parentfd, const char *name, char **name_out)
+{
   size_t len = strlen (name);
   int random_tail = len >= 6 && strcmp (name + len - 6, "XXXXXX") == 0;
   CLEANUP_FREE char *made = strdup (name);
+  char staging[96];
+  int n = snprintf (staging, sizeof staging, SESSION_DIR_STAGING "%d-%llu-XXXXXX",
+                    (int) getpid (), session_dir_start_time (getpid ()));
+  int tries;
 
   if (made == NULL)
     return -1;
-  for (int tries = 0; ; tries++) {
-    if (random_tail) {
-      unsigned char r[6];
-      if (getrandom (r, sizeof r, 0) != sizeof r)
-        return -1;
-      for (size_t i = 0; i < 6; i++)
-        made[len - 6 + i] = letters[r[i] % (sizeof letters - 1)];
-    }
-    if (mkdirat (parentfd, made, 0700) == 0)
+  for (tries = 0; ; tries++) {
+    session_dir_fill_random (staging + n - 6);
+    if (mkdirat (parentfd, staging, 0700) == 0)
       break;
-    if (errno != EEXIST || !random_tail || tries >= 100)
+    if (errno != EEXIST || tries >= 100)
       return -1;
   }
-  int fd = vms_open_beneath (parentfd, made, O_RDONLY | O_DIRECTORY, 0);
-  if (fd == -1 || fchmod (fd, 0700) == -1 || session_dir_write_owner (fd) == -1) {
+  int fd = vms_open_beneath (parentfd, staging, O_RDONLY | O_DIRECTORY, 0);
+  int ok = fd >= 0 && fchmod (fd, 0700) == 0 && session_dir_write_owner (fd) == 0;
+  for (tries = 0; ok; tries++) {
+    if (random_tail)
+      session_dir_fill_random (made + len - 6);
+    if (renameat2 (parentfd, staging, parentfd, made, RENAME_NOREPLACE) == 0)
+      break;
+    if (errno != EEXIST || !random_tail || tries >= 100)
+      ok = 0;
+  }
+  if (!ok) {
     int e = errno;
     if (fd >= 0)
-      vms_session_dir_remove (parentfd, made, fd);
+      vms_session_dir_remove (parentfd, staging, fd);
     errno = e;
     return -1;
   }
@@ -125,19 +150,25 @@ vms_session_dir_remove (int parentfd, const char *name, int fd)
   return r;
 }
 
-/* 1 if directory fd is a session directory whose owner is gone. */
+/* 1 if directory name (fd) is a session directory whose owner is gone:
+ * the owner named by its owner file, or else by its staging name. */
 static int
-session_dir_is_stale (int fd)
+session_dir_is_stale (const char *name, int fd)
 {
   char buf[64] = "";
   CLEANUP_CLOSE int ofd = vms_open_beneath (fd, VMS_SESSION_OWNER_FILE,
                                             O_RDONLY, 0);
+  const char *owner = buf;
   int pid;
   unsigned long long start;
 
-  if (ofd == -1 || read (ofd, buf, sizeof buf - 1) <= 0 ||
-      sscanf (buf, "%d %llu", &pid, &start) != 2 || pid <= 0)
-    return 0;                   /* no owner file: not ours to judge */
+  if (ofd == -1 || read (ofd, buf, sizeof buf - 1) <= 0) {
+    if (strncmp (name, SESSION_DIR_STAGING, strlen (SESSION_DIR_STAGING)) != 0)
+      return 0;                 /* no owner: not ours to judge */
+    owner = name + strlen (SESSION_DIR_STAGING);
+  }
+  if (sscanf (owner, "%d%*[ -]%llu", &pid, &start) != 2 || pid <= 0)
+    return 0;
   return session_dir_start_time (pid) != start || start == 0;
 }
 
@@ -159,14 +190,16 @@ vms_session_dir_sweep (int parentfd, const char *prefix)
   }
   while ((e = readdir (d)) != NULL) {
     struct stat st;
-    if (strncmp (e->d_name, prefix, plen) != 0 ||
+    if ((strncmp (e->d_name, prefix, plen) != 0 &&
+         strncmp (e->d_name, SESSION_DIR_STAGING,
+                  strlen (SESSION_DIR_STAGING)) != 0) ||
         strcmp (e->d_name, ".") == 0 || strcmp (e->d_name, "..") == 0)
       continue;
     int fd = vms_open_beneath (parentfd, e->d_name, O_RDONLY | O_DIRECTORY, 0);
     if (fd == -1)
       continue;                 /* not a directory, or a link: not ours */
     if (fstat (fd, &st) == -1 || st.st_uid != geteuid () ||
-        !session_dir_is_stale (fd)) {
+        !session_dir_is_stale (e->d_name, fd)) {
       close (fd);
       continue;
     }

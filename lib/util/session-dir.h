@@ -4,9 +4,11 @@
  * in a file .vms-owner inside it: "PID START\n", START being the owner's
  * start time (/proc/PID/stat field 22), so that a reused pid is not taken
  * for the owner. A directory is stale when its owner file names a process
- * that is gone (no such pid, or another start time); one without an owner
- * file is never touched (it is not one of ours, or was made by a run
- * killed between its mkdir and its owner file, a window of microseconds).
+ * that is gone (no such pid, or another start time). A directory is made
+ * under a staging name that carries the owner too (".vms-new-PID-START-…"),
+ * and renamed to its name once its owner file is written, so a run killed
+ * between mkdir and owner file leaves a staging directory that the next
+ * sweep removes; any other directory without an owner file is never touched.
  * Removal never follows a link (vms_rmtree_at). docs/security.md. */
 #ifndef VMS_SESSION_DIR_H
 #define VMS_SESSION_DIR_H

@@ -39,6 +39,9 @@ kills_then () {
   compgen -G "$VMSHADOW_SCRATCH_DIR/*" >/dev/null || fail "the killed backups left no scratch: nothing tested"
   # The processes the killed backups started end by themselves.
   for _ in $(seq 100); do pgrep -f "$tmp/" >/dev/null || break; sleep 0.1; done
+  # A run killed between mkdir and its owner file leaves a staging
+  # directory whose name carries the (gone) owner: also removed.
+  mkdir "$VMSHADOW_SCRATCH_DIR/.vms-new-999999999-1-killed" "$TMPDIR/.vms-new-999999999-1-killed"
   vms "$@" >/dev/null || fail "'vmshadow $*' after the kills"
   local left
   left=$(ls -A "$VMSHADOW_SCRATCH_DIR" "$TMPDIR")

@@ -82,6 +82,11 @@ m = json.load(open(sys.argv[1])); m["created"] = int(sys.argv[2])
 json.dump(m, open(sys.argv[1], "w"))
 PY
 }
+# Two backups made in the same second sort by their random suffix: date
+# the two real ones apart, so "newest" does not depend on the suffix.
+now=$(date +%s)
+set_created "${ids[1]}" $(( now - 100 ))
+set_created "${ids[2]}" $(( now - 50 ))
 set_created "${ids[0]}" 9223372036854775807
 run 1 list
 grep -q "${ids[0]}.*created.*out of range" "$tmp/err" || fail "list of a huge time: $(cat "$tmp/err")"
