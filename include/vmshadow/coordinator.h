@@ -139,6 +139,22 @@ extern VMS_API const char *vms_session_file_access (const vms_session *s,
                                                     const char *writer_id,
                                                     const char *component,
                                                     const char *path);
+/* How to read it (struct vms_access of provider.h): strings borrowed,
+ * valid while the session is SNAPSHOTTED. 0, or -1 with the error set. */
+extern VMS_API int vms_session_file_access_get (const vms_session *s,
+                                                const char *writer_id,
+                                                const char *component,
+                                                const char *path,
+                                                struct vms_access *access);
+/* The requester hands each writer the checkpoint its component's next
+ * incremental may start from (VSS's previous backup stamp): set after
+ * prepare_backup, before do_snapshot_set, as the component's
+ * VMS_ATTR_PREVIOUS_CHECKPOINT in the backup components document, which
+ * the writer reads in PrepareForSnapshot. */
+extern VMS_API int vms_session_set_previous_checkpoint (vms_session *s,
+                                                        const char *writer_id,
+                                                        const char *component,
+                                                        const char *checkpoint);
 
 /* The session's backup components document. Borrowed. */
 extern VMS_API const vms_document *vms_session_components (const vms_session *s);

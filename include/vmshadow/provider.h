@@ -69,8 +69,31 @@ extern VMS_API const char *vms_snapshot_session_id (const vms_snapshot *snap);
 extern VMS_API size_t vms_snapshot_file_count (const vms_snapshot *snap);
 extern VMS_API const struct vms_file_ref *vms_snapshot_file (const vms_snapshot *snap,
                                                              size_t i);
-/* Say where the requester reads the point-in-time image of file i: a path
- * or an "nbd+unix://…" URI. The string is copied. */
+/* What the requester needs to read the point-in-time image of one file
+ * (the writer ↔ provider ↔ requester contract, issue 10). */
+struct vms_access {
+  /* Exactly one: an NBD URI ("nbd+unix:///vda?socket=…", read with block
+   * status), or a path (a plain file, read directly; a disk image, which the
+   * requester exports read-only over NBD itself). */
+  const char *uri;
+  const char *path;
+  /* Incremental reads: the NBD meta context marking the extents changed
+   * since base ("qemu:dirty-bitmap:…"), and base, the checkpoint those
+   * changes are relative to: the VMS_ATTR_CHECKPOINT an earlier backup of
+   * this component recorded. Only with VMS_ACCESS_CHANGED_EXTENTS in flags
+   * (and a URI); the requester then reads only the changed extents when it
+   * holds that earlier backup of the file, and everything otherwise. */
+  const char *changed_extents;
+  const char *base;
+  unsigned flags;
+};
+#define VMS_ACCESS_CHANGED_EXTENTS 0x1u
+
+/* Say how the requester reads the point-in-time image of file i. The
+ * strings are copied. */
+extern VMS_API int vms_snapshot_set_file_access (vms_snapshot *snap, size_t i,
+                                                 const struct vms_access *access);
+/* The simple form: a path, or a URI ("scheme://…"), nothing incremental. */
 extern VMS_API int vms_snapshot_set_access (vms_snapshot *snap, size_t i,
                                             const char *access);
 extern VMS_API const char *vms_snapshot_access (const vms_snapshot *snap, size_t i);

@@ -119,7 +119,9 @@ struct vms_stored_file {
   const char *format;           /* original image format, or NULL */
   uint64_t bytes_read;          /* read from the source */
   uint64_t bytes_stored;        /* new chunk bytes written */
-  const char *checkpoint;       /* dirty-bitmap checkpoint this is based on, or NULL */
+  /* The checkpoint the next incremental of this file may start from: its
+   * component's VMS_ATTR_CHECKPOINT at this backup (writer.h), or NULL. */
+  const char *checkpoint;
 };
 
 extern VMS_API int vms_repo_txn_add_file (vms_repo_txn *txn,
@@ -143,6 +145,13 @@ extern VMS_API void vms_repo_txn_free (vms_repo_txn *txn);
  * manifest cannot be read come first). Caller frees each and the array. */
 extern VMS_API int vms_repo_list (vms_repo *repo, char ***ids, size_t *nr_ids);
 extern VMS_API vms_manifest *vms_manifest_open (vms_repo *repo, const char *backup_id);
+/* The checkpoint catalogue: the newest checkpoint recorded for a file
+ * (path) or for any file of a component (path NULL), with the backup that
+ * recorded it (backup_id may be NULL). Both malloc'd. Returns 1 when found,
+ * 0 when none is (both set to NULL), -1 with the error set. */
+extern VMS_API int vms_repo_last_checkpoint (vms_repo *repo, const char *writer_id,
+                                             const char *component, const char *path,
+                                             char **checkpoint, char **backup_id);
 extern VMS_API void vms_manifest_free (vms_manifest *m);
 extern VMS_API const char *vms_manifest_backup_id (const vms_manifest *m);
 extern VMS_API int64_t vms_manifest_time (const vms_manifest *m);       /* Unix seconds */

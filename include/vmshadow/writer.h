@@ -151,6 +151,18 @@ extern VMS_API int64_t vms_call_ms_left (const vms_call *call);
 #define VMS_ATTR_METHOD           "method"            /* how it was captured */
 #define VMS_ATTR_FREEZE_WINDOW_MS "freeze_window_ms"  /* int: frozen this long */
 #define VMS_ATTR_DOWNTIME_MS      "downtime_ms"       /* int: stopped this long */
+/* Incremental backups: the writer sets VMS_ATTR_CHECKPOINT, the point the
+ * component's next incremental may start from (recorded per file in the
+ * repository's catalogue); at that next backup the requester hands it back
+ * as VMS_ATTR_PREVIOUS_CHECKPOINT before PrepareForSnapshot, and the
+ * provider's access names it as the base of the changed extents. */
+#define VMS_ATTR_CHECKPOINT          "checkpoint"
+#define VMS_ATTR_PREVIOUS_CHECKPOINT "previous_checkpoint"
+/* Restore: in PreRestore a writer sets, per file of its component, where
+ * the requester writes it: key VMS_ATTR_RESTORE_TARGET_PREFIX + the
+ * file's path (as in the component's file list), value the target path.
+ * Without one a file goes back to its own path. */
+#define VMS_ATTR_RESTORE_TARGET_PREFIX "restore_target:"
 
 /* ---- Names ---- */
 

@@ -24,7 +24,10 @@
 struct snapshot_file {
   struct vms_file_ref ref;      /* strings below */
   char *writer_id, *component, *path, *format, *provider;
-  char *access;
+  char *access;                 /* the URI or the path */
+  int is_uri;
+  char *changed_extents, *base; /* incremental reads (struct vms_access) */
+  unsigned flags;
 };
 
 struct vms_snapshot {
@@ -78,6 +81,7 @@ snapshot_unref (vms_snapshot *snap)
     struct snapshot_file *f = &snap->files[i];
     free (f->writer_id); free (f->component); free (f->path);
     free (f->format); free (f->provider); free (f->access);
+    free (f->changed_extents); free (f->base);
   }
   free (snap->files);
   free (snap->session_id);
@@ -183,20 +187,52 @@ vms_snapshot_file (const vms_snapshot *snap, size_t i)
 }
 
 int
-vms_snapshot_set_access (vms_snapshot *snap, size_t i, const char *access)
+vms_snapshot_set_file_access (vms_snapshot *snap, size_t i,
+                              const struct vms_access *a)
 {
-  char *copy;
-  if (i >= snap->nr_files || access == NULL) {
-    vms_set_error (EINVAL, "no file %zu in this snapshot", i);
+  const char *where = a ? (a->uri ? a->uri : a->path) : NULL;
+  char *copy, *ctx = NULL, *base = NULL;
+
+  if (i >= snap->nr_files || where == NULL || (a->uri && a->path)) {
+    vms_set_error (EINVAL, "no file %zu in this snapshot, or not exactly one "
+                   "of a URI and a path", i);
     return -1;
   }
-  if ((copy = strdup (access)) == NULL) {
+  if ((a->flags & VMS_ACCESS_CHANGED_EXTENTS) &&
+      (a->uri == NULL || a->changed_extents == NULL || a->base == NULL)) {
+    vms_set_error (EINVAL, "incremental access to %s needs a URI, the changed "
+                   "extents' context and the base", snap->files[i].path);
+    return -1;
+  }
+  if ((copy = strdup (where)) == NULL ||
+      (a->changed_extents && (ctx = strdup (a->changed_extents)) == NULL) ||
+      (a->base && (base = strdup (a->base)) == NULL)) {
+    free (copy);
+    free (ctx);
     vms_set_error (errno, "out of memory");
     return -1;
   }
-  free (snap->files[i].access);
-  snap->files[i].access = copy;
+  struct snapshot_file *f = &snap->files[i];
+  free (f->access);
+  free (f->changed_extents);
+  free (f->base);
+  f->access = copy;
+  f->is_uri = a->uri != NULL;
+  f->changed_extents = ctx;
+  f->base = base;
+  f->flags = a->flags;
   return 0;
+}
+
+int
+vms_snapshot_set_access (vms_snapshot *snap, size_t i, const char *access)
+{
+  /* A URI has a scheme ("nbd+unix://…"); a path starts with '/'. */
+  const int uri = access && access[0] != '/' && strstr (access, "://") != NULL;
+  const struct vms_access a = {
+    .uri = uri ? access : NULL, .path = uri ? NULL : access,
+  };
+  return vms_snapshot_set_file_access (snap, i, &a);
 }
 
 const char *
@@ -845,15 +881,38 @@ vms_session_do_snapshot_set (vms_session *s)
   return -1;
 }
 
-const char *
-vms_session_file_access (const vms_session *s, const char *writer_id,
-                         const char *component, const char *path)
+int
+vms_session_set_previous_checkpoint (vms_session *s, const char *writer_id,
+                                     const char *component,
+                                     const char *checkpoint)
+{
+  vms_component *c;
+
+  if (s->state != VMS_SESSION_PREPARED) {
+    vms_set_error (EINVAL, "vms_session_set_previous_checkpoint: the session "
+                   "is %s; this call needs it prepared (after "
+                   "PrepareForBackup, before the snapshot set)",
+                   vms_session_state_name (s->state));
+    return -1;
+  }
+  c = vms_document_find_component (s->core->bcd, writer_id, component);
+  if (c == NULL) {
+    vms_set_error (ENOENT, "component \"%s\" is not in this backup", component);
+    return -1;
+  }
+  return vms_component_set_string (c, VMS_ATTR_PREVIOUS_CHECKPOINT, checkpoint);
+}
+
+int
+vms_session_file_access_get (const vms_session *s, const char *writer_id,
+                             const char *component, const char *path,
+                             struct vms_access *a)
 {
   if (s->state != VMS_SESSION_SNAPSHOTTED) {
     vms_set_error (EINVAL, "vms_session_file_access: the session is %s; "
                    "this call needs it snapshotted",
                    vms_session_state_name (s->state));
-    return NULL;
+    return -1;
   }
   for (size_t i = 0; i < s->nr_snaps; i++)
     for (size_t j = 0; j < s->snaps[i]->nr_files; j++) {
@@ -861,15 +920,34 @@ vms_session_file_access (const vms_session *s, const char *writer_id,
       if (strcmp (f->writer_id, writer_id) == 0 &&
           strcmp (f->component, component) == 0 &&
           strcmp (f->path, path) == 0) {
-        if (f->access == NULL)
+        if (f->access == NULL) {
           vms_set_error (ENOENT, "provider \"%s\" gave no access to %s",
                          s->snaps[i]->ps->p.name, path);
-        return f->access;
+          return -1;
+        }
+        *a = (struct vms_access) {
+          .uri = f->is_uri ? f->access : NULL,
+          .path = f->is_uri ? NULL : f->access,
+          .changed_extents = f->changed_extents,
+          .base = f->base,
+          .flags = f->flags,
+        };
+        return 0;
       }
     }
   vms_set_error (ENOENT, "%s is not a file of component \"%s\" in this backup",
                  path, component);
-  return NULL;
+  return -1;
+}
+
+const char *
+vms_session_file_access (const vms_session *s, const char *writer_id,
+                         const char *component, const char *path)
+{
+  struct vms_access a;
+  if (vms_session_file_access_get (s, writer_id, component, path, &a) == -1)
+    return NULL;
+  return a.uri ? a.uri : a.path;
 }
 
 int

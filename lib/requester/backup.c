@@ -7,9 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cleanup.h"
 #include "log.h"
 #include "requester-internal.h"
-#include "vm-writer.h"
 #include "vmshadow/error.h"
 
 /* What the backup of one set needs as it goes. */
@@ -17,42 +17,64 @@ struct backup_run {
   vms_repo *repo;
   vms_session *s;
   vms_repo_txn *txn;
-  const struct req_previous *prev;
   struct req_progress progress;
   struct vms_backup_set *set;
   int oom;
 };
 
-/* Read one file of the snapshot set into the repository: over the NBD
- * export the provider hands out, through a read-only NBD export of a disk
- * image, or directly. */
+/* The index of the file in the backup that recorded checkpoint base (the
+ * base of its changed extents), or NULL: then it is read in full. */
 static vms_index *
-store_file (struct backup_run *b, const char *access,
-            const struct vms_file_info *info, const char *dirty_context,
-            const vms_index *parent, struct vms_copy_stats *stats)
+parent_index (struct backup_run *b, const char *wid, const char *component,
+              const char *path, const char *base)
+{
+  CLEANUP_FREE char *cp = NULL, *id = NULL;
+  vms_manifest *m = NULL;
+  vms_index *idx = NULL;
+  int i = -1;
+
+  if (vms_repo_last_checkpoint (b->repo, wid, component, path, &cp, &id) == 1 &&
+      strcmp (cp, base) == 0 && (m = vms_manifest_open (b->repo, id)) != NULL &&
+      (i = vms_manifest_find_file (m, component, path)) >= 0)
+    idx = vms_manifest_load_index (b->repo, m, (size_t) i);
+  vms_manifest_free (m);
+  if (idx == NULL)
+    vms_warn ("%s: no stored backup of it at checkpoint %s; reading it in full",
+              path, base);
+  return idx;
+}
+
+/* Read one file of the snapshot set into the repository, as the provider's
+ * access says: over its NBD export (only the changed extents when it
+ * offers them and the parent is stored), through a read-only NBD export of
+ * a disk image, or directly. */
+static vms_index *
+store_file (struct backup_run *b, const char *wid, const char *component,
+            const struct vms_access *a, const struct vms_file_info *info,
+            struct vms_copy_stats *stats)
 {
   struct vms_source src = { 0 };
   vms_nbd_export *export = NULL;
-  vms_index *idx;
+  vms_index *idx, *parent = NULL;
 
-  if (strncmp (access, "nbd+unix://", 11) == 0) {
-    /* A running VM's backup job already exports its point-in-time disk. */
-    src.nbd_uri = access;
-    if (dirty_context && parent) {
-      src.dirty_context = dirty_context;
+  if (a->uri) {
+    src.nbd_uri = a->uri;
+    if ((a->flags & VMS_ACCESS_CHANGED_EXTENTS) &&
+        (parent = parent_index (b, wid, component, info->path, a->base)) != NULL) {
+      src.dirty_context = a->changed_extents;
       src.parent = parent;
     }
   }
   else if (info->kind == VMS_FILE_DISK) {
     /* Other disk images go through a read-only NBD export: it decodes
      * qcow2 and tells holes and zeros by block status. */
-    export = vms_nbd_export_open (access, info->format, NULL);
+    export = vms_nbd_export_open (a->path, info->format, NULL);
     if (export == NULL)
       return NULL;
     src.nbd_uri = vms_nbd_export_uri (export);
   }
   else
-    src.path = access;
+    src.path = a->path;
   idx = vms_copy_to_repo (b->repo, &src, stats, req_progress_bytes, &b->progress);
   if (idx == NULL && src.dirty_context && vms_get_errno () == ENOENT) {
     /* The disk's bitmap is missing: this disk alone is read in full. */
@@ -63,6 +85,7 @@ store_file (struct backup_run *b, const char *access,
     memset (stats, 0, sizeof *stats);
     idx = vms_copy_to_repo (b->repo, &src, stats, req_progress_bytes, &b->progress);
   }
+  vms_index_free (parent);
   vms_nbd_export_close (export);
   return idx;
 }
@@ -104,17 +127,12 @@ copy_component (struct backup_run *b, const char *wid, vms_component *comp,
     struct vms_file_info info;
     struct vms_copy_stats stats = { 0 };
     vms_component_file (comp, f, &info);
-    const char *access = vms_session_file_access (b->s, wid, name, info.path);
-    if (access == NULL)
+    struct vms_access a;
+    if (vms_session_file_access_get (b->s, wid, name, info.path, &a) == -1)
       return -1;
-    char key[4200];
-    snprintf (key, sizeof key, "%s%s", VMS_VM_ATTR_DIRTY_CONTEXT_PREFIX, info.path);
-    const char *dirty = vms_component_get_string (comp, key);
-    vms_index *parent = dirty ? req_previous_index (b->repo, b->prev, name, info.path) : NULL;
     req_progress_start (&b->progress, wid, name, info.path);
-    vms_index *idx = store_file (b, access, &info, dirty, parent, &stats);
+    vms_index *idx = store_file (b, wid, name, &a, &info, &stats);
     req_progress_end (&b->progress);
-    vms_index_free (parent);
     if (idx == NULL) {
       vms_set_error (vms_get_errno (), "cannot store %s of component \"%s\": %s",
                      info.path, name, vms_get_error ());
@@ -124,6 +142,8 @@ copy_component (struct backup_run *b, const char *wid, vms_component *comp,
       .writer_id = wid, .component = name, .path = info.path,
       .kind = info.kind, .format = info.format,
       .bytes_read = stats.bytes_read, .bytes_stored = stats.bytes_stored,
+      /* The catalogue: where this file's next incremental may start. */
+      .checkpoint = vms_component_get_string (comp, VMS_ATTR_CHECKPOINT),
     };
     int r = vms_repo_txn_add_file (b->txn, &stored, idx);
     vms_index_free (idx);
@@ -223,6 +243,29 @@ record_failure (struct backup_run *b)
   b->set->nr_writers = n;
 }
 
+/* Each component's last checkpoint, from the repository's catalogue, for
+ * its writer to start an incremental from (VSS's previous backup stamp). */
+static int
+hand_previous_checkpoints (struct backup_run *b)
+{
+  const vms_document *bcd = vms_session_components (b->s);
+
+  for (size_t w = 0; w < vms_components_writer_count (bcd); w++) {
+    const char *wid = vms_components_writer_id (bcd, w);
+    for (size_t c = 0; c < vms_document_component_count (bcd, wid); c++) {
+      const char *name = vms_component_name (vms_document_component (bcd, wid, c));
+      CLEANUP_FREE char *cp = NULL;
+      int r = vms_repo_last_checkpoint (b->repo, wid, name, NULL, &cp, NULL);
+      if (r == -1 ||
+          (r == 1 && vms_session_set_previous_checkpoint (b->s, wid, name, cp) == -1)) {
+        vms_session_abort (b->s, vms_get_error ());
+        return -1;
+      }
+    }
+  }
+  return 0;
+}
+
 /* One consistency set: every writer of coord in one session. */
 static void
 backup_set (struct backup_run *b, vms_coordinator *coord)
@@ -240,6 +283,7 @@ backup_set (struct backup_run *b, vms_coordinator *coord)
   set->backup_id = req_strdup (vms_session_id (b->s), &b->oom);
   if (vms_session_identify (b->s) == -1 ||
       vms_session_prepare_backup (b->s) == -1 ||
+      hand_previous_checkpoints (b) == -1 ||
       vms_session_do_snapshot_set (b->s) == -1)
     goto failed;
 
@@ -272,7 +316,6 @@ struct vms_backup_report *
 vms_requester_backup (vms_repo *repo, const struct vms_backup_request *rq)
 {
   int64_t t0 = vms_now_ms ();
-  struct req_previous *prev = NULL;
   vms_coordinator *own = NULL, *coord = rq->coord;
   vms_repo *own_repo = NULL;
   struct vms_backup_report *r = NULL;
@@ -280,10 +323,7 @@ vms_requester_backup (vms_repo *repo, const struct vms_backup_request *rq)
   if (coord == NULL) {
     /* VMs take part when asked for: all, or by name (R7: one component
      * per VM). Host applications (exec writers) always do. */
-    if ((rq->host.all_vms || (rq->host.vms && rq->host.vms[0])) &&
-        (prev = req_previous_new ()) == NULL)
-      goto out;
-    coord = own = req_host_coordinator (&rq->host, prev);
+    coord = own = vms_requester_host (&rq->host);
     if (coord == NULL)
       goto out;
   }
@@ -307,8 +347,6 @@ vms_requester_backup (vms_repo *repo, const struct vms_backup_request *rq)
     if ((repo = own_repo = vms_repo_open (dir, VMS_REPO_CREATE | VMS_REPO_WRITE)) == NULL)
       goto out;
   }
-  if (prev)
-    req_previous_load (prev, repo);
   r = calloc (1, sizeof *r);
   if (r == NULL || (r->sets = calloc (1, sizeof *r->sets)) == NULL) {
     vms_set_error (ENOMEM, "out of memory");
@@ -316,7 +354,7 @@ vms_requester_backup (vms_repo *repo, const struct vms_backup_request *rq)
   }
   r->nr_sets = 1;
   struct backup_run b = {
-    .repo = repo, .prev = prev, .set = &r->sets[0],
+    .repo = repo, .set = &r->sets[0],
     .progress = { .fn = rq->progress, .opaque = rq->progress_opaque },
   };
   backup_set (&b, coord);
@@ -330,14 +368,12 @@ vms_requester_backup (vms_repo *repo, const struct vms_backup_request *rq)
     : VMS_OUTCOME_FAILURE;
   r->elapsed_ms = vms_now_ms () - t0;
   vms_coordinator_free (own);
-  req_previous_free (prev);
   vms_repo_close (own_repo);
   return r;
 
  out:
   vms_backup_report_free (r);
   vms_coordinator_free (own);
-  req_previous_free (prev);
   vms_repo_close (own_repo);
   return NULL;
 }

@@ -1,7 +1,5 @@
-/* The host's writers and providers (R1), and what the requester remembers
- * of earlier backups: the checkpoint each VM's next incremental starts from
- * and the backup that holds its parent indexes. Checkpoints belong to
- * vmshadow's catalogue, not to libvirtd. */
+/* The host's writers and providers (R1), and what the files of the
+ * requester share. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -128,7 +126,7 @@ vms_requester_sweep (void)
 }
 
 vms_coordinator *
-req_host_coordinator (const struct vms_host_options *o, struct req_previous *prev)
+vms_requester_host (const struct vms_host_options *o)
 {
   vms_coordinator *coord = vms_coordinator_new ();
   int vms = o->all_vms || (o->vms && o->vms[0]) ||
@@ -152,8 +150,6 @@ req_host_coordinator (const struct vms_host_options *o, struct req_previous *pre
       .vms = o->all_vms ? NULL : o->vms,
       .method = method,
       .full = o->full,
-      .previous_checkpoint = prev ? req_previous_checkpoint : NULL,
-      .previous_opaque = prev,
     };
     if (vms_libvirt_add (coord, &vm) == -1)
       goto fail;
@@ -162,110 +158,6 @@ req_host_coordinator (const struct vms_host_options *o, struct req_previous *pre
  fail:
   vms_coordinator_free (coord);
   return NULL;
-}
-
-vms_coordinator *
-vms_requester_host (const struct vms_host_options *o)
-{
-  return req_host_coordinator (o, NULL);
-}
-
-struct previous {
-  char *uuid, *checkpoint, *backup_id;
-};
-struct req_previous {
-  struct previous *v;
-  size_t n;
-};
-
-struct req_previous *
-req_previous_new (void)
-{
-  struct req_previous *list = calloc (1, sizeof *list);
-  if (list == NULL)
-    vms_set_error (ENOMEM, "out of memory");
-  return list;
-}
-
-void
-req_previous_load (struct req_previous *list, vms_repo *repo)
-{
-  char **ids = NULL;
-  size_t n = 0;
-
-  if (vms_repo_list (repo, &ids, &n) == -1)
-    return;                     /* no history: every VM gets a full backup */
-  for (size_t i = n; i-- > 0; ) {     /* newest first */
-    vms_manifest *m = vms_manifest_open (repo, ids[i]);
-    const vms_document *bcd = m ? vms_manifest_components (m) : NULL;
-    size_t nc = bcd ? vms_document_component_count (bcd, VMS_VM_WRITER_ID) : 0;
-    for (size_t c = 0; c < nc; c++) {
-      vms_component *comp = vms_document_component (bcd, VMS_VM_WRITER_ID, c);
-      const char *cp = vms_component_get_string (comp, VMS_VM_ATTR_CHECKPOINT);
-      const char *uuid = vms_component_name (comp);
-      int known = 0;
-      for (size_t k = 0; k < list->n; k++)
-        known |= list->v[k].uuid && strcmp (list->v[k].uuid, uuid) == 0;
-      if (known || cp == NULL)
-        continue;
-      struct previous *v = realloc (list->v, (list->n + 1) * sizeof *v);
-      if (v == NULL)
-        break;
-      list->v = v;
-      v[list->n].uuid = strdup (uuid);
-      v[list->n].checkpoint = strdup (cp);
-      v[list->n].backup_id = strdup (ids[i]);
-      list->n++;
-    }
-    vms_manifest_free (m);
-  }
-  for (size_t i = 0; i < n; i++)
-    free (ids[i]);
-  free (ids);
-}
-
-void
-req_previous_free (struct req_previous *list)
-{
-  if (list == NULL)
-    return;
-  for (size_t i = 0; i < list->n; i++) {
-    free (list->v[i].uuid);
-    free (list->v[i].checkpoint);
-    free (list->v[i].backup_id);
-  }
-  free (list->v);
-  free (list);
-}
-
-static const struct previous *
-previous_find (const struct req_previous *list, const char *uuid)
-{
-  for (size_t i = 0; list && i < list->n; i++)
-    if (list->v[i].uuid && strcmp (list->v[i].uuid, uuid) == 0)
-      return &list->v[i];
-  return NULL;
-}
-
-const char *
-req_previous_checkpoint (void *opaque, const char *uuid)
-{
-  const struct previous *p = previous_find (opaque, uuid);
-  return p ? p->checkpoint : NULL;
-}
-
-vms_index *
-req_previous_index (vms_repo *repo, const struct req_previous *prev,
-                    const char *component, const char *path)
-{
-  const struct previous *p = previous_find (prev, component);
-  vms_manifest *m = p && p->backup_id ? vms_manifest_open (repo, p->backup_id) : NULL;
-  vms_index *idx = NULL;
-  int i = m ? vms_manifest_find_file (m, component, path) : -1;
-  if (i >= 0)
-    idx = vms_manifest_load_index (repo, m, (size_t) i);
-  vms_manifest_free (m);
-  return idx;
 }
 
 void

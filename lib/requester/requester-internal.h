@@ -21,22 +21,4 @@ extern void req_progress_start (struct req_progress *rp, const char *writer_id,
 extern void req_progress_bytes (void *opaque, uint64_t done, uint64_t total);
 extern void req_progress_end (struct req_progress *rp);
 
-/* The catalogue of the VMs' last checkpoints, read from the repository. */
-struct req_previous;
-extern struct req_previous *req_previous_new (void);
-/* Fill it from repo (made before, for the coordinator; loaded once the
- * repository is open). */
-extern void req_previous_load (struct req_previous *prev, vms_repo *repo);
-extern void req_previous_free (struct req_previous *prev);
-/* For vms_vm_options.previous_checkpoint. */
-extern const char *req_previous_checkpoint (void *opaque, const char *uuid);
-/* The index of the same file in the component's previous backup, or NULL. */
-extern vms_index *req_previous_index (vms_repo *repo,
-                                      const struct req_previous *prev,
-                                      const char *component, const char *path);
-
-/* vms_requester_host, with the catalogue the VM writer asks (may be NULL). */
-extern vms_coordinator *req_host_coordinator (const struct vms_host_options *o,
-                                              struct req_previous *prev);
-
 #endif /* VMS_REQUESTER_INTERNAL_H */

@@ -21,6 +21,7 @@
 
 struct qemu_export {
   char *component, *path, *access;
+  char *changed_extents, *base;   /* incremental: qemu_exports_set_changes */
 };
 
 struct qemu_exports {
@@ -58,6 +59,7 @@ static void
 export_clear (struct qemu_export *e)
 {
   free (e->component); free (e->path); free (e->access);
+  free (e->changed_extents); free (e->base);
 }
 
 void
@@ -103,7 +105,10 @@ qemu_exports_publish (struct qemu_exports *x, const char *component,
   pthread_mutex_lock (&x->lock);
   if ((e = find (x, component, path)) != NULL) {
     free (e->access);
+    free (e->changed_extents);
+    free (e->base);
     e->access = a;
+    e->changed_extents = e->base = NULL;
     r = 0;
   }
   else {
@@ -119,6 +124,7 @@ qemu_exports_publish (struct qemu_exports *x, const char *component,
     e->component = strdup (component);
     e->path = strdup (path);
     e->access = a;
+    e->changed_extents = e->base = NULL;
     if (e->component == NULL || e->path == NULL) {
       free (e->component);
       free (e->path);
@@ -137,6 +143,34 @@ qemu_exports_publish (struct qemu_exports *x, const char *component,
  oom:
   vms_set_error (ENOMEM, "qemu provider: out of memory");
   return -1;
+}
+
+int
+qemu_exports_set_changes (struct qemu_exports *x, const char *component,
+                          const char *path, const char *changed_extents,
+                          const char *base)
+{
+  struct qemu_export *e;
+  char *ctx = strdup (changed_extents), *b = strdup (base);
+
+  pthread_mutex_lock (&x->lock);
+  e = find (x, component, path);
+  if (e && ctx && b) {
+    free (e->changed_extents);
+    free (e->base);
+    e->changed_extents = ctx;
+    e->base = b;
+    ctx = b = NULL;
+  }
+  pthread_mutex_unlock (&x->lock);
+  if (ctx || b || e == NULL) {
+    free (ctx);
+    free (b);
+    vms_set_error (e ? ENOMEM : ENOENT, "qemu provider: no export of %s "
+                   "(component %s) to mark incremental", path, component);
+    return -1;
+  }
+  return 0;
 }
 
 void
@@ -208,9 +242,28 @@ qemu_provider_commit (void *data, vms_snapshot *snap)
 
   for (size_t i = 0; i < n; i++) {
     const struct vms_file_ref *f = vms_snapshot_file (snap, i);
-    CLEANUP_FREE char *a = qemu_exports_lookup (x, f->component,
-                                                f->file.path);
-    if (a == NULL || vms_snapshot_set_access (snap, i, a) == -1)
+    int r = -1;
+    pthread_mutex_lock (&x->lock);
+    const struct qemu_export *e = find (x, f->component, f->file.path);
+    if (e) {
+      /* An NBD export of a backup job, or a path (a stopped VM's image, a
+       * file the writer wrote), with the job's changed extents if any. */
+      const int uri = strncmp (e->access, "nbd", 3) == 0;
+      const struct vms_access a = {
+        .uri = uri ? e->access : NULL,
+        .path = uri ? NULL : e->access,
+        .changed_extents = e->changed_extents,
+        .base = e->base,
+        .flags = uri && e->changed_extents ? VMS_ACCESS_CHANGED_EXTENTS : 0,
+      };
+      r = vms_snapshot_set_file_access (snap, i, &a);
+    }
+    pthread_mutex_unlock (&x->lock);
+    if (e == NULL)
+      vms_set_error (ENOENT, "qemu provider: the VM writer prepared no "
+                     "point-in-time image of %s (component %s)",
+                     f->file.path, f->component);
+    if (r == -1)
       return -1;
   }
   return 0;

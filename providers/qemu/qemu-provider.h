@@ -27,6 +27,13 @@ extern void qemu_exports_unref (struct qemu_exports *x);
  * Strings are copied. Returns 0, or -1 with the error set. */
 extern int qemu_exports_publish (struct qemu_exports *x, const char *component,
                                  const char *path, const char *access);
+/* Mark a published file incremental: its export offers changed_extents
+ * (an NBD meta context) relative to the checkpoint base. The provider
+ * hands both to the requester in the file's access (struct vms_access). */
+extern int qemu_exports_set_changes (struct qemu_exports *x,
+                                     const char *component, const char *path,
+                                     const char *changed_extents,
+                                     const char *base);
 /* Forget every entry of one component, or of all when component is NULL. */
 extern void qemu_exports_withdraw (struct qemu_exports *x,
                                    const char *component);

@@ -100,6 +100,42 @@ run_backup (vms_coordinator *coord, vms_session *s)
   return vms_session_state (s);
 }
 
+/* Issue 10, the writer <-> provider <-> requester contract: the requester
+ * hands a component's previous checkpoint to its writer before
+ * PrepareForSnapshot, and reads the provider's access whole (URI, changed
+ * extents and the base they are relative to, the incremental flag). */
+static void
+previous_checkpoint_and_incremental_access_pass_through_the_session (void **state)
+{
+  struct fixture *f = *state;
+  struct vms_access a;
+  f->p.incremental_base = "cp-1";
+  add_all (f);
+  vms_session *s = vms_backup_session_new (f->coord, "backup-1");
+  assert_non_null (s);
+
+  assert_int_equal (vms_session_identify (s), 0);
+  /* Only between PrepareForBackup and the snapshot set. */
+  assert_int_equal (vms_session_set_previous_checkpoint (s, ID_A, "data", "cp-0"), -1);
+  assert_int_equal (vms_session_prepare_backup (s), 0);
+  assert_int_equal (vms_session_set_previous_checkpoint (s, ID_A, "data", "cp-1"), 0);
+  assert_int_equal (vms_session_set_previous_checkpoint (s, ID_A, "nothing", "cp-1"), -1);
+  assert_int_equal (vms_session_do_snapshot_set (s), 0);
+  assert_string_equal (f->a.previous_seen, "cp-1");
+  assert_string_equal (f->b.previous_seen, "");
+  assert_int_equal (vms_session_set_previous_checkpoint (s, ID_A, "data", "cp-2"), -1);
+
+  assert_int_equal (vms_session_file_access_get (s, ID_B, "data", "/srv/b/vm.xml", &a), 0);
+  assert_string_equal (a.uri, "nbd+unix:///data?socket=/run/test.sock");
+  assert_null (a.path);
+  assert_string_equal (a.changed_extents, "qemu:dirty-bitmap:test");
+  assert_string_equal (a.base, "cp-1");
+  assert_int_equal (a.flags, VMS_ACCESS_CHANGED_EXTENTS);
+  assert_int_equal (vms_session_file_access_get (s, ID_B, "data", "/not/there", &a), -1);
+  assert_int_equal (vms_session_backup_complete (s, 1), 0);
+  vms_session_free (s);
+}
+
 static void
 backup_runs_every_event_in_order (void **state)
 {
@@ -465,6 +501,7 @@ main (void)
 {
   const struct CMUnitTest tests[] = {
 #define T(fn) cmocka_unit_test_setup_teardown (fn, setup, teardown)
+    T (previous_checkpoint_and_incremental_access_pass_through_the_session),
     T (backup_runs_every_event_in_order),
     T (veto_at_identify_stops_before_anything_and_still_shuts_down),
     T (veto_at_prepare_backup_aborts_all),

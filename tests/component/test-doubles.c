@@ -98,6 +98,11 @@ fake_event (void *data, vms_call *call)
 
   event_log_add (fw->log, fw->name, vms_event_name (ev));
   fw->event_at[ev] = vms_now_ms ();
+  if (ev == VMS_EVENT_PREPARE_SNAPSHOT) {
+    vms_component *c = vms_call_component (call, "data");
+    const char *p = c ? vms_component_get_string (c, VMS_ATTR_PREVIOUS_CHECKPOINT) : NULL;
+    snprintf (fw->previous_seen, sizeof fw->previous_seen, "%s", p ? p : "");
+  }
   if (ev == VMS_EVENT_PRE_RESTORE) {
     vms_component *c = vms_document_find_component (vms_call_metadata (call),
                                                     NULL, "data");
@@ -240,6 +245,17 @@ fake_commit (void *data, vms_snapshot *snap)
   }
   for (size_t i = 0; i < vms_snapshot_file_count (snap); i++) {
     char access[4200];
+    if (fp->incremental_base) {
+      const struct vms_access a = {
+        .uri = "nbd+unix:///data?socket=/run/test.sock",
+        .changed_extents = "qemu:dirty-bitmap:test",
+        .base = fp->incremental_base,
+        .flags = VMS_ACCESS_CHANGED_EXTENTS,
+      };
+      if (vms_snapshot_set_file_access (snap, i, &a) == -1)
+        return -1;
+      continue;
+    }
     snprintf (access, sizeof access, "snap:%s",
               vms_snapshot_file (snap, i)->file.path);
     if (vms_snapshot_set_access (snap, i, access) == -1)

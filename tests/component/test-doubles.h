@@ -49,6 +49,8 @@ struct fake_writer {
   enum vms_restore_status seen_status[4];
   int attr_set_in_post_snapshot;  /* result of setting an attribute */
   int attr_set_in_backup_complete;
+  /* VMS_ATTR_PREVIOUS_CHECKPOINT of "data" at PrepareForSnapshot ("" none). */
+  char previous_seen[64];
 };
 
 extern void fake_writer_init (struct fake_writer *fw, const char *name,
@@ -64,6 +66,9 @@ struct fake_provider {
   int hang_commit_ms;
   uint32_t commit_budget_ms;
   int released;
+  /* Non-NULL: hand out incremental access (an NBD URI with changed extents
+   * relative to this base) instead of "snap:PATH". */
+  const char *incremental_base;
 };
 
 extern void fake_provider_init (struct fake_provider *fp, const char *name,

@@ -42,6 +42,7 @@ struct vm_entry {
   int checkpoint_created;       /* the new checkpoint exists */
   int offline_checked;
   char *checkpoint;             /* "vmshadow-<session-id>" */
+  char *previous;               /* the requester's VMS_ATTR_PREVIOUS_CHECKPOINT */
   char *parent;                 /* previous checkpoint, when incremental */
   char *incremental_reason;     /* why full, when not incremental */
   char *socket_dir;             /* <session run dir>/<n> (QEMU's group) */
@@ -63,8 +64,6 @@ struct vm_writer {
   int full;
   char *state_dir;
   char *run_dir;
-  const char *(*previous_checkpoint) (void *opaque, const char *uuid);
-  void *previous_opaque;
 
   virConnectPtr conn;
   struct qemu_exports *exports;

@@ -150,8 +150,7 @@ choose_parent (struct online_job *j)
     vm->incremental_reason = strdup ("a full backup was asked for");
     return;
   }
-  if (w->previous_checkpoint)
-    prev = w->previous_checkpoint (w->previous_opaque, vm->uuid);
+  prev = vm->previous;
   if (prev == NULL || *prev == '\0') {
     vm->incremental_reason = strdup ("no previous backup of this VM");
     return;
@@ -536,7 +535,9 @@ record_job (struct online_job *j, vms_call *call)
       if (asprintf (&key, "%s%s", VMS_VM_ATTR_DIRTY_CONTEXT_PREFIX,
                     d->path) == -1 ||
           asprintf (&ctx, "qemu:dirty-bitmap:backup-%s", jd->target) == -1 ||
-          vms_component_set_string (c, key, ctx) == -1)
+          vms_component_set_string (c, key, ctx) == -1 ||
+          qemu_exports_set_changes (w->exports, vm->uuid, d->path, ctx,
+                                    vm->parent) == -1)
         return -1;
     }
   }

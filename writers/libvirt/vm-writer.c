@@ -211,6 +211,7 @@ entry_session_reset (struct vm_entry *vm)
   vm->offline_checked = 0;
   free (vm->checkpoint); vm->checkpoint = NULL;
   free (vm->parent); vm->parent = NULL;
+  free (vm->previous); vm->previous = NULL;
   free (vm->incremental_reason); vm->incremental_reason = NULL;
   free (vm->socket); vm->socket = NULL;
   free (vm->socket_dir); vm->socket_dir = NULL;
@@ -849,6 +850,14 @@ vm_prepare_snapshot (void *data, vms_call *call)
 
     if (!vm->selected)
       continue;
+    /* The checkpoint of the VM's last backup, from the requester's
+     * catalogue: an incremental starts there (a name without
+     * VMS_VM_CHECKPOINT_PREFIX, or one libvirt does not know, means a full
+     * backup, its reason in VMS_VM_ATTR_INCREMENTAL_REASON). */
+    vms_component *pc = vms_call_component (call, vm->uuid);
+    const char *prev = pc ? vms_component_get_string (pc, VMS_ATTR_PREVIOUS_CHECKPOINT) : NULL;
+    free (vm->previous);
+    vm->previous = prev ? strdup (prev) : NULL;
     if (current_state (vm, &st) == -1 || save_config (vm) == -1)
       return vms_call_fail (call, VMS_FAILURE_RETRYABLE, "vm \"%s\" failed "
                             "at prepare-snapshot: %s", vm->name,
@@ -1103,8 +1112,6 @@ vm_writer_add (vms_coordinator *coord, const struct vms_vm_options *opts,
   w->restore = restore;
   w->method = opts->method;
   w->full = opts->full;
-  w->previous_checkpoint = opts->previous_checkpoint;
-  w->previous_opaque = opts->previous_opaque;
   w->uri = strdup (opts->uri ? opts->uri : VMS_VM_DEFAULT_URI);
   w->state_dir = strdup (opts->state_dir ? opts->state_dir
                          : env && *env ? env : VMS_VM_DEFAULT_STATE_DIR);

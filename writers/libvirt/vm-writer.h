@@ -66,14 +66,6 @@ struct vms_vm_options {
   /* Where the NBD Unix sockets go (<run_dir>/<short-id>/<n>.sock, kept
    * short: ≤ 107 bytes). NULL means VMS_VM_DEFAULT_RUN_DIR. */
   const char *run_dir;
-  /* The checkpoint name of the VM's last committed backup (from the
-   * repository's catalogue), or NULL when there is none: asked once per VM
-   * in PrepareForSnapshot. A name without VMS_VM_CHECKPOINT_PREFIX, or one
-   * libvirt does not know, means a full backup of that VM (the reason is
-   * recorded in VMS_VM_ATTR_INCREMENTAL_REASON). The returned string is
-   * borrowed for the duration of the call. May be NULL (always full). */
-  const char *(*previous_checkpoint) (void *opaque, const char *uuid);
-  void *previous_opaque;
 };
 
 /* Add the VM writer and the qemu provider to coord. The options are copied.

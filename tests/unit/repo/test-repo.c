@@ -172,6 +172,31 @@ make_backup (vms_repo *r, const char *id, const uint8_t *data, size_t size)
   make_backup_of (r, id, "web01", data, size);
 }
 
+/* A backup "id" of files (component, path, checkpoint) of one writer. */
+static void
+make_checkpointed_backup (vms_repo *r, const char *id,
+                          const char *const (*files)[3], size_t n)
+{
+  static const uint8_t data[512] = { 1 };
+  vms_index *idx = store_file (r, data, sizeof data);
+  vms_repo_txn *txn = vms_repo_txn_begin (r, id);
+  assert_non_null (txn);
+  for (size_t i = 0; i < n; i++) {
+    struct vms_stored_file f = {
+      .writer_id = "6c0a5e43-2b8e-4c39-9d59-4b8b2b6a1f00",
+      .component = files[i][0], .path = files[i][1], .checkpoint = files[i][2],
+      .kind = VMS_FILE_DISK, .format = "raw",
+    };
+    assert_int_equal (vms_repo_txn_add_file (txn, &f, idx), 0);
+  }
+  vms_document *bcd = vms_components_new (id);
+  if (vms_repo_txn_commit (txn, bcd, NULL, 0, NULL) == -1)
+    fail_msg ("commit: %s", vms_get_error ());
+  vms_document_free (bcd);
+  vms_repo_txn_free (txn);
+  vms_index_free (idx);
+}
+
 static uint8_t *
 xmalloc (size_t n)
 {
@@ -774,6 +799,43 @@ committed_backup_is_listed_with_its_documents (void **state)
   vms_document_free (bcd);
   vms_document_free (md);
   vms_index_free (idx);
+  vms_repo_close (r);
+}
+
+/* Issue 10: the catalogue. Each stored file records the checkpoint its
+ * next incremental starts from; the newest one wins, a backup without one
+ * (an offline capture) does not hide an older one, and a component or
+ * file never checkpointed has none. */
+static void
+catalogue_gives_the_newest_checkpoint_of_a_file_and_of_a_component (void **state)
+{
+  const char *wid = "6c0a5e43-2b8e-4c39-9d59-4b8b2b6a1f00";
+  vms_repo *r = vms_repo_open (repo_dir, VMS_REPO_CREATE | VMS_REPO_WRITE);
+  char *cp, *id;
+  assert_non_null (r);
+  const char *const b1[][3] = { { "vm1", "/i/vda", "cp-1" }, { "vm1", "/i/vdb", "cp-1" },
+                                { "app", "/a/db", NULL } };
+  const char *const b2[][3] = { { "vm1", "/i/vda", NULL } };
+  const char *const b3[][3] = { { "vm1", "/i/vdb", "cp-3" } };
+  make_checkpointed_backup (r, "b1", b1, 3);
+  make_checkpointed_backup (r, "b2", b2, 1);
+  make_checkpointed_backup (r, "b3", b3, 1);
+
+  assert_int_equal (vms_repo_last_checkpoint (r, wid, "vm1", "/i/vda", &cp, &id), 1);
+  assert_string_equal (cp, "cp-1");
+  assert_string_equal (id, "b1");
+  free (cp); free (id);
+  assert_int_equal (vms_repo_last_checkpoint (r, wid, "vm1", "/i/vdb", &cp, &id), 1);
+  assert_string_equal (cp, "cp-3");
+  assert_string_equal (id, "b3");
+  free (cp); free (id);
+  assert_int_equal (vms_repo_last_checkpoint (r, wid, "vm1", NULL, &cp, NULL), 1);
+  assert_string_equal (cp, "cp-3");
+  free (cp);
+  assert_int_equal (vms_repo_last_checkpoint (r, wid, "app", NULL, &cp, &id), 0);
+  assert_null (cp);
+  assert_null (id);
+  assert_int_equal (vms_repo_last_checkpoint (r, "another-writer", "vm1", NULL, &cp, NULL), 0);
   vms_repo_close (r);
 }
 
@@ -1656,6 +1718,8 @@ main (int argc, char *argv[])
     T ("zero-byte-file-round-trips", zero_byte_file_round_trips),
     T ("index-resize-zeroes-chunks-whose-length-changes", index_resize_zeroes_chunks_whose_length_changes),
     T ("committed-backup-is-listed-with-its-documents", committed_backup_is_listed_with_its_documents),
+    T ("catalogue-gives-the-newest-checkpoint-of-a-file-and-of-a-component",
+       catalogue_gives_the_newest_checkpoint_of_a_file_and_of_a_component),
     T ("uncommitted-backup-is-invisible", uncommitted_backup_is_invisible),
     T ("second-writer-is-refused-with-the-holders-pid", second_writer_is_refused_with_the_holders_pid),
     T ("open-refuses-a-directory-that-is-not-a-repository", open_refuses_a_directory_that_is_not_a_repository),
