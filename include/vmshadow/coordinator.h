@@ -6,7 +6,8 @@
  *   backup:  identify → prepare_backup → do_snapshot_set
  *            (PrepareForSnapshot, provider prepare, Freeze, provider
  *             commit, Thaw, PostSnapshot) → [requester copies data from
- *            the shadow copies] → backup_complete → free (BackupShutdown)
+ *            the shadow copies] → gather_status → [requester commits]
+ *            → backup_complete → free (BackupShutdown)
  *   restore: pre_restore → [requester restores files] →
  *            set_restore_status per component → post_restore → free
  *
@@ -127,6 +128,10 @@ extern VMS_API int vms_session_select (vms_session *s, const char *writer_id,
                                        const char *component);
 extern VMS_API int vms_session_prepare_backup (vms_session *s);
 extern VMS_API int vms_session_do_snapshot_set (vms_session *s);
+/* After the copy, before the commit (VSS's GatherWriterStatus): every
+ * writer is asked whether the capture is still good. -1 when one says no:
+ * the set is aborted, and vms_session_failure names the writer and why. */
+extern VMS_API int vms_session_gather_status (vms_session *s);
 /* The requester says the data is safely stored (ok=1) or not (ok=0, which
  * aborts the set). */
 extern VMS_API int vms_session_backup_complete (vms_session *s, int ok);

@@ -56,6 +56,10 @@ enum vms_event {
   VMS_EVENT_BACKUP_SHUTDOWN,
   VMS_EVENT_PRE_RESTORE,
   VMS_EVENT_POST_RESTORE,
+  /* After the requester copied the data, before it commits the backup (VSS's
+   * GatherWriterStatus): is the capture still good? Added last, so the
+   * values above keep their meaning. */
+  VMS_EVENT_GATHER_STATUS,
   VMS_EVENT_COUNT
 };
 
@@ -113,6 +117,12 @@ struct vms_writer {
 
   /* Called once when the coordinator is freed. May be NULL. */
   void (*close) (void *data);
+  /* After the copy, before the commit: veto (VMS_FAILURE_INCONSISTENT_
+   * SNAPSHOT, saying why) when something happened during the copy that
+   * makes the capture untrustworthy; the backup then never becomes
+   * visible. May be NULL. (Last, for writers built with a smaller
+   * struct_size.) */
+  int (*gather_status) (void *data, vms_call *call);
 };
 
 /* ---- What a callback can ask of its call ---- */
@@ -168,7 +178,7 @@ extern VMS_API int64_t vms_call_ms_left (const vms_call *call);
 
 /* "identify", "prepare-backup", "prepare-snapshot", "freeze", "thaw",
  * "post-snapshot", "abort", "backup-complete", "backup-shutdown",
- * "pre-restore", "post-restore". */
+ * "pre-restore", "post-restore", "gather-status". */
 extern VMS_API const char *vms_event_name (enum vms_event e);
 /* Returns -1 for an unknown name. */
 extern VMS_API int vms_event_from_name (const char *name);

@@ -328,6 +328,7 @@ call_callback (struct vms_call *call)
   case VMS_EVENT_BACKUP_SHUTDOWN: fn = w->backup_shutdown; break;
   case VMS_EVENT_PRE_RESTORE: fn = w->pre_restore; break;
   case VMS_EVENT_POST_RESTORE: fn = w->post_restore; break;
+  case VMS_EVENT_GATHER_STATUS: fn = w->gather_status; break;
   case VMS_EVENT_COUNT: break;
   }
   return fn ? fn (call->slot->data, call) : 0;
@@ -399,6 +400,7 @@ writer_advance (struct writer_slot *slot, enum vms_event ev)
   case VMS_EVENT_POST_SNAPSHOT:
     slot->state = VMS_WRITER_WAITING_FOR_BACKUP_COMPLETE; break;
   case VMS_EVENT_BACKUP_SHUTDOWN: break;
+  case VMS_EVENT_GATHER_STATUS: break;  /* still waiting for BackupComplete */
   default: slot->state = VMS_WRITER_STABLE; break;
   }
 }

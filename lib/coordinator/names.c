@@ -16,6 +16,7 @@ static const char *const event_names[VMS_EVENT_COUNT] = {
   [VMS_EVENT_BACKUP_SHUTDOWN] = "backup-shutdown",
   [VMS_EVENT_PRE_RESTORE] = "pre-restore",
   [VMS_EVENT_POST_RESTORE] = "post-restore",
+  [VMS_EVENT_GATHER_STATUS] = "gather-status",
 };
 
 static const char *const failure_names[] = {
@@ -40,6 +41,7 @@ static const char *const failed_at_names[VMS_EVENT_COUNT] = {
   [VMS_EVENT_BACKUP_SHUTDOWN] = "failed-at-backup-shutdown",
   [VMS_EVENT_PRE_RESTORE] = "failed-at-pre-restore",
   [VMS_EVENT_POST_RESTORE] = "failed-at-post-restore",
+  [VMS_EVENT_GATHER_STATUS] = "failed-at-gather-status",
 };
 
 const char *

@@ -295,6 +295,7 @@ static const struct call_rule {
   { "vms_session_select", ST (IDENTIFIED), FOR_BACKUP },
   { "vms_session_prepare_backup", ST (IDENTIFIED), FOR_BACKUP },
   { "vms_session_do_snapshot_set", ST (PREPARED), FOR_BACKUP },
+  { "vms_session_gather_status", ST (SNAPSHOTTED), FOR_BACKUP },
   { "vms_session_backup_complete", ST (SNAPSHOTTED), FOR_BACKUP },
   { "vms_session_abort", ST (CREATED) | ST (IDENTIFIED) | ST (PREPARED) |
     ST (SNAPSHOTTED) | ST (ABORTED), FOR_BACKUP },
@@ -948,6 +949,19 @@ vms_session_file_access (const vms_session *s, const char *writer_id,
   if (vms_session_file_access_get (s, writer_id, component, path, &a) == -1)
     return NULL;
   return a.uri ? a.uri : a.path;
+}
+
+int
+vms_session_gather_status (vms_session *s)
+{
+  CHECK_STATE (s);
+  if (dispatch_event (s->coord, s->core, VMS_EVENT_GATHER_STATUS, NULL) > 0) {
+    /* The capture cannot be trusted: nothing may be committed (R12). */
+    session_fail_from_writers (s, VMS_EVENT_GATHER_STATUS);
+    abort_set (s);
+    return -1;
+  }
+  return 0;
 }
 
 int

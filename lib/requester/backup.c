@@ -1,7 +1,8 @@
 /* A backup session end to end (R1, R2, R12): one consistency set over the
  * writers of a coordinator, the shadow copies read into the repository,
- * and the backup committed only when every file is stored — before
- * BackupComplete tells the writers their data is safe. */
+ * every writer asked whether its capture is still good, and the backup
+ * committed only then — before BackupComplete tells the writers their data
+ * is safe. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -289,7 +290,14 @@ backup_set (struct backup_run *b, vms_coordinator *coord)
 
   /* R12: everything is stored before the backup becomes visible. */
   b->txn = vms_repo_txn_begin (b->repo, vms_session_id (b->s));
-  if (b->txn == NULL || copy_snapshot_set (b) == -1 || commit (b) == -1) {
+  if (b->txn == NULL || copy_snapshot_set (b) == -1) {
+    vms_session_abort (b->s, vms_get_error ());
+    goto failed;
+  }
+  /* Every writer still vouches for its capture (else it stays invisible). */
+  if (vms_session_gather_status (b->s) == -1)
+    goto failed;
+  if (commit (b) == -1) {
     vms_session_abort (b->s, vms_get_error ());
     goto failed;
   }

@@ -261,6 +261,39 @@ veto_at_post_snapshot_aborts_all (void **state)
            "prepare commit release");
 }
 
+/* Issue 10 (VSS's GatherWriterStatus): after the copy, before the commit,
+ * a writer that says its capture is no longer good aborts the set, named
+ * with its reason; BackupComplete never comes. */
+static void
+veto_at_gather_status_aborts_all_before_the_commit (void **state)
+{
+  struct fixture *f = *state;
+  struct vms_session_failure fail;
+  const char *order = "identify prepare-backup prepare-snapshot freeze thaw "
+    "post-snapshot gather-status abort backup-shutdown";
+
+  f->a.veto_at = VMS_EVENT_GATHER_STATUS;
+  f->a.veto_kind = VMS_FAILURE_INCONSISTENT_SNAPSHOT;
+  add_all (f);
+  vms_session *s = vms_backup_session_new (f->coord, NULL);
+  assert_int_equal (vms_session_identify (s), 0);
+  assert_int_equal (vms_session_prepare_backup (s), 0);
+  assert_int_equal (vms_session_do_snapshot_set (s), 0);
+  assert_int_equal (vms_session_gather_status (s), -1);
+  assert_int_equal (vms_session_state (s), VMS_SESSION_ABORTED);
+  assert_int_equal (vms_session_failure (s, &fail), 0);
+  assert_int_equal (fail.phase, VMS_EVENT_GATHER_STATUS);
+  assert_int_equal (fail.kind, VMS_FAILURE_INCONSISTENT_SNAPSHOT);
+  assert_string_equal (fail.culprit, "A");
+  assert_non_null (strstr (fail.message, "A vetoes gather-status on purpose"));
+  assert_int_equal (vms_session_backup_complete (s, 1), -1);
+  vms_session_free (s);
+  assert_writer_state (f->coord, 0, "failed-at-gather-status",
+                       VMS_FAILURE_INCONSISTENT_SNAPSHOT);
+  assert_events (&f->log, "A", order);
+  assert_events (&f->log, "B", order);
+}
+
 static void
 veto_at_backup_complete_aborts_all (void **state)
 {
@@ -502,6 +535,7 @@ main (void)
   const struct CMUnitTest tests[] = {
 #define T(fn) cmocka_unit_test_setup_teardown (fn, setup, teardown)
     T (previous_checkpoint_and_incremental_access_pass_through_the_session),
+    T (veto_at_gather_status_aborts_all_before_the_commit),
     T (backup_runs_every_event_in_order),
     T (veto_at_identify_stops_before_anything_and_still_shuts_down),
     T (veto_at_prepare_backup_aborts_all),

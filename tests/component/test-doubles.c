@@ -197,6 +197,7 @@ fake_writer_add (vms_coordinator *coord, struct fake_writer *fw)
     .abort = fake_event,
     .backup_complete = fake_backup_complete,
     .backup_shutdown = fake_event,
+    .gather_status = fake_event,
     .pre_restore = fake_event,
     .post_restore = fake_post_restore,
   };

@@ -46,6 +46,7 @@ event_names_are_the_documented_ones (void **state)
     [VMS_EVENT_BACKUP_SHUTDOWN] = "backup-shutdown",
     [VMS_EVENT_PRE_RESTORE] = "pre-restore",
     [VMS_EVENT_POST_RESTORE] = "post-restore",
+    [VMS_EVENT_GATHER_STATUS] = "gather-status",
   };
   for (int e = 0; e < VMS_EVENT_COUNT; e++)
     assert_string_equal (vms_event_name ((enum vms_event) e), names[e]);

@@ -963,24 +963,32 @@ end_session_work (struct vm_writer *w, int undo, const char *phase,
   return r;
 }
 
+/* After the copy, before the commit: a stopped VM must have stayed stopped
+ * while its images were read, or the backup must not become visible. */
 static int
-vm_backup_complete (void *data, vms_call *call)
+vm_gather_status (void *data, vms_call *call)
 {
   struct vm_writer *w = data;
-  CLEANUP_FREE char *report = NULL;
 
-  /* A stopped VM must have stayed stopped while its images were read. */
   for (size_t i = 0; i < w->nr_vms; i++) {
     struct vm_entry *vm = w->vms[i];
     int st;
     if (vm->selected && vm->method == VM_METHOD_OFFLINE &&
         (current_state (vm, &st) == -1 || run_state (st) != VM_STATE_OFF))
       return vms_call_fail (call, VMS_FAILURE_INCONSISTENT_SNAPSHOT,
-                            "vm \"%s\" failed at backup-complete: it was "
-                            "started while its images were read, so the "
-                            "copy cannot be trusted; retry the backup",
-                            vm->name);
+                            "vm \"%s\" was started while its images were "
+                            "read, so the copy cannot be trusted; retry the "
+                            "backup", vm->name);
   }
+  return 0;
+}
+
+static int
+vm_backup_complete (void *data, vms_call *call)
+{
+  struct vm_writer *w = data;
+  CLEANUP_FREE char *report = NULL;
+
   if (end_session_work (w, 0, "backup-complete", &report) == -1)
     return vms_call_fail (call, VMS_FAILURE_RETRYABLE, "%s", report
                           ? report : "backup jobs would not end");
@@ -1066,6 +1074,7 @@ static const struct vms_writer vm_writer = {
   .identify = vm_identify,
   .prepare_backup = vm_prepare_backup,
   .prepare_snapshot = vm_prepare_snapshot,
+  .gather_status = vm_gather_status,
   .post_snapshot = vm_post_snapshot,
   .abort = vm_abort,
   .backup_complete = vm_backup_complete,
