@@ -15,11 +15,11 @@ lab_vm_create --no-start
 a=$LAB_DOM
 lab_vm_create --no-start --disk raw:1536M
 b=$LAB_DOM
-big=${LAB_DISK_FILE[$b/vdb]}
+big=${LAB_DISK_FILE[$b/vda]}
 # Random data (holes and zeros would be skipped), so that reading it takes
 # seconds: the window in which A is started.
 head -c $((1536 * 1024 * 1024)) /dev/urandom | dd of="$big" bs=4M conv=notrunc status=none
-lab_ok "shut-off VMs $a and $b (vdb of $b: 1.5 GiB of random data)"
+lab_ok "shut-off VMs $a and $b (vda of $b: 1.5 GiB of random data)"
 
 "$VMSHADOW" --repo "$VMW_REPO" backup --json "$a" "$b" >"$LAB_WORK/backup.out" 2>"$LAB_WORK/backup.err" &
 pid=$!
@@ -31,7 +31,7 @@ for _ in $(seq 1200); do
 done
 reading_big || { wait "$pid" || true; lab_fail "the backup never read $big: $(tail -n 3 "$LAB_WORK/backup.err" | tr '\n' ' ')"; }
 virsh -q start "$a" >/dev/null || { wait "$pid" || true; lab_fail "cannot start $a"; }
-reading_big || lab_fail "$big was read before $a was running: the test has no window (make vdb larger)"
+reading_big || lab_fail "$big was read before $a was running: the test has no window (make the disk larger)"
 lab_ok "$a started while $b's disk was being read"
 
 rc=0
