@@ -30,7 +30,11 @@ for _ in $(seq 1200); do
     sleep 0.05
 done
 reading_big || { wait "$pid" || true; lab_fail "the backup never read $big: $(tail -n 3 "$LAB_WORK/backup.err" | tr '\n' ' ')"; }
-virsh -q start "$a" >/dev/null || { wait "$pid" || true; lab_fail "cannot start $a"; }
+# Hold the backup (SIGSTOP) while A starts, so the start always falls
+# inside the copy however fast this machine reads the disk.
+kill -STOP "$pid"
+virsh -q start "$a" >/dev/null || { kill -CONT "$pid"; wait "$pid" || true; lab_fail "cannot start $a"; }
+kill -CONT "$pid"
 reading_big || lab_fail "$big was read before $a was running: the test has no window (make the disk larger)"
 lab_ok "$a started while $b's disk was being read"
 
