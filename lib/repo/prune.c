@@ -370,7 +370,9 @@ is_stale (const char *name, const struct stat *st, int64_t grace, time_t now)
   pid_t pid = repo_temp_pid (name);
   if (pid != 0 && pid != getpid ())
     return 1;
-  return (int64_t) now - (int64_t) st->st_mtime >= grace;
+  /* grace 0 means now: a file's mtime (the kernel's coarse clock) can be
+   * a second ahead of time(), which must not keep it. */
+  return grace <= 0 || (int64_t) now - (int64_t) st->st_mtime >= grace;
 }
 
 static int
@@ -401,7 +403,7 @@ sweep_dir (vms_repo *repo, const char *sub, const struct digest_set *live,
     if (fstatat (dirfd (d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) == -1 ||
         !S_ISREG (st.st_mode))
       continue;
-    if (is_chunk ? (int64_t) now - (int64_t) st.st_mtime < grace
+    if (is_chunk ? grace > 0 && (int64_t) now - (int64_t) st.st_mtime < grace
         : !is_stale (e->d_name, &st, grace, now))
       continue;
     if (unlinkat (dirfd (d), e->d_name, 0) == -1) {
