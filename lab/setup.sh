@@ -193,7 +193,24 @@ stop_our_libvirtd() {
     die "libvirtd (pid $pid) did not stop within 10 s after SIGTERM; stop it, then rerun lab/setup.sh"
 }
 
+# /dev/kvm as a stock Debian host has it (udev: root:kvm 0660, and
+# libvirt-qemu is in group kvm).  Machines whose /dev/kvm is root-only
+# (no udev) make libvirtd throw its QEMU capabilities away on every
+# connection: it probes QEMU as root, where KVM works, then finds KVM unusable
+# for libvirt-qemu and probes again - 5-20 s per virsh call.  The lab's
+# domains stay TCG (type 'qemu') either way.
+fix_dev_kvm() {
+    [ -c /dev/kvm ] || return 0
+    [ "$(stat -c '%G %a' /dev/kvm)" = "kvm 660" ] && return 0
+    getent group kvm >/dev/null || run "groupadd" groupadd --system kvm ||
+        die "cannot create group kvm"
+    chgrp kvm /dev/kvm && chmod 0660 /dev/kvm ||
+        die "cannot give /dev/kvm to group kvm (as udev does on Debian)"
+    say "/dev/kvm: root:kvm 0660, as udev makes it on Debian"
+}
+
 start_daemons() {
+    fix_dev_kvm
     [ "${VMSLAB_NO_DAEMONS:-0}" = 1 ] && {
         libvirt_answers && return 0
         die "libvirtd does not answer and VMSLAB_NO_DAEMONS=1; start libvirtd yourself"
