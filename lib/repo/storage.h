@@ -1,0 +1,107 @@
+/* The storage interface of lib/repo (docs/repository-format.md "Version 2",
+ * "The storage interface"): named immutable objects, the only thing the
+ * version 2 repository logic (packs, index segments, manifests, gc) asks
+ * of where it lives. A backend is one struct of callbacks with a size
+ * field; the repository calls it only through the storage_* wrappers
+ * below, which check every name first (storage_valid_name), so a backend
+ * never sees a name that did not pass that check.
+ *
+ * Every call returns 0 (or the value said) or -1 with errno set and no
+ * message: the caller knows what the object is and says so (as the
+ * helpers of repo-fs.c). errno: ENOENT absent, EEXIST an exclusive put
+ * found the name taken, EINVAL a bad name, EBADMSG an object shorter than
+ * the range asked, ELOOP a link where an object should be (never
+ * followed), others as the system says (ENOSPC, EIO, EACCES, ...).
+ */
+#ifndef VMS_REPO_STORAGE_H
+#define VMS_REPO_STORAGE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Names: 1..STORAGE_NAME_MAX bytes of A-Z a-z 0-9 / . _ : -, no leading
+ * or trailing '/', no "//", no "." or ".." component, no component longer
+ * than STORAGE_COMPONENT_MAX (a file name on a local file system). */
+#define STORAGE_NAME_MAX 256
+#define STORAGE_COMPONENT_MAX 255
+
+enum {
+  /* Fail with EEXIST if the name exists (manifests, leases, the config). */
+  STORAGE_PUT_EXCLUSIVE = 1,
+};
+
+struct storage_stat {
+  uint64_t size;
+  int64_t mtime;                /* the store's clock, Unix seconds */
+};
+
+/* Called once per name by list; a non-zero return stops the listing and
+ * is list's return value. */
+typedef int (*storage_list_fn) (void *opaque, const char *name);
+
+struct storage;
+
+struct storage_ops {
+  size_t size;                  /* sizeof (struct storage_ops) */
+  const char *name;             /* "local", "rados", ... */
+  /* The object appears whole or not at all; a put over an existing name
+   * without STORAGE_PUT_EXCLUSIVE replaces it whole (only the writer of
+   * a name ever does that: names are unique to their writer). Durable
+   * when it returns. */
+  int (*put) (struct storage *s, const char *name, const void *buf,
+              size_t len, unsigned flags);
+  /* len bytes from offset into buf: EBADMSG if the object ends before. */
+  int (*get) (struct storage *s, const char *name, uint64_t offset,
+              size_t len, void *buf);
+  int (*stat) (struct storage *s, const char *name, struct storage_stat *st);
+  /* Every object whose name starts with prefix ("" for all), in any order. */
+  int (*list) (struct storage *s, const char *prefix, storage_list_fn fn,
+               void *opaque);
+  /* An absent name is success. */
+  int (*del) (struct storage *s, const char *name);
+  /* The store's clock (Unix seconds). */
+  int (*now) (struct storage *s, int64_t *t);
+  void (*close) (struct storage *s);
+};
+
+struct storage {
+  const struct storage_ops *ops;
+};
+
+/* 1 if name is a valid object name (above), else 0. */
+extern int storage_valid_name (const char *name);
+
+/* The checked wrappers: EINVAL for a bad name, without calling the
+ * backend. */
+extern int storage_put (struct storage *s, const char *name, const void *buf,
+                        size_t len, unsigned flags);
+extern int storage_get (struct storage *s, const char *name, uint64_t offset,
+                        size_t len, void *buf);
+extern int storage_stat (struct storage *s, const char *name,
+                         struct storage_stat *st);
+/* prefix may be "" (everything) or must be a valid name followed by an
+ * optional '/'. */
+extern int storage_list (struct storage *s, const char *prefix,
+                         storage_list_fn fn, void *opaque);
+extern int storage_delete (struct storage *s, const char *name);
+extern int storage_now (struct storage *s, int64_t *t);
+/* A whole object of at most max bytes in a new buffer (NUL-terminated for
+ * convenience): EFBIG when larger (then *len holds its size). */
+extern int storage_get_all (struct storage *s, const char *name, size_t max,
+                            void **buf, size_t *len);
+/* Accepts NULL. */
+extern void storage_close (struct storage *s);
+
+/* ---- backends ---- */
+
+/* The local directory backend: every object is a file under the directory
+ * dirfd (which it dups; the caller keeps its own), reached one component
+ * at a time without following any link; puts go through tmp/ (made when
+ * writable), fsync, and rename (renameat2 RENAME_NOREPLACE for exclusive
+ * puts), then an fsync of the directory. Names whose first component is
+ * "tmp" or "lock" are reserved to the backend and the repository's writer
+ * lock (EINVAL), and never listed. NULL with the error set. */
+extern struct storage *storage_local_open (int dirfd, const char *path,
+                                           int writable);
+
+#endif /* VMS_REPO_STORAGE_H */
