@@ -102,7 +102,7 @@ apt_updated=0
 apt_update() {
     [ $apt_updated = 1 ] && return 0
     say "apt-get update"
-    run "apt-get update" apt-get update -q ||
+    run "apt-get update" apt-get -o DPkg::Lock::Timeout=600 update -q ||
         die "apt-get update failed; check the network and /etc/apt/sources.list (Debian 12 bookworm main), then rerun lab/setup.sh"
     apt_updated=1
 }
@@ -120,7 +120,7 @@ ensure_packages() {
     say "installing: $missing"
     # shellcheck disable=SC2086
     run "apt-get install" env DEBIAN_FRONTEND=noninteractive \
-        apt-get install -y -q --no-install-recommends $missing ||
+        apt-get -o DPkg::Lock::Timeout=600 install -y -q --no-install-recommends $missing ||
         die "apt-get install of '$missing' failed (see above); fix apt, then rerun lab/setup.sh"
 }
 

@@ -8,9 +8,11 @@ packages=(
   # build
   gcc meson ninja-build pkg-config
   libjson-c-dev libcmocka-dev libvirt-dev libnbd-dev libxml2-dev
-  libzstd-dev libssl-dev
+  libzstd-dev libssl-dev nbdkit nbdkit-plugin-dev
   # tests: reflink filesystems, loop devices, example writers
   btrfs-progs xfsprogs e2fsprogs util-linux sqlite3 valgrind
+  # tests: NBD clients of the exports (nbdcopy, nbdinfo, qemu-io)
+  libnbd-bin qemu-utils
 )
 
 missing=()
@@ -27,5 +29,8 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 echo "vmshadow: installing ${missing[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
-apt-get update -qq
-apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# Another install (unattended-upgrades, a second setup) may hold the
+# dpkg lock: wait for it rather than fail.
+apt-get -o DPkg::Lock::Timeout=600 update -qq
+apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends \
+  "${missing[@]}" >/dev/null
