@@ -34,6 +34,7 @@ enum {
   OPT_NAME = 1 << 14,
   OPT_START = 1 << 15,
   OPT_NETWORK_MAP = 1 << 16,
+  OPT_DISK = 1 << 17,
 };
 
 struct options {
@@ -55,6 +56,7 @@ struct options {
   const char *new_name;         /* restore --name */
   int start;                    /* restore --start */
   const char **network_map;     /* restore --network-map OLD=NEW, NULL-terminated */
+  const char *disk;             /* serve --disk TARGET */
 };
 
 /* Each subcommand: argc/argv are the arguments after the command name. */
@@ -67,6 +69,7 @@ extern int cmd_prune (const struct options *opts, int argc, char **argv);
 extern int cmd_gc (const struct options *opts, int argc, char **argv);
 extern int cmd_extract (const struct options *opts, int argc, char **argv);
 extern int cmd_restore (const struct options *opts, int argc, char **argv);
+extern int cmd_serve (const struct options *opts, int argc, char **argv);
 
 /* Print "vmshadow CMD: <last error>" on stderr (escaped, cli_message);
  * returns EXIT_FAILURE. */

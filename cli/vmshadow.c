@@ -40,6 +40,8 @@ static const struct command {
     "put VMs of a backup back: off, files, defined (--vm, --to, --start)" },
   { "extract", cmd_extract, OPT_JSON | OPT_REPO | OPT_TO | OPT_FORMAT,
     "BACKUP COMPONENT FILE", "write one file of a backup to --to PATH" },
+  { "serve", cmd_serve, OPT_JSON | OPT_REPO | OPT_VM | OPT_DISK,
+    "BACKUP --vm VM", "serve a disk of a backup over NBD, read-only (--disk)" },
 };
 #define NR_COMMANDS (sizeof commands / sizeof commands[0])
 
@@ -75,7 +77,9 @@ usage (FILE *fp)
            "  --dry-run            prune: only say what would be deleted\n"
            "  --grace SECONDS      gc: keep unreferenced chunks younger than this\n"
            "                       (default 3600; no upper limit)\n"
-           "  --vm NAME|UUID       restore: this VM of the backup (repeat; default all)\n"
+           "  --vm NAME|UUID       restore: this VM of the backup (repeat; default all);\n"
+           "                       serve: the VM whose disk to serve\n"
+           "  --disk TARGET        serve: the VM's disk (vda, ...), when it has several\n"
            "  --to PATH            extract: where to write the file; restore: the\n"
            "                       directory for the disks (links at the old paths)\n"
            "  --name NAME          restore: define the (one) VM under this name\n"
@@ -114,7 +118,7 @@ main (int argc, char **argv)
   enum { O_JSON = 256, O_WRITERS_DIR, O_REPO, O_FULL, O_DEEP, O_DRY_RUN,
          O_KEEP_LAST, O_KEEP_DAILY, O_KEEP_WEEKLY, O_KEEP_MONTHLY, O_TO,
          O_FORMAT, O_GRACE, O_METHOD, O_ALL, O_VM, O_NAME, O_START,
-         O_NETWORK_MAP };
+         O_NETWORK_MAP, O_DISK };
   static const struct option long_options[] = {
     { "json", no_argument, NULL, O_JSON },
     { "writers-dir", required_argument, NULL, O_WRITERS_DIR },
@@ -136,6 +140,7 @@ main (int argc, char **argv)
     { "name", required_argument, NULL, O_NAME },
     { "start", no_argument, NULL, O_START },
     { "network-map", required_argument, NULL, O_NETWORK_MAP },
+    { "disk", required_argument, NULL, O_DISK },
     { "verbose", no_argument, NULL, 'v' },
     { "help", no_argument, NULL, 'h' },
     { "version", no_argument, NULL, 'V' },
@@ -233,6 +238,7 @@ main (int argc, char **argv)
     case O_NETWORK_MAP:
       netmap[nr_netmap++] = optarg; opts.network_map = netmap;
       bit = OPT_NETWORK_MAP; break;
+    case O_DISK: opts.disk = optarg; bit = OPT_DISK; break;
     case 'v': vms_log_set_debug (1); break;
     case 'h': usage (stdout); return EXIT_SUCCESS;
     case 'V': printf ("vmshadow %s\n", VMSHADOW_VERSION); return EXIT_SUCCESS;

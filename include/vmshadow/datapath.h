@@ -92,6 +92,28 @@ extern VMS_API void vms_nbd_export_close (vms_nbd_export *e);
  * many were removed, or -1 with the error set. */
 extern VMS_API int vms_nbd_sweep (void);
 
+/* A stored file of a backup as a read-only NBD export, read at random
+ * offsets from the repository (nbdkit with nbdkit-vmshadow-plugin; issue
+ * 16). Every chunk is verified before it is served; a bad one is an I/O
+ * error for its range. The selection is checked before nbdkit starts.
+ * The server is ours: it stops with vms_repo_export_close, or when this
+ * process dies. */
+typedef struct vms_repo_export vms_repo_export;
+struct vms_repo_export_options {
+  const char *repo_dir;
+  const char *backup_id;
+  struct vms_file_selector select;
+  uint64_t cache_bytes;         /* the plugin's chunk cache; 0: 64 MiB */
+};
+extern VMS_API vms_repo_export *vms_repo_export_open (const struct vms_repo_export_options *o);
+/* "nbd+unix:///?socket=PATH". Borrowed. */
+extern VMS_API const char *vms_repo_export_uri (const vms_repo_export *e);
+/* The export's size in bytes. */
+extern VMS_API uint64_t vms_repo_export_size (const vms_repo_export *e);
+/* 1 if the server ended by itself (the error says why), else 0. */
+extern VMS_API int vms_repo_export_ended (vms_repo_export *e);
+extern VMS_API void vms_repo_export_close (vms_repo_export *e);
+
 /* Write a stored file back out: format "raw" (holes kept as holes) or
  * "qcow2" (qemu-img create, then written through a local NBD server, zero
  * chunks left unallocated). Every chunk is verified against its digest; on

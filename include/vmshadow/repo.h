@@ -171,6 +171,19 @@ extern VMS_API int vms_manifest_find_file (const vms_manifest *m, const char *co
 extern VMS_API vms_index *vms_manifest_load_index (vms_repo *repo, const vms_manifest *m,
                                                    size_t i);
 
+/* One stored file named as an administrator knows it: a VM (name or UUID,
+ * as the VM writer records them) and its disk target ("vda"), or a
+ * component and a file path. Without disk or file, the component's only
+ * file. Exactly one of vm and component; at most one of disk and file. */
+struct vms_file_selector {
+  const char *vm, *disk;
+  const char *component, *file;
+};
+/* The file's number in m, or -1 with the error set, naming what the
+ * backup has instead. */
+extern VMS_API int vms_manifest_select_file (const vms_manifest *m,
+                                             const struct vms_file_selector *sel);
+
 /* ---- maintenance ---- */
 
 /* Check every backup (or one): manifests and indexes parse, every chunk

@@ -1,6 +1,7 @@
-/* lib/datapath internals shared by its files: a private qemu-nbd server
- * (nbd-server.c), used for read-only exports of images and for writing
- * qcow2 images during extract, and the thread-count policy. */
+/* lib/datapath internals shared by its files: a private NBD server
+ * (nbd-server.c: qemu-nbd for read-only exports of images and for writing
+ * qcow2 images during extract; nbdkit for exports of backups), and the
+ * thread-count policy. */
 #ifndef VMS_DATAPATH_INTERNAL_H
 #define VMS_DATAPATH_INTERNAL_H
 
@@ -38,6 +39,18 @@ struct nbd_server {
 extern int nbd_server_start (struct nbd_server *s, const char *image,
                              const char *format, const char *bitmap,
                              int writable, unsigned shared);
+/* The two steps of nbd_server_start, for other server programs (nbdkit):
+ * make the private directory, socket path and URI (image names the export
+ * in messages); then run program (NULL-terminated, at most 32 words: a
+ * server that listens on s->socket and writes its pid to <dir>/pid once it
+ * serves) under the guard and wait, bounded, until it serves. package is
+ * what to install when the program is missing. Each returns 0, or -1 with
+ * the error set, nothing left behind and s freed. */
+extern int nbd_server_prepare (struct nbd_server *s, const char *image);
+extern int nbd_server_run (struct nbd_server *s, const char *const *program,
+                           const char *package);
+/* 1 if the server ended by itself (reaped, error set to why), else 0. */
+extern int nbd_server_ended (struct nbd_server *s);
 /* Stop the server (SIGTERM, then SIGKILL after a grace period) and remove
  * its directory. Returns 0 if it exited cleanly (for a writable image:
  * everything flushed and closed), -1 with the error set otherwise.

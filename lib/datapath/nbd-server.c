@@ -273,34 +273,15 @@ vms_nbd_sweep (void)
 }
 
 int
-nbd_server_start (struct nbd_server *s, const char *image, const char *format,
-                  const char *bitmap, int writable, unsigned shared)
+nbd_server_prepare (struct nbd_server *s, const char *image)
 {
   const char *tmp = nbd_server_tmpdir ();
-  char tmpl[4096], pid_path[4096], shared_opt[32], errs[1024];
+  char tmpl[4096];
   CLEANUP_FREE char *made = NULL;
   CLEANUP_CLOSE int tmpfd = -1, dirfd = -1;
-  CLEANUP_FREE char *opts = NULL;
-  CLEANUP_FREE char *socket_opt = NULL, *pidfile_opt = NULL, *bitmap_opt = NULL;
-  const char *argv[20];
-  size_t n = 0;
-  int64_t deadline;
-  int status;
 
   memset (s, 0, sizeof *s);
   s->guard_fd = -1;
-  if (format == NULL)
-    format = "raw";
-  if (strcmp (format, "raw") != 0 && strcmp (format, "qcow2") != 0) {
-    vms_set_error (EINVAL, "cannot export %s: unknown image format \"%s\" "
-                   "(raw or qcow2)", image, format);
-    return -1;
-  }
-  if (bitmap && strcmp (format, "qcow2") != 0) {
-    vms_set_error (EINVAL, "cannot export %s with dirty bitmap \"%s\": "
-                   "only qcow2 images have persistent bitmaps", image, bitmap);
-    return -1;
-  }
   snprintf (tmpl, sizeof tmpl, "%s/" NBD_SERVER_DIR_PREFIX "XXXXXX", tmp);
   /* The socket path must fit in sun_path. */
   if (strlen (tmpl) + sizeof "/sock" > sizeof ((struct sockaddr_un *) 0)->sun_path) {
@@ -322,36 +303,36 @@ nbd_server_start (struct nbd_server *s, const char *image, const char *format,
     return -1;
   }
   snprintf (tmpl, sizeof tmpl, "%s/%s", tmp, made);
-  s->dir = strdup (tmpl);
-  if (s->dir == NULL
+  if ((s->dir = strdup (tmpl)) == NULL
       || asprintf (&s->socket, "%s/sock", tmpl) == -1
-      || asprintf (&s->uri, "nbd+unix:///?socket=%s", s->socket) == -1
-      || asprintf (&socket_opt, "--socket=%s", s->socket) == -1
-      || asprintf (&pidfile_opt, "--pid-file=%s/pid", tmpl) == -1
-      || (bitmap && asprintf (&bitmap_opt, "--bitmap=%s", bitmap) == -1)
-      || (opts = nbd_server_image_opts (image, format)) == NULL) {
+      || asprintf (&s->uri, "nbd+unix:///?socket=%s", s->socket) == -1) {
     vms_set_error (ENOMEM, "out of memory");
     if (s->dir == NULL)
       vms_rmtree_at (tmpfd, made);
-    goto fail;
+    else
+      nbd_server_remove_dir (s);
+    nbd_server_free (s);
+    return -1;
   }
-  snprintf (shared_opt, sizeof shared_opt, "--shared=%u", shared ? shared : 1);
+  return 0;
+}
+
+int
+nbd_server_run (struct nbd_server *s, const char *const *program,
+                const char *package)
+{
+  const char *argv[40];
+  char pid_path[4096], errs[1024];
+  size_t n = 0;
+  int64_t deadline;
+  int status;
 
   argv[n++] = "/bin/sh";
   argv[n++] = "-c";
   argv[n++] = nbd_server_guard;
   argv[n++] = "vmshadow-nbd-guard";
-  argv[n++] = "qemu-nbd";
-  if (!writable)
-    argv[n++] = "--read-only";
-  argv[n++] = "--persistent";
-  argv[n++] = shared_opt;
-  argv[n++] = socket_opt;
-  argv[n++] = pidfile_opt;
-  if (bitmap_opt)
-    argv[n++] = bitmap_opt;
-  argv[n++] = "--image-opts";
-  argv[n++] = opts;
+  for (size_t i = 0; program[i] && n < sizeof argv / sizeof argv[0] - 1; i++)
+    argv[n++] = program[i];
   argv[n] = NULL;
 
   s->pid = nbd_server_spawn (s, argv);
@@ -360,8 +341,8 @@ nbd_server_start (struct nbd_server *s, const char *image, const char *format,
     goto fail;
   }
 
-  /* qemu-nbd writes its pid file once it listens. */
-  snprintf (pid_path, sizeof pid_path, "%s/pid", tmpl);
+  /* The server writes its pid file once it listens. */
+  snprintf (pid_path, sizeof pid_path, "%s/pid", s->dir);
   deadline = vms_now_ms () + NBD_SERVER_START_MS;
   for (;;) {
     struct stat st;
@@ -371,26 +352,27 @@ nbd_server_start (struct nbd_server *s, const char *image, const char *format,
     if (waitpid (s->pid, &status, WNOHANG) == s->pid) {
       s->pid = 0;
       if (WIFEXITED (status) && WEXITSTATUS (status) == 127)
-        vms_set_error (ENOENT, "cannot export %s: qemu-nbd cannot be run (is "
-                       "qemu-utils installed?): %s", image,
+        vms_set_error (ENOENT, "cannot export %s: %s cannot be run (is "
+                       "%s installed?): %s", s->image, program[0], package,
                        nbd_server_log_tail (s, errs, sizeof errs));
       else
-        vms_set_error (EIO, "cannot export %s: qemu-nbd %s %d: %s", image,
+        vms_set_error (EIO, "cannot export %s: %s %s %d: %s", s->image, program[0],
                        WIFEXITED (status) ? "exited with status" : "was killed by signal",
                        WIFEXITED (status) ? WEXITSTATUS (status) : WTERMSIG (status),
                        nbd_server_log_tail (s, errs, sizeof errs));
       goto fail;
     }
     if (vms_now_ms () >= deadline) {
-      vms_set_error (ETIMEDOUT, "cannot export %s: qemu-nbd did not start "
-                     "serving within %d s: %s", image, NBD_SERVER_START_MS / 1000,
+      vms_set_error (ETIMEDOUT, "cannot export %s: %s did not start "
+                     "serving within %d s: %s", s->image, program[0],
+                     NBD_SERVER_START_MS / 1000,
                      nbd_server_log_tail (s, errs, sizeof errs));
       goto fail;
     }
     nbd_server_sleep_ms (5);
   }
-  vms_debug ("qemu-nbd pid %d serves %s (%s%s%s) at %s", (int) s->pid, image,
-             format, writable ? ", writable" : "", bitmap ? ", bitmap" : "", s->uri);
+  vms_debug ("%s pid %d serves %s at %s", program[0], (int) s->pid, s->image,
+             s->uri);
   return 0;
 
  fail:
@@ -403,6 +385,76 @@ nbd_server_start (struct nbd_server *s, const char *image, const char *format,
   nbd_server_remove_dir (s);
   nbd_server_free (s);
   return -1;
+}
+
+int
+nbd_server_start (struct nbd_server *s, const char *image, const char *format,
+                  const char *bitmap, int writable, unsigned shared)
+{
+  char shared_opt[32];
+  CLEANUP_FREE char *opts = NULL;
+  CLEANUP_FREE char *socket_opt = NULL, *pidfile_opt = NULL, *bitmap_opt = NULL;
+  const char *argv[20];
+  size_t n = 0;
+
+  if (format == NULL)
+    format = "raw";
+  if (strcmp (format, "raw") != 0 && strcmp (format, "qcow2") != 0) {
+    vms_set_error (EINVAL, "cannot export %s: unknown image format \"%s\" "
+                   "(raw or qcow2)", image, format);
+    return -1;
+  }
+  if (bitmap && strcmp (format, "qcow2") != 0) {
+    vms_set_error (EINVAL, "cannot export %s with dirty bitmap \"%s\": "
+                   "only qcow2 images have persistent bitmaps", image, bitmap);
+    return -1;
+  }
+  if (nbd_server_prepare (s, image) == -1)
+    return -1;
+  if (asprintf (&socket_opt, "--socket=%s", s->socket) == -1
+      || asprintf (&pidfile_opt, "--pid-file=%s/pid", s->dir) == -1
+      || (bitmap && asprintf (&bitmap_opt, "--bitmap=%s", bitmap) == -1)
+      || (opts = nbd_server_image_opts (image, format)) == NULL) {
+    vms_set_error (ENOMEM, "out of memory");
+    nbd_server_remove_dir (s);
+    nbd_server_free (s);
+    return -1;
+  }
+  snprintf (shared_opt, sizeof shared_opt, "--shared=%u", shared ? shared : 1);
+
+  argv[n++] = "qemu-nbd";
+  if (!writable)
+    argv[n++] = "--read-only";
+  argv[n++] = "--persistent";
+  argv[n++] = shared_opt;
+  argv[n++] = socket_opt;
+  argv[n++] = pidfile_opt;
+  if (bitmap_opt)
+    argv[n++] = bitmap_opt;
+  argv[n++] = "--image-opts";
+  argv[n++] = opts;
+  argv[n] = NULL;
+  if (nbd_server_run (s, argv, "qemu-utils") == -1)
+    return -1;
+  vms_debug ("qemu-nbd serves %s (%s%s%s)", image, format,
+             writable ? ", writable" : "", bitmap ? ", bitmap" : "");
+  return 0;
+}
+
+int
+nbd_server_ended (struct nbd_server *s)
+{
+  char errs[1024];
+  int status;
+
+  if (s->pid <= 0 || waitpid (s->pid, &status, WNOHANG) != s->pid)
+    return 0;
+  s->pid = 0;
+  vms_set_error (EIO, "the server of %s %s %d: %s", s->image,
+                 WIFEXITED (status) ? "exited with status" : "was killed by signal",
+                 WIFEXITED (status) ? WEXITSTATUS (status) : WTERMSIG (status),
+                 nbd_server_log_tail (s, errs, sizeof errs));
+  return 1;
 }
 
 int

@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# vmshadow serve and nbdkit-vmshadow-plugin (issue 16): a disk of a backup
+# as a read-only NBD export read straight from the repository — the same
+# bytes as the source, all-zero chunks reported as holes; a damaged chunk
+# is an I/O error for its range only (never wrong bytes) while the other
+# ranges are still served; bad selections fail before anything starts;
+# the server stops on SIGTERM and with a SIGKILLed vmshadow.
+# $2: the plugin in the build tree.
+source "$(dirname "$0")/cli-lib.sh"
+export VMSHADOW_NBDKIT_PLUGIN=$2 TMPDIR=$tmp/t
+mkdir -p "$TMPDIR"
+for p in nbdkit nbdcopy nbdinfo qemu-io; do
+  command -v $p >/dev/null || { echo "SKIP: $p is not installed (scripts/install-deps.sh)"; exit 77; }
+done
+serve_pid=
+cleanup_serve () { [ -z "$serve_pid" ] || { kill "$serve_pid" 2>/dev/null; wait "$serve_pid" 2>/dev/null || true; }; }
+trap 'cleanup_serve; rm -rf "$tmp"' EXIT
+K=131072
+
+# A raw disk: chunk 0 all 'A', chunk 1 random, chunk 2 all 'C', 1 MiB of
+# zeros, a random tail.
+disk=$tmp/app/disk.raw
+{ head -c $K /dev/zero | tr '\0' A; head -c $K /dev/urandom
+  head -c $K /dev/zero | tr '\0' C; head -c $((8 * K)) /dev/zero
+  head -c $((2 * K + 4096)) /dev/urandom; } > "$disk"
+cat > "$VMSHADOW_WRITERS_DIR/app" <<W
+#!/bin/sh
+[ "\$1" = identify ] || exit 0
+cat <<JSON
+{"format": "vmshadow-writer-metadata", "version": 1,
+ "writer": {"name": "app", "id": "6a1d2c3b-4e5f-4a6b-8c7d-9e0f1a2b3c4d"},
+ "components": [{"name": "data", "files": [{"path": "$disk", "kind": "disk", "format": "raw"}]}]}
+JSON
+W
+chmod 755 "$VMSHADOW_WRITERS_DIR/app"
+"$vmshadow" backup >/dev/null || fail "backup"
+id=$("$vmshadow" list --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["backups"][-1]["backup_id"])')
+
+# Start `vmshadow serve ARGS` in the background; $uri once it serves.
+serve () {
+  "$vmshadow" serve "$@" > "$tmp/uri" 2> "$tmp/serve.err" &
+  serve_pid=$!
+  for _ in $(seq 300); do [ -s "$tmp/uri" ] && break; kill -0 $serve_pid 2>/dev/null || break; sleep 0.05; done
+  uri=$(cat "$tmp/uri")
+  [ -n "$uri" ] || fail "serve printed no URI: $(cat "$tmp/serve.err")"
+}
+stop_serve () {
+  kill -TERM "$serve_pid"
+  wait "$serve_pid" || fail "serve did not exit 0 on SIGTERM"
+  serve_pid=
+}
+server_gone () {
+  for _ in $(seq 100); do pgrep -f "repo=$tmp/repo" >/dev/null || return 0; sleep 0.1; done
+  fail "the server outlived its vmshadow: $(pgrep -af "repo=$tmp/repo")"
+}
+
+# The same bytes; zeros as holes; read-only.
+serve "$id" data
+nbdcopy "$uri" "$tmp/out.raw" || fail "nbdcopy from the export"
+cmp "$disk" "$tmp/out.raw" || fail "the export differs from the backed-up disk"
+nbdinfo --map "$uri" > "$tmp/map"
+grep -Eq "^ *$((3 * K)) +$((8 * K)) +3 +hole,zero" "$tmp/map" ||
+  fail "the zero chunks are not one hole in the map: $(cat "$tmp/map")"
+if qemu-io -f raw "$uri" -c "write 0 512" >/dev/null 2>&1; then fail "the export took a write"; fi
+qemu-io -r -f raw "$uri" -c "read -P 0x41 0 $K" | grep -q "read $K/$K" || fail "chunk 0 not served"
+stop_serve
+server_gone
+
+# Bad selections: said before anything starts, nothing left running.
+for args in "nope data" "$id nope" "$id --vm web" "$id data /no/such/file"; do
+  # shellcheck disable=SC2086
+  if "$vmshadow" serve $args > "$tmp/out" 2> "$tmp/err"; then fail "serve $args worked"; fi
+  [ -s "$tmp/err" ] && [ ! -s "$tmp/out" ] || fail "serve $args: no message, or a URI: $(cat "$tmp/out" "$tmp/err")"
+done
+msg=$("$vmshadow" serve "$id" --vm web 2>&1) && fail "a VM not in the backup served"
+grep -q 'has no VM "web"' <<<"$msg" || fail "unclear message for a VM not in the backup: $msg"
+"$vmshadow" serve "$id" data --disk vda >/dev/null 2>&1 && fail "--disk without --vm accepted"
+[ -z "$(ls -A "$TMPDIR")" ] || fail "refused serves left $(ls -A "$TMPDIR")"
+
+# A damaged chunk (chunk 1): an I/O error for its range, the rest served.
+digest=$(head -c $((2 * K)) "$disk" | tail -c $K | sha256sum | cut -c1-64)
+chunk=$tmp/repo/chunks/${digest:0:2}/$digest
+[ -f "$chunk" ] || fail "no chunk file $chunk (repository layout changed?)"
+. "$(dirname "$0")/../../flip-byte.sh"
+flip_byte "$chunk" 100
+serve "$id" data
+qemu-io -r -f raw "$uri" -c "read -P 0x41 0 $K" | grep -q "read $K/$K" || fail "chunk 0 not served next to a bad one"
+qemu-io -r -f raw "$uri" -c "read -P 0x43 $((2 * K)) $K" | grep -q "read $K/$K" || fail "chunk 2 not served next to a bad one"
+if qemu-io -r -f raw "$uri" -c "read $((K + 4096)) 512" 2>&1 | grep -q "read 512/512"; then
+  fail "the damaged chunk was served"
+fi
+if nbdcopy "$uri" "$tmp/bad.raw" 2>/dev/null; then fail "nbdcopy of a disk with a damaged chunk succeeded"; fi
+stop_serve
+grep -q "$digest" "$tmp/serve.err" || fail "the log does not name the damaged chunk: $(cat "$tmp/serve.err")"
+server_gone
+
+# A SIGKILLed vmshadow serve takes its server with it.
+serve "$id" data
+kill -KILL "$serve_pid"; wait "$serve_pid" 2>/dev/null || true; serve_pid=
+server_gone
+echo "ok"
