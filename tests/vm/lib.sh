@@ -359,8 +359,9 @@ lab_agent() {
     jq -c '.return' <<<"$out"
 }
 
-# lab_wait_agent DOM [SECONDS] — until guest-ping answers (default 240 s: a boot under TCG on a loaded
-# 2-core machine has taken over 90 s; this is a readiness wait, not a measure).
+# lab_wait_agent DOM [SECONDS] — until guest-ping answers (default 240 s:
+# a boot under TCG on a loaded 2-core machine has taken over 90 s; this is
+# a readiness wait, not a measure).
 lab_wait_agent() {
     local dom=$1 limit=${2:-240} t0 out
     t0=$(date +%s)
