@@ -30,7 +30,14 @@ struct vms_source {
    * dirty extents are taken from parent. Both NULL for a full read. */
   const char *dirty_context;
   const vms_index *parent;
+  /* Trust but verify the bitmap (issue 21): the fraction of the chunks it
+   * calls unchanged that are read anyway and compared with parent, at
+   * least VMS_CBT_SAMPLE_MIN of them. 0: VMS_CBT_SAMPLE_DEFAULT; below 0:
+   * none; 1: all. */
+  double cbt_sample;
 };
+#define VMS_CBT_SAMPLE_DEFAULT (1.0 / 1024)
+#define VMS_CBT_SAMPLE_MIN 32
 
 struct vms_copy_stats {
   uint64_t size;                /* virtual size of the source */
@@ -38,6 +45,13 @@ struct vms_copy_stats {
   uint64_t bytes_stored;        /* new chunk bytes written to the repository */
   uint64_t chunks_new, chunks_reused, chunks_zero;
   int64_t elapsed_ms;
+  /* Incremental reads (issue 21): chunks the dirty bitmap called unchanged
+   * that were read all the same and compared with the parent, and how many
+   * of them differed. When any did, the bitmap was wrong: the source was
+   * read again in full (full_reread), and the index returned is that
+   * full read's. */
+  uint64_t cbt_sampled, cbt_differed;
+  int full_reread;
 };
 
 /* Called now and then from the calling thread with bytes done out of
@@ -55,6 +69,10 @@ typedef void (*vms_progress_fn) (void *opaque, uint64_t done, uint64_t total);
  * and parent set): a chunk is read only if the bitmap marks some of it
  * dirty, or the parent has no entry of the same length for it (the disk
  * grew or shrank); a dirty chunk that now reads as zero is stored as zero.
+ * A sample of the chunks the bitmap calls unchanged (cbt_sample) is read
+ * too and compared with parent; if any differs, the bitmap was wrong and
+ * the source is read again in full in the same call (stats->full_reread):
+ * the index returned is always what the source holds.
  * If the export does not offer dirty_context, fails with ENOENT ("the
  * bitmap is missing: read this disk in full"): the caller decides on a full
  * read. dirty_context with a plain path is EINVAL.

@@ -7,7 +7,11 @@
  * (VMS_CHUNK_SIZE) whether to reuse the parent's entry, store zero, or read
  * it, and reads into a fixed pool of chunk buffers (over NBD with several
  * requests in flight). Worker threads hash, compress and store full
- * buffers through vms_repo_chunk_put and set the index entry. The pool
+ * buffers through vms_repo_chunk_put and set the index entry. An
+ * incremental also reads a random sample of the chunks the bitmap calls
+ * unchanged and compares them with the parent afterwards (issue 21): one
+ * that differs means the bitmap cannot be trusted, and the whole source is
+ * read again. The pool
  * size bounds memory whatever the disk size; the first error from any
  * thread stops all.
  */
@@ -20,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -65,6 +70,9 @@ struct copy_range {
   uint64_t offset;              /* absolute */
   uint64_t length;
 };
+
+/* The chunk numbers sampled to check the dirty bitmap (issue 21). */
+DEFINE_VECTOR_TYPE (cbt_samples, uint64_t);
 
 /* One chunk buffer of the pool. */
 struct copy_slot {
@@ -429,6 +437,10 @@ struct copy_nbd {
   uint64_t request_size;        /* largest NBD read request */
   /* Block status of the current window, per context. */
   copy_extent_vector alloc, dirty;
+  /* Chunks the bitmap calls unchanged that are read anyway (issue 21). */
+  double sample;                /* probability per such chunk; 0: none */
+  uint64_t rng;                 /* xorshift64 state */
+  cbt_samples *samples;
   int bs_error;
 };
 
@@ -645,13 +657,44 @@ copy_nbd_read_chunk (struct copy_nbd *c, uint64_t chunk, size_t len,
   return s->failed ? -1 : 0;
 }
 
+/* Whether to read this unchanged chunk anyway. */
+static int
+cbt_sample_this (struct copy_nbd *c)
+{
+  if (c->sample <= 0)
+    return 0;
+  c->rng ^= c->rng << 13;
+  c->rng ^= c->rng >> 7;
+  c->rng ^= c->rng << 17;
+  return (double) (c->rng >> 11) * 0x1.0p-53 < c->sample;
+}
+
+/* The probability per unchanged chunk that samples fraction of them, at
+ * least VMS_CBT_SAMPLE_MIN of nr_chunks. */
+static double
+cbt_probability (double fraction, uint64_t nr_chunks)
+{
+  double min;
+
+  if (fraction < 0 || nr_chunks == 0)
+    return 0;
+  if (fraction == 0)
+    fraction = VMS_CBT_SAMPLE_DEFAULT;
+  min = (double) VMS_CBT_SAMPLE_MIN / (double) nr_chunks;
+  if (fraction < min)
+    fraction = min;
+  return fraction > 1 ? 1 : fraction;
+}
+
 static int
 copy_from_nbd (struct copy_pipeline *p, const struct vms_source *src,
-               struct nbd_handle *h, unsigned max_inflight)
+               struct nbd_handle *h, unsigned max_inflight,
+               cbt_samples *samples)
 {
   struct copy_nbd c = { .p = p, .h = h, .uri = src->nbd_uri,
                         .dirty_context = src->dirty_context,
-                        .alloc = empty_vector, .dirty = empty_vector };
+                        .alloc = empty_vector, .dirty = empty_vector,
+                        .samples = samples };
   unsigned max_kib = VMS_CHUNK_SIZE / 1024;
   unsigned request_kib = datapath_env_uint ("VMSHADOW_NBD_REQUEST_KIB",
                                             COPY_REQUEST_KIB < max_kib
@@ -662,6 +705,12 @@ copy_from_nbd (struct copy_pipeline *p, const struct vms_source *src,
   int r = -1;
 
   c.request_size = (uint64_t) request_kib * 1024;
+  if (src->dirty_context) {
+    c.sample = cbt_probability (src->cbt_sample, nr_chunks);
+    /* Unpredictable, so that over many backups every chunk gets checked. */
+    if (getrandom (&c.rng, sizeof c.rng, 0) != sizeof c.rng || c.rng == 0)
+      c.rng = (uint64_t) vms_now_ms () | 1;
+  }
   c.have_alloc = nbd_can_meta_context (h, LIBNBD_CONTEXT_BASE_ALLOCATION) == 1;
   if (!c.have_alloc)
     vms_debug ("%s has no base:allocation: reading every chunk", src->nbd_uri);
@@ -685,9 +734,17 @@ copy_from_nbd (struct copy_pipeline *p, const struct vms_source *src,
         break;
       if (src->dirty_context && copy_parent_has (src->parent, p->idx, ch)
           && !copy_any_flag (&c.dirty, &dcur, cs, cs + len, NBD_STATE_DIRTY)) {
-        if (copy_set_entry (p, ch, vms_index_get (src->parent, ch), 1) == -1)
+        if (!cbt_sample_this (&c)) {
+          if (copy_set_entry (p, ch, vms_index_get (src->parent, ch), 1) == -1)
+            break;
+          continue;
+        }
+        /* Sampled: read like a dirty chunk, compared with the parent once
+         * every chunk is in (cbt_differed). */
+        if (cbt_samples_append (c.samples, ch) == -1) {
+          copy_fail (p, ENOMEM, "out of memory");
           break;
-        continue;
+        }
       }
       n = copy_data_ranges (&c.alloc, &acur, cs, cs + len, LIBNBD_STATE_ZERO, ranges);
       if (n == 0) {
@@ -855,10 +912,12 @@ copy_open_nbd (const struct vms_source *src, struct nbd_handle **hp, uint64_t *s
   return 0;
 }
 
-vms_index *
-vms_copy_to_repo (vms_repo *repo, const struct vms_source *src,
-                  struct vms_copy_stats *stats, vms_progress_fn progress,
-                  void *opaque)
+/* One read of src into the repository (vms_copy_to_repo); the chunks
+ * sampled to check the bitmap go to samples. */
+static vms_index *
+copy_once (vms_repo *repo, const struct vms_source *src,
+           struct vms_copy_stats *stats, vms_progress_fn progress,
+           void *opaque, cbt_samples *samples)
 {
   struct copy_pipeline p;
   CLEANUP (nbd_close) struct nbd_handle *h = NULL;
@@ -925,7 +984,7 @@ vms_copy_to_repo (vms_repo *repo, const struct vms_source *src,
   p.opaque = opaque;
 
   if (h)
-    r = copy_from_nbd (&p, src, h, inflight);
+    r = copy_from_nbd (&p, src, h, inflight, samples);
   else
     r = copy_from_file (&p, src->path, fd);
   /* The handle goes first: no read may land in a freed buffer. */
@@ -954,4 +1013,62 @@ vms_copy_to_repo (vms_repo *repo, const struct vms_source *src,
   vms_index *ret = idx;
   idx = NULL;
   return ret;
+}
+
+/* How many sampled chunks differ from the parent. */
+static uint64_t
+cbt_differed (const vms_index *idx, const vms_index *parent,
+              const cbt_samples *samples)
+{
+  uint64_t n = 0;
+
+  for (size_t i = 0; i < samples->len; i++) {
+    uint64_t c = samples->ptr[i];
+    n += memcmp (vms_index_get (idx, c), vms_index_get (parent, c),
+                 sizeof (struct vms_digest)) != 0;
+  }
+  return n;
+}
+
+vms_index *
+vms_copy_to_repo (vms_repo *repo, const struct vms_source *src,
+                  struct vms_copy_stats *stats, vms_progress_fn progress,
+                  void *opaque)
+{
+  cbt_samples samples = empty_vector;
+  struct vms_copy_stats st, full;
+  struct vms_source whole;
+  vms_index *idx;
+
+  idx = copy_once (repo, src, &st, progress, opaque, &samples);
+  if (idx && samples.len > 0) {
+    st.cbt_sampled = samples.len;
+    st.cbt_differed = cbt_differed (idx, src->parent, &samples);
+  }
+  cbt_samples_reset (&samples);
+  if (idx && st.cbt_differed > 0) {
+    /* The bitmap called changed chunks unchanged: nothing it says can be
+     * trusted. The source is still the same point in time, so read it
+     * again in full. */
+    vms_debug ("changed-block tracking was wrong for %s: %" PRIu64 " of %"
+               PRIu64 " sampled chunks differed; reading it in full",
+               src->nbd_uri, st.cbt_differed, st.cbt_sampled);
+    vms_index_free (idx);
+    whole = *src;
+    whole.dirty_context = NULL;
+    whole.parent = NULL;
+    idx = copy_once (repo, &whole, &full, progress, opaque, NULL);
+    if (idx) {
+      full.bytes_read += st.bytes_read;
+      full.bytes_stored += st.bytes_stored;
+      full.elapsed_ms += st.elapsed_ms;
+      full.cbt_sampled = st.cbt_sampled;
+      full.cbt_differed = st.cbt_differed;
+      full.full_reread = 1;
+      st = full;
+    }
+  }
+  if (idx && stats)
+    *stats = st;
+  return idx;
 }

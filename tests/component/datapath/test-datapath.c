@@ -511,6 +511,7 @@ incremental_reads_only_dirty_chunks (void **state)
   incr.nbd_uri = export_or_fail (f, img, "qcow2", "b0");
   incr.dirty_context = "qemu:dirty-bitmap:b0";
   incr.parent = full0;
+  incr.cbt_sample = -1;         /* counts exactly what the bitmap says */
   inc = copy_or_fail (f, &incr, &st);
   /* Only the dirty chunks are read; and of the chunk in the hole only
    * its 64 KiB. All the others are taken from the parent. */
@@ -548,6 +549,7 @@ dirty_chunk_that_became_a_hole_is_stored_as_zero (void **state)
   incr.nbd_uri = export_or_fail (f, img, "qcow2", "b0");
   incr.dirty_context = "qemu:dirty-bitmap:b0";
   incr.parent = full0;
+  incr.cbt_sample = -1;         /* counts exactly what the bitmap says */
   inc = copy_or_fail (f, &incr, &st);
   assert_true (vms_digest_is_zero (vms_index_get (inc, 0)));
   assert_int_equal (st.bytes_read, 0);
@@ -556,6 +558,80 @@ dirty_chunk_that_became_a_hole_is_stored_as_zero (void **state)
                          sizeof (struct vms_digest));
   vms_index_free (full0);
   vms_index_free (inc);
+}
+
+/* Issue 21: a bitmap that says "unchanged" of a chunk that changed is
+ * caught by the sample, and the disk is read in full in the same call. */
+static void
+wrong_bitmap_is_caught_and_the_disk_read_in_full (void **state)
+{
+  struct fixture *f = *state;
+  const char *img = path_in (f, "disk.qcow2");
+  struct vms_source incr = { 0 }, full_src = { 0 };
+  struct vms_copy_stats st;
+  vms_index *full0, *inc, *full1;
+  uint64_t chunks;
+
+  need_qemu ();
+  full0 = make_bitmap_image_and_full (f, img);
+  chunks = vms_index_chunk_count (full0);
+
+  /* An honest bitmap: every unchanged chunk sampled, none differs. */
+  run ("qemu-io -f qcow2 -c 'write -P 0xab %" PRIu64 " 4096' '%s' >/dev/null",
+       2 * U, img);
+  incr.nbd_uri = export_or_fail (f, img, "qcow2", "b0");
+  incr.dirty_context = "qemu:dirty-bitmap:b0";
+  incr.parent = full0;
+  incr.cbt_sample = 1;
+  inc = copy_or_fail (f, &incr, &st);
+  assert_true (st.cbt_sampled >= chunks - 1 - st.chunks_zero);
+  assert_int_equal (st.cbt_differed, 0);
+  assert_false (st.full_reread);
+  vms_index_free (inc);
+  while (f->nr_exports > 0)
+    vms_nbd_export_close (f->exports[--f->nr_exports]);
+
+  /* 4 KiB of chunk 1 changed in the image file itself, where QEMU (and
+   * so the bitmap) never sees it: at that guest offset's host offset. */
+  run ("off=$(qemu-img map -f qcow2 --output=json '%s' | python3 -c '"
+       "import json,sys\n"
+       "for e in json.load(sys.stdin):\n"
+       "  if e[\"data\"] and e[\"start\"] <= %u < e[\"start\"] + e[\"length\"]:\n"
+       "    print(e[\"offset\"] + %u - e[\"start\"]); break') && "
+       "[ -n \"$off\" ] && head -c 4096 /dev/urandom | "
+       "dd of='%s' bs=4096 seek=$((off / 4096)) conv=notrunc status=none",
+       img, VMS_CHUNK_SIZE + 8192, VMS_CHUNK_SIZE + 8192, img);
+
+  /* The default share: at least VMS_CBT_SAMPLE_MIN of the ~500 chunks
+   * (binomial, mean 32: outside [8, 100] less than once in 10^5). */
+  incr.nbd_uri = export_or_fail (f, img, "qcow2", "b0");
+  incr.cbt_sample = 0;
+  inc = copy_or_fail (f, &incr, &st);
+  assert_true (st.cbt_sampled >= 8 && st.cbt_sampled <= 100);
+  vms_index_free (inc);
+
+  /* Sampling every unchanged chunk catches it: the disk is read in full. */
+  incr.cbt_sample = 1;
+  inc = copy_or_fail (f, &incr, &st);
+  assert_true (st.cbt_differed >= 1);
+  assert_true (st.full_reread);
+  full_src.nbd_uri = export_or_fail (f, img, "qcow2", NULL);
+  full1 = copy_or_fail (f, &full_src, NULL);
+  assert_same_index (inc, full1);
+  assert_true (memcmp (vms_index_get (inc, 1), vms_index_get (full0, 1),
+                       sizeof (struct vms_digest)) != 0);
+
+  /* With sampling off, the wrong bitmap goes unnoticed: what the check
+   * is for. */
+  incr.cbt_sample = -1;
+  vms_index_free (inc);
+  inc = copy_or_fail (f, &incr, &st);
+  assert_int_equal (st.cbt_sampled, 0);
+  assert_true (memcmp (vms_index_get (inc, 1), vms_index_get (full0, 1),
+                       sizeof (struct vms_digest)) == 0);
+  vms_index_free (full0);
+  vms_index_free (inc);
+  vms_index_free (full1);
 }
 
 static const char *corrupt_hex;
@@ -814,6 +890,7 @@ main (int argc, char *argv[])
     T (extract_to_qcow2_keeps_virtual_size_and_content),
     T (incremental_reads_only_dirty_chunks),
     T (dirty_chunk_that_became_a_hole_is_stored_as_zero),
+    T (wrong_bitmap_is_caught_and_the_disk_read_in_full),
     T (corrupted_chunk_fails_extract_and_leaves_no_output),
     T (incremental_without_the_bitmap_fails_clearly),
     T (export_of_a_missing_image_says_why),
