@@ -27,7 +27,11 @@
 extern "C" {
 #endif
 
+/* The format version a repository is created with by default; this
+ * vmshadow reads and writes versions 1 and 2 (docs/repository-format.md),
+ * each repository in the version its config gives. */
 #define VMS_REPO_FORMAT_VERSION 1
+#define VMS_REPO_FORMAT_LATEST 2
 /* Bytes per chunk: a power of two from 4 KiB to 4 MiB. The repository's
  * config, every manifest and every index record it, and a build refuses a
  * repository made with another size (docs/repository-format.md says why
@@ -51,6 +55,9 @@ typedef struct vms_manifest vms_manifest;     /* a committed backup */
 enum {
   VMS_REPO_CREATE = 1,          /* make the repository if it is not there */
   VMS_REPO_WRITE = 2,           /* take the writer lock (backup, prune, gc) */
+  /* With VMS_REPO_CREATE: a new repository is format version 2 (packs).
+   * Without it, $VMSHADOW_REPO_FORMAT ("1" or "2") decides, else 1. */
+  VMS_REPO_FORMAT_2 = 4,
 };
 
 /* dir NULL: $VMSHADOW_REPO, else /var/lib/vmshadow/repo. Directories are

@@ -24,6 +24,7 @@
 #include "cleanup.h"
 #include "fs-util.h"
 #include "repo-internal.h"
+#include "storage.h"
 #include "vmshadow/error.h"
 
 /* zstd level 1: the fastest of the regular levels; disk images compress
@@ -434,6 +435,110 @@ read_form (vms_repo *repo, const struct vms_digest *d, enum chunk_form form,
   return 0;
 }
 
+/* ---- version 2: blobs in packs (pack.c) ---- */
+
+/* The blob of chunk d at loc could not be read: say why. */
+static int
+pack_read_error (const struct vms_digest *d, const struct pack_loc *loc)
+{
+  char hex[65], pack[64];
+  int e = errno;
+
+  vms_digest_hex (d, hex);
+  pack_object_name (loc->pack_id, pack);
+  if (e == ENOENT)
+    vms_set_error (ENOENT, "chunk %s is missing (its pack %s is gone)", hex,
+                   pack);
+  else if (e == EBADMSG)
+    return corrupt (d, "its pack %s is shorter than the index says", pack);
+  else if (e == ELOOP || e == EINVAL)
+    return corrupt (d, "its pack %s is %s", pack, e == ELOOP
+                    ? "a symbolic link, not followed" : "not a regular file");
+  else
+    vms_set_error (e, "chunk %s is unreadable (pack %s): %s", hex, pack,
+                   repo_errstr (e));
+  return -1;
+}
+
+/* Where chunk d is, for a chunk of len bytes (0: any): 0, or -1 with
+ * "chunk HEX is missing" (ENOENT) or corrupt. */
+static int
+v2_locate (vms_repo *repo, const struct vms_digest *d, size_t len,
+           struct pack_loc *loc)
+{
+  char hex[65];
+  int r = pack_lookup (repo, d, loc);
+
+  if (r == -1)
+    return -1;
+  if (r == 0) {
+    vms_digest_hex (d, hex);
+    vms_set_error (ENOENT, "chunk %s is missing", hex);
+    return -1;
+  }
+  if (len && loc->plen != len)
+    return corrupt (d, "holds %" PRIu32 " bytes, expected %zu", loc->plen,
+                    len);
+  return 0;
+}
+
+static int
+v2_check (vms_repo *repo, const struct vms_digest *d, size_t len)
+{
+  struct pack_loc loc;
+  struct storage_stat st;
+  char pack[64];
+
+  if (v2_locate (repo, d, len, &loc) == -1)
+    return -1;
+  pack_object_name (loc.pack_id, pack);
+  if (storage_stat (repo->store, pack, &st) == -1) {
+    /* Maybe still in this process's open pack: a ranged read says. */
+    uint8_t byte;
+    struct pack_loc one = loc;
+    one.slen = 1;
+    if (errno == ENOENT && pack_read_blob (repo, &one, &byte) == 0)
+      return 0;
+    return pack_read_error (d, &loc);
+  }
+  if ((uint64_t) loc.offset + loc.slen > st.size) {
+    errno = EBADMSG;
+    return pack_read_error (d, &loc);
+  }
+  return 0;
+}
+
+static int
+v2_read (vms_repo *repo, const struct vms_digest *d, void *buf, size_t len,
+         int verify, struct chunk_tls *t)
+{
+  struct pack_loc loc;
+
+  if (v2_locate (repo, d, len, &loc) == -1)
+    return -1;
+  if (loc.form == CHUNK_FORM_RAW) {
+    if (pack_read_blob (repo, &loc, buf) == -1)
+      return pack_read_error (d, &loc);
+  }
+  else {
+    uint8_t *io = tls_buffer (&t->io);
+    if (io == NULL)
+      return -1;
+    if (pack_read_blob (repo, &loc, io) == -1)
+      return pack_read_error (d, &loc);
+    if (chunk_store_unpack (io, loc.slen, buf, len, d) == -1)
+      return -1;
+  }
+  if (verify) {
+    struct vms_digest got;
+    if (sha256 (buf, len, &got) == -1)
+      return -1;
+    if (memcmp (got.b, d->b, VMS_DIGEST_LEN) != 0)
+      return corrupt (d, "hash mismatch");
+  }
+  return 0;
+}
+
 /* ---- either form ----
  *
  * A chunk is there if either of its files is there and sound: the raw one
@@ -478,6 +583,8 @@ check_either (vms_repo *repo, const struct vms_digest *d, size_t len,
 int
 chunk_store_check (vms_repo *repo, const struct vms_digest *d, size_t len)
 {
+  if (repo->version >= 2)
+    return v2_check (repo, d, len);
   return check_either (repo, d, len, NULL);
 }
 
@@ -499,6 +606,8 @@ chunk_store_read (vms_repo *repo, const struct vms_digest *d, void *buf,
   struct chunk_tls *t = tls_get ();
   if (t == NULL)
     return -1;
+  if (repo->version >= 2)
+    return v2_read (repo, d, buf, len, verify, t);
   if (read_form (repo, d, CHUNK_FORM_RAW, buf, len, verify, t) == 0)
     return 0;
   first_error_save (&first);
@@ -537,6 +646,14 @@ vms_repo_chunk_exists (vms_repo *repo, const struct vms_digest *digest)
 
   if (vms_digest_is_zero (digest))
     return 1;
+  if (repo->version >= 2) {
+    struct pack_loc loc;
+    int r = pack_lookup (repo, digest, &loc);
+    if (r == -1)
+      vms_set_error (vms_get_errno (), "repository %s: %s", repo->path,
+                     vms_get_error ());
+    return r;
+  }
   for (int form = CHUNK_FORM_RAW; form <= CHUNK_FORM_ZSTD; form++) {
     chunk_name (digest, (enum chunk_form) form, name);
     int dfd = chunk_store_dir (repo, digest, 0);
@@ -595,8 +712,16 @@ vms_repo_chunk_put (vms_repo *repo, const void *data, size_t len,
 
   /* Already there (and sound), in either form? A chunk left half-written by
    * a crash before a commit's syncfs fails this check and is written
-   * again. */
-  if (check_either (repo, &d, len, data) == 0)
+   * again. In version 2: indexed (every indexed pack was put whole). */
+  if (repo->version >= 2) {
+    struct pack_loc loc;
+    int r = pack_lookup (repo, &d, &loc);
+    if (r == -1)
+      return -1;
+    if (r == 1 && loc.plen == len)
+      return 0;
+  }
+  else if (check_either (repo, &d, len, data) == 0)
     return 0;
 
   if ((t = tls_get ()) == NULL || (io = tls_buffer (&t->io)) == NULL)
@@ -630,6 +755,14 @@ vms_repo_chunk_put (vms_repo *repo, const void *data, size_t len,
     file_size = len;
   }
 
+  if (repo->version >= 2) {
+    /* The blob: the content, or the zstd frame alone (the index holds
+     * the form and the lengths). */
+    const uint8_t *blob = form == CHUNK_FORM_ZSTD ? io + CHUNK_HEADER_SIZE
+      : data;
+    size_t slen = form == CHUNK_FORM_ZSTD ? r : len;
+    return pack_add_blob (repo, &d, form, blob, slen, len, stored_bytes);
+  }
   chunk_name (&d, form, name);
   chunk_name (&d, form == CHUNK_FORM_RAW ? CHUNK_FORM_ZSTD : CHUNK_FORM_RAW,
               other);

@@ -247,6 +247,13 @@ sha256_of (const void *buf, size_t len, uint8_t out[VMS_DIGEST_LEN])
 int
 index_serialize (const vms_index *idx, void **buf, size_t *len)
 {
+  return index_serialize_version (idx, INDEX_VERSION, buf, len);
+}
+
+int
+index_serialize_version (const vms_index *idx, uint32_t version, void **buf,
+                         size_t *len)
+{
   /* count ≤ MAX_FILE_SIZE / 4 KiB = 2^38 for any chunk size of at least
    * 4 KiB: count × 32 cannot overflow. */
   size_t body = INDEX_HEADER_SIZE + (size_t) idx->count * VMS_DIGEST_LEN;
@@ -257,7 +264,7 @@ index_serialize (const vms_index *idx, void **buf, size_t *len)
     return -1;
   }
   memcpy (b, INDEX_MAGIC, 8);
-  put_le32 (b + 8, INDEX_VERSION);
+  put_le32 (b + 8, version);
   put_le32 (b + 12, VMS_CHUNK_SIZE);
   put_le64 (b + 16, idx->size);
   put_le64 (b + 24, idx->count);
@@ -274,6 +281,13 @@ index_serialize (const vms_index *idx, void **buf, size_t *len)
 
 vms_index *
 index_parse (const void *buf, size_t len, const char *what)
+{
+  return index_parse_version (buf, len, INDEX_VERSION, what);
+}
+
+vms_index *
+index_parse_version (const void *buf, size_t len, uint32_t want,
+                     const char *what)
 {
   const uint8_t *b = buf;
   uint64_t size, count, expect;
@@ -293,10 +307,10 @@ index_parse (const void *buf, size_t len, const char *what)
   chunk_size = get_le32 (b + 12);
   size = get_le64 (b + 16);
   count = get_le64 (b + 24);
-  if (version != INDEX_VERSION) {
+  if (version != want) {
     vms_set_error (EBADMSG, "%s has index version %" PRIu32
-                   "; this vmshadow reads version %d", what, version,
-                   INDEX_VERSION);
+                   "; this repository's indexes are version %" PRIu32, what,
+                   version, want);
     return NULL;
   }
   if (chunk_size != VMS_CHUNK_SIZE) {

@@ -21,12 +21,14 @@
 #include "cleanup.h"
 #include "fs-util.h"
 #include "repo-internal.h"
+#include "storage.h"
 #include "vector.h"
 #include "vmshadow/error.h"
 
 DEFINE_VECTOR_TYPE (manifest_file_vector, struct manifest_file);
 
 struct vms_manifest {
+  int version;                  /* MANIFEST_VERSION, or 2 in a v2 repository */
   char *id;
   int64_t created;
   manifest_file_vector files;
@@ -101,7 +103,8 @@ manifest_format (const vms_manifest *m)
     goto nomem;
   }
   if (add (root, "format", json_object_new_string (MANIFEST_FORMAT)) == -1 ||
-      add (root, "version", json_object_new_int (MANIFEST_VERSION)) == -1 ||
+      add (root, "version", json_object_new_int (m->version ? m->version
+                                                 : MANIFEST_VERSION)) == -1 ||
       add (root, "backup_id", json_object_new_string (m->id)) == -1 ||
       add (root, "created", json_object_new_int64 (m->created)) == -1 ||
       add (root, "chunk_size", json_object_new_int64 (VMS_CHUNK_SIZE)) == -1 ||
@@ -260,6 +263,13 @@ parse_file (json_object *o, struct manifest_file *f, const char *what)
 vms_manifest *
 manifest_parse (const char *text, size_t len, const char *backup_id)
 {
+  return manifest_parse_version (text, len, backup_id, MANIFEST_VERSION);
+}
+
+vms_manifest *
+manifest_parse_version (const char *text, size_t len, const char *backup_id,
+                        int version)
+{
   json_tokener *tok;
   json_object *root, *v, *files;
   vms_manifest *m = NULL;
@@ -317,9 +327,9 @@ manifest_parse (const char *text, size_t len, const char *backup_id)
   }
   if (get_u64 (root, "version", UINT32_MAX, &u, what) == -1)
     goto fail;
-  if (u != MANIFEST_VERSION) {
-    vms_set_error (EBADMSG, "%s has version %" PRIu64 "; this vmshadow reads "
-                   "version %d", what, u, MANIFEST_VERSION);
+  if (u != (uint64_t) version) {
+    vms_set_error (EBADMSG, "%s has version %" PRIu64 "; this repository's "
+                   "manifests are version %d", what, u, version);
     goto fail;
   }
   m = calloc (1, sizeof *m);
@@ -327,6 +337,7 @@ manifest_parse (const char *text, size_t len, const char *backup_id)
     vms_set_error (ENOMEM, "out of memory");
     goto fail;
   }
+  m->version = version;
   if (get_string (root, "backup_id", 0, &m->id, what) == -1)
     goto fail;
   if (!repo_valid_name (m->id)) {
@@ -412,22 +423,70 @@ check_id (vms_repo *repo, const char *backup_id)
   return 0;
 }
 
+/* The names of a backup's files: v1's in backups/<id>/, v2's objects
+ * backups/<id>/<name> (docs/repository-format.md "Version 2"). */
+static const char *
+backup_file_name (const vms_repo *repo, const char *v1, char *buf, size_t n)
+{
+  unsigned i;
+
+  if (repo->version < 2)
+    return v1;
+  if (strcmp (v1, "manifest.json") == 0)
+    return "manifest";
+  if (strcmp (v1, "components.json") == 0)
+    return "doc-components";
+  if (sscanf (v1, "metadata/%u.json", &i) == 1) {
+    snprintf (buf, n, "doc-metadata-%u", i);
+    return buf;
+  }
+  if (strncmp (v1, "indexes/", 8) == 0)
+    return v1 + 8;              /* file-<n>.idx: the manifest's own name */
+  return v1;
+}
+
+/* Read the file (v1 name) of backup id, at most max bytes. As
+ * repo_read_file: -1 with errno and no message. */
+static int
+backup_read (vms_repo *repo, const char *id, const char *v1, size_t max,
+             char **buf, size_t *len)
+{
+  char name[STORAGE_NAME_MAX + 64], b[64];
+  const char *file = backup_file_name (repo, v1, b, sizeof b);
+
+  snprintf (name, sizeof name, "%s%s/%s", repo->version >= 2 ? "backups/" : "",
+            id, file);
+  if (repo->version >= 2)
+    return storage_get_all (repo->store, name, max, (void **) buf, len);
+  return repo_read_file (repo->backups_fd, name, max, buf, len);
+}
+
+/* 0 if backup id has a directory (v1) or any object (v2). */
+static int
+backup_exists (vms_repo *repo, const char *id)
+{
+  struct stat st;
+  char name[STORAGE_NAME_MAX + 64];
+
+  if (repo->version < 2)
+    return fstatat (repo->backups_fd, id, &st, AT_SYMLINK_NOFOLLOW);
+  snprintf (name, sizeof name, "backups/%s/manifest", id);
+  struct storage_stat sst;
+  return storage_stat (repo->store, name, &sst);
+}
+
 vms_manifest *
 manifest_load (vms_repo *repo, const char *backup_id)
 {
-  char name[MAX_BACKUP_ID_LEN + 32];
   CLEANUP_FREE char *text = NULL;
   size_t len;
 
   if (check_id (repo, backup_id) == -1)
     return NULL;
-  snprintf (name, sizeof name, "%s/manifest.json", backup_id);
-  if (repo_read_file (repo->backups_fd, name, MAX_MANIFEST_BYTES, &text,
-                      &len) == -1) {
+  if (backup_read (repo, backup_id, "manifest.json", MAX_MANIFEST_BYTES,
+                   &text, &len) == -1) {
     int e = errno;
-    struct stat st;
-    if (e == ENOENT &&
-        fstatat (repo->backups_fd, backup_id, &st, AT_SYMLINK_NOFOLLOW) == -1)
+    if (e == ENOENT && backup_exists (repo, backup_id) == -1)
       vms_set_error (ENOENT, "no backup \"%s\" in repository %s", backup_id,
                      repo->path);
     else if (e == EFBIG)
@@ -440,19 +499,18 @@ manifest_load (vms_repo *repo, const char *backup_id)
                      repo_errstr (e));
     return NULL;
   }
-  return manifest_parse (text, len, backup_id);
+  return manifest_parse_version (text, len, backup_id,
+                                 repo->version >= 2 ? 2 : MANIFEST_VERSION);
 }
 
 static vms_document *
 load_document (vms_repo *repo, const char *backup_id, const char *file)
 {
-  char name[MAX_BACKUP_ID_LEN + 64];
   CLEANUP_FREE char *text = NULL;
   size_t len;
 
-  snprintf (name, sizeof name, "%s/%s", backup_id, file);
-  if (repo_read_file (repo->backups_fd, name, MAX_MANIFEST_BYTES, &text,
-                      &len) == -1) {
+  if (backup_read (repo, backup_id, file, MAX_MANIFEST_BYTES, &text,
+                   &len) == -1) {
     vms_set_error (errno, "backup %s: cannot read %s: %s", backup_id, file,
                    repo_errstr (errno));
     return NULL;
@@ -605,6 +663,7 @@ vms_manifest_load_index (vms_repo *repo, const vms_manifest *m, size_t i)
 {
   char name[2 * MAX_BACKUP_ID_LEN + 32], what[MAX_BACKUP_ID_LEN + 48];
   CLEANUP_FREE char *buf = NULL;
+  int v2 = repo->version >= 2;
   size_t len;
 
   if (i >= m->files.len) {
@@ -615,15 +674,16 @@ vms_manifest_load_index (vms_repo *repo, const vms_manifest *m, size_t i)
   const struct manifest_file *f = &m->files.ptr[i];
   snprintf (what, sizeof what, "backup %s: index %zu", m->id, i);
   /* Both names passed repo_valid_name: the path stays in backups/<id>/. */
-  snprintf (name, sizeof name, "%s/indexes/%s", m->id, f->index);
-  if (repo_read_file (repo->backups_fd, name, (size_t) MAX_INDEX_BYTES,
-                      &buf, &len) == -1) {
+  snprintf (name, sizeof name, "indexes/%s", f->index);
+  if (backup_read (repo, m->id, name, (size_t) MAX_INDEX_BYTES, &buf,
+                   &len) == -1) {
     vms_set_error (errno == ENOENT ? EBADMSG : errno, "%s (%s) %s", what,
                    f->index, errno == ENOENT ? "is missing"
                    : repo_errstr (errno));
     return NULL;
   }
-  vms_index *idx = index_parse (buf, len, what);
+  vms_index *idx = index_parse_version (buf, len, v2 ? INDEX_VERSION_2
+                                        : INDEX_VERSION, what);
   if (idx && vms_index_size (idx) != f->size) {
     vms_set_error (EBADMSG, "%s describes %" PRIu64 " bytes, the manifest says %"
                    PRIu64, what, vms_index_size (idx), f->size);
@@ -641,7 +701,28 @@ struct vms_repo_txn {
   char tmpname[MAX_BACKUP_ID_LEN + 64];   /* "<pid>.<n>.backup-<id>" in tmp/ */
   int tmpfd;
   int committed;
+  int v2;                       /* objects backups/<id>/... through the store */
+  size_t nr_docs;               /* v2: doc-metadata-<n> put so far */
+  int put_components;           /* v2: doc-components put */
 };
+
+static void
+txn_delete (vms_repo_txn *txn, const char *file)
+{
+  char name[STORAGE_NAME_MAX + 64];
+  snprintf (name, sizeof name, "backups/%s/%s", txn->m->id, file);
+  storage_delete (txn->repo->store, name);
+}
+
+/* v2: put object backups/<id>/<file>. */
+static int
+txn_put (vms_repo_txn *txn, const char *file, const void *buf, size_t len,
+         unsigned flags)
+{
+  char name[STORAGE_NAME_MAX + 64];
+  snprintf (name, sizeof name, "backups/%s/%s", txn->m->id, file);
+  return storage_put (txn->repo->store, name, buf, len, flags);
+}
 
 vms_repo_txn *
 vms_repo_txn_begin (vms_repo *repo, const char *backup_id)
@@ -652,7 +733,8 @@ vms_repo_txn_begin (vms_repo *repo, const char *backup_id)
   if (repo_need_write (repo, "write a backup") == -1 ||
       check_id (repo, backup_id) == -1)
     return NULL;
-  if (fstatat (repo->backups_fd, backup_id, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+  if (repo->version >= 2 ? backup_exists (repo, backup_id) == 0
+      : fstatat (repo->backups_fd, backup_id, &st, AT_SYMLINK_NOFOLLOW) == 0) {
     vms_set_error (EEXIST, "backup %s already exists in repository %s",
                    backup_id, repo->path);
     return NULL;
@@ -667,6 +749,13 @@ vms_repo_txn_begin (vms_repo *repo, const char *backup_id)
   }
   txn->repo = repo;
   txn->tmpfd = -1;
+  txn->m->version = repo->version >= 2 ? 2 : MANIFEST_VERSION;
+  if (repo->version >= 2) {
+    /* Its objects go straight to backups/<id>/: without the manifest,
+     * which is put last, they are no backup (gc removes them). */
+    txn->v2 = 1;
+    return txn;
+  }
   snprintf (txn->tmpname, sizeof txn->tmpname, "%d.%u.backup-%s",
             (int) getpid (), repo->txn_counter++, backup_id);
   vms_rmtree_at (repo->tmp_fd, txn->tmpname);
@@ -711,12 +800,15 @@ vms_repo_txn_add_file (vms_repo_txn *txn, const struct vms_stored_file *file,
                    MAX_MANIFEST_FILES);
     return -1;
   }
-  snprintf (name, sizeof name, "%zu.idx", txn->m->files.len);
-  if (index_serialize (idx, &buf, &len) == -1)
+  snprintf (name, sizeof name, "%s%zu.idx", txn->v2 ? "file-" : "",
+            txn->m->files.len);
+  if (index_serialize_version (idx, txn->v2 ? INDEX_VERSION_2 : INDEX_VERSION,
+                               &buf, &len) == -1)
     return -1;
   char path[80];
   snprintf (path, sizeof path, "indexes/%s", name);
-  if (repo_write_new_file (txn->tmpfd, path, buf, len) == -1)
+  if (txn->v2 ? txn_put (txn, name, buf, len, 0) == -1
+      : repo_write_new_file (txn->tmpfd, path, buf, len) == -1)
     return txn_fail (txn, "writing an index");
 
   f.kind = file->kind;
@@ -748,8 +840,61 @@ txn_write_document (vms_repo_txn *txn, const vms_document *doc,
 
   if (text == NULL)
     return -1;
+  if (txn->v2) {
+    char b[64];
+    if (txn_put (txn, backup_file_name (txn->repo, name, b, sizeof b), text,
+                 strlen (text), 0) == -1)
+      return txn_fail (txn, "writing a document");
+    return 0;
+  }
   if (repo_write_new_file (txn->tmpfd, name, text, strlen (text)) == -1)
     return txn_fail (txn, "writing a document");
+  return 0;
+}
+
+/* v2: the documents, then the manifest, put exclusively and last: the
+ * packs and segments of every chunk it names were put before (pack_flush),
+ * each durable when its put returned. */
+static int
+txn_commit_v2 (vms_repo_txn *txn, const vms_document *components,
+               const vms_document *const *metadata, size_t nr_metadata)
+{
+  vms_repo *repo = txn->repo;
+  vms_manifest *m = txn->m;
+  CLEANUP_FREE char *text = NULL;
+
+  if (pack_flush (repo) == -1) {
+    vms_set_error (vms_get_errno (), "%s (backup %s is not committed)",
+                   vms_get_error (), m->id);
+    return -1;
+  }
+  if (components) {
+    txn->put_components = 1;
+    if (txn_write_document (txn, components, "components.json") == -1)
+      return -1;
+  }
+  for (size_t i = 0; i < nr_metadata; i++) {
+    char name[64];
+    snprintf (name, sizeof name, "metadata/%zu.json", i);
+    txn->nr_docs = i + 1;
+    if (txn_write_document (txn, metadata[i], name) == -1)
+      return -1;
+  }
+  m->has_components = components != NULL;
+  m->nr_metadata = nr_metadata;
+  m->created = (int64_t) time (NULL);
+  if ((text = manifest_format (m)) == NULL)
+    return -1;
+  if (txn_put (txn, "manifest", text, strlen (text),
+               STORAGE_PUT_EXCLUSIVE) == -1) {
+    if (errno == EEXIST) {
+      vms_set_error (EEXIST, "backup %s already exists in repository %s",
+                     m->id, repo->path);
+      return -1;
+    }
+    return txn_fail (txn, "writing the manifest");
+  }
+  txn->committed = 1;
   return 0;
 }
 
@@ -783,6 +928,9 @@ vms_repo_txn_commit (vms_repo_txn *txn, const vms_document *components,
       return -1;
     }
   }
+
+  if (txn->v2)
+    return txn_commit_v2 (txn, components, metadata, nr_metadata);
 
   /* Every chunk this backup references reaches the disk here, in one go
    * rather than with an fsync per chunk; only then does anything name
@@ -832,7 +980,21 @@ vms_repo_txn_free (vms_repo_txn *txn)
     return;
   if (txn->tmpfd >= 0)
     close (txn->tmpfd);
-  if (!txn->committed)
+  if (txn->v2 && !txn->committed) {
+    /* What it put, best effort: gc removes what is left. */
+    char name[64];
+    for (size_t i = 0; i < txn->m->files.len; i++) {
+      snprintf (name, sizeof name, "file-%zu.idx", i);
+      txn_delete (txn, name);
+    }
+    for (size_t i = 0; i < txn->nr_docs; i++) {
+      snprintf (name, sizeof name, "doc-metadata-%zu", i);
+      txn_delete (txn, name);
+    }
+    if (txn->put_components)
+      txn_delete (txn, "doc-components");
+  }
+  else if (!txn->committed)
     vms_rmtree_at (txn->repo->tmp_fd, txn->tmpname);
   vms_manifest_free (txn->m);
   free (txn);

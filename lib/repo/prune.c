@@ -20,6 +20,7 @@
 #include "cleanup.h"
 #include "fs-util.h"
 #include "repo-internal.h"
+#include "storage.h"
 #include "vmshadow/error.h"
 
 /* ---- selection ---- */
@@ -165,10 +166,63 @@ say (vms_repo_report_fn report, void *opaque, const char *fmt, ...)
 
 /* Rename backups/<id> away (the backup is gone at once, atomically), then
  * delete the files. */
+struct backup_objects {
+  char **v;
+  size_t n;
+};
+
+static int
+collect_object (void *opaque, const char *name)
+{
+  struct backup_objects *o = opaque;
+  char **nv = realloc (o->v, (o->n + 1) * sizeof *nv);
+  if (nv == NULL)
+    return -1;
+  o->v = nv;
+  if ((o->v[o->n] = strdup (name)) == NULL)
+    return -1;
+  o->n++;
+  return 0;
+}
+
+/* v2: the manifest goes first (the backup is gone at once), then the
+ * backup's other objects. */
+static int
+remove_backup_v2 (vms_repo *repo, const char *id)
+{
+  char name[MAX_BACKUP_ID_LEN + 32];
+  struct backup_objects o = { 0 };
+  int r = 0;
+
+  snprintf (name, sizeof name, "backups/%s/manifest", id);
+  if (storage_delete (repo->store, name) == -1) {
+    vms_set_error (errno, "repository %s: cannot remove backup %s: %s",
+                   repo->path, id, repo_errstr (errno));
+    return -1;
+  }
+  snprintf (name, sizeof name, "backups/%s/", id);
+  if (storage_list (repo->store, name, collect_object, &o) != 0)
+    r = -1;
+  for (size_t i = 0; i < o.n; i++) {
+    if (r == 0 && storage_delete (repo->store, o.v[i]) == -1)
+      r = -1;
+    free (o.v[i]);
+  }
+  free (o.v);
+  if (r == -1)
+    vms_set_error (errno, "repository %s: backup %s is removed, but some of "
+                   "its objects are left (gc removes them): %s", repo->path,
+                   id, repo_errstr (errno));
+  return 0;
+}
+
 static int
 remove_backup (vms_repo *repo, const char *id)
 {
   char to[MAX_BACKUP_ID_LEN + 64];
+
+  if (repo->version >= 2)
+    return remove_backup_v2 (repo, id);
 
   /* Relative to the fds of backups/ and tmp/, and only the name renamed:
    * a backups/<id> that is a link is moved, never followed. */
@@ -438,15 +492,22 @@ vms_repo_gc (vms_repo *repo, int64_t grace_seconds, uint64_t *chunks_removed,
   if (mark (repo, &live) == -1)
     goto out;
 
-  int fd = openat (repo->chunks_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  DIR *d = fd >= 0 ? fdopendir (fd) : NULL;
+  int fd;
+  DIR *d;
+  struct dirent *e;
+  if (repo->version >= 2) {
+    if (pack_gc (repo, &live, grace_seconds, &removed, &freed) == -1)
+      goto out;
+    goto leftovers;
+  }
+  fd = openat (repo->chunks_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  d = fd >= 0 ? fdopendir (fd) : NULL;
   if (d == NULL) {
     vms_set_error (errno, "repository %s: cannot read chunks/: %s", repo->path,
                    repo_errstr (errno));
     if (fd >= 0) close (fd);
     goto out;
   }
-  struct dirent *e;
   int sr = 0;
   while (sr == 0 && (e = readdir (d)) != NULL) {
     const char *n = e->d_name;
@@ -458,7 +519,9 @@ vms_repo_gc (vms_repo *repo, int64_t grace_seconds, uint64_t *chunks_removed,
   if (sr == -1)
     goto out;
 
-  /* Leftovers of interrupted backups and prunes. */
+  /* Leftovers of interrupted backups and prunes (and, in version 2, of
+   * interrupted puts). */
+ leftovers:
   /* tmp/ itself was opened without following a link (vms_repo_open), and
    * vms_rmtree_at follows none below it. */
   fd = openat (repo->tmp_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);

@@ -80,7 +80,31 @@ struct vms_repo {
   uint32_t chunk_size;
   char id[65];                  /* repository id from config */
   unsigned txn_counter;         /* names of this process's temp dirs */
+  /* Format version 2 (docs/repository-format.md "Version 2"): the
+   * repository's objects, through the storage interface (chunks_fd and
+   * backups_fd stay -1), and its packs and index. */
+  int version;                  /* 1 or 2, from the config */
+  uint32_t pack_size;           /* v2: target bytes per pack */
+  struct storage *store;        /* v2 */
+  struct repo_packs *packs;     /* v2: pack.c's state, made on first use */
 };
+
+/* The format version a repository is created with: VMS_REPO_FORMAT_2 in
+ * the flags, else $VMSHADOW_REPO_FORMAT ("1" or "2"), else 1. */
+#define REPO_FORMAT_ENV "VMSHADOW_REPO_FORMAT"
+#define PACK_SIZE_DEFAULT (32u << 20)   /* 32 MiB */
+#define PACK_SIZE_MIN (1u << 20)
+#define PACK_SIZE_MAX (1u << 30)
+#define PACK_MAGIC "VMSPACK2"
+#define PACK_VERSION 1
+#define PACK_HEADER_SIZE 16
+#define PACK_TAIL_SIZE 48
+#define SEGMENT_MAGIC "VMSIDX2S"
+#define SEGMENT_VERSION 1
+#define SEGMENT_HEADER_SIZE 16
+#define SEGMENT_ENTRY_SIZE 64
+/* v2 file indexes: v1's format, index version 2. */
+#define INDEX_VERSION_2 2
 
 /* ---- repo-fs.c: file helpers. They return -1 with errno set and no
  * message: callers know what the file is and say so. ---- */
@@ -171,6 +195,12 @@ extern int index_serialize (const vms_index *idx, void **buf, size_t *len);
 /* Parse an index file image; what names it in errors ("backup B: index 3").
  * Untrusted input: every size is checked before use. */
 extern vms_index *index_parse (const void *buf, size_t len, const char *what);
+/* The same for a given index version (INDEX_VERSION, or INDEX_VERSION_2
+ * in a version 2 repository). */
+extern int index_serialize_version (const vms_index *idx, uint32_t version,
+                                    void **buf, size_t *len);
+extern vms_index *index_parse_version (const void *buf, size_t len,
+                                       uint32_t version, const char *what);
 
 /* ---- manifest.c ---- */
 
@@ -185,6 +215,10 @@ struct manifest_file {
  * from (the manifest must agree), or NULL to take the id it names. */
 extern vms_manifest *manifest_parse (const char *text, size_t len,
                                      const char *backup_id);
+/* The same for a manifest of a version 2 repository (version 2). */
+extern vms_manifest *manifest_parse_version (const char *text, size_t len,
+                                             const char *backup_id,
+                                             int version);
 /* The manifest as JSON text (newline-terminated); caller frees. */
 extern char *manifest_format (const vms_manifest *m);
 /* Read backups/<id>/manifest.json without loading its documents. */
@@ -208,6 +242,43 @@ struct repo_backup {
 extern int repo_list_backups (vms_repo *repo, struct repo_backup **out,
                               size_t *nr);
 extern void repo_backups_free (struct repo_backup *b, size_t nr);
+
+/* ---- pack.c: version 2's packs and repository index ---- */
+
+/* Where a chunk lives: its pack, the blob's offset and stored length, its
+ * plaintext length and form (CHUNK_FORM_RAW: the blob is the content;
+ * CHUNK_FORM_ZSTD: one zstd frame). */
+struct pack_loc {
+  uint8_t pack_id[16];
+  uint32_t offset, slen, plen;
+  uint8_t form;
+};
+/* Look chunk d up in the repository index (loaded on first use): 1 and
+ * *loc when there, 0 when not, -1 with the error set. */
+extern int pack_lookup (vms_repo *repo, const struct vms_digest *d,
+                        struct pack_loc *loc);
+/* Append a blob to this process's open pack unless d is indexed already
+ * (*stored 0 then); a full pack is put, then its index segment. */
+extern int pack_add_blob (vms_repo *repo, const struct vms_digest *d, int form,
+                          const void *blob, size_t slen, size_t plen,
+                          uint64_t *stored);
+/* The slen bytes of the blob at loc into buf (from the open pack when it
+ * is still in memory). -1 with errno ENOENT (pack missing), EBADMSG (pack
+ * shorter than the index says) or another, and no message. */
+extern int pack_read_blob (vms_repo *repo, const struct pack_loc *loc,
+                           void *buf);
+/* Put the open pack and its segment (a commit does, before its
+ * manifest); fails if any pack of this process failed to be stored. */
+extern int pack_flush (vms_repo *repo);
+/* "packs/ab/<32 hex>" for a pack id. */
+extern void pack_object_name (const uint8_t id[16], char name[64]);
+/* gc of a version 2 repository, after the mark (docs/repository-format.md
+ * "Version 2", gc): drop packs without a live chunk, repack mostly dead
+ * ones, compact the index, remove backups' objects without a manifest;
+ * only what is older than grace_seconds by the store's clock. */
+extern int pack_gc (vms_repo *repo, const struct digest_set *live,
+                    int64_t grace_seconds, uint64_t *removed, uint64_t *freed);
+extern void pack_state_free (vms_repo *repo);
 
 /* ---- prune.c ---- */
 

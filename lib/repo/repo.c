@@ -20,6 +20,7 @@
 #include "cleanup.h"
 #include "fs-util.h"
 #include "repo-internal.h"
+#include "storage.h"
 #include "vector.h"
 #include "vmshadow/error.h"
 
@@ -172,12 +173,57 @@ remove_config_temps (int fd)
   closedir (d);
 }
 
+/* The version and pack size a new repository gets: VMS_REPO_FORMAT_2,
+ * else $VMSHADOW_REPO_FORMAT; $VMSHADOW_REPO_PACK_SIZE (bytes) for v2. */
+static int
+creation_format (vms_repo *repo, int *version, uint32_t *pack_size)
+{
+  const char *v = getenv (REPO_FORMAT_ENV);
+  const char *ps = getenv ("VMSHADOW_REPO_PACK_SIZE");
+
+  *version = 1;
+  *pack_size = PACK_SIZE_DEFAULT;
+  if (repo->flags & VMS_REPO_FORMAT_2)
+    *version = 2;
+  else if (v && *v) {
+    if (strcmp (v, "1") != 0 && strcmp (v, "2") != 0) {
+      vms_set_error (EINVAL, "cannot create repository %s: %s=%s is not a "
+                     "format version this vmshadow writes (1 or 2)",
+                     repo->path, REPO_FORMAT_ENV, v);
+      return -1;
+    }
+    *version = v[0] - '0';
+  }
+  if (*version == 2 && ps && *ps) {
+    char *end;
+    errno = 0;
+    unsigned long long n = strtoull (ps, &end, 10);
+    if (errno || *end || n < PACK_SIZE_MIN || n > PACK_SIZE_MAX) {
+      vms_set_error (EINVAL, "cannot create repository %s: "
+                     "VMSHADOW_REPO_PACK_SIZE=%s is not a size from %u to %u "
+                     "bytes", repo->path, ps, PACK_SIZE_MIN, PACK_SIZE_MAX);
+      return -1;
+    }
+    *pack_size = (uint32_t) n;
+  }
+  return 0;
+}
+
 static int
 create_layout (vms_repo *repo)
 {
   uint8_t rnd[16];
   char id[33];
   CLEANUP_FREE char *text = NULL;
+  int version;
+  uint32_t pack_size;
+  char extra[64] = "";
+
+  if (creation_format (repo, &version, &pack_size) == -1)
+    return -1;
+  if (version == 2)
+    snprintf (extra, sizeof extra, "  \"pack_size\": %" PRIu32 ",\n",
+              pack_size);
 
   if (getrandom (rnd, sizeof rnd, 0) != sizeof rnd) {
     vms_set_error (errno, "cannot get random bytes for a repository id: %s",
@@ -187,9 +233,9 @@ create_layout (vms_repo *repo)
   for (size_t i = 0; i < sizeof rnd; i++)
     snprintf (id + 2 * i, 3, "%02x", rnd[i]);
   if (asprintf (&text, "{\n  \"format\": \"%s\",\n  \"version\": %d,\n"
-                "  \"chunk_size\": %u,\n  \"id\": \"%s\",\n  \"created\": %"
-                PRId64 "\n}\n", REPO_CONFIG_FORMAT, VMS_REPO_FORMAT_VERSION,
-                VMS_CHUNK_SIZE, id, (int64_t) time (NULL)) == -1) {
+                "  \"chunk_size\": %u,\n%s  \"id\": \"%s\",\n  \"created\": %"
+                PRId64 "\n}\n", REPO_CONFIG_FORMAT, version,
+                VMS_CHUNK_SIZE, extra, id, (int64_t) time (NULL)) == -1) {
     vms_set_error (ENOMEM, "out of memory");
     return -1;
   }
@@ -202,7 +248,10 @@ create_layout (vms_repo *repo)
     remove_config_temps (repo->dirfd);
   else
     unlinkat (repo->dirfd, tmp, 0);
-  for (size_t i = 0; i < sizeof layout_dirs / sizeof *layout_dirs; i++)
+  /* Version 2 makes only tmp/ (its objects' directories come with
+   * them). */
+  for (size_t i = version == 2 ? 2 : 0;
+       i < sizeof layout_dirs / sizeof *layout_dirs; i++)
     if (repo_mkdirat (repo->dirfd, layout_dirs[i]) == -1)
       goto fail;
   if (fsync (repo->dirfd) == -1 ||
@@ -247,12 +296,26 @@ read_config (vms_repo *repo)
   }
   if (!json_object_object_get_ex (root, "version", &v) ||
       !json_object_is_type (v, json_type_int) ||
-      json_object_get_int64 (v) != VMS_REPO_FORMAT_VERSION) {
+      json_object_get_int64 (v) < 1 ||
+      json_object_get_int64 (v) > VMS_REPO_FORMAT_LATEST) {
     vms_set_error (EBADMSG, "repository %s has format version %s; this "
-                   "vmshadow reads version %d (a newer vmshadow wrote it?)",
-                   repo->path, v ? json_object_get_string (v) : "(none)",
-                   VMS_REPO_FORMAT_VERSION);
+                   "vmshadow reads versions 1 to %d (a newer vmshadow wrote "
+                   "it?)", repo->path, v ? json_object_get_string (v) : "(none)",
+                   VMS_REPO_FORMAT_LATEST);
     goto out;
+  }
+  repo->version = (int) json_object_get_int64 (v);
+  if (repo->version == 2) {
+    if (!json_object_object_get_ex (root, "pack_size", &v) ||
+        !json_object_is_type (v, json_type_int) ||
+        json_object_get_int64 (v) < PACK_SIZE_MIN ||
+        json_object_get_int64 (v) > PACK_SIZE_MAX) {
+      vms_set_error (EBADMSG, "repository %s: its config has no valid "
+                     "\"pack_size\" (%u to %u bytes)", repo->path,
+                     PACK_SIZE_MIN, PACK_SIZE_MAX);
+      goto out;
+    }
+    repo->pack_size = (uint32_t) json_object_get_int64 (v);
   }
   if (!json_object_object_get_ex (root, "chunk_size", &v) ||
       !json_object_is_type (v, json_type_int)) {
@@ -294,6 +357,21 @@ open_layout (vms_repo *repo)
     vms_set_error (errno, "repository %s: cannot make it private (mode "
                    "0700): %s", repo->path, repo_errstr (errno));
     return -1;
+  }
+  if (repo->version >= 2) {
+    /* Every object through the storage interface; tmp/ is the local
+     * backend's, and gc's to sweep (its fd opened here, too). */
+    repo->store = storage_local_open (repo->dirfd, repo->path, write);
+    if (repo->store == NULL)
+      return -1;
+    if (write &&
+        (repo->tmp_fd = vms_open_beneath (repo->dirfd, "tmp",
+                                          O_RDONLY | O_DIRECTORY, 0)) == -1) {
+      vms_set_error (errno, "repository %s: cannot open tmp/: %s", repo->path,
+                     repo_errstr (errno));
+      return -1;
+    }
+    return 0;
   }
   for (size_t i = 0; i < sizeof layout_dirs / sizeof *layout_dirs; i++) {
     int *fd = i == 0 ? &repo->chunks_fd : i == 1 ? &repo->backups_fd
@@ -407,6 +485,8 @@ vms_repo_close (vms_repo *repo)
     if (ftruncate (repo->lock_fd, 0) == -1) { /* harmless: stale pid text */ }
     close (repo->lock_fd);
   }
+  pack_state_free (repo);
+  storage_close (repo->store);
   for (size_t i = 0; i < 256; i++)
     if (repo->chunk_dirs[i] >= 0)
       close (repo->chunk_dirs[i]);
@@ -447,10 +527,84 @@ backup_cmp (const void *a, const void *b)
 
 DEFINE_VECTOR_TYPE (backup_vector, struct repo_backup);
 
+/* v2: the ids of backups/<id>/manifest objects. */
+static int
+collect_manifest (void *opaque, const char *name)
+{
+  string_vector *ids = opaque;
+  size_t n = strlen (name);
+  const char *id = name + 8;    /* after "backups/" */
+
+  if (n < 8 + 1 + 9 || strcmp (name + n - 9, "/manifest") != 0)
+    return 0;
+  char *s = strndup (id, n - 8 - 9);
+  if (s == NULL)
+    return -1;
+  if (strchr (s, '/') || !repo_valid_name (s)) {
+    free (s);
+    return 0;
+  }
+  if (string_vector_append (ids, s) == -1) {
+    free (s);
+    return -1;
+  }
+  return 0;
+}
+
+static int
+list_backups_v2 (vms_repo *repo, backup_vector *v)
+{
+  string_vector ids = empty_vector;
+
+  if (storage_list (repo->store, "backups/", collect_manifest, &ids) != 0) {
+    vms_set_error (errno, "repository %s: cannot list backups/: %s",
+                   repo->path, repo_errstr (errno));
+    string_vector_free_all (&ids);
+    return -1;
+  }
+  for (size_t i = 0; i < ids.len; i++) {
+    struct repo_backup b = { .id = ids.ptr[i] };
+    ids.ptr[i] = NULL;
+    vms_manifest *m = manifest_load (repo, b.id);
+    if (m) {
+      b.time = vms_manifest_time (m);
+      vms_manifest_free (m);
+    }
+    else if ((b.error = strdup (vms_get_error ())) == NULL) {
+      free (b.id);
+      goto oom;
+    }
+    if (backup_vector_append (v, b) == -1) {
+      free (b.id);
+      free (b.error);
+      goto oom;
+    }
+  }
+  string_vector_free_all (&ids);
+  return 0;
+ oom:
+  string_vector_free_all (&ids);
+  vms_set_error (ENOMEM, "out of memory");
+  return -1;
+}
+
 int
 repo_list_backups (vms_repo *repo, struct repo_backup **out, size_t *nr)
 {
   backup_vector v = empty_vector;
+
+  if (repo->version >= 2) {
+    if (list_backups_v2 (repo, &v) == -1) {
+      repo_backups_free (v.ptr, v.len);
+      return -1;
+    }
+    if (v.len)
+      qsort (v.ptr, v.len, sizeof *v.ptr, backup_cmp);
+    *out = v.ptr;
+    *nr = v.len;
+    return 0;
+  }
+
   int fd = openat (repo->backups_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   DIR *d = fd >= 0 ? fdopendir (fd) : NULL;
   struct dirent *e;

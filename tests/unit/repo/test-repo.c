@@ -911,10 +911,10 @@ open_refuses_a_directory_that_is_not_a_repository (void **state)
   snprintf (path, sizeof path, "%s/config", repo_dir);
   char cfg[256];
   snprintf (cfg, sizeof cfg, "{\"format\": \"vmshadow-repository\", "
-            "\"version\": 2, \"chunk_size\": %u}", VMS_CHUNK_SIZE);
+            "\"version\": 3, \"chunk_size\": %u}", VMS_CHUNK_SIZE);
   write_file (path, cfg, strlen (cfg));
   assert_null (vms_repo_open (repo_dir, 0));
-  assert_error_contains ("format version 2");
+  assert_error_contains ("format version 3");
 }
 
 static void

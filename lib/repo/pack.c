@@ -1,0 +1,1051 @@
+/* Format version 2's packs and repository index (docs/repository-format.md
+ * "Version 2"): chunks are appended as blobs to this process's open pack
+ * (in memory, up to the repository's pack size), which is put as one
+ * object packs/ab/<pack-id> followed by an index segment index/<segment-id>
+ * naming its chunks; the repository index — every segment, loaded on first
+ * use into one hash table — gives pack, offset and length for a chunk id,
+ * so reading a chunk is one ranged get.
+ *
+ * Thread-safe: the datapath stores chunks from several threads. One mutex
+ * guards the table and the open pack; hashing and compression happen
+ * before (chunk-store.c), outside it.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include <openssl/evp.h>
+
+#include "cleanup.h"
+#include "repo-internal.h"
+#include "storage.h"
+#include "vmshadow/error.h"
+
+/* One chunk in the table: 48 bytes. pack is the pack's number + 1 (0: an
+ * empty slot). */
+struct pidx_entry {
+  struct vms_digest d;
+  uint32_t pack;
+  uint32_t offset;
+  uint32_t slen;
+  uint32_t plen_form;           /* plen | form << 31 */
+};
+
+enum pack_state { PACK_STORED = 0, PACK_OPEN = 1, PACK_FAILED = 2 };
+
+struct pack_info {
+  uint8_t id[16];
+  int state;
+};
+
+/* A blob of the open pack, for its trailer and segment. */
+struct open_blob {
+  struct vms_digest d;
+  uint32_t offset, slen, plen;
+  uint8_t form;
+};
+
+struct repo_packs {
+  pthread_mutex_t lock;
+  int loaded;
+  struct pidx_entry *tab;
+  size_t cap, len;
+  struct pack_info *packs;      /* by number */
+  size_t npacks, packs_cap;
+  uint32_t *pslots;             /* pack id hash -> number + 1 */
+  size_t pslots_cap;
+  /* The open pack. */
+  uint32_t open_no;             /* number + 1, 0 when none */
+  uint8_t *buf;
+  size_t buf_len, buf_cap;
+  struct open_blob *blobs;
+  size_t nblobs, blobs_cap;
+  /* A pack or segment of this process that could not be put: its chunks
+   * are not stored, so no commit may follow (pack_flush fails). */
+  int failed;
+  char failed_msg[512];
+};
+
+/* ---- little endian ---- */
+
+static void
+put_le32 (uint8_t *p, uint32_t v)
+{
+  p[0] = (uint8_t) v; p[1] = (uint8_t) (v >> 8);
+  p[2] = (uint8_t) (v >> 16); p[3] = (uint8_t) (v >> 24);
+}
+
+static void
+put_le64 (uint8_t *p, uint64_t v)
+{
+  put_le32 (p, (uint32_t) v);
+  put_le32 (p + 4, (uint32_t) (v >> 32));
+}
+
+static uint32_t
+get_le32 (const uint8_t *p)
+{
+  return (uint32_t) p[0] | (uint32_t) p[1] << 8 | (uint32_t) p[2] << 16 |
+    (uint32_t) p[3] << 24;
+}
+
+static int
+sha256_of (const void *buf, size_t len, uint8_t out[VMS_DIGEST_LEN])
+{
+  unsigned int n = 0;
+  if (!EVP_Digest (buf, len, out, &n, EVP_sha256 (), NULL) ||
+      n != VMS_DIGEST_LEN) {
+    vms_set_error (EIO, "SHA-256 failed (OpenSSL)");
+    return -1;
+  }
+  return 0;
+}
+
+static void
+hex (const uint8_t *b, size_t n, char *out)
+{
+  static const char digits[] = "0123456789abcdef";
+  for (size_t i = 0; i < n; i++) {
+    out[2 * i] = digits[b[i] >> 4];
+    out[2 * i + 1] = digits[b[i] & 15];
+  }
+  out[2 * n] = '\0';
+}
+
+void
+pack_object_name (const uint8_t id[16], char name[64])
+{
+  char h[33];
+  hex (id, 16, h);
+  snprintf (name, 64, "packs/%.2s/%s", h, h);
+}
+
+static int
+random_id (uint8_t id[16])
+{
+  if (getrandom (id, 16, 0) != 16) {
+    vms_set_error (errno, "cannot get random bytes for an object id: %s",
+                   strerror (errno));
+    return -1;
+  }
+  return 0;
+}
+
+/* ---- state ---- */
+
+static struct repo_packs *
+packs_get (vms_repo *repo)
+{
+  struct repo_packs *rp = __atomic_load_n (&repo->packs, __ATOMIC_ACQUIRE);
+  if (rp)
+    return rp;
+  rp = calloc (1, sizeof *rp);
+  if (rp == NULL) {
+    vms_set_error (ENOMEM, "out of memory");
+    return NULL;
+  }
+  pthread_mutex_init (&rp->lock, NULL);
+  struct repo_packs *none = NULL;
+  if (!__atomic_compare_exchange_n (&repo->packs, &none, rp, 0,
+                                    __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+    pthread_mutex_destroy (&rp->lock);
+    free (rp);
+    rp = none;
+  }
+  return rp;
+}
+
+static void
+table_clear (struct repo_packs *rp)
+{
+  free (rp->tab);
+  free (rp->packs);
+  free (rp->pslots);
+  rp->tab = NULL;
+  rp->packs = NULL;
+  rp->pslots = NULL;
+  rp->cap = rp->len = rp->npacks = rp->packs_cap = rp->pslots_cap = 0;
+  rp->loaded = 0;
+}
+
+void
+pack_state_free (vms_repo *repo)
+{
+  struct repo_packs *rp = repo->packs;
+  if (rp == NULL)
+    return;
+  table_clear (rp);
+  free (rp->buf);
+  free (rp->blobs);
+  pthread_mutex_destroy (&rp->lock);
+  free (rp);
+  repo->packs = NULL;
+}
+
+static size_t
+digest_slot (const struct pidx_entry *tab, size_t cap, const struct vms_digest *d)
+{
+  uint64_t h;
+  memcpy (&h, d->b, sizeof h);
+  size_t i = (size_t) h & (cap - 1);
+  while (tab[i].pack && memcmp (tab[i].d.b, d->b, VMS_DIGEST_LEN) != 0)
+    i = (i + 1) & (cap - 1);
+  return i;
+}
+
+/* The slot of d, added empty if absent (its pack 0). NULL on OOM. */
+static struct pidx_entry *
+table_slot (struct repo_packs *rp, const struct vms_digest *d)
+{
+  /* An existing entry never moves: gc rewrites entries while it walks
+   * the table. */
+  if (rp->cap > 0) {
+    struct pidx_entry *e = &rp->tab[digest_slot (rp->tab, rp->cap, d)];
+    if (e->pack)
+      return e;
+  }
+  if ((rp->len + 1) * 4 > rp->cap * 3) {
+    size_t ncap = rp->cap ? rp->cap * 2 : 4096;
+    struct pidx_entry *nt = calloc (ncap, sizeof *nt);
+    if (nt == NULL) {
+      vms_set_error (ENOMEM, "out of memory for an index of %zu chunks",
+                     rp->len);
+      return NULL;
+    }
+    for (size_t i = 0; i < rp->cap; i++)
+      if (rp->tab[i].pack)
+        nt[digest_slot (nt, ncap, &rp->tab[i].d)] = rp->tab[i];
+    free (rp->tab);
+    rp->tab = nt;
+    rp->cap = ncap;
+  }
+  return &rp->tab[digest_slot (rp->tab, rp->cap, d)];
+}
+
+static size_t
+pack_hash_slot (const struct repo_packs *rp, const uint32_t *slots, size_t cap,
+                const uint8_t id[16])
+{
+  uint64_t h;
+  memcpy (&h, id, sizeof h);
+  size_t i = (size_t) h & (cap - 1);
+  while (slots[i] && memcmp (rp->packs[slots[i] - 1].id, id, 16) != 0)
+    i = (i + 1) & (cap - 1);
+  return i;
+}
+
+/* The number + 1 of pack id, added (state) if new; 0 on OOM. */
+static uint32_t
+pack_number (struct repo_packs *rp, const uint8_t id[16], int state)
+{
+  if (rp->pslots_cap && rp->pslots[pack_hash_slot (rp, rp->pslots,
+                                                   rp->pslots_cap, id)])
+    return rp->pslots[pack_hash_slot (rp, rp->pslots, rp->pslots_cap, id)];
+  if (rp->npacks >= UINT32_MAX - 1) {
+    vms_set_error (E2BIG, "too many packs");
+    return 0;
+  }
+  if (rp->npacks == rp->packs_cap) {
+    size_t ncap = rp->packs_cap ? rp->packs_cap * 2 : 256;
+    struct pack_info *np = realloc (rp->packs, ncap * sizeof *np);
+    if (np == NULL)
+      goto oom;
+    rp->packs = np;
+    rp->packs_cap = ncap;
+  }
+  if ((rp->npacks + 1) * 2 > rp->pslots_cap) {
+    size_t ncap = rp->pslots_cap ? rp->pslots_cap * 2 : 512;
+    uint32_t *ns = calloc (ncap, sizeof *ns);
+    if (ns == NULL)
+      goto oom;
+    for (size_t i = 0; i < rp->pslots_cap; i++)
+      if (rp->pslots[i])
+        ns[pack_hash_slot (rp, ns, ncap, rp->packs[rp->pslots[i] - 1].id)] =
+          rp->pslots[i];
+    free (rp->pslots);
+    rp->pslots = ns;
+    rp->pslots_cap = ncap;
+  }
+  memcpy (rp->packs[rp->npacks].id, id, 16);
+  rp->packs[rp->npacks].state = state;
+  rp->npacks++;
+  rp->pslots[pack_hash_slot (rp, rp->pslots, rp->pslots_cap, id)] =
+    (uint32_t) rp->npacks;
+  return (uint32_t) rp->npacks;
+ oom:
+  vms_set_error (ENOMEM, "out of memory");
+  return 0;
+}
+
+/* ---- segments ---- */
+
+static void
+entry_encode (uint8_t *e, const struct vms_digest *d, const uint8_t pack[16],
+              uint32_t offset, uint32_t slen, uint32_t plen, uint8_t form)
+{
+  memset (e, 0, SEGMENT_ENTRY_SIZE);
+  memcpy (e, d->b, VMS_DIGEST_LEN);
+  memcpy (e + 32, pack, 16);
+  put_le32 (e + 48, offset);
+  put_le32 (e + 52, slen);
+  put_le32 (e + 56, plen);
+  e[60] = form;
+}
+
+/* Check one entry of a segment or trailer (untrusted): 0 or -1. */
+static int
+entry_check (const uint8_t *e)
+{
+  uint32_t offset = get_le32 (e + 48), slen = get_le32 (e + 52);
+  uint32_t plen = get_le32 (e + 56);
+  uint8_t form = e[60];
+
+  if (form > CHUNK_FORM_ZSTD || plen == 0 || plen > VMS_CHUNK_SIZE ||
+      slen == 0 || offset < PACK_HEADER_SIZE)
+    return -1;
+  if (form == CHUNK_FORM_RAW ? slen != plen : slen >= plen)
+    return -1;
+  if (e[61] || e[62] || e[63])
+    return -1;
+  return 0;
+}
+
+static int
+entry_cmp (const void *a, const void *b)
+{
+  return memcmp (a, b, VMS_DIGEST_LEN);
+}
+
+/* A segment image of n entries (64 bytes each, sorted here). */
+static int
+segment_build (uint8_t *entries, size_t n, void **out, size_t *len)
+{
+  size_t body = SEGMENT_HEADER_SIZE + n * SEGMENT_ENTRY_SIZE;
+  uint8_t *b = malloc (body + VMS_DIGEST_LEN);
+
+  if (b == NULL) {
+    vms_set_error (ENOMEM, "out of memory for an index segment");
+    return -1;
+  }
+  if (n)
+    qsort (entries, n, SEGMENT_ENTRY_SIZE, entry_cmp);
+  memcpy (b, SEGMENT_MAGIC, 8);
+  put_le32 (b + 8, SEGMENT_VERSION);
+  put_le32 (b + 12, (uint32_t) n);
+  if (n)
+    memcpy (b + SEGMENT_HEADER_SIZE, entries, n * SEGMENT_ENTRY_SIZE);
+  if (sha256_of (b, body, b + body) == -1) {
+    free (b);
+    return -1;
+  }
+  *out = b;
+  *len = body + VMS_DIGEST_LEN;
+  return 0;
+}
+
+/* Check a segment image (untrusted): the count of its entries, or -1 with
+ * EBADMSG and why in the error, naming it. */
+static int64_t
+segment_check (const uint8_t *b, size_t len, const char *name)
+{
+  uint8_t sum[VMS_DIGEST_LEN];
+
+  if (len < SEGMENT_HEADER_SIZE + VMS_DIGEST_LEN ||
+      memcmp (b, SEGMENT_MAGIC, 8) != 0) {
+    vms_set_error (EBADMSG, "index segment %s is not an index segment (%s)",
+                   name, len < SEGMENT_HEADER_SIZE + VMS_DIGEST_LEN
+                   ? "too short" : "bad magic");
+    return -1;
+  }
+  if (get_le32 (b + 8) != SEGMENT_VERSION) {
+    vms_set_error (EBADMSG, "index segment %s has version %" PRIu32 "; this "
+                   "vmshadow reads version %d", name, get_le32 (b + 8),
+                   SEGMENT_VERSION);
+    return -1;
+  }
+  uint64_t n = get_le32 (b + 12);
+  if ((uint64_t) len != SEGMENT_HEADER_SIZE + n * SEGMENT_ENTRY_SIZE
+      + VMS_DIGEST_LEN) {
+    vms_set_error (EBADMSG, "index segment %s is %zu bytes; %" PRIu64
+                   " entries need %" PRIu64, name, len, n,
+                   SEGMENT_HEADER_SIZE + n * SEGMENT_ENTRY_SIZE + VMS_DIGEST_LEN);
+    return -1;
+  }
+  if (sha256_of (b, len - VMS_DIGEST_LEN, sum) == -1)
+    return -1;
+  if (memcmp (sum, b + len - VMS_DIGEST_LEN, VMS_DIGEST_LEN) != 0) {
+    vms_set_error (EBADMSG, "index segment %s is corrupt (checksum mismatch)",
+                   name);
+    return -1;
+  }
+  for (uint64_t i = 0; i < n; i++) {
+    const uint8_t *e = b + SEGMENT_HEADER_SIZE + i * SEGMENT_ENTRY_SIZE;
+    if (entry_check (e) == -1 ||
+        (i > 0 && memcmp (e - SEGMENT_ENTRY_SIZE, e, VMS_DIGEST_LEN) > 0)) {
+      vms_set_error (EBADMSG, "index segment %s is corrupt (entry %" PRIu64
+                     " is %s)", name, i, entry_check (e) == -1
+                     ? "out of range" : "out of order");
+      return -1;
+    }
+  }
+  return (int64_t) n;
+}
+
+struct name_list {
+  char **v;
+  size_t n, cap;
+};
+
+static int
+name_list_add (void *opaque, const char *name)
+{
+  struct name_list *l = opaque;
+  if (l->n == l->cap) {
+    size_t ncap = l->cap ? l->cap * 2 : 64;
+    char **nv = realloc (l->v, ncap * sizeof *nv);
+    if (nv == NULL)
+      return -1;
+    l->v = nv;
+    l->cap = ncap;
+  }
+  if ((l->v[l->n] = strdup (name)) == NULL)
+    return -1;
+  l->n++;
+  return 0;
+}
+
+static void
+name_list_free (struct name_list *l)
+{
+  for (size_t i = 0; i < l->n; i++)
+    free (l->v[i]);
+  free (l->v);
+  l->v = NULL;
+  l->n = l->cap = 0;
+}
+
+/* Add a checked segment's entries to the table: where a chunk is in two
+ * packs, either is right (both hold it); the first one stays. */
+static int
+table_add_segment (struct repo_packs *rp, const uint8_t *b, size_t n)
+{
+  for (size_t i = 0; i < n; i++) {
+    const uint8_t *e = b + SEGMENT_HEADER_SIZE + i * SEGMENT_ENTRY_SIZE;
+    struct vms_digest d;
+    memcpy (d.b, e, VMS_DIGEST_LEN);
+    struct pidx_entry *slot = table_slot (rp, &d);
+    if (slot == NULL)
+      return -1;
+    if (slot->pack)
+      continue;
+    uint32_t no = pack_number (rp, e + 32, PACK_STORED);
+    if (no == 0)
+      return -1;
+    slot->d = d;
+    slot->pack = no;
+    slot->offset = get_le32 (e + 48);
+    slot->slen = get_le32 (e + 52);
+    slot->plen_form = get_le32 (e + 56) | (uint32_t) e[60] << 31;
+    rp->len++;
+  }
+  return 0;
+}
+
+/* Load every index segment (lock held). segments: if not NULL, gets the
+ * names read. */
+static int
+table_load (vms_repo *repo, struct repo_packs *rp, struct name_list *segments)
+{
+  struct name_list l = { 0 };
+
+  if (storage_list (repo->store, "index/", name_list_add, &l) != 0) {
+    vms_set_error (errno, "repository %s: cannot list index/: %s", repo->path,
+                   repo_errstr (errno));
+    name_list_free (&l);
+    return -1;
+  }
+  for (size_t i = 0; i < l.n; i++) {
+    CLEANUP_FREE void *buf = NULL;
+    size_t len;
+    if (storage_get_all (repo->store, l.v[i], (size_t) 1 << 31, &buf,
+                         &len) == -1) {
+      if (errno == ENOENT)
+        continue;               /* compacted away meanwhile */
+      vms_set_error (errno, "repository %s: cannot read %s: %s", repo->path,
+                     l.v[i], repo_errstr (errno));
+      goto fail;
+    }
+    int64_t n = segment_check (buf, len, l.v[i]);
+    if (n == -1) {
+      vms_set_error (vms_get_errno (), "repository %s: %s", repo->path,
+                     vms_get_error ());
+      goto fail;
+    }
+    if (table_add_segment (rp, buf, (size_t) n) == -1)
+      goto fail;
+  }
+  rp->loaded = 1;
+  if (segments)
+    *segments = l;
+  else
+    name_list_free (&l);
+  return 0;
+ fail:
+  name_list_free (&l);
+  table_clear (rp);
+  return -1;
+}
+
+static int
+ensure_loaded (vms_repo *repo, struct repo_packs *rp)
+{
+  return rp->loaded ? 0 : table_load (repo, rp, NULL);
+}
+
+/* ---- lookups ---- */
+
+static void
+slot_loc (const struct repo_packs *rp, const struct pidx_entry *e,
+          struct pack_loc *loc)
+{
+  memcpy (loc->pack_id, rp->packs[e->pack - 1].id, 16);
+  loc->offset = e->offset;
+  loc->slen = e->slen;
+  loc->plen = e->plen_form & 0x7fffffffu;
+  loc->form = (uint8_t) (e->plen_form >> 31);
+}
+
+/* The live entry of d (lock held), or NULL: an entry of a pack that
+ * failed to be put is no entry. */
+static struct pidx_entry *
+find (struct repo_packs *rp, const struct vms_digest *d)
+{
+  if (rp->cap == 0)
+    return NULL;
+  struct pidx_entry *e = &rp->tab[digest_slot (rp->tab, rp->cap, d)];
+  if (e->pack == 0 || rp->packs[e->pack - 1].state == PACK_FAILED)
+    return NULL;
+  return e;
+}
+
+int
+pack_lookup (vms_repo *repo, const struct vms_digest *d, struct pack_loc *loc)
+{
+  struct repo_packs *rp = packs_get (repo);
+  int r;
+
+  if (rp == NULL)
+    return -1;
+  pthread_mutex_lock (&rp->lock);
+  if (ensure_loaded (repo, rp) == -1)
+    r = -1;
+  else {
+    struct pidx_entry *e = find (rp, d);
+    if (e)
+      slot_loc (rp, e, loc);
+    r = e != NULL;
+  }
+  pthread_mutex_unlock (&rp->lock);
+  return r;
+}
+
+int
+pack_read_blob (vms_repo *repo, const struct pack_loc *loc, void *buf)
+{
+  struct repo_packs *rp = packs_get (repo);
+  char name[64];
+
+  if (rp == NULL) {
+    errno = ENOMEM;
+    return -1;
+  }
+  pthread_mutex_lock (&rp->lock);
+  if (rp->open_no &&
+      memcmp (rp->packs[rp->open_no - 1].id, loc->pack_id, 16) == 0) {
+    /* Still in memory: this process stored it in the pack it fills. */
+    int ok = (uint64_t) loc->offset + loc->slen <= rp->buf_len;
+    if (ok)
+      memcpy (buf, rp->buf + loc->offset, loc->slen);
+    pthread_mutex_unlock (&rp->lock);
+    if (!ok)
+      errno = EBADMSG;
+    return ok ? 0 : -1;
+  }
+  pthread_mutex_unlock (&rp->lock);
+  pack_object_name (loc->pack_id, name);
+  return storage_get (repo->store, name, loc->offset, loc->slen, buf);
+}
+
+/* ---- writing ---- */
+
+/* Mark the open pack failed (its chunks are not stored) and drop it. */
+static void
+open_pack_fail (struct repo_packs *rp)
+{
+  if (rp->open_no)
+    rp->packs[rp->open_no - 1].state = PACK_FAILED;
+  rp->open_no = 0;
+  rp->buf_len = 0;
+  rp->nblobs = 0;
+  if (!rp->failed) {
+    rp->failed = 1;
+    snprintf (rp->failed_msg, sizeof rp->failed_msg, "%s", vms_get_error ());
+  }
+}
+
+/* Put the open pack, then its segment (lock held). */
+static int
+flush_locked (vms_repo *repo, struct repo_packs *rp)
+{
+  char name[64], seg_name[64], h[33];
+  uint8_t seg_id[16];
+  void *seg = NULL;
+  size_t seg_len;
+
+  if (rp->open_no == 0)
+    return 0;
+  const uint8_t *id = rp->packs[rp->open_no - 1].id;
+  /* Trailer: the pack's own index; then the tail. */
+  size_t tsize = rp->nblobs * SEGMENT_ENTRY_SIZE;
+  size_t need = rp->buf_len + tsize + PACK_TAIL_SIZE;
+  if (need > rp->buf_cap) {
+    uint8_t *nb = realloc (rp->buf, need);
+    if (nb == NULL) {
+      vms_set_error (ENOMEM, "out of memory for a pack");
+      goto fail;
+    }
+    rp->buf = nb;
+    rp->buf_cap = need;
+  }
+  uint64_t trailer_off = rp->buf_len;
+  for (size_t i = 0; i < rp->nblobs; i++) {
+    const struct open_blob *b = &rp->blobs[i];
+    entry_encode (rp->buf + rp->buf_len, &b->d, id, b->offset, b->slen,
+                  b->plen, b->form);
+    rp->buf_len += SEGMENT_ENTRY_SIZE;
+  }
+  uint8_t *tail = rp->buf + rp->buf_len;
+  put_le64 (tail, trailer_off);
+  put_le64 (tail + 8, tsize);
+  if (sha256_of (rp->buf, rp->buf_len, tail + 16) == -1)
+    goto fail;
+  rp->buf_len += PACK_TAIL_SIZE;
+
+  pack_object_name (id, name);
+  if (storage_put (repo->store, name, rp->buf, rp->buf_len, 0) == -1) {
+    vms_set_error (errno, "repository %s: %s while writing pack %s",
+                   repo->path, repo_errstr (errno), name);
+    goto fail;
+  }
+  /* Its segment: the trailer's entries, sorted. */
+  if (random_id (seg_id) == -1 ||
+      segment_build (rp->buf + trailer_off, rp->nblobs, &seg, &seg_len) == -1)
+    goto fail;
+  hex (seg_id, 16, h);
+  snprintf (seg_name, sizeof seg_name, "index/%s", h);
+  if (storage_put (repo->store, seg_name, seg, seg_len, 0) == -1) {
+    vms_set_error (errno, "repository %s: %s while writing index segment %s "
+                   "(of pack %s)", repo->path, repo_errstr (errno), seg_name,
+                   name);
+    goto fail;
+  }
+  free (seg);
+  rp->packs[rp->open_no - 1].state = PACK_STORED;
+  rp->open_no = 0;
+  rp->buf_len = 0;
+  rp->nblobs = 0;
+  return 0;
+ fail:
+  free (seg);
+  open_pack_fail (rp);
+  return -1;
+}
+
+/* Append a blob (lock held); force: even if d is indexed (gc's repack,
+ * which moves d). */
+static int
+append_locked (vms_repo *repo, struct repo_packs *rp,
+               const struct vms_digest *d, int form, const void *blob,
+               size_t slen, size_t plen, int force, uint64_t *stored)
+{
+  if (stored)
+    *stored = 0;
+  if (!force && find (rp, d))
+    return 0;
+  if (rp->open_no == 0) {
+    uint8_t id[16];
+    if (random_id (id) == -1)
+      return -1;
+    uint32_t no = pack_number (rp, id, PACK_OPEN);
+    if (no == 0)
+      return -1;
+    rp->open_no = no;
+    rp->buf_len = PACK_HEADER_SIZE;
+    rp->nblobs = 0;
+  }
+  /* 4 KiB aligned when that costs under 1 % of the blob. */
+  size_t pad = (4096 - rp->buf_len % 4096) % 4096;
+  if (pad * 100 >= slen)
+    pad = 0;
+  size_t need = rp->buf_len + pad + slen;
+  if (need > rp->buf_cap) {
+    size_t ncap = rp->buf_cap ? rp->buf_cap : (size_t) 1 << 20;
+    while (ncap < need)
+      ncap *= 2;
+    uint8_t *nb = realloc (rp->buf, ncap);
+    if (nb == NULL) {
+      vms_set_error (ENOMEM, "out of memory for a pack");
+      return -1;
+    }
+    rp->buf = nb;
+    rp->buf_cap = ncap;
+  }
+  if (rp->nblobs == rp->blobs_cap) {
+    size_t ncap = rp->blobs_cap ? rp->blobs_cap * 2 : 512;
+    struct open_blob *nb = realloc (rp->blobs, ncap * sizeof *nb);
+    if (nb == NULL) {
+      vms_set_error (ENOMEM, "out of memory");
+      return -1;
+    }
+    rp->blobs = nb;
+    rp->blobs_cap = ncap;
+  }
+  if (rp->buf_len == PACK_HEADER_SIZE) {
+    memcpy (rp->buf, PACK_MAGIC, 8);
+    put_le32 (rp->buf + 8, PACK_VERSION);
+    put_le32 (rp->buf + 12, 0);         /* flags: not encrypted */
+  }
+  memset (rp->buf + rp->buf_len, 0, pad);
+  rp->buf_len += pad;
+  uint32_t offset = (uint32_t) rp->buf_len;
+  memcpy (rp->buf + rp->buf_len, blob, slen);
+  rp->buf_len += slen;
+  rp->blobs[rp->nblobs++] = (struct open_blob) {
+    .d = *d, .offset = offset, .slen = (uint32_t) slen,
+    .plen = (uint32_t) plen, .form = (uint8_t) form,
+  };
+  struct pidx_entry *slot = table_slot (rp, d);
+  if (slot == NULL)
+    return -1;
+  if (slot->pack == 0)
+    rp->len++;
+  slot->d = *d;
+  slot->pack = rp->open_no;
+  slot->offset = offset;
+  slot->slen = (uint32_t) slen;
+  slot->plen_form = (uint32_t) plen | (uint32_t) form << 31;
+  if (stored)
+    *stored = slen;
+  if (rp->buf_len >= repo->pack_size)
+    return flush_locked (repo, rp);
+  return 0;
+}
+
+int
+pack_add_blob (vms_repo *repo, const struct vms_digest *d, int form,
+               const void *blob, size_t slen, size_t plen, uint64_t *stored)
+{
+  struct repo_packs *rp = packs_get (repo);
+  int r;
+
+  if (rp == NULL)
+    return -1;
+  pthread_mutex_lock (&rp->lock);
+  r = ensure_loaded (repo, rp);
+  if (r == 0)
+    r = append_locked (repo, rp, d, form, blob, slen, plen, 0, stored);
+  pthread_mutex_unlock (&rp->lock);
+  return r;
+}
+
+int
+pack_flush (vms_repo *repo)
+{
+  struct repo_packs *rp = repo->packs;
+  int r = 0;
+
+  if (rp == NULL)
+    return 0;                   /* nothing stored */
+  pthread_mutex_lock (&rp->lock);
+  if (flush_locked (repo, rp) == -1)
+    r = -1;
+  else if (rp->failed) {
+    vms_set_error (EIO, "repository %s: a pack of this backup could not be "
+                   "stored: %s", repo->path, rp->failed_msg);
+    r = -1;
+  }
+  pthread_mutex_unlock (&rp->lock);
+  return r;
+}
+
+/* ---- gc ---- */
+
+struct gc_pack {
+  uint64_t live_bytes, dead_bytes;
+  uint64_t live_chunks, dead_chunks;
+  int64_t mtime;
+  uint64_t size;
+  int listed;                   /* in packs/ */
+  int drop, repack;
+};
+
+static int
+pack_id_from_name (const char *name, uint8_t id[16])
+{
+  /* packs/ab/<32 hex> */
+  if (strlen (name) != 6 + 3 + 32 || strncmp (name, "packs/", 6) != 0 ||
+      name[8] != '/' || strncmp (name + 6, name + 9, 2) != 0)
+    return -1;
+  for (size_t i = 0; i < 32; i++) {
+    char c = name[9 + i];
+    int v = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+    if (v < 0)
+      return -1;
+    if (i % 2 == 0) id[i / 2] = (uint8_t) (v << 4);
+    else id[i / 2] |= (uint8_t) v;
+  }
+  return 0;
+}
+
+/* A pack is repacked when less than this share of its blob bytes is
+ * live. */
+#define REPACK_LIVE_PERCENT 50
+
+/* Put compacted segments of every entry whose pack is kept, at most
+ * this many entries each. */
+#define COMPACT_SEGMENT_ENTRIES (1u << 20)
+
+static int
+put_compacted (vms_repo *repo, struct repo_packs *rp, struct gc_pack *gp,
+               size_t old_npacks, struct name_list *written)
+{
+  uint8_t *entries = malloc ((size_t) COMPACT_SEGMENT_ENTRIES * SEGMENT_ENTRY_SIZE);
+  size_t n = 0;
+  int r = -1;
+
+  if (entries == NULL) {
+    vms_set_error (ENOMEM, "out of memory");
+    return -1;
+  }
+  for (size_t i = 0; i <= rp->cap; i++) {
+    if (i < rp->cap) {
+      const struct pidx_entry *e = &rp->tab[i];
+      if (e->pack == 0 || rp->packs[e->pack - 1].state != PACK_STORED ||
+          (e->pack <= old_npacks && (gp[e->pack - 1].drop ||
+                                     gp[e->pack - 1].repack)))
+        continue;
+      entry_encode (entries + n * SEGMENT_ENTRY_SIZE, &e->d,
+                    rp->packs[e->pack - 1].id, e->offset, e->slen,
+                    e->plen_form & 0x7fffffffu, (uint8_t) (e->plen_form >> 31));
+      n++;
+    }
+    if ((i == rp->cap && n > 0) || n == COMPACT_SEGMENT_ENTRIES) {
+      CLEANUP_FREE void *seg = NULL;
+      size_t len;
+      uint8_t id[16];
+      char h[33], name[64];
+      if (random_id (id) == -1 || segment_build (entries, n, &seg, &len) == -1)
+        goto out;
+      hex (id, 16, h);
+      snprintf (name, sizeof name, "index/%s", h);
+      if (storage_put (repo->store, name, seg, len, 0) == -1) {
+        vms_set_error (errno, "repository %s: %s while writing index segment "
+                       "%s", repo->path, repo_errstr (errno), name);
+        goto out;
+      }
+      if (name_list_add (written, name) == -1) {
+        vms_set_error (ENOMEM, "out of memory");
+        goto out;
+      }
+      n = 0;
+    }
+  }
+  r = 0;
+ out:
+  free (entries);
+  return r;
+}
+
+int
+pack_gc (vms_repo *repo, const struct digest_set *live, int64_t grace,
+         uint64_t *removed, uint64_t *freed)
+{
+  struct repo_packs *rp = packs_get (repo);
+  struct name_list segments = { 0 }, pack_names = { 0 }, written = { 0 };
+  struct name_list bnames = { 0 };
+  struct gc_pack *gp = NULL;
+  int64_t now;
+  int r = -1;
+  uint8_t *blob = NULL;
+  size_t old_npacks = 0;
+
+  if (rp == NULL)
+    return -1;
+  pthread_mutex_lock (&rp->lock);
+  if (rp->open_no || rp->failed) {
+    vms_set_error (EBUSY, "repository %s: gc cannot run while this process "
+                   "has an open pack", repo->path);
+    goto out;
+  }
+  /* The index as it is now, and the segments it came from. */
+  table_clear (rp);
+  if (table_load (repo, rp, &segments) == -1)
+    goto out;
+  if (storage_now (repo->store, &now) == -1 ||
+      storage_list (repo->store, "packs/", name_list_add, &pack_names) != 0) {
+    vms_set_error (errno, "repository %s: cannot list packs/: %s", repo->path,
+                   repo_errstr (errno));
+    goto out;
+  }
+  /* Packs listed but in no segment get numbers too. */
+  for (size_t i = 0; i < pack_names.n; i++) {
+    uint8_t id[16];
+    if (pack_id_from_name (pack_names.v[i], id) == 0 &&
+        pack_number (rp, id, PACK_STORED) == 0)
+      goto out;
+  }
+  gp = calloc (rp->npacks + 1, sizeof *gp);
+  if (gp == NULL) {
+    vms_set_error (ENOMEM, "out of memory");
+    goto out;
+  }
+  for (size_t i = 0; i < pack_names.n; i++) {
+    uint8_t id[16];
+    struct storage_stat st;
+    if (pack_id_from_name (pack_names.v[i], id) == -1)
+      continue;                 /* not a pack's name: not ours */
+    uint32_t no = pack_number (rp, id, PACK_STORED);
+    if (storage_stat (repo->store, pack_names.v[i], &st) == -1)
+      continue;
+    gp[no - 1].listed = 1;
+    gp[no - 1].mtime = st.mtime;
+    gp[no - 1].size = st.size;
+  }
+  for (size_t i = 0; i < rp->cap; i++) {
+    const struct pidx_entry *e = &rp->tab[i];
+    if (e->pack == 0)
+      continue;
+    struct gc_pack *g = &gp[e->pack - 1];
+    if (digest_set_contains (live, &e->d)) {
+      g->live_bytes += e->slen;
+      g->live_chunks++;
+    }
+    else {
+      g->dead_bytes += e->slen;
+      g->dead_chunks++;
+    }
+  }
+  /* Decide: only packs older than the grace period (by the store's
+   * clock) are touched. A live chunk whose pack is not there stays
+   * indexed: verify reports it missing. */
+  for (size_t p = 0; p < rp->npacks; p++) {
+    struct gc_pack *g = &gp[p];
+    if (!g->listed) {
+      g->drop = g->live_chunks == 0;    /* gone: its entries go too */
+      continue;
+    }
+    if (grace > 0 && now - g->mtime < grace)
+      continue;
+    if (g->live_chunks == 0)
+      g->drop = 1;
+    else if (g->live_bytes * 100 < (g->live_bytes + g->dead_bytes)
+             * REPACK_LIVE_PERCENT)
+      g->repack = 1;
+  }
+  /* Repack: copy the live chunks of those packs into new packs. */
+  old_npacks = rp->npacks;
+  blob = malloc (VMS_CHUNK_SIZE);
+  if (blob == NULL) {
+    vms_set_error (ENOMEM, "out of memory");
+    goto out;
+  }
+  for (size_t i = 0; i < rp->cap; i++) {
+    struct pidx_entry *e = &rp->tab[i];
+    /* Packs numbered from old_npacks on are the new ones. */
+    if (e->pack == 0 || e->pack > old_npacks || !gp[e->pack - 1].repack ||
+        !digest_set_contains (live, &e->d))
+      continue;
+    struct pack_loc loc;
+    char name[64];
+    slot_loc (rp, e, &loc);
+    pack_object_name (loc.pack_id, name);
+    if (storage_get (repo->store, name, loc.offset, loc.slen, blob) == -1) {
+      char h[65];
+      vms_digest_hex (&e->d, h);
+      vms_set_error (errno, "gc stopped: cannot read chunk %s from pack %s "
+                     "to repack it: %s; nothing was removed", h, name,
+                     repo_errstr (errno));
+      goto out;
+    }
+    struct vms_digest d = e->d;
+    if (append_locked (repo, rp, &d, loc.form, blob, loc.slen, loc.plen, 1,
+                       NULL) == -1)
+      goto out;
+  }
+  if (flush_locked (repo, rp) == -1)
+    goto out;
+  /* New packs (numbers past the listing) are kept. */
+  /* The index without what is dropped, then the old segments go, then
+   * the packs: a crash in between leaves entries that agree, or packs no
+   * entry names (the next gc drops them). */
+  if (put_compacted (repo, rp, gp, old_npacks, &written) == -1)
+    goto out;
+  for (size_t i = 0; i < segments.n; i++)
+    if (storage_delete (repo->store, segments.v[i]) == -1) {
+      vms_set_error (errno, "repository %s: cannot remove %s: %s", repo->path,
+                     segments.v[i], repo_errstr (errno));
+      goto out;
+    }
+  for (size_t p = 0; p < old_npacks; p++) {
+    struct gc_pack *g = &gp[p];
+    char name[64];
+    if (!g->drop && !g->repack)
+      continue;
+    pack_object_name (rp->packs[p].id, name);
+    if (storage_delete (repo->store, name) == -1) {
+      vms_set_error (errno, "repository %s: cannot remove %s: %s", repo->path,
+                     name, repo_errstr (errno));
+      goto out;
+    }
+    *removed += g->dead_chunks;
+    *freed += g->size;
+  }
+
+  /* Objects of backups that never got their manifest (killed, failed). */
+  if (storage_list (repo->store, "backups/", name_list_add, &bnames) != 0) {
+    vms_set_error (errno, "repository %s: cannot list backups/: %s",
+                   repo->path, repo_errstr (errno));
+    goto out;
+  }
+  for (size_t i = 0; i < bnames.n; i++) {
+    const char *n = bnames.v[i] + 8, *slash = strchr (n, '/');
+    char manifest[STORAGE_NAME_MAX + 16];
+    struct storage_stat st;
+    if (slash == NULL)
+      continue;
+    snprintf (manifest, sizeof manifest, "backups/%.*s/manifest",
+              (int) (slash - n), n);
+    if (storage_stat (repo->store, manifest, &st) == 0 ||
+        storage_stat (repo->store, bnames.v[i], &st) == -1 ||
+        (grace > 0 && now - st.mtime < grace))
+      continue;
+    if (storage_delete (repo->store, bnames.v[i]) == 0)
+      *freed += st.size;
+  }
+  r = 0;
+ out:
+  free (blob);
+  free (gp);
+  /* Whatever happened, the next use reloads the index. */
+  table_clear (rp);
+  name_list_free (&segments);
+  name_list_free (&pack_names);
+  name_list_free (&written);
+  name_list_free (&bnames);
+  pthread_mutex_unlock (&rp->lock);
+  return r;
+}

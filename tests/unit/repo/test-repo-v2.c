@@ -1,0 +1,696 @@
+/* Unit tests of repository format version 2 (docs/repository-format.md
+ * "Version 2"): chunks go into packs of the configured size with an index
+ * segment per pack, one chunk reads back with one ranged read, a backup
+ * exists once its manifest (put last, exclusively) does, verify finds a
+ * damaged or missing pack, prune and gc drop, repack and compact exactly
+ * what they should, and a version 1 repository stays version 1.
+ *
+ * Each test gets a fresh repository under the build directory.
+ * Usage: test-repo-v2 [test-name]; output is TAP.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <pthread.h>
+#include <inttypes.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "vmshadow/document.h"
+#include "vmshadow/error.h"
+#include "vmshadow/repo.h"
+
+#include "repo-internal.h"
+
+#define CS ((size_t) VMS_CHUNK_SIZE)
+
+static char workdir[64];
+static char repo_dir[128];
+
+static int
+rm_one (const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+  return remove (path) == -1 && errno != ENOENT ? -1 : 0;
+}
+
+static int
+setup (void **state)
+{
+  snprintf (workdir, sizeof workdir, "repo-v2-test-XXXXXX");
+  if (mkdtemp (workdir) == NULL)
+    return -1;
+  snprintf (repo_dir, sizeof repo_dir, "%s/repo", workdir);
+  /* Small packs, so that a few MiB of chunks make several. */
+  setenv ("VMSHADOW_REPO_PACK_SIZE", "1048576", 1);
+  unsetenv (REPO_FORMAT_ENV);
+  vms_clear_error ();
+  return 0;
+}
+
+static int
+teardown (void **state)
+{
+  nftw (workdir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+  return 0;
+}
+
+static void
+assert_error_contains (const char *expect)
+{
+  const char *msg = vms_get_error ();
+  if (msg == NULL || strstr (msg, expect) == NULL)
+    fail_msg ("error message \"%s\" does not contain \"%s\"",
+              msg ? msg : "(none)", expect);
+}
+
+static void
+fill_random (uint8_t *p, size_t len, uint64_t seed)
+{
+  uint64_t x = seed * 2654435761u + 88172645463325252ull;
+  for (size_t i = 0; i < len; i++) {
+    x ^= x >> 12; x ^= x << 25; x ^= x >> 27;
+    p[i] = (uint8_t) ((x * 2685821657736338717ull) >> 56);
+  }
+}
+
+static uint8_t *
+xmalloc (size_t n)
+{
+  uint8_t *p = malloc (n ? n : 1);
+  assert_non_null (p);
+  return p;
+}
+
+static vms_repo *
+open_v2 (void)
+{
+  vms_repo *r = vms_repo_open (repo_dir, VMS_REPO_CREATE | VMS_REPO_WRITE |
+                               VMS_REPO_FORMAT_2);
+  if (r == NULL)
+    fail_msg ("cannot open %s: %s", repo_dir, vms_get_error ());
+  return r;
+}
+
+static vms_index *
+store_file (vms_repo *r, const uint8_t *data, size_t size)
+{
+  vms_index *idx = vms_index_new (size);
+  assert_non_null (idx);
+  for (uint64_t c = 0; c < vms_index_chunk_count (idx); c++) {
+    struct vms_digest d;
+    if (vms_repo_chunk_put (r, data + c * CS, vms_index_chunk_len (idx, c),
+                            &d, NULL) == -1)
+      fail_msg ("chunk_put: %s", vms_get_error ());
+    assert_int_equal (vms_index_set (idx, c, &d), 0);
+  }
+  return idx;
+}
+
+static void
+make_backup (vms_repo *r, const char *id, const uint8_t *data, size_t size)
+{
+  vms_index *idx = store_file (r, data, size);
+  vms_repo_txn *txn = vms_repo_txn_begin (r, id);
+  if (txn == NULL)
+    fail_msg ("txn_begin: %s", vms_get_error ());
+  struct vms_stored_file f = {
+    .writer_id = "6c0a5e43-2b8e-4c39-9d59-4b8b2b6a1f00", .component = "web01",
+    .path = "/var/lib/libvirt/images/web01.img", .kind = VMS_FILE_DISK,
+    .format = "raw", .bytes_read = size, .checkpoint = "cp1",
+  };
+  assert_int_equal (vms_repo_txn_add_file (txn, &f, idx), 0);
+  vms_document *bcd = vms_components_new (id);
+  assert_non_null (bcd);
+  if (vms_repo_txn_commit (txn, bcd, NULL, 0, "{\"type\": \"full\"}") == -1)
+    fail_msg ("commit: %s", vms_get_error ());
+  vms_document_free (bcd);
+  vms_repo_txn_free (txn);
+  vms_index_free (idx);
+}
+
+/* Regular files under repo_dir/sub, recursively. */
+static int
+count_files (const char *sub)
+{
+  char path[512];
+  int n = 0;
+  snprintf (path, sizeof path, "%s/%s", repo_dir, sub);
+  DIR *d = opendir (path);
+  if (d == NULL)
+    return 0;
+  struct dirent *e;
+  while ((e = readdir (d)) != NULL) {
+    char s[512];
+    struct stat st;
+    if (e->d_name[0] == '.')
+      continue;
+    snprintf (s, sizeof s, "%s/%s", sub, e->d_name);
+    snprintf (path, sizeof path, "%s/%s", repo_dir, s);
+    if (lstat (path, &st) == 0 && S_ISDIR (st.st_mode))
+      n += count_files (s);
+    else if (S_ISREG (st.st_mode))
+      n++;
+  }
+  closedir (d);
+  return n;
+}
+
+/* The path of the first (or only) file under repo_dir/sub. */
+static int
+first_file (const char *sub, char *out, size_t len)
+{
+  char path[512];
+  snprintf (path, sizeof path, "%s/%s", repo_dir, sub);
+  DIR *d = opendir (path);
+  if (d == NULL)
+    return -1;
+  struct dirent *e;
+  int r = -1;
+  while (r == -1 && (e = readdir (d)) != NULL) {
+    struct stat st;
+    char s[512];
+    if (e->d_name[0] == '.')
+      continue;
+    snprintf (s, sizeof s, "%s/%s", sub, e->d_name);
+    snprintf (path, sizeof path, "%s/%s", repo_dir, s);
+    if (lstat (path, &st) == -1)
+      continue;
+    if (S_ISDIR (st.st_mode))
+      r = first_file (s, out, len);
+    else {
+      snprintf (out, len, "%s", path);
+      r = 0;
+    }
+  }
+  closedir (d);
+  return r;
+}
+
+static int
+exists (const char *rel)
+{
+  char path[512];
+  struct stat st;
+  snprintf (path, sizeof path, "%s/%s", repo_dir, rel);
+  return lstat (path, &st) == 0;
+}
+
+static void
+flip_byte (const char *path, off_t off)
+{
+  int fd = open (path, O_RDWR);
+  uint8_t b;
+  assert_true (fd >= 0);
+  assert_int_equal (pread (fd, &b, 1, off), 1);
+  b ^= 0x40;
+  assert_int_equal (pwrite (fd, &b, 1, off), 1);
+  close (fd);
+}
+
+struct lines {
+  char *v[64];
+  int n;
+};
+
+static void
+collect (void *opaque, const char *line)
+{
+  struct lines *l = opaque;
+  if (l->n < 64)
+    l->v[l->n++] = strdup (line);
+}
+
+static int
+lines_contain (const struct lines *l, const char *s)
+{
+  for (int i = 0; i < l->n; i++)
+    if (strstr (l->v[i], s))
+      return 1;
+  return 0;
+}
+
+static void
+lines_free (struct lines *l)
+{
+  for (int i = 0; i < l->n; i++)
+    free (l->v[i]);
+  l->n = 0;
+}
+
+/* ---- tests ---- */
+
+static void
+chunks_go_into_packs_of_the_configured_size (void **state)
+{
+  vms_repo *r = open_v2 ();
+  size_t n = 8 << 20;             /* 8 MiB of incompressible data */
+  uint8_t *data = xmalloc (n);
+  char cfg[4096];
+
+  fill_random (data, n, 1);
+  vms_index *idx = store_file (r, data, n);
+  vms_repo_close (r);           /* puts nothing more: the open pack is lost */
+  r = open_v2 ();
+  vms_index_free (idx);
+  idx = store_file (r, data, n);
+  struct vms_repo_txn *txn = vms_repo_txn_begin (r, "b1");
+  assert_non_null (txn);
+  struct vms_stored_file f = { .writer_id = "w", .component = "c",
+                               .path = "/p", .kind = VMS_FILE_PLAIN };
+  assert_int_equal (vms_repo_txn_add_file (txn, &f, idx), 0);
+  assert_int_equal (vms_repo_txn_commit (txn, NULL, NULL, 0, NULL), 0);
+  vms_repo_txn_free (txn);
+
+  FILE *fp = fopen ((snprintf (cfg, sizeof cfg, "%s/config", repo_dir), cfg),
+                    "r");
+  assert_non_null (fp);
+  size_t got = fread (cfg, 1, sizeof cfg - 1, fp);
+  cfg[got] = '\0';
+  fclose (fp);
+  assert_non_null (strstr (cfg, "\"version\": 2"));
+  assert_non_null (strstr (cfg, "\"pack_size\": 1048576"));
+  /* No chunk files: 64 chunks in packs of about 1 MiB (8 chunks each)
+   * from the first handle and the second. */
+  assert_false (exists ("chunks"));
+  int packs = count_files ("packs"), segments = count_files ("index");
+  print_message ("# %d packs, %d segments for 8 MiB\n", packs, segments);
+  assert_true (packs >= 8 && packs <= 16);
+  assert_int_equal (segments, packs);
+  /* Every pack ends with its tail: trailer offset and length, SHA-256. */
+  char pack[512];
+  assert_int_equal (first_file ("packs", pack, sizeof pack), 0);
+  struct stat st;
+  assert_int_equal (stat (pack, &st), 0);
+  assert_true (st.st_size >= 1048576 && st.st_size < 1048576 + 2 * (long) CS);
+  assert_true (exists ("backups/b1/manifest"));
+  assert_true (exists ("backups/b1/file-0.idx"));
+
+  /* A reader finds every chunk through the segments. */
+  vms_repo *rd = vms_repo_open (repo_dir, 0);
+  assert_non_null (rd);
+  uint8_t *back = xmalloc (n);
+  assert_int_equal (vms_repo_read (rd, idx, back, n, 0), 0);
+  assert_memory_equal (back, data, n);
+  assert_int_equal (vms_repo_read (rd, idx, back, 1000, 3 * CS - 500), 0);
+  assert_memory_equal (back, data + 3 * CS - 500, 1000);
+  vms_repo_close (rd);
+  free (back);
+  vms_index_free (idx);
+  free (data);
+  vms_repo_close (r);
+}
+
+static void
+identical_chunks_are_stored_once_and_zero_chunks_never (void **state)
+{
+  vms_repo *r = open_v2 ();
+  uint8_t *a = xmalloc (CS), *z = calloc (1, CS), *back = xmalloc (CS);
+  struct vms_digest d1, d2, dz;
+  uint64_t s1, s2, sz;
+
+  memset (a, 'x', CS);          /* compressible: stored as zstd */
+  assert_int_equal (vms_repo_chunk_put (r, a, CS, &d1, &s1), 0);
+  assert_true (s1 > 0 && s1 < CS);
+  assert_int_equal (vms_repo_chunk_put (r, a, CS, &d2, &s2), 0);
+  assert_int_equal (s2, 0);
+  assert_memory_equal (&d1, &d2, sizeof d1);
+  assert_int_equal (vms_repo_chunk_put (r, z, CS, &dz, &sz), 0);
+  assert_int_equal (sz, 0);
+  assert_true (vms_digest_is_zero (&dz));
+  /* Readable before its pack is put (still in memory) ... */
+  assert_int_equal (vms_repo_chunk_get (r, &d1, back, CS, 1), 0);
+  assert_memory_equal (back, a, CS);
+  assert_int_equal (vms_repo_chunk_exists (r, &d1), 1);
+  /* ... and after, by another handle. */
+  struct vms_repo_txn *txn = vms_repo_txn_begin (r, "b1");
+  assert_int_equal (vms_repo_txn_commit (txn, NULL, NULL, 0, NULL), 0);
+  vms_repo_txn_free (txn);
+  vms_repo *rd = vms_repo_open (repo_dir, 0);
+  assert_int_equal (vms_repo_chunk_get (rd, &d1, back, CS, 1), 0);
+  assert_memory_equal (back, a, CS);
+  /* The wrong length is a clear error, not a short read. */
+  assert_int_equal (vms_repo_chunk_get (rd, &d1, back, CS - 1, 1), -1);
+  assert_error_contains ("expected 131071");
+  a[0] = 'y';
+  struct vms_digest other;
+  memset (&other, 7, sizeof other);
+  assert_int_equal (vms_repo_chunk_get (rd, &other, back, CS, 1), -1);
+  assert_int_equal (vms_get_errno (), ENOENT);
+  assert_error_contains ("is missing");
+  assert_int_equal (vms_repo_chunk_exists (rd, &other), 0);
+  vms_repo_close (rd);
+  vms_repo_close (r);
+  free (a);
+  free (z);
+  free (back);
+}
+
+static void
+a_backup_exists_once_its_manifest_is_put (void **state)
+{
+  vms_repo *r = open_v2 ();
+  uint8_t data[5000];
+  char **ids;
+  size_t n;
+
+  fill_random (data, sizeof data, 3);
+  vms_index *idx = store_file (r, data, sizeof data);
+  vms_repo_txn *txn = vms_repo_txn_begin (r, "2026-12-02T02:00:00Z");
+  assert_non_null (txn);
+  struct vms_stored_file f = { .writer_id = "w", .component = "c",
+                               .path = "/p", .kind = VMS_FILE_PLAIN };
+  assert_int_equal (vms_repo_txn_add_file (txn, &f, idx), 0);
+  assert_true (exists ("backups/2026-12-02T02:00:00Z/file-0.idx"));
+  assert_int_equal (vms_repo_list (r, &ids, &n), 0);
+  assert_int_equal (n, 0);
+  free (ids);
+  assert_null (vms_manifest_open (r, "2026-12-02T02:00:00Z"));
+  assert_error_contains ("no backup");
+  vms_repo_txn_free (txn);      /* dropped: its objects go */
+  assert_false (exists ("backups/2026-12-02T02:00:00Z/file-0.idx"));
+  vms_index_free (idx);
+
+  make_backup (r, "b1", data, sizeof data);
+  assert_null (vms_repo_txn_begin (r, "b1"));
+  assert_int_equal (vms_get_errno (), EEXIST);
+  assert_int_equal (vms_repo_list (r, &ids, &n), 0);
+  assert_int_equal (n, 1);
+  assert_string_equal (ids[0], "b1");
+  free (ids[0]);
+  free (ids);
+  vms_manifest *m = vms_manifest_open (r, "b1");
+  assert_non_null (m);
+  assert_non_null (vms_manifest_components (m));
+  assert_string_equal (vms_manifest_attrs (m), "{\"type\":\"full\"}");
+  vms_index *back = vms_manifest_load_index (r, m, 0);
+  assert_non_null (back);
+  assert_int_equal (vms_index_size (back), sizeof data);
+  vms_index_free (back);
+  vms_manifest_free (m);
+  char *cp, *bid;
+  assert_int_equal (vms_repo_last_checkpoint (r, "6c0a5e43-2b8e-4c39-9d59-4b8b2b6a1f00",
+                                              "web01", NULL, &cp, &bid), 1);
+  assert_string_equal (cp, "cp1");
+  assert_string_equal (bid, "b1");
+  free (cp);
+  free (bid);
+  /* The manifest says version 2; a version 1 manifest is refused here. */
+  char path[512], text[8192];
+  snprintf (path, sizeof path, "%s/backups/b1/manifest", repo_dir);
+  FILE *fp = fopen (path, "r+");
+  size_t len = fread (text, 1, sizeof text - 1, fp);
+  text[len] = '\0';
+  assert_non_null (strstr (text, "\"version\": 2"));
+  char *v = strstr (text, "\"version\": 2");
+  v[11] = '1';
+  rewind (fp);
+  fwrite (text, 1, len, fp);
+  fclose (fp);
+  assert_null (vms_manifest_open (r, "b1"));
+  assert_error_contains ("manifests are version 2");
+  vms_repo_close (r);
+}
+
+static void
+a_version_1_repository_stays_version_1 (void **state)
+{
+  setenv (REPO_FORMAT_ENV, "1", 1);
+  vms_repo *r = vms_repo_open (repo_dir, VMS_REPO_CREATE | VMS_REPO_WRITE);
+  assert_non_null (r);
+  uint8_t data[3000] = { 9 };
+  make_backup (r, "b1", data, sizeof data);
+  vms_repo_close (r);
+  assert_true (exists ("chunks"));
+  assert_true (exists ("backups/b1/manifest.json"));
+  /* The config decides, not the flag or the environment. */
+  setenv (REPO_FORMAT_ENV, "2", 1);
+  r = open_v2 ();
+  make_backup (r, "b2", data, sizeof data);
+  vms_repo_close (r);
+  assert_true (exists ("backups/b2/manifest.json"));
+  assert_false (exists ("packs"));
+  /* A bad value is refused when creating. */
+  snprintf (repo_dir, sizeof repo_dir, "%s/other", workdir);
+  setenv (REPO_FORMAT_ENV, "3", 1);
+  assert_null (vms_repo_open (repo_dir, VMS_REPO_CREATE | VMS_REPO_WRITE));
+  assert_error_contains ("VMSHADOW_REPO_FORMAT=3");
+  unsetenv (REPO_FORMAT_ENV);
+}
+
+static void
+verify_names_a_damaged_blob_and_a_missing_pack (void **state)
+{
+  vms_repo *r = open_v2 ();
+  size_t n = 3 * CS;
+  uint8_t *data = xmalloc (n);
+  struct lines l = { .n = 0 };
+  char pack[512];
+
+  fill_random (data, n, 4);
+  make_backup (r, "b1", data, n);
+  assert_int_equal (vms_repo_verify (r, NULL, 1, collect, &l), 0);
+  assert_int_equal (first_file ("packs", pack, sizeof pack), 0);
+  /* A byte of the second blob (raw, 4 KiB aligned after the header). */
+  flip_byte (pack, 4096 + CS + 10);
+  vms_repo *rd = vms_repo_open (repo_dir, 0);
+  assert_int_equal (vms_repo_verify (rd, NULL, 0, collect, &l), 0);
+  assert_int_equal (vms_repo_verify (rd, NULL, 1, collect, &l), 1);
+  assert_true (lines_contain (&l, "backup b1, component web01"));
+  assert_true (lines_contain (&l, "offset 131072: chunk"));
+  assert_true (lines_contain (&l, "is corrupt (hash mismatch)"));
+  lines_free (&l);
+  assert_int_equal (unlink (pack), 0);
+  vms_repo_close (rd);
+  rd = vms_repo_open (repo_dir, 0);
+  assert_int_equal (vms_repo_verify (rd, NULL, 0, collect, &l), 3);
+  assert_true (lines_contain (&l, "is missing (its pack packs/"));
+  lines_free (&l);
+  vms_repo_close (rd);
+  vms_repo_close (r);
+  free (data);
+}
+
+static void
+a_damaged_index_segment_is_refused_and_gc_removes_nothing (void **state)
+{
+  vms_repo *r = open_v2 ();
+  uint8_t data[4000];
+  char seg[512];
+  uint64_t removed = 0, freed = 0;
+
+  fill_random (data, sizeof data, 5);
+  make_backup (r, "b1", data, sizeof data);
+  vms_repo_close (r);
+  assert_int_equal (first_file ("index", seg, sizeof seg), 0);
+  flip_byte (seg, 20);
+  int packs = count_files ("packs");
+  r = open_v2 ();
+  struct vms_digest d;
+  assert_int_equal (vms_repo_chunk_put (r, data, 100, &d, NULL), -1);
+  assert_error_contains ("is corrupt (checksum mismatch)");
+  assert_int_equal (vms_repo_gc (r, 0, &removed, &freed), -1);
+  assert_error_contains ("index/");
+  assert_int_equal (count_files ("packs"), packs);
+  vms_repo_close (r);
+}
+
+static void
+prune_then_gc_drop_dead_packs_and_repack_mostly_dead_ones (void **state)
+{
+  vms_repo *r = open_v2 ();
+  size_t n = 16 * CS;           /* 2 MiB: two packs of 8 chunks */
+  uint8_t *a = xmalloc (n), *b = xmalloc (n);
+  uint64_t removed = 0, freed = 0;
+  struct lines l = { .n = 0 };
+  struct vms_prune_policy keep = { .keep_last = 1 };
+
+  fill_random (a, n, 6);
+  make_backup (r, "b1", a, n);
+  /* b2 shares a's first two chunks (in a's first pack) and has 14 of its
+   * own. */
+  fill_random (b, n, 7);
+  memcpy (b, a, 2 * CS);
+  sleep (1);                    /* b2 newer than b1 by its time */
+  make_backup (r, "b2", b, n);
+  int before = count_files ("packs");
+  assert_true (before >= 4);
+  assert_int_equal (vms_repo_prune (r, &keep, 0, collect, &l), 1);
+  assert_true (lines_contain (&l, "remove b1"));
+  lines_free (&l);
+  assert_false (exists ("backups/b1"));
+  /* With a grace period, young packs stay. */
+  assert_int_equal (vms_repo_gc (r, 3600, &removed, &freed), 0);
+  assert_int_equal (removed, 0);
+  assert_int_equal (count_files ("packs"), before);
+  /* Without: a's second pack (nothing live) goes, a's first (2 of 8
+   * live) is repacked, b2's stay. */
+  assert_int_equal (vms_repo_gc (r, 0, &removed, &freed), 0);
+  print_message ("# packs %d -> %d, %" PRIu64 " chunks removed, %" PRIu64
+                 " bytes freed\n", before, count_files ("packs"), removed, freed);
+  assert_int_equal (removed, 14);
+  assert_true (freed >= 14 * CS);
+  assert_int_equal (count_files ("packs"), before - 1);
+  /* One compacted segment (and the repack's own). */
+  assert_true (count_files ("index") <= 2);
+  assert_int_equal (vms_repo_verify (r, NULL, 1, collect, &l), 0);
+  vms_repo_close (r);
+  /* A reader from scratch, through the compacted index. */
+  r = vms_repo_open (repo_dir, 0);
+  vms_manifest *m = vms_manifest_open (r, "b2");
+  vms_index *idx = vms_manifest_load_index (r, m, 0);
+  assert_int_equal (vms_repo_read (r, idx, a, n, 0), 0);
+  assert_memory_equal (a, b, n);
+  assert_int_equal (vms_repo_verify (r, NULL, 1, collect, &l), 0);
+  vms_index_free (idx);
+  vms_manifest_free (m);
+  vms_repo_close (r);
+  /* gc again: nothing more to do. */
+  r = open_v2 ();
+  int packs = count_files ("packs");
+  assert_int_equal (vms_repo_gc (r, 0, &removed, &freed), 0);
+  assert_int_equal (removed, 0);
+  assert_int_equal (count_files ("packs"), packs);
+  vms_repo_close (r);
+  free (a);
+  free (b);
+}
+
+static void
+gc_removes_leftovers_of_a_killed_backup_after_the_grace_period (void **state)
+{
+  vms_repo *r = open_v2 ();
+  uint8_t data[CS];
+  uint64_t removed = 0, freed = 0;
+
+  fill_random (data, sizeof data, 8);
+  make_backup (r, "b1", data, 1000);
+  /* A killed backup: a pack and its segment, a file index, no manifest. */
+  vms_index *idx = store_file (r, data, sizeof data);
+  vms_repo_txn *txn = vms_repo_txn_begin (r, "b2");
+  struct vms_stored_file f = { .writer_id = "w", .component = "c",
+                               .path = "/p", .kind = VMS_FILE_PLAIN };
+  assert_int_equal (vms_repo_txn_add_file (txn, &f, idx), 0);
+  assert_int_equal (pack_flush (r), 0);
+  /* (not freed: as if killed) */
+  int packs = count_files ("packs");
+  assert_int_equal (packs, 2);
+  vms_repo_close (r);
+  r = open_v2 ();
+  assert_int_equal (vms_repo_gc (r, 3600, &removed, &freed), 0);
+  assert_true (exists ("backups/b2/file-0.idx"));
+  assert_int_equal (count_files ("packs"), 2);
+  assert_int_equal (vms_repo_gc (r, 0, &removed, &freed), 0);
+  assert_false (exists ("backups/b2/file-0.idx"));
+  assert_int_equal (count_files ("packs"), 1);
+  assert_int_equal (removed, 1);
+  struct lines l = { .n = 0 };
+  assert_int_equal (vms_repo_verify (r, NULL, 1, collect, &l), 0);
+  vms_repo_close (r);
+  free (txn);                   /* the handle only: its objects are gone */
+  vms_index_free (idx);
+}
+
+struct put_arg {
+  vms_repo *r;
+  const uint8_t *data;
+  int seed;
+  uint64_t stored;
+};
+
+static void *
+put_thread (void *opaque)
+{
+  struct put_arg *a = opaque;
+  uint8_t own[4096];
+  for (size_t c = 0; c < 32; c++) {
+    struct vms_digest d;
+    uint64_t s;
+    if (vms_repo_chunk_put (a->r, a->data + c * CS, CS, &d, &s) == -1)
+      return (void *) 1;
+    a->stored += s;
+    fill_random (own, sizeof own, (uint64_t) a->seed * 1000 + c);
+    if (vms_repo_chunk_put (a->r, own, sizeof own, &d, &s) == -1)
+      return (void *) 1;
+  }
+  return NULL;
+}
+
+static void
+concurrent_puts_store_each_chunk_once (void **state)
+{
+  vms_repo *r = open_v2 ();
+  uint8_t *data = xmalloc (32 * CS);
+  pthread_t t[4];
+  struct put_arg a[4];
+  uint64_t total = 0;
+
+  fill_random (data, 32 * CS, 9);
+  for (int i = 0; i < 4; i++) {
+    a[i] = (struct put_arg) { .r = r, .data = data, .seed = i };
+    assert_int_equal (pthread_create (&t[i], NULL, put_thread, &a[i]), 0);
+  }
+  for (int i = 0; i < 4; i++) {
+    void *ret;
+    pthread_join (t[i], &ret);
+    assert_null (ret);
+    total += a[i].stored;
+  }
+  assert_int_equal (total, 32 * CS);
+  assert_int_equal (pack_flush (r), 0);
+  vms_index *idx = vms_index_new (32 * CS);
+  uint8_t *back = xmalloc (32 * CS);
+  for (size_t c = 0; c < 32; c++) {
+    struct vms_digest d;
+    assert_int_equal (vms_repo_chunk_put (r, data + c * CS, CS, &d, NULL), 0);
+    vms_index_set (idx, c, &d);
+  }
+  vms_repo *rd = vms_repo_open (repo_dir, 0);
+  assert_int_equal (vms_repo_read (rd, idx, back, 32 * CS, 0), 0);
+  assert_memory_equal (back, data, 32 * CS);
+  vms_repo_close (rd);
+  vms_index_free (idx);
+  free (back);
+  free (data);
+  vms_repo_close (r);
+}
+
+int
+main (int argc, char *argv[])
+{
+  const struct CMUnitTest tests[] = {
+#define T(name, f) { name, f, setup, teardown, NULL }
+    T ("chunks-go-into-packs-of-the-configured-size",
+       chunks_go_into_packs_of_the_configured_size),
+    T ("identical-chunks-are-stored-once-and-zero-chunks-never",
+       identical_chunks_are_stored_once_and_zero_chunks_never),
+    T ("a-backup-exists-once-its-manifest-is-put",
+       a_backup_exists_once_its_manifest_is_put),
+    T ("a-version-1-repository-stays-version-1",
+       a_version_1_repository_stays_version_1),
+    T ("verify-names-a-damaged-blob-and-a-missing-pack",
+       verify_names_a_damaged_blob_and_a_missing_pack),
+    T ("a-damaged-index-segment-is-refused-and-gc-removes-nothing",
+       a_damaged_index_segment_is_refused_and_gc_removes_nothing),
+    T ("prune-then-gc-drop-dead-packs-and-repack-mostly-dead-ones",
+       prune_then_gc_drop_dead_packs_and_repack_mostly_dead_ones),
+    T ("gc-removes-leftovers-of-a-killed-backup-after-the-grace-period",
+       gc_removes_leftovers_of_a_killed_backup_after_the_grace_period),
+    T ("concurrent-puts-store-each-chunk-once",
+       concurrent_puts_store_each_chunk_once),
+#undef T
+  };
+  cmocka_set_message_output (CM_OUTPUT_TAP);
+  if (argc > 1)
+    cmocka_set_test_filter (argv[1]);
+  return cmocka_run_group_tests_name ("repo-v2", tests, NULL, NULL);
+}
