@@ -4,6 +4,7 @@
  * committed only then — before BackupComplete tells the writers their data
  * is safe. */
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,6 +46,30 @@ parent_index (struct backup_run *b, const char *wid, const char *component,
   return idx;
 }
 
+/* The share of unchanged chunks an incremental re-reads to check the
+ * bitmap (issue 21): $VMSHADOW_CBT_SAMPLE, a fraction from 0 to 1 or
+ * "off"; unset: the data path's default. */
+static double
+cbt_sample (void)
+{
+  const char *s = getenv ("VMSHADOW_CBT_SAMPLE");
+  char *end;
+  double v;
+
+  if (s == NULL || *s == '\0')
+    return 0;
+  if (strcmp (s, "off") == 0)
+    return -1;
+  errno = 0;
+  v = strtod (s, &end);
+  if (errno || *end || !(v > 0 && v <= 1)) {
+    vms_warn ("ignoring VMSHADOW_CBT_SAMPLE=%s: not \"off\" or a fraction "
+              "above 0 up to 1", s);
+    return 0;
+  }
+  return v;
+}
+
 /* Read one file of the snapshot set into the repository, as the provider's
  * access says: over its NBD export (only the changed extents when it
  * offers them and the parent is stored), through a read-only NBD export of
@@ -64,6 +89,7 @@ store_file (struct backup_run *b, const char *wid, const char *component,
         (parent = parent_index (b, wid, component, info->path, a->base)) != NULL) {
       src.dirty_context = a->changed_extents;
       src.parent = parent;
+      src.cbt_sample = cbt_sample ();
     }
   }
   else if (info->kind == VMS_FILE_DISK) {
@@ -146,6 +172,11 @@ copy_component (struct backup_run *b, const char *wid, vms_component *comp,
       /* The catalogue: where this file's next incremental may start. */
       .checkpoint = vms_component_get_string (comp, VMS_ATTR_CHECKPOINT),
     };
+    if (stats.cbt_differed > 0)
+      vms_warn ("changed-block tracking was wrong for %s of %s: %" PRIu64
+                " of %" PRIu64 " sampled chunks differed; it was read in full",
+                info.path, vms_component_caption (comp), stats.cbt_differed,
+                stats.cbt_sampled);
     int r = vms_repo_txn_add_file (b->txn, &stored, idx);
     vms_index_free (idx);
     if (r == -1)
