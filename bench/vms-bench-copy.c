@@ -86,9 +86,11 @@ print_stats (const struct vms_copy_stats *st)
 {
   printf ("size=%" PRIu64 "\nbytes_read=%" PRIu64 "\nbytes_stored=%" PRIu64
           "\nchunks_new=%" PRIu64 "\nchunks_reused=%" PRIu64
-          "\nchunks_zero=%" PRIu64 "\nelapsed_ms=%" PRId64 "\n",
+          "\nchunks_zero=%" PRIu64 "\nelapsed_ms=%" PRId64
+          "\ncbt_sampled=%" PRIu64 "\ncbt_differed=%" PRIu64 "\n",
           st->size, st->bytes_read, st->bytes_stored, st->chunks_new,
-          st->chunks_reused, st->chunks_zero, st->elapsed_ms);
+          st->chunks_reused, st->chunks_zero, st->elapsed_ms,
+          st->cbt_sampled, st->cbt_differed);
 }
 
 /* Copy from source (see the header comment) into the repository. */
@@ -119,6 +121,10 @@ copy (vms_repo *repo, const char *source, const char *bitmap,
     snprintf (ctx, sizeof ctx, "qemu:dirty-bitmap:%s", bitmap);
     src.dirty_context = ctx;
     src.parent = parent;
+    /* VMSHADOW_CBT_SAMPLE as the requester reads it: "off" or a fraction. */
+    const char *sample = getenv ("VMSHADOW_CBT_SAMPLE");
+    if (sample && *sample)
+      src.cbt_sample = strcmp (sample, "off") == 0 ? -1 : atof (sample);
   }
   idx = vms_copy_to_repo (repo, &src, st, NULL, NULL);
   vms_nbd_export_close (e);
