@@ -15,6 +15,13 @@
 #include "vmshadow/datapath.h"
 #include "vmshadow/error.h"
 
+/* A line the server logged, on stderr. */
+static void
+server_said (void *opaque, const char *line)
+{
+  fprintf (stderr, "vmshadow serve: %s\n", cli_text (line));
+}
+
 int
 cmd_serve (const struct options *opts, int argc, char **argv)
 {
@@ -73,6 +80,7 @@ cmd_serve (const struct options *opts, int argc, char **argv)
   for (;;) {
     struct timespec tick = { .tv_sec = 1 };
     sig = sigtimedwait (&stop, NULL, &tick);
+    vms_repo_export_messages (e, server_said, NULL);
     if (sig > 0)
       break;
     if (vms_repo_export_ended (e)) {

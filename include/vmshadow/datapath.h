@@ -130,6 +130,10 @@ extern VMS_API const char *vms_repo_export_uri (const vms_repo_export *e);
 extern VMS_API uint64_t vms_repo_export_size (const vms_repo_export *e);
 /* 1 if the server ended by itself (the error says why), else 0. */
 extern VMS_API int vms_repo_export_ended (vms_repo_export *e);
+/* Pass each new line the server logged (a chunk it refused, a client's
+ * error) to fn, once; for the caller to show them as they come. */
+extern VMS_API void vms_repo_export_messages (vms_repo_export *e,
+                                              vms_repo_report_fn fn, void *opaque);
 extern VMS_API void vms_repo_export_close (vms_repo_export *e);
 
 /* Write a stored file back out: format "raw" (holes kept as holes) or

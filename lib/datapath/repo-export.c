@@ -4,11 +4,13 @@
  * never outlives us. The selection is checked here first, so that a wrong
  * backup, VM or disk is said before any process starts. */
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cleanup.h"
 #include "log.h"
@@ -20,6 +22,7 @@
 struct vms_repo_export {
   struct nbd_server server;
   uint64_t size;
+  off_t log_read;               /* bytes of the server's log passed on */
 };
 
 /* The plugin: $VMSHADOW_NBDKIT_PLUGIN (tests run the build tree's), else
@@ -139,6 +142,34 @@ int
 vms_repo_export_ended (vms_repo_export *e)
 {
   return nbd_server_ended (&e->server);
+}
+
+void
+vms_repo_export_messages (vms_repo_export *e, vms_repo_report_fn fn, void *opaque)
+{
+  char path[4096], buf[8192];
+  CLEANUP_CLOSE int fd = -1;
+  ssize_t n;
+
+  if (e->server.dir == NULL)
+    return;
+  snprintf (path, sizeof path, "%s/log", e->server.dir);
+  if ((fd = open (path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)) == -1)
+    return;
+  /* Whole lines only: a partial last line waits for the next call. */
+  while ((n = pread (fd, buf, sizeof buf - 1, e->log_read)) > 0) {
+    char *end = memrchr (buf, '\n', (size_t) n);
+    if (end == NULL) {
+      if ((size_t) n < sizeof buf - 1)
+        break;
+      end = buf + n - 1;        /* a line longer than the buffer: cut */
+    }
+    *end = '\0';
+    e->log_read += end - buf + 1;
+    for (char *line = strtok (buf, "\n"); line; line = strtok (NULL, "\n"))
+      if (*line)
+        fn (opaque, line);
+  }
 }
 
 void
