@@ -35,6 +35,7 @@ enum {
   OPT_START = 1 << 15,
   OPT_NETWORK_MAP = 1 << 16,
   OPT_DISK = 1 << 17,
+  OPT_REPO_FORMAT = 1 << 18,    /* --format 1|2 (init) */
 };
 
 struct options {
@@ -57,6 +58,7 @@ struct options {
   int start;                    /* restore --start */
   const char **network_map;     /* restore --network-map OLD=NEW, NULL-terminated */
   const char *disk;             /* serve --disk TARGET */
+  int repo_format;              /* init --format 1|2; 0: not given */
 };
 
 /* Each subcommand: argc/argv are the arguments after the command name. */
@@ -67,6 +69,7 @@ extern int cmd_show (const struct options *opts, int argc, char **argv);
 extern int cmd_verify (const struct options *opts, int argc, char **argv);
 extern int cmd_prune (const struct options *opts, int argc, char **argv);
 extern int cmd_gc (const struct options *opts, int argc, char **argv);
+extern int cmd_init (const struct options *opts, int argc, char **argv);
 extern int cmd_extract (const struct options *opts, int argc, char **argv);
 extern int cmd_restore (const struct options *opts, int argc, char **argv);
 extern int cmd_serve (const struct options *opts, int argc, char **argv);

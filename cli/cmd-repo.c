@@ -326,6 +326,43 @@ cmd_gc (const struct options *opts, int argc, char **argv)
 }
 
 int
+cmd_init (const struct options *opts, int argc, char **argv)
+{
+  int format = opts->repo_format ? opts->repo_format : 2;
+
+  if (want_args ("init", argc, 0, 0, "[--format 1|2]") == -1)
+    return EXIT_USAGE;
+  /* An existing repository is left as it is, whatever its version. */
+  vms_repo *repo = vms_repo_open (opts->repo_dir, 0);
+  if (repo) {
+    fprintf (stderr, "vmshadow init: %s is a repository already (format "
+             "version %d); nothing changed\n",
+             cli_text (vms_repo_path (repo)), vms_repo_format_version (repo));
+    vms_repo_close (repo);
+    return EXIT_FAILURE;
+  }
+  if (format == 1)
+    setenv ("VMSHADOW_REPO_FORMAT", "1", 1);
+  repo = vms_repo_open (opts->repo_dir, VMS_REPO_CREATE | VMS_REPO_WRITE |
+                        (format == 2 ? VMS_REPO_FORMAT_2 : 0));
+  if (repo == NULL)
+    return cli_fail ("init");
+  format = vms_repo_format_version (repo);
+  if (opts->json) {
+    json_object *out = json_object_new_object ();
+    json_object_object_add (out, "repository",
+                            json_object_new_string (vms_repo_path (repo)));
+    json_object_object_add (out, "format_version", json_object_new_int (format));
+    cli_print_json (out);
+  }
+  else
+    printf ("Created repository %s (format version %d).\n",
+            cli_text (vms_repo_path (repo)), format);
+  vms_repo_close (repo);
+  return EXIT_SUCCESS;
+}
+
+int
 cmd_extract (const struct options *opts, int argc, char **argv)
 {
   struct vms_stored_file f;

@@ -25,6 +25,8 @@ static const struct command {
   { "backup", cmd_backup, OPT_JSON | OPT_WRITERS_DIR | OPT_REPO | OPT_FULL |
     OPT_CONNECT | OPT_METHOD | OPT_ALL, "[--all | VM...]",
     "back up VMs and host applications into the repository" },
+  { "init", cmd_init, OPT_JSON | OPT_REPO | OPT_REPO_FORMAT, "",
+    "create a repository (--format 2, the default here: packs)" },
   { "list", cmd_list, OPT_JSON | OPT_REPO, "",
     "list the backups in the repository" },
   { "show", cmd_show, OPT_JSON | OPT_REPO, "BACKUP",
@@ -89,6 +91,7 @@ usage (FILE *fp)
            "                       to NEW instead (repeat)\n"
            "  --format raw|qcow2   extract: image format of a disk (default: its\n"
            "                       original format)\n"
+           "  --format 1|2         init: repository format version (default 2)\n"
            "  -v, --verbose        debug messages on stderr\n"
            "  -h, --help           show this help\n"
            "  -V, --version        show the version\n",
@@ -212,9 +215,16 @@ main (int argc, char **argv)
     }
     case O_TO: opts.to = optarg; bit = OPT_TO; break;
     case O_FORMAT:
+      /* A repository format version (init) or an image format (extract):
+       * which command takes it is checked below, as for every option. */
+      if (strcmp (optarg, "1") == 0 || strcmp (optarg, "2") == 0) {
+        opts.repo_format = optarg[0] - '0';
+        bit = OPT_REPO_FORMAT;
+        break;
+      }
       if (strcmp (optarg, "raw") != 0 && strcmp (optarg, "qcow2") != 0) {
-        fprintf (stderr, "vmshadow: --format must be raw or qcow2, not '%s'\n",
-                 cli_text (optarg));
+        fprintf (stderr, "vmshadow: --format must be raw or qcow2 (extract), "
+                 "or 1 or 2 (init), not '%s'\n", cli_text (optarg));
         return EXIT_USAGE;
       }
       opts.format = optarg; bit = OPT_FORMAT; break;

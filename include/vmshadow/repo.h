@@ -67,6 +67,8 @@ extern VMS_API vms_repo *vms_repo_open (const char *dir, unsigned flags);
 extern VMS_API void vms_repo_close (vms_repo *repo);
 /* Borrowed. */
 extern VMS_API const char *vms_repo_path (const vms_repo *repo);
+/* The repository's format version (1 or 2), from its config. */
+extern VMS_API int vms_repo_format_version (const vms_repo *repo);
 
 /* ---- chunks (thread-safe) ---- */
 

@@ -31,6 +31,12 @@ vms_repo_path (const vms_repo *repo)
 }
 
 int
+vms_repo_format_version (const vms_repo *repo)
+{
+  return repo->version;
+}
+
+int
 repo_need_write (vms_repo *repo, const char *what)
 {
   if (repo->lock_fd >= 0)
