@@ -126,6 +126,7 @@ for S in $SIZES; do
   echo "  incr / full time           $(ratio "${T[incr]}" "${T[full]}")  [< 0.10]  (uniform 64 KiB writes)"
   echo "  incr bytes read / disk     $(ratio "$(stat_of incr bytes_read)" $SIZE)  [< 0.03]"
   echo "  incr with / without CBT sampling $(ratio "${T[incr]}" "${T[incr-nocbt]}")  [<= 1.05]  ($(stat_of incr cbt_sampled) chunks sampled)"
+  echo "    the same in bytes read         $(ratio "$(stat_of incr bytes_read)" "$(stat_of incr-nocbt bytes_read)")  (steadier than time on a busy host)"
   echo "  incr-loc / full time       $(ratio "${T[incr-loc]}" "${T[full]}")  [< 0.10]  (writes with locality)"
   echo "  incr-loc bytes read / disk $(ratio "$(stat_of incr-loc bytes_read)" $SIZE)  [< 0.03]"
   echo "  extract / raw read         $(ratio "${T[extract]}" "${T[raw]}")  [<= 2]"

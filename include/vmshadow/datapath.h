@@ -31,13 +31,14 @@ struct vms_source {
   const char *dirty_context;
   const vms_index *parent;
   /* Trust but verify the bitmap (issue 21): the fraction of the chunks it
-   * calls unchanged that are read anyway and compared with parent, at
-   * least VMS_CBT_SAMPLE_MIN of them. 0: VMS_CBT_SAMPLE_DEFAULT; below 0:
-   * none; 1: all. */
+   * calls unchanged that are read anyway and compared with parent; 1:
+   * all; below 0: none. 0, the default: VMS_CBT_SAMPLE_DEFAULT of them,
+   * but no more than 1/25 of the chunks the incremental reads anyway, and
+   * at least VMS_CBT_SAMPLE_MIN per disk (docs/changed-block-tracking.md). */
   double cbt_sample;
 };
 #define VMS_CBT_SAMPLE_DEFAULT (1.0 / 1024)
-#define VMS_CBT_SAMPLE_MIN 32
+#define VMS_CBT_SAMPLE_MIN 16
 
 struct vms_copy_stats {
   uint64_t size;                /* virtual size of the source */

@@ -439,6 +439,8 @@ struct copy_nbd {
   copy_extent_vector alloc, dirty;
   /* Chunks the bitmap calls unchanged that are read anyway (issue 21). */
   double sample;                /* probability per such chunk; 0: none */
+  int sample_adaptive;          /* the default: sample is set per window */
+  double sample_floor;          /* adaptive: VMS_CBT_SAMPLE_MIN per disk */
   uint64_t rng;                 /* xorshift64 state */
   cbt_samples *samples;
   int bs_error;
@@ -669,21 +671,38 @@ cbt_sample_this (struct copy_nbd *c)
   return (double) (c->rng >> 11) * 0x1.0p-53 < c->sample;
 }
 
-/* The probability per unchanged chunk that samples fraction of them, at
- * least VMS_CBT_SAMPLE_MIN of nr_chunks. */
-static double
-cbt_probability (double fraction, uint64_t nr_chunks)
-{
-  double min;
+/* The default sample costs at most this share of the chunks an
+ * incremental reads anyway (beyond the minimum), so that it stays within
+ * 5% of the incremental's time (docs/changed-block-tracking.md). */
+#define CBT_SAMPLE_SHARE (1.0 / 25)
 
-  if (fraction < 0 || nr_chunks == 0)
-    return 0;
-  if (fraction == 0)
-    fraction = VMS_CBT_SAMPLE_DEFAULT;
-  min = (double) VMS_CBT_SAMPLE_MIN / (double) nr_chunks;
-  if (fraction < min)
-    fraction = min;
-  return fraction > 1 ? 1 : fraction;
+/* Set c->sample for the window [w, wend) whose block status is in c: a
+ * fixed fraction when the caller asked for one; by default
+ * VMS_CBT_SAMPLE_DEFAULT of the unchanged chunks, but no more than
+ * CBT_SAMPLE_SHARE of the chunks the window reads, and never less than
+ * the share that gives VMS_CBT_SAMPLE_MIN per disk. */
+static void
+cbt_window_probability (struct copy_nbd *c, const vms_index *idx,
+                        uint64_t w, uint64_t wend)
+{
+  uint64_t dirty = 0, clean;
+  size_t cur = 0;
+  double p;
+
+  if (!c->sample_adaptive)
+    return;
+  for (uint64_t ch = w; ch < wend; ch++) {
+    uint64_t cs = ch * (uint64_t) VMS_CHUNK_SIZE;
+    dirty += copy_any_flag (&c->dirty, &cur, cs, cs + vms_index_chunk_len (idx, ch),
+                            NBD_STATE_DIRTY);
+  }
+  clean = wend - w - dirty;
+  p = clean ? CBT_SAMPLE_SHARE * (double) dirty / (double) clean : 0;
+  if (p > VMS_CBT_SAMPLE_DEFAULT)
+    p = VMS_CBT_SAMPLE_DEFAULT;
+  if (p < c->sample_floor)
+    p = c->sample_floor;
+  c->sample = p > 1 ? 1 : p;
 }
 
 static int
@@ -705,8 +724,10 @@ copy_from_nbd (struct copy_pipeline *p, const struct vms_source *src,
   int r = -1;
 
   c.request_size = (uint64_t) request_kib * 1024;
-  if (src->dirty_context) {
-    c.sample = cbt_probability (src->cbt_sample, nr_chunks);
+  if (src->dirty_context && src->cbt_sample >= 0 && nr_chunks > 0) {
+    c.sample = src->cbt_sample > 1 ? 1 : src->cbt_sample;
+    c.sample_adaptive = src->cbt_sample == 0;
+    c.sample_floor = (double) VMS_CBT_SAMPLE_MIN / (double) nr_chunks;
     /* Unpredictable, so that over many backups every chunk gets checked. */
     if (getrandom (&c.rng, sizeof c.rng, 0) != sizeof c.rng || c.rng == 0)
       c.rng = (uint64_t) vms_now_ms () | 1;
@@ -725,6 +746,7 @@ copy_from_nbd (struct copy_pipeline *p, const struct vms_source *src,
       copy_fail (p, vms_get_errno (), "%s", vms_get_error ());
       break;
     }
+    cbt_window_probability (&c, p->idx, w, wend);
     for (uint64_t ch = w; ch < wend; ch++) {
       uint64_t cs = ch * (uint64_t) VMS_CHUNK_SIZE;
       size_t len = vms_index_chunk_len (p->idx, ch);
