@@ -38,6 +38,7 @@ id=$("$vmshadow" list --json | python3 -c 'import json,sys; print(json.load(sys.
 
 # Start `vmshadow serve ARGS` in the background; $uri once it serves.
 serve () {
+  rm -f "$tmp/uri"
   "$vmshadow" serve "$@" > "$tmp/uri" 2> "$tmp/serve.err" &
   serve_pid=$!
   for _ in $(seq 300); do [ -s "$tmp/uri" ] && break; kill -0 $serve_pid 2>/dev/null || break; sleep 0.05; done
@@ -50,8 +51,8 @@ stop_serve () {
   serve_pid=
 }
 server_gone () {
-  for _ in $(seq 100); do pgrep -f "repo=$tmp/repo" >/dev/null || return 0; sleep 0.1; done
-  fail "the server outlived its vmshadow: $(pgrep -af "repo=$tmp/repo")"
+  for _ in $(seq 100); do pgrep -f "repo=$tmp/" >/dev/null || return 0; sleep 0.1; done
+  fail "the server outlived its vmshadow: $(pgrep -af "repo=$tmp/")"
 }
 
 # The same bytes; zeros as holes; read-only.
@@ -65,6 +66,15 @@ if qemu-io -f raw "$uri" -c "write 0 512" >/dev/null 2>&1; then fail "the export
 qemu-io -r -f raw "$uri" -c "read -P 0x41 0 $K" | grep -q "read $K/$K" || fail "chunk 0 not served"
 stop_serve
 server_gone
+
+# The same from a repository of format version 2 (chunks in packs).
+VMSHADOW_REPO=$tmp/repo2 "$vmshadow" init --format 2 >/dev/null || fail "init --format 2"
+VMSHADOW_REPO=$tmp/repo2 "$vmshadow" backup >/dev/null || fail "backup into version 2"
+id2=$(VMSHADOW_REPO=$tmp/repo2 "$vmshadow" list --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["backups"][-1]["backup_id"])')
+VMSHADOW_REPO=$tmp/repo2 serve "$id2" data
+nbdcopy "$uri" "$tmp/out2.raw" || fail "nbdcopy from a version 2 export"
+cmp "$disk" "$tmp/out2.raw" || fail "the version 2 export differs from the backed-up disk"
+stop_serve
 
 # Bad selections: said before anything starts, nothing left running.
 for args in "nope data" "$id nope" "$id --vm web" "$id data /no/such/file"; do
