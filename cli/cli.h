@@ -36,6 +36,8 @@ enum {
   OPT_NETWORK_MAP = 1 << 16,
   OPT_DISK = 1 << 17,
   OPT_REPO_FORMAT = 1 << 18,    /* --format 1|2 (init) */
+  OPT_REPLACE = 1 << 19,
+  OPT_EXISTING = 1 << 20,
 };
 
 struct options {
@@ -56,6 +58,8 @@ struct options {
   const char **vms;             /* restore --vm, NULL-terminated (or NULL) */
   const char *new_name;         /* restore --name */
   int start;                    /* restore --start */
+  int replace;                  /* restore --replace */
+  const char *existing;         /* restore --existing keep|rename|refuse */
   const char **network_map;     /* restore --network-map OLD=NEW, NULL-terminated */
   const char *disk;             /* serve --disk TARGET */
   int repo_format;              /* init --format 1|2; 0: not given */

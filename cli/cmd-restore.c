@@ -8,11 +8,41 @@
 #include "vmshadow/error.h"
 #include "vmshadow/requester.h"
 
+/* The plan: every change, in order (issue 20). */
+static void
+print_changes (const struct vms_restored_component *c)
+{
+  for (size_t k = 0; k < c->nr_changes; k++) {
+    const struct vms_restore_change *ch = &c->changes[k];
+    printf ("    %-10s %s", cli_text (ch->action), cli_text (ch->object));
+    if (ch->detail)
+      printf (": %s", cli_message (ch->detail));
+    printf ("\n");
+  }
+}
+
+static void
+print_plan (const struct vms_restore_report *r)
+{
+  printf ("Restore of backup %s (dry run: nothing was changed) would do:\n",
+          cli_text (r->backup_id));
+  for (size_t i = 0; i < r->nr_components; i++) {
+    const struct vms_restored_component *c = &r->components[i];
+    printf ("  %s \"%s\" (%s):\n", c->kind, cli_text (c->name),
+            cli_text (c->component));
+    print_changes (c);
+  }
+}
+
 static void
 print_report (const struct vms_restore_report *r)
 {
   size_t bad = 0;
 
+  if (r->dry_run) {
+    print_plan (r);
+    return;
+  }
   printf ("Restore of backup %s:\n", cli_text (r->backup_id));
   for (size_t i = 0; i < r->nr_components; i++) {
     const struct vms_restored_component *c = &r->components[i];
@@ -20,6 +50,7 @@ print_report (const struct vms_restore_report *r)
     printf ("  %s \"%s\" (%s): %s, %s\n", c->kind, cli_text (c->name),
             cli_text (c->component), c->ok ? "restored" : "FAILED",
             c->resumed ? "resumed from its saved state" : cli_text (c->state));
+    print_changes (c);
     if (c->error)
       printf ("    error: %s\n", cli_message (c->error));
     for (size_t k = 0; k < c->nr_files; k++) {
@@ -64,6 +95,9 @@ cmd_restore (const struct options *opts, int argc, char **argv)
     .vms = opts->vms,
     .to = opts->to,
     .new_name = opts->new_name,
+    .replace = opts->replace,
+    .existing = opts->existing,
+    .dry_run = opts->dry_run,
     .start = opts->start,
     .network_map = opts->network_map,
     .progress = progress_file,

@@ -38,8 +38,9 @@ static const struct command {
   { "gc", cmd_gc, OPT_JSON | OPT_REPO | OPT_GRACE, "",
     "delete chunks no backup uses any more" },
   { "restore", cmd_restore, OPT_JSON | OPT_REPO | OPT_CONNECT | OPT_VM | OPT_TO |
-    OPT_NAME | OPT_START | OPT_NETWORK_MAP, "BACKUP",
-    "put VMs of a backup back: off, files, defined (--vm, --to, --start)" },
+    OPT_NAME | OPT_START | OPT_NETWORK_MAP | OPT_REPLACE | OPT_EXISTING |
+    OPT_DRY_RUN, "BACKUP",
+    "put VMs of a backup back (--dry-run, --replace, --name, --to)" },
   { "extract", cmd_extract, OPT_JSON | OPT_REPO | OPT_TO | OPT_FORMAT,
     "BACKUP COMPONENT FILE", "write one file of a backup to --to PATH" },
   { "serve", cmd_serve, OPT_JSON | OPT_REPO | OPT_VM | OPT_DISK,
@@ -76,7 +77,8 @@ usage (FILE *fp)
            "  --keep-daily N       prune: keep the newest backup of each of N days\n"
            "  --keep-weekly N      prune: ... of each of N weeks\n"
            "  --keep-monthly N     prune: ... of each of N months\n"
-           "  --dry-run            prune: only say what would be deleted\n"
+           "  --dry-run            prune: only say what would be deleted; restore:\n"
+           "                       print every change, change nothing\n"
            "  --grace SECONDS      gc: keep unreferenced chunks younger than this\n"
            "                       (default 3600; no upper limit)\n"
            "  --vm NAME|UUID       restore: this VM of the backup (repeat; default all);\n"
@@ -84,7 +86,14 @@ usage (FILE *fp)
            "  --disk TARGET        serve: the VM's disk (vda, ...), when it has several\n"
            "  --to PATH            extract: where to write the file; restore: the\n"
            "                       directory for the disks (links at the old paths)\n"
-           "  --name NAME          restore: define the (one) VM under this name\n"
+           "  --name NAME          restore: a copy of the (one) VM under this name\n"
+           "                       (new UUID, MACs, disk files; original untouched)\n"
+           "  --replace            restore: replace a VM of the same UUID that exists\n"
+           "                       (turned off, undefined, files written over)\n"
+           "  --existing keep|rename|refuse\n"
+           "                       restore --to/--name: a file at a target is left\n"
+           "                       (restored beside it), kept aside, or refused\n"
+           "                       (default); never overwritten\n"
            "  --start              restore: start VMs that come back stopped\n"
            "  --network-map OLD=NEW\n"
            "                       restore: connect interfaces on network/bridge OLD\n"
@@ -121,7 +130,7 @@ main (int argc, char **argv)
   enum { O_JSON = 256, O_WRITERS_DIR, O_REPO, O_FULL, O_DEEP, O_DRY_RUN,
          O_KEEP_LAST, O_KEEP_DAILY, O_KEEP_WEEKLY, O_KEEP_MONTHLY, O_TO,
          O_FORMAT, O_GRACE, O_METHOD, O_ALL, O_VM, O_NAME, O_START,
-         O_NETWORK_MAP, O_DISK };
+         O_NETWORK_MAP, O_DISK, O_REPLACE, O_EXISTING };
   static const struct option long_options[] = {
     { "json", no_argument, NULL, O_JSON },
     { "writers-dir", required_argument, NULL, O_WRITERS_DIR },
@@ -144,6 +153,8 @@ main (int argc, char **argv)
     { "start", no_argument, NULL, O_START },
     { "network-map", required_argument, NULL, O_NETWORK_MAP },
     { "disk", required_argument, NULL, O_DISK },
+    { "replace", no_argument, NULL, O_REPLACE },
+    { "existing", required_argument, NULL, O_EXISTING },
     { "verbose", no_argument, NULL, 'v' },
     { "help", no_argument, NULL, 'h' },
     { "version", no_argument, NULL, 'V' },
@@ -249,6 +260,15 @@ main (int argc, char **argv)
       netmap[nr_netmap++] = optarg; opts.network_map = netmap;
       bit = OPT_NETWORK_MAP; break;
     case O_DISK: opts.disk = optarg; bit = OPT_DISK; break;
+    case O_REPLACE: opts.replace = 1; bit = OPT_REPLACE; break;
+    case O_EXISTING:
+      if (strcmp (optarg, "keep") != 0 && strcmp (optarg, "rename") != 0 &&
+          strcmp (optarg, "refuse") != 0) {
+        fprintf (stderr, "vmshadow: --existing must be keep, rename or refuse, "
+                 "not '%s'\n", cli_text (optarg));
+        return EXIT_USAGE;
+      }
+      opts.existing = optarg; bit = OPT_EXISTING; break;
     case 'v': vms_log_set_debug (1); break;
     case 'h': usage (stdout); return EXIT_SUCCESS;
     case 'V': printf ("vmshadow %s\n", VMSHADOW_VERSION); return EXIT_SUCCESS;

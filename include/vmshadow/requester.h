@@ -202,7 +202,16 @@ struct vms_restore_request {
   /* Disks go into this directory (relative to the working directory if
    * not absolute), with links at the original paths; NULL: back in place. */
   const char *to;
-  const char *new_name;         /* define the (one) VM under this name */
+  /* Make a copy of the (one) VM under this name: new UUID, MAC addresses
+   * and disk files; the original is not touched. */
+  const char *new_name;
+  int replace;                  /* replace a VM of the same UUID that exists
+                                   (without it such a restore refuses) */
+  /* With to or new_name, a file at a target: "refuse" (NULL), "rename"
+   * (kept aside) or "keep" (the restored file goes beside it). */
+  const char *existing;
+  int dry_run;                  /* decide and report every change; change
+                                   nothing */
   int start;                    /* start VMs that come back stopped */
   const char *const *network_map;   /* NULL-terminated "OLD=NEW" */
   vms_requester_progress_fn progress;
@@ -221,6 +230,13 @@ struct vms_restored_file {
   char *error;
 };
 
+/* One change a restore makes (or, dry run, would make), in order. */
+struct vms_restore_change {
+  char *action;                 /* "turn-off", "undefine", "write", … */
+  char *object;                 /* a VM or a path */
+  char *detail;                 /* or NULL */
+};
+
 /* One component of the backup restored (a VM: component = its UUID). */
 struct vms_restored_component {
   char *writer_id, *component;
@@ -237,10 +253,13 @@ struct vms_restored_component {
   char **notes;
   size_t nr_disconnected;       /* R21: interfaces left disconnected */
   char **disconnected;
+  size_t nr_changes;            /* the plan */
+  struct vms_restore_change *changes;
 };
 
 struct vms_restore_report {
   enum vms_outcome outcome;
+  int dry_run;                  /* nothing was changed: changes are a plan */
   char *backup_id;
   /* Set when the session itself failed (PostRestore). */
   char *error;
@@ -250,8 +269,10 @@ struct vms_restore_report {
 };
 
 /* Restore from repo (read-only is enough). Everything that can be checked
- * is checked first; when any check fails, or PreRestore is vetoed, nothing
- * was changed and this returns NULL with the error set (it says so).
+ * is checked first, and every change is planned (each component's
+ * changes); when any check fails, or the plan refuses, or PreRestore is
+ * vetoed, nothing was changed and this returns NULL with the error set (it
+ * says so). With dry_run, the report of the plan, and nothing changed.
  * Otherwise the report, whatever became of each component. */
 extern VMS_API struct vms_restore_report *
 vms_requester_restore (vms_repo *repo, const struct vms_restore_request *rq);

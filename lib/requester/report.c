@@ -175,7 +175,7 @@ strings_json (char *const *v, size_t n)
 }
 
 static json_object *
-restored_json (const struct vms_restored_component *c)
+restored_json (const struct vms_restored_component *c, int dry_run)
 {
   json_object *v = json_object_new_object ();
   json_object *files = json_object_new_array ();
@@ -188,7 +188,7 @@ restored_json (const struct vms_restored_component *c)
     add_string (v, "component", c->component);
   }
   add_string (v, "name", c->name);
-  add_string (v, "status", c->ok ? "restored" : "failed");
+  add_string (v, "status", dry_run ? "planned" : c->ok ? "restored" : "failed");
   if (vm) {
     json_object_object_add (v, "defined", json_object_new_boolean (c->defined));
     add_string (v, "state", c->state);
@@ -208,6 +208,15 @@ restored_json (const struct vms_restored_component *c)
   }
   json_object_object_add (v, "files", files);
   json_object_object_add (v, "notes", strings_json (c->notes, c->nr_notes));
+  json_object *ch = json_object_new_array ();
+  for (size_t k = 0; k < c->nr_changes; k++) {
+    json_object *o = json_object_new_object ();
+    add_string (o, "action", c->changes[k].action);
+    add_string (o, "object", c->changes[k].object);
+    add_string (o, "detail", c->changes[k].detail);
+    json_object_array_add (ch, o);
+  }
+  json_object_object_add (v, "changes", ch);
   if (vm)
     json_object_object_add (v, "disconnected",
                             strings_json (c->disconnected, c->nr_disconnected));
@@ -222,13 +231,15 @@ vms_restore_report_json (const struct vms_restore_report *r)
   json_object *others = json_object_new_array ();
 
   add_string (out, "backup_id", r->backup_id);
-  add_string (out, "state", r->outcome == VMS_OUTCOME_SUCCESS ? "complete" : "failed");
+  add_string (out, "state", r->dry_run ? "planned"
+              : r->outcome == VMS_OUTCOME_SUCCESS ? "complete" : "failed");
   add_string (out, "outcome", vms_outcome_name (r->outcome));
+  json_object_object_add (out, "dry_run", json_object_new_boolean (r->dry_run));
   add_string (out, "error", r->error);
   for (size_t i = 0; i < r->nr_components; i++) {
     const struct vms_restored_component *c = &r->components[i];
     json_object_array_add (c->kind && strcmp (c->kind, "vm") == 0 ? vms : others,
-                           restored_json (c));
+                           restored_json (c, r->dry_run));
   }
   json_object_object_add (out, "vms", vms);
   json_object_object_add (out, "components", others);
@@ -304,6 +315,12 @@ vms_restore_report_free (struct vms_restore_report *r)
     free (c->files);
     free_strings (c->notes, c->nr_notes);
     free_strings (c->disconnected, c->nr_disconnected);
+    for (size_t k = 0; k < c->nr_changes; k++) {
+      free (c->changes[k].action);
+      free (c->changes[k].object);
+      free (c->changes[k].detail);
+    }
+    free (c->changes);
   }
   free (r->components);
   free (r->backup_id);

@@ -223,6 +223,18 @@ report_vms (struct restore_run *rr, struct vms_restore_report *rep)
     c->nr_notes = c->notes ? res.nr_notes : 0;
     c->disconnected = strings_dup (res.disconnected, res.nr_disconnected, &rr->oom);
     c->nr_disconnected = c->disconnected ? res.nr_disconnected : 0;
+    c->changes = calloc (res.nr_changes + 1, sizeof *c->changes);
+    for (size_t k = 0; c->changes && k < res.nr_changes; k++) {
+      struct vms_vm_restore_change ch;
+      if (vms_vm_restore_change (rr->r, i, k, &ch) == -1)
+        break;
+      c->changes[k].action = req_strdup (ch.action, &rr->oom);
+      c->changes[k].object = req_strdup (ch.object, &rr->oom);
+      c->changes[k].detail = req_strdup (ch.detail, &rr->oom);
+      c->nr_changes++;
+    }
+    if (c->changes == NULL)
+      rr->oom = 1;
     /* The files move from the run into the component. */
     c->files = calloc (rr->nr_files + 1, sizeof *c->files);
     if (c->files == NULL) {
@@ -304,13 +316,21 @@ vms_requester_restore (vms_repo *repo, const struct vms_restore_request *rq)
     .vms = rq->vms,
     .to = rq->to ? to : NULL,
     .new_name = rq->new_name,
+    .replace = rq->replace,
+    .existing = rq->existing,
     .start = rq->start,
     .network_map = rq->network_map,
   };
+  /* Issue 20: every change planned (and refused if need be) first. */
   rr.r = vms_libvirt_add_for_restore (coord, &ro, bcd, md, nm);
-  if (rr.r == NULL || preflight (repo, m, rr.r) == -1) {
+  if (rr.r == NULL || vms_vm_restore_plan (rr.r) == -1 ||
+      (!rq->dry_run && preflight (repo, m, rr.r) == -1)) {
     vms_set_error (vms_get_errno (), "%s; nothing was changed", vms_get_error ());
     goto out;
+  }
+  if (rq->dry_run) {
+    rep->dry_run = 1;
+    goto report;
   }
   if ((rr.s = vms_restore_session_new (coord, bcd, md, nm)) == NULL)
     goto out;
@@ -327,6 +347,7 @@ vms_requester_restore (vms_repo *repo, const struct vms_restore_request *rq)
     if (vms_session_failure (rr.s, &f) == 0)
       rep->error = req_strdup (f.message, &rr.oom);
   }
+ report:
   report_vms (&rr, rep);
   rep->backup_id = req_strdup (vms_manifest_backup_id (m), &rr.oom);
   if (rr.oom) {
@@ -334,7 +355,7 @@ vms_requester_restore (vms_repo *repo, const struct vms_restore_request *rq)
     goto out;
   }
   rep->outcome = rep->error ? VMS_OUTCOME_FAILURE : VMS_OUTCOME_SUCCESS;
-  for (size_t i = 0; i < rep->nr_components; i++)
+  for (size_t i = 0; !rep->dry_run && i < rep->nr_components; i++)
     if (!rep->components[i].ok)
       rep->outcome = VMS_OUTCOME_FAILURE;
   rep->elapsed_ms = vms_now_ms () - t0;

@@ -12,6 +12,10 @@
  *    refuse anything else: docs/documents.md);
  *  - parsing is deterministic: the same input gives the same result, and
  *    a rejected one the same message whatever was parsed before it.
+ * And restore --name's copy (vm_config_rewrite, issue 20): it fails with a
+ * message where the parse fails, and for every accepted XML gives XML that
+ * parses again with the copy's name and UUID, and whose every included
+ * disk is one of the copy's files (never the original's).
  * A failed property aborts, so libFuzzer and the replay program
  * (fuzz-replay.c) both report it as a crash with the input.
  */
@@ -89,6 +93,55 @@ check_same (const struct vm_config *a, const struct vm_config *b)
       broken ("a second parse differs at disk %zu", i);
 }
 
+/* The copy of an accepted XML (issue 20). */
+static void
+check_copy (const uint8_t *data, size_t size, const struct vm_config *cfg)
+{
+  const char **from = calloc (cfg->nr_disks + 1, sizeof *from);
+  char **to = calloc (cfg->nr_disks + 1, sizeof *to);
+  struct vm_config copy;
+  size_t n = 0;
+  char *x;
+
+  if (from == NULL || to == NULL)
+    broken ("out of memory");
+  for (size_t i = 0; i < cfg->nr_disks; i++)
+    if (cfg->disks[i].included && cfg->disks[i].source == VM_DISK_FILE) {
+      from[n] = cfg->disks[i].path;
+      if (asprintf (&to[n++], "/copy/d%zu", i) == -1)
+        broken ("out of memory");
+    }
+  const struct vm_rewrite rw = {
+    .name = "copy", .uuid = "99999999-8888-4777-8666-555555555555",
+    .new_macs = 1, .from = from, .to = (const char *const *) to, .nr_paths = n,
+    .old_name = cfg->name, .old_uuid = cfg->uuid,
+  };
+  x = vm_config_rewrite ((const char *) data, size, &rw, NULL);
+  if (x == NULL)
+    broken ("the copy of an accepted XML fails: %s", vms_get_error ());
+  if (vm_config_parse (x, strlen (x), &copy) == -1)
+    broken ("the copy does not parse: %s", vms_get_error ());
+  if (strcmp (copy.name, "copy") != 0 ||
+      strcmp (copy.uuid, "99999999-8888-4777-8666-555555555555") != 0)
+    broken ("the copy is \"%s\" (%s)", copy.name, copy.uuid);
+  for (size_t i = 0; i < copy.nr_disks; i++) {
+    int ours = 0;
+    if (!copy.disks[i].included)
+      continue;
+    for (size_t k = 0; k < n; k++)
+      ours |= strcmp (copy.disks[i].path, to[k]) == 0;
+    if (!ours)
+      broken ("the copy's disk %s is %s, not one of its own files",
+              copy.disks[i].target, copy.disks[i].path);
+  }
+  vm_config_clear (&copy);
+  free (x);
+  for (size_t k = 0; k < n; k++)
+    free (to[k]);
+  free (to);
+  free (from);
+}
+
 int
 fuzz_accepts (const uint8_t *data, size_t size, const char **why)
 {
@@ -132,12 +185,18 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
               seen[0], seen[1]);
     free (seen[0]);
     free (seen[1]);
+    static const struct vm_rewrite rw = { .name = "copy", .uuid = "u" };
+    if (vm_config_rewrite ((const char *) data, size, &rw, NULL) != NULL)
+      broken ("a rejected domain XML has a copy");
+    if (vms_get_error () == NULL || *vms_get_error () == '\0')
+      broken ("a rejected copy has no error message");
     return 0;
   }
   check_config (&cfg);
   if (vm_config_parse ((const char *) data, size, &again) == -1)
     broken ("a second parse of an accepted XML fails: %s", vms_get_error ());
   check_same (&cfg, &again);
+  check_copy (data, size, &cfg);
   vm_config_clear (&again);
   vm_config_clear (&cfg);
   return 0;

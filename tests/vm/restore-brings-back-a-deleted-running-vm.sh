@@ -6,8 +6,11 @@
 # stored documents alone: defined again with the same UUID and name, stopped
 # (an online backup comes back stopped), each disk in its original format,
 # the ext4 clean on its own (e2fsck -fn).  Started, its pattern checks and
-# its busy-writer records are whole.  A second restore over the restored VM
-# (R15: turned off and undefined first) succeeds too.
+# its busy-writer records are whole.  Over the restored VM, now running
+# (issue 20): `--dry-run --replace` prints every change (turn off,
+# undefine, write over each disk, define) and changes nothing; a restore
+# without --replace refuses, naming the VM and --replace, and changes
+# nothing; with --replace (R15: turned off and undefined first) it succeeds.
 . "$(dirname "$0")/lib.sh"
 lab_init
 . "$LAB_TESTS_DIR/vm-writer-lib.sh"
@@ -56,7 +59,35 @@ check=$(lab_guest_run "$dom" 'vmslab-records-check /data/records') ||
     lab_fail "records after restore: $check"
 lab_ok "restored $dom starts; pattern checks; records whole ($check)"
 
-# Again, over the running restored VM: PreRestore turns it off first.
-rst_restore "$bid" || lab_fail "second restore failed: $(cat "$RST_ERR" | tail -n 5)"
-lab_assert_eq "state after the second restore" "$(virsh domstate "$dom")" "shut off"
-lab_ok "a second restore over the running VM turns it off, restores, defines it"
+# Again, over the running restored VM (issue 20): planned, refused, replaced.
+fingerprint() {   # the VM's UUID, state and start (its QEMU pid), each image's inode
+    echo "$(virsh domuuid "$dom") $(virsh domstate "$dom") $(cat "/run/libvirt/qemu/$dom.pid" 2>/dev/null)"
+    stat -c '%n %i' "$qcow" "$raw"
+}
+before=$(fingerprint)
+rst_restore "$bid" --dry-run --replace || lab_fail "restore --dry-run failed: $(cat "$RST_ERR")"
+lab_assert_eq "dry run: JSON dry_run" "$(jq -r .dry_run "$RST_OUT")" true
+lab_assert_eq "dry run: status" "$(rst_vm_field "$dom" status)" planned
+plan=$(jq -r '.vms[0].changes[] | "\(.action) \(.object)"' "$RST_OUT")
+for want in "turn-off vm \"$dom\" ($uuid)" "undefine vm \"$dom\" ($uuid)" \
+            "overwrite $qcow" "overwrite $raw" "define vm \"$dom\" ($uuid)"; do
+    grep -qxF "$want" <<<"$plan" || lab_fail "dry run: the plan lacks '$want': $plan"
+done
+vmw_vmshadow restore --dry-run --replace "$bid" || lab_fail "text dry run failed: $(cat "$VMW_ERR")"
+grep -q "dry run: nothing was changed" "$VMW_OUT" && grep -q "turn-off *vm \"$dom\"" "$VMW_OUT" ||
+    lab_fail "text dry run: $(cat "$VMW_OUT")"
+lab_assert_eq "after the dry runs: $dom, its process and images" "$(fingerprint)" "$before"
+lab_ok "--dry-run --replace lists every change ($(wc -l <<<"$plan") changes) and changes nothing"
+
+rc=0
+rst_restore "$bid" || rc=$?
+lab_assert_eq "restore over an existing VM without --replace: exit" "$rc" 1
+grep -q "vm \"$dom\" ($uuid) exists on this host (running).*--replace.*--name NEW.*nothing was changed" "$RST_ERR" ||
+    lab_fail "refusal message: $(cat "$RST_ERR")"
+lab_assert_eq "after the refusal: $dom, its process and images" "$(fingerprint)" "$before"
+lab_ok "without --replace: refused, nothing changed: $(head -c 160 "$RST_ERR")…"
+
+rst_restore "$bid" --replace || lab_fail "restore --replace failed: $(cat "$RST_ERR" | tail -n 5)"
+lab_assert_eq "state after the restore with --replace" "$(virsh domstate "$dom")" "shut off"
+jq -r '.vms[0].changes[].action' "$RST_OUT" | grep -qx turn-off || lab_fail "the report does not say the VM was turned off"
+lab_ok "with --replace: the running VM is turned off, restored, defined; the report says so"

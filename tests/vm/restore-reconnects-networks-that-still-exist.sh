@@ -5,7 +5,8 @@
 # --start`: the first VM is on its bridge again (same MAC, same model); the
 # second keeps its interface (same MAC, same model) but disconnected
 # (type ethernet, link down), the report names the interface and the
-# network that is gone, and both VMs run.
+# network that is gone, and both VMs run.  (Both VMs are still defined:
+# --replace, issue 20.)
 . "$(dirname "$0")/lib.sh"
 lab_init
 . "$LAB_TESTS_DIR/vm-writer-lib.sh"
@@ -24,7 +25,7 @@ virsh -q net-destroy "$net" >/dev/null || lab_fail "cannot delete network $net"
 virsh -q net-info "$net" >/dev/null 2>&1 && lab_fail "network $net still there"
 lab_ok "backup $bid of $a (bridge $br) and $b (network $net); network $net deleted"
 
-rst_restore "$bid" --start || lab_fail "restore failed: $(tail -n 20 "$RST_ERR" "$RST_OUT")"
+rst_restore "$bid" --replace --start || lab_fail "restore failed: $(tail -n 20 "$RST_ERR" "$RST_OUT")"
 for d in "$a" "$b"; do
     lab_assert_eq "state of $d" "$(virsh domstate "$d")" running
 done

@@ -4,7 +4,8 @@
 # clear message and leaves the host as it was (domains, their states and
 # UUIDs, the disk images): an unknown backup id, a VM not in the backup, a
 # missing manifest, a damaged manifest, a target directory that cannot be
-# written, --name with two VMs, a name taken by another VM (another UUID).
+# written, --name with two VMs, a name taken by another VM (another UUID),
+# a VM that exists restored without --replace (issue 20).
 . "$(dirname "$0")/lib.sh"
 lab_init
 . "$LAB_TESTS_DIR/vm-writer-lib.sh"
@@ -35,6 +36,7 @@ refuses() {
 refuses "unknown backup id" "no-such-backup.*nothing was changed" no-such-backup
 refuses "VM not in the backup" "has no VM \"vmslab-nope\".*holds: .*$dom" "$bid" --vm vmslab-nope
 refuses "--name with two VMs" "--name gives one VM a new name" "$bid" --name x
+refuses "existing VMs without --replace" "vm \"$dom\" .* exists on this host \(running\).*--replace.*vm \"$other\" .* exists on this host \(not running\).*nothing was changed" "$bid"
 
 cp -a "$VMW_REPO" "$LAB_WORK/repo2"
 mv "$VMW_REPO/backups/$bid/manifest.json" "$LAB_WORK/manifest.json"
@@ -57,5 +59,5 @@ virsh -q dumpxml --inactive "$other" | sed -e "s|<name>$other</name>|<name>$dom-
 virsh -q define "$LAB_WORK/x.xml" >/dev/null || lab_fail "cannot define $dom-x"
 lab__undo_push domain "$dom-x"
 before=$(rst_host_state "$dom" "$other" "$dom-x" -- "$img" "${LAB_DISK_FILE[$other/vda]}")
-refuses "name taken by another VM" "another VM .* has the name \"$dom-x\".*--name" "$bid" --vm "$dom" --name "$dom-x"
+refuses "name taken by another VM" "cannot be copied as \"$dom-x\": a VM of that name exists.*another --name" "$bid" --vm "$dom" --name "$dom-x"
 lab_assert_eq "$dom still running" "$(virsh domstate "$dom")" running

@@ -31,7 +31,7 @@ rst_forget "$a"
 lab_ok "backup $bid of $a and $b; chunk ${d:0:12}… of $img damaged"
 
 rc=0
-rst_restore "$bid" --start || rc=$?
+rst_restore "$bid" --replace --start || rc=$?
 [ $rc -ne 0 ] || lab_fail "restore with a damaged chunk exited 0"
 lab_assert_eq "status of $a" "$(rst_vm_field "$a" status)" failed
 lab_assert_eq "status of $b" "$(rst_vm_field "$b" status)" restored

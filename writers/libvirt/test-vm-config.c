@@ -16,6 +16,7 @@
 #include <cmocka.h>
 
 #include "vm-config.h"
+#include "vmshadow/error.h"
 
 static const char domain_xml[] =
   "<domain type='kvm'>\n"
@@ -338,6 +339,115 @@ dac_label_of_a_running_domain_is_read_and_resolved (void **state)
 
 #define TEST(name, fn) { name, fn, NULL, NULL, NULL }
 
+/* ---- the domain XML of a copy (issue 20: restore --name) ---- */
+
+static const char clone_src_xml[] =
+  "<domain type='kvm'>\n"
+  "  <name>web01</name>\n"
+  "  <uuid>5b4f2d1e-7a8c-4d6e-9f01-23456789abcd</uuid>\n"
+  "  <metadata>\n"
+  "    <app:owner xmlns:app='http://example.org/app'>web01 by ops</app:owner>\n"
+  "    <app:tag xmlns:app='http://example.org/app' vm='5b4f2d1e-7a8c-4d6e-9f01-23456789abcd'/>\n"
+  "    <app:team xmlns:app='http://example.org/app'>ops</app:team>\n"
+  "  </metadata>\n"
+  "  <os><type>hvm</type><loader readonly='yes' type='pflash'>/usr/share/OVMF/OVMF_CODE.fd</loader>\n"
+  "    <nvram>/var/lib/libvirt/qemu/nvram/web01_VARS.fd</nvram></os>\n"
+  "  <devices>\n"
+  "    <disk type='file' device='disk'><driver name='qemu' type='qcow2'/>"
+  "<source file='/img/web01.qcow2'/><target dev='vda' bus='virtio'/></disk>\n"
+  "    <disk type='block' device='disk'><source dev='/dev/vg/web01-db'/><target dev='vdb' bus='virtio'/></disk>\n"
+  "    <disk type='file' device='cdrom'><source file='/iso/install.iso'/><target dev='sdd' bus='sata'/><readonly/></disk>\n"
+  "    <interface type='network'><mac address='52:54:00:aa:bb:cc'/><source network='default'/>"
+  "<target dev='vnet7'/><model type='virtio'/></interface>\n"
+  "    <interface type='bridge'><mac address='52:54:00:aa:bb:cd'/><source bridge='br0'/></interface>\n"
+  "    <serial type='file'><source path='/var/log/web01-serial.log'/><target port='0'/></serial>\n"
+  "    <console type='pty'><log file='/var/log/libvirt/qemu/console.log'/><target type='serial'/></console>\n"
+  "    <channel type='unix'><source mode='bind' path='/var/lib/libvirt/qemu/channel/target/web01.agent'/>"
+  "<target type='virtio' name='org.qemu.guest_agent.0'/></channel>\n"
+  "    <channel type='unix'><source mode='bind' path='/run/shared.sock'/>"
+  "<target type='virtio' name='org.example.x'/></channel>\n"
+  "  </devices>\n"
+  "</domain>\n";
+
+static const char *const clone_from[] = {
+  "/img/web01.qcow2", "/var/lib/libvirt/qemu/nvram/web01_VARS.fd",
+};
+static const char *const clone_to[] = {
+  "/img/copy-vda.qcow2", "/var/lib/libvirt/qemu/nvram/copy_VARS.fd",
+};
+static const struct vm_rewrite clone_rw = {
+  .name = "copy", .uuid = "99999999-8888-4777-8666-555555555555",
+  .new_macs = 1, .from = clone_from, .to = clone_to, .nr_paths = 2,
+  .old_name = "web01", .old_uuid = "5b4f2d1e-7a8c-4d6e-9f01-23456789abcd",
+};
+
+static void
+copy_has_new_identity_macs_and_files (void **state)
+{
+  string_vector notes = empty_vector;
+  char *x = vm_config_rewrite (clone_src_xml, strlen (clone_src_xml), &clone_rw, &notes);
+  struct vm_config cfg;
+
+  assert_non_null (x);
+  assert_int_equal (vm_config_parse (x, strlen (x), &cfg), 0);
+  assert_string_equal (cfg.name, "copy");
+  assert_string_equal (cfg.uuid, "99999999-8888-4777-8666-555555555555");
+  assert_string_equal (cfg.nvram, "/var/lib/libvirt/qemu/nvram/copy_VARS.fd");
+  /* The disk in the backup is the copy's file; the block device (the
+   * original's, not in the backup) is gone; the ISO stays. */
+  assert_string_equal (vm_config_disk (&cfg, "vda")->path, "/img/copy-vda.qcow2");
+  assert_null (vm_config_disk (&cfg, "vdb"));
+  assert_non_null (vm_config_disk (&cfg, "sdd"));
+  vm_config_clear (&cfg);
+  /* New MACs (QEMU's prefix, not the old ones), no fixed vnet device. */
+  assert_null (strstr (x, "52:54:00:aa:bb:cc"));
+  assert_null (strstr (x, "52:54:00:aa:bb:cd"));
+  assert_non_null (strstr (x, "<mac address=\"52:54:00:"));
+  assert_null (strstr (x, "vnet7"));
+  /* Logs and sockets are the copy's own; the read-only loader is shared. */
+  assert_non_null (strstr (x, "/var/log/copy-serial.log"));
+  assert_non_null (strstr (x, "/var/log/libvirt/qemu/copy-console.log"));
+  assert_non_null (strstr (x, "/var/lib/libvirt/qemu/channel/target/copy.agent"));
+  assert_null (strstr (x, "/run/shared.sock"));
+  assert_non_null (strstr (x, "/usr/share/OVMF/OVMF_CODE.fd"));
+  /* Metadata naming the original is dropped, the rest stays. */
+  assert_null (strstr (x, "web01"));
+  assert_null (strstr (x, "5b4f2d1e-7a8c-4d6e-9f01-23456789abcd"));
+  assert_non_null (strstr (x, ">ops</app:team>"));
+  /* What changed is said. */
+  int macs = 0;
+  for (size_t i = 0; i < notes.len; i++)
+    macs += strstr (notes.ptr[i], "new MAC address (was 52:54:00:aa:bb:c") != NULL;
+  assert_int_equal (macs, 2);
+  string_vector_free_all (&notes);
+  free (x);
+}
+
+static void
+two_copies_get_different_macs (void **state)
+{
+  char *a = vm_config_rewrite (clone_src_xml, strlen (clone_src_xml), &clone_rw, NULL);
+  char *b = vm_config_rewrite (clone_src_xml, strlen (clone_src_xml), &clone_rw, NULL);
+  assert_non_null (a);
+  assert_non_null (b);
+  assert_string_not_equal (strstr (a, "<mac address="), strstr (b, "<mac address="));
+  free (a);
+  free (b);
+}
+
+static void
+copy_of_malformed_xml_fails_clearly (void **state)
+{
+  static const char *const bad[] = {
+    "", "<domain", "<domain><name>x</name>", "<network/>", "not xml at all",
+    "<domain><name>a</name></domain><domain/>",
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    assert_null (vm_config_rewrite (bad[i], strlen (bad[i]), &clone_rw, NULL));
+    assert_non_null (strstr (vms_get_error (), "domain XML"));
+  }
+}
+
 static const struct CMUnitTest tests[] = {
   TEST ("file-disks-are-included-with-their-format",
         file_disks_are_included_with_their_format),
@@ -365,6 +475,11 @@ static const struct CMUnitTest tests[] = {
         libvirt_inconsistent_bitmap_message_names_the_disk),
   TEST ("dac-label-of-a-running-domain-is-read-and-resolved",
         dac_label_of_a_running_domain_is_read_and_resolved),
+  TEST ("copy-has-new-identity-macs-and-files",
+        copy_has_new_identity_macs_and_files),
+  TEST ("two-copies-get-different-macs", two_copies_get_different_macs),
+  TEST ("copy-of-malformed-xml-fails-clearly",
+        copy_of_malformed_xml_fails_clearly),
 };
 
 int

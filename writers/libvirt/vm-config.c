@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/random.h>
 
 #include <libxml/parser.h>
 #include <libxml/tree.h>
@@ -748,4 +749,342 @@ vm_inconsistent_disk (const char *message)
   if (e == NULL || e == p)
     return NULL;
   return strndup (p, (size_t) (e - p));
+}
+
+/* ---- a copy of a domain (issue 20: restore --name) ---- */
+
+struct rw_ctx {
+  const struct vm_rewrite *rw;
+  string_vector *notes;
+  int oom;
+};
+
+static void
+rw_note (struct rw_ctx *x, const char *fmt, ...) __attribute__ ((format (printf, 2, 3)));
+
+static void
+rw_note (struct rw_ctx *x, const char *fmt, ...)
+{
+  va_list ap;
+  char *s;
+
+  if (x->notes == NULL)
+    return;
+  va_start (ap, fmt);
+  if (vasprintf (&s, fmt, ap) == -1)
+    s = NULL;
+  va_end (ap);
+  if (s == NULL || string_vector_append (x->notes, s) == -1) {
+    free (s);
+    x->oom = 1;
+  }
+}
+
+/* s with every occurrence of from replaced by to (malloc'd); NULL on
+ * ENOMEM. */
+static char *
+rw_replace (const char *s, const char *from, const char *to)
+{
+  size_t fl = from ? strlen (from) : 0, tl = strlen (to), n = 0;
+  const char *p;
+  char *out, *o;
+
+  if (fl == 0)
+    return strdup (s);
+  for (p = s; (p = strstr (p, from)) != NULL; p += fl)
+    n++;
+  if ((out = malloc (strlen (s) + n * tl + 1)) == NULL)
+    return NULL;
+  for (o = out, p = s; *p;) {
+    if (strncmp (p, from, fl) == 0) {
+      memcpy (o, to, tl);
+      o += tl;
+      p += fl;
+    }
+    else
+      *o++ = *p++;
+  }
+  *o = '\0';
+  return out;
+}
+
+/* The copy's path for a path of the original: from the map, else the old
+ * UUID or name in it replaced; NULL (no error) when it names neither and
+ * prefix is 0; with prefix, "DIR/NEW-BASE". Sets x->oom on ENOMEM. */
+static char *
+rw_path (struct rw_ctx *x, const char *path, int prefix)
+{
+  const struct vm_rewrite *rw = x->rw;
+  char *r = NULL;
+
+  for (size_t i = 0; i < rw->nr_paths; i++)
+    if (strcmp (rw->from[i], path) == 0 || strcmp (rw->to[i], path) == 0) {
+      r = strdup (rw->to[i]);
+      goto out;
+    }
+  if (rw->old_uuid && rw->uuid && *rw->old_uuid && strstr (path, rw->old_uuid))
+    r = rw_replace (path, rw->old_uuid, rw->uuid);
+  else if (rw->old_name && *rw->old_name && strstr (path, rw->old_name))
+    r = rw_replace (path, rw->old_name, rw->name);
+  else if (prefix) {
+    const char *b = strrchr (path, '/');
+    r = b ? xasprintf ("%.*s/%s-%s", (int) (b - path), path, rw->name, b + 1)
+      : xasprintf ("%s-%s", rw->name, path);
+  }
+  else
+    return NULL;
+ out:
+  if (r == NULL)
+    x->oom = 1;
+  return r;
+}
+
+static void
+rw_set_attr_path (struct rw_ctx *x, xmlNode *n, const char *name, int prefix,
+                  const char *what)
+{
+  CLEANUP_FREE char *old = attr (n, name);
+  CLEANUP_FREE char *nw = NULL;
+
+  if (old == NULL || (nw = rw_path (x, old, prefix)) == NULL)
+    return;
+  if (strcmp (old, nw) != 0) {
+    xmlSetProp (n, (const xmlChar *) name, (const xmlChar *) nw);
+    rw_note (x, "%s: %s (was %s)", what, nw, old);
+  }
+}
+
+static void
+rw_set_text_path (struct rw_ctx *x, xmlNode *n, const char *what, int drop)
+{
+  CLEANUP_FREE char *old = text (n);
+  CLEANUP_FREE char *nw = NULL;
+
+  if (old == NULL)
+    return;
+  if ((nw = rw_path (x, old, 0)) == NULL) {
+    if (drop && !x->oom) {
+      /* Neither in the backup nor named after the VM: libvirt makes the
+       * copy its own (e.g. NVRAM from the template, <name>_VARS.fd). */
+      xmlNodeSetContent (n, (const xmlChar *) "");
+      rw_note (x, "%s: libvirt chooses the copy's own (was %s)", what, old);
+    }
+    return;
+  }
+  if (strcmp (old, nw) != 0) {
+    xmlNodeSetContent (n, (const xmlChar *) nw);
+    rw_note (x, "%s: %s (was %s)", what, nw, old);
+  }
+}
+
+/* 1 if the subtree of n names old (text or any attribute). */
+static int
+rw_mentions (const xmlNode *n, const char *old)
+{
+  if (old == NULL || *old == '\0')
+    return 0;
+  for (const xmlNode *c = n; c; c = c->next) {
+    if (c->type == XML_TEXT_NODE || c->type == XML_CDATA_SECTION_NODE) {
+      if (c->content && strstr ((const char *) c->content, old))
+        return 1;
+    }
+    else if (c->type == XML_ELEMENT_NODE) {
+      for (const xmlAttr *a = c->properties; a; a = a->next)
+        if (a->children && a->children->content &&
+            strstr ((const char *) a->children->content, old))
+          return 1;
+      if (rw_mentions (c->children, old))
+        return 1;
+    }
+  }
+  return 0;
+}
+
+static void
+rw_set_child_text (xmlNode *parent, const char *name, const char *value)
+{
+  xmlNode *c = child (parent, name);
+  if (c == NULL)
+    c = xmlNewChild (parent, NULL, (const xmlChar *) name, NULL);
+  if (c)
+    xmlNodeSetContent (c, (const xmlChar *) value);
+}
+
+static int
+rw_random_mac (char out[18])
+{
+  unsigned char b[3];
+
+  if (getrandom (b, sizeof b, 0) != (ssize_t) sizeof b)
+    return -1;
+  /* 52:54:00 is QEMU's (and libvirt's) prefix, locally administered. */
+  snprintf (out, 18, "52:54:00:%02x:%02x:%02x", b[0], b[1], b[2]);
+  return 0;
+}
+
+/* A disk of the original that is not in the backup (R13: a block device, a
+ * network disk, a LUN) is the original's: the copy must not open it too.
+ * Removable media stay (read-only images). */
+static int
+rw_disk (struct rw_ctx *x, xmlNode *n)
+{
+  CLEANUP_FREE char *device = attr (n, "device");
+  CLEANUP_FREE char *type = attr (n, "type");
+  xmlNode *src = child (n, "source");
+  CLEANUP_FREE char *tdev = attr (child (n, "target"), "dev");
+  CLEANUP_FREE char *file = NULL;
+  CLEANUP_FREE char *nw = NULL;
+
+  if (device && (strcmp (device, "cdrom") == 0 || strcmp (device, "floppy") == 0))
+    return 0;
+  if (src == NULL)
+    return 0;
+  if ((type == NULL || strcmp (type, "file") == 0) &&
+      (file = attr (src, "file")) != NULL) {
+    for (size_t i = 0; i < x->rw->nr_paths; i++)
+      if (strcmp (x->rw->from[i], file) == 0 || strcmp (x->rw->to[i], file) == 0) {
+        nw = strdup (x->rw->to[i]);
+        break;
+      }
+    if (nw) {
+      xmlSetProp (src, (const xmlChar *) "file", (const xmlChar *) nw);
+      return 0;
+    }
+  }
+  rw_note (x, "disk %s left out of the copy: it is not in the backup and "
+           "belongs to the original (%s)", tdev ? tdev : "?",
+           file ? file : type ? type : "?");
+  return 1;                     /* drop it */
+}
+
+/* Character devices: a file log (serial/console type='file', <log file>)
+ * and a unix socket are per VM: two VMs cannot hold one (virtlogd, bind). */
+static void
+rw_chardev (struct rw_ctx *x, xmlNode *n)
+{
+  CLEANUP_FREE char *type = attr (n, "type");
+  xmlNode *src = child (n, "source"), *log = child (n, "log");
+  int channel = is_elem (n, "channel");
+  const char *what = (const char *) n->name;
+
+  if (log)
+    rw_set_attr_path (x, log, "file", 1, "log file");
+  if (type == NULL || src == NULL)
+    return;
+  if (strcmp (type, "file") == 0)
+    rw_set_attr_path (x, src, "path", 1, what);
+  else if (strcmp (type, "unix") == 0) {
+    CLEANUP_FREE char *path = attr (src, "path");
+    CLEANUP_FREE char *nw = path ? rw_path (x, path, !channel) : NULL;
+    if (path == NULL || x->oom)
+      return;
+    if (nw == NULL) {
+      /* libvirt makes a channel's socket path per VM when none is given. */
+      xmlUnsetProp (src, (const xmlChar *) "path");
+      rw_note (x, "%s socket: libvirt chooses the copy's own (was %s)", what,
+               path);
+    }
+    else if (strcmp (nw, path) != 0) {
+      xmlSetProp (src, (const xmlChar *) "path", (const xmlChar *) nw);
+      rw_note (x, "%s socket: %s (was %s)", what, nw, path);
+    }
+  }
+}
+
+char *
+vm_config_rewrite (const char *xml, size_t len, const struct vm_rewrite *rw,
+                   string_vector *notes)
+{
+  struct rw_ctx x = { .rw = rw, .notes = notes };
+  xmlDoc *doc;
+  xmlNode *root, *os, *devs, *md;
+  xmlChar *out = NULL;
+  int outlen = 0;
+  char *s = NULL;
+  struct vm_config cfg;
+
+  /* Only what the VM writer accepts as a domain is copied. */
+  if (vm_config_parse (xml, len, &cfg) == -1)
+    return NULL;
+  vm_config_clear (&cfg);
+  if ((doc = parse_doc (xml, len, "domain XML")) == NULL)
+    return NULL;
+  root = xmlDocGetRootElement (doc);
+  if (rw->name)
+    rw_set_child_text (root, "name", rw->name);
+  if (rw->uuid)
+    rw_set_child_text (root, "uuid", rw->uuid);
+  /* Metadata of other tools that names the original would confuse them. */
+  if ((md = child (root, "metadata")) != NULL)
+    for (xmlNode *c = md->children, *next; c; c = next) {
+      next = c->next;
+      if (c->type == XML_ELEMENT_NODE &&
+          (rw_mentions (c, rw->old_uuid) || rw_mentions (c, rw->old_name))) {
+        rw_note (&x, "metadata <%s> dropped: it names the original",
+                 (const char *) c->name);
+        xmlUnlinkNode (c);
+        xmlFreeNode (c);
+      }
+    }
+  if ((os = child (root, "os")) != NULL)
+    for (xmlNode *c = os->children; c; c = c->next) {
+      if (is_elem (c, "nvram")) {
+        xmlNode *src = child (c, "source");
+        if (src)
+          rw_set_attr_path (&x, src, "file", 1, "NVRAM");
+        else
+          rw_set_text_path (&x, c, "NVRAM", 1);
+      }
+      else if (is_elem (c, "loader") && !attr_is (c, "readonly", "yes"))
+        rw_set_text_path (&x, c, "loader", 0);   /* shared unless per VM */
+    }
+  devs = child (root, "devices");
+  for (xmlNode *c = devs ? devs->children : NULL, *next; c; c = next) {
+    next = c->next;
+    if (is_elem (c, "disk")) {
+      if (rw_disk (&x, c) == 1) {
+        xmlUnlinkNode (c);
+        xmlFreeNode (c);
+      }
+    }
+    else if (is_elem (c, "interface") && rw->new_macs) {
+      xmlNode *mac = child (c, "mac");
+      CLEANUP_FREE char *old = attr (mac, "address");
+      char nw[18];
+      if (rw_random_mac (nw) == -1) {
+        vms_set_error (errno, "cannot make a MAC address: getrandom: %s",
+                       strerror (errno));
+        goto out;
+      }
+      if (mac == NULL)
+        mac = xmlNewChild (c, NULL, (const xmlChar *) "mac", NULL);
+      if (mac == NULL) {
+        x.oom = 1;
+        break;
+      }
+      xmlSetProp (mac, (const xmlChar *) "address", (const xmlChar *) nw);
+      rw_note (&x, "interface %s: new MAC address (was %s)", nw,
+               old ? old : "none");
+      /* A fixed host device name (vnetN, macvtapN) is the original's. */
+      xmlNode *t = child (c, "target");
+      if (t) {
+        xmlUnlinkNode (t);
+        xmlFreeNode (t);
+      }
+    }
+    else if (is_elem (c, "serial") || is_elem (c, "console") ||
+             is_elem (c, "parallel") || is_elem (c, "channel"))
+      rw_chardev (&x, c);
+  }
+  if (x.oom) {
+    vms_set_error (ENOMEM, "out of memory rewriting a domain XML");
+    goto out;
+  }
+  xmlDocDumpMemory (doc, &out, &outlen);
+  if (out == NULL || (s = strdup ((const char *) out)) == NULL)
+    vms_set_error (ENOMEM, "out of memory rewriting a domain XML");
+  xmlFree (out);
+ out:
+  xmlFreeDoc (doc);
+  return s;
 }

@@ -125,4 +125,32 @@ extern int vm_checkpoint_bitmaps (const char *xml, size_t len,
  * message, or NULL (malloc'd). */
 extern char *vm_inconsistent_disk (const char *message);
 
+/* ---- a copy of a domain (issue 20: restore --name) ---- */
+
+struct vm_rewrite {
+  const char *name;             /* the copy's <name> */
+  const char *uuid;             /* the copy's <uuid> */
+  int new_macs;                 /* a new random 52:54:00 MAC per interface */
+  /* Files of the original and the copy's (disks, NVRAM, …): a path equal to
+   * from[i] (or already to[i]) becomes to[i]. */
+  const char *const *from;
+  const char *const *to;
+  size_t nr_paths;
+  /* Other per-VM paths (serial/console log files, unix sockets, a loader
+   * that is not read-only, an NVRAM not in the map) get old_uuid, else
+   * old_name, replaced by uuid / name. */
+  const char *old_name, *old_uuid;
+};
+
+/* The domain XML of a copy: name, UUID, MAC addresses; every disk file
+ * and NVRAM from the map; log files and sockets made the copy's own; a
+ * disk not in the map (a block device, a network disk: the original's)
+ * dropped; <metadata> elements naming the original dropped. What changed
+ * is appended to notes (may be NULL), one line each. Returns the XML
+ * (caller frees), or NULL with the error set (malformed XML, no <domain>,
+ * ENOMEM). */
+extern char *vm_config_rewrite (const char *xml, size_t len,
+                                const struct vm_rewrite *rw,
+                                string_vector *notes);
+
 #endif /* VMS_VM_CONFIG_H */

@@ -11,6 +11,7 @@
  * reconnects or disconnects its interfaces (R21), and resumes a saved
  * state or starts it when asked. The guest takes no part (R14).
  */
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
@@ -34,46 +35,7 @@
 #include "log.h"
 #include "vm-internal.h"
 
-struct rs_file {
-  char *path;                   /* as backed up */
-  char *target;                 /* where the requester writes it */
-  enum vms_file_kind kind;
-  int role;                     /* RS_* */
-};
-
-enum { RS_DISK, RS_CONFIG, RS_LIVE_CONFIG, RS_STATE, RS_OTHER };
-
-struct rs_vm {
-  char *uuid;
-  char *name;                   /* as backed up */
-  char *define_name;            /* as defined now */
-  char *method, *state_before;
-  struct rs_file *files;
-  size_t nr_files;
-  char *dir;                    /* <state_dir>/<uuid>/restore */
-  string_vector owned;          /* paths the VM of this UUID used before */
-
-  /* The outcome. */
-  int defined, resumed;
-  const char *state;
-  char *error;
-  string_vector notes, disconnected;
-};
-
-struct vms_vm_restore {
-  struct vm_writer *w;
-};
-
-struct vm_restore {
-  struct vms_vm_restore handle; /* what the requester holds */
-  char *to;
-  char *new_name;
-  int start;
-  string_vector map_old, map_new;
-  char *state_dir;
-  struct rs_vm *vms;
-  size_t nr_vms;
-};
+#include "vm-restore-plan.h"
 
 /* ---- small helpers ---- */
 
@@ -100,43 +62,6 @@ sv_add (string_vector *v, const char *fmt, ...)
   return 0;
 }
 
-static const char *
-base_name (const char *path)
-{
-  const char *b = strrchr (path, '/');
-  return b ? b + 1 : path;
-}
-
-static void
-rs_vm_clear (struct rs_vm *vm)
-{
-  free (vm->uuid); free (vm->name); free (vm->define_name);
-  free (vm->method); free (vm->state_before); free (vm->dir);
-  for (size_t i = 0; i < vm->nr_files; i++) {
-    free (vm->files[i].path);
-    free (vm->files[i].target);
-  }
-  free (vm->files);
-  string_vector_free_all (&vm->owned);
-  free (vm->error);
-  string_vector_free_all (&vm->notes);
-  string_vector_free_all (&vm->disconnected);
-}
-
-void
-vm_restore_free (struct vm_restore *r)
-{
-  if (r == NULL)
-    return;
-  for (size_t i = 0; i < r->nr_vms; i++)
-    rs_vm_clear (&r->vms[i]);
-  free (r->vms);
-  free (r->to); free (r->new_name); free (r->state_dir);
-  string_vector_free_all (&r->map_old);
-  string_vector_free_all (&r->map_new);
-  free (r);
-}
-
 /* The VM's failure, kept for the report (the first one wins). */
 static void
 rs_fail (struct rs_vm *vm, const char *fmt, ...)
@@ -157,7 +82,7 @@ rs_fail (struct rs_vm *vm, const char *fmt, ...)
   vm->error = s ? s : strdup ("out of memory");
 }
 
-/* ---- the plan (no libvirt) ---- */
+/* ---- the writer in restore mode ---- */
 
 static const vms_document *
 find_metadata (const vms_document *const *md, size_t n)
@@ -170,198 +95,6 @@ find_metadata (const vms_document *const *md, size_t n)
   return NULL;
 }
 
-/* The role of a plain file: the writer's own files live in
- * <state_dir>/<uuid>/ at backup time. */
-static int
-file_role (const char *uuid, const struct vms_file_info *fi)
-{
-  CLEANUP_FREE char *seg = NULL;
-  const char *b = base_name (fi->path);
-
-  if (fi->kind == VMS_FILE_DISK)
-    return RS_DISK;
-  if (asprintf (&seg, "/%s/", uuid) == -1)
-    return RS_OTHER;
-  if (strstr (fi->path, seg) == NULL)
-    return RS_OTHER;            /* NVRAM, TPM: back where they were */
-  if (strcmp (b, "domain.xml") == 0)
-    return RS_CONFIG;
-  if (strcmp (b, "domain-live.xml") == 0)
-    return RS_LIVE_CONFIG;
-  return RS_STATE;              /* the saved memory state (R8) */
-}
-
-static int
-plan_vm (struct vm_restore *r, const vms_component *c, struct rs_vm *vm)
-{
-  const char *uuid = vms_component_name (c);
-  const char *name = vms_component_get_string (c, VMS_VM_ATTR_VM_NAME);
-  const char *method = vms_component_get_string (c, VMS_VM_ATTR_METHOD);
-  const char *before = vms_component_get_string (c, VMS_VM_ATTR_STATE_BEFORE);
-  size_t n = vms_component_file_count (c);
-
-  if ((vm->uuid = strdup (uuid)) == NULL ||
-      (vm->name = strdup (name ? name : uuid)) == NULL ||
-      (vm->define_name = strdup (r->new_name ? r->new_name
-                                 : name ? name : uuid)) == NULL ||
-      (vm->method = strdup (method ? method : "offline")) == NULL ||
-      (vm->state_before = strdup (before ? before : "shut-off")) == NULL ||
-      asprintf (&vm->dir, "%s/%s/restore", r->state_dir, uuid) == -1 ||
-      (vm->files = calloc (n ? n : 1, sizeof *vm->files)) == NULL) {
-    vms_set_error (ENOMEM, "out of memory");
-    return -1;
-  }
-  for (size_t i = 0; i < n; i++) {
-    struct vms_file_info fi;
-    struct rs_file *f = &vm->files[vm->nr_files];
-    int rc;
-
-    if (vms_component_file (c, i, &fi) == -1)
-      return -1;
-    if (fi.path == NULL || fi.path[0] != '/') {
-      vms_set_error (EINVAL, "vm \"%s\" in the backup has a file with a "
-                     "relative path \"%s\": the documents are damaged",
-                     vm->name, fi.path ? fi.path : "");
-      return -1;
-    }
-    f->kind = fi.kind;
-    f->role = file_role (uuid, &fi);
-    if ((f->path = strdup (fi.path)) == NULL)
-      goto oom;
-    switch (f->role) {
-    case RS_DISK:
-      rc = r->to ? asprintf (&f->target, "%s/%s", r->to, base_name (fi.path))
-        : ((f->target = strdup (fi.path)) ? 0 : -1);
-      break;
-    case RS_CONFIG: case RS_LIVE_CONFIG: case RS_STATE:
-      rc = asprintf (&f->target, "%s/%s", vm->dir, base_name (fi.path));
-      break;
-    default:
-      rc = (f->target = strdup (fi.path)) ? 0 : -1;
-    }
-    if (rc == -1) {
-      f->target = NULL;
-      goto oom;
-    }
-    vm->nr_files++;
-  }
-  for (size_t i = 0; i < vm->nr_files; i++)
-    if (vm->files[i].role == RS_CONFIG)
-      return 0;
-  vms_set_error (EINVAL, "vm \"%s\" (%s) cannot be restored from this "
-                 "backup: it holds no domain XML", vm->name, uuid);
-  return -1;
- oom:
-  vms_set_error (ENOMEM, "out of memory");
-  return -1;
-}
-
-/* Every VM of the backup, in document order, with their names: for
- * messages. */
-static char *
-backup_vm_list (const vms_document *bcd)
-{
-  char *s = strdup (""), *n;
-  size_t nc = vms_document_component_count (bcd, VMS_VM_WRITER_ID);
-
-  for (size_t i = 0; s && i < nc; i++) {
-    const vms_component *c = vms_document_component (bcd, VMS_VM_WRITER_ID, i);
-    const char *name = vms_component_get_string (c, VMS_VM_ATTR_VM_NAME);
-    if (asprintf (&n, "%s%s%s (%s)", s, i ? ", " : "", name ? name : "?",
-                  vms_component_name (c)) == -1)
-      n = NULL;
-    free (s);
-    s = n;
-  }
-  return s;
-}
-
-static int
-plan_build (struct vm_restore *r, const struct vms_vm_restore_options *o,
-            const vms_document *bcd, const vms_document *md)
-{
-  size_t nc = vms_document_component_count (bcd, VMS_VM_WRITER_ID);
-  CLEANUP_FREE int *want = calloc (nc ? nc : 1, sizeof *want);
-  size_t nwant = 0;
-
-  if (want == NULL) {
-    vms_set_error (ENOMEM, "out of memory");
-    return -1;
-  }
-  if (nc == 0) {
-    vms_set_error (ENOENT, "backup %s holds no VMs (writer %s took no part)",
-                   vms_components_backup_id (bcd), VMS_VM_WRITER_NAME);
-    return -1;
-  }
-  for (size_t k = 0; o->vms && o->vms[k]; k++) {
-    int found = 0;
-    for (size_t i = 0; i < nc; i++) {
-      const vms_component *c = vms_document_component (bcd, VMS_VM_WRITER_ID, i);
-      const char *name = vms_component_get_string (c, VMS_VM_ATTR_VM_NAME);
-      if (strcasecmp (vms_component_name (c), o->vms[k]) == 0 ||
-          (name && strcmp (name, o->vms[k]) == 0)) {
-        want[i] = found = 1;
-      }
-    }
-    if (!found) {
-      CLEANUP_FREE char *list = backup_vm_list (bcd);
-      vms_set_error (ENOENT, "backup %s has no VM \"%s\"; it holds: %s",
-                     vms_components_backup_id (bcd), o->vms[k],
-                     list ? list : "?");
-      return -1;
-    }
-  }
-  for (size_t i = 0; i < nc; i++) {
-    if (o->vms == NULL || o->vms[0] == NULL)
-      want[i] = 1;
-    nwant += want[i] != 0;
-  }
-  if (r->new_name && nwant != 1) {
-    vms_set_error (EINVAL, "--name gives one VM a new name, but %zu VMs are "
-                   "being restored; pick one with --vm", nwant);
-    return -1;
-  }
-  if ((r->vms = calloc (nwant, sizeof *r->vms)) == NULL) {
-    vms_set_error (ENOMEM, "out of memory");
-    return -1;
-  }
-  for (size_t i = 0; i < nc; i++) {
-    if (!want[i])
-      continue;
-    const vms_component *c = vms_document_component (bcd, VMS_VM_WRITER_ID, i);
-    /* The stored metadata document has the files as Identify listed them;
-     * the backup components document has the same component. */
-    const vms_component *mc = md ? vms_document_find_component
-      (md, NULL, vms_component_name (c)) : NULL;
-    struct rs_vm *vm = &r->vms[r->nr_vms++];
-    if (plan_vm (r, vms_component_file_count (c) ? c : mc ? mc : c, vm) == -1)
-      return -1;
-    /* Attributes set after Identify live in the components document. */
-    if (vms_component_get_string (c, VMS_VM_ATTR_METHOD) == NULL && mc &&
-        vms_component_get_string (mc, VMS_VM_ATTR_METHOD)) {
-      free (vm->method);
-      if ((vm->method = strdup (vms_component_get_string
-                                (mc, VMS_VM_ATTR_METHOD))) == NULL)
-        return -1;
-    }
-  }
-  /* No two files may land on one path. */
-  for (size_t a = 0; a < r->nr_vms; a++)
-    for (size_t i = 0; i < r->vms[a].nr_files; i++)
-      for (size_t b = a; b < r->nr_vms; b++)
-        for (size_t j = b == a ? i + 1 : 0; j < r->vms[b].nr_files; j++)
-          if (strcmp (r->vms[a].files[i].target,
-                      r->vms[b].files[j].target) == 0) {
-            vms_set_error (EINVAL, "%s of vm \"%s\" and %s of vm \"%s\" would "
-                           "both be restored to %s; restore these VMs one at "
-                           "a time (--vm) or to different directories (--to)",
-                           r->vms[a].files[i].path, r->vms[a].name,
-                           r->vms[b].files[j].path, r->vms[b].name,
-                           r->vms[a].files[i].target);
-            return -1;
-          }
-  return 0;
-}
 
 vms_vm_restore *
 vms_libvirt_add_for_restore (vms_coordinator *coord,
@@ -373,47 +106,12 @@ vms_libvirt_add_for_restore (vms_coordinator *coord,
   static const struct vms_vm_restore_options none = { 0 };
   struct vm_restore *r;
   struct vm_writer *w;
-  const char *env = getenv ("VMSHADOW_VM_STATE_DIR");
 
   if (o == NULL)
     o = &none;
-  if (bcd == NULL || vms_document_kind (bcd) != VMS_DOC_COMPONENTS) {
-    vms_set_error (EINVAL, "a restore needs the backup components document");
+  r = vm_restore_new (o, bcd, find_metadata (metadata, nr_metadata));
+  if (r == NULL)
     return NULL;
-  }
-  if (o->to && o->to[0] != '/') {
-    vms_set_error (EINVAL, "the restore directory must be an absolute path, "
-                   "not \"%s\"", o->to);
-    return NULL;
-  }
-  if ((r = calloc (1, sizeof *r)) == NULL) {
-    vms_set_error (ENOMEM, "out of memory");
-    return NULL;
-  }
-  r->start = o->start;
-  if ((o->to && (r->to = strdup (o->to)) == NULL) ||
-      (o->new_name && (r->new_name = strdup (o->new_name)) == NULL) ||
-      (r->state_dir = strdup (o->state_dir ? o->state_dir : env && *env ? env
-                              : VMS_VM_DEFAULT_STATE_DIR)) == NULL)
-    goto oom;
-  /* Trailing slashes would make "DIR//disk" paths. */
-  for (size_t l = r->to ? strlen (r->to) : 0; l > 1 && r->to[l - 1] == '/'; l--)
-    r->to[l - 1] = '\0';
-  for (size_t i = 0; o->network_map && o->network_map[i]; i++) {
-    const char *eq = strchr (o->network_map[i], '=');
-    if (eq == NULL || eq == o->network_map[i] || eq[1] == '\0') {
-      vms_set_error (EINVAL, "--network-map takes OLD=NEW (a network or "
-                     "bridge name each), not \"%s\"", o->network_map[i]);
-      goto fail;
-    }
-    if (sv_add (&r->map_old, "%.*s", (int) (eq - o->network_map[i]),
-                o->network_map[i]) == -1 ||
-        sv_add (&r->map_new, "%s", eq + 1) == -1)
-      goto oom;
-  }
-  if (plan_build (r, o, bcd, find_metadata (metadata, nr_metadata)) == -1)
-    goto fail;
-
   const struct vms_vm_options wo = {
     .uri = o->uri, .method = VMS_VM_METHOD_AUTO, .state_dir = r->state_dir,
   };
@@ -421,12 +119,8 @@ vms_libvirt_add_for_restore (vms_coordinator *coord,
     return NULL;                /* r was freed with the writer */
   r->handle.w = w;
   return &r->handle;            /* lives as long as the writer */
- oom:
-  vms_set_error (ENOMEM, "out of memory");
- fail:
-  vm_restore_free (r);
-  return NULL;
 }
+
 
 int
 vms_vm_restore_selected (const vms_vm_restore *h, const char *uuid)
@@ -479,6 +173,23 @@ vms_vm_restore_result (const vms_vm_restore *h, size_t i,
   res->notes = (const char *const *) vm->notes.ptr;
   res->nr_disconnected = vm->disconnected.len;
   res->disconnected = (const char *const *) vm->disconnected.ptr;
+  res->nr_changes = vm->changes.len;
+  return 0;
+}
+
+int
+vms_vm_restore_change (const vms_vm_restore *h, size_t i, size_t k,
+                       struct vms_vm_restore_change *c)
+{
+  const struct vm_restore *r = h->w->restore;
+
+  if (i >= r->nr_vms || k >= r->vms[i].changes.len) {
+    vms_set_error (EINVAL, "no change %zu of restored VM %zu", k, i);
+    return -1;
+  }
+  c->action = r->vms[i].changes.ptr[k].action;
+  c->object = r->vms[i].changes.ptr[k].object;
+  c->detail = r->vms[i].changes.ptr[k].detail;
   return 0;
 }
 
@@ -758,6 +469,7 @@ read_text (const char *path)
   return buf;
 }
 
+
 /* ---- PreRestore (R15) ---- */
 
 /* Paths a domain uses: disk images and NVRAM. */
@@ -779,125 +491,155 @@ domain_paths (virDomainPtr dom, unsigned flags, string_vector *out)
   return 0;
 }
 
-/* Everything that would make the restore refuse, checked before anything
- * is changed. Appends one line per problem to *why. */
+/* What libvirt knows now, for the plan (vm-restore-plan.h). */
+struct host_snapshot {
+  struct vm_host_domain *doms;
+  string_vector *paths;         /* per domain */
+  char **names;
+  char (*uuids)[VIR_UUID_STRING_BUFLEN];
+  size_t n;
+};
+
 static void
-pre_check (struct vm_writer *w, char **why)
+host_snapshot_free (struct host_snapshot *hs)
 {
-  struct vm_restore *r = w->restore;
-  virDomainPtr *doms = NULL;
-  int nd = virConnectListAllDomains (w->conn, &doms, 0);
-  char *n;
-
-#define PROBLEM(...) do {                                                  \
-    CLEANUP_FREE char *line = NULL;                                        \
-    if (asprintf (&line, __VA_ARGS__) != -1 &&                             \
-        asprintf (&n, "%s%s%s", *why ? *why : "", *why ? "; " : "",       \
-                  line) != -1) {                                           \
-      free (*why);                                                         \
-      *why = n;                                                            \
-    }                                                                      \
-  } while (0)
-
-  if (nd < 0) {
-    PROBLEM ("cannot list the domains at %s: %s", w->uri, vm_virt_error ());
-    return;
+  for (size_t i = 0; i < hs->n; i++) {
+    string_vector_free_all (&hs->paths[i]);
+    free (hs->names[i]);
   }
-  for (size_t i = 0; i < r->nr_vms; i++) {
-    struct rs_vm *vm = &r->vms[i];
-    virDomainPtr dom = virDomainLookupByName (w->conn, vm->define_name);
-    char uuid[VIR_UUID_STRING_BUFLEN];
-
-    if (dom && virDomainGetUUIDString (dom, uuid) == 0 &&
-        strcasecmp (uuid, vm->uuid) != 0)
-      PROBLEM ("vm \"%s\" (%s) cannot be restored: another VM (%s) has the "
-               "name \"%s\"; restore it under a new name with --name, or "
-               "remove that VM first", vm->name, vm->uuid, uuid,
-               vm->define_name);
-    if (dom)
-      virDomainFree (dom);
-  }
-  /* No file may be written over another VM's disk or NVRAM. */
-  for (int d = 0; d < nd; d++) {
-    char uuid[VIR_UUID_STRING_BUFLEN];
-    string_vector paths = empty_vector;
-    int ours = 0;
-
-    if (virDomainGetUUIDString (doms[d], uuid) == -1)
-      continue;
-    for (size_t i = 0; i < r->nr_vms; i++)
-      ours |= strcasecmp (uuid, r->vms[i].uuid) == 0;
-    if (!ours) {
-      domain_paths (doms[d], VIR_DOMAIN_XML_INACTIVE, &paths);
-      if (virDomainIsActive (doms[d]) == 1)
-        domain_paths (doms[d], 0, &paths);
-    }
-    for (size_t i = 0; i < r->nr_vms; i++)
-      for (size_t j = 0; j < r->vms[i].nr_files; j++)
-        if (string_vector_contains (&paths, r->vms[i].files[j].target))
-          PROBLEM ("vm \"%s\" cannot be restored: %s would overwrite a file "
-                   "of vm \"%s\"; restore elsewhere with --to DIR",
-                   r->vms[i].name, r->vms[i].files[j].target,
-                   virDomainGetName (doms[d]));
-    string_vector_free_all (&paths);
-  }
-  for (int d = 0; d < nd; d++)
-    virDomainFree (doms[d]);
-  free (doms);
-  for (size_t i = 0; i < r->map_new.len; i++)
-    if (!network_exists (w->conn, r->map_new.ptr[i]) &&
-        !netdev_exists (r->map_new.ptr[i]))
-      PROBLEM ("--network-map %s=%s: there is no libvirt network or bridge "
-               "named \"%s\"", r->map_old.ptr[i], r->map_new.ptr[i],
-               r->map_new.ptr[i]);
-#undef PROBLEM
+  free (hs->doms); free (hs->paths); free (hs->names); free (hs->uuids);
+  memset (hs, 0, sizeof *hs);
 }
 
-/* The paths the VM of this UUID used, kept in its restore directory so that
- * a restore run again after an interruption still knows them (R19: only a
- * file of this VM is replaced by a link). */
 static int
-owned_save (struct rs_vm *vm)
+path_exists (void *opaque, const char *path)
 {
-  CLEANUP_FREE char *p = NULL;
-  struct vms_atomic_file af;
-  CLEANUP_FCLOSE FILE *fp = NULL;
+  struct stat st;
+  (void) opaque;
+  return lstat (path, &st) == 0 || errno != ENOENT;
+}
 
-  if (asprintf (&p, "%s/owned-paths", vm->dir) == -1) {
+static int
+host_gather (struct vm_writer *w, struct host_snapshot *hs)
+{
+  virDomainPtr *doms = NULL;
+  int nd = virConnectListAllDomains (w->conn, &doms, 0);
+
+  memset (hs, 0, sizeof *hs);
+  if (nd < 0) {
+    vms_set_error (EIO, "cannot list the domains at %s: %s", w->uri,
+                   vm_virt_error ());
+    return -1;
+  }
+  hs->doms = calloc ((size_t) nd + 1, sizeof *hs->doms);
+  hs->paths = calloc ((size_t) nd + 1, sizeof *hs->paths);
+  hs->names = calloc ((size_t) nd + 1, sizeof *hs->names);
+  hs->uuids = calloc ((size_t) nd + 1, sizeof *hs->uuids);
+  for (int d = 0; d < nd; d++) {
+    if (hs->doms && hs->paths && hs->names && hs->uuids &&
+        virDomainGetUUIDString (doms[d], hs->uuids[hs->n]) == 0) {
+      size_t k = hs->n++;
+      const char *name = virDomainGetName (doms[d]);
+      hs->names[k] = name ? strdup (name) : NULL;
+      hs->doms[k].name = hs->names[k];
+      hs->doms[k].uuid = hs->uuids[k];
+      hs->doms[k].active = virDomainIsActive (doms[d]) == 1;
+      hs->doms[k].persistent = virDomainIsPersistent (doms[d]) == 1;
+      if (hs->doms[k].persistent)
+        domain_paths (doms[d], VIR_DOMAIN_XML_INACTIVE, &hs->paths[k]);
+      if (hs->doms[k].active)
+        domain_paths (doms[d], 0, &hs->paths[k]);
+      hs->doms[k].paths = (const char *const *) hs->paths[k].ptr;
+      hs->doms[k].nr_paths = hs->paths[k].len;
+    }
+    virDomainFree (doms[d]);
+  }
+  free (doms);
+  if (hs->doms == NULL || hs->paths == NULL || hs->names == NULL ||
+      hs->uuids == NULL) {
+    host_snapshot_free (hs);
     vms_set_error (ENOMEM, "out of memory");
     return -1;
   }
-  if (vms_atomic_file_open (&af, AT_FDCWD, p, 0600) == -1)
-    return -1;
-  if ((fp = fdopen (dup (af.fd), "w")) == NULL)
-    goto fail;
-  for (size_t i = 0; i < vm->owned.len; i++)
-    fprintf (fp, "%s\n", vm->owned.ptr[i]);
-  if (fflush (fp) != 0)
-    goto fail;
-  return vms_atomic_file_commit (&af, 0);
-
- fail:
-  vms_set_error (errno, "cannot write %s: %s", p, strerror (errno));
-  vms_atomic_file_discard (&af);
-  return -1;
+  return 0;
 }
 
-static void
-owned_load (struct rs_vm *vm)
+/* The plan against the host as it is now; also the --network-map targets
+ * (libvirt networks and bridges). 0, or -1 with every reason to refuse. */
+static int
+plan_now (struct vm_writer *w)
 {
-  CLEANUP_FREE char *p = NULL;
-  CLEANUP_FCLOSE FILE *fp = NULL;
-  char line[PATH_MAX + 2];
+  struct vm_restore *r = w->restore;
+  struct host_snapshot hs;
+  CLEANUP_FREE char *why = NULL;
+  int rc;
 
-  if (asprintf (&p, "%s/owned-paths", vm->dir) == -1 ||
-      (fp = fopen (p, "re")) == NULL)
-    return;
-  while (fgets (line, sizeof line, fp)) {
-    line[strcspn (line, "\n")] = '\0';
-    if (line[0] == '/' && !string_vector_contains (&vm->owned, line))
-      sv_add (&vm->owned, "%s", line);
+  if (host_gather (w, &hs) == -1)
+    return -1;
+  const struct vm_host host = {
+    .doms = hs.doms, .nr_doms = hs.n, .exists = path_exists,
+  };
+  rc = vm_restore_plan (r, &host);
+  host_snapshot_free (&hs);
+  if (rc == -1 && (why = strdup (vms_get_error ())) == NULL)
+    return -1;
+  for (size_t i = 0; i < r->map_new.len; i++)
+    if (!network_exists (w->conn, r->map_new.ptr[i]) &&
+        !netdev_exists (r->map_new.ptr[i])) {
+      char *n;
+      if (asprintf (&n, "%s%s--network-map %s=%s: there is no libvirt network "
+                    "or bridge named \"%s\"", why ? why : "", why ? "; " : "",
+                    r->map_old.ptr[i], r->map_new.ptr[i],
+                    r->map_new.ptr[i]) == -1)
+        return -1;
+      free (why);
+      why = n;
+      r->planned = 0;
+    }
+  if (why) {
+    vms_set_error (EEXIST, "%s", why);
+    return -1;
   }
+  return 0;
+}
+
+int
+vms_vm_restore_plan (const vms_vm_restore *h)
+{
+  struct vm_writer *w = h->w;
+
+  if (w->conn == NULL || virConnectIsAlive (w->conn) != 1) {
+    if (w->conn)
+      virConnectClose (w->conn);
+    if ((w->conn = virConnectOpen (w->uri)) == NULL) {
+      vms_set_error (EIO, "cannot connect to libvirt at %s: %s; is libvirtd "
+                     "running (and is this the right URI, -c/--connect)?",
+                     w->uri, vm_virt_error ());
+      return -1;
+    }
+  }
+  return plan_now (w);
+}
+
+/* Keep a file aside (--existing rename): renamed, never deleted. */
+static int
+keep_aside (const struct rs_file *f)
+{
+  struct stat st;
+
+  if (f->aside == NULL || lstat (f->target, &st) == -1)
+    return 0;                   /* gone already (a run again) */
+  if (lstat (f->aside, &st) == 0) {
+    vms_set_error (EEXIST, "cannot keep %s aside: %s exists", f->target,
+                   f->aside);
+    return -1;
+  }
+  if (rename (f->target, f->aside) == -1) {
+    vms_set_error (errno, "cannot keep %s aside as %s: %s", f->target,
+                   f->aside, strerror (errno));
+    return -1;
+  }
+  return 0;
 }
 
 int
@@ -905,36 +647,31 @@ vm_restore_pre (void *data, vms_call *call)
 {
   struct vm_writer *w = data;
   struct vm_restore *r = w->restore;
-  CLEANUP_FREE char *why = NULL;
 
   if (r == NULL)
     return vms_call_fail (call, VMS_FAILURE_NON_RETRYABLE, "vm writer: "
                           "added for backup, not for restore");
   if (w->conn == NULL && vm_connect (w, call) == -1)
     return -1;
-  pre_check (w, &why);
-  if (why)
+  /* The host may have changed since the requester's plan: plan again, and
+   * refuse before anything changes. */
+  if (plan_now (w) == -1)
     return vms_call_fail (call, VMS_FAILURE_NON_RETRYABLE, "nothing was "
-                          "changed: %s", why);
+                          "changed: %s", vms_get_error ());
 
   for (size_t i = 0; i < r->nr_vms; i++) {
     struct rs_vm *vm = &r->vms[i];
-    virDomainPtr dom = virDomainLookupByUUIDString (w->conn, vm->uuid);
+    virDomainPtr dom;
 
     if (vms_mkdir_p (vm->dir, 0700) == -1)
       return vms_call_fail (call, VMS_FAILURE_OUT_OF_RESOURCES, "vm \"%s\": "
                             "%s", vm->name, vms_get_error ());
-    owned_load (vm);
-    if (dom) {
-      domain_paths (dom, VIR_DOMAIN_XML_INACTIVE, &vm->owned);
-      if (virDomainIsActive (dom) == 1)
-        domain_paths (dom, 0, &vm->owned);
-    }
-    if (owned_save (vm) == -1)
-      vms_debug ("vm restore: cannot save the paths of %s in %s", vm->name,
-                 vm->dir);
-    if (dom == NULL)
+    /* A copy never touches the VM it was made from. */
+    if (vm->clone || !vm->present)
       continue;
+    assert (r->replace);
+    if ((dom = virDomainLookupByUUIDString (w->conn, vm->uuid)) == NULL)
+      continue;                 /* gone since the plan */
     /* R15: off and undefined. Its NVRAM and TPM state stay on disk: they
      * are restored over. */
     if (virDomainIsActive (dom) == 1 && virDomainDestroy (dom) == -1) {
@@ -956,11 +693,11 @@ vm_restore_pre (void *data, vms_call *call)
       virDomainFree (dom);
       return -1;
     }
-    vms_debug ("vm restore: %s (%s) turned off and undefined", vm->name,
-               vm->uuid);
+    vms_debug ("vm restore: %s (%s) turned off and undefined (--replace)",
+               vm->name, vm->uuid);
     virDomainFree (dom);
   }
-  /* The directories the files go to. */
+  /* The directories the files go to; the files kept aside. */
   for (size_t i = 0; i < r->nr_vms; i++)
     for (size_t j = 0; j < r->vms[i].nr_files; j++) {
       CLEANUP_FREE char *d = strdup (r->vms[i].files[j].target);
@@ -968,14 +705,18 @@ vm_restore_pre (void *data, vms_call *call)
         return vms_call_fail (call, VMS_FAILURE_OUT_OF_RESOURCES, "vm \"%s\": "
                               "%s", r->vms[i].name, d ? vms_get_error ()
                               : "out of memory");
+      if (keep_aside (&r->vms[i].files[j]) == -1)
+        return vms_call_fail (call, VMS_FAILURE_NON_RETRYABLE, "vm \"%s\": "
+                              "%s", r->vms[i].name, vms_get_error ());
     }
   return 0;
 }
 
 /* ---- PostRestore (R17–R21) ---- */
 
-/* R19: a link at each original disk path to the restored file, unless a
- * file is there that does not belong to this VM. */
+/* R19: a link at each original disk path to the restored file, made only
+ * where nothing is: a file there (the VM's old disk, or anything else) is
+ * never removed (issue 20). */
 static void
 link_original (struct rs_vm *vm, const struct rs_file *f)
 {
@@ -994,16 +735,9 @@ link_original (struct rs_vm *vm, const struct rs_file *f)
         return;
       }
     }
-    if (!string_vector_contains (&vm->owned, f->path)) {
-      sv_add (&vm->notes, "no link at %s: a file is there that does not "
-              "belong to this VM (left as it is)", f->path);
-      return;
-    }
-    if (unlink (f->path) == -1) {
-      sv_add (&vm->notes, "no link at %s: cannot remove the old file: %s",
-              f->path, strerror (errno));
-      return;
-    }
+    sv_add (&vm->notes, "no link at %s: a file is there (left as it is; "
+            "vmshadow never removes one)", f->path);
+    return;
   }
   else {
     CLEANUP_FREE char *d = strdup (f->path);
@@ -1072,6 +806,31 @@ resume_saved (struct vm_writer *w, struct rs_vm *vm, const char *file)
   return 0;
 }
 
+/* A copy's XML (--name): new UUID and MACs, its own files (issue 20). */
+static char *
+clone_xml (struct rs_vm *vm, const char *xml)
+{
+  CLEANUP_FREE const char **from = calloc (vm->nr_files + 1, sizeof *from);
+  CLEANUP_FREE const char **to = calloc (vm->nr_files + 1, sizeof *to);
+  size_t n = 0;
+
+  if (from == NULL || to == NULL) {
+    vms_set_error (ENOMEM, "out of memory");
+    return NULL;
+  }
+  for (size_t i = 0; i < vm->nr_files; i++)
+    if (vm->files[i].role == RS_DISK || vm->files[i].role == RS_OTHER) {
+      from[n] = vm->files[i].path;
+      to[n++] = vm->files[i].target;
+    }
+  const struct vm_rewrite rw = {
+    .name = vm->define_name, .uuid = vm->define_uuid, .new_macs = 1,
+    .from = from, .to = to, .nr_paths = n,
+    .old_name = vm->name, .old_uuid = vm->uuid,
+  };
+  return vm_config_rewrite (xml, strlen (xml), &rw, &vm->notes);
+}
+
 static void
 post_one (struct vm_writer *w, vms_call *call, struct rs_vm *vm)
 {
@@ -1097,7 +856,15 @@ post_one (struct vm_writer *w, vms_call *call, struct rs_vm *vm)
     rs_fail (vm, "not defined: %s", vms_get_error ());
     return;
   }
-  if (r->to)
+  if (vm->clone) {
+    char *copy = clone_xml (vm, def);
+    free (def);
+    if ((def = copy) == NULL) {
+      rs_fail (vm, "not defined: %s", vms_get_error ());
+      return;
+    }
+  }
+  if (r->to && !vm->clone)
     for (size_t i = 0; i < vm->nr_files; i++)
       if (vm->files[i].role == RS_DISK)
         link_original (vm, &vm->files[i]);
@@ -1109,7 +876,14 @@ post_one (struct vm_writer *w, vms_call *call, struct rs_vm *vm)
     return;
   }
   vm->defined = 1;
-  if (strcmp (vm->method, "saved-state") == 0 && state)
+  if (strcmp (vm->method, "saved-state") == 0 && state && vm->clone) {
+    /* The memory state is the original's (its UUID, MACs, files): a copy
+     * boots from its disks instead. */
+    sv_add (&vm->notes, "a copy is not resumed from the original's saved "
+            "state: it boots from its disks%s", r->start ? "" : " (--start)");
+    unlink (state->target);
+  }
+  else if (strcmp (vm->method, "saved-state") == 0 && state)
     resume_saved (w, vm, state->target);
   else if (strcmp (vm->method, "saved-state") == 0)
     sv_add (&vm->notes, "the backup holds no saved state: the VM comes back "

@@ -121,8 +121,19 @@ struct vms_vm_restore_options {
   /* Disks (R19/R20) go into this absolute directory, with a symbolic link
    * at each original path; NULL: back to their original paths. */
   const char *to;
-  /* Define the VM (only one may be restored) under this name. */
+  /* Make a copy of the VM (only one may be restored) under this name: a
+   * new UUID, new MAC addresses, new disk files (NEW-<target>.<ext> in the
+   * original directories or in to); the original is not touched. */
   const char *new_name;
+  /* A VM of the same UUID that exists is replaced (turned off, undefined,
+   * its files written over) only with replace; else the restore refuses. */
+  int replace;
+  /* With to or new_name, a file at a target: "refuse" (NULL), "rename"
+   * (kept aside as PATH.vmshadow-<stamp>) or "keep" (left as it is; the
+   * restored file goes beside it under a new name). Never overwritten. */
+  const char *existing;
+  /* The suffix of kept-aside files; NULL: the time in seconds. */
+  const char *stamp;
   /* Start the VMs that come back stopped (online and offline backups);
    * saved-state backups resume anyway. */
   int start;
@@ -149,6 +160,14 @@ vms_libvirt_add_for_restore (vms_coordinator *coord,
                              const vms_document *const *metadata,
                              size_t nr_metadata);
 
+/* Look at the host (libvirt, the files at the targets) and decide every
+ * change (vm-restore-plan.h); nothing changes. Returns 0, or -1 with the
+ * error set to every reason the restore refuses (a VM that exists without
+ * --replace, a name taken, a file of another VM, a file at a target). The
+ * changes are in each VM's result. PreRestore plans again, then executes
+ * the plan. */
+extern int vms_vm_restore_plan (const vms_vm_restore *r);
+
 /* 1 if the VM with this UUID is being restored. */
 extern int vms_vm_restore_selected (const vms_vm_restore *r, const char *uuid);
 /* Where the requester writes file path of VM uuid; NULL when that VM is
@@ -169,8 +188,21 @@ struct vms_vm_restore_result {
   const char *const *notes;
   size_t nr_disconnected;       /* R21: interfaces left disconnected */
   const char *const *disconnected;  /* "MAC: why" */
+  size_t nr_changes;            /* the plan: every change, in order
+                                   (vms_vm_restore_change) */
 };
 extern size_t vms_vm_restore_count (const vms_vm_restore *r);
+/* Change k of VM i's plan (e.g. "turn-off", "vm \"web\" (uuid)").
+ * Strings borrowed from r. */
+struct vms_vm_restore_change {
+  const char *action;           /* turn-off undefine untouched write overwrite
+                                   keep-aside keep link no-link define resume
+                                   start */
+  const char *object;
+  const char *detail;           /* or NULL */
+};
+extern int vms_vm_restore_change (const vms_vm_restore *r, size_t i, size_t k,
+                                  struct vms_vm_restore_change *c);
 extern int vms_vm_restore_result (const vms_vm_restore *r, size_t i,
                                   struct vms_vm_restore_result *res);
 

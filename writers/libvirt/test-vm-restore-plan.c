@@ -1,0 +1,343 @@
+/* Unit tests of vm-restore-plan.c (issue 20, safe restore): from a VM of a
+ * backup, the options and a made-up host (a test double: domains and files
+ * listed here, no libvirtd), the plan of every change and every refusal:
+ * a VM that exists is replaced only with --replace, a copy (--name) never
+ * touches the original, --to never writes over a file (--existing), links
+ * only where nothing is.
+ *
+ * Usage: test-vm-restore-plan [test-name]; output is TAP.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "vmshadow/error.h"
+
+#include "vm-restore-plan.h"
+
+#define UUID "5b4f2d1e-7a8c-4d6e-9f01-23456789abcd"
+#define OTHER "11111111-2222-4333-8444-555555555555"
+
+/* ---- the made-up host ---- */
+
+static const char *existing_files[16];
+
+static int
+fake_exists (void *opaque, const char *path)
+{
+  (void) opaque;
+  for (size_t i = 0; existing_files[i]; i++)
+    if (strcmp (existing_files[i], path) == 0)
+      return 1;
+  return 0;
+}
+
+static const char *const web01_paths[] = {
+  "/img/web01.qcow2", "/var/lib/libvirt/qemu/nvram/web01_VARS.fd",
+};
+static const char *const db_paths[] = { "/img/db.qcow2" };
+
+static struct vm_host_domain doms[2];
+static struct vm_host host;
+
+/* The host: web01 (running, the backup's UUID) if with_web01, and another
+ * VM "db". files: NULL-terminated paths that exist. */
+static void
+make_host (int with_web01, const char *const *files)
+{
+  size_t n = 0, k = 0;
+
+  memset (existing_files, 0, sizeof existing_files);
+  for (; files && files[k]; k++)
+    existing_files[k] = files[k];
+  if (with_web01)
+    doms[n++] = (struct vm_host_domain) {
+      .name = "web01", .uuid = UUID, .active = 1, .persistent = 1,
+      .paths = web01_paths, .nr_paths = 2,
+    };
+  doms[n++] = (struct vm_host_domain) {
+    .name = "db", .uuid = OTHER, .active = 1, .persistent = 1,
+    .paths = db_paths, .nr_paths = 1,
+  };
+  host = (struct vm_host) { .doms = doms, .nr_doms = n, .exists = fake_exists };
+}
+
+/* ---- a VM of a backup, as vm_restore_new makes it from the documents ---- */
+
+static void
+add_file (struct rs_vm *vm, const char *path, int role, const char *dt,
+          const char *target)
+{
+  struct rs_file *f = &vm->files[vm->nr_files++];
+  f->path = strdup (path);
+  f->role = role;
+  f->kind = role == RS_DISK ? VMS_FILE_DISK : VMS_FILE_PLAIN;
+  f->disk_target = dt ? strdup (dt) : NULL;
+  f->target = target ? strdup (target) : NULL;
+}
+
+/* web01 with a disk, NVRAM, TPM state and its domain XML; to and new_name
+ * as the options say. */
+static struct vm_restore *
+make_restore (const char *to, const char *new_name, int replace,
+              enum rs_existing existing)
+{
+  struct vm_restore *r = calloc (1, sizeof *r);
+  struct rs_vm *vm;
+
+  assert_non_null (r);
+  r->to = to ? strdup (to) : NULL;
+  r->new_name = new_name ? strdup (new_name) : NULL;
+  r->replace = replace;
+  r->existing = existing;
+  r->state_dir = strdup ("/var/lib/vmshadow/vm");
+  r->stamp = strdup ("1700000000");
+  r->vms = calloc (1, sizeof *r->vms);
+  r->nr_vms = 1;
+  vm = &r->vms[0];
+  vm->uuid = strdup (UUID);
+  vm->name = strdup ("web01");
+  vm->clone = new_name != NULL;
+  vm->define_name = strdup (new_name ? new_name : "web01");
+  vm->define_uuid = strdup (new_name ? "99999999-8888-4777-8666-555555555555" : UUID);
+  vm->method = strdup ("online");
+  vm->state_before = strdup ("running");
+  assert_int_not_equal (asprintf (&vm->dir, "%s/%s/restore", r->state_dir,
+                                  vm->define_uuid), -1);
+  vm->files = calloc (4, sizeof *vm->files);
+  add_file (vm, "/img/web01.qcow2", RS_DISK, "vda", NULL);
+  add_file (vm, "/var/lib/libvirt/qemu/nvram/web01_VARS.fd", RS_OTHER, NULL, NULL);
+  add_file (vm, "/var/lib/libvirt/swtpm/" UUID "/tpm2/tpm2-00.permall",
+            RS_OTHER, NULL, NULL);
+  add_file (vm, "/var/lib/vmshadow/vm/" UUID "/domain.xml", RS_CONFIG, NULL, NULL);
+  for (size_t i = 0; i < vm->nr_files; i++) {
+    struct rs_file *f = &vm->files[i];
+    if (vm->clone)
+      f->target = vm_restore_clone_path (r, vm, f);
+    else if (f->role == RS_DISK && to)
+      assert_int_not_equal (asprintf (&f->target, "%s/web01.qcow2", to), -1);
+    else if (f->role == RS_CONFIG)
+      assert_int_not_equal (asprintf (&f->target, "%s/domain.xml", vm->dir), -1);
+    else
+      f->target = strdup (f->path);
+    assert_non_null (f->target);
+  }
+  return r;
+}
+
+/* The changes of the plan as "action object" lines. */
+static char *
+changes (const struct rs_vm *vm)
+{
+  char *s = strdup (""), *n;
+  for (size_t i = 0; i < vm->changes.len; i++) {
+    assert_int_not_equal (asprintf (&n, "%s%s %s\n", s, vm->changes.ptr[i].action,
+                                    vm->changes.ptr[i].object), -1);
+    free (s);
+    s = n;
+  }
+  return s;
+}
+
+static int
+has_change (const struct rs_vm *vm, const char *action, const char *object)
+{
+  for (size_t i = 0; i < vm->changes.len; i++)
+    if (strcmp (vm->changes.ptr[i].action, action) == 0 &&
+        (object == NULL || strcmp (vm->changes.ptr[i].object, object) == 0))
+      return 1;
+  return 0;
+}
+
+/* ---- the tests ---- */
+
+static void
+an_existing_vm_is_not_replaced_without_replace (void **state)
+{
+  struct vm_restore *r = make_restore (NULL, NULL, 0, RS_EXISTING_REFUSE);
+  make_host (1, (const char *[]) { "/img/web01.qcow2", NULL });
+  assert_int_equal (vm_restore_plan (r, &host), -1);
+  assert_non_null (strstr (vms_get_error (), "vm \"web01\" (" UUID ") exists"));
+  assert_non_null (strstr (vms_get_error (), "--replace"));
+  assert_non_null (strstr (vms_get_error (), "--name NEW"));
+  assert_int_equal (r->planned, 0);
+  vm_restore_free (r);
+}
+
+static void
+replace_turns_off_undefines_and_writes_over (void **state)
+{
+  struct vm_restore *r = make_restore (NULL, NULL, 1, RS_EXISTING_REFUSE);
+  make_host (1, (const char *[]) { "/img/web01.qcow2", NULL });
+  assert_int_equal (vm_restore_plan (r, &host), 0);
+  char *s = changes (&r->vms[0]);
+  assert_string_equal (s,
+    "turn-off vm \"web01\" (" UUID ")\n"
+    "undefine vm \"web01\" (" UUID ")\n"
+    "overwrite /img/web01.qcow2\n"
+    "write /var/lib/libvirt/qemu/nvram/web01_VARS.fd\n"
+    "write /var/lib/libvirt/swtpm/" UUID "/tpm2/tpm2-00.permall\n"
+    "write /var/lib/vmshadow/vm/" UUID "/restore/domain.xml\n"
+    "define vm \"web01\" (" UUID ")\n");
+  free (s);
+  /* Planned again against a host without the VM: nothing turned off. */
+  make_host (0, NULL);
+  assert_int_equal (vm_restore_plan (r, &host), 0);
+  assert_false (has_change (&r->vms[0], "turn-off", NULL));
+  assert_false (has_change (&r->vms[0], "undefine", NULL));
+  assert_true (has_change (&r->vms[0], "write", "/img/web01.qcow2"));
+  vm_restore_free (r);
+}
+
+static void
+a_name_of_another_vm_is_refused (void **state)
+{
+  struct vm_restore *r = make_restore (NULL, NULL, 1, RS_EXISTING_REFUSE);
+  make_host (0, NULL);
+  doms[0].name = "web01";       /* "db" is now called web01 */
+  assert_int_equal (vm_restore_plan (r, &host), -1);
+  assert_non_null (strstr (vms_get_error (), "another VM (" OTHER ") has the name \"web01\""));
+  vm_restore_free (r);
+}
+
+static void
+a_file_of_another_vm_is_never_written (void **state)
+{
+  struct vm_restore *r = make_restore (NULL, NULL, 1, RS_EXISTING_REFUSE);
+  free (r->vms[0].files[0].target);
+  r->vms[0].files[0].target = strdup ("/img/db.qcow2");
+  make_host (0, NULL);
+  assert_int_equal (vm_restore_plan (r, &host), -1);
+  assert_non_null (strstr (vms_get_error (), "/img/db.qcow2 would overwrite a file of vm \"db\""));
+  vm_restore_free (r);
+}
+
+static void
+a_copy_gets_its_own_files_and_leaves_the_original (void **state)
+{
+  struct vm_restore *r = make_restore (NULL, "copy", 0, RS_EXISTING_REFUSE);
+  const struct rs_vm *vm = &r->vms[0];
+  make_host (1, (const char *[]) { "/img/web01.qcow2", NULL });
+  assert_string_equal (vm->files[0].target, "/img/copy-vda.qcow2");
+  assert_string_equal (vm->files[1].target, "/var/lib/libvirt/qemu/nvram/copy_VARS.fd");
+  assert_string_equal (vm->files[2].target, "/var/lib/libvirt/swtpm/"
+                       "99999999-8888-4777-8666-555555555555/tpm2/tpm2-00.permall");
+  assert_string_equal (vm->files[3].target, "/var/lib/vmshadow/vm/"
+                       "99999999-8888-4777-8666-555555555555/restore/domain.xml");
+  assert_int_equal (vm_restore_plan (r, &host), 0);
+  assert_true (has_change (vm, "untouched", "vm \"web01\" (" UUID ")"));
+  assert_false (has_change (vm, "turn-off", NULL));
+  assert_false (has_change (vm, "undefine", NULL));
+  assert_false (has_change (vm, "overwrite", NULL));
+  assert_false (has_change (vm, "link", NULL));
+  assert_true (has_change (vm, "define", "vm \"copy\" (99999999-8888-4777-8666-555555555555)"));
+  for (size_t i = 0; i < vm->nr_files; i++)
+    for (size_t k = 0; k < vm->nr_files; k++)
+      assert_string_not_equal (vm->files[i].target, vm->files[k].path);
+  vm_restore_free (r);
+}
+
+static void
+a_copy_refuses_a_name_that_exists (void **state)
+{
+  struct vm_restore *r = make_restore (NULL, "db", 0, RS_EXISTING_REFUSE);
+  make_host (1, NULL);
+  assert_int_equal (vm_restore_plan (r, &host), -1);
+  assert_non_null (strstr (vms_get_error (), "a VM of that name exists (" OTHER ")"));
+  vm_restore_free (r);
+}
+
+static void
+a_copy_never_writes_over_a_file_there (void **state)
+{
+  struct vm_restore *r = make_restore (NULL, "copy", 0, RS_EXISTING_REFUSE);
+  make_host (1, (const char *[]) { "/img/copy-vda.qcow2", NULL });
+  assert_int_equal (vm_restore_plan (r, &host), -1);
+  assert_non_null (strstr (vms_get_error (), "/img/copy-vda.qcow2 exists already"));
+  assert_non_null (strstr (vms_get_error (), "--existing rename"));
+  vm_restore_free (r);
+}
+
+static void
+to_refuses_a_file_at_a_target_by_default (void **state)
+{
+  struct vm_restore *r = make_restore ("/new", NULL, 0, RS_EXISTING_REFUSE);
+  make_host (0, (const char *[]) { "/new/web01.qcow2", NULL });
+  assert_int_equal (vm_restore_plan (r, &host), -1);
+  assert_non_null (strstr (vms_get_error (), "/new/web01.qcow2 exists already; "
+                           "--to never writes over a file"));
+  vm_restore_free (r);
+}
+
+static void
+to_with_existing_rename_keeps_the_file_aside (void **state)
+{
+  struct vm_restore *r = make_restore ("/new", NULL, 0, RS_EXISTING_RENAME);
+  make_host (0, (const char *[]) { "/new/web01.qcow2", NULL });
+  assert_int_equal (vm_restore_plan (r, &host), 0);
+  assert_string_equal (r->vms[0].files[0].aside, "/new/web01.qcow2.vmshadow-1700000000");
+  assert_true (has_change (&r->vms[0], "keep-aside", "/new/web01.qcow2"));
+  assert_true (has_change (&r->vms[0], "write", "/new/web01.qcow2"));
+  /* Nothing is at the original path: a link goes there (R19). */
+  assert_true (has_change (&r->vms[0], "link", "/img/web01.qcow2"));
+  vm_restore_free (r);
+}
+
+static void
+to_with_existing_keep_writes_beside_the_file (void **state)
+{
+  struct vm_restore *r = make_restore ("/new", NULL, 0, RS_EXISTING_KEEP);
+  make_host (0, (const char *[]) { "/new/web01.qcow2", "/new/web01.restored-1700000000.qcow2",
+                                   "/img/web01.qcow2", NULL });
+  assert_int_equal (vm_restore_plan (r, &host), 0);
+  assert_string_equal (r->vms[0].files[0].target, "/new/web01.restored-1700000000-2.qcow2");
+  assert_null (r->vms[0].files[0].aside);
+  assert_true (has_change (&r->vms[0], "keep", "/new/web01.qcow2"));
+  /* Planned again (PreRestore does): the same plan. */
+  assert_int_equal (vm_restore_plan (r, &host), 0);
+  assert_string_equal (r->vms[0].files[0].target, "/new/web01.restored-1700000000-2.qcow2");
+  assert_true (has_change (&r->vms[0], "keep", "/new/web01.qcow2"));
+  /* A file at the original path stays: no link, never removed. */
+  assert_true (has_change (&r->vms[0], "no-link", "/img/web01.qcow2"));
+  assert_false (has_change (&r->vms[0], "link", NULL));
+  vm_restore_free (r);
+}
+
+static void
+every_refusal_is_named_at_once (void **state)
+{
+  struct vm_restore *r = make_restore ("/new", NULL, 0, RS_EXISTING_REFUSE);
+  make_host (1, (const char *[]) { "/new/web01.qcow2", NULL });
+  assert_int_equal (vm_restore_plan (r, &host), -1);
+  assert_non_null (strstr (vms_get_error (), "--replace"));
+  assert_non_null (strstr (vms_get_error (), "/new/web01.qcow2 exists already"));
+  vm_restore_free (r);
+}
+
+int
+main (int argc, char **argv)
+{
+  const struct CMUnitTest tests[] = {
+    cmocka_unit_test (an_existing_vm_is_not_replaced_without_replace),
+    cmocka_unit_test (replace_turns_off_undefines_and_writes_over),
+    cmocka_unit_test (a_name_of_another_vm_is_refused),
+    cmocka_unit_test (a_file_of_another_vm_is_never_written),
+    cmocka_unit_test (a_copy_gets_its_own_files_and_leaves_the_original),
+    cmocka_unit_test (a_copy_refuses_a_name_that_exists),
+    cmocka_unit_test (a_copy_never_writes_over_a_file_there),
+    cmocka_unit_test (to_refuses_a_file_at_a_target_by_default),
+    cmocka_unit_test (to_with_existing_rename_keeps_the_file_aside),
+    cmocka_unit_test (to_with_existing_keep_writes_beside_the_file),
+    cmocka_unit_test (every_refusal_is_named_at_once),
+  };
+  if (argc > 1)
+    cmocka_set_test_filter (argv[1]);
+  cmocka_set_message_output (CM_OUTPUT_TAP);
+  return cmocka_run_group_tests (tests, NULL, NULL);
+}
