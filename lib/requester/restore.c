@@ -39,11 +39,18 @@ check_target_dir (const char *dir)
   return 0;
 }
 
-/* Every index loads and every chunk is there (a cheap check: content is
- * verified while writing). */
+/* Issue 20: every chunk of the VMs being restored is read and re-hashed
+ * (vms_repo_chunk_get with verify) before any VM is turned off or any file
+ * changed, so a damaged backup changes nothing. */
 static int
 preflight (vms_repo *repo, const vms_manifest *m, const vms_vm_restore *r)
 {
+  CLEANUP_FREE void *buf = malloc (VMS_CHUNK_SIZE);
+
+  if (buf == NULL) {
+    vms_set_error (ENOMEM, "out of memory");
+    return -1;
+  }
   for (size_t i = 0; i < vms_manifest_file_count (m); i++) {
     struct vms_stored_file f;
     uint64_t size;
@@ -61,15 +68,19 @@ preflight (vms_repo *repo, const vms_manifest *m, const vms_vm_restore *r)
     }
     for (uint64_t c = 0; c < vms_index_chunk_count (idx); c++) {
       const struct vms_digest *d = vms_index_get (idx, c);
-      if (!vms_digest_is_zero (d) && vms_repo_chunk_exists (repo, d) != 1) {
+      if (vms_digest_is_zero (d))
+        continue;
+      if (vms_repo_chunk_get (repo, d, buf, vms_index_chunk_len (idx, c), 1) == -1) {
         char hex[65];
+        int e = vms_get_errno ();
         vms_digest_hex (d, hex);
-        vms_index_free (idx);
-        vms_set_error (ENOENT, "backup %s cannot be restored: chunk %s of %s "
-                       "(at offset %" PRIu64 ") is missing from the "
-                       "repository; run 'vmshadow verify'",
+        vms_set_error (e, "backup %s cannot be restored: chunk %s of %s (at "
+                       "offset %" PRIu64 ") is %s: %s; run 'vmshadow verify'",
                        vms_manifest_backup_id (m), hex, f.path,
-                       c * (uint64_t) VMS_CHUNK_SIZE);
+                       c * (uint64_t) VMS_CHUNK_SIZE,
+                       e == ENOENT ? "missing from the repository" : "damaged",
+                       vms_get_error ());
+        vms_index_free (idx);
         return -1;
       }
     }
@@ -324,7 +335,7 @@ vms_requester_restore (vms_repo *repo, const struct vms_restore_request *rq)
   /* Issue 20: every change planned (and refused if need be) first. */
   rr.r = vms_libvirt_add_for_restore (coord, &ro, bcd, md, nm);
   if (rr.r == NULL || vms_vm_restore_plan (rr.r) == -1 ||
-      (!rq->dry_run && preflight (repo, m, rr.r) == -1)) {
+      preflight (repo, m, rr.r) == -1) {
     vms_set_error (vms_get_errno (), "%s; nothing was changed", vms_get_error ());
     goto out;
   }
