@@ -195,15 +195,22 @@ nbd_server_wait (pid_t pid, int64_t ms, int *status)
   }
 }
 
-/* The guard: run qemu-nbd ("$@") in the background; a watcher reads our
+/* The guard: run the server ("$@") in the background; a watcher reads our
  * pipe (stdin, moved to fd 3: an asynchronous list's stdin would be
- * /dev/null) and sends SIGTERM to qemu-nbd at its end of file; the shell
- * exits with qemu-nbd's status (143 after SIGTERM). */
+ * /dev/null) and at its end of file sends the server SIGTERM, again every
+ * 0.1 s while it is there: qemu-nbd drops a SIGTERM that arrives while it
+ * starts (it marks itself running after installing its handler; seen
+ * leaking 2 servers of 70 whose owner died within 10 ms). SIGKILL after
+ * 60 s, beyond nbd_server_stop's own wait. The shell exits with the
+ * server's status (143 after SIGTERM). */
 static const char nbd_server_guard[] =
   "exec 3<&0 </dev/null\n"
   "\"$@\" 3<&- &\n"
   "q=$!\n"
-  "( while read -r _; do :; done <&3; kill -TERM $q 2>/dev/null ) &\n"
+  "( while read -r _; do :; done <&3\n"
+  "  n=0\n"
+  "  while kill -TERM $q 2>/dev/null && [ $n -lt 600 ]; do sleep 0.1; n=$((n + 1)); done\n"
+  "  kill -KILL $q 2>/dev/null ) &\n"
   "w=$!\n"
   "exec 3<&-\n"
   "wait $q; s=$?\n"
