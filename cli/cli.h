@@ -38,6 +38,7 @@ enum {
   OPT_REPO_FORMAT = 1 << 18,    /* --format 1|2 (init) */
   OPT_REPLACE = 1 << 19,
   OPT_EXISTING = 1 << 20,
+  OPT_FALLBACK = 1 << 21,
 };
 
 struct options {
@@ -53,7 +54,10 @@ struct options {
   const char *format;
   int64_t grace_seconds;
   const char *connect;          /* libvirt URI, NULL: qemu:///system */
-  const char *method;           /* auto|online|saved-state, NULL: auto */
+  const char *method;           /* auto|online|crash-consistent|saved-state,
+                                   NULL: auto */
+  const char *fallback;         /* crash-consistent|saved-state|fail, NULL:
+                                   crash-consistent */
   int all;                      /* backup every VM (and every exec writer) */
   const char **vms;             /* restore --vm, NULL-terminated (or NULL) */
   const char *new_name;         /* restore --name */

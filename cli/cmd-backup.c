@@ -68,6 +68,72 @@ print_summary (const struct vms_backup_set *set, int64_t ms)
           cli_bytes (set->bytes_stored, b2), (double) ms / 1000.0);
 }
 
+/* --dry-run (issue 20): the library plans, this prints. */
+static void
+print_plan (const struct vms_backup_plan *p)
+{
+  char b[32];
+
+  printf ("Backup plan (dry run: nothing was changed)\n");
+  for (size_t i = 0; i < p->nr_components; i++) {
+    const struct vms_plan_component *c = &p->components[i];
+    if (c->vm_name)
+      printf ("  VM %s (%s), %s: %s\n", cli_text (c->vm_name),
+              cli_text (c->component), cli_text (c->state ? c->state : "?"),
+              cli_text (c->method ? c->method : "?"));
+    else
+      printf ("  %s (writer %s)%s%s\n",
+              cli_text (c->caption && *c->caption ? c->caption : c->component),
+              cli_text (c->writer), c->method ? ": " : "",
+              c->method ? cli_text (c->method) : "");
+    if (c->method_reason)
+      printf ("    why: %s\n", cli_text (c->method_reason));
+    if (c->policy)
+      printf ("    policy: %s (from %s)\n", cli_text (c->policy),
+              cli_text (c->policy_source ? c->policy_source : "?"));
+    if (c->agent)
+      printf ("    guest agent: %s\n", cli_text (c->agent));
+    if (c->fallback_reason)
+      printf ("    fallback because: %s\n", cli_text (c->fallback_reason));
+    for (size_t f = 0; f < c->nr_files; f++)
+      printf ("    %s: %s%s%s%s\n",
+              strcmp (c->files[f].kind, "disk") == 0 ? "disk" : "file",
+              cli_text (c->files[f].path), c->files[f].format ? " (" : "",
+              c->files[f].format ? cli_text (c->files[f].format) : "",
+              c->files[f].format ? ")" : "");
+    for (size_t e = 0; e < c->nr_excluded; e++)
+      printf ("    not backed up: %s: %s\n", cli_text (c->excluded[e].path),
+              cli_text (c->excluded[e].reason));
+    if (c->scratch_bytes > 0)
+      printf ("    scratch space: up to %s in %s\n",
+              cli_bytes ((uint64_t) c->scratch_bytes, b),
+              cli_text (c->scratch_dir ? c->scratch_dir : "?"));
+    else if (c->scratch_bytes == 0)
+      printf ("    scratch space: none (read as it is)\n");
+  }
+  printf ("Scratch space needed: up to %s.\n",
+          cli_bytes ((uint64_t) p->scratch_bytes, b));
+  for (size_t i = 0; i < p->nr_errors; i++)
+    fprintf (stderr, "vmshadow backup: %s\n", cli_message (p->errors[i]));
+}
+
+static int
+backup_plan (const struct options *opts, const struct vms_backup_request *rq)
+{
+  struct vms_backup_plan *p = vms_requester_plan (rq);
+  int rc;
+
+  if (p == NULL)
+    return cli_fail ("backup");
+  rc = p->nr_errors ? EXIT_FAILURE : EXIT_SUCCESS;
+  if (opts->json)
+    cli_print_text (vms_backup_plan_json (p));
+  else
+    print_plan (p);
+  vms_backup_plan_free (p);
+  return rc;
+}
+
 int
 cmd_backup (const struct options *opts, int argc, char **argv)
 {
@@ -91,10 +157,13 @@ cmd_backup (const struct options *opts, int argc, char **argv)
       .vms = (const char *const *) argv,
       .method = opts->method,
       .full = opts->full,
+      .fallback = opts->fallback,
     },
     .progress = progress_file,
     .progress_opaque = &prog,
   };
+  if (opts->dry_run)
+    return backup_plan (opts, &rq);
   struct vms_backup_report *r = vms_requester_backup (NULL, &rq);
   int rc = r && r->outcome == VMS_OUTCOME_SUCCESS ? EXIT_SUCCESS : EXIT_FAILURE;
 

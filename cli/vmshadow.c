@@ -23,7 +23,8 @@ static const struct command {
   { "writers", cmd_writers, OPT_JSON | OPT_WRITERS_DIR | OPT_CONNECT, "",
     "list every writer with its ID, state and components" },
   { "backup", cmd_backup, OPT_JSON | OPT_WRITERS_DIR | OPT_REPO | OPT_FULL |
-    OPT_CONNECT | OPT_METHOD | OPT_ALL, "[--all | VM...]",
+    OPT_CONNECT | OPT_METHOD | OPT_FALLBACK | OPT_ALL | OPT_DRY_RUN,
+    "[--all | VM...]",
     "back up VMs and host applications into the repository" },
   { "init", cmd_init, OPT_JSON | OPT_REPO | OPT_REPO_FORMAT, "",
     "create a repository (--format 2, the default here: packs)" },
@@ -69,8 +70,12 @@ usage (FILE *fp)
            "                       or %s)\n"
            "  --all                backup: every VM of the host and every exec writer\n"
            "  -c, --connect URI    libvirt URI of the VMs (default qemu:///system)\n"
-           "  --method auto|online|saved-state\n"
-           "                       backup: how running VMs are captured (default auto)\n"
+           "  --method auto|online|crash-consistent|saved-state\n"
+           "                       backup: how running VMs are captured (default auto;\n"
+           "                       a VM's vmshadow:policy metadata wins)\n"
+           "  --fallback crash-consistent|saved-state|fail\n"
+           "                       backup: what auto does where online is not possible\n"
+           "                       (default crash-consistent: no VM is paused)\n"
            "  --full               backup: read everything, not only what changed\n"
            "  --deep               verify: read and re-hash every chunk\n"
            "  --keep-last N        prune: keep the N newest backups\n"
@@ -78,7 +83,8 @@ usage (FILE *fp)
            "  --keep-weekly N      prune: ... of each of N weeks\n"
            "  --keep-monthly N     prune: ... of each of N months\n"
            "  --dry-run            prune: only say what would be deleted; restore:\n"
-           "                       print every change, change nothing\n"
+           "                       print every change, change nothing; backup: say\n"
+           "                       per VM the method and why, the disks, the scratch space\n"
            "  --grace SECONDS      gc: keep unreferenced chunks younger than this\n"
            "                       (default 3600; no upper limit)\n"
            "  --vm NAME|UUID       restore: this VM of the backup (repeat; default all);\n"
@@ -130,7 +136,7 @@ main (int argc, char **argv)
   enum { O_JSON = 256, O_WRITERS_DIR, O_REPO, O_FULL, O_DEEP, O_DRY_RUN,
          O_KEEP_LAST, O_KEEP_DAILY, O_KEEP_WEEKLY, O_KEEP_MONTHLY, O_TO,
          O_FORMAT, O_GRACE, O_METHOD, O_ALL, O_VM, O_NAME, O_START,
-         O_NETWORK_MAP, O_DISK, O_REPLACE, O_EXISTING };
+         O_NETWORK_MAP, O_DISK, O_REPLACE, O_EXISTING, O_FALLBACK };
   static const struct option long_options[] = {
     { "json", no_argument, NULL, O_JSON },
     { "writers-dir", required_argument, NULL, O_WRITERS_DIR },
@@ -147,6 +153,7 @@ main (int argc, char **argv)
     { "grace", required_argument, NULL, O_GRACE },
     { "connect", required_argument, NULL, 'c' },
     { "method", required_argument, NULL, O_METHOD },
+    { "fallback", required_argument, NULL, O_FALLBACK },
     { "all", no_argument, NULL, O_ALL },
     { "vm", required_argument, NULL, O_VM },
     { "name", required_argument, NULL, O_NAME },
@@ -246,12 +253,21 @@ main (int argc, char **argv)
     case 'c': opts.connect = optarg; bit = OPT_CONNECT; break;
     case O_METHOD:
       if (strcmp (optarg, "auto") != 0 && strcmp (optarg, "online") != 0 &&
+          strcmp (optarg, "crash-consistent") != 0 &&
           strcmp (optarg, "saved-state") != 0) {
-        fprintf (stderr, "vmshadow: --method must be auto, online or saved-state, "
-                 "not '%s'\n", cli_text (optarg));
+        fprintf (stderr, "vmshadow: --method must be auto, online, "
+                 "crash-consistent or saved-state, not '%s'\n", cli_text (optarg));
         return EXIT_USAGE;
       }
       opts.method = optarg; bit = OPT_METHOD; break;
+    case O_FALLBACK:
+      if (strcmp (optarg, "crash-consistent") != 0 &&
+          strcmp (optarg, "saved-state") != 0 && strcmp (optarg, "fail") != 0) {
+        fprintf (stderr, "vmshadow: --fallback must be crash-consistent, "
+                 "saved-state or fail, not '%s'\n", cli_text (optarg));
+        return EXIT_USAGE;
+      }
+      opts.fallback = optarg; bit = OPT_FALLBACK; break;
     case O_ALL: opts.all = 1; bit = OPT_ALL; break;
     case O_VM: vms[nr_vms++] = optarg; opts.vms = vms; bit = OPT_VM; break;
     case O_NAME: opts.new_name = optarg; bit = OPT_NAME; break;

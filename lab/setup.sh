@@ -371,11 +371,30 @@ extract_kernel() {
     local m
     for m in $GUEST_MODULES; do add_module "$m"; done
     printf '%s\n' "${order[@]}" >"$tmp/out/modules/load-order"
+    # what was asked for, and which of it the kernel has built in
+    echo "$GUEST_MODULES" >"$tmp/out/modules/wanted"
+    for m in "${!seen[@]}"; do
+        printf '%s\n' "${order[@]}" | grep -qx "$m" || echo "$m"
+    done >"$tmp/out/modules/builtin"
     rm -rf "$KDIR"
     mv "$tmp/out" "$KDIR"
     rm -rf "$tmp"
 }
-[ -s "$KDIR/vmlinuz" ] && [ -s "$KDIR/modules/load-order" ] || extract_kernel
+# The kernel dir is cached per kernel version, but what it holds depends on
+# GUEST_MODULES too: a module added to the list (vfat, issue 20) must reach
+# the guest, so the dir is extracted again unless it has every module asked
+# for (in its load order or built into the kernel).
+kdir_has_modules() {
+    [ -s "$KDIR/vmlinuz" ] && [ -s "$KDIR/modules/load-order" ] || return 1
+    local m
+    for m in $GUEST_MODULES; do
+        m=${m//-/_}
+        grep -qx "$m" "$KDIR/modules/load-order" ||
+            grep -qx "$m" "$KDIR/modules/builtin" 2>/dev/null || return 1
+    done
+}
+kdir_has_modules || extract_kernel
+kdir_has_modules || die "the kernel dir $KDIR lacks modules of GUEST_MODULES after extraction"
 
 # --- initramfs
 build_initramfs() {

@@ -68,7 +68,9 @@ struct vms_host_options {
   int all_vms;
   const char *const *vms;
   int probe_vms;
-  /* How running VMs are captured: "auto" (NULL), "online", "saved-state". */
+  /* How running VMs are captured: "auto" (NULL), "online",
+   * "crash-consistent", "saved-state" — for the VMs whose domain metadata
+   * names no method (docs/vm-writer.md, Methods and policy). */
   const char *method;
   /* Read every disk in full (no incremental). */
   int full;
@@ -76,6 +78,10 @@ struct vms_host_options {
    * means every disk is read in full. Borrowed: must outlive the
    * coordinator. */
   vms_repo *catalogue;
+  /* What "auto" does with a running or paused VM that cannot be backed up
+   * online (R9): "crash-consistent" (NULL: the default, no VM is paused),
+   * "saved-state" or "fail" — for the VMs whose metadata names none. */
+  const char *fallback;
 };
 
 /* The directory exec writers are loaded from by default. */
@@ -191,6 +197,54 @@ extern VMS_API void vms_backup_report_free (struct vms_backup_report *r);
 extern VMS_API char *vms_backup_report_json (const struct vms_backup_report *r);
 /* "complete", "stored-with-errors", "failed". */
 extern VMS_API const char *vms_set_state_name (enum vms_set_state s);
+
+/* ---- Plan: what a backup would do (backup --dry-run, issue 20) ---- */
+
+struct vms_plan_file {
+  char *path;
+  char *kind;                   /* "disk", "plain" (vms_file_kind_name) */
+  char *format;                 /* "qcow2", "raw", or NULL */
+};
+
+/* One component as its writer's Identify describes it. The VM fields are
+ * NULL (scratch_bytes -1) for components of other writers. */
+struct vms_plan_component {
+  char *writer_id, *writer, *component, *caption;
+  char *vm_name, *state;        /* "running", "paused", "shut-off", … */
+  char *method, *method_reason;
+  char *policy;                 /* "method=auto fallback=crash-consistent" */
+  char *policy_source;          /* "options", "metadata", "options and metadata" */
+  char *agent;                  /* "answers", "does not answer: …", "not asked: …" */
+  char *fallback_reason;        /* auto did not go online: why (R9) */
+  size_t nr_files;
+  struct vms_plan_file *files;
+  size_t nr_excluded;
+  struct vms_excluded_report *excluded;     /* R13, with the reasons */
+  int64_t scratch_bytes;        /* most host space the capture can take */
+  char *scratch_dir;            /* where it goes (NULL: none needed) */
+};
+
+struct vms_backup_plan {
+  size_t nr_components;
+  struct vms_plan_component *components;
+  /* Writers whose Identify failed (a malformed policy, libvirtd down…):
+   * "writer: message". The plan is then not what a backup would do. */
+  size_t nr_errors;
+  char **errors;
+  int64_t scratch_bytes;        /* the sum over the components */
+};
+
+/* What vms_requester_backup (NULL, rq) would do, changing nothing: the
+ * writers are loaded and asked to Identify (the VM writer reads each
+ * domain, asks running guests' agents and applies the policy) — no
+ * session, no checkpoint, no scratch file, no repository opened. NULL
+ * (error set) when the writers cannot be loaded or none takes part. */
+extern VMS_API struct vms_backup_plan *
+vms_requester_plan (const struct vms_backup_request *rq);
+extern VMS_API void vms_backup_plan_free (struct vms_backup_plan *p);
+/* {"dry_run": true, "components": [...], "scratch_bytes": N, "errors": [...]}
+ * (malloc'd). NULL on ENOMEM. */
+extern VMS_API char *vms_backup_plan_json (const struct vms_backup_plan *p);
 
 /* ---- Restore ---- */
 

@@ -140,9 +140,16 @@ vms_requester_host (const struct vms_host_options *o)
     goto fail;
   if (vms) {
     int method = vms_vm_method_from_name (o->method ? o->method : "auto");
+    int fallback = vms_vm_fallback_from_name (o->fallback ? o->fallback
+                                              : "crash-consistent");
     if (method == -1) {
-      vms_set_error (EINVAL, "unknown capture method \"%s\" (auto, online or "
-                     "saved-state)", o->method);
+      vms_set_error (EINVAL, "unknown capture method \"%s\" (auto, online, "
+                     "crash-consistent or saved-state)", o->method);
+      goto fail;
+    }
+    if (fallback == -1) {
+      vms_set_error (EINVAL, "unknown fallback \"%s\" (crash-consistent, "
+                     "saved-state or fail)", o->fallback);
       goto fail;
     }
     const struct vms_vm_options vm = {
@@ -150,6 +157,7 @@ vms_requester_host (const struct vms_host_options *o)
       .vms = o->all_vms ? NULL : o->vms,
       .method = method,
       .full = o->full,
+      .fallback = fallback,
     };
     if (vms_libvirt_add (coord, &vm) == -1)
       goto fail;

@@ -1,7 +1,7 @@
 #!/bin/bash
 # guard-undoes-a-capture-when-vmshadow-is-killed (issue 5; R12, R8, R10):
 # `vmshadow backup` of an online VM whose guest freeze hook sleeps 6 s and
-# of an agent-less VM (saved state) is killed with SIGKILL while the first
+# of an agent-less VM (saved state: --fallback saved-state) is killed with SIGKILL while the first
 # guest is being frozen and the second VM is paused with its backup job
 # running.  Within 10 s of the kill, the guard process alone has
 #   - thawed the guest (guest-fsfreeze-status "thawed"),
@@ -37,7 +37,7 @@ for i in $(seq 100); do
 done
 virsh -q suspend "$other" >/dev/null || lab_fail "virsh suspend $other failed"
 
-"$VMSHADOW" --repo "$VMW_REPO" backup "$frz" "$ss" >"$LAB_WORK/backup.out" 2>"$LAB_WORK/backup.err" &
+"$VMSHADOW" --repo "$VMW_REPO" backup --fallback saved-state "$frz" "$ss" >"$LAB_WORK/backup.out" 2>"$LAB_WORK/backup.err" &
 pid=$!
 # Kill once the other guest's freeze hook has begun to sleep and the
 # saved-state VM is paused (its state being saved or its job begun).

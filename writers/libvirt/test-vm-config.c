@@ -145,34 +145,51 @@ good_facts (const struct vm_config *cfg)
   return f;
 }
 
+static struct vm_policy
+policy (enum vms_vm_method m, enum vms_vm_fallback f)
+{
+  struct vm_policy p = { .method = m, .fallback = f };
+  return p;
+}
+
 static void
 running_vm_with_agent_and_freezable_fs_goes_online (void **state)
 {
   struct vm_config cfg = parse_sample ();
   struct vm_facts f = good_facts (&cfg);
-  enum vm_method m;
-  char *why;
+  struct vm_policy p = policy (VMS_VM_METHOD_AUTO,
+                               VMS_VM_FALLBACK_CRASH_CONSISTENT);
+  struct vm_choice c;
 
-  assert_int_equal (vm_method_choose (&f, VMS_VM_METHOD_AUTO, &m, &why), 0);
-  assert_int_equal (m, VM_METHOD_ONLINE);
-  free (why);
+  assert_int_equal (vm_method_choose (&f, &p, &c), 0);
+  assert_int_equal (c.method, VM_METHOD_ONLINE);
+  assert_null (c.fallback_reason);
+  vm_choice_clear (&c);
   vm_config_clear (&cfg);
 }
 
+/* Each R9 condition that fails makes auto fall back, to the policy's
+ * fallback (crash-consistent by default: issue 20), saying why. */
 static void
-each_r9_failure_falls_back_to_saved_state_and_says_why (void **state)
+each_r9_failure_falls_back_by_policy_and_says_why (void **state)
 {
   struct vm_config cfg = parse_sample ();
   static const char *const vfat_disks[] = { "vda" };
   static const char *const span[] = { "vda", "vdc" };
   struct vm_guest_fs vfat[] = { { "/boot/efi", "vfat", vfat_disks, 1 } };
   struct vm_guest_fs spanning[] = { { "/srv", "xfs", span, 2 } };
+  static const struct {
+    enum vms_vm_fallback fallback;
+    enum vm_method method;
+  } fallbacks[] = {
+    { VMS_VM_FALLBACK_CRASH_CONSISTENT, VM_METHOD_CRASH_CONSISTENT },
+    { VMS_VM_FALLBACK_SAVED_STATE, VM_METHOD_SAVED_STATE },
+  };
   struct {
     struct vm_facts f;
     const char *expect;
   } cases[5];
-  enum vm_method m;
-  char *why;
+  struct vm_choice c;
 
   for (size_t i = 0; i < 5; i++)
     cases[i].f = good_facts (&cfg);
@@ -189,15 +206,44 @@ each_r9_failure_falls_back_to_saved_state_and_says_why (void **state)
   cases[4].f.scratch_same_fs = 0;
   cases[4].f.scratch_error = "scratch elsewhere";
   cases[4].expect = "scratch elsewhere";
-  for (size_t i = 0; i < 5; i++) {
-    assert_int_equal (vm_method_choose (&cases[i].f, VMS_VM_METHOD_AUTO, &m,
-                                        &why), 0);
-    assert_int_equal (m, VM_METHOD_SAVED_STATE);
-    if (strstr (why, cases[i].expect) == NULL)
-      fail_msg ("case %zu: \"%s\" does not say \"%s\"", i, why,
-                cases[i].expect);
-    free (why);
-  }
+  for (size_t k = 0; k < 2; k++)
+    for (size_t i = 0; i < 5; i++) {
+      struct vm_policy p = policy (VMS_VM_METHOD_AUTO, fallbacks[k].fallback);
+      assert_int_equal (vm_method_choose (&cases[i].f, &p, &c), 0);
+      assert_int_equal (c.method, fallbacks[k].method);
+      assert_non_null (c.fallback_reason);
+      if (strstr (c.fallback_reason, cases[i].expect) == NULL ||
+          strstr (c.reason, cases[i].expect) == NULL)
+        fail_msg ("case %zu: \"%s\" does not say \"%s\"", i, c.reason,
+                  cases[i].expect);
+      if (strstr (c.reason, "the fallback set by the options is") == NULL)
+        fail_msg ("case %zu: \"%s\" does not name the policy's source", i,
+                  c.reason);
+      vm_choice_clear (&c);
+    }
+  vm_config_clear (&cfg);
+}
+
+static void
+fallback_fail_refuses_naming_the_vm_and_why (void **state)
+{
+  struct vm_config cfg = parse_sample ();
+  struct vm_facts f = good_facts (&cfg);
+  struct vm_policy p = policy (VMS_VM_METHOD_AUTO, VMS_VM_FALLBACK_FAIL);
+  struct vm_choice c;
+
+  f.agent_ok = 0;
+  f.agent_error = "no channel";
+  assert_int_equal (vm_method_choose (&f, &p, &c), -1);
+  assert_non_null (strstr (c.reason, "vm \"web01\" cannot be backed up online"));
+  assert_non_null (strstr (c.reason, "fallback is \"fail\""));
+  assert_non_null (strstr (c.reason, "no channel"));
+  vm_choice_clear (&c);
+  /* With R9 holding, the fallback does not matter. */
+  f = good_facts (&cfg);
+  assert_int_equal (vm_method_choose (&f, &p, &c), 0);
+  assert_int_equal (c.method, VM_METHOD_ONLINE);
+  vm_choice_clear (&c);
   vm_config_clear (&cfg);
 }
 
@@ -206,15 +252,44 @@ forced_online_fails_naming_the_vm_and_the_reason (void **state)
 {
   struct vm_config cfg = parse_sample ();
   struct vm_facts f = good_facts (&cfg);
-  enum vm_method m;
-  char *why;
+  struct vm_policy p = policy (VMS_VM_METHOD_ONLINE,
+                               VMS_VM_FALLBACK_SAVED_STATE);
+  struct vm_choice c;
 
   f.agent_ok = 0;
   f.agent_error = "timed out";
-  assert_int_equal (vm_method_choose (&f, VMS_VM_METHOD_ONLINE, &m, &why), -1);
-  assert_non_null (strstr (why, "vm \"web01\" cannot be backed up online"));
-  assert_non_null (strstr (why, "timed out"));
-  free (why);
+  assert_int_equal (vm_method_choose (&f, &p, &c), -1);
+  assert_non_null (strstr (c.reason, "vm \"web01\" cannot be backed up online"));
+  assert_non_null (strstr (c.reason, "timed out"));
+  vm_choice_clear (&c);
+  vm_config_clear (&cfg);
+}
+
+/* A method named outright needs neither the agent nor R9. */
+static void
+named_methods_need_no_agent (void **state)
+{
+  struct vm_config cfg = parse_sample ();
+  struct vm_facts f = good_facts (&cfg);
+  struct vm_policy cc = policy (VMS_VM_METHOD_CRASH_CONSISTENT,
+                                VMS_VM_FALLBACK_FAIL);
+  struct vm_policy ss = policy (VMS_VM_METHOD_SAVED_STATE,
+                                VMS_VM_FALLBACK_FAIL);
+  struct vm_choice c;
+
+  f.agent_ok = 0;
+  f.scratch_same_fs = 0;
+  cc.method_from_metadata = 1;
+  assert_int_equal (vm_method_choose (&f, &cc, &c), 0);
+  assert_int_equal (c.method, VM_METHOD_CRASH_CONSISTENT);
+  assert_non_null (strstr (c.reason, "the domain's vmshadow policy"));
+  assert_null (c.fallback_reason);
+  vm_choice_clear (&c);
+  f.state = VM_STATE_PAUSED;
+  assert_int_equal (vm_method_choose (&f, &ss, &c), 0);
+  assert_int_equal (c.method, VM_METHOD_SAVED_STATE);
+  assert_non_null (strstr (c.reason, "the options"));
+  vm_choice_clear (&c);
   vm_config_clear (&cfg);
 }
 
@@ -224,16 +299,132 @@ stopped_vm_is_offline_whatever_was_asked (void **state)
   struct vm_config cfg = parse_sample ();
   struct vm_facts f = { .cfg = &cfg, .state = VM_STATE_OFF,
                         .state_name = "shut-off" };
-  enum vm_method m;
-  char *why;
+  struct vm_choice c;
 
-  for (int want = 0; want < 3; want++) {
-    assert_int_equal (vm_method_choose (&f, (enum vms_vm_method) want, &m,
-                                        &why), 0);
-    assert_int_equal (m, VM_METHOD_OFFLINE);
-    free (why);
-  }
+  for (int want = 0; want < 4; want++)
+    for (int fb = 0; fb < 3; fb++) {
+      struct vm_policy p = policy ((enum vms_vm_method) want,
+                                   (enum vms_vm_fallback) fb);
+      assert_int_equal (vm_method_choose (&f, &p, &c), 0);
+      assert_int_equal (c.method, VM_METHOD_OFFLINE);
+      vm_choice_clear (&c);
+    }
   vm_config_clear (&cfg);
+}
+
+/* ---- the per-VM policy in <metadata> (issue 20) ---- */
+
+static int
+parse_with_metadata (const char *md, struct vm_config *cfg)
+{
+  char *xml;
+  int r;
+
+  assert_true (asprintf (&xml, "<domain type='kvm'><name>db</name>"
+                         "<uuid>11111111-2222-3333-4444-555555555555</uuid>"
+                         "<metadata>%s</metadata><devices/></domain>",
+                         md) != -1);
+  r = vm_config_parse (xml, strlen (xml), cfg);
+  free (xml);
+  return r;
+}
+
+static void
+policy_metadata_is_read_and_wins_over_the_options (void **state)
+{
+  struct vm_config cfg;
+  struct vm_policy p;
+
+  assert_int_equal (parse_with_metadata (
+    "<other:x xmlns:other='https://example.org/x' method='bogus'/>"
+    "<vmshadow:policy xmlns:vmshadow='https://vmshadow.org/xmlns/1' "
+    "method='saved-state' fallback='fail'/>", &cfg), 0);
+  assert_null (cfg.policy_error);
+  assert_int_equal (cfg.policy_method, VMS_VM_METHOD_SAVED_STATE);
+  assert_int_equal (cfg.policy_fallback, VMS_VM_FALLBACK_FAIL);
+  p = vm_policy_for (&cfg, VMS_VM_METHOD_AUTO,
+                     VMS_VM_FALLBACK_CRASH_CONSISTENT);
+  assert_int_equal (p.method, VMS_VM_METHOD_SAVED_STATE);
+  assert_int_equal (p.fallback, VMS_VM_FALLBACK_FAIL);
+  assert_true (p.method_from_metadata && p.fallback_from_metadata);
+  vm_config_clear (&cfg);
+
+  /* Half a policy: the other half comes from the options. Any prefix. */
+  assert_int_equal (parse_with_metadata (
+    "<v:policy xmlns:v='https://vmshadow.org/xmlns/1' "
+    "fallback='saved-state'/>", &cfg), 0);
+  assert_null (cfg.policy_error);
+  p = vm_policy_for (&cfg, VMS_VM_METHOD_ONLINE, VMS_VM_FALLBACK_FAIL);
+  assert_int_equal (p.method, VMS_VM_METHOD_ONLINE);
+  assert_false (p.method_from_metadata);
+  assert_int_equal (p.fallback, VMS_VM_FALLBACK_SAVED_STATE);
+  vm_config_clear (&cfg);
+
+  /* No policy: the options. */
+  assert_int_equal (parse_with_metadata ("", &cfg), 0);
+  assert_int_equal (cfg.policy_method, -1);
+  assert_int_equal (cfg.policy_fallback, -1);
+  p = vm_policy_for (&cfg, VMS_VM_METHOD_CRASH_CONSISTENT,
+                     VMS_VM_FALLBACK_SAVED_STATE);
+  assert_int_equal (p.method, VMS_VM_METHOD_CRASH_CONSISTENT);
+  assert_false (p.method_from_metadata || p.fallback_from_metadata);
+  vm_config_clear (&cfg);
+}
+
+static void
+bad_policy_metadata_is_an_error_not_a_guess (void **state)
+{
+  static const struct {
+    const char *md, *expect;
+  } bad[] = {
+    { "<v:policy xmlns:v='https://vmshadow.org/xmlns/1' method='pause'/>",
+      "method=\"pause\"" },
+    { "<v:policy xmlns:v='https://vmshadow.org/xmlns/1' method='Online'/>",
+      "method=\"Online\"" },
+    { "<v:policy xmlns:v='https://vmshadow.org/xmlns/1' fallback='online'/>",
+      "fallback=\"online\"" },
+    { "<v:policy xmlns:v='https://vmshadow.org/xmlns/1' method=''/>",
+      "method=\"\"" },
+    { "<v:policy xmlns:v='https://vmshadow.org/xmlns/1' methd='online'/>",
+      "unknown attribute \"methd\"" },
+    { "<v:policy xmlns:v='https://vmshadow.org/xmlns/1'/>",
+      "neither a method nor a fallback" },
+    { "<v:policy xmlns:v='https://vmshadow.org/xmlns/1' method='online'>"
+      "saved-state</v:policy>", "has content" },
+    { "<v:policy xmlns:v='https://vmshadow.org/xmlns/1' method='online'/>"
+      "<w:policy xmlns:w='https://vmshadow.org/xmlns/1' method='online'/>",
+      "more than one" },
+    { "<v:polcy xmlns:v='https://vmshadow.org/xmlns/1' method='online'/>",
+      "element <polcy>" },
+    { "<v:policy xmlns:v='https://vmshadow.org/xmlns/1' xmlns:o='urn:o' "
+      "o:method='online' method='online'/>", "unknown attribute \"method\"" },
+  };
+
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    struct vm_config cfg;
+    assert_int_equal (parse_with_metadata (bad[i].md, &cfg), 0);
+    if (cfg.policy_error == NULL || strstr (cfg.policy_error,
+                                            bad[i].expect) == NULL)
+      fail_msg ("case %zu: error \"%s\" does not say \"%s\"", i,
+                cfg.policy_error ? cfg.policy_error : "(none)",
+                bad[i].expect);
+    vm_config_clear (&cfg);
+  }
+}
+
+static void
+method_and_fallback_names_round_trip (void **state)
+{
+  for (int m = 0; m < 4; m++)
+    assert_int_equal (vms_vm_method_from_name
+                      (vms_vm_method_name ((enum vms_vm_method) m)), m);
+  for (int f = 0; f < 3; f++)
+    assert_int_equal (vms_vm_fallback_from_name
+                      (vms_vm_fallback_name ((enum vms_vm_fallback) f)), f);
+  assert_int_equal (vms_vm_method_from_name ("crash"), -1);
+  assert_int_equal (vms_vm_method_from_name (NULL), -1);
+  assert_int_equal (vms_vm_fallback_from_name ("auto"), -1);
+  assert_int_equal (vms_vm_fallback_from_name ("online"), -1);
 }
 
 static void
@@ -459,12 +650,21 @@ static const struct CMUnitTest tests[] = {
   TEST ("malformed-xml-is-refused", malformed_xml_is_refused),
   TEST ("running-vm-with-agent-and-freezable-fs-goes-online",
         running_vm_with_agent_and_freezable_fs_goes_online),
-  TEST ("each-r9-failure-falls-back-to-saved-state-and-says-why",
-        each_r9_failure_falls_back_to_saved_state_and_says_why),
+  TEST ("each-r9-failure-falls-back-by-policy-and-says-why",
+        each_r9_failure_falls_back_by_policy_and_says_why),
+  TEST ("fallback-fail-refuses-naming-the-vm-and-why",
+        fallback_fail_refuses_naming_the_vm_and_why),
   TEST ("forced-online-fails-naming-the-vm-and-the-reason",
         forced_online_fails_naming_the_vm_and_the_reason),
+  TEST ("named-methods-need-no-agent", named_methods_need_no_agent),
   TEST ("stopped-vm-is-offline-whatever-was-asked",
         stopped_vm_is_offline_whatever_was_asked),
+  TEST ("policy-metadata-is-read-and-wins-over-the-options",
+        policy_metadata_is_read_and_wins_over_the_options),
+  TEST ("bad-policy-metadata-is-an-error-not-a-guess",
+        bad_policy_metadata_is_an_error_not_a_guess),
+  TEST ("method-and-fallback-names-round-trip",
+        method_and_fallback_names_round_trip),
   TEST ("vfat-is-not-freezable-but-ext4-xfs-ntfs-are",
         vfat_is_not_freezable_but_ext4_xfs_ntfs_are),
   TEST ("backup-xml-names-exports-bitmaps-and-full-disks",

@@ -151,6 +151,7 @@ vm_config_clear (struct vm_config *cfg)
   free (cfg->name);
   free (cfg->uuid);
   free (cfg->nvram);
+  free (cfg->policy_error);
   free (cfg->dac_label);
   memset (cfg, 0, sizeof *cfg);
 }
@@ -299,6 +300,139 @@ parse_hostdev (const xmlNode *n, struct vm_config *cfg)
   return 0;
 }
 
+/* ---- names and the per-VM policy (issue 20) ---- */
+
+const char *
+vms_vm_method_name (enum vms_vm_method m)
+{
+  switch (m) {
+  case VMS_VM_METHOD_ONLINE: return "online";
+  case VMS_VM_METHOD_SAVED_STATE: return "saved-state";
+  case VMS_VM_METHOD_CRASH_CONSISTENT: return "crash-consistent";
+  case VMS_VM_METHOD_AUTO: break;
+  }
+  return "auto";
+}
+
+int
+vms_vm_method_from_name (const char *name)
+{
+  static const enum vms_vm_method all[] = {
+    VMS_VM_METHOD_AUTO, VMS_VM_METHOD_ONLINE, VMS_VM_METHOD_SAVED_STATE,
+    VMS_VM_METHOD_CRASH_CONSISTENT,
+  };
+  for (size_t i = 0; name && i < sizeof all / sizeof all[0]; i++)
+    if (strcmp (name, vms_vm_method_name (all[i])) == 0)
+      return (int) all[i];
+  return -1;
+}
+
+const char *
+vms_vm_fallback_name (enum vms_vm_fallback f)
+{
+  switch (f) {
+  case VMS_VM_FALLBACK_SAVED_STATE: return "saved-state";
+  case VMS_VM_FALLBACK_FAIL: return "fail";
+  case VMS_VM_FALLBACK_CRASH_CONSISTENT: break;
+  }
+  return "crash-consistent";
+}
+
+int
+vms_vm_fallback_from_name (const char *name)
+{
+  static const enum vms_vm_fallback all[] = {
+    VMS_VM_FALLBACK_CRASH_CONSISTENT, VMS_VM_FALLBACK_SAVED_STATE,
+    VMS_VM_FALLBACK_FAIL,
+  };
+  for (size_t i = 0; name && i < sizeof all / sizeof all[0]; i++)
+    if (strcmp (name, vms_vm_fallback_name (all[i])) == 0)
+      return (int) all[i];
+  return -1;
+}
+
+static int
+in_policy_ns (const xmlNode *n)
+{
+  return n->ns && n->ns->href &&
+    strcmp ((const char *) n->ns->href, VMS_VM_POLICY_NS) == 0;
+}
+
+/* <metadata><vmshadow:policy method='…' fallback='…'/></metadata>: exactly
+ * one element of our namespace, named policy, with only those attributes
+ * (no namespace on them), each with a known value, and nothing inside.
+ * Anything else is an error said in cfg->policy_error, never a guess. */
+static int
+parse_policy (const xmlNode *md, struct vm_config *cfg)
+{
+  const xmlNode *pol = NULL;
+  CLEANUP_FREE char *method = NULL, *fallback = NULL;
+
+  for (const xmlNode *c = md ? md->children : NULL; c; c = c->next) {
+    if (c->type != XML_ELEMENT_NODE || !in_policy_ns (c))
+      continue;
+    if (strcmp ((const char *) c->name, "policy") != 0) {
+      cfg->policy_error = xasprintf ("its metadata has an element <%s> in "
+                                     "vmshadow's namespace %s; only <policy> "
+                                     "is known", (const char *) c->name,
+                                     VMS_VM_POLICY_NS);
+      return cfg->policy_error ? 0 : -1;
+    }
+    if (pol) {
+      cfg->policy_error = xasprintf ("its metadata has more than one "
+                                     "vmshadow policy (namespace %s)",
+                                     VMS_VM_POLICY_NS);
+      return cfg->policy_error ? 0 : -1;
+    }
+    pol = c;
+  }
+  if (pol == NULL)
+    return 0;
+  for (const xmlNode *c = pol->children; c; c = c->next)
+    if (c->type == XML_ELEMENT_NODE ||
+        ((c->type == XML_TEXT_NODE || c->type == XML_CDATA_SECTION_NODE) &&
+         c->content && strspn ((const char *) c->content, " \t\r\n") !=
+         strlen ((const char *) c->content))) {
+      cfg->policy_error = strdup ("its vmshadow policy (metadata) has "
+                                  "content; it takes only the attributes "
+                                  "method and fallback");
+      return cfg->policy_error ? 0 : -1;
+    }
+  for (const xmlAttr *a = pol->properties; a; a = a->next) {
+    const char *an = (const char *) a->name;
+    if (a->ns != NULL ||
+        (strcmp (an, "method") != 0 && strcmp (an, "fallback") != 0)) {
+      cfg->policy_error = xasprintf ("its vmshadow policy (metadata) has an "
+                                     "unknown attribute \"%s\"; it takes "
+                                     "method and fallback", an);
+      return cfg->policy_error ? 0 : -1;
+    }
+  }
+  method = attr (pol, "method");
+  fallback = attr (pol, "fallback");
+  if (method == NULL && fallback == NULL) {
+    cfg->policy_error = strdup ("its vmshadow policy (metadata) names "
+                                "neither a method nor a fallback");
+    return cfg->policy_error ? 0 : -1;
+  }
+  if (method &&
+      (cfg->policy_method = vms_vm_method_from_name (method)) == -1) {
+    cfg->policy_error = xasprintf ("its vmshadow policy (metadata) has "
+                                   "method=\"%s\"; it must be auto, online, "
+                                   "crash-consistent or saved-state", method);
+    return cfg->policy_error ? 0 : -1;
+  }
+  if (fallback &&
+      (cfg->policy_fallback = vms_vm_fallback_from_name (fallback)) == -1) {
+    cfg->policy_error = xasprintf ("its vmshadow policy (metadata) has "
+                                   "fallback=\"%s\"; it must be "
+                                   "crash-consistent, saved-state or fail",
+                                   fallback);
+    return cfg->policy_error ? 0 : -1;
+  }
+  return 0;
+}
+
 int
 vm_config_parse (const char *xml, size_t len, struct vm_config *cfg)
 {
@@ -307,6 +441,7 @@ vm_config_parse (const char *xml, size_t len, struct vm_config *cfg)
   int r = -1;
 
   memset (cfg, 0, sizeof *cfg);
+  cfg->policy_method = cfg->policy_fallback = -1;
   if ((doc = parse_doc (xml, len, "domain XML")) == NULL)
     return -1;
   root = xmlDocGetRootElement (doc);
@@ -318,6 +453,10 @@ vm_config_parse (const char *xml, size_t len, struct vm_config *cfg)
   cfg->uuid = text (child (root, "uuid"));
   if (cfg->name == NULL || cfg->uuid == NULL) {
     vms_set_error (EINVAL, "domain XML: <name> or <uuid> is missing");
+    goto out;
+  }
+  if (parse_policy (child (root, "metadata"), cfg) == -1) {
+    vms_set_error (ENOMEM, "out of memory parsing domain XML");
     goto out;
   }
   os = child (root, "os");
@@ -446,9 +585,35 @@ vm_method_name (enum vm_method m)
   switch (m) {
   case VM_METHOD_ONLINE: return "online";
   case VM_METHOD_SAVED_STATE: return "saved-state";
+  case VM_METHOD_CRASH_CONSISTENT: return "crash-consistent";
   case VM_METHOD_OFFLINE: break;
   }
   return "offline";
+}
+
+struct vm_policy
+vm_policy_for (const struct vm_config *cfg, enum vms_vm_method method,
+               enum vms_vm_fallback fallback)
+{
+  struct vm_policy p = { .method = method, .fallback = fallback };
+
+  if (cfg && cfg->policy_method >= 0) {
+    p.method = (enum vms_vm_method) cfg->policy_method;
+    p.method_from_metadata = 1;
+  }
+  if (cfg && cfg->policy_fallback >= 0) {
+    p.fallback = (enum vms_vm_fallback) cfg->policy_fallback;
+    p.fallback_from_metadata = 1;
+  }
+  return p;
+}
+
+void
+vm_choice_clear (struct vm_choice *c)
+{
+  free (c->reason);
+  free (c->fallback_reason);
+  c->reason = c->fallback_reason = NULL;
 }
 
 int
@@ -498,25 +663,44 @@ add_problem (char **acc, const char *fmt, ...)
   return 0;
 }
 
+/* "(the domain's metadata)" or "(the options)", for one half of the
+ * policy. */
+static const char *
+from (int metadata)
+{
+  return metadata ? "the domain's vmshadow policy" : "the options";
+}
+
 int
-vm_method_choose (const struct vm_facts *f, enum vms_vm_method want,
-                  enum vm_method *method, char **reason)
+vm_method_choose (const struct vm_facts *f, const struct vm_policy *p,
+                  struct vm_choice *c)
 {
   CLEANUP_FREE char *why = NULL;
   const char *name = f->cfg && f->cfg->name ? f->cfg->name : "?";
   const char *st = f->state_name ? f->state_name : "not running";
   int oom = 0;
 
-  *reason = NULL;
+  memset (c, 0, sizeof *c);
   if (f->state == VM_STATE_OFF) {
-    *method = VM_METHOD_OFFLINE;
-    *reason = xasprintf ("the VM is %s: its images are read as they are", st);
+    c->method = VM_METHOD_OFFLINE;
+    c->reason = xasprintf ("the VM is %s: its images are read as they are", st);
     goto done;
   }
-  if (want == VMS_VM_METHOD_SAVED_STATE) {
-    *method = VM_METHOD_SAVED_STATE;
-    *reason = strdup ("the saved-state method was asked for");
+  /* A method named outright needs nothing of R9. */
+  switch (p->method) {
+  case VMS_VM_METHOD_SAVED_STATE:
+    c->method = VM_METHOD_SAVED_STATE;
+    c->reason = xasprintf ("the saved-state method is asked for by %s",
+                           from (p->method_from_metadata));
     goto done;
+  case VMS_VM_METHOD_CRASH_CONSISTENT:
+    c->method = VM_METHOD_CRASH_CONSISTENT;
+    c->reason = xasprintf ("the crash-consistent method is asked for by %s",
+                           from (p->method_from_metadata));
+    goto done;
+  case VMS_VM_METHOD_AUTO:
+  case VMS_VM_METHOD_ONLINE:
+    break;
   }
 
   if (f->state != VM_STATE_RUNNING)
@@ -563,24 +747,43 @@ vm_method_choose (const struct vm_facts *f, enum vms_vm_method want,
   }
 
   if (why == NULL) {
-    *method = VM_METHOD_ONLINE;
-    *reason = strdup ("the guest agent answers, every guest filesystem can "
-                      "be frozen, and the scratch space is on the "
-                      "filesystem of the VM's disk images");
+    c->method = VM_METHOD_ONLINE;
+    c->reason = strdup ("the guest agent answers, every guest filesystem can "
+                        "be frozen, and the scratch space is on the "
+                        "filesystem of the VM's disk images");
+    goto done;
   }
-  else if (want == VMS_VM_METHOD_ONLINE) {
-    *reason = xasprintf ("vm \"%s\" cannot be backed up online: %s; use "
-                         "--method=auto", name, why);
-    vms_set_error (EINVAL, "%s", *reason ? *reason : "out of memory");
+  if (p->method == VMS_VM_METHOD_ONLINE) {
+    c->reason = xasprintf ("vm \"%s\" cannot be backed up online (asked for "
+                           "by %s): %s; use --method=auto", name,
+                           from (p->method_from_metadata), why);
+    vms_set_error (EINVAL, "%s", c->reason ? c->reason : "out of memory");
     return -1;
   }
-  else {
-    *method = VM_METHOD_SAVED_STATE;
-    *reason = why;
-    why = NULL;
+  /* auto: the fallback of the policy (R8: a running VM is never paused
+   * unless its policy says so). */
+  switch (p->fallback) {
+  case VMS_VM_FALLBACK_FAIL:
+    c->reason = xasprintf ("vm \"%s\" cannot be backed up online and its "
+                           "fallback is \"fail\" (set by %s): %s", name,
+                           from (p->fallback_from_metadata), why);
+    vms_set_error (EINVAL, "%s", c->reason ? c->reason : "out of memory");
+    return -1;
+  case VMS_VM_FALLBACK_SAVED_STATE:
+    c->method = VM_METHOD_SAVED_STATE;
+    break;
+  case VMS_VM_FALLBACK_CRASH_CONSISTENT:
+    c->method = VM_METHOD_CRASH_CONSISTENT;
+    break;
   }
+  c->reason = xasprintf ("not online: %s; the fallback set by %s is %s", why,
+                         from (p->fallback_from_metadata),
+                         vm_method_name (c->method));
+  c->fallback_reason = why;
+  why = NULL;
  done:
-  if (*reason == NULL) {
+  if (c->reason == NULL) {
+    vm_choice_clear (c);
     vms_set_error (ENOMEM, "out of memory");
     return -1;
   }

@@ -46,6 +46,13 @@ struct vm_config {
    * domain, "+64055:+107" on Debian's stock libvirt; NULL when the domain
    * has none (QEMU as root, or a stopped domain's inactive XML). */
   char *dac_label;
+  /* The per-VM policy of <metadata><vmshadow:policy method=… fallback=…/>
+   * (namespace VMS_VM_POLICY_NS; issue 20): -1 where it says nothing.
+   * policy_error (malloc'd) says what is wrong with a policy element that
+   * is not exactly that; the VM is then not backed up. */
+  int policy_method;            /* enum vms_vm_method or -1 */
+  int policy_fallback;          /* enum vms_vm_fallback or -1 */
+  char *policy_error;
 };
 
 /* Parse a domain XML. Disks without a source (an empty CD-ROM) are left
@@ -62,7 +69,8 @@ extern const struct vm_disk *vm_config_disk (const struct vm_config *cfg,
 
 /* ---- R9 ---- */
 
-enum vm_method { VM_METHOD_ONLINE, VM_METHOD_SAVED_STATE, VM_METHOD_OFFLINE };
+enum vm_method { VM_METHOD_ONLINE, VM_METHOD_SAVED_STATE, VM_METHOD_OFFLINE,
+                 VM_METHOD_CRASH_CONSISTENT };
 enum vm_run_state { VM_STATE_RUNNING, VM_STATE_PAUSED, VM_STATE_OFF,
                     VM_STATE_OTHER };
 
@@ -88,12 +96,35 @@ struct vm_facts {
   const char *scratch_error;    /* why not */
 };
 
-/* Choose the method for a VM. Returns 0 with *method and *reason (malloc'd,
- * in words), or -1 with *reason the error when the requested method cannot
- * be used (online forced but R9 does not hold). A VM that is not running or
- * paused is always offline. */
-extern int vm_method_choose (const struct vm_facts *f, enum vms_vm_method want,
-                             enum vm_method *method, char **reason);
+/* The policy of one VM: the options', with the domain's metadata winning
+ * for what it names. */
+struct vm_policy {
+  enum vms_vm_method method;
+  enum vms_vm_fallback fallback;
+  int method_from_metadata, fallback_from_metadata;
+};
+/* The options' policy overridden by cfg's metadata. */
+extern struct vm_policy vm_policy_for (const struct vm_config *cfg,
+                                       enum vms_vm_method method,
+                                       enum vms_vm_fallback fallback);
+
+/* What the choice was made of, for the component's attributes and the dry
+ * run: *method, *reason (malloc'd, in words), and when auto fell back from
+ * online *fallback_reason (malloc'd, the R9 conditions that failed). */
+struct vm_choice {
+  enum vm_method method;
+  char *reason;
+  char *fallback_reason;
+};
+extern void vm_choice_clear (struct vm_choice *c);
+
+/* Choose the method for a VM. Returns 0 with *choice filled, or -1 with
+ * choice->reason the error when the policy cannot be followed (online
+ * forced, or the fallback "fail", and R9 does not hold). A VM that is not
+ * running or paused is always offline. */
+extern int vm_method_choose (const struct vm_facts *f,
+                             const struct vm_policy *policy,
+                             struct vm_choice *choice);
 extern const char *vm_method_name (enum vm_method m);
 /* 1 if guest-fsfreeze freezes this filesystem type for sure. */
 extern int vm_fs_type_freezable (const char *type);

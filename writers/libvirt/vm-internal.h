@@ -61,6 +61,7 @@ struct vm_writer {
   char *uri;
   string_vector wanted;          /* names or UUIDs asked for; empty: all */
   enum vms_vm_method method;
+  enum vms_vm_fallback fallback;
   int full;
   char *state_dir;
   char *run_dir;

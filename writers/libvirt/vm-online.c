@@ -1,11 +1,17 @@
-/* The online method (R9, R10, R11): for every online VM of the set, in
- * parallel (one thread each, so the window does not grow with their number),
- * inside PrepareForSnapshot:
+/* The capture of running and paused VMs (R8, R9, R10, R11; issue 20): for
+ * every such VM of the set, in parallel (one thread each, so the window
+ * does not grow with their number), inside PrepareForSnapshot, the VM is
+ * held still by its method (capture_ops below) while QEMU begins a
+ * pull-mode libvirt backup job with a new checkpoint (a copy-before-write
+ * point-in-time view of every disk in one transaction):
  *
- *   freeze the guest's filesystems through its agent (guest writers take
- *   part through qemu-ga's fsfreeze hooks) → begin a pull-mode libvirt
- *   backup job with a new checkpoint (QEMU makes a copy-before-write
- *   point-in-time view of every disk in one transaction) → thaw.
+ *   online:           freeze the guest's filesystems through its agent
+ *                     (guest writers take part through qemu-ga's fsfreeze
+ *                     hooks) → begin → thaw;
+ *   crash-consistent: begin (no agent, no pause: the disks as a power cut
+ *                     would leave them);
+ *   saved state:      pause, memory to a file → begin (resumed at
+ *                     PostSnapshot, vm-saved-state.c).
  *
  * The guest is thawed whatever happened in between. The job's NBD exports
  * (one per disk, named after the disk target, on a Unix socket) are what
@@ -337,15 +343,95 @@ copy_firmware (struct online_job *j)
                 vms_get_error ());
 }
 
+/* ---- what each method does around the job's begin (issue 20) ----
+ *
+ * Every method that runs a backup job begins it the same way; they differ
+ * only in how the VM is held still while it begins, and in what the
+ * capture records. One row per method; vm_online_capture runs them all in
+ * parallel. */
+
+/* Online (R10): the guest's filesystems are frozen through its agent
+ * (qemu-ga runs the fsfreeze hooks: a hook failing is a veto). */
+static int
+hold_freeze (struct online_job *j)
+{
+  j->vm->frozen = 1;
+  if (virDomainFSFreeze (j->vm->dom, NULL, 0, 0) < 0) {
+    job_fail (j, VMS_FAILURE_RETRYABLE, "the guest filesystems did not "
+              "freeze (a guest writer may have vetoed): %s", vm_virt_error ());
+    return -1;
+  }
+  return 0;
+}
+
+/* Always called after hold_freeze, also when it failed: qemu-ga may have
+ * frozen some filesystems. */
+static int
+release_thaw (struct online_job *j)
+{
+  if (vm_online_thaw (j->vm) == -1) {
+    job_fail (j, VMS_FAILURE_NON_RETRYABLE, "%s", vms_get_error ());
+    return -1;
+  }
+  return 0;
+}
+
+/* Saved state (R8): pause and write the state file; no guest takes part,
+ * nothing to thaw. The VM is returned to its state at PostSnapshot. */
+static int
+hold_pause (struct online_job *j)
+{
+  if (saved_state_stop (j->w, j->vm) == -1) {
+    job_fail (j, VMS_FAILURE_RETRYABLE, "%s", vms_get_error ());
+    return -1;
+  }
+  return 0;
+}
+
+struct capture_ops {
+  enum vm_method method;
+  /* Before the begin; NULL: nothing (crash-consistent: the job's one
+   * transaction is the instant a power cut would have left). */
+  int (*hold) (struct online_job *j);
+  /* After the begin, whenever hold was called; NULL: nothing. */
+  int (*release) (struct online_job *j);
+  int timed;                    /* hold → release is freeze_window_ms */
+  int incremental;              /* dirty bitmaps are loaded: may read only
+                                   what changed */
+};
+
+static const struct capture_ops capture_ops[] = {
+  { VM_METHOD_ONLINE, hold_freeze, release_thaw, 1, 1 },
+  { VM_METHOD_CRASH_CONSISTENT, NULL, NULL, 0, 1 },
+  /* While QEMU writes the state file it hands the images over (inactive),
+   * and their dirty bitmaps are not loaded until the VM runs again. */
+  { VM_METHOD_SAVED_STATE, hold_pause, NULL, 0, 0 },
+};
+
+static const struct capture_ops *
+ops_of (enum vm_method m)
+{
+  for (size_t i = 0; i < sizeof capture_ops / sizeof capture_ops[0]; i++)
+    if (capture_ops[i].method == m)
+      return &capture_ops[i];
+  return NULL;                  /* offline: no job */
+}
+
 static void *
 online_thread (void *arg)
 {
   struct online_job *j = arg;
   struct vm_entry *vm = j->vm;
+  const struct capture_ops *ops = ops_of (vm->method);
   CLEANUP_FREE char *cp_xml = NULL, *desc = NULL;
   int any_bitmap = 0;
   int64_t t0, t1;
 
+  if (ops == NULL) {
+    job_fail (j, VMS_FAILURE_NON_RETRYABLE, "the %s method runs no backup "
+              "job", vm_method_name (vm->method));
+    return NULL;
+  }
   for (size_t i = 0; i < j->nr_disks; i++)
     any_bitmap |= j->disks[i].bitmap;
   if (any_bitmap && vm->checkpoint) {
@@ -363,32 +449,9 @@ online_thread (void *arg)
     return NULL;
   }
 
-  if (vm->method == VM_METHOD_SAVED_STATE) {
-    /* R8: pause, state file, job; no guest takes part, nothing to thaw.
-     * The VM is returned to its state at PostSnapshot. */
-    if (saved_state_stop (j->w, vm) == -1)
-      job_fail (j, VMS_FAILURE_RETRYABLE, "%s", vms_get_error ());
-    else if (begin_job (j, cp_xml) == -1)
-      job_fail (j, VMS_FAILURE_RETRYABLE, "%s", vms_get_error ());
-    else {
-      vm->job_started = 1;
-      vm->checkpoint_created = cp_xml != NULL;
-      vm_guard_job_started (j->w, vm);
-    }
-    if (!vm->checkpoint_created) {
-      free (vm->checkpoint);
-      vm->checkpoint = NULL;
-    }
-    if (!j->error)
-      copy_firmware (j);
-    return NULL;
-  }
-
   t0 = vms_now_us ();
-  vm->frozen = 1;
-  if (virDomainFSFreeze (vm->dom, NULL, 0, 0) < 0)
-    job_fail (j, VMS_FAILURE_RETRYABLE, "the guest filesystems did not "
-              "freeze (a guest writer may have vetoed): %s", vm_virt_error ());
+  if (ops->hold && ops->hold (j) == -1)
+    ;                           /* j->error says why */
   else if (begin_job (j, cp_xml) == -1)
     job_fail (j, VMS_FAILURE_RETRYABLE, "%s", vms_get_error ());
   else {
@@ -396,21 +459,20 @@ online_thread (void *arg)
     vm->checkpoint_created = cp_xml != NULL;
     vm_guard_job_started (j->w, vm);
   }
-  /* Always thaw (also after a failed freeze: qemu-ga may have frozen some
-   * filesystems). */
-  if (vm_online_thaw (vm) == -1)
-    job_fail (j, VMS_FAILURE_NON_RETRYABLE, "%s", vms_get_error ());
+  if (ops->hold && ops->release)
+    ops->release (j);
   t1 = vms_now_us ();
-  vm->freeze_ms = (t1 - t0 + 999) / 1000;
+  if (ops->timed)
+    vm->freeze_ms = (t1 - t0 + 999) / 1000;
   if (!vm->checkpoint_created) {
     free (vm->checkpoint);
     vm->checkpoint = NULL;
   }
   if (!j->error)
     copy_firmware (j);
-  vms_debug ("vm writer: %s: freeze window %" PRId64 " ms%s%s", vm->name,
-             vm->freeze_ms, j->error ? ", failed: " : "",
-             j->error ? j->error : "");
+  vms_debug ("vm writer: %s: %s capture, %" PRId64 " ms%s%s", vm->name,
+             vm_method_name (vm->method), (t1 - t0 + 999) / 1000,
+             j->error ? ", failed: " : "", j->error ? j->error : "");
   return NULL;
 }
 
@@ -449,14 +511,13 @@ prepare_job (struct online_job *j, unsigned sid, size_t index)
     job_fail (j, VMS_FAILURE_NON_RETRYABLE, "%s", vms_get_error ());
     return -1;
   }
-  if (vm->method == VM_METHOD_SAVED_STATE) {
-    /* While QEMU writes the state file it hands the images over (inactive),
-     * and their dirty bitmaps are not loaded until the VM runs again: the
-     * job begun then can only read every disk in full. Its new checkpoint
-     * still lets a later online backup be incremental. */
-    vm->incremental_reason = strdup ("a saved-state capture reads every "
-                                     "disk in full (QEMU's dirty bitmaps are "
-                                     "not loaded while the state is saved)");
+  if (ops_of (vm->method) && !ops_of (vm->method)->incremental) {
+    /* The job begun then can only read every disk in full (capture_ops).
+     * Its new checkpoint still lets a later backup be incremental. */
+    if (asprintf (&vm->incremental_reason, "a %s capture reads every disk "
+                  "in full (QEMU's dirty bitmaps are not loaded while the "
+                  "state is saved)", vm_method_name (vm->method)) == -1)
+      vm->incremental_reason = NULL;
   }
   else
     choose_parent (j);
@@ -501,7 +562,7 @@ record_job (struct online_job *j, vms_call *call)
   vms_component *c = vms_call_component (call, vm->uuid);
 
   if (c == NULL ||
-      (vm->method == VM_METHOD_ONLINE &&
+      (ops_of (vm->method) && ops_of (vm->method)->timed &&
        vms_component_set_int (c, VMS_VM_ATTR_FREEZE_WINDOW_MS,
                               vm->freeze_ms) == -1) ||
       vms_component_set_string (c, VMS_VM_ATTR_BACKUP_TYPE,

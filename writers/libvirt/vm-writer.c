@@ -13,6 +13,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -141,28 +142,6 @@ vm_silent_error (void *opaque, virErrorPtr err)
 }
 
 /* ---- names ---- */
-
-const char *
-vms_vm_method_name (enum vms_vm_method m)
-{
-  switch (m) {
-  case VMS_VM_METHOD_ONLINE: return "online";
-  case VMS_VM_METHOD_SAVED_STATE: return "saved-state";
-  case VMS_VM_METHOD_AUTO: break;
-  }
-  return "auto";
-}
-
-int
-vms_vm_method_from_name (const char *name)
-{
-  if (name == NULL)
-    return -1;
-  if (strcmp (name, "auto") == 0) return VMS_VM_METHOD_AUTO;
-  if (strcmp (name, "online") == 0) return VMS_VM_METHOD_ONLINE;
-  if (strcmp (name, "saved-state") == 0) return VMS_VM_METHOD_SAVED_STATE;
-  return -1;
-}
 
 static const char *
 state_name (int st)
@@ -446,7 +425,7 @@ facts_store_clear (struct facts_store *s)
 
 static void
 gather_facts (struct vm_writer *w, struct vm_entry *vm, int st,
-              struct vm_facts *f, struct facts_store *s)
+              int ask_agent, struct vm_facts *f, struct facts_store *s)
 {
   dev_t scratch_dev = 0;
 
@@ -454,7 +433,7 @@ gather_facts (struct vm_writer *w, struct vm_entry *vm, int st,
   f->cfg = &vm->cfg;
   f->state = run_state (st);
   f->state_name = state_name (st);
-  if (f->state != VM_STATE_RUNNING)
+  if (f->state != VM_STATE_RUNNING || !ask_agent)
     return;
 
   /* The agent is asked through guest-get-fsinfo, which libvirt bounds by
@@ -522,14 +501,66 @@ gather_facts (struct vm_writer *w, struct vm_entry *vm, int st,
   f->scratch_error = s->scratch_error;
 }
 
+static char *
+xstrdup_printf (const char *fmt, ...)
+{
+  va_list ap;
+  char *r;
+  int n;
+
+  va_start (ap, fmt);
+  n = vasprintf (&r, fmt, ap);
+  va_end (ap);
+  return n == -1 ? NULL : r;
+}
+
+/* The most host space this VM's capture can take (the dry run says it):
+ * copy-before-write copies each block of an included disk at most once into
+ * its scratch file, so a disk's virtual size bounds it; a saved state adds
+ * the guest's memory. A stopped VM is read as it is: nothing. */
+static int
+set_scratch_estimate (struct vm_writer *w, struct vm_entry *vm,
+                      vms_component *c)
+{
+  uint64_t total = 0;
+
+  if (vm->method != VM_METHOD_OFFLINE) {
+    for (size_t i = 0; i < vm->cfg.nr_disks; i++) {
+      const struct vm_disk *d = &vm->cfg.disks[i];
+      virDomainBlockInfo bi;
+      struct stat sb;
+
+      if (!d->included)
+        continue;
+      if (virDomainGetBlockInfo (vm->dom, d->target, &bi, 0) == 0)
+        total += bi.capacity;
+      else if (stat (d->path, &sb) == 0)
+        total += (uint64_t) sb.st_size;
+    }
+    if (vm->method == VM_METHOD_SAVED_STATE) {
+      virDomainInfo info;
+      if (virDomainGetInfo (vm->dom, &info) == 0)
+        total += (uint64_t) info.memory * 1024;
+    }
+  }
+  if (vms_component_set_int (c, VMS_VM_ATTR_SCRATCH_BYTES,
+                             (int64_t) total) == -1)
+    return -1;
+  return vm->method == VM_METHOD_OFFLINE ? 0
+    : vms_component_set_string (c, VMS_VM_ATTR_SCRATCH_DIR, vm->dir);
+}
+
 /* One VM → one component (R7). */
 static int
 identify_one (struct vm_writer *w, vms_call *call, virDomainPtr dom)
 {
   struct vm_entry *vm = calloc (1, sizeof *vm);
-  CLEANUP_FREE char *xml = NULL, *reason = NULL, *caption = NULL;
+  CLEANUP_FREE char *xml = NULL, *caption = NULL, *agent = NULL;
+  CLEANUP_FREE char *pol = NULL;
   char uuid[VIR_UUID_STRING_BUFLEN];
   int st = VIR_DOMAIN_NOSTATE, why;
+  struct vm_policy policy;
+  struct vm_choice choice = { 0 };
   struct vm_facts facts;
   struct facts_store store = { 0 };
   vms_component *c;
@@ -577,17 +608,47 @@ identify_one (struct vm_writer *w, vms_call *call, virDomainPtr dom)
     find_tpm_files (tdir, &vm->tpm_files, 0);
   }
 
-  /* R9. */
-  gather_facts (w, vm, st, &facts, &store);
-  if (vm_method_choose (&facts, w->method, &vm->method, &reason) == -1) {
-    facts_store_clear (&store);
-    vms_call_fail (call, VMS_FAILURE_NON_RETRYABLE, "%s",
-                   reason ? reason : vms_get_error ());
+  /* The policy (issue 20): the options, the domain's metadata winning. A
+   * malformed policy stops the backup before anything changes. */
+  if (vm->cfg.policy_error) {
+    vms_call_fail (call, VMS_FAILURE_NON_RETRYABLE, "vm \"%s\": %s (the "
+                   "<vmshadow:policy xmlns:vmshadow=\"%s\"/> element of its "
+                   "<metadata>, see docs/vm-writer.md); nothing was changed",
+                   name, vm->cfg.policy_error, VMS_VM_POLICY_NS);
     goto fail;
   }
-  facts_store_clear (&store);
+  policy = vm_policy_for (&vm->cfg, w->method, w->fallback);
 
-  if (asprintf (&caption, "%s\\%s", vm->method == VM_METHOD_ONLINE
+  /* R9. The agent is asked only when online may be chosen. */
+  gather_facts (w, vm, st, policy.method == VMS_VM_METHOD_AUTO ||
+                policy.method == VMS_VM_METHOD_ONLINE, &facts, &store);
+  if (vm_method_choose (&facts, &policy, &choice) == -1) {
+    facts_store_clear (&store);
+    vms_call_fail (call, VMS_FAILURE_NON_RETRYABLE, "%s",
+                   choice.reason ? choice.reason : vms_get_error ());
+    goto fail;
+  }
+  vm->method = choice.method;
+  if (facts.state != VM_STATE_RUNNING)
+    agent = xstrdup_printf ("not asked: the VM is %s", facts.state_name);
+  else if (policy.method != VMS_VM_METHOD_AUTO &&
+           policy.method != VMS_VM_METHOD_ONLINE)
+    agent = xstrdup_printf ("not asked: the policy names the %s method",
+                            vms_vm_method_name (policy.method));
+  else if (facts.agent_ok)
+    agent = xstrdup_printf ("answers");
+  else
+    agent = xstrdup_printf ("does not answer: %s", facts.agent_error
+                            ? facts.agent_error : "no reason given");
+  facts_store_clear (&store);
+  if (agent == NULL ||
+      (pol = xstrdup_printf ("method=%s fallback=%s",
+                             vms_vm_method_name (policy.method),
+                             vms_vm_fallback_name (policy.fallback))) == NULL)
+    goto oom;
+
+  if (asprintf (&caption, "%s\\%s", vm->method == VM_METHOD_ONLINE ||
+                vm->method == VM_METHOD_CRASH_CONSISTENT
                 ? "Online" : "Offline", name) == -1) {
     caption = NULL;
     goto oom;
@@ -605,7 +666,20 @@ identify_one (struct vm_writer *w, vms_call *call, virDomainPtr dom)
                                 : run_state_name (vm->state_before)) == -1 ||
       vms_component_set_string (c, VMS_VM_ATTR_METHOD,
                                 vm_method_name (vm->method)) == -1 ||
-      vms_component_set_string (c, VMS_VM_ATTR_METHOD_REASON, reason) == -1)
+      vms_component_set_string (c, VMS_VM_ATTR_METHOD_REASON,
+                                choice.reason) == -1 ||
+      vms_component_set_string (c, VMS_VM_ATTR_POLICY, pol) == -1 ||
+      vms_component_set_string (c, VMS_VM_ATTR_POLICY_SOURCE,
+                                policy.method_from_metadata &&
+                                policy.fallback_from_metadata ? "metadata"
+                                : policy.method_from_metadata ||
+                                policy.fallback_from_metadata
+                                ? "options and metadata" : "options") == -1 ||
+      vms_component_set_string (c, VMS_VM_ATTR_AGENT, agent) == -1 ||
+      (choice.fallback_reason &&
+       vms_component_set_string (c, VMS_VM_ATTR_FALLBACK_REASON,
+                                 choice.fallback_reason) == -1) ||
+      set_scratch_estimate (w, vm, c) == -1)
     goto doc_fail;
   for (size_t i = 0; i < vm->cfg.nr_disks; i++) {
     const struct vm_disk *d = &vm->cfg.disks[i];
@@ -657,7 +731,8 @@ identify_one (struct vm_writer *w, vms_call *call, virDomainPtr dom)
   w->vms = p;
   p[w->nr_vms++] = vm;
   vms_debug ("vm writer: %s (%s): %s, %s", name, uuid,
-             vm_method_name (vm->method), reason);
+             vm_method_name (vm->method), choice.reason);
+  vm_choice_clear (&choice);
   return 0;
 
  doc_fail:
@@ -668,6 +743,7 @@ identify_one (struct vm_writer *w, vms_call *call, virDomainPtr dom)
   vms_call_fail (call, VMS_FAILURE_OUT_OF_RESOURCES, "vm \"%s\": out of "
                  "memory", name);
  fail:
+  vm_choice_clear (&choice);
   if (vm)
     entry_free (vm);
   else
@@ -885,6 +961,20 @@ vm_prepare_snapshot (void *data, vms_call *call)
       online[nr_online++] = vm;   /* captured with the online VMs */
       break;
     }
+    case VM_METHOD_CRASH_CONSISTENT:
+      /* Running or paused: no guest takes part, nothing is paused. */
+      if (run_state (st) != VM_STATE_RUNNING &&
+          run_state (st) != VM_STATE_PAUSED)
+        return vms_call_fail (call, VMS_FAILURE_RETRYABLE, "vm \"%s\" failed "
+                              "at prepare-snapshot: it was %s at Identify "
+                              "but is %s now; retry the backup", vm->name,
+                              run_state_name (vm->state_before),
+                              state_name (st));
+      if (publish_plain (w, vm, 0) == -1)
+        return vms_call_fail (call, VMS_FAILURE_OUT_OF_RESOURCES, "%s",
+                              vms_get_error ());
+      online[nr_online++] = vm;
+      break;
     case VM_METHOD_ONLINE:
       if (run_state (st) != VM_STATE_RUNNING)
         return vms_call_fail (call, VMS_FAILURE_RETRYABLE, "vm \"%s\" failed "
@@ -1100,10 +1190,16 @@ vm_writer_add (vms_coordinator *coord, const struct vms_vm_options *opts,
 
   if (opts == NULL)
     opts = &none;
-  if (opts->method != VMS_VM_METHOD_AUTO &&
-      opts->method != VMS_VM_METHOD_ONLINE &&
-      opts->method != VMS_VM_METHOD_SAVED_STATE) {
+  if (strcmp (vms_vm_method_name (opts->method), "auto") == 0 &&
+      opts->method != VMS_VM_METHOD_AUTO) {
     vms_set_error (EINVAL, "vm writer: unknown method %d", (int) opts->method);
+    vm_restore_free (restore);
+    return NULL;
+  }
+  if (strcmp (vms_vm_fallback_name (opts->fallback), "crash-consistent") == 0
+      && opts->fallback != VMS_VM_FALLBACK_CRASH_CONSISTENT) {
+    vms_set_error (EINVAL, "vm writer: unknown fallback %d",
+                   (int) opts->fallback);
     vm_restore_free (restore);
     return NULL;
   }
@@ -1120,6 +1216,7 @@ vm_writer_add (vms_coordinator *coord, const struct vms_vm_options *opts,
   }
   w->restore = restore;
   w->method = opts->method;
+  w->fallback = opts->fallback;
   w->full = opts->full;
   w->uri = strdup (opts->uri ? opts->uri : VMS_VM_DEFAULT_URI);
   w->state_dir = strdup (opts->state_dir ? opts->state_dir

@@ -38,14 +38,32 @@ extern "C" {
 #define VMS_VM_CHECKPOINT_PREFIX "vmshadow-"
 
 enum vms_vm_method {
-  VMS_VM_METHOD_AUTO,           /* online where R9 allows, else saved state */
+  VMS_VM_METHOD_AUTO,           /* online where R9 allows, else the fallback */
   VMS_VM_METHOD_ONLINE,         /* online, or fail Identify naming the VM */
   VMS_VM_METHOD_SAVED_STATE,    /* saved state for every running/paused VM */
+  VMS_VM_METHOD_CRASH_CONSISTENT, /* the backup job with no guest freeze and
+                                   no pause, for every running/paused VM */
 };
 
-/* "auto", "online", "saved-state"; -1 for an unknown name. */
+/* What auto does with a running or paused VM that R9 keeps from an online
+ * backup (issue 20). The default (0) never pauses a VM. */
+enum vms_vm_fallback {
+  VMS_VM_FALLBACK_CRASH_CONSISTENT,
+  VMS_VM_FALLBACK_SAVED_STATE,
+  VMS_VM_FALLBACK_FAIL,         /* Identify fails naming the VM and why */
+};
+
+/* "auto", "online", "saved-state", "crash-consistent"; -1 for an unknown
+ * name. */
 extern const char *vms_vm_method_name (enum vms_vm_method m);
 extern int vms_vm_method_from_name (const char *name);
+/* "crash-consistent", "saved-state", "fail"; -1 for an unknown name. */
+extern const char *vms_vm_fallback_name (enum vms_vm_fallback f);
+extern int vms_vm_fallback_from_name (const char *name);
+
+/* The per-VM policy in a domain's <metadata> (docs/vm-writer.md): it wins
+ * over the options for that VM. */
+#define VMS_VM_POLICY_NS "https://vmshadow.org/xmlns/1"
 
 struct vms_vm_options {
   /* libvirt URI; NULL means VMS_VM_DEFAULT_URI. */
@@ -66,6 +84,8 @@ struct vms_vm_options {
   /* Where the NBD Unix sockets go (<run_dir>/<short-id>/<n>.sock, kept
    * short: ≤ 107 bytes). NULL means VMS_VM_DEFAULT_RUN_DIR. */
   const char *run_dir;
+  /* What auto falls back to (for VMs whose metadata names none). */
+  enum vms_vm_fallback fallback;
 };
 
 /* Add the VM writer and the qemu provider to coord. The options are copied.
@@ -82,6 +102,19 @@ extern int vms_libvirt_add (vms_coordinator *coord,
 #define VMS_VM_ATTR_STATE_BEFORE  "state_before"   /* running|paused|shut-off|… */
 #define VMS_VM_ATTR_METHOD        VMS_ATTR_METHOD  /* online|saved-state|offline */
 #define VMS_VM_ATTR_METHOD_REASON "method_reason"  /* why (R9), in words */
+/* The policy that chose the method, and where each half came from: */
+#define VMS_VM_ATTR_POLICY        "policy"         /* "method=auto fallback=crash-consistent" */
+#define VMS_VM_ATTR_POLICY_SOURCE "policy_source"  /* "options", "metadata", "options and metadata" */
+/* Running VMs: what the guest agent said ("answers" or why not). */
+#define VMS_VM_ATTR_AGENT         "agent"
+/* When auto fell back from online: the R9 conditions that failed. */
+#define VMS_VM_ATTR_FALLBACK_REASON "fallback_reason"
+/* The most host space the capture can need (int, bytes): every included
+ * disk's virtual size in scratch files (copy-before-write copies at most
+ * each block once), plus the memory size for a saved state; 0 for a
+ * stopped VM. And the directory it goes in. */
+#define VMS_VM_ATTR_SCRATCH_BYTES "scratch_bytes"
+#define VMS_VM_ATTR_SCRATCH_DIR   "scratch_dir"
 /* Set in PrepareForSnapshot, in the backup components document: */
 #define VMS_VM_ATTR_FREEZE_WINDOW_MS VMS_ATTR_FREEZE_WINDOW_MS /* int; online only */
 #define VMS_VM_ATTR_CHECKPOINT    "checkpoint"     /* new checkpoint (online) */

@@ -12,7 +12,9 @@
 #  - --grace has no hidden upper limit;
 #  - a manifest "created" out of range is refused, one dated in the future
 #    is kept by prune but does not push real backups out of --keep-last;
-#  - a failing writer's newest stderr line reaches the message.
+#  - a failing writer's newest stderr line reaches the message;
+#  - bad --method/--fallback values are named; backup --dry-run makes no
+#    repository (issue 20).
 . "$(dirname "$0")/cli-lib.sh"
 cd "$tmp"
 
@@ -38,6 +40,25 @@ run 1 backup --repo d/a/b/../../../file/x
 grep -q "nothing was changed" "$tmp/err" || fail "no word that nothing changed: $(cat "$tmp/err")"
 run 1 backup --repo "$tmp/file/x"
 grep -q "$tmp/file is not a directory" "$tmp/err" || fail "repo under a file: $(cat "$tmp/err")"
+
+# The capture policy (issue 20): bad values are one line naming the option;
+# backup --dry-run plans and makes nothing (no repository), in text and JSON.
+run 2 backup --repo "$tmp/r2" --method pause
+one_line "--method pause" "--method must be auto, online, crash-consistent or saved-state, not 'pause'"
+run 2 backup --repo "$tmp/r2" --fallback online
+one_line "--fallback online" "--fallback must be crash-consistent, saved-state or fail, not 'online'"
+run 2 list --fallback fail
+one_line "--fallback on list" "option --fallback does not apply"
+run 0 backup --repo "$tmp/r2" --dry-run --method crash-consistent --fallback fail
+[ ! -e "$tmp/r2" ] || fail "backup --dry-run created the repository"
+grep -q "^Backup plan (dry run: nothing was changed)" "$tmp/out" || fail "dry run text: $(cat "$tmp/out")"
+grep -q "^  config (writer app)" "$tmp/out" || fail "dry run names no exec writer component: $(cat "$tmp/out")"
+run 0 backup --repo "$tmp/r2" --dry-run --json
+[ ! -e "$tmp/r2" ] || fail "backup --dry-run --json created the repository"
+python3 -c 'import json,sys; p = json.load(open(sys.argv[1]))
+assert p["dry_run"] is True and p["errors"] == [], p
+assert [c["writer"] for c in p["components"]] == ["app"], p' "$tmp/out" ||
+  fail "dry run JSON: $(cat "$tmp/out")"
 
 # Empty values are mistakes, named.
 run 0 backup
