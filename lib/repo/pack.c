@@ -64,6 +64,14 @@ struct repo_packs {
   size_t buf_len, buf_cap;
   struct open_blob *blobs;
   size_t nblobs, blobs_cap;
+  /* The pack being put (lock released meanwhile): number + 1, 0 when
+   * none; its bytes, readable until the put is done. */
+  uint32_t fl_no;
+  uint8_t *fl_buf;
+  size_t fl_len;
+  pthread_cond_t fl_done;
+  uint8_t *spare;               /* the other pack buffer */
+  size_t spare_cap;
   /* A pack or segment of this process that could not be put: its chunks
    * are not stored, so no commit may follow (pack_flush fails). */
   int failed;
@@ -149,10 +157,12 @@ packs_get (vms_repo *repo)
     return NULL;
   }
   pthread_mutex_init (&rp->lock, NULL);
+  pthread_cond_init (&rp->fl_done, NULL);
   struct repo_packs *none = NULL;
   if (!__atomic_compare_exchange_n (&repo->packs, &none, rp, 0,
                                     __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
     pthread_mutex_destroy (&rp->lock);
+    pthread_cond_destroy (&rp->fl_done);
     free (rp);
     rp = none;
   }
@@ -180,8 +190,10 @@ pack_state_free (vms_repo *repo)
     return;
   table_clear (rp);
   free (rp->buf);
+  free (rp->spare);
   free (rp->blobs);
   pthread_mutex_destroy (&rp->lock);
+  pthread_cond_destroy (&rp->fl_done);
   free (rp);
   repo->packs = NULL;
 }
@@ -564,12 +576,20 @@ pack_read_blob (vms_repo *repo, const struct pack_loc *loc, void *buf)
     return -1;
   }
   pthread_mutex_lock (&rp->lock);
+  /* Still in memory: in the pack this process fills, or in the one it is
+   * putting. */
+  const uint8_t *mem = NULL;
+  size_t mem_len = 0;
   if (rp->open_no &&
-      memcmp (rp->packs[rp->open_no - 1].id, loc->pack_id, 16) == 0) {
-    /* Still in memory: this process stored it in the pack it fills. */
-    int ok = (uint64_t) loc->offset + loc->slen <= rp->buf_len;
+      memcmp (rp->packs[rp->open_no - 1].id, loc->pack_id, 16) == 0)
+    mem = rp->buf, mem_len = rp->buf_len;
+  else if (rp->fl_no &&
+           memcmp (rp->packs[rp->fl_no - 1].id, loc->pack_id, 16) == 0)
+    mem = rp->fl_buf, mem_len = rp->fl_len;
+  if (mem) {
+    int ok = (uint64_t) loc->offset + loc->slen <= mem_len;
     if (ok)
-      memcpy (buf, rp->buf + loc->offset, loc->slen);
+      memcpy (buf, mem + loc->offset, loc->slen);
     pthread_mutex_unlock (&rp->lock);
     if (!ok)
       errno = EBADMSG;
@@ -582,6 +602,16 @@ pack_read_blob (vms_repo *repo, const struct pack_loc *loc, void *buf)
 
 /* ---- writing ---- */
 
+/* Record the first failure: no commit may follow (pack_flush). */
+static void
+note_failure (struct repo_packs *rp)
+{
+  if (!rp->failed) {
+    rp->failed = 1;
+    snprintf (rp->failed_msg, sizeof rp->failed_msg, "%s", vms_get_error ());
+  }
+}
+
 /* Mark the open pack failed (its chunks are not stored) and drop it. */
 static void
 open_pack_fail (struct repo_packs *rp)
@@ -591,13 +621,13 @@ open_pack_fail (struct repo_packs *rp)
   rp->open_no = 0;
   rp->buf_len = 0;
   rp->nblobs = 0;
-  if (!rp->failed) {
-    rp->failed = 1;
-    snprintf (rp->failed_msg, sizeof rp->failed_msg, "%s", vms_get_error ());
-  }
+  note_failure (rp);
 }
 
-/* Put the open pack, then its segment (lock held). */
+/* Put the open pack, then its segment (lock held; released while the
+ * objects are written, so that other threads fill the next pack
+ * meanwhile: at most one pack is in flight, so at most two pack buffers
+ * exist). */
 static int
 flush_locked (vms_repo *repo, struct repo_packs *rp)
 {
@@ -606,6 +636,8 @@ flush_locked (vms_repo *repo, struct repo_packs *rp)
   void *seg = NULL;
   size_t seg_len;
 
+  while (rp->fl_no)
+    pthread_cond_wait (&rp->fl_done, &rp->lock);
   if (rp->open_no == 0)
     return 0;
   const uint8_t *id = rp->packs[rp->open_no - 1].id;
@@ -634,31 +666,56 @@ flush_locked (vms_repo *repo, struct repo_packs *rp)
   if (sha256_of (rp->buf, rp->buf_len, tail + 16) == -1)
     goto fail;
   rp->buf_len += PACK_TAIL_SIZE;
-
-  pack_object_name (id, name);
-  if (storage_put (repo->store, name, rp->buf, rp->buf_len, 0) == -1) {
-    vms_set_error (errno, "repository %s: %s while writing pack %s",
-                   repo->path, repo_errstr (errno), name);
-    goto fail;
-  }
   /* Its segment: the trailer's entries, sorted. */
   if (random_id (seg_id) == -1 ||
       segment_build (rp->buf + trailer_off, rp->nblobs, &seg, &seg_len) == -1)
     goto fail;
+  pack_object_name (id, name);
   hex (seg_id, 16, h);
   snprintf (seg_name, sizeof seg_name, "index/%s", h);
-  if (storage_put (repo->store, seg_name, seg, seg_len, 0) == -1) {
-    vms_set_error (errno, "repository %s: %s while writing index segment %s "
-                   "(of pack %s)", repo->path, repo_errstr (errno), seg_name,
-                   name);
-    goto fail;
-  }
-  free (seg);
-  rp->packs[rp->open_no - 1].state = PACK_STORED;
+
+  /* In flight: readable from memory until put (pack_read_blob). */
+  uint32_t no = rp->open_no;
+  uint8_t *buf = rp->buf;
+  size_t len = rp->buf_len, cap = rp->buf_cap;
+  rp->fl_no = no;
+  rp->fl_buf = buf;
+  rp->fl_len = len;
+  rp->buf = rp->spare;
+  rp->buf_cap = rp->spare_cap;
+  rp->spare = NULL;
+  rp->spare_cap = 0;
   rp->open_no = 0;
   rp->buf_len = 0;
   rp->nblobs = 0;
-  return 0;
+  pthread_mutex_unlock (&rp->lock);
+
+  int r = 0;
+  if (storage_put (repo->store, name, buf, len, STORAGE_PUT_LAZY) == -1) {
+    vms_set_error (errno, "repository %s: %s while writing pack %s",
+                   repo->path, repo_errstr (errno), name);
+    r = -1;
+  }
+  else if (storage_put (repo->store, seg_name, seg, seg_len,
+                        STORAGE_PUT_LAZY) == -1) {
+    vms_set_error (errno, "repository %s: %s while writing index segment %s "
+                   "(of pack %s)", repo->path, repo_errstr (errno), seg_name,
+                   name);
+    r = -1;
+  }
+  free (seg);
+
+  pthread_mutex_lock (&rp->lock);
+  rp->packs[no - 1].state = r == 0 ? PACK_STORED : PACK_FAILED;
+  if (r == -1)
+    note_failure (rp);
+  rp->spare = buf;
+  rp->spare_cap = cap;
+  rp->fl_no = 0;
+  rp->fl_buf = NULL;
+  rp->fl_len = 0;
+  pthread_cond_broadcast (&rp->fl_done);
+  return r;
  fail:
   free (seg);
   open_pack_fail (rp);
@@ -773,9 +830,23 @@ pack_flush (vms_repo *repo)
   pthread_mutex_lock (&rp->lock);
   if (flush_locked (repo, rp) == -1)
     r = -1;
+  /* Another thread's pack may still be in flight. */
+  while (rp->fl_no)
+    pthread_cond_wait (&rp->fl_done, &rp->lock);
+  if (r == -1)
+    ;
   else if (rp->failed) {
     vms_set_error (EIO, "repository %s: a pack of this backup could not be "
                    "stored: %s", repo->path, rp->failed_msg);
+    r = -1;
+  }
+  /* Every pack and segment put lazily so far is durable from here on:
+   * only then may a manifest name their chunks. */
+  else if (storage_sync (repo->store) == -1) {
+    vms_set_error (errno, "repository %s: %s while flushing packs",
+                   repo->path, repo_errstr (errno));
+    rp->failed = 1;
+    snprintf (rp->failed_msg, sizeof rp->failed_msg, "%s", vms_get_error ());
     r = -1;
   }
   pthread_mutex_unlock (&rp->lock);
@@ -852,7 +923,7 @@ put_compacted (vms_repo *repo, struct repo_packs *rp, struct gc_pack *gp,
         goto out;
       hex (id, 16, h);
       snprintf (name, sizeof name, "index/%s", h);
-      if (storage_put (repo->store, name, seg, len, 0) == -1) {
+      if (storage_put (repo->store, name, seg, len, STORAGE_PUT_LAZY) == -1) {
         vms_set_error (errno, "repository %s: %s while writing index segment "
                        "%s", repo->path, repo_errstr (errno), name);
         goto out;
@@ -994,6 +1065,13 @@ pack_gc (vms_repo *repo, const struct digest_set *live, int64_t grace,
    * entry names (the next gc drops them). */
   if (put_compacted (repo, rp, gp, old_npacks, &written) == -1)
     goto out;
+  /* The new packs and the compacted index are durable before anything
+   * they replace is deleted. */
+  if (storage_sync (repo->store) == -1) {
+    vms_set_error (errno, "repository %s: %s while flushing the new index",
+                   repo->path, repo_errstr (errno));
+    goto out;
+  }
   for (size_t i = 0; i < segments.n; i++)
     if (storage_delete (repo->store, segments.v[i]) == -1) {
       vms_set_error (errno, "repository %s: cannot remove %s: %s", repo->path,

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -25,11 +26,26 @@
 #include "storage.h"
 #include "vmshadow/error.h"
 
+/* Open packs, kept for the ranged reads of a restore (one chunk, one
+ * read: without the cache each would walk packs/ab/ and open the file). */
+#define FD_CACHE_SIZE 16
+struct fd_cache_entry {
+  char name[STORAGE_NAME_MAX + 1];
+  int fd;                       /* -1: empty */
+  struct stat st;
+  unsigned refs;                /* readers using fd now */
+  int stale;                    /* dropped from the cache: close at refs 0 */
+  unsigned long used;
+};
+
 struct local {
   struct storage s;
   int dirfd;                    /* the repository directory (ours) */
   int tmpfd;                    /* tmp/, -1 when read-only */
   unsigned counter;             /* temp names of this process */
+  pthread_mutex_t lock;         /* the cache */
+  struct fd_cache_entry cache[FD_CACHE_SIZE];
+  unsigned long tick;
 };
 
 #define LOCAL(s) ((struct local *) (s))
@@ -76,6 +92,25 @@ local_parent (struct local *l, const char *name, int create, const char **base)
   return fd;
 }
 
+/* Forget name in the cache (a put or delete of it). */
+static void
+cache_drop (struct local *l, const char *name)
+{
+  pthread_mutex_lock (&l->lock);
+  for (size_t i = 0; i < FD_CACHE_SIZE; i++) {
+    struct fd_cache_entry *e = &l->cache[i];
+    if (e->fd >= 0 && !e->stale && strcmp (e->name, name) == 0) {
+      if (e->refs == 0) {
+        close (e->fd);
+        e->fd = -1;
+      }
+      else
+        e->stale = 1;
+    }
+  }
+  pthread_mutex_unlock (&l->lock);
+}
+
 static int
 local_put (struct storage *s, const char *name, const void *buf, size_t len,
            unsigned flags)
@@ -93,6 +128,7 @@ local_put (struct storage *s, const char *name, const void *buf, size_t len,
     errno = EROFS;
     return -1;
   }
+  cache_drop (l, name);
   snprintf (tmp, sizeof tmp, "%d-%u.put", (int) getpid (),
             __atomic_fetch_add (&l->counter, 1, __ATOMIC_RELAXED));
   fd = openat (l->tmpfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW |
@@ -100,7 +136,7 @@ local_put (struct storage *s, const char *name, const void *buf, size_t len,
   if (fd == -1)
     return -1;
   if (fchmod (fd, 0600) == -1 || vms_write_all (fd, buf, len) == -1 ||
-      fsync (fd) == -1) {
+      (!(flags & STORAGE_PUT_LAZY) && fsync (fd) == -1)) {
     e = errno;
     close (fd);
     goto fail;
@@ -125,7 +161,7 @@ local_put (struct storage *s, const char *name, const void *buf, size_t len,
         continue;
       goto fail;
     }
-    if (fsync (pfd) == -1)
+    if (!(flags & STORAGE_PUT_LAZY) && fsync (pfd) == -1)
       return -1;                /* in place, its name maybe not durable */
     return 0;
   }
@@ -152,17 +188,75 @@ local_open_object (struct local *l, const char *name, struct stat *st)
   return fd;
 }
 
-static int
-local_get (struct storage *s, const char *name, uint64_t offset, size_t len,
-           void *buf)
+/* A cached fd of pack name (refs taken), or -1 after opening it (cached
+ * when a slot is free of readers). */
+static struct fd_cache_entry *
+cache_get (struct local *l, const char *name)
 {
+  struct fd_cache_entry *e, *victim = NULL;
   struct stat st;
-  CLEANUP_CLOSE int fd = local_open_object (LOCAL (s), name, &st);
+
+  pthread_mutex_lock (&l->lock);
+  for (size_t i = 0; i < FD_CACHE_SIZE; i++) {
+    e = &l->cache[i];
+    if (e->fd >= 0 && !e->stale && strcmp (e->name, name) == 0) {
+      e->refs++;
+      e->used = ++l->tick;
+      pthread_mutex_unlock (&l->lock);
+      return e;
+    }
+  }
+  pthread_mutex_unlock (&l->lock);
+  int fd = local_open_object (l, name, &st);
+  if (fd == -1)
+    return NULL;
+  pthread_mutex_lock (&l->lock);
+  for (size_t i = 0; i < FD_CACHE_SIZE; i++) {
+    e = &l->cache[i];
+    if (e->fd < 0) {
+      victim = e;
+      break;
+    }
+    if (e->refs == 0 && (victim == NULL || e->used < victim->used))
+      victim = e;
+  }
+  if (victim == NULL) {         /* every slot busy: this read only */
+    pthread_mutex_unlock (&l->lock);
+    close (fd);
+    errno = EAGAIN;
+    return NULL;
+  }
+  if (victim->fd >= 0)
+    close (victim->fd);
+  snprintf (victim->name, sizeof victim->name, "%s", name);
+  victim->fd = fd;
+  victim->st = st;
+  victim->refs = 1;
+  victim->stale = 0;
+  victim->used = ++l->tick;
+  pthread_mutex_unlock (&l->lock);
+  return victim;
+}
+
+static void
+cache_put (struct local *l, struct fd_cache_entry *e)
+{
+  pthread_mutex_lock (&l->lock);
+  if (--e->refs == 0 && e->stale) {
+    close (e->fd);
+    e->fd = -1;
+    e->stale = 0;
+  }
+  pthread_mutex_unlock (&l->lock);
+}
+
+static int
+pread_range (int fd, const struct stat *st, uint64_t offset, size_t len,
+             void *buf)
+{
   uint8_t *p = buf;
 
-  if (fd == -1)
-    return -1;
-  if (offset > (uint64_t) st.st_size || len > (uint64_t) st.st_size - offset ||
+  if (offset > (uint64_t) st->st_size || len > (uint64_t) st->st_size - offset ||
       offset > (uint64_t) INT64_MAX) {
     errno = EBADMSG;
     return -1;
@@ -182,6 +276,31 @@ local_get (struct storage *s, const char *name, uint64_t offset, size_t len,
     offset += (uint64_t) r;
   }
   return 0;
+}
+
+static int
+local_get (struct storage *s, const char *name, uint64_t offset, size_t len,
+           void *buf)
+{
+  struct local *l = LOCAL (s);
+  struct stat st;
+
+  if (strncmp (name, "packs/", 6) == 0) {
+    struct fd_cache_entry *e = cache_get (l, name);
+    if (e) {
+      int r = pread_range (e->fd, &e->st, offset, len, buf);
+      int err = errno;
+      cache_put (l, e);
+      errno = err;
+      return r;
+    }
+    if (errno != EAGAIN)
+      return -1;
+  }
+  CLEANUP_CLOSE int fd = local_open_object (l, name, &st);
+  if (fd == -1)
+    return -1;
+  return pread_range (fd, &st, offset, len, buf);
 }
 
 static int
@@ -284,6 +403,7 @@ local_del (struct storage *s, const char *name)
     errno = EINVAL;
     return -1;
   }
+  cache_drop (l, name);
   CLEANUP_CLOSE int pfd = local_parent (l, name, 0, &base);
   if (pfd == -1)
     return errno == ENOENT ? 0 : -1;
@@ -328,10 +448,23 @@ local_now (struct storage *s, int64_t *t)
   return 0;
 }
 
+/* One flush of the file system for every lazy put: syncfs writes back
+ * every dirty page and inode, renames included, and (Linux >= 5.8)
+ * reports writeback errors. */
+static int
+local_sync (struct storage *s)
+{
+  return syncfs (LOCAL (s)->dirfd);
+}
+
 static void
 local_close (struct storage *s)
 {
   struct local *l = LOCAL (s);
+  for (size_t i = 0; i < FD_CACHE_SIZE; i++)
+    if (l->cache[i].fd >= 0)
+      close (l->cache[i].fd);
+  pthread_mutex_destroy (&l->lock);
   if (l->tmpfd >= 0)
     close (l->tmpfd);
   if (l->dirfd >= 0)
@@ -348,6 +481,7 @@ static const struct storage_ops local_ops = {
   .list = local_list,
   .del = local_del,
   .now = local_now,
+  .sync = local_sync,
   .close = local_close,
 };
 
@@ -362,6 +496,9 @@ storage_local_open (int dirfd, const char *path, int writable)
   }
   l->s.ops = &local_ops;
   l->tmpfd = -1;
+  pthread_mutex_init (&l->lock, NULL);
+  for (size_t i = 0; i < FD_CACHE_SIZE; i++)
+    l->cache[i].fd = -1;
   l->dirfd = fcntl (dirfd, F_DUPFD_CLOEXEC, 0);
   if (l->dirfd == -1 ||
       (writable && (l->tmpfd = vms_mkdir_private_at (l->dirfd, "tmp")) == -1)) {

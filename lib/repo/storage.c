@@ -108,6 +108,12 @@ storage_now (struct storage *s, int64_t *t)
 }
 
 int
+storage_sync (struct storage *s)
+{
+  return s->ops->sync ? s->ops->sync (s) : 0;
+}
+
+int
 storage_get_all (struct storage *s, const char *name, size_t max, void **buf,
                  size_t *len)
 {

@@ -28,6 +28,10 @@
 enum {
   /* Fail with EEXIST if the name exists (manifests, leases, the config). */
   STORAGE_PUT_EXCLUSIVE = 1,
+  /* Durable only after the next storage_sync, not when put returns
+   * (packs and segments: one flush before the manifest, as v1 does for
+   * chunks). Whole or absent all the same. */
+  STORAGE_PUT_LAZY = 2,
 };
 
 struct storage_stat {
@@ -61,6 +65,9 @@ struct storage_ops {
   int (*del) (struct storage *s, const char *name);
   /* The store's clock (Unix seconds). */
   int (*now) (struct storage *s, int64_t *t);
+  /* Make every STORAGE_PUT_LAZY put so far durable. NULL: every put is
+   * durable when it returns. */
+  int (*sync) (struct storage *s);
   void (*close) (struct storage *s);
 };
 
@@ -85,6 +92,7 @@ extern int storage_list (struct storage *s, const char *prefix,
                          storage_list_fn fn, void *opaque);
 extern int storage_delete (struct storage *s, const char *name);
 extern int storage_now (struct storage *s, int64_t *t);
+extern int storage_sync (struct storage *s);
 /* A whole object of at most max bytes in a new buffer (NUL-terminated for
  * convenience): EFBIG when larger (then *len holds its size). */
 extern int storage_get_all (struct storage *s, const char *name, size_t max,
@@ -98,7 +106,8 @@ extern void storage_close (struct storage *s);
  * dirfd (which it dups; the caller keeps its own), reached one component
  * at a time without following any link; puts go through tmp/ (made when
  * writable), fsync, and rename (renameat2 RENAME_NOREPLACE for exclusive
- * puts), then an fsync of the directory. Names whose first component is
+ * puts), then an fsync of the directory; a lazy put skips both fsyncs,
+ * and sync is one syncfs(2). Names whose first component is
  * "tmp" or "lock" are reserved to the backend and the repository's writer
  * lock (EINVAL), and never listed. NULL with the error set. */
 extern struct storage *storage_local_open (int dirfd, const char *path,

@@ -109,6 +109,22 @@ an_exclusive_put_never_replaces (void **state)
   storage_contract.destroy (s);
 }
 
+static void
+a_lazy_put_is_whole_at_once_and_sync_makes_it_durable (void **state)
+{
+  struct storage *s = fresh ();
+
+  assert_int_equal (storage_put (s, "packs/ab/lazy", "abc", 3,
+                                 STORAGE_PUT_LAZY), 0);
+  get_is (s, "packs/ab/lazy", "abc");
+  assert_int_equal (storage_put (s, "packs/ab/lazy", "x", 1,
+                                 STORAGE_PUT_LAZY | STORAGE_PUT_EXCLUSIVE), -1);
+  assert_int_equal (errno, EEXIST);
+  assert_int_equal (storage_sync (s), 0);
+  get_is (s, "packs/ab/lazy", "abc");
+  storage_contract.destroy (s);
+}
+
 struct names {
   char *v[64];
   size_t n;
@@ -277,6 +293,7 @@ const struct CMUnitTest storage_contract_tests[] = {
   cmocka_unit_test (a_large_object_reads_back_at_any_offset),
   cmocka_unit_test (an_absent_object_is_enoent),
   cmocka_unit_test (an_exclusive_put_never_replaces),
+  cmocka_unit_test (a_lazy_put_is_whole_at_once_and_sync_makes_it_durable),
   cmocka_unit_test (list_gives_every_name_under_a_prefix),
   cmocka_unit_test (a_listing_stops_when_the_callback_says_so),
   cmocka_unit_test (delete_removes_and_absent_is_success),

@@ -1,0 +1,92 @@
+#!/bin/bash
+# bench/repo-format.sh — repository format version 1 (a file per chunk)
+# against version 2 (packs) at several pack sizes: backup and restore
+# throughput as ratios against the raw read (cat) and the raw copy (cp)
+# of the same image measured in the same run, and objects and bytes per
+# GiB of unique data (issue 12).
+#
+#   bench/repo-format.sh [BUILD-DIR [PACK-SIZES-MiB...]]   (default: build 16 32 64)
+#
+# The image is the 4 GiB mixed disk of bench/datapath.sh: 1 GiB random,
+# the same GiB again, then zeros to 4 GiB, as qcow2, exported read-only by
+# qemu-nbd. For version 1 and for version 2 at each pack size, page cache
+# dropped before each step (needs root):
+#   full     full backup into a fresh repository, committed
+#            (vms-bench-copy full: the data path and a commit, as a backup)
+#   restore  extract of that backup to a raw file (every chunk verified),
+#            checked with qemu-img compare
+# The references: cat of the raw image (the better of two) and cp of it
+# to a new file followed by sync.
+#
+# Work files (about 8 GiB + the repositories) go to a fresh directory
+# under $BENCH_DIR (default /work), removed at the end.
+set -euo pipefail
+
+BUILD=${1:-build}
+shift || true
+PACKS=${*:-16 32 64}
+DRV=$(realpath "$BUILD")/lib/datapath/vms-bench-copy
+[ -x "$DRV" ] || { echo "no $DRV: build first (ninja -C $BUILD)" >&2; exit 1; }
+[ "$(id -u)" = 0 ] || { echo "needs root (to drop the page cache)" >&2; exit 1; }
+WORK=$(mktemp -d "${BENCH_DIR:-/work}/vms-bench-repo-XXXXXX")
+trap 'rm -rf "$WORK"' EXIT
+GiB=$((1024 * 1024 * 1024))
+echo "$(nproc) CPUs; driver $DRV; load average $(cut -d' ' -f1-3 /proc/loadavg)"
+
+drop() { sync; echo 3 > /proc/sys/vm/drop_caches; }
+declare -A T=() RSS=()
+run() {
+  local name=$1; shift
+  drop
+  local t0 t1
+  t0=$(date +%s.%N)
+  /usr/bin/time -v -o "$WORK/$name.time" "$@" > "$WORK/$name.out"
+  t1=$(date +%s.%N)
+  T[$name]=$(echo "$t1 - $t0" | bc -l)
+  RSS[$name]=$(awk -F': ' '/Maximum resident/ {print $2}' "$WORK/$name.time")
+}
+ratio() { echo "scale=3; $1 / $2" | bc -l; }
+
+echo "making the 4 GiB image (1 GiB random, the same again, zeros)"
+IMG=$WORK/img.raw Q=$WORK/img.qcow2
+head -c $GiB /dev/urandom > "$WORK/rand"
+dd if="$WORK/rand" of="$IMG" bs=4M status=none
+dd if="$WORK/rand" of="$IMG" bs=4M seek=256 conv=notrunc status=none
+truncate -s 4G "$IMG"
+rm -f "$WORK/rand"
+qemu-img convert -f raw -O qcow2 "$IMG" "$Q"
+
+run raw cat "$IMG"
+RAW1=${T[raw]}
+run raw cat "$IMG"
+if [ "$(echo "$RAW1 < ${T[raw]}" | bc -l)" = 1 ]; then T[raw]=$RAW1; fi
+run cp sh -c "cp '$IMG' '$WORK/copy.raw' && sync"
+rm -f "$WORK/copy.raw"
+printf 'raw read (cat) %.2f s, raw copy (cp + sync) %.2f s\n' "${T[raw]}" "${T[cp]}"
+
+printf '\n%-10s %8s %8s %8s %9s %9s %10s %10s %8s\n' format full-s full/cat \
+  restore-s rest/cp objects obj/GiB bytes/uniq peak-MiB
+for cfg in v1 $(for p in $PACKS; do echo "v2-$p"; done); do
+  REPO=$WORK/repo-$cfg
+  if [ "$cfg" = v1 ]; then
+    export VMSHADOW_REPO_FORMAT=1
+    unset VMSHADOW_REPO_PACK_SIZE
+  else
+    export VMSHADOW_REPO_FORMAT=2 VMSHADOW_REPO_PACK_SIZE=$(( ${cfg#v2-} * 1024 * 1024 ))
+  fi
+  run "full-$cfg" "$DRV" full "$REPO" "qcow2:$Q" "$WORK/$cfg.idx"
+  OBJECTS=$(find "$REPO" -type f ! -name lock ! -path "$REPO/tmp/*" | wc -l)
+  BYTES=$(du -sb "$REPO" | cut -f1)
+  run "restore-$cfg" "$DRV" extract "$REPO" "$WORK/$cfg.idx" raw "$WORK/out.raw"
+  qemu-img compare -q -f raw -F qcow2 "$WORK/out.raw" "$Q" \
+    || { echo "RESTORE DIFFERS ($cfg)" >&2; exit 1; }
+  rm -f "$WORK/out.raw"
+  printf '%-10s %8.2f %8s %9.2f %9s %9d %10d %10s %8d\n' "$cfg" \
+    "${T[full-$cfg]}" "$(ratio "${T[full-$cfg]}" "${T[raw]}")" \
+    "${T[restore-$cfg]}" "$(ratio "${T[restore-$cfg]}" "${T[cp]}")" \
+    "$OBJECTS" "$OBJECTS" "$(ratio "$BYTES" $GiB)" \
+    $(( ${RSS[full-$cfg]} / 1024 ))
+  rm -rf "$REPO"
+done
+echo "(1 GiB of unique data: objects per GiB = objects; peak memory of the"
+echo " full backup; load average now $(cut -d' ' -f1-3 /proc/loadavg))"
