@@ -78,6 +78,7 @@ extern int cmd_verify (const struct options *opts, int argc, char **argv);
 extern int cmd_prune (const struct options *opts, int argc, char **argv);
 extern int cmd_gc (const struct options *opts, int argc, char **argv);
 extern int cmd_init (const struct options *opts, int argc, char **argv);
+extern int cmd_upgrade (const struct options *opts, int argc, char **argv);
 extern int cmd_extract (const struct options *opts, int argc, char **argv);
 extern int cmd_restore (const struct options *opts, int argc, char **argv);
 extern int cmd_serve (const struct options *opts, int argc, char **argv);

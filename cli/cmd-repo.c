@@ -362,6 +362,40 @@ cmd_init (const struct options *opts, int argc, char **argv)
   return EXIT_SUCCESS;
 }
 
+static void
+print_line (void *opaque, const char *line)
+{
+  if (opaque == NULL)
+    printf ("%s\n", cli_text (line));
+}
+
+int
+cmd_upgrade (const struct options *opts, int argc, char **argv)
+{
+  if (want_args ("upgrade", argc, 0, 0, "") == -1)
+    return EXIT_USAGE;
+  vms_repo *repo = vms_repo_open (opts->repo_dir, VMS_REPO_WRITE);
+  if (repo == NULL)
+    return cli_fail ("upgrade");
+  int n = vms_repo_upgrade (repo, print_line, opts->json ? repo : NULL);
+  if (n == -1) {
+    vms_repo_close (repo);
+    return cli_fail ("upgrade");
+  }
+  if (opts->json) {
+    json_object *out = json_object_new_object ();
+    json_object_object_add (out, "backups_upgraded", json_object_new_int (n));
+    json_object_object_add (out, "format_version",
+                            json_object_new_int (vms_repo_format_version (repo)));
+    cli_print_json (out);
+  }
+  else
+    printf ("Repository %s is format version 2 now (%d backup%s).\n",
+            cli_text (vms_repo_path (repo)), n, n == 1 ? "" : "s");
+  vms_repo_close (repo);
+  return EXIT_SUCCESS;
+}
+
 int
 cmd_extract (const struct options *opts, int argc, char **argv)
 {

@@ -28,6 +28,8 @@ static const struct command {
     "back up VMs and host applications into the repository" },
   { "init", cmd_init, OPT_JSON | OPT_REPO | OPT_REPO_FORMAT, "",
     "create a repository (--format 2, the default here: packs)" },
+  { "upgrade", cmd_upgrade, OPT_JSON | OPT_REPO, "",
+    "move a version 1 repository to version 2, keeping every backup" },
   { "list", cmd_list, OPT_JSON | OPT_REPO, "",
     "list the backups in the repository" },
   { "show", cmd_show, OPT_JSON | OPT_REPO, "BACKUP",

@@ -195,6 +195,7 @@ extern VMS_API int vms_manifest_select_file (const vms_manifest *m,
 
 /* ---- maintenance ---- */
 
+
 /* Check every backup (or one): manifests and indexes parse, every chunk
  * exists; with deep, every chunk is read and re-hashed. Problems are
  * reported through report (one line each, naming backup, component, file
@@ -202,6 +203,19 @@ extern VMS_API int vms_manifest_select_file (const vms_manifest *m,
 typedef void (*vms_repo_report_fn) (void *opaque, const char *line);
 extern VMS_API int vms_repo_verify (vms_repo *repo, const char *backup_id, int deep,
                                     vms_repo_report_fn report, void *opaque);
+
+/* Move a version 1 repository to version 2 (docs/repository-format.md
+ * "Upgrade"); needs VMS_REPO_WRITE. Every chunk a backup references is
+ * read, checked and packed; every backup is written again as version 2
+ * (same id, time, files, documents); then the config is replaced (the
+ * switch), then version 1's files are deleted. Chunks no backup references
+ * are not carried over. If any backup or chunk cannot be read it stops
+ * and the repository stays version 1 (what it packed is reused by the next
+ * run); interrupted, it resumes where it stopped when run again. Each
+ * backup done is reported ("upgraded ID"). On success repo is a version 2
+ * handle. Returns the number of backups, or -1. */
+extern VMS_API int vms_repo_upgrade (vms_repo *repo, vms_repo_report_fn report,
+                                     void *opaque);
 
 struct vms_prune_policy {
   unsigned keep_last, keep_daily, keep_weekly, keep_monthly;

@@ -693,6 +693,65 @@ vms_manifest_load_index (vms_repo *repo, const vms_manifest *m, size_t i)
   return idx;
 }
 
+/* ---- upgrade (upgrade.c) ---- */
+
+int
+manifest_store_v2 (vms_repo *v2, vms_manifest *m, vms_index *const *idx)
+{
+  char name[STORAGE_NAME_MAX + 64];
+  struct storage_stat st;
+  CLEANUP_FREE char *text = NULL;
+
+  snprintf (name, sizeof name, "backups/%s/manifest", m->id);
+  if (storage_stat (v2->store, name, &st) == 0)
+    return 0;                   /* done by an earlier, interrupted run */
+  for (size_t i = 0; i < m->files.len; i++) {
+    CLEANUP_FREE void *buf = NULL;
+    size_t len;
+    char *nm;
+    if (asprintf (&nm, "file-%zu.idx", i) == -1) {
+      vms_set_error (ENOMEM, "out of memory");
+      return -1;
+    }
+    free (m->files.ptr[i].index);
+    m->files.ptr[i].index = nm;
+    if (index_serialize_version (idx[i], INDEX_VERSION_2, &buf, &len) == -1)
+      return -1;
+    snprintf (name, sizeof name, "backups/%s/%s", m->id, nm);
+    if (storage_put (v2->store, name, buf, len, STORAGE_PUT_LAZY) == -1)
+      goto fail;
+  }
+  for (size_t i = 0; i <= m->nr_metadata; i++) {
+    const vms_document *doc = i < m->nr_metadata
+      ? (m->metadata ? m->metadata[i] : NULL) : m->components;
+    if (doc == NULL)
+      continue;
+    CLEANUP_FREE char *t = vms_document_format (doc);
+    if (t == NULL)
+      return -1;
+    if (i < m->nr_metadata)
+      snprintf (name, sizeof name, "backups/%s/doc-metadata-%zu", m->id, i);
+    else
+      snprintf (name, sizeof name, "backups/%s/doc-components", m->id);
+    if (storage_put (v2->store, name, t, strlen (t), STORAGE_PUT_LAZY) == -1)
+      goto fail;
+  }
+  m->version = 2;
+  if ((text = manifest_format (m)) == NULL)
+    return -1;
+  if (storage_sync (v2->store) == -1)
+    goto fail;
+  snprintf (name, sizeof name, "backups/%s/manifest", m->id);
+  if (storage_put (v2->store, name, text, strlen (text),
+                   STORAGE_PUT_EXCLUSIVE) == -1 && errno != EEXIST)
+    goto fail;
+  return 0;
+ fail:
+  vms_set_error (errno, "repository %s: %s while writing %s", v2->path,
+                 repo_errstr (errno), name);
+  return -1;
+}
+
 /* ---- writing a backup ---- */
 
 struct vms_repo_txn {

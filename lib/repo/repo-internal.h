@@ -228,6 +228,14 @@ extern const struct manifest_file *manifest_file_at (const vms_manifest *m,
 extern size_t manifest_metadata_expected (const vms_manifest *m);
 extern int manifest_has_components (const vms_manifest *m);
 
+/* Write backup m (opened from a version 1 repository, with its documents)
+ * into the version 2 view v2 of the same directory: its file indexes idx
+ * (one per file) as index version 2, its documents, a sync, then its
+ * manifest ("version": 2, same id, time and attributes). A manifest that
+ * is there already (an interrupted upgrade) is left as it is. */
+extern int manifest_store_v2 (vms_repo *v2, vms_manifest *m,
+                              vms_index *const *idx);
+
 /* ---- repo.c ---- */
 
 /* Fails with EBADF and a message unless the writer lock is held. */

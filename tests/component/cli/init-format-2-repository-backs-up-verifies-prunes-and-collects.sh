@@ -84,6 +84,24 @@ removed=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["chunk
 "$vmshadow" verify --deep > "$tmp/out" || fail "verify after gc: $(cat "$tmp/out")"
 [ -z "$(ls -A "$tmp/repo/backups/$id1" 2>/dev/null)" ] || fail "objects of the pruned backup are left"
 
+# vmshadow upgrade: a version 1 repository (what a backup creates) moves
+# to version 2 keeping its backup, which verifies deep and extracts the same.
+export VMSHADOW_REPO=$tmp/repo1
+"$vmshadow" backup > "$tmp/out" || fail "v1 backup: $(cat "$tmp/out")"
+[ -d "$tmp/repo1/chunks" ] || fail "a backup did not create a version 1 repository"
+idv1=$("$vmshadow" list --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["backups"][0]["backup_id"])')
+"$vmshadow" upgrade > "$tmp/out" || fail "upgrade: $(cat "$tmp/out")"
+grep -q "upgraded $idv1" "$tmp/out" || fail "upgrade said: $(cat "$tmp/out")"
+grep -q '"version": 2' "$tmp/repo1/config" || fail "config after upgrade: $(cat "$tmp/repo1/config")"
+[ ! -e "$tmp/repo1/chunks" ] || fail "chunks/ left after the upgrade"
+"$vmshadow" verify --deep > "$tmp/out" || fail "verify after upgrade: $(cat "$tmp/out")"
+"$vmshadow" extract "$idv1" files "$tmp/app/blob.bin" --to "$tmp/blob1.out" > /dev/null ||
+  fail "extract after upgrade failed"
+cmp -s "$tmp/blob1.out" "$tmp/app/blob.bin" || fail "extracted file differs after upgrade"
+if "$vmshadow" upgrade 2> "$tmp/err"; then fail "a second upgrade succeeded"; fi
+grep -q "format version 2 already" "$tmp/err" || fail "bad message: $(cat "$tmp/err")"
+export VMSHADOW_REPO=$tmp/repo
+
 # A flipped byte in a pack: verify --deep names it; extract refuses.
 pack=$(find "$tmp/repo/packs" -type f | head -1)
 flip_byte "$pack" 5000

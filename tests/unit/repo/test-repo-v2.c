@@ -664,6 +664,111 @@ concurrent_puts_store_each_chunk_once (void **state)
   vms_repo_close (r);
 }
 
+static void
+upgrade_moves_a_version_1_repository_to_version_2_keeping_every_backup (void **state)
+{
+  size_t n = 12 * CS + 777;
+  uint8_t *a = xmalloc (n), *b = xmalloc (n), *back = xmalloc (n);
+  struct lines l = { .n = 0 };
+  char **ids;
+  size_t nids;
+
+  setenv (REPO_FORMAT_ENV, "1", 1);
+  vms_repo *r = vms_repo_open (repo_dir, VMS_REPO_CREATE | VMS_REPO_WRITE);
+  unsetenv (REPO_FORMAT_ENV);
+  assert_non_null (r);
+  fill_random (a, n, 11);
+  memset (a + 4 * CS, 'z', 2 * CS);     /* compressible chunks too */
+  memcpy (b, a, n);
+  fill_random (b + 6 * CS, CS, 12);     /* b: one chunk of its own */
+  make_backup (r, "b1", a, n);
+  sleep (1);
+  make_backup (r, "b2", b, n);
+  struct vms_digest junk;
+  uint8_t j[100] = { 5 };
+  assert_int_equal (vms_repo_chunk_put (r, j, sizeof j, &junk, NULL), 0);
+  vms_repo_close (r);
+  r = vms_repo_open (repo_dir, 0);
+  vms_manifest *m = vms_manifest_open (r, "b1");
+  int64_t t1 = vms_manifest_time (m);
+  vms_manifest_free (m);
+  vms_repo_close (r);
+
+  /* A damaged chunk stops it; the repository stays version 1. */
+  char path[512], hex[65];
+  r = vms_repo_open (repo_dir, 0);
+  m = vms_manifest_open (r, "b2");
+  vms_index *idx = vms_manifest_load_index (r, m, 0);
+  vms_digest_hex (vms_index_get (idx, 6), hex);
+  vms_index_free (idx);
+  vms_manifest_free (m);
+  vms_repo_close (r);
+  snprintf (path, sizeof path, "%s/chunks/%.2s/%s", repo_dir, hex, hex);
+  flip_byte (path, 100);
+  r = vms_repo_open (repo_dir, VMS_REPO_WRITE);
+  assert_int_equal (vms_repo_upgrade (r, collect, &l), -1);
+  assert_error_contains ("upgrade stopped, the repository is still version 1");
+  assert_error_contains ("backup b2");
+  assert_int_equal (vms_repo_format_version (r), 1);
+  vms_repo_close (r);
+  flip_byte (path, 100);
+
+  /* Again: it resumes and completes. */
+  r = vms_repo_open (repo_dir, VMS_REPO_WRITE);
+  assert_int_equal (vms_repo_upgrade (r, collect, &l), 2);
+  assert_true (lines_contain (&l, "upgraded b1"));
+  assert_true (lines_contain (&l, "upgraded b2"));
+  lines_free (&l);
+  assert_int_equal (vms_repo_format_version (r), 2);
+  /* The handle goes on as version 2's. */
+  assert_int_equal (vms_repo_verify (r, NULL, 1, collect, &l), 0);
+  assert_int_equal (vms_repo_upgrade (r, NULL, NULL), -1);
+  assert_error_contains ("format version 2 already");
+  vms_repo_close (r);
+
+  assert_false (exists ("chunks"));
+  assert_false (exists ("backups/b1/manifest.json"));
+  assert_false (exists ("backups/b1/indexes"));
+  assert_true (exists ("backups/b1/manifest"));
+  r = vms_repo_open (repo_dir, 0);
+  assert_int_equal (vms_repo_format_version (r), 2);
+  assert_int_equal (vms_repo_list (r, &ids, &nids), 0);
+  assert_int_equal (nids, 2);
+  assert_string_equal (ids[0], "b1");
+  assert_string_equal (ids[1], "b2");
+  free (ids[0]);
+  free (ids[1]);
+  free (ids);
+  m = vms_manifest_open (r, "b1");
+  assert_int_equal (vms_manifest_time (m), t1);
+  assert_non_null (vms_manifest_components (m));
+  assert_string_equal (vms_manifest_attrs (m), "{\"type\":\"full\"}");
+  idx = vms_manifest_load_index (r, m, 0);
+  assert_int_equal (vms_repo_read (r, idx, back, n, 0), 0);
+  assert_memory_equal (back, a, n);
+  vms_index_free (idx);
+  vms_manifest_free (m);
+  m = vms_manifest_open (r, "b2");
+  idx = vms_manifest_load_index (r, m, 0);
+  assert_int_equal (vms_repo_read (r, idx, back, n, 0), 0);
+  assert_memory_equal (back, b, n);
+  vms_index_free (idx);
+  vms_manifest_free (m);
+  /* The chunk no backup referenced was not carried over. */
+  assert_int_equal (vms_repo_chunk_exists (r, &junk), 0);
+  char *cp, *bid;
+  assert_int_equal (vms_repo_last_checkpoint (r, "6c0a5e43-2b8e-4c39-9d59-4b8b2b6a1f00",
+                                              "web01", NULL, &cp, &bid), 1);
+  assert_string_equal (bid, "b2");
+  free (cp);
+  free (bid);
+  assert_int_equal (vms_repo_verify (r, NULL, 1, collect, &l), 0);
+  vms_repo_close (r);
+  free (a);
+  free (b);
+  free (back);
+}
+
 int
 main (int argc, char *argv[])
 {
@@ -687,6 +792,8 @@ main (int argc, char *argv[])
        gc_removes_leftovers_of_a_killed_backup_after_the_grace_period),
     T ("concurrent-puts-store-each-chunk-once",
        concurrent_puts_store_each_chunk_once),
+    T ("upgrade-moves-a-version-1-repository-to-version-2-keeping-every-backup",
+       upgrade_moves_a_version_1_repository_to_version_2_keeping_every_backup),
 #undef T
   };
   cmocka_set_message_output (CM_OUTPUT_TAP);
