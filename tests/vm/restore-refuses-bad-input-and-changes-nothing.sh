@@ -5,7 +5,8 @@
 # UUIDs, the disk images): an unknown backup id, a VM not in the backup, a
 # missing manifest, a damaged manifest, a target directory that cannot be
 # written, --name with two VMs, a name taken by another VM (another UUID),
-# a VM that exists restored without --replace (issue 20).
+# a VM that exists restored without --replace, --existing without --to or
+# --name, --name with --replace (issue 20).
 . "$(dirname "$0")/lib.sh"
 lab_init
 . "$LAB_TESTS_DIR/vm-writer-lib.sh"
@@ -36,6 +37,8 @@ refuses() {
 refuses "unknown backup id" "no-such-backup.*nothing was changed" no-such-backup
 refuses "VM not in the backup" "has no VM \"vmslab-nope\".*holds: .*$dom" "$bid" --vm vmslab-nope
 refuses "--name with two VMs" "--name gives one VM a new name" "$bid" --name x
+refuses "--existing without --to or --name" "--existing decides .*--to DIR.*nothing was changed" "$bid" --existing rename
+refuses "--name with --replace" "replaces nothing: leave out --replace" "$bid" --vm "$dom" --name "$dom-y" --replace
 refuses "existing VMs without --replace" "vm \"$dom\" .* exists on this host \(running\).*--replace.*vm \"$other\" .* exists on this host \(not running\).*nothing was changed" "$bid"
 
 cp -a "$VMW_REPO" "$LAB_WORK/repo2"

@@ -461,6 +461,12 @@ vm_restore_new (const struct vms_vm_restore_options *o,
                    "replaces nothing: leave out --replace");
     return NULL;
   }
+  if (o->existing && o->to == NULL && o->new_name == NULL) {
+    vms_set_error (EINVAL, "--existing decides what happens to a file at a "
+                   "target of --to DIR or of a copy (--name); without them a "
+                   "VM's own files are written back in place (--replace)");
+    return NULL;
+  }
   if ((r = calloc (1, sizeof *r)) == NULL) {
     vms_set_error (ENOMEM, "out of memory");
     return NULL;

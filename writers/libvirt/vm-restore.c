@@ -629,12 +629,9 @@ keep_aside (const struct rs_file *f)
 
   if (f->aside == NULL || lstat (f->target, &st) == -1)
     return 0;                   /* gone already (a run again) */
-  if (lstat (f->aside, &st) == 0) {
-    vms_set_error (EEXIST, "cannot keep %s aside: %s exists", f->target,
-                   f->aside);
-    return -1;
-  }
-  if (rename (f->target, f->aside) == -1) {
+  /* Never over a file that appeared there since the plan. */
+  if (renameat2 (AT_FDCWD, f->target, AT_FDCWD, f->aside,
+                 RENAME_NOREPLACE) == -1) {
     vms_set_error (errno, "cannot keep %s aside as %s: %s", f->target,
                    f->aside, strerror (errno));
     return -1;
