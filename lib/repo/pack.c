@@ -333,7 +333,7 @@ entry_cmp (const void *a, const void *b)
 }
 
 /* A segment image of n entries (64 bytes each, sorted here). */
-static int
+int
 segment_build (uint8_t *entries, size_t n, void **out, size_t *len)
 {
   size_t body = SEGMENT_HEADER_SIZE + n * SEGMENT_ENTRY_SIZE;
@@ -361,7 +361,7 @@ segment_build (uint8_t *entries, size_t n, void **out, size_t *len)
 
 /* Check a segment image (untrusted): the count of its entries, or -1 with
  * EBADMSG and why in the error, naming it. */
-static int64_t
+int64_t
 segment_check (const uint8_t *b, size_t len, const char *name)
 {
   uint8_t sum[VMS_DIGEST_LEN];

@@ -287,6 +287,13 @@ extern void pack_object_name (const uint8_t id[16], char name[64]);
 extern int pack_gc (vms_repo *repo, const struct digest_set *live,
                     int64_t grace_seconds, uint64_t *removed, uint64_t *freed);
 extern void pack_state_free (vms_repo *repo);
+/* An index segment image of n entries (SEGMENT_ENTRY_SIZE bytes each,
+ * sorted in place): header, entries, SHA-256. */
+extern int segment_build (uint8_t *entries, size_t n, void **out, size_t *len);
+/* Check a segment image (untrusted input; tests/fuzz/repo/fuzz-segment.c):
+ * the number of its entries, or -1 with EBADMSG and a message naming it
+ * (name). */
+extern int64_t segment_check (const uint8_t *b, size_t len, const char *name);
 
 /* ---- prune.c ---- */
 

@@ -89,6 +89,49 @@ def chunk_seeds(cs):
     }
 
 
+def segment_seeds(cs):
+    """Index segments of a version 2 repository: entries' plaintext
+    lengths are bounded by the chunk size (docs/repository-format.md
+    "The repository index")."""
+    def entry(cid, pack, off, slen, plen, form, res=b"\0\0\0"):
+        return cid + pack + struct.pack("<III", off, slen, plen) + bytes([form]) + res
+
+    def seg(entries, magic=b"VMSIDX2S", version=1, count=None):
+        n = len(entries) if count is None else count
+        body = magic + struct.pack("<II", version, n) + b"".join(entries)
+        return body + hashlib.sha256(body).digest()
+
+    lo, hi = sorted([digest("a"), digest("b")])
+    p = bytes(range(16))
+    seeds = {
+        "ok-empty.seg": seg([]),
+        "ok-two.seg": seg([entry(lo, p, 16, cs, cs, 0),
+                           entry(hi, p, 4096 + cs, 1000, cs, 1)]),
+        "ok-same-id-twice.seg": seg([entry(lo, p, 16, 5, 5, 0),
+                                     entry(lo, p, 32, 5, 5, 0)]),
+        "bad-magic.seg": seg([], magic=b"VMSIDX2X"),
+        "bad-version.seg": seg([], version=2),
+        "bad-count.seg": seg([entry(lo, p, 16, 5, 5, 0)], count=2),
+        "bad-order.seg": seg([entry(hi, p, 16, 5, 5, 0), entry(lo, p, 32, 5, 5, 0)]),
+        "bad-form.seg": seg([entry(lo, p, 16, 5, 5, 2)]),
+        "bad-raw-lengths.seg": seg([entry(lo, p, 16, 4, 5, 0)]),
+        "bad-zstd-not-smaller.seg": seg([entry(lo, p, 16, 5, 5, 1)]),
+        "bad-too-long.seg": seg([entry(lo, p, 16, cs + 1, cs + 1, 0)]),
+        "bad-offset-in-header.seg": seg([entry(lo, p, 8, 5, 5, 0)]),
+        "bad-reserved.seg": seg([entry(lo, p, 16, 5, 5, 0, b"\0\1\0")]),
+        "bad-truncated.seg": seg([entry(lo, p, 16, 5, 5, 0)])[:-1],
+        "bad-short.seg": b"VMSIDX2S",
+    }
+    cks = bytearray(seg([entry(lo, p, 16, 5, 5, 0)]))
+    cks[-1] ^= 1
+    seeds["bad-checksum.seg"] = bytes(cks)
+    sdir = os.path.join(HERE, "corpus", "segment")
+    os.makedirs(sdir, exist_ok=True)
+    for name, data in seeds.items():
+        with open(os.path.join(sdir, name), "wb") as f:
+            f.write(data)
+
+
 def main():
     cs = chunk_size()
     cdir = os.path.join(HERE, "corpus", "chunk")
@@ -132,6 +175,7 @@ def main():
         if new != text:
             with open(path, "w", encoding="utf-8", errors="surrogateescape") as f:
                 f.write(new)
+    segment_seeds(cs)
     print("corpus seeds written for %d-byte chunks" % cs)
 
 

@@ -21,7 +21,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -57,9 +60,17 @@ setup (void **state)
   return 0;
 }
 
+/* The tmpfs of the full-file-system test, in a mount namespace of this
+ * process only, unmounted by teardown (as in test-repo.c). */
+static char mounted[128];
+
 static int
 teardown (void **state)
 {
+  if (mounted[0] != '\0') {
+    umount2 (mounted, MNT_DETACH);
+    mounted[0] = '\0';
+  }
   nftw (workdir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
   return 0;
 }
@@ -769,6 +780,101 @@ upgrade_moves_a_version_1_repository_to_version_2_keeping_every_backup (void **s
   free (back);
 }
 
+static uint64_t
+free_bytes (const char *path)
+{
+  struct statvfs sv;
+  assert_int_equal (statvfs (path, &sv), 0);
+  return (uint64_t) sv.f_bavail * sv.f_frsize;
+}
+
+static void
+a_full_file_system_fails_the_backup_and_keeps_the_repository_whole (void **state)
+{
+  char mnt[128], opts[64], filler[256];
+  size_t n = 2u << 20;
+  uint8_t *data = xmalloc (n);
+
+  snprintf (mnt, sizeof mnt, "%s/small", workdir);
+  assert_int_equal (mkdir (mnt, 0700), 0);
+  snprintf (opts, sizeof opts, "size=%uk,mode=0700", 6u << 10);
+  if (unshare (CLONE_NEWNS) == -1 ||
+      mount ("none", "/", "none", MS_REC | MS_PRIVATE, NULL) == -1 ||
+      mount ("tmpfs", mnt, "tmpfs", 0, opts) == -1) {
+    print_message ("# SKIP cannot mount a tmpfs in a private mount namespace "
+                   "(%s): needs root\n", strerror (errno));
+    skip ();
+  }
+  snprintf (mounted, sizeof mounted, "%s", mnt);
+  snprintf (repo_dir, sizeof repo_dir, "%s/repo", mnt);
+  vms_repo *r = open_v2 ();
+  fill_random (data, n, 21);
+  make_backup (r, "b1", data, CS + 1000);
+
+  /* Leave half a pack free: the next pack does not fit. */
+  snprintf (filler, sizeof filler, "%s/filler", mnt);
+  int fd = open (filler, O_WRONLY | O_CREAT | O_APPEND, 0600);
+  assert_true (fd >= 0);
+  while (free_bytes (mnt) > (512u << 10)) {
+    uint64_t over = free_bytes (mnt) - (512u << 10);
+    assert_true (write (fd, data, over < 65536 ? (size_t) over : 65536) > 0);
+  }
+  close (fd);
+  int failed = 0;
+  vms_index *idx = vms_index_new (n);
+  for (uint64_t c = 0; c < vms_index_chunk_count (idx) && !failed; c++) {
+    struct vms_digest d;
+    failed = vms_repo_chunk_put (r, data + CS + c * CS / 2, CS, &d, NULL) == -1;
+    if (!failed)
+      vms_index_set (idx, c, &d);
+  }
+  assert_true (failed);
+  assert_int_equal (vms_get_errno (), ENOSPC);
+  assert_error_contains ("no space left on device while writing pack packs/");
+  /* Nothing this handle stored may be committed now. */
+  vms_repo_txn *txn = vms_repo_txn_begin (r, "b2");
+  assert_non_null (txn);
+  struct vms_stored_file f = { .writer_id = "w", .component = "c",
+                               .path = "/p", .kind = VMS_FILE_PLAIN };
+  if (vms_repo_txn_add_file (txn, &f, idx) == 0) {
+    assert_int_equal (vms_repo_txn_commit (txn, NULL, NULL, 0, NULL), -1);
+    assert_error_contains ("could not be stored");
+  }
+  vms_repo_txn_free (txn);
+  vms_index_free (idx);
+  vms_repo_close (r);
+  unlink (filler);
+
+  /* b1 alone, whole; no temp file left; gc keeps what b1 needs; a new
+   * backup works. */
+  char tmpdir[256];
+  snprintf (tmpdir, sizeof tmpdir, "%s/tmp", repo_dir);
+  DIR *d = opendir (tmpdir);
+  struct dirent *e;
+  int left = 0;
+  while (d && (e = readdir (d)) != NULL)
+    left += e->d_name[0] != '.';
+  if (d)
+    closedir (d);
+  assert_int_equal (left, 0);
+  r = open_v2 ();
+  char **ids;
+  size_t nids;
+  assert_int_equal (vms_repo_list (r, &ids, &nids), 0);
+  assert_int_equal (nids, 1);
+  assert_string_equal (ids[0], "b1");
+  free (ids[0]);
+  free (ids);
+  struct lines l = { .n = 0 };
+  uint64_t removed = 0, freed = 0;
+  assert_int_equal (vms_repo_gc (r, 0, &removed, &freed), 0);
+  assert_int_equal (vms_repo_verify (r, NULL, 1, collect, &l), 0);
+  make_backup (r, "b3", data, n);
+  assert_int_equal (vms_repo_verify (r, NULL, 1, collect, &l), 0);
+  vms_repo_close (r);
+  free (data);
+}
+
 int
 main (int argc, char *argv[])
 {
@@ -792,6 +898,8 @@ main (int argc, char *argv[])
        gc_removes_leftovers_of_a_killed_backup_after_the_grace_period),
     T ("concurrent-puts-store-each-chunk-once",
        concurrent_puts_store_each_chunk_once),
+    T ("a-full-file-system-fails-the-backup-and-keeps-the-repository-whole",
+       a_full_file_system_fails_the_backup_and_keeps_the_repository_whole),
     T ("upgrade-moves-a-version-1-repository-to-version-2-keeping-every-backup",
        upgrade_moves_a_version_1_repository_to_version_2_keeping_every_backup),
 #undef T
