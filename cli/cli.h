@@ -39,6 +39,7 @@ enum {
   OPT_REPLACE = 1 << 19,
   OPT_EXISTING = 1 << 20,
   OPT_FALLBACK = 1 << 21,
+  OPT_COMPONENT = 1 << 22,
 };
 
 struct options {
@@ -67,6 +68,7 @@ struct options {
   const char **network_map;     /* restore --network-map OLD=NEW, NULL-terminated */
   const char *disk;             /* serve --disk TARGET */
   int repo_format;              /* init --format 1|2; 0: not given */
+  const char **components;      /* restore --component WRITER[:COMPONENT], NULL-terminated */
 };
 
 /* Each subcommand: argc/argv are the arguments after the command name. */

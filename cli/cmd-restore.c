@@ -1,8 +1,10 @@
-/* vmshadow restore: put the VMs of a backup back as a Hyper-V host does
- * (R14–R21), run by the requester library (vmshadow/requester.h,
- * docs/restore.md); this file only prints its report. */
+/* vmshadow restore: put the VMs and the other writers' components of a
+ * backup back as a Hyper-V host does (R14–R21), run by the requester
+ * library (vmshadow/requester.h, docs/restore.md); this file only prints
+ * its report. */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "cli.h"
 #include "vmshadow/error.h"
@@ -47,9 +49,15 @@ print_report (const struct vms_restore_report *r)
   for (size_t i = 0; i < r->nr_components; i++) {
     const struct vms_restored_component *c = &r->components[i];
     bad += !c->ok;
-    printf ("  %s \"%s\" (%s): %s, %s\n", c->kind, cli_text (c->name),
-            cli_text (c->component), c->ok ? "restored" : "FAILED",
-            c->resumed ? "resumed from its saved state" : cli_text (c->state));
+    if (c->kind && strcmp (c->kind, "vm") == 0)
+      printf ("  %s \"%s\" (%s): %s, %s\n", c->kind, cli_text (c->name),
+              cli_text (c->component), c->ok ? "restored" : "FAILED",
+              c->resumed ? "resumed from its saved state" : cli_text (c->state));
+    else
+      printf ("  component \"%s\" of writer %s (%s): %s, file restore status "
+              "%s\n", cli_text (c->component), cli_text (c->writer),
+              cli_text (c->writer_id), c->ok ? "restored" : "FAILED",
+              vms_restore_status_name (c->status));
     print_changes (c);
     if (c->error)
       printf ("    error: %s\n", cli_message (c->error));
@@ -70,9 +78,18 @@ print_report (const struct vms_restore_report *r)
     for (size_t k = 0; k < c->nr_disconnected; k++)
       printf ("    interface %s\n", cli_text (c->disconnected[k]));
   }
-  printf ("%zu of %zu VM%s restored in %.1f s.\n", r->nr_components - bad,
-          r->nr_components, r->nr_components == 1 ? "" : "s",
-          (double) r->elapsed_ms / 1000.0);
+  size_t vms = 0;
+  for (size_t i = 0; i < r->nr_components; i++)
+    vms += r->components[i].kind && strcmp (r->components[i].kind, "vm") == 0;
+  if (vms == r->nr_components)
+    printf ("%zu of %zu VM%s restored in %.1f s.\n", r->nr_components - bad,
+            r->nr_components, r->nr_components == 1 ? "" : "s",
+            (double) r->elapsed_ms / 1000.0);
+  else
+    printf ("%zu of %zu component%s restored (%zu VM%s) in %.1f s.\n",
+            r->nr_components - bad, r->nr_components,
+            r->nr_components == 1 ? "" : "s", vms, vms == 1 ? "" : "s",
+            (double) r->elapsed_ms / 1000.0);
 }
 
 int
@@ -93,6 +110,8 @@ cmd_restore (const struct options *opts, int argc, char **argv)
     .backup_id = argv[0],
     .libvirt_uri = opts->connect,
     .vms = opts->vms,
+    .components = opts->components,
+    .writers_dir = opts->writers_dir,
     .to = opts->to,
     .new_name = opts->new_name,
     .replace = opts->replace,
@@ -115,7 +134,7 @@ cmd_restore (const struct options *opts, int argc, char **argv)
     if (r->error)
       fprintf (stderr, "vmshadow restore: %s\n", cli_message (r->error));
     if (rc != EXIT_SUCCESS)
-      fprintf (stderr, "vmshadow restore: not every VM was restored (see "
+      fprintf (stderr, "vmshadow restore: not everything was restored (see "
                "above)\n");
   }
   vms_restore_report_free (r);

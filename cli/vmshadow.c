@@ -42,8 +42,8 @@ static const struct command {
     "delete chunks no backup uses any more" },
   { "restore", cmd_restore, OPT_JSON | OPT_REPO | OPT_CONNECT | OPT_VM | OPT_TO |
     OPT_NAME | OPT_START | OPT_NETWORK_MAP | OPT_REPLACE | OPT_EXISTING |
-    OPT_DRY_RUN, "BACKUP",
-    "put VMs of a backup back (--dry-run, --replace, --name, --to)" },
+    OPT_DRY_RUN | OPT_COMPONENT | OPT_WRITERS_DIR, "BACKUP",
+    "put VMs and components of a backup back (--dry-run, --replace, --component)" },
   { "extract", cmd_extract, OPT_JSON | OPT_REPO | OPT_TO | OPT_FORMAT,
     "BACKUP COMPONENT FILE", "write one file of a backup to --to PATH" },
   { "serve", cmd_serve, OPT_JSON | OPT_REPO | OPT_VM | OPT_DISK,
@@ -92,8 +92,12 @@ usage (FILE *fp)
            "  --vm NAME|UUID       restore: this VM of the backup (repeat; default all);\n"
            "                       serve: the VM whose disk to serve\n"
            "  --disk TARGET        serve: the VM's disk (vda, ...), when it has several\n"
+           "  --component WRITER[:COMPONENT]\n"
+           "                       restore: this component (or all) of a writer, by\n"
+           "                       writer ID or name (repeat; default: everything)\n"
            "  --to PATH            extract: where to write the file; restore: the\n"
            "                       directory for the disks (links at the old paths)\n"
+           "                       and other files (DIR/<their path>)\n"
            "  --name NAME          restore: a copy of the (one) VM under this name\n"
            "                       (new UUID, MACs, disk files; original untouched)\n"
            "  --replace            restore: replace a VM of the same UUID that exists\n"
@@ -138,7 +142,7 @@ main (int argc, char **argv)
   enum { O_JSON = 256, O_WRITERS_DIR, O_REPO, O_FULL, O_DEEP, O_DRY_RUN,
          O_KEEP_LAST, O_KEEP_DAILY, O_KEEP_WEEKLY, O_KEEP_MONTHLY, O_TO,
          O_FORMAT, O_GRACE, O_METHOD, O_ALL, O_VM, O_NAME, O_START,
-         O_NETWORK_MAP, O_DISK, O_REPLACE, O_EXISTING, O_FALLBACK };
+         O_NETWORK_MAP, O_DISK, O_REPLACE, O_EXISTING, O_FALLBACK, O_COMPONENT };
   static const struct option long_options[] = {
     { "json", no_argument, NULL, O_JSON },
     { "writers-dir", required_argument, NULL, O_WRITERS_DIR },
@@ -164,6 +168,7 @@ main (int argc, char **argv)
     { "disk", required_argument, NULL, O_DISK },
     { "replace", no_argument, NULL, O_REPLACE },
     { "existing", required_argument, NULL, O_EXISTING },
+    { "component", required_argument, NULL, O_COMPONENT },
     { "verbose", no_argument, NULL, 'v' },
     { "help", no_argument, NULL, 'h' },
     { "version", no_argument, NULL, 'V' },
@@ -173,16 +178,17 @@ main (int argc, char **argv)
   /* Repeatable options: at most argc of each (freed on every return). */
   CLEANUP_FREE const char **vms = calloc ((size_t) argc + 1, sizeof *vms);
   CLEANUP_FREE const char **netmap = calloc ((size_t) argc + 1, sizeof *netmap);
+  CLEANUP_FREE const char **comps = calloc ((size_t) argc + 1, sizeof *comps);
   /* The long name of the option that set each OPT_* bit, for messages. */
   const char *given_as[32] = { NULL };
-  size_t nr_vms = 0, nr_netmap = 0;
+  size_t nr_vms = 0, nr_netmap = 0, nr_comps = 0;
   uint64_t n;
   int c, longindex;
 
   /* Options may come before or after the command ("vmshadow writers
    * --json"), so let getopt permute. Its own messages are off: ours name
    * the option in one line (issue 9, item 9). */
-  if (vms == NULL || netmap == NULL) {
+  if (vms == NULL || netmap == NULL || comps == NULL) {
     fprintf (stderr, "vmshadow: out of memory\n");
     return EXIT_FAILURE;
   }
@@ -287,6 +293,9 @@ main (int argc, char **argv)
         return EXIT_USAGE;
       }
       opts.existing = optarg; bit = OPT_EXISTING; break;
+    case O_COMPONENT:
+      comps[nr_comps++] = optarg; opts.components = comps;
+      bit = OPT_COMPONENT; break;
     case 'v': vms_log_set_debug (1); break;
     case 'h': usage (stdout); return EXIT_SUCCESS;
     case 'V': printf ("vmshadow %s\n", VMSHADOW_VERSION); return EXIT_SUCCESS;

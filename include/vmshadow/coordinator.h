@@ -123,7 +123,10 @@ extern VMS_API int vms_session_failure (const vms_session *s,
 /* Backup. */
 extern VMS_API int vms_session_identify (vms_session *s);
 /* By default every component of every writer is in the backup; after the
- * first select, only those selected are. */
+ * first select, only those selected are. In a restore session (before
+ * pre_restore) it picks from the backup components document: every
+ * writer still gets PreRestore and PostRestore, but sees only its
+ * selected components. */
 extern VMS_API int vms_session_select (vms_session *s, const char *writer_id,
                                        const char *component);
 extern VMS_API int vms_session_prepare_backup (vms_session *s);

@@ -149,6 +149,14 @@ extern VMS_API void vms_repo_export_close (vms_repo_export *e);
 extern VMS_API int vms_extract (vms_repo *repo, const vms_index *idx, const char *to_path,
                                 const char *format, int overwrite,
                                 vms_progress_fn progress, void *opaque);
+/* vms_extract into the directory dirfd, which the caller opened (e.g.
+ * walking from "/" without following any link: vms_extract opens the
+ * directory part of to_path as it is): name is the file's name in it (no
+ * '/'), what names the file in messages. */
+extern VMS_API int vms_extract_at (vms_repo *repo, const vms_index *idx, int dirfd,
+                                   const char *name, const char *what,
+                                   const char *format, int overwrite,
+                                   vms_progress_fn progress, void *opaque);
 
 #ifdef __cplusplus
 }

@@ -251,10 +251,18 @@ extern VMS_API char *vms_backup_plan_json (const struct vms_backup_plan *p);
 struct vms_restore_request {
   const char *backup_id;
   const char *libvirt_uri;      /* NULL: qemu:///system */
-  /* NULL-terminated VM names (as backed up) or UUIDs; NULL: every VM. */
+  /* What is restored. vms: NULL-terminated VM names (as backed up) or
+   * UUIDs. components: NULL-terminated "WRITER[:COMPONENT]", WRITER a
+   * writer ID or name as recorded in the backup, no COMPONENT meaning all
+   * of that writer's. Both NULL: every component of the backup. */
   const char *const *vms;
+  const char *const *components;
+  /* Where the exec writers are loaded from (as in vms_host_options). */
+  const char *writers_dir;
   /* Disks go into this directory (relative to the working directory if
-   * not absolute), with links at the original paths; NULL: back in place. */
+   * not absolute), with links at the original paths; other writers' files
+   * go to DIR/<the path they would go to>. NULL: back in place (or where
+   * the writer's document says: VMS_ATTR_RESTORE_TARGET_PREFIX). */
   const char *to;
   /* Make a copy of the (one) VM under this name: new UUID, MAC addresses
    * and disk files; the original is not touched. */
@@ -309,6 +317,9 @@ struct vms_restored_component {
   char **disconnected;
   size_t nr_changes;            /* the plan */
   struct vms_restore_change *changes;
+  char *writer;                 /* the writer's name */
+  /* The file restore status given to the writer at PostRestore (R6). */
+  enum vms_restore_status status;
 };
 
 struct vms_restore_report {
@@ -322,11 +333,18 @@ struct vms_restore_report {
   int64_t elapsed_ms;
 };
 
-/* Restore from repo (read-only is enough). Everything that can be checked
- * is checked first, and every change is planned (each component's
- * changes); when any check fails, or the plan refuses, or PreRestore is
- * vetoed, nothing was changed and this returns NULL with the error set (it
- * says so). With dry_run, the report of the plan, and nothing changed.
+/* Restore from repo (read-only is enough): the same session for every
+ * writer (R14–R21). Everything that can be checked is checked first, and
+ * every change is planned (each component's changes); when any check
+ * fails, or the plan refuses, or PreRestore is vetoed, nothing was changed
+ * and this returns NULL with the error set (it says so). With dry_run, the
+ * report of the plan, and nothing changed. A component's files are
+ * written one by one (under a temporary name, renamed into place, never
+ * through a symbolic link); the first that fails stops that component,
+ * whose status is then FAILED (some written) or NONE; PostRestore gets
+ * every component's status. A component is ok when its status is ALL and
+ * its writer did not fail at PostRestore (the VM writer: and the VM was
+ * defined again).
  * Otherwise the report, whatever became of each component. */
 extern VMS_API struct vms_restore_report *
 vms_requester_restore (vms_repo *repo, const struct vms_restore_request *rq);

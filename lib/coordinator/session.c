@@ -293,6 +293,7 @@ static const struct call_rule {
 } call_rules[] = {
   { "vms_session_identify", ST (CREATED), FOR_BACKUP },
   { "vms_session_select", ST (IDENTIFIED), FOR_BACKUP },
+  { "vms_session_select", ST (CREATED), FOR_RESTORE },
   { "vms_session_prepare_backup", ST (IDENTIFIED), FOR_BACKUP },
   { "vms_session_do_snapshot_set", ST (PREPARED), FOR_BACKUP },
   { "vms_session_gather_status", ST (SNAPSHOTTED), FOR_BACKUP },
@@ -312,6 +313,12 @@ check_state (const vms_session *s, const char *call)
     if (strcmp (r->call, call) != 0)
       continue;
     if (r->kind != (s->is_backup ? FOR_BACKUP : FOR_RESTORE)) {
+      /* The same call may have a rule of the other kind further on. */
+      int other = 0;
+      for (size_t k = i + 1; k < sizeof call_rules / sizeof call_rules[0]; k++)
+        other |= strcmp (call_rules[k].call, call) == 0;
+      if (other)
+        continue;
       vms_set_error (EINVAL, "%s: not allowed in a %s session", call,
                      s->is_backup ? "backup" : "restore");
       return -1;
@@ -622,14 +629,20 @@ vms_session_select (vms_session *s, const char *writer_id,
   int found = 0;
 
   CHECK_STATE (s);
-  for (size_t i = 0; i < s->coord->nr_writers; i++) {
+  if (!s->is_backup)
+    /* A restore picks from the backup's own document. */
+    found = vms_document_find_component (s->core->bcd, writer_id, component)
+      != NULL;
+  for (size_t i = 0; s->is_backup && i < s->coord->nr_writers; i++) {
     struct writer_slot *slot = s->coord->writers[i];
     if (strcmp (slot->id, writer_id) == 0 &&
         vms_document_find_component (slot->metadata, NULL, component))
       found = 1;
   }
   if (!found) {
-    vms_set_error (ENOENT, "no writer with id %s has a component \"%s\"",
+    vms_set_error (ENOENT, s->is_backup
+                   ? "no writer with id %s has a component \"%s\""
+                   : "the backup's writer %s has no component \"%s\"",
                    writer_id, component);
     return -1;
   }
@@ -1018,10 +1031,42 @@ vms_session_metadata (const vms_session *s, size_t i)
 
 /* ---- restore ---- */
 
+/* After a select, writers see only the components selected: the session's
+ * document keeps every writer, with its selected components only. */
+static int
+restore_keep_selected (vms_session *s)
+{
+  const vms_document *old = s->core->bcd;
+  vms_document *bcd = vms_components_new (vms_components_backup_id (old));
+
+  if (bcd == NULL)
+    return -1;
+  for (size_t w = 0; w < vms_components_writer_count (old); w++) {
+    const char *id = vms_components_writer_id (old, w);
+    if (document_components_add_writer (bcd, vms_components_writer_name (old, w),
+                                        id) == -1)
+      goto fail;
+    for (size_t i = 0; i < vms_document_component_count (old, id); i++) {
+      const vms_component *c = vms_document_component (old, id, i);
+      if (is_selected (s, id, vms_component_name (c)) &&
+          document_components_add_copy (bcd, id, c) == NULL)
+        goto fail;
+    }
+  }
+  vms_document_free (s->core->bcd);
+  s->core->bcd = bcd;
+  return 0;
+ fail:
+  vms_document_free (bcd);
+  return -1;
+}
+
 int
 vms_session_pre_restore (vms_session *s)
 {
   CHECK_STATE (s);
+  if (s->nr_selected > 0 && restore_keep_selected (s) == -1)
+    return -1;
   if (dispatch_event (s->coord, s->core, VMS_EVENT_IDENTIFY, NULL) > 0 ||
       dispatch_event (s->coord, s->core, VMS_EVENT_PRE_RESTORE, NULL) > 0) {
     /* R16: no file may be restored unless every writer finished PreRestore. */

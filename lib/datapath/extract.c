@@ -321,15 +321,79 @@ extract_qemu_img_create (const char *path, uint64_t size)
   return r;
 }
 
+/* Checks what vms_extract and vms_extract_at are given. */
+static int
+extract_check (vms_repo *repo, const vms_index *idx, const char *to_path,
+               const char *format)
+{
+  if (repo == NULL || idx == NULL || to_path == NULL || *to_path == '\0') {
+    vms_set_error (EINVAL, "cannot extract: %s", to_path == NULL || *to_path == '\0'
+                   ? "no path to write the file to was given"
+                   : "no repository or index was given");
+    return -1;
+  }
+  if (format != NULL && strcmp (format, "raw") != 0 &&
+      strcmp (format, "qcow2") != 0) {
+    vms_set_error (EINVAL, "cannot extract to %s: unknown format \"%s\" "
+                   "(raw or qcow2)", to_path, format);
+    return -1;
+  }
+  return 0;
+}
+
+static int extract_in (vms_repo *repo, const vms_index *idx, int dirfd,
+                       const char *dir, const char *base, const char *to_path,
+                       const char *format, int overwrite,
+                       vms_progress_fn progress, void *opaque);
+
 int
 vms_extract (vms_repo *repo, const vms_index *idx, const char *to_path,
              const char *format, int overwrite,
              vms_progress_fn progress, void *opaque)
 {
+  CLEANUP_FREE char *dir = NULL, *base = NULL;
+  CLEANUP_CLOSE int dirfd = -1;
+
+  if (extract_check (repo, idx, to_path, format) == -1 ||
+      extract_split (to_path, &dir, &base) == -1)
+    return -1;
+  dirfd = open (dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dirfd == -1) {
+    vms_set_error (errno, "cannot extract to %s: cannot open directory %s: "
+                   "%s", to_path, dir, strerror (errno));
+    return -1;
+  }
+  return extract_in (repo, idx, dirfd, dir, base, to_path, format, overwrite,
+                     progress, opaque);
+}
+
+int
+vms_extract_at (vms_repo *repo, const vms_index *idx, int dirfd,
+                const char *name, const char *what, const char *format,
+                int overwrite, vms_progress_fn progress, void *opaque)
+{
+  if (extract_check (repo, idx, what, format) == -1)
+    return -1;
+  if (name == NULL || name[0] == '\0' || strchr (name, '/') != NULL ||
+      strcmp (name, ".") == 0 || strcmp (name, "..") == 0) {
+    vms_set_error (EINVAL, "cannot extract to %s: \"%s\" is not a file name",
+                   what, name ? name : "");
+    return -1;
+  }
+  return extract_in (repo, idx, dirfd, what, name, what, format, overwrite,
+                     progress, opaque);
+}
+
+/* The work of both: dir names the directory dirfd in messages. */
+static int
+extract_in (vms_repo *repo, const vms_index *idx, int dirfd,
+            const char *dir, const char *base, const char *to_path,
+            const char *format, int overwrite,
+            vms_progress_fn progress, void *opaque)
+{
   struct extract_job j;
   struct nbd_server server = { 0 };
-  CLEANUP_FREE char *dir = NULL, *base = NULL, *private_name = NULL;
-  CLEANUP_CLOSE int dirfd = -1;
+  CLEANUP_FREE char *private_name = NULL;
   CLEANUP_CLOSE int fd = -1;
   int private_fd = -1;
   char qemu_path[64];
@@ -338,28 +402,9 @@ vms_extract (vms_repo *repo, const vms_index *idx, const char *to_path,
   unsigned workers;
   int qcow2, r = -1;
 
-  if (repo == NULL || idx == NULL || to_path == NULL || *to_path == '\0') {
-    vms_set_error (EINVAL, "cannot extract: %s", to_path == NULL || *to_path == '\0'
-                   ? "no path to write the file to was given"
-                   : "no repository or index was given");
-    return -1;
-  }
   if (format == NULL)
     format = "raw";
-  if (strcmp (format, "raw") != 0 && strcmp (format, "qcow2") != 0) {
-    vms_set_error (EINVAL, "cannot extract to %s: unknown format \"%s\" "
-                   "(raw or qcow2)", to_path, format);
-    return -1;
-  }
   qcow2 = strcmp (format, "qcow2") == 0;
-  if (extract_split (to_path, &dir, &base) == -1)
-    return -1;
-  dirfd = open (dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dirfd == -1) {
-    vms_set_error (errno, "cannot extract to %s: cannot open directory %s: "
-                   "%s", to_path, dir, strerror (errno));
-    return -1;
-  }
   if (!overwrite && fstatat (dirfd, base, &st, AT_SYMLINK_NOFOLLOW) == 0) {
     vms_set_error (EEXIST, "cannot extract to %s: it exists, and extract "
                    "never overwrites a file; remove it or choose another path",

@@ -194,3 +194,118 @@ req_progress_end (struct req_progress *rp)
   if (rp->fn)
     rp->fn (rp->opaque, &rp->p);
 }
+
+/* ---- The VM writer's restore hook (writers/libvirt, docs/restore.md) ---- */
+
+static void *
+vm_hook_add (vms_coordinator *coord, const struct vms_restore_request *rq,
+             const char *const *components, const char *to,
+             const vms_document *bcd, const vms_document *const *md,
+             size_t nr_md)
+{
+  const struct vms_vm_restore_options ro = {
+    .uri = rq->libvirt_uri,
+    .vms = components,
+    .to = to,
+    .new_name = rq->new_name,
+    .replace = rq->replace,
+    .existing = rq->existing,
+    .start = rq->start,
+    .network_map = rq->network_map,
+  };
+  return vms_libvirt_add_for_restore (coord, &ro, bcd, md, nr_md);
+}
+
+static int
+vm_hook_plan (void *h)
+{
+  return vms_vm_restore_plan (h);
+}
+
+static int
+vm_hook_selected (void *h, const char *component)
+{
+  return vms_vm_restore_selected (h, component);
+}
+
+static const char *
+vm_hook_target (void *h, const char *component, const char *path)
+{
+  return vms_vm_restore_target (h, component, path);
+}
+
+static size_t
+vm_hook_count (void *h)
+{
+  return vms_vm_restore_count (h);
+}
+
+static const char *
+vm_hook_component (void *h, size_t i)
+{
+  struct vms_vm_restore_result res;
+  return vms_vm_restore_result (h, i, &res) == 0 ? res.uuid : NULL;
+}
+
+static char **
+strings_dup (const char *const *v, size_t n, int *oom)
+{
+  char **r = calloc (n ? n : 1, sizeof *r);
+  if (r == NULL) {
+    *oom = 1;
+    return NULL;
+  }
+  for (size_t i = 0; i < n; i++)
+    r[i] = req_strdup (v[i], oom);
+  return r;
+}
+
+static void
+vm_hook_result (void *h, size_t i, struct vms_restored_component *c, int *oom)
+{
+  struct vms_vm_restore_result res;
+
+  if (vms_vm_restore_result (h, i, &res) == -1) {
+    c->ok = 0;
+    return;
+  }
+  c->kind = req_strdup ("vm", oom);
+  c->name = req_strdup (res.name, oom);
+  c->ok = res.error == NULL && res.defined;
+  c->defined = res.defined;
+  c->state = req_strdup (res.state, oom);
+  c->resumed = res.resumed;
+  c->error = req_strdup (res.error, oom);
+  c->notes = strings_dup (res.notes, res.nr_notes, oom);
+  c->nr_notes = c->notes ? res.nr_notes : 0;
+  c->disconnected = strings_dup (res.disconnected, res.nr_disconnected, oom);
+  c->nr_disconnected = c->disconnected ? res.nr_disconnected : 0;
+  c->changes = calloc (res.nr_changes + 1, sizeof *c->changes);
+  if (c->changes == NULL)
+    *oom = 1;
+  for (size_t k = 0; c->changes && k < res.nr_changes; k++) {
+    struct vms_vm_restore_change ch;
+    if (vms_vm_restore_change (h, i, k, &ch) == -1)
+      break;
+    c->changes[k].action = req_strdup (ch.action, oom);
+    c->changes[k].object = req_strdup (ch.object, oom);
+    c->changes[k].detail = req_strdup (ch.detail, oom);
+    c->nr_changes++;
+  }
+}
+
+static const struct req_restore_hook vm_restore_hook = {
+  .writer_id = VMS_VM_WRITER_ID,
+  .add = vm_hook_add,
+  .plan = vm_hook_plan,
+  .selected = vm_hook_selected,
+  .target = vm_hook_target,
+  .count = vm_hook_count,
+  .component = vm_hook_component,
+  .result = vm_hook_result,
+};
+
+const struct req_restore_hook *const req_host_restore_hooks[] = {
+  &vm_restore_hook,
+  NULL,
+};

@@ -185,10 +185,13 @@ restored_json (const struct vms_restored_component *c, int dry_run)
     add_string (v, "uuid", c->component);
   else {
     add_string (v, "writer_id", c->writer_id);
+    add_string (v, "writer", c->writer);
     add_string (v, "component", c->component);
   }
   add_string (v, "name", c->name);
   add_string (v, "status", dry_run ? "planned" : c->ok ? "restored" : "failed");
+  /* R6: what the writer was told at PostRestore. */
+  add_string (v, "restore_status", vms_restore_status_name (c->status));
   if (vm) {
     json_object_object_add (v, "defined", json_object_new_boolean (c->defined));
     add_string (v, "state", c->state);
@@ -294,13 +297,12 @@ vms_backup_report_free (struct vms_backup_report *r)
 }
 
 void
-vms_restore_report_free (struct vms_restore_report *r)
+req_restored_components_free (struct vms_restored_component *v, size_t n)
 {
-  if (r == NULL)
-    return;
-  for (size_t i = 0; i < r->nr_components; i++) {
-    struct vms_restored_component *c = &r->components[i];
+  for (size_t i = 0; i < n; i++) {
+    struct vms_restored_component *c = &v[i];
     free (c->writer_id);
+    free (c->writer);
     free (c->component);
     free (c->kind);
     free (c->name);
@@ -322,7 +324,15 @@ vms_restore_report_free (struct vms_restore_report *r)
     }
     free (c->changes);
   }
-  free (r->components);
+  free (v);
+}
+
+void
+vms_restore_report_free (struct vms_restore_report *r)
+{
+  if (r == NULL)
+    return;
+  req_restored_components_free (r->components, r->nr_components);
   free (r->backup_id);
   free (r->error);
   free (r);

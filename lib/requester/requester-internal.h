@@ -21,4 +21,46 @@ extern void req_progress_start (struct req_progress *rp, const char *writer_id,
 extern void req_progress_bytes (void *opaque, uint64_t done, uint64_t total);
 extern void req_progress_end (struct req_progress *rp);
 
+/* Frees n restored components and the array. */
+extern void req_restored_components_free (struct vms_restored_component *v,
+                                          size_t n);
+
+/* ---- Restore hooks ----
+ * A writer whose restore needs more than its files put back where its
+ * document says (the VM writer: VMs turned off, undefined, defined again,
+ * networks) brings a hook. The generic restore session (restore.c) asks
+ * the hook, for that writer's components, which are restored, where each
+ * file goes, and what became of each; everything else — checks, PreRestore,
+ * writing, status, PostRestore, the report — is the same for every writer.
+ * The host's hooks are in host.c (req_host_restore_hooks). */
+struct req_restore_hook {
+  const char *writer_id;
+  /* Add the writer to coord in restore mode, before the session starts.
+   * components: NULL-terminated names/UUIDs asked for (--vm, --component),
+   * NULL for every component of the writer in the backup; to: absolute
+   * --to or NULL. Returns the hook's handle (owned by coord), or NULL with
+   * the error set (nothing changed). */
+  void *(*add) (vms_coordinator *coord, const struct vms_restore_request *rq,
+                const char *const *components, const char *to,
+                const vms_document *bcd, const vms_document *const *md,
+                size_t nr_md);
+  /* Look at the host and decide every change (issue 20); nothing
+   * changes. 0, or -1 with the error set (the restore refuses). May be
+   * NULL. */
+  int (*plan) (void *h);
+  int (*selected) (void *h, const char *component);
+  /* Where file path of a component is written; NULL: nowhere (fails). */
+  const char *(*target) (void *h, const char *component, const char *path);
+  /* After PostRestore: the components restored, in the writer's order
+   * (component names), and what became of each (fills what the writer
+   * knows: kind, name, ok, defined, state, resumed, error, notes,
+   * disconnected, changes (the plan); *oom set on allocation failure). */
+  size_t (*count) (void *h);
+  const char *(*component) (void *h, size_t i);
+  void (*result) (void *h, size_t i, struct vms_restored_component *c,
+                  int *oom);
+};
+/* NULL-terminated. */
+extern const struct req_restore_hook *const req_host_restore_hooks[];
+
 #endif /* VMS_REQUESTER_INTERNAL_H */

@@ -1,15 +1,26 @@
-/* A restore session end to end, as a Hyper-V host restores its VMs
- * (R14–R21), driven only by the documents stored with the backup (R5).
+/* A restore session end to end, the same for every writer (R14–R21),
+ * driven only by the documents stored with the backup (R5).
  *
  * Everything that can be checked is checked before the session starts, so
- * that bad input changes nothing: the backup and its manifest, the VMs
- * asked for, the target directory, every index and every chunk's presence.
- * Then: PreRestore (the VM writer turns the VMs off and undefines them) →
- * each VM's files written (vms_extract: original format, holes kept, every
- * chunk verified, temporary name until complete) → file restore status per
- * VM (R6) → PostRestore (defined, linked, reconnected, started/resumed).
+ * that bad input changes nothing: the backup and its manifest, what is
+ * asked for (--vm, --component), that each writer involved is on this
+ * host, the target directory, every restore target, every index and every
+ * chunk's presence. Then: PreRestore (any writer can veto: nothing is
+ * written) → each selected component's files written (vms_extract:
+ * original format, holes kept, every chunk verified, temporary name until
+ * complete, never through a symbolic link) → file restore status per
+ * component (R6: all, none, failed) → PostRestore, which every writer gets
+ * with the status of each of its components.
+ *
+ * Where a file goes: a writer with a restore hook (requester-internal.h;
+ * the VM writer's is in host.c) says so itself; for every other writer it
+ * is the component's VMS_ATTR_RESTORE_TARGET_PREFIX attribute for that file
+ * in the session's backup components document (set at backup time, or by
+ * an in-process writer in PreRestore), else the file's own path; with
+ * --to, that path under the --to directory (docs/exec-writers.md).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <glob.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -21,9 +32,10 @@
 #include <unistd.h>
 
 #include "cleanup.h"
+#include "exec-writer.h"
+#include "fs-util.h"
 #include "log.h"
 #include "requester-internal.h"
-#include "vm-writer.h"
 #include "vmshadow/error.h"
 
 /* --to DIR must be a directory we can write, or be creatable. */
@@ -39,11 +51,250 @@ check_target_dir (const char *dir)
   return 0;
 }
 
-/* Issue 20: every chunk of the VMs being restored is read and re-hashed
- * (vms_repo_chunk_get with verify) before any VM is turned off or any file
- * changed, so a damaged backup changes nothing. */
+/* One writer of the backup, and what of it is restored. */
+struct rwriter {
+  const char *id, *name;        /* borrowed from the backup's document */
+  const struct req_restore_hook *hook;  /* NULL: the generic path */
+  void *h;                      /* the hook's handle */
+  int all;                      /* every component of it */
+  const char **asked;           /* else these (NULL-terminated) */
+  size_t nr_asked;
+  int involved;                 /* something of it is restored */
+};
+
+/* What one restore run carries. */
+struct restore_run {
+  vms_repo *repo;
+  const vms_manifest *m;
+  const vms_document *bcd;      /* the backup's (borrowed from m) */
+  vms_session *s;
+  const struct vms_restore_request *rq;
+  const char *to;               /* absolute --to, or NULL */
+  const vms_document *work;     /* the document the session is given */
+  int dry_run;                  /* plan only: nothing is written */
+  struct rwriter *w;
+  size_t nr_w;
+  struct req_progress progress;
+  /* Every component restored, with its files, in the report's making. */
+  struct vms_restored_component *comps;
+  size_t nr_comps;
+  int oom;
+};
+
+static const struct req_restore_hook *
+hook_of (const char *writer_id)
+{
+  for (size_t i = 0; req_host_restore_hooks[i]; i++)
+    if (strcasecmp (req_host_restore_hooks[i]->writer_id, writer_id) == 0)
+      return req_host_restore_hooks[i];
+  return NULL;
+}
+
 static int
-preflight (vms_repo *repo, const vms_manifest *m, const vms_vm_restore *r)
+ask (struct rwriter *w, const char *component)
+{
+  const char **v = realloc (w->asked, (w->nr_asked + 2) * sizeof *v);
+  if (v == NULL) {
+    vms_set_error (ENOMEM, "out of memory");
+    return -1;
+  }
+  w->asked = v;
+  v[w->nr_asked++] = component;
+  v[w->nr_asked] = NULL;
+  return 0;
+}
+
+/* The writers of the backup, by ID or by name (NULL and the error set if
+ * none or several). */
+static struct rwriter *
+find_writer (struct restore_run *rr, const char *who, size_t len)
+{
+  struct rwriter *found = NULL;
+  size_t by_name = 0;
+
+  for (size_t i = 0; i < rr->nr_w; i++)
+    if (strlen (rr->w[i].id) == len && strncasecmp (rr->w[i].id, who, len) == 0)
+      return &rr->w[i];
+  for (size_t i = 0; i < rr->nr_w; i++)
+    if (rr->w[i].name && strlen (rr->w[i].name) == len &&
+        strncmp (rr->w[i].name, who, len) == 0) {
+      found = &rr->w[i];
+      by_name++;
+    }
+  if (by_name == 1)
+    return found;
+
+  char list[2048] = "";
+  for (size_t i = 0; i < rr->nr_w; i++) {
+    size_t l = strlen (list);
+    snprintf (list + l, sizeof list - l, "%s%s (%s)", i ? ", " : "",
+              rr->w[i].name ? rr->w[i].name : "?", rr->w[i].id);
+  }
+  if (by_name > 1)
+    vms_set_error (EINVAL, "--component %.*s: several writers of backup %s "
+                   "have that name; give the writer ID (%s)", (int) len, who,
+                   vms_components_backup_id (rr->bcd), list);
+  else
+    vms_set_error (ENOENT, "--component %.*s: backup %s has no writer of that "
+                   "ID or name; its writers: %s", (int) len, who,
+                   vms_components_backup_id (rr->bcd),
+                   rr->nr_w ? list : "none");
+  return NULL;
+}
+
+/* Which writers and components are restored: --vm goes to the writers
+ * with a hook (the VM writer), --component picks "WRITER[:COMPONENT]";
+ * neither: everything in the backup. */
+static int
+plan_selection (struct restore_run *rr)
+{
+  const struct vms_restore_request *rq = rr->rq;
+  size_t n = vms_components_writer_count (rr->bcd);
+  int any = (rq->vms && rq->vms[0]) || (rq->components && rq->components[0]);
+
+  if ((rr->w = calloc (n ? n : 1, sizeof *rr->w)) == NULL) {
+    vms_set_error (ENOMEM, "out of memory");
+    return -1;
+  }
+  for (size_t i = 0; i < n; i++) {
+    struct rwriter *w = &rr->w[rr->nr_w++];
+    w->id = vms_components_writer_id (rr->bcd, i);
+    w->name = vms_components_writer_name (rr->bcd, i);
+    w->hook = hook_of (w->id);
+    w->all = !any;
+  }
+  for (size_t i = 0; rq->vms && rq->vms[i]; i++) {
+    /* The VMs are the hook writers' (their add says when none is there). */
+    for (size_t k = 0; req_host_restore_hooks[k]; k++) {
+      struct rwriter *w = find_writer (rr, req_host_restore_hooks[k]->writer_id,
+                                       strlen (req_host_restore_hooks[k]->writer_id));
+      if (w == NULL) {
+        vms_set_error (ENOENT, "--vm %s: backup %s holds no VMs",
+                       rq->vms[i], vms_components_backup_id (rr->bcd));
+        return -1;
+      }
+      if (ask (w, rq->vms[i]) == -1)
+        return -1;
+    }
+  }
+  for (size_t i = 0; rq->components && rq->components[i]; i++) {
+    const char *arg = rq->components[i];
+    const char *colon = strchr (arg, ':');
+    size_t len = colon ? (size_t) (colon - arg) : strlen (arg);
+    struct rwriter *w = find_writer (rr, arg, len);
+
+    if (w == NULL)
+      return -1;
+    if (colon == NULL || colon[1] == '\0') {
+      w->all = 1;
+      continue;
+    }
+    if (w->hook == NULL &&
+        vms_document_find_component (rr->bcd, w->id, colon + 1) == NULL) {
+      char list[2048] = "";
+      size_t nc = vms_document_component_count (rr->bcd, w->id);
+      for (size_t c = 0; c < nc; c++) {
+        size_t l = strlen (list);
+        snprintf (list + l, sizeof list - l, "%s\"%s\"", c ? ", " : "",
+                  vms_component_name (vms_document_component (rr->bcd, w->id, c)));
+      }
+      vms_set_error (ENOENT, "--component %s: writer %s has no component "
+                     "\"%s\" in backup %s; it has: %s", arg,
+                     w->name ? w->name : w->id, colon + 1,
+                     vms_components_backup_id (rr->bcd), nc ? list : "none");
+      return -1;
+    }
+    if (ask (w, colon + 1) == -1)
+      return -1;
+  }
+  for (size_t i = 0; i < rr->nr_w; i++) {
+    struct rwriter *w = &rr->w[i];
+    w->involved = w->nr_asked > 0 ||
+      (w->all && vms_document_component_count (rr->bcd, w->id) > 0);
+  }
+  return 0;
+}
+
+/* Is component c of writer w restored? */
+static int
+is_restored (const struct rwriter *w, const char *component)
+{
+  if (!w->involved)
+    return 0;
+  if (w->hook)
+    return w->hook->selected (w->h, component);
+  if (w->all)
+    return 1;
+  for (size_t i = 0; i < w->nr_asked; i++)
+    if (strcmp (w->asked[i], component) == 0)
+      return 1;
+  return 0;
+}
+
+static struct rwriter *
+writer_of (struct restore_run *rr, const char *writer_id)
+{
+  for (size_t i = 0; writer_id && i < rr->nr_w; i++)
+    if (strcmp (rr->w[i].id, writer_id) == 0)
+      return &rr->w[i];
+  return NULL;
+}
+
+/* A restore target from a document: an absolute path with no empty, "."
+ * or ".." part. NULL if it is one, else why not. */
+static const char *
+bad_target (const char *t)
+{
+  if (t[0] != '/')
+    return "it is not an absolute path";
+  if (strlen (t) >= PATH_MAX)
+    return "it is too long";
+  for (const char *p = t; *p; ) {
+    const char *e = strchr (p + 1, '/');
+    size_t l = e ? (size_t) (e - p - 1) : strlen (p + 1);
+    if (l == 0 || (l == 1 && p[1] == '.') ||
+        (l == 2 && p[1] == '.' && p[2] == '.'))
+      return "it has an empty, \".\" or \"..\" part";
+    p = e ? e : p + 1 + l;
+  }
+  return NULL;
+}
+
+/* Where file path of component c goes (generic path), as the document doc
+ * says: its restore target, else its own path. NULL (why set) when the
+ * document's target is not a clean absolute path. */
+static const char *
+document_target (const vms_document *doc, const char *writer_id,
+                 const char *component, const char *path, char *why,
+                 size_t len)
+{
+  const vms_component *c = vms_document_find_component (doc, writer_id,
+                                                        component);
+  CLEANUP_FREE char *key = NULL;
+  const char *t = NULL, *bad;
+
+  if (asprintf (&key, "%s%s", VMS_ATTR_RESTORE_TARGET_PREFIX, path) == -1) {
+    snprintf (why, len, "out of memory");
+    return NULL;
+  }
+  if (c)
+    t = vms_component_get_string (c, key);
+  if (t == NULL)
+    t = path;
+  if ((bad = bad_target (t)) != NULL) {
+    snprintf (why, len, "its restore target \"%.200s\" cannot be used: %s",
+              t, bad);
+    return NULL;
+  }
+  return t;
+}
+
+/* Every file of what is restored: a usable target, an index that loads,
+ * and (issue 20) every chunk read and re-hashed (vms_repo_chunk_get with
+ * verify) before any writer is told anything, so a damaged backup changes
+ * nothing. */
+static int
+preflight (struct restore_run *rr)
 {
   CLEANUP_FREE void *buf = malloc (VMS_CHUNK_SIZE);
 
@@ -51,18 +302,27 @@ preflight (vms_repo *repo, const vms_manifest *m, const vms_vm_restore *r)
     vms_set_error (ENOMEM, "out of memory");
     return -1;
   }
-  for (size_t i = 0; i < vms_manifest_file_count (m); i++) {
+  for (size_t i = 0; i < vms_manifest_file_count (rr->m); i++) {
     struct vms_stored_file f;
     uint64_t size;
-    if (vms_manifest_file (m, i, &f, &size) == -1)
+    char why[400];
+    if (vms_manifest_file (rr->m, i, &f, &size) == -1)
       return -1;
-    if (f.writer_id == NULL || strcmp (f.writer_id, VMS_VM_WRITER_ID) != 0 ||
-        !vms_vm_restore_selected (r, f.component))
+    struct rwriter *w = writer_of (rr, f.writer_id);
+    if (w == NULL || !is_restored (w, f.component))
       continue;
-    vms_index *idx = vms_manifest_load_index (repo, m, i);
+    if (w->hook == NULL &&
+        document_target (rr->bcd, w->id, f.component, f.path, why,
+                         sizeof why) == NULL) {
+      vms_set_error (EINVAL, "backup %s cannot be restored: file %s of "
+                     "component \"%s\": %s", vms_manifest_backup_id (rr->m),
+                     f.path, f.component, why);
+      return -1;
+    }
+    vms_index *idx = vms_manifest_load_index (rr->repo, rr->m, i);
     if (idx == NULL) {
       vms_set_error (vms_get_errno (), "backup %s cannot be restored: the "
-                     "index of %s is damaged: %s", vms_manifest_backup_id (m),
+                     "index of %s is damaged: %s", vms_manifest_backup_id (rr->m),
                      f.path, vms_get_error ());
       return -1;
     }
@@ -70,13 +330,14 @@ preflight (vms_repo *repo, const vms_manifest *m, const vms_vm_restore *r)
       const struct vms_digest *d = vms_index_get (idx, c);
       if (vms_digest_is_zero (d))
         continue;
-      if (vms_repo_chunk_get (repo, d, buf, vms_index_chunk_len (idx, c), 1) == -1) {
+      if (vms_repo_chunk_get (rr->repo, d, buf, vms_index_chunk_len (idx, c),
+                              1) == -1) {
         char hex[65];
         int e = vms_get_errno ();
         vms_digest_hex (d, hex);
         vms_set_error (e, "backup %s cannot be restored: chunk %s of %s (at "
                        "offset %" PRIu64 ") is %s: %s; run 'vmshadow verify'",
-                       vms_manifest_backup_id (m), hex, f.path,
+                       vms_manifest_backup_id (rr->m), hex, f.path,
                        c * (uint64_t) VMS_CHUNK_SIZE,
                        e == ENOENT ? "missing from the repository" : "damaged",
                        vms_get_error ());
@@ -108,58 +369,173 @@ remove_leftovers (const char *target)
   }
 }
 
-/* What one restore run carries. */
-struct restore_run {
-  vms_repo *repo;
-  const vms_manifest *m;
-  vms_session *s;
-  const vms_vm_restore *r;
-  struct req_progress progress;
-  /* Every file written (or not), in manifest order. */
-  struct vms_restored_file *files;
-  const char **file_component;  /* borrowed from the manifest */
-  size_t nr_files;
-  int oom;
-};
+/* The directory of target (absolute, clean), opened without following
+ * any symbolic link: from "/", or, when target is under the --to
+ * directory, from that directory, making what is missing below it (0700).
+ * Returns the fd and the file's name in *base, or -1 with the error set. */
+static int
+open_target_dir (const char *target, const char *to, const char **base)
+{
+  const char *slash = strrchr (target, '/');
+  size_t tl = to ? strlen (to) : 0;
+  int under = to && strncmp (target, to, tl) == 0 && target[tl] == '/';
+  const char *rel = under ? target + tl + 1 : target + 1;
+  CLEANUP_FREE char *dir = strndup (rel, (size_t) (slash - rel > 0 ? slash - rel : 0));
+  int fd;
 
-/* Write every file of one component; returns its file restore status. */
+  *base = slash + 1;
+  if (dir == NULL) {
+    vms_set_error (ENOMEM, "out of memory");
+    return -1;
+  }
+  fd = open (under ? to : "/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd == -1) {
+    vms_set_error (errno, "cannot open %s: %s", under ? to : "/",
+                   strerror (errno));
+    return -1;
+  }
+  if (dir[0] == '\0')
+    return fd;
+  if (!under) {
+    int d = vms_open_beneath (fd, dir, O_RDONLY | O_DIRECTORY, 0);
+    int e = errno;
+    close (fd);
+    if (d == -1)
+      vms_set_error (e, "cannot open its directory /%s: %s", dir,
+                     vms_fs_errstr (e));
+    return d;
+  }
+  /* Under --to: one part at a time, made when missing. */
+  for (char *p = dir, *e; p; p = e) {
+    if ((e = strchr (p, '/')) != NULL)
+      *e++ = '\0';
+    if (mkdirat (fd, p, 0700) == -1 && errno != EEXIST) {
+      vms_set_error (errno, "cannot make directory %s under %s: %s", p, to,
+                     strerror (errno));
+      close (fd);
+      return -1;
+    }
+    int d = vms_open_beneath (fd, p, O_RDONLY | O_DIRECTORY, 0);
+    int err = errno;
+    close (fd);
+    if (d == -1) {
+      vms_set_error (err, "cannot open directory %s under %s: %s", p, to,
+                     vms_fs_errstr (err));
+      return -1;
+    }
+    fd = d;
+  }
+  return fd;
+}
+
+/* Write one file of the generic path to target. */
+static int
+write_file (struct restore_run *rr, const vms_index *idx, const char *target,
+            const char *format)
+{
+  const char *base;
+  int dirfd = open_target_dir (target, rr->to, &base);
+  int r;
+
+  if (dirfd == -1) {
+    vms_set_error (vms_get_errno (), "cannot write %s: %s", target,
+                   vms_get_error ());
+    return -1;
+  }
+  r = vms_extract_at (rr->repo, idx, dirfd, base, target, format, 1,
+                      req_progress_bytes, &rr->progress);
+  close (dirfd);
+  return r;
+}
+
+static void
+add_change (struct restore_run *rr, struct vms_restored_component *c,
+            const char *action, const char *object, const char *detail)
+{
+  struct vms_restore_change *v = realloc (c->changes,
+                                          (c->nr_changes + 1) * sizeof *v);
+  if (v == NULL) {
+    rr->oom = 1;
+    return;
+  }
+  c->changes = v;
+  v[c->nr_changes].action = req_strdup (action, &rr->oom);
+  v[c->nr_changes].object = req_strdup (object, &rr->oom);
+  v[c->nr_changes].detail = req_strdup (detail, &rr->oom);
+  c->nr_changes++;
+}
+
+static struct vms_restored_component *
+new_component (struct restore_run *rr, const struct rwriter *w,
+               const char *component)
+{
+  struct vms_restored_component *c = &rr->comps[rr->nr_comps++];
+  c->writer_id = req_strdup (w->id, &rr->oom);
+  c->writer = req_strdup (w->name, &rr->oom);
+  c->component = req_strdup (component, &rr->oom);
+  c->files = calloc (vms_manifest_file_count (rr->m) + 1, sizeof *c->files);
+  if (c->files == NULL)
+    rr->oom = 1;
+  return c;
+}
+
+/* Write every file of one component; returns its file restore status (R6).
+ * The first file that fails stops the component (R17). */
 static enum vms_restore_status
-restore_component (struct restore_run *rr, const char *writer_id,
+restore_component (struct restore_run *rr, struct rwriter *w,
                    const char *component)
 {
+  struct vms_restored_component *rc = new_component (rr, w, component);
+  const vms_document *doc = rr->s ? vms_session_components (rr->s) : rr->work;
   size_t written = 0, failed = 0;
 
-  for (size_t i = 0; i < vms_manifest_file_count (rr->m); i++) {
+  for (size_t i = 0; rc->files && i < vms_manifest_file_count (rr->m); i++) {
     struct vms_stored_file f;
     uint64_t size;
+    char why[400];
 
     if (vms_manifest_file (rr->m, i, &f, &size) == -1 ||
-        f.writer_id == NULL || strcmp (f.writer_id, writer_id) != 0 ||
+        f.writer_id == NULL || strcmp (f.writer_id, w->id) != 0 ||
         strcmp (f.component, component) != 0)
       continue;
-    struct vms_restored_file *d = &rr->files[rr->nr_files];
-    rr->file_component[rr->nr_files++] = f.component;
-    const char *target = vms_vm_restore_target (rr->r, component, f.path);
+    struct vms_restored_file *d = &rc->files[rc->nr_files++];
+    const char *target = w->hook
+      ? w->hook->target (w->h, component, f.path)
+      : document_target (doc, w->id, component, f.path, why, sizeof why);
     d->path = req_strdup (f.path, &rr->oom);
     d->size = size;
     d->format = req_strdup (f.kind == VMS_FILE_DISK && f.format ? f.format : "raw",
                             &rr->oom);
     d->target = req_strdup (target, &rr->oom);
     d->outcome = VMS_FILE_NOT_WRITTEN;
+    if (rr->dry_run) {
+      /* The plan of a writer without a hook: each file written. */
+      if (w->hook == NULL && target)
+        add_change (rr, rc, "write", target, f.path);
+      continue;
+    }
     if (failed)
       continue;               /* this component is not put back anyway (R17) */
     if (target == NULL) {
       d->outcome = VMS_FILE_FAILED;
-      d->error = req_strdup ("the writer gives no place for this file", &rr->oom);
+      d->error = req_strdup (w->hook ? "the writer gives no place for this file"
+                             : why, &rr->oom);
       failed++;
       continue;
     }
     vms_index *idx = vms_manifest_load_index (rr->repo, rr->m, i);
-    req_progress_start (&rr->progress, writer_id, component, target);
-    remove_leftovers (target);
-    if (idx == NULL ||
-        vms_extract (rr->repo, idx, target, d->format ? d->format : "raw", 1,
-                     req_progress_bytes, &rr->progress) == -1) {
+    req_progress_start (&rr->progress, w->id, component, target);
+    int r;
+    if (idx == NULL)
+      r = -1;
+    else if (w->hook) {
+      remove_leftovers (target);
+      r = vms_extract (rr->repo, idx, target, d->format ? d->format : "raw", 1,
+                       req_progress_bytes, &rr->progress);
+    }
+    else
+      r = write_file (rr, idx, target, d->format ? d->format : "raw");
+    if (r == -1) {
       d->outcome = VMS_FILE_FAILED;
       d->error = req_strdup (vms_get_error (), &rr->oom);
       failed++;
@@ -171,93 +547,131 @@ restore_component (struct restore_run *rr, const char *writer_id,
     req_progress_end (&rr->progress);
     vms_index_free (idx);
   }
-  return failed == 0 ? VMS_RESTORE_ALL
+  rc->status = failed == 0 ? VMS_RESTORE_ALL
     : written == 0 ? VMS_RESTORE_NONE : VMS_RESTORE_FAILED;
+  return rc->status;
 }
 
-/* Write every file of the VMs being restored; set each VM's status (R6). */
+/* Write every file of what is restored; set each component's status. */
 static void
-restore_files (struct restore_run *rr, const vms_document *bcd)
+restore_files (struct restore_run *rr)
 {
-  size_t nc = vms_document_component_count (bcd, VMS_VM_WRITER_ID);
-
-  for (size_t c = 0; c < nc; c++) {
-    const char *uuid = vms_component_name (vms_document_component
-                                           (bcd, VMS_VM_WRITER_ID, c));
-    if (!vms_vm_restore_selected (rr->r, uuid))
-      continue;
-    enum vms_restore_status st = restore_component (rr, VMS_VM_WRITER_ID, uuid);
-    if (vms_session_set_restore_status (rr->s, VMS_VM_WRITER_ID, uuid, st) == -1)
-      vms_warn ("restore: %s", vms_get_error ());
-  }
-}
-
-static char **
-strings_dup (const char *const *v, size_t n, int *oom)
-{
-  char **r = calloc (n ? n : 1, sizeof *r);
-  if (r == NULL) {
-    *oom = 1;
-    return NULL;
-  }
-  for (size_t i = 0; i < n; i++)
-    r[i] = req_strdup (v[i], oom);
-  return r;
-}
-
-/* The outcome of every VM, with its files. */
-static void
-report_vms (struct restore_run *rr, struct vms_restore_report *rep)
-{
-  size_t n = vms_vm_restore_count (rr->r);
-
-  rep->components = calloc (n ? n : 1, sizeof *rep->components);
-  if (rep->components == NULL) {
-    rr->oom = 1;
-    return;
-  }
-  for (size_t i = 0; i < n; i++) {
-    struct vms_vm_restore_result res;
-    if (vms_vm_restore_result (rr->r, i, &res) == -1)
-      continue;
-    struct vms_restored_component *c = &rep->components[rep->nr_components++];
-    c->writer_id = req_strdup (VMS_VM_WRITER_ID, &rr->oom);
-    c->component = req_strdup (res.uuid, &rr->oom);
-    c->kind = req_strdup ("vm", &rr->oom);
-    c->name = req_strdup (res.name, &rr->oom);
-    c->ok = res.error == NULL && res.defined;
-    c->defined = res.defined;
-    c->state = req_strdup (res.state, &rr->oom);
-    c->resumed = res.resumed;
-    c->error = req_strdup (res.error, &rr->oom);
-    c->notes = strings_dup (res.notes, res.nr_notes, &rr->oom);
-    c->nr_notes = c->notes ? res.nr_notes : 0;
-    c->disconnected = strings_dup (res.disconnected, res.nr_disconnected, &rr->oom);
-    c->nr_disconnected = c->disconnected ? res.nr_disconnected : 0;
-    c->changes = calloc (res.nr_changes + 1, sizeof *c->changes);
-    for (size_t k = 0; c->changes && k < res.nr_changes; k++) {
-      struct vms_vm_restore_change ch;
-      if (vms_vm_restore_change (rr->r, i, k, &ch) == -1)
-        break;
-      c->changes[k].action = req_strdup (ch.action, &rr->oom);
-      c->changes[k].object = req_strdup (ch.object, &rr->oom);
-      c->changes[k].detail = req_strdup (ch.detail, &rr->oom);
-      c->nr_changes++;
+  for (size_t k = 0; k < rr->nr_w; k++) {
+    struct rwriter *w = &rr->w[k];
+    size_t nc = vms_document_component_count (rr->bcd, w->id);
+    for (size_t c = 0; c < nc; c++) {
+      const char *name = vms_component_name (vms_document_component
+                                             (rr->bcd, w->id, c));
+      if (!is_restored (w, name))
+        continue;
+      enum vms_restore_status st = restore_component (rr, w, name);
+      if (rr->s && vms_session_set_restore_status (rr->s, w->id, name, st) == -1)
+        vms_warn ("restore: %s", vms_get_error ());
     }
-    if (c->changes == NULL)
-      rr->oom = 1;
-    /* The files move from the run into the component. */
-    c->files = calloc (rr->nr_files + 1, sizeof *c->files);
-    if (c->files == NULL) {
-      rr->oom = 1;
+  }
+}
+
+/* --to for the generic path: every restored file goes to DIR/<where it
+ * would go>, said in the document the session is given (so the writer
+ * knows it from PreRestore on). */
+static int
+retarget_under (struct restore_run *rr, vms_document *doc)
+{
+  for (size_t i = 0; i < vms_manifest_file_count (rr->m); i++) {
+    struct vms_stored_file f;
+    uint64_t size;
+    char why[400];
+    CLEANUP_FREE char *key = NULL, *t = NULL;
+
+    if (vms_manifest_file (rr->m, i, &f, &size) == -1)
+      return -1;
+    struct rwriter *w = writer_of (rr, f.writer_id);
+    if (w == NULL || w->hook || !is_restored (w, f.component))
+      continue;
+    const char *was = document_target (doc, w->id, f.component, f.path, why,
+                                       sizeof why);
+    vms_component *c = vms_document_find_component (doc, w->id, f.component);
+    if (was == NULL || c == NULL)
+      continue;                 /* preflight said why */
+    if (asprintf (&key, "%s%s", VMS_ATTR_RESTORE_TARGET_PREFIX, f.path) == -1 ||
+        asprintf (&t, "%s%s", rr->to, was) == -1 ||
+        vms_component_set_string (c, key, t) == -1) {
+      vms_set_error (ENOMEM, "out of memory");
+      return -1;
+    }
+  }
+  return 0;
+}
+
+/* The components of the report: each hook writer's in its own order, with
+ * what it says of them; the others as written. */
+static void
+report_components (struct restore_run *rr, struct vms_restore_report *rep)
+{
+  rep->components = rr->comps;
+  rep->nr_components = rr->nr_comps;
+  rr->comps = NULL;
+
+  for (size_t i = 0; i < rep->nr_components; i++) {
+    struct vms_restored_component *c = &rep->components[i];
+    struct rwriter *w = writer_of (rr, c->writer_id);
+    if (w && w->hook)
+      continue;
+    c->kind = req_strdup ("component", &rr->oom);
+    c->name = req_strdup (c->component, &rr->oom);
+    c->ok = c->status == VMS_RESTORE_ALL;
+    if (rr->dry_run) {
+      c->status = VMS_RESTORE_UNSET;
       continue;
     }
-    for (size_t k = 0; k < rr->nr_files; k++)
-      if (rr->file_component[k] && strcasecmp (rr->file_component[k], res.uuid) == 0) {
-        c->files[c->nr_files++] = rr->files[k];
-        memset (&rr->files[k], 0, sizeof rr->files[k]);
-        rr->file_component[k] = NULL;
+    for (size_t k = 0; c->error == NULL && k < c->nr_files; k++)
+      if (c->files[k].outcome == VMS_FILE_FAILED &&
+          asprintf (&c->error, "file %s: %s", c->files[k].path,
+                    c->files[k].error ? c->files[k].error : "not written") == -1) {
+        c->error = NULL;
+        rr->oom = 1;
       }
+    /* A writer that failed at PostRestore did not take its files up. */
+    for (size_t k = 0; k < vms_session_writer_count (rr->s); k++) {
+      struct vms_writer_status ws;
+      if (vms_session_writer_status (rr->s, k, &ws) == 0 && ws.id &&
+          strcasecmp (ws.id, c->writer_id) == 0 &&
+          ws.state == VMS_WRITER_FAILED && ws.failed_at == VMS_EVENT_POST_RESTORE) {
+        c->ok = 0;
+        if (c->error == NULL &&
+            asprintf (&c->error, "writer \"%s\" failed at post-restore: %s",
+                      ws.name ? ws.name : "?", ws.message ? ws.message : "?") == -1) {
+          c->error = NULL;
+          rr->oom = 1;
+        }
+      }
+    }
+  }
+
+  /* Hook writers: reorder as the writer lists them and ask it. */
+  for (size_t k = 0; k < rr->nr_w; k++) {
+    struct rwriter *w = &rr->w[k];
+    if (w->hook == NULL || w->h == NULL)
+      continue;
+    size_t at = 0;
+    while (at < rep->nr_components &&
+           strcmp (rep->components[at].writer_id, w->id) != 0)
+      at++;
+    for (size_t i = 0; i < w->hook->count (w->h); i++) {
+      const char *name = w->hook->component (w->h, i);
+      for (size_t j = at; name && j < rep->nr_components; j++) {
+        struct vms_restored_component *c = &rep->components[j];
+        if (strcmp (c->writer_id, w->id) != 0 ||
+            strcasecmp (c->component, name) != 0)
+          continue;
+        struct vms_restored_component tmp = *c;
+        *c = rep->components[at];
+        rep->components[at] = tmp;
+        w->hook->result (w->h, i, &rep->components[at], &rr->oom);
+        at++;
+        break;
+      }
+    }
   }
 }
 
@@ -278,6 +692,55 @@ absolute_dir (const char *dir, char out[PATH_MAX])
   return -1;
 }
 
+/* The writers without a hook are this host's exec writers: each one
+ * involved must be here and answer Identify. */
+static int
+add_exec_writers (struct restore_run *rr, vms_coordinator *coord)
+{
+  int need = 0;
+
+  for (size_t i = 0; i < rr->nr_w; i++)
+    need |= rr->w[i].involved && rr->w[i].hook == NULL;
+  if (!need)
+    return 0;
+  if (vms_exec_writers_load (coord, rr->rq->writers_dir) == -1)
+    return -1;
+  vms_coordinator_gather_metadata (coord);
+  for (size_t i = 0; i < rr->nr_w; i++) {
+    const struct rwriter *w = &rr->w[i];
+    int here = 0;
+    if (!w->involved || w->hook)
+      continue;
+    for (size_t k = 0; !here && k < vms_coordinator_writer_count (coord); k++) {
+      struct vms_writer_status ws;
+      if (vms_coordinator_writer_status (coord, k, &ws) == -1 || ws.id == NULL ||
+          strcasecmp (ws.id, w->id) != 0)
+        continue;
+      if (ws.state == VMS_WRITER_FAILED) {
+        vms_set_error (EIO, "writer \"%s\" (%s) failed at identify: %s",
+                       ws.name ? ws.name : "?", w->id,
+                       ws.message ? ws.message : "?");
+        return -1;
+      }
+      here = 1;
+    }
+    if (!here) {
+      vms_set_error (ENOENT, "the backup's writer \"%s\" (%s) is not on this "
+                     "host (no exec writer in %s answers with that ID): its "
+                     "components cannot be restored without it (leave them "
+                     "out with --vm or --component)",
+                     w->name ? w->name : "?", w->id,
+                     rr->rq->writers_dir ? rr->rq->writers_dir
+                     : getenv (VMS_EXEC_WRITERS_DIR_ENV) &&
+                       *getenv (VMS_EXEC_WRITERS_DIR_ENV)
+                     ? getenv (VMS_EXEC_WRITERS_DIR_ENV)
+                     : vms_default_writers_dir ());
+      return -1;
+    }
+  }
+  return 0;
+}
+
 struct vms_restore_report *
 vms_requester_restore (vms_repo *repo, const struct vms_restore_request *rq)
 {
@@ -285,15 +748,19 @@ vms_requester_restore (vms_repo *repo, const struct vms_restore_request *rq)
   char to[PATH_MAX];
   vms_manifest *m = NULL;
   vms_coordinator *coord = NULL;
+  vms_document *work = NULL;
   const vms_document **md = NULL;
   struct vms_restore_report *rep = NULL;
   struct restore_run rr = {
     .repo = repo,
+    .rq = rq,
     .progress = { .fn = rq->progress, .opaque = rq->progress_opaque },
   };
+  size_t nr_restored = 0;
 
   if (rq->to && (absolute_dir (rq->to, to) == -1 || check_target_dir (to) == -1))
     return NULL;
+  rr.to = rq->to ? to : NULL;
   m = vms_manifest_open (repo, rq->backup_id);
   if (m == NULL) {
     vms_set_error (vms_get_errno (), "cannot restore backup %s: %s; nothing "
@@ -302,17 +769,19 @@ vms_requester_restore (vms_repo *repo, const struct vms_restore_request *rq)
     goto out;
   }
   rr.m = m;
-  const vms_document *bcd = vms_manifest_components (m);
-  if (bcd == NULL) {
+  rr.bcd = vms_manifest_components (m);
+  if (rr.bcd == NULL) {
     vms_set_error (EINVAL, "backup %s has no backup components document: it "
                    "cannot be restored (R5)", rq->backup_id);
     goto out;
   }
   size_t nm = vms_manifest_metadata_count (m);
-  size_t nf = vms_manifest_file_count (m);
+  size_t ncomp = 0;
+  for (size_t i = 0; i < vms_components_writer_count (rr.bcd); i++)
+    ncomp += vms_document_component_count (rr.bcd,
+                                           vms_components_writer_id (rr.bcd, i));
   if ((md = calloc (nm ? nm : 1, sizeof *md)) == NULL ||
-      (rr.files = calloc (nf + 1, sizeof *rr.files)) == NULL ||
-      (rr.file_component = calloc (nf + 1, sizeof *rr.file_component)) == NULL ||
+      (rr.comps = calloc (ncomp + 1, sizeof *rr.comps)) == NULL ||
       (rep = calloc (1, sizeof *rep)) == NULL) {
     vms_set_error (ENOMEM, "out of memory");
     goto out;
@@ -320,46 +789,72 @@ vms_requester_restore (vms_repo *repo, const struct vms_restore_request *rq)
   for (size_t i = 0; i < nm; i++)
     md[i] = vms_manifest_metadata (m, i);
 
-  if ((coord = vms_coordinator_new ()) == NULL)
-    goto out;
-  const struct vms_vm_restore_options ro = {
-    .uri = rq->libvirt_uri,
-    .vms = rq->vms,
-    .to = rq->to ? to : NULL,
-    .new_name = rq->new_name,
-    .replace = rq->replace,
-    .existing = rq->existing,
-    .start = rq->start,
-    .network_map = rq->network_map,
-  };
-  /* Issue 20: every change planned (and refused if need be) first. */
-  rr.r = vms_libvirt_add_for_restore (coord, &ro, bcd, md, nm);
-  if (rr.r == NULL || vms_vm_restore_plan (rr.r) == -1 ||
-      preflight (repo, m, rr.r) == -1) {
-    vms_set_error (vms_get_errno (), "%s; nothing was changed", vms_get_error ());
-    goto out;
+  if (plan_selection (&rr) == -1 ||
+      (coord = vms_coordinator_new ()) == NULL ||
+      add_exec_writers (&rr, coord) == -1)
+    goto unchanged;
+  for (size_t i = 0; i < rr.nr_w; i++) {
+    struct rwriter *w = &rr.w[i];
+    if (w->hook == NULL || !w->involved)
+      continue;
+    w->h = w->hook->add (coord, rq, w->all ? NULL : w->asked, rr.to, rr.bcd,
+                         md, nm);
+    /* Issue 20: every change planned (and refused if need be) first. */
+    if (w->h == NULL || (w->hook->plan && w->hook->plan (w->h) == -1))
+      goto unchanged;
   }
+  for (size_t i = 0; i < rr.nr_w; i++) {
+    size_t nc = vms_document_component_count (rr.bcd, rr.w[i].id);
+    for (size_t c = 0; c < nc; c++)
+      nr_restored += is_restored (&rr.w[i], vms_component_name (
+        vms_document_component (rr.bcd, rr.w[i].id, c)));
+  }
+  if (nr_restored == 0) {
+    vms_set_error (ENOENT, "backup %s holds nothing that was asked for",
+                   rq->backup_id);
+    goto unchanged;
+  }
+  if (preflight (&rr) == -1)
+    goto unchanged;
+  /* The session's document: the components restored only, and with --to
+   * where their files go. */
+  if ((work = vms_document_copy (rr.bcd)) == NULL ||
+      (rr.to && retarget_under (&rr, work) == -1))
+    goto out;
+  rr.work = work;
   if (rq->dry_run) {
-    rep->dry_run = 1;
+    /* The plan: what each component would become, nothing changed. */
+    rr.dry_run = rep->dry_run = 1;
+    restore_files (&rr);
     goto report;
   }
-  if ((rr.s = vms_restore_session_new (coord, bcd, md, nm)) == NULL)
+  if ((rr.s = vms_restore_session_new (coord, work, md, nm)) == NULL)
     goto out;
+  for (size_t i = 0; i < rr.nr_w; i++) {
+    size_t nc = vms_document_component_count (rr.bcd, rr.w[i].id);
+    for (size_t c = 0; c < nc; c++) {
+      const char *name = vms_component_name (vms_document_component
+                                             (rr.bcd, rr.w[i].id, c));
+      if (is_restored (&rr.w[i], name) &&
+          vms_session_select (rr.s, rr.w[i].id, name) == -1)
+        goto out;
+    }
+  }
   if (vms_session_pre_restore (rr.s) == -1) {
     struct vms_session_failure f;
     if (vms_session_failure (rr.s, &f) == 0)
-      vms_set_error (EPERM, "%s", f.message);
+      vms_set_error (EPERM, "%s; nothing was written", f.message);
     goto out;
   }
   /* R16: PreRestore finished everywhere; now the files. */
-  restore_files (&rr, bcd);
+  restore_files (&rr);
   if (vms_session_post_restore (rr.s) == -1) {
     struct vms_session_failure f;
     if (vms_session_failure (rr.s, &f) == 0)
       rep->error = req_strdup (f.message, &rr.oom);
   }
  report:
-  report_vms (&rr, rep);
+  report_components (&rr, rep);
   rep->backup_id = req_strdup (vms_manifest_backup_id (m), &rr.oom);
   if (rr.oom) {
     vms_set_error (ENOMEM, "out of memory writing the report of the restore");
@@ -372,20 +867,19 @@ vms_requester_restore (vms_repo *repo, const struct vms_restore_request *rq)
   rep->elapsed_ms = vms_now_ms () - t0;
   goto done;
 
+ unchanged:
+  vms_set_error (vms_get_errno (), "%s; nothing was changed", vms_get_error ());
  out:
   vms_restore_report_free (rep);
   rep = NULL;
  done:
-  for (size_t i = 0; i < rr.nr_files; i++) {
-    free (rr.files[i].path);
-    free (rr.files[i].target);
-    free (rr.files[i].format);
-    free (rr.files[i].error);
-  }
-  free (rr.files);
-  free (rr.file_component);
+  req_restored_components_free (rr.comps, rr.nr_comps);
+  for (size_t i = 0; i < rr.nr_w; i++)
+    free (rr.w[i].asked);
+  free (rr.w);
   vms_session_free (rr.s);
   vms_coordinator_free (coord);
+  vms_document_free (work);
   free (md);
   vms_manifest_free (m);
   return rep;

@@ -112,6 +112,8 @@ exec_component_attributes (struct exec_writer *w, const vms_component *c,
                            json_object *metadata_components)
 {
   json_object *attrs = json_object_new_object ();
+  json_object *own = NULL, *own_attrs = NULL;
+  CLEANUP_FREE char *text = NULL;
   string_vector keys = empty_vector;
   const char *name = vms_component_name (c);
 
@@ -139,14 +141,30 @@ exec_component_attributes (struct exec_writer *w, const vms_component *c,
     if (!string_vector_contains (&keys, w->attr_keys.ptr[i]) &&
         string_vector_append (&keys, w->attr_keys.ptr[i]) == -1)
       goto fail;
+  /* And whatever the session's component holds: in a restore run by a new
+   * process, the attributes the replies added at backup time and the
+   * restore targets (VMS_ATTR_RESTORE_TARGET_PREFIX). */
+  text = vms_component_format (c);
+  if (text && (own = json_tokener_parse (text)) != NULL &&
+      json_object_object_get_ex (own, "attributes", &own_attrs) &&
+      json_object_is_type (own_attrs, json_type_object)) {
+    json_object_object_foreach (own_attrs, key, val) {
+      (void) val;
+      if (!string_vector_contains (&keys, key) &&
+          string_vector_append (&keys, (char *) key) == -1)
+        goto fail;
+    }
+  }
   for (size_t i = 0; i < keys.len; i++)
     if (exec_add_attribute (attrs, c, keys.ptr[i]) == -1)
       goto fail;
   string_vector_reset (&keys);      /* borrowed strings */
+  json_object_put (own);
   return attrs;
 
  fail:
   string_vector_reset (&keys);
+  json_object_put (own);
   json_object_put (attrs);
   return NULL;
 }
@@ -478,6 +496,10 @@ exec_apply_attributes (struct exec_writer *w, vms_call *call, enum vms_event ev,
     (ev == VMS_EVENT_PREPARE_BACKUP || ev == VMS_EVENT_PREPARE_SNAPSHOT ||
      ev == VMS_EVENT_FREEZE || ev == VMS_EVENT_THAW ||
      ev == VMS_EVENT_POST_SNAPSHOT);
+  /* PreRestore may say where files go (and nothing else). */
+  int targets_only = !vms_call_is_backup (call) && ev == VMS_EVENT_PRE_RESTORE;
+  if (targets_only)
+    allowed = 1;
   if (!allowed) {
     if (json_object_object_length (comps) > 0)
       vms_warn ("exec writer %s: %s: ignoring component attributes in its reply: "
@@ -505,6 +527,16 @@ exec_apply_attributes (struct exec_writer *w, vms_call *call, enum vms_event ev,
     }
     json_object_object_foreach (attrs, key, val) {
       int r;
+      if (targets_only &&
+          (strncmp (key, VMS_ATTR_RESTORE_TARGET_PREFIX,
+                    strlen (VMS_ATTR_RESTORE_TARGET_PREFIX)) != 0 ||
+           !json_object_is_type (val, json_type_string))) {
+        vms_warn ("exec writer %s: pre-restore: ignoring attribute \"%.100s\" "
+                  "of component \"%.100s\": a restore takes only string "
+                  "\"" VMS_ATTR_RESTORE_TARGET_PREFIX "PATH\" attributes",
+                  w->path, key, cname);
+        continue;
+      }
       if (json_object_is_type (val, json_type_string))
         r = vms_component_set_string (c, key, json_object_get_string (val));
       else if (json_object_is_type (val, json_type_int))
