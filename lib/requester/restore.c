@@ -611,6 +611,7 @@ report_components (struct restore_run *rr, struct vms_restore_report *rep)
   rep->components = rr->comps;
   rep->nr_components = rr->nr_comps;
   rr->comps = NULL;
+  rr->nr_comps = 0;
 
   for (size_t i = 0; i < rep->nr_components; i++) {
     struct vms_restored_component *c = &rep->components[i];
