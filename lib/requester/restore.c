@@ -389,6 +389,9 @@ open_target_dir (const char *target, const char *to, const char **base)
     return -1;
   }
   fd = open (under ? to : "/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  /* --to DIR is made when missing (checked before the session). */
+  if (fd == -1 && under && errno == ENOENT && vms_mkdir_p (to, 0700) == 0)
+    fd = open (to, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd == -1) {
     vms_set_error (errno, "cannot open %s: %s", under ? to : "/",
                    strerror (errno));
