@@ -168,10 +168,16 @@ extern VMS_API int64_t vms_call_ms_left (const vms_call *call);
  * provider's access names it as the base of the changed extents. */
 #define VMS_ATTR_CHECKPOINT          "checkpoint"
 #define VMS_ATTR_PREVIOUS_CHECKPOINT "previous_checkpoint"
-/* Restore: in PreRestore a writer sets, per file of its component, where
- * the requester writes it: key VMS_ATTR_RESTORE_TARGET_PREFIX + the
- * file's path (as in the component's file list), value the target path.
- * Without one a file goes back to its own path. */
+/* Restore: where the requester writes a file of a component: key
+ * VMS_ATTR_RESTORE_TARGET_PREFIX + the file's path (exactly as in the
+ * component's file list), value the target, an absolute path with no
+ * empty, "." or ".." part. Read after PreRestore from the session's
+ * backup components document, so a writer may set it at Identify (its
+ * metadata document), during the backup (until PostSnapshot ends), or in
+ * PreRestore; with --to DIR the requester sets it to DIR + the path before
+ * PreRestore. Without one a file goes back to its own path. A writer with
+ * a restore of its own (the VM writer) places its files itself
+ * (docs/documents.md, docs/restore.md). */
 #define VMS_ATTR_RESTORE_TARGET_PREFIX "restore_target:"
 
 /* ---- Names ---- */
