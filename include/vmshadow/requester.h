@@ -259,6 +259,11 @@ struct vms_restore_request {
   const char *const *components;
   /* Where the exec writers are loaded from (as in vms_host_options). */
   const char *writers_dir;
+  /* The writers taking part; NULL: the host's (the exec writers, and the
+   * VM writer for VMs). A coordinator given stays the caller's, and its
+   * writers restore their components through the generic path (files
+   * back to their paths or restore targets; no VM writer). */
+  vms_coordinator *coord;
   /* Disks go into this directory (relative to the working directory if
    * not absolute), with links at the original paths; other writers' files
    * go to DIR/<the path they would go to>. NULL: back in place (or where

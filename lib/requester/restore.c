@@ -160,11 +160,17 @@ plan_selection (struct restore_run *rr)
     struct rwriter *w = &rr->w[rr->nr_w++];
     w->id = vms_components_writer_id (rr->bcd, i);
     w->name = vms_components_writer_name (rr->bcd, i);
-    w->hook = hook_of (w->id);
+    w->hook = rq->coord ? NULL : hook_of (w->id);
     w->all = !any;
   }
   for (size_t i = 0; rq->vms && rq->vms[i]; i++) {
     /* The VMs are the hook writers' (their add says when none is there). */
+    if (rq->coord) {
+      vms_set_error (EINVAL, "--vm %s: VMs are restored by the host's VM "
+                     "writer, not by a coordinator the caller gives",
+                     rq->vms[i]);
+      return -1;
+    }
     for (size_t k = 0; req_host_restore_hooks[k]; k++) {
       struct rwriter *w = find_writer (rr, req_host_restore_hooks[k]->writer_id,
                                        strlen (req_host_restore_hooks[k]->writer_id));
@@ -707,7 +713,8 @@ add_exec_writers (struct restore_run *rr, vms_coordinator *coord)
     need |= rr->w[i].involved && rr->w[i].hook == NULL;
   if (!need)
     return 0;
-  if (vms_exec_writers_load (coord, rr->rq->writers_dir) == -1)
+  if (rr->rq->coord == NULL &&
+      vms_exec_writers_load (coord, rr->rq->writers_dir) == -1)
     return -1;
   vms_coordinator_gather_metadata (coord);
   for (size_t i = 0; i < rr->nr_w; i++) {
@@ -729,6 +736,12 @@ add_exec_writers (struct restore_run *rr, vms_coordinator *coord)
       here = 1;
     }
     if (!here) {
+      if (rr->rq->coord) {
+        vms_set_error (ENOENT, "the backup's writer \"%s\" (%s) is not in "
+                       "the coordinator given: its components cannot be "
+                       "restored without it", w->name ? w->name : "?", w->id);
+        return -1;
+      }
       vms_set_error (ENOENT, "the backup's writer \"%s\" (%s) is not on this "
                      "host (no exec writer in %s answers with that ID): its "
                      "components cannot be restored without it (leave them "
@@ -751,7 +764,7 @@ vms_requester_restore (vms_repo *repo, const struct vms_restore_request *rq)
   int64_t t0 = vms_now_ms ();
   char to[PATH_MAX];
   vms_manifest *m = NULL;
-  vms_coordinator *coord = NULL;
+  vms_coordinator *coord = NULL, *own = NULL;
   vms_document *work = NULL;
   const vms_document **md = NULL;
   struct vms_restore_report *rep = NULL;
@@ -794,7 +807,7 @@ vms_requester_restore (vms_repo *repo, const struct vms_restore_request *rq)
     md[i] = vms_manifest_metadata (m, i);
 
   if (plan_selection (&rr) == -1 ||
-      (coord = vms_coordinator_new ()) == NULL ||
+      (coord = rq->coord ? rq->coord : (own = vms_coordinator_new ())) == NULL ||
       add_exec_writers (&rr, coord) == -1)
     goto unchanged;
   for (size_t i = 0; i < rr.nr_w; i++) {
@@ -882,7 +895,7 @@ vms_requester_restore (vms_repo *repo, const struct vms_restore_request *rq)
     free (rr.w[i].asked);
   free (rr.w);
   vms_session_free (rr.s);
-  vms_coordinator_free (coord);
+  vms_coordinator_free (own);
   vms_document_free (work);
   free (md);
   vms_manifest_free (m);
