@@ -519,8 +519,12 @@ restore_component (struct restore_run *rr, struct rwriter *w,
     d->outcome = VMS_FILE_NOT_WRITTEN;
     if (rr->dry_run) {
       /* The plan of a writer without a hook: each file written. */
-      if (w->hook == NULL && target)
-        add_change (rr, rc, "write", target, f.path);
+      if (w->hook == NULL && target) {
+        char from[PATH_MAX + 40];
+        snprintf (from, sizeof from, "the backup's %s", f.path);
+        add_change (rr, rc, "write", target,
+                    strcmp (target, f.path) != 0 ? from : NULL);
+      }
       continue;
     }
     if (failed)

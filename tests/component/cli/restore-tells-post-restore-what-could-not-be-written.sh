@@ -122,4 +122,16 @@ jq -e --arg k "restore_target:$tmp/app/a/one.conf" --arg t "$tmp/to$tmp/app/a/on
     '.components[] | select(.name == "one") | .attributes[$k] == $t' \
     "$tmp"/log/*-pre-restore.json >/dev/null ||
     fail "pre-restore was not told where --to puts the files"
+# 5. --dry-run: the plan (one write per file), nothing written, no
+# pre-restore sent.
+echo "changed" > "$tmp/app/a/one.conf"
+rm -f "$tmp/log"/*
+"$vmshadow" restore "$id2" --component double:one --dry-run --json > "$tmp/r5.json" ||
+    fail "dry run: $(cat "$tmp/r5.json")"
+jq -e --arg t "$tmp/app/a/one.conf" --arg a "$tmp/alt/one.data" '
+    .dry_run == true and .state == "planned" and
+    .components[0].status == "planned" and
+    ([.components[0].changes[] | select(.action == "write") | .object] == [$t, $a])'     "$tmp/r5.json" >/dev/null || fail "the plan is not as expected: $(cat "$tmp/r5.json")"
+[ "$(cat "$tmp/app/a/one.conf")" = "changed" ] || fail "a dry run wrote one.conf"
+case "$(events)" in *pre-restore*|*post-restore*) fail "a dry run sent '$(events)'" ;; esac
 echo "ok - failed reaches post-restore, links are not followed, restore targets and --to are honoured"
