@@ -706,6 +706,37 @@ absolute_dir (const char *dir, char out[PATH_MAX])
   return -1;
 }
 
+/* A writer with a hook does what cannot be undone in PreRestore (the VM
+ * writer turns VMs off and undefines them), and a veto of another writer
+ * in the same PreRestore would leave that done with nothing restored
+ * (R16: no PostRestore follows). So the two kinds are restored in
+ * separate runs. */
+static int
+refuse_mixed (struct restore_run *rr)
+{
+  const struct rwriter *hook = NULL, *other = NULL;
+
+  for (size_t i = 0; i < rr->nr_w; i++) {
+    if (!rr->w[i].involved)
+      continue;
+    if (rr->w[i].hook)
+      hook = &rr->w[i];
+    else
+      other = &rr->w[i];
+  }
+  if (hook == NULL || other == NULL)
+    return 0;
+  vms_set_error (EINVAL, "backup %s: the components of writer \"%s\" (the "
+                 "VMs) and of writer \"%s\" are restored in separate runs "
+                 "(a veto of one writer at PreRestore would leave the VMs "
+                 "turned off and undefined): choose with --vm or "
+                 "--component %s", vms_components_backup_id (rr->bcd),
+                 hook->name ? hook->name : hook->id,
+                 other->name ? other->name : other->id,
+                 other->name ? other->name : other->id);
+  return -1;
+}
+
 /* The writers without a hook are this host's exec writers: each one
  * involved must be here and answer Identify. */
 static int
@@ -810,7 +841,7 @@ vms_requester_restore (vms_repo *repo, const struct vms_restore_request *rq)
   for (size_t i = 0; i < nm; i++)
     md[i] = vms_manifest_metadata (m, i);
 
-  if (plan_selection (&rr) == -1 ||
+  if (plan_selection (&rr) == -1 || refuse_mixed (&rr) == -1 ||
       (coord = rq->coord ? rq->coord : (own = vms_coordinator_new ())) == NULL ||
       add_exec_writers (&rr, coord) == -1)
     goto unchanged;
