@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# vmshadow backup / list / show / verify / extract / prune / gc end to end,
+# vmshadow backup / list / show / verify / extract / restore / prune / gc end to end,
 # through a real exec writer whose components name a config file, a raw
 # disk image and a qcow2 image, the file provider and the repository
 # (issue 4). Every file comes back byte-identical, holes stay holes, a
@@ -79,6 +79,32 @@ qemu-img compare -q "$tmp/app/disk.qcow2" "$tmp/x.qcow2" || fail "qcow2 disk dif
 if "$vmshadow" extract "$id1" disks "$tmp/app/disk.raw" --to "$tmp/x.raw" 2>/dev/null; then
   fail "extract overwrote an existing file"
 fi
+
+# vmshadow restore puts the whole backup back in place (issue 10): a
+# changed file, a deleted one, a damaged raw disk, a deleted qcow2 disk;
+# holes stay holes and the qcow2 comes back as a qcow2.
+echo "setting = damaged" > "$tmp/app/app.conf"
+rm "$tmp/app/blob.bin" "$tmp/app/disk.qcow2"
+dd if=/dev/urandom of="$tmp/app/disk.raw" bs=1M seek=1 count=1 conv=notrunc status=none
+"$vmshadow" restore "$id1" --json > "$tmp/restore.json" || fail "restore: $(cat "$tmp/restore.json")"
+python3 - "$tmp/restore.json" <<'PY' || fail "restore report: $(cat "$tmp/restore.json")"
+import json, sys
+r = json.load(open(sys.argv[1]))
+assert r["outcome"] == "success" and r["vms"] == [], r
+c = {x["component"]: x for x in r["components"]}
+assert set(c) == {"config", "disks"}, c
+for x in c.values():
+    assert x["status"] == "restored" and x["restore_status"] == "all", x
+    assert all(f["status"] == "written" and f["target"] == f["path"] for f in x["files"]), x
+PY
+cmp "$tmp/app/app.conf" "$tmp/x.conf" || fail "restore: config differs"
+cmp "$tmp/app/blob.bin" "$tmp/x.bin" || fail "restore: odd-sized file differs"
+[ -f "$tmp/app/empty" ] && [ ! -s "$tmp/app/empty" ] || fail "restore: the empty file is not empty"
+cmp "$tmp/app/disk.raw" "$tmp/x.raw" || fail "restore: raw disk differs"
+[ "$(stat -c %b "$tmp/app/disk.raw")" -lt $((16 * 1024 * 2)) ] || fail "restore: holes were filled in"
+qemu-img compare -q "$tmp/app/disk.qcow2" "$tmp/x.qcow2" || fail "restore: qcow2 disk differs"
+[ "$(qemu-img info --output=json "$tmp/app/disk.qcow2" | python3 -c 'import json,sys; print(json.load(sys.stdin)["format"])')" = qcow2 ] \
+  || fail "restore: the qcow2 disk did not come back as qcow2"
 
 # A second backup after a small change stores little (deduplication).
 echo "setting = 2" > "$tmp/app/app.conf"
