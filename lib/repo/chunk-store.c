@@ -508,6 +508,24 @@ v2_check (vms_repo *repo, const struct vms_digest *d, size_t len)
   return 0;
 }
 
+/* The blob of d into dst: a pack gone since the index was loaded (a gc
+ * that repacked it, docs/repository-format.md "Verify, prune, gc") sends
+ * the reader to the index again, once. */
+static int
+v2_read_blob (vms_repo *repo, const struct vms_digest *d, size_t len,
+              struct pack_loc *loc, void *dst)
+{
+  if (pack_read_blob (repo, loc, dst) == 0)
+    return 0;
+  if (errno != ENOENT)
+    return pack_read_error (d, loc);
+  if (pack_reload (repo) == -1 || v2_locate (repo, d, len, loc) == -1)
+    return -1;
+  if (pack_read_blob (repo, loc, dst) == 0)
+    return 0;
+  return pack_read_error (d, loc);
+}
+
 static int
 v2_read (vms_repo *repo, const struct vms_digest *d, void *buf, size_t len,
          int verify, struct chunk_tls *t)
@@ -517,15 +535,15 @@ v2_read (vms_repo *repo, const struct vms_digest *d, void *buf, size_t len,
   if (v2_locate (repo, d, len, &loc) == -1)
     return -1;
   if (loc.form == CHUNK_FORM_RAW) {
-    if (pack_read_blob (repo, &loc, buf) == -1)
-      return pack_read_error (d, &loc);
+    if (v2_read_blob (repo, d, len, &loc, buf) == -1)
+      return -1;
   }
   else {
     uint8_t *io = tls_buffer (&t->io);
     if (io == NULL)
       return -1;
-    if (pack_read_blob (repo, &loc, io) == -1)
-      return pack_read_error (d, &loc);
+    if (v2_read_blob (repo, d, len, &loc, io) == -1)
+      return -1;
     if (chunk_store_unpack (io, loc.slen, buf, len, d) == -1)
       return -1;
   }

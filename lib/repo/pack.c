@@ -566,6 +566,24 @@ pack_lookup (vms_repo *repo, const struct vms_digest *d, struct pack_loc *loc)
 }
 
 int
+pack_reload (vms_repo *repo)
+{
+  struct repo_packs *rp = packs_get (repo);
+  int r = 0;
+
+  if (rp == NULL)
+    return -1;
+  pthread_mutex_lock (&rp->lock);
+  /* A writer's table holds what it has not put yet: never dropped. */
+  if (rp->open_no == 0 && rp->fl_no == 0 && !rp->failed) {
+    table_clear (rp);
+    r = table_load (repo, rp, NULL);
+  }
+  pthread_mutex_unlock (&rp->lock);
+  return r;
+}
+
+int
 pack_read_blob (vms_repo *repo, const struct pack_loc *loc, void *buf)
 {
   struct repo_packs *rp = packs_get (repo);

@@ -275,6 +275,10 @@ extern int pack_add_blob (vms_repo *repo, const struct vms_digest *d, int form,
  * shorter than the index says) or another, and no message. */
 extern int pack_read_blob (vms_repo *repo, const struct pack_loc *loc,
                            void *buf);
+/* Load the repository index again (a pack named by the loaded one is
+ * gone: a gc repacked it meanwhile). Not while this process has chunks
+ * not yet put (then 0 and nothing changes). */
+extern int pack_reload (vms_repo *repo);
 /* Put the open pack and its segment (a commit does, before its
  * manifest); fails if any pack of this process failed to be stored. */
 extern int pack_flush (vms_repo *repo);

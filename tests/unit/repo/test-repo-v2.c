@@ -543,9 +543,20 @@ prune_then_gc_drop_dead_packs_and_repack_mostly_dead_ones (void **state)
   assert_int_equal (vms_repo_gc (r, 3600, &removed, &freed), 0);
   assert_int_equal (removed, 0);
   assert_int_equal (count_files ("packs"), before);
+  /* A reader that loaded the index before the gc below ... */
+  vms_repo *early = vms_repo_open (repo_dir, 0);
+  vms_manifest *em = vms_manifest_open (early, "b2");
+  vms_index *eidx = vms_manifest_load_index (early, em, 0);
+  assert_int_equal (vms_repo_read (early, eidx, a, CS, 10 * CS), 0);
   /* Without: a's second pack (nothing live) goes, a's first (2 of 8
    * live) is repacked, b2's stay. */
   assert_int_equal (vms_repo_gc (r, 0, &removed, &freed), 0);
+  /* ... finds the repacked chunks through the index again. */
+  assert_int_equal (vms_repo_read (early, eidx, a, n, 0), 0);
+  assert_memory_equal (a, b, n);
+  vms_index_free (eidx);
+  vms_manifest_free (em);
+  vms_repo_close (early);
   print_message ("# packs %d -> %d, %" PRIu64 " chunks removed, %" PRIu64
                  " bytes freed\n", before, count_files ("packs"), removed, freed);
   assert_int_equal (removed, 14);
