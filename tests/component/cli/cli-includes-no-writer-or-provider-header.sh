@@ -2,7 +2,8 @@
 # cli/ only parses arguments and prints (issue 10): the sessions are
 # lib/requester's. So no file of cli/ includes a header of writers/ or
 # providers/, names one of their macros (VMS_VM_*, VMS_EXEC_*, …), or
-# spells out an attribute a writer sets ("downtime_ms", "checkpoint", …).
+# spells out an attribute a writer sets ("downtime_ms", "checkpoint", …);
+# and lib/requester/restore.c does not name the VM writer.
 set -euo pipefail
 src=$1
 fail () { echo "FAIL: $*"; exit 1; }
@@ -38,6 +39,16 @@ while read -r macro value; do
 done < <(defines $(find "$src/writers" "$src/providers" -name '*.h') "$src/include/vmshadow/writer.h")
 
 [ $found = 0 ] || fail "cli/ knows a writer or provider (see above)"
+
+# The restore session is the same for every writer (issue 10): only
+# lib/requester/host.c (the host's writers, the VM writer's restore hook)
+# names the VM writer; restore.c includes none of its headers and uses none
+# of its macros or functions.
+r=$src/lib/requester/restore.c
+[ -f "$r" ] || fail "no $r"
+if grep -nE '#[[:space:]]*include[[:space:]]*"vm-[a-z-]*\.h"|VMS_VM_|vms_vm_|vms_libvirt_' "$r"; then
+  fail "lib/requester/restore.c names the VM writer (see above)"
+fi
 # The check itself must see something: the VM writer's attributes are there.
 cat "$src"/writers/*/*.h "$src/include/vmshadow/writer.h" | grep -q '"downtime_ms"' ||
   fail "no writer attribute found to check for: is $src the source tree?"
