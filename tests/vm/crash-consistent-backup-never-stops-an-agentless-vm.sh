@@ -18,7 +18,8 @@
 # and the same command pauses it as before issue 20: method "saved-state",
 # downtime_ms present, policy_source says the metadata, and the lag the
 # ticker shows covers at least half of downtime_ms — the measurement sees a
-# pause when there is one.
+# pause when there is one. Last, the VM paused (and its policy removed)
+# is backed up crash-consistent by default and stays paused.
 . "$(dirname "$0")/lib.sh"
 lab_init
 . "$LAB_TESTS_DIR/vm-writer-lib.sh"
@@ -131,3 +132,18 @@ lab_assert_eq "state after" "$(virsh -q domstate "$dom")" running
 [ $((ss_lag * 2)) -ge "$downtime" ] ||
     lab_fail "the ticker shows a lag of $ss_lag ms, downtime_ms is $downtime: the lag measure misses pauses"
 lab_ok "metadata method=saved-state: paused, downtime_ms $downtime, guest clock lag $ss_lag ms"
+
+# A paused VM under the default policy: crash-consistent too (R9 fails:
+# it is not running), left paused, its disks read as they are.
+virsh -q metadata "$dom" https://vmshadow.org/xmlns/1 --live --remove >/dev/null ||
+    lab_fail "virsh metadata --remove failed"
+virsh -q suspend "$dom" >/dev/null || lab_fail "virsh suspend $dom failed"
+vmw_backup "$dom" || lab_fail "vmshadow backup of the paused $dom failed: $(vmw_backup_failure)"
+vmw_show "$VMW_BID"
+lab_assert_eq "method (paused)" "$(vmw_attr "$uuid" method)" crash-consistent
+lab_assert_eq "state_before (paused)" "$(vmw_attr "$uuid" state_before)" paused
+lab_assert_eq "downtime_ms (paused)" "$(vmw_attr "$uuid" downtime_ms)" ""
+lab_assert_eq "state after (paused)" "$(virsh -q domstate "$dom")" paused
+virsh -q domjobinfo "$dom" | grep -q 'Job type: *None' || lab_fail "a job is left on the paused $dom"
+virsh -q resume "$dom" >/dev/null || lab_fail "virsh resume $dom failed"
+lab_ok "a paused VM under the default policy: crash-consistent, still paused after, no job left"
