@@ -40,6 +40,7 @@ enum {
   OPT_EXISTING = 1 << 20,
   OPT_FALLBACK = 1 << 21,
   OPT_COMPONENT = 1 << 22,
+  OPT_SAMPLE = 1 << 23,
 };
 
 struct options {
@@ -68,6 +69,7 @@ struct options {
   const char **network_map;     /* restore --network-map OLD=NEW, NULL-terminated */
   const char *disk;             /* serve --disk TARGET */
   int repo_format;              /* init --format 1|2; 0: not given */
+  unsigned sample_percent;      /* verify --sample; 0: not given (all) */
   const char **components;      /* restore --component WRITER[:COMPONENT], NULL-terminated */
 };
 

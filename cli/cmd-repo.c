@@ -232,8 +232,9 @@ cmd_verify (const struct options *opts, int argc, char **argv)
   if (repo == NULL)
     return cli_fail ("verify");
   struct report_lines r = { opts->json ? json_object_new_array () : NULL, "" };
-  int problems = vms_repo_verify (repo, argc ? argv[0] : NULL, opts->deep,
-                                  report_line, &r);
+  unsigned pct = opts->sample_percent ? opts->sample_percent : 100;
+  int problems = vms_repo_verify_sample (repo, argc ? argv[0] : NULL,
+                                         opts->deep, pct, report_line, &r);
   vms_repo_close (repo);
   if (problems == -1) {
     json_object_put (r.list);
@@ -242,9 +243,13 @@ cmd_verify (const struct options *opts, int argc, char **argv)
   if (r.list) {
     json_object *out = json_object_new_object ();
     json_object_object_add (out, "deep", json_object_new_boolean (opts->deep));
+    json_object_object_add (out, "sample_percent", json_object_new_int ((int) pct));
     json_object_object_add (out, "problems", r.list);
     cli_print_json (out);
   }
+  else if (problems == 0 && pct < 100)
+    printf ("No problems found in a random %u %% of the chunks%s.\n", pct,
+            opts->deep ? " (re-hashed)" : "");
   else if (problems == 0)
     printf ("No problems found%s.\n", opts->deep ? " (every chunk re-hashed)" : "");
   else

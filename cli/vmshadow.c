@@ -34,7 +34,7 @@ static const struct command {
     "list the backups in the repository" },
   { "show", cmd_show, OPT_JSON | OPT_REPO, "BACKUP",
     "show one backup: writers, components, files, sizes" },
-  { "verify", cmd_verify, OPT_JSON | OPT_REPO | OPT_DEEP, "[BACKUP]",
+  { "verify", cmd_verify, OPT_JSON | OPT_REPO | OPT_DEEP | OPT_SAMPLE, "[BACKUP]",
     "check backups (with --deep, re-read and re-hash every chunk)" },
   { "prune", cmd_prune, OPT_JSON | OPT_REPO | OPT_KEEP | OPT_DRY_RUN, "",
     "delete the backups the --keep-* policy does not keep" },
@@ -80,6 +80,8 @@ usage (FILE *fp)
            "                       (default crash-consistent: no VM is paused)\n"
            "  --full               backup: read everything, not only what changed\n"
            "  --deep               verify: read and re-hash every chunk\n"
+           "  --sample PERCENT     verify: check a random PERCENT (1-100) of the\n"
+           "                       chunks, a different one each run\n"
            "  --keep-last N        prune: keep the N newest backups\n"
            "  --keep-daily N       prune: keep the newest backup of each of N days\n"
            "  --keep-weekly N      prune: ... of each of N weeks\n"
@@ -142,7 +144,8 @@ main (int argc, char **argv)
   enum { O_JSON = 256, O_WRITERS_DIR, O_REPO, O_FULL, O_DEEP, O_DRY_RUN,
          O_KEEP_LAST, O_KEEP_DAILY, O_KEEP_WEEKLY, O_KEEP_MONTHLY, O_TO,
          O_FORMAT, O_GRACE, O_METHOD, O_ALL, O_VM, O_NAME, O_START,
-         O_NETWORK_MAP, O_DISK, O_REPLACE, O_EXISTING, O_FALLBACK, O_COMPONENT };
+         O_NETWORK_MAP, O_DISK, O_REPLACE, O_EXISTING, O_FALLBACK, O_COMPONENT,
+         O_SAMPLE };
   static const struct option long_options[] = {
     { "json", no_argument, NULL, O_JSON },
     { "writers-dir", required_argument, NULL, O_WRITERS_DIR },
@@ -169,6 +172,7 @@ main (int argc, char **argv)
     { "replace", no_argument, NULL, O_REPLACE },
     { "existing", required_argument, NULL, O_EXISTING },
     { "component", required_argument, NULL, O_COMPONENT },
+    { "sample", required_argument, NULL, O_SAMPLE },
     { "verbose", no_argument, NULL, 'v' },
     { "help", no_argument, NULL, 'h' },
     { "version", no_argument, NULL, 'V' },
@@ -293,6 +297,15 @@ main (int argc, char **argv)
         return EXIT_USAGE;
       }
       opts.existing = optarg; bit = OPT_EXISTING; break;
+    case O_SAMPLE:
+      if (parse_number ("--sample", optarg, 100, &n) == -1)
+        return EXIT_USAGE;
+      if (n == 0) {
+        fprintf (stderr, "vmshadow: --sample needs a whole number from 1 to "
+                 "100, not '0'; see 'vmshadow --help'\n");
+        return EXIT_USAGE;
+      }
+      opts.sample_percent = (unsigned) n; bit = OPT_SAMPLE; break;
     case O_COMPONENT:
       comps[nr_comps++] = optarg; opts.components = comps;
       bit = OPT_COMPONENT; break;

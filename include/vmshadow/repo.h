@@ -203,6 +203,14 @@ extern VMS_API int vms_manifest_select_file (const vms_manifest *m,
 typedef void (*vms_repo_report_fn) (void *opaque, const char *line);
 extern VMS_API int vms_repo_verify (vms_repo *repo, const char *backup_id, int deep,
                                     vms_repo_report_fn report, void *opaque);
+/* The same, checking only a random percent (1 to 100) of the distinct
+ * chunks, a different sample each call (manifests, documents and indexes
+ * are always checked): a repository too large to read whole in one go is
+ * covered, on average, by 100 / percent runs. */
+extern VMS_API int vms_repo_verify_sample (vms_repo *repo, const char *backup_id,
+                                           int deep, unsigned percent,
+                                           vms_repo_report_fn report,
+                                           void *opaque);
 
 /* Move a version 1 repository to version 2 (docs/repository-format.md
  * "Upgrade"); needs VMS_REPO_WRITE. Every chunk a backup references is

@@ -791,6 +791,36 @@ upgrade_moves_a_version_1_repository_to_version_2_keeping_every_backup (void **s
   free (back);
 }
 
+static void
+verify_sample_checks_about_that_share_of_the_chunks (void **state)
+{
+  vms_repo *r = open_v2 ();
+  size_t n = 64 * CS;
+  uint8_t *data = xmalloc (n);
+  struct lines l = { .n = 0 };
+
+  fill_random (data, n, 31);
+  make_backup (r, "b1", data, n);
+  vms_repo_close (r);
+  /* Every pack gone: every chunk is missing. */
+  char cmd[512];
+  snprintf (cmd, sizeof cmd, "rm -rf %s/packs", repo_dir);
+  assert_int_equal (system (cmd), 0);
+  r = vms_repo_open (repo_dir, 0);
+  assert_int_equal (vms_repo_verify_sample (r, NULL, 0, 100, NULL, NULL), 64);
+  int p = vms_repo_verify_sample (r, NULL, 0, 25, collect, &l);
+  print_message ("# a 25 %% sample found %d of 64 missing chunks\n", p);
+  /* Binomial(64, 1/4): 16 on average; outside 2..40 once in 10^9 runs. */
+  assert_true (p >= 2 && p <= 40);
+  assert_true (lines_contain (&l, "is missing"));
+  lines_free (&l);
+  assert_int_equal (vms_repo_verify_sample (r, NULL, 0, 0, NULL, NULL), -1);
+  assert_int_equal (vms_get_errno (), EINVAL);
+  assert_int_equal (vms_repo_verify_sample (r, NULL, 0, 101, NULL, NULL), -1);
+  vms_repo_close (r);
+  free (data);
+}
+
 static uint64_t
 free_bytes (const char *path)
 {
@@ -909,6 +939,8 @@ main (int argc, char *argv[])
        gc_removes_leftovers_of_a_killed_backup_after_the_grace_period),
     T ("concurrent-puts-store-each-chunk-once",
        concurrent_puts_store_each_chunk_once),
+    T ("verify-sample-checks-about-that-share-of-the-chunks",
+       verify_sample_checks_about_that_share_of_the_chunks),
     T ("a-full-file-system-fails-the-backup-and-keeps-the-repository-whole",
        a_full_file_system_fails_the_backup_and_keeps_the_repository_whole),
     T ("upgrade-moves-a-version-1-repository-to-version-2-keeping-every-backup",
