@@ -24,7 +24,9 @@
 #include <sched.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <signal.h>
 #include <sys/statvfs.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -596,14 +598,26 @@ gc_removes_leftovers_of_a_killed_backup_after_the_grace_period (void **state)
 
   fill_random (data, sizeof data, 8);
   make_backup (r, "b1", data, 1000);
-  /* A killed backup: a pack and its segment, a file index, no manifest. */
-  vms_index *idx = store_file (r, data, sizeof data);
-  vms_repo_txn *txn = vms_repo_txn_begin (r, "b2");
-  struct vms_stored_file f = { .writer_id = "w", .component = "c",
-                               .path = "/p", .kind = VMS_FILE_PLAIN };
-  assert_int_equal (vms_repo_txn_add_file (txn, &f, idx), 0);
-  assert_int_equal (pack_flush (r), 0);
-  /* (not freed: as if killed) */
+  vms_repo_close (r);
+  /* A backup killed (SIGKILL) after its pack, its segment and a file
+   * index were put, before its manifest. */
+  pid_t pid = fork ();
+  assert_true (pid >= 0);
+  if (pid == 0) {
+    vms_repo *c = open_v2 ();
+    vms_index *idx = store_file (c, data, sizeof data);
+    vms_repo_txn *txn = vms_repo_txn_begin (c, "b2");
+    struct vms_stored_file f = { .writer_id = "w", .component = "c",
+                                 .path = "/p", .kind = VMS_FILE_PLAIN };
+    if (txn == NULL || vms_repo_txn_add_file (txn, &f, idx) == -1 ||
+        pack_flush (c) == -1)
+      _exit (1);
+    raise (SIGKILL);
+  }
+  int status;
+  assert_int_equal (waitpid (pid, &status, 0), pid);
+  assert_true (WIFSIGNALED (status) && WTERMSIG (status) == SIGKILL);
+  r = open_v2 ();
   int packs = count_files ("packs");
   assert_int_equal (packs, 2);
   vms_repo_close (r);
@@ -618,8 +632,6 @@ gc_removes_leftovers_of_a_killed_backup_after_the_grace_period (void **state)
   struct lines l = { .n = 0 };
   assert_int_equal (vms_repo_verify (r, NULL, 1, collect, &l), 0);
   vms_repo_close (r);
-  free (txn);                   /* the handle only: its objects are gone */
-  vms_index_free (idx);
 }
 
 struct put_arg {
