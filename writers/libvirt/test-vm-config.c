@@ -627,6 +627,23 @@ two_copies_get_different_macs (void **state)
 }
 
 static void
+copy_renames_only_file_names_not_directories (void **state)
+{
+  static const char xml[] =
+    "<domain><name>a</name><uuid>u-1</uuid><devices>"
+    "<serial type='file'><source path='/var/a/a.log'/></serial>"
+    "<serial type='file'><source path='/var/log/other.log'/></serial>"
+    "</devices></domain>";
+  const struct vm_rewrite rw = { .name = "b", .uuid = "u-2", .old_name = "a",
+                                 .old_uuid = "u-1" };
+  char *x = vm_config_rewrite (xml, strlen (xml), &rw, NULL);
+  assert_non_null (x);
+  assert_non_null (strstr (x, "path=\"/var/a/b.log\""));
+  assert_non_null (strstr (x, "path=\"/var/log/b-other.log\""));
+  free (x);
+}
+
+static void
 copy_of_malformed_xml_fails_clearly (void **state)
 {
   static const char *const bad[] = {
@@ -678,6 +695,8 @@ static const struct CMUnitTest tests[] = {
   TEST ("copy-has-new-identity-macs-and-files",
         copy_has_new_identity_macs_and_files),
   TEST ("two-copies-get-different-macs", two_copies_get_different_macs),
+  TEST ("copy-renames-only-file-names-not-directories",
+        copy_renames_only_file_names_not_directories),
   TEST ("copy-of-malformed-xml-fails-clearly",
         copy_of_malformed_xml_fails_clearly),
 };

@@ -1027,8 +1027,15 @@ rw_path (struct rw_ctx *x, const char *path, int prefix)
     }
   if (rw->old_uuid && rw->uuid && *rw->old_uuid && strstr (path, rw->old_uuid))
     r = rw_replace (path, rw->old_uuid, rw->uuid);
-  else if (rw->old_name && *rw->old_name && strstr (path, rw->old_name))
-    r = rw_replace (path, rw->old_name, rw->name);
+  else if (rw->old_name && *rw->old_name &&
+           strstr (strrchr (path, '/') ? strrchr (path, '/') + 1 : path,
+                   rw->old_name)) {
+    /* Only in the file name: a short VM name may be part of a directory's. */
+    const char *b = strrchr (path, '/');
+    CLEANUP_FREE char *nb = rw_replace (b ? b + 1 : path, rw->old_name, rw->name);
+    r = nb == NULL ? NULL : b ? xasprintf ("%.*s/%s", (int) (b - path), path, nb)
+      : strdup (nb);
+  }
   else if (prefix) {
     const char *b = strrchr (path, '/');
     r = b ? xasprintf ("%.*s/%s-%s", (int) (b - path), path, rw->name, b + 1)
@@ -1154,9 +1161,13 @@ rw_disk (struct rw_ctx *x, xmlNode *n)
       return 0;
     }
   }
-  rw_note (x, "disk %s left out of the copy: it is not in the backup and "
-           "belongs to the original (%s)", tdev ? tdev : "?",
-           file ? file : type ? type : "?");
+  if (type && strcmp (type, "volume") == 0)
+    rw_note (x, "disk %s left out of the copy: a pool volume is the "
+             "original's, and a copy of one is not made", tdev ? tdev : "?");
+  else
+    rw_note (x, "disk %s left out of the copy: it is not in the backup and "
+             "belongs to the original (%s)", tdev ? tdev : "?",
+             file ? file : type ? type : "?");
   return 1;                     /* drop it */
 }
 
