@@ -124,18 +124,24 @@ vms_digest_hex (const struct vms_digest *digest, char out[65])
   out[64] = '\0';
 }
 
-static int
-sha256 (const void *data, size_t len, struct vms_digest *d)
+int
+repo_sha256 (const void *data, size_t len, uint8_t out[VMS_DIGEST_LEN])
 {
   unsigned int mdlen = 0;
   pthread_once (&tls_once, tls_init);
   if (sha256_md == NULL ||
-      !EVP_Digest (data, len, d->b, &mdlen, sha256_md, NULL) ||
+      !EVP_Digest (data, len, out, &mdlen, sha256_md, NULL) ||
       mdlen != VMS_DIGEST_LEN) {
     vms_set_error (EIO, "SHA-256 failed (OpenSSL)");
     return -1;
   }
   return 0;
+}
+
+static int
+sha256 (const void *data, size_t len, struct vms_digest *d)
+{
+  return repo_sha256 (data, len, d->b);
 }
 
 static int
@@ -206,20 +212,6 @@ chunk_store_parse_name (const char *name, struct vms_digest *d)
 
 /* ---- checks ---- */
 
-static void
-put_le32 (uint8_t *p, uint32_t v)
-{
-  p[0] = (uint8_t) v; p[1] = (uint8_t) (v >> 8);
-  p[2] = (uint8_t) (v >> 16); p[3] = (uint8_t) (v >> 24);
-}
-
-static uint32_t
-get_le32 (const uint8_t *p)
-{
-  return (uint32_t) p[0] | (uint32_t) p[1] << 8 | (uint32_t) p[2] << 16 |
-    (uint32_t) p[3] << 24;
-}
-
 /* "chunk HEX is corrupt (why)", EBADMSG; returns -1. */
 static int __attribute__ ((format (printf, 2, 3)))
 corrupt (const struct vms_digest *d, const char *fmt, ...)
@@ -235,14 +227,26 @@ corrupt (const struct vms_digest *d, const char *fmt, ...)
   return -1;
 }
 
+/* buf (len bytes) hashes to d, else EBADMSG naming the chunk. */
+static int
+chunk_verify (const void *buf, size_t len, const struct vms_digest *d)
+{
+  struct vms_digest got;
+  if (sha256 (buf, len, &got) == -1)
+    return -1;
+  if (memcmp (got.b, d->b, VMS_DIGEST_LEN) != 0)
+    return corrupt (d, "hash mismatch");
+  return 0;
+}
+
 int
 chunk_store_parse_header (const uint8_t *h, uint64_t file_size, int check_len,
                           size_t expect, const struct vms_digest *d,
                           uint32_t *payload)
 {
-  uint32_t length = get_le32 (h + 8);
+  uint32_t length = repo_get_le32 (h + 8);
 
-  *payload = get_le32 (h + 12);
+  *payload = repo_get_le32 (h + 12);
   if (file_size < CHUNK_HEADER_SIZE)
     return corrupt (d, "shorter than its header");
   if (memcmp (h, CHUNK_MAGIC, 4) != 0)
@@ -425,14 +429,7 @@ read_form (vms_repo *repo, const struct vms_digest *d, enum chunk_form form,
     if (chunk_store_unpack (io, payload, buf, len, d) == -1)
       return -1;
   }
-  if (verify) {
-    struct vms_digest got;
-    if (sha256 (buf, len, &got) == -1)
-      return -1;
-    if (memcmp (got.b, d->b, VMS_DIGEST_LEN) != 0)
-      return corrupt (d, "hash mismatch");
-  }
-  return 0;
+  return verify ? chunk_verify (buf, len, d) : 0;
 }
 
 /* ---- version 2: blobs in packs (pack.c) ---- */
@@ -547,14 +544,7 @@ v2_read (vms_repo *repo, const struct vms_digest *d, void *buf, size_t len,
     if (chunk_store_unpack (io, loc.slen, buf, len, d) == -1)
       return -1;
   }
-  if (verify) {
-    struct vms_digest got;
-    if (sha256 (buf, len, &got) == -1)
-      return -1;
-    if (memcmp (got.b, d->b, VMS_DIGEST_LEN) != 0)
-      return corrupt (d, "hash mismatch");
-  }
-  return 0;
+  return verify ? chunk_verify (buf, len, d) : 0;
 }
 
 /* ---- either form ----
@@ -761,8 +751,8 @@ vms_repo_chunk_put (vms_repo *repo, const void *data, size_t len,
     memcpy (io, CHUNK_MAGIC, 4);
     io[4] = CHUNK_VERSION;
     io[5] = CHUNK_COMPRESSION_ZSTD;
-    put_le32 (io + 8, (uint32_t) len);
-    put_le32 (io + 12, (uint32_t) r);
+    repo_put_le32 (io + 8, (uint32_t) len);
+    repo_put_le32 (io + 12, (uint32_t) r);
     file = io;
     file_size = CHUNK_HEADER_SIZE + r;
   }

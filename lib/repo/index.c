@@ -200,50 +200,6 @@ vms_repo_read (vms_repo *repo, const vms_index *idx, void *buf, size_t count,
 
 /* ---- index files ---- */
 
-static void
-put_le32 (uint8_t *p, uint32_t v)
-{
-  for (int i = 0; i < 4; i++)
-    p[i] = (uint8_t) (v >> (8 * i));
-}
-
-static void
-put_le64 (uint8_t *p, uint64_t v)
-{
-  for (int i = 0; i < 8; i++)
-    p[i] = (uint8_t) (v >> (8 * i));
-}
-
-static uint32_t
-get_le32 (const uint8_t *p)
-{
-  uint32_t v = 0;
-  for (int i = 3; i >= 0; i--)
-    v = v << 8 | p[i];
-  return v;
-}
-
-static uint64_t
-get_le64 (const uint8_t *p)
-{
-  uint64_t v = 0;
-  for (int i = 7; i >= 0; i--)
-    v = v << 8 | p[i];
-  return v;
-}
-
-static int
-sha256_of (const void *buf, size_t len, uint8_t out[VMS_DIGEST_LEN])
-{
-  unsigned int n = 0;
-  if (!EVP_Digest (buf, len, out, &n, EVP_sha256 (), NULL) ||
-      n != VMS_DIGEST_LEN) {
-    vms_set_error (EIO, "SHA-256 failed (OpenSSL)");
-    return -1;
-  }
-  return 0;
-}
-
 int
 index_serialize (const vms_index *idx, void **buf, size_t *len)
 {
@@ -264,13 +220,13 @@ index_serialize_version (const vms_index *idx, uint32_t version, void **buf,
     return -1;
   }
   memcpy (b, INDEX_MAGIC, 8);
-  put_le32 (b + 8, version);
-  put_le32 (b + 12, VMS_CHUNK_SIZE);
-  put_le64 (b + 16, idx->size);
-  put_le64 (b + 24, idx->count);
+  repo_put_le32 (b + 8, version);
+  repo_put_le32 (b + 12, VMS_CHUNK_SIZE);
+  repo_put_le64 (b + 16, idx->size);
+  repo_put_le64 (b + 24, idx->count);
   if (idx->count)
     memcpy (b + INDEX_HEADER_SIZE, idx->d, (size_t) idx->count * VMS_DIGEST_LEN);
-  if (sha256_of (b, body, b + body) == -1) {
+  if (repo_sha256 (b, body, b + body) == -1) {
     free (b);
     return -1;
   }
@@ -303,10 +259,10 @@ index_parse_version (const void *buf, size_t len, uint32_t want,
     vms_set_error (EBADMSG, "%s is not an index file (bad magic)", what);
     return NULL;
   }
-  version = get_le32 (b + 8);
-  chunk_size = get_le32 (b + 12);
-  size = get_le64 (b + 16);
-  count = get_le64 (b + 24);
+  version = repo_get_le32 (b + 8);
+  chunk_size = repo_get_le32 (b + 12);
+  size = repo_get_le64 (b + 16);
+  count = repo_get_le64 (b + 24);
   if (version != want) {
     vms_set_error (EBADMSG, "%s has index version %" PRIu32
                    "; this repository's indexes are version %" PRIu32, what,
@@ -345,7 +301,7 @@ index_parse_version (const void *buf, size_t len, uint32_t want,
                    len, expect);
     return NULL;
   }
-  if (sha256_of (b, (size_t) expect - VMS_DIGEST_LEN, sum) == -1)
+  if (repo_sha256 (b, (size_t) expect - VMS_DIGEST_LEN, sum) == -1)
     return NULL;
   if (memcmp (sum, b + expect - VMS_DIGEST_LEN, VMS_DIGEST_LEN) != 0) {
     vms_set_error (EBADMSG, "%s is corrupt (checksum mismatch)", what);

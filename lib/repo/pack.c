@@ -81,39 +81,6 @@ struct repo_packs {
 /* ---- little endian ---- */
 
 static void
-put_le32 (uint8_t *p, uint32_t v)
-{
-  p[0] = (uint8_t) v; p[1] = (uint8_t) (v >> 8);
-  p[2] = (uint8_t) (v >> 16); p[3] = (uint8_t) (v >> 24);
-}
-
-static void
-put_le64 (uint8_t *p, uint64_t v)
-{
-  put_le32 (p, (uint32_t) v);
-  put_le32 (p + 4, (uint32_t) (v >> 32));
-}
-
-static uint32_t
-get_le32 (const uint8_t *p)
-{
-  return (uint32_t) p[0] | (uint32_t) p[1] << 8 | (uint32_t) p[2] << 16 |
-    (uint32_t) p[3] << 24;
-}
-
-static int
-sha256_of (const void *buf, size_t len, uint8_t out[VMS_DIGEST_LEN])
-{
-  unsigned int n = 0;
-  if (!EVP_Digest (buf, len, out, &n, EVP_sha256 (), NULL) ||
-      n != VMS_DIGEST_LEN) {
-    vms_set_error (EIO, "SHA-256 failed (OpenSSL)");
-    return -1;
-  }
-  return 0;
-}
-
-static void
 hex (const uint8_t *b, size_t n, char *out)
 {
   static const char digits[] = "0123456789abcdef";
@@ -302,9 +269,9 @@ entry_encode (uint8_t *e, const struct vms_digest *d, const uint8_t pack[16],
   memset (e, 0, SEGMENT_ENTRY_SIZE);
   memcpy (e, d->b, VMS_DIGEST_LEN);
   memcpy (e + 32, pack, 16);
-  put_le32 (e + 48, offset);
-  put_le32 (e + 52, slen);
-  put_le32 (e + 56, plen);
+  repo_put_le32 (e + 48, offset);
+  repo_put_le32 (e + 52, slen);
+  repo_put_le32 (e + 56, plen);
   e[60] = form;
 }
 
@@ -312,8 +279,8 @@ entry_encode (uint8_t *e, const struct vms_digest *d, const uint8_t pack[16],
 static int
 entry_check (const uint8_t *e)
 {
-  uint32_t offset = get_le32 (e + 48), slen = get_le32 (e + 52);
-  uint32_t plen = get_le32 (e + 56);
+  uint32_t offset = repo_get_le32 (e + 48), slen = repo_get_le32 (e + 52);
+  uint32_t plen = repo_get_le32 (e + 56);
   uint8_t form = e[60];
 
   if (form > CHUNK_FORM_ZSTD || plen == 0 || plen > VMS_CHUNK_SIZE ||
@@ -346,11 +313,11 @@ segment_build (uint8_t *entries, size_t n, void **out, size_t *len)
   if (n)
     qsort (entries, n, SEGMENT_ENTRY_SIZE, entry_cmp);
   memcpy (b, SEGMENT_MAGIC, 8);
-  put_le32 (b + 8, SEGMENT_VERSION);
-  put_le32 (b + 12, (uint32_t) n);
+  repo_put_le32 (b + 8, SEGMENT_VERSION);
+  repo_put_le32 (b + 12, (uint32_t) n);
   if (n)
     memcpy (b + SEGMENT_HEADER_SIZE, entries, n * SEGMENT_ENTRY_SIZE);
-  if (sha256_of (b, body, b + body) == -1) {
+  if (repo_sha256 (b, body, b + body) == -1) {
     free (b);
     return -1;
   }
@@ -373,13 +340,13 @@ segment_check (const uint8_t *b, size_t len, const char *name)
                    ? "too short" : "bad magic");
     return -1;
   }
-  if (get_le32 (b + 8) != SEGMENT_VERSION) {
+  if (repo_get_le32 (b + 8) != SEGMENT_VERSION) {
     vms_set_error (EBADMSG, "index segment %s has version %" PRIu32 "; this "
-                   "vmshadow reads version %d", name, get_le32 (b + 8),
+                   "vmshadow reads version %d", name, repo_get_le32 (b + 8),
                    SEGMENT_VERSION);
     return -1;
   }
-  uint64_t n = get_le32 (b + 12);
+  uint64_t n = repo_get_le32 (b + 12);
   if ((uint64_t) len != SEGMENT_HEADER_SIZE + n * SEGMENT_ENTRY_SIZE
       + VMS_DIGEST_LEN) {
     vms_set_error (EBADMSG, "index segment %s is %zu bytes; %" PRIu64
@@ -387,7 +354,7 @@ segment_check (const uint8_t *b, size_t len, const char *name)
                    SEGMENT_HEADER_SIZE + n * SEGMENT_ENTRY_SIZE + VMS_DIGEST_LEN);
     return -1;
   }
-  if (sha256_of (b, len - VMS_DIGEST_LEN, sum) == -1)
+  if (repo_sha256 (b, len - VMS_DIGEST_LEN, sum) == -1)
     return -1;
   if (memcmp (sum, b + len - VMS_DIGEST_LEN, VMS_DIGEST_LEN) != 0) {
     vms_set_error (EBADMSG, "index segment %s is corrupt (checksum mismatch)",
@@ -459,9 +426,9 @@ table_add_segment (struct repo_packs *rp, const uint8_t *b, size_t n)
       return -1;
     slot->d = d;
     slot->pack = no;
-    slot->offset = get_le32 (e + 48);
-    slot->slen = get_le32 (e + 52);
-    slot->plen_form = get_le32 (e + 56) | (uint32_t) e[60] << 31;
+    slot->offset = repo_get_le32 (e + 48);
+    slot->slen = repo_get_le32 (e + 52);
+    slot->plen_form = repo_get_le32 (e + 56) | (uint32_t) e[60] << 31;
     rp->len++;
   }
   return 0;
@@ -679,9 +646,9 @@ flush_locked (vms_repo *repo, struct repo_packs *rp)
     rp->buf_len += SEGMENT_ENTRY_SIZE;
   }
   uint8_t *tail = rp->buf + rp->buf_len;
-  put_le64 (tail, trailer_off);
-  put_le64 (tail + 8, tsize);
-  if (sha256_of (rp->buf, rp->buf_len, tail + 16) == -1)
+  repo_put_le64 (tail, trailer_off);
+  repo_put_le64 (tail + 8, tsize);
+  if (repo_sha256 (rp->buf, rp->buf_len, tail + 16) == -1)
     goto fail;
   rp->buf_len += PACK_TAIL_SIZE;
   /* Its segment: the trailer's entries, sorted. */
@@ -791,8 +758,8 @@ append_locked (vms_repo *repo, struct repo_packs *rp,
   }
   if (rp->buf_len == PACK_HEADER_SIZE) {
     memcpy (rp->buf, PACK_MAGIC, 8);
-    put_le32 (rp->buf + 8, PACK_VERSION);
-    put_le32 (rp->buf + 12, 0);         /* flags: not encrypted */
+    repo_put_le32 (rp->buf + 8, PACK_VERSION);
+    repo_put_le32 (rp->buf + 12, 0);         /* flags: not encrypted */
   }
   memset (rp->buf + rp->buf_len, 0, pad);
   rp->buf_len += pad;

@@ -150,8 +150,8 @@ prune_reasons_text (unsigned reasons, char *buf, size_t len)
 
 /* ---- prune ---- */
 
-static void __attribute__ ((format (printf, 3, 4)))
-say (vms_repo_report_fn report, void *opaque, const char *fmt, ...)
+void
+repo_say (vms_repo_report_fn report, void *opaque, const char *fmt, ...)
 {
   char line[1024];
   va_list ap;
@@ -348,21 +348,21 @@ vms_repo_prune (vms_repo *repo, const struct vms_prune_policy *policy,
   for (size_t i = 0, j = 0; i < nr; i++) {
     char reasons[64];
     if (b[i].error) {
-      say (report, opaque, "keep %s (unreadable: %s)", b[i].id, b[i].error);
+      repo_say (report, opaque, "keep %s (unreadable: %s)", b[i].id, b[i].error);
       continue;
     }
     if (b[i].time > horizon) {
-      say (report, opaque, "keep %s (dated in the future, %" PRId64 " s after "
+      repo_say (report, opaque, "keep %s (dated in the future, %" PRId64 " s after "
            "now: not counted by any rule)", b[i].id, b[i].time - horizon + 86400);
       continue;
     }
     struct prune_item *it = &items[j++];
     if (it->reasons) {
-      say (report, opaque, "keep %s (%s)", it->id,
+      repo_say (report, opaque, "keep %s (%s)", it->id,
            prune_reasons_text (it->reasons, reasons, sizeof reasons));
       continue;
     }
-    say (report, opaque, "remove %s", it->id);
+    repo_say (report, opaque, "remove %s", it->id);
     if (!dry_run && remove_backup (repo, it->id) == -1)
       goto fail;
     removed++;

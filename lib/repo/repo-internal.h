@@ -251,6 +251,43 @@ extern int repo_list_backups (vms_repo *repo, struct repo_backup **out,
                               size_t *nr);
 extern void repo_backups_free (struct repo_backup *b, size_t nr);
 
+/* ---- little-endian numbers, as every on-disk format here stores them ---- */
+
+static inline void
+repo_put_le32 (uint8_t *p, uint32_t v)
+{
+  for (int i = 0; i < 4; i++)
+    p[i] = (uint8_t) (v >> (8 * i));
+}
+
+static inline void
+repo_put_le64 (uint8_t *p, uint64_t v)
+{
+  for (int i = 0; i < 8; i++)
+    p[i] = (uint8_t) (v >> (8 * i));
+}
+
+static inline uint32_t
+repo_get_le32 (const uint8_t *p)
+{
+  return (uint32_t) p[0] | (uint32_t) p[1] << 8 | (uint32_t) p[2] << 16 |
+    (uint32_t) p[3] << 24;
+}
+
+static inline uint64_t
+repo_get_le64 (const uint8_t *p)
+{
+  return (uint64_t) repo_get_le32 (p) | (uint64_t) repo_get_le32 (p + 4) << 32;
+}
+
+/* chunk-store.c: SHA-256 of data into out (OpenSSL); -1 with the error
+ * set if OpenSSL fails. */
+extern int repo_sha256 (const void *data, size_t len, uint8_t out[VMS_DIGEST_LEN]);
+
+/* prune.c: one formatted line to report (may be NULL). */
+extern void repo_say (vms_repo_report_fn report, void *opaque, const char *fmt, ...)
+  __attribute__ ((format (printf, 3, 4)));
+
 /* ---- pack.c: version 2's packs and repository index ---- */
 
 /* Where a chunk lives: its pack, the blob's offset and stored length, its

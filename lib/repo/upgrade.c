@@ -24,20 +24,6 @@
 #include "storage.h"
 #include "vmshadow/error.h"
 
-static void __attribute__ ((format (printf, 3, 4)))
-say (vms_repo_report_fn report, void *opaque, const char *fmt, ...)
-{
-  char line[1024];
-  va_list ap;
-
-  if (report == NULL)
-    return;
-  va_start (ap, fmt);
-  vsnprintf (line, sizeof line, fmt, ap);
-  va_end (ap);
-  report (opaque, line);
-}
-
 /* The config with "version": 2 and "pack_size" (id and times kept). */
 static char *
 config_v2 (vms_repo *repo, uint32_t pack_size)
@@ -242,7 +228,7 @@ vms_repo_upgrade (vms_repo *repo, vms_repo_report_fn report, void *opaque)
     free (idx);
     if (!ok)
       goto stopped;
-    say (report, opaque, "upgraded %s", ids[i]);
+    repo_say (report, opaque, "upgraded %s", ids[i]);
   }
 
   /* 3. The switch: one atomic rename of the config. */
