@@ -13,7 +13,19 @@
 #include "vmshadow/repo.h"
 #include "vmshadow/requester.h"
 
-#define EXIT_USAGE 2
+/* The exit codes of every command (docs/vmshadow.1, EXIT STATUS; issue
+ * 20): 0 success (EXIT_SUCCESS), 1 failure, nothing stored or restored
+ * (EXIT_FAILURE), and these. */
+#define EXIT_USAGE 2            /* a bad command line; nothing was done */
+#define EXIT_WARNINGS 3         /* done, but something needs a look: disks
+                                   left out (R13), a writer that failed
+                                   after the commit, interfaces left
+                                   disconnected (R21) */
+#define EXIT_PARTIAL 4          /* some sets (backup --each) or some VMs
+                                   (restore) failed, the others are done */
+
+/* The exit code of a run that ended so. */
+extern int cli_exit_code (enum vms_outcome o);
 
 /* Option bits, so that each command says which options it takes. */
 enum {
@@ -41,6 +53,8 @@ enum {
   OPT_FALLBACK = 1 << 21,
   OPT_COMPONENT = 1 << 22,
   OPT_SAMPLE = 1 << 23,
+  OPT_EACH = 1 << 24,
+  OPT_WAIT = 1 << 25,
 };
 
 struct options {
@@ -61,6 +75,9 @@ struct options {
   const char *fallback;         /* crash-consistent|saved-state|fail, NULL:
                                    crash-consistent */
   int all;                      /* backup every VM (and every exec writer) */
+  int each;                     /* backup: one consistency set per VM */
+  int wait;                     /* backup: wait for locks and VM jobs */
+  int64_t wait_seconds;         /* … this long at most */
   const char **vms;             /* restore --vm, NULL-terminated (or NULL) */
   const char *new_name;         /* restore --name */
   int start;                    /* restore --start */
@@ -87,8 +104,20 @@ extern int cmd_extract (const struct options *opts, int argc, char **argv);
 extern int cmd_restore (const struct options *opts, int argc, char **argv);
 extern int cmd_serve (const struct options *opts, int argc, char **argv);
 
-/* Print "vmshadow CMD: <last error>" on stderr (escaped, cli_message);
- * returns EXIT_FAILURE. */
+/* Errors as JSON: set by main when --json is anywhere on the command
+ * line, before any option is parsed, so that even a usage error after it
+ * is JSON. */
+extern int cli_json_errors;
+
+/* Report an error and return code. The message is made from fmt and its
+ * arguments as they are (not yet escaped). With cli_json_errors, one JSON
+ * object on stdout: {"command": CMD, "error": MESSAGE, "exit_code": CODE};
+ * otherwise "vmshadow CMD: MESSAGE" (or "vmshadow: MESSAGE" when cmd is
+ * NULL) on stderr, escaped for the terminal (cli_message). */
+extern int cli_error (const char *cmd, int code, const char *fmt, ...)
+  __attribute__ ((format (printf, 3, 4)));
+
+/* cli_error (cmd, EXIT_FAILURE, <the last error>). */
 extern int cli_fail (const char *cmd);
 
 /* Text from outside (writer, guest, repository, command line) made safe
@@ -122,6 +151,9 @@ extern void progress_done (struct progress *p);
 /* A vms_requester_progress_fn: one progress line per file; opaque is a
  * struct progress made by progress_init. */
 extern void progress_file (void *opaque, const struct vms_progress *p);
+
+/* cli_print_text with "exit_code": the code the command exits with. */
+extern void cli_print_report (char *text, int exit_code);
 
 /* "1.5 GiB" etc. into buf. */
 extern const char *cli_bytes (uint64_t n, char buf[32]);

@@ -134,15 +134,78 @@ backup_plan (const struct options *opts, const struct vms_backup_request *rq)
   return rc;
 }
 
+/* What a set is, in a line of its report. */
+static const char *
+set_name (const struct vms_backup_report *r, const struct vms_backup_set *set,
+          char *buf, size_t len)
+{
+  if (!r->each)
+    snprintf (buf, len, "backup");
+  else if (set->vm)
+    snprintf (buf, len, "vm \"%s\"", cli_text (set->vm));
+  else
+    snprintf (buf, len, "host applications");
+  return buf;
+}
+
+static void
+print_text (const struct vms_backup_report *r)
+{
+  size_t excluded = 0;
+  char name[512];
+
+  for (size_t i = 0; i < r->nr_sets; i++) {
+    const struct vms_backup_set *set = &r->sets[i];
+    if (r->each)
+      printf ("%s: %s%s%s\n", set_name (r, set, name, sizeof name),
+              vms_set_state_name (set->state),
+              set->state == VMS_SET_FAILED ? "" : ", backup ",
+              set->state == VMS_SET_FAILED ? "" : cli_text (set->backup_id));
+    if (set->state != VMS_SET_FAILED)
+      for (size_t c = 0; c < set->nr_components; c++)
+        excluded += set->components[c].nr_excluded;
+    if (set->state == VMS_SET_COMPLETE)
+      print_summary (set, r->each ? set->elapsed_ms : r->elapsed_ms);
+    else if (set->state == VMS_SET_STORED_WITH_ERRORS) {
+      /* The data was captured consistently and is stored; a writer could
+       * not finish its own post-backup work (e.g. log truncation). */
+      fprintf (stderr, "vmshadow backup: backup %s is stored, but a writer "
+               "failed at BackupComplete:\n", cli_text (set->backup_id));
+      print_failure (set);
+    }
+    else {
+      if (r->each)
+        fprintf (stderr, "vmshadow backup: %s:\n", set_name (r, set, name, sizeof name));
+      print_failure (set);
+    }
+  }
+  if (r->each) {
+    size_t failed = 0;
+    for (size_t i = 0; i < r->nr_sets; i++)
+      failed += r->sets[i].state == VMS_SET_FAILED;
+    printf ("%zu of %zu set%s stored in %.1f s%s\n", r->nr_sets - failed,
+            r->nr_sets, r->nr_sets == 1 ? "" : "s",
+            (double) r->elapsed_ms / 1000.0, failed ? "; failed:" : ".");
+    for (size_t i = 0; failed && i < r->nr_sets; i++)
+      if (r->sets[i].state == VMS_SET_FAILED)
+        printf ("  %s\n", set_name (r, &r->sets[i], name, sizeof name));
+  }
+  if (excluded)
+    fprintf (stderr, "vmshadow backup: warning: %zu disk%s not backed up "
+             "(listed above): back %s up from inside the guest\n", excluded,
+             excluded == 1 ? " was" : "s were", excluded == 1 ? "it" : "them");
+}
+
 int
 cmd_backup (const struct options *opts, int argc, char **argv)
 {
   struct progress prog;
 
-  if (opts->all && argc > 0) {
-    fprintf (stderr, "vmshadow backup: give --all or VM names, not both\n");
-    return EXIT_USAGE;
-  }
+  if (opts->all && argc > 0)
+    return cli_error ("backup", EXIT_USAGE, "give --all or VM names, not both");
+  if (opts->each && !opts->all && argc == 0)
+    return cli_error ("backup", EXIT_USAGE, "--each backs up each VM as a set "
+                      "of its own: give --all or VM names with it");
   argv[argc] = NULL;            /* argv is NULL-terminated: a VM list */
   progress_init (&prog, NULL);
   /* Every argument is checked before anything changes: the repository is
@@ -158,35 +221,24 @@ cmd_backup (const struct options *opts, int argc, char **argv)
       .method = opts->method,
       .full = opts->full,
       .fallback = opts->fallback,
+      .wait_ms = opts->wait ? opts->wait_seconds * 1000 : 0,
     },
     .progress = progress_file,
     .progress_opaque = &prog,
+    .each = opts->each,
   };
   if (opts->dry_run)
     return backup_plan (opts, &rq);
   struct vms_backup_report *r = vms_requester_backup (NULL, &rq);
-  int rc = r && r->outcome == VMS_OUTCOME_SUCCESS ? EXIT_SUCCESS : EXIT_FAILURE;
+  int rc;
 
   if (r == NULL)
-    cli_fail ("backup");
-  else if (opts->json)
-    cli_print_text (vms_backup_report_json (r));
-  else {
-    for (size_t i = 0; i < r->nr_sets; i++) {
-      const struct vms_backup_set *set = &r->sets[i];
-      if (set->state == VMS_SET_COMPLETE)
-        print_summary (set, r->elapsed_ms);
-      else if (set->state == VMS_SET_STORED_WITH_ERRORS) {
-        /* The data was captured consistently and is stored; a writer could
-         * not finish its own post-backup work (e.g. log truncation). */
-        fprintf (stderr, "vmshadow backup: backup %s is stored, but a writer "
-                 "failed at BackupComplete:\n", cli_text (set->backup_id));
-        print_failure (set);
-      }
-      else
-        print_failure (set);
-    }
-  }
+    return cli_fail ("backup");
+  rc = cli_exit_code (r->outcome);
+  if (opts->json)
+    cli_print_report (vms_backup_report_json (r), rc);
+  else
+    print_text (r);
   vms_backup_report_free (r);
   return rc;
 }

@@ -16,7 +16,7 @@ static int
 want_args (const char *cmd, int argc, int min, int max, const char *usage)
 {
   if (argc < min || argc > max) {
-    fprintf (stderr, "vmshadow %s: usage: vmshadow %s %s\n", cmd, cmd, usage);
+    cli_error (cmd, EXIT_USAGE, "usage: vmshadow %s %s", cmd, usage);
     return -1;
   }
   return 0;
@@ -65,6 +65,7 @@ cmd_list (const struct options *opts, int argc, char **argv)
     return cli_fail ("list");
   }
   json_object *list = opts->json ? json_object_new_array () : NULL;
+  json_object *errors = opts->json ? json_object_new_array () : NULL;
   if (!opts->json)
     printf ("%-28s %-19s %6s %10s %10s\n", "BACKUP", "TIME", "FILES", "SIZE", "STORED");
   for (size_t i = 0; i < n; i++) {
@@ -72,7 +73,11 @@ cmd_list (const struct options *opts, int argc, char **argv)
     char b1[32], b2[32], b3[32];
     uint64_t size, stored;
     if (m == NULL) {
-      fprintf (stderr, "vmshadow list: %s\n", cli_message (vms_get_error ()));
+      /* Under --json, in the output's "errors" (one JSON object on stdout). */
+      if (errors)
+        json_object_array_add (errors, json_object_new_string (vms_get_error ()));
+      else
+        fprintf (stderr, "vmshadow list: %s\n", cli_message (vms_get_error ()));
       rc = EXIT_FAILURE;
       free (ids[i]);
       continue;
@@ -98,6 +103,12 @@ cmd_list (const struct options *opts, int argc, char **argv)
   if (list) {
     json_object *out = json_object_new_object ();
     json_object_object_add (out, "backups", list);
+    if (rc != EXIT_SUCCESS) {
+      json_object_object_add (out, "errors", errors);
+      json_object_object_add (out, "exit_code", json_object_new_int (rc));
+    }
+    else
+      json_object_put (errors);
     cli_print_json (out);
   }
   vms_repo_close (repo);
@@ -263,9 +274,9 @@ cmd_prune (const struct options *opts, int argc, char **argv)
   if (want_args ("prune", argc, 0, 0, "--keep-last N ... [--dry-run]") == -1)
     return EXIT_USAGE;
   if (!(opts->given & OPT_KEEP)) {
-    fprintf (stderr, "vmshadow prune: say what to keep (--keep-last, --keep-daily, "
-             "--keep-weekly, --keep-monthly); prune never deletes everything\n");
-    return EXIT_USAGE;
+    return cli_error ("prune", EXIT_USAGE, "say what to keep (--keep-last, "
+                      "--keep-daily, --keep-weekly, --keep-monthly); prune "
+                      "never deletes everything");
   }
   vms_repo *repo = vms_repo_open (opts->repo_dir, VMS_REPO_WRITE);
   if (repo == NULL)
@@ -340,9 +351,9 @@ cmd_init (const struct options *opts, int argc, char **argv)
   /* An existing repository is left as it is, whatever its version. */
   vms_repo *repo = vms_repo_open (opts->repo_dir, 0);
   if (repo) {
-    fprintf (stderr, "vmshadow init: %s is a repository already (format "
-             "version %d); nothing changed\n",
-             cli_text (vms_repo_path (repo)), vms_repo_format_version (repo));
+    cli_error ("init", EXIT_FAILURE, "%s is a repository already (format "
+               "version %d); nothing changed", vms_repo_path (repo),
+               vms_repo_format_version (repo));
     vms_repo_close (repo);
     return EXIT_FAILURE;
   }
@@ -410,8 +421,8 @@ cmd_extract (const struct options *opts, int argc, char **argv)
   if (want_args ("extract", argc, 3, 3, "BACKUP COMPONENT FILE --to PATH") == -1)
     return EXIT_USAGE;
   if (opts->to == NULL) {
-    fprintf (stderr, "vmshadow extract: say where to write the file with --to PATH\n");
-    return EXIT_USAGE;
+    return cli_error ("extract", EXIT_USAGE, "say where to write the file "
+                      "with --to PATH");
   }
   vms_repo *repo = vms_repo_open (opts->repo_dir, 0);
   vms_manifest *m = repo ? vms_manifest_open (repo, argv[0]) : NULL;
@@ -423,9 +434,9 @@ cmd_extract (const struct options *opts, int argc, char **argv)
   vms_index *idx = NULL;
   int rc = EXIT_FAILURE;
   if (i < 0)
-    fprintf (stderr, "vmshadow extract: backup %s has no file %s in component "
-             "\"%s\" (see 'vmshadow show %s')\n", cli_text (argv[0]), cli_text (argv[2]),
-             cli_text (argv[1]), cli_text (argv[0]));
+    cli_error ("extract", EXIT_FAILURE, "backup %s has no file %s in component "
+               "\"%s\" (see 'vmshadow show %s')", argv[0], argv[2], argv[1],
+               argv[0]);
   else if (vms_manifest_file (m, (size_t) i, &f, &size) == -1 ||
            (idx = vms_manifest_load_index (repo, m, (size_t) i)) == NULL)
     cli_fail ("extract");

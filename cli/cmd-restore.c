@@ -97,11 +97,9 @@ cmd_restore (const struct options *opts, int argc, char **argv)
 {
   struct progress prog;
 
-  if (argc != 1) {
-    fprintf (stderr, "vmshadow restore: give one BACKUP (see 'vmshadow "
-             "list'), not %d arguments\n", argc);
-    return EXIT_USAGE;
-  }
+  if (argc != 1)
+    return cli_error ("restore", EXIT_USAGE, "give one BACKUP (see 'vmshadow "
+                      "list'), not %d arguments", argc);
   vms_repo *repo = vms_repo_open (opts->repo_dir, 0);
   if (repo == NULL)
     return cli_fail ("restore");
@@ -123,19 +121,22 @@ cmd_restore (const struct options *opts, int argc, char **argv)
     .progress_opaque = &prog,
   };
   struct vms_restore_report *r = vms_requester_restore (repo, &rq);
-  int rc = r && r->outcome == VMS_OUTCOME_SUCCESS ? EXIT_SUCCESS : EXIT_FAILURE;
+  int rc = r ? cli_exit_code (r->outcome) : EXIT_FAILURE;
 
   if (r == NULL)
     cli_fail ("restore");
   else if (opts->json)
-    cli_print_text (vms_restore_report_json (r));
+    cli_print_report (vms_restore_report_json (r), rc);
   else {
     print_report (r);
     if (r->error)
       fprintf (stderr, "vmshadow restore: %s\n", cli_message (r->error));
-    if (rc != EXIT_SUCCESS)
+    if (rc == EXIT_PARTIAL || rc == EXIT_FAILURE)
       fprintf (stderr, "vmshadow restore: not everything was restored (see "
                "above)\n");
+    else if (rc == EXIT_WARNINGS)
+      fprintf (stderr, "vmshadow restore: restored, but interfaces were left "
+               "disconnected (see above)\n");
   }
   vms_restore_report_free (r);
   vms_repo_close (repo);

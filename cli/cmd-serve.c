@@ -38,9 +38,8 @@ cmd_serve (const struct options *opts, int argc, char **argv)
   /* serve BACKUP --vm VM [--disk TARGET] | serve BACKUP COMPONENT [FILE] */
   if (argc < 1 || argc > 3 || (opts->vms && argc != 1) || (!opts->vms && argc < 2) ||
       (opts->vms && opts->vms[1]) || (opts->disk && !opts->vms)) {
-    fprintf (stderr, "vmshadow serve: usage: vmshadow serve BACKUP --vm VM "
-             "[--disk TARGET] | vmshadow serve BACKUP COMPONENT [FILE]\n");
-    return EXIT_USAGE;
+    return cli_error ("serve", EXIT_USAGE, "usage: vmshadow serve BACKUP --vm VM "
+                      "[--disk TARGET] | vmshadow serve BACKUP COMPONENT [FILE]");
   }
   o.backup_id = argv[0];
   o.select.vm = opts->vms ? opts->vms[0] : NULL;

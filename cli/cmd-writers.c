@@ -76,8 +76,7 @@ int
 cmd_writers (const struct options *opts, int argc, char **argv)
 {
   if (argc > 0) {
-    fprintf (stderr, "vmshadow writers: unexpected argument '%s'\n", cli_text (argv[0]));
-    return EXIT_USAGE;
+    return cli_error ("writers", EXIT_USAGE, "unexpected argument '%s'", argv[0]);
   }
   /* The VM writer too when libvirt is there (or a URI is given). */
   const struct vms_host_options host = {

@@ -1,6 +1,7 @@
 /* Helpers shared by the subcommands (cli.h). */
 #include <errno.h>
 #include <inttypes.h>
+#include <stdarg.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,12 +15,53 @@
 #include "text.h"
 #include "vmshadow/error.h"
 
+int cli_json_errors;
+
+int
+cli_exit_code (enum vms_outcome o)
+{
+  switch (o) {
+  case VMS_OUTCOME_SUCCESS: return EXIT_SUCCESS;
+  case VMS_OUTCOME_WARNINGS: return EXIT_WARNINGS;
+  case VMS_OUTCOME_PARTIAL: return EXIT_PARTIAL;
+  case VMS_OUTCOME_FAILURE: return EXIT_FAILURE;
+  }
+  return EXIT_FAILURE;
+}
+
+int
+cli_error (const char *cmd, int code, const char *fmt, ...)
+{
+  va_list ap;
+  char *msg = NULL;
+
+  va_start (ap, fmt);
+  if (vasprintf (&msg, fmt, ap) == -1)
+    msg = NULL;
+  va_end (ap);
+  if (cli_json_errors) {
+    json_object *out = json_object_new_object ();
+    if (cmd)
+      json_object_object_add (out, "command", json_object_new_string (cmd));
+    json_object_object_add (out, "error",
+                            json_object_new_string (msg ? msg : "out of memory"));
+    json_object_object_add (out, "exit_code", json_object_new_int (code));
+    fflush (stdout);
+    cli_print_json (out);
+  }
+  else if (cmd)
+    fprintf (stderr, "vmshadow %s: %s\n", cmd, msg ? cli_message (msg) : "out of memory");
+  else
+    fprintf (stderr, "vmshadow: %s\n", msg ? cli_message (msg) : "out of memory");
+  free (msg);
+  return code;
+}
+
 int
 cli_fail (const char *cmd)
 {
   const char *err = vms_get_error ();
-  fprintf (stderr, "vmshadow %s: %s\n", cmd, err ? cli_message (err) : "failed");
-  return EXIT_FAILURE;
+  return cli_error (cmd, EXIT_FAILURE, "%s", err ? err : "failed");
 }
 
 /* The escaped strings handed out by cli_text and cli_message: a ring, so
@@ -117,6 +159,19 @@ cli_print_text (char *text)
     cli_fail ("json");
     return;
   }
+  cli_print_json (v);
+}
+
+void
+cli_print_report (char *text, int exit_code)
+{
+  json_object *v = text ? json_tokener_parse (text) : NULL;
+  free (text);
+  if (v == NULL) {
+    cli_fail ("json");
+    return;
+  }
+  json_object_object_add (v, "exit_code", json_object_new_int (exit_code));
   cli_print_json (v);
 }
 

@@ -23,8 +23,8 @@ static const struct command {
   { "writers", cmd_writers, OPT_JSON | OPT_WRITERS_DIR | OPT_CONNECT, "",
     "list every writer with its ID, state and components" },
   { "backup", cmd_backup, OPT_JSON | OPT_WRITERS_DIR | OPT_REPO | OPT_FULL |
-    OPT_CONNECT | OPT_METHOD | OPT_FALLBACK | OPT_ALL | OPT_DRY_RUN,
-    "[--all | VM...]",
+    OPT_CONNECT | OPT_METHOD | OPT_FALLBACK | OPT_ALL | OPT_DRY_RUN | OPT_EACH |
+    OPT_WAIT, "[--all | VM...]",
     "back up VMs and host applications into the repository" },
   { "init", cmd_init, OPT_JSON | OPT_REPO | OPT_REPO_FORMAT, "",
     "create a repository (--format 2, the default here: packs)" },
@@ -71,6 +71,13 @@ usage (FILE *fp)
            "  --writers-dir DIR    exec writers directory (default $VMSHADOW_WRITERS_DIR\n"
            "                       or %s)\n"
            "  --all                backup: every VM of the host and every exec writer\n"
+           "  --each               backup: one consistency set (and backup) per VM,\n"
+           "                       so one failing VM does not sink the others\n"
+           "  --wait               backup: wait for a held repository lock and for\n"
+           "                       other tools' jobs on the VMs instead of failing\n"
+           "  --wait-timeout SECONDS\n"
+           "                       backup: wait at most this long (implies --wait;\n"
+           "                       default 3600)\n"
            "  -c, --connect URI    libvirt URI of the VMs (default qemu:///system)\n"
            "  --method auto|online|crash-consistent|saved-state\n"
            "                       backup: how running VMs are captured (default auto;\n"
@@ -130,8 +137,8 @@ parse_number (const char *name, const char *arg, uint64_t max, uint64_t *out)
   errno = 0;
   unsigned long long v = strtoull (arg, &end, 10);
   if (errno || end == arg || *end || v > max || arg[0] < '0' || arg[0] > '9') {
-    fprintf (stderr, "vmshadow: %s needs a whole number from 0 to %" PRIu64
-             ", not '%s'; see 'vmshadow --help'\n", name, max, cli_text (arg));
+    cli_error (NULL, EXIT_USAGE, "%s needs a whole number from 0 to %" PRIu64
+               ", not '%s'; see 'vmshadow --help'", name, max, arg);
     return -1;
   }
   *out = v;
@@ -145,7 +152,7 @@ main (int argc, char **argv)
          O_KEEP_LAST, O_KEEP_DAILY, O_KEEP_WEEKLY, O_KEEP_MONTHLY, O_TO,
          O_FORMAT, O_GRACE, O_METHOD, O_ALL, O_VM, O_NAME, O_START,
          O_NETWORK_MAP, O_DISK, O_REPLACE, O_EXISTING, O_FALLBACK, O_COMPONENT,
-         O_SAMPLE };
+         O_SAMPLE, O_EACH, O_WAIT, O_WAIT_TIMEOUT };
   static const struct option long_options[] = {
     { "json", no_argument, NULL, O_JSON },
     { "writers-dir", required_argument, NULL, O_WRITERS_DIR },
@@ -173,12 +180,15 @@ main (int argc, char **argv)
     { "existing", required_argument, NULL, O_EXISTING },
     { "component", required_argument, NULL, O_COMPONENT },
     { "sample", required_argument, NULL, O_SAMPLE },
+    { "each", no_argument, NULL, O_EACH },
+    { "wait", no_argument, NULL, O_WAIT },
+    { "wait-timeout", required_argument, NULL, O_WAIT_TIMEOUT },
     { "verbose", no_argument, NULL, 'v' },
     { "help", no_argument, NULL, 'h' },
     { "version", no_argument, NULL, 'V' },
     { NULL, 0, NULL, 0 },
   };
-  struct options opts = { .grace_seconds = 3600 };
+  struct options opts = { .grace_seconds = 3600, .wait_seconds = 3600 };
   /* Repeatable options: at most argc of each (freed on every return). */
   CLEANUP_FREE const char **vms = calloc ((size_t) argc + 1, sizeof *vms);
   CLEANUP_FREE const char **netmap = calloc ((size_t) argc + 1, sizeof *netmap);
@@ -192,10 +202,13 @@ main (int argc, char **argv)
   /* Options may come before or after the command ("vmshadow writers
    * --json"), so let getopt permute. Its own messages are off: ours name
    * the option in one line (issue 9, item 9). */
-  if (vms == NULL || netmap == NULL || comps == NULL) {
-    fprintf (stderr, "vmshadow: out of memory\n");
-    return EXIT_FAILURE;
-  }
+  /* --json anywhere (before a "--") makes every error JSON, also a usage
+   * error found before getopt reaches it (issue 20). */
+  for (int i = 1; i < argc && strcmp (argv[i], "--") != 0; i++)
+    if (strcmp (argv[i], "--json") == 0)
+      cli_json_errors = 1;
+  if (vms == NULL || netmap == NULL || comps == NULL)
+    return cli_error (NULL, EXIT_FAILURE, "out of memory");
   opterr = 0;
   while ((longindex = -1,
           c = getopt_long (argc, argv, ":c:vhV", long_options, &longindex)) != -1) {
@@ -211,19 +224,16 @@ main (int argc, char **argv)
       int wordlen = (int) strcspn (word, "=");
       if (c == '?' && optopt > 0 && optopt < 256)
         word = shortopt, wordlen = 2;
-      fprintf (stderr, "vmshadow: %s '%.*s'; see 'vmshadow --help'\n",
-               c == ':' ? "missing value for option"
-               : optopt >= 256 ? "no value is taken by option" : "unknown option",
-               wordlen, cli_text (word));
-      return EXIT_USAGE;
+      return cli_error (NULL, EXIT_USAGE, "%s '%.*s'; see 'vmshadow --help'",
+                        c == ':' ? "missing value for option"
+                        : optopt >= 256 ? "no value is taken by option"
+                        : "unknown option", wordlen, word);
     }
     /* An empty value never means "the default" (--repo '' is not the
      * default repository): it is a mistake, said as such. */
-    if (optarg && optarg[0] == '\0') {
-      fprintf (stderr, "vmshadow: --%s needs a value, not an empty string; "
-               "see 'vmshadow --help'\n", name);
-      return EXIT_USAGE;
-    }
+    if (optarg && optarg[0] == '\0')
+      return cli_error (NULL, EXIT_USAGE, "--%s needs a value, not an empty "
+                        "string; see 'vmshadow --help'", name);
     switch (c) {
     case O_JSON: opts.json = 1; bit = OPT_JSON; break;
     case O_WRITERS_DIR: opts.writers_dir = optarg; bit = OPT_WRITERS_DIR; break;
@@ -252,11 +262,9 @@ main (int argc, char **argv)
         bit = OPT_REPO_FORMAT;
         break;
       }
-      if (strcmp (optarg, "raw") != 0 && strcmp (optarg, "qcow2") != 0) {
-        fprintf (stderr, "vmshadow: --format must be raw or qcow2 (extract), "
-                 "or 1 or 2 (init), not '%s'\n", cli_text (optarg));
-        return EXIT_USAGE;
-      }
+      if (strcmp (optarg, "raw") != 0 && strcmp (optarg, "qcow2") != 0)
+        return cli_error (NULL, EXIT_USAGE, "--format must be raw or qcow2 "
+                          "(extract), or 1 or 2 (init), not '%s'", optarg);
       opts.format = optarg; bit = OPT_FORMAT; break;
     case O_GRACE:
       if (parse_number ("--grace", optarg, INT64_MAX, &n) == -1)
@@ -266,21 +274,24 @@ main (int argc, char **argv)
     case O_METHOD:
       if (strcmp (optarg, "auto") != 0 && strcmp (optarg, "online") != 0 &&
           strcmp (optarg, "crash-consistent") != 0 &&
-          strcmp (optarg, "saved-state") != 0) {
-        fprintf (stderr, "vmshadow: --method must be auto, online, "
-                 "crash-consistent or saved-state, not '%s'\n", cli_text (optarg));
-        return EXIT_USAGE;
-      }
+          strcmp (optarg, "saved-state") != 0)
+        return cli_error (NULL, EXIT_USAGE, "--method must be auto, online, "
+                          "crash-consistent or saved-state, not '%s'", optarg);
       opts.method = optarg; bit = OPT_METHOD; break;
     case O_FALLBACK:
       if (strcmp (optarg, "crash-consistent") != 0 &&
-          strcmp (optarg, "saved-state") != 0 && strcmp (optarg, "fail") != 0) {
-        fprintf (stderr, "vmshadow: --fallback must be crash-consistent, "
-                 "saved-state or fail, not '%s'\n", cli_text (optarg));
-        return EXIT_USAGE;
-      }
+          strcmp (optarg, "saved-state") != 0 && strcmp (optarg, "fail") != 0)
+        return cli_error (NULL, EXIT_USAGE, "--fallback must be crash-consistent, "
+                          "saved-state or fail, not '%s'", optarg);
       opts.fallback = optarg; bit = OPT_FALLBACK; break;
     case O_ALL: opts.all = 1; bit = OPT_ALL; break;
+    case O_EACH: opts.each = 1; bit = OPT_EACH; break;
+    case O_WAIT: opts.wait = 1; bit = OPT_WAIT; break;
+    case O_WAIT_TIMEOUT:
+      /* Milliseconds of it must fit an int64_t. */
+      if (parse_number ("--wait-timeout", optarg, INT64_MAX / 1000, &n) == -1)
+        return EXIT_USAGE;
+      opts.wait = 1; opts.wait_seconds = (int64_t) n; bit = OPT_WAIT; break;
     case O_VM: vms[nr_vms++] = optarg; opts.vms = vms; bit = OPT_VM; break;
     case O_NAME: opts.new_name = optarg; bit = OPT_NAME; break;
     case O_START: opts.start = 1; bit = OPT_START; break;
@@ -291,20 +302,16 @@ main (int argc, char **argv)
     case O_REPLACE: opts.replace = 1; bit = OPT_REPLACE; break;
     case O_EXISTING:
       if (strcmp (optarg, "keep") != 0 && strcmp (optarg, "rename") != 0 &&
-          strcmp (optarg, "refuse") != 0) {
-        fprintf (stderr, "vmshadow: --existing must be keep, rename or refuse, "
-                 "not '%s'\n", cli_text (optarg));
-        return EXIT_USAGE;
-      }
+          strcmp (optarg, "refuse") != 0)
+        return cli_error (NULL, EXIT_USAGE, "--existing must be keep, rename "
+                          "or refuse, not '%s'", optarg);
       opts.existing = optarg; bit = OPT_EXISTING; break;
     case O_SAMPLE:
       if (parse_number ("--sample", optarg, 100, &n) == -1)
         return EXIT_USAGE;
-      if (n == 0) {
-        fprintf (stderr, "vmshadow: --sample needs a whole number from 1 to "
-                 "100, not '0'; see 'vmshadow --help'\n");
-        return EXIT_USAGE;
-      }
+      if (n == 0)
+        return cli_error (NULL, EXIT_USAGE, "--sample needs a whole number "
+                          "from 1 to 100, not '0'; see 'vmshadow --help'");
       opts.sample_percent = (unsigned) n; bit = OPT_SAMPLE; break;
     case O_COMPONENT:
       comps[nr_comps++] = optarg; opts.components = comps;
@@ -321,6 +328,8 @@ main (int argc, char **argv)
     }
   }
   if (optind >= argc) {
+    if (cli_json_errors)
+      return cli_error (NULL, EXIT_USAGE, "no command given; see 'vmshadow --help'");
     usage (stderr);
     return EXIT_USAGE;
   }
@@ -329,15 +338,12 @@ main (int argc, char **argv)
     if (strcmp (argv[optind], cmd->name) != 0)
       continue;
     unsigned extra = opts.given & ~cmd->options;
-    if (extra) {
-      fprintf (stderr, "vmshadow %s: option --%s does not apply to this command "
-               "(see 'vmshadow --help')\n", cmd->name,
-               given_as[__builtin_ctz (extra)]);
-      return EXIT_USAGE;
-    }
+    if (extra)
+      return cli_error (cmd->name, EXIT_USAGE, "option --%s does not apply to "
+                        "this command (see 'vmshadow --help')",
+                        given_as[__builtin_ctz (extra)]);
     return cmd->run (&opts, argc - optind - 1, argv + optind + 1);
   }
-  fprintf (stderr, "vmshadow: unknown command '%s'; see 'vmshadow --help'\n",
-           cli_text (argv[optind]));
-  return EXIT_USAGE;
+  return cli_error (NULL, EXIT_USAGE, "unknown command '%s'; see 'vmshadow --help'",
+                    argv[optind]);
 }

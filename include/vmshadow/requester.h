@@ -45,8 +45,11 @@ typedef void (*vms_requester_progress_fn) (void *opaque,
 enum vms_outcome {
   VMS_OUTCOME_SUCCESS,
   VMS_OUTCOME_WARNINGS,         /* stored, but something needs a look (a
-                                   writer failed after the commit) */
-  VMS_OUTCOME_PARTIAL,          /* some consistency sets failed, others not */
+                                   writer failed after the commit, disks
+                                   were left out: R13; restore: interfaces
+                                   left disconnected: R21) */
+  VMS_OUTCOME_PARTIAL,          /* some consistency sets failed, others not
+                                   (restore: some components failed) */
   VMS_OUTCOME_FAILURE,          /* nothing stored / nothing restored well */
 };
 /* "success", "warnings", "partial", "failure". */
@@ -68,6 +71,13 @@ struct vms_host_options {
   int all_vms;
   const char *const *vms;
   int probe_vms;
+  /* How long to wait (milliseconds) for what another tool holds before
+   * giving up: vms_requester_backup waits for the repository's writer lock,
+   * and for other tools' libvirt jobs on the VMs (another backup, a
+   * migration, a save, a block job) before each set's session starts, so
+   * before any guest is frozen or paused (the VM writer checks again
+   * itself). 0: fail at once, naming what is in the way. */
+  int64_t wait_ms;
   /* How running VMs are captured: "auto" (NULL), "online",
    * "crash-consistent", "saved-state" — for the VMs whose domain metadata
    * names no method (docs/vm-writer.md, Methods and policy). */
@@ -119,6 +129,13 @@ struct vms_backup_request {
   struct vms_host_options host;
   vms_requester_progress_fn progress;   /* may be NULL */
   void *progress_opaque;
+  /* One consistency set per VM (issue 20): each VM (host.vms, or every VM
+   * of the host with host.all_vms) is its own session, all or nothing for
+   * itself (R12) and its own stored backup, so one VM failing does not
+   * sink the others. The host's exec writers form a set of their own,
+   * first. The sets run one after the other; the report has one set each.
+   * Needs coord NULL. */
+  int each;
 };
 
 /* One writer at the end of a set (R4). */
@@ -155,6 +172,9 @@ enum vms_set_state {
   VMS_SET_FAILED,               /* nothing stored (R12) */
 };
 struct vms_backup_set {
+  /* In a run with one set per VM (each): the VM (as asked: name or UUID),
+   * or NULL for the set of the host's exec writers. NULL otherwise. */
+  char *vm;
   char *backup_id;              /* the session's ID (stored when not FAILED) */
   enum vms_set_state state;
   /* Why the set failed (or, STORED_WITH_ERRORS, what failed after the
@@ -176,8 +196,13 @@ struct vms_backup_set {
 };
 
 struct vms_backup_report {
+  /* SUCCESS: every set complete, nothing left out; WARNINGS: every set
+   * stored, but a disk was left out (R13) or a writer failed after the
+   * commit; PARTIAL: some sets failed, others were stored; FAILURE: nothing
+   * was stored. */
   enum vms_outcome outcome;
-  size_t nr_sets;               /* one today (issue 20: one per VM) */
+  int each;                     /* one set per VM (the request's each) */
+  size_t nr_sets;               /* 1, or with each one per VM (+ exec writers) */
   struct vms_backup_set *sets;
   int64_t elapsed_ms;
 };
@@ -192,8 +217,11 @@ struct vms_backup_report {
 extern VMS_API struct vms_backup_report *
 vms_requester_backup (vms_repo *repo, const struct vms_backup_request *rq);
 extern VMS_API void vms_backup_report_free (struct vms_backup_report *r);
-/* The report as JSON text (malloc'd): for one set, the set's fields at
- * the top ({"backup_id", "state", "components", …}). NULL on ENOMEM. */
+/* The report as JSON text (malloc'd): for one set (not each), the set's
+ * fields at the top ({"backup_id", "state", "components", …}); with each,
+ * {"sets": [...], "succeeded": [VM...], "failed": [VM...]}, a set's "vm"
+ * naming its VM ("host_applications": true for the exec writers' set).
+ * Always "outcome". NULL on ENOMEM. */
 extern VMS_API char *vms_backup_report_json (const struct vms_backup_report *r);
 /* "complete", "stored-with-errors", "failed". */
 extern VMS_API const char *vms_set_state_name (enum vms_set_state s);

@@ -8,10 +8,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cleanup.h"
 #include "log.h"
 #include "requester-internal.h"
+#include "vm-writer.h"
 #include "vmshadow/error.h"
 
 /* What the backup of one set needs as it goes. */
@@ -351,6 +353,94 @@ backup_set (struct backup_run *b, vms_coordinator *coord)
   set->elapsed_ms = vms_now_ms () - t0;
 }
 
+/* How one set ended, as a run's outcome. */
+static enum vms_outcome
+set_outcome (const struct vms_backup_set *set)
+{
+  if (set->state == VMS_SET_FAILED)
+    return VMS_OUTCOME_FAILURE;
+  if (set->state == VMS_SET_STORED_WITH_ERRORS)
+    return VMS_OUTCOME_WARNINGS;
+  /* R13: what was left out must be backed up otherwise: a look is needed. */
+  for (size_t i = 0; i < set->nr_components; i++)
+    if (set->components[i].nr_excluded)
+      return VMS_OUTCOME_WARNINGS;
+  return VMS_OUTCOME_SUCCESS;
+}
+
+static enum vms_outcome
+run_outcome (const struct vms_backup_report *r)
+{
+  size_t failed = 0, warned = 0;
+
+  for (size_t i = 0; i < r->nr_sets; i++) {
+    enum vms_outcome o = set_outcome (&r->sets[i]);
+    failed += o == VMS_OUTCOME_FAILURE;
+    warned += o == VMS_OUTCOME_WARNINGS;
+  }
+  if (failed == r->nr_sets)
+    return VMS_OUTCOME_FAILURE;
+  if (failed)
+    return VMS_OUTCOME_PARTIAL;
+  return warned ? VMS_OUTCOME_WARNINGS : VMS_OUTCOME_SUCCESS;
+}
+
+/* Open (or make) the repository for writing; with wait_ms, a writer lock
+ * another process holds is waited for (polled) that long. */
+static vms_repo *
+open_repo (const char *dir, int64_t wait_ms)
+{
+  int64_t deadline = vms_now_ms () + wait_ms;
+  int said = 0;
+
+  for (;;) {
+    vms_repo *repo = vms_repo_open (dir, VMS_REPO_CREATE | VMS_REPO_WRITE);
+    if (repo || vms_get_errno () != EBUSY || wait_ms <= 0)
+      return repo;
+    if (vms_now_ms () >= deadline) {
+      vms_set_error (EBUSY, "%s; waited %" PRId64 " s for it, giving up",
+                     vms_get_error (), wait_ms / 1000);
+      return NULL;
+    }
+    if (!said++)
+      vms_warn ("%s; waiting (up to %" PRId64 " s)", vms_get_error (),
+                wait_ms / 1000);
+    struct timespec ts = { .tv_sec = 0, .tv_nsec = 500 * 1000 * 1000 };
+    nanosleep (&ts, NULL);
+  }
+}
+
+/* The sets of an --each run: the exec writers' (if there are any), then
+ * one per VM. names: the VMs, NULL-terminated (malloc'd). */
+static int
+each_vms (const struct vms_backup_request *rq, char ***names, size_t *n)
+{
+  if (rq->host.all_vms)
+    return vms_libvirt_list_vms (rq->host.libvirt_uri, names, n);
+  *n = 0;
+  while (rq->host.vms && rq->host.vms[*n])
+    (*n)++;
+  *names = calloc (*n + 1, sizeof **names);
+  if (*names == NULL) {
+    vms_set_error (ENOMEM, "out of memory");
+    return -1;
+  }
+  for (size_t i = 0; i < *n; i++)
+    if (((*names)[i] = strdup (rq->host.vms[i])) == NULL) {
+      vms_set_error (ENOMEM, "out of memory");
+      return -1;
+    }
+  return 0;
+}
+
+static void
+free_names (char **v)
+{
+  for (size_t i = 0; v && v[i]; i++)
+    free (v[i]);
+  free (v);
+}
+
 struct vms_backup_report *
 vms_requester_backup (vms_repo *repo, const struct vms_backup_request *rq)
 {
@@ -358,18 +448,50 @@ vms_requester_backup (vms_repo *repo, const struct vms_backup_request *rq)
   vms_coordinator *own = NULL, *coord = rq->coord;
   vms_repo *own_repo = NULL;
   struct vms_backup_report *r = NULL;
+  char **names = NULL;
+  size_t nr_names = 0, nr_sets = 1;
+  int oom = 0, exec_set = 0;
 
-  if (coord == NULL) {
-    /* VMs take part when asked for: all, or by name (R7: one component
-     * per VM). Host applications (exec writers) always do. */
-    coord = own = vms_requester_host (&rq->host);
+  if (rq->each) {
+    /* One set per VM (issue 20); the exec writers' set first, when the
+     * host has any. Every set's writers are loaded before anything is
+     * made, as for one set. */
+    if (coord) {
+      vms_set_error (EINVAL, "one set per VM needs the host's writers, not a "
+                     "coordinator of the caller's");
+      goto out;
+    }
+    if (each_vms (rq, &names, &nr_names) == -1)
+      goto out;
+    coord = own = req_host (&rq->host, REQ_HOST_EXEC, NULL);
     if (coord == NULL)
       goto out;
+    if (vms_coordinator_writer_count (coord) == 0) {
+      vms_coordinator_free (own);
+      coord = own = NULL;
+    }
+    exec_set = coord != NULL;
+    nr_sets = nr_names + (size_t) exec_set;
+    if (nr_sets == 0) {
+      vms_set_error (ENOENT, "nothing to back up: no exec writers, and no VMs "
+                     "%s", rq->host.all_vms ? "on this host" : "asked for "
+                     "(use --all or name VMs)");
+      goto out;
+    }
   }
-  if (vms_coordinator_writer_count (coord) == 0) {
-    vms_set_error (ENOENT, "nothing to back up: no exec writers, and no VMs "
-                   "asked for (use --all or name VMs)");
-    goto out;
+  else {
+    if (coord == NULL) {
+      /* VMs take part when asked for: all, or by name (R7: one component
+       * per VM). Host applications (exec writers) always do. */
+      coord = own = vms_requester_host (&rq->host);
+      if (coord == NULL)
+        goto out;
+    }
+    if (vms_coordinator_writer_count (coord) == 0) {
+      vms_set_error (ENOENT, "nothing to back up: no exec writers, and no VMs "
+                     "asked for (use --all or name VMs)");
+      goto out;
+    }
   }
   if (repo == NULL) {
     /* The directory vms_repo_open takes for NULL (repo.h), checked before
@@ -383,34 +505,56 @@ vms_requester_backup (vms_repo *repo, const struct vms_backup_request *rq)
                      "was changed", dir, why);
       goto out;
     }
-    if ((repo = own_repo = vms_repo_open (dir, VMS_REPO_CREATE | VMS_REPO_WRITE)) == NULL)
+    if ((repo = own_repo = open_repo (dir, rq->host.wait_ms)) == NULL)
       goto out;
   }
   r = calloc (1, sizeof *r);
-  if (r == NULL || (r->sets = calloc (1, sizeof *r->sets)) == NULL) {
+  if (r == NULL || (r->sets = calloc (nr_sets, sizeof *r->sets)) == NULL) {
     vms_set_error (ENOMEM, "out of memory");
     goto out;
   }
-  r->nr_sets = 1;
-  struct backup_run b = {
-    .repo = repo, .set = &r->sets[0],
-    .progress = { .fn = rq->progress, .opaque = rq->progress_opaque },
-  };
-  backup_set (&b, coord);
-  if (b.oom) {
+  r->each = rq->each;
+  for (size_t i = 0; i < nr_sets; i++) {
+    struct backup_run b = {
+      .repo = repo, .set = &r->sets[i],
+      .progress = { .fn = rq->progress, .opaque = rq->progress_opaque },
+    };
+    r->nr_sets = i + 1;
+    if (rq->each && i >= (size_t) exec_set) {
+      /* The VM's own set: its writer, for it alone. */
+      const char *vm = names[i - (size_t) exec_set];
+      const char *only[] = { vm, NULL };
+      vms_coordinator_free (own);
+      own = NULL;
+      r->sets[i].vm = req_strdup (vm, &b.oom);
+      coord = own = req_host (&rq->host, REQ_HOST_VMS, only);
+      if (coord == NULL) {
+        r->sets[i].state = VMS_SET_FAILED;
+        r->sets[i].failure.failed = 1;
+        r->sets[i].failure.message = req_strdup (vms_get_error (), &b.oom);
+        oom |= b.oom;
+        continue;
+      }
+      vms_debug ("backing up vm \"%s\" as a set of its own (%zu of %zu)", vm,
+                i + 1, nr_sets);
+    }
+    backup_set (&b, coord);
+    oom |= b.oom;
+  }
+  if (oom) {
     vms_set_error (ENOMEM, "out of memory writing the report of backup %s",
                    r->sets[0].backup_id ? r->sets[0].backup_id : "?");
     goto out;
   }
-  r->outcome = r->sets[0].state == VMS_SET_COMPLETE ? VMS_OUTCOME_SUCCESS
-    : r->sets[0].state == VMS_SET_STORED_WITH_ERRORS ? VMS_OUTCOME_WARNINGS
-    : VMS_OUTCOME_FAILURE;
+  r->outcome = run_outcome (r);
   r->elapsed_ms = vms_now_ms () - t0;
+  free_names (names);
   vms_coordinator_free (own);
   vms_repo_close (own_repo);
   return r;
 
  out:
+  free_names (names);
   vms_backup_report_free (r);
   vms_coordinator_free (own);
   vms_repo_close (own_repo);

@@ -128,14 +128,23 @@ vms_requester_sweep (void)
 vms_coordinator *
 vms_requester_host (const struct vms_host_options *o)
 {
+  return req_host (o, REQ_HOST_EXEC | REQ_HOST_VMS, NULL);
+}
+
+vms_coordinator *
+req_host (const struct vms_host_options *o, unsigned what,
+          const char *const *only_vms)
+{
   vms_coordinator *coord = vms_coordinator_new ();
-  int vms = o->all_vms || (o->vms && o->vms[0]) ||
-    (o->probe_vms && (o->libvirt_uri || libvirt_present ()));
+  int vms = (what & REQ_HOST_VMS) &&
+    (only_vms || o->all_vms || (o->vms && o->vms[0]) ||
+     (o->probe_vms && (o->libvirt_uri || libvirt_present ())));
 
   if (coord == NULL)
     return NULL;
   /* Writers first, then providers in the order they are asked (R1). */
-  if (vms_exec_writers_load (coord, o->writers_dir) == -1 ||
+  if (((what & REQ_HOST_EXEC) &&
+       vms_exec_writers_load (coord, o->writers_dir) == -1) ||
       vms_file_provider_add (coord, NULL) == -1)
     goto fail;
   if (vms) {
@@ -154,7 +163,7 @@ vms_requester_host (const struct vms_host_options *o)
     }
     const struct vms_vm_options vm = {
       .uri = o->libvirt_uri,
-      .vms = o->all_vms ? NULL : o->vms,
+      .vms = only_vms ? only_vms : o->all_vms ? NULL : o->vms,
       .method = method,
       .full = o->full,
       .fallback = fallback,

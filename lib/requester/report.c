@@ -107,6 +107,7 @@ set_json (const struct vms_backup_set *set)
 {
   json_object *out = json_object_new_object ();
 
+  add_string (out, "vm", set->vm);
   add_string (out, "backup_id", set->backup_id);
   add_string (out, "state", vms_set_state_name (set->state));
   if (set->state != VMS_SET_FAILED) {
@@ -150,14 +151,26 @@ vms_backup_report_json (const struct vms_backup_report *r)
 {
   json_object *out;
 
-  if (r->nr_sets == 1)
+  if (r->nr_sets == 1 && !r->each)
     out = set_json (&r->sets[0]);
   else {
     json_object *sets = json_object_new_array ();
+    json_object *ok = json_object_new_array (), *bad = json_object_new_array ();
     out = json_object_new_object ();
-    for (size_t i = 0; i < r->nr_sets; i++)
-      json_object_array_add (sets, set_json (&r->sets[i]));
+    for (size_t i = 0; i < r->nr_sets; i++) {
+      const struct vms_backup_set *set = &r->sets[i];
+      json_object *so = set_json (set);
+      if (r->each && set->vm == NULL)
+        json_object_object_add (so, "host_applications", json_object_new_boolean (1));
+      json_object_array_add (sets, so);
+      if (set->vm)
+        json_object_array_add (set->state == VMS_SET_FAILED ? bad : ok,
+                               json_object_new_string (set->vm));
+    }
     json_object_object_add (out, "sets", sets);
+    /* Which VMs were stored and which not (why: in their set). */
+    json_object_object_add (out, "succeeded", ok);
+    json_object_object_add (out, "failed", bad);
   }
   add_string (out, "outcome", vms_outcome_name (r->outcome));
   /* The whole run's time (for one set, the set's own is replaced). */
@@ -235,7 +248,8 @@ vms_restore_report_json (const struct vms_restore_report *r)
 
   add_string (out, "backup_id", r->backup_id);
   add_string (out, "state", r->dry_run ? "planned"
-              : r->outcome == VMS_OUTCOME_SUCCESS ? "complete" : "failed");
+              : r->outcome == VMS_OUTCOME_SUCCESS ||
+              r->outcome == VMS_OUTCOME_WARNINGS ? "complete" : "failed");
   add_string (out, "outcome", vms_outcome_name (r->outcome));
   json_object_object_add (out, "dry_run", json_object_new_boolean (r->dry_run));
   add_string (out, "error", r->error);
@@ -267,6 +281,7 @@ vms_backup_report_free (struct vms_backup_report *r)
     return;
   for (size_t s = 0; s < r->nr_sets; s++) {
     struct vms_backup_set *set = &r->sets[s];
+    free (set->vm);
     free (set->backup_id);
     free (set->failure.culprit);
     free (set->failure.message);

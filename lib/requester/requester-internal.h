@@ -8,6 +8,13 @@
 /* strdup that keeps NULL as NULL and remembers a failure in *oom. */
 extern char *req_strdup (const char *s, int *oom);
 
+/* vms_requester_host, in parts: with REQ_HOST_EXEC the exec writers, with
+ * REQ_HOST_VMS the VM writer (for only_vms when not NULL, else as o
+ * says); the file provider always. */
+enum { REQ_HOST_EXEC = 1, REQ_HOST_VMS = 2 };
+extern vms_coordinator *req_host (const struct vms_host_options *o,
+                                  unsigned what, const char *const *only_vms);
+
 /* Adapts the data path's byte progress to the requester's callback for
  * one file at a time. */
 struct req_progress {

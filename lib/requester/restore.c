@@ -793,6 +793,29 @@ add_exec_writers (struct restore_run *rr, vms_coordinator *coord)
   return 0;
 }
 
+/* How the restore ended (issue 20's exit codes): every component
+ * restored is success, with an interface left disconnected (R21) success
+ * with warnings; some restored and some not is partial; none is failure. */
+static enum vms_outcome
+restore_outcome (const struct vms_restore_report *rep)
+{
+  size_t ok = 0, disconnected = 0;
+
+  if (rep->dry_run || rep->nr_components == 0)  /* only a plan, or nothing */
+    return rep->error ? VMS_OUTCOME_FAILURE : VMS_OUTCOME_SUCCESS;
+  for (size_t i = 0; i < rep->nr_components; i++) {
+    ok += rep->components[i].ok != 0;
+    disconnected += rep->components[i].nr_disconnected;
+  }
+  if (ok == 0)
+    return VMS_OUTCOME_FAILURE;
+  if (ok < rep->nr_components)
+    return VMS_OUTCOME_PARTIAL;
+  if (rep->error)
+    return VMS_OUTCOME_FAILURE;
+  return disconnected ? VMS_OUTCOME_WARNINGS : VMS_OUTCOME_SUCCESS;
+}
+
 struct vms_restore_report *
 vms_requester_restore (vms_repo *repo, const struct vms_restore_request *rq)
 {
@@ -912,10 +935,7 @@ vms_requester_restore (vms_repo *repo, const struct vms_restore_request *rq)
     vms_set_error (ENOMEM, "out of memory writing the report of the restore");
     goto out;
   }
-  rep->outcome = rep->error ? VMS_OUTCOME_FAILURE : VMS_OUTCOME_SUCCESS;
-  for (size_t i = 0; !rep->dry_run && i < rep->nr_components; i++)
-    if (!rep->components[i].ok)
-      rep->outcome = VMS_OUTCOME_FAILURE;
+  rep->outcome = restore_outcome (rep);
   rep->elapsed_ms = vms_now_ms () - t0;
   goto done;
 

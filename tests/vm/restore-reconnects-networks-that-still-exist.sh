@@ -25,7 +25,12 @@ virsh -q net-destroy "$net" >/dev/null || lab_fail "cannot delete network $net"
 virsh -q net-info "$net" >/dev/null 2>&1 && lab_fail "network $net still there"
 lab_ok "backup $bid of $a (bridge $br) and $b (network $net); network $net deleted"
 
-rst_restore "$bid" --replace --start || lab_fail "restore failed: $(tail -n 20 "$RST_ERR" "$RST_OUT")"
+# An interface left disconnected (R21) needs a look: exit 3, success with
+# warnings (issue 20).
+rc=0
+rst_restore "$bid" --replace --start || rc=$?
+[ $rc -eq 3 ] || lab_fail "restore exited $rc, not 3 (restored, an interface left disconnected): $(tail -n 20 "$RST_ERR" "$RST_OUT")"
+lab_assert_eq "restore outcome" "$(jq -r .outcome "$RST_OUT")" warnings
 for d in "$a" "$b"; do
     lab_assert_eq "state of $d" "$(virsh domstate "$d")" running
 done

@@ -16,6 +16,7 @@
 #ifndef VMSHADOW_VM_WRITER_H
 #define VMSHADOW_VM_WRITER_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "vmshadow/coordinator.h"
@@ -93,6 +94,14 @@ struct vms_vm_options {
  * when libvirtd does not answer. Returns 0, or -1 with the error set. */
 extern int vms_libvirt_add (vms_coordinator *coord,
                             const struct vms_vm_options *opts);
+
+/* ---- Outside a session (the requester's own steps; issue 20) ---- */
+
+/* The names of every domain at uri (NULL: VMS_VM_DEFAULT_URI), in name
+ * order, NULL-terminated in *names (malloc'd, each name too), their number
+ * in *n. For `backup --each --all`: one consistency set per VM. 0, or -1
+ * with the error set (libvirt not reachable). */
+extern int vms_libvirt_list_vms (const char *uri, char ***names, size_t *n);
 
 /* ---- Component attributes the writer sets (the requester relies on
  * them; all strings unless said otherwise) ---- */
