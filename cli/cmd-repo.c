@@ -284,23 +284,53 @@ cmd_prune (const struct options *opts, int argc, char **argv)
   struct report_lines r = { opts->json ? json_object_new_array () : NULL,
                             opts->dry_run ? "would " : "" };
   int removed = vms_repo_prune (repo, &opts->keep, opts->dry_run, report_line, &r);
-  vms_repo_close (repo);
   if (removed == -1) {
+    vms_repo_close (repo);
     json_object_put (r.list);
     return cli_fail ("prune");
   }
+  /* Then the VMs' checkpoints no remaining backup needs (issue 20), still
+   * under the repository's lock: no backup into it runs meanwhile. When
+   * libvirt cannot be reached this is skipped with a note; any other
+   * failure is one too, and the exit status says it. */
+  struct report_lines cr = { opts->json ? json_object_new_array () : NULL, "" };
+  int cps = vms_requester_prune_checkpoints (repo, opts->connect, opts->dry_run,
+                                             report_line, &cr);
+  int unreachable = cps == -1 && vms_get_errno () == ECONNREFUSED;
+  char *cp_error = cps == -1 ? strdup (vms_get_error ()) : NULL;
+  vms_repo_close (repo);
   if (r.list) {
     json_object *out = json_object_new_object ();
+    json_object *co = json_object_new_object ();
     json_object_object_add (out, "dry_run", json_object_new_boolean (opts->dry_run));
     json_object_object_add (out, "removed", json_object_new_int (removed));
     json_object_object_add (out, "decisions", r.list);
+    json_object_object_add (co, "deleted", json_object_new_int (cps > 0 ? cps : 0));
+    json_object_object_add (co, "decisions", cr.list);
+    if (cps == -1)
+      json_object_object_add (co, unreachable ? "skipped" : "error",
+                              json_object_new_string (cp_error ? cp_error : "?"));
+    json_object_object_add (out, "checkpoints", co);
+    json_object_object_add (out, "exit_code", json_object_new_int (
+                              cps == -1 && !unreachable ? EXIT_WARNINGS : EXIT_SUCCESS));
     cli_print_json (out);
   }
-  else
+  else {
     printf ("%s %d backup%s%s.\n", opts->dry_run ? "Would remove" : "Removed",
             removed, removed == 1 ? "" : "s",
             !opts->dry_run && removed ? "; run 'vmshadow gc' to free their chunks" : "");
-  return EXIT_SUCCESS;
+    if (cps > 0)
+      printf ("%s %d checkpoint%s no backup needs.\n",
+              opts->dry_run ? "Would delete" : "Deleted", cps, cps == 1 ? "" : "s");
+    else if (cps == -1)
+      fprintf (stderr, "vmshadow prune: %s: %s\n", unreachable
+               ? "note: the VMs' checkpoints were not pruned" : "warning: checkpoints",
+               cli_message (cp_error ? cp_error : "?"));
+  }
+  free (cp_error);
+  /* A checkpoint that could not be deleted needs a look; libvirt not
+   * being there is normal on a host without VMs. */
+  return cps == -1 && !unreachable ? EXIT_WARNINGS : EXIT_SUCCESS;
 }
 
 int

@@ -36,8 +36,8 @@ static const struct command {
     "show one backup: writers, components, files, sizes" },
   { "verify", cmd_verify, OPT_JSON | OPT_REPO | OPT_DEEP | OPT_SAMPLE, "[BACKUP]",
     "check backups (with --deep, re-read and re-hash every chunk)" },
-  { "prune", cmd_prune, OPT_JSON | OPT_REPO | OPT_KEEP | OPT_DRY_RUN, "",
-    "delete the backups the --keep-* policy does not keep" },
+  { "prune", cmd_prune, OPT_JSON | OPT_REPO | OPT_KEEP | OPT_DRY_RUN | OPT_CONNECT, "",
+    "delete backups --keep-* does not keep, then unneeded VM checkpoints" },
   { "gc", cmd_gc, OPT_JSON | OPT_REPO | OPT_GRACE, "",
     "delete chunks no backup uses any more" },
   { "restore", cmd_restore, OPT_JSON | OPT_REPO | OPT_CONNECT | OPT_VM | OPT_TO |

@@ -274,6 +274,23 @@ extern VMS_API void vms_backup_plan_free (struct vms_backup_plan *p);
  * (malloc'd). NULL on ENOMEM. */
 extern VMS_API char *vms_backup_plan_json (const struct vms_backup_plan *p);
 
+/* ---- After a prune ---- */
+
+/* Delete the vmshadow checkpoints (and so their qcow2 bitmaps) of every VM
+ * with a backup in repo that no remaining backup needs (issue 20): kept
+ * are, per VM, the checkpoints the repository's catalogue names as where a
+ * disk's next incremental starts, and per disk the newest vmshadow
+ * checkpoint with a bitmap on it; never a checkpoint without the vmshadow-
+ * prefix. Over libvirt_uri (NULL: qemu:///system). With dry_run only
+ * says. Each decision goes to report. Returns how many were (or would be)
+ * deleted; -1 with the error set (ECONNREFUSED: libvirt not reachable; a
+ * repository without VM backups never asks libvirt). */
+extern VMS_API int vms_requester_prune_checkpoints (vms_repo *repo,
+                                                    const char *libvirt_uri,
+                                                    int dry_run,
+                                                    vms_repo_report_fn report,
+                                                    void *opaque);
+
 /* ---- Restore ---- */
 
 struct vms_restore_request {

@@ -433,6 +433,27 @@ each_vms (const struct vms_backup_request *rq, char ***names, size_t *n)
   return 0;
 }
 
+/* --wait: before set i's session starts, wait for other tools' jobs on
+ * its VMs to end (the writer only checks, in PrepareForBackup and again
+ * before any guest is frozen; waiting there would run into the event
+ * budget). */
+static int
+wait_jobs (const struct vms_backup_request *rq, size_t i, int exec_set,
+           char **names)
+{
+  if (rq->each) {
+    if (i < (size_t) exec_set)
+      return 0;
+    const char *only[] = { names[i - (size_t) exec_set], NULL };
+    return vms_libvirt_wait_jobs (rq->host.libvirt_uri, only, rq->host.wait_ms);
+  }
+  if (!rq->host.all_vms && !(rq->host.vms && rq->host.vms[0]))
+    return 0;
+  return vms_libvirt_wait_jobs (rq->host.libvirt_uri,
+                                rq->host.all_vms ? NULL : rq->host.vms,
+                                rq->host.wait_ms);
+}
+
 static void
 free_names (char **v)
 {
@@ -537,6 +558,14 @@ vms_requester_backup (vms_repo *repo, const struct vms_backup_request *rq)
       }
       vms_debug ("backing up vm \"%s\" as a set of its own (%zu of %zu)", vm,
                 i + 1, nr_sets);
+    }
+    if (rq->host.wait_ms > 0 && wait_jobs (rq, i, exec_set, names) == -1) {
+      /* Still busy when the wait ran out: the set fails untouched. */
+      r->sets[i].state = VMS_SET_FAILED;
+      r->sets[i].failure.failed = 1;
+      r->sets[i].failure.message = req_strdup (vms_get_error (), &b.oom);
+      oom |= b.oom;
+      continue;
     }
     backup_set (&b, coord);
     oom |= b.oom;

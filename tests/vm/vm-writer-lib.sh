@@ -49,7 +49,9 @@ vmw_backup() {
     VMW_SUMMARY=$VMW_OUT
     if [ $rc -eq 0 ] || { [ $rc -eq 3 ] && jq -e .backup_id "$VMW_OUT" >/dev/null 2>&1; }; then
         VMW_BID=$(jq -r '.backup_id // empty' "$VMW_OUT" 2>/dev/null)
-        [ -n "$VMW_BID" ] || lab_fail "vmshadow backup succeeded but printed no backup_id: $(head -c 400 "$VMW_OUT")"
+        # (with --each: one backup per set, in .sets[].backup_id)
+        [ -n "$VMW_BID" ] || jq -e .sets "$VMW_OUT" >/dev/null 2>&1 ||
+            lab_fail "vmshadow backup succeeded but printed no backup_id: $(head -c 400 "$VMW_OUT")"
     fi
     return $rc
 }

@@ -9,7 +9,11 @@
 # writable; no backup job is left on any of them; no new vmshadow-
 # checkpoint is left (the first backup's stay); the scratch directories are
 # gone.  Then one VM's disk image vanishes from the host (renamed away while
-# it runs) and the same holds.
+# it runs) and the same holds.  Last (issue 20), the guest of the second VM
+# vetoes again, now in a `backup --each` run (one set per VM): the first
+# and third VMs are stored, the exit status is 4 (partial), and the report,
+# JSON and text, names the second VM as failed and why; it stays running
+# and thawed.
 . "$(dirname "$0")/lib.sh"
 lab_init
 . "$LAB_TESTS_DIR/vm-writer-lib.sh"
@@ -95,3 +99,30 @@ lab_assert_eq "failed phase for a vanished image" "$phase" prepare-backup
 lab_ok "backup failed (exit $rc) at $phase: $msg"
 assert_set_untouched "the vanished image"
 lab_ok "after the vanished image: still 1 backup, all three running, thawed, writable, no job, no new checkpoint"
+
+# --- 3 (issue 20): one set per VM: the veto in $b sinks only $b.
+lab_guest_put "$b" "$LAB_WORK/veto" /etc/qemu/fsfreeze-hook.d/10-veto 755
+rc=0
+vmw_backup --each "${doms[@]}" || rc=$?
+lab_log "report: $(jq -c '{outcome, succeeded, failed, exit_code}' "$VMW_SUMMARY" 2>/dev/null) $(tr '\n' ' ' <"${VMW_SUMMARY%.out}.err")"
+lab_assert_eq "exit status of backup --each with one veto" "$rc" 4
+lab_assert_eq "outcome" "$(jq -r .outcome "$VMW_SUMMARY")" partial
+lab_assert_eq "VMs stored" "$(jq -r '.succeeded | join(" ")' "$VMW_SUMMARY")" "$a $c"
+lab_assert_eq "VMs failed" "$(jq -r '.failed | join(" ")' "$VMW_SUMMARY")" "$b"
+msg=$(jq -r --arg v "$b" '.sets[] | select(.vm == $v) | .failure.message' "$VMW_SUMMARY")
+grep -qiE 'freeze|froze' <<<"$msg" || lab_fail "the report does not say why $b failed: $msg"
+for d in "$a" "$c"; do
+    lab_assert_eq "state of $d's set" "$(jq -r --arg v "$d" '.sets[] | select(.vm == $v) | .state' "$VMW_SUMMARY")" complete
+done
+lab_assert_eq "backups after backup --each" "$(vmw_backup_count)" 3
+rc=0
+vmw_vmshadow backup --each "${doms[@]}" || rc=$?
+lab_assert_eq "exit status of backup --each (text)" "$rc" 4
+grep -q "^vm \"$b\": failed" "$VMW_OUT" || lab_fail "the text report does not name $b as failed: $(tr '\n' ';' <"$VMW_OUT")"
+grep -A3 "failed:" "$VMW_OUT" | grep -qF "vm \"$b\"" || lab_fail "the text summary does not list $b: $(tr '\n' ';' <"$VMW_OUT")"
+grep -F "vm \"$b\"" "$VMW_ERR" | grep -qiE 'freeze|froze' || lab_fail "the text report does not say why $b failed: $(tr '\n' ';' <"$VMW_ERR")"
+lab_assert_eq "backups after the second backup --each" "$(vmw_backup_count)" 5
+lab_assert_eq "state of $b after backup --each" "$(virsh domstate "$b")" running
+lab_assert_eq "guest-fsfreeze-status of $b after backup --each" "$(lab_agent "$b" '{"execute":"guest-fsfreeze-status"}')" '"thawed"'
+lab_guest_run "$b" 'rm /etc/qemu/fsfreeze-hook.d/10-veto'
+lab_ok "backup --each: $a and $c stored, $b failed (exit 4, partial): $msg"

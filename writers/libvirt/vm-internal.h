@@ -93,6 +93,11 @@ extern const char *vm_virt_error (void);
 extern int vm_qemu_dir (const struct vm_entry *vm, const char *dir,
                         mode_t mode);
 
+/* Whether another tool's job runs on dom (vm-host.c): 1 with *why (malloc'd,
+ * may be NULL on ENOMEM) naming it, 0 when none, -1 with the error set. A
+ * domain job (backup, migration, save, …) or a block job on any disk. */
+extern int vm_domain_jobs (virDomainPtr dom, char **why);
+
 /* Copy a small file (firmware state) to dst, mode 0600. */
 extern int vm_copy_file (const char *src, const char *dst);
 

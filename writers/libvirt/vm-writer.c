@@ -798,6 +798,34 @@ mark_selected (struct vm_writer *w, vms_call *call)
   return 0;
 }
 
+/* No other tool's job (a backup, a migration, a save, a block copy) on
+ * any VM of the set (issue 20): checked before any guest is frozen or
+ * paused, so that a busy VM fails the set with every guest untouched
+ * rather than frozen while libvirt's job lock is waited for. The requester
+ * waits for such jobs before the session (--wait); this closes the gap. */
+static int
+check_jobs (struct vm_writer *w, vms_call *call, const char *phase)
+{
+  for (size_t i = 0; i < w->nr_vms; i++) {
+    struct vm_entry *vm = w->vms[i];
+    CLEANUP_FREE char *why = NULL;
+    int busy;
+
+    if (!vm->selected)
+      continue;
+    busy = vm_domain_jobs (vm->dom, &why);
+    if (busy == -1)
+      return vms_call_fail (call, VMS_FAILURE_RETRYABLE, "vm \"%s\" failed "
+                            "at %s: %s", vm->name, phase, vms_get_error ());
+    if (busy)
+      return vms_call_fail (call, VMS_FAILURE_RETRYABLE, "vm \"%s\" failed "
+                            "at %s: %s; no guest was frozen or paused: retry "
+                            "when it has ended, or use --wait", vm->name,
+                            phase, why ? why : "another job runs on it");
+  }
+  return 0;
+}
+
 static int
 vm_prepare_backup (void *data, vms_call *call)
 {
@@ -835,7 +863,7 @@ vm_prepare_backup (void *data, vms_call *call)
                               disk->target, strerror (errno));
     }
   }
-  return 0;
+  return check_jobs (w, call, "prepare-backup");
 }
 
 /* Write the VM's configuration into its state directory (R7). */
@@ -917,7 +945,8 @@ vm_prepare_snapshot (void *data, vms_call *call)
 
   if (online == NULL)
     return vms_call_fail (call, VMS_FAILURE_OUT_OF_RESOURCES, "out of memory");
-  if (mark_selected (w, call) == -1)
+  if (mark_selected (w, call) == -1 ||
+      check_jobs (w, call, "prepare-snapshot") == -1)
     return -1;
 
   for (size_t i = 0; i < w->nr_vms; i++) {

@@ -103,6 +103,33 @@ extern int vms_libvirt_add (vms_coordinator *coord,
  * with the error set (libvirt not reachable). */
 extern int vms_libvirt_list_vms (const char *uri, char ***names, size_t *n);
 
+/* Wait until no VM of vms (NULL-terminated names or UUIDs; NULL: every
+ * running VM at uri) has a job of another tool: a libvirt domain job (a
+ * backup, a migration, a save, a dump, a snapshot) or a block job on one
+ * of its disks (copy, commit, pull). Polls once a second for up to wait_ms
+ * (0: only look). 0 when none is left; -1 with the error naming the VM and
+ * the job (EBUSY), or why libvirt could not be asked. Touches no VM. A VM
+ * that is not there is skipped (Identify names it). */
+extern int vms_libvirt_wait_jobs (const char *uri, const char *const *vms,
+                                  int64_t wait_ms);
+
+/* One decision, as a line of text (borrowed for the call). */
+typedef void (*vms_vm_report_fn) (void *opaque, const char *line);
+
+/* After a prune: delete the vmshadow checkpoints (VMS_VM_CHECKPOINT_PREFIX;
+ * never another tool's) of the VM with this UUID that no remaining backup
+ * needs, and so their qcow2 bitmaps. Kept: every name in needed
+ * (NULL-terminated: the checkpoints the repository's catalogue names as
+ * where a disk's next incremental starts), and per disk the newest
+ * checkpoint with a bitmap on it. Oldest first, so a deleted checkpoint's
+ * changes merge into a kept parent. With dry_run nothing is deleted. Each
+ * decision goes to report. Returns how many were (or would be) deleted; a
+ * VM not defined at uri has none (0); -1 with the error set, ECONNREFUSED
+ * when libvirt cannot be reached. */
+extern int vms_libvirt_prune_checkpoints (const char *uri, const char *uuid,
+                                          const char *const *needed, int dry_run,
+                                          vms_vm_report_fn report, void *opaque);
+
 /* ---- Component attributes the writer sets (the requester relies on
  * them; all strings unless said otherwise) ---- */
 
