@@ -33,8 +33,9 @@ grep -q "a backup job runs on it" <<<"$msg" || lab_fail "the failure does not na
 grep -q "no guest was frozen or paused" <<<"$msg" || lab_fail "the failure does not say nothing was touched: $msg"
 lab_assert_eq "guest freezes after the refused backup" "$(freezes)" "$f0"
 lab_assert_eq "state of $dom" "$(virsh domstate "$dom")" running
-virsh -q domjobinfo "$dom" | grep -q 'Operation:.*Backup' ||
-    lab_fail "the other tool's backup job is gone: $(virsh -q domjobinfo "$dom" | tr '\n' ' ')"
+jobinfo=$(virsh -q domjobinfo "$dom")
+grep -q 'Operation:.*Backup' <<<"$jobinfo" ||
+    lab_fail "the other tool's backup job is gone: $(tr '\n' ' ' <<<"$jobinfo")"
 lab_assert_eq "backups after the refused backup" "$(vmw_backup_count)" 0
 lab_ok "refused at once (exit 1), guest never frozen, the other job untouched: $msg"
 

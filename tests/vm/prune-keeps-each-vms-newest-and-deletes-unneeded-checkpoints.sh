@@ -67,8 +67,9 @@ want=$(printf '%s\n' "${ids_a[2]}" "${ids_a[3]}" "${ids_b[0]}" "${ids_b[1]}" | s
 lab_assert_eq "backups left (each VM's newest 2)" "$left " "$want"
 lab_assert_eq "vmshadow checkpoints of $a after prune" "$(vmw_checkpoints "$a")" "$keep_a "
 lab_assert_eq "vmshadow checkpoints of $b after prune" "$(vmw_checkpoints "$b")" "$keep_b "
-virsh -q checkpoint-list "$a" --name | grep -qx othertool-cp ||
-    lab_fail "prune deleted another tool's checkpoint of $a: $(virsh -q checkpoint-list "$a" --name | tr '\n' ' ')"
+all_cps=$(virsh -q checkpoint-list "$a" --name)
+grep -qx othertool-cp <<<"$all_cps" ||
+    lab_fail "prune deleted another tool's checkpoint of $a: $(tr '\n' ' ' <<<"$all_cps")"
 lab_ok "prune kept ${ids_a[2]} ${ids_a[3]} of $a and both of $b; checkpoints left: $a: $keep_a (and othertool-cp), $b: $keep_b"
 
 # The checkpoint kept still starts an incremental.
