@@ -3,7 +3,8 @@
 # vm-writer-lib.sh (vmw_init); not a test itself.
 #
 #   rst_restore ARG...        vmshadow restore --json ARG...; JSON in $RST_OUT,
-#                             stderr in $RST_ERR; returns its exit status
+#                             stderr (and a JSON error's message) in $RST_ERR;
+#                             returns its exit status
 #   rst_vm_field NAME FIELD   a field of one VM in the last restore's JSON
 #   rst_forget DOM            destroy and undefine DOM, delete its disk images
 #   rst_host_state DOM... -- FILE...  one line per domain (UUID, state) and
@@ -14,6 +15,14 @@ rst_restore() {
     vmw_vmshadow restore --json "$@" || rc=$?
     RST_OUT=$VMW_OUT
     RST_ERR=$VMW_ERR
+    # A refusal under --json is one JSON object on stdout, {"error",
+    # "exit_code"} (issue 20): its exit_code must be the exit status, and
+    # its message goes to $RST_ERR too, where the tests read messages.
+    if [ $rc -ne 0 ] && jq -e 'has("error") and has("exit_code") and (has("vms") | not)' "$RST_OUT" >/dev/null 2>&1; then
+        [ "$(jq .exit_code "$RST_OUT")" = "$rc" ] ||
+            lab_fail "restore exited $rc but its JSON error says $(jq -c .exit_code "$RST_OUT")"
+        jq -r .error "$RST_OUT" >>"$RST_ERR"
+    fi
     return $rc
 }
 
