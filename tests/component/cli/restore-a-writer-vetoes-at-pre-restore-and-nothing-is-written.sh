@@ -39,11 +39,12 @@ diff "$tmp/before" "$tmp/after" >/dev/null ||
 [ "$(events)" = "identify identify pre-restore " ] ||
     fail "the writer got '$(events)', not identify (the check), identify and pre-restore only"
 
-# --json: the same refusal, no report, exit 1.
+# --json: the same refusal, no report: one JSON error on stdout, exit 1
+# (issue 20).
 rc=0
 "$vmshadow" restore "$id" --json > "$tmp/out" 2> "$tmp/err" || rc=$?
-[ "$rc" = 1 ] && grep -q "nothing was written" "$tmp/err" ||
-    fail "--json: exit $rc, stderr: $(cat "$tmp/err")"
+[ "$rc" = 1 ] && jq -e '.exit_code == 1 and (.error | test("nothing was written"))' "$tmp/out" >/dev/null ||
+    fail "--json: exit $rc, stdout: $(cat "$tmp/out"), stderr: $(cat "$tmp/err")"
 
 # Without the veto the same restore puts everything back.
 rm "$tmp/veto-pre-restore"
