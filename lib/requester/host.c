@@ -225,6 +225,45 @@ vm_hook_add (vms_coordinator *coord, const struct vms_restore_request *rq,
   return vms_libvirt_add_for_restore (coord, &ro, bcd, md, nr_md);
 }
 
+/* Issue 20: each VM's stored domain XML, read from the repository for the
+ * plan (a copy's new MACs and paths are in it). A file too large for a
+ * domain XML is left to PostRestore. */
+static int
+vm_hook_prepare (void *h, vms_repo *repo, const vms_manifest *m)
+{
+  for (size_t i = 0; i < vms_vm_restore_count (h); i++) {
+    struct vms_vm_restore_result res;
+    const char *path = vms_vm_restore_config_path (h, i);
+    CLEANUP_FREE char *buf = NULL;
+    vms_index *idx;
+    int k;
+
+    if (path == NULL || vms_vm_restore_result (h, i, &res) == -1 ||
+        (k = vms_manifest_find_file (m, res.uuid, path)) == -1)
+      continue;
+    if ((idx = vms_manifest_load_index (repo, m, (size_t) k)) == NULL) {
+      vms_set_error (vms_get_errno (), "backup %s cannot be restored: the "
+                     "index of %s is damaged: %s", vms_manifest_backup_id (m),
+                     path, vms_get_error ());
+      return -1;
+    }
+    uint64_t size = vms_index_size (idx);
+    int big = size > (16u << 20);
+    if (!big &&
+        ((buf = malloc (size + 1)) == NULL ||
+         vms_repo_read (repo, idx, buf, size, 0) == -1 ||
+         vms_vm_restore_set_config (h, i, buf, size) == -1)) {
+      vms_index_free (idx);
+      vms_set_error (vms_get_errno (), "backup %s cannot be restored: %s "
+                     "cannot be read: %s", vms_manifest_backup_id (m), path,
+                     buf ? vms_get_error () : "out of memory");
+      return -1;
+    }
+    vms_index_free (idx);
+  }
+  return 0;
+}
+
 static int
 vm_hook_plan (void *h)
 {
@@ -306,6 +345,7 @@ vm_hook_result (void *h, size_t i, struct vms_restored_component *c, int *oom)
 static const struct req_restore_hook vm_restore_hook = {
   .writer_id = VMS_VM_WRITER_ID,
   .add = vm_hook_add,
+  .prepare = vm_hook_prepare,
   .plan = vm_hook_plan,
   .selected = vm_hook_selected,
   .target = vm_hook_target,

@@ -51,6 +51,10 @@ struct req_restore_hook {
                 const char *const *components, const char *to,
                 const vms_document *bcd, const vms_document *const *md,
                 size_t nr_md);
+  /* Before the plan: read what the plan needs from the backup (the VM
+   * writer: each VM's stored domain XML, so a copy's new MACs and paths
+   * are planned). 0, or -1 with the error set. May be NULL. */
+  int (*prepare) (void *h, vms_repo *repo, const vms_manifest *m);
   /* Look at the host and decide every change (issue 20); nothing
    * changes. 0, or -1 with the error set (the restore refuses). May be
    * NULL. */

@@ -875,7 +875,9 @@ vms_requester_restore (vms_repo *repo, const struct vms_restore_request *rq)
     w->h = w->hook->add (coord, rq, w->all ? NULL : w->asked, rr.to, rr.bcd,
                          md, nm);
     /* Issue 20: every change planned (and refused if need be) first. */
-    if (w->h == NULL || (w->hook->plan && w->hook->plan (w->h) == -1))
+    if (w->h == NULL ||
+        (w->hook->prepare && w->hook->prepare (w->h, repo, m) == -1) ||
+        (w->hook->plan && w->hook->plan (w->h) == -1))
       goto unchanged;
   }
   for (size_t i = 0; i < rr.nr_w; i++) {

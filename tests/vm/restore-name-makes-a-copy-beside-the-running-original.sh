@@ -34,6 +34,12 @@ lab_ok "online backup $bid of running $dom ($uuid, MAC $mac); its data changed s
 
 copy=$dom-copy
 lab__undo_push domain "$copy"
+rst_restore "$bid" --vm "$dom" --name "$copy" --dry-run || lab_fail "dry run of the copy failed: $(cat "$RST_ERR")"
+jq -r '.vms[0].changes[] | select(.action == "rewrite") | .detail' "$RST_OUT" | grep -q "new MAC address (was $mac)" ||
+    lab_fail "the dry run does not name the copy's new MAC: $(jq -c .vms[0].changes "$RST_OUT")"
+virsh -q dominfo "$copy" >/dev/null 2>&1 && lab_fail "the dry run defined $copy"
+[ ! -e "$(dirname "$img")/$copy-vda.qcow2" ] || lab_fail "the dry run wrote the copy's disk"
+lab_ok "dry run of the copy: $(jq '.vms[0].changes | length' "$RST_OUT") changes (new UUID, MAC, files), nothing made"
 virsh -q domfsfreeze "$dom" >/dev/null || lab_fail "cannot freeze $dom"
 sum0=$(md5sum <"$img")
 rc=0
@@ -68,6 +74,8 @@ cimg=$(virsh -q domblklist "$copy" | awk '$1 == "vda" { print $2 }')
 [ -n "$cuuid" ] && [ "$cuuid" != "$uuid" ] || lab_fail "copy UUID '$cuuid' (original $uuid)"
 [ -n "$cmac" ] && [ "$cmac" != "$mac" ] || lab_fail "copy MAC '$cmac' (original $mac)"
 lab_assert_eq "copy: disk file" "$cimg" "$(dirname "$img")/$copy-vda.qcow2"
+jq -r '.vms[0].changes[] | select(.action == "rewrite") | .detail' "$RST_OUT" | grep -q "interface $cmac: new MAC address (was $mac)" ||
+    lab_fail "the plan's MAC is not the copy's $cmac: $(jq -c .vms[0].changes "$RST_OUT")"
 virsh -q dumpxml "$copy" | grep -F "$dom.console" | grep -vqF "$copy.console" &&
     lab_fail "the copy writes the original's serial log"
 lab_assert_eq "copy: state" "$(virsh domstate "$copy")" running

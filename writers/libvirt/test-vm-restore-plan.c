@@ -244,6 +244,40 @@ a_copy_gets_its_own_files_and_leaves_the_original (void **state)
 }
 
 static void
+a_copy_plan_names_its_new_macs_and_files (void **state)
+{
+  struct vm_restore *r = make_restore (NULL, "copy", 0, RS_EXISTING_REFUSE);
+  struct rs_vm *vm = &r->vms[0];
+  int macs = 0, nvram = 0;
+
+  vm->config_xml = strdup (
+    "<domain><name>web01</name><uuid>" UUID "</uuid>"
+    "<os><nvram>/var/lib/libvirt/qemu/nvram/web01_VARS.fd</nvram></os><devices>"
+    "<disk type='file'><source file='/img/web01.qcow2'/><target dev='vda'/></disk>"
+    "<interface type='network'><mac address='52:54:00:01:02:03'/><source network='n'/></interface>"
+    "</devices></domain>");
+  make_host (1, NULL);
+  assert_int_equal (vm_restore_plan (r, &host), 0);
+  for (size_t i = 0; i < vm->changes.len; i++)
+    if (strcmp (vm->changes.ptr[i].action, "rewrite") == 0) {
+      macs += strstr (vm->changes.ptr[i].detail, "new MAC address (was 52:54:00:01:02:03)") != NULL;
+      nvram += strstr (vm->changes.ptr[i].detail, "NVRAM: /var/lib/libvirt/qemu/nvram/copy_VARS.fd") != NULL;
+    }
+  assert_int_equal (macs, 1);
+  assert_int_equal (nvram, 1);
+  assert_non_null (vm->copy_xml);
+  assert_non_null (strstr (vm->copy_xml, "<name>copy</name>"));
+  assert_non_null (strstr (vm->copy_xml, "/img/copy-vda.qcow2"));
+  assert_null (strstr (vm->copy_xml, "52:54:00:01:02:03"));
+  /* Damaged stored XML: refused, nothing planned. */
+  free (vm->config_xml);
+  vm->config_xml = strdup ("<domain><name>web01</name>");
+  assert_int_equal (vm_restore_plan (r, &host), -1);
+  assert_non_null (strstr (vms_get_error (), "its stored domain XML cannot be made a copy's"));
+  vm_restore_free (r);
+}
+
+static void
 a_copy_refuses_a_name_that_exists (void **state)
 {
   struct vm_restore *r = make_restore (NULL, "db", 0, RS_EXISTING_REFUSE);
@@ -329,6 +363,7 @@ main (int argc, char **argv)
     cmocka_unit_test (a_name_of_another_vm_is_refused),
     cmocka_unit_test (a_file_of_another_vm_is_never_written),
     cmocka_unit_test (a_copy_gets_its_own_files_and_leaves_the_original),
+    cmocka_unit_test (a_copy_plan_names_its_new_macs_and_files),
     cmocka_unit_test (a_copy_refuses_a_name_that_exists),
     cmocka_unit_test (a_copy_never_writes_over_a_file_there),
     cmocka_unit_test (to_refuses_a_file_at_a_target_by_default),

@@ -1158,6 +1158,11 @@ rw_disk (struct rw_ctx *x, xmlNode *n)
       }
     if (nw) {
       xmlSetProp (src, (const xmlChar *) "file", (const xmlChar *) nw);
+      /* The restored image stands alone: no backing chain. */
+      for (xmlNode *b; (b = child (n, "backingStore")) != NULL;) {
+        xmlUnlinkNode (b);
+        xmlFreeNode (b);
+      }
       return 0;
     }
   }

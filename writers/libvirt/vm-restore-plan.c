@@ -19,6 +19,7 @@
 #include "vmshadow/error.h"
 
 #include "cleanup.h"
+#include "vm-config.h"
 #include "vm-restore-plan.h"
 
 /* ---- small helpers ---- */
@@ -147,6 +148,7 @@ rs_vm_clear (struct rs_vm *vm)
   free (vm->uuid); free (vm->name); free (vm->define_name);
   free (vm->define_uuid);
   free (vm->method); free (vm->state_before); free (vm->dir);
+  free (vm->config_xml); free (vm->copy_xml);
   for (size_t i = 0; i < vm->nr_files; i++) {
     free (vm->files[i].path);
     free (vm->files[i].target);
@@ -523,6 +525,31 @@ vm_restore_new (const struct vms_vm_restore_options *o,
   return NULL;
 }
 
+char *
+vm_restore_copy_xml (const struct rs_vm *vm, const char *xml,
+                     string_vector *notes)
+{
+  CLEANUP_FREE const char **from = calloc (vm->nr_files + 1, sizeof *from);
+  CLEANUP_FREE const char **to = calloc (vm->nr_files + 1, sizeof *to);
+  size_t n = 0;
+
+  if (from == NULL || to == NULL) {
+    vms_set_error (ENOMEM, "out of memory");
+    return NULL;
+  }
+  for (size_t i = 0; i < vm->nr_files; i++)
+    if (vm->files[i].role == RS_DISK || vm->files[i].role == RS_OTHER) {
+      from[n] = vm->files[i].path;
+      to[n++] = vm->files[i].target;
+    }
+  const struct vm_rewrite rw = {
+    .name = vm->define_name, .uuid = vm->define_uuid, .new_macs = 1,
+    .from = from, .to = to, .nr_paths = n,
+    .old_name = vm->name, .old_uuid = vm->uuid,
+  };
+  return vm_config_rewrite (xml, strlen (xml), &rw, notes);
+}
+
 /* ---- against the host ---- */
 
 struct why {
@@ -789,6 +816,23 @@ vm_restore_plan (struct vm_restore *r, const struct vm_host *h)
     }
     if (plan_files (r, h, vm, &why) == -1)
       goto oom;
+    /* The copy's XML from the stored one: its new MACs, paths, what it
+     * leaves out, are changes too. */
+    free (vm->copy_xml);
+    vm->copy_xml = NULL;
+    if (vm->clone && vm->config_xml) {
+      string_vector notes = empty_vector;
+      vm->copy_xml = vm_restore_copy_xml (vm, vm->config_xml, &notes);
+      if (vm->copy_xml == NULL)
+        why_add (&why, "vm \"%s\": its stored domain XML cannot be made a "
+                 "copy's: %s", vm->name, vms_get_error ());
+      for (size_t k = 0; k < notes.len; k++)
+        if (change_add (vm, "rewrite", as, "%s", notes.ptr[k]) == -1) {
+          string_vector_free_all (&notes);
+          goto oom;
+        }
+      string_vector_free_all (&notes);
+    }
     if (change_add (vm, "define", as, vm->clone
                     ? "a copy of vm \"%s\": new UUID, a new MAC address for "
                     "every interface, disks at the paths above"

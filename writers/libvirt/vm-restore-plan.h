@@ -54,6 +54,12 @@ struct rs_vm {
   size_t nr_files;
   char *dir;                    /* <state_dir>/<define_uuid>/restore */
 
+  /* The stored domain XML, when the requester handed it over
+   * (vms_vm_restore_set_config); then a copy's XML is made by the plan
+   * (copy_xml), and its new MACs and paths are changes of the plan. */
+  char *config_xml;
+  char *copy_xml;
+
   /* Set by vm_restore_plan: the VM of this UUID libvirt knows now. */
   int present, active, persistent;
   change_vector changes;
@@ -120,6 +126,12 @@ extern int vm_restore_plan (struct vm_restore *r, const struct vm_host *host);
 extern char *vm_restore_clone_path (const struct vm_restore *r,
                                     const struct rs_vm *vm,
                                     const struct rs_file *f);
+
+/* The domain XML of a copy (--name) of vm: vm_config_rewrite with the
+ * plan's files, name and UUID; what changed appended to notes (may be
+ * NULL). Caller frees; NULL with the error set. */
+extern char *vm_restore_copy_xml (const struct rs_vm *vm, const char *xml,
+                                  string_vector *notes);
 
 /* A random UUID (version 4) in out. Returns 0 or -1 with the error set. */
 extern int vm_random_uuid (char out[37]);

@@ -177,6 +177,39 @@ vms_vm_restore_result (const vms_vm_restore *h, size_t i,
   return 0;
 }
 
+const char *
+vms_vm_restore_config_path (const vms_vm_restore *h, size_t i)
+{
+  const struct vm_restore *r = h->w->restore;
+
+  if (i >= r->nr_vms)
+    return NULL;
+  for (size_t k = 0; k < r->vms[i].nr_files; k++)
+    if (r->vms[i].files[k].role == RS_CONFIG)
+      return r->vms[i].files[k].path;
+  return NULL;
+}
+
+int
+vms_vm_restore_set_config (const vms_vm_restore *h, size_t i, const char *xml,
+                           size_t len)
+{
+  struct vm_restore *r = h->w->restore;
+  char *s;
+
+  if (i >= r->nr_vms || memchr (xml, '\0', len)) {
+    vms_set_error (EINVAL, "no restored VM %zu, or its XML holds a NUL byte", i);
+    return -1;
+  }
+  if ((s = strndup (xml, len)) == NULL) {
+    vms_set_error (ENOMEM, "out of memory");
+    return -1;
+  }
+  free (r->vms[i].config_xml);
+  r->vms[i].config_xml = s;
+  return 0;
+}
+
 int
 vms_vm_restore_change (const vms_vm_restore *h, size_t i, size_t k,
                        struct vms_vm_restore_change *c)
@@ -803,31 +836,6 @@ resume_saved (struct vm_writer *w, struct rs_vm *vm, const char *file)
   return 0;
 }
 
-/* A copy's XML (--name): new UUID and MACs, its own files (issue 20). */
-static char *
-clone_xml (struct rs_vm *vm, const char *xml)
-{
-  CLEANUP_FREE const char **from = calloc (vm->nr_files + 1, sizeof *from);
-  CLEANUP_FREE const char **to = calloc (vm->nr_files + 1, sizeof *to);
-  size_t n = 0;
-
-  if (from == NULL || to == NULL) {
-    vms_set_error (ENOMEM, "out of memory");
-    return NULL;
-  }
-  for (size_t i = 0; i < vm->nr_files; i++)
-    if (vm->files[i].role == RS_DISK || vm->files[i].role == RS_OTHER) {
-      from[n] = vm->files[i].path;
-      to[n++] = vm->files[i].target;
-    }
-  const struct vm_rewrite rw = {
-    .name = vm->define_name, .uuid = vm->define_uuid, .new_macs = 1,
-    .from = from, .to = to, .nr_paths = n,
-    .old_name = vm->name, .old_uuid = vm->uuid,
-  };
-  return vm_config_rewrite (xml, strlen (xml), &rw, &vm->notes);
-}
-
 static void
 post_one (struct vm_writer *w, vms_call *call, struct rs_vm *vm)
 {
@@ -848,18 +856,25 @@ post_one (struct vm_writer *w, vms_call *call, struct rs_vm *vm)
              st == VMS_RESTORE_UNSET ? " (the requester did not say)" : "");
     return;
   }
-  if ((xml = read_text (cfg->target)) == NULL ||
-      (def = rewrite_xml (w, vm, xml, 1)) == NULL) {
-    rs_fail (vm, "not defined: %s", vms_get_error ());
-    return;
-  }
-  if (vm->clone) {
-    char *copy = clone_xml (vm, def);
-    free (def);
-    if ((def = copy) == NULL) {
+  /* A copy's XML was made by the plan from the stored XML (the same
+   * bytes as the file just restored); else it is made now. */
+  if (vm->copy_xml)
+    for (size_t i = 0; i < vm->changes.len; i++) {
+      if (strcmp (vm->changes.ptr[i].action, "rewrite") == 0)
+        sv_add (&vm->notes, "%s", vm->changes.ptr[i].detail);
+    }
+  else if (vm->clone) {
+    if ((xml = read_text (cfg->target)) == NULL ||
+        (vm->copy_xml = vm_restore_copy_xml (vm, xml, &vm->notes)) == NULL) {
       rs_fail (vm, "not defined: %s", vms_get_error ());
       return;
     }
+  }
+  if ((vm->copy_xml == NULL && xml == NULL &&
+       (xml = read_text (cfg->target)) == NULL) ||
+      (def = rewrite_xml (w, vm, vm->copy_xml ? vm->copy_xml : xml, 1)) == NULL) {
+    rs_fail (vm, "not defined: %s", vms_get_error ());
+    return;
   }
   if (r->to && !vm->clone)
     for (size_t i = 0; i < vm->nr_files; i++)

@@ -237,6 +237,17 @@ vms_libvirt_add_for_restore (vms_coordinator *coord,
  * the plan. */
 extern int vms_vm_restore_plan (const vms_vm_restore *r);
 
+/* The stored domain XML of VM i (0 ≤ i < vms_vm_restore_count): its path
+ * in the backup (borrowed; NULL if none). The requester reads that file
+ * from the repository and hands it over before vms_vm_restore_plan; a
+ * copy's (--name) new MACs and paths are then in the plan, and the copy is
+ * defined with exactly those. Without it the copy's XML is made at
+ * PostRestore from the restored file. Returns 0 or -1 (error set). */
+extern const char *vms_vm_restore_config_path (const vms_vm_restore *r,
+                                               size_t i);
+extern int vms_vm_restore_set_config (const vms_vm_restore *r, size_t i,
+                                      const char *xml, size_t len);
+
 /* 1 if the VM with this UUID is being restored. */
 extern int vms_vm_restore_selected (const vms_vm_restore *r, const char *uuid);
 /* Where the requester writes file path of VM uuid; NULL when that VM is
