@@ -63,6 +63,12 @@ print_summary (const struct vms_backup_set *set, int64_t ms)
     for (size_t e = 0; e < t->nr_excluded; e++)
       printf ("    not backed up: %s: %s\n", cli_text (t->excluded[e].path),
               cli_text (t->excluded[e].reason));
+    /* Issue 21: stored whole, but the host's tracking lied. */
+    for (size_t k = 0; k < t->nr_cbt_wrong; k++)
+      printf ("    changed-block tracking was wrong for %s: %" PRIu64 " of %"
+              PRIu64 " sampled chunks differed; it was read in full\n",
+              cli_text (t->cbt_wrong[k].path), t->cbt_wrong[k].differed,
+              t->cbt_wrong[k].sampled);
   }
   printf ("Read %s, stored %s new, in %.1f s.\n", cli_bytes (set->bytes_read, b1),
           cli_bytes (set->bytes_stored, b2), (double) ms / 1000.0);

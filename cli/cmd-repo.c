@@ -124,6 +124,30 @@ show_file (const struct vms_stored_file *f, uint64_t size, const char *indent)
           cli_bytes (f->bytes_stored, b3));
 }
 
+/* Issue 21: the disks of the backup whose changed-block tracking was
+ * wrong (read in full), from the manifest's attributes. Values are
+ * checked: the manifest is outside data. */
+static void
+show_cbt_wrong (const vms_manifest *m)
+{
+  json_object *attrs = json_tokener_parse (vms_manifest_attrs (m)), *cbt;
+
+  if (attrs && json_object_object_get_ex (attrs, "cbt_wrong", &cbt) &&
+      json_object_is_type (cbt, json_type_array))
+    for (size_t i = 0; i < json_object_array_length (cbt); i++) {
+      json_object *o = json_object_array_get_idx (cbt, i), *path, *s, *d;
+      if (json_object_object_get_ex (o, "path", &path) &&
+          json_object_is_type (path, json_type_string) &&
+          json_object_object_get_ex (o, "sampled", &s) &&
+          json_object_object_get_ex (o, "differed", &d))
+        printf ("Changed-block tracking was wrong for %s: %" PRId64 " of %" PRId64
+                " sampled chunks differed; it was read in full\n",
+                cli_text (json_object_get_string (path)), json_object_get_int64 (d),
+                json_object_get_int64 (s));
+    }
+  json_object_put (attrs);
+}
+
 int
 cmd_show (const struct options *opts, int argc, char **argv)
 {
@@ -162,6 +186,14 @@ cmd_show (const struct options *opts, int argc, char **argv)
       json_object_array_add (files, fo);
     }
     json_object_object_add (out, "files", files);
+    /* Issue 21: disks whose changed-block tracking was wrong. */
+    json_object *attrs = json_tokener_parse (vms_manifest_attrs (m)), *cbt = NULL;
+    if (attrs && json_object_object_get_ex (attrs, "cbt_wrong", &cbt) &&
+        json_object_is_type (cbt, json_type_array))
+      json_object_object_add (out, "cbt_wrong", json_object_get (cbt));
+    else
+      json_object_object_add (out, "cbt_wrong", json_object_new_array ());
+    json_object_put (attrs);
     free (text);
     cli_print_json (out);
   }
@@ -213,6 +245,7 @@ cmd_show (const struct options *opts, int argc, char **argv)
       show_file (&f, size, "    ");
     }
     free (shown);
+    show_cbt_wrong (m);
   }
   vms_manifest_free (m);
   vms_repo_close (repo);

@@ -151,6 +151,14 @@ struct vms_excluded_report {
   char *path, *reason;          /* R13: left out, and why */
 };
 
+/* A disk whose dirty bitmap was wrong (issue 21): of the chunks it called
+ * unchanged, differed of the sampled ones were not; the disk was read in
+ * full in the same session. */
+struct vms_cbt_report {
+  char *path;
+  uint64_t sampled, differed;
+};
+
 /* One component of a backup: how it was captured and what was read. */
 struct vms_component_report {
   char *writer_id, *writer, *component, *caption;
@@ -163,6 +171,10 @@ struct vms_component_report {
   size_t files;
   uint64_t size, bytes_read, bytes_stored;
   int64_t elapsed_ms;
+  /* Disks whose changed-block tracking was wrong (makes the outcome
+   * VMS_OUTCOME_WARNINGS). */
+  size_t nr_cbt_wrong;
+  struct vms_cbt_report *cbt_wrong;
 };
 
 /* One consistency set: one backup session, one stored backup (or none). */

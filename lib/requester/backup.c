@@ -10,6 +10,8 @@
 #include <string.h>
 #include <time.h>
 
+#include <json-c/json.h>
+
 #include "cleanup.h"
 #include "log.h"
 #include "requester-internal.h"
@@ -145,6 +147,31 @@ describe_component (struct backup_run *b, struct vms_component_report *t,
   t->nr_excluded = ne;
 }
 
+/* Issue 21: the file's dirty bitmap was wrong; it was read in full. */
+static int
+note_cbt_wrong (struct vms_component_report *t, const char *path,
+                const struct vms_copy_stats *st)
+{
+  struct vms_cbt_report *v = realloc (t->cbt_wrong, (t->nr_cbt_wrong + 1) * sizeof *v);
+  char *p = strdup (path);
+
+  if (v == NULL || p == NULL) {
+    free (p);
+    if (v)
+      t->cbt_wrong = v;
+    vms_set_error (ENOMEM, "out of memory");
+    return -1;
+  }
+  t->cbt_wrong = v;
+  v[t->nr_cbt_wrong++] = (struct vms_cbt_report) {
+    .path = p, .sampled = st->cbt_sampled, .differed = st->cbt_differed,
+  };
+  vms_debug ("changed-block tracking was wrong for %s: %" PRIu64 " of %" PRIu64
+             " sampled chunks differed; read in full", path, st->cbt_differed,
+             st->cbt_sampled);
+  return 0;
+}
+
 static int
 copy_component (struct backup_run *b, const char *wid, vms_component *comp,
                 struct vms_component_report *t)
@@ -174,11 +201,8 @@ copy_component (struct backup_run *b, const char *wid, vms_component *comp,
       /* The catalogue: where this file's next incremental may start. */
       .checkpoint = vms_component_get_string (comp, VMS_ATTR_CHECKPOINT),
     };
-    if (stats.cbt_differed > 0)
-      vms_warn ("changed-block tracking was wrong for %s of %s: %" PRIu64
-                " of %" PRIu64 " sampled chunks differed; it was read in full",
-                info.path, vms_component_caption (comp), stats.cbt_differed,
-                stats.cbt_sampled);
+    if (stats.cbt_differed > 0 && note_cbt_wrong (t, info.path, &stats) == -1)
+      return -1;
     int r = vms_repo_txn_add_file (b->txn, &stored, idx);
     vms_index_free (idx);
     if (r == -1)
@@ -221,6 +245,42 @@ copy_snapshot_set (struct backup_run *b)
   return 0;
 }
 
+/* The manifest's record of disks whose tracking was wrong (`show` says
+ * it): {"cbt_wrong": [{"component", "path", "sampled", "differed"}]}, or
+ * NULL when there are none (errno 0) or on ENOMEM. */
+static char *
+cbt_attrs_json (const struct vms_backup_set *set)
+{
+  json_object *list = NULL, *top;
+  char *text;
+
+  errno = 0;
+  for (size_t i = 0; i < set->nr_components; i++) {
+    const struct vms_component_report *t = &set->components[i];
+    for (size_t k = 0; k < t->nr_cbt_wrong; k++) {
+      json_object *o = json_object_new_object ();
+      if (list == NULL)
+        list = json_object_new_array ();
+      json_object_object_add (o, "component", json_object_new_string (t->component));
+      json_object_object_add (o, "path", json_object_new_string (t->cbt_wrong[k].path));
+      json_object_object_add (o, "sampled",
+                              json_object_new_int64 ((int64_t) t->cbt_wrong[k].sampled));
+      json_object_object_add (o, "differed",
+                              json_object_new_int64 ((int64_t) t->cbt_wrong[k].differed));
+      json_object_array_add (list, o);
+    }
+  }
+  if (list == NULL)
+    return NULL;
+  top = json_object_new_object ();
+  json_object_object_add (top, "cbt_wrong", list);
+  text = strdup (json_object_to_json_string_ext (top, JSON_C_TO_STRING_PLAIN));
+  json_object_put (top);
+  if (text == NULL)
+    errno = ENOMEM;
+  return text;
+}
+
 static int
 commit (struct backup_run *b)
 {
@@ -234,7 +294,14 @@ commit (struct backup_run *b)
   }
   for (size_t i = 0; i < nm; i++)
     md[i] = vms_session_metadata (b->s, i);
-  r = vms_repo_txn_commit (b->txn, vms_session_components (b->s), md, nm, NULL);
+  char *attrs = cbt_attrs_json (b->set);
+  if (attrs == NULL && b->set->nr_components > 0 && errno == ENOMEM) {
+    free (md);
+    vms_set_error (ENOMEM, "out of memory");
+    return -1;
+  }
+  r = vms_repo_txn_commit (b->txn, vms_session_components (b->s), md, nm, attrs);
+  free (attrs);
   free (md);
   return r;
 }
@@ -364,6 +431,10 @@ set_outcome (const struct vms_backup_set *set)
   /* R13: what was left out must be backed up otherwise: a look is needed. */
   for (size_t i = 0; i < set->nr_components; i++)
     if (set->components[i].nr_excluded)
+      return VMS_OUTCOME_WARNINGS;
+  /* Issue 21: stored whole, but the host's tracking needs a look. */
+  for (size_t i = 0; i < set->nr_components; i++)
+    if (set->components[i].nr_cbt_wrong)
       return VMS_OUTCOME_WARNINGS;
   return VMS_OUTCOME_SUCCESS;
 }

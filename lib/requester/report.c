@@ -94,6 +94,15 @@ component_json (const struct vms_component_report *t)
     json_object_array_add (excl, x);
   }
   json_object_object_add (c, "excluded", excl);
+  json_object *cbt = json_object_new_array ();
+  for (size_t k = 0; k < t->nr_cbt_wrong; k++) {
+    json_object *x = json_object_new_object ();
+    add_string (x, "path", t->cbt_wrong[k].path);
+    add_int (x, "sampled", (int64_t) t->cbt_wrong[k].sampled);
+    add_int (x, "differed", (int64_t) t->cbt_wrong[k].differed);
+    json_object_array_add (cbt, x);
+  }
+  json_object_object_add (c, "cbt_wrong", cbt);
   add_int (c, "files", (int64_t) t->files);
   add_int (c, "size", (int64_t) t->size);
   add_int (c, "bytes_read", (int64_t) t->bytes_read);
@@ -304,6 +313,9 @@ vms_backup_report_free (struct vms_backup_report *r)
         free (c->excluded[e].reason);
       }
       free (c->excluded);
+      for (size_t k = 0; k < c->nr_cbt_wrong; k++)
+        free (c->cbt_wrong[k].path);
+      free (c->cbt_wrong);
     }
     free (set->components);
   }

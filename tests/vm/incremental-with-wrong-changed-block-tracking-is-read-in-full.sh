@@ -41,15 +41,22 @@ lab_ok "4 KiB of vda changed at host offset $off of $vda, behind QEMU's back"
 
 virsh -q start "$dom" >/dev/null || lab_fail "virsh start $dom failed"
 lab_wait_agent "$dom"
-VMSHADOW_CBT_SAMPLE=1 vmw_backup "$dom" || lab_fail "second backup failed: $(vmw_backup_failure)"
-b2=$VMW_BID berr=$VMW_ERR
+rc=0
+VMSHADOW_CBT_SAMPLE=1 vmw_backup "$dom" || rc=$?
+lab_assert_eq "exit status (stored, with warnings)" "$rc" 3
+b2=$VMW_BID summary=$VMW_SUMMARY
+[ -n "$b2" ] || lab_fail "second backup stored nothing: $(vmw_backup_failure)"
+lab_assert_eq "outcome" "$(jq -r .outcome "$summary")" warnings
+got=$(jq -r --arg p "$vda" '.components[].cbt_wrong[] | select(.path == $p) | "\(.differed) of \(.sampled)"' "$summary")
+[ -n "$got" ] || lab_fail "the report does not name $vda: $(jq -c '.components[] | {component, cbt_wrong}' "$summary")"
 vmw_show "$b2"
 lab_assert_eq "type of the second backup" "$(vmw_attr "$uuid" backup_type)" incremental
-grep -q "changed-block tracking was wrong for $vda" "$berr" ||
-    lab_fail "no word of the wrong tracking of $vda: $(cat "$berr")"
 read_bytes=$(vmw_file_field "$uuid" "$vda" bytes_read)
 [ "$read_bytes" -ge $((8 * MiB)) ] || lab_fail "vda read $read_bytes bytes: not in full"
-lab_ok "detected and read in full ($read_bytes bytes): $(grep -o 'changed-block tracking was wrong.*' "$berr")"
+vmw_vmshadow show "$b2" || lab_fail "show $b2 failed"
+grep -q "Changed-block tracking was wrong for $vda" "$VMW_OUT" ||
+    lab_fail "show does not say it: $(cat "$VMW_OUT")"
+lab_ok "detected ($got sampled chunks differed), read in full ($read_bytes bytes), exit 3, named in the report and by show"
 
 # What was stored is what the guest reads.
 want=$(lab_guest_run "$dom" 'sync; echo 3 >/proc/sys/vm/drop_caches; sha256sum /dev/vda' | cut -d' ' -f1)
