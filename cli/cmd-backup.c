@@ -232,6 +232,7 @@ cmd_backup (const struct options *opts, int argc, char **argv)
     .progress = progress_file,
     .progress_opaque = &prog,
     .each = opts->each,
+    .cbt_sample = opts->sample_percent / 100.0,
   };
   if (opts->dry_run)
     return backup_plan (opts, &rq);

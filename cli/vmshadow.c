@@ -24,7 +24,7 @@ static const struct command {
     "list every writer with its ID, state and components" },
   { "backup", cmd_backup, OPT_JSON | OPT_WRITERS_DIR | OPT_REPO | OPT_FULL |
     OPT_CONNECT | OPT_METHOD | OPT_FALLBACK | OPT_ALL | OPT_DRY_RUN | OPT_EACH |
-    OPT_WAIT, "[--all | VM...]",
+    OPT_WAIT | OPT_SAMPLE, "[--all | VM...]",
     "back up VMs and host applications into the repository" },
   { "init", cmd_init, OPT_JSON | OPT_REPO | OPT_REPO_FORMAT, "",
     "create a repository (--format 2, the default here: packs)" },
@@ -88,7 +88,9 @@ usage (FILE *fp)
            "  --full               backup: read everything, not only what changed\n"
            "  --deep               verify: read and re-hash every chunk\n"
            "  --sample PERCENT     verify: check a random PERCENT (1-100) of the\n"
-           "                       chunks, a different one each run\n"
+           "                       chunks, a different one each run; backup: re-read\n"
+           "                       PERCENT of what dirty bitmaps call unchanged, to\n"
+           "                       check them (default about 0.1%%)\n"
            "  --keep-last N        prune: keep the N newest backups\n"
            "  --keep-daily N       prune: keep the newest backup of each of N days\n"
            "  --keep-weekly N      prune: ... of each of N weeks\n"

@@ -136,6 +136,11 @@ struct vms_backup_request {
    * first. The sets run one after the other; the report has one set each.
    * Needs coord NULL. */
   int each;
+  /* The share of the chunks a dirty bitmap calls unchanged that every
+   * incremental re-reads to check it (issue 21; vms_source.cbt_sample):
+   * 0 means $VMSHADOW_CBT_SAMPLE if set, else the data path's default;
+   * below 0: none. */
+  double cbt_sample;
 };
 
 /* One writer at the end of a set (R4). */

@@ -25,6 +25,7 @@ struct backup_run {
   vms_repo_txn *txn;
   struct req_progress progress;
   struct vms_backup_set *set;
+  double cbt_sample;            /* the request's, or from the environment */
   int oom;
 };
 
@@ -93,7 +94,7 @@ store_file (struct backup_run *b, const char *wid, const char *component,
         (parent = parent_index (b, wid, component, info->path, a->base)) != NULL) {
       src.dirty_context = a->changed_extents;
       src.parent = parent;
-      src.cbt_sample = cbt_sample ();
+      src.cbt_sample = b->cbt_sample;
     }
   }
   else if (info->kind == VMS_FILE_DISK) {
@@ -609,6 +610,7 @@ vms_requester_backup (vms_repo *repo, const struct vms_backup_request *rq)
   for (size_t i = 0; i < nr_sets; i++) {
     struct backup_run b = {
       .repo = repo, .set = &r->sets[i],
+      .cbt_sample = rq->cbt_sample ? rq->cbt_sample : cbt_sample (),
       .progress = { .fn = rq->progress, .opaque = rq->progress_opaque },
     };
     r->nr_sets = i + 1;

@@ -4,7 +4,7 @@
 # changed in the image file itself, outside QEMU — the dirty bitmap never
 # hears of it, exactly what a CBT bug or an image copied back behind
 # libvirt's back looks like. The next incremental samples the chunks the
-# bitmap calls unchanged (all of them here: VMSHADOW_CBT_SAMPLE=1), finds
+# bitmap calls unchanged (all of them here: --sample 100), finds
 # the difference, reads the disk in full in the same run, says so naming
 # the disk, and stores a disk equal to what the guest reads.
 . "$(dirname "$0")/lib.sh"
@@ -42,7 +42,7 @@ lab_ok "4 KiB of vda changed at host offset $off of $vda, behind QEMU's back"
 virsh -q start "$dom" >/dev/null || lab_fail "virsh start $dom failed"
 lab_wait_agent "$dom"
 rc=0
-VMSHADOW_CBT_SAMPLE=1 vmw_backup "$dom" || rc=$?
+vmw_backup --sample 100 "$dom" || rc=$?
 lab_assert_eq "exit status (stored, with warnings)" "$rc" 3
 b2=$VMW_BID summary=$VMW_SUMMARY
 [ -n "$b2" ] || lab_fail "second backup stored nothing: $(vmw_backup_failure)"
