@@ -18,6 +18,7 @@
 #include "vmshadow/error.h"
 
 #include "cleanup.h"
+#include "str.h"
 #include "vm-config.h"
 
 #define VM_CONFIG_MAX_XML (64 * 1024 * 1024)
@@ -82,19 +83,6 @@ text (const xmlNode *n)
     r = strndup (s, (size_t) (e - s));
   xmlFree (v);
   return r;
-}
-
-static char *
-xasprintf (const char *fmt, ...)
-{
-  va_list ap;
-  char *s;
-  int r;
-
-  va_start (ap, fmt);
-  r = vasprintf (&s, fmt, ap);
-  va_end (ap);
-  return r == -1 ? NULL : s;
 }
 
 static xmlDoc *
@@ -171,12 +159,12 @@ network_path (const xmlNode *src)
   const char *p = proto ? proto : "network";
 
   if (transport && strcmp (transport, "unix") == 0)
-    return xasprintf ("%s+unix:///%s?socket=%s", p, name ? name : "",
-                      sock ? sock : "");
+    return vms_strdup_printf ("%s+unix:///%s?socket=%s", p, name ? name : "",
+                              sock ? sock : "");
   if (hname)
-    return xasprintf ("%s://%s%s%s/%s", p, hname, port ? ":" : "",
-                      port ? port : "", name ? name : "");
-  return xasprintf ("%s:%s", p, name ? name : "");
+    return vms_strdup_printf ("%s://%s%s%s/%s", p, hname, port ? ":" : "",
+                              port ? port : "", name ? name : "");
+  return vms_strdup_printf ("%s:%s", p, name ? name : "");
 }
 
 /* Fill d from a <disk> element. Returns 1 when kept, 0 when the disk has
@@ -216,7 +204,7 @@ parse_disk (const xmlNode *n, struct vm_disk *d)
     d->pool = attr (src, "pool");
     d->volume = attr (src, "volume");
     if (d->pool && d->volume)
-      d->path = xasprintf ("%s/%s", d->pool, d->volume);
+      d->path = vms_strdup_printf ("%s/%s", d->pool, d->volume);
   }
   else if (strcmp (type, "dir") == 0) {
     d->source = VM_DISK_DIR;
@@ -224,7 +212,7 @@ parse_disk (const xmlNode *n, struct vm_disk *d)
   }
   else {
     d->source = VM_DISK_OTHER;
-    d->path = xasprintf ("%s:%s", type, d->target);
+    d->path = vms_strdup_printf ("%s:%s", type, d->target);
   }
   if (d->path == NULL)
     return 0;                   /* no medium */
@@ -232,26 +220,26 @@ parse_disk (const xmlNode *n, struct vm_disk *d)
   /* What the host can image is a file (or a pool volume that is one, which
    * the writer resolves). Everything else is the guest's to back up (R13). */
   if (strcmp (d->device, "cdrom") == 0 || strcmp (d->device, "floppy") == 0)
-    d->reason = xasprintf ("removable medium (%s %s) is not part of the "
-                           "VM's state; back up the image itself if needed",
-                           d->device, d->path);
+    d->reason = vms_strdup_printf ("removable medium (%s %s) is not part of the "
+                                   "VM's state; back up the image itself if needed",
+                                   d->device, d->path);
   else if (strcmp (d->device, "lun") == 0)
-    d->reason = xasprintf ("backed up from inside the guest: pass-through "
-                           "SCSI LUN %s (disk %s)", d->path, d->target);
+    d->reason = vms_strdup_printf ("backed up from inside the guest: pass-through "
+                                   "SCSI LUN %s (disk %s)", d->path, d->target);
   else if (d->source == VM_DISK_BLOCK)
-    d->reason = xasprintf ("backed up from inside the guest: pass-through "
-                           "host block device %s (disk %s)", d->path,
-                           d->target);
+    d->reason = vms_strdup_printf ("backed up from inside the guest: pass-through "
+                                   "host block device %s (disk %s)", d->path,
+                                   d->target);
   else if (d->source == VM_DISK_NETWORK)
-    d->reason = xasprintf ("backed up from inside the guest: network disk "
-                           "%s (disk %s) is not visible to the host as an "
-                           "image", d->path, d->target);
+    d->reason = vms_strdup_printf ("backed up from inside the guest: network disk "
+                                   "%s (disk %s) is not visible to the host as an "
+                                   "image", d->path, d->target);
   else if (d->source == VM_DISK_DIR)
-    d->reason = xasprintf ("backed up from inside the guest: directory "
-                           "disk %s (disk %s)", d->path, d->target);
+    d->reason = vms_strdup_printf ("backed up from inside the guest: directory "
+                                   "disk %s (disk %s)", d->path, d->target);
   else if (d->source == VM_DISK_OTHER)
-    d->reason = xasprintf ("backed up from inside the guest: disk %s of "
-                           "type %s", d->target, type);
+    d->reason = vms_strdup_printf ("backed up from inside the guest: disk %s of "
+                                   "type %s", d->target, type);
   else
     d->included = 1;
   if (!d->included && d->reason == NULL)
@@ -278,8 +266,8 @@ parse_hostdev (const xmlNode *n, struct vm_config *cfg)
   if (proto)
     path = network_path (src);
   else
-    path = xasprintf ("scsi:%s:%s:%s:%s", aname ? aname : "?",
-                      bus ? bus : "0", tgt ? tgt : "0", unit ? unit : "0");
+    path = vms_strdup_printf ("scsi:%s:%s:%s:%s", aname ? aname : "?",
+                              bus ? bus : "0", tgt ? tgt : "0", unit ? unit : "0");
   if (path == NULL)
     return -1;
   p = realloc (cfg->excluded, (cfg->nr_excluded + 1) * sizeof *p);
@@ -290,8 +278,8 @@ parse_hostdev (const xmlNode *n, struct vm_config *cfg)
   cfg->excluded = p;
   e = &p[cfg->nr_excluded];
   e->path = path;
-  e->reason = xasprintf ("backed up from inside the guest: pass-through "
-                         "SCSI host device %s", path);
+  e->reason = vms_strdup_printf ("backed up from inside the guest: pass-through "
+                                 "SCSI host device %s", path);
   if (e->reason == NULL) {
     free (path);
     return -1;
@@ -372,16 +360,16 @@ parse_policy (const xmlNode *md, struct vm_config *cfg)
     if (c->type != XML_ELEMENT_NODE || !in_policy_ns (c))
       continue;
     if (strcmp ((const char *) c->name, "policy") != 0) {
-      cfg->policy_error = xasprintf ("its metadata has an element <%s> in "
-                                     "vmshadow's namespace %s; only <policy> "
-                                     "is known", (const char *) c->name,
-                                     VMS_VM_POLICY_NS);
+      cfg->policy_error = vms_strdup_printf ("its metadata has an element <%s> in "
+                                             "vmshadow's namespace %s; only <policy> "
+                                             "is known", (const char *) c->name,
+                                             VMS_VM_POLICY_NS);
       return cfg->policy_error ? 0 : -1;
     }
     if (pol) {
-      cfg->policy_error = xasprintf ("its metadata has more than one "
-                                     "vmshadow policy (namespace %s)",
-                                     VMS_VM_POLICY_NS);
+      cfg->policy_error = vms_strdup_printf ("its metadata has more than one "
+                                             "vmshadow policy (namespace %s)",
+                                             VMS_VM_POLICY_NS);
       return cfg->policy_error ? 0 : -1;
     }
     pol = c;
@@ -402,9 +390,9 @@ parse_policy (const xmlNode *md, struct vm_config *cfg)
     const char *an = (const char *) a->name;
     if (a->ns != NULL ||
         (strcmp (an, "method") != 0 && strcmp (an, "fallback") != 0)) {
-      cfg->policy_error = xasprintf ("its vmshadow policy (metadata) has an "
-                                     "unknown attribute \"%s\"; it takes "
-                                     "method and fallback", an);
+      cfg->policy_error = vms_strdup_printf ("its vmshadow policy (metadata) has an "
+                                             "unknown attribute \"%s\"; it takes "
+                                             "method and fallback", an);
       return cfg->policy_error ? 0 : -1;
     }
   }
@@ -417,17 +405,17 @@ parse_policy (const xmlNode *md, struct vm_config *cfg)
   }
   if (method &&
       (cfg->policy_method = vms_vm_method_from_name (method)) == -1) {
-    cfg->policy_error = xasprintf ("its vmshadow policy (metadata) has "
-                                   "method=\"%s\"; it must be auto, online, "
-                                   "crash-consistent or saved-state", method);
+    cfg->policy_error = vms_strdup_printf ("its vmshadow policy (metadata) has "
+                                           "method=\"%s\"; it must be auto, online, "
+                                           "crash-consistent or saved-state", method);
     return cfg->policy_error ? 0 : -1;
   }
   if (fallback &&
       (cfg->policy_fallback = vms_vm_fallback_from_name (fallback)) == -1) {
-    cfg->policy_error = xasprintf ("its vmshadow policy (metadata) has "
-                                   "fallback=\"%s\"; it must be "
-                                   "crash-consistent, saved-state or fail",
-                                   fallback);
+    cfg->policy_error = vms_strdup_printf ("its vmshadow policy (metadata) has "
+                                           "fallback=\"%s\"; it must be "
+                                           "crash-consistent, saved-state or fail",
+                                           fallback);
     return cfg->policy_error ? 0 : -1;
   }
   return 0;
@@ -654,7 +642,7 @@ add_problem (char **acc, const char *fmt, ...)
     *acc = s;
     return 0;
   }
-  n = xasprintf ("%s; %s", *acc, s);
+  n = vms_strdup_printf ("%s; %s", *acc, s);
   free (s);
   if (n == NULL)
     return -1;
@@ -683,20 +671,20 @@ vm_method_choose (const struct vm_facts *f, const struct vm_policy *p,
   memset (c, 0, sizeof *c);
   if (f->state == VM_STATE_OFF) {
     c->method = VM_METHOD_OFFLINE;
-    c->reason = xasprintf ("the VM is %s: its images are read as they are", st);
+    c->reason = vms_strdup_printf ("the VM is %s: its images are read as they are", st);
     goto done;
   }
   /* A method named outright needs nothing of R9. */
   switch (p->method) {
   case VMS_VM_METHOD_SAVED_STATE:
     c->method = VM_METHOD_SAVED_STATE;
-    c->reason = xasprintf ("the saved-state method is asked for by %s",
-                           from (p->method_from_metadata));
+    c->reason = vms_strdup_printf ("the saved-state method is asked for by %s",
+                                   from (p->method_from_metadata));
     goto done;
   case VMS_VM_METHOD_CRASH_CONSISTENT:
     c->method = VM_METHOD_CRASH_CONSISTENT;
-    c->reason = xasprintf ("the crash-consistent method is asked for by %s",
-                           from (p->method_from_metadata));
+    c->reason = vms_strdup_printf ("the crash-consistent method is asked for by %s",
+                                   from (p->method_from_metadata));
     goto done;
   case VMS_VM_METHOD_AUTO:
   case VMS_VM_METHOD_ONLINE:
@@ -754,9 +742,9 @@ vm_method_choose (const struct vm_facts *f, const struct vm_policy *p,
     goto done;
   }
   if (p->method == VMS_VM_METHOD_ONLINE) {
-    c->reason = xasprintf ("vm \"%s\" cannot be backed up online (asked for "
-                           "by %s): %s; use --method=auto", name,
-                           from (p->method_from_metadata), why);
+    c->reason = vms_strdup_printf ("vm \"%s\" cannot be backed up online (asked for "
+                                   "by %s): %s; use --method=auto", name,
+                                   from (p->method_from_metadata), why);
     vms_set_error (EINVAL, "%s", c->reason ? c->reason : "out of memory");
     return -1;
   }
@@ -764,9 +752,9 @@ vm_method_choose (const struct vm_facts *f, const struct vm_policy *p,
    * unless its policy says so). */
   switch (p->fallback) {
   case VMS_VM_FALLBACK_FAIL:
-    c->reason = xasprintf ("vm \"%s\" cannot be backed up online and its "
-                           "fallback is \"fail\" (set by %s): %s", name,
-                           from (p->fallback_from_metadata), why);
+    c->reason = vms_strdup_printf ("vm \"%s\" cannot be backed up online and its "
+                                   "fallback is \"fail\" (set by %s): %s", name,
+                                   from (p->fallback_from_metadata), why);
     vms_set_error (EINVAL, "%s", c->reason ? c->reason : "out of memory");
     return -1;
   case VMS_VM_FALLBACK_SAVED_STATE:
@@ -776,9 +764,9 @@ vm_method_choose (const struct vm_facts *f, const struct vm_policy *p,
     c->method = VM_METHOD_CRASH_CONSISTENT;
     break;
   }
-  c->reason = xasprintf ("not online: %s; the fallback set by %s is %s", why,
-                         from (p->fallback_from_metadata),
-                         vm_method_name (c->method));
+  c->reason = vms_strdup_printf ("not online: %s; the fallback set by %s is %s", why,
+                                 from (p->fallback_from_metadata),
+                                 vm_method_name (c->method));
   c->fallback_reason = why;
   why = NULL;
  done:
@@ -983,34 +971,6 @@ rw_note (struct rw_ctx *x, const char *fmt, ...)
   }
 }
 
-/* s with every occurrence of from replaced by to (malloc'd); NULL on
- * ENOMEM. */
-static char *
-rw_replace (const char *s, const char *from, const char *to)
-{
-  size_t fl = from ? strlen (from) : 0, tl = strlen (to), n = 0;
-  const char *p;
-  char *out, *o;
-
-  if (fl == 0)
-    return strdup (s);
-  for (p = s; (p = strstr (p, from)) != NULL; p += fl)
-    n++;
-  if ((out = malloc (strlen (s) + n * tl + 1)) == NULL)
-    return NULL;
-  for (o = out, p = s; *p;) {
-    if (strncmp (p, from, fl) == 0) {
-      memcpy (o, to, tl);
-      o += tl;
-      p += fl;
-    }
-    else
-      *o++ = *p++;
-  }
-  *o = '\0';
-  return out;
-}
-
 /* The copy's path for a path of the original: from the map, else the old
  * UUID or name in it replaced; NULL (no error) when it names neither and
  * prefix is 0; with prefix, "DIR/NEW-BASE". Sets x->oom on ENOMEM. */
@@ -1026,20 +986,20 @@ rw_path (struct rw_ctx *x, const char *path, int prefix)
       goto out;
     }
   if (rw->old_uuid && rw->uuid && *rw->old_uuid && strstr (path, rw->old_uuid))
-    r = rw_replace (path, rw->old_uuid, rw->uuid);
+    r = vms_str_replace (path, rw->old_uuid, rw->uuid);
   else if (rw->old_name && *rw->old_name &&
            strstr (strrchr (path, '/') ? strrchr (path, '/') + 1 : path,
                    rw->old_name)) {
     /* Only in the file name: a short VM name may be part of a directory's. */
     const char *b = strrchr (path, '/');
-    CLEANUP_FREE char *nb = rw_replace (b ? b + 1 : path, rw->old_name, rw->name);
-    r = nb == NULL ? NULL : b ? xasprintf ("%.*s/%s", (int) (b - path), path, nb)
+    CLEANUP_FREE char *nb = vms_str_replace (b ? b + 1 : path, rw->old_name, rw->name);
+    r = nb == NULL ? NULL : b ? vms_strdup_printf ("%.*s/%s", (int) (b - path), path, nb)
       : strdup (nb);
   }
   else if (prefix) {
     const char *b = strrchr (path, '/');
-    r = b ? xasprintf ("%.*s/%s-%s", (int) (b - path), path, rw->name, b + 1)
-      : xasprintf ("%s-%s", rw->name, path);
+    r = b ? vms_strdup_printf ("%.*s/%s-%s", (int) (b - path), path, rw->name, b + 1)
+      : vms_strdup_printf ("%s-%s", rw->name, path);
   }
   else
     return NULL;

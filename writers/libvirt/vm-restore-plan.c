@@ -19,26 +19,11 @@
 #include "vmshadow/error.h"
 
 #include "cleanup.h"
+#include "str.h"
 #include "vm-config.h"
 #include "vm-restore-plan.h"
 
 /* ---- small helpers ---- */
-
-static char *
-xasprintf (const char *fmt, ...) __attribute__ ((format (printf, 1, 2)));
-
-static char *
-xasprintf (const char *fmt, ...)
-{
-  va_list ap;
-  char *s;
-  int r;
-
-  va_start (ap, fmt);
-  r = vasprintf (&s, fmt, ap);
-  va_end (ap);
-  return r == -1 ? NULL : s;
-}
 
 static const char *
 base_name (const char *path)
@@ -53,33 +38,6 @@ dir_name (const char *path)
 {
   const char *b = strrchr (path, '/');
   return b ? strndup (path, (size_t) (b - path)) : strdup (".");
-}
-
-/* s with every occurrence of from replaced by to (malloc'd). */
-static char *
-replace_all (const char *s, const char *from, const char *to)
-{
-  size_t fl = strlen (from), tl = strlen (to), n = 0;
-  const char *p;
-  char *out, *o;
-
-  if (fl == 0)
-    return strdup (s);
-  for (p = s; (p = strstr (p, from)) != NULL; p += fl)
-    n++;
-  if ((out = malloc (strlen (s) + n * tl + 1)) == NULL)
-    return NULL;
-  for (o = out, p = s; *p;) {
-    if (strncmp (p, from, fl) == 0) {
-      memcpy (o, to, tl);
-      o += tl;
-      p += fl;
-    }
-    else
-      *o++ = *p++;
-  }
-  *o = '\0';
-  return out;
 }
 
 int
@@ -216,10 +174,10 @@ vm_restore_clone_path (const struct vm_restore *r, const struct rs_vm *vm,
       : strndup (b, (size_t) (dot && dot != b ? dot - b : (ptrdiff_t) strlen (b)));
     if (dir == NULL || tag == NULL)
       return NULL;
-    return xasprintf ("%s/%s-%s%s", dir, r->new_name, tag, ext);
+    return vms_strdup_printf ("%s/%s-%s%s", dir, r->new_name, tag, ext);
   }
   case RS_CONFIG: case RS_LIVE_CONFIG: case RS_STATE:
-    return xasprintf ("%s/%s", vm->dir, b);
+    return vms_strdup_printf ("%s/%s", vm->dir, b);
   default: {
     /* NVRAM (".../nvram/<name>_VARS.fd"), TPM state (".../swtpm/<uuid>/…"):
      * per-VM files named after the VM. */
@@ -227,12 +185,12 @@ vm_restore_clone_path (const struct vm_restore *r, const struct rs_vm *vm,
     if (dir == NULL)
       return NULL;
     if (strstr (f->path, vm->uuid))
-      return replace_all (f->path, vm->uuid, vm->define_uuid);
+      return vms_str_replace (f->path, vm->uuid, vm->define_uuid);
     if (strstr (b, vm->name)) {
-      CLEANUP_FREE char *nb = replace_all (b, vm->name, r->new_name);
-      return nb ? xasprintf ("%s/%s", dir, nb) : NULL;
+      CLEANUP_FREE char *nb = vms_str_replace (b, vm->name, r->new_name);
+      return nb ? vms_strdup_printf ("%s/%s", dir, nb) : NULL;
     }
-    return xasprintf ("%s/%s-%s", dir, r->new_name, b);
+    return vms_strdup_printf ("%s/%s-%s", dir, r->new_name, b);
   }
   }
 }
@@ -292,11 +250,11 @@ plan_vm (struct vm_restore *r, const vms_component *c, struct rs_vm *vm)
     else
       switch (f->role) {
       case RS_DISK:
-        f->target = r->to ? xasprintf ("%s/%s", r->to, base_name (fi.path))
+        f->target = r->to ? vms_strdup_printf ("%s/%s", r->to, base_name (fi.path))
           : strdup (fi.path);
         break;
       case RS_CONFIG: case RS_LIVE_CONFIG: case RS_STATE:
-        f->target = xasprintf ("%s/%s", vm->dir, base_name (fi.path));
+        f->target = vms_strdup_printf ("%s/%s", vm->dir, base_name (fi.path));
         break;
       default:
         f->target = strdup (fi.path);
@@ -487,7 +445,7 @@ vm_restore_new (const struct vms_vm_restore_options *o,
     goto fail;
   }
   r->stamp = o->stamp ? strdup (o->stamp)
-    : xasprintf ("%" PRId64, (int64_t) time (NULL));
+    : vms_strdup_printf ("%" PRId64, (int64_t) time (NULL));
   if (r->stamp == NULL ||
       (o->to && (r->to = strdup (o->to)) == NULL) ||
       (o->new_name && (r->new_name = strdup (o->new_name)) == NULL) ||
@@ -574,7 +532,7 @@ why_add (struct why *w, const char *fmt, ...)
     w->oom = 1;
     return;
   }
-  n = xasprintf ("%s%s%s", w->text ? w->text : "", w->text ? "; " : "", line);
+  n = vms_strdup_printf ("%s%s%s", w->text ? w->text : "", w->text ? "; " : "", line);
   free (line);
   if (n == NULL) {
     w->oom = 1;
@@ -635,8 +593,8 @@ free_name_beside (const struct vm_restore *r, const struct vm_host *h,
 
   for (int n = 1; n < 100; n++) {
     char *p = n == 1
-      ? xasprintf ("%.*s.restored-%s%s", stem, target, r->stamp, ext)
-      : xasprintf ("%.*s.restored-%s-%d%s", stem, target, r->stamp, n, ext);
+      ? vms_strdup_printf ("%.*s.restored-%s%s", stem, target, r->stamp, ext)
+      : vms_strdup_printf ("%.*s.restored-%s-%d%s", stem, target, r->stamp, n, ext);
     if (p == NULL || !host_exists (h, p))
       return p;
     free (p);
@@ -708,7 +666,7 @@ plan_files (struct vm_restore *r, const struct vm_host *h, struct rs_vm *vm,
                  role_name (f));
         break;
       case RS_EXISTING_RENAME:
-        if ((f->aside = xasprintf ("%s.vmshadow-%s", f->target, r->stamp)) == NULL)
+        if ((f->aside = vms_strdup_printf ("%s.vmshadow-%s", f->target, r->stamp)) == NULL)
           return -1;
         if (host_exists (h, f->aside))
           why_add (why, "vm \"%s\": cannot keep %s aside: %s exists already",
@@ -770,9 +728,9 @@ vm_restore_plan (struct vm_restore *r, const struct vm_host *h)
     struct rs_vm *vm = &r->vms[i];
     const struct vm_host_domain *same = host_by_uuid (h, vm->uuid);
     const struct vm_host_domain *named = host_by_name (h, vm->define_name);
-    CLEANUP_FREE char *who = xasprintf ("vm \"%s\" (%s)", vm->name, vm->uuid);
-    CLEANUP_FREE char *as = xasprintf ("vm \"%s\" (%s)", vm->define_name,
-                                       vm->define_uuid);
+    CLEANUP_FREE char *who = vms_strdup_printf ("vm \"%s\" (%s)", vm->name, vm->uuid);
+    CLEANUP_FREE char *as = vms_strdup_printf ("vm \"%s\" (%s)", vm->define_name,
+                                               vm->define_uuid);
 
     if (who == NULL || as == NULL)
       goto oom;

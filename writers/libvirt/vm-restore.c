@@ -32,6 +32,7 @@
 #include "vmshadow/error.h"
 
 #include "cleanup.h"
+#include "str.h"
 #include "log.h"
 #include "vm-internal.h"
 
@@ -48,12 +49,11 @@ sv_add (string_vector *v, const char *fmt, ...)
 {
   va_list ap;
   char *s;
-  int r;
 
   va_start (ap, fmt);
-  r = vasprintf (&s, fmt, ap);
+  s = vms_strdup_vprintf (fmt, ap);
   va_end (ap);
-  if (r == -1)
+  if (s == NULL)
     return -1;
   if (string_vector_append (v, s) == -1) {
     free (s);

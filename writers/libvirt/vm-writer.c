@@ -28,6 +28,7 @@
 #include "vmshadow/error.h"
 
 #include "cleanup.h"
+#include "str.h"
 #include "log.h"
 #include "vm-internal.h"
 
@@ -501,19 +502,6 @@ gather_facts (struct vm_writer *w, struct vm_entry *vm, int st,
   f->scratch_error = s->scratch_error;
 }
 
-static char *
-xstrdup_printf (const char *fmt, ...)
-{
-  va_list ap;
-  char *r;
-  int n;
-
-  va_start (ap, fmt);
-  n = vasprintf (&r, fmt, ap);
-  va_end (ap);
-  return n == -1 ? NULL : r;
-}
-
 /* The most host space this VM's capture can take (the dry run says it):
  * copy-before-write copies each block of an included disk at most once into
  * its scratch file, so a disk's virtual size bounds it; a saved state adds
@@ -630,21 +618,21 @@ identify_one (struct vm_writer *w, vms_call *call, virDomainPtr dom)
   }
   vm->method = choice.method;
   if (facts.state != VM_STATE_RUNNING)
-    agent = xstrdup_printf ("not asked: the VM is %s", facts.state_name);
+    agent = vms_strdup_printf ("not asked: the VM is %s", facts.state_name);
   else if (policy.method != VMS_VM_METHOD_AUTO &&
            policy.method != VMS_VM_METHOD_ONLINE)
-    agent = xstrdup_printf ("not asked: the policy names the %s method",
-                            vms_vm_method_name (policy.method));
+    agent = vms_strdup_printf ("not asked: the policy names the %s method",
+                               vms_vm_method_name (policy.method));
   else if (facts.agent_ok)
-    agent = xstrdup_printf ("answers");
+    agent = vms_strdup_printf ("answers");
   else
-    agent = xstrdup_printf ("does not answer: %s", facts.agent_error
-                            ? facts.agent_error : "no reason given");
+    agent = vms_strdup_printf ("does not answer: %s", facts.agent_error
+                               ? facts.agent_error : "no reason given");
   facts_store_clear (&store);
   if (agent == NULL ||
-      (pol = xstrdup_printf ("method=%s fallback=%s",
-                             vms_vm_method_name (policy.method),
-                             vms_vm_fallback_name (policy.fallback))) == NULL)
+      (pol = vms_strdup_printf ("method=%s fallback=%s",
+                                vms_vm_method_name (policy.method),
+                                vms_vm_fallback_name (policy.fallback))) == NULL)
     goto oom;
 
   if (asprintf (&caption, "%s\\%s", vm->method == VM_METHOD_ONLINE ||
