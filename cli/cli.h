@@ -55,6 +55,8 @@ enum {
   OPT_SAMPLE = 1 << 23,
   OPT_EACH = 1 << 24,
   OPT_WAIT = 1 << 25,
+  OPT_CONFIG = 1 << 26,         /* --config DIR (config, job, status) */
+  OPT_PROMETHEUS = 1 << 27,     /* status --prometheus FILE */
 };
 
 struct options {
@@ -88,6 +90,12 @@ struct options {
   int repo_format;              /* init --format 1|2; 0: not given */
   unsigned sample_percent;      /* verify --sample; 0: not given (all) */
   const char **components;      /* restore --component WRITER[:COMPONENT], NULL-terminated */
+  const char *config_dir;       /* --config DIR; NULL: $VMSHADOW_CONFIG_DIR
+                                   or /etc/vmshadow */
+  const char *prometheus;       /* status --prometheus FILE */
+  /* Set by job run, not by an option (issue 19): */
+  const char *job;              /* the job, recorded in the manifest */
+  int no_exec_writers;          /* the job's exec-writers = no */
 };
 
 /* Each subcommand: argc/argv are the arguments after the command name. */
@@ -103,6 +111,9 @@ extern int cmd_upgrade (const struct options *opts, int argc, char **argv);
 extern int cmd_extract (const struct options *opts, int argc, char **argv);
 extern int cmd_restore (const struct options *opts, int argc, char **argv);
 extern int cmd_serve (const struct options *opts, int argc, char **argv);
+extern int cmd_config (const struct options *opts, int argc, char **argv);
+extern int cmd_job (const struct options *opts, int argc, char **argv);
+extern int cmd_status (const struct options *opts, int argc, char **argv);
 
 /* Errors as JSON: set by main when --json is anywhere on the command
  * line, before any option is parsed, so that even a usage error after it

@@ -228,11 +228,13 @@ cmd_backup (const struct options *opts, int argc, char **argv)
       .full = opts->full,
       .fallback = opts->fallback,
       .wait_ms = opts->wait ? opts->wait_seconds * 1000 : 0,
+      .no_exec_writers = opts->no_exec_writers,
     },
     .progress = progress_file,
     .progress_opaque = &prog,
     .each = opts->each,
     .cbt_sample = opts->sample_percent / 100.0,
+    .job = opts->job,
   };
   if (opts->dry_run)
     return backup_plan (opts, &rq);

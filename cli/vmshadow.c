@@ -12,6 +12,7 @@
 #include "cleanup.h"
 #include "cli.h"
 #include "log.h"
+#include "vmshadow/config.h"
 
 static const struct command {
   const char *name;
@@ -48,6 +49,12 @@ static const struct command {
     "BACKUP COMPONENT FILE", "write one file of a backup to --to PATH" },
   { "serve", cmd_serve, OPT_JSON | OPT_REPO | OPT_VM | OPT_DISK,
     "BACKUP --vm VM", "serve a disk of a backup over NBD, read-only (--disk)" },
+  { "config", cmd_config, OPT_JSON | OPT_CONFIG, "check",
+    "check the configuration (" VMS_CONFIG_DEFAULT_DIR ")" },
+  { "job", cmd_job, OPT_CONFIG | OPT_CONNECT | OPT_WRITERS_DIR | OPT_WAIT,
+    "run JOB", "run a configured job: its backup, then its prune" },
+  { "status", cmd_status, OPT_JSON | OPT_CONFIG | OPT_PROMETHEUS, "",
+    "last good backup of each job's VMs and components, and its health" },
 };
 #define NR_COMMANDS (sizeof commands / sizeof commands[0])
 
@@ -124,6 +131,9 @@ usage (FILE *fp)
            "  --format raw|qcow2   extract: image format of a disk (default: its\n"
            "                       original format)\n"
            "  --format 1|2         init: repository format version (default 2)\n"
+           "  --config DIR         config, job, status: the configuration directory\n"
+           "                       (default $VMSHADOW_CONFIG_DIR or " VMS_CONFIG_DEFAULT_DIR ")\n"
+           "  --prometheus FILE    status: also write a node_exporter textfile\n"
            "  -v, --verbose        debug messages on stderr\n"
            "  -h, --help           show this help\n"
            "  -V, --version        show the version\n",
@@ -154,7 +164,7 @@ main (int argc, char **argv)
          O_KEEP_LAST, O_KEEP_DAILY, O_KEEP_WEEKLY, O_KEEP_MONTHLY, O_TO,
          O_FORMAT, O_GRACE, O_METHOD, O_ALL, O_VM, O_NAME, O_START,
          O_NETWORK_MAP, O_DISK, O_REPLACE, O_EXISTING, O_FALLBACK, O_COMPONENT,
-         O_SAMPLE, O_EACH, O_WAIT, O_WAIT_TIMEOUT };
+         O_SAMPLE, O_EACH, O_WAIT, O_WAIT_TIMEOUT, O_CONFIG, O_PROMETHEUS };
   static const struct option long_options[] = {
     { "json", no_argument, NULL, O_JSON },
     { "writers-dir", required_argument, NULL, O_WRITERS_DIR },
@@ -185,6 +195,8 @@ main (int argc, char **argv)
     { "each", no_argument, NULL, O_EACH },
     { "wait", no_argument, NULL, O_WAIT },
     { "wait-timeout", required_argument, NULL, O_WAIT_TIMEOUT },
+    { "config", required_argument, NULL, O_CONFIG },
+    { "prometheus", required_argument, NULL, O_PROMETHEUS },
     { "verbose", no_argument, NULL, 'v' },
     { "help", no_argument, NULL, 'h' },
     { "version", no_argument, NULL, 'V' },
@@ -318,6 +330,8 @@ main (int argc, char **argv)
     case O_COMPONENT:
       comps[nr_comps++] = optarg; opts.components = comps;
       bit = OPT_COMPONENT; break;
+    case O_CONFIG: opts.config_dir = optarg; bit = OPT_CONFIG; break;
+    case O_PROMETHEUS: opts.prometheus = optarg; bit = OPT_PROMETHEUS; break;
     case 'v': vms_log_set_debug (1); break;
     case 'h': usage (stdout); return EXIT_SUCCESS;
     case 'V': printf ("vmshadow %s\n", VMSHADOW_VERSION); return EXIT_SUCCESS;

@@ -7,7 +7,7 @@ set -euo pipefail
 packages=(
   # build
   gcc meson ninja-build pkg-config
-  libjson-c-dev libcmocka-dev libvirt-dev libnbd-dev libxml2-dev
+  libjson-c-dev libinih-dev libcmocka-dev libvirt-dev libnbd-dev libxml2-dev
   libzstd-dev libssl-dev nbdkit nbdkit-plugin-dev
   # tests: reflink filesystems, loop devices, example writers
   btrfs-progs xfsprogs e2fsprogs util-linux sqlite3 valgrind

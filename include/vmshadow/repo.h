@@ -227,6 +227,10 @@ extern VMS_API int vms_repo_upgrade (vms_repo *repo, vms_repo_report_fn report,
 
 struct vms_prune_policy {
   unsigned keep_last, keep_daily, keep_weekly, keep_monthly;
+  /* NULL: every backup. Else only the backups a configured job of this
+   * name made (their manifest's attrs "job", issue 19) are counted and
+   * may be removed; every other backup is kept. */
+  const char *job;
 };
 /* Delete the backups the policy does not keep; with dry_run only report.
  * The rules run per component (per VM; issue 20), not per repository: a

@@ -71,6 +71,9 @@ struct vms_host_options {
   int all_vms;
   const char *const *vms;
   int probe_vms;
+  /* Leave the host's exec writers out (a job's exec-writers = no, issue
+   * 19): only the VMs take part. */
+  int no_exec_writers;
   /* How long to wait (milliseconds) for what another tool holds before
    * giving up: vms_requester_backup waits for the repository's writer lock,
    * and for other tools' libvirt jobs on the VMs (another backup, a
@@ -141,6 +144,9 @@ struct vms_backup_request {
    * 0 means $VMSHADOW_CBT_SAMPLE if set, else the data path's default;
    * below 0: none. */
   double cbt_sample;
+  /* The configured job this run is (issue 19), or NULL: recorded in each
+   * stored backup's manifest attrs as "job", for list and status. */
+  const char *job;
 };
 
 /* One writer at the end of a set (R4). */

@@ -17,6 +17,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <json-c/json.h>
+
 #include "cleanup.h"
 #include "fs-util.h"
 #include "repo-internal.h"
@@ -297,6 +299,22 @@ items_free (struct prune_item *items, size_t n)
   free (items);
 }
 
+/* 1 if backup id was made by job (its manifest's attrs "job"), 0 if not,
+ * -1 when its manifest cannot be read. */
+static int
+made_by_job (vms_repo *repo, const char *id, const char *job)
+{
+  CLEANUP (vms_manifest_free) vms_manifest *m = manifest_load (repo, id);
+  if (m == NULL)
+    return -1;
+  json_object *a = json_tokener_parse (vms_manifest_attrs (m)), *v;
+  int yes = a && json_object_object_get_ex (a, "job", &v) &&
+    json_object_is_type (v, json_type_string) &&
+    strcmp (json_object_get_string (v), job) == 0;
+  json_object_put (a);
+  return yes;
+}
+
 int
 vms_repo_prune (vms_repo *repo, const struct vms_prune_policy *policy,
                 int dry_run, vms_repo_report_fn report, void *opaque)
@@ -318,7 +336,9 @@ vms_repo_prune (vms_repo *repo, const struct vms_prune_policy *policy,
   if (repo_list_backups (repo, &b, &nr) == -1)
     return -1;
   items = calloc (nr ? nr : 1, sizeof *items);
-  if (items == NULL) {
+  CLEANUP_FREE char *other = calloc (nr ? nr : 1, 1);   /* another job's */
+  if (items == NULL || other == NULL) {
+    free (items);
     repo_backups_free (b, nr);
     vms_set_error (ENOMEM, "out of memory");
     return -1;
@@ -332,6 +352,19 @@ vms_repo_prune (vms_repo *repo, const struct vms_prune_policy *policy,
   for (size_t i = 0; i < nr; i++) {
     if (b[i].error || b[i].time > horizon)
       continue;
+    if (policy->job) {
+      int mine = made_by_job (repo, b[i].id, policy->job);
+      if (mine == 0) {
+        other[i] = 1;
+        continue;
+      }
+      if (mine == -1) {
+        b[i].error = strdup (vms_get_error ());
+        if (b[i].error == NULL)
+          goto fail;
+        continue;
+      }
+    }
     items[n] = (struct prune_item) { .id = b[i].id, .time = b[i].time };
     if (item_keys (repo, &items[n]) == -1) {
       /* Unreadable now: kept, like one that could not be listed. */
@@ -354,6 +387,10 @@ vms_repo_prune (vms_repo *repo, const struct vms_prune_policy *policy,
     if (b[i].time > horizon) {
       repo_say (report, opaque, "keep %s (dated in the future, %" PRId64 " s after "
            "now: not counted by any rule)", b[i].id, b[i].time - horizon + 86400);
+      continue;
+    }
+    if (other[i]) {
+      repo_say (report, opaque, "keep %s (not job %s's)", b[i].id, policy->job);
       continue;
     }
     struct prune_item *it = &items[j++];

@@ -26,6 +26,7 @@ struct backup_run {
   struct req_progress progress;
   struct vms_backup_set *set;
   double cbt_sample;            /* the request's, or from the environment */
+  const char *job;              /* the request's job, or NULL */
   int oom;
 };
 
@@ -246,11 +247,12 @@ copy_snapshot_set (struct backup_run *b)
   return 0;
 }
 
-/* The manifest's record of disks whose tracking was wrong (`show` says
- * it): {"cbt_wrong": [{"component", "path", "sampled", "differed"}]}, or
- * NULL when there are none (errno 0) or on ENOMEM. */
+/* The manifest's attrs: the disks whose tracking was wrong (`show` says
+ * it), {"cbt_wrong": [{"component", "path", "sampled", "differed"}]}, and
+ * the configured job that made the backup (issue 19), {"job": NAME}; NULL
+ * when there is neither (errno 0) or on ENOMEM. */
 static char *
-cbt_attrs_json (const struct vms_backup_set *set)
+backup_attrs_json (const struct vms_backup_set *set, const char *job)
 {
   json_object *list = NULL, *top;
   char *text;
@@ -271,10 +273,13 @@ cbt_attrs_json (const struct vms_backup_set *set)
       json_object_array_add (list, o);
     }
   }
-  if (list == NULL)
+  if (list == NULL && job == NULL)
     return NULL;
   top = json_object_new_object ();
-  json_object_object_add (top, "cbt_wrong", list);
+  if (list)
+    json_object_object_add (top, "cbt_wrong", list);
+  if (job)
+    json_object_object_add (top, "job", json_object_new_string (job));
   text = strdup (json_object_to_json_string_ext (top, JSON_C_TO_STRING_PLAIN));
   json_object_put (top);
   if (text == NULL)
@@ -295,8 +300,8 @@ commit (struct backup_run *b)
   }
   for (size_t i = 0; i < nm; i++)
     md[i] = vms_session_metadata (b->s, i);
-  char *attrs = cbt_attrs_json (b->set);
-  if (attrs == NULL && b->set->nr_components > 0 && errno == ENOMEM) {
+  char *attrs = backup_attrs_json (b->set, b->job);
+  if (attrs == NULL && errno == ENOMEM) {
     free (md);
     vms_set_error (ENOMEM, "out of memory");
     return -1;
@@ -609,7 +614,7 @@ vms_requester_backup (vms_repo *repo, const struct vms_backup_request *rq)
   r->each = rq->each;
   for (size_t i = 0; i < nr_sets; i++) {
     struct backup_run b = {
-      .repo = repo, .set = &r->sets[i],
+      .repo = repo, .set = &r->sets[i], .job = rq->job,
       .cbt_sample = rq->cbt_sample ? rq->cbt_sample : cbt_sample (),
       .progress = { .fn = rq->progress, .opaque = rq->progress_opaque },
     };

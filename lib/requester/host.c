@@ -143,7 +143,7 @@ req_host (const struct vms_host_options *o, unsigned what,
   if (coord == NULL)
     return NULL;
   /* Writers first, then providers in the order they are asked (R1). */
-  if (((what & REQ_HOST_EXEC) &&
+  if (((what & REQ_HOST_EXEC) && !o->no_exec_writers &&
        vms_exec_writers_load (coord, o->writers_dir) == -1) ||
       vms_file_provider_add (coord, NULL) == -1)
     goto fail;

@@ -19,7 +19,7 @@ DEPS = {
     'vm_writer_dep': 'writers/libvirt',
     'jsonc_dep': 'json-c', 'libcrypto_dep': 'OpenSSL libcrypto',
     'libzstd_dep': 'zstd', 'libnbd_dep': 'libnbd', 'libvirt_dep': 'libvirt',
-    'libxml_dep': 'libxml2', 'threads_dep': 'threads',
+    'libxml_dep': 'libxml2', 'threads_dep': 'threads', 'inih_dep': 'inih',
 }
 
 

@@ -1,0 +1,523 @@
+/* Running it every day (issue 19): vmshadow config check, job run, status.
+ * The configuration is lib/requester's (vmshadow/config.h); a job's run is
+ * `vmshadow backup` and `vmshadow prune` with the job's options; status
+ * reads the manifests of the jobs' repositories, as list does. */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "vmshadow/config.h"
+#include "vmshadow/document.h"
+#include "vmshadow/error.h"
+#include "vmshadow/writer.h"
+
+/* The configuration, or NULL after saying why (exit code in *rc). */
+static struct vms_config *
+load (const char *cmd, const struct options *opts, int *rc)
+{
+  struct vms_config *c = vms_config_load (opts->config_dir);
+
+  if (c == NULL) {
+    *rc = cli_fail (cmd);
+    return NULL;
+  }
+  return c;
+}
+
+static void
+print_errors (const char *cmd, const struct vms_config *c)
+{
+  for (size_t i = 0; i < c->nr_errors; i++)
+    fprintf (stderr, "vmshadow %s: %s\n", cmd, cli_message (c->errors[i]));
+}
+
+int
+cmd_config (const struct options *opts, int argc, char **argv)
+{
+  int rc = EXIT_SUCCESS;
+
+  if (argc != 1 || strcmp (argv[0], "check") != 0)
+    return cli_error ("config", EXIT_USAGE, "usage: vmshadow config check "
+                      "[--config DIR]");
+  struct vms_config *c = load ("config", opts, &rc);
+  if (c == NULL)
+    return rc;
+  rc = c->nr_errors ? EXIT_USAGE : EXIT_SUCCESS;
+  if (opts->json) {
+    json_object *out = json_object_new_object ();
+    json_object *errors = json_object_new_array ();
+    json_object *jobs = json_object_new_array ();
+    json_object *repos = json_object_new_array ();
+    for (size_t i = 0; i < c->nr_errors; i++)
+      json_object_array_add (errors, json_object_new_string (c->errors[i]));
+    for (size_t i = 0; i < c->nr_repos; i++) {
+      json_object *r = json_object_new_object ();
+      json_object_object_add (r, "name", json_object_new_string (c->repos[i].name));
+      json_object_object_add (r, "path", c->repos[i].path
+                              ? json_object_new_string (c->repos[i].path) : NULL);
+      json_object_array_add (repos, r);
+    }
+    for (size_t i = 0; i < c->nr_jobs; i++) {
+      const struct vms_config_job *j = &c->jobs[i];
+      json_object *o = json_object_new_object ();
+      json_object *vms = json_object_new_array ();
+      for (size_t k = 0; j->vms && j->vms[k]; k++)
+        json_object_array_add (vms, json_object_new_string (j->vms[k]));
+      json_object_object_add (o, "name", json_object_new_string (j->name));
+      json_object_object_add (o, "repository", j->repository
+                              ? json_object_new_string (j->repository) : NULL);
+      json_object_object_add (o, "all_vms", json_object_new_boolean (j->all_vms));
+      json_object_object_add (o, "vms", vms);
+      json_object_object_add (o, "exec_writers", json_object_new_boolean (j->exec_writers));
+      json_object_object_add (o, "each", json_object_new_boolean (j->each));
+      json_object_object_add (o, "method", json_object_new_string (j->method ? j->method : "auto"));
+      json_object_object_add (o, "max_age_s", json_object_new_int64 (j->max_age_s));
+      json_object_array_add (jobs, o);
+    }
+    json_object_object_add (out, "dir", json_object_new_string (c->dir));
+    json_object_object_add (out, "ok", json_object_new_boolean (c->nr_errors == 0));
+    json_object_object_add (out, "errors", errors);
+    json_object_object_add (out, "repositories", repos);
+    json_object_object_add (out, "jobs", jobs);
+    json_object_object_add (out, "exit_code", json_object_new_int (rc));
+    cli_print_json (out);
+  }
+  else if (c->nr_errors) {
+    print_errors ("config", c);
+    fprintf (stderr, "vmshadow config: %zu error%s in %s\n", c->nr_errors,
+             c->nr_errors == 1 ? "" : "s", cli_text (c->dir));
+  }
+  else
+    printf ("Configuration %s is good: %zu repositor%s, %zu job%s.\n",
+            cli_text (c->dir), c->nr_repos, c->nr_repos == 1 ? "y" : "ies",
+            c->nr_jobs, c->nr_jobs == 1 ? "" : "s");
+  vms_config_free (c);
+  return rc;
+}
+
+int
+cmd_job (const struct options *opts, int argc, char **argv)
+{
+  int rc = EXIT_SUCCESS;
+
+  if (argc != 2 || strcmp (argv[0], "run") != 0)
+    return cli_error ("job", EXIT_USAGE, "usage: vmshadow job run JOB "
+                      "[--config DIR]");
+  struct vms_config *c = load ("job", opts, &rc);
+  if (c == NULL)
+    return rc;
+  /* A broken configuration runs nothing, not even a good job of it. */
+  if (c->nr_errors) {
+    print_errors ("job", c);
+    rc = cli_error ("job", EXIT_USAGE, "the configuration has errors (see "
+                    "'vmshadow config check'); nothing was run");
+    vms_config_free (c);
+    return rc;
+  }
+  const struct vms_config_job *j = vms_config_job (c, argv[1]);
+  if (j == NULL) {
+    rc = cli_error ("job", EXIT_USAGE, "no job '%s' in %s", argv[1], c->dir);
+    vms_config_free (c);
+    return rc;
+  }
+  /* Never two runs of one job at once: the second fails at once. */
+  int lock = vms_config_job_lock (j);
+  if (lock == -1) {
+    rc = cli_fail ("job");
+    vms_config_free (c);
+    return rc;
+  }
+  struct options o = *opts;
+  size_t n = 0;
+  while (j->vms && j->vms[n])
+    n++;
+  char **vms = calloc (n + 1, sizeof *vms);
+  if (vms == NULL) {
+    close (lock);
+    vms_config_free (c);
+    return cli_error ("job", EXIT_FAILURE, "out of memory");
+  }
+  for (size_t k = 0; k < n; k++)
+    vms[k] = j->vms[k];
+  o.repo_dir = vms_config_repository (c, j->repository)->path;
+  o.method = j->method;
+  o.fallback = j->fallback;
+  o.all = j->all_vms;
+  o.each = j->each && (j->all_vms || n > 0);
+  o.no_exec_writers = !j->exec_writers;
+  o.job = j->name;
+  o.full = 0;
+  o.dry_run = 0;
+  if (!opts->json)
+    printf ("Job %s: backup into %s\n", cli_text (j->name), cli_text (o.repo_dir));
+  rc = cmd_backup (&o, (int) n, vms);
+  free (vms);
+  const struct vms_prune_policy *k = &j->keep;
+  if ((rc == EXIT_SUCCESS || rc == EXIT_WARNINGS || rc == EXIT_PARTIAL) &&
+      (k->keep_last || k->keep_daily || k->keep_weekly || k->keep_monthly)) {
+    o.keep = *k;
+    o.keep.job = j->name;       /* only this job's backups */
+    o.given |= OPT_KEEP;
+    if (!opts->json)
+      printf ("Job %s: prune\n", cli_text (j->name));
+    int prc = cmd_prune (&o, 0, NULL);
+    /* The backup is stored: a prune that failed is a warning. */
+    if (prc != EXIT_SUCCESS && rc == EXIT_SUCCESS)
+      rc = EXIT_WARNINGS;
+  }
+  close (lock);
+  vms_config_free (c);
+  return rc;
+}
+
+/* ---- status ---- */
+
+enum health { H_OK, H_WARNING, H_CRITICAL, H_NEVER };
+static const char *const health_name[] = { "ok", "warning", "critical", "never" };
+
+struct entry {
+  const char *job;
+  char *writer, *component, *caption;
+  char *backup_id;
+  int64_t time;
+  char *method;
+  int incremental;
+  uint64_t size;
+  int64_t max_age_s;
+  enum health health;
+};
+
+struct status {
+  struct entry *e;
+  size_t n;
+  int oom;
+};
+
+static char *
+sdup (struct status *st, const char *s)
+{
+  char *d = s ? strdup (s) : NULL;
+  if (s && d == NULL)
+    st->oom = 1;
+  return d;
+}
+
+static struct entry *
+entry_for (struct status *st, const char *job, const char *writer,
+           const char *component)
+{
+  for (size_t i = 0; i < st->n; i++)
+    if (strcmp (st->e[i].job, job) == 0 &&
+        ((st->e[i].writer == NULL && writer == NULL) ||
+         (st->e[i].writer && writer && strcmp (st->e[i].writer, writer) == 0)) &&
+        ((st->e[i].component == NULL && component == NULL) ||
+         (st->e[i].component && component &&
+          strcmp (st->e[i].component, component) == 0)))
+      return &st->e[i];
+  struct entry *e = realloc (st->e, (st->n + 1) * sizeof *e);
+  if (e == NULL) {
+    st->oom = 1;
+    return NULL;
+  }
+  st->e = e;
+  e = &st->e[st->n++];
+  *e = (struct entry) { .job = job, .writer = sdup (st, writer),
+                        .component = sdup (st, component) };
+  return e;
+}
+
+/* The job a backup was made by: its manifest's attrs "job" (issue 19). */
+static int
+made_by (const vms_manifest *m, const char *job)
+{
+  json_object *a = json_tokener_parse (vms_manifest_attrs (m)), *v;
+  int yes = a && json_object_object_get_ex (a, "job", &v) &&
+    json_object_is_type (v, json_type_string) &&
+    strcmp (json_object_get_string (v), job) == 0;
+  json_object_put (a);
+  return yes;
+}
+
+/* Every component of the job's backups, at its newest backup. */
+static int
+job_status (struct status *st, const struct vms_config *c,
+            const struct vms_config_job *j)
+{
+  const char *path = vms_config_repository (c, j->repository)->path;
+  vms_repo *repo = vms_repo_open (path, 0);
+  char **ids = NULL;
+  size_t n = 0;
+
+  /* No repository yet: no backup of the job yet. */
+  if (repo == NULL && vms_get_errno () != ENOENT)
+    return -1;
+  if (repo && vms_repo_list (repo, &ids, &n) == -1) {
+    vms_repo_close (repo);
+    return -1;
+  }
+  for (size_t i = 0; i < n; i++) {
+    vms_manifest *m = vms_manifest_open (repo, ids[i]);
+    const vms_document *bcd = m ? vms_manifest_components (m) : NULL;
+    for (size_t w = 0; bcd && made_by (m, j->name) &&
+           w < vms_components_writer_count (bcd); w++) {
+      const char *wid = vms_components_writer_id (bcd, w);
+      const char *wname = vms_components_writer_name (bcd, w);
+      for (size_t k = 0; k < vms_document_component_count (bcd, wid); k++) {
+        vms_component *comp = vms_document_component (bcd, wid, k);
+        const char *cname = vms_component_name (comp);
+        struct entry *e = entry_for (st, j->name, wname, cname);
+        if (e == NULL)
+          break;
+        free (e->backup_id); free (e->method); free (e->caption);
+        e->backup_id = sdup (st, ids[i]);
+        e->caption = sdup (st, vms_component_caption (comp));
+        e->time = vms_manifest_time (m);
+        e->method = sdup (st, vms_component_get_string (comp, VMS_ATTR_METHOD));
+        e->incremental = vms_component_get_string (comp, VMS_ATTR_PREVIOUS_CHECKPOINT) != NULL;
+        e->size = 0;
+        for (size_t f = 0; f < vms_manifest_file_count (m); f++) {
+          struct vms_stored_file sf;
+          uint64_t sz;
+          if (vms_manifest_file (m, f, &sf, &sz) == 0 && sf.writer_id &&
+              strcmp (sf.writer_id, wid) == 0 && strcmp (sf.component, cname) == 0)
+            e->size += sz;
+        }
+      }
+    }
+    vms_manifest_free (m);
+    free (ids[i]);
+  }
+  free (ids);
+  vms_repo_close (repo);
+  /* The VMs it names that no backup of it holds yet. */
+  for (size_t k = 0; j->vms && j->vms[k]; k++) {
+    int found = 0;
+    for (size_t i = 0; i < st->n && !found; i++)
+      found = strcmp (st->e[i].job, j->name) == 0 &&
+        ((st->e[i].component && strcmp (st->e[i].component, j->vms[k]) == 0) ||
+         (st->e[i].caption && strcmp (st->e[i].caption, j->vms[k]) == 0));
+    if (!found)
+      entry_for (st, j->name, NULL, j->vms[k]);
+  }
+  int any = 0;
+  for (size_t i = 0; i < st->n; i++)
+    any |= strcmp (st->e[i].job, j->name) == 0;
+  if (!any)
+    entry_for (st, j->name, NULL, NULL);
+  return st->oom ? -1 : 0;
+}
+
+/* Prometheus label values: backslash, quote and newline escaped. */
+static void
+label (FILE *fp, const char *name, const char *v, int comma)
+{
+  fprintf (fp, "%s%s=\"", comma ? "," : "", name);
+  for (const char *p = v ? v : ""; *p; p++)
+    if (*p == '\\' || *p == '"')
+      fprintf (fp, "\\%c", *p);
+    else if (*p == '\n')
+      fputs ("\\n", fp);
+    else
+      fputc (*p, fp);
+  fputc ('"', fp);
+}
+
+static void
+labels (FILE *fp, const struct entry *e)
+{
+  fputc ('{', fp);
+  label (fp, "job", e->job, 0);
+  label (fp, "writer", e->writer, 1);
+  label (fp, "component", e->component, 1);
+  label (fp, "caption", e->caption, 1);
+  fputc ('}', fp);
+}
+
+/* The node_exporter textfile, written whole or not at all: a temporary
+ * file beside it, then rename. */
+static int
+write_prometheus (const char *file, const struct status *st, int64_t now)
+{
+  char tmp[PATH_MAX];
+  if ((size_t) snprintf (tmp, sizeof tmp, "%s.tmp.%ld", file, (long) getpid ())
+      >= sizeof tmp)
+    return cli_error ("status", EXIT_USAGE, "--prometheus: name too long");
+  int fd = open (tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+  if (fd == -1)
+    return cli_error ("status", EXIT_FAILURE, "cannot make %s: %s", tmp,
+                      strerror (errno));
+  FILE *fp = fdopen (fd, "w");
+  if (fp == NULL) {
+    close (fd);
+    unlink (tmp);
+    return cli_error ("status", EXIT_FAILURE, "out of memory");
+  }
+  fprintf (fp, "# HELP vmshadow_status Health of the last good backup: 0 ok, "
+           "1 warning, 2 critical, 3 never backed up.\n"
+           "# TYPE vmshadow_status gauge\n");
+  for (size_t i = 0; i < st->n; i++) {
+    fputs ("vmshadow_status", fp);
+    labels (fp, &st->e[i]);
+    fprintf (fp, " %d\n", (int) st->e[i].health);
+  }
+  fprintf (fp, "# HELP vmshadow_last_backup_timestamp_seconds Commit time of "
+           "the last good backup.\n"
+           "# TYPE vmshadow_last_backup_timestamp_seconds gauge\n");
+  for (size_t i = 0; i < st->n; i++)
+    if (st->e[i].backup_id) {
+      fputs ("vmshadow_last_backup_timestamp_seconds", fp);
+      labels (fp, &st->e[i]);
+      fprintf (fp, " %" PRId64 "\n", st->e[i].time);
+    }
+  fprintf (fp, "# HELP vmshadow_last_backup_age_seconds Age of the last good "
+           "backup when status ran.\n"
+           "# TYPE vmshadow_last_backup_age_seconds gauge\n");
+  for (size_t i = 0; i < st->n; i++)
+    if (st->e[i].backup_id) {
+      fputs ("vmshadow_last_backup_age_seconds", fp);
+      labels (fp, &st->e[i]);
+      fprintf (fp, " %" PRId64 "\n", now - st->e[i].time);
+    }
+  fprintf (fp, "# HELP vmshadow_last_backup_size_bytes Size of the component "
+           "in the last good backup.\n"
+           "# TYPE vmshadow_last_backup_size_bytes gauge\n");
+  for (size_t i = 0; i < st->n; i++)
+    if (st->e[i].backup_id) {
+      fputs ("vmshadow_last_backup_size_bytes", fp);
+      labels (fp, &st->e[i]);
+      fprintf (fp, " %" PRIu64 "\n", st->e[i].size);
+    }
+  fprintf (fp, "# HELP vmshadow_max_age_seconds The job's max-age.\n"
+           "# TYPE vmshadow_max_age_seconds gauge\n");
+  for (size_t i = 0; i < st->n; i++) {
+    fputs ("vmshadow_max_age_seconds", fp);
+    labels (fp, &st->e[i]);
+    fprintf (fp, " %" PRId64 "\n", st->e[i].max_age_s);
+  }
+  int bad = fflush (fp) != 0 || ferror (fp) || fsync (fd) == -1;
+  int e = errno;
+  if (fclose (fp) != 0)
+    bad = 1, e = errno;
+  if (bad || rename (tmp, file) == -1) {
+    if (!bad)
+      e = errno;
+    unlink (tmp);
+    return cli_error ("status", EXIT_FAILURE, "cannot write %s: %s", file,
+                      strerror (e));
+  }
+  return 0;
+}
+
+int
+cmd_status (const struct options *opts, int argc, char **argv)
+{
+  struct status st = { NULL, 0, 0 };
+  int rc = EXIT_SUCCESS;
+  int64_t now = (int64_t) time (NULL);
+
+  (void) argv;
+  if (argc != 0)
+    return cli_error ("status", EXIT_USAGE, "usage: vmshadow status [--json] "
+                      "[--prometheus FILE] [--config DIR]");
+  struct vms_config *c = load ("status", opts, &rc);
+  if (c == NULL)
+    return rc;
+  if (c->nr_errors) {
+    print_errors ("status", c);
+    rc = cli_error ("status", EXIT_USAGE, "the configuration has errors (see "
+                    "'vmshadow config check')");
+    vms_config_free (c);
+    return rc;
+  }
+  for (size_t i = 0; i < c->nr_jobs; i++)
+    if (job_status (&st, c, &c->jobs[i]) == -1) {
+      rc = cli_fail ("status");
+      goto out;
+    }
+  /* Health: older than max-age critical, older than 80 % of it warning
+   * (docs/configuration.md); the exit code is the worst (Nagios). */
+  int worst = H_OK;
+  for (size_t i = 0; i < st.n; i++) {
+    struct entry *e = &st.e[i];
+    e->max_age_s = vms_config_job (c, e->job)->max_age_s;
+    int64_t age = now - e->time;
+    e->health = e->backup_id == NULL ? H_NEVER
+      : age > e->max_age_s ? H_CRITICAL
+      : age * 5 > e->max_age_s * 4 ? H_WARNING : H_OK;
+    if ((int) e->health > worst)
+      worst = e->health;
+  }
+  rc = worst == H_OK ? 0 : worst == H_WARNING ? 1 : 2;
+  if (opts->prometheus && write_prometheus (opts->prometheus, &st, now) != 0) {
+    rc = EXIT_FAILURE;
+    goto out;
+  }
+  if (opts->json) {
+    json_object *out = json_object_new_object (), *list = json_object_new_array ();
+    for (size_t i = 0; i < st.n; i++) {
+      const struct entry *e = &st.e[i];
+      json_object *o = json_object_new_object ();
+#define S(k, v) json_object_object_add (o, k, (v) ? json_object_new_string (v) : NULL)
+      S ("job", e->job);
+      S ("repository", vms_config_job (c, e->job)->repository);
+      S ("writer", e->writer);
+      S ("component", e->component);
+      S ("caption", e->caption);
+      S ("last_backup_id", e->backup_id);
+#undef S
+      if (e->backup_id) {
+        json_object_object_add (o, "time", json_object_new_int64 (e->time));
+        json_object_object_add (o, "age_s", json_object_new_int64 (now - e->time));
+        json_object_object_add (o, "method", e->method ? json_object_new_string (e->method) : NULL);
+        json_object_object_add (o, "type", json_object_new_string (e->incremental ? "incremental" : "full"));
+        json_object_object_add (o, "size", json_object_new_int64 ((int64_t) e->size));
+      }
+      json_object_object_add (o, "max_age_s", json_object_new_int64 (e->max_age_s));
+      json_object_object_add (o, "health", json_object_new_string (health_name[e->health]));
+      json_object_array_add (list, o);
+    }
+    json_object_object_add (out, "components", list);
+    json_object_object_add (out, "health", json_object_new_string (
+                              worst == H_NEVER ? "critical" : health_name[worst]));
+    json_object_object_add (out, "exit_code", json_object_new_int (rc));
+    cli_print_json (out);
+  }
+  else {
+    char b[32];
+    printf ("%-12s %-24s %-9s %-10s %-16s %-11s %10s  %s\n", "JOB", "COMPONENT",
+            "HEALTH", "AGE", "METHOD", "TYPE", "SIZE", "BACKUP");
+    for (size_t i = 0; i < st.n; i++) {
+      const struct entry *e = &st.e[i];
+      char age[32] = "-", what[300];
+      if (e->backup_id) {
+        int64_t a = now - e->time;
+        if (a >= 86400) snprintf (age, sizeof age, "%" PRId64 "d%" PRId64 "h", a / 86400, a % 86400 / 3600);
+        else if (a >= 3600) snprintf (age, sizeof age, "%" PRId64 "h%" PRId64 "m", a / 3600, a % 3600 / 60);
+        else snprintf (age, sizeof age, "%" PRId64 "s", a);
+      }
+      snprintf (what, sizeof what, "%s%s%s", e->writer ? e->writer : "",
+                e->writer ? ":" : "", e->component ? e->component : "(nothing yet)");
+      printf ("%-12s %-24s %-9s %-10s %-16s %-11s %10s  %s\n", cli_text (e->job),
+              cli_text (what), health_name[e->health], age,
+              e->backup_id ? cli_text (e->method ? e->method : "-") : "-",
+              e->backup_id ? (e->incremental ? "incremental" : "full") : "-",
+              e->backup_id ? cli_bytes (e->size, b) : "-",
+              e->backup_id ? cli_text (e->backup_id) : "-");
+    }
+  }
+ out:
+  for (size_t i = 0; i < st.n; i++) {
+    free (st.e[i].writer); free (st.e[i].component); free (st.e[i].caption);
+    free (st.e[i].backup_id); free (st.e[i].method);
+  }
+  free (st.e);
+  vms_config_free (c);
+  return rc;
+}

@@ -1,0 +1,84 @@
+/* The configuration of scheduled runs (issue 19, docs/configuration.md):
+ * /etc/vmshadow/vmshadow.conf and /etc/vmshadow/jobs.d/ *.conf, INI files
+ * read with libinih. Part of lib/requester: a job is a backup request and
+ * a prune policy with a name. */
+#ifndef VMSHADOW_CONFIG_H
+#define VMSHADOW_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "vmshadow/api.h"
+#include "vmshadow/repo.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define VMS_CONFIG_DEFAULT_DIR "/etc/vmshadow"
+
+struct vms_config_repository {
+  char *name;
+  char *path;                   /* absolute */
+  char *file;                   /* where it is defined */
+  int line;
+};
+
+struct vms_config_job {
+  char *name;
+  char **vms;                   /* NULL-terminated names or UUIDs; NULL: none */
+  int all_vms;                  /* vms = all */
+  int exec_writers;             /* exec-writers = yes (default) */
+  char *method, *fallback;      /* NULL: the command's defaults */
+  int each;                     /* each = yes */
+  char *repository;             /* a [repository NAME]; NULL: none (error) */
+  struct vms_prune_policy keep; /* all 0: no prune after the backup */
+  int64_t max_age_s;            /* status: critical after this; 0: 26 h */
+  char *file;
+  int line;
+  unsigned set;                 /* which keys the job's own section set */
+};
+
+struct vms_config {
+  char *dir;
+  struct vms_config_repository *repos;
+  size_t nr_repos;
+  struct vms_config_job *jobs;
+  size_t nr_jobs;
+  /* Every problem found, one "FILE:LINE: problem" each (FILE alone when
+   * the whole file is at fault). The configuration is usable only when
+   * there are none. */
+  char **errors;
+  size_t nr_errors;
+  size_t nr_files;              /* files read */
+};
+
+/* Read the configuration of dir (NULL: $VMSHADOW_CONFIG_DIR if set and
+ * non-empty, else VMS_CONFIG_DEFAULT_DIR): dir/vmshadow.conf (may be
+ * missing), then dir/jobs.d/ *.conf in name order. [defaults] gives every
+ * job the keys it does not set itself, wherever it is. NULL only when out
+ * of memory; problems of the files are in errors. */
+extern VMS_API struct vms_config *vms_config_load (const char *dir);
+extern VMS_API void vms_config_free (struct vms_config *c);
+
+extern VMS_API const struct vms_config_job *vms_config_job (const struct vms_config *c,
+                                                    const char *name);
+extern VMS_API const struct vms_config_repository *
+vms_config_repository (const struct vms_config *c, const char *name);
+
+/* "26h", "90m", "3600s", "3600", "2d", "1w": seconds into *out; -1 if not
+ * such a duration (or not more than 0). */
+extern VMS_API int vms_config_parse_duration (const char *s, int64_t *out);
+
+/* Take the job's lock (a run of a job never overlaps another run of the
+ * same job): flock on $VMSHADOW_RUN_DIR (default /run/vmshadow)/job-NAME.lock,
+ * made if needed. Returns the fd holding it (close it to release), or -1:
+ * errno EWOULDBLOCK when another run holds it (the error names the file),
+ * else why not. Never waits. */
+extern VMS_API int vms_config_job_lock (const struct vms_config_job *job);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* VMSHADOW_CONFIG_H */

@@ -1,0 +1,687 @@
+/* The configuration of scheduled runs (issue 19): INI files read with
+ * libinih (docs/configuration.md). inih does the syntax; this file checks
+ * every section, key and value, and names FILE:LINE of each problem. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <fnmatch.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <ini.h>
+
+#include "vmshadow/config.h"
+#include "vmshadow/error.h"
+
+/* Bits of struct vms_config_job.set: the keys a job's own section set. */
+enum {
+  K_VMS = 1 << 0, K_EXEC = 1 << 1, K_METHOD = 1 << 2, K_FALLBACK = 1 << 3,
+  K_EACH = 1 << 4, K_REPO = 1 << 5, K_KEEP_LAST = 1 << 6,
+  K_KEEP_DAILY = 1 << 7, K_KEEP_WEEKLY = 1 << 8, K_KEEP_MONTHLY = 1 << 9,
+  K_MAX_AGE = 1 << 10,
+};
+
+static const struct { const char *name; unsigned bit; } job_keys[] = {
+  { "vms", K_VMS }, { "exec-writers", K_EXEC }, { "method", K_METHOD },
+  { "fallback", K_FALLBACK }, { "each", K_EACH }, { "repository", K_REPO },
+  { "keep-last", K_KEEP_LAST }, { "keep-daily", K_KEEP_DAILY },
+  { "keep-weekly", K_KEEP_WEEKLY }, { "keep-monthly", K_KEEP_MONTHLY },
+  { "max-age", K_MAX_AGE },
+};
+#define NR_JOB_KEYS (sizeof job_keys / sizeof job_keys[0])
+
+/* The state of reading one file. */
+struct reading {
+  struct vms_config *c;
+  struct vms_config_job *defaults;      /* the [defaults] section's keys */
+  const char *file;
+  FILE *fp;
+  int line;                     /* of the line inih has just been given */
+  int new_section;              /* a "[...]" line was read since the last key */
+  int section_line;             /* the line of the last "[...]" */
+  char *section;                /* the section the last key was in */
+  enum { S_NONE, S_REPO, S_JOB, S_DEFAULTS, S_BAD } kind;
+  size_t index;                 /* of the repository or job */
+  int oom;
+};
+
+static int
+add_error (struct vms_config *c, const char *file, int line, const char *fmt, ...)
+{
+  char msg[1024], *text;
+  va_list ap;
+
+  va_start (ap, fmt);
+  vsnprintf (msg, sizeof msg, fmt, ap);
+  va_end (ap);
+  if ((line > 0 ? asprintf (&text, "%s:%d: %s", file, line, msg)
+       : asprintf (&text, "%s: %s", file, msg)) == -1)
+    return -1;
+  char **e = realloc (c->errors, (c->nr_errors + 1) * sizeof *e);
+  if (e == NULL) {
+    free (text);
+    return -1;
+  }
+  c->errors = e;
+  c->errors[c->nr_errors++] = text;
+  return 0;
+}
+
+int
+vms_config_parse_duration (const char *s, int64_t *out)
+{
+  char *end;
+  int64_t unit = 1;
+
+  if (s[0] < '0' || s[0] > '9')
+    return -1;
+  errno = 0;
+  long long v = strtoll (s, &end, 10);
+  if (errno || v <= 0)
+    return -1;
+  if (strcmp (end, "") == 0 || strcmp (end, "s") == 0) unit = 1;
+  else if (strcmp (end, "m") == 0) unit = 60;
+  else if (strcmp (end, "h") == 0) unit = 3600;
+  else if (strcmp (end, "d") == 0) unit = 86400;
+  else if (strcmp (end, "w") == 0) unit = 7 * 86400;
+  else
+    return -1;
+  if (v > INT64_MAX / unit)
+    return -1;
+  *out = v * unit;
+  return 0;
+}
+
+static int
+parse_bool (const char *v, int *out)
+{
+  if (strcmp (v, "yes") == 0 || strcmp (v, "true") == 0 || strcmp (v, "1") == 0)
+    *out = 1;
+  else if (strcmp (v, "no") == 0 || strcmp (v, "false") == 0 || strcmp (v, "0") == 0)
+    *out = 0;
+  else
+    return -1;
+  return 0;
+}
+
+static int
+parse_count (const char *v, unsigned *out)
+{
+  char *end;
+  if (v[0] < '0' || v[0] > '9')
+    return -1;
+  errno = 0;
+  unsigned long n = strtoul (v, &end, 10);
+  if (errno || *end || n > UINT_MAX)
+    return -1;
+  *out = (unsigned) n;
+  return 0;
+}
+
+/* A VM's name as libvirt allows one here: no glob characters (globs are
+ * not matched yet: docs/configuration.md), no separators, no controls. */
+static int
+bad_vm_name (const char *n)
+{
+  if (*n == '\0' || strlen (n) > 255)
+    return 1;
+  for (const unsigned char *p = (const unsigned char *) n; *p; p++)
+    if (*p < 0x20 || *p == 0x7f || *p == '*' || *p == '?' || *p == '[' ||
+        *p == '/' || *p == ',')
+      return 1;
+  return 0;
+}
+
+/* vms = "all" or names separated by blanks or commas. */
+static int
+parse_vms (struct reading *rd, struct vms_config_job *j, const char *v)
+{
+  char *copy = strdup (v), *save = NULL, **list = NULL;
+  size_t n = 0;
+  int bad = 0;
+
+  if (copy == NULL)
+    return -1;
+  for (char *w = strtok_r (copy, " \t,", &save); w; w = strtok_r (NULL, " \t,", &save)) {
+    if (strcmp (w, "all") == 0) {
+      j->all_vms = 1;
+      continue;
+    }
+    if (bad_vm_name (w)) {
+      if (strpbrk (w, "*?["))
+        add_error (rd->c, rd->file, rd->line, "vms: '%s' is a glob; globs are "
+                   "not supported yet: name the VMs or say 'all'", w);
+      else
+        add_error (rd->c, rd->file, rd->line, "vms: '%s' is not a VM name", w);
+      bad = 1;
+      continue;
+    }
+    char **l = realloc (list, (n + 2) * sizeof *l);
+    if (l == NULL || (l[n] = strdup (w)) == NULL) {
+      free (l ? l : list);
+      free (copy);
+      return -1;
+    }
+    list = l;
+    list[++n] = NULL;
+  }
+  free (copy);
+  if (j->all_vms && n > 0 && !bad) {
+    add_error (rd->c, rd->file, rd->line, "vms: 'all' and VM names together");
+    bad = 1;
+  }
+  if (j->vms)
+    for (char **p = j->vms; *p; p++)
+      free (*p);
+  free (j->vms);
+  j->vms = list;
+  (void) bad;
+  return 0;
+}
+
+static void
+free_job (struct vms_config_job *j)
+{
+  if (j->vms)
+    for (char **p = j->vms; *p; p++)
+      free (*p);
+  free (j->vms);
+  free (j->name); free (j->method); free (j->fallback);
+  free (j->repository); free (j->file);
+}
+
+/* One key of a [job] or [defaults] section. -1 only when out of memory. */
+static int
+job_key (struct reading *rd, struct vms_config_job *j, const char *k, const char *v)
+{
+  unsigned bit = 0;
+
+  for (size_t i = 0; i < NR_JOB_KEYS; i++)
+    if (strcmp (k, job_keys[i].name) == 0)
+      bit = job_keys[i].bit;
+  if (bit == 0)
+    return add_error (rd->c, rd->file, rd->line, "unknown key '%s' (in a %s "
+                      "section: vms, exec-writers, method, fallback, each, "
+                      "repository, keep-last, keep-daily, keep-weekly, "
+                      "keep-monthly, max-age)", k,
+                      rd->kind == S_JOB ? "[job]" : "[defaults]");
+  if (j->set & bit)
+    return add_error (rd->c, rd->file, rd->line, "'%s' is set twice in this "
+                      "section", k);
+  if (*v == '\0')
+    return add_error (rd->c, rd->file, rd->line, "'%s' needs a value", k);
+  switch (bit) {
+  case K_VMS:
+    if (parse_vms (rd, j, v) == -1)
+      return -1;
+    break;
+  case K_EXEC: case K_EACH:
+    if (parse_bool (v, bit == K_EXEC ? &j->exec_writers : &j->each) == -1)
+      return add_error (rd->c, rd->file, rd->line, "%s must be yes or no, not "
+                        "'%s'", k, v);
+    break;
+  case K_METHOD:
+    if (strcmp (v, "auto") && strcmp (v, "online") &&
+        strcmp (v, "crash-consistent") && strcmp (v, "saved-state"))
+      return add_error (rd->c, rd->file, rd->line, "method must be auto, online, "
+                        "crash-consistent or saved-state, not '%s'", v);
+    if ((j->method = strdup (v)) == NULL)
+      return -1;
+    break;
+  case K_FALLBACK:
+    if (strcmp (v, "crash-consistent") && strcmp (v, "saved-state") &&
+        strcmp (v, "fail"))
+      return add_error (rd->c, rd->file, rd->line, "fallback must be "
+                        "crash-consistent, saved-state or fail, not '%s'", v);
+    if ((j->fallback = strdup (v)) == NULL)
+      return -1;
+    break;
+  case K_REPO:
+    if ((j->repository = strdup (v)) == NULL)
+      return -1;
+    break;
+  case K_KEEP_LAST: case K_KEEP_DAILY: case K_KEEP_WEEKLY: case K_KEEP_MONTHLY: {
+    unsigned *slot = bit == K_KEEP_LAST ? &j->keep.keep_last
+      : bit == K_KEEP_DAILY ? &j->keep.keep_daily
+      : bit == K_KEEP_WEEKLY ? &j->keep.keep_weekly : &j->keep.keep_monthly;
+    if (parse_count (v, slot) == -1)
+      return add_error (rd->c, rd->file, rd->line, "%s must be a whole number, "
+                        "not '%s'", k, v);
+    break;
+  }
+  case K_MAX_AGE:
+    if (vms_config_parse_duration (v, &j->max_age_s) == -1)
+      return add_error (rd->c, rd->file, rd->line, "max-age must be a duration "
+                        "such as 26h, 90m, 3600s, 2d or 1w, not '%s'", v);
+    break;
+  }
+  j->set |= bit;
+  return 0;
+}
+
+/* A section starts: what it is, and a new record for it. */
+static int
+start_section (struct reading *rd, const char *section)
+{
+  struct vms_config *c = rd->c;
+  const char *sp = strchr (section, ' ');
+  size_t kwlen = sp ? (size_t) (sp - section) : strlen (section);
+  const char *name = sp ? sp + 1 : NULL;
+
+  free (rd->section);
+  if ((rd->section = strdup (section)) == NULL)
+    return -1;
+  rd->kind = S_BAD;
+  if (strcmp (section, "defaults") == 0) {
+    rd->kind = S_DEFAULTS;
+    return 0;
+  }
+  int repo = kwlen == 10 && strncmp (section, "repository", 10) == 0;
+  int job = kwlen == 3 && strncmp (section, "job", 3) == 0;
+  if (!repo && !job)
+    return add_error (c, rd->file, rd->section_line, "unknown section [%s] "
+                      "([repository NAME], [job NAME] or [defaults])", section);
+  if (name == NULL || *name == '\0' || strpbrk (name, " \t/") ||
+      strlen (name) > 64 || name[0] == '.')
+    return add_error (c, rd->file, rd->section_line, "[%.*s] needs a name of at most "
+                      "64 characters without blanks or '/'", (int) kwlen, section);
+  if (repo) {
+    const struct vms_config_repository *old = vms_config_repository (c, name);
+    if (old)
+      return add_error (c, rd->file, rd->section_line, "repository '%s' is already "
+                        "defined at %s:%d", name, old->file, old->line);
+    struct vms_config_repository *r = realloc (c->repos, (c->nr_repos + 1) * sizeof *r);
+    if (r == NULL)
+      return -1;
+    c->repos = r;
+    r = &c->repos[c->nr_repos];
+    *r = (struct vms_config_repository) { .line = rd->section_line };
+    if ((r->name = strdup (name)) == NULL || (r->file = strdup (rd->file)) == NULL) {
+      free (r->name);
+      return -1;
+    }
+    rd->index = c->nr_repos++;
+    rd->kind = S_REPO;
+    return 0;
+  }
+  const struct vms_config_job *old = vms_config_job (c, name);
+  if (old)
+    return add_error (c, rd->file, rd->section_line, "job '%s' is already defined at "
+                      "%s:%d", name, old->file, old->line);
+  struct vms_config_job *j = realloc (c->jobs, (c->nr_jobs + 1) * sizeof *j);
+  if (j == NULL)
+    return -1;
+  c->jobs = j;
+  j = &c->jobs[c->nr_jobs];
+  *j = (struct vms_config_job) { .line = rd->section_line, .exec_writers = 1 };
+  if ((j->name = strdup (name)) == NULL || (j->file = strdup (rd->file)) == NULL) {
+    free (j->name);
+    return -1;
+  }
+  rd->index = c->nr_jobs++;
+  rd->kind = S_JOB;
+  return 0;
+}
+
+static int
+handler (void *user, const char *section, const char *key, const char *value)
+{
+  struct reading *rd = user;
+  int r = 0;
+
+  if (rd->oom)
+    return 0;
+  /* A new section is a "[" line read since the last key (inih tells the
+   * handler only of keys), or a key under another section's name. */
+  if (rd->new_section || rd->section == NULL || strcmp (rd->section, section) != 0) {
+    rd->new_section = 0;
+    if (*section == '\0') {
+      free (rd->section);
+      rd->section = strdup ("");
+      rd->kind = S_BAD;
+      r = add_error (rd->c, rd->file, rd->line, "'%s' is outside any section", key);
+      goto out;
+    }
+    if (start_section (rd, section) == -1) {
+      rd->oom = 1;
+      return 0;
+    }
+  }
+  switch (rd->kind) {
+  case S_BAD:
+    break;                      /* said once, at the section */
+  case S_DEFAULTS:
+    r = job_key (rd, rd->defaults, key, value);
+    break;
+  case S_JOB:
+    r = job_key (rd, &rd->c->jobs[rd->index], key, value);
+    break;
+  case S_REPO: {
+    struct vms_config_repository *repo = &rd->c->repos[rd->index];
+    if (strcmp (key, "path") != 0)
+      r = add_error (rd->c, rd->file, rd->line, "unknown key '%s' (a "
+                     "[repository] section has path)", key);
+    else if (repo->path)
+      r = add_error (rd->c, rd->file, rd->line, "'path' is set twice in this section");
+    else if (value[0] != '/')
+      r = add_error (rd->c, rd->file, rd->line, "path must be absolute, not "
+                     "'%s'", value);
+    else if ((repo->path = strdup (value)) == NULL)
+      r = -1;
+    break;
+  }
+  case S_NONE:
+    abort ();
+  }
+ out:
+  if (r == -1)
+    rd->oom = 1;
+  return 1;                     /* our errors are ours: inih goes on */
+}
+
+/* inih's reader: one whole line each call, counted; a line longer than
+ * inih takes is an error of its own (and given to inih as an empty one). */
+static char *
+reader (char *str, int num, void *stream)
+{
+  struct reading *rd = stream;
+  char *line = NULL;
+  size_t cap = 0;
+  ssize_t len = getline (&line, &cap, rd->fp);
+
+  if (len == -1) {
+    free (line);
+    return NULL;
+  }
+  rd->line++;
+  if (len >= num - 1 && !(len == num - 1 && line[len - 1] == '\n')) {
+    if (add_error (rd->c, rd->file, rd->line, "line longer than %d characters",
+                   num - 2) == -1)
+      rd->oom = 1;
+    strcpy (str, "\n");
+  }
+  else if (memchr (line, '\0', (size_t) len)) {
+    if (add_error (rd->c, rd->file, rd->line, "a NUL byte in the line") == -1)
+      rd->oom = 1;
+    strcpy (str, "\n");
+  }
+  else
+    memcpy (str, line, (size_t) len + 1);
+  free (line);
+  /* The first thing on the line is '[': a section header. */
+  if (str[strspn (str, " \t")] == '[') {
+    rd->new_section = 1;
+    rd->section_line = rd->line;
+  }
+  return str;
+}
+
+static int
+read_file (struct vms_config *c, struct vms_config_job *defaults, int dirfd,
+           const char *name, const char *shown, int may_be_missing)
+{
+  struct reading rd = { .c = c, .defaults = defaults, .file = shown };
+  int fd = openat (dirfd, name, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+  struct stat st;
+
+  if (fd == -1) {
+    if (errno == ENOENT && may_be_missing)
+      return 0;
+    return add_error (c, shown, 0, "cannot open: %s", strerror (errno));
+  }
+  if (fstat (fd, &st) == -1 || !S_ISREG (st.st_mode)) {
+    close (fd);
+    return add_error (c, shown, 0, "not a regular file");
+  }
+  if ((rd.fp = fdopen (fd, "r")) == NULL) {
+    close (fd);
+    return -1;
+  }
+  c->nr_files++;
+  int r = ini_parse_stream (reader, &rd, handler, &rd);
+  fclose (rd.fp);
+  free (rd.section);
+  if (rd.oom)
+    return -1;
+  /* inih returns the line of its first error (our handler never fails):
+   * a line that is neither a section, a key = value, nor a comment. */
+  if (r > 0) {
+    char prefix[64];
+    int n = snprintf (prefix, sizeof prefix, ":%d: ", r);
+    int said = 0;
+    size_t flen = strlen (shown);
+    for (size_t i = 0; i < c->nr_errors && !said; i++)
+      said = strncmp (c->errors[i], shown, flen) == 0 &&
+        strncmp (c->errors[i] + flen, prefix, (size_t) n) == 0;
+    if (!said)
+      return add_error (c, shown, r, "not '[section]', 'key = value' or a "
+                        "comment (only a file's first such line is named)");
+  }
+  else if (r == -1)
+    return add_error (c, shown, 0, "cannot read: %s", strerror (errno));
+  return 0;
+}
+
+static int
+by_name (const void *a, const void *b)
+{
+  return strcmp (*(char *const *) a, *(char *const *) b);
+}
+
+/* Each job gets what [defaults] says for what it does not set; then the
+ * whole is checked. */
+static int
+finish (struct vms_config *c, const struct vms_config_job *d)
+{
+  for (size_t i = 0; i < c->nr_jobs; i++) {
+    struct vms_config_job *j = &c->jobs[i];
+    if (!(j->set & K_VMS) && (d->set & K_VMS)) {
+      j->all_vms = d->all_vms;
+      if (d->vms) {
+        size_t n = 0;
+        while (d->vms[n]) n++;
+        if ((j->vms = calloc (n + 1, sizeof *j->vms)) == NULL)
+          return -1;
+        for (size_t k = 0; k < n; k++)
+          if ((j->vms[k] = strdup (d->vms[k])) == NULL)
+            return -1;
+      }
+    }
+    if (!(j->set & K_EXEC) && (d->set & K_EXEC)) j->exec_writers = d->exec_writers;
+    if (!(j->set & K_EACH) && (d->set & K_EACH)) j->each = d->each;
+    if (!(j->set & K_METHOD) && d->method && (j->method = strdup (d->method)) == NULL)
+      return -1;
+    if (!(j->set & K_FALLBACK) && d->fallback &&
+        (j->fallback = strdup (d->fallback)) == NULL)
+      return -1;
+    if (!(j->set & K_REPO) && d->repository &&
+        (j->repository = strdup (d->repository)) == NULL)
+      return -1;
+    if (!(j->set & K_KEEP_LAST)) j->keep.keep_last = d->keep.keep_last;
+    if (!(j->set & K_KEEP_DAILY)) j->keep.keep_daily = d->keep.keep_daily;
+    if (!(j->set & K_KEEP_WEEKLY)) j->keep.keep_weekly = d->keep.keep_weekly;
+    if (!(j->set & K_KEEP_MONTHLY)) j->keep.keep_monthly = d->keep.keep_monthly;
+    if (!(j->set & K_MAX_AGE)) j->max_age_s = d->max_age_s;
+    if (j->max_age_s == 0)
+      j->max_age_s = 26 * 3600;
+    if (j->repository == NULL) {
+      if (add_error (c, j->file, j->line, "job '%s' names no repository "
+                     "(repository = NAME)", j->name) == -1)
+        return -1;
+    }
+    else if (vms_config_repository (c, j->repository) == NULL) {
+      if (add_error (c, j->file, j->line, "job '%s': repository '%s' is not "
+                     "defined ([repository %s])", j->name, j->repository,
+                     j->repository) == -1)
+        return -1;
+    }
+    if (!j->all_vms && j->vms == NULL && !j->exec_writers &&
+        add_error (c, j->file, j->line, "job '%s' backs up nothing (no vms "
+                   "and exec-writers = no)", j->name) == -1)
+      return -1;
+  }
+  for (size_t i = 0; i < c->nr_repos; i++)
+    if (c->repos[i].path == NULL &&
+        add_error (c, c->repos[i].file, c->repos[i].line, "repository '%s' "
+                   "has no path", c->repos[i].name) == -1)
+      return -1;
+  return 0;
+}
+
+struct vms_config *
+vms_config_load (const char *dir)
+{
+  struct vms_config *c = calloc (1, sizeof *c);
+  struct vms_config_job defaults = { .exec_writers = 1 };
+  const char *env = getenv ("VMSHADOW_CONFIG_DIR");
+  char shown[PATH_MAX + 300];
+  int dirfd = -1, ok = 0;
+
+  if (c == NULL)
+    return NULL;
+  if (dir == NULL)
+    dir = env && *env ? env : VMS_CONFIG_DEFAULT_DIR;
+  if ((c->dir = strdup (dir)) == NULL)
+    goto out;
+  dirfd = open (dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dirfd == -1) {
+    ok = add_error (c, dir, 0, "cannot open the configuration directory: %s",
+                    strerror (errno)) == 0;
+    goto out;
+  }
+  snprintf (shown, sizeof shown, "%s/vmshadow.conf", dir);
+  if (read_file (c, &defaults, dirfd, "vmshadow.conf", shown, 1) == -1)
+    goto out;
+  int jfd = openat (dirfd, "jobs.d", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (jfd == -1 && errno != ENOENT) {
+    snprintf (shown, sizeof shown, "%s/jobs.d", dir);
+    if (add_error (c, shown, 0, "cannot open: %s", strerror (errno)) == -1)
+      goto out;
+  }
+  if (jfd >= 0) {
+    DIR *d = fdopendir (jfd);
+    char **names = NULL;
+    size_t n = 0;
+    struct dirent *e;
+    int bad = 0;
+    if (d == NULL) {
+      close (jfd);
+      goto out;
+    }
+    while ((e = readdir (d)) != NULL) {
+      size_t len = strlen (e->d_name);
+      if (e->d_name[0] == '.' || len < 6 || strcmp (e->d_name + len - 5, ".conf") != 0)
+        continue;
+      char **l = realloc (names, (n + 1) * sizeof *l);
+      if (l == NULL || (l[n] = strdup (e->d_name)) == NULL) {
+        names = l ? l : names;
+        bad = 1;
+        break;
+      }
+      names = l;
+      n++;
+    }
+    if (!bad && n)
+      qsort (names, n, sizeof *names, by_name);
+    for (size_t i = 0; !bad && i < n; i++) {
+      snprintf (shown, sizeof shown, "%s/jobs.d/%s", dir, names[i]);
+      bad = read_file (c, &defaults, jfd, names[i], shown, 0) == -1;
+    }
+    for (size_t i = 0; i < n; i++)
+      free (names[i]);
+    free (names);
+    closedir (d);
+    if (bad)
+      goto out;
+  }
+  if (c->nr_files == 0 &&
+      add_error (c, dir, 0, "no configuration: neither vmshadow.conf nor "
+                 "jobs.d/*.conf") == -1)
+    goto out;
+  ok = finish (c, &defaults) == 0;
+ out:
+  free_job (&defaults);
+  if (dirfd >= 0)
+    close (dirfd);
+  if (!ok) {
+    vms_config_free (c);
+    vms_set_error (ENOMEM, "out of memory");
+    return NULL;
+  }
+  return c;
+}
+
+void
+vms_config_free (struct vms_config *c)
+{
+  if (c == NULL)
+    return;
+  for (size_t i = 0; i < c->nr_repos; i++) {
+    free (c->repos[i].name); free (c->repos[i].path); free (c->repos[i].file);
+  }
+  for (size_t i = 0; i < c->nr_jobs; i++)
+    free_job (&c->jobs[i]);
+  for (size_t i = 0; i < c->nr_errors; i++)
+    free (c->errors[i]);
+  free (c->repos); free (c->jobs); free (c->errors); free (c->dir);
+  free (c);
+}
+
+const struct vms_config_job *
+vms_config_job (const struct vms_config *c, const char *name)
+{
+  for (size_t i = 0; i < c->nr_jobs; i++)
+    if (strcmp (c->jobs[i].name, name) == 0)
+      return &c->jobs[i];
+  return NULL;
+}
+
+const struct vms_config_repository *
+vms_config_repository (const struct vms_config *c, const char *name)
+{
+  for (size_t i = 0; i < c->nr_repos; i++)
+    if (strcmp (c->repos[i].name, name) == 0)
+      return &c->repos[i];
+  return NULL;
+}
+
+int
+vms_config_job_lock (const struct vms_config_job *job)
+{
+  const char *env = getenv ("VMSHADOW_RUN_DIR");
+  const char *dir = env && *env ? env : "/run/vmshadow";
+  char path[PATH_MAX];
+
+  if (mkdir (dir, 0700) == -1 && errno != EEXIST) {
+    vms_set_error (errno, "cannot make %s: %s", dir, strerror (errno));
+    return -1;
+  }
+  if ((size_t) snprintf (path, sizeof path, "%s/job-%s.lock", dir, job->name)
+      >= sizeof path) {
+    vms_set_error (ENAMETOOLONG, "%s: name too long", dir);
+    return -1;
+  }
+  int fd = open (path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+  if (fd == -1) {
+    vms_set_error (errno, "cannot open %s: %s", path, strerror (errno));
+    return -1;
+  }
+  if (flock (fd, LOCK_EX | LOCK_NB) == -1) {
+    int e = errno;
+    close (fd);
+    if (e == EWOULDBLOCK)
+      vms_set_error (e, "job '%s' is already running (another run holds %s)",
+                     job->name, path);
+    else
+      vms_set_error (e, "cannot lock %s: %s", path, strerror (e));
+    errno = e;
+    return -1;
+  }
+  return fd;
+}
