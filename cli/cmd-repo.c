@@ -50,6 +50,21 @@ manifest_totals (const vms_manifest *m, uint64_t *size, uint64_t *stored)
   }
 }
 
+/* The configured job that made the backup (issue 19): its manifest's
+ * attrs "job" when that is a string (the manifest is outside data), else
+ * NULL. Malloc'd. */
+static char *
+manifest_job (const vms_manifest *m)
+{
+  json_object *a = json_tokener_parse (vms_manifest_attrs (m)), *v;
+  char *job = NULL;
+  if (a && json_object_object_get_ex (a, "job", &v) &&
+      json_object_is_type (v, json_type_string))
+    job = strdup (json_object_get_string (v));
+  json_object_put (a);
+  return job;
+}
+
 int
 cmd_list (const struct options *opts, int argc, char **argv)
 {
@@ -67,7 +82,8 @@ cmd_list (const struct options *opts, int argc, char **argv)
   json_object *list = opts->json ? json_object_new_array () : NULL;
   json_object *errors = opts->json ? json_object_new_array () : NULL;
   if (!opts->json)
-    printf ("%-28s %-19s %6s %10s %10s\n", "BACKUP", "TIME", "FILES", "SIZE", "STORED");
+    printf ("%-28s %-19s %6s %10s %10s  %s\n", "BACKUP", "TIME", "FILES", "SIZE",
+            "STORED", "JOB");
   for (size_t i = 0; i < n; i++) {
     vms_manifest *m = vms_manifest_open (repo, ids[i]);
     char b1[32], b2[32], b3[32];
@@ -83,6 +99,7 @@ cmd_list (const struct options *opts, int argc, char **argv)
       continue;
     }
     manifest_totals (m, &size, &stored);
+    char *job = manifest_job (m);
     if (list) {
       json_object *b = json_object_new_object ();
       json_object_object_add (b, "backup_id", json_object_new_string (ids[i]));
@@ -90,12 +107,15 @@ cmd_list (const struct options *opts, int argc, char **argv)
       json_object_object_add (b, "files", json_object_new_int64 ((int64_t) vms_manifest_file_count (m)));
       json_object_object_add (b, "size", json_object_new_int64 ((int64_t) size));
       json_object_object_add (b, "bytes_stored", json_object_new_int64 ((int64_t) stored));
+      json_object_object_add (b, "job", job ? json_object_new_string (job) : NULL);
       json_object_array_add (list, b);
     }
     else
-      printf ("%-28s %-19s %6zu %10s %10s\n", cli_text (ids[i]),
+      printf ("%-28s %-19s %6zu %10s %10s  %s\n", cli_text (ids[i]),
               when (vms_manifest_time (m), b1), vms_manifest_file_count (m),
-              cli_bytes (size, b2), cli_bytes (stored, b3));
+              cli_bytes (size, b2), cli_bytes (stored, b3),
+              job ? cli_text (job) : "-");
+    free (job);
     vms_manifest_free (m);
     free (ids[i]);
   }

@@ -521,6 +521,10 @@ finish (struct vms_config *c, const struct vms_config_job *d)
                      j->repository) == -1)
         return -1;
     }
+    if (j->each && !j->all_vms && j->vms == NULL &&
+        add_error (c, j->file, j->line, "job '%s': each = yes needs vms (all "
+                   "or names): it makes one backup per VM", j->name) == -1)
+      return -1;
     if (!j->all_vms && j->vms == NULL && !j->exec_writers &&
         add_error (c, j->file, j->line, "job '%s' backs up nothing (no vms "
                    "and exec-writers = no)", j->name) == -1)

@@ -73,6 +73,9 @@ this line has no equals sign
 repository = main
 [jobs c]
 vms = x
+[job d]
+repository = main
+each = yes
 EOF2
 rc=0; "$vmshadow" config check --config "$bad" 2> "$tmp/err" || rc=$?
 [ $rc = 2 ] || fail "config check of a broken configuration exited $rc, not 2"
@@ -85,12 +88,13 @@ for want in "$bad/vmshadow.conf:3: unknown key 'colour'" \
             "$bad/jobs.d/a.conf:9: not '[section]'" \
             "$bad/jobs.d/a.conf:10: job 'a' is already defined at $bad/jobs.d/a.conf:1" \
             "$bad/jobs.d/a.conf:12: unknown section [jobs c]" \
+            "$bad/jobs.d/a.conf:14: job 'd': each = yes needs vms" \
             "$bad/jobs.d/a.conf:1: job 'a': repository 'nowhere' is not defined"; do
   grep -qF -- "$want" <<<"$err" || fail "config check did not say '$want': $err"
 done
 rc=0; "$vmshadow" config check --json --config "$bad" > "$tmp/bad.json" || rc=$?
 [ $rc = 2 ] || fail "config check --json of a broken configuration exited $rc"
-python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert not d["ok"] and len(d["errors"]) >= 9 and d["exit_code"] == 2, d' \
+python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert not d["ok"] and len(d["errors"]) >= 10 and d["exit_code"] == 2, d' \
   "$tmp/bad.json" || fail "config check --json: $(cat "$tmp/bad.json")"
 # A broken configuration runs no job, and nothing is made.
 rc=0; "$vmshadow" job run a --config "$bad" 2>/dev/null || rc=$?
@@ -113,8 +117,18 @@ for j in apps apps nightly apps; do
 done
 grep -q "Removed 1 backup" "$tmp/run.out" || fail "apps did not prune: $(cat "$tmp/run.out")"
 "$vmshadow" list --json --repo "$tmp/repo" > "$tmp/list.json"
-python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert len(d["backups"]) == 3, d' \
+# apps kept its last 2, and nightly's backup (older than both, not apps')
+# was left alone; list says which job made each.
+python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert [b["job"] for b in d["backups"]] == ["apps", "nightly", "apps"], d' \
   "$tmp/list.json" || fail "after prune: $(cat "$tmp/list.json")"
+"$vmshadow" list --repo "$tmp/repo" > "$tmp/list.txt"
+[ "$(awk 'NR > 1 {print $NF}' "$tmp/list.txt" | tr '\n' ' ')" = "apps nightly apps " ] \
+  || fail "list does not show the jobs: $(cat "$tmp/list.txt")"
+# A backup by hand belongs to no job.
+"$vmshadow" backup --repo "$tmp/repo" > /dev/null || fail "backup by hand"
+[ "$("$vmshadow" list --repo "$tmp/repo" | tail -1 | awk '{print $NF}')" = "-" ] \
+  || fail "list gave a backup by hand a job: $("$vmshadow" list --repo "$tmp/repo")"
+"$vmshadow" list --json --repo "$tmp/repo" > "$tmp/list.json"
 
 # Two runs of one job never overlap: while the lock is held, a run fails
 # at once, saying so, and stores nothing.
