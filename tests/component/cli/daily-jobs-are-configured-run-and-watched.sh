@@ -156,6 +156,8 @@ for job, c in by_job.items():
     assert c["writer"] == "app" and c["component"] == "config", c
     assert c["health"] == "ok" and c["repository"] == "main", c
     assert c["type"] == "full" and c["size"] == len("setting = 1\n"), c
+    # The method the writer recorded: exec writers record none (VMs do).
+    assert "method" in c and c["method"] is None, c
     b = [x for x in backups if x["backup_id"] == c["last_backup_id"]]
     assert b and b[0]["time"] == c["time"], (c, backups)
     assert 0 <= c["age_s"] <= time.time() - c["time"] + 1, c
@@ -163,7 +165,6 @@ for job, c in by_job.items():
 assert by_job["apps"]["time"] > by_job["nightly"]["time"], d
 assert by_job["apps"]["max_age_s"] == 26 * 3600 and by_job["nightly"]["max_age_s"] == 172800, d
 PY
-# The method the writer recorded (exec writers record none: null), as show has it.
 prom=$tmp/vmshadow.prom
 grep -q '^vmshadow_status{job="apps",writer="app",component="config",caption="[^"]*"} 0$' "$prom" \
   || fail "prometheus file: $(cat "$prom")"
