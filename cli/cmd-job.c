@@ -233,16 +233,12 @@ entry_for (struct status *st, const char *job, const char *writer,
   return e;
 }
 
-/* The job a backup was made by: its manifest's attrs "job" (issue 19). */
+/* Whether job made the backup (its manifest says so; issue 19). */
 static int
 made_by (const vms_manifest *m, const char *job)
 {
-  json_object *a = json_tokener_parse (vms_manifest_attrs (m)), *v;
-  int yes = a && json_object_object_get_ex (a, "job", &v) &&
-    json_object_is_type (v, json_type_string) &&
-    strcmp (json_object_get_string (v), job) == 0;
-  json_object_put (a);
-  return yes;
+  const char *j = vms_manifest_job (m);
+  return j && strcmp (j, job) == 0;
 }
 
 /* Every component of the job's backups, at its newest backup. */

@@ -50,21 +50,6 @@ manifest_totals (const vms_manifest *m, uint64_t *size, uint64_t *stored)
   }
 }
 
-/* The configured job that made the backup (issue 19): its manifest's
- * attrs "job" when that is a string (the manifest is outside data), else
- * NULL. Malloc'd. */
-static char *
-manifest_job (const vms_manifest *m)
-{
-  json_object *a = json_tokener_parse (vms_manifest_attrs (m)), *v;
-  char *job = NULL;
-  if (a && json_object_object_get_ex (a, "job", &v) &&
-      json_object_is_type (v, json_type_string))
-    job = strdup (json_object_get_string (v));
-  json_object_put (a);
-  return job;
-}
-
 int
 cmd_list (const struct options *opts, int argc, char **argv)
 {
@@ -99,7 +84,7 @@ cmd_list (const struct options *opts, int argc, char **argv)
       continue;
     }
     manifest_totals (m, &size, &stored);
-    char *job = manifest_job (m);
+    const char *job = vms_manifest_job (m);
     if (list) {
       json_object *b = json_object_new_object ();
       json_object_object_add (b, "backup_id", json_object_new_string (ids[i]));
@@ -115,7 +100,6 @@ cmd_list (const struct options *opts, int argc, char **argv)
               when (vms_manifest_time (m), b1), vms_manifest_file_count (m),
               cli_bytes (size, b2), cli_bytes (stored, b3),
               job ? cli_text (job) : "-");
-    free (job);
     vms_manifest_free (m);
     free (ids[i]);
   }

@@ -170,6 +170,9 @@ extern VMS_API const vms_document *vms_manifest_metadata (const vms_manifest *m,
 /* Extra top-level attributes given at commit, as JSON object text ("{}"
  * when none). Borrowed: valid until the next call on m or its free. */
 extern VMS_API const char *vms_manifest_attrs (const vms_manifest *m);
+/* The configured job that made the backup (attribute "job", issue 19)
+ * when it is a string, else NULL. Borrowed, like vms_manifest_attrs. */
+extern VMS_API const char *vms_manifest_job (const vms_manifest *m);
 extern VMS_API size_t vms_manifest_file_count (const vms_manifest *m);
 /* Strings borrowed from the manifest. */
 extern VMS_API int vms_manifest_file (const vms_manifest *m, size_t i,

@@ -600,6 +600,17 @@ vms_manifest_attrs (const vms_manifest *m)
                                          JSON_C_TO_STRING_NOSLASHESCAPE);
 }
 
+const char *
+vms_manifest_job (const vms_manifest *m)
+{
+  json_object *v;
+
+  if (m->attrs && json_object_object_get_ex (m->attrs, "job", &v) &&
+      json_object_is_type (v, json_type_string))
+    return json_object_get_string (v);
+  return NULL;
+}
+
 size_t
 vms_manifest_file_count (const vms_manifest *m)
 {

@@ -307,12 +307,8 @@ made_by_job (vms_repo *repo, const char *id, const char *job)
   CLEANUP (vms_manifest_free) vms_manifest *m = manifest_load (repo, id);
   if (m == NULL)
     return -1;
-  json_object *a = json_tokener_parse (vms_manifest_attrs (m)), *v;
-  int yes = a && json_object_object_get_ex (a, "job", &v) &&
-    json_object_is_type (v, json_type_string) &&
-    strcmp (json_object_get_string (v), job) == 0;
-  json_object_put (a);
-  return yes;
+  const char *made_by = vms_manifest_job (m);
+  return made_by && strcmp (made_by, job) == 0;
 }
 
 int

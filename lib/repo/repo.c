@@ -557,6 +557,29 @@ collect_manifest (void *opaque, const char *name)
   return 0;
 }
 
+/* Append backup id (taken) with its time, or why its manifest cannot be
+ * read. -1 on ENOMEM (error set). */
+static int
+backup_add (vms_repo *repo, backup_vector *v, char *id)
+{
+  struct repo_backup b = { .id = id };
+  vms_manifest *m = manifest_load (repo, id);
+
+  if (m) {
+    b.time = vms_manifest_time (m);
+    vms_manifest_free (m);
+  }
+  else if ((b.error = strdup (vms_get_error ())) == NULL)
+    goto oom;
+  if (backup_vector_append (v, b) == 0)
+    return 0;
+ oom:
+  free (b.id);
+  free (b.error);
+  vms_set_error (ENOMEM, "out of memory");
+  return -1;
+}
+
 static int
 list_backups_v2 (vms_repo *repo, backup_vector *v)
 {
@@ -569,29 +592,15 @@ list_backups_v2 (vms_repo *repo, backup_vector *v)
     return -1;
   }
   for (size_t i = 0; i < ids.len; i++) {
-    struct repo_backup b = { .id = ids.ptr[i] };
+    char *id = ids.ptr[i];
     ids.ptr[i] = NULL;
-    vms_manifest *m = manifest_load (repo, b.id);
-    if (m) {
-      b.time = vms_manifest_time (m);
-      vms_manifest_free (m);
-    }
-    else if ((b.error = strdup (vms_get_error ())) == NULL) {
-      free (b.id);
-      goto oom;
-    }
-    if (backup_vector_append (v, b) == -1) {
-      free (b.id);
-      free (b.error);
-      goto oom;
+    if (backup_add (repo, v, id) == -1) {
+      string_vector_free_all (&ids);
+      return -1;
     }
   }
   string_vector_free_all (&ids);
   return 0;
- oom:
-  string_vector_free_all (&ids);
-  vms_set_error (ENOMEM, "out of memory");
-  return -1;
 }
 
 int
@@ -624,26 +633,13 @@ repo_list_backups (vms_repo *repo, struct repo_backup **out, size_t *nr)
   while ((e = readdir (d)) != NULL) {
     if (!repo_valid_name (e->d_name))
       continue;                 /* ".", "..", and nothing we wrote */
-    struct repo_backup b = { .id = strdup (e->d_name) };
-    if (b.id == NULL) {
+    char *id = strdup (e->d_name);
+    if (id == NULL) {
       vms_set_error (ENOMEM, "out of memory");
       goto fail;
     }
-    vms_manifest *m = manifest_load (repo, b.id);
-    if (m) {
-      b.time = vms_manifest_time (m);
-      vms_manifest_free (m);
-    }
-    else if ((b.error = strdup (vms_get_error ())) == NULL) {
-      free (b.id);
-      vms_set_error (ENOMEM, "out of memory");
+    if (backup_add (repo, &v, id) == -1)
       goto fail;
-    }
-    if (backup_vector_append (&v, b) == -1) {
-      free (b.id);
-      free (b.error);
-      goto fail;
-    }
   }
   closedir (d);
   if (v.len)
