@@ -10,6 +10,9 @@ meson setup build --prefix=/usr/local --buildtype=release >/dev/null 2>&1 \
 ninja -C build
 ninja -C build install >/dev/null
 ldconfig
+# libvirtd must answer before vmshadow can list its writers; on a host
+# without systemd the lab starts it (lab/setup.sh; a running one is kept).
+lab/setup.sh --quiet
 # The main job, on a throw-away VM: back it up online, delete it, restore
 # it, check its data (scripts/demo.sh; needs the VM lab, which it sets up).
 vmshadow writers
