@@ -24,6 +24,17 @@ check=0
 found=0
 note() { found=$((found + 1)); echo "${PREFIX%-} leftover: $*"; }
 
+# The lab's Pacemaker cluster (lab/pacemaker.sh, issue 18): its vmslab-
+# resources go first (or it would start their domains again), then the
+# cluster itself stops (a service like libvirtd: not a leftover).
+if [ -x "$(dirname "$0")/pacemaker.sh" ]; then
+    for r in $("$(dirname "$0")/pacemaker.sh" resources 2>/dev/null); do
+        note "cluster resource $r"
+        "$(dirname "$0")/pacemaker.sh" remove-resource "$r"
+    done
+    QUIET=1 "$(dirname "$0")/pacemaker.sh" stop
+fi
+
 if command -v virsh >/dev/null && timeout 10 virsh -q version >/dev/null 2>&1; then
     for d in $(virsh -q list --all --name | grep "^$PREFIX"); do
         note "domain $d"

@@ -108,6 +108,10 @@ lab__undo_one() {
             ip link del "$arg" 2>/dev/null ;;
         loop)
             losetup -d "$arg" 2>/dev/null ;;
+        resource)
+            # a Pacemaker resource of the test (tests/vm/cluster-lib.sh):
+            # out of maintenance, stopped, deleted with its constraints
+            "$LAB_DIR/pacemaker.sh" remove-resource "$arg" ;;
         pid)
             # only our own process: same pid, command line still names $what
             if [ -r "/proc/$arg/cmdline" ] && tr '\0' ' ' <"/proc/$arg/cmdline" | grep -F >/dev/null -- "$what"; then
