@@ -96,6 +96,8 @@ struct options {
   /* Set by job run, not by an option (issue 19): */
   const char *job;              /* the job, recorded in the manifest */
   int no_exec_writers;          /* the job's exec-writers = no */
+  char **report;                /* non-NULL: backup leaves its report's
+                                   JSON here (the caller frees it) */
 };
 
 /* Each subcommand: argc/argv are the arguments after the command name. */

@@ -244,6 +244,8 @@ cmd_backup (const struct options *opts, int argc, char **argv)
   if (r == NULL)
     return cli_fail ("backup");
   rc = cli_exit_code (r->outcome);
+  if (opts->report)
+    *opts->report = vms_backup_report_json (r);
   if (opts->json)
     cli_print_report (vms_backup_report_json (r), rc);
   else

@@ -102,10 +102,56 @@ cmd_config (const struct options *opts, int argc, char **argv)
   return rc;
 }
 
+/* The job's result, as notifiers get it (docs/configuration.md,
+ * "Notifications"), and them told. */
+static void
+notify (const struct vms_config *c, const struct vms_config_job *j,
+        int64_t started, int rc, const char *error, char *report, int prune_rc)
+{
+  static const char *const outcome[] = {
+    [EXIT_SUCCESS] = "success", [EXIT_FAILURE] = "failure",
+    [EXIT_USAGE] = "failure", [EXIT_WARNINGS] = "warnings",
+    [EXIT_PARTIAL] = "partial",
+  };
+  const char *word = rc >= 0 && rc <= EXIT_PARTIAL ? outcome[rc] : "failure";
+  const struct vms_config_repository *r = vms_config_repository (c, j->repository);
+  char host[256] = "";
+  json_object *o = json_object_new_object ();
+  json_object *backup = report ? json_tokener_parse (report) : NULL;
+
+  gethostname (host, sizeof host - 1);
+  json_object_object_add (o, "format", json_object_new_string ("vmshadow-job-result"));
+  json_object_object_add (o, "version", json_object_new_int (1));
+  json_object_object_add (o, "job", json_object_new_string (j->name));
+  json_object_object_add (o, "host", json_object_new_string (host));
+  json_object_object_add (o, "repository", json_object_new_string (r->name));
+  json_object_object_add (o, "repository_path", json_object_new_string (r->path));
+  json_object_object_add (o, "started", json_object_new_int64 (started));
+  json_object_object_add (o, "finished", json_object_new_int64 ((int64_t) time (NULL)));
+  json_object_object_add (o, "outcome", json_object_new_string (word));
+  json_object_object_add (o, "exit_code", json_object_new_int (rc));
+  json_object_object_add (o, "error", error ? json_object_new_string (error) : NULL);
+  json_object_object_add (o, "backup", backup);
+  if (prune_rc >= 0) {
+    json_object *p = json_object_new_object ();
+    json_object_object_add (p, "exit_code", json_object_new_int (prune_rc));
+    json_object_object_add (o, "prune", p);
+  }
+  else
+    json_object_object_add (o, "prune", NULL);
+  const char *text = json_object_to_json_string_ext (o, JSON_C_TO_STRING_PLAIN |
+                                                     JSON_C_TO_STRING_NOSLASHESCAPE);
+  vms_config_notify (c, j->name, word, rc, text);
+  json_object_put (o);
+  free (report);
+}
+
 int
 cmd_job (const struct options *opts, int argc, char **argv)
 {
-  int rc = EXIT_SUCCESS;
+  int rc = EXIT_SUCCESS, prune_rc = -1;
+  int64_t started = (int64_t) time (NULL);
+  char *report = NULL, *error = NULL;
 
   if (argc != 2 || strcmp (argv[0], "run") != 0)
     return cli_error ("job", EXIT_USAGE, "usage: vmshadow job run JOB "
@@ -113,7 +159,8 @@ cmd_job (const struct options *opts, int argc, char **argv)
   struct vms_config *c = load ("job", opts, &rc);
   if (c == NULL)
     return rc;
-  /* A broken configuration runs nothing, not even a good job of it. */
+  /* A broken configuration runs nothing, not even a good job of it, and
+   * notifies no one (its [notify] may be what is broken). */
   if (c->nr_errors) {
     print_errors ("job", c);
     rc = cli_error ("job", EXIT_USAGE, "the configuration has errors (see "
@@ -127,10 +174,12 @@ cmd_job (const struct options *opts, int argc, char **argv)
     vms_config_free (c);
     return rc;
   }
-  /* Never two runs of one job at once: the second fails at once. */
+  /* Never two runs of one job at once: the second fails at once (and
+   * says so to the notifiers: the night's run did not happen). */
   int lock = vms_config_job_lock (j);
   if (lock == -1) {
     rc = cli_fail ("job");
+    notify (c, j, started, rc, vms_get_error (), NULL, -1);
     vms_config_free (c);
     return rc;
   }
@@ -155,10 +204,15 @@ cmd_job (const struct options *opts, int argc, char **argv)
   o.job = j->name;
   o.full = 0;
   o.dry_run = 0;
+  o.report = &report;
   if (!opts->json)
     printf ("Job %s: backup into %s\n", cli_text (j->name), cli_text (o.repo_dir));
   rc = cmd_backup (&o, (int) n, vms);
   free (vms);
+  /* A backup that never got to a report failed with this error. */
+  if (report == NULL && rc != EXIT_SUCCESS && vms_get_error ())
+    error = strdup (vms_get_error ());
+  o.report = NULL;
   const struct vms_prune_policy *k = &j->keep;
   if ((rc == EXIT_SUCCESS || rc == EXIT_WARNINGS || rc == EXIT_PARTIAL) &&
       (k->keep_last || k->keep_daily || k->keep_weekly || k->keep_monthly)) {
@@ -167,12 +221,14 @@ cmd_job (const struct options *opts, int argc, char **argv)
     o.given |= OPT_KEEP;
     if (!opts->json)
       printf ("Job %s: prune\n", cli_text (j->name));
-    int prc = cmd_prune (&o, 0, NULL);
+    prune_rc = cmd_prune (&o, 0, NULL);
     /* The backup is stored: a prune that failed is a warning. */
-    if (prc != EXIT_SUCCESS && rc == EXIT_SUCCESS)
+    if (prune_rc != EXIT_SUCCESS && rc == EXIT_SUCCESS)
       rc = EXIT_WARNINGS;
   }
   close (lock);
+  notify (c, j, started, rc, error, report, prune_rc);
+  free (error);
   vms_config_free (c);
   return rc;
 }

@@ -51,6 +51,10 @@ struct vms_config {
   char **errors;
   size_t nr_errors;
   size_t nr_files;              /* files read */
+  /* [notify]: NULL: DIR/notify.d of the configuration directory (may be
+   * missing); 0: 60 s. */
+  char *notify_dir;
+  int64_t notify_timeout_s;
 };
 
 /* Read the configuration of dir (NULL: $VMSHADOW_CONFIG_DIR if set and
@@ -76,6 +80,22 @@ extern VMS_API int vms_config_parse_duration (const char *s, int64_t *out);
  * errno EWOULDBLOCK when another run holds it (the error names the file),
  * else why not. Never waits. */
 extern VMS_API int vms_config_job_lock (const struct vms_config_job *job);
+
+/* After a run of job (issue 19): each executable of the notify directory
+ * ([notify] dir, else notify.d of the configuration directory; a missing
+ * default one is no error), in name order, gets result (the job's result,
+ * JSON; docs/configuration.md) on its stdin and VMSHADOW_JOB,
+ * VMSHADOW_OUTCOME and VMSHADOW_EXIT_CODE in its environment, one after
+ * the other, each killed when it takes longer than the [notify] timeout
+ * (default 60 s). Names run-parts(8) skips, files that are not regular or
+ * not executable are skipped; one anyone may write to, or that another
+ * user than root or us owns, is refused. A notifier that cannot be run,
+ * fails or times out is a warning on stderr, naming it and how it ended:
+ * nothing of it changes the job's result. Returns how many did not
+ * succeed. */
+extern VMS_API size_t vms_config_notify (const struct vms_config *c,
+                                         const char *job, const char *outcome,
+                                         int exit_code, const char *result);
 
 #ifdef __cplusplus
 }

@@ -46,7 +46,7 @@ struct reading {
   int new_section;              /* a "[...]" line was read since the last key */
   int section_line;             /* the line of the last "[...]" */
   char *section;                /* the section the last key was in */
-  enum { S_NONE, S_REPO, S_JOB, S_DEFAULTS, S_BAD } kind;
+  enum { S_NONE, S_REPO, S_JOB, S_DEFAULTS, S_NOTIFY, S_BAD } kind;
   size_t index;                 /* of the repository or job */
   int oom;
 };
@@ -265,6 +265,32 @@ job_key (struct reading *rd, struct vms_config_job *j, const char *k, const char
   return 0;
 }
 
+/* A key of [notify]: where the notifiers are and how long each may take. */
+static int
+notify_key (struct reading *rd, const char *k, const char *v)
+{
+  struct vms_config *c = rd->c;
+
+  if (strcmp (k, "dir") == 0) {
+    if (c->notify_dir)
+      return add_error (c, rd->file, rd->line, "'dir' of [notify] is set twice");
+    if (v[0] != '/')
+      return add_error (c, rd->file, rd->line, "dir must be absolute, not '%s'", v);
+    return (c->notify_dir = strdup (v)) == NULL ? -1 : 0;
+  }
+  if (strcmp (k, "timeout") == 0) {
+    if (c->notify_timeout_s)
+      return add_error (c, rd->file, rd->line, "'timeout' of [notify] is set twice");
+    if (vms_config_parse_duration (v, &c->notify_timeout_s) == -1 ||
+        c->notify_timeout_s > 86400)
+      return add_error (c, rd->file, rd->line, "timeout must be a duration "
+                        "from 1s to 1d such as 30s or 5m, not '%s'", v);
+    return 0;
+  }
+  return add_error (c, rd->file, rd->line, "unknown key '%s' (a [notify] "
+                    "section has dir and timeout)", k);
+}
+
 /* A section starts: what it is, and a new record for it. */
 static int
 start_section (struct reading *rd, const char *section)
@@ -282,11 +308,15 @@ start_section (struct reading *rd, const char *section)
     rd->kind = S_DEFAULTS;
     return 0;
   }
+  if (strcmp (section, "notify") == 0) {
+    rd->kind = S_NOTIFY;
+    return 0;
+  }
   int repo = kwlen == 10 && strncmp (section, "repository", 10) == 0;
   int job = kwlen == 3 && strncmp (section, "job", 3) == 0;
   if (!repo && !job)
     return add_error (c, rd->file, rd->section_line, "unknown section [%s] "
-                      "([repository NAME], [job NAME] or [defaults])", section);
+                      "([repository NAME], [job NAME], [defaults] or [notify])", section);
   if (name == NULL || *name == '\0' || strpbrk (name, " \t/") ||
       strlen (name) > 64 || name[0] == '.')
     return add_error (c, rd->file, rd->section_line, "[%.*s] needs a name of at most "
@@ -376,6 +406,9 @@ handler (void *user, const char *section, const char *key, const char *value)
       r = -1;
     break;
   }
+  case S_NOTIFY:
+    r = notify_key (rd, key, value);
+    break;
   case S_NONE:
     abort ();
   }
@@ -634,6 +667,7 @@ vms_config_free (struct vms_config *c)
   for (size_t i = 0; i < c->nr_errors; i++)
     free (c->errors[i]);
   free (c->repos); free (c->jobs); free (c->errors); free (c->dir);
+  free (c->notify_dir);
   free (c);
 }
 

@@ -361,3 +361,22 @@ vms_write_file_atomic (int dirfd, const char *name, const void *buf,
   }
   return vms_atomic_file_commit (&af, 0);
 }
+
+int
+vms_hook_name_ignored (const char *name)
+{
+  static const char *const suffixes[] = {
+    "~", ".dpkg-old", ".dpkg-new", ".dpkg-dist", ".dpkg-tmp", ".dpkg-bak",
+    ".rpmsave", ".rpmnew", ".rpmorig", ".swp",
+  };
+  size_t len = strlen (name);
+
+  if (name[0] == '.')
+    return 1;
+  for (size_t i = 0; i < sizeof suffixes / sizeof suffixes[0]; i++) {
+    size_t sl = strlen (suffixes[i]);
+    if (len > sl && strcmp (name + len - sl, suffixes[i]) == 0)
+      return 1;
+  }
+  return 0;
+}

@@ -98,4 +98,9 @@ extern void vms_atomic_file_discard (struct vms_atomic_file *af);
 extern int vms_write_file_atomic (int dirfd, const char *name,
                                   const void *buf, size_t len, mode_t mode);
 
+/* 1 if a directory of hooks (exec writers, notifiers) skips this name as
+ * run-parts(8) would: dotfiles, editor backups, package manager leftovers
+ * (".dpkg-old", ".rpmnew", ...). */
+extern int vms_hook_name_ignored (const char *name);
+
 #endif /* VMS_FS_UTIL_H */

@@ -19,6 +19,7 @@
 
 #include "cleanup.h"
 #include "exec-writer.h"
+#include "fs-util.h"
 #include "log.h"
 #include "subprocess.h"
 #include "vector.h"
@@ -775,27 +776,6 @@ vms_exec_writer_add (vms_coordinator *coord, const char *path,
   return 0;
 }
 
-/* Names run-parts(8) would also skip: dotfiles, editor backups, package
- * manager leftovers. */
-static int
-exec_is_ignored_name (const char *name)
-{
-  static const char *const suffixes[] = {
-    "~", ".dpkg-old", ".dpkg-new", ".dpkg-dist", ".dpkg-tmp", ".dpkg-bak",
-    ".rpmsave", ".rpmnew", ".rpmorig", ".swp",
-  };
-  size_t len = strlen (name);
-
-  if (name[0] == '.')
-    return 1;
-  for (size_t i = 0; i < sizeof suffixes / sizeof suffixes[0]; i++) {
-    size_t sl = strlen (suffixes[i]);
-    if (len > sl && strcmp (name + len - sl, suffixes[i]) == 0)
-      return 1;
-  }
-  return 0;
-}
-
 static int
 exec_compare_names (const void *a, const void *b)
 {
@@ -856,7 +836,7 @@ vms_exec_writers_load_with (vms_coordinator *coord, const char *dir,
     }
     if (strcmp (de->d_name, ".") == 0 || strcmp (de->d_name, "..") == 0)
       continue;
-    if (exec_is_ignored_name (de->d_name)) {
+    if (vms_hook_name_ignored (de->d_name)) {
       vms_debug ("exec writers: skipping %s/%s (hidden or a backup file)",
                  dir, de->d_name);
       continue;
