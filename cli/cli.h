@@ -122,6 +122,10 @@ extern int cmd_status (const struct options *opts, int argc, char **argv);
  * is JSON. */
 extern int cli_json_errors;
 
+/* --quiet: no progress (and main sends the reports of commands that make
+ * one to /dev/null). */
+extern int cli_quiet;
+
 /* Report an error and return code. The message is made from fmt and its
  * arguments as they are (not yet escaped). With cli_json_errors, one JSON
  * object on stdout: {"command": CMD, "error": MESSAGE, "exit_code": CODE};

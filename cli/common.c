@@ -16,6 +16,7 @@
 #include "vmshadow/error.h"
 
 int cli_json_errors;
+int cli_quiet;
 
 int
 cli_exit_code (enum vms_outcome o)
@@ -196,7 +197,7 @@ void
 progress_init (struct progress *p, const char *label)
 {
   memset (p, 0, sizeof *p);
-  p->enabled = isatty (STDERR_FILENO) && !vms_log_debug_enabled ();
+  p->enabled = isatty (STDERR_FILENO) && !vms_log_debug_enabled () && !cli_quiet;
   p->label = label;
   p->start_ms = vms_now_ms ();
 }

@@ -2,61 +2,251 @@
  * Each subcommand is one function in the table at the bottom; they share
  * the global options parsed here. */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cleanup.h"
 #include "cli.h"
 #include "log.h"
 #include "vmshadow/config.h"
 
+/* One line of a command's help: an option (its OPT_* bit: several
+ * options may share one, as --keep-*) as it is spelt, and what it does for
+ * this command. A command's table is what it accepts (main refuses any
+ * other option for it) and what `vmshadow help COMMAND` shows; the man
+ * page has the same options in the command's section (a test checks). */
+struct cmd_option {
+  unsigned bit;
+  const char *spelling;
+  const char *help;             /* lines separated by '\n' */
+};
+
+#define JSON_OPT { OPT_JSON, "--json", "print the result as JSON (errors too)" }
+#define REPO_OPT { OPT_REPO, "--repo DIR", "the repository (default $VMSHADOW_REPO or\n" \
+                   VMS_REPO_DEFAULT_DIR ")" }
+#define CONNECT_OPT(what) { OPT_CONNECT, "-c, --connect URI", \
+                            "libvirt URI " what " (default qemu:///system)" }
+#define WRITERS_OPT { OPT_WRITERS_DIR, "--writers-dir DIR", "exec writers directory (default\n" \
+                      "$VMSHADOW_WRITERS_DIR or @WRITERS_DIR@)" }
+#define CONFIG_OPT { OPT_CONFIG, "--config DIR", "the configuration directory (default\n" \
+                     "$VMSHADOW_CONFIG_DIR or " VMS_CONFIG_DEFAULT_DIR ")" }
+#define WAIT_OPTS \
+  { OPT_WAIT, "--wait", "wait for a held repository lock and for other\n" \
+    "tools' jobs on the VMs instead of failing" }, \
+  { OPT_WAIT, "--wait-timeout SECONDS", "wait at most this long (implies --wait;\n" \
+    "default 3600)" }
+
+static const struct cmd_option writers_opts[] = {
+  JSON_OPT, WRITERS_OPT, CONNECT_OPT ("of the VM writer; without it, listed\nwhen libvirtd runs"),
+  { 0 } };
+static const struct cmd_option backup_opts[] = {
+  JSON_OPT, REPO_OPT, WRITERS_OPT, CONNECT_OPT ("of the VMs"),
+  { OPT_ALL, "--all", "every VM of the host (and every exec writer)" },
+  { OPT_EACH, "--each", "one consistency set (and backup) per VM, so\n"
+    "one failing VM does not sink the others" },
+  { OPT_METHOD, "--method auto|online|crash-consistent|saved-state",
+    "how running VMs are captured (default auto; a\n"
+    "VM's vmshadow:policy metadata wins)" },
+  { OPT_FALLBACK, "--fallback crash-consistent|saved-state|fail",
+    "what auto does where online is not possible\n"
+    "(default crash-consistent: no VM is paused)" },
+  { OPT_FULL, "--full", "read everything, not only what changed" },
+  { OPT_SAMPLE, "--sample PERCENT", "re-read PERCENT (1-100) of what dirty bitmaps\n"
+    "call unchanged, to check them (default about 0.1%)" },
+  { OPT_DRY_RUN, "--dry-run", "say per VM the method and why, the disks and\n"
+    "the scratch space; change nothing" },
+  WAIT_OPTS,
+  { 0 } };
+static const struct cmd_option init_opts[] = {
+  JSON_OPT, REPO_OPT,
+  { OPT_REPO_FORMAT, "--format 1|2", "repository format version (default 2: packs)" },
+  { 0 } };
+static const struct cmd_option repo_only_opts[] = { JSON_OPT, REPO_OPT, { 0 } };
+static const struct cmd_option verify_opts[] = {
+  JSON_OPT, REPO_OPT,
+  { OPT_DEEP, "--deep", "read and re-hash every chunk" },
+  { OPT_SAMPLE, "--sample PERCENT", "check a random PERCENT (1-100) of the chunks,\n"
+    "a different one each run" },
+  { 0 } };
+static const struct cmd_option prune_opts[] = {
+  JSON_OPT, REPO_OPT, CONNECT_OPT ("of the VMs whose checkpoints are deleted"),
+  { OPT_KEEP, "--keep-last N", "keep the N newest backups" },
+  { OPT_KEEP, "--keep-daily N", "keep the newest backup of each of N days" },
+  { OPT_KEEP, "--keep-weekly N", "... of each of N weeks" },
+  { OPT_KEEP, "--keep-monthly N", "... of each of N months" },
+  { OPT_DRY_RUN, "--dry-run", "only say what would be deleted" },
+  { 0 } };
+static const struct cmd_option gc_opts[] = {
+  JSON_OPT, REPO_OPT,
+  { OPT_GRACE, "--grace SECONDS", "keep unreferenced chunks younger than this\n"
+    "(default 3600; no upper limit)" },
+  { 0 } };
+static const struct cmd_option restore_opts[] = {
+  JSON_OPT, REPO_OPT, CONNECT_OPT ("of the VMs"), WRITERS_OPT,
+  { OPT_VM, "--vm NAME|UUID", "this VM of the backup (repeat; default all)" },
+  { OPT_COMPONENT, "--component WRITER[:COMPONENT]",
+    "this component (or all) of a writer, by writer\n"
+    "ID or name (repeat; default: everything)" },
+  { OPT_TO, "--to DIR", "the directory for the disks (links at the old\n"
+    "paths) and other files (DIR/<their path>)" },
+  { OPT_NAME, "--name NAME", "a copy of the (one) VM under this name (new\n"
+    "UUID, MACs, disk files; original untouched)" },
+  { OPT_REPLACE, "--replace", "replace a VM of the same UUID that exists\n"
+    "(turned off, undefined, files written over)" },
+  { OPT_EXISTING, "--existing keep|rename|refuse", "with --to/--name: a file at a target is\n"
+    "left (restored beside it), kept aside, or refused\n"
+    "(default); never overwritten" },
+  { OPT_START, "--start", "start VMs that come back stopped" },
+  { OPT_NETWORK_MAP, "--network-map OLD=NEW", "connect interfaces on network/bridge OLD to\n"
+    "NEW instead (repeat)" },
+  { OPT_DRY_RUN, "--dry-run", "print every change, change nothing" },
+  { 0 } };
+static const struct cmd_option extract_opts[] = {
+  JSON_OPT, REPO_OPT,
+  { OPT_TO, "--to PATH", "where to write the file (required)" },
+  { OPT_FORMAT, "--format raw|qcow2", "image format of a disk (default: its original\n"
+    "format)" },
+  { 0 } };
+static const struct cmd_option serve_opts[] = {
+  JSON_OPT, REPO_OPT,
+  { OPT_VM, "--vm NAME|UUID", "the VM whose disk to serve" },
+  { OPT_DISK, "--disk TARGET", "the VM's disk (vda, ...), when it has several" },
+  { 0 } };
+static const struct cmd_option config_opts[] = { JSON_OPT, CONFIG_OPT, { 0 } };
+static const struct cmd_option job_opts[] = {
+  CONFIG_OPT, CONNECT_OPT ("of the VMs"), WRITERS_OPT, WAIT_OPTS, { 0 } };
+static const struct cmd_option status_opts[] = {
+  JSON_OPT, CONFIG_OPT,
+  { OPT_PROMETHEUS, "--prometheus FILE", "also write a node_exporter textfile (atomically)" },
+  { 0 } };
+static const struct cmd_option no_opts[] = { { 0 } };
+
+static int cmd_help (const struct options *, int, char **);
+
 static const struct command {
   const char *name;
   int (*run) (const struct options *, int, char **);
-  unsigned options;             /* OPT_* bits this command takes */
+  const struct cmd_option *options;
   const char *args;
   const char *summary;
+  const char *exits;            /* its exit codes (vmshadow(1), EXIT STATUS) */
+  int reports;                  /* its stdout is a report --quiet drops */
 } commands[] = {
-  { "writers", cmd_writers, OPT_JSON | OPT_WRITERS_DIR | OPT_CONNECT, "",
-    "list every writer with its ID, state and components" },
-  { "backup", cmd_backup, OPT_JSON | OPT_WRITERS_DIR | OPT_REPO | OPT_FULL |
-    OPT_CONNECT | OPT_METHOD | OPT_FALLBACK | OPT_ALL | OPT_DRY_RUN | OPT_EACH |
-    OPT_WAIT | OPT_SAMPLE, "[--all | VM...]",
-    "back up VMs and host applications into the repository" },
-  { "init", cmd_init, OPT_JSON | OPT_REPO | OPT_REPO_FORMAT, "",
-    "create a repository (--format 2, the default here: packs)" },
-  { "upgrade", cmd_upgrade, OPT_JSON | OPT_REPO, "",
-    "move a version 1 repository to version 2, keeping every backup" },
-  { "list", cmd_list, OPT_JSON | OPT_REPO, "",
-    "list the backups in the repository" },
-  { "show", cmd_show, OPT_JSON | OPT_REPO, "BACKUP",
-    "show one backup: writers, components, files, sizes" },
-  { "verify", cmd_verify, OPT_JSON | OPT_REPO | OPT_DEEP | OPT_SAMPLE, "[BACKUP]",
-    "check backups (with --deep, re-read and re-hash every chunk)" },
-  { "prune", cmd_prune, OPT_JSON | OPT_REPO | OPT_KEEP | OPT_DRY_RUN | OPT_CONNECT, "",
-    "delete backups --keep-* does not keep, then unneeded VM checkpoints" },
-  { "gc", cmd_gc, OPT_JSON | OPT_REPO | OPT_GRACE, "",
-    "delete chunks no backup uses any more" },
-  { "restore", cmd_restore, OPT_JSON | OPT_REPO | OPT_CONNECT | OPT_VM | OPT_TO |
-    OPT_NAME | OPT_START | OPT_NETWORK_MAP | OPT_REPLACE | OPT_EXISTING |
-    OPT_DRY_RUN | OPT_COMPONENT | OPT_WRITERS_DIR, "BACKUP",
-    "put VMs and components of a backup back (--dry-run, --replace, --component)" },
-  { "extract", cmd_extract, OPT_JSON | OPT_REPO | OPT_TO | OPT_FORMAT,
-    "BACKUP COMPONENT FILE", "write one file of a backup to --to PATH" },
-  { "serve", cmd_serve, OPT_JSON | OPT_REPO | OPT_VM | OPT_DISK,
-    "BACKUP --vm VM", "serve a disk of a backup over NBD, read-only (--disk)" },
-  { "config", cmd_config, OPT_JSON | OPT_CONFIG, "check",
-    "check the configuration (" VMS_CONFIG_DEFAULT_DIR ")" },
-  { "job", cmd_job, OPT_CONFIG | OPT_CONNECT | OPT_WRITERS_DIR | OPT_WAIT,
-    "run JOB", "run a configured job: its backup, then its prune" },
-  { "status", cmd_status, OPT_JSON | OPT_CONFIG | OPT_PROMETHEUS, "",
-    "last good backup of each job's VMs and components, and its health" },
+  { "writers", cmd_writers, writers_opts, "",
+    "list every writer with its ID, state and components",
+    "0 every writer identified itself, 1 one did not, 2 usage", 0 },
+  { "backup", cmd_backup, backup_opts, "[--all | VM...]",
+    "back up VMs and host applications into the repository",
+    "0 stored, 1 nothing stored, 2 usage, 3 stored with warnings,\n"
+    "4 some sets (--each) failed", 1 },
+  { "init", cmd_init, init_opts, "",
+    "create a repository (--format 2, the default here: packs)",
+    "0 created, 1 failed (or one is there), 2 usage", 1 },
+  { "upgrade", cmd_upgrade, repo_only_opts, "",
+    "move a version 1 repository to version 2, keeping every backup",
+    "0 upgraded (or already version 2), 1 failed, 2 usage", 1 },
+  { "list", cmd_list, repo_only_opts, "",
+    "list the backups in the repository",
+    "0 listed, 1 failed, 2 usage", 0 },
+  { "show", cmd_show, repo_only_opts, "BACKUP",
+    "show one backup: writers, components, files, sizes",
+    "0 shown, 1 failed, 2 usage", 0 },
+  { "verify", cmd_verify, verify_opts, "[BACKUP]",
+    "check backups (with --deep, re-read and re-hash every chunk)",
+    "0 no problem found, 1 a problem found (or failed), 2 usage", 1 },
+  { "prune", cmd_prune, prune_opts, "",
+    "delete backups --keep-* does not keep, then unneeded VM checkpoints",
+    "0 pruned, 1 failed, 2 usage, 3 a VM checkpoint could not be deleted", 1 },
+  { "gc", cmd_gc, gc_opts, "",
+    "delete chunks no backup uses any more",
+    "0 collected, 1 failed, 2 usage", 1 },
+  { "restore", cmd_restore, restore_opts, "BACKUP",
+    "put VMs and components of a backup back (--dry-run, --replace, --component)",
+    "0 restored, 1 nothing restored, 2 usage, 3 interfaces left\n"
+    "disconnected, 4 some VMs restored and others not", 1 },
+  { "extract", cmd_extract, extract_opts, "BACKUP COMPONENT FILE",
+    "write one file of a backup to --to PATH",
+    "0 written, 1 failed (nothing left at PATH), 2 usage", 1 },
+  { "serve", cmd_serve, serve_opts, "BACKUP --vm VM",
+    "serve a disk of a backup over NBD, read-only (--disk)",
+    "0 stopped by a signal, 1 failed, 2 usage", 0 },
+  { "config", cmd_config, config_opts, "check",
+    "check the configuration (" VMS_CONFIG_DEFAULT_DIR ")",
+    "0 good, 2 errors found (or usage)", 1 },
+  { "job", cmd_job, job_opts, "run JOB",
+    "run a configured job: its backup, then its prune",
+    "as backup (a prune that failed after a good backup: 3);\n"
+    "2 also for a configuration with errors", 1 },
+  { "status", cmd_status, status_opts, "",
+    "last good backup of each job's VMs and components, and its health",
+    "Nagios: 0 ok, 1 warning, 2 critical or never backed up", 0 },
+  { "help", cmd_help, no_opts, "[COMMAND]",
+    "show the commands, or one command's options",
+    "0 shown, 2 no such command", 0 },
 };
 #define NR_COMMANDS (sizeof commands / sizeof commands[0])
+
+static const struct command *
+find_command (const char *name)
+{
+  for (size_t i = 0; i < NR_COMMANDS; i++)
+    if (strcmp (commands[i].name, name) == 0)
+      return &commands[i];
+  return NULL;
+}
+
+/* The OPT_* bits a command takes: those of its table. */
+static unsigned
+command_bits (const struct command *cmd)
+{
+  unsigned bits = 0;
+  for (const struct cmd_option *o = cmd->options; o->spelling; o++)
+    bits |= o->bit;
+  return bits;
+}
+
+/* "  --repo DIR            the repository ..." with the help's further
+ * lines under its first. */
+static void
+print_lines (FILE *fp, const char *left, const char *text)
+{
+  enum { COL = 26 };
+  int w = fprintf (fp, "  %s", left);
+  if (w >= COL) {
+    fputc ('\n', fp);
+    w = 0;
+  }
+  fprintf (fp, "%*s", COL - w, "");
+  for (const char *p = text; *p; p++) {
+    /* The default writers directory is the library's to say. */
+    if (strncmp (p, "@WRITERS_DIR@", 13) == 0) {
+      fputs (vms_default_writers_dir (), fp);
+      p += 12;
+      continue;
+    }
+    fputc (*p, fp);
+    if (*p == '\n')
+      fprintf (fp, "%*s", COL, "");
+  }
+  fputc ('\n', fp);
+}
+
+static const char global_options[] =
+  "Global options (any command):\n"
+  "  -q, --quiet             print only what the command is for: no report of\n"
+  "                          backup, restore, verify, prune, gc, init, upgrade,\n"
+  "                          extract, config or job, and no progress (errors\n"
+  "                          and warnings still go to stderr; the exit status\n"
+  "                          says how it went)\n"
+  "  -v, --verbose           debug messages on stderr\n"
+  "  -h, --help              show this help (vmshadow help COMMAND: a command's)\n"
+  "  -V, --version           show the version\n";
 
 static void
 usage (FILE *fp)
@@ -69,75 +259,45 @@ usage (FILE *fp)
   for (size_t i = 0; i < NR_COMMANDS; i++)
     fprintf (fp, "  %-8s %-22s %s\n", commands[i].name, commands[i].args,
              commands[i].summary);
-  fprintf (fp,
-           "\n"
-           "Options:\n"
-           "  --json               print results as JSON\n"
-           "  --repo DIR           the repository (default $VMSHADOW_REPO or\n"
-           "                       " VMS_REPO_DEFAULT_DIR ")\n"
-           "  --writers-dir DIR    exec writers directory (default $VMSHADOW_WRITERS_DIR\n"
-           "                       or %s)\n"
-           "  --all                backup: every VM of the host and every exec writer\n"
-           "  --each               backup: one consistency set (and backup) per VM,\n"
-           "                       so one failing VM does not sink the others\n"
-           "  --wait               backup: wait for a held repository lock and for\n"
-           "                       other tools' jobs on the VMs instead of failing\n"
-           "  --wait-timeout SECONDS\n"
-           "                       backup: wait at most this long (implies --wait;\n"
-           "                       default 3600)\n"
-           "  -c, --connect URI    libvirt URI of the VMs (default qemu:///system)\n"
-           "  --method auto|online|crash-consistent|saved-state\n"
-           "                       backup: how running VMs are captured (default auto;\n"
-           "                       a VM's vmshadow:policy metadata wins)\n"
-           "  --fallback crash-consistent|saved-state|fail\n"
-           "                       backup: what auto does where online is not possible\n"
-           "                       (default crash-consistent: no VM is paused)\n"
-           "  --full               backup: read everything, not only what changed\n"
-           "  --deep               verify: read and re-hash every chunk\n"
-           "  --sample PERCENT     verify: check a random PERCENT (1-100) of the\n"
-           "                       chunks, a different one each run; backup: re-read\n"
-           "                       PERCENT of what dirty bitmaps call unchanged, to\n"
-           "                       check them (default about 0.1%%)\n"
-           "  --keep-last N        prune: keep the N newest backups\n"
-           "  --keep-daily N       prune: keep the newest backup of each of N days\n"
-           "  --keep-weekly N      prune: ... of each of N weeks\n"
-           "  --keep-monthly N     prune: ... of each of N months\n"
-           "  --dry-run            prune: only say what would be deleted; restore:\n"
-           "                       print every change, change nothing; backup: say\n"
-           "                       per VM the method and why, the disks, the scratch space\n"
-           "  --grace SECONDS      gc: keep unreferenced chunks younger than this\n"
-           "                       (default 3600; no upper limit)\n"
-           "  --vm NAME|UUID       restore: this VM of the backup (repeat; default all);\n"
-           "                       serve: the VM whose disk to serve\n"
-           "  --disk TARGET        serve: the VM's disk (vda, ...), when it has several\n"
-           "  --component WRITER[:COMPONENT]\n"
-           "                       restore: this component (or all) of a writer, by\n"
-           "                       writer ID or name (repeat; default: everything)\n"
-           "  --to PATH            extract: where to write the file; restore: the\n"
-           "                       directory for the disks (links at the old paths)\n"
-           "                       and other files (DIR/<their path>)\n"
-           "  --name NAME          restore: a copy of the (one) VM under this name\n"
-           "                       (new UUID, MACs, disk files; original untouched)\n"
-           "  --replace            restore: replace a VM of the same UUID that exists\n"
-           "                       (turned off, undefined, files written over)\n"
-           "  --existing keep|rename|refuse\n"
-           "                       restore --to/--name: a file at a target is left\n"
-           "                       (restored beside it), kept aside, or refused\n"
-           "                       (default); never overwritten\n"
-           "  --start              restore: start VMs that come back stopped\n"
-           "  --network-map OLD=NEW\n"
-           "                       restore: connect interfaces on network/bridge OLD\n"
-           "                       to NEW instead (repeat)\n"
-           "  --format raw|qcow2   extract: image format of a disk (default: its\n"
-           "                       original format)\n"
-           "  --format 1|2         init: repository format version (default 2)\n"
-           "  --config DIR         config, job, status: the configuration directory\n"
-           "                       (default $VMSHADOW_CONFIG_DIR or " VMS_CONFIG_DEFAULT_DIR ")\n"
-           "  --prometheus FILE    status: also write a node_exporter textfile\n"
-           "  -v, --verbose        debug messages on stderr\n"
-           "  -h, --help           show this help\n"
-           "  -V, --version        show the version\n",
-           vms_default_writers_dir ());
+  fprintf (fp, "\n%s\n"
+           "'vmshadow help COMMAND' or 'vmshadow COMMAND --help' shows a command's\n"
+           "options. Exit status: 0 success, 1 failure, 2 usage, 3 warnings,\n"
+           "4 partial (each command's help says which it uses; vmshadow(1)).\n",
+           global_options);
+}
+
+static void
+command_usage (FILE *fp, const struct command *cmd)
+{
+  fprintf (fp, "Usage: vmshadow %s [OPTION...]%s%s\n", cmd->name,
+           *cmd->args ? " " : "", cmd->args);
+  fprintf (fp, "%c%s.\n", cmd->summary[0] - 'a' + 'A', cmd->summary + 1);
+  if (cmd->options[0].spelling) {
+    fprintf (fp, "\nOptions:\n");
+    for (const struct cmd_option *o = cmd->options; o->spelling; o++)
+      print_lines (fp, o->spelling, o->help);
+  }
+  fprintf (fp, "\nExit status:\n  ");
+  for (const char *p = cmd->exits; *p; p++)
+    fputs (*p == '\n' ? "\n  " : (char[2]) { *p, '\0' }, fp);
+  fprintf (fp, "\n\nGlobal options: -q/--quiet, -v/--verbose, -h/--help, -V/--version.\n"
+           "See vmshadow(1), section %s.\n", cmd->name);
+}
+
+static int
+cmd_help (const struct options *opts, int argc, char **argv)
+{
+  (void) opts;
+  if (argc == 0) {
+    usage (stdout);
+    return EXIT_SUCCESS;
+  }
+  const struct command *cmd = find_command (argv[0]);
+  if (argc > 1 || cmd == NULL)
+    return cli_error ("help", EXIT_USAGE, "no command '%s'; 'vmshadow help' "
+                      "lists them", argv[0]);
+  command_usage (stdout, cmd);
+  return EXIT_SUCCESS;
 }
 
 /* A whole number from 0 to max (the range said in the message when arg is
@@ -198,6 +358,7 @@ main (int argc, char **argv)
     { "config", required_argument, NULL, O_CONFIG },
     { "prometheus", required_argument, NULL, O_PROMETHEUS },
     { "verbose", no_argument, NULL, 'v' },
+    { "quiet", no_argument, NULL, 'q' },
     { "help", no_argument, NULL, 'h' },
     { "version", no_argument, NULL, 'V' },
     { NULL, 0, NULL, 0 },
@@ -211,7 +372,7 @@ main (int argc, char **argv)
   const char *given_as[32] = { NULL };
   size_t nr_vms = 0, nr_netmap = 0, nr_comps = 0;
   uint64_t n;
-  int c, longindex;
+  int c, longindex, want_help = 0, quiet = 0;
 
   /* Options may come before or after the command ("vmshadow writers
    * --json"), so let getopt permute. Its own messages are off: ours name
@@ -225,7 +386,7 @@ main (int argc, char **argv)
     return cli_error (NULL, EXIT_FAILURE, "out of memory");
   opterr = 0;
   while ((longindex = -1,
-          c = getopt_long (argc, argv, ":c:vhV", long_options, &longindex)) != -1) {
+          c = getopt_long (argc, argv, ":c:vhVq", long_options, &longindex)) != -1) {
     const char *name = longindex >= 0 ? long_options[longindex].name
       : c == 'c' ? "connect" : NULL;
     unsigned bit = 0;
@@ -333,7 +494,9 @@ main (int argc, char **argv)
     case O_CONFIG: opts.config_dir = optarg; bit = OPT_CONFIG; break;
     case O_PROMETHEUS: opts.prometheus = optarg; bit = OPT_PROMETHEUS; break;
     case 'v': vms_log_set_debug (1); break;
-    case 'h': usage (stdout); return EXIT_SUCCESS;
+    case 'q': quiet = 1; break;
+    /* Whose help: the command's, known once every option is read. */
+    case 'h': want_help = 1; break;
     case 'V': printf ("vmshadow %s\n", VMSHADOW_VERSION); return EXIT_SUCCESS;
     default: abort ();          /* every option of long_options is handled */
     }
@@ -343,23 +506,45 @@ main (int argc, char **argv)
         given_as[__builtin_ctz (bit)] = name;
     }
   }
+  const struct command *cmd = optind < argc ? find_command (argv[optind]) : NULL;
+  if (want_help) {
+    if (optind < argc && cmd == NULL)
+      return cli_error (NULL, EXIT_USAGE, "unknown command '%s'; see 'vmshadow "
+                        "--help'", argv[optind]);
+    if (cmd && cmd->run == cmd_help && optind + 1 < argc)
+      return cmd_help (&opts, argc - optind - 1, argv + optind + 1);
+    if (cmd)
+      command_usage (stdout, cmd);
+    else
+      usage (stdout);
+    return EXIT_SUCCESS;
+  }
   if (optind >= argc) {
     if (cli_json_errors)
       return cli_error (NULL, EXIT_USAGE, "no command given; see 'vmshadow --help'");
     usage (stderr);
     return EXIT_USAGE;
   }
-  for (size_t i = 0; i < NR_COMMANDS; i++) {
-    const struct command *cmd = &commands[i];
-    if (strcmp (argv[optind], cmd->name) != 0)
-      continue;
-    unsigned extra = opts.given & ~cmd->options;
-    if (extra)
-      return cli_error (cmd->name, EXIT_USAGE, "option --%s does not apply to "
-                        "this command (see 'vmshadow --help')",
-                        given_as[__builtin_ctz (extra)]);
-    return cmd->run (&opts, argc - optind - 1, argv + optind + 1);
+  if (cmd == NULL)
+    return cli_error (NULL, EXIT_USAGE, "unknown command '%s'; see 'vmshadow --help'",
+                      argv[optind]);
+  unsigned extra = opts.given & ~command_bits (cmd);
+  if (extra)
+    return cli_error (cmd->name, EXIT_USAGE, "option --%s does not apply to "
+                      "this command (see 'vmshadow help %s')",
+                      given_as[__builtin_ctz (extra)], cmd->name);
+  /* --quiet: a command's report is dropped, what it is for (a listing, a
+   * status, JSON asked for) is not; errors and warnings are on stderr. */
+  if (quiet) {
+    cli_quiet = 1;
+    if (cmd->reports && !opts.json) {
+      int null = open ("/dev/null", O_WRONLY | O_CLOEXEC);
+      fflush (stdout);
+      if (null == -1 || dup2 (null, STDOUT_FILENO) == -1)
+        return cli_error (cmd->name, EXIT_FAILURE, "--quiet: cannot open "
+                          "/dev/null: %s", strerror (errno));
+      close (null);
+    }
   }
-  return cli_error (NULL, EXIT_USAGE, "unknown command '%s'; see 'vmshadow --help'",
-                    argv[optind]);
+  return cmd->run (&opts, argc - optind - 1, argv + optind + 1);
 }
