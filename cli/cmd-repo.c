@@ -217,6 +217,9 @@ cmd_show (const struct options *opts, int argc, char **argv)
         vms_component *comp = vms_document_component (bcd, wid, c);
         printf ("  Component %s  \"%s\"\n", cli_text (vms_component_name (comp)),
                 cli_text (vms_component_caption (comp)));
+        const char *cluster = vms_component_get_string (comp, VMS_ATTR_CLUSTER);
+        if (cluster)             /* R22 */
+          printf ("    cluster: %s\n", cli_text (cluster));
         int64_t fw = vms_component_get_int (comp, VMS_ATTR_FREEZE_WINDOW_MS, -1);
         if (fw >= 0)
           printf ("    freeze window: %" PRId64 " ms\n", fw);

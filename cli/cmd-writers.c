@@ -30,6 +30,10 @@ print_writer_text (const struct vms_writer_status *st)
     if (*vms_component_caption (c))
       printf ("  \"%s\"", cli_text (vms_component_caption (c)));
     printf ("\n");
+    /* R22: a cluster-managed component says so. */
+    const char *cluster = vms_component_get_string (c, VMS_ATTR_CLUSTER);
+    if (cluster)
+      printf ("         cluster: %s\n", cli_text (cluster));
     for (size_t f = 0; f < vms_component_file_count (c); f++) {
       struct vms_file_info info;
       vms_component_file (c, f, &info);

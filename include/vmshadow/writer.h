@@ -161,6 +161,10 @@ extern VMS_API int64_t vms_call_ms_left (const vms_call *call);
 #define VMS_ATTR_METHOD           "method"            /* how it was captured */
 #define VMS_ATTR_FREEZE_WINDOW_MS "freeze_window_ms"  /* int: frozen this long */
 #define VMS_ATTR_DOWNTIME_MS      "downtime_ms"       /* int: stopped this long */
+/* R22: the component is managed by a cluster; in words, e.g. "pacemaker
+ * resource web (VirtualDomain, config /etc/vm/web.xml) running on node n1".
+ * May be set at Identify; `vmshadow writers` and `show` print it. */
+#define VMS_ATTR_CLUSTER          "cluster"
 /* Incremental backups: the writer sets VMS_ATTR_CHECKPOINT, the point the
  * component's next incremental may start from (recorded per file in the
  * repository's catalogue); at that next backup the requester hands it back

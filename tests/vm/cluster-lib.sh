@@ -11,7 +11,11 @@
 #   cl_meta R NAME             a meta attribute's value ("" when unset)
 #   cl_failcount R             R's fail-count on this node (a number)
 #   cl_history R               R's operation history (CIB status): one line
-#                              per recorded operation: key call-id rc
+#                              per recorded operation: key operation call-id rc
+#   cl_meta_xml R              R's meta_attributes elements, as the CIB has them
+#   cl_fake_node NAME          a second node in the CIB, never online (removed
+#                              when the test exits): the scheduler can be asked
+#                              (crm_simulate --node-up) where R would go
 # Pacemaker's own tools only (cibadmin, crm_resource, crm_mon, crm_failcount).
 
 cl_init() {
@@ -89,5 +93,23 @@ cl_failcount() {
 cl_history() {
     cibadmin --query --xpath "//lrm_resource[@id='$1']/lrm_rsc_op" 2>/dev/null |
         grep -o '<lrm_rsc_op [^>]*>' |
-        sed -E "s/.* operation_key=\"([^\"]*)\".* call-id=\"([^\"]*)\".* rc-code=\"([^\"]*)\".*/\1 \2 \3/"
+        sed -E "s/.* operation_key=\"([^\"]*)\" operation=\"([^\"]*)\".* call-id=\"([^\"]*)\".* rc-code=\"([^\"]*)\".*/\1 \2 \3 \4/"
+}
+
+cl_meta_xml() {
+    cibadmin --query --xpath "//primitive[@id='$1']/meta_attributes" 2>/dev/null || true
+}
+
+cl_fake_node() {
+    lab__undo_push cluster-node "$1"
+    cibadmin --create --scope nodes --xml-text "<node id='$1' uname='$1'/>" ||
+        lab_fail "cannot add node $1 to the CIB"
+}
+
+# cl_would_run R NODE — where the scheduler puts R with NODE online too
+# (crm_simulate on the live CIB; nothing is changed): prints the node.
+cl_would_run() {
+    crm_simulate --live-check --node-up="$2" --simulate 2>/dev/null |
+        sed -n '/Revised Cluster Status/,$p' |
+        sed -n "s/^ *\* $1[[:space:]].*Started \([^ ]*\).*/\1/p" | head -n 1
 }

@@ -112,6 +112,9 @@ lab__undo_one() {
             # a Pacemaker resource of the test (tests/vm/cluster-lib.sh):
             # out of maintenance, stopped, deleted with its constraints
             "$LAB_DIR/pacemaker.sh" remove-resource "$arg" ;;
+        cluster-node)
+            # a node a test added to the lab cluster's CIB (never online)
+            crm_node --force --remove "$arg" >/dev/null 2>&1 ;;
         pid)
             # only our own process: same pid, command line still names $what
             if [ -r "/proc/$arg/cmdline" ] && tr '\0' ' ' <"/proc/$arg/cmdline" | grep -F >/dev/null -- "$what"; then

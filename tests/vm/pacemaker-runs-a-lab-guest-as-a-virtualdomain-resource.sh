@@ -33,7 +33,7 @@ lab_ok "the cluster started $LAB_DOM transient from $CL_CONFIG"
 
 # The recurring monitor ran and succeeded (rc 0), nothing failed.
 t0=$(date +%s)
-until cl_history "$LAB_DOM" | grep -q "^${LAB_DOM}_monitor_10000 [0-9]* 0$"; do
+until cl_history "$LAB_DOM" | grep -q "^${LAB_DOM}_monitor_10000 monitor [0-9]* 0$"; do
     [ $(($(date +%s) - t0)) -lt 30 ] || lab_fail "no successful 10 s monitor recorded: $(cl_history "$LAB_DOM" | tr '\n' ';')"
     sleep 1
 done

@@ -37,6 +37,7 @@
 
 #include "cleanup.h"
 #include "log.h"
+#include "str.h"
 #include "subprocess.h"
 #include "vm-internal.h"
 
@@ -122,20 +123,28 @@ guard_write (struct vm_guard *g, const char *line)
 }
 
 static int
-guard_say (struct vm_guard *g, const char *verb, const char *uuid,
-           const char *a, const char *b)
+guard_say3 (struct vm_guard *g, const char *verb, const char *uuid,
+            const char *a, const char *b, const char *c)
 {
   CLEANUP_FREE char *line = NULL;
 
   if (g == NULL)
     return 0;
-  if (asprintf (&line, "%s\t%s%s%s%s%s\n", verb, uuid, a ? "\t" : "",
-                a ? a : "", b ? "\t" : "", b ? b : "") == -1) {
+  if (asprintf (&line, "%s\t%s%s%s%s%s%s%s\n", verb, uuid, a ? "\t" : "",
+                a ? a : "", b ? "\t" : "", b ? b : "", c ? "\t" : "",
+                c ? c : "") == -1) {
     line = NULL;
     vms_set_error (ENOMEM, "out of memory");
     return -1;
   }
   return guard_write (g, line);
+}
+
+static int
+guard_say (struct vm_guard *g, const char *verb, const char *uuid,
+           const char *a, const char *b)
+{
+  return guard_say3 (g, verb, uuid, a, b, NULL);
 }
 
 /* Start the guard and wait until its libvirt connection is open. */
@@ -302,6 +311,55 @@ vm_guard_disarm (struct vm_writer *w, struct vm_entry *vm)
 {
   if (vm->guard &&
       guard_say (vm->guard, "disarm", vm->uuid, NULL, NULL) == -1)
+    vms_debug ("vm writer: %s", vms_get_error ());
+}
+
+/* Issue 18 (R22): the cluster changes the guard undoes, through
+ * vm-cluster.c, after the VM is resumed. */
+int
+vm_guard_cluster_maint (struct vm_writer *w, struct vm_entry *vm)
+{
+  const struct vm_cluster_meta_prev *p = &vm->cl_maint_prev;
+  CLEANUP_FREE char *old = NULL;
+
+  if (p->nvpair_id && p->value &&
+      (old = vms_strdup_printf ("=%s", p->value)) == NULL)
+    return -1;
+  if (!safe_field (vm->cl_id) || !safe_field (p->nvpair_id) ||
+      !safe_field (old)) {
+    vms_set_error (EINVAL, "the resource's maintenance attribute holds a tab "
+                   "or newline; it is left alone");
+    return -1;
+  }
+  if (guard_get (w, vm) == -1)
+    return -1;
+  return guard_say3 (vm->guard, "maint", vm->uuid, vm->cl_id,
+                     p->nvpair_id ? p->nvpair_id : "-", old ? old : "-");
+}
+
+void
+vm_guard_cluster_unmaint (struct vm_entry *vm)
+{
+  if (guard_say (vm->guard, "unmaint", vm->uuid, NULL, NULL) == -1)
+    vms_debug ("vm writer: %s", vms_get_error ());
+}
+
+int
+vm_guard_cluster_pin (struct vm_writer *w, struct vm_entry *vm)
+{
+  if (!safe_field (vm->cl_id)) {
+    vms_set_error (EINVAL, "the resource id holds a tab or newline");
+    return -1;
+  }
+  if (guard_get (w, vm) == -1)
+    return -1;
+  return guard_say (vm->guard, "pin", vm->uuid, vm->cl_id, NULL);
+}
+
+void
+vm_guard_cluster_unpin (struct vm_entry *vm)
+{
+  if (guard_say (vm->guard, "unpin", vm->uuid, NULL, NULL) == -1)
     vms_debug ("vm writer: %s", vms_get_error ());
 }
 

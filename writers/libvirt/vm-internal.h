@@ -20,6 +20,7 @@
 #include "fs-util.h"
 #include "qemu-provider.h"
 #include "vector.h"
+#include "vm-cluster.h"
 #include "vm-config.h"
 #include "vm-writer.h"
 
@@ -34,6 +35,10 @@ struct vm_entry {
   char *xml_path;               /* <dir>/domain.xml (inactive) */
   char *live_xml_path;          /* <dir>/domain-live.xml, or NULL */
   string_vector tpm_files;      /* swtpm state files found at Identify */
+  /* Its Pacemaker VirtualDomain resource (vm-cluster.h, issue 18), or NULL
+   * ids: found at Identify. */
+  char *cl_id, *cl_node;
+  int cl_monitor_scripts, cl_in_maintenance;
 
   /* This session (reset at BackupShutdown). */
   int selected;
@@ -54,6 +59,10 @@ struct vm_entry {
   char *error;                  /* why this VM failed, for the report */
   void *saved_state;            /* the saved-state method's own data */
   void *guard;                  /* the guard's own data */
+  /* The cluster (R22), this session: maintenance=true set by us (its
+   * previous value in cl_maint_prev), our pin constraint placed. */
+  int cl_maint_on, cl_pinned;
+  struct vm_cluster_meta_prev cl_maint_prev;
 };
 
 struct vm_writer {
@@ -76,6 +85,7 @@ struct vm_writer {
   char *session_run_dir;        /* <run_dir>/<short-id> */
   int completed;                /* BackupComplete went through */
   void *guard;                  /* the guard process (vm-guard.c), or NULL */
+  struct vm_cluster cluster;    /* Pacemaker's view at Identify (issue 18) */
 
   /* Restore mode (vm-restore.c), or NULL in a backup writer. */
   struct vm_restore *restore;
@@ -174,8 +184,26 @@ extern int vm_guard_file (struct vm_writer *w, struct vm_entry *vm,
                           const char *path);
 /* Nothing of this VM needs undoing any more. */
 extern void vm_guard_disarm (struct vm_writer *w, struct vm_entry *vm);
+/* Before our maintenance=true on the VM's resource (prev: what to put
+ * back) / after it was put back; before our pin constraint / after its
+ * removal (issue 18). */
+extern int vm_guard_cluster_maint (struct vm_writer *w, struct vm_entry *vm);
+extern void vm_guard_cluster_unmaint (struct vm_entry *vm);
+extern int vm_guard_cluster_pin (struct vm_writer *w, struct vm_entry *vm);
+extern void vm_guard_cluster_unpin (struct vm_entry *vm);
 /* Close the pipe (vm_close); the guard leaves, undoing what is armed. */
 extern void vm_guard_close (struct vm_writer *w);
+
+/* ---- cluster resources around a backup (vm-writer.c, issue 18, R22) ----
+ * PrepareBackup: pin each selected VM's running resource to this node,
+ * and put into maintenance those whose method the cluster could mistake
+ * for a failure (saved state, offline, a freeze under monitor scripts).
+ * Both are told to the guard first. Returns 0, or -1 with the error set. */
+extern int vm_cluster_backup_begin (struct vm_writer *w, struct vm_entry *vm);
+/* Lift our maintenance (the VM is back in its state) / also our pin.
+ * Return 0, or -1 with the error set (what is left stays with the guard). */
+extern int vm_cluster_backup_unmaint (struct vm_writer *w, struct vm_entry *vm);
+extern int vm_cluster_backup_end (struct vm_writer *w, struct vm_entry *vm);
 
 /* ---- restore (vm-restore.c, issue 6) ---- */
 

@@ -200,6 +200,8 @@ entry_session_reset (struct vm_entry *vm)
   string_vector_free_all (&vm->full_disks);
   string_vector_free_all (&vm->full_reasons);
   vm->freeze_ms = 0;
+  vm->cl_maint_on = vm->cl_pinned = 0;
+  vm_cluster_meta_prev_clear (&vm->cl_maint_prev);
 }
 
 static void
@@ -215,6 +217,7 @@ entry_free (struct vm_entry *vm)
   vm_config_clear (&vm->cfg);
   free (vm->dir); free (vm->xml_path); free (vm->live_xml_path);
   string_vector_free_all (&vm->tpm_files);
+  free (vm->cl_id); free (vm->cl_node);
   free (vm);
 }
 
@@ -538,6 +541,30 @@ set_scratch_estimate (struct vm_writer *w, struct vm_entry *vm,
     : vms_component_set_string (c, VMS_VM_ATTR_SCRATCH_DIR, vm->dir);
 }
 
+/* R22: the VM's Pacemaker resource, if it is one, on its component. */
+static int
+identify_cluster (struct vm_writer *w, struct vm_entry *vm, vms_component *c)
+{
+  const struct vm_cluster_rsc *r =
+    vm_cluster_find (&w->cluster, w->uri, vm->uuid, vm->name);
+  CLEANUP_FREE char *words = NULL;
+
+  if (r == NULL)
+    return 0;
+  if ((vm->cl_id = strdup (r->id)) == NULL ||
+      (r->node && (vm->cl_node = strdup (r->node)) == NULL) ||
+      (words = vm_cluster_describe (r)) == NULL) {
+    vms_set_error (ENOMEM, "out of memory");
+    return -1;
+  }
+  vm->cl_monitor_scripts = r->monitor_scripts;
+  vm->cl_in_maintenance = r->in_maintenance;
+  return vms_component_set_string (c, VMS_ATTR_CLUSTER, words) == -1 ||
+    vms_component_set_string (c, VMS_VM_ATTR_CLUSTER_RESOURCE, r->id) == -1 ||
+    vms_component_set_string (c, VMS_VM_ATTR_CLUSTER_NODE,
+                              r->node ? r->node : "") == -1 ? -1 : 0;
+}
+
 /* One VM → one component (R7). */
 static int
 identify_one (struct vm_writer *w, vms_call *call, virDomainPtr dom)
@@ -667,7 +694,8 @@ identify_one (struct vm_writer *w, vms_call *call, virDomainPtr dom)
       (choice.fallback_reason &&
        vms_component_set_string (c, VMS_VM_ATTR_FALLBACK_REASON,
                                  choice.fallback_reason) == -1) ||
-      set_scratch_estimate (w, vm, c) == -1)
+      set_scratch_estimate (w, vm, c) == -1 ||
+      identify_cluster (w, vm, c) == -1)
     goto doc_fail;
   for (size_t i = 0; i < vm->cfg.nr_disks; i++) {
     const struct vm_disk *d = &vm->cfg.disks[i];
@@ -756,6 +784,15 @@ vm_identify (void *data, vms_call *call)
   entries_free (w);
   if (vm_connect (w, call) == -1 || list_domains (w, call, &doms, &n) == -1)
     return -1;
+  /* R22: which of them are cluster resources (no cluster: none). */
+  vm_cluster_clear (&w->cluster);
+  if (vm_cluster_scan (&w->cluster) == -1) {
+    for (i = 0; i < n; i++)
+      virDomainFree (doms[i]);
+    free (doms);
+    return vms_call_fail (call, VMS_FAILURE_RETRYABLE, "vm writer: %s",
+                          vms_get_error ());
+  }
   for (i = 0; i < n; i++)
     if (identify_one (w, call, doms[i]) == -1)
       break;
@@ -851,7 +888,18 @@ vm_prepare_backup (void *data, vms_call *call)
                               disk->target, strerror (errno));
     }
   }
-  return check_jobs (w, call, "prepare-backup");
+  if (check_jobs (w, call, "prepare-backup") == -1)
+    return -1;
+  /* R22: before anything the cluster could mistake for a failure. */
+  for (size_t i = 0; i < w->nr_vms; i++) {
+    struct vm_entry *vm = w->vms[i];
+    if (vm->selected && vm->cl_id && vm_cluster_backup_begin (w, vm) == -1)
+      return vms_call_fail (call, VMS_FAILURE_RETRYABLE, "vm \"%s\" failed "
+                            "at prepare-backup: its cluster resource %s: %s; "
+                            "nothing was paused or frozen", vm->name,
+                            vm->cl_id, vms_get_error ());
+  }
+  return 0;
 }
 
 /* Write the VM's configuration into its state directory (R7). */
@@ -1024,6 +1072,13 @@ vm_post_snapshot (void *data, vms_call *call)
       return vms_call_fail (call, VMS_FAILURE_RETRYABLE, "vm \"%s\" failed "
                             "at post-snapshot: %s", vm->name,
                             why ? why : "no reason given");
+    /* R22: the VM is back in its state; an offline VM stays in
+     * maintenance while its images are read. */
+    if (vm->selected && vm->method != VM_METHOD_OFFLINE &&
+        vm_cluster_backup_unmaint (w, vm) == -1)
+      return vms_call_fail (call, VMS_FAILURE_RETRYABLE, "vm \"%s\" failed "
+                            "at post-snapshot: %s", vm->name,
+                            vms_get_error ());
   }
   return 0;
 }
@@ -1054,7 +1109,13 @@ end_session_work (struct vm_writer *w, int undo, const char *phase,
     if (vm->method == VM_METHOD_SAVED_STATE && undo &&
         saved_state_abort (w, vm, &why) == -1 && err == NULL)
       err = why;
-    if (!vm->job_started && !vm->frozen &&
+    /* R22: maintenance and the pin end with the jobs, once the VM is back
+     * in its state (never while it is still paused by us). */
+    if (!(vm->method == VM_METHOD_SAVED_STATE && saved_state_pending (vm)) &&
+        !vm->frozen && vm_cluster_backup_end (w, vm) == -1 && err == NULL)
+      err = vms_get_error ();
+    if (!vm->job_started && !vm->frozen && !vm->cl_maint_on &&
+        !vm->cl_pinned &&
         !(vm->method == VM_METHOD_SAVED_STATE && saved_state_pending (vm)))
       vm_guard_disarm (w, vm);
     if (err) {
@@ -1160,6 +1221,7 @@ vm_close (void *data)
     return;
   vm_guard_close (w);
   entries_free (w);
+  vm_cluster_clear (&w->cluster);
   if (w->conn)
     virConnectClose (w->conn);
   qemu_exports_unref (w->exports);
@@ -1171,6 +1233,95 @@ vm_close (void *data)
   free (w->session_run_dir);
   vm_restore_free (w->restore);
   free (w);
+}
+
+/* ---- cluster resources (R22, issue 18) ---- */
+
+#define VM_CLUSTER_SETTLE_S 30
+
+/* Whether the cluster could take this capture for a failure of the VM: it
+ * is paused with its state saved, its images are read while it is off
+ * (the cluster must not start it meanwhile), or the agent's monitor runs
+ * scripts in a guest that may be frozen. A plain online capture changes
+ * nothing VirtualDomain's monitor sees (virsh domstate). */
+static int
+cluster_could_mistake (const struct vm_entry *vm)
+{
+  switch (vm->method) {
+  case VM_METHOD_SAVED_STATE:
+  case VM_METHOD_OFFLINE:
+    return 1;
+  case VM_METHOD_ONLINE:
+    return vm->cl_monitor_scripts;
+  case VM_METHOD_CRASH_CONSISTENT:
+    return 0;
+  }
+  return 1;
+}
+
+int
+vm_cluster_backup_begin (struct vm_writer *w, struct vm_entry *vm)
+{
+  const char *here = w->cluster.local_node;
+
+  /* The resource runs here: keep it here until the backup ends (a
+   * migration would end the backup job; one asked for meanwhile waits). */
+  if (vm->cl_node && here && strcmp (vm->cl_node, here) == 0) {
+    if (vm_guard_cluster_pin (w, vm) == -1)
+      return -1;
+    if (vm_cluster_pin (vm->cl_id, here) == -1)
+      return -1;
+    vm->cl_pinned = 1;
+  }
+  else if (vm->cl_node && here) {
+    vms_set_error (EBUSY, "the cluster runs it on node %s, not on this node "
+                   "(%s)", vm->cl_node, here);
+    return -1;
+  }
+  if (cluster_could_mistake (vm) && !vm->cl_in_maintenance) {
+    /* What to put back is told to the guard before the change. */
+    if (vm_cluster_meta_read (vm->cl_id, "maintenance", "true",
+                              &vm->cl_maint_prev) == -1 ||
+        vm_guard_cluster_maint (w, vm) == -1)
+      return -1;
+    vm->cl_maint_on = 1;
+    if (vm_cluster_meta_apply (vm->cl_id, "maintenance", "true",
+                               &vm->cl_maint_prev) == -1)
+      return -1;
+    /* Its recurring monitor is cancelled before the VM is touched. */
+    if (vm_cluster_settle (VM_CLUSTER_SETTLE_S) == -1)
+      return -1;
+    vms_debug ("vm writer: resource %s in maintenance", vm->cl_id);
+  }
+  return 0;
+}
+
+int
+vm_cluster_backup_unmaint (struct vm_writer *w, struct vm_entry *vm)
+{
+  if (!vm->cl_maint_on)
+    return 0;
+  if (vm_cluster_meta_restore (vm->cl_id, "maintenance",
+                               &vm->cl_maint_prev) == -1)
+    return -1;
+  vm->cl_maint_on = 0;
+  vm_guard_cluster_unmaint (vm);
+  vms_debug ("vm writer: resource %s out of maintenance", vm->cl_id);
+  return 0;
+}
+
+int
+vm_cluster_backup_end (struct vm_writer *w, struct vm_entry *vm)
+{
+  int r = vm_cluster_backup_unmaint (w, vm);
+
+  if (vm->cl_pinned) {
+    if (vm_cluster_unpin (vm->cl_id) == -1)
+      return -1;
+    vm->cl_pinned = 0;
+    vm_guard_cluster_unpin (vm);
+  }
+  return r;
 }
 
 static const struct vms_writer vm_writer = {

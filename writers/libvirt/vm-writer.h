@@ -143,6 +143,11 @@ extern int vms_libvirt_prune_checkpoints (const char *uri, const char *uuid,
 #define VMS_VM_ATTR_POLICY_SOURCE "policy_source"  /* "options", "metadata", "options and metadata" */
 /* Running VMs: what the guest agent said ("answers" or why not). */
 #define VMS_VM_ATTR_AGENT         "agent"
+/* Issue 18 (R22): the VM is a Pacemaker VirtualDomain resource (set at
+ * Identify only then): its id, and the node running it ("" stopped);
+ * VMS_ATTR_CLUSTER says it in words. */
+#define VMS_VM_ATTR_CLUSTER_RESOURCE "cluster_resource"
+#define VMS_VM_ATTR_CLUSTER_NODE     "cluster_node"
 /* When auto fell back from online: the R9 conditions that failed. */
 #define VMS_VM_ATTR_FALLBACK_REASON "fallback_reason"
 /* The most host space the capture can need (int, bytes): every included

@@ -16,6 +16,15 @@
  *                                      may begin, with that new checkpoint
  *                                      ("-" for none)
  *             file <uuid> <path>       a saved-state file of this session
+ *             maint <uuid> <resource> <nvpair-id>|- =<value>|-
+ *                                      vmshadow sets maintenance=true on
+ *                                      this Pacemaker resource (issue 18):
+ *                                      put back <value> into the nvpair,
+ *                                      or ("-") delete vmshadow's own set
+ *             unmaint <uuid>           it was put back
+ *             pin <uuid> <resource>    vmshadow places its location
+ *                                      constraint vmshadow-pin-<resource>
+ *             unpin <uuid>             it was removed
  *             disarm <uuid>            nothing of this VM needs undoing
  *             exit                     vmshadow is done: leave at once
  *   stdout  "ready\n" once its own libvirt connection is open, then closed;
@@ -27,7 +36,9 @@
  * paused, abort the backup job if the domain's job serves our socket,
  * delete our checkpoint (its name is unique to the session), remove the
  * state file — then once more a second later (a request vmshadow sent just
- * before it died may reach libvirtd after the first pass), and exits.
+ * before it died may reach libvirtd after the first pass); then, the VM
+ * back in its state, it puts the resource's maintenance attribute back
+ * and removes the pin (vm-cluster.c), and exits.
  * It never touches a VM, job or checkpoint it was not told about.
  */
 #include <errno.h>
@@ -44,6 +55,10 @@
 #include <libvirt/libvirt.h>
 #include <libvirt/virterror.h>
 
+#include "vmshadow/error.h"
+
+#include "vm-cluster.h"
+
 #define GUARD_DEADLINE_MS 60000       /* give up on a VM after this long */
 #define GUARD_JOB_END_WAIT_MS 10000
 #define GUARD_SETTLE_MS 1000          /* between the two passes */
@@ -52,6 +67,8 @@ struct guard_vm {
   char *uuid;
   int frozen, paused;
   char *socket, *checkpoint, *file;
+  char *maint_rsc, *maint_nvpair, *maint_value;   /* maint armed: rsc set */
+  char *pin_rsc;
   virConnectPtr conn;
   pthread_t thread;
   int started;
@@ -135,25 +152,29 @@ vm_forget (struct guard_vm *vm)
   free (vm->socket); free (vm->checkpoint); free (vm->file);
   vm->socket = vm->checkpoint = vm->file = NULL;
   vm->frozen = vm->paused = 0;
+  free (vm->maint_rsc); free (vm->maint_nvpair); free (vm->maint_value);
+  free (vm->pin_rsc);
+  vm->maint_rsc = vm->maint_nvpair = vm->maint_value = vm->pin_rsc = NULL;
 }
 
 static int
 vm_armed (const struct guard_vm *vm)
 {
-  return vm->frozen || vm->paused || vm->socket || vm->checkpoint || vm->file;
+  return vm->frozen || vm->paused || vm->socket || vm->checkpoint ||
+    vm->file || vm->maint_rsc || vm->pin_rsc;
 }
 
 /* One line of the protocol. Returns 1 for "exit". */
 static int
 handle_line (char *line)
 {
-  char *f[4] = { NULL };
+  char *f[5] = { NULL };
   size_t n = 0;
   char *save = NULL;
   struct guard_vm *vm;
 
   line[strcspn (line, "\n")] = '\0';
-  for (char *t = strtok_r (line, "\t", &save); t && n < 4;
+  for (char *t = strtok_r (line, "\t", &save); t && n < 5;
        t = strtok_r (NULL, "\t", &save))
     f[n++] = t;
   if (n == 0)
@@ -181,6 +202,24 @@ handle_line (char *line)
   else if (strcmp (f[0], "file") == 0 && n == 3) {
     free (vm->file);
     vm->file = xstrdup (f[2]);
+  }
+  else if (strcmp (f[0], "maint") == 0 && n == 5) {
+    free (vm->maint_rsc); free (vm->maint_nvpair); free (vm->maint_value);
+    vm->maint_rsc = xstrdup (f[2]);
+    vm->maint_nvpair = strcmp (f[3], "-") == 0 ? NULL : xstrdup (f[3]);
+    vm->maint_value = f[4][0] == '=' ? xstrdup (f[4] + 1) : NULL;
+  }
+  else if (strcmp (f[0], "unmaint") == 0) {
+    free (vm->maint_rsc); free (vm->maint_nvpair); free (vm->maint_value);
+    vm->maint_rsc = vm->maint_nvpair = vm->maint_value = NULL;
+  }
+  else if (strcmp (f[0], "pin") == 0 && n == 3) {
+    free (vm->pin_rsc);
+    vm->pin_rsc = xstrdup (f[2]);
+  }
+  else if (strcmp (f[0], "unpin") == 0) {
+    free (vm->pin_rsc);
+    vm->pin_rsc = NULL;
   }
   else if (strcmp (f[0], "disarm") == 0)
     vm_forget (vm);
@@ -271,6 +310,33 @@ undo_once (struct guard_vm *vm, virDomainPtr dom, long long deadline,
   }
 }
 
+/* Issue 18 (R22): once the VM is back in its state, its cluster resource
+ * leaves maintenance (exactly as it was before) and the pin goes. */
+static void
+undo_cluster (struct guard_vm *vm)
+{
+  if (vm->maint_rsc) {
+    struct vm_cluster_meta_prev prev = { .nvpair_id = vm->maint_nvpair,
+                                         .value = vm->maint_value };
+    if (vm_cluster_meta_restore (vm->maint_rsc, "maintenance", &prev) == 0)
+      say ("vm %s: resource %s: maintenance put back as it was", vm->uuid,
+           vm->maint_rsc);
+    else
+      say ("vm %s: resource %s: cannot put maintenance back: %s; run "
+           "crm_resource --resource %s --meta --get-parameter maintenance",
+           vm->uuid, vm->maint_rsc, vms_get_error (), vm->maint_rsc);
+  }
+  if (vm->pin_rsc) {
+    if (vm_cluster_unpin (vm->pin_rsc) == 0)
+      say ("vm %s: resource %s: pin constraint removed", vm->uuid,
+           vm->pin_rsc);
+    else
+      say ("vm %s: resource %s: cannot remove the constraint "
+           VM_CLUSTER_PIN_PREFIX "%s: %s", vm->uuid, vm->pin_rsc,
+           vm->pin_rsc, vms_get_error ());
+  }
+}
+
 static void *
 undo_thread (void *arg)
 {
@@ -282,6 +348,7 @@ undo_thread (void *arg)
   if (vm->conn == NULL) {
     say ("vm %s: cannot connect to libvirt at %s: %s", vm->uuid, uri,
          virt_error ());
+    undo_cluster (vm);
     return NULL;
   }
   dom = virDomainLookupByUUIDString (vm->conn, vm->uuid);
@@ -289,12 +356,14 @@ undo_thread (void *arg)
     say ("vm %s: no such domain any more", vm->uuid);
     if (vm->file)
       unlink (vm->file);
+    undo_cluster (vm);
     return NULL;
   }
   undo_once (vm, dom, deadline, 1);
   sleep_ms (GUARD_SETTLE_MS);
   undo_once (vm, dom, deadline, 0);
   virDomainFree (dom);
+  undo_cluster (vm);
   return NULL;
 }
 
