@@ -57,11 +57,13 @@ cl_resource_create() {
     lab_log "resource $dom (VirtualDomain, config $cfg) started on $CL_NODE"
 }
 
-# cl_wait_started R [SECONDS]
+# cl_wait_started R [SECONDS] — the start has ended (its recurring monitor
+# succeeded: --locate alone also says so of a start still in progress).
 cl_wait_started() {
     local r=$1 limit=${2:-120} t0
     t0=$(date +%s)
-    until crm_resource --resource "$r" --locate 2>/dev/null | grep -q "is running on: $CL_NODE"; do
+    until crm_resource --resource "$r" --locate 2>/dev/null | grep -q "is running on: $CL_NODE" &&
+            cl_history "$r" | grep -q "^${r}_monitor_10000 monitor [0-9]* 0$"; do
         [ $(($(date +%s) - t0)) -lt "$limit" ] ||
             lab_fail "the cluster did not start $r within $limit s: $(crm_mon -1 -r 2>&1 | tail -n 5 | tr '\n' ' ')"
         sleep 0.5
