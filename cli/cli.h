@@ -57,6 +57,11 @@ enum {
   OPT_WAIT = 1 << 25,
   OPT_CONFIG = 1 << 26,         /* --config DIR (config, job, status) */
   OPT_PROMETHEUS = 1 << 27,     /* status --prometheus FILE */
+  /* init --encrypt, --key, --visible-backup-ids; init and key
+   * --master-key */
+  OPT_ENCRYPT = 1 << 28,
+  OPT_PASSPHRASE_FD = 1 << 29,  /* --passphrase-fd N (encrypted repositories) */
+  OPT_PAPER = 1 << 30,          /* key export|import --paper */
 };
 
 struct options {
@@ -93,6 +98,10 @@ struct options {
   const char *config_dir;       /* --config DIR; NULL: $VMSHADOW_CONFIG_DIR
                                    or /etc/vmshadow */
   const char *prometheus;       /* status --prometheus FILE */
+  int encrypt;                  /* init --encrypt */
+  int visible_ids;              /* init --visible-backup-ids */
+  const char *key;              /* init --key FINGERPRINT */
+  const char *master_key;       /* --master-key FILE (PEM) */
   /* Set by job run, not by an option (issue 19): */
   const char *job;              /* the job, recorded in the manifest */
   int no_exec_writers;          /* the job's exec-writers = no */
@@ -116,6 +125,10 @@ extern int cmd_serve (const struct options *opts, int argc, char **argv);
 extern int cmd_config (const struct options *opts, int argc, char **argv);
 extern int cmd_job (const struct options *opts, int argc, char **argv);
 extern int cmd_status (const struct options *opts, int argc, char **argv);
+extern int cmd_key (const struct options *opts, int argc, char **argv);
+/* cmd-key.c: passphrases of encrypted repositories from fd (-1: none),
+ * the environment or the terminal, for every command. */
+extern void cli_passphrase_setup (int fd);
 
 /* Errors as JSON: set by main when --json is anywhere on the command
  * line, before any option is parsed, so that even a usage error after it

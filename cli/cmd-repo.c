@@ -416,8 +416,16 @@ cmd_init (const struct options *opts, int argc, char **argv)
 {
   int format = opts->repo_format ? opts->repo_format : 2;
 
-  if (want_args ("init", argc, 0, 0, "[--format 1|2]") == -1)
+  if (want_args ("init", argc, 0, 0, "[--format 1|2] [--encrypt]") == -1)
     return EXIT_USAGE;
+  if (((opts->given & OPT_ENCRYPT) || opts->master_key) && !opts->encrypt)
+    return cli_error ("init", EXIT_USAGE, "--key, --visible-backup-ids and "
+                      "--master-key go with --encrypt");
+  if (opts->encrypt && format != 2)
+    return cli_error ("init", EXIT_USAGE, "--encrypt needs format version 2");
+  if (opts->key && opts->master_key)
+    return cli_error ("init", EXIT_USAGE, "--master-key wraps a new key; the "
+                      "key given with --key is wrapped (or not) already");
   /* An existing repository is left as it is, whatever its version. */
   vms_repo *repo = vms_repo_open (opts->repo_dir, 0);
   if (repo) {
@@ -429,8 +437,16 @@ cmd_init (const struct options *opts, int argc, char **argv)
   }
   if (format == 1)
     setenv ("VMSHADOW_REPO_FORMAT", "1", 1);
-  repo = vms_repo_open (opts->repo_dir, VMS_REPO_CREATE | VMS_REPO_WRITE |
-                        (format == 2 ? VMS_REPO_FORMAT_2 : 0));
+  if (opts->encrypt) {
+    struct vms_repo_encryption e = {
+      .key_fingerprint = opts->key, .master_public_key = opts->master_key,
+      .visible_backup_ids = opts->visible_ids,
+    };
+    repo = vms_repo_init_encrypted (opts->repo_dir, &e);
+  }
+  else
+    repo = vms_repo_open (opts->repo_dir, VMS_REPO_CREATE | VMS_REPO_WRITE |
+                          (format == 2 ? VMS_REPO_FORMAT_2 : 0));
   if (repo == NULL)
     return cli_fail ("init");
   format = vms_repo_format_version (repo);
@@ -439,11 +455,20 @@ cmd_init (const struct options *opts, int argc, char **argv)
     json_object_object_add (out, "repository",
                             json_object_new_string (vms_repo_path (repo)));
     json_object_object_add (out, "format_version", json_object_new_int (format));
+    const char *fp = vms_repo_key_fingerprint (repo);
+    json_object_object_add (out, "key_fingerprint", fp ? json_object_new_string (fp) : NULL);
     cli_print_json (out);
   }
-  else
-    printf ("Created repository %s (format version %d).\n",
-            cli_text (vms_repo_path (repo)), format);
+  else {
+    const char *fp = vms_repo_key_fingerprint (repo);
+    printf ("Created repository %s (format version %d%s%s).\n",
+            cli_text (vms_repo_path (repo)), format,
+            fp ? ", encrypted with key " : "", fp ? fp : "");
+    if (fp && opts->key == NULL)
+      printf ("Without its key nothing in it can be read: print the key now "
+              "and keep the paper\nsafe (vmshadow key export --paper %s).\n",
+              fp);
+  }
   vms_repo_close (repo);
   return EXIT_SUCCESS;
 }

@@ -36,6 +36,9 @@ struct cmd_option {
                       "$VMSHADOW_WRITERS_DIR or @WRITERS_DIR@)" }
 #define CONFIG_OPT { OPT_CONFIG, "--config DIR", "the configuration directory (default\n" \
                      "$VMSHADOW_CONFIG_DIR or " VMS_CONFIG_DEFAULT_DIR ")" }
+/* Encrypted repositories (issue 13, R28): every command that opens one. */
+#define PASS_OPT { OPT_PASSPHRASE_FD, "--passphrase-fd N", "read the key's passphrase from file descriptor N\n" \
+                   "(else $VMSHADOW_PASSPHRASE or the terminal)" }
 #define WAIT_OPTS \
   { OPT_WAIT, "--wait", "wait for a held repository lock and for other\n" \
     "tools' jobs on the VMs instead of failing" }, \
@@ -46,7 +49,7 @@ static const struct cmd_option writers_opts[] = {
   JSON_OPT, WRITERS_OPT, CONNECT_OPT ("of the VM writer; without it, listed\nwhen libvirtd runs"),
   { 0 } };
 static const struct cmd_option backup_opts[] = {
-  JSON_OPT, REPO_OPT, WRITERS_OPT, CONNECT_OPT ("of the VMs"),
+  JSON_OPT, REPO_OPT, PASS_OPT, WRITERS_OPT, CONNECT_OPT ("of the VMs"),
   { OPT_ALL, "--all", "every VM of the host (and every exec writer)" },
   { OPT_EACH, "--each", "one consistency set (and backup) per VM, so\n"
     "one failing VM does not sink the others" },
@@ -66,16 +69,34 @@ static const struct cmd_option backup_opts[] = {
 static const struct cmd_option init_opts[] = {
   JSON_OPT, REPO_OPT,
   { OPT_REPO_FORMAT, "--format 1|2", "repository format version (default 2: packs)" },
+  { OPT_ENCRYPT, "--encrypt", "an encrypted repository (AES-256-GCM, keyed\n"
+    "chunk ids; a new key unless --key)" },
+  { OPT_ENCRYPT, "--key FINGERPRINT", "with --encrypt: use this existing key" },
+  { OPT_ENCRYPT, "--visible-backup-ids", "with --encrypt: backup ids readable in object\n"
+    "names, so list works without the key (default:\nhidden)" },
+  { OPT_ENCRYPT, "--master-key FILE", "with --encrypt: an RSA public key (PEM) that\n"
+    "also wraps the new key" },
+  PASS_OPT,
   { 0 } };
-static const struct cmd_option repo_only_opts[] = { JSON_OPT, REPO_OPT, { 0 } };
-static const struct cmd_option verify_opts[] = {
+static const struct cmd_option repo_only_opts[] = { JSON_OPT, REPO_OPT, PASS_OPT, { 0 } };
+static const struct cmd_option key_opts[] = {
   JSON_OPT, REPO_OPT,
+  { OPT_PAPER, "--paper", "export: the key as printable lines with a\n"
+    "checksum each; import: read that form" },
+  { OPT_ENCRYPT, "--master-key FILE", "create: an RSA public key (PEM) that also\n"
+    "wraps the new key; import: the RSA private key\n"
+    "that recovers the repository's wrapped copy" },
+  { OPT_PASSPHRASE_FD, "--passphrase-fd N", "read passphrases from file descriptor N, one\n"
+    "per line (else $VMSHADOW_PASSPHRASE and\n$VMSHADOW_NEW_PASSPHRASE, or the terminal)" },
+  { 0 } };
+static const struct cmd_option verify_opts[] = {
+  JSON_OPT, REPO_OPT, PASS_OPT,
   { OPT_DEEP, "--deep", "read and re-hash every chunk" },
   { OPT_SAMPLE, "--sample PERCENT", "check a random PERCENT (1-100) of the chunks,\n"
     "a different one each run" },
   { 0 } };
 static const struct cmd_option prune_opts[] = {
-  JSON_OPT, REPO_OPT, CONNECT_OPT ("of the VMs whose checkpoints are deleted"),
+  JSON_OPT, REPO_OPT, PASS_OPT, CONNECT_OPT ("of the VMs whose checkpoints are deleted"),
   { OPT_KEEP, "--keep-last N", "keep the N newest backups" },
   { OPT_KEEP, "--keep-daily N", "keep the newest backup of each of N days" },
   { OPT_KEEP, "--keep-weekly N", "... of each of N weeks" },
@@ -83,12 +104,12 @@ static const struct cmd_option prune_opts[] = {
   { OPT_DRY_RUN, "--dry-run", "only say what would be deleted" },
   { 0 } };
 static const struct cmd_option gc_opts[] = {
-  JSON_OPT, REPO_OPT,
+  JSON_OPT, REPO_OPT, PASS_OPT,
   { OPT_GRACE, "--grace SECONDS", "keep unreferenced chunks younger than this\n"
     "(default 3600; no upper limit)" },
   { 0 } };
 static const struct cmd_option restore_opts[] = {
-  JSON_OPT, REPO_OPT, CONNECT_OPT ("of the VMs"), WRITERS_OPT,
+  JSON_OPT, REPO_OPT, PASS_OPT, CONNECT_OPT ("of the VMs"), WRITERS_OPT,
   { OPT_VM, "--vm NAME|UUID", "this VM of the backup (repeat; default all)" },
   { OPT_COMPONENT, "--component WRITER[:COMPONENT]",
     "this component (or all) of a writer, by writer\n"
@@ -108,13 +129,13 @@ static const struct cmd_option restore_opts[] = {
   { OPT_DRY_RUN, "--dry-run", "print every change, change nothing" },
   { 0 } };
 static const struct cmd_option extract_opts[] = {
-  JSON_OPT, REPO_OPT,
+  JSON_OPT, REPO_OPT, PASS_OPT,
   { OPT_TO, "--to PATH", "where to write the file (required)" },
   { OPT_FORMAT, "--format raw|qcow2", "image format of a disk (default: its original\n"
     "format)" },
   { 0 } };
 static const struct cmd_option serve_opts[] = {
-  JSON_OPT, REPO_OPT,
+  JSON_OPT, REPO_OPT, PASS_OPT,
   { OPT_VM, "--vm NAME|UUID", "the VM whose disk to serve" },
   { OPT_DISK, "--disk TARGET", "the VM's disk (vda, ...), when it has several" },
   { 0 } };
@@ -146,8 +167,11 @@ static const struct command {
     "0 stored, 1 nothing stored, 2 usage, 3 stored with warnings,\n"
     "4 some sets (--each) failed", 1 },
   { "init", cmd_init, init_opts, "",
-    "create a repository (--format 2, the default here: packs)",
+    "create a repository (--format 2, the default here: packs; --encrypt)",
     "0 created, 1 failed (or one is there), 2 usage", 1 },
+  { "key", cmd_key, key_opts, "create|show|change-passphrase|export|import",
+    "keys of encrypted repositories (export/import --paper)",
+    "0 done, 1 failed (nothing changed), 2 usage", 0 },
   { "upgrade", cmd_upgrade, repo_only_opts, "",
     "move a version 1 repository to version 2, keeping every backup",
     "0 upgraded (or already version 2), 1 failed, 2 usage", 1 },
@@ -324,7 +348,9 @@ main (int argc, char **argv)
          O_KEEP_LAST, O_KEEP_DAILY, O_KEEP_WEEKLY, O_KEEP_MONTHLY, O_TO,
          O_FORMAT, O_GRACE, O_METHOD, O_ALL, O_VM, O_NAME, O_START,
          O_NETWORK_MAP, O_DISK, O_REPLACE, O_EXISTING, O_FALLBACK, O_COMPONENT,
-         O_SAMPLE, O_EACH, O_WAIT, O_WAIT_TIMEOUT, O_CONFIG, O_PROMETHEUS };
+         O_SAMPLE, O_EACH, O_WAIT, O_WAIT_TIMEOUT, O_CONFIG, O_PROMETHEUS,
+         O_ENCRYPT, O_KEY, O_VISIBLE_IDS, O_MASTER_KEY, O_PAPER,
+         O_PASSPHRASE_FD };
   static const struct option long_options[] = {
     { "json", no_argument, NULL, O_JSON },
     { "writers-dir", required_argument, NULL, O_WRITERS_DIR },
@@ -357,6 +383,12 @@ main (int argc, char **argv)
     { "wait-timeout", required_argument, NULL, O_WAIT_TIMEOUT },
     { "config", required_argument, NULL, O_CONFIG },
     { "prometheus", required_argument, NULL, O_PROMETHEUS },
+    { "encrypt", no_argument, NULL, O_ENCRYPT },
+    { "key", required_argument, NULL, O_KEY },
+    { "visible-backup-ids", no_argument, NULL, O_VISIBLE_IDS },
+    { "master-key", required_argument, NULL, O_MASTER_KEY },
+    { "paper", no_argument, NULL, O_PAPER },
+    { "passphrase-fd", required_argument, NULL, O_PASSPHRASE_FD },
     { "verbose", no_argument, NULL, 'v' },
     { "quiet", no_argument, NULL, 'q' },
     { "help", no_argument, NULL, 'h' },
@@ -373,6 +405,7 @@ main (int argc, char **argv)
   size_t nr_vms = 0, nr_netmap = 0, nr_comps = 0;
   uint64_t n;
   int c, longindex, want_help = 0, quiet = 0;
+  int passphrase_fd = -1;
 
   /* Options may come before or after the command ("vmshadow writers
    * --json"), so let getopt permute. Its own messages are off: ours name
@@ -493,6 +526,15 @@ main (int argc, char **argv)
       bit = OPT_COMPONENT; break;
     case O_CONFIG: opts.config_dir = optarg; bit = OPT_CONFIG; break;
     case O_PROMETHEUS: opts.prometheus = optarg; bit = OPT_PROMETHEUS; break;
+    case O_ENCRYPT: opts.encrypt = 1; bit = OPT_ENCRYPT; break;
+    case O_KEY: opts.key = optarg; bit = OPT_ENCRYPT; break;
+    case O_VISIBLE_IDS: opts.visible_ids = 1; bit = OPT_ENCRYPT; break;
+    case O_MASTER_KEY: opts.master_key = optarg; bit = OPT_ENCRYPT; break;
+    case O_PAPER: bit = OPT_PAPER; break;
+    case O_PASSPHRASE_FD:
+      if (parse_number ("--passphrase-fd", optarg, INT_MAX, &n) == -1)
+        return EXIT_USAGE;
+      passphrase_fd = (int) n; bit = OPT_PASSPHRASE_FD; break;
     case 'v': vms_log_set_debug (1); break;
     case 'q': quiet = 1; break;
     /* Whose help: the command's, known once every option is read. */
@@ -546,5 +588,6 @@ main (int argc, char **argv)
       close (null);
     }
   }
+  cli_passphrase_setup (passphrase_fd);
   return cmd->run (&opts, argc - optind - 1, argv + optind + 1);
 }

@@ -58,6 +58,10 @@ enum {
   /* With VMS_REPO_CREATE: a new repository is format version 2 (packs).
    * Without it, $VMSHADOW_REPO_FORMAT ("1" or "2") decides, else 1. */
   VMS_REPO_FORMAT_2 = 4,
+  /* An encrypted repository opened without its key (R28): what can be
+   * done without it is listing backups (only where the owner chose
+   * visible ids) and vms_repo_verify's structure check. */
+  VMS_REPO_NO_KEY = 8,
 };
 
 /* dir NULL: $VMSHADOW_REPO, else /var/lib/vmshadow/repo. Directories are
@@ -69,6 +73,42 @@ extern VMS_API void vms_repo_close (vms_repo *repo);
 extern VMS_API const char *vms_repo_path (const vms_repo *repo);
 /* The repository's format version (1 or 2), from its config. */
 extern VMS_API int vms_repo_format_version (const vms_repo *repo);
+
+/* ---- encryption (R28, docs/encryption.md; keys: vmshadow/key.h) ----
+ *
+ * vms_repo_open of an encrypted repository unlocks the key its config
+ * names (its key file, a passphrase) unless VMS_REPO_NO_KEY is given;
+ * without the key file it fails with ENOKEY. */
+
+/* The fingerprint of the repository's key (32 hex digits), or NULL for a
+ * plain repository. Borrowed. */
+extern VMS_API const char *vms_repo_key_fingerprint (const vms_repo *repo);
+/* 1 if the repository is plain or its key is unlocked, 0 if encrypted and
+ * opened with VMS_REPO_NO_KEY. */
+extern VMS_API int vms_repo_has_key (const vms_repo *repo);
+/* 1 if an encrypted repository's object names hide its backup ids (then
+ * nothing can be listed without the key). */
+extern VMS_API int vms_repo_backup_ids_hidden (const vms_repo *repo);
+
+struct vms_repo_encryption {
+  /* An existing key (its fingerprint) in the key directory, or NULL to
+   * make a new key (vms_key_create: a new passphrase is asked). */
+  const char *key_fingerprint;
+  /* With a new key: an RSA public key (PEM file) that also wraps it, or
+   * NULL. The repository then holds the wrapped copy in keys/<fp>. */
+  const char *master_public_key;
+  /* Backup ids readable in object names, so that they (and the store's
+   * times) can be listed without the key. Default (0): hidden. */
+  int visible_backup_ids;
+};
+/* The repository's copy of its key file (keys/<fingerprint>: the
+ * recovery wrap for a master key, no passphrase-sealed secret), for
+ * vms_key_import; NULL with the error set (ENOENT: none). */
+extern VMS_API char *vms_repo_recovery_key (vms_repo *repo, size_t *len);
+/* Create an encrypted format version 2 repository in dir (a new or empty
+ * directory, as vms_repo_open with VMS_REPO_CREATE), opened for writing. */
+extern VMS_API vms_repo *vms_repo_init_encrypted (const char *dir,
+                                                  const struct vms_repo_encryption *e);
 
 /* ---- chunks (thread-safe) ---- */
 
@@ -200,7 +240,11 @@ extern VMS_API int vms_manifest_select_file (const vms_manifest *m,
 
 
 /* Check every backup (or one): manifests and indexes parse, every chunk
- * exists; with deep, every chunk is read and re-hashed. Problems are
+ * exists; with deep, every chunk is read and re-hashed (and, encrypted,
+ * authenticated). An encrypted repository opened without its key gets a
+ * structure check instead: every pack's tail checksum and framing, every
+ * sealed object's envelope framing; its report ends with a line saying
+ * that contents were not authenticated (deep is refused: EINVAL). Problems are
  * reported through report (one line each, naming backup, component, file
  * and offset); returns the number of problems, or -1 on error. */
 typedef void (*vms_repo_report_fn) (void *opaque, const char *line);

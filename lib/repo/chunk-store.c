@@ -22,6 +22,7 @@
 #include <zstd.h>
 
 #include "cleanup.h"
+#include "crypt.h"
 #include "fs-util.h"
 #include "repo-internal.h"
 #include "storage.h"
@@ -38,6 +39,8 @@ struct chunk_tls {
   ZSTD_DCtx *dctx;
   uint8_t *io;                  /* a zstd chunk file: header + payload */
   uint8_t *plain;               /* an uncompressed chunk (vms_repo_read) */
+  uint8_t *sealed;              /* encrypted v2: a blob in its envelope */
+  uint8_t *opened;              /* encrypted v2: an opened zstd blob */
   /* plain holds the verified content of this chunk. Content-addressed, so
    * it is right for any repository. */
   struct vms_digest plain_digest;
@@ -60,6 +63,8 @@ tls_free (void *p)
   ZSTD_freeDCtx (t->dctx);
   free (t->io);
   free (t->plain);
+  free (t->sealed);
+  free (t->opened);
   free (t);
 }
 
@@ -97,7 +102,8 @@ static uint8_t *
 tls_buffer (uint8_t **slot)
 {
   if (*slot == NULL)
-    *slot = malloc (CHUNK_HEADER_SIZE + (size_t) VMS_CHUNK_SIZE);
+    *slot = malloc (CHUNK_HEADER_SIZE + (size_t) VMS_CHUNK_SIZE
+                    + ENVELOPE_OVERHEAD);
   if (*slot == NULL)
     vms_set_error (ENOMEM, "out of memory for a chunk buffer");
   return *slot;
@@ -142,6 +148,21 @@ static int
 sha256 (const void *data, size_t len, struct vms_digest *d)
 {
   return repo_sha256 (data, len, d->b);
+}
+
+int
+repo_chunk_id (vms_repo *repo, const void *data, size_t len,
+               struct vms_digest *d)
+{
+  if (repo->encrypted) {
+    if (repo->key == NULL) {
+      vms_set_error (ENOKEY, "repository %s is encrypted and was opened "
+                     "without its key", repo->path);
+      return -1;
+    }
+    return crypt_mac (repo->key->k_id, data, len, d->b);
+  }
+  return sha256 (data, len, d);
 }
 
 static int
@@ -227,12 +248,14 @@ corrupt (const struct vms_digest *d, const char *fmt, ...)
   return -1;
 }
 
-/* buf (len bytes) hashes to d, else EBADMSG naming the chunk. */
+/* buf (len bytes) hashes to d (keyed in an encrypted repository), else
+ * EBADMSG naming the chunk. */
 static int
-chunk_verify (const void *buf, size_t len, const struct vms_digest *d)
+chunk_verify (vms_repo *repo, const void *buf, size_t len,
+              const struct vms_digest *d)
 {
   struct vms_digest got;
-  if (sha256 (buf, len, &got) == -1)
+  if (repo_chunk_id (repo, buf, len, &got) == -1)
     return -1;
   if (memcmp (got.b, d->b, VMS_DIGEST_LEN) != 0)
     return corrupt (d, "hash mismatch");
@@ -429,7 +452,7 @@ read_form (vms_repo *repo, const struct vms_digest *d, enum chunk_form form,
     if (chunk_store_unpack (io, payload, buf, len, d) == -1)
       return -1;
   }
-  return verify ? chunk_verify (buf, len, d) : 0;
+  return verify ? chunk_verify (repo, buf, len, d) : 0;
 }
 
 /* ---- version 2: blobs in packs (pack.c) ---- */
@@ -491,14 +514,14 @@ v2_check (vms_repo *repo, const struct vms_digest *d, size_t len)
   pack_object_name (loc.pack_id, pack);
   if (storage_stat (repo->store, pack, &st) == -1) {
     /* Maybe still in this process's open pack: a ranged read says. */
-    uint8_t byte;
+    uint8_t byte[1 + ENVELOPE_OVERHEAD];
     struct pack_loc one = loc;
     one.slen = 1;
-    if (errno == ENOENT && pack_read_blob (repo, &one, &byte) == 0)
+    if (errno == ENOENT && pack_read_blob (repo, &one, byte) == 0)
       return 0;
     return pack_read_error (d, &loc);
   }
-  if ((uint64_t) loc.offset + loc.slen > st.size) {
+  if ((uint64_t) loc.offset + loc.slen + repo->blob_overhead > st.size) {
     errno = EBADMSG;
     return pack_read_error (d, &loc);
   }
@@ -523,6 +546,37 @@ v2_read_blob (vms_repo *repo, const struct vms_digest *d, size_t len,
   return pack_read_error (d, loc);
 }
 
+/* The associated data of chunk d's blob: its id (R28). */
+static size_t
+blob_aad (vms_repo *repo, const struct vms_digest *d, char *buf, size_t size)
+{
+  char hex[65];
+  vms_digest_hex (d, hex);
+  return crypt_aad (buf, size, repo->id, "blob", hex);
+}
+
+/* Open the sealed blob of d (slen bytes of content in its envelope) into
+ * out; a failure names the chunk and its pack. */
+static int
+blob_open (vms_repo *repo, const struct vms_digest *d,
+           const struct pack_loc *loc, const uint8_t *sealed, uint8_t *out)
+{
+  char aad[256], pack[64];
+
+  if (repo->key == NULL) {
+    vms_set_error (ENOKEY, "chunk cannot be read: repository %s is encrypted "
+                   "and was opened without its key", repo->path);
+    return -1;
+  }
+  if (crypt_open (repo->key->k_enc, aad, blob_aad (repo, d, aad, sizeof aad),
+                  sealed, loc->slen + ENVELOPE_OVERHEAD, out) == -1) {
+    pack_object_name (loc->pack_id, pack);
+    return corrupt (d, "failed authentication in pack %s: altered, cut "
+                    "short, or another chunk's blob", pack);
+  }
+  return 0;
+}
+
 static int
 v2_read (vms_repo *repo, const struct vms_digest *d, void *buf, size_t len,
          int verify, struct chunk_tls *t)
@@ -531,6 +585,22 @@ v2_read (vms_repo *repo, const struct vms_digest *d, void *buf, size_t len,
 
   if (v2_locate (repo, d, len, &loc) == -1)
     return -1;
+  if (repo->encrypted) {
+    /* Authenticated, then (zstd) decompressed; and with verify the
+     * content's keyed id is checked too: a blob sealed for this id that
+     * holds other content would need the key. */
+    uint8_t *sealed = tls_buffer (&t->sealed), *opened;
+    if (sealed == NULL || v2_read_blob (repo, d, len, &loc, sealed) == -1)
+      return -1;
+    if (loc.form == CHUNK_FORM_RAW)
+      return blob_open (repo, d, &loc, sealed, buf) == -1 ? -1
+        : verify ? chunk_verify (repo, buf, len, d) : 0;
+    if ((opened = tls_buffer (&t->opened)) == NULL ||
+        blob_open (repo, d, &loc, sealed, opened) == -1 ||
+        chunk_store_unpack (opened, loc.slen, buf, len, d) == -1)
+      return -1;
+    return verify ? chunk_verify (repo, buf, len, d) : 0;
+  }
   if (loc.form == CHUNK_FORM_RAW) {
     if (v2_read_blob (repo, d, len, &loc, buf) == -1)
       return -1;
@@ -544,7 +614,7 @@ v2_read (vms_repo *repo, const struct vms_digest *d, void *buf, size_t len,
     if (chunk_store_unpack (io, loc.slen, buf, len, d) == -1)
       return -1;
   }
-  return verify ? chunk_verify (buf, len, d) : 0;
+  return verify ? chunk_verify (repo, buf, len, d) : 0;
 }
 
 /* ---- either form ----
@@ -714,7 +784,7 @@ vms_repo_chunk_put (vms_repo *repo, const void *data, size_t len,
     memset (digest->b, 0, VMS_DIGEST_LEN);
     return 0;
   }
-  if (sha256 (data, len, &d) == -1)
+  if (repo_chunk_id (repo, data, len, &d) == -1)
     return -1;
   *digest = d;
 
@@ -769,6 +839,18 @@ vms_repo_chunk_put (vms_repo *repo, const void *data, size_t len,
     const uint8_t *blob = form == CHUNK_FORM_ZSTD ? io + CHUNK_HEADER_SIZE
       : data;
     size_t slen = form == CHUNK_FORM_ZSTD ? r : len;
+    if (repo->encrypted) {
+      /* Sealed here, in the caller's thread, before the pack's lock: its
+       * identity is its id (R28). */
+      char aad[256];
+      uint8_t *sealed = tls_buffer (&t->sealed);
+      if (sealed == NULL ||
+          crypt_seal (repo->key->k_enc, aad, blob_aad (repo, &d, aad,
+                                                       sizeof aad),
+                      blob, slen, sealed) == -1)
+        return -1;
+      blob = sealed;
+    }
     return pack_add_blob (repo, &d, form, blob, slen, len, stored_bytes);
   }
   chunk_name (&d, form, name);

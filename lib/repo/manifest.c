@@ -454,10 +454,14 @@ backup_read (vms_repo *repo, const char *id, const char *v1, size_t max,
   char name[STORAGE_NAME_MAX + 64], b[64];
   const char *file = backup_file_name (repo, v1, b, sizeof b);
 
-  snprintf (name, sizeof name, "%s%s/%s", repo->version >= 2 ? "backups/" : "",
-            id, file);
-  if (repo->version >= 2)
+  if (repo->version >= 2) {
+    char dir[STORAGE_NAME_MAX + 1];
+    if (repo_backup_dir (repo, id, dir, sizeof dir) == -1)
+      return -1;
+    snprintf (name, sizeof name, "%s/%s", dir, file);
     return storage_get_all (repo->store, name, max, (void **) buf, len);
+  }
+  snprintf (name, sizeof name, "%s/%s", id, file);
   return repo_read_file (repo->backups_fd, name, max, buf, len);
 }
 
@@ -470,7 +474,10 @@ backup_exists (vms_repo *repo, const char *id)
 
   if (repo->version < 2)
     return fstatat (repo->backups_fd, id, &st, AT_SYMLINK_NOFOLLOW);
-  snprintf (name, sizeof name, "backups/%s/manifest", id);
+  char dir[STORAGE_NAME_MAX + 1];
+  if (repo_backup_dir (repo, id, dir, sizeof dir) == -1)
+    return -1;
+  snprintf (name, sizeof name, "%s/manifest", dir);
   struct storage_stat sst;
   return storage_stat (repo->store, name, &sst);
 }
@@ -779,8 +786,10 @@ struct vms_repo_txn {
 static void
 txn_delete (vms_repo_txn *txn, const char *file)
 {
-  char name[STORAGE_NAME_MAX + 64];
-  snprintf (name, sizeof name, "backups/%s/%s", txn->m->id, file);
+  char name[STORAGE_NAME_MAX + 64], dir[STORAGE_NAME_MAX + 1];
+  if (repo_backup_dir (txn->repo, txn->m->id, dir, sizeof dir) == -1)
+    return;
+  snprintf (name, sizeof name, "%s/%s", dir, file);
   storage_delete (txn->repo->store, name);
 }
 
@@ -789,8 +798,10 @@ static int
 txn_put (vms_repo_txn *txn, const char *file, const void *buf, size_t len,
          unsigned flags)
 {
-  char name[STORAGE_NAME_MAX + 64];
-  snprintf (name, sizeof name, "backups/%s/%s", txn->m->id, file);
+  char name[STORAGE_NAME_MAX + 64], dir[STORAGE_NAME_MAX + 1];
+  if (repo_backup_dir (txn->repo, txn->m->id, dir, sizeof dir) == -1)
+    return -1;
+  snprintf (name, sizeof name, "%s/%s", dir, file);
   return storage_put (txn->repo->store, name, buf, len, flags);
 }
 

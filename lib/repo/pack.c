@@ -21,6 +21,7 @@
 #include <openssl/evp.h>
 
 #include "cleanup.h"
+#include "crypt.h"
 #include "repo-internal.h"
 #include "storage.h"
 #include "vmshadow/error.h"
@@ -571,10 +572,11 @@ pack_read_blob (vms_repo *repo, const struct pack_loc *loc, void *buf)
   else if (rp->fl_no &&
            memcmp (rp->packs[rp->fl_no - 1].id, loc->pack_id, 16) == 0)
     mem = rp->fl_buf, mem_len = rp->fl_len;
+  size_t n = loc->slen + repo->blob_overhead;
   if (mem) {
-    int ok = (uint64_t) loc->offset + loc->slen <= mem_len;
+    int ok = (uint64_t) loc->offset + n <= mem_len;
     if (ok)
-      memcpy (buf, mem + loc->offset, loc->slen);
+      memcpy (buf, mem + loc->offset, n);
     pthread_mutex_unlock (&rp->lock);
     if (!ok)
       errno = EBADMSG;
@@ -582,7 +584,7 @@ pack_read_blob (vms_repo *repo, const struct pack_loc *loc, void *buf)
   }
   pthread_mutex_unlock (&rp->lock);
   pack_object_name (loc->pack_id, name);
-  return storage_get (repo->store, name, loc->offset, loc->slen, buf);
+  return storage_get (repo->store, name, loc->offset, n, buf);
 }
 
 /* ---- writing ---- */
@@ -609,6 +611,27 @@ open_pack_fail (struct repo_packs *rp)
   note_failure (rp);
 }
 
+/* The segment of the open pack's blobs (its trailer may be sealed, so
+ * the entries are encoded again). */
+static int
+segment_build_from (struct repo_packs *rp, const uint8_t *id, void **seg,
+                    size_t *seg_len)
+{
+  uint8_t *e = malloc (rp->nblobs ? rp->nblobs * SEGMENT_ENTRY_SIZE : 1);
+  if (e == NULL) {
+    vms_set_error (ENOMEM, "out of memory for an index segment");
+    return -1;
+  }
+  for (size_t i = 0; i < rp->nblobs; i++) {
+    const struct open_blob *b = &rp->blobs[i];
+    entry_encode (e + i * SEGMENT_ENTRY_SIZE, &b->d, id, b->offset, b->slen,
+                  b->plen, b->form);
+  }
+  int r = segment_build (e, rp->nblobs, seg, seg_len);
+  free (e);
+  return r;
+}
+
 /* Put the open pack, then its segment (lock held; released while the
  * objects are written, so that other threads fill the next pack
  * meanwhile: at most one pack is in flight, so at most two pack buffers
@@ -628,7 +651,9 @@ flush_locked (vms_repo *repo, struct repo_packs *rp)
   const uint8_t *id = rp->packs[rp->open_no - 1].id;
   /* Trailer: the pack's own index; then the tail. */
   size_t tsize = rp->nblobs * SEGMENT_ENTRY_SIZE;
-  size_t need = rp->buf_len + tsize + PACK_TAIL_SIZE;
+  /* Encrypted: the trailer is sealed in place, its pack's name bound in. */
+  size_t tenv = repo->encrypted ? ENVELOPE_HEADER_LEN : 0;
+  size_t need = rp->buf_len + tsize + repo->blob_overhead + PACK_TAIL_SIZE;
   if (need > rp->buf_cap) {
     uint8_t *nb = realloc (rp->buf, need);
     if (nb == NULL) {
@@ -639,11 +664,23 @@ flush_locked (vms_repo *repo, struct repo_packs *rp)
     rp->buf_cap = need;
   }
   uint64_t trailer_off = rp->buf_len;
+  rp->buf_len += tenv;
   for (size_t i = 0; i < rp->nblobs; i++) {
     const struct open_blob *b = &rp->blobs[i];
     entry_encode (rp->buf + rp->buf_len, &b->d, id, b->offset, b->slen,
                   b->plen, b->form);
     rp->buf_len += SEGMENT_ENTRY_SIZE;
+  }
+  if (repo->encrypted) {
+    char aad[256];
+    pack_object_name (id, name);
+    if (crypt_seal (repo->key->k_enc, aad,
+                    crypt_aad (aad, sizeof aad, repo->id, "trailer", name),
+                    rp->buf + trailer_off + tenv, tsize,
+                    rp->buf + trailer_off) == -1)
+      goto fail;
+    rp->buf_len += ENVELOPE_TAG_LEN;
+    tsize += ENVELOPE_OVERHEAD;
   }
   uint8_t *tail = rp->buf + rp->buf_len;
   repo_put_le64 (tail, trailer_off);
@@ -653,7 +690,7 @@ flush_locked (vms_repo *repo, struct repo_packs *rp)
   rp->buf_len += PACK_TAIL_SIZE;
   /* Its segment: the trailer's entries, sorted. */
   if (random_id (seg_id) == -1 ||
-      segment_build (rp->buf + trailer_off, rp->nblobs, &seg, &seg_len) == -1)
+      segment_build_from (rp, id, &seg, &seg_len) == -1)
     goto fail;
   pack_object_name (id, name);
   hex (seg_id, 16, h);
@@ -731,9 +768,11 @@ append_locked (vms_repo *repo, struct repo_packs *rp,
   }
   /* 4 KiB aligned when that costs under 1 % of the blob. */
   size_t pad = (4096 - rp->buf_len % 4096) % 4096;
-  if (pad * 100 >= slen)
+  /* blob holds slen bytes of content and, encrypted, its envelope. */
+  size_t blen = slen + repo->blob_overhead;
+  if (pad * 100 >= blen)
     pad = 0;
-  size_t need = rp->buf_len + pad + slen;
+  size_t need = rp->buf_len + pad + blen;
   if (need > rp->buf_cap) {
     size_t ncap = rp->buf_cap ? rp->buf_cap : (size_t) 1 << 20;
     while (ncap < need)
@@ -759,13 +798,14 @@ append_locked (vms_repo *repo, struct repo_packs *rp,
   if (rp->buf_len == PACK_HEADER_SIZE) {
     memcpy (rp->buf, PACK_MAGIC, 8);
     repo_put_le32 (rp->buf + 8, PACK_VERSION);
-    repo_put_le32 (rp->buf + 12, 0);         /* flags: not encrypted */
+    /* flags: bit 0, encrypted (blobs and trailer sealed). */
+    repo_put_le32 (rp->buf + 12, repo->encrypted ? PACK_FLAG_ENCRYPTED : 0);
   }
   memset (rp->buf + rp->buf_len, 0, pad);
   rp->buf_len += pad;
   uint32_t offset = (uint32_t) rp->buf_len;
-  memcpy (rp->buf + rp->buf_len, blob, slen);
-  rp->buf_len += slen;
+  memcpy (rp->buf + rp->buf_len, blob, blen);
+  rp->buf_len += blen;
   rp->blobs[rp->nblobs++] = (struct open_blob) {
     .d = *d, .offset = offset, .slen = (uint32_t) slen,
     .plen = (uint32_t) plen, .form = (uint8_t) form,
@@ -781,7 +821,7 @@ append_locked (vms_repo *repo, struct repo_packs *rp,
   slot->slen = (uint32_t) slen;
   slot->plen_form = (uint32_t) plen | (uint32_t) form << 31;
   if (stored)
-    *stored = slen;
+    *stored = blen;
   if (rp->buf_len >= repo->pack_size)
     return flush_locked (repo, rp);
   return 0;
@@ -1014,7 +1054,7 @@ pack_gc (vms_repo *repo, const struct digest_set *live, int64_t grace,
   }
   /* Repack: copy the live chunks of those packs into new packs. */
   old_npacks = rp->npacks;
-  blob = malloc (VMS_CHUNK_SIZE);
+  blob = malloc (VMS_CHUNK_SIZE + repo->blob_overhead);
   if (blob == NULL) {
     vms_set_error (ENOMEM, "out of memory");
     goto out;
@@ -1029,7 +1069,9 @@ pack_gc (vms_repo *repo, const struct digest_set *live, int64_t grace,
     char name[64];
     slot_loc (rp, e, &loc);
     pack_object_name (loc.pack_id, name);
-    if (storage_get (repo->store, name, loc.offset, loc.slen, blob) == -1) {
+    /* Encrypted: moved sealed, as it is (its identity is its id). */
+    if (storage_get (repo->store, name, loc.offset,
+                     loc.slen + repo->blob_overhead, blob) == -1) {
       char h[65];
       vms_digest_hex (&e->d, h);
       vms_set_error (errno, "gc stopped: cannot read chunk %s from pack %s "

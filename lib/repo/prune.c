@@ -192,17 +192,22 @@ collect_object (void *opaque, const char *name)
 static int
 remove_backup_v2 (vms_repo *repo, const char *id)
 {
-  char name[MAX_BACKUP_ID_LEN + 32];
+  char name[STORAGE_NAME_MAX + 32], dir[STORAGE_NAME_MAX + 1];
   struct backup_objects o = { 0 };
   int r = 0;
 
-  snprintf (name, sizeof name, "backups/%s/manifest", id);
+  if (repo_backup_dir (repo, id, dir, sizeof dir) == -1) {
+    vms_set_error (errno, "repository %s: cannot remove backup %s: %s",
+                   repo->path, id, repo_errstr (errno));
+    return -1;
+  }
+  snprintf (name, sizeof name, "%s/manifest", dir);
   if (storage_delete (repo->store, name) == -1) {
     vms_set_error (errno, "repository %s: cannot remove backup %s: %s",
                    repo->path, id, repo_errstr (errno));
     return -1;
   }
-  snprintf (name, sizeof name, "backups/%s/", id);
+  snprintf (name, sizeof name, "%s/", dir);
   if (storage_list (repo->store, name, collect_object, &o) != 0)
     r = -1;
   for (size_t i = 0; i < o.n; i++) {

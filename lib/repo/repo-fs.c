@@ -39,6 +39,12 @@ repo_valid_name (const char *name)
 const char *
 repo_errstr (int errnum)
 {
+  /* The sealing layer's words (storage-crypt.c, R28). */
+  if (errnum == EKEYREJECTED)
+    return "failed authentication (altered, cut short, or moved here from "
+      "another object or backup)";
+  if (errnum == ENOKEY)
+    return "it is sealed, and the repository was opened without its key";
   return vms_fs_errstr (errnum);
 }
 

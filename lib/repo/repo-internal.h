@@ -87,6 +87,14 @@ struct vms_repo {
   uint32_t pack_size;           /* v2: target bytes per pack */
   struct storage *store;        /* v2 */
   struct repo_packs *packs;     /* v2: pack.c's state, made on first use */
+  /* Encryption (v2, R28; docs/encryption.md): the config's "encryption".
+   * key is the unlocked key (crypt.h), NULL when opened with
+   * VMS_REPO_NO_KEY; store is then the sealing layer over the backend. */
+  int encrypted;
+  int hide_ids;                 /* backup ids hidden in object names */
+  char key_fp[33];              /* the key's fingerprint (hex) */
+  const struct crypt_key *key;  /* borrowed from key.c's cache */
+  size_t blob_overhead;         /* bytes an envelope adds to a blob: 0 or 33 */
 };
 
 /* The format version a repository is created with: VMS_REPO_FORMAT_2 in
@@ -99,6 +107,7 @@ struct vms_repo {
 #define PACK_VERSION 1
 #define PACK_HEADER_SIZE 16
 #define PACK_TAIL_SIZE 48
+#define PACK_FLAG_ENCRYPTED 1u
 #define SEGMENT_MAGIC "VMSIDX2S"
 #define SEGMENT_VERSION 1
 #define SEGMENT_HEADER_SIZE 16
@@ -280,6 +289,15 @@ repo_get_le64 (const uint8_t *p)
   return (uint64_t) repo_get_le32 (p) | (uint64_t) repo_get_le32 (p + 4) << 32;
 }
 
+/* chunk-store.c: a chunk's id: SHA-256 of its content, or HMAC-SHA-256
+ * under K_id in an encrypted repository (R28). -1 with the error set. */
+extern int repo_chunk_id (vms_repo *repo, const void *data, size_t len,
+                          struct vms_digest *d);
+/* repo.c: "backups/<id>", or "backups/<HMAC-SHA-256(K_name, id) hex>"
+ * where the repository hides backup ids, into buf (STORAGE_NAME_MAX + 1).
+ * -1 (ENOKEY) when ids are hidden and the repository has no key. */
+extern int repo_backup_dir (vms_repo *repo, const char *id, char *buf,
+                            size_t size);
 /* chunk-store.c: SHA-256 of data into out (OpenSSL); -1 with the error
  * set if OpenSSL fails. */
 extern int repo_sha256 (const void *data, size_t len, uint8_t out[VMS_DIGEST_LEN]);

@@ -18,6 +18,7 @@
 #include <json-c/json.h>
 
 #include "cleanup.h"
+#include "crypt.h"
 #include "fs-util.h"
 #include "repo-internal.h"
 #include "storage.h"
@@ -34,6 +35,66 @@ int
 vms_repo_format_version (const vms_repo *repo)
 {
   return repo->version;
+}
+
+const char *
+vms_repo_key_fingerprint (const vms_repo *repo)
+{
+  return repo->encrypted ? repo->key_fp : NULL;
+}
+
+int
+vms_repo_has_key (const vms_repo *repo)
+{
+  return !repo->encrypted || repo->key != NULL;
+}
+
+int
+vms_repo_backup_ids_hidden (const vms_repo *repo)
+{
+  return repo->encrypted && repo->hide_ids;
+}
+
+char *
+vms_repo_recovery_key (vms_repo *repo, size_t *len)
+{
+  char name[64];
+  void *buf;
+
+  if (!repo->encrypted) {
+    vms_set_error (EINVAL, "repository %s is not encrypted", repo->path);
+    return NULL;
+  }
+  snprintf (name, sizeof name, "keys/%s", repo->key_fp);
+  if (storage_get_all (repo->store, name, 65536, &buf, len) == -1) {
+    vms_set_error (errno, "repository %s: %s: %s", repo->path, name,
+                   errno == ENOENT ? "absent (the key was made without "
+                   "--master-key)" : repo_errstr (errno));
+    return NULL;
+  }
+  return buf;
+}
+
+int
+repo_backup_dir (vms_repo *repo, const char *id, char *buf, size_t size)
+{
+  if (!repo->encrypted || !repo->hide_ids) {
+    snprintf (buf, size, "backups/%s", id);
+    return 0;
+  }
+  if (repo->key == NULL) {
+    errno = ENOKEY;
+    return -1;
+  }
+  uint8_t mac[32];
+  char h[65];
+  if (crypt_mac (repo->key->k_name, id, strlen (id), mac) == -1) {
+    errno = EIO;
+    return -1;
+  }
+  crypt_hex (mac, 32, h);
+  snprintf (buf, size, "backups/%s", h);
+  return 0;
 }
 
 int
@@ -223,13 +284,21 @@ create_layout (vms_repo *repo)
   CLEANUP_FREE char *text = NULL;
   int version;
   uint32_t pack_size;
-  char extra[64] = "";
+  char extra[512] = "";
 
   if (creation_format (repo, &version, &pack_size) == -1)
     return -1;
+  if (repo->encrypted)
+    version = 2;
   if (version == 2)
     snprintf (extra, sizeof extra, "  \"pack_size\": %" PRIu32 ",\n",
               pack_size);
+  if (repo->encrypted)
+    snprintf (extra + strlen (extra), sizeof extra - strlen (extra),
+              "  \"encryption\": { \"cipher\": \"aes-256-gcm\", "
+              "\"chunk_id\": \"hmac-sha256\",\n                  "
+              "\"key_fingerprint\": \"%s\", \"hide_backup_ids\": %s },\n",
+              repo->key_fp, repo->hide_ids ? "true" : "false");
 
   if (getrandom (rnd, sizeof rnd, 0) != sizeof rnd) {
     vms_set_error (errno, "cannot get random bytes for a repository id: %s",
@@ -322,6 +391,33 @@ read_config (vms_repo *repo)
       goto out;
     }
     repo->pack_size = (uint32_t) json_object_get_int64 (v);
+    if (json_object_object_get_ex (root, "encryption", &v) && v != NULL) {
+      json_object *c, *f, *k, *h;
+      uint8_t fp[CRYPT_FP_LEN];
+      if (!json_object_is_type (v, json_type_object) ||
+          !json_object_object_get_ex (v, "cipher", &c) ||
+          !json_object_is_type (c, json_type_string) ||
+          strcmp (json_object_get_string (c), "aes-256-gcm") != 0 ||
+          !json_object_object_get_ex (v, "chunk_id", &f) ||
+          !json_object_is_type (f, json_type_string) ||
+          strcmp (json_object_get_string (f), "hmac-sha256") != 0 ||
+          !json_object_object_get_ex (v, "key_fingerprint", &k) ||
+          !json_object_is_type (k, json_type_string) ||
+          crypt_unhex (json_object_get_string (k), fp, CRYPT_FP_LEN) == -1 ||
+          !json_object_object_get_ex (v, "hide_backup_ids", &h) ||
+          !json_object_is_type (h, json_type_boolean)) {
+        vms_set_error (EBADMSG, "repository %s: its config has an "
+                       "\"encryption\" this vmshadow does not know (it "
+                       "knows aes-256-gcm with hmac-sha256 chunk ids)",
+                       repo->path);
+        goto out;
+      }
+      repo->encrypted = 1;
+      repo->hide_ids = json_object_get_boolean (h);
+      repo->blob_overhead = ENVELOPE_OVERHEAD;
+      snprintf (repo->key_fp, sizeof repo->key_fp, "%s",
+                json_object_get_string (k));
+    }
   }
   if (!json_object_object_get_ex (root, "chunk_size", &v) ||
       !json_object_is_type (v, json_type_int)) {
@@ -370,6 +466,12 @@ open_layout (vms_repo *repo)
     repo->store = storage_local_open (repo->dirfd, repo->path, write);
     if (repo->store == NULL)
       return -1;
+    if (repo->encrypted &&
+        (repo->store = storage_crypt_wrap (repo->store, repo->key,
+                                           repo->id)) == NULL) {
+      vms_set_error (ENOMEM, "out of memory");
+      return -1;
+    }
     if (write &&
         (repo->tmp_fd = vms_open_beneath (repo->dirfd, "tmp",
                                           O_RDONLY | O_DIRECTORY, 0)) == -1) {
@@ -396,8 +498,72 @@ open_layout (vms_repo *repo)
   return 0;
 }
 
+/* An encrypted repository's key: unlocked (or, with VMS_REPO_NO_KEY,
+ * not). */
+static int
+unlock_repo (vms_repo *repo)
+{
+  if (!repo->encrypted || (repo->flags & VMS_REPO_NO_KEY) || repo->key)
+    return 0;
+  repo->key = key_unlock (repo->key_fp);
+  if (repo->key == NULL) {
+    vms_set_error (vms_get_errno (), "repository %s is encrypted: %s",
+                   repo->path, vms_get_error ());
+    return -1;
+  }
+  return 0;
+}
+
+static vms_repo *repo_open (const char *dir, unsigned flags,
+                            const struct crypt_key *new_key, int hide_ids);
+
 vms_repo *
 vms_repo_open (const char *dir, unsigned flags)
+{
+  return repo_open (dir, flags, NULL, 0);
+}
+
+vms_repo *
+vms_repo_init_encrypted (const char *dir, const struct vms_repo_encryption *e)
+{
+  const struct crypt_key *k = e->key_fingerprint
+    ? key_unlock (e->key_fingerprint) : key_new (e->master_public_key);
+  if (k == NULL)
+    return NULL;
+  vms_repo *repo = repo_open (dir, VMS_REPO_CREATE | VMS_REPO_WRITE |
+                              VMS_REPO_FORMAT_2, k, !e->visible_backup_ids);
+  if (repo == NULL)
+    return NULL;
+  if (repo->key != k) {
+    vms_set_error (EEXIST, "%s is a repository already; nothing changed",
+                   repo->path);
+    vms_repo_close (repo);
+    return NULL;
+  }
+  /* The recovery wrap goes with the repository: the organisation's
+   * master key then opens it without this host (docs/encryption.md). */
+  CLEANUP_FREE char *copy = key_recovery_copy (k->fingerprint_hex);
+  if (copy) {
+    char name[64];
+    snprintf (name, sizeof name, "keys/%s", k->fingerprint_hex);
+    if (storage_put (repo->store, name, copy, strlen (copy),
+                     STORAGE_PUT_EXCLUSIVE) == -1) {
+      vms_set_error (errno, "repository %s: %s while writing %s", repo->path,
+                     repo_errstr (errno), name);
+      vms_repo_close (repo);
+      return NULL;
+    }
+  }
+  else if (vms_get_errno () != 0 && vms_get_error ()) {
+    vms_repo_close (repo);
+    return NULL;
+  }
+  return repo;
+}
+
+static vms_repo *
+repo_open (const char *dir, unsigned flags, const struct crypt_key *new_key,
+           int hide_ids)
 {
   vms_repo *repo;
   struct stat st;
@@ -464,11 +630,22 @@ vms_repo_open (const char *dir, unsigned flags)
       fstatat (repo->dirfd, "config", &st, AT_SYMLINK_NOFOLLOW) == -1) {
     if (is_skeleton (repo->dirfd, 1) != 1)
       goto not_empty;
+    if (new_key) {
+      repo->encrypted = 1;
+      repo->hide_ids = hide_ids;
+      snprintf (repo->key_fp, sizeof repo->key_fp, "%s",
+                new_key->fingerprint_hex);
+    }
     if (create_layout (repo) == -1)
       goto fail;
+    repo->key = new_key;
   }
   if (read_config (repo) == -1)
     goto fail;
+  if (new_key == NULL && unlock_repo (repo) == -1)
+    goto fail;
+  if (repo->key && strcmp (repo->key->fingerprint_hex, repo->key_fp) != 0)
+    repo->key = NULL;           /* an existing repository: not this key's */
   if (open_layout (repo) == -1)
     goto fail;
   return repo;
@@ -591,9 +768,74 @@ list_backups_v2 (vms_repo *repo, backup_vector *v)
     string_vector_free_all (&ids);
     return -1;
   }
+  if (repo->encrypted && repo->key == NULL && repo->hide_ids) {
+    string_vector_free_all (&ids);
+    vms_set_error (ENOKEY, "repository %s hides its backup ids (its owner "
+                   "chose so at init): listing needs its key %s", repo->path,
+                   repo->key_fp);
+    return -1;
+  }
   for (size_t i = 0; i < ids.len; i++) {
     char *id = ids.ptr[i];
     ids.ptr[i] = NULL;
+    if (repo->encrypted && repo->key == NULL) {
+      /* Without the key: the id the name shows, the time the store gave
+       * the manifest (the manifest's own time is sealed). */
+      char name[STORAGE_NAME_MAX + 1];
+      struct storage_stat st;
+      struct repo_backup b = { .id = id };
+      snprintf (name, sizeof name, "backups/%s/manifest", id);
+      if (storage_stat (repo->store, name, &st) == 0)
+        b.time = st.mtime;
+      if (backup_vector_append (v, b) == -1) {
+        free (id);
+        string_vector_free_all (&ids);
+        vms_set_error (ENOMEM, "out of memory");
+        return -1;
+      }
+      continue;
+    }
+    if (repo->encrypted && repo->hide_ids) {
+      /* The name is HMAC(K_name, id): the id is in the sealed manifest,
+       * and must map back to the name it was found under. */
+      char name[STORAGE_NAME_MAX + 1], want[STORAGE_NAME_MAX + 1];
+      CLEANUP_FREE char *text = NULL;
+      size_t len;
+      vms_manifest *m = NULL;
+      snprintf (name, sizeof name, "backups/%s/manifest", id);
+      if (storage_get_all (repo->store, name, MAX_MANIFEST_BYTES,
+                           (void **) &text, &len) == -1)
+        vms_set_error (errno, "backup object %s: %s", name,
+                       repo_errstr (errno));
+      else if ((m = manifest_parse_version (text, len, NULL, 2)) != NULL &&
+               (repo_backup_dir (repo, vms_manifest_backup_id (m), want,
+                                 sizeof want) == -1 ||
+                strcmp (want + 8, id) != 0)) {
+        vms_set_error (EBADMSG, "backup object %s holds the manifest of "
+                       "backup %s, which belongs elsewhere", name,
+                       vms_manifest_backup_id (m));
+        vms_manifest_free (m);
+        m = NULL;
+      }
+      struct repo_backup b = { .id = id };
+      if (m) {
+        free (id);
+        b.id = strdup (vms_manifest_backup_id (m));
+        b.time = vms_manifest_time (m);
+        vms_manifest_free (m);
+      }
+      else
+        b.error = strdup (vms_get_error ());
+      if (b.id == NULL || (!m && b.error == NULL) ||
+          backup_vector_append (v, b) == -1) {
+        free (b.id);
+        free (b.error);
+        string_vector_free_all (&ids);
+        vms_set_error (ENOMEM, "out of memory");
+        return -1;
+      }
+      continue;
+    }
     if (backup_add (repo, v, id) == -1) {
       string_vector_free_all (&ids);
       return -1;

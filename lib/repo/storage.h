@@ -113,4 +113,19 @@ extern void storage_close (struct storage *s);
 extern struct storage *storage_local_open (int dirfd, const char *path,
                                            int writable);
 
+/* The sealing layer of an encrypted repository (storage-crypt.c): wraps
+ * inner (and closes it with itself); every object but config, keys/,
+ * packs/, sessions/, clock/ and gc/ is sealed on put and authenticated on
+ * get, its name and repo_id bound in (EKEYREJECTED when it fails). key
+ * NULL: sealed objects can be listed, stat'ed and deleted but not read or
+ * written (ENOKEY). NULL on out of memory. */
+struct crypt_key;
+extern struct storage *storage_crypt_wrap (struct storage *inner,
+                                           const struct crypt_key *key,
+                                           const char *repo_id);
+/* 1 if the layer seals object name. */
+extern int storage_crypt_sealed_name (const char *name);
+/* The backend under the layer (s itself if s is no sealing layer). */
+extern struct storage *storage_crypt_inner (struct storage *s);
+
 #endif /* VMS_REPO_STORAGE_H */
