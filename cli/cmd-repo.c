@@ -50,6 +50,59 @@ manifest_totals (const vms_manifest *m, uint64_t *size, uint64_t *stored)
   }
 }
 
+/* Open the repository; an encrypted one whose key cannot be had here (no
+ * key file, no passphrase) is opened without it when keyless allows (R28:
+ * verify's structure check, list where ids are visible), saying so. */
+static vms_repo *
+open_or_without_key (const struct options *opts, int keyless)
+{
+  vms_repo *repo = vms_repo_open (opts->repo_dir, 0);
+  if (repo || !keyless || vms_get_errno () != ENOKEY)
+    return repo;
+  char *why = strdup (vms_get_error ());
+  repo = vms_repo_open (opts->repo_dir, VMS_REPO_NO_KEY);
+  if (repo)
+    fprintf (stderr, "vmshadow: note: without the key (%s)\n",
+             cli_message (why ? why : "?"));
+  free (why);
+  return repo;
+}
+
+/* An encrypted repository listed without its key: ids (where its owner
+ * let them be seen) and the store's times of their manifests only. */
+static int
+list_without_key (const struct options *opts, vms_repo *repo)
+{
+  char **ids = NULL;
+  size_t n = 0;
+  if (vms_repo_list (repo, &ids, &n) == -1) {
+    vms_repo_close (repo);
+    return cli_fail ("list");
+  }
+  json_object *list = opts->json ? json_object_new_array () : NULL;
+  if (!opts->json)
+    printf ("%-28s  %s\n", "BACKUP", "(contents sealed: no key)");
+  for (size_t i = 0; i < n; i++) {
+    if (list) {
+      json_object *b = json_object_new_object ();
+      json_object_object_add (b, "backup_id", json_object_new_string (ids[i]));
+      json_object_array_add (list, b);
+    }
+    else
+      printf ("%s\n", cli_text (ids[i]));
+    free (ids[i]);
+  }
+  free (ids);
+  if (list) {
+    json_object *out = json_object_new_object ();
+    json_object_object_add (out, "backups", list);
+    json_object_object_add (out, "sealed", json_object_new_boolean (1));
+    cli_print_json (out);
+  }
+  vms_repo_close (repo);
+  return EXIT_SUCCESS;
+}
+
 int
 cmd_list (const struct options *opts, int argc, char **argv)
 {
@@ -59,7 +112,9 @@ cmd_list (const struct options *opts, int argc, char **argv)
 
   if (want_args ("list", argc, 0, 0, "") == -1)
     return EXIT_USAGE;
-  vms_repo *repo = vms_repo_open (opts->repo_dir, 0);
+  vms_repo *repo = open_or_without_key (opts, 1);
+  if (repo && !vms_repo_has_key (repo))
+    return list_without_key (opts, repo);
   if (repo == NULL || vms_repo_list (repo, &ids, &n) == -1) {
     vms_repo_close (repo);
     return cli_fail ("list");
@@ -279,9 +334,11 @@ cmd_verify (const struct options *opts, int argc, char **argv)
 {
   if (want_args ("verify", argc, 0, 1, "[BACKUP]") == -1)
     return EXIT_USAGE;
-  vms_repo *repo = vms_repo_open (opts->repo_dir, 0);
+  vms_repo *repo = open_or_without_key (opts, !opts->deep && argc == 0 &&
+                                        !opts->sample_percent);
   if (repo == NULL)
     return cli_fail ("verify");
+  int keyless = !vms_repo_has_key (repo);
   struct report_lines r = { opts->json ? json_object_new_array () : NULL, "" };
   unsigned pct = opts->sample_percent ? opts->sample_percent : 100;
   int problems = vms_repo_verify_sample (repo, argc ? argv[0] : NULL,
@@ -298,6 +355,9 @@ cmd_verify (const struct options *opts, int argc, char **argv)
     json_object_object_add (out, "problems", r.list);
     cli_print_json (out);
   }
+  else if (keyless)
+    printf ("%s (structure only: contents were not authenticated).\n",
+            problems == 0 ? "No problems found" : "Problems found");
   else if (problems == 0 && pct < 100)
     printf ("No problems found in a random %u %% of the chunks%s.\n", pct,
             opts->deep ? " (re-hashed)" : "");

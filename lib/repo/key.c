@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -942,9 +943,9 @@ key_paper_parse (const char *text, uint8_t master[CRYPT_KEY_LEN],
     char hex[64];
     while (s < end && isspace ((unsigned char) *s))
       s++;
-    if (s == end || strncmp (s, PAPER_HEADER, strlen (PAPER_HEADER)) == 0)
+    if (s == end || strncasecmp (s, PAPER_HEADER, strlen (PAPER_HEADER)) == 0)
       ;
-    else if (strncmp (s, "fingerprint", 11) == 0) {
+    else if (strncasecmp (s, "fingerprint", 11) == 0) {
       if (squeeze_hex (s + 11, end, hex, 32) != 32 ||
           crypt_unhex (hex, fingerprint, CRYPT_FP_LEN) == -1) {
         vms_set_error (EBADMSG, "paper key: the fingerprint line is not 32 hex "
@@ -976,8 +977,9 @@ key_paper_parse (const char *text, uint8_t master[CRYPT_KEY_LEN],
       seen |= 1u << l;
     }
     else {
-      vms_set_error (EBADMSG, "paper key: a line that is not part of one: "
-                     "\"%.40s\"", s);
+      int n = (int) (end - s) < 40 ? (int) (end - s) : 40;
+      vms_set_error (EBADMSG, "paper key: a line that is not part of one "
+                     "(at \"%.*s\")", n, s);
       return -1;
     }
     p = nl ? nl + 1 : end;

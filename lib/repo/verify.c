@@ -14,7 +14,9 @@
 #include <sys/random.h>
 
 #include "cleanup.h"
+#include "crypt.h"
 #include "repo-internal.h"
+#include "storage.h"
 #include "vector.h"
 #include "vmshadow/error.h"
 
@@ -125,6 +127,124 @@ verify_backup (struct verify *v, const char *id)
   return 0;
 }
 
+/* ---- an encrypted repository without its key (R28) ----
+ *
+ * What can be checked without the key: every pack's header, tail and the
+ * SHA-256 over it (bit rot, a cut or a lost write: not an attacker, who can
+ * recompute it), the framing of its sealed trailer; the framing and
+ * length of every other sealed object. Contents are not authenticated:
+ * the report's last line says so. */
+
+struct names {
+  char **v;
+  size_t n, cap;
+};
+
+static int
+names_add (void *opaque, const char *name)
+{
+  struct names *l = opaque;
+  if (l->n == l->cap) {
+    size_t ncap = l->cap ? l->cap * 2 : 64;
+    char **nv = realloc (l->v, ncap * sizeof *nv);
+    if (nv == NULL)
+      return -1;
+    l->v = nv;
+    l->cap = ncap;
+  }
+  if ((l->v[l->n] = strdup (name)) == NULL)
+    return -1;
+  l->n++;
+  return 0;
+}
+
+static void
+check_pack (struct verify *v, const char *name, const uint8_t *b, size_t len)
+{
+  uint8_t sum[VMS_DIGEST_LEN];
+
+  if (len < PACK_HEADER_SIZE + PACK_TAIL_SIZE ||
+      memcmp (b, PACK_MAGIC, 8) != 0 ||
+      repo_get_le32 (b + 8) != PACK_VERSION) {
+    problem (v, "pack %s is not a pack (%s)", name,
+             len < PACK_HEADER_SIZE + PACK_TAIL_SIZE ? "too short"
+             : "bad magic or version");
+    return;
+  }
+  if (!(repo_get_le32 (b + 12) & PACK_FLAG_ENCRYPTED))
+    problem (v, "pack %s is not marked encrypted in an encrypted "
+             "repository", name);
+  const uint8_t *tail = b + len - PACK_TAIL_SIZE;
+  uint64_t toff = repo_get_le64 (tail), tlen = repo_get_le64 (tail + 8);
+  if (repo_sha256 (b, len - PACK_TAIL_SIZE, sum) == 0 &&
+      memcmp (sum, tail + 16, VMS_DIGEST_LEN) != 0) {
+    problem (v, "pack %s is corrupt (checksum mismatch: damaged or cut "
+             "short)", name);
+    return;
+  }
+  if (toff < PACK_HEADER_SIZE || toff > len - PACK_TAIL_SIZE ||
+      tlen != len - PACK_TAIL_SIZE - toff) {
+    problem (v, "pack %s is corrupt (its trailer is out of place)", name);
+    return;
+  }
+  const char *why = crypt_envelope_problem (b + toff, (size_t) tlen);
+  if (why == NULL && (tlen - ENVELOPE_OVERHEAD) % SEGMENT_ENTRY_SIZE != 0)
+    why = "a length no trailer has";
+  if (why)
+    problem (v, "pack %s: its sealed trailer is %s", name, why);
+}
+
+static int
+verify_structure (struct verify *v)
+{
+  vms_repo *repo = v->repo;
+  struct names l = { 0 };
+  uint64_t objects = 0, packs = 0;
+  int r = 0;
+
+  if (storage_list (repo->store, "", names_add, &l) != 0) {
+    vms_set_error (errno, "repository %s: cannot list its objects: %s",
+                   repo->path, repo_errstr (errno));
+    r = -1;
+  }
+  for (size_t i = 0; r == 0 && i < l.n; i++) {
+    const char *name = l.v[i];
+    int pack = strncmp (name, "packs/", 6) == 0;
+    if (!pack && !storage_crypt_sealed_name (name))
+      continue;
+    struct storage *raw = storage_crypt_inner (repo->store);
+    CLEANUP_FREE void *buf = NULL;
+    size_t len;
+    if (storage_get_all (raw, name, (size_t) 1 << 31, &buf, &len) == -1) {
+      if (errno != ENOENT)      /* gone meanwhile (gc): nothing to check */
+        problem (v, "object %s cannot be read: %s", name,
+                 repo_errstr (errno));
+      continue;
+    }
+    if (pack) {
+      packs++;
+      check_pack (v, name, buf, len);
+      continue;
+    }
+    objects++;
+    const char *why = crypt_envelope_problem (buf, len);
+    if (why)
+      problem (v, "object %s is %s", name, why);
+  }
+  for (size_t i = 0; i < l.n; i++)
+    free (l.v[i]);
+  free (l.v);
+  if (r == 0 && v->report) {
+    char line[512];
+    snprintf (line, sizeof line, "checked without the key: %" PRIu64
+              " packs (checksums, framing) and %" PRIu64 " sealed objects "
+              "(framing); contents were not authenticated (verify --deep "
+              "with key %s does)", packs, objects, repo->key_fp);
+    v->report (v->opaque, line);
+  }
+  return r;
+}
+
 int
 vms_repo_verify (vms_repo *repo, const char *backup_id, int deep,
                  vms_repo_report_fn report, void *opaque)
@@ -157,6 +277,17 @@ vms_repo_verify_sample (vms_repo *repo, const char *backup_id, int deep,
   size_t nr = 0;
   int r = 0;
 
+  if (repo->encrypted && repo->key == NULL) {
+    if (deep || backup_id || percent < 100) {
+      vms_set_error (EINVAL, "repository %s is encrypted and was opened "
+                     "without its key %s: only the whole structure can be "
+                     "checked (no --deep, --sample or backup)", repo->path,
+                     repo->key_fp);
+      return -1;
+    }
+    r = verify_structure (&v);
+    return r == -1 ? -1 : v.problems;
+  }
   if (deep && (v.buf = malloc (VMS_CHUNK_SIZE)) == NULL) {
     vms_set_error (ENOMEM, "out of memory");
     return -1;

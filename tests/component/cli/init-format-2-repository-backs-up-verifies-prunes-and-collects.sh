@@ -11,6 +11,8 @@ tmp=$(mktemp -d /var/tmp/vmshadow-test.XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
 fail () { echo "FAIL: $*"; exit 1; }
 . "$(dirname "$0")/../../flip-byte.sh"
+# Also run on an encrypted repository (issue 13): VMSHADOW_TEST_ENCRYPTED=1.
+. "$(dirname "$0")/encrypted-lib.sh"
 export VMSHADOW_SCRATCH_DIR=$tmp/scratch VMSHADOW_REPO=$tmp/repo
 export VMSHADOW_WRITERS_DIR=$tmp/writers.d
 unset VMSHADOW_REPO_FORMAT VMSHADOW_REPO_PACK_SIZE
@@ -42,7 +44,7 @@ if "$vmshadow" extract --format 2 b c f --to "$tmp/x" 2> "$tmp/err"; then fail "
 grep -q "does not apply" "$tmp/err" || fail "bad message: $(cat "$tmp/err")"
 [ ! -e "$tmp/repo" ] || fail "a refused command made the repository"
 
-"$vmshadow" init > "$tmp/out" || fail "init: $(cat "$tmp/out")"
+"$vmshadow" init "${encrypted_init_args[@]}" > "$tmp/out" || fail "init: $(cat "$tmp/out")"
 grep -q "format version 2" "$tmp/out" || fail "init said: $(cat "$tmp/out")"
 grep -q '"version": 2' "$tmp/repo/config" || fail "config: $(cat "$tmp/repo/config")"
 cp "$tmp/repo/config" "$tmp/config.before"

@@ -37,3 +37,6 @@ W
 }
 # The events the writer got since the log was last cleared, in order.
 events () { ls "$tmp/log" | sed 's/^[0-9]*-//; s/\.json$//' | tr '\n' ' '; }
+# Issue 13: meson runs the restore tests on an encrypted repository too.
+. "$(dirname "${BASH_SOURCE[0]}")/encrypted-lib.sh"
+encrypted_repo_if_asked
