@@ -57,15 +57,16 @@ enum {
   OPT_WAIT = 1 << 25,
   OPT_CONFIG = 1 << 26,         /* --config DIR (config, job, status) */
   OPT_PROMETHEUS = 1 << 27,     /* status --prometheus FILE */
-  /* init --encrypt, --key, --visible-backup-ids; init and key
-   * --master-key */
-  OPT_ENCRYPT = 1 << 28,
+  OPT_ENCRYPT = 1 << 28,        /* init --encrypt, --key, --visible-backup-ids */
   OPT_PASSPHRASE_FD = 1 << 29,  /* --passphrase-fd N (encrypted repositories) */
   OPT_PAPER = 1 << 30,          /* key export|import --paper */
 };
 
+/* Past what an int enumerator holds (ISO C). */
+#define OPT_MASTER_KEY ((uint64_t) 1 << 31)   /* --master-key FILE (init, key) */
+
 struct options {
-  unsigned given;               /* OPT_* bits of the options on the line */
+  uint64_t given;               /* OPT_* bits of the options on the line */
   int json;
   const char *writers_dir;      /* NULL: VMSHADOW_WRITERS_DIR or default */
   const char *repo_dir;         /* NULL: VMSHADOW_REPO or default */

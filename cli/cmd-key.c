@@ -265,9 +265,6 @@ cmd_key (const struct options *opts, int argc, char **argv)
       strcmp (sub, "import") != 0)
     return cli_error ("key", EXIT_USAGE, "--paper is for key export and key "
                       "import");
-  if (opts->encrypt || opts->key || opts->visible_ids)
-    return cli_error ("key", EXIT_USAGE, "--encrypt, --key and "
-                      "--visible-backup-ids are for init");
   if (strcmp (sub, "show") == 0)
     return key_show (opts, argc, argv);
   if (strcmp (sub, "create") == 0) {

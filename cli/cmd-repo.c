@@ -478,7 +478,7 @@ cmd_init (const struct options *opts, int argc, char **argv)
 
   if (want_args ("init", argc, 0, 0, "[--format 1|2] [--encrypt]") == -1)
     return EXIT_USAGE;
-  if (((opts->given & OPT_ENCRYPT) || opts->master_key) && !opts->encrypt)
+  if (((opts->given & (OPT_ENCRYPT | OPT_MASTER_KEY))) && !opts->encrypt)
     return cli_error ("init", EXIT_USAGE, "--key, --visible-backup-ids and "
                       "--master-key go with --encrypt");
   if (opts->encrypt && format != 2)

@@ -22,7 +22,7 @@
  * other option for it) and what `vmshadow help COMMAND` shows; the man
  * page has the same options in the command's section (a test checks). */
 struct cmd_option {
-  unsigned bit;
+  uint64_t bit;
   const char *spelling;
   const char *help;             /* lines separated by '\n' */
 };
@@ -74,7 +74,7 @@ static const struct cmd_option init_opts[] = {
   { OPT_ENCRYPT, "--key FINGERPRINT", "with --encrypt: use this existing key" },
   { OPT_ENCRYPT, "--visible-backup-ids", "with --encrypt: backup ids readable in object\n"
     "names, so list works without the key (default:\nhidden)" },
-  { OPT_ENCRYPT, "--master-key FILE", "with --encrypt: an RSA public key (PEM) that\n"
+  { OPT_MASTER_KEY, "--master-key FILE", "with --encrypt: an RSA public key (PEM) that\n"
     "also wraps the new key" },
   PASS_OPT,
   { 0 } };
@@ -83,7 +83,7 @@ static const struct cmd_option key_opts[] = {
   JSON_OPT, REPO_OPT,
   { OPT_PAPER, "--paper", "export: the key as printable lines with a\n"
     "checksum each; import: read that form" },
-  { OPT_ENCRYPT, "--master-key FILE", "create: an RSA public key (PEM) that also\n"
+  { OPT_MASTER_KEY, "--master-key FILE", "create: an RSA public key (PEM) that also\n"
     "wraps the new key; import: the RSA private key\n"
     "that recovers the repository's wrapped copy" },
   { OPT_PASSPHRASE_FD, "--passphrase-fd N", "read passphrases from file descriptor N, one\n"
@@ -226,10 +226,10 @@ find_command (const char *name)
 }
 
 /* The OPT_* bits a command takes: those of its table. */
-static unsigned
+static uint64_t
 command_bits (const struct command *cmd)
 {
-  unsigned bits = 0;
+  uint64_t bits = 0;
   for (const struct cmd_option *o = cmd->options; o->spelling; o++)
     bits |= o->bit;
   return bits;
@@ -401,7 +401,7 @@ main (int argc, char **argv)
   CLEANUP_FREE const char **netmap = calloc ((size_t) argc + 1, sizeof *netmap);
   CLEANUP_FREE const char **comps = calloc ((size_t) argc + 1, sizeof *comps);
   /* The long name of the option that set each OPT_* bit, for messages. */
-  const char *given_as[32] = { NULL };
+  const char *given_as[64] = { NULL };
   size_t nr_vms = 0, nr_netmap = 0, nr_comps = 0;
   uint64_t n;
   int c, longindex, want_help = 0, quiet = 0;
@@ -422,7 +422,7 @@ main (int argc, char **argv)
           c = getopt_long (argc, argv, ":c:vhVq", long_options, &longindex)) != -1) {
     const char *name = longindex >= 0 ? long_options[longindex].name
       : c == 'c' ? "connect" : NULL;
-    unsigned bit = 0;
+    uint64_t bit = 0;
 
     if (c == '?' || c == ':') {
       /* The option as typed: an unknown short one is optopt, anything else
@@ -529,7 +529,7 @@ main (int argc, char **argv)
     case O_ENCRYPT: opts.encrypt = 1; bit = OPT_ENCRYPT; break;
     case O_KEY: opts.key = optarg; bit = OPT_ENCRYPT; break;
     case O_VISIBLE_IDS: opts.visible_ids = 1; bit = OPT_ENCRYPT; break;
-    case O_MASTER_KEY: opts.master_key = optarg; bit = OPT_ENCRYPT; break;
+    case O_MASTER_KEY: opts.master_key = optarg; bit = OPT_MASTER_KEY; break;
     case O_PAPER: bit = OPT_PAPER; break;
     case O_PASSPHRASE_FD:
       if (parse_number ("--passphrase-fd", optarg, INT_MAX, &n) == -1)
@@ -544,8 +544,8 @@ main (int argc, char **argv)
     }
     if (bit) {
       opts.given |= bit;
-      if (given_as[__builtin_ctz (bit)] == NULL)
-        given_as[__builtin_ctz (bit)] = name;
+      if (given_as[__builtin_ctzll (bit)] == NULL)
+        given_as[__builtin_ctzll (bit)] = name;
     }
   }
   const struct command *cmd = optind < argc ? find_command (argv[optind]) : NULL;
@@ -570,11 +570,11 @@ main (int argc, char **argv)
   if (cmd == NULL)
     return cli_error (NULL, EXIT_USAGE, "unknown command '%s'; see 'vmshadow --help'",
                       argv[optind]);
-  unsigned extra = opts.given & ~command_bits (cmd);
+  uint64_t extra = opts.given & ~command_bits (cmd);
   if (extra)
     return cli_error (cmd->name, EXIT_USAGE, "option --%s does not apply to "
                       "this command (see 'vmshadow help %s')",
-                      given_as[__builtin_ctz (extra)], cmd->name);
+                      given_as[__builtin_ctzll (extra)], cmd->name);
   /* --quiet: a command's report is dropped, what it is for (a listing, a
    * status, JSON asked for) is not; errors and warnings are on stderr. */
   if (quiet) {
