@@ -64,6 +64,7 @@ enum {
 
 /* Past what an int enumerator holds (ISO C). */
 #define OPT_MASTER_KEY ((uint64_t) 1 << 31)   /* --master-key FILE (init, key) */
+#define OPT_GROUP ((uint64_t) 1 << 32)        /* backup --group (issue 17) */
 
 struct options {
   uint64_t given;               /* OPT_* bits of the options on the line */
@@ -84,6 +85,7 @@ struct options {
                                    crash-consistent */
   int all;                      /* backup every VM (and every exec writer) */
   int each;                     /* backup: one consistency set per VM */
+  int group;                    /* backup: the set's VMs are one instant */
   int wait;                     /* backup: wait for locks and VM jobs */
   int64_t wait_seconds;         /* … this long at most */
   const char **vms;             /* restore --vm, NULL-terminated (or NULL) */

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cli.h"
 #include "vmshadow/error.h"
@@ -37,6 +38,43 @@ print_failure (const struct vms_backup_set *set)
   }
 }
 
+/* µs since the epoch as HH:MM:SS.mmm (UTC). */
+static const char *
+clock_text (int64_t us, char buf[32])
+{
+  time_t t = (time_t) (us / 1000000);
+  struct tm tm;
+  if (gmtime_r (&t, &tm) == NULL)
+    snprintf (buf, 32, "?");
+  else
+    snprintf (buf, 32, "%02d:%02d:%02d.%03d", tm.tm_hour, tm.tm_min, tm.tm_sec,
+              (int) (us % 1000000 / 1000));
+  return buf;
+}
+
+/* Issue 17: whether the frozen intervals shared an instant. */
+static void
+print_consistency (const struct vms_backup_set *set)
+{
+  struct vms_frozen_summary fs;
+  char a[32], b[32];
+
+  vms_backup_set_frozen (set, &fs);
+  if (fs.nr < 2 && fs.grouped == 0)
+    return;
+  if (fs.grouped == fs.nr)
+    printf ("Consistency group of %zu frozen VM%s: ", fs.nr, fs.nr == 1 ? "" : "s");
+  else
+    printf ("Not grouped (%zu frozen VMs): ", fs.nr);
+  if (fs.from_us < fs.until_us)
+    printf ("common frozen interval %s-%s UTC (%.1f ms)\n", clock_text (fs.from_us, a),
+            clock_text (fs.until_us, b), (double) (fs.until_us - fs.from_us) / 1000.0);
+  else
+    printf ("no common frozen instant (the first thaw, %s UTC, came %.1f ms "
+            "before the last freeze, %s UTC)\n", clock_text (fs.until_us, a),
+            (double) (fs.from_us - fs.until_us) / 1000.0, clock_text (fs.from_us, b));
+}
+
 static void
 print_summary (const struct vms_backup_set *set, int64_t ms)
 {
@@ -59,6 +97,11 @@ print_summary (const struct vms_backup_set *set, int64_t ms)
             t->files, t->files == 1 ? "" : "s",
             cli_bytes (t->size, b1), cli_bytes (t->bytes_read, b2),
             cli_bytes (t->bytes_stored, b3), (double) t->elapsed_ms / 1000.0);
+    if (t->frozen_from_us >= 0 && t->frozen_until_us >= 0) {
+      char a[32], b[32];
+      printf ("    frozen %s-%s UTC%s\n", clock_text (t->frozen_from_us, a),
+              clock_text (t->frozen_until_us, b), t->grouped ? " (grouped)" : "");
+    }
     /* R13: what was left out, and that it must be backed up otherwise. */
     for (size_t e = 0; e < t->nr_excluded; e++)
       printf ("    not backed up: %s: %s\n", cli_text (t->excluded[e].path),
@@ -70,6 +113,7 @@ print_summary (const struct vms_backup_set *set, int64_t ms)
               cli_text (t->cbt_wrong[k].path), t->cbt_wrong[k].differed,
               t->cbt_wrong[k].sampled);
   }
+  print_consistency (set);
   printf ("Read %s, stored %s new, in %.1f s.\n", cli_bytes (set->bytes_read, b1),
           cli_bytes (set->bytes_stored, b2), (double) ms / 1000.0);
 }
@@ -212,6 +256,9 @@ cmd_backup (const struct options *opts, int argc, char **argv)
   if (opts->each && !opts->all && argc == 0)
     return cli_error ("backup", EXIT_USAGE, "--each backs up each VM as a set "
                       "of its own: give --all or VM names with it");
+  if (opts->each && opts->group)
+    return cli_error ("backup", EXIT_USAGE, "--group makes the VMs of one set "
+                      "one instant; --each makes one set per VM: give one");
   argv[argc] = NULL;            /* argv is NULL-terminated: a VM list */
   progress_init (&prog, NULL);
   /* Every argument is checked before anything changes: the repository is
@@ -229,6 +276,7 @@ cmd_backup (const struct options *opts, int argc, char **argv)
       .fallback = opts->fallback,
       .wait_ms = opts->wait ? opts->wait_seconds * 1000 : 0,
       .no_exec_writers = opts->no_exec_writers,
+      .group = opts->group,
     },
     .progress = progress_file,
     .progress_opaque = &prog,

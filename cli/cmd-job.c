@@ -200,6 +200,7 @@ cmd_job (const struct options *opts, int argc, char **argv)
   o.fallback = j->fallback;
   o.all = j->all_vms;
   o.each = j->each && (j->all_vms || n > 0);
+  o.group = j->group;
   o.no_exec_writers = !j->exec_writers;
   o.job = j->name;
   o.full = 0;

@@ -53,6 +53,9 @@ static const struct cmd_option backup_opts[] = {
   { OPT_ALL, "--all", "every VM of the host (and every exec writer)" },
   { OPT_EACH, "--each", "one consistency set (and backup) per VM, so\n"
     "one failing VM does not sink the others" },
+  { OPT_GROUP, "--group", "the set's VMs as one instant: every guest frozen\n"
+    "before the first backup job begins, every job\n"
+    "begun before the first guest thaws (issue 17)" },
   { OPT_METHOD, "--method auto|online|crash-consistent|saved-state",
     "how running VMs are captured (default auto; a\n"
     "VM's vmshadow:policy metadata wins)" },
@@ -350,7 +353,7 @@ main (int argc, char **argv)
          O_NETWORK_MAP, O_DISK, O_REPLACE, O_EXISTING, O_FALLBACK, O_COMPONENT,
          O_SAMPLE, O_EACH, O_WAIT, O_WAIT_TIMEOUT, O_CONFIG, O_PROMETHEUS,
          O_ENCRYPT, O_KEY, O_VISIBLE_IDS, O_MASTER_KEY, O_PAPER,
-         O_PASSPHRASE_FD };
+         O_PASSPHRASE_FD, O_GROUP };
   static const struct option long_options[] = {
     { "json", no_argument, NULL, O_JSON },
     { "writers-dir", required_argument, NULL, O_WRITERS_DIR },
@@ -379,6 +382,7 @@ main (int argc, char **argv)
     { "component", required_argument, NULL, O_COMPONENT },
     { "sample", required_argument, NULL, O_SAMPLE },
     { "each", no_argument, NULL, O_EACH },
+    { "group", no_argument, NULL, O_GROUP },
     { "wait", no_argument, NULL, O_WAIT },
     { "wait-timeout", required_argument, NULL, O_WAIT_TIMEOUT },
     { "config", required_argument, NULL, O_CONFIG },
@@ -494,6 +498,7 @@ main (int argc, char **argv)
       opts.fallback = optarg; bit = OPT_FALLBACK; break;
     case O_ALL: opts.all = 1; bit = OPT_ALL; break;
     case O_EACH: opts.each = 1; bit = OPT_EACH; break;
+    case O_GROUP: opts.group = 1; bit = OPT_GROUP; break;
     case O_WAIT: opts.wait = 1; bit = OPT_WAIT; break;
     case O_WAIT_TIMEOUT:
       /* Milliseconds of it must fit an int64_t. */

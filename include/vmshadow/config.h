@@ -31,6 +31,8 @@ struct vms_config_job {
   int exec_writers;             /* exec-writers = yes (default) */
   char *method, *fallback;      /* NULL: the command's defaults */
   int each;                     /* each = yes */
+  int group;                    /* group = yes: the online VMs of the set
+                                   are one instant (issue 17) */
   char *repository;             /* a [repository NAME]; NULL: none (error) */
   struct vms_prune_policy keep; /* all 0: no prune after the backup */
   int64_t max_age_s;            /* status: critical after this; 0: 26 h */

@@ -95,6 +95,10 @@ struct vms_host_options {
    * online (R9): "crash-consistent" (NULL: the default, no VM is paused),
    * "saved-state" or "fail" — for the VMs whose metadata names none. */
   const char *fallback;
+  /* Issue 17: the VMs of the set are one consistency group: every guest
+   * frozen (every VM held) before the first backup job begins, every job
+   * begun before the first guest thaws; one failure fails them all. */
+  int group;
 };
 
 /* The directory exec writers are loaded from by default. */
@@ -177,6 +181,10 @@ struct vms_component_report {
    * VMS_ATTR_* of document.h): NULL / -1 when the writer says nothing. */
   char *method;
   int64_t freeze_window_ms, downtime_ms;
+  /* Issue 17: surely frozen from/until (µs since the epoch; -1: not
+   * frozen), and whether it was in the set's consistency group. */
+  int64_t frozen_from_us, frozen_until_us;
+  int grouped;
   size_t nr_excluded;
   struct vms_excluded_report *excluded;
   size_t files;
@@ -248,6 +256,18 @@ extern VMS_API void vms_backup_report_free (struct vms_backup_report *r);
 extern VMS_API char *vms_backup_report_json (const struct vms_backup_report *r);
 /* "complete", "stored-with-errors", "failed". */
 extern VMS_API const char *vms_set_state_name (enum vms_set_state s);
+
+/* Issue 17: the frozen intervals of a set's components. nr: how many
+ * components have one; grouped: how many of those were captured in a
+ * consistency group; from/until: the latest freeze and the earliest thaw
+ * (µs since the epoch). The intervals share a common instant when nr > 0
+ * and from < until: common frozen interval [from, until]. */
+struct vms_frozen_summary {
+  size_t nr, grouped;
+  int64_t from_us, until_us;
+};
+extern VMS_API void vms_backup_set_frozen (const struct vms_backup_set *set,
+                                           struct vms_frozen_summary *s);
 
 /* ---- Plan: what a backup would do (backup --dry-run, issue 20) ---- */
 

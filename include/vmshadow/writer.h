@@ -165,6 +165,13 @@ extern VMS_API int64_t vms_call_ms_left (const vms_call *call);
  * resource web (VirtualDomain, config /etc/vm/web.xml) running on node n1".
  * May be set at Identify; `vmshadow writers` and `show` print it. */
 #define VMS_ATTR_CLUSTER          "cluster"
+/* Issue 17: the interval the component was surely frozen (ints, µs since
+ * the epoch): from when the freeze returned to when the thaw was called;
+ * and VMS_ATTR_GROUP 1 when it was captured in a consistency group (every
+ * component of the set so marked was frozen at one common instant). */
+#define VMS_ATTR_FROZEN_FROM_US   "frozen_from_us"
+#define VMS_ATTR_FROZEN_UNTIL_US  "frozen_until_us"
+#define VMS_ATTR_GROUP            "group"
 /* Incremental backups: the writer sets VMS_ATTR_CHECKPOINT, the point the
  * component's next incremental may start from (recorded per file in the
  * repository's catalogue); at that next backup the requester hands it back

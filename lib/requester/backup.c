@@ -137,6 +137,9 @@ describe_component (struct backup_run *b, struct vms_component_report *t,
   t->method = req_strdup (vms_component_get_string (comp, VMS_ATTR_METHOD), &b->oom);
   t->freeze_window_ms = vms_component_get_int (comp, VMS_ATTR_FREEZE_WINDOW_MS, -1);
   t->downtime_ms = vms_component_get_int (comp, VMS_ATTR_DOWNTIME_MS, -1);
+  t->frozen_from_us = vms_component_get_int (comp, VMS_ATTR_FROZEN_FROM_US, -1);
+  t->frozen_until_us = vms_component_get_int (comp, VMS_ATTR_FROZEN_UNTIL_US, -1);
+  t->grouped = vms_component_get_int (comp, VMS_ATTR_GROUP, 0) == 1;
   t->excluded = calloc (ne ? ne : 1, sizeof *t->excluded);
   if (t->excluded == NULL) {
     b->oom = 1;

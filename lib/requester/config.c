@@ -24,7 +24,7 @@ enum {
   K_VMS = 1 << 0, K_EXEC = 1 << 1, K_METHOD = 1 << 2, K_FALLBACK = 1 << 3,
   K_EACH = 1 << 4, K_REPO = 1 << 5, K_KEEP_LAST = 1 << 6,
   K_KEEP_DAILY = 1 << 7, K_KEEP_WEEKLY = 1 << 8, K_KEEP_MONTHLY = 1 << 9,
-  K_MAX_AGE = 1 << 10,
+  K_MAX_AGE = 1 << 10, K_GROUP = 1 << 11,
 };
 
 static const struct { const char *name; unsigned bit; } job_keys[] = {
@@ -32,7 +32,7 @@ static const struct { const char *name; unsigned bit; } job_keys[] = {
   { "fallback", K_FALLBACK }, { "each", K_EACH }, { "repository", K_REPO },
   { "keep-last", K_KEEP_LAST }, { "keep-daily", K_KEEP_DAILY },
   { "keep-weekly", K_KEEP_WEEKLY }, { "keep-monthly", K_KEEP_MONTHLY },
-  { "max-age", K_MAX_AGE },
+  { "max-age", K_MAX_AGE }, { "group", K_GROUP },
 };
 #define NR_JOB_KEYS (sizeof job_keys / sizeof job_keys[0])
 
@@ -209,7 +209,7 @@ job_key (struct reading *rd, struct vms_config_job *j, const char *k, const char
     return add_error (rd->c, rd->file, rd->line, "unknown key '%s' (in a %s "
                       "section: vms, exec-writers, method, fallback, each, "
                       "repository, keep-last, keep-daily, keep-weekly, "
-                      "keep-monthly, max-age)", k,
+                      "keep-monthly, max-age, group)", k,
                       rd->kind == S_JOB ? "[job]" : "[defaults]");
   if (j->set & bit)
     return add_error (rd->c, rd->file, rd->line, "'%s' is set twice in this "
@@ -221,8 +221,9 @@ job_key (struct reading *rd, struct vms_config_job *j, const char *k, const char
     if (parse_vms (rd, j, v) == -1)
       return -1;
     break;
-  case K_EXEC: case K_EACH:
-    if (parse_bool (v, bit == K_EXEC ? &j->exec_writers : &j->each) == -1)
+  case K_EXEC: case K_EACH: case K_GROUP:
+    if (parse_bool (v, bit == K_EXEC ? &j->exec_writers
+                    : bit == K_EACH ? &j->each : &j->group) == -1)
       return add_error (rd->c, rd->file, rd->line, "%s must be yes or no, not "
                         "'%s'", k, v);
     break;
@@ -528,6 +529,7 @@ finish (struct vms_config *c, const struct vms_config_job *d)
     }
     if (!(j->set & K_EXEC) && (d->set & K_EXEC)) j->exec_writers = d->exec_writers;
     if (!(j->set & K_EACH) && (d->set & K_EACH)) j->each = d->each;
+    if (!(j->set & K_GROUP) && (d->set & K_GROUP)) j->group = d->group;
     if (!(j->set & K_METHOD) && d->method && (j->method = strdup (d->method)) == NULL)
       return -1;
     if (!(j->set & K_FALLBACK) && d->fallback &&
@@ -557,6 +559,12 @@ finish (struct vms_config *c, const struct vms_config_job *d)
     if (j->each && !j->all_vms && j->vms == NULL &&
         add_error (c, j->file, j->line, "job '%s': each = yes needs vms (all "
                    "or names): it makes one backup per VM", j->name) == -1)
+      return -1;
+    /* Issue 17: a group is one instant of one set; each makes a set per VM. */
+    if (j->each && j->group &&
+        add_error (c, j->file, j->line, "job '%s': group = yes and each = yes "
+                   "exclude each other (a group is one instant of one set; "
+                   "each makes one set per VM)", j->name) == -1)
       return -1;
     if (!j->all_vms && j->vms == NULL && !j->exec_writers &&
         add_error (c, j->file, j->line, "job '%s' backs up nothing (no vms "

@@ -167,6 +167,7 @@ req_host (const struct vms_host_options *o, unsigned what,
       .method = method,
       .full = o->full,
       .fallback = fallback,
+      .group = o->group,
     };
     if (vms_libvirt_add (coord, &vm) == -1)
       goto fail;

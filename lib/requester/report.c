@@ -43,6 +43,24 @@ vms_file_outcome_name (enum vms_file_outcome o)
   return "unknown";
 }
 
+void
+vms_backup_set_frozen (const struct vms_backup_set *set,
+                       struct vms_frozen_summary *s)
+{
+  *s = (struct vms_frozen_summary) { 0, 0, -1, -1 };
+  for (size_t i = 0; i < set->nr_components; i++) {
+    const struct vms_component_report *t = &set->components[i];
+    if (t->frozen_from_us < 0 || t->frozen_until_us < 0)
+      continue;
+    if (s->nr == 0 || t->frozen_from_us > s->from_us)
+      s->from_us = t->frozen_from_us;
+    if (s->nr == 0 || t->frozen_until_us < s->until_us)
+      s->until_us = t->frozen_until_us;
+    s->nr++;
+    s->grouped += t->grouped != 0;
+  }
+}
+
 /* ---- JSON ---- */
 
 static void
@@ -87,6 +105,12 @@ component_json (const struct vms_component_report *t)
     add_int (c, VMS_ATTR_FREEZE_WINDOW_MS, t->freeze_window_ms);
   if (t->downtime_ms >= 0)
     add_int (c, VMS_ATTR_DOWNTIME_MS, t->downtime_ms);
+  if (t->frozen_from_us >= 0 && t->frozen_until_us >= 0) {
+    add_int (c, VMS_ATTR_FROZEN_FROM_US, t->frozen_from_us);
+    add_int (c, VMS_ATTR_FROZEN_UNTIL_US, t->frozen_until_us);
+  }
+  if (t->method)
+    json_object_object_add (c, "grouped", json_object_new_boolean (t->grouped));
   for (size_t e = 0; e < t->nr_excluded; e++) {
     json_object *x = json_object_new_object ();
     add_string (x, "path", t->excluded[e].path);
@@ -126,6 +150,22 @@ set_json (const struct vms_backup_set *set)
     json_object_object_add (out, "components", list);
     add_int (out, "bytes_read", (int64_t) set->bytes_read);
     add_int (out, "bytes_stored", (int64_t) set->bytes_stored);
+    /* Issue 17: did the frozen intervals share an instant? */
+    struct vms_frozen_summary fs;
+    vms_backup_set_frozen (set, &fs);
+    if (fs.nr > 0) {
+      json_object *g = json_object_new_object ();
+      json_object_object_add (g, "grouped",
+                              json_object_new_boolean (fs.grouped == fs.nr));
+      add_int (g, "frozen", (int64_t) fs.nr);
+      add_int (g, "latest_freeze_us", fs.from_us);
+      add_int (g, "earliest_thaw_us", fs.until_us);
+      json_object_object_add (g, "common_instant",
+                              json_object_new_boolean (fs.from_us < fs.until_us));
+      /* > 0: the common frozen interval; < 0: the gap between windows. */
+      add_int (g, "common_us", fs.until_us - fs.from_us);
+      json_object_object_add (out, "consistency", g);
+    }
   }
   if (set->state != VMS_SET_COMPLETE) {
     json_object *writers = json_object_new_array ();

@@ -36,6 +36,7 @@ LAB_SEQ=0
 declare -A LAB_DISK_FILE=()    # "dom/vdb" -> image file (or loop device's file)
 declare -A LAB_DISK_FMT=()     # "dom/vdb" -> qcow2 | raw
 declare -A LAB_DISK_DEV=()     # "dom/vdb" -> /dev/loopN for block disks
+declare -A LAB_CHANNEL=()      # "dom/NAME" -> host socket of --channel NAME
 LAB_T0=$(date +%s.%N)
 
 # ------------------------------------------------------------------ output
@@ -269,15 +270,18 @@ lab__disk_xml() {
 #                              /data (formatting it first when blank).
 #   --data-disk SIZE           = --disk ext4:SIZE:vmslab-data
 #   --no-agent                 no qemu-guest-agent channel
+#   --channel NAME             a virtio-serial port NAME; its host end is the Unix
+#                              socket LAB_CHANNEL[dom/NAME] (QEMU listens)
 #   --nic bridge|network       a virtio NIC on a new test bridge / libvirt network
 #   --memory MIB               guest RAM (default 192)
 #   --name NAME                domain name suffix (default: the test's name)
 #   --no-start                 define only
 # Sets LAB_DOM to the domain's name.
 lab_vm_create() {
-    local disks=() agent=1 nics=() mem=192 start=1 suffix=$LAB_NAME
+    local disks=() agent=1 nics=() mem=192 start=1 suffix=$LAB_NAME channels=()
     while [ $# -gt 0 ]; do
         case $1 in
+            --channel) channels+=("$2"); shift ;;
             --disk) disks+=("$2"); shift ;;
             --data-disk) disks+=("ext4:$2:vmslab-data"); shift ;;
             --no-agent) agent=0 ;;
@@ -321,6 +325,12 @@ lab_vm_create() {
     if [ $agent = 1 ]; then
         devs+="    <channel type='unix'><target type='virtio' name='org.qemu.guest_agent.0'/></channel>"$'\n'
     fi
+    local ch
+    for ch in "${channels[@]}"; do
+        LAB_SEQ=$((LAB_SEQ + 1))
+        LAB_CHANNEL[$dom/$ch]=$LAB_WORK/ch$LAB_SEQ.sock
+        devs+="    <channel type='unix'><source mode='bind' path='$LAB_WORK/ch$LAB_SEQ.sock'/><target type='virtio' name='$ch'/></channel>"$'\n'
+    done
     cat >"$xml" <<EOF
 <domain type='qemu'>
   <name>$dom</name>

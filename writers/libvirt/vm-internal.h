@@ -54,6 +54,9 @@ struct vm_entry {
   char *socket;                 /* NBD Unix socket of the job, in it */
   char *scratch_dir;
   int64_t freeze_ms;
+  /* The interval the guest was surely frozen (CLOCK_REALTIME, µs): from
+   * the return of the freeze to the call of the thaw; 0 when not. */
+  int64_t frozen_from_us, frozen_until_us;
   string_vector full_disks;     /* targets read in full in an incremental */
   string_vector full_reasons;   /* … and why (same order) */
   char *error;                  /* why this VM failed, for the report */
@@ -72,6 +75,7 @@ struct vm_writer {
   enum vms_vm_method method;
   enum vms_vm_fallback fallback;
   int full;
+  int group;                     /* issue 17: one instant (vm-online.c) */
   char *state_dir;
   char *run_dir;
 

@@ -13,6 +13,14 @@
  *   saved state:      pause, memory to a file → begin (resumed at
  *                     PostSnapshot, vm-saved-state.c).
  *
+ * With a consistency group (issue 17, vms_vm_options.group) the threads
+ * meet at two barriers: every VM held (guest frozen, VM paused) before the
+ * first job begins, every job begun before the first guest thaws, so the
+ * surely-frozen intervals of the guests share a common instant, and the
+ * jobs' point-in-time views are all of that instant. A VM that fails
+ * before the first barrier keeps every job from beginning; one that fails
+ * to begin fails the group (the requester ends the jobs that began).
+ *
  * The guest is thawed whatever happened in between. The job's NBD exports
  * (one per disk, named after the disk target, on a Unix socket) are what
  * the qemu provider hands the requester. The checkpoint makes the next
@@ -43,8 +51,20 @@
 #define ONLINE_JOB_END_WAIT_MS 10000
 #define ONLINE_THAW_TRIES 3
 
+/* The two barriers of a consistency group (issue 17) and whether a VM of
+ * it failed. */
+struct capture_group {
+  pthread_mutex_t lock;
+  pthread_cond_t cond;
+  size_t expected;              /* threads that meet (final once the
+                                   creating thread lets go of lock) */
+  size_t arrived[2];            /* at barrier 0 (held), 1 (begun) */
+  int failed;
+};
+
 struct online_job {
   struct vm_writer *w;
+  struct capture_group *group;  /* NULL: not grouped */
   struct vm_entry *vm;
   pthread_t thread;
   int started;
@@ -417,6 +437,37 @@ ops_of (enum vm_method m)
   return NULL;                  /* offline: no job */
 }
 
+/* Meet the group's other threads at barrier k (0: every VM held, 1: every
+ * job begun); failed: this VM failed. Returns 1 when a VM of the group
+ * failed (this one or another). Without a group: whether this one failed. */
+static int
+group_meet (struct online_job *j, int k, int failed)
+{
+  struct capture_group *g = j->group;
+  int r;
+
+  if (g == NULL)
+    return failed;
+  pthread_mutex_lock (&g->lock);
+  if (failed)
+    g->failed = 1;
+  g->arrived[k]++;
+  pthread_cond_broadcast (&g->cond);
+  while (g->arrived[k] < g->expected)
+    pthread_cond_wait (&g->cond, &g->lock);
+  r = g->failed;
+  pthread_mutex_unlock (&g->lock);
+  return r;
+}
+
+static int64_t
+realtime_us (void)
+{
+  struct timespec ts;
+  clock_gettime (CLOCK_REALTIME, &ts);
+  return (int64_t) ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
 static void *
 online_thread (void *arg)
 {
@@ -427,42 +478,65 @@ online_thread (void *arg)
   int any_bitmap = 0;
   int64_t t0, t1;
 
+  int held = 0, failed = 0;
+
+  /* Every thread of a group meets both barriers, also after a failure. */
   if (ops == NULL) {
     job_fail (j, VMS_FAILURE_NON_RETRYABLE, "the %s method runs no backup "
               "job", vm_method_name (vm->method));
-    return NULL;
+    failed = 1;
   }
   for (size_t i = 0; i < j->nr_disks; i++)
     any_bitmap |= j->disks[i].bitmap;
-  if (any_bitmap && vm->checkpoint) {
+  if (!failed && any_bitmap && vm->checkpoint) {
     if (asprintf (&desc, "vmshadow backup %s", j->w->session_id) == -1)
       desc = NULL;
     cp_xml = vm_checkpoint_xml (vm->checkpoint, desc, j->disks, j->nr_disks);
     if (cp_xml == NULL) {
       job_fail (j, VMS_FAILURE_OUT_OF_RESOURCES, "out of memory");
-      return NULL;
+      failed = 1;
     }
   }
-  if (vm_guard_arm (j->w, vm) == -1) {
+  if (!failed && vm_guard_arm (j->w, vm) == -1) {
     job_fail (j, VMS_FAILURE_RETRYABLE, "the guard could not be armed: %s",
               vms_get_error ());
-    return NULL;
+    failed = 1;
   }
 
   t0 = vms_now_us ();
-  if (ops->hold && ops->hold (j) == -1)
-    ;                           /* j->error says why */
-  else if (begin_job (j, cp_xml) == -1)
+  if (!failed && ops->hold) {
+    held = 1;
+    if (ops->hold (j) == -1)
+      failed = 1;               /* j->error says why */
+    else if (ops->timed)
+      vm->frozen_from_us = realtime_us ();
+  }
+  /* Barrier 1: every VM of the group held before the first job begins. */
+  if (group_meet (j, 0, failed)) {
+    if (!failed)
+      job_fail (j, VMS_FAILURE_RETRYABLE, "another VM of its consistency "
+                "group failed before the backup jobs began");
+    failed = 1;
+  }
+  else if (begin_job (j, cp_xml) == -1) {
     job_fail (j, VMS_FAILURE_RETRYABLE, "%s", vms_get_error ());
+    failed = 1;
+  }
   else {
     vm->job_started = 1;
     vm->checkpoint_created = cp_xml != NULL;
     vm_guard_job_started (j->w, vm);
   }
-  if (ops->hold && ops->release)
+  /* Barrier 2: every job of the group begun before the first thaw. */
+  if (group_meet (j, 1, failed) && !failed)
+    job_fail (j, VMS_FAILURE_RETRYABLE, "another VM of its consistency "
+              "group failed to begin its backup job");
+  if (held && ops->timed && vm->frozen_from_us)
+    vm->frozen_until_us = realtime_us ();
+  if (held && ops->release)
     ops->release (j);
   t1 = vms_now_us ();
-  if (ops->timed)
+  if (ops && ops->timed && held)
     vm->freeze_ms = (t1 - t0 + 999) / 1000;
   if (!vm->checkpoint_created) {
     free (vm->checkpoint);
@@ -470,6 +544,8 @@ online_thread (void *arg)
   }
   if (!j->error)
     copy_firmware (j);
+  if (ops == NULL)
+    return NULL;
   vms_debug ("vm writer: %s: %s capture, %" PRId64 " ms%s%s", vm->name,
              vm_method_name (vm->method), (t1 - t0 + 999) / 1000,
              j->error ? ", failed: " : "", j->error ? j->error : "");
@@ -565,6 +641,12 @@ record_job (struct online_job *j, vms_call *call)
       (ops_of (vm->method) && ops_of (vm->method)->timed &&
        vms_component_set_int (c, VMS_VM_ATTR_FREEZE_WINDOW_MS,
                               vm->freeze_ms) == -1) ||
+      (vm->frozen_from_us && vm->frozen_until_us &&
+       (vms_component_set_int (c, VMS_ATTR_FROZEN_FROM_US,
+                               vm->frozen_from_us) == -1 ||
+        vms_component_set_int (c, VMS_ATTR_FROZEN_UNTIL_US,
+                               vm->frozen_until_us) == -1)) ||
+      (w->group && vms_component_set_int (c, VMS_ATTR_GROUP, 1) == -1) ||
       vms_component_set_string (c, VMS_VM_ATTR_BACKUP_TYPE,
                                 vm->parent ? "incremental" : "full") == -1 ||
       (vm->checkpoint &&
@@ -627,6 +709,10 @@ vm_online_capture (struct vm_writer *w, vms_call *call,
   CLEANUP_FREE char *report = NULL;
   unsigned sid = short_id (w->session_id);
   enum vms_failure kind = VMS_FAILURE_NONE;
+  struct capture_group group = {
+    .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER,
+    .expected = n,
+  };
   size_t nr_failed = 0;
 
   if (jobs == NULL)
@@ -648,21 +734,29 @@ vm_online_capture (struct vm_writer *w, vms_call *call,
   for (size_t i = 0; i < n; i++) {
     jobs[i].w = w;
     jobs[i].vm = vms[i];
+    jobs[i].group = w->group ? &group : NULL;
   }
   /* Slow preparation first, so that the freeze windows hold only the
    * freeze, the job's begin and the thaw. */
   for (size_t i = 0; i < n; i++)
     if (prepare_job (&jobs[i], sid, i) == -1)
       goto collect;
+  /* The group's threads wait at the first barrier until they are all
+   * started (or the ones that could not be are no longer expected). */
+  pthread_mutex_lock (&group.lock);
   for (size_t i = 0; i < n; i++) {
     int e = pthread_create (&jobs[i].thread, NULL, online_thread, &jobs[i]);
     if (e) {
       job_fail (&jobs[i], VMS_FAILURE_OUT_OF_RESOURCES, "cannot start a "
                 "thread: %s", strerror (e));
+      group.expected = i;
+      group.failed = 1;
       break;
     }
     jobs[i].started = 1;
   }
+  pthread_cond_broadcast (&group.cond);
+  pthread_mutex_unlock (&group.lock);
   for (size_t i = 0; i < n; i++)
     if (jobs[i].started)
       pthread_join (jobs[i].thread, NULL);

@@ -202,6 +202,7 @@ entry_session_reset (struct vm_entry *vm)
   vm->freeze_ms = 0;
   vm->cl_maint_on = vm->cl_pinned = 0;
   vm_cluster_meta_prev_clear (&vm->cl_maint_prev);
+  vm->frozen_from_us = vm->frozen_until_us = 0;
 }
 
 static void
@@ -1386,6 +1387,7 @@ vm_writer_add (vms_coordinator *coord, const struct vms_vm_options *opts,
   w->method = opts->method;
   w->fallback = opts->fallback;
   w->full = opts->full;
+  w->group = opts->group;
   w->uri = strdup (opts->uri ? opts->uri : VMS_VM_DEFAULT_URI);
   w->state_dir = strdup (opts->state_dir ? opts->state_dir
                          : env && *env ? env : VMS_VM_DEFAULT_STATE_DIR);

@@ -87,6 +87,11 @@ struct vms_vm_options {
   const char *run_dir;
   /* What auto falls back to (for VMs whose metadata names none). */
   enum vms_vm_fallback fallback;
+  /* Issue 17: a consistency group. The capture threads meet at two
+   * barriers: every VM held (guest frozen, or paused) before the first
+   * backup job begins, every job begun before the first guest thaws; one
+   * failure fails the group (every guest thawed, no job left). */
+  int group;
 };
 
 /* Add the VM writer and the qemu provider to coord. The options are copied.

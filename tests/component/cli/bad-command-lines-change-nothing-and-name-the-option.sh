@@ -14,7 +14,7 @@
 #    is kept by prune but does not push real backups out of --keep-last;
 #  - a failing writer's newest stderr line reaches the message;
 #  - bad --method/--fallback values are named; backup --dry-run makes no
-#    repository (issue 20).
+#    repository (issue 20); --group with --each is refused (issue 17).
 . "$(dirname "$0")/cli-lib.sh"
 cd "$tmp"
 
@@ -49,6 +49,12 @@ run 2 backup --repo "$tmp/r2" --fallback online
 one_line "--fallback online" "--fallback must be crash-consistent, saved-state or fail, not 'online'"
 run 2 list --fallback fail
 one_line "--fallback on list" "option --fallback does not apply"
+# Issue 17: a group is one set; --each makes a set per VM.
+run 2 backup --repo "$tmp/r2" --all --each --group
+one_line "--each --group" "--group makes the VMs of one set one instant; --each makes one set per VM"
+[ ! -e "$tmp/r2" ] || fail "backup --each --group made the repository"
+run 2 list --group
+one_line "list --group" "option --group does not apply"
 run 0 backup --repo "$tmp/r2" --dry-run --method crash-consistent --fallback fail
 [ ! -e "$tmp/r2" ] || fail "backup --dry-run created the repository"
 grep -q "^Backup plan (dry run: nothing was changed)" "$tmp/out" || fail "dry run text: $(cat "$tmp/out")"

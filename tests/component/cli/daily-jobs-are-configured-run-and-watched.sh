@@ -76,6 +76,15 @@ vms = x
 [job d]
 repository = main
 each = yes
+[job e]
+repository = main
+vms = x
+each = yes
+group = yes
+[job f]
+repository = main
+vms = x
+group = maybe
 EOF2
 rc=0; "$vmshadow" config check --config "$bad" 2> "$tmp/err" || rc=$?
 [ $rc = 2 ] || fail "config check of a broken configuration exited $rc, not 2"
@@ -89,6 +98,8 @@ for want in "$bad/vmshadow.conf:3: unknown key 'colour'" \
             "$bad/jobs.d/a.conf:10: job 'a' is already defined at $bad/jobs.d/a.conf:1" \
             "$bad/jobs.d/a.conf:12: unknown section [jobs c]" \
             "$bad/jobs.d/a.conf:14: job 'd': each = yes needs vms" \
+            "$bad/jobs.d/a.conf:17: job 'e': group = yes and each = yes exclude each other" \
+            "$bad/jobs.d/a.conf:25: group must be yes or no, not 'maybe'" \
             "$bad/jobs.d/a.conf:1: job 'a': repository 'nowhere' is not defined"; do
   grep -qF -- "$want" <<<"$err" || fail "config check did not say '$want': $err"
 done
