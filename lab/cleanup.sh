@@ -2,7 +2,8 @@
 # lab/cleanup.sh — remove everything the VM test lab (issue 3) left behind:
 # libvirt domains and networks, bridges and taps named "vmslab-*", loop
 # devices and qemu-nbd processes of lab work dirs, and the work dirs
-# /var/tmp/vmslab-*.  Nothing without the prefix is touched; processes are
+# /var/tmp/vmslab-*; without --check it also stops the lab's Ceph cluster
+# (lab/ceph.sh stop).  Nothing without the prefix is touched; processes are
 # stopped by the pid the lab recorded, only when their command line still
 # names the lab's work dir.
 #
@@ -75,6 +76,13 @@ for dir in "$WORKROOT"/"$PREFIX"*; do
     note "work dir $dir"
     rm -rf "$dir"
 done
+
+# The lab's Ceph cluster (lab/ceph.sh, issue 12) is a shared, cached service
+# like libvirtd: --check (run while other tests may still use it) leaves it
+# running; a plain cleanup stops its daemons (its data stays cached).
+if [ $check = 0 ] && [ -x "$(dirname "$0")/ceph.sh" ]; then
+    "$(dirname "$0")/ceph.sh" stop
+fi
 
 if [ $check = 1 ]; then
     [ $found = 0 ] && { echo "no ${PREFIX%-} leftovers"; exit 0; }
