@@ -101,6 +101,13 @@ struct vms_repo_encryption {
    * times) can be listed without the key. Default (0): hidden. */
   int visible_backup_ids;
 };
+/* For a program this process starts that opens the same repository
+ * (nbdkit for vms_repo_export_open): "VMSHADOW_KEY_HANDOFF=<fp>:<secret
+ * hex>" to put in that program's environment only; its vms_repo_open takes
+ * the key from there (and removes the variable) instead of asking a
+ * passphrase again. Malloc'd, wipe it after use; NULL for a plain
+ * repository (no error) or without the key (error set). */
+extern VMS_API char *vms_repo_key_handoff (vms_repo *repo);
 /* The repository's copy of its key file (keys/<fingerprint>: the
  * recovery wrap for a master key, no passphrase-sealed secret), for
  * vms_key_import; NULL with the error set (ENOENT: none). */

@@ -30,6 +30,9 @@ struct nbd_server {
   char *socket;
   char *uri;                    /* nbd+unix:///?socket=... */
   char *image;                  /* for messages */
+  /* The server's whole environment, or NULL for ours (nbdkit serving an
+   * encrypted repository gets its unlocked key so, issue 13). */
+  char *const *envp;
 };
 
 /* Start qemu-nbd on image (format "raw" or "qcow2"; bitmap may be NULL),

@@ -230,7 +230,7 @@ nbd_server_spawn (struct nbd_server *s, const char *const *argv)
     return -1;
   }
   struct vms_spawn_options o = {
-    .argv = argv, .stdin_fd = guard[0], .stdout_fd = -1,
+    .argv = argv, .envp = s->envp, .stdin_fd = guard[0], .stdout_fd = -1,
     .stderr_path = log_path,
   };
   pid = vms_spawn (&o);

@@ -37,9 +37,15 @@ repo_export_plugin (void)
 /* Check the selection; fills *size and a description for messages. */
 static int
 repo_export_check (const struct vms_repo_export_options *o, uint64_t *size,
-                   char *what, size_t len)
+                   char *what, size_t len, char **handoff)
 {
   vms_repo *repo = vms_repo_open (o->repo_dir, 0);
+  /* An encrypted repository: nbdkit gets the key unlocked here (R28). */
+  if (repo && (*handoff = vms_repo_key_handoff (repo)) == NULL &&
+      vms_repo_key_fingerprint (repo) != NULL) {
+    vms_repo_close (repo);
+    return -1;
+  }
   vms_manifest *m = NULL;
   struct vms_stored_file f;
   int i = -1;
@@ -62,6 +68,8 @@ vms_repo_export_open (const struct vms_repo_export_options *o)
   char what[4200], cache_opt[40];
   CLEANUP_FREE char *repo_abs = NULL, *pidfile_opt = NULL;
   CLEANUP_FREE char *params[6] = { NULL };
+  char *handoff = NULL;
+  CLEANUP_FREE char **envp = NULL;
   const char *argv[20];
   size_t n = 0, np = 0;
   vms_repo_export *e;
@@ -79,9 +87,27 @@ vms_repo_export_open (const struct vms_repo_export_options *o)
     vms_set_error (errno, "out of memory");
     return NULL;
   }
-  if (repo_export_check (o, &e->size, what, sizeof what) == -1) {
-    free (e);
-    return NULL;
+  if (repo_export_check (o, &e->size, what, sizeof what, &handoff) == -1)
+    goto wipe;
+  if (handoff) {
+    /* Our environment and the handoff: the server's alone, gone from its
+     * environment once the plugin took it (key.c). */
+    extern char **environ;
+    size_t ne = 0;
+    while (environ[ne])
+      ne++;
+    if ((envp = calloc (ne + 2, sizeof *envp)) == NULL) {
+      vms_set_error (ENOMEM, "out of memory");
+      goto wipe;
+    }
+    for (size_t i = 0, j = 0; i < ne; i++)
+      if (strncmp (environ[i], "VMSHADOW_KEY_HANDOFF=", 21) != 0)
+        envp[j++] = environ[i];
+    for (size_t j = 0; ; j++)
+      if (envp[j] == NULL) {
+        envp[j] = handoff;
+        break;
+      }
   }
   /* nbdkit opens the repository itself, from another working directory. */
   if ((repo_abs = realpath (o->repo_dir, NULL)) == NULL) {
@@ -119,11 +145,25 @@ vms_repo_export_open (const struct vms_repo_export_options *o)
     argv[n++] = params[i];
   argv[n++] = cache_opt;
   argv[n] = NULL;
-  if (nbd_server_run (&e->server, argv, "nbdkit") == -1) {
+  e->server.envp = envp;
+  int r = nbd_server_run (&e->server, argv, "nbdkit");
+  e->server.envp = NULL;
+  if (handoff) {
+    memset (handoff, 0, strlen (handoff));
+    free (handoff);
+  }
+  if (r == -1) {
     free (e);
     return NULL;
   }
   return e;
+ wipe:
+  if (handoff) {
+    memset (handoff, 0, strlen (handoff));
+    free (handoff);
+  }
+  free (e);
+  return NULL;
 }
 
 const char *

@@ -718,6 +718,32 @@ unlock_file (const struct key_file *kf, const char *fp, const char *what,
   return r;
 }
 
+/* The key handed over by the process that started this one
+ * (vms_repo_key_handoff), if it is key fp: taken, and the variable wiped
+ * and removed. */
+static const struct crypt_key *
+key_from_handoff (const char *fp)
+{
+  char *e = getenv ("VMSHADOW_KEY_HANDOFF");
+  struct crypt_key k;
+  const struct crypt_key *c = NULL;
+
+  if (e == NULL || strlen (e) != 32 + 1 + 2 * CRYPT_KEY_LEN || e[32] != ':' ||
+      strncmp (e, fp, 32) != 0)
+    return NULL;
+  if (crypt_unhex (e + 33, k.master, CRYPT_KEY_LEN) == 0 &&
+      crypt_key_derive (&k) == 0 && strcmp (k.fingerprint_hex, fp) == 0)
+    c = cache_add (&k);
+  crypt_key_wipe (&k);
+  /* Out of the environment, then the bytes (name included: getenv points
+   * into the variable's "NAME=value" string) wiped where they were. */
+  char *whole = e - strlen ("VMSHADOW_KEY_HANDOFF=");
+  size_t n = strlen (whole);
+  unsetenv ("VMSHADOW_KEY_HANDOFF");
+  OPENSSL_cleanse (whole, n);
+  return c;
+}
+
 const struct crypt_key *
 key_unlock (const char *fp)
 {
@@ -727,6 +753,8 @@ key_unlock (const char *fp)
   char what[4200];
 
   if (c)
+    return c;
+  if ((c = key_from_handoff (fp)) != NULL)
     return c;
   if (read_key_file (fp, &kf, what, sizeof what) == -1)
     return NULL;

@@ -56,6 +56,28 @@ vms_repo_backup_ids_hidden (const vms_repo *repo)
 }
 
 char *
+vms_repo_key_handoff (vms_repo *repo)
+{
+  char *s, h[2 * CRYPT_KEY_LEN + 1];
+
+  vms_clear_error ();
+  if (!repo->encrypted)
+    return NULL;
+  if (repo->key == NULL) {
+    vms_set_error (ENOKEY, "repository %s was opened without its key",
+                   repo->path);
+    return NULL;
+  }
+  crypt_hex (repo->key->master, CRYPT_KEY_LEN, h);
+  if (asprintf (&s, "VMSHADOW_KEY_HANDOFF=%s:%s", repo->key_fp, h) == -1) {
+    s = NULL;
+    vms_set_error (ENOMEM, "out of memory");
+  }
+  memset (h, 0, sizeof h);
+  return s;
+}
+
+char *
 vms_repo_recovery_key (vms_repo *repo, size_t *len)
 {
   char name[64];
