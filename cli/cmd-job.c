@@ -75,6 +75,10 @@ cmd_config (const struct options *opts, int argc, char **argv)
                               ? json_object_new_string (j->repository) : NULL);
       json_object_object_add (o, "all_vms", json_object_new_boolean (j->all_vms));
       json_object_object_add (o, "vms", vms);
+      json_object *excl = json_object_new_array ();
+      for (size_t k = 0; j->exclude && j->exclude[k]; k++)
+        json_object_array_add (excl, json_object_new_string (j->exclude[k]));
+      json_object_object_add (o, "exclude", excl);
       json_object_object_add (o, "exec_writers", json_object_new_boolean (j->exec_writers));
       json_object_object_add (o, "each", json_object_new_boolean (j->each));
       json_object_object_add (o, "method", json_object_new_string (j->method ? j->method : "auto"));
@@ -185,21 +189,52 @@ cmd_job (const struct options *opts, int argc, char **argv)
   }
   struct options o = *opts;
   size_t n = 0;
-  while (j->vms && j->vms[n])
-    n++;
-  char **vms = calloc (n + 1, sizeof *vms);
+  char **vms = NULL;
+  /* Globs and exclude are matched against the host's VMs now; plain names
+   * are taken as they are (the backup names one it cannot find). */
+  int listed = vms_config_job_needs_host_vms (j);
+  if (listed) {
+    if (vms_config_job_select (j, opts->connect, &vms, &n) == -1) {
+      rc = cli_fail ("job");
+      notify (c, j, started, rc, vms_get_error (), NULL, -1);
+      close (lock);
+      vms_config_free (c);
+      return rc;
+    }
+  }
+  else {
+    while (j->vms && j->vms[n])
+      n++;
+    vms = calloc (n + 1, sizeof *vms);
+    for (size_t k = 0; vms && k < n; k++)
+      if ((vms[k] = strdup (j->vms[k])) == NULL) {
+        for (size_t i = 0; i < k; i++)
+          free (vms[i]);
+        free (vms);
+        vms = NULL;
+      }
+  }
   if (vms == NULL) {
     close (lock);
     vms_config_free (c);
     return cli_error ("job", EXIT_FAILURE, "out of memory");
   }
-  for (size_t k = 0; k < n; k++)
-    vms[k] = j->vms[k];
+  if (listed && n == 0 && !j->exec_writers) {
+    rc = cli_error ("job", EXIT_FAILURE, "job '%s': no VM of the host is "
+                    "selected by its vms and exclude; nothing was backed up",
+                    j->name);
+    notify (c, j, started, rc, "no VM of the host is selected by the job's "
+            "vms and exclude", NULL, -1);
+    free (vms);
+    close (lock);
+    vms_config_free (c);
+    return rc;
+  }
   o.repo_dir = vms_config_repository (c, j->repository)->path;
   o.method = j->method;
   o.fallback = j->fallback;
-  o.all = j->all_vms;
-  o.each = j->each && (j->all_vms || n > 0);
+  o.all = j->all_vms && !listed;
+  o.each = j->each && (o.all || n > 0);
   o.group = j->group;
   o.no_exec_writers = !j->exec_writers;
   o.job = j->name;
@@ -209,6 +244,8 @@ cmd_job (const struct options *opts, int argc, char **argv)
   if (!opts->json)
     printf ("Job %s: backup into %s\n", cli_text (j->name), cli_text (o.repo_dir));
   rc = cmd_backup (&o, (int) n, vms);
+  for (size_t k = 0; k < n; k++)
+    free (vms[k]);
   free (vms);
   /* A backup that never got to a report failed with this error. */
   if (report == NULL && rc != EXIT_SUCCESS && vms_get_error ())
@@ -352,6 +389,8 @@ job_status (struct status *st, const struct vms_config *c,
   /* The VMs it names that no backup of it holds yet. */
   for (size_t k = 0; j->vms && j->vms[k]; k++) {
     int found = 0;
+    if (strpbrk (j->vms[k], "*?["))
+      continue;                 /* a glob: which VMs it means is libvirt's */
     for (size_t i = 0; i < st->n && !found; i++)
       found = strcmp (st->e[i].job, j->name) == 0 &&
         ((st->e[i].component && strcmp (st->e[i].component, j->vms[k]) == 0) ||

@@ -26,8 +26,11 @@ struct vms_config_repository {
 
 struct vms_config_job {
   char *name;
-  char **vms;                   /* NULL-terminated names or UUIDs; NULL: none */
+  char **vms;                   /* NULL-terminated names, UUIDs or globs
+                                   (fnmatch); NULL: none */
   int all_vms;                  /* vms = all */
+  char **exclude;               /* exclude = names, UUIDs or globs never
+                                   backed up by the job; NULL: none */
   int exec_writers;             /* exec-writers = yes (default) */
   char *method, *fallback;      /* NULL: the command's defaults */
   int each;                     /* each = yes */
@@ -82,6 +85,29 @@ extern VMS_API int vms_config_parse_duration (const char *s, int64_t *out);
  * errno EWOULDBLOCK when another run holds it (the error names the file),
  * else why not. Never waits. */
 extern VMS_API int vms_config_job_lock (const struct vms_config_job *job);
+
+/* Which VMs a job backs up (issue 19): 1 when its vms has a glob or it
+ * has exclude, so that the host's VMs must be listed and matched
+ * (vms_config_job_select_from); 0 when its names are taken as they are. */
+extern VMS_API int vms_config_job_needs_host_vms (const struct vms_config_job *j);
+
+/* The VMs of host_vms (names, NULL-terminated, in the host's order) the
+ * job takes: every one with vms = all, else each that a name of vms equals
+ * or a glob of it matches (fnmatch), but none that an entry of exclude
+ * equals or matches; then the names and UUIDs of vms the host did not list
+ * (unless excluded: the backup reports a VM it cannot find). *selected:
+ * NULL-terminated, malloc'd (free each and it), *n of them. -1 only when
+ * out of memory. */
+extern VMS_API int vms_config_job_select_from (const struct vms_config_job *j,
+                                               const char *const *host_vms,
+                                               char ***selected, size_t *n);
+
+/* vms_config_job_select_from over the VMs of the libvirt host at uri (NULL:
+ * qemu:///system), with a warning for each glob that matches none. -1 with
+ * the error set when the host cannot be listed. */
+extern VMS_API int vms_config_job_select (const struct vms_config_job *j,
+                                          const char *uri, char ***selected,
+                                          size_t *n);
 
 /* After a run of job (issue 19): each executable of the notify directory
  * ([notify] dir, else notify.d of the configuration directory; a missing

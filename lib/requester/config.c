@@ -16,6 +16,8 @@
 
 #include <ini.h>
 
+#include "log.h"
+#include "vm-writer.h"
 #include "vmshadow/config.h"
 #include "vmshadow/error.h"
 
@@ -24,7 +26,7 @@ enum {
   K_VMS = 1 << 0, K_EXEC = 1 << 1, K_METHOD = 1 << 2, K_FALLBACK = 1 << 3,
   K_EACH = 1 << 4, K_REPO = 1 << 5, K_KEEP_LAST = 1 << 6,
   K_KEEP_DAILY = 1 << 7, K_KEEP_WEEKLY = 1 << 8, K_KEEP_MONTHLY = 1 << 9,
-  K_MAX_AGE = 1 << 10, K_GROUP = 1 << 11,
+  K_MAX_AGE = 1 << 10, K_GROUP = 1 << 11, K_EXCLUDE = 1 << 12,
 };
 
 static const struct { const char *name; unsigned bit; } job_keys[] = {
@@ -32,7 +34,7 @@ static const struct { const char *name; unsigned bit; } job_keys[] = {
   { "fallback", K_FALLBACK }, { "each", K_EACH }, { "repository", K_REPO },
   { "keep-last", K_KEEP_LAST }, { "keep-daily", K_KEEP_DAILY },
   { "keep-weekly", K_KEEP_WEEKLY }, { "keep-monthly", K_KEEP_MONTHLY },
-  { "max-age", K_MAX_AGE }, { "group", K_GROUP },
+  { "max-age", K_MAX_AGE }, { "group", K_GROUP }, { "exclude", K_EXCLUDE },
 };
 #define NR_JOB_KEYS (sizeof job_keys / sizeof job_keys[0])
 
@@ -124,47 +126,54 @@ parse_count (const char *v, unsigned *out)
   return 0;
 }
 
-/* A VM's name as libvirt allows one here: no glob characters (globs are
- * not matched yet: docs/configuration.md), no separators, no controls. */
+/* A VM's name, UUID or glob (fnmatch(3): * ? [...]) as a job may give
+ * one: no separators, no controls, brackets that close. */
 static int
-bad_vm_name (const char *n)
+bad_vm_pattern (const char *n)
 {
   if (*n == '\0' || strlen (n) > 255)
     return 1;
   for (const unsigned char *p = (const unsigned char *) n; *p; p++)
-    if (*p < 0x20 || *p == 0x7f || *p == '*' || *p == '?' || *p == '[' ||
-        *p == '/' || *p == ',')
+    if (*p < 0x20 || *p == 0x7f || *p == '/' || *p == ',' || *p == '\\')
       return 1;
-  return 0;
+  const char *open = strchr (n, '[');
+  return open && strchr (open, ']') == NULL;
 }
 
-/* vms = "all" or names separated by blanks or commas. */
+static void
+free_list (char **list)
+{
+  for (char **p = list; p && *p; p++)
+    free (*p);
+  free (list);
+}
+
+/* vms = "all" or names, UUIDs and globs; exclude = names, UUIDs and globs;
+ * separated by blanks or commas (issue 19). */
 static int
-parse_vms (struct reading *rd, struct vms_config_job *j, const char *v)
+parse_vms (struct reading *rd, struct vms_config_job *j, const char *v,
+           int exclude)
 {
   char *copy = strdup (v), *save = NULL, **list = NULL;
   size_t n = 0;
-  int bad = 0;
+  int bad = 0, all = 0;
 
   if (copy == NULL)
     return -1;
   for (char *w = strtok_r (copy, " \t,", &save); w; w = strtok_r (NULL, " \t,", &save)) {
-    if (strcmp (w, "all") == 0) {
-      j->all_vms = 1;
+    if (!exclude && strcmp (w, "all") == 0) {
+      all = 1;
       continue;
     }
-    if (bad_vm_name (w)) {
-      if (strpbrk (w, "*?["))
-        add_error (rd->c, rd->file, rd->line, "vms: '%s' is a glob; globs are "
-                   "not supported yet: name the VMs or say 'all'", w);
-      else
-        add_error (rd->c, rd->file, rd->line, "vms: '%s' is not a VM name", w);
+    if (bad_vm_pattern (w)) {
+      add_error (rd->c, rd->file, rd->line, "%s: '%s' is not a VM name, UUID "
+                 "or glob", exclude ? "exclude" : "vms", w);
       bad = 1;
       continue;
     }
     char **l = realloc (list, (n + 2) * sizeof *l);
     if (l == NULL || (l[n] = strdup (w)) == NULL) {
-      free (l ? l : list);
+      free_list (l ? l : list);
       free (copy);
       return -1;
     }
@@ -172,26 +181,119 @@ parse_vms (struct reading *rd, struct vms_config_job *j, const char *v)
     list[++n] = NULL;
   }
   free (copy);
-  if (j->all_vms && n > 0 && !bad) {
-    add_error (rd->c, rd->file, rd->line, "vms: 'all' and VM names together");
-    bad = 1;
+  if (all && n > 0 && !bad)
+    add_error (rd->c, rd->file, rd->line, "vms: 'all' and VM names together "
+               "(leave some out with exclude = ...)");
+  if (exclude) {
+    free_list (j->exclude);
+    j->exclude = list;
   }
-  if (j->vms)
-    for (char **p = j->vms; *p; p++)
-      free (*p);
-  free (j->vms);
-  j->vms = list;
-  (void) bad;
+  else {
+    j->all_vms = all;
+    free_list (j->vms);
+    j->vms = list;
+  }
   return 0;
+}
+
+/* Whether a job's entry is a glob rather than a name or UUID. */
+static int
+is_glob (const char *s)
+{
+  return strpbrk (s, "*?[") != NULL;
+}
+
+static int
+matches_any (char *const *patterns, const char *name)
+{
+  for (size_t i = 0; patterns && patterns[i]; i++)
+    if (is_glob (patterns[i]) ? fnmatch (patterns[i], name, 0) == 0
+        : strcmp (patterns[i], name) == 0)
+      return 1;
+  return 0;
+}
+
+int
+vms_config_job_needs_host_vms (const struct vms_config_job *j)
+{
+  if (j->exclude && j->exclude[0])
+    return 1;
+  for (size_t i = 0; j->vms && j->vms[i]; i++)
+    if (is_glob (j->vms[i]))
+      return 1;
+  return 0;
+}
+
+int
+vms_config_job_select_from (const struct vms_config_job *j,
+                            const char *const *host_vms, char ***selected,
+                            size_t *n)
+{
+  size_t cap = 1;
+  char **out;
+
+  for (size_t i = 0; host_vms && host_vms[i]; i++)
+    cap++;
+  for (size_t i = 0; j->vms && j->vms[i]; i++)
+    cap++;
+  *selected = NULL;
+  *n = 0;
+  if ((out = calloc (cap, sizeof *out)) == NULL)
+    goto oom;
+  /* The host's VMs the job takes, in the host's order... */
+  for (size_t i = 0; host_vms && host_vms[i]; i++)
+    if ((j->all_vms || matches_any (j->vms, host_vms[i])) &&
+        !matches_any (j->exclude, host_vms[i]) &&
+        (out[(*n)++] = strdup (host_vms[i])) == NULL)
+      goto oom;
+  /* ... then what it names that the host has not (a UUID, a VM that is
+   * gone): the backup names it in its report. */
+  for (size_t i = 0; j->vms && j->vms[i]; i++) {
+    int listed = 0;
+    if (is_glob (j->vms[i]) || matches_any (j->exclude, j->vms[i]))
+      continue;
+    for (size_t k = 0; host_vms && host_vms[k] && !listed; k++)
+      listed = strcmp (host_vms[k], j->vms[i]) == 0;
+    if (!listed && (out[(*n)++] = strdup (j->vms[i])) == NULL)
+      goto oom;
+  }
+  *selected = out;
+  return 0;
+ oom:
+  free_list (out);
+  *n = 0;
+  vms_set_error (ENOMEM, "out of memory");
+  return -1;
+}
+
+int
+vms_config_job_select (const struct vms_config_job *j, const char *uri,
+                       char ***selected, size_t *n)
+{
+  char **host = NULL;
+  size_t nr_host = 0;
+
+  if (vms_libvirt_list_vms (uri, &host, &nr_host) == -1)
+    return -1;
+  int r = vms_config_job_select_from (j, (const char *const *) host, selected, n);
+  /* A glob that matches nothing is likely a mistake: said, not fatal (the
+   * VMs may come back). */
+  for (size_t i = 0; r == 0 && j->vms && j->vms[i]; i++) {
+    int hit = 0;
+    for (size_t k = 0; is_glob (j->vms[i]) && k < nr_host && !hit; k++)
+      hit = fnmatch (j->vms[i], host[k], 0) == 0;
+    if (is_glob (j->vms[i]) && !hit)
+      vms_warn ("job '%s': no VM of the host matches '%s'", j->name, j->vms[i]);
+  }
+  free_list (host);
+  return r;
 }
 
 static void
 free_job (struct vms_config_job *j)
 {
-  if (j->vms)
-    for (char **p = j->vms; *p; p++)
-      free (*p);
-  free (j->vms);
+  free_list (j->vms);
+  free_list (j->exclude);
   free (j->name); free (j->method); free (j->fallback);
   free (j->repository); free (j->file);
 }
@@ -207,9 +309,9 @@ job_key (struct reading *rd, struct vms_config_job *j, const char *k, const char
       bit = job_keys[i].bit;
   if (bit == 0)
     return add_error (rd->c, rd->file, rd->line, "unknown key '%s' (in a %s "
-                      "section: vms, exec-writers, method, fallback, each, "
+                      "section: vms, exclude, exec-writers, method, fallback, each, "
                       "repository, keep-last, keep-daily, keep-weekly, "
-                      "keep-monthly, max-age, group)", k,
+                      "keep-monthly, max-age, group, exclude)", k,
                       rd->kind == S_JOB ? "[job]" : "[defaults]");
   if (j->set & bit)
     return add_error (rd->c, rd->file, rd->line, "'%s' is set twice in this "
@@ -217,8 +319,8 @@ job_key (struct reading *rd, struct vms_config_job *j, const char *k, const char
   if (*v == '\0')
     return add_error (rd->c, rd->file, rd->line, "'%s' needs a value", k);
   switch (bit) {
-  case K_VMS:
-    if (parse_vms (rd, j, v) == -1)
+  case K_VMS: case K_EXCLUDE:
+    if (parse_vms (rd, j, v, bit == K_EXCLUDE) == -1)
       return -1;
     break;
   case K_EXEC: case K_EACH: case K_GROUP:
@@ -527,6 +629,15 @@ finish (struct vms_config *c, const struct vms_config_job *d)
             return -1;
       }
     }
+    if (!(j->set & K_EXCLUDE) && d->exclude) {
+      size_t n = 0;
+      while (d->exclude[n]) n++;
+      if ((j->exclude = calloc (n + 1, sizeof *j->exclude)) == NULL)
+        return -1;
+      for (size_t k = 0; k < n; k++)
+        if ((j->exclude[k] = strdup (d->exclude[k])) == NULL)
+          return -1;
+    }
     if (!(j->set & K_EXEC) && (d->set & K_EXEC)) j->exec_writers = d->exec_writers;
     if (!(j->set & K_EACH) && (d->set & K_EACH)) j->each = d->each;
     if (!(j->set & K_GROUP) && (d->set & K_GROUP)) j->group = d->group;
@@ -556,6 +667,10 @@ finish (struct vms_config *c, const struct vms_config_job *d)
                      j->repository) == -1)
         return -1;
     }
+    if (j->exclude && !j->all_vms && j->vms == NULL &&
+        add_error (c, j->file, j->line, "job '%s': exclude without vms (all, "
+                   "names or globs) leaves nothing out", j->name) == -1)
+      return -1;
     if (j->each && !j->all_vms && j->vms == NULL &&
         add_error (c, j->file, j->line, "job '%s': each = yes needs vms (all "
                    "or names): it makes one backup per VM", j->name) == -1)
