@@ -311,7 +311,7 @@ job_key (struct reading *rd, struct vms_config_job *j, const char *k, const char
     return add_error (rd->c, rd->file, rd->line, "unknown key '%s' (in a %s "
                       "section: vms, exclude, exec-writers, method, fallback, each, "
                       "repository, keep-last, keep-daily, keep-weekly, "
-                      "keep-monthly, max-age, group, exclude)", k,
+                      "keep-monthly, max-age, group)", k,
                       rd->kind == S_JOB ? "[job]" : "[defaults]");
   if (j->set & bit)
     return add_error (rd->c, rd->file, rd->line, "'%s' is set twice in this "
