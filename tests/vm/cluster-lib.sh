@@ -57,28 +57,24 @@ cl_resource_create() {
     lab_log "resource $dom (VirtualDomain, config $cfg) started on $CL_NODE"
 }
 
-# cl_wait_started R [SECONDS] — the start has ended (its recurring monitor
-# succeeded: --locate alone also says so of a start still in progress).
+# cl_wait_started R [SECONDS] — the cluster has settled (no action pending:
+# --locate alone also reports a start still in progress) with R running here.
 cl_wait_started() {
-    local r=$1 limit=${2:-120} t0
-    t0=$(date +%s)
-    until crm_resource --resource "$r" --locate 2>/dev/null | grep -q "is running on: $CL_NODE" &&
-            cl_history "$r" | grep -q "^${r}_monitor_10000 monitor [0-9]* 0$"; do
-        [ $(($(date +%s) - t0)) -lt "$limit" ] ||
-            lab_fail "the cluster did not start $r within $limit s: $(crm_mon -1 -r 2>&1 | tail -n 5 | tr '\n' ' ')"
-        sleep 0.5
-    done
+    local r=$1 limit=${2:-120}
+    crm_resource --wait --timeout "${limit}s" >/dev/null 2>&1 ||
+        lab_fail "the cluster did not settle within $limit s: $(crm_mon -1 -r 2>&1 | tail -n 5 | tr '\n' ' ')"
+    crm_resource --resource "$r" --locate 2>/dev/null | grep -q "is running on: $CL_NODE" ||
+        lab_fail "the cluster does not run $r: $(crm_mon -1 -r 2>&1 | tail -n 5 | tr '\n' ' ')"
 }
 
 # cl_wait_stopped R [SECONDS]
 cl_wait_stopped() {
-    local r=$1 limit=${2:-60} t0
-    t0=$(date +%s)
-    while crm_resource --resource "$r" --locate 2>/dev/null | grep -q "is running on"; do
-        [ $(($(date +%s) - t0)) -lt "$limit" ] ||
-            lab_fail "the cluster did not stop $r within $limit s"
-        sleep 0.5
-    done
+    local r=$1 limit=${2:-60}
+    crm_resource --wait --timeout "${limit}s" >/dev/null 2>&1 ||
+        lab_fail "the cluster did not settle within $limit s"
+    crm_resource --resource "$r" --locate 2>/dev/null | grep -q "is running on" &&
+        lab_fail "the cluster still runs $r"
+    return 0
 }
 
 cl_meta() {

@@ -894,6 +894,35 @@ vm_checkpoint_xml (const char *name, const char *description,
   return buf_end (&b);
 }
 
+char *
+vm_checkpoint_redefine_xml (const char *name, long long creation_time,
+                            const struct vm_job_disk *disks, size_t n)
+{
+  struct buf b = { 0 };
+  char t[32];
+
+  snprintf (t, sizeof t, "%lld", creation_time);
+  buf_add (&b, "<domaincheckpoint>\n  <name>", 0);
+  buf_add (&b, name, 1);
+  buf_add (&b, "</name>\n  <description>redefined by vmshadow from its "
+           "repository's catalogue</description>\n  <creationTime>", 0);
+  buf_add (&b, t, 0);
+  buf_add (&b, "</creationTime>\n  <disks>\n", 0);
+  for (size_t i = 0; i < n; i++) {
+    buf_add (&b, "    <disk name='", 0);
+    buf_add (&b, disks[i].target, 1);
+    if (disks[i].bitmap) {
+      buf_add (&b, "' checkpoint='bitmap' bitmap='", 0);
+      buf_add (&b, name, 1);
+      buf_add (&b, "'/>\n", 0);
+    }
+    else
+      buf_add (&b, "' checkpoint='no'/>\n", 0);
+  }
+  buf_add (&b, "  </disks>\n</domaincheckpoint>\n", 0);
+  return buf_end (&b);
+}
+
 int
 vm_checkpoint_bitmaps (const char *xml, size_t len, string_vector *targets)
 {

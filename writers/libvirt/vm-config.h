@@ -148,6 +148,13 @@ extern char *vm_backup_xml (const char *socket, const char *parent,
 /* <domaincheckpoint> naming every disk (bitmap or no). Caller frees. */
 extern char *vm_checkpoint_xml (const char *name, const char *description,
                                 const struct vm_job_disk *disks, size_t n);
+/* The same for libvirt's checkpoint redefine (issue 18): each bitmap disk
+ * names its qcow2 bitmap (= the checkpoint's name); libvirt needs a
+ * creation time (seconds since the epoch). Caller frees. */
+extern char *vm_checkpoint_redefine_xml (const char *name,
+                                         long long creation_time,
+                                         const struct vm_job_disk *disks,
+                                         size_t n);
 /* The disk targets a checkpoint XML holds a bitmap for (into *targets,
  * malloc'd strings). Returns 0 or -1 with the error set. */
 extern int vm_checkpoint_bitmaps (const char *xml, size_t len,

@@ -49,6 +49,7 @@ struct vm_entry {
   char *checkpoint;             /* "vmshadow-<session-id>" */
   char *previous;               /* the requester's VMS_ATTR_PREVIOUS_CHECKPOINT */
   char *parent;                 /* previous checkpoint, when incremental */
+  int parent_redefined;         /* … redefined from the catalogue (issue 18) */
   char *incremental_reason;     /* why full, when not incremental */
   char *socket_dir;             /* <session run dir>/<n> (QEMU's group) */
   char *socket;                 /* NBD Unix socket of the job, in it */

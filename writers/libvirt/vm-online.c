@@ -38,6 +38,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <json-c/json.h>
 #include <libvirt/libvirt.h>
 #include <libvirt/virterror.h>
 
@@ -45,6 +46,8 @@
 
 #include "cleanup.h"
 #include "log.h"
+#include "str.h"
+#include "subprocess.h"
 #include "vm-internal.h"
 
 #define ONLINE_MAX_SOCKET 107           /* sun_path less its NUL */
@@ -160,6 +163,106 @@ checkpoint_name (const char *session_id)
   return s;
 }
 
+/* Whether the qcow2 image at path holds a persistent bitmap named name:
+ * `qemu-img info -U` (shared: the image is open in QEMU). 1 yes, 0 no or
+ * unknown (*why set, malloc'd). */
+static int
+image_has_bitmap (const char *path, const char *name, char **why)
+{
+  const char *argv[] = { "qemu-img", "info", "-U", "--output=json", path,
+                         NULL };
+  struct vms_subprocess_options o = { .argv = argv, .timeout_ms = 30000 };
+  struct vms_subprocess_result res = { 0 };
+  json_object *info = NULL, *fs, *data, *bitmaps;
+  char how[128], tail[512];
+  int found = 0;
+
+  if (vms_subprocess_run (&o, &res) == -1) {
+    *why = vms_strdup_printf ("%s", vms_get_error ());
+    return 0;
+  }
+  if (!vms_subprocess_succeeded (&res)) {
+    *why = vms_strdup_printf ("qemu-img info %s: %s: %s", path,
+                              vms_subprocess_describe (&res, how, sizeof how),
+                              vms_subprocess_error_tail (&res, 2, tail,
+                                                         sizeof tail));
+    vms_subprocess_result_reset (&res);
+    return 0;
+  }
+  info = res.out ? json_tokener_parse (res.out) : NULL;
+  if (info && json_object_object_get_ex (info, "format-specific", &fs) &&
+      json_object_object_get_ex (fs, "data", &data) &&
+      json_object_object_get_ex (data, "bitmaps", &bitmaps) &&
+      json_object_is_type (bitmaps, json_type_array)) {
+    for (size_t i = 0; i < json_object_array_length (bitmaps); i++) {
+      json_object *b = json_object_array_get_idx (bitmaps, i), *n;
+      if (json_object_object_get_ex (b, "name", &n) &&
+          json_object_is_type (n, json_type_string) &&
+          strcmp (json_object_get_string (n), name) == 0)
+        found = 1;
+    }
+  }
+  if (!found)
+    *why = vms_strdup_printf ("its image %s has no bitmap %s", path, name);
+  json_object_put (info);
+  vms_subprocess_result_reset (&res);
+  return found;
+}
+
+/* R22, issue 18: the previous checkpoint is gone from libvirt — the cluster
+ * (VirtualDomain) undefines a domain before every start, and with it
+ * libvirt's checkpoint metadata — but the qcow2 images keep their
+ * bitmaps. Redefine the checkpoint the repository's catalogue names with
+ * the disks whose image still holds its bitmap; libvirt validates them
+ * (REDEFINE_VALIDATE). A disk without it is left out: it is read in full
+ * alone (plan_disks). Returns the checkpoint, or NULL with *why. */
+static virDomainCheckpointPtr
+redefine_checkpoint (struct vm_entry *vm, const char *prev, char **why)
+{
+  CLEANUP_FREE struct vm_job_disk *disks = calloc (vm->cfg.nr_disks + 1,
+                                                   sizeof *disks);
+  CLEANUP_FREE char *xml = NULL;
+  virDomainCheckpointPtr cp;
+  size_t any = 0;
+
+  if (disks == NULL)
+    return NULL;
+  for (size_t i = 0; i < vm->cfg.nr_disks; i++) {
+    const struct vm_disk *d = &vm->cfg.disks[i];
+    CLEANUP_FREE char *no = NULL;
+    disks[i].target = d->target;
+    if (d->included && d->source == VM_DISK_FILE && d->format &&
+        strcmp (d->format, "qcow2") == 0 &&
+        image_has_bitmap (d->path, prev, &no)) {
+      disks[i].bitmap = 1;
+      any++;
+    }
+    else if (no)
+      vms_debug ("vm writer: %s: %s", vm->name, no);
+  }
+  if (any == 0) {
+    *why = vms_strdup_printf ("no disk image holds its bitmap any more");
+    return NULL;
+  }
+  /* (the time of the redefinition: the catalogue keeps the name only) */
+  xml = vm_checkpoint_redefine_xml (prev, (long long) time (NULL), disks,
+                                    vm->cfg.nr_disks);
+  if (xml == NULL)
+    return NULL;
+  cp = virDomainCheckpointCreateXML (vm->dom, xml,
+                                     VIR_DOMAIN_CHECKPOINT_CREATE_REDEFINE |
+                                     VIR_DOMAIN_CHECKPOINT_CREATE_REDEFINE_VALIDATE);
+  if (cp == NULL) {
+    *why = vms_strdup_printf ("libvirt refused to redefine it: %s",
+                              vm_virt_error ());
+    return NULL;
+  }
+  vms_debug ("vm writer: %s: checkpoint %s redefined from the repository's "
+             "catalogue (%zu disk(s) with its bitmap)", vm->name, prev, any);
+  vm->parent_redefined = 1;
+  return cp;
+}
+
 /* Decide whether the VM's backup is incremental (vm->parent) and which
  * disks have a bitmap in the parent (j->bitmaps). Never fails the VM: any
  * doubt means a full read, with the reason kept. */
@@ -191,11 +294,16 @@ choose_parent (struct online_job *j)
   }
   cp = virDomainCheckpointLookupByName (vm->dom, prev, 0);
   if (cp == NULL) {
-    if (asprintf (&vm->incremental_reason, "the previous checkpoint \"%s\" "
-                  "no longer exists in libvirt (%s)", prev,
-                  vm_virt_error ()) == -1)
-      vm->incremental_reason = NULL;
-    return;
+    CLEANUP_FREE char *gone = strdup (vm_virt_error ()), *why = NULL;
+    cp = redefine_checkpoint (vm, prev, &why);
+    if (cp == NULL) {
+      if (asprintf (&vm->incremental_reason, "the previous checkpoint \"%s\" "
+                    "no longer exists in libvirt (%s) and cannot be redefined "
+                    "from the repository's catalogue: %s", prev,
+                    gone ? gone : "", why ? why : "out of memory") == -1)
+        vm->incremental_reason = NULL;
+      return;
+    }
   }
   xml = virDomainCheckpointGetXMLDesc (cp, 0);
   virDomainCheckpointFree (cp);
@@ -657,7 +765,11 @@ record_job (struct online_job *j, vms_call *call)
                                  vm->parent) == -1) ||
       (vm->incremental_reason &&
        vms_component_set_string (c, VMS_VM_ATTR_INCREMENTAL_REASON,
-                                 vm->incremental_reason) == -1))
+                                 vm->incremental_reason) == -1) ||
+      (vm->parent && vm->parent_redefined &&
+       vms_component_set_string (c, VMS_VM_ATTR_PARENT_REDEFINED,
+                                 "redefined from the repository's catalogue "
+                                 "(libvirt had forgotten it)") == -1))
     return -1;
   for (size_t i = 0; i < j->nr_disks; i++) {
     const struct vm_job_disk *jd = &j->disks[i];

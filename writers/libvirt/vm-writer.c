@@ -188,6 +188,7 @@ static void
 entry_session_reset (struct vm_entry *vm)
 {
   vm->selected = vm->frozen = vm->job_started = vm->checkpoint_created = 0;
+  vm->parent_redefined = 0;
   vm->offline_checked = 0;
   free (vm->checkpoint); vm->checkpoint = NULL;
   free (vm->parent); vm->parent = NULL;

@@ -165,6 +165,9 @@ extern int vms_libvirt_prune_checkpoints (const char *uri, const char *uuid,
 #define VMS_VM_ATTR_FREEZE_WINDOW_MS VMS_ATTR_FREEZE_WINDOW_MS /* int; online only */
 #define VMS_VM_ATTR_CHECKPOINT    "checkpoint"     /* new checkpoint (online) */
 #define VMS_VM_ATTR_PARENT_CHECKPOINT "parent_checkpoint" /* incremental only */
+#define VMS_VM_ATTR_PARENT_REDEFINED "parent_redefined" /* set when libvirt had
+  forgotten the parent checkpoint (the cluster undefined the domain) and it
+  was redefined from the repository's catalogue (issue 18) */
 #define VMS_VM_ATTR_BACKUP_TYPE   "backup_type"    /* full|incremental */
 #define VMS_VM_ATTR_INCREMENTAL_REASON "incremental_reason" /* why full */
 /* Per disk, the key being prefix + the disk's image path (as in the file
