@@ -22,6 +22,29 @@
 /* ---- passphrases ---- */
 
 static int passphrase_fd = -1;
+/* $VMSHADOW_PASSPHRASE and $VMSHADOW_NEW_PASSPHRASE, taken out of the
+ * environment at start: no child (exec writers, qemu-nbd, hooks) inherits
+ * them. */
+static char env_pass[VMS_PASSPHRASE_MAX + 2], env_new_pass[VMS_PASSPHRASE_MAX + 2];
+
+/* Move variable name's value into buf (empty if unset or too long: then
+ * it is refused when used), then unset it and wipe it where it was. */
+static void
+take_env (const char *name, char *buf, size_t size)
+{
+  char *v = getenv (name);
+  if (v == NULL)
+    return;
+  size_t n = strlen (v);
+  if (n < size - 1)
+    memcpy (buf, v, n + 1);
+  else
+    snprintf (buf, size, "%c", 1);      /* too long: said when used */
+  char *whole = v - strlen (name) - 1;
+  size_t wn = strlen (whole);
+  unsetenv (name);
+  memset (whole, 0, wn);
+}
 
 /* One line from fd, byte by byte (nothing read past it stays buffered
  * here: the next passphrase is the next line). */
@@ -89,12 +112,11 @@ cli_passphrase (void *opaque, int purpose, const char *fp, char *buf,
     snprintf (from, sizeof from, "file descriptor %d", passphrase_fd);
     return read_line (passphrase_fd, buf, size, from);
   }
-  const char *e = purpose == VMS_PASSPHRASE_NEW
-    ? getenv (VMS_NEW_PASSPHRASE_ENV) : NULL;
-  if (e == NULL || *e == '\0')
-    e = getenv (VMS_PASSPHRASE_ENV);
-  if (e && *e) {
-    if (strlen (e) >= size) {
+  const char *e = purpose == VMS_PASSPHRASE_NEW ? env_new_pass : "";
+  if (*e == '\0')
+    e = env_pass;
+  if (*e) {
+    if (strlen (e) >= size || *e == 1) {
       vms_set_error (E2BIG, "%s is longer than %zu bytes", VMS_PASSPHRASE_ENV,
                      size - 1);
       return -1;
@@ -135,6 +157,8 @@ void
 cli_passphrase_setup (int fd)
 {
   passphrase_fd = fd;
+  take_env (VMS_PASSPHRASE_ENV, env_pass, sizeof env_pass);
+  take_env (VMS_NEW_PASSPHRASE_ENV, env_new_pass, sizeof env_new_pass);
   vms_set_passphrase_fn (cli_passphrase, NULL);
 }
 

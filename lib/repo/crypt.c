@@ -30,6 +30,31 @@ static pthread_once_t algs_once = PTHREAD_ONCE_INIT;
 static EVP_CIPHER *gcm;
 static EVP_MAC *hmac;
 static EVP_KDF *hkdf;
+static pthread_key_t tls_key;
+static int tls_ok;
+
+/* Per thread: a GCM context whose key schedule is kept while the key
+ * stays the same (each envelope then sets only its nonce), and an HMAC
+ * context keyed once, copied for each id. */
+struct crypt_tls {
+  EVP_CIPHER_CTX *c;
+  int c_dir;                    /* 1 encrypt, 0 decrypt, -1 unset */
+  uint8_t c_key[CRYPT_KEY_LEN];
+  EVP_MAC_CTX *m;
+  uint8_t m_key[CRYPT_KEY_LEN];
+};
+
+static void
+tls_free (void *p)
+{
+  struct crypt_tls *t = p;
+  if (t == NULL)
+    return;
+  EVP_CIPHER_CTX_free (t->c);
+  EVP_MAC_CTX_free (t->m);
+  OPENSSL_cleanse (t, sizeof *t);
+  free (t);
+}
 
 static void
 algs_init (void)
@@ -37,17 +62,58 @@ algs_init (void)
   gcm = EVP_CIPHER_fetch (NULL, "AES-256-GCM", NULL);
   hmac = EVP_MAC_fetch (NULL, "HMAC", NULL);
   hkdf = EVP_KDF_fetch (NULL, "HKDF", NULL);
+  tls_ok = pthread_key_create (&tls_key, tls_free) == 0;
 }
 
 static int
 algs (void)
 {
   pthread_once (&algs_once, algs_init);
-  if (gcm == NULL || hmac == NULL || hkdf == NULL) {
+  if (gcm == NULL || hmac == NULL || hkdf == NULL || !tls_ok) {
     vms_set_error (ENOSYS, "OpenSSL lacks AES-256-GCM, HMAC or HKDF");
     return -1;
   }
   return 0;
+}
+
+static struct crypt_tls *
+tls (void)
+{
+  struct crypt_tls *t = pthread_getspecific (tls_key);
+  if (t)
+    return t;
+  if ((t = calloc (1, sizeof *t)) == NULL ||
+      pthread_setspecific (tls_key, t) != 0) {
+    free (t);
+    return NULL;
+  }
+  t->c_dir = -1;
+  return t;
+}
+
+/* This thread's GCM context set up for key and direction, with the
+ * nonce iv. */
+static EVP_CIPHER_CTX *
+gcm_ctx (const uint8_t key[CRYPT_KEY_LEN], int encrypt, const uint8_t *iv)
+{
+  struct crypt_tls *t = tls ();
+  if (t == NULL)
+    return NULL;
+  if (t->c == NULL && (t->c = EVP_CIPHER_CTX_new ()) == NULL)
+    return NULL;
+  int same = t->c_dir == encrypt && memcmp (t->c_key, key, CRYPT_KEY_LEN) == 0;
+  int ok = encrypt
+    ? EVP_EncryptInit_ex2 (t->c, same ? NULL : gcm, same ? NULL : key, iv,
+                           NULL)
+    : EVP_DecryptInit_ex2 (t->c, same ? NULL : gcm, same ? NULL : key, iv,
+                           NULL);
+  if (ok != 1) {
+    t->c_dir = -1;
+    return NULL;
+  }
+  t->c_dir = encrypt;
+  memcpy (t->c_key, key, CRYPT_KEY_LEN);
+  return t->c;
 }
 
 /* HKDF-SHA-256(master, info) -> out (32 bytes). */
@@ -77,21 +143,37 @@ int
 crypt_mac (const uint8_t key[CRYPT_KEY_LEN], const void *data, size_t len,
            uint8_t out[32])
 {
-  EVP_MAC_CTX *ctx;
+  EVP_MAC_CTX *ctx = NULL;
   OSSL_PARAM p[2];
   size_t outl = 0;
   int ok;
+  struct crypt_tls *t;
 
   if (algs () == -1)
     return -1;
-  if ((ctx = EVP_MAC_CTX_new (hmac)) == NULL) {
+  if ((t = tls ()) == NULL) {
     vms_set_error (ENOMEM, "out of memory for HMAC");
     return -1;
   }
-  p[0] = OSSL_PARAM_construct_utf8_string (OSSL_MAC_PARAM_DIGEST,
-                                           (char *) "SHA256", 0);
-  p[1] = OSSL_PARAM_construct_end ();
-  ok = EVP_MAC_init (ctx, key, CRYPT_KEY_LEN, p) == 1 &&
+  /* The keyed template once per key and thread; a copy per message. */
+  if (t->m == NULL || memcmp (t->m_key, key, CRYPT_KEY_LEN) != 0) {
+    EVP_MAC_CTX_free (t->m);
+    if ((t->m = EVP_MAC_CTX_new (hmac)) == NULL) {
+      vms_set_error (ENOMEM, "out of memory for HMAC");
+      return -1;
+    }
+    p[0] = OSSL_PARAM_construct_utf8_string (OSSL_MAC_PARAM_DIGEST,
+                                             (char *) "SHA256", 0);
+    p[1] = OSSL_PARAM_construct_end ();
+    if (EVP_MAC_init (t->m, key, CRYPT_KEY_LEN, p) != 1) {
+      EVP_MAC_CTX_free (t->m);
+      t->m = NULL;
+      vms_set_error (EIO, "HMAC-SHA-256 failed (OpenSSL)");
+      return -1;
+    }
+    memcpy (t->m_key, key, CRYPT_KEY_LEN);
+  }
+  ok = (ctx = EVP_MAC_CTX_dup (t->m)) != NULL &&
     EVP_MAC_update (ctx, data, len) == 1 &&
     EVP_MAC_final (ctx, out, &outl, 32) == 1 && outl == 32;
   EVP_MAC_CTX_free (ctx);
@@ -100,6 +182,17 @@ crypt_mac (const uint8_t key[CRYPT_KEY_LEN], const void *data, size_t len,
     return -1;
   }
   return 0;
+}
+
+void
+crypt_forget (void)
+{
+  pthread_once (&algs_once, algs_init);
+  struct crypt_tls *t = tls_ok ? pthread_getspecific (tls_key) : NULL;
+  if (t) {
+    pthread_setspecific (tls_key, NULL);
+    tls_free (t);
+  }
 }
 
 int
@@ -190,12 +283,8 @@ crypt_seal (const uint8_t key[CRYPT_KEY_LEN], const void *aad, size_t aadlen,
     vms_set_error (EIO, "cannot get random bytes for a nonce (OpenSSL)");
     return -1;
   }
-  if ((ctx = EVP_CIPHER_CTX_new ()) == NULL) {
-    vms_set_error (ENOMEM, "out of memory for AES-GCM");
-    return -1;
-  }
   /* in may be out + ENVELOPE_HEADER_LEN (sealed in place). */
-  ok = EVP_EncryptInit_ex2 (ctx, gcm, key, out + 5, NULL) == 1 &&
+  ok = (ctx = gcm_ctx (key, 1, out + 5)) != NULL &&
     (aadlen == 0 ||
      EVP_EncryptUpdate (ctx, NULL, &l1, aad, (int) aadlen) == 1) &&
     EVP_EncryptUpdate (ctx, out + ENVELOPE_HEADER_LEN, &l1, in, (int) n) == 1
@@ -203,7 +292,6 @@ crypt_seal (const uint8_t key[CRYPT_KEY_LEN], const void *aad, size_t aadlen,
     (size_t) (l1 + l2) == n &&
     EVP_CIPHER_CTX_ctrl (ctx, EVP_CTRL_GCM_GET_TAG, ENVELOPE_TAG_LEN,
                          out + ENVELOPE_HEADER_LEN + n) == 1;
-  EVP_CIPHER_CTX_free (ctx);
   if (!ok) {
     vms_set_error (EIO, "AES-256-GCM failed (OpenSSL)");
     return -1;
@@ -252,11 +340,7 @@ crypt_open (const uint8_t key[CRYPT_KEY_LEN], const void *aad, size_t aadlen,
   }
   size_t clen = n - ENVELOPE_OVERHEAD;
   memcpy (tag, in + ENVELOPE_HEADER_LEN + clen, ENVELOPE_TAG_LEN);
-  if ((ctx = EVP_CIPHER_CTX_new ()) == NULL) {
-    errno = ENOMEM;
-    return -1;
-  }
-  ok = EVP_DecryptInit_ex2 (ctx, gcm, key, in + 5, NULL) == 1 &&
+  ok = (ctx = gcm_ctx (key, 0, in + 5)) != NULL &&
     (aadlen == 0 ||
      EVP_DecryptUpdate (ctx, NULL, &l1, aad, (int) aadlen) == 1) &&
     EVP_DecryptUpdate (ctx, out, &l1, in + ENVELOPE_HEADER_LEN,
@@ -264,7 +348,6 @@ crypt_open (const uint8_t key[CRYPT_KEY_LEN], const void *aad, size_t aadlen,
     EVP_CIPHER_CTX_ctrl (ctx, EVP_CTRL_GCM_SET_TAG, ENVELOPE_TAG_LEN,
                          tag) == 1 &&
     EVP_DecryptFinal_ex (ctx, out + l1, &l2) == 1;
-  EVP_CIPHER_CTX_free (ctx);
   if (!ok) {
     /* Nothing of a failed open is ever used. */
     OPENSSL_cleanse (out, clen);

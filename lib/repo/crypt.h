@@ -62,6 +62,9 @@ extern int crypt_seal (const uint8_t key[CRYPT_KEY_LEN], const void *aad,
 extern int crypt_open (const uint8_t key[CRYPT_KEY_LEN], const void *aad,
                        size_t aadlen, const uint8_t *in, size_t n,
                        uint8_t *out);
+/* Drop this thread's contexts (and the key schedules in them): after a
+ * key that must not linger (a passphrase's scrypt key) was used. */
+extern void crypt_forget (void);
 /* Framing only (length, magic, version), for checks without the key:
  * 0, or -1 with EKEYREJECTED; crypt_envelope_problem says why (NULL when
  * the framing is sound). */

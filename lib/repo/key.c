@@ -448,6 +448,7 @@ seal_secret (const struct crypt_key *k, const char *pass, struct key_file *kf)
     r = 0;
   }
   OPENSSL_cleanse (kek, sizeof kek);
+  crypt_forget ();
   return r;
 }
 
@@ -467,6 +468,7 @@ open_secret (const struct key_file *kf, const char *pass, const char *what,
   r = crypt_open (kek, aad, key_aad (kf->fingerprint, aad, sizeof aad),
                   kf->sealed, sizeof kf->sealed, k->master);
   OPENSSL_cleanse (kek, sizeof kek);
+  crypt_forget ();
   if (r == -1) {
     vms_set_error (EKEYREJECTED, "wrong passphrase for key %s (%s could not "
                    "be opened with it)", fp, what);

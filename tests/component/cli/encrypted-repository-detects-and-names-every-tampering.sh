@@ -26,6 +26,7 @@ head -c $((1024 * 1024)) /dev/urandom > "$tmp/app/blob.bin"
 for i in $(seq 1 20000); do echo "MARKER-PLAINTEXT-$i"; done > "$tmp/app/text"
 cat > "$VMSHADOW_WRITERS_DIR/app" <<W
 #!/bin/sh
+env >> "$tmp/writer-env"
 [ "\$1" = identify ] || exit 0
 cat <<JSON
 {"format": "vmshadow-writer-metadata", "version": 1,
@@ -50,6 +51,10 @@ for i in $(seq 1 20000); do echo "MARKER-PLAINTEXT-$i changed"; done > "$tmp/app
 b2=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["backup_id"])' "$tmp/b2.json")
 "$vmshadow" verify --deep > "$tmp/out" || fail "verify --deep of a sound repository: $(cat "$tmp/out")"
 
+# The passphrase never reaches a writer (vmshadow takes it out of its
+# environment before it runs anything).
+[ -s "$tmp/writer-env" ] || fail "the writer was not run"
+if grep -q "$VMSHADOW_PASSPHRASE" "$tmp/writer-env"; then fail "an exec writer got the passphrase"; fi
 # No plaintext anywhere: not the text, not a file path, not a writer name.
 if grep -rlaE "MARKER-PLAINTEXT|$tmp/app|0d9f3c1e-2b4a" "$VMSHADOW_REPO" > "$tmp/leak"; then
   fail "plaintext in: $(cat "$tmp/leak")"
