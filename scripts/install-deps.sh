@@ -9,6 +9,7 @@ packages=(
   gcc meson ninja-build pkg-config
   libjson-c-dev libinih-dev libcmocka-dev libvirt-dev libnbd-dev libxml2-dev
   libzstd-dev libssl-dev nbdkit nbdkit-plugin-dev
+  librados-dev   # the RADOS repository backend (issue 12)
   # tests: reflink filesystems, loop devices, example writers
   btrfs-progs xfsprogs e2fsprogs util-linux sqlite3 valgrind
   # tests: NBD clients of the exports (nbdcopy, nbdinfo, qemu-io)

@@ -95,6 +95,11 @@ struct vms_repo {
   char key_fp[33];              /* the key's fingerprint (hex) */
   const struct crypt_key *key;  /* borrowed from key.c's cache */
   size_t blob_overhead;         /* bytes an envelope adds to a blob: 0 or 33 */
+  /* A repository on an object store (rados:POOL[/NS], issue 12): no
+   * directory (dirfd and the other fds stay -1); the writer lock is the
+   * store's (storage_rados_lock). */
+  int remote;
+  int store_locked;
 };
 
 /* The format version a repository is created with: VMS_REPO_FORMAT_2 in

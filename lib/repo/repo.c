@@ -122,7 +122,7 @@ repo_backup_dir (vms_repo *repo, const char *id, char *buf, size_t size)
 int
 repo_need_write (vms_repo *repo, const char *what)
 {
-  if (repo->lock_fd >= 0)
+  if (repo->lock_fd >= 0 || repo->store_locked)
     return 0;
   vms_set_error (EBADF, "cannot %s: repository %s was opened without the "
                  "writer lock (VMS_REPO_WRITE)", what, repo->path);
@@ -298,19 +298,39 @@ creation_format (vms_repo *repo, int *version, uint32_t *pack_size)
   return 0;
 }
 
+/* A new repository's config (text in a new string): version 2 always
+ * for a repository on an object store. */
 static int
-create_layout (vms_repo *repo)
+config_text (vms_repo *repo, char **out)
 {
   uint8_t rnd[16];
   char id[33];
-  CLEANUP_FREE char *text = NULL;
+  char *text = NULL;
   int version;
   uint32_t pack_size;
   char extra[512] = "";
 
+  if (repo->remote) {
+    const char *v = getenv (REPO_FORMAT_ENV);
+    if (v && strcmp (v, "1") == 0 && !(repo->flags & VMS_REPO_FORMAT_2)) {
+      vms_set_error (ENOTSUP, "cannot create repository %s: format version "
+                     "1 is a local directory only (%s=1); a RADOS "
+                     "repository is version 2", repo->path, REPO_FORMAT_ENV);
+      return -1;
+    }
+    repo->flags |= VMS_REPO_FORMAT_2;
+  }
   if (creation_format (repo, &version, &pack_size) == -1)
     return -1;
-  if (repo->encrypted)
+  /* One write_full per pack: RADOS takes at most osd_max_write_size
+   * (90 MiB by default) in one write. */
+  if (repo->remote && pack_size > (64u << 20)) {
+    vms_set_error (EINVAL, "cannot create repository %s: packs of a RADOS "
+                   "repository are at most 64 MiB (VMSHADOW_REPO_PACK_SIZE)",
+                   repo->path);
+    return -1;
+  }
+  if (repo->encrypted || repo->remote)
     version = 2;
   if (version == 2)
     snprintf (extra, sizeof extra, "  \"pack_size\": %" PRIu32 ",\n",
@@ -336,6 +356,18 @@ create_layout (vms_repo *repo)
     vms_set_error (ENOMEM, "out of memory");
     return -1;
   }
+  *out = text;
+  return version;
+}
+
+static int
+create_layout (vms_repo *repo)
+{
+  CLEANUP_FREE char *text = NULL;
+  int version = config_text (repo, &text);
+
+  if (version == -1)
+    return -1;
   /* The skeleton first, the config last, by one rename: until then the
    * directory is no repository, and is_skeleton lets the next creation
    * complete it (docs/repository-format.md "Creation"). */
@@ -373,7 +405,10 @@ read_config (vms_repo *repo)
   json_object *root, *v;
   int r = -1;
 
-  if (repo_read_file (repo->dirfd, "config", 65536, &text, &len) == -1) {
+  if (repo->remote
+      ? storage_get_all (repo->store, "config", 65536, (void **) &text,
+                         &len) == -1
+      : repo_read_file (repo->dirfd, "config", 65536, &text, &len) == -1) {
     vms_set_error (errno, "repository %s: cannot read its config: %s",
                    repo->path, repo_errstr (errno));
     return -1;
@@ -583,6 +618,93 @@ vms_repo_init_encrypted (const char *dir, const struct vms_repo_encryption *e)
   return repo;
 }
 
+/* A repository on RADOS (rados:POOL[/NAMESPACE], issue 12): the store
+ * is opened first, the config read through it (made by an exclusive put
+ * when creating: two hosts creating at once agree on the first), the
+ * writer lock is the store's. */
+static int
+repo_open_remote (vms_repo *repo, const struct crypt_key *new_key,
+                  int hide_ids)
+{
+  struct storage_stat st;
+  unsigned flags = repo->flags;
+
+  repo->remote = 1;
+  repo->store = storage_rados_open (repo->path + 6);
+  if (repo->store == NULL) {
+    vms_set_error (vms_get_errno (), "repository %s: %s", repo->path,
+                   vms_get_error ());
+    return -1;
+  }
+  int have_config = storage_stat (repo->store, "config", &st) == 0;
+  if (!have_config && errno != ENOENT) {
+    vms_set_error (errno, "repository %s: cannot read its config: %s",
+                   repo->path, repo_errstr (errno));
+    return -1;
+  }
+  if (!have_config && !(flags & VMS_REPO_CREATE)) {
+    vms_set_error (ENOENT, "no repository at %s (no config object; a backup "
+                   "creates one, or pass --repo or set %s)", repo->path,
+                   VMS_REPO_DIR_ENV);
+    return -1;
+  }
+  if (flags & VMS_REPO_WRITE) {
+    char desc[64];
+    snprintf (desc, sizeof desc, "vmshadow pid %d", (int) getpid ());
+    if (storage_rados_lock (repo->store, "lock", desc) == -1) {
+      char who[256];
+      if (errno == EBUSY &&
+          storage_rados_lock_holder (repo->store, "lock", who, sizeof who) == 0)
+        vms_set_error (EBUSY, "repository %s is locked by %s (another backup, "
+                       "prune or gc is running)", repo->path, who);
+      else if (errno == EBUSY)
+        vms_set_error (EBUSY, "repository %s is locked by another client "
+                       "(another backup, prune or gc is running)", repo->path);
+      else
+        vms_set_error (errno, "repository %s: cannot lock it: %s", repo->path,
+                       repo_errstr (errno));
+      return -1;
+    }
+    repo->store_locked = 1;
+  }
+  if (!have_config) {
+    CLEANUP_FREE char *text = NULL;
+    if (new_key) {
+      repo->encrypted = 1;
+      repo->hide_ids = hide_ids;
+      snprintf (repo->key_fp, sizeof repo->key_fp, "%s",
+                new_key->fingerprint_hex);
+    }
+    if (config_text (repo, &text) == -1)
+      return -1;
+    if (storage_put (repo->store, "config", text, strlen (text),
+                     STORAGE_PUT_EXCLUSIVE) == -1) {
+      if (errno != EEXIST) {
+        vms_set_error (errno, "cannot create repository %s: %s", repo->path,
+                       repo_errstr (errno));
+        return -1;
+      }
+      /* Another host made it first: that one is the repository. */
+      repo->encrypted = 0;
+    }
+    else
+      repo->key = new_key;
+  }
+  if (read_config (repo) == -1)
+    return -1;
+  if (repo->key == NULL && unlock_repo (repo) == -1)
+    return -1;
+  if (repo->key && strcmp (repo->key->fingerprint_hex, repo->key_fp) != 0)
+    repo->key = NULL;
+  if (repo->encrypted &&
+      (repo->store = storage_crypt_wrap (repo->store, repo->key,
+                                         repo->id)) == NULL) {
+    vms_set_error (ENOMEM, "out of memory");
+    return -1;
+  }
+  return 0;
+}
+
 static vms_repo *
 repo_open (const char *dir, unsigned flags, const struct crypt_key *new_key,
            int hide_ids)
@@ -606,6 +728,12 @@ repo_open (const char *dir, unsigned flags, const struct crypt_key *new_key,
   for (size_t i = 0; i < 256; i++)
     repo->chunk_dirs[i] = -1;
   repo->flags = flags;
+
+  if (strncmp (dir, "rados:", 6) == 0) {
+    if (repo_open_remote (repo, new_key, hide_ids) == -1)
+      goto fail;
+    return repo;
+  }
 
   repo->dirfd = open (dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (repo->dirfd == -1 && errno == ENOENT && (flags & VMS_REPO_CREATE)) {

@@ -3,7 +3,10 @@
 #
 #   ceph_lab_start     start (or reuse) the cluster and export CEPH_CONF and
 #                      VMSLAB_CEPH_* (lab/ceph.sh env); where Ceph cannot run
-#                      here the test exits 77 with lab/ceph.sh's reason
+#                      here the test exits 77 with lab/ceph.sh's reason; the
+#                      namespaces are emptied at exit, before what the
+#                      test's EXIT trap set so far (a trap set later
+#                      replaces this one: call ceph_lab_empty_namespaces)
 #   ceph_lab_namespace VAR NAME
 #                      set VAR to a namespace of the repositories' pool unique
 #                      to this run (NAME-PID-RANDOM), emptied again at exit
@@ -23,7 +26,13 @@ ceph_lab_start () {
     *) echo "FAIL: lab/ceph.sh start failed (exit $rc)"; exit 1 ;;
   esac
   eval "$("$ceph_lab_dir/ceph.sh" env)"
-  trap ceph_lab_empty_namespaces EXIT
+  # Before the test's own EXIT trap (kept), which may remove files the
+  # namespace's cleanup does not need.
+  local prev
+  prev=$(trap -p EXIT)
+  prev=${prev#trap -- \'}
+  prev=${prev%\' EXIT}
+  trap "ceph_lab_empty_namespaces${prev:+; $prev}" EXIT
 }
 
 ceph_lab_namespace () {

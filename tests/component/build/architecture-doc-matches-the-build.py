@@ -18,7 +18,7 @@ DEPS = {
     'qemu_provider_dep': 'providers/qemu',
     'vm_writer_dep': 'writers/libvirt',
     'jsonc_dep': 'json-c', 'libcrypto_dep': 'OpenSSL libcrypto',
-    'libzstd_dep': 'zstd', 'libnbd_dep': 'libnbd', 'libvirt_dep': 'libvirt',
+    'libzstd_dep': 'zstd', 'librados_dep': 'librados', 'libnbd_dep': 'libnbd', 'libvirt_dep': 'libvirt',
     'libxml_dep': 'libxml2', 'threads_dep': 'threads', 'inih_dep': 'inih',
 }
 

@@ -4,6 +4,8 @@
 # before the test's first command, with a key in $tmp/keys and a test
 # passphrase (scrypt N=2^14 to stay fast; key files made by users get
 # 2^17). encrypted_init_args is what "vmshadow init" gets added.
+# repo_cat (and, with VMSHADOW_TEST_BACKEND=rados, the repository on RADOS).
+. "$(dirname "${BASH_SOURCE[0]}")/repo-backend-lib.sh"
 encrypted_init_args=()
 if [ "${VMSHADOW_TEST_ENCRYPTED:-}" = 1 ]; then
   export VMSHADOW_KEY_DIR=$tmp/keys VMSHADOW_PASSPHRASE=test-passphrase-13
@@ -14,7 +16,7 @@ encrypted_repo_if_asked () {
   if [ "${VMSHADOW_TEST_ENCRYPTED:-}" = 1 ]; then
     "$vmshadow" init "${encrypted_init_args[@]}" > "$tmp/encrypted-init.out" 2>&1 ||
       fail "init --encrypt: $(cat "$tmp/encrypted-init.out")"
-    grep -q '"encryption": { "cipher": "aes-256-gcm"' "$VMSHADOW_REPO/config" ||
-      fail "the repository is not encrypted: $(cat "$VMSHADOW_REPO/config")"
+    repo_cat config | grep -q '"encryption": { "cipher": "aes-256-gcm"' ||
+      fail "the repository is not encrypted: $(repo_cat config)"
   fi
 }

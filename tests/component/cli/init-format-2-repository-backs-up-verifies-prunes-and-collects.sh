@@ -4,7 +4,7 @@
 # through a real exec writer and the file provider: no chunk files, a
 # pack per 32 MiB, a flipped byte in a pack found by verify --deep, a
 # second init refused without changing anything, --format checked per
-# command.
+# command. Run on the local directory and on RADOS (issue 12).
 set -euo pipefail
 vmshadow=$1
 tmp=$(mktemp -d /var/tmp/vmshadow-test.XXXXXX)
@@ -16,6 +16,10 @@ fail () { echo "FAIL: $*"; exit 1; }
 export VMSHADOW_SCRATCH_DIR=$tmp/scratch VMSHADOW_REPO=$tmp/repo
 export VMSHADOW_WRITERS_DIR=$tmp/writers.d
 unset VMSHADOW_REPO_FORMAT VMSHADOW_REPO_PACK_SIZE
+# Also run on RADOS (issue 12): VMSHADOW_TEST_BACKEND=rados.
+. "$(dirname "$0")/repo-backend-lib.sh"
+repo_backend_setup
+main_repo=$VMSHADOW_REPO
 
 mkdir -p "$tmp/app" "$VMSHADOW_WRITERS_DIR"
 head -c $((40 * 1024 * 1024 + 5)) /dev/urandom > "$tmp/app/blob.bin"
@@ -42,24 +46,24 @@ if "$vmshadow" init --format 3 2> "$tmp/err"; then fail "init --format 3 accepte
 grep -q "1 or 2 (init)" "$tmp/err" || fail "bad message: $(cat "$tmp/err")"
 if "$vmshadow" extract --format 2 b c f --to "$tmp/x" 2> "$tmp/err"; then fail "extract --format 2 accepted"; fi
 grep -q "does not apply" "$tmp/err" || fail "bad message: $(cat "$tmp/err")"
-[ ! -e "$tmp/repo" ] || fail "a refused command made the repository"
+[ "$(repo_count '')" = 0 ] || fail "a refused command made the repository"
 
 "$vmshadow" init "${encrypted_init_args[@]}" > "$tmp/out" || fail "init: $(cat "$tmp/out")"
 grep -q "format version 2" "$tmp/out" || fail "init said: $(cat "$tmp/out")"
-grep -q '"version": 2' "$tmp/repo/config" || fail "config: $(cat "$tmp/repo/config")"
-cp "$tmp/repo/config" "$tmp/config.before"
+repo_cat config | grep -q '"version": 2' || fail "config: $(repo_cat config)"
+repo_cat config > "$tmp/config.before"
 if "$vmshadow" init --format 1 2> "$tmp/err"; then fail "second init succeeded"; fi
 grep -q "is a repository already (format version 2)" "$tmp/err" || fail "bad message: $(cat "$tmp/err")"
-cmp -s "$tmp/repo/config" "$tmp/config.before" || fail "second init changed the config"
+repo_cat config | cmp -s - "$tmp/config.before" || fail "second init changed the config"
 
 "$vmshadow" backup > "$tmp/out" || fail "backup: $(cat "$tmp/out")"
-[ ! -e "$tmp/repo/chunks" ] || fail "a version 2 repository has chunks/"
-packs=$(find "$tmp/repo/packs" -type f | wc -l)
-segments=$(find "$tmp/repo/index" -type f | wc -l)
+[ "$(repo_count chunks/)" = 0 ] || fail "a version 2 repository has chunks/"
+packs=$(repo_count packs/)
+segments=$(repo_count index/)
 # 42 MiB of random data: two packs (32 MiB target), each with its segment.
 [ "$packs" -eq 2 ] && [ "$segments" -eq 2 ] || fail "$packs packs, $segments segments"
 id1=$("$vmshadow" list --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["backups"][0]["backup_id"])')
-[ -e "$tmp/repo/backups/$id1/manifest" ] || fail "no manifest object"
+[ "$(repo_count "backups/$id1/manifest")" = 1 ] || fail "no manifest object"
 "$vmshadow" verify --deep > "$tmp/out" || fail "verify: $(cat "$tmp/out")"
 "$vmshadow" extract "$id1" files "$tmp/app/blob.bin" --to "$tmp/blob.out" > /dev/null ||
   fail "extract failed"
@@ -77,14 +81,14 @@ sleep 1
 "$vmshadow" backup > "$tmp/out" || fail "second backup: $(cat "$tmp/out")"
 "$vmshadow" prune --keep-last 1 > "$tmp/out" || fail "prune: $(cat "$tmp/out")"
 grep -q "remove $id1" "$tmp/out" || fail "prune said: $(cat "$tmp/out")"
-before=$(du -sb "$tmp/repo/packs" | cut -f1)
+before=$(repo_bytes packs/)
 "$vmshadow" gc --grace 0 --json > "$tmp/out" || fail "gc: $(cat "$tmp/out")"
-after=$(du -sb "$tmp/repo/packs" | cut -f1)
+after=$(repo_bytes packs/)
 removed=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["chunks_removed"])' "$tmp/out")
 [ "$removed" -ge 150 ] || fail "gc removed $removed chunks, expected about 192: $(cat "$tmp/out")"
 [ "$after" -lt "$before" ] || fail "gc freed nothing ($before -> $after)"
 "$vmshadow" verify --deep > "$tmp/out" || fail "verify after gc: $(cat "$tmp/out")"
-[ -z "$(ls -A "$tmp/repo/backups/$id1" 2>/dev/null)" ] || fail "objects of the pruned backup are left"
+[ "$(repo_count "backups/$id1/")" = 0 ] || fail "objects of the pruned backup are left: $(repo_objects "backups/$id1/")"
 
 # vmshadow upgrade: a version 1 repository (what a backup creates) moves
 # to version 2 keeping its backup, which verifies deep and extracts the same.
@@ -102,11 +106,11 @@ grep -q '"version": 2' "$tmp/repo1/config" || fail "config after upgrade: $(cat 
 cmp -s "$tmp/blob1.out" "$tmp/app/blob.bin" || fail "extracted file differs after upgrade"
 if "$vmshadow" upgrade 2> "$tmp/err"; then fail "a second upgrade succeeded"; fi
 grep -q "format version 2 already" "$tmp/err" || fail "bad message: $(cat "$tmp/err")"
-export VMSHADOW_REPO=$tmp/repo
+export VMSHADOW_REPO=$main_repo
 
 # A flipped byte in a pack: verify --deep names it; extract refuses.
-pack=$(find "$tmp/repo/packs" -type f | head -1)
-flip_byte "$pack" 5000
+pack=$(repo_objects packs/ | head -1)
+repo_flip "$pack" 5000
 if "$vmshadow" verify --deep > "$tmp/out"; then fail "verify --deep missed a flipped byte"; fi
 grep -q "is corrupt" "$tmp/out" || fail "verify said: $(cat "$tmp/out")"
 exit 0

@@ -39,4 +39,6 @@ W
 events () { ls "$tmp/log" | sed 's/^[0-9]*-//; s/\.json$//' | tr '\n' ' '; }
 # Issue 13: meson runs the restore tests on an encrypted repository too.
 . "$(dirname "${BASH_SOURCE[0]}")/encrypted-lib.sh"
+# Issue 12: and on RADOS (VMSHADOW_TEST_BACKEND=rados).
+repo_backend_setup
 encrypted_repo_if_asked

@@ -1,0 +1,85 @@
+#!/bin/bash
+# rados-repository-options-errors-and-lock (issue 12): --repo rados:POOL/NS
+# on the lab's cluster takes the client options from the environment
+# (VMSHADOW_RADOS_ID, VMSHADOW_RADOS_KEYRING, VMSHADOW_RADOS_CONF), says
+# clearly what is wrong with a bad spec, a missing pool, a bad ceph.conf
+# and a client without rights — and makes nothing then —, keeps namespaces
+# apart, and a second writer meets the repository's RADOS writer lock.
+set -uo pipefail
+vmshadow=$1
+. "$(dirname "$0")/ceph-lib.sh"
+fail () { echo "FAIL: $*"; exit 1; }
+[ "$(id -u)" = 0 ] || { echo "SKIP: the lab's Ceph cluster needs root" >&2; exit 77; }
+tmp=$(mktemp -d /var/tmp/vmshadow-test.XXXXXX)
+trap 'rm -rf "$tmp"' EXIT
+ceph_lab_start
+ceph_lab_namespace ns rados-options
+ceph_lab_namespace ns2 rados-options-other
+export VMSHADOW_SCRATCH_DIR=$tmp/scratch VMSHADOW_WRITERS_DIR=$tmp/writers.d
+unset VMSHADOW_REPO VMSHADOW_REPO_FORMAT VMSHADOW_REPO_PACK_SIZE
+mkdir -p "$tmp/app" "$VMSHADOW_WRITERS_DIR"
+head -c 3000000 /dev/urandom > "$tmp/app/data"
+cat > "$VMSHADOW_WRITERS_DIR/app" <<W
+#!/bin/sh
+[ "\$1" = identify ] || exit 0
+cat <<JSON
+{"format": "vmshadow-writer-metadata", "version": 1,
+ "writer": {"name": "app", "id": "0d9f3c1e-2b4a-4c5d-8e6f-7a8b9c0d1e2f"},
+ "components": [{"name": "data", "files": [{"path": "$tmp/app/data", "kind": "plain"}]}]}
+JSON
+W
+chmod 755 "$VMSHADOW_WRITERS_DIR/app"
+objects () { rados -p "$VMSLAB_CEPH_POOL" -N "$1" ls | sort; }
+
+expect_error () {   # PATTERN CMD... : fails, exit 1, says PATTERN
+  local pat=$1 rc=0
+  shift
+  "$@" > "$tmp/out" 2> "$tmp/err" || rc=$?
+  [ $rc = 1 ] || fail "'$*' exited $rc, not 1: $(cat "$tmp/out" "$tmp/err")"
+  grep -q -- "$pat" "$tmp/err" || fail "'$*' said: $(cat "$tmp/err"), not '$pat'"
+}
+expect_error "the form is rados:POOL or rados:POOL/NAMESPACE" "$vmshadow" --repo rados: init
+expect_error "the form is rados:POOL or rados:POOL/NAMESPACE" "$vmshadow" --repo "rados:$VMSLAB_CEPH_POOL/a/b" list
+expect_error "may hold only letters" "$vmshadow" --repo "rados:$VMSLAB_CEPH_POOL/a b" list
+expect_error "cannot open pool vmshadow-no-such-pool: no such pool" \
+  "$vmshadow" --repo rados:vmshadow-no-such-pool/x backup
+expect_error "no repository at rados:$VMSLAB_CEPH_POOL/$ns" "$vmshadow" --repo "rados:$VMSLAB_CEPH_POOL/$ns" list
+VMSHADOW_RADOS_CONF=$tmp/none.conf expect_error "cannot read the Ceph configuration $tmp/none.conf" \
+  "$vmshadow" --repo "rados:$VMSLAB_CEPH_POOL/$ns" init
+[ -z "$(objects "$ns")" ] || fail "a refused command wrote objects: $(objects "$ns")"
+echo "ok - bad specs, a missing pool, a missing repository and a bad ceph.conf are named, nothing written"
+
+# client.vmshadow (lab/ceph.sh: rights on the repositories' pool only).
+export VMSHADOW_RADOS_ID=$VMSLAB_CEPH_USER VMSHADOW_RADOS_KEYRING=$VMSLAB_CEPH_USER_KEYRING
+expect_error "Operation not permitted\|permission denied" \
+  "$vmshadow" --repo "rados:$VMSLAB_CEPH_RBD_POOL/$ns" init
+[ -z "$(rados -p "$VMSLAB_CEPH_RBD_POOL" -N "$ns" ls)" ] || fail "objects written to the rbd pool"
+repo=rados:$VMSLAB_CEPH_POOL/$ns
+"$vmshadow" --repo "$repo" init > "$tmp/out" || fail "init as client.vmshadow: $(cat "$tmp/out")"
+"$vmshadow" --repo "$repo" backup > "$tmp/out" || fail "backup: $(cat "$tmp/out")"
+"$vmshadow" --repo "$repo" verify --deep > "$tmp/out" || fail "verify: $(cat "$tmp/out")"
+id=$("$vmshadow" --repo "$repo" list --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["backups"][0]["backup_id"])')
+"$vmshadow" --repo "$repo" extract "$id" data "$tmp/app/data" --to "$tmp/data.out" > /dev/null || fail "extract"
+cmp -s "$tmp/data.out" "$tmp/app/data" || fail "extracted data differs"
+objects "$ns" | grep -q '^config$' || fail "no config object: $(objects "$ns")"
+objects "$ns" | grep -q "^backups/$id/manifest$" || fail "no manifest object: $(objects "$ns")"
+echo "ok - client.vmshadow is refused the rbd pool and backs up, verifies and extracts in rados:$VMSLAB_CEPH_POOL/$ns"
+unset VMSHADOW_RADOS_ID VMSHADOW_RADOS_KEYRING
+
+# Namespaces are repositories of their own.
+expect_error "no repository at rados:$VMSLAB_CEPH_POOL/$ns2" "$vmshadow" --repo "rados:$VMSLAB_CEPH_POOL/$ns2" list
+[ -z "$(objects "$ns2")" ] || fail "objects appeared in $ns2"
+echo "ok - another namespace is another (absent) repository"
+
+# The writer lock: held by another client, a backup is refused, naming it.
+rados -p "$VMSLAB_CEPH_POOL" -N "$ns" lock get lock vmshadow-writer --lock-cookie other \
+  --lock-type exclusive --lock-duration 60 || fail "cannot take the lock with the rados CLI"
+expect_error "is locked by client\." "$vmshadow" --repo "$repo" backup
+[ "$("$vmshadow" --repo "$repo" list --json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["backups"]))')" = 1 ] ||
+  fail "a backup was committed under another client's lock"
+"$vmshadow" --repo "$repo" verify > "$tmp/out" || fail "a reader needs no lock: $(cat "$tmp/out")"
+locker=$(rados -p "$VMSLAB_CEPH_POOL" -N "$ns" lock info lock vmshadow-writer | python3 -c 'import json,sys; print(json.load(sys.stdin)["lockers"][0]["name"])')
+rados -p "$VMSLAB_CEPH_POOL" -N "$ns" lock break lock vmshadow-writer "$locker" --lock-cookie other ||
+  fail "cannot break the test's lock"
+"$vmshadow" --repo "$repo" backup > "$tmp/out" || fail "backup after the lock was released: $(cat "$tmp/out")"
+echo "ok - a backup under another client's lock is refused with its name; readers go on; released, backups go on"
