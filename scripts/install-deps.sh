@@ -14,6 +14,8 @@ packages=(
   btrfs-progs xfsprogs e2fsprogs util-linux sqlite3 valgrind
   # tests: NBD clients of the exports (nbdcopy, nbdinfo, qemu-io)
   libnbd-bin qemu-utils
+  # runtime: QEMU's iSCSI, RBD, … drivers for reading stopped VMs' network disks (issue 11)
+  qemu-block-extra
 )
 
 missing=()

@@ -100,6 +100,14 @@ typedef struct vms_nbd_export vms_nbd_export;
  * locked by a running VM). */
 extern VMS_API vms_nbd_export *vms_nbd_export_open (const char *image, const char *format,
                                                     const char *bitmap);
+/* The same for a disk that is no file: graph is QEMU's block graph
+ * ("json:{…}", struct vms_access .image: a stopped VM's iSCSI, RBD or NBD
+ * disk, issue 11), secret_file (or NULL) the value of the secret object
+ * VMS_ACCESS_SECRET_ID it names, name the disk in messages. Fails with
+ * qemu-nbd's own message (login refused, image gone, missing driver). */
+extern VMS_API vms_nbd_export *vms_nbd_export_open_graph (const char *graph,
+                                                          const char *secret_file,
+                                                          const char *name);
 /* Borrowed: valid until vms_nbd_export_close. */
 extern VMS_API const char *vms_nbd_export_uri (const vms_nbd_export *e);
 /* Stops the server (by the pid we started) and removes its directory.

@@ -73,10 +73,18 @@ extern VMS_API const struct vms_file_ref *vms_snapshot_file (const vms_snapshot 
  * (the writer ↔ provider ↔ requester contract, issue 10). */
 struct vms_access {
   /* Exactly one: an NBD URI ("nbd+unix:///vda?socket=…", read with block
-   * status), or a path (a plain file, read directly; a disk image, which the
-   * requester exports read-only over NBD itself). */
+   * status), a path (a plain file, read directly; a disk image or a host
+   * block device, which the requester exports read-only over NBD itself),
+   * or image: a disk that is neither, as QEMU's block graph ("json:{…}",
+   * issue 11: a stopped VM's iSCSI or RBD disk), which the requester also
+   * exports read-only itself, by the same protocol. */
   const char *uri;
   const char *path;
+  const char *image;
+  /* With image, or NULL: a file (mode 0600) holding the value of the one
+   * QEMU secret object the graph names, VMS_ACCESS_SECRET_ID (an iSCSI
+   * password, a Ceph key in base64). */
+  const char *secret_file;
   /* Incremental reads: the NBD meta context marking the extents changed
    * since base ("qemu:dirty-bitmap:…"), and base, the checkpoint those
    * changes are relative to: the VMS_ATTR_CHECKPOINT an earlier backup of
@@ -88,6 +96,7 @@ struct vms_access {
   unsigned flags;
 };
 #define VMS_ACCESS_CHANGED_EXTENTS 0x1u
+#define VMS_ACCESS_SECRET_ID "vms-secret0"
 
 /* Say how the requester reads the point-in-time image of file i. The
  * strings are copied. */

@@ -237,11 +237,37 @@ check_object (json_object *v, const char *where)
   return 0;
 }
 
+/* A network disk's name (issue 11): "scheme://…" with a scheme of
+ * letters, digits, '+', '-' and '.', shorter than PATH_MAX, no control
+ * bytes. */
+static int
+is_disk_uri (const char *s)
+{
+  const char *c = s;
+  size_t len = strlen (s);
+
+  if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z')))
+    return 0;
+  while ((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') ||
+         (*c >= '0' && *c <= '9') || *c == '+' || *c == '-' || *c == '.')
+    c++;
+  if (strncmp (c, "://", 3) != 0 || len >= PATH_MAX)
+    return 0;
+  for (c = s; *c; c++)
+    if ((unsigned char) *c < 0x20 || *c == 0x7f)
+      return 0;
+  return 1;
+}
+
 static int
 check_file (json_object *f, const char *where)
 {
+  const char *p = get_str (f, "path"), *k = get_str (f, "kind");
+  /* A disk may be a network disk named by its URI (issue 11). */
+  int uri = p && k && strcmp (k, "disk") == 0 && is_disk_uri (p);
+
   if (check_object (f, where) == -1 ||
-      check_string (f, "path", 1, 1, where) == -1 ||
+      check_string (f, "path", 1, !uri, where) == -1 ||
       check_string (f, "kind", 1, 0, where) == -1 ||
       check_string (f, "format", 0, 0, where) == -1 ||
       check_string (f, "provider", 0, 0, where) == -1)
@@ -1019,8 +1045,10 @@ vms_component_add_file (vms_component *c, const char *path,
 
   if (check_writable (c) == -1)
     return -1;
-  if (path == NULL || path[0] != '/') {
-    vms_set_error (EINVAL, "component \"%s\": file path \"%s\" is not absolute",
+  if (path == NULL ||
+      (path[0] != '/' && !(kind == VMS_FILE_DISK && is_disk_uri (path)))) {
+    vms_set_error (EINVAL, "component \"%s\": file path \"%s\" is not "
+                   "absolute (nor, for a disk, a URI scheme://…)",
                    vms_component_name (c), path ? path : "(null)");
     return -1;
   }

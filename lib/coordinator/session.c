@@ -24,8 +24,9 @@
 struct snapshot_file {
   struct vms_file_ref ref;      /* strings below */
   char *writer_id, *component, *path, *format, *provider;
-  char *access;                 /* the URI or the path */
-  int is_uri;
+  char *access;                 /* the URI, the path or the image */
+  int is_uri, is_image;
+  char *secret_file;            /* with an image, or NULL */
   char *changed_extents, *base; /* incremental reads (struct vms_access) */
   unsigned flags;
 };
@@ -81,6 +82,7 @@ snapshot_unref (vms_snapshot *snap)
     struct snapshot_file *f = &snap->files[i];
     free (f->writer_id); free (f->component); free (f->path);
     free (f->format); free (f->provider); free (f->access);
+    free (f->secret_file);
     free (f->changed_extents); free (f->base);
   }
   free (snap->files);
@@ -190,12 +192,16 @@ int
 vms_snapshot_set_file_access (vms_snapshot *snap, size_t i,
                               const struct vms_access *a)
 {
-  const char *where = a ? (a->uri ? a->uri : a->path) : NULL;
-  char *copy, *ctx = NULL, *base = NULL;
+  const char *where = a ? (a->uri ? a->uri : a->path ? a->path : a->image)
+    : NULL;
+  char *copy, *ctx = NULL, *base = NULL, *secret = NULL;
 
-  if (i >= snap->nr_files || where == NULL || (a->uri && a->path)) {
+  if (i >= snap->nr_files || where == NULL ||
+      (!!a->uri + !!a->path + !!a->image) != 1 ||
+      (a->secret_file && a->image == NULL)) {
     vms_set_error (EINVAL, "no file %zu in this snapshot, or not exactly one "
-                   "of a URI and a path", i);
+                   "of a URI, a path and an image (a secret file goes only "
+                   "with an image)", i);
     return -1;
   }
   if ((a->flags & VMS_ACCESS_CHANGED_EXTENTS) &&
@@ -206,9 +212,11 @@ vms_snapshot_set_file_access (vms_snapshot *snap, size_t i,
   }
   if ((copy = strdup (where)) == NULL ||
       (a->changed_extents && (ctx = strdup (a->changed_extents)) == NULL) ||
-      (a->base && (base = strdup (a->base)) == NULL)) {
+      (a->base && (base = strdup (a->base)) == NULL) ||
+      (a->secret_file && (secret = strdup (a->secret_file)) == NULL)) {
     free (copy);
     free (ctx);
+    free (base);
     vms_set_error (errno, "out of memory");
     return -1;
   }
@@ -216,8 +224,11 @@ vms_snapshot_set_file_access (vms_snapshot *snap, size_t i,
   free (f->access);
   free (f->changed_extents);
   free (f->base);
+  free (f->secret_file);
   f->access = copy;
   f->is_uri = a->uri != NULL;
+  f->is_image = a->image != NULL;
+  f->secret_file = secret;
   f->changed_extents = ctx;
   f->base = base;
   f->flags = a->flags;
@@ -941,7 +952,9 @@ vms_session_file_access_get (const vms_session *s, const char *writer_id,
         }
         *a = (struct vms_access) {
           .uri = f->is_uri ? f->access : NULL,
-          .path = f->is_uri ? NULL : f->access,
+          .path = f->is_uri || f->is_image ? NULL : f->access,
+          .image = f->is_image ? f->access : NULL,
+          .secret_file = f->secret_file,
           .changed_extents = f->changed_extents,
           .base = f->base,
           .flags = f->flags,
@@ -961,7 +974,7 @@ vms_session_file_access (const vms_session *s, const char *writer_id,
   struct vms_access a;
   if (vms_session_file_access_get (s, writer_id, component, path, &a) == -1)
     return NULL;
-  return a.uri ? a.uri : a.path;
+  return a.uri ? a.uri : a.path ? a.path : a.image;
 }
 
 int

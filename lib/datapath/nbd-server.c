@@ -31,6 +31,7 @@
 #include "subprocess.h"
 #include "vmshadow/datapath.h"
 #include "vmshadow/error.h"
+#include "vmshadow/provider.h"
 
 #include "datapath-internal.h"
 
@@ -84,24 +85,29 @@ nbd_server_sleep_ms (long ms)
 }
 
 /* "driver=FMT,file.driver=file,file.filename=PATH" with commas in PATH
- * doubled (QEMU's option syntax). */
+ * doubled (QEMU's option syntax). A host block device (an LV, a partition,
+ * a loop device: issue 11) gets QEMU's host_device driver, which the file
+ * driver refuses to stand in for. */
 static char *
 nbd_server_image_opts (const char *image, const char *format)
 {
-  static const char prefix_fmt[] = "driver=%s,file.driver=file,file.filename=";
+  static const char prefix_fmt[] = "driver=%s,file.driver=%s,file.filename=";
+  struct stat st;
+  const char *proto = stat (image, &st) == 0 && S_ISBLK (st.st_mode)
+    ? "host_device" : "file";
   size_t extra = 0, len, plen;
   char *s, *p;
 
   for (const char *c = image; *c; c++)
     extra += *c == ',';
-  plen = (size_t) snprintf (NULL, 0, prefix_fmt, format);
+  plen = (size_t) snprintf (NULL, 0, prefix_fmt, format, proto);
   len = plen + strlen (image) + extra + 1;
   s = malloc (len);
   if (s == NULL) {
     vms_set_error (errno, "out of memory");
     return NULL;
   }
-  snprintf (s, len, prefix_fmt, format);
+  snprintf (s, len, prefix_fmt, format, proto);
   p = s + plen;
   for (const char *c = image; *c; c++) {
     *p++ = *c;
@@ -449,6 +455,58 @@ nbd_server_start (struct nbd_server *s, const char *image, const char *format,
 }
 
 int
+nbd_server_start_graph (struct nbd_server *s, const char *graph,
+                        const char *secret_file, const char *name,
+                        unsigned shared)
+{
+  char shared_opt[32];
+  CLEANUP_FREE char *socket_opt = NULL, *pidfile_opt = NULL, *secret_opt = NULL;
+  const char *argv[20];
+  size_t n = 0;
+
+  if (strncmp (graph, "json:{", 6) != 0) {
+    vms_set_error (EINVAL, "cannot export %s: its block graph is not "
+                   "\"json:{…}\"", name);
+    return -1;
+  }
+  if (secret_file && strchr (secret_file, ',')) {
+    vms_set_error (EINVAL, "cannot export %s: the secret file's path %s has "
+                   "a comma", name, secret_file);
+    return -1;
+  }
+  if (nbd_server_prepare (s, name) == -1)
+    return -1;
+  if (asprintf (&socket_opt, "--socket=%s", s->socket) == -1
+      || asprintf (&pidfile_opt, "--pid-file=%s/pid", s->dir) == -1
+      || (secret_file &&
+          asprintf (&secret_opt, "secret,id=" VMS_ACCESS_SECRET_ID ",file=%s",
+                    secret_file) == -1)) {
+    vms_set_error (ENOMEM, "out of memory");
+    nbd_server_remove_dir (s);
+    nbd_server_free (s);
+    return -1;
+  }
+  snprintf (shared_opt, sizeof shared_opt, "--shared=%u", shared ? shared : 1);
+  argv[n++] = "qemu-nbd";
+  argv[n++] = "--read-only";
+  argv[n++] = "--persistent";
+  argv[n++] = shared_opt;
+  argv[n++] = socket_opt;
+  argv[n++] = pidfile_opt;
+  if (secret_opt) {
+    argv[n++] = "--object";
+    argv[n++] = secret_opt;
+  }
+  /* A json: filename names its drivers: nothing is probed. */
+  argv[n++] = graph;
+  argv[n] = NULL;
+  if (nbd_server_run (s, argv, "qemu-utils qemu-block-extra") == -1)
+    return -1;
+  vms_debug ("qemu-nbd serves %s", name);
+  return 0;
+}
+
+int
 nbd_server_ended (struct nbd_server *s)
 {
   char errs[1024];
@@ -513,6 +571,28 @@ vms_nbd_export_open (const char *image, const char *format, const char *bitmap)
     return NULL;
   }
   if (nbd_server_start (&e->server, image, format, bitmap, 0, 8) == -1) {
+    free (e);
+    return NULL;
+  }
+  return e;
+}
+
+vms_nbd_export *
+vms_nbd_export_open_graph (const char *graph, const char *secret_file,
+                           const char *name)
+{
+  vms_nbd_export *e;
+
+  if (graph == NULL || name == NULL) {
+    vms_set_error (EINVAL, "vms_nbd_export_open_graph: no graph or name given");
+    return NULL;
+  }
+  e = calloc (1, sizeof *e);
+  if (e == NULL) {
+    vms_set_error (errno, "out of memory");
+    return NULL;
+  }
+  if (nbd_server_start_graph (&e->server, graph, secret_file, name, 8) == -1) {
     free (e);
     return NULL;
   }

@@ -98,6 +98,14 @@ store_file (struct backup_run *b, const char *wid, const char *component,
       src.cbt_sample = b->cbt_sample;
     }
   }
+  else if (a->image) {
+    /* A disk that is no file (a stopped VM's network disk, issue 11):
+     * qemu-nbd reads it by its own protocol, read-only. */
+    export = vms_nbd_export_open_graph (a->image, a->secret_file, info->path);
+    if (export == NULL)
+      return NULL;
+    src.nbd_uri = vms_nbd_export_uri (export);
+  }
   else if (info->kind == VMS_FILE_DISK) {
     /* Other disk images go through a read-only NBD export: it decodes
      * qcow2 and tells holes and zeros by block status. */
@@ -195,8 +203,10 @@ copy_component (struct backup_run *b, const char *wid, vms_component *comp,
     vms_index *idx = store_file (b, wid, name, &a, &info, &stats);
     req_progress_end (&b->progress);
     if (idx == NULL) {
-      vms_set_error (vms_get_errno (), "cannot store %s of component \"%s\": %s",
-                     info.path, name, vms_get_error ());
+      const char *caption = vms_component_caption (comp);
+      vms_set_error (vms_get_errno (), "cannot store %s of component \"%s\"%s%s%s: %s",
+                     info.path, name, caption ? " (" : "", caption ? caption : "",
+                     caption ? ")" : "", vms_get_error ());
       return -1;
     }
     const struct vms_stored_file stored = {

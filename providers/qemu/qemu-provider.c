@@ -22,6 +22,8 @@
 struct qemu_export {
   char *component, *path, *access;
   char *changed_extents, *base;   /* incremental: qemu_exports_set_changes */
+  int image;                      /* access is a block graph: _set_image */
+  char *secret_file;              /* with image, or NULL */
 };
 
 struct qemu_exports {
@@ -59,7 +61,7 @@ static void
 export_clear (struct qemu_export *e)
 {
   free (e->component); free (e->path); free (e->access);
-  free (e->changed_extents); free (e->base);
+  free (e->changed_extents); free (e->base); free (e->secret_file);
 }
 
 void
@@ -109,6 +111,9 @@ qemu_exports_publish (struct qemu_exports *x, const char *component,
     free (e->base);
     e->access = a;
     e->changed_extents = e->base = NULL;
+    free (e->secret_file);
+    e->secret_file = NULL;
+    e->image = 0;
     r = 0;
   }
   else {
@@ -125,6 +130,8 @@ qemu_exports_publish (struct qemu_exports *x, const char *component,
     e->path = strdup (path);
     e->access = a;
     e->changed_extents = e->base = NULL;
+    e->image = 0;
+    e->secret_file = NULL;
     if (e->component == NULL || e->path == NULL) {
       free (e->component);
       free (e->path);
@@ -143,6 +150,34 @@ qemu_exports_publish (struct qemu_exports *x, const char *component,
  oom:
   vms_set_error (ENOMEM, "qemu provider: out of memory");
   return -1;
+}
+
+int
+qemu_exports_set_image (struct qemu_exports *x, const char *component,
+                        const char *path, const char *secret_file)
+{
+  struct qemu_export *e;
+  char *sf = secret_file ? strdup (secret_file) : NULL;
+
+  if (secret_file && sf == NULL) {
+    vms_set_error (ENOMEM, "qemu provider: out of memory");
+    return -1;
+  }
+  pthread_mutex_lock (&x->lock);
+  e = find (x, component, path);
+  if (e) {
+    free (e->secret_file);
+    e->secret_file = sf;
+    e->image = 1;
+  }
+  pthread_mutex_unlock (&x->lock);
+  if (e == NULL) {
+    free (sf);
+    vms_set_error (ENOENT, "qemu provider: no export of %s (component %s) "
+                   "to mark as a block graph", path, component);
+    return -1;
+  }
+  return 0;
 }
 
 int
@@ -248,10 +283,12 @@ qemu_provider_commit (void *data, vms_snapshot *snap)
     if (e) {
       /* An NBD export of a backup job, or a path (a stopped VM's image, a
        * file the writer wrote), with the job's changed extents if any. */
-      const int uri = strncmp (e->access, "nbd", 3) == 0;
+      const int uri = !e->image && strncmp (e->access, "nbd", 3) == 0;
       const struct vms_access a = {
         .uri = uri ? e->access : NULL,
-        .path = uri ? NULL : e->access,
+        .path = uri || e->image ? NULL : e->access,
+        .image = e->image ? e->access : NULL,
+        .secret_file = e->image ? e->secret_file : NULL,
         .changed_extents = e->changed_extents,
         .base = e->base,
         .flags = uri && e->changed_extents ? VMS_ACCESS_CHANGED_EXTENTS : 0,

@@ -34,6 +34,14 @@ extern int qemu_exports_set_changes (struct qemu_exports *x,
                                      const char *component, const char *path,
                                      const char *changed_extents,
                                      const char *base);
+/* Mark a published file as a disk read through QEMU's block graph: its
+ * access is that graph ("json:{…}", a stopped VM's network disk, issue
+ * 11), with secret_file (may be NULL) holding the secret it names. The
+ * provider hands both to the requester (struct vms_access .image,
+ * .secret_file). Returns 0, or -1 with the error set. */
+extern int qemu_exports_set_image (struct qemu_exports *x,
+                                   const char *component, const char *path,
+                                   const char *secret_file);
 /* Forget every entry of one component, or of all when component is NULL. */
 extern void qemu_exports_withdraw (struct qemu_exports *x,
                                    const char *component);

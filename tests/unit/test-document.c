@@ -237,6 +237,52 @@ component_refuses_a_relative_file_path (void **state)
   vms_document_free (md);
 }
 
+/* Issue 11: a network disk is named by its URI; only a disk may be, and
+ * only a URI of the form scheme://…; a document holding one parses. */
+static void
+a_disk_may_be_a_network_disks_uri (void **state)
+{
+  vms_document *md = make_metadata ();
+  vms_component *c = vms_document_component (md, NULL, 1);
+  const char *bad[] = { "iscsi:/x", "1scsi://x", "://x", "is csi://x",
+                        "iscsi://a\nb" };
+  char *text;
+  vms_document *back;
+
+  assert_int_equal (vms_component_add_file (c, "iscsi://192.0.2.1:3260/iqn.2024-01.org.example:t/1",
+                                            VMS_FILE_DISK, "raw", NULL), 0);
+  assert_int_equal (vms_component_add_file (c, "nbd+unix:///e?socket=/run/s.sock",
+                                            VMS_FILE_DISK, "raw", NULL), 0);
+  assert_int_equal (vms_component_add_file (c, "iscsi://192.0.2.1/t/1",
+                                            VMS_FILE_PLAIN, NULL, NULL), -1);
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+    assert_int_equal (vms_component_add_file (c, bad[i], VMS_FILE_DISK,
+                                              NULL, NULL), -1);
+  assert_int_equal (vms_component_file_count (c), 3);
+  text = vms_document_format (md);
+  assert_non_null (text);
+  back = vms_document_parse (text, strlen (text));
+  if (back == NULL)
+    fail_msg ("%s", vms_get_error ());
+  vms_document_free (back);
+  /* The same URI as a plain file is refused by the parser too. */
+  static const char plain[] =
+    "{\"format\": \"vmshadow-writer-metadata\", \"version\": 1,"
+    " \"writer\": {\"name\": \"w\"}, \"components\": [{\"name\": \"c\","
+    " \"files\": [{\"path\": \"iscsi://h/t/1\", \"kind\": \"%s\"}]}]}";
+  char doc[512];
+  snprintf (doc, sizeof doc, plain, "disk");
+  back = vms_document_parse (doc, strlen (doc));
+  if (back == NULL)
+    fail_msg ("%s", vms_get_error ());
+  vms_document_free (back);
+  snprintf (doc, sizeof doc, plain, "plain");
+  assert_null (vms_document_parse (doc, strlen (doc)));
+  assert_error_contains ("absolute");
+  free (text);
+  vms_document_free (md);
+}
+
 static void
 copy_formats_identically_and_is_independent (void **state)
 {
@@ -1125,6 +1171,8 @@ static const struct CMUnitTest tests[] = {
         metadata_refuses_a_second_component_of_the_same_name),
   TEST ("component-refuses-a-relative-file-path",
         component_refuses_a_relative_file_path),
+  TEST ("a-disk-may-be-a-network-disks-uri",
+        a_disk_may_be_a_network_disks_uri),
   TEST ("copy-formats-identically-and-is-independent",
         copy_formats_identically_and_is_independent),
   TEST ("replace-fills-a-document-from-another-of-its-kind",

@@ -37,6 +37,8 @@ declare -A LAB_DISK_FILE=()    # "dom/vdb" -> image file (or loop device's file)
 declare -A LAB_DISK_FMT=()     # "dom/vdb" -> qcow2 | raw
 declare -A LAB_DISK_DEV=()     # "dom/vdb" -> /dev/loopN for block disks
 declare -A LAB_CHANNEL=()      # "dom/NAME" -> host socket of --channel NAME
+declare -A LAB_DISK_IQN=()     # "dom/vdb" -> the lab iSCSI target's IQN (LUN 1)
+declare -A LAB_DISK_SECRET=()  # "dom/vdb" -> UUID of its libvirt CHAP secret
 LAB_T0=$(date +%s.%N)
 
 # ------------------------------------------------------------------ output
@@ -116,6 +118,10 @@ lab__undo_one() {
         cluster-node)
             # a node a test added to the lab cluster's CIB (never online)
             crm_node --force --remove "$arg" >/dev/null 2>&1 ;;
+        iscsi)
+            "$LAB_DIR/iscsi.sh" remove "$arg" ;;
+        secret)
+            virsh -q secret-undefine "$arg" >/dev/null 2>&1 ;;
         pid)
             # only our own process: same pid, command line still names $what
             if [ -r "/proc/$arg/cmdline" ] && tr '\0' ' ' <"/proc/$arg/cmdline" | grep -F >/dev/null -- "$what"; then
@@ -255,17 +261,58 @@ lab__disk_xml() {
                 lab_fail "cannot open $sock to QEMU's group $LAB_QEMU_GID"
             LAB_DISK_FILE[$dom/$tgt]=$f; LAB_DISK_FMT[$dom/$tgt]=qcow2
             LAB__XML+="    <disk type='network' device='disk'><driver name='qemu' type='raw'/><source protocol='nbd' name='vmslab'><host transport='unix' socket='$sock'/></source><target dev='$tgt' bus='virtio'/>$serial_xml</disk>"$'\n' ;;
+        iscsi-lun|lun|hostdev)
+            # A LUN of the lab's iSCSI target (lab/iscsi.sh: tgtd on
+            # 127.0.0.1:3261), a file on the host behind it. iscsi-lun: a disk
+            # QEMU reads through libiscsi, with CHAP whose password is a
+            # libvirt secret (issue 11); lun: the same as a pass-through SCSI
+            # LUN (device='lun'); hostdev: as a SCSI host device.
+            f=$LAB_WORK/$dom-$tgt.lun
+            truncate -s "$size" "$f"
+            local iqn=iqn.2024-01.org.vmshadow.lab:${LAB_PREFIX}$$-$LAB_SEQ-$tgt rc=0
+            local user= pass= auth_xml=
+            if [ "$kind" = iscsi-lun ]; then
+                user=vmslab$$ pass=$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')
+            fi
+            "$LAB_DIR/iscsi.sh" add "$iqn" "$f" $user $pass >/dev/null || rc=$?
+            [ $rc = 77 ] && lab_skip "the lab's iSCSI target cannot run here (lab/iscsi.sh said why above)"
+            [ $rc = 0 ] || lab_fail "lab/iscsi.sh add $iqn failed"
+            lab__undo_push iscsi "$iqn"
+            if [ -n "$user" ]; then
+                local usage=${LAB_PREFIX}$$-$LAB_SEQ-$tgt uuid
+                uuid=$(cat /proc/sys/kernel/random/uuid)
+                printf "<secret ephemeral='no' private='no'><uuid>%s</uuid><usage type='iscsi'><target>%s</target></usage></secret>" "$uuid" "$usage" >"$LAB_WORK/$usage.secret.xml"
+                virsh -q secret-define "$LAB_WORK/$usage.secret.xml" >/dev/null ||
+                    lab_fail "virsh secret-define for $iqn failed"
+                lab__undo_push secret "$uuid"
+                virsh -q secret-set-value "$uuid" --base64 "$(printf %s "$pass" | base64)" >/dev/null 2>&1 ||
+                    lab_fail "virsh secret-set-value $uuid failed"
+                auth_xml="<auth username='$user'><secret type='iscsi' usage='$usage'/></auth>"
+                LAB_DISK_SECRET[$dom/$tgt]=$uuid
+            fi
+            LAB_DISK_FILE[$dom/$tgt]=$f; LAB_DISK_FMT[$dom/$tgt]=raw; LAB_DISK_IQN[$dom/$tgt]=$iqn
+            local src="<source protocol='iscsi' name='$iqn/1'><host name='127.0.0.1' port='3261'/>$auth_xml</source>"
+            case $kind in
+                iscsi-lun) LAB__XML+="    <disk type='network' device='disk'><driver name='qemu' type='raw'/>$src<target dev='$tgt' bus='virtio'/>$serial_xml</disk>"$'\n' ;;
+                lun) LAB__XML+="    <disk type='network' device='lun'><driver name='qemu' type='raw'/>$src<target dev='s${tgt#v}' bus='scsi'/></disk>"$'\n'
+                     LAB__SCSI=1 ;;
+                hostdev) LAB__XML+="    <hostdev mode='subsystem' type='scsi'>$src</hostdev>"$'\n'
+                         LAB__SCSI=1 ;;
+            esac ;;
         iscsi)
             # Unreachable on purpose (TEST-NET-1): such a VM can be defined and
             # inspected, never started.
             LAB__XML+="    <disk type='network' device='disk'><driver name='qemu' type='raw'/><source protocol='iscsi' name='iqn.2024-01.org.vmshadow.lab:unreachable/0'><host name='192.0.2.1' port='3260'/></source><target dev='$tgt' bus='virtio'/>$serial_xml</disk>"$'\n' ;;
-        *) lab_fail "unknown disk kind '$kind' (qcow2, raw, block, nbd, iscsi, ext4)" ;;
+        *) lab_fail "unknown disk kind '$kind' (qcow2, raw, block, nbd, iscsi, iscsi-lun, lun, hostdev, ext4)" ;;
     esac
 }
 
 # lab_vm_create [options] — define a test VM and (unless --no-start) start it.
 #   --disk KIND:SIZE[:SERIAL]  KIND qcow2|raw|block|nbd|iscsi|ext4 (a qcow2 holding an
 #                              ext4 made on the host); targets vda, vdb, ... in order.
+#                              iscsi-lun (a LUN of the lab's tgt, CHAP with a libvirt
+#                              secret), lun (one as device='lun', target sdX), hostdev
+#                              (one as a SCSI <hostdev>) need lab/iscsi.sh.
 #                              The guest mounts the disk with serial vmslab-data on
 #                              /data (formatting it first when blank).
 #   --data-disk SIZE           = --disk ext4:SIZE:vmslab-data
@@ -298,6 +345,7 @@ lab_vm_create() {
     local xml=$LAB_WORK/$dom.xml i=0 spec kind size serial tgt
     local letters=abcdefghijklmnopqrstuvwxyz
     LAB__XML=
+    LAB__SCSI=0
     for spec in "${disks[@]}"; do
         IFS=: read -r kind size serial <<<"$spec"
         tgt=vd${letters:i:1}
@@ -307,6 +355,7 @@ lab_vm_create() {
         lab__disk_xml "$dom" "$tgt" "$kind" "${size:-64M}" "${serial:-}"
     done
     local devs=$LAB__XML
+    [ "$LAB__SCSI" = 1 ] && devs+="    <controller type='scsi' model='virtio-scsi'/>"$'\n'
     local nic
     for nic in "${nics[@]}"; do
         LAB_SEQ=$((LAB_SEQ + 1))

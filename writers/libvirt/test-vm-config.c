@@ -5,6 +5,7 @@
  *
  * Usage: test-vm-config [test-name]; output is TAP.
  */
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -71,22 +72,28 @@ file_disks_are_included_with_their_format (void **state)
   vm_config_clear (&cfg);
 }
 
+/* R13 read for KVM (issue 11): QEMU opens block devices and network
+ * disks itself, so they are backed up; only SCSI pass-through is left. */
 static void
-pass_through_and_network_disks_are_excluded_with_the_reason (void **state)
+block_and_network_disks_are_included_and_luns_excluded (void **state)
 {
   struct vm_config cfg = parse_sample ();
-  const char *t[] = { "vdc", "sda", "vdd", "vde" };
+  const char *in[] = { "vdc", "vdd", "vde" };
 
-  for (size_t i = 0; i < 4; i++) {
-    const struct vm_disk *d = vm_config_disk (&cfg, t[i]);
+  for (size_t i = 0; i < 3; i++) {
+    const struct vm_disk *d = vm_config_disk (&cfg, in[i]);
     assert_non_null (d);
-    assert_false (d->included);
-    assert_non_null (strstr (d->reason, "backed up from inside the guest"));
+    assert_true (d->included);
+    assert_null (d->reason);
   }
+  assert_int_equal (vm_config_disk (&cfg, "vdc")->source, VM_DISK_BLOCK);
   assert_string_equal (vm_config_disk (&cfg, "vdc")->path, "/dev/loop3");
-  assert_non_null (strstr (vm_config_disk (&cfg, "sda")->reason, "LUN"));
+  assert_false (vm_config_disk (&cfg, "sda")->included);
+  assert_non_null (strstr (vm_config_disk (&cfg, "sda")->reason,
+                           "backed up from inside the guest: pass-through SCSI LUN /dev/sdb"));
   assert_string_equal (vm_config_disk (&cfg, "vdd")->path,
                        "iscsi://192.0.2.1:3260/iqn.2024-01.org.example:t/0");
+  assert_string_equal (vm_config_disk (&cfg, "vdd")->protocol, "iscsi");
   assert_string_equal (vm_config_disk (&cfg, "vde")->path,
                        "nbd+unix:///exp?socket=/run/x.sock");
   assert_int_equal (cfg.nr_excluded, 1);
@@ -94,6 +101,157 @@ pass_through_and_network_disks_are_excluded_with_the_reason (void **state)
   assert_non_null (strstr (cfg.excluded[0].reason,
                            "backed up from inside the guest"));
   vm_config_clear (&cfg);
+}
+
+static const char devices_xml[] =
+  "<domain type='kvm'><name>d</name><uuid>5b4f2d1e-7a8c-4d6e-9f01-23456789abce</uuid><devices>\n"
+  "<disk type='block' device='disk'><driver name='qemu' type='raw'/><source dev='/dev/vg0/lv1'/><target dev='vda'/></disk>\n"
+  "<disk type='network' device='lun'><source protocol='iscsi' name='iqn.2024-01.org.example:t/2'><host name='192.0.2.1'/></source><target dev='sda' bus='scsi'/></disk>\n"
+  "<disk type='vhostuser' device='disk'><driver name='qemu' type='raw'/><source type='unix' path='/tmp/vhost-blk.sock'><reconnect enabled='yes' timeout='10'/></source><target dev='vdb' bus='virtio'/></disk>\n"
+  "<disk type='vhostvdpa' device='disk'><driver name='qemu' type='raw'/><source dev='/dev/vhost-vdpa-0'/><target dev='vdc' bus='virtio'/></disk>\n"
+  "<disk type='nvme' device='disk'><driver name='qemu' type='raw'/><source type='pci' managed='yes' namespace='1'><address domain='0x0000' bus='0x01' slot='0x00' function='0x0'/></source><target dev='vdd' bus='virtio'/></disk>\n"
+  "<disk type='network' device='disk'><source protocol='sheepdog' name='img'><host name='192.0.2.9'/></source><target dev='vde'/></disk>\n"
+  "<disk type='network' device='disk'><driver name='qemu' type='raw'/><source protocol='rbd' name='vms/ns1/img@snap1'><host name='192.0.2.10' port='6789'/><host name='192.0.2.11'/>"
+  "<auth username='libvirt'><secret type='ceph' usage='client.libvirt secret'/></auth><config file='/etc/ceph/ceph.conf'/></source><target dev='vdf'/></disk>\n"
+  "<disk type='network' device='disk'><driver name='qemu' type='qcow2'/><source protocol='iscsi' name='iqn.2024-01.org.example:t/3'><host name='2001:db8::1' port='3261'/>"
+  "<initiator><iqn name='iqn.2024-01.org.example:init'/></initiator></source>"
+  "<auth username='u\"s'><secret type='iscsi' uuid='0a81f5b2-8403-7b23-c8d6-21ccc2f80d6f'/></auth><target dev='vdg'/></disk>\n"
+  "<disk type='network' device='disk'><source protocol='nbd' name='e'><host name='192.0.2.3' port='10810'/></source><target dev='vdh'/></disk>\n"
+  "<disk type='network' device='disk'><source protocol='nbd' tls='yes' name='e'><host name='192.0.2.3'/></source><target dev='vdi'/></disk>\n"
+  "<disk type='network' device='disk'><source protocol='ssh' name='/img'><host name='192.0.2.4'/></source><target dev='vdj'/></disk>\n"
+  "<hostdev mode='subsystem' type='pci' managed='yes'><source><address domain='0x0000' bus='0x03' slot='0x00' function='0x1'/></source></hostdev>\n"
+  "<hostdev mode='subsystem' type='usb'><source><vendor id='0x1234'/><product id='0xbeef'/></source></hostdev>\n"
+  "<hostdev mode='subsystem' type='mdev' model='vfio-pci'><source><address uuid='c2177883-f1bb-47f0-914d-32a22e3a8804'/></source></hostdev>\n"
+  "<hostdev mode='subsystem' type='scsi_host'><source protocol='vhost' wwpn='naa.5001405df3e54061'/></hostdev>\n"
+  "</devices></domain>\n";
+
+static struct vm_config
+parse_devices (void)
+{
+  struct vm_config cfg;
+  assert_int_equal (vm_config_parse (devices_xml, strlen (devices_xml), &cfg), 0);
+  return cfg;
+}
+
+static void
+what_bypasses_qemus_block_layer_is_excluded_with_the_reason (void **state)
+{
+  struct vm_config cfg = parse_devices ();
+  const struct { const char *target, *why; } out[] = {
+    { "sda", "pass-through SCSI LUN iscsi://192.0.2.1/iqn.2024-01.org.example:t/2" },
+    { "vdb", "by a vhost-user process" },
+    { "vdc", "by a vDPA device" },
+    { "vdd", "user-space driver" },
+    { "vde", "protocol \"sheepdog\", which QEMU 7.2 has no block driver for" },
+  };
+  const char *hostdevs[] = {
+    "pci:0x0000:0x03:0x00.0x1", "usb:0x1234:0xbeef",
+    "mdev:c2177883-f1bb-47f0-914d-32a22e3a8804", "vhost-scsi:naa.5001405df3e54061",
+  };
+
+  assert_true (vm_config_disk (&cfg, "vda")->included);   /* an LV */
+  for (size_t i = 0; i < sizeof out / sizeof out[0]; i++) {
+    const struct vm_disk *d = vm_config_disk (&cfg, out[i].target);
+    assert_non_null (d);
+    assert_false (d->included);
+    assert_non_null (strstr (d->reason, "backed up from inside the guest"));
+    assert_non_null (strstr (d->reason, out[i].why));
+  }
+  for (const char *t = "fghij"; *t; t++) {
+    char name[4] = { 'v', 'd', *t, 0 };
+    assert_true (vm_config_disk (&cfg, name)->included);
+  }
+  assert_int_equal (cfg.nr_excluded, 4);
+  for (size_t i = 0; i < 4; i++) {
+    assert_string_equal (cfg.excluded[i].path, hostdevs[i]);
+    assert_non_null (strstr (cfg.excluded[i].reason,
+                             "backed up from inside the guest: pass-through"));
+  }
+  vm_config_clear (&cfg);
+}
+
+static void
+network_disks_become_qemus_block_graph_with_their_secret (void **state)
+{
+  struct vm_config cfg = parse_devices ();
+  struct vm_config s = parse_sample ();
+  char *j;
+
+  /* RBD: pool, namespace, image, snapshot, monitors, cephx key secret. */
+  j = vm_disk_qemu_json (vm_config_disk (&cfg, "vdf"), "vms-secret0");
+  assert_non_null (j);
+  assert_string_equal (j, "json:{\"driver\":\"raw\",\"read-only\":true,\"file\":{"
+                       "\"driver\":\"rbd\",\"pool\":\"vms\",\"namespace\":\"ns1\","
+                       "\"image\":\"img\",\"snapshot\":\"snap1\",\"conf\":\"/etc/ceph/ceph.conf\","
+                       "\"server\":[{\"host\":\"192.0.2.10\",\"port\":\"6789\"},"
+                       "{\"host\":\"192.0.2.11\",\"port\":\"6789\"}],\"user\":\"libvirt\","
+                       "\"auth-client-required\":\"cephx\",\"key-secret\":\"vms-secret0\"}}");
+  free (j);
+  assert_string_equal (vm_config_disk (&cfg, "vdf")->secret_usage, "client.libvirt secret");
+  /* iSCSI: IPv6 portal, LUN, initiator, user (escaped) and password secret
+   * (<auth> under <disk>, as older libvirt writes it). */
+  j = vm_disk_qemu_json (vm_config_disk (&cfg, "vdg"), "vms-secret0");
+  assert_non_null (j);
+  assert_string_equal (j, "json:{\"driver\":\"qcow2\",\"read-only\":true,\"file\":{"
+                       "\"driver\":\"iscsi\",\"transport\":\"tcp\",\"portal\":\"[2001:db8::1]:3261\","
+                       "\"target\":\"iqn.2024-01.org.example:t\",\"lun\":3,"
+                       "\"initiator-name\":\"iqn.2024-01.org.example:init\","
+                       "\"user\":\"u\\\"s\",\"password-secret\":\"vms-secret0\"}}");
+  free (j);
+  assert_string_equal (vm_config_disk (&cfg, "vdg")->secret_uuid,
+                       "0a81f5b2-8403-7b23-c8d6-21ccc2f80d6f");
+  /* NBD over TCP and over a Unix socket. */
+  j = vm_disk_qemu_json (vm_config_disk (&cfg, "vdh"), NULL);
+  assert_string_equal (j, "json:{\"driver\":\"raw\",\"read-only\":true,\"file\":{"
+                       "\"driver\":\"nbd\",\"server\":{\"type\":\"inet\",\"host\":\"192.0.2.3\","
+                       "\"port\":\"10810\"},\"export\":\"e\"}}");
+  free (j);
+  j = vm_disk_qemu_json (vm_config_disk (&s, "vde"), NULL);
+  assert_string_equal (j, "json:{\"driver\":\"raw\",\"read-only\":true,\"file\":{"
+                       "\"driver\":\"nbd\",\"server\":{\"type\":\"unix\",\"path\":\"/run/x.sock\"},"
+                       "\"export\":\"exp\"}}");
+  free (j);
+  j = vm_disk_qemu_json (vm_config_disk (&s, "vdd"), NULL);
+  assert_non_null (strstr (j, "\"portal\":\"192.0.2.1:3260\",\"target\":\"iqn.2024-01.org.example:t\",\"lun\":0}"));
+  free (j);
+  /* What a stopped VM's disk cannot be read by: said, not guessed. */
+  assert_null (vm_disk_qemu_json (vm_config_disk (&cfg, "vdi"), NULL));
+  assert_int_equal (vms_get_errno (), ENOTSUP);
+  assert_non_null (strstr (vms_get_error (), "TLS"));
+  assert_null (vm_disk_qemu_json (vm_config_disk (&cfg, "vdj"), NULL));
+  assert_int_equal (vms_get_errno (), ENOTSUP);
+  assert_non_null (strstr (vms_get_error (), "\"ssh\""));
+  assert_null (vm_disk_qemu_json (vm_config_disk (&cfg, "vda"), NULL));
+  vm_config_clear (&cfg);
+  vm_config_clear (&s);
+}
+
+static void
+malformed_network_sources_are_refused (void **state)
+{
+  const char *bad[] = {
+    "<source protocol='rbd' name='noslash'><host name='h'/></source>",
+    "<source protocol='rbd' name='/img'><host name='h'/></source>",
+    "<source protocol='rbd' name='a/b/c/d'><host name='h'/></source>",
+    "<source protocol='iscsi' name='iqn.x:t/notalun'><host name='h'/></source>",
+    "<source protocol='iscsi' name='iqn.x:t/1'/>",
+    "<source protocol='nbd' name='e'><host name='h' port='99999'/></source>",
+    "<source protocol='nbd' name='e'/>",
+  };
+
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    char xml[1024];
+    struct vm_config cfg;
+    snprintf (xml, sizeof xml, "<domain><name>n</name><uuid>u</uuid><devices>"
+              "<disk type='network' device='disk'>%s<target dev='vda'/></disk>"
+              "</devices></domain>", bad[i]);
+    assert_int_equal (vm_config_parse (xml, strlen (xml), &cfg), 0);
+    assert_true (cfg.disks[0].included);
+    assert_null (vm_disk_qemu_json (&cfg.disks[0], "s"));
+    assert_int_equal (vms_get_errno (), EINVAL);
+    assert_non_null (strstr (vms_get_error (), "disk vda"));
+    vm_config_clear (&cfg);
+  }
 }
 
 static void
@@ -175,7 +333,7 @@ each_r9_failure_falls_back_by_policy_and_says_why (void **state)
 {
   struct vm_config cfg = parse_sample ();
   static const char *const vfat_disks[] = { "vda" };
-  static const char *const span[] = { "vda", "vdc" };
+  static const char *const span[] = { "vda", "sda" };
   struct vm_guest_fs vfat[] = { { "/boot/efi", "vfat", vfat_disks, 1 } };
   struct vm_guest_fs spanning[] = { { "/srv", "xfs", span, 2 } };
   static const struct {
@@ -202,7 +360,7 @@ each_r9_failure_falls_back_by_policy_and_says_why (void **state)
   cases[2].f.fs = vfat;
   cases[2].expect = "/boot/efi (vfat) cannot be frozen";
   cases[3].f.fs = spanning;
-  cases[3].expect = "guest volume /srv spans disk vdc";
+  cases[3].expect = "guest volume /srv spans disk sda";
   cases[4].f.scratch_same_fs = 0;
   cases[4].f.scratch_error = "scratch elsewhere";
   cases[4].expect = "scratch elsewhere";
@@ -660,7 +818,10 @@ static const struct CMUnitTest tests[] = {
   TEST ("file-disks-are-included-with-their-format",
         file_disks_are_included_with_their_format),
   TEST ("pass-through-and-network-disks-are-excluded-with-the-reason",
-        pass_through_and_network_disks_are_excluded_with_the_reason),
+        block_and_network_disks_are_included_and_luns_excluded),
+    cmocka_unit_test (what_bypasses_qemus_block_layer_is_excluded_with_the_reason),
+    cmocka_unit_test (network_disks_become_qemus_block_graph_with_their_secret),
+    cmocka_unit_test (malformed_network_sources_are_refused),
   TEST ("empty-cdrom-is-ignored-and-iso-is-excluded",
         empty_cdrom_is_ignored_and_iso_is_excluded),
   TEST ("nvram-and-tpm-are-found", nvram_and_tpm_are_found),

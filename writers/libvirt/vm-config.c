@@ -121,6 +121,13 @@ disk_clear (struct vm_disk *d)
 {
   free (d->target); free (d->device); free (d->path); free (d->format);
   free (d->pool); free (d->volume); free (d->reason);
+  free (d->protocol); free (d->source_name);
+  for (size_t i = 0; i < d->nr_hosts; i++) {
+    free (d->hosts[i].name); free (d->hosts[i].port); free (d->hosts[i].socket);
+  }
+  free (d->hosts);
+  free (d->auth_user); free (d->secret_type); free (d->secret_usage);
+  free (d->secret_uuid); free (d->initiator); free (d->rbd_conf);
 }
 
 void
@@ -167,6 +174,83 @@ network_path (const xmlNode *src)
   return vms_strdup_printf ("%s:%s", p, name ? name : "");
 }
 
+/* Network protocols QEMU 7.2 opens itself (its block drivers: Debian's
+ * qemu-block-extra has iscsi, rbd, gluster, curl, ssh, nfs), so that a
+ * running VM's backup job reads them like any other disk (R13, issue
+ * 11). */
+static const char *const vm_protocols[] = {
+  "nbd", "iscsi", "rbd", "gluster", "http", "https", "ftp", "ftps", "ssh",
+  "nfs",
+};
+
+int
+vm_protocol_known (const char *protocol)
+{
+  for (size_t i = 0; protocol && i < sizeof vm_protocols / sizeof vm_protocols[0]; i++)
+    if (strcmp (protocol, vm_protocols[i]) == 0)
+      return 1;
+  return 0;
+}
+
+int
+vm_protocol_offline (const char *protocol)
+{
+  static const char *const ok[] = {
+    "nbd", "iscsi", "rbd", "http", "https", "ftp", "ftps",
+  };
+  for (size_t i = 0; protocol && i < sizeof ok / sizeof ok[0]; i++)
+    if (strcmp (protocol, ok[i]) == 0)
+      return 1;
+  return 0;
+}
+
+/* The network details of <source protocol=…> (and <auth>, which older
+ * libvirt put under <disk>). Returns 0 or -1 (ENOMEM). */
+static int
+parse_network_source (const xmlNode *disk, const xmlNode *src,
+                      struct vm_disk *d)
+{
+  const xmlNode *auth = child (src, "auth");
+  const xmlNode *init = child (child (src, "initiator"), "iqn");
+  CLEANUP_FREE char *tls = attr (src, "tls");
+
+  if (auth == NULL)
+    auth = child (disk, "auth");
+  d->protocol = attr (src, "protocol");
+  d->source_name = attr (src, "name");
+  d->tls = tls && strcmp (tls, "yes") == 0;
+  for (const xmlNode *h = src->children; h; h = h->next) {
+    struct vm_disk_host *p, *e;
+    CLEANUP_FREE char *transport = NULL;
+
+    if (!is_elem (h, "host"))
+      continue;
+    p = realloc (d->hosts, (d->nr_hosts + 1) * sizeof *p);
+    if (p == NULL)
+      return -1;
+    d->hosts = p;
+    e = &p[d->nr_hosts++];
+    memset (e, 0, sizeof *e);
+    transport = attr (h, "transport");
+    if (transport && strcmp (transport, "unix") == 0)
+      e->socket = attr (h, "socket");
+    else {
+      e->name = attr (h, "name");
+      e->port = attr (h, "port");
+    }
+  }
+  if (auth) {
+    const xmlNode *sec = child (auth, "secret");
+    d->auth_user = attr (auth, "username");
+    d->secret_type = attr (sec, "type");
+    d->secret_usage = attr (sec, "usage");
+    d->secret_uuid = attr (sec, "uuid");
+  }
+  d->initiator = attr (init, "name");
+  d->rbd_conf = attr (child (src, "config"), "file");
+  return 0;
+}
+
 /* Fill d from a <disk> element. Returns 1 when kept, 0 when the disk has
  * no source (left out), -1 on error. */
 static int
@@ -198,6 +282,8 @@ parse_disk (const xmlNode *n, struct vm_disk *d)
     if (src == NULL)
       return 0;
     d->path = network_path (src);
+    if (d->path && parse_network_source (n, src, d) == -1)
+      return -1;
   }
   else if (strcmp (type, "volume") == 0) {
     d->source = VM_DISK_VOLUME;
@@ -217,29 +303,44 @@ parse_disk (const xmlNode *n, struct vm_disk *d)
   if (d->path == NULL)
     return 0;                   /* no medium */
 
-  /* What the host can image is a file (or a pool volume that is one, which
-   * the writer resolves). Everything else is the guest's to back up (R13). */
+  /* R13 read for KVM (issue 11): "the host cannot see it" means QEMU does
+   * not open it. QEMU opens files, host block devices (LVM, zvols,
+   * partitions, whole disks), pool volumes and network disks of the
+   * protocols it has drivers for: those are backed up. What bypasses its
+   * block layer is the guest's to back up: SCSI pass-through (device='lun',
+   * the guest talks SCSI to the device), vhost-user and vhost-vdpa disks
+   * (served by another process or the kernel), NVMe controllers handed to
+   * QEMU's user-space driver, and directories (a synthesized FAT view). */
   if (strcmp (d->device, "cdrom") == 0 || strcmp (d->device, "floppy") == 0)
     d->reason = vms_strdup_printf ("removable medium (%s %s) is not part of the "
                                    "VM's state; back up the image itself if needed",
                                    d->device, d->path);
   else if (strcmp (d->device, "lun") == 0)
     d->reason = vms_strdup_printf ("backed up from inside the guest: pass-through "
-                                   "SCSI LUN %s (disk %s)", d->path, d->target);
-  else if (d->source == VM_DISK_BLOCK)
-    d->reason = vms_strdup_printf ("backed up from inside the guest: pass-through "
-                                   "host block device %s (disk %s)", d->path,
-                                   d->target);
-  else if (d->source == VM_DISK_NETWORK)
+                                   "SCSI LUN %s (disk %s): the guest sends SCSI "
+                                   "commands to the device, past QEMU's block "
+                                   "layer", d->path, d->target);
+  else if (d->source == VM_DISK_NETWORK && !vm_protocol_known (d->protocol))
     d->reason = vms_strdup_printf ("backed up from inside the guest: network disk "
-                                   "%s (disk %s) is not visible to the host as an "
-                                   "image", d->path, d->target);
+                                   "%s (disk %s) uses protocol \"%s\", which "
+                                   "QEMU 7.2 has no block driver for",
+                                   d->path, d->target,
+                                   d->protocol ? d->protocol : "");
   else if (d->source == VM_DISK_DIR)
     d->reason = vms_strdup_printf ("backed up from inside the guest: directory "
                                    "disk %s (disk %s)", d->path, d->target);
   else if (d->source == VM_DISK_OTHER)
     d->reason = vms_strdup_printf ("backed up from inside the guest: disk %s of "
-                                   "type %s", d->target, type);
+                                   "type %s is served %s, past QEMU's block "
+                                   "layer", d->target, type,
+                                   strcmp (type, "vhostuser") == 0
+                                   ? "by a vhost-user process"
+                                   : strcmp (type, "vhostvdpa") == 0
+                                   ? "by a vDPA device"
+                                   : strcmp (type, "nvme") == 0
+                                   ? "by an NVMe controller given to QEMU's "
+                                     "user-space driver"
+                                   : "in a way vmshadow does not read");
   else
     d->included = 1;
   if (!d->included && d->reason == NULL)
@@ -247,27 +348,72 @@ parse_disk (const xmlNode *n, struct vm_disk *d)
   return 1;
 }
 
-/* A SCSI host device given to the guest: a pass-through disk (R13). */
+/* A host device given to the guest (<hostdev>: PCI, SCSI, USB, mdev,
+ * vhost-scsi): the guest drives it itself, past QEMU's block layer, so it
+ * is named as excluded (R13). */
 static int
 parse_hostdev (const xmlNode *n, struct vm_config *cfg)
 {
   const xmlNode *src = child (n, "source");
   const xmlNode *ad = child (src, "adapter"), *addr = child (src, "address");
+  CLEANUP_FREE char *type = attr (n, "type");
   CLEANUP_FREE char *proto = attr (src, "protocol");
   CLEANUP_FREE char *aname = attr (ad, "name");
   CLEANUP_FREE char *bus = attr (addr, "bus");
   CLEANUP_FREE char *tgt = attr (addr, "target");
   CLEANUP_FREE char *unit = attr (addr, "unit");
+  CLEANUP_FREE char *domain = attr (addr, "domain");
+  CLEANUP_FREE char *slot = attr (addr, "slot");
+  CLEANUP_FREE char *fn = attr (addr, "function");
+  CLEANUP_FREE char *device = attr (addr, "device");
+  CLEANUP_FREE char *uuid = attr (addr, "uuid");
+  CLEANUP_FREE char *wwpn = attr (src, "wwpn");
+  CLEANUP_FREE char *vendor = attr (child (src, "vendor"), "id");
+  CLEANUP_FREE char *product = attr (child (src, "product"), "id");
+  const char *what;
   struct vm_excluded *e, *p;
   char *path;
 
-  if (!attr_is (n, "type", "scsi"))
-    return 0;
-  if (proto)
-    path = network_path (src);
-  else
-    path = vms_strdup_printf ("scsi:%s:%s:%s:%s", aname ? aname : "?",
-                              bus ? bus : "0", tgt ? tgt : "0", unit ? unit : "0");
+  if (type == NULL)
+    type = strdup ("?");
+  if (type == NULL)
+    return -1;
+  if (strcmp (type, "scsi") == 0) {
+    what = "SCSI host device";
+    if (proto)
+      path = network_path (src);
+    else
+      path = vms_strdup_printf ("scsi:%s:%s:%s:%s", aname ? aname : "?",
+                                bus ? bus : "0", tgt ? tgt : "0",
+                                unit ? unit : "0");
+  }
+  else if (strcmp (type, "pci") == 0) {
+    what = "PCI device";
+    path = vms_strdup_printf ("pci:%s:%s:%s.%s", domain ? domain : "0x0000",
+                              bus ? bus : "?", slot ? slot : "?",
+                              fn ? fn : "0");
+  }
+  else if (strcmp (type, "usb") == 0) {
+    what = "USB device";
+    if (vendor || product)
+      path = vms_strdup_printf ("usb:%s:%s", vendor ? vendor : "?",
+                                product ? product : "?");
+    else
+      path = vms_strdup_printf ("usb:%s.%s", bus ? bus : "?",
+                                device ? device : "?");
+  }
+  else if (strcmp (type, "mdev") == 0) {
+    what = "mediated device";
+    path = vms_strdup_printf ("mdev:%s", uuid ? uuid : "?");
+  }
+  else if (strcmp (type, "scsi_host") == 0) {
+    what = "vhost-scsi host";
+    path = vms_strdup_printf ("vhost-scsi:%s", wwpn ? wwpn : "?");
+  }
+  else {
+    what = "host device";
+    path = vms_strdup_printf ("hostdev:%s", type);
+  }
   if (path == NULL)
     return -1;
   p = realloc (cfg->excluded, (cfg->nr_excluded + 1) * sizeof *p);
@@ -279,13 +425,242 @@ parse_hostdev (const xmlNode *n, struct vm_config *cfg)
   e = &p[cfg->nr_excluded];
   e->path = path;
   e->reason = vms_strdup_printf ("backed up from inside the guest: pass-through "
-                                 "SCSI host device %s", path);
+                                 "%s %s: the guest drives it itself, past "
+                                 "QEMU's block layer", what, path);
   if (e->reason == NULL) {
     free (path);
     return -1;
   }
   cfg->nr_excluded++;
   return 0;
+}
+
+/* ---- a network disk as QEMU's block graph (issue 11) ---- */
+
+/* Append s to *out as a JSON string. Returns 0 or -1 (ENOMEM). */
+static int
+json_str (char **out, const char *key, const char *s)
+{
+  size_t n = strlen (s);
+  CLEANUP_FREE char *q = malloc (n * 6 + 3);
+  char *w, *r;
+
+  if (q == NULL)
+    return -1;
+  w = q;
+  *w++ = '"';
+  for (const unsigned char *c = (const unsigned char *) s; *c; c++) {
+    if (*c == '"' || *c == '\\') {
+      *w++ = '\\';
+      *w++ = (char) *c;
+    }
+    else if (*c < 0x20 || *c == 0x7f)
+      w += sprintf (w, "\\u%04x", *c);
+    else
+      *w++ = (char) *c;
+  }
+  *w++ = '"';
+  *w = '\0';
+  r = vms_strdup_printf ("%s%s\"%s\":%s", *out ? *out : "",
+                         *out && (*out)[strlen (*out) - 1] != '{' &&
+                         (*out)[strlen (*out) - 1] != '[' ? "," : "", key, q);
+  if (r == NULL)
+    return -1;
+  free (*out);
+  *out = r;
+  return 0;
+}
+
+/* Append raw text (structure) to *out. */
+static int
+json_raw (char **out, const char *text)
+{
+  char *r = vms_strdup_printf ("%s%s", *out ? *out : "", text);
+  if (r == NULL)
+    return -1;
+  free (*out);
+  *out = r;
+  return 0;
+}
+
+/* 1 if s is a decimal number within 1..65535 (a port) or 0..maxv. */
+static int
+is_number (const char *s, unsigned long maxv)
+{
+  char *end;
+  unsigned long v;
+
+  if (s == NULL || *s < '0' || *s > '9')
+    return 0;
+  errno = 0;
+  v = strtoul (s, &end, 10);
+  return !*end && errno == 0 && v <= maxv;
+}
+
+char *
+vm_disk_qemu_json (const struct vm_disk *d, const char *secret_id)
+{
+  CLEANUP_FREE char *j = NULL, *target = NULL;
+  const char *fmt = d->format ? d->format : "raw";
+  const char *proto = d->protocol ? d->protocol : "";
+  const char *name = d->source_name ? d->source_name : "";
+  int secret = d->auth_user && secret_id;
+  int oom = 0;
+
+  if (d->source != VM_DISK_NETWORK) {
+    vms_set_error (EINVAL, "disk %s is not a network disk", d->target);
+    return NULL;
+  }
+  if (!vm_protocol_offline (proto)) {
+    vms_set_error (ENOTSUP, "disk %s (%s): vmshadow reads a stopped VM's "
+                   "network disk only over nbd, iscsi, rbd, http(s) or "
+                   "ftp(s), not \"%s\"", d->target, d->path, proto);
+    return NULL;
+  }
+  if (d->tls) {
+    vms_set_error (ENOTSUP, "disk %s (%s): reading a stopped VM's disk over "
+                   "TLS is not done yet", d->target, d->path);
+    return NULL;
+  }
+  if (strcmp (fmt, "raw") != 0 && strcmp (fmt, "qcow2") != 0) {
+    vms_set_error (ENOTSUP, "disk %s (%s): format \"%s\" (raw or qcow2)",
+                   d->target, d->path, fmt);
+    return NULL;
+  }
+  for (size_t i = 0; i < d->nr_hosts; i++)
+    if (d->hosts[i].port && !is_number (d->hosts[i].port, 65535)) {
+      vms_set_error (EINVAL, "disk %s (%s): host port \"%s\" is no number",
+                     d->target, d->path, d->hosts[i].port);
+      return NULL;
+    }
+
+  oom |= json_raw (&j, "json:{");
+  oom |= json_str (&j, "driver", fmt);
+  oom |= json_raw (&j, ",\"read-only\":true,\"file\":{");
+  oom |= json_str (&j, "driver", proto);
+  if (strcmp (proto, "nbd") == 0) {
+    const struct vm_disk_host *h = d->nr_hosts ? &d->hosts[0] : NULL;
+    if (h == NULL || (h->socket == NULL && h->name == NULL)) {
+      vms_set_error (EINVAL, "disk %s (%s): an NBD disk needs a <host>",
+                     d->target, d->path);
+      return NULL;
+    }
+    oom |= json_raw (&j, ",\"server\":{");
+    if (h->socket) {
+      oom |= json_str (&j, "type", "unix");
+      oom |= json_str (&j, "path", h->socket);
+    }
+    else {
+      oom |= json_str (&j, "type", "inet");
+      oom |= json_str (&j, "host", h->name);
+      oom |= json_str (&j, "port", h->port ? h->port : "10809");
+    }
+    oom |= json_raw (&j, "}");
+    if (*name)
+      oom |= json_str (&j, "export", name);
+  }
+  else if (strcmp (proto, "iscsi") == 0) {
+    const struct vm_disk_host *h = d->nr_hosts ? &d->hosts[0] : NULL;
+    const char *slash = strrchr (name, '/');
+    CLEANUP_FREE char *portal = NULL;
+    const char *lun = slash ? slash + 1 : "0";
+
+    if (h == NULL || h->name == NULL || !*name || (slash && !is_number (lun, 16383))) {
+      vms_set_error (EINVAL, "disk %s (%s): an iSCSI disk needs a <host name> "
+                     "and a name IQN/LUN", d->target, d->path);
+      return NULL;
+    }
+    target = strndup (name, slash ? (size_t) (slash - name) : strlen (name));
+    portal = vms_strdup_printf ("%s%s%s:%s", strchr (h->name, ':') ? "[" : "",
+                                h->name, strchr (h->name, ':') ? "]" : "",
+                                h->port ? h->port : "3260");
+    if (target == NULL || portal == NULL)
+      goto oom;
+    oom |= json_str (&j, "transport", "tcp");
+    oom |= json_str (&j, "portal", portal);
+    oom |= json_str (&j, "target", target);
+    oom |= json_raw (&j, ",\"lun\":");
+    oom |= json_raw (&j, lun);
+    if (d->initiator)
+      oom |= json_str (&j, "initiator-name", d->initiator);
+    if (secret) {
+      oom |= json_str (&j, "user", d->auth_user);
+      oom |= json_str (&j, "password-secret", secret_id);
+    }
+  }
+  else if (strcmp (proto, "rbd") == 0) {
+    /* name: pool/image or pool/namespace/image; "@snap" names a snapshot. */
+    const char *s1 = strchr (name, '/'), *s2 = s1 ? strchr (s1 + 1, '/') : NULL;
+    const char *at = strchr (name, '@');
+    CLEANUP_FREE char *pool = NULL, *ns = NULL, *image = NULL;
+
+    if (s1 == NULL || s1 == name || (s2 && strchr (s2 + 1, '/'))) {
+      vms_set_error (EINVAL, "disk %s (%s): an RBD disk's name must be "
+                     "POOL/IMAGE or POOL/NAMESPACE/IMAGE", d->target, d->path);
+      return NULL;
+    }
+    pool = strndup (name, (size_t) (s1 - name));
+    if (s2)
+      ns = strndup (s1 + 1, (size_t) (s2 - s1 - 1));
+    image = strndup (s2 ? s2 + 1 : s1 + 1,
+                     at ? (size_t) (at - (s2 ? s2 + 1 : s1 + 1))
+                     : strlen (s2 ? s2 + 1 : s1 + 1));
+    if (pool == NULL || (s2 && ns == NULL) || image == NULL)
+      goto oom;
+    if (!*image) {
+      vms_set_error (EINVAL, "disk %s (%s): an RBD disk names no image",
+                     d->target, d->path);
+      return NULL;
+    }
+    oom |= json_str (&j, "pool", pool);
+    if (ns)
+      oom |= json_str (&j, "namespace", ns);
+    oom |= json_str (&j, "image", image);
+    if (at)
+      oom |= json_str (&j, "snapshot", at + 1);
+    if (d->rbd_conf)
+      oom |= json_str (&j, "conf", d->rbd_conf);
+    if (d->nr_hosts) {
+      oom |= json_raw (&j, ",\"server\":[");
+      for (size_t i = 0; i < d->nr_hosts; i++) {
+        if (d->hosts[i].name == NULL)
+          continue;
+        oom |= json_raw (&j, i ? ",{" : "{");
+        oom |= json_str (&j, "host", d->hosts[i].name);
+        oom |= json_str (&j, "port", d->hosts[i].port ? d->hosts[i].port : "6789");
+        oom |= json_raw (&j, "}");
+      }
+      oom |= json_raw (&j, "]");
+    }
+    if (d->auth_user)
+      oom |= json_str (&j, "user", d->auth_user);
+    if (secret) {
+      oom |= json_str (&j, "auth-client-required", "cephx");
+      oom |= json_str (&j, "key-secret", secret_id);
+    }
+  }
+  else {                        /* curl: http, https, ftp, ftps */
+    CLEANUP_FREE char *url = NULL;
+    const struct vm_disk_host *h = d->nr_hosts ? &d->hosts[0] : NULL;
+    if (h == NULL || h->name == NULL) {
+      vms_set_error (EINVAL, "disk %s (%s): a %s disk needs a <host name>",
+                     d->target, d->path, proto);
+      return NULL;
+    }
+    url = vms_strdup_printf ("%s://%s%s%s%s%s", proto, h->name,
+                             h->port ? ":" : "", h->port ? h->port : "",
+                             name[0] == '/' ? "" : "/", name);
+    if (url == NULL)
+      goto oom;
+    oom |= json_str (&j, "url", url);
+  }
+  oom |= json_raw (&j, "}}");
+  if (oom)
+    goto oom;
+  return vms_strdup_printf ("%s", j);
+ oom:
+  vms_set_error (ENOMEM, "out of memory");
+  return NULL;
 }
 
 /* ---- names and the per-VM policy (issue 20) ---- */

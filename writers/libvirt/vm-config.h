@@ -15,6 +15,12 @@ enum vm_disk_source {
   VM_DISK_OTHER,
 };
 
+/* One <host> of a network disk's <source>. */
+struct vm_disk_host {
+  char *name, *port;            /* TCP: host name or address, port or NULL */
+  char *socket;                 /* transport='unix': the socket path */
+};
+
 struct vm_disk {
   char *target;                 /* "vda" */
   char *device;                 /* "disk", "lun", "cdrom", "floppy" */
@@ -22,6 +28,18 @@ struct vm_disk {
   char *path;                   /* file, device, "pool/volume" or a URI */
   char *format;                 /* <driver type>, or NULL */
   char *pool, *volume;          /* type='volume' only */
+  /* type='network' (issue 11): what QEMU is given, as libvirt's XML says
+   * it, so that a stopped VM's disk is read by the same protocol. */
+  char *protocol;               /* "iscsi", "rbd", "nbd", … */
+  char *source_name;            /* <source name>: "iqn…/LUN", "pool/image" */
+  size_t nr_hosts;
+  struct vm_disk_host *hosts;
+  char *auth_user;              /* <auth username> */
+  char *secret_type;            /* <auth><secret type usage|uuid> */
+  char *secret_usage, *secret_uuid;
+  char *initiator;              /* iSCSI <initiator><iqn name> */
+  char *rbd_conf;               /* RBD <config file> */
+  int tls;                      /* <source tls='yes'> */
   int included;                 /* 1: backed up by the VM writer */
   char *reason;                 /* why not (R13), when !included */
 };
@@ -56,13 +74,34 @@ struct vm_config {
 };
 
 /* Parse a domain XML. Disks without a source (an empty CD-ROM) are left
- * out entirely; pass-through and network disks are kept with included=0
- * and the reason (R13). Returns 0, or -1 with the error set. */
+ * out entirely. Included (R13 as read for KVM, issue 11: what QEMU itself
+ * opens): file disks, block devices that are not device='lun', pool
+ * volumes (resolved by the writer), and network disks of a protocol QEMU
+ * has a block driver for (vm_protocol_known). Kept with included=0 and
+ * the reason: device='lun' (SCSI pass-through), removable media,
+ * vhost-user / vhost-vdpa / NVMe / directory disks, unknown protocols;
+ * every <hostdev> goes to cfg->excluded. Returns 0, or -1 with the error
+ * set. */
 extern int vm_config_parse (const char *xml, size_t len, struct vm_config *cfg);
 extern void vm_config_clear (struct vm_config *cfg);
 /* The uid and gid a DAC label ("+UID:+GID", or "user:group" names)
  * stands for. Returns 0, or -1 with the error set. */
 extern int vm_dac_label_ids (const char *label, unsigned *uid, unsigned *gid);
+/* 1 if QEMU 7.2 has a block driver for this network protocol (so that a
+ * running VM's backup job reads it), else 0. */
+extern int vm_protocol_known (const char *protocol);
+/* 1 if vmshadow can read a stopped VM's network disk of this protocol
+ * through a read-only qemu-nbd of its own (nbd, iscsi, rbd, and curl's
+ * http/https/ftp/ftps), else 0. */
+extern int vm_protocol_offline (const char *protocol);
+/* The QEMU block graph of a network disk for a read-only export of a
+ * stopped VM (issue 11): "json:{…}" with the format driver over the
+ * protocol driver, as libvirt would give QEMU. A disk with <auth> names
+ * the secret object secret_id (iSCSI password-secret, RBD key-secret).
+ * Returns the string (caller frees), or NULL with the error set: ENOTSUP
+ * for a protocol or option (TLS) vmshadow cannot read offline, EINVAL for
+ * a source it cannot make sense of. */
+extern char *vm_disk_qemu_json (const struct vm_disk *d, const char *secret_id);
 /* The disk with this target, or NULL. */
 extern const struct vm_disk *vm_config_disk (const struct vm_config *cfg,
                                              const char *target);

@@ -60,6 +60,8 @@ struct vm_entry {
   int64_t frozen_from_us, frozen_until_us;
   string_vector full_disks;     /* targets read in full in an incremental */
   string_vector full_reasons;   /* … and why (same order) */
+  string_vector secret_files;   /* stopped VM's disk secrets (issue 11):
+                                   removed at BackupShutdown */
   char *error;                  /* why this VM failed, for the report */
   void *saved_state;            /* the saved-state method's own data */
   void *guard;                  /* the guard's own data */

@@ -352,9 +352,14 @@ plan_disks (struct online_job *j, unsigned sid)
     if (vm->parent == NULL)
       continue;
     if (!qcow2) {
-      if (add_full_disk (vm, d->target, "a %s image keeps no dirty bitmap "
-                         "(checkpoints need qcow2)",
-                         d->format ? d->format : "raw") == -1)
+      /* Issue 11: say how a raw disk is read and why. */
+      if (add_full_disk (vm, d->target, "read in full, only changed chunks "
+                         "stored: a %s %s keeps no persistent dirty bitmap "
+                         "(QEMU keeps them only in qcow2 images)",
+                         d->format ? d->format : "raw",
+                         d->source == VM_DISK_BLOCK ? "host block device"
+                         : d->source == VM_DISK_NETWORK ? "network disk"
+                         : "image") == -1)
         return -1;
     }
     else if (!string_vector_contains (&j->bitmaps, d->target)) {

@@ -200,6 +200,9 @@ entry_session_reset (struct vm_entry *vm)
   free (vm->error); vm->error = NULL;
   string_vector_free_all (&vm->full_disks);
   string_vector_free_all (&vm->full_reasons);
+  for (size_t i = 0; i < vm->secret_files.len; i++)
+    unlink (vm->secret_files.ptr[i]);
+  string_vector_free_all (&vm->secret_files);
   vm->freeze_ms = 0;
   vm->cl_maint_on = vm->cl_pinned = 0;
   vm_cluster_meta_prev_clear (&vm->cl_maint_prev);
@@ -312,8 +315,11 @@ list_domains (struct vm_writer *w, vms_call *call, virDomainPtr **out,
   return 0;
 }
 
-/* A pool volume disk: use the volume's path if it is a file; exclude it
- * otherwise (a host block device). */
+/* A pool volume disk: QEMU opens the volume's file or block device (a
+ * logical, disk, iSCSI or ZFS pool's volume is a device), so it is read
+ * like a file or block disk (R13, issue 11). Volumes of network pools
+ * (rbd, gluster, iscsi-direct) name no host path: left out with the
+ * reason, to be defined as network disks. */
 static void
 resolve_volume (struct vm_writer *w, struct vm_disk *d)
 {
@@ -329,21 +335,25 @@ resolve_volume (struct vm_writer *w, struct vm_disk *d)
     vol = virStorageVolLookupByName (pool, d->volume);
   if (vol && virStorageVolGetInfo (vol, &info) == 0)
     path = virStorageVolGetPath (vol);
-  if (path && info.type == VIR_STORAGE_VOL_FILE) {
+  if (path && (info.type == VIR_STORAGE_VOL_FILE ||
+               info.type == VIR_STORAGE_VOL_BLOCK) && path[0] == '/') {
     free (d->path);
     d->path = path;
+    d->source = info.type == VIR_STORAGE_VOL_FILE ? VM_DISK_FILE
+      : VM_DISK_BLOCK;
   }
   else {
     d->included = 0;
     if (path == NULL) {
       if (asprintf (&d->reason, "volume %s/%s of disk %s cannot be resolved "
-                    "to a file: %s", d->pool, d->volume, d->target,
+                    "to a file or device: %s", d->pool, d->volume, d->target,
                     vm_virt_error ()) == -1)
         d->reason = NULL;
     }
-    else if (asprintf (&d->reason, "backed up from inside the guest: volume "
-                       "%s (disk %s) is not a file but a host device",
-                       path, d->target) == -1)
+    else if (asprintf (&d->reason, "volume %s (disk %s) of pool %s is a "
+                       "network volume with no host path; define the disk as "
+                       "<disk type='network'> to have it backed up",
+                       path, d->target, d->pool) == -1)
       d->reason = NULL;
     free (path);
   }
@@ -487,7 +497,9 @@ gather_facts (struct vm_writer *w, struct vm_entry *vm, int st,
     const struct vm_disk *d = &vm->cfg.disks[i];
     struct stat sb;
 
-    if (!d->included)
+    /* Only disk files: a block device's node or a network disk says
+     * nothing of where the images live (issue 11). */
+    if (!d->included || d->source != VM_DISK_FILE)
       continue;
     if (stat (d->path, &sb) == -1) {
       f->scratch_same_fs = 0;
@@ -699,6 +711,31 @@ identify_one (struct vm_writer *w, vms_call *call, virDomainPtr dom)
       set_scratch_estimate (w, vm, c) == -1 ||
       identify_cluster (w, vm, c) == -1)
     goto doc_fail;
+  /* A stopped VM's network disk is read by a qemu-nbd of ours: one it
+   * cannot read that way (a protocol or TLS it does not do) is named and
+   * left out; a source it cannot make sense of fails the VM (issue 11). */
+  for (size_t i = 0; vm->method == VM_METHOD_OFFLINE && i < vm->cfg.nr_disks; i++) {
+    struct vm_disk *d = &vm->cfg.disks[i];
+    char *graph;
+
+    if (!d->included || d->source != VM_DISK_NETWORK)
+      continue;
+    graph = vm_disk_qemu_json (d, VMS_ACCESS_SECRET_ID);
+    free (graph);
+    if (graph)
+      continue;
+    if (vms_get_errno () != ENOTSUP) {
+      vms_call_fail (call, VMS_FAILURE_NON_RETRYABLE, "vm \"%s\": %s", name,
+                     vms_get_error ());
+      goto fail;
+    }
+    d->included = 0;
+    if ((d->reason = vms_strdup_printf ("not read while the VM is stopped: %s; "
+                                        "it is backed up while the VM runs "
+                                        "(QEMU reads it then)",
+                                        vms_get_error ())) == NULL)
+      goto oom;
+  }
   for (size_t i = 0; i < vm->cfg.nr_disks; i++) {
     const struct vm_disk *d = &vm->cfg.disks[i];
     CLEANUP_FREE char *key = NULL;
@@ -708,7 +745,7 @@ identify_one (struct vm_writer *w, vms_call *call, virDomainPtr dom)
         goto doc_fail;
       continue;
     }
-    if (d->path[0] != '/') {
+    if (d->source != VM_DISK_NETWORK && d->path[0] != '/') {
       vms_call_fail (call, VMS_FAILURE_NON_RETRYABLE, "vm \"%s\": disk %s "
                      "has a relative path \"%s\"", name, d->target, d->path);
       goto fail;
@@ -882,11 +919,14 @@ vm_prepare_backup (void *data, vms_call *call)
     for (size_t d = 0; d < vm->cfg.nr_disks; d++) {
       const struct vm_disk *disk = &vm->cfg.disks[d];
       struct stat sb;
-      if (disk->included && disk->source == VM_DISK_FILE &&
+      if (disk->included && (disk->source == VM_DISK_FILE ||
+                             disk->source == VM_DISK_BLOCK) &&
           stat (disk->path, &sb) == -1)
         return vms_call_fail (call, VMS_FAILURE_NON_RETRYABLE, "vm \"%s\" "
-                              "failed at prepare-backup: its disk image %s "
-                              "(%s) is missing: %s", vm->name, disk->path,
+                              "failed at prepare-backup: its disk %s %s "
+                              "(%s) is missing: %s", vm->name,
+                              disk->source == VM_DISK_FILE ? "image"
+                              : "device", disk->path,
                               disk->target, strerror (errno));
     }
   }
@@ -933,6 +973,92 @@ save_config (struct vm_entry *vm)
   return 0;
 }
 
+/* Base64 of len bytes (malloc'd), or NULL (ENOMEM). */
+static char *
+base64 (const unsigned char *p, size_t len)
+{
+  static const char a[] =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  char *out = malloc ((len + 2) / 3 * 4 + 1), *o = out;
+
+  if (out == NULL)
+    return NULL;
+  for (size_t i = 0; i < len; i += 3) {
+    unsigned v = (unsigned) p[i] << 16 | (i + 1 < len ? (unsigned) p[i + 1] << 8 : 0)
+      | (i + 2 < len ? p[i + 2] : 0);
+    *o++ = a[v >> 18 & 63];
+    *o++ = a[v >> 12 & 63];
+    *o++ = i + 1 < len ? a[v >> 6 & 63] : '=';
+    *o++ = i + 2 < len ? a[v & 63] : '=';
+  }
+  *o = '\0';
+  return out;
+}
+
+/* The value of the libvirt secret a network disk's <auth> names, written
+ * for qemu-nbd to <dir>/secret-<target> (mode 0600, root's; removed at
+ * BackupShutdown): an iSCSI password as it is, a Ceph key in base64 as
+ * QEMU's rbd driver takes it. Returns the path (malloc'd) or NULL with the
+ * error set. */
+static char *
+write_secret (struct vm_writer *w, struct vm_entry *vm,
+              const struct vm_disk *d)
+{
+  virSecretPtr sec = NULL;
+  unsigned char *value = NULL;
+  size_t len = 0;
+  char *path = NULL, *b64 = NULL;
+  int ceph = d->secret_type && strcmp (d->secret_type, "ceph") == 0;
+  int usage = ceph ? VIR_SECRET_USAGE_TYPE_CEPH
+    : d->secret_type && strcmp (d->secret_type, "iscsi") == 0
+    ? VIR_SECRET_USAGE_TYPE_ISCSI : -1;
+
+  if (d->secret_uuid)
+    sec = virSecretLookupByUUIDString (w->conn, d->secret_uuid);
+  else if (d->secret_usage && usage != -1)
+    sec = virSecretLookupByUsage (w->conn, usage, d->secret_usage);
+  else {
+    vms_set_error (EINVAL, "its <auth> names no secret by uuid, or by usage "
+                   "of type iscsi or ceph");
+    return NULL;
+  }
+  if (sec == NULL) {
+    vms_set_error (ENOENT, "the libvirt secret %s it authenticates with "
+                   "cannot be found: %s", d->secret_uuid ? d->secret_uuid
+                   : d->secret_usage, vm_virt_error ());
+    return NULL;
+  }
+  value = virSecretGetValue (sec, &len, 0);
+  virSecretFree (sec);
+  if (value == NULL) {
+    vms_set_error (EACCES, "the value of the libvirt secret %s cannot be read "
+                   "(a private secret?): %s", d->secret_uuid ? d->secret_uuid
+                   : d->secret_usage, vm_virt_error ());
+    return NULL;
+  }
+  if ((ceph && (b64 = base64 (value, len)) == NULL) ||
+      asprintf (&path, "%s/secret-%s", vm->dir, d->target) == -1) {
+    path = NULL;
+    vms_set_error (ENOMEM, "out of memory");
+  }
+  else if (vms_write_file_atomic (AT_FDCWD, path, ceph ? b64 : (char *) value,
+                                  ceph ? strlen (b64) : len, 0600) == -1 ||
+           string_vector_append (&vm->secret_files, path) == -1) {
+    unlink (path);
+    free (path);
+    path = NULL;
+  }
+  explicit_bzero (value, len);
+  free (value);
+  if (b64) {
+    explicit_bzero (b64, strlen (b64));
+    free (b64);
+  }
+  if (path == NULL)
+    return NULL;
+  return strdup (path);
+}
+
 /* Publish the files that are read as they are: the configuration, and for
  * a stopped VM everything. */
 static int
@@ -946,11 +1072,30 @@ publish_plain (struct vm_writer *w, struct vm_entry *vm, int all)
     return -1;
   if (!all)
     return 0;
-  for (size_t i = 0; i < vm->cfg.nr_disks; i++)
-    if (vm->cfg.disks[i].included &&
-        qemu_exports_publish (w->exports, vm->uuid, vm->cfg.disks[i].path,
-                              vm->cfg.disks[i].path) == -1)
+  for (size_t i = 0; i < vm->cfg.nr_disks; i++) {
+    const struct vm_disk *d = &vm->cfg.disks[i];
+    CLEANUP_FREE char *graph = NULL, *secret = NULL;
+
+    if (!d->included)
+      continue;
+    if (d->source != VM_DISK_NETWORK) {
+      if (qemu_exports_publish (w->exports, vm->uuid, d->path, d->path) == -1)
+        return -1;
+      continue;
+    }
+    /* A stopped VM's network disk is read by its own protocol, with the
+     * secret libvirt keeps for it (issue 11). */
+    if ((graph = vm_disk_qemu_json (d, d->auth_user ? VMS_ACCESS_SECRET_ID
+                                    : NULL)) == NULL ||
+        (d->auth_user && (secret = write_secret (w, vm, d)) == NULL)) {
+      vms_set_error (vms_get_errno (), "vm \"%s\", disk %s (%s): %s",
+                     vm->name, d->target, d->path, vms_get_error ());
       return -1;
+    }
+    if (qemu_exports_publish (w->exports, vm->uuid, d->path, graph) == -1 ||
+        qemu_exports_set_image (w->exports, vm->uuid, d->path, secret) == -1)
+      return -1;
+  }
   if (vm->cfg.nvram && vm->cfg.nvram[0] == '/' &&
       qemu_exports_publish (w->exports, vm->uuid, vm->cfg.nvram,
                             vm->cfg.nvram) == -1)
@@ -1195,6 +1340,10 @@ vm_backup_shutdown (void *data, vms_call *call)
                  strerror (errno));
     if (vm->socket)
       unlink (vm->socket);
+    for (size_t k = 0; k < vm->secret_files.len; k++)
+      if (unlink (vm->secret_files.ptr[k]) == -1 && errno != ENOENT)
+        vms_warn ("vm writer: cannot remove the secret file %s: %s",
+                  vm->secret_files.ptr[k], strerror (errno));
     if (vm->socket_dir && rmdir (vm->socket_dir) == -1 && errno != ENOENT)
       vms_debug ("vm writer: cannot remove %s: %s", vm->socket_dir,
                  strerror (errno));
