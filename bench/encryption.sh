@@ -47,15 +47,16 @@ run() {
   drop
   local t0 t1
   t0=$(date +%s.%N)
-  "$@" > "$WORK/$name.out"
+  /usr/bin/time -f '%U %S' -o "$WORK/$name.cpu" "$@" > "$WORK/$name.out"
   t1=$(date +%s.%N)
   T[$name]=$(echo "$t1 - $t0" | bc -l)
+  CPU[$name]=$(awk '{print $1 + $2}' "$WORK/$name.cpu")
   local o
   o=$(awk '/^repository opened in/ {print $4}' "$WORK/$name.out")
   T[$name-open]=$(echo "${T[$name]} - ${o:-0}" | bc -l)
   OPEN[$name]=${o:-0}
 }
-declare -A OPEN=()
+declare -A OPEN=() CPU=()
 best() {   # NAME: keep the smaller of T[NAME] and T[NAME-best] (and of -open)
   if [ -z "${T[$1-best]:-}" ] || [ "$(echo "${T[$1]} < ${T[$1-best]}" | bc -l)" = 1 ]; then
     T[$1-best]=${T[$1]}
@@ -101,9 +102,16 @@ for round in $(seq "$ROUNDS"); do
     qemu-img compare -q -f raw -F qcow2 "$WORK/out.raw" "$Q" \
       || { echo "RESTORE DIFFERS ($cfg)" >&2; exit 1; }
     rm -f "$WORK/out.raw"
-    printf 'round %d %-9s full %6.2f s (open %.2f)  restore %6.2f s (open %.2f)  repository %d bytes\n' \
-      "$round" $cfg "${T[full-$cfg]}" "${OPEN[full-$cfg]}" "${T[restore-$cfg]}" \
-      "${OPEN[restore-$cfg]}" "$(du -sb "$REPO" | cut -f1)"
+    printf 'round %d %-9s full %6.2f s (open %.2f, CPU %.2f s)  restore %6.2f s (open %.2f, CPU %.2f s)  repository %d bytes\n' \
+      "$round" $cfg "${T[full-$cfg]}" "${OPEN[full-$cfg]}" "${CPU[full-$cfg]}" \
+      "${T[restore-$cfg]}" "${OPEN[restore-$cfg]}" "${CPU[restore-$cfg]}" \
+      "$(du -sb "$REPO" | cut -f1)"
+    for step in full restore; do
+      if [ -z "${CPU[$step-$cfg-best]:-}" ] ||
+         [ "$(echo "${CPU[$step-$cfg]} < ${CPU[$step-$cfg-best]}" | bc -l)" = 1 ]; then
+        CPU[$step-$cfg-best]=${CPU[$step-$cfg]}
+      fi
+    done
   done
 done
 
@@ -118,6 +126,12 @@ done
 printf 'encrypted / plain: full %s, restore %s (target: at most 1.10)\n' \
   "$(ratio "${T[full-encrypted-best]}" "${T[full-plain-best]}")" \
   "$(ratio "${T[restore-encrypted-best]}" "${T[restore-plain-best]}")"
+printf 'CPU time (user + system, least of the rounds; steadier than time on a\n'
+printf 'loaded machine): full %.2f s / %.2f s = %s, restore %.2f s / %.2f s = %s\n' \
+  "${CPU[full-encrypted-best]}" "${CPU[full-plain-best]}" \
+  "$(ratio "${CPU[full-encrypted-best]}" "${CPU[full-plain-best]}")" \
+  "${CPU[restore-encrypted-best]}" "${CPU[restore-plain-best]}" \
+  "$(ratio "${CPU[restore-encrypted-best]}" "${CPU[restore-plain-best]}")"
 printf 'without opening the repository (the key unlock): full %s, restore %s\n' \
   "$(ratio "${T[full-encrypted-open-best]}" "${T[full-plain-open-best]}")" \
   "$(ratio "${T[restore-encrypted-open-best]}" "${T[restore-plain-open-best]}")"

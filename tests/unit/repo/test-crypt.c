@@ -1,0 +1,242 @@
+/* Unit tests of the encryption of version 2 repositories (issue 13, R28;
+ * lib/repo/crypt.c, storage-crypt.c): the key hierarchy against values
+ * computed independently from the spec (RFC 5869 HKDF and HMAC-SHA-256 in
+ * Python, docs/repository-format-v2.md "Encryption"), the envelope (every
+ * altered byte, a wrong identity, a cut are refused, and nothing is
+ * returned), and the sealing layer: it keeps the storage contract
+ * (storage-contract.c) over the local backend, stores no plaintext, and
+ * an object moved to another name does not open.
+ *
+ * Usage: test-crypt; output is TAP.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "crypt.h"
+#include "storage-contract.h"
+
+static struct crypt_key test_key;
+static char workdir[64];
+
+static void
+key_init (void)
+{
+  for (int i = 0; i < CRYPT_KEY_LEN; i++)
+    test_key.master[i] = (uint8_t) i;
+  assert_int_equal (crypt_key_derive (&test_key), 0);
+}
+
+/* The fingerprint and a chunk id of the master secret 00 01 .. 1f, as
+ * Python's hmac/hashlib compute them from the spec (HKDF-SHA-256 without
+ * salt, info "vmshadow v2 K_id"). */
+static void
+keys_derive_as_the_spec_says (void **state)
+{
+  uint8_t id[32];
+  char h[65];
+
+  key_init ();
+  assert_string_equal (test_key.fingerprint_hex,
+                       "76d5cf81feb164c5819dc8cee6d6448a");
+  assert_int_equal (crypt_mac (test_key.k_id, "abc", 3, id), 0);
+  crypt_hex (id, 32, h);
+  assert_string_equal (h, "198f80401634a98f1b84da5a13a2021d279f46cbd29e226eaff8ff51e0cc8b23");
+  /* The three keys differ. */
+  assert_memory_not_equal (test_key.k_enc, test_key.k_id, CRYPT_KEY_LEN);
+  assert_memory_not_equal (test_key.k_id, test_key.k_name, CRYPT_KEY_LEN);
+}
+
+static void
+an_envelope_opens_only_whole_and_for_its_identity (void **state)
+{
+  char msg[1000], aad[256], other[256];
+  uint8_t env[sizeof msg + ENVELOPE_OVERHEAD], out[sizeof msg];
+  size_t n = sizeof msg;
+
+  key_init ();
+  for (size_t i = 0; i < n; i++)
+    msg[i] = (char) ('a' + i % 26);
+  size_t al = crypt_aad (aad, sizeof aad, "repo-1", "object", "backups/b/manifest");
+  size_t ol = crypt_aad (other, sizeof other, "repo-1", "object", "backups/c/manifest");
+  assert_true (al > 0 && ol > 0);
+  assert_int_equal (crypt_seal (test_key.k_enc, aad, al, msg, n, env), 0);
+  assert_memory_equal (env, ENVELOPE_MAGIC, 4);
+  assert_null (memmem (env, sizeof env, "abcdefghij", 10));
+  assert_int_equal (crypt_open (test_key.k_enc, aad, al, env, sizeof env, out), 0);
+  assert_memory_equal (out, msg, n);
+
+  /* Another name, another repository, another kind. */
+  assert_int_equal (crypt_open (test_key.k_enc, other, ol, env, sizeof env, out), -1);
+  assert_int_equal (errno, EKEYREJECTED);
+  ol = crypt_aad (other, sizeof other, "repo-2", "object", "backups/b/manifest");
+  assert_int_equal (crypt_open (test_key.k_enc, other, ol, env, sizeof env, out), -1);
+  ol = crypt_aad (other, sizeof other, "repo-1", "blob", "backups/b/manifest");
+  assert_int_equal (crypt_open (test_key.k_enc, other, ol, env, sizeof env, out), -1);
+  /* Another key. */
+  assert_int_equal (crypt_open (test_key.k_id, aad, al, env, sizeof env, out), -1);
+  /* Every byte altered, one at a time (XOR, so it always changes): never
+   * opens, and what was written to out is wiped. */
+  for (size_t i = 0; i < sizeof env; i++) {
+    env[i] ^= 0x01;
+    memset (out, 'x', sizeof out);
+    assert_int_equal (crypt_open (test_key.k_enc, aad, al, env, sizeof env, out), -1);
+    assert_int_equal (errno, EKEYREJECTED);
+    assert_null (memmem (out, sizeof out, "abcdefghij", 10));
+    env[i] ^= 0x01;
+  }
+  /* Cut short, at every length. */
+  for (size_t len = 0; len < sizeof env; len += 7)
+    assert_int_equal (crypt_open (test_key.k_enc, aad, al, env, len, out), -1);
+  assert_non_null (crypt_envelope_problem (env, 10));
+  assert_null (crypt_envelope_problem (env, sizeof env));
+  /* Sealing twice never gives the same bytes (random nonces). */
+  uint8_t env2[sizeof env];
+  assert_int_equal (crypt_seal (test_key.k_enc, aad, al, msg, n, env2), 0);
+  assert_memory_not_equal (env, env2, sizeof env);
+  /* In place: the plaintext already where the ciphertext goes. */
+  memcpy (env2 + ENVELOPE_HEADER_LEN, msg, n);
+  assert_int_equal (crypt_seal (test_key.k_enc, aad, al, env2 + ENVELOPE_HEADER_LEN,
+                                n, env2), 0);
+  assert_int_equal (crypt_open (test_key.k_enc, aad, al, env2, sizeof env2, out), 0);
+  assert_memory_equal (out, msg, n);
+}
+
+static void
+identities_never_run_together (void **state)
+{
+  char a[256], b[256];
+  /* "x" + "y/z" and "x/y" + "z" must not give the same bytes. */
+  size_t la = crypt_aad (a, sizeof a, "r", "object", "ab");
+  size_t lb = crypt_aad (b, sizeof b, "r", "objecta", "b");
+  assert_true (la != lb || memcmp (a, b, la) != 0);
+}
+
+/* ---- the sealing layer ---- */
+
+static int
+rm_one (const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+  return remove (path) == -1 && errno != ENOENT ? -1 : 0;
+}
+
+static struct storage *
+sealed_open_fresh (void)
+{
+  char repo[128];
+
+  key_init ();
+  snprintf (workdir, sizeof workdir, "crypt-test-XXXXXX");
+  if (mkdtemp (workdir) == NULL)
+    return NULL;
+  snprintf (repo, sizeof repo, "%s/repo", workdir);
+  if (mkdir (repo, 0700) == -1)
+    return NULL;
+  int fd = open (repo, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  struct storage *s = fd >= 0 ? storage_local_open (fd, repo, 1) : NULL;
+  if (fd >= 0)
+    close (fd);
+  return s ? storage_crypt_wrap (s, &test_key, "0123456789abcdef0123456789abcdef")
+    : NULL;
+}
+
+static void
+sealed_destroy (struct storage *s)
+{
+  storage_close (s);
+  nftw (workdir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static char *
+file_of (const char *name, size_t *len)
+{
+  char p[256];
+  snprintf (p, sizeof p, "%s/repo/%s", workdir, name);
+  FILE *f = fopen (p, "rb");
+  if (f == NULL)
+    return NULL;
+  char *b = malloc (1 << 16);
+  *len = fread (b, 1, 1 << 16, f);
+  fclose (f);
+  return b;
+}
+
+static void
+sealed_objects_hold_no_plaintext_and_stay_where_they_were_put (void **state)
+{
+  struct storage *s = sealed_open_fresh ();
+  const char *text = "the manifest of backup b: disk web01.qcow2";
+  size_t len;
+  void *buf;
+
+  assert_non_null (s);
+  assert_int_equal (storage_put (s, "backups/b/manifest", text, strlen (text), 0), 0);
+  assert_int_equal (storage_put (s, "config", "{}", 2, 0), 0);
+  char *raw = file_of ("backups/b/manifest", &len);
+  assert_non_null (raw);
+  assert_int_equal (len, strlen (text) + ENVELOPE_OVERHEAD);
+  assert_null (memmem (raw, len, "web01", 5));
+  free (raw);
+  raw = file_of ("config", &len);        /* never sealed */
+  assert_int_equal (len, 2);
+  free (raw);
+
+  /* Moved to another name: refused, named EKEYREJECTED. */
+  struct storage *inner = storage_crypt_inner (s);
+  assert_int_equal (storage_get_all (inner, "backups/b/manifest", 1 << 20, &buf, &len), 0);
+  assert_int_equal (storage_put (inner, "backups/c/manifest", buf, len, 0), 0);
+  free (buf);
+  assert_int_equal (storage_get_all (s, "backups/c/manifest", 1 << 20, &buf, &len), -1);
+  assert_int_equal (errno, EKEYREJECTED);
+
+  /* Without the key: listed, not read, not written. */
+  struct storage *nokey = storage_crypt_wrap (storage_crypt_inner (s), NULL,
+                                              "0123456789abcdef0123456789abcdef");
+  assert_int_equal (storage_get_all (nokey, "backups/b/manifest", 1 << 20, &buf, &len), -1);
+  assert_int_equal (errno, ENOKEY);
+  assert_int_equal (storage_put (nokey, "backups/d/manifest", "x", 1, 0), -1);
+  assert_int_equal (errno, ENOKEY);
+  free (nokey);                 /* not closed: it shares s's backend */
+  sealed_destroy (s);
+}
+
+int
+main (int argc, char **argv)
+{
+  const struct CMUnitTest own[] = {
+    cmocka_unit_test (keys_derive_as_the_spec_says),
+    cmocka_unit_test (an_envelope_opens_only_whole_and_for_its_identity),
+    cmocka_unit_test (identities_never_run_together),
+    cmocka_unit_test (sealed_objects_hold_no_plaintext_and_stay_where_they_were_put),
+  };
+  size_t no = sizeof own / sizeof own[0];
+  size_t n = storage_contract_nr_tests + no;
+  struct CMUnitTest *all = calloc (n, sizeof *all);
+
+  if (all == NULL)
+    return 1;
+  /* One TAP plan: these, then the storage contract through the sealing
+   * layer. */
+  memcpy (all, own, no * sizeof *all);
+  memcpy (all + no, storage_contract_tests,
+          storage_contract_nr_tests * sizeof *all);
+  cmocka_set_message_output (CM_OUTPUT_TAP);
+  if (argc > 1)
+    cmocka_set_test_filter (argv[1]);
+  storage_contract.open = sealed_open_fresh;
+  storage_contract.destroy = sealed_destroy;
+  int r = _cmocka_run_group_tests ("crypt", all, n, NULL, NULL);
+  free (all);
+  return r;
+}
