@@ -245,6 +245,64 @@ verify_structure (struct verify *v)
   return r;
 }
 
+/* With the key, deep: every pack's sealed trailer opens for its pack
+ * (the blobs are authenticated as the backups' chunks are read). */
+static int
+verify_trailers (struct verify *v)
+{
+  vms_repo *repo = v->repo;
+  struct names l = { 0 };
+  int r = 0;
+
+  if (storage_list (repo->store, "packs/", names_add, &l) != 0) {
+    vms_set_error (errno, "repository %s: cannot list packs/: %s",
+                   repo->path, repo_errstr (errno));
+    r = -1;
+  }
+  for (size_t i = 0; r == 0 && i < l.n; i++) {
+    const char *name = l.v[i];
+    struct storage_stat st;
+    uint8_t tail[PACK_TAIL_SIZE];
+    char aad[256];
+    if (storage_stat (repo->store, name, &st) == -1)
+      continue;                 /* gone meanwhile (gc) */
+    if (st.size < PACK_HEADER_SIZE + PACK_TAIL_SIZE + ENVELOPE_OVERHEAD ||
+        storage_get (repo->store, name, st.size - PACK_TAIL_SIZE,
+                     PACK_TAIL_SIZE, tail) == -1) {
+      problem (v, "pack %s is corrupt (too short for a pack)", name);
+      continue;
+    }
+    uint64_t toff = repo_get_le64 (tail), tlen = repo_get_le64 (tail + 8);
+    if (toff < PACK_HEADER_SIZE || tlen < ENVELOPE_OVERHEAD ||
+        tlen > (uint64_t) 1 << 30 ||
+        toff + tlen != st.size - PACK_TAIL_SIZE) {
+      problem (v, "pack %s is corrupt (its trailer is out of place)", name);
+      continue;
+    }
+    uint8_t *t = malloc ((size_t) tlen), *out = malloc ((size_t) tlen);
+    if (t == NULL || out == NULL) {
+      free (t);
+      free (out);
+      vms_set_error (ENOMEM, "out of memory");
+      r = -1;
+      break;
+    }
+    if (storage_get (repo->store, name, toff, (size_t) tlen, t) == -1 ||
+        crypt_open (repo->key->k_enc, aad,
+                    crypt_aad (aad, sizeof aad, repo->id, "trailer", name),
+                    t, (size_t) tlen, out) == -1)
+      problem (v, "pack %s: its trailer %s", name, errno == EKEYREJECTED
+               ? "failed authentication (altered, or another pack's)"
+               : repo_errstr (errno));
+    free (t);
+    free (out);
+  }
+  for (size_t i = 0; i < l.n; i++)
+    free (l.v[i]);
+  free (l.v);
+  return r;
+}
+
 int
 vms_repo_verify (vms_repo *repo, const char *backup_id, int deep,
                  vms_repo_report_fn report, void *opaque)
@@ -307,6 +365,9 @@ vms_repo_verify_sample (vms_repo *repo, const char *backup_id, int deep,
   else
     for (size_t i = 0; i < nr && r == 0; i++)
       r = verify_backup (&v, b[i].id);
+  if (r == 0 && deep && backup_id == NULL && percent == 100 &&
+      repo->encrypted && repo->key)
+    r = verify_trailers (&v);
 
   repo_backups_free (b, nr);
   digest_set_free (&v.seen);

@@ -112,6 +112,23 @@ expect_verify_names "offset [0-9]+: chunk [0-9a-f]{64} is corrupt \(failed authe
   fail "not both swapped chunks are named: $(cat "$tmp/out")"
 expect_extract_fails "$b2" "$tmp/app/blob.bin" "failed authentication"
 
+# 2b. A pack trailer (the pack's own index, for recovery) replaced by the
+# other pack's: verify --deep opens every trailer for its own pack.
+fresh
+other=$(cd "$VMSHADOW_REPO" && ls packs/*/* | grep -v "^$pack\$")
+python3 - "$VMSHADOW_REPO/$pack" "$VMSHADOW_REPO/$other" <<'PY'
+import struct, sys, hashlib
+a = bytearray(open(sys.argv[1], "rb").read()); b = open(sys.argv[2], "rb").read()
+ta, la = struct.unpack("<QQ", a[-48:-32]); tb, lb = struct.unpack("<QQ", b[-48:-32])
+# The other pack's trailer, cut or padded to this one's length, its tail
+# made consistent (offset, length, SHA-256): only the seal can tell.
+t = (b[tb:tb + lb] + bytes(la))[:la]
+a[ta:ta + la] = t
+a[-16 - 32:] = struct.pack("<QQ", ta, la) + hashlib.sha256(a[:-48]).digest()
+open(sys.argv[1], "wb").write(a)
+PY
+expect_verify_names "pack $pack: its trailer failed authentication"
+
 # 3. An index from another backup (backup 1's text index in backup 2).
 fresh
 cp "$VMSHADOW_REPO/backups/$b1/file-1.idx" "$VMSHADOW_REPO/backups/$b2/file-1.idx"
