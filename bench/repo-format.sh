@@ -7,6 +7,12 @@
 #
 #   bench/repo-format.sh [BUILD-DIR [PACK-SIZES-MiB...]]   (default: build 16 32 64)
 #
+# With BENCH_RADOS=1 a last row "rados" does the same into a version 2
+# repository (32 MiB packs) on the lab's one-node Ceph cluster (lab/ceph.sh,
+# started here; rados:vmshadow/<random namespace>, emptied at the end).
+# The page cache is dropped as for the others, but not the OSD's own
+# BlueStore cache; client, monitor and OSD share this machine's CPUs.
+#
 # The image is the 4 GiB mixed disk of bench/datapath.sh: 1 GiB random,
 # the same GiB again, then zeros to 4 GiB, as qcow2, exported read-only by
 # qemu-nbd. For version 1 and for version 2 at each pack size, page cache
@@ -30,6 +36,16 @@ DRV=$(realpath "$BUILD")/lib/datapath/vms-bench-copy
 [ "$(id -u)" = 0 ] || { echo "needs root (to drop the page cache)" >&2; exit 1; }
 WORK=$(mktemp -d "${BENCH_DIR:-/work}/vms-bench-repo-XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
+CONFIGS="v1 $(for p in $PACKS; do echo "v2-$p"; done)"
+if [ "${BENCH_RADOS:-0}" = 1 ]; then
+  VMSLAB_LAB_DIR=$(cd "$(dirname "$0")/../lab" && pwd)
+  export VMSLAB_LAB_DIR
+  . "$(dirname "$0")/../tests/ceph/ceph-lib.sh"
+  ceph_lab_start
+  ceph_lab_namespace RADOS_NS bench
+  CONFIGS="$CONFIGS rados"
+fi
+rados_objects() { rados -p "$VMSLAB_CEPH_POOL" -N "$RADOS_NS" ls | grep -v -e '^lock$' -e '^clock/'; }
 GiB=$((1024 * 1024 * 1024))
 echo "$(nproc) CPUs; driver $DRV; load average $(cut -d' ' -f1-3 /proc/loadavg)"
 
@@ -66,17 +82,28 @@ printf 'raw read (cat) %.2f s, raw copy (cp + sync) %.2f s\n' "${T[raw]}" "${T[c
 
 printf '\n%-10s %8s %8s %8s %9s %9s %10s %10s %8s\n' format full-s full/cat \
   restore-s rest/cp objects obj/GiB bytes/uniq peak-MiB
-for cfg in v1 $(for p in $PACKS; do echo "v2-$p"; done); do
+for cfg in $CONFIGS; do
   REPO=$WORK/repo-$cfg
-  if [ "$cfg" = v1 ]; then
+  if [ "$cfg" = rados ]; then
+    REPO=rados:$VMSLAB_CEPH_POOL/$RADOS_NS
+    export VMSHADOW_REPO_FORMAT=2 VMSHADOW_REPO_PACK_SIZE=$((32 * 1024 * 1024))
+  elif [ "$cfg" = v1 ]; then
     export VMSHADOW_REPO_FORMAT=1
     unset VMSHADOW_REPO_PACK_SIZE
   else
     export VMSHADOW_REPO_FORMAT=2 VMSHADOW_REPO_PACK_SIZE=$(( ${cfg#v2-} * 1024 * 1024 ))
   fi
   run "full-$cfg" "$DRV" full "$REPO" "qcow2:$Q" "$WORK/$cfg.idx"
-  OBJECTS=$(find "$REPO" -type f ! -name lock ! -path "$REPO/tmp/*" | wc -l)
-  BYTES=$(du -sb "$REPO" | cut -f1)
+  if [ "$cfg" = rados ]; then
+    OBJECTS=$(rados_objects | wc -l)
+    BYTES=0
+    for o in $(rados_objects); do
+      BYTES=$((BYTES + $(rados -p "$VMSLAB_CEPH_POOL" -N "$RADOS_NS" stat "$o" | sed 's/.*size //')))
+    done
+  else
+    OBJECTS=$(find "$REPO" -type f ! -name lock ! -path "$REPO/tmp/*" | wc -l)
+    BYTES=$(du -sb "$REPO" | cut -f1)
+  fi
   run "restore-$cfg" "$DRV" extract "$REPO" "$WORK/$cfg.idx" raw "$WORK/out.raw"
   qemu-img compare -q -f raw -F qcow2 "$WORK/out.raw" "$Q" \
     || { echo "RESTORE DIFFERS ($cfg)" >&2; exit 1; }
@@ -86,7 +113,7 @@ for cfg in v1 $(for p in $PACKS; do echo "v2-$p"; done); do
     "${T[restore-$cfg]}" "$(ratio "${T[restore-$cfg]}" "${T[cp]}")" \
     "$OBJECTS" "$OBJECTS" "$(ratio "$BYTES" $GiB)" \
     $(( ${RSS[full-$cfg]} / 1024 ))
-  rm -rf "$REPO"
+  [ "$cfg" = rados ] || rm -rf "$REPO"
 done
 echo "(1 GiB of unique data: objects per GiB = objects; peak memory of the"
 echo " full backup; load average now $(cut -d' ' -f1-3 /proc/loadavg))"

@@ -169,8 +169,6 @@ auth client required = cephx
 auth allow insecure global id reclaim = false
 run dir = $D/run
 pid file = $D/run/\$name.pid
-admin socket = $D/run/\$name.asok
-log file = $D/log/\$name.log
 log to stderr = false
 err to stderr = true
 crash dir = $D/crash
@@ -196,6 +194,21 @@ osd memory base = 268435456
 osd memory cache min = 134217728
 bluestore cache autotune = true
 osd scrub load threshold = 0.5
+
+# daemons: admin sockets and logs; clients (rados, librados in vmshadow):
+# neither (several clients at once would fight over one socket name)
+[mon]
+admin socket = $D/run/\$name.asok
+log file = $D/log/\$name.log
+[mgr]
+admin socket = $D/run/\$name.asok
+log file = $D/log/\$name.log
+[osd]
+admin socket = $D/run/\$name.asok
+log file = $D/log/\$name.log
+[client]
+admin socket =
+log file =
 
 [mon.a]
 mon data = $D/mon.a
@@ -344,6 +357,9 @@ cmd_start() {
     flock 9
     : >>"$LOG" || die "cannot write $LOG"
 
+    # The configuration may have changed since the cluster was built (the
+    # daemons read it when they start, clients every time).
+    current && write_conf "$(cat "$D/fsid")"
     if daemon_running mon.a && daemon_running mgr.x && daemon_running osd.0 && current &&
         healthy; then
         write_env

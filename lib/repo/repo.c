@@ -661,8 +661,10 @@ repo_open_remote (vms_repo *repo, const struct crypt_key *new_key,
         vms_set_error (EBUSY, "repository %s is locked by another client "
                        "(another backup, prune or gc is running)", repo->path);
       else
-        vms_set_error (errno, "repository %s: cannot lock it: %s", repo->path,
-                       repo_errstr (errno));
+        vms_set_error (errno, "repository %s: cannot lock it: %s%s",
+                       repo->path, repo_errstr (errno),
+                       errno == ETIMEDOUT ? " (is the pool full? see ceph df "
+                       "and ceph osd pool get-quota)" : "");
       return -1;
     }
     repo->store_locked = 1;

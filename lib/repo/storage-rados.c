@@ -2,7 +2,7 @@
  * docs/repository-format.md "Version 2"), through librados: a repository
  * is rados:POOL[/NAMESPACE], an object per name in that pool's namespace.
  *
- * put is one write_full (atomic: the object is whole or absent), an
+ * put is one write op of write_full (atomic: the object is whole or absent), an
  * exclusive put one write op of create(LIBRADOS_CREATE_EXCLUSIVE) and
  * write_full (-EEXIST when the name is taken); get is a ranged read;
  * list walks the namespace's objects and keeps those with the prefix;
@@ -79,19 +79,19 @@ rados_put (struct storage *s, const char *name, const void *buf, size_t len,
     errno = EFBIG;
     return -1;
   }
-  if (flags & STORAGE_PUT_EXCLUSIVE) {
-    rados_write_op_t op = rados_create_write_op ();
-    if (op == NULL) {
-      errno = ENOMEM;
-      return -1;
-    }
-    rados_write_op_create (op, LIBRADOS_CREATE_EXCLUSIVE, NULL);
-    rados_write_op_write_full (op, buf, len);
-    r = rados_write_op_operate (op, rs->io, name, NULL, 0);
-    rados_release_write_op (op);
+  rados_write_op_t op = rados_create_write_op ();
+  if (op == NULL) {
+    errno = ENOMEM;
+    return -1;
   }
-  else
-    r = rados_write_full (rs->io, name, buf, len);
+  if (flags & STORAGE_PUT_EXCLUSIVE)
+    rados_write_op_create (op, LIBRADOS_CREATE_EXCLUSIVE, NULL);
+  rados_write_op_write_full (op, buf, len);
+  /* FULL_TRY: on a full pool (quota or OSDs) fail with EDQUOT/ENOSPC
+   * rather than wait, as librados does by default, until space comes. */
+  r = rados_write_op_operate (op, rs->io, name, NULL,
+                              LIBRADOS_OPERATION_FULL_TRY);
+  rados_release_write_op (op);
   return r < 0 ? fail_errno (r) : 0;
 }
 
@@ -178,7 +178,18 @@ rados_list_ (struct storage *s, const char *prefix, storage_list_fn fn,
 static int
 rados_del (struct storage *s, const char *name)
 {
-  int r = rados_remove (rs_of (s)->io, name);
+  /* A delete must go through on a full pool: it is how space comes back
+   * (gc). */
+  rados_write_op_t op = rados_create_write_op ();
+  int r;
+  if (op == NULL) {
+    errno = ENOMEM;
+    return -1;
+  }
+  rados_write_op_remove (op);
+  r = rados_write_op_operate (op, rs_of (s)->io, name, NULL,
+                              LIBRADOS_OPERATION_FULL_FORCE);
+  rados_release_write_op (op);
   return r < 0 && r != -ENOENT ? fail_errno (r) : 0;
 }
 
@@ -188,10 +199,10 @@ rados_now (struct storage *s, int64_t *t)
   struct rados_store *rs = rs_of (s);
   uint64_t size;
   time_t mtime;
-  int r = rados_write_full (rs->io, rs->clock_name, "t", 1);
-  if (r < 0)
-    return fail_errno (r);
+  if (rados_put (s, rs->clock_name, "t", 1, 0) == -1)
+    return -1;
   rs->clock_put = 1;
+  int r;
   r = rados_stat (rs->io, rs->clock_name, &size, &mtime);
   if (r < 0)
     return fail_errno (r);
@@ -219,7 +230,7 @@ rados_close_ (struct storage *s)
   struct rados_store *rs = rs_of (s);
   stop_renewer (rs);
   if (rs->clock_put)
-    rados_remove (rs->io, rs->clock_name);
+    rados_del (s, rs->clock_name);
   rados_ioctx_destroy (rs->io);
   rados_shutdown (rs->cluster);
   pthread_mutex_destroy (&rs->mu);
@@ -312,6 +323,9 @@ storage_rados_open (const char *spec)
   /* Fail in seconds, not after librados's default of 300 s. */
   rados_conf_set (rs->cluster, "client_mount_timeout", "30");
   rados_conf_set (rs->cluster, "rados_mon_op_timeout", "60");
+  /* Never wait for ever on an OSD: ops that cannot carry FULL_TRY (the
+   * writer lock's) would otherwise wait as long as a pool stays full. */
+  rados_conf_set (rs->cluster, "rados_osd_op_timeout", "60");
   if ((r = rados_connect (rs->cluster)) < 0) {
     vms_set_error (-r, "RADOS: cannot connect to the cluster as client.%s: "
                    "%s (check the monitors in the Ceph configuration and "

@@ -23,7 +23,7 @@ ceph_lab_start () {
   case $rc in
     0) ;;
     77) exit 77 ;;      # lab/ceph.sh said why on stderr
-    *) echo "FAIL: lab/ceph.sh start failed (exit $rc)"; exit 1 ;;
+    *) echo "FAIL: lab/ceph.sh start failed (exit $rc)" >&2; exit 1 ;;
   esac
   eval "$("$ceph_lab_dir/ceph.sh" env)"
   # Before the test's own EXIT trap (kept), which may remove files the
