@@ -65,6 +65,8 @@ enum {
 /* Past what an int enumerator holds (ISO C). */
 #define OPT_MASTER_KEY ((uint64_t) 1 << 31)   /* --master-key FILE (init, key) */
 #define OPT_GROUP ((uint64_t) 1 << 32)        /* backup --group (issue 17) */
+#define OPT_INSTANT ((uint64_t) 1 << 33)  /* restore --instant, --resume, --rollback, --bandwidth (issue 16) */
+#define OPT_BOOT ((uint64_t) 1 << 34)     /* verify --boot, --probe, --boot-timeout (issue 16) */
 
 struct options {
   uint64_t given;               /* OPT_* bits of the options on the line */
@@ -105,6 +107,11 @@ struct options {
   int visible_ids;              /* init --visible-backup-ids */
   const char *key;              /* init --key FINGERPRINT */
   const char *master_key;       /* --master-key FILE (PEM) */
+  int instant, resume, rollback;    /* restore --instant|--resume|--rollback (issue 16) */
+  uint64_t bandwidth;           /* restore: the mover's bytes/s; 0: no limit */
+  int boot;                     /* verify --boot */
+  const char *probe;            /* verify --boot --probe CMD */
+  int boot_timeout;             /* verify --boot-timeout SECONDS; 0: 300 */
   /* Set by job run, not by an option (issue 19): */
   const char *job;              /* the job, recorded in the manifest */
   int no_exec_writers;          /* the job's exec-writers = no */

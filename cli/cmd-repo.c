@@ -11,6 +11,7 @@
 #include "log.h"
 #include "vmshadow/datapath.h"
 #include "vmshadow/error.h"
+#include "vmshadow/requester.h"
 
 static int
 want_args (const char *cmd, int argc, int min, int max, const char *usage)
@@ -103,6 +104,32 @@ list_without_key (const struct options *opts, vms_repo *repo)
   return EXIT_SUCCESS;
 }
 
+/* The backup's boot check (issue 16, R27), as `verify --boot` recorded
+ * it beside the backup; NULL when it was never checked. Checked like any
+ * data from the repository. */
+static json_object *
+boot_check_note (vms_repo *repo, const char *id)
+{
+  char *text = vms_repo_note_get (repo, id, "boot-check");
+  json_object *o = text ? json_tokener_parse (text) : NULL, *v;
+  free (text);
+  if (o && (!json_object_object_get_ex (o, "ok", &v) ||
+            !json_object_is_type (v, json_type_boolean) ||
+            !json_object_object_get_ex (o, "checked", &v) ||
+            !json_object_is_type (v, json_type_int))) {
+    json_object_put (o);
+    o = NULL;
+  }
+  return o;
+}
+
+static int
+boot_check_ok (json_object *note)
+{
+  json_object *v;
+  return json_object_object_get_ex (note, "ok", &v) && json_object_get_boolean (v);
+}
+
 int
 cmd_list (const struct options *opts, int argc, char **argv)
 {
@@ -122,8 +149,8 @@ cmd_list (const struct options *opts, int argc, char **argv)
   json_object *list = opts->json ? json_object_new_array () : NULL;
   json_object *errors = opts->json ? json_object_new_array () : NULL;
   if (!opts->json)
-    printf ("%-28s %-19s %6s %10s %10s  %s\n", "BACKUP", "TIME", "FILES", "SIZE",
-            "STORED", "JOB");
+    printf ("%-28s %-19s %6s %10s %10s %-6s  %s\n", "BACKUP", "TIME", "FILES",
+            "SIZE", "STORED", "BOOT", "JOB");
   for (size_t i = 0; i < n; i++) {
     vms_manifest *m = vms_manifest_open (repo, ids[i]);
     char b1[32], b2[32], b3[32];
@@ -140,6 +167,7 @@ cmd_list (const struct options *opts, int argc, char **argv)
     }
     manifest_totals (m, &size, &stored);
     const char *job = vms_manifest_job (m);
+    json_object *boot = boot_check_note (repo, ids[i]);
     if (list) {
       json_object *b = json_object_new_object ();
       json_object_object_add (b, "backup_id", json_object_new_string (ids[i]));
@@ -148,13 +176,17 @@ cmd_list (const struct options *opts, int argc, char **argv)
       json_object_object_add (b, "size", json_object_new_int64 ((int64_t) size));
       json_object_object_add (b, "bytes_stored", json_object_new_int64 ((int64_t) stored));
       json_object_object_add (b, "job", job ? json_object_new_string (job) : NULL);
+      /* Issue 16: the last boot check (verify --boot), or null. */
+      json_object_object_add (b, "boot_check", json_object_get (boot));
       json_object_array_add (list, b);
     }
     else
-      printf ("%-28s %-19s %6zu %10s %10s  %s\n", cli_text (ids[i]),
+      printf ("%-28s %-19s %6zu %10s %10s %-6s  %s\n", cli_text (ids[i]),
               when (vms_manifest_time (m), b1), vms_manifest_file_count (m),
               cli_bytes (size, b2), cli_bytes (stored, b3),
+              boot ? (boot_check_ok (boot) ? "ok" : "FAILED") : "-",
               job ? cli_text (job) : "-");
+    json_object_put (boot);
     vms_manifest_free (m);
     free (ids[i]);
   }
@@ -207,6 +239,44 @@ show_cbt_wrong (const vms_manifest *m)
   json_object_put (attrs);
 }
 
+/* Issue 16: "Boot check: passed, 2026-12-03 07:00:00" and per VM. */
+static void
+show_boot_check (vms_repo *repo, const char *id)
+{
+  json_object *note = boot_check_note (repo, id), *v, *vms;
+  char b[32];
+
+  if (note == NULL) {
+    printf ("Boot check: never (vmshadow verify --boot %s)\n", cli_text (id));
+    return;
+  }
+  json_object_object_get_ex (note, "checked", &v);
+  printf ("Boot check: %s, %s\n", boot_check_ok (note) ? "passed" : "FAILED",
+          when (json_object_get_int64 (v), b));
+  if (json_object_object_get_ex (note, "vms", &vms) &&
+      json_object_is_type (vms, json_type_array))
+    for (size_t i = 0; i < json_object_array_length (vms); i++) {
+      json_object *o = json_object_array_get_idx (vms, i), *x;
+      const char *name = json_object_object_get_ex (o, "name", &x) &&
+        json_object_is_type (x, json_type_string) ? json_object_get_string (x) : "?";
+      int ok = json_object_object_get_ex (o, "ok", &x) && json_object_get_boolean (x);
+      printf ("  VM %s: %s", cli_text (name), ok ? "booted" : "FAILED");
+      if (json_object_object_get_ex (o, "agent_ms", &x) && json_object_is_type (x, json_type_int))
+        printf (", agent answered after %.1f s", (double) json_object_get_int64 (x) / 1000.0);
+      if (json_object_object_get_ex (o, "probe", &x) && json_object_is_type (x, json_type_string)) {
+        json_object *st;
+        printf (", probe '%s'", cli_text (json_object_get_string (x)));
+        if (json_object_object_get_ex (o, "probe_status", &st) &&
+            json_object_is_type (st, json_type_int))
+          printf (" exited %d", json_object_get_int (st));
+      }
+      if (json_object_object_get_ex (o, "error", &x) && json_object_is_type (x, json_type_string))
+        printf (": %s", cli_message (json_object_get_string (x)));
+      printf ("\n");
+    }
+  json_object_put (note);
+}
+
 int
 cmd_show (const struct options *opts, int argc, char **argv)
 {
@@ -253,6 +323,7 @@ cmd_show (const struct options *opts, int argc, char **argv)
     else
       json_object_object_add (out, "cbt_wrong", json_object_new_array ());
     json_object_put (attrs);
+    json_object_object_add (out, "boot_check", boot_check_note (repo, argv[0]));
     free (text);
     cli_print_json (out);
   }
@@ -308,6 +379,7 @@ cmd_show (const struct options *opts, int argc, char **argv)
     }
     free (shown);
     show_cbt_wrong (m);
+    show_boot_check (repo, argv[0]);
   }
   vms_manifest_free (m);
   vms_repo_close (repo);
@@ -329,9 +401,84 @@ report_line (void *opaque, const char *line)
     printf ("%s%s\n", r->prefix, cli_text (line));
 }
 
+/* verify --boot BACKUP (issue 16, R27): exit 0 when every VM booted
+ * (and its probe exited 0), 1 otherwise. */
+static int
+verify_boot (const struct options *opts, int argc, char **argv)
+{
+  if (argc != 1 || opts->deep || opts->sample_percent)
+    return cli_error ("verify", EXIT_USAGE, "usage: vmshadow verify --boot "
+                      "BACKUP [--vm VM] [--probe COMMAND] (no --deep, --sample)");
+  const char *repo_dir = opts->repo_dir ? opts->repo_dir : getenv ("VMSHADOW_REPO");
+  const struct vms_boot_check_request rq = {
+    .repo_dir = repo_dir && *repo_dir ? repo_dir : VMS_REPO_DEFAULT_DIR,
+    .backup_id = argv[0], .vms = opts->vms, .probe = opts->probe,
+    .timeout_s = opts->boot_timeout, .libvirt_uri = opts->connect,
+  };
+  struct vms_boot_check_report *r = vms_requester_boot_check (&rq);
+  int rc;
+
+  if (r == NULL)
+    return cli_fail ("verify");
+  rc = r->ok && r->recorded ? EXIT_SUCCESS : EXIT_FAILURE;
+  if (opts->json) {
+    json_object *out = json_object_new_object (), *vms = json_object_new_array ();
+    json_object_object_add (out, "backup_id", json_object_new_string (r->backup_id));
+    json_object_object_add (out, "checked", json_object_new_int64 (r->checked));
+    json_object_object_add (out, "ok", json_object_new_boolean (r->ok));
+    json_object_object_add (out, "recorded", json_object_new_boolean (r->recorded));
+    json_object_object_add (out, "record_error", r->record_error ? json_object_new_string (r->record_error) : NULL);
+    for (size_t i = 0; i < r->nr_vms; i++) {
+      const struct vms_boot_checked_vm *v = &r->vms[i];
+      json_object *j = json_object_new_object ();
+      json_object_object_add (j, "uuid", json_object_new_string (v->uuid));
+      json_object_object_add (j, "name", v->name ? json_object_new_string (v->name) : NULL);
+      json_object_object_add (j, "ok", json_object_new_boolean (v->ok));
+      json_object_object_add (j, "agent_ms", v->agent_ms > 0 ? json_object_new_int64 (v->agent_ms) : NULL);
+      json_object_object_add (j, "probe", v->probe ? json_object_new_string (v->probe) : NULL);
+      json_object_object_add (j, "probe_status", v->probe_ran ? json_object_new_int (v->probe_status) : NULL);
+      json_object_object_add (j, "error", v->error ? json_object_new_string (v->error) : NULL);
+      json_object_array_add (vms, j);
+    }
+    json_object_object_add (out, "vms", vms);
+    json_object_object_add (out, "exit_code", json_object_new_int (rc));
+    cli_print_json (out);
+  }
+  else {
+    for (size_t i = 0; i < r->nr_vms; i++) {
+      const struct vms_boot_checked_vm *v = &r->vms[i];
+      printf ("VM %s (%s): %s", cli_text (v->name ? v->name : "?"),
+              cli_text (v->uuid), v->ok ? "booted" : "FAILED");
+      if (v->agent_ms > 0)
+        printf (", guest agent answered after %.1f s", (double) v->agent_ms / 1000.0);
+      if (v->probe_ran)
+        printf (", probe exited %d", v->probe_status);
+      if (v->error)
+        printf (": %s", cli_message (v->error));
+      printf ("\n");
+    }
+    if (r->recorded)
+      printf ("Boot check of backup %s %s; recorded beside it.\n",
+              cli_text (r->backup_id), r->ok ? "passed" : "FAILED");
+    else
+      fprintf (stderr, "vmshadow verify: the result could not be recorded: %s\n",
+               cli_message (r->record_error));
+  }
+  vms_boot_check_report_free (r);
+  return rc;
+}
+
 int
 cmd_verify (const struct options *opts, int argc, char **argv)
 {
+  if ((opts->given & (OPT_VM | OPT_CONNECT)) && !opts->boot)
+    return cli_error ("verify", EXIT_USAGE, "--vm and --connect apply to "
+                      "verify --boot");
+  if ((opts->probe || opts->boot_timeout) && !opts->boot)
+    return cli_error ("verify", EXIT_USAGE, "--probe and --boot-timeout apply "
+                      "to verify --boot");
+  if (opts->boot)
+    return verify_boot (opts, argc, argv);
   if (want_args ("verify", argc, 0, 1, "[BACKUP]") == -1)
     return EXIT_USAGE;
   vms_repo *repo = open_or_without_key (opts, !opts->deep && argc == 0 &&

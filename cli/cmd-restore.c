@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <json-c/json.h>
+
 #include "cli.h"
 #include "vmshadow/error.h"
 #include "vmshadow/requester.h"
@@ -92,11 +94,65 @@ print_report (const struct vms_restore_report *r)
             (double) r->elapsed_ms / 1000.0);
 }
 
+/* restore --resume|--rollback [VM] (issue 16): finish or undo pending
+ * instant restores. */
+static int
+restore_pending (const struct options *opts, int argc, char **argv)
+{
+  const char *what = opts->rollback ? "--rollback" : "--resume";
+  struct progress prog;
+  char **done = NULL;
+  size_t n = 0;
+  int r;
+
+  if (opts->resume && opts->rollback)
+    return cli_error ("restore", EXIT_USAGE, "--resume or --rollback, not both");
+  if (argc > 1 || opts->instant ||
+      (opts->given & ~(OPT_INSTANT | OPT_JSON | OPT_CONNECT | OPT_REPO)))
+    return cli_error ("restore", EXIT_USAGE, "usage: vmshadow restore %s [VM] "
+                      "(%s takes no BACKUP and no other restore option)", what,
+                      what);
+  if (opts->rollback && opts->bandwidth)
+    return cli_error ("restore", EXIT_USAGE, "--bandwidth applies to --instant "
+                      "and --resume, not to --rollback");
+  progress_init (&prog, NULL);
+  r = vms_requester_instant_finish (argc ? argv[0] : NULL, opts->rollback,
+                                    opts->bandwidth, progress_file, &prog,
+                                    &done, &n);
+  if (opts->json) {
+    json_object *out = json_object_new_object (), *list = json_object_new_array ();
+    for (size_t i = 0; i < n; i++)
+      json_object_array_add (list, json_object_new_string (done[i]));
+    json_object_object_add (out, opts->rollback ? "rolled_back" : "resumed", list);
+    json_object_object_add (out, "error", r == -1 ? json_object_new_string (vms_get_error ()) : NULL);
+    json_object_object_add (out, "exit_code", json_object_new_int (r == -1 ? EXIT_FAILURE : 0));
+    cli_print_json (out);
+  }
+  else {
+    for (size_t i = 0; i < n; i++)
+      printf ("VM \"%s\": %s\n", cli_text (done[i]), opts->rollback
+              ? "rolled back (turned off, undefined, its overlays, exports and "
+                "partly moved disks removed)"
+              : "runs from its final disks; nothing of the backup is used any more");
+    if (r == -1)
+      fprintf (stderr, "vmshadow restore: %s\n", cli_message (vms_get_error ()));
+  }
+  for (size_t i = 0; i < n; i++)
+    free (done[i]);
+  free (done);
+  return r == -1 ? EXIT_FAILURE : EXIT_SUCCESS;
+}
+
 int
 cmd_restore (const struct options *opts, int argc, char **argv)
 {
   struct progress prog;
 
+  if (opts->resume || opts->rollback)
+    return restore_pending (opts, argc, argv);
+  if (opts->bandwidth && !opts->instant)
+    return cli_error ("restore", EXIT_USAGE, "--bandwidth applies to --instant "
+                      "and --resume");
   if (argc != 1)
     return cli_error ("restore", EXIT_USAGE, "give one BACKUP (see 'vmshadow "
                       "list'), not %d arguments", argc);
@@ -119,6 +175,8 @@ cmd_restore (const struct options *opts, int argc, char **argv)
     .network_map = opts->network_map,
     .progress = progress_file,
     .progress_opaque = &prog,
+    .instant = opts->instant,
+    .instant_bandwidth = opts->bandwidth,
   };
   struct vms_restore_report *r = vms_requester_restore (repo, &rq);
   int rc = r ? cli_exit_code (r->outcome) : EXIT_FAILURE;
@@ -129,6 +187,14 @@ cmd_restore (const struct options *opts, int argc, char **argv)
     cli_print_report (vms_restore_report_json (r), rc);
   else {
     print_report (r);
+    if (r->instant && r->running_ms > 0)
+      printf ("Instant restore: the VM ran %.1f s after the start; %s\n",
+              (double) r->running_ms / 1000.0,
+              r->moved ? "its disks moved to their final place meanwhile"
+              : "its disks did NOT move (see below)");
+    if (r->instant && r->moved)
+      printf ("Moved in %.1f s; no export, overlay or nbdkit is left.\n",
+              (double) r->move_ms / 1000.0);
     if (r->error)
       fprintf (stderr, "vmshadow restore: %s\n", cli_message (r->error));
     if (rc == EXIT_PARTIAL || rc == EXIT_FAILURE)

@@ -97,6 +97,15 @@ static const struct cmd_option verify_opts[] = {
   { OPT_DEEP, "--deep", "read and re-hash every chunk" },
   { OPT_SAMPLE, "--sample PERCENT", "check a random PERCENT (1-100) of the chunks,\n"
     "a different one each run" },
+  { OPT_BOOT, "--boot", "boot a throw-away copy of each VM of BACKUP\n"
+    "(no network) until its guest agent answers; the\n"
+    "result is recorded beside the backup (issue 16)" },
+  { OPT_VM, "--vm NAME|UUID", "with --boot: this VM only (repeat)" },
+  { OPT_BOOT, "--probe COMMAND", "with --boot: run 'sh -c COMMAND' in the guest;\n"
+    "it must exit 0" },
+  { OPT_BOOT, "--boot-timeout SECONDS", "with --boot: wait this long for the agent and\n"
+    "the probe (default 300)" },
+  CONNECT_OPT ("of the throw-away copies (--boot)"),
   { 0 } };
 static const struct cmd_option prune_opts[] = {
   JSON_OPT, REPO_OPT, PASS_OPT, CONNECT_OPT ("of the VMs whose checkpoints are deleted"),
@@ -130,6 +139,13 @@ static const struct cmd_option restore_opts[] = {
   { OPT_NETWORK_MAP, "--network-map OLD=NEW", "connect interfaces on network/bridge OLD to\n"
     "NEW instead (repeat)" },
   { OPT_DRY_RUN, "--dry-run", "print every change, change nothing" },
+  { OPT_INSTANT, "--instant", "run the (one) VM from the backup at once and\n"
+    "move its disks meanwhile (instant recovery)" },
+  { OPT_INSTANT, "--resume", "restore --resume [VM]: finish an interrupted\n"
+    "instant restore (all pending, without VM)" },
+  { OPT_INSTANT, "--rollback", "restore --rollback [VM]: undo an unfinished\n"
+    "instant restore (the VM and all it made)" },
+  { OPT_INSTANT, "--bandwidth MIB", "--instant/--resume: move at most MIB MiB/s" },
   { 0 } };
 static const struct cmd_option extract_opts[] = {
   JSON_OPT, REPO_OPT, PASS_OPT,
@@ -185,7 +201,7 @@ static const struct command {
     "show one backup: writers, components, files, sizes",
     "0 shown, 1 failed, 2 usage", 0 },
   { "verify", cmd_verify, verify_opts, "[BACKUP]",
-    "check backups (with --deep, re-read and re-hash every chunk)",
+    "check backups (--deep: re-hash every chunk; --boot: boot them)",
     "0 no problem found, 1 a problem found (or failed), 2 usage", 1 },
   { "prune", cmd_prune, prune_opts, "",
     "delete backups --keep-* does not keep, then unneeded VM checkpoints",
@@ -194,7 +210,7 @@ static const struct command {
     "delete chunks no backup uses any more",
     "0 collected, 1 failed, 2 usage", 1 },
   { "restore", cmd_restore, restore_opts, "BACKUP",
-    "put VMs and components of a backup back (--dry-run, --replace, --component)",
+    "put VMs and components of a backup back (--dry-run, --replace, --instant)",
     "0 restored, 1 nothing restored, 2 usage, 3 interfaces left\n"
     "disconnected, 4 some VMs restored and others not", 1 },
   { "extract", cmd_extract, extract_opts, "BACKUP COMPONENT FILE",
@@ -353,6 +369,8 @@ main (int argc, char **argv)
          O_NETWORK_MAP, O_DISK, O_REPLACE, O_EXISTING, O_FALLBACK, O_COMPONENT,
          O_SAMPLE, O_EACH, O_WAIT, O_WAIT_TIMEOUT, O_CONFIG, O_PROMETHEUS,
          O_ENCRYPT, O_KEY, O_VISIBLE_IDS, O_MASTER_KEY, O_PAPER,
+         O_INSTANT, O_RESUME, O_ROLLBACK, O_BANDWIDTH, O_BOOT, O_PROBE,
+         O_BOOT_TIMEOUT,
          O_PASSPHRASE_FD, O_GROUP };
   static const struct option long_options[] = {
     { "json", no_argument, NULL, O_JSON },
@@ -392,6 +410,13 @@ main (int argc, char **argv)
     { "visible-backup-ids", no_argument, NULL, O_VISIBLE_IDS },
     { "master-key", required_argument, NULL, O_MASTER_KEY },
     { "paper", no_argument, NULL, O_PAPER },
+    { "instant", no_argument, NULL, O_INSTANT },
+    { "resume", no_argument, NULL, O_RESUME },
+    { "rollback", no_argument, NULL, O_ROLLBACK },
+    { "bandwidth", required_argument, NULL, O_BANDWIDTH },
+    { "boot", no_argument, NULL, O_BOOT },
+    { "probe", required_argument, NULL, O_PROBE },
+    { "boot-timeout", required_argument, NULL, O_BOOT_TIMEOUT },
     { "passphrase-fd", required_argument, NULL, O_PASSPHRASE_FD },
     { "verbose", no_argument, NULL, 'v' },
     { "quiet", no_argument, NULL, 'q' },
@@ -536,6 +561,22 @@ main (int argc, char **argv)
     case O_VISIBLE_IDS: opts.visible_ids = 1; bit = OPT_ENCRYPT; break;
     case O_MASTER_KEY: opts.master_key = optarg; bit = OPT_MASTER_KEY; break;
     case O_PAPER: bit = OPT_PAPER; break;
+    case O_INSTANT: opts.instant = 1; bit = OPT_INSTANT; break;
+    case O_RESUME: opts.resume = 1; bit = OPT_INSTANT; break;
+    case O_ROLLBACK: opts.rollback = 1; bit = OPT_INSTANT; break;
+    case O_BANDWIDTH:
+      if (parse_number ("--bandwidth", optarg, 1 << 20, &n) == -1)
+        return EXIT_USAGE;
+      if (n == 0)
+        return cli_error (NULL, EXIT_USAGE, "--bandwidth needs MiB/s from 1 "
+                          "(leave it out for no limit), not '0'");
+      opts.bandwidth = n << 20; bit = OPT_INSTANT; break;
+    case O_BOOT: opts.boot = 1; bit = OPT_BOOT; break;
+    case O_PROBE: opts.probe = optarg; bit = OPT_BOOT; break;
+    case O_BOOT_TIMEOUT:
+      if (parse_number ("--boot-timeout", optarg, 86400, &n) == -1)
+        return EXIT_USAGE;
+      opts.boot_timeout = (int) n; bit = OPT_BOOT; break;
     case O_PASSPHRASE_FD:
       if (parse_number ("--passphrase-fd", optarg, INT_MAX, &n) == -1)
         return EXIT_USAGE;

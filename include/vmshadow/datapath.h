@@ -145,6 +145,25 @@ extern VMS_API void vms_repo_export_messages (vms_repo_export *e,
                                               vms_repo_report_fn fn, void *opaque);
 extern VMS_API void vms_repo_export_close (vms_repo_export *e);
 
+/* The same export for instant recovery and boot checks (issue 16), by a
+ * server that is not tied to us: nbdkit in a session of its own, which
+ * keeps serving when this process dies (a VM reads from it), on the Unix
+ * socket path given (in a directory the caller made), its pid in pidfile
+ * once it serves, its messages in logfile. The socket is given group gid
+ * and mode 0660 (QEMU's group: QEMU does not run as root), or 0600 when
+ * gid is 0. Returns the server's pid, or -1 with the error set and no
+ * server left. */
+extern VMS_API int vms_repo_export_start_detached (const struct vms_repo_export_options *o,
+                                                   const char *socket,
+                                                   const char *pidfile,
+                                                   const char *logfile,
+                                                   unsigned gid);
+/* 1 if pid is the nbdkit serving socket (its command line says so). */
+extern VMS_API int vms_repo_export_detached_alive (int pid, const char *socket);
+/* Stop it (SIGTERM, SIGKILL after 10 s), only if pid is still the nbdkit
+ * serving socket; 0 when it is gone. */
+extern VMS_API int vms_repo_export_stop_detached (int pid, const char *socket);
+
 /* Write a stored file back out: format "raw" (holes kept as holes) or
  * "qcow2" (qemu-img create, then written through a local NBD server, zero
  * chunks left unallocated). Every chunk is verified against its digest; on

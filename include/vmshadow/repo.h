@@ -246,6 +246,20 @@ extern VMS_API int vms_manifest_select_file (const vms_manifest *m,
 /* ---- maintenance ---- */
 
 
+/* Notes (issue 16): a small JSON document kept beside a committed backup,
+ * added after the commit without rewriting its manifest (the result of
+ * `verify --boot`). name: 1 to 32 of [a-z0-9-]. Version 1: the file
+ * backups/<id>/note-<name>.json, replaced atomically; version 2: the
+ * object backups/<id>/note-<name>. Deleted with the backup by prune. Put
+ * needs VMS_REPO_WRITE for a version 2 repository; text must be valid
+ * JSON of at most 64 KiB. Get returns it (caller frees) or NULL with
+ * errno ENOENT when the backup has no such note. */
+#define VMS_REPO_NOTE_MAX (64 * 1024)
+extern VMS_API int vms_repo_note_put (vms_repo *repo, const char *backup_id,
+                                      const char *name, const char *text);
+extern VMS_API char *vms_repo_note_get (vms_repo *repo, const char *backup_id,
+                                        const char *name);
+
 /* Check every backup (or one): manifests and indexes parse, every chunk
  * exists; with deep, every chunk is read and re-hashed (and, encrypted,
  * authenticated). An encrypted repository opened without its key gets a

@@ -371,6 +371,13 @@ struct vms_restore_request {
   const char *const *network_map;   /* NULL-terminated "OLD=NEW" */
   vms_requester_progress_fn progress;
   void *progress_opaque;
+  /* Instant recovery (issue 16, R25; docs/instant-recovery.md): the (one)
+   * VM is defined and started at once on qcow2 overlays over the backup's
+   * disks (served by nbdkit), then its disks move to their targets while
+   * it runs (libvirt block copy + pivot), at most instant_bandwidth
+   * bytes/s (0: no limit). VMs only; not with replace. */
+  int instant;
+  uint64_t instant_bandwidth;
 };
 
 enum vms_file_outcome {
@@ -424,7 +431,69 @@ struct vms_restore_report {
   size_t nr_components;
   struct vms_restored_component *components;
   int64_t elapsed_ms;
+  /* Instant recovery: the VM ran after running_ms (from the start), its
+   * disks moved in move_ms; moved is 0 when the move failed (error says
+   * why: the VM still runs from the backup; resume or roll back). */
+  int instant, moved;
+  int64_t running_ms, move_ms;
 };
+
+/* Boot checks (issue 16, R27; `vmshadow verify --boot`): each VM asked
+ * for (vms: names or UUIDs as backed up, NULL-terminated; NULL: every VM
+ * of the backup) has its files' chunks re-hashed, then boots as a
+ * throw-away copy (overlays over the backup's disks, a new name and UUID,
+ * no network interface, a transient domain) until its guest agent
+ * answers, and runs probe (sh -c, in the guest; NULL: none), which must
+ * exit 0, within timeout_s (0: 300 s). Everything made is removed. The
+ * result is recorded beside the backup (its note "boot-check") for show
+ * and list. */
+struct vms_boot_check_request {
+  const char *repo_dir;
+  const char *backup_id;
+  const char *const *vms;
+  const char *probe;
+  int timeout_s;
+  const char *libvirt_uri;
+};
+struct vms_boot_checked_vm {
+  char *uuid, *name;            /* as backed up */
+  int ok;
+  int64_t agent_ms;             /* start of the copy to its agent's answer */
+  char *probe;
+  int probe_ran, probe_status;
+  char *error;                  /* why it failed, or NULL */
+};
+struct vms_boot_check_report {
+  char *backup_id;
+  int64_t checked;              /* Unix seconds */
+  int ok;                       /* every VM checked out */
+  size_t nr_vms;
+  struct vms_boot_checked_vm *vms;
+  int recorded;                 /* 0: record_error says why not */
+  char *record_error;
+};
+/* NULL with the error set when nothing was booted (no such backup, a VM
+ * asked for is not in it, the backup holds no VM). */
+extern VMS_API struct vms_boot_check_report *
+vms_requester_boot_check (const struct vms_boot_check_request *rq);
+extern VMS_API void vms_boot_check_report_free (struct vms_boot_check_report *rep);
+
+/* Where pending instant restores keep their state ($VMSHADOW_INSTANT_DIR
+ * overrides it). */
+#define VMS_INSTANT_DEFAULT_DIR "/var/lib/vmshadow/instant"
+
+/* Finish (move the disks of; rollback 0) or undo (rollback 1: the VM
+ * turned off and undefined if it still runs from the backup, every
+ * overlay, export and partly moved disk removed, files kept aside put
+ * back) the pending instant restores of the VM named which (name or UUID;
+ * NULL: all of them). *done gets the names of those finished or undone
+ * (NULL-terminated, caller frees each and the array). 0, or -1 with the
+ * error set (ENOENT: none pending). */
+extern VMS_API int vms_requester_instant_finish (const char *which, int rollback,
+                                                 uint64_t bandwidth,
+                                                 vms_requester_progress_fn progress,
+                                                 void *opaque, char ***done,
+                                                 size_t *nr_done);
 
 /* Restore from repo (read-only is enough): the same session for every
  * writer (R14–R21). Everything that can be checked is checked first, and

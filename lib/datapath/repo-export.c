@@ -7,6 +7,10 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +18,7 @@
 
 #include "cleanup.h"
 #include "log.h"
+#include "subprocess.h"
 #include "vmshadow/datapath.h"
 #include "vmshadow/error.h"
 
@@ -220,4 +225,155 @@ vms_repo_export_close (vms_repo_export *e)
   if (nbd_server_stop (&e->server) == -1)
     vms_warn ("%s", vms_get_error ());
   free (e);
+}
+
+/* ---- detached servers (instant recovery, boot checks) ---- */
+
+static void
+detached_sleep_ms (long ms)
+{
+  struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L };
+  while (nanosleep (&ts, &ts) == -1 && errno == EINTR)
+    ;
+}
+
+int
+vms_repo_export_detached_alive (int pid, const char *socket)
+{
+  char path[64], buf[8192];
+  CLEANUP_CLOSE int fd = -1;
+  ssize_t n;
+
+  if (pid <= 0)
+    return 0;
+  snprintf (path, sizeof path, "/proc/%d/cmdline", pid);
+  if ((fd = open (path, O_RDONLY | O_CLOEXEC)) == -1 ||
+      (n = read (fd, buf, sizeof buf - 1)) <= 0)
+    return 0;
+  buf[n] = '\0';
+  /* argv: nbdkit ... --unix SOCKET ... (NUL-separated) */
+  if (strstr (buf, "nbdkit") == NULL)
+    return 0;
+  for (ssize_t i = 0; i < n; i += (ssize_t) strlen (buf + i) + 1)
+    if (strcmp (buf + i, socket) == 0)
+      return 1;
+  return 0;
+}
+
+int
+vms_repo_export_stop_detached (int pid, const char *socket)
+{
+  if (!vms_repo_export_detached_alive (pid, socket))
+    return 0;
+  kill (pid, SIGTERM);
+  for (int i = 0; i < 100; i++) {
+    /* Our child (same process that started it) or not: reap if we can. */
+    waitpid (pid, NULL, WNOHANG);
+    if (!vms_repo_export_detached_alive (pid, socket))
+      return 0;
+    detached_sleep_ms (100);
+  }
+  kill (pid, SIGKILL);
+  waitpid (pid, NULL, 0);
+  return 0;
+}
+
+int
+vms_repo_export_start_detached (const struct vms_repo_export_options *o,
+                                const char *socket, const char *pidfile,
+                                const char *logfile, unsigned gid)
+{
+  const char *plugin = repo_export_plugin ();
+  char what[4200], cache_opt[40];
+  CLEANUP_FREE char *repo_abs = NULL, *pidfile_opt = NULL;
+  CLEANUP_FREE char *params[6] = { NULL };
+  const char *argv[24];
+  size_t n = 0, np = 0;
+  uint64_t size;
+  pid_t pid;
+  int64_t deadline;
+  struct stat st;
+
+  if (*plugin == '\0') {
+    vms_set_error (ENOTSUP, "this vmshadow was built without nbdkit-plugin-dev: "
+                   "it cannot serve backups");
+    return -1;
+  }
+  if (repo_export_check (o, &size, what, sizeof what) == -1)
+    return -1;
+  if ((repo_abs = realpath (o->repo_dir, NULL)) == NULL) {
+    vms_set_error (errno, "cannot resolve %s: %s", o->repo_dir, strerror (errno));
+    return -1;
+  }
+  unlink (pidfile);
+  snprintf (cache_opt, sizeof cache_opt, "cache=%" PRIu64,
+            o->cache_bytes ? o->cache_bytes : (uint64_t) 64 << 20);
+  if (asprintf (&pidfile_opt, "--pidfile=%s", pidfile) == -1 ||
+      asprintf (&params[np++], "repo=%s", repo_abs) == -1 ||
+      asprintf (&params[np++], "backup=%s", o->backup_id) == -1 ||
+      (o->select.vm && asprintf (&params[np++], "vm=%s", o->select.vm) == -1) ||
+      (o->select.disk && asprintf (&params[np++], "disk=%s", o->select.disk) == -1) ||
+      (o->select.component &&
+       asprintf (&params[np++], "component=%s", o->select.component) == -1) ||
+      (o->select.file && asprintf (&params[np++], "file=%s", o->select.file) == -1)) {
+    vms_set_error (ENOMEM, "out of memory");
+    return -1;
+  }
+  /* Not --foreground: nbdkit's foreground process asks for SIGTERM when
+   * its parent dies (PR_SET_PDEATHSIG), which is what we must not have.
+   * In the background it forks once it listens, in a session of its own,
+   * and writes its pid file. */
+  argv[n++] = "nbdkit";
+  argv[n++] = "--readonly";
+  argv[n++] = "--log=stderr";
+  argv[n++] = "--unix";
+  argv[n++] = socket;
+  argv[n++] = pidfile_opt;
+  argv[n++] = plugin;
+  for (size_t i = 0; i < np; i++)
+    argv[n++] = params[i];
+  argv[n++] = cache_opt;
+  argv[n] = NULL;
+  const struct vms_spawn_options so = {
+    .argv = argv, .stdin_fd = -1, .stdout_fd = -1, .stderr_path = logfile,
+    .new_session = 1,
+  };
+  int status;
+  if ((pid = vms_spawn (&so)) == -1)
+    return -1;
+  if (waitpid (pid, &status, 0) == -1 || !WIFEXITED (status) ||
+      WEXITSTATUS (status) != 0) {
+    vms_set_error (EIO, "cannot serve %s: nbdkit %s %d (see %s)", what,
+                   WIFEXITED (status) ? "exited with status" : "was killed by signal",
+                   WIFEXITED (status) ? WEXITSTATUS (status) : WTERMSIG (status),
+                   logfile);
+    return -1;
+  }
+  pid = 0;
+  deadline = vms_now_ms () + 30000;
+  for (;;) {
+    char buf[32] = "";
+    CLEANUP_CLOSE int fd = open (pidfile, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    ssize_t got = fd >= 0 ? read (fd, buf, sizeof buf - 1) : -1;
+    if (got > 0 && buf[got - 1] == '\n' && (pid = (pid_t) atoi (buf)) > 0 &&
+        stat (socket, &st) == 0)
+      break;
+    if (vms_now_ms () >= deadline) {
+      vms_set_error (ETIMEDOUT, "cannot serve %s: nbdkit did not start "
+                     "serving within 30 s (see %s)", what, logfile);
+      if (pid > 0)
+        vms_repo_export_stop_detached (pid, socket);
+      return -1;
+    }
+    detached_sleep_ms (5);
+  }
+  if ((gid && chown (socket, 0, (gid_t) gid) == -1) ||
+      chmod (socket, gid ? 0660 : 0600) == -1) {
+    vms_set_error (errno, "cannot open socket %s to QEMU's group %u: %s",
+                   socket, gid, strerror (errno));
+    vms_repo_export_stop_detached (pid, socket);
+    return -1;
+  }
+  vms_debug ("nbdkit pid %d serves %s at %s (detached)", (int) pid, what, socket);
+  return (int) pid;
 }

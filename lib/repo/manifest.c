@@ -482,6 +482,100 @@ backup_exists (vms_repo *repo, const char *id)
   return storage_stat (repo->store, name, &sst);
 }
 
+/* ---- notes beside a backup (issue 16) ---- */
+
+static int
+note_name_ok (const char *name)
+{
+  size_t n = name ? strlen (name) : 0;
+  if (n == 0 || n > 32)
+    return 0;
+  for (const char *c = name; *c; c++)
+    if (!((*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9') || *c == '-'))
+      return 0;
+  return 1;
+}
+
+int
+vms_repo_note_put (vms_repo *repo, const char *backup_id, const char *name,
+                   const char *text)
+{
+  char obj[STORAGE_NAME_MAX + 64];
+  size_t len = text ? strlen (text) : 0;
+  json_object *j;
+
+  if (!note_name_ok (name)) {
+    vms_set_error (EINVAL, "note \"%s\": not a valid note name",
+                   name ? name : "(null)");
+    return -1;
+  }
+  if (check_id (repo, backup_id) == -1)
+    return -1;
+  if (len == 0 || len > VMS_REPO_NOTE_MAX ||
+      (j = json_tokener_parse (text)) == NULL) {
+    vms_set_error (EINVAL, "note %s of backup %s: not JSON of at most %u "
+                   "bytes", name, backup_id, VMS_REPO_NOTE_MAX);
+    return -1;
+  }
+  json_object_put (j);
+  if (backup_exists (repo, backup_id) == -1) {
+    vms_set_error (ENOENT, "no backup \"%s\" in repository %s", backup_id,
+                   repo->path);
+    return -1;
+  }
+  if (repo->version >= 2) {
+    snprintf (obj, sizeof obj, "backups/%s/note-%s", backup_id, name);
+    if (repo->store == NULL || storage_put (repo->store, obj, text, len, 0) == -1) {
+      int e = repo->store ? errno : EBADF;
+      vms_set_error (e, "repository %s: cannot store note %s of backup %s: %s",
+                     repo->path, name, backup_id, repo_errstr (e));
+      return -1;
+    }
+    return 0;
+  }
+  CLEANUP_CLOSE int dfd = vms_open_beneath (repo->backups_fd, backup_id,
+                                            O_RDONLY | O_DIRECTORY, 0);
+  snprintf (obj, sizeof obj, "note-%s.json", name);
+  if (dfd == -1 || vms_write_file_atomic (dfd, obj, text, len, 0600) == -1) {
+    int e = errno;
+    vms_set_error (e, "repository %s: cannot write note %s of backup %s: %s",
+                   repo->path, name, backup_id, repo_errstr (e));
+    return -1;
+  }
+  return 0;
+}
+
+char *
+vms_repo_note_get (vms_repo *repo, const char *backup_id, const char *name)
+{
+  char file[64];
+  char *buf = NULL;
+  size_t len;
+  json_object *j;
+
+  if (!note_name_ok (name) || check_id (repo, backup_id) == -1) {
+    vms_set_error (EINVAL, "note \"%s\" of backup \"%s\": not a valid name",
+                   name ? name : "(null)", backup_id ? backup_id : "(null)");
+    return NULL;
+  }
+  snprintf (file, sizeof file, repo->version >= 2 ? "note-%s" : "note-%s.json",
+            name);
+  if (backup_read (repo, backup_id, file, VMS_REPO_NOTE_MAX, &buf, &len) == -1) {
+    int e = errno;
+    vms_set_error (e, "backup %s: cannot read note %s: %s", backup_id, name,
+                   repo_errstr (e));
+    return NULL;
+  }
+  /* What comes from the repository is checked like any document. */
+  if (memchr (buf, '\0', len) || (j = json_tokener_parse (buf)) == NULL) {
+    free (buf);
+    vms_set_error (EBADMSG, "backup %s: note %s is not JSON", backup_id, name);
+    return NULL;
+  }
+  json_object_put (j);
+  return buf;
+}
+
 vms_manifest *
 manifest_load (vms_repo *repo, const char *backup_id)
 {

@@ -343,6 +343,75 @@ vm_hook_result (void *h, size_t i, struct vms_restored_component *c, int *oom)
   }
 }
 
+static const char *
+vm_hook_define_name (void *h, const char *component)
+{
+  return vms_vm_restore_define_name (h, component);
+}
+
+static const char *
+vm_hook_define_uuid (void *h, const char *component)
+{
+  return vms_vm_restore_define_uuid (h, component);
+}
+
+/* req_instant_disk and vms_vm_instant_disk have the same fields. */
+static struct vms_vm_instant_disk *
+vm_instant_disks (const struct req_instant_disk *d, size_t n)
+{
+  struct vms_vm_instant_disk *v = calloc (n + 1, sizeof *v);
+  if (v == NULL) {
+    vms_set_error (ENOMEM, "out of memory");
+    return NULL;
+  }
+  for (size_t i = 0; i < n; i++)
+    v[i] = (struct vms_vm_instant_disk) {
+      .path = d[i].path, .overlay = d[i].overlay, .socket = d[i].socket,
+      .final = d[i].final, .format = d[i].format,
+    };
+  return v;
+}
+
+static int
+vm_hook_set_instant (void *h, const char *component,
+                     const struct req_instant_disk *d, size_t n,
+                     const char *final_xml)
+{
+  CLEANUP_FREE struct vms_vm_instant_disk *v = vm_instant_disks (d, n);
+  return v ? vms_vm_restore_set_instant (h, component, v, n, final_xml) : -1;
+}
+
+int
+req_host_instant_move (const char *uri, const char *uuid,
+                       const struct req_instant_disk *d, size_t n,
+                       uint64_t bandwidth, const char *final_xml,
+                       req_instant_progress_fn fn, void *opaque)
+{
+  CLEANUP_FREE struct vms_vm_instant_disk *v = vm_instant_disks (d, n);
+  return v ? vms_vm_instant_move (uri, uuid, v, n, bandwidth, final_xml, fn,
+                                  opaque) : -1;
+}
+
+int
+req_host_instant_remove (const char *uri, const char *uuid,
+                         const struct req_instant_disk *d, size_t n)
+{
+  CLEANUP_FREE struct vms_vm_instant_disk *v = vm_instant_disks (d, n);
+  return v ? vms_vm_instant_remove (uri, uuid, v, n) : -1;
+}
+
+int
+req_host_instant_running (const char *uri, const char *uuid)
+{
+  return vms_vm_instant_running (uri, uuid);
+}
+
+int
+req_host_qemu_ids (const char *uri, unsigned *uid, unsigned *gid)
+{
+  return vms_libvirt_qemu_ids (uri, uid, gid);
+}
+
 static const struct req_restore_hook vm_restore_hook = {
   .writer_id = VMS_VM_WRITER_ID,
   .add = vm_hook_add,
@@ -353,6 +422,9 @@ static const struct req_restore_hook vm_restore_hook = {
   .count = vm_hook_count,
   .component = vm_hook_component,
   .result = vm_hook_result,
+  .define_name = vm_hook_define_name,
+  .define_uuid = vm_hook_define_uuid,
+  .set_instant = vm_hook_set_instant,
 };
 
 const struct req_restore_hook *const req_host_restore_hooks[] = {

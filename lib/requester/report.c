@@ -310,6 +310,15 @@ vms_restore_report_json (const struct vms_restore_report *r)
   json_object_object_add (out, "vms", vms);
   json_object_object_add (out, "components", others);
   add_int (out, "elapsed_ms", r->elapsed_ms);
+  if (r->instant) {
+    /* restore --instant (issue 16): when the VM ran, how long the move took. */
+    json_object *in = json_object_new_object ();
+    add_int (in, "running_ms", r->running_ms);
+    json_object_object_add (in, "moved", json_object_new_boolean (r->moved));
+    if (r->moved)
+      add_int (in, "move_ms", r->move_ms);
+    json_object_object_add (out, "instant", in);
+  }
   return json_text (out);
 }
 

@@ -32,6 +32,56 @@ extern void req_progress_end (struct req_progress *rp);
 extern void req_restored_components_free (struct vms_restored_component *v,
                                           size_t n);
 
+/* ---- Instant recovery (instant.c, issue 16; docs/instant-recovery.md) ---- */
+
+/* One disk that runs from a backup (as vms_vm_instant_disk). */
+struct req_instant_disk {
+  const char *path, *overlay, *socket, *final, *format;
+};
+
+/* An instant restore in the making or pending, as persisted in its
+ * directory (<root>/<uuid>/state.json). */
+struct req_instant;
+
+/* Start one: its directory for the VM defined as name/uuid (refused if
+ * one exists: resume or roll back that one first). NULL, error set. */
+extern struct req_instant *req_instant_new (const char *repo_dir,
+                                            const char *backup_id,
+                                            const char *uri, const char *name,
+                                            const char *uuid);
+/* A disk of backed-up VM vm (its file path, size, format): export, overlay
+ * (saved in the state). final: the restore's target. */
+extern int req_instant_add_disk (struct req_instant *in, const char *vm,
+                                 const char *path, uint64_t size,
+                                 const char *format, const char *final);
+/* The disks, for the VM writer (valid while in lives). */
+extern const struct req_instant_disk *req_instant_disks (const struct req_instant *in,
+                                                         size_t *n);
+extern const char *req_instant_final_xml (const struct req_instant *in);
+extern const char *req_instant_name (const struct req_instant *in);
+extern const char *req_instant_uuid (const struct req_instant *in);
+/* The VM runs (from the backup): from now on it can be resumed. */
+extern int req_instant_ran (struct req_instant *in);
+/* The VM runs: move its disks and finish (nothing of the instant restore
+ * left), or -1 with the error set and the state kept (resume/rollback). */
+extern int req_instant_move (struct req_instant *in, uint64_t bandwidth,
+                             struct req_progress *rp, int64_t *move_ms);
+/* Undo everything of it (the VM too if it runs from the overlays). */
+extern int req_instant_rollback (struct req_instant *in);
+extern void req_instant_free (struct req_instant *in);
+
+/* The host side of the mover (host.c over writers/libvirt). */
+typedef void (*req_instant_progress_fn) (void *opaque, size_t disk,
+                                         uint64_t done, uint64_t total);
+extern int req_host_instant_move (const char *uri, const char *uuid,
+                                  const struct req_instant_disk *d, size_t n,
+                                  uint64_t bandwidth, const char *final_xml,
+                                  req_instant_progress_fn fn, void *opaque);
+extern int req_host_instant_remove (const char *uri, const char *uuid,
+                                    const struct req_instant_disk *d, size_t n);
+extern int req_host_instant_running (const char *uri, const char *uuid);
+extern int req_host_qemu_ids (const char *uri, unsigned *uid, unsigned *gid);
+
 /* ---- Restore hooks ----
  * A writer whose restore needs more than its files put back where its
  * document says (the VM writer: VMs turned off, undefined, defined again,
@@ -70,6 +120,16 @@ struct req_restore_hook {
   const char *(*component) (void *h, size_t i);
   void (*result) (void *h, size_t i, struct vms_restored_component *c,
                   int *oom);
+  /* Instant recovery (issue 16; NULL: the writer cannot). The name and
+   * UUID a component (a VM) is defined under, after plan; then, before
+   * PreRestore, that it runs from these overlays (its PostRestore defines
+   * and starts it on them, and writes its final definition to
+   * final_xml). */
+  const char *(*define_name) (void *h, const char *component);
+  const char *(*define_uuid) (void *h, const char *component);
+  int (*set_instant) (void *h, const char *component,
+                      const struct req_instant_disk *d, size_t n,
+                      const char *final_xml);
 };
 /* NULL-terminated. */
 extern const struct req_restore_hook *const req_host_restore_hooks[];

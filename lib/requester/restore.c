@@ -79,6 +79,7 @@ struct restore_run {
   struct vms_restored_component *comps;
   size_t nr_comps;
   int oom;
+  struct req_instant *inst;     /* restore --instant (issue 16) */
 };
 
 static const struct req_restore_hook *
@@ -332,7 +333,12 @@ preflight (struct restore_run *rr)
                      f.path, vms_get_error ());
       return -1;
     }
-    for (uint64_t c = 0; c < vms_index_chunk_count (idx); c++) {
+    /* Instant recovery reads a disk as the guest and the mover need it:
+     * every chunk is verified by the export before it is served, and a
+     * bad one stops the move (docs/instant-recovery.md). Reading all of
+     * it first would take what instant recovery saves. */
+    for (uint64_t c = 0; !(rr->rq->instant && f.kind == VMS_FILE_DISK) &&
+         c < vms_index_chunk_count (idx); c++) {
       const struct vms_digest *d = vms_index_get (idx, c);
       if (vms_digest_is_zero (d))
         continue;
@@ -529,6 +535,13 @@ restore_component (struct restore_run *rr, struct rwriter *w,
     }
     if (failed)
       continue;               /* this component is not put back anyway (R17) */
+    if (rr->inst && w->hook && f.kind == VMS_FILE_DISK && target) {
+      /* Instant recovery: it runs from the backup; the mover writes it
+       * after PostRestore. */
+      d->outcome = VMS_FILE_WRITTEN;
+      written++;
+      continue;
+    }
     if (target == NULL) {
       d->outcome = VMS_FILE_FAILED;
       d->error = req_strdup (w->hook ? "the writer gives no place for this file"
@@ -816,6 +829,129 @@ restore_outcome (const struct vms_restore_report *rep)
   return disconnected ? VMS_OUTCOME_WARNINGS : VMS_OUTCOME_SUCCESS;
 }
 
+/* restore --instant (issue 16): one VM, nothing replaced, no other
+ * writer's components. */
+static struct rwriter *
+instant_check (struct restore_run *rr, const char **component)
+{
+  struct rwriter *vmw = NULL;
+  size_t n = 0;
+
+  if (rr->rq->replace) {
+    vms_set_error (EINVAL, "--instant does not replace a VM that exists (a "
+                   "rollback could not bring it back): remove it first, or "
+                   "restore a copy with --name");
+    return NULL;
+  }
+  for (size_t i = 0; i < rr->nr_w; i++) {
+    struct rwriter *w = &rr->w[i];
+    if (!w->involved)
+      continue;
+    if (w->hook == NULL || w->hook->set_instant == NULL) {
+      vms_set_error (EINVAL, "--instant restores VMs only, not the "
+                     "components of writer \"%s\"", w->name ? w->name : w->id);
+      return NULL;
+    }
+    size_t nc = vms_document_component_count (rr->bcd, w->id);
+    for (size_t c = 0; c < nc; c++) {
+      const char *name = vms_component_name (vms_document_component (rr->bcd, w->id, c));
+      if (is_restored (w, name)) {
+        n++;
+        *component = name;
+        vmw = w;
+      }
+    }
+  }
+  if (n != 1) {
+    vms_set_error (EINVAL, "--instant restores one VM at a time; backup %s "
+                   "holds %zu: choose one with --vm", rr->rq->backup_id, n);
+    return NULL;
+  }
+  return vmw;
+}
+
+/* Before PreRestore: the exports and overlays the VM will run from. */
+static int
+instant_begin (struct restore_run *rr, struct rwriter *w, const char *comp)
+{
+  const char *name = w->hook->define_name (w->h, comp);
+  const char *uuid = w->hook->define_uuid (w->h, comp);
+  const struct req_instant_disk *d;
+  size_t n;
+
+  if (name == NULL || uuid == NULL) {
+    vms_set_error (EINVAL, "the VM writer did not plan VM %s", comp);
+    return -1;
+  }
+  rr->inst = req_instant_new (vms_repo_path (rr->repo), rr->rq->backup_id,
+                              rr->rq->libvirt_uri, name, uuid);
+  if (rr->inst == NULL)
+    return -1;
+  for (size_t i = 0; i < vms_manifest_file_count (rr->m); i++) {
+    struct vms_stored_file f;
+    uint64_t size;
+    const char *target;
+    if (vms_manifest_file (rr->m, i, &f, &size) == -1)
+      goto fail;
+    if (f.writer_id == NULL || strcmp (f.writer_id, w->id) != 0 ||
+        strcmp (f.component, comp) != 0 || f.kind != VMS_FILE_DISK)
+      continue;
+    if ((target = w->hook->target (w->h, comp, f.path)) == NULL) {
+      vms_set_error (EINVAL, "the VM writer gives no place for %s", f.path);
+      goto fail;
+    }
+    if (req_instant_add_disk (rr->inst, comp, f.path, size, f.format,
+                              target) == -1)
+      goto fail;
+  }
+  d = req_instant_disks (rr->inst, &n);
+  if (n == 0) {
+    vms_set_error (EINVAL, "VM %s has no disk in backup %s: nothing to run "
+                   "from; restore it without --instant", comp, rr->rq->backup_id);
+    goto fail;
+  }
+  if (w->hook->set_instant (w->h, comp, d, n, req_instant_final_xml (rr->inst)) == -1)
+    goto fail;
+  return 0;
+ fail:
+  {
+    int e = vms_get_errno ();
+    CLEANUP_FREE char *msg = strdup (vms_get_error () ? vms_get_error () : "?");
+    req_instant_rollback (rr->inst);
+    req_instant_free (rr->inst);
+    rr->inst = NULL;
+    vms_set_error (e, "%s", msg ? msg : "out of memory");
+  }
+  return -1;
+}
+
+/* After PostRestore: the VM runs from the backup; move its disks. */
+static void
+instant_finish (struct restore_run *rr, struct vms_restore_report *rep,
+                int64_t t0)
+{
+  rep->instant = 1;
+  if (req_host_instant_running (rr->rq->libvirt_uri, req_instant_uuid (rr->inst)) != 1) {
+    /* Not defined or not started: nothing of it stays (R17). */
+    if (req_instant_rollback (rr->inst) == -1)
+      vms_warn ("restore --instant: %s", vms_get_error ());
+    return;
+  }
+  rep->running_ms = vms_now_ms () - t0;
+  if (req_instant_ran (rr->inst) == -1 ||
+      req_instant_move (rr->inst, rr->rq->instant_bandwidth, &rr->progress,
+                        &rep->move_ms) == -1) {
+    if (asprintf (&rep->error, "VM \"%s\" runs from the backup, but its "
+                  "disks did not move: %s; finish with 'vmshadow restore "
+                  "--resume %s' or undo with 'vmshadow restore --rollback %s'",
+                  req_instant_name (rr->inst), vms_get_error (),
+                  req_instant_name (rr->inst), req_instant_name (rr->inst)) == -1)
+      rep->error = NULL;
+    return;
+  }
+  rep->moved = 1;
+}
+
 struct vms_restore_report *
 vms_requester_restore (vms_repo *repo, const struct vms_restore_request *rq)
 {
@@ -891,6 +1027,10 @@ vms_requester_restore (vms_repo *repo, const struct vms_restore_request *rq)
                    rq->backup_id);
     goto unchanged;
   }
+  struct rwriter *instant_w = NULL;
+  const char *instant_comp = NULL;
+  if (rq->instant && (instant_w = instant_check (&rr, &instant_comp)) == NULL)
+    goto unchanged;
   if (preflight (&rr) == -1)
     goto unchanged;
   /* The session's document: the components restored only, and with --to
@@ -917,7 +1057,11 @@ vms_requester_restore (vms_repo *repo, const struct vms_restore_request *rq)
         goto out;
     }
   }
+  if (instant_w && instant_begin (&rr, instant_w, instant_comp) == -1)
+    goto unchanged;
   if (vms_session_pre_restore (rr.s) == -1) {
+    if (rr.inst)
+      req_instant_rollback (rr.inst);
     struct vms_session_failure f;
     if (vms_session_failure (rr.s, &f) == 0)
       vms_set_error (EPERM, "%s; nothing was written", f.message);
@@ -930,6 +1074,8 @@ vms_requester_restore (vms_repo *repo, const struct vms_restore_request *rq)
     if (vms_session_failure (rr.s, &f) == 0)
       rep->error = req_strdup (f.message, &rr.oom);
   }
+  if (rr.inst)
+    instant_finish (&rr, rep, t0);
  report:
   report_components (&rr, rep);
   rep->backup_id = req_strdup (vms_manifest_backup_id (m), &rr.oom);
@@ -952,6 +1098,7 @@ vms_requester_restore (vms_repo *repo, const struct vms_restore_request *rq)
     free (rr.w[i].asked);
   free (rr.w);
   vms_session_free (rr.s);
+  req_instant_free (rr.inst);
   vms_coordinator_free (own);
   vms_document_free (work);
   free (md);

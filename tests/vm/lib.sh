@@ -122,6 +122,19 @@ lab__undo_one() {
             "$LAB_DIR/iscsi.sh" remove "$arg" ;;
         secret)
             virsh -q secret-undefine "$arg" >/dev/null 2>&1 ;;
+        pidfiles)
+            # servers the test's vmshadow started detached (instant
+            # recovery: nbdkit), each by the pid in its pid file under $arg,
+            # only while its command line still names $arg
+            local f p
+            for f in "$arg"/*/*.pid; do
+                [ -f "$f" ] || continue
+                p=$(cat "$f" 2>/dev/null)
+                [[ $p =~ ^[0-9]+$ ]] || continue
+                if [ -r "/proc/$p/cmdline" ] && tr '\0' ' ' <"/proc/$p/cmdline" | grep -F >/dev/null -- "$arg"; then
+                    kill "$p" 2>/dev/null
+                fi
+            done ;;
         pid)
             # only our own process: same pid, command line still names $what
             if [ -r "/proc/$arg/cmdline" ] && tr '\0' ' ' <"/proc/$arg/cmdline" | grep -F >/dev/null -- "$what"; then

@@ -107,6 +107,12 @@ rs_vm_clear (struct rs_vm *vm)
   free (vm->define_uuid);
   free (vm->method); free (vm->state_before); free (vm->dir);
   free (vm->config_xml); free (vm->copy_xml);
+  for (size_t i = 0; i < vm->nr_inst; i++) {
+    free ((char *) vm->inst[i].path); free ((char *) vm->inst[i].overlay);
+    free ((char *) vm->inst[i].socket); free ((char *) vm->inst[i].final);
+    free ((char *) vm->inst[i].format);
+  }
+  free (vm->inst); free (vm->inst_final_xml);
   for (size_t i = 0; i < vm->nr_files; i++) {
     free (vm->files[i].path);
     free (vm->files[i].target);

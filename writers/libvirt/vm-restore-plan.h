@@ -60,6 +60,14 @@ struct rs_vm {
   char *config_xml;
   char *copy_xml;
 
+  /* Instant recovery (issue 16): the disks run from these overlays
+   * (vms_vm_restore_set_instant; strings owned), and the final definition
+   * goes to inst_final_xml; inst_live while the overlay XML is made. */
+  struct vms_vm_instant_disk *inst;
+  size_t nr_inst;
+  char *inst_final_xml;
+  int inst_live;
+
   /* Set by vm_restore_plan: the VM of this UUID libvirt knows now. */
   int present, active, persistent;
   change_vector changes;

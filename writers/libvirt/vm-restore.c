@@ -226,6 +226,64 @@ vms_vm_restore_change (const vms_vm_restore *h, size_t i, size_t k,
   return 0;
 }
 
+static struct rs_vm *
+find_vm (const struct vm_restore *r, const char *uuid)
+{
+  for (size_t i = 0; uuid && i < r->nr_vms; i++)
+    if (strcasecmp (r->vms[i].uuid, uuid) == 0)
+      return &r->vms[i];
+  return NULL;
+}
+
+int
+vms_vm_restore_set_instant (const vms_vm_restore *h, const char *uuid,
+                            const struct vms_vm_instant_disk *d, size_t n,
+                            const char *final_xml_path)
+{
+  struct rs_vm *vm = find_vm (h->w->restore, uuid);
+  struct vms_vm_instant_disk *v;
+
+  if (vm == NULL) {
+    vms_set_error (ENOENT, "VM %s is not restored", uuid);
+    return -1;
+  }
+  if ((v = calloc (n + 1, sizeof *v)) == NULL ||
+      (vm->inst_final_xml = strdup (final_xml_path)) == NULL) {
+    free (v);
+    vms_set_error (ENOMEM, "out of memory");
+    return -1;
+  }
+  vm->inst = v;
+  for (size_t i = 0; i < n; i++) {
+    v[i].path = strdup (d[i].path);
+    v[i].overlay = strdup (d[i].overlay);
+    v[i].socket = strdup (d[i].socket);
+    v[i].final = strdup (d[i].final);
+    v[i].format = strdup (d[i].format);
+    vm->nr_inst++;
+    if (!v[i].path || !v[i].overlay || !v[i].socket || !v[i].final ||
+        !v[i].format) {
+      vms_set_error (ENOMEM, "out of memory");
+      return -1;
+    }
+  }
+  return 0;
+}
+
+const char *
+vms_vm_restore_define_name (const vms_vm_restore *h, const char *uuid)
+{
+  const struct rs_vm *vm = find_vm (h->w->restore, uuid);
+  return vm ? vm->define_name : NULL;
+}
+
+const char *
+vms_vm_restore_define_uuid (const vms_vm_restore *h, const char *uuid)
+{
+  const struct rs_vm *vm = find_vm (h->w->restore, uuid);
+  return vm ? vm->define_uuid : NULL;
+}
+
 /* ---- switches (R21) ---- */
 
 static int
@@ -446,8 +504,17 @@ rewrite_xml (struct vm_writer *w, struct rs_vm *vm, const char *xml,
       xmlNode *src = xml_child (n, "source");
       CLEANUP_FREE char *file = xml_attr (src, "file");
       const struct rs_file *f = disk_file (vm, file);
+      const struct vms_vm_instant_disk *ov = NULL;
       if (f == NULL)
         continue;               /* excluded (R13) or not a file */
+      for (size_t k = 0; vm->inst_live && k < vm->nr_inst; k++)
+        if (strcmp (vm->inst[k].path, f->path) == 0)
+          ov = &vm->inst[k];
+      if (ov) {
+        /* Instant recovery: it runs from the backup (issue 16). */
+        vms_vm_instant_disk_xml (n, ov->overlay, ov->socket);
+        continue;
+      }
       xmlSetProp (src, BAD_CAST "file", BAD_CAST f->target);
       /* The restored image stands alone: no backing chain. */
       xml_drop_children (n, "backingStore");
@@ -876,6 +943,22 @@ post_one (struct vm_writer *w, vms_call *call, struct rs_vm *vm)
     rs_fail (vm, "not defined: %s", vms_get_error ());
     return;
   }
+  if (vm->nr_inst) {
+    /* Instant recovery (issue 16): def, the final definition, is kept for
+     * the end of the move; the VM is defined on its overlays now. */
+    CLEANUP_FREE char *live = NULL;
+    vm->inst_live = 1;
+    live = rewrite_xml (w, vm, vm->copy_xml ? vm->copy_xml : xml, 0);
+    if (live == NULL ||
+        vms_write_file_atomic (AT_FDCWD, vm->inst_final_xml, def, strlen (def),
+                               0600) == -1) {
+      rs_fail (vm, "not defined: %s", vms_get_error ());
+      return;
+    }
+    free (def);
+    def = live;
+    live = NULL;
+  }
   if (r->to && !vm->clone)
     for (size_t i = 0; i < vm->nr_files; i++)
       if (vm->files[i].role == RS_DISK)
@@ -900,7 +983,7 @@ post_one (struct vm_writer *w, vms_call *call, struct rs_vm *vm)
   else if (strcmp (vm->method, "saved-state") == 0)
     sv_add (&vm->notes, "the backup holds no saved state: the VM comes back "
             "stopped");
-  if (!vm->resumed && r->start && virDomainCreate (dom) == -1)
+  if (!vm->resumed && (r->start || vm->nr_inst) && virDomainCreate (dom) == -1)
     rs_fail (vm, "defined, but it did not start: %s", vm_virt_error ());
   vm->state = dom_state (dom);
   virDomainFree (dom);

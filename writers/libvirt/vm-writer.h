@@ -299,6 +299,88 @@ extern int vms_vm_restore_change (const vms_vm_restore *r, size_t i, size_t k,
 extern int vms_vm_restore_result (const vms_vm_restore *r, size_t i,
                                   struct vms_vm_restore_result *res);
 
+/* ---- Instant recovery and boot checks (issue 16, R25, R27; vm-instant.c,
+ * docs/instant-recovery.md) ---- */
+
+/* QEMU's uid and gid as libvirt's DAC driver runs it (from the host's
+ * capabilities); 0:0 when QEMU runs as root. Returns 0 or -1 (error set). */
+extern int vms_libvirt_qemu_ids (const char *uri, unsigned *uid, unsigned *gid);
+
+/* One disk that runs from a backup: a qcow2 overlay on the backup's disk
+ * served over NBD on a Unix socket. */
+struct vms_vm_instant_disk {
+  const char *path;             /* as backed up (its file in the backup) */
+  const char *overlay;          /* the qcow2 overlay the VM runs from */
+  const char *socket;           /* the NBD export of the backup's disk */
+  const char *final;            /* where its data goes (the restore target) */
+  const char *format;           /* of final: "raw" or "qcow2" */
+};
+
+/* In a restore: VM uuid (as backed up) runs from these overlays. Its
+ * PostRestore then writes the definition it would have defined (final
+ * disks, R18–R21) to final_xml_path, defines the VM on the overlays and
+ * starts it (resumes a saved state on them). Before PreRestore. */
+extern int vms_vm_restore_set_instant (const vms_vm_restore *r, const char *uuid,
+                                       const struct vms_vm_instant_disk *d,
+                                       size_t n, const char *final_xml_path);
+/* The name and UUID VM uuid (as backed up) is defined under (after
+ * vms_vm_restore_plan; a copy's are new). Borrowed. */
+extern const char *vms_vm_restore_define_name (const vms_vm_restore *r,
+                                               const char *uuid);
+extern const char *vms_vm_restore_define_uuid (const vms_vm_restore *r,
+                                               const char *uuid);
+
+/* A libxml2 <disk> element (xmlNode *) made to run from overlay, backed by
+ * the NBD export on socket. */
+extern void vms_vm_instant_disk_xml (void *disk_node, const char *overlay,
+                                     const char *socket);
+
+typedef void (*vms_vm_progress_fn) (void *opaque, size_t disk, uint64_t done,
+                                    uint64_t total);
+/* Move every disk of the running VM uuid from its overlay to its final
+ * image (made here, in its format, unless there: a resume) with libvirt's
+ * block copy, at most bandwidth bytes/s (0: no limit), and pivot; a copy
+ * job already running (a killed run's) is followed, a disk already on its
+ * final image skipped. Then the persistent definition becomes final_xml.
+ * Returns 0, or -1 with the error set: the VM still runs, from the
+ * overlays of the disks not moved yet. */
+extern int vms_vm_instant_move (const char *uri, const char *uuid,
+                                const struct vms_vm_instant_disk *d, size_t n,
+                                uint64_t bandwidth, const char *final_xml,
+                                vms_vm_progress_fn progress, void *opaque);
+/* Roll back: the VM uuid, if it still runs from these overlays (else it is
+ * left alone and this fails with EEXIST), has its copy jobs cancelled, is
+ * turned off and undefined. 0 when no such VM exists. */
+extern int vms_vm_instant_remove (const char *uri, const char *uuid,
+                                  const struct vms_vm_instant_disk *d, size_t n);
+/* 1 if the VM uuid runs, 0 if not (or not defined), -1 on error. */
+extern int vms_vm_instant_running (const char *uri, const char *uuid);
+
+/* Boot a throw-away copy of a backed-up VM (R27): its stored XML with a
+ * new name, libvirt's new UUID, its disks on overlays over exports, no
+ * interface and nothing of the original's; a transient domain, destroyed
+ * before this returns. */
+struct vms_vm_boot_options {
+  const char *uri;
+  const char *xml;              /* the stored domain XML */
+  const char *name;             /* the copy's name */
+  const char *uuid;             /* the copy's UUID */
+  const struct vms_vm_instant_disk *disks;  /* path -> overlay, socket */
+  size_t nr_disks;
+  int timeout_s;                /* for the agent and the probe; 0: 300 */
+  const char *probe;            /* "sh -c" command in the guest, or NULL */
+};
+struct vms_vm_boot_result {
+  int64_t agent_ms;             /* start to the agent's first answer */
+  int probe_ran;
+  int probe_status;             /* its exit status (128+N: signal N) */
+};
+/* 0 when the guest agent answered (and the probe ran: its status is in
+ * res, checked by the caller); -1 with the error set (why the boot did not
+ * check out). The domain is gone either way. */
+extern int vms_vm_boot_check (const struct vms_vm_boot_options *o,
+                              struct vms_vm_boot_result *res);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,0 +1,115 @@
+# tests/vm/instant-lib.sh — helpers for the instant recovery and boot check
+# tests (tests/vm/instant-*.sh, verify-boot-*.sh; issue 16).  Sourced after
+# lib.sh, lab_init, vm-writer-lib.sh (vmw_init) and restore-lib.sh.
+#
+#   inst_init                    instant-recovery state dir in $LAB_WORK
+#   inst_fill_disks DOM [SIZE]   (disks of SIZE, default 16M) 6 MiB of random data at the start of vda
+#                                (qcow2) and vdb (raw); the expected content
+#                                of each kept as raw in $LAB_WORK/DOM-vdX.expected
+#   inst_start BACKUP [ARG...]   vmshadow restore --instant --json in the
+#                                background: $INST_PID, $INST_OUT, $INST_ERR
+#   inst_wait_running DOM        until the restore has started DOM
+#   inst_guest_write DOM DEV MIB SEED  the guest writes 1 MiB of the lab's
+#                                pattern (vmslab-pattern) at MIB MiB of
+#                                /dev/DEV (and the expected file gets it too)
+#   inst_guest_check DOM DEV MIB SEED  the guest reads those bytes back
+#   inst_assert_final DOM        the VM runs from its final images; nothing
+#                                of the instant restore is left
+#   inst_assert_images DOM       (VM off) each image is its expected content
+#   inst_leftovers               what of instant recovery is left (empty: none)
+
+inst_init() {
+    [ -n "${VMSHADOW_NBDKIT_PLUGIN:-}" ] && [ -f "$VMSHADOW_NBDKIT_PLUGIN" ] ||
+        lab_skip "nbdkit-vmshadow-plugin was not built (nbdkit-plugin-dev missing, or a sanitizer build: nbdkit cannot load an ASan module)"
+    export VMSHADOW_INSTANT_DIR=$LAB_WORK/instant
+    lab__undo_push pidfiles "$VMSHADOW_INSTANT_DIR"
+}
+
+inst_fill_disks() {
+    local dom=$1 size=${2:-16M} dev f exp
+    for dev in vda vdb; do
+        f=${LAB_DISK_FILE[$dom/$dev]}
+        exp=$LAB_WORK/$dom-$dev.expected
+        truncate -s "$size" "$exp"
+        head -c $((6 * 1024 * 1024)) /dev/urandom | dd of="$exp" conv=notrunc status=none
+        if [ "${LAB_DISK_FMT[$dom/$dev]}" = qcow2 ]; then
+            rm -f "$f"
+            qemu-img convert -q -f raw -O qcow2 "$exp" "$f" || lab_fail "qemu-img convert to $f failed"
+        else
+            cp --sparse=always "$exp" "$f"
+        fi
+    done
+}
+
+inst_start() {
+    local bid=$1
+    shift
+    INST_OUT=$(mktemp "$LAB_WORK/instant-XXXXXX.out")
+    INST_ERR=${INST_OUT%.out}.err
+    "$VMSHADOW" --repo "$VMW_REPO" restore --instant --json "$@" "$bid" \
+        >"$INST_OUT" 2>"$INST_ERR" &
+    INST_PID=$!
+    lab__undo_push pid "$INST_PID" restore
+}
+
+# inst_wait_running DOM — until the instant restore has started DOM (fails
+# when the restore ends first).
+inst_wait_running() {
+    local i
+    for i in $(seq 1 600); do
+        [ "$(virsh -q domstate "$1" 2>/dev/null | head -n 1)" = running ] && return 0
+        kill -0 "$INST_PID" 2>/dev/null ||
+            lab_fail "restore --instant ended before $1 ran: $(tail -n 5 "$INST_ERR") $(head -c 800 "$INST_OUT")"
+        sleep 0.1
+    done
+    lab_fail "$1 did not run within 60 s of restore --instant"
+}
+
+inst_guest_write() {
+    local dom=$1 dev=$2 mib=$3 seed=$4
+    lab_guest_run "$dom" "vmslab-pattern write /dev/$dev $seed $((mib * 1048576)) 1048576" >/dev/null
+    "$LAB_DIR/guest/bin/vmslab-pattern" gen "$seed" $((mib * 1048576)) 1048576 |
+        dd of="$LAB_WORK/$dom-$dev.expected" bs=1048576 seek="$mib" conv=notrunc status=none
+}
+
+inst_guest_check() {
+    local dom=$1 dev=$2 mib=$3 seed=$4
+    lab_guest_exec "$dom" "vmslab-pattern check /dev/$dev $seed $((mib * 1048576)) 1048576" >/dev/null ||
+        lab_fail "the guest does not read back what it wrote at $mib MiB of $dev"
+}
+
+# Everything instant recovery makes: its directory's content, nbdkit
+# processes serving from it, domains named vmshadow-boot-*.
+inst_leftovers() {
+    local p
+    ls -A "$VMSHADOW_INSTANT_DIR" 2>/dev/null | sed 's/^/instant dir: /'
+    for p in $(pgrep -x nbdkit || true); do
+        tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | grep -F -- "$VMSHADOW_INSTANT_DIR" | sed "s/^/nbdkit $p: /"
+    done
+    virsh -q list --all --name | grep '^vmshadow-boot-' | sed 's/^/domain: /' || true
+}
+
+inst_assert_final() {
+    local dom=$1 left live inactive
+    lab_assert_eq "vda of $dom" "$(virsh -q domblklist "$dom" | awk '$1 == "vda" {print $2}')" "${LAB_DISK_FILE[$dom/vda]}"
+    lab_assert_eq "vdb of $dom" "$(virsh -q domblklist "$dom" | awk '$1 == "vdb" {print $2}')" "${LAB_DISK_FILE[$dom/vdb]}"
+    live=$(virsh dumpxml "$dom")
+    inactive=$(virsh dumpxml --inactive "$dom")
+    if grep -q "protocol='nbd'\|$VMSHADOW_INSTANT_DIR" <<<"$live$inactive"; then
+        lab_fail "the definition of $dom still names an overlay or export: $(grep "nbd\|$VMSHADOW_INSTANT_DIR" <<<"$live$inactive" | head -n 3)"
+    fi
+    left=$(inst_leftovers)
+    [ -z "$left" ] || lab_fail "left behind: $left"
+}
+
+inst_assert_images() {
+    local dom=$1 vda=${LAB_DISK_FILE[$dom/vda]} vdb=${LAB_DISK_FILE[$dom/vdb]}
+    lab_assert_eq "format of vda" "$(qemu-img info --output=json "$vda" | jq -r .format)" qcow2
+    lab_assert_eq "format of vdb" "$(qemu-img info --output=json -f raw "$vdb" | jq -r .format)" raw
+    qemu-img convert -q -f qcow2 -O raw "$vda" "$LAB_WORK/vda.now" || lab_fail "cannot read $vda"
+    cmp "$LAB_WORK/vda.now" "$LAB_WORK/$dom-vda.expected" ||
+        lab_fail "vda of $dom is not the backup plus the guest's writes"
+    cmp "$vdb" "$LAB_WORK/$dom-vdb.expected" ||
+        lab_fail "vdb of $dom is not the backup plus the guest's writes"
+    rm -f "$LAB_WORK/vda.now"
+}
