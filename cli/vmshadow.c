@@ -145,7 +145,7 @@ static const struct cmd_option restore_opts[] = {
     "instant restore (all pending, without VM)" },
   { OPT_INSTANT, "--rollback", "restore --rollback [VM]: undo an unfinished\n"
     "instant restore (the VM and all it made)" },
-  { OPT_INSTANT, "--bandwidth MIB", "--instant/--resume: move at most MIB MiB/s" },
+  { OPT_INSTANT, "--bandwidth N", "--instant/--resume: move at most N MiB/s" },
   { 0 } };
 static const struct cmd_option extract_opts[] = {
   JSON_OPT, REPO_OPT, PASS_OPT,
