@@ -278,29 +278,82 @@ vms_repo_export_stop_detached (int pid, const char *socket)
   return 0;
 }
 
+static pid_t detached_run (const struct vms_repo_export_options *o,
+                           const char *socket, const char *pidfile,
+                           const char *logfile, const char *plugin,
+                           const char *what, char **envp);
+
 int
 vms_repo_export_start_detached (const struct vms_repo_export_options *o,
                                 const char *socket, const char *pidfile,
                                 const char *logfile, unsigned gid)
 {
   const char *plugin = repo_export_plugin ();
-  char what[4200], cache_opt[40];
-  CLEANUP_FREE char *repo_abs = NULL, *pidfile_opt = NULL;
-  CLEANUP_FREE char *params[6] = { NULL };
-  const char *argv[24];
-  size_t n = 0, np = 0;
+  char what[4200];
   uint64_t size;
   pid_t pid;
-  int64_t deadline;
-  struct stat st;
 
   if (*plugin == '\0') {
     vms_set_error (ENOTSUP, "this vmshadow was built without nbdkit-plugin-dev: "
                    "it cannot serve backups");
     return -1;
   }
-  if (repo_export_check (o, &size, what, sizeof what) == -1)
+  char *handoff = NULL;
+  CLEANUP_FREE char **envp = NULL;
+  if (repo_export_check (o, &size, what, sizeof what, &handoff) == -1)
     return -1;
+  if (handoff) {
+    /* An encrypted repository: the unlocked key in the server's
+     * environment only, as vms_repo_export_open does (R28). */
+    extern char **environ;
+    size_t ne = 0, j = 0;
+    while (environ[ne])
+      ne++;
+    if ((envp = calloc (ne + 2, sizeof *envp)) == NULL) {
+      vms_set_error (ENOMEM, "out of memory");
+      memset (handoff, 0, strlen (handoff));
+      free (handoff);
+      return -1;
+    }
+    for (size_t i = 0; i < ne; i++)
+      if (strncmp (environ[i], "VMSHADOW_KEY_HANDOFF=", 21) != 0)
+        envp[j++] = environ[i];
+    envp[j] = handoff;
+  }
+  pid = detached_run (o, socket, pidfile, logfile, plugin, what, envp);
+  if (handoff) {
+    memset (handoff, 0, strlen (handoff));
+    free (handoff);
+  }
+  if (pid == -1)
+    return -1;
+  if ((gid && chown (socket, 0, (gid_t) gid) == -1) ||
+      chmod (socket, gid ? 0660 : 0600) == -1) {
+    vms_set_error (errno, "cannot open socket %s to QEMU's group %u: %s",
+                   socket, gid, strerror (errno));
+    vms_repo_export_stop_detached (pid, socket);
+    return -1;
+  }
+  vms_debug ("nbdkit pid %d serves %s at %s (detached)", (int) pid, what, socket);
+  return (int) pid;
+}
+
+/* Start nbdkit in the background for vms_repo_export_start_detached:
+ * its pid once it serves, or -1 with the error set. */
+static pid_t
+detached_run (const struct vms_repo_export_options *o, const char *socket,
+              const char *pidfile, const char *logfile, const char *plugin,
+              const char *what, char **envp)
+{
+  char cache_opt[40];
+  CLEANUP_FREE char *repo_abs = NULL, *pidfile_opt = NULL;
+  CLEANUP_FREE char *params[6] = { NULL };
+  const char *argv[24];
+  size_t n = 0, np = 0;
+  pid_t pid;
+  int64_t deadline;
+  struct stat st;
+
   if ((repo_abs = realpath (o->repo_dir, NULL)) == NULL) {
     vms_set_error (errno, "cannot resolve %s: %s", o->repo_dir, strerror (errno));
     return -1;
@@ -336,7 +389,7 @@ vms_repo_export_start_detached (const struct vms_repo_export_options *o,
   argv[n] = NULL;
   const struct vms_spawn_options so = {
     .argv = argv, .stdin_fd = -1, .stdout_fd = -1, .stderr_path = logfile,
-    .new_session = 1,
+    .new_session = 1, .envp = envp,
   };
   int status;
   if ((pid = vms_spawn (&so)) == -1)
@@ -367,13 +420,5 @@ vms_repo_export_start_detached (const struct vms_repo_export_options *o,
     }
     detached_sleep_ms (5);
   }
-  if ((gid && chown (socket, 0, (gid_t) gid) == -1) ||
-      chmod (socket, gid ? 0660 : 0600) == -1) {
-    vms_set_error (errno, "cannot open socket %s to QEMU's group %u: %s",
-                   socket, gid, strerror (errno));
-    vms_repo_export_stop_detached (pid, socket);
-    return -1;
-  }
-  vms_debug ("nbdkit pid %d serves %s at %s (detached)", (int) pid, what, socket);
-  return (int) pid;
+  return pid;
 }

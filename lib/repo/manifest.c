@@ -524,7 +524,15 @@ vms_repo_note_put (vms_repo *repo, const char *backup_id, const char *name,
     return -1;
   }
   if (repo->version >= 2) {
-    snprintf (obj, sizeof obj, "backups/%s/note-%s", backup_id, name);
+    /* The backup's own object prefix (hashed where ids are hidden, R28),
+     * so prune deletes the note with it. */
+    char dir[STORAGE_NAME_MAX + 1];
+    if (repo_backup_dir (repo, backup_id, dir, sizeof dir) == -1) {
+      vms_set_error (errno, "repository %s: note %s of backup %s: %s",
+                     repo->path, name, backup_id, repo_errstr (errno));
+      return -1;
+    }
+    snprintf (obj, sizeof obj, "%s/note-%s", dir, name);
     if (repo->store == NULL || storage_put (repo->store, obj, text, len, 0) == -1) {
       int e = repo->store ? errno : EBADF;
       vms_set_error (e, "repository %s: cannot store note %s of backup %s: %s",

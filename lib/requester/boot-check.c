@@ -116,7 +116,7 @@ boot_stored_xml (vms_repo *repo, const vms_manifest *m, const char *uuid)
     }
     vms_index *idx = vms_manifest_load_index (repo, m, i);
     char *buf = idx ? calloc (1, size + 1) : NULL;
-    if (buf == NULL || vms_repo_read (repo, idx, buf, size, 1) == -1 ||
+    if (buf == NULL || vms_repo_read (repo, idx, buf, size, 0) == -1 ||
         memchr (buf, '\0', size)) {
       vms_set_error (vms_get_errno () ? vms_get_errno () : EINVAL, "its domain "
                      "XML cannot be read: %s", vms_get_error () ? vms_get_error ()
@@ -170,7 +170,7 @@ boot_one (vms_repo *repo, const vms_manifest *m,
       goto fail;
   }
   d = req_instant_disks (in, &n);
-  if (req_instant_ran (in) == -1)
+  if (req_instant_ran (in, 1) == -1)
     goto fail;
   CLEANUP_FREE struct vms_vm_instant_disk *v = calloc (n + 1, sizeof *v);
   if (v == NULL) {

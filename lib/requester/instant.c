@@ -58,6 +58,8 @@ struct req_instant {
   size_t n;
   struct req_instant_disk *view;    /* for the VM writer and the mover */
   char *final_xml;              /* <dir>/final.xml */
+  char **files;                 /* other files the restore wrote (XML, NVRAM) */
+  size_t nr_files;
   unsigned qemu_uid, qemu_gid;
 };
 
@@ -82,6 +84,9 @@ req_instant_free (struct req_instant *in)
   free (in->dir); free (in->repo_dir); free (in->backup_id); free (in->uri);
   free (in->name); free (in->uuid); free (in->vm); free (in->phase);
   free (in->final_xml);
+  for (size_t i = 0; i < in->nr_files; i++)
+    free (in->files[i]);
+  free (in->files);
   free (in);
 }
 
@@ -127,6 +132,10 @@ instant_save (struct req_instant *in)
     json_object_array_add (disks, j);
   }
   json_object_object_add (o, "disks", disks);
+  json_object *files = json_object_new_array ();
+  for (size_t i = 0; i < in->nr_files; i++)
+    json_object_array_add (files, json_object_new_string (in->files[i]));
+  json_object_object_add (o, "files", files);
   text = json_object_to_json_string_ext (o, JSON_C_TO_STRING_PRETTY);
   snprintf (path, sizeof path, "%s/state.json", in->dir);
   r = vms_write_file_atomic (AT_FDCWD, path, text, strlen (text), 0600);
@@ -223,6 +232,22 @@ instant_load (const char *dir)
         d->final[0] != '/' || d->overlay[0] != '/' || d->socket[0] != '/' ||
         (strcmp (d->format, "raw") != 0 && strcmp (d->format, "qcow2") != 0))
       goto bad;
+  }
+  json_object *files;
+  if (json_object_object_get_ex (o, "files", &files) &&
+      json_object_is_type (files, json_type_array) &&
+      json_object_array_length (files) < 256) {
+    size_t nf = json_object_array_length (files);
+    if ((in->files = calloc (nf + 1, sizeof *in->files)) == NULL) {
+      json_object_put (o);
+      goto oom;
+    }
+    for (size_t i = 0; i < nf; i++) {
+      json_object *f = json_object_array_get_idx (files, i);
+      if (json_object_is_type (f, json_type_string) &&
+          json_object_get_string (f)[0] == '/')
+        in->files[in->nr_files++] = strdup (json_object_get_string (f));
+    }
   }
   json_object_put (o);
   if (asprintf (&in->final_xml, "%s/final.xml", dir) == -1 ||
@@ -411,6 +436,21 @@ req_instant_add_disk (struct req_instant *in, const char *vm, const char *path,
   return -1;
 }
 
+int
+req_instant_add_file (struct req_instant *in, const char *target)
+{
+  char **v = realloc (in->files, (in->nr_files + 2) * sizeof *v);
+  if (v == NULL || (v[in->nr_files] = strdup (target)) == NULL) {
+    if (v)
+      in->files = v;
+    vms_set_error (ENOMEM, "out of memory");
+    return -1;
+  }
+  in->files = v;
+  in->nr_files++;
+  return instant_save (in);
+}
+
 const struct req_instant_disk *
 req_instant_disks (const struct req_instant *in, size_t *n)
 {
@@ -437,10 +477,12 @@ req_instant_uuid (const struct req_instant *in)
 }
 
 int
-req_instant_ran (struct req_instant *in)
+req_instant_ran (struct req_instant *in, int boot_check)
 {
   free (in->phase);
-  if ((in->phase = strdup ("running")) == NULL) {
+  /* A boot check's copy is never moved (its "final" paths are the
+   * original VM's): only a rollback may touch it. */
+  if ((in->phase = strdup (boot_check ? "boot-check" : "running")) == NULL) {
     vms_set_error (ENOMEM, "out of memory");
     return -1;
   }
@@ -521,6 +563,12 @@ req_instant_move (struct req_instant *in, uint64_t bandwidth,
   size_t len;
   int r;
 
+  if (strcmp (in->phase, "boot-check") == 0) {
+    vms_set_error (EINVAL, "\"%s\" is the throw-away copy of a boot check: "
+                   "it is never moved; remove it with --rollback", in->name);
+    return -1;
+  }
+
   for (size_t i = 0; i < in->n; i++) {
     struct inst_disk *d = &in->d[i];
     struct stat st;
@@ -589,6 +637,17 @@ req_instant_rollback (struct req_instant *in)
       vms_warn ("instant restore: cannot put %s back at %s: %s", d->aside,
                 d->final, strerror (errno));
   }
+  /* The other files it wrote (domain XML, NVRAM), and their directory
+   * when that is left empty (<state_dir>/<uuid>/restore). */
+  for (size_t i = 0; i < in->nr_files; i++) {
+    CLEANUP_FREE char *dir = strdup (in->files[i]);
+    char *slash = dir ? strrchr (dir, '/') : NULL;
+    unlink (in->files[i]);
+    if (slash && slash != dir) {
+      *slash = '\0';
+      rmdir (dir);
+    }
+  }
   instant_remove_dir (in);
   return 0;
 }
@@ -631,6 +690,12 @@ vms_requester_instant_finish (const char *which, int rollback, uint64_t bandwidt
     found++;
     if (rollback)
       rc = req_instant_rollback (in);
+    else if (strcmp (in->phase, "boot-check") == 0) {
+      vms_set_error (EINVAL, "\"%s\" is the throw-away copy of an "
+                     "interrupted boot check: remove it with --rollback",
+                     in->name);
+      rc = -1;
+    }
     else if (strcmp (in->phase, "starting") == 0) {
       vms_set_error (EINVAL, "the instant restore of VM \"%s\" was "
                      "interrupted before the VM ran: it cannot be resumed; "

@@ -54,14 +54,18 @@ extern struct req_instant *req_instant_new (const char *repo_dir,
 extern int req_instant_add_disk (struct req_instant *in, const char *vm,
                                  const char *path, uint64_t size,
                                  const char *format, const char *final);
+/* Another file the restore writes (the domain XML, NVRAM): removed by a
+ * rollback. */
+extern int req_instant_add_file (struct req_instant *in, const char *target);
 /* The disks, for the VM writer (valid while in lives). */
 extern const struct req_instant_disk *req_instant_disks (const struct req_instant *in,
                                                          size_t *n);
 extern const char *req_instant_final_xml (const struct req_instant *in);
 extern const char *req_instant_name (const struct req_instant *in);
 extern const char *req_instant_uuid (const struct req_instant *in);
-/* The VM runs (from the backup): from now on it can be resumed. */
-extern int req_instant_ran (struct req_instant *in);
+/* The VM runs (from the backup): from now on it can be resumed; a boot
+ * check's copy (boot_check 1) can only be rolled back. */
+extern int req_instant_ran (struct req_instant *in, int boot_check);
 /* The VM runs: move its disks and finish (nothing of the instant restore
  * left), or -1 with the error set and the state kept (resume/rollback). */
 extern int req_instant_move (struct req_instant *in, uint64_t bandwidth,

@@ -554,6 +554,8 @@ restore_component (struct restore_run *rr, struct rwriter *w,
     int r;
     if (idx == NULL)
       r = -1;
+    else if (w->hook && rr->inst && req_instant_add_file (rr->inst, target) == -1)
+      r = -1;
     else if (w->hook) {
       remove_leftovers (target);
       r = vms_extract (rr->repo, idx, target, d->format ? d->format : "raw", 1,
@@ -938,7 +940,7 @@ instant_finish (struct restore_run *rr, struct vms_restore_report *rep,
     return;
   }
   rep->running_ms = vms_now_ms () - t0;
-  if (req_instant_ran (rr->inst) == -1 ||
+  if (req_instant_ran (rr->inst, 0) == -1 ||
       req_instant_move (rr->inst, rr->rq->instant_bandwidth, &rr->progress,
                         &rep->move_ms) == -1) {
     if (asprintf (&rep->error, "VM \"%s\" runs from the backup, but its "

@@ -9,6 +9,9 @@
 #   inst_start BACKUP [ARG...]   vmshadow restore --instant --json in the
 #                                background: $INST_PID, $INST_OUT, $INST_ERR
 #   inst_wait_running DOM        until the restore has started DOM
+#   inst_wait_copy DOM DEV       until libvirt's copy job of DEV runs
+#   inst_hold_move DOM DEV       that job slowed to 1 byte/s (the test's hold)
+#   inst_release_move DOM DEV    … and let go
 #   inst_guest_write DOM DEV MIB SEED  the guest writes 1 MiB of the lab's
 #                                pattern (vmslab-pattern) at MIB MiB of
 #                                /dev/DEV (and the expected file gets it too)
@@ -63,6 +66,33 @@ inst_wait_running() {
         sleep 0.1
     done
     lab_fail "$1 did not run within 60 s of restore --instant"
+}
+
+# inst_wait_copy DOM DEV — until libvirt's copy job of DEV runs (fails when
+# the restore ends first).
+inst_wait_copy() {
+    local i out=
+    for i in $(seq 1 1200); do
+        out=$(virsh blockjob "$1" "$2" --info 2>&1 || true)
+        grep -qi copy <<<"$out" && return 0
+        kill -0 "$INST_PID" 2>/dev/null ||
+            lab_fail "restore --instant ended before the copy of $2 ran (virsh: $out): $(tail -n 3 "$INST_ERR") $(head -c 600 "$INST_OUT")"
+        sleep 0.1
+    done
+    lab_fail "no copy job on $2 of $1 within 120 s (virsh: $out)"
+}
+
+# inst_hold_move DOM DEV / inst_release_move DOM DEV — slow the copy of DEV
+# to 1 byte/s (the test's own hold on the mover, so that what it does
+# "during the move" does not race a fast copy), then unlimited.
+inst_hold_move() {
+    inst_wait_copy "$1" "$2"
+    virsh -q blockjob "$1" "$2" --bandwidth 1 --bytes >/dev/null ||
+        lab_fail "cannot slow the copy of $2 of $1"
+}
+inst_release_move() {
+    virsh -q blockjob "$1" "$2" --bandwidth 0 >/dev/null ||
+        lab_fail "cannot let the copy of $2 of $1 go"
 }
 
 inst_guest_write() {

@@ -263,6 +263,11 @@ instant_move_disk (virDomainPtr dom, const struct vms_vm_instant_disk *d,
                    "it, then resume", dev, info.type);
     return -1;
   }
+  if (r == 1 &&
+      virDomainBlockJobSetSpeed (dom, dev, bandwidth,
+                                 VIR_DOMAIN_BLOCK_JOB_SPEED_BANDWIDTH_BYTES) == -1)
+    vms_debug ("instant: cannot set the speed of the copy of %s: %s", dev,
+               vm_virt_error ());
   if (r == 0) {
     /* REUSE_EXT: the final image is ours, made here (its size the disk's). */
     if (virDomainGetBlockInfo (dom, dev, &bi, 0) == -1) {

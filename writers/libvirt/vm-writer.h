@@ -340,7 +340,7 @@ typedef void (*vms_vm_progress_fn) (void *opaque, size_t disk, uint64_t done,
 /* Move every disk of the running VM uuid from its overlay to its final
  * image (made here, in its format, unless there: a resume) with libvirt's
  * block copy, at most bandwidth bytes/s (0: no limit), and pivot; a copy
- * job already running (a killed run's) is followed, a disk already on its
+ * job already running (a killed run's) is followed (at bandwidth now), a disk already on its
  * final image skipped. Then the persistent definition becomes final_xml.
  * Returns 0, or -1 with the error set: the VM still runs, from the
  * overlays of the disks not moved yet. */

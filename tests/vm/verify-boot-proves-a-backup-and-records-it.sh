@@ -1,0 +1,90 @@
+#!/bin/bash
+# verify-boot-proves-a-backup-and-records-it (issue 16; R27): a running VM
+# on a libvirt network, with the lab's pattern on its data disk, is backed
+# up online and keeps running.  `vmshadow verify --boot` boots a throw-away
+# copy of the backup (the original untouched: same QEMU process), the copy's
+# guest agent answers and a probe that reads the pattern back in the guest
+# exits 0: passed, recorded beside the backup (show and list display it).
+# The copy never had the original's name, UUID or MAC, nor any interface
+# (libvirt's log of its command line has no -netdev).  A probe that exits 3
+# fails the check with that status, and a backup with one damaged chunk
+# fails before anything boots, naming the chunk; each result replaces the
+# recorded one.  After each run: no domain, overlay, export or state left.
+. "$(dirname "$0")/lib.sh"
+lab_init
+. "$LAB_TESTS_DIR/vm-writer-lib.sh"
+. "$LAB_TESTS_DIR/restore-lib.sh"
+vmw_init
+. "$LAB_TESTS_DIR/instant-lib.sh"
+inst_init
+. "$LAB_TESTS_DIR/../flip-byte.sh"
+
+lab_vm_create --disk raw:16M --nic network --memory 160 --name vb
+dom=$LAB_DOM
+uuid=$(virsh domuuid "$dom")
+mac=$(virsh -q domiflist "$dom" | awk '{print $5}' | head -n 1)
+lab_wait_agent "$dom"
+lab_guest_run "$dom" 'vmslab-pattern write /dev/vda 77 0 1048576' >/dev/null
+vmw_backup "$dom" || lab_fail "backup of $dom failed: $(vmw_backup_failure)"
+bid=$VMW_BID
+qemu_pid=$(cat "/run/libvirt/qemu/$dom.pid")
+lab_ok "online backup $bid of running $dom (MAC $mac on a libvirt network)"
+
+# nothing_left — no copy, overlay, export or instant state after a check.
+nothing_left() {
+    local left
+    left=$(inst_leftovers)
+    [ -z "$left" ] || lab_fail "left behind after verify --boot: $left"
+    lab_assert_eq "the original after verify --boot" \
+        "$(virsh domuuid "$dom") $(virsh domstate "$dom") $(cat "/run/libvirt/qemu/$dom.pid")" \
+        "$uuid running $qemu_pid"
+}
+
+vmw_vmshadow verify --boot --json --probe 'vmslab-pattern check /dev/vda 77 0 1048576' "$bid" ||
+    lab_fail "verify --boot of a good backup exited $?: $(cat "$VMW_ERR") $(head -c 600 "$VMW_OUT")"
+lab_assert_eq "ok" "$(jq -r .ok "$VMW_OUT")" true
+lab_assert_eq "recorded" "$(jq -r .recorded "$VMW_OUT")" true
+lab_assert_eq "probe status" "$(jq -r '.vms[0].probe_status' "$VMW_OUT")" 0
+agent_ms=$(jq -r '.vms[0].agent_ms' "$VMW_OUT")
+[[ $agent_ms =~ ^[0-9]+$ ]] || lab_fail "no agent time: $(cat "$VMW_OUT")"
+nothing_left
+# The copy's command line, as libvirt logged it: its own name, no network.
+log=$(grep -l "guest=vmshadow-boot-" /var/log/libvirt/qemu/vmshadow-boot-*.log 2>/dev/null | xargs -r ls -t | head -n 1)
+[ -n "$log" ] || lab_fail "no libvirt log of the throw-away copy"
+copy_cmd=$(grep -m1 -- "-name guest=vmshadow-boot-" "$log" -A200 | sed '/^[0-9-]* [0-9:.+]*: /q')
+grep -q -- "-netdev\|$mac\|$uuid" <<<"$copy_cmd" && lab_fail "the copy had a network device, the original's MAC or UUID: $log"
+lab_ok "verify --boot passed: agent after $agent_ms ms, probe exit 0; the copy had no interface, another name and UUID; nothing left, $dom untouched"
+
+vmw_vmshadow show "$bid" || lab_fail "show failed"
+grep -q "^Boot check: passed" "$VMW_OUT" || lab_fail "show does not say the boot check passed: $(grep -i boot "$VMW_OUT")"
+vmw_vmshadow list || lab_fail "list failed"
+grep "^$bid " "$VMW_OUT" | awk '{print $(NF-1)}' | grep -qx ok || lab_fail "list does not say ok: $(cat "$VMW_OUT")"
+vmw_vmshadow list --json || lab_fail "list --json failed"
+lab_assert_eq "list --json boot_check.ok" "$(jq -r --arg b "$bid" '.backups[] | select(.backup_id == $b) | .boot_check.ok' "$VMW_OUT")" true
+lab_ok "show and list display the boot check"
+
+rc=0
+vmw_vmshadow verify --boot --json --probe 'exit 3' "$bid" || rc=$?
+lab_assert_eq "verify --boot with a failing probe: exit" "$rc" 1
+lab_assert_eq "probe status" "$(jq -r '.vms[0].probe_status' "$VMW_OUT")" 3
+jq -r '.vms[0].error' "$VMW_OUT" | grep -q "the probe 'exit 3' exited with status 3" || lab_fail "reason: $(cat "$VMW_OUT")"
+nothing_left
+vmw_vmshadow list || lab_fail "list failed"
+grep "^$bid " "$VMW_OUT" | awk '{print $(NF-1)}' | grep -qx FAILED || lab_fail "list does not say FAILED: $(cat "$VMW_OUT")"
+lab_ok "a probe exiting 3 fails the check (status 3 recorded, list says FAILED); nothing left"
+
+# One damaged chunk of the data disk.
+cs=$(jq -r .chunk_size "$VMW_REPO/config")
+img=${LAB_DISK_FILE[$dom/vda]}
+d=$(lab_guest_run "$dom" "dd if=/dev/vda bs=$cs count=1 2>/dev/null | sha256sum" | cut -c1-64)
+chunk=$VMW_REPO/chunks/${d:0:2}/$d
+[ -f "$chunk" ] || lab_fail "chunk $d of $img not in the repository"
+flip_byte "$chunk" 1000
+rc=0
+vmw_vmshadow verify --boot "$bid" || rc=$?
+lab_assert_eq "verify --boot of a damaged backup: exit" "$rc" 1
+grep -q "FAILED: chunk $d of $img (at offset 0) is damaged" "$VMW_OUT" || lab_fail "reason: $(cat "$VMW_OUT" "$VMW_ERR")"
+nothing_left
+vmw_vmshadow show "$bid" || lab_fail "show failed"
+grep -q "^Boot check: FAILED" "$VMW_OUT" && grep -q "chunk $d" "$VMW_OUT" || lab_fail "show: $(grep -A2 "Boot check" "$VMW_OUT")"
+lab_ok "a damaged chunk fails the check before anything boots, naming the chunk; show says so; nothing left"
