@@ -551,11 +551,13 @@ restore_component (struct restore_run *rr, struct rwriter *w,
     }
     vms_index *idx = vms_manifest_load_index (rr->repo, rr->m, i);
     req_progress_start (&rr->progress, w->id, component, target);
+    struct stat tst;
     int r;
     if (idx == NULL)
       r = -1;
-    else if (w->hook && rr->inst && req_instant_add_file (rr->inst, target) == -1)
-      r = -1;
+    else if (w->hook && rr->inst && lstat (target, &tst) == -1 && errno == ENOENT &&
+             req_instant_add_file (rr->inst, target) == -1)
+      r = -1;                   /* (a rollback removes what was not there) */
     else if (w->hook) {
       remove_leftovers (target);
       r = vms_extract (rr->repo, idx, target, d->format ? d->format : "raw", 1,
