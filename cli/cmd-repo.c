@@ -633,8 +633,9 @@ cmd_init (const struct options *opts, int argc, char **argv)
   if (opts->key && opts->master_key)
     return cli_error ("init", EXIT_USAGE, "--master-key wraps a new key; the "
                       "key given with --key is wrapped (or not) already");
-  /* An existing repository is left as it is, whatever its version. */
-  vms_repo *repo = vms_repo_open (opts->repo_dir, 0);
+  /* An existing repository is left as it is, whatever its version (an
+   * encrypted one is recognised without its key). */
+  vms_repo *repo = vms_repo_open (opts->repo_dir, VMS_REPO_NO_KEY);
   if (repo) {
     cli_error ("init", EXIT_FAILURE, "%s is a repository already (format "
                "version %d); nothing changed", vms_repo_path (repo),

@@ -105,6 +105,9 @@ extern int key_paper_parse (const char *text, uint8_t master[CRYPT_KEY_LEN],
 extern const struct crypt_key *key_unlock (const char *fp);
 /* A new key (random secret), its file written and the key cached. */
 extern const struct crypt_key *key_new (const char *master_public_key);
+/* Remove key fp's file (a key made for a repository whose creation then
+ * failed); the error state is kept. */
+extern void key_discard (const char *fp);
 /* The recovery-only form of key fp's file (no passphrase-sealed secret),
  * for keys/<fp> of a repository, or NULL (and no error) if it has no
  * recovery wrap. */

@@ -811,6 +811,26 @@ key_new (const char *master_public_key)
   return c;
 }
 
+void
+key_discard (const char *fp)
+{
+  char name[64];
+  int e = vms_get_errno ();
+  char *msg = vms_get_error () ? strdup (vms_get_error ()) : NULL;
+  int dfd = open_key_dir (0);
+
+  if (dfd >= 0) {
+    snprintf (name, sizeof name, "%s.key", fp);
+    unlinkat (dfd, name, 0);
+    fsync (dfd);
+    close (dfd);
+  }
+  if (msg) {
+    vms_set_error (e, "%s", msg);
+    free (msg);
+  }
+}
+
 char *
 key_recovery_copy (const char *fp)
 {

@@ -589,12 +589,16 @@ vms_repo_init_encrypted (const char *dir, const struct vms_repo_encryption *e)
     return NULL;
   vms_repo *repo = repo_open (dir, VMS_REPO_CREATE | VMS_REPO_WRITE |
                               VMS_REPO_FORMAT_2, k, !e->visible_backup_ids);
-  if (repo == NULL)
-    return NULL;
-  if (repo->key != k) {
+  if (repo && repo->key != k) {
     vms_set_error (EEXIST, "%s is a repository already; nothing changed",
                    repo->path);
     vms_repo_close (repo);
+    repo = NULL;
+  }
+  if (repo == NULL) {
+    /* A key made for this repository and never used goes with it. */
+    if (e->key_fingerprint == NULL)
+      key_discard (k->fingerprint_hex);
     return NULL;
   }
   /* The recovery wrap goes with the repository: the organisation's

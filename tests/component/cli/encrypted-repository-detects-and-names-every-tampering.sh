@@ -43,6 +43,9 @@ fp=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["encryption
 [ -f "$VMSHADOW_KEY_DIR/$fp.key" ] || fail "no key file $fp.key"
 [ "$(stat -c %a "$VMSHADOW_KEY_DIR/$fp.key")" = 600 ] || fail "key file mode"
 grep -q "$VMSHADOW_PASSPHRASE" "$VMSHADOW_KEY_DIR/$fp.key" && fail "the passphrase is in the key file"
+# A second init fails, changes nothing, and leaves no key behind.
+if "$vmshadow" init --encrypt > "$tmp/out" 2>&1; then fail "a second init --encrypt succeeded"; fi
+[ "$(ls "$VMSHADOW_KEY_DIR" | wc -l)" = 1 ] || fail "a failed init left a key: $(ls "$VMSHADOW_KEY_DIR")"
 "$vmshadow" backup --json > "$tmp/b1.json" || fail "backup 1: $(cat "$tmp/b1.json")"
 b1=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["backup_id"])' "$tmp/b1.json")
 sleep 1
