@@ -2,7 +2,8 @@
 # Run the whole test suite on a fresh Debian 12 host (as root): unit,
 # component, fuzz-corpus and VM tests in a -Werror build; the unit tests and
 # the coordinator's component tests once more under valgrind; then unit,
-# component and fuzz again under AddressSanitizer + UBSan. Ends with one
+# component and fuzz again under AddressSanitizer + UBSan; between them the
+# Debian packages are built, installed, run and purged (tests/package). Ends with one
 # line "N passed, N failed, N skipped" counted from meson's own results,
 # and exits non-zero if anything failed.
 set -uo pipefail
@@ -30,12 +31,21 @@ run_suites build-test -Dwerror=true -- unit component fuzz vm
 rm -f build-test/meson-logs/testlog-valgrind.json
 meson test -C build-test --setup valgrind --print-errorlogs --suite unit \
   --suite coordinator || status=1
+# The Debian packages (issue 19): built, checked with lintian, installed,
+# run from /usr and purged. Not a meson suite: it takes minutes and
+# installs into /usr. Its result is counted below.
+rm -f build-test/meson-logs/testlog-package.json
+pkg_rc=0
+tests/package/debian-package-installs-runs-and-purges.sh || pkg_rc=$?
+python3 -c 'import json, sys; rc = int(sys.argv[1]); print(json.dumps({"name": "debian-package-installs-runs-and-purges", "result": "OK" if rc == 0 else "SKIP" if rc == 77 else "FAIL"}))' \
+  "$pkg_rc" > build-test/meson-logs/testlog-package.json
 run_suites build-asan -Dwerror=true -Db_sanitize=address,undefined \
   -Db_lundef=false -- unit component fuzz
 
 # Count the results of both runs from meson's JSON logs.
 read -r passed failed skipped < <(
   cat build-test/meson-logs/testlog.json build-test/meson-logs/testlog-valgrind.json \
+      build-test/meson-logs/testlog-package.json \
       build-asan/meson-logs/testlog.json 2>/dev/null |
   python3 -c '
 import json, sys

@@ -1,6 +1,7 @@
 #!/bin/bash
-# The main job, shown on a throw-away VM: vmshadow backs up a running VM
-# online (its guest filesystems frozen for a few milliseconds through
+# The main job, shown on a throw-away VM: a configured job (a repository
+# and a job in a configuration directory, as in /etc/vmshadow) backs up a
+# running VM online (its guest filesystems frozen for a few milliseconds through
 # qemu-guest-agent while QEMU starts a point-in-time backup job), the VM is
 # then destroyed, undefined and its disks deleted, and `vmshadow restore`
 # brings it back; started again, its data checks. Uses the VM lab
@@ -32,9 +33,21 @@ step "vmshadow writers (the VM writer, and this VM as its component)"
 sed -n "/Writer name: 'libvirt-vm'/,/Components/p" "$LAB_WORK/writers.txt"
 grep -A4 "\\\\$dom\"" "$LAB_WORK/writers.txt" || true
 
-step "vmshadow backup $dom"
-"$VMSHADOW" --repo "$VMW_REPO" backup "$dom"
+step "A configured job: repository $VMW_REPO, job demo backs up $dom"
+conf=$LAB_WORK/etc
+mkdir -p "$conf/jobs.d"
+printf '[repository demo]\npath = %s\n' "$VMW_REPO" > "$conf/vmshadow.conf"
+printf '[job demo]\nrepository = demo\nvms = %s\nexec-writers = no\nmax-age = 1d\n' "$dom" \
+  > "$conf/jobs.d/demo.conf"
+cat "$conf/vmshadow.conf" "$conf/jobs.d/demo.conf"
+"$VMSHADOW" config check --config "$conf"
+
+step "vmshadow job run demo (what vmshadow-backup@demo.timer runs)"
+"$VMSHADOW" job run demo --config "$conf"
 bid=$("$VMSHADOW" --repo "$VMW_REPO" list --json | jq -r '.backups[-1].backup_id')
+
+step "vmshadow status"
+"$VMSHADOW" status --config "$conf"
 
 step "vmshadow show $bid"
 "$VMSHADOW" --repo "$VMW_REPO" show "$bid"

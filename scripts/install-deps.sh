@@ -16,6 +16,8 @@ packages=(
   libnbd-bin qemu-utils
   # runtime: QEMU's iSCSI, RBD, … drivers for reading stopped VMs' network disks (issue 11)
   qemu-block-extra
+  # the Debian packages (setup.sh, tests/package): build and check them
+  dpkg-dev debhelper fakeroot lintian
 )
 
 missing=()
