@@ -335,6 +335,18 @@ made_by (const vms_manifest *m, const char *job)
   return j && strcmp (j, job) == 0;
 }
 
+/* A VM's component caption is "Online\NAME" or "Offline\NAME" (R7): 1
+ * when it is the VM name's. */
+static int
+vm_caption_is (const char *caption, const char *name)
+{
+  const char *bs = strchr (caption, '\\');
+  size_t n = bs ? (size_t) (bs - caption) : 0;
+  return bs && ((n == 6 && strncmp (caption, "Online", 6) == 0) ||
+                (n == 7 && strncmp (caption, "Offline", 7) == 0)) &&
+    strcmp (bs + 1, name) == 0;
+}
+
 /* Every component of the job's backups, at its newest backup. */
 static int
 job_status (struct status *st, const struct vms_config *c,
@@ -394,7 +406,8 @@ job_status (struct status *st, const struct vms_config *c,
     for (size_t i = 0; i < st->n && !found; i++)
       found = strcmp (st->e[i].job, j->name) == 0 &&
         ((st->e[i].component && strcmp (st->e[i].component, j->vms[k]) == 0) ||
-         (st->e[i].caption && strcmp (st->e[i].caption, j->vms[k]) == 0));
+         (st->e[i].caption && (strcmp (st->e[i].caption, j->vms[k]) == 0 ||
+                               vm_caption_is (st->e[i].caption, j->vms[k]))));
     if (!found)
       entry_for (st, j->name, NULL, j->vms[k]);
   }
