@@ -343,6 +343,40 @@ to_with_existing_keep_writes_beside_the_file (void **state)
   vm_restore_free (r);
 }
 
+/* Issue 11: a VM with a host block device or a network disk is backed up,
+ * but not restored in place, in a copy, or under --to yet: refused by name
+ * before anything changes (an image renamed over a device node, or a file
+ * made at a URI, must never happen). */
+static void
+block_and_network_disks_are_refused_by_name (void **state)
+{
+  struct { const char *to, *name; } modes[] = {
+    { NULL, NULL }, { "/restore", NULL }, { NULL, "web02" },
+  };
+
+  for (size_t m = 0; m < 3; m++) {
+    struct vm_restore *r = make_restore (modes[m].to, modes[m].name, 1,
+                                         RS_EXISTING_REFUSE);
+    struct rs_vm *vm = &r->vms[0];
+    struct rs_file *more = realloc (vm->files, 6 * sizeof *more);
+    assert_non_null (more);
+    vm->files = more;
+    memset (&vm->files[4], 0, 2 * sizeof *more);
+    add_file (vm, "/dev/vg0/web01-data", RS_DISK, "vdb", "/dev/vg0/web01-data");
+    add_file (vm, "iscsi://192.0.2.1:3260/iqn.2024-01.org.example:t/1", RS_DISK,
+              "vdc", "iscsi://192.0.2.1:3260/iqn.2024-01.org.example:t/1");
+    make_host (0, (const char *[]) { "/dev/vg0/web01-data", NULL });
+    assert_int_equal (vm_restore_plan (r, &host), -1);
+    assert_non_null (strstr (vms_get_error (), "disk vdb is the host block "
+                             "device /dev/vg0/web01-data"));
+    assert_non_null (strstr (vms_get_error (), "disk vdc is the network disk "
+                             "iscsi://192.0.2.1:3260/iqn.2024-01.org.example:t/1"));
+    assert_non_null (strstr (vms_get_error (), "vmshadow extract"));
+    assert_int_equal (r->planned, 0);
+    vm_restore_free (r);
+  }
+}
+
 static void
 every_refusal_is_named_at_once (void **state)
 {
@@ -370,6 +404,7 @@ main (int argc, char **argv)
     cmocka_unit_test (to_with_existing_rename_keeps_the_file_aside),
     cmocka_unit_test (to_with_existing_keep_writes_beside_the_file),
     cmocka_unit_test (every_refusal_is_named_at_once),
+    cmocka_unit_test (block_and_network_disks_are_refused_by_name),
   };
   if (argc > 1)
     cmocka_set_test_filter (argv[1]);

@@ -234,7 +234,10 @@ plan_vm (struct vm_restore *r, const vms_component *c, struct rs_vm *vm)
 
     if (vms_component_file (c, i, &fi) == -1)
       return -1;
-    if (fi.path == NULL || fi.path[0] != '/') {
+    /* A network disk is named by its URI (issue 11); any other file by an
+     * absolute path. */
+    if (fi.path == NULL ||
+        (fi.path[0] != '/' && !(fi.kind == VMS_FILE_DISK && strstr (fi.path, "://")))) {
       vms_set_error (EINVAL, "vm \"%s\" in the backup has a file with a "
                      "relative path \"%s\": the documents are damaged",
                      vm->name, fi.path ? fi.path : "");
@@ -646,6 +649,23 @@ plan_files (struct vm_restore *r, const struct vm_host *h, struct rs_vm *vm,
         return -1;
       free (f->target);
       f->target = t;
+    }
+    /* Issue 11: host block devices and network disks are backed up, but
+     * writing them back to their kind (the device, the LUN, the image) is
+     * not done yet. Refused by name, before anything changes: an image
+     * file renamed over a device node, or a "file" at a URI, must never
+     * happen. */
+    if (f->role == RS_DISK &&
+        (f->path[0] != '/' || strncmp (f->path, "/dev/", 5) == 0)) {
+      why_add (why, "vm \"%s\" cannot be restored yet: disk %s is the %s %s; "
+               "restoring a %s is not done yet (issue 11): extract the disk "
+               "with vmshadow extract BACKUP %s '%s' --to FILE and write it "
+               "back by hand", vm->name,
+               f->disk_target ? f->disk_target : "?",
+               f->path[0] != '/' ? "network disk" : "host block device",
+               f->path, f->path[0] != '/' ? "network disk into its target"
+               : "block device", vm->uuid, f->path);
+      continue;
     }
     /* A clone touches nothing of the original: not even its files. */
     u = host_user_of (h, f->target, vm->clone ? NULL : vm->uuid);
