@@ -27,7 +27,8 @@ until [ "$(virsh -q domstate "$LAB_DOM")" = running ]; do
     [ $(($(date +%s) - t0)) -lt 20 ] || lab_fail "$LAB_DOM is $(virsh -q domstate "$LAB_DOM"), not running"
     sleep 0.2
 done
-virsh -q dominfo "$LAB_DOM" | grep -Eq '^Persistent: +no' ||
+info=$(virsh -q dominfo "$LAB_DOM")    # (not piped into grep -q: pipefail)
+grep -Eq '^Persistent: +no' <<<"$info" ||
     lab_fail "VirtualDomain should run $LAB_DOM transient (it undefines it before starting)"
 lab_ok "the cluster started $LAB_DOM transient from $CL_CONFIG"
 

@@ -113,6 +113,8 @@ rs_vm_clear (struct rs_vm *vm)
     free ((char *) vm->inst[i].format);
   }
   free (vm->inst); free (vm->inst_final_xml);
+  free (vm->cl_id); free (vm->cl_config);
+  free (vm->cl_role_nvpair); free (vm->cl_role_value);
   for (size_t i = 0; i < vm->nr_files; i++) {
     free (vm->files[i].path);
     free (vm->files[i].target);

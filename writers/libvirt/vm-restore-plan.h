@@ -72,6 +72,14 @@ struct rs_vm {
   int present, active, persistent;
   change_vector changes;
 
+  /* Its Pacemaker VirtualDomain resource (issue 18, R22; vm-restore.c):
+   * disabled at PreRestore (target-role Stopped, its previous nvpair and
+   * value kept to put back), its config file rewritten and the resource
+   * enabled at PostRestore. Never for a copy. */
+  char *cl_id, *cl_config;
+  char *cl_role_nvpair, *cl_role_value;
+  int cl_role_unchanged, cl_disabled;
+
   /* The outcome. */
   int defined, resumed;
   const char *state;

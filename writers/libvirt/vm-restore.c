@@ -739,6 +739,146 @@ keep_aside (const struct rs_file *f)
   return 0;
 }
 
+/* ---- cluster resources (issue 18, R22) ---- */
+
+#define RS_CLUSTER_STOP_S 120
+#define RS_CLUSTER_START_S 180
+
+/* The restored VMs that are Pacemaker VirtualDomain resources: each one's
+ * resource is disabled (target-role Stopped) and its failure history
+ * cleaned before anything of the VM changes, so the cluster neither
+ * recovers it nor counts a failure. A copy (--name) is never one. */
+static int
+cluster_disable (struct vm_writer *w, vms_call *call)
+{
+  struct vm_restore *r = w->restore;
+  struct vm_cluster cl;
+  int rc = 0;
+
+  if (vm_cluster_scan (&cl) == -1)
+    return vms_call_fail (call, VMS_FAILURE_RETRYABLE, "nothing was changed: "
+                          "%s", vms_get_error ());
+  for (size_t i = 0; i < r->nr_vms && rc == 0; i++) {
+    struct rs_vm *vm = &r->vms[i];
+    const struct vm_cluster_rsc *res;
+    struct vm_cluster_meta_prev prev = { 0 };
+
+    if (vm->clone || !cl.up ||
+        (res = vm_cluster_find (&cl, w->uri, vm->uuid, vm->name)) == NULL)
+      continue;
+    if (res->node && cl.local_node && strcmp (res->node, cl.local_node) != 0) {
+      rc = vms_call_fail (call, VMS_FAILURE_NON_RETRYABLE, "vm \"%s\" is the "
+                          "cluster resource %s, running on node %s: restore "
+                          "it there; nothing was changed here", vm->name,
+                          res->id, res->node);
+      break;
+    }
+    if ((vm->cl_id = strdup (res->id)) == NULL ||
+        (vm->cl_config = strdup (res->config)) == NULL) {
+      rc = vms_call_fail (call, VMS_FAILURE_OUT_OF_RESOURCES, "out of memory");
+      break;
+    }
+    if (vm_cluster_meta_set (res->id, "target-role", "Stopped", &prev) == -1) {
+      rc = vms_call_fail (call, VMS_FAILURE_RETRYABLE, "vm \"%s\" failed at "
+                          "pre-restore: cannot disable its cluster resource "
+                          "%s: %s", vm->name, res->id, vms_get_error ());
+      break;
+    }
+    vm->cl_disabled = 1;
+    vm->cl_role_unchanged = prev.unchanged;
+    vm->cl_role_nvpair = prev.nvpair_id; prev.nvpair_id = NULL;
+    vm->cl_role_value = prev.value; prev.value = NULL;
+    vm_cluster_meta_prev_clear (&prev);
+    if (vm_cluster_settle (RS_CLUSTER_STOP_S) == -1 ||
+        vm_cluster_running_on (res->id, cl.local_node) == 1) {
+      rc = vms_call_fail (call, VMS_FAILURE_RETRYABLE, "vm \"%s\" failed at "
+                          "pre-restore: the cluster did not stop its resource "
+                          "%s within %d s (it stays disabled: target-role "
+                          "Stopped)", vm->name, res->id, RS_CLUSTER_STOP_S);
+      break;
+    }
+    if (vm_cluster_cleanup (res->id) == -1)
+      vms_debug ("vm restore: %s: %s", res->id, vms_get_error ());
+    sv_add (&vm->notes, "cluster resource %s disabled (target-role Stopped) "
+            "and its failures cleaned", res->id);
+  }
+  vm_cluster_clear (&cl);
+  return rc;
+}
+
+/* PostRestore of a resource's VM (defined now, dom): the agent's config
+ * file gets the restored XML, libvirt forgets the domain again (the agent
+ * runs it transient from that file, as before; a VM resumed from its saved
+ * state keeps running, transient), and the resource is enabled, its
+ * target-role exactly as before. The resource is left disabled when
+ * anything before failed: a half-restored VM is not started. */
+static void
+cluster_enable (struct vm_writer *w, struct rs_vm *vm, virDomainPtr dom)
+{
+  CLEANUP_FREE char *xml = NULL;
+  struct vm_cluster_meta_prev prev = {
+    .nvpair_id = vm->cl_role_nvpair, .value = vm->cl_role_value,
+    .unchanged = vm->cl_role_unchanged,
+  };
+  struct stat st = { 0 };
+  CLEANUP_FREE char *node = NULL;
+  struct vm_cluster cl;
+  mode_t mode = 0600;
+
+  if (vm->error)
+    return;                     /* left disabled (vm_restore_post says so) */
+  xml = virDomainGetXMLDesc (dom, VIR_DOMAIN_XML_INACTIVE |
+                             VIR_DOMAIN_XML_SECURE);
+  if (xml == NULL) {
+    rs_fail (vm, "defined, but its XML cannot be read for the cluster "
+             "resource %s: %s (left disabled)", vm->cl_id, vm_virt_error ());
+    return;
+  }
+  /* Never through a link we did not make: the config is replaced as a
+   * file, with its mode. */
+  if (lstat (vm->cl_config, &st) == 0 && S_ISREG (st.st_mode))
+    mode = st.st_mode & 07777;
+  else if (errno != ENOENT || st.st_mode) {
+    rs_fail (vm, "defined, but the config %s of cluster resource %s is not "
+             "a regular file (a link?): copy the restored XML there by hand, "
+             "then enable the resource", vm->cl_config, vm->cl_id);
+    return;
+  }
+  if (vms_write_file_atomic (AT_FDCWD, vm->cl_config, xml, strlen (xml),
+                             mode) == -1) {
+    rs_fail (vm, "defined, but the config of cluster resource %s: %s (left "
+             "disabled)", vm->cl_id, vms_get_error ());
+    return;
+  }
+  sv_add (&vm->notes, "cluster resource %s: its config %s holds the restored "
+          "XML", vm->cl_id, vm->cl_config);
+  if (virDomainUndefineFlags (dom, VIR_DOMAIN_UNDEFINE_KEEP_NVRAM |
+                              VIR_DOMAIN_UNDEFINE_KEEP_TPM) == -1)
+    vms_debug ("vm restore: %s: undefine: %s", vm->name, vm_virt_error ());
+  if (vm_cluster_meta_restore (vm->cl_id, "target-role", &prev) == -1) {
+    rs_fail (vm, "restored, but its cluster resource %s could not be "
+             "enabled: %s", vm->cl_id, vms_get_error ());
+    return;
+  }
+  vm->cl_disabled = 0;
+  if (vm_cluster_settle (RS_CLUSTER_START_S) == -1) {
+    rs_fail (vm, "restored and its cluster resource %s enabled, but the "
+             "cluster did not settle within %d s: %s", vm->cl_id,
+             RS_CLUSTER_START_S, vms_get_error ());
+    return;
+  }
+  if (vm_cluster_scan (&cl) == 0) {
+    const struct vm_cluster_rsc *res = vm_cluster_find (&cl, w->uri,
+                                                        vm->uuid, vm->name);
+    if (res && res->node)
+      node = strdup (res->node);
+    vm_cluster_clear (&cl);
+  }
+  sv_add (&vm->notes, "cluster resource %s enabled: %s%s", vm->cl_id,
+          node ? "running on node " : "not running (its target-role says so)",
+          node ? node : "");
+}
+
 int
 vm_restore_pre (void *data, vms_call *call)
 {
@@ -755,6 +895,9 @@ vm_restore_pre (void *data, vms_call *call)
   if (plan_now (w) == -1)
     return vms_call_fail (call, VMS_FAILURE_NON_RETRYABLE, "nothing was "
                           "changed: %s", vms_get_error ());
+  /* R22: a cluster resource is taken offline through the cluster first. */
+  if (cluster_disable (w, call) == -1)
+    return -1;
 
   for (size_t i = 0; i < r->nr_vms; i++) {
     struct rs_vm *vm = &r->vms[i];
@@ -971,6 +1114,9 @@ post_one (struct vm_writer *w, vms_call *call, struct rs_vm *vm)
     return;
   }
   vm->defined = 1;
+  /* A copy never inherits autostart (nor the cluster resource). */
+  if (vm->clone && virDomainSetAutostart (dom, 0) == -1)
+    vms_debug ("vm restore: %s: autostart: %s", vm->name, vm_virt_error ());
   if (strcmp (vm->method, "saved-state") == 0 && state && vm->clone) {
     /* The memory state is the original's (its UUID, MACs, files): a copy
      * boots from its disks instead. */
@@ -983,6 +1129,17 @@ post_one (struct vm_writer *w, vms_call *call, struct rs_vm *vm)
   else if (strcmp (vm->method, "saved-state") == 0)
     sv_add (&vm->notes, "the backup holds no saved state: the VM comes back "
             "stopped");
+  if (vm->cl_id) {
+    /* R22: the cluster starts it (or not: its target-role as before). */
+    cluster_enable (w, vm, dom);
+    virDomainFree (dom);
+    dom = virDomainLookupByUUIDString (w->conn, vm->define_uuid
+                                       ? vm->define_uuid : vm->uuid);
+    vm->state = dom ? dom_state (dom) : "shut-off";
+    if (dom)
+      virDomainFree (dom);
+    return;
+  }
   if (!vm->resumed && (r->start || vm->nr_inst) && virDomainCreate (dom) == -1)
     rs_fail (vm, "defined, but it did not start: %s", vm_virt_error ());
   vm->state = dom_state (dom);
@@ -1005,6 +1162,9 @@ vm_restore_post (void *data, vms_call *call)
     char *n;
 
     post_one (w, call, vm);
+    if (vm->cl_disabled && vm->error)
+      sv_add (&vm->notes, "cluster resource %s left disabled (target-role "
+              "Stopped): the VM was not restored whole", vm->cl_id);
     if (vm->error == NULL)
       continue;
     if (asprintf (&n, "%s%svm \"%s\": %s", report ? report : "",
