@@ -641,6 +641,33 @@ checkpoint_xml_round_trips_through_the_bitmap_reader (void **state)
   free (x);
 }
 
+/* Issue 18: the XML that redefines a checkpoint libvirt forgot names each
+ * kept disk's bitmap and a creation time (libvirt refuses it without),
+ * escapes the name, and reads back as the disks with a bitmap. */
+static void
+redefine_xml_names_each_bitmap_and_a_creation_time (void **state)
+{
+  struct vm_job_disk d[] = {
+    { "vda", 1, 0, 1, NULL }, { "vdb", 1, 0, 0, NULL },
+  };
+  char *x = vm_checkpoint_redefine_xml ("vmshadow-x", 1796281878LL, d, 2);
+  string_vector t = empty_vector;
+
+  assert_non_null (x);
+  assert_non_null (strstr (x, "<creationTime>1796281878</creationTime>"));
+  assert_non_null (strstr (x, "<disk name='vda' checkpoint='bitmap' "
+                           "bitmap='vmshadow-x'/>"));
+  assert_non_null (strstr (x, "<disk name='vdb' checkpoint='no'/>"));
+  assert_int_equal (vm_checkpoint_bitmaps (x, strlen (x), &t), 0);
+  assert_int_equal (t.len, 1);
+  assert_string_equal (t.ptr[0], "vda");
+  string_vector_free_all (&t);
+  free (x);
+  x = vm_checkpoint_redefine_xml ("a'<&", 0, d, 1);
+  assert_non_null (strstr (x, "bitmap='a&apos;&lt;&amp;'"));
+  free (x);
+}
+
 static void
 libvirt_inconsistent_bitmap_message_names_the_disk (void **state)
 {
@@ -851,6 +878,8 @@ static const struct CMUnitTest tests[] = {
         checkpoint_xml_round_trips_through_the_bitmap_reader),
   TEST ("libvirt-inconsistent-bitmap-message-names-the-disk",
         libvirt_inconsistent_bitmap_message_names_the_disk),
+  TEST ("redefine-xml-names-each-bitmap-and-a-creation-time",
+        redefine_xml_names_each_bitmap_and_a_creation_time),
   TEST ("dac-label-of-a-running-domain-is-read-and-resolved",
         dac_label_of_a_running_domain_is_read_and_resolved),
   TEST ("copy-has-new-identity-macs-and-files",
