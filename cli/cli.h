@@ -132,6 +132,8 @@ extern int cmd_upgrade (const struct options *opts, int argc, char **argv);
 extern int cmd_extract (const struct options *opts, int argc, char **argv);
 extern int cmd_restore (const struct options *opts, int argc, char **argv);
 extern int cmd_serve (const struct options *opts, int argc, char **argv);
+extern int cmd_files (const struct options *opts, int argc, char **argv);
+extern int cmd_mount (const struct options *opts, int argc, char **argv);
 extern int cmd_config (const struct options *opts, int argc, char **argv);
 extern int cmd_job (const struct options *opts, int argc, char **argv);
 extern int cmd_status (const struct options *opts, int argc, char **argv);

@@ -158,6 +158,12 @@ static const struct cmd_option serve_opts[] = {
   { OPT_VM, "--vm NAME|UUID", "the VM whose disk to serve" },
   { OPT_DISK, "--disk TARGET", "the VM's disk (vda, ...), when it has several" },
   { 0 } };
+static const struct cmd_option files_opts[] = {
+  REPO_OPT,
+  { OPT_TO, "--to DIR", "get: the directory to copy into (default: the\n"
+    "current one)" },
+  { 0 } };
+static const struct cmd_option mount_opts[] = { REPO_OPT, { 0 } };
 static const struct cmd_option config_opts[] = { JSON_OPT, CONFIG_OPT, { 0 } };
 static const struct cmd_option job_opts[] = {
   CONFIG_OPT, CONNECT_OPT ("of the VMs"), WRITERS_OPT, WAIT_OPTS, { 0 } };
@@ -219,6 +225,12 @@ static const struct command {
   { "serve", cmd_serve, serve_opts, "BACKUP --vm VM",
     "serve a disk of a backup over NBD, read-only (--disk)",
     "0 stopped by a signal, 1 failed, 2 usage", 0 },
+  { "files", cmd_files, files_opts, "BACKUP VM [ls|cat|get] PATH...",
+    "list, print or copy out (--to DIR) files inside a VM's disks",
+    "0 done, 1 failed, 2 usage, 4 some paths done and others not", 0 },
+  { "mount", cmd_mount, mount_opts, "BACKUP VM DIR",
+    "mount a VM's filesystems from a backup on DIR, read-only (FUSE)",
+    "0 mounted, 1 failed (nothing mounted), 2 usage", 0 },
   { "config", cmd_config, config_opts, "check",
     "check the configuration (" VMS_CONFIG_DEFAULT_DIR ")",
     "0 good, 2 errors found (or usage)", 1 },

@@ -10,6 +10,8 @@ packages=(
   libjson-c-dev libinih-dev libcmocka-dev libvirt-dev libnbd-dev libxml2-dev
   libzstd-dev libssl-dev nbdkit nbdkit-plugin-dev
   librados-dev   # the RADOS repository backend (issue 12)
+  # files/mount (issue 16): libguestfs and its appliance, FUSE's fusermount
+  libguestfs-dev libguestfs-xfs fuse3
   # tests: reflink filesystems, loop devices, example writers
   btrfs-progs xfsprogs e2fsprogs util-linux sqlite3 valgrind
   # tests: NBD clients of the exports (nbdcopy, nbdinfo, qemu-io)
@@ -18,6 +20,8 @@ packages=(
   qemu-block-extra
   # the Debian packages (setup.sh, tests/package): build and check them
   dpkg-dev debhelper fakeroot lintian
+  # tests: guest disks made without the host kernel mounting anything
+  guestfish
 )
 
 missing=()

@@ -135,6 +135,9 @@ struct vms_repo_export_options {
 extern VMS_API vms_repo_export *vms_repo_export_open (const struct vms_repo_export_options *o);
 /* "nbd+unix:///?socket=PATH". Borrowed. */
 extern VMS_API const char *vms_repo_export_uri (const vms_repo_export *e);
+/* The path of its Unix socket (for clients that take a socket rather
+ * than a URI: libguestfs, QEMU). Borrowed. */
+extern VMS_API const char *vms_repo_export_socket (const vms_repo_export *e);
 /* The export's size in bytes. */
 extern VMS_API uint64_t vms_repo_export_size (const vms_repo_export *e);
 /* 1 if the server ended by itself (the error says why), else 0. */

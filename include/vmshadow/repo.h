@@ -242,6 +242,19 @@ struct vms_file_selector {
  * backup has instead. */
 extern VMS_API int vms_manifest_select_file (const vms_manifest *m,
                                              const struct vms_file_selector *sel);
+/* Every stored disk of a VM of m (name or UUID, as in vms_file_selector),
+ * for a tool that needs them all at once (file-level restore, R26: a
+ * volume group may span disks). *disks (caller frees) gets their file
+ * numbers and targets ("vda"; borrowed from m), ordered by target (vda,
+ * vdb, …, vdz, vdaa). Returns how many (at least 1), or -1 with the error
+ * set: no such VM (naming the VMs the backup has), or a VM without a
+ * stored disk. */
+struct vms_vm_disk {
+  size_t file;
+  const char *target;
+};
+extern VMS_API int vms_manifest_vm_disks (const vms_manifest *m, const char *vm,
+                                          struct vms_vm_disk **disks);
 
 /* ---- maintenance ---- */
 

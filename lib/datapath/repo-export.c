@@ -177,6 +177,12 @@ vms_repo_export_uri (const vms_repo_export *e)
   return e->server.uri;
 }
 
+const char *
+vms_repo_export_socket (const vms_repo_export *e)
+{
+  return e->server.socket;
+}
+
 uint64_t
 vms_repo_export_size (const vms_repo_export *e)
 {

@@ -143,3 +143,61 @@ vms_manifest_select_file (const vms_manifest *m,
                    vms_manifest_backup_id (m), path);
   return i;
 }
+
+/* vda < vdb < … < vdz < vdaa: shorter targets first. */
+static int
+vm_disk_compare (const void *a, const void *b)
+{
+  const struct vms_vm_disk *x = a, *y = b;
+  size_t lx = strlen (x->target), ly = strlen (y->target);
+  return lx != ly ? (lx < ly ? -1 : 1) : strcmp (x->target, y->target);
+}
+
+int
+vms_manifest_vm_disks (const vms_manifest *m, const char *vm,
+                       struct vms_vm_disk **disks)
+{
+  const struct vms_file_selector sel = { .vm = vm };
+  const vms_component *c;
+  struct vms_vm_disk *out;
+  size_t nf, n = 0;
+
+  *disks = NULL;
+  if (vm == NULL) {
+    vms_set_error (EINVAL, "vms_manifest_vm_disks: no VM given");
+    return -1;
+  }
+  if ((c = select_component (m, &sel)) == NULL)
+    return -1;
+  nf = vms_component_file_count (c);
+  if ((out = calloc (nf ? nf : 1, sizeof *out)) == NULL) {
+    vms_set_error (errno, "out of memory");
+    return -1;
+  }
+  for (size_t i = 0; i < nf; i++) {
+    struct vms_file_info fi;
+    char key[4096];
+    const char *target;
+    int f;
+    if (vms_component_file (c, i, &fi) == -1)
+      continue;
+    snprintf (key, sizeof key, DISK_TARGET_ATTR "%s", fi.path);
+    if ((target = vms_component_get_string (c, key)) == NULL)
+      continue;
+    /* A disk the writer named but did not store (R13) is not there. */
+    if ((f = vms_manifest_find_file (m, vms_component_name (c), fi.path)) < 0)
+      continue;
+    out[n].file = (size_t) f;
+    out[n].target = target;
+    n++;
+  }
+  if (n == 0) {
+    free (out);
+    vms_set_error (ENOENT, "VM \"%s\" in backup %s has no stored disk", vm,
+                   vms_manifest_backup_id (m));
+    return -1;
+  }
+  qsort (out, n, sizeof *out, vm_disk_compare);
+  *disks = out;
+  return (int) n;
+}

@@ -17,6 +17,7 @@ DEPS = {
     'file_provider_dep': 'providers/file',
     'qemu_provider_dep': 'providers/qemu',
     'vm_writer_dep': 'writers/libvirt',
+    'guestfiles_dep': 'lib/guestfiles', 'guestfs_dep': 'libguestfs',
     'jsonc_dep': 'json-c', 'libcrypto_dep': 'OpenSSL libcrypto',
     'libzstd_dep': 'zstd', 'librados_dep': 'librados', 'libnbd_dep': 'libnbd', 'libvirt_dep': 'libvirt',
     'libvirt_qemu_dep': 'libvirt-qemu',
