@@ -159,6 +159,8 @@ print(hashlib.sha256(data[start:start + cs]).hexdigest())
 PY
 ) || lab_fail "cannot find damaged.bin in $vda"
 chunk=$VMW_REPO/chunks/${d:0:2}/$d
+# (a chunk that compresses is stored zstd-compressed, as DIGEST.zst)
+[ -f "$chunk" ] || chunk=$chunk.zst
 [ -f "$chunk" ] || lab_fail "chunk $d not in the repository (layout changed?)"
 flip_byte "$chunk" 3000
 
