@@ -159,11 +159,11 @@ static const struct cmd_option serve_opts[] = {
   { OPT_DISK, "--disk TARGET", "the VM's disk (vda, ...), when it has several" },
   { 0 } };
 static const struct cmd_option files_opts[] = {
-  REPO_OPT,
+  REPO_OPT, PASS_OPT,
   { OPT_TO, "--to DIR", "get: the directory to copy into (default: the\n"
     "current one)" },
   { 0 } };
-static const struct cmd_option mount_opts[] = { REPO_OPT, { 0 } };
+static const struct cmd_option mount_opts[] = { REPO_OPT, PASS_OPT, { 0 } };
 static const struct cmd_option config_opts[] = { JSON_OPT, CONFIG_OPT, { 0 } };
 static const struct cmd_option job_opts[] = {
   CONFIG_OPT, CONNECT_OPT ("of the VMs"), WRITERS_OPT, WAIT_OPTS, { 0 } };

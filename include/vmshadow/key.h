@@ -82,6 +82,11 @@ extern VMS_API int vms_key_import_paper (const char *text, char fingerprint[33])
 extern VMS_API int vms_key_import (const char *text, size_t len,
                                    const char *master_private_key,
                                    char fingerprint[33]);
+/* Take a key handed over on fd by the process that started this one
+ * (vms_repo_key_handoff): read to its end, checked against its
+ * fingerprint, kept in this process's memory (vms_repo_open then needs no
+ * passphrase); the bytes read are wiped. fd is not closed. */
+extern VMS_API int vms_key_receive (int fd);
 
 #ifdef __cplusplus
 }

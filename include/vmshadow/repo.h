@@ -102,12 +102,13 @@ struct vms_repo_encryption {
   int visible_backup_ids;
 };
 /* For a program this process starts that opens the same repository
- * (nbdkit for vms_repo_export_open): "VMSHADOW_KEY_HANDOFF=<fp>:<secret
- * hex>" to put in that program's environment only; its vms_repo_open takes
- * the key from there (and removes the variable) instead of asking a
- * passphrase again. Malloc'd, wipe it after use; NULL for a plain
- * repository (no error) or without the key (error set). */
-extern VMS_API char *vms_repo_key_handoff (vms_repo *repo);
+ * (nbdkit-vmshadow-plugin's keyfd=N, for vms_repo_export_open): the read
+ * end of a pipe holding the unlocked key, never the environment or argv
+ * (R28). Pass it to that program alone as an inherited descriptor and
+ * close it here; the program calls vms_key_receive on it before
+ * vms_repo_open. O_CLOEXEC. -1 with the error set (EINVAL: the repository
+ * is not encrypted; ENOKEY: it was opened without its key). */
+extern VMS_API int vms_repo_key_handoff (vms_repo *repo);
 /* The repository's copy of its key file (keys/<fingerprint>: the
  * recovery wrap for a master key, no passphrase-sealed secret), for
  * vms_key_import; NULL with the error set (ENOENT: none). */

@@ -30,9 +30,11 @@ struct nbd_server {
   char *socket;
   char *uri;                    /* nbd+unix:///?socket=... */
   char *image;                  /* for messages */
-  /* The server's whole environment, or NULL for ours (nbdkit serving an
-   * encrypted repository gets its unlocked key so, issue 13). */
-  char *const *envp;
+  /* A descriptor of ours the server gets as its descriptor 3, or 0
+   * (nbdkit serving an encrypted repository reads its unlocked key from
+   * it: keyfd=3, issue 13, R28). The guard shell closes its own copy at
+   * once. */
+  int pass_fd;
 };
 
 /* Start qemu-nbd on image (format "raw" or "qcow2"; bitmap may be NULL),

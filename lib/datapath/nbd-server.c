@@ -202,23 +202,26 @@ nbd_server_wait (pid_t pid, int64_t ms, int *status)
 }
 
 /* The guard: run the server ("$@") in the background; a watcher reads our
- * pipe (stdin, moved to fd 3: an asynchronous list's stdin would be
+ * pipe (stdin, moved to fd 4: an asynchronous list's stdin would be
  * /dev/null) and at its end of file sends the server SIGTERM, again every
  * 0.1 s while it is there: qemu-nbd drops a SIGTERM that arrives while it
  * starts (it marks itself running after installing its handler; seen
  * leaking 2 servers of 70 whose owner died within 10 ms). SIGKILL after
  * 60 s, beyond nbd_server_stop's own wait. The shell exits with the
- * server's status (143 after SIGTERM). */
+ * server's status (143 after SIGTERM). Descriptor 3, where nbdkit may get
+ * a key (pass_fd), is the server's alone: the shell closes its copy once
+ * the server started. */
 static const char nbd_server_guard[] =
-  "exec 3<&0 </dev/null\n"
-  "\"$@\" 3<&- &\n"
+  "exec 4<&0 </dev/null\n"
+  "\"$@\" 4<&- &\n"
   "q=$!\n"
-  "( while read -r _; do :; done <&3\n"
+  "exec 3<&-\n"
+  "( while read -r _; do :; done <&4\n"
   "  n=0\n"
   "  while kill -TERM $q 2>/dev/null && [ $n -lt 600 ]; do sleep 0.1; n=$((n + 1)); done\n"
   "  kill -KILL $q 2>/dev/null ) &\n"
   "w=$!\n"
-  "exec 3<&-\n"
+  "exec 4<&-\n"
   "wait $q; s=$?\n"
   "kill $w 2>/dev/null\n"
   "exit $s\n";
@@ -236,7 +239,7 @@ nbd_server_spawn (struct nbd_server *s, const char *const *argv)
     return -1;
   }
   struct vms_spawn_options o = {
-    .argv = argv, .envp = s->envp, .stdin_fd = guard[0], .stdout_fd = -1,
+    .argv = argv, .pass_fd = s->pass_fd, .stdin_fd = guard[0], .stdout_fd = -1,
     .stderr_path = log_path,
   };
   pid = vms_spawn (&o);

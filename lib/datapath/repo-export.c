@@ -39,22 +39,25 @@ repo_export_plugin (void)
   return p && *p ? p : VMS_NBDKIT_PLUGIN;
 }
 
-/* Check the selection; fills *size and a description for messages. */
+/* Check the selection; fills *size and a description for messages, and
+ * for an encrypted repository *key_fd: the read end of a pipe holding its
+ * unlocked key (vms_repo_key_handoff), for nbdkit's descriptor 3, never
+ * its environment or argv (R28). */
 static int
 repo_export_check (const struct vms_repo_export_options *o, uint64_t *size,
-                   char *what, size_t len, char **handoff)
+                   char *what, size_t len, int *key_fd)
 {
   vms_repo *repo = vms_repo_open (o->repo_dir, 0);
-  /* An encrypted repository: nbdkit gets the key unlocked here (R28). */
-  if (repo && (*handoff = vms_repo_key_handoff (repo)) == NULL &&
-      vms_repo_key_fingerprint (repo) != NULL) {
-    vms_repo_close (repo);
-    return -1;
-  }
   vms_manifest *m = NULL;
   struct vms_stored_file f;
   int i = -1;
 
+  *key_fd = -1;
+  if (repo && vms_repo_key_fingerprint (repo) != NULL &&
+      (*key_fd = vms_repo_key_handoff (repo)) == -1) {
+    vms_repo_close (repo);
+    return -1;
+  }
   if (repo && (m = vms_manifest_open (repo, o->backup_id)) != NULL &&
       (i = vms_manifest_select_file (m, &o->select)) >= 0 &&
       vms_manifest_file (m, (size_t) i, &f, size) == 0)
@@ -63,6 +66,10 @@ repo_export_check (const struct vms_repo_export_options *o, uint64_t *size,
     i = -1;
   vms_manifest_free (m);
   vms_repo_close (repo);
+  if (i < 0 && *key_fd >= 0) {
+    close (*key_fd);
+    *key_fd = -1;
+  }
   return i < 0 ? -1 : 0;
 }
 
@@ -72,9 +79,8 @@ vms_repo_export_open (const struct vms_repo_export_options *o)
   const char *plugin = repo_export_plugin ();
   char what[4200], cache_opt[40];
   CLEANUP_FREE char *repo_abs = NULL, *pidfile_opt = NULL;
-  CLEANUP_FREE char *params[6] = { NULL };
-  char *handoff = NULL;
-  CLEANUP_FREE char **envp = NULL;
+  CLEANUP_FREE char *params[7] = { NULL };
+  CLEANUP_CLOSE int key_fd = -1;
   const char *argv[20];
   size_t n = 0, np = 0;
   vms_repo_export *e;
@@ -92,27 +98,9 @@ vms_repo_export_open (const struct vms_repo_export_options *o)
     vms_set_error (errno, "out of memory");
     return NULL;
   }
-  if (repo_export_check (o, &e->size, what, sizeof what, &handoff) == -1)
-    goto wipe;
-  if (handoff) {
-    /* Our environment and the handoff: the server's alone, gone from its
-     * environment once the plugin took it (key.c). */
-    extern char **environ;
-    size_t ne = 0;
-    while (environ[ne])
-      ne++;
-    if ((envp = calloc (ne + 2, sizeof *envp)) == NULL) {
-      vms_set_error (ENOMEM, "out of memory");
-      goto wipe;
-    }
-    for (size_t i = 0, j = 0; i < ne; i++)
-      if (strncmp (environ[i], "VMSHADOW_KEY_HANDOFF=", 21) != 0)
-        envp[j++] = environ[i];
-    for (size_t j = 0; ; j++)
-      if (envp[j] == NULL) {
-        envp[j] = handoff;
-        break;
-      }
+  if (repo_export_check (o, &e->size, what, sizeof what, &key_fd) == -1) {
+    free (e);
+    return NULL;
   }
   /* nbdkit opens the repository itself, from another working directory. */
   if ((repo_abs = realpath (o->repo_dir, NULL)) == NULL) {
@@ -133,7 +121,8 @@ vms_repo_export_open (const struct vms_repo_export_options *o)
       (o->select.disk && asprintf (&params[np++], "disk=%s", o->select.disk) == -1) ||
       (o->select.component &&
        asprintf (&params[np++], "component=%s", o->select.component) == -1) ||
-      (o->select.file && asprintf (&params[np++], "file=%s", o->select.file) == -1)) {
+      (o->select.file && asprintf (&params[np++], "file=%s", o->select.file) == -1) ||
+      (key_fd >= 0 && asprintf (&params[np++], "keyfd=3") == -1)) {
     vms_set_error (ENOMEM, "out of memory");
     nbd_server_stop (&e->server);
     free (e);
@@ -150,25 +139,14 @@ vms_repo_export_open (const struct vms_repo_export_options *o)
     argv[n++] = params[i];
   argv[n++] = cache_opt;
   argv[n] = NULL;
-  e->server.envp = envp;
+  e->server.pass_fd = key_fd >= 0 ? key_fd : 0;
   int r = nbd_server_run (&e->server, argv, "nbdkit");
-  e->server.envp = NULL;
-  if (handoff) {
-    memset (handoff, 0, strlen (handoff));
-    free (handoff);
-  }
+  e->server.pass_fd = 0;
   if (r == -1) {
     free (e);
     return NULL;
   }
   return e;
- wipe:
-  if (handoff) {
-    memset (handoff, 0, strlen (handoff));
-    free (handoff);
-  }
-  free (e);
-  return NULL;
 }
 
 const char *
@@ -287,7 +265,7 @@ vms_repo_export_stop_detached (int pid, const char *socket)
 static pid_t detached_run (const struct vms_repo_export_options *o,
                            const char *socket, const char *pidfile,
                            const char *logfile, const char *plugin,
-                           const char *what, char **envp);
+                           const char *what, int key_fd);
 
 int
 vms_repo_export_start_detached (const struct vms_repo_export_options *o,
@@ -304,33 +282,10 @@ vms_repo_export_start_detached (const struct vms_repo_export_options *o,
                    "it cannot serve backups");
     return -1;
   }
-  char *handoff = NULL;
-  CLEANUP_FREE char **envp = NULL;
-  if (repo_export_check (o, &size, what, sizeof what, &handoff) == -1)
+  CLEANUP_CLOSE int key_fd = -1;
+  if (repo_export_check (o, &size, what, sizeof what, &key_fd) == -1)
     return -1;
-  if (handoff) {
-    /* An encrypted repository: the unlocked key in the server's
-     * environment only, as vms_repo_export_open does (R28). */
-    extern char **environ;
-    size_t ne = 0, j = 0;
-    while (environ[ne])
-      ne++;
-    if ((envp = calloc (ne + 2, sizeof *envp)) == NULL) {
-      vms_set_error (ENOMEM, "out of memory");
-      memset (handoff, 0, strlen (handoff));
-      free (handoff);
-      return -1;
-    }
-    for (size_t i = 0; i < ne; i++)
-      if (strncmp (environ[i], "VMSHADOW_KEY_HANDOFF=", 21) != 0)
-        envp[j++] = environ[i];
-    envp[j] = handoff;
-  }
-  pid = detached_run (o, socket, pidfile, logfile, plugin, what, envp);
-  if (handoff) {
-    memset (handoff, 0, strlen (handoff));
-    free (handoff);
-  }
+  pid = detached_run (o, socket, pidfile, logfile, plugin, what, key_fd);
   if (pid == -1)
     return -1;
   if ((gid && chown (socket, 0, (gid_t) gid) == -1) ||
@@ -349,11 +304,11 @@ vms_repo_export_start_detached (const struct vms_repo_export_options *o,
 static pid_t
 detached_run (const struct vms_repo_export_options *o, const char *socket,
               const char *pidfile, const char *logfile, const char *plugin,
-              const char *what, char **envp)
+              const char *what, int key_fd)
 {
   char cache_opt[40];
   CLEANUP_FREE char *repo_abs = NULL, *pidfile_opt = NULL;
-  CLEANUP_FREE char *params[6] = { NULL };
+  CLEANUP_FREE char *params[7] = { NULL };
   const char *argv[24];
   size_t n = 0, np = 0;
   pid_t pid;
@@ -374,7 +329,8 @@ detached_run (const struct vms_repo_export_options *o, const char *socket,
       (o->select.disk && asprintf (&params[np++], "disk=%s", o->select.disk) == -1) ||
       (o->select.component &&
        asprintf (&params[np++], "component=%s", o->select.component) == -1) ||
-      (o->select.file && asprintf (&params[np++], "file=%s", o->select.file) == -1)) {
+      (o->select.file && asprintf (&params[np++], "file=%s", o->select.file) == -1) ||
+      (key_fd >= 0 && asprintf (&params[np++], "keyfd=3") == -1)) {
     vms_set_error (ENOMEM, "out of memory");
     return -1;
   }
@@ -395,7 +351,7 @@ detached_run (const struct vms_repo_export_options *o, const char *socket,
   argv[n] = NULL;
   const struct vms_spawn_options so = {
     .argv = argv, .stdin_fd = -1, .stdout_fd = -1, .stderr_path = logfile,
-    .new_session = 1, .envp = envp,
+    .new_session = 1, .pass_fd = key_fd >= 0 ? key_fd : 0,
   };
   int status;
   if ((pid = vms_spawn (&so)) == -1)

@@ -103,6 +103,10 @@ extern int key_paper_parse (const char *text, uint8_t master[CRYPT_KEY_LEN],
  * Borrowed: valid until the process ends. NULL with the error set (ENOKEY
  * when there is no key file). */
 extern const struct crypt_key *key_unlock (const char *fp);
+/* The read end of a pipe that holds unlocked key fp for a child
+ * (vms_repo_key_handoff, vms_key_receive): O_CLOEXEC, or -1 with the
+ * error set. */
+extern int key_handoff_fd (const char *fp);
 /* A new key (random secret), its file written and the key cached. */
 extern const struct crypt_key *key_new (const char *master_public_key);
 /* Remove key fp's file (a key made for a repository whose creation then

@@ -720,30 +720,90 @@ unlock_file (const struct key_file *kf, const char *fp, const char *what,
   return r;
 }
 
-/* The key handed over by the process that started this one
- * (vms_repo_key_handoff), if it is key fp: taken, and the variable wiped
- * and removed. */
-static const struct crypt_key *
-key_from_handoff (const char *fp)
-{
-  char *e = getenv ("VMSHADOW_KEY_HANDOFF");
-  struct crypt_key k;
-  const struct crypt_key *c = NULL;
+/* The handoff's text: "<fp>:<secret hex>\n". */
+#define HANDOFF_LEN (32 + 1 + 2 * CRYPT_KEY_LEN + 1)
 
-  if (e == NULL || strlen (e) != 32 + 1 + 2 * CRYPT_KEY_LEN || e[32] != ':' ||
-      strncmp (e, fp, 32) != 0)
-    return NULL;
-  if (crypt_unhex (e + 33, k.master, CRYPT_KEY_LEN) == 0 &&
-      crypt_key_derive (&k) == 0 && strcmp (k.fingerprint_hex, fp) == 0)
-    c = cache_add (&k);
+int
+vms_key_receive (int fd)
+{
+  char buf[HANDOFF_LEN + 1];
+  size_t got = 0;
+  struct crypt_key k = { 0 };
+  int r = -1;
+
+  /* All of it (the writer closed its end: end of file follows), and no
+   * more than a handoff holds. */
+  for (;;) {
+    ssize_t n = read (fd, buf + got, sizeof buf - got);
+    if (n == -1 && errno == EINTR)
+      continue;
+    if (n == -1) {
+      vms_set_error (errno, "cannot read the key handed over on file "
+                     "descriptor %d: %s", fd, strerror (errno));
+      goto out;
+    }
+    if (n == 0)
+      break;
+    got += (size_t) n;
+    if (got == sizeof buf)
+      break;
+  }
+  if (got == HANDOFF_LEN && buf[HANDOFF_LEN - 1] == '\n')
+    buf[HANDOFF_LEN - 1] = '\0';
+  if (got != HANDOFF_LEN || buf[32] != ':' || buf[HANDOFF_LEN - 1] != '\0' ||
+      crypt_unhex (buf + 33, k.master, CRYPT_KEY_LEN) == -1) {
+    vms_set_error (EINVAL, "file descriptor %d does not hold a key handed "
+                   "over by vmshadow (%zu bytes)", fd, got);
+    goto out;
+  }
+  buf[32] = '\0';
+  if (crypt_key_derive (&k) == -1)
+    goto out;
+  if (strcmp (k.fingerprint_hex, buf) != 0)
+    vms_set_error (EKEYREJECTED, "the key handed over on file descriptor %d "
+                   "is not key %.32s", fd, buf);
+  else if (cache_add (&k) != NULL)
+    r = 0;
+ out:
   crypt_key_wipe (&k);
-  /* Out of the environment, then the bytes (name included: getenv points
-   * into the variable's "NAME=value" string) wiped where they were. */
-  char *whole = e - strlen ("VMSHADOW_KEY_HANDOFF=");
-  size_t n = strlen (whole);
-  unsetenv ("VMSHADOW_KEY_HANDOFF");
-  OPENSSL_cleanse (whole, n);
-  return c;
+  OPENSSL_cleanse (buf, sizeof buf);
+  return r;
+}
+
+int
+key_handoff_fd (const char *fp)
+{
+  const struct crypt_key *c = cache_find (fp);
+  char buf[HANDOFF_LEN + 1];
+  int p[2];
+
+  if (c == NULL) {
+    vms_set_error (ENOKEY, "key %s is not unlocked in this process", fp);
+    return -1;
+  }
+  /* Both ends close-on-exec: the one program it is for gets the read end
+   * by a dup2 of its own (vms_spawn's pass_fd). A pipe holds 4 KiB or
+   * more: the write cannot block, and the text lives in the kernel only
+   * until the reader takes it or the last read end closes. */
+  if (pipe2 (p, O_CLOEXEC) == -1) {
+    vms_set_error (errno, "cannot make a pipe: %s", strerror (errno));
+    return -1;
+  }
+  memcpy (buf, c->fingerprint_hex, 32);
+  buf[32] = ':';
+  crypt_hex (c->master, CRYPT_KEY_LEN, buf + 33);
+  buf[HANDOFF_LEN - 1] = '\n';
+  ssize_t n = write (p[1], buf, HANDOFF_LEN);
+  int saved = errno;
+  OPENSSL_cleanse (buf, sizeof buf);
+  close (p[1]);
+  if (n != HANDOFF_LEN) {
+    vms_set_error (n == -1 ? saved : EIO, "cannot write the key into a pipe: %s",
+                   n == -1 ? strerror (saved) : "short write");
+    close (p[0]);
+    return -1;
+  }
+  return p[0];
 }
 
 const struct crypt_key *
@@ -755,8 +815,6 @@ key_unlock (const char *fp)
   char what[4200];
 
   if (c)
-    return c;
-  if ((c = key_from_handoff (fp)) != NULL)
     return c;
   if (read_key_file (fp, &kf, what, sizeof what) == -1)
     return NULL;

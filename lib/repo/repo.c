@@ -55,26 +55,19 @@ vms_repo_backup_ids_hidden (const vms_repo *repo)
   return repo->encrypted && repo->hide_ids;
 }
 
-char *
+int
 vms_repo_key_handoff (vms_repo *repo)
 {
-  char *s, h[2 * CRYPT_KEY_LEN + 1];
-
-  vms_clear_error ();
-  if (!repo->encrypted)
-    return NULL;
+  if (!repo->encrypted) {
+    vms_set_error (EINVAL, "repository %s is not encrypted", repo->path);
+    return -1;
+  }
   if (repo->key == NULL) {
     vms_set_error (ENOKEY, "repository %s was opened without its key",
                    repo->path);
-    return NULL;
+    return -1;
   }
-  crypt_hex (repo->key->master, CRYPT_KEY_LEN, h);
-  if (asprintf (&s, "VMSHADOW_KEY_HANDOFF=%s:%s", repo->key_fp, h) == -1) {
-    s = NULL;
-    vms_set_error (ENOMEM, "out of memory");
-  }
-  memset (h, 0, sizeof h);
-  return s;
+  return key_handoff_fd (repo->key_fp);
 }
 
 char *

@@ -190,10 +190,14 @@ vms_spawn (const struct vms_spawn_options *opts)
       : opts->stderr_fd >= 0
       ? posix_spawn_file_actions_adddup2 (&fa, opts->stderr_fd, 2)
       : posix_spawn_file_actions_addopen (&fa, 2, "/dev/null", O_WRONLY, 0);
+  /* (dup2 clears close-on-exec, also when the numbers are equal.) */
+  if (r == 0 && opts->pass_fd > 0)
+    r = posix_spawn_file_actions_adddup2 (&fa, opts->pass_fd, 3);
 #ifdef HAVE_ADDCLOSEFROM_NP
   /* Our own descriptors are O_CLOEXEC, but those other threads or
    * libraries opened without it must not leak into the child either. */
-  if (r == 0) r = posix_spawn_file_actions_addclosefrom_np (&fa, 3);
+  if (r == 0)
+    r = posix_spawn_file_actions_addclosefrom_np (&fa, opts->pass_fd > 0 ? 4 : 3);
 #endif
   if (r == 0 && opts->cwd) {
 #ifdef HAVE_ADDCHDIR_NP

@@ -21,8 +21,8 @@
 
 /* How vms_spawn starts a child: the one place where vmshadow sets up
  * posix_spawn. Every child gets every descriptor but 0, 1 and 2 closed,
- * default signal dispositions, an empty signal mask, and a process group
- * (or a session) of its own. */
+ * (but 3, with pass_fd) closed, default signal dispositions, an empty
+ * signal mask, and a process group (or a session) of its own. */
 struct vms_spawn_options {
   /* The program and its arguments, NULL-terminated. argv[0] containing a
    * '/' is run as is, otherwise looked up in PATH. Required. */
@@ -37,6 +37,9 @@ struct vms_spawn_options {
   /* If set, the child's stderr is this file instead (created or
    * truncated, mode 0600). */
   const char *stderr_path;
+  /* A descriptor of ours that becomes the child's descriptor 3 (0: none,
+   * and the child has no descriptor 3): how a key reaches nbdkit (R28). */
+  int pass_fd;
   /* 1: a session of its own (setsid; it keeps running when our terminal
    * or process group is signalled); 0: a process group of its own, with
    * the child as leader, so that kill (-pid) reaches its descendants. */

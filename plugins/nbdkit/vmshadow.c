@@ -21,8 +21,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <vmshadow/error.h>
+#include <vmshadow/key.h>
 #include <vmshadow/repo.h>
 
 #define THREAD_MODEL NBDKIT_THREAD_MODEL_PARALLEL
@@ -32,6 +34,7 @@ static char *repo_dir;
 static const char *backup_id;
 static struct vms_file_selector sel;
 static int64_t cache_bytes = 64 * 1024 * 1024;
+static int key_fd = -1;
 
 /* Opened in get_ready, read by every connection. */
 static vms_repo *repo;
@@ -79,6 +82,17 @@ vmshadow_config (const char *key, const char *value)
     sel.component = value;
   else if (strcmp (key, "file") == 0)
     sel.file = value;
+  else if (strcmp (key, "keyfd") == 0) {
+    /* An encrypted repository's unlocked key, on a descriptor that
+     * vmshadow passed (vms_repo_key_handoff; never argv or the
+     * environment: R28). Read in get_ready. */
+    if (nbdkit_parse_int ("keyfd", value, &key_fd) == -1)
+      return -1;
+    if (key_fd < 3) {
+      nbdkit_error ("keyfd=%d: not a descriptor of its own (3 or more)", key_fd);
+      return -1;
+    }
+  }
   else if (strcmp (key, "cache") == 0) {
     if ((cache_bytes = nbdkit_parse_size (value)) == -1)
       return -1;
@@ -111,7 +125,8 @@ vmshadow_config_complete (void)
   "backup=<ID>         (required) The backup.\n" \
   "vm=<NAME|UUID>      The VM (or component=<NAME>).\n" \
   "disk=<TARGET>       The VM's disk, e.g. vda (or file=<PATH>).\n" \
-  "cache=<SIZE>        Chunk cache size (default 64M)."
+  "cache=<SIZE>        Chunk cache size (default 64M).\n" \
+  "keyfd=<FD>          Read an encrypted repository's unlocked key from FD."
 
 /* Everything that can fail is opened here, before the first client. */
 static int
@@ -120,6 +135,15 @@ vmshadow_get_ready (void)
   vms_manifest *m;
   int i;
 
+  if (key_fd >= 0) {
+    int r = vms_key_receive (key_fd);
+    close (key_fd);
+    key_fd = -1;
+    if (r == -1) {
+      nbdkit_error ("%s", vms_get_error ());
+      return -1;
+    }
+  }
   if ((repo = vms_repo_open (repo_dir, 0)) == NULL) {
     nbdkit_error ("%s", vms_get_error ());
     return -1;

@@ -78,28 +78,43 @@ stop_serve
 
 # The same from an encrypted repository (issue 13, R28), the passphrase
 # given on a file descriptor only: serve unlocks the key once and hands it
-# to nbdkit through that server's environment, where the plugin wipes it
-# once taken.
+# to nbdkit on an inherited pipe (keyfd=3), never in an environment or
+# argv: the secret (read back from the paper key) is in no environment and
+# no command line of the serve, its guard shell or nbdkit, and nbdkit's
+# descriptor 3 is closed once the plugin took it. A plugin started with a
+# keyfd holding other bytes refuses to start.
 (
   export VMSHADOW_REPO=$tmp/repo3 VMSHADOW_KEY_DIR=$tmp/keys VMSHADOW_SCRYPT_LOG2N=14
   VMSHADOW_PASSPHRASE=serve-test-passphrase "$vmshadow" init --encrypt >/dev/null || fail "init --encrypt"
   VMSHADOW_PASSPHRASE=serve-test-passphrase "$vmshadow" backup >/dev/null || fail "backup into an encrypted repository"
   id3=$(VMSHADOW_PASSPHRASE=serve-test-passphrase "$vmshadow" list --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["backups"][-1]["backup_id"])')
+  secret=$(VMSHADOW_PASSPHRASE=serve-test-passphrase "$vmshadow" key export --paper | awk '/^[1-4]: /{printf "%s%s%s%s", $2, $3, $4, $5}')
+  [ ${#secret} = 64 ] || fail "cannot read the secret back from the paper key: ${#secret} digits"
   unset VMSHADOW_PASSPHRASE
   exec 3< <(echo serve-test-passphrase)
   serve "$id3" data --passphrase-fd 3
   exec 3<&-
   nbdcopy "$uri" "$tmp/out3.raw" || fail "nbdcopy from an encrypted export: $(cat "$tmp/serve.err")"
   cmp "$disk" "$tmp/out3.raw" || fail "the encrypted export differs from the backed-up disk"
-  # (nbdkit's own environment; the guard shell that starts it keeps its
-  # copy while it runs: docs/encryption.md.)
   pids=$(pgrep -f "^nbdkit .*repo=$tmp/repo3") || fail "no nbdkit serving the encrypted repository"
-  for p in $pids; do
-    if tr '\0' '\n' < "/proc/$p/environ" | grep -q VMSHADOW_KEY_HANDOFF; then
-      fail "the key is still in the environment of the server (pid $p)"
-    fi
+  grep -q ' keyfd=3 ' <<<" $(tr '\0' ' ' < "/proc/$pids/cmdline") " || fail "nbdkit was not given keyfd=3"
+  fd3=$(readlink "/proc/$pids/fd/3" || true)
+  [[ $fd3 != pipe:* ]] || fail "nbdkit still holds the key's pipe as descriptor 3"
+  for p in $serve_pid $(pgrep -P "$serve_pid") $pids; do
+    for f in environ cmdline; do
+      if tr '\0' '\n' < "/proc/$p/$f" | grep -qi "$secret"; then
+        fail "the key is in the $f of process $p ($(tr '\0' ' ' < "/proc/$p/cmdline" | head -c 80))"
+      fi
+    done
   done
   stop_serve
+  # A descriptor that does not hold a key: nbdkit does not start.
+  if nbdkit -U - "$VMSHADOW_NBDKIT_PLUGIN" repo="$tmp/repo3" backup="$id3" component=data keyfd=3 \
+       --run true 3< <(echo "not a key") 2>"$tmp/bad-key.err"; then
+    fail "the plugin served with a keyfd that holds no key"
+  fi
+  grep -q "does not hold a key handed over by vmshadow" "$tmp/bad-key.err" ||
+    fail "unclear message for a bad keyfd: $(cat "$tmp/bad-key.err")"
 )
 
 # Bad selections: said before anything starts, nothing left running.
