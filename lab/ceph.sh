@@ -8,6 +8,10 @@
 #   lab/ceph.sh env          print the shell lines tests eval:
 #                              eval "$(lab/ceph.sh env)"
 #   lab/ceph.sh reset        stop and delete the cluster's data
+#   lab/ceph.sh rgw [-q]     start the cluster and its RADOS Gateway (S3 on
+#                            127.0.0.1:$VMSLAB_RGW_PORT, default 7480) with a
+#                            test user; idempotent; 'env' then also prints
+#                            VMSLAB_S3_* (endpoint, the user's keys)
 #
 # One monitor (mon.a), one manager (mgr.x) and one OSD (osd.0, BlueStore on a
 # sparse plain file — no ceph-volume, no LVM, no loop device, no systemd),
@@ -48,6 +52,10 @@ LAYOUT=1
 QUIET=0
 
 PACKAGES=(ceph-mon ceph-mgr ceph-osd ceph-common)
+# Issue 14: the S3 gateway (lab/ceph.sh rgw), installed only when asked for.
+RGW_PORT=${VMSLAB_RGW_PORT:-7480}
+RGW_UID=vmshadow-lab
+RGW_UID2=vmshadow-lab-other
 
 say()  { [ "$QUIET" = 1 ] || echo "ceph-lab: $*" >&2; }
 skip() { echo "SKIP: the lab's Ceph cluster cannot run here: $*" >&2; exit 77; }
@@ -78,6 +86,7 @@ ceph_cli() { timeout 30 ceph --conf "$CONF" "$@"; }
 
 # ---------------------------------------------------------------- packages
 ensure_packages() {
+    [ $# -gt 0 ] || set -- "${PACKAGES[@]}"
     command -v dpkg-query >/dev/null || {
         for c in ceph-mon ceph-mgr ceph-osd ceph rados; do
             command -v $c >/dev/null || skip "not a Debian system and $c is not installed"
@@ -85,7 +94,7 @@ ensure_packages() {
         return 0
     }
     local p st missing=()
-    for p in "${PACKAGES[@]}"; do
+    for p in "$@"; do
         st=$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null)
         [ "$st" = installed ] || missing+=("$p")
     done
@@ -116,11 +125,12 @@ daemon_pid() {
 
 daemon_running() { daemon_pid "$1" >/dev/null; }
 
-start_daemon() {   # NAME BINARY ID
-    local name=$1 bin=$2 id=$3
+start_daemon() {   # NAME BINARY ID (client.X: a full name; radosgw ignores -i)
+    local name=$1 bin=$2 id=$3 idarg=(-i "$3")
+    [[ $id == client.* ]] && idarg=(-n "$id")
     daemon_running "$name" && return 0
     # 9>&-: the daemon must not inherit (and hold) the lab lock.
-    run "start $name" "$bin" --conf "$CONF" -i "$id" 9>&- || return 1
+    run "start $name" "$bin" --conf "$CONF" "${idarg[@]}" 9>&- || return 1
     local i
     for i in $(seq 1 50); do
         daemon_running "$name" && return 0
@@ -147,6 +157,7 @@ stop_daemon() {
 }
 
 stop_all() {
+    stop_daemon client.rgw.lab
     stop_daemon osd.0
     stop_daemon mgr.x
     stop_daemon mon.a
@@ -231,6 +242,21 @@ keyring = $D/admin.keyring
 
 [client.vmshadow]
 keyring = $D/vmshadow.keyring
+
+# Issue 14: the RADOS Gateway (lab/ceph.sh rgw): S3 on loopback only, few
+# threads, no usage or ops logs, no resharding; "localhost" as its DNS name
+# so that BUCKET.localhost reaches a bucket (virtual-host addressing; curl
+# resolves *.localhost to the loopback address itself).
+[client.rgw.lab]
+keyring = $D/rgw.keyring
+admin socket = $D/run/\$name.asok
+log file = $D/log/\$name.log
+rgw frontends = beast endpoint=127.0.0.1:$RGW_PORT
+rgw dns name = localhost
+rgw thread pool size = 16
+rgw enable usage log = false
+rgw enable ops log = false
+rgw dynamic resharding = false
 EOF
     mv "$CONF.tmp" "$CONF"
 }
@@ -319,6 +345,8 @@ export VMSLAB_CEPH_RBD_POOL=$RBD_POOL
 export VMSLAB_CEPH_USER=vmshadow
 export VMSLAB_CEPH_USER_KEYRING=$D/vmshadow.keyring
 EOF
+    # The gateway's users (lab/ceph.sh rgw), once made.
+    [ -s "$D/rgw.env" ] && cat "$D/rgw.env" >>"$D/ceph.env.tmp"
     mv "$D/ceph.env.tmp" "$D/ceph.env"
 }
 
@@ -383,6 +411,77 @@ cmd_start() {
     say "ready (HEALTH_OK)"
 }
 
+# ---------------------------------------------------------------- gateway
+rgw_answers() {
+    [ "$(curl -s -o /dev/null -m 5 -w '%{http_code}' "http://127.0.0.1:$RGW_PORT/")" = 200 ]
+}
+
+rgw_admin() { timeout 60 radosgw-admin --conf "$CONF" "$@"; }
+
+rand_key() {   # LENGTH CHARSET
+    local k
+    k=$(LC_ALL=C tr -dc "$2" </dev/urandom | head -c "$1")
+    echo "$k"
+}
+
+# A user of the gateway with keys of our making, once (VAR prefix, uid).
+rgw_user() {
+    local var=$1 uid=$2 ak sk
+    # Made before (rgw.env goes with the cluster's directory).
+    if [ -s "$D/rgw.env" ] && grep -q "^export ${var}_SECRET_ACCESS_KEY=" "$D/rgw.env"; then
+        grep -m1 "^export ${var}_ACCESS_KEY_ID=" "$D/rgw.env" >>"$D/rgw.env.tmp"
+        grep -m1 "^export ${var}_SECRET_ACCESS_KEY=" "$D/rgw.env" >>"$D/rgw.env.tmp"
+        return 0
+    fi
+    if ! rgw_admin user info --uid="$uid" >/dev/null 2>&1; then
+        ak=$(rand_key 20 A-Z0-9)
+        sk=$(rand_key 40 A-Za-z0-9)
+        run "rgw user $uid" rgw_admin user create --uid="$uid" \
+            --display-name="vmshadow lab $uid" --access-key="$ak" --secret-key="$sk" || return 1
+        echo "export ${var}_ACCESS_KEY_ID=$ak" >>"$D/rgw.env.tmp"
+        echo "export ${var}_SECRET_ACCESS_KEY=$sk" >>"$D/rgw.env.tmp"
+        return 0
+    fi
+    # The user exists but its keys were lost: new ones.
+    run "rgw user $uid rm" rgw_admin user rm --uid="$uid" --purge-data || return 1
+    rgw_user "$var" "$uid"
+}
+
+cmd_rgw() {
+    local t0 t1
+    cmd_start   # holds the lab lock (fd 9) from here on
+    ensure_packages radosgw
+    for c in radosgw radosgw-admin curl; do
+        command -v $c >/dev/null || skip "$c is not installed (packages: radosgw curl)"
+    done
+    if [ ! -s "$D/rgw.keyring" ]; then
+        run "client.rgw.lab" ceph_cli auth get-or-create client.rgw.lab mon 'allow rw' \
+            osd 'allow rwx' mgr 'allow rw' -o "$D/rgw.keyring" ||
+            die "cannot make the gateway's key; see $LOG"
+    fi
+    if ! daemon_running client.rgw.lab || ! rgw_answers; then
+        stop_daemon client.rgw.lab
+        say "starting the RADOS Gateway on 127.0.0.1:$RGW_PORT"
+        t0=$(date +%s%N)
+        start_daemon client.rgw.lab radosgw client.rgw.lab || die "the gateway did not start; see $D/log/"
+        wait_for 180 "the gateway to answer on 127.0.0.1:$RGW_PORT" rgw_answers || {
+            stop_daemon client.rgw.lab
+            die "the gateway does not answer; see $D/log/client.rgw.lab.log"
+        }
+        t1=$(date +%s%N)
+        echo "$(( (t1 - t0) / 1000000 ))" >"$D/rgw-start-ms"
+        say "the gateway answers after $(( (t1 - t0) / 1000000 )) ms"
+    fi
+    : >"$D/rgw.env.tmp"
+    rgw_user VMSLAB_S3 "$RGW_UID" && rgw_user VMSLAB_S3_OTHER "$RGW_UID2" ||
+        die "cannot make the gateway's test users; see $LOG"
+    echo "export VMSLAB_S3_ENDPOINT=http://127.0.0.1:$RGW_PORT" >>"$D/rgw.env.tmp"
+    echo "export VMSLAB_S3_REGION=us-east-1" >>"$D/rgw.env.tmp"
+    mv "$D/rgw.env.tmp" "$D/rgw.env"
+    chmod 600 "$D/rgw.env"
+    write_env
+}
+
 cmd_stop() {
     [ "$(id -u)" = 0 ] || skip "needs root"
     [ -d "$D" ] || return 0
@@ -394,9 +493,11 @@ cmd_stop() {
 
 cmd_status() {
     local n rc=0
-    for n in mon.a mgr.x osd.0; do
+    for n in mon.a mgr.x osd.0 client.rgw.lab; do
         if daemon_running "$n"; then
             echo "$n: running (pid $(daemon_pid "$n"))"
+        elif [ $n = client.rgw.lab ]; then
+            echo "$n: not running (lab/ceph.sh rgw starts it)"
         else
             echo "$n: stopped"
             rc=1
@@ -410,6 +511,9 @@ case ${1:-} in
     start)
         [ "${2:-}" = -q ] || [ "${2:-}" = --quiet ] && QUIET=1
         cmd_start ;;
+    rgw)
+        [ "${2:-}" = -q ] || [ "${2:-}" = --quiet ] && QUIET=1
+        cmd_rgw ;;
     stop) cmd_stop ;;
     status) cmd_status ;;
     env)
