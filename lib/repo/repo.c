@@ -615,7 +615,8 @@ vms_repo_init_encrypted (const char *dir, const struct vms_repo_encryption *e)
   return repo;
 }
 
-/* A repository on RADOS (rados:POOL[/NAMESPACE], issue 12): the store
+/* A repository on RADOS (rados:POOL[/NAMESPACE], issue 12) or S3
+ * (s3://BUCKET[/PREFIX], issue 14): the store
  * is opened first, the config read through it (made by an exclusive put
  * when creating: two hosts creating at once agree on the first), the
  * writer lock is the store's. */
@@ -627,7 +628,7 @@ repo_open_remote (vms_repo *repo, const struct crypt_key *new_key,
   unsigned flags = repo->flags;
 
   repo->remote = 1;
-  repo->store = storage_rados_open (repo->path + 6);
+  repo->store = storage_remote_open (repo->path);
   if (repo->store == NULL) {
     vms_set_error (vms_get_errno (), "repository %s: %s", repo->path,
                    vms_get_error ());
@@ -648,10 +649,10 @@ repo_open_remote (vms_repo *repo, const struct crypt_key *new_key,
   if (flags & VMS_REPO_WRITE) {
     char desc[64];
     snprintf (desc, sizeof desc, "vmshadow pid %d", (int) getpid ());
-    if (storage_rados_lock (repo->store, "lock", desc) == -1) {
+    if (storage_remote_lock (repo->store, "lock", desc) == -1) {
       char who[256];
       if (errno == EBUSY &&
-          storage_rados_lock_holder (repo->store, "lock", who, sizeof who) == 0)
+          storage_remote_lock_holder (repo->store, "lock", who, sizeof who) == 0)
         vms_set_error (EBUSY, "repository %s is locked by %s (another backup, "
                        "prune or gc is running)", repo->path, who);
       else if (errno == EBUSY)
@@ -728,7 +729,7 @@ repo_open (const char *dir, unsigned flags, const struct crypt_key *new_key,
     repo->chunk_dirs[i] = -1;
   repo->flags = flags;
 
-  if (strncmp (dir, "rados:", 6) == 0) {
+  if (storage_remote_spec (dir)) {
     if (repo_open_remote (repo, new_key, hide_ids) == -1)
       goto fail;
     return repo;

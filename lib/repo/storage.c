@@ -150,3 +150,40 @@ storage_close (struct storage *s)
   if (s)
     s->ops->close (s);
 }
+
+/* The object-store backends by their --repo form (issue 12: rados:,
+ * issue 14: s3://). */
+int
+storage_remote_spec (const char *repo)
+{
+  return strncmp (repo, "rados:", 6) == 0 || strncmp (repo, "s3://", 5) == 0;
+}
+
+struct storage *
+storage_remote_open (const char *repo)
+{
+  if (strncmp (repo, "s3://", 5) == 0)
+    return storage_s3_open (repo + 5);
+  return storage_rados_open (repo + 6);
+}
+
+static int
+is_backend (struct storage *s, const char *name)
+{
+  return strcmp (storage_crypt_inner (s)->ops->name, name) == 0;
+}
+
+int
+storage_remote_lock (struct storage *s, const char *name, const char *desc)
+{
+  return is_backend (s, "s3") ? storage_s3_lock (s, name, desc)
+    : storage_rados_lock (s, name, desc);
+}
+
+int
+storage_remote_lock_holder (struct storage *s, const char *name, char *buf,
+                            size_t size)
+{
+  return is_backend (s, "s3") ? storage_s3_lock_holder (s, name, buf, size)
+    : storage_rados_lock_holder (s, name, buf, size);
+}

@@ -133,6 +133,38 @@ extern int storage_rados_lock (struct storage *s, const char *name,
 extern int storage_rados_lock_holder (struct storage *s, const char *name,
                                       char *buf, size_t size);
 
+/* The S3 backend (storage-s3.c, libcurl with CURLOPT_AWS_SIGV4; issue
+ * 14): spec is "BUCKET[/PREFIX]" (the part after "s3://"); endpoint,
+ * region, addressing and credentials from $VMSHADOW_S3_*, $AWS_*, the
+ * file $VMSHADOW_S3_CONFIG (default /etc/vmshadow/s3.conf) or the AWS
+ * shared credentials file (storage-s3.c says the order). Opening lists
+ * the prefix once, so a missing bucket, bad credentials or an unreachable
+ * endpoint fail here, named. Exclusive puts are If-None-Match: *; every
+ * put is durable when it returns (no sync); the objects "lock" and
+ * "clock/..." are the backend's and never listed. NULL with the error
+ * set. */
+extern struct storage *storage_s3_open (const char *spec);
+/* The repository's writer lock on S3 (as storage_rados_lock): the object
+ * name, put exclusively, its Last-Modified renewed every 10 s by a thread
+ * until storage_close (which deletes it); one not renewed for 60 s by the
+ * store's clock is taken over (deleted and put again). Weaker than RADOS's:
+ * two clients taking over the same stale lock at the same second can both
+ * succeed. -1 with EBUSY when held, ENOTSUP for another backend. */
+extern int storage_s3_lock (struct storage *s, const char *name,
+                            const char *desc);
+extern int storage_s3_lock_holder (struct storage *s, const char *name,
+                                   char *buf, size_t size);
+
+/* A repository on an object store, by its --repo form: "rados:POOL[/NS]"
+ * or "s3://BUCKET[/PREFIX]" (storage_remote_spec says which strings are
+ * one). The writer lock and its holder of whichever backend s is. */
+extern int storage_remote_spec (const char *repo);
+extern struct storage *storage_remote_open (const char *repo);
+extern int storage_remote_lock (struct storage *s, const char *name,
+                                const char *desc);
+extern int storage_remote_lock_holder (struct storage *s, const char *name,
+                                       char *buf, size_t size);
+
 /* The sealing layer of an encrypted repository (storage-crypt.c): wraps
  * inner (and closes it with itself); every object but config, keys/,
  * packs/, sessions/, clock/ and gc/ is sealed on put and authenticated on
