@@ -28,7 +28,8 @@ struct cmd_option {
 };
 
 #define JSON_OPT { OPT_JSON, "--json", "print the result as JSON (errors too)" }
-#define REPO_OPT { OPT_REPO, "--repo DIR", "the repository (default $VMSHADOW_REPO or\n" \
+#define REPO_OPT { OPT_REPO, "--repo REPO", "the repository: a directory, rados:POOL[/NS]\n" \
+                   "or s3://BUCKET[/PREFIX] (default $VMSHADOW_REPO\nor " \
                    VMS_REPO_DEFAULT_DIR ")" }
 #define CONNECT_OPT(what) { OPT_CONNECT, "-c, --connect URI", \
                             "libvirt URI " what " (default qemu:///system)" }

@@ -11,6 +11,8 @@
 #                      lower case) and set VAR to its name
 #   s3_curl ARGS...    curl signed as the test user (for what vmshadow does
 #                      not do itself: making buckets, looking at objects)
+#   s3_put FILE URL    put FILE there as the test user; fails on any answer
+#                      but 200
 #
 # VMSLAB_LAB_DIR names lab/ (meson sets it; default: ../../lab from here).
 
@@ -47,6 +49,14 @@ s3_curl () {
   curl -sS --aws-sigv4 "aws:amz:$VMSLAB_S3_REGION:s3" \
     -u "$VMSLAB_S3_ACCESS_KEY_ID:$VMSLAB_S3_SECRET_ACCESS_KEY" \
     -H "x-amz-content-sha256: e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855" "$@"
+}
+
+s3_put () {
+  local code
+  code=$(curl -sS -o /dev/null -w '%{http_code}' --aws-sigv4 "aws:amz:$VMSLAB_S3_REGION:s3" \
+    -u "$VMSLAB_S3_ACCESS_KEY_ID:$VMSLAB_S3_SECRET_ACCESS_KEY" \
+    -H "x-amz-content-sha256: $(sha256sum < "$1" | cut -c1-64)" -T "$1" "$2")
+  [ "$code" = 200 ]
 }
 
 s3_bucket () {

@@ -21,7 +21,7 @@ DEPS = {
     'jsonc_dep': 'json-c', 'libcrypto_dep': 'OpenSSL libcrypto',
     'libzstd_dep': 'zstd', 'librados_dep': 'librados', 'libnbd_dep': 'libnbd', 'libvirt_dep': 'libvirt',
     'libvirt_qemu_dep': 'libvirt-qemu',
-    'libxml_dep': 'libxml2', 'threads_dep': 'threads', 'inih_dep': 'inih',
+    'libcurl_dep': 'libcurl', 'libxml_dep': 'libxml2', 'threads_dep': 'threads', 'inih_dep': 'inih',
 }
 
 

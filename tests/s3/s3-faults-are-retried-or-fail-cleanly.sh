@@ -1,0 +1,73 @@
+#!/bin/bash
+# s3-faults-are-retried-or-fail-cleanly (issue 14): through fault-proxy.py
+# (a test double in front of the lab's RADOS Gateway) that answers 503,
+# resets connections, cuts answers in half and delays requests by 2 s,
+# init, backup, verify --deep and extract of an s3:// repository succeed
+# (every kind of fault was met: the backend's retries); when the endpoint
+# goes down for good in the middle of a backup, the backup fails naming
+# the cause, nothing of it is visible, and the repository still verifies
+# deep (read straight from the gateway).
+set -uo pipefail
+vmshadow=$1
+. "$(dirname "$0")/s3-lib.sh"
+fail () { echo "FAIL: $*"; exit 1; }
+tmp=$(mktemp -d /var/tmp/vmshadow-test.XXXXXX)
+proxy_pid=
+stop_proxy () { [ -n "$proxy_pid" ] && kill "$proxy_pid" 2>/dev/null && wait "$proxy_pid" 2>/dev/null; proxy_pid=; }
+trap 'stop_proxy; rm -rf "$tmp"' EXIT
+s3_lab_start
+s3_bucket bucket vmshadow-faults
+export VMSHADOW_SCRATCH_DIR=$tmp/scratch VMSHADOW_WRITERS_DIR=$tmp/writers.d
+unset VMSHADOW_REPO VMSHADOW_REPO_FORMAT VMSHADOW_REPO_PACK_SIZE
+mkdir -p "$tmp/app" "$VMSHADOW_WRITERS_DIR"
+head -c 3000000 /dev/urandom > "$tmp/app/data"
+cat > "$VMSHADOW_WRITERS_DIR/app" <<W
+#!/bin/sh
+[ "\$1" = identify ] || exit 0
+cat <<JSON
+{"format": "vmshadow-writer-metadata", "version": 1,
+ "writer": {"name": "app", "id": "0d9f3c1e-2b4a-4c5d-8e6f-7a8b9c0d1e2f"},
+ "components": [{"name": "data", "files": [{"path": "$tmp/app/data", "kind": "plain"}]}]}
+JSON
+W
+chmod 755 "$VMSHADOW_WRITERS_DIR/app"
+gateway=$VMSHADOW_S3_ENDPOINT
+start_proxy () {   # PLAN
+  rm -f "$tmp/port" "$tmp/proxy.log"
+  python3 "$(dirname "$0")/fault-proxy.py" "${gateway##*:}" "$1" "$tmp/port" "$tmp/proxy.log" &
+  proxy_pid=$!
+  for _ in $(seq 1 50); do [ -s "$tmp/port" ] && break; sleep 0.1; done
+  [ -s "$tmp/port" ] || fail "the fault proxy did not start"
+  export VMSHADOW_S3_ENDPOINT=http://127.0.0.1:$(cat "$tmp/port")
+}
+nbackups () { VMSHADOW_S3_ENDPOINT=$gateway "$vmshadow" --repo "$repo" list --json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["backups"]))'; }
+repo=s3://$bucket/r
+
+start_proxy "ok,503,ok,reset,ok,cut,ok,ok,ok,ok,ok,ok,ok,ok,ok,ok,ok,ok,ok,ok,slow2,ok,ok,ok,ok"
+"$vmshadow" --repo "$repo" init > "$tmp/out" 2>&1 || fail "init through faults: $(cat "$tmp/out")"
+"$vmshadow" --repo "$repo" backup > "$tmp/out" 2>&1 || fail "backup through faults: $(cat "$tmp/out")"
+"$vmshadow" --repo "$repo" verify --deep > "$tmp/out" 2>&1 || fail "verify --deep through faults: $(cat "$tmp/out")"
+id=$("$vmshadow" --repo "$repo" list --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["backups"][0]["backup_id"])')
+"$vmshadow" --repo "$repo" extract "$id" data "$tmp/app/data" --to "$tmp/data.out" > "$tmp/out" 2>&1 ||
+  fail "extract through faults: $(cat "$tmp/out")"
+cmp -s "$tmp/data.out" "$tmp/app/data" || fail "extracted data differs"
+for a in 503 reset cut slow2; do
+  grep -q " $a\$" "$tmp/proxy.log" || fail "no request met '$a': $(cat "$tmp/proxy.log")"
+done
+echo "ok - init, backup, verify --deep and extract succeed through $(grep -vc ' ok$' "$tmp/proxy.log") injected faults in $(wc -l < "$tmp/proxy.log") requests (503, reset, cut answer, 2 s delay)"
+stop_proxy
+
+# Down for good after a few requests of the next backup: it fails, says
+# why, and nothing of it is visible.
+head -c 2000000 /dev/urandom | dd of="$tmp/app/data" bs=1M seek=1 conv=notrunc status=none
+start_proxy "ok,ok,ok,ok,ok,ok,ok,ok,down"
+rc=0
+VMSHADOW_S3_RETRIES=3 timeout 120 "$vmshadow" --repo "$repo" backup > "$tmp/out" 2>&1 || rc=$?
+stop_proxy
+[ $rc = 124 ] && fail "the backup against a dead endpoint still ran after 120 s"
+[ $rc != 0 ] || fail "a backup against a dead endpoint succeeded: $(cat "$tmp/out")"
+grep -qi "input/output error" "$tmp/out" || fail "the failure does not say why: $(cat "$tmp/out")"
+[ "$(nbackups)" = 1 ] || fail "the failed backup is visible (or the first is gone)"
+VMSHADOW_S3_ENDPOINT=$gateway "$vmshadow" --repo "$repo" verify --deep > "$tmp/out" 2>&1 ||
+  fail "verify --deep after the failed backup: $(cat "$tmp/out")"
+echo "ok - a backup whose endpoint went down failed (exit $rc: $(head -c 160 "$tmp/out")); one backup listed, verify --deep good"
