@@ -4,8 +4,10 @@
  * reads the manifests of the jobs' repositories, as list does. */
 #include <errno.h>
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -106,11 +108,12 @@ cmd_config (const struct options *opts, int argc, char **argv)
   return rc;
 }
 
-/* The job's result, as notifiers get it (docs/configuration.md,
- * "Notifications"), and them told. */
+/* The job's result (docs/configuration.md, "The job's result"): printed
+ * with --json, and told to the notifiers. */
 static void
-notify (const struct vms_config *c, const struct vms_config_job *j,
-        int64_t started, int rc, const char *error, char *report, int prune_rc)
+finish_run (const struct options *opts, const struct vms_config *c,
+            const struct vms_config_job *j, int64_t started, int rc,
+            const char *error, char *report, char *const *selected, int prune_rc)
 {
   static const char *const outcome[] = {
     [EXIT_SUCCESS] = "success", [EXIT_FAILURE] = "failure",
@@ -119,35 +122,256 @@ notify (const struct vms_config *c, const struct vms_config_job *j,
   };
   const char *word = rc >= 0 && rc <= EXIT_PARTIAL ? outcome[rc] : "failure";
   const struct vms_config_repository *r = vms_config_repository (c, j->repository);
-  char host[256] = "";
-  json_object *o = json_object_new_object ();
-  json_object *backup = report ? json_tokener_parse (report) : NULL;
+  struct vms_job_result in = {
+    .job = j->name, .repository = r->name, .repository_path = r->path,
+    .started = started, .finished = (int64_t) time (NULL), .exit_code = rc,
+    .error = error, .backup_report = report, .selected = selected,
+    .prune_exit_code = prune_rc,
+  };
+  char *text = vms_job_result_json (&in);
 
-  gethostname (host, sizeof host - 1);
-  json_object_object_add (o, "format", json_object_new_string ("vmshadow-job-result"));
-  json_object_object_add (o, "version", json_object_new_int (1));
-  json_object_object_add (o, "job", json_object_new_string (j->name));
-  json_object_object_add (o, "host", json_object_new_string (host));
-  json_object_object_add (o, "repository", json_object_new_string (r->name));
-  json_object_object_add (o, "repository_path", json_object_new_string (r->path));
-  json_object_object_add (o, "started", json_object_new_int64 (started));
-  json_object_object_add (o, "finished", json_object_new_int64 ((int64_t) time (NULL)));
-  json_object_object_add (o, "outcome", json_object_new_string (word));
-  json_object_object_add (o, "exit_code", json_object_new_int (rc));
-  json_object_object_add (o, "error", error ? json_object_new_string (error) : NULL);
-  json_object_object_add (o, "backup", backup);
-  if (prune_rc >= 0) {
-    json_object *p = json_object_new_object ();
-    json_object_object_add (p, "exit_code", json_object_new_int (prune_rc));
-    json_object_object_add (o, "prune", p);
+  if (opts->json) {
+    if (text)
+      cli_print_text (strdup (text));
+    else
+      cli_fail ("job");
   }
+  if (text)
+    vms_config_notify (c, j->name, word, rc, text);
   else
-    json_object_object_add (o, "prune", NULL);
-  const char *text = json_object_to_json_string_ext (o, JSON_C_TO_STRING_PLAIN |
-                                                     JSON_C_TO_STRING_NOSLASHESCAPE);
-  vms_config_notify (c, j->name, word, rc, text);
-  json_object_put (o);
+    fprintf (stderr, "vmshadow job: no notification: out of memory\n");
+  free (text);
   free (report);
+}
+
+/* --json: the job's result is the one document on stdout; what backup and
+ * prune print goes to /dev/null (their errors still reach stderr, as
+ * text). Returns the saved stdout for quiet_end, or -1. */
+static int
+quiet_begin (const struct options *opts)
+{
+  if (!opts->json)
+    return -1;
+  int null = open ("/dev/null", O_WRONLY | O_CLOEXEC);
+  fflush (stdout);
+  int saved = null == -1 ? -1 : fcntl (STDOUT_FILENO, F_DUPFD_CLOEXEC, 3);
+  if (saved != -1 && dup2 (null, STDOUT_FILENO) == -1) {
+    close (saved);
+    saved = -1;
+  }
+  if (null != -1)
+    close (null);
+  cli_json_errors = 0;
+  return saved;
+}
+
+static void
+quiet_end (const struct options *opts, int saved)
+{
+  if (!opts->json)
+    return;
+  fflush (stdout);
+  if (saved != -1) {
+    dup2 (saved, STDOUT_FILENO);
+    close (saved);
+  }
+  cli_json_errors = 1;
+}
+
+static void
+free_vms (char **vms, size_t n)
+{
+  for (size_t k = 0; vms && k < n; k++)
+    free (vms[k]);
+  free (vms);
+}
+
+/* job verify JOB: `vmshadow verify` of the job's repository (--deep with
+ * verify-deep = yes), under a lock of its own so that two verifies of the
+ * job never overlap (a verify may run beside the job's backup: the
+ * repository's own lock orders them). For vmshadow-verify@JOB.service. */
+static int
+job_verify (const struct options *opts, const struct vms_config *c,
+            const struct vms_config_job *j)
+{
+  int lock = vms_config_job_lock_kind (j, "verify");
+  if (lock == -1)
+    return cli_fail ("job");
+  struct options o = *opts;
+  o.repo_dir = vms_config_repository (c, j->repository)->path;
+  o.deep = j->verify_deep;
+  o.given &= ~(uint64_t) OPT_CONNECT;
+  if (!opts->json)
+    printf ("Job %s: verify %s%s\n", cli_text (j->name), cli_text (o.repo_dir),
+            o.deep ? " (deep)" : "");
+  int rc = cmd_verify (&o, 0, NULL);
+  close (lock);
+  return rc;
+}
+
+/* job prune JOB: the job's keep-* rules on its own backups, as after its
+ * backup, under the job's run lock (never beside its own run). For
+ * vmshadow-prune@JOB.service. */
+static int
+job_prune (const struct options *opts, const struct vms_config *c,
+           const struct vms_config_job *j)
+{
+  const struct vms_prune_policy *k = &j->keep;
+  if (!k->keep_last && !k->keep_daily && !k->keep_weekly && !k->keep_monthly)
+    return cli_error ("job", EXIT_USAGE, "job '%s' has no keep-* rules: "
+                      "nothing to prune by", j->name);
+  int lock = vms_config_job_lock (j);
+  if (lock == -1)
+    return cli_fail ("job");
+  struct options o = *opts;
+  o.repo_dir = vms_config_repository (c, j->repository)->path;
+  o.keep = *k;
+  o.keep.job = j->name;         /* only this job's backups */
+  o.given |= OPT_KEEP;
+  o.dry_run = 0;
+  if (!opts->json)
+    printf ("Job %s: prune %s\n", cli_text (j->name), cli_text (o.repo_dir));
+  int rc = cmd_prune (&o, 0, NULL);
+  close (lock);
+  return rc;
+}
+
+/* The timers a job's schedules make (docs/configuration.md, "Schedules"). */
+static const struct {
+  const char *unit;             /* the template, before "@" */
+  size_t offset;                /* of the schedule in struct vms_config_job */
+} timer_kinds[] = {
+  { "vmshadow-backup", offsetof (struct vms_config_job, schedule) },
+  { "vmshadow-verify", offsetof (struct vms_config_job, verify_schedule) },
+  { "vmshadow-prune", offsetof (struct vms_config_job, prune_schedule) },
+};
+#define NR_TIMER_KINDS (sizeof timer_kinds / sizeof timer_kinds[0])
+
+static const char *
+schedule_of (const struct vms_config_job *j, size_t kind)
+{
+  return *(char *const *) ((const char *) j + timer_kinds[kind].offset);
+}
+
+/* Write DIR/UNIT@JOB.timer.d/50-vmshadow-schedule.conf and the link
+ * DIR/timers.target.wants/UNIT@JOB.timer -> UNITDIR/UNIT@.timer. dir is
+ * the generator's fresh directory; nothing in it is followed. */
+static int
+write_timer (int dfd, const char *unitdir, const char *unit,
+             const struct vms_config_job *j, const char *when)
+{
+  char d[PATH_MAX], target[PATH_MAX], link[PATH_MAX];
+  snprintf (d, sizeof d, "%s@%s.timer.d", unit, j->name);
+  snprintf (link, sizeof link, "%s@%s.timer", unit, j->name);
+  if ((size_t) snprintf (target, sizeof target, "%s/%s@.timer", unitdir, unit)
+      >= sizeof target)
+    return cli_error ("job", EXIT_USAGE, "%s: name too long", unitdir);
+  if (mkdirat (dfd, d, 0755) == -1 && errno != EEXIST)
+    return cli_error ("job", EXIT_FAILURE, "cannot make %s: %s", d, strerror (errno));
+  int sub = openat (dfd, d, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  int fd = sub == -1 ? -1 : openat (sub, "50-vmshadow-schedule.conf",
+                                    O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW |
+                                    O_CLOEXEC, 0644);
+  FILE *fp = fd == -1 ? NULL : fdopen (fd, "w");
+  if (fp == NULL) {
+    int e = errno;
+    if (fd != -1)
+      close (fd);
+    if (sub != -1)
+      close (sub);
+    return cli_error ("job", EXIT_FAILURE, "cannot write %s/50-vmshadow-schedule.conf: "
+                      "%s", d, strerror (e));
+  }
+  /* The name and the expression were checked (vms_config_job_unit_name_ok,
+   * vms_config_calendar_valid): no newline, no '%' reaches the file. */
+  fprintf (fp, "# Made by 'vmshadow job timers' (the systemd generator) from "
+           "the schedule of\n# job %s in the vmshadow configuration, at every "
+           "systemctl daemon-reload.\n# Change the job's configuration, not "
+           "this file.\n[Timer]\nOnCalendar=\nOnCalendar=%s\n", j->name, when);
+  int bad = fflush (fp) != 0 || ferror (fp);
+  bad |= fclose (fp) != 0;
+  close (sub);
+  if (bad)
+    return cli_error ("job", EXIT_FAILURE, "cannot write %s: %s", d, strerror (errno));
+  if (mkdirat (dfd, "timers.target.wants", 0755) == -1 && errno != EEXIST)
+    return cli_error ("job", EXIT_FAILURE, "cannot make timers.target.wants: %s",
+                      strerror (errno));
+  int wants = openat (dfd, "timers.target.wants", O_RDONLY | O_DIRECTORY |
+                      O_NOFOLLOW | O_CLOEXEC);
+  if (wants == -1 || (symlinkat (target, wants, link) == -1 &&
+                      !(errno == EEXIST && unlinkat (wants, link, 0) == 0 &&
+                        symlinkat (target, wants, link) == 0))) {
+    int e = errno;
+    if (wants != -1)
+      close (wants);
+    return cli_error ("job", EXIT_FAILURE, "cannot link timers.target.wants/%s: %s",
+                      link, strerror (e));
+  }
+  close (wants);
+  return 0;
+}
+
+/* job timers [DIR [UNITDIR]]: the timers the jobs' schedules ask for.
+ * Without DIR, listed; with DIR (the systemd generator's directory), a
+ * drop-in with each OnCalendar= and the timer enabled (a link in
+ * timers.target.wants), so that a schedule in the job is all it takes. */
+static int
+job_timers (const struct options *opts, const struct vms_config *c, int argc,
+            char **argv)
+{
+  const char *unitdir = argc > 1 ? argv[1] : "/usr/lib/systemd/system";
+  int rc = EXIT_SUCCESS, dfd = -1;
+  json_object *list = opts->json ? json_object_new_array () : NULL;
+
+  if (argc > 1 && unitdir[0] != '/')
+    return cli_error ("job", EXIT_USAGE, "job timers: UNITDIR must be absolute");
+  if (argc > 0 &&
+      (dfd = open (argv[0], O_RDONLY | O_DIRECTORY | O_CLOEXEC)) == -1) {
+    json_object_put (list);
+    return cli_error ("job", EXIT_FAILURE, "cannot open %s: %s", argv[0],
+                      strerror (errno));
+  }
+  if (argc == 0 && !opts->json)
+    printf ("%-20s %-40s %s\n", "JOB", "TIMER", "ONCALENDAR");
+  for (size_t i = 0; i < c->nr_jobs; i++) {
+    const struct vms_config_job *j = &c->jobs[i];
+    for (size_t k = 0; k < NR_TIMER_KINDS; k++) {
+      const char *when = schedule_of (j, k);
+      if (when == NULL)
+        continue;
+      if (!vms_config_job_unit_name_ok (j->name)) {
+        rc = cli_error ("job", EXIT_FAILURE, "job '%s' (%s:%d): its name cannot "
+                        "be a systemd unit's instance (letters, digits and : _ . "
+                        "- only): no timer for it", j->name, j->file, j->line);
+        break;
+      }
+      if (list) {
+        json_object *o = json_object_new_object ();
+        char t[256];
+        snprintf (t, sizeof t, "%s@%s.timer", timer_kinds[k].unit, j->name);
+        json_object_object_add (o, "job", json_object_new_string (j->name));
+        json_object_object_add (o, "timer", json_object_new_string (t));
+        json_object_object_add (o, "on_calendar", json_object_new_string (when));
+        json_object_array_add (list, o);
+      }
+      else if (argc == 0) {
+        char t[256];
+        snprintf (t, sizeof t, "%s@%s.timer", timer_kinds[k].unit, j->name);
+        printf ("%-20s %-40s %s\n", cli_text (j->name), cli_text (t), cli_text (when));
+      }
+      if (dfd != -1 && write_timer (dfd, unitdir, timer_kinds[k].unit, j, when) != 0)
+        rc = EXIT_FAILURE;
+    }
+  }
+  if (dfd != -1)
+    close (dfd);
+  if (list) {
+    json_object *out = json_object_new_object ();
+    json_object_object_add (out, "timers", list);
+    json_object_object_add (out, "exit_code", json_object_new_int (rc));
+    cli_print_json (out);
+  }
+  return rc;
 }
 
 int
@@ -157,9 +381,14 @@ cmd_job (const struct options *opts, int argc, char **argv)
   int64_t started = (int64_t) time (NULL);
   char *report = NULL, *error = NULL;
 
-  if (argc != 2 || strcmp (argv[0], "run") != 0)
-    return cli_error ("job", EXIT_USAGE, "usage: vmshadow job run JOB "
-                      "[--config DIR]");
+  int per_job = argc == 2 && (strcmp (argv[0], "run") == 0 ||
+                              strcmp (argv[0], "verify") == 0 ||
+                              strcmp (argv[0], "prune") == 0);
+  int timers = argc >= 1 && argc <= 3 && strcmp (argv[0], "timers") == 0;
+  if (!per_job && !timers)
+    return cli_error ("job", EXIT_USAGE, "usage: vmshadow job run|verify|prune "
+                      "JOB [--json] [--config DIR], or vmshadow job timers "
+                      "[DIR [UNITDIR]]");
   struct vms_config *c = load ("job", opts, &rc);
   if (c == NULL)
     return rc;
@@ -172,9 +401,20 @@ cmd_job (const struct options *opts, int argc, char **argv)
     vms_config_free (c);
     return rc;
   }
+  if (timers) {
+    rc = job_timers (opts, c, argc - 1, argv + 1);
+    vms_config_free (c);
+    return rc;
+  }
   const struct vms_config_job *j = vms_config_job (c, argv[1]);
   if (j == NULL) {
     rc = cli_error ("job", EXIT_USAGE, "no job '%s' in %s", argv[1], c->dir);
+    vms_config_free (c);
+    return rc;
+  }
+  if (strcmp (argv[0], "run") != 0) {
+    rc = strcmp (argv[0], "verify") == 0 ? job_verify (opts, c, j)
+      : job_prune (opts, c, j);
     vms_config_free (c);
     return rc;
   }
@@ -182,8 +422,8 @@ cmd_job (const struct options *opts, int argc, char **argv)
    * says so to the notifiers: the night's run did not happen). */
   int lock = vms_config_job_lock (j);
   if (lock == -1) {
-    rc = cli_fail ("job");
-    notify (c, j, started, rc, vms_get_error (), NULL, -1);
+    rc = opts->json ? EXIT_FAILURE : cli_fail ("job");
+    finish_run (opts, c, j, started, rc, vms_get_error (), NULL, NULL, -1);
     vms_config_free (c);
     return rc;
   }
@@ -195,8 +435,8 @@ cmd_job (const struct options *opts, int argc, char **argv)
   int listed = vms_config_job_needs_host_vms (j);
   if (listed) {
     if (vms_config_job_select (j, opts->connect, &vms, &n) == -1) {
-      rc = cli_fail ("job");
-      notify (c, j, started, rc, vms_get_error (), NULL, -1);
+      rc = opts->json ? EXIT_FAILURE : cli_fail ("job");
+      finish_run (opts, c, j, started, rc, vms_get_error (), NULL, NULL, -1);
       close (lock);
       vms_config_free (c);
       return rc;
@@ -220,11 +460,12 @@ cmd_job (const struct options *opts, int argc, char **argv)
     return cli_error ("job", EXIT_FAILURE, "out of memory");
   }
   if (listed && n == 0 && !j->exec_writers) {
-    rc = cli_error ("job", EXIT_FAILURE, "job '%s': no VM of the host is "
-                    "selected by its vms and exclude; nothing was backed up",
-                    j->name);
-    notify (c, j, started, rc, "no VM of the host is selected by the job's "
-            "vms and exclude", NULL, -1);
+    rc = opts->json ? EXIT_FAILURE
+      : cli_error ("job", EXIT_FAILURE, "job '%s': no VM of the host is "
+                   "selected by its vms and exclude; nothing was backed up",
+                   j->name);
+    finish_run (opts, c, j, started, rc, "no VM of the host is selected by "
+                "the job's vms and exclude", NULL, vms, -1);
     free (vms);
     close (lock);
     vms_config_free (c);
@@ -241,12 +482,11 @@ cmd_job (const struct options *opts, int argc, char **argv)
   o.full = 0;
   o.dry_run = 0;
   o.report = &report;
+  o.json = 0;
   if (!opts->json)
     printf ("Job %s: backup into %s\n", cli_text (j->name), cli_text (o.repo_dir));
+  int saved = quiet_begin (opts);
   rc = cmd_backup (&o, (int) n, vms);
-  for (size_t k = 0; k < n; k++)
-    free (vms[k]);
-  free (vms);
   /* A backup that never got to a report failed with this error. */
   if (report == NULL && rc != EXIT_SUCCESS && vms_get_error ())
     error = strdup (vms_get_error ());
@@ -264,8 +504,10 @@ cmd_job (const struct options *opts, int argc, char **argv)
     if (prune_rc != EXIT_SUCCESS && rc == EXIT_SUCCESS)
       rc = EXIT_WARNINGS;
   }
+  quiet_end (opts, saved);
   close (lock);
-  notify (c, j, started, rc, error, report, prune_rc);
+  finish_run (opts, c, j, started, rc, error, report, o.all ? NULL : vms, prune_rc);
+  free_vms (vms, n);
   free (error);
   vms_config_free (c);
   return rc;
@@ -401,8 +643,9 @@ job_status (struct status *st, const struct vms_config *c,
   /* The VMs it names that no backup of it holds yet. */
   for (size_t k = 0; j->vms && j->vms[k]; k++) {
     int found = 0;
-    if (strpbrk (j->vms[k], "*?["))
-      continue;                 /* a glob: which VMs it means is libvirt's */
+    if (strpbrk (j->vms[k], "*?[") ||
+        strncmp (j->vms[k], VMS_CONFIG_TAG_PREFIX, sizeof VMS_CONFIG_TAG_PREFIX - 1) == 0)
+      continue;                 /* a glob or tag: which VMs it means is libvirt's */
     for (size_t i = 0; i < st->n && !found; i++)
       found = strcmp (st->e[i].job, j->name) == 0 &&
         ((st->e[i].component && strcmp (st->e[i].component, j->vms[k]) == 0) ||

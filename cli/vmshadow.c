@@ -167,7 +167,7 @@ static const struct cmd_option files_opts[] = {
 static const struct cmd_option mount_opts[] = { REPO_OPT, PASS_OPT, { 0 } };
 static const struct cmd_option config_opts[] = { JSON_OPT, CONFIG_OPT, { 0 } };
 static const struct cmd_option job_opts[] = {
-  CONFIG_OPT, CONNECT_OPT ("of the VMs"), WRITERS_OPT, WAIT_OPTS, { 0 } };
+  JSON_OPT, CONFIG_OPT, CONNECT_OPT ("of the VMs"), WRITERS_OPT, WAIT_OPTS, { 0 } };
 static const struct cmd_option status_opts[] = {
   JSON_OPT, CONFIG_OPT,
   { OPT_PROMETHEUS, "--prometheus FILE", "also write a node_exporter textfile (atomically)" },
@@ -235,10 +235,11 @@ static const struct command {
   { "config", cmd_config, config_opts, "check",
     "check the configuration (" VMS_CONFIG_DEFAULT_DIR ")",
     "0 good, 2 errors found (or usage)", 1 },
-  { "job", cmd_job, job_opts, "run JOB",
-    "run a configured job: its backup, then its prune",
-    "as backup (a prune that failed after a good backup: 3);\n"
-    "2 also for a configuration with errors", 1 },
+  { "job", cmd_job, job_opts, "run|verify|prune JOB, timers [DIR]",
+    "run a configured job (backup, prune), verify, prune; timers",
+    "run: as backup (a prune that failed after a good backup:\n"
+    "3); verify, prune: as those commands; timers: 0 done, 1 a\n"
+    "timer not made; 2 also for a configuration with errors", 1 },
   { "status", cmd_status, status_opts, "",
     "last good backup of each job's VMs and components, and its health",
     "Nagios: 0 ok, 1 warning, 2 critical or never backed up", 0 },

@@ -16,6 +16,9 @@ extern "C" {
 #endif
 
 #define VMS_CONFIG_DEFAULT_DIR "/etc/vmshadow"
+/* In a job's vms or exclude: "tag:NAME", the VMs whose libvirt metadata
+ * has the tag NAME (docs/configuration.md; issue 19). */
+#define VMS_CONFIG_TAG_PREFIX "tag:"
 
 struct vms_config_repository {
   char *name;
@@ -26,10 +29,10 @@ struct vms_config_repository {
 
 struct vms_config_job {
   char *name;
-  char **vms;                   /* NULL-terminated names, UUIDs or globs
-                                   (fnmatch); NULL: none */
+  char **vms;                   /* NULL-terminated names, UUIDs, globs
+                                   (fnmatch) or tag:NAME; NULL: none */
   int all_vms;                  /* vms = all */
-  char **exclude;               /* exclude = names, UUIDs or globs never
+  char **exclude;               /* exclude = names, UUIDs, globs, tags never
                                    backed up by the job; NULL: none */
   int exec_writers;             /* exec-writers = yes (default) */
   char *method, *fallback;      /* NULL: the command's defaults */
@@ -39,6 +42,10 @@ struct vms_config_job {
   char *repository;             /* a [repository NAME]; NULL: none (error) */
   struct vms_prune_policy keep; /* all 0: no prune after the backup */
   int64_t max_age_s;            /* status: critical after this; 0: 26 h */
+  /* OnCalendar= of the job's timers (systemd.time(7)); NULL: no timer
+   * from `job timers` (issue 19). */
+  char *schedule, *verify_schedule, *prune_schedule;
+  int verify_deep;              /* verify-deep = yes: job verify --deep */
   char *file;
   int line;
   unsigned set;                 /* which keys the job's own section set */
@@ -85,6 +92,21 @@ extern VMS_API int vms_config_parse_duration (const char *s, int64_t *out);
  * errno EWOULDBLOCK when another run holds it (the error names the file),
  * else why not. Never waits. */
 extern VMS_API int vms_config_job_lock (const struct vms_config_job *job);
+/* The same with a lock of its own for kind (NULL: the run's; "verify":
+ * job-NAME.verify.lock, so a verify never overlaps another verify of the
+ * job, but may run beside its backup). */
+extern VMS_API int vms_config_job_lock_kind (const struct vms_config_job *job,
+                                             const char *kind);
+
+/* Whether v can be a schedule (an OnCalendar= value): 1 to 128 letters,
+ * digits, blanks and * : , . / ~ + - _ (no '%' specifier, quote or
+ * control). systemd itself checks the expression. */
+extern VMS_API int vms_config_calendar_valid (const char *v);
+
+/* Whether a job's name can be a systemd unit instance as it is (no
+ * escaping, so that %i in the units is the name): letters, digits and
+ * : _ . -, not starting with '.'. */
+extern VMS_API int vms_config_job_unit_name_ok (const char *name);
 
 /* Which VMs a job backs up (issue 19): 1 when its vms has a glob or it
  * has exclude, so that the host's VMs must be listed and matched
@@ -102,12 +124,43 @@ extern VMS_API int vms_config_job_select_from (const struct vms_config_job *j,
                                                const char *const *host_vms,
                                                char ***selected, size_t *n);
 
-/* vms_config_job_select_from over the VMs of the libvirt host at uri (NULL:
- * qemu:///system), with a warning for each glob that matches none. -1 with
- * the error set when the host cannot be listed. */
+/* As vms_config_job_select_from, with host_tags[i] the tags of host_vms[i]
+ * (NULL-terminated; host_tags or an entry NULL: none): an entry
+ * VMS_CONFIG_TAG_PREFIX "NAME" of vms takes, and of exclude leaves out,
+ * every VM with the tag NAME (issue 19). */
+extern VMS_API int vms_config_job_select_tagged (const struct vms_config_job *j,
+                                                 const char *const *host_vms,
+                                                 const char *const *const *host_tags,
+                                                 char ***selected, size_t *n);
+
+/* vms_config_job_select_tagged over the VMs of the libvirt host at uri
+ * (NULL: qemu:///system; their tags are read only when the job has a tag:
+ * entry), with a warning for each glob or tag that matches none and for
+ * each VM whose tags cannot be read (no tag: entry takes or leaves it).
+ * -1 with the error set when the host cannot be listed. */
 extern VMS_API int vms_config_job_select (const struct vms_config_job *j,
                                           const char *uri, char ***selected,
                                           size_t *n);
+
+/* What a run of a job did (issue 19), for vms_job_result_json. */
+struct vms_job_result {
+  const char *job, *repository, *repository_path;
+  int64_t started, finished;    /* seconds since the epoch */
+  int exit_code;                /* vmshadow(1) EXIT STATUS of job run */
+  const char *error;            /* a run that never got to a backup report:
+                                   why; else NULL */
+  const char *backup_report;    /* the backup's report (JSON), or NULL */
+  char *const *selected;        /* the VMs the job asked the backup for
+                                   (NULL-terminated); NULL: all of the host */
+  int prune_exit_code;          /* -1: no prune ran */
+};
+
+/* The job's result document (docs/configuration.md, "The job's result"):
+ * the run, one row per VM and per host application (state, backup id,
+ * method, type, size, bytes, elapsed time, or the error of a failed set),
+ * totals and the backup's report. One line of JSON, malloc'd; NULL when
+ * out of memory. */
+extern VMS_API char *vms_job_result_json (const struct vms_job_result *in);
 
 /* After a run of job (issue 19): each executable of the notify directory
  * ([notify] dir, else notify.d of the configuration directory; a missing

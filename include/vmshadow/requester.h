@@ -194,6 +194,9 @@ struct vms_component_report {
    * VMS_OUTCOME_WARNINGS). */
   size_t nr_cbt_wrong;
   struct vms_cbt_report *cbt_wrong;
+  /* It started from a previous checkpoint (VMS_ATTR_PREVIOUS_CHECKPOINT):
+   * an incremental backup, else a full one (issue 19). */
+  int incremental;
 };
 
 /* One consistency set: one backup session, one stored backup (or none). */

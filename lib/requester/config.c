@@ -27,6 +27,8 @@ enum {
   K_EACH = 1 << 4, K_REPO = 1 << 5, K_KEEP_LAST = 1 << 6,
   K_KEEP_DAILY = 1 << 7, K_KEEP_WEEKLY = 1 << 8, K_KEEP_MONTHLY = 1 << 9,
   K_MAX_AGE = 1 << 10, K_GROUP = 1 << 11, K_EXCLUDE = 1 << 12,
+  K_SCHEDULE = 1 << 13, K_VERIFY_SCHEDULE = 1 << 14, K_PRUNE_SCHEDULE = 1 << 15,
+  K_VERIFY_DEEP = 1 << 16,
 };
 
 static const struct { const char *name; unsigned bit; } job_keys[] = {
@@ -35,6 +37,8 @@ static const struct { const char *name; unsigned bit; } job_keys[] = {
   { "keep-last", K_KEEP_LAST }, { "keep-daily", K_KEEP_DAILY },
   { "keep-weekly", K_KEEP_WEEKLY }, { "keep-monthly", K_KEEP_MONTHLY },
   { "max-age", K_MAX_AGE }, { "group", K_GROUP }, { "exclude", K_EXCLUDE },
+  { "schedule", K_SCHEDULE }, { "verify-schedule", K_VERIFY_SCHEDULE },
+  { "prune-schedule", K_PRUNE_SCHEDULE }, { "verify-deep", K_VERIFY_DEEP },
 };
 #define NR_JOB_KEYS (sizeof job_keys / sizeof job_keys[0])
 
@@ -140,6 +144,15 @@ bad_vm_pattern (const char *n)
   return open && strchr (open, ']') == NULL;
 }
 
+/* "tag:NAME" in vms or exclude: the VMs whose libvirt metadata has the
+ * tag NAME (VMS_VM_TAGS_NS; issue 19). */
+#define TAGLEN (sizeof VMS_CONFIG_TAG_PREFIX - 1)
+static int
+is_tag (const char *s)
+{
+  return strncmp (s, VMS_CONFIG_TAG_PREFIX, TAGLEN) == 0;
+}
+
 static void
 free_list (char **list)
 {
@@ -163,6 +176,13 @@ parse_vms (struct reading *rd, struct vms_config_job *j, const char *v,
   for (char *w = strtok_r (copy, " \t,", &save); w; w = strtok_r (NULL, " \t,", &save)) {
     if (!exclude && strcmp (w, "all") == 0) {
       all = 1;
+      continue;
+    }
+    if (is_tag (w) && !vms_vm_tag_valid (w + TAGLEN)) {
+      add_error (rd->c, rd->file, rd->line, "%s: '%s' names no tag (tag:NAME, "
+                 "NAME 1 to %d of A-Z a-z 0-9 . _ + -, not starting with . "
+                 "or -)", exclude ? "exclude" : "vms", w, VMS_VM_TAG_MAX);
+      bad = 1;
       continue;
     }
     if (bad_vm_pattern (w)) {
@@ -204,11 +224,35 @@ is_glob (const char *s)
 }
 
 static int
-matches_any (char *const *patterns, const char *name)
+has_tag (const char *const *tags, const char *tag)
+{
+  for (size_t i = 0; tags && tags[i]; i++)
+    if (strcmp (tags[i], tag) == 0)
+      return 1;
+  return 0;
+}
+
+/* Whether an entry of patterns (names, UUIDs, globs, tag:NAME) takes the
+ * VM name with tags. */
+static int
+matches_any (char *const *patterns, const char *name, const char *const *tags)
 {
   for (size_t i = 0; patterns && patterns[i]; i++)
-    if (is_glob (patterns[i]) ? fnmatch (patterns[i], name, 0) == 0
+    if (is_tag (patterns[i]) ? has_tag (tags, patterns[i] + TAGLEN)
+        : is_glob (patterns[i]) ? fnmatch (patterns[i], name, 0) == 0
         : strcmp (patterns[i], name) == 0)
+      return 1;
+  return 0;
+}
+
+static int
+uses_tags (const struct vms_config_job *j)
+{
+  for (size_t i = 0; j->vms && j->vms[i]; i++)
+    if (is_tag (j->vms[i]))
+      return 1;
+  for (size_t i = 0; j->exclude && j->exclude[i]; i++)
+    if (is_tag (j->exclude[i]))
       return 1;
   return 0;
 }
@@ -219,7 +263,7 @@ vms_config_job_needs_host_vms (const struct vms_config_job *j)
   if (j->exclude && j->exclude[0])
     return 1;
   for (size_t i = 0; j->vms && j->vms[i]; i++)
-    if (is_glob (j->vms[i]))
+    if (is_glob (j->vms[i]) || is_tag (j->vms[i]))
       return 1;
   return 0;
 }
@@ -228,6 +272,15 @@ int
 vms_config_job_select_from (const struct vms_config_job *j,
                             const char *const *host_vms, char ***selected,
                             size_t *n)
+{
+  return vms_config_job_select_tagged (j, host_vms, NULL, selected, n);
+}
+
+int
+vms_config_job_select_tagged (const struct vms_config_job *j,
+                              const char *const *host_vms,
+                              const char *const *const *host_tags,
+                              char ***selected, size_t *n)
 {
   size_t cap = 1;
   char **out;
@@ -242,15 +295,17 @@ vms_config_job_select_from (const struct vms_config_job *j,
     goto oom;
   /* The host's VMs the job takes, in the host's order... */
   for (size_t i = 0; host_vms && host_vms[i]; i++)
-    if ((j->all_vms || matches_any (j->vms, host_vms[i])) &&
-        !matches_any (j->exclude, host_vms[i]) &&
+    if ((j->all_vms || matches_any (j->vms, host_vms[i],
+                                    host_tags ? host_tags[i] : NULL)) &&
+        !matches_any (j->exclude, host_vms[i], host_tags ? host_tags[i] : NULL) &&
         (out[(*n)++] = strdup (host_vms[i])) == NULL)
       goto oom;
   /* ... then what it names that the host has not (a UUID, a VM that is
    * gone): the backup names it in its report. */
   for (size_t i = 0; j->vms && j->vms[i]; i++) {
     int listed = 0;
-    if (is_glob (j->vms[i]) || matches_any (j->exclude, j->vms[i]))
+    if (is_glob (j->vms[i]) || is_tag (j->vms[i]) ||
+        matches_any (j->exclude, j->vms[i], NULL))
       continue;
     for (size_t k = 0; host_vms && host_vms[k] && !listed; k++)
       listed = strcmp (host_vms[k], j->vms[i]) == 0;
@@ -270,22 +325,56 @@ int
 vms_config_job_select (const struct vms_config_job *j, const char *uri,
                        char ***selected, size_t *n)
 {
+  struct vms_host_vm *vms = NULL;
   char **host = NULL;
+  const char **names = NULL;
+  const char *const **tags = NULL;
   size_t nr_host = 0;
+  int r = -1, tagged = uses_tags (j);
 
-  if (vms_libvirt_list_vms (uri, &host, &nr_host) == -1)
+  /* Tags are read only for a job that asks for them: a VM's malformed
+   * tags are no business of the others. */
+  if (tagged ? vms_libvirt_list_vms_tags (uri, &vms, &nr_host) == -1
+      : vms_libvirt_list_vms (uri, &host, &nr_host) == -1)
     return -1;
-  int r = vms_config_job_select_from (j, (const char *const *) host, selected, n);
-  /* A glob that matches nothing is likely a mistake: said, not fatal (the
-   * VMs may come back). */
+  if (tagged) {
+    names = calloc (nr_host + 1, sizeof *names);
+    tags = calloc (nr_host + 1, sizeof *tags);
+    if (names == NULL || tags == NULL) {
+      vms_set_error (ENOMEM, "out of memory");
+      goto out;
+    }
+    for (size_t k = 0; k < nr_host; k++) {
+      names[k] = vms[k].name;
+      tags[k] = (const char *const *) vms[k].tags;
+      /* Said, and the VM is neither taken nor left out by any tag: a VM
+       * the job should have had shows in its result by its absence. */
+      if (vms[k].tags_error)
+        vms_warn ("job '%s': VM '%s': %s; no tag: entry selects or excludes it",
+                  j->name, vms[k].name, vms[k].tags_error);
+    }
+  }
+  const char *const *list = tagged ? names : (const char *const *) host;
+  r = vms_config_job_select_tagged (j, list, tags, selected, n);
+  /* A glob or tag that matches nothing is likely a mistake: said, not
+   * fatal (the VMs may come back). */
   for (size_t i = 0; r == 0 && j->vms && j->vms[i]; i++) {
     int hit = 0;
-    for (size_t k = 0; is_glob (j->vms[i]) && k < nr_host && !hit; k++)
-      hit = fnmatch (j->vms[i], host[k], 0) == 0;
-    if (is_glob (j->vms[i]) && !hit)
-      vms_warn ("job '%s': no VM of the host matches '%s'", j->name, j->vms[i]);
+    if (!is_glob (j->vms[i]) && !is_tag (j->vms[i]))
+      continue;
+    for (size_t k = 0; k < nr_host && !hit; k++)
+      hit = is_tag (j->vms[i]) ? has_tag (tags[k], j->vms[i] + TAGLEN)
+        : fnmatch (j->vms[i], list[k], 0) == 0;
+    if (!hit)
+      vms_warn ("job '%s': no VM of the host %s '%s'", j->name,
+                is_tag (j->vms[i]) ? "has the tag" : "matches",
+                is_tag (j->vms[i]) ? j->vms[i] + TAGLEN : j->vms[i]);
   }
+ out:
+  free (names);
+  free (tags);
   free_list (host);
+  vms_host_vms_free (vms, nr_host);
   return r;
 }
 
@@ -296,6 +385,7 @@ free_job (struct vms_config_job *j)
   free_list (j->exclude);
   free (j->name); free (j->method); free (j->fallback);
   free (j->repository); free (j->file);
+  free (j->schedule); free (j->verify_schedule); free (j->prune_schedule);
 }
 
 /* One key of a [job] or [defaults] section. -1 only when out of memory. */
@@ -311,7 +401,8 @@ job_key (struct reading *rd, struct vms_config_job *j, const char *k, const char
     return add_error (rd->c, rd->file, rd->line, "unknown key '%s' (in a %s "
                       "section: vms, exclude, exec-writers, method, fallback, each, "
                       "repository, keep-last, keep-daily, keep-weekly, "
-                      "keep-monthly, max-age, group)", k,
+                      "keep-monthly, max-age, group, schedule, verify-schedule, "
+                      "prune-schedule, verify-deep)", k,
                       rd->kind == S_JOB ? "[job]" : "[defaults]");
   if (j->set & bit)
     return add_error (rd->c, rd->file, rd->line, "'%s' is set twice in this "
@@ -323,9 +414,23 @@ job_key (struct reading *rd, struct vms_config_job *j, const char *k, const char
     if (parse_vms (rd, j, v, bit == K_EXCLUDE) == -1)
       return -1;
     break;
-  case K_EXEC: case K_EACH: case K_GROUP:
+  case K_SCHEDULE: case K_VERIFY_SCHEDULE: case K_PRUNE_SCHEDULE: {
+    char **slot = bit == K_SCHEDULE ? &j->schedule
+      : bit == K_VERIFY_SCHEDULE ? &j->verify_schedule : &j->prune_schedule;
+    if (!vms_config_calendar_valid (v))
+      return add_error (rd->c, rd->file, rd->line, "%s must be a systemd "
+                        "calendar expression (OnCalendar=, systemd.time(7): "
+                        "such as daily, Mon..Fri 01:30 or *-*-* 00/6:00; "
+                        "letters, digits, blanks and * : , . / ~ + - _), or "
+                        "no", k);
+    if (strcmp (v, "no") != 0 && (*slot = strdup (v)) == NULL)
+      return -1;
+    break;
+  }
+  case K_EXEC: case K_EACH: case K_GROUP: case K_VERIFY_DEEP:
     if (parse_bool (v, bit == K_EXEC ? &j->exec_writers
-                    : bit == K_EACH ? &j->each : &j->group) == -1)
+                    : bit == K_EACH ? &j->each
+                    : bit == K_GROUP ? &j->group : &j->verify_deep) == -1)
       return add_error (rd->c, rd->file, rd->line, "%s must be yes or no, not "
                         "'%s'", k, v);
     break;
@@ -641,6 +746,17 @@ finish (struct vms_config *c, const struct vms_config_job *d)
     if (!(j->set & K_EXEC) && (d->set & K_EXEC)) j->exec_writers = d->exec_writers;
     if (!(j->set & K_EACH) && (d->set & K_EACH)) j->each = d->each;
     if (!(j->set & K_GROUP) && (d->set & K_GROUP)) j->group = d->group;
+    if (!(j->set & K_VERIFY_DEEP) && (d->set & K_VERIFY_DEEP))
+      j->verify_deep = d->verify_deep;
+    if (!(j->set & K_SCHEDULE) && d->schedule &&
+        (j->schedule = strdup (d->schedule)) == NULL)
+      return -1;
+    if (!(j->set & K_VERIFY_SCHEDULE) && d->verify_schedule &&
+        (j->verify_schedule = strdup (d->verify_schedule)) == NULL)
+      return -1;
+    if (!(j->set & K_PRUNE_SCHEDULE) && d->prune_schedule &&
+        (j->prune_schedule = strdup (d->prune_schedule)) == NULL)
+      return -1;
     if (!(j->set & K_METHOD) && d->method && (j->method = strdup (d->method)) == NULL)
       return -1;
     if (!(j->set & K_FALLBACK) && d->fallback &&
@@ -680,6 +796,11 @@ finish (struct vms_config *c, const struct vms_config_job *d)
         add_error (c, j->file, j->line, "job '%s': group = yes and each = yes "
                    "exclude each other (a group is one instant of one set; "
                    "each makes one set per VM)", j->name) == -1)
+      return -1;
+    if (j->prune_schedule && !j->keep.keep_last && !j->keep.keep_daily &&
+        !j->keep.keep_weekly && !j->keep.keep_monthly &&
+        add_error (c, j->file, j->line, "job '%s': prune-schedule without "
+                   "keep-* rules prunes nothing", j->name) == -1)
       return -1;
     if (!j->all_vms && j->vms == NULL && !j->exec_writers &&
         add_error (c, j->file, j->line, "job '%s' backs up nothing (no vms "
@@ -813,7 +934,40 @@ vms_config_repository (const struct vms_config *c, const char *name)
 }
 
 int
+vms_config_calendar_valid (const char *v)
+{
+  size_t n = strlen (v);
+
+  if (n == 0 || n > 128)
+    return 0;
+  for (const char *p = v; *p; p++)
+    if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+          (*p >= '0' && *p <= '9') || strchr (" *:,./~+-_", *p)))
+      return 0;
+  return 1;
+}
+
+int
+vms_config_job_unit_name_ok (const char *name)
+{
+  if (name[0] == '.' || name[0] == '\0')
+    return 0;
+  for (const char *p = name; *p; p++)
+    if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+          (*p >= '0' && *p <= '9') || *p == ':' || *p == '_' || *p == '.' ||
+          *p == '-'))
+      return 0;
+  return 1;
+}
+
+int
 vms_config_job_lock (const struct vms_config_job *job)
+{
+  return vms_config_job_lock_kind (job, NULL);
+}
+
+int
+vms_config_job_lock_kind (const struct vms_config_job *job, const char *kind)
 {
   const char *env = getenv ("VMSHADOW_RUN_DIR");
   const char *dir = env && *env ? env : "/run/vmshadow";
@@ -823,8 +977,8 @@ vms_config_job_lock (const struct vms_config_job *job)
     vms_set_error (errno, "cannot make %s: %s", dir, strerror (errno));
     return -1;
   }
-  if ((size_t) snprintf (path, sizeof path, "%s/job-%s.lock", dir, job->name)
-      >= sizeof path) {
+  if ((size_t) snprintf (path, sizeof path, "%s/job-%s%s%s.lock", dir, job->name,
+                         kind ? "." : "", kind ? kind : "") >= sizeof path) {
     vms_set_error (ENAMETOOLONG, "%s: name too long", dir);
     return -1;
   }
@@ -837,8 +991,8 @@ vms_config_job_lock (const struct vms_config_job *job)
     int e = errno;
     close (fd);
     if (e == EWOULDBLOCK)
-      vms_set_error (e, "job '%s' is already running (another run holds %s)",
-                     job->name, path);
+      vms_set_error (e, "job '%s'%s%s is already running (another run holds %s)",
+                     job->name, kind ? ": its " : "", kind ? kind : "", path);
     else
       vms_set_error (e, "cannot lock %s: %s", path, strerror (e));
     errno = e;

@@ -127,6 +127,7 @@ component_json (const struct vms_component_report *t)
     json_object_array_add (cbt, x);
   }
   json_object_object_add (c, "cbt_wrong", cbt);
+  add_string (c, "type", t->incremental ? "incremental" : "full");
   add_int (c, "files", (int64_t) t->files);
   add_int (c, "size", (int64_t) t->size);
   add_int (c, "bytes_read", (int64_t) t->bytes_read);

@@ -133,6 +133,77 @@ bad_selections_are_named_with_their_line (void **state)
   vms_config_free (c);
 }
 
+/* Issue 19: tag:NAME takes (vms) or leaves out (exclude) the VMs whose
+ * libvirt metadata has the tag; host_tags[i] are host[i]'s tags. */
+static const char *const t_web01[] = { "web", "nightly", NULL };
+static const char *const t_web02[] = { "web", NULL };
+static const char *const t_db1[] = { "db", "nightly", NULL };
+static const char *const t_db2[] = { "db", "nightly", "no-backup", NULL };
+static const char *const *const host_tags[] = {
+  t_web01, t_web02, NULL, t_db1, t_db2, NULL, NULL,
+};
+
+static void
+check_tagged (const char *body, const char *want)
+{
+  struct vms_config *c = load (body);
+  const struct vms_config_job *j = vms_config_job (c, "j");
+  char **names, got[1024] = "";
+  size_t n;
+
+  for (size_t i = 0; i < c->nr_errors; i++)
+    fprintf (stderr, "# %s\n", c->errors[i]);
+  assert_int_equal (c->nr_errors, 0);
+  assert_int_equal (vms_config_job_needs_host_vms (j), 1);
+  assert_int_equal (vms_config_job_select_tagged (j, host, host_tags, &names, &n), 0);
+  for (size_t i = 0; i < n; i++) {
+    strcat (got, i ? " " : "");
+    strcat (got, names[i]);
+    free (names[i]);
+  }
+  free (names);
+  assert_string_equal (got, want);
+  vms_config_free (c);
+}
+
+static void
+tags_select_and_exclude_by_libvirt_metadata (void **state)
+{
+  (void) state;
+  check_tagged ("vms = tag:nightly", "web01 db1 db2");
+  check_tagged ("vms = tag:nightly\nexclude = tag:no-backup", "web01 db1");
+  check_tagged ("vms = tag:db mail", "db1 db2 mail");
+  check_tagged ("vms = all\nexclude = tag:web tag:db", "web-test mail [odd]");
+  check_tagged ("vms = tag:nosuch", "");
+  /* Without the host's tags a tag: entry takes nothing and is never
+   * taken as a VM's name. */
+  struct vms_config *c = load ("vms = tag:db");
+  char *got = selected (c);
+  assert_string_equal (got, "");
+  free (got);
+  vms_config_free (c);
+}
+
+static void
+bad_tags_are_named_with_their_line (void **state)
+{
+  (void) state;
+  struct vms_config *c = load ("vms = tag: tag:a/b tag:web* db1\n"
+                               "exclude = tag:-x tag:ok");
+  const char *want[] = {
+    ":5: vms: 'tag:' names no tag",
+    ":5: vms: 'tag:a/b' names no tag",
+    ":5: vms: 'tag:web*' names no tag",   /* tags have no globs */
+    ":6: exclude: 'tag:-x' names no tag",
+  };
+  for (size_t i = 0; i < c->nr_errors; i++)
+    fprintf (stderr, "# %s\n", c->errors[i]);
+  assert_int_equal (c->nr_errors, 4);
+  for (size_t w = 0; w < sizeof want / sizeof want[0]; w++)
+    assert_non_null (strstr (c->errors[w], want[w]));
+  vms_config_free (c);
+}
+
 int
 main (int argc, char *argv[])
 {
@@ -142,6 +213,8 @@ main (int argc, char *argv[])
     cmocka_unit_test (exclude_leaves_vms_out_of_all_and_of_globs),
     cmocka_unit_test (exclude_in_defaults_reaches_every_job),
     cmocka_unit_test (bad_selections_are_named_with_their_line),
+    cmocka_unit_test (tags_select_and_exclude_by_libvirt_metadata),
+    cmocka_unit_test (bad_tags_are_named_with_their_line),
   };
   cmocka_set_message_output (CM_OUTPUT_TAP);
   if (argc > 1)

@@ -841,6 +841,57 @@ copy_of_malformed_xml_fails_clearly (void **state)
   }
 }
 
+/* Issue 19: the <tags> element libvirt gives for VMS_VM_TAGS_NS is read
+ * strictly: words of a tag's characters, nothing else. */
+static void
+tags_are_read_strictly (void **state)
+{
+  (void) state;
+  char **t;
+  const char *ok = "<tags xmlns=\"https://vmshadow.org/xmlns/tags/1\">\n"
+    "  nightly, db  <!-- x --> prod.eu_1+a\n</tags>";
+  assert_int_equal (vms_vm_tags_parse (ok, strlen (ok), &t), 0);
+  assert_string_equal (t[0], "nightly");
+  assert_string_equal (t[1], "db");
+  assert_string_equal (t[2], "prod.eu_1+a");
+  assert_null (t[3]);
+  for (size_t i = 0; t[i]; i++)
+    free (t[i]);
+  free (t);
+  assert_int_equal (vms_vm_tags_parse ("<tags/>", 7, &t), 0);
+  assert_null (t[0]);
+  free (t);
+  static const struct { const char *xml, *why; } bad[] = {
+    { "<tag>a</tag>", "not one element <tags>" },
+    { "<tags a='1'>x</tags>", "have an attribute" },
+    { "<tags>a<b/></tags>", "have an element inside <tags>" },
+    { "<tags>a $(reboot)</tags>", "a word that is not a tag" },
+    { "<tags>-a</tags>", "a word that is not a tag" },
+    { "<tags>caf\xc3\xa9</tags>", "a word that is not a tag" },
+    { "<tags>a", "not well-formed" },
+    { "", "not well-formed" },
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    t = (char **) 1;
+    assert_int_equal (vms_vm_tags_parse (bad[i].xml, strlen (bad[i].xml), &t), -1);
+    assert_null (t);
+    if (strstr (vms_get_error (), bad[i].why) == NULL)
+      fail_msg ("%s: %s", bad[i].xml, vms_get_error ());
+    /* The owner's bytes are never echoed. */
+    assert_null (strstr (vms_get_error (), "reboot"));
+  }
+  char long_tag[200];
+  memset (long_tag, 'a', sizeof long_tag);
+  memcpy (long_tag, "<tags>", 6);
+  strcpy (long_tag + 6 + VMS_VM_TAG_MAX + 1, "</tags>");
+  assert_int_equal (vms_vm_tags_parse (long_tag, strlen (long_tag), &t), -1);
+  long_tag[6 + VMS_VM_TAG_MAX] = ' ';
+  assert_int_equal (vms_vm_tags_parse (long_tag, strlen (long_tag), &t), 0);
+  assert_int_equal (strlen (t[0]), VMS_VM_TAG_MAX);
+  free (t[0]);
+  free (t);
+}
+
 static const struct CMUnitTest tests[] = {
   TEST ("file-disks-are-included-with-their-format",
         file_disks_are_included_with_their_format),
@@ -889,6 +940,7 @@ static const struct CMUnitTest tests[] = {
         copy_renames_only_file_names_not_directories),
   TEST ("copy-of-malformed-xml-fails-clearly",
         copy_of_malformed_xml_fails_clearly),
+  TEST ("tags-are-read-strictly", tags_are_read_strictly),
 };
 
 int

@@ -1671,3 +1671,91 @@ vm_config_rewrite (const char *xml, size_t len, const struct vm_rewrite *rw,
   xmlFreeDoc (doc);
   return s;
 }
+
+/* ---- tags (issue 19) ---- */
+
+int
+vms_vm_tag_valid (const char *tag)
+{
+  size_t n = strlen (tag);
+
+  if (n == 0 || n > VMS_VM_TAG_MAX || tag[0] == '.' || tag[0] == '-')
+    return 0;
+  for (const char *p = tag; *p; p++)
+    if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+          (*p >= '0' && *p <= '9') || *p == '.' || *p == '_' || *p == '+' ||
+          *p == '-'))
+      return 0;
+  return 1;
+}
+
+/* The element libvirt returns is the VM owner's text: read strictly, and
+ * said without echoing it (a tag is named only once it is known valid). */
+int
+vms_vm_tags_parse (const char *xml, size_t len, char ***tags)
+{
+  xmlDoc *doc;
+  const xmlNode *root;
+  char **list = NULL, *words = NULL, *save = NULL;
+  xmlChar *content;
+  size_t n = 0;
+  int r = -1;
+
+  *tags = NULL;
+  if ((doc = parse_doc (xml, len, "its vmshadow tags (metadata)")) == NULL)
+    return -1;
+  root = xmlDocGetRootElement (doc);
+  if (root == NULL || root->type != XML_ELEMENT_NODE ||
+      strcmp ((const char *) root->name, "tags") != 0) {
+    vms_set_error (EINVAL, "its vmshadow tags (metadata, namespace %s) are "
+                   "not one element <tags>", VMS_VM_TAGS_NS);
+    goto out;
+  }
+  if (root->properties) {
+    vms_set_error (EINVAL, "its vmshadow tags (metadata) have an attribute; "
+                   "<tags> takes only text (tags separated by blanks)");
+    goto out;
+  }
+  for (const xmlNode *c = root->children; c; c = c->next)
+    if (c->type != XML_TEXT_NODE && c->type != XML_CDATA_SECTION_NODE &&
+        c->type != XML_COMMENT_NODE) {
+      vms_set_error (EINVAL, "its vmshadow tags (metadata) have an element "
+                     "inside <tags>; it takes only text (tags separated by "
+                     "blanks)");
+      goto out;
+    }
+  content = xmlNodeGetContent (root);
+  words = content ? strdup ((const char *) content) : strdup ("");
+  xmlFree (content);
+  if (words == NULL || (list = calloc (1, sizeof *list)) == NULL)
+    goto oom;
+  for (char *w = strtok_r (words, " \t\r\n,", &save); w;
+       w = strtok_r (NULL, " \t\r\n,", &save)) {
+    if (!vms_vm_tag_valid (w)) {
+      vms_set_error (EINVAL, "its vmshadow tags (metadata) have a word that "
+                     "is not a tag (1 to %d of A-Z a-z 0-9 . _ + -, not "
+                     "starting with . or -)", VMS_VM_TAG_MAX);
+      goto out;
+    }
+    char **l = realloc (list, (n + 2) * sizeof *l);
+    if (l == NULL)
+      goto oom;
+    list = l;
+    if ((list[n] = strdup (w)) == NULL)
+      goto oom;
+    list[++n] = NULL;
+  }
+  *tags = list;
+  list = NULL;
+  r = 0;
+  goto out;
+ oom:
+  vms_set_error (ENOMEM, "out of memory");
+ out:
+  for (size_t i = 0; list && list[i]; i++)
+    free (list[i]);
+  free (list);
+  free (words);
+  xmlFreeDoc (doc);
+  return r;
+}

@@ -19,6 +19,7 @@
 
 #include "cleanup.h"
 #include "log.h"
+#include "str.h"
 #include "vm-internal.h"
 
 static void
@@ -415,4 +416,93 @@ vms_libvirt_prune_checkpoints (const char *uri, const char *uuid,
     virDomainFree (dom);
   virConnectClose (conn);
   return r;
+}
+
+/* ---- tags (issue 19) ---- */
+
+void
+vms_host_vms_free (struct vms_host_vm *vms, size_t n)
+{
+  for (size_t i = 0; vms && i < n; i++) {
+    free (vms[i].name);
+    for (char **t = vms[i].tags; t && *t; t++)
+      free (*t);
+    free (vms[i].tags);
+    free (vms[i].tags_error);
+  }
+  free (vms);
+}
+
+/* The tags of dom into vm (tags_error when they cannot be had); -1 only
+ * when out of memory. */
+static int
+host_vm_tags (virDomainPtr dom, struct vms_host_vm *vm)
+{
+  char *xml = virDomainGetMetadata (dom, VIR_DOMAIN_METADATA_ELEMENT,
+                                    VMS_VM_TAGS_NS, VIR_DOMAIN_AFFECT_CURRENT);
+
+  if (xml == NULL) {
+    if (virGetLastErrorCode () == VIR_ERR_NO_DOMAIN_METADATA)
+      vm->tags = calloc (1, sizeof *vm->tags);
+    else
+      vm->tags_error = vms_strdup_printf ("its vmshadow tags cannot be read: %s",
+                                          vm_virt_error ());
+    return vm->tags || vm->tags_error ? 0 : -1;
+  }
+  if (vms_vm_tags_parse (xml, strlen (xml), &vm->tags) == -1) {
+    free (xml);
+    if (vms_get_errno () == ENOMEM)
+      return -1;
+    vm->tags_error = strdup (vms_get_error ());
+    return vm->tags_error ? 0 : -1;
+  }
+  free (xml);
+  return 0;
+}
+
+static int
+cmp_host_vms (const void *a, const void *b)
+{
+  return strcmp (((const struct vms_host_vm *) a)->name,
+                 ((const struct vms_host_vm *) b)->name);
+}
+
+int
+vms_libvirt_list_vms_tags (const char *uri, struct vms_host_vm **vms, size_t *n)
+{
+  virConnectPtr conn = host_connect (uri, 1);
+  virDomainPtr *doms = NULL;
+  struct vms_host_vm *v;
+  int nd, oom = 0;
+
+  *vms = NULL;
+  *n = 0;
+  if (conn == NULL)
+    return -1;
+  nd = virConnectListAllDomains (conn, &doms, 0);
+  if (nd < 0) {
+    vms_set_error (EIO, "cannot list the domains at %s: %s",
+                   uri ? uri : VMS_VM_DEFAULT_URI, vm_virt_error ());
+    virConnectClose (conn);
+    return -1;
+  }
+  v = calloc ((size_t) nd + 1, sizeof *v);
+  oom = v == NULL;
+  for (int i = 0; i < nd; i++) {
+    if (!oom && ((v[i].name = strdup (virDomainGetName (doms[i]))) == NULL ||
+                 host_vm_tags (doms[i], &v[i]) == -1))
+      oom = 1;
+    virDomainFree (doms[i]);
+  }
+  free (doms);
+  virConnectClose (conn);
+  if (oom) {
+    vms_host_vms_free (v, (size_t) nd);
+    vms_set_error (ENOMEM, "out of memory");
+    return -1;
+  }
+  qsort (v, (size_t) nd, sizeof *v, cmp_host_vms);
+  *vms = v;
+  *n = (size_t) nd;
+  return 0;
 }

@@ -108,6 +108,43 @@ extern int vms_libvirt_add (vms_coordinator *coord,
  * with the error set (libvirt not reachable). */
 extern int vms_libvirt_list_vms (const char *uri, char ***names, size_t *n);
 
+/* Tags an administrator gives a VM for configured jobs (issue 19, docs/
+ * configuration.md): one element <tags> in the domain's <metadata>, in
+ * namespace VMS_VM_TAGS_NS (its own, so that setting tags never replaces
+ * the <vmshadow:policy/> of VMS_VM_POLICY_NS: libvirt keeps one element
+ * per namespace), its text the tags separated by blanks or commas:
+ *   virsh metadata VM --uri https://vmshadow.org/xmlns/tags/1 \
+ *     --key vmshadow-tags --set '<tags>nightly db</tags>' --config --live */
+#define VMS_VM_TAGS_NS "https://vmshadow.org/xmlns/tags/1"
+#define VMS_VM_TAG_MAX 64
+
+/* Whether tag is a tag: 1 to VMS_VM_TAG_MAX of A-Z a-z 0-9 . _ + - (and
+ * not starting with '.' or '-'). */
+extern int vms_vm_tag_valid (const char *tag);
+
+/* The tags of xml (the element libvirt gives for VMS_VM_TAGS_NS): exactly
+ * one element named tags, no attributes of its own, no child elements,
+ * each word a valid tag. *tags NULL-terminated (malloc'd, each too; an
+ * empty element gives an empty list). 0, or -1 with the error set saying
+ * what is wrong (EINVAL; never echoing raw bytes). */
+extern int vms_vm_tags_parse (const char *xml, size_t len, char ***tags);
+
+/* A VM of the host and its tags. */
+struct vms_host_vm {
+  char *name;
+  char **tags;                  /* NULL-terminated; empty when it has none */
+  char *tags_error;             /* why its tags cannot be read (tags empty
+                                   then), or NULL */
+};
+
+/* As vms_libvirt_list_vms, with each VM's tags (read from its current
+ * definition: the live one of a running VM). A VM whose tags are
+ * malformed or cannot be read has tags_error set; it is no error of the
+ * list. 0, or -1 with the error set. */
+extern int vms_libvirt_list_vms_tags (const char *uri, struct vms_host_vm **vms,
+                                      size_t *n);
+extern void vms_host_vms_free (struct vms_host_vm *vms, size_t n);
+
 /* Wait until no VM of vms (NULL-terminated names or UUIDs; NULL: every
  * running VM at uri) has a job of another tool: a libvirt domain job (a
  * backup, a migration, a save, a dump, a snapshot) or a block job on one

@@ -78,8 +78,9 @@ EOF2
 printf '[job nightly]\nvms = all\n[job apps]\nrepository = two\n' > "$conf/jobs.d/a.conf"
 "$vmshadow" config check --config "$conf" >/dev/null || fail "the configuration is bad"
 expect "$(tr ' ' '\n' <<<"$ids1 $id2" | sort | tr '\n' ' ' | sed 's/ $//')" show --config "$conf" ""
-expect "run" job ""
+expect "prune run timers verify" job ""
 expect "apps nightly" job run --config "$conf" ""
+expect "apps nightly" job verify --config "$conf" ""
 expect "nightly" --config "$conf" job run n
 expect "check" config ""
 expect "backup" help bac

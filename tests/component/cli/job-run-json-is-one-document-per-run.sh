@@ -1,0 +1,114 @@
+#!/bin/bash
+# Issue 19: `vmshadow job run JOB --json` prints one JSON document, the
+# job's result (the same one the notifiers get on stdin): the run (job,
+# repository, times, duration, outcome, exit code), one row per VM and per
+# host application with its state, backup id, type, size and time, totals,
+# the backup's own report and the prune's exit code. Nothing else reaches
+# stdout (backup's and prune's own output is not printed), also when the
+# run fails before a backup (the job already running). job verify and job
+# prune, what the verify@ and prune@ units run, on the job's repository.
+source "$(dirname "$0")/cli-lib.sh"
+app_writer
+export VMSHADOW_RUN_DIR=$tmp/run
+unset VMSHADOW_REPO
+conf=$tmp/etc
+mkdir -p "$conf/notify.d"
+cat > "$conf/vmshadow.conf" <<EOF2
+[repository main]
+path = $tmp/repo
+[job apps]
+repository = main
+keep-last = 1
+EOF2
+printf '#!/bin/sh\ncat > "%s/note-$VMSHADOW_EXIT_CODE.json"\n' "$tmp" > "$conf/notify.d/record"
+chmod 755 "$conf/notify.d/record"
+
+for round in 1 2; do
+  rc=0; "$vmshadow" job run apps --json --config "$conf" > "$tmp/out.json" 2> "$tmp/err" || rc=$?
+  [ $rc = 0 ] || fail "round $round: job run --json exited $rc: $(cat "$tmp/err")"
+  "$vmshadow" list --repo "$tmp/repo" --json > "$tmp/list.json"
+  python3 - "$tmp/out.json" "$tmp/list.json" "$tmp/note-0.json" "$round" <<'PY' || fail "round $round: $(cat "$tmp/out.json")"
+import json, sys
+text = open(sys.argv[1]).read()
+d = json.loads(text)                  # the whole of stdout is one document
+assert text.count('"format": "vmshadow-job-result"') == 1, text
+listed = json.load(open(sys.argv[2]))
+note = json.load(open(sys.argv[3]))
+assert d["format"] == "vmshadow-job-result" and d["version"] == 1, d
+assert d["job"] == "apps" and d["repository"] == "main", d
+assert d["outcome"] == "success" and d["exit_code"] == 0 and d["error"] is None, d
+assert 0 <= d["duration_s"] == d["finished"] - d["started"], d
+assert d["vms"] == [] and d["selected_vms"] == [], d
+[row] = d["host_applications"]
+assert row["writer"] == "app" and row["component"] == "config", row
+assert row["state"] == "complete" and row["type"] == "full" and row["error"] is None, row
+assert row["size"] == len("setting = 1\n") and row["elapsed_ms"] >= 0, row
+assert row["backup_id"] == d["backup"]["backup_id"], row
+# keep-last = 1: the prune ran and left only this run's backup.
+assert d["prune"] == {"exit_code": 0}, d
+ids = [b.get("id") or b.get("backup_id") for b in (listed if isinstance(listed, list) else listed["backups"])]
+assert ids == [row["backup_id"]], (ids, row)
+if sys.argv[4] == "1":
+    assert d["bytes_stored"] > 0, d
+# The notifiers got the same document.
+for k in ("job", "outcome", "exit_code", "vms", "host_applications", "started"):
+    assert note[k] == d[k], (k, note[k], d[k])
+PY
+done
+
+# Refused (another run holds the job's lock): one document, the error in it.
+holder=
+trap '[ -z "$holder" ] || kill $holder 2> /dev/null || true; rm -rf "$tmp"' EXIT
+# The holder is the sleep itself (it holds the lock's fd): killing it
+# frees the lock.
+bash -c 'exec 9> "$1"; flock 9; exec sleep 30' _ "$VMSHADOW_RUN_DIR/job-apps.lock" &
+holder=$!
+for i in $(seq 50); do
+  ! flock -n "$VMSHADOW_RUN_DIR/job-apps.lock" true || { sleep 0.1; continue; }
+  break
+done
+rc=0; "$vmshadow" job run apps --json --config "$conf" > "$tmp/out.json" 2> "$tmp/err" || rc=$?
+kill $holder; wait $holder 2> /dev/null || true; holder=
+[ $rc = 1 ] || fail "a run while the job runs exited $rc: $(cat "$tmp/out.json" "$tmp/err")"
+python3 - "$tmp/out.json" <<'PY' || fail "refused run: $(cat "$tmp/out.json")"
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert d["outcome"] == "failure" and d["exit_code"] == 1, d
+assert "already running" in d["error"] and d["backup"] is None, d
+assert d["vms"] == [] and d["host_applications"] == [] and d["prune"] is None, d
+PY
+
+# job verify JOB: verify of the job's repository (what vmshadow-verify@JOB
+# runs); two verifies of one job never overlap.
+out=$("$vmshadow" job verify apps --config "$conf") || fail "job verify exited $?: $out"
+grep -q "No problems found" <<<"$out" || fail "job verify: $out"
+"$vmshadow" job verify apps --json --config "$conf" > "$tmp/verify.json" || fail "job verify --json exited $?"
+python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["problems"] == [] and d["deep"] is False, d' \
+  "$tmp/verify.json" || fail "job verify --json: $(cat "$tmp/verify.json")"
+bash -c 'exec 9> "$1"; flock 9; exec sleep 30' _ "$VMSHADOW_RUN_DIR/job-apps.verify.lock" &
+holder=$!
+for i in $(seq 50); do
+  ! flock -n "$VMSHADOW_RUN_DIR/job-apps.verify.lock" true || { sleep 0.1; continue; }
+  break
+done
+rc=0; "$vmshadow" job verify apps --config "$conf" > "$tmp/out" 2>&1 || rc=$?
+kill $holder; wait $holder 2> /dev/null || true; holder=
+[ $rc = 1 ] && grep -q "job 'apps': its verify is already running" "$tmp/out" || fail "a second verify: $rc $(cat "$tmp/out")"
+
+# job prune JOB: the job's keep-* rules on its own backups (what
+# vmshadow-prune@JOB runs); a backup made by hand is not the job's.
+sed -i 's/^keep-last = 1$/keep-last = 5/' "$conf/vmshadow.conf"
+"$vmshadow" job run apps --config "$conf" > /dev/null 2>&1 || fail "third run"
+"$vmshadow" --quiet backup --repo "$tmp/repo" || fail "a backup by hand"
+[ "$(ls "$tmp/repo/backups" | wc -l)" = 3 ] || fail "not 3 backups: $(ls "$tmp/repo/backups")"
+sed -i 's/^keep-last = 5$/keep-last = 1/' "$conf/vmshadow.conf"
+"$vmshadow" job prune apps --config "$conf" > "$tmp/out" 2>&1 || fail "job prune exited $?: $(cat "$tmp/out")"
+[ "$(ls "$tmp/repo/backups" | wc -l)" = 2 ] || fail "job prune left: $(ls "$tmp/repo/backups")"
+"$vmshadow" list --repo "$tmp/repo" --json | python3 -c 'import json,sys
+d = json.load(sys.stdin); b = d if isinstance(d, list) else d["backups"]
+assert sorted(str(x.get("job")) for x in b) == ["None", "apps"], b' || fail "job prune removed the wrong backup"
+printf '[job nokeep]\nrepository = main\n' > "$conf/jobs.conf"
+mkdir -p "$conf/jobs.d" && mv "$conf/jobs.conf" "$conf/jobs.d/nokeep.conf"
+rc=0; "$vmshadow" job prune nokeep --config "$conf" > "$tmp/out" 2>&1 || rc=$?
+[ $rc = 2 ] && grep -q "job 'nokeep' has no keep-\* rules" "$tmp/out" || fail "prune without keep: $rc $(cat "$tmp/out")"
+echo "PASS: job run --json prints the job's result, one document; job verify and prune"
