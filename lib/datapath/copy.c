@@ -184,6 +184,8 @@ copy_worker (void *arg)
 {
   struct copy_pipeline *p = arg;
 
+  /* Named, so that a profile tells the workers from the reader (issue 15). */
+  pthread_setname_np (pthread_self (), "vms-copy");
   pthread_mutex_lock (&p->lock);
   for (;;) {
     struct copy_slot *s;

@@ -147,6 +147,7 @@ extract_worker (void *arg)
   CLEANUP_FREE char *buf = NULL;
   uint64_t nr_chunks = vms_index_chunk_count (j->idx);
 
+  pthread_setname_np (pthread_self (), "vms-extract");    /* for profiles */
   if (posix_memalign ((void **) &buf, 4096, VMS_CHUNK_SIZE) != 0) {
     extract_fail (j, ENOMEM, "out of memory");
     goto out;
