@@ -910,7 +910,14 @@ copy_open_nbd (const struct vms_source *src, struct nbd_handle **hp, uint64_t *s
                    nbd_get_error ());
     return -1;
   }
-  if (nbd_add_meta_context (h, LIBNBD_CONTEXT_BASE_ALLOCATION) == -1
+  /* libnbd zeroes every read buffer first unless told not to: 2 GiB of
+   * memset for a disk with 2 GiB of data (issue 15's profile). A buffer is
+   * used only after its reads succeeded (copy_nbd_read_done marks a
+   * failed one, which goes back to the pool unread), so nothing
+   * uninitialized is
+   * ever hashed or stored (a read is all or nothing: libnbd's nbd_pread(3)). */
+  if (nbd_set_pread_initialize (h, false) == -1
+      || nbd_add_meta_context (h, LIBNBD_CONTEXT_BASE_ALLOCATION) == -1
       || (src->dirty_context
           && nbd_add_meta_context (h, src->dirty_context) == -1)
       || nbd_connect_uri (h, src->nbd_uri) == -1) {

@@ -35,6 +35,9 @@ struct nbd_server {
    * it: keyfd=3, issue 13, R28). The guard shell closes its own copy at
    * once. */
   int pass_fd;
+  /* The server's whole environment, or NULL for ours: qemu-nbd's, with
+   * malloc tunables (issue 15), made and freed by nbd-server.c. */
+  char **own_envp;
 };
 
 /* Start qemu-nbd on image (format "raw" or "qcow2"; bitmap may be NULL),

@@ -46,6 +46,20 @@
  * default cluster size). */
 #define EXTRACT_BLOCK ((size_t) 65536)
 
+/* A raw output's chunks that were written, by content: a chunk whose
+ * content was written before is copied from there within the output file
+ * (copy_file_range), not read, decompressed and verified again (issue 15:
+ * the duplicated GiB of the mixed benchmark disk cost as much as the first
+ * one). The copy comes from our own private file, from bytes verified when
+ * they were written. An open-addressed table of chunk numbers; it holds at
+ * most half its slots (65 536 chunks, 8 GiB of data, in 2 MiB): chunks
+ * beyond that are read as any other. */
+#define EXTRACT_SEEN_SLOTS ((size_t) 1 << 17)
+struct extract_seen {
+  uint64_t chunk1;              /* chunk number + 1; 0: free slot */
+  uint64_t blocks;              /* bit b: EXTRACT_BLOCK b was written */
+};
+
 struct extract_job {
   vms_repo *repo;
   const vms_index *idx;
@@ -57,6 +71,9 @@ struct extract_job {
   pthread_cond_t cond;
   uint64_t next_chunk;
   uint64_t done;                /* bytes dealt with */
+  struct extract_seen *seen;    /* raw output: see EXTRACT_SEEN_SLOTS */
+  size_t nr_seen;
+  uint64_t copied;              /* chunks copied within the output */
   unsigned running;
   struct vms_first_error error;
 };
@@ -102,12 +119,17 @@ extract_is_zero (const char *p, size_t len)
 
 /* Write the non-zero runs of one chunk (in EXTRACT_BLOCK steps): the
  * output reads as zeros already, so zero blocks stay holes (raw) or
- * unallocated clusters (qcow2). */
+ * unallocated clusters (qcow2). The blocks written go to *blocks. */
 static int
 extract_write_chunk (struct extract_job *j, struct nbd_handle *h,
-                     const char *buf, size_t len, uint64_t offset)
+                     const char *buf, size_t len, uint64_t offset,
+                     uint64_t *blocks)
 {
   size_t pos = 0;
+
+  _Static_assert (VMS_CHUNK_SIZE / EXTRACT_BLOCK <= 64,
+                  "a chunk's blocks fit in a 64-bit mask");
+  *blocks = 0;
 
   while (pos < len) {
     size_t start, end;
@@ -122,6 +144,8 @@ extract_write_chunk (struct extract_job *j, struct nbd_handle *h,
            && !extract_is_zero (buf + pos, len - pos < EXTRACT_BLOCK ? len - pos : EXTRACT_BLOCK))
       pos += EXTRACT_BLOCK;
     end = pos < len ? pos : len;
+    for (size_t b = start / EXTRACT_BLOCK; b * EXTRACT_BLOCK < end; b++)
+      *blocks |= UINT64_C (1) << b;
     if (h) {
       if (nbd_pwrite (h, buf + start, end - start, offset + start, 0) == -1) {
         extract_fail (j, nbd_get_errno (), "writing %s at offset %" PRIu64
@@ -135,6 +159,119 @@ extract_write_chunk (struct extract_job *j, struct nbd_handle *h,
                     j->to_path, offset + start, strerror (errno));
       return -1;
     }
+  }
+  return 0;
+}
+
+/* The slot of content d (len bytes) in j->seen: the one holding it, or
+ * the free one where it would go (lock held). */
+static struct extract_seen *
+extract_seen_slot (struct extract_job *j, const struct vms_digest *d,
+                   size_t len)
+{
+  uint64_t h;
+  size_t i;
+
+  memcpy (&h, d->b, sizeof h);  /* a digest is uniform already */
+  for (i = (size_t) h & (EXTRACT_SEEN_SLOTS - 1);;
+       i = (i + 1) & (EXTRACT_SEEN_SLOTS - 1)) {
+    struct extract_seen *e = &j->seen[i];
+    uint64_t c = e->chunk1 - 1;
+    if (e->chunk1 == 0 ||
+        (vms_index_chunk_len (j->idx, c) == len &&
+         memcmp (vms_index_get (j->idx, c)->b, d->b, VMS_DIGEST_LEN) == 0))
+      return e;
+  }
+}
+
+/* Whether content d was written already: its entry into *found. */
+static int
+extract_seen_find (struct extract_job *j, const struct vms_digest *d,
+                   size_t len, struct extract_seen *found)
+{
+  int r = 0;
+
+  if (j->seen == NULL)
+    return 0;
+  pthread_mutex_lock (&j->lock);
+  struct extract_seen *e = extract_seen_slot (j, d, len);
+  if (e->chunk1) {
+    *found = *e;
+    r = 1;
+  }
+  pthread_mutex_unlock (&j->lock);
+  return r;
+}
+
+/* Chunk number chunk (content d, len bytes) is in the output now. */
+static void
+extract_seen_add (struct extract_job *j, const struct vms_digest *d,
+                  size_t len, uint64_t chunk, uint64_t blocks)
+{
+  if (j->seen == NULL)
+    return;
+  pthread_mutex_lock (&j->lock);
+  if (j->nr_seen < EXTRACT_SEEN_SLOTS / 2) {
+    struct extract_seen *e = extract_seen_slot (j, d, len);
+    if (e->chunk1 == 0) {
+      e->chunk1 = chunk + 1;
+      e->blocks = blocks;
+      j->nr_seen++;
+    }
+  }
+  pthread_mutex_unlock (&j->lock);
+}
+
+/* Copy len bytes at from to to within the raw output: in the kernel
+ * (copy_file_range), else through buf. */
+static int
+extract_copy_range (struct extract_job *j, char *buf, uint64_t from,
+                    uint64_t to, size_t len)
+{
+  while (len > 0) {
+    loff_t in = (loff_t) from, out = (loff_t) to;
+    ssize_t n = copy_file_range (j->fd, &in, j->fd, &out, len, 0);
+
+    if (n == -1 && errno == EINTR)
+      continue;
+    if (n == -1 && (errno == ENOSYS || errno == EXDEV || errno == EINVAL ||
+                    errno == EOPNOTSUPP)) {
+      n = pread (j->fd, buf, len, (off_t) from);
+      if (n > 0 && extract_pwrite_all (j->fd, buf, (size_t) n, to) == -1)
+        n = -1;
+    }
+    if (n <= 0) {
+      extract_fail (j, n == 0 ? EIO : errno, "writing %s at offset %"
+                    PRIu64 ": copying the same content from offset %" PRIu64
+                    ": %s", j->to_path, to, from,
+                    n == 0 ? "unexpected end of file" : strerror (errno));
+      return -1;
+    }
+    from += (uint64_t) n;
+    to += (uint64_t) n;
+    len -= (size_t) n;
+  }
+  return 0;
+}
+
+/* Write chunk at offset (len bytes) as a copy of the chunk of e, the
+ * blocks that chunk wrote. */
+static int
+extract_copy_chunk (struct extract_job *j, char *buf,
+                    const struct extract_seen *e, size_t len, uint64_t offset)
+{
+  uint64_t from = (e->chunk1 - 1) * (uint64_t) VMS_CHUNK_SIZE;
+
+  for (size_t b = 0; b * EXTRACT_BLOCK < len; b++) {
+    size_t start = b * EXTRACT_BLOCK, end;
+
+    if (!(e->blocks & (UINT64_C (1) << b)))
+      continue;
+    while ((b + 1) * EXTRACT_BLOCK < len && (e->blocks & (UINT64_C (1) << (b + 1))))
+      b++;
+    end = (b + 1) * EXTRACT_BLOCK < len ? (b + 1) * EXTRACT_BLOCK : len;
+    if (extract_copy_range (j, buf, from + start, offset + start, end - start) == -1)
+      return -1;
   }
   return 0;
 }
@@ -183,7 +320,16 @@ extract_worker (void *arg)
       break;
     }
     if (!vms_digest_is_zero (d)) {
-      if (vms_repo_chunk_get (j->repo, d, buf, len, 1) == -1) {
+      struct extract_seen e;
+      uint64_t blocks;
+      if (extract_seen_find (j, d, len, &e)) {
+        if (extract_copy_chunk (j, buf, &e, len, offset) == -1)
+          break;
+        pthread_mutex_lock (&j->lock);
+        j->copied++;
+        pthread_mutex_unlock (&j->lock);
+      }
+      else if (vms_repo_chunk_get (j->repo, d, buf, len, 1) == -1) {
         char hex[65];
         vms_digest_hex (d, hex);
         extract_fail (j, vms_get_errno (), "extracting to %s: the chunk at "
@@ -191,8 +337,11 @@ extract_worker (void *arg)
                       offset, hex, vms_get_error ());
         break;
       }
-      if (extract_write_chunk (j, h, buf, len, offset) == -1)
-        break;
+      else {
+        if (extract_write_chunk (j, h, buf, len, offset, &blocks) == -1)
+          break;
+        extract_seen_add (j, d, len, chunk, blocks);
+      }
     }
     pthread_mutex_lock (&j->lock);
     j->done += len;
@@ -392,7 +541,7 @@ extract_in (vms_repo *repo, const vms_index *idx, int dirfd,
             const char *format, int overwrite,
             vms_progress_fn progress, void *opaque)
 {
-  struct extract_job j;
+  struct extract_job j = { 0 };
   struct nbd_server server = { 0 };
   CLEANUP_FREE char *private_name = NULL;
   CLEANUP_CLOSE int fd = -1;
@@ -441,6 +590,12 @@ extract_in (vms_repo *repo, const vms_index *idx, int dirfd,
       goto out;
     }
     j.fd = fd;
+    /* Lazily zeroed pages: a disk with few chunks touches little of it. */
+    j.seen = calloc (EXTRACT_SEEN_SLOTS, sizeof *j.seen);
+    if (j.seen == NULL) {
+      vms_set_error (ENOMEM, "cannot extract to %s: out of memory", to_path);
+      goto out;
+    }
   }
   else {
     /* Through our fd of the private directory: no name in the target
@@ -458,6 +613,9 @@ extract_in (vms_repo *repo, const vms_index *idx, int dirfd,
 
   if (extract_run (&j, workers, progress, opaque) == -1)
     goto out;
+  if (j.copied)
+    vms_debug ("extract to %s: %" PRIu64 " chunks copied from the same "
+               "content earlier in the file", to_path, j.copied);
   if (qcow2) {
     if (nbd_server_stop (&server) == -1) {
       vms_set_error (vms_get_errno (), "cannot extract to %s: %s", to_path,
@@ -482,6 +640,7 @@ extract_in (vms_repo *repo, const vms_index *idx, int dirfd,
   r = 0;
 
  out:
+  free (j.seen);
   if (server.pid > 0) {
     int e = vms_get_errno ();
     CLEANUP_FREE char *msg = vms_get_error () ? strdup (vms_get_error ()) : NULL;

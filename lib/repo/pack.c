@@ -685,8 +685,11 @@ flush_locked (vms_repo *repo, struct repo_packs *rp)
   uint8_t *tail = rp->buf + rp->buf_len;
   repo_put_le64 (tail, trailer_off);
   repo_put_le64 (tail + 8, tsize);
-  if (repo_sha256 (rp->buf, rp->buf_len, tail + 16) == -1)
-    goto fail;
+  /* The tail's SHA-256 is computed below, once the lock is released: a
+   * second pass over every stored byte (32 MiB a pack), which held up
+   * every other thread's chunk while it ran (issue 15). Nobody writes
+   * the pack's bytes any more; readers (pack_read_blob) copy blobs only. */
+  size_t hashed = rp->buf_len;
   rp->buf_len += PACK_TAIL_SIZE;
   /* Its segment: the trailer's entries, sorted. */
   if (random_id (seg_id) == -1 ||
@@ -713,7 +716,9 @@ flush_locked (vms_repo *repo, struct repo_packs *rp)
   pthread_mutex_unlock (&rp->lock);
 
   int r = 0;
-  if (storage_put (repo->store, name, buf, len, STORAGE_PUT_LAZY) == -1) {
+  if (repo_sha256 (buf, hashed, buf + hashed + 16) == -1)
+    r = -1;
+  else if (storage_put (repo->store, name, buf, len, STORAGE_PUT_LAZY) == -1) {
     vms_set_error (errno, "repository %s: %s while writing pack %s",
                    repo->path, repo_errstr (errno), name);
     r = -1;

@@ -360,6 +360,63 @@ path_round_trip_keeps_bytes_and_holes (void **state)
   vms_index_free (idx);
 }
 
+/* Issue 15: a raw extract copies a chunk whose content it wrote before
+ * from there (within the output) instead of reading it again. The copy
+ * must give the same bytes and keep the holes of the first: a chunk whose
+ * second half is zeros, repeated, and a whole random chunk, repeated, at
+ * offsets the workers reach in any order. */
+static void
+extract_copies_repeated_chunks_keeping_their_holes (void **state)
+{
+  struct fixture *f = *state;
+  const char *img = path_in (f, "rep.raw"), *out = path_in (f, "out.raw");
+  const char *outq = path_in (f, "out.qcow2");
+  struct vms_source src = { .path = img };
+  static const uint64_t half_at[] = { 0, 5, 9, 31, 63 }, full_at[] = { 12, 20, 21 };
+  char *half = calloc (1, CHUNK), *whole = malloc (CHUNK);
+  uint64_t size = 64 * CHUNK;
+  vms_index *idx;
+  int fd;
+
+  assert_non_null (half);
+  assert_non_null (whole);
+  fill_random (half, CHUNK / 2, 7);
+  fill_random (whole, CHUNK, 8);
+  fd = open (img, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  assert_true (fd >= 0);
+  assert_int_equal (ftruncate (fd, (off_t) size), 0);
+  for (size_t i = 0; i < sizeof half_at / sizeof half_at[0]; i++)
+    write_at (fd, half, CHUNK, half_at[i] * CHUNK);
+  for (size_t i = 0; i < sizeof full_at / sizeof full_at[0]; i++)
+    write_at (fd, whole, CHUNK, full_at[i] * CHUNK);
+  close (fd);
+
+  idx = copy_or_fail (f, &src, NULL);
+  extract_or_fail (f, idx, out, "raw");
+  assert_int_equal (file_size (out), size);
+  assert_same_bytes (img, out);
+  /* Every copy of the half chunk keeps its zero half a hole (when a chunk
+   * has zero blocks to leave out: 2 × 64 KiB or more). */
+  if (CHUNK >= 128 * KiB) {
+    fd = open (out, O_RDONLY);
+    assert_true (fd >= 0);
+    for (size_t i = 0; i < sizeof half_at / sizeof half_at[0]; i++) {
+      off_t hole = lseek (fd, (off_t) (half_at[i] * CHUNK), SEEK_HOLE);
+      assert_true (hole <= (off_t) (half_at[i] * CHUNK + CHUNK / 2));
+    }
+    close (fd);
+    assert_true (allocated_bytes (out) <= 5 * CHUNK / 2 + 3 * CHUNK + 256 * KiB);
+  }
+  /* qcow2 takes the ordinary way: the same bytes. */
+  if (have_program ("qemu-nbd") && have_program ("qemu-img")) {
+    extract_or_fail (f, idx, outq, "qcow2");
+    run ("qemu-img compare -q -f raw -F qcow2 '%s' '%s'", img, outq);
+  }
+  vms_index_free (idx);
+  free (half);
+  free (whole);
+}
+
 static void
 empty_file_round_trips (void **state)
 {
@@ -924,6 +981,7 @@ main (int argc, char *argv[])
 {
   const struct CMUnitTest tests[] = {
     T (path_round_trip_keeps_bytes_and_holes),
+    T (extract_copies_repeated_chunks_keeping_their_holes),
     T (empty_file_round_trips),
     T (nbd_raw_export_round_trips),
     T (nbd_qcow2_export_round_trips),
