@@ -53,11 +53,14 @@ drop() { sync; echo 3 > /proc/sys/vm/drop_caches; }
 # The per-sample stage of `perf script` output (header line, then the
 # call chain, leaf first, one frame a line; a blank line ends a sample).
 STAGES='
+# A system call'"'"'s entry on the kernel stack (the syscall wrapper may be
+# inlined: ksys_write, __do_sys_copy_file_range, ____sys_sendmsg).
+BEGIN { SYSCALL = "^(__x64_sys_|__do_sys_|__se_sys_|ksys_|_*sys_)" }
 function stage(   i, s) {
   if (comm ~ /^qemu/) {
     for (i = 1; i <= n; i++)
-      if (fr[i] ~ /__x64_sys_|asm_exc_page_fault/) {
-        s = fr[i]; sub(/.*__x64_sys_/, "", s); sub(/.*asm_exc_/, "", s)
+      if (fr[i] ~ SYSCALL || fr[i] ~ /asm_exc_page_fault/) {
+        s = fr[i]; sub(SYSCALL, "", s); sub(/.*asm_exc_/, "", s)
         return "qemu: kernel " s
       }
     return dso[1] ~ /kernel/ ? "qemu: kernel other" : "qemu: user"
@@ -69,8 +72,8 @@ function stage(   i, s) {
   if (dso[1] ~ /kernel/) {
     for (i = 1; i <= n; i++) {
       if (fr[i] ~ /asm_exc_page_fault/) return "kernel: page faults"
-      if (fr[i] ~ /__x64_sys_/) {
-        s = fr[i]; sub(/.*__x64_sys_/, "", s)
+      if (fr[i] ~ SYSCALL) {
+        s = fr[i]; sub(SYSCALL, "", s)
         return "kernel: " s
       }
     }
