@@ -129,6 +129,7 @@ extern int cmd_prune (const struct options *opts, int argc, char **argv);
 extern int cmd_gc (const struct options *opts, int argc, char **argv);
 extern int cmd_init (const struct options *opts, int argc, char **argv);
 extern int cmd_upgrade (const struct options *opts, int argc, char **argv);
+extern int cmd_sync (const struct options *opts, int argc, char **argv);
 extern int cmd_extract (const struct options *opts, int argc, char **argv);
 extern int cmd_restore (const struct options *opts, int argc, char **argv);
 extern int cmd_serve (const struct options *opts, int argc, char **argv);

@@ -768,3 +768,50 @@ cmd_extract (const struct options *opts, int argc, char **argv)
   vms_repo_close (repo);
   return rc;
 }
+
+/* vmshadow sync SRC DST [BACKUP...] (issue 14): the backups DST lacks,
+ * only the chunks DST lacks (lib/repo/sync.c). DST is created (format 2)
+ * when absent, like a backup creates its repository. */
+int
+cmd_sync (const struct options *opts, int argc, char **argv)
+{
+  struct vms_sync_stats st;
+
+  if (want_args ("sync", argc, 2, 1024, "SRC DST [BACKUP...]") == -1)
+    return EXIT_USAGE;
+  if (strcmp (argv[0], argv[1]) == 0)
+    return cli_error ("sync", EXIT_USAGE, "SRC and DST are the same "
+                      "repository");
+  vms_repo *src = vms_repo_open (argv[0], 0);
+  if (src == NULL)
+    return cli_fail ("sync");
+  vms_repo *dst = vms_repo_open (argv[1], VMS_REPO_CREATE | VMS_REPO_WRITE |
+                                 VMS_REPO_FORMAT_2);
+  if (dst == NULL) {
+    vms_repo_close (src);
+    return cli_fail ("sync");
+  }
+  int r = vms_repo_sync (src, dst, argv + 2, (size_t) (argc - 2), print_line,
+                         opts->json ? src : NULL, &st);
+  vms_repo_close (dst);
+  vms_repo_close (src);
+  if (r == -1)
+    return cli_fail ("sync");
+  if (opts->json) {
+    json_object *out = json_object_new_object ();
+    json_object_object_add (out, "backups_synced", json_object_new_int64 ((int64_t) st.backups_synced));
+    json_object_object_add (out, "backups_present", json_object_new_int64 ((int64_t) st.backups_present));
+    json_object_object_add (out, "chunks_sent", json_object_new_int64 ((int64_t) st.chunks_sent));
+    json_object_object_add (out, "chunks_present", json_object_new_int64 ((int64_t) st.chunks_present));
+    json_object_object_add (out, "bytes_read", json_object_new_int64 ((int64_t) st.bytes_read));
+    json_object_object_add (out, "bytes_stored", json_object_new_int64 ((int64_t) st.bytes_stored));
+    cli_print_json (out);
+  }
+  else
+    printf ("Synced %" PRIu64 " backup%s (%" PRIu64 " there already): %" PRIu64
+            " chunks sent (%" PRIu64 " bytes stored), %" PRIu64 " there "
+            "already.\n", st.backups_synced, st.backups_synced == 1 ? "" : "s",
+            st.backups_present, st.chunks_sent, st.bytes_stored,
+            st.chunks_present);
+  return EXIT_SUCCESS;
+}

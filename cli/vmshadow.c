@@ -82,6 +82,7 @@ static const struct cmd_option init_opts[] = {
     "also wraps the new key" },
   PASS_OPT,
   { 0 } };
+static const struct cmd_option json_only_opts[] = { JSON_OPT, { 0 } };
 static const struct cmd_option repo_only_opts[] = { JSON_OPT, REPO_OPT, PASS_OPT, { 0 } };
 static const struct cmd_option key_opts[] = {
   JSON_OPT, REPO_OPT,
@@ -201,6 +202,9 @@ static const struct command {
   { "upgrade", cmd_upgrade, repo_only_opts, "",
     "move a version 1 repository to version 2, keeping every backup",
     "0 upgraded (or already version 2), 1 failed, 2 usage", 1 },
+  { "sync", cmd_sync, json_only_opts, "SRC DST [BACKUP...]",
+    "copy the backups DST lacks from SRC (any two repositories)",
+    "0 synced, 1 failed (what was sent stays: run it again), 2 usage", 1 },
   { "list", cmd_list, repo_only_opts, "",
     "list the backups in the repository",
     "0 listed, 1 failed, 2 usage", 0 },

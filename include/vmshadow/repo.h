@@ -307,6 +307,25 @@ extern VMS_API int vms_repo_verify_sample (vms_repo *repo, const char *backup_id
 extern VMS_API int vms_repo_upgrade (vms_repo *repo, vms_repo_report_fn report,
                                      void *opaque);
 
+/* Copy backups from src to dst (issue 14; any two backends; dst opened
+ * with VMS_REPO_WRITE, format version 2, backup ids not hidden): the
+ * backups named (all when nr_backup_ids is 0) that dst lacks, oldest
+ * first, sending only the chunks dst lacks (not even reading them from
+ * src when both name chunks alike: both plain or the same key), each
+ * checked on arrival; a backup appears in dst only when whole, with its
+ * id and time; interrupted, a rerun sends only what is still missing.
+ * Reports "synced ID (N bytes stored)" and "present ID". 0 or -1 with the
+ * error set. */
+struct vms_sync_stats {
+  uint64_t backups_synced, backups_present;
+  uint64_t chunks_sent, chunks_present;  /* present: not even read */
+  uint64_t bytes_read, bytes_stored;     /* of the chunks sent */
+};
+extern VMS_API int vms_repo_sync (vms_repo *src, vms_repo *dst,
+                                  char *const *backup_ids, size_t nr_backup_ids,
+                                  vms_repo_report_fn report, void *opaque,
+                                  struct vms_sync_stats *st);
+
 struct vms_prune_policy {
   unsigned keep_last, keep_daily, keep_weekly, keep_monthly;
   /* NULL: every backup. Else only the backups a configured job of this
