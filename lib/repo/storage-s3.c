@@ -1082,6 +1082,9 @@ storage_s3_open (const char *spec)
     snprintf (prefix, sizeof prefix, "%s/", p);
   }
 
+  /* Both libraries' global state, before any thread may use them. */
+  curl_global_init (CURL_GLOBAL_DEFAULT);
+  xmlInitParser ();
   c.bucket = bucket;
   /* 1. VMSHADOW_S3_*, 2. AWS_*: the key id and secret as a pair. */
   if ((v = env ("VMSHADOW_S3_ENDPOINT")) || (v = env ("AWS_ENDPOINT_URL_S3")) ||
@@ -1350,7 +1353,9 @@ storage_s3_lock (struct storage *s, const char *name, const char *desc)
     if (s3_put (&ss->s, name, ss->lock_body, strlen (ss->lock_body),
                 STORAGE_PUT_EXCLUSIVE) == 0)
       break;
-    if (errno != EEXIST || round > 0)
+    if (errno == EEXIST && round > 0)
+      errno = EBUSY;            /* another took the stale lock first */
+    if (errno != EEXIST)
       return -1;
     /* Taken: by a holder that stopped renewing it? */
     struct storage_stat st;

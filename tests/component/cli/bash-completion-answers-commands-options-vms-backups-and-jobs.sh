@@ -32,8 +32,8 @@ expect () {   # WANT WORDS...
 
 # Commands, also after a global option.
 expect "restore" res
-expect "serve show status" s
-expect "serve show status" -v s
+expect "serve show status sync" s
+expect "serve show status sync" -v s
 [ "$(complete_line "" | wc -w)" = "$("$vmshadow" --help | awk '/^Commands:/ { on = 1; next } /^$/ { on = 0 } on' | wc -l)" ] \
   || fail "not every command is completed: $(complete_line "")"
 # Options: the command's own, from its help.
