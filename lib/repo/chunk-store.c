@@ -726,7 +726,7 @@ vms_repo_chunk_exists (vms_repo *repo, const struct vms_digest *digest)
     return 1;
   if (repo->version >= 2) {
     struct pack_loc loc;
-    int r = pack_lookup (repo, digest, &loc);
+    int r = pack_lookup_dedup (repo, digest, &loc);
     if (r == -1)
       vms_set_error (vms_get_errno (), "repository %s: %s", repo->path,
                      vms_get_error ());
@@ -793,7 +793,7 @@ vms_repo_chunk_put (vms_repo *repo, const void *data, size_t len,
    * again. In version 2: indexed (every indexed pack was put whole). */
   if (repo->version >= 2) {
     struct pack_loc loc;
-    int r = pack_lookup (repo, &d, &loc);
+    int r = pack_lookup_dedup (repo, &d, &loc);
     if (r == -1)
       return -1;
     if (r == 1 && loc.plen == len)

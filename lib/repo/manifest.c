@@ -1068,6 +1068,14 @@ txn_commit_v2 (vms_repo_txn *txn, const vms_document *components,
   m->created = (int64_t) time (NULL);
   if ((text = manifest_format (m)) == NULL)
     return -1;
+  /* Rule 1 (issue 12): only a session whose lease nobody can have seen
+   * expired may publish; gc waits for live sessions before it deletes a
+   * pack they may reference. */
+  if (repo->session && lease_ok (repo->session) == -1) {
+    vms_set_error (vms_get_errno (), "%s (backup %s is not committed)",
+                   vms_get_error (), m->id);
+    return -1;
+  }
   if (txn_put (txn, "manifest", text, strlen (text),
                STORAGE_PUT_EXCLUSIVE) == -1) {
     if (errno == EEXIST) {

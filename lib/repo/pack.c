@@ -18,6 +18,7 @@
 #include <string.h>
 #include <sys/random.h>
 
+#include <json-c/json.h>
 #include <openssl/evp.h>
 
 #include "cleanup.h"
@@ -41,6 +42,11 @@ enum pack_state { PACK_STORED = 0, PACK_OPEN = 1, PACK_FAILED = 2 };
 struct pack_info {
   uint8_t id[16];
   int state;
+  /* Named by a gc/condemned-* list (issue 12, rules 2-5): a writer does
+   * not deduplicate against it; a copy elsewhere is preferred. */
+  uint8_t condemned;
+  /* gc: 1 listed in packs/, 0 not, -1 not known (readers, writers). */
+  int8_t listed;
 };
 
 /* A blob of the open pack, for its trailer and segment. */
@@ -252,6 +258,8 @@ pack_number (struct repo_packs *rp, const uint8_t id[16], int state)
   }
   memcpy (rp->packs[rp->npacks].id, id, 16);
   rp->packs[rp->npacks].state = state;
+  rp->packs[rp->npacks].condemned = 0;
+  rp->packs[rp->npacks].listed = -1;
   rp->npacks++;
   rp->pslots[pack_hash_slot (rp, rp->pslots, rp->pslots_cap, id)] =
     (uint32_t) rp->npacks;
@@ -408,8 +416,18 @@ name_list_free (struct name_list *l)
   l->n = l->cap = 0;
 }
 
+/* Which of two packs holding a chunk the table keeps: one that exists
+ * and is not condemned, then a condemned one, then one gc found gone. */
+static int
+pack_rank (const struct repo_packs *rp, uint32_t no)
+{
+  const struct pack_info *p = &rp->packs[no - 1];
+  return p->listed == 0 ? 0 : p->condemned ? 1 : 2;
+}
+
 /* Add a checked segment's entries to the table: where a chunk is in two
- * packs, either is right (both hold it); the first one stays. */
+ * packs, either is right (both hold it); the better ranked one
+ * (pack_rank) stays, else the first. */
 static int
 table_add_segment (struct repo_packs *rp, const uint8_t *b, size_t n)
 {
@@ -420,27 +438,201 @@ table_add_segment (struct repo_packs *rp, const uint8_t *b, size_t n)
     struct pidx_entry *slot = table_slot (rp, &d);
     if (slot == NULL)
       return -1;
-    if (slot->pack)
-      continue;
     uint32_t no = pack_number (rp, e + 32, PACK_STORED);
     if (no == 0)
       return -1;
+    if (slot->pack && pack_rank (rp, slot->pack) >= pack_rank (rp, no))
+      continue;
+    if (slot->pack == 0)
+      rp->len++;
     slot->d = d;
     slot->pack = no;
     slot->offset = repo_get_le32 (e + 48);
     slot->slen = repo_get_le32 (e + 52);
     slot->plen_form = repo_get_le32 (e + 56) | (uint32_t) e[60] << 31;
-    rp->len++;
   }
   return 0;
 }
 
-/* Load every index segment (lock held). segments: if not NULL, gets the
- * names read. */
+/* ---- condemned lists (gc/condemned-<32 hex>, rules 2-5) ---- */
+
+struct condemned_gen {
+  char *name;
+  uint8_t (*packs)[16];
+  size_t npacks;
+  struct name_list sessions;    /* "sessions/<id>" names */
+  int has_sessions;             /* the sessions were recorded */
+};
+
+static void
+gens_free (struct condemned_gen *g, size_t n)
+{
+  for (size_t i = 0; i < n; i++) {
+    free (g[i].name);
+    free (g[i].packs);
+    name_list_free (&g[i].sessions);
+  }
+  free (g);
+}
+
+static int
+hex_id (const char *h, uint8_t id[16])
+{
+  if (strlen (h) != 32)
+    return -1;
+  for (size_t i = 0; i < 32; i++) {
+    char c = h[i];
+    int v = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+    if (v < 0)
+      return -1;
+    if (i % 2 == 0) id[i / 2] = (uint8_t) (v << 4);
+    else id[i / 2] |= (uint8_t) v;
+  }
+  return 0;
+}
+
+/* Parse a condemned list (untrusted): 0, or -1 with EBADMSG. */
+static int
+gen_parse (const char *text, struct condemned_gen *g)
+{
+  json_object *root = json_tokener_parse (text), *v, *a;
+  int r = -1;
+
+  if (root == NULL || !json_object_is_type (root, json_type_object) ||
+      !json_object_object_get_ex (root, "format", &v) ||
+      !json_object_is_type (v, json_type_string) ||
+      strcmp (json_object_get_string (v), "vmshadow-gc-condemned") != 0 ||
+      !json_object_object_get_ex (root, "packs", &a) ||
+      !json_object_is_type (a, json_type_array))
+    goto out;
+  size_t n = json_object_array_length (a);
+  g->packs = malloc ((n ? n : 1) * sizeof *g->packs);
+  if (g->packs == NULL)
+    goto out;
+  for (size_t i = 0; i < n; i++) {
+    json_object *e = json_object_array_get_idx (a, i);
+    if (!json_object_is_type (e, json_type_string) ||
+        hex_id (json_object_get_string (e), g->packs[i]) == -1)
+      goto out;
+  }
+  g->npacks = n;
+  if (json_object_object_get_ex (root, "sessions", &a) &&
+      json_object_is_type (a, json_type_array)) {
+    g->has_sessions = 1;
+    for (size_t i = 0; i < json_object_array_length (a); i++) {
+      json_object *e = json_object_array_get_idx (a, i);
+      char name[64];
+      uint8_t id[16];
+      if (!json_object_is_type (e, json_type_string) ||
+          hex_id (json_object_get_string (e), id) == -1)
+        goto out;
+      snprintf (name, sizeof name, "sessions/%s", json_object_get_string (e));
+      if (name_list_add (&g->sessions, name) == -1)
+        goto out;
+    }
+  }
+  r = 0;
+ out:
+  json_object_put (root);
+  if (r == -1)
+    errno = EBADMSG;
+  return r;
+}
+
+/* Every condemned list. strict (gc): a list that cannot be read or
+ * parsed is an error. Otherwise (a reader or writer) a corrupt one is
+ * skipped — gc never deletes what it names while it is corrupt, so
+ * deduplicating against its packs is safe — but a read error is not. */
+static int
+gens_read (vms_repo *repo, int strict, struct condemned_gen **out, size_t *nout)
+{
+  struct name_list l = { 0 };
+  struct condemned_gen *g = NULL;
+  size_t n = 0;
+
+  *out = NULL;
+  *nout = 0;
+  if (storage_list (repo->store, "gc/condemned-", name_list_add, &l) != 0) {
+    vms_set_error (errno, "repository %s: cannot list gc/: %s", repo->path,
+                   repo_errstr (errno));
+    name_list_free (&l);
+    return -1;
+  }
+  g = calloc (l.n ? l.n : 1, sizeof *g);
+  if (g == NULL) {
+    vms_set_error (ENOMEM, "out of memory");
+    name_list_free (&l);
+    return -1;
+  }
+  for (size_t i = 0; i < l.n; i++) {
+    CLEANUP_FREE char *text = NULL;
+    size_t len;
+    if (storage_get_all (repo->store, l.v[i], MAX_MANIFEST_BYTES,
+                         (void **) &text, &len) == -1) {
+      if (errno == ENOENT)
+        continue;               /* its generation was finished meanwhile */
+      vms_set_error (errno, "repository %s: cannot read %s: %s", repo->path,
+                     l.v[i], repo_errstr (errno));
+      goto fail;
+    }
+    struct condemned_gen *x = &g[n];
+    if (strlen (text) != len || gen_parse (text, x) == -1) {
+      free (x->packs);
+      name_list_free (&x->sessions);
+      memset (x, 0, sizeof *x);
+      if (!strict)
+        continue;
+      vms_set_error (EBADMSG, "gc stopped before removing anything: "
+                     "repository %s: %s is corrupt (remove it only when no "
+                     "backup runs)", repo->path, l.v[i]);
+      goto fail;
+    }
+    x->name = l.v[i];
+    l.v[i] = NULL;
+    n++;
+  }
+  name_list_free (&l);
+  *out = g;
+  *nout = n;
+  return 0;
+ fail:
+  name_list_free (&l);
+  gens_free (g, n);
+  return -1;
+}
+
+/* Flag the packs of every condemned list in the table. */
+static int
+mark_condemned (struct repo_packs *rp, const struct condemned_gen *g, size_t n)
+{
+  for (size_t i = 0; i < n; i++)
+    for (size_t j = 0; j < g[i].npacks; j++) {
+      uint32_t no = pack_number (rp, g[i].packs[j], PACK_STORED);
+      if (no == 0)
+        return -1;
+      rp->packs[no - 1].condemned = 1;
+    }
+  return 0;
+}
+
+/* Load every index segment (lock held), after the condemned lists (rule
+ * 2: a writer reads them after its lease is put, before it trusts the
+ * index). segments: if not NULL, gets the names read. */
 static int
 table_load (vms_repo *repo, struct repo_packs *rp, struct name_list *segments)
 {
   struct name_list l = { 0 };
+  struct condemned_gen *g;
+  size_t ng;
+
+  if (gens_read (repo, 0, &g, &ng) == -1)
+    return -1;
+  int mr = mark_condemned (rp, g, ng);
+  gens_free (g, ng);
+  if (mr == -1) {
+    table_clear (rp);
+    return -1;
+  }
 
   if (storage_list (repo->store, "index/", name_list_add, &l) != 0) {
     vms_set_error (errno, "repository %s: cannot list index/: %s", repo->path,
@@ -512,8 +704,19 @@ find (struct repo_packs *rp, const struct vms_digest *d)
   return e;
 }
 
-int
-pack_lookup (vms_repo *repo, const struct vms_digest *d, struct pack_loc *loc)
+/* The entry a writer may deduplicate against (rule 2): not in a
+ * condemned pack (the table prefers any other copy, so a chunk found
+ * only in condemned packs is stored again). */
+static struct pidx_entry *
+find_dedup (struct repo_packs *rp, const struct vms_digest *d)
+{
+  struct pidx_entry *e = find (rp, d);
+  return e && !rp->packs[e->pack - 1].condemned ? e : NULL;
+}
+
+static int
+lookup (vms_repo *repo, const struct vms_digest *d, struct pack_loc *loc,
+        int dedup)
 {
   struct repo_packs *rp = packs_get (repo);
   int r;
@@ -524,13 +727,26 @@ pack_lookup (vms_repo *repo, const struct vms_digest *d, struct pack_loc *loc)
   if (ensure_loaded (repo, rp) == -1)
     r = -1;
   else {
-    struct pidx_entry *e = find (rp, d);
+    struct pidx_entry *e = dedup ? find_dedup (rp, d) : find (rp, d);
     if (e)
       slot_loc (rp, e, loc);
     r = e != NULL;
   }
   pthread_mutex_unlock (&rp->lock);
   return r;
+}
+
+int
+pack_lookup (vms_repo *repo, const struct vms_digest *d, struct pack_loc *loc)
+{
+  return lookup (repo, d, loc, 0);
+}
+
+int
+pack_lookup_dedup (vms_repo *repo, const struct vms_digest *d,
+                   struct pack_loc *loc)
+{
+  return lookup (repo, d, loc, 1);
 }
 
 int
@@ -758,7 +974,7 @@ append_locked (vms_repo *repo, struct repo_packs *rp,
 {
   if (stored)
     *stored = 0;
-  if (!force && find (rp, d))
+  if (!force && find_dedup (rp, d))
     return 0;
   if (rp->open_no == 0) {
     uint8_t id[16];
@@ -883,15 +1099,24 @@ pack_flush (vms_repo *repo)
   return r;
 }
 
-/* ---- gc ---- */
+/* ---- gc (docs/repository-format.md "Version 2", "Concurrency") ----
+ *
+ * Two phases, so that gc runs beside any number of backups (issue 12):
+ * phase 1 marks from every manifest and condemns the packs that hold no
+ * live chunk (after copying the live chunks of mostly dead packs
+ * elsewhere), in gc/condemned-<id>, then records the sessions whose
+ * leases exist once that list is visible; phase 2, for a list whose
+ * recorded sessions have all ended or expired, marks again from every
+ * manifest and deletes the condemned packs that no live chunk needs.
+ * One gc at a time: gc/lease. */
 
 struct gc_pack {
   uint64_t live_bytes, dead_bytes;
   uint64_t live_chunks, dead_chunks;
   int64_t mtime;
   uint64_t size;
-  int listed;                   /* in packs/ */
-  int drop, repack;
+  int needed;                   /* a live chunk's entry names it */
+  int condemn, repack, del, drop;
 };
 
 static int
@@ -901,173 +1126,286 @@ pack_id_from_name (const char *name, uint8_t id[16])
   if (strlen (name) != 6 + 3 + 32 || strncmp (name, "packs/", 6) != 0 ||
       name[8] != '/' || strncmp (name + 6, name + 9, 2) != 0)
     return -1;
-  for (size_t i = 0; i < 32; i++) {
-    char c = name[9 + i];
-    int v = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-    if (v < 0)
-      return -1;
-    if (i % 2 == 0) id[i / 2] = (uint8_t) (v << 4);
-    else id[i / 2] |= (uint8_t) v;
-  }
-  return 0;
+  return hex_id (name + 9, id);
 }
 
 /* A pack is repacked when less than this share of its blob bytes is
  * live. */
 #define REPACK_LIVE_PERCENT 50
 
-/* Put compacted segments of every entry whose pack is kept, at most
- * this many entries each. */
+/* Compacted segments hold at most this many entries each. */
 #define COMPACT_SEGMENT_ENTRIES (1u << 20)
 
-static int
-put_compacted (vms_repo *repo, struct repo_packs *rp, struct gc_pack *gp,
-               size_t old_npacks, struct name_list *written)
-{
-  uint8_t *entries = malloc ((size_t) COMPACT_SEGMENT_ENTRIES * SEGMENT_ENTRY_SIZE);
-  size_t n = 0;
-  int r = -1;
+/* What gc loads: the condemned lists, the segments (kept, for
+ * compaction), the packs listed, the table ranked by them. */
+struct gc_state {
+  struct condemned_gen *gens;
+  size_t ngens;
+  struct name_list segments;
+  uint8_t **segbuf;
+  size_t *segn;                 /* entries of each */
+  struct name_list pack_names;
+  struct gc_pack *gp;           /* by pack number - 1 */
+  size_t npacks;
+};
 
-  if (entries == NULL) {
-    vms_set_error (ENOMEM, "out of memory");
-    return -1;
-  }
-  for (size_t i = 0; i <= rp->cap; i++) {
-    if (i < rp->cap) {
-      const struct pidx_entry *e = &rp->tab[i];
-      if (e->pack == 0 || rp->packs[e->pack - 1].state != PACK_STORED ||
-          (e->pack <= old_npacks && (gp[e->pack - 1].drop ||
-                                     gp[e->pack - 1].repack)))
-        continue;
-      entry_encode (entries + n * SEGMENT_ENTRY_SIZE, &e->d,
-                    rp->packs[e->pack - 1].id, e->offset, e->slen,
-                    e->plen_form & 0x7fffffffu, (uint8_t) (e->plen_form >> 31));
-      n++;
-    }
-    if ((i == rp->cap && n > 0) || n == COMPACT_SEGMENT_ENTRIES) {
-      CLEANUP_FREE void *seg = NULL;
-      size_t len;
-      uint8_t id[16];
-      char h[33], name[64];
-      if (random_id (id) == -1 || segment_build (entries, n, &seg, &len) == -1)
-        goto out;
-      hex (id, 16, h);
-      snprintf (name, sizeof name, "index/%s", h);
-      if (storage_put (repo->store, name, seg, len, STORAGE_PUT_LAZY) == -1) {
-        vms_set_error (errno, "repository %s: %s while writing index segment "
-                       "%s", repo->path, repo_errstr (errno), name);
-        goto out;
-      }
-      if (name_list_add (written, name) == -1) {
-        vms_set_error (ENOMEM, "out of memory");
-        goto out;
-      }
-      n = 0;
-    }
-  }
-  r = 0;
- out:
-  free (entries);
-  return r;
+static void
+gc_state_free (struct repo_packs *rp, struct gc_state *st)
+{
+  gens_free (st->gens, st->ngens);
+  for (size_t i = 0; i < st->segments.n; i++)
+    free (st->segbuf[i]);
+  free (st->segbuf);
+  free (st->segn);
+  name_list_free (&st->segments);
+  name_list_free (&st->pack_names);
+  free (st->gp);
+  memset (st, 0, sizeof *st);
+  table_clear (rp);
 }
 
-int
-pack_gc (vms_repo *repo, const struct digest_set *live, int64_t grace,
-         uint64_t *removed, uint64_t *freed)
+static int
+add_all_segments (struct repo_packs *rp, struct gc_state *st)
 {
-  struct repo_packs *rp = packs_get (repo);
-  struct name_list segments = { 0 }, pack_names = { 0 }, written = { 0 };
-  struct name_list bnames = { 0 };
-  struct gc_pack *gp = NULL;
-  int64_t now;
-  int r = -1;
-  uint8_t *blob = NULL;
-  size_t old_npacks = 0;
+  for (size_t i = 0; i < st->segments.n; i++)
+    if (st->segbuf[i] && table_add_segment (rp, st->segbuf[i], st->segn[i]) == -1)
+      return -1;
+  return 0;
+}
 
-  if (rp == NULL)
-    return -1;
-  pthread_mutex_lock (&rp->lock);
-  if (rp->open_no || rp->failed) {
-    vms_set_error (EBUSY, "repository %s: gc cannot run while this process "
-                   "has an open pack", repo->path);
-    goto out;
-  }
-  /* The index as it is now, and the segments it came from. */
+/* Load the state (lock held): condemned lists, then segments, then the
+ * listing of packs/ (a pack is put before its segment, so a segment's
+ * pack that is not listed is gone), then the table, ranked. */
+static int
+gc_load (vms_repo *repo, struct repo_packs *rp, struct gc_state *st)
+{
   table_clear (rp);
-  if (table_load (repo, rp, &segments) == -1)
-    goto out;
-  if (storage_now (repo->store, &now) == -1 ||
-      storage_list (repo->store, "packs/", name_list_add, &pack_names) != 0) {
+  if (gens_read (repo, 1, &st->gens, &st->ngens) == -1 ||
+      mark_condemned (rp, st->gens, st->ngens) == -1)
+    return -1;
+  if (storage_list (repo->store, "index/", name_list_add, &st->segments) != 0) {
+    vms_set_error (errno, "repository %s: cannot list index/: %s", repo->path,
+                   repo_errstr (errno));
+    return -1;
+  }
+  st->segbuf = calloc (st->segments.n + 1, sizeof *st->segbuf);
+  st->segn = calloc (st->segments.n + 1, sizeof *st->segn);
+  if (st->segbuf == NULL || st->segn == NULL) {
+    vms_set_error (ENOMEM, "out of memory");
+    return -1;
+  }
+  for (size_t i = 0; i < st->segments.n; i++) {
+    void *buf;
+    size_t len;
+    if (storage_get_all (repo->store, st->segments.v[i], (size_t) 1 << 31,
+                         &buf, &len) == -1) {
+      if (errno == ENOENT)
+        continue;
+      vms_set_error (errno, "repository %s: cannot read %s: %s", repo->path,
+                     st->segments.v[i], repo_errstr (errno));
+      return -1;
+    }
+    st->segbuf[i] = buf;
+    int64_t n = segment_check (buf, len, st->segments.v[i]);
+    if (n == -1) {
+      vms_set_error (vms_get_errno (), "gc stopped before removing anything: "
+                     "repository %s: %s", repo->path, vms_get_error ());
+      return -1;
+    }
+    st->segn[i] = (size_t) n;
+    if (table_add_segment (rp, buf, (size_t) n) == -1)
+      return -1;
+  }
+  if (storage_list (repo->store, "packs/", name_list_add, &st->pack_names) != 0) {
     vms_set_error (errno, "repository %s: cannot list packs/: %s", repo->path,
                    repo_errstr (errno));
-    goto out;
+    return -1;
   }
-  /* Packs listed but in no segment get numbers too. */
-  for (size_t i = 0; i < pack_names.n; i++) {
+  for (size_t i = 0; i < st->pack_names.n; i++) {
     uint8_t id[16];
-    if (pack_id_from_name (pack_names.v[i], id) == 0 &&
+    if (pack_id_from_name (st->pack_names.v[i], id) == 0 &&
         pack_number (rp, id, PACK_STORED) == 0)
-      goto out;
+      return -1;
   }
-  gp = calloc (rp->npacks + 1, sizeof *gp);
-  if (gp == NULL) {
+  st->npacks = rp->npacks;
+  st->gp = calloc (st->npacks + 1, sizeof *st->gp);
+  if (st->gp == NULL) {
     vms_set_error (ENOMEM, "out of memory");
-    goto out;
+    return -1;
   }
-  for (size_t i = 0; i < pack_names.n; i++) {
+  for (size_t p = 0; p < st->npacks; p++)
+    rp->packs[p].listed = 0;
+  for (size_t i = 0; i < st->pack_names.n; i++) {
     uint8_t id[16];
-    struct storage_stat st;
-    if (pack_id_from_name (pack_names.v[i], id) == -1)
+    struct storage_stat sst;
+    if (pack_id_from_name (st->pack_names.v[i], id) == -1)
       continue;                 /* not a pack's name: not ours */
     uint32_t no = pack_number (rp, id, PACK_STORED);
-    if (storage_stat (repo->store, pack_names.v[i], &st) == -1)
-      continue;
-    gp[no - 1].listed = 1;
-    gp[no - 1].mtime = st.mtime;
-    gp[no - 1].size = st.size;
+    if (storage_stat (repo->store, st->pack_names.v[i], &sst) == -1)
+      continue;                 /* gone meanwhile */
+    rp->packs[no - 1].listed = 1;
+    st->gp[no - 1].mtime = sst.mtime;
+    st->gp[no - 1].size = sst.size;
   }
+  /* Again, now that it is known which packs exist. */
+  if (add_all_segments (rp, st) == -1)
+    return -1;
+  return 0;
+}
+
+/* Per pack: the live and dead chunks its table entries name. */
+static void
+gc_count (struct repo_packs *rp, struct gc_state *st,
+          const struct digest_set *live)
+{
   for (size_t i = 0; i < rp->cap; i++) {
     const struct pidx_entry *e = &rp->tab[i];
-    if (e->pack == 0)
+    if (e->pack == 0 || e->pack > st->npacks)
       continue;
-    struct gc_pack *g = &gp[e->pack - 1];
+    struct gc_pack *g = &st->gp[e->pack - 1];
     if (digest_set_contains (live, &e->d)) {
       g->live_bytes += e->slen;
       g->live_chunks++;
+      g->needed = 1;
     }
     else {
       g->dead_bytes += e->slen;
       g->dead_chunks++;
     }
   }
-  /* Decide: only packs older than the grace period (by the store's
-   * clock) are touched. A live chunk whose pack is not there stays
-   * indexed: verify reports it missing. */
-  for (size_t p = 0; p < rp->npacks; p++) {
-    struct gc_pack *g = &gp[p];
-    if (!g->listed) {
-      g->drop = g->live_chunks == 0;    /* gone: its entries go too */
-      continue;
+}
+
+/* The session leases there are now, but this process's own. */
+static int
+list_sessions (vms_repo *repo, struct name_list *out)
+{
+  struct name_list l = { 0 };
+  char own[64] = "";
+
+  if (repo->session)
+    snprintf (own, sizeof own, "sessions/%s", lease_id (repo->session));
+  if (storage_list (repo->store, "sessions/", name_list_add, &l) != 0) {
+    vms_set_error (errno, "repository %s: cannot list sessions/: %s",
+                   repo->path, repo_errstr (errno));
+    name_list_free (&l);
+    return -1;
+  }
+  for (size_t i = 0; i < l.n; i++)
+    if (strcmp (l.v[i], own) != 0 && name_list_add (out, l.v[i]) == -1) {
+      name_list_free (&l);
+      vms_set_error (ENOMEM, "out of memory");
+      return -1;
     }
-    if (grace > 0 && now - g->mtime < grace)
+  name_list_free (&l);
+  return 0;
+}
+
+/* Put condemned list name: its packs and (has_sessions) sessions. */
+static int
+gen_put (vms_repo *repo, const char *name, uint8_t (*packs)[16], size_t np,
+         const struct name_list *sessions, unsigned flags)
+{
+  size_t cap = 128 + np * 36 + (sessions ? sessions->n * 36 : 0);
+  CLEANUP_FREE char *t = malloc (cap);
+  size_t n = 0;
+  char h[33];
+
+  if (t == NULL) {
+    vms_set_error (ENOMEM, "out of memory");
+    return -1;
+  }
+  n += (size_t) snprintf (t + n, cap - n, "{\"format\": \"vmshadow-gc-condemned\", "
+                          "\"version\": 1, \"packs\": [");
+  for (size_t i = 0; i < np; i++) {
+    hex (packs[i], 16, h);
+    n += (size_t) snprintf (t + n, cap - n, "%s\"%s\"", i ? "," : "", h);
+  }
+  if (sessions) {
+    n += (size_t) snprintf (t + n, cap - n, "], \"sessions\": [");
+    for (size_t i = 0; i < sessions->n; i++)
+      n += (size_t) snprintf (t + n, cap - n, "%s\"%s\"", i ? "," : "",
+                              sessions->v[i] + 9);
+    n += (size_t) snprintf (t + n, cap - n, "]}\n");
+  }
+  else
+    n += (size_t) snprintf (t + n, cap - n, "], \"sessions\": null}\n");
+  if (storage_put (repo->store, name, t, n, flags) == -1) {
+    vms_set_error (errno, "repository %s: %s while writing %s", repo->path,
+                   repo_errstr (errno), name);
+    return -1;
+  }
+  return 0;
+}
+
+/* Record the sessions of condemned list g, listed now that it is
+ * visible (rule 5: any session not among them read the list before it
+ * referenced anything, rule 2). */
+static int
+gen_record_sessions (vms_repo *repo, struct condemned_gen *g)
+{
+  if (list_sessions (repo, &g->sessions) == -1 ||
+      gen_put (repo, g->name, g->packs, g->npacks, &g->sessions, 0) == -1)
+    return -1;
+  g->has_sessions = 1;
+  return 0;
+}
+
+/* 1 when every session recorded for g has ended or expired. */
+static int
+gen_ready (vms_repo *repo, const struct condemned_gen *g, int64_t now,
+           size_t *waiting)
+{
+  *waiting = 0;
+  for (size_t i = 0; i < g->sessions.n; i++) {
+    struct lease_info li;
+    if (lease_read (repo, g->sessions.v[i], now, &li) == -1) {
+      if (errno == ENOENT)
+        continue;
+      vms_set_error (errno, "repository %s: cannot read %s: %s", repo->path,
+                     g->sessions.v[i], repo_errstr (errno));
+      return -1;
+    }
+    if (!li.expired)
+      (*waiting)++;
+  }
+  return *waiting == 0;
+}
+
+/* Phase 1: condemn (and first repack). */
+static int
+gc_phase1 (vms_repo *repo, struct repo_packs *rp, struct gc_state *st,
+           const struct digest_set *live, int64_t grace, int64_t now,
+           size_t *condemned)
+{
+  uint8_t (*packs)[16] = NULL;
+  size_t np = 0;
+  uint8_t *blob = NULL;
+  int r = -1;
+
+  gc_count (rp, st, live);
+  for (size_t p = 0; p < st->npacks; p++) {
+    struct gc_pack *g = &st->gp[p];
+    if (rp->packs[p].listed != 1 || rp->packs[p].condemned ||
+        (grace > 0 && now - g->mtime < grace))
       continue;
     if (g->live_chunks == 0)
-      g->drop = 1;
+      g->condemn = 1;
     else if (g->live_bytes * 100 < (g->live_bytes + g->dead_bytes)
              * REPACK_LIVE_PERCENT)
-      g->repack = 1;
+      g->repack = g->condemn = 1;
   }
-  /* Repack: copy the live chunks of those packs into new packs. */
-  old_npacks = rp->npacks;
+  /* Repack: the live chunks of those packs into new packs (with their
+   * segments); then no live entry names the old ones. */
   blob = malloc (VMS_CHUNK_SIZE + repo->blob_overhead);
-  if (blob == NULL) {
+  packs = malloc ((st->npacks + 1) * sizeof *packs);
+  if (blob == NULL || packs == NULL) {
     vms_set_error (ENOMEM, "out of memory");
     goto out;
   }
+  int repacked = 0;
   for (size_t i = 0; i < rp->cap; i++) {
     struct pidx_entry *e = &rp->tab[i];
-    /* Packs numbered from old_npacks on are the new ones. */
-    if (e->pack == 0 || e->pack > old_npacks || !gp[e->pack - 1].repack ||
+    if (e->pack == 0 || e->pack > st->npacks || !st->gp[e->pack - 1].repack ||
         !digest_set_contains (live, &e->d))
       continue;
     struct pack_loc loc;
@@ -1088,32 +1426,188 @@ pack_gc (vms_repo *repo, const struct digest_set *live, int64_t grace,
     if (append_locked (repo, rp, &d, loc.form, blob, loc.slen, loc.plen, 1,
                        NULL) == -1)
       goto out;
+    repacked = 1;
   }
-  if (flush_locked (repo, rp) == -1)
+  if (repacked && flush_locked (repo, rp) == -1)
     goto out;
-  /* New packs (numbers past the listing) are kept. */
-  /* The index without what is dropped, then the old segments go, then
-   * the packs: a crash in between leaves entries that agree, or packs no
-   * entry names (the next gc drops them). */
-  if (put_compacted (repo, rp, gp, old_npacks, &written) == -1)
-    goto out;
-  /* The new packs and the compacted index are durable before anything
-   * they replace is deleted. */
-  if (storage_sync (repo->store) == -1) {
-    vms_set_error (errno, "repository %s: %s while flushing the new index",
-                   repo->path, repo_errstr (errno));
-    goto out;
-  }
-  for (size_t i = 0; i < segments.n; i++)
-    if (storage_delete (repo->store, segments.v[i]) == -1) {
-      vms_set_error (errno, "repository %s: cannot remove %s: %s", repo->path,
-                     segments.v[i], repo_errstr (errno));
+  for (size_t p = 0; p < st->npacks; p++)
+    if (st->gp[p].condemn)
+      memcpy (packs[np++], rp->packs[p].id, 16);
+  if (np) {
+    /* The copies are durable before their originals are condemned. */
+    if (repacked && storage_sync (repo->store) == -1) {
+      vms_set_error (errno, "repository %s: %s while flushing repacked packs",
+                     repo->path, repo_errstr (errno));
       goto out;
     }
-  for (size_t p = 0; p < old_npacks; p++) {
-    struct gc_pack *g = &gp[p];
+    uint8_t gid[16];
+    char h[33], name[64];
+    if (random_id (gid) == -1)
+      goto out;
+    hex (gid, 16, h);
+    snprintf (name, sizeof name, "gc/condemned-%s", h);
+    /* Exclusive, then the sessions there are once it is visible. */
+    if (gen_put (repo, name, packs, np, NULL, STORAGE_PUT_EXCLUSIVE) == -1)
+      goto out;
+    struct condemned_gen g = { .name = name, .packs = packs, .npacks = np };
+    int rr = gen_record_sessions (repo, &g);
+    name_list_free (&g.sessions);
+    if (rr == -1)
+      goto out;
+  }
+  *condemned = np;
+  r = 0;
+ out:
+  free (blob);
+  free (packs);
+  return r;
+}
+
+/* Put one compacted segment of n entries (lazily; the caller syncs). */
+static int
+compact_put (vms_repo *repo, uint8_t *entries, size_t n)
+{
+  CLEANUP_FREE void *seg = NULL;
+  size_t len;
+  uint8_t id[16];
+  char h[33], name[64];
+
+  if (random_id (id) == -1 || segment_build (entries, n, &seg, &len) == -1)
+    return -1;
+  hex (id, 16, h);
+  snprintf (name, sizeof name, "index/%s", h);
+  if (storage_put (repo->store, name, seg, len, STORAGE_PUT_LAZY) == -1) {
+    vms_set_error (errno, "repository %s: %s while writing index segment "
+                   "%s", repo->path, repo_errstr (errno), name);
+    return -1;
+  }
+  return 0;
+}
+
+/* Phase 2 compaction: the loaded segments merged, without the entries of
+ * dropped packs. Every other entry stays, duplicates included: a chunk in
+ * two kept packs stays indexed in both. */
+static int
+gc_compact (vms_repo *repo, struct repo_packs *rp, struct gc_state *st)
+{
+  uint8_t *entries = malloc ((size_t) COMPACT_SEGMENT_ENTRIES * SEGMENT_ENTRY_SIZE);
+  size_t n = 0;
+  int r = -1;
+
+  if (entries == NULL) {
+    vms_set_error (ENOMEM, "out of memory");
+    return -1;
+  }
+  for (size_t s = 0; s < st->segments.n; s++)
+    for (size_t i = 0; st->segbuf[s] && i < st->segn[s]; i++) {
+      const uint8_t *e = st->segbuf[s] + SEGMENT_HEADER_SIZE + i * SEGMENT_ENTRY_SIZE;
+      uint32_t no = pack_number (rp, e + 32, PACK_STORED);
+      if (no == 0)
+        goto out;
+      if (no <= st->npacks && st->gp[no - 1].drop)
+        continue;
+      memcpy (entries + n * SEGMENT_ENTRY_SIZE, e, SEGMENT_ENTRY_SIZE);
+      if (++n == COMPACT_SEGMENT_ENTRIES) {
+        if (compact_put (repo, entries, n) == -1)
+          goto out;
+        n = 0;
+      }
+    }
+  if (n && compact_put (repo, entries, n) == -1)
+    goto out;
+  r = 0;
+ out:
+  free (entries);
+  return r;
+}
+
+/* Phase 2: the condemned lists whose sessions have all ended; a fresh
+ * mark; their packs that no live chunk needs deleted; the index
+ * compacted without them. */
+static int
+gc_phase2 (vms_repo *repo, struct repo_packs *rp, struct repo_lease *gc_lease,
+           int (*mark) (vms_repo *, struct digest_set *), int64_t now,
+           uint64_t *removed, uint64_t *freed)
+{
+  struct gc_state st = { 0 };
+  struct condemned_gen *gens = NULL;
+  struct digest_set live = { 0 };
+  size_t ngens = 0, nready = 0;
+  int *ready = NULL;
+  int r = -1;
+
+  if (gens_read (repo, 1, &gens, &ngens) == -1)
+    return -1;
+  ready = calloc (ngens + 1, sizeof *ready);
+  if (ready == NULL) {
+    vms_set_error (ENOMEM, "out of memory");
+    goto out;
+  }
+  for (size_t i = 0; i < ngens; i++) {
+    size_t waiting;
+    /* A list whose sessions were never recorded (its gc was stopped):
+     * the sessions there are now include every one that was there then
+     * and is still running. */
+    if (!gens[i].has_sessions && gen_record_sessions (repo, &gens[i]) == -1)
+      goto out;
+    int rr = gen_ready (repo, &gens[i], now, &waiting);
+    if (rr == -1)
+      goto out;
+    ready[i] = rr;
+    nready += (size_t) rr;
+  }
+  if (nready == 0) {
+    r = 0;
+    goto out;
+  }
+  /* This gc must still be the only one before it deletes. */
+  if (lease_ok (gc_lease) == -1)
+    goto out;
+  /* Marked again, now that every session that could have missed the
+   * condemnation has ended: a manifest put meanwhile keeps its packs. */
+  if (mark (repo, &live) == -1 || gc_load (repo, rp, &st) == -1)
+    goto out;
+  gc_count (rp, &st, &live);
+  int any = 0;
+  for (size_t i = 0; i < ngens; i++) {
+    if (!ready[i])
+      continue;
+    for (size_t j = 0; j < gens[i].npacks; j++) {
+      uint32_t no = pack_number (rp, gens[i].packs[j], PACK_STORED);
+      if (no == 0)
+        goto out;
+      struct gc_pack *g = &st.gp[no - 1];
+      if (no > st.npacks || g->needed || g->del)
+        continue;
+      if (rp->packs[no - 1].listed == 1)
+        g->del = 1;
+      g->drop = any = 1;
+    }
+  }
+  /* Entries of packs that are gone, where no live chunk needs them
+   * (verify reports a live chunk whose only pack is gone as missing). */
+  for (size_t p = 0; p < st.npacks; p++)
+    if (rp->packs[p].listed == 0 && !st.gp[p].needed)
+      st.gp[p].drop = any = 1;
+  if (any || st.segments.n > 1) {
+    if (gc_compact (repo, rp, &st) == -1)
+      goto out;
+    /* The compacted index is durable before what it replaces goes. */
+    if (storage_sync (repo->store) == -1) {
+      vms_set_error (errno, "repository %s: %s while flushing the new index",
+                     repo->path, repo_errstr (errno));
+      goto out;
+    }
+    for (size_t i = 0; i < st.segments.n; i++)
+      if (st.segbuf[i] && storage_delete (repo->store, st.segments.v[i]) == -1) {
+        vms_set_error (errno, "repository %s: cannot remove %s: %s",
+                       repo->path, st.segments.v[i], repo_errstr (errno));
+        goto out;
+      }
+  }
+  for (size_t p = 0; p < st.npacks; p++) {
     char name[64];
-    if (!g->drop && !g->repack)
+    if (!st.gp[p].del)
       continue;
     pack_object_name (rp->packs[p].id, name);
     if (storage_delete (repo->store, name) == -1) {
@@ -1121,11 +1615,56 @@ pack_gc (vms_repo *repo, const struct digest_set *live, int64_t grace,
                      name, repo_errstr (errno));
       goto out;
     }
-    *removed += g->dead_chunks;
-    *freed += g->size;
+    *removed += st.gp[p].dead_chunks;
+    *freed += st.gp[p].size;
   }
+  /* Done with those lists: their packs are deleted or needed again. */
+  for (size_t i = 0; i < ngens; i++)
+    if (ready[i] && storage_delete (repo->store, gens[i].name) == -1) {
+      vms_set_error (errno, "repository %s: cannot remove %s: %s", repo->path,
+                     gens[i].name, repo_errstr (errno));
+      goto out;
+    }
+  r = 0;
+ out:
+  digest_set_free (&live);
+  gc_state_free (rp, &st);
+  gens_free (gens, ngens);
+  free (ready);
+  return r;
+}
 
-  /* Objects of backups that never got their manifest (killed, failed). */
+/* Objects of backups that never got their manifest (killed, failed): only
+ * those older than every running session (one of them may be writing
+ * them; an object is written after its session's lease was created) and
+ * than the moment the sessions were listed. */
+static int
+gc_orphans (vms_repo *repo, int64_t grace, uint64_t *freed)
+{
+  struct name_list sessions = { 0 }, bnames = { 0 };
+  int64_t now, bound;
+  int r = -1;
+
+  if (storage_now (repo->store, &now) == -1) {
+    vms_set_error (errno, "repository %s: cannot read the store's clock: %s",
+                   repo->path, repo_errstr (errno));
+    return -1;
+  }
+  bound = now;
+  if (list_sessions (repo, &sessions) == -1)
+    return -1;
+  for (size_t i = 0; i < sessions.n; i++) {
+    struct lease_info li;
+    if (lease_read (repo, sessions.v[i], now, &li) == -1) {
+      if (errno == ENOENT)
+        continue;
+      vms_set_error (errno, "repository %s: cannot read %s: %s", repo->path,
+                     sessions.v[i], repo_errstr (errno));
+      goto out;
+    }
+    if (!li.expired && li.created < bound)
+      bound = li.created;
+  }
   if (storage_list (repo->store, "backups/", name_list_add, &bnames) != 0) {
     vms_set_error (errno, "repository %s: cannot list backups/: %s",
                    repo->path, repo_errstr (errno));
@@ -1134,28 +1673,104 @@ pack_gc (vms_repo *repo, const struct digest_set *live, int64_t grace,
   for (size_t i = 0; i < bnames.n; i++) {
     const char *n = bnames.v[i] + 8, *slash = strchr (n, '/');
     char manifest[STORAGE_NAME_MAX + 16];
-    struct storage_stat st;
+    struct storage_stat sst;
     if (slash == NULL)
       continue;
     snprintf (manifest, sizeof manifest, "backups/%.*s/manifest",
               (int) (slash - n), n);
-    if (storage_stat (repo->store, manifest, &st) == 0 ||
-        storage_stat (repo->store, bnames.v[i], &st) == -1 ||
-        (grace > 0 && now - st.mtime < grace))
+    if (storage_stat (repo->store, manifest, &sst) == 0 ||
+        storage_stat (repo->store, bnames.v[i], &sst) == -1 ||
+        sst.mtime >= bound || (grace > 0 && now - sst.mtime < grace))
+      continue;
+    /* A manifest put since the first look: it is a backup now. */
+    if (storage_stat (repo->store, manifest, &sst) == 0)
       continue;
     if (storage_delete (repo->store, bnames.v[i]) == 0)
-      *freed += st.size;
+      *freed += sst.size;
   }
   r = 0;
  out:
-  free (blob);
-  free (gp);
-  /* Whatever happened, the next use reloads the index. */
-  table_clear (rp);
-  name_list_free (&segments);
-  name_list_free (&pack_names);
-  name_list_free (&written);
+  name_list_free (&sessions);
   name_list_free (&bnames);
+  return r;
+}
+
+/* gc/lease, taken over when it has expired (its gc was killed). */
+static struct repo_lease *
+gc_lease_take (vms_repo *repo)
+{
+  for (int attempt = 0; attempt < 2; attempt++) {
+    struct repo_lease *l = lease_take (repo, "gc/lease");
+    if (l || vms_get_errno () != EBUSY)
+      return l;
+    struct lease_info li;
+    int64_t now;
+    if (storage_now (repo->store, &now) == -1)
+      break;
+    if (lease_read (repo, "gc/lease", now, &li) == -1) {
+      if (errno == ENOENT)
+        continue;
+      break;
+    }
+    if (!li.expired) {
+      vms_set_error (EBUSY, "repository %s: another gc is running (on %s, "
+                     "pid %d; gc/lease renewed %" PRId64 " s ago)", repo->path,
+                     li.host[0] ? li.host : "?", li.pid, now - li.mtime);
+      return NULL;
+    }
+    /* Expired: its gc is gone (a live gc stops trusting its lease well
+     * before, lease_ok). */
+    if (storage_delete (repo->store, "gc/lease") == -1)
+      break;
+  }
+  vms_set_error (EBUSY, "repository %s: gc/lease is held or unreadable (%s)",
+                 repo->path, repo_errstr (errno));
+  return NULL;
+}
+
+int
+pack_gc (vms_repo *repo, int (*mark) (vms_repo *, struct digest_set *),
+         int64_t grace, uint64_t *removed, uint64_t *freed)
+{
+  struct repo_packs *rp = packs_get (repo);
+  struct gc_state st = { 0 };
+  struct digest_set live = { 0 };
+  struct repo_lease *gc_lease = NULL;
+  int64_t now;
+  size_t condemned = 0;
+  int r = -1;
+
+  if (rp == NULL)
+    return -1;
+  pthread_mutex_lock (&rp->lock);
+  if (rp->open_no || rp->failed) {
+    vms_set_error (EBUSY, "repository %s: gc cannot run while this process "
+                   "has an open pack", repo->path);
+    goto out;
+  }
+  if ((gc_lease = gc_lease_take (repo)) == NULL)
+    goto out;
+  /* Phase 1. */
+  if (mark (repo, &live) == -1 || gc_load (repo, rp, &st) == -1)
+    goto out;
+  if (storage_now (repo->store, &now) == -1) {
+    vms_set_error (errno, "repository %s: cannot read the store's clock: %s",
+                   repo->path, repo_errstr (errno));
+    goto out;
+  }
+  if (gc_phase1 (repo, rp, &st, &live, grace, now, &condemned) == -1)
+    goto out;
+  gc_state_free (rp, &st);
+  digest_set_free (&live);
+  /* Phase 2, for this gc's list too when no session was running. */
+  if (gc_phase2 (repo, rp, gc_lease, mark, now, removed, freed) == -1 ||
+      gc_orphans (repo, grace, freed) == -1)
+    goto out;
+  r = 0;
+ out:
+  digest_set_free (&live);
+  gc_state_free (rp, &st);
+  lease_release (gc_lease);
   pthread_mutex_unlock (&rp->lock);
   return r;
 }

@@ -1,8 +1,9 @@
 /* Maintenance that deletes: prune (which backups a keep policy removes, in
  * the manner of restic's and borg's --keep-* rules) and gc (mark and sweep
  * of chunks no committed backup references, and of leftovers of
- * interrupted backups). Both need the writer lock, so no backup runs
- * meanwhile. gc refuses to sweep when any backup cannot be read: it could
+ * interrupted backups). In version 1 both need the writer lock, so no
+ * backup runs meanwhile; in version 2 they run beside backups (issue 12,
+ * docs/repository-format.md "Concurrency"; pack.c's two-phase gc). gc refuses to sweep when any backup cannot be read: it could
  * not know which chunks that backup needs.
  */
 #include <dirent.h>
@@ -14,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <signal.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -416,6 +418,19 @@ vms_repo_prune (vms_repo *repo, const struct vms_prune_policy *policy,
 
 /* ---- gc ---- */
 
+/* v2: 1 if backup id's manifest is still there (or cannot be told). */
+static int
+backup_still_there (vms_repo *repo, const char *id)
+{
+  char dir[STORAGE_NAME_MAX + 1], name[STORAGE_NAME_MAX + 16];
+  struct storage_stat st;
+
+  if (repo_backup_dir (repo, id, dir, sizeof dir) == -1)
+    return 1;
+  snprintf (name, sizeof name, "%s/manifest", dir);
+  return storage_stat (repo->store, name, &st) == 0 || errno != ENOENT;
+}
+
 static int
 mark (vms_repo *repo, struct digest_set *live)
 {
@@ -426,11 +441,20 @@ mark (vms_repo *repo, struct digest_set *live)
     return -1;
   for (size_t i = 0; i < nr; i++) {
     CLEANUP (vms_manifest_free) vms_manifest *m = manifest_load (repo, b[i].id);
+    /* Version 2: a prune running beside this gc may remove a backup
+     * between the listing and here (issue 12, rule 6): gone is not
+     * unreadable. */
+    if (m == NULL && repo->version >= 2 && vms_get_errno () == ENOENT &&
+        !backup_still_there (repo, b[i].id))
+      continue;
     if (m == NULL)
       goto unreadable;
     for (size_t f = 0; f < vms_manifest_file_count (m); f++) {
       CLEANUP (vms_index_free) vms_index *idx =
         vms_manifest_load_index (repo, m, f);
+      if (idx == NULL && repo->version >= 2 && vms_get_errno () == ENOENT &&
+          !backup_still_there (repo, b[i].id))
+        break;
       if (idx == NULL)
         goto unreadable;
       for (uint64_t c = 0; c < vms_index_chunk_count (idx); c++) {
@@ -527,17 +551,18 @@ vms_repo_gc (vms_repo *repo, int64_t grace_seconds, uint64_t *chunks_removed,
   if (bytes_freed) *bytes_freed = 0;
   if (repo_need_write (repo, "collect garbage") == -1)
     return -1;
-  if (mark (repo, &live) == -1)
-    goto out;
 
   int fd;
   DIR *d;
   struct dirent *e;
   if (repo->version >= 2) {
-    if (pack_gc (repo, &live, grace_seconds, &removed, &freed) == -1)
+    /* Two phases beside running backups (issue 12): pack.c marks. */
+    if (pack_gc (repo, mark, grace_seconds, &removed, &freed) == -1)
       goto out;
     goto leftovers;
   }
+  if (mark (repo, &live) == -1)
+    goto out;
   fd = openat (repo->chunks_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   d = fd >= 0 ? fdopendir (fd) : NULL;
   if (d == NULL) {
@@ -573,6 +598,12 @@ vms_repo_gc (vms_repo *repo, int64_t grace_seconds, uint64_t *chunks_removed,
       continue;
     if (fstatat (dirfd (d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) == -1 ||
         !is_stale (e->d_name, &st, grace_seconds, now))
+      continue;
+    /* Version 2 has no writer lock: another process's temp file is a
+     * leftover only when that process is gone (issue 12). */
+    pid_t pid = repo_temp_pid (e->d_name);
+    if (repo->version >= 2 && pid > 0 && pid != getpid () &&
+        (kill (pid, 0) == 0 || errno != ESRCH))
       continue;
     if (vms_rmtree_at (dirfd (d), e->d_name) == -1) {
       vms_set_error (errno, "repository %s: cannot remove tmp/%s: %s",

@@ -100,6 +100,9 @@ struct vms_repo {
    * store's (storage_rados_lock). */
   int remote;
   int store_locked;
+  /* v2 opened with VMS_REPO_WRITE: this process's session lease
+   * (lease.c; no repository-wide lock, issue 12). */
+  struct repo_lease *session;
 };
 
 /* The format version a repository is created with: VMS_REPO_FORMAT_2 in
@@ -252,6 +255,8 @@ extern int manifest_store_v2 (vms_repo *v2, vms_manifest *m,
 
 /* ---- repo.c ---- */
 
+/* v2: put this process's session lease (repo->session). */
+extern int repo_start_session (vms_repo *repo);
 /* Fails with EBADF and a message unless the writer lock is held. */
 extern int repo_need_write (vms_repo *repo, const char *what);
 struct repo_backup {
@@ -325,6 +330,10 @@ struct pack_loc {
  * *loc when there, 0 when not, -1 with the error set. */
 extern int pack_lookup (vms_repo *repo, const struct vms_digest *d,
                         struct pack_loc *loc);
+/* The same for a writer about to reference d without storing it (rule 2
+ * of "Concurrency"): 0 when d is only in condemned packs. */
+extern int pack_lookup_dedup (vms_repo *repo, const struct vms_digest *d,
+                              struct pack_loc *loc);
 /* Append a blob to this process's open pack unless d is indexed already
  * (*stored 0 then); a full pack is put, then its index segment. */
 extern int pack_add_blob (vms_repo *repo, const struct vms_digest *d, int form,
@@ -344,11 +353,15 @@ extern int pack_reload (vms_repo *repo);
 extern int pack_flush (vms_repo *repo);
 /* "packs/ab/<32 hex>" for a pack id. */
 extern void pack_object_name (const uint8_t id[16], char name[64]);
-/* gc of a version 2 repository, after the mark (docs/repository-format.md
- * "Version 2", gc): drop packs without a live chunk, repack mostly dead
- * ones, compact the index, remove backups' objects without a manifest;
- * only what is older than grace_seconds by the store's clock. */
-extern int pack_gc (vms_repo *repo, const struct digest_set *live,
+/* gc of a version 2 repository (docs/repository-format.md "Version 2",
+ * "Concurrency"): under gc/lease, phase 1 (mark with mark, repack mostly
+ * dead packs, condemn packs without a live chunk older than grace_seconds
+ * by the store's clock) and phase 2 (for condemned lists whose sessions
+ * have all ended: mark again, delete what no live chunk needs, compact
+ * the index), then remove the objects of backups without a manifest that
+ * no running session can be writing. */
+extern int pack_gc (vms_repo *repo,
+                    int (*mark) (vms_repo *, struct digest_set *),
                     int64_t grace_seconds, uint64_t *removed, uint64_t *freed);
 extern void pack_state_free (vms_repo *repo);
 /* An index segment image of n entries (SEGMENT_ENTRY_SIZE bytes each,
@@ -358,6 +371,36 @@ extern int segment_build (uint8_t *entries, size_t n, void **out, size_t *len);
  * the number of its entries, or -1 with EBADMSG and a message naming it
  * (name). */
 extern int64_t segment_check (const uint8_t *b, size_t len, const char *name);
+
+/* ---- lease.c: leases of format version 2 (rule 1 of "Concurrency") ---- */
+
+#define LEASE_SECONDS_ENV "VMSHADOW_LEASE_SECONDS"
+#define LEASE_TTL_DEFAULT 1800u         /* 30 minutes, renewed every 5 */
+#define LEASE_TTL_MIN 6u
+#define LEASE_TTL_MAX 86400u
+struct repo_lease;
+/* $VMSHADOW_LEASE_SECONDS if valid, else LEASE_TTL_DEFAULT. */
+extern unsigned lease_ttl_default (void);
+/* Put a lease and start renewing it: name NULL for a new session lease
+ * sessions/<32 hex>, else that name, put exclusively (EBUSY when it is
+ * held). NULL with the error set. */
+extern struct repo_lease *lease_take (vms_repo *repo, const char *name);
+extern const char *lease_id (const struct repo_lease *l);
+/* 0 while the holder may trust its lease; else -1 (ETIMEDOUT, error set)
+ * from then on. */
+extern int lease_ok (struct repo_lease *l);
+/* Stop renewing and delete the lease. Accepts NULL. */
+extern void lease_release (struct repo_lease *l);
+struct lease_info {
+  int64_t mtime, created;       /* store times; created INT64_MIN: unknown */
+  unsigned ttl;
+  int expired;                  /* by now, the store's clock */
+  int pid;
+  char host[64];
+};
+/* A lease object as gc sees it; -1 with errno ENOENT when it is gone. */
+extern int lease_read (vms_repo *repo, const char *name, int64_t now,
+                       struct lease_info *info);
 
 /* ---- prune.c ---- */
 

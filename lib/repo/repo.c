@@ -115,7 +115,7 @@ repo_backup_dir (vms_repo *repo, const char *id, char *buf, size_t size)
 int
 repo_need_write (vms_repo *repo, const char *what)
 {
-  if (repo->lock_fd >= 0 || repo->store_locked)
+  if (repo->lock_fd >= 0 || repo->store_locked || repo->session)
     return 0;
   vms_set_error (EBADF, "cannot %s: repository %s was opened without the "
                  "writer lock (VMS_REPO_WRITE)", what, repo->path);
@@ -139,6 +139,40 @@ mkdir_parents (const char *path)
         break;
       *s = c;
     }
+  }
+  return 0;
+}
+
+/* The format version a local repository's config names (0 if it cannot
+ * tell: then the lock is taken, and read_config says what is wrong). */
+static int
+peek_version (vms_repo *repo)
+{
+  CLEANUP_FREE char *text = NULL;
+  size_t len;
+  json_object *root, *v;
+  int version = 0;
+
+  if (repo_read_file (repo->dirfd, "config", 65536, &text, &len) == -1)
+    return 0;
+  root = json_tokener_parse (text);
+  if (root && json_object_is_type (root, json_type_object) &&
+      json_object_object_get_ex (root, "version", &v) &&
+      json_object_is_type (v, json_type_int))
+    version = (int) json_object_get_int64 (v);
+  json_object_put (root);
+  return version;
+}
+
+int
+repo_start_session (vms_repo *repo)
+{
+  repo->session = lease_take (repo, NULL);
+  if (repo->session == NULL) {
+    vms_set_error (vms_get_errno (), "%s%s", vms_get_error (),
+                   vms_get_errno () == ETIMEDOUT ? " (is the pool full? see "
+                   "ceph df and ceph osd pool get-quota)" : "");
+    return -1;
   }
   return 0;
 }
@@ -503,7 +537,7 @@ read_config (vms_repo *repo)
 static int
 open_layout (vms_repo *repo)
 {
-  int write = repo->lock_fd >= 0;
+  int write = repo->lock_fd >= 0 || (repo->flags & VMS_REPO_WRITE);
 
   if (write && fchmod (repo->dirfd, 0700) == -1) {
     vms_set_error (errno, "repository %s: cannot make it private (mode "
@@ -646,7 +680,9 @@ repo_open_remote (vms_repo *repo, const struct crypt_key *new_key,
                    VMS_REPO_DIR_ENV);
     return -1;
   }
-  if (flags & VMS_REPO_WRITE) {
+  /* S3 keeps its writer lock (issue 14; its leases are not built): one
+   * writer at a time there. RADOS has none: session leases (issue 12). */
+  if ((flags & VMS_REPO_WRITE) && strncmp (repo->path, "s3://", 5) == 0) {
     char desc[64];
     snprintf (desc, sizeof desc, "vmshadow pid %d", (int) getpid ());
     if (storage_remote_lock (repo->store, "lock", desc) == -1) {
@@ -702,6 +738,9 @@ repo_open_remote (vms_repo *repo, const struct crypt_key *new_key,
     vms_set_error (ENOMEM, "out of memory");
     return -1;
   }
+  /* No repository-wide lock: a session lease (issue 12, rule 1). */
+  if ((flags & VMS_REPO_WRITE) && repo_start_session (repo) == -1)
+    return -1;
   return 0;
 }
 
@@ -773,7 +812,12 @@ repo_open (const char *dir, unsigned flags, const struct crypt_key *new_key,
     if (is_skeleton (repo->dirfd, 1) != 1)
       goto not_empty;
   }
-  if ((flags & VMS_REPO_WRITE) && take_lock (repo) == -1)
+  /* A version 2 repository has no writer lock: each writer holds a
+   * session lease instead (issue 12; docs/repository-format.md
+   * "Concurrency"). Version 1 and a repository being created take the
+   * lock file. */
+  if ((flags & VMS_REPO_WRITE) && (!have_config || peek_version (repo) < 2) &&
+      take_lock (repo) == -1)
     goto fail;
   /* Created meanwhile by another process? */
   if (!have_config &&
@@ -798,6 +842,15 @@ repo_open (const char *dir, unsigned flags, const struct crypt_key *new_key,
     repo->key = NULL;           /* an existing repository: not this key's */
   if (open_layout (repo) == -1)
     goto fail;
+  if ((flags & VMS_REPO_WRITE) && repo->version >= 2) {
+    if (repo->lock_fd >= 0) {
+      if (ftruncate (repo->lock_fd, 0) == -1) { /* harmless: stale pid text */ }
+      close (repo->lock_fd);
+      repo->lock_fd = -1;
+    }
+    if (repo_start_session (repo) == -1)
+      goto fail;
+  }
   return repo;
 
  not_empty:
@@ -819,6 +872,7 @@ vms_repo_close (vms_repo *repo)
     close (repo->lock_fd);
   }
   pack_state_free (repo);
+  lease_release (repo->session);
   storage_close (repo->store);
   for (size_t i = 0; i < 256; i++)
     if (repo->chunk_dirs[i] >= 0)
@@ -895,6 +949,11 @@ backup_add (vms_repo *repo, backup_vector *v, char *id)
   if (m) {
     b.time = vms_manifest_time (m);
     vms_manifest_free (m);
+  }
+  else if (repo->version >= 2 && vms_get_errno () == ENOENT) {
+    /* Listed, then removed by a prune running beside us (issue 12). */
+    free (id);
+    return 0;
   }
   else if ((b.error = strdup (vms_get_error ())) == NULL)
     goto oom;
