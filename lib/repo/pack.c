@@ -1664,6 +1664,10 @@ gc_orphans (vms_repo *repo, int64_t grace, uint64_t *freed)
     }
     if (!li.expired && li.created < bound)
       bound = li.created;
+    /* An expired lease is a killed session's: gone with it. (Were its
+     * holder only stalled, it no longer trusts its lease: lease_ok.) */
+    if (li.expired)
+      (void) storage_delete (repo->store, sessions.v[i]);
   }
   if (storage_list (repo->store, "backups/", name_list_add, &bnames) != 0) {
     vms_set_error (errno, "repository %s: cannot list backups/: %s",
