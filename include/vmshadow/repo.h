@@ -10,8 +10,11 @@
  * incremental reuses its parent's index and replaces only changed chunks,
  * so any backup restores alone.
  *
- * A backup becomes visible only when vms_repo_txn_commit returns 0. One
- * writer at a time (a lock file); readers need no lock.
+ * A backup becomes visible only when vms_repo_txn_commit returns 0. In
+ * format version 1, one writer at a time (a lock file); in version 2 any
+ * number of backups, prunes and one gc at a time, each writer under a
+ * session lease (docs/repository-format.md "Concurrency"). Readers need
+ * neither.
  */
 #ifndef VMSHADOW_REPO_H
 #define VMSHADOW_REPO_H

@@ -640,13 +640,44 @@ table_load (vms_repo *repo, struct repo_packs *rp, struct name_list *segments)
     name_list_free (&l);
     return -1;
   }
-  for (size_t i = 0; i < l.n; i++) {
+  /* A segment listed but gone when read was compacted away by a gc
+   * meanwhile: the merged segments holding its entries were put before
+   * it was deleted, so a new listing shows them (read what it adds). */
+  int vanished = 0, relists = 0;
+  for (size_t i = 0; ; i++) {
+    if (i == l.n) {
+      if (!vanished || relists++ == 8)
+        break;
+      vanished = 0;
+      struct name_list again = { 0 };
+      if (storage_list (repo->store, "index/", name_list_add, &again) != 0) {
+        vms_set_error (errno, "repository %s: cannot list index/: %s",
+                       repo->path, repo_errstr (errno));
+        name_list_free (&again);
+        goto fail;
+      }
+      for (size_t a = 0; a < again.n; a++) {
+        int seen = 0;
+        for (size_t k = 0; k < l.n && !seen; k++)
+          seen = strcmp (l.v[k], again.v[a]) == 0;
+        if (!seen && name_list_add (&l, again.v[a]) == -1) {
+          name_list_free (&again);
+          vms_set_error (ENOMEM, "out of memory");
+          goto fail;
+        }
+      }
+      name_list_free (&again);
+      if (i == l.n)
+        break;
+    }
     CLEANUP_FREE void *buf = NULL;
     size_t len;
     if (storage_get_all (repo->store, l.v[i], (size_t) 1 << 31, &buf,
                          &len) == -1) {
-      if (errno == ENOENT)
-        continue;               /* compacted away meanwhile */
+      if (errno == ENOENT) {
+        vanished = 1;           /* compacted away meanwhile */
+        continue;
+      }
       vms_set_error (errno, "repository %s: cannot read %s: %s", repo->path,
                      l.v[i], repo_errstr (errno));
       goto fail;

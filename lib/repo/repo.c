@@ -115,7 +115,7 @@ repo_backup_dir (vms_repo *repo, const char *id, char *buf, size_t size)
 int
 repo_need_write (vms_repo *repo, const char *what)
 {
-  if (repo->lock_fd >= 0 || repo->store_locked || repo->session)
+  if (repo->lock_fd >= 0 || repo->session)
     return 0;
   vms_set_error (EBADF, "cannot %s: repository %s was opened without the "
                  "writer lock (VMS_REPO_WRITE)", what, repo->path);
@@ -652,8 +652,8 @@ vms_repo_init_encrypted (const char *dir, const struct vms_repo_encryption *e)
 /* A repository on RADOS (rados:POOL[/NAMESPACE], issue 12) or S3
  * (s3://BUCKET[/PREFIX], issue 14): the store
  * is opened first, the config read through it (made by an exclusive put
- * when creating: two hosts creating at once agree on the first), the
- * writer lock is the store's. */
+ * when creating: two hosts creating at once agree on the first); a
+ * writer holds a session lease (no lock). */
 static int
 repo_open_remote (vms_repo *repo, const struct crypt_key *new_key,
                   int hide_ids)

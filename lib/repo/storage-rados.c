@@ -18,7 +18,6 @@
  */
 #include <errno.h>
 #include <inttypes.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,9 +34,6 @@
 /* RADOS refuses single writes over osd_max_write_size (90 MiB by
  * default); a pack stays well under it (docs: 32 MiB). */
 #define RADOS_MAX_WRITE ((size_t) 90 << 20)
-#define RADOS_LOCK_NAME "vmshadow-writer"
-#define RADOS_LOCK_SECONDS 30
-#define RADOS_LOCK_RENEW_SECONDS 10
 
 struct rados_store {
   struct storage s;
@@ -45,14 +41,6 @@ struct rados_store {
   rados_ioctx_t io;
   char clock_name[64];
   int clock_put;
-  /* The writer lock (storage_rados_lock), renewed by a thread. */
-  char lock_obj[STORAGE_NAME_MAX + 1];
-  char cookie[40];
-  int locked;
-  pthread_t renewer;
-  pthread_mutex_t mu;
-  pthread_cond_t cv;
-  int stopping;
 };
 
 static struct rados_store *
@@ -211,30 +199,13 @@ rados_now (struct storage *s, int64_t *t)
 }
 
 static void
-stop_renewer (struct rados_store *rs)
-{
-  if (!rs->locked)
-    return;
-  pthread_mutex_lock (&rs->mu);
-  rs->stopping = 1;
-  pthread_cond_signal (&rs->cv);
-  pthread_mutex_unlock (&rs->mu);
-  pthread_join (rs->renewer, NULL);
-  rados_unlock (rs->io, rs->lock_obj, RADOS_LOCK_NAME, rs->cookie);
-  rs->locked = 0;
-}
-
-static void
 rados_close_ (struct storage *s)
 {
   struct rados_store *rs = rs_of (s);
-  stop_renewer (rs);
   if (rs->clock_put)
     rados_del (s, rs->clock_name);
   rados_ioctx_destroy (rs->io);
   rados_shutdown (rs->cluster);
-  pthread_mutex_destroy (&rs->mu);
-  pthread_cond_destroy (&rs->cv);
   free (rs);
 }
 
@@ -301,8 +272,6 @@ storage_rados_open (const char *spec)
     return NULL;
   }
   rs->s.ops = &rados_ops;
-  pthread_mutex_init (&rs->mu, NULL);
-  pthread_cond_init (&rs->cv, NULL);
   if ((r = rados_create (&rs->cluster, id)) < 0) {
     vms_set_error (-r, "RADOS: cannot make a client %s: %s", id,
                    strerror (-r));
@@ -339,8 +308,7 @@ storage_rados_open (const char *spec)
   }
   rados_ioctx_set_namespace (rs->io, ns);
   strcpy (rs->clock_name, "clock/");
-  if (random_hex (rs->clock_name + 6, 16) == -1 ||
-      random_hex (rs->cookie, 16) == -1) {
+  if (random_hex (rs->clock_name + 6, 16) == -1) {
     vms_set_error (errno, "cannot get random bytes: %s", strerror (errno));
     rados_ioctx_destroy (rs->io);
     goto fail_shutdown;
@@ -350,77 +318,8 @@ storage_rados_open (const char *spec)
  fail_shutdown:
   rados_shutdown (rs->cluster);
  fail_free:
-  pthread_mutex_destroy (&rs->mu);
-  pthread_cond_destroy (&rs->cv);
   free (rs);
   return NULL;
-}
-
-static void *
-renew_thread (void *arg)
-{
-  struct rados_store *rs = arg;
-  struct timeval dur = { RADOS_LOCK_SECONDS, 0 };
-  pthread_mutex_lock (&rs->mu);
-  while (!rs->stopping) {
-    struct timespec until;
-    clock_gettime (CLOCK_REALTIME, &until);
-    until.tv_sec += RADOS_LOCK_RENEW_SECONDS;
-    pthread_cond_timedwait (&rs->cv, &rs->mu, &until);
-    if (rs->stopping)
-      break;
-    rados_lock_exclusive (rs->io, rs->lock_obj, RADOS_LOCK_NAME, rs->cookie,
-                          "vmshadow writer", &dur, LIBRADOS_LOCK_FLAG_MAY_RENEW);
-  }
-  pthread_mutex_unlock (&rs->mu);
-  return NULL;
-}
-
-int
-storage_rados_lock (struct storage *s, const char *name, const char *desc)
-{
-  struct rados_store *rs = rs_of (storage_crypt_inner (s));
-  struct timeval dur = { RADOS_LOCK_SECONDS, 0 };
-  int r;
-
-  if (rs->s.ops != &rados_ops) {
-    errno = ENOTSUP;
-    return -1;
-  }
-  snprintf (rs->lock_obj, sizeof rs->lock_obj, "%s", name);
-  r = rados_lock_exclusive (rs->io, name, RADOS_LOCK_NAME, rs->cookie, desc,
-                            &dur, 0);
-  if (r == -EBUSY || r == -EEXIST) {
-    errno = EBUSY;
-    return -1;
-  }
-  if (r < 0)
-    return fail_errno (r);
-  if (pthread_create (&rs->renewer, NULL, renew_thread, rs) != 0) {
-    rados_unlock (rs->io, name, RADOS_LOCK_NAME, rs->cookie);
-    errno = EAGAIN;
-    return -1;
-  }
-  rs->locked = 1;
-  return 0;
-}
-
-int
-storage_rados_lock_holder (struct storage *s, const char *name, char *buf,
-                           size_t size)
-{
-  struct rados_store *rs = rs_of (storage_crypt_inner (s));
-  int exclusive;
-  char tag[64], clients[512], cookies[512], addrs[512];
-  size_t tl = sizeof tag, cl = sizeof clients, kl = sizeof cookies,
-    al = sizeof addrs;
-  ssize_t n = rados_list_lockers (rs->io, name, RADOS_LOCK_NAME, &exclusive,
-                                  tag, &tl, clients, &cl, cookies, &kl,
-                                  addrs, &al);
-  if (n <= 0)
-    return -1;
-  snprintf (buf, size, "%s at %s", clients, addrs);
-  return 0;
 }
 
 #else /* !HAVE_LIBRADOS */
@@ -431,22 +330,6 @@ storage_rados_open (const char *spec)
   vms_set_error (ENOTSUP, "rados:%s: this vmshadow was built without "
                  "librados (install librados-dev and rebuild)", spec);
   return NULL;
-}
-
-int
-storage_rados_lock (struct storage *s, const char *name, const char *desc)
-{
-  (void) s; (void) name; (void) desc;
-  errno = ENOTSUP;
-  return -1;
-}
-
-int
-storage_rados_lock_holder (struct storage *s, const char *name, char *buf,
-                           size_t size)
-{
-  (void) s; (void) name; (void) buf; (void) size;
-  return -1;
 }
 
 #endif

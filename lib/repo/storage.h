@@ -118,20 +118,10 @@ extern struct storage *storage_local_open (int dirfd, const char *path,
  * by $VMSHADOW_RADOS_CONF, $VMSHADOW_RADOS_ID and $VMSHADOW_RADOS_KEYRING
  * (else librados's defaults: $CEPH_CONF, client.admin). Exclusive puts are
  * one write op with create(LIBRADOS_CREATE_EXCLUSIVE); every put is
- * durable when it returns (no sync); the objects "lock" and "clock/..."
- * are the backend's and never listed. NULL with the error set (ENOTSUP in
+ * durable when it returns (no sync); the objects "lock" (the writer lock
+ * of earlier builds) and "clock/..." are never listed. NULL with the error set (ENOTSUP in
  * a build without librados). */
 extern struct storage *storage_rados_open (const char *spec);
-/* The repository's writer lock on a RADOS backend (s, or the backend under
- * a sealing layer): an exclusive RADOS lock on object name, with a
- * 30-second lease renewed by a thread until storage_close (a killed
- * holder's lock lapses after 30 s). -1 with EBUSY when another client
- * holds it, ENOTSUP for another backend. */
-extern int storage_rados_lock (struct storage *s, const char *name,
-                               const char *desc);
-/* Who holds that lock ("client.N at ADDR") into buf; -1 if unknown. */
-extern int storage_rados_lock_holder (struct storage *s, const char *name,
-                                      char *buf, size_t size);
 
 /* The S3 backend (storage-s3.c, libcurl with CURLOPT_AWS_SIGV4; issue
  * 14): spec is "BUCKET[/PREFIX]" (the part after "s3://"); endpoint,

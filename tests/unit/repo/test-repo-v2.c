@@ -604,6 +604,8 @@ gc_removes_leftovers_of_a_killed_backup_after_the_grace_period (void **state)
   pid_t pid = fork ();
   assert_true (pid >= 0);
   if (pid == 0) {
+    /* Its session lease lapses 6 s after its last renewal (issue 12). */
+    setenv ("VMSHADOW_LEASE_SECONDS", "6", 1);
     vms_repo *c = open_v2 ();
     vms_index *idx = store_file (c, data, sizeof data);
     vms_repo_txn *txn = vms_repo_txn_begin (c, "b2");
@@ -625,10 +627,21 @@ gc_removes_leftovers_of_a_killed_backup_after_the_grace_period (void **state)
   assert_int_equal (vms_repo_gc (r, 3600, &removed, &freed), 0);
   assert_true (exists ("backups/b2/file-0.idx"));
   assert_int_equal (count_files ("packs"), 2);
+  /* Grace 0, but the killed backup's lease has not lapsed yet: it might
+   * still be writing, so its objects and its pack stay (the pack is
+   * condemned, gc waits for the session). */
+  assert_int_equal (vms_repo_gc (r, 0, &removed, &freed), 0);
+  assert_true (exists ("backups/b2/file-0.idx"));
+  assert_int_equal (count_files ("packs"), 2);
+  assert_int_equal (removed, 0);
+  sleep (7);
   assert_int_equal (vms_repo_gc (r, 0, &removed, &freed), 0);
   assert_false (exists ("backups/b2/file-0.idx"));
   assert_int_equal (count_files ("packs"), 1);
   assert_int_equal (removed, 1);
+  /* The killed session's expired lease is gone; r's own is left. */
+  assert_int_equal (count_files ("sessions"), 1);
+  assert_int_equal (count_files ("gc"), 0);
   struct lines l = { .n = 0 };
   assert_int_equal (vms_repo_verify (r, NULL, 1, collect, &l), 0);
   vms_repo_close (r);

@@ -66,7 +66,6 @@ the_backends_own_objects_are_never_listed (void **state)
   int n = 0;
   assert_non_null (s);
   assert_int_equal (storage_now (s, &t), 0);          /* puts clock/... */
-  assert_int_equal (storage_rados_lock (s, "lock", "test"), 0);
   assert_int_equal (storage_put (s, "config", "c", 1, 0), 0);
   assert_int_equal (storage_list (s, "", count, &n), 0);
   assert_int_equal (n, 1);
@@ -74,12 +73,11 @@ the_backends_own_objects_are_never_listed (void **state)
 }
 
 static void
-namespaces_are_apart_and_the_lock_excludes_a_second_client (void **state)
+namespaces_are_apart (void **state)
 {
   (void) state;
   struct storage *a = rados_open_fresh ();
   struct storage *b = rados_open_fresh ();
-  char spec[128];
   int n = 0;
   assert_non_null (a);
   assert_non_null (b);
@@ -90,20 +88,7 @@ namespaces_are_apart_and_the_lock_excludes_a_second_client (void **state)
   assert_int_equal (storage_get (b, "x", 0, 1, &c), -1);
   assert_int_equal (errno, ENOENT);
 
-  /* A second client on a's namespace meets a's lock. */
-  snprintf (spec, sizeof spec, "%s/contract-%d-%u", pool, (int) getpid (),
-            counter - 2);
-  struct storage *a2 = storage_rados_open (spec);
-  assert_non_null (a2);
-  assert_int_equal (storage_rados_lock (a, "lock", "first"), 0);
-  assert_int_equal (storage_rados_lock (a2, "lock", "second"), -1);
-  assert_int_equal (errno, EBUSY);
-  char who[256];
-  assert_int_equal (storage_rados_lock_holder (a2, "lock", who, sizeof who), 0);
-  assert_non_null (strstr (who, "client."));
-  rados_destroy (a);            /* releases the lock */
-  assert_int_equal (storage_rados_lock (a2, "lock", "second"), 0);
-  rados_destroy (a2);
+  rados_destroy (a);
   rados_destroy (b);
 }
 
@@ -112,7 +97,7 @@ main (int argc, char *argv[])
 {
   const struct CMUnitTest own[] = {
     cmocka_unit_test (the_backends_own_objects_are_never_listed),
-    cmocka_unit_test (namespaces_are_apart_and_the_lock_excludes_a_second_client),
+    cmocka_unit_test (namespaces_are_apart),
   };
   size_t no = sizeof own / sizeof own[0];
   size_t n = storage_contract_nr_tests + no;
