@@ -95,10 +95,12 @@ struct vms_repo {
   char key_fp[33];              /* the key's fingerprint (hex) */
   const struct crypt_key *key;  /* borrowed from key.c's cache */
   size_t blob_overhead;         /* bytes an envelope adds to a blob: 0 or 33 */
-  /* A repository on an object store (rados:POOL[/NS], issue 12): no
-   * directory (dirfd and the other fds stay -1), and no writer lock:
-   * session leases (always version 2). */
+  /* A repository on an object store (rados:POOL[/NS], issue 12;
+   * s3://BUCKET[/PREFIX], issue 14): no directory (dirfd and the other
+   * fds stay -1); session leases (always version 2), and on S3 also its
+   * writer lock (store_locked). */
   int remote;
+  int store_locked;
   /* v2 opened with VMS_REPO_WRITE: this process's session lease
    * (lease.c; no repository-wide lock, issue 12). */
   struct repo_lease *session;

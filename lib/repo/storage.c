@@ -176,8 +176,12 @@ is_backend (struct storage *s, const char *name)
 int
 storage_remote_lock (struct storage *s, const char *name, const char *desc)
 {
-  return is_backend (s, "s3") ? storage_s3_lock (s, name, desc)
-    : storage_rados_lock (s, name, desc);
+  /* RADOS has no writer lock (issue 12: session leases instead). */
+  if (!is_backend (s, "s3")) {
+    errno = ENOTSUP;
+    return -1;
+  }
+  return storage_s3_lock (s, name, desc);
 }
 
 int
@@ -185,5 +189,5 @@ storage_remote_lock_holder (struct storage *s, const char *name, char *buf,
                             size_t size)
 {
   return is_backend (s, "s3") ? storage_s3_lock_holder (s, name, buf, size)
-    : storage_rados_lock_holder (s, name, buf, size);
+    : -1;
 }

@@ -134,7 +134,8 @@ extern struct storage *storage_rados_open (const char *spec);
  * "clock/..." are the backend's and never listed. NULL with the error
  * set. */
 extern struct storage *storage_s3_open (const char *spec);
-/* The repository's writer lock on S3 (as storage_rados_lock): the object
+/* The repository's writer lock on S3 (until its leases; RADOS has none
+ * since issue 12's leases): the object
  * name, put exclusively, its Last-Modified renewed every 10 s by a thread
  * until storage_close (which deletes it); one not renewed for 60 s by the
  * store's clock is taken over (deleted and put again). Weaker than RADOS's:
@@ -147,7 +148,7 @@ extern int storage_s3_lock_holder (struct storage *s, const char *name,
 
 /* A repository on an object store, by its --repo form: "rados:POOL[/NS]"
  * or "s3://BUCKET[/PREFIX]" (storage_remote_spec says which strings are
- * one). The writer lock and its holder of whichever backend s is. */
+ * one). The writer lock and its holder on S3 (ENOTSUP on RADOS). */
 extern int storage_remote_spec (const char *repo);
 extern struct storage *storage_remote_open (const char *repo);
 extern int storage_remote_lock (struct storage *s, const char *name,
