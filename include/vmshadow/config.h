@@ -92,9 +92,9 @@ extern VMS_API int vms_config_parse_duration (const char *s, int64_t *out);
  * errno EWOULDBLOCK when another run holds it (the error names the file),
  * else why not. Never waits. */
 extern VMS_API int vms_config_job_lock (const struct vms_config_job *job);
-/* The same with a lock of its own for kind (NULL: the run's; "verify":
- * job-NAME.verify.lock, so a verify never overlaps another verify of the
- * job, but may run beside its backup). */
+/* The same with a lock of its own for kind (NULL: the run's job-NAME.lock;
+ * "verify": verify-NAME.lock, so that a verify never overlaps another
+ * verify of the job but may run beside its backup). */
 extern VMS_API int vms_config_job_lock_kind (const struct vms_config_job *job,
                                              const char *kind);
 

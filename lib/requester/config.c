@@ -977,8 +977,10 @@ vms_config_job_lock_kind (const struct vms_config_job *job, const char *kind)
     vms_set_error (errno, "cannot make %s: %s", dir, strerror (errno));
     return -1;
   }
-  if ((size_t) snprintf (path, sizeof path, "%s/job-%s%s%s.lock", dir, job->name,
-                         kind ? "." : "", kind ? kind : "") >= sizeof path) {
+  /* job-NAME.lock, KIND-NAME.lock: the prefix tells them apart whatever
+   * the name (a job may have '.' in its name). */
+  if ((size_t) snprintf (path, sizeof path, "%s/%s-%s.lock", dir,
+                         kind ? kind : "job", job->name) >= sizeof path) {
     vms_set_error (ENAMETOOLONG, "%s: name too long", dir);
     return -1;
   }

@@ -85,10 +85,10 @@ grep -q "No problems found" <<<"$out" || fail "job verify: $out"
 "$vmshadow" job verify apps --json --config "$conf" > "$tmp/verify.json" || fail "job verify --json exited $?"
 python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["problems"] == [] and d["deep"] is False, d' \
   "$tmp/verify.json" || fail "job verify --json: $(cat "$tmp/verify.json")"
-bash -c 'exec 9> "$1"; flock 9; exec sleep 30' _ "$VMSHADOW_RUN_DIR/job-apps.verify.lock" &
+bash -c 'exec 9> "$1"; flock 9; exec sleep 30' _ "$VMSHADOW_RUN_DIR/verify-apps.lock" &
 holder=$!
 for i in $(seq 50); do
-  ! flock -n "$VMSHADOW_RUN_DIR/job-apps.verify.lock" true || { sleep 0.1; continue; }
+  ! flock -n "$VMSHADOW_RUN_DIR/verify-apps.lock" true || { sleep 0.1; continue; }
   break
 done
 rc=0; "$vmshadow" job verify apps --config "$conf" > "$tmp/out" 2>&1 || rc=$?
