@@ -16,6 +16,7 @@
  * message where the parse fails, and for every accepted XML gives XML that
  * parses again with the copy's name and UUID, and whose every included
  * disk is one of the copy's files (never the original's).
+ * The same input is also read as a VM's <tags> (issue 19; check_tags).
  * A failed property aborts, so libFuzzer and the replay program
  * (fuzz-replay.c) both report it as a crash with the input.
  */
@@ -154,11 +155,39 @@ fuzz_accepts (const uint8_t *data, size_t size, const char **why)
   return 1;
 }
 
+/* Issue 19: a VM's tags (its metadata, the VM owner's text) through
+ * vms_vm_tags_parse: accepted, every tag is one vms_vm_tag_valid takes (so
+ * nothing else can reach a job's selection or a message); rejected, a
+ * message and no list. */
+static void
+check_tags (const uint8_t *data, size_t size)
+{
+  char **tags = (char **) &tags;
+
+  vms_clear_error ();
+  if (vms_vm_tags_parse ((const char *) data, size, &tags) == -1) {
+    if (tags != NULL)
+      broken ("rejected tags left a list");
+    if (vms_get_error () == NULL || *vms_get_error () == '\0')
+      broken ("rejected tags have no error message");
+    return;
+  }
+  if (tags == NULL)
+    broken ("accepted tags gave no list");
+  for (size_t i = 0; tags[i]; i++) {
+    if (!vms_vm_tag_valid (tags[i]))
+      broken ("an accepted tag is not a tag");
+    free (tags[i]);
+  }
+  free (tags);
+}
+
 int
 LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
 {
   struct vm_config cfg, again;
 
+  check_tags (data, size);
   vms_clear_error ();
   if (vm_config_parse ((const char *) data, size, &cfg) == -1) {
     const char *e = vms_get_error ();
