@@ -392,6 +392,19 @@ cmd_job (const struct options *opts, int argc, char **argv)
   struct vms_config *c = load ("job", opts, &rc);
   if (c == NULL)
     return rc;
+  /* No configuration at all (no /etc/vmshadow, or nothing in it): no job,
+   * so no timer. The generator runs at every daemon-reload on every host
+   * with the package, configured or not, and must not complain there. */
+  if (timers && c->nr_files == 0) {
+    if (opts->json) {
+      json_object *out = json_object_new_object ();
+      json_object_object_add (out, "timers", json_object_new_array ());
+      json_object_object_add (out, "exit_code", json_object_new_int (0));
+      cli_print_json (out);
+    }
+    vms_config_free (c);
+    return EXIT_SUCCESS;
+  }
   /* A broken configuration runs nothing, not even a good job of it, and
    * notifies no one (its [notify] may be what is broken). */
   if (c->nr_errors) {

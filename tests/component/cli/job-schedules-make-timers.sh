@@ -74,6 +74,12 @@ VMSHADOW_CONFIG_DIR=$conf "$tmp/generator" "$tmp/normal" "$tmp/early" "$tmp/late
 diff -r --no-dereference -x timers.target.wants "$gen" "$tmp/normal" || fail "the generator wrote other drop-ins"
 [ "$(ls "$tmp/normal/timers.target.wants")" = "$(ls "$gen/timers.target.wants")" ] || fail "the generator enabled other timers"
 [ -z "$(find "$tmp/early" "$tmp/late" -mindepth 1)" ] || fail "the generator wrote into early or late"
+# A host with the package and no configuration: no timer, no complaint.
+mkdir "$tmp/none" "$tmp/normal2"
+rc=0; VMSHADOW_CONFIG_DIR=$tmp/none "$tmp/generator" "$tmp/normal2" "$tmp/early" "$tmp/late" > "$tmp/out" 2>&1 || rc=$?
+[ $rc = 0 ] && [ ! -s "$tmp/out" ] && [ -z "$(ls -A "$tmp/normal2")" ] || fail "the generator without a configuration: $rc $(cat "$tmp/out")"
+rc=0; VMSHADOW_CONFIG_DIR=$tmp/nonexistent "$tmp/generator" "$tmp/normal2" "$tmp/early" "$tmp/late" > "$tmp/out" 2>&1 || rc=$?
+[ $rc = 0 ] && [ ! -s "$tmp/out" ] || fail "the generator without /etc/vmshadow: $rc $(cat "$tmp/out")"
 
 # The generated drop-ins with the built units, as systemd would load them.
 if command -v systemd-analyze > /dev/null; then
