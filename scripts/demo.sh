@@ -33,18 +33,30 @@ step "vmshadow writers (the VM writer, and this VM as its component)"
 sed -n "/Writer name: 'libvirt-vm'/,/Components/p" "$LAB_WORK/writers.txt"
 grep -A4 "\\\\$dom\"" "$LAB_WORK/writers.txt" || true
 
-step "A configured job: repository $VMW_REPO, job demo backs up $dom"
+tag=demo-$$
+step "The VM tagged $tag in its libvirt metadata (virsh metadata; docs/configuration.md)"
+virsh metadata "$dom" --uri https://vmshadow.org/xmlns/tags/1 --key vmshadow-tags \
+  --set "<tags>$tag</tags>" --config --live
+virsh metadata "$dom" --uri https://vmshadow.org/xmlns/tags/1
+
+step "A configured job: repository $VMW_REPO, job demo backs up the VMs tagged $tag"
 conf=$LAB_WORK/etc
 mkdir -p "$conf/jobs.d"
 printf '[repository demo]\npath = %s\n' "$VMW_REPO" > "$conf/vmshadow.conf"
-printf '[job demo]\nrepository = demo\nvms = %s\nexec-writers = no\nmax-age = 1d\n' "$dom" \
+printf '[job demo]\nrepository = demo\nvms = tag:%s\nexec-writers = no\nmax-age = 1d\nschedule = *-*-* 01:30\n' "$tag" \
   > "$conf/jobs.d/demo.conf"
 cat "$conf/vmshadow.conf" "$conf/jobs.d/demo.conf"
 "$VMSHADOW" config check --config "$conf"
+"$VMSHADOW" job timers --config "$conf"
 
-step "vmshadow job run demo (what vmshadow-backup@demo.timer runs)"
-"$VMSHADOW" job run demo --config "$conf"
-bid=$("$VMSHADOW" --repo "$VMW_REPO" list --json | jq -r '.backups[-1].backup_id')
+step "vmshadow job run demo --json (what vmshadow-backup@demo.timer runs)"
+"$VMSHADOW" job run demo --json --config "$conf" > "$LAB_WORK/job.json"
+jq '{outcome, duration_s, selected_vms, vms: [.vms[] | {vm, state, method, type, size, bytes_stored, elapsed_ms}]}' \
+  "$LAB_WORK/job.json"
+jq -e --arg dom "$dom" '.outcome == "success" and .selected_vms == [$dom] and
+  ([.vms[] | select(.vm == $dom and .state == "complete" and .size > 0)] | length) == 1' \
+  "$LAB_WORK/job.json" > /dev/null || { echo "demo: the job did not back up $dom by its tag" >&2; exit 1; }
+bid=$(jq -r '.vms[0].backup_id' "$LAB_WORK/job.json")
 
 step "vmshadow status"
 "$VMSHADOW" status --config "$conf"
