@@ -14,6 +14,8 @@
 #     the iSCSI LUN by qemu-nbd speaking iSCSI with the secret, the NBD disk
 #     by qemu-nbd speaking NBD; each equals the device behind it; the secret
 #     file is gone afterwards.
+#   - Restore: writing block and network disks back is not done yet: the
+#     restore is refused naming both, and nothing changes.
 #   - Bad: with the CHAP password changed on the target, the stopped VM's
 #     backup fails naming the VM, the disk and the login refusal; nothing
 #     is stored.
@@ -91,6 +93,19 @@ for t in vda vdb vdc vdd vde; do
 done
 ls "$LAB_WORK/state/$uuid"/secret-* >/dev/null 2>&1 && lab_fail "a secret file was left in the state dir"
 lab_ok "stopped backup $bid2: never started, every disk (iSCSI with its CHAP secret, NBD, loop) read by its protocol; no secret file left"
+
+# ---- restore: block and network disks are not written back yet; refused
+# by name before anything changes (issue 11)
+. "$LAB_TESTS_DIR/restore-lib.sh"
+before=$(rst_host_state "$dom" -- "$loopdev" "${LAB_DISK_FILE[$dom/vda]}")
+rc=0
+rst_restore "$bid2" --replace || rc=$?
+[ $rc -ne 0 ] || lab_fail "the restore of a VM with a block and a network disk was not refused"
+grep -q "disk vdc is the host block device $loopdev" "$RST_ERR" &&
+    grep -q "disk vdd is the network disk iscsi://127.0.0.1:3261/$iqn/1" "$RST_ERR" ||
+    lab_fail "the refusal does not name the block and the network disk: $(tr '\n' ' ' <"$RST_ERR")"
+lab_assert_eq "host after the refused restore" "$(rst_host_state "$dom" -- "$loopdev" "${LAB_DISK_FILE[$dom/vda]}")" "$before"
+lab_ok "restore refused (exit $rc), naming the loop device and the iSCSI disk; nothing changed"
 
 # ---- bad: the target refuses the login
 tgtadm -C 17 --lld iscsi --op delete --mode account --user "vmslab$$" >/dev/null ||
