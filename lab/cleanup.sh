@@ -93,6 +93,16 @@ for dir in "$WORKROOT"/"$PREFIX"*; do
     rm -rf "$dir"
 done
 
+# RBD images of lab disks (issue 11: vmslab-* in the rbd pool), while the
+# lab's Ceph cluster answers.
+if [ -x "$LAB_DIR/ceph.sh" ] && "$LAB_DIR/ceph.sh" status >/dev/null 2>&1; then
+    eval "$("$LAB_DIR/ceph.sh" env)"
+    for img in $(timeout 60 rbd ls "$VMSLAB_CEPH_RBD_POOL" 2>/dev/null | grep "^$PREFIX"); do
+        note "RBD image $VMSLAB_CEPH_RBD_POOL/$img"
+        timeout 60 rbd rm --no-progress "$VMSLAB_CEPH_RBD_POOL/$img" >/dev/null 2>&1
+    done
+fi
+
 # The lab's Ceph cluster (lab/ceph.sh, issue 12) is a shared, cached service
 # like libvirtd: --check (run while other tests may still use it) leaves it
 # running; a plain cleanup stops its daemons (its data stays cached).

@@ -38,7 +38,8 @@ declare -A LAB_DISK_FMT=()     # "dom/vdb" -> qcow2 | raw
 declare -A LAB_DISK_DEV=()     # "dom/vdb" -> /dev/loopN for block disks
 declare -A LAB_CHANNEL=()      # "dom/NAME" -> host socket of --channel NAME
 declare -A LAB_DISK_IQN=()     # "dom/vdb" -> the lab iSCSI target's IQN (LUN 1)
-declare -A LAB_DISK_SECRET=()  # "dom/vdb" -> UUID of its libvirt CHAP secret
+declare -A LAB_DISK_SECRET=()  # "dom/vdb" -> UUID of its libvirt CHAP / cephx secret
+declare -A LAB_DISK_RBD=()     # "dom/vdb" -> "rbd/IMAGE" in the lab's Ceph (rbd disks)
 LAB_T0=$(date +%s.%N)
 
 # ------------------------------------------------------------------ output
@@ -122,6 +123,9 @@ lab__undo_one() {
             "$LAB_DIR/iscsi.sh" remove "$arg" ;;
         secret)
             virsh -q secret-undefine "$arg" >/dev/null 2>&1 ;;
+        rbd)
+            # an RBD image of the test in the lab's Ceph (issue 11)
+            timeout 60 rbd rm --no-progress "$arg" >/dev/null 2>&1 ;;
         pidfiles)
             # servers the test's vmshadow started detached (instant
             # recovery: nbdkit), each by the pid in its pid file under $arg,
@@ -312,11 +316,36 @@ lab__disk_xml() {
                 hostdev) LAB__XML+="    <hostdev mode='subsystem' type='scsi'>$src</hostdev>"$'\n'
                          LAB__SCSI=1 ;;
             esac ;;
+        rbd)
+            # An RBD image in the lab's one-node Ceph cluster (lab/ceph.sh,
+            # pool rbd), opened by QEMU's rbd driver (qemu-block-extra) with
+            # cephx: client.admin's key is a libvirt secret of type ceph
+            # (issue 11). Images are named vmslab-*; lab/cleanup.sh removes
+            # leftovers.
+            local rc=0 img=${LAB_PREFIX}$$-$LAB_SEQ-$tgt uuid key
+            "$LAB_DIR/ceph.sh" start -q || rc=$?
+            [ $rc = 77 ] && lab_skip "the lab's Ceph cluster cannot run here (lab/ceph.sh said why above)"
+            [ $rc = 0 ] || lab_fail "lab/ceph.sh start failed (exit $rc)"
+            eval "$("$LAB_DIR/ceph.sh" env)"
+            timeout 60 rbd create --size "$(($(lab__size_bytes "$size") / 1048576))" "rbd/$img" ||
+                lab_fail "rbd create rbd/$img failed"
+            lab__undo_push rbd "rbd/$img"
+            key=$(timeout 30 ceph auth get-key client.admin) || lab_fail "ceph auth get-key client.admin failed"
+            uuid=$(cat /proc/sys/kernel/random/uuid)
+            printf "<secret ephemeral='no' private='no'><uuid>%s</uuid><usage type='ceph'><name>%s</name></usage></secret>" "$uuid" "$img" >"$LAB_WORK/$img.secret.xml"
+            virsh -q secret-define "$LAB_WORK/$img.secret.xml" >/dev/null ||
+                lab_fail "virsh secret-define for rbd/$img failed"
+            lab__undo_push secret "$uuid"
+            # the key is base64 already: libvirt keeps its bytes
+            virsh -q secret-set-value "$uuid" --base64 "$key" >/dev/null 2>&1 ||
+                lab_fail "virsh secret-set-value $uuid failed"
+            LAB_DISK_SECRET[$dom/$tgt]=$uuid; LAB_DISK_RBD[$dom/$tgt]=rbd/$img; LAB_DISK_FMT[$dom/$tgt]=raw
+            LAB__XML+="    <disk type='network' device='disk'><driver name='qemu' type='raw'/><source protocol='rbd' name='rbd/$img'><host name='127.0.0.1' port='6789'/></source><auth username='admin'><secret type='ceph' uuid='$uuid'/></auth><target dev='$tgt' bus='virtio'/>$serial_xml</disk>"$'\n' ;;
         iscsi)
             # Unreachable on purpose (TEST-NET-1): such a VM can be defined and
             # inspected, never started.
             LAB__XML+="    <disk type='network' device='disk'><driver name='qemu' type='raw'/><source protocol='iscsi' name='iqn.2024-01.org.vmshadow.lab:unreachable/0'><host name='192.0.2.1' port='3260'/></source><target dev='$tgt' bus='virtio'/>$serial_xml</disk>"$'\n' ;;
-        *) lab_fail "unknown disk kind '$kind' (qcow2, raw, block, nbd, iscsi, iscsi-lun, lun, hostdev, ext4)" ;;
+        *) lab_fail "unknown disk kind '$kind' (qcow2, raw, block, nbd, iscsi, iscsi-lun, rbd, lun, hostdev, ext4)" ;;
     esac
 }
 
@@ -325,7 +354,9 @@ lab__disk_xml() {
 #                              ext4 made on the host); targets vda, vdb, ... in order.
 #                              iscsi-lun (a LUN of the lab's tgt, CHAP with a libvirt
 #                              secret), lun (one as device='lun', target sdX), hostdev
-#                              (one as a SCSI <hostdev>) need lab/iscsi.sh.
+#                              (one as a SCSI <hostdev>) need lab/iscsi.sh; rbd (an
+#                              image in the lab's Ceph, cephx key a libvirt secret)
+#                              needs lab/ceph.sh.
 #                              The guest mounts the disk with serial vmslab-data on
 #                              /data (formatting it first when blank).
 #   --data-disk SIZE           = --disk ext4:SIZE:vmslab-data

@@ -185,7 +185,7 @@ network_disks_become_qemus_block_graph_with_their_secret (void **state)
                        "\"image\":\"img\",\"snapshot\":\"snap1\",\"conf\":\"/etc/ceph/ceph.conf\","
                        "\"server\":[{\"host\":\"192.0.2.10\",\"port\":\"6789\"},"
                        "{\"host\":\"192.0.2.11\",\"port\":\"6789\"}],\"user\":\"libvirt\","
-                       "\"auth-client-required\":\"cephx\",\"key-secret\":\"vms-secret0\"}}");
+                       "\"auth-client-required\":[\"cephx\"],\"key-secret\":\"vms-secret0\"}}");
   free (j);
   assert_string_equal (vm_config_disk (&cfg, "vdf")->secret_usage, "client.libvirt secret");
   /* iSCSI: IPv6 portal, LUN, initiator, user (escaped) and password secret

@@ -635,7 +635,9 @@ vm_disk_qemu_json (const struct vm_disk *d, const char *secret_id)
     if (d->auth_user)
       oom |= json_str (&j, "user", d->auth_user);
     if (secret) {
-      oom |= json_str (&j, "auth-client-required", "cephx");
+      /* QEMU 7.2 takes a list here ("Invalid parameter type for
+       * 'auth-client-required', expected: array" for a string). */
+      oom |= json_raw (&j, ",\"auth-client-required\":[\"cephx\"]");
       oom |= json_str (&j, "key-secret", secret_id);
     }
   }

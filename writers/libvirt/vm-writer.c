@@ -973,33 +973,14 @@ save_config (struct vm_entry *vm)
   return 0;
 }
 
-/* Base64 of len bytes (malloc'd), or NULL (ENOMEM). */
-static char *
-base64 (const unsigned char *p, size_t len)
-{
-  static const char a[] =
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  char *out = malloc ((len + 2) / 3 * 4 + 1), *o = out;
-
-  if (out == NULL)
-    return NULL;
-  for (size_t i = 0; i < len; i += 3) {
-    unsigned v = (unsigned) p[i] << 16 | (i + 1 < len ? (unsigned) p[i + 1] << 8 : 0)
-      | (i + 2 < len ? p[i + 2] : 0);
-    *o++ = a[v >> 18 & 63];
-    *o++ = a[v >> 12 & 63];
-    *o++ = i + 1 < len ? a[v >> 6 & 63] : '=';
-    *o++ = i + 2 < len ? a[v & 63] : '=';
-  }
-  *o = '\0';
-  return out;
-}
-
 /* The value of the libvirt secret a network disk's <auth> names, written
  * for qemu-nbd to <dir>/secret-<target> (mode 0600, root's; removed at
- * BackupShutdown): an iSCSI password as it is, a Ceph key in base64 as
- * QEMU's rbd driver takes it. Returns the path (malloc'd) or NULL with the
- * error set. */
+ * BackupShutdown): the value as libvirt keeps it, an iSCSI password or
+ * the raw bytes of a Ceph key (libvirt stores the key base64-decoded, and
+ * QEMU's rbd driver base64-encodes its key-secret object itself: a file
+ * holding the base64 text fails the cephx login, found with qemu-img on
+ * the lab's Ceph). Returns the path (malloc'd) or NULL with the error
+ * set. */
 static char *
 write_secret (struct vm_writer *w, struct vm_entry *vm,
               const struct vm_disk *d)
@@ -1007,7 +988,7 @@ write_secret (struct vm_writer *w, struct vm_entry *vm,
   virSecretPtr sec = NULL;
   unsigned char *value = NULL;
   size_t len = 0;
-  char *path = NULL, *b64 = NULL;
+  char *path = NULL;
   int ceph = d->secret_type && strcmp (d->secret_type, "ceph") == 0;
   int usage = ceph ? VIR_SECRET_USAGE_TYPE_CEPH
     : d->secret_type && strcmp (d->secret_type, "iscsi") == 0
@@ -1036,13 +1017,12 @@ write_secret (struct vm_writer *w, struct vm_entry *vm,
                    : d->secret_usage, vm_virt_error ());
     return NULL;
   }
-  if ((ceph && (b64 = base64 (value, len)) == NULL) ||
-      asprintf (&path, "%s/secret-%s", vm->dir, d->target) == -1) {
+  if (asprintf (&path, "%s/secret-%s", vm->dir, d->target) == -1) {
     path = NULL;
     vms_set_error (ENOMEM, "out of memory");
   }
-  else if (vms_write_file_atomic (AT_FDCWD, path, ceph ? b64 : (char *) value,
-                                  ceph ? strlen (b64) : len, 0600) == -1 ||
+  else if (vms_write_file_atomic (AT_FDCWD, path, (char *) value, len,
+                                  0600) == -1 ||
            string_vector_append (&vm->secret_files, path) == -1) {
     unlink (path);
     free (path);
@@ -1050,10 +1030,6 @@ write_secret (struct vm_writer *w, struct vm_entry *vm,
   }
   explicit_bzero (value, len);
   free (value);
-  if (b64) {
-    explicit_bzero (b64, strlen (b64));
-    free (b64);
-  }
   if (path == NULL)
     return NULL;
   return strdup (path);
