@@ -94,6 +94,7 @@ struct options {
   const char *new_name;         /* restore --name */
   int start;                    /* restore --start */
   int replace;                  /* restore --replace */
+  int write_devices;            /* restore --write-devices (issue 11) */
   const char *existing;         /* restore --existing keep|rename|refuse */
   const char **network_map;     /* restore --network-map OLD=NEW, NULL-terminated */
   const char *disk;             /* serve --disk TARGET */

@@ -169,6 +169,7 @@ cmd_restore (const struct options *opts, int argc, char **argv)
     .to = opts->to,
     .new_name = opts->new_name,
     .replace = opts->replace,
+    .write_devices = opts->write_devices,
     .existing = opts->existing,
     .dry_run = opts->dry_run,
     .start = opts->start,

@@ -134,6 +134,9 @@ static const struct cmd_option restore_opts[] = {
     "UUID, MACs, disk files; original untouched)" },
   { OPT_REPLACE, "--replace", "replace a VM of the same UUID that exists\n"
     "(turned off, undefined, files written over)" },
+  { OPT_REPLACE, "--write-devices", "write disks that are host block devices or\n"
+    "network disks (RBD, iSCSI, NBD) back into them in\n"
+    "place (RBD images made again if gone)" },
   { OPT_EXISTING, "--existing keep|rename|refuse", "with --to/--name: a file at a target is\n"
     "left (restored beside it), kept aside, or refused\n"
     "(default); never overwritten" },
@@ -384,7 +387,7 @@ main (int argc, char **argv)
   enum { O_JSON = 256, O_WRITERS_DIR, O_REPO, O_FULL, O_DEEP, O_DRY_RUN,
          O_KEEP_LAST, O_KEEP_DAILY, O_KEEP_WEEKLY, O_KEEP_MONTHLY, O_TO,
          O_FORMAT, O_GRACE, O_METHOD, O_ALL, O_VM, O_NAME, O_START,
-         O_NETWORK_MAP, O_DISK, O_REPLACE, O_EXISTING, O_FALLBACK, O_COMPONENT,
+         O_NETWORK_MAP, O_DISK, O_REPLACE, O_WRITE_DEVICES, O_EXISTING, O_FALLBACK, O_COMPONENT,
          O_SAMPLE, O_EACH, O_WAIT, O_WAIT_TIMEOUT, O_CONFIG, O_PROMETHEUS,
          O_ENCRYPT, O_KEY, O_VISIBLE_IDS, O_MASTER_KEY, O_PAPER,
          O_INSTANT, O_RESUME, O_ROLLBACK, O_BANDWIDTH, O_BOOT, O_PROBE,
@@ -414,6 +417,7 @@ main (int argc, char **argv)
     { "network-map", required_argument, NULL, O_NETWORK_MAP },
     { "disk", required_argument, NULL, O_DISK },
     { "replace", no_argument, NULL, O_REPLACE },
+    { "write-devices", no_argument, NULL, O_WRITE_DEVICES },
     { "existing", required_argument, NULL, O_EXISTING },
     { "component", required_argument, NULL, O_COMPONENT },
     { "sample", required_argument, NULL, O_SAMPLE },
@@ -556,6 +560,7 @@ main (int argc, char **argv)
       bit = OPT_NETWORK_MAP; break;
     case O_DISK: opts.disk = optarg; bit = OPT_DISK; break;
     case O_REPLACE: opts.replace = 1; bit = OPT_REPLACE; break;
+    case O_WRITE_DEVICES: opts.write_devices = 1; bit = OPT_REPLACE; break;
     case O_EXISTING:
       if (strcmp (optarg, "keep") != 0 && strcmp (optarg, "rename") != 0 &&
           strcmp (optarg, "refuse") != 0)

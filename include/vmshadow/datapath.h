@@ -179,6 +179,18 @@ extern VMS_API int vms_repo_export_stop_detached (int pid, const char *socket);
 extern VMS_API int vms_extract (vms_repo *repo, const vms_index *idx, const char *to_path,
                                 const char *format, int overwrite,
                                 vms_progress_fn progress, void *opaque);
+/* Write a stored disk back into a device that exists (issue 11: a host
+ * block device, an RBD image, an iSCSI LUN, an NBD export), given as
+ * QEMU's block graph "json:{…}" (writable, format raw), with the secret
+ * object VMS_ACCESS_SECRET_ID read from secret_file when not NULL. Refused
+ * before any write when the device is smaller than the backup. Every byte
+ * of the backup is written (zero chunks as write-zeroes), every chunk
+ * verified first; on a failure part way the device holds part of the
+ * backup and the message says how much. what names it in messages. */
+extern VMS_API int vms_extract_into (vms_repo *repo, const vms_index *idx,
+                                     const char *graph,
+                                     const char *secret_file, const char *what,
+                                     vms_progress_fn progress, void *opaque);
 /* vms_extract into the directory dirfd, which the caller opened (e.g.
  * walking from "/" without following any link: vms_extract opens the
  * directory part of to_path as it is): name is the file's name in it (no

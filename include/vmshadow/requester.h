@@ -365,6 +365,10 @@ struct vms_restore_request {
   const char *new_name;
   int replace;                  /* replace a VM of the same UUID that exists
                                    (without it such a restore refuses) */
+  /* Issue 11: disks that are host block devices or network disks are
+   * written back into them in place (else such a restore refuses, unless
+   * to makes them files). */
+  int write_devices;
   /* With to or new_name, a file at a target: "refuse" (NULL), "rename"
    * (kept aside) or "keep" (the restored file goes beside it). */
   const char *existing;

@@ -47,13 +47,14 @@ struct nbd_server {
 extern int nbd_server_start (struct nbd_server *s, const char *image,
                              const char *format, const char *bitmap,
                              int writable, unsigned shared);
-/* Start qemu-nbd, read-only, on a disk given as QEMU's block graph
- * ("json:{…}": a network disk, issue 11), with the secret object
- * VMS_ACCESS_SECRET_ID read from secret_file when that is not NULL; name
- * names it in messages. As nbd_server_start otherwise. */
+/* Start qemu-nbd on a disk given as QEMU's block graph ("json:{…}": a
+ * network disk, issue 11), read-only unless writable (restore into the
+ * device, vms_extract_into), with the secret object VMS_ACCESS_SECRET_ID
+ * read from secret_file when that is not NULL; name names it in messages.
+ * As nbd_server_start otherwise. */
 extern int nbd_server_start_graph (struct nbd_server *s, const char *graph,
                                    const char *secret_file, const char *name,
-                                   unsigned shared);
+                                   int writable, unsigned shared);
 /* The two steps of nbd_server_start, for other server programs (nbdkit):
  * make the private directory, socket path and URI (image names the export
  * in messages); then run program (NULL-terminated, at most 32 words: a

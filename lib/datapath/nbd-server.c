@@ -506,7 +506,7 @@ nbd_server_start (struct nbd_server *s, const char *image, const char *format,
 int
 nbd_server_start_graph (struct nbd_server *s, const char *graph,
                         const char *secret_file, const char *name,
-                        unsigned shared)
+                        int writable, unsigned shared)
 {
   char shared_opt[32];
   CLEANUP_FREE char *socket_opt = NULL, *pidfile_opt = NULL, *secret_opt = NULL;
@@ -542,7 +542,8 @@ nbd_server_start_graph (struct nbd_server *s, const char *graph,
   }
   snprintf (shared_opt, sizeof shared_opt, "--shared=%u", shared ? shared : 1);
   argv[n++] = "qemu-nbd";
-  argv[n++] = "--read-only";
+  if (!writable)
+    argv[n++] = "--read-only";
   argv[n++] = "--persistent";
   argv[n++] = shared_opt;
   argv[n++] = socket_opt;
@@ -646,7 +647,7 @@ vms_nbd_export_open_graph (const char *graph, const char *secret_file,
     vms_set_error (errno, "out of memory");
     return NULL;
   }
-  if (nbd_server_start_graph (&e->server, graph, secret_file, name, 8) == -1) {
+  if (nbd_server_start_graph (&e->server, graph, secret_file, name, 0, 8) == -1) {
     free (e);
     return NULL;
   }

@@ -219,6 +219,7 @@ vm_hook_add (vms_coordinator *coord, const struct vms_restore_request *rq,
     .to = to,
     .new_name = rq->new_name,
     .replace = rq->replace,
+    .write_devices = rq->write_devices,
     .existing = rq->existing,
     .start = rq->start,
     .network_map = rq->network_map,
@@ -232,6 +233,16 @@ vm_hook_add (vms_coordinator *coord, const struct vms_restore_request *rq,
 static int
 vm_hook_prepare (void *h, vms_repo *repo, const vms_manifest *m)
 {
+  /* Every file's size, for the plan (issue 11: a device smaller than its
+   * disk is refused before anything changes). */
+  for (size_t i = 0; i < vms_manifest_file_count (m); i++) {
+    struct vms_stored_file f;
+    uint64_t size;
+    if (vms_manifest_file (m, i, &f, &size) == 0 && f.writer_id &&
+        strcmp (f.writer_id, VMS_VM_WRITER_ID) == 0 &&
+        vms_vm_restore_selected (h, f.component))
+      vms_vm_restore_set_size (h, f.component, f.path, size);
+  }
   for (size_t i = 0; i < vms_vm_restore_count (h); i++) {
     struct vms_vm_restore_result res;
     const char *path = vms_vm_restore_config_path (h, i);
@@ -281,6 +292,13 @@ static const char *
 vm_hook_target (void *h, const char *component, const char *path)
 {
   return vms_vm_restore_target (h, component, path);
+}
+
+static int
+vm_hook_into (void *h, const char *component, const char *path, char **graph,
+              char **secret_file)
+{
+  return vms_vm_restore_into (h, component, path, graph, secret_file);
 }
 
 static size_t
@@ -419,6 +437,7 @@ static const struct req_restore_hook vm_restore_hook = {
   .plan = vm_hook_plan,
   .selected = vm_hook_selected,
   .target = vm_hook_target,
+  .into = vm_hook_into,
   .count = vm_hook_count,
   .component = vm_hook_component,
   .result = vm_hook_result,

@@ -116,6 +116,15 @@ struct req_restore_hook {
   int (*selected) (void *h, const char *component);
   /* Where file path of a component is written; NULL: nowhere (fails). */
   const char *(*target) (void *h, const char *component, const char *path);
+  /* Issue 11: a file written into a device that exists (a block device,
+   * an RBD image, an iSCSI LUN) rather than as a file at its target: 0
+   * with *graph (malloc'd, QEMU's block graph for vms_extract_into) and
+   * *secret_file (malloc'd or NULL; the caller removes it after the
+   * write), 0 with *graph NULL for an ordinary file, -1 with the error set
+   * (the file fails). May be NULL (every file is a file). Called after
+   * PreRestore. */
+  int (*into) (void *h, const char *component, const char *path,
+               char **graph, char **secret_file);
   /* After PostRestore: the components restored, in the writer's order
    * (component names), and what became of each (fills what the writer
    * knows: kind, name, ok, defined, state, resumed, error, notes,

@@ -559,9 +559,25 @@ restore_component (struct restore_run *rr, struct rwriter *w,
              req_instant_add_file (rr->inst, target) == -1)
       r = -1;                   /* (a rollback removes what was not there) */
     else if (w->hook) {
-      remove_leftovers (target);
-      r = vms_extract (rr->repo, idx, target, d->format ? d->format : "raw", 1,
-                       req_progress_bytes, &rr->progress);
+      char *graph = NULL, *secret = NULL;
+      if (w->hook->into &&
+          w->hook->into (w->h, component, f.path, &graph, &secret) == -1)
+        r = -1;
+      else if (graph) {
+        /* Into the device itself (issue 11): never a file renamed there. */
+        r = vms_extract_into (rr->repo, idx, graph, secret, target,
+                              req_progress_bytes, &rr->progress);
+        if (secret && unlink (secret) == -1 && errno != ENOENT)
+          vms_warn ("restore: cannot remove the secret file %s: %s", secret,
+                    strerror (errno));
+      }
+      else {
+        remove_leftovers (target);
+        r = vms_extract (rr->repo, idx, target, d->format ? d->format : "raw", 1,
+                         req_progress_bytes, &rr->progress);
+      }
+      free (graph);
+      free (secret);
     }
     else
       r = write_file (rr, idx, target, d->format ? d->format : "raw");

@@ -17,11 +17,19 @@
 #     by qemu-nbd speaking NBD, the RBD image by qemu-nbd speaking RBD with
 #     the cephx key; each equals the device behind it (content hashes of
 #     the files and of `rbd export`); the secret files are gone afterwards.
-#   - Restore: writing block and network disks back is not done yet: the
-#     restore is refused naming both, and nothing changes.
 #   - Bad: with the CHAP password changed on the target, the stopped VM's
 #     backup fails naming the VM, the disk and the login refusal; nothing
-#     is stored.
+#     is stored; a restore writing into the LUN is refused at its plan,
+#     naming the disk and the login refusal, with nothing changed.
+#   - Restore to the same kind (issue 11, R15, R20): with the loop device
+#     and the iSCSI LUN zeroed and the RBD image deleted, restore --replace
+#     without --write-devices is refused naming each device disk and the
+#     option, nothing changed; with it every disk is written back into its
+#     own kind (the RBD image made again with the backed-up size) and
+#     holds exactly what was backed up (hashes of loop, LUN, RBD and raw
+#     file; the guest's pattern in the qcow2 and NBD disks); restore --to
+#     DIR turns every disk into a file there with the same bytes, the
+#     domain XML rewritten to file disks (the LUN and hostdev untouched).
 . "$(dirname "$0")/lib.sh"
 lab_init
 . "$LAB_TESTS_DIR/vm-writer-lib.sh"
@@ -108,19 +116,6 @@ done
 ls "$LAB_WORK/state/$uuid"/secret-* >/dev/null 2>&1 && lab_fail "a secret file was left in the state dir"
 lab_ok "stopped backup $bid2: never started, every disk (iSCSI with its CHAP secret, RBD with its cephx key, NBD, loop) read by its protocol; no secret file left"
 
-# ---- restore: block and network disks are not written back yet; refused
-# by name before anything changes (issue 11)
-. "$LAB_TESTS_DIR/restore-lib.sh"
-before=$(rst_host_state "$dom" -- "$loopdev" "${LAB_DISK_FILE[$dom/vda]}")
-rc=0
-rst_restore "$bid2" --replace || rc=$?
-[ $rc -ne 0 ] || lab_fail "the restore of a VM with a block and a network disk was not refused"
-grep -q "disk vdc is the host block device $loopdev" "$RST_ERR" &&
-    grep -q "disk vdd is the network disk iscsi://127.0.0.1:3261/$iqn/1" "$RST_ERR" ||
-    lab_fail "the refusal does not name the block and the network disk: $(tr '\n' ' ' <"$RST_ERR")"
-lab_assert_eq "host after the refused restore" "$(rst_host_state "$dom" -- "$loopdev" "${LAB_DISK_FILE[$dom/vda]}")" "$before"
-lab_ok "restore refused (exit $rc), naming the loop device and the iSCSI disk; nothing changed"
-
 # ---- bad: the target refuses the login
 tgtadm -C 17 --lld iscsi --op delete --mode account --user "vmslab$$" >/dev/null ||
     lab_fail "cannot delete the CHAP account"
@@ -138,3 +133,91 @@ grep -q "iscsi://127.0.0.1:3261/$iqn/1" <<<"$msg" && grep -qi 'log in\|login\|Au
 lab_assert_eq "backups after the refused login" "$(vmw_backup_count)" "$n0"
 lab_assert_eq "state after the refused login" "$(virsh domstate "$dom")" "shut off"
 lab_ok "refused iSCSI login: exit $rc, names the disk and why, nothing stored ($msg)"
+
+# ---- restore into a LUN whose target refuses the login: refused at the
+# plan, before anything changes (issue 11)
+. "$LAB_TESTS_DIR/restore-lib.sh"
+lunfile=${LAB_DISK_FILE[$dom/vdd]}
+before=$(rst_host_state "$dom" -- "${LAB_DISK_FILE[$dom/vda]}" "${LAB_DISK_FILE[$dom/vdb]}" "$lunfile")
+rc=0
+rst_restore "$bid2" --replace --write-devices || rc=$?
+[ $rc -ne 0 ] || lab_fail "a restore into an iSCSI LUN that refuses the login was not refused"
+grep -q "disk vdd, the network disk iscsi://127.0.0.1:3261/$iqn/1" "$RST_ERR" &&
+    grep -qi 'log in\|login\|Authentication' "$RST_ERR" ||
+    lab_fail "the refusal does not name the LUN and the refused login: $(tr '\n' ' ' <"$RST_ERR")"
+lab_assert_eq "host after the refused restore" "$(rst_host_state "$dom" -- "${LAB_DISK_FILE[$dom/vda]}" "${LAB_DISK_FILE[$dom/vdb]}" "$lunfile")" "$before"
+lab_ok "restore into the LUN with its login refused: refused (exit $rc) naming vdd and the login, nothing changed"
+
+# the right password again (libvirt's secret holds it)
+pass=$(virsh secret-get-value "${LAB_DISK_SECRET[$dom/vdd]}" | base64 -d)
+tgtadm -C 17 --lld iscsi --op delete --mode account --user "vmslab$$" >/dev/null &&
+    tgtadm -C 17 --lld iscsi --op new --mode account --user "vmslab$$" --password "$pass" >/dev/null &&
+    tgtadm -C 17 --lld iscsi --op bind --mode account --tid "$tid" --user "vmslab$$" >/dev/null ||
+    lab_fail "cannot put the CHAP password back"
+
+# ---- restore to the same kind (issue 11): wipe the devices, restore
+dd if=/dev/zero of="$loopdev" bs=1M count=16 conv=fsync status=none || lab_fail "cannot zero $loopdev"
+dd if=/dev/zero of="$lunfile" bs=1M count=16 conv=notrunc,fsync status=none || lab_fail "cannot zero $lunfile"
+timeout 60 rbd rm --no-progress "$rbdimg" >/dev/null 2>&1 || lab_fail "cannot delete $rbdimg"
+zero=$(head -c $((16 * MiB)) /dev/zero | sha256sum)
+lab_assert_eq "loop device wiped" "$(backing_sum vdc)" "$zero"
+rc=0
+rst_restore "$bid2" --replace || rc=$?
+[ $rc -ne 0 ] || lab_fail "a restore into block and network disks without --write-devices was not refused"
+for t in vdc:"the host block device $loopdev" vdd:"the network disk iscsi://127.0.0.1:3261/$iqn/1" \
+         vde:"the network disk nbd+unix://" vdf:"the network disk rbd://127.0.0.1:6789/$rbdimg"; do
+    grep -qF "disk ${t%%:*} is ${t#*:}" "$RST_ERR" ||
+        lab_fail "the refusal does not name disk ${t%%:*} (${t#*:}): $(tr '\n' ' ' <"$RST_ERR")"
+done
+grep -q -- '--write-devices' "$RST_ERR" || lab_fail "the refusal does not name --write-devices"
+lab_assert_eq "loop device after the refusal" "$(backing_sum vdc)" "$zero"
+timeout 60 rbd info "$rbdimg" >/dev/null 2>&1 && lab_fail "the refused restore made the RBD image"
+lab_ok "restore without --write-devices refused (exit $rc), naming the loop, iSCSI, NBD and RBD disks; nothing written"
+
+rc=0
+rst_restore "$bid2" --replace --write-devices || rc=$?
+[ $rc -eq 0 ] || lab_fail "restore --replace --write-devices exited $rc: $(tail -n 5 "$RST_ERR" | tr '\n' ' ')"
+lab_assert_eq "domain after restore" "$(virsh -q domuuid "$dom")" "$uuid"
+lab_assert_eq "RBD image size" "$(timeout 60 rbd info --format json "$rbdimg" | jq .size)" $((16 * MiB))
+for i in 1 2 3 5; do        # vdb (raw file), vdc (loop), vdd (LUN), vdf (RBD)
+    lab_assert_eq "${disks[i]} after restore" "$(backing_sum "${disks[i]}")" "${sums[i]}"
+done
+for t in vda vde; do        # qcow2 files (vde behind the lab's qemu-nbd)
+    qemu-img convert -U -f qcow2 -O raw "${LAB_DISK_FILE[$dom/$t]}" "$LAB_WORK/after-$t.raw" ||
+        lab_fail "cannot read ${LAB_DISK_FILE[$dom/$t]}"
+    sh "$pattern" check "$LAB_WORK/after-$t.raw" "seed-$t" $MiB $((2 * MiB)) >/dev/null ||
+        lab_fail "disk $t after restore does not hold what the guest wrote"
+done
+virsh -q dumpxml --inactive "$dom" | grep -q "<source protocol='rbd' name='$rbdimg'" ||
+    lab_fail "the restored domain's RBD disk is no longer the RBD image"
+lab_ok "restore --write-devices: loop device, iSCSI LUN, NBD export and the RBD image (made again, 16 MiB) hold exactly what was backed up"
+
+mkdir -p "$LAB_WORK/to"
+rc=0
+rst_restore "$bid2" --replace --to "$LAB_WORK/to" || rc=$?
+[ $rc -eq 0 ] || lab_fail "restore --replace --to exited $rc: $(tail -n 5 "$RST_ERR" | tr '\n' ' ')"
+xml=$(virsh -q dumpxml --inactive "$dom")
+i=0
+for t in "${disks[@]}"; do
+    f=$(virsh -q domblklist "$dom" --details | awk -v t="$t" '$3 == t { print $1 " " $4 }')
+    case $t in
+        vda|vdb) want="file $LAB_WORK/to/$(basename "${LAB_DISK_FILE[$dom/$t]}")" ;;
+        *) want="file $LAB_WORK/to/$dom-$t.raw" ;;  # devices and network disks
+    esac
+    lab_assert_eq "disk $t after restore --to" "$f" "$want"
+    img=${want#file }
+    case $t in
+        vda|vde)    # the guest's pattern (vda a qcow2; vde the NBD export's data, raw)
+            fmt=qcow2
+            [ "$t" = vde ] && fmt=raw
+            qemu-img convert -f "$fmt" -O raw "$img" "$LAB_WORK/to-$t.raw" || lab_fail "cannot read $img as $fmt"
+            sh "$pattern" check "$LAB_WORK/to-$t.raw" "seed-$t" $MiB $((2 * MiB)) >/dev/null ||
+                lab_fail "disk $t as a file does not hold what the guest wrote" ;;
+        *)
+            lab_assert_eq "disk $t as a file" "$(sha256sum <"$img")" "${sums[i]}" ;;
+    esac
+    i=$((i + 1))
+done
+grep -q "<source protocol='iscsi' name='${LAB_DISK_IQN[$dom/vdg]}/1'" <<<"$xml" ||
+    lab_fail "the excluded LUN is no longer in the domain XML"
+lab_ok "restore --to: every disk (files, loop, iSCSI, NBD, RBD) is a file in $LAB_WORK/to with the backed-up bytes; the XML names those files"

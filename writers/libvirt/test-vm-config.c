@@ -226,6 +226,51 @@ network_disks_become_qemus_block_graph_with_their_secret (void **state)
   vm_config_clear (&s);
 }
 
+/* Issue 11, restore into the device: the writable graphs, and the name
+ * qemu-img create makes a gone RBD image again with. */
+static void
+devices_are_written_through_writable_graphs (void **state)
+{
+  struct vm_config cfg = parse_devices ();
+  struct vm_disk d;
+  struct vm_disk_host mon[2] = { { .name = (char *) "192.0.2.10", .port = (char *) "6790" },
+                                 { .name = (char *) "mon2" } };
+  char *j;
+
+  j = vm_disk_qemu_json_writable (vm_config_disk (&cfg, "vdg"), "vms-secret0");
+  assert_non_null (j);
+  assert_null (strstr (j, "read-only"));
+  assert_non_null (strstr (j, "\"password-secret\":\"vms-secret0\""));
+  free (j);
+  j = vm_block_qemu_json ("/dev/vg0/a\"b");
+  assert_string_equal (j, "json:{\"driver\":\"raw\",\"file\":{\"driver\":"
+                       "\"host_device\",\"filename\":\"/dev/vg0/a\\\"b\"}}");
+  free (j);
+  /* A namespace and a snapshot are refused (vdf: vms/ns1/img@snap1). */
+  assert_null (vm_rbd_create_name (vm_config_disk (&cfg, "vdf")));
+  assert_int_equal (vms_get_errno (), ENOTSUP);
+  memset (&d, 0, sizeof d);
+  d.target = (char *) "vdb";
+  d.path = (char *) "rbd://192.0.2.10:6790/rbd/web01";
+  d.source = VM_DISK_NETWORK;
+  d.protocol = (char *) "rbd";
+  d.source_name = (char *) "rbd/web01";
+  d.hosts = mon;
+  d.nr_hosts = 2;
+  d.auth_user = (char *) "libvirt";
+  j = vm_rbd_create_name (&d);
+  assert_string_equal (j, "rbd:rbd/web01:id=libvirt:mon_host=192.0.2.10\\:6790;"
+                       "mon2\\:6789:auth_supported=cephx");
+  free (j);
+  /* Names that would need escaping in the legacy syntax are refused. */
+  d.source_name = (char *) "rbd/a:b";
+  assert_null (vm_rbd_create_name (&d));
+  d.source_name = (char *) "rbd/web01";
+  mon[1].name = (char *) "mon2:x";
+  assert_null (vm_rbd_create_name (&d));
+  vm_config_clear (&cfg);
+}
+
 static void
 malformed_network_sources_are_refused (void **state)
 {
@@ -900,6 +945,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test (what_bypasses_qemus_block_layer_is_excluded_with_the_reason),
     cmocka_unit_test (network_disks_become_qemus_block_graph_with_their_secret),
     cmocka_unit_test (malformed_network_sources_are_refused),
+    cmocka_unit_test (devices_are_written_through_writable_graphs),
   TEST ("empty-cdrom-is-ignored-and-iso-is-excluded",
         empty_cdrom_is_ignored_and_iso_is_excluded),
   TEST ("nvram-and-tpm-are-found", nvram_and_tpm_are_found),

@@ -343,38 +343,160 @@ to_with_existing_keep_writes_beside_the_file (void **state)
   vm_restore_free (r);
 }
 
-/* Issue 11: a VM with a host block device or a network disk is backed up,
- * but not restored in place, in a copy, or under --to yet: refused by name
- * before anything changes (an image renamed over a device node, or a file
- * made at a URI, must never happen). */
-static void
-block_and_network_disks_are_refused_by_name (void **state)
-{
-  struct { const char *to, *name; } modes[] = {
-    { NULL, NULL }, { "/restore", NULL }, { NULL, "web02" },
-  };
+/* Issue 11: web01 (replace) with a host block device vdb and an iSCSI
+ * LUN vdc besides its file disk, of 1 GiB each in the backup; each device
+ * looked at as dev_size says (-1: gone). */
+#define BLOCK "/dev/vg0/web01-data"
+#define LUN "iscsi://192.0.2.1:3260/iqn.2024-01.org.example:t/1"
+#define RBD "rbd://192.0.2.2:6789/rbd/web01-disk"
+#define GiB ((uint64_t) 1 << 30)
 
-  for (size_t m = 0; m < 3; m++) {
-    struct vm_restore *r = make_restore (modes[m].to, modes[m].name, 1,
-                                         RS_EXISTING_REFUSE);
-    struct rs_vm *vm = &r->vms[0];
-    struct rs_file *more = realloc (vm->files, 6 * sizeof *more);
-    assert_non_null (more);
-    vm->files = more;
-    memset (&vm->files[4], 0, 2 * sizeof *more);
-    add_file (vm, "/dev/vg0/web01-data", RS_DISK, "vdb", "/dev/vg0/web01-data");
-    add_file (vm, "iscsi://192.0.2.1:3260/iqn.2024-01.org.example:t/1", RS_DISK,
-              "vdc", "iscsi://192.0.2.1:3260/iqn.2024-01.org.example:t/1");
-    make_host (0, (const char *[]) { "/dev/vg0/web01-data", NULL });
-    assert_int_equal (vm_restore_plan (r, &host), -1);
-    assert_non_null (strstr (vms_get_error (), "disk vdb is the host block "
-                             "device /dev/vg0/web01-data"));
-    assert_non_null (strstr (vms_get_error (), "disk vdc is the network disk "
-                             "iscsi://192.0.2.1:3260/iqn.2024-01.org.example:t/1"));
-    assert_non_null (strstr (vms_get_error (), "vmshadow extract"));
-    assert_int_equal (r->planned, 0);
-    vm_restore_free (r);
+static struct vm_restore *
+make_device_restore (const char *to, const char *name, int write_devices,
+                     const char *net, int64_t block_size, int64_t net_size)
+{
+  struct vm_restore *r = make_restore (to, name, name == NULL,
+                                       RS_EXISTING_REFUSE);
+  struct rs_vm *vm = &r->vms[0];
+  struct rs_file *more = realloc (vm->files, 6 * sizeof *more);
+  char *t1 = NULL, *t2 = NULL;
+
+  assert_non_null (more);
+  vm->files = more;
+  memset (&vm->files[4], 0, 2 * sizeof *more);
+  r->write_devices = write_devices;
+  if (to) {
+    assert_int_not_equal (asprintf (&t1, "%s/web01-vdb.raw", to), -1);
+    assert_int_not_equal (asprintf (&t2, "%s/web01-vdc.raw", to), -1);
   }
+  add_file (vm, BLOCK, RS_DISK, "vdb", t1 ? t1 : BLOCK);
+  add_file (vm, net, RS_DISK, "vdc", t2 ? t2 : net);
+  free (t1);
+  free (t2);
+  for (size_t i = 4; i < 6; i++) {
+    struct rs_file *f = &vm->files[i];
+    f->device = i == 4 ? RS_DEV_BLOCK : RS_DEV_NETWORK;
+    f->format = strdup ("raw");
+    f->size = GiB;
+    f->dev_probed = !to && !name && write_devices;
+    f->dev_size = i == 4 ? block_size : net_size;
+  }
+  return r;
+}
+
+/* Without --write-devices, in place: refused naming each device and the
+ * option; a copy (--name) never writes into the original's devices. */
+static void
+devices_are_written_in_place_only_when_asked (void **state)
+{
+  struct vm_restore *r = make_device_restore (NULL, NULL, 0, LUN, 2 * GiB, GiB);
+  make_host (1, (const char *[]) { BLOCK, NULL });
+  assert_int_equal (vm_restore_plan (r, &host), -1);
+  assert_non_null (strstr (vms_get_error (), "disk vdb is the host block "
+                           "device " BLOCK ": restoring it writes"));
+  assert_non_null (strstr (vms_get_error (), "disk vdc is the network disk "
+                           LUN ": restoring it writes"));
+  assert_non_null (strstr (vms_get_error (), "--write-devices"));
+  assert_int_equal (r->planned, 0);
+  vm_restore_free (r);
+
+  r = make_device_restore (NULL, "web02", 1, LUN, 2 * GiB, GiB);
+  make_host (1, NULL);
+  assert_int_equal (vm_restore_plan (r, &host), -1);
+  assert_non_null (strstr (vms_get_error (), "disk vdb is the host block "
+                           "device " BLOCK ", which a copy (--name) never "
+                           "writes into"));
+  assert_int_equal (r->vms[0].files[4].into, 0);
+  vm_restore_free (r);
+}
+
+/* With --write-devices: a device at least as large as the backup is
+ * written into in place; an RBD image that is gone is made again. */
+static void
+write_devices_writes_into_them_and_makes_a_gone_rbd_image_again (void **state)
+{
+  struct vm_restore *r = make_device_restore (NULL, NULL, 1, LUN, 2 * GiB, GiB);
+  char *c;
+
+  make_host (1, (const char *[]) { BLOCK, NULL });
+  assert_int_equal (vm_restore_plan (r, &host), 0);
+  assert_int_equal (r->vms[0].files[4].into, 1);
+  assert_int_equal (r->vms[0].files[5].into, 1);
+  assert_true (has_change (&r->vms[0], "write-into", BLOCK));
+  assert_true (has_change (&r->vms[0], "write-into", LUN));
+  assert_false (has_change (&r->vms[0], "create", LUN));
+  vm_restore_free (r);
+
+  r = make_device_restore (NULL, NULL, 1, RBD, GiB, -1);
+  make_host (1, NULL);
+  assert_int_equal (vm_restore_plan (r, &host), 0);
+  assert_int_equal (r->vms[0].files[5].recreate, 1);
+  assert_int_equal (r->vms[0].files[5].into, 1);
+  c = changes (&r->vms[0]);
+  assert_non_null (strstr (c, "create " RBD));
+  assert_true (strstr (c, "create " RBD) < strstr (c, "write-into " RBD));
+  free (c);
+  vm_restore_free (r);
+}
+
+/* Refused, each by name, before anything changes: a device smaller than
+ * the backup, one another defined VM uses, one in use on the host, an
+ * iSCSI LUN that is not there, a qcow2 on a device. */
+static void
+a_small_busy_foreign_or_missing_device_is_refused (void **state)
+{
+  struct vm_restore *r = make_device_restore (NULL, NULL, 1, LUN,
+                                              GiB - 512, -1);
+  static const char *const db_devs[] = { LUN };
+
+  make_host (1, NULL);
+  assert_int_equal (vm_restore_plan (r, &host), -1);
+  assert_non_null (strstr (vms_get_error (), "holds 1073741312 bytes, fewer "
+                           "than the 1073741824 of the backup"));
+  assert_non_null (strstr (vms_get_error (), "disk vdc, the network disk "
+                           LUN ", does not exist"));
+  vm_restore_free (r);
+
+  r = make_device_restore (NULL, NULL, 1, LUN, GiB, GiB);
+  make_host (1, NULL);
+  doms[1].paths = db_devs;      /* "db" uses the LUN */
+  r->vms[0].files[4].dev_error = strdup ("it is in use on the host (mounted, "
+                                         "or held by another device)");
+  assert_int_equal (vm_restore_plan (r, &host), -1);
+  assert_non_null (strstr (vms_get_error (), "disk vdc, the network disk "
+                           LUN ", is used by vm \"db\""));
+  assert_non_null (strstr (vms_get_error (), "disk vdb, the host block device "
+                           BLOCK ": it is in use on the host"));
+  assert_int_equal (r->vms[0].files[5].into, 0);
+  vm_restore_free (r);
+  doms[1].paths = db_paths;
+
+  r = make_device_restore (NULL, NULL, 1, LUN, GiB, GiB);
+  free (r->vms[0].files[4].format);
+  r->vms[0].files[4].format = strdup ("qcow2");
+  make_host (1, NULL);
+  assert_int_equal (vm_restore_plan (r, &host), -1);
+  assert_non_null (strstr (vms_get_error (), "has format qcow2"));
+  vm_restore_free (r);
+}
+
+/* --to: every disk kind becomes a file in DIR; no link is made at a
+ * device's path or a URI (R19 is for files). */
+static void
+to_turns_devices_into_files_without_links (void **state)
+{
+  struct vm_restore *r = make_device_restore ("/restore", NULL, 0, LUN, -1, -1);
+
+  make_host (1, (const char *[]) { BLOCK, NULL });
+  assert_int_equal (vm_restore_plan (r, &host), 0);
+  assert_true (has_change (&r->vms[0], "write", "/restore/web01-vdb.raw"));
+  assert_true (has_change (&r->vms[0], "write", "/restore/web01-vdc.raw"));
+  assert_false (has_change (&r->vms[0], "link", BLOCK));
+  assert_false (has_change (&r->vms[0], "no-link", BLOCK));
+  assert_false (has_change (&r->vms[0], "link", LUN));
+  assert_true (has_change (&r->vms[0], "link", "/img/web01.qcow2"));
+  assert_int_equal (r->vms[0].files[4].into, 0);
+  vm_restore_free (r);
 }
 
 static void
@@ -404,7 +526,10 @@ main (int argc, char **argv)
     cmocka_unit_test (to_with_existing_rename_keeps_the_file_aside),
     cmocka_unit_test (to_with_existing_keep_writes_beside_the_file),
     cmocka_unit_test (every_refusal_is_named_at_once),
-    cmocka_unit_test (block_and_network_disks_are_refused_by_name),
+    cmocka_unit_test (devices_are_written_in_place_only_when_asked),
+    cmocka_unit_test (write_devices_writes_into_them_and_makes_a_gone_rbd_image_again),
+    cmocka_unit_test (a_small_busy_foreign_or_missing_device_is_refused),
+    cmocka_unit_test (to_turns_devices_into_files_without_links),
   };
   if (argc > 1)
     cmocka_set_test_filter (argv[1]);

@@ -497,8 +497,107 @@ is_number (const char *s, unsigned long maxv)
   return !*end && errno == 0 && v <= maxv;
 }
 
+static char *disk_json (const struct vm_disk *d, const char *secret_id,
+                        int writable);
+
 char *
 vm_disk_qemu_json (const struct vm_disk *d, const char *secret_id)
+{
+  return disk_json (d, secret_id, 0);
+}
+
+char *
+vm_disk_qemu_json_writable (const struct vm_disk *d, const char *secret_id)
+{
+  return disk_json (d, secret_id, 1);
+}
+
+char *
+vm_block_qemu_json (const char *device)
+{
+  char *j = NULL;
+
+  if (json_raw (&j, "json:{\"driver\":\"raw\",\"file\":{") == -1 ||
+      json_str (&j, "driver", "host_device") == -1 ||
+      json_str (&j, "filename", device) == -1 || json_raw (&j, "}}") == -1) {
+    free (j);
+    vms_set_error (ENOMEM, "out of memory");
+    return NULL;
+  }
+  return j;
+}
+
+/* 1 if s is a plain Ceph name (pool, image, user): letters, digits, '.',
+ * '_', '-', not starting with '.' or '-'. */
+static int
+plain_ceph_name (const char *s)
+{
+  return s && *s && *s != '.' && *s != '-' &&
+    strspn (s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+            "0123456789._-") == strlen (s);
+}
+
+char *
+vm_rbd_create_name (const struct vm_disk *d)
+{
+  const char *name = d->source_name ? d->source_name : "";
+  const char *slash = strchr (name, '/');
+  CLEANUP_FREE char *pool = NULL, *mons = NULL;
+  char *out;
+
+  if (d->source != VM_DISK_NETWORK || d->protocol == NULL ||
+      strcmp (d->protocol, "rbd") != 0) {
+    vms_set_error (EINVAL, "disk %s is not an RBD disk", d->target);
+    return NULL;
+  }
+  if (slash == NULL || strchr (slash + 1, '/') || strchr (name, '@') ||
+      (pool = strndup (name, (size_t) (slash - name))) == NULL ||
+      !plain_ceph_name (pool) || !plain_ceph_name (slash + 1) ||
+      (d->auth_user && !plain_ceph_name (d->auth_user)) || d->rbd_conf) {
+    vms_set_error (ENOTSUP, "disk %s (%s): vmshadow makes an RBD image "
+                   "again only as POOL/IMAGE of plain names (letters, "
+                   "digits, '.', '_', '-'), with no namespace, snapshot or "
+                   "<config file>", d->target, d->path);
+    return NULL;
+  }
+  if (d->nr_hosts == 0) {
+    vms_set_error (ENOTSUP, "disk %s (%s): an RBD disk without <host> "
+                   "monitors cannot be made again", d->target, d->path);
+    return NULL;
+  }
+  mons = strdup ("");
+  for (size_t i = 0; mons && i < d->nr_hosts; i++) {
+    const char *h = d->hosts[i].name, *p = d->hosts[i].port;
+    char *m;
+    if (h == NULL || strspn (h, "0123456789.abcdefghijklmnopqrstuvwxyz"
+                             "ABCDEFGHIJKLMNOPQRSTUVWXYZ-") != strlen (h) ||
+        (p && !is_number (p, 65535))) {
+      vms_set_error (ENOTSUP, "disk %s (%s): monitor host \"%s\" is no "
+                     "plain host name or IPv4 address", d->target, d->path,
+                     h ? h : "");
+      return NULL;
+    }
+    m = vms_strdup_printf ("%s%s%s\\:%s", mons, i ? ";" : "", h,
+                           p ? p : "6789");
+    free (mons);
+    mons = m;
+  }
+  if (mons == NULL)
+    goto oom;
+  /* QEMU's legacy rbd: file name (qemu-img create takes no json:). */
+  out = vms_strdup_printf ("rbd:%s:id=%s:mon_host=%s%s", name,
+                           d->auth_user ? d->auth_user : "admin", mons,
+                           d->auth_user ? ":auth_supported=cephx" : "");
+  if (out == NULL)
+    goto oom;
+  return out;
+ oom:
+  vms_set_error (ENOMEM, "out of memory");
+  return NULL;
+}
+
+static char *
+disk_json (const struct vm_disk *d, const char *secret_id, int writable)
 {
   CLEANUP_FREE char *j = NULL, *target = NULL;
   const char *fmt = d->format ? d->format : "raw";
@@ -536,7 +635,7 @@ vm_disk_qemu_json (const struct vm_disk *d, const char *secret_id)
 
   oom |= json_raw (&j, "json:{");
   oom |= json_str (&j, "driver", fmt);
-  oom |= json_raw (&j, ",\"read-only\":true,\"file\":{");
+  oom |= json_raw (&j, writable ? ",\"file\":{" : ",\"read-only\":true,\"file\":{");
   oom |= json_str (&j, "driver", proto);
   if (strcmp (proto, "nbd") == 0) {
     const struct vm_disk_host *h = d->nr_hosts ? &d->hosts[0] : NULL;

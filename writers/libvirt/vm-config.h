@@ -102,6 +102,18 @@ extern int vm_protocol_offline (const char *protocol);
  * for a protocol or option (TLS) vmshadow cannot read offline, EINVAL for
  * a source it cannot make sense of. */
 extern char *vm_disk_qemu_json (const struct vm_disk *d, const char *secret_id);
+/* The same, writable (issue 11: restore into the disk itself). */
+extern char *vm_disk_qemu_json_writable (const struct vm_disk *d,
+                                         const char *secret_id);
+/* The writable block graph of a host block device (raw over host_device),
+ * the path JSON-escaped. Caller frees; NULL (ENOMEM). */
+extern char *vm_block_qemu_json (const char *device);
+/* QEMU's legacy "rbd:POOL/IMAGE:id=USER:mon_host=H\\:P;…" name with which
+ * qemu-img create makes an RBD disk's image again (issue 11; the key goes
+ * in -o password-secret). Only plain names (no ':', '@', '\\' to escape),
+ * no namespace, snapshot or config file; else NULL with ENOTSUP. Caller
+ * frees. */
+extern char *vm_rbd_create_name (const struct vm_disk *d);
 /* The disk with this target, or NULL. */
 extern const struct vm_disk *vm_config_disk (const struct vm_config *cfg,
                                              const char *target);

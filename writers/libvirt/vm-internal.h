@@ -100,6 +100,12 @@ struct vm_writer {
 
 /* The last libvirt error of this thread, in words (never NULL). */
 extern const char *vm_virt_error (void);
+/* The value of the libvirt secret a network disk's <auth> names, written
+ * to <dir>/secret-<target> (0600) for a qemu-nbd or qemu-img of ours: an
+ * iSCSI password, a Ceph key's bytes (issue 11). The path (malloc'd; the
+ * caller removes the file) or NULL with the error set. */
+extern char *vm_secret_file (virConnectPtr conn, const char *dir,
+                             const struct vm_disk *d);
 /* mkdir -p with mode for the directories it makes. */
 
 /* Make dir (its parent exists) for files QEMU opens or creates itself (the

@@ -116,6 +116,8 @@ rs_vm_clear (struct rs_vm *vm)
   free (vm->cl_id); free (vm->cl_config);
   free (vm->cl_role_nvpair); free (vm->cl_role_value);
   for (size_t i = 0; i < vm->nr_files; i++) {
+    free (vm->files[i].format);
+    free (vm->files[i].dev_error);
     free (vm->files[i].path);
     free (vm->files[i].target);
     free (vm->files[i].disk_target);
@@ -203,6 +205,29 @@ vm_restore_clone_path (const struct vm_restore *r, const struct rs_vm *vm,
   }
 }
 
+/* "DIR/<VM name>-<disk target>.<format>" for a block or network disk
+ * restored as a file (--to); characters other than letters, digits, '.',
+ * '_' and '-' of the name become '_'. Caller frees; NULL (ENOMEM). */
+static char *
+device_file_name (const char *dir, const struct rs_vm *vm,
+                  const struct rs_file *f)
+{
+  CLEANUP_FREE char *name = strdup (vm->name);
+
+  if (name == NULL)
+    return NULL;
+  for (char *p = name; *p; p++)
+    if (!strchr ("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                 "0123456789._-", *p))
+      *p = '_';
+  if (name[0] == '.')
+    name[0] = '_';
+  return vms_strdup_printf ("%s/%s-%s.%s", dir, name,
+                            f->disk_target ? f->disk_target : "disk",
+                            f->format && strcmp (f->format, "qcow2") == 0
+                            ? "qcow2" : "raw");
+}
+
 static int
 plan_vm (struct vm_restore *r, const vms_component *c, struct rs_vm *vm)
 {
@@ -239,7 +264,7 @@ plan_vm (struct vm_restore *r, const vms_component *c, struct rs_vm *vm)
     /* A network disk is named by its URI (issue 11); any other file by an
      * absolute path. */
     if (fi.path == NULL ||
-        (fi.path[0] != '/' && !(fi.kind == VMS_FILE_DISK && strstr (fi.path, "://")))) {
+        (fi.path[0] != '/' && !(fi.kind == VMS_FILE_DISK && strchr (fi.path, ':')))) {
       vms_set_error (EINVAL, "vm \"%s\" in the backup has a file with a "
                      "relative path \"%s\": the documents are damaged",
                      vm->name, fi.path ? fi.path : "");
@@ -247,6 +272,11 @@ plan_vm (struct vm_restore *r, const vms_component *c, struct rs_vm *vm)
     }
     f->kind = fi.kind;
     f->role = file_role (uuid, &fi);
+    if (f->role == RS_DISK)
+      f->device = fi.path[0] != '/' ? RS_DEV_NETWORK
+        : strncmp (fi.path, "/dev/", 5) == 0 ? RS_DEV_BLOCK : RS_DEV_FILE;
+    if (fi.format && (f->format = strdup (fi.format)) == NULL)
+      goto oom;
     if ((f->path = strdup (fi.path)) == NULL ||
         asprintf (&key, "%s%s", VMS_VM_ATTR_DISK_TARGET_PREFIX, fi.path) == -1)
       goto oom;
@@ -261,8 +291,13 @@ plan_vm (struct vm_restore *r, const vms_component *c, struct rs_vm *vm)
     else
       switch (f->role) {
       case RS_DISK:
-        f->target = r->to ? vms_strdup_printf ("%s/%s", r->to, base_name (fi.path))
-          : strdup (fi.path);
+        if (r->to && f->device != RS_DEV_FILE)
+          /* Issue 11: --to turns a device into a file, named after the VM
+           * and the disk (a device's or URI's last part says little). */
+          f->target = device_file_name (r->to, vm, f);
+        else
+          f->target = r->to ? vms_strdup_printf ("%s/%s", r->to, base_name (fi.path))
+            : strdup (fi.path);
         break;
       case RS_CONFIG: case RS_LIVE_CONFIG: case RS_STATE:
         f->target = vms_strdup_printf ("%s/%s", vm->dir, base_name (fi.path));
@@ -444,6 +479,7 @@ vm_restore_new (const struct vms_vm_restore_options *o,
   }
   r->start = o->start;
   r->replace = o->replace;
+  r->write_devices = o->write_devices;
   if (o->existing == NULL || strcmp (o->existing, "refuse") == 0)
     r->existing = RS_EXISTING_REFUSE;
   else if (strcmp (o->existing, "rename") == 0)
@@ -652,21 +688,89 @@ plan_files (struct vm_restore *r, const struct vm_host *h, struct rs_vm *vm,
       free (f->target);
       f->target = t;
     }
-    /* Issue 11: host block devices and network disks are backed up, but
-     * writing them back to their kind (the device, the LUN, the image) is
-     * not done yet. Refused by name, before anything changes: an image
-     * file renamed over a device node, or a "file" at a URI, must never
-     * happen. */
-    if (f->role == RS_DISK &&
-        (f->path[0] != '/' || strncmp (f->path, "/dev/", 5) == 0)) {
-      why_add (why, "vm \"%s\" cannot be restored yet: disk %s is the %s %s; "
-               "restoring a %s is not done yet (issue 11): extract the disk "
-               "with vmshadow extract BACKUP %s '%s' --to FILE and write it "
-               "back by hand", vm->name,
+    /* Issue 11: a host block device or a network disk. With --to it
+     * becomes a file (below, like any file; the XML is rewritten to
+     * match). A copy never writes into the original's device. In place it
+     * is written into the device itself — only with --write-devices (its
+     * bytes are gone for good: nothing can be kept aside), never into one
+     * another defined VM uses, one in use on the host, or one smaller than
+     * the backup; an RBD image that is gone is made again. */
+    if (f->role == RS_DISK && f->device != RS_DEV_FILE && !r->to) {
+      const char *kind = f->device == RS_DEV_BLOCK ? "host block device"
+        : "network disk";
+      const char *dt = f->disk_target ? f->disk_target : "?";
+      f->into = f->recreate = 0;
+      if (vm->clone) {
+        why_add (why, "vm \"%s\": disk %s is the %s %s, which a copy "
+                 "(--name) never writes into; add --to DIR to make the "
+                 "copy's disk a file", vm->name, dt, kind, f->path);
+        continue;
+      }
+      if (!r->write_devices) {
+        why_add (why, "vm \"%s\": disk %s is the %s %s: restoring it writes "
+                 "the backup into it in place, over whatever it holds now; "
+                 "say so with --write-devices, or restore it as a file with "
+                 "--to DIR", vm->name, dt, kind, f->path);
+        continue;
+      }
+      if (f->format && strcmp (f->format, "raw") != 0) {
+        why_add (why, "vm \"%s\": disk %s (%s) has format %s: vmshadow "
+                 "writes only raw disks back into a device; restore it as a "
+                 "file with --to DIR", vm->name, dt, f->path, f->format);
+        continue;
+      }
+      u = host_user_of (h, f->path, vm->uuid);
+      if (u) {
+        why_add (why, "vm \"%s\": disk %s, the %s %s, is used by vm \"%s\"; "
+                 "it is never written over: restore it as a file with --to "
+                 "DIR", vm->name, dt, kind, f->path, u->name ? u->name : u->uuid);
+        continue;
+      }
+      if (!f->dev_probed) {
+        why_add (why, "vm \"%s\": disk %s, the %s %s, was not looked at",
+                 vm->name, dt, kind, f->path);
+        continue;
+      }
+      if (f->dev_error) {
+        why_add (why, "vm \"%s\": disk %s, the %s %s: %s", vm->name, dt,
+                 kind, f->path, f->dev_error);
+        continue;
+      }
+      if (f->dev_size < 0) {
+        if (f->device == RS_DEV_NETWORK && strncmp (f->path, "rbd:", 4) == 0
+            && f->size > 0) {
+          f->recreate = 1;
+          if (change_add (vm, "create", f->path, "RBD image of %" PRIu64
+                          " bytes (it is gone)", f->size) == -1)
+            return -1;
+        }
+        else {
+          why_add (why, "vm \"%s\": disk %s, the %s %s, does not exist; "
+                   "restore it as a file with --to DIR", vm->name, dt, kind,
+                   f->path);
+          continue;
+        }
+      }
+      else if (f->size > 0 && (uint64_t) f->dev_size < f->size) {
+        why_add (why, "vm \"%s\": disk %s, the %s %s, holds %" PRId64
+                 " bytes, fewer than the %" PRIu64 " of the backup", vm->name,
+                 dt, kind, f->path, f->dev_size, f->size);
+        continue;
+      }
+      f->into = 1;
+      if (change_add (vm, "write-into", f->path, "disk %s from the backup, "
+                      "written into the %s in place (what it holds now is "
+                      "lost)", dt, kind) == -1)
+        return -1;
+      continue;
+    }
+    if (f->role == RS_DISK && f->device != RS_DEV_FILE && vm->clone) {
+      why_add (why, "vm \"%s\": disk %s is the %s %s: a copy (--name) of a "
+               "VM with such a disk is not done yet; restore it under its "
+               "own name with --to DIR", vm->name,
                f->disk_target ? f->disk_target : "?",
-               f->path[0] != '/' ? "network disk" : "host block device",
-               f->path, f->path[0] != '/' ? "network disk into its target"
-               : "block device", vm->uuid, f->path);
+               f->device == RS_DEV_BLOCK ? "host block device" : "network disk",
+               f->path);
       continue;
     }
     /* A clone touches nothing of the original: not even its files. */
@@ -731,8 +835,9 @@ plan_files (struct vm_restore *r, const struct vm_host *h, struct rs_vm *vm,
   if (r->to && !vm->clone)
     for (size_t i = 0; i < vm->nr_files; i++) {
       const struct rs_file *f = &vm->files[i];
-      if (f->role != RS_DISK || strcmp (f->path, f->target) == 0)
-        continue;
+      if (f->role != RS_DISK || strcmp (f->path, f->target) == 0 ||
+          f->device != RS_DEV_FILE)
+        continue;               /* no link in place of a device or a URI */
       if (host_exists (h, f->path)) {
         if (change_add (vm, "no-link", f->path, "something is there; it is "
                         "left as it is (a link to %s only if it is one "

@@ -14,6 +14,7 @@
 #define VMS_VM_RESTORE_PLAN_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "vmshadow/document.h"
 
@@ -33,7 +34,22 @@ struct rs_file {
   /* Set by vm_restore_plan: */
   int exists;                   /* something is at target now */
   char *aside;                  /* --existing rename: moved here first */
+
+  /* Issue 11: a disk that is no file. */
+  int device;                   /* RS_DEV_FILE, RS_DEV_BLOCK, RS_DEV_NETWORK */
+  char *format;                 /* as backed up ("raw", "qcow2"), or NULL */
+  uint64_t size;                /* its bytes in the backup; 0: not known */
+  /* What is there now, looked at (vm-restore.c) before vm_restore_plan,
+   * for a device written in place: dev_probed set; dev_size its bytes,
+   * or -1 when it does not exist; dev_error why it cannot be used. */
+  int dev_probed;
+  int64_t dev_size;
+  char *dev_error;
+  /* Set by vm_restore_plan: written into the device itself (into); an RBD
+   * image made again first, of size bytes (recreate). */
+  int into, recreate;
 };
+enum { RS_DEV_FILE, RS_DEV_BLOCK, RS_DEV_NETWORK };
 
 /* One change of the plan, in the order it happens. */
 struct rs_change {
@@ -98,6 +114,7 @@ struct vm_restore {
   char *to;
   char *new_name;
   int start, replace;
+  int write_devices;            /* issue 11: block/network disks in place */
   enum rs_existing existing;
   string_vector map_old, map_new;
   char *state_dir;

@@ -20,7 +20,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <linux/fs.h>
+#include <inttypes.h>
 #include <unistd.h>
 
 #include <libvirt/libvirt.h>
@@ -33,6 +36,7 @@
 
 #include "cleanup.h"
 #include "str.h"
+#include "subprocess.h"
 #include "log.h"
 #include "vm-internal.h"
 
@@ -247,6 +251,20 @@ vms_vm_restore_set_instant (const vms_vm_restore *h, const char *uuid,
     vms_set_error (ENOENT, "VM %s is not restored", uuid);
     return -1;
   }
+  /* Issue 11: instant recovery moves disks into files; a disk written into
+   * its device in place is not done that way. */
+  for (size_t i = 0; i < vm->nr_files; i++)
+    if (vm->files[i].role == RS_DISK && vm->files[i].device != RS_DEV_FILE &&
+        strcmp (vm->files[i].target, vm->files[i].path) == 0) {
+      vms_set_error (ENOTSUP, "vm \"%s\": disk %s is the %s %s: instant "
+                     "recovery into a device is not done; restore it with "
+                     "--write-devices without --instant, or with --to DIR",
+                     vm->name, vm->files[i].disk_target
+                     ? vm->files[i].disk_target : "?",
+                     vm->files[i].device == RS_DEV_BLOCK ? "host block device"
+                     : "network disk", vm->files[i].path);
+      return -1;
+    }
   if ((v = calloc (n + 1, sizeof *v)) == NULL ||
       (vm->inst_final_xml = strdup (final_xml_path)) == NULL) {
     free (v);
@@ -475,6 +493,47 @@ rewrite_interface (struct vm_writer *w, struct rs_vm *vm, xmlNode *n,
             "is in the VM but disconnected (link down)", what, kind, old);
 }
 
+/* Issue 11, --to: a block or network disk restored as a file becomes
+ * <disk type='file'> with <source file=…/> and the format written (R20);
+ * its <auth> and the network <source>'s children go. 1 if disk was one. */
+static int
+device_to_file (const struct rs_vm *vm, xmlNode *disk)
+{
+  CLEANUP_FREE char *type = xml_attr (disk, "type");
+  xmlNode *tgt = xml_child (disk, "target"), *src, *drv;
+  CLEANUP_FREE char *dev = xml_attr (tgt, "dev");
+  const struct rs_file *f = NULL;
+
+  if (type == NULL || dev == NULL ||
+      (strcmp (type, "block") != 0 && strcmp (type, "network") != 0))
+    return 0;
+  for (size_t i = 0; i < vm->nr_files; i++)
+    if (vm->files[i].role == RS_DISK && vm->files[i].device != RS_DEV_FILE &&
+        vm->files[i].disk_target && strcmp (vm->files[i].disk_target, dev) == 0)
+      f = &vm->files[i];
+  if (f == NULL || f->into || strcmp (f->target, f->path) == 0)
+    return 0;                   /* not in the backup (R13), or in place */
+  xmlSetProp (disk, BAD_CAST "type", BAD_CAST "file");
+  xml_drop_children (disk, "source");
+  xml_drop_children (disk, "auth");
+  xml_drop_children (disk, "backingStore");
+  src = xmlNewNode (NULL, BAD_CAST "source");
+  xmlSetProp (src, BAD_CAST "file", BAD_CAST f->target);
+  drv = xml_child (disk, "driver");
+  if (drv)
+    xmlAddNextSibling (drv, src);
+  else
+    xmlAddChild (disk, src);
+  if (drv == NULL) {
+    drv = xmlNewNode (NULL, BAD_CAST "driver");
+    xmlSetProp (drv, BAD_CAST "name", BAD_CAST "qemu");
+    xmlAddPrevSibling (src, drv);
+  }
+  xmlSetProp (drv, BAD_CAST "type", BAD_CAST (f->format && strcmp (f->format, "qcow2") == 0
+                                              ? "qcow2" : "raw"));
+  return 1;
+}
+
 /* The stored XML made ready to define (or to resume with): name, disk
  * paths (R20), interfaces (R21). Caller frees. */
 static char *
@@ -499,6 +558,8 @@ rewrite_xml (struct vm_writer *w, struct rs_vm *vm, const char *xml,
   devs = xml_child (root, "devices");
   for (xmlNode *n = devs ? devs->children : NULL; n; n = n->next) {
     if (n->type != XML_ELEMENT_NODE)
+      continue;
+    if (xmlStrcmp (n->name, BAD_CAST "disk") == 0 && device_to_file (vm, n))
       continue;
     if (xmlStrcmp (n->name, BAD_CAST "disk") == 0) {
       xmlNode *src = xml_child (n, "source");
@@ -581,8 +642,13 @@ domain_paths (virDomainPtr dom, unsigned flags, string_vector *out)
 
   if (xml == NULL || vm_config_parse (xml, strlen (xml), &cfg) == -1)
     return -1;
+  /* Files, and (issue 11) host block devices and network disks (their
+   * URI, as the backup names them): a restore never writes into one
+   * another VM uses. */
   for (size_t i = 0; i < cfg.nr_disks; i++)
-    if (cfg.disks[i].source == VM_DISK_FILE && cfg.disks[i].path &&
+    if ((cfg.disks[i].source == VM_DISK_FILE ||
+         cfg.disks[i].source == VM_DISK_BLOCK ||
+         cfg.disks[i].source == VM_DISK_NETWORK) && cfg.disks[i].path &&
         !string_vector_contains (out, cfg.disks[i].path))
       sv_add (out, "%s", cfg.disks[i].path);
   if (cfg.nvram && !string_vector_contains (out, cfg.nvram))
@@ -664,6 +730,281 @@ host_gather (struct vm_writer *w, struct host_snapshot *hs)
   return 0;
 }
 
+/* ---- issue 11: disks that are devices ---- */
+
+/* The stored XML's disk with this target, parsed into *cfg (cleared by
+ * the caller). NULL with the error set. */
+static const struct vm_disk *
+stored_disk (const struct rs_vm *vm, const struct rs_file *f,
+             struct vm_config *cfg)
+{
+  const struct vm_disk *d;
+
+  if (vm->config_xml == NULL ||
+      vm_config_parse (vm->config_xml, strlen (vm->config_xml), cfg) == -1) {
+    vms_set_error (EINVAL, "its stored domain XML cannot be read");
+    return NULL;
+  }
+  if (f->disk_target == NULL ||
+      (d = vm_config_disk (cfg, f->disk_target)) == NULL ||
+      d->path == NULL || strcmp (d->path, f->path) != 0) {
+    vms_set_error (EINVAL, "its stored domain XML has no disk %s on %s",
+                   f->disk_target ? f->disk_target : "?", f->path);
+    return NULL;
+  }
+  return d;
+}
+
+/* qemu-img ARGS… with the secret object VMS_ACCESS_SECRET_ID from
+ * secret (or none); its stdout into *out (may be NULL). 0, or -1 with the
+ * error set to qemu-img's last words; *missing set when they say the image
+ * does not exist. */
+static int
+run_qemu_img (const char *const *args, const char *secret, char **out,
+              int *missing)
+{
+  const char *argv[16];
+  CLEANUP_FREE char *obj = NULL;
+  struct vms_subprocess_options o = { 0 };
+  struct vms_subprocess_result res = { 0 };
+  char how[128], tail[600];
+  size_t n = 0;
+  int rc = -1;
+
+  argv[n++] = "qemu-img";
+  argv[n++] = args[0];
+  if (secret) {
+    if (strchr (secret, ',') ||
+        asprintf (&obj, "secret,id=" VMS_ACCESS_SECRET_ID ",file=%s", secret) == -1) {
+      obj = NULL;
+      vms_set_error (EINVAL, "the secret file's path %s cannot be given to "
+                     "qemu-img", secret);
+      return -1;
+    }
+    argv[n++] = "--object";
+    argv[n++] = obj;
+  }
+  for (size_t i = 1; args[i] && n < 15; i++)
+    argv[n++] = args[i];
+  argv[n] = NULL;
+  o.argv = argv;
+  o.timeout_ms = 120000;
+  if (missing)
+    *missing = 0;
+  if (vms_subprocess_run (&o, &res) == -1)
+    return -1;
+  if (vms_subprocess_succeeded (&res)) {
+    if (out && (*out = strdup (res.out ? res.out : "")) == NULL)
+      vms_set_error (ENOMEM, "out of memory");
+    else
+      rc = 0;
+  }
+  else {
+    if (missing && res.err && strstr (res.err, "No such file or directory"))
+      *missing = 1;
+    vms_set_error (EIO, "qemu-img %s %s: %s", args[0],
+                   vms_subprocess_describe (&res, how, sizeof how),
+                   vms_subprocess_error_tail (&res, 2, tail, sizeof tail));
+  }
+  vms_subprocess_result_reset (&res);
+  return rc;
+}
+
+/* What is at a network disk now: its size into *size, or -1 when it does
+ * not exist. 0, or -1 with the error set (it cannot be reached, the login
+ * is refused, …). */
+static int
+probe_network (struct vm_writer *w, const struct vm_disk *d, int64_t *size)
+{
+  char dir[] = "/tmp/vmshadow-probe-XXXXXX";
+  CLEANUP_FREE char *graph = NULL, *secret = NULL, *out = NULL;
+  const char *p;
+  int missing = 0, rc = -1;
+
+  if (mkdtemp (dir) == NULL) {
+    vms_set_error (errno, "cannot make a directory for its secret: %s",
+                   strerror (errno));
+    return -1;
+  }
+  if ((graph = vm_disk_qemu_json (d, d->auth_user ? VMS_ACCESS_SECRET_ID
+                                  : NULL)) != NULL &&
+      (d->auth_user == NULL || (secret = vm_secret_file (w->conn, dir, d)) != NULL)) {
+    const char *args[] = { "info", "--output=json", graph, NULL };
+    if (run_qemu_img (args, secret, &out, &missing) == 0) {
+      char *end;
+      long long v;
+      if ((p = strstr (out, "\"virtual-size\":")) == NULL ||
+          (v = strtoll (p + 15, &end, 10)) < 0) {
+        vms_set_error (EIO, "qemu-img info gives no size");
+      }
+      else {
+        *size = v;
+        rc = 0;
+      }
+    }
+    else if (missing && d->protocol && strcmp (d->protocol, "rbd") == 0) {
+      /* Gone: made again at the restore, if vmshadow can name it so. */
+      CLEANUP_FREE char *name = vm_rbd_create_name (d);
+      if (name) {
+        *size = -1;
+        rc = 0;
+      }
+    }
+  }
+  if (secret)
+    unlink (secret);
+  rmdir (dir);
+  return rc;
+}
+
+/* Look at each block or network disk a restore writes in place (issue 11)
+ * for the plan: whether it exists, its size, why it cannot be used. */
+static void
+probe_devices (struct vm_writer *w)
+{
+  struct vm_restore *r = w->restore;
+
+  for (size_t i = 0; i < r->nr_vms; i++) {
+    struct rs_vm *vm = &r->vms[i];
+    for (size_t k = 0; k < vm->nr_files; k++) {
+      struct rs_file *f = &vm->files[k];
+      struct vm_config cfg = { 0 };
+      const struct vm_disk *d;
+
+      free (f->dev_error);
+      f->dev_error = NULL;
+      f->dev_probed = 0;
+      f->dev_size = -1;
+      if (f->role != RS_DISK || f->device == RS_DEV_FILE || r->to ||
+          vm->clone || !r->write_devices)
+        continue;
+      f->dev_probed = 1;
+      if (f->device == RS_DEV_BLOCK) {
+        /* O_EXCL: refused (EBUSY) while the host has it mounted or held
+         * (a filesystem, device-mapper, md). A /dev link (an LV's) is
+         * udev's and followed. */
+        int fd = open (f->path, O_RDONLY | O_EXCL | O_CLOEXEC);
+        struct stat st;
+        uint64_t bytes;
+        if (fd == -1)
+          f->dev_error = errno == ENOENT ? NULL
+            : vms_strdup_printf ("%s", errno == EBUSY
+                                 ? "it is in use on the host (mounted, or held "
+                                 "by another device)" : strerror (errno));
+        else if (fstat (fd, &st) == -1 || !S_ISBLK (st.st_mode))
+          f->dev_error = strdup ("it is no block device now");
+        else if (ioctl (fd, BLKGETSIZE64, &bytes) == -1)
+          f->dev_error = vms_strdup_printf ("its size cannot be read: %s",
+                                            strerror (errno));
+        else
+          f->dev_size = (int64_t) bytes;
+        if (fd != -1)
+          close (fd);
+        continue;
+      }
+      if ((d = stored_disk (vm, f, &cfg)) == NULL ||
+          probe_network (w, d, &f->dev_size) == -1)
+        f->dev_error = strdup (vms_get_error ());
+      vm_config_clear (&cfg);
+    }
+  }
+}
+
+int
+vms_vm_restore_set_size (const vms_vm_restore *h, const char *uuid,
+                         const char *path, uint64_t size)
+{
+  struct vm_restore *r = h->w->restore;
+
+  for (size_t i = 0; i < r->nr_vms; i++)
+    if (strcasecmp (r->vms[i].uuid, uuid) == 0)
+      for (size_t j = 0; j < r->vms[i].nr_files; j++)
+        if (strcmp (r->vms[i].files[j].path, path) == 0) {
+          r->vms[i].files[j].size = size;
+          return 0;
+        }
+  vms_set_error (ENOENT, "vm %s has no file %s", uuid, path);
+  return -1;
+}
+
+int
+vms_vm_restore_into (const vms_vm_restore *h, const char *uuid,
+                     const char *path, char **graph, char **secret_file)
+{
+  struct vm_writer *w = h->w;
+  struct vm_restore *r = w->restore;
+  struct rs_vm *vm = NULL;
+  struct rs_file *f = NULL;
+  struct vm_config cfg = { 0 };
+  const struct vm_disk *d;
+  int rc = -1;
+
+  *graph = *secret_file = NULL;
+  for (size_t i = 0; vm == NULL && i < r->nr_vms; i++)
+    if (strcasecmp (r->vms[i].uuid, uuid) == 0)
+      vm = &r->vms[i];
+  for (size_t j = 0; vm && f == NULL && j < vm->nr_files; j++)
+    if (strcmp (vm->files[j].path, path) == 0)
+      f = &vm->files[j];
+  if (f == NULL || !f->into) {
+    /* Never a file made at a device's path or a URI. */
+    if (f && f->role == RS_DISK && f->device != RS_DEV_FILE &&
+        strcmp (f->target, f->path) == 0) {
+      vms_set_error (EINVAL, "disk %s (%s) was not planned to be written "
+                     "into", f->disk_target ? f->disk_target : "?", f->path);
+      return -1;
+    }
+    return 0;
+  }
+  if (f->device == RS_DEV_BLOCK)
+    return (*graph = vm_block_qemu_json (f->path)) ? 0 : -1;
+  if ((d = stored_disk (vm, f, &cfg)) == NULL)
+    goto out;
+  if (d->auth_user &&
+      (vms_mkdir_p (vm->dir, 0700) == -1 ||
+       (*secret_file = vm_secret_file (w->conn, vm->dir, d)) == NULL))
+    goto out;
+  if (f->recreate) {
+    /* The RBD image is gone: made again, of the backup's size. */
+    CLEANUP_FREE char *name = vm_rbd_create_name (d), *sz = NULL;
+    if (name == NULL ||
+        asprintf (&sz, "%" PRIu64, f->size) == -1)
+      goto out;
+    const char *args[] = { "create", "-q", "-f", "rbd", name, sz, NULL, NULL,
+      NULL };
+    if (d->auth_user) {
+      args[6] = "-o";
+      args[7] = "password-secret=" VMS_ACCESS_SECRET_ID;
+    }
+    if (run_qemu_img (args, *secret_file, NULL, NULL) == -1) {
+      vms_set_error (vms_get_errno (), "the RBD image %s cannot be made "
+                     "again: %s", d->source_name, vms_get_error ());
+      goto out;
+    }
+    vms_debug ("restore: made the RBD image %s again (%" PRIu64 " bytes)",
+              d->source_name, f->size);
+  }
+  if ((*graph = vm_disk_qemu_json_writable (d, d->auth_user
+                                            ? VMS_ACCESS_SECRET_ID : NULL)) == NULL)
+    goto out;
+  rc = 0;
+ out:
+  if (rc == -1) {
+    int e = vms_get_errno ();
+    CLEANUP_FREE char *m = strdup (vms_get_error ());
+    if (*secret_file) {
+      unlink (*secret_file);
+      free (*secret_file);
+      *secret_file = NULL;
+    }
+    vms_set_error (e, "vm \"%s\", disk %s (%s): %s", vm->name,
+                   f->disk_target ? f->disk_target : "?", f->path,
+                   m ? m : "failed");
+  }
+  vm_config_clear (&cfg);
+  return rc;
+}
+
 /* The plan against the host as it is now; also the --network-map targets
  * (libvirt networks and bridges). 0, or -1 with every reason to refuse. */
 static int
@@ -676,6 +1017,7 @@ plan_now (struct vm_writer *w)
 
   if (host_gather (w, &hs) == -1)
     return -1;
+  probe_devices (w);
   const struct vm_host host = {
     .doms = hs.doms, .nr_doms = hs.n, .exists = path_exists,
   };

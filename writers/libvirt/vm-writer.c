@@ -973,17 +973,16 @@ save_config (struct vm_entry *vm)
   return 0;
 }
 
-/* The value of the libvirt secret a network disk's <auth> names, written
- * for qemu-nbd to <dir>/secret-<target> (mode 0600, root's; removed at
- * BackupShutdown): the value as libvirt keeps it, an iSCSI password or
+/* (vm_secret_file, vm-internal.h) The value of the libvirt secret a
+ * network disk's <auth> names, written for qemu-nbd to <dir>/secret-<target>
+ * (mode 0600, root's; a backup's are removed at BackupShutdown): the value as libvirt keeps it, an iSCSI password or
  * the raw bytes of a Ceph key (libvirt stores the key base64-decoded, and
  * QEMU's rbd driver base64-encodes its key-secret object itself: a file
  * holding the base64 text fails the cephx login, found with qemu-img on
  * the lab's Ceph). Returns the path (malloc'd) or NULL with the error
  * set. */
-static char *
-write_secret (struct vm_writer *w, struct vm_entry *vm,
-              const struct vm_disk *d)
+char *
+vm_secret_file (virConnectPtr conn, const char *dir, const struct vm_disk *d)
 {
   virSecretPtr sec = NULL;
   unsigned char *value = NULL;
@@ -995,9 +994,9 @@ write_secret (struct vm_writer *w, struct vm_entry *vm,
     ? VIR_SECRET_USAGE_TYPE_ISCSI : -1;
 
   if (d->secret_uuid)
-    sec = virSecretLookupByUUIDString (w->conn, d->secret_uuid);
+    sec = virSecretLookupByUUIDString (conn, d->secret_uuid);
   else if (d->secret_usage && usage != -1)
-    sec = virSecretLookupByUsage (w->conn, usage, d->secret_usage);
+    sec = virSecretLookupByUsage (conn, usage, d->secret_usage);
   else {
     vms_set_error (EINVAL, "its <auth> names no secret by uuid, or by usage "
                    "of type iscsi or ceph");
@@ -1017,22 +1016,38 @@ write_secret (struct vm_writer *w, struct vm_entry *vm,
                    : d->secret_usage, vm_virt_error ());
     return NULL;
   }
-  if (asprintf (&path, "%s/secret-%s", vm->dir, d->target) == -1) {
+  if (asprintf (&path, "%s/secret-%s", dir, d->target) == -1) {
     path = NULL;
     vms_set_error (ENOMEM, "out of memory");
   }
   else if (vms_write_file_atomic (AT_FDCWD, path, (char *) value, len,
-                                  0600) == -1 ||
-           string_vector_append (&vm->secret_files, path) == -1) {
+                                  0600) == -1) {
     unlink (path);
     free (path);
     path = NULL;
   }
   explicit_bzero (value, len);
   free (value);
+  return path;
+}
+
+static char *
+write_secret (struct vm_writer *w, struct vm_entry *vm,
+              const struct vm_disk *d)
+{
+  char *path = vm_secret_file (w->conn, vm->dir, d), *copy;
+
   if (path == NULL)
     return NULL;
-  return strdup (path);
+  if ((copy = strdup (path)) == NULL ||
+      string_vector_append (&vm->secret_files, path) == -1) {
+    unlink (path);
+    free (path);
+    free (copy);
+    vms_set_error (ENOMEM, "out of memory");
+    return NULL;
+  }
+  return copy;
 }
 
 /* Publish the files that are read as they are: the configuration, and for

@@ -247,6 +247,11 @@ struct vms_vm_restore_options {
   /* A VM of the same UUID that exists is replaced (turned off, undefined,
    * its files written over) only with replace; else the restore refuses. */
   int replace;
+  /* Issue 11: a disk that is a host block device or a network disk (RBD,
+   * iSCSI, NBD) is written back into that device in place only with
+   * write_devices (an RBD image that is gone is made again); else the
+   * restore refuses, naming it. With to it becomes a file instead. */
+  int write_devices;
   /* With to or new_name, a file at a target: "refuse" (NULL), "rename"
    * (kept aside as PATH.vmshadow-<stamp>) or "keep" (left as it is; the
    * restored file goes beside it under a new name). Never overwritten. */
@@ -297,6 +302,21 @@ extern const char *vms_vm_restore_config_path (const vms_vm_restore *r,
                                                size_t i);
 extern int vms_vm_restore_set_config (const vms_vm_restore *r, size_t i,
                                       const char *xml, size_t len);
+
+/* The size in the backup of file path of VM uuid (the requester hands
+ * it over before vms_vm_restore_plan: a device smaller than its disk is
+ * refused before anything changes). 0, or -1 (no such file). */
+extern int vms_vm_restore_set_size (const vms_vm_restore *r, const char *uuid,
+                                    const char *path, uint64_t size);
+/* Issue 11: whether file path of VM uuid is written into a device that
+ * exists rather than as a file: 0 with *graph (QEMU's writable block
+ * graph for vms_extract_into, malloc'd) and *secret_file (malloc'd or
+ * NULL; the caller removes it), 0 with *graph NULL for a file, -1 with the
+ * error set. An RBD image that is gone is made again here, after
+ * PreRestore. */
+extern int vms_vm_restore_into (const vms_vm_restore *r, const char *uuid,
+                                const char *path, char **graph,
+                                char **secret_file);
 
 /* 1 if the VM with this UUID is being restored. */
 extern int vms_vm_restore_selected (const vms_vm_restore *r, const char *uuid);
