@@ -220,4 +220,9 @@ for t in "${disks[@]}"; do
 done
 grep -q "<source protocol='iscsi' name='${LAB_DISK_IQN[$dom/vdg]}/1'" <<<"$xml" ||
     lab_fail "the excluded LUN is no longer in the domain XML"
+# nothing made at a URI taken as a relative path (links, directories)
+for d in "$PWD" "$LAB_WORK" "$VMSHADOW_VM_STATE_DIR"; do
+    [ -e "$d/iscsi:" ] || [ -e "$d/rbd:" ] || [ -e "$d/nbd+unix:" ] &&
+        lab_fail "a restore made something at a URI taken as a path under $d"
+done
 lab_ok "restore --to: every disk (files, loop, iSCSI, NBD, RBD) is a file in $LAB_WORK/to with the backed-up bytes; the XML names those files"

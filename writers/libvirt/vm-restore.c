@@ -1282,7 +1282,10 @@ vm_restore_pre (void *data, vms_call *call)
   /* The directories the files go to; the files kept aside. */
   for (size_t i = 0; i < r->nr_vms; i++)
     for (size_t j = 0; j < r->vms[i].nr_files; j++) {
-      CLEANUP_FREE char *d = strdup (r->vms[i].files[j].target);
+      CLEANUP_FREE char *d = NULL;
+      if (r->vms[i].files[j].into)
+        continue;               /* a device or a URI (issue 11): no dir */
+      d = strdup (r->vms[i].files[j].target);
       if (d == NULL || vms_mkdir_p (dirname (d), 0755) == -1)
         return vms_call_fail (call, VMS_FAILURE_OUT_OF_RESOURCES, "vm \"%s\": "
                               "%s", r->vms[i].name, d ? vms_get_error ()
@@ -1307,6 +1310,10 @@ link_original (struct rs_vm *vm, const struct rs_file *f)
   ssize_t n;
 
   if (strcmp (f->path, f->target) == 0)
+    return;
+  /* Issue 11: never a link (nor directories) at a device's path or at a
+   * URI, which a relative lstat/symlink would make in the cwd. */
+  if (f->role == RS_DISK && f->device != RS_DEV_FILE)
     return;
   if (lstat (f->path, &st) == 0) {
     if (S_ISLNK (st.st_mode) &&
