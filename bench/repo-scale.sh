@@ -17,9 +17,9 @@
 # removed at the end).
 #
 # Steps: build (two threads storing the chunks, then two backups:
-# "synth-all" of every chunk, "synth-half" of the even ones); gc --grace 0
+# "synth-all" of every chunk, "synth-half" of the first half); gc --grace 0
 # with nothing dead; prune --keep-last 1 (removes synth-all); gc --grace 0
-# removing half the chunks (condemn and delete in one run: no other
+# removing the second half (condemn and delete in one run: no other
 # writer); verify --sample 1 and --sample 10.
 set -euo pipefail
 BUILD=$(realpath "${1:-build}")
@@ -43,7 +43,8 @@ else
   REPO=$WORK/repo
 fi
 export VMSHADOW_REPO=$REPO
-unset VMSHADOW_REPO_PACK_SIZE
+# 1 MiB packs (the minimum): a few hundred packs for 1 M of these chunks.
+export VMSHADOW_REPO_PACK_SIZE=$((1024 * 1024))
 
 objects () {
   if [ -n "${ns:-}" ]; then

@@ -8,8 +8,9 @@
  * a few dozen bytes, and the repository stays small on disk) through the
  * repository's own chunk store from two threads, then commits two
  * backups through the repository API: "all" (one file of every chunk)
- * and "half" (one file of the even chunks). Pruning "all" then leaves
- * half the chunks dead for gc. Prints one line of timings.
+ * and "half" (one file of the first half). Pruning "all" then leaves the
+ * second half dead for gc (whole packs of it, with small packs). Prints
+ * one line of timings.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -20,6 +21,7 @@
 #include <sys/random.h>
 #include <time.h>
 
+#include "vmshadow/document.h"
 #include "vmshadow/error.h"
 #include "vmshadow/repo.h"
 
@@ -66,15 +68,16 @@ store (void *arg)
   return NULL;
 }
 
+/* A backup of chunks 0 .. n-1. */
 static int
-commit (const char *id, uint64_t every)
+commit (const char *id, uint64_t n)
 {
-  uint64_t n = (nchunks + every - 1) / every;
   vms_index *idx = vms_index_new ((uint64_t) n * CHUNK);
-  if (idx == NULL)
-    return -1;
-  for (uint64_t i = 0, k = 0; i < nchunks; i += every, k++)
-    if (vms_index_set (idx, k, &digests[i]) == -1)
+  vms_document *comp = vms_components_new (id);
+  if (idx == NULL || comp == NULL)
+    goto fail;
+  for (uint64_t k = 0; k < n; k++)
+    if (vms_index_set (idx, k, &digests[k]) == -1)
       goto fail;
   vms_repo_txn *txn = vms_repo_txn_begin (repo, id);
   struct vms_stored_file f = {
@@ -83,15 +86,17 @@ commit (const char *id, uint64_t every)
     .bytes_read = n * CHUNK,
   };
   if (txn == NULL || vms_repo_txn_add_file (txn, &f, idx) == -1 ||
-      vms_repo_txn_commit (txn, NULL, NULL, 0, NULL) == -1) {
+      vms_repo_txn_commit (txn, comp, NULL, 0, NULL) == -1) {
     vms_repo_txn_free (txn);
     goto fail;
   }
   vms_repo_txn_free (txn);
   vms_index_free (idx);
+  vms_document_free (comp);
   return 0;
  fail:
   vms_index_free (idx);
+  vms_document_free (comp);
   return -1;
 }
 
@@ -128,7 +133,8 @@ main (int argc, char *argv[])
   double t1 = now_s ();
   if (failed)
     return 1;
-  if (commit ("synth-all", 1) == -1 || commit ("synth-half", 2) == -1) {
+  if (commit ("synth-all", nchunks) == -1 ||
+      commit ("synth-half", nchunks / 2) == -1) {
     fprintf (stderr, "vms-bench-synth: commit: %s\n", vms_get_error ());
     return 1;
   }
