@@ -425,6 +425,19 @@ req_host_instant_running (const char *uri, const char *uuid)
 }
 
 int
+req_host_instant_existing (const char *uri, const char *uuid, char **xml,
+                           int *running)
+{
+  return vms_vm_instant_existing (uri, uuid, xml, running);
+}
+
+int
+req_host_instant_put_back (const char *uri, const char *xml, int start)
+{
+  return vms_vm_instant_put_back (uri, xml, start);
+}
+
+int
 req_host_qemu_ids (const char *uri, unsigned *uid, unsigned *gid)
 {
   return vms_libvirt_qemu_ids (uri, uid, gid);

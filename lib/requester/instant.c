@@ -60,6 +60,11 @@ struct req_instant {
   char *final_xml;              /* <dir>/final.xml */
   char **files;                 /* other files the restore wrote (XML, NVRAM) */
   size_t nr_files;
+  char **kept;                  /* files it wrote over: target, aside, ... */
+  size_t nr_kept;               /* (pairs) */
+  int replaced;                 /* --replace turned off a VM of this UUID */
+  int replaced_running;         /* ... that ran */
+  char *replaced_xml;           /* <dir>/replaced.xml: its definition */
   unsigned qemu_uid, qemu_gid;
 };
 
@@ -87,6 +92,10 @@ req_instant_free (struct req_instant *in)
   for (size_t i = 0; i < in->nr_files; i++)
     free (in->files[i]);
   free (in->files);
+  for (size_t i = 0; i < 2 * in->nr_kept; i++)
+    free (in->kept[i]);
+  free (in->kept);
+  free (in->replaced_xml);
   free (in);
 }
 
@@ -136,6 +145,17 @@ instant_save (struct req_instant *in)
   for (size_t i = 0; i < in->nr_files; i++)
     json_object_array_add (files, json_object_new_string (in->files[i]));
   json_object_object_add (o, "files", files);
+  json_object *kept = json_object_new_array ();
+  for (size_t i = 0; i < in->nr_kept; i++) {
+    json_object *k = json_object_new_object ();
+    jadd (k, "target", in->kept[2 * i]);
+    jadd (k, "aside", in->kept[2 * i + 1]);
+    json_object_array_add (kept, k);
+  }
+  json_object_object_add (o, "kept", kept);
+  json_object_object_add (o, "replaced", json_object_new_boolean (in->replaced));
+  json_object_object_add (o, "replaced_running",
+                          json_object_new_boolean (in->replaced_running));
   text = json_object_to_json_string_ext (o, JSON_C_TO_STRING_PRETTY);
   snprintf (path, sizeof path, "%s/state.json", in->dir);
   r = vms_write_file_atomic (AT_FDCWD, path, text, strlen (text), 0600);
@@ -249,8 +269,35 @@ instant_load (const char *dir)
         in->files[in->nr_files++] = strdup (json_object_get_string (f));
     }
   }
+  json_object *kept, *v;
+  if (json_object_object_get_ex (o, "kept", &kept) &&
+      json_object_is_type (kept, json_type_array) &&
+      json_object_array_length (kept) < 256) {
+    size_t nk = json_object_array_length (kept);
+    if ((in->kept = calloc (2 * nk + 1, sizeof *in->kept)) == NULL) {
+      json_object_put (o);
+      goto oom;
+    }
+    for (size_t i = 0; i < nk; i++) {
+      json_object *k = json_object_array_get_idx (kept, i);
+      char *t = jstr (k, "target"), *a = jstr (k, "aside");
+      if (t && a && t[0] == '/' && a[0] == '/') {
+        in->kept[2 * in->nr_kept] = t;
+        in->kept[2 * in->nr_kept++ + 1] = a;
+      }
+      else {
+        free (t);
+        free (a);
+      }
+    }
+  }
+  if (json_object_object_get_ex (o, "replaced", &v))
+    in->replaced = json_object_get_boolean (v);
+  if (json_object_object_get_ex (o, "replaced_running", &v))
+    in->replaced_running = json_object_get_boolean (v);
   json_object_put (o);
   if (asprintf (&in->final_xml, "%s/final.xml", dir) == -1 ||
+      asprintf (&in->replaced_xml, "%s/replaced.xml", dir) == -1 ||
       instant_view (in) == -1)
     goto oom;
   return in;
@@ -316,7 +363,8 @@ req_instant_new (const char *repo_dir, const char *backup_id, const char *uri,
       (uri && (in->uri = strdup (uri)) == NULL) ||
       (in->name = strdup (name)) == NULL || (in->uuid = strdup (uuid)) == NULL ||
       (in->phase = strdup ("starting")) == NULL ||
-      asprintf (&in->final_xml, "%s/final.xml", in->dir) == -1)
+      asprintf (&in->final_xml, "%s/final.xml", in->dir) == -1 ||
+      asprintf (&in->replaced_xml, "%s/replaced.xml", in->dir) == -1)
     goto oom;
   if (req_host_qemu_ids (uri, &in->qemu_uid, &in->qemu_gid) == -1)
     goto fail;
@@ -437,17 +485,69 @@ req_instant_add_disk (struct req_instant *in, const char *vm, const char *path,
 }
 
 int
-req_instant_add_file (struct req_instant *in, const char *target)
+req_instant_keep_file (struct req_instant *in, const char *target)
 {
-  char **v = realloc (in->files, (in->nr_files + 2) * sizeof *v);
-  if (v == NULL || (v[in->nr_files] = strdup (target)) == NULL) {
-    if (v)
-      in->files = v;
+  struct stat st;
+
+  if (lstat (target, &st) == -1) {
+    if (errno != ENOENT) {
+      vms_set_error (errno, "cannot look at %s: %s", target, strerror (errno));
+      return -1;
+    }
+    /* Nothing there: a rollback removes what the restore writes. */
+    char **v = realloc (in->files, (in->nr_files + 2) * sizeof *v);
+    if (v == NULL || (v[in->nr_files] = strdup (target)) == NULL) {
+      if (v)
+        in->files = v;
+      vms_set_error (ENOMEM, "out of memory");
+      return -1;
+    }
+    in->files = v;
+    in->nr_files++;
+    return instant_save (in);
+  }
+  /* A file there (the replaced VM's NVRAM or stored definition): kept
+   * aside for a rollback; saved in the state before it moves. */
+  char **v = realloc (in->kept, (2 * in->nr_kept + 3) * sizeof *v);
+  if (v == NULL) {
     vms_set_error (ENOMEM, "out of memory");
     return -1;
   }
-  in->files = v;
-  in->nr_files++;
+  in->kept = v;
+  if ((v[2 * in->nr_kept] = strdup (target)) == NULL ||
+      (v[2 * in->nr_kept + 1] = vms_strdup_printf ("%s.vmshadow-instant-%" PRId64,
+                                                   target, (int64_t) time (NULL))) == NULL) {
+    free (v[2 * in->nr_kept]);
+    vms_set_error (ENOMEM, "out of memory");
+    return -1;
+  }
+  in->nr_kept++;
+  if (instant_save (in) == -1)
+    return -1;
+  if (rename (target, v[2 * in->nr_kept - 1]) == -1) {
+    vms_set_error (errno, "cannot keep %s aside: %s", target, strerror (errno));
+    in->nr_kept--;
+    free (v[2 * in->nr_kept]);
+    free (v[2 * in->nr_kept + 1]);
+    instant_save (in);
+    return -1;
+  }
+  return 0;
+}
+
+int
+req_instant_keep_replaced (struct req_instant *in)
+{
+  CLEANUP_FREE char *xml = NULL;
+  int running, r;
+
+  if ((r = req_host_instant_existing (in->uri, in->uuid, &xml, &running)) <= 0)
+    return r;
+  if (xml && vms_write_file_atomic (AT_FDCWD, in->replaced_xml, xml,
+                                    strlen (xml), 0600) == -1)
+    return -1;
+  in->replaced = xml != NULL;
+  in->replaced_running = running;
   return instant_save (in);
 }
 
@@ -618,6 +718,10 @@ req_instant_move (struct req_instant *in, uint64_t bandwidth,
     if (in->d[i].aside && unlink (in->d[i].aside) == -1 && errno != ENOENT)
       vms_warn ("instant restore: cannot remove %s: %s", in->d[i].aside,
                 strerror (errno));
+  for (size_t i = 0; i < in->nr_kept; i++)
+    if (unlink (in->kept[2 * i + 1]) == -1 && errno != ENOENT)
+      vms_warn ("instant restore: cannot remove %s: %s", in->kept[2 * i + 1],
+                strerror (errno));
   instant_remove_dir (in);
   return 0;
 }
@@ -625,8 +729,17 @@ req_instant_move (struct req_instant *in, uint64_t bandwidth,
 int
 req_instant_rollback (struct req_instant *in)
 {
-  if (in->n && req_host_instant_remove (in->uri, in->uuid, in->view, in->n) == -1)
-    return -1;
+  int still_there = 0;
+
+  if (in->n && req_host_instant_remove (in->uri, in->uuid, in->view, in->n) == -1) {
+    /* The VM of that UUID is not ours: with --replace, before the VM ran,
+     * the one to be replaced, still there (the restore stopped before
+     * PreRestore turned it off). It stays as it is. */
+    if (!in->replaced || vms_get_errno () != EEXIST ||
+        strcmp (in->phase, "starting") != 0)
+      return -1;
+    still_there = 1;
+  }
   for (size_t i = 0; i < in->n; i++) {
     struct inst_disk *d = &in->d[i];
     if (d->made_final) {
@@ -648,6 +761,34 @@ req_instant_rollback (struct req_instant *in)
       rmdir (dir);
     }
   }
+  for (size_t i = 0; i < in->nr_kept; i++)
+    if (rename (in->kept[2 * i + 1], in->kept[2 * i]) == -1 && errno != ENOENT)
+      vms_warn ("instant restore: cannot put %s back at %s: %s",
+                in->kept[2 * i + 1], in->kept[2 * i], strerror (errno));
+  /* --replace (R15): the VM it replaced, defined again (and started if it
+   * ran) on its own disks, which are back at their places. Kept in the
+   * state when that fails: a second rollback tries again. */
+  if (in->replaced && !still_there) {
+    CLEANUP_FREE char *xml = NULL;
+    CLEANUP_CLOSE int fd = open (in->replaced_xml, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    struct stat st;
+    if (fd == -1 || fstat (fd, &st) == -1 || st.st_size > (1 << 22) ||
+        (xml = calloc (1, (size_t) st.st_size + 1)) == NULL ||
+        read (fd, xml, (size_t) st.st_size) != st.st_size) {
+      vms_set_error (errno ? errno : EIO, "cannot read the replaced VM's "
+                     "definition %s: %s", in->replaced_xml,
+                     strerror (errno ? errno : EIO));
+      return -1;
+    }
+    if (req_host_instant_put_back (in->uri, xml, in->replaced_running) == -1) {
+      int e = vms_get_errno ();
+      CLEANUP_FREE char *msg = strdup (vms_get_error () ? vms_get_error () : "?");
+      vms_set_error (e, "%s (its definition is kept in %s)", msg ? msg : "?",
+                     in->replaced_xml);
+      return -1;
+    }
+  }
+  unlink (in->replaced_xml);
   instant_remove_dir (in);
   return 0;
 }

@@ -54,9 +54,6 @@ extern struct req_instant *req_instant_new (const char *repo_dir,
 extern int req_instant_add_disk (struct req_instant *in, const char *vm,
                                  const char *path, uint64_t size,
                                  const char *format, const char *final);
-/* Another file the restore writes (the domain XML, NVRAM): removed by a
- * rollback. */
-extern int req_instant_add_file (struct req_instant *in, const char *target);
 /* The disks, for the VM writer (valid while in lives). */
 extern const struct req_instant_disk *req_instant_disks (const struct req_instant *in,
                                                          size_t *n);
@@ -70,7 +67,16 @@ extern int req_instant_ran (struct req_instant *in, int boot_check);
  * left), or -1 with the error set and the state kept (resume/rollback). */
 extern int req_instant_move (struct req_instant *in, uint64_t bandwidth,
                              struct req_progress *rp, int64_t *move_ms);
-/* Undo everything of it (the VM too if it runs from the overlays). */
+/* --replace (R15): keep what a rollback needs to put back the VM of this
+ * UUID that PreRestore is about to turn off and undefine: its definition
+ * (<dir>/replaced.xml) and whether it ran. Nothing when there is none. */
+extern int req_instant_keep_replaced (struct req_instant *in);
+/* A file (not a disk: the domain XML, NVRAM) about to be written at
+ * target: a file there is renamed aside and put back by a rollback
+ * (removed once the move is done); else target is removed by a rollback. */
+extern int req_instant_keep_file (struct req_instant *in, const char *target);
+/* Undo everything of it (the VM too if it runs from the overlays; a
+ * replaced VM defined again, and started if it ran). */
 extern int req_instant_rollback (struct req_instant *in);
 extern void req_instant_free (struct req_instant *in);
 
@@ -84,6 +90,9 @@ extern int req_host_instant_move (const char *uri, const char *uuid,
 extern int req_host_instant_remove (const char *uri, const char *uuid,
                                     const struct req_instant_disk *d, size_t n);
 extern int req_host_instant_running (const char *uri, const char *uuid);
+extern int req_host_instant_existing (const char *uri, const char *uuid,
+                                      char **xml, int *running);
+extern int req_host_instant_put_back (const char *uri, const char *xml, int start);
 extern int req_host_qemu_ids (const char *uri, unsigned *uid, unsigned *gid);
 
 /* ---- Restore hooks ----

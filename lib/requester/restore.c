@@ -551,13 +551,11 @@ restore_component (struct restore_run *rr, struct rwriter *w,
     }
     vms_index *idx = vms_manifest_load_index (rr->repo, rr->m, i);
     req_progress_start (&rr->progress, w->id, component, target);
-    struct stat tst;
     int r;
     if (idx == NULL)
       r = -1;
-    else if (w->hook && rr->inst && lstat (target, &tst) == -1 && errno == ENOENT &&
-             req_instant_add_file (rr->inst, target) == -1)
-      r = -1;                   /* (a rollback removes what was not there) */
+    else if (w->hook && rr->inst && req_instant_keep_file (rr->inst, target) == -1)
+      r = -1;                   /* (a rollback removes it, or puts back what was there) */
     else if (w->hook) {
       char *graph = NULL, *secret = NULL;
       if (w->hook->into &&
@@ -849,20 +847,13 @@ restore_outcome (const struct vms_restore_report *rep)
   return disconnected ? VMS_OUTCOME_WARNINGS : VMS_OUTCOME_SUCCESS;
 }
 
-/* restore --instant (issue 16): one VM, nothing replaced, no other
- * writer's components. */
+/* restore --instant (issue 16): one VM, no other writer's components. */
 static struct rwriter *
 instant_check (struct restore_run *rr, const char **component)
 {
   struct rwriter *vmw = NULL;
   size_t n = 0;
 
-  if (rr->rq->replace) {
-    vms_set_error (EINVAL, "--instant does not replace a VM that exists (a "
-                   "rollback could not bring it back): remove it first, or "
-                   "restore a copy with --name");
-    return NULL;
-  }
   for (size_t i = 0; i < rr->nr_w; i++) {
     struct rwriter *w = &rr->w[i];
     if (!w->involved)
@@ -907,6 +898,10 @@ instant_begin (struct restore_run *rr, struct rwriter *w, const char *comp)
                               rr->rq->libvirt_uri, name, uuid);
   if (rr->inst == NULL)
     return -1;
+  /* --replace (R15): PreRestore turns the VM of this UUID off and
+   * undefines it; a rollback defines it again. */
+  if (rr->rq->replace && req_instant_keep_replaced (rr->inst) == -1)
+    goto fail;
   for (size_t i = 0; i < vms_manifest_file_count (rr->m); i++) {
     struct vms_stored_file f;
     uint64_t size;

@@ -19,6 +19,10 @@
 #                                of the instant restore is left
 #   inst_assert_images DOM       (VM off) each image is its expected content
 #   inst_leftovers               what of instant recovery is left (empty: none)
+#   inst_watch_exports SECRET    (in the background) waits for an export of
+#                                the instant dir and prints "PID keyfd|no-keyfd
+#                                clean|LEAK": given its key on a descriptor,
+#                                SECRET in its environ or cmdline or not
 
 inst_init() {
     [ -n "${VMSHADOW_NBDKIT_PLUGIN:-}" ] && [ -f "$VMSHADOW_NBDKIT_PLUGIN" ] ||
@@ -141,4 +145,24 @@ inst_assert_images() {
     cmp "$vdb" "$LAB_WORK/$dom-vdb.expected" ||
         lab_fail "vdb of $dom is not the backup plus the guest's writes"
     rm -f "$LAB_WORK/vda.now"
+}
+
+# inst_watch_exports SECRET — for exports that live only while a command
+# runs (verify --boot): looks at the first one while it serves. No lab_*
+# calls: it runs in a background subshell.
+inst_watch_exports() {
+    local secret=$1 p cmd env
+    for _ in $(seq 1200); do
+        for p in $(pgrep -x nbdkit || true); do
+            cmd=$(tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null) || continue
+            [[ $cmd == *"$VMSHADOW_INSTANT_DIR"* ]] || continue
+            env=$(tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null) || continue
+            printf '%s %s %s\n' "$p" \
+                "$([[ " $cmd " == *" keyfd=3 "* ]] && echo keyfd || echo no-keyfd)" \
+                "$(grep -qi "$secret" <<<"$cmd $env" && echo LEAK || echo clean)"
+            return 0
+        done
+        sleep 0.1
+    done
+    return 1
 }

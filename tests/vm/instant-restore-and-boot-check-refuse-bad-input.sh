@@ -5,8 +5,9 @@
 # what is wrong, and change nothing on the host (domains, disk images,
 # instant-recovery and VM writer state, no export left serving): a backup
 # id that does not exist, a VM that is not in the backup, an instant
-# restore over a VM that exists (the plan refuses) or with --replace (a
-# rollback could not bring the replaced VM back), a backup whose disk index
+# restore over a VM that exists without --replace (the plan refuses; with
+# --replace it is done: instant-restore-killed-is-resumed-or-rolled-back),
+# a backup whose disk index
 # is missing from the repository, --resume/--rollback of nothing pending,
 # and wrong command lines (exit 2).
 . "$(dirname "$0")/lib.sh"
@@ -42,7 +43,6 @@ refuse() {
 refuse 1 'no backup "nosuch".*nothing was changed' restore --instant nosuch
 refuse 1 "backup $bid has no VM \"nosuchvm\"; it holds: .*$dom" restore --instant --vm nosuchvm "$bid"
 refuse 1 'exists on this host.*nothing was changed' restore --instant "$bid"
-refuse 1 '--instant does not replace a VM' restore --instant --replace "$bid"
 refuse 1 'no backup "nosuch"' verify --boot nosuch
 refuse 1 "VM \"nosuchvm\" is not in backup $bid; it holds: $dom" verify --boot --vm nosuchvm "$bid"
 refuse 1 'no instant restore is pending' restore --resume
@@ -52,7 +52,7 @@ refuse 2 'takes no BACKUP' restore --resume "$bid" "$dom"
 refuse 2 '--bandwidth applies to --instant' restore --bandwidth 5 "$bid"
 refuse 2 '--probe and --boot-timeout apply to verify --boot' verify --probe true "$bid"
 refuse 2 '--vm and --connect apply to verify --boot' verify --vm "$dom" "$bid"
-lab_ok "unknown backup, VM not in the backup, VM that exists, --replace, nothing pending, bad command lines: refused, nothing changed"
+lab_ok "unknown backup, VM not in the backup, VM that exists (no --replace), nothing pending, bad command lines: refused, nothing changed"
 
 # The VM deleted, and the backup's disk missing from the repository: the
 # instant restore is refused before anything runs.

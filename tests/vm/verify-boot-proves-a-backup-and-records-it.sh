@@ -1,15 +1,19 @@
 #!/bin/bash
 # verify-boot-proves-a-backup-and-records-it (issue 16; R27): a running VM
 # on a libvirt network, with the lab's pattern on its data disk, is backed
-# up online and keeps running.  `vmshadow verify --boot` boots a throw-away
-# copy of the backup (the original untouched: same QEMU process), the copy's
-# guest agent answers and a probe that reads the pattern back in the guest
-# exits 0: passed, recorded beside the backup (show and list display it).
+# up online into an encrypted repository (R28) and into a plain one, and
+# keeps running.  `vmshadow verify --boot` of the encrypted backup (the
+# passphrase on a descriptor; the key reaches the exports on a pipe, in no
+# environment or command line) boots a throw-away copy of the backup (the
+# original untouched: same QEMU process), the copy's guest agent answers
+# and a probe that reads the pattern back in the guest exits 0: passed,
+# recorded beside the backup (show and list display it).
 # The copy never had the original's name, UUID or MAC, nor any interface
-# (libvirt's log of its command line has no -netdev).  A probe that exits 3
-# fails the check with that status, and a backup with one damaged chunk
-# fails before anything boots, naming the chunk; each result replaces the
-# recorded one.  After each run: no domain, overlay, export or state left.
+# (libvirt's log of its command line has no -netdev).  In the plain
+# repository, a probe that exits 3 fails the check with that status, and a
+# backup with one damaged chunk fails before anything boots, naming the
+# chunk; each result replaces the recorded one.  After each run: no domain,
+# overlay, export or state left.
 . "$(dirname "$0")/lib.sh"
 lab_init
 . "$LAB_TESTS_DIR/vm-writer-lib.sh"
@@ -27,8 +31,13 @@ lab_wait_agent "$dom"
 lab_guest_run "$dom" 'vmslab-pattern write /dev/vda 77 0 1048576' >/dev/null
 vmw_backup "$dom" || lab_fail "backup of $dom failed: $(vmw_backup_failure)"
 bid=$VMW_BID
+plain_repo=$VMW_REPO
+VMW_REPO=$LAB_WORK/repo-encrypted
+vmw_encrypted_repo "$VMW_REPO"
+VMSHADOW_PASSPHRASE=$VMW_PASSPHRASE vmw_backup "$dom" || lab_fail "backup of $dom into an encrypted repository failed: $(vmw_backup_failure)"
+ebid=$VMW_BID
 qemu_pid=$(cat "/run/libvirt/qemu/$dom.pid")
-lab_ok "online backup $bid of running $dom (MAC $mac on a libvirt network)"
+lab_ok "online backups $bid (plain) and $ebid (encrypted) of running $dom (MAC $mac on a libvirt network)"
 
 # nothing_left — no copy, overlay, export or instant state after a check.
 nothing_left() {
@@ -40,8 +49,15 @@ nothing_left() {
         "$uuid running $qemu_pid"
 }
 
-vmw_vmshadow verify --boot --json --probe 'vmslab-pattern check /dev/vda 77 0 1048576' "$bid" ||
+printf '%s\n' "$VMW_PASSPHRASE" >"$LAB_WORK/passphrase"
+inst_watch_exports "$VMW_KEY_SECRET" >"$LAB_WORK/boot-export" &
+watcher=$!
+vmw_vmshadow verify --boot --json --passphrase-fd 3 --probe 'vmslab-pattern check /dev/vda 77 0 1048576' "$ebid" 3<"$LAB_WORK/passphrase" ||
     lab_fail "verify --boot of a good backup exited $?: $(cat "$VMW_ERR") $(head -c 600 "$VMW_OUT")"
+wait "$watcher" || lab_fail "no export of the encrypted backup was seen while the copy booted"
+read -r _ how leak <"$LAB_WORK/boot-export"
+lab_assert_eq "the export of the encrypted backup: its key" "$how $leak" "keyfd clean"
+
 lab_assert_eq "ok" "$(jq -r .ok "$VMW_OUT")" true
 lab_assert_eq "recorded" "$(jq -r .recorded "$VMW_OUT")" true
 lab_assert_eq "probe status" "$(jq -r '.vms[0].probe_status' "$VMW_OUT")" 0
@@ -53,15 +69,19 @@ log=$(grep -l "guest=vmshadow-boot-" /var/log/libvirt/qemu/vmshadow-boot-*.log 2
 [ -n "$log" ] || lab_fail "no libvirt log of the throw-away copy"
 # (each copy has a new name, so its log is its own)
 grep -q -- "-netdev\|$mac\|$uuid" "$log" && lab_fail "the copy had a network device, the original's MAC or UUID: $log"
-lab_ok "verify --boot passed: agent after $agent_ms ms, probe exit 0; the copy had no interface, another name and UUID; nothing left, $dom untouched"
+lab_ok "verify --boot of the encrypted backup passed: its export got the key on descriptor 3 (in no environment or command line); agent after $agent_ms ms, probe exit 0; the copy had no interface, another name and UUID; nothing left, $dom untouched"
 
-vmw_vmshadow show "$bid" || lab_fail "show failed"
+export VMSHADOW_PASSPHRASE=$VMW_PASSPHRASE
+vmw_vmshadow show "$ebid" || lab_fail "show failed: $(cat "$VMW_ERR")"
 grep -q "^Boot check: passed" "$VMW_OUT" || lab_fail "show does not say the boot check passed: $(grep -i boot "$VMW_OUT")"
-vmw_vmshadow list || lab_fail "list failed"
-grep "^$bid " "$VMW_OUT" | awk '{print $(NF-1)}' | grep -qx ok || lab_fail "list does not say ok: $(cat "$VMW_OUT")"
+vmw_vmshadow list || lab_fail "list failed: $(cat "$VMW_ERR")"
+grep "^$ebid " "$VMW_OUT" | awk '{print $(NF-1)}' | grep -qx ok || lab_fail "list does not say ok: $(cat "$VMW_OUT")"
 vmw_vmshadow list --json || lab_fail "list --json failed"
-lab_assert_eq "list --json boot_check.ok" "$(jq -r --arg b "$bid" '.backups[] | select(.backup_id == $b) | .boot_check.ok' "$VMW_OUT")" true
-lab_ok "show and list display the boot check"
+lab_assert_eq "list --json boot_check.ok" "$(jq -r --arg b "$ebid" '.backups[] | select(.backup_id == $b) | .boot_check.ok' "$VMW_OUT")" true
+unset VMSHADOW_PASSPHRASE
+lab_ok "show and list display the boot check (sealed in the encrypted repository)"
+
+VMW_REPO=$plain_repo
 
 rc=0
 vmw_vmshadow verify --boot --json --probe 'exit 3' "$bid" || rc=$?

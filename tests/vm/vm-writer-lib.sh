@@ -8,6 +8,8 @@
 #   vmw_attr UUID KEY              a VM component's attribute in $VMW_SHOW
 #   vmw_extract BACKUP UUID PATH TO [FORMAT]
 #   vmw_fsck_clean IMAGE WHAT      clean ext4 that needs no journal replay (R11)
+#   vmw_encrypted_repo DIR         an encrypted repository; its key in $VMW_KEY_SECRET
+#   vmw_assert_key_hidden WHAT PID...  that key in no environ/cmdline of PIDs
 #
 # Each vmshadow run's stdout/stderr are kept in $LAB_WORK/vmshadow-<command>-*.out/.err;
 # the last backup's summary (--json) stays in $VMW_SUMMARY.
@@ -134,4 +136,35 @@ vmw_wait_records() {
 # vmw_checkpoints DOM — vmshadow's checkpoints of DOM, sorted, one line.
 vmw_checkpoints() {
     virsh -q checkpoint-list "$1" --name 2>/dev/null | grep '^vmshadow-' | sort | tr '\n' ' '
+}
+
+# vmw_encrypted_repo DIR — an encrypted repository (R28; issue 13) at DIR,
+# its key in $LAB_WORK/keys (a cheap scrypt: tests), passphrase
+# $VMW_PASSPHRASE; sets $VMW_KEY_SECRET to the key's 64 hex digits (read
+# back from the paper key) so a test can look for it where it must not be.
+# Commands then get the passphrase from $VMSHADOW_PASSPHRASE or
+# --passphrase-fd.
+VMW_PASSPHRASE=vm-test-passphrase
+vmw_encrypted_repo() {
+    export VMSHADOW_KEY_DIR=$LAB_WORK/keys VMSHADOW_SCRYPT_LOG2N=14
+    VMSHADOW_PASSPHRASE=$VMW_PASSPHRASE "$VMSHADOW" --repo "$1" init --encrypt >/dev/null ||
+        lab_fail "vmshadow init --encrypt $1 failed"
+    VMW_KEY_SECRET=$(VMSHADOW_PASSPHRASE=$VMW_PASSPHRASE "$VMSHADOW" --repo "$1" key export --paper |
+        awk '/^[1-4]: /{printf "%s%s%s%s", $2, $3, $4, $5}')
+    [ ${#VMW_KEY_SECRET} = 64 ] || lab_fail "cannot read the key of $1 back from its paper form"
+}
+
+# vmw_assert_key_hidden WHAT PID... — the key of vmw_encrypted_repo is in
+# no environment or command line of these processes (nbdkit gets it on a
+# pipe: docs/encryption.md).
+vmw_assert_key_hidden() {
+    local what=$1 p f
+    shift
+    for p in "$@"; do
+        for f in environ cmdline; do
+            if tr '\0' '\n' <"/proc/$p/$f" 2>/dev/null | grep -qi "$VMW_KEY_SECRET"; then
+                lab_fail "$what: the key is in the $f of process $p ($(tr '\0' ' ' <"/proc/$p/cmdline" | head -c 100))"
+            fi
+        done
+    done
 }

@@ -474,6 +474,59 @@ vms_vm_instant_running (const char *uri, const char *uuid)
   return r;
 }
 
+int
+vms_vm_instant_existing (const char *uri, const char *uuid, char **xml,
+                         int *running)
+{
+  virConnectPtr conn = instant_connect (uri);
+  virDomainPtr dom;
+  int r = -1;
+
+  *xml = NULL;
+  *running = 0;
+  if (conn == NULL)
+    return -1;
+  if ((dom = virDomainLookupByUUIDString (conn, uuid)) == NULL) {
+    virConnectClose (conn);
+    return 0;
+  }
+  *running = virDomainIsActive (dom) == 1;
+  if (virDomainIsPersistent (dom) != 1)
+    r = 1;                      /* transient: nothing to define again */
+  else if ((*xml = virDomainGetXMLDesc (dom, VIR_DOMAIN_XML_INACTIVE |
+                                        VIR_DOMAIN_XML_SECURE)) == NULL)
+    vms_set_error (EIO, "cannot read the definition of VM %s: %s", uuid,
+                   vm_virt_error ());
+  else
+    r = 1;
+  virDomainFree (dom);
+  virConnectClose (conn);
+  return r;
+}
+
+int
+vms_vm_instant_put_back (const char *uri, const char *xml, int start)
+{
+  virConnectPtr conn = instant_connect (uri);
+  virDomainPtr dom;
+  int rc = -1;
+
+  if (conn == NULL)
+    return -1;
+  if ((dom = virDomainDefineXML (conn, xml)) == NULL)
+    vms_set_error (EIO, "libvirt refused the replaced VM's definition: %s",
+                   vm_virt_error ());
+  else if (start && virDomainIsActive (dom) != 1 && virDomainCreate (dom) == -1)
+    vms_set_error (EIO, "the replaced VM is defined again but does not "
+                   "start: %s", vm_virt_error ());
+  else
+    rc = 0;
+  if (dom)
+    virDomainFree (dom);
+  virConnectClose (conn);
+  return rc;
+}
+
 /* ---- boot verification (R27) ---- */
 
 /* The throw-away's XML: the stored one with a new name and UUID, every disk of the map on its overlay, every other

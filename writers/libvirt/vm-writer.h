@@ -412,6 +412,14 @@ extern int vms_vm_instant_remove (const char *uri, const char *uuid,
                                   const struct vms_vm_instant_disk *d, size_t n);
 /* 1 if the VM uuid runs, 0 if not (or not defined), -1 on error. */
 extern int vms_vm_instant_running (const char *uri, const char *uuid);
+/* restore --instant --replace (R15): the VM uuid that is about to be
+ * replaced, for a rollback to put it back: 1 with *xml (its persistent
+ * definition with secure parts, malloc'd; NULL when it is transient) and
+ * *running, 0 when there is none, -1 on error. */
+extern int vms_vm_instant_existing (const char *uri, const char *uuid,
+                                    char **xml, int *running);
+/* Define xml again (a rolled-back replace) and start it if start. */
+extern int vms_vm_instant_put_back (const char *uri, const char *xml, int start);
 
 /* Boot a throw-away copy of a backed-up VM (R27): its stored XML with a
  * new name, libvirt's new UUID, its disks on overlays over exports, no
