@@ -21,7 +21,13 @@ struct vms_guest_files {
   size_t nr_disks;
   struct vms_guest_fs *fs;
   size_t nr_fs;
+  /* What the exports could not serve (their log's error lines: a damaged
+   * or missing chunk, with its range), "; "-joined: the why of an I/O
+   * error inside the appliance. */
+  char *read_errors;
 };
+/* The exports' read errors so far (gf->read_errors), NULL if none. */
+extern const char *guestfiles_read_errors (vms_guest_files *gf);
 
 /* A NULL-terminated list of strings as libguestfs returns them. */
 extern void guestfiles_free_strings (char **l);

@@ -39,12 +39,57 @@ guestfiles_free_strings (char **l)
   free (l);
 }
 
+struct read_errors {
+  vms_guest_files *gf;
+  const char *target;
+};
+
+static void
+read_error_line (void *opaque, const char *line)
+{
+  struct read_errors *re = opaque;
+  const char *e = strstr (line, "error: ");
+  char *joined;
+
+  if (e == NULL)
+    return;
+  e += strlen ("error: ");
+  /* The appliance retries a failed read: each range once. */
+  if (re->gf->read_errors && strstr (re->gf->read_errors, e))
+    return;
+  if (asprintf (&joined, "%s%sdisk %s: %s", re->gf->read_errors ? re->gf->read_errors : "",
+                re->gf->read_errors ? "; " : "", re->target, e) == -1)
+    return;
+  free (re->gf->read_errors);
+  re->gf->read_errors = joined;
+}
+
+const char *
+guestfiles_read_errors (vms_guest_files *gf)
+{
+  for (size_t i = 0; i < gf->nr_disks; i++)
+    if (gf->disks[i].export) {
+      struct read_errors re = { gf, gf->disks[i].target };
+      vms_repo_export_messages (gf->disks[i].export, read_error_line, &re);
+    }
+  /* (bounded: a guest that reads a damaged range again and again) */
+  if (gf->read_errors && strlen (gf->read_errors) > 2000)
+    strcpy (gf->read_errors + 1990, " [...]");
+  return gf->read_errors;
+}
+
+/* The error of a failed libguestfs call, with why the appliance met an
+ * I/O error when an export could not serve a range: the backup is
+ * damaged there (issue 16). */
 int
 guestfiles_fail (vms_guest_files *gf, const char *what)
 {
   const char *err = guestfs_last_error (gf->g);
   int e = guestfs_last_errno (gf->g);
-  vms_set_error (e ? e : EIO, "%s: %s", what, err ? err : "failed");
+  const char *why = guestfiles_read_errors (gf);
+  vms_set_error (e ? e : EIO, "%s: %s%s%s%s", what, err ? err : "failed",
+                 why ? " (the backup could not be read there: " : "",
+                 why ? why : "", why ? ")" : "");
   return -1;
 }
 
@@ -168,6 +213,22 @@ guestfiles_mount_one (vms_guest_files *gf, struct vms_guest_fs *fs)
   snprintf (mp, sizeof mp, "/%s", fs->name);
   if (guestfs_mkmountpoint (gf->g, mp) == -1)
     return -1;
+  if (strcmp (fs->type, "unknown") == 0) {
+    /* Its type could not be read (an export's read error): the types the
+     * appliance's mount could not guess either, each tried by name; the
+     * kernel checks its own superblock. */
+    static const char *const types[] = { "xfs", "ext4", "btrfs", NULL };
+    for (size_t i = 0; types[i]; i++)
+      if (guestfs_mount_vfs (gf->g, strcmp (types[i], "xfs") == 0 ? "ro,nouuid" : "ro",
+                             types[i], fs->device, mp) == 0) {
+        char *t = strdup (types[i]);
+        if (t) {
+          free ((char *) fs->type);
+          fs->type = t;
+        }
+        goto mounted;
+      }
+  }
   if (guestfs_mount_options (gf->g, strcmp (fs->type, "xfs") == 0 ? "ro,nouuid" : "ro",
                              fs->device, mp) == -1) {
     const char *err = guestfs_last_error (gf->g);
@@ -175,6 +236,7 @@ guestfiles_mount_one (vms_guest_files *gf, struct vms_guest_fs *fs)
     guestfs_rmmountpoint (gf->g, mp);
     return -1;
   }
+ mounted:
   if ((sv = guestfs_statvfs (gf->g, mp)) != NULL) {
     if (sv->blocks >= sv->bfree && sv->frsize > 0)
       fs->used = (uint64_t) (sv->blocks - sv->bfree) * (uint64_t) sv->frsize;
@@ -204,10 +266,21 @@ guestfiles_find_filesystems (vms_guest_files *gf)
     int64_t size;
     int dup = 0;
 
+    /* A device whose type the appliance could not read while an export
+     * failed to serve a range: libblkid stops at the first read error
+     * (it probes other signatures deep into a device, e.g. ZFS labels at
+     * 256 KiB), so a filesystem with one damaged chunk far from its
+     * superblock is listed as "unknown". It is tried all the same (a
+     * mount that guesses the type), so that only what lies in the damaged
+     * range fails, with an I/O error (issue 16). */
+    int unknown = strcmp (type, "unknown") == 0 || *type == '\0';
+    if (unknown && strncmp (dev, "/dev/", 5) == 0 && guestfiles_read_errors (gf))
+      type = "unknown";
+    else if (unknown)
+      continue;
     /* Not filesystems one can read files from. */
-    if (strncmp (dev, "/dev/", 5) != 0 || strcmp (type, "unknown") == 0 ||
-        strcmp (type, "swap") == 0 || strcmp (type, "crypto_LUKS") == 0 ||
-        *type == '\0')
+    if (strncmp (dev, "/dev/", 5) != 0 || strcmp (type, "swap") == 0 ||
+        strcmp (type, "crypto_LUKS") == 0)
       continue;
     if ((name = guestfiles_fs_name (gf, dev)) == NULL) {
       vms_warn ("%s", vms_get_error ());
@@ -234,6 +307,14 @@ guestfiles_find_filesystems (vms_guest_files *gf)
     }
     if (guestfiles_mount_one (gf, fs) == 0)
       mounted++;
+    else if (unknown) {
+      /* Not a filesystem after all (a data partition, a PV): gone. */
+      gf->nr_fs--;
+      free ((char *) fs->name); free ((char *) fs->device);
+      free ((char *) fs->type); free ((char *) fs->label);
+      free ((char *) fs->error);
+      memset (fs, 0, sizeof *fs);
+    }
   }
   if (mounted == 0) {
     char disks[512] = "";
@@ -416,6 +497,7 @@ vms_guest_files_close (vms_guest_files *gf)
     free ((char *) gf->fs[i].error);
   }
   free (gf->fs);
+  free (gf->read_errors);
   guestfiles_free_disks (gf->disks, gf->nr_disks);
   free (gf->vm);
   free (gf->backup_id);
@@ -483,7 +565,10 @@ guestfiles_path_fs (vms_guest_files *gf, const char *path)
     snprintf (names + strlen (names), sizeof names - strlen (names), "%s/%s",
               *names ? ", " : "", gf->fs[i].name);
   }
-  vms_set_error (ENOENT, "%s: VM \"%s\" has no filesystem \"%.*s\" (its "
-                 "filesystems: %s)", path, gf->vm, (int) n, first, names);
+  const char *why = guestfiles_read_errors (gf);
+  vms_set_error (why ? EIO : ENOENT, "%s: VM \"%s\" has no filesystem \"%.*s\" "
+                 "(its filesystems: %s)%s%s", path, gf->vm, (int) n, first, names,
+                 why ? "; the backup could not be read whole, which may hide "
+                 "one: " : "", why ? why : "");
   return NULL;
 }
