@@ -188,7 +188,8 @@ for t in vda vde; do        # qcow2 files (vde behind the lab's qemu-nbd)
     sh "$pattern" check "$LAB_WORK/after-$t.raw" "seed-$t" $MiB $((2 * MiB)) >/dev/null ||
         lab_fail "disk $t after restore does not hold what the guest wrote"
 done
-virsh -q dumpxml --inactive "$dom" | grep -q "<source protocol='rbd' name='$rbdimg'" ||
+# (no `cmd | grep -q` under pipefail: grep's early exit fails the pipe)
+grep -q "<source protocol='rbd' name='$rbdimg'" <<<"$(virsh -q dumpxml --inactive "$dom")" ||
     lab_fail "the restored domain's RBD disk is no longer the RBD image"
 lab_ok "restore --write-devices: loop device, iSCSI LUN, NBD export and the RBD image (made again, 16 MiB) hold exactly what was backed up"
 
