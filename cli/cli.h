@@ -67,6 +67,7 @@ enum {
 #define OPT_GROUP ((uint64_t) 1 << 32)        /* backup --group (issue 17) */
 #define OPT_INSTANT ((uint64_t) 1 << 33)  /* restore --instant, --resume, --rollback, --bandwidth (issue 16) */
 #define OPT_BOOT ((uint64_t) 1 << 34)     /* verify --boot, --probe, --boot-timeout (issue 16) */
+#define OPT_GUEST ((uint64_t) 1 << 35)        /* backup --guest-processing (issue 17) */
 
 struct options {
   uint64_t given;               /* OPT_* bits of the options on the line */
@@ -88,6 +89,7 @@ struct options {
   int all;                      /* backup every VM (and every exec writer) */
   int each;                     /* backup: one consistency set per VM */
   int group;                    /* backup: the set's VMs are one instant */
+  const char *guest_processing; /* backup: required|tried|off, NULL: off */
   int wait;                     /* backup: wait for locks and VM jobs */
   int64_t wait_seconds;         /* … this long at most */
   const char **vms;             /* restore --vm, NULL-terminated (or NULL) */
@@ -136,6 +138,7 @@ extern int cmd_restore (const struct options *opts, int argc, char **argv);
 extern int cmd_serve (const struct options *opts, int argc, char **argv);
 extern int cmd_files (const struct options *opts, int argc, char **argv);
 extern int cmd_mount (const struct options *opts, int argc, char **argv);
+extern int cmd_guest (const struct options *opts, int argc, char **argv);
 extern int cmd_config (const struct options *opts, int argc, char **argv);
 extern int cmd_job (const struct options *opts, int argc, char **argv);
 extern int cmd_status (const struct options *opts, int argc, char **argv);

@@ -97,6 +97,8 @@ print_summary (const struct vms_backup_set *set, int64_t ms)
             t->files, t->files == 1 ? "" : "s",
             cli_bytes (t->size, b1), cli_bytes (t->bytes_read, b2),
             cli_bytes (t->bytes_stored, b3), (double) t->elapsed_ms / 1000.0);
+    if (t->guest_processing)
+      printf ("    guest processing: %s\n", cli_text (t->guest_processing));
     if (t->frozen_from_us >= 0 && t->frozen_until_us >= 0) {
       char a[32], b[32];
       printf ("    frozen %s-%s UTC%s\n", clock_text (t->frozen_from_us, a),
@@ -277,6 +279,7 @@ cmd_backup (const struct options *opts, int argc, char **argv)
       .wait_ms = opts->wait ? opts->wait_seconds * 1000 : 0,
       .no_exec_writers = opts->no_exec_writers,
       .group = opts->group,
+      .guest_processing = opts->guest_processing,
     },
     .progress = progress_file,
     .progress_opaque = &prog,

@@ -490,6 +490,7 @@ cmd_job (const struct options *opts, int argc, char **argv)
   o.all = j->all_vms && !listed;
   o.each = j->each && (o.all || n > 0);
   o.group = j->group;
+  o.guest_processing = j->guest_processing;
   o.no_exec_writers = !j->exec_writers;
   o.job = j->name;
   o.full = 0;

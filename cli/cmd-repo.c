@@ -349,6 +349,12 @@ cmd_show (const struct options *opts, int argc, char **argv)
         int64_t fw = vms_component_get_int (comp, VMS_ATTR_FREEZE_WINDOW_MS, -1);
         if (fw >= 0)
           printf ("    freeze window: %" PRId64 " ms\n", fw);
+        /* Issue 17: the guest writers, and a consistency group. */
+        const char *gp = vms_component_get_string (comp, VMS_ATTR_GUEST_PROCESSING);
+        if (gp)
+          printf ("    guest processing: %s\n", cli_text (gp));
+        if (vms_component_get_int (comp, VMS_ATTR_GROUP, 0) == 1)
+          printf ("    captured in a consistency group\n");
         for (size_t e = 0; e < vms_component_excluded_count (comp); e++)
           printf ("    excluded %s: %s\n",
                   cli_text (vms_component_excluded_path (comp, e)),

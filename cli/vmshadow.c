@@ -57,6 +57,10 @@ static const struct cmd_option backup_opts[] = {
   { OPT_GROUP, "--group", "the set's VMs as one instant: every guest frozen\n"
     "before the first backup job begins, every job\n"
     "begun before the first guest thaws (issue 17)" },
+  { OPT_GUEST, "--guest-processing required|tried|off",
+    "guest writers inside online VMs take part\n"
+    "(vmshadow-guest); tried falls back to\n"
+    "crash-consistent, saying so (default off)" },
   { OPT_METHOD, "--method auto|online|crash-consistent|saved-state",
     "how running VMs are captured (default auto; a\n"
     "VM's vmshadow:policy metadata wins)" },
@@ -176,6 +180,8 @@ static const struct cmd_option status_opts[] = {
   JSON_OPT, CONFIG_OPT,
   { OPT_PROMETHEUS, "--prometheus FILE", "also write a node_exporter textfile (atomically)" },
   { 0 } };
+static const struct cmd_option guest_opts[] = {
+  JSON_OPT, CONNECT_OPT ("of the VM"), { 0 } };
 static const struct cmd_option no_opts[] = { { 0 } };
 
 static int cmd_help (const struct options *, int, char **);
@@ -250,6 +256,9 @@ static const struct command {
   { "status", cmd_status, status_opts, "",
     "last good backup of each job's VMs and components, and its health",
     "Nagios: 0 ok, 1 warning, 2 critical or never backed up", 0 },
+  { "guest", cmd_guest, guest_opts, "install VM",
+    "put the guest side (vmshadow-guest) into a running VM via its agent",
+    "0 installed and answering, 1 failed, 2 usage", 0 },
   { "help", cmd_help, no_opts, "[COMMAND]",
     "show the commands, or one command's options",
     "0 shown, 2 no such command", 0 },
@@ -392,7 +401,7 @@ main (int argc, char **argv)
          O_ENCRYPT, O_KEY, O_VISIBLE_IDS, O_MASTER_KEY, O_PAPER,
          O_INSTANT, O_RESUME, O_ROLLBACK, O_BANDWIDTH, O_BOOT, O_PROBE,
          O_BOOT_TIMEOUT,
-         O_PASSPHRASE_FD, O_GROUP };
+         O_PASSPHRASE_FD, O_GROUP, O_GUEST };
   static const struct option long_options[] = {
     { "json", no_argument, NULL, O_JSON },
     { "writers-dir", required_argument, NULL, O_WRITERS_DIR },
@@ -423,6 +432,7 @@ main (int argc, char **argv)
     { "sample", required_argument, NULL, O_SAMPLE },
     { "each", no_argument, NULL, O_EACH },
     { "group", no_argument, NULL, O_GROUP },
+    { "guest-processing", required_argument, NULL, O_GUEST },
     { "wait", no_argument, NULL, O_WAIT },
     { "wait-timeout", required_argument, NULL, O_WAIT_TIMEOUT },
     { "config", required_argument, NULL, O_CONFIG },
@@ -546,6 +556,12 @@ main (int argc, char **argv)
     case O_ALL: opts.all = 1; bit = OPT_ALL; break;
     case O_EACH: opts.each = 1; bit = OPT_EACH; break;
     case O_GROUP: opts.group = 1; bit = OPT_GROUP; break;
+    case O_GUEST:
+      if (strcmp (optarg, "required") != 0 && strcmp (optarg, "tried") != 0 &&
+          strcmp (optarg, "off") != 0)
+        return cli_error (NULL, EXIT_USAGE, "--guest-processing must be required, "
+                          "tried or off, not '%s'", optarg);
+      opts.guest_processing = optarg; bit = OPT_GUEST; break;
     case O_WAIT: opts.wait = 1; bit = OPT_WAIT; break;
     case O_WAIT_TIMEOUT:
       /* Milliseconds of it must fit an int64_t. */

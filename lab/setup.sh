@@ -88,6 +88,7 @@ PACKAGES=(
     qemu-system-x86 qemu-utils qemu-guest-agent
     busybox-static e2fsprogs jq iproute2 util-linux
     libnbd-dev libnbd-bin pkg-config
+    gcc libc6-dev sqlite3
 )
 
 missing_packages() {
@@ -129,7 +130,7 @@ if [ "$ONLY" != nopackages ]; then
 fi
 [ "$ONLY" = packages ] && exit 0
 
-for c in virsh virtlogd libvirtd qemu-system-x86_64 qemu-img busybox jq; do
+for c in virsh virtlogd libvirtd qemu-system-x86_64 qemu-img busybox jq cc sqlite3; do
     command -v "$c" >/dev/null || skip "$c is not installed (package list: ${PACKAGES[*]})"
 done
 
@@ -255,7 +256,9 @@ start_daemons
 # Fast path: nothing that decides the guest changed since the last build
 # (apt's package lists, the installed packages, the lab's own files).
 lab_files_digest() {
-    { cat "$LAB_DIR/setup.sh"; find "$LAB_DIR/guest" -type f | sort | xargs cat; } | sha256sum | cut -c1-16
+    # guest/: vmshadow's guest side (issue 17), compiled into the guest.
+    { cat "$LAB_DIR/setup.sh"; find "$LAB_DIR/guest" "$LAB_DIR/../guest" -type f | sort | xargs cat; } |
+        sha256sum | cut -c1-16
 }
 STAMP=$({ stat -c '%n %Y' /var/lib/apt/lists /var/lib/dpkg/status; lab_files_digest; } | sha256sum | cut -c1-16)
 if [ -s "$CACHE/lab.env" ] && grep -qx "VMSLAB_STAMP=$STAMP" "$CACHE/lab.env"; then
@@ -302,6 +305,8 @@ guest_key() {
         echo "e2fsprogs $(installed_version e2fsprogs)"
         echo "libc6 $(installed_version libc6)"
         echo "libglib2.0-0 $(installed_version libglib2.0-0)"
+        echo "gcc $(installed_version gcc) libc6-dev $(installed_version libc6-dev)"
+        echo "sqlite3 $(installed_version sqlite3)"
         lab_files_digest
     } | sha256sum | cut -c1-16
 }
@@ -425,6 +430,8 @@ build_initramfs() {
     copy_with_libs "$QGA_BIN" /usr/bin/qemu-ga
     copy_with_libs "$MKE2FS" /sbin/mke2fs
     copy_with_libs "$E2FSCK" /sbin/e2fsck
+    # The SQLite guest writer kit's test (issue 17).
+    copy_with_libs "$(command -v sqlite3)" /usr/bin/sqlite3
     ln -sf mke2fs "$root/sbin/mkfs.ext4"
     ln -sf e2fsck "$root/sbin/fsck.ext4"
     [ -f /etc/mke2fs.conf ] && cp /etc/mke2fs.conf "$root/etc/"
@@ -432,6 +439,15 @@ build_initramfs() {
     [ -e "$root/lib64/ld-linux-x86-64.so.2" ] || die "ld-linux-x86-64.so.2 not copied into the guest"
 
     cp "$KDIR"/modules/*.ko "$KDIR/modules/load-order" "$root/lib/modules/$KREL/"
+
+    # vmshadow's guest side (guest/, issue 17): static, libc only. Installed,
+    # not enabled: tests link it into /etc/qemu/fsfreeze-hook.d when they
+    # want guest writers.
+    cc -static -O2 -std=gnu11 -D_GNU_SOURCE -o "$root/usr/sbin/vmshadow-guest" \
+        "$LAB_DIR/../guest/vmshadow-guest.c" || die "could not compile guest/vmshadow-guest.c"
+    mkdir -p "$root/etc/vmshadow/guest-writers.d" "$root/usr/lib/vmshadow/kits"
+    cp "$LAB_DIR"/../guest/kits/* "$root/usr/lib/vmshadow/kits/"
+    chmod 755 "$root"/usr/lib/vmshadow/kits/*
 
     # Guest side of the lab: init scripts, fsfreeze hook, workloads.
     cp -R "$LAB_DIR/guest/root/." "$root/"

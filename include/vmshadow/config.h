@@ -37,6 +37,8 @@ struct vms_config_job {
   int exec_writers;             /* exec-writers = yes (default) */
   char *method, *fallback;      /* NULL: the command's defaults */
   int each;                     /* each = yes */
+  char *guest_processing;       /* guest-processing = required|tried|off
+                                   (issue 17); NULL: off */
   int group;                    /* group = yes: the online VMs of the set
                                    are one instant (issue 17) */
   char *repository;             /* a [repository NAME]; NULL: none (error) */

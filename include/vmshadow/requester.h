@@ -99,6 +99,9 @@ struct vms_host_options {
    * frozen (every VM held) before the first backup job begins, every job
    * begun before the first guest thaws; one failure fails them all. */
   int group;
+  /* Issue 17: guest processing of online VMs whose metadata names none:
+   * "off" (NULL), "tried" or "required" (docs/guest-writers.md). */
+  const char *guest_processing;
 };
 
 /* The directory exec writers are loaded from by default. */
@@ -122,6 +125,16 @@ extern VMS_API int vms_requester_check_dir (const char *dir, char *why, size_t l
  * is gone (docs/security.md). Returns how many were removed, or -1 with the
  * error set (what could be removed was). */
 extern VMS_API int vms_requester_sweep (void);
+
+/* Issue 17 (docs/guest-writers.md): install the guest side into the
+ * running VM vm (name or UUID) at libvirt uri (NULL: qemu:///system)
+ * through its guest agent: program (NULL: $VMSHADOW_GUEST_BINARY if set
+ * and non-empty, else the installed static vmshadow-guest) becomes the
+ * guest's /usr/sbin/vmshadow-guest and qemu-ga's fsfreeze hook, with an
+ * empty /etc/vmshadow/guest-writers.d. *answer (malloc'd): what
+ * "vmshadow-guest version" printed there. 0, or -1 with the error set. */
+extern VMS_API int vms_requester_guest_install (const char *uri, const char *vm,
+                                                const char *program, char **answer);
 
 /* ---- Backup ---- */
 
@@ -185,6 +198,9 @@ struct vms_component_report {
    * frozen), and whether it was in the set's consistency group. */
   int64_t frozen_from_us, frozen_until_us;
   int grouped;
+  /* Issue 17: how the applications inside took part (guest writers), in
+   * words; NULL: not asked. */
+  char *guest_processing;
   size_t nr_excluded;
   struct vms_excluded_report *excluded;
   size_t files;

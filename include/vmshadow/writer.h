@@ -172,6 +172,11 @@ extern VMS_API int64_t vms_call_ms_left (const vms_call *call);
 #define VMS_ATTR_FROZEN_FROM_US   "frozen_from_us"
 #define VMS_ATTR_FROZEN_UNTIL_US  "frozen_until_us"
 #define VMS_ATTR_GROUP            "group"
+/* Issue 17: what the applications inside the component took part as, in
+ * words (e.g. "required: 2 guest writers took part: app (prepare-backup
+ * ok, freeze ok, thaw ok), …" or "tried: fell back to crash-consistent:
+ * …"); the report carries it. */
+#define VMS_ATTR_GUEST_PROCESSING "guest_processing"
 /* Incremental backups: the writer sets VMS_ATTR_CHECKPOINT, the point the
  * component's next incremental may start from (recorded per file in the
  * repository's catalogue); at that next backup the requester hands it back

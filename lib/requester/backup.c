@@ -149,6 +149,8 @@ describe_component (struct backup_run *b, struct vms_component_report *t,
   t->frozen_until_us = vms_component_get_int (comp, VMS_ATTR_FROZEN_UNTIL_US, -1);
   t->grouped = vms_component_get_int (comp, VMS_ATTR_GROUP, 0) == 1;
   t->incremental = vms_component_get_string (comp, VMS_ATTR_PREVIOUS_CHECKPOINT) != NULL;
+  t->guest_processing = req_strdup (vms_component_get_string (comp, VMS_ATTR_GUEST_PROCESSING),
+                                    &b->oom);
   t->excluded = calloc (ne ? ne : 1, sizeof *t->excluded);
   if (t->excluded == NULL) {
     b->oom = 1;

@@ -29,6 +29,7 @@ enum {
   K_MAX_AGE = 1 << 10, K_GROUP = 1 << 11, K_EXCLUDE = 1 << 12,
   K_SCHEDULE = 1 << 13, K_VERIFY_SCHEDULE = 1 << 14, K_PRUNE_SCHEDULE = 1 << 15,
   K_VERIFY_DEEP = 1 << 16,
+  K_GUEST = 1 << 17,
 };
 
 static const struct { const char *name; unsigned bit; } job_keys[] = {
@@ -39,6 +40,7 @@ static const struct { const char *name; unsigned bit; } job_keys[] = {
   { "max-age", K_MAX_AGE }, { "group", K_GROUP }, { "exclude", K_EXCLUDE },
   { "schedule", K_SCHEDULE }, { "verify-schedule", K_VERIFY_SCHEDULE },
   { "prune-schedule", K_PRUNE_SCHEDULE }, { "verify-deep", K_VERIFY_DEEP },
+  { "guest-processing", K_GUEST },
 };
 #define NR_JOB_KEYS (sizeof job_keys / sizeof job_keys[0])
 
@@ -383,7 +385,7 @@ free_job (struct vms_config_job *j)
 {
   free_list (j->vms);
   free_list (j->exclude);
-  free (j->name); free (j->method); free (j->fallback);
+  free (j->name); free (j->method); free (j->fallback); free (j->guest_processing);
   free (j->repository); free (j->file);
   free (j->schedule); free (j->verify_schedule); free (j->prune_schedule);
 }
@@ -402,7 +404,7 @@ job_key (struct reading *rd, struct vms_config_job *j, const char *k, const char
                       "section: vms, exclude, exec-writers, method, fallback, each, "
                       "repository, keep-last, keep-daily, keep-weekly, "
                       "keep-monthly, max-age, group, schedule, verify-schedule, "
-                      "prune-schedule, verify-deep)", k,
+                      "prune-schedule, verify-deep, guest-processing)", k,
                       rd->kind == S_JOB ? "[job]" : "[defaults]");
   if (j->set & bit)
     return add_error (rd->c, rd->file, rd->line, "'%s' is set twice in this "
@@ -448,6 +450,13 @@ job_key (struct reading *rd, struct vms_config_job *j, const char *k, const char
       return add_error (rd->c, rd->file, rd->line, "fallback must be "
                         "crash-consistent, saved-state or fail, not '%s'", v);
     if ((j->fallback = strdup (v)) == NULL)
+      return -1;
+    break;
+  case K_GUEST:
+    if (strcmp (v, "required") && strcmp (v, "tried") && strcmp (v, "off"))
+      return add_error (rd->c, rd->file, rd->line, "guest-processing must be "
+                        "required, tried or off, not '%s'", v);
+    if ((j->guest_processing = strdup (v)) == NULL)
       return -1;
     break;
   case K_REPO:
@@ -756,6 +765,9 @@ finish (struct vms_config *c, const struct vms_config_job *d)
       return -1;
     if (!(j->set & K_PRUNE_SCHEDULE) && d->prune_schedule &&
         (j->prune_schedule = strdup (d->prune_schedule)) == NULL)
+      return -1;
+    if (!(j->set & K_GUEST) && d->guest_processing &&
+        (j->guest_processing = strdup (d->guest_processing)) == NULL)
       return -1;
     if (!(j->set & K_METHOD) && d->method && (j->method = strdup (d->method)) == NULL)
       return -1;

@@ -156,6 +156,13 @@ req_host (const struct vms_host_options *o, unsigned what,
                      "crash-consistent or saved-state)", o->method);
       goto fail;
     }
+    int guest = vms_vm_guest_from_name (o->guest_processing ? o->guest_processing
+                                        : "off");
+    if (guest == -1) {
+      vms_set_error (EINVAL, "unknown guest processing \"%s\" (required, "
+                     "tried or off)", o->guest_processing);
+      goto fail;
+    }
     if (fallback == -1) {
       vms_set_error (EINVAL, "unknown fallback \"%s\" (crash-consistent, "
                      "saved-state or fail)", o->fallback);
@@ -168,6 +175,7 @@ req_host (const struct vms_host_options *o, unsigned what,
       .full = o->full,
       .fallback = fallback,
       .group = o->group,
+      .guest = guest,
     };
     if (vms_libvirt_add (coord, &vm) == -1)
       goto fail;
@@ -463,3 +471,19 @@ const struct req_restore_hook *const req_host_restore_hooks[] = {
   &vm_restore_hook,
   NULL,
 };
+
+int
+vms_requester_guest_install (const char *uri, const char *vm,
+                             const char *program, char **answer)
+{
+  const char *env = getenv ("VMSHADOW_GUEST_BINARY");
+
+  if (program == NULL)
+    program = env && *env ? env : VMS_GUEST_BINARY;
+  if (program[0] != '/') {
+    vms_set_error (EINVAL, "the guest side's program must be an absolute "
+                   "path, not \"%s\"", program);
+    return -1;
+  }
+  return vms_libvirt_guest_install (uri, vm, program, answer);
+}

@@ -111,6 +111,7 @@ component_json (const struct vms_component_report *t)
   }
   if (t->method)
     json_object_object_add (c, "grouped", json_object_new_boolean (t->grouped));
+  add_string (c, VMS_ATTR_GUEST_PROCESSING, t->guest_processing);
   for (size_t e = 0; e < t->nr_excluded; e++) {
     json_object *x = json_object_new_object ();
     add_string (x, "path", t->excluded[e].path);
@@ -358,6 +359,7 @@ vms_backup_report_free (struct vms_backup_report *r)
       free (c->component);
       free (c->caption);
       free (c->method);
+      free (c->guest_processing);
       for (size_t e = 0; e < c->nr_excluded; e++) {
         free (c->excluded[e].path);
         free (c->excluded[e].reason);

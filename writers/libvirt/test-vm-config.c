@@ -591,7 +591,7 @@ bad_policy_metadata_is_an_error_not_a_guess (void **state)
     { "<v:policy xmlns:v='https://vmshadow.org/xmlns/1' methd='online'/>",
       "unknown attribute \"methd\"" },
     { "<v:policy xmlns:v='https://vmshadow.org/xmlns/1'/>",
-      "neither a method nor a fallback" },
+      "neither a method nor a fallback nor guest" },
     { "<v:policy xmlns:v='https://vmshadow.org/xmlns/1' method='online'>"
       "saved-state</v:policy>", "has content" },
     { "<v:policy xmlns:v='https://vmshadow.org/xmlns/1' method='online'/>"

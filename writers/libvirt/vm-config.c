@@ -815,6 +815,29 @@ vms_vm_fallback_from_name (const char *name)
   return -1;
 }
 
+const char *
+vms_vm_guest_name (enum vms_vm_guest g)
+{
+  switch (g) {
+  case VMS_VM_GUEST_TRIED: return "tried";
+  case VMS_VM_GUEST_REQUIRED: return "required";
+  case VMS_VM_GUEST_OFF: break;
+  }
+  return "off";
+}
+
+int
+vms_vm_guest_from_name (const char *name)
+{
+  static const enum vms_vm_guest all[] = {
+    VMS_VM_GUEST_OFF, VMS_VM_GUEST_TRIED, VMS_VM_GUEST_REQUIRED,
+  };
+  for (size_t i = 0; name && i < sizeof all / sizeof all[0]; i++)
+    if (strcmp (name, vms_vm_guest_name (all[i])) == 0)
+      return (int) all[i];
+  return -1;
+}
+
 static int
 in_policy_ns (const xmlNode *n)
 {
@@ -830,7 +853,7 @@ static int
 parse_policy (const xmlNode *md, struct vm_config *cfg)
 {
   const xmlNode *pol = NULL;
-  CLEANUP_FREE char *method = NULL, *fallback = NULL;
+  CLEANUP_FREE char *method = NULL, *fallback = NULL, *guest = NULL;
 
   for (const xmlNode *c = md ? md->children : NULL; c; c = c->next) {
     if (c->type != XML_ELEMENT_NODE || !in_policy_ns (c))
@@ -859,24 +882,34 @@ parse_policy (const xmlNode *md, struct vm_config *cfg)
          strlen ((const char *) c->content))) {
       cfg->policy_error = strdup ("its vmshadow policy (metadata) has "
                                   "content; it takes only the attributes "
-                                  "method and fallback");
+                                  "method, fallback and guest");
       return cfg->policy_error ? 0 : -1;
     }
   for (const xmlAttr *a = pol->properties; a; a = a->next) {
     const char *an = (const char *) a->name;
     if (a->ns != NULL ||
-        (strcmp (an, "method") != 0 && strcmp (an, "fallback") != 0)) {
+        (strcmp (an, "method") != 0 && strcmp (an, "fallback") != 0 &&
+         strcmp (an, "guest") != 0)) {
       cfg->policy_error = vms_strdup_printf ("its vmshadow policy (metadata) has an "
                                              "unknown attribute \"%s\"; it takes "
-                                             "method and fallback", an);
+                                             "method, fallback and guest", an);
       return cfg->policy_error ? 0 : -1;
     }
   }
   method = attr (pol, "method");
   fallback = attr (pol, "fallback");
-  if (method == NULL && fallback == NULL) {
+  guest = attr (pol, "guest");
+  if (method == NULL && fallback == NULL && guest == NULL) {
     cfg->policy_error = strdup ("its vmshadow policy (metadata) names "
-                                "neither a method nor a fallback");
+                                "neither a method nor a fallback nor guest "
+                                "processing");
+    return cfg->policy_error ? 0 : -1;
+  }
+  /* Issue 17: guest processing, required, tried or off. */
+  if (guest && (cfg->policy_guest = vms_vm_guest_from_name (guest)) == -1) {
+    cfg->policy_error = vms_strdup_printf ("its vmshadow policy (metadata) has "
+                                           "guest=\"%s\"; it must be required, "
+                                           "tried or off", guest);
     return cfg->policy_error ? 0 : -1;
   }
   if (method &&
@@ -905,7 +938,7 @@ vm_config_parse (const char *xml, size_t len, struct vm_config *cfg)
   int r = -1;
 
   memset (cfg, 0, sizeof *cfg);
-  cfg->policy_method = cfg->policy_fallback = -1;
+  cfg->policy_method = cfg->policy_fallback = cfg->policy_guest = -1;
   if ((doc = parse_doc (xml, len, "domain XML")) == NULL)
     return -1;
   root = xmlDocGetRootElement (doc);

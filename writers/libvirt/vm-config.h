@@ -70,6 +70,7 @@ struct vm_config {
    * is not exactly that; the VM is then not backed up. */
   int policy_method;            /* enum vms_vm_method or -1 */
   int policy_fallback;          /* enum vms_vm_fallback or -1 */
+  int policy_guest;             /* enum vms_vm_guest or -1 (guest=, issue 17) */
   char *policy_error;
 };
 

@@ -69,6 +69,14 @@ struct vm_entry {
    * previous value in cl_maint_prev), our pin constraint placed. */
   int cl_maint_on, cl_pinned;
   struct vm_cluster_meta_prev cl_maint_prev;
+
+  /* Guest processing (vm-guest.c, issue 17). */
+  enum vms_vm_guest guest_policy;
+  int guest_active;             /* the guest side answered at Identify */
+  int guest_prepared;           /* prepare-backup ran: abort or
+                                   backup-complete is due */
+  char *guest_note;             /* fell back: why (VMS_ATTR_GUEST_PROCESSING) */
+  void *guest_results;          /* json_object array: each writer's results */
 };
 
 struct vm_writer {
@@ -79,6 +87,7 @@ struct vm_writer {
   enum vms_vm_fallback fallback;
   int full;
   int group;                     /* issue 17: one instant (vm-online.c) */
+  enum vms_vm_guest guest;       /* issue 17: guest processing (vm-guest.c) */
   char *state_dir;
   char *run_dir;
 
@@ -140,6 +149,32 @@ extern int vm_online_delete_checkpoint (struct vm_writer *w,
                                         struct vm_entry *vm);
 /* Thaw the guest if it may still be frozen. */
 extern int vm_online_thaw (struct vm_entry *vm);
+
+/* ---- guest processing (vm-guest.c, issue 17) ----
+ * vmshadow-guest in the guest, run through the agent's guest-exec. */
+/* Identify of an online VM: its policy (metadata, else the options); with
+ * guest processing, the guest writers' metadata into c (R5). 0 (also when
+ * off), -1 the guest side does not answer (*why), -2 document error. */
+extern int vm_guest_identify (struct vm_writer *w, struct vm_entry *vm,
+                              vms_component *c, char **why);
+/* "tried" after no answer: the VM is captured crash-consistent, saying so. */
+extern int vm_guest_fell_back_at_identify (struct vm_entry *vm,
+                                           vms_component *c, const char *why);
+/* Before the freeze: prepare-backup (the hook's freeze budget set). -1
+ * with *why: a veto (the writer, kind and reason) or no answer. */
+extern int vm_guest_prepare (struct vm_entry *vm, int64_t freeze_budget_ms,
+                             char **why);
+/* After the thaw: the hook's freeze/thaw results; the freeze veto in words
+ * (malloc'd) or NULL. */
+extern char *vm_guest_read_status (struct vm_entry *vm);
+extern void vm_guest_fell_back (struct vm_entry *vm, const char *why);
+/* After the commit: backup-complete; -1 with *why when a writer failed. */
+extern int vm_guest_complete (struct vm_entry *vm, char **why);
+/* On failure: abort (once, if prepare-backup ran). */
+extern void vm_guest_abort (struct vm_entry *vm);
+/* Set the results and summary attributes. */
+extern int vm_guest_record (struct vm_entry *vm, vms_component *c);
+extern void vm_guest_reset (struct vm_entry *vm);
 
 /* ---- the saved-state method (vm-saved-state.c) ----
  * R8: the VM is paused, its memory and device state go to a file (a libvirt

@@ -581,6 +581,23 @@ realtime_us (void)
   return (int64_t) ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
+/* The guest writers' freeze budget (issue 17): the hook kills a writer
+ * still running after it; $VMSHADOW_GUEST_FREEZE_BUDGET_MS, default 10 s. */
+static int64_t
+guest_freeze_budget_ms (void)
+{
+  const char *e = getenv ("VMSHADOW_GUEST_FREEZE_BUDGET_MS");
+  char *end;
+  long long v;
+  if (e == NULL || *e == '\0')
+    return 10000;
+  errno = 0;
+  v = strtoll (e, &end, 10);
+  if (errno || *end || v < 100 || v > 600000)
+    return 10000;
+  return v;
+}
+
 static void *
 online_thread (void *arg)
 {
@@ -624,6 +641,28 @@ online_thread (void *arg)
     else if (ops->timed)
       vm->frozen_from_us = realtime_us ();
   }
+  /* Issue 17: the guest writers vetoed the freeze (or ran past their
+   * budget). Thawed at once; their own words replace the agent's; "tried"
+   * goes on crash-consistent, saying so. */
+  if (failed && held && vm->guest_active) {
+    CLEANUP_FREE char *veto = NULL;
+    ops->release (j);
+    held = 0;
+    veto = vm_guest_read_status (vm);
+    if (vm->guest_policy == VMS_VM_GUEST_TRIED && !vm->frozen) {
+      vm_guest_fell_back (vm, veto ? veto : j->error);
+      vm_guest_abort (vm);
+      free (j->error);
+      j->error = NULL;
+      vm->method = VM_METHOD_CRASH_CONSISTENT;
+      failed = 0;
+    }
+    else if (veto) {
+      free (j->error);
+      j->error = vms_strdup_printf ("the guest writers vetoed the freeze: %s",
+                                    veto);
+    }
+  }
   /* Barrier 1: every VM of the group held before the first job begins. */
   if (group_meet (j, 0, failed)) {
     if (!failed)
@@ -651,6 +690,9 @@ online_thread (void *arg)
   t1 = vms_now_us ();
   if (ops && ops->timed && held)
     vm->freeze_ms = (t1 - t0 + 999) / 1000;
+  /* Issue 17: what the guest writers did at freeze and thaw (R5). */
+  if (held && vm->guest_active && !vm->frozen)
+    free (vm_guest_read_status (vm));
   if (!vm->checkpoint_created) {
     free (vm->checkpoint);
     vm->checkpoint = NULL;
@@ -751,6 +793,9 @@ record_job (struct online_job *j, vms_call *call)
   vms_component *c = vms_call_component (call, vm->uuid);
 
   if (c == NULL ||
+      vms_component_set_string (c, VMS_VM_ATTR_METHOD,
+                                vm_method_name (vm->method)) == -1 ||
+      vm_guest_record (vm, c) == -1 ||
       (ops_of (vm->method) && ops_of (vm->method)->timed &&
        vms_component_set_int (c, VMS_VM_ATTR_FREEZE_WINDOW_MS,
                               vm->freeze_ms) == -1) ||
@@ -858,6 +903,24 @@ vm_online_capture (struct vm_writer *w, vms_call *call,
   for (size_t i = 0; i < n; i++)
     if (prepare_job (&jobs[i], sid, i) == -1)
       goto collect;
+  /* Issue 17: the guest writers' prepare-backup, before any freeze. */
+  for (size_t i = 0; i < n; i++) {
+    struct vm_entry *vm = jobs[i].vm;
+    CLEANUP_FREE char *why = NULL;
+    if (vm->method != VM_METHOD_ONLINE || !vm->guest_active ||
+        vm_guest_prepare (vm, guest_freeze_budget_ms (), &why) == 0)
+      continue;
+    if (vm->guest_policy == VMS_VM_GUEST_TRIED) {
+      vm_guest_fell_back (vm, why ? why : "?");
+      vm_guest_abort (vm);
+      vm->method = VM_METHOD_CRASH_CONSISTENT;
+      vm->guest_active = 0;     /* no freeze, no hook results to read */
+      continue;
+    }
+    job_fail (&jobs[i], VMS_FAILURE_RETRYABLE, "%s", why ? why : "the guest "
+              "writers' prepare-backup failed");
+    goto collect;
+  }
   /* The group's threads wait at the first barrier until they are all
    * started (or the ones that could not be are no longer expected). */
   pthread_mutex_lock (&group.lock);

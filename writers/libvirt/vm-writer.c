@@ -207,6 +207,7 @@ entry_session_reset (struct vm_entry *vm)
   vm->cl_maint_on = vm->cl_pinned = 0;
   vm_cluster_meta_prev_clear (&vm->cl_maint_prev);
   vm->frozen_from_us = vm->frozen_until_us = 0;
+  vm_guest_reset (vm);
 }
 
 static void
@@ -736,6 +737,21 @@ identify_one (struct vm_writer *w, vms_call *call, virDomainPtr dom)
                                         vms_get_error ())) == NULL)
       goto oom;
   }
+  /* Issue 17: guest processing of an online VM. */
+  if (vm->method == VM_METHOD_ONLINE) {
+    CLEANUP_FREE char *gwhy = NULL;
+    int g = vm_guest_identify (w, vm, c, &gwhy);
+    if (g == -2)
+      goto doc_fail;
+    if (g == -1 && vm->guest_policy == VMS_VM_GUEST_REQUIRED) {
+      vms_call_fail (call, VMS_FAILURE_RETRYABLE, "vm \"%s\": guest processing "
+                     "is required, but the guest side (%s) does not answer: %s",
+                     name, VMS_VM_GUEST_PROGRAM, gwhy ? gwhy : "?");
+      goto fail;
+    }
+    if (g == -1 && vm_guest_fell_back_at_identify (vm, c, gwhy ? gwhy : "?") == -1)
+      goto doc_fail;
+  }
   for (size_t i = 0; i < vm->cfg.nr_disks; i++) {
     const struct vm_disk *d = &vm->cfg.disks[i];
     CLEANUP_FREE char *key = NULL;
@@ -1240,6 +1256,9 @@ end_session_work (struct vm_writer *w, int undo, const char *phase,
       continue;
     if (vm->frozen && vm_online_thaw (vm) == -1)
       err = vms_get_error ();
+    /* Issue 17: the guest writers hear of the outcome. */
+    if (undo)
+      vm_guest_abort (vm);
     if (vm_online_end_job (w, vm) == -1 && err == NULL)
       err = vm->error;
     if (undo && vm_online_delete_checkpoint (w, vm) == -1 && err == NULL)
@@ -1299,6 +1318,23 @@ vm_backup_complete (void *data, vms_call *call)
     return vms_call_fail (call, VMS_FAILURE_RETRYABLE, "%s", report
                           ? report : "backup jobs would not end");
   w->completed = 1;
+  /* Issue 17: BackupComplete comes after the commit; now the guest
+   * writers may count their data as backed up (truncate logs, …). */
+  for (size_t i = 0; i < w->nr_vms; i++) {
+    struct vm_entry *vm = w->vms[i];
+    CLEANUP_FREE char *why = NULL;
+    if (vm->selected && vm_guest_complete (vm, &why) == -1) {
+      char *n = vms_strdup_printf ("%s%svm \"%s\" at backup-complete: %s",
+                                   report ? report : "", report ? "; " : "",
+                                   vm->name, why ? why : "?");
+      if (n) {
+        free (report);
+        report = n;
+      }
+    }
+  }
+  if (report)
+    return vms_call_fail (call, VMS_FAILURE_NON_RETRYABLE, "%s", report);
   return 0;
 }
 
@@ -1529,6 +1565,7 @@ vm_writer_add (vms_coordinator *coord, const struct vms_vm_options *opts,
   w->fallback = opts->fallback;
   w->full = opts->full;
   w->group = opts->group;
+  w->guest = opts->guest;
   w->uri = strdup (opts->uri ? opts->uri : VMS_VM_DEFAULT_URI);
   w->state_dir = strdup (opts->state_dir ? opts->state_dir
                          : env && *env ? env : VMS_VM_DEFAULT_STATE_DIR);

@@ -54,6 +54,23 @@ enum vms_vm_fallback {
   VMS_VM_FALLBACK_FAIL,         /* Identify fails naming the VM and why */
 };
 
+/* Guest processing (issue 17; docs/guest-writers.md): whether the guest
+ * side (guest/vmshadow-guest, run through the agent) and its guest writers
+ * take part in an online capture. */
+enum vms_vm_guest {
+  VMS_VM_GUEST_OFF,             /* no: the agent's fsfreeze alone (its hooks
+                                   may still veto) */
+  VMS_VM_GUEST_TRIED,           /* yes where it answers; a veto or no answer
+                                   captures the VM crash-consistent instead,
+                                   saying so */
+  VMS_VM_GUEST_REQUIRED,        /* yes; a veto or no answer fails the set */
+};
+/* "off", "tried", "required"; -1 for an unknown name. */
+extern const char *vms_vm_guest_name (enum vms_vm_guest g);
+extern int vms_vm_guest_from_name (const char *name);
+/* The guest side's program in the guest. */
+#define VMS_VM_GUEST_PROGRAM "/usr/sbin/vmshadow-guest"
+
 /* "auto", "online", "saved-state", "crash-consistent"; -1 for an unknown
  * name. */
 extern const char *vms_vm_method_name (enum vms_vm_method m);
@@ -92,6 +109,8 @@ struct vms_vm_options {
    * backup job begins, every job begun before the first guest thaws; one
    * failure fails the group (every guest thawed, no job left). */
   int group;
+  /* Issue 17: guest processing for VMs whose metadata names none. */
+  enum vms_vm_guest guest;
 };
 
 /* Add the VM writer and the qemu provider to coord. The options are copied.
@@ -155,6 +174,16 @@ extern void vms_host_vms_free (struct vms_host_vm *vms, size_t n);
 extern int vms_libvirt_wait_jobs (const char *uri, const char *const *vms,
                                   int64_t wait_ms);
 
+/* Issue 17: push the guest side into the running VM (name or UUID)
+ * through its agent: the local static program (guest/vmshadow-guest) to
+ * VMS_VM_GUEST_PROGRAM (written aside, then moved into place), the guest
+ * writers directory /etc/vmshadow/guest-writers.d, and a link making it
+ * qemu-ga's fsfreeze hook in /etc/qemu/fsfreeze-hook.d (the agent must run
+ * with -F). Then runs "vmshadow-guest version": *answer (malloc'd) is what
+ * it printed. 0, or -1 with the error set. */
+extern int vms_libvirt_guest_install (const char *uri, const char *vm,
+                                      const char *program, char **answer);
+
 /* One decision, as a line of text (borrowed for the call). */
 typedef void (*vms_vm_report_fn) (void *opaque, const char *line);
 
@@ -198,6 +227,16 @@ extern int vms_libvirt_prune_checkpoints (const char *uri, const char *uuid,
  * stopped VM. And the directory it goes in. */
 #define VMS_VM_ATTR_SCRATCH_BYTES "scratch_bytes"
 #define VMS_VM_ATTR_SCRATCH_DIR   "scratch_dir"
+/* Issue 17, online VMs with guest processing: the policy ("required",
+ * "tried", "off"), what the guest side said at Identify ("answers" or why
+ * not), and its guest writers' metadata (a JSON array text: writer file,
+ * name, id, component names; R5). */
+#define VMS_VM_ATTR_GUEST_POLICY  "guest_policy"
+#define VMS_VM_ATTR_GUEST_SIDE    "guest_side"
+#define VMS_VM_ATTR_GUEST_WRITERS "guest_writers"
+/* Set in PrepareForSnapshot: every guest writer's result per event (a JSON
+ * array text) and VMS_ATTR_GUEST_PROCESSING (writer.h), the summary. */
+#define VMS_VM_ATTR_GUEST_RESULTS "guest_writer_results"
 /* Set in PrepareForSnapshot, in the backup components document: */
 #define VMS_VM_ATTR_FREEZE_WINDOW_MS VMS_ATTR_FREEZE_WINDOW_MS /* int; online only */
 #define VMS_VM_ATTR_CHECKPOINT    "checkpoint"     /* new checkpoint (online) */

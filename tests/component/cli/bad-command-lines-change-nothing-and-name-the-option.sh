@@ -55,6 +55,10 @@ one_line "--each --group" "--group makes the VMs of one set one instant; --each 
 [ ! -e "$tmp/r2" ] || fail "backup --each --group made the repository"
 run 2 list --group
 one_line "list --group" "option --group does not apply"
+run 2 backup --repo "$tmp/r2" --guest-processing sometimes
+one_line "--guest-processing sometimes" "--guest-processing must be required, tried or off, not 'sometimes'"
+run 2 guest install
+one_line "guest install without a VM" "usage: vmshadow guest install VM"
 run 0 backup --repo "$tmp/r2" --dry-run --method crash-consistent --fallback fail
 [ ! -e "$tmp/r2" ] || fail "backup --dry-run created the repository"
 grep -q "^Backup plan (dry run: nothing was changed)" "$tmp/out" || fail "dry run text: $(cat "$tmp/out")"

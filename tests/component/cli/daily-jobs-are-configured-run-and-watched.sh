@@ -85,6 +85,7 @@ group = yes
 repository = main
 vms = x
 group = maybe
+guest-processing = sometimes
 EOF2
 rc=0; "$vmshadow" config check --config "$bad" 2> "$tmp/err" || rc=$?
 [ $rc = 2 ] || fail "config check of a broken configuration exited $rc, not 2"
@@ -100,6 +101,7 @@ for want in "$bad/vmshadow.conf:3: unknown key 'colour'" \
             "$bad/jobs.d/a.conf:14: job 'd': each = yes needs vms" \
             "$bad/jobs.d/a.conf:17: job 'e': group = yes and each = yes exclude each other" \
             "$bad/jobs.d/a.conf:25: group must be yes or no, not 'maybe'" \
+            "$bad/jobs.d/a.conf:26: guest-processing must be required, tried or off, not 'sometimes'" \
             "$bad/jobs.d/a.conf:1: job 'a': repository 'nowhere' is not defined"; do
   grep -qF -- "$want" <<<"$err" || fail "config check did not say '$want': $err"
 done

@@ -1,0 +1,142 @@
+#!/bin/bash
+# guest-writers-veto-time-out-and-hear-the-outcome (issue 17; R2, R3, R4, R5,
+# R12): `vmshadow guest install` pushes the static vmshadow-guest (guest/)
+# into the lab guest through the agent and makes it qemu-ga's fsfreeze hook,
+# with two guest writers: 10-log records every event it gets, 20-ctl does
+# what files in /run/gwctl tell it. With --guest-processing required:
+#  1. a good backup: the report and `show` name both writers and their
+#     results; their metadata (id) is in the components document (R5);
+#     the events came in order identify, prepare-backup, freeze, thaw,
+#     backup-complete;
+#  2. a veto at prepare-backup, 3. a veto at freeze, 4. a writer past its
+#     freeze budget: each fails the set naming the writer, the event and the
+#     reason (or "ran past its budget"); nothing is added to the repository;
+#     the guest is thawed and writable; 10-log got abort;
+#  5. with --guest-processing tried, the veto at freeze: the VM is backed up
+#     crash-consistent and the report says so;
+#  6. a veto at backup-complete: the backup is stored all the same (so
+#     backup-complete came after the commit) and the set is reported
+#     stored-with-errors naming the writer.
+. "$(dirname "$0")/lib.sh"
+lab_init
+. "$LAB_TESTS_DIR/vm-writer-lib.sh"
+vmw_init
+export VMSHADOW_GUEST_FREEZE_BUDGET_MS=3000
+
+lab_vm_create --data-disk 32M --memory 128 --name gw
+d=$LAB_DOM
+lab_wait_agent "$d"
+uuid=$(virsh domuuid "$d")
+# `vmshadow guest install` puts the guest side in (the lab's own copy removed
+# first, so the one that answers is the one pushed).
+[ -x "${VMSHADOW_GUEST_BINARY:-}" ] || lab_skip "VMSHADOW_GUEST_BINARY does not name the built vmshadow-guest"
+lab_guest_run "$d" 'rm -f /usr/sbin/vmshadow-guest; rm -rf /etc/vmshadow/guest-writers.d; mkdir -p /run/gwctl'
+# (guest takes no --repo: not through vmw_vmshadow)
+"$VMSHADOW" guest install --json "$d" >"$LAB_WORK/install.out" 2>"$LAB_WORK/install.err" ||
+    lab_fail "vmshadow guest install failed: $(cat "$LAB_WORK/install.out" "$LAB_WORK/install.err" | tr '\n' ' ')"
+lab_assert_eq "protocol of the installed guest side" "$(jq -r .answer.protocol "$LAB_WORK/install.out")" 1
+lab_assert_eq "the pushed program" "$(lab_guest_run "$d" 'sha256sum </usr/sbin/vmshadow-guest | cut -d" " -f1')" \
+    "$(sha256sum <"$VMSHADOW_GUEST_BINARY" | cut -d' ' -f1)"
+lab_assert_eq "the fsfreeze hook link" "$(lab_guest_run "$d" 'readlink /etc/qemu/fsfreeze-hook.d/50-vmshadow-guest')" /usr/sbin/vmshadow-guest
+rc=0; "$VMSHADOW" guest install "nosuchvm-$$" 2>"$LAB_WORK/install.err" || rc=$?
+lab_assert_eq "guest install of a VM that is not there" "$rc" 1
+grep -q "no VM \"nosuchvm-$$\"" "$LAB_WORK/install.err" || lab_fail "guest install of a missing VM: $(cat "$LAB_WORK/install.err")"
+lab_ok "vmshadow guest install: the static vmshadow-guest pushed through the agent, answers, is the fsfreeze hook"
+cat >"$LAB_WORK/10-log" <<'W'
+#!/bin/sh
+echo "$(cut -d' ' -f1 /proc/uptime) $1" >>/run/gw.log
+[ "$1" = identify ] && echo '{"format":"vmshadow-writer-metadata","version":1,"writer":{"name":"log","id":"6f1e0c52-2d55-4c41-9d2f-4d2b8a0c1e11"},"components":[{"name":"journal","files":[]}]}'
+exit 0
+W
+cat >"$LAB_WORK/20-ctl" <<'W'
+#!/bin/sh
+case $1 in
+    identify) echo '{"format":"vmshadow-writer-metadata","version":1,"writer":{"name":"ctl","id":"0b4c9d1e-7a22-4f3e-8e4b-3c5d6e7f8a90"},"components":[]}' ;;
+    prepare-backup) [ -e /run/gwctl/veto-prepare ] && { echo '{"failure":"retryable","message":"replica lags behind"}'; exit 1; } ;;
+    freeze) [ -e /run/gwctl/veto-freeze ] && { echo "cannot quiesce: a long transaction runs" >&2; exit 75; }
+            [ -e /run/gwctl/hang-freeze ] && exec sleep 60 ;;
+    backup-complete) [ -e /run/gwctl/veto-complete ] && { echo "cannot truncate the log" >&2; exit 1; } ;;
+esac
+exit 0
+W
+lab_guest_put "$d" "$LAB_WORK/10-log" /etc/vmshadow/guest-writers.d/10-log 755
+lab_guest_put "$d" "$LAB_WORK/20-ctl" /etc/vmshadow/guest-writers.d/20-ctl 755
+
+events() { lab_guest_run "$d" 'cut -d" " -f2 /run/gw.log 2>/dev/null | tr "\n" " "; : >/run/gw.log'; }
+comp() { jq -c --arg u "$uuid" '.components[] | select(.component == $u)' "$VMW_SUMMARY"; }
+assert_untouched() {
+    lab_assert_eq "backups after $1" "$(vmw_backup_count)" "$2"
+    lab_assert_eq "guest-fsfreeze-status after $1" "$(lab_agent "$d" '{"execute":"guest-fsfreeze-status"}')" '"thawed"'
+    LAB_EXEC_TIMEOUT=20 lab_guest_run "$d" 'echo x >/data/after && sync -f /data/after'
+    local job
+    job=$(virsh domjobinfo "$d" | awk -F: '$1 == "Job type" { gsub(/ /, "", $2); print $2 }')
+    lab_assert_eq "backup job after $1" "$job" None
+}
+# failed_with WHAT PATTERN... — the last backup failed and its message matches each
+failed_with() {
+    local what=$1 msg p; shift
+    msg=$(jq -r '.failure.message // empty' "$VMW_SUMMARY")
+    lab_log "$what: $msg"
+    for p in "$@"; do
+        grep -qF -- "$p" <<<"$msg" || lab_fail "$what: the report does not say '$p': $msg"
+    done
+}
+
+# --- 1: a good backup
+events >/dev/null
+vmw_backup --guest-processing required "$d" || lab_fail "backup with guest writers failed: $(vmw_backup_failure)"
+bid=$VMW_BID
+gp=$(comp | jq -r .guest_processing)
+lab_log "guest processing: $gp"
+for p in "required:" "10-log freeze ok" "20-ctl freeze ok" "10-log thaw ok" "20-ctl prepare-backup ok"; do
+    grep -qF -- "$p" <<<"$gp" || lab_fail "the report's guest processing does not say '$p': $gp"
+done
+lab_assert_eq "method" "$(comp | jq -r .method)" online
+ev=$(events)
+lab_assert_eq "guest writer events of a backup" "$ev" "identify prepare-backup freeze thaw backup-complete "
+vmw_show "$bid"
+vmw_attr "$uuid" guest_writers | jq -e '.[] | select(.writer == "10-log") | .id == "6f1e0c52-2d55-4c41-9d2f-4d2b8a0c1e11" and .components == ["journal"]' >/dev/null ||
+    lab_fail "the components document lacks 10-log's metadata: $(vmw_attr "$uuid" guest_writers)"
+vmw_vmshadow show "$bid" || lab_fail "vmshadow show failed"
+grep -q "guest processing: required:" "$VMW_OUT" || lab_fail "show does not say the guest processing: $(cat "$VMW_OUT")"
+lab_ok "backup $bid: both guest writers took part ($gp); metadata stored (R5); events in order: $ev"
+
+# --- 2..4: vetoes fail the set
+for case in veto-prepare veto-freeze hang-freeze; do
+    lab_guest_run "$d" "rm -f /run/gwctl/*; touch /run/gwctl/$case"
+    t0=$(date +%s)
+    rc=0; vmw_backup --guest-processing required "$d" || rc=$?
+    [ $rc -ne 0 ] || lab_fail "$case: the backup succeeded"
+    case $case in
+        veto-prepare) failed_with "$case" "\"$d\"" 'guest writer "20-ctl" vetoed at prepare-backup (retryable): replica lags behind' ;;
+        veto-freeze) failed_with "$case" "\"$d\"" 'guest writer "20-ctl" vetoed at freeze (retryable): cannot quiesce: a long transaction runs' ;;
+        hang-freeze) failed_with "$case" "\"$d\"" 'guest writer "20-ctl" ran past its budget at freeze (timeout)'
+                     [ $(($(date +%s) - t0)) -lt 60 ] || lab_fail "the hanging writer held the backup $(($(date +%s) - t0)) s" ;;
+    esac
+    assert_untouched "$case" 1
+    ev=$(events)
+    grep -q "abort" <<<"$ev" || lab_fail "$case: 10-log got no abort: $ev"
+    grep -q "backup-complete" <<<"$ev" && lab_fail "$case: backup-complete reached the guest of a failed backup: $ev"
+    lab_ok "$case: the set failed naming 20-ctl, nothing stored, guest thawed, abort reached 10-log ($ev)"
+done
+
+# --- 5: tried falls back to crash-consistent
+lab_guest_run "$d" 'rm -f /run/gwctl/*; touch /run/gwctl/veto-freeze'
+vmw_backup --guest-processing tried "$d" || lab_fail "tried: the backup failed: $(vmw_backup_failure)"
+lab_assert_eq "method with tried after a veto" "$(comp | jq -r .method)" crash-consistent
+gp=$(comp | jq -r .guest_processing)
+grep -qF 'tried: fell back to crash-consistent: guest writer "20-ctl" vetoed at freeze' <<<"$gp" ||
+    lab_fail "the report does not say it fell back: $gp"
+lab_assert_eq "backups after tried" "$(vmw_backup_count)" 2
+lab_ok "tried: stored crash-consistent, the report says so ($gp)"
+
+# --- 6: backup-complete comes after the commit
+lab_guest_run "$d" 'rm -f /run/gwctl/*; touch /run/gwctl/veto-complete'
+events >/dev/null
+rc=0; vmw_backup --guest-processing required "$d" || rc=$?
+lab_assert_eq "state when a guest writer fails at backup-complete" "$(jq -r .state "$VMW_SUMMARY")" stored-with-errors
+lab_assert_eq "backups after a backup-complete veto" "$(vmw_backup_count)" 3
+msg=$(jq -r '.failure.message // empty' "$VMW_SUMMARY")
+grep -qF 'guest writer "20-ctl" vetoed at backup-complete' <<<"$msg" || lab_fail "backup-complete failure: $msg"
+lab_ok "backup-complete reached the guest writers after the commit: the backup is stored although 20-ctl vetoed there (exit $rc: $msg)"
+
