@@ -50,25 +50,38 @@ cmp_names (const void *a, const void *b)
   return strcmp (*(char *const *) a, *(char *const *) b);
 }
 
+/* Every domain at URI (read-only connection, left open in *CONN for the
+   caller to close), or -1 with the error set. */
+static int
+host_list_domains (const char *uri, virConnectPtr *conn, virDomainPtr **doms)
+{
+  int nd;
+
+  *doms = NULL;
+  if ((*conn = host_connect (uri, 1)) == NULL)
+    return -1;
+  if ((nd = virConnectListAllDomains (*conn, doms, 0)) < 0) {
+    vms_set_error (EIO, "cannot list the domains at %s: %s",
+                   uri ? uri : VMS_VM_DEFAULT_URI, vm_virt_error ());
+    virConnectClose (*conn);
+    *conn = NULL;
+    return -1;
+  }
+  return nd;
+}
+
 int
 vms_libvirt_list_vms (const char *uri, char ***names, size_t *n)
 {
-  virConnectPtr conn = host_connect (uri, 1);
+  virConnectPtr conn;
   virDomainPtr *doms = NULL;
   char **v = NULL;
   int nd;
 
   *names = NULL;
   *n = 0;
-  if (conn == NULL)
+  if ((nd = host_list_domains (uri, &conn, &doms)) < 0)
     return -1;
-  nd = virConnectListAllDomains (conn, &doms, 0);
-  if (nd < 0) {
-    vms_set_error (EIO, "cannot list the domains at %s: %s",
-                   uri ? uri : VMS_VM_DEFAULT_URI, vm_virt_error ());
-    virConnectClose (conn);
-    return -1;
-  }
   v = calloc ((size_t) nd + 1, sizeof *v);
   for (int i = 0; i < nd; i++) {
     if (v && (v[i] = strdup (virDomainGetName (doms[i]))) == NULL) {
@@ -470,22 +483,15 @@ cmp_host_vms (const void *a, const void *b)
 int
 vms_libvirt_list_vms_tags (const char *uri, struct vms_host_vm **vms, size_t *n)
 {
-  virConnectPtr conn = host_connect (uri, 1);
+  virConnectPtr conn;
   virDomainPtr *doms = NULL;
   struct vms_host_vm *v;
   int nd, oom = 0;
 
   *vms = NULL;
   *n = 0;
-  if (conn == NULL)
+  if ((nd = host_list_domains (uri, &conn, &doms)) < 0)
     return -1;
-  nd = virConnectListAllDomains (conn, &doms, 0);
-  if (nd < 0) {
-    vms_set_error (EIO, "cannot list the domains at %s: %s",
-                   uri ? uri : VMS_VM_DEFAULT_URI, vm_virt_error ());
-    virConnectClose (conn);
-    return -1;
-  }
   v = calloc ((size_t) nd + 1, sizeof *v);
   oom = v == NULL;
   for (int i = 0; i < nd; i++) {
