@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up vmshadow on a fresh Debian 12 host (as root): install the
 # dependencies, build vmshadow's Debian packages and install them (vmshadow,
-# libvmshadow0, libvmshadow-dev, nbdkit-plugin-vmshadow: debian/), and run
+# libvmshadow0, libvmshadow-dev, nbdkit-plugin-vmshadow, vmshadow-guest: debian/), and run
 # the main job from /usr: a configured job backs up a VM online, the VM is
 # deleted and restored (scripts/demo.sh).
 set -euo pipefail
@@ -16,12 +16,12 @@ if [ -f build/meson-logs/install-log.txt ]; then
 fi
 changes=$(scripts/build-debs.sh build/debs)
 debs=()
-for p in vmshadow libvmshadow0 libvmshadow-dev nbdkit-plugin-vmshadow; do
+for p in vmshadow libvmshadow0 libvmshadow-dev nbdkit-plugin-vmshadow vmshadow-guest; do
   debs+=("$(ls "$(dirname "$changes")/${p}_"*.deb)")
 done
 DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq \
   --reinstall --no-install-recommends "${debs[@]}" >/dev/null
-echo "Installed: $(dpkg-query -W -f='${Package} ${Version}  ' vmshadow libvmshadow0 libvmshadow-dev nbdkit-plugin-vmshadow)"
+echo "Installed: $(dpkg-query -W -f='${Package} ${Version}  ' vmshadow libvmshadow0 libvmshadow-dev nbdkit-plugin-vmshadow vmshadow-guest)"
 # libvirtd must answer before vmshadow can list its writers; on a host
 # without systemd the lab starts it (lab/setup.sh; a running one is kept).
 lab/setup.sh --quiet

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Issue 19: the Debian packages. dpkg-buildpackage builds vmshadow,
-# libvmshadow0, libvmshadow-dev and nbdkit-plugin-vmshadow; lintian finds no
+# libvmshadow0, libvmshadow-dev, nbdkit-plugin-vmshadow and vmshadow-guest
+# (issue 17's guest side); lintian finds no
 # error or warning (the tags left are overridden with their reasons,
 # debian/README); `apt-get install ./*.deb` installs them; vmshadow runs
 # from /usr (writers, a configured job with an exec writer, status, the
@@ -15,7 +16,8 @@ src=$(cd "$(dirname "$0")/../.." && pwd)
 skip () { echo "SKIP: $*"; exit 77; }
 fail () { echo "FAIL: $*"; exit 1; }
 [ "$(id -u)" = 0 ] || skip "needs root (it installs the packages into /usr)"
-for p in vmshadow libvmshadow0 libvmshadow-dev nbdkit-plugin-vmshadow; do
+pkgs=(vmshadow libvmshadow0 libvmshadow-dev nbdkit-plugin-vmshadow vmshadow-guest)
+for p in "${pkgs[@]}"; do
   ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
     skip "$p is installed on this host (setup.sh): this test installs and purges the packages, so it runs only where they are not"
 done
@@ -32,7 +34,7 @@ etc_before=$([ -e /etc/vmshadow ] && echo yes || echo no)
 cleanup () {
   if [ $installed = 1 ]; then
     DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 purge -y -qq \
-      vmshadow libvmshadow0 libvmshadow-dev nbdkit-plugin-vmshadow >/dev/null 2>&1 || true
+      "${pkgs[@]}" >/dev/null 2>&1 || true
   fi
   rm -rf "$tmp" "$repo"
   rmdir /var/lib/vmshadow 2>/dev/null || true
@@ -45,7 +47,7 @@ t0=$(date +%s)
 changes=$("$src/scripts/build-debs.sh" "$tmp/out") || fail "the packages did not build"
 echo "built in $(( $(date +%s) - t0 )) s: $(cd "$tmp/out" && ls *.deb | tr '\n' ' ')"
 debs=()
-for p in vmshadow libvmshadow0 libvmshadow-dev nbdkit-plugin-vmshadow; do
+for p in "${pkgs[@]}"; do
   f=$(ls "$tmp/out/${p}_"*.deb 2>/dev/null) || fail "no package $p was built"
   debs+=("$f")
 done
@@ -63,7 +65,7 @@ sleep 1
 installed=1
 apt_get install --no-install-recommends "${debs[@]}" > "$tmp/apt.log" 2>&1 \
   || fail "apt-get install: $(tail -20 "$tmp/apt.log")"
-dpkg -L vmshadow libvmshadow0 libvmshadow-dev nbdkit-plugin-vmshadow > "$tmp/files"
+dpkg -L "${pkgs[@]}" > "$tmp/files"
 
 # 4. It runs from /usr, with no variable of a test environment.
 run () { env -u VMSHADOW_REPO -u VMSHADOW_WRITERS_DIR -u VMSHADOW_CONFIG_DIR \
@@ -95,13 +97,21 @@ bash -c 'source /usr/share/bash-completion/completions/vmshadow
   | grep -qx "status" || fail "the installed completion does not complete 'sta'"
 [ -x /usr/libexec/vmshadow/notify-mail ] || fail "no notify-mail example"
 pkg-config --exists vmshadow || fail "libvmshadow-dev: pkg-config knows no vmshadow"
+# The guest side: the command the host runs through guest-exec, the
+# fsfreeze hook the guest agent runs, and the copy `guest install` pushes.
+[[ $(/usr/sbin/vmshadow-guest version) == '{"protocol":'* ]] || fail "/usr/sbin/vmshadow-guest version: $(/usr/sbin/vmshadow-guest version 2>&1)"
+[ "$(readlink -f /etc/qemu/fsfreeze-hook.d/50-vmshadow-guest)" = /usr/libexec/vmshadow/vmshadow-guest ] \
+  || fail "the fsfreeze hook link: $(ls -l /etc/qemu/fsfreeze-hook.d 2>&1)"
+[ -d /etc/vmshadow/guest-writers.d ] || fail "no /etc/vmshadow/guest-writers.d"
+gw=$(MANPATH=/usr/share/man man -w vmshadow-guest 2>&1) || fail "man vmshadow-guest: $gw"
+[ -x /usr/share/vmshadow-guest/kits/sqlite ] || fail "no SQLite kit"
 
 # 5. Purge: no file of the packages, no state of the runs, the repository
 # kept.
-apt_get purge vmshadow libvmshadow0 libvmshadow-dev nbdkit-plugin-vmshadow > "$tmp/apt.log" 2>&1 \
+apt_get purge "${pkgs[@]}" > "$tmp/apt.log" 2>&1 \
   || fail "apt-get purge: $(tail -20 "$tmp/apt.log")"
 installed=0
-left=$(dpkg -l vmshadow libvmshadow0 libvmshadow-dev nbdkit-plugin-vmshadow 2>/dev/null | grep '^[a-z][a-z] ' | grep -v '^un' || true)
+left=$(dpkg -l "${pkgs[@]}" 2>/dev/null | grep '^[a-z][a-z] ' | grep -v '^un' || true)
 [ -z "$left" ] || fail "dpkg still knows: $left"
 while read -r f; do
   [ -d "$f" ] || [ ! -e "$f" ] || fail "purge left $f"
