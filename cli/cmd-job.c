@@ -186,6 +186,15 @@ free_vms (char **vms, size_t n)
   free (vms);
 }
 
+/* The job's repository, with this process's repository clients pointed at
+ * its credentials; NULL with the error set. */
+static const char *
+job_repository (const struct vms_config *c, const struct vms_config_job *j)
+{
+  const struct vms_config_repository *r = vms_config_repository (c, j->repository);
+  return vms_config_repository_use (r) == 0 ? r->path : NULL;
+}
+
 /* job verify JOB: `vmshadow verify` of the job's repository (--deep with
  * verify-deep = yes), under a lock of its own so that two verifies of the
  * job never overlap (a verify may run beside the job's backup: the
@@ -198,7 +207,10 @@ job_verify (const struct options *opts, const struct vms_config *c,
   if (lock == -1)
     return cli_fail ("job");
   struct options o = *opts;
-  o.repo_dir = vms_config_repository (c, j->repository)->path;
+  if ((o.repo_dir = job_repository (c, j)) == NULL) {
+    close (lock);
+    return cli_fail ("job");
+  }
   o.deep = j->verify_deep;
   o.given &= ~(uint64_t) OPT_CONNECT;
   if (!opts->json)
@@ -224,7 +236,10 @@ job_prune (const struct options *opts, const struct vms_config *c,
   if (lock == -1)
     return cli_fail ("job");
   struct options o = *opts;
-  o.repo_dir = vms_config_repository (c, j->repository)->path;
+  if ((o.repo_dir = job_repository (c, j)) == NULL) {
+    close (lock);
+    return cli_fail ("job");
+  }
   o.keep = *k;
   o.keep.job = j->name;         /* only this job's backups */
   o.given |= OPT_KEEP;
@@ -443,6 +458,13 @@ cmd_job (const struct options *opts, int argc, char **argv)
   struct options o = *opts;
   size_t n = 0;
   char **vms = NULL;
+  if ((o.repo_dir = job_repository (c, j)) == NULL) {
+    rc = opts->json ? EXIT_FAILURE : cli_fail ("job");
+    finish_run (opts, c, j, started, rc, vms_get_error (), NULL, NULL, -1);
+    close (lock);
+    vms_config_free (c);
+    return rc;
+  }
   /* Globs and exclude are matched against the host's VMs now; plain names
    * are taken as they are (the backup names one it cannot find). */
   int listed = vms_config_job_needs_host_vms (j);
@@ -484,7 +506,6 @@ cmd_job (const struct options *opts, int argc, char **argv)
     vms_config_free (c);
     return rc;
   }
-  o.repo_dir = vms_config_repository (c, j->repository)->path;
   o.method = j->method;
   o.fallback = j->fallback;
   o.all = j->all_vms && !listed;
@@ -608,8 +629,8 @@ static int
 job_status (struct status *st, const struct vms_config *c,
             const struct vms_config_job *j)
 {
-  const char *path = vms_config_repository (c, j->repository)->path;
-  vms_repo *repo = vms_repo_open (path, 0);
+  const char *path = job_repository (c, j);
+  vms_repo *repo = path ? vms_repo_open (path, 0) : NULL;
   char **ids = NULL;
   size_t n = 0;
 

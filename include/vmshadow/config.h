@@ -22,9 +22,13 @@ extern "C" {
 
 struct vms_config_repository {
   char *name;
-  char *path;                   /* absolute */
+  char *path;                   /* an absolute directory, rados:POOL[/NS] or s3://BUCKET[/PREFIX] */
   char *file;                   /* where it is defined */
   int line;
+  /* The client's credentials, by reference (NULL: the backend's defaults):
+   * a ceph.conf, client id and keyring for rados:, an S3 settings file for
+   * s3:// (docs/configuration.md). */
+  char *rados_conf, *rados_id, *rados_keyring, *s3_config;
 };
 
 struct vms_config_job {
@@ -83,6 +87,12 @@ extern VMS_API const struct vms_config_job *vms_config_job (const struct vms_con
                                                     const char *name);
 extern VMS_API const struct vms_config_repository *
 vms_config_repository (const struct vms_config *c, const char *name);
+
+/* Points this process's repository clients at R's credentials (the
+ * VMSHADOW_RADOS_* and VMSHADOW_S3_CONFIG variables the backends read),
+ * before R is opened; a key R does not set leaves the variable alone.
+ * 0, or -1 with the error set. */
+int vms_config_repository_use (const struct vms_config_repository *r);
 
 /* "26h", "90m", "3600s", "3600", "2d", "1w": seconds into *out; -1 if not
  * such a duration (or not more than 0). */

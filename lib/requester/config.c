@@ -576,6 +576,46 @@ start_section (struct reading *rd, const char *section)
   return 0;
 }
 
+
+/* A [repository] key. path names where the repository is: an absolute
+ * directory, rados:POOL[/NAMESPACE] or s3://BUCKET[/PREFIX] (the backends
+ * check the rest when they open it); the credentials are named by
+ * reference, never written here. */
+static int
+repository_key (struct reading *rd, struct vms_config_repository *repo,
+                const char *key, const char *value)
+{
+  static const char *const files[] = { "rados-conf", "rados-keyring", "s3-config" };
+  char **slot = strcmp (key, "path") == 0 ? &repo->path
+    : strcmp (key, "rados-conf") == 0 ? &repo->rados_conf
+    : strcmp (key, "rados-id") == 0 ? &repo->rados_id
+    : strcmp (key, "rados-keyring") == 0 ? &repo->rados_keyring
+    : strcmp (key, "s3-config") == 0 ? &repo->s3_config : NULL;
+
+  if (slot == NULL)
+    return add_error (rd->c, rd->file, rd->line, "unknown key '%s' (a "
+                      "[repository] section has path, rados-conf, rados-id, "
+                      "rados-keyring and s3-config)", key);
+  if (*slot)
+    return add_error (rd->c, rd->file, rd->line, "'%s' is set twice in this section", key);
+  if (slot == &repo->path && value[0] != '/' &&
+      !(strncmp (value, "rados:", 6) == 0 && value[6]) &&
+      !(strncmp (value, "s3://", 5) == 0 && value[5]))
+    return add_error (rd->c, rd->file, rd->line, "path must be an absolute "
+                      "directory, rados:POOL[/NAMESPACE] or s3://BUCKET[/PREFIX], "
+                      "not '%s'", value);
+  for (size_t i = 0; i < sizeof files / sizeof files[0]; i++)
+    if (strcmp (key, files[i]) == 0 && value[0] != '/')
+      return add_error (rd->c, rd->file, rd->line, "%s must be an absolute "
+                        "path, not '%s'", key, value);
+  if (slot == &repo->rados_id && (value[0] == '\0' ||
+                                  strspn (value, "abcdefghijklmnopqrstuvwxyz"
+                                          "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+                                  != strlen (value)))
+    return add_error (rd->c, rd->file, rd->line, "rados-id must be a Ceph "
+                      "client id (letters, digits, '.', '_', '-'), not '%s'", value);
+  return (*slot = strdup (value)) == NULL ? -1 : 0;
+}
 static int
 handler (void *user, const char *section, const char *key, const char *value)
 {
@@ -609,20 +649,9 @@ handler (void *user, const char *section, const char *key, const char *value)
   case S_JOB:
     r = job_key (rd, &rd->c->jobs[rd->index], key, value);
     break;
-  case S_REPO: {
-    struct vms_config_repository *repo = &rd->c->repos[rd->index];
-    if (strcmp (key, "path") != 0)
-      r = add_error (rd->c, rd->file, rd->line, "unknown key '%s' (a "
-                     "[repository] section has path)", key);
-    else if (repo->path)
-      r = add_error (rd->c, rd->file, rd->line, "'path' is set twice in this section");
-    else if (value[0] != '/')
-      r = add_error (rd->c, rd->file, rd->line, "path must be absolute, not "
-                     "'%s'", value);
-    else if ((repo->path = strdup (value)) == NULL)
-      r = -1;
+  case S_REPO:
+    r = repository_key (rd, &rd->c->repos[rd->index], key, value);
     break;
-  }
   case S_NOTIFY:
     r = notify_key (rd, key, value);
     break;
@@ -819,11 +848,23 @@ finish (struct vms_config *c, const struct vms_config_job *d)
                    "and exec-writers = no)", j->name) == -1)
       return -1;
   }
-  for (size_t i = 0; i < c->nr_repos; i++)
-    if (c->repos[i].path == NULL &&
-        add_error (c, c->repos[i].file, c->repos[i].line, "repository '%s' "
-                   "has no path", c->repos[i].name) == -1)
+  for (size_t i = 0; i < c->nr_repos; i++) {
+    const struct vms_config_repository *r = &c->repos[i];
+    if (r->path == NULL) {
+      if (add_error (c, r->file, r->line, "repository '%s' has no path", r->name) == -1)
+        return -1;
+      continue;
+    }
+    int rados = strncmp (r->path, "rados:", 6) == 0, s3 = strncmp (r->path, "s3://", 5) == 0;
+    if (!rados && (r->rados_conf || r->rados_id || r->rados_keyring) &&
+        add_error (c, r->file, r->line, "repository '%s': rados-conf, rados-id "
+                   "and rados-keyring are for a rados: path", r->name) == -1)
       return -1;
+    if (!s3 && r->s3_config &&
+        add_error (c, r->file, r->line, "repository '%s': s3-config is for an "
+                   "s3:// path", r->name) == -1)
+      return -1;
+  }
   return 0;
 }
 
@@ -917,6 +958,8 @@ vms_config_free (struct vms_config *c)
     return;
   for (size_t i = 0; i < c->nr_repos; i++) {
     free (c->repos[i].name); free (c->repos[i].path); free (c->repos[i].file);
+    free (c->repos[i].rados_conf); free (c->repos[i].rados_id);
+    free (c->repos[i].rados_keyring); free (c->repos[i].s3_config);
   }
   for (size_t i = 0; i < c->nr_jobs; i++)
     free_job (&c->jobs[i]);
@@ -943,6 +986,22 @@ vms_config_repository (const struct vms_config *c, const char *name)
     if (strcmp (c->repos[i].name, name) == 0)
       return &c->repos[i];
   return NULL;
+}
+
+int
+vms_config_repository_use (const struct vms_config_repository *r)
+{
+  const struct { const char *var, *value; } use[] = {
+    { "VMSHADOW_RADOS_CONF", r->rados_conf }, { "VMSHADOW_RADOS_ID", r->rados_id },
+    { "VMSHADOW_RADOS_KEYRING", r->rados_keyring }, { "VMSHADOW_S3_CONFIG", r->s3_config },
+  };
+
+  for (size_t i = 0; i < sizeof use / sizeof use[0]; i++)
+    if (use[i].value && setenv (use[i].var, use[i].value, 1) == -1) {
+      vms_set_error (errno, "cannot set %s: %s", use[i].var, strerror (errno));
+      return -1;
+    }
+  return 0;
 }
 
 int
