@@ -195,6 +195,41 @@ job_repository (const struct vms_config *c, const struct vms_config_job *j)
   return vms_config_repository_use (r) == 0 ? r->path : NULL;
 }
 
+/* What a job does after its backup and prune (verify-after, sync-to):
+ * verify its repository; sync every backup the sync-to repository lacks
+ * into it (the job's own and any other's: a sync that failed once catches
+ * up at the next run), with that repository's credentials in force.
+ * EXIT_SUCCESS, or the first failure's exit code. */
+static int
+after_run (const struct options *opts, const struct vms_config *c,
+           const struct vms_config_job *j, const struct options *run)
+{
+  int rc = EXIT_SUCCESS, r;
+  struct options o = *run;
+
+  o.given &= ~(uint64_t) (OPT_KEEP | OPT_CONNECT);
+  if (j->verify_after) {
+    o.deep = j->verify_after == 2;
+    if (!opts->json)
+      printf ("Job %s: verify%s\n", cli_text (j->name), o.deep ? " (deep)" : "");
+    if ((r = cmd_verify (&o, 0, NULL)) != EXIT_SUCCESS)
+      rc = r;
+  }
+  if (j->sync_to) {
+    const struct vms_config_repository *to = vms_config_repository (c, j->sync_to);
+    char *argv[] = { (char *) run->repo_dir, to->path, NULL };
+    if (!opts->json)
+      printf ("Job %s: sync into %s\n", cli_text (j->name), cli_text (to->path));
+    if (vms_config_repository_use (to) == -1)
+      r = cli_fail ("job");
+    else
+      r = cmd_sync (&o, 2, argv);
+    if (r != EXIT_SUCCESS && rc == EXIT_SUCCESS)
+      rc = r;
+  }
+  return rc;
+}
+
 /* job verify JOB: `vmshadow verify` of the job's repository (--deep with
  * verify-deep = yes), under a lock of its own so that two verifies of the
  * job never overlap (a verify may run beside the job's backup: the
@@ -537,6 +572,12 @@ cmd_job (const struct options *opts, int argc, char **argv)
     prune_rc = cmd_prune (&o, 0, NULL);
     /* The backup is stored: a prune that failed is a warning. */
     if (prune_rc != EXIT_SUCCESS && rc == EXIT_SUCCESS)
+      rc = EXIT_WARNINGS;
+  }
+  if (rc == EXIT_SUCCESS || rc == EXIT_WARNINGS || rc == EXIT_PARTIAL) {
+    /* Verify and sync after (issue 19): the backup is stored, so what they
+     * find is a warning of this run, and said on stderr. */
+    if (after_run (opts, c, j, &o) != EXIT_SUCCESS && rc == EXIT_SUCCESS)
       rc = EXIT_WARNINGS;
   }
   quiet_end (opts, saved);

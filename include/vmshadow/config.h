@@ -52,6 +52,10 @@ struct vms_config_job {
    * from `job timers` (issue 19). */
   char *schedule, *verify_schedule, *prune_schedule;
   int verify_deep;              /* verify-deep = yes: job verify --deep */
+  int verify_after;             /* verify-after: 0 no, 1 yes, 2 deep: verify
+                                   the repository after each run */
+  char *sync_to;                /* sync-to = a [repository NAME]: sync into
+                                   it after each run; NULL: none */
   char *file;
   int line;
   unsigned set;                 /* which keys the job's own section set */

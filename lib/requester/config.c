@@ -29,7 +29,7 @@ enum {
   K_MAX_AGE = 1 << 10, K_GROUP = 1 << 11, K_EXCLUDE = 1 << 12,
   K_SCHEDULE = 1 << 13, K_VERIFY_SCHEDULE = 1 << 14, K_PRUNE_SCHEDULE = 1 << 15,
   K_VERIFY_DEEP = 1 << 16,
-  K_GUEST = 1 << 17,
+  K_GUEST = 1 << 17, K_VERIFY_AFTER = 1 << 18, K_SYNC_TO = 1 << 19,
 };
 
 static const struct { const char *name; unsigned bit; } job_keys[] = {
@@ -40,7 +40,8 @@ static const struct { const char *name; unsigned bit; } job_keys[] = {
   { "max-age", K_MAX_AGE }, { "group", K_GROUP }, { "exclude", K_EXCLUDE },
   { "schedule", K_SCHEDULE }, { "verify-schedule", K_VERIFY_SCHEDULE },
   { "prune-schedule", K_PRUNE_SCHEDULE }, { "verify-deep", K_VERIFY_DEEP },
-  { "guest-processing", K_GUEST },
+  { "guest-processing", K_GUEST }, { "verify-after", K_VERIFY_AFTER },
+  { "sync-to", K_SYNC_TO },
 };
 #define NR_JOB_KEYS (sizeof job_keys / sizeof job_keys[0])
 
@@ -388,6 +389,7 @@ free_job (struct vms_config_job *j)
   free (j->name); free (j->method); free (j->fallback); free (j->guest_processing);
   free (j->repository); free (j->file);
   free (j->schedule); free (j->verify_schedule); free (j->prune_schedule);
+  free (j->sync_to);
 }
 
 /* One key of a [job] or [defaults] section. -1 only when out of memory. */
@@ -404,7 +406,8 @@ job_key (struct reading *rd, struct vms_config_job *j, const char *k, const char
                       "section: vms, exclude, exec-writers, method, fallback, each, "
                       "repository, keep-last, keep-daily, keep-weekly, "
                       "keep-monthly, max-age, group, schedule, verify-schedule, "
-                      "prune-schedule, verify-deep, guest-processing)", k,
+                      "prune-schedule, verify-deep, guest-processing, "
+                      "verify-after, sync-to)", k,
                       rd->kind == S_JOB ? "[job]" : "[defaults]");
   if (j->set & bit)
     return add_error (rd->c, rd->file, rd->line, "'%s' is set twice in this "
@@ -450,6 +453,16 @@ job_key (struct reading *rd, struct vms_config_job *j, const char *k, const char
       return add_error (rd->c, rd->file, rd->line, "fallback must be "
                         "crash-consistent, saved-state or fail, not '%s'", v);
     if ((j->fallback = strdup (v)) == NULL)
+      return -1;
+    break;
+  case K_VERIFY_AFTER:
+    if (strcmp (v, "no") && strcmp (v, "yes") && strcmp (v, "deep"))
+      return add_error (rd->c, rd->file, rd->line, "verify-after must be no, "
+                        "yes or deep, not '%s'", v);
+    j->verify_after = strcmp (v, "deep") == 0 ? 2 : strcmp (v, "yes") == 0;
+    break;
+  case K_SYNC_TO:
+    if ((j->sync_to = strdup (v)) == NULL)
       return -1;
     break;
   case K_GUEST:
@@ -795,6 +808,10 @@ finish (struct vms_config *c, const struct vms_config_job *d)
     if (!(j->set & K_PRUNE_SCHEDULE) && d->prune_schedule &&
         (j->prune_schedule = strdup (d->prune_schedule)) == NULL)
       return -1;
+    if (!(j->set & K_VERIFY_AFTER) && (d->set & K_VERIFY_AFTER))
+      j->verify_after = d->verify_after;
+    if (!(j->set & K_SYNC_TO) && d->sync_to && (j->sync_to = strdup (d->sync_to)) == NULL)
+      return -1;
     if (!(j->set & K_GUEST) && d->guest_processing &&
         (j->guest_processing = strdup (d->guest_processing)) == NULL)
       return -1;
@@ -824,6 +841,14 @@ finish (struct vms_config *c, const struct vms_config_job *d)
                      j->repository) == -1)
         return -1;
     }
+    if (j->sync_to && vms_config_repository (c, j->sync_to) == NULL &&
+        add_error (c, j->file, j->line, "job '%s': sync-to names repository "
+                   "'%s', which is not defined", j->name, j->sync_to) == -1)
+      return -1;
+    if (j->sync_to && j->repository && strcmp (j->sync_to, j->repository) == 0 &&
+        add_error (c, j->file, j->line, "job '%s': sync-to is the job's own "
+                   "repository '%s'", j->name, j->sync_to) == -1)
+      return -1;
     if (j->exclude && !j->all_vms && j->vms == NULL &&
         add_error (c, j->file, j->line, "job '%s': exclude without vms (all, "
                    "names or globs) leaves nothing out", j->name) == -1)

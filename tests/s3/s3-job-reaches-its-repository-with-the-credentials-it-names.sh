@@ -5,7 +5,11 @@
 # with nothing about S3 in its environment: job run backs up into the
 # bucket, status reads it back (health ok), job verify passes. The same job
 # pointed at a settings file with a wrong secret fails, naming the refusal,
-# and writes nothing; a settings file others may read is refused.
+# and writes nothing; a settings file others may read is refused. A local
+# job with verify-after = deep and sync-to = the bucket verifies its
+# repository and copies its backup into the bucket after the run (verified
+# deep there); a sync the bucket refuses is a warning (exit 3) naming it,
+# the backup stored.
 set -uo pipefail
 vmshadow=$1
 . "$(dirname "$0")/s3-lib.sh"
@@ -69,3 +73,26 @@ list=$(VMSHADOW_S3_CONFIG=$tmp/s3-good.conf "$vmshadow" list --repo "s3://$bucke
   || fail "list: $list"
 grep -qE '^[0-9]{8}T[0-9]{6}Z-[0-9a-f]+ .* j$' <<<"$list" || fail "the job's backup is not listed: $list"
 echo "ok - job run, status and job verify reach s3://$bucket/jobs through the job's s3-config alone ($n objects)"
+
+# A local job that verifies deep and syncs into the bucket after each run.
+printf '[repository here]\npath = %s\n[repository off]\npath = s3://%s/synced\ns3-config = %s\n[job l]\nrepository = here\nverify-after = deep\nsync-to = off\n' \
+  "$tmp/local" "$bucket" "$tmp/s3-good.conf" > "$tmp/etc/vmshadow.conf"
+out=$("$vmshadow" job run l --config "$tmp/etc" --writers-dir "$tmp/writers.d" 2>&1) \
+  || fail "job run with verify-after and sync-to: $out"
+grep -q "Job l: verify (deep)" <<<"$out" && grep -q "Job l: sync into s3://$bucket/synced" <<<"$out" \
+  || fail "the run did not say it verified and synced: $out"
+id=$("$vmshadow" list --repo "$tmp/local" 2>&1 | awk '$NF == "l" { print $1 }')
+[ -n "$id" ] || fail "no backup of job l in the local repository"
+list=$(VMSHADOW_S3_CONFIG=$tmp/s3-good.conf "$vmshadow" list --repo "s3://$bucket/synced" 2>&1) || fail "list: $list"
+grep -q "^$id " <<<"$list" || fail "backup $id was not synced into s3://$bucket/synced: $list"
+out=$(VMSHADOW_S3_CONFIG=$tmp/s3-good.conf "$vmshadow" verify --deep --repo "s3://$bucket/synced" 2>&1) \
+  || fail "verify --deep of the synced copy: $out"
+# The sync's destination refuses (wrong secret): the backup is stored, the
+# run ends with warnings (exit 3) and names the refusal.
+sed -i "s|s3-config = .*|s3-config = $tmp/s3-wrong.conf|" "$tmp/etc/vmshadow.conf"
+rc=0; out=$("$vmshadow" job run l --config "$tmp/etc" --writers-dir "$tmp/writers.d" 2>&1) || rc=$?
+[ $rc = 3 ] || fail "a run whose sync failed exited $rc, not 3 (warnings): $out"
+grep -q "SignatureDoesNotMatch\|403" <<<"$out" || fail "the failed sync is not named: $out"
+[ "$("$vmshadow" list --repo "$tmp/local" 2>&1 | awk '$NF == "l"' | wc -l)" = 2 ] \
+  || fail "the second backup of job l is not stored"
+echo "ok - verify-after = deep and sync-to: the run's backup verified and copied into the bucket, verified deep there; a refused sync is a warning naming it, the backup stored"

@@ -1,7 +1,8 @@
 /* Unit tests of [repository] sections (issue 19, docs/configuration.md):
  * a repository is a directory, a RADOS pool or an S3 bucket, and its
  * credentials are named by reference (files, a client id), never written
- * in the configuration; a job's run points the backends at them.
+ * in the configuration; a job's run points the backends at them. A job
+ * may verify its repository and sync it into another after each run.
  *
  * Usage: test-config-repos [test-name]; output is TAP.
  */
@@ -121,12 +122,45 @@ bad_repositories_are_named_with_their_line (void **state)
   vms_config_free (c);
 }
 
+static void
+jobs_verify_and_sync_after (void **state)
+{
+  (void) state;
+  struct vms_config *c = load (
+    "[repository here]\npath = /srv/here\n"
+    "[repository offsite]\npath = s3://b/p\n"
+    "[defaults]\nsync-to = offsite\nverify-after = yes\n"
+    "[job a]\nrepository = here\n"
+    "[job b]\nrepository = here\nverify-after = deep\nsync-to = here\n"  /* at 10 */
+    "[job c]\nrepository = here\nverify-after = often\nsync-to = nowhere\n"); /* at 14 */
+  const struct vms_config_job *a = vms_config_job (c, "a"), *b = vms_config_job (c, "b");
+  assert_string_equal (a->sync_to, "offsite");
+  assert_int_equal (a->verify_after, 1);
+  assert_int_equal (b->verify_after, 2);
+  const char *want[] = {
+    ":10: job 'b': sync-to is the job's own repository 'here'",
+    ":16: verify-after must be no, yes or deep, not 'often'",
+    ":14: job 'c': sync-to names repository 'nowhere', which is not defined",
+  };
+  size_t nw = sizeof want / sizeof want[0];
+  assert_int_equal (c->nr_errors, nw);
+  for (size_t w = 0; w < nw; w++) {
+    int found = 0;
+    for (size_t i = 0; i < c->nr_errors; i++)
+      found |= strstr (c->errors[i], want[w]) != NULL;
+    if (!found)
+      fail_msg ("no error says '%s'", want[w]);
+  }
+  vms_config_free (c);
+}
+
 int
 main (int argc, char *argv[])
 {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test (remote_repositories_name_their_credentials),
     cmocka_unit_test (bad_repositories_are_named_with_their_line),
+    cmocka_unit_test (jobs_verify_and_sync_after),
   };
   cmocka_set_message_output (CM_OUTPUT_TAP);
   if (argc > 1)
