@@ -39,6 +39,21 @@ load (const char *text)
   return c;
 }
 
+/* Exactly n errors besides the extra ones expected, each of want[] among them. */
+static void
+assert_errors (const struct vms_config *c, const char *const *want, size_t nw,
+               size_t extra)
+{
+  assert_int_equal (c->nr_errors, nw + extra);
+  for (size_t w = 0; w < nw; w++) {
+    int found = 0;
+    for (size_t i = 0; i < c->nr_errors; i++)
+      found |= strstr (c->errors[i], want[w]) != NULL;
+    if (!found)
+      fail_msg ("no error says '%s'", want[w]);
+  }
+}
+
 static void
 remote_repositories_name_their_credentials (void **state)
 {
@@ -109,16 +124,8 @@ bad_repositories_are_named_with_their_line (void **state)
     ":10: repository 'd': s3-config is for an s3:// path",
     ":13: repository 'e': rados-conf, rados-id and rados-keyring are for a rados: path",
   };
-  size_t nw = sizeof want / sizeof want[0];
   /* a and b have no path: each is said once more, as "has no path" */
-  assert_int_equal (c->nr_errors, nw + 2);
-  for (size_t w = 0; w < nw; w++) {
-    int found = 0;
-    for (size_t i = 0; i < c->nr_errors; i++)
-      found |= strstr (c->errors[i], want[w]) != NULL;
-    if (!found)
-      fail_msg ("no error says '%s'", want[w]);
-  }
+  assert_errors (c, want, sizeof want / sizeof want[0], 2);
   vms_config_free (c);
 }
 
@@ -142,15 +149,7 @@ jobs_verify_and_sync_after (void **state)
     ":16: verify-after must be no, yes or deep, not 'often'",
     ":14: job 'c': sync-to names repository 'nowhere', which is not defined",
   };
-  size_t nw = sizeof want / sizeof want[0];
-  assert_int_equal (c->nr_errors, nw);
-  for (size_t w = 0; w < nw; w++) {
-    int found = 0;
-    for (size_t i = 0; i < c->nr_errors; i++)
-      found |= strstr (c->errors[i], want[w]) != NULL;
-    if (!found)
-      fail_msg ("no error says '%s'", want[w]);
-  }
+  assert_errors (c, want, sizeof want / sizeof want[0], 0);
   vms_config_free (c);
 }
 
