@@ -195,6 +195,24 @@ job_repository (const struct vms_config *c, const struct vms_config_job *j)
   return vms_config_repository_use (r) == 0 ? r->path : NULL;
 }
 
+/* Keep the outcome of a verify of the job's repository, for status. A
+ * record that cannot be kept is a warning: the verify itself is done. */
+static void
+record_verify (const struct vms_config_job *j, int deep, int rc)
+{
+  json_object *o = json_object_new_object ();
+  json_object_object_add (o, "time", json_object_new_int64 ((int64_t) time (NULL)));
+  json_object_object_add (o, "deep", json_object_new_boolean (deep));
+  json_object_object_add (o, "exit_code", json_object_new_int (rc));
+  json_object_object_add (o, "ok", json_object_new_boolean (rc == EXIT_SUCCESS));
+  const char *text = json_object_to_json_string_ext (o, JSON_C_TO_STRING_PLAIN);
+  if (text == NULL || vms_config_job_note_put (j, "verify", text) == -1)
+    fprintf (stderr, "vmshadow job: warning: the verify's outcome is not kept "
+             "for status: %s\n", cli_text (vms_get_error () ? vms_get_error ()
+                                             : "out of memory"));
+  json_object_put (o);
+}
+
 /* What a job does after its backup and prune (verify-after, sync-to):
  * verify its repository; sync every backup the sync-to repository lacks
  * into it (the job's own and any other's: a sync that failed once catches
@@ -212,7 +230,9 @@ after_run (const struct options *opts, const struct vms_config *c,
     o.deep = j->verify_after == 2;
     if (!opts->json)
       printf ("Job %s: verify%s\n", cli_text (j->name), o.deep ? " (deep)" : "");
-    if ((r = cmd_verify (&o, 0, NULL)) != EXIT_SUCCESS)
+    r = cmd_verify (&o, 0, NULL);
+    record_verify (j, o.deep, r);
+    if (r != EXIT_SUCCESS)
       rc = r;
   }
   if (j->sync_to) {
@@ -252,6 +272,7 @@ job_verify (const struct options *opts, const struct vms_config *c,
     printf ("Job %s: verify %s%s\n", cli_text (j->name), cli_text (o.repo_dir),
             o.deep ? " (deep)" : "");
   int rc = cmd_verify (&o, 0, NULL);
+  record_verify (j, o.deep, rc);
   close (lock);
   return rc;
 }
@@ -604,6 +625,9 @@ struct entry {
   uint64_t size;
   int64_t max_age_s;
   enum health health;
+  /* The job's last verify (job verify, verify-after): time 0 if never. */
+  int64_t verify_time;
+  int verify_deep, verify_ok;
 };
 
 struct status {
@@ -663,6 +687,37 @@ vm_caption_is (const char *caption, const char *name)
   return bs && ((n == 6 && strncmp (caption, "Online", 6) == 0) ||
                 (n == 7 && strncmp (caption, "Offline", 7) == 0)) &&
     strcmp (bs + 1, name) == 0;
+}
+
+/* The job's last verify, as record_verify kept it, onto its entries. A
+ * record that is not ours to trust (unreadable, not the shape we write)
+ * is said and left out. */
+static int
+job_last_verify (struct status *st, const struct vms_config_job *j)
+{
+  char *text = vms_config_job_note_get (j, "verify");
+  json_object *o = text ? json_tokener_parse (text) : NULL, *t = NULL, *d = NULL, *ok = NULL;
+
+  if (text == NULL && errno != ENOENT)
+    fprintf (stderr, "vmshadow status: warning: %s\n", cli_text (vms_get_error ()));
+  else if (text && !(o && json_object_object_get_ex (o, "time", &t) &&
+                     json_object_is_type (t, json_type_int) &&
+                     json_object_object_get_ex (o, "deep", &d) &&
+                     json_object_is_type (d, json_type_boolean) &&
+                     json_object_object_get_ex (o, "ok", &ok) &&
+                     json_object_is_type (ok, json_type_boolean)))
+    fprintf (stderr, "vmshadow status: warning: job '%s': its verify record "
+             "is not one vmshadow wrote; ignored\n", cli_text (j->name));
+  else if (text)
+    for (size_t i = 0; i < st->n; i++)
+      if (strcmp (st->e[i].job, j->name) == 0) {
+        st->e[i].verify_time = json_object_get_int64 (t);
+        st->e[i].verify_deep = json_object_get_boolean (d);
+        st->e[i].verify_ok = json_object_get_boolean (ok);
+      }
+  json_object_put (o);
+  free (text);
+  return 0;
 }
 
 /* Every component of the job's backups, at its newest backup. */
@@ -735,7 +790,7 @@ job_status (struct status *st, const struct vms_config *c,
     any |= strcmp (st->e[i].job, j->name) == 0;
   if (!any)
     entry_for (st, j->name, NULL, NULL);
-  return st->oom ? -1 : 0;
+  return st->oom ? -1 : job_last_verify (st, j);
 }
 
 /* Prometheus label values: backslash, quote and newline escaped. */
@@ -825,6 +880,24 @@ write_prometheus (const char *file, const struct status *st, int64_t now)
     labels (fp, &st->e[i]);
     fprintf (fp, " %" PRId64 "\n", st->e[i].max_age_s);
   }
+  fprintf (fp, "# HELP vmshadow_last_verify_ok 1 if the last verify of the "
+           "job's repository passed, 0 if it found damage.\n"
+           "# TYPE vmshadow_last_verify_ok gauge\n");
+  for (size_t i = 0; i < st->n; i++)
+    if (st->e[i].verify_time) {
+      fputs ("vmshadow_last_verify_ok", fp);
+      labels (fp, &st->e[i]);
+      fprintf (fp, " %d\n", st->e[i].verify_ok);
+    }
+  fprintf (fp, "# HELP vmshadow_last_verify_timestamp_seconds When the job's "
+           "repository was last verified.\n"
+           "# TYPE vmshadow_last_verify_timestamp_seconds gauge\n");
+  for (size_t i = 0; i < st->n; i++)
+    if (st->e[i].verify_time) {
+      fputs ("vmshadow_last_verify_timestamp_seconds", fp);
+      labels (fp, &st->e[i]);
+      fprintf (fp, " %" PRId64 "\n", st->e[i].verify_time);
+    }
   int bad = fflush (fp) != 0 || ferror (fp) || fsync (fd) == -1;
   int e = errno;
   if (fclose (fp) != 0)
@@ -875,6 +948,10 @@ cmd_status (const struct options *opts, int argc, char **argv)
     e->health = e->backup_id == NULL ? H_NEVER
       : age > e->max_age_s ? H_CRITICAL
       : age * 5 > e->max_age_s * 4 ? H_WARNING : H_OK;
+    /* The last verify of its repository found damage: critical, whatever
+     * the age (issue 19). */
+    if (e->backup_id && e->verify_time && !e->verify_ok)
+      e->health = H_CRITICAL;
     if ((int) e->health > worst)
       worst = e->health;
   }
@@ -903,6 +980,14 @@ cmd_status (const struct options *opts, int argc, char **argv)
         json_object_object_add (o, "type", json_object_new_string (e->incremental ? "incremental" : "full"));
         json_object_object_add (o, "size", json_object_new_int64 ((int64_t) e->size));
       }
+      json_object *v = NULL;
+      if (e->verify_time) {
+        v = json_object_new_object ();
+        json_object_object_add (v, "time", json_object_new_int64 (e->verify_time));
+        json_object_object_add (v, "deep", json_object_new_boolean (e->verify_deep));
+        json_object_object_add (v, "ok", json_object_new_boolean (e->verify_ok));
+      }
+      json_object_object_add (o, "last_verify", v);
       json_object_object_add (o, "max_age_s", json_object_new_int64 (e->max_age_s));
       json_object_object_add (o, "health", json_object_new_string (health_name[e->health]));
       json_object_array_add (list, o);
@@ -934,6 +1019,21 @@ cmd_status (const struct options *opts, int argc, char **argv)
               e->backup_id ? (e->incremental ? "incremental" : "full") : "-",
               e->backup_id ? cli_bytes (e->size, b) : "-",
               e->backup_id ? cli_text (e->backup_id) : "-");
+    }
+    for (size_t i = 0; i < c->nr_jobs; i++) {
+      const struct entry *e = NULL;
+      for (size_t k = 0; k < st.n && e == NULL; k++)
+        if (strcmp (st.e[k].job, c->jobs[i].name) == 0)
+          e = &st.e[k];
+      if (e == NULL || e->verify_time == 0) {
+        printf ("Last verify of job %s: never\n", cli_text (c->jobs[i].name));
+        continue;
+      }
+      char when[64];
+      time_t vt = (time_t) e->verify_time;
+      strftime (when, sizeof when, "%Y-%m-%d %H:%M:%S", localtime (&vt));
+      printf ("Last verify of job %s: %s%s, %s\n", cli_text (c->jobs[i].name), when,
+              e->verify_deep ? " (deep)" : "", e->verify_ok ? "ok" : "FAILED");
     }
   }
  out:

@@ -114,6 +114,17 @@ extern VMS_API int vms_config_job_lock (const struct vms_config_job *job);
 extern VMS_API int vms_config_job_lock_kind (const struct vms_config_job *job,
                                              const char *kind);
 
+/* The job's record of its last KIND ("verify": job verify and
+ * verify-after), a small JSON text kept in $VMSHADOW_STATE_DIR (default
+ * /var/lib/vmshadow/state)/KIND-NAME.json, replaced whole (written aside,
+ * then renamed). put: 0 or -1 with the error set. get: the text (free it),
+ * or NULL: never recorded (errno ENOENT, no error set) or unreadable (the
+ * error set). */
+extern VMS_API int vms_config_job_note_put (const struct vms_config_job *job,
+                                            const char *kind, const char *text);
+extern VMS_API char *vms_config_job_note_get (const struct vms_config_job *job,
+                                              const char *kind);
+
 /* Whether v can be a schedule (an OnCalendar= value): 1 to 128 letters,
  * digits, blanks and * : , . / ~ + - _ (no '%' specifier, quote or
  * control). systemd itself checks the expression. */

@@ -16,6 +16,7 @@
 
 #include <ini.h>
 
+#include "fs-util.h"
 #include "log.h"
 #include "vm-writer.h"
 #include "vmshadow/config.h"
@@ -1060,6 +1061,77 @@ int
 vms_config_job_lock (const struct vms_config_job *job)
 {
   return vms_config_job_lock_kind (job, NULL);
+}
+
+/* The state directory, opened (made 0700 if missing); -1 with the error set. */
+static int
+state_dir (int create, const char **name)
+{
+  const char *env = getenv ("VMSHADOW_STATE_DIR");
+  *name = env && *env ? env : "/var/lib/vmshadow/state";
+  if (create && vms_mkdir_p (*name, 0700) == -1)
+    return -1;
+  int fd = open (*name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd == -1 && (create || errno != ENOENT))
+    vms_set_error (errno, "cannot open %s: %s", *name, vms_fs_errstr (errno));
+  return fd;
+}
+
+int
+vms_config_job_note_put (const struct vms_config_job *job, const char *kind,
+                         const char *text)
+{
+  const char *dir;
+  char name[NAME_MAX + 1];
+  int fd = state_dir (1, &dir), r;
+
+  if (fd == -1)
+    return -1;
+  if ((size_t) snprintf (name, sizeof name, "%s-%s.json", kind, job->name) >= sizeof name) {
+    close (fd);
+    vms_set_error (ENAMETOOLONG, "job '%s': name too long for its %s record", job->name, kind);
+    return -1;
+  }
+  r = vms_write_file_atomic (fd, name, text, strlen (text), 0600);
+  close (fd);
+  return r;
+}
+
+char *
+vms_config_job_note_get (const struct vms_config_job *job, const char *kind)
+{
+  enum { MAX_NOTE = 65536 };
+  const char *dir;
+  char name[NAME_MAX + 1], *text = NULL;
+  int dfd = state_dir (0, &dir), fd = -1;
+  struct stat sb;
+
+  if (dfd == -1)
+    return NULL;
+  if ((size_t) snprintf (name, sizeof name, "%s-%s.json", kind, job->name) >= sizeof name) {
+    close (dfd);
+    errno = ENOENT;
+    return NULL;
+  }
+  fd = vms_open_beneath (dfd, name, O_RDONLY, 0);
+  if (fd == -1) {
+    int e = errno;
+    if (e != ENOENT)
+      vms_set_error (e, "cannot open %s/%s: %s", dir, name, vms_fs_errstr (e));
+    close (dfd);
+    errno = e;
+    return NULL;
+  }
+  if (fstat (fd, &sb) == -1 || sb.st_size > MAX_NOTE ||
+      (text = calloc (1, (size_t) sb.st_size + 1)) == NULL ||
+      read (fd, text, (size_t) sb.st_size) != sb.st_size) {
+    vms_set_error (EIO, "cannot read %s/%s (at most %d bytes)", dir, name, MAX_NOTE);
+    free (text);
+    text = NULL;
+  }
+  close (fd);
+  close (dfd);
+  return text;
 }
 
 int

@@ -9,10 +9,12 @@
 # job with verify-after = deep and sync-to = the bucket verifies its
 # repository and copies its backup into the bucket after the run (verified
 # deep there); a sync the bucket refuses is a warning (exit 3) naming it,
-# the backup stored.
+# the backup stored. status gives the last verify; after a job verify finds
+# a damaged chunk, the job is critical.
 set -uo pipefail
 vmshadow=$1
 . "$(dirname "$0")/s3-lib.sh"
+. "$(dirname "$0")/../flip-byte.sh"
 fail () { echo "FAIL: $*"; exit 1; }
 tmp=$(mktemp -d /var/tmp/vmshadow-test.XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
@@ -21,7 +23,7 @@ s3_bucket bucket vmshadow-job
 # Only the job's settings file may tell where S3 is and who we are.
 unset VMSHADOW_S3_ENDPOINT VMSHADOW_S3_REGION VMSHADOW_S3_ACCESS_KEY_ID \
   VMSHADOW_S3_SECRET_ACCESS_KEY VMSHADOW_REPO VMSHADOW_REPO_FORMAT VMSHADOW_CONFIG_DIR
-export VMSHADOW_SCRATCH_DIR=$tmp/scratch VMSHADOW_RUN_DIR=$tmp/run
+export VMSHADOW_SCRATCH_DIR=$tmp/scratch VMSHADOW_RUN_DIR=$tmp/run VMSHADOW_STATE_DIR=$tmp/state
 mkdir -p "$tmp/app" "$tmp/writers.d" "$tmp/etc" "$tmp/run"
 head -c 1000000 /dev/urandom > "$tmp/app/data"
 cat > "$tmp/writers.d/app" <<W
@@ -96,3 +98,22 @@ grep -q "SignatureDoesNotMatch\|403" <<<"$out" || fail "the failed sync is not n
 [ "$("$vmshadow" list --repo "$tmp/local" 2>&1 | awk '$NF == "l"' | wc -l)" = 2 ] \
   || fail "the second backup of job l is not stored"
 echo "ok - verify-after = deep and sync-to: the run's backup verified and copied into the bucket, verified deep there; a refused sync is a warning naming it, the backup stored"
+
+# status tells the last verify; one that found damage makes the job critical.
+st=$("$vmshadow" status --config "$tmp/etc" --json 2>&1) || fail "status after a passing verify: $st"
+python3 - "$st" <<'PY' || fail "status --json does not give job l's last verify as deep and ok: $st"
+import json, sys
+c = [c for c in json.loads(sys.argv[1])["components"] if c["job"] == "l"]
+assert c and all(x["last_verify"] and x["last_verify"]["deep"] and x["last_verify"]["ok"] for x in c), c
+PY
+victim=$(find "$tmp/local/chunks" "$tmp/local/packs" -type f -size +1k 2>/dev/null | head -n 1)
+[ -n "$victim" ] || fail "no chunk or pack file to damage in $tmp/local"
+flip_byte "$victim" 600
+echo "verify-deep = yes" >> "$tmp/etc/vmshadow.conf"     # (job l's section is the last)
+rc=0; out=$("$vmshadow" job verify l --config "$tmp/etc" 2>&1) || rc=$?
+[ $rc != 0 ] || fail "job verify of a damaged repository passed: $out"
+rc=0; st=$("$vmshadow" status --config "$tmp/etc" 2>&1) || rc=$?
+[ $rc = 2 ] || fail "status after a verify that found damage exited $rc, not 2 (critical): $st"
+grep -q "^l .* critical " <<<"$st" && grep -q "^Last verify of job l: .*, FAILED$" <<<"$st" \
+  || fail "status does not show job l critical with its failed verify: $st"
+echo "ok - status gives the last verify (deep, ok); after job verify finds a damaged chunk, job l is critical and its verify FAILED"

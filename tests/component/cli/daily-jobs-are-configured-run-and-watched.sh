@@ -8,7 +8,7 @@
 # Exec writers only: no VM is needed.
 source "$(dirname "$0")/cli-lib.sh"
 app_writer
-export VMSHADOW_RUN_DIR=$tmp/run
+export VMSHADOW_RUN_DIR=$tmp/run VMSHADOW_STATE_DIR=$tmp/state
 unset VMSHADOW_REPO
 conf=$tmp/etc
 mkdir -p "$conf/jobs.d"
