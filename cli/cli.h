@@ -132,6 +132,9 @@ extern int cmd_prune (const struct options *opts, int argc, char **argv);
 extern int cmd_gc (const struct options *opts, int argc, char **argv);
 extern int cmd_init (const struct options *opts, int argc, char **argv);
 extern int cmd_upgrade (const struct options *opts, int argc, char **argv);
+/* The backup's boot check note (verify --boot), checked for its shape, or
+ * NULL when it was never checked (cmd-repo.c). */
+extern json_object *boot_check_note (vms_repo *repo, const char *id);
 extern int cmd_sync (const struct options *opts, int argc, char **argv);
 extern int cmd_extract (const struct options *opts, int argc, char **argv);
 extern int cmd_restore (const struct options *opts, int argc, char **argv);

@@ -628,6 +628,11 @@ struct entry {
   /* The job's last verify (job verify, verify-after): time 0 if never. */
   int64_t verify_time;
   int verify_deep, verify_ok;
+  /* The VM's last boot check (verify --boot, issue 16) in any backup of
+   * the job: time 0 if never. */
+  int64_t boot_time;
+  int boot_ok;
+  char *boot_backup;
 };
 
 struct status {
@@ -720,6 +725,30 @@ job_last_verify (struct status *st, const struct vms_config_job *j)
   return 0;
 }
 
+/* A VM's boot check in backup id's boot-check note (its component is the
+ * VM's UUID), onto e when it is the latest seen. */
+static void
+note_boot_check (struct status *st, struct entry *e, json_object *boot, const char *id)
+{
+  json_object *vms, *checked, *v, *ok;
+  if (boot == NULL || !json_object_object_get_ex (boot, "vms", &vms) ||
+      !json_object_is_type (vms, json_type_array) ||
+      !json_object_object_get_ex (boot, "checked", &checked) ||
+      json_object_get_int64 (checked) < e->boot_time)
+    return;
+  for (size_t k = 0; k < json_object_array_length (vms); k++) {
+    json_object *vm = json_object_array_get_idx (vms, k);
+    if (json_object_object_get_ex (vm, "uuid", &v) && json_object_is_type (v, json_type_string) &&
+        e->component && strcasecmp (json_object_get_string (v), e->component) == 0 &&
+        json_object_object_get_ex (vm, "ok", &ok) && json_object_is_type (ok, json_type_boolean)) {
+      e->boot_time = json_object_get_int64 (checked);
+      e->boot_ok = json_object_get_boolean (ok);
+      free (e->boot_backup);
+      e->boot_backup = sdup (st, id);
+    }
+  }
+}
+
 /* Every component of the job's backups, at its newest backup. */
 static int
 job_status (struct status *st, const struct vms_config *c,
@@ -740,6 +769,7 @@ job_status (struct status *st, const struct vms_config *c,
   for (size_t i = 0; i < n; i++) {
     vms_manifest *m = vms_manifest_open (repo, ids[i]);
     const vms_document *bcd = m ? vms_manifest_components (m) : NULL;
+    json_object *boot = bcd && made_by (m, j->name) ? boot_check_note (repo, ids[i]) : NULL;
     for (size_t w = 0; bcd && made_by (m, j->name) &&
            w < vms_components_writer_count (bcd); w++) {
       const char *wid = vms_components_writer_id (bcd, w);
@@ -764,8 +794,10 @@ job_status (struct status *st, const struct vms_config *c,
               strcmp (sf.writer_id, wid) == 0 && strcmp (sf.component, cname) == 0)
             e->size += sz;
         }
+        note_boot_check (st, e, boot, ids[i]);
       }
     }
+    json_object_put (boot);
     vms_manifest_free (m);
     free (ids[i]);
   }
@@ -880,6 +912,15 @@ write_prometheus (const char *file, const struct status *st, int64_t now)
     labels (fp, &st->e[i]);
     fprintf (fp, " %" PRId64 "\n", st->e[i].max_age_s);
   }
+  fprintf (fp, "# HELP vmshadow_last_boot_check_ok 1 if the VM's last boot "
+           "check (verify --boot) passed, 0 if it failed.\n"
+           "# TYPE vmshadow_last_boot_check_ok gauge\n");
+  for (size_t i = 0; i < st->n; i++)
+    if (st->e[i].boot_time) {
+      fputs ("vmshadow_last_boot_check_ok", fp);
+      labels (fp, &st->e[i]);
+      fprintf (fp, " %d\n", st->e[i].boot_ok);
+    }
   fprintf (fp, "# HELP vmshadow_last_verify_ok 1 if the last verify of the "
            "job's repository passed, 0 if it found damage.\n"
            "# TYPE vmshadow_last_verify_ok gauge\n");
@@ -988,6 +1029,14 @@ cmd_status (const struct options *opts, int argc, char **argv)
         json_object_object_add (v, "ok", json_object_new_boolean (e->verify_ok));
       }
       json_object_object_add (o, "last_verify", v);
+      json_object *b = NULL;
+      if (e->boot_time) {
+        b = json_object_new_object ();
+        json_object_object_add (b, "time", json_object_new_int64 (e->boot_time));
+        json_object_object_add (b, "ok", json_object_new_boolean (e->boot_ok));
+        json_object_object_add (b, "backup_id", e->boot_backup ? json_object_new_string (e->boot_backup) : NULL);
+      }
+      json_object_object_add (o, "last_boot_check", b);
       json_object_object_add (o, "max_age_s", json_object_new_int64 (e->max_age_s));
       json_object_object_add (o, "health", json_object_new_string (health_name[e->health]));
       json_object_array_add (list, o);
@@ -1039,7 +1088,7 @@ cmd_status (const struct options *opts, int argc, char **argv)
  out:
   for (size_t i = 0; i < st.n; i++) {
     free (st.e[i].writer); free (st.e[i].component); free (st.e[i].caption);
-    free (st.e[i].backup_id); free (st.e[i].method);
+    free (st.e[i].backup_id); free (st.e[i].method); free (st.e[i].boot_backup);
   }
   free (st.e);
   vms_config_free (c);

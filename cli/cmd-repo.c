@@ -107,7 +107,7 @@ list_without_key (const struct options *opts, vms_repo *repo)
 /* The backup's boot check (issue 16, R27), as `verify --boot` recorded
  * it beside the backup; NULL when it was never checked. Checked like any
  * data from the repository. */
-static json_object *
+json_object *
 boot_check_note (vms_repo *repo, const char *id)
 {
   char *text = vms_repo_note_get (repo, id, "boot-check");

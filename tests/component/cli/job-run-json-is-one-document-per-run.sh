@@ -6,7 +6,8 @@
 # the backup's own report and the prune's exit code. Nothing else reaches
 # stdout (backup's and prune's own output is not printed), also when the
 # run fails before a backup (the job already running). job verify and job
-# prune, what the verify@ and prune@ units run, on the job's repository.
+# prune, what the verify@ and prune@ units run, on the job's repository;
+# status gives the last verify and a VM's last boot check.
 source "$(dirname "$0")/cli-lib.sh"
 app_writer
 export VMSHADOW_RUN_DIR=$tmp/run VMSHADOW_STATE_DIR=$tmp/state
@@ -115,4 +116,25 @@ printf '[job nokeep]\nrepository = main\n' > "$conf/jobs.conf"
 mkdir -p "$conf/jobs.d" && mv "$conf/jobs.conf" "$conf/jobs.d/nokeep.conf"
 rc=0; "$vmshadow" job prune nokeep --config "$conf" > "$tmp/out" 2>&1 || rc=$?
 [ $rc = 2 ] && grep -q "job 'nokeep' has no keep-\* rules" "$tmp/out" || fail "prune without keep: $rc $(cat "$tmp/out")"
+
+# status: the job's last verify (the one above passed) and a component's
+# last boot check, read from the note verify --boot keeps beside a backup
+# (written here by hand, as it records it, since this test has no VM: the
+# component's name stands for the VM's UUID).
+id=$("$vmshadow" list --repo "$tmp/repo" --json | python3 -c 'import json,sys
+d = json.load(sys.stdin); b = d if isinstance(d, list) else d["backups"]
+print([x.get("id") or x.get("backup_id") for x in b if x.get("job") == "apps"][0])')
+printf '{"format": "vmshadow-boot-check", "version": 1, "checked": %d, "ok": false, "vms": [{"uuid": "config", "name": "app", "ok": false, "error": "no agent"}]}' \
+  "$(date +%s)" > "$tmp/repo/backups/$id/note-boot-check.json"
+rm -f "$conf/jobs.d/nokeep.conf"
+"$vmshadow" status --config "$conf" --json --prometheus "$tmp/prom" > "$tmp/status.json" || true
+python3 - "$tmp/status.json" "$id" <<'PY' || fail "status: $(cat "$tmp/status.json")"
+import json, sys
+[c] = [c for c in json.load(open(sys.argv[1]))["components"] if c["job"] == "apps"]
+assert c["last_verify"]["ok"] is True and c["last_verify"]["deep"] is False, c
+b = c["last_boot_check"]
+assert b["ok"] is False and b["backup_id"] == sys.argv[2] and b["time"] > 0, c
+PY
+grep -q '^vmshadow_last_boot_check_ok{job="apps",writer="app",component="config",.*} 0$' "$tmp/prom" &&
+  grep -q '^vmshadow_last_verify_ok{job="apps",.*} 1$' "$tmp/prom" || fail "prometheus: $(cat "$tmp/prom")"
 echo "PASS: job run --json prints the job's result, one document; job verify and prune"
