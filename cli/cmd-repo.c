@@ -130,6 +130,36 @@ boot_check_ok (json_object *note)
   return json_object_object_get_ex (note, "ok", &v) && json_object_get_boolean (v);
 }
 
+/* What a backup holds, for list --json (issue 19): each writer's
+ * components (a VM, an application) with the capture method its writer
+ * recorded and whether it is full or incremental. */
+static json_object *
+list_components (vms_manifest *m)
+{
+  const vms_document *bcd = vms_manifest_components (m);
+  json_object *a = json_object_new_array ();
+
+  for (size_t w = 0; bcd && w < vms_components_writer_count (bcd); w++) {
+    const char *wid = vms_components_writer_id (bcd, w);
+    for (size_t k = 0; k < vms_document_component_count (bcd, wid); k++) {
+      vms_component *comp = vms_document_component (bcd, wid, k);
+      const char *method = vms_component_get_string (comp, VMS_ATTR_METHOD);
+      const char *caption = vms_component_caption (comp);
+      const char *writer = vms_components_writer_name (bcd, w), *name = vms_component_name (comp);
+      json_object *c = json_object_new_object ();
+      json_object_object_add (c, "writer", writer ? json_object_new_string (writer) : NULL);
+      json_object_object_add (c, "component", name ? json_object_new_string (name) : NULL);
+      json_object_object_add (c, "caption", caption ? json_object_new_string (caption) : NULL);
+      json_object_object_add (c, "method", method ? json_object_new_string (method) : NULL);
+      json_object_object_add (c, "type", json_object_new_string (
+                                vms_component_get_string (comp, VMS_ATTR_PREVIOUS_CHECKPOINT)
+                                ? "incremental" : "full"));
+      json_object_array_add (a, c);
+    }
+  }
+  return a;
+}
+
 int
 cmd_list (const struct options *opts, int argc, char **argv)
 {
@@ -178,6 +208,7 @@ cmd_list (const struct options *opts, int argc, char **argv)
       json_object_object_add (b, "job", job ? json_object_new_string (job) : NULL);
       /* Issue 16: the last boot check (verify --boot), or null. */
       json_object_object_add (b, "boot_check", json_object_get (boot));
+      json_object_object_add (b, "components", list_components (m));
       json_object_array_add (list, b);
     }
     else

@@ -134,6 +134,11 @@ grep -q "Removed 1 backup" "$tmp/run.out" || fail "apps did not prune: $(cat "$t
 # was left alone; list says which job made each.
 python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert [b["job"] for b in d["backups"]] == ["apps", "nightly", "apps"], d' \
   "$tmp/list.json" || fail "after prune: $(cat "$tmp/list.json")"
+# list --json says what each backup holds: the app's component, full.
+python3 -c 'import json,sys; d=json.load(open(sys.argv[1]))
+for b in d["backups"]:
+    assert {(c["writer"], c["component"], c["type"]) for c in b["components"]} >= {("app", "config", "full")}, b' \
+  "$tmp/list.json" || fail "list --json components: $(cat "$tmp/list.json")"
 "$vmshadow" list --repo "$tmp/repo" > "$tmp/list.txt"
 [ "$(awk 'NR > 1 {print $NF}' "$tmp/list.txt" | tr '\n' ' ')" = "apps nightly apps " ] \
   || fail "list does not show the jobs: $(cat "$tmp/list.txt")"
