@@ -374,6 +374,10 @@ cmd_show (const struct options *opts, int argc, char **argv)
         vms_component *comp = vms_document_component (bcd, wid, c);
         printf ("  Component %s  \"%s\"\n", cli_text (vms_component_name (comp)),
                 cli_text (vms_component_caption (comp)));
+        const char *method = vms_component_get_string (comp, VMS_ATTR_METHOD);
+        printf ("    %s%s%s\n", method ? "method: " : "", method ? cli_text (method) : "",
+                vms_component_get_string (comp, VMS_ATTR_PREVIOUS_CHECKPOINT)
+                ? (method ? ", incremental" : "incremental") : (method ? ", full" : "full"));
         const char *cluster = vms_component_get_string (comp, VMS_ATTR_CLUSTER);
         if (cluster)             /* R22 */
           printf ("    cluster: %s\n", cli_text (cluster));
