@@ -160,6 +160,47 @@ list_components (vms_manifest *m)
   return a;
 }
 
+/* What a backup holds, for list's text: NAME/METHOD/TYPE per component
+ * (a VM by its name, as its caption ends; an application by its component
+ * name), joined by commas, with no blank so that the columns stay fields.
+ * Freed by the caller; NULL when out of memory. */
+static char *
+list_contents_text (vms_manifest *m)
+{
+  const vms_document *bcd = vms_manifest_components (m);
+  char *text = NULL;
+  size_t len = 0;
+  FILE *fp = open_memstream (&text, &len);
+
+  if (fp == NULL)
+    return NULL;
+  for (size_t w = 0; bcd && w < vms_components_writer_count (bcd); w++) {
+    const char *wid = vms_components_writer_id (bcd, w);
+    for (size_t k = 0; k < vms_document_component_count (bcd, wid); k++) {
+      vms_component *comp = vms_document_component (bcd, wid, k);
+      const char *caption = vms_component_caption (comp), *bs;
+      const char *name = caption && *caption
+        ? ((bs = strrchr (caption, '\\')) ? bs + 1 : caption) : vms_component_name (comp);
+      const char *method = vms_component_get_string (comp, VMS_ATTR_METHOD);
+      if (ftell (fp) > 0)
+        fputc (',', fp);
+      for (const char *p = cli_text (name ? name : "?"); *p; p++)
+        if (*p == ' ')
+          fputs ("\\x20", fp);
+        else
+          fputc (*p, fp);
+      fprintf (fp, "%s%s/%s", method ? "/" : "", method ? cli_text (method) : "",
+               vms_component_get_string (comp, VMS_ATTR_PREVIOUS_CHECKPOINT)
+               ? "incremental" : "full");
+    }
+  }
+  if (fclose (fp) != 0) {
+    free (text);
+    return NULL;
+  }
+  return text;
+}
+
 int
 cmd_list (const struct options *opts, int argc, char **argv)
 {
@@ -179,8 +220,8 @@ cmd_list (const struct options *opts, int argc, char **argv)
   json_object *list = opts->json ? json_object_new_array () : NULL;
   json_object *errors = opts->json ? json_object_new_array () : NULL;
   if (!opts->json)
-    printf ("%-28s %-19s %6s %10s %10s %-6s  %s\n", "BACKUP", "TIME", "FILES",
-            "SIZE", "STORED", "BOOT", "JOB");
+    printf ("%-28s %-19s %6s %10s %10s  %-24s %-6s  %s\n", "BACKUP", "TIME", "FILES",
+            "SIZE", "STORED", "HOLDS", "BOOT", "JOB");
   for (size_t i = 0; i < n; i++) {
     vms_manifest *m = vms_manifest_open (repo, ids[i]);
     char b1[32], b2[32], b3[32];
@@ -211,12 +252,16 @@ cmd_list (const struct options *opts, int argc, char **argv)
       json_object_object_add (b, "components", list_components (m));
       json_object_array_add (list, b);
     }
-    else
-      printf ("%-28s %-19s %6zu %10s %10s %-6s  %s\n", cli_text (ids[i]),
+    else {
+      char *holds = list_contents_text (m);
+      printf ("%-28s %-19s %6zu %10s %10s  %-24s %-6s  %s\n", cli_text (ids[i]),
               when (vms_manifest_time (m), b1), vms_manifest_file_count (m),
               cli_bytes (size, b2), cli_bytes (stored, b3),
+              holds && *holds ? holds : "-",
               boot ? (boot_check_ok (boot) ? "ok" : "FAILED") : "-",
               job ? cli_text (job) : "-");
+      free (holds);
+    }
     json_object_put (boot);
     vms_manifest_free (m);
     free (ids[i]);

@@ -142,6 +142,8 @@ for b in d["backups"]:
 "$vmshadow" list --repo "$tmp/repo" > "$tmp/list.txt"
 [ "$(awk 'NR > 1 {print $NF}' "$tmp/list.txt" | tr '\n' ' ')" = "apps nightly apps " ] \
   || fail "list does not show the jobs: $(cat "$tmp/list.txt")"
+awk 'NR > 1 {print $(NF-2)}' "$tmp/list.txt" | grep -qv '\(^\|,\)config/full\(,\|$\)' \
+  && fail "list's HOLDS column does not show the app's component in every backup: $(cat "$tmp/list.txt")"
 # A backup by hand belongs to no job.
 "$vmshadow" backup --repo "$tmp/repo" > /dev/null || fail "backup by hand"
 [ "$("$vmshadow" list --repo "$tmp/repo" | tail -1 | awk '{print $NF}')" = "-" ] \
