@@ -851,6 +851,48 @@ labels (FILE *fp, const struct entry *e)
   fputc ('}', fp);
 }
 
+/* The node_exporter textfile's gauges, one value per status entry that
+ * has it. */
+enum metric {
+  M_STATUS, M_TIME, M_AGE, M_SIZE, M_MAX_AGE, M_BOOT_OK, M_VERIFY_OK,
+  M_VERIFY_TIME, NR_METRICS
+};
+static const struct { const char *name, *help; } metrics[NR_METRICS] = {
+  [M_STATUS] = { "vmshadow_status", "Health of the last good backup: 0 ok, "
+                 "1 warning, 2 critical, 3 never backed up." },
+  [M_TIME] = { "vmshadow_last_backup_timestamp_seconds", "Commit time of the "
+               "last good backup." },
+  [M_AGE] = { "vmshadow_last_backup_age_seconds", "Age of the last good "
+              "backup when status ran." },
+  [M_SIZE] = { "vmshadow_last_backup_size_bytes", "Size of the component in "
+               "the last good backup." },
+  [M_MAX_AGE] = { "vmshadow_max_age_seconds", "The job's max-age." },
+  [M_BOOT_OK] = { "vmshadow_last_boot_check_ok", "1 if the VM's last boot "
+                  "check (verify --boot) passed, 0 if it failed." },
+  [M_VERIFY_OK] = { "vmshadow_last_verify_ok", "1 if the last verify of the "
+                    "job's repository passed, 0 if it found damage." },
+  [M_VERIFY_TIME] = { "vmshadow_last_verify_timestamp_seconds", "When the "
+                      "job's repository was last verified." },
+};
+
+/* Whether e has metric m, and its value in *v. */
+static int
+metric_value (enum metric m, const struct entry *e, int64_t now, int64_t *v)
+{
+  switch (m) {
+  case M_STATUS: *v = e->health; return 1;
+  case M_TIME: *v = e->time; return e->backup_id != NULL;
+  case M_AGE: *v = now - e->time; return e->backup_id != NULL;
+  case M_SIZE: *v = (int64_t) e->size; return e->backup_id != NULL;
+  case M_MAX_AGE: *v = e->max_age_s; return 1;
+  case M_BOOT_OK: *v = e->boot_ok; return e->boot_time != 0;
+  case M_VERIFY_OK: *v = e->verify_ok; return e->verify_time != 0;
+  case M_VERIFY_TIME: *v = e->verify_time; return e->verify_time != 0;
+  case NR_METRICS: break;
+  }
+  return 0;
+}
+
 /* The node_exporter textfile, written whole or not at all: a temporary
  * file beside it, then rename. */
 static int
@@ -870,75 +912,18 @@ write_prometheus (const char *file, const struct status *st, int64_t now)
     unlink (tmp);
     return cli_error ("status", EXIT_FAILURE, "out of memory");
   }
-  fprintf (fp, "# HELP vmshadow_status Health of the last good backup: 0 ok, "
-           "1 warning, 2 critical, 3 never backed up.\n"
-           "# TYPE vmshadow_status gauge\n");
-  for (size_t i = 0; i < st->n; i++) {
-    fputs ("vmshadow_status", fp);
-    labels (fp, &st->e[i]);
-    fprintf (fp, " %d\n", (int) st->e[i].health);
+  for (int m = 0; m < NR_METRICS; m++) {
+    fprintf (fp, "# HELP %s %s\n# TYPE %s gauge\n", metrics[m].name,
+             metrics[m].help, metrics[m].name);
+    for (size_t i = 0; i < st->n; i++) {
+      int64_t v;
+      if (metric_value ((enum metric) m, &st->e[i], now, &v)) {
+        fputs (metrics[m].name, fp);
+        labels (fp, &st->e[i]);
+        fprintf (fp, " %" PRId64 "\n", v);
+      }
+    }
   }
-  fprintf (fp, "# HELP vmshadow_last_backup_timestamp_seconds Commit time of "
-           "the last good backup.\n"
-           "# TYPE vmshadow_last_backup_timestamp_seconds gauge\n");
-  for (size_t i = 0; i < st->n; i++)
-    if (st->e[i].backup_id) {
-      fputs ("vmshadow_last_backup_timestamp_seconds", fp);
-      labels (fp, &st->e[i]);
-      fprintf (fp, " %" PRId64 "\n", st->e[i].time);
-    }
-  fprintf (fp, "# HELP vmshadow_last_backup_age_seconds Age of the last good "
-           "backup when status ran.\n"
-           "# TYPE vmshadow_last_backup_age_seconds gauge\n");
-  for (size_t i = 0; i < st->n; i++)
-    if (st->e[i].backup_id) {
-      fputs ("vmshadow_last_backup_age_seconds", fp);
-      labels (fp, &st->e[i]);
-      fprintf (fp, " %" PRId64 "\n", now - st->e[i].time);
-    }
-  fprintf (fp, "# HELP vmshadow_last_backup_size_bytes Size of the component "
-           "in the last good backup.\n"
-           "# TYPE vmshadow_last_backup_size_bytes gauge\n");
-  for (size_t i = 0; i < st->n; i++)
-    if (st->e[i].backup_id) {
-      fputs ("vmshadow_last_backup_size_bytes", fp);
-      labels (fp, &st->e[i]);
-      fprintf (fp, " %" PRIu64 "\n", st->e[i].size);
-    }
-  fprintf (fp, "# HELP vmshadow_max_age_seconds The job's max-age.\n"
-           "# TYPE vmshadow_max_age_seconds gauge\n");
-  for (size_t i = 0; i < st->n; i++) {
-    fputs ("vmshadow_max_age_seconds", fp);
-    labels (fp, &st->e[i]);
-    fprintf (fp, " %" PRId64 "\n", st->e[i].max_age_s);
-  }
-  fprintf (fp, "# HELP vmshadow_last_boot_check_ok 1 if the VM's last boot "
-           "check (verify --boot) passed, 0 if it failed.\n"
-           "# TYPE vmshadow_last_boot_check_ok gauge\n");
-  for (size_t i = 0; i < st->n; i++)
-    if (st->e[i].boot_time) {
-      fputs ("vmshadow_last_boot_check_ok", fp);
-      labels (fp, &st->e[i]);
-      fprintf (fp, " %d\n", st->e[i].boot_ok);
-    }
-  fprintf (fp, "# HELP vmshadow_last_verify_ok 1 if the last verify of the "
-           "job's repository passed, 0 if it found damage.\n"
-           "# TYPE vmshadow_last_verify_ok gauge\n");
-  for (size_t i = 0; i < st->n; i++)
-    if (st->e[i].verify_time) {
-      fputs ("vmshadow_last_verify_ok", fp);
-      labels (fp, &st->e[i]);
-      fprintf (fp, " %d\n", st->e[i].verify_ok);
-    }
-  fprintf (fp, "# HELP vmshadow_last_verify_timestamp_seconds When the job's "
-           "repository was last verified.\n"
-           "# TYPE vmshadow_last_verify_timestamp_seconds gauge\n");
-  for (size_t i = 0; i < st->n; i++)
-    if (st->e[i].verify_time) {
-      fputs ("vmshadow_last_verify_timestamp_seconds", fp);
-      labels (fp, &st->e[i]);
-      fprintf (fp, " %" PRId64 "\n", st->e[i].verify_time);
-    }
   int bad = fflush (fp) != 0 || ferror (fp) || fsync (fd) == -1;
   int e = errno;
   if (fclose (fp) != 0)
