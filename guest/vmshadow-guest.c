@@ -159,11 +159,22 @@ list_writers (char **names)
                path);
       continue;
     }
-    names[n++] = strdup (e->d_name);
+    if ((names[n] = strdup (e->d_name)) == NULL) {
+      fprintf (stderr, "vmshadow-guest: skipping %s: out of memory\n", path);
+      continue;
+    }
+    n++;
   }
   closedir (d);
   qsort (names, n, sizeof *names, cmp_names);
   return n;
+}
+
+static void
+free_names (char **names, size_t n)
+{
+  for (size_t i = 0; i < n; i++)
+    free (names[i]);
 }
 
 static long
@@ -533,6 +544,7 @@ hook (const char *event)
                rs[i].event, rs[i].message);
     free (rs[i].out);
   }
+  free_names (names, n);
   return vetoed ? 1 : 0;
 }
 
@@ -554,6 +566,7 @@ identify (void)
     free (r.out);
   }
   printf ("]}\n");
+  free_names (names, n);
   return 0;
 }
 
@@ -632,6 +645,7 @@ run_event (int argc, char **argv)
     free (r.out);
   }
   printf ("],\"vetoed\":%s}\n", vetoed ? "true" : "false");
+  free_names (names, n);
   return 0;
 }
 

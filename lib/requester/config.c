@@ -1141,7 +1141,11 @@ vms_config_job_lock_kind (const struct vms_config_job *job, const char *kind)
   const char *dir = env && *env ? env : "/run/vmshadow";
   char path[PATH_MAX];
 
-  if (mkdir (dir, 0700) == -1 && errno != EEXIST) {
+  /* 0755, as systemd's RuntimeDirectory= makes it: the VM writer keeps
+   * its QEMU sockets below it, and QEMU (not root on a stock host) must
+   * pass through. A 0700 one made here first failed every VM backup of a
+   * job run by hand after a boot. The locks themselves are 0600. */
+  if (mkdir (dir, 0755) == -1 && errno != EEXIST) {
     vms_set_error (errno, "cannot make %s: %s", dir, strerror (errno));
     return -1;
   }

@@ -5,7 +5,8 @@
 # error or warning (the tags left are overridden with their reasons,
 # debian/README); `apt-get install ./*.deb` installs them; vmshadow runs
 # from /usr (writers, a configured job with an exec writer, status, the
-# man page, the completion); `apt-get purge` leaves none of the packages'
+# man page, the completion, the guest side from /usr/sbin, the README's
+# demo on a lab VM); `apt-get purge` leaves none of the packages'
 # files, no state of the runs (scratch, job locks, empty /etc/vmshadow), and
 # keeps the repository. Not a meson suite (it takes minutes and installs
 # into /usr): run-tests.sh runs it, and CI with it.
@@ -51,7 +52,8 @@ for p in "${pkgs[@]}"; do
   f=$(ls "$tmp/out/${p}_"*.deb 2>/dev/null) || fail "no package $p was built"
   debs+=("$f")
 done
-dpkg-deb -c "$tmp/out/"nbdkit-plugin-vmshadow_*.deb | grep -q "nbdkit/plugins/nbdkit-vmshadow-plugin.so" \
+plugin=$(dpkg-deb -c "$tmp/out/"nbdkit-plugin-vmshadow_*.deb)   # (not piped into grep -q: pipefail)
+grep -q "nbdkit/plugins/nbdkit-vmshadow-plugin.so" <<<"$plugin" \
   || fail "nbdkit-plugin-vmshadow holds no plugin"
 
 # 2. Lintian: nothing at warning level or above that is not overridden.
@@ -105,6 +107,17 @@ pkg-config --exists vmshadow || fail "libvmshadow-dev: pkg-config knows no vmsha
 [ -d /etc/vmshadow/guest-writers.d ] || fail "no /etc/vmshadow/guest-writers.d"
 gw=$(MANPATH=/usr/share/man man -w vmshadow-guest 2>&1) || fail "man vmshadow-guest: $gw"
 [ -x /usr/share/vmshadow-guest/kits/sqlite ] || fail "no SQLite kit"
+
+# The README's main job from the installed package: scripts/demo.sh with
+# /usr/bin/vmshadow backs up a lab VM online through a configured job,
+# deletes it and restores it (a VM: under the VM suite's lock).
+demo_repo=$tmp/demo-repo
+flock /var/lock/vmshadow-vm-suite env VMSHADOW_DEMO_REPO="$demo_repo" \
+  "$src/scripts/demo.sh" /usr/bin/vmshadow > "$tmp/demo.log" 2>&1 \
+  || fail "the demo from /usr/bin/vmshadow: $(tail -20 "$tmp/demo.log")"
+grep -q "^Done: backed up online, restored from the repository" "$tmp/demo.log" \
+  || fail "the demo did not finish: $(tail -20 "$tmp/demo.log")"
+echo "demo from /usr/bin/vmshadow: $(grep -c . "$tmp/demo.log") lines, done"
 
 # 5. Purge: no file of the packages, no state of the runs, the repository
 # kept.
