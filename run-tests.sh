@@ -11,6 +11,10 @@ cd "$(dirname "$0")"
 ./scripts/install-deps.sh || exit 1
 
 status=0
+# The VM suite holds the lab lock that developers' single VM tests and the
+# package test's demo take too, so two runs on one host never share the lab
+# (-o: the tests and the daemons they start do not inherit the lock).
+vm_lock=(flock -o /var/lock/vmshadow-vm-suite)
 run_suites () {   # build-dir meson-setup-args... -- suites...
   local dir=$1; shift
   local setup=() suites=()
@@ -24,7 +28,9 @@ run_suites () {   # build-dir meson-setup-args... -- suites...
     status=1
     return
   fi
-  meson test -C "$dir" --print-errorlogs "${suites[@]}" || status=1
+  local lock=()
+  case " $* " in *" vm "*) lock=("${vm_lock[@]}") ;; esac
+  "${lock[@]}" meson test -C "$dir" --print-errorlogs "${suites[@]}" || status=1
 }
 
 run_suites build-test -Dwerror=true -- unit component fuzz vm

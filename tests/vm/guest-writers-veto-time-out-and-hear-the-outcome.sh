@@ -26,9 +26,11 @@ lab_init
 . "$LAB_TESTS_DIR/vm-writer-lib.sh"
 vmw_init
 # 3 s per guest writer's freeze: short, so the hanging writer (4) costs
-# little. The SQLite kit (7) gets the default 10 s: it starts sqlite3
-# processes inside a TCG guest beside a busy inserter, which took more than
-# 3 s on this loaded 2-CPU host (docs/guest-writers.md).
+# little. The SQLite kit (7) gets 30 s (half of it to win the lock): it
+# starts sqlite3 processes inside a TCG guest beside a busy inserter, which
+# took 2.4 s on a loaded lab host and more than the default 10 s budget's
+# 5 s once in CI (docs/guest-writers.md). The test is about consistency,
+# not speed: bench/guest-freeze.sh measures the windows.
 export VMSHADOW_GUEST_FREEZE_BUDGET_MS=3000
 
 lab_vm_create --data-disk 32M --memory 128 --name gw
@@ -162,7 +164,7 @@ lab_guest_run "$d" 'rm -f /run/gwctl/* /etc/vmshadow/guest-writers.d/20-ctl &&
 rows_now() { lab_guest_run "$d" 'sqlite3 -cmd ".timeout 30000" /data/app.db "SELECT count(*) FROM t"'; }
 for i in 1 2; do
     before=$(rows_now)
-    VMSHADOW_GUEST_FREEZE_BUDGET_MS=10000 vmw_backup --guest-processing required "$d" ||
+    VMSHADOW_GUEST_FREEZE_BUDGET_MS=30000 vmw_backup --guest-processing required "$d" ||
         lab_fail "sqlite backup $i failed: $(vmw_backup_failure)"
     bid=$VMW_BID
     gp=$(comp | jq -r .guest_processing)
