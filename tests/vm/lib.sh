@@ -82,6 +82,7 @@ lab_init() {
     # backup jobs here, as an admin would allow another tool's.
     chgrp "$LAB_QEMU_GID" "$LAB_WORK" && chmod 0775 "$LAB_WORK"
     echo "$LAB_NAME $$" >"$LAB_WORK/owner"
+    lab__reap_killed
     trap lab__on_exit EXIT
     trap 'exit 143' TERM
     trap 'exit 130' INT
@@ -96,7 +97,37 @@ lab_require_probe() {
 }
 
 # ------------------------------------------------------------------ undo
-lab__undo_push() { LAB_UNDO+=("$*"); }
+# The undo list is kept in this shell and, line by line, in $LAB_WORK/undo:
+# a test killed by SIGKILL (meson's timeout) never runs its EXIT trap, and
+# its running VMs would slow every later test; lab__reap_killed replays it.
+lab__undo_push() {
+    LAB_UNDO+=("$*")
+    printf '%s\n' "$*" >>"$LAB_WORK/undo"
+}
+
+# lab__reap_killed: undo what tests killed before their cleanup left: work
+# dirs whose owner process is gone (a test that exits removes its work dir,
+# or marks it "kept" under VMSLAB_KEEP=1). Live owners are never touched,
+# so tests running beside this one keep what they made.
+lab__reap_killed() {
+    local dir name pid line i
+    local -a undo
+    for dir in "$LAB_WORKROOT/$LAB_PREFIX"*; do
+        [ -f "$dir/owner" ] && [ ! -e "$dir/kept" ] && [ "$dir" != "$LAB_WORK" ] || continue
+        read -r name pid <"$dir/owner" || continue
+        [[ $pid =~ ^[0-9]+$ ]] && ! kill -0 "$pid" 2>/dev/null || continue
+        mkdir "$dir/.reaping" 2>/dev/null || continue    # one reaper per dir
+        lab_log "reaping what $name (pid $pid) left behind: it was killed before its cleanup ran"
+        undo=()
+        [ -f "$dir/undo" ] && mapfile -t undo <"$dir/undo"
+        for ((i = ${#undo[@]} - 1; i >= 0; i--)); do
+            line=${undo[i]}
+            # shellcheck disable=SC2086
+            lab__undo_one $line
+        done
+        rm -rf "$dir"
+    done
+}
 
 lab__undo_one() {
     local kind=$1 arg=$2 what=${3:-}
@@ -182,6 +213,8 @@ lab__on_exit() {
     done
     if [ -n "$LAB_WORK" ] && [ "${VMSLAB_KEEP:-0}" != 1 ]; then
         rm -rf "$LAB_WORK"
+    elif [ -n "$LAB_WORK" ]; then
+        : >"$LAB_WORK/kept"
     fi
     [ $rc -eq 0 ] && lab_log "passed in $(lab_elapsed) s"
     exit $rc
