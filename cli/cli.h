@@ -132,9 +132,11 @@ extern int cmd_prune (const struct options *opts, int argc, char **argv);
 extern int cmd_gc (const struct options *opts, int argc, char **argv);
 extern int cmd_init (const struct options *opts, int argc, char **argv);
 extern int cmd_upgrade (const struct options *opts, int argc, char **argv);
-/* The backup's boot check note (verify --boot), checked for its shape, or
- * NULL when it was never checked (cmd-repo.c). */
-extern json_object *boot_check_note (vms_repo *repo, const char *id);
+/* The backup's last boot check (verify --boot), or NULL when it was never
+ * checked or its note is malformed (said on stderr); and its JSON form for
+ * --json output, NULL for none (cmd-repo.c). */
+extern struct vms_boot_check_report *cli_boot_check (vms_repo *repo, const char *id);
+extern json_object *cli_boot_check_json (const struct vms_boot_check_report *r);
 extern int cmd_sync (const struct options *opts, int argc, char **argv);
 extern int cmd_extract (const struct options *opts, int argc, char **argv);
 extern int cmd_restore (const struct options *opts, int argc, char **argv);

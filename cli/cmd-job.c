@@ -725,28 +725,21 @@ job_last_verify (struct status *st, const struct vms_config_job *j)
   return 0;
 }
 
-/* A VM's boot check in backup id's boot-check note (its component is the
- * VM's UUID), onto e when it is the latest seen. */
+/* A VM's boot check in backup id's boot check (its component is the VM's
+ * UUID), onto e when it is the latest seen. */
 static void
-note_boot_check (struct status *st, struct entry *e, json_object *boot, const char *id)
+note_boot_check (struct status *st, struct entry *e,
+                 const struct vms_boot_check_report *boot, const char *id)
 {
-  json_object *vms, *checked, *v, *ok;
-  if (boot == NULL || !json_object_object_get_ex (boot, "vms", &vms) ||
-      !json_object_is_type (vms, json_type_array) ||
-      !json_object_object_get_ex (boot, "checked", &checked) ||
-      json_object_get_int64 (checked) < e->boot_time)
+  if (boot == NULL || boot->checked < e->boot_time || e->component == NULL)
     return;
-  for (size_t k = 0; k < json_object_array_length (vms); k++) {
-    json_object *vm = json_object_array_get_idx (vms, k);
-    if (json_object_object_get_ex (vm, "uuid", &v) && json_object_is_type (v, json_type_string) &&
-        e->component && strcasecmp (json_object_get_string (v), e->component) == 0 &&
-        json_object_object_get_ex (vm, "ok", &ok) && json_object_is_type (ok, json_type_boolean)) {
-      e->boot_time = json_object_get_int64 (checked);
-      e->boot_ok = json_object_get_boolean (ok);
+  for (size_t k = 0; k < boot->nr_vms; k++)
+    if (strcasecmp (boot->vms[k].uuid, e->component) == 0) {
+      e->boot_time = boot->checked;
+      e->boot_ok = boot->vms[k].ok;
       free (e->boot_backup);
       e->boot_backup = sdup (st, id);
     }
-  }
 }
 
 /* Every component of the job's backups, at its newest backup. */
@@ -769,7 +762,7 @@ job_status (struct status *st, const struct vms_config *c,
   for (size_t i = 0; i < n; i++) {
     vms_manifest *m = vms_manifest_open (repo, ids[i]);
     const vms_document *bcd = m ? vms_manifest_components (m) : NULL;
-    json_object *boot = bcd && made_by (m, j->name) ? boot_check_note (repo, ids[i]) : NULL;
+    struct vms_boot_check_report *boot = bcd && made_by (m, j->name) ? cli_boot_check (repo, ids[i]) : NULL;
     for (size_t w = 0; bcd && made_by (m, j->name) &&
            w < vms_components_writer_count (bcd); w++) {
       const char *wid = vms_components_writer_id (bcd, w);
@@ -797,7 +790,7 @@ job_status (struct status *st, const struct vms_config *c,
         note_boot_check (st, e, boot, ids[i]);
       }
     }
-    json_object_put (boot);
+    vms_boot_check_report_free (boot);
     vms_manifest_free (m);
     free (ids[i]);
   }

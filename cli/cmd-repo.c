@@ -105,29 +105,23 @@ list_without_key (const struct options *opts, vms_repo *repo)
 }
 
 /* The backup's boot check (issue 16, R27), as `verify --boot` recorded
- * it beside the backup; NULL when it was never checked. Checked like any
- * data from the repository. */
-json_object *
-boot_check_note (vms_repo *repo, const char *id)
+ * it beside the backup. */
+struct vms_boot_check_report *
+cli_boot_check (vms_repo *repo, const char *id)
 {
-  char *text = vms_repo_note_get (repo, id, "boot-check");
-  json_object *o = text ? json_tokener_parse (text) : NULL, *v;
-  free (text);
-  if (o && (!json_object_object_get_ex (o, "ok", &v) ||
-            !json_object_is_type (v, json_type_boolean) ||
-            !json_object_object_get_ex (o, "checked", &v) ||
-            !json_object_is_type (v, json_type_int))) {
-    json_object_put (o);
-    o = NULL;
-  }
-  return o;
+  struct vms_boot_check_report *r = vms_requester_boot_check_read (repo, id);
+  if (r == NULL && vms_get_errno () != ENOENT)
+    fprintf (stderr, "vmshadow: %s\n", cli_message (vms_get_error ()));
+  return r;
 }
 
-static int
-boot_check_ok (json_object *note)
+json_object *
+cli_boot_check_json (const struct vms_boot_check_report *r)
 {
-  json_object *v;
-  return json_object_object_get_ex (note, "ok", &v) && json_object_get_boolean (v);
+  char *text = r ? vms_boot_check_report_json (r) : NULL;
+  json_object *o = text ? json_tokener_parse (text) : NULL;
+  free (text);
+  return o;
 }
 
 /* What a backup holds, for list --json (issue 19): each writer's
@@ -238,7 +232,7 @@ cmd_list (const struct options *opts, int argc, char **argv)
     }
     manifest_totals (m, &size, &stored);
     const char *job = vms_manifest_job (m);
-    json_object *boot = boot_check_note (repo, ids[i]);
+    struct vms_boot_check_report *boot = cli_boot_check (repo, ids[i]);
     if (list) {
       json_object *b = json_object_new_object ();
       json_object_object_add (b, "backup_id", json_object_new_string (ids[i]));
@@ -248,7 +242,7 @@ cmd_list (const struct options *opts, int argc, char **argv)
       json_object_object_add (b, "bytes_stored", json_object_new_int64 ((int64_t) stored));
       json_object_object_add (b, "job", job ? json_object_new_string (job) : NULL);
       /* Issue 16: the last boot check (verify --boot), or null. */
-      json_object_object_add (b, "boot_check", json_object_get (boot));
+      json_object_object_add (b, "boot_check", cli_boot_check_json (boot));
       json_object_object_add (b, "components", list_components (m));
       json_object_array_add (list, b);
     }
@@ -258,11 +252,11 @@ cmd_list (const struct options *opts, int argc, char **argv)
               when (vms_manifest_time (m), b1), vms_manifest_file_count (m),
               cli_bytes (size, b2), cli_bytes (stored, b3),
               holds && *holds ? holds : "-",
-              boot ? (boot_check_ok (boot) ? "ok" : "FAILED") : "-",
+              boot ? (boot->ok ? "ok" : "FAILED") : "-",
               job ? cli_text (job) : "-");
       free (holds);
     }
-    json_object_put (boot);
+    vms_boot_check_report_free (boot);
     vms_manifest_free (m);
     free (ids[i]);
   }
@@ -319,38 +313,29 @@ show_cbt_wrong (const vms_manifest *m)
 static void
 show_boot_check (vms_repo *repo, const char *id)
 {
-  json_object *note = boot_check_note (repo, id), *v, *vms;
+  struct vms_boot_check_report *r = cli_boot_check (repo, id);
   char b[32];
 
-  if (note == NULL) {
+  if (r == NULL) {
     printf ("Boot check: never (vmshadow verify --boot %s)\n", cli_text (id));
     return;
   }
-  json_object_object_get_ex (note, "checked", &v);
-  printf ("Boot check: %s, %s\n", boot_check_ok (note) ? "passed" : "FAILED",
-          when (json_object_get_int64 (v), b));
-  if (json_object_object_get_ex (note, "vms", &vms) &&
-      json_object_is_type (vms, json_type_array))
-    for (size_t i = 0; i < json_object_array_length (vms); i++) {
-      json_object *o = json_object_array_get_idx (vms, i), *x;
-      const char *name = json_object_object_get_ex (o, "name", &x) &&
-        json_object_is_type (x, json_type_string) ? json_object_get_string (x) : "?";
-      int ok = json_object_object_get_ex (o, "ok", &x) && json_object_get_boolean (x);
-      printf ("  VM %s: %s", cli_text (name), ok ? "booted" : "FAILED");
-      if (json_object_object_get_ex (o, "agent_ms", &x) && json_object_is_type (x, json_type_int))
-        printf (", agent answered after %.1f s", (double) json_object_get_int64 (x) / 1000.0);
-      if (json_object_object_get_ex (o, "probe", &x) && json_object_is_type (x, json_type_string)) {
-        json_object *st;
-        printf (", probe '%s'", cli_text (json_object_get_string (x)));
-        if (json_object_object_get_ex (o, "probe_status", &st) &&
-            json_object_is_type (st, json_type_int))
-          printf (" exited %d", json_object_get_int (st));
-      }
-      if (json_object_object_get_ex (o, "error", &x) && json_object_is_type (x, json_type_string))
-        printf (": %s", cli_message (json_object_get_string (x)));
-      printf ("\n");
+  printf ("Boot check: %s, %s\n", r->ok ? "passed" : "FAILED", when (r->checked, b));
+  for (size_t i = 0; i < r->nr_vms; i++) {
+    const struct vms_boot_checked_vm *v = &r->vms[i];
+    printf ("  VM %s: %s", cli_text (v->name ? v->name : "?"), v->ok ? "booted" : "FAILED");
+    if (v->agent_ms > 0)
+      printf (", agent answered after %.1f s", (double) v->agent_ms / 1000.0);
+    if (v->probe) {
+      printf (", probe '%s'", cli_text (v->probe));
+      if (v->probe_ran)
+        printf (" exited %d", v->probe_status);
     }
-  json_object_put (note);
+    if (v->error)
+      printf (": %s", cli_message (v->error));
+    printf ("\n");
+  }
+  vms_boot_check_report_free (r);
 }
 
 int
@@ -399,7 +384,9 @@ cmd_show (const struct options *opts, int argc, char **argv)
     else
       json_object_object_add (out, "cbt_wrong", json_object_new_array ());
     json_object_put (attrs);
-    json_object_object_add (out, "boot_check", boot_check_note (repo, argv[0]));
+    struct vms_boot_check_report *boot = cli_boot_check (repo, argv[0]);
+    json_object_object_add (out, "boot_check", cli_boot_check_json (boot));
+    vms_boot_check_report_free (boot);
     free (text);
     cli_print_json (out);
   }
@@ -508,25 +495,12 @@ verify_boot (const struct options *opts, int argc, char **argv)
     return cli_fail ("verify");
   rc = r->ok && r->recorded ? EXIT_SUCCESS : EXIT_FAILURE;
   if (opts->json) {
-    json_object *out = json_object_new_object (), *vms = json_object_new_array ();
+    json_object *out = cli_boot_check_json (r);
+    if (out == NULL)
+      return cli_error ("verify", EXIT_FAILURE, "out of memory");
     json_object_object_add (out, "backup_id", json_object_new_string (r->backup_id));
-    json_object_object_add (out, "checked", json_object_new_int64 (r->checked));
-    json_object_object_add (out, "ok", json_object_new_boolean (r->ok));
     json_object_object_add (out, "recorded", json_object_new_boolean (r->recorded));
     json_object_object_add (out, "record_error", r->record_error ? json_object_new_string (r->record_error) : NULL);
-    for (size_t i = 0; i < r->nr_vms; i++) {
-      const struct vms_boot_checked_vm *v = &r->vms[i];
-      json_object *j = json_object_new_object ();
-      json_object_object_add (j, "uuid", json_object_new_string (v->uuid));
-      json_object_object_add (j, "name", v->name ? json_object_new_string (v->name) : NULL);
-      json_object_object_add (j, "ok", json_object_new_boolean (v->ok));
-      json_object_object_add (j, "agent_ms", v->agent_ms > 0 ? json_object_new_int64 (v->agent_ms) : NULL);
-      json_object_object_add (j, "probe", v->probe ? json_object_new_string (v->probe) : NULL);
-      json_object_object_add (j, "probe_status", v->probe_ran ? json_object_new_int (v->probe_status) : NULL);
-      json_object_object_add (j, "error", v->error ? json_object_new_string (v->error) : NULL);
-      json_object_array_add (vms, j);
-    }
-    json_object_object_add (out, "vms", vms);
     json_object_object_add (out, "exit_code", json_object_new_int (rc));
     cli_print_json (out);
   }

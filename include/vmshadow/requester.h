@@ -500,6 +500,17 @@ struct vms_boot_check_report {
 extern VMS_API struct vms_boot_check_report *
 vms_requester_boot_check (const struct vms_boot_check_request *rq);
 extern VMS_API void vms_boot_check_report_free (struct vms_boot_check_report *rep);
+/* The report as one line of JSON, the form recorded beside the backup
+ * (its note "boot-check"): {"format":"vmshadow-boot-check","version":1,
+ * "checked","ok","vms":[{"uuid","name","ok","agent_ms","probe",
+ * "probe_status","error"}]}; caller frees; NULL only when out of memory. */
+extern VMS_API char *vms_boot_check_report_json (const struct vms_boot_check_report *rep);
+/* The backup's last boot check as recorded beside it (recorded = 1).
+ * NULL with errno ENOENT when it was never checked, EINVAL when the note
+ * is malformed: it comes from the repository and is checked member by
+ * member like any of its data. */
+extern VMS_API struct vms_boot_check_report *
+vms_requester_boot_check_read (vms_repo *repo, const char *backup_id);
 
 /* Where pending instant restores keep their state ($VMSHADOW_INSTANT_DIR
  * overrides it). */

@@ -220,6 +220,7 @@ boot_one (vms_repo *repo, const vms_manifest *m,
   return -1;
 }
 
+/* The report's JSON form, the note recorded beside the backup. */
 static json_object *
 boot_note (const struct vms_boot_check_report *rep)
 {
@@ -242,6 +243,106 @@ boot_note (const struct vms_boot_check_report *rep)
   }
   json_object_object_add (o, "vms", vms);
   return o;
+}
+
+char *
+vms_boot_check_report_json (const struct vms_boot_check_report *rep)
+{
+  json_object *o = boot_note (rep);
+  char *text = strdup (json_object_to_json_string_ext (o, JSON_C_TO_STRING_PLAIN));
+  json_object_put (o);
+  if (text == NULL)
+    vms_set_error (ENOMEM, "out of memory");
+  return text;
+}
+
+/* A member of a note, of the type asked for; 0 when it is missing or of
+ * another type. null counts as missing where optional is set. */
+static int
+note_member (json_object *o, const char *key, json_type type, int optional, json_object **v)
+{
+  *v = NULL;
+  if (!json_object_object_get_ex (o, key, v) || *v == NULL)
+    return optional;
+  return json_object_is_type (*v, type);
+}
+
+static int
+note_string (json_object *o, const char *key, int optional, char **out)
+{
+  json_object *v;
+  if (!note_member (o, key, json_type_string, optional, &v))
+    return 0;
+  if (v == NULL || !json_object_is_type (v, json_type_string))
+    return 1;
+  return (*out = strdup (json_object_get_string (v))) != NULL;
+}
+
+/* The note is data from the repository: every member is checked. */
+static int
+parse_note (json_object *o, struct vms_boot_check_report *rep)
+{
+  json_object *v, *vms;
+  if (!note_member (o, "format", json_type_string, 0, &v) ||
+      strcmp (json_object_get_string (v), "vmshadow-boot-check") != 0 ||
+      !note_member (o, "version", json_type_int, 0, &v) || json_object_get_int (v) != 1 ||
+      !note_member (o, "checked", json_type_int, 0, &v) ||
+      (rep->checked = json_object_get_int64 (v)) < 0 ||
+      !note_member (o, "ok", json_type_boolean, 0, &v) ||
+      !note_member (o, "vms", json_type_array, 0, &vms))
+    return -1;
+  rep->ok = json_object_get_boolean (json_object_object_get (o, "ok"));
+  size_t n = json_object_array_length (vms);
+  if ((rep->vms = calloc (n ? n : 1, sizeof *rep->vms)) == NULL)
+    return -1;
+  for (size_t i = 0; i < n; i++, rep->nr_vms++) {
+    json_object *j = json_object_array_get_idx (vms, i);
+    struct vms_boot_checked_vm *vm = &rep->vms[i];
+    vm->probe_status = -1;
+    if (!json_object_is_type (j, json_type_object) ||
+        !note_string (j, "uuid", 0, &vm->uuid) || !note_string (j, "name", 1, &vm->name) ||
+        !note_string (j, "probe", 1, &vm->probe) || !note_string (j, "error", 1, &vm->error) ||
+        !note_member (j, "ok", json_type_boolean, 0, &v))
+      return -1;
+    vm->ok = json_object_get_boolean (v);
+    if (!note_member (j, "agent_ms", json_type_int, 1, &v))
+      return -1;
+    vm->agent_ms = v ? json_object_get_int64 (v) : 0;
+    if (!note_member (j, "probe_status", json_type_int, 1, &v))
+      return -1;
+    if (v) {
+      vm->probe_ran = 1;
+      vm->probe_status = json_object_get_int (v);
+    }
+  }
+  return 0;
+}
+
+struct vms_boot_check_report *
+vms_requester_boot_check_read (vms_repo *repo, const char *backup_id)
+{
+  CLEANUP_FREE char *text = vms_repo_note_get (repo, backup_id, BOOT_NOTE);
+  struct vms_boot_check_report *rep;
+  json_object *o;
+
+  if (text == NULL)
+    return NULL;
+  if ((rep = calloc (1, sizeof *rep)) == NULL || (rep->backup_id = strdup (backup_id)) == NULL) {
+    vms_boot_check_report_free (rep);
+    vms_set_error (ENOMEM, "out of memory");
+    return NULL;
+  }
+  rep->recorded = 1;
+  o = json_tokener_parse (text);
+  if (o == NULL || !json_object_is_type (o, json_type_object) || parse_note (o, rep) == -1) {
+    json_object_put (o);
+    vms_boot_check_report_free (rep);
+    vms_set_error (EINVAL, "the boot check recorded beside backup %s is malformed",
+                   backup_id);
+    return NULL;
+  }
+  json_object_put (o);
+  return rep;
 }
 
 struct vms_boot_check_report *

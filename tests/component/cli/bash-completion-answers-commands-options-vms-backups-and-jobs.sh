@@ -30,6 +30,12 @@ expect () {   # WANT WORDS...
   [ "$got" = "$want" ] || fail "completing 'vmshadow $*': got '$got', wanted '$want'"
 }
 
+# The first completion in a shell asks every command's help which options
+# take a value and keeps the answer in that shell, as readline's shell does;
+# each expect below runs in a subshell of this one, so ask it here once.
+complete_line res >/dev/null
+[ -n "${_vmshadow_valued:-}" ] || fail "the completion keeps no list of options that take a value"
+
 # Commands, also after a global option.
 expect "restore" res
 expect "serve show status sync" s
