@@ -18,7 +18,8 @@
  *
  * Everything it prints is one JSON object on stdout (what the host reads);
  * every byte from a writer is escaped. The results of the hook's freeze and
- * thaw go to /run/vmshadow-guest (VMSHADOW_GUEST_STATE_DIR) for "status".
+ * thaw go to /run/vmshadow-guest (VMSHADOW_GUEST_STATE_DIR) for "status",
+ * with the record of the writers that froze (each gets one thaw).
  */
 #include <dirent.h>
 #include <errno.h>
@@ -507,36 +508,113 @@ freeze_budget (void)
   return v > 0 && v <= 600000 ? v : BUDGET_FREEZE;
 }
 
+/* The writers that froze and are owed a thaw, one name a line, in freeze
+ * order (state_dir/frozen): written after each writer's successful freeze,
+ * removed when they were thawed. qemu-ga runs the thaw hook on every
+ * guest-fsfreeze-thaw, also the one the host sends after a refused freeze
+ * (writers/libvirt/vm-online.c thaws whatever happened, as qemu-ga may
+ * have frozen some filesystems): the hook's veto path has thawed those
+ * writers already, and without this record they got a second thaw, and
+ * the vetoing writer one it was not owed. Returns -1 if it cannot be
+ * written (the freeze is then refused: a writer must not stay frozen). */
+static int
+save_frozen (char **names, size_t n)
+{
+  char path[4096], tmp[4200];
+  FILE *f;
+  mkdir (state_dir, 0700);
+  state_path (path, sizeof path, "frozen");
+  if (n == 0)
+    return unlink (path) == -1 && errno != ENOENT ? -1 : 0;
+  snprintf (tmp, sizeof tmp, "%s.tmp", path);
+  if ((f = fopen (tmp, "w")) == NULL)
+    return -1;
+  for (size_t i = 0; i < n; i++)
+    fprintf (f, "%s\n", names[i]);
+  if (fflush (f) != 0 || fsync (fileno (f)) != 0) {
+    fclose (f);
+    unlink (tmp);
+    return -1;
+  }
+  if (fclose (f) != 0 || rename (tmp, path) == -1) {
+    unlink (tmp);
+    return -1;
+  }
+  return 0;
+}
+
+/* The record's names (strdup'd), checked: a plain file name each. None
+ * when there is no record: nothing is frozen. */
+static size_t
+load_frozen (char **names)
+{
+  char path[4096], line[512];
+  FILE *f;
+  size_t n = 0;
+  state_path (path, sizeof path, "frozen");
+  if ((f = fopen (path, "r")) == NULL)
+    return 0;
+  while (n < MAX_WRITERS && fgets (line, sizeof line, f) != NULL) {
+    size_t l = strcspn (line, "\n");
+    line[l] = '\0';
+    if (l == 0 || l > 255 || strchr (line, '/') || ignored_name (line))
+      continue;
+    if ((names[n] = strdup (line)) != NULL)
+      n++;
+  }
+  fclose (f);
+  return n;
+}
+
 /* ---- the commands ---- */
 
-/* The hook: freeze in name order, the first veto thaws those already
- * frozen (qemu-ga sends no thaw after a refused freeze) and refuses; thaw
- * in reverse order, every writer. */
+/* The hook: freeze in name order, recording each writer that froze; the
+ * first veto thaws those already frozen (qemu-ga sends no thaw after a
+ * refused freeze, and the thaw the host sends all the same finds nobody
+ * recorded) and refuses; thaw, in reverse order, exactly the writers
+ * recorded as frozen: each writer that froze gets one thaw. */
 static int
 hook (const char *event)
 {
   char *names[MAX_WRITERS];
-  size_t n = list_writers (names), done = 0;
+  size_t n, done = 0;
   struct result rs[MAX_WRITERS * 2];
   int freeze = strcmp (event, "freeze") == 0, vetoed = 0;
   long budget = freeze ? freeze_budget () : BUDGET_THAW;
 
   if (freeze) {
+    n = list_writers (names);
     for (size_t i = 0; i < n; i++) {
-      run_writer (names[i], "freeze", budget, &rs[done]);
-      if (strcmp (rs[done++].result, "ok") != 0) {
-        vetoed = 1;
-        for (size_t k = i; k-- > 0;)
-          run_writer (names[k], "thaw", BUDGET_THAW, &rs[done++]);
-        break;
+      size_t frozen = i;        /* the writers before it froze */
+      struct result *r = &rs[done++];
+      run_writer (names[i], "freeze", budget, r);
+      if (strcmp (r->result, "ok") == 0) {
+        if (save_frozen (names, i + 1) == 0)
+          continue;
+        r->result = "veto";
+        r->failure = "out-of-resources";
+        snprintf (r->message, sizeof r->message, "froze, but the record of "
+                  "it could not be written in %s: %s", state_dir,
+                  strerror (errno));
+        frozen = i + 1;         /* it froze: it is thawed too */
       }
+      vetoed = 1;
+      for (size_t k = frozen; k-- > 0;)
+        run_writer (names[k], "thaw", BUDGET_THAW, &rs[done++]);
+      save_frozen (names, 0);
+      break;
     }
     save_results ("freeze", rs, done, vetoed);
   }
   else {
+    n = load_frozen (names);
     for (size_t i = n; i-- > 0;)
       run_writer (names[i], "thaw", budget, &rs[done++]);
-    save_results ("thaw", rs, done, 0);
+    save_frozen (names, 0);
+    /* A thaw with nobody frozen (after a veto) keeps the freeze's
+     * record, whose thaws are there. */
+    if (n > 0)
+      save_results ("thaw", rs, done, 0);
   }
   for (size_t i = 0; i < done; i++) {
     if (strcmp (rs[i].result, "ok") != 0)

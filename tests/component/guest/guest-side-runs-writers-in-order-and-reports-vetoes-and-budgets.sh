@@ -14,8 +14,14 @@
 #  - a writer still running after the freeze budget (set by prepare-backup)
 #    is killed with its process group and is a "timeout" veto, within the
 #    budget plus the grace second;
-#  - thaw runs every writer in reverse order; backup-complete and abort reach
-#    every writer.
+#  - thaw runs, in reverse order, every writer that froze, exactly once: the
+#    thaw qemu-ga runs when the host thaws after a refused freeze
+#    (writers/libvirt/vm-online.c always thaws) reaches nobody — the veto
+#    already thawed those frozen, and the vetoing writer is owed none (it
+#    got "freeze thaw thaw" before); a second thaw after a good one reaches
+#    nobody either; a freeze whose record of who froze cannot be written is
+#    refused and thaws the writer that froze;
+#  - backup-complete and abort reach every writer.
 set -euo pipefail
 guest=$1
 linkage=${2:-static}     # "dynamic" in a sanitizer build (guest/meson.build)
@@ -100,6 +106,12 @@ assert v[0]["message"] == "first line; cannot quiesce: busy", v
 assert v[0]["status"] == 75, v
 assert d["thaw"] is None, d
 PY
+# The host's thaw after the refused freeze: qemu-ga runs the thaw hook.
+"$guest" thaw || fail "the thaw after a refused freeze failed"
+[ "$(cut -d' ' -f1,2 "$log" | tr '\n' ' ')" = "10-app freeze 20-veto freeze 10-app thaw " ] ||
+  fail "the thaw after a refused freeze thawed again (each writer that froze gets one thaw): $(cat "$log")"
+"$guest" status | jq -e '.thaw == null and .freeze.vetoed == true' >/dev/null ||
+  fail "status after the host's thaw of a refused freeze: $("$guest" status)"
 rm "$tmp/veto-freeze"
 
 : > "$log"
@@ -127,6 +139,19 @@ rm "$tmp/hang"
   fail "freeze/thaw order: $(cat "$log")"
 "$guest" status | jq -e '.freeze.vetoed == false and (.thaw.writers | length) == 3' >/dev/null ||
   fail "status after freeze/thaw: $("$guest" status)"
+: > "$log"
+"$guest" thaw || fail "a second thaw failed"
+[ -s "$log" ] && fail "a second thaw reached writers already thawed: $(cat "$log")"
+
+# The record of who froze cannot be written (the state directory is under a
+# plain file): the freeze is refused and the writer that froze is thawed.
+touch "$tmp/plain"
+: > "$log"
+rc=0; VMSHADOW_GUEST_STATE_DIR=$tmp/plain/s "$guest" freeze 2>"$tmp/err" || rc=$?
+[ $rc = 1 ] || fail "a freeze without its record exited $rc, not 1"
+[ "$(cut -d' ' -f1,2 "$log" | tr '\n' ' ')" = "10-app freeze 10-app thaw " ] ||
+  fail "a freeze without its record: $(cat "$log")"
+grep -q 'record of it could not be written' "$tmp/err" || fail "no reason for the refused freeze: $(cat "$tmp/err")"
 
 for ev in backup-complete abort; do
   : > "$log"
@@ -136,4 +161,4 @@ for ev in backup-complete abort; do
 done
 rc=0; "$guest" run freeze 2>/dev/null || rc=$?
 [ $rc = 2 ] || fail "run freeze (not a host event) exited $rc"
-echo "ok: order, vetoes with kind and reason, budgets, status, escaping"
+echo "ok: order, vetoes with kind and reason, budgets, one thaw per frozen writer, status, escaping"
