@@ -23,6 +23,10 @@ packages=(
   dpkg-dev debhelper fakeroot lintian
   # tests: guest disks made without the host kernel mounting anything
   guestfish
+  # tests: the guest writer kits against real servers (issue 17; each test
+  # runs its own server in a temp dir). The -core packages: no system
+  # instance of MariaDB is set up or started.
+  postgresql mariadb-server-core mariadb-client-core
 )
 
 missing=()

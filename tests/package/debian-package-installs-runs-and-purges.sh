@@ -106,7 +106,9 @@ pkg-config --exists vmshadow || fail "libvmshadow-dev: pkg-config knows no vmsha
   || fail "the fsfreeze hook link: $(ls -l /etc/qemu/fsfreeze-hook.d 2>&1)"
 [ -d /etc/vmshadow/guest-writers.d ] || fail "no /etc/vmshadow/guest-writers.d"
 gw=$(MANPATH=/usr/share/man man -w vmshadow-guest 2>&1) || fail "man vmshadow-guest: $gw"
-[ -x /usr/share/vmshadow-guest/kits/sqlite ] || fail "no SQLite kit"
+for k in sqlite postgresql mariadb; do
+  [ -x /usr/share/vmshadow-guest/kits/$k ] || fail "no $k kit in /usr/share/vmshadow-guest/kits"
+done
 
 # The README's main job from the installed package: scripts/demo.sh with
 # /usr/bin/vmshadow backs up a lab VM online through a configured job,
