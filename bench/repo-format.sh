@@ -7,9 +7,14 @@
 #
 #   bench/repo-format.sh [BUILD-DIR [PACK-SIZES-MiB...]]   (default: build 16 32 64)
 #
-# With BENCH_RADOS=1 a last row "rados" does the same into a version 2
+# With BENCH_RADOS=1 two last rows do the same into a version 2
 # repository (32 MiB packs) on the lab's one-node Ceph cluster (lab/ceph.sh,
-# started here; rados:vmshadow/<random namespace>, emptied at the end).
+# started here; rados:vmshadow/<random namespace> each, emptied at the
+# end): "rados" as vmshadow runs by default (lazy puts in flight, packs
+# read ahead: storage-rados.c), and "rados-sync" with
+# VMSHADOW_RADOS_WRITE_AHEAD=0 VMSHADOW_RADOS_READ_AHEAD=0 (one
+# synchronous write per pack, one read per chunk: as before issue 12's
+# speed-up), so that both are measured in the same run.
 # The page cache is dropped as for the others, but not the OSD's own
 # BlueStore cache; client, monitor and OSD share this machine's CPUs.
 #
@@ -42,10 +47,11 @@ if [ "${BENCH_RADOS:-0}" = 1 ]; then
   export VMSLAB_LAB_DIR
   . "$(dirname "$0")/../tests/ceph/ceph-lib.sh"
   ceph_lab_start
-  ceph_lab_namespace RADOS_NS bench
-  CONFIGS="$CONFIGS rados"
+  ceph_lab_namespace RADOS_NS_rados bench
+  ceph_lab_namespace RADOS_NS_rados_sync bench-sync
+  CONFIGS="$CONFIGS rados-sync rados"
 fi
-rados_objects() { rados -p "$VMSLAB_CEPH_POOL" -N "$RADOS_NS" ls | grep -v -e '^lock$' -e '^clock/'; }
+rados_objects() { rados -p "$VMSLAB_CEPH_POOL" -N "$1" ls | grep -v -e '^lock$' -e '^clock/'; }
 GiB=$((1024 * 1024 * 1024))
 echo "$(nproc) CPUs; driver $DRV; load average $(cut -d' ' -f1-3 /proc/loadavg)"
 
@@ -84,9 +90,15 @@ printf '\n%-10s %8s %8s %8s %9s %9s %10s %10s %8s\n' format full-s full/cat \
   restore-s rest/cp objects obj/GiB bytes/uniq peak-MiB
 for cfg in $CONFIGS; do
   REPO=$WORK/repo-$cfg
-  if [ "$cfg" = rados ]; then
+  unset VMSHADOW_RADOS_WRITE_AHEAD VMSHADOW_RADOS_READ_AHEAD
+  if [ "$cfg" = rados ] || [ "$cfg" = rados-sync ]; then
+    NS_VAR=RADOS_NS_${cfg//-/_}
+    RADOS_NS=${!NS_VAR}
     REPO=rados:$VMSLAB_CEPH_POOL/$RADOS_NS
     export VMSHADOW_REPO_FORMAT=2 VMSHADOW_REPO_PACK_SIZE=$((32 * 1024 * 1024))
+    if [ "$cfg" = rados-sync ]; then
+      export VMSHADOW_RADOS_WRITE_AHEAD=0 VMSHADOW_RADOS_READ_AHEAD=0
+    fi
   elif [ "$cfg" = v1 ]; then
     export VMSHADOW_REPO_FORMAT=1
     unset VMSHADOW_REPO_PACK_SIZE
@@ -94,10 +106,10 @@ for cfg in $CONFIGS; do
     export VMSHADOW_REPO_FORMAT=2 VMSHADOW_REPO_PACK_SIZE=$(( ${cfg#v2-} * 1024 * 1024 ))
   fi
   run "full-$cfg" "$DRV" full "$REPO" "qcow2:$Q" "$WORK/$cfg.idx"
-  if [ "$cfg" = rados ]; then
-    OBJECTS=$(rados_objects | wc -l)
+  if [ "$cfg" = rados ] || [ "$cfg" = rados-sync ]; then
+    OBJECTS=$(rados_objects "$RADOS_NS" | wc -l)
     BYTES=0
-    for o in $(rados_objects); do
+    for o in $(rados_objects "$RADOS_NS"); do
       BYTES=$((BYTES + $(rados -p "$VMSLAB_CEPH_POOL" -N "$RADOS_NS" stat "$o" | sed 's/.*size //')))
     done
   else
@@ -113,7 +125,15 @@ for cfg in $CONFIGS; do
     "${T[restore-$cfg]}" "$(ratio "${T[restore-$cfg]}" "${T[cp]}")" \
     "$OBJECTS" "$OBJECTS" "$(ratio "$BYTES" $GiB)" \
     $(( ${RSS[full-$cfg]} / 1024 ))
-  [ "$cfg" = rados ] || rm -rf "$REPO"
+  case $cfg in rados*) ;; *) rm -rf "$REPO" ;; esac
+done
+# Issue 12's target: RADOS within 1.5x of local v2 (the first pack size).
+V2=v2-${PACKS%% *}
+for cfg in rados-sync rados; do
+  [ -n "${T[full-$cfg]:-}" ] && [ -n "${T[full-$V2]:-}" ] || continue
+  printf '%s / %s: full backup %s, restore %s\n' "$cfg" "$V2" \
+    "$(ratio "${T[full-$cfg]}" "${T[full-$V2]}")" \
+    "$(ratio "${T[restore-$cfg]}" "${T[restore-$V2]}")"
 done
 echo "(1 GiB of unique data: objects per GiB = objects; peak memory of the"
 echo " full backup; load average now $(cut -d' ' -f1-3 /proc/loadavg))"

@@ -879,6 +879,23 @@ segment_build_from (struct repo_packs *rp, const uint8_t *id, void **seg,
   return r;
 }
 
+/* The error of a failed put or sync (errno): what the call was doing, or
+ * the object that failed when it is an earlier lazy put of a backend
+ * that writes in the background (RADOS; issue 12). */
+static void
+put_error (vms_repo *repo, const char *what)
+{
+  int e = errno;
+  char other[STORAGE_NAME_MAX + 1];
+
+  if (storage_failed_name (repo->store, other, sizeof other) == 0)
+    vms_set_error (e, "repository %s: %s while writing %s", repo->path,
+                   repo_errstr (e), other);
+  else
+    vms_set_error (e, "repository %s: %s while %s", repo->path,
+                   repo_errstr (e), what);
+}
+
 /* Put the open pack, then its segment (lock held; released while the
  * objects are written, so that other threads fill the next pack
  * meanwhile: at most one pack is in flight, so at most two pack buffers
@@ -963,18 +980,23 @@ flush_locked (vms_repo *repo, struct repo_packs *rp)
   pthread_mutex_unlock (&rp->lock);
 
   int r = 0;
+  char what[192];
   if (repo_sha256 (buf, hashed, buf + hashed + 16) == -1)
     r = -1;
   else if (storage_put (repo->store, name, buf, len, STORAGE_PUT_LAZY) == -1) {
-    vms_set_error (errno, "repository %s: %s while writing pack %s",
-                   repo->path, repo_errstr (errno), name);
+    int e = errno;
+    snprintf (what, sizeof what, "writing pack %s", name);
+    errno = e;
+    put_error (repo, what);
     r = -1;
   }
   else if (storage_put (repo->store, seg_name, seg, seg_len,
                         STORAGE_PUT_LAZY) == -1) {
-    vms_set_error (errno, "repository %s: %s while writing index segment %s "
-                   "(of pack %s)", repo->path, repo_errstr (errno), seg_name,
-                   name);
+    int e = errno;
+    snprintf (what, sizeof what, "writing index segment %s (of pack %s)",
+              seg_name, name);
+    errno = e;
+    put_error (repo, what);
     r = -1;
   }
   free (seg);
@@ -1120,8 +1142,7 @@ pack_flush (vms_repo *repo)
   /* Every pack and segment put lazily so far is durable from here on:
    * only then may a manifest name their chunks. */
   else if (storage_sync (repo->store) == -1) {
-    vms_set_error (errno, "repository %s: %s while flushing packs",
-                   repo->path, repo_errstr (errno));
+    put_error (repo, "flushing packs");
     rp->failed = 1;
     snprintf (rp->failed_msg, sizeof rp->failed_msg, "%s", vms_get_error ());
     r = -1;
@@ -1467,8 +1488,7 @@ gc_phase1 (vms_repo *repo, struct repo_packs *rp, struct gc_state *st,
   if (np) {
     /* The copies are durable before their originals are condemned. */
     if (repacked && storage_sync (repo->store) == -1) {
-      vms_set_error (errno, "repository %s: %s while flushing repacked packs",
-                     repo->path, repo_errstr (errno));
+      put_error (repo, "flushing repacked packs");
       goto out;
     }
     uint8_t gid[16];
@@ -1625,8 +1645,7 @@ gc_phase2 (vms_repo *repo, struct repo_packs *rp, struct repo_lease *gc_lease,
       goto out;
     /* The compacted index is durable before what it replaces goes. */
     if (storage_sync (repo->store) == -1) {
-      vms_set_error (errno, "repository %s: %s while flushing the new index",
-                     repo->path, repo_errstr (errno));
+      put_error (repo, "flushing the new index");
       goto out;
     }
     for (size_t i = 0; i < st.segments.n; i++)

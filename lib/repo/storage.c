@@ -3,6 +3,7 @@
  * through one wrapper per callback.
  */
 #include <errno.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -111,6 +112,17 @@ int
 storage_sync (struct storage *s)
 {
   return s->ops->sync ? s->ops->sync (s) : 0;
+}
+
+int
+storage_failed_name (struct storage *s, char *buf, size_t size)
+{
+  struct storage *in = storage_crypt_inner (s);
+
+  if (in->ops->size <= offsetof (struct storage_ops, failed_name) ||
+      in->ops->failed_name == NULL)
+    return -1;
+  return in->ops->failed_name (in, buf, size);
 }
 
 int

@@ -69,6 +69,12 @@ struct storage_ops {
    * durable when it returns. */
   int (*sync) (struct storage *s);
   void (*close) (struct storage *s);
+  /* The name of the object whose put failed when the last put or sync
+   * failed on an earlier STORAGE_PUT_LAZY put still in flight (a backend
+   * that writes lazily in the background: RADOS); 0, or -1 when the
+   * failure was the call's own. NULL: failures are always the call's
+   * own. */
+  int (*failed_name) (struct storage *s, char *buf, size_t size);
 };
 
 struct storage {
@@ -93,6 +99,11 @@ extern int storage_list (struct storage *s, const char *prefix,
 extern int storage_delete (struct storage *s, const char *name);
 extern int storage_now (struct storage *s, int64_t *t);
 extern int storage_sync (struct storage *s);
+/* After a storage_put or storage_sync that failed: 0 and the name of the
+ * object that failed in buf when it was another one than the call's (an
+ * earlier lazy put finishing in the background), else -1. Accepts a
+ * sealing layer (asks the backend under it). */
+extern int storage_failed_name (struct storage *s, char *buf, size_t size);
 /* A whole object of at most max bytes in a new buffer (NUL-terminated for
  * convenience): EFBIG when larger (then *len holds its size). */
 extern int storage_get_all (struct storage *s, const char *name, size_t max,
@@ -117,10 +128,14 @@ extern struct storage *storage_local_open (int dirfd, const char *path,
  * "POOL[/NAMESPACE]" (the part after "rados:"); the client is configured
  * by $VMSHADOW_RADOS_CONF, $VMSHADOW_RADOS_ID and $VMSHADOW_RADOS_KEYRING
  * (else librados's defaults: $CEPH_CONF, client.admin). Exclusive puts are
- * one write op with create(LIBRADOS_CREATE_EXCLUSIVE); every put is
- * durable when it returns (no sync); the objects "lock" (the writer lock
- * of earlier builds) and "clock/..." are never listed. NULL with the error set (ENOTSUP in
- * a build without librados). */
+ * one write op with create(LIBRADOS_CREATE_EXCLUSIVE); a lazy put is
+ * asynchronous (up to $VMSHADOW_RADOS_WRITE_AHEAD MiB in flight; an object
+ * outside packs/ becomes visible only after every earlier lazy put is) and
+ * sync waits for them all; every other put is durable when it returns;
+ * sequential ranged reads of packs/ objects are read ahead
+ * ($VMSHADOW_RADOS_READ_AHEAD MiB); the objects "lock" (the writer lock
+ * of earlier builds) and "clock/..." are never listed. NULL with the error
+ * set (ENOTSUP in a build without librados). */
 extern struct storage *storage_rados_open (const char *spec);
 
 /* The S3 backend (storage-s3.c, libcurl with CURLOPT_AWS_SIGV4; issue
