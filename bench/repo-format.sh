@@ -55,17 +55,30 @@ rados_objects() { rados -p "$VMSLAB_CEPH_POOL" -N "$1" ls | grep -v -e '^lock$' 
 GiB=$((1024 * 1024 * 1024))
 echo "$(nproc) CPUs; driver $DRV; load average $(cut -d' ' -f1-3 /proc/loadavg)"
 
+# Where the time goes: the CPU seconds of the command (user + system) and,
+# with BENCH_RADOS=1, of the lab's OSD during it (/proc/PID/stat).
+OSD_PID=
+if [ "${BENCH_RADOS:-0}" = 1 ]; then
+  OSD_PID=$(cat "$(dirname "$VMSLAB_CEPH_CONF")/run/osd.0.pid" 2>/dev/null || true)
+  [[ $OSD_PID =~ ^[0-9]+$ ]] && [ -r "/proc/$OSD_PID/stat" ] || OSD_PID=
+fi
+osd_ticks() { if [ -n "$OSD_PID" ]; then awk '{print $14 + $15}' "/proc/$OSD_PID/stat"; else echo 0; fi; }
+TICK=$(getconf CLK_TCK)
 drop() { sync; echo 3 > /proc/sys/vm/drop_caches; }
-declare -A T=() RSS=()
+declare -A T=() RSS=() CPU=() OSD=()
 run() {
   local name=$1; shift
   drop
-  local t0 t1
+  local t0 t1 o0 o1
+  o0=$(osd_ticks)
   t0=$(date +%s.%N)
   /usr/bin/time -v -o "$WORK/$name.time" "$@" > "$WORK/$name.out"
   t1=$(date +%s.%N)
+  o1=$(osd_ticks)
   T[$name]=$(echo "$t1 - $t0" | bc -l)
   RSS[$name]=$(awk -F': ' '/Maximum resident/ {print $2}' "$WORK/$name.time")
+  CPU[$name]=$(awk -F': ' '/User time|System time/ {s += $2} END {print s}' "$WORK/$name.time")
+  OSD[$name]=$(echo "scale=2; ($o1 - $o0) / $TICK" | bc -l)
 }
 ratio() { echo "scale=3; $1 / $2" | bc -l; }
 
@@ -126,6 +139,12 @@ for cfg in $CONFIGS; do
     "$OBJECTS" "$OBJECTS" "$(ratio "$BYTES" $GiB)" \
     $(( ${RSS[full-$cfg]} / 1024 ))
   case $cfg in rados*) ;; *) rm -rf "$REPO" ;; esac
+done
+printf '\nCPU seconds (user + system) of the command, and of the OSD meanwhile:\n'
+printf '%-10s %9s %9s %12s %12s\n' format full-cpu full-osd restore-cpu restore-osd
+for cfg in $CONFIGS; do
+  printf '%-10s %9.2f %9.2f %12.2f %12.2f\n' "$cfg" "${CPU[full-$cfg]}" \
+    "${OSD[full-$cfg]}" "${CPU[restore-$cfg]}" "${OSD[restore-$cfg]}"
 done
 # Issue 12's target: RADOS within 1.5x of local v2 (the first pack size).
 V2=v2-${PACKS%% *}
