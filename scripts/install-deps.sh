@@ -9,6 +9,7 @@ packages=(
   gcc meson ninja-build pkg-config
   libjson-c-dev libinih-dev libcmocka-dev libvirt-dev libnbd-dev libxml2-dev
   libzstd-dev libssl-dev nbdkit nbdkit-plugin-dev
+  libsodium-dev   # scrypt of key files' passphrases (issue 13)
   librados-dev   # the RADOS repository backend (issue 12)
   libcurl4-openssl-dev   # the S3 repository backend (issue 14; with libxml2-dev, inih)
   # files/mount (issue 16): libguestfs and its appliance, FUSE's fusermount

@@ -62,6 +62,11 @@ extern int crypt_seal (const uint8_t key[CRYPT_KEY_LEN], const void *aad,
 extern int crypt_open (const uint8_t key[CRYPT_KEY_LEN], const void *aad,
                        size_t aadlen, const uint8_t *in, size_t n,
                        uint8_t *out);
+/* scrypt (RFC 7914) of a passphrase: N = 2^log2_n, r, p, outlen bytes
+ * into out. 0, or -1 with the error set. */
+extern int crypt_scrypt (const char *pass, size_t passlen,
+                         const uint8_t *salt, size_t saltlen, unsigned log2_n,
+                         unsigned r, unsigned p, uint8_t *out, size_t outlen);
 /* Drop this thread's contexts (and the key schedules in them): after a
  * key that must not linger (a passphrase's scrypt key) was used. */
 extern void crypt_forget (void);

@@ -405,15 +405,8 @@ static int
 scrypt_kek (const char *pass, const struct key_file *kf,
             uint8_t kek[CRYPT_KEY_LEN])
 {
-  uint64_t n = (uint64_t) 1 << kf->log2_n;
-  uint64_t maxmem = (uint64_t) 128 * kf->r * (n + kf->p + 2) + (1u << 20);
-  if (EVP_PBE_scrypt (pass, strlen (pass), kf->salt, sizeof kf->salt, n,
-                      kf->r, kf->p, maxmem, kek, CRYPT_KEY_LEN) != 1) {
-    vms_set_error (ENOMEM, "scrypt failed (out of memory? it needs %" PRIu64
-                   " MiB)", maxmem >> 20);
-    return -1;
-  }
-  return 0;
+  return crypt_scrypt (pass, strlen (pass), kf->salt, sizeof kf->salt,
+                       kf->log2_n, kf->r, kf->p, kek, CRYPT_KEY_LEN);
 }
 
 /* Seal k's master secret in kf under a passphrase (new salt). */

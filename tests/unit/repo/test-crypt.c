@@ -5,7 +5,10 @@
  * altered byte, a wrong identity, a cut are refused, and nothing is
  * returned), and the sealing layer: it keeps the storage contract
  * (storage-contract.c) over the local backend, stores no plaintext, and
- * an object moved to another name does not open.
+ * an object moved to another name does not open; and scrypt (libsodium's
+ * since issue 13's profile) gives RFC 7914's vectors and, for key files'
+ * parameters, exactly what OpenSSL's gave, with which the key files
+ * already on hosts were made.
  *
  * Usage: test-crypt; output is TAP.
  */
@@ -23,6 +26,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <openssl/evp.h>
 
 #include "crypt.h"
 #include "storage-contract.h"
@@ -211,6 +215,50 @@ sealed_objects_hold_no_plaintext_and_stay_where_they_were_put (void **state)
   sealed_destroy (s);
 }
 
+/* RFC 7914 section 12, and OpenSSL's EVP_PBE_scrypt (which made every key
+ * file before issue 13's profile) for the parameters key files use: the
+ * same bytes, so those files open as they did (R28). */
+static void
+scrypt_is_rfc_7914_and_opens_existing_key_files (void **state)
+{
+  uint8_t out[64], ref[64];
+  char h[129];
+
+  assert_int_equal (crypt_scrypt ("password", 8, (const uint8_t *) "NaCl", 4,
+                                  10, 8, 16, out, 64), 0);
+  crypt_hex (out, 64, h);
+  assert_string_equal (h, "fdbabe1c9d3472007856e7190d01e9fe7c6ad7cbc8237830"
+                       "e77376634b3731622eaf30d92e22a3886ff109279d9830dac727"
+                       "afb94a83ee6d8360cbdfa2cc0640");
+  assert_int_equal (crypt_scrypt ("pleaseletmein", 13,
+                                  (const uint8_t *) "SodiumChloride", 14, 14,
+                                  8, 1, out, 64), 0);
+  crypt_hex (out, 64, h);
+  assert_string_equal (h, "7023bdcb3afd7348461c06cd81fd38ebfda8fbba904f8e3e"
+                       "a9b543f6545da1f2d5432955613f0fcf62d49705242a9af9e61e"
+                       "85dc0d651e40dfcf017b45575887");
+
+  /* A key file's: a 32-byte salt, r = 8, p = 1; N = 2^14 (tests) and 2^17
+   * (production); passphrases with bytes above 127. */
+  const char *pass[] = { "bench-passphrase-13", "pässphrase wïth ütf-8 !" };
+  uint8_t salt[32];
+  for (int i = 0; i < 32; i++)
+    salt[i] = (uint8_t) (i * 37 + 11);
+  for (int i = 0; i < 2; i++) {
+    unsigned log2_n = i == 0 ? 14 : 17;
+    uint64_t n = (uint64_t) 1 << log2_n;
+    assert_int_equal (crypt_scrypt (pass[i], strlen (pass[i]), salt, 32,
+                                    log2_n, 8, 1, out, 32), 0);
+    assert_int_equal (EVP_PBE_scrypt (pass[i], strlen (pass[i]), salt, 32, n,
+                                      8, 1, 128 * 8 * (n + 3) + (1 << 20),
+                                      ref, 32), 1);
+    assert_memory_equal (out, ref, 32);
+  }
+  /* Parameters no key file may have are refused, not run. */
+  assert_int_equal (crypt_scrypt ("x", 1, salt, 32, 0, 8, 1, out, 32), -1);
+  assert_int_equal (crypt_scrypt ("x", 1, salt, 32, 14, 0, 1, out, 32), -1);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -219,6 +267,7 @@ main (int argc, char **argv)
     cmocka_unit_test (an_envelope_opens_only_whole_and_for_its_identity),
     cmocka_unit_test (identities_never_run_together),
     cmocka_unit_test (sealed_objects_hold_no_plaintext_and_stay_where_they_were_put),
+    cmocka_unit_test (scrypt_is_rfc_7914_and_opens_existing_key_files),
   };
   size_t no = sizeof own / sizeof own[0];
   size_t n = storage_contract_nr_tests + no;
