@@ -211,6 +211,8 @@ key_show (const struct options *opts, int argc, char **argv)
         json_object_object_add (o, "scrypt_log2_n", json_object_new_int ((int) info.scrypt_log2_n));
       json_object_object_add (o, "recovery_key_sha256", info.has_recovery
                               ? json_object_new_string (info.recovery_key_sha256) : NULL);
+      json_object_object_add (o, "recovery_method", info.has_recovery
+                              ? json_object_new_string (info.recovery_method) : NULL);
     }
     cli_print_json (o);
     return EXIT_SUCCESS;
@@ -223,8 +225,8 @@ key_show (const struct options *opts, int argc, char **argv)
       printf ("  sealed:    with a passphrase (scrypt N=2^%u, r=%u, p=%u)\n",
               info.scrypt_log2_n, info.scrypt_r, info.scrypt_p);
     if (info.has_recovery)
-      printf ("  recovery:  wrapped for the master key whose public key has "
-              "SHA-256 %s\n", info.recovery_key_sha256);
+      printf ("  recovery:  wrapped (%s) for the master key whose public key "
+              "has SHA-256 %s\n", info.recovery_method, info.recovery_key_sha256);
   }
   return EXIT_SUCCESS;
 }

@@ -82,8 +82,8 @@ static const struct cmd_option init_opts[] = {
   { OPT_ENCRYPT, "--key FINGERPRINT", "with --encrypt: use this existing key" },
   { OPT_ENCRYPT, "--visible-backup-ids", "with --encrypt: backup ids readable in object\n"
     "names, so list works without the key (default:\nhidden)" },
-  { OPT_MASTER_KEY, "--master-key FILE", "with --encrypt: an RSA public key (PEM) that\n"
-    "also wraps the new key" },
+  { OPT_MASTER_KEY, "--master-key FILE", "with --encrypt: an X25519 or RSA public key\n"
+    "(PEM) that also wraps the new key" },
   PASS_OPT,
   { 0 } };
 static const struct cmd_option json_only_opts[] = { JSON_OPT, { 0 } };
@@ -92,9 +92,9 @@ static const struct cmd_option key_opts[] = {
   JSON_OPT, REPO_OPT,
   { OPT_PAPER, "--paper", "export: the key as printable lines with a\n"
     "checksum each; import: read that form" },
-  { OPT_MASTER_KEY, "--master-key FILE", "create: an RSA public key (PEM) that also\n"
-    "wraps the new key; import: the RSA private key\n"
-    "that recovers the repository's wrapped copy" },
+  { OPT_MASTER_KEY, "--master-key FILE", "create: an X25519 or RSA public key (PEM)\n"
+    "that also wraps the new key; import: the private\n"
+    "key that recovers the repository's wrapped copy" },
   { OPT_PASSPHRASE_FD, "--passphrase-fd N", "read passphrases from file descriptor N, one\n"
     "per line (else $VMSHADOW_PASSPHRASE and\n$VMSHADOW_NEW_PASSPHRASE, or the terminal)" },
   { 0 } };

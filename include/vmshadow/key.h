@@ -4,7 +4,8 @@
  * (VMSHADOW_KEY_DIR, default /etc/vmshadow/keys; 0600 in a 0700
  * directory), holds it sealed with AES-256-GCM under a key that scrypt
  * derives from a passphrase, and optionally also wrapped with an
- * organisation's RSA public key (RSA-OAEP, SHA-256) for recovery without
+ * organisation's X25519 or RSA public key (X25519 with HKDF-SHA-256 and
+ * AES-256-GCM, or RSA-OAEP with SHA-256) for recovery without
  * the host. The fingerprint (32 hex digits) names a key; a repository's
  * config names the fingerprint of its key.
  *
@@ -47,8 +48,8 @@ typedef int (*vms_passphrase_fn) (void *opaque, int purpose,
 extern VMS_API void vms_set_passphrase_fn (vms_passphrase_fn fn, void *opaque);
 
 /* Make a new key and its key file (a new passphrase is asked).
- * master_public_key: a PEM file with an RSA public key (2048 bits or more)
- * that also wraps the secret, or NULL. fingerprint gets 32 hex digits. */
+ * master_public_key: a PEM file with an X25519 public key or an RSA one
+ * (2048 bits or more) that also wraps the secret, or NULL. fingerprint gets 32 hex digits. */
 extern VMS_API int vms_key_create (const char *master_public_key,
                                    char fingerprint[33]);
 
@@ -59,6 +60,8 @@ struct vms_key_info {
   int has_passphrase;           /* the secret is sealed with a passphrase */
   int has_recovery;             /* ... and wrapped for a master key */
   char recovery_key_sha256[65]; /* SHA-256 of the master public key (DER) */
+  char recovery_method[32];     /* "rsa-oaep-sha256" or
+                                 * "x25519-hkdf-sha256-aes256gcm" */
 };
 /* What the key file of fingerprint says, without opening it. */
 extern VMS_API int vms_key_info (const char *fingerprint,
@@ -76,8 +79,8 @@ extern VMS_API char *vms_key_export_paper (const char *fingerprint);
 extern VMS_API int vms_key_import_paper (const char *text, char fingerprint[33]);
 /* A key file's text (another host's copy, or a repository's keys/<fp>).
  * master_private_key NULL: the file is checked and installed as it is
- * (it must hold the passphrase-sealed secret). Else a PEM file of the RSA
- * private key of its recovery wrap: the secret is recovered and sealed
+ * (it must hold the passphrase-sealed secret). Else a PEM file of the
+ * X25519 or RSA private key of its recovery wrap: the secret is recovered and sealed
  * under a new passphrase. */
 extern VMS_API int vms_key_import (const char *text, size_t len,
                                    const char *master_private_key,

@@ -121,27 +121,51 @@ gcm_ctx (const uint8_t key[CRYPT_KEY_LEN], int encrypt, const uint8_t *iv)
   return t->c;
 }
 
+/* HKDF-SHA-256(ikm, salt, info) -> out (32 bytes); no salt: saltlen 0. */
+static int
+derive_salted (const uint8_t *ikm, size_t ikmlen, const uint8_t *salt,
+               size_t saltlen, const char *info, uint8_t out[CRYPT_KEY_LEN])
+{
+  EVP_KDF_CTX *ctx = EVP_KDF_CTX_new (hkdf);
+  OSSL_PARAM p[5], *q = p;
+  int ok;
+
+  if (ctx == NULL)
+    return -1;
+  *q++ = OSSL_PARAM_construct_utf8_string (OSSL_KDF_PARAM_DIGEST,
+                                           (char *) "SHA256", 0);
+  *q++ = OSSL_PARAM_construct_octet_string (OSSL_KDF_PARAM_KEY,
+                                            (void *) ikm, ikmlen);
+  if (saltlen)
+    *q++ = OSSL_PARAM_construct_octet_string (OSSL_KDF_PARAM_SALT,
+                                              (void *) salt, saltlen);
+  *q++ = OSSL_PARAM_construct_octet_string (OSSL_KDF_PARAM_INFO,
+                                            (void *) info, strlen (info));
+  *q = OSSL_PARAM_construct_end ();
+  ok = EVP_KDF_derive (ctx, out, CRYPT_KEY_LEN, p) == 1;
+  EVP_KDF_CTX_free (ctx);
+  return ok ? 0 : -1;
+}
+
 /* HKDF-SHA-256(master, info) -> out (32 bytes). */
 static int
 derive (const uint8_t master[CRYPT_KEY_LEN], const char *info,
         uint8_t out[CRYPT_KEY_LEN])
 {
-  EVP_KDF_CTX *ctx = EVP_KDF_CTX_new (hkdf);
-  OSSL_PARAM p[4];
-  int ok;
+  return derive_salted (master, CRYPT_KEY_LEN, NULL, 0, info, out);
+}
 
-  if (ctx == NULL)
+int
+crypt_hkdf (const uint8_t *ikm, size_t ikmlen, const uint8_t *salt,
+            size_t saltlen, const char *info, uint8_t out[CRYPT_KEY_LEN])
+{
+  if (algs () == -1)
     return -1;
-  p[0] = OSSL_PARAM_construct_utf8_string (OSSL_KDF_PARAM_DIGEST,
-                                           (char *) "SHA256", 0);
-  p[1] = OSSL_PARAM_construct_octet_string (OSSL_KDF_PARAM_KEY,
-                                            (void *) master, CRYPT_KEY_LEN);
-  p[2] = OSSL_PARAM_construct_octet_string (OSSL_KDF_PARAM_INFO,
-                                            (void *) info, strlen (info));
-  p[3] = OSSL_PARAM_construct_end ();
-  ok = EVP_KDF_derive (ctx, out, CRYPT_KEY_LEN, p) == 1;
-  EVP_KDF_CTX_free (ctx);
-  return ok ? 0 : -1;
+  if (derive_salted (ikm, ikmlen, salt, saltlen, info, out) == -1) {
+    vms_set_error (EIO, "HKDF-SHA-256 failed (OpenSSL)");
+    return -1;
+  }
+  return 0;
 }
 
 int

@@ -62,6 +62,11 @@ extern int crypt_seal (const uint8_t key[CRYPT_KEY_LEN], const void *aad,
 extern int crypt_open (const uint8_t key[CRYPT_KEY_LEN], const void *aad,
                        size_t aadlen, const uint8_t *in, size_t n,
                        uint8_t *out);
+/* HKDF-SHA-256 (RFC 5869) of ikm with salt and info: 32 bytes into out.
+ * 0, or -1 with the error set. */
+extern int crypt_hkdf (const uint8_t *ikm, size_t ikmlen, const uint8_t *salt,
+                       size_t saltlen, const char *info,
+                       uint8_t out[CRYPT_KEY_LEN]);
 /* scrypt (RFC 7914) of a passphrase: N = 2^log2_n, r, p, outlen bytes
  * into out. 0, or -1 with the error set. */
 extern int crypt_scrypt (const char *pass, size_t passlen,
@@ -88,8 +93,11 @@ struct key_file {
   int has_sealed;
   uint8_t sealed[CRYPT_KEY_LEN + ENVELOPE_OVERHEAD];
   int has_recovery;
-  uint8_t recovery_key_sha256[32];      /* of the RSA public key's DER */
-  uint8_t *wrapped;                     /* RSA-OAEP(SHA-256) of the master */
+  int x25519;                           /* the wrap's method: X25519, else RSA */
+  uint8_t recovery_key_sha256[32];      /* of the master public key's DER */
+  uint8_t ephemeral[32];                /* X25519: the wrap's own public key */
+  uint8_t *wrapped;                     /* RSA-OAEP(SHA-256) of the master, or
+                                         * X25519: its envelope (65 bytes) */
   size_t wrapped_len;
 };
 /* Parse key file text: 0, or -1 with EBADMSG and a message naming what

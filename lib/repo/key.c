@@ -2,7 +2,8 @@
  * docs/encryption.md "Keys"): a JSON file per key in the key directory,
  * named by the key's fingerprint, holding the master secret sealed under
  * a passphrase (scrypt, then AES-256-GCM) and optionally wrapped for an
- * organisation's RSA master key; the paper form; and this process's cache
+ * organisation's master key (RSA-OAEP, or X25519 with HKDF and
+ * AES-256-GCM); the paper form; and this process's cache
  * of unlocked keys, so that a command that opens a repository several
  * times asks (and runs scrypt) once.
  *
@@ -51,6 +52,8 @@
 #define SCRYPT_LOG2N_MIN 10
 #define SCRYPT_LOG2N_MAX 22
 #define RSA_MIN_BITS 2048
+#define X25519_WRAP_INFO "vmshadow x25519 key wrap 1"
+#define X25519_WRAP_LEN (CRYPT_KEY_LEN + ENVELOPE_OVERHEAD)
 
 /* ---- passphrases ---- */
 
@@ -310,18 +313,24 @@ key_file_parse (const char *text, size_t len, const char *what,
   }
   if (json_object_object_get_ex (root, "recovery", &rec) && rec) {
     json_object *w;
-    const char *ws;
-    size_t wl;
-    if (!json_object_is_type (rec, json_type_object) ||
-        !json_object_object_get_ex (rec, "method", &v) ||
-        !json_object_is_type (v, json_type_string) ||
-        strcmp (json_object_get_string (v), "rsa-oaep-sha256") != 0 ||
+    const char *ws, *method = NULL;
+    size_t wl = 0;
+    if (json_object_is_type (rec, json_type_object) &&
+        json_object_object_get_ex (rec, "method", &v) &&
+        json_object_is_type (v, json_type_string))
+      method = json_object_get_string (v);
+    kf->x25519 = method && strcmp (method, "x25519-hkdf-sha256-aes256gcm") == 0;
+    if (method == NULL ||
+        (!kf->x25519 && strcmp (method, "rsa-oaep-sha256") != 0) ||
         get_hex (rec, "public_key_sha256", kf->recovery_key_sha256, 32) == -1
-        || !json_object_object_get_ex (rec, "wrapped", &w) ||
+        || (kf->x25519 &&
+            get_hex (rec, "ephemeral", kf->ephemeral, 32) == -1) ||
+        !json_object_object_get_ex (rec, "wrapped", &w) ||
         !json_object_is_type (w, json_type_string) ||
-        (wl = strlen (ws = json_object_get_string (w))) < 2 * 256 ||
-        wl > 2 * 2048 || wl % 2) {
-      bad = "a \"recovery\" that is not an RSA-OAEP wrap";
+        (wl = strlen (ws = json_object_get_string (w))) % 2 ||
+        (kf->x25519 ? wl != 2 * X25519_WRAP_LEN
+         : wl < 2 * 256 || wl > 2 * 2048)) {
+      bad = "a \"recovery\" that is neither an RSA-OAEP nor an X25519 wrap";
       goto fail;
     }
     if ((kf->wrapped = malloc (wl / 2)) == NULL) {
@@ -331,7 +340,7 @@ key_file_parse (const char *text, size_t len, const char *what,
     }
     kf->wrapped_len = wl / 2;
     if (crypt_unhex (ws, kf->wrapped, wl / 2) == -1) {
-      bad = "a \"recovery\" that is not an RSA-OAEP wrap";
+      bad = "a \"recovery\" that is neither an RSA-OAEP nor an X25519 wrap";
       goto fail;
     }
     kf->has_recovery = 1;
@@ -352,7 +361,7 @@ key_file_parse (const char *text, size_t len, const char *what,
 char *
 key_file_format (const struct key_file *kf)
 {
-  char fp[33], salt[65], sealed[2 * sizeof kf->sealed + 1], rk[65];
+  char fp[33], salt[65], sealed[2 * sizeof kf->sealed + 1], rk[65], eph[65];
   CLEANUP_FREE char *wrapped = NULL, *kdf = NULL, *rec = NULL;
   char *out = NULL;
 
@@ -371,9 +380,15 @@ key_file_format (const struct key_file *kf)
     if (wrapped) {
       crypt_hex (kf->wrapped, kf->wrapped_len, wrapped);
       crypt_hex (kf->recovery_key_sha256, 32, rk);
-      if (asprintf (&rec, ",\n  \"recovery\": { \"method\": \"rsa-oaep-sha256\", "
-                    "\"public_key_sha256\": \"%s\",\n    \"wrapped\": \"%s\" }",
-                    rk, wrapped) == -1)
+      crypt_hex (kf->ephemeral, 32, eph);
+      if (kf->x25519
+          ? asprintf (&rec, ",\n  \"recovery\": { \"method\": "
+                      "\"x25519-hkdf-sha256-aes256gcm\", \"public_key_sha256\": "
+                      "\"%s\",\n    \"ephemeral\": \"%s\",\n    \"wrapped\": "
+                      "\"%s\" }", rk, eph, wrapped) == -1
+          : asprintf (&rec, ",\n  \"recovery\": { \"method\": \"rsa-oaep-sha256\", "
+                      "\"public_key_sha256\": \"%s\",\n    \"wrapped\": \"%s\" }",
+                      rk, wrapped) == -1)
         rec = NULL;
     }
   }
@@ -478,7 +493,14 @@ open_secret (const struct key_file *kf, const char *pass, const char *what,
   return 0;
 }
 
-/* ---- RSA recovery wrap ---- */
+/* ---- recovery wrap for a master key: RSA-OAEP, or X25519 ----
+ *
+ * X25519: a new X25519 key pair per wrap (its public half, "ephemeral",
+ * is stored); the wrap key is HKDF-SHA-256 of the shared secret with the
+ * salt ephemeral || master public key and info X25519_WRAP_INFO; the
+ * secret is sealed with it in an envelope (AES-256-GCM, associated data
+ * the key's identity, as for the passphrase seal). Only the holder of the
+ * master private key computes the same shared secret. */
 
 static EVP_PKEY *
 read_pem (const char *path, int private)
@@ -493,12 +515,13 @@ read_pem (const char *path, int private)
   pk = private ? PEM_read_PrivateKey (f, NULL, NULL, NULL)
     : PEM_read_PUBKEY (f, NULL, NULL, NULL);
   fclose (f);
-  if (pk == NULL || !EVP_PKEY_is_a (pk, "RSA") ||
-      EVP_PKEY_get_bits (pk) < RSA_MIN_BITS) {
+  if (pk == NULL || !(EVP_PKEY_is_a (pk, "X25519") ||
+                      (EVP_PKEY_is_a (pk, "RSA") &&
+                       EVP_PKEY_get_bits (pk) >= RSA_MIN_BITS))) {
     EVP_PKEY_free (pk);
-    vms_set_error (EINVAL, "%s is not an RSA %s key of %d bits or more in "
-                   "PEM form", path, private ? "private" : "public",
-                   RSA_MIN_BITS);
+    vms_set_error (EINVAL, "%s is neither an X25519 %s key nor an RSA one of "
+                   "%d bits or more in PEM form", path,
+                   private ? "private" : "public", RSA_MIN_BITS);
     return NULL;
   }
   return pk;
@@ -531,6 +554,68 @@ oaep_ctx (EVP_PKEY *pk, int encrypt)
   return c;
 }
 
+/* The X25519 wrap key of own (a private key) and peer (a public key);
+ * eph and master: the raw public keys of the wrap's key pair and of the
+ * master key (the salt). */
+static int
+x25519_kek (EVP_PKEY *own, EVP_PKEY *peer, const uint8_t eph[32],
+            const uint8_t master[32], uint8_t kek[CRYPT_KEY_LEN])
+{
+  EVP_PKEY_CTX *c = EVP_PKEY_CTX_new_from_pkey (NULL, own, NULL);
+  uint8_t shared[32], salt[64];
+  size_t sl = sizeof shared;
+  int r = -1;
+
+  if (c && EVP_PKEY_derive_init (c) == 1 &&
+      EVP_PKEY_derive_set_peer (c, peer) == 1 &&
+      /* OpenSSL refuses an all-zero shared secret (a low-order point). */
+      EVP_PKEY_derive (c, shared, &sl) == 1 && sl == sizeof shared) {
+    memcpy (salt, eph, 32);
+    memcpy (salt + 32, master, 32);
+    r = crypt_hkdf (shared, sizeof shared, salt, sizeof salt,
+                    X25519_WRAP_INFO, kek);
+  }
+  OPENSSL_cleanse (shared, sizeof shared);
+  EVP_PKEY_CTX_free (c);
+  return r;
+}
+
+static int
+raw_public (EVP_PKEY *pk, uint8_t out[32])
+{
+  size_t n = 32;
+  return EVP_PKEY_get_raw_public_key (pk, out, &n) == 1 && n == 32 ? 0 : -1;
+}
+
+static int
+wrap_x25519 (const struct crypt_key *k, EVP_PKEY *master, const char *pem,
+             struct key_file *kf)
+{
+  EVP_PKEY *eph = EVP_PKEY_Q_keygen (NULL, NULL, "X25519");
+  uint8_t mpub[32], kek[CRYPT_KEY_LEN];
+  char aad[64];
+  int r = -1;
+
+  if (eph == NULL || raw_public (eph, kf->ephemeral) == -1 ||
+      raw_public (master, mpub) == -1 ||
+      pubkey_sha256 (master, kf->recovery_key_sha256) == -1 ||
+      x25519_kek (eph, master, kf->ephemeral, mpub, kek) == -1 ||
+      (kf->wrapped = malloc (X25519_WRAP_LEN)) == NULL ||
+      crypt_seal (kek, aad, key_aad (k->fingerprint, aad, sizeof aad),
+                  k->master, CRYPT_KEY_LEN, kf->wrapped) == -1)
+    vms_set_error (EIO, "cannot wrap the key for master key %s (OpenSSL)", pem);
+  else {
+    kf->wrapped_len = X25519_WRAP_LEN;
+    kf->x25519 = 1;
+    kf->has_recovery = 1;
+    r = 0;
+  }
+  OPENSSL_cleanse (kek, sizeof kek);
+  crypt_forget ();
+  EVP_PKEY_free (eph);          /* its private half is never kept */
+  return r;
+}
+
 static int
 wrap_secret (const struct crypt_key *k, const char *pem, struct key_file *kf)
 {
@@ -541,6 +626,11 @@ wrap_secret (const struct crypt_key *k, const char *pem, struct key_file *kf)
 
   if (pk == NULL)
     return -1;
+  if (EVP_PKEY_is_a (pk, "X25519")) {
+    r = wrap_x25519 (k, pk, pem, kf);
+    EVP_PKEY_free (pk);
+    return r;
+  }
   if ((c = oaep_ctx (pk, 1)) == NULL ||
       pubkey_sha256 (pk, kf->recovery_key_sha256) == -1 ||
       EVP_PKEY_encrypt (c, NULL, &outl, k->master, CRYPT_KEY_LEN) != 1 ||
@@ -577,6 +667,36 @@ unwrap_secret (const struct key_file *kf, const char *pem, const char *what,
            memcmp (sum, kf->recovery_key_sha256, 32) != 0)
     vms_set_error (EKEYREJECTED, "%s was wrapped for another master key "
                    "than %s", what, pem);
+  else if (kf->x25519 != EVP_PKEY_is_a (pk, "X25519"))
+    vms_set_error (EKEYREJECTED, "%s was wrapped for an %s master key; %s is "
+                   "not one", what, kf->x25519 ? "X25519" : "RSA", pem);
+  else if (kf->x25519) {
+    EVP_PKEY *eph = EVP_PKEY_new_raw_public_key (EVP_PKEY_X25519, NULL,
+                                                 kf->ephemeral, 32);
+    uint8_t mpub[32], kek[CRYPT_KEY_LEN];
+    char aad[64];
+    int ok = eph && raw_public (pk, mpub) == 0 &&
+      x25519_kek (pk, eph, kf->ephemeral, mpub, kek) == 0 &&
+      kf->wrapped_len == X25519_WRAP_LEN &&
+      crypt_open (kek, aad, key_aad (kf->fingerprint, aad, sizeof aad),
+                  kf->wrapped, kf->wrapped_len, out) == 0;
+    OPENSSL_cleanse (kek, sizeof kek);
+    crypt_forget ();
+    EVP_PKEY_free (eph);
+    if (!ok)
+      vms_set_error (EKEYREJECTED, "%s: the recovery wrap does not open with "
+                     "%s", what, pem);
+    else {
+      memcpy (k->master, out, CRYPT_KEY_LEN);
+      if (crypt_key_derive (k) == 0) {
+        if (memcmp (k->fingerprint, kf->fingerprint, CRYPT_FP_LEN) == 0)
+          r = 0;
+        else
+          vms_set_error (EBADMSG, "%s is corrupt: its recovered secret does "
+                         "not have the fingerprint %s it claims", what, fp);
+      }
+    }
+  }
   else if ((c = oaep_ctx (pk, 0)) == NULL || kf->wrapped_len > sizeof out ||
            EVP_PKEY_decrypt (c, out, &outl, kf->wrapped,
                              kf->wrapped_len) != 1 || outl != CRYPT_KEY_LEN)
@@ -929,8 +1049,11 @@ vms_key_info (const char *fp, struct vms_key_info *info)
   info->scrypt_p = kf.p;
   info->has_passphrase = kf.has_sealed;
   info->has_recovery = kf.has_recovery;
-  if (kf.has_recovery)
+  if (kf.has_recovery) {
     crypt_hex (kf.recovery_key_sha256, 32, info->recovery_key_sha256);
+    snprintf (info->recovery_method, sizeof info->recovery_method, "%s",
+              kf.x25519 ? "x25519-hkdf-sha256-aes256gcm" : "rsa-oaep-sha256");
+  }
   key_file_clear (&kf);
   return 0;
 }

@@ -8,6 +8,10 @@
 # backup comes back exactly and verify --deep authenticates everything.
 # Then the same with an organisation's RSA master key instead of the
 # paper: the repository's keys/ copy and the master private key suffice.
+# Then an X25519 master key (issue 13): a key created for one wraps it
+# (key show names the method), the RSA private key and another X25519 key
+# are refused and named, a recovery copy with one altered byte does not
+# open, and the right private key restores the backup.
 set -euo pipefail
 vmshadow=$1
 tmp=$(mktemp -d /var/tmp/vmshadow-test.XXXXXX)
@@ -115,4 +119,61 @@ cp -a "$tmp/repo-copy" "$new/repo"
 "$vmshadow" extract "$id" files "$old/app/disk.img" --to "$new/restored.img" > "$tmp/out" 2>&1 ||
   fail "extract after master-key recovery: $(cat "$tmp/out")"
 cmp -s "$new/restored.img" "$tmp/disk.img" || fail "the disk restored after master-key recovery differs"
-echo "ok: restored on a new host from the paper key, and from the master key"
+
+# ---- an X25519 master key ----
+openssl genpkey -algorithm X25519 -out "$tmp/x.pem" 2> /dev/null
+openssl pkey -in "$tmp/x.pem" -pubout -out "$tmp/x.pub.pem"
+openssl genpkey -algorithm X25519 -out "$tmp/other-x.pem" 2> /dev/null
+x=$tmp/x-host
+host_env "$x"
+export VMSHADOW_PASSPHRASE=x-host-passphrase
+"$vmshadow" key create --master-key "$tmp/x.pub.pem" > "$tmp/out" 2>&1 || fail "key create x25519: $(cat "$tmp/out")"
+xfp=$(grep -oE '[0-9a-f]{32}' "$tmp/out" | head -1)
+[ -n "$xfp" ] || fail "key create printed no fingerprint: $(cat "$tmp/out")"
+"$vmshadow" init --encrypt --key "$xfp" > "$tmp/out" 2>&1 || fail "init with the x25519-wrapped key: $(cat "$tmp/out")"
+"$vmshadow" key show --json > "$tmp/show.json" || fail "key show x25519"
+grep -q '"recovery_method": "x25519-hkdf-sha256-aes256gcm"' "$tmp/show.json" ||
+  fail "key show does not name the X25519 wrap: $(cat "$tmp/show.json")"
+[ -f "$x/repo/keys/$xfp" ] || fail "no recovery copy keys/$xfp in the repository"
+grep -q '"ephemeral": "[0-9a-f]\{64\}"' "$x/repo/keys/$xfp" || fail "the recovery copy has no X25519 wrap: $(cat "$x/repo/keys/$xfp")"
+if grep -q '"sealed"' "$x/repo/keys/$xfp"; then fail "the repository's copy holds the passphrase-sealed secret"; fi
+mkdir -p "$x/app" "$VMSHADOW_WRITERS_DIR"
+cp "$tmp/disk.img" "$x/app/disk.img"
+cat > "$VMSHADOW_WRITERS_DIR/app" <<W
+#!/bin/sh
+[ "\$1" = identify ] || exit 0
+cat <<JSON
+{"format": "vmshadow-writer-metadata", "version": 1,
+ "writer": {"name": "app", "id": "0d9f3c1e-2b4a-4c5d-8e6f-7a8b9c0d1e2f"},
+ "components": [{"name": "files", "files": [
+   {"path": "$x/app/disk.img", "kind": "disk", "format": "raw"}]}]}
+JSON
+W
+chmod 755 "$VMSHADOW_WRITERS_DIR/app"
+"$vmshadow" backup --json > "$tmp/xb.json" 2> "$tmp/out" || fail "backup x25519: $(cat "$tmp/out" "$tmp/xb.json")"
+xid=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["backup_id"])' "$tmp/xb.json")
+rm -rf "$x/etc" "$x/scratch"                         # the host's keys are gone
+if "$vmshadow" list > "$tmp/out" 2>&1; then fail "the repository opened without its key"; fi
+if "$vmshadow" key import --master-key "$tmp/master.pem" > "$tmp/out" 2>&1; then
+  fail "the RSA master key opened an X25519 wrap"; fi
+grep -q "another master key" "$tmp/out" || fail "RSA against an X25519 wrap: not named: $(cat "$tmp/out")"
+if "$vmshadow" key import --master-key "$tmp/other-x.pem" > "$tmp/out" 2>&1; then
+  fail "another X25519 key opened the wrap"; fi
+grep -q "another master key" "$tmp/out" || fail "another X25519 key: not named: $(cat "$tmp/out")"
+# One byte of the wrapped secret altered: refused (GCM), nothing installed.
+cp "$x/repo/keys/$xfp" "$tmp/xkey.orig"
+python3 - "$x/repo/keys/$xfp" <<'PY'
+import json, sys
+p = sys.argv[1]; k = json.load(open(p)); w = k["recovery"]["wrapped"]
+k["recovery"]["wrapped"] = w[:40] + ("0" if w[40] != "0" else "1") + w[41:]
+open(p, "w").write(json.dumps(k))
+PY
+if "$vmshadow" key import --master-key "$tmp/x.pem" > "$tmp/out" 2>&1; then fail "an altered X25519 wrap opened"; fi
+grep -q "does not open" "$tmp/out" || fail "altered X25519 wrap: not named: $(cat "$tmp/out")"
+[ ! -e "$x/etc/keys/$xfp.key" ] || fail "a key file was installed from an altered wrap"
+cp "$tmp/xkey.orig" "$x/repo/keys/$xfp"
+"$vmshadow" key import --master-key "$tmp/x.pem" > "$tmp/out" 2>&1 || fail "x25519 import: $(cat "$tmp/out")"
+"$vmshadow" extract "$xid" files "$x/app/disk.img" --to "$tmp/x-restored.img" > "$tmp/out" 2>&1 ||
+  fail "extract after x25519 recovery: $(cat "$tmp/out")"
+cmp -s "$tmp/x-restored.img" "$tmp/disk.img" || fail "the disk restored after X25519 recovery differs"
+echo "ok: restored on a new host from the paper key, and from an RSA and an X25519 master key"
