@@ -72,7 +72,7 @@ cat > "$WORK/dom.xml" <<XML
   <memory unit='MiB'>160</memory>
   <vcpu>1</vcpu>
   <os><type arch='x86_64' machine='pc'>hvm</type><kernel>$VMSLAB_KERNEL</kernel>
-    <initrd>$VMSLAB_INITRD</initrd><cmdline>console=ttyS0 loglevel=4 panic=0</cmdline></os>
+    <initrd>$VMSLAB_INITRD</initrd><cmdline>${VMSLAB_CMDLINE:-console=ttyS0 loglevel=4 panic=0}</cmdline></os>
   <on_poweroff>destroy</on_poweroff>
   <devices>
     <emulator>$(command -v qemu-system-x86_64)</emulator>
@@ -106,8 +106,9 @@ while [ "$(virsh -q domstate "$DOM" 2>/dev/null | head -n 1)" != running ]; do
   sleep 0.05
 done
 t_run=$(now)
+# the agent is awaited even when the move ends first (the guest boots on)
 until virsh qemu-agent-command --timeout 2 "$DOM" '{"execute":"guest-ping"}' >/dev/null 2>&1; do
-  kill -0 $pid 2>/dev/null || break
+  awk -v a="$t0" -v b="$(now)" 'BEGIN { exit !(b - a < 300) }' || { echo "the guest agent did not answer within 300 s" >&2; exit 1; }
   sleep 0.2
 done
 t_agent=$(now)

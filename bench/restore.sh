@@ -59,7 +59,7 @@ cat > "$WORK/dom.xml" <<XML
   <memory unit='MiB'>160</memory>
   <vcpu>1</vcpu>
   <os><type arch='x86_64' machine='pc'>hvm</type><kernel>$VMSLAB_KERNEL</kernel>
-    <initrd>$VMSLAB_INITRD</initrd><cmdline>console=ttyS0 loglevel=4 panic=0</cmdline></os>
+    <initrd>$VMSLAB_INITRD</initrd><cmdline>${VMSLAB_CMDLINE:-console=ttyS0 loglevel=4 panic=0}</cmdline></os>
   <on_poweroff>destroy</on_poweroff>
   <devices>
     <emulator>$(command -v qemu-system-x86_64)</emulator>

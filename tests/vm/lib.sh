@@ -466,7 +466,7 @@ lab_vm_create() {
     <type arch='x86_64' machine='pc'>hvm</type>
     <kernel>$VMSLAB_KERNEL</kernel>
     <initrd>$VMSLAB_INITRD</initrd>
-    <cmdline>console=ttyS0 loglevel=4 panic=0</cmdline>
+    <cmdline>${VMSLAB_CMDLINE:-console=ttyS0 loglevel=4 panic=0}${VMSLAB_GUEST_APPEND:+ $VMSLAB_GUEST_APPEND}</cmdline>
   </os>
   <features><acpi/></features>
   <clock offset='utc'/>
