@@ -7,8 +7,9 @@
  *   vms-bench-copy chunk-size               (prints VMS_CHUNK_SIZE)
  *
  * SOURCE is an NBD URI (nbd+unix://...), or FORMAT:IMAGE (raw:/x.img,
- * qcow2:/x.qcow2) to export the image read-only with qemu-nbd first (with
- * BITMAP for incr), or a plain path. Indexes are kept in a bench-private
+ * qcow2:/x.qcow2, raw:/dev/loop0) to export the image read-only with
+ * qemu-nbd first (with BITMAP for incr), or QEMU's block graph "json:{…}"
+ * (an RBD image, issue 11) exported the same way, or a plain path. Indexes are kept in a bench-private
  * file (magic, chunk size, file size, digests), so that each phase is one process whose
  * peak memory /usr/bin/time -v can measure. Statistics are printed as
  * key=value lines on stdout.
@@ -115,6 +116,12 @@ copy (vms_repo *repo, const char *source, const char *bitmap,
 
   if (strncmp (source, "nbd", 3) == 0)
     src.nbd_uri = source;
+  else if (strncmp (source, "json:", 5) == 0) {
+    e = vms_nbd_export_open_graph (source, NULL, "the benchmark's device");
+    if (e == NULL)
+      die ("export");
+    src.nbd_uri = vms_nbd_export_uri (e);
+  }
   else if (colon && (strncmp (source, "raw:", 4) == 0
                      || strncmp (source, "qcow2:", 6) == 0)) {
     char fmt[8];

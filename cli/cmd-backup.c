@@ -108,6 +108,14 @@ print_summary (const struct vms_backup_set *set, int64_t ms)
     for (size_t e = 0; e < t->nr_excluded; e++)
       printf ("    not backed up: %s: %s\n", cli_text (t->excluded[e].path),
               cli_text (t->excluded[e].reason));
+    /* Issue 11: how each disk was read, and why. */
+    for (size_t k = 0; k < t->nr_reads; k++) {
+      char r1[32];
+      printf ("    %s: %s, read %s%s%s\n", cli_text (t->reads[k].path),
+              cli_text (t->reads[k].how), cli_bytes (t->reads[k].bytes_read, r1),
+              t->reads[k].why ? ": " : "",
+              t->reads[k].why ? cli_text (t->reads[k].why) : "");
+    }
     /* Issue 21: stored whole, but the host's tracking lied. */
     for (size_t k = 0; k < t->nr_cbt_wrong; k++)
       printf ("    changed-block tracking was wrong for %s: %" PRIu64 " of %"

@@ -309,6 +309,34 @@ show_cbt_wrong (const vms_manifest *m)
   json_object_put (attrs);
 }
 
+/* Issue 11: how each disk of component comp was read, and why, from the
+ * manifest's attributes (checked: the manifest is outside data). */
+static void
+show_reads (const vms_manifest *m, const char *comp, const char *path)
+{
+  json_object *attrs = json_tokener_parse (vms_manifest_attrs (m)), *reads;
+
+  if (attrs && json_object_object_get_ex (attrs, "reads", &reads) &&
+      json_object_is_type (reads, json_type_array))
+    for (size_t i = 0; i < json_object_array_length (reads); i++) {
+      json_object *o = json_object_array_get_idx (reads, i), *c, *p, *how, *why;
+      if (!json_object_object_get_ex (o, "component", &c) ||
+          !json_object_is_type (c, json_type_string) ||
+          strcmp (json_object_get_string (c), comp) != 0 ||
+          !json_object_object_get_ex (o, "path", &p) ||
+          !json_object_is_type (p, json_type_string) ||
+          strcmp (json_object_get_string (p), path) != 0 ||
+          !json_object_object_get_ex (o, "how", &how) ||
+          !json_object_is_type (how, json_type_string))
+        continue;
+      int has_why = json_object_object_get_ex (o, "why", &why) &&
+        json_object_is_type (why, json_type_string);
+      printf ("      read by %s%s%s\n", cli_text (json_object_get_string (how)),
+              has_why ? ": " : "", has_why ? cli_text (json_object_get_string (why)) : "");
+    }
+  json_object_put (attrs);
+}
+
 /* Issue 16: "Boot check: passed, 2026-12-03 07:00:00" and per VM. */
 static void
 show_boot_check (vms_repo *repo, const char *id)
@@ -383,6 +411,13 @@ cmd_show (const struct options *opts, int argc, char **argv)
       json_object_object_add (out, "cbt_wrong", json_object_get (cbt));
     else
       json_object_object_add (out, "cbt_wrong", json_object_new_array ());
+    /* Issue 11: how each disk was read, and why. */
+    json_object *reads = NULL;
+    if (attrs && json_object_object_get_ex (attrs, "reads", &reads) &&
+        json_object_is_type (reads, json_type_array))
+      json_object_object_add (out, "reads", json_object_get (reads));
+    else
+      json_object_object_add (out, "reads", json_object_new_array ());
     json_object_put (attrs);
     struct vms_boot_check_report *boot = cli_boot_check (repo, argv[0]);
     json_object_object_add (out, "boot_check", cli_boot_check_json (boot));
@@ -434,6 +469,7 @@ cmd_show (const struct options *opts, int argc, char **argv)
               strcmp (f.component, vms_component_name (comp)) != 0)
             continue;
           show_file (&f, size, "    ");
+          show_reads (m, vms_component_name (comp), f.path);
           if (shown)
             shown[i] = 1;
         }

@@ -99,6 +99,9 @@ if [ -x "$LAB_DIR/ceph.sh" ] && "$LAB_DIR/ceph.sh" status >/dev/null 2>&1; then
     eval "$("$LAB_DIR/ceph.sh" env)"
     for img in $(timeout 60 rbd ls "$VMSLAB_CEPH_RBD_POOL" 2>/dev/null | grep "^$PREFIX"); do
         note "RBD image $VMSLAB_CEPH_RBD_POOL/$img"
+        # (snapshots first, vmshadow's of a stopped VM's disk too: rbd rm
+        # refuses an image with snapshots)
+        timeout 60 rbd snap purge --no-progress "$VMSLAB_CEPH_RBD_POOL/$img" >/dev/null 2>&1
         timeout 60 rbd rm --no-progress "$VMSLAB_CEPH_RBD_POOL/$img" >/dev/null 2>&1
     done
 fi

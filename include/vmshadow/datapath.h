@@ -21,6 +21,11 @@
 extern "C" {
 #endif
 
+/* [offset, offset + length) of a disk. */
+struct vms_extent {
+  uint64_t offset, length;
+};
+
 /* Where to read one file from. Exactly one of path and nbd_uri. */
 struct vms_source {
   const char *path;             /* a plain file, read directly */
@@ -36,6 +41,12 @@ struct vms_source {
    * but no more than 1/25 of the chunks the incremental reads anyway, and
    * at least VMS_CBT_SAMPLE_MIN per disk (docs/changed-block-tracking.md). */
   double cbt_sample;
+  /* Issue 11: instead of dirty_context, the changed extents as a list
+   * (ascending, not overlapping; an RBD diff): nr_changed of them, which
+   * may be 0 (nothing changed) — changed non-NULL and parent set make an
+   * incremental read, sampled and checked as for a bitmap. */
+  const struct vms_extent *changed;
+  size_t nr_changed;
 };
 #define VMS_CBT_SAMPLE_DEFAULT (1.0 / 1024)
 #define VMS_CBT_SAMPLE_MIN 16

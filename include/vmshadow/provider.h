@@ -96,6 +96,13 @@ struct vms_access {
   unsigned flags;
 };
 #define VMS_ACCESS_CHANGED_EXTENTS 0x1u
+/* Issue 11: with image, the extents changed since base are listed in the
+ * file changed_extents (mode 0600, the writer's): one "OFFSET LENGTH"
+ * line per extent, decimal, ascending, not overlapping — a stopped VM's
+ * RBD disk, from librbd's diff between the snapshot base and the one the
+ * image names. The requester reads only those (and a sample of the rest,
+ * checked against its backup at base), when it holds that backup. */
+#define VMS_ACCESS_CHANGED_LIST 0x2u
 #define VMS_ACCESS_SECRET_ID "vms-secret0"
 
 /* Say how the requester reads the point-in-time image of file i. The

@@ -187,6 +187,16 @@ struct vms_cbt_report {
   uint64_t sampled, differed;
 };
 
+/* How one disk was read (issue 11): how is "dirty bitmap since CP",
+ * "rbd diff since SNAP (fast-diff, whole objects of 4096 KiB)" or "full
+ * read"; why says why a disk was read in full (NULL otherwise); sampled:
+ * the chunks the tracking called unchanged that were read all the same to
+ * check it (docs/changed-block-tracking.md). */
+struct vms_read_report {
+  char *path, *how, *why;
+  uint64_t size, bytes_read, sampled;
+};
+
 /* One component of a backup: how it was captured and what was read. */
 struct vms_component_report {
   char *writer_id, *writer, *component, *caption;
@@ -210,6 +220,9 @@ struct vms_component_report {
    * VMS_OUTCOME_WARNINGS). */
   size_t nr_cbt_wrong;
   struct vms_cbt_report *cbt_wrong;
+  /* Each disk of it: how it was read and why (issue 11). */
+  size_t nr_reads;
+  struct vms_read_report *reads;
   /* It started from a previous checkpoint (VMS_ATTR_PREVIOUS_CHECKPOINT):
    * an incremental backup, else a full one (issue 19). */
   int incremental;

@@ -184,6 +184,18 @@ extern VMS_API int64_t vms_call_ms_left (const vms_call *call);
  * provider's access names it as the base of the changed extents. */
 #define VMS_ATTR_CHECKPOINT          "checkpoint"
 #define VMS_ATTR_PREVIOUS_CHECKPOINT "previous_checkpoint"
+/* Per file, the key being prefix + the file's path (issue 11):
+ * - VMS_ATTR_FILE_CHECKPOINT_PREFIX: the file's own checkpoint, recorded
+ *   in the catalogue instead of the component's (a stopped VM's RBD disk:
+ *   the image's snapshot of this backup);
+ * - VMS_ATTR_FILE_CHANGES_PREFIX: how the file's changed extents were
+ *   found, in words ("fast-diff, whole objects of 4096 KiB");
+ * - VMS_ATTR_FILE_FULL_REASON_PREFIX: why the writer offers no changed
+ *   extents for it, so that it is read in full.
+ * The requester's report says per disk how it was read and why. */
+#define VMS_ATTR_FILE_CHECKPOINT_PREFIX  "checkpoint:"
+#define VMS_ATTR_FILE_CHANGES_PREFIX     "changes:"
+#define VMS_ATTR_FILE_FULL_REASON_PREFIX "full_reason:"
 /* Restore: where the requester writes a file of a component: key
  * VMS_ATTR_RESTORE_TARGET_PREFIX + the file's path (exactly as in the
  * component's file list), value the target, an absolute path with no

@@ -210,6 +210,13 @@ vms_snapshot_set_file_access (vms_snapshot *snap, size_t i,
                    "extents' context and the base", snap->files[i].path);
     return -1;
   }
+  if ((a->flags & VMS_ACCESS_CHANGED_LIST) &&
+      (a->image == NULL || a->changed_extents == NULL || a->base == NULL)) {
+    vms_set_error (EINVAL, "incremental access to %s by a list of changed "
+                   "extents needs an image, the list's file and the base",
+                   snap->files[i].path);
+    return -1;
+  }
   if ((copy = strdup (where)) == NULL ||
       (a->changed_extents && (ctx = strdup (a->changed_extents)) == NULL) ||
       (a->base && (base = strdup (a->base)) == NULL) ||

@@ -435,6 +435,9 @@ struct copy_nbd {
   struct nbd_handle *h;
   const char *uri;
   const char *dirty_context;
+  /* Issue 11: the changed extents as a list (src->changed), or NULL. */
+  const struct vms_extent *changed;
+  size_t nr_changed;
   int have_alloc;
   uint64_t request_size;        /* largest NBD read request */
   /* Block status of the current window, per context. */
@@ -533,6 +536,30 @@ copy_nbd_block_status (struct copy_nbd *c, uint64_t start, uint64_t end)
       return -1;
     }
     pos = next;
+  }
+  return 0;
+}
+
+/* Issue 11: c->dirty for [start, end) from the list of changed extents
+ * (sorted, disjoint; validated by the caller), as a dirty bitmap would
+ * say it. */
+static int
+copy_changed_window (struct copy_nbd *c, uint64_t start, uint64_t end)
+{
+  c->dirty.len = 0;
+  for (size_t i = 0; i < c->nr_changed; i++) {
+    const struct vms_extent *x = &c->changed[i];
+    uint64_t a = x->offset > start ? x->offset : start;
+    uint64_t b = x->offset + x->length < end ? x->offset + x->length : end;
+    struct copy_extent e = { .offset = a, .length = b - a,
+                             .flags = NBD_STATE_DIRTY };
+
+    if (x->offset >= end)
+      break;
+    if (a < b && copy_extent_vector_append (&c->dirty, e) == -1) {
+      vms_set_error (ENOMEM, "out of memory");
+      return -1;
+    }
   }
   return 0;
 }
@@ -714,6 +741,7 @@ copy_from_nbd (struct copy_pipeline *p, const struct vms_source *src,
 {
   struct copy_nbd c = { .p = p, .h = h, .uri = src->nbd_uri,
                         .dirty_context = src->dirty_context,
+                        .changed = src->changed, .nr_changed = src->nr_changed,
                         .alloc = empty_vector, .dirty = empty_vector,
                         .samples = samples };
   unsigned max_kib = VMS_CHUNK_SIZE / 1024;
@@ -723,10 +751,11 @@ copy_from_nbd (struct copy_pipeline *p, const struct vms_source *src,
                                             4, max_kib);
   uint64_t nr_chunks = vms_index_chunk_count (p->idx);
   struct copy_range ranges[COPY_MAX_RANGES];
+  const int incr = src->dirty_context != NULL || src->changed != NULL;
   int r = -1;
 
   c.request_size = (uint64_t) request_kib * 1024;
-  if (src->dirty_context && src->cbt_sample >= 0 && nr_chunks > 0) {
+  if (incr && src->cbt_sample >= 0 && nr_chunks > 0) {
     c.sample = src->cbt_sample > 1 ? 1 : src->cbt_sample;
     c.sample_adaptive = src->cbt_sample == 0;
     c.sample_floor = (double) VMS_CBT_SAMPLE_MIN / (double) nr_chunks;
@@ -744,7 +773,8 @@ copy_from_nbd (struct copy_pipeline *p, const struct vms_source *src,
     uint64_t end = wend == nr_chunks ? p->stats.size : wend * (uint64_t) VMS_CHUNK_SIZE;
     size_t acur = 0, dcur = 0;
 
-    if (copy_nbd_block_status (&c, start, end) == -1) {
+    if (copy_nbd_block_status (&c, start, end) == -1 ||
+        (c.changed && copy_changed_window (&c, start, end) == -1)) {
       copy_fail (p, vms_get_errno (), "%s", vms_get_error ());
       break;
     }
@@ -756,7 +786,7 @@ copy_from_nbd (struct copy_pipeline *p, const struct vms_source *src,
 
       if (copy_failed (p))
         break;
-      if (src->dirty_context && copy_parent_has (src->parent, p->idx, ch)
+      if (incr && copy_parent_has (src->parent, p->idx, ch)
           && !copy_any_flag (&c.dirty, &dcur, cs, cs + len, NBD_STATE_DIRTY)) {
         if (!cbt_sample_this (&c)) {
           if (copy_set_entry (p, ch, vms_index_get (src->parent, ch), 1) == -1)
@@ -963,12 +993,12 @@ copy_once (vms_repo *repo, const struct vms_source *src,
     vms_set_error (EINVAL, "vms_copy_to_repo: give exactly one of path and nbd_uri");
     return NULL;
   }
-  if (src->path && src->dirty_context) {
+  if (src->path && (src->dirty_context || src->changed)) {
     vms_set_error (EINVAL, "cannot read %s incrementally: a dirty bitmap "
                    "needs an NBD source", src->path);
     return NULL;
   }
-  if (src->dirty_context && src->parent == NULL) {
+  if ((src->dirty_context || src->changed) && src->parent == NULL) {
     vms_set_error (EINVAL, "cannot read %s incrementally: no parent index "
                    "to take unchanged chunks from", src->nbd_uri);
     return NULL;
@@ -1087,6 +1117,8 @@ vms_copy_to_repo (vms_repo *repo, const struct vms_source *src,
     vms_index_free (idx);
     whole = *src;
     whole.dirty_context = NULL;
+    whole.changed = NULL;
+    whole.nr_changed = 0;
     whole.parent = NULL;
     idx = copy_once (repo, &whole, &full, progress, opaque, NULL);
     if (idx) {

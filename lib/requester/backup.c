@@ -4,17 +4,21 @@
  * committed only then — before BackupComplete tells the writers their data
  * is safe. */
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <json-c/json.h>
 
 #include "cleanup.h"
 #include "log.h"
 #include "requester-internal.h"
+#include "str.h"
 #include "vm-writer.h"
 #include "vmshadow/error.h"
 
@@ -76,18 +80,125 @@ cbt_sample (void)
   return v;
 }
 
+/* Most changed extents a list may name (issue 11): 16 M lines, a few
+ * hundred MiB of text; an RBD diff of a 64 TiB image in 4 MiB objects. */
+#define CHANGED_LIST_MAX_BYTES (UINT64_C (512) << 20)
+
+/* The changed extents the writer listed in path (VMS_ACCESS_CHANGED_LIST):
+ * "OFFSET LENGTH" lines, decimal, ascending, not overlapping, each length
+ * above 0 — checked byte by byte. NULL with the error set; *n = 0 and a
+ * non-NULL array for an empty list. */
+static struct vms_extent *
+read_changed_list (const char *path, size_t *n)
+{
+  CLEANUP_CLOSE int fd = open (path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  CLEANUP_FREE char *text = NULL;
+  struct vms_extent *v = NULL;
+  size_t len = 0, cap = 0, nr = 0;
+  struct stat st;
+  ssize_t got;
+  uint64_t end = 0;
+  char *p;
+
+  *n = 0;
+  if (fd == -1 || fstat (fd, &st) == -1) {
+    vms_set_error (errno, "cannot open the list of changed extents %s: %s",
+                   path, strerror (errno));
+    return NULL;
+  }
+  if (!S_ISREG (st.st_mode) || (uint64_t) st.st_size > CHANGED_LIST_MAX_BYTES) {
+    vms_set_error (EINVAL, "the list of changed extents %s is not a regular "
+                   "file of at most %" PRIu64 " bytes", path,
+                   CHANGED_LIST_MAX_BYTES);
+    return NULL;
+  }
+  if ((text = malloc ((size_t) st.st_size + 1)) == NULL)
+    goto oom;
+  while (len < (size_t) st.st_size &&
+         (got = read (fd, text + len, (size_t) st.st_size - len)) > 0)
+    len += (size_t) got;
+  text[len] = '\0';
+  for (p = text; *p; ) {
+    uint64_t f[2];
+    for (int k = 0; k < 2; k++) {
+      if (*p < '0' || *p > '9')
+        goto bad;
+      f[k] = 0;
+      for (; *p >= '0' && *p <= '9'; p++)
+        if (__builtin_mul_overflow (f[k], 10, &f[k]) ||
+            __builtin_add_overflow (f[k], (uint64_t) (*p - '0'), &f[k]))
+          goto bad;
+      if (*p++ != (k == 0 ? ' ' : '\n'))
+        goto bad;
+    }
+    if (f[1] == 0 || f[0] < end || __builtin_add_overflow (f[0], f[1], &end))
+      goto bad;
+    if (nr == cap) {
+      size_t c = cap ? cap * 2 : 64;
+      struct vms_extent *q = realloc (v, c * sizeof *q);
+      if (q == NULL)
+        goto oom;
+      v = q;
+      cap = c;
+    }
+    v[nr++] = (struct vms_extent) { .offset = f[0], .length = f[1] };
+  }
+  if (v == NULL && (v = malloc (sizeof *v)) == NULL)
+    goto oom;
+  *n = nr;
+  return v;
+ bad:
+  free (v);
+  vms_set_error (EINVAL, "the list of changed extents %s is malformed at "
+                 "byte %zu (wanted ascending, disjoint \"OFFSET LENGTH\" "
+                 "lines)", path, (size_t) (p - text));
+  return NULL;
+ oom:
+  free (v);
+  vms_set_error (ENOMEM, "out of memory");
+  return NULL;
+}
+
+/* How a disk was read and why (issue 11): both malloc'd, why NULL unless
+ * it was read in full. */
+struct read_how {
+  char *how, *why;
+};
+
+/* Why a disk with no changed extents to read was read in full: the
+ * writer's word, else the component's. */
+static char *
+full_reason (const vms_component *comp, const char *path)
+{
+  CLEANUP_FREE char *key = vms_strdup_printf ("%s%s", VMS_ATTR_FILE_FULL_REASON_PREFIX, path);
+  const char *why = key ? vms_component_get_string (comp, key) : NULL;
+
+  if (why == NULL)
+    why = vms_component_get_string (comp, VMS_VM_ATTR_INCREMENTAL_REASON);
+  if (why == NULL)
+    why = vms_component_get_string (comp, VMS_ATTR_PREVIOUS_CHECKPOINT) == NULL
+      ? "no earlier backup of it to start from"
+      : "its writer offers no changed extents for it";
+  return strdup (why);
+}
+
 /* Read one file of the snapshot set into the repository, as the provider's
  * access says: over its NBD export (only the changed extents when it
  * offers them and the parent is stored), through a read-only NBD export of
- * a disk image, or directly. */
+ * a disk image (only the listed changed extents when there is a list, as
+ * for a stopped VM's RBD disk, and the parent is stored), or directly. */
 static vms_index *
-store_file (struct backup_run *b, const char *wid, const char *component,
+store_file (struct backup_run *b, const char *wid, const vms_component *comp,
             const struct vms_access *a, const struct vms_file_info *info,
-            struct vms_copy_stats *stats)
+            struct vms_copy_stats *stats, struct read_how *rh)
 {
+  const char *component = vms_component_name (comp);
   struct vms_source src = { 0 };
   vms_nbd_export *export = NULL;
   vms_index *idx, *parent = NULL;
+  CLEANUP_FREE struct vms_extent *changed = NULL;
+  CLEANUP_FREE char *why = NULL;
+  size_t nr_changed = 0;
 
   if (a->uri) {
     src.nbd_uri = a->uri;
@@ -97,13 +208,39 @@ store_file (struct backup_run *b, const char *wid, const char *component,
       src.parent = parent;
       src.cbt_sample = b->cbt_sample;
     }
+    else if (a->flags & VMS_ACCESS_CHANGED_EXTENTS)
+      why = vms_strdup_printf ("the repository holds no backup of it at "
+                               "checkpoint %s", a->base);
   }
   else if (a->image) {
+    /* Issue 11: the writer listed what changed since base (an RBD diff). */
+    if ((a->flags & VMS_ACCESS_CHANGED_LIST) &&
+        (parent = parent_index (b, wid, component, info->path, a->base)) != NULL) {
+      changed = read_changed_list (a->changed_extents, &nr_changed);
+      if (changed == NULL) {
+        why = vms_strdup_printf ("its list of changed extents cannot be used: %s",
+                                 vms_get_error ());
+        vms_warn ("%s: %s; reading it in full", info->path, why ? why : "?");
+        vms_index_free (parent);
+        parent = NULL;
+      }
+      else {
+        src.changed = changed;
+        src.nr_changed = nr_changed;
+        src.parent = parent;
+        src.cbt_sample = b->cbt_sample;
+      }
+    }
+    else if (a->flags & VMS_ACCESS_CHANGED_LIST)
+      why = vms_strdup_printf ("the repository holds no backup of it at "
+                               "snapshot %s", a->base);
     /* A disk that is no file (a stopped VM's network disk, issue 11):
      * qemu-nbd reads it by its own protocol, read-only. */
     export = vms_nbd_export_open_graph (a->image, a->secret_file, info->path);
-    if (export == NULL)
+    if (export == NULL) {
+      vms_index_free (parent);
       return NULL;
+    }
     src.nbd_uri = vms_nbd_export_uri (export);
   }
   else if (info->kind == VMS_FILE_DISK) {
@@ -121,10 +258,40 @@ store_file (struct backup_run *b, const char *wid, const char *component,
     /* The disk's bitmap is missing: this disk alone is read in full. */
     vms_warn ("%s: no dirty bitmap (%s); reading this disk in full",
               info->path, vms_get_error ());
+    free (why);
+    why = vms_strdup_printf ("its dirty bitmap is missing (%s)", vms_get_error ());
     src.dirty_context = NULL;
     src.parent = NULL;
     memset (stats, 0, sizeof *stats);
     idx = vms_copy_to_repo (b->repo, &src, stats, req_progress_bytes, &b->progress);
+  }
+  /* Issue 11: how it was read, and why. */
+  if (idx && info->kind == VMS_FILE_DISK) {
+    CLEANUP_FREE char *key = vms_strdup_printf ("%s%s", VMS_ATTR_FILE_CHANGES_PREFIX,
+                                                info->path);
+    const char *detail = key ? vms_component_get_string (comp, key) : NULL;
+    const char *tracking = src.changed ? "rbd diff" : "dirty bitmap";
+    if ((src.dirty_context || src.changed) && stats->full_reread) {
+      rh->how = strdup ("full read");
+      rh->why = vms_strdup_printf ("the %s since %s was wrong: %" PRIu64 " of %"
+                                   PRIu64 " sampled unchanged chunks differed "
+                                   "from that backup (the repository stored "
+                                   "only the changes)", tracking, a->base,
+                                   stats->cbt_differed, stats->cbt_sampled);
+    }
+    else if (src.dirty_context || src.changed)
+      rh->how = vms_strdup_printf ("%s since %s%s%s%s", tracking, a->base,
+                                   detail ? " (" : "", detail ? detail : "",
+                                   detail ? ")" : "");
+    else {
+      rh->how = strdup ("full read");
+      rh->why = why ? strdup (why) : full_reason (comp, info->path);
+    }
+    if (rh->how == NULL || (strcmp (rh->how, "full read") == 0 && rh->why == NULL)) {
+      vms_index_free (idx);
+      idx = NULL;
+      vms_set_error (ENOMEM, "out of memory");
+    }
   }
   vms_index_free (parent);
   vms_nbd_export_close (export);
@@ -188,6 +355,30 @@ note_cbt_wrong (struct vms_component_report *t, const char *path,
   return 0;
 }
 
+/* Issue 11: how a disk was read, and why. */
+static int
+note_read (struct vms_component_report *t, const char *path,
+           struct read_how *rh, const struct vms_copy_stats *st)
+{
+  struct vms_read_report *v = realloc (t->reads, (t->nr_reads + 1) * sizeof *v);
+  char *p = strdup (path);
+
+  if (v == NULL || p == NULL) {
+    free (p);
+    if (v)
+      t->reads = v;
+    vms_set_error (ENOMEM, "out of memory");
+    return -1;
+  }
+  t->reads = v;
+  v[t->nr_reads++] = (struct vms_read_report) {
+    .path = p, .how = rh->how, .why = rh->why, .size = st->size,
+    .bytes_read = st->bytes_read, .sampled = st->cbt_sampled,
+  };
+  rh->how = rh->why = NULL;
+  return 0;
+}
+
 static int
 copy_component (struct backup_run *b, const char *wid, vms_component *comp,
                 struct vms_component_report *t)
@@ -203,8 +394,15 @@ copy_component (struct backup_run *b, const char *wid, vms_component *comp,
     if (vms_session_file_access_get (b->s, wid, name, info.path, &a) == -1)
       return -1;
     req_progress_start (&b->progress, wid, name, info.path);
-    vms_index *idx = store_file (b, wid, name, &a, &info, &stats);
+    struct read_how rh = { 0 };
+    vms_index *idx = store_file (b, wid, comp, &a, &info, &stats, &rh);
     req_progress_end (&b->progress);
+    if (idx && rh.how && note_read (t, info.path, &rh, &stats) == -1) {
+      vms_index_free (idx);
+      idx = NULL;
+    }
+    free (rh.how);
+    free (rh.why);
     if (idx == NULL) {
       const char *caption = vms_component_caption (comp);
       vms_set_error (vms_get_errno (), "cannot store %s of component \"%s\"%s%s%s: %s",
@@ -212,12 +410,17 @@ copy_component (struct backup_run *b, const char *wid, vms_component *comp,
                      caption ? ")" : "", vms_get_error ());
       return -1;
     }
+    CLEANUP_FREE char *ckey = vms_strdup_printf ("%s%s", VMS_ATTR_FILE_CHECKPOINT_PREFIX,
+                                                 info.path);
+    const char *file_checkpoint = ckey ? vms_component_get_string (comp, ckey) : NULL;
     const struct vms_stored_file stored = {
       .writer_id = wid, .component = name, .path = info.path,
       .kind = info.kind, .format = info.format,
       .bytes_read = stats.bytes_read, .bytes_stored = stats.bytes_stored,
-      /* The catalogue: where this file's next incremental may start. */
-      .checkpoint = vms_component_get_string (comp, VMS_ATTR_CHECKPOINT),
+      /* The catalogue: where this file's next incremental may start (its
+       * own checkpoint, issue 11, else the component's). */
+      .checkpoint = file_checkpoint ? file_checkpoint
+        : vms_component_get_string (comp, VMS_ATTR_CHECKPOINT),
     };
     if (stats.cbt_differed > 0 && note_cbt_wrong (t, info.path, &stats) == -1)
       return -1;
@@ -264,13 +467,15 @@ copy_snapshot_set (struct backup_run *b)
 }
 
 /* The manifest's attrs: the disks whose tracking was wrong (`show` says
- * it), {"cbt_wrong": [{"component", "path", "sampled", "differed"}]}, and
+ * it), {"cbt_wrong": [{"component", "path", "sampled", "differed"}]}; how
+ * each disk was read (issue 11), {"reads": [{"component", "path", "how",
+ * "why" (full reads), "bytes_read", "sampled"}]}; and
  * the configured job that made the backup (issue 19), {"job": NAME}; NULL
  * when there is neither (errno 0) or on ENOMEM. */
 static char *
 backup_attrs_json (const struct vms_backup_set *set, const char *job)
 {
-  json_object *list = NULL, *top;
+  json_object *list = NULL, *reads = NULL, *top;
   char *text;
 
   errno = 0;
@@ -289,11 +494,31 @@ backup_attrs_json (const struct vms_backup_set *set, const char *job)
       json_object_array_add (list, o);
     }
   }
-  if (list == NULL && job == NULL)
+  for (size_t i = 0; i < set->nr_components; i++) {
+    const struct vms_component_report *t = &set->components[i];
+    for (size_t k = 0; k < t->nr_reads; k++) {
+      json_object *o = json_object_new_object ();
+      if (reads == NULL)
+        reads = json_object_new_array ();
+      json_object_object_add (o, "component", json_object_new_string (t->component));
+      json_object_object_add (o, "path", json_object_new_string (t->reads[k].path));
+      json_object_object_add (o, "how", json_object_new_string (t->reads[k].how));
+      if (t->reads[k].why)
+        json_object_object_add (o, "why", json_object_new_string (t->reads[k].why));
+      json_object_object_add (o, "bytes_read",
+                              json_object_new_int64 ((int64_t) t->reads[k].bytes_read));
+      json_object_object_add (o, "sampled",
+                              json_object_new_int64 ((int64_t) t->reads[k].sampled));
+      json_object_array_add (reads, o);
+    }
+  }
+  if (list == NULL && reads == NULL && job == NULL)
     return NULL;
   top = json_object_new_object ();
   if (list)
     json_object_object_add (top, "cbt_wrong", list);
+  if (reads)
+    json_object_object_add (top, "reads", reads);
   if (job)
     json_object_object_add (top, "job", json_object_new_string (job));
   text = strdup (json_object_to_json_string_ext (top, JSON_C_TO_STRING_PLAIN));

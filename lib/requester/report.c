@@ -128,6 +128,20 @@ component_json (const struct vms_component_report *t)
     json_object_array_add (cbt, x);
   }
   json_object_object_add (c, "cbt_wrong", cbt);
+  /* Issue 11: how each disk was read, and why. */
+  json_object *reads = json_object_new_array ();
+  for (size_t k = 0; k < t->nr_reads; k++) {
+    json_object *x = json_object_new_object ();
+    add_string (x, "path", t->reads[k].path);
+    add_string (x, "how", t->reads[k].how);
+    if (t->reads[k].why)
+      add_string (x, "why", t->reads[k].why);
+    add_int (x, "size", (int64_t) t->reads[k].size);
+    add_int (x, "bytes_read", (int64_t) t->reads[k].bytes_read);
+    add_int (x, "sampled", (int64_t) t->reads[k].sampled);
+    json_object_array_add (reads, x);
+  }
+  json_object_object_add (c, "reads", reads);
   add_string (c, "type", t->incremental ? "incremental" : "full");
   add_int (c, "files", (int64_t) t->files);
   add_int (c, "size", (int64_t) t->size);
@@ -368,6 +382,12 @@ vms_backup_report_free (struct vms_backup_report *r)
       for (size_t k = 0; k < c->nr_cbt_wrong; k++)
         free (c->cbt_wrong[k].path);
       free (c->cbt_wrong);
+      for (size_t k = 0; k < c->nr_reads; k++) {
+        free (c->reads[k].path);
+        free (c->reads[k].how);
+        free (c->reads[k].why);
+      }
+      free (c->reads);
     }
     free (set->components);
   }

@@ -291,7 +291,8 @@ qemu_provider_commit (void *data, vms_snapshot *snap)
         .secret_file = e->image ? e->secret_file : NULL,
         .changed_extents = e->changed_extents,
         .base = e->base,
-        .flags = uri && e->changed_extents ? VMS_ACCESS_CHANGED_EXTENTS : 0,
+        .flags = uri && e->changed_extents ? VMS_ACCESS_CHANGED_EXTENTS
+          : e->image && e->changed_extents ? VMS_ACCESS_CHANGED_LIST : 0,
       };
       r = vms_snapshot_set_file_access (snap, i, &a);
     }

@@ -156,6 +156,9 @@ lab__undo_one() {
             virsh -q secret-undefine "$arg" >/dev/null 2>&1 ;;
         rbd)
             # an RBD image of the test in the lab's Ceph (issue 11)
+            # (vmshadow's snapshots of a stopped VM's disk first: rbd rm refuses
+            # an image with snapshots)
+            timeout 60 rbd snap purge --no-progress "$arg" >/dev/null 2>&1
             timeout 60 rbd rm --no-progress "$arg" >/dev/null 2>&1 ;;
         pidfiles)
             # servers the test's vmshadow started detached (instant

@@ -17,6 +17,17 @@
 #     by qemu-nbd speaking NBD, the RBD image by qemu-nbd speaking RBD with
 #     the cephx key; each equals the device behind it (content hashes of
 #     the files and of `rbd export`); the secret files are gone afterwards.
+#   - rbd diff incrementals (issue 11): the stopped backup took an RBD
+#     snapshot vmshadow-<backup id> and read the image from it, in full
+#     (no earlier snapshot: the report says so); 1 % of the image is then
+#     changed from the host (librbd writes at known offsets, the VM
+#     stopped) and the next stopped backup reads only what `rbd diff`
+#     between the two snapshots names (bytes read per disk from the
+#     report, plus the sampled check), says "rbd diff since
+#     vmshadow-<first>" in the report and in `show`, stores exactly the
+#     image at its snapshot, and keeps only its own snapshot — another
+#     tool's snapshot is left alone; a failed backup removes the snapshot
+#     it took.
 #   - Bad: with the CHAP password changed on the target, the stopped VM's
 #     backup fails naming the VM, the disk and the login refusal; nothing
 #     is stored; a restore writing into the LUN is refused at its plan,
@@ -116,6 +127,69 @@ done
 ls "$LAB_WORK/state/$uuid"/secret-* >/dev/null 2>&1 && lab_fail "a secret file was left in the state dir"
 lab_ok "stopped backup $bid2: never started, every disk (iSCSI with its CHAP secret, RBD with its cephx key, NBD, loop) read by its protocol; no secret file left"
 
+# ---- issue 11: the stopped VM's RBD disk, by RBD snapshots and rbd diff
+rbdpath=$(vmw_component "$uuid" | jq -r '.attributes | to_entries[]
+    | select((.key | startswith("disk_target:")) and .value == "vdf") | .key[12:]')
+# rbd_snaps — the image's snapshots, sorted, one line
+rbd_snaps() {
+    timeout 60 rbd snap ls --format json "$rbdimg" | jq -r '[.[].name] | sort | join(" ")'
+}
+# read_of SUMMARY — how the RBD disk was read, from a backup's --json report
+read_of() {
+    jq -c --arg p "$rbdpath" '[.components[]?.reads[]? | select(.path == $p)] | first // empty' "$1"
+}
+lab_assert_eq "RBD snapshots after the first stopped backup" "$(rbd_snaps)" "vmshadow-$bid2"
+lab_assert_eq "the RBD disk's checkpoint" "$(vmw_attr "$uuid" "checkpoint:$rbdpath")" "vmshadow-$bid2"
+r2=$(read_of "$VMW_SUMMARY")
+lab_assert_eq "how the first stopped backup read the RBD disk" "$(jq -r .how <<<"$r2")" "full read"
+grep -q 'no earlier vmshadow snapshot' <<<"$(jq -r .why <<<"$r2")" ||
+    lab_fail "the report does not say why the RBD disk was read in full: $r2"
+timeout 60 rbd snap create "$rbdimg@keepme" || lab_fail "cannot make another tool's snapshot"
+# 1 % of the 16 MiB image (6 writes, 168 KiB, random bytes) written from the
+# host through librbd (python3-rbd, which ceph-common depends on) while the
+# VM is stopped, all in the image's second 4 MiB object
+python3 - "$rbdimg" <<'PY' || lab_fail "cannot write into $rbdimg from the host"
+import os, sys, rados, rbd
+pool, name = sys.argv[1].split('/')
+M, K = 1 << 20, 1 << 10
+with rados.Rados(conffile=os.environ['CEPH_CONF']) as c, c.open_ioctx(pool) as io, rbd.Image(io, name) as img:
+    for off, n in ((4 * M, 32 * K), (4 * M + 300 * K, 32 * K), (5 * M, 32 * K),
+                   (5 * M + 516 * K, 32 * K), (6 * M + 100 * K, 32 * K), (7 * M + 512 * K, 8 * K)):
+        img.write(os.urandom(n), off)
+PY
+rc=0
+vmw_backup "$dom" || rc=$?
+[ $rc -eq 3 ] || lab_fail "the incremental backup of stopped $dom exited $rc, not 3: $(vmw_backup_failure)"
+bid3=$VMW_BID
+r3=$(read_of "$VMW_SUMMARY")
+grep -q "^rbd diff since vmshadow-$bid2 (" <<<"$(jq -r .how <<<"$r3")" ||
+    lab_fail "the RBD disk was not read by an rbd diff since vmshadow-$bid2: $r3"
+read3=$(jq .bytes_read <<<"$r3")
+sampled=$(jq .sampled <<<"$r3")
+# what rbd diff names between the two snapshots: whole objects when the
+# image has fast-diff (as vmshadow asks librbd), else the exact extents
+whole=
+timeout 60 rbd info --format json "$rbdimg" | jq -e '.features | index("fast-diff")' >/dev/null && whole=--whole-object
+diffjson=$(timeout 60 rbd diff $whole --from-snap "vmshadow-$bid2" --format json "$rbdimg@vmshadow-$bid3") ||
+    lab_fail "rbd diff between the snapshots failed"
+named=$(jq '[.[].length] | add // 0' <<<"$diffjson")
+nextents=$(jq length <<<"$diffjson")
+chunk=$((128 * 1024))        # VMS_CHUNK_SIZE: a chunk with a changed byte is read whole
+[ "$named" -gt 0 ] && [ "$read3" -ge "$named" ] &&
+    [ "$read3" -le $((named + 2 * chunk * nextents + chunk * sampled)) ] &&
+    [ "$read3" -lt $((8 * MiB)) ] ||
+    lab_fail "the incremental read $read3 bytes of the RBD disk; rbd diff $whole names $named bytes in $nextents extents (sampled $sampled chunks)"
+vmw_show "$bid3"
+vmw_vmshadow show "$bid3" || lab_fail "vmshadow show $bid3 failed"
+grep -q "read by rbd diff since vmshadow-$bid2" "$VMW_OUT" ||
+    lab_fail "vmshadow show $bid3 does not say how the RBD disk was read: $(grep -A1 rbd "$VMW_OUT" | head -n 4 | tr '\n' ' ')"
+vmw_extract "$bid3" "$uuid" "$rbdpath" "$LAB_WORK/$bid3-vdf.raw" raw
+lab_assert_eq "RBD disk of the incremental" "$(sha256sum <"$LAB_WORK/$bid3-vdf.raw")" \
+    "$(timeout 120 rbd export --no-progress "$rbdimg@vmshadow-$bid3" - | sha256sum)"
+lab_assert_eq "RBD disk of the incremental = the image now" "$(sha256sum <"$LAB_WORK/$bid3-vdf.raw")" "$(backing_sum vdf)"
+lab_assert_eq "RBD snapshots after the incremental" "$(rbd_snaps)" "keepme vmshadow-$bid3"
+lab_ok "stopped incremental $bid3: the RBD disk read by rbd diff since vmshadow-$bid2 ($read3 bytes read, rbd diff $whole names $named, $sampled chunks sampled), stored equal to the image; only its own snapshot kept, another tool's left alone"
+
 # ---- bad: the target refuses the login
 tgtadm -C 17 --lld iscsi --op delete --mode account --user "vmslab$$" >/dev/null ||
     lab_fail "cannot delete the CHAP account"
@@ -132,7 +206,8 @@ grep -q "iscsi://127.0.0.1:3261/$iqn/1" <<<"$msg" && grep -qi 'log in\|login\|Au
     lab_fail "the failure does not name the disk and the refused login: $msg"
 lab_assert_eq "backups after the refused login" "$(vmw_backup_count)" "$n0"
 lab_assert_eq "state after the refused login" "$(virsh domstate "$dom")" "shut off"
-lab_ok "refused iSCSI login: exit $rc, names the disk and why, nothing stored ($msg)"
+lab_assert_eq "RBD snapshots after the failed backup" "$(rbd_snaps)" "keepme vmshadow-$bid3"
+lab_ok "refused iSCSI login: exit $rc, names the disk and why, nothing stored, the RBD snapshot it took removed ($msg)"
 
 # ---- restore into a LUN whose target refuses the login: refused at the
 # plan, before anything changes (issue 11)
@@ -158,7 +233,8 @@ tgtadm -C 17 --lld iscsi --op delete --mode account --user "vmslab$$" >/dev/null
 # ---- restore to the same kind (issue 11): wipe the devices, restore
 dd if=/dev/zero of="$loopdev" bs=1M count=16 conv=fsync status=none || lab_fail "cannot zero $loopdev"
 dd if=/dev/zero of="$lunfile" bs=1M count=16 conv=notrunc,fsync status=none || lab_fail "cannot zero $lunfile"
-timeout 60 rbd rm --no-progress "$rbdimg" >/dev/null 2>&1 || lab_fail "cannot delete $rbdimg"
+timeout 60 rbd snap purge --no-progress "$rbdimg" >/dev/null 2>&1 &&
+    timeout 60 rbd rm --no-progress "$rbdimg" >/dev/null 2>&1 || lab_fail "cannot delete $rbdimg"
 zero=$(head -c $((16 * MiB)) /dev/zero | sha256sum)
 lab_assert_eq "loop device wiped" "$(backing_sum vdc)" "$zero"
 rc=0

@@ -60,8 +60,14 @@ struct vm_entry {
   int64_t frozen_from_us, frozen_until_us;
   string_vector full_disks;     /* targets read in full in an incremental */
   string_vector full_reasons;   /* … and why (same order) */
-  string_vector secret_files;   /* stopped VM's disk secrets (issue 11):
+  string_vector secret_files;   /* stopped VM's disk secrets (issue 11),
+                                   and its lists of changed extents:
                                    removed at BackupShutdown */
+  /* Issue 11: the RBD snapshot this session took of the stopped VM's RBD
+   * disks (vm-rbd.h), the disks' targets and their key files ("" for
+   * none). At BackupComplete our older snapshots go; at Abort this one. */
+  char *rbd_snap;
+  string_vector rbd_targets, rbd_keys;
   char *error;                  /* why this VM failed, for the report */
   void *saved_state;            /* the saved-state method's own data */
   void *guard;                  /* the guard's own data */

@@ -31,6 +31,7 @@
 #include "str.h"
 #include "log.h"
 #include "vm-internal.h"
+#include "vm-rbd.h"
 
 #define VM_SWTPM_DIR "/var/lib/libvirt/swtpm"
 
@@ -203,6 +204,9 @@ entry_session_reset (struct vm_entry *vm)
   for (size_t i = 0; i < vm->secret_files.len; i++)
     unlink (vm->secret_files.ptr[i]);
   string_vector_free_all (&vm->secret_files);
+  free (vm->rbd_snap); vm->rbd_snap = NULL;
+  string_vector_free_all (&vm->rbd_targets);
+  string_vector_free_all (&vm->rbd_keys);
   vm->freeze_ms = 0;
   vm->cl_maint_on = vm->cl_pinned = 0;
   vm_cluster_meta_prev_clear (&vm->cl_maint_prev);
@@ -1066,10 +1070,135 @@ write_secret (struct vm_writer *w, struct vm_entry *vm,
   return copy;
 }
 
-/* Publish the files that are read as they are: the configuration, and for
- * a stopped VM everything. */
+/* Set the component's string attribute prefix + path. */
 static int
-publish_plain (struct vm_writer *w, struct vm_entry *vm, int all)
+set_file_attr (vms_component *pc, const char *prefix, const char *path,
+               const char *value)
+{
+  CLEANUP_FREE char *key = vms_strdup_printf ("%s%s", prefix, path);
+
+  if (key == NULL) {
+    vms_set_error (ENOMEM, "out of memory");
+    return -1;
+  }
+  return pc ? vms_component_set_string (pc, key, value) : 0;
+}
+
+/* The RBD snapshot name of this session: VMS_VM_CHECKPOINT_PREFIX and the
+ * session id, in the characters Ceph and libvirt take as they are. */
+static char *
+rbd_snap_name (const char *session_id)
+{
+  char *s = vms_strdup_printf ("%s%s", VMS_VM_CHECKPOINT_PREFIX, session_id);
+
+  for (char *p = s; p && *p; p++)
+    if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+          (*p >= '0' && *p <= '9') || *p == '-' || *p == '_' || *p == '.'))
+      *p = '_';
+  return s;
+}
+
+/* Issue 11: a stopped VM's raw RBD disk d (key: its key file or NULL). A
+ * snapshot of this backup is taken first and the disk read from it; when
+ * the image holds our snapshot of an earlier backup, the extents changed
+ * since are listed for the requester (VMS_ACCESS_CHANGED_LIST), with the
+ * disk's own checkpoint (the snapshot) for the catalogue. *graph becomes
+ * the snapshot's block graph. When the snapshot cannot be taken (a
+ * read-only Ceph user, no librbd), the disk is read as it is, in full,
+ * and full_reason says why: the VM is stopped, so that is consistent. */
+static int
+offline_rbd (struct vm_writer *w, struct vm_entry *vm, vms_component *pc,
+             const struct vm_disk *d, const char *key, char **graph,
+             char **list, char **base)
+{
+  struct vm_rbd_diff diff;
+  struct vm_disk at;
+  CLEANUP_FREE char *why = NULL;
+  char *g;
+
+  if (vm->rbd_snap == NULL && (vm->rbd_snap = rbd_snap_name (w->session_id)) == NULL)
+    goto oom;
+  if (vm_rbd_snapshot (d, key, vm->rbd_snap, vm->previous, &diff) == -1) {
+    why = vms_strdup_printf ("no RBD snapshot could be taken (%s): read as it "
+                             "is while the VM is stopped", vms_get_error ());
+    vms_warn ("vm \"%s\", disk %s (%s): %s", vm->name, d->target, d->path,
+              why ? why : "?");
+    return why && set_file_attr (pc, VMS_ATTR_FILE_FULL_REASON_PREFIX, d->path,
+                                 why) == 0 ? 0 : -1;
+  }
+  /* Ours now: removed at Abort, or kept as the next backup's base. */
+  if (string_vector_append (&vm->rbd_targets, strdup (d->target)) == -1 ||
+      string_vector_append (&vm->rbd_keys, strdup (key ? key : "")) == -1) {
+    vm_rbd_diff_clear (&diff);
+    goto oom;
+  }
+  if (vm_rbd_disk_at_snapshot (d, vm->rbd_snap, &at) == -1) {
+    vm_rbd_diff_clear (&diff);
+    return -1;
+  }
+  g = vm_disk_qemu_json (&at, d->auth_user ? VMS_ACCESS_SECRET_ID : NULL);
+  free (at.source_name);
+  if (g == NULL) {
+    vm_rbd_diff_clear (&diff);
+    return -1;
+  }
+  free (*graph);
+  *graph = g;
+  if (set_file_attr (pc, VMS_ATTR_FILE_CHECKPOINT_PREFIX, d->path, vm->rbd_snap) == -1 ||
+      (diff.full_reason &&
+       set_file_attr (pc, VMS_ATTR_FILE_FULL_REASON_PREFIX, d->path, diff.full_reason) == -1) ||
+      (diff.how && set_file_attr (pc, VMS_ATTR_FILE_CHANGES_PREFIX, d->path, diff.how) == -1)) {
+    vm_rbd_diff_clear (&diff);
+    return -1;
+  }
+  if (diff.base) {
+    if ((*list = vms_strdup_printf ("%s/changed-%s", vm->dir, d->target)) == NULL ||
+        string_vector_append (&vm->secret_files, strdup (*list)) == -1) {
+      vm_rbd_diff_clear (&diff);
+      goto oom;
+    }
+    if (vm_rbd_write_extents (*list, &diff) == -1) {
+      vm_rbd_diff_clear (&diff);
+      return -1;
+    }
+    *base = diff.base;
+    diff.base = NULL;
+  }
+  vm_rbd_diff_clear (&diff);
+  return 0;
+ oom:
+  vms_set_error (ENOMEM, "out of memory");
+  return -1;
+}
+
+/* Issue 11: the RBD snapshots of this session's stopped VM: with undo (the
+ * backup was not stored) ours of this session goes; else every older one
+ * of ours, which is no base any more. Failures are warnings: the backup's
+ * fate does not hang on them, and the next backup prefers its own base. */
+static void
+end_rbd_snapshots (struct vm_entry *vm, int undo)
+{
+  for (size_t i = 0; vm->rbd_snap && i < vm->rbd_targets.len; i++) {
+    const struct vm_disk *d = vm_config_disk (&vm->cfg, vm->rbd_targets.ptr[i]);
+    const char *key = vm->rbd_keys.ptr[i][0] ? vm->rbd_keys.ptr[i] : NULL;
+    if (d && vm_rbd_remove_snapshots (d, key, undo ? NULL : vm->rbd_snap,
+                                      undo ? vm->rbd_snap : NULL) == -1)
+      vms_warn ("vm \"%s\", disk %s: %s; remove %s by hand (rbd snap rm)",
+                vm->name, d->target, vms_get_error (),
+                undo ? "it" : "the older vmshadow- snapshots");
+  }
+  free (vm->rbd_snap);
+  vm->rbd_snap = NULL;
+  string_vector_free_all (&vm->rbd_targets);
+  string_vector_free_all (&vm->rbd_keys);
+}
+
+/* Publish the files that are read as they are: the configuration, and for
+ * a stopped VM everything (pc: its component, for what each disk's read
+ * is based on; issue 11). */
+static int
+publish_plain (struct vm_writer *w, struct vm_entry *vm, int all,
+               vms_component *pc)
 {
   if (qemu_exports_publish (w->exports, vm->uuid, vm->xml_path,
                             vm->xml_path) == -1 ||
@@ -1083,10 +1212,16 @@ publish_plain (struct vm_writer *w, struct vm_entry *vm, int all)
     const struct vm_disk *d = &vm->cfg.disks[i];
     CLEANUP_FREE char *graph = NULL, *secret = NULL;
 
+    const char *not_rbd;
+    CLEANUP_FREE char *list = NULL, *base = NULL;
+
     if (!d->included)
       continue;
     if (d->source != VM_DISK_NETWORK) {
-      if (qemu_exports_publish (w->exports, vm->uuid, d->path, d->path) == -1)
+      if (qemu_exports_publish (w->exports, vm->uuid, d->path, d->path) == -1 ||
+          set_file_attr (pc, VMS_ATTR_FILE_FULL_REASON_PREFIX, d->path,
+                         "the VM is stopped: no dirty bitmap is read from "
+                         "its images") == -1)
         return -1;
       continue;
     }
@@ -1099,8 +1234,22 @@ publish_plain (struct vm_writer *w, struct vm_entry *vm, int all)
                      vm->name, d->target, d->path, vms_get_error ());
       return -1;
     }
+    if (!vm_rbd_disk_eligible (d, &not_rbd)) {
+      if (set_file_attr (pc, VMS_ATTR_FILE_FULL_REASON_PREFIX, d->path,
+                         strcmp (not_rbd, "not an RBD disk") == 0
+                         ? "the VM is stopped: its network disk is read as it is"
+                         : not_rbd) == -1)
+        return -1;
+    }
+    else if (offline_rbd (w, vm, pc, d, secret, &graph, &list, &base) == -1) {
+      vms_set_error (vms_get_errno (), "vm \"%s\", disk %s (%s): %s",
+                     vm->name, d->target, d->path, vms_get_error ());
+      return -1;
+    }
     if (qemu_exports_publish (w->exports, vm->uuid, d->path, graph) == -1 ||
-        qemu_exports_set_image (w->exports, vm->uuid, d->path, secret) == -1)
+        qemu_exports_set_image (w->exports, vm->uuid, d->path, secret) == -1 ||
+        (list && qemu_exports_set_changes (w->exports, vm->uuid, d->path, list,
+                                           base) == -1))
       return -1;
   }
   if (vm->cfg.nvram && vm->cfg.nvram[0] == '/' &&
@@ -1164,13 +1313,13 @@ vm_prepare_snapshot (void *data, vms_call *call)
                               "at prepare-snapshot: it was shut off at "
                               "Identify but is %s now; retry the backup",
                               vm->name, state_name (st));
-      if (publish_plain (w, vm, 1) == -1)
+      if (publish_plain (w, vm, 1, pc) == -1)
         return vms_call_fail (call, VMS_FAILURE_OUT_OF_RESOURCES, "%s",
                               vms_get_error ());
       break;
     case VM_METHOD_SAVED_STATE: {
       CLEANUP_FREE char *why = NULL;
-      if (publish_plain (w, vm, 0) == -1)
+      if (publish_plain (w, vm, 0, NULL) == -1)
         return vms_call_fail (call, VMS_FAILURE_OUT_OF_RESOURCES, "%s",
                               vms_get_error ());
       if (saved_state_prepare (w, call, vm, &why) == -1)
@@ -1189,7 +1338,7 @@ vm_prepare_snapshot (void *data, vms_call *call)
                               "but is %s now; retry the backup", vm->name,
                               run_state_name (vm->state_before),
                               state_name (st));
-      if (publish_plain (w, vm, 0) == -1)
+      if (publish_plain (w, vm, 0, NULL) == -1)
         return vms_call_fail (call, VMS_FAILURE_OUT_OF_RESOURCES, "%s",
                               vms_get_error ());
       online[nr_online++] = vm;
@@ -1200,7 +1349,7 @@ vm_prepare_snapshot (void *data, vms_call *call)
                               "at prepare-snapshot: it was running at "
                               "Identify but is %s now; retry the backup",
                               vm->name, state_name (st));
-      if (publish_plain (w, vm, 0) == -1)
+      if (publish_plain (w, vm, 0, NULL) == -1)
         return vms_call_fail (call, VMS_FAILURE_OUT_OF_RESOURCES, "%s",
                               vms_get_error ());
       online[nr_online++] = vm;
@@ -1254,6 +1403,9 @@ end_session_work (struct vm_writer *w, int undo, const char *phase,
 
     if (!vm->selected)
       continue;
+    /* Issue 11: a stopped VM's RBD snapshots (only ours). */
+    if (vm->rbd_snap)
+      end_rbd_snapshots (vm, undo);
     if (vm->frozen && vm_online_thaw (vm) == -1)
       err = vms_get_error ();
     /* Issue 17: the guest writers hear of the outcome. */

@@ -252,7 +252,7 @@ extern int vms_libvirt_prune_checkpoints (const char *uri, const char *uuid,
   of the changed blocks, e.g. "qemu:dirty-bitmap:backup-vda"; present only
   for disks read incrementally: read only the extents it marks dirty */
 #define VMS_VM_ATTR_DISK_TARGET_PREFIX "disk_target:" /* "vda"; set at Identify */
-#define VMS_VM_ATTR_DISK_FULL_REASON_PREFIX "full_reason:" /* why this disk
+#define VMS_VM_ATTR_DISK_FULL_REASON_PREFIX VMS_ATTR_FILE_FULL_REASON_PREFIX /* why this disk
   of an incremental backup is read in full (bitmap missing or broken) */
 
 

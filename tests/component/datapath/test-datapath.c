@@ -691,6 +691,76 @@ wrong_bitmap_is_caught_and_the_disk_read_in_full (void **state)
   vms_index_free (full1);
 }
 
+/* Issue 11: the changed extents as a list (a stopped VM's RBD disk, from
+ * librbd's diff) instead of a dirty bitmap: only the listed chunks are
+ * read, and a list that leaves out a change is caught by the sample and
+ * the disk read in full, as for a bitmap. */
+static void
+changed_extent_list_reads_only_what_it_names (void **state)
+{
+  struct fixture *f = *state;
+  const char *img = path_in (f, "disk.raw");
+  struct vms_source src = { 0 }, incr = { 0 }, full_src = { 0 };
+  struct vms_copy_stats st;
+  vms_index *full0, *inc, *full1;
+  const struct vms_extent both[] = {
+    { .offset = U / 4, .length = 64 * KiB },
+    { .offset = 13 * U, .length = 64 * KiB },
+  };
+
+  need_qemu ();
+  make_mixed_image (img, ODD_SIZE_512);
+  src.nbd_uri = export_or_fail (f, img, "raw", NULL);
+  full0 = copy_or_fail (f, &src, NULL);
+  while (f->nr_exports > 0)
+    vms_nbd_export_close (f->exports[--f->nr_exports]);
+  for (size_t i = 0; i < 2; i++)
+    run ("qemu-io -f raw -c 'write -P 0xcd %" PRIu64 " %" PRIu64 "' '%s' >/dev/null",
+         both[i].offset, both[i].length, img);
+
+  /* The list names both changes: two chunks are read, nothing else. */
+  incr.nbd_uri = export_or_fail (f, img, "raw", NULL);
+  incr.changed = both;
+  incr.nr_changed = 2;
+  incr.parent = full0;
+  incr.cbt_sample = -1;         /* counts exactly what the list says */
+  inc = copy_or_fail (f, &incr, &st);
+  assert_true (st.bytes_read > 0);
+  assert_true (st.bytes_read <= 2 * CHUNK);
+  full_src.nbd_uri = incr.nbd_uri;
+  full1 = copy_or_fail (f, &full_src, NULL);
+  assert_same_index (inc, full1);
+  vms_index_free (inc);
+
+  /* The list leaves out the second change: sampling every unchanged
+   * chunk catches it, and the disk is read in full in the same call. */
+  incr.nr_changed = 1;
+  incr.cbt_sample = 1;
+  inc = copy_or_fail (f, &incr, &st);
+  assert_true (st.cbt_differed >= 1);
+  assert_true (st.full_reread);
+  assert_same_index (inc, full1);
+  vms_index_free (inc);
+
+  /* Unsampled, the wrong list goes unnoticed: what the sample is for. */
+  incr.cbt_sample = -1;
+  inc = copy_or_fail (f, &incr, &st);
+  assert_false (st.full_reread);
+  assert_true (memcmp (vms_index_get (inc, 13 * U / CHUNK), vms_index_get (full1, 13 * U / CHUNK),
+                       sizeof (struct vms_digest)) != 0);
+  vms_index_free (inc);
+
+  /* An empty list: nothing changed, nothing read. */
+  incr.nr_changed = 0;
+  incr.parent = full1;
+  inc = copy_or_fail (f, &incr, &st);
+  assert_int_equal (st.bytes_read, 0);
+  assert_same_index (inc, full1);
+  vms_index_free (inc);
+  vms_index_free (full0);
+  vms_index_free (full1);
+}
+
 static const char *corrupt_hex;
 static char corrupt_path[1024];
 
@@ -989,6 +1059,7 @@ main (int argc, char *argv[])
     T (incremental_reads_only_dirty_chunks),
     T (dirty_chunk_that_became_a_hole_is_stored_as_zero),
     T (wrong_bitmap_is_caught_and_the_disk_read_in_full),
+    T (changed_extent_list_reads_only_what_it_names),
     T (corrupted_chunk_fails_extract_and_leaves_no_output),
     T (incremental_without_the_bitmap_fails_clearly),
     T (export_of_a_missing_image_says_why),
