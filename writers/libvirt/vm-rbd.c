@@ -187,10 +187,11 @@ conn_close (struct rbd_conn *c)
 }
 
 /* Connect as QEMU's rbd driver would for this disk and open its image
- * (at snapshot snap, read-only, when snap is set). */
+ * (at snapshot snap, read-only, when snap is set). On failure c holds
+ * whatever was made; conn_open closes it. */
 static int
-conn_open (struct rbd_conn *c, const struct vm_disk *d, const char *key_file,
-           const char *snap)
+conn_open_1 (struct rbd_conn *c, const struct vm_disk *d, const char *key_file,
+             const char *snap)
 {
   const char *name = d->source_name ? d->source_name : "";
   const char *s1 = strchr (name, '/'), *s2 = s1 ? strchr (s1 + 1, '/') : NULL;
@@ -277,6 +278,16 @@ conn_open (struct rbd_conn *c, const struct vm_disk *d, const char *key_file,
   return 0;
  oom:
   vms_set_error (ENOMEM, "out of memory");
+  return -1;
+}
+
+static int
+conn_open (struct rbd_conn *c, const struct vm_disk *d, const char *key_file,
+           const char *snap)
+{
+  if (conn_open_1 (c, d, key_file, snap) == 0)
+    return 0;
+  conn_close (c);
   return -1;
 }
 
