@@ -146,9 +146,10 @@ grep -q 'no earlier vmshadow snapshot' <<<"$(jq -r .why <<<"$r2")" ||
     lab_fail "the report does not say why the RBD disk was read in full: $r2"
 timeout 60 rbd snap create "$rbdimg@keepme" || lab_fail "cannot make another tool's snapshot"
 # 1 % of the 16 MiB image (6 writes, 168 KiB, random bytes) written from the
-# host through librbd (python3-rbd, which ceph-common depends on) while the
+# host through librbd (Debian's python3-rbd, which ceph-common depends on:
+# /usr/bin/python3, whatever python3 the PATH finds first) while the
 # VM is stopped, all in the image's second 4 MiB object
-python3 - "$rbdimg" <<'PY' || lab_fail "cannot write into $rbdimg from the host"
+/usr/bin/python3 - "$rbdimg" <<'PY' || lab_fail "cannot write into $rbdimg from the host"
 import os, sys, rados, rbd
 pool, name = sys.argv[1].split('/')
 M, K = 1 << 20, 1 << 10
