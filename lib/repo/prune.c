@@ -442,18 +442,18 @@ mark (vms_repo *repo, struct digest_set *live)
   for (size_t i = 0; i < nr; i++) {
     CLEANUP (vms_manifest_free) vms_manifest *m = manifest_load (repo, b[i].id);
     /* Version 2: a prune running beside this gc may remove a backup
-     * between the listing and here (issue 12, rule 6): gone is not
-     * unreadable. */
-    if (m == NULL && repo->version >= 2 && vms_get_errno () == ENOENT &&
-        !backup_still_there (repo, b[i].id))
+     * between the listing and here (issue 12, rule 6): its manifest goes
+     * first, so a backup whose manifest is gone is pruned, not unreadable,
+     * whatever error its read gave (a missing index is reported as
+     * EBADMSG by the reader, which cannot tell a prune from damage). */
+    if (m == NULL && repo->version >= 2 && !backup_still_there (repo, b[i].id))
       continue;
     if (m == NULL)
       goto unreadable;
     for (size_t f = 0; f < vms_manifest_file_count (m); f++) {
       CLEANUP (vms_index_free) vms_index *idx =
         vms_manifest_load_index (repo, m, f);
-      if (idx == NULL && repo->version >= 2 && vms_get_errno () == ENOENT &&
-          !backup_still_there (repo, b[i].id))
+      if (idx == NULL && repo->version >= 2 && !backup_still_there (repo, b[i].id))
         break;
       if (idx == NULL)
         goto unreadable;
