@@ -74,7 +74,8 @@ result () {   # JSON EVENT-OUTPUT: the writer's result object
 # identify
 out=$("$guest" identify)
 meta=$(jq -r '.writers[0].output' <<<"$out")
-[ "$(jq -r '.components[0].attributes.data_directory' <<<"$meta")" = "$tmp/data" ] ||
+jq -e --arg d "$tmp/data" '.components[0].attributes.data_directory == $d and
+  (.components[0].attributes.server_version_num | test("^[0-9]+$"))' <<<"$meta" >/dev/null ||
   fail "identify does not name the data directory: $out"
 
 # prepare-backup: a real checkpoint
@@ -115,6 +116,7 @@ out=$("$guest" run abort)
 [ "$(result "$out" | jq -r .result)" = ok ] && [ ! -e "$tmp/run/checkpoint" ] || fail "abort: $out"
 
 # the server down: a retryable veto
+version=$(pg 'SHOW server_version')
 stop_server
 t0=$(date +%s%N)
 out=$("$guest" run prepare-backup --budget-ms 6000)
@@ -125,4 +127,4 @@ jq -e '.result == "veto" and .failure == "retryable" and .status == 75 and (.mes
 jq -e '.vetoed == true' <<<"$out" >/dev/null || fail "the veto did not veto: $out"
 [ "$ms" -lt 6000 ] || fail "the veto took $ms ms"
 echo "server down: $(jq -r .message <<<"$r") ($ms ms)"
-echo "ok: the PostgreSQL kit against PostgreSQL $("$bin/postgres" --version | awk '{print $NF}')"
+echo "ok: the PostgreSQL kit against PostgreSQL $version"
