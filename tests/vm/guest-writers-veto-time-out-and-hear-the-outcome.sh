@@ -11,7 +11,10 @@
 #  2. a veto at prepare-backup, 3. a veto at freeze, 4. a writer past its
 #     freeze budget: each fails the set naming the writer, the event and the
 #     reason (or "ran past its budget"); nothing is added to the repository;
-#     the guest is thawed and writable; 10-log got abort;
+#     the guest is thawed and writable; 10-log's events are exactly
+#     identify, prepare-backup, (freeze, thaw,) abort: each writer that
+#     froze got one thaw (it got two before the fix: the host's thaw after
+#     the refused freeze ran the hook's thaw again);
 #  5. with --guest-processing tried, the veto at freeze: the VM is backed up
 #     crash-consistent and the report says so;
 #  6. a veto at backup-complete: the backup is stored all the same (so
@@ -20,7 +23,11 @@
 #  7. the SQLite kit (guest/kits/sqlite) holds a write transaction across
 #     the freeze while a process inserts rows all the time: each backed-up
 #     database has no hot journal, integrity_check ok and exactly the row
-#     count the kit took under that transaction at the freeze.
+#     count the kit took under that transaction at the freeze;
+#  8. the guest side silent (vmshadow-guest gone from the guest, the agent
+#     answering): with tried the VM is backed up crash-consistent and the
+#     report says the guest side does not answer; with required the set
+#     fails saying so and nothing is stored; no guest writer got any event.
 . "$(dirname "$0")/lib.sh"
 lab_init
 . "$LAB_TESTS_DIR/vm-writer-lib.sh"
@@ -125,19 +132,22 @@ for case in veto-prepare veto-freeze hang-freeze; do
     esac
     assert_untouched "$case" 1
     ev=$(events)
-    grep -q "abort" <<<"$ev" || lab_fail "$case: 10-log got no abort: $ev"
-    grep -q "backup-complete" <<<"$ev" && lab_fail "$case: backup-complete reached the guest of a failed backup: $ev"
+    want="identify prepare-backup freeze thaw abort "
+    [ $case = veto-prepare ] && want="identify prepare-backup abort "
+    lab_assert_eq "$case: 10-log's events (one thaw for its freeze, abort, no backup-complete)" "$ev" "$want"
     lab_ok "$case: the set failed naming 20-ctl, nothing stored, guest thawed, abort reached 10-log ($ev)"
 done
 
 # --- 5: tried falls back to crash-consistent
 lab_guest_run "$d" 'rm -f /run/gwctl/*; touch /run/gwctl/veto-freeze'
+events >/dev/null
 vmw_backup --guest-processing tried "$d" || lab_fail "tried: the backup failed: $(vmw_backup_failure)"
 lab_assert_eq "method with tried after a veto" "$(comp | jq -r .method)" crash-consistent
 gp=$(comp | jq -r .guest_processing)
 grep -qF 'tried: fell back to crash-consistent: guest writer "20-ctl" vetoed at freeze' <<<"$gp" ||
     lab_fail "the report does not say it fell back: $gp"
 lab_assert_eq "backups after tried" "$(vmw_backup_count)" 2
+lab_assert_eq "10-log's events with tried after a veto at freeze" "$(events)" "identify prepare-backup freeze thaw abort "
 lab_ok "tried: stored crash-consistent, the report says so ($gp)"
 
 # --- 6: backup-complete comes after the commit
@@ -187,3 +197,20 @@ for i in 1 2; do
     lab_ok "sqlite backup $i ($bid): kit froze in $kit_ms ms; integrity ok, $at rows = the count at the freeze; the inserter went on ($after)"
 done
 lab_guest_run "$d" 'touch /run/ins.stop'
+
+# --- 8: the guest side silent: tried falls back, required fails
+lab_guest_run "$d" 'mv /usr/sbin/vmshadow-guest /usr/sbin/vmshadow-guest.away'
+events >/dev/null
+vmw_backup --guest-processing tried "$d" || lab_fail "tried without a guest side: the backup failed: $(vmw_backup_failure)"
+lab_assert_eq "method with tried and no guest side" "$(comp | jq -r .method)" crash-consistent
+gp=$(comp | jq -r .guest_processing)
+grep -qF 'tried: fell back to crash-consistent: the guest side does not answer' <<<"$gp" ||
+    lab_fail "tried without a guest side: the report does not say it fell back: $gp"
+lab_assert_eq "backups after tried without a guest side" "$(vmw_backup_count)" 6
+rc=0; vmw_backup --guest-processing required "$d" || rc=$?
+[ $rc -ne 0 ] || lab_fail "required without a guest side: the backup succeeded"
+failed_with "required without a guest side" "\"$d\"" 'guest processing is required, but the guest side' 'does not answer'
+assert_untouched "required without a guest side" 6
+lab_assert_eq "guest writer events without a guest side" "$(events)" ""
+lab_guest_run "$d" 'mv /usr/sbin/vmshadow-guest.away /usr/sbin/vmshadow-guest'
+lab_ok "the guest side silent: tried stored crash-consistent ($gp); required failed saying so; no guest writer ran"
