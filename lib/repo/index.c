@@ -135,7 +135,12 @@ vms_index_set (vms_index *idx, uint64_t chunk, const struct vms_digest *d)
                    PRIu64 " chunks", chunk, idx->count);
     return -1;
   }
-  idx->d[chunk] = *d;
+  /* Written only when it changes: the digests of a new index are calloc'd
+   * (fresh zero pages for a large one), so the zero chunks of a sparse
+   * disk never touch their pages, and a 64 GiB disk that holds 2 GiB does
+   * not cost 16 MiB of memory for its index (issue 15). */
+  if (memcmp (&idx->d[chunk], d, sizeof *d) != 0)
+    idx->d[chunk] = *d;
   return 0;
 }
 
@@ -310,7 +315,14 @@ index_parse_version (const void *buf, size_t len, uint32_t want,
   vms_index *idx = vms_index_new (size);
   if (idx == NULL)
     return NULL;
-  if (count)
-    memcpy (idx->d, b + INDEX_HEADER_SIZE, (size_t) count * VMS_DIGEST_LEN);
+  /* Runs of zero digests (a sparse disk's unallocated space) are left to
+   * calloc's untouched zero pages (issue 15: memory of a 64 GiB disk). */
+  const uint8_t *src = b + INDEX_HEADER_SIZE;
+  size_t total = (size_t) count * VMS_DIGEST_LEN;
+  for (size_t off = 0; off < total; off += 4096) {
+    size_t n = total - off < 4096 ? total - off : 4096;
+    if (src[off] != 0 || memcmp (src + off, src + off + 1, n - 1) != 0)
+      memcpy ((uint8_t *) idx->d + off, src + off, n);
+  }
   return idx;
 }

@@ -39,6 +39,14 @@ struct pidx_entry {
 
 enum pack_state { PACK_STORED = 0, PACK_OPEN = 1, PACK_FAILED = 2 };
 
+/* A pack written as it fills goes to its writer in pieces of a quarter
+ * pack, at most 4 MiB (so two such buffers, not two whole packs, are
+ * held: issue 15). */
+#define PACK_STAGE_MAX ((size_t) 4 << 20)
+#define PACK_STAGE_SIZE(repo) \
+  ((repo)->pack_size / 4 < PACK_STAGE_MAX ? (size_t) (repo)->pack_size / 4 \
+   : PACK_STAGE_MAX)
+
 struct pack_info {
   uint8_t id[16];
   int state;
@@ -79,6 +87,24 @@ struct repo_packs {
   pthread_cond_t fl_done;
   uint8_t *spare;               /* the other pack buffer */
   size_t spare_cap;
+  /* Packs written as they fill, when the store offers writers (issue 15:
+   * peak memory): the open pack's bytes before base are in its writer
+   * already and buf holds [base, base + buf_len); every PACK_STAGE_SIZE
+   * bytes buf is appended to the writer (the lock released meanwhile),
+   * and the tail's SHA-256 is taken as the bytes go. w NULL: the pack is
+   * held whole in buf and put at once (base 0), as before. */
+  struct storage_writer *w;
+  EVP_MD_CTX *hctx;
+  uint64_t base;
+  /* The piece being appended (st_busy; at most one, in pack order, and
+   * never beside a pack in flight, so that two buffers are all there
+   * is): readable from st_buf until appended. */
+  int st_busy;
+  uint32_t st_no;
+  uint8_t *st_buf;
+  uint64_t st_off;
+  size_t st_len;
+  uint64_t fl_base;             /* where fl_buf starts in its pack */
   /* A pack or segment of this process that could not be put: its chunks
    * are not stored, so no commit may follow (pack_flush fails). */
   int failed;
@@ -163,6 +189,9 @@ pack_state_free (vms_repo *repo)
   if (rp == NULL)
     return;
   table_clear (rp);
+  if (rp->w)
+    rp->w->abort (rp->w);
+  EVP_MD_CTX_free (rp->hctx);
   free (rp->buf);
   free (rp->spare);
   free (rp->blobs);
@@ -808,26 +837,52 @@ pack_read_blob (vms_repo *repo, const struct pack_loc *loc, void *buf)
     errno = ENOMEM;
     return -1;
   }
+  size_t n = loc->slen + repo->blob_overhead;
   pthread_mutex_lock (&rp->lock);
   /* Still in memory: in the pack this process fills, or in the one it is
-   * putting. */
-  const uint8_t *mem = NULL;
-  size_t mem_len = 0;
-  if (rp->open_no &&
-      memcmp (rp->packs[rp->open_no - 1].id, loc->pack_id, 16) == 0)
-    mem = rp->buf, mem_len = rp->buf_len;
-  else if (rp->fl_no &&
-           memcmp (rp->packs[rp->fl_no - 1].id, loc->pack_id, 16) == 0)
-    mem = rp->fl_buf, mem_len = rp->fl_len;
-  size_t n = loc->slen + repo->blob_overhead;
-  if (mem) {
-    int ok = (uint64_t) loc->offset + n <= mem_len;
-    if (ok)
-      memcpy (buf, mem + loc->offset, n);
-    pthread_mutex_unlock (&rp->lock);
-    if (!ok)
-      errno = EBADMSG;
-    return ok ? 0 : -1;
+   * putting; or written already to the open pack's writer. */
+  for (;;) {
+    const uint8_t *mem = NULL;
+    size_t mem_len = 0;
+    uint64_t mem_base = 0;
+    if (rp->open_no &&
+        memcmp (rp->packs[rp->open_no - 1].id, loc->pack_id, 16) == 0) {
+      if (loc->offset >= rp->base)
+        mem = rp->buf, mem_len = rp->buf_len, mem_base = rp->base;
+      else if (rp->st_busy && rp->st_no == rp->open_no &&
+               loc->offset >= rp->st_off)
+        mem = rp->st_buf, mem_len = rp->st_len, mem_base = rp->st_off;
+      else {
+        /* Appended to its writer (nobody frees it while we hold the
+         * lock: only a flush or a failure does, under the lock). */
+        int r = rp->w->read (rp->w, loc->offset, n, buf);
+        pthread_mutex_unlock (&rp->lock);
+        return r;
+      }
+    }
+    else if (rp->fl_no &&
+             memcmp (rp->packs[rp->fl_no - 1].id, loc->pack_id, 16) == 0) {
+      if (loc->offset >= rp->fl_base)
+        mem = rp->fl_buf, mem_len = rp->fl_len, mem_base = rp->fl_base;
+      else {
+        /* In its writer, which the put commits: read it once stored. */
+        uint32_t no = rp->fl_no;
+        while (rp->fl_no == no)
+          pthread_cond_wait (&rp->fl_done, &rp->lock);
+        continue;
+      }
+    }
+    if (mem) {
+      uint64_t in = loc->offset - mem_base;
+      int ok = in + n <= mem_len;
+      if (ok)
+        memcpy (buf, mem + in, n);
+      pthread_mutex_unlock (&rp->lock);
+      if (!ok)
+        errno = EBADMSG;
+      return ok ? 0 : -1;
+    }
+    break;
   }
   pthread_mutex_unlock (&rp->lock);
   pack_object_name (loc->pack_id, name);
@@ -852,7 +907,13 @@ open_pack_fail (struct repo_packs *rp)
 {
   if (rp->open_no)
     rp->packs[rp->open_no - 1].state = PACK_FAILED;
+  if (rp->w)
+    rp->w->abort (rp->w);
+  rp->w = NULL;
+  EVP_MD_CTX_free (rp->hctx);
+  rp->hctx = NULL;
   rp->open_no = 0;
+  rp->base = 0;
   rp->buf_len = 0;
   rp->nblobs = 0;
   note_failure (rp);
@@ -908,7 +969,7 @@ flush_locked (vms_repo *repo, struct repo_packs *rp)
   void *seg = NULL;
   size_t seg_len;
 
-  while (rp->fl_no)
+  while (rp->fl_no || rp->st_busy)
     pthread_cond_wait (&rp->fl_done, &rp->lock);
   if (rp->open_no == 0)
     return 0;
@@ -927,7 +988,8 @@ flush_locked (vms_repo *repo, struct repo_packs *rp)
     rp->buf = nb;
     rp->buf_cap = need;
   }
-  uint64_t trailer_off = rp->buf_len;
+  size_t trailer_at = rp->buf_len;
+  uint64_t trailer_off = rp->base + trailer_at;
   rp->buf_len += tenv;
   for (size_t i = 0; i < rp->nblobs; i++) {
     const struct open_blob *b = &rp->blobs[i];
@@ -940,8 +1002,8 @@ flush_locked (vms_repo *repo, struct repo_packs *rp)
     pack_object_name (id, name);
     if (crypt_seal (repo->key->k_enc, aad,
                     crypt_aad (aad, sizeof aad, repo->id, "trailer", name),
-                    rp->buf + trailer_off + tenv, tsize,
-                    rp->buf + trailer_off) == -1)
+                    rp->buf + trailer_at + tenv, tsize,
+                    rp->buf + trailer_at) == -1)
       goto fail;
     rp->buf_len += ENVELOPE_TAG_LEN;
     tsize += ENVELOPE_OVERHEAD;
@@ -967,9 +1029,15 @@ flush_locked (vms_repo *repo, struct repo_packs *rp)
   uint32_t no = rp->open_no;
   uint8_t *buf = rp->buf;
   size_t len = rp->buf_len, cap = rp->buf_cap;
+  struct storage_writer *w = rp->w;
+  EVP_MD_CTX *hctx = rp->hctx;
   rp->fl_no = no;
   rp->fl_buf = buf;
   rp->fl_len = len;
+  rp->fl_base = rp->base;
+  rp->w = NULL;
+  rp->hctx = NULL;
+  rp->base = 0;
   rp->buf = rp->spare;
   rp->buf_cap = rp->spare_cap;
   rp->spare = NULL;
@@ -981,7 +1049,28 @@ flush_locked (vms_repo *repo, struct repo_packs *rp)
 
   int r = 0;
   char what[192];
-  if (repo_sha256 (buf, hashed, buf + hashed + 16) == -1)
+  if (w) {
+    /* Its last piece: the trailer and the tail, then in place. */
+    if (EVP_DigestUpdate (hctx, buf, hashed) != 1 ||
+        EVP_DigestFinal_ex (hctx, buf + hashed + 16, NULL) != 1) {
+      vms_set_error (EIO, "SHA-256 failed (OpenSSL)");
+      w->abort (w);
+      r = -1;
+    }
+    else if (w->append (w, buf, len) == -1) {
+      vms_set_error (errno, "repository %s: %s while writing pack %s",
+                     repo->path, repo_errstr (errno), name);
+      w->abort (w);
+      r = -1;
+    }
+    else if (w->commit (w) == -1) {
+      vms_set_error (errno, "repository %s: %s while writing pack %s",
+                     repo->path, repo_errstr (errno), name);
+      r = -1;
+    }
+    EVP_MD_CTX_free (hctx);
+  }
+  else if (repo_sha256 (buf, hashed, buf + hashed + 16) == -1)
     r = -1;
   else if (storage_put (repo->store, name, buf, len, STORAGE_PUT_LAZY) == -1) {
     int e = errno;
@@ -990,6 +1079,8 @@ flush_locked (vms_repo *repo, struct repo_packs *rp)
     put_error (repo, what);
     r = -1;
   }
+  if (r == -1)
+    ;
   else if (storage_put (repo->store, seg_name, seg, seg_len,
                         STORAGE_PUT_LAZY) == -1) {
     int e = errno;
@@ -1010,12 +1101,70 @@ flush_locked (vms_repo *repo, struct repo_packs *rp)
   rp->fl_no = 0;
   rp->fl_buf = NULL;
   rp->fl_len = 0;
+  rp->fl_base = 0;
   pthread_cond_broadcast (&rp->fl_done);
   return r;
  fail:
   free (seg);
   open_pack_fail (rp);
   return -1;
+}
+
+/* Append the open pack's buffer to its writer (lock held; released while
+ * the bytes are hashed and written, so that the other threads fill the
+ * next piece meanwhile). One piece at a time and in order: the tail's
+ * SHA-256 is taken as they go. */
+static int
+stage_out_locked (vms_repo *repo, struct repo_packs *rp)
+{
+  char name[64];
+
+  while (rp->fl_no || rp->st_busy)
+    pthread_cond_wait (&rp->fl_done, &rp->lock);
+  /* Another thread may have put it out, or the pack, meanwhile. */
+  if (rp->open_no == 0 || rp->w == NULL || rp->buf_len < PACK_STAGE_SIZE (repo))
+    return 0;
+  uint32_t no = rp->open_no;
+  struct storage_writer *w = rp->w;
+  EVP_MD_CTX *hctx = rp->hctx;
+  uint8_t *buf = rp->buf;
+  size_t len = rp->buf_len, cap = rp->buf_cap;
+  pack_object_name (rp->packs[no - 1].id, name);
+  rp->st_busy = 1;
+  rp->st_no = no;
+  rp->st_buf = buf;
+  rp->st_off = rp->base;
+  rp->st_len = len;
+  rp->base += len;
+  rp->buf = rp->spare;
+  rp->buf_cap = rp->spare_cap;
+  rp->spare = NULL;
+  rp->spare_cap = 0;
+  rp->buf_len = 0;
+  pthread_mutex_unlock (&rp->lock);
+
+  int r = 0;
+  if (EVP_DigestUpdate (hctx, buf, len) != 1) {
+    vms_set_error (EIO, "SHA-256 failed (OpenSSL)");
+    r = -1;
+  }
+  else if (w->append (w, buf, len) == -1) {
+    vms_set_error (errno, "repository %s: %s while writing pack %s",
+                   repo->path, repo_errstr (errno), name);
+    r = -1;
+  }
+
+  pthread_mutex_lock (&rp->lock);
+  rp->spare = buf;
+  rp->spare_cap = cap;
+  rp->st_busy = 0;
+  rp->st_buf = NULL;
+  rp->st_len = 0;
+  /* Its chunks are not stored: no commit may follow. */
+  if (r == -1 && rp->open_no == no)
+    open_pack_fail (rp);
+  pthread_cond_broadcast (&rp->fl_done);
+  return r;
 }
 
 /* Append a blob (lock held); force: even if d is indexed (gc's repack,
@@ -1037,11 +1186,28 @@ append_locked (vms_repo *repo, struct repo_packs *rp,
     if (no == 0)
       return -1;
     rp->open_no = no;
+    rp->base = 0;
     rp->buf_len = PACK_HEADER_SIZE;
     rp->nblobs = 0;
+    /* Written as it fills where the store can (issue 15). */
+    char name[64];
+    pack_object_name (id, name);
+    rp->w = storage_writer_open (repo->store, name, STORAGE_PUT_LAZY);
+    if (rp->w == NULL && errno != ENOTSUP) {
+      vms_set_error (errno, "repository %s: %s while writing pack %s",
+                     repo->path, repo_errstr (errno), name);
+      open_pack_fail (rp);
+      return -1;
+    }
+    if (rp->w && ((rp->hctx = EVP_MD_CTX_new ()) == NULL ||
+                  EVP_DigestInit_ex (rp->hctx, EVP_sha256 (), NULL) != 1)) {
+      vms_set_error (EIO, "SHA-256 failed (OpenSSL)");
+      open_pack_fail (rp);
+      return -1;
+    }
   }
   /* 4 KiB aligned when that costs under 1 % of the blob. */
-  size_t pad = (4096 - rp->buf_len % 4096) % 4096;
+  size_t pad = (4096 - (rp->base + rp->buf_len) % 4096) % 4096;
   /* blob holds slen bytes of content and, encrypted, its envelope. */
   size_t blen = slen + repo->blob_overhead;
   if (pad * 100 >= blen)
@@ -1069,7 +1235,7 @@ append_locked (vms_repo *repo, struct repo_packs *rp,
     rp->blobs = nb;
     rp->blobs_cap = ncap;
   }
-  if (rp->buf_len == PACK_HEADER_SIZE) {
+  if (rp->base == 0 && rp->buf_len == PACK_HEADER_SIZE) {
     memcpy (rp->buf, PACK_MAGIC, 8);
     repo_put_le32 (rp->buf + 8, PACK_VERSION);
     /* flags: bit 0, encrypted (blobs and trailer sealed). */
@@ -1077,7 +1243,7 @@ append_locked (vms_repo *repo, struct repo_packs *rp,
   }
   memset (rp->buf + rp->buf_len, 0, pad);
   rp->buf_len += pad;
-  uint32_t offset = (uint32_t) rp->buf_len;
+  uint32_t offset = (uint32_t) (rp->base + rp->buf_len);
   memcpy (rp->buf + rp->buf_len, blob, blen);
   rp->buf_len += blen;
   rp->blobs[rp->nblobs++] = (struct open_blob) {
@@ -1096,8 +1262,10 @@ append_locked (vms_repo *repo, struct repo_packs *rp,
   slot->plen_form = (uint32_t) plen | (uint32_t) form << 31;
   if (stored)
     *stored = blen;
-  if (rp->buf_len >= repo->pack_size)
+  if (rp->base + rp->buf_len >= repo->pack_size)
     return flush_locked (repo, rp);
+  if (rp->w && rp->buf_len >= PACK_STAGE_SIZE (repo))
+    return stage_out_locked (repo, rp);
   return 0;
 }
 

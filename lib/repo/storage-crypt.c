@@ -183,6 +183,18 @@ cs_close (struct storage *s)
   free (cs);
 }
 
+/* Packs are not sealed here (pack.c seals their blobs): their writers are
+ * the inner backend's. A sealed object is put whole. */
+static struct storage_writer *
+cs_writer_open (struct storage *s, const char *name, unsigned flags)
+{
+  if (storage_crypt_sealed_name (name)) {
+    errno = ENOTSUP;
+    return NULL;
+  }
+  return storage_writer_open (cs_of (s)->inner, name, flags);
+}
+
 static const struct storage_ops crypt_ops = {
   .size = sizeof (struct storage_ops),
   .name = "crypt",
@@ -194,6 +206,7 @@ static const struct storage_ops crypt_ops = {
   .now = cs_now,
   .sync = cs_sync,
   .close = cs_close,
+  .writer_open = cs_writer_open,
 };
 
 struct storage *

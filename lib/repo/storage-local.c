@@ -111,64 +111,152 @@ cache_drop (struct local *l, const char *name)
   pthread_mutex_unlock (&l->lock);
 }
 
+/* A put in pieces (storage_ops.writer_open): a temp file in tmp/ that
+ * commit renames into place, as local_put does with one piece. */
+struct local_writer {
+  struct storage_writer w;
+  struct local *l;
+  int fd;
+  unsigned flags;
+  char tmp[64];
+  char name[STORAGE_NAME_MAX + 1];
+};
+
+#define LWRITER(w) ((struct local_writer *) (w))
+
+static int
+lw_append (struct storage_writer *w, const void *buf, size_t len)
+{
+  return vms_write_all (LWRITER (w)->fd, buf, len);
+}
+
+static int
+lw_read (struct storage_writer *w, uint64_t offset, size_t len, void *buf)
+{
+  uint8_t *p = buf;
+  while (len > 0) {
+    ssize_t n = pread (LWRITER (w)->fd, p, len, (off_t) offset);
+    if (n == -1 && errno == EINTR)
+      continue;
+    if (n == -1)
+      return -1;
+    if (n == 0) {
+      errno = EBADMSG;
+      return -1;
+    }
+    p += n;
+    len -= (size_t) n;
+    offset += (uint64_t) n;
+  }
+  return 0;
+}
+
+static void
+lw_abort (struct storage_writer *w)
+{
+  struct local_writer *lw = LWRITER (w);
+  int e = errno;
+  if (lw->fd >= 0)
+    close (lw->fd);
+  unlinkat (lw->l->tmpfd, lw->tmp, 0);
+  free (lw);
+  errno = e;
+}
+
+static int
+lw_commit (struct storage_writer *w)
+{
+  struct local_writer *lw = LWRITER (w);
+  struct local *l = lw->l;
+  const char *base;
+  int fd = lw->fd;
+
+  lw->fd = -1;
+  if (!(lw->flags & STORAGE_PUT_LAZY) && fsync (fd) == -1) {
+    close (fd);
+    goto fail;
+  }
+  if (close (fd) == -1)
+    goto fail;
+  for (int attempt = 0; ; attempt++) {
+    CLEANUP_CLOSE int pfd = local_parent (l, lw->name, 1, &base);
+    if (pfd == -1)
+      goto fail;
+    int r = lw->flags & STORAGE_PUT_EXCLUSIVE
+      ? vms_rename_noreplace (l->tmpfd, lw->tmp, pfd, base)
+      : renameat (l->tmpfd, lw->tmp, pfd, base);
+    if (r == -1) {
+      /* A delete of the directory's last object removed it meanwhile. */
+      if (errno == ENOENT && attempt == 0)
+        continue;
+      goto fail;
+    }
+    if (!(lw->flags & STORAGE_PUT_LAZY) && fsync (pfd) == -1) {
+      free (lw);                /* in place, its name maybe not durable */
+      return -1;
+    }
+    free (lw);
+    return 0;
+  }
+ fail:
+  lw_abort (w);
+  return -1;
+}
+
+static struct storage_writer *
+local_writer_open (struct storage *s, const char *name, unsigned flags)
+{
+  struct local *l = LOCAL (s);
+  struct local_writer *lw;
+
+  if (local_reserved (name)) {
+    errno = EINVAL;
+    return NULL;
+  }
+  if (l->tmpfd < 0) {
+    errno = EROFS;
+    return NULL;
+  }
+  if ((lw = calloc (1, sizeof *lw)) == NULL)
+    return NULL;
+  lw->w = (struct storage_writer) {
+    .append = lw_append, .read = lw_read, .commit = lw_commit,
+    .abort = lw_abort,
+  };
+  lw->l = l;
+  lw->flags = flags;
+  snprintf (lw->name, sizeof lw->name, "%s", name);
+  cache_drop (l, name);
+  snprintf (lw->tmp, sizeof lw->tmp, "%d-%u.put", (int) getpid (),
+            __atomic_fetch_add (&l->counter, 1, __ATOMIC_RELAXED));
+  lw->fd = openat (l->tmpfd, lw->tmp, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW |
+                   O_CLOEXEC, 0600);
+  if (lw->fd == -1) {
+    int e = errno;
+    free (lw);
+    errno = e;
+    return NULL;
+  }
+  if (fchmod (lw->fd, 0600) == -1) {
+    lw_abort (&lw->w);
+    return NULL;
+  }
+  return &lw->w;
+}
+
 static int
 local_put (struct storage *s, const char *name, const void *buf, size_t len,
            unsigned flags)
 {
-  struct local *l = LOCAL (s);
-  char tmp[64];
-  const char *base;
-  int fd, e;
+  struct storage_writer *w = local_writer_open (s, name, flags);
 
-  if (local_reserved (name)) {
-    errno = EINVAL;
+  if (w == NULL)
+    return -1;
+  if (lw_append (w, buf, len) == -1) {
+    lw_abort (w);
     return -1;
   }
-  if (l->tmpfd < 0) {
-    errno = EROFS;
-    return -1;
-  }
-  cache_drop (l, name);
-  snprintf (tmp, sizeof tmp, "%d-%u.put", (int) getpid (),
-            __atomic_fetch_add (&l->counter, 1, __ATOMIC_RELAXED));
-  fd = openat (l->tmpfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW |
-               O_CLOEXEC, 0600);
-  if (fd == -1)
-    return -1;
-  if (fchmod (fd, 0600) == -1 || vms_write_all (fd, buf, len) == -1 ||
-      (!(flags & STORAGE_PUT_LAZY) && fsync (fd) == -1)) {
-    e = errno;
-    close (fd);
-    goto fail;
-  }
-  if (close (fd) == -1) {
-    e = errno;
-    goto fail;
-  }
-  for (int attempt = 0; ; attempt++) {
-    CLEANUP_CLOSE int pfd = local_parent (l, name, 1, &base);
-    if (pfd == -1) {
-      e = errno;
-      goto fail;
-    }
-    int r = flags & STORAGE_PUT_EXCLUSIVE
-      ? vms_rename_noreplace (l->tmpfd, tmp, pfd, base)
-      : renameat (l->tmpfd, tmp, pfd, base);
-    if (r == -1) {
-      e = errno;
-      /* A delete of the directory's last object removed it meanwhile. */
-      if (e == ENOENT && attempt == 0)
-        continue;
-      goto fail;
-    }
-    if (!(flags & STORAGE_PUT_LAZY) && fsync (pfd) == -1)
-      return -1;                /* in place, its name maybe not durable */
-    return 0;
-  }
- fail:
-  unlinkat (l->tmpfd, tmp, 0);
-  errno = e;
-  return -1;
+  return lw_commit (w);
 }
 
 static int
@@ -483,6 +571,7 @@ static const struct storage_ops local_ops = {
   .now = local_now,
   .sync = local_sync,
   .close = local_close,
+  .writer_open = local_writer_open,
 };
 
 struct storage *

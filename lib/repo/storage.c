@@ -203,3 +203,19 @@ storage_remote_lock_holder (struct storage *s, const char *name, char *buf,
   return is_backend (s, "s3") ? storage_s3_lock_holder (s, name, buf, size)
     : -1;
 }
+
+struct storage_writer *
+storage_writer_open (struct storage *s, const char *name, unsigned flags)
+{
+  if (!storage_valid_name (name)) {
+    errno = EINVAL;
+    return NULL;
+  }
+  /* A backend built before the call existed has a smaller table. */
+  if (s->ops->size < offsetof (struct storage_ops, writer_open)
+      + sizeof s->ops->writer_open || s->ops->writer_open == NULL) {
+    errno = ENOTSUP;
+    return NULL;
+  }
+  return s->ops->writer_open (s, name, flags);
+}

@@ -75,6 +75,24 @@ struct storage_ops {
    * failure was the call's own. NULL: failures are always the call's
    * own. */
   int (*failed_name) (struct storage *s, char *buf, size_t size);
+  /* Optional (NULL: not offered): an object written in order, a piece at
+   * a time, that appears whole at commit or not at all, as a put with the
+   * same flags would make it; until then it can be read back (pread) by
+   * its writer. So a pack need not be held whole in memory (issue 15:
+   * peak memory). open fails with ENOTSUP when the backend cannot do it
+   * for that name. commit and abort free the writer, also on failure. */
+  struct storage_writer *(*writer_open) (struct storage *s, const char *name,
+                                         unsigned flags);
+};
+
+/* A writer of writer_open: its own calls (a wrapping backend may hand out
+ * the writer of the backend it wraps). */
+struct storage_writer {
+  int (*append) (struct storage_writer *w, const void *buf, size_t len);
+  int (*read) (struct storage_writer *w, uint64_t offset, size_t len,
+               void *buf);
+  int (*commit) (struct storage_writer *w);
+  void (*abort) (struct storage_writer *w);
 };
 
 struct storage {
@@ -110,6 +128,11 @@ extern int storage_get_all (struct storage *s, const char *name, size_t max,
                             void **buf, size_t *len);
 /* Accepts NULL. */
 extern void storage_close (struct storage *s);
+/* An object written in pieces (storage_ops.writer_open): NULL with errno
+ * (ENOTSUP when the backend does not offer it, EINVAL for a bad name). */
+extern struct storage_writer *storage_writer_open (struct storage *s,
+                                                   const char *name,
+                                                   unsigned flags);
 
 /* ---- backends ---- */
 

@@ -941,6 +941,75 @@ a_full_file_system_fails_the_backup_and_keeps_the_repository_whole (void **state
   free (data);
 }
 
+/* Issue 15 (peak memory): a pack is written to tmp/ as it fills, a
+ * quarter pack at a time (256 KiB for these 1 MiB packs), not held whole
+ * in memory; its chunks read back from the file and from memory before
+ * it is put, and after; the put pack is whole (verify deep re-reads its
+ * checksum and every blob). */
+static void
+a_pack_is_written_as_it_fills_and_reads_back_before_and_after_its_put (void **state)
+{
+  vms_repo *r = open_v2 ();
+  size_t n = 7;                 /* 896 KiB: under one pack */
+  uint8_t *data = xmalloc (n * CS), *back = xmalloc (CS);
+  struct vms_digest d[7];
+  char tmp[512], path[512];
+
+  fill_random (data, n * CS, 1515);
+  for (size_t c = 0; c < n; c++)
+    assert_int_equal (vms_repo_chunk_put (r, data + c * CS, CS, &d[c], NULL), 0);
+  /* Not put yet, but on its way: its first pieces are in tmp/. */
+  assert_int_equal (count_files ("packs"), 0);
+  assert_int_equal (count_files ("tmp"), 1);
+  assert_int_equal (first_file ("tmp", tmp, sizeof tmp), 0);
+  struct stat st;
+  assert_int_equal (stat (tmp, &st), 0);
+  if (st.st_size < 512 * 1024)
+    fail_msg ("%s holds %jd bytes of a pack of 896 KiB of chunks: not "
+              "written as it fills", tmp, (intmax_t) st.st_size);
+  for (size_t c = 0; c < n; c++) {
+    if (vms_repo_chunk_get (r, &d[c], back, CS, 1) == -1)
+      fail_msg ("chunk %zu of the open pack: %s", c, vms_get_error ());
+    assert_memory_equal (back, data + c * CS, CS);
+  }
+  /* A backup of them commits it (pack_flush puts it): read again. */
+  make_backup (r, "b1", data, n * CS);
+  assert_int_equal (count_files ("packs"), 1);
+  assert_int_equal (count_files ("tmp"), 0);
+  assert_int_equal (first_file ("packs", path, sizeof path), 0);
+  assert_int_equal (stat (path, &st), 0);
+  assert_true (st.st_size > (off_t) (n * CS));
+  /* Its tail: the trailer just before it, the SHA-256 of every byte
+   * before it (taken piece by piece as the pack was written). */
+  {
+    size_t len = (size_t) st.st_size;
+    uint8_t *p = xmalloc (len), sum[VMS_DIGEST_LEN];
+    int fd = open (path, O_RDONLY);
+    assert_true (fd >= 0);
+    assert_int_equal (pread (fd, p, len, 0), (ssize_t) len);
+    close (fd);
+    const uint8_t *tail = p + len - PACK_TAIL_SIZE;
+    assert_memory_equal (p, PACK_MAGIC, 8);
+    assert_int_equal (repo_get_le64 (tail) + repo_get_le64 (tail + 8),
+                      len - PACK_TAIL_SIZE);
+    assert_int_equal (repo_get_le64 (tail + 8), n * SEGMENT_ENTRY_SIZE);
+    assert_int_equal (repo_sha256 (p, len - PACK_TAIL_SIZE, sum), 0);
+    assert_memory_equal (sum, tail + 16, VMS_DIGEST_LEN);
+    free (p);
+  }
+  for (size_t c = 0; c < n; c++) {
+    assert_int_equal (vms_repo_chunk_get (r, &d[c], back, CS, 1), 0);
+    assert_memory_equal (back, data + c * CS, CS);
+  }
+  vms_repo *rd = vms_repo_open (repo_dir, 0);
+  assert_non_null (rd);
+  assert_int_equal (vms_repo_verify (rd, "b1", 1, NULL, NULL), 0);
+  vms_repo_close (rd);
+  free (data);
+  free (back);
+  vms_repo_close (r);
+}
+
 int
 main (int argc, char *argv[])
 {
@@ -970,6 +1039,8 @@ main (int argc, char *argv[])
        a_full_file_system_fails_the_backup_and_keeps_the_repository_whole),
     T ("upgrade-moves-a-version-1-repository-to-version-2-keeping-every-backup",
        upgrade_moves_a_version_1_repository_to_version_2_keeping_every_backup),
+    T ("a-pack-is-written-as-it-fills-and-reads-back-before-and-after-its-put",
+       a_pack_is_written_as_it_fills_and_reads_back_before_and_after_its_put),
 #undef T
   };
   cmocka_set_message_output (CM_OUTPUT_TAP);
