@@ -253,6 +253,7 @@ store_file (struct backup_run *b, const char *wid, const vms_component *comp,
   }
   else
     src.path = a->path;
+  vms_debug ("copying %s%s", info->path, parent ? " (changed extents)" : "");
   idx = vms_copy_to_repo (b->repo, &src, stats, req_progress_bytes, &b->progress);
   if (idx == NULL && src.dirty_context && vms_get_errno () == ENOENT) {
     /* The disk's bitmap is missing: this disk alone is read in full. */
@@ -547,7 +548,10 @@ commit (struct backup_run *b)
     vms_set_error (ENOMEM, "out of memory");
     return -1;
   }
+  vms_debug ("backup %s: committing", vms_session_id (b->s));
   r = vms_repo_txn_commit (b->txn, vms_session_components (b->s), md, nm, attrs);
+  if (r == 0)
+    vms_debug ("backup %s: committed", vms_session_id (b->s));
   free (attrs);
   free (md);
   return r;

@@ -1,4 +1,5 @@
 /* Debug logging and monotonic clocks (log.h). */
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,6 +9,13 @@
 #include "text.h"
 
 static int debug_state = -1;   /* -1: not decided yet, read the env */
+static int64_t start_us;        /* monotonic clock when the program began */
+
+static void __attribute__ ((constructor))
+log_start (void)
+{
+  start_us = vms_now_us ();
+}
 
 void
 vms_log_set_debug (int on)
@@ -42,10 +50,16 @@ void
 vms_debug (const char *fmt, ...)
 {
   va_list ap;
+  char level[48];
   if (!vms_log_debug_enabled ())
     return;
+  /* Seconds since the program began: the steps of a run, timed by their
+   * debug lines (docs/performance.md, issue 15). */
+  int64_t t = vms_now_us () - start_us;
+  snprintf (level, sizeof level, "debug: [+%" PRId64 ".%03d] ", t / 1000000,
+            (int) (t % 1000000 / 1000));
   va_start (ap, fmt);
-  log_emit ("debug: ", fmt, ap);
+  log_emit (level, fmt, ap);
   va_end (ap);
 }
 
