@@ -265,6 +265,68 @@ a_read_only_store_refuses_puts (void **state)
   local_destroy (s);
 }
 
+/* Issue 15: an object written in pieces (writer_open) is absent until its
+ * commit, reads back to its writer meanwhile, appears whole; an aborted
+ * one leaves nothing, not even in tmp/; a read-only store, a bad or
+ * reserved name get no writer. */
+static void
+a_writer_object_appears_whole_at_commit_and_never_after_abort (void **state)
+{
+  struct storage *s = local_open_fresh ();
+  struct storage_stat st;
+  char buf[16], cmd[256];
+
+  assert_non_null (s);
+  struct storage_writer *w = storage_writer_open (s, "packs/ab/p1",
+                                                  STORAGE_PUT_LAZY);
+  assert_non_null (w);
+  assert_int_equal (w->append (w, "hello ", 6), 0);
+  assert_int_equal (w->append (w, "world", 5), 0);
+  assert_int_equal (storage_stat (s, "packs/ab/p1", &st), -1);
+  assert_int_equal (errno, ENOENT);
+  assert_int_equal (w->read (w, 3, 5, buf), 0);
+  assert_memory_equal (buf, "lo wo", 5);
+  assert_int_equal (w->read (w, 8, 5, buf), -1);   /* past its end */
+  assert_int_equal (w->commit (w), 0);
+  assert_int_equal (storage_stat (s, "packs/ab/p1", &st), 0);
+  assert_int_equal (st.size, 11);
+  assert_int_equal (storage_get (s, "packs/ab/p1", 0, 11, buf), 0);
+  assert_memory_equal (buf, "hello world", 11);
+  file_is (at ("packs/ab/p1"), "hello world");
+
+  w = storage_writer_open (s, "packs/ab/p2", 0);
+  assert_non_null (w);
+  assert_int_equal (w->append (w, "gone", 4), 0);
+  w->abort (w);
+  assert_int_equal (storage_stat (s, "packs/ab/p2", &st), -1);
+  snprintf (cmd, sizeof cmd, "test -z \"$(ls -A %s)\"", at ("tmp"));
+  assert_int_equal (system (cmd), 0);
+
+  /* An exclusive one over a taken name fails at commit, leaving both. */
+  w = storage_writer_open (s, "packs/ab/p1", STORAGE_PUT_EXCLUSIVE);
+  assert_non_null (w);
+  assert_int_equal (w->append (w, "other", 5), 0);
+  assert_int_equal (w->commit (w), -1);
+  assert_int_equal (errno, EEXIST);
+  file_is (at ("packs/ab/p1"), "hello world");
+  assert_int_equal (system (cmd), 0);
+
+  assert_null (storage_writer_open (s, "tmp/x", 0));
+  assert_int_equal (errno, EINVAL);
+  assert_null (storage_writer_open (s, "../x", 0));
+  assert_int_equal (errno, EINVAL);
+  char repo[128];
+  snprintf (repo, sizeof repo, "%s/repo", workdir);
+  int fd = open (repo, O_RDONLY | O_DIRECTORY);
+  struct storage *ro = storage_local_open (fd, repo, 0);
+  close (fd);
+  assert_non_null (ro);
+  assert_null (storage_writer_open (ro, "packs/ab/p3", 0));
+  assert_int_equal (errno, EROFS);
+  storage_close (ro);
+  local_destroy (s);
+}
+
 int
 main (int argc, char *argv[])
 {
@@ -276,6 +338,7 @@ main (int argc, char *argv[])
     cmocka_unit_test (the_backends_own_names_are_out_of_reach),
     cmocka_unit_test (objects_are_0600_and_directories_0700_whatever_the_umask),
     cmocka_unit_test (a_read_only_store_refuses_puts),
+    cmocka_unit_test (a_writer_object_appears_whole_at_commit_and_never_after_abort),
   };
   size_t nl = sizeof local / sizeof local[0];
   size_t n = storage_contract_nr_tests + nl;
