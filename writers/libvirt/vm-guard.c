@@ -21,6 +21,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <poll.h>
 #include <pthread.h>
@@ -51,6 +52,11 @@ struct vm_guard {
   pthread_mutex_t lock;         /* one message at a time */
   pid_t pid;
   int fd;                       /* write end of the message pipe; -1: dead */
+  /* Started ahead (vm_guard_prestart) and not yet heard "ready" from: the
+   * read end of its status pipe, else -1. */
+  int st_fd;
+  char *prog;
+  int64_t spawned_us;
 };
 
 static pthread_mutex_t guard_start_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -147,32 +153,46 @@ guard_say (struct vm_guard *g, const char *verb, const char *uuid,
   return guard_say3 (g, verb, uuid, a, b, NULL);
 }
 
-/* Start the guard and wait until its libvirt connection is open. */
-static struct vm_guard *
-guard_start (struct vm_writer *w)
+static void
+guard_free (struct vm_guard *g)
 {
-  CLEANUP_FREE char *prog = guard_program ();
+  if (g->fd != -1)
+    close (g->fd);
+  if (g->st_fd != -1)
+    close (g->st_fd);
+  free (g->prog);
+  pthread_mutex_destroy (&g->lock);
+  free (g);
+}
+
+/* Start the guard; it connects to libvirt meanwhile (guard_wait_ready
+ * waits for that). */
+static struct vm_guard *
+guard_spawn (struct vm_writer *w)
+{
   int msg[2] = { -1, -1 }, st[2] = { -1, -1 };
   struct vm_guard *g;
   pid_t pid;
-  char buf[16];
-  size_t got = 0;
-  int64_t deadline;
 
-  if (prog == NULL || (g = calloc (1, sizeof *g)) == NULL) {
+  if ((g = calloc (1, sizeof *g)) == NULL ||
+      (g->prog = guard_program ()) == NULL) {
+    free (g);
     vms_set_error (ENOMEM, "out of memory");
     return NULL;
   }
+  g->fd = g->st_fd = -1;
+  pthread_mutex_init (&g->lock, NULL);
   if (pipe2 (msg, O_CLOEXEC) == -1 || pipe2 (st, O_CLOEXEC) == -1) {
     vms_set_error (errno, "cannot make the guard's pipes: %s",
                    strerror (errno));
     goto fail;
   }
-  const char *const argv[] = { prog, w->uri, NULL };
+  const char *const argv[] = { g->prog, w->uri, NULL };
   struct vms_spawn_options o = {
     .argv = argv, .stdin_fd = msg[0], .stdout_fd = st[1], .stderr_fd = 2,
     .new_session = 1,
   };
+  g->spawned_us = vms_now_us ();
   pid = vms_spawn (&o);
   if (pid == -1) {
     vms_set_error (vms_get_errno (), "cannot start the guard: %s (set "
@@ -180,44 +200,11 @@ guard_start (struct vm_writer *w)
                    vms_get_error ());
     goto fail;
   }
-  close (msg[0]); msg[0] = -1;
-  close (st[1]); st[1] = -1;
-
-  /* "ready\n", or end of file when it could not connect. */
-  deadline = vms_now_ms () + GUARD_READY_WAIT_MS;
-  while (got < 6) {
-    struct pollfd p = { .fd = st[0], .events = POLLIN };
-    int64_t left = deadline - vms_now_ms ();
-    ssize_t n;
-    if (left <= 0 || poll (&p, 1, (int) left) == 0) {
-      vms_set_error (ETIMEDOUT, "the guard %s did not connect to %s within "
-                     "%d s", prog, w->uri, GUARD_READY_WAIT_MS / 1000);
-      kill (pid, SIGKILL);
-      waitpid (pid, NULL, 0);
-      goto fail;
-    }
-    n = read (st[0], buf + got, sizeof buf - got);
-    if (n == -1 && errno == EINTR)
-      continue;
-    if (n <= 0) {
-      vms_set_error (EIO, "the guard %s exited before it was ready (its "
-                     "message is above)", prog);
-      waitpid (pid, NULL, 0);
-      goto fail;
-    }
-    got += (size_t) n;
-  }
-  if (memcmp (buf, "ready\n", 6) != 0) {
-    vms_set_error (EIO, "the guard %s said something unexpected", prog);
-    kill (pid, SIGKILL);
-    waitpid (pid, NULL, 0);
-    goto fail;
-  }
-  close (st[0]);
-  pthread_mutex_init (&g->lock, NULL);
+  close (msg[0]);
+  close (st[1]);
   g->pid = pid;
   g->fd = msg[1];
-  vms_debug ("vm writer: guard %s started (pid %ld)", prog, (long) pid);
+  g->st_fd = st[0];
   return g;
 
  fail:
@@ -225,8 +212,78 @@ guard_start (struct vm_writer *w)
     if (msg[i] != -1) close (msg[i]);
     if (st[i] != -1) close (st[i]);
   }
-  free (g);
+  guard_free (g);
   return NULL;
+}
+
+/* Wait until the guard's libvirt connection is open ("ready"); on failure
+ * the guard is killed and reaped and g freed. */
+static int
+guard_wait_ready (struct vm_guard *g, const char *uri)
+{
+  char buf[16];
+  size_t got = 0;
+  int64_t t0 = vms_now_us ();
+  int64_t deadline = vms_now_ms () + GUARD_READY_WAIT_MS;
+
+  if (g->st_fd == -1)
+    return 0;
+  /* "ready\n", or end of file when it could not connect. */
+  while (got < 6) {
+    struct pollfd p = { .fd = g->st_fd, .events = POLLIN };
+    int64_t left = deadline - vms_now_ms ();
+    ssize_t n;
+    if (left <= 0 || poll (&p, 1, (int) left) == 0) {
+      vms_set_error (ETIMEDOUT, "the guard %s did not connect to %s within "
+                     "%d s", g->prog, uri, GUARD_READY_WAIT_MS / 1000);
+      kill (g->pid, SIGKILL);
+      waitpid (g->pid, NULL, 0);
+      goto fail;
+    }
+    n = read (g->st_fd, buf + got, sizeof buf - got);
+    if (n == -1 && errno == EINTR)
+      continue;
+    if (n <= 0) {
+      vms_set_error (EIO, "the guard %s exited before it was ready (its "
+                     "message is above)", g->prog);
+      waitpid (g->pid, NULL, 0);
+      goto fail;
+    }
+    got += (size_t) n;
+  }
+  if (memcmp (buf, "ready\n", 6) != 0) {
+    vms_set_error (EIO, "the guard %s said something unexpected", g->prog);
+    kill (g->pid, SIGKILL);
+    waitpid (g->pid, NULL, 0);
+    goto fail;
+  }
+  close (g->st_fd);
+  g->st_fd = -1;
+  /* Issue 15: started ahead, its connection overlaps the preparation;
+   * what is left of it is the wait here. */
+  vms_debug ("vm writer: guard %s ready (pid %ld), %" PRId64 " ms after it "
+             "was started, %" PRId64 " ms waited for", g->prog, (long) g->pid,
+             (vms_now_us () - g->spawned_us) / 1000,
+             (vms_now_us () - t0) / 1000);
+  return 0;
+
+ fail:
+  guard_free (g);
+  return -1;
+}
+
+void
+vm_guard_prestart (struct vm_writer *w)
+{
+  pthread_mutex_lock (&guard_start_lock);
+  if (w->guard == NULL) {
+    w->guard = guard_spawn (w);
+    /* Not started: the first step that needs it tries again and fails
+     * with the reason. */
+    if (w->guard == NULL)
+      vms_debug ("vm writer: %s", vms_get_error ());
+  }
+  pthread_mutex_unlock (&guard_start_lock);
 }
 
 static int
@@ -234,7 +291,9 @@ guard_get (struct vm_writer *w, struct vm_entry *vm)
 {
   pthread_mutex_lock (&guard_start_lock);
   if (w->guard == NULL)
-    w->guard = guard_start (w);
+    w->guard = guard_spawn (w);
+  if (w->guard && guard_wait_ready (w->guard, w->uri) == -1)
+    w->guard = NULL;
   pthread_mutex_unlock (&guard_start_lock);
   vm->guard = w->guard;
   return w->guard ? 0 : -1;
@@ -376,13 +435,13 @@ vm_guard_close (struct vm_writer *w)
    * armed it just leaves. */
   if (g->fd != -1)
     close (g->fd);
+  g->fd = -1;
   deadline = vms_now_ms () + GUARD_EXIT_WAIT_MS;
   while (waitpid (g->pid, NULL, WNOHANG) == 0 && vms_now_ms () < deadline) {
-    struct timespec ts = { 0, 20 * 1000 * 1000 };
+    struct timespec ts = { 0, 5 * 1000 * 1000 };
     nanosleep (&ts, NULL);
   }
-  pthread_mutex_destroy (&g->lock);
-  free (g);
+  guard_free (g);
   w->guard = NULL;
   for (size_t i = 0; i < w->nr_vms; i++)
     w->vms[i]->guard = NULL;

@@ -226,6 +226,10 @@ extern void saved_state_end (struct vm_writer *w, struct vm_entry *vm);
  * unguarded. */
 /* Before the freeze or pause: the job (socket, new checkpoint) that may
  * begin, and for online VMs that the guest may be frozen. */
+/* Start the guard ahead, without waiting for its libvirt connection (the
+ * first hook that needs it waits): it connects while the capture is
+ * prepared (issue 15). A failure is left to that hook to report. */
+extern void vm_guard_prestart (struct vm_writer *w);
 extern int vm_guard_arm (struct vm_writer *w, struct vm_entry *vm);
 extern void vm_guard_job_started (struct vm_writer *w, struct vm_entry *vm);
 /* The guest was thawed. */
