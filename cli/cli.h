@@ -68,6 +68,8 @@ enum {
 #define OPT_INSTANT ((uint64_t) 1 << 33)  /* restore --instant, --resume, --rollback, --bandwidth (issue 16) */
 #define OPT_BOOT ((uint64_t) 1 << 34)     /* verify --boot, --probe, --boot-timeout (issue 16) */
 #define OPT_GUEST ((uint64_t) 1 << 35)        /* backup --guest-processing (issue 17) */
+#define OPT_PROTECT ((uint64_t) 1 << 44)  /* init --retention-days, --retention-mode, --append-only (issue 14) */
+#define OPT_ADMIN ((uint64_t) 1 << 45)    /* prune, gc --admin (issue 14) */
 
 struct options {
   uint64_t given;               /* OPT_* bits of the options on the line */
@@ -115,6 +117,10 @@ struct options {
   int boot;                     /* verify --boot */
   const char *probe;            /* verify --boot --probe CMD */
   int boot_timeout;             /* verify --boot-timeout SECONDS; 0: 300 */
+  unsigned retention_days;      /* init --retention-days N (issue 14) */
+  const char *retention_mode;   /* init --retention-mode governance|compliance */
+  int append_only;              /* init --append-only */
+  int admin;                    /* prune, gc --admin */
   /* Set by job run, not by an option (issue 19): */
   const char *job;              /* the job, recorded in the manifest */
   int no_exec_writers;          /* the job's exec-writers = no */

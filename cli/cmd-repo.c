@@ -621,7 +621,8 @@ cmd_prune (const struct options *opts, int argc, char **argv)
                       "--keep-daily, --keep-weekly, --keep-monthly); prune "
                       "never deletes everything");
   }
-  vms_repo *repo = vms_repo_open (opts->repo_dir, VMS_REPO_WRITE);
+  vms_repo *repo = vms_repo_open (opts->repo_dir, VMS_REPO_WRITE |
+                                  (opts->admin ? VMS_REPO_ADMIN : 0));
   if (repo == NULL)
     return cli_fail ("prune");
   struct report_lines r = { opts->json ? json_object_new_array () : NULL,
@@ -684,10 +685,22 @@ cmd_gc (const struct options *opts, int argc, char **argv)
 
   if (want_args ("gc", argc, 0, 0, "[--grace SECONDS]") == -1)
     return EXIT_USAGE;
-  vms_repo *repo = vms_repo_open (opts->repo_dir, VMS_REPO_WRITE);
+  vms_repo *repo = vms_repo_open (opts->repo_dir, VMS_REPO_WRITE |
+                                  (opts->admin ? VMS_REPO_ADMIN : 0));
   if (repo == NULL)
     return cli_fail ("gc");
   int r = vms_repo_gc (repo, opts->grace_seconds, &chunks, &bytes);
+  /* What Object Lock kept (issue 14, R29): said, with the date. */
+  uint64_t kept = 0, kept_bytes = 0;
+  int64_t kept_until = 0;
+  char until[32] = "";
+  vms_repo_kept_locked (repo, &kept, &kept_bytes, &kept_until);
+  if (kept) {
+    time_t t = (time_t) kept_until;
+    struct tm tm;
+    gmtime_r (&t, &tm);
+    strftime (until, sizeof until, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  }
   vms_repo_close (repo);
   if (r == -1)
     return cli_fail ("gc");
@@ -702,11 +715,20 @@ cmd_gc (const struct options *opts, int argc, char **argv)
     json_object_object_add (out, "chunks_removed", json_object_new_int64 ((int64_t) chunks));
     json_object_object_add (out, "bytes_freed", json_object_new_int64 ((int64_t) bytes));
     json_object_object_add (out, "stale_scratch_removed", json_object_new_int (stale));
+    json_object *k = json_object_new_object ();
+    json_object_object_add (k, "objects", json_object_new_int64 ((int64_t) kept));
+    json_object_object_add (k, "bytes", json_object_new_int64 ((int64_t) kept_bytes));
+    json_object_object_add (k, "until", kept ? json_object_new_string (until) : NULL);
+    json_object_object_add (out, "kept_locked", k);
     cli_print_json (out);
   }
   else {
     printf ("Removed %" PRIu64 " unused chunk%s, freed %s.\n", chunks,
             chunks == 1 ? "" : "s", cli_bytes (bytes, b));
+    if (kept)
+      printf ("Kept %" PRIu64 " unused object%s (%s) under Object Lock, "
+              "retained until %s at the latest: deleted by a gc after that.\n",
+              kept, kept == 1 ? "" : "s", cli_bytes (kept_bytes, b), until);
     if (stale > 0)
       printf ("Removed %d scratch director%s of killed runs.\n", stale,
               stale == 1 ? "y" : "ies");
@@ -741,6 +763,23 @@ cmd_init (const struct options *opts, int argc, char **argv)
   }
   if (format == 1)
     setenv ("VMSHADOW_REPO_FORMAT", "1", 1);
+  /* Immutability (issue 14): the library reads it from the environment
+   * as it creates the config, as it does the format. */
+  if (opts->retention_mode && !opts->retention_days)
+    return cli_error ("init", EXIT_USAGE, "--retention-mode goes with "
+                      "--retention-days");
+  if ((opts->retention_days || opts->append_only) && format != 2)
+    return cli_error ("init", EXIT_USAGE, "--retention-days and --append-only "
+                      "need format version 2");
+  if (opts->retention_days) {
+    char d[16];
+    snprintf (d, sizeof d, "%u", opts->retention_days);
+    setenv ("VMSHADOW_REPO_RETENTION_DAYS", d, 1);
+    setenv ("VMSHADOW_REPO_RETENTION_MODE",
+            opts->retention_mode ? opts->retention_mode : "governance", 1);
+  }
+  if (opts->append_only)
+    setenv ("VMSHADOW_REPO_APPEND_ONLY", "1", 1);
   if (opts->encrypt) {
     struct vms_repo_encryption e = {
       .key_fingerprint = opts->key, .master_public_key = opts->master_key,
@@ -761,13 +800,30 @@ cmd_init (const struct options *opts, int argc, char **argv)
     json_object_object_add (out, "format_version", json_object_new_int (format));
     const char *fp = vms_repo_key_fingerprint (repo);
     json_object_object_add (out, "key_fingerprint", fp ? json_object_new_string (fp) : NULL);
+    unsigned days;
+    const char *mode;
+    int ao;
+    vms_repo_protection (repo, &days, &mode, &ao);
+    json_object_object_add (out, "retention_days", json_object_new_int ((int) days));
+    json_object_object_add (out, "retention_mode", mode ? json_object_new_string (mode) : NULL);
+    json_object_object_add (out, "append_only", json_object_new_boolean (ao));
     cli_print_json (out);
   }
   else {
     const char *fp = vms_repo_key_fingerprint (repo);
+    unsigned days;
+    const char *mode;
+    int ao;
+    vms_repo_protection (repo, &days, &mode, &ao);
     printf ("Created repository %s (format version %d%s%s).\n",
             cli_text (vms_repo_path (repo)), format,
             fp ? ", encrypted with key " : "", fp ? fp : "");
+    if (days)
+      printf ("Every object of its backups is retained %u days from its "
+              "session (S3 Object Lock, %s).\n", days, mode);
+    if (ao)
+      printf ("It is append-only: prune and gc need --admin (and credentials "
+              "that may delete).\n");
     if (fp && opts->key == NULL)
       printf ("Without its key nothing in it can be read: print the key now "
               "and keep the paper\nsafe (vmshadow key export --paper %s).\n",

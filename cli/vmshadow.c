@@ -84,6 +84,13 @@ static const struct cmd_option init_opts[] = {
     "names, so list works without the key (default:\nhidden)" },
   { OPT_MASTER_KEY, "--master-key FILE", "with --encrypt: an X25519 or RSA public key\n"
     "(PEM) that also wraps the new key" },
+  { OPT_PROTECT, "--retention-days N", "S3 Object Lock: every object of every backup\n"
+    "is retained N days (1-36500) from its session;\n"
+    "the bucket must have Object Lock (issue 14)" },
+  { OPT_PROTECT, "--retention-mode governance|compliance",
+    "the Object Lock mode (default governance)" },
+  { OPT_PROTECT, "--append-only", "backup hosts never delete or write over a\n"
+    "backup's objects; prune and gc need --admin" },
   PASS_OPT,
   { 0 } };
 static const struct cmd_option json_only_opts[] = { JSON_OPT, { 0 } };
@@ -120,11 +127,15 @@ static const struct cmd_option prune_opts[] = {
   { OPT_KEEP, "--keep-weekly N", "... of each of N weeks" },
   { OPT_KEEP, "--keep-monthly N", "... of each of N months" },
   { OPT_DRY_RUN, "--dry-run", "only say what would be deleted" },
+  { OPT_ADMIN, "--admin", "prune an append-only repository (this host's\n"
+    "credentials may delete: the admin's)" },
   { 0 } };
 static const struct cmd_option gc_opts[] = {
   JSON_OPT, REPO_OPT, PASS_OPT,
   { OPT_GRACE, "--grace SECONDS", "keep unreferenced chunks younger than this\n"
     "(default 3600; no upper limit)" },
+  { OPT_ADMIN, "--admin", "collect garbage in an append-only repository\n"
+    "(this host's credentials may delete: the admin's)" },
   { 0 } };
 static const struct cmd_option restore_opts[] = {
   JSON_OPT, REPO_OPT, PASS_OPT, CONNECT_OPT ("of the VMs"), WRITERS_OPT,
@@ -401,7 +412,8 @@ main (int argc, char **argv)
          O_ENCRYPT, O_KEY, O_VISIBLE_IDS, O_MASTER_KEY, O_PAPER,
          O_INSTANT, O_RESUME, O_ROLLBACK, O_BANDWIDTH, O_BOOT, O_PROBE,
          O_BOOT_TIMEOUT,
-         O_PASSPHRASE_FD, O_GROUP, O_GUEST };
+         O_PASSPHRASE_FD, O_GROUP, O_GUEST,
+         O_RETENTION_DAYS, O_RETENTION_MODE, O_APPEND_ONLY, O_ADMIN };
   static const struct option long_options[] = {
     { "json", no_argument, NULL, O_JSON },
     { "writers-dir", required_argument, NULL, O_WRITERS_DIR },
@@ -450,6 +462,10 @@ main (int argc, char **argv)
     { "probe", required_argument, NULL, O_PROBE },
     { "boot-timeout", required_argument, NULL, O_BOOT_TIMEOUT },
     { "passphrase-fd", required_argument, NULL, O_PASSPHRASE_FD },
+    { "retention-days", required_argument, NULL, O_RETENTION_DAYS },
+    { "retention-mode", required_argument, NULL, O_RETENTION_MODE },
+    { "append-only", no_argument, NULL, O_APPEND_ONLY },
+    { "admin", no_argument, NULL, O_ADMIN },
     { "verbose", no_argument, NULL, 'v' },
     { "quiet", no_argument, NULL, 'q' },
     { "help", no_argument, NULL, 'h' },
@@ -600,6 +616,19 @@ main (int argc, char **argv)
     case O_VISIBLE_IDS: opts.visible_ids = 1; bit = OPT_ENCRYPT; break;
     case O_MASTER_KEY: opts.master_key = optarg; bit = OPT_MASTER_KEY; break;
     case O_PAPER: bit = OPT_PAPER; break;
+    case O_RETENTION_DAYS:
+      if (parse_number ("--retention-days", optarg, 36500, &n) == -1)
+        return EXIT_USAGE;
+      if (n == 0)
+        return cli_error (NULL, EXIT_USAGE, "--retention-days is 1 to 36500");
+      opts.retention_days = (unsigned) n; bit = OPT_PROTECT; break;
+    case O_RETENTION_MODE:
+      if (strcmp (optarg, "governance") != 0 && strcmp (optarg, "compliance") != 0)
+        return cli_error (NULL, EXIT_USAGE, "--retention-mode must be governance "
+                          "or compliance, not '%s'", optarg);
+      opts.retention_mode = optarg; bit = OPT_PROTECT; break;
+    case O_APPEND_ONLY: opts.append_only = 1; bit = OPT_PROTECT; break;
+    case O_ADMIN: opts.admin = 1; bit = OPT_ADMIN; break;
     case O_INSTANT: opts.instant = 1; bit = OPT_INSTANT; break;
     case O_RESUME: opts.resume = 1; bit = OPT_INSTANT; break;
     case O_ROLLBACK: opts.rollback = 1; bit = OPT_INSTANT; break;

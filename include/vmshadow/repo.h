@@ -65,6 +65,9 @@ enum {
    * done without it is listing backups (only where the owner chose
    * visible ids) and vms_repo_verify's structure check. */
   VMS_REPO_NO_KEY = 8,
+  /* The admin's prune and gc of an append-only repository (issue 14):
+   * this host holds credentials that may delete. */
+  VMS_REPO_ADMIN = 16,
 };
 
 /* dir NULL: $VMSHADOW_REPO, else /var/lib/vmshadow/repo. Directories are
@@ -351,6 +354,21 @@ extern VMS_API int vms_repo_prune (vms_repo *repo, const struct vms_prune_policy
  * interrupted backups older than grace_seconds. Needs VMS_REPO_WRITE. */
 extern VMS_API int vms_repo_gc (vms_repo *repo, int64_t grace_seconds,
                                 uint64_t *chunks_removed, uint64_t *bytes_freed);
+
+/* Immutability (issue 14, R29): the repository's retention (days 0: none;
+ * mode "GOVERNANCE" or "COMPLIANCE", else NULL) and append-only mark, from
+ * its config. A new repository gets them from $VMSHADOW_REPO_RETENTION_DAYS,
+ * $VMSHADOW_REPO_RETENTION_MODE (governance|compliance) and
+ * $VMSHADOW_REPO_APPEND_ONLY=1 (init --retention-days, --retention-mode,
+ * --append-only set them); retention needs an S3 bucket with Object Lock. */
+extern VMS_API void vms_repo_protection (const vms_repo *repo, unsigned *days,
+                                         const char **mode, int *append_only);
+/* What the last vms_repo_prune or vms_repo_gc on repo left because it is
+ * still retained: objects, their bytes, and the latest retain-until date
+ * among them (Unix seconds; 0 when nothing was kept). */
+extern VMS_API void vms_repo_kept_locked (const vms_repo *repo,
+                                          uint64_t *objects, uint64_t *bytes,
+                                          int64_t *until);
 
 #ifdef __cplusplus
 }

@@ -1335,6 +1335,7 @@ struct gc_pack {
   uint64_t live_chunks, dead_chunks;
   int64_t mtime;
   uint64_t size;
+  int64_t retain_until;         /* Object Lock (issue 14); 0: none */
   int needed;                   /* a live chunk's entry names it */
   int condemn, repack, del, drop;
 };
@@ -1364,6 +1365,7 @@ struct gc_state {
   struct name_list segments;
   uint8_t **segbuf;
   size_t *segn;                 /* entries of each */
+  int64_t *segret;              /* retain-until of each (issue 14); 0: none */
   struct name_list pack_names;
   struct gc_pack *gp;           /* by pack number - 1 */
   size_t npacks;
@@ -1377,6 +1379,7 @@ gc_state_free (struct repo_packs *rp, struct gc_state *st)
     free (st->segbuf[i]);
   free (st->segbuf);
   free (st->segn);
+  free (st->segret);
   name_list_free (&st->segments);
   name_list_free (&st->pack_names);
   free (st->gp);
@@ -1410,7 +1413,8 @@ gc_load (vms_repo *repo, struct repo_packs *rp, struct gc_state *st)
   }
   st->segbuf = calloc (st->segments.n + 1, sizeof *st->segbuf);
   st->segn = calloc (st->segments.n + 1, sizeof *st->segn);
-  if (st->segbuf == NULL || st->segn == NULL) {
+  st->segret = calloc (st->segments.n + 1, sizeof *st->segret);
+  if (st->segbuf == NULL || st->segn == NULL || st->segret == NULL) {
     vms_set_error (ENOMEM, "out of memory");
     return -1;
   }
@@ -1426,6 +1430,12 @@ gc_load (vms_repo *repo, struct repo_packs *rp, struct gc_state *st)
       return -1;
     }
     st->segbuf[i] = buf;
+    /* Under a retention, a segment still retained is neither merged nor
+     * deleted (issue 14): one HEAD each, only in such a repository. */
+    struct storage_stat sst;
+    if (repo->retention_days &&
+        storage_stat (repo->store, st->segments.v[i], &sst) == 0)
+      st->segret[i] = sst.retain_until;
     int64_t n = segment_check (buf, len, st->segments.v[i]);
     if (n == -1) {
       vms_set_error (vms_get_errno (), "gc stopped before removing anything: "
@@ -1466,6 +1476,7 @@ gc_load (vms_repo *repo, struct repo_packs *rp, struct gc_state *st)
     rp->packs[no - 1].listed = 1;
     st->gp[no - 1].mtime = sst.mtime;
     st->gp[no - 1].size = sst.size;
+    st->gp[no - 1].retain_until = sst.retain_until;
   }
   /* Again, now that it is known which packs exist. */
   if (add_all_segments (rp, st) == -1)
@@ -1608,10 +1619,18 @@ gc_phase1 (vms_repo *repo, struct repo_packs *rp, struct gc_state *st,
     if (rp->packs[p].listed != 1 || rp->packs[p].condemned ||
         (grace > 0 && now - g->mtime < grace))
       continue;
-    if (g->live_chunks == 0)
+    int dead = g->live_chunks == 0, mostly = !dead &&
+      g->live_bytes * 100 < (g->live_bytes + g->dead_bytes) * REPACK_LIVE_PERCENT;
+    /* Object Lock (issue 14, R29): a pack still retained is neither
+     * condemned nor repacked (its copy would only add to it): kept, and
+     * counted, until its date has passed. */
+    if ((dead || mostly) && g->retain_until > now) {
+      repo_note_kept (repo, g->size, g->retain_until);
+      continue;
+    }
+    if (dead)
       g->condemn = 1;
-    else if (g->live_bytes * 100 < (g->live_bytes + g->dead_bytes)
-             * REPACK_LIVE_PERCENT)
+    else if (mostly)
       g->repack = g->condemn = 1;
   }
   /* Repack: the live chunks of those packs into new packs (with their
@@ -1695,7 +1714,10 @@ compact_put (vms_repo *repo, uint8_t *entries, size_t n)
     return -1;
   hex (id, 16, h);
   snprintf (name, sizeof name, "index/%s", h);
-  if (storage_put (repo->store, name, seg, len, STORAGE_PUT_LAZY) == -1) {
+  /* Not retained: it indexes only packs whose retention has ended (those
+   * of retained segments stay in them, issue 14). */
+  if (storage_put (repo->store, name, seg, len,
+                   STORAGE_PUT_LAZY | STORAGE_PUT_NO_RETAIN) == -1) {
     vms_set_error (errno, "repository %s: %s while writing index segment "
                    "%s", repo->path, repo_errstr (errno), name);
     return -1;
@@ -1707,7 +1729,8 @@ compact_put (vms_repo *repo, uint8_t *entries, size_t n)
  * dropped packs. Every other entry stays, duplicates included: a chunk in
  * two kept packs stays indexed in both. */
 static int
-gc_compact (vms_repo *repo, struct repo_packs *rp, struct gc_state *st)
+gc_compact (vms_repo *repo, struct repo_packs *rp, struct gc_state *st,
+            int64_t now)
 {
   uint8_t *entries = malloc ((size_t) COMPACT_SEGMENT_ENTRIES * SEGMENT_ENTRY_SIZE);
   size_t n = 0;
@@ -1718,7 +1741,8 @@ gc_compact (vms_repo *repo, struct repo_packs *rp, struct gc_state *st)
     return -1;
   }
   for (size_t s = 0; s < st->segments.n; s++)
-    for (size_t i = 0; st->segbuf[s] && i < st->segn[s]; i++) {
+    for (size_t i = 0; st->segbuf[s] && st->segret[s] <= now &&
+         i < st->segn[s]; i++) {
       const uint8_t *e = st->segbuf[s] + SEGMENT_HEADER_SIZE + i * SEGMENT_ENTRY_SIZE;
       uint32_t no = pack_number (rp, e + 32, PACK_STORED);
       if (no == 0)
@@ -1798,6 +1822,12 @@ gc_phase2 (vms_repo *repo, struct repo_packs *rp, struct repo_lease *gc_lease,
       struct gc_pack *g = &st.gp[no - 1];
       if (no > st.npacks || g->needed || g->del)
         continue;
+      if (g->retain_until > now) {
+        /* Retained still (a date set after its condemnation): kept and
+         * indexed; a later gc condemns it again once it has passed. */
+        repo_note_kept (repo, g->size, g->retain_until);
+        continue;
+      }
       if (rp->packs[no - 1].listed == 1)
         g->del = 1;
       g->drop = any = 1;
@@ -1808,8 +1838,11 @@ gc_phase2 (vms_repo *repo, struct repo_packs *rp, struct repo_lease *gc_lease,
   for (size_t p = 0; p < st.npacks; p++)
     if (rp->packs[p].listed == 0 && !st.gp[p].needed)
       st.gp[p].drop = any = 1;
-  if (any || st.segments.n > 1) {
-    if (gc_compact (repo, rp, &st) == -1)
+  size_t mergeable = 0;
+  for (size_t i = 0; i < st.segments.n; i++)
+    mergeable += st.segbuf[i] && st.segret[i] <= now;
+  if (any || mergeable > 1) {
+    if (gc_compact (repo, rp, &st, now) == -1)
       goto out;
     /* The compacted index is durable before what it replaces goes. */
     if (storage_sync (repo->store) == -1) {
@@ -1817,7 +1850,8 @@ gc_phase2 (vms_repo *repo, struct repo_packs *rp, struct repo_lease *gc_lease,
       goto out;
     }
     for (size_t i = 0; i < st.segments.n; i++)
-      if (st.segbuf[i] && storage_delete (repo->store, st.segments.v[i]) == -1) {
+      if (st.segbuf[i] && st.segret[i] <= now &&
+          storage_delete (repo->store, st.segments.v[i]) == -1) {
         vms_set_error (errno, "repository %s: cannot remove %s: %s",
                        repo->path, st.segments.v[i], repo_errstr (errno));
         goto out;
@@ -1829,6 +1863,11 @@ gc_phase2 (vms_repo *repo, struct repo_packs *rp, struct repo_lease *gc_lease,
       continue;
     pack_object_name (rp->packs[p].id, name);
     if (storage_delete (repo->store, name) == -1) {
+      if (errno == EPERM) {
+        /* Retained after all (the store's clock): kept, never forced. */
+        repo_note_kept (repo, st.gp[p].size, st.gp[p].retain_until);
+        continue;
+      }
       vms_set_error (errno, "repository %s: cannot remove %s: %s", repo->path,
                      name, repo_errstr (errno));
       goto out;
@@ -1909,6 +1948,8 @@ gc_orphans (vms_repo *repo, int64_t grace, uint64_t *freed)
       continue;
     if (storage_delete (repo->store, bnames.v[i]) == 0)
       *freed += sst.size;
+    else if (errno == EPERM && sst.retain_until > 0)
+      repo_note_kept (repo, sst.size, sst.retain_until);   /* issue 14 */
   }
   r = 0;
  out:

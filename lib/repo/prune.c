@@ -189,6 +189,28 @@ collect_object (void *opaque, const char *name)
   return 0;
 }
 
+/* v2: 1 if backup id's manifest is under a retention that lasts (by the
+ * store's clock), with its date and size; 0 if not or it cannot be told
+ * (then the delete itself says why). */
+static int
+backup_retained (vms_repo *repo, const char *id, int64_t *until,
+                 uint64_t *size)
+{
+  char name[STORAGE_NAME_MAX + 32], dir[STORAGE_NAME_MAX + 1];
+  struct storage_stat st;
+
+  if (repo_backup_dir (repo, id, dir, sizeof dir) == -1)
+    return 0;
+  snprintf (name, sizeof name, "%s/manifest", dir);
+  if (storage_stat (repo->store, name, &st) == -1 || st.retain_until == 0)
+    return 0;
+  if (st.now == 0 && storage_now (repo->store, &st.now) == -1)
+    return 0;
+  *until = st.retain_until;
+  *size = st.size;
+  return st.retain_until > st.now;
+}
+
 /* v2: the manifest goes first (the backup is gone at once), then the
  * backup's other objects. */
 static int
@@ -327,8 +349,11 @@ vms_repo_prune (vms_repo *repo, const struct vms_prune_policy *policy,
   struct prune_item *items;
   int removed = 0;
 
-  if (repo_need_write (repo, "prune") == -1)
+  if (repo_need_write (repo, "prune") == -1 ||
+      (!dry_run && repo_need_delete (repo, "prune") == -1))
     return -1;
+  repo->kept_objects = repo->kept_bytes = 0;
+  repo->kept_until = 0;
   if (policy->keep_last == 0 && policy->keep_daily == 0 &&
       policy->keep_weekly == 0 && policy->keep_monthly == 0) {
     vms_set_error (EINVAL, "prune needs at least one keep rule (--keep-last, "
@@ -400,6 +425,22 @@ vms_repo_prune (vms_repo *repo, const struct vms_prune_policy *policy,
     if (it->reasons) {
       repo_say (report, opaque, "keep %s (%s)", it->id,
            prune_reasons_text (it->reasons, reasons, sizeof reasons));
+      continue;
+    }
+    /* Object Lock (issue 14, R29): a backup still retained is kept, and
+     * said so with its date; its delete is never tried. */
+    int64_t until = 0;
+    uint64_t msize = 0;
+    if (repo->version >= 2 && backup_retained (repo, it->id, &until, &msize)) {
+      char date[32];
+      time_t t = (time_t) until;
+      struct tm tm;
+      gmtime_r (&t, &tm);
+      strftime (date, sizeof date, "%Y-%m-%dT%H:%M:%SZ", &tm);
+      repo_say (report, opaque, "keep %s (locked until %s: Object Lock %s; "
+                "the policy would remove it)", it->id, date,
+                repo->retention_days ? repo->retention_mode : "on the object");
+      repo_note_kept (repo, msize, until);
       continue;
     }
     repo_say (report, opaque, "remove %s", it->id);
@@ -549,8 +590,11 @@ vms_repo_gc (vms_repo *repo, int64_t grace_seconds, uint64_t *chunks_removed,
 
   if (chunks_removed) *chunks_removed = 0;
   if (bytes_freed) *bytes_freed = 0;
-  if (repo_need_write (repo, "collect garbage") == -1)
+  if (repo_need_write (repo, "collect garbage") == -1 ||
+      repo_need_delete (repo, "gc") == -1)
     return -1;
+  repo->kept_objects = repo->kept_bytes = 0;
+  repo->kept_until = 0;
 
   int fd;
   DIR *d;

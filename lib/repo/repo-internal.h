@@ -104,7 +104,24 @@ struct vms_repo {
   /* v2 opened with VMS_REPO_WRITE: this process's session lease
    * (lease.c; no repository-wide lock, issue 12). */
   struct repo_lease *session;
+  /* Immutability (issue 14, R29; docs/repository-format.md
+   * "Immutability"): the config's "retention" (days 0: none; mode
+   * "GOVERNANCE" or "COMPLIANCE") and "append_only"; admin: opened with
+   * VMS_REPO_ADMIN (prune and gc of an append-only repository). What the
+   * last prune or gc kept because it is still retained. */
+  unsigned retention_days;
+  char retention_mode[16];
+  int append_only;
+  int admin;
+  uint64_t kept_objects, kept_bytes;
+  int64_t kept_until;
 };
+
+/* repo.c: note an object kept because it is retained until until. */
+extern void repo_note_kept (vms_repo *repo, uint64_t size, int64_t until);
+/* repo.c: fails (EPERM, message) when repo is append-only and was not
+ * opened with VMS_REPO_ADMIN: what (prune, gc) deletes. */
+extern int repo_need_delete (vms_repo *repo, const char *what);
 
 /* The format version a repository is created with: VMS_REPO_FORMAT_2 in
  * the flags, else $VMSHADOW_REPO_FORMAT ("1" or "2"), else 1. */

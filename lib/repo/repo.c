@@ -112,6 +112,101 @@ repo_backup_dir (vms_repo *repo, const char *id, char *buf, size_t size)
   return 0;
 }
 
+void
+vms_repo_protection (const vms_repo *repo, unsigned *days, const char **mode,
+                     int *append_only)
+{
+  *days = repo->retention_days;
+  *mode = repo->retention_days ? repo->retention_mode : NULL;
+  *append_only = repo->append_only;
+}
+
+void
+vms_repo_kept_locked (const vms_repo *repo, uint64_t *objects,
+                      uint64_t *bytes, int64_t *until)
+{
+  *objects = repo->kept_objects;
+  *bytes = repo->kept_bytes;
+  *until = repo->kept_until;
+}
+
+void
+repo_note_kept (vms_repo *repo, uint64_t size, int64_t until)
+{
+  repo->kept_objects++;
+  repo->kept_bytes += size;
+  if (until > repo->kept_until)
+    repo->kept_until = until;
+}
+
+int
+repo_need_delete (vms_repo *repo, const char *what)
+{
+  if (!repo->append_only || repo->admin)
+    return 0;
+  vms_set_error (EPERM, "cannot %s: repository %s is append-only (its "
+                 "config says so): nothing is deleted from this host; %s "
+                 "runs on the admin host with --admin and credentials that "
+                 "may delete (docs/repository-format.md \"Immutability\")",
+                 what, repo->path, what);
+  return -1;
+}
+
+/* The protection a new repository asks for ($VMSHADOW_REPO_RETENTION_DAYS,
+ * _MODE, $VMSHADOW_REPO_APPEND_ONLY; issue 14): 0 and the fields set, or
+ * -1 with the error set. */
+static int
+creation_protection (vms_repo *repo)
+{
+  const char *d = getenv ("VMSHADOW_REPO_RETENTION_DAYS");
+  const char *m = getenv ("VMSHADOW_REPO_RETENTION_MODE");
+  const char *a = getenv ("VMSHADOW_REPO_APPEND_ONLY");
+
+  if (d && *d) {
+    char *end;
+    errno = 0;
+    unsigned long n = strtoul (d, &end, 10);
+    if (errno || *end || n < 1 || n > 36500 || d[0] == '-') {
+      vms_set_error (EINVAL, "cannot create repository %s: a retention of "
+                     "'%s' days (1 to 36500)", repo->path, d);
+      return -1;
+    }
+    if (strncmp (repo->path, "s3://", 5) != 0) {
+      vms_set_error (ENOTSUP, "cannot create repository %s with a retention: "
+                     "only S3 Object Lock keeps one (a local directory or "
+                     "RADOS has no lock to keep it: refused, not faked)",
+                     repo->path);
+      return -1;
+    }
+    repo->retention_days = (unsigned) n;
+    if (m == NULL || *m == '\0' || strcmp (m, "governance") == 0)
+      strcpy (repo->retention_mode, "GOVERNANCE");
+    else if (strcmp (m, "compliance") == 0)
+      strcpy (repo->retention_mode, "COMPLIANCE");
+    else {
+      vms_set_error (EINVAL, "cannot create repository %s: retention mode "
+                     "'%s' is neither governance nor compliance", repo->path,
+                     m);
+      return -1;
+    }
+  }
+  else if (m && *m) {
+    vms_set_error (EINVAL, "cannot create repository %s: a retention mode "
+                   "without a retention in days", repo->path);
+    return -1;
+  }
+  if (a && *a) {
+    if (strcmp (a, "1") != 0 && strcmp (a, "0") != 0) {
+      vms_set_error (EINVAL, "cannot create repository %s: "
+                     "VMSHADOW_REPO_APPEND_ONLY is 1 or 0, not '%s'",
+                     repo->path, a);
+      return -1;
+    }
+    repo->append_only = a[0] == '1';
+  }
+  return 0;
+}
+
 int
 repo_need_write (vms_repo *repo, const char *what)
 {
@@ -359,6 +454,13 @@ config_text (vms_repo *repo, char **out)
   }
   if (repo->encrypted || repo->remote)
     version = 2;
+  if (creation_protection (repo) == -1)
+    return -1;
+  if ((repo->retention_days || repo->append_only) && version != 2) {
+    vms_set_error (EINVAL, "cannot create repository %s: retention and "
+                   "append-only need format version 2", repo->path);
+    return -1;
+  }
   if (version == 2)
     snprintf (extra, sizeof extra, "  \"pack_size\": %" PRIu32 ",\n",
               pack_size);
@@ -368,6 +470,14 @@ config_text (vms_repo *repo, char **out)
               "\"chunk_id\": \"hmac-sha256\",\n                  "
               "\"key_fingerprint\": \"%s\", \"hide_backup_ids\": %s },\n",
               repo->key_fp, repo->hide_ids ? "true" : "false");
+  if (repo->retention_days)
+    snprintf (extra + strlen (extra), sizeof extra - strlen (extra),
+              "  \"retention\": { \"mode\": \"%s\", \"days\": %u },\n",
+              repo->retention_days && repo->retention_mode[0] == 'G'
+              ? "governance" : "compliance", repo->retention_days);
+  if (repo->append_only)
+    snprintf (extra + strlen (extra), sizeof extra - strlen (extra),
+              "  \"append_only\": true,\n");
 
   if (getrandom (rnd, sizeof rnd, 0) != sizeof rnd) {
     vms_set_error (errno, "cannot get random bytes for a repository id: %s",
@@ -501,6 +611,38 @@ read_config (vms_repo *repo)
       repo->blob_overhead = ENVELOPE_OVERHEAD;
       snprintf (repo->key_fp, sizeof repo->key_fp, "%s",
                 json_object_get_string (k));
+    }
+    /* Immutability (issue 14): a config that asks for it is obeyed or
+     * refused, never ignored. */
+    repo->retention_days = 0;
+    repo->append_only = 0;
+    if (json_object_object_get_ex (root, "retention", &v) && v != NULL) {
+      json_object *md, *dy;
+      const char *ms;
+      if (!json_object_is_type (v, json_type_object) ||
+          !json_object_object_get_ex (v, "mode", &md) ||
+          !json_object_is_type (md, json_type_string) ||
+          (strcmp (ms = json_object_get_string (md), "governance") != 0 &&
+           strcmp (ms, "compliance") != 0) ||
+          !json_object_object_get_ex (v, "days", &dy) ||
+          !json_object_is_type (dy, json_type_int) ||
+          json_object_get_int64 (dy) < 1 || json_object_get_int64 (dy) > 36500) {
+        vms_set_error (EBADMSG, "repository %s: its config has a "
+                       "\"retention\" this vmshadow does not know (it knows "
+                       "mode governance or compliance and 1 to 36500 days)",
+                       repo->path);
+        goto out;
+      }
+      repo->retention_days = (unsigned) json_object_get_int64 (dy);
+      strcpy (repo->retention_mode, ms[0] == 'g' ? "GOVERNANCE" : "COMPLIANCE");
+    }
+    if (json_object_object_get_ex (root, "append_only", &v) && v != NULL) {
+      if (!json_object_is_type (v, json_type_boolean)) {
+        vms_set_error (EBADMSG, "repository %s: its config's \"append_only\" "
+                       "is not true or false", repo->path);
+        goto out;
+      }
+      repo->append_only = json_object_get_boolean (v);
     }
   }
   if (!json_object_object_get_ex (root, "chunk_size", &v) ||
@@ -713,6 +855,15 @@ repo_open_remote (vms_repo *repo, const struct crypt_key *new_key,
     }
     if (config_text (repo, &text) == -1)
       return -1;
+    /* A retention the bucket cannot keep is refused before anything is
+     * written (issue 14). */
+    if (repo->retention_days &&
+        storage_s3_protect (repo->store, repo->retention_mode,
+                            repo->retention_days, 0) == -1) {
+      vms_set_error (vms_get_errno (), "cannot create repository %s: %s",
+                     repo->path, vms_get_error ());
+      return -1;
+    }
     if (storage_put (repo->store, "config", text, strlen (text),
                      STORAGE_PUT_EXCLUSIVE) == -1) {
       if (errno != EEXIST) {
@@ -728,6 +879,29 @@ repo_open_remote (vms_repo *repo, const struct crypt_key *new_key,
   }
   if (read_config (repo) == -1)
     return -1;
+  repo->admin = (flags & VMS_REPO_ADMIN) != 0;
+  if ((flags & VMS_REPO_WRITE) &&
+      (repo->retention_days || (repo->append_only && !repo->admin))) {
+    /* Immutability (issue 14, R29): every object of a backup this session
+     * writes is retained; an append-only repository's are never deleted
+     * or written over from this host. RADOS has neither: its append-only
+     * is prune's and gc's refusal alone (repo_need_delete). */
+    if (strncmp (repo->path, "s3://", 5) == 0) {
+      if (storage_s3_protect (repo->store, repo->retention_mode,
+                              repo->retention_days,
+                              repo->append_only && !repo->admin) == -1) {
+        vms_set_error (vms_get_errno (), "repository %s: %s", repo->path,
+                       vms_get_error ());
+        return -1;
+      }
+    }
+    else if (repo->retention_days) {
+      vms_set_error (ENOTSUP, "repository %s asks for a retention of %u "
+                     "days, which only S3 Object Lock keeps: not written to "
+                     "(refused, not faked)", repo->path, repo->retention_days);
+      return -1;
+    }
+  }
   if (repo->key == NULL && unlock_repo (repo) == -1)
     return -1;
   if (repo->key && strcmp (repo->key->fingerprint_hex, repo->key_fp) != 0)
@@ -836,6 +1010,13 @@ repo_open (const char *dir, unsigned flags, const struct crypt_key *new_key,
   }
   if (read_config (repo) == -1)
     goto fail;
+  repo->admin = (flags & VMS_REPO_ADMIN) != 0;
+  if ((flags & VMS_REPO_WRITE) && repo->retention_days) {
+    vms_set_error (ENOTSUP, "repository %s asks for a retention of %u days, "
+                   "which only S3 Object Lock keeps: not written to (refused, "
+                   "not faked)", dir, repo->retention_days);
+    goto fail;
+  }
   if (new_key == NULL && unlock_repo (repo) == -1)
     goto fail;
   if (repo->key && strcmp (repo->key->fingerprint_hex, repo->key_fp) != 0)

@@ -92,6 +92,10 @@ struct s3_store {
   pthread_t renewer;
   pthread_cond_t cv;
   int stopping;
+  /* Immutability (storage_s3_protect; issue 14, R29). */
+  const char *lock_mode;        /* "GOVERNANCE", "COMPLIANCE" or NULL */
+  int64_t retain_until;         /* the date every protected put carries */
+  int append_only;
 };
 
 static const struct storage_ops s3_ops;
@@ -110,7 +114,7 @@ struct s3_req {
   const char *query;            /* canonical (sorted, encoded), or NULL */
   const void *body;             /* PUT */
   size_t body_len, body_pos;
-  const char *hdr[4];           /* extra signed headers */
+  const char *hdr[6];           /* extra signed headers */
   /* The response. */
   long status;
   uint8_t *out;                 /* a 2xx body goes here, at most out_cap */
@@ -124,6 +128,9 @@ struct s3_req {
   char content_range[96];
   char last_modified[64];
   char etag[80];
+  char retain[48];              /* x-amz-object-lock-retain-until-date */
+  char version[256];            /* x-amz-version-id */
+  char date[64];                /* Date: the store's clock */
   CURLcode cc;
 };
 
@@ -190,6 +197,7 @@ header_cb (char *p, size_t size, size_t nmemb, void *opaque)
       r->status = (sp[1] - '0') * 100 + (sp[2] - '0') * 10 + (sp[3] - '0');
     r->have_length = 0;
     r->content_range[0] = r->last_modified[0] = r->etag[0] = '\0';
+    r->retain[0] = r->version[0] = r->date[0] = '\0';
     return n;
   }
   const char *colon = memchr (p, ':', len);
@@ -226,6 +234,13 @@ header_cb (char *p, size_t size, size_t nmemb, void *opaque)
                 &r->bad_header);
   else if (klen == 4 && strncasecmp (p, "ETag", 4) == 0)
     copy_value (r->etag, sizeof r->etag, v, vlen, &r->bad_header);
+  else if (klen == 35 &&
+           strncasecmp (p, "x-amz-object-lock-retain-until-date", 35) == 0)
+    copy_value (r->retain, sizeof r->retain, v, vlen, &r->bad_header);
+  else if (klen == 16 && strncasecmp (p, "x-amz-version-id", 16) == 0)
+    copy_value (r->version, sizeof r->version, v, vlen, &r->bad_header);
+  else if (klen == 4 && strncasecmp (p, "Date", 4) == 0)
+    copy_value (r->date, sizeof r->date, v, vlen, &r->bad_header);
   return n;
 }
 
@@ -405,6 +420,7 @@ s3_request (struct s3_store *ss, struct s3_req *r)
     r->body_pos = 0;
     r->err_len = 0;
     r->content_range[0] = r->last_modified[0] = r->etag[0] = '\0';
+    r->retain[0] = r->version[0] = r->date[0] = '\0';
     curl_easy_setopt (h, CURLOPT_URL, url);
     curl_easy_setopt (h, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt (h, CURLOPT_FOLLOWLOCATION, 0L);
@@ -493,6 +509,49 @@ req_free (struct s3_req *r)
   r->err = NULL;
 }
 
+/* An Object Lock date: "YYYY-MM-DDTHH:MM:SS[.fff]Z" as S3 documents it,
+ * else an HTTP date (as some gateways send it), or -1. */
+static int64_t iso8601_strict (const char *s);
+
+static int64_t
+iso8601_time (const char *s)
+{
+  int64_t t = iso8601_strict (s);
+  if (t == -1) {
+    time_t h = curl_getdate (s, NULL);
+    t = h == (time_t) -1 ? -1 : (int64_t) h;
+  }
+  return t;
+}
+
+static int64_t
+iso8601_strict (const char *s)
+{
+  struct tm tm = { 0 };
+  int n = 0;
+
+  if (sscanf (s, "%4d-%2d-%2dT%2d:%2d:%2d%n", &tm.tm_year, &tm.tm_mon,
+              &tm.tm_mday, &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &n) != 6 ||
+      n != 19)
+    return -1;
+  s += n;
+  if (*s == '.') {
+    s++;
+    if (!isdigit ((unsigned char) *s))
+      return -1;
+    while (isdigit ((unsigned char) *s))
+      s++;
+  }
+  if (strcmp (s, "Z") != 0 || tm.tm_mon < 1 || tm.tm_mon > 12 ||
+      tm.tm_mday < 1 || tm.tm_mday > 31 || tm.tm_hour > 23 || tm.tm_min > 59 ||
+      tm.tm_sec > 60)
+    return -1;
+  tm.tm_year -= 1900;
+  tm.tm_mon -= 1;
+  time_t t = timegm (&tm);
+  return t == (time_t) -1 ? -1 : (int64_t) t;
+}
+
 /* ---------------------------------------------------------------- callbacks */
 
 static int s3_get_ (struct storage *s, const char *name, uint64_t offset,
@@ -507,10 +566,38 @@ s3_put (struct storage *s, const char *name, const void *buf, size_t len,
   struct s3_store *ss = ss_of (s);
   struct s3_req r = { .method = "PUT", .name = name, .body = buf ? buf : "",
                       .body_len = len };
-  int tries, ret = 0;
+  char mode_hdr[64], until_hdr[96], md5_hdr[64];
+  int tries, ret = 0, nh = 0;
+  int protect = storage_s3_protected_name (name);
 
+  /* Append-only: a backup's objects are never written over (issue 14);
+   * its notes (verify --boot's) are the one thing written again. */
+  const char *last = strrchr (name, '/');
+  if (protect && ss->append_only &&
+      !(last && strncmp (last + 1, "note-", 5) == 0))
+    flags |= STORAGE_PUT_EXCLUSIVE;
   if (flags & STORAGE_PUT_EXCLUSIVE)
-    r.hdr[0] = "If-None-Match: *";
+    r.hdr[nh++] = "If-None-Match: *";
+  if (protect && ss->lock_mode && !(flags & STORAGE_PUT_NO_RETAIN)) {
+    /* Object Lock: mode and date, and the body's MD5, which S3 asks of
+     * every put that sets a retention. */
+    struct tm tm;
+    time_t t = (time_t) ss->retain_until;
+    uint8_t md[16];
+    unsigned int mdlen = 0;
+    unsigned char b64[32];
+    gmtime_r (&t, &tm);
+    snprintf (mode_hdr, sizeof mode_hdr, "x-amz-object-lock-mode: %s",
+              ss->lock_mode);
+    strftime (until_hdr, sizeof until_hdr,
+              "x-amz-object-lock-retain-until-date: %Y-%m-%dT%H:%M:%SZ", &tm);
+    EVP_Digest (r.body, len, md, &mdlen, EVP_md5 (), NULL);
+    EVP_EncodeBlock (b64, md, 16);
+    snprintf (md5_hdr, sizeof md5_hdr, "Content-MD5: %s", b64);
+    r.hdr[nh++] = mode_hdr;
+    r.hdr[nh++] = until_hdr;
+    r.hdr[nh++] = md5_hdr;
+  }
   if ((tries = s3_request (ss, &r)) == -1)
     return -1;
   if (r.status == 200)
@@ -618,6 +705,12 @@ s3_stat_ (struct storage *s, const char *name, struct storage_stat *st)
     else {
       st->size = r.content_length;
       st->mtime = (int64_t) t;
+      st->retain_until = r.retain[0] ? iso8601_time (r.retain) : 0;
+      st->now = r.date[0] ? (int64_t) curl_getdate (r.date, NULL) : 0;
+      if (st->retain_until == -1 || st->now == -1) {
+        errno = EBADMSG;
+        ret = -1;
+      }
     }
   }
   req_free (&r);
@@ -627,10 +720,49 @@ s3_stat_ (struct storage *s, const char *name, struct storage_stat *st)
 static int
 s3_del (struct storage *s, const char *name)
 {
+  struct s3_store *ss = ss_of (s);
   struct s3_req r = { .method = "DELETE", .name = name };
+  char query[300];
   int ret = 0;
 
-  if (s3_request (ss_of (s), &r) == -1)
+  if (storage_s3_protected_name (name) && ss->append_only) {
+    errno = EPERM;              /* append-only: never from this client */
+    return -1;
+  }
+  if (storage_s3_protected_name (name) && ss->lock_mode) {
+    /* Object Lock: never try to delete what is still retained (by the
+     * store's clock), and delete the version itself, not behind a delete
+     * marker that would keep its bytes stored (issue 14). */
+    struct s3_req h = { .method = "HEAD", .name = name };
+    if (s3_request (ss, &h) == -1)
+      return -1;
+    if (h.status == 404) {
+      req_free (&h);
+      return 0;
+    }
+    if (h.status != 200) {
+      ret = fail_status (&h);
+      req_free (&h);
+      return ret;
+    }
+    req_free (&h);
+    int64_t until = h.retain[0] ? iso8601_time (h.retain) : 0;
+    int64_t now = h.date[0] ? (int64_t) curl_getdate (h.date, NULL) : -1;
+    if (until == -1 || now == -1) {
+      errno = EBADMSG;
+      return -1;
+    }
+    if (until > now) {
+      errno = EPERM;
+      return -1;
+    }
+    if (h.version[0] && strcmp (h.version, "null") != 0) {
+      snprintf (query, sizeof query, "versionId=");
+      url_query_append (query, sizeof query, h.version);
+      r.query = query;
+    }
+  }
+  if (s3_request (ss, &r) == -1)
     return -1;
   if (r.status != 204 && r.status != 200 && r.status != 404)
     ret = fail_status (&r);
@@ -1408,5 +1540,104 @@ storage_s3_lock_holder (struct storage *s, const char *name, char *buf,
       text[i] = '?';
   text[n] = '\0';
   snprintf (buf, size, "%s", text);
+  return 0;
+}
+
+/* ---------------------------------------------------------- immutability */
+
+int
+storage_s3_protected_name (const char *name)
+{
+  return strncmp (name, "packs/", 6) == 0 || strncmp (name, "index/", 6) == 0 ||
+    strncmp (name, "backups/", 8) == 0 || strncmp (name, "keys/", 5) == 0 ||
+    strcmp (name, "config") == 0 || strncmp (name, "config-", 7) == 0;
+}
+
+/* 1 if the bucket's Object Lock configuration says Enabled, 0 if it has
+ * none, -1 with the error set. */
+static int
+bucket_lock_enabled (struct s3_store *ss)
+{
+  uint8_t buf[16384];
+  struct s3_req r = { .method = "GET", .query = "object-lock", .out = buf,
+                      .out_cap = sizeof buf };
+  int ret = 0;
+
+  if (s3_request (ss, &r) == -1) {
+    vms_set_error (errno, "S3: cannot read the Object Lock configuration of "
+                   "bucket %s: %s", ss->bucket, strerror (errno));
+    return -1;
+  }
+  if (r.status == 404) {
+    req_free (&r);
+    return 0;                   /* ObjectLockConfigurationNotFoundError */
+  }
+  if (r.status != 200 || r.overflow) {
+    fail_status (&r);
+    vms_set_error (errno, "S3: cannot read the Object Lock configuration of "
+                   "bucket %s: HTTP %ld", ss->bucket, r.status);
+    req_free (&r);
+    return -1;
+  }
+  req_free (&r);
+  xmlDoc *doc = xmlReadMemory ((const char *) buf, (int) r.out_len,
+                               "object-lock.xml", NULL, XML_PARSE_NONET |
+                               XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
+  xmlNode *root = doc ? xmlDocGetRootElement (doc) : NULL;
+  if (doc == NULL || doc->intSubset || doc->extSubset || root == NULL ||
+      !is_elem (root, "ObjectLockConfiguration")) {
+    xmlFreeDoc (doc);
+    vms_set_error (EBADMSG, "S3: bucket %s: a malformed Object Lock "
+                   "configuration", ss->bucket);
+    return -1;
+  }
+  for (xmlNode *n = root->children; n; n = n->next)
+    if (is_elem (n, "ObjectLockEnabled")) {
+      const char *t = text_of (n);
+      ret = t && strcmp (t, "Enabled") == 0;
+    }
+  xmlFreeDoc (doc);
+  return ret;
+}
+
+int
+storage_s3_protect (struct storage *s, const char *mode, unsigned days,
+                    int append_only)
+{
+  struct s3_store *ss = ss_of (storage_crypt_inner (s));
+
+  if (ss->s.ops != &s3_ops) {
+    vms_set_error (ENOTSUP, "Object Lock retention needs an S3 repository");
+    return -1;
+  }
+  ss->append_only = append_only;
+  if (days == 0)
+    return 0;
+  if (strcmp (mode, "GOVERNANCE") != 0 && strcmp (mode, "COMPLIANCE") != 0) {
+    vms_set_error (EINVAL, "S3: Object Lock mode %s is neither GOVERNANCE "
+                   "nor COMPLIANCE", mode);
+    return -1;
+  }
+  int en = bucket_lock_enabled (ss);
+  if (en == -1)
+    return -1;
+  if (en == 0) {
+    vms_set_error (ENOTSUP, "S3: bucket %s has no Object Lock, so the "
+                   "repository's retention (%u days) cannot be kept: create "
+                   "the bucket with Object Lock enabled "
+                   "(x-amz-bucket-object-lock-enabled: true); refused, not "
+                   "faked", ss->bucket, days);
+    return -1;
+  }
+  /* From the store's clock, once per session: every object this session
+   * writes gets the same date (a pack and its index segment alike). */
+  int64_t now;
+  if (s3_now (&ss->s, &now) == -1) {
+    vms_set_error (errno, "S3: cannot read the store's clock: %s",
+                   strerror (errno));
+    return -1;
+  }
+  ss->retain_until = now + (int64_t) days * 86400;
+  ss->lock_mode = mode[0] == 'G' ? "GOVERNANCE" : "COMPLIANCE";
   return 0;
 }

@@ -70,6 +70,8 @@ storage_stat (struct storage *s, const char *name, struct storage_stat *st)
 {
   if (!storage_valid_name (name))
     return bad_name ();
+  st->retain_until = 0;
+  st->now = 0;
   return s->ops->stat (s, name, st);
 }
 

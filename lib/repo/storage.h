@@ -32,11 +32,20 @@ enum {
    * (packs and segments: one flush before the manifest, as v1 does for
    * chunks). Whole or absent all the same. */
   STORAGE_PUT_LAZY = 2,
+  /* Never under the backend's retention, whatever its name (gc's
+   * compacted index segments: they index only packs whose own retention
+   * has ended; issue 14). */
+  STORAGE_PUT_NO_RETAIN = 4,
 };
 
 struct storage_stat {
   uint64_t size;
   int64_t mtime;                /* the store's clock, Unix seconds */
+  /* Object Lock (S3, issue 14): the object's retain-until date, 0 when it
+   * has none (every other backend). storage_stat zeroes it first. */
+  int64_t retain_until;
+  /* The store's clock when it answered (S3's Date), 0 when unknown. */
+  int64_t now;
 };
 
 /* Called once per name by list; a non-zero return stops the listing and
@@ -183,6 +192,20 @@ extern int storage_s3_lock (struct storage *s, const char *name,
                             const char *desc);
 extern int storage_s3_lock_holder (struct storage *s, const char *name,
                                    char *buf, size_t size);
+/* Immutability (issue 14, R29; docs/repository-format.md "Immutability"):
+ * the objects of backups (storage_s3_protected_name: packs/, index/,
+ * backups/, keys/, config) are put from now on with Object Lock mode
+ * ("GOVERNANCE" or "COMPLIANCE") and a retain-until date of the store's
+ * clock now + days (days 0: no retention), after checking that the bucket
+ * has Object Lock enabled (ENOTSUP, message set, if not); a delete of a
+ * protected object first reads its retention and is refused (EPERM) while
+ * it lasts, else deletes that version for good (a versioned bucket would
+ * otherwise keep it under a delete marker). append_only: puts of
+ * protected names are exclusive and their deletes refused (EPERM), on
+ * any bucket. -1 with the error set; ENOTSUP for another backend. */
+extern int storage_s3_protect (struct storage *s, const char *mode,
+                               unsigned days, int append_only);
+extern int storage_s3_protected_name (const char *name);
 
 /* A repository on an object store, by its --repo form: "rados:POOL[/NS]"
  * or "s3://BUCKET[/PREFIX]" (storage_remote_spec says which strings are
