@@ -9,6 +9,7 @@
 #                      set later replaces this one: call s3_lab_cleanup)
 #   s3_bucket VAR NAME make a bucket unique to this run (NAME-PID-RANDOM,
 #                      lower case) and set VAR to its name
+#   s3_bucket_locked VAR NAME  the same, the bucket with Object Lock enabled
 #   s3_curl ARGS...    curl signed as the test user (for what vmshadow does
 #                      not do itself: making buckets, looking at objects)
 #   s3_put FILE URL    put FILE there as the test user; fails on any answer
@@ -64,6 +65,18 @@ s3_bucket () {
   s3_b_=$2-$$-$(od -An -N4 -tx4 /dev/urandom | tr -d ' ')
   code=$(s3_curl -o /dev/null -w '%{http_code}' -X PUT "$VMSLAB_S3_ENDPOINT/$s3_b_")
   [ "$code" = 200 ] || { echo "FAIL: cannot make bucket $s3_b_ (HTTP $code)" >&2; exit 1; }
+  s3_lab_buckets+=("$s3_b_")
+  printf -v "$1" '%s' "$s3_b_"
+}
+
+# s3_bucket_locked VAR NAME: the same, with S3 Object Lock enabled (and so
+# versioning; no default retention: vmshadow dates each object; issue 14).
+s3_bucket_locked () {
+  local s3_b_ code
+  s3_b_=$2-$$-$(od -An -N4 -tx4 /dev/urandom | tr -d ' ')
+  code=$(s3_curl -o /dev/null -w '%{http_code}' -X PUT \
+    -H "x-amz-bucket-object-lock-enabled: true" "$VMSLAB_S3_ENDPOINT/$s3_b_")
+  [ "$code" = 200 ] || { echo "FAIL: cannot make bucket $s3_b_ with Object Lock (HTTP $code)" >&2; exit 1; }
   s3_lab_buckets+=("$s3_b_")
   printf -v "$1" '%s' "$s3_b_"
 }

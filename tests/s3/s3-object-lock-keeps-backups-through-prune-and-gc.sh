@@ -1,0 +1,145 @@
+#!/bin/bash
+# s3-object-lock-keeps-backups-through-prune-and-gc (issue 14, R29): on
+# the lab's RADOS Gateway, with the bucket owner's credentials (which may
+# delete): a retention is refused on a bucket without Object Lock (nothing
+# written); on one with it, every object of a backup carries GOVERNANCE
+# and a retain-until date one day ahead by the store's clock; prune keeps
+# the locked backup its policy would remove and says until when; a direct
+# DELETE of that backup's manifest version is refused by the gateway (the
+# lock is the store's, not only the client's); the manifest hidden behind
+# a delete marker (what a host with s3:DeleteObject can do), gc keeps the
+# locked garbage and says so; the marker removed, the backup is whole
+# (verify --deep, extract byte for byte). An append-only repository
+# refuses prune and gc without --admin and prunes with it.
+set -uo pipefail
+vmshadow=$1
+. "$(dirname "$0")/s3-lib.sh"
+fail () { echo "FAIL: $*"; exit 1; }
+tmp=$(mktemp -d /var/tmp/vmshadow-test.XXXXXX)
+trap 'rm -rf "$tmp"' EXIT
+s3_lab_start
+s3_bucket plain vmshadow-nolock
+s3_bucket_locked locked vmshadow-lock
+export VMSHADOW_SCRATCH_DIR=$tmp/scratch VMSHADOW_WRITERS_DIR=$tmp/writers.d
+unset VMSHADOW_REPO VMSHADOW_REPO_FORMAT VMSHADOW_REPO_PACK_SIZE
+mkdir -p "$tmp/app" "$VMSHADOW_WRITERS_DIR"
+head -c 3000000 /dev/urandom > "$tmp/app/data"
+cp "$tmp/app/data" "$tmp/data.1"
+cat > "$VMSHADOW_WRITERS_DIR/app" <<W
+#!/bin/sh
+[ "\$1" = identify ] || exit 0
+cat <<JSON
+{"format": "vmshadow-writer-metadata", "version": 1,
+ "writer": {"name": "app", "id": "0d9f3c1e-2b4a-4c5d-8e6f-7a8b9c0d1e2f"},
+ "components": [{"name": "data", "files": [{"path": "$tmp/app/data", "kind": "plain"}]}]}
+JSON
+W
+chmod 755 "$VMSHADOW_WRITERS_DIR/app"
+keys () {   # BUCKET [PREFIX]: its keys (current versions), sorted
+  s3_curl "$VMSLAB_S3_ENDPOINT/$1?list-type=2&prefix=${2:-}" |
+    python3 -c 'import sys, xml.etree.ElementTree as E
+ns = "{http://s3.amazonaws.com/doc/2006-03-01/}"
+for k in E.parse(sys.stdin).getroot().iter(ns + "Key"): print(k.text)' | sort
+}
+ids () { "$vmshadow" --repo "$1" list --json | python3 -c 'import json,sys; print(" ".join(b["backup_id"] for b in json.load(sys.stdin)["backups"]))'; }
+header () {   # NAME FILE: the value of header NAME in curl's -D FILE
+  tr -d '\r' < "$2" | awk -v h="$(tr A-Z a-z <<<"$1")" 'tolower($0) ~ "^" h ": " { sub(/^[^:]*: /, ""); print; exit }'
+}
+
+# 1. No Object Lock on the bucket: refused, nothing written.
+rc=0
+"$vmshadow" --repo "s3://$plain/r" init --retention-days 1 > "$tmp/out" 2> "$tmp/err" || rc=$?
+[ $rc = 1 ] || fail "init --retention-days on a bucket without Object Lock exited $rc: $(cat "$tmp/out" "$tmp/err")"
+grep -q "has no Object Lock" "$tmp/err" || fail "it said: $(cat "$tmp/err")"
+[ -z "$(keys "$plain" r/)" ] || fail "a refused init wrote: $(keys "$plain" r/)"
+echo "ok - a retention on a bucket without Object Lock is refused, nothing written"
+
+# 2. With it: every object of a backup is locked (GOVERNANCE, ~1 day).
+repo=s3://$locked/r
+"$vmshadow" --repo "$repo" init --retention-days 1 > "$tmp/out" || fail "init: $(cat "$tmp/out")"
+grep -q "retained 1 days" "$tmp/out" || fail "init said: $(cat "$tmp/out")"
+"$vmshadow" --repo "$repo" backup > "$tmp/out" || fail "backup 1: $(cat "$tmp/out")"
+id1=$(ids "$repo")
+[ -n "$id1" ] || fail "no backup listed"
+now=$(date +%s)
+n=0
+for k in $(keys "$locked" r/ | grep -E '^r/(packs|index|backups)/'); do
+  s3_curl -I -D "$tmp/h" -o /dev/null "$VMSLAB_S3_ENDPOINT/$locked/$k"
+  [ "$(header x-amz-object-lock-mode "$tmp/h")" = GOVERNANCE ] || fail "$k: no GOVERNANCE lock: $(cat "$tmp/h")"
+  until=$(date -d "$(header x-amz-object-lock-retain-until-date "$tmp/h")" +%s) || fail "$k: no retain-until date"
+  d=$((until - now - 86400))
+  [ ${d#-} -lt 600 ] || fail "$k retained until $(header x-amz-object-lock-retain-until-date "$tmp/h"), not a day from now"
+  n=$((n + 1))
+done
+[ $n -ge 4 ] || fail "only $n backup objects: $(keys "$locked" r/)"
+for k in $(keys "$locked" r/ | grep -E '^r/(sessions|clock|gc)/|^r/lock$' || true); do
+  fail "left behind: $k"
+done
+echo "ok - $n objects of the backup carry Object Lock GOVERNANCE until a day from now"
+
+# 3. A second backup of other data; prune --keep-last 1 keeps the locked
+# first one and says until when.
+head -c 3000000 /dev/urandom > "$tmp/app/data"
+sleep 1
+"$vmshadow" --repo "$repo" backup > "$tmp/out" || fail "backup 2: $(cat "$tmp/out")"
+"$vmshadow" --repo "$repo" prune --keep-last 1 > "$tmp/out" 2>&1 || fail "prune: $(cat "$tmp/out")"
+grep -q "^keep $id1 (locked until 20[0-9-]*T[0-9:]*Z: Object Lock GOVERNANCE" "$tmp/out" ||
+  fail "prune said: $(cat "$tmp/out")"
+grep -q "^Removed 0 backups" "$tmp/out" || fail "prune said: $(cat "$tmp/out")"
+[ "$(ids "$repo" | wc -w)" = 2 ] || fail "not two backups after prune: $(ids "$repo")"
+echo "ok - prune --keep-last 1 keeps the locked backup: $(grep "^keep $id1" "$tmp/out")"
+
+# 4. The lock is the gateway's: deleting the manifest's version is refused.
+m=r/backups/$id1/manifest
+s3_curl -I -D "$tmp/h" -o /dev/null "$VMSLAB_S3_ENDPOINT/$locked/$m"
+ver=$(header x-amz-version-id "$tmp/h")
+[ -n "$ver" ] || fail "the manifest has no version id: $(cat "$tmp/h")"
+code=$(s3_curl -o "$tmp/body" -w '%{http_code}' -X DELETE "$VMSLAB_S3_ENDPOINT/$locked/$m?versionId=$ver")
+[ "$code" = 403 ] || fail "a DELETE of the locked manifest version answered $code: $(cat "$tmp/body")"
+grep -q AccessDenied "$tmp/body" || fail "the refusal said: $(cat "$tmp/body")"
+echo "ok - the gateway refuses to delete the locked manifest's version (HTTP 403 AccessDenied)"
+
+# 5. Hidden behind a delete marker (a plain DELETE, what any holder of
+# s3:DeleteObject can do), the backup's objects are garbage to gc, which
+# keeps them all while locked and says so.
+s3_curl -D "$tmp/h" -o /dev/null -X DELETE "$VMSLAB_S3_ENDPOINT/$locked/$m"
+marker=$(header x-amz-version-id "$tmp/h")
+[ -n "$marker" ] || fail "no delete marker made: $(cat "$tmp/h")"
+[ "$(ids "$repo")" != "$id1" ] && [ "$(ids "$repo" | wc -w)" = 1 ] || fail "backups: $(ids "$repo")"
+before=$(keys "$locked" r/ | grep -E '^r/(packs|backups)/' | grep -v "^$m$")
+"$vmshadow" --repo "$repo" gc --grace 0 > "$tmp/out" 2>&1 || fail "gc: $(cat "$tmp/out")"
+grep -q "^Kept [1-9][0-9]* unused objects* (.*) under Object Lock, retained until 20[0-9-]*T[0-9:]*Z" "$tmp/out" ||
+  fail "gc said: $(cat "$tmp/out")"
+"$vmshadow" --repo "$repo" gc --grace 0 --json > "$tmp/out" || fail "gc --json: $(cat "$tmp/out")"
+python3 -c 'import json,sys; k=json.load(open(sys.argv[1]))["kept_locked"]; assert k["objects"] >= 2 and k["bytes"] > 2000000 and k["until"], k' "$tmp/out" ||
+  fail "gc --json: $(cat "$tmp/out")"
+after=$(keys "$locked" r/ | grep -E '^r/(packs|backups)/')
+[ "$before" = "$after" ] || fail "gc deleted locked objects: $(diff <(echo "$before") <(echo "$after"))"
+echo "ok - gc keeps the locked garbage and says so: $(head -1 "$tmp/out" | tr -d '\n'; python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["kept_locked"])' "$tmp/out")"
+
+# 6. The marker removed: the backup is back, whole.
+code=$(s3_curl -o /dev/null -w '%{http_code}' -X DELETE "$VMSLAB_S3_ENDPOINT/$locked/$m?versionId=$marker")
+[ "$code" = 204 ] || fail "removing the delete marker answered $code"
+[ "$(ids "$repo" | wc -w)" = 2 ] || fail "backups after the marker went: $(ids "$repo")"
+"$vmshadow" --repo "$repo" verify --deep > "$tmp/out" || fail "verify --deep: $(cat "$tmp/out")"
+"$vmshadow" --repo "$repo" extract "$id1" data "$tmp/app/data" --to "$tmp/data.out" > /dev/null || fail "extract $id1"
+cmp -s "$tmp/data.out" "$tmp/data.1" || fail "backup $id1 extracts other data"
+echo "ok - the locked backup survived prune and gc: verify --deep passes, it extracts byte for byte"
+
+# 7. Append-only (no retention, a bucket without Object Lock): backups
+# go in; prune and gc refuse without --admin; with it, prune removes.
+ao=s3://$plain/ao
+"$vmshadow" --repo "$ao" init --append-only > /dev/null || fail "init --append-only"
+"$vmshadow" --repo "$ao" backup > /dev/null || fail "append-only backup 1"
+sleep 1
+"$vmshadow" --repo "$ao" backup > /dev/null || fail "append-only backup 2"
+for c in "prune --keep-last 1" "gc --grace 0"; do
+  rc=0; "$vmshadow" --repo "$ao" $c > "$tmp/out" 2> "$tmp/err" || rc=$?
+  [ $rc = 1 ] && grep -q "is append-only" "$tmp/err" || fail "$c exited $rc: $(cat "$tmp/out" "$tmp/err")"
+done
+[ "$(ids "$ao" | wc -w)" = 2 ] || fail "append-only: $(ids "$ao")"
+"$vmshadow" --repo "$ao" prune --keep-last 1 --admin > "$tmp/out" || fail "prune --admin: $(cat "$tmp/out")"
+[ "$(ids "$ao" | wc -w)" = 1 ] || fail "prune --admin left: $(ids "$ao")"
+"$vmshadow" --repo "$ao" gc --grace 0 --admin > "$tmp/out" || fail "gc --admin: $(cat "$tmp/out")"
+"$vmshadow" --repo "$ao" verify --deep > "$tmp/out" || fail "verify --deep: $(cat "$tmp/out")"
+echo "ok - an append-only repository refuses prune and gc without --admin; the admin prunes and collects"
