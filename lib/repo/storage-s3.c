@@ -4,7 +4,9 @@
  * HTTP(S) with libcurl, every request signed by libcurl's own AWS
  * Signature Version 4 (CURLOPT_AWS_SIGV4) — no HTTP or signing of ours.
  *
- * put is one PUT (S3 stores an object whole or not at all) with the
+ * put is one PUT (S3 stores an object whole or not at all), or above
+ * $VMSHADOW_S3_PART_SIZE (16 MiB) a multipart upload aborted on any
+ * failure (s3_put_multipart), with the
  * SHA-256 of the body in x-amz-content-sha256, which the server checks;
  * an exclusive put adds If-None-Match: * (412: EEXIST; a server that
  * answers 501 has no conditional writes: ENOTSUP); get is a ranged GET
@@ -63,6 +65,10 @@
 #define S3_ERROR_MAX ((size_t) 64 << 10)     /* an error body kept */
 #define S3_TOKEN_MAX 1024                    /* a continuation token */
 #define S3_IDLE_HANDLES 8
+#define S3_PART_SIZE_DEFAULT ((size_t) 16 << 20)
+#define S3_PART_SIZE_MIN ((size_t) 5 << 20)   /* S3's least but the last */
+#define S3_PART_SIZE_MAX ((size_t) 1 << 30)
+#define S3_PARTS_MAX 10000
 #define S3_LOCK_RENEW_SECONDS 10
 #define S3_LOCK_STALE_SECONDS 60
 #define S3_DEFAULT_CONFIG "/etc/vmshadow/s3.conf"
@@ -93,6 +99,7 @@ struct s3_store {
   pthread_cond_t cv;
   int stopping;
   /* Immutability (storage_s3_protect; issue 14, R29). */
+  size_t part_size;             /* larger puts are multipart uploads */
   const char *lock_mode;        /* "GOVERNANCE", "COMPLIANCE" or NULL */
   int64_t retain_until;         /* the date every protected put carries */
   int append_only;
@@ -449,6 +456,13 @@ s3_request (struct s3_store *ss, struct s3_req *r)
       curl_easy_setopt (h, CURLOPT_INFILESIZE_LARGE,
                         (curl_off_t) r->body_len);
     }
+    else if (strcmp (r->method, "POST") == 0) {
+      /* Multipart uploads' initiate and complete: a small body in memory. */
+      curl_easy_setopt (h, CURLOPT_POST, 1L);
+      curl_easy_setopt (h, CURLOPT_POSTFIELDS, r->body);
+      curl_easy_setopt (h, CURLOPT_POSTFIELDSIZE_LARGE,
+                        (curl_off_t) r->body_len);
+    }
     else if (strcmp (r->method, "HEAD") == 0)
       curl_easy_setopt (h, CURLOPT_NOBODY, 1L);
     else if (strcmp (r->method, "GET") != 0)
@@ -556,8 +570,198 @@ iso8601_strict (const char *s)
 
 static int s3_get_ (struct storage *s, const char *name, uint64_t offset,
                     size_t len, void *buf);
+static const char *text_of (xmlNode *n);
+static int is_elem (xmlNode *n, const char *name);
 static int s3_stat_ (struct storage *s, const char *name,
                      struct storage_stat *st);
+
+/* "Content-MD5: <base64>" of data into out (64 bytes): S3 asks for it
+ * with Object Lock, and it checks each part of a multipart upload. */
+static void
+content_md5 (const void *data, size_t len, char out[64])
+{
+  uint8_t md[16];
+  unsigned int mdlen = 0;
+  unsigned char b64[32];
+
+  EVP_Digest (data, len, md, &mdlen, EVP_md5 (), NULL);
+  EVP_EncodeBlock (b64, md, 16);
+  snprintf (out, 64, "Content-MD5: %s", b64);
+}
+
+/* The text of the one child element named child of a root element named
+ * root in an answer's XML, into out (printable ASCII but '<', '>', '&',
+ * 1..size-1 bytes); -1 (EBADMSG) when the answer is anything else (an
+ * <Error> in a 200, S3's way for a failed complete). */
+static int
+xml_child_text (const uint8_t *xml, size_t len, const char *root_name,
+                const char *child, char *out, size_t size)
+{
+  xmlDoc *doc = len < INT32_MAX
+    ? xmlReadMemory ((const char *) xml, (int) len, "answer.xml", NULL,
+                     XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING)
+    : NULL;
+  xmlNode *root = doc ? xmlDocGetRootElement (doc) : NULL;
+  int r = -1;
+
+  if (doc && !doc->intSubset && !doc->extSubset && root &&
+      is_elem (root, root_name)) {
+    if (child == NULL)
+      r = 0;
+    for (xmlNode *n = root->children; child && n; n = n->next)
+      if (is_elem (n, child)) {
+        const char *t = text_of (n);
+        size_t tl = t ? strlen (t) : 0;
+        if (t == NULL || tl == 0 || tl >= size || r == 0) {
+          r = -1;
+          break;
+        }
+        r = 0;
+        for (size_t i = 0; i < tl; i++)
+          if (t[i] <= 0x20 || t[i] >= 0x7f || strchr ("<>&", t[i]))
+            r = -1;
+        if (r == 0)
+          memcpy (out, t, tl + 1);
+        else
+          break;
+      }
+  }
+  xmlFreeDoc (doc);
+  if (r == -1)
+    errno = EBADMSG;
+  return r;
+}
+
+/* Abort a multipart upload: its parts go (best effort; errno kept). */
+static void
+abort_upload (struct s3_store *ss, const char *name, const char *upq)
+{
+  int e = errno;
+  struct s3_req r = { .method = "DELETE", .name = name, .query = upq };
+  if (s3_request (ss, &r) == 0)
+    req_free (&r);
+  errno = e;
+}
+
+/* A put of more than part_size bytes as a multipart upload (issue 14):
+ * initiate (with the Object Lock headers lock_hdrs, or NULL), one part of
+ * part_size bytes after another straight from buf (each with its MD5,
+ * retried as every request; memory: nothing but buf), complete with the
+ * parts' ETags. The object appears whole at the complete, or not at all:
+ * any failure aborts the upload, which drops its parts. */
+static int
+s3_put_multipart (struct s3_store *ss, const char *name, const uint8_t *buf,
+                  size_t len, const char *const *lock_hdrs)
+{
+  uint8_t ans[16384];
+  char upload_id[400], upq[1300], q[1400], md5[64];
+  size_t nparts = (len + ss->part_size - 1) / ss->part_size;
+  char (*etags)[80] = NULL;
+  char *xml = NULL;
+  int ret = -1;
+
+  if (nparts > S3_PARTS_MAX) {
+    errno = EFBIG;
+    return -1;
+  }
+  struct s3_req ini = { .method = "POST", .name = name, .query = "uploads=",
+                        .body = "", .body_len = 0, .out = ans,
+                        .out_cap = sizeof ans - 1,
+                        .hdr = { "Content-Type: application/octet-stream",
+                                 lock_hdrs ? lock_hdrs[0] : NULL,
+                                 lock_hdrs ? lock_hdrs[1] : NULL } };
+  if (lock_hdrs && lock_hdrs[0] && strncmp (lock_hdrs[0], "If-", 3) == 0) {
+    /* (Never: exclusive puts are not multipart.) */
+    errno = EINVAL;
+    return -1;
+  }
+  if (s3_request (ss, &ini) == -1)
+    return -1;
+  if (ini.status != 200 || ini.overflow) {
+    ret = ini.status != 200 ? fail_status (&ini) : (errno = EBADMSG, -1);
+    req_free (&ini);
+    return ret;
+  }
+  req_free (&ini);
+  if (xml_child_text (ans, ini.out_len, "InitiateMultipartUploadResult",
+                      "UploadId", upload_id, sizeof upload_id) == -1)
+    return -1;
+  strcpy (upq, "uploadId=");
+  url_query_append (upq, sizeof upq, upload_id);
+
+  etags = calloc (nparts, sizeof *etags);
+  if (etags == NULL)
+    goto abort;
+  for (size_t p = 0; p < nparts; p++) {
+    size_t off = p * ss->part_size;
+    size_t n = len - off < ss->part_size ? len - off : ss->part_size;
+    /* Sorted by name, as libcurl signs the query as it is. */
+    snprintf (q, sizeof q, "partNumber=%zu&%s", p + 1, upq);
+    content_md5 (buf + off, n, md5);
+    struct s3_req pr = { .method = "PUT", .name = name, .query = q,
+                         .body = buf + off, .body_len = n,
+                         .hdr = { md5 } };
+    if (s3_request (ss, &pr) == -1)
+      goto abort;
+    if (pr.status != 200) {
+      fail_status (&pr);
+      req_free (&pr);
+      goto abort;
+    }
+    req_free (&pr);
+    size_t el = strlen (pr.etag);
+    if (el == 0 || el >= sizeof etags[p] || strpbrk (pr.etag, "<>&")) {
+      errno = EBADMSG;
+      goto abort;
+    }
+    memcpy (etags[p], pr.etag, el + 1);
+  }
+
+  size_t cap = 128 + nparts * 160, o = 0;
+  xml = malloc (cap);
+  if (xml == NULL)
+    goto abort;
+  o += (size_t) snprintf (xml + o, cap - o, "<CompleteMultipartUpload>");
+  for (size_t p = 0; p < nparts; p++)
+    o += (size_t) snprintf (xml + o, cap - o, "<Part><PartNumber>%zu"
+                            "</PartNumber><ETag>%s</ETag></Part>", p + 1,
+                            etags[p]);
+  o += (size_t) snprintf (xml + o, cap - o, "</CompleteMultipartUpload>");
+  struct s3_req cr = { .method = "POST", .name = name, .query = upq,
+                       .body = xml, .body_len = o, .out = ans,
+                       .out_cap = sizeof ans - 1,
+                       .hdr = { "Content-Type: application/xml" } };
+  int tries = s3_request (ss, &cr);
+  if (tries == -1)
+    goto abort;
+  if (cr.status == 200 && !cr.overflow &&
+      xml_child_text (ans, cr.out_len, "CompleteMultipartUploadResult", NULL,
+                      NULL, 0) == 0) {
+    req_free (&cr);
+    ret = 0;
+    goto out;
+  }
+  if (cr.status == 404 && tries > 0) {
+    /* A retry found the upload gone: completed by the first try? */
+    struct storage_stat st;
+    if (s3_stat_ (&ss->s, name, &st) == 0 && st.size == len) {
+      req_free (&cr);
+      ret = 0;
+      goto out;
+    }
+  }
+  if (cr.status != 200)
+    fail_status (&cr);
+  else
+    errno = EBADMSG;            /* an <Error> in a 200 */
+  req_free (&cr);
+ abort:
+  abort_upload (ss, name, upq);
+ out:
+  free (etags);
+  free (xml);
+  return ret;
+}
 
 static int
 s3_put (struct storage *s, const char *name, const void *buf, size_t len,
@@ -583,19 +787,20 @@ s3_put (struct storage *s, const char *name, const void *buf, size_t len,
      * every put that sets a retention. */
     struct tm tm;
     time_t t = (time_t) ss->retain_until;
-    uint8_t md[16];
-    unsigned int mdlen = 0;
-    unsigned char b64[32];
     gmtime_r (&t, &tm);
     snprintf (mode_hdr, sizeof mode_hdr, "x-amz-object-lock-mode: %s",
               ss->lock_mode);
     strftime (until_hdr, sizeof until_hdr,
               "x-amz-object-lock-retain-until-date: %Y-%m-%dT%H:%M:%SZ", &tm);
-    EVP_Digest (r.body, len, md, &mdlen, EVP_md5 (), NULL);
-    EVP_EncodeBlock (b64, md, 16);
-    snprintf (md5_hdr, sizeof md5_hdr, "Content-MD5: %s", b64);
     r.hdr[nh++] = mode_hdr;
     r.hdr[nh++] = until_hdr;
+  }
+  /* A large object goes in parts (not an exclusive one: S3's conditional
+   * writes of multipart uploads are not everywhere yet; issue 14). */
+  if (!(flags & STORAGE_PUT_EXCLUSIVE) && len > ss->part_size)
+    return s3_put_multipart (ss, name, buf, len, nh > 0 ? r.hdr : NULL);
+  if (nh > 0 && r.hdr[nh - 1] == until_hdr) {
+    content_md5 (r.body, len, md5_hdr);
     r.hdr[nh++] = md5_hdr;
   }
   if ((tries = s3_request (ss, &r)) == -1)
@@ -1380,6 +1585,19 @@ storage_s3_open (const char *spec)
   ss->s.ops = &s3_ops;
   pthread_mutex_init (&ss->mu, NULL);
   pthread_cond_init (&ss->cv, NULL);
+  ss->part_size = S3_PART_SIZE_DEFAULT;
+  if ((v = env ("VMSHADOW_S3_PART_SIZE"))) {
+    char *end;
+    errno = 0;
+    unsigned long long n = strtoull (v, &end, 10);
+    if (errno || *end || v[0] == '-' || n < S3_PART_SIZE_MIN ||
+        n > S3_PART_SIZE_MAX) {
+      vms_set_error (EINVAL, "VMSHADOW_S3_PART_SIZE must be %zu to %zu bytes, "
+                     "not '%s'", S3_PART_SIZE_MIN, S3_PART_SIZE_MAX, v);
+      goto fail_ss;
+    }
+    ss->part_size = (size_t) n;
+  }
   ss->retries = 6;
   if ((v = env ("VMSHADOW_S3_RETRIES"))) {
     char *end;
@@ -1559,7 +1777,7 @@ static int
 bucket_lock_enabled (struct s3_store *ss)
 {
   uint8_t buf[16384];
-  struct s3_req r = { .method = "GET", .query = "object-lock", .out = buf,
+  struct s3_req r = { .method = "GET", .query = "object-lock=", .out = buf,
                       .out_cap = sizeof buf };
   int ret = 0;
 

@@ -15,10 +15,15 @@ PLAN is a comma-separated cycle of actions applied to requests in turn:
   cut    forward it, then send only the first half of the answer and close
   slowN  wait N seconds, then forward it
   down   503 for every request from now on
+With $FAULT_PROXY_FAIL_MATCH set, every request whose path contains that
+text is answered 503 (whatever the plan; such requests take no turn in
+it): a fault that lasts, for one kind of request (issue 14: one part of a
+multipart upload).
 The port it listens on is written to PORT_FILE; one line per request to
 LOG_FILE ("METHOD PATH ACTION"). Ends on SIGTERM.
 """
 import http.client
+import os
 import socket
 import socketserver
 import sys
@@ -30,6 +35,7 @@ plan = sys.argv[2].split(",")
 port_file, log_file = sys.argv[3], sys.argv[4]
 lock = threading.Lock()
 state = {"n": 0, "down": False}
+fail_match = os.environ.get("FAULT_PROXY_FAIL_MATCH", "")
 
 
 def next_action():
@@ -68,7 +74,7 @@ class Handler(socketserver.StreamRequestHandler):
             self.wfile.write(b"HTTP/1.1 100 Continue\r\n\r\n")
             self.wfile.flush()
         body = self.rfile.read(length) if length else b""
-        action = next_action()
+        action = "503" if fail_match and fail_match in path else next_action()
         log("%s %s %s" % (method, path, action))
         if action == "503":
             msg = (b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown'

@@ -71,3 +71,43 @@ grep -qi "input/output error" "$tmp/out" || fail "the failure does not say why: 
 VMSHADOW_S3_ENDPOINT=$gateway "$vmshadow" --repo "$repo" verify --deep > "$tmp/out" 2>&1 ||
   fail "verify --deep after the failed backup: $(cat "$tmp/out")"
 echo "ok - a backup whose endpoint went down failed (exit $rc: $(head -c 160 "$tmp/out")); one backup listed, verify --deep good"
+
+# Multipart uploads (issue 14): with 5 MiB parts, a pack of ~12 MB goes in
+# three parts, straight through the proxy, and verifies deep; then with
+# every request for part 2 failing for good, the backup fails, its upload
+# is aborted (no upload left pending, no new object visible) and the
+# repository still verifies deep.
+export VMSHADOW_S3_PART_SIZE=5242880
+head -c 12000000 /dev/urandom > "$tmp/app/data"
+start_proxy "ok"
+"$vmshadow" --repo "$repo" backup > "$tmp/out" 2>&1 || fail "multipart backup: $(cat "$tmp/out")"
+stop_proxy
+grep -q "^POST /$bucket/r/packs/.*?uploads= ok$" "$tmp/proxy.log" || fail "no multipart upload began: $(cat "$tmp/proxy.log")"
+grep -q "^PUT /$bucket/r/packs/.*?partNumber=3&uploadId=.* ok$" "$tmp/proxy.log" || fail "no third part: $(cat "$tmp/proxy.log")"
+grep -q "^POST /$bucket/r/packs/.*?uploadId=.* ok$" "$tmp/proxy.log" || fail "no complete: $(cat "$tmp/proxy.log")"
+[ "$(nbackups)" = 2 ] || fail "the multipart backup is not listed"
+VMSHADOW_S3_ENDPOINT=$gateway "$vmshadow" --repo "$repo" verify --deep > "$tmp/out" 2>&1 ||
+  fail "verify --deep after the multipart backup: $(cat "$tmp/out")"
+id=$(VMSHADOW_S3_ENDPOINT=$gateway "$vmshadow" --repo "$repo" list --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["backups"][-1]["backup_id"])')
+VMSHADOW_S3_ENDPOINT=$gateway "$vmshadow" --repo "$repo" extract "$id" data "$tmp/app/data" --to "$tmp/data.out" > /dev/null 2>&1 ||
+  fail "extract of the multipart backup"
+cmp -s "$tmp/data.out" "$tmp/app/data" || fail "the multipart backup extracts other data"
+echo "ok - a 12 MB pack went as a multipart upload of $(grep -c "^PUT /$bucket/r/packs/.*partNumber=" "$tmp/proxy.log") parts; verify --deep and extract good"
+
+packs_before=$(s3_curl "$gateway/$bucket?list-type=2&prefix=r/packs/" | grep -o '<Key>[^<]*</Key>' | sort)
+head -c 12000000 /dev/urandom > "$tmp/app/data"
+FAULT_PROXY_FAIL_MATCH="partNumber=2&" start_proxy "ok"
+rc=0
+VMSHADOW_S3_RETRIES=2 timeout 120 "$vmshadow" --repo "$repo" backup > "$tmp/out" 2>&1 || rc=$?
+stop_proxy
+[ $rc != 0 ] && [ $rc != 124 ] || fail "a backup whose part 2 always fails exited $rc: $(cat "$tmp/out")"
+grep -q "partNumber=2&.* 503$" "$tmp/proxy.log" || fail "part 2 was never tried: $(cat "$tmp/proxy.log")"
+grep -q "^DELETE /$bucket/r/packs/.*?uploadId=.* ok$" "$tmp/proxy.log" || fail "the upload was not aborted: $(cat "$tmp/proxy.log")"
+pending=$(s3_curl "$gateway/$bucket?uploads=" | grep -o '<UploadId>' | wc -l)
+[ "$pending" = 0 ] || fail "$pending multipart uploads left pending"
+packs_after=$(s3_curl "$gateway/$bucket?list-type=2&prefix=r/packs/" | grep -o '<Key>[^<]*</Key>' | sort)
+[ "$packs_before" = "$packs_after" ] || fail "the failed upload left an object: $(diff <(echo "$packs_before") <(echo "$packs_after"))"
+[ "$(nbackups)" = 2 ] || fail "the failed backup is visible"
+VMSHADOW_S3_ENDPOINT=$gateway "$vmshadow" --repo "$repo" verify --deep > "$tmp/out" 2>&1 ||
+  fail "verify --deep after the failed multipart backup: $(cat "$tmp/out")"
+echo "ok - part 2 failing for good: the backup failed (exit $rc), the upload was aborted, nothing pending or visible, verify --deep good"
