@@ -70,6 +70,7 @@ enum {
 #define OPT_GUEST ((uint64_t) 1 << 35)        /* backup --guest-processing (issue 17) */
 #define OPT_PROTECT ((uint64_t) 1 << 44)  /* init --retention-days, --retention-mode, --append-only (issue 14) */
 #define OPT_ADMIN ((uint64_t) 1 << 45)    /* prune, gc --admin (issue 14) */
+#define OPT_SINCE ((uint64_t) 1 << 46)    /* sync --since TIME (issue 14) */
 
 struct options {
   uint64_t given;               /* OPT_* bits of the options on the line */
@@ -121,6 +122,7 @@ struct options {
   const char *retention_mode;   /* init --retention-mode governance|compliance */
   int append_only;              /* init --append-only */
   int admin;                    /* prune, gc --admin */
+  int64_t since;                /* sync --since: Unix seconds; 0: not given */
   /* Set by job run, not by an option (issue 19): */
   const char *job;              /* the job, recorded in the manifest */
   int no_exec_writers;          /* the job's exec-writers = no */

@@ -937,14 +937,86 @@ cmd_sync (const struct options *opts, int argc, char **argv)
   vms_repo *src = vms_repo_open (argv[0], 0);
   if (src == NULL)
     return cli_fail ("sync");
+  /* --vm and --since (issue 14): the backups of SRC (those named, or all)
+   * that hold one of the VMs and were made at or after the time, chosen
+   * before DST is touched. */
+  char **sel = NULL;
+  size_t nsel = 0;
+  if (opts->given & (OPT_VM | OPT_SINCE)) {
+    char **all = NULL;
+    size_t nall = 0;
+    if (argc > 2) {
+      nall = (size_t) (argc - 2);
+      all = calloc (nall + 1, sizeof *all);
+      for (size_t i = 0; all && i < nall; i++)
+        all[i] = strdup (argv[2 + i]);
+    }
+    else if (vms_repo_list (src, &all, &nall) == -1) {
+      vms_repo_close (src);
+      return cli_fail ("sync");
+    }
+    sel = calloc (nall + 1, sizeof *sel);
+    if (all == NULL || sel == NULL) {
+      vms_repo_close (src);
+      return cli_error ("sync", EXIT_FAILURE, "out of memory");
+    }
+    for (size_t i = 0; i < nall; i++) {
+      vms_manifest *m = all[i] ? vms_manifest_open (src, all[i]) : NULL;
+      if (m == NULL) {
+        int rc = cli_fail ("sync");
+        for (size_t k = 0; k < nall; k++)
+          free (all[k]);
+        free (all);
+        free (sel);
+        vms_repo_close (src);
+        return rc;
+      }
+      int take = opts->since == 0 || vms_manifest_time (m) >= opts->since;
+      if (take && opts->vms) {
+        take = 0;
+        for (size_t v = 0; opts->vms[v] && !take; v++)
+          take = vms_manifest_holds_vm (m, opts->vms[v]);
+      }
+      vms_manifest_free (m);
+      if (take) {
+        sel[nsel++] = all[i];
+        all[i] = NULL;
+      }
+    }
+    for (size_t k = 0; k < nall; k++)
+      free (all[k]);
+    free (all);
+    if (nsel == 0) {
+      free (sel);
+      vms_repo_close (src);
+      if (opts->json) {
+        json_object *out = json_object_new_object ();
+        json_object_object_add (out, "backups_selected", json_object_new_int (0));
+        json_object_object_add (out, "backups_synced", json_object_new_int (0));
+        cli_print_json (out);
+      }
+      else
+        printf ("No backup of %s matches --vm/--since: nothing synced.\n",
+                cli_text (argv[0]));
+      return EXIT_SUCCESS;
+    }
+  }
   vms_repo *dst = vms_repo_open (argv[1], VMS_REPO_CREATE | VMS_REPO_WRITE |
                                  VMS_REPO_FORMAT_2);
   if (dst == NULL) {
+    for (size_t k = 0; k < nsel; k++)
+      free (sel[k]);
+    free (sel);
     vms_repo_close (src);
     return cli_fail ("sync");
   }
-  int r = vms_repo_sync (src, dst, argv + 2, (size_t) (argc - 2), print_line,
-                         opts->json ? src : NULL, &st);
+  int r = sel ? vms_repo_sync (src, dst, sel, nsel, print_line,
+                               opts->json ? src : NULL, &st)
+    : vms_repo_sync (src, dst, argv + 2, (size_t) (argc - 2), print_line,
+                     opts->json ? src : NULL, &st);
+  for (size_t k = 0; k < nsel; k++)
+    free (sel[k]);
+  free (sel);
   vms_repo_close (dst);
   vms_repo_close (src);
   if (r == -1)

@@ -1,6 +1,7 @@
 /* vmshadow — the requester (R1): the command an administrator runs.
  * Each subcommand is one function in the table at the bottom; they share
  * the global options parsed here. */
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -9,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cleanup.h"
@@ -93,7 +95,13 @@ static const struct cmd_option init_opts[] = {
     "backup's objects; prune and gc need --admin" },
   PASS_OPT,
   { 0 } };
-static const struct cmd_option json_only_opts[] = { JSON_OPT, { 0 } };
+static const struct cmd_option sync_opts[] = {
+  JSON_OPT,
+  { OPT_VM, "--vm NAME|UUID", "only backups holding this VM (repeat: any of\n"
+    "them)" },
+  { OPT_SINCE, "--since TIME", "only backups made at or after TIME: YYYY-MM-DD,\n"
+    "YYYY-MM-DDTHH:MM:SSZ (UTC), or Nd / Nh ago" },
+  { 0 } };
 static const struct cmd_option repo_only_opts[] = { JSON_OPT, REPO_OPT, PASS_OPT, { 0 } };
 static const struct cmd_option key_opts[] = {
   JSON_OPT, REPO_OPT,
@@ -222,7 +230,7 @@ static const struct command {
   { "upgrade", cmd_upgrade, repo_only_opts, "",
     "move a version 1 repository to version 2, keeping every backup",
     "0 upgraded (or already version 2), 1 failed, 2 usage", 1 },
-  { "sync", cmd_sync, json_only_opts, "SRC DST [BACKUP...]",
+  { "sync", cmd_sync, sync_opts, "SRC DST [BACKUP...]",
     "copy the backups DST lacks from SRC (any two repositories)",
     "0 synced, 1 failed (what was sent stays: run it again), 2 usage", 1 },
   { "list", cmd_list, repo_only_opts, "",
@@ -384,6 +392,44 @@ cmd_help (const struct options *opts, int argc, char **argv)
   return EXIT_SUCCESS;
 }
 
+/* sync --since (issue 14): "YYYY-MM-DD" (00:00 UTC), "YYYY-MM-DDTHH:MM:SSZ"
+ * or "Nd" / "Nh" before now; Unix seconds into *out. */
+static int
+parse_since (const char *arg, int64_t *out)
+{
+  struct tm tm = { 0 };
+  int n = 0;
+  char unit = 0;
+  unsigned long v;
+
+  if (sscanf (arg, "%lu%c%n", &v, &unit, &n) == 2 && arg[n] == '\0' &&
+      isdigit ((unsigned char) arg[0]) && (unit == 'd' || unit == 'h') &&
+      v <= 365000) {
+    *out = (int64_t) time (NULL) - (int64_t) v * (unit == 'd' ? 86400 : 3600);
+    return 0;
+  }
+  n = 0;
+  if (sscanf (arg, "%4d-%2d-%2d%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
+              &n) != 3 || n != 10)
+    return -1;
+  if (arg[10] != '\0') {
+    int m = 0;
+    if (sscanf (arg + 10, "T%2d:%2d:%2dZ%n", &tm.tm_hour, &tm.tm_min,
+                &tm.tm_sec, &m) != 3 || m != 10 || arg[10 + m] != '\0')
+      return -1;
+  }
+  if (tm.tm_year < 1970 || tm.tm_mon < 1 || tm.tm_mon > 12 || tm.tm_mday < 1 ||
+      tm.tm_mday > 31 || tm.tm_hour > 23 || tm.tm_min > 59 || tm.tm_sec > 60)
+    return -1;
+  tm.tm_year -= 1900;
+  tm.tm_mon -= 1;
+  time_t t = timegm (&tm);
+  if (t == (time_t) -1)
+    return -1;
+  *out = (int64_t) t;
+  return 0;
+}
+
 /* A whole number from 0 to max (the range said in the message when arg is
  * not one): no other limit is imposed (issue 9, item 9). */
 static int
@@ -413,7 +459,7 @@ main (int argc, char **argv)
          O_INSTANT, O_RESUME, O_ROLLBACK, O_BANDWIDTH, O_BOOT, O_PROBE,
          O_BOOT_TIMEOUT,
          O_PASSPHRASE_FD, O_GROUP, O_GUEST,
-         O_RETENTION_DAYS, O_RETENTION_MODE, O_APPEND_ONLY, O_ADMIN };
+         O_RETENTION_DAYS, O_RETENTION_MODE, O_APPEND_ONLY, O_ADMIN, O_SINCE };
   static const struct option long_options[] = {
     { "json", no_argument, NULL, O_JSON },
     { "writers-dir", required_argument, NULL, O_WRITERS_DIR },
@@ -466,6 +512,7 @@ main (int argc, char **argv)
     { "retention-mode", required_argument, NULL, O_RETENTION_MODE },
     { "append-only", no_argument, NULL, O_APPEND_ONLY },
     { "admin", no_argument, NULL, O_ADMIN },
+    { "since", required_argument, NULL, O_SINCE },
     { "verbose", no_argument, NULL, 'v' },
     { "quiet", no_argument, NULL, 'q' },
     { "help", no_argument, NULL, 'h' },
@@ -629,6 +676,12 @@ main (int argc, char **argv)
       opts.retention_mode = optarg; bit = OPT_PROTECT; break;
     case O_APPEND_ONLY: opts.append_only = 1; bit = OPT_PROTECT; break;
     case O_ADMIN: opts.admin = 1; bit = OPT_ADMIN; break;
+    case O_SINCE:
+      if (parse_since (optarg, &opts.since) == -1)
+        return cli_error (NULL, EXIT_USAGE, "--since takes YYYY-MM-DD, "
+                          "YYYY-MM-DDTHH:MM:SSZ (UTC) or Nd / Nh (days or "
+                          "hours ago), not '%s'", optarg);
+      bit = OPT_SINCE; break;
     case O_INSTANT: opts.instant = 1; bit = OPT_INSTANT; break;
     case O_RESUME: opts.resume = 1; bit = OPT_INSTANT; break;
     case O_ROLLBACK: opts.rollback = 1; bit = OPT_INSTANT; break;

@@ -249,6 +249,11 @@ struct vms_file_selector {
  * backup has instead. */
 extern VMS_API int vms_manifest_select_file (const vms_manifest *m,
                                              const struct vms_file_selector *sel);
+/* 1 if backup m holds the VM vm (its name or UUID, as the VM writer
+ * records them: a component named by the UUID with "vm_name"), else 0
+ * (sync --vm, issue 14). */
+extern VMS_API int vms_manifest_holds_vm (const vms_manifest *m,
+                                          const char *vm);
 /* Every stored disk of a VM of m (name or UUID, as in vms_file_selector),
  * for a tool that needs them all at once (file-level restore, R26: a
  * volume group may span disks). *disks (caller frees) gets their file

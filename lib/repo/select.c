@@ -201,3 +201,23 @@ vms_manifest_vm_disks (const vms_manifest *m, const char *vm,
   *disks = out;
   return (int) n;
 }
+
+int
+vms_manifest_holds_vm (const vms_manifest *m, const char *vm)
+{
+  const vms_document *bcd = vms_manifest_components (m);
+  size_t nw = bcd ? vms_components_writer_count (bcd) : 0;
+
+  for (size_t w = 0; w < nw; w++) {
+    const char *wid = vms_components_writer_id (bcd, w);
+    size_t nc = vms_document_component_count (bcd, wid);
+    for (size_t i = 0; i < nc; i++) {
+      const vms_component *c = vms_document_component (bcd, wid, i);
+      const char *vm_name = vms_component_get_string (c, "vm_name");
+      if (vm_name && (strcmp (vm_name, vm) == 0 ||
+                      strcmp (vms_component_name (c), vm) == 0))
+        return 1;
+    }
+  }
+  return 0;
+}
