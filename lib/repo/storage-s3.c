@@ -912,7 +912,9 @@ s3_stat_ (struct storage *s, const char *name, struct storage_stat *st)
       st->mtime = (int64_t) t;
       st->retain_until = r.retain[0] ? iso8601_time (r.retain) : 0;
       st->now = r.date[0] ? (int64_t) curl_getdate (r.date, NULL) : 0;
-      if (st->retain_until == -1 || st->now == -1) {
+      if (st->now < 0)
+        st->now = 0;            /* unknown: callers ask the clock object */
+      if (st->retain_until == -1) {
         errno = EBADMSG;
         ret = -1;
       }
