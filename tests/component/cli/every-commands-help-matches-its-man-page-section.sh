@@ -45,9 +45,9 @@ for c in $commands; do
 
 # Every option another command takes and this one does not list is refused
 # for it, naming the option, before anything runs. A value of the kind its
-# help names ("--keep-last N": 1; "--format raw|qcow2": raw).
+# help names ("--keep-last N": 1; "--format raw|qcow2": raw; "--since TIME": 1d).
 value_of () {   # the help line's metavariable
-  case $1 in ""|"["*) ;; N|SECONDS|PERCENT) echo 1 ;; *"|"*) echo "${1%%|*}" ;; *) echo x ;; esac
+  case $1 in ""|"["*) ;; N|SECONDS|PERCENT) echo 1 ;; TIME) echo 1d ;; *"|"*) echo "${1%%|*}" ;; *) echo x ;; esac
 }
 declare -A value
 while read -r o meta; do
