@@ -36,7 +36,7 @@ JSON
 W
 chmod 755 "$VMSHADOW_WRITERS_DIR/app"
 keys () {   # BUCKET [PREFIX]: its keys (current versions), sorted
-  s3_curl "$VMSLAB_S3_ENDPOINT/$1?list-type=2&prefix=${2:-}" |
+  s3_curl "$VMSLAB_S3_ENDPOINT/$1?list-type=2&prefix=${2//\//%2F}" |
     python3 -c 'import sys, xml.etree.ElementTree as E
 ns = "{http://s3.amazonaws.com/doc/2006-03-01/}"
 for k in E.parse(sys.stdin).getroot().iter(ns + "Key"): print(k.text)' | sort
@@ -107,6 +107,7 @@ marker=$(header x-amz-version-id "$tmp/h")
 [ -n "$marker" ] || fail "no delete marker made: $(cat "$tmp/h")"
 [ "$(ids "$repo")" != "$id1" ] && [ "$(ids "$repo" | wc -w)" = 1 ] || fail "backups: $(ids "$repo")"
 before=$(keys "$locked" r/ | grep -E '^r/(packs|backups)/' | grep -v "^$m$")
+[ "$(wc -l <<<"$before")" -ge 3 ] || fail "objects before gc: $before"
 "$vmshadow" --repo "$repo" gc --grace 0 > "$tmp/gc.txt" 2>&1 || fail "gc: $(cat "$tmp/gc.txt")"
 grep -q "^Kept [1-9][0-9]* unused objects* (.*) under Object Lock, retained until 20[0-9-]*T[0-9:]*Z" "$tmp/gc.txt" ||
   fail "gc said: $(cat "$tmp/gc.txt")"
