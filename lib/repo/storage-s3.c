@@ -4,8 +4,8 @@
  * HTTP(S) with libcurl, every request signed by libcurl's own AWS
  * Signature Version 4 (CURLOPT_AWS_SIGV4) — no HTTP or signing of ours.
  *
- * put is one PUT (S3 stores an object whole or not at all), or above
- * $VMSHADOW_S3_PART_SIZE (16 MiB) a multipart upload aborted on any
+ * put is one PUT (S3 stores an object whole or not at all), or, only
+ * with $VMSHADOW_S3_PART_SIZE set, above it a multipart upload aborted on any
  * failure (s3_put_multipart), with the
  * SHA-256 of the body in x-amz-content-sha256, which the server checks;
  * an exclusive put adds If-None-Match: * (412: EEXIST; a server that
@@ -65,7 +65,7 @@
 #define S3_ERROR_MAX ((size_t) 64 << 10)     /* an error body kept */
 #define S3_TOKEN_MAX 1024                    /* a continuation token */
 #define S3_IDLE_HANDLES 8
-#define S3_PART_SIZE_DEFAULT ((size_t) 16 << 20)
+#define S3_PART_SIZE_DEFAULT 0   /* off until run against a gateway */
 #define S3_PART_SIZE_MIN ((size_t) 5 << 20)   /* S3's least but the last */
 #define S3_PART_SIZE_MAX ((size_t) 1 << 30)
 #define S3_PARTS_MAX 10000
@@ -797,7 +797,7 @@ s3_put (struct storage *s, const char *name, const void *buf, size_t len,
   }
   /* A large object goes in parts (not an exclusive one: S3's conditional
    * writes of multipart uploads are not everywhere yet; issue 14). */
-  if (!(flags & STORAGE_PUT_EXCLUSIVE) && len > ss->part_size)
+  if (!(flags & STORAGE_PUT_EXCLUSIVE) && ss->part_size && len > ss->part_size)
     return s3_put_multipart (ss, name, buf, len, nh > 0 ? r.hdr : NULL);
   if (nh > 0 && r.hdr[nh - 1] == until_hdr) {
     content_md5 (r.body, len, md5_hdr);

@@ -77,6 +77,8 @@ echo "ok - a backup whose endpoint went down failed (exit $rc: $(head -c 160 "$t
 # every request for part 2 failing for good, the backup fails, its upload
 # is aborted (no upload left pending, no new object visible) and the
 # repository still verifies deep.
+# With VMSHADOW_TEST_MULTIPART=1 only (suite 's3', not yet CI's).
+[ "${VMSHADOW_TEST_MULTIPART:-0}" = 1 ] || exit 0
 # The dead endpoint left the failed backup's writer lock: removed, as an
 # administrator would (else it lapses after 60 s).
 s3_curl -o /dev/null -X DELETE "$gateway/$bucket/r/lock"
