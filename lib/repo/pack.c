@@ -1943,8 +1943,10 @@ gc_orphans (vms_repo *repo, int64_t grace, uint64_t *freed)
         storage_stat (repo->store, bnames.v[i], &sst) == -1 ||
         sst.mtime >= bound || (grace > 0 && now - sst.mtime < grace))
       continue;
-    /* A manifest put since the first look: it is a backup now. */
-    if (storage_stat (repo->store, manifest, &sst) == 0)
+    /* A manifest put since the first look: it is a backup now (its own
+     * stat: sst keeps the object's size and retention). */
+    struct storage_stat mst;
+    if (storage_stat (repo->store, manifest, &mst) == 0)
       continue;
     if (storage_delete (repo->store, bnames.v[i]) == 0)
       *freed += sst.size;
