@@ -158,6 +158,16 @@ with rados.Rados(conffile=os.environ['CEPH_CONF']) as c, c.open_ioctx(pool) as i
                    (5 * M + 516 * K, 32 * K), (6 * M + 100 * K, 32 * K), (7 * M + 512 * K, 8 * K)):
         img.write(os.urandom(n), off)
 PY
+# what rbd diff names since the first snapshot (the image now is what the
+# next backup's snapshot holds: the VM is stopped; the backup removes the
+# older snapshot): whole objects when the image has fast-diff (as vmshadow
+# asks librbd), else the exact extents
+whole=
+timeout 60 rbd info --format json "$rbdimg" | jq -e '.features | index("fast-diff")' >/dev/null && whole=--whole-object
+diffjson=$(timeout 60 rbd diff $whole --from-snap "vmshadow-$bid2" --format json "$rbdimg") ||
+    lab_fail "rbd diff since vmshadow-$bid2 failed"
+named=$(jq '[.[].length] | add // 0' <<<"$diffjson")
+nextents=$(jq length <<<"$diffjson")
 rc=0
 vmw_backup "$dom" || rc=$?
 [ $rc -eq 3 ] || lab_fail "the incremental backup of stopped $dom exited $rc, not 3: $(vmw_backup_failure)"
@@ -167,14 +177,6 @@ grep -q "^rbd diff since vmshadow-$bid2 (" <<<"$(jq -r .how <<<"$r3")" ||
     lab_fail "the RBD disk was not read by an rbd diff since vmshadow-$bid2: $r3"
 read3=$(jq .bytes_read <<<"$r3")
 sampled=$(jq .sampled <<<"$r3")
-# what rbd diff names between the two snapshots: whole objects when the
-# image has fast-diff (as vmshadow asks librbd), else the exact extents
-whole=
-timeout 60 rbd info --format json "$rbdimg" | jq -e '.features | index("fast-diff")' >/dev/null && whole=--whole-object
-diffjson=$(timeout 60 rbd diff $whole --from-snap "vmshadow-$bid2" --format json "$rbdimg@vmshadow-$bid3") ||
-    lab_fail "rbd diff between the snapshots failed"
-named=$(jq '[.[].length] | add // 0' <<<"$diffjson")
-nextents=$(jq length <<<"$diffjson")
 chunk=$((128 * 1024))        # VMS_CHUNK_SIZE: a chunk with a changed byte is read whole
 [ "$named" -gt 0 ] && [ "$read3" -ge "$named" ] &&
     [ "$read3" -le $((named + 2 * chunk * nextents + chunk * sampled)) ] &&
