@@ -111,6 +111,8 @@ for cfg in $CONFIGS; do
     export VMSHADOW_REPO_FORMAT=2 VMSHADOW_REPO_PACK_SIZE=$((32 * 1024 * 1024))
     if [ "$cfg" = rados-sync ]; then
       export VMSHADOW_RADOS_WRITE_AHEAD=0 VMSHADOW_RADOS_READ_AHEAD=0
+    else
+      export VMSHADOW_RADOS_READ_AHEAD=8      # off by default (storage-rados.c)
     fi
   elif [ "$cfg" = v1 ]; then
     export VMSHADOW_REPO_FORMAT=1

@@ -28,7 +28,8 @@
  *  - A ranged read of a packs/ object (write-once: never rewritten under
  *    its name) that continues where an earlier read of that object ended
  *    is served from read-ahead windows of 4 MiB read with rados_aio_read,
- *    $VMSHADOW_RADOS_READ_AHEAD MiB ahead (default 8; 0: none). A read
+ *    $VMSHADOW_RADOS_READ_AHEAD MiB ahead (default 0: none; see
+ *    READ_AHEAD_DEFAULT_MIB). A read
  *    that does not continue one (a random read: serve, verify --sample)
  *    stays one ranged read. A window that failed or ends short sends the
  *    read to a plain ranged read, which reports the error as before.
@@ -71,7 +72,10 @@
 #define RA_NEAR ((uint64_t) 1 << 20)
 /* Lazy puts in flight (bytes) and read-ahead (bytes), by default. */
 #define WRITE_AHEAD_DEFAULT_MIB 64
-#define READ_AHEAD_DEFAULT_MIB 8
+/* Off by default: verify --deep beside concurrent backups crashed a few
+ * times with it on (session 6) before close waited for reads in flight;
+ * on again once that is shown to be the whole story. */
+#define READ_AHEAD_DEFAULT_MIB 0
 
 struct rados_store;
 
@@ -767,10 +771,20 @@ rados_close_ (struct storage *s)
   pthread_mutex_lock (&rs->lock);
   rs->failed = rs->failed ? rs->failed : ECANCELED;
   lazy_wait (rs, NULL);
+  /* Read-ahead still in flight lands in its window before it goes:
+   * rados_aio_flush waits for writes only, and a read completing after
+   * rs_free would write into freed memory. */
+  for (;;) {
+    int reading = 0;
+    for (size_t i = 0; i < RA_SLOTS; i++)
+      reading |= rs->win[i].state == RA_READING;
+    if (!reading)
+      break;
+    pthread_cond_wait (&rs->cond, &rs->lock);
+  }
   pthread_mutex_unlock (&rs->lock);
   if (rs->clock_put)
     rados_del (s, rs->clock_name);
-  /* Read-ahead still in flight lands in its window before it goes. */
   rados_aio_flush (rs->io);
   rados_ioctx_destroy (rs->io);
   rados_shutdown (rs->cluster);

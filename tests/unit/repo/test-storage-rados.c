@@ -274,7 +274,9 @@ static void
 read_ahead_is_exact (void **state)
 {
   (void) state;
+  setenv ("VMSHADOW_RADOS_READ_AHEAD", "8", 1);    /* off by default */
   struct storage *s = rados_open_fresh ();
+  unsetenv ("VMSHADOW_RADOS_READ_AHEAD");
   uint8_t *a = malloc (RA_BYTES), *b = malloc (RA_BYTES), c[100];
   assert_non_null (s);
   assert_non_null (a);
