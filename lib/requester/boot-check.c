@@ -295,9 +295,10 @@ parse_note (json_object *o, struct vms_boot_check_report *rep)
   size_t n = json_object_array_length (vms);
   if ((rep->vms = calloc (n ? n : 1, sizeof *rep->vms)) == NULL)
     return -1;
-  for (size_t i = 0; i < n; i++, rep->nr_vms++) {
+  for (size_t i = 0; i < n; i++) {
     json_object *j = json_object_array_get_idx (vms, i);
-    struct vms_boot_checked_vm *vm = &rep->vms[i];
+    /* Counted first, so that a VM refused half-read is freed too. */
+    struct vms_boot_checked_vm *vm = &rep->vms[rep->nr_vms++];
     vm->probe_status = -1;
     if (!json_object_is_type (j, json_type_object) ||
         !note_string (j, "uuid", 0, &vm->uuid) || !note_string (j, "name", 1, &vm->name) ||
