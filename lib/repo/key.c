@@ -670,20 +670,28 @@ unwrap_secret (const struct key_file *kf, const char *pem, const char *what,
   else if (kf->x25519 != EVP_PKEY_is_a (pk, "X25519"))
     vms_set_error (EKEYREJECTED, "%s was wrapped for an %s master key; %s is "
                    "not one", what, kf->x25519 ? "X25519" : "RSA", pem);
-  else if (kf->x25519) {
-    EVP_PKEY *eph = EVP_PKEY_new_raw_public_key (EVP_PKEY_X25519, NULL,
-                                                 kf->ephemeral, 32);
-    uint8_t mpub[32], kek[CRYPT_KEY_LEN];
-    char aad[64];
-    int ok = eph && raw_public (pk, mpub) == 0 &&
-      x25519_kek (pk, eph, kf->ephemeral, mpub, kek) == 0 &&
-      kf->wrapped_len == X25519_WRAP_LEN &&
-      crypt_open (kek, aad, key_aad (kf->fingerprint, aad, sizeof aad),
-                  kf->wrapped, kf->wrapped_len, out) == 0;
-    OPENSSL_cleanse (kek, sizeof kek);
-    crypt_forget ();
-    EVP_PKEY_free (eph);
-    if (!ok)
+  else {
+    int opened;
+    if (kf->x25519) {
+      EVP_PKEY *eph = EVP_PKEY_new_raw_public_key (EVP_PKEY_X25519, NULL,
+                                                   kf->ephemeral, 32);
+      uint8_t mpub[32], kek[CRYPT_KEY_LEN];
+      char aad[64];
+      opened = eph && raw_public (pk, mpub) == 0 &&
+        x25519_kek (pk, eph, kf->ephemeral, mpub, kek) == 0 &&
+        kf->wrapped_len == X25519_WRAP_LEN &&
+        crypt_open (kek, aad, key_aad (kf->fingerprint, aad, sizeof aad),
+                    kf->wrapped, kf->wrapped_len, out) == 0;
+      OPENSSL_cleanse (kek, sizeof kek);
+      crypt_forget ();
+      EVP_PKEY_free (eph);
+    }
+    else
+      opened = (c = oaep_ctx (pk, 0)) != NULL && kf->wrapped_len <= sizeof out &&
+        EVP_PKEY_decrypt (c, out, &outl, kf->wrapped, kf->wrapped_len) == 1 &&
+        outl == CRYPT_KEY_LEN;
+    /* Either wrap gives the secret; its fingerprint proves it is this key's. */
+    if (!opened)
       vms_set_error (EKEYREJECTED, "%s: the recovery wrap does not open with "
                      "%s", what, pem);
     else {
@@ -695,21 +703,6 @@ unwrap_secret (const struct key_file *kf, const char *pem, const char *what,
           vms_set_error (EBADMSG, "%s is corrupt: its recovered secret does "
                          "not have the fingerprint %s it claims", what, fp);
       }
-    }
-  }
-  else if ((c = oaep_ctx (pk, 0)) == NULL || kf->wrapped_len > sizeof out ||
-           EVP_PKEY_decrypt (c, out, &outl, kf->wrapped,
-                             kf->wrapped_len) != 1 || outl != CRYPT_KEY_LEN)
-    vms_set_error (EKEYREJECTED, "%s: the recovery wrap does not open with "
-                   "%s", what, pem);
-  else {
-    memcpy (k->master, out, CRYPT_KEY_LEN);
-    if (crypt_key_derive (k) == 0) {
-      if (memcmp (k->fingerprint, kf->fingerprint, CRYPT_FP_LEN) == 0)
-        r = 0;
-      else
-        vms_set_error (EBADMSG, "%s is corrupt: its recovered secret does "
-                       "not have the fingerprint %s it claims", what, fp);
     }
   }
   OPENSSL_cleanse (out, sizeof out);
