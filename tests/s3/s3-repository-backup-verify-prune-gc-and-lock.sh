@@ -19,16 +19,8 @@ export VMSHADOW_SCRATCH_DIR=$tmp/scratch VMSHADOW_WRITERS_DIR=$tmp/writers.d
 unset VMSHADOW_REPO VMSHADOW_REPO_FORMAT VMSHADOW_REPO_PACK_SIZE
 mkdir -p "$tmp/app" "$VMSHADOW_WRITERS_DIR"
 head -c 3000000 /dev/urandom > "$tmp/app/data"
-cat > "$VMSHADOW_WRITERS_DIR/app" <<W
-#!/bin/sh
-[ "\$1" = identify ] || exit 0
-cat <<JSON
-{"format": "vmshadow-writer-metadata", "version": 1,
- "writer": {"name": "app", "id": "0d9f3c1e-2b4a-4c5d-8e6f-7a8b9c0d1e2f"},
- "components": [{"name": "data", "files": [{"path": "$tmp/app/data", "kind": "plain"}]}]}
-JSON
-W
-chmod 755 "$VMSHADOW_WRITERS_DIR/app"
+. "$(dirname "$0")/../exec-writer-double.sh"
+exec_writer_double "$VMSHADOW_WRITERS_DIR" "$tmp/app/data"
 # Every key in the bucket (at most 1000: enough here).
 keys () {
   s3_curl "$VMSLAB_S3_ENDPOINT/$bucket?list-type=2" |

@@ -18,16 +18,8 @@ s3_bucket bucket vmshadow-sync
 export VMSHADOW_SCRATCH_DIR=$tmp/scratch VMSHADOW_WRITERS_DIR=$tmp/writers.d
 unset VMSHADOW_REPO VMSHADOW_REPO_FORMAT VMSHADOW_REPO_PACK_SIZE
 mkdir -p "$tmp/app" "$VMSHADOW_WRITERS_DIR"
-cat > "$VMSHADOW_WRITERS_DIR/app" <<W
-#!/bin/sh
-[ "\$1" = identify ] || exit 0
-cat <<JSON
-{"format": "vmshadow-writer-metadata", "version": 1,
- "writer": {"name": "app", "id": "0d9f3c1e-2b4a-4c5d-8e6f-7a8b9c0d1e2f"},
- "components": [{"name": "data", "files": [{"path": "$tmp/app/data", "kind": "plain"}]}]}
-JSON
-W
-chmod 755 "$VMSHADOW_WRITERS_DIR/app"
+. "$(dirname "$0")/../exec-writer-double.sh"
+exec_writer_double "$VMSHADOW_WRITERS_DIR" "$tmp/app/data"
 local_repo=$tmp/local
 s3=s3://$bucket/offsite
 field () { python3 -c "import json,sys; print(json.load(open('$1'))['$2'])"; }
