@@ -56,10 +56,12 @@ echo "ok - bad specs, a missing bucket, a missing repository, a wrong secret and
 "$vmshadow" --repo "$repo" init > "$tmp/out" || fail "init: $(cat "$tmp/out")"
 "$vmshadow" --repo "$repo" backup > "$tmp/out" || fail "backup: $(cat "$tmp/out")"
 head -c 1000000 /dev/urandom | dd of="$tmp/app/data" bs=1M seek=1 conv=notrunc status=none
-"$vmshadow" --repo "$repo" backup > "$tmp/out" || fail "second backup: $(cat "$tmp/out")"
+"$vmshadow" --repo "$repo" backup --json > "$tmp/out" || fail "second backup: $(cat "$tmp/out")"
+# The second backup's own id: two backups of one second list in the order
+# of their random suffixes, not of their times.
+id=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["backup_id"])' < "$tmp/out")
 [ "$(nbackups "$repo")" = 2 ] || fail "not two backups"
 "$vmshadow" --repo "$repo" verify --deep > "$tmp/out" || fail "verify --deep: $(cat "$tmp/out")"
-id=$("$vmshadow" --repo "$repo" list --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["backups"][-1]["backup_id"])')
 "$vmshadow" --repo "$repo" extract "$id" data "$tmp/app/data" --to "$tmp/data.out" > /dev/null || fail "extract"
 cmp -s "$tmp/data.out" "$tmp/app/data" || fail "extracted data differs"
 keys | grep -qx "repos/one/config" || fail "no config object: $(keys)"
