@@ -37,6 +37,7 @@
 # default 40G, sparse).
 
 set -uo pipefail
+LAB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 umask 022
 export LC_ALL=C
 
@@ -129,8 +130,8 @@ start_daemon() {   # NAME BINARY ID (client.X: a full name; radosgw ignores -i)
     local name=$1 bin=$2 id=$3 idarg=(-i "$3")
     [[ $id == client.* ]] && idarg=(-n "$id")
     daemon_running "$name" && return 0
-    # 9>&-: the daemon must not inherit (and hold) the lab lock.
-    run "start $name" "$bin" --conf "$CONF" "${idarg[@]}" 9>&- || return 1
+    # detached: the daemon must not inherit (and hold) the lab lock.
+    run "start $name" "$LAB_DIR/detached" "$bin" --conf "$CONF" "${idarg[@]}" || return 1
     local i
     for i in $(seq 1 50); do
         daemon_running "$name" && return 0

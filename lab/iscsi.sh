@@ -18,6 +18,7 @@
 # stderr); 1 on failure.  tgtd is stopped by the pid this script recorded,
 # only while its command line is still ours.
 set -uo pipefail
+LAB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 export LC_ALL=C
 
 PORT=3261
@@ -63,7 +64,7 @@ start() {
     running && return 0
     ensure_packages
     # Foreground (-f) in a session of its own: its pid is the one we record.
-    setsid tgtd -f -C "$CONTROL" --iscsi portal=127.0.0.1:$PORT </dev/null >>"$LOG" 2>&1 8>&- &
+    setsid "$LAB_DIR/detached" tgtd -f -C "$CONTROL" --iscsi portal=127.0.0.1:$PORT </dev/null >>"$LOG" 2>&1 &
     echo $! >"$PIDFILE"
     local i
     for i in $(seq 50); do

@@ -33,6 +33,7 @@
 # VMSLAB_NO_INSTALL=1, another cluster runs), reason on stderr; 1 failed.
 
 set -uo pipefail
+LAB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 umask 022
 export LC_ALL=C
 
@@ -164,7 +165,7 @@ start() {
         stop_ours
         write_config
         say "starting corosync"
-        setsid corosync -f -c "$DIR/corosync.conf" </dev/null >>"$DIR/corosync.out" 2>&1 &
+        setsid "$LAB_DIR/detached" corosync -f -c "$DIR/corosync.conf" </dev/null >>"$DIR/corosync.out" 2>&1 &
         echo $! >"$COROSYNC_PID"
         local i
         for i in $(seq 100); do
@@ -175,7 +176,7 @@ start() {
         corosync-quorumtool -s >/dev/null 2>&1 || die "corosync is not quorate after 10 s; see $DIR/corosync.log"
         say "starting pacemakerd"
         PCMK_logfile=$DIR/pacemaker.log PCMK_logfacility=none \
-            setsid pacemakerd </dev/null >>"$DIR/pacemakerd.out" 2>&1 &
+            setsid "$LAB_DIR/detached" pacemakerd </dev/null >>"$DIR/pacemakerd.out" 2>&1 &
         echo $! >"$PACEMAKERD_PID"
     fi
     for i in $(seq 120); do

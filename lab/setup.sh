@@ -231,7 +231,7 @@ start_daemons() {
     mkdir -p /var/log/libvirt/qemu /var/lib/libvirt/qemu /var/cache/libvirt /run/libvirt
     if ! pid_alive /run/virtlogd.pid; then
         say "starting virtlogd"
-        run "virtlogd -d" virtlogd -d 9>&- ||
+        run "virtlogd -d" "$LAB_DIR/detached" virtlogd -d ||
             die "virtlogd did not start (output above); run 'virtlogd -v' to see why, fix it, then rerun lab/setup.sh"
     fi
     if pid_alive /run/libvirtd.pid; then
@@ -239,7 +239,7 @@ start_daemons() {
     fi
     say "starting libvirtd"
     LIBVIRT_LOG_OUTPUTS="3:file:/var/log/libvirt/libvirtd.log" \
-        run "libvirtd -d" libvirtd -d 9>&- ||
+        run "libvirtd -d" "$LAB_DIR/detached" libvirtd -d ||
         die "libvirtd did not start (output above); run 'libvirtd -v' to see why, fix it, then rerun lab/setup.sh"
     local i
     for i in $(seq 50); do
