@@ -209,8 +209,9 @@ extern VMS_API void vms_repo_txn_free (vms_repo_txn *txn);
 extern VMS_API int vms_repo_list (vms_repo *repo, char ***ids, size_t *nr_ids);
 extern VMS_API vms_manifest *vms_manifest_open (vms_repo *repo, const char *backup_id);
 /* The checkpoint catalogue: the newest checkpoint recorded for a file
- * (path) or for any file of a component (path NULL), with the backup that
- * recorded it (backup_id may be NULL). Both malloc'd. Returns 1 when found,
+ * (path) or for the whole component (path NULL: the newest any file of it
+ * recorded that is not the file's own, VMS_ATTR_FILE_CHECKPOINT_PREFIX,
+ * issue 11), with the backup that recorded it (backup_id may be NULL). Both malloc'd. Returns 1 when found,
  * 0 when none is (both set to NULL), -1 with the error set. */
 extern VMS_API int vms_repo_last_checkpoint (vms_repo *repo, const char *writer_id,
                                              const char *component, const char *path,

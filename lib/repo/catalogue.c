@@ -1,7 +1,7 @@
 /* The checkpoint catalogue (issue 10): each stored file records the
  * checkpoint its next incremental may start from (struct vms_stored_file
  * .checkpoint: the VMS_ATTR_CHECKPOINT its component had when it was
- * backed up); this finds the newest one. */
+ * backed up, or the file's own, issue 11); this finds the newest one. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,6 +9,8 @@
 #include "vmshadow/error.h"
 #include "vmshadow/repo.h"
 #include "vmshadow/writer.h"
+
+#include "str.h"
 
 /* The checkpoint file f of manifest m records, or NULL. Backups made before
  * the catalogue have it only as their component's attribute. */
@@ -22,6 +24,28 @@ file_checkpoint (const vms_manifest *m, const struct vms_stored_file *f)
     return f->checkpoint;
   c = bcd ? vms_document_find_component (bcd, f->writer_id, f->component) : NULL;
   return c ? vms_component_get_string (c, VMS_ATTR_CHECKPOINT) : NULL;
+}
+
+/* Whether checkpoint cp of file f is the file's own (issue 11: a stopped
+ * VM's RBD disk records the image's snapshot,
+ * VMS_ATTR_FILE_CHECKPOINT_PREFIX + path in its component), not one of
+ * the whole component. */
+static int
+own_checkpoint (const vms_manifest *m, const struct vms_stored_file *f,
+                const char *cp)
+{
+  const vms_document *bcd = vms_manifest_components (m);
+  vms_component *c;
+  const char *own;
+  char *key;
+
+  c = bcd ? vms_document_find_component (bcd, f->writer_id, f->component) : NULL;
+  if (c == NULL)
+    return 0;
+  key = vms_strdup_printf ("%s%s", VMS_ATTR_FILE_CHECKPOINT_PREFIX, f->path);
+  own = key ? vms_component_get_string (c, key) : NULL;
+  free (key);
+  return own != NULL && strcmp (own, cp) == 0;
 }
 
 int
@@ -49,7 +73,12 @@ vms_repo_last_checkpoint (vms_repo *repo, const char *writer_id,
           strcmp (f.writer_id, writer_id) != 0 ||
           strcmp (f.component, component) != 0 ||
           (path && strcmp (f.path, path) != 0) ||
-          (cp = file_checkpoint (m, &f)) == NULL)
+          (cp = file_checkpoint (m, &f)) == NULL ||
+          /* A component's checkpoint is one of the whole component: a
+           * file's own (the RBD snapshot of a stopped VM's backup) is no
+           * checkpoint its other disks know, and would hide the one
+           * they can start from (issue 11). */
+          (path == NULL && own_checkpoint (m, &f, cp)))
         continue;
       found = 1;
       if ((*checkpoint = strdup (cp)) == NULL ||

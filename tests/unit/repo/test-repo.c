@@ -174,8 +174,9 @@ make_backup (vms_repo *r, const char *id, const uint8_t *data, size_t size)
 
 /* A backup "id" of files (component, path, checkpoint) of one writer. */
 static void
-make_checkpointed_backup (vms_repo *r, const char *id,
-                          const char *const (*files)[3], size_t n)
+make_checkpointed_backup_with (vms_repo *r, const char *id,
+                               const char *const (*files)[3], size_t n,
+                               const char *bcd_json)
 {
   static const uint8_t data[512] = { 1 };
   vms_index *idx = store_file (r, data, sizeof data);
@@ -189,12 +190,21 @@ make_checkpointed_backup (vms_repo *r, const char *id,
     };
     assert_int_equal (vms_repo_txn_add_file (txn, &f, idx), 0);
   }
-  vms_document *bcd = vms_components_new (id);
+  vms_document *bcd = bcd_json ? vms_document_parse (bcd_json, strlen (bcd_json))
+    : vms_components_new (id);
+  assert_non_null (bcd);
   if (vms_repo_txn_commit (txn, bcd, NULL, 0, NULL) == -1)
     fail_msg ("commit: %s", vms_get_error ());
   vms_document_free (bcd);
   vms_repo_txn_free (txn);
   vms_index_free (idx);
+}
+
+static void
+make_checkpointed_backup (vms_repo *r, const char *id,
+                          const char *const (*files)[3], size_t n)
+{
+  make_checkpointed_backup_with (r, id, files, n, NULL);
 }
 
 static uint8_t *
@@ -805,7 +815,8 @@ committed_backup_is_listed_with_its_documents (void **state)
 /* Issue 10: the catalogue. Each stored file records the checkpoint its
  * next incremental starts from; the newest one wins, a backup without one
  * (an offline capture) does not hide an older one, and a component or
- * file never checkpointed has none. */
+ * file never checkpointed has none; a file's own checkpoint (issue 11)
+ * is no component's. */
 static void
 catalogue_gives_the_newest_checkpoint_of_a_file_and_of_a_component (void **state)
 {
@@ -836,6 +847,42 @@ catalogue_gives_the_newest_checkpoint_of_a_file_and_of_a_component (void **state
   assert_null (cp);
   assert_null (id);
   assert_int_equal (vms_repo_last_checkpoint (r, "another-writer", "vm1", NULL, &cp, NULL), 0);
+
+  /* Issue 11: a stopped VM's backup records its RBD disk's own checkpoint
+   * (the image's snapshot, "checkpoint:<path>" in its component) and none
+   * for its qcow2 disk. The RBD disk's next incremental starts there; the
+   * component's (an online backup's, whose qcow2 bitmaps libvirt knows)
+   * is still cp-3, and the qcow2 disk's cp-1. */
+  const char *const b4[][3] = { { "vm1", "/i/vda", NULL }, { "vm1", "rbd://m/p/img", "snap-4" } };
+  make_checkpointed_backup_with (r, "b4", b4, 2,
+    "{\"format\": \"vmshadow-backup-components\", \"version\": 1,"
+    " \"backup_id\": \"b4\", \"writers\": [{\"name\": \"vm\","
+    " \"id\": \"6c0a5e43-2b8e-4c39-9d59-4b8b2b6a1f00\", \"components\":"
+    " [{\"name\": \"vm1\", \"attributes\": {\"method\": \"offline\","
+    " \"checkpoint:rbd://m/p/img\": \"snap-4\"}}]}]}");
+  assert_int_equal (vms_repo_last_checkpoint (r, wid, "vm1", "rbd://m/p/img", &cp, &id), 1);
+  assert_string_equal (cp, "snap-4");
+  assert_string_equal (id, "b4");
+  free (cp); free (id);
+  assert_int_equal (vms_repo_last_checkpoint (r, wid, "vm1", NULL, &cp, &id), 1);
+  assert_string_equal (cp, "cp-3");
+  assert_string_equal (id, "b3");
+  free (cp); free (id);
+  assert_int_equal (vms_repo_last_checkpoint (r, wid, "vm1", "/i/vda", &cp, &id), 1);
+  assert_string_equal (cp, "cp-1");
+  free (cp); free (id);
+  /* A file whose checkpoint is the component's (an online backup's) still
+   * counts for the component. */
+  const char *const b5[][3] = { { "vm1", "/i/vda", "cp-5" }, { "vm1", "rbd://m/p/img", "cp-5" } };
+  make_checkpointed_backup_with (r, "b5", b5, 2,
+    "{\"format\": \"vmshadow-backup-components\", \"version\": 1,"
+    " \"backup_id\": \"b5\", \"writers\": [{\"name\": \"vm\","
+    " \"id\": \"6c0a5e43-2b8e-4c39-9d59-4b8b2b6a1f00\", \"components\":"
+    " [{\"name\": \"vm1\", \"attributes\": {\"checkpoint\": \"cp-5\"}}]}]}");
+  assert_int_equal (vms_repo_last_checkpoint (r, wid, "vm1", NULL, &cp, &id), 1);
+  assert_string_equal (cp, "cp-5");
+  assert_string_equal (id, "b5");
+  free (cp); free (id);
   vms_repo_close (r);
 }
 
