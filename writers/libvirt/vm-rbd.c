@@ -191,7 +191,7 @@ conn_close (struct rbd_conn *c)
  * whatever was made; conn_open closes it. */
 static int
 conn_open_1 (struct rbd_conn *c, const struct vm_disk *d, const char *key_file,
-             const char *snap)
+             const char *snap, int image)
 {
   const char *name = d->source_name ? d->source_name : "";
   const char *s1 = strchr (name, '/'), *s2 = s1 ? strchr (s1 + 1, '/') : NULL;
@@ -267,6 +267,8 @@ conn_open_1 (struct rbd_conn *c, const struct vm_disk *d, const char *key_file,
   }
   if (c->ns)
     rados_ioctx_set_namespace (c->io, c->ns);
+  if (!image)
+    return 0;
   r = snap ? rbd_open_read_only (c->io, c->name, &c->image, snap)
     : rbd_open (c->io, c->name, &c->image, NULL);
   if (r < 0) {
@@ -285,10 +287,20 @@ static int
 conn_open (struct rbd_conn *c, const struct vm_disk *d, const char *key_file,
            const char *snap)
 {
-  if (conn_open_1 (c, d, key_file, snap) == 0)
+  if (conn_open_1 (c, d, key_file, snap, 1) == 0)
     return 0;
   conn_close (c);
   return -1;
+}
+
+int
+vm_rbd_pool_check (const struct vm_disk *d, const char *key_file)
+{
+  struct rbd_conn c;
+  int r = conn_open_1 (&c, d, key_file, NULL, 0);
+
+  conn_close (&c);
+  return r;
 }
 
 /* The image's snapshots (rbd_snap_list; *n of them, end with
@@ -518,6 +530,14 @@ vm_rbd_remove_snapshots (const struct vm_disk *d, const char *key_file,
 }
 
 #else /* !HAVE_LIBRBD */
+
+int
+vm_rbd_pool_check (const struct vm_disk *d, const char *key_file)
+{
+  (void) d; (void) key_file;
+  vms_set_error (ENOTSUP, "vmshadow was built without librbd");
+  return -1;
+}
 
 int
 vm_rbd_snapshot (const struct vm_disk *d, const char *key_file,

@@ -68,6 +68,12 @@ extern int vm_rbd_snapshot (const struct vm_disk *d, const char *key_file,
 extern int vm_rbd_remove_snapshots (const struct vm_disk *d, const char *key_file,
                                     const char *keep, const char *only);
 
+/* Whether the disk's Ceph cluster can be reached and its pool (and
+ * namespace) opened, as vm_rbd_snapshot would: 0, or -1 with the error set
+ * ("cannot open the Ceph pool \"P\": No such file or directory" when the
+ * pool is gone). A restore asks this of an RBD image that is gone before
+ * it plans to make it again (issue 11: no VM half-restored). */
+extern int vm_rbd_pool_check (const struct vm_disk *d, const char *key_file);
 /* Write extents as text lines "OFFSET LENGTH\n" (decimal) to path, mode
  * 0600, for the requester (struct vms_access .changed_extents with
  * VMS_ACCESS_CHANGED_LIST). Returns 0 or -1 with the error set. */

@@ -40,6 +40,7 @@
 #include "log.h"
 #include "vm-internal.h"
 
+#include "vm-rbd.h"
 #include "vm-restore-plan.h"
 
 /* ---- small helpers ---- */
@@ -843,12 +844,20 @@ probe_network (struct vm_writer *w, const struct vm_disk *d, int64_t *size)
       }
     }
     else if (missing && d->protocol && strcmp (d->protocol, "rbd") == 0) {
-      /* Gone: made again at the restore, if vmshadow can name it so. */
+      /* Gone: made again at the restore, if vmshadow can name it so and
+       * its pool is there. qemu-img says "No such file or directory" for
+       * a gone pool too: asked here, so that the plan refuses before any
+       * disk is written rather than the image's creation failing after
+       * the others were (issue 11: no VM half-restored). */
       CLEANUP_FREE char *name = vm_rbd_create_name (d);
-      if (name) {
+      if (name && (vm_rbd_pool_check (d, secret) == 0 || vms_get_errno () == ENOTSUP)) {
+        /* (built without librbd: qemu-img create will say) */
         *size = -1;
         rc = 0;
       }
+      else if (name)
+        vms_set_error (vms_get_errno (), "the RBD image is gone and cannot be "
+                       "made again: %s", vms_get_error ());
     }
   }
   if (secret)
