@@ -28,17 +28,29 @@
 #     image at its snapshot, and keeps only its own snapshot — another
 #     tool's snapshot is left alone; a failed backup removes the snapshot
 #     it took.
+#   - The next online backup after those stopped ones (64 KiB written into
+#     the qcow2 disk by qemu-io meanwhile) reads that disk by its bitmap
+#     since the last online backup's checkpoint, not in full (the stopped
+#     backups' RBD snapshots are no checkpoint of the VM), and stores it
+#     equal to its image.
 #   - Bad: with the CHAP password changed on the target, the stopped VM's
 #     backup fails naming the VM, the disk and the login refusal; nothing
 #     is stored; a restore writing into the LUN is refused at its plan,
 #     naming the disk and the login refusal, with nothing changed.
-#   - Restore to the same kind (issue 11, R15, R20): with the loop device
-#     and the iSCSI LUN zeroed and the RBD image deleted, restore --replace
+#   - Bad: the RBD disk moved into a pool of the test's own, backed up,
+#     the pool deleted: the backup fails naming the VM, the disk and the
+#     pool, nothing stored; restoring that backup with --write-devices is
+#     refused at the plan naming the disk and the pool (the image cannot
+#     be made again), nothing written.
+#   - Restore to the same kind (issue 11, R15, R20): with every disk
+#     wiped (qcow2 and raw files, loop device, iSCSI LUN and NBD export
+#     zeroed, the RBD image deleted), restore --replace of the online backup
 #     without --write-devices is refused naming each device disk and the
 #     option, nothing changed; with it every disk is written back into its
 #     own kind (the RBD image made again with the backed-up size) and
 #     holds exactly what was backed up (hashes of loop, LUN, RBD and raw
-#     file; the guest's pattern in the qcow2 and NBD disks); restore --to
+#     file; the guest's pattern in the qcow2 and NBD disks), and the
+#     restored VM's guest finds its pattern on every disk; restore --to
 #     DIR turns every disk into a file there with the same bytes, the
 #     domain XML rewritten to file disks (the LUN and hostdev untouched).
 . "$(dirname "$0")/lib.sh"
@@ -193,6 +205,36 @@ lab_assert_eq "RBD disk of the incremental = the image now" "$(sha256sum <"$LAB_
 lab_assert_eq "RBD snapshots after the incremental" "$(rbd_snaps)" "keepme vmshadow-$bid3"
 lab_ok "stopped incremental $bid3: the RBD disk read by rbd diff since vmshadow-$bid2 ($read3 bytes read, rbd diff $whole names $named, $sampled chunks sampled), stored equal to the image; only its own snapshot kept, another tool's left alone"
 
+# ---- issue 11: after the stopped backups, the next online backup reads
+# the qcow2 disk by its bitmap since the last online backup's checkpoint
+# (the stopped backups' RBD snapshots are no checkpoint libvirt knows).
+# 64 KiB are written into vda's image while the VM is stopped, through
+# QEMU (qemu-io), which keeps its persistent bitmaps.
+vdapath=$(vmw_component "$uuid" | jq -r '.attributes | to_entries[]
+    | select((.key | startswith("disk_target:")) and .value == "vda") | .key[12:]')
+qemu-io -f qcow2 -c "write -P 0x5a $((8 * MiB)) 64k" "${LAB_DISK_FILE[$dom/vda]}" >/dev/null ||
+    lab_fail "qemu-io could not write into vda's image"
+virsh -q start "$dom" >/dev/null || lab_fail "virsh start $dom failed"
+rc=0
+vmw_backup --method crash-consistent "$dom" || rc=$?
+virsh -q destroy "$dom" >/dev/null || lab_fail "virsh destroy $dom failed"
+[ $rc -eq 3 ] || lab_fail "the online backup after the stopped ones exited $rc, not 3: $(vmw_backup_failure)"
+bid4=$VMW_BID
+r4=$(jq -c --arg p "$vdapath" '[.components[]?.reads[]? | select(.path == $p)] | first // empty' "$VMW_SUMMARY")
+lab_assert_eq "how the online backup after the stopped ones read vda" "$(jq -r .how <<<"$r4")" \
+    "dirty bitmap since vmshadow-$bid"
+read4=$(jq .bytes_read <<<"$r4")
+sampled4=$(jq .sampled <<<"$r4")
+[ "$read4" -ge $((64 * 1024)) ] && [ "$read4" -le $((2 * chunk + chunk * sampled4)) ] ||
+    lab_fail "the online incremental read $read4 bytes of vda, where 64 KiB changed (sampled $sampled4 chunks): $r4"
+lab_assert_eq "how the running VM's RBD disk was read" "$(read_of "$VMW_SUMMARY" | jq -r .how)" "full read"
+vmw_extract "$bid4" "$uuid" "$vdapath" "$LAB_WORK/$bid4-vda.raw" raw
+qemu-img convert -U -f qcow2 -O raw "${LAB_DISK_FILE[$dom/vda]}" "$LAB_WORK/now-vda.raw" ||
+    lab_fail "cannot read vda's image"
+lab_assert_eq "vda of the online incremental = its image" "$(sha256sum <"$LAB_WORK/$bid4-vda.raw")" \
+    "$(sha256sum <"$LAB_WORK/now-vda.raw")"
+lab_ok "online backup $bid4 after the stopped ones: vda read by its bitmap since vmshadow-$bid ($read4 bytes, $sampled4 chunks sampled), stored equal to its image; the running VM's RBD disk read in full"
+
 # ---- bad: the target refuses the login
 tgtadm -C 17 --lld iscsi --op delete --mode account --user "vmslab$$" >/dev/null ||
     lab_fail "cannot delete the CHAP account"
@@ -233,15 +275,26 @@ tgtadm -C 17 --lld iscsi --op delete --mode account --user "vmslab$$" >/dev/null
     tgtadm -C 17 --lld iscsi --op bind --mode account --tid "$tid" --user "vmslab$$" >/dev/null ||
     lab_fail "cannot put the CHAP password back"
 
-# ---- restore to the same kind (issue 11): wipe the devices, restore
+# ---- restore to the same kind (issue 11): wipe every disk, restore the
+# online backup
 dd if=/dev/zero of="$loopdev" bs=1M count=16 conv=fsync status=none || lab_fail "cannot zero $loopdev"
 dd if=/dev/zero of="$lunfile" bs=1M count=16 conv=notrunc,fsync status=none || lab_fail "cannot zero $lunfile"
+dd if=/dev/zero of="${LAB_DISK_FILE[$dom/vdb]}" bs=1M count=16 conv=notrunc,fsync status=none ||
+    lab_fail "cannot zero vdb's image"
+qemu-io -f qcow2 -c "write -z 0 16M" "${LAB_DISK_FILE[$dom/vda]}" >/dev/null || lab_fail "cannot zero vda's image"
+# (the NBD disk's is the domain's only Unix socket host)
+nbdsock=$(virsh -q dumpxml --inactive "$dom" | sed -n "s/.*<host transport='unix' socket='\([^']*\)'.*/\1/p")
+[ -S "$nbdsock" ] || lab_fail "the NBD disk's socket is not in the domain XML: '$nbdsock'"
+qemu-io -f raw -c "write -z 0 16M" "nbd+unix:///vmslab?socket=$nbdsock" >/dev/null ||
+    lab_fail "cannot zero the NBD export at $nbdsock"
 timeout 60 rbd snap purge --no-progress "$rbdimg" >/dev/null 2>&1 &&
     timeout 60 rbd rm --no-progress "$rbdimg" >/dev/null 2>&1 || lab_fail "cannot delete $rbdimg"
 zero=$(head -c $((16 * MiB)) /dev/zero | sha256sum)
-lab_assert_eq "loop device wiped" "$(backing_sum vdc)" "$zero"
+for t in vdb vdc vdd; do
+    lab_assert_eq "$t wiped" "$(backing_sum $t)" "$zero"
+done
 rc=0
-rst_restore "$bid2" --replace || rc=$?
+rst_restore "$bid" --replace || rc=$?
 [ $rc -ne 0 ] || lab_fail "a restore into block and network disks without --write-devices was not refused"
 for t in vdc:"the host block device $loopdev" vdd:"the network disk iscsi://127.0.0.1:3261/$iqn/1" \
          vde:"the network disk nbd+unix://" vdf:"the network disk rbd://127.0.0.1:6789/$rbdimg"; do
@@ -254,7 +307,7 @@ timeout 60 rbd info "$rbdimg" >/dev/null 2>&1 && lab_fail "the refused restore m
 lab_ok "restore without --write-devices refused (exit $rc), naming the loop, iSCSI, NBD and RBD disks; nothing written"
 
 rc=0
-rst_restore "$bid2" --replace --write-devices || rc=$?
+rst_restore "$bid" --replace --write-devices || rc=$?
 [ $rc -eq 0 ] || lab_fail "restore --replace --write-devices exited $rc: $(tail -n 5 "$RST_ERR" | tr '\n' ' ')"
 lab_assert_eq "domain after restore" "$(virsh -q domuuid "$dom")" "$uuid"
 lab_assert_eq "RBD image size" "$(timeout 60 rbd info --format json "$rbdimg" | jq .size)" $((16 * MiB))
@@ -270,7 +323,57 @@ done
 # (no `cmd | grep -q` under pipefail: grep's early exit fails the pipe)
 grep -q "<source protocol='rbd' name='$rbdimg'" <<<"$(virsh -q dumpxml --inactive "$dom")" ||
     lab_fail "the restored domain's RBD disk is no longer the RBD image"
-lab_ok "restore --write-devices: loop device, iSCSI LUN, NBD export and the RBD image (made again, 16 MiB) hold exactly what was backed up"
+lab_ok "restore --write-devices of the online backup: every disk wiped before; raw file, loop device, iSCSI LUN and the RBD image (made again, 16 MiB) hold exactly what was backed up, the qcow2 and NBD disks the guest's pattern"
+# the guest checks what it wrote, on every disk, in the restored VM
+virsh -q start "$dom" >/dev/null || lab_fail "the restored $dom does not start"
+lab_wait_agent "$dom"
+for t in "${disks[@]}"; do
+    lab_guest_run "$dom" "vmslab-pattern check /dev/$t seed-$t $MiB $((2 * MiB))" >/dev/null ||
+        lab_fail "the guest does not find what it wrote on /dev/$t after the restore"
+done
+virsh -q destroy "$dom" >/dev/null || lab_fail "virsh destroy $dom failed"
+lab_ok "the restored VM runs, and its guest finds what it wrote on every disk (vda..vdf)"
+
+# ---- bad: the RBD disk's pool is gone (issue 11). The disk is moved to
+# an image in a pool of this test's own, backed up stopped, the pool
+# deleted: the next backup fails naming the VM, the disk and the pool,
+# storing nothing; a restore of the backup into it is refused at its plan
+# (the image cannot be made again), before any disk is written.
+gpool=vmslab-gone-$$
+gone_pool_rm() { timeout 120 ceph osd pool rm "$gpool" "$gpool" --yes-i-really-really-mean-it >/dev/null 2>&1; }
+timeout 120 ceph osd pool create "$gpool" 8 >/dev/null 2>&1 &&
+    timeout 60 rbd pool init "$gpool" && timeout 60 rbd create --size 16M "$gpool/img" ||
+    { gone_pool_rm; lab_fail "cannot make the pool $gpool with an image"; }
+virsh -q dumpxml --inactive "$dom" >"$LAB_WORK/orig.xml"
+sed "s|<source protocol='rbd' name='$rbdimg'|<source protocol='rbd' name='$gpool/img'|" \
+    "$LAB_WORK/orig.xml" >"$LAB_WORK/gone.xml"
+virsh -q define "$LAB_WORK/gone.xml" >/dev/null || { gone_pool_rm; lab_fail "cannot redefine $dom"; }
+rc=0
+vmw_backup "$dom" || rc=$?
+bidg=$VMW_BID
+gone_pool_rm || lab_fail "cannot delete the pool $gpool"
+[ $rc -eq 3 ] || lab_fail "the stopped backup with vdf in $gpool exited $rc, not 3: $(vmw_backup_failure)"
+n0=$(vmw_backup_count)
+rc=0
+vmw_backup "$dom" || rc=$?
+[ $rc -ne 0 ] && [ $rc -ne 3 ] || lab_fail "a backup whose RBD pool is gone exited $rc"
+msg=$(vmw_backup_failure)
+grep -qF "$dom" <<<"$msg" && grep -qF "$gpool/img" <<<"$msg" && grep -qi "pool" <<<"$msg" ||
+    lab_fail "the failure does not name the VM, the disk and its pool: $msg"
+lab_assert_eq "backups after the gone pool" "$(vmw_backup_count)" "$n0"
+lab_ok "backup with the RBD pool gone: exit $rc, names the VM, the disk and the pool, nothing stored ($msg)"
+before=$(rst_host_state "$dom" -- "${LAB_DISK_FILE[$dom/vda]}" "${LAB_DISK_FILE[$dom/vdb]}" "$lunfile")
+sums_before=$(for t in vdb vdc vdd; do backing_sum $t; done)
+rc=0
+rst_restore "$bidg" --replace --write-devices || rc=$?
+[ $rc -ne 0 ] || lab_fail "a restore into an RBD image whose pool is gone was not refused"
+grep -q "disk vdf, the network disk rbd://127.0.0.1:6789/$gpool/img" "$RST_ERR" &&
+    grep -q "cannot open the Ceph pool \"$gpool\"" "$RST_ERR" ||
+    lab_fail "the refusal does not name the RBD disk and its gone pool: $(tr '\n' ' ' <"$RST_ERR")"
+lab_assert_eq "host after the refused restore (gone pool)" "$(rst_host_state "$dom" -- "${LAB_DISK_FILE[$dom/vda]}" "${LAB_DISK_FILE[$dom/vdb]}" "$lunfile")" "$before"
+lab_assert_eq "devices after the refused restore (gone pool)" "$(for t in vdb vdc vdd; do backing_sum $t; done)" "$sums_before"
+lab_ok "restore into the RBD disk of a gone pool: refused at its plan (exit $rc) naming vdf and the pool; no disk written"
+virsh -q define "$LAB_WORK/orig.xml" >/dev/null || lab_fail "cannot define $dom again"
 
 mkdir -p "$LAB_WORK/to"
 rc=0
