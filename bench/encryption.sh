@@ -13,14 +13,21 @@
 # dropped before each step (needs root):
 #   full     full backup into a fresh repository, committed
 #            (vms-bench-copy full: the data path and a commit, as a backup)
-#   restore  extract of that backup to a raw file (every chunk
-#            authenticated and its keyed id checked), checked with
-#            qemu-img compare
+#   restore  extract of that backup to a raw file, checked with qemu-img
+#            compare: every chunk proven before it is written — plain:
+#            re-hashed (SHA-256); encrypted: authenticated by AES-256-GCM
+#            for its chunk id and repository (its keyed id is re-derived
+#            only by verify --deep: docs/encryption.md "Why a restore does
+#            not re-derive chunk ids")
 # The better of the rounds counts for each. The encrypted repository is
 # made by `vmshadow init --encrypt` with the production scrypt cost
 # (N = 2^17): each step's time includes unlocking the key, a fixed cost
 # per process (vms-bench-copy prints how long opening the repository
 # took); the "-open" columns are the times without it (the data path).
+# The unlock measured is the one a restore takes: vmshadow has one way to
+# open a key file, scrypt of a passphrase (typed, on --passphrase-fd, or
+# VMSHADOW_PASSPHRASE from a timer's root-only EnvironmentFile, as here);
+# there is no passphrase-less host key, so no restore skips it.
 #
 # Work files (about 8 GiB + the repositories) go to a fresh directory
 # under $BENCH_DIR (default /work), removed at the end.
@@ -84,7 +91,9 @@ printf 'raw read (cat) %.2f s, raw copy (cp + sync) %.2f s\n' "${T[raw-best]}" "
 
 "$VMSHADOW" init --encrypt --repo "$WORK/unlock" > /dev/null
 run unlock "$VMSHADOW" list --repo "$WORK/unlock"
-printf 'unlocking the key (scrypt N=2^17, r=8, p=1): %.2f s\n' "${T[unlock]}"
+printf 'unlocking the key (scrypt N=2^17, r=8, p=1): %.2f s (vmshadow list, cache dropped)\n' "${T[unlock]}"
+echo "  the passphrase path (here VMSHADOW_PASSPHRASE, as a timer's EnvironmentFile): the only"
+echo "  way vmshadow opens a key file, paid once by every command; the encrypted times include it"
 FP=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["encryption"]["key_fingerprint"])' "$WORK/unlock/config")
 
 for round in $(seq "$ROUNDS"); do

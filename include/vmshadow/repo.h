@@ -133,9 +133,13 @@ extern VMS_API vms_repo *vms_repo_init_encrypted (const char *dir,
 extern VMS_API int vms_repo_chunk_put (vms_repo *repo, const void *data, size_t len,
                                        struct vms_digest *digest,
                                        uint64_t *stored_bytes);
-/* Read a chunk into buf (len is its expected length); with verify, re-hash
- * and fail (EBADMSG) on a mismatch. A missing chunk fails with ENOENT, a
- * damaged one with EBADMSG. The all-zero digest reads as zeros. */
+/* Read a chunk into buf (len is its expected length); with verify, prove
+ * that the content is the chunk's and fail (EBADMSG) if not: in a plain
+ * repository by re-hashing it, in an encrypted one by AES-256-GCM, which
+ * opens a blob only for the chunk id and repository it was sealed for
+ * (R28; docs/encryption.md "Why a restore does not re-derive chunk ids").
+ * A missing chunk fails with ENOENT, a damaged one with EBADMSG. The
+ * all-zero digest reads as zeros. */
 extern VMS_API int vms_repo_chunk_get (vms_repo *repo, const struct vms_digest *digest,
                                        void *buf, size_t len, int verify);
 extern VMS_API int vms_repo_chunk_exists (vms_repo *repo, const struct vms_digest *digest);

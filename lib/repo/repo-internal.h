@@ -176,7 +176,11 @@ extern pid_t repo_temp_pid (const char *name);
  * with no context. */
 extern int chunk_store_check (vms_repo *repo, const struct vms_digest *d,
                               size_t len);
-/* vms_repo_chunk_get without the repository in the message. */
+/* vms_repo_chunk_get without the repository in the message; verify
+ * CHUNK_REDERIVE also re-derives an encrypted repository's keyed id from
+ * the opened content (verify --deep: it proves what the host that wrote
+ * the chunk hashed is what it sealed, which GCM cannot). */
+#define CHUNK_REDERIVE 2
 extern int chunk_store_read (vms_repo *repo, const struct vms_digest *d,
                              void *buf, size_t len, int verify);
 /* The verified content of chunk d (len bytes) in a buffer of this thread,

@@ -72,7 +72,7 @@ check_chunk (struct verify *v, const struct vms_digest *d, size_t len,
       added = 0;                /* not checked: counts as sound here */
   }
   if (added) {
-    int r = v->deep ? chunk_store_read (v->repo, d, v->buf, len, 1)
+    int r = v->deep ? chunk_store_read (v->repo, d, v->buf, len, CHUNK_REDERIVE)
       : chunk_store_check (v->repo, d, len);
     if (r == -1) {
       char *msg = strdup (vms_get_error ());

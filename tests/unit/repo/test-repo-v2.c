@@ -35,6 +35,7 @@
 #include "vmshadow/error.h"
 #include "vmshadow/repo.h"
 
+#include "crypt.h"
 #include "repo-internal.h"
 
 #define CS ((size_t) VMS_CHUNK_SIZE)
@@ -1010,6 +1011,117 @@ a_pack_is_written_as_it_fills_and_reads_back_before_and_after_its_put (void **st
   vms_repo_close (r);
 }
 
+/* The blob of chunk d in its pack: the pack's path and the blob's offset
+ * and length (content and envelope). */
+static void
+blob_where (vms_repo *r, const struct vms_digest *d, char *pack, size_t size,
+            off_t *off, size_t *len)
+{
+  struct pack_loc loc;
+  char name[64];
+  assert_int_equal (pack_lookup (r, d, &loc), 1);
+  pack_object_name (loc.pack_id, name);
+  snprintf (pack, size, "%s/%s", repo_dir, name);
+  *off = loc.offset;
+  *len = loc.slen + ENVELOPE_OVERHEAD;
+}
+
+static void
+pack_rw (const char *pack, off_t off, void *buf, size_t len, int write)
+{
+  int fd = open (pack, write ? O_WRONLY : O_RDONLY);
+  assert_true (fd >= 0);
+  assert_int_equal (write ? pwrite (fd, buf, len, off)
+                    : pread (fd, buf, len, off), (ssize_t) len);
+  close (fd);
+}
+
+/* Issue 13, R28 (docs/encryption.md "Why a restore does not re-derive
+ * chunk ids"): in an encrypted repository AES-256-GCM alone proves that a
+ * chunk read is the chunk, since a blob opens only for the chunk id and
+ * repository it was sealed for. Two valid blobs swapped in their pack fail
+ * authentication, each named (no keyed id is re-derived on this path any
+ * more, so this is GCM's doing). The one thing GCM cannot tell is a blob
+ * that the key holder itself sealed for a chunk id with other content —
+ * what a fault of the host that wrote it would leave: it opens, and
+ * verify --deep, which re-derives every chunk id from the content, names
+ * it. */
+static void
+an_encrypted_read_is_proven_by_gcm_and_verify_deep_rederives_ids (void **state)
+{
+  char keys[128], pack0[512], pack1[512];
+  struct vms_repo_encryption e = { .visible_backup_ids = 1 };
+  struct vms_digest d0, d1;
+  struct lines l = { .n = 0 };
+  size_t n = 3 * CS, len0, len1;
+  off_t off0, off1;
+  uint8_t *data = xmalloc (n), *buf = xmalloc (CS);
+  uint8_t *b0 = xmalloc (CS + ENVELOPE_OVERHEAD);
+  uint8_t *b1 = xmalloc (CS + ENVELOPE_OVERHEAD);
+
+  snprintf (keys, sizeof keys, "%s/keys", workdir);
+  setenv ("VMSHADOW_KEY_DIR", keys, 1);
+  setenv ("VMSHADOW_PASSPHRASE", "unit-test-passphrase", 1);
+  setenv ("VMSHADOW_SCRYPT_LOG2N", "14", 1);
+  vms_repo *r = vms_repo_init_encrypted (repo_dir, &e);
+  if (r == NULL)
+    fail_msg ("init --encrypt: %s", vms_get_error ());
+  fill_random (data, n, 13);           /* incompressible: raw blobs */
+  make_backup (r, "b1", data, n);
+  assert_int_equal (repo_chunk_id (r, data, CS, &d0), 0);
+  assert_int_equal (repo_chunk_id (r, data + CS, CS, &d1), 0);
+  blob_where (r, &d0, pack0, sizeof pack0, &off0, &len0);
+  blob_where (r, &d1, pack1, sizeof pack1, &off1, &len1);
+  assert_int_equal (len0, CS + ENVELOPE_OVERHEAD);
+  assert_int_equal (len1, len0);
+  pack_rw (pack0, off0, b0, len0, 0);
+  pack_rw (pack1, off1, b1, len1, 0);
+
+  /* Swapped: each is a valid blob, sealed by this key, for the other id. */
+  pack_rw (pack0, off0, b1, len1, 1);
+  pack_rw (pack1, off1, b0, len0, 1);
+  vms_repo *rd = vms_repo_open (repo_dir, 0);
+  assert_non_null (rd);
+  assert_int_equal (vms_repo_chunk_get (rd, &d0, buf, CS, 1), -1);
+  assert_int_equal (vms_get_errno (), EBADMSG);
+  assert_error_contains ("failed authentication");
+  assert_int_equal (vms_repo_chunk_get (rd, &d1, buf, CS, 1), -1);
+  assert_error_contains ("failed authentication");
+  vms_repo_close (rd);
+  pack_rw (pack0, off0, b0, len0, 1);
+  pack_rw (pack1, off1, b1, len1, 1);
+  rd = vms_repo_open (repo_dir, 0);
+  assert_non_null (rd);
+  assert_int_equal (vms_repo_chunk_get (rd, &d1, buf, CS, 1), 0);
+  assert_memory_equal (buf, data + CS, CS);
+  vms_repo_close (rd);
+
+  /* Chunk 0's content sealed with the key for chunk 1's id. */
+  char aad[256], hex[65];
+  vms_digest_hex (&d1, hex);
+  size_t al = crypt_aad (aad, sizeof aad, r->id, "blob", hex);
+  assert_true (al > 0);
+  assert_int_equal (crypt_seal (r->key->k_enc, aad, al, data, CS, b1), 0);
+  pack_rw (pack1, off1, b1, len1, 1);
+  rd = vms_repo_open (repo_dir, 0);
+  assert_non_null (rd);
+  assert_int_equal (vms_repo_chunk_get (rd, &d1, buf, CS, 1), 0);
+  assert_memory_equal (buf, data, CS);
+  assert_int_equal (vms_repo_verify (rd, NULL, 1, collect, &l), 1);
+  assert_true (lines_contain (&l, "offset 131072: chunk"));
+  assert_true (lines_contain (&l, "is corrupt (hash mismatch)"));
+  lines_free (&l);
+  vms_repo_close (rd);
+  vms_repo_close (r);
+  unsetenv ("VMSHADOW_KEY_DIR");
+  unsetenv ("VMSHADOW_PASSPHRASE");
+  unsetenv ("VMSHADOW_SCRYPT_LOG2N");
+  free (data);
+  free (buf);
+  free (b0);
+  free (b1);
+}
+
 int
 main (int argc, char *argv[])
 {
@@ -1041,6 +1153,8 @@ main (int argc, char *argv[])
        upgrade_moves_a_version_1_repository_to_version_2_keeping_every_backup),
     T ("a-pack-is-written-as-it-fills-and-reads-back-before-and-after-its-put",
        a_pack_is_written_as_it_fills_and_reads_back_before_and_after_its_put),
+    T ("an-encrypted-read-is-proven-by-gcm-and-verify-deep-rederives-ids",
+       an_encrypted_read_is_proven_by_gcm_and_verify_deep_rederives_ids),
 #undef T
   };
   cmocka_set_message_output (CM_OUTPUT_TAP);
