@@ -42,6 +42,11 @@
 #     pool, nothing stored; restoring that backup with --write-devices is
 #     refused at the plan naming the disk and the pool (the image cannot
 #     be made again), nothing written.
+#   - Bad: the loop disk given at an LV's path (/dev/VG/data, a link as
+#     udev makes) of a VG of the test's own with 4 MiB free, backed up,
+#     the link removed: restoring it is refused at the plan naming the
+#     VM, the disk and the VG without room, nothing written (no LV can be
+#     made here: no device-mapper).
 #   - Restore to the same kind (issue 11, R15, R20): with every disk
 #     wiped (qcow2 and raw files, loop device, iSCSI LUN and NBD export
 #     zeroed, the RBD image deleted), restore --replace of the online backup
@@ -373,6 +378,43 @@ grep -q "disk vdf, the network disk rbd://127.0.0.1:6789/$gpool/img" "$RST_ERR" 
 lab_assert_eq "host after the refused restore (gone pool)" "$(rst_host_state "$dom" -- "${LAB_DISK_FILE[$dom/vda]}" "${LAB_DISK_FILE[$dom/vdb]}" "$lunfile")" "$before"
 lab_assert_eq "devices after the refused restore (gone pool)" "$(for t in vdb vdc vdd; do backing_sum $t; done)" "$sums_before"
 lab_ok "restore into the RBD disk of a gone pool: refused at its plan (exit $rc) naming vdf and the pool; no disk written"
+virsh -q define "$LAB_WORK/orig.xml" >/dev/null || lab_fail "cannot define $dom again"
+
+# ---- bad: a volume group with no room (issue 11). The lab's kernel has
+# no device-mapper, so no LV can be active here: vdc (the loop device) is
+# given at an LV's path, /dev/VG/data (a link to the loop device, as udev
+# makes one to dm-N), of a VG of this test's own on an 8 MiB loop device,
+# and backed up stopped; the link removed (the LV is gone), a restore of
+# that backup is refused at its plan, naming the VM, the disk and the VG
+# without room for 16 MiB (the LV-recreation plan on lvs/vgs), with
+# nothing written.
+export LVM_SUPPRESS_FD_WARNINGS=1
+lvvg=vmslabvg$$
+truncate -s 8M "$LAB_WORK/pv.img"
+pvdev=$(losetup --find --show "$LAB_WORK/pv.img") || lab_fail "losetup of the PV's file failed"
+lab__undo_push loop "$pvdev"
+vgcreate -q "$lvvg" "$pvdev" >/dev/null || lab_fail "vgcreate $lvvg on $pvdev failed"
+mkdir "/dev/$lvvg" && ln -s "$loopdev" "/dev/$lvvg/data" || lab_fail "cannot make /dev/$lvvg/data"
+sed "s|<source dev='$loopdev'/>|<source dev='/dev/$lvvg/data'/>|" "$LAB_WORK/orig.xml" >"$LAB_WORK/lv.xml"
+grep -q "/dev/$lvvg/data" "$LAB_WORK/lv.xml" || { rm -rf "/dev/$lvvg"; lab_fail "vdc's source is not in the XML"; }
+virsh -q define "$LAB_WORK/lv.xml" >/dev/null || { rm -rf "/dev/$lvvg"; lab_fail "cannot redefine $dom"; }
+rc=0
+vmw_backup "$dom" || rc=$?
+bidl=$VMW_BID
+rm -rf "/dev/$lvvg"
+[ $rc -eq 3 ] || lab_fail "the stopped backup with vdc at /dev/$lvvg/data exited $rc, not 3: $(vmw_backup_failure)"
+before=$(rst_host_state "$dom" -- "${LAB_DISK_FILE[$dom/vda]}" "${LAB_DISK_FILE[$dom/vdb]}" "$lunfile")
+sums_before=$(for t in vdb vdc vdd; do backing_sum $t; done)
+rc=0
+rst_restore "$bidl" --replace --write-devices || rc=$?
+[ $rc -ne 0 ] || lab_fail "a restore into an LV that is gone, in a VG with no room, was not refused"
+grep -qF "vm \"$dom\": disk vdc, the host block device /dev/$lvvg/data" "$RST_ERR" &&
+    grep -qF "volume group $lvvg has no room for it: 4194304 bytes free, 16777216 needed" "$RST_ERR" ||
+    lab_fail "the refusal does not name the VM, the LV's disk and the VG without room: $(tr '\n' ' ' <"$RST_ERR")"
+lab_assert_eq "host after the refused restore (no room)" "$(rst_host_state "$dom" -- "${LAB_DISK_FILE[$dom/vda]}" "${LAB_DISK_FILE[$dom/vdb]}" "$lunfile")" "$before"
+lab_assert_eq "devices after the refused restore (no room)" "$(for t in vdb vdc vdd; do backing_sum $t; done)" "$sums_before"
+vgremove -q -f "$lvvg" >/dev/null && pvremove -q "$pvdev" >/dev/null || lab_fail "cannot remove the VG $lvvg"
+lab_ok "restore into an LV that is gone, its VG without room: refused at its plan (exit $rc) naming $dom, vdc and the VG's free bytes; nothing written"
 virsh -q define "$LAB_WORK/orig.xml" >/dev/null || lab_fail "cannot define $dom again"
 
 mkdir -p "$LAB_WORK/to"

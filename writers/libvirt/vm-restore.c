@@ -40,6 +40,7 @@
 #include "log.h"
 #include "vm-internal.h"
 
+#include "vm-lvm.h"
 #include "vm-rbd.h"
 #include "vm-restore-plan.h"
 
@@ -811,6 +812,70 @@ run_qemu_img (const char *const *args, const char *secret, char **out,
   return rc;
 }
 
+/* The output of an LVM report command (lvs or vgs, JSON, bytes) into
+ * *out. 0, or -1 with the error set. */
+static int
+run_lvm_report (const char *cmd, const char *fields, char **out)
+{
+  const char *argv[] = { cmd, "--reportformat", "json", "--units", "b",
+                         "--nosuffix", "-o", fields, NULL };
+  /* (LVM warns on stderr of every descriptor it inherits) */
+  const char *env[] = { "LVM_SUPPRESS_FD_WARNINGS=1", NULL };
+  struct vms_subprocess_options o = { .argv = argv, .env = env,
+                                      .timeout_ms = 60000 };
+  struct vms_subprocess_result res = { 0 };
+  char how[128], tail[600];
+  int rc = -1;
+
+  if (vms_subprocess_run (&o, &res) == -1)
+    return -1;
+  if (!vms_subprocess_succeeded (&res))
+    vms_set_error (EIO, "%s %s: %s", cmd,
+                   vms_subprocess_describe (&res, how, sizeof how),
+                   vms_subprocess_error_tail (&res, 2, tail, sizeof tail));
+  else if ((*out = strdup (res.out ? res.out : "")) == NULL)
+    vms_set_error (ENOMEM, "out of memory");
+  else
+    rc = 0;
+  vms_subprocess_result_reset (&res);
+  return rc;
+}
+
+/* A block device that is gone, at an LV's path (/dev/VG/LV,
+ * /dev/mapper/VG-LV): why the restore cannot write it, from the
+ * LV-recreation plan (vm-lvm.h) on what lvs and vgs say now — the VG is
+ * gone, has no room for size bytes, or the LV could be made again, which
+ * vmshadow does not do yet (issue 11). NULL (nothing to add) when the path
+ * names no LV; malloc'd. */
+static char *
+gone_lv_why (const char *path, uint64_t size)
+{
+  CLEANUP_FREE char *vg = NULL, *lv = NULL, *lvs = NULL, *vgs = NULL;
+  struct vm_lv_plan plan;
+  char *why;
+
+  if (vm_lv_from_path (path, &vg, &lv) == -1)
+    return NULL;
+  if (run_lvm_report ("lvs", "lv_name,vg_name,lv_attr,lv_size,pool_lv", &lvs) == -1 ||
+      run_lvm_report ("vgs", "vg_name,vg_free", &vgs) == -1)
+    return vms_strdup_printf ("it is gone, and LVM cannot say whether its "
+                              "logical volume could be made again: %s",
+                              vms_get_error ());
+  if (vm_lv_plan (lvs, vgs, path, size, NULL, &plan) == -1)
+    return vms_strdup_printf ("its logical volume is gone and cannot be made "
+                              "again: %s", vms_get_error ());
+  if (plan.action == VM_LV_REUSE)
+    why = vms_strdup_printf ("lvs lists the logical volume %s/%s, but its "
+                             "device is not there (is it active?)", vg, lv);
+  else
+    why = vms_strdup_printf ("its logical volume is gone; vmshadow does not "
+                             "make one again yet (it would be: lvcreate in "
+                             "volume group %s, which has room): make it, or "
+                             "restore it as a file with --to DIR", vg);
+  vm_lv_plan_clear (&plan);
+  return why;
+}
+
 /* What is at a network disk now: its size into *size, or -1 when it does
  * not exist. 0, or -1 with the error set (it cannot be reached, the login
  * is refused, …). */
@@ -896,7 +961,7 @@ probe_devices (struct vm_writer *w)
         struct stat st;
         uint64_t bytes;
         if (fd == -1)
-          f->dev_error = errno == ENOENT ? NULL
+          f->dev_error = errno == ENOENT ? gone_lv_why (f->path, f->size)
             : vms_strdup_printf ("%s", errno == EBUSY
                                  ? "it is in use on the host (mounted, or held "
                                  "by another device)" : strerror (errno));
