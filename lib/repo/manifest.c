@@ -20,6 +20,7 @@
 
 #include "cleanup.h"
 #include "fs-util.h"
+#include "log.h"
 #include "repo-internal.h"
 #include "storage.h"
 #include "vector.h"
@@ -995,6 +996,9 @@ vms_repo_txn_add_file (vms_repo_txn *txn, const struct vms_stored_file *file,
   if (txn->v2 ? txn_put (txn, name, buf, len, STORAGE_PUT_LAZY) == -1
       : repo_write_new_file (txn->tmpfd, path, buf, len) == -1)
     return txn_fail (txn, "writing an index");
+  /* The older packs it names are retained as long as it is (issue 14). */
+  if (txn->v2 && pack_note_used (txn->repo, idx) == -1)
+    return -1;
 
   f.kind = file->kind;
   f.size = vms_index_size (idx);
@@ -1074,6 +1078,15 @@ txn_commit_v2 (vms_repo_txn *txn, const vms_document *components,
                    "committed)", repo->path, repo_errstr (errno), m->id);
     return -1;
   }
+  /* Lock extension (issue 14, R29): what it needs of older sessions is
+   * retained until its own date before anything names it (R12: the
+   * manifest last). */
+  uint64_t extended;
+  if (pack_extend_used (repo, m->id, &extended) == -1)
+    return -1;
+  if (extended)
+    vms_debug ("backup %s: the Object Lock retention of %" PRIu64 " older "
+               "objects it needs extended to its own", m->id, extended);
   m->has_components = components != NULL;
   m->nr_metadata = nr_metadata;
   m->created = (int64_t) time (NULL);

@@ -55,6 +55,15 @@ struct pack_info {
   uint8_t condemned;
   /* gc: 1 listed in packs/, 0 not, -1 not known (readers, writers). */
   int8_t listed;
+  /* Lock extension (issue 14, R29; pack_extend_used): put by this
+   * process (its retention is this session's already); named by a file
+   * index of the backup being committed. */
+  uint8_t ours;
+  uint8_t used;
+  /* In a repository with a retention: the segments (numbers + 1 in
+   * repo_packs.seg_names) that name this pack, from table_load. */
+  uint32_t *segs;
+  uint32_t nsegs, segs_cap;
 };
 
 /* A blob of the open pack, for its trailer and segment. */
@@ -109,6 +118,10 @@ struct repo_packs {
    * are not stored, so no commit may follow (pack_flush fails). */
   int failed;
   char failed_msg[512];
+  /* The segments table_load read, in a repository with a retention (for
+   * pack_info.segs; issue 14). */
+  char **seg_names;
+  size_t nseg_names;
 };
 
 /* ---- little endian ---- */
@@ -172,6 +185,13 @@ packs_get (vms_repo *repo)
 static void
 table_clear (struct repo_packs *rp)
 {
+  for (size_t i = 0; i < rp->npacks; i++)
+    free (rp->packs[i].segs);
+  for (size_t i = 0; i < rp->nseg_names; i++)
+    free (rp->seg_names[i]);
+  free (rp->seg_names);
+  rp->seg_names = NULL;
+  rp->nseg_names = 0;
   free (rp->tab);
   free (rp->packs);
   free (rp->pslots);
@@ -289,6 +309,10 @@ pack_number (struct repo_packs *rp, const uint8_t id[16], int state)
   rp->packs[rp->npacks].state = state;
   rp->packs[rp->npacks].condemned = 0;
   rp->packs[rp->npacks].listed = -1;
+  rp->packs[rp->npacks].ours = state == PACK_OPEN;
+  rp->packs[rp->npacks].used = 0;
+  rp->packs[rp->npacks].segs = NULL;
+  rp->packs[rp->npacks].nsegs = rp->packs[rp->npacks].segs_cap = 0;
   rp->npacks++;
   rp->pslots[pack_hash_slot (rp, rp->pslots, rp->pslots_cap, id)] =
     (uint32_t) rp->npacks;
@@ -454,11 +478,34 @@ pack_rank (const struct repo_packs *rp, uint32_t no)
   return p->listed == 0 ? 0 : p->condemned ? 1 : 2;
 }
 
+/* Note that segment seg (number + 1) names pack no (issue 14). */
+static int
+pack_seg_add (struct repo_packs *rp, uint32_t no, uint32_t seg)
+{
+  struct pack_info *p = &rp->packs[no - 1];
+  if (p->nsegs && p->segs[p->nsegs - 1] == seg)
+    return 0;
+  if (p->nsegs == p->segs_cap) {
+    uint32_t ncap = p->segs_cap ? p->segs_cap * 2 : 1;
+    uint32_t *ns = realloc (p->segs, ncap * sizeof *ns);
+    if (ns == NULL) {
+      vms_set_error (ENOMEM, "out of memory");
+      return -1;
+    }
+    p->segs = ns;
+    p->segs_cap = ncap;
+  }
+  p->segs[p->nsegs++] = seg;
+  return 0;
+}
+
 /* Add a checked segment's entries to the table: where a chunk is in two
  * packs, either is right (both hold it); the better ranked one
- * (pack_rank) stays, else the first. */
+ * (pack_rank) stays, else the first. seg: the segment's number + 1 in
+ * seg_names, noted on each pack it names (0: not noted). */
 static int
-table_add_segment (struct repo_packs *rp, const uint8_t *b, size_t n)
+table_add_segment (struct repo_packs *rp, const uint8_t *b, size_t n,
+                   uint32_t seg)
 {
   for (size_t i = 0; i < n; i++) {
     const uint8_t *e = b + SEGMENT_HEADER_SIZE + i * SEGMENT_ENTRY_SIZE;
@@ -469,6 +516,8 @@ table_add_segment (struct repo_packs *rp, const uint8_t *b, size_t n)
       return -1;
     uint32_t no = pack_number (rp, e + 32, PACK_STORED);
     if (no == 0)
+      return -1;
+    if (seg && pack_seg_add (rp, no, seg) == -1)
       return -1;
     if (slot->pack && pack_rank (rp, slot->pack) >= pack_rank (rp, no))
       continue;
@@ -717,12 +766,18 @@ table_load (vms_repo *repo, struct repo_packs *rp, struct name_list *segments)
                      vms_get_error ());
       goto fail;
     }
-    if (table_add_segment (rp, buf, (size_t) n) == -1)
+    if (table_add_segment (rp, buf, (size_t) n,
+                           repo->retention_days ? (uint32_t) i + 1 : 0) == -1)
       goto fail;
   }
   rp->loaded = 1;
   if (segments)
     *segments = l;
+  else if (repo->retention_days) {
+    /* Kept: pack_info.segs names them by number (issue 14). */
+    rp->seg_names = l.v;
+    rp->nseg_names = l.n;
+  }
   else
     name_list_free (&l);
   return 0;
@@ -1319,6 +1374,120 @@ pack_flush (vms_repo *repo)
   return r;
 }
 
+/* ---- lock extension (issue 14, R29) ----
+ *
+ * A backup on a repository with a retention names chunks stored by older
+ * sessions (deduplicated, or taken unchanged from its parent's index),
+ * whose packs and index segments are retained only until their own
+ * sessions' dates. Before its manifest is put (R12: last), every such
+ * object is retained until this session's date too, so that the backup is
+ * as immutable as its own manifest says. */
+
+int
+pack_note_used (vms_repo *repo, const vms_index *idx)
+{
+  struct repo_packs *rp;
+  int r = 0;
+
+  if (repo->retention_days == 0 || repo->version < 2)
+    return 0;
+  if ((rp = packs_get (repo)) == NULL)
+    return -1;
+  pthread_mutex_lock (&rp->lock);
+  if (ensure_loaded (repo, rp) == -1)
+    r = -1;
+  else {
+    uint64_t n = vms_index_chunk_count (idx);
+    for (uint64_t c = 0; c < n; c++) {
+      const struct vms_digest *d = vms_index_get (idx, c);
+      if (d == NULL || vms_digest_is_zero (d))
+        continue;
+      struct pidx_entry *e = find (rp, d);
+      if (e)
+        rp->packs[e->pack - 1].used = 1;
+    }
+  }
+  pthread_mutex_unlock (&rp->lock);
+  return r;
+}
+
+static int
+extend_one (vms_repo *repo, const char *name, const char *backup_id,
+            uint64_t *extended)
+{
+  int r = storage_s3_extend (repo->store, name, NULL);
+
+  if (r == -1) {
+    int e = errno;
+    vms_set_error (e, "repository %s: cannot extend the Object Lock "
+                   "retention of %s, which backup %s needs: %s%s (not "
+                   "committed)", repo->path, name, backup_id,
+                   repo_errstr (e), e == EACCES ? " (the credentials need "
+                   "s3:GetObjectRetention and s3:PutObjectRetention)" : "");
+    return -1;
+  }
+  *extended += (uint64_t) r;
+  return 0;
+}
+
+int
+pack_extend_used (vms_repo *repo, const char *backup_id, uint64_t *extended)
+{
+  struct repo_packs *rp = repo->packs;
+  struct name_list names = { 0 };
+  uint8_t *seg_seen = NULL;
+  int r = 0;
+
+  *extended = 0;
+  if (repo->retention_days == 0 || repo->version < 2)
+    return 0;
+  /* The packs (and their segments) of older sessions it names. */
+  if (rp) {
+    pthread_mutex_lock (&rp->lock);
+    seg_seen = calloc (rp->nseg_names + 1, 1);
+    if (seg_seen == NULL) {
+      vms_set_error (ENOMEM, "out of memory");
+      r = -1;
+    }
+    for (size_t i = 0; r == 0 && i < rp->npacks; i++) {
+      struct pack_info *p = &rp->packs[i];
+      if (!p->used || p->ours)
+        continue;
+      char name[64];
+      pack_object_name (p->id, name);
+      if (name_list_add (&names, name) == -1)
+        r = -1;
+      for (uint32_t k = 0; r == 0 && k < p->nsegs; k++)
+        if (p->segs[k] <= rp->nseg_names && !seg_seen[p->segs[k]]) {
+          seg_seen[p->segs[k]] = 1;
+          if (name_list_add (&names, rp->seg_names[p->segs[k] - 1]) == -1)
+            r = -1;
+        }
+    }
+    for (size_t i = 0; i < rp->npacks; i++)
+      rp->packs[i].used = 0;
+    pthread_mutex_unlock (&rp->lock);
+    free (seg_seen);
+    if (r == -1) {
+      name_list_free (&names);
+      vms_set_error (ENOMEM, "out of memory");
+      return -1;
+    }
+  }
+  /* Every backup needs the config, and the keys of an encrypted one. */
+  if (name_list_add (&names, "config") == -1 ||
+      storage_list (repo->store, "keys/", name_list_add, &names) != 0) {
+    vms_set_error (errno, "repository %s: cannot list keys/: %s", repo->path,
+                   repo_errstr (errno));
+    name_list_free (&names);
+    return -1;
+  }
+  for (size_t i = 0; r == 0 && i < names.n; i++)
+    r = extend_one (repo, names.v[i], backup_id, extended);
+  name_list_free (&names);
+  return r;
+}
+
 /* ---- gc (docs/repository-format.md "Version 2", "Concurrency") ----
  *
  * Two phases, so that gc runs beside any number of backups (issue 12):
@@ -1391,7 +1560,8 @@ static int
 add_all_segments (struct repo_packs *rp, struct gc_state *st)
 {
   for (size_t i = 0; i < st->segments.n; i++)
-    if (st->segbuf[i] && table_add_segment (rp, st->segbuf[i], st->segn[i]) == -1)
+    if (st->segbuf[i] &&
+        table_add_segment (rp, st->segbuf[i], st->segn[i], 0) == -1)
       return -1;
   return 0;
 }
@@ -1443,7 +1613,7 @@ gc_load (vms_repo *repo, struct repo_packs *rp, struct gc_state *st)
       return -1;
     }
     st->segn[i] = (size_t) n;
-    if (table_add_segment (rp, buf, (size_t) n) == -1)
+    if (table_add_segment (rp, buf, (size_t) n, 0) == -1)
       return -1;
   }
   if (storage_list (repo->store, "packs/", name_list_add, &st->pack_names) != 0) {

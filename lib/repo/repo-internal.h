@@ -373,6 +373,16 @@ extern int pack_reload (vms_repo *repo);
 /* Put the open pack and its segment (a commit does, before its
  * manifest); fails if any pack of this process failed to be stored. */
 extern int pack_flush (vms_repo *repo);
+/* Lock extension (issue 14, R29), in a repository with a retention (else
+ * both do nothing): note the packs whose chunks file index idx names;
+ * then, before the manifest, extend the Object Lock retention of every
+ * noted pack an older session put, of the index segments naming them, of
+ * the config and of keys/ to this session's date (storage_s3_extend;
+ * *extended: how many were extended), the notes cleared. -1 with the
+ * error set (naming backup_id, "not committed"). */
+extern int pack_note_used (vms_repo *repo, const vms_index *idx);
+extern int pack_extend_used (vms_repo *repo, const char *backup_id,
+                             uint64_t *extended);
 /* "packs/ab/<32 hex>" for a pack id. */
 extern void pack_object_name (const uint8_t id[16], char name[64]);
 /* gc of a version 2 repository (docs/repository-format.md "Version 2",

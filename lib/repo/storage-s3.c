@@ -1861,3 +1861,65 @@ storage_s3_protect (struct storage *s, const char *mode, unsigned days,
   ss->lock_mode = mode[0] == 'G' ? "GOVERNANCE" : "COMPLIANCE";
   return 0;
 }
+
+int
+storage_s3_extend (struct storage *s, const char *name, int64_t *was)
+{
+  struct s3_store *ss = ss_of (storage_crypt_inner (s));
+  char body[320], md5[64], q[320], until[32];
+  int ret;
+
+  if (was)
+    *was = 0;
+  if (ss->s.ops != &s3_ops || !storage_valid_name (name)) {
+    errno = ss->s.ops != &s3_ops ? ENOTSUP : EINVAL;
+    return -1;
+  }
+  if (ss->lock_mode == NULL || !storage_s3_protected_name (name))
+    return 0;
+  /* Its retention now, and the version it is on (the lock is a
+   * version's). */
+  struct s3_req h = { .method = "HEAD", .name = name };
+  if (s3_request (ss, &h) == -1)
+    return -1;
+  if (h.status != 200) {
+    ret = fail_status (&h);
+    req_free (&h);
+    return ret;
+  }
+  req_free (&h);
+  int64_t cur = h.retain[0] ? iso8601_time (h.retain) : 0;
+  if (cur == -1) {
+    errno = EBADMSG;
+    return -1;
+  }
+  if (was)
+    *was = cur;
+  if (cur >= ss->retain_until)
+    return 0;
+  /* PutObjectRetention, the repository's mode: S3 lets anyone allowed to
+   * put a retention lengthen it (shortening a governance one needs the
+   * bypass permission; a compliance one never). */
+  struct tm tm;
+  time_t t = (time_t) ss->retain_until;
+  gmtime_r (&t, &tm);
+  strftime (until, sizeof until, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  int n = snprintf (body, sizeof body,
+                    "<Retention xmlns=\"http://s3.amazonaws.com/doc/"
+                    "2006-03-01/\"><Mode>%s</Mode><RetainUntilDate>%s"
+                    "</RetainUntilDate></Retention>", ss->lock_mode, until);
+  content_md5 (body, (size_t) n, md5);
+  snprintf (q, sizeof q, "retention=");
+  if (h.version[0] && strcmp (h.version, "null") != 0) {
+    strncat (q, "&versionId=", sizeof q - strlen (q) - 1);
+    url_query_append (q, sizeof q, h.version);
+  }
+  struct s3_req r = { .method = "PUT", .name = name, .query = q, .body = body,
+                      .body_len = (size_t) n,
+                      .hdr = { "Content-Type: application/xml", md5 } };
+  if (s3_request (ss, &r) == -1)
+    return -1;
+  ret = r.status == 200 || r.status == 204 ? 1 : fail_status (&r);
+  req_free (&r);
+  return ret;
+}

@@ -206,6 +206,17 @@ extern int storage_s3_lock_holder (struct storage *s, const char *name,
 extern int storage_s3_protect (struct storage *s, const char *mode,
                                unsigned days, int append_only);
 extern int storage_s3_protected_name (const char *name);
+/* Lock extension (issue 14, R29): make the Object Lock retention of the
+ * protected object name (an older pack, index segment, key or the config
+ * a new backup needs) last at least until this session's retain-until
+ * date, in the repository's mode (HEAD, then PutObjectRetention on its
+ * version when it ends earlier). 1 when extended, 0 when it was retained
+ * that long already or the store keeps no retention this session; *was
+ * (may be NULL) its retain-until date before (0: none). -1 with errno
+ * (ENOENT: gone, EACCES: the credentials may not; no message); ENOTSUP
+ * for another backend. Accepts a sealing layer. */
+extern int storage_s3_extend (struct storage *s, const char *name,
+                              int64_t *was);
 
 /* A repository on an object store, by its --repo form: "rados:POOL[/NS]"
  * or "s3://BUCKET[/PREFIX]" (storage_remote_spec says which strings are

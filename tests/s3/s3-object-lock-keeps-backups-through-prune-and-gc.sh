@@ -10,7 +10,9 @@
 # a delete marker (what a host with s3:DeleteObject can do), gc keeps the
 # locked garbage and says so; the marker removed, the backup is whole
 # (verify --deep, extract byte for byte). An append-only repository
-# refuses prune and gc without --admin and prunes with it.
+# refuses prune and gc without --admin and prunes with it. A backup that
+# reuses an older pack extends that pack's (its segment's, the config's)
+# retention to its own date; packs it does not use keep theirs.
 set -uo pipefail
 vmshadow=$1
 . "$(dirname "$0")/s3-lib.sh"
@@ -136,3 +138,46 @@ done
 "$vmshadow" --repo "$ao" gc --grace 0 --admin > "$tmp/out" || fail "gc --admin: $(cat "$tmp/out")"
 "$vmshadow" --repo "$ao" verify --deep > "$tmp/out" || fail "verify --deep: $(cat "$tmp/out")"
 echo "ok - an append-only repository refuses prune and gc without --admin; the admin prunes and collects"
+
+# 8. Lock extension (issue 14, R29): a backup that reuses an older pack's
+# chunks makes that pack (and its index segment, and the config) retained
+# until its own date, before its manifest; packs it does not use keep
+# theirs. 1 MiB packs: 3 MB of data is three packs; the second backup
+# keeps the first 1,000,000 bytes (chunks 0-6, all in the first pack).
+retain () {   # KEY: its retain-until date, Unix seconds
+  s3_curl -I -D "$tmp/h" -o /dev/null "$VMSLAB_S3_ENDPOINT/$locked/$1"
+  date -d "$(header x-amz-object-lock-retain-until-date "$tmp/h")" +%s
+}
+ext=s3://$locked/ext
+VMSHADOW_REPO_PACK_SIZE=1048576 "$vmshadow" --repo "$ext" init --retention-days 1 > /dev/null ||
+  fail "init of $ext"
+head -c 3000000 /dev/urandom > "$tmp/app/data"
+"$vmshadow" --repo "$ext" backup > "$tmp/out" 2>&1 || fail "extension backup 1: $(cat "$tmp/out")"
+old=$(keys "$locked" ext/ | grep -E '^ext/(packs|index)/|^ext/config$')
+[ "$(grep -c '^ext/packs/' <<<"$old")" -ge 3 ] || fail "not three packs: $old"
+declare -A u1=()
+for k in $old; do u1[$k]=$(retain "$k") || fail "$k has no retention"; done
+sleep 2
+head -c 2000000 /dev/urandom | dd of="$tmp/app/data" bs=1000000 seek=1 conv=notrunc status=none
+VMSHADOW_DEBUG=1 "$vmshadow" --repo "$ext" backup > "$tmp/out" 2>&1 || fail "extension backup 2: $(cat "$tmp/out")"
+new=$(comm -13 <(echo "$old") <(keys "$locked" ext/ | grep -E '^ext/(packs|index)/'))
+[ -n "$new" ] || fail "the second backup put no pack"
+u2=$(retain "$(grep -m1 '^ext/packs/' <<<"$new")")
+moved=() kept=()
+for k in $old; do
+  u=$(retain "$k")
+  if [ "$u" = "$u2" ]; then moved+=("$k")
+  elif [ "$u" = "${u1[$k]}" ] && [ "$u" -lt "$u2" ]; then kept+=("$k")
+  else fail "$k retained until $u: neither its own ${u1[$k]} nor the new backup's $u2"
+  fi
+done
+mp=$(printf '%s\n' "${moved[@]}" | grep -c '^ext/packs/' || true)
+ms=$(printf '%s\n' "${moved[@]}" | grep -c '^ext/index/' || true)
+kp=$(printf '%s\n' "${kept[@]}" | grep -c '^ext/packs/' || true)
+[ "$mp" = 1 ] && [ "$ms" = 1 ] && [ "$kp" -ge 2 ] ||
+  fail "moved ${moved[*]}, kept ${kept[*]}: not the one reused pack and its segment"
+printf '%s\n' "${moved[@]}" | grep -qx ext/config || fail "the config's retention did not move: ${moved[*]}"
+grep -q "retention of 3 older objects .* extended" "$tmp/out" || fail "the backup did not say so: $(cat "$tmp/out")"
+"$vmshadow" --repo "$ext" verify --deep > "$tmp/out" || fail "verify --deep of $ext: $(cat "$tmp/out")"
+p=$(printf '%s\n' "${moved[@]}" | grep '^ext/packs/')
+echo "ok - the reused pack, its segment and the config moved from $(date -u -d @"${u1[$p]}" +%TZ) to the new backup's $(date -u -d @"$u2" +%TZ); $kp unused packs kept theirs"
