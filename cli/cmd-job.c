@@ -113,7 +113,8 @@ cmd_config (const struct options *opts, int argc, char **argv)
 static void
 finish_run (const struct options *opts, const struct vms_config *c,
             const struct vms_config_job *j, int64_t started, int rc,
-            const char *error, char *report, char *const *selected, int prune_rc)
+            const char *error, char *report, char *const *selected, int prune_rc,
+            const char *prune_skipped)
 {
   static const char *const outcome[] = {
     [EXIT_SUCCESS] = "success", [EXIT_FAILURE] = "failure",
@@ -126,7 +127,7 @@ finish_run (const struct options *opts, const struct vms_config *c,
     .job = j->name, .repository = r->name, .repository_path = r->path,
     .started = started, .finished = (int64_t) time (NULL), .exit_code = rc,
     .error = error, .backup_report = report, .selected = selected,
-    .prune_exit_code = prune_rc,
+    .prune_exit_code = prune_rc, .prune_skipped = prune_skipped,
   };
   char *text = vms_job_result_json (&in);
 
@@ -277,6 +278,34 @@ job_verify (const struct options *opts, const struct vms_config *c,
   return rc;
 }
 
+/* Why a job's prune is not this host's to run, malloc'd, or NULL when it
+ * is (issue 14, R29): an append-only repository is pruned only with
+ * --admin, from the host holding the admin's credentials, so a job (which
+ * never passes --admin) skips its keep-* rules there by policy, saying
+ * so, rather than failing every night. A repository that cannot be
+ * opened here is prune's to report (NULL). */
+static char *
+prune_skip_reason (const char *path)
+{
+  vms_repo *repo = vms_repo_open (path, VMS_REPO_NO_KEY);
+  unsigned days = 0;
+  const char *mode = NULL;
+  int append_only = 0;
+  char *why = NULL;
+
+  if (repo == NULL)
+    return NULL;
+  vms_repo_protection (repo, &days, &mode, &append_only);
+  vms_repo_close (repo);
+  if (append_only &&
+      asprintf (&why, "repository %s is append-only: its backups are "
+                "pruned by its admin ('vmshadow prune --admin' where the "
+                "admin's credentials are), not by this host's jobs",
+                path) == -1)
+    why = NULL;
+  return why;
+}
+
 /* job prune JOB: the job's keep-* rules on its own backups, as after its
  * backup, under the job's run lock (never beside its own run). For
  * vmshadow-prune@JOB.service. */
@@ -300,6 +329,22 @@ job_prune (const struct options *opts, const struct vms_config *c,
   o.keep.job = j->name;         /* only this job's backups */
   o.given |= OPT_KEEP;
   o.dry_run = 0;
+  char *skip = prune_skip_reason (o.repo_dir);
+  if (skip) {
+    /* Not this host's to prune: done, by policy (exit 0). */
+    if (opts->json) {
+      json_object *out = json_object_new_object ();
+      json_object_object_add (out, "skipped", json_object_new_string (skip));
+      json_object_object_add (out, "removed", json_object_new_int (0));
+      json_object_object_add (out, "exit_code", json_object_new_int (EXIT_SUCCESS));
+      cli_print_json (out);
+    }
+    else
+      printf ("Job %s: prune skipped: %s\n", cli_text (j->name), cli_text (skip));
+    free (skip);
+    close (lock);
+    return EXIT_SUCCESS;
+  }
   if (!opts->json)
     printf ("Job %s: prune %s\n", cli_text (j->name), cli_text (o.repo_dir));
   int rc = cmd_prune (&o, 0, NULL);
@@ -507,7 +552,7 @@ cmd_job (const struct options *opts, int argc, char **argv)
   int lock = vms_config_job_lock (j);
   if (lock == -1) {
     rc = opts->json ? EXIT_FAILURE : cli_fail ("job");
-    finish_run (opts, c, j, started, rc, vms_get_error (), NULL, NULL, -1);
+    finish_run (opts, c, j, started, rc, vms_get_error (), NULL, NULL, -1, NULL);
     vms_config_free (c);
     return rc;
   }
@@ -516,7 +561,7 @@ cmd_job (const struct options *opts, int argc, char **argv)
   char **vms = NULL;
   if ((o.repo_dir = job_repository (c, j)) == NULL) {
     rc = opts->json ? EXIT_FAILURE : cli_fail ("job");
-    finish_run (opts, c, j, started, rc, vms_get_error (), NULL, NULL, -1);
+    finish_run (opts, c, j, started, rc, vms_get_error (), NULL, NULL, -1, NULL);
     close (lock);
     vms_config_free (c);
     return rc;
@@ -527,7 +572,7 @@ cmd_job (const struct options *opts, int argc, char **argv)
   if (listed) {
     if (vms_config_job_select (j, opts->connect, &vms, &n) == -1) {
       rc = opts->json ? EXIT_FAILURE : cli_fail ("job");
-      finish_run (opts, c, j, started, rc, vms_get_error (), NULL, NULL, -1);
+      finish_run (opts, c, j, started, rc, vms_get_error (), NULL, NULL, -1, NULL);
       close (lock);
       vms_config_free (c);
       return rc;
@@ -556,7 +601,7 @@ cmd_job (const struct options *opts, int argc, char **argv)
                    "selected by its vms and exclude; nothing was backed up",
                    j->name);
     finish_run (opts, c, j, started, rc, "no VM of the host is selected by "
-                "the job's vms and exclude", NULL, vms, -1);
+                "the job's vms and exclude", NULL, vms, -1, NULL);
     free (vms);
     close (lock);
     vms_config_free (c);
@@ -583,7 +628,17 @@ cmd_job (const struct options *opts, int argc, char **argv)
     error = strdup (vms_get_error ());
   o.report = NULL;
   const struct vms_prune_policy *k = &j->keep;
+  char *prune_skipped = NULL;
   if ((rc == EXIT_SUCCESS || rc == EXIT_WARNINGS || rc == EXIT_PARTIAL) &&
+      (k->keep_last || k->keep_daily || k->keep_weekly || k->keep_monthly) &&
+      (prune_skipped = prune_skip_reason (o.repo_dir)) != NULL) {
+    /* The repository's policy leaves pruning to its admin (issue 14): the
+     * run is not worse for it. */
+    if (!opts->json)
+      printf ("Job %s: prune skipped: %s\n", cli_text (j->name),
+              cli_text (prune_skipped));
+  }
+  else if ((rc == EXIT_SUCCESS || rc == EXIT_WARNINGS || rc == EXIT_PARTIAL) &&
       (k->keep_last || k->keep_daily || k->keep_weekly || k->keep_monthly)) {
     o.keep = *k;
     o.keep.job = j->name;       /* only this job's backups */
@@ -603,9 +658,11 @@ cmd_job (const struct options *opts, int argc, char **argv)
   }
   quiet_end (opts, saved);
   close (lock);
-  finish_run (opts, c, j, started, rc, error, report, o.all ? NULL : vms, prune_rc);
+  finish_run (opts, c, j, started, rc, error, report, o.all ? NULL : vms, prune_rc,
+              prune_skipped);
   free_vms (vms, n);
   free (error);
+  free (prune_skipped);
   vms_config_free (c);
   return rc;
 }

@@ -180,6 +180,9 @@ struct vms_job_result {
   char *const *selected;        /* the VMs the job asked the backup for
                                    (NULL-terminated); NULL: all of the host */
   int prune_exit_code;          /* -1: no prune ran */
+  /* A prune the job's keep-* rules ask for that the repository's policy
+   * leaves to its admin (append-only, issue 14): why; else NULL. */
+  const char *prune_skipped;
 };
 
 /* The job's result document (docs/configuration.md, "The job's result"):

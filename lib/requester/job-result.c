@@ -170,7 +170,14 @@ vms_job_result_json (const struct vms_job_result *in)
   json_object_object_add (o, "bytes_read", json_object_new_int64 (read));
   json_object_object_add (o, "bytes_stored", json_object_new_int64 (stored));
   json_object_object_add (o, "backup", backup);
-  if (in->prune_exit_code >= 0) {
+  if (in->prune_skipped) {
+    /* Skipped by the repository's policy (issue 14): not run, not failed. */
+    json_object *p = json_object_new_object ();
+    json_object_object_add (p, "exit_code", NULL);
+    json_object_object_add (p, "skipped", json_object_new_string (in->prune_skipped));
+    json_object_object_add (o, "prune", p);
+  }
+  else if (in->prune_exit_code >= 0) {
     json_object *p = json_object_new_object ();
     json_object_object_add (p, "exit_code", json_object_new_int (in->prune_exit_code));
     json_object_object_add (o, "prune", p);

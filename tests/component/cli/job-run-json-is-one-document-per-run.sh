@@ -137,4 +137,37 @@ assert b["ok"] is False and b["backup_id"] == sys.argv[2] and b["time"] > 0, c
 PY
 grep -q '^vmshadow_last_boot_check_ok{job="apps",writer="app",component="config",.*} 0$' "$tmp/prom" &&
   grep -q '^vmshadow_last_verify_ok{job="apps",.*} 1$' "$tmp/prom" || fail "prometheus: $(cat "$tmp/prom")"
+# An append-only repository (issue 14, R29): its backups are pruned by
+# its admin (prune --admin), never by a job (which has no --admin). A job
+# with keep-* rules backs up, says its prune was skipped by that policy
+# and why, and succeeds; job prune (the prune@ timer) does the same; the
+# backups are all kept; the admin's prune still prunes.
+"$vmshadow" --repo "$tmp/ao" init --append-only > /dev/null || fail "init --append-only"
+aoconf=$tmp/etc-ao
+mkdir -p "$aoconf"
+printf '[repository ao]\npath = %s\n[job apps]\nrepository = ao\nkeep-last = 1\n' "$tmp/ao" > "$aoconf/vmshadow.conf"
+for round in 1 2; do
+  [ $round = 1 ] || sleep 1
+  rc=0; "$vmshadow" job run apps --json --config "$aoconf" > "$tmp/out.json" 2> "$tmp/err" || rc=$?
+  [ $rc = 0 ] || fail "append-only round $round: job run exited $rc: $(cat "$tmp/out.json" "$tmp/err")"
+  python3 - "$tmp/out.json" <<'PY' || fail "append-only round $round: $(cat "$tmp/out.json")"
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert d["outcome"] == "success" and d["exit_code"] == 0 and d["error"] is None, d
+p = d["prune"]
+assert p["exit_code"] is None and "is append-only" in p["skipped"] and "prune --admin" in p["skipped"], p
+PY
+  [ ! -s "$tmp/err" ] || fail "append-only round $round said on stderr: $(cat "$tmp/err")"
+done
+out=$("$vmshadow" job run apps --config "$aoconf" 2>&1) || fail "append-only text run exited $?: $out"
+grep -q "^Job apps: prune skipped: repository .* is append-only" <<<"$out" || fail "append-only text run: $out"
+out=$("$vmshadow" job prune apps --config "$aoconf" 2>&1) || fail "job prune of an append-only repository exited $?: $out"
+grep -q "^Job apps: prune skipped: repository .* is append-only" <<<"$out" || fail "job prune: $out"
+n=$("$vmshadow" list --repo "$tmp/ao" --json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["backups"]))')
+[ "$n" = 3 ] || fail "the append-only repository holds $n backups, not the 3 the jobs made"
+"$vmshadow" --repo "$tmp/ao" prune --keep-last 1 --admin > /dev/null || fail "prune --admin"
+n=$("$vmshadow" list --repo "$tmp/ao" --json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["backups"]))')
+[ "$n" = 1 ] || fail "prune --admin left $n backups"
+echo "ok - an append-only repository's job prune is skipped by policy, the run succeeds, the admin prunes"
+
 echo "PASS: job run --json prints the job's result, one document; job verify and prune"
