@@ -26,6 +26,11 @@
 #   ext-raw    restore to a new raw file               [target ≤ 2 × cp]
 #   full-64g   the same data with zeros to 64 GiB virtual, a full backup:
 #              peak memory                             [target ≤ 64 MiB]
+# And restic, the issue's comparison, when it is installed (Debian:
+# `apt-get install restic`; otherwise its lines say "skipped"): the image
+# file backed up with `restic backup` before and after the 1% change
+# (restic-full, restic-incr), the newest snapshot restored with `restic
+# restore` and synced (restic-rest); vmshadow's restores must be faster.
 # CPU is user + system time of the step and the processes it waited for
 # (qemu-nbd, qemu-img): steadier than wall time on a busy machine.
 #
@@ -86,6 +91,12 @@ rm -f "$WORK/copy.qcow2"
 
 run full "$DRV" full "$REPO" "qcow2:$Q" "$WORK/0.idx"
 FULL_BYTES=$(du -sb "$REPO" | cut -f1)
+RESTIC=$(command -v restic || true)
+if [ -n "$RESTIC" ]; then
+  export RESTIC_PASSWORD=vms-bench RESTIC_REPOSITORY=$WORK/restic
+  restic init -q
+  run restic-full restic backup -q "$Q"
+fi
 
 SIZE=$((4 * GiB))
 NBLK=$((SIZE / 100 / 65536))
@@ -95,6 +106,7 @@ mapfile -t ARGS < "$WORK/writes"
 qemu-io -f qcow2 "${ARGS[@]}" "$Q" > /dev/null
 run incr "$DRV" incr "$REPO" "qcow2:$Q" b0 "$WORK/0.idx" "$WORK/1.idx"
 INC_BYTES=$(( $(du -sb "$REPO" | cut -f1) - FULL_BYTES ))
+[ -z "$RESTIC" ] || run restic-incr restic backup -q "$Q"
 
 run ext-qcow2 "$DRV" extract "$REPO" "$WORK/1.idx" qcow2 "$WORK/out.qcow2"
 qemu-img compare -q -f qcow2 -F qcow2 "$WORK/out.qcow2" "$Q" \
@@ -104,6 +116,11 @@ run ext-raw "$DRV" extract "$REPO" "$WORK/1.idx" raw "$WORK/out.raw"
 qemu-img compare -q -f raw -F qcow2 "$WORK/out.raw" "$Q" \
   || { echo "RESTORE TO RAW DIFFERS" >&2; exit 1; }
 rm -f "$WORK/out.raw"
+if [ -n "$RESTIC" ]; then
+  run restic-rest sh -c "restic restore -q latest --target '$WORK/restic-out' && sync"
+  cmp "$WORK/restic-out$Q" "$Q" || { echo "RESTIC'S RESTORE DIFFERS" >&2; exit 1; }
+  rm -rf "$WORK/restic-out" "$WORK/restic"
+fi
 
 # 64 GiB virtual: the same data, more unallocated space.
 qemu-img bitmap --remove "$Q" b0
@@ -118,6 +135,12 @@ printf '  incremental                 %.2f s  [<= 0.5 s]  (read %s bytes of %s c
   "${T[incr]}" "$(stat_of incr bytes_read)" $((NBLK * 65536))
 echo "  restore qcow2 / cp          $(ratio "${T[ext-qcow2]}" "${T[cp]}")  [<= 2]  (cp + sync ${T[cp]} s)"
 echo "  restore raw / cp            $(ratio "${T[ext-raw]}" "${T[cp]}")  [<= 2]"
+if [ -n "$RESTIC" ]; then
+  echo "  restic ($("$RESTIC" version | cut -d' ' -f2)): full ${T[restic-full]} s, incremental ${T[restic-incr]} s, restore ${T[restic-rest]} s = $(ratio "${T[restic-rest]}" "${T[cp]}") x cp, CPU ${CPU[restic-rest]} s"
+  echo "  vmshadow restore / restic's  qcow2 $(ratio "${T[ext-qcow2]}" "${T[restic-rest]}"), raw $(ratio "${T[ext-raw]}" "${T[restic-rest]}")  [< 1]"
+else
+  echo "  restic                      skipped: not installed (apt-get install restic)"
+fi
 echo "  CPU-s: full ${CPU[full]}, incr ${CPU[incr]}, restore qcow2 ${CPU[ext-qcow2]}, raw ${CPU[ext-raw]}"
 echo "  peak memory MiB             full $((RSS[full] / 1024)), incr $((RSS[incr] / 1024)), restore $((RSS[ext-qcow2] / 1024)) / $((RSS[ext-raw] / 1024)), full at 64 GiB virtual $((RSS[full-64g] / 1024))  [<= 64]"
 echo "  repository / unique data    $(ratio "$FULL_BYTES" $GiB)  [<= 1.02]"

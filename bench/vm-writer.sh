@@ -31,7 +31,10 @@
 # 1.2 x freeze-1, saved-state <= 1 s, full-4G <= 2.5 x the raw read;
 # (issue 15) incr-4G <= 0.5 s, peak memory <= 64 MiB.
 # VMW_BENCH_SECTIONS chooses sections (default "freeze saved-state full":
-# all; "full" is full-4G and incr-4G).
+# all; "full" is full-4G and incr-4G). VMW_BENCH_TRACE=1 adds, after the
+# measured incremental, another 1 % change and an incremental run under
+# `strace -f -c -w` (not timed: strace slows it), whose table of wall time
+# per system call says where the incremental waits.
 #
 # Uses tests/vm/lib.sh for the VMs: everything it makes is named vmslab-*
 # and removed on exit; work dir under /var/tmp (the VM writer's state dir
@@ -176,6 +179,12 @@ echo "full-4G      peak memory of vmshadow $((full_rss / 1024)) MiB (last run) â
 nblk=$((4 * GiB / 100 / 65536))
 offs=$(shuf -i 0-$((4 * GiB / 65536 - 1)) -n $nblk | tr '\n' ' ')
 LAB_EXEC_TIMEOUT=600 lab_guest_run "$vbig" "head -c 65536 /dev/zero | tr '\\000' '\\253' >/tmp/ab && for o in $offs; do dd if=/tmp/ab of=/dev/vda bs=65536 seek=\$o count=1 2>/dev/null || exit 1; done; sync"
+# What starting the program costs with a cold page cache (loading its
+# libraries; part of the incremental's wall time, before its first debug
+# line), then warm.
+drop; t0=$(now); "$VMSHADOW" --version >/dev/null; t_cold=$(secs "$t0" "$(now)")
+t0=$(now); "$VMSHADOW" --version >/dev/null; t_warm=$(secs "$t0" "$(now)")
+echo "# vmshadow --version: $t_cold s with the page cache dropped, $t_warm s warm; $(ldd "$VMSHADOW" | grep -c '=>') libraries"
 drop
 echo "# load average before the incremental: $(cut -d' ' -f1-3 /proc/loadavg)"
 t0=$(now)
@@ -189,3 +198,14 @@ kind=$(jq -r '[.components[]? | .type // empty] | join(",")' "$LAB_WORK/incr.out
 echo "incr-4G      vmshadow backup after 1 % changed ($((nblk * 65536)) B): $t_incr s wall, $(awk -v a="$iu" -v b="$isys" 'BEGIN { printf "%.2f", a + b }') s CPU, peak $((irss / 1024)) MiB, read $ir B, stored $is_b B${kind:+, type: $kind}; load average now $(cut -d' ' -f1-3 /proc/loadavg) â€” target <= 0.5 s: $(verdict "$t_incr" 0.5)"
 echo "incr-4G      its steps (seconds since vmshadow started, from its debug lines):"
 grep -E '^vmshadow: debug: \[\+' "$LAB_WORK/incr.err" | grep -v 'backup XML' | cut -c 18-200 | sed 's/^/    /' | head -n 80
+
+if [ -n "${VMW_BENCH_TRACE:-}" ] && command -v strace >/dev/null; then
+    offs=$(shuf -i 0-$((4 * GiB / 65536 - 1)) -n $nblk | tr '\n' ' ')
+    LAB_EXEC_TIMEOUT=600 lab_guest_run "$vbig" "for o in $offs; do dd if=/tmp/ab of=/dev/vda bs=65536 seek=\$o count=1 2>/dev/null || exit 1; done; sync"
+    drop
+    strace -f -c -w -o "$LAB_WORK/incr2.strace" "$VMSHADOW" --repo "$VMW_REPO" \
+        backup --json "$vbig" >"$LAB_WORK/incr2.out" 2>"$LAB_WORK/incr2.err" ||
+        lab_fail "traced incremental of $vbig failed: $(tail -n 5 "$LAB_WORK/incr2.err")"
+    echo "incr-4G      a second incremental under strace -f -c -w (wall time in system calls, all threads; not timed):"
+    head -n 18 "$LAB_WORK/incr2.strace" | sed 's/^/    /'
+fi

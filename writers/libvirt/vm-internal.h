@@ -44,6 +44,7 @@ struct vm_entry {
   int selected;
   int frozen;                   /* the guest may be frozen: thaw it */
   int job_started;              /* a backup job runs: end it */
+  int job_end_asked;            /* its end was asked for (gather-status) */
   int checkpoint_created;       /* the new checkpoint exists */
   int offline_checked;
   char *checkpoint;             /* "vmshadow-<session-id>" */
@@ -150,6 +151,10 @@ extern int vm_online_capture (struct vm_writer *w, vms_call *call,
 /* End the VM's backup job (the checkpoint stays). Safe to repeat; returns
  * -1 with vm->error set when the job would not end. */
 extern int vm_online_end_job (struct vm_writer *w, struct vm_entry *vm);
+/* Ask for the end of the VM's backup job without waiting for it (its
+ * export has been read whole): vm_online_end_job then only waits. Returns
+ * -1 with vm->error set when libvirt refused. */
+extern int vm_online_end_job_begin (struct vm_writer *w, struct vm_entry *vm);
 /* Delete the checkpoint this session made (never another). */
 extern int vm_online_delete_checkpoint (struct vm_writer *w,
                                         struct vm_entry *vm);

@@ -980,13 +980,12 @@ job_is_ours (struct vm_entry *vm)
   return xml != NULL && vm->socket != NULL && strstr (xml, vm->socket) != NULL;
 }
 
-int
-vm_online_end_job (struct vm_writer *w, struct vm_entry *vm)
+/* Ask libvirt to end the job (it ends once QEMU has cancelled the export's
+ * block jobs). Sets vm->job_end_asked; clears job_started when the job is
+ * gone already. */
+static int
+end_job_ask (struct vm_writer *w, struct vm_entry *vm)
 {
-  int64_t deadline;
-
-  if (!vm->job_started)
-    return 0;
   if (!virDomainIsActive (vm->dom) || !job_is_ours (vm)) {
     vm->job_started = 0;        /* the VM stopped or the job ended already */
     vm_guard_disarm (w, vm);
@@ -999,19 +998,51 @@ vm_online_end_job (struct vm_writer *w, struct vm_entry *vm)
       vm->error = NULL;
     return -1;
   }
+  vm->job_end_asked = 1;
+  return 0;
+}
+
+int
+vm_online_end_job_begin (struct vm_writer *w, struct vm_entry *vm)
+{
+  if (!vm->job_started || vm->job_end_asked)
+    return 0;
+  if (end_job_ask (w, vm) == -1)
+    return -1;
+  vms_debug ("vm writer: %s: backup job asked to end", vm->name);
+  return 0;
+}
+
+int
+vm_online_end_job (struct vm_writer *w, struct vm_entry *vm)
+{
+  int64_t deadline;
+  long step_ms = 1;
+
+  if (!vm->job_started)
+    return 0;
+  if (!vm->job_end_asked) {
+    if (end_job_ask (w, vm) == -1)
+      return -1;
+    if (!vm->job_started)
+      return 0;
+  }
   deadline = vms_now_ms () + ONLINE_JOB_END_WAIT_MS;
   while (virDomainIsActive (vm->dom) == 1 && job_is_ours (vm)) {
-    /* Asked every 10 ms: the job usually ends within a few (issue 15: a
-     * 50 ms step was a share of an incremental's fixed cost). */
-    struct timespec ts = { 0, 10 * 1000 * 1000 };
+    /* Asked after 1, 2, 4, 8, then every 10 ms: the job usually ends
+     * within a few (issue 15: a fixed 50 ms step, later 10 ms, was a share
+     * of an incremental's fixed cost). */
+    struct timespec ts = { 0, step_ms * 1000 * 1000 };
     if (vms_now_ms () > deadline) {
       free (vm->error);
       vm->error = strdup ("its backup job did not end within 10 s");
       return -1;
     }
     nanosleep (&ts, NULL);
+    step_ms = step_ms * 2 > 10 ? 10 : step_ms * 2;
   }
   vm->job_started = 0;
+  vm->job_end_asked = 0;
   vms_debug ("vm writer: %s: backup job ended", vm->name);
   return 0;
 }

@@ -13,6 +13,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +24,7 @@
 
 #include <libvirt/libvirt.h>
 #include <libvirt/virterror.h>
+#include <libxml/parser.h>
 
 #include "vmshadow/coordinator.h"
 #include "vmshadow/error.h"
@@ -189,6 +191,7 @@ static void
 entry_session_reset (struct vm_entry *vm)
 {
   vm->selected = vm->frozen = vm->job_started = vm->checkpoint_created = 0;
+  vm->job_end_asked = 0;
   vm->parent_redefined = 0;
   vm->offline_checked = 0;
   free (vm->checkpoint); vm->checkpoint = NULL;
@@ -713,8 +716,7 @@ identify_one (struct vm_writer *w, vms_call *call, virDomainPtr dom)
       (choice.fallback_reason &&
        vms_component_set_string (c, VMS_VM_ATTR_FALLBACK_REASON,
                                  choice.fallback_reason) == -1) ||
-      set_scratch_estimate (w, vm, c) == -1 ||
-      identify_cluster (w, vm, c) == -1)
+      set_scratch_estimate (w, vm, c) == -1)
     goto doc_fail;
   /* A stopped VM's network disk is read by a qemu-nbd of ours: one it
    * cannot read that way (a protocol or TLS it does not do) is named and
@@ -826,12 +828,34 @@ identify_one (struct vm_writer *w, vms_call *call, virDomainPtr dom)
   return -1;
 }
 
+/* Pacemaker's CIB, asked beside the VMs' agents (issue 15: cibadmin takes
+ * 20-100 ms, as long as the agents' answers, and neither needs the other). */
+struct cluster_scan {
+  struct vm_cluster *cluster;
+  int rc;
+  char *error;
+};
+
+static void *
+cluster_scan_thread (void *arg)
+{
+  struct cluster_scan *cs = arg;
+
+  cs->rc = vm_cluster_scan (cs->cluster);
+  if (cs->rc == -1)
+    cs->error = strdup (vms_get_error ());
+  return NULL;
+}
+
 static int
 vm_identify (void *data, vms_call *call)
 {
   struct vm_writer *w = data;
   virDomainPtr *doms = NULL;
   size_t n = 0, i;
+  struct cluster_scan cs = { .cluster = &w->cluster };
+  pthread_t scan;
+  int scanning, r;
 
   if (w->restore)               /* restore: the stored documents decide (R5) */
     return vm_connect (w, call);
@@ -841,23 +865,37 @@ vm_identify (void *data, vms_call *call)
                             "Identify while vm \"%s\" is still being "
                             "captured", w->vms[i]->name);
   entries_free (w);
-  if (vm_connect (w, call) == -1 || list_domains (w, call, &doms, &n) == -1)
-    return -1;
   /* R22: which of them are cluster resources (no cluster: none). */
   vm_cluster_clear (&w->cluster);
-  if (vm_cluster_scan (&w->cluster) == -1) {
-    for (i = 0; i < n; i++)
-      virDomainFree (doms[i]);
-    free (doms);
-    return vms_call_fail (call, VMS_FAILURE_RETRYABLE, "vm writer: %s",
-                          vms_get_error ());
-  }
-  for (i = 0; i < n; i++)
+  xmlInitParser ();             /* before two threads parse XML */
+  scanning = pthread_create (&scan, NULL, cluster_scan_thread, &cs) == 0;
+  if (!scanning)
+    cluster_scan_thread (&cs);
+  r = vm_connect (w, call) == -1 || list_domains (w, call, &doms, &n) == -1
+    ? -1 : 0;
+  for (i = 0; r == 0 && i < n; i++)
     if (identify_one (w, call, doms[i]) == -1)
-      break;
-  for (i++; i < n; i++)
+      r = -1;
+  for (; i < n; i++)
     virDomainFree (doms[i]);
   free (doms);
+  if (scanning)
+    pthread_join (scan, NULL);
+  if (r == 0 && cs.rc == -1)
+    r = vms_call_fail (call, VMS_FAILURE_RETRYABLE, "vm writer: %s",
+                       cs.error ? cs.error : "out of memory");
+  for (i = 0; r == 0 && i < w->nr_vms; i++) {
+    struct vm_entry *vm = w->vms[i];
+    vms_component *c = vms_document_find_component (vms_call_metadata (call),
+                                                    NULL, vm->uuid);
+    if (c == NULL || identify_cluster (w, vm, c) == -1)
+      r = vms_call_fail (call, VMS_FAILURE_NON_RETRYABLE, "vm \"%s\": %s",
+                         vm->name, c ? vms_get_error ()
+                         : "its component is gone");
+  }
+  free (cs.error);
+  if (r == -1)
+    return -1;
   return w->nr_vms == n ? 0 : -1;
 }
 
@@ -1456,6 +1494,15 @@ vm_gather_status (void *data, vms_call *call)
                             "vm \"%s\" was started while its images were "
                             "read, so the copy cannot be trusted; retry the "
                             "backup", vm->name);
+  }
+  /* Issue 15: every export has been read; QEMU ends the backup jobs while
+   * the repository commits, and backup-complete (or abort) only waits for
+   * their end. A job that cannot be asked to end is left to that wait,
+   * which says why. */
+  for (size_t i = 0; i < w->nr_vms; i++) {
+    struct vm_entry *vm = w->vms[i];
+    if (vm->selected && vm_online_end_job_begin (w, vm) == -1)
+      vms_debug ("vm writer: %s: %s", vm->name, vm->error ? vm->error : "?");
   }
   return 0;
 }
