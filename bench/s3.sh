@@ -12,7 +12,8 @@
 # one file backed up by an exec writer. Page cache dropped before each
 # timed step (needs root); the gateway's and the OSD's own caches are not
 # (client, gateway, monitor and OSD share this machine's CPUs). Packs are
-# the default 32 MiB: on S3 each goes as a multipart upload (16 MiB parts).
+# the default 32 MiB: on S3 each goes as one PUT (multipart uploads are off
+# unless VMSHADOW_S3_PART_SIZE is set, which this script passes through).
 # Run it under the lab lock (flock /var/lock/vmshadow-vm-suite) this
 # session; once.
 set -euo pipefail
