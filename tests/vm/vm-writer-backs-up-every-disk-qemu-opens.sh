@@ -413,8 +413,29 @@ grep -qF "vm \"$dom\": disk vdc, the host block device /dev/$lvvg/data" "$RST_ER
     lab_fail "the refusal does not name the VM, the LV's disk and the VG without room: $(tr '\n' ' ' <"$RST_ERR")"
 lab_assert_eq "host after the refused restore (no room)" "$(rst_host_state "$dom" -- "${LAB_DISK_FILE[$dom/vda]}" "${LAB_DISK_FILE[$dom/vdb]}" "$lunfile")" "$before"
 lab_assert_eq "devices after the refused restore (no room)" "$(for t in vdb vdc vdd; do backing_sum $t; done)" "$sums_before"
-vgremove -q -f "$lvvg" >/dev/null && pvremove -q "$pvdev" >/dev/null || lab_fail "cannot remove the VG $lvvg"
 lab_ok "restore into an LV that is gone, its VG without room: refused at its plan (exit $rc) naming $dom, vdc and the VG's free bytes; nothing written"
+
+# ---- the VG given room (a second PV of 32 MiB): the plan would make the
+# LV again with lvcreate, which needs the kernel's device-mapper; this
+# lab's kernel has none, so the restore must refuse at its plan saying so,
+# rather than fail at lvcreate after other disks were written.
+truncate -s 32M "$LAB_WORK/pv2.img"
+pv2dev=$(losetup --find --show "$LAB_WORK/pv2.img") || lab_fail "losetup of the second PV's file failed"
+lab__undo_push loop "$pv2dev"
+vgextend -q "$lvvg" "$pv2dev" >/dev/null || lab_fail "vgextend $lvvg with $pv2dev failed"
+if dmsetup version >/dev/null 2>&1; then
+    lab_ok "SKIP the gone LV's re-creation: this kernel has device-mapper, and this test does not make a real LV"
+else
+    rc=0
+    rst_restore "$bidl" --replace --write-devices || rc=$?
+    [ $rc -ne 0 ] || lab_fail "a restore into a gone LV on a host without device-mapper was not refused"
+    grep -qF "vm \"$dom\": disk vdc, the host block device /dev/$lvvg/data: its logical volume is gone; volume group $lvvg has room to make it again, but the kernel's device-mapper does not answer" "$RST_ERR" ||
+        lab_fail "the refusal does not name the VM, the LV's disk and the missing device-mapper: $(tr '\n' ' ' <"$RST_ERR")"
+    lab_assert_eq "host after the refused restore (no device-mapper)" "$(rst_host_state "$dom" -- "${LAB_DISK_FILE[$dom/vda]}" "${LAB_DISK_FILE[$dom/vdb]}" "$lunfile")" "$before"
+    lab_assert_eq "devices after the refused restore (no device-mapper)" "$(for t in vdb vdc vdd; do backing_sum $t; done)" "$sums_before"
+    lab_ok "restore into an LV that is gone, its VG with room: the plan would lvcreate it, and refuses (exit $rc) as this kernel has no device-mapper; nothing written"
+fi
+vgremove -q -f "$lvvg" >/dev/null && pvremove -q "$pvdev" "$pv2dev" >/dev/null || lab_fail "cannot remove the VG $lvvg"
 virsh -q define "$LAB_WORK/orig.xml" >/dev/null || lab_fail "cannot define $dom again"
 
 mkdir -p "$LAB_WORK/to"

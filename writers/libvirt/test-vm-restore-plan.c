@@ -439,6 +439,38 @@ write_devices_writes_into_them_and_makes_a_gone_rbd_image_again (void **state)
   vm_restore_free (r);
 }
 
+/* A logical volume that is gone, which the probe found room for (no
+ * dev_error), is made again before it is written into; one the probe
+ * found no room for is refused with the probe's reason (issue 11). */
+static void
+a_gone_lv_is_made_again_only_when_the_probe_found_room (void **state)
+{
+  struct vm_restore *r = make_device_restore (NULL, NULL, 1, LUN, -1, GiB);
+  char *c;
+
+  make_host (1, NULL);
+  assert_int_equal (vm_restore_plan (r, &host), 0);
+  assert_int_equal (r->vms[0].files[4].recreate, 1);
+  assert_int_equal (r->vms[0].files[4].into, 1);
+  c = changes (&r->vms[0]);
+  assert_non_null (strstr (c, "create " BLOCK));
+  assert_true (strstr (c, "create " BLOCK) < strstr (c, "write-into " BLOCK));
+  free (c);
+  vm_restore_free (r);
+
+  r = make_device_restore (NULL, NULL, 1, LUN, -1, GiB);
+  make_host (1, NULL);
+  r->vms[0].files[4].dev_error =
+    strdup ("its logical volume is gone and cannot be made again: LV "
+            "vg0/web01-data is gone and volume group vg0 has no room for it");
+  assert_int_equal (vm_restore_plan (r, &host), -1);
+  assert_non_null (strstr (vms_get_error (), "disk vdb, the host block device "
+                           BLOCK ": its logical volume is gone"));
+  assert_int_equal (r->vms[0].files[4].recreate, 0);
+  assert_int_equal (r->planned, 0);
+  vm_restore_free (r);
+}
+
 /* Refused, each by name, before anything changes: a device smaller than
  * the backup, one another defined VM uses, one in use on the host, an
  * iSCSI LUN that is not there, a qcow2 on a device. */
@@ -528,6 +560,7 @@ main (int argc, char **argv)
     cmocka_unit_test (every_refusal_is_named_at_once),
     cmocka_unit_test (devices_are_written_in_place_only_when_asked),
     cmocka_unit_test (write_devices_writes_into_them_and_makes_a_gone_rbd_image_again),
+    cmocka_unit_test (a_gone_lv_is_made_again_only_when_the_probe_found_room),
     cmocka_unit_test (a_small_busy_foreign_or_missing_device_is_refused),
     cmocka_unit_test (to_turns_devices_into_files_without_links),
   };

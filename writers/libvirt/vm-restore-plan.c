@@ -737,11 +737,14 @@ plan_files (struct vm_restore *r, const struct vm_host *h, struct rs_vm *vm,
         continue;
       }
       if (f->dev_size < 0) {
-        if (f->device == RS_DEV_NETWORK && strncmp (f->path, "rbd:", 4) == 0
-            && f->size > 0) {
+        /* Made again: a gone RBD image, or a gone LV the probe found room
+         * for (a block device that cannot be has a dev_error). */
+        const char *made = f->device == RS_DEV_BLOCK ? "logical volume"
+          : strncmp (f->path, "rbd:", 4) == 0 ? "RBD image" : NULL;
+        if (made && f->size > 0) {
           f->recreate = 1;
-          if (change_add (vm, "create", f->path, "RBD image of %" PRIu64
-                          " bytes (it is gone)", f->size) == -1)
+          if (change_add (vm, "create", f->path, "%s of %" PRIu64
+                          " bytes (it is gone)", made, f->size) == -1)
             return -1;
         }
         else {

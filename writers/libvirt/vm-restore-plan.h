@@ -41,12 +41,13 @@ struct rs_file {
   uint64_t size;                /* its bytes in the backup; 0: not known */
   /* What is there now, looked at (vm-restore.c) before vm_restore_plan,
    * for a device written in place: dev_probed set; dev_size its bytes,
-   * or -1 when it does not exist; dev_error why it cannot be used. */
+   * or -1 when it does not exist; dev_error why it cannot be used (a
+   * gone block device without one is an LV that can be made again). */
   int dev_probed;
   int64_t dev_size;
   char *dev_error;
   /* Set by vm_restore_plan: written into the device itself (into); an RBD
-   * image made again first, of size bytes (recreate). */
+   * image or a logical volume made again first, of size bytes (recreate). */
   int into, recreate;
 };
 enum { RS_DEV_FILE, RS_DEV_BLOCK, RS_DEV_NETWORK };

@@ -812,13 +812,12 @@ run_qemu_img (const char *const *args, const char *secret, char **out,
   return rc;
 }
 
-/* The output of an LVM report command (lvs or vgs, JSON, bytes) into
- * *out. 0, or -1 with the error set. */
+/* Runs an LVM command (argv[0] lvs, vgs, lvcreate); its output into *out
+ * when out is not NULL. 0, or -1 with the error set. */
 static int
-run_lvm_report (const char *cmd, const char *fields, char **out)
+run_lvm (const char *const *argv, char **out)
 {
-  const char *argv[] = { cmd, "--reportformat", "json", "--units", "b",
-                         "--nosuffix", "-o", fields, NULL };
+  const char *cmd = argv[0];
   /* (LVM warns on stderr of every descriptor it inherits) */
   const char *env[] = { "LVM_SUPPRESS_FD_WARNINGS=1", NULL };
   struct vms_subprocess_options o = { .argv = argv, .env = env,
@@ -833,7 +832,7 @@ run_lvm_report (const char *cmd, const char *fields, char **out)
     vms_set_error (EIO, "%s %s: %s", cmd,
                    vms_subprocess_describe (&res, how, sizeof how),
                    vms_subprocess_error_tail (&res, 2, tail, sizeof tail));
-  else if ((*out = strdup (res.out ? res.out : "")) == NULL)
+  else if (out && (*out = strdup (res.out ? res.out : "")) == NULL)
     vms_set_error (ENOMEM, "out of memory");
   else
     rc = 0;
@@ -841,37 +840,87 @@ run_lvm_report (const char *cmd, const char *fields, char **out)
   return rc;
 }
 
-/* A block device that is gone, at an LV's path (/dev/VG/LV,
- * /dev/mapper/VG-LV): why the restore cannot write it, from the
- * LV-recreation plan (vm-lvm.h) on what lvs and vgs say now — the VG is
- * gone, has no room for size bytes, or the LV could be made again, which
- * vmshadow does not do yet (issue 11). NULL (nothing to add) when the path
- * names no LV; malloc'd. */
-static char *
-gone_lv_why (const char *path, uint64_t size)
+/* The LV-recreation plan (vm-lvm.h) for the LV at path on what lvs and
+ * vgs say now. 0 with *plan filled, or -1 with the error set. */
+static int
+lv_plan_now (const char *path, uint64_t size, struct vm_lv_plan *plan)
 {
-  CLEANUP_FREE char *vg = NULL, *lv = NULL, *lvs = NULL, *vgs = NULL;
+  const char *lvs_argv[] = { "lvs", "--reportformat", "json", "--units", "b",
+    "--nosuffix", "-o", "lv_name,vg_name,lv_attr,lv_size,pool_lv", NULL };
+  const char *vgs_argv[] = { "vgs", "--reportformat", "json", "--units", "b",
+    "--nosuffix", "-o", "vg_name,vg_free", NULL };
+  CLEANUP_FREE char *lvs = NULL, *vgs = NULL;
+
+  if (run_lvm (lvs_argv, &lvs) == -1 || run_lvm (vgs_argv, &vgs) == -1)
+    return -1;
+  return vm_lv_plan (lvs, vgs, path, size, NULL, plan);
+}
+
+/* The logical volume at path, gone since the backup, made again of size
+ * bytes in its volume group (issue 11), on what LVM says now — the plan
+ * found room for it before any disk was written; then its device node
+ * must appear (udev makes the /dev/VG/LV link). 0, or -1 with the error
+ * set. A thin LV comes back thick: the backup does not record its pool. */
+static int
+make_lv_again (const char *path, uint64_t size)
+{
   struct vm_lv_plan plan;
-  char *why;
+  struct stat st;
+  int rc = -1;
+
+  if (lv_plan_now (path, size, &plan) == -1)
+    return -1;
+  if (plan.action == VM_LV_CREATE &&
+      run_lvm ((const char *const *) plan.argv, NULL) == -1)
+    goto out;
+  for (int i = 0; i < 100; i++) {       /* 10 s */
+    if (stat (path, &st) == 0 && S_ISBLK (st.st_mode)) {
+      vms_debug ("restore: made the logical volume %s/%s again (%" PRIu64
+                 " bytes)", plan.vg, plan.lv, size);
+      rc = 0;
+      goto out;
+    }
+    usleep (100000);
+  }
+  vms_set_error (ENOENT, "lvcreate made %s/%s, but its device %s did not "
+                 "appear within 10 s", plan.vg, plan.lv, path);
+ out:
+  vm_lv_plan_clear (&plan);
+  return rc;
+}
+
+/* A block device that is gone: NULL when it is a logical volume
+ * (/dev/VG/LV, /dev/mapper/VG-LV) that the restore can make again (the
+ * LV-recreation plan, vm-lvm.h, on what lvs and vgs say now), else why the
+ * restore cannot write it — no LV path, the VG is gone or has no room;
+ * malloc'd. */
+static char *
+gone_block_why (const char *path, uint64_t size)
+{
+  CLEANUP_FREE char *vg = NULL, *lv = NULL;
+  struct vm_lv_plan plan;
+  char *why = NULL;
 
   if (vm_lv_from_path (path, &vg, &lv) == -1)
-    return NULL;
-  if (run_lvm_report ("lvs", "lv_name,vg_name,lv_attr,lv_size,pool_lv", &lvs) == -1 ||
-      run_lvm_report ("vgs", "vg_name,vg_free", &vgs) == -1)
-    return vms_strdup_printf ("it is gone, and LVM cannot say whether its "
-                              "logical volume could be made again: %s",
-                              vms_get_error ());
-  if (vm_lv_plan (lvs, vgs, path, size, NULL, &plan) == -1)
+    return strdup ("it does not exist; restore it as a file with --to DIR");
+  if (lv_plan_now (path, size, &plan) == -1)
     return vms_strdup_printf ("its logical volume is gone and cannot be made "
                               "again: %s", vms_get_error ());
   if (plan.action == VM_LV_REUSE)
     why = vms_strdup_printf ("lvs lists the logical volume %s/%s, but its "
                              "device is not there (is it active?)", vg, lv);
-  else
-    why = vms_strdup_printf ("its logical volume is gone; vmshadow does not "
-                             "make one again yet (it would be: lvcreate in "
-                             "volume group %s, which has room): make it, or "
-                             "restore it as a file with --to DIR", vg);
+  else {
+    /* lvcreate needs the kernel's device-mapper: asked now, so that a
+     * host without it refuses here rather than at the write, after other
+     * disks were written (this lab's kernel has none). */
+    const char *argv[] = { "dmsetup", "version", NULL };
+    if (run_lvm (argv, NULL) == -1)
+      why = vms_strdup_printf ("its logical volume is gone; volume group %s "
+                               "has room to make it again, but the kernel's "
+                               "device-mapper does not answer (%s), so no "
+                               "logical volume can be made: restore it as a "
+                               "file with --to DIR", vg, vms_get_error ());
+  }
   vm_lv_plan_clear (&plan);
   return why;
 }
@@ -961,7 +1010,7 @@ probe_devices (struct vm_writer *w)
         struct stat st;
         uint64_t bytes;
         if (fd == -1)
-          f->dev_error = errno == ENOENT ? gone_lv_why (f->path, f->size)
+          f->dev_error = errno == ENOENT ? gone_block_why (f->path, f->size)
             : vms_strdup_printf ("%s", errno == EBUSY
                                  ? "it is in use on the host (mounted, or held "
                                  "by another device)" : strerror (errno));
@@ -1030,8 +1079,13 @@ vms_vm_restore_into (const vms_vm_restore *h, const char *uuid,
     }
     return 0;
   }
-  if (f->device == RS_DEV_BLOCK)
-    return (*graph = vm_block_qemu_json (f->path)) ? 0 : -1;
+  if (f->device == RS_DEV_BLOCK) {
+    if ((f->recreate && make_lv_again (f->path, f->size) == -1) ||
+        (*graph = vm_block_qemu_json (f->path)) == NULL)
+      goto out;
+    rc = 0;
+    goto out;
+  }
   if ((d = stored_disk (vm, f, &cfg)) == NULL)
     goto out;
   if (d->auth_user &&
