@@ -1015,9 +1015,13 @@ put_error (vms_repo *repo, const char *what)
 /* Put the open pack, then its segment (lock held; released while the
  * objects are written, so that other threads fill the next pack
  * meanwhile: at most one pack is in flight, so at most two pack buffers
- * exist). */
+ * exist). full: only if the open pack is still full once the pack in
+ * flight is out — while this thread waited, another may have put out the
+ * pack it filled and opened the next (issue 12: such a waiter used to put
+ * that next pack out after a few chunks, so a backup wrote 1-5 packs more
+ * than its bytes need, more the slower the store). */
 static int
-flush_locked (vms_repo *repo, struct repo_packs *rp)
+flush_locked (vms_repo *repo, struct repo_packs *rp, int full)
 {
   char name[64], seg_name[64], h[33];
   uint8_t seg_id[16];
@@ -1027,6 +1031,8 @@ flush_locked (vms_repo *repo, struct repo_packs *rp)
   while (rp->fl_no || rp->st_busy)
     pthread_cond_wait (&rp->fl_done, &rp->lock);
   if (rp->open_no == 0)
+    return 0;
+  if (full && rp->base + rp->buf_len < repo->pack_size)
     return 0;
   const uint8_t *id = rp->packs[rp->open_no - 1].id;
   /* Trailer: the pack's own index; then the tail. */
@@ -1318,7 +1324,7 @@ append_locked (vms_repo *repo, struct repo_packs *rp,
   if (stored)
     *stored = blen;
   if (rp->base + rp->buf_len >= repo->pack_size)
-    return flush_locked (repo, rp);
+    return flush_locked (repo, rp, 1);
   if (rp->w && rp->buf_len >= PACK_STAGE_SIZE (repo))
     return stage_out_locked (repo, rp);
   return 0;
@@ -1350,7 +1356,7 @@ pack_flush (vms_repo *repo)
   if (rp == NULL)
     return 0;                   /* nothing stored */
   pthread_mutex_lock (&rp->lock);
-  if (flush_locked (repo, rp) == -1)
+  if (flush_locked (repo, rp, 0) == -1)
     r = -1;
   /* Another thread's pack may still be in flight. */
   while (rp->fl_no)
@@ -1837,7 +1843,7 @@ gc_phase1 (vms_repo *repo, struct repo_packs *rp, struct gc_state *st,
       goto out;
     repacked = 1;
   }
-  if (repacked && flush_locked (repo, rp) == -1)
+  if (repacked && flush_locked (repo, rp, 0) == -1)
     goto out;
   for (size_t p = 0; p < st->npacks; p++)
     if (st->gp[p].condemn)
