@@ -5,10 +5,11 @@
 # of the same image measured in the same run, and objects and bytes per
 # GiB of unique data (issue 12).
 #
-#   bench/repo-format.sh [BUILD-DIR [PACK-SIZES-MiB...]]   (default: build 16 32 64)
+#   bench/repo-format.sh [BUILD-DIR [PACK-SIZES-MiB...]]   (default: build 30 16 64)
 #
 # With BENCH_RADOS=1 two last rows do the same into a version 2
-# repository (32 MiB packs) on the lab's one-node Ceph cluster (lab/ceph.sh,
+# repository (packs of the first size given, the default 30 MiB
+# first: issue 12's ratio is against that local row) on the lab's one-node Ceph cluster (lab/ceph.sh,
 # started here; rados:vmshadow/<random namespace> each, emptied at the
 # end): "rados" as vmshadow runs by default (lazy puts in flight, packs
 # read ahead: storage-rados.c), and "rados-sync" with
@@ -35,7 +36,7 @@ set -euo pipefail
 
 BUILD=${1:-build}
 shift || true
-PACKS=${*:-16 32 64}
+PACKS=${*:-30 16 64}
 DRV=$(realpath "$BUILD")/lib/datapath/vms-bench-copy
 [ -x "$DRV" ] || { echo "no $DRV: build first (ninja -C $BUILD)" >&2; exit 1; }
 [ "$(id -u)" = 0 ] || { echo "needs root (to drop the page cache)" >&2; exit 1; }
@@ -108,7 +109,7 @@ for cfg in $CONFIGS; do
     NS_VAR=RADOS_NS_${cfg//-/_}
     RADOS_NS=${!NS_VAR}
     REPO=rados:$VMSLAB_CEPH_POOL/$RADOS_NS
-    export VMSHADOW_REPO_FORMAT=2 VMSHADOW_REPO_PACK_SIZE=$((32 * 1024 * 1024))
+    export VMSHADOW_REPO_FORMAT=2 VMSHADOW_REPO_PACK_SIZE=$(( ${PACKS%% *} * 1024 * 1024 ))
     if [ "$cfg" = rados-sync ]; then
       export VMSHADOW_RADOS_WRITE_AHEAD=0 VMSHADOW_RADOS_READ_AHEAD=0
     else

@@ -126,7 +126,14 @@ extern int repo_need_delete (vms_repo *repo, const char *what);
 /* The format version a repository is created with: VMS_REPO_FORMAT_2 in
  * the flags, else $VMSHADOW_REPO_FORMAT ("1" or "2"), else 1. */
 #define REPO_FORMAT_ENV "VMSHADOW_REPO_FORMAT"
-#define PACK_SIZE_DEFAULT (32u << 20)   /* 32 MiB */
+/* 30 MiB: a pack (with its trailer) stays under 32 MiB, glibc's largest
+ * mmap threshold, so that the buffers librados and the OSD allocate for it
+ * are reused from the heap instead of being mapped, faulted in page by
+ * page and unmapped for every pack; on the lab's OSD 32 MiB writes cost
+ * 1.95-2.5 CPU-s/GiB and 30 MiB ones 1.5-1.8 (rados bench, issue 12,
+ * docs/repository-format.md "Measurements"). 35 packs per GiB: 1 TiB is
+ * about 70 000 objects with the segments. */
+#define PACK_SIZE_DEFAULT (30u << 20)
 #define PACK_SIZE_MIN (1u << 20)
 #define PACK_SIZE_MAX (1u << 30)
 #define PACK_MAGIC "VMSPACK2"

@@ -59,7 +59,7 @@
 #include <rados/librados.h>
 
 /* RADOS refuses single writes over osd_max_write_size (90 MiB by
- * default); a pack stays well under it (docs: 32 MiB). */
+ * default); a pack stays well under it (30 MiB by default). */
 #define RADOS_MAX_WRITE ((size_t) 90 << 20)
 
 /* Read-ahead (above): windows of RA_WINDOW bytes, RA_SLOTS of them, and

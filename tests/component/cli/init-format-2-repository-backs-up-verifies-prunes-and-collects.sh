@@ -2,7 +2,7 @@
 # vmshadow init makes a format version 2 repository (packs, issue 12), and
 # backup, list, verify --deep, extract, prune and gc work on it end to end
 # through a real exec writer and the file provider: no chunk files, a
-# pack per 32 MiB, a flipped byte in a pack found by verify --deep, a
+# pack per 30 MiB, a flipped byte in a pack found by verify --deep, a
 # second init refused without changing anything, --format checked per
 # command. Run on the local directory and on RADOS (issue 12).
 set -euo pipefail
@@ -60,7 +60,7 @@ repo_cat config | cmp -s - "$tmp/config.before" || fail "second init changed the
 [ "$(repo_count chunks/)" = 0 ] || fail "a version 2 repository has chunks/"
 packs=$(repo_count packs/)
 segments=$(repo_count index/)
-# 42 MiB of random data: two packs (32 MiB target), each with its segment.
+# 42 MiB of random data: two packs (30 MiB target), each with its segment.
 [ "$packs" -eq 2 ] && [ "$segments" -eq 2 ] || fail "$packs packs, $segments segments"
 id1=$("$vmshadow" list --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["backups"][0]["backup_id"])')
 [ "$(repo_count "backups/$id1/manifest")" = 1 ] || fail "no manifest object"
@@ -74,7 +74,7 @@ cmp -s "$tmp/disk.out" "$tmp/app/disk.raw" || fail "extracted disk differs"
 
 # A second backup of changed data, then prune the first and gc: the
 # first's unique chunks go, the second verifies deep.
-# 24 MiB of the 32 MiB first pack change: under half of it stays live, so
+# 24 MiB of the 30 MiB first pack change: under half of it stays live, so
 # gc repacks it.
 head -c $((24 * 1024 * 1024)) /dev/urandom | dd of="$tmp/app/blob.bin" conv=notrunc status=none
 sleep 1
