@@ -18,6 +18,13 @@
 #             to the end of the move (the VM on its final image, nothing
 #             of the backup used); the mover's MiB/s (of data and of
 #             virtual size) and its time against the plain restore's
+#   steps     where the time to the agent goes, from the command's start:
+#             the exports serving (nbdkit ready) and the overlays made
+#             (vmshadow's debug lines), the VM defined and started
+#             (post-restore done), the guest's console: "sysinit done
+#             after U s" (U: the guest kernel's own clock, so firmware and
+#             kernel loading took the rest) and "starting qemu-ga", the
+#             agent's answer as vmshadow saw it (agent_ms), the move's start
 # Work files (about 3 GiB + the disk) go to a fresh directory under
 # $BENCH_DIR (default /var/tmp, reachable by QEMU), removed at the end.
 set -euo pipefail
@@ -77,6 +84,7 @@ cat > "$WORK/dom.xml" <<XML
   <devices>
     <emulator>$(command -v qemu-system-x86_64)</emulator>
     <disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='$IMG'/><target dev='vda' bus='virtio'/></disk>
+    <serial type='file'><source path='$WORK/console.log'/><target port='0'/></serial>
     <channel type='unix'><target type='virtio' name='org.qemu.guest_agent.0'/></channel>
     <controller type='usb' model='none'/><memballoon model='none'/>
   </devices>
@@ -88,7 +96,7 @@ BID=$(jq -r .backup_id "$WORK/backup.json")
 echo "backup $BID"
 
 forget() { virsh -q destroy "$DOM" >/dev/null 2>&1 || true
-           virsh -q undefine "$DOM" >/dev/null; rm -f "$IMG"; }
+           virsh -q undefine "$DOM" >/dev/null; rm -f "$IMG" "$WORK/console.log"; }
 forget
 drop
 t0=$(now)
@@ -99,7 +107,8 @@ REST=$(secs "$t0" "$t1")
 forget
 drop
 t0=$(now)
-"$VMSHADOW" --repo "$WORK/repo" restore --instant --json "$BID" > "$WORK/instant.json" 2> "$WORK/instant.err" &
+# (debug lines: each carries the seconds since vmshadow began)
+VMSHADOW_DEBUG=1 "$VMSHADOW" --repo "$WORK/repo" restore --instant --json "$BID" > "$WORK/instant.json" 2> "$WORK/instant.err" &
 pid=$!
 while [ "$(virsh -q domstate "$DOM" 2>/dev/null | head -n 1)" != running ]; do
   kill -0 $pid 2>/dev/null || { echo "restore --instant ended before the VM ran: $(cat "$WORK/instant.err")" >&2; exit 1; }
@@ -107,9 +116,12 @@ while [ "$(virsh -q domstate "$DOM" 2>/dev/null | head -n 1)" != running ]; do
 done
 t_run=$(now)
 # the agent is awaited even when the move ends first (the guest boots on)
+t_sysinit=; t_ga=
 until virsh qemu-agent-command --timeout 2 "$DOM" '{"execute":"guest-ping"}' >/dev/null 2>&1; do
   awk -v a="$t0" -v b="$(now)" 'BEGIN { exit !(b - a < 300) }' || { echo "the guest agent did not answer within 300 s" >&2; exit 1; }
-  sleep 0.2
+  [ -n "$t_sysinit" ] || ! grep -q "sysinit done" "$WORK/console.log" 2>/dev/null || t_sysinit=$(now)
+  [ -n "$t_ga" ] || ! grep -q "starting qemu-ga" "$WORK/console.log" 2>/dev/null || t_ga=$(now)
+  sleep 0.1
 done
 t_agent=$(now)
 wait $pid || { echo "restore --instant failed: $(cat "$WORK/instant.err")" >&2; exit 1; }
@@ -126,3 +138,17 @@ printf '  move         %7.2f s  %7.1f MiB/s of data, %7.1f MiB/s of virtual size
   "$(echo "$data / $MOVE / 1048576" | bc -l)" "$(echo "$virt / $MOVE / 1048576" | bc -l)"
 printf '               %7.2f s  from the command to the end (VM on its final disk, nothing of the backup used)\n' "$(secs "$t0" "$t_done")"
 printf '  ratio        move time / plain restore time = %.2f\n' "$(echo "$MOVE / $REST" | bc -l)"
+# where the time to the agent went (debug lines: vmshadow's own clock,
+# which starts a few ms after the command; console lines: seen by the
+# polling above, to 0.1 s and a virsh call)
+dbg() { grep -m 1 -- "$1" "$WORK/instant.err" | sed -n 's/.*debug: \[+\([0-9.]*\)\].*/\1/p'; }
+U=$(grep -a -o 'sysinit done after [0-9.]* s' "$WORK/console.log" | grep -o "[0-9.]*" | head -n 1 || true)
+step() { printf '  step  %7s s  %s\n' "${1:--}" "$2"; }
+step "$(dbg 'serves .* (detached)')" "exports serving (nbdkit ready)"
+step "$(dbg 'qemu-img (pid [0-9]*) ended')" "overlays made"
+step "$(dbg 'post-restore done')" "VM defined and started (post-restore done)"
+step "$(secs "$t0" "$t_run" | xargs printf '%.2f')" "libvirt says running (bench's poll)"
+[ -z "$t_sysinit" ] || step "$(secs "$t0" "$t_sysinit" | xargs printf '%.2f')" "guest console: sysinit done after ${U:-?} s of guest kernel clock (firmware + kernel load: the rest since running)"
+[ -z "$t_ga" ] || step "$(secs "$t0" "$t_ga" | xargs printf '%.2f')" "guest console: starting qemu-ga"
+step "$(jq -r '.instant.agent_ms // empty' "$WORK/instant.json" | awk '{ if ($1 != "") printf "%.2f", $1 / 1000 }')" "guest agent answered vmshadow (agent_ms); the move starts then"
+step "$(dbg 'instant: copying')" "copy job started"

@@ -193,6 +193,9 @@ cmd_restore (const struct options *opts, int argc, char **argv)
               (double) r->running_ms / 1000.0,
               r->moved ? "its disks moved to their final place meanwhile"
               : "its disks did NOT move (see below)");
+    if (r->instant && r->agent_ms > 0)
+      printf ("Its guest agent answered %.1f s after the start; the move "
+              "began then.\n", (double) r->agent_ms / 1000.0);
     if (r->instant && r->moved)
       printf ("Moved in %.1f s; no export, overlay or nbdkit is left.\n",
               (double) r->move_ms / 1000.0);

@@ -468,10 +468,12 @@ struct vms_restore_report {
   struct vms_restored_component *components;
   int64_t elapsed_ms;
   /* Instant recovery: the VM ran after running_ms (from the start), its
-   * disks moved in move_ms; moved is 0 when the move failed (error says
-   * why: the VM still runs from the backup; resume or roll back). */
+   * guest agent answered after agent_ms (from the start; 0: no agent, or
+   * none within the wait), its disks moved in move_ms; moved is 0 when the
+   * move failed (error says why: the VM still runs from the backup;
+   * resume or roll back). */
   int instant, moved;
-  int64_t running_ms, move_ms;
+  int64_t running_ms, agent_ms, move_ms;
 };
 
 /* Boot checks (issue 16, R27; `vmshadow verify --boot`): each VM asked

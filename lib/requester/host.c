@@ -433,6 +433,12 @@ req_host_instant_running (const char *uri, const char *uuid)
 }
 
 int
+req_host_instant_await_agent (const char *uri, const char *uuid, int64_t timeout_ms)
+{
+  return vms_vm_instant_await_agent (uri, uuid, timeout_ms);
+}
+
+int
 req_host_instant_existing (const char *uri, const char *uuid, char **xml,
                            int *running)
 {

@@ -330,6 +330,8 @@ vms_restore_report_json (const struct vms_restore_report *r)
     /* restore --instant (issue 16): when the VM ran, how long the move took. */
     json_object *in = json_object_new_object ();
     add_int (in, "running_ms", r->running_ms);
+    if (r->agent_ms > 0)
+      add_int (in, "agent_ms", r->agent_ms);
     json_object_object_add (in, "moved", json_object_new_boolean (r->moved));
     if (r->moved)
       add_int (in, "move_ms", r->move_ms);

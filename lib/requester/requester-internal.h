@@ -90,6 +90,8 @@ extern int req_host_instant_move (const char *uri, const char *uuid,
 extern int req_host_instant_remove (const char *uri, const char *uuid,
                                     const struct req_instant_disk *d, size_t n);
 extern int req_host_instant_running (const char *uri, const char *uuid);
+extern int req_host_instant_await_agent (const char *uri, const char *uuid,
+                                         int64_t timeout_ms);
 extern int req_host_instant_existing (const char *uri, const char *uuid,
                                       char **xml, int *running);
 extern int req_host_instant_put_back (const char *uri, const char *xml, int start);

@@ -940,6 +940,27 @@ instant_begin (struct restore_run *rr, struct rwriter *w, const char *comp)
   return -1;
 }
 
+/* How long the move waits for the guest's agent before it starts anyway:
+ * $VMSHADOW_INSTANT_AGENT_WAIT seconds (0: not at all), default 60. */
+static int64_t
+instant_agent_wait_ms (void)
+{
+  const char *e = getenv ("VMSHADOW_INSTANT_AGENT_WAIT");
+  char *end;
+  long v;
+
+  if (e == NULL || *e == '\0')
+    return 60000;
+  errno = 0;
+  v = strtol (e, &end, 10);
+  if (errno || *end != '\0' || v < 0 || v > 86400) {
+    vms_warn ("VMSHADOW_INSTANT_AGENT_WAIT=\"%s\" is not a number of seconds "
+              "(0-86400): waiting 60 s", e);
+    return 60000;
+  }
+  return (int64_t) v * 1000;
+}
+
 /* After PostRestore: the VM runs from the backup; move its disks. */
 static void
 instant_finish (struct restore_run *rr, struct vms_restore_report *rep,
@@ -953,9 +974,25 @@ instant_finish (struct restore_run *rr, struct vms_restore_report *rep,
     return;
   }
   rep->running_ms = vms_now_ms () - t0;
-  if (req_instant_ran (rr->inst, 0) == -1 ||
-      req_instant_move (rr->inst, rr->rq->instant_bandwidth, &rr->progress,
-                        &rep->move_ms) == -1) {
+  int ok = req_instant_ran (rr->inst, 0) == 0;
+  if (ok) {
+    /* The guest boots first, alone (issue 16): the copy would take CPU
+     * time, QEMU's main loop and the exports from it while it boots. The
+     * move starts when the guest's agent answers; at once without an agent
+     * channel, after instant_agent_wait_ms () without an answer. A vmshadow
+     * killed meanwhile leaves a VM that runs: --resume moves it. */
+    int64_t wait_ms = instant_agent_wait_ms ();
+    int ag = wait_ms == 0 ? 0 :
+      req_host_instant_await_agent (rr->rq->libvirt_uri,
+                                    req_instant_uuid (rr->inst), wait_ms);
+    if (ag == 1)
+      rep->agent_ms = vms_now_ms () - t0;
+    else if (ag == -1)
+      vms_debug ("instant: not waiting for the guest agent: %s", vms_get_error ());
+    ok = req_instant_move (rr->inst, rr->rq->instant_bandwidth, &rr->progress,
+                           &rep->move_ms) == 0;
+  }
+  if (!ok) {
     if (asprintf (&rep->error, "VM \"%s\" runs from the backup, but its "
                   "disks did not move: %s; finish with 'vmshadow restore "
                   "--resume %s' or undo with 'vmshadow restore --rollback %s'",

@@ -7,6 +7,7 @@
 # id that does not exist, a VM that is not in the backup, an instant
 # restore over a VM that exists without --replace (the plan refuses; with
 # --replace it is done: instant-restore-killed-is-resumed-or-rolled-back),
+# a disk the VM does not have (`serve --vm VM --disk vdz`: no export starts),
 # a backup whose disk index
 # is missing from the repository, --resume/--rollback of nothing pending,
 # and wrong command lines (exit 2).
@@ -45,6 +46,8 @@ refuse 1 "backup $bid has no VM \"nosuchvm\"; it holds: .*$dom" restore --instan
 refuse 1 'exists on this host.*nothing was changed' restore --instant "$bid"
 refuse 1 'no backup "nosuch"' verify --boot nosuch
 refuse 1 "VM \"nosuchvm\" is not in backup $bid; it holds: $dom" verify --boot --vm nosuchvm "$bid"
+refuse 1 "has no disk \"vdz\" (its disks: vda)" serve --vm "$dom" --disk vdz "$bid"
+refuse 1 'no backup "nosuch"' serve --vm "$dom" nosuch
 refuse 1 'no instant restore is pending' restore --resume
 refuse 1 "no instant restore of VM \"$dom\" is pending" restore --rollback "$dom"
 refuse 2 '--resume or --rollback, not both' restore --resume --rollback
@@ -52,7 +55,7 @@ refuse 2 'takes no BACKUP' restore --resume "$bid" "$dom"
 refuse 2 '--bandwidth applies to --instant' restore --bandwidth 5 "$bid"
 refuse 2 '--probe and --boot-timeout apply to verify --boot' verify --probe true "$bid"
 refuse 2 '--vm and --connect apply to verify --boot' verify --vm "$dom" "$bid"
-lab_ok "unknown backup, VM not in the backup, VM that exists (no --replace), nothing pending, bad command lines: refused, nothing changed"
+lab_ok "unknown backup, VM not in the backup, VM that exists (no --replace), a disk the VM does not have (serve --disk), nothing pending, bad command lines: refused, nothing changed"
 
 # The VM deleted, and the backup's disk missing from the repository: the
 # instant restore is refused before anything runs.

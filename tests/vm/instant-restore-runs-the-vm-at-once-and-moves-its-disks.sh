@@ -4,7 +4,8 @@
 # up, then destroyed, undefined and its images deleted.  `vmshadow restore
 # --instant` (the mover held to 1 MiB/s so the move takes a while) defines
 # and starts it from the backup: its guest agent answers while the command
-# still runs (the times from the command's start are logged), and the guest
+# still runs (the times from the command's start are logged; the move
+# begins after the agent answered, as the report's agent_ms says), and the guest
 # writes 1 MiB into each disk meanwhile (vda's copy runs at 1 MiB/s until
 # then, vdb's has not begun; then the test lets them go at full speed).  When the command ends: the VM runs
 # from its final images at their original paths (qcow2 and raw, as backed
@@ -52,11 +53,14 @@ rc=0
 wait "$INST_PID" || rc=$?
 [ $rc -eq 0 ] || lab_fail "restore --instant exited $rc: $(tail -n 5 "$INST_ERR") $(head -c 600 "$INST_OUT")"
 lab_assert_eq "report: moved" "$(jq -r .instant.moved "$INST_OUT")" true
+# The guest booted alone: the move began once its agent answered.
+jq -e '.instant.agent_ms > .instant.running_ms' "$INST_OUT" >/dev/null ||
+    lab_fail "report: no agent time after the VM ran (the move did not wait for the guest agent): $(jq -c .instant "$INST_OUT")"
 lab_assert_eq "report: status of $dom" "$(jq -r '.vms[0].status' "$INST_OUT")" restored
 lab_assert_eq "UUID" "$(virsh domuuid "$dom")" "$uuid"
 lab_assert_eq "state" "$(virsh domstate "$dom")" running
 inst_assert_final "$dom"
-lab_ok "restore --instant ended (ran after $(jq -r .instant.running_ms "$INST_OUT") ms, moved in $(jq -r .instant.move_ms "$INST_OUT") ms): $dom runs from its own images, nothing of the backup is used"
+lab_ok "restore --instant ended (ran after $(jq -r .instant.running_ms "$INST_OUT") ms, agent after $(jq -r .instant.agent_ms "$INST_OUT") ms, then moved in $(jq -r .instant.move_ms "$INST_OUT") ms): $dom runs from its own images, nothing of the backup is used"
 
 virsh -q destroy "$dom" >/dev/null
 inst_assert_images "$dom"

@@ -475,6 +475,47 @@ vms_vm_instant_running (const char *uri, const char *uuid)
 }
 
 int
+vms_vm_instant_await_agent (const char *uri, const char *uuid, int64_t timeout_ms)
+{
+  virConnectPtr conn = instant_connect (uri);
+  virDomainPtr dom = NULL;
+  CLEANUP_FREE char *xml = NULL;
+  int64_t deadline = instant_now_ms () + timeout_ms;
+  int r = -1;
+
+  if (conn == NULL)
+    return -1;
+  if ((dom = instant_lookup (conn, uuid)) == NULL)
+    goto out;
+  if ((xml = virDomainGetXMLDesc (dom, 0)) == NULL) {
+    vms_set_error (EIO, "cannot read the definition of VM %s: %s", uuid,
+                   vm_virt_error ());
+    goto out;
+  }
+  r = 0;
+  if (strstr (xml, "org.qemu.guest_agent.0") == NULL)
+    goto out;                   /* no agent to wait for */
+  for (;;) {
+    /* Refused at once while the guest's agent has not opened its port. */
+    char *reply = virDomainQemuAgentCommand (dom, "{\"execute\":\"guest-ping\"}", 1, 0);
+    if (reply) {
+      free (reply);
+      r = 1;
+      break;
+    }
+    if (virDomainIsActive (dom) != 1 || instant_now_ms () >= deadline)
+      break;
+    instant_sleep_ms (100);
+  }
+  vms_debug ("instant: guest agent %s", r ? "answered" : "did not answer in time");
+ out:
+  if (dom)
+    virDomainFree (dom);
+  virConnectClose (conn);
+  return r;
+}
+
+int
 vms_vm_instant_existing (const char *uri, const char *uuid, char **xml,
                          int *running)
 {

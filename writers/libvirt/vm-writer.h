@@ -451,6 +451,12 @@ extern int vms_vm_instant_remove (const char *uri, const char *uuid,
                                   const struct vms_vm_instant_disk *d, size_t n);
 /* 1 if the VM uuid runs, 0 if not (or not defined), -1 on error. */
 extern int vms_vm_instant_running (const char *uri, const char *uuid);
+/* Before the move (issue 16): until the guest agent of the running VM
+ * uuid answers a guest-ping, at most timeout_ms. 1 when it answered; 0
+ * when the VM has no agent channel, stopped, or did not answer in time
+ * (the move then starts all the same); -1 on error (libvirt). */
+extern int vms_vm_instant_await_agent (const char *uri, const char *uuid,
+                                       int64_t timeout_ms);
 /* restore --instant --replace (R15): the VM uuid that is about to be
  * replaced, for a rollback to put it back: 1 with *xml (its persistent
  * definition with secure parts, malloc'd; NULL when it is transient) and
