@@ -70,7 +70,37 @@ fi
 # (supermin.d: libguestfs-xfs and the like add a packages-* file there)
 KEY="libguestfs $GUESTFS_VERSION supermin $(version supermin) kernel $KERNEL_KIND $KREL $KVERSION supermin.d $(ls "$SUPERMIN_D" | tr '\n' ' ')"
 
+# The kernel as an ELF vmlinux (issue 16), as the VM lab's guest boots
+# (lab/setup.sh): a bzImage decompresses itself (xz in Debian's amd64
+# kernels) on the appliance's CPU before the kernel starts, seconds under
+# TCG; QEMU boots a vmlinux through its PVH entry note (CONFIG_PVH, set in
+# Debian's kernels; QEMU >= 4.0, with KVM or TCG) with nothing to unpack.
+# Unpacked once here, at host speed. A kernel whose payload is not xz, or
+# whose vmlinux has no PVH entry, stays a bzImage (it boots as before).
+# Idempotent: an appliance made before this step gets it on the next run.
+unpack_kernel() {
+    local a=$1 off
+    [ "$(head -c 4 "$a/kernel" | od -An -c | tr -d ' ')" = 177ELF ] && return 0
+    off=$(grep -abo -m 1 $'\xfd7zXZ' "$a/kernel" | head -n 1 | cut -d: -f1) || true
+    if [ -z "$off" ] || ! command -v xz >/dev/null || ! command -v readelf >/dev/null; then
+        say "kernel: no xz payload (or no xz/readelf): the appliance boots the bzImage"
+        return 0
+    fi
+    # the payload is followed by the bzImage's trailer: one xz stream only
+    # (xz stops reading there: tail's SIGPIPE is no failure)
+    if xz -dc --single-stream < <(tail -c "+$((off + 1))" "$a/kernel") >"$a/kernel.vmlinux.tmp" 2>/dev/null &&
+        [ "$(head -c 4 "$a/kernel.vmlinux.tmp" | od -An -c | tr -d ' ')" = 177ELF ] &&
+        grep -q 'Xen.*(0x00000012)\|PHYS32_ENTRY' <<<"$(LC_ALL=C readelf -n "$a/kernel.vmlinux.tmp" 2>/dev/null)"; then
+        mv "$a/kernel.vmlinux.tmp" "$a/kernel"
+        say "kernel: unpacked to a vmlinux (PVH entry)"
+    else
+        rm -f "$a/kernel.vmlinux.tmp"
+        say "kernel: the unpacked vmlinux has no PVH entry: the appliance boots the bzImage"
+    fi
+}
+
 if [ -f "$DIR/README.fixed" ] && [ "$(cat "$DIR/vmshadow-key" 2>/dev/null)" = "$KEY" ]; then
+    unpack_kernel "$DIR"
     say "ready ($DIR)"
     exit 0
 fi
@@ -119,6 +149,7 @@ else
 fi
 A=$TMP/appliance
 for f in kernel initrd root; do [ -s "$A/$f" ] || die "supermin made no $f"; done
+unpack_kernel "$A"
 echo "Made by vmshadow's guestfs-appliance.sh; a libguestfs fixed appliance." >"$A/README.fixed"
 echo "$GUESTFS_UPSTREAM" >"$A/libguestfs-version"
 echo "$KEY" >"$A/vmshadow-key"
