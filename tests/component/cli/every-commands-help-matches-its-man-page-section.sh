@@ -38,7 +38,7 @@ for c in $commands; do
   cmp -s "$tmp/$c.help" "$tmp/$c.help2" || fail "vmshadow help $c and vmshadow $c --help differ"
   head -1 "$tmp/$c.help" | grep -q "^Usage: vmshadow $c " || fail "vmshadow $c --help: $(head -1 "$tmp/$c.help")"
   grep -q "^Exit status:" "$tmp/$c.help" || fail "vmshadow $c --help says no exit status"
-  man_section "$c" | grep -q "^Exit status: " || fail "the man page's $c section says no exit status"
+  grep -q "^Exit status: " <<<"$(man_section "$c")" || fail "the man page's $c section says no exit status"
   differ "vmshadow $c" "$(help_options < "$tmp/$c.help")" "$(man_section "$c" | man_options)"
   done
 [ $bad = 0 ] || exit 1
