@@ -31,6 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -274,6 +275,22 @@ stderr_tail (const char *err, char *out)
   out[o] = '\0';
 }
 
+/* A descriptor that becomes readable when process pid ends (pidfd_open,
+ * Linux 5.3); -1 when the kernel has none. */
+static int
+open_pidfd (pid_t pid)
+{
+#ifdef SYS_pidfd_open
+  long fd = syscall (SYS_pidfd_open, pid, 0);
+  if (fd >= 0) {
+    fcntl ((int) fd, F_SETFD, FD_CLOEXEC);
+    return (int) fd;
+  }
+#endif
+  (void) pid;
+  return -1;
+}
+
 /* Run "EXE EVENT" within budget_ms; fill r. */
 static void
 run_writer (const char *name, const char *event, long budget_ms,
@@ -335,14 +352,22 @@ run_writer (const char *name, const char *event, long budget_ms,
     return;
   }
   setpgid (pid, pid);
-  struct pollfd pf[2] = { { po[0], POLLIN, 0 }, { pe[0], POLLIN, 0 } };
+  /* Issue 15/17: the writer's exit is seen the moment it happens (a pidfd
+   * in the poll set), not at the next 100 ms poll or 10 ms sleep: inside
+   * the freeze window every writer's end was late by up to that much. A
+   * kernel without pidfd_open (before 5.3) gets 5 ms polls instead. */
+  int pidfd = open_pidfd (pid);
+  struct pollfd pf[3] = { { po[0], POLLIN, 0 }, { pe[0], POLLIN, 0 },
+                          { pidfd, POLLIN, 0 } };
   int open_fds = 2, exited = 0;
   while (open_fds > 0) {
-    long now = now_ms (), wait = 100;
+    long now = now_ms (), wait = pidfd >= 0 ? 1000 : 5;
     /* A writer that exited but left a helper holding its stdout/stderr
      * (a lock kept across the freeze) is done: read what is there, stop. */
-    if (!exited && waitpid (pid, &status, WNOHANG) == pid)
+    if (!exited && waitpid (pid, &status, WNOHANG) == pid) {
       exited = 1;
+      pf[2].fd = -1;
+    }
     if (exited)
       wait = 0;
     if (!killed && now >= deadline) {
@@ -356,7 +381,9 @@ run_writer (const char *name, const char *event, long budget_ms,
     }
     if (!killed && deadline - now < wait)
       wait = deadline - now;
-    int ready = poll (pf, 2, (int) (wait > 0 ? wait : 0));
+    if (killed == 1 && kill_at - now < wait)
+      wait = kill_at - now;
+    int ready = poll (pf, 3, (int) (wait > 0 ? wait : 0));
     if (ready < 0 && errno != EINTR)
       break;
     if (exited && ready == 0)
@@ -402,9 +429,10 @@ run_writer (const char *name, const char *event, long budget_ms,
   for (int i = 0; i < 2; i++)
     if (pf[i].fd >= 0)
       close (pf[i].fd);
-  /* The pipes closed: wait for the process, still within the budget. */
+  /* The pipes closed (the files of a process close just before it becomes
+   * a zombie): wait for the process, still within the budget. */
   while (!exited && waitpid (pid, &status, WNOHANG) == 0) {
-    long now = now_ms ();
+    long now = now_ms (), wait = pidfd >= 0 ? 1000 : 5;
     if (!killed && now >= deadline) {
       kill (-pid, SIGTERM);
       killed = 1;
@@ -414,8 +442,19 @@ run_writer (const char *name, const char *event, long budget_ms,
       kill (-pid, SIGKILL);
       killed = 2;
     }
-    usleep (10000);
+    if (!killed && deadline - now < wait)
+      wait = deadline - now;
+    if (killed == 1 && kill_at - now < wait)
+      wait = kill_at - now;
+    if (pidfd >= 0) {
+      struct pollfd p = { pidfd, POLLIN, 0 };
+      poll (&p, 1, (int) (wait > 0 ? wait : 0));
+    }
+    else
+      usleep ((useconds_t) (wait > 0 ? wait : 0) * 1000);
   }
+  if (pidfd >= 0)
+    close (pidfd);
   if (killed)
     kill (-pid, SIGKILL);       /* anything left of its group */
   r->ms = now_ms () - t0;

@@ -27,7 +27,17 @@
 #  8. the guest side silent (vmshadow-guest gone from the guest, the agent
 #     answering): with tried the VM is backed up crash-consistent and the
 #     report says the guest side does not answer; with required the set
-#     fails saying so and nothing is stored; no guest writer got any event.
+#     fails saying so and nothing is stored; no guest writer got any event;
+#  9. the guest side hangs (vmshadow-guest runs but never answers what the
+#     host asks through guest-exec; as the fsfreeze hook it still works):
+#     with VMSHADOW_GUEST_ANSWER_MS=5000 the host waits 5 s, not its 30 s
+#     (identify) or 90 s (prepare-backup): hanging at identify, tried backs
+#     the VM up crash-consistent saying the guest side did not answer, and
+#     required fails saying so with nothing stored; hanging at
+#     prepare-backup, required fails the same way, asks nothing more of it
+#     (no abort that would wait as long again), and 10-log got identify
+#     only; each run ends within the wait plus 25 s; the guest is thawed and
+#     writable, with no backup job.
 . "$(dirname "$0")/lib.sh"
 lab_init
 . "$LAB_TESTS_DIR/vm-writer-lib.sh"
@@ -214,3 +224,63 @@ assert_untouched "required without a guest side" 6
 lab_assert_eq "guest writer events without a guest side" "$(events)" ""
 lab_guest_run "$d" 'mv /usr/sbin/vmshadow-guest.away /usr/sbin/vmshadow-guest'
 lab_ok "the guest side silent: tried stored crash-consistent ($gp); required failed saying so; no guest writer ran"
+
+# --- 9: the guest side hangs: it runs, but never answers (issue 17)
+lab_guest_run "$d" 'rm -f /run/gwctl/* /etc/vmshadow/guest-writers.d/50-sqlite &&
+    mv /usr/sbin/vmshadow-guest /usr/sbin/vmshadow-guest.real'
+cat >"$LAB_WORK/hanging-guest-side" <<'W'
+#!/bin/sh
+# The guest side hangs (test): the fsfreeze hook's freeze and thaw work;
+# what the host asks through guest-exec never ends (hang-all), or only
+# prepare-backup (hang-prepare).
+case $1 in
+    freeze|thaw) exec /usr/sbin/vmshadow-guest.real "$@" ;;
+esac
+if [ -e /run/gwctl/hang-all ] || { [ -e /run/gwctl/hang-prepare ] && [ "$1 $2" = "run prepare-backup" ]; }; then
+    echo $$ >>/run/gwctl/hung.pids
+    exec sleep 3600
+fi
+exec /usr/sbin/vmshadow-guest.real "$@"
+W
+lab_guest_put "$d" "$LAB_WORK/hanging-guest-side" /usr/sbin/vmshadow-guest 755
+export VMSHADOW_GUEST_ANSWER_MS=5000
+# hung_backup EXPECT-RC OPTION... — a backup of the VM, timed, ended within the wait + 25 s
+hung_backup() {
+    local want=$1 t0 rc=0 took; shift
+    events >/dev/null
+    t0=$(date +%s)
+    vmw_backup "$@" "$d" || rc=$?
+    took=$(($(date +%s) - t0))
+    if [ "$want" = 0 ]; then
+        [ $rc -eq 0 ] || lab_fail "hung guest side, $*: the backup failed: $(vmw_backup_failure)"
+    else
+        [ $rc -ne 0 ] || lab_fail "hung guest side, $*: the backup succeeded"
+    fi
+    [ "$took" -ge 5 ] && [ "$took" -lt 30 ] ||
+        lab_fail "hung guest side, $*: the backup took $took s (the host's wait is 5 s)"
+    HUNG_TOOK=$took
+}
+lab_guest_run "$d" 'touch /run/gwctl/hang-all'
+hung_backup 0 --guest-processing tried
+lab_assert_eq "method with tried and a hung guest side" "$(comp | jq -r .method)" crash-consistent
+gp=$(comp | jq -r .guest_processing)
+grep -qF 'tried: fell back to crash-consistent: the guest side does not answer' <<<"$gp" &&
+    grep -qF 'did not answer within 5000 ms' <<<"$gp" ||
+    lab_fail "tried with a hung guest side: the report does not say it fell back after the wait: $gp"
+lab_assert_eq "backups after tried with a hung guest side" "$(vmw_backup_count)" 7
+lab_assert_eq "guest writer events with a hung guest side (tried)" "$(events)" ""
+lab_ok "hung at identify, tried: stored crash-consistent in $HUNG_TOOK s ($gp)"
+hung_backup 1 --guest-processing required
+failed_with "required with a hung guest side" "\"$d\"" 'guest processing is required, but the guest side' 'did not answer within 5000 ms'
+assert_untouched "required with a hung guest side" 7
+lab_assert_eq "guest writer events with a hung guest side (required)" "$(events)" ""
+lab_ok "hung at identify, required: failed in $HUNG_TOOK s, nothing stored, guest thawed"
+lab_guest_run "$d" 'rm -f /run/gwctl/hang-all; touch /run/gwctl/hang-prepare'
+hung_backup 1 --guest-processing required
+failed_with "required, hung at prepare-backup" "\"$d\"" 'vmshadow-guest run prepare-backup did not answer within 5000 ms'
+assert_untouched "required, hung at prepare-backup" 7
+lab_assert_eq "10-log's events when the guest side hangs at prepare-backup (no abort sent)" "$(events)" "identify "
+lab_ok "hung at prepare-backup, required: failed in $HUNG_TOOK s naming the wait, nothing stored, guest thawed, nothing more asked"
+unset VMSHADOW_GUEST_ANSWER_MS
+lab_guest_run "$d" 'for p in $(cat /run/gwctl/hung.pids); do kill "$p" 2>/dev/null || :; done;
+    rm -f /run/gwctl/*; mv -f /usr/sbin/vmshadow-guest.real /usr/sbin/vmshadow-guest'

@@ -83,6 +83,8 @@ struct vm_entry {
   int guest_prepared;           /* prepare-backup ran: abort or
                                    backup-complete is due */
   char *guest_note;             /* fell back: why (VMS_ATTR_GUEST_PROCESSING) */
+  int guest_hung;               /* a call got no answer in time: no more
+                                   calls to it in this session */
   void *guest_results;          /* json_object array: each writer's results */
 };
 

@@ -606,7 +606,7 @@ online_thread (void *arg)
   const struct capture_ops *ops = ops_of (vm->method);
   CLEANUP_FREE char *cp_xml = NULL, *desc = NULL;
   int any_bitmap = 0;
-  int64_t t0, t1;
+  int64_t t0, t1, t_held = 0, t_begun = 0;
 
   int held = 0, failed = 0;
 
@@ -632,6 +632,28 @@ online_thread (void *arg)
               vms_get_error ());
     failed = 1;
   }
+  /* Issue 15: a frozen guest's new checkpoint is made just before the
+   * freeze, not in the job's transaction inside the window (libvirt writes
+   * and fsyncs its metadata file there). Its bitmaps then record from a
+   * moment before the job's point in time, so the next incremental backup
+   * reads what changed since a little before this one: a superset of
+   * what it must read, never less. On any failure it is deleted
+   * (checkpoint_created), by the guard too (armed with its name). */
+  if (!failed && cp_xml && ops->timed) {
+    virDomainCheckpointPtr cp = virDomainCheckpointCreateXML (vm->dom, cp_xml,
+                                                              0);
+    if (cp == NULL) {
+      job_fail (j, VMS_FAILURE_RETRYABLE, "the new checkpoint %s could not "
+                "be created: %s", vm->checkpoint, vm_virt_error ());
+      failed = 1;
+    }
+    else {
+      virDomainCheckpointFree (cp);
+      vm->checkpoint_created = 1;
+      free (cp_xml);
+      cp_xml = NULL;
+    }
+  }
 
   t0 = vms_now_us ();
   if (!failed && ops->hold) {
@@ -640,6 +662,7 @@ online_thread (void *arg)
       failed = 1;               /* j->error says why */
     else if (ops->timed)
       vm->frozen_from_us = realtime_us ();
+    t_held = vms_now_us ();
   }
   /* Issue 17: the guest writers vetoed the freeze (or ran past their
    * budget). Thawed at once; their own words replace the agent's; "tried"
@@ -676,8 +699,10 @@ online_thread (void *arg)
   }
   else {
     vm->job_started = 1;
-    vm->checkpoint_created = cp_xml != NULL;
+    if (cp_xml != NULL)
+      vm->checkpoint_created = 1;
     vm_guard_job_started (j->w, vm);
+    t_begun = vms_now_us ();
   }
   /* Barrier 2: every job of the group begun before the first thaw. */
   if (group_meet (j, 1, failed) && !failed)
@@ -701,8 +726,14 @@ online_thread (void *arg)
     copy_firmware (j);
   if (ops == NULL)
     return NULL;
-  vms_debug ("vm writer: %s: %s capture, %" PRId64 " ms%s%s", vm->name,
-             vm_method_name (vm->method), (t1 - t0 + 999) / 1000,
+  /* Issue 15: what the window holds, step by step (hold: the agent's
+   * freeze; begin: barriers and the job's begin; release: the thaw). */
+  vms_debug ("vm writer: %s: %s capture, %" PRId64 " ms (hold %" PRId64
+             " ms, begin %" PRId64 " ms, release %" PRId64 " ms)%s%s",
+             vm->name, vm_method_name (vm->method), (t1 - t0 + 999) / 1000,
+             t_held ? (t_held - t0) / 1000 : 0,
+             t_held && t_begun ? (t_begun - t_held) / 1000 : 0,
+             t_begun ? (t1 - t_begun) / 1000 : 0,
              j->error ? ", failed: " : "", j->error ? j->error : "");
   return NULL;
 }
