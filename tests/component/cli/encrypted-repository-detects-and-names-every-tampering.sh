@@ -4,7 +4,8 @@
 # and none yields wrong data: a flipped bit in a chunk, a chunk swapped
 # for another valid chunk, an index from another backup, a manifest
 # replayed from an older backup under a new name (and over another
-# backup's), a truncated object, a wrong key, a wrong passphrase. Each
+# backup's), a truncated object, a wrong key, a wrong passphrase, a backup
+# moved from another repository that shares the key. Each
 # damage is made on a fresh copy of the repository; extract must fail and
 # leave no file. Without the key, verify checks the structure and says
 # contents were not authenticated; list works only where ids are visible.
@@ -188,6 +189,16 @@ if VMSHADOW_PASSPHRASE=not-the-passphrase "$vmshadow" extract "$b1" files "$tmp/
 fi
 grep -q "wrong passphrase for key $fp" "$tmp/out" || fail "said: $(cat "$tmp/out")"
 [ ! -e "$tmp/x" ] || fail "extract with a wrong passphrase left a file"
+
+# 8. A backup moved from another repository under the same key (one key
+# may serve several, R29): same object names, same key, only the
+# repository id in the associated data differs.
+export VMSHADOW_REPO=$tmp/other
+"$vmshadow" init --encrypt --key "$fp" --visible-backup-ids > "$tmp/out" || fail "init --key: $(cat "$tmp/out")"
+mkdir -p "$VMSHADOW_REPO/backups/$b1"
+cp "$tmp/pristine/backups/$b1/"* "$VMSHADOW_REPO/backups/$b1/"
+expect_extract_fails "$b1" "$tmp/app/text" "backup $b1: cannot read its manifest: failed authentication"
+export VMSHADOW_REPO=$tmp/repo
 
 # The sound copy still restores exactly, through a passphrase on a file
 # descriptor (never argv).
