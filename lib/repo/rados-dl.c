@@ -17,52 +17,15 @@
  * host, the calls that can fail return -ELIBACC (the first one after a
  * debug line with dlerror's reason); the others are only reached after
  * rados_create succeeded. */
-#include <dlfcn.h>
-#include <errno.h>
-#include <pthread.h>
-#include <string.h>
-
 #include <rados/librados.h>
 
-#include "log.h"
+#include "lazy-lib.h"
 
-#define RADOS_SONAME "librados.so.2"
+static struct vms_lazy_lib rados = { .soname = "librados.so.2",
+                                     .lock = PTHREAD_MUTEX_INITIALIZER };
 
-static pthread_once_t once = PTHREAD_ONCE_INIT;
-static void *lib;
-
-static void
-rados_dl_open (void)
-{
-  /* RTLD_GLOBAL: Ceph's C++ libraries load plugins of their own. */
-  lib = dlopen (RADOS_SONAME, RTLD_NOW | RTLD_GLOBAL);
-  if (lib == NULL)
-    vms_debug ("cannot load %s: %s", RADOS_SONAME, dlerror ());
-}
-
-/* The library's function NAME, or NULL. */
-static void *
-rados_dl_sym (const char *name)
-{
-  pthread_once (&once, rados_dl_open);
-  return lib ? dlsym (lib, name) : NULL;
-}
-
-/* real: FN's pointer in the library, resolved at the first call (threads
- * racing there store the same value). */
-#define RESOLVE(fn) \
-  static __typeof__ (fn) *resolved; \
-  __typeof__ (fn) *real = __atomic_load_n (&resolved, __ATOMIC_ACQUIRE); \
-  if (real == NULL) { \
-    void *p_ = rados_dl_sym (#fn); \
-    /* (dlsym's object pointer to a function pointer, as POSIX allows) */ \
-    memcpy (&real, &p_, sizeof real); \
-    __atomic_store_n (&resolved, real, __ATOMIC_RELEASE); \
-  }
-#define FORWARD_INT(fn, ...) \
-  do { RESOLVE (fn); return real ? real (__VA_ARGS__) : -ELIBACC; } while (0)
-#define FORWARD_VOID(fn, ...) \
-  do { RESOLVE (fn); if (real) real (__VA_ARGS__); } while (0)
+#define FORWARD_INT(fn, ...) VMS_LAZY_FORWARD_INT (&rados, fn, __VA_ARGS__)
+#define FORWARD_VOID(fn, ...) VMS_LAZY_FORWARD_VOID (&rados, fn, __VA_ARGS__)
 
 int rados_create (rados_t *cluster, const char * const id)
 { FORWARD_INT (rados_create, cluster, id); }
@@ -109,7 +72,7 @@ int rados_aio_flush (rados_ioctx_t io)
 { FORWARD_INT (rados_aio_flush, io); }
 rados_write_op_t rados_create_write_op (void)
 {
-  RESOLVE (rados_create_write_op);
+  VMS_LAZY_RESOLVE (&rados, rados_create_write_op);
   return real ? real () : NULL;
 }
 void rados_release_write_op (rados_write_op_t write_op)

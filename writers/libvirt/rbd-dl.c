@@ -8,16 +8,10 @@
  * pointers they are (rbd_image_t is a void *; the info structures are
  * passed through by address). A function of librbd used elsewhere needs
  * its line here. Without librbd on the host, the calls return -ELIBACC. */
-#include <dlfcn.h>
-#include <errno.h>
-#include <pthread.h>
-#include <string.h>
 #include <stddef.h>
 #include <stdint.h>
 
-#include "log.h"
-
-#define RBD_SONAME "librbd.so.1"
+#include "lazy-lib.h"
 
 typedef void *rbd_image_t;
 typedef void *rados_ioctx_t;
@@ -39,35 +33,10 @@ int rbd_diff_iterate2 (rbd_image_t image, const char *fromsnapname,
                        uint64_t ofs, uint64_t len, uint8_t include_parent,
                        uint8_t whole_object, rbd_diff_cb cb, void *arg);
 
-static pthread_once_t once = PTHREAD_ONCE_INIT;
-static void *lib;
+static struct vms_lazy_lib rbd = { .soname = "librbd.so.1",
+                                   .lock = PTHREAD_MUTEX_INITIALIZER };
 
-static void
-rbd_dl_open (void)
-{
-  lib = dlopen (RBD_SONAME, RTLD_NOW | RTLD_GLOBAL);
-  if (lib == NULL)
-    vms_debug ("cannot load %s: %s", RBD_SONAME, dlerror ());
-}
-
-static void *
-rbd_dl_sym (const char *name)
-{
-  pthread_once (&once, rbd_dl_open);
-  return lib ? dlsym (lib, name) : NULL;
-}
-
-#define RESOLVE(fn) \
-  static __typeof__ (fn) *resolved; \
-  __typeof__ (fn) *real = __atomic_load_n (&resolved, __ATOMIC_ACQUIRE); \
-  if (real == NULL) { \
-    void *p_ = rbd_dl_sym (#fn); \
-    /* (dlsym's object pointer to a function pointer, as POSIX allows) */ \
-    memcpy (&real, &p_, sizeof real); \
-    __atomic_store_n (&resolved, real, __ATOMIC_RELEASE); \
-  }
-#define FORWARD_INT(fn, ...) \
-  do { RESOLVE (fn); return real ? real (__VA_ARGS__) : -ELIBACC; } while (0)
+#define FORWARD_INT(fn, ...) VMS_LAZY_FORWARD_INT (&rbd, fn, __VA_ARGS__)
 
 int rbd_open (rados_ioctx_t io, const char *name, rbd_image_t *image,
               const char *snap_name)
@@ -90,11 +59,7 @@ int rbd_snap_remove (rbd_image_t image, const char *snapname)
 int rbd_snap_list (rbd_image_t image, void *snaps, int *max_snaps)
 { FORWARD_INT (rbd_snap_list, image, snaps, max_snaps); }
 void rbd_snap_list_end (void *snaps)
-{
-  RESOLVE (rbd_snap_list_end);
-  if (real)
-    real (snaps);
-}
+{ VMS_LAZY_FORWARD_VOID (&rbd, rbd_snap_list_end, snaps); }
 int rbd_diff_iterate2 (rbd_image_t image, const char *fromsnapname,
                        uint64_t ofs, uint64_t len, uint8_t include_parent,
                        uint8_t whole_object, rbd_diff_cb cb, void *arg)
