@@ -263,14 +263,23 @@ lab_ok "refused iSCSI login: exit $rc, names the disk and why, nothing stored, t
 # plan, before anything changes (issue 11)
 . "$LAB_TESTS_DIR/restore-lib.sh"
 lunfile=${LAB_DISK_FILE[$dom/vdd]}
-before=$(rst_host_state "$dom" -- "${LAB_DISK_FILE[$dom/vda]}" "${LAB_DISK_FILE[$dom/vdb]}" "$lunfile")
+# What a refused restore must leave as it was: the host's view of the VM
+# and its files, and the bytes of the loop, iSCSI and NBD disks.
+host_now() { rst_host_state "$dom" -- "${LAB_DISK_FILE[$dom/vda]}" "${LAB_DISK_FILE[$dom/vdb]}" "$lunfile"; }
+devices_now() { local t; for t in vdb vdc vdd; do backing_sum $t; done; }
+remember_host() { before=$(host_now); sums_before=$(devices_now); }
+assert_nothing_changed() {   # WHY
+    lab_assert_eq "host after the refused restore ($1)" "$(host_now)" "$before"
+    lab_assert_eq "devices after the refused restore ($1)" "$(devices_now)" "$sums_before"
+}
+before=$(host_now)
 rc=0
 rst_restore "$bid2" --replace --write-devices || rc=$?
 [ $rc -ne 0 ] || lab_fail "a restore into an iSCSI LUN that refuses the login was not refused"
 grep -q "disk vdd, the network disk iscsi://127.0.0.1:3261/$iqn/1" "$RST_ERR" &&
     grep -qi 'log in\|login\|Authentication' "$RST_ERR" ||
     lab_fail "the refusal does not name the LUN and the refused login: $(tr '\n' ' ' <"$RST_ERR")"
-lab_assert_eq "host after the refused restore" "$(rst_host_state "$dom" -- "${LAB_DISK_FILE[$dom/vda]}" "${LAB_DISK_FILE[$dom/vdb]}" "$lunfile")" "$before"
+lab_assert_eq "host after the refused restore" "$(host_now)" "$before"
 lab_ok "restore into the LUN with its login refused: refused (exit $rc) naming vdd and the login, nothing changed"
 
 # the right password again (libvirt's secret holds it)
@@ -367,16 +376,14 @@ grep -qF "$dom" <<<"$msg" && grep -qF "$gpool/img" <<<"$msg" && grep -qi "pool" 
     lab_fail "the failure does not name the VM, the disk and its pool: $msg"
 lab_assert_eq "backups after the gone pool" "$(vmw_backup_count)" "$n0"
 lab_ok "backup with the RBD pool gone: exit $rc, names the VM, the disk and the pool, nothing stored ($msg)"
-before=$(rst_host_state "$dom" -- "${LAB_DISK_FILE[$dom/vda]}" "${LAB_DISK_FILE[$dom/vdb]}" "$lunfile")
-sums_before=$(for t in vdb vdc vdd; do backing_sum $t; done)
+remember_host
 rc=0
 rst_restore "$bidg" --replace --write-devices || rc=$?
 [ $rc -ne 0 ] || lab_fail "a restore into an RBD image whose pool is gone was not refused"
 grep -q "disk vdf, the network disk rbd://127.0.0.1:6789/$gpool/img" "$RST_ERR" &&
     grep -q "cannot open the Ceph pool \"$gpool\"" "$RST_ERR" ||
     lab_fail "the refusal does not name the RBD disk and its gone pool: $(tr '\n' ' ' <"$RST_ERR")"
-lab_assert_eq "host after the refused restore (gone pool)" "$(rst_host_state "$dom" -- "${LAB_DISK_FILE[$dom/vda]}" "${LAB_DISK_FILE[$dom/vdb]}" "$lunfile")" "$before"
-lab_assert_eq "devices after the refused restore (gone pool)" "$(for t in vdb vdc vdd; do backing_sum $t; done)" "$sums_before"
+assert_nothing_changed "gone pool"
 lab_ok "restore into the RBD disk of a gone pool: refused at its plan (exit $rc) naming vdf and the pool; no disk written"
 virsh -q define "$LAB_WORK/orig.xml" >/dev/null || lab_fail "cannot define $dom again"
 
@@ -403,16 +410,14 @@ vmw_backup "$dom" || rc=$?
 bidl=$VMW_BID
 rm -rf "/dev/$lvvg"
 [ $rc -eq 3 ] || lab_fail "the stopped backup with vdc at /dev/$lvvg/data exited $rc, not 3: $(vmw_backup_failure)"
-before=$(rst_host_state "$dom" -- "${LAB_DISK_FILE[$dom/vda]}" "${LAB_DISK_FILE[$dom/vdb]}" "$lunfile")
-sums_before=$(for t in vdb vdc vdd; do backing_sum $t; done)
+remember_host
 rc=0
 rst_restore "$bidl" --replace --write-devices || rc=$?
 [ $rc -ne 0 ] || lab_fail "a restore into an LV that is gone, in a VG with no room, was not refused"
 grep -qF "vm \"$dom\": disk vdc, the host block device /dev/$lvvg/data" "$RST_ERR" &&
     grep -qF "volume group $lvvg has no room for it: 4194304 bytes free, 16777216 needed" "$RST_ERR" ||
     lab_fail "the refusal does not name the VM, the LV's disk and the VG without room: $(tr '\n' ' ' <"$RST_ERR")"
-lab_assert_eq "host after the refused restore (no room)" "$(rst_host_state "$dom" -- "${LAB_DISK_FILE[$dom/vda]}" "${LAB_DISK_FILE[$dom/vdb]}" "$lunfile")" "$before"
-lab_assert_eq "devices after the refused restore (no room)" "$(for t in vdb vdc vdd; do backing_sum $t; done)" "$sums_before"
+assert_nothing_changed "no room"
 lab_ok "restore into an LV that is gone, its VG without room: refused at its plan (exit $rc) naming $dom, vdc and the VG's free bytes; nothing written"
 
 # ---- the VG given room (a second PV of 32 MiB): the plan would make the
@@ -431,8 +436,7 @@ else
     [ $rc -ne 0 ] || lab_fail "a restore into a gone LV on a host without device-mapper was not refused"
     grep -qF "vm \"$dom\": disk vdc, the host block device /dev/$lvvg/data: its logical volume is gone; volume group $lvvg has room to make it again, but the kernel's device-mapper does not answer" "$RST_ERR" ||
         lab_fail "the refusal does not name the VM, the LV's disk and the missing device-mapper: $(tr '\n' ' ' <"$RST_ERR")"
-    lab_assert_eq "host after the refused restore (no device-mapper)" "$(rst_host_state "$dom" -- "${LAB_DISK_FILE[$dom/vda]}" "${LAB_DISK_FILE[$dom/vdb]}" "$lunfile")" "$before"
-    lab_assert_eq "devices after the refused restore (no device-mapper)" "$(for t in vdb vdc vdd; do backing_sum $t; done)" "$sums_before"
+    assert_nothing_changed "no device-mapper"
     lab_ok "restore into an LV that is gone, its VG with room: the plan would lvcreate it, and refuses (exit $rc) as this kernel has no device-mapper; nothing written"
 fi
 vgremove -q -f "$lvvg" >/dev/null && pvremove -q "$pvdev" "$pv2dev" >/dev/null || lab_fail "cannot remove the VG $lvvg"
