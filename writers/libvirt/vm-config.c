@@ -20,6 +20,7 @@
 #include "cleanup.h"
 #include "str.h"
 #include "vm-config.h"
+#include "vm-xml.h"
 
 #define VM_CONFIG_MAX_XML (64 * 1024 * 1024)
 
@@ -32,33 +33,10 @@ is_elem (const xmlNode *n, const char *name)
     strcmp ((const char *) n->name, name) == 0;
 }
 
-static xmlNode *
-child (const xmlNode *n, const char *name)
-{
-  for (xmlNode *c = n ? n->children : NULL; c; c = c->next)
-    if (is_elem (c, name))
-      return c;
-  return NULL;
-}
-
-/* An attribute's value (malloc'd) or NULL. */
-static char *
-attr (const xmlNode *n, const char *name)
-{
-  xmlChar *v = n ? xmlGetProp (n, (const xmlChar *) name) : NULL;
-  char *r;
-
-  if (v == NULL)
-    return NULL;
-  r = strdup ((const char *) v);
-  xmlFree (v);
-  return r;
-}
-
 static int
 attr_is (const xmlNode *n, const char *name, const char *value)
 {
-  CLEANUP_FREE char *v = attr (n, name);
+  CLEANUP_FREE char *v = xml_attr (n, name);
   return v != NULL && strcmp (v, value) == 0;
 }
 
@@ -156,13 +134,13 @@ vm_config_clear (struct vm_config *cfg)
 static char *
 network_path (const xmlNode *src)
 {
-  CLEANUP_FREE char *proto = attr (src, "protocol");
-  CLEANUP_FREE char *name = attr (src, "name");
-  const xmlNode *host = child (src, "host");
-  CLEANUP_FREE char *hname = attr (host, "name");
-  CLEANUP_FREE char *port = attr (host, "port");
-  CLEANUP_FREE char *transport = attr (host, "transport");
-  CLEANUP_FREE char *sock = attr (host, "socket");
+  CLEANUP_FREE char *proto = xml_attr (src, "protocol");
+  CLEANUP_FREE char *name = xml_attr (src, "name");
+  const xmlNode *host = xml_child (src, "host");
+  CLEANUP_FREE char *hname = xml_attr (host, "name");
+  CLEANUP_FREE char *port = xml_attr (host, "port");
+  CLEANUP_FREE char *transport = xml_attr (host, "transport");
+  CLEANUP_FREE char *sock = xml_attr (host, "socket");
   const char *p = proto ? proto : "network";
 
   if (transport && strcmp (transport, "unix") == 0)
@@ -210,14 +188,14 @@ static int
 parse_network_source (const xmlNode *disk, const xmlNode *src,
                       struct vm_disk *d)
 {
-  const xmlNode *auth = child (src, "auth");
-  const xmlNode *init = child (child (src, "initiator"), "iqn");
-  CLEANUP_FREE char *tls = attr (src, "tls");
+  const xmlNode *auth = xml_child (src, "auth");
+  const xmlNode *init = xml_child (xml_child (src, "initiator"), "iqn");
+  CLEANUP_FREE char *tls = xml_attr (src, "tls");
 
   if (auth == NULL)
-    auth = child (disk, "auth");
-  d->protocol = attr (src, "protocol");
-  d->source_name = attr (src, "name");
+    auth = xml_child (disk, "auth");
+  d->protocol = xml_attr (src, "protocol");
+  d->source_name = xml_attr (src, "name");
   d->tls = tls && strcmp (tls, "yes") == 0;
   for (const xmlNode *h = src->children; h; h = h->next) {
     struct vm_disk_host *p, *e;
@@ -231,23 +209,23 @@ parse_network_source (const xmlNode *disk, const xmlNode *src,
     d->hosts = p;
     e = &p[d->nr_hosts++];
     memset (e, 0, sizeof *e);
-    transport = attr (h, "transport");
+    transport = xml_attr (h, "transport");
     if (transport && strcmp (transport, "unix") == 0)
-      e->socket = attr (h, "socket");
+      e->socket = xml_attr (h, "socket");
     else {
-      e->name = attr (h, "name");
-      e->port = attr (h, "port");
+      e->name = xml_attr (h, "name");
+      e->port = xml_attr (h, "port");
     }
   }
   if (auth) {
-    const xmlNode *sec = child (auth, "secret");
-    d->auth_user = attr (auth, "username");
-    d->secret_type = attr (sec, "type");
-    d->secret_usage = attr (sec, "usage");
-    d->secret_uuid = attr (sec, "uuid");
+    const xmlNode *sec = xml_child (auth, "secret");
+    d->auth_user = xml_attr (auth, "username");
+    d->secret_type = xml_attr (sec, "type");
+    d->secret_usage = xml_attr (sec, "usage");
+    d->secret_uuid = xml_attr (sec, "uuid");
   }
-  d->initiator = attr (init, "name");
-  d->rbd_conf = attr (child (src, "config"), "file");
+  d->initiator = xml_attr (init, "name");
+  d->rbd_conf = xml_attr (xml_child (src, "config"), "file");
   return 0;
 }
 
@@ -256,26 +234,26 @@ parse_network_source (const xmlNode *disk, const xmlNode *src,
 static int
 parse_disk (const xmlNode *n, struct vm_disk *d)
 {
-  CLEANUP_FREE char *type = attr (n, "type");
-  const xmlNode *src = child (n, "source");
-  const xmlNode *tgt = child (n, "target");
+  CLEANUP_FREE char *type = xml_attr (n, "type");
+  const xmlNode *src = xml_child (n, "source");
+  const xmlNode *tgt = xml_child (n, "target");
 
-  d->device = attr (n, "device");
+  d->device = xml_attr (n, "device");
   if (d->device == NULL && (d->device = strdup ("disk")) == NULL)
     return -1;
-  d->target = attr (tgt, "dev");
-  d->format = attr (child (n, "driver"), "type");
+  d->target = xml_attr (tgt, "dev");
+  d->format = xml_attr (xml_child (n, "driver"), "type");
   if (d->target == NULL) {
     vms_set_error (EINVAL, "domain XML: a <disk> has no <target dev>");
     return -1;
   }
   if (type == NULL || strcmp (type, "file") == 0) {
     d->source = VM_DISK_FILE;
-    d->path = attr (src, "file");
+    d->path = xml_attr (src, "file");
   }
   else if (strcmp (type, "block") == 0) {
     d->source = VM_DISK_BLOCK;
-    d->path = attr (src, "dev");
+    d->path = xml_attr (src, "dev");
   }
   else if (strcmp (type, "network") == 0) {
     d->source = VM_DISK_NETWORK;
@@ -287,14 +265,14 @@ parse_disk (const xmlNode *n, struct vm_disk *d)
   }
   else if (strcmp (type, "volume") == 0) {
     d->source = VM_DISK_VOLUME;
-    d->pool = attr (src, "pool");
-    d->volume = attr (src, "volume");
+    d->pool = xml_attr (src, "pool");
+    d->volume = xml_attr (src, "volume");
     if (d->pool && d->volume)
       d->path = vms_strdup_printf ("%s/%s", d->pool, d->volume);
   }
   else if (strcmp (type, "dir") == 0) {
     d->source = VM_DISK_DIR;
-    d->path = attr (src, "dir");
+    d->path = xml_attr (src, "dir");
   }
   else {
     d->source = VM_DISK_OTHER;
@@ -354,22 +332,23 @@ parse_disk (const xmlNode *n, struct vm_disk *d)
 static int
 parse_hostdev (const xmlNode *n, struct vm_config *cfg)
 {
-  const xmlNode *src = child (n, "source");
-  const xmlNode *ad = child (src, "adapter"), *addr = child (src, "address");
-  CLEANUP_FREE char *type = attr (n, "type");
-  CLEANUP_FREE char *proto = attr (src, "protocol");
-  CLEANUP_FREE char *aname = attr (ad, "name");
-  CLEANUP_FREE char *bus = attr (addr, "bus");
-  CLEANUP_FREE char *tgt = attr (addr, "target");
-  CLEANUP_FREE char *unit = attr (addr, "unit");
-  CLEANUP_FREE char *domain = attr (addr, "domain");
-  CLEANUP_FREE char *slot = attr (addr, "slot");
-  CLEANUP_FREE char *fn = attr (addr, "function");
-  CLEANUP_FREE char *device = attr (addr, "device");
-  CLEANUP_FREE char *uuid = attr (addr, "uuid");
-  CLEANUP_FREE char *wwpn = attr (src, "wwpn");
-  CLEANUP_FREE char *vendor = attr (child (src, "vendor"), "id");
-  CLEANUP_FREE char *product = attr (child (src, "product"), "id");
+  const xmlNode *src = xml_child (n, "source");
+  const xmlNode *ad = xml_child (src, "adapter");
+  const xmlNode *addr = xml_child (src, "address");
+  CLEANUP_FREE char *type = xml_attr (n, "type");
+  CLEANUP_FREE char *proto = xml_attr (src, "protocol");
+  CLEANUP_FREE char *aname = xml_attr (ad, "name");
+  CLEANUP_FREE char *bus = xml_attr (addr, "bus");
+  CLEANUP_FREE char *tgt = xml_attr (addr, "target");
+  CLEANUP_FREE char *unit = xml_attr (addr, "unit");
+  CLEANUP_FREE char *domain = xml_attr (addr, "domain");
+  CLEANUP_FREE char *slot = xml_attr (addr, "slot");
+  CLEANUP_FREE char *fn = xml_attr (addr, "function");
+  CLEANUP_FREE char *device = xml_attr (addr, "device");
+  CLEANUP_FREE char *uuid = xml_attr (addr, "uuid");
+  CLEANUP_FREE char *wwpn = xml_attr (src, "wwpn");
+  CLEANUP_FREE char *vendor = xml_attr (xml_child (src, "vendor"), "id");
+  CLEANUP_FREE char *product = xml_attr (xml_child (src, "product"), "id");
   const char *what;
   struct vm_excluded *e, *p;
   char *path;
@@ -896,9 +875,9 @@ parse_policy (const xmlNode *md, struct vm_config *cfg)
       return cfg->policy_error ? 0 : -1;
     }
   }
-  method = attr (pol, "method");
-  fallback = attr (pol, "fallback");
-  guest = attr (pol, "guest");
+  method = xml_attr (pol, "method");
+  fallback = xml_attr (pol, "fallback");
+  guest = xml_attr (pol, "guest");
   if (method == NULL && fallback == NULL && guest == NULL) {
     cfg->policy_error = strdup ("its vmshadow policy (metadata) names "
                                 "neither a method nor a fallback nor guest "
@@ -946,28 +925,28 @@ vm_config_parse (const char *xml, size_t len, struct vm_config *cfg)
     vms_set_error (EINVAL, "domain XML: the root element is not <domain>");
     goto out;
   }
-  cfg->name = text (child (root, "name"));
-  cfg->uuid = text (child (root, "uuid"));
+  cfg->name = text (xml_child (root, "name"));
+  cfg->uuid = text (xml_child (root, "uuid"));
   if (cfg->name == NULL || cfg->uuid == NULL) {
     vms_set_error (EINVAL, "domain XML: <name> or <uuid> is missing");
     goto out;
   }
-  if (parse_policy (child (root, "metadata"), cfg) == -1) {
+  if (parse_policy (xml_child (root, "metadata"), cfg) == -1) {
     vms_set_error (ENOMEM, "out of memory parsing domain XML");
     goto out;
   }
-  os = child (root, "os");
-  if ((nv = child (os, "nvram")) != NULL) {
-    const xmlNode *s = child (nv, "source");
-    cfg->nvram = s ? attr (s, "file") : text (nv);
+  os = xml_child (root, "os");
+  if ((nv = xml_child (os, "nvram")) != NULL) {
+    const xmlNode *s = xml_child (nv, "source");
+    cfg->nvram = s ? xml_attr (s, "file") : text (nv);
   }
   for (xmlNode *c = root->children; c && !cfg->dac_label; c = c->next)
     if (is_elem (c, "seclabel") && attr_is (c, "model", "dac")) {
-      cfg->dac_label = text (child (c, "imagelabel"));
+      cfg->dac_label = text (xml_child (c, "imagelabel"));
       if (cfg->dac_label == NULL)
-        cfg->dac_label = text (child (c, "label"));
+        cfg->dac_label = text (xml_child (c, "label"));
     }
-  devs = child (root, "devices");
+  devs = xml_child (root, "devices");
   for (xmlNode *c = devs ? devs->children : NULL; c; c = c->next) {
     if (is_elem (c, "disk")) {
       struct vm_disk d = { 0 }, *p;
@@ -997,7 +976,7 @@ vm_config_parse (const char *xml, size_t len, struct vm_config *cfg)
       }
     }
     else if (is_elem (c, "tpm")) {
-      if (attr_is (child (c, "backend"), "type", "emulator"))
+      if (attr_is (xml_child (c, "backend"), "type", "emulator"))
         cfg->tpm_emulator = 1;
     }
   }
@@ -1447,11 +1426,11 @@ vm_checkpoint_bitmaps (const char *xml, size_t len, string_vector *targets)
                    "<domaincheckpoint>");
     goto out;
   }
-  disks = child (root, "disks");
+  disks = xml_child (root, "disks");
   for (xmlNode *c = disks ? disks->children : NULL; c; c = c->next) {
     if (!is_elem (c, "disk") || !attr_is (c, "checkpoint", "bitmap"))
       continue;
-    char *t = attr (c, "name");
+    char *t = xml_attr (c, "name");
     if (t == NULL)
       continue;
     if (string_vector_append (targets, t) == -1) {
@@ -1551,7 +1530,7 @@ static void
 rw_set_attr_path (struct rw_ctx *x, xmlNode *n, const char *name, int prefix,
                   const char *what)
 {
-  CLEANUP_FREE char *old = attr (n, name);
+  CLEANUP_FREE char *old = xml_attr (n, name);
   CLEANUP_FREE char *nw = NULL;
 
   if (old == NULL || (nw = rw_path (x, old, prefix)) == NULL)
@@ -1611,7 +1590,7 @@ rw_mentions (const xmlNode *n, const char *old)
 static void
 rw_set_child_text (xmlNode *parent, const char *name, const char *value)
 {
-  xmlNode *c = child (parent, name);
+  xmlNode *c = xml_child (parent, name);
   if (c == NULL)
     c = xmlNewChild (parent, NULL, (const xmlChar *) name, NULL);
   if (c)
@@ -1636,10 +1615,10 @@ rw_random_mac (char out[18])
 static int
 rw_disk (struct rw_ctx *x, xmlNode *n)
 {
-  CLEANUP_FREE char *device = attr (n, "device");
-  CLEANUP_FREE char *type = attr (n, "type");
-  xmlNode *src = child (n, "source");
-  CLEANUP_FREE char *tdev = attr (child (n, "target"), "dev");
+  CLEANUP_FREE char *device = xml_attr (n, "device");
+  CLEANUP_FREE char *type = xml_attr (n, "type");
+  xmlNode *src = xml_child (n, "source");
+  CLEANUP_FREE char *tdev = xml_attr (xml_child (n, "target"), "dev");
   CLEANUP_FREE char *file = NULL;
   CLEANUP_FREE char *nw = NULL;
 
@@ -1648,7 +1627,7 @@ rw_disk (struct rw_ctx *x, xmlNode *n)
   if (src == NULL)
     return 0;
   if ((type == NULL || strcmp (type, "file") == 0) &&
-      (file = attr (src, "file")) != NULL) {
+      (file = xml_attr (src, "file")) != NULL) {
     for (size_t i = 0; i < x->rw->nr_paths; i++)
       if (strcmp (x->rw->from[i], file) == 0 || strcmp (x->rw->to[i], file) == 0) {
         nw = strdup (x->rw->to[i]);
@@ -1657,7 +1636,7 @@ rw_disk (struct rw_ctx *x, xmlNode *n)
     if (nw) {
       xmlSetProp (src, (const xmlChar *) "file", (const xmlChar *) nw);
       /* The restored image stands alone: no backing chain. */
-      for (xmlNode *b; (b = child (n, "backingStore")) != NULL;) {
+      for (xmlNode *b; (b = xml_child (n, "backingStore")) != NULL;) {
         xmlUnlinkNode (b);
         xmlFreeNode (b);
       }
@@ -1679,8 +1658,8 @@ rw_disk (struct rw_ctx *x, xmlNode *n)
 static void
 rw_chardev (struct rw_ctx *x, xmlNode *n)
 {
-  CLEANUP_FREE char *type = attr (n, "type");
-  xmlNode *src = child (n, "source"), *log = child (n, "log");
+  CLEANUP_FREE char *type = xml_attr (n, "type");
+  xmlNode *src = xml_child (n, "source"), *log = xml_child (n, "log");
   int channel = is_elem (n, "channel");
   const char *what = (const char *) n->name;
 
@@ -1691,7 +1670,7 @@ rw_chardev (struct rw_ctx *x, xmlNode *n)
   if (strcmp (type, "file") == 0)
     rw_set_attr_path (x, src, "path", 1, what);
   else if (strcmp (type, "unix") == 0) {
-    CLEANUP_FREE char *path = attr (src, "path");
+    CLEANUP_FREE char *path = xml_attr (src, "path");
     CLEANUP_FREE char *nw = path ? rw_path (x, path, !channel) : NULL;
     if (path == NULL || x->oom)
       return;
@@ -1732,7 +1711,7 @@ vm_config_rewrite (const char *xml, size_t len, const struct vm_rewrite *rw,
   if (rw->uuid)
     rw_set_child_text (root, "uuid", rw->uuid);
   /* Metadata of other tools that names the original would confuse them. */
-  if ((md = child (root, "metadata")) != NULL)
+  if ((md = xml_child (root, "metadata")) != NULL)
     for (xmlNode *c = md->children, *next; c; c = next) {
       next = c->next;
       if (c->type == XML_ELEMENT_NODE &&
@@ -1743,10 +1722,10 @@ vm_config_rewrite (const char *xml, size_t len, const struct vm_rewrite *rw,
         xmlFreeNode (c);
       }
     }
-  if ((os = child (root, "os")) != NULL)
+  if ((os = xml_child (root, "os")) != NULL)
     for (xmlNode *c = os->children; c; c = c->next) {
       if (is_elem (c, "nvram")) {
-        xmlNode *src = child (c, "source");
+        xmlNode *src = xml_child (c, "source");
         if (src)
           rw_set_attr_path (&x, src, "file", 1, "NVRAM");
         else
@@ -1755,7 +1734,7 @@ vm_config_rewrite (const char *xml, size_t len, const struct vm_rewrite *rw,
       else if (is_elem (c, "loader") && !attr_is (c, "readonly", "yes"))
         rw_set_text_path (&x, c, "loader", 0);   /* shared unless per VM */
     }
-  devs = child (root, "devices");
+  devs = xml_child (root, "devices");
   for (xmlNode *c = devs ? devs->children : NULL, *next; c; c = next) {
     next = c->next;
     if (is_elem (c, "disk")) {
@@ -1765,8 +1744,8 @@ vm_config_rewrite (const char *xml, size_t len, const struct vm_rewrite *rw,
       }
     }
     else if (is_elem (c, "interface") && rw->new_macs) {
-      xmlNode *mac = child (c, "mac");
-      CLEANUP_FREE char *old = attr (mac, "address");
+      xmlNode *mac = xml_child (c, "mac");
+      CLEANUP_FREE char *old = xml_attr (mac, "address");
       char nw[18];
       if (rw_random_mac (nw) == -1) {
         vms_set_error (errno, "cannot make a MAC address: getrandom: %s",
@@ -1783,7 +1762,7 @@ vm_config_rewrite (const char *xml, size_t len, const struct vm_rewrite *rw,
       rw_note (&x, "interface %s: new MAC address (was %s)", nw,
                old ? old : "none");
       /* A fixed host device name (vnetN, macvtapN) is the original's. */
-      xmlNode *t = child (c, "target");
+      xmlNode *t = xml_child (c, "target");
       if (t) {
         xmlUnlinkNode (t);
         xmlFreeNode (t);

@@ -42,6 +42,7 @@
 #include "str.h"
 #include "subprocess.h"
 #include "vm-internal.h"
+#include "vm-xml.h"
 
 #define INSTANT_POLL_MS 200
 
@@ -114,34 +115,6 @@ vms_libvirt_qemu_ids (const char *uri, unsigned *uid, unsigned *gid)
 
 /* ---- the disk of a running VM ---- */
 
-static xmlNode *
-ix_child (xmlNode *n, const char *name)
-{
-  for (xmlNode *c = n ? n->children : NULL; c; c = c->next)
-    if (c->type == XML_ELEMENT_NODE && xmlStrcmp (c->name, BAD_CAST name) == 0)
-      return c;
-  return NULL;
-}
-
-static char *
-ix_attr (xmlNode *n, const char *name)
-{
-  xmlChar *v = n ? xmlGetProp (n, BAD_CAST name) : NULL;
-  char *s = v ? strdup ((const char *) v) : NULL;
-  xmlFree (v);
-  return s;
-}
-
-static void
-ix_drop (xmlNode *n, const char *name)
-{
-  xmlNode *c;
-  while ((c = ix_child (n, name)) != NULL) {
-    xmlUnlinkNode (c);
-    xmlFreeNode (c);
-  }
-}
-
 /* The target (vda, …) of the disk whose top image is path in the live
  * XML of dom, or NULL (malloc'd). */
 static char *
@@ -157,13 +130,13 @@ instant_disk_dev (virDomainPtr dom, const char *path)
                             XML_PARSE_NONET | XML_PARSE_NOWARNING |
                             XML_PARSE_NOERROR)) == NULL)
     return NULL;
-  devs = ix_child (xmlDocGetRootElement (doc), "devices");
+  devs = xml_child (xmlDocGetRootElement (doc), "devices");
   for (xmlNode *n = devs ? devs->children : NULL; n && !dev; n = n->next) {
     if (n->type != XML_ELEMENT_NODE || xmlStrcmp (n->name, BAD_CAST "disk") != 0)
       continue;
-    CLEANUP_FREE char *file = ix_attr (ix_child (n, "source"), "file");
+    CLEANUP_FREE char *file = xml_attr (xml_child (n, "source"), "file");
     if (file && strcmp (file, path) == 0)
-      dev = ix_attr (ix_child (n, "target"), "dev");
+      dev = xml_attr (xml_child (n, "target"), "dev");
   }
   xmlFreeDoc (doc);
   return dev;
@@ -173,19 +146,20 @@ void
 vms_vm_instant_disk_xml (void *disk_node, const char *overlay,
                          const char *socket)
 {
-  xmlNode *n = disk_node, *src = ix_child (n, "source"), *drv, *bs, *s, *h, *f;
+  xmlNode *n = disk_node, *src = xml_child (n, "source");
+  xmlNode *drv, *bs, *s, *h, *f;
 
   if (src == NULL)
     src = xmlNewChild (n, NULL, BAD_CAST "source", NULL);
   xmlSetProp (n, BAD_CAST "type", BAD_CAST "file");
   xmlUnsetProp (src, BAD_CAST "dev");
   xmlSetProp (src, BAD_CAST "file", BAD_CAST overlay);
-  if ((drv = ix_child (n, "driver")) == NULL) {
+  if ((drv = xml_child (n, "driver")) == NULL) {
     drv = xmlNewChild (n, NULL, BAD_CAST "driver", NULL);
     xmlSetProp (drv, BAD_CAST "name", BAD_CAST "qemu");
   }
   xmlSetProp (drv, BAD_CAST "type", BAD_CAST "qcow2");
-  ix_drop (n, "backingStore");
+  xml_drop_children (n, "backingStore");
   /* <backingStore type='network'><format type='raw'/>
    *   <source protocol='nbd'><host transport='unix' socket='S'/></source> */
   bs = xmlNewChild (n, NULL, BAD_CAST "backingStore", NULL);
@@ -596,16 +570,16 @@ boot_xml (const char *xml, const char *name, const char *uuid,
     vms_set_error (EINVAL, "its stored domain XML does not parse");
     return NULL;
   }
-  ix_drop (root, "uuid");
+  xml_drop_children (root, "uuid");
   xmlNewTextChild (root, NULL, BAD_CAST "uuid", BAD_CAST uuid);
-  ix_drop (root, "metadata");
-  ix_drop (root, "seclabel");
-  ix_drop (root, "title");
-  if ((next = ix_child (root, "name")) != NULL)
+  xml_drop_children (root, "metadata");
+  xml_drop_children (root, "seclabel");
+  xml_drop_children (root, "title");
+  if ((next = xml_child (root, "name")) != NULL)
     xmlNodeSetContent (next, BAD_CAST name);
-  if ((os = ix_child (root, "os")) != NULL)
-    ix_drop (os, "nvram");
-  devs = ix_child (root, "devices");
+  if ((os = xml_child (root, "os")) != NULL)
+    xml_drop_children (os, "nvram");
+  devs = xml_child (root, "devices");
   for (xmlNode *c = devs ? devs->children : NULL; c; c = next) {
     next = c->next;
     if (c->type != XML_ELEMENT_NODE)
@@ -614,8 +588,8 @@ boot_xml (const char *xml, const char *name, const char *uuid,
     for (size_t k = 0; drop[k]; k++)
       gone |= xmlStrcmp (c->name, BAD_CAST drop[k]) == 0;
     if (xmlStrcmp (c->name, BAD_CAST "disk") == 0) {
-      CLEANUP_FREE char *dev = ix_attr (c, "device");
-      CLEANUP_FREE char *file = ix_attr (ix_child (c, "source"), "file");
+      CLEANUP_FREE char *dev = xml_attr (c, "device");
+      CLEANUP_FREE char *file = xml_attr (xml_child (c, "source"), "file");
       const struct vms_vm_instant_disk *m = NULL;
       for (size_t i = 0; file && i < n; i++)
         if (strcmp (d[i].path, file) == 0)
@@ -623,13 +597,13 @@ boot_xml (const char *xml, const char *name, const char *uuid,
       if (m)
         vms_vm_instant_disk_xml (c, m->overlay, m->socket);
       else if (dev == NULL || strcmp (dev, "cdrom") != 0 ||
-               ix_child (c, "source") != NULL)
+               xml_child (c, "source") != NULL)
         gone = 1;               /* not in the backup: the original's */
     }
     if (xmlStrcmp (c->name, BAD_CAST "channel") == 0) {
       /* libvirt makes the agent's socket for the new name. */
-      ix_drop (c, "source");
-      CLEANUP_FREE char *type = ix_attr (c, "type");
+      xml_drop_children (c, "source");
+      CLEANUP_FREE char *type = xml_attr (c, "type");
       if (type == NULL || strcmp (type, "unix") != 0)
         gone = 1;
     }

@@ -43,6 +43,7 @@
 #include "vm-lvm.h"
 #include "vm-rbd.h"
 #include "vm-restore-plan.h"
+#include "vm-xml.h"
 
 /* ---- small helpers ---- */
 
@@ -350,34 +351,6 @@ map_switch (const struct vm_restore *r, const char *old)
 }
 
 /* ---- XML ---- */
-
-static xmlNode *
-xml_child (xmlNode *n, const char *name)
-{
-  for (xmlNode *c = n ? n->children : NULL; c; c = c->next)
-    if (c->type == XML_ELEMENT_NODE && xmlStrcmp (c->name, BAD_CAST name) == 0)
-      return c;
-  return NULL;
-}
-
-static void
-xml_drop_children (xmlNode *n, const char *name)
-{
-  xmlNode *c;
-  while ((c = xml_child (n, name)) != NULL) {
-    xmlUnlinkNode (c);
-    xmlFreeNode (c);
-  }
-}
-
-static char *
-xml_attr (xmlNode *n, const char *name)
-{
-  xmlChar *v = n ? xmlGetProp (n, BAD_CAST name) : NULL;
-  char *s = v ? strdup ((const char *) v) : NULL;
-  xmlFree (v);
-  return s;
-}
 
 static void
 xml_set_text (xmlNode *parent, const char *name, const char *text)
