@@ -175,6 +175,38 @@ output_that_is_no_report_is_refused (void **state)
                                 MiB, "bad/pool", &p), -1);
 }
 
+static void
+a_thin_lvs_pool_is_found_for_the_backup (void **state)
+{
+  char *pool = (char *) "unset";
+
+  assert_int_equal (vm_lv_thin_pool (LVS_THIN, "/dev/vmslabs5d/thin1", &pool), 0);
+  assert_string_equal (pool, "pool0");
+  free (pool);
+  /* mapper names double the '-' inside a name */
+  assert_int_equal (vm_lv_thin_pool (LVS_THIN, "/dev/mapper/vmslabs5d-thin1",
+                                     &pool), 0);
+  assert_string_equal (pool, "pool0");
+  free (pool);
+  /* thick, the pool itself, a snapshot, not listed, no LV path: none */
+  const char *none[] = { "/dev/vmslabs5d/data", "/dev/vmslabs5d/pool0",
+                         "/dev/vmslabs5d/snap", "/dev/vmslabs5d/gone",
+                         "/dev/sdb", "/var/lib/images/a.qcow2" };
+  for (size_t i = 0; i < sizeof none / sizeof none[0]; i++) {
+    pool = (char *) "unset";
+    assert_int_equal (vm_lv_thin_pool (LVS_THIN, none[i], &pool), 0);
+    assert_null (pool);
+  }
+  assert_int_equal (vm_lv_thin_pool ("not json", "/dev/vmslabs5d/thin1", &pool), -1);
+  assert_null (pool);
+  assert_int_equal (vm_lv_thin_pool ("{\"report\":[{\"lv\":[{\"lv_name\":\"t\","
+                                     "\"vg_name\":\"vg\",\"lv_attr\":\"Vwi-a-tz--\","
+                                     "\"pool_lv\":\"../x\"}]}]}", "/dev/vg/t",
+                                     &pool), -1);
+  assert_non_null (strstr (vms_get_error (), "no LVM name"));
+  assert_null (pool);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -183,6 +215,7 @@ main (int argc, char **argv)
     cmocka_unit_test (an_existing_lv_is_reused_only_when_large_enough),
     cmocka_unit_test (a_gone_lv_is_made_again_or_refused_with_the_reason),
     cmocka_unit_test (output_that_is_no_report_is_refused),
+    cmocka_unit_test (a_thin_lvs_pool_is_found_for_the_backup),
   };
   if (argc > 1)
     cmocka_set_test_filter (argv[1]);

@@ -542,6 +542,57 @@ every_refusal_is_named_at_once (void **state)
   vm_restore_free (r);
 }
 
+/* Issue 11: the pool the VM writer recorded at Identify for a disk that
+ * was a thin LV reaches that disk of the restore (so an LV made again is
+ * thin); a block disk without one, and a file disk, have none. */
+static void
+a_thin_lvs_pool_comes_from_the_backup_documents (void **state)
+{
+  static const char bcd_json[] =
+    "{\"format\": \"vmshadow-backup-components\", \"version\": 1,"
+    " \"backup_id\": \"20240501T120000Z-full\", \"attributes\": {},"
+    " \"writers\": [{\"name\": \"vmshadow-libvirt\", \"id\": \"" VMS_VM_WRITER_ID "\","
+    "  \"components\": [{\"name\": \"" UUID "\", \"caption\": \"Online\\\\web01\","
+    "   \"files\": ["
+    "    {\"path\": \"/img/web01.qcow2\", \"kind\": \"disk\", \"format\": \"qcow2\"},"
+    "    {\"path\": \"" BLOCK "\", \"kind\": \"disk\", \"format\": \"raw\"},"
+    "    {\"path\": \"/dev/vg0/web01-logs\", \"kind\": \"disk\", \"format\": \"raw\"},"
+    "    {\"path\": \"/var/lib/vmshadow/vm/" UUID "/domain.xml\", \"kind\": \"plain\"}],"
+    "   \"attributes\": {\"vm_name\": \"web01\", \"method\": \"online\","
+    "    \"" VMS_VM_ATTR_THIN_POOL_PREFIX BLOCK "\": \"pool0\"}}]}]}";
+  vms_document *bcd = vms_document_parse (bcd_json, sizeof bcd_json - 1);
+  const struct vms_vm_restore_options o = { .write_devices = 1 };
+  struct vm_restore *r;
+
+  if (bcd == NULL)
+    fail_msg ("%s", vms_get_error ());
+  if ((r = vm_restore_new (&o, bcd, NULL)) == NULL)
+    fail_msg ("%s", vms_get_error ());
+  assert_int_equal (r->nr_vms, 1);
+  assert_int_equal (r->vms[0].nr_files, 4);
+  assert_null (r->vms[0].files[0].thin_pool);
+  assert_int_equal (r->vms[0].files[1].device, RS_DEV_BLOCK);
+  assert_string_equal (r->vms[0].files[1].thin_pool, "pool0");
+  assert_int_equal (r->vms[0].files[2].device, RS_DEV_BLOCK);
+  assert_null (r->vms[0].files[2].thin_pool);
+  vm_restore_free (r);
+  vms_document_free (bcd);
+
+  /* The plan says which LV is made again thin, and in which pool. */
+  r = make_device_restore (NULL, NULL, 1, LUN, -1, GiB);
+  r->vms[0].files[4].thin_pool = strdup ("pool0");
+  make_host (1, NULL);
+  assert_int_equal (vm_restore_plan (r, &host), 0);
+  assert_int_equal (r->vms[0].files[4].recreate, 1);
+  assert_true (has_change (&r->vms[0], "create", BLOCK));
+  for (size_t i = 0; i < r->vms[0].changes.len; i++)
+    if (strcmp (r->vms[0].changes.ptr[i].action, "create") == 0)
+      assert_string_equal (r->vms[0].changes.ptr[i].detail, "thin logical "
+                           "volume of 1073741824 bytes in pool pool0 (it is "
+                           "gone)");
+  vm_restore_free (r);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -561,6 +612,7 @@ main (int argc, char **argv)
     cmocka_unit_test (devices_are_written_in_place_only_when_asked),
     cmocka_unit_test (write_devices_writes_into_them_and_makes_a_gone_rbd_image_again),
     cmocka_unit_test (a_gone_lv_is_made_again_only_when_the_probe_found_room),
+    cmocka_unit_test (a_thin_lvs_pool_comes_from_the_backup_documents),
     cmocka_unit_test (a_small_busy_foreign_or_missing_device_is_refused),
     cmocka_unit_test (to_turns_devices_into_files_without_links),
   };

@@ -1,4 +1,4 @@
-/* The LV-recreation plan (issue 11; vm-lvm.h). */
+/* The LV-recreation plan (issue 11; vm-lvm.h), and running LVM. */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdlib.h>
@@ -8,6 +8,7 @@
 
 #include "cleanup.h"
 #include "str.h"
+#include "subprocess.h"
 #include "vmshadow/error.h"
 
 #include "vm-lvm.h"
@@ -243,5 +244,66 @@ vm_lv_plan (const char *lvs_json, const char *vgs_json, const char *device,
     vm_lv_plan_clear (p);
     vms_set_error (e, "%s", m ? m : "out of memory");
   }
+  return rc;
+}
+
+int
+vm_lv_thin_pool (const char *lvs_json, const char *device, char **pool)
+{
+  CLEANUP_FREE char *vg = NULL, *lv = NULL;
+  json_object *lvs, *rows, *row;
+  const char *attr, *name;
+  int rc = -1;
+
+  *pool = NULL;
+  if (vm_lv_from_path (device, &vg, &lv) == -1)
+    return 0;
+  lvs = json_tokener_parse (lvs_json ? lvs_json : "");
+  if ((rows = report_rows (lvs, "lv", "lvs")) == NULL)
+    goto out;
+  rc = 0;
+  row = find_row (rows, vg, lv);
+  attr = row ? field (row, "lv_attr") : NULL;
+  name = row ? field (row, "pool_lv") : NULL;
+  if (attr == NULL || attr[0] != 'V' || name == NULL || *name == '\0')
+    goto out;                   /* not listed, or no thin volume */
+  if (!lvm_name (name)) {
+    vms_set_error (EINVAL, "lvs names the thin pool of %s/%s \"%s\", which "
+                   "is no LVM name", vg, lv, name);
+    rc = -1;
+  }
+  else if ((*pool = strdup (name)) == NULL) {
+    vms_set_error (ENOMEM, "out of memory");
+    rc = -1;
+  }
+ out:
+  if (lvs)
+    json_object_put (lvs);
+  return rc;
+}
+
+int
+vm_lvm_run (const char *const *argv, char **out)
+{
+  const char *cmd = argv[0];
+  /* (LVM warns on stderr of every descriptor it inherits) */
+  const char *env[] = { "LVM_SUPPRESS_FD_WARNINGS=1", NULL };
+  struct vms_subprocess_options o = { .argv = argv, .env = env,
+                                      .timeout_ms = 60000 };
+  struct vms_subprocess_result res = { 0 };
+  char how[128], tail[600];
+  int rc = -1;
+
+  if (vms_subprocess_run (&o, &res) == -1)
+    return -1;
+  if (!vms_subprocess_succeeded (&res))
+    vms_set_error (EIO, "%s %s: %s", cmd,
+                   vms_subprocess_describe (&res, how, sizeof how),
+                   vms_subprocess_error_tail (&res, 2, tail, sizeof tail));
+  else if (out && (*out = strdup (res.out ? res.out : "")) == NULL)
+    vms_set_error (ENOMEM, "out of memory");
+  else
+    rc = 0;
+  vms_subprocess_result_reset (&res);
   return rc;
 }

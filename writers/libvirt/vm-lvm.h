@@ -3,7 +3,8 @@
  *   lvs --reportformat json --units b --nosuffix \
  *       -o lv_name,vg_name,lv_attr,lv_size,pool_lv
  *   vgs --reportformat json --units b --nosuffix -o vg_name,vg_free
- * printed on the host now, and says what to do; it runs no LVM command.
+ * printed on the host now, and says what to do; it runs no LVM command
+ * (vm_lvm_run, below, is how its callers run them).
  * The lab's kernel has no device-mapper (no LV can be made there), so the
  * plan is checked by unit tests against captured output (test-vm-lvm.c).
  */
@@ -46,5 +47,18 @@ extern int vm_lv_plan (const char *lvs_json, const char *vgs_json,
                        const char *device, uint64_t size,
                        const char *thin_pool, struct vm_lv_plan *p);
 extern void vm_lv_plan_clear (struct vm_lv_plan *p);
+
+/* The thin pool of the LV at device in an lvs report (-o
+ * lv_name,vg_name,lv_attr,pool_lv): recorded at backup so that a restore
+ * which makes the LV again makes it thin, in its pool. 0 with *pool its
+ * name (malloc'd), or NULL when device is no LV path, the report does not
+ * list it or it is no thin volume; -1 with the error set when lvs_json is
+ * no lvs report or names a pool LVM would not accept. */
+extern int vm_lv_thin_pool (const char *lvs_json, const char *device,
+                            char **pool);
+
+/* Runs an LVM command (argv[0] lvs, vgs, lvcreate, dmsetup), its output
+ * into *out (malloc'd) when out is not NULL. 0, or -1 with the error set. */
+extern int vm_lvm_run (const char *const *argv, char **out);
 
 #endif /* VMS_VM_LVM_H */

@@ -117,6 +117,7 @@ rs_vm_clear (struct rs_vm *vm)
   free (vm->cl_role_nvpair); free (vm->cl_role_value);
   for (size_t i = 0; i < vm->nr_files; i++) {
     free (vm->files[i].format);
+    free (vm->files[i].thin_pool);
     free (vm->files[i].dev_error);
     free (vm->files[i].path);
     free (vm->files[i].target);
@@ -281,6 +282,14 @@ plan_vm (struct vm_restore *r, const vms_component *c, struct rs_vm *vm)
         asprintf (&key, "%s%s", VMS_VM_ATTR_DISK_TARGET_PREFIX, fi.path) == -1)
       goto oom;
     dt = vms_component_get_string (c, key);
+    /* Issue 11: a thin LV's pool (its name is checked by the LV plan). */
+    if (f->device == RS_DEV_BLOCK) {
+      CLEANUP_FREE char *pkey = vms_strdup_printf (
+        "%s%s", VMS_VM_ATTR_THIN_POOL_PREFIX, fi.path);
+      const char *pool = pkey ? vms_component_get_string (c, pkey) : NULL;
+      if (pkey == NULL || (pool && (f->thin_pool = strdup (pool)) == NULL))
+        goto oom;
+    }
     /* A disk target is a device name: used in a file name, so checked. */
     if (dt && *dt && strlen (dt) < 32 && strspn (dt, "abcdefghijklmnopqrstuvwxyz"
                                                   "0123456789") == strlen (dt) &&
@@ -739,12 +748,15 @@ plan_files (struct vm_restore *r, const struct vm_host *h, struct rs_vm *vm,
       if (f->dev_size < 0) {
         /* Made again: a gone RBD image, or a gone LV the probe found room
          * for (a block device that cannot be has a dev_error). */
-        const char *made = f->device == RS_DEV_BLOCK ? "logical volume"
-          : strncmp (f->path, "rbd:", 4) == 0 ? "RBD image" : NULL;
+        const char *made = f->device != RS_DEV_BLOCK
+          ? (strncmp (f->path, "rbd:", 4) == 0 ? "RBD image" : NULL)
+          : f->thin_pool ? "thin logical volume" : "logical volume";
         if (made && f->size > 0) {
           f->recreate = 1;
           if (change_add (vm, "create", f->path, "%s of %" PRIu64
-                          " bytes (it is gone)", made, f->size) == -1)
+                          " bytes%s%s (it is gone)", made, f->size,
+                          f->thin_pool ? " in pool " : "",
+                          f->thin_pool ? f->thin_pool : "") == -1)
             return -1;
         }
         else {

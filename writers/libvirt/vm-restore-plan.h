@@ -39,6 +39,7 @@ struct rs_file {
   int device;                   /* RS_DEV_FILE, RS_DEV_BLOCK, RS_DEV_NETWORK */
   char *format;                 /* as backed up ("raw", "qcow2"), or NULL */
   uint64_t size;                /* its bytes in the backup; 0: not known */
+  char *thin_pool;              /* an LV that was thin at backup: its pool */
   /* What is there now, looked at (vm-restore.c) before vm_restore_plan,
    * for a device written in place: dev_probed set; dev_size its bytes,
    * or -1 when it does not exist; dev_error why it cannot be used (a

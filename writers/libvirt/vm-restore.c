@@ -785,38 +785,10 @@ run_qemu_img (const char *const *args, const char *secret, char **out,
   return rc;
 }
 
-/* Runs an LVM command (argv[0] lvs, vgs, lvcreate); its output into *out
- * when out is not NULL. 0, or -1 with the error set. */
+/* The LV-recreation plan (vm-lvm.h) for the disk f, an LV, on what lvs
+ * and vgs say now. 0 with *plan filled, or -1 with the error set. */
 static int
-run_lvm (const char *const *argv, char **out)
-{
-  const char *cmd = argv[0];
-  /* (LVM warns on stderr of every descriptor it inherits) */
-  const char *env[] = { "LVM_SUPPRESS_FD_WARNINGS=1", NULL };
-  struct vms_subprocess_options o = { .argv = argv, .env = env,
-                                      .timeout_ms = 60000 };
-  struct vms_subprocess_result res = { 0 };
-  char how[128], tail[600];
-  int rc = -1;
-
-  if (vms_subprocess_run (&o, &res) == -1)
-    return -1;
-  if (!vms_subprocess_succeeded (&res))
-    vms_set_error (EIO, "%s %s: %s", cmd,
-                   vms_subprocess_describe (&res, how, sizeof how),
-                   vms_subprocess_error_tail (&res, 2, tail, sizeof tail));
-  else if (out && (*out = strdup (res.out ? res.out : "")) == NULL)
-    vms_set_error (ENOMEM, "out of memory");
-  else
-    rc = 0;
-  vms_subprocess_result_reset (&res);
-  return rc;
-}
-
-/* The LV-recreation plan (vm-lvm.h) for the LV at path on what lvs and
- * vgs say now. 0 with *plan filled, or -1 with the error set. */
-static int
-lv_plan_now (const char *path, uint64_t size, struct vm_lv_plan *plan)
+lv_plan_now (const struct rs_file *f, struct vm_lv_plan *plan)
 {
   const char *lvs_argv[] = { "lvs", "--reportformat", "json", "--units", "b",
     "--nosuffix", "-o", "lv_name,vg_name,lv_attr,lv_size,pool_lv", NULL };
@@ -824,32 +796,34 @@ lv_plan_now (const char *path, uint64_t size, struct vm_lv_plan *plan)
     "--nosuffix", "-o", "vg_name,vg_free", NULL };
   CLEANUP_FREE char *lvs = NULL, *vgs = NULL;
 
-  if (run_lvm (lvs_argv, &lvs) == -1 || run_lvm (vgs_argv, &vgs) == -1)
+  if (vm_lvm_run (lvs_argv, &lvs) == -1 || vm_lvm_run (vgs_argv, &vgs) == -1)
     return -1;
-  return vm_lv_plan (lvs, vgs, path, size, NULL, plan);
+  return vm_lv_plan (lvs, vgs, f->path, f->size, f->thin_pool, plan);
 }
 
-/* The logical volume at path, gone since the backup, made again of size
- * bytes in its volume group (issue 11), on what LVM says now — the plan
- * found room for it before any disk was written; then its device node
- * must appear (udev makes the /dev/VG/LV link). 0, or -1 with the error
- * set. A thin LV comes back thick: the backup does not record its pool. */
+/* The logical volume of disk f, gone since the backup, made again of its
+ * size in its volume group (issue 11) — thin in its pool when it was thin
+ * at backup — on what LVM says now: the plan found room for it before any
+ * disk was written; then its device node must appear (udev makes the
+ * /dev/VG/LV link). 0, or -1 with the error set. */
 static int
-make_lv_again (const char *path, uint64_t size)
+make_lv_again (const struct rs_file *f)
 {
+  const char *path = f->path;
   struct vm_lv_plan plan;
   struct stat st;
   int rc = -1;
 
-  if (lv_plan_now (path, size, &plan) == -1)
+  if (lv_plan_now (f, &plan) == -1)
     return -1;
   if (plan.action == VM_LV_CREATE &&
-      run_lvm ((const char *const *) plan.argv, NULL) == -1)
+      vm_lvm_run ((const char *const *) plan.argv, NULL) == -1)
     goto out;
   for (int i = 0; i < 100; i++) {       /* 10 s */
     if (stat (path, &st) == 0 && S_ISBLK (st.st_mode)) {
       vms_debug ("restore: made the logical volume %s/%s again (%" PRIu64
-                 " bytes)", plan.vg, plan.lv, size);
+                 " bytes%s%s)", plan.vg, plan.lv, f->size,
+                 plan.pool ? ", thin in pool " : "", plan.pool ? plan.pool : "");
       rc = 0;
       goto out;
     }
@@ -868,15 +842,16 @@ make_lv_again (const char *path, uint64_t size)
  * restore cannot write it — no LV path, the VG is gone or has no room;
  * malloc'd. */
 static char *
-gone_block_why (const char *path, uint64_t size)
+gone_block_why (const struct rs_file *f)
 {
+  const char *path = f->path;
   CLEANUP_FREE char *vg = NULL, *lv = NULL;
   struct vm_lv_plan plan;
   char *why = NULL;
 
   if (vm_lv_from_path (path, &vg, &lv) == -1)
     return strdup ("it does not exist; restore it as a file with --to DIR");
-  if (lv_plan_now (path, size, &plan) == -1)
+  if (lv_plan_now (f, &plan) == -1)
     return vms_strdup_printf ("its logical volume is gone and cannot be made "
                               "again: %s", vms_get_error ());
   if (plan.action == VM_LV_REUSE)
@@ -887,7 +862,7 @@ gone_block_why (const char *path, uint64_t size)
      * host without it refuses here rather than at the write, after other
      * disks were written (this lab's kernel has none). */
     const char *argv[] = { "dmsetup", "version", NULL };
-    if (run_lvm (argv, NULL) == -1)
+    if (vm_lvm_run (argv, NULL) == -1)
       why = vms_strdup_printf ("its logical volume is gone; volume group %s "
                                "has room to make it again, but the kernel's "
                                "device-mapper does not answer (%s), so no "
@@ -983,7 +958,7 @@ probe_devices (struct vm_writer *w)
         struct stat st;
         uint64_t bytes;
         if (fd == -1)
-          f->dev_error = errno == ENOENT ? gone_block_why (f->path, f->size)
+          f->dev_error = errno == ENOENT ? gone_block_why (f)
             : vms_strdup_printf ("%s", errno == EBUSY
                                  ? "it is in use on the host (mounted, or held "
                                  "by another device)" : strerror (errno));
@@ -1053,7 +1028,7 @@ vms_vm_restore_into (const vms_vm_restore *h, const char *uuid,
     return 0;
   }
   if (f->device == RS_DEV_BLOCK) {
-    if ((f->recreate && make_lv_again (f->path, f->size) == -1) ||
+    if ((f->recreate && make_lv_again (f) == -1) ||
         (*graph = vm_block_qemu_json (f->path)) == NULL)
       goto out;
     rc = 0;

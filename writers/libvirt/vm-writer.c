@@ -33,6 +33,7 @@
 #include "str.h"
 #include "log.h"
 #include "vm-internal.h"
+#include "vm-lvm.h"
 #include "vm-rbd.h"
 
 #define VM_SWTPM_DIR "/var/lib/libvirt/swtpm"
@@ -587,6 +588,38 @@ identify_cluster (struct vm_writer *w, struct vm_entry *vm, vms_component *c)
                               r->node ? r->node : "") == -1 ? -1 : 0;
 }
 
+
+/* Issue 11: the pool of a disk that is a thin LV, recorded in the
+ * component so that a restore which makes the LV again makes it thin.
+ * Best effort: a device that is no LV, or a host without LVM, records
+ * nothing (the restore then makes a thick LV). 0, or -1 with the error
+ * set when the document cannot take it. */
+static int
+record_thin_pool (vms_component *c, const char *path)
+{
+  CLEANUP_FREE char *vg = NULL, *lv = NULL, *which = NULL, *out = NULL;
+  CLEANUP_FREE char *pool = NULL, *key = NULL;
+
+  if (vm_lv_from_path (path, &vg, &lv) == -1)
+    return 0;
+  if ((which = vms_strdup_printf ("%s/%s", vg, lv)) == NULL)
+    return -1;
+  const char *argv[] = { "lvs", "--reportformat", "json", "-o",
+                         "lv_name,vg_name,lv_attr,pool_lv", which, NULL };
+  if (vm_lvm_run (argv, &out) == -1 ||
+      vm_lv_thin_pool (out, path, &pool) == -1) {
+    vms_debug ("vm writer: no thin pool recorded for %s: %s", path,
+               vms_get_error ());
+    return 0;
+  }
+  if (pool == NULL)
+    return 0;
+  if ((key = vms_strdup_printf ("%s%s", VMS_VM_ATTR_THIN_POOL_PREFIX,
+                                path)) == NULL)
+    return -1;
+  return vms_component_set_string (c, key, pool);
+}
+
 /* One VM → one component (R7). */
 static int
 identify_one (struct vm_writer *w, vms_call *call, virDomainPtr dom)
@@ -777,7 +810,8 @@ identify_one (struct vm_writer *w, vms_call *call, virDomainPtr dom)
                                 VMS_QEMU_PROVIDER_NAME) == -1 ||
         asprintf (&key, "%s%s", VMS_VM_ATTR_DISK_TARGET_PREFIX,
                   d->path) == -1 ||
-        vms_component_set_string (c, key, d->target) == -1)
+        vms_component_set_string (c, key, d->target) == -1 ||
+        (d->source == VM_DISK_BLOCK && record_thin_pool (c, d->path) == -1))
       goto doc_fail;
   }
   for (size_t i = 0; i < vm->cfg.nr_excluded; i++)

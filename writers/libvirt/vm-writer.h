@@ -252,6 +252,9 @@ extern int vms_libvirt_prune_checkpoints (const char *uri, const char *uuid,
   of the changed blocks, e.g. "qemu:dirty-bitmap:backup-vda"; present only
   for disks read incrementally: read only the extents it marks dirty */
 #define VMS_VM_ATTR_DISK_TARGET_PREFIX "disk_target:" /* "vda"; set at Identify */
+#define VMS_VM_ATTR_THIN_POOL_PREFIX "thin_pool:" /* a disk that is a thin LV:
+  its pool, set at Identify, so that a restore making the LV again makes it
+  thin (issue 11) */
 #define VMS_VM_ATTR_DISK_FULL_REASON_PREFIX VMS_ATTR_FILE_FULL_REASON_PREFIX /* why this disk
   of an incremental backup is read in full (bitmap missing or broken) */
 
