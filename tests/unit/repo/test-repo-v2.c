@@ -37,72 +37,21 @@
 
 #include "crypt.h"
 #include "repo-internal.h"
-
-#define CS ((size_t) VMS_CHUNK_SIZE)
-
-static char workdir[64];
-static char repo_dir[128];
-
-static int
-rm_one (const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-  return remove (path) == -1 && errno != ENOENT ? -1 : 0;
-}
+#include "repo-test-lib.h"
 
 static int
 setup (void **state)
 {
-  snprintf (workdir, sizeof workdir, "repo-v2-test-XXXXXX");
-  if (mkdtemp (workdir) == NULL)
-    return -1;
-  snprintf (repo_dir, sizeof repo_dir, "%s/repo", workdir);
   /* Small packs, so that a few MiB of chunks make several. */
   setenv ("VMSHADOW_REPO_PACK_SIZE", "1048576", 1);
   unsetenv (REPO_FORMAT_ENV);
-  vms_clear_error ();
-  return 0;
+  return repo_test_setup ("repo-v2-test");
 }
-
-/* The tmpfs of the full-file-system test, in a mount namespace of this
- * process only, unmounted by teardown (as in test-repo.c). */
-static char mounted[128];
 
 static int
 teardown (void **state)
 {
-  if (mounted[0] != '\0') {
-    umount2 (mounted, MNT_DETACH);
-    mounted[0] = '\0';
-  }
-  nftw (workdir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
-  return 0;
-}
-
-static void
-assert_error_contains (const char *expect)
-{
-  const char *msg = vms_get_error ();
-  if (msg == NULL || strstr (msg, expect) == NULL)
-    fail_msg ("error message \"%s\" does not contain \"%s\"",
-              msg ? msg : "(none)", expect);
-}
-
-static void
-fill_random (uint8_t *p, size_t len, uint64_t seed)
-{
-  uint64_t x = seed * 2654435761u + 88172645463325252ull;
-  for (size_t i = 0; i < len; i++) {
-    x ^= x >> 12; x ^= x << 25; x ^= x >> 27;
-    p[i] = (uint8_t) ((x * 2685821657736338717ull) >> 56);
-  }
-}
-
-static uint8_t *
-xmalloc (size_t n)
-{
-  uint8_t *p = malloc (n ? n : 1);
-  assert_non_null (p);
-  return p;
+  return repo_test_teardown ();
 }
 
 static vms_repo *
@@ -113,21 +62,6 @@ open_v2 (void)
   if (r == NULL)
     fail_msg ("cannot open %s: %s", repo_dir, vms_get_error ());
   return r;
-}
-
-static vms_index *
-store_file (vms_repo *r, const uint8_t *data, size_t size)
-{
-  vms_index *idx = vms_index_new (size);
-  assert_non_null (idx);
-  for (uint64_t c = 0; c < vms_index_chunk_count (idx); c++) {
-    struct vms_digest d;
-    if (vms_repo_chunk_put (r, data + c * CS, vms_index_chunk_len (idx, c),
-                            &d, NULL) == -1)
-      fail_msg ("chunk_put: %s", vms_get_error ());
-    assert_int_equal (vms_index_set (idx, c, &d), 0);
-  }
-  return idx;
 }
 
 static void
@@ -224,48 +158,6 @@ exists (const char *rel)
   struct stat st;
   snprintf (path, sizeof path, "%s/%s", repo_dir, rel);
   return lstat (path, &st) == 0;
-}
-
-static void
-flip_byte (const char *path, off_t off)
-{
-  int fd = open (path, O_RDWR);
-  uint8_t b;
-  assert_true (fd >= 0);
-  assert_int_equal (pread (fd, &b, 1, off), 1);
-  b ^= 0x40;
-  assert_int_equal (pwrite (fd, &b, 1, off), 1);
-  close (fd);
-}
-
-struct lines {
-  char *v[64];
-  int n;
-};
-
-static void
-collect (void *opaque, const char *line)
-{
-  struct lines *l = opaque;
-  if (l->n < 64)
-    l->v[l->n++] = strdup (line);
-}
-
-static int
-lines_contain (const struct lines *l, const char *s)
-{
-  for (int i = 0; i < l->n; i++)
-    if (strstr (l->v[i], s))
-      return 1;
-  return 0;
-}
-
-static void
-lines_free (struct lines *l)
-{
-  for (int i = 0; i < l->n; i++)
-    free (l->v[i]);
-  l->n = 0;
 }
 
 /* ---- tests ---- */
@@ -482,7 +374,7 @@ verify_names_a_damaged_blob_and_a_missing_pack (void **state)
   assert_int_equal (vms_repo_verify (r, NULL, 1, collect, &l), 0);
   assert_int_equal (first_file ("packs", pack, sizeof pack), 0);
   /* A byte of the second blob (raw, 4 KiB aligned after the header). */
-  flip_byte (pack, 4096 + CS + 10);
+  flip_byte (pack, 4096 + CS + 10, 0x40);
   vms_repo *rd = vms_repo_open (repo_dir, 0);
   assert_int_equal (vms_repo_verify (rd, NULL, 0, collect, &l), 0);
   assert_int_equal (vms_repo_verify (rd, NULL, 1, collect, &l), 1);
@@ -513,7 +405,7 @@ a_damaged_index_segment_is_refused_and_gc_removes_nothing (void **state)
   make_backup (r, "b1", data, sizeof data);
   vms_repo_close (r);
   assert_int_equal (first_file ("index", seg, sizeof seg), 0);
-  flip_byte (seg, 20);
+  flip_byte (seg, 20, 0x40);
   int packs = count_files ("packs");
   r = open_v2 ();
   struct vms_digest d;
@@ -767,14 +659,14 @@ upgrade_moves_a_version_1_repository_to_version_2_keeping_every_backup (void **s
   vms_manifest_free (m);
   vms_repo_close (r);
   snprintf (path, sizeof path, "%s/chunks/%.2s/%s", repo_dir, hex, hex);
-  flip_byte (path, 100);
+  flip_byte (path, 100, 0x40);
   r = vms_repo_open (repo_dir, VMS_REPO_WRITE);
   assert_int_equal (vms_repo_upgrade (r, collect, &l), -1);
   assert_error_contains ("upgrade stopped, the repository is still version 1");
   assert_error_contains ("backup b2");
   assert_int_equal (vms_repo_format_version (r), 1);
   vms_repo_close (r);
-  flip_byte (path, 100);
+  flip_byte (path, 100, 0x40);
 
   /* Again: it resumes and completes. */
   r = vms_repo_open (repo_dir, VMS_REPO_WRITE);
@@ -862,32 +754,20 @@ verify_sample_checks_about_that_share_of_the_chunks (void **state)
   free (data);
 }
 
-static uint64_t
-free_bytes (const char *path)
-{
-  struct statvfs sv;
-  assert_int_equal (statvfs (path, &sv), 0);
-  return (uint64_t) sv.f_bavail * sv.f_frsize;
-}
-
 static void
 a_full_file_system_fails_the_backup_and_keeps_the_repository_whole (void **state)
 {
-  char mnt[128], opts[64], filler[256];
+  char mnt[128], filler[256];
   size_t n = 2u << 20;
   uint8_t *data = xmalloc (n);
 
   snprintf (mnt, sizeof mnt, "%s/small", workdir);
   assert_int_equal (mkdir (mnt, 0700), 0);
-  snprintf (opts, sizeof opts, "size=%uk,mode=0700", 6u << 10);
-  if (unshare (CLONE_NEWNS) == -1 ||
-      mount ("none", "/", "none", MS_REC | MS_PRIVATE, NULL) == -1 ||
-      mount ("tmpfs", mnt, "tmpfs", 0, opts) == -1) {
+  if (mount_small_fs (mnt, 6u << 20) == -1) {
     print_message ("# SKIP cannot mount a tmpfs in a private mount namespace "
                    "(%s): needs root\n", strerror (errno));
     skip ();
   }
-  snprintf (mounted, sizeof mounted, "%s", mnt);
   snprintf (repo_dir, sizeof repo_dir, "%s/repo", mnt);
   vms_repo *r = open_v2 ();
   fill_random (data, n, 21);

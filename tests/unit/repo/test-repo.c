@@ -34,81 +34,20 @@
 #include "vmshadow/repo.h"
 
 #include "repo-internal.h"
-
-#define CS ((size_t) VMS_CHUNK_SIZE)
+#include "repo-test-lib.h"
 
 /* ---- helpers ---- */
-
-static char workdir[64];
-static char repo_dir[128];
-
-static int
-rm_one (const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-  return remove (path) == -1 && errno != ENOENT ? -1 : 0;
-}
-
-static void
-rm_rf (const char *path)
-{
-  nftw (path, rm_one, 16, FTW_DEPTH | FTW_PHYS);
-}
 
 static int
 setup (void **state)
 {
-  snprintf (workdir, sizeof workdir, "repo-test-XXXXXX");
-  if (mkdtemp (workdir) == NULL)
-    return -1;
-  snprintf (repo_dir, sizeof repo_dir, "%s/repo", workdir);
-  vms_clear_error ();
-  return 0;
-}
-
-/* The tmpfs of the full-file-system test, while mounted. It is mounted in
- * a mount namespace of this process only (so the kernel drops it when the
- * process ends, however it ends), and unmounted by teardown and at exit,
- * also when an assertion fails, so no test leaves a mount behind. */
-static char mounted[128];
-
-static void
-unmount_test_fs (void)
-{
-  if (mounted[0] != '\0') {
-    if (umount2 (mounted, MNT_DETACH) == -1)
-      fprintf (stderr, "# cannot unmount %s: %s\n", mounted, strerror (errno));
-    mounted[0] = '\0';
-  }
+  return repo_test_setup ("repo-test");
 }
 
 static int
 teardown (void **state)
 {
-  unmount_test_fs ();
-  rm_rf (workdir);
-  return 0;
-}
-
-static void
-assert_error_contains (const char *expect)
-{
-  const char *msg = vms_get_error ();
-  if (msg == NULL)
-    fail_msg ("no error message was set (expected one containing \"%s\")",
-              expect);
-  if (strstr (msg, expect) == NULL)
-    fail_msg ("error message \"%s\" does not contain \"%s\"", msg, expect);
-}
-
-/* Deterministic pseudo-random bytes (xorshift64*). */
-static void
-fill_random (uint8_t *p, size_t len, uint64_t seed)
-{
-  uint64_t x = seed * 2654435761u + 88172645463325252ull;
-  for (size_t i = 0; i < len; i++) {
-    x ^= x >> 12; x ^= x << 25; x ^= x >> 27;
-    p[i] = (uint8_t) ((x * 2685821657736338717ull) >> 56);
-  }
+  return repo_test_teardown ();
 }
 
 static vms_repo *
@@ -119,23 +58,6 @@ open_writer (void)
     fail_msg ("cannot open %s: %s", repo_dir, vms_get_error ());
   return r;
 }
-
-/* Store data as one file of a component; returns its index. */
-static vms_index *
-store_file (vms_repo *r, const uint8_t *data, size_t size)
-{
-  vms_index *idx = vms_index_new (size);
-  assert_non_null (idx);
-  for (uint64_t c = 0; c < vms_index_chunk_count (idx); c++) {
-    struct vms_digest d;
-    size_t len = vms_index_chunk_len (idx, c);
-    if (vms_repo_chunk_put (r, data + c * CS, len, &d, NULL) == -1)
-      fail_msg ("chunk_put: %s", vms_get_error ());
-    assert_int_equal (vms_index_set (idx, c, &d), 0);
-  }
-  return idx;
-}
-
 
 /* A committed backup "id" of one file of component (path
  * /var/lib/libvirt/images/web01.img) holding data. */
@@ -205,14 +127,6 @@ make_checkpointed_backup (vms_repo *r, const char *id,
                           const char *const (*files)[3], size_t n)
 {
   make_checkpointed_backup_with (r, id, files, n, NULL);
-}
-
-static uint8_t *
-xmalloc (size_t n)
-{
-  uint8_t *p = malloc (n ? n : 1);
-  assert_non_null (p);
-  return p;
 }
 
 /* Number of chunk files (not temp files), raw or zstd, in the
@@ -294,50 +208,6 @@ le32 (const uint8_t *p)
 {
   return (uint32_t) p[0] | (uint32_t) p[1] << 8 | (uint32_t) p[2] << 16 |
     (uint32_t) p[3] << 24;
-}
-
-/* Flip the bits of mask in the byte at off of path. */
-static void
-flip_byte (const char *path, off_t off, uint8_t mask)
-{
-  int fd = open (path, O_RDWR);
-  uint8_t b;
-  assert_true (fd >= 0);
-  assert_int_equal (pread (fd, &b, 1, off), 1);
-  b ^= mask;
-  assert_int_equal (pwrite (fd, &b, 1, off), 1);
-  close (fd);
-}
-
-/* Collected report lines. */
-struct lines {
-  char *v[64];
-  int n;
-};
-
-static void
-collect (void *opaque, const char *line)
-{
-  struct lines *l = opaque;
-  if (l->n < 64)
-    l->v[l->n++] = strdup (line);
-}
-
-static void
-lines_free (struct lines *l)
-{
-  for (int i = 0; i < l->n; i++)
-    free (l->v[i]);
-  l->n = 0;
-}
-
-static int
-lines_contain (const struct lines *l, const char *s)
-{
-  for (int i = 0; i < l->n; i++)
-    if (strstr (l->v[i], s))
-      return 1;
-  return 0;
 }
 
 static void
@@ -1636,32 +1506,6 @@ gc_removes_unreferenced_chunks_and_leftovers_only (void **state)
 
 /* ---- full file system ---- */
 
-/* Mount a tmpfs of size bytes at mnt in a private mount namespace; 0, or -1
- * when this process may not (not root). */
-static int
-mount_small_fs (const char *mnt, size_t size)
-{
-  char opts[64];
-
-  if (unshare (CLONE_NEWNS) == -1
-      /* fstype is ignored for a propagation change, but valgrind wants one */
-      || mount ("none", "/", "none", MS_REC | MS_PRIVATE, NULL) == -1)
-    return -1;
-  snprintf (opts, sizeof opts, "size=%zuk,mode=0700", size / 1024);
-  if (mount ("tmpfs", mnt, "tmpfs", 0, opts) == -1)
-    return -1;
-  snprintf (mounted, sizeof mounted, "%s", mnt);
-  return 0;
-}
-
-static uint64_t
-free_bytes (const char *path)
-{
-  struct statvfs sv;
-  assert_int_equal (statvfs (path, &sv), 0);
-  return (uint64_t) sv.f_bavail * sv.f_frsize;
-}
-
 static void
 full_file_system_fails_clearly_and_leaves_the_repository_intact (void **state)
 {
@@ -1786,7 +1630,7 @@ main (int argc, char *argv[])
     T ("full-file-system-fails-clearly-and-leaves-the-repository-intact", full_file_system_fails_clearly_and_leaves_the_repository_intact),
 #undef T
   };
-  atexit (unmount_test_fs);
+  atexit (repo_test_unmount);
   cmocka_set_message_output (CM_OUTPUT_TAP);
   if (argc > 1)
     cmocka_set_test_filter (argv[1]);
