@@ -1421,7 +1421,7 @@ static int
 extend_one (vms_repo *repo, const char *name, const char *backup_id,
             uint64_t *extended)
 {
-  int r = storage_s3_extend (repo->store, name, NULL);
+  int r = storage_extend_retention (repo->store, name, NULL);
 
   if (r == -1) {
     int e = errno;

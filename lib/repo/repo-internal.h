@@ -384,7 +384,7 @@ extern int pack_flush (vms_repo *repo);
  * both do nothing): note the packs whose chunks file index idx names;
  * then, before the manifest, extend the Object Lock retention of every
  * noted pack an older session put, of the index segments naming them, of
- * the config and of keys/ to this session's date (storage_s3_extend;
+ * the config and of keys/ to this session's date (storage_extend_retention;
  * *extended: how many were extended), the notes cleared. -1 with the
  * error set (naming backup_id, "not committed"). */
 extern int pack_note_used (vms_repo *repo, const vms_index *idx);

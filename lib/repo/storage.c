@@ -221,3 +221,21 @@ storage_writer_open (struct storage *s, const char *name, unsigned flags)
   }
   return s->ops->writer_open (s, name, flags);
 }
+
+int
+storage_extend_retention (struct storage *s, const char *name, int64_t *was)
+{
+  struct storage *in = storage_crypt_inner (s);
+
+  if (was)
+    *was = 0;
+  if (!storage_valid_name (name))
+    return bad_name ();
+  /* A backend built before the call existed has a smaller table. */
+  if (in->ops->size < offsetof (struct storage_ops, extend_retention)
+      + sizeof in->ops->extend_retention || in->ops->extend_retention == NULL) {
+    errno = ENOTSUP;
+    return -1;
+  }
+  return in->ops->extend_retention (in, name, was);
+}

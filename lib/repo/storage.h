@@ -92,6 +92,13 @@ struct storage_ops {
    * for that name. commit and abort free the writer, also on failure. */
   struct storage_writer *(*writer_open) (struct storage *s, const char *name,
                                          unsigned flags);
+  /* Optional (NULL: the store keeps no retention, as local and RADOS):
+   * make the retention of object name last at least until the date this
+   * session's puts carry (S3 Object Lock, issue 14, R29; never shortened).
+   * 1 when lengthened, 0 when it lasted that long already or this session
+   * retains nothing (or not that name); *was (may be NULL) its date
+   * before, 0 for none. -1 with errno (ENOENT gone, EACCES refused). */
+  int (*extend_retention) (struct storage *s, const char *name, int64_t *was);
 };
 
 /* A writer of writer_open: its own calls (a wrapping backend may hand out
@@ -137,6 +144,11 @@ extern int storage_get_all (struct storage *s, const char *name, size_t max,
                             void **buf, size_t *len);
 /* Accepts NULL. */
 extern void storage_close (struct storage *s);
+/* storage_ops.extend_retention through any sealing layer (names are not
+ * sealed): -1 with ENOTSUP when the backend keeps no retention. The lock
+ * extension of reused packs (pack.c) calls it. */
+extern int storage_extend_retention (struct storage *s, const char *name,
+                                     int64_t *was);
 /* An object written in pieces (storage_ops.writer_open): NULL with errno
  * (ENOTSUP when the backend does not offer it, EINVAL for a bad name). */
 extern struct storage_writer *storage_writer_open (struct storage *s,
@@ -206,18 +218,6 @@ extern int storage_s3_lock_holder (struct storage *s, const char *name,
 extern int storage_s3_protect (struct storage *s, const char *mode,
                                unsigned days, int append_only);
 extern int storage_s3_protected_name (const char *name);
-/* Lock extension (issue 14, R29): make the Object Lock retention of the
- * protected object name (an older pack, index segment, key or the config
- * a new backup needs) last at least until this session's retain-until
- * date, in the repository's mode (HEAD, then PutObjectRetention on its
- * version when it ends earlier). 1 when extended, 0 when it was retained
- * that long already or the store keeps no retention this session; *was
- * (may be NULL) its retain-until date before (0: none). -1 with errno
- * (ENOENT: gone, EACCES: the credentials may not; no message); ENOTSUP
- * for another backend. Accepts a sealing layer. */
-extern int storage_s3_extend (struct storage *s, const char *name,
-                              int64_t *was);
-
 /* A repository on an object store, by its --repo form: "rados:POOL[/NS]"
  * or "s3://BUCKET[/PREFIX]" (storage_remote_spec says which strings are
  * one). The writer lock and its holder on S3 (ENOTSUP on RADOS). */

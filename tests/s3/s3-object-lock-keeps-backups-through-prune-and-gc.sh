@@ -12,7 +12,10 @@
 # (verify --deep, extract byte for byte). An append-only repository
 # refuses prune and gc without --admin and prunes with it. A backup that
 # reuses an older pack extends that pack's (its segment's, the config's)
-# retention to its own date; packs it does not use keep theirs.
+# retention to its own date; packs it does not use keep theirs. A pack
+# put as a multipart upload carries the same lock (the gateway ignores
+# the lock headers of the initiate: the client sets it after the
+# complete); when that fails the backup fails and leaves no unlocked pack.
 set -uo pipefail
 vmshadow=$1
 . "$(dirname "$0")/s3-lib.sh"
@@ -183,3 +186,51 @@ grep -q "retention of 3 older objects .* extended" "$tmp/out" || fail "the backu
 "$vmshadow" --repo "$ext" verify --deep > "$tmp/out" || fail "verify --deep of $ext: $(cat "$tmp/out")"
 p=$(printf '%s\n' "${moved[@]}" | grep '^ext/packs/')
 echo "ok - the reused pack, its segment and the config moved from $(date -u -d @"${u1[$p]}" +%TZ) to the new backup's $(date -u -d @"$u2" +%TZ); $kp unused packs kept theirs"
+
+# 9. Multipart uploads (issue 14): a pack put in parts (5 MiB) is locked
+# as one put whole is, by the gateway's own HEAD; a multipart object's
+# ETag ends in -<parts>, which shows the parts were used.
+mpr=s3://$locked/mp
+export VMSHADOW_S3_PART_SIZE=5242880
+"$vmshadow" --repo "$mpr" init --retention-days 1 > /dev/null || fail "init of $mpr"
+head -c 12000000 /dev/urandom > "$tmp/app/data"
+"$vmshadow" --repo "$mpr" backup > "$tmp/out" 2>&1 || fail "multipart backup: $(cat "$tmp/out")"
+unset VMSHADOW_S3_PART_SIZE
+now=$(date +%s)
+parts=0
+for k in $(keys "$locked" mp/ | grep '^mp/packs/'); do
+  s3_curl -I -D "$tmp/h" -o /dev/null "$VMSLAB_S3_ENDPOINT/$locked/$k"
+  [[ "$(header etag "$tmp/h")" =~ -[0-9]+\"?$ ]] && parts=$((parts + 1))
+  [ "$(header x-amz-object-lock-mode "$tmp/h")" = GOVERNANCE ] || fail "$k: no GOVERNANCE lock: $(cat "$tmp/h")"
+  until=$(date -d "$(header x-amz-object-lock-retain-until-date "$tmp/h")" +%s) || fail "$k: no retain-until date"
+  d=$((until - now - 86400))
+  [ ${d#-} -lt 600 ] || fail "$k retained until $(header x-amz-object-lock-retain-until-date "$tmp/h"), not a day from now"
+done
+[ $parts -ge 1 ] || fail "no pack was a multipart upload: $(keys "$locked" mp/)"
+"$vmshadow" --repo "$mpr" verify --deep > "$tmp/out" || fail "verify --deep of $mpr: $(cat "$tmp/out")"
+echo "ok - $parts multipart-uploaded pack(s) carry Object Lock GOVERNANCE until a day from now"
+
+# 10. When the lock cannot be set on a multipart pack (every
+# PutObjectRetention answered 503 by the fault proxy), the backup fails,
+# and the unlocked pack is not left behind.
+packs_before=$(keys "$locked" mp/ | grep '^mp/packs/')
+n_before=$(ids "$mpr" | wc -w)
+FAULT_PROXY_FAIL_MATCH="retention=" python3 "$(dirname "$0")/fault-proxy.py" "${VMSLAB_S3_ENDPOINT##*:}" ok "$tmp/port" "$tmp/proxy.log" &
+proxy_pid=$!
+trap 'kill $proxy_pid 2>/dev/null; s3_lab_cleanup; rm -rf "$tmp"' EXIT
+for _ in $(seq 1 50); do [ -s "$tmp/port" ] && break; sleep 0.1; done
+[ -s "$tmp/port" ] || fail "the fault proxy did not start"
+head -c 12000000 /dev/urandom > "$tmp/app/data"
+rc=0
+VMSHADOW_S3_PART_SIZE=5242880 VMSHADOW_S3_RETRIES=2 \
+  VMSHADOW_S3_ENDPOINT=http://127.0.0.1:$(cat "$tmp/port") \
+  timeout 120 "$vmshadow" --repo "$mpr" backup > "$tmp/out" 2>&1 || rc=$?
+kill $proxy_pid; wait $proxy_pid 2>/dev/null
+[ $rc != 0 ] && [ $rc != 124 ] || fail "a backup whose packs cannot be locked exited $rc: $(cat "$tmp/out")"
+grep -q "^PUT /$locked/mp/packs/.*retention=.* 503$" "$tmp/proxy.log" || fail "no pack's retention was tried: $(cat "$tmp/proxy.log")"
+grep -q "^POST /$locked/mp/packs/.*?uploadId=.* ok$" "$tmp/proxy.log" || fail "no multipart upload completed: $(cat "$tmp/proxy.log")"
+[ "$(keys "$locked" mp/ | grep '^mp/packs/')" = "$packs_before" ] ||
+  fail "an unlocked pack was left: $(diff <(echo "$packs_before") <(keys "$locked" mp/ | grep '^mp/packs/'))"
+[ "$(ids "$mpr" | wc -w)" = "$n_before" ] || fail "the failed backup is visible: $(ids "$mpr")"
+"$vmshadow" --repo "$mpr" verify --deep > "$tmp/out2" || fail "verify --deep after the failed backup: $(cat "$tmp/out2")"
+echo "ok - a multipart pack whose lock cannot be set fails the backup and is not left: $(grep -m1 -o 'no backup was made.*' "$tmp/out" | head -c 200)"

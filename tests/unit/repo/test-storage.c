@@ -327,6 +327,24 @@ a_writer_object_appears_whole_at_commit_and_never_after_abort (void **state)
   local_destroy (s);
 }
 
+/* Issue 14: a local directory keeps no retention, so extending one is
+ * refused (ENOTSUP), never faked as done; a bad name fails first. */
+static void
+a_store_without_retention_refuses_to_extend_one (void **state)
+{
+  struct storage *s = local_open_fresh ();
+  int64_t was = 7;
+
+  assert_non_null (s);
+  assert_int_equal (storage_put (s, "packs/ab/p1", "x", 1, 0), 0);
+  assert_int_equal (storage_extend_retention (s, "packs/ab/p1", &was), -1);
+  assert_int_equal (errno, ENOTSUP);
+  assert_int_equal (was, 0);
+  assert_int_equal (storage_extend_retention (s, "../x", NULL), -1);
+  assert_int_equal (errno, EINVAL);
+  local_destroy (s);
+}
+
 int
 main (int argc, char *argv[])
 {
@@ -339,6 +357,7 @@ main (int argc, char *argv[])
     cmocka_unit_test (objects_are_0600_and_directories_0700_whatever_the_umask),
     cmocka_unit_test (a_read_only_store_refuses_puts),
     cmocka_unit_test (a_writer_object_appears_whole_at_commit_and_never_after_abort),
+    cmocka_unit_test (a_store_without_retention_refuses_to_extend_one),
   };
   size_t nl = sizeof local / sizeof local[0];
   size_t n = storage_contract_nr_tests + nl;
