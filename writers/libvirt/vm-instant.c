@@ -40,7 +40,6 @@
 #include "cleanup.h"
 #include "log.h"
 #include "str.h"
-#include "subprocess.h"
 #include "vm-internal.h"
 #include "vm-xml.h"
 
@@ -177,33 +176,6 @@ vms_vm_instant_disk_xml (void *disk_node, const char *overlay,
 
 /* ---- the mover ---- */
 
-static int
-instant_create_image (const char *path, const char *format, uint64_t size)
-{
-  char sz[32], why[512], how[128];
-  struct vms_subprocess_result res = { 0 };
-  int ok;
-
-  snprintf (sz, sizeof sz, "%" PRIu64, size);
-  const char *argv[] = { "qemu-img", "create", "-q", "-f", format, path, sz, NULL };
-  const struct vms_subprocess_options o = {
-    .argv = argv, .timeout_ms = 60000, .max_output = 4096, .max_errors = 4096,
-  };
-  if (vms_subprocess_run (&o, &res) == -1)
-    return -1;
-  ok = vms_subprocess_succeeded (&res);
-  if (!ok)
-    vms_set_error (EIO, "qemu-img create %s %s: %s: %s", format, path,
-                   vms_subprocess_describe (&res, how, sizeof how),
-                   vms_subprocess_error_tail (&res, 3, why, sizeof why));
-  vms_subprocess_result_reset (&res);
-  if (ok && chmod (path, 0600) == -1) {
-    vms_set_error (errno, "cannot set the mode of %s: %s", path, strerror (errno));
-    return -1;
-  }
-  return ok ? 0 : -1;
-}
-
 /* Move one disk: start the copy (unless one runs: a resume), follow it,
  * pivot. 0 when the VM runs from d->final. */
 static int
@@ -250,7 +222,7 @@ instant_move_disk (virDomainPtr dom, const struct vms_vm_instant_disk *d,
       return -1;
     }
     if (lstat (d->final, &st) == -1 &&
-        instant_create_image (d->final, d->format, bi.capacity) == -1)
+        vm_create_image (d->final, d->format, bi.capacity) == -1)
       return -1;
     dest = vms_strdup_printf ("<disk type='file'><source file='%s'/>"
                               "<driver type='%s'/></disk>", d->final, d->format);

@@ -142,6 +142,11 @@ extern int vm_domain_jobs (virDomainPtr dom, char **why);
 /* Copy a small file (firmware state) to dst, mode 0600. */
 extern int vm_copy_file (const char *src, const char *dst);
 
+/* Make an empty image of format and virtual size at path (qemu-img create;
+ * an existing file is overwritten), mode 0600. */
+extern int vm_create_image (const char *path, const char *format,
+                            uint64_t size);
+
 /* ---- the online method (vm-online.c) ---- */
 
 /* For every selected online VM, in parallel: freeze the guest, begin the

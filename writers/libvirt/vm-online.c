@@ -14,12 +14,16 @@
  *                     PostSnapshot, vm-saved-state.c).
  *
  * With a consistency group (issue 17, vms_vm_options.group) the threads
- * meet at two barriers: every VM held (guest frozen, VM paused) before the
- * first job begins, every job begun before the first guest thaws, so the
- * surely-frozen intervals of the guests share a common instant, and the
- * jobs' point-in-time views are all of that instant. A VM that fails
- * before the first barrier keeps every job from beginning; one that fails
- * to begin fails the group (the requester ends the jobs that began).
+ * meet at three barriers: every VM ready (its checkpoint made, its guard
+ * armed) before the first freeze, so that the freezes start together and no
+ * guest waits frozen for another's preparation; every VM held (guest
+ * frozen, VM paused) before the first job begins; every job begun before
+ * the first guest thaws. So the surely-frozen intervals of the guests share
+ * a common instant, and the jobs' point-in-time views are all of that
+ * instant. A VM that fails before it is ready keeps every guest from
+ * freezing; one that fails before the second barrier keeps every job from
+ * beginning; one that fails to begin fails the group (the requester ends
+ * the jobs that began).
  *
  * The guest is thawed whatever happened in between. The job's NBD exports
  * (one per disk, named after the disk target, on a Unix socket) are what
@@ -54,14 +58,17 @@
 #define ONLINE_JOB_END_WAIT_MS 10000
 #define ONLINE_THAW_TRIES 3
 
-/* The two barriers of a consistency group (issue 17) and whether a VM of
- * it failed. */
+/* The barriers of a consistency group (issue 17), in the order the
+ * threads meet them. */
+enum group_barrier { GROUP_READY, GROUP_HELD, GROUP_BEGUN, GROUP_BARRIERS };
+
+/* A consistency group's barriers and whether a VM of it failed. */
 struct capture_group {
   pthread_mutex_t lock;
   pthread_cond_t cond;
   size_t expected;              /* threads that meet (final once the
                                    creating thread lets go of lock) */
-  size_t arrived[2];            /* at barrier 0 (held), 1 (begun) */
+  size_t arrived[GROUP_BARRIERS];
   int failed;
 };
 
@@ -320,6 +327,59 @@ choose_parent (struct online_job *j)
   vm->parent = strdup (prev);
 }
 
+/* Where the job's scratch file of a disk is (malloc'd, or NULL). */
+static char *
+scratch_path (const struct vm_entry *vm, const char *target)
+{
+  return vms_strdup_printf ("%s/%s.qcow2", vm->scratch_dir, target);
+}
+
+/* Issue 15: the job's scratch files are made before the freeze and the job
+ * begun with REUSE_EXTERNAL: else libvirt creates each one inside the
+ * freeze window (the file, then a qcow2 blockdev-create job: ~20 ms a disk
+ * under TCG here). A qcow2 of the disk's virtual size (QEMU's backup job
+ * wants the sizes equal), without a backing file in its header: libvirt
+ * gives QEMU the disk as its backing node. Libvirt leaves such files to
+ * us: remove_scratch. */
+static int
+make_scratch (struct online_job *j)
+{
+  for (size_t i = 0; i < j->nr_disks; i++) {
+    const struct vm_job_disk *jd = &j->disks[i];
+    virDomainBlockInfo bi;
+
+    if (!jd->backup)
+      continue;
+    if (virDomainGetBlockInfo (j->vm->dom, jd->target, &bi, 0) == -1) {
+      vms_set_error (EIO, "cannot read the size of disk %s: %s", jd->target,
+                     vm_virt_error ());
+      return -1;
+    }
+    if (vm_create_image (jd->scratch, "qcow2", bi.capacity) == -1)
+      return -1;
+  }
+  return 0;
+}
+
+/* The scratch files, once no job of ours can use them. (When vmshadow is
+ * killed, the guard ends the job and they stay in the session's scratch
+ * directory.) */
+static void
+remove_scratch (struct vm_entry *vm)
+{
+  if (vm->scratch_dir == NULL)
+    return;
+  for (size_t i = 0; i < vm->cfg.nr_disks; i++) {
+    CLEANUP_FREE char *path = NULL;
+    if (!vm->cfg.disks[i].included)
+      continue;
+    path = scratch_path (vm, vm->cfg.disks[i].target);
+    if (path && unlink (path) == -1 && errno != ENOENT)
+      vms_warn ("vm writer: %s: cannot remove the scratch file %s: %s",
+                vm->name, path, strerror (errno));
+  }
+}
+
 /* The job's disks: every disk of the VM, in the XML's order. */
 static int
 plan_disks (struct online_job *j, unsigned sid)
@@ -342,7 +402,7 @@ plan_disks (struct online_job *j, unsigned sid)
       continue;
     jd->backup = 1;
     jd->bitmap = qcow2;
-    if (asprintf (&scratch, "%s/%s.qcow2", vm->scratch_dir, d->target) == -1)
+    if ((scratch = scratch_path (vm, d->target)) == NULL)
       return -1;
     if (string_vector_append (&j->scratch, scratch) == -1) {
       free (scratch);
@@ -421,7 +481,8 @@ begin_job (struct online_job *j, const char *cp_xml)
     if (bxml == NULL)
       return -1;
     vms_debug ("vm writer: %s: backup XML:\n%s", vm->name, bxml);
-    if (virDomainBackupBegin (vm->dom, bxml, cp_xml, 0) == 0)
+    if (virDomainBackupBegin (vm->dom, bxml, cp_xml,
+                              VIR_DOMAIN_BACKUP_BEGIN_REUSE_EXTERNAL) == 0)
       return 0;
     err = virGetLastError ();
     if (err == NULL || err->code != VIR_ERR_CHECKPOINT_INCONSISTENT ||
@@ -550,11 +611,11 @@ ops_of (enum vm_method m)
   return NULL;                  /* offline: no job */
 }
 
-/* Meet the group's other threads at barrier k (0: every VM held, 1: every
- * job begun); failed: this VM failed. Returns 1 when a VM of the group
- * failed (this one or another). Without a group: whether this one failed. */
+/* Meet the group's other threads at barrier k; failed: this VM failed.
+ * Returns 1 when a VM of the group failed (this one or another). Without a
+ * group: whether this one failed. */
 static int
-group_meet (struct online_job *j, int k, int failed)
+group_meet (struct online_job *j, enum group_barrier k, int failed)
 {
   struct capture_group *g = j->group;
   int r;
@@ -606,11 +667,12 @@ online_thread (void *arg)
   const struct capture_ops *ops = ops_of (vm->method);
   CLEANUP_FREE char *cp_xml = NULL, *desc = NULL;
   int any_bitmap = 0;
-  int64_t t0, t1, t_held = 0, t_begun = 0;
+  int64_t t_start = vms_now_us (), t0, t1, t_held = 0, t_met0 = 0;
+  int64_t t_begun = 0, t_met1 = 0;
 
   int held = 0, failed = 0;
 
-  /* Every thread of a group meets both barriers, also after a failure. */
+  /* Every thread of a group meets every barrier, also after a failure. */
   if (ops == NULL) {
     job_fail (j, VMS_FAILURE_NON_RETRYABLE, "the %s method runs no backup "
               "job", vm_method_name (vm->method));
@@ -626,6 +688,11 @@ online_thread (void *arg)
       job_fail (j, VMS_FAILURE_OUT_OF_RESOURCES, "out of memory");
       failed = 1;
     }
+  }
+  if (!failed && make_scratch (j) == -1) {
+    job_fail (j, VMS_FAILURE_RETRYABLE, "the backup job's scratch files "
+              "could not be made: %s", vms_get_error ());
+    failed = 1;
   }
   if (!failed && vm_guard_arm (j->w, vm) == -1) {
     job_fail (j, VMS_FAILURE_RETRYABLE, "the guard could not be armed: %s",
@@ -655,6 +722,13 @@ online_thread (void *arg)
     }
   }
 
+  /* Issue 17: every VM of the group ready before the first freeze (the
+   * checkpoint's creation takes each VM a different time). */
+  if (group_meet (j, GROUP_READY, failed) && !failed) {
+    job_fail (j, VMS_FAILURE_RETRYABLE, "another VM of its consistency "
+              "group failed before the guests were frozen");
+    failed = 1;
+  }
   t0 = vms_now_us ();
   if (!failed && ops->hold) {
     held = 1;
@@ -686,8 +760,10 @@ online_thread (void *arg)
                                     veto);
     }
   }
-  /* Barrier 1: every VM of the group held before the first job begins. */
-  if (group_meet (j, 0, failed)) {
+  /* Every VM of the group held before the first job begins. */
+  int met0 = group_meet (j, GROUP_HELD, failed);
+  t_met0 = vms_now_us ();
+  if (met0) {
     if (!failed)
       job_fail (j, VMS_FAILURE_RETRYABLE, "another VM of its consistency "
                 "group failed before the backup jobs began");
@@ -704,10 +780,11 @@ online_thread (void *arg)
     vm_guard_job_started (j->w, vm);
     t_begun = vms_now_us ();
   }
-  /* Barrier 2: every job of the group begun before the first thaw. */
-  if (group_meet (j, 1, failed) && !failed)
+  /* Every job of the group begun before the first thaw. */
+  if (group_meet (j, GROUP_BEGUN, failed) && !failed)
     job_fail (j, VMS_FAILURE_RETRYABLE, "another VM of its consistency "
               "group failed to begin its backup job");
+  t_met1 = vms_now_us ();
   if (held && ops->timed && vm->frozen_from_us)
     vm->frozen_until_us = realtime_us ();
   if (held && ops->release)
@@ -726,14 +803,18 @@ online_thread (void *arg)
     copy_firmware (j);
   if (ops == NULL)
     return NULL;
-  /* Issue 15: what the window holds, step by step (hold: the agent's
-   * freeze; begin: barriers and the job's begin; release: the thaw). */
+  /* Issues 15, 17: what the window holds, step by step (hold: the agent's
+   * freeze; wait: a group's barriers; begin: the job's begin; release: the
+   * thaw), and what came just before it. */
   vms_debug ("vm writer: %s: %s capture, %" PRId64 " ms (hold %" PRId64
-             " ms, begin %" PRId64 " ms, release %" PRId64 " ms)%s%s",
+             " ms, wait %" PRId64 " ms, begin %" PRId64 " ms, wait %" PRId64
+             " ms, release %" PRId64 " ms; before it: %" PRId64 " ms)%s%s",
              vm->name, vm_method_name (vm->method), (t1 - t0 + 999) / 1000,
              t_held ? (t_held - t0) / 1000 : 0,
-             t_held && t_begun ? (t_begun - t_held) / 1000 : 0,
-             t_begun ? (t1 - t_begun) / 1000 : 0,
+             t_held ? (t_met0 - t_held) / 1000 : 0,
+             t_begun ? (t_begun - t_met0) / 1000 : 0,
+             t_begun ? (t_met1 - t_begun) / 1000 : 0,
+             t_met1 ? (t1 - t_met1) / 1000 : 0, (t0 - t_start) / 1000,
              j->error ? ", failed: " : "", j->error ? j->error : "");
   return NULL;
 }
@@ -956,7 +1037,8 @@ vm_online_capture (struct vm_writer *w, vms_call *call,
     goto collect;
   }
   /* The group's threads wait at the first barrier until they are all
-   * started (or the ones that could not be are no longer expected). */
+   * started (or the ones that could not be are no longer expected): the
+   * creating thread holds the lock until then. */
   pthread_mutex_lock (&group.lock);
   for (size_t i = 0; i < n; i++) {
     int e = pthread_create (&jobs[i].thread, NULL, online_thread, &jobs[i]);
@@ -1044,8 +1126,8 @@ vm_online_end_job_begin (struct vm_writer *w, struct vm_entry *vm)
   return 0;
 }
 
-int
-vm_online_end_job (struct vm_writer *w, struct vm_entry *vm)
+static int
+end_job_wait (struct vm_writer *w, struct vm_entry *vm)
 {
   int64_t deadline;
   long step_ms = 1;
@@ -1075,6 +1157,15 @@ vm_online_end_job (struct vm_writer *w, struct vm_entry *vm)
   vm->job_started = 0;
   vm->job_end_asked = 0;
   vms_debug ("vm writer: %s: backup job ended", vm->name);
+  return 0;
+}
+
+int
+vm_online_end_job (struct vm_writer *w, struct vm_entry *vm)
+{
+  if (end_job_wait (w, vm) == -1)
+    return -1;
+  remove_scratch (vm);
   return 0;
 }
 

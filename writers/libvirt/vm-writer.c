@@ -32,6 +32,7 @@
 #include "cleanup.h"
 #include "str.h"
 #include "log.h"
+#include "subprocess.h"
 #include "vm-internal.h"
 #include "vm-lvm.h"
 #include "vm-rbd.h"
@@ -71,6 +72,33 @@ vm_copy_file (const char *src, const char *dst)
     }
   }
   return vms_atomic_file_commit (&out, 0);
+}
+
+int
+vm_create_image (const char *path, const char *format, uint64_t size)
+{
+  char sz[32], why[512], how[128];
+  struct vms_subprocess_result res = { 0 };
+  int ok;
+
+  snprintf (sz, sizeof sz, "%" PRIu64, size);
+  const char *argv[] = { "qemu-img", "create", "-q", "-f", format, path, sz, NULL };
+  const struct vms_subprocess_options o = {
+    .argv = argv, .timeout_ms = 60000, .max_output = 4096, .max_errors = 4096,
+  };
+  if (vms_subprocess_run (&o, &res) == -1)
+    return -1;
+  ok = vms_subprocess_succeeded (&res);
+  if (!ok)
+    vms_set_error (EIO, "qemu-img create %s %s: %s: %s", format, path,
+                   vms_subprocess_describe (&res, how, sizeof how),
+                   vms_subprocess_error_tail (&res, 3, why, sizeof why));
+  vms_subprocess_result_reset (&res);
+  if (ok && chmod (path, 0600) == -1) {
+    vms_set_error (errno, "cannot set the mode of %s: %s", path, strerror (errno));
+    return -1;
+  }
+  return ok ? 0 : -1;
 }
 
 /* Can uid:gid pass through directory st (search permission)? */
