@@ -11,8 +11,8 @@
 # repository (packs of the first size given, the default 30 MiB
 # first: issue 12's ratio is against that local row) on the lab's one-node Ceph cluster (lab/ceph.sh,
 # started here; rados:vmshadow/<random namespace> each, emptied at the
-# end): "rados" as vmshadow runs by default (lazy puts in flight; no
-# read-ahead, off by default: storage-rados.c), and "rados-sync" with
+# end): "rados" as vmshadow runs by default (lazy puts in flight,
+# read-ahead: storage-rados.c), and "rados-sync" with
 # VMSHADOW_RADOS_WRITE_AHEAD=0 VMSHADOW_RADOS_READ_AHEAD=0 (one
 # synchronous write per pack, one read per chunk: as before issue 12's
 # speed-up), so that both are measured in the same run.
@@ -112,7 +112,7 @@ for cfg in $CONFIGS; do
     export VMSHADOW_REPO_FORMAT=2 VMSHADOW_REPO_PACK_SIZE=$(( ${PACKS%% *} * 1024 * 1024 ))
     if [ "$cfg" = rados-sync ]; then
       export VMSHADOW_RADOS_WRITE_AHEAD=0 VMSHADOW_RADOS_READ_AHEAD=0
-    fi                # rados: the defaults (read-ahead off: storage-rados.c)
+    fi                # rados: the defaults (storage-rados.c)
   elif [ "$cfg" = v1 ]; then
     export VMSHADOW_REPO_FORMAT=1
     unset VMSHADOW_REPO_PACK_SIZE

@@ -27,9 +27,8 @@
  *    would.
  *  - A ranged read of a packs/ object (write-once: never rewritten under
  *    its name) that continues where an earlier read of that object ended
- *    is served from read-ahead windows of 4 MiB read with rados_aio_read,
- *    $VMSHADOW_RADOS_READ_AHEAD MiB ahead (default 0: none; see
- *    READ_AHEAD_DEFAULT_MIB). A read
+ *    is served from read-ahead windows of 1 MiB read with rados_aio_read,
+ *    $VMSHADOW_RADOS_READ_AHEAD MiB ahead (default 16; 0: none). A read
  *    that does not continue one (a random read: serve, verify --sample)
  *    stays one ranged read. A window that failed or ends short sends the
  *    read to a plain ranged read, which reports the error as before.
@@ -62,20 +61,21 @@
  * default); a pack stays well under it (30 MiB by default). */
 #define RADOS_MAX_WRITE ((size_t) 90 << 20)
 
-/* Read-ahead (above): windows of RA_WINDOW bytes, RA_SLOTS of them, and
- * the recent sequential readers ("streams") they serve. A read within
- * RA_NEAR of where a stream of the same object got to continues it (two
- * workers reading neighbouring chunks reach a pack out of order). */
-#define RA_WINDOW ((size_t) 4 << 20)
-#define RA_SLOTS 8
+/* Read-ahead (above): windows of RA_WINDOW bytes, and the recent
+ * sequential readers ("streams") they serve. A read within RA_NEAR of
+ * where a stream of the same object got to continues it (two workers
+ * reading neighbouring chunks reach a pack out of order). Windows of 1
+ * MiB rather than larger ones: a reader waits for a whole window before
+ * it gets the first byte of it, at every start of a pack. There are
+ * room for two streams' windows ahead (2 * read-ahead / RA_WINDOW + 2
+ * slots), so a window read ahead is not reused for another before it was
+ * read from; memory: at most that many windows. */
+#define RA_WINDOW ((size_t) 1 << 20)
 #define RA_STREAMS 4
 #define RA_NEAR ((uint64_t) 1 << 20)
 /* Lazy puts in flight (bytes) and read-ahead (bytes), by default. */
 #define WRITE_AHEAD_DEFAULT_MIB 64
-/* Off by default: verify --deep beside concurrent backups crashed a few
- * times with it on (session 6) before close waited for reads in flight;
- * on again once that is shown to be the whole story. */
-#define READ_AHEAD_DEFAULT_MIB 0
+#define READ_AHEAD_DEFAULT_MIB 16
 
 struct rados_store;
 
@@ -131,7 +131,8 @@ struct rados_store {
   int failed;                   /* errno of a lazy put failed since sync */
   char failed_name[STORAGE_NAME_MAX + 1];
   char reported[STORAGE_NAME_MAX + 1];  /* for failed_name (), "" none */
-  struct ra_window win[RA_SLOTS];
+  struct ra_window *win;        /* nslots of them */
+  size_t nslots;
   struct ra_stream streams[RA_STREAMS];
   uint64_t clock;
 };
@@ -367,7 +368,7 @@ ra_done (rados_completion_t c, void *arg)
 static void
 ra_forget (struct rados_store *rs, const char *name)
 {
-  for (size_t i = 0; i < RA_SLOTS; i++)
+  for (size_t i = 0; i < rs->nslots; i++)
     if (strcmp (rs->win[i].name, name) == 0)
       rs->win[i].name[0] = '\0';
   for (size_t i = 0; i < RA_STREAMS; i++)
@@ -404,7 +405,7 @@ ra_stream_note (struct rados_store *rs, const char *name, uint64_t off,
 static struct ra_window *
 ra_find (struct rados_store *rs, const char *name, uint64_t off)
 {
-  for (size_t i = 0; i < RA_SLOTS; i++) {
+  for (size_t i = 0; i < rs->nslots; i++) {
     struct ra_window *w = &rs->win[i];
     if (w->state != RA_FREE && w->state != RA_FAILED && w->name[0] &&
         strcmp (w->name, name) == 0 && off >= w->off &&
@@ -421,7 +422,7 @@ ra_start (struct rados_store *rs, const char *name, uint64_t off)
 {
   struct ra_window *w = NULL;
 
-  for (size_t i = 0; i < RA_SLOTS; i++) {
+  for (size_t i = 0; i < rs->nslots; i++) {
     struct ra_window *c = &rs->win[i];
     if (c->state == RA_READING || c->users)
       continue;
@@ -751,11 +752,12 @@ rs_free (struct rados_store *rs)
     free (p->copy);
     free (p);
   }
-  for (size_t i = 0; i < RA_SLOTS; i++) {
+  for (size_t i = 0; i < rs->nslots; i++) {
     if (rs->win[i].c)
       rados_aio_release (rs->win[i].c);
     free (rs->win[i].buf);
   }
+  free (rs->win);
   pthread_cond_destroy (&rs->cond);
   pthread_mutex_destroy (&rs->lock);
   free (rs);
@@ -771,12 +773,16 @@ rados_close_ (struct storage *s)
   pthread_mutex_lock (&rs->lock);
   rs->failed = rs->failed ? rs->failed : ECANCELED;
   lazy_wait (rs, NULL);
-  /* Read-ahead still in flight lands in its window before it goes:
-   * rados_aio_flush waits for writes only, and a read completing after
-   * rs_free would write into freed memory. */
+  /* Read-ahead still in flight completes before the io context goes:
+   * rados_aio_flush waits for writes only, and librados holds a
+   * reference on the io context for writes only, so a read completing
+   * after rados_ioctx_destroy runs on the freed context (the SIGSEGVs of
+   * verify --deep that read-ahead was off for until session 8: verify
+   * closes with windows still in flight beyond its last read) and into
+   * a window rs_free freed. */
   for (;;) {
     int reading = 0;
-    for (size_t i = 0; i < RA_SLOTS; i++)
+    for (size_t i = 0; i < rs->nslots; i++)
       reading |= rs->win[i].state == RA_READING;
     if (!reading)
       break;
@@ -885,6 +891,13 @@ storage_rados_open (const char *spec)
       env_mib ("VMSHADOW_RADOS_READ_AHEAD", READ_AHEAD_DEFAULT_MIB,
                &rs->read_ahead) == -1)
     goto fail_free;
+  if (rs->read_ahead > 0) {
+    rs->nslots = 2 * (rs->read_ahead / RA_WINDOW) + 2;
+    if ((rs->win = calloc (rs->nslots, sizeof *rs->win)) == NULL) {
+      vms_set_error (ENOMEM, "out of memory");
+      goto fail_free;
+    }
+  }
   if ((r = rados_create (&rs->cluster, id)) < 0) {
     vms_set_error (-r, "RADOS: cannot make a client %s: %s", id,
                    strerror (-r));

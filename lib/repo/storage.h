@@ -177,7 +177,7 @@ extern struct storage *storage_local_open (int dirfd, const char *path,
  * outside packs/ becomes visible only after every earlier lazy put is) and
  * sync waits for them all; every other put is durable when it returns;
  * sequential ranged reads of packs/ objects are read ahead
- * ($VMSHADOW_RADOS_READ_AHEAD MiB); the objects "lock" (the writer lock
+ * ($VMSHADOW_RADOS_READ_AHEAD MiB, default 16); the objects "lock" (the writer lock
  * of earlier builds) and "clock/..." are never listed. NULL with the error
  * set (ENOTSUP in a build without librados). */
 extern struct storage *storage_rados_open (const char *spec);
