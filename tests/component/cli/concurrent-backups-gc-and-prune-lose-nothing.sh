@@ -4,8 +4,14 @@
 # once (four exec writers, one file each, sharing part of their data so
 # that they deduplicate against each other's packs), while a gc --grace 0
 # and a prune --keep-last 2 run beside them, every start at a random
-# moment; some rounds also SIGKILL a fifth backup mid-way. After every
-# round: every backup that said it committed is listed unless prune said
+# moment; every fourth round also SIGKILLs a fifth backup mid-way. Before
+# every round a sixth writer backs up fresh data of its own and a prune
+# with the same policy removes its backup of two rounds before, so that
+# from round 3 on each round's gc has a wholly dead pack to condemn and
+# the next one's deletes it, beside the backups, whatever the timing
+# (without it, garbage came only when changed chunks happened to kill a
+# pack, and under load 20 rounds could pass without a gc deleting). After
+# every round: every backup that said it committed is listed unless prune said
 # it removed it, nothing else appeared (but the killed writer's), verify
 # --deep passes for every backup (no chunk missing or wrong), and a file
 # of this round extracts to the bytes it had. $VMSHADOW_STRESS_ROUNDS
@@ -41,7 +47,7 @@ repo_backend_setup
 chunk=$((128 * 1024))
 nchunks=32                      # 4 MiB per file
 head -c $((8 * chunk)) /dev/urandom > "$tmp/shared"
-for w in 0 1 2 3 4; do
+for w in 0 1 2 3 4 5; do
   mkdir -p "$tmp/w$w"
   head -c $((nchunks * chunk)) /dev/urandom > "$tmp/f$w"
   cat > "$tmp/w$w/app$w" <<W
@@ -98,6 +104,20 @@ for round in $(seq 1 "$rounds"); do
     cp "$tmp/f$w" "$tmp/f$w.round"
   done
 
+  # The sixth writer's garbage (above): its backup of two rounds before
+  # goes now, so the gc of this round condemns its pack.
+  head -c $((4 * chunk)) /dev/urandom > "$tmp/f5"
+  VMSHADOW_WRITERS_DIR=$tmp/w5 "$vmshadow" backup --json > "$tmp/b5.out" 2>&1 ||
+    fail "round $round: the sixth writer's backup failed: $(cat "$tmp/b5.out")"
+  id=$(json_field backup_id "$tmp/b5.out")
+  [ -n "$id" ] || fail "round $round: backup 5 said no id: $(cat "$tmp/b5.out")"
+  echo "$id" >> "$tmp/expected"
+  "$vmshadow" prune --keep-last 2 > "$tmp/prune.out" 2>&1 ||
+    fail "round $round: prune before the round failed: $(cat "$tmp/prune.out")"
+  sed -n 's/^remove \([^ ]*\)$/\1/p' "$tmp/prune.out" > "$tmp/removed"
+  grep -vxF -f "$tmp/removed" "$tmp/expected" > "$tmp/expected.new" || true
+  mv "$tmp/expected.new" "$tmp/expected"
+
   pids=()
   for w in 0 1 2 3; do
     ( rsleep 4; VMSHADOW_WRITERS_DIR=$tmp/w$w exec "$vmshadow" backup --json \
@@ -110,7 +130,7 @@ for round in $(seq 1 "$rounds"); do
   prune_pid=$!
   pids+=("$gc_pid" "$prune_pid")
   kill_pid=
-  if [ $((RANDOM % 4)) = 0 ]; then
+  if [ $((round % 4)) = 0 ]; then
     VMSHADOW_WRITERS_DIR=$tmp/w4 "$vmshadow" backup > /dev/null 2>&1 &
     kill_pid=$!
     pids+=("$kill_pid")
@@ -175,8 +195,9 @@ done
 backup_ids > "$tmp/listed"
 cmp -s "$tmp/listed" "$tmp/expected" || fail "final list differs: $(diff "$tmp/expected" "$tmp/listed")"
 # gc did delete beside the backups (a gc that never deletes would pass
-# everything above).
-[ "$rounds" -lt 8 ] || [ "$gc_removed" -gt 0 ] ||
+# everything above): the sixth writer's first backup, dead from round 3
+# on, is gone by round 4's gc at the latest.
+[ "$rounds" -lt 4 ] || [ "$gc_removed" -gt 0 ] ||
   fail "the gcs beside the backups removed no chunk in $rounds rounds"
 echo "ok - gc beside the backups removed $gc_removed chunks; at the end $(repo_count packs/) packs of $(repo_bytes packs/) bytes for $(wc -l < "$tmp/listed") backups"
 echo "ok - $rounds rounds ($killed_rounds with a killed backup): every committed backup verifies deep, none lost"
