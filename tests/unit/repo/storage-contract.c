@@ -302,3 +302,47 @@ const struct CMUnitTest storage_contract_tests[] = {
 };
 const size_t storage_contract_nr_tests =
   sizeof storage_contract_tests / sizeof storage_contract_tests[0];
+
+int
+storage_contract_run (const char *group, const struct CMUnitTest *own,
+                      size_t nr_own, int argc, char **argv)
+{
+  size_t n = storage_contract_nr_tests + nr_own;
+  struct CMUnitTest *all = calloc (n, sizeof *all);
+  int r;
+
+  if (all == NULL)
+    return 1;
+  memcpy (all, storage_contract_tests,
+          storage_contract_nr_tests * sizeof *all);
+  memcpy (all + storage_contract_nr_tests, own, nr_own * sizeof *all);
+  cmocka_set_message_output (CM_OUTPUT_TAP);
+  if (argc > 1)
+    cmocka_set_test_filter (argv[1]);
+  r = _cmocka_run_group_tests (group, all, n, NULL, NULL);
+  free (all);
+  return r;
+}
+
+int
+storage_contract_count (void *opaque, const char *name)
+{
+  (void) name;
+  ++*(int *) opaque;
+  return 0;
+}
+
+static int
+delete_one (void *opaque, const char *name)
+{
+  return storage_delete (opaque, name) == -1 ? -1 : 0;
+}
+
+void
+storage_contract_empty_and_close (struct storage *s)
+{
+  assert_int_equal (storage_list (s, "", delete_one, s), 0);
+  assert_int_equal (storage_delete (s, "lock"), 0);
+  assert_int_equal (storage_delete (s, "clock/x"), 0);
+  storage_close (s);
+}

@@ -22,4 +22,19 @@ extern struct storage_contract_factory storage_contract;
 extern const struct CMUnitTest storage_contract_tests[];
 extern const size_t storage_contract_nr_tests;
 
+/* A backend test's main: the contract's tests through storage_contract
+ * (set it first), then the backend's own, as one TAP plan named group;
+ * argv[1], when given, picks tests by name. Returns the exit status. */
+extern int storage_contract_run (const char *group,
+                                 const struct CMUnitTest *own, size_t nr_own,
+                                 int argc, char **argv);
+
+/* A storage_list callback that counts the names (opaque: an int). */
+extern int storage_contract_count (void *opaque, const char *name);
+
+/* A remote store (RADOS, S3) emptied and closed: every listed object
+ * deleted, then the names backends keep out of listings (the writer lock
+ * and the contract's clock/x). */
+extern void storage_contract_empty_and_close (struct storage *s);
+
 #endif

@@ -269,23 +269,9 @@ main (int argc, char **argv)
     cmocka_unit_test (sealed_objects_hold_no_plaintext_and_stay_where_they_were_put),
     cmocka_unit_test (scrypt_is_rfc_7914_and_opens_existing_key_files),
   };
-  size_t no = sizeof own / sizeof own[0];
-  size_t n = storage_contract_nr_tests + no;
-  struct CMUnitTest *all = calloc (n, sizeof *all);
 
-  if (all == NULL)
-    return 1;
-  /* One TAP plan: these, then the storage contract through the sealing
-   * layer. */
-  memcpy (all, own, no * sizeof *all);
-  memcpy (all + no, storage_contract_tests,
-          storage_contract_nr_tests * sizeof *all);
-  cmocka_set_message_output (CM_OUTPUT_TAP);
-  if (argc > 1)
-    cmocka_set_test_filter (argv[1]);
   storage_contract.open = sealed_open_fresh;
   storage_contract.destroy = sealed_destroy;
-  int r = _cmocka_run_group_tests ("crypt", all, n, NULL, NULL);
-  free (all);
-  return r;
+  return storage_contract_run ("crypt", own, sizeof own / sizeof own[0],
+                               argc, argv);
 }

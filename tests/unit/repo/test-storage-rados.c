@@ -39,29 +39,10 @@ rados_open_fresh (void)
   return storage_rados_open (spec);
 }
 
-static int
-collect (void *opaque, const char *name)
-{
-  return storage_delete (opaque, name) == -1 ? -1 : 0;
-}
-
 static void
 rados_destroy (struct storage *s)
 {
-  assert_int_equal (storage_list (s, "", collect, s), 0);
-  /* Names the backend keeps out of listings: the lock object (a RADOS
-   * lock leaves it behind) and the contract's clock/x. */
-  assert_int_equal (storage_delete (s, "lock"), 0);
-  assert_int_equal (storage_delete (s, "clock/x"), 0);
-  storage_close (s);
-}
-
-static int
-count (void *opaque, const char *name)
-{
-  (void) name;
-  ++*(int *) opaque;
-  return 0;
+  storage_contract_empty_and_close (s);
 }
 
 static void
@@ -74,7 +55,7 @@ the_backends_own_objects_are_never_listed (void **state)
   assert_non_null (s);
   assert_int_equal (storage_now (s, &t), 0);          /* puts clock/... */
   assert_int_equal (storage_put (s, "config", "c", 1, 0), 0);
-  assert_int_equal (storage_list (s, "", count, &n), 0);
+  assert_int_equal (storage_list (s, "", storage_contract_count, &n), 0);
   assert_int_equal (n, 1);
   rados_destroy (s);
 }
@@ -89,7 +70,7 @@ namespaces_are_apart (void **state)
   assert_non_null (a);
   assert_non_null (b);
   assert_int_equal (storage_put (a, "x", "a", 1, 0), 0);
-  assert_int_equal (storage_list (b, "", count, &n), 0);
+  assert_int_equal (storage_list (b, "", storage_contract_count, &n), 0);
   assert_int_equal (n, 0);
   char c;
   assert_int_equal (storage_get (b, "x", 0, 1, &c), -1);
@@ -175,7 +156,7 @@ lazy_puts_fly_and_a_segment_never_shows_before_its_packs (void **state)
                                  STORAGE_PUT_LAZY), 0);
   /* Its writer sees its own puts at once. */
   get_equals (s, "packs/aa/p0", b[0], PACK_BYTES);
-  assert_int_equal (storage_list (s, "packs/", count, &n), 0);
+  assert_int_equal (storage_list (s, "packs/", storage_contract_count, &n), 0);
   assert_int_equal (n, NPACKS);
 
   /* Another client, while the writer syncs: once the segment shows,
@@ -369,9 +350,6 @@ main (int argc, char *argv[])
     cmocka_unit_test (close_right_after_read_ahead_started),
     cmocka_unit_test (a_bad_ahead_setting_is_refused),
   };
-  size_t no = sizeof own / sizeof own[0];
-  size_t n = storage_contract_nr_tests + no;
-  struct CMUnitTest *all = calloc (n, sizeof *all);
 
   pool = getenv ("VMSLAB_CEPH_POOL");
   if (pool == NULL || getenv ("CEPH_CONF") == NULL) {
@@ -380,17 +358,8 @@ main (int argc, char *argv[])
              "VMSLAB_CEPH_POOL)\n");
     return 77;
   }
-  if (all == NULL)
-    return 1;
-  memcpy (all, storage_contract_tests,
-          storage_contract_nr_tests * sizeof *all);
-  memcpy (all + storage_contract_nr_tests, own, no * sizeof *all);
-  cmocka_set_message_output (CM_OUTPUT_TAP);
-  if (argc > 1)
-    cmocka_set_test_filter (argv[1]);
   storage_contract.open = rados_open_fresh;
   storage_contract.destroy = rados_destroy;
-  int r = _cmocka_run_group_tests ("storage-rados", all, n, NULL, NULL);
-  free (all);
-  return r;
+  return storage_contract_run ("storage-rados", own, sizeof own / sizeof own[0],
+                               argc, argv);
 }

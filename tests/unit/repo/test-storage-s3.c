@@ -40,28 +40,10 @@ s3_open_fresh (void)
   return s;
 }
 
-static int
-collect (void *opaque, const char *name)
-{
-  return storage_delete (opaque, name) == -1 ? -1 : 0;
-}
-
 static void
 s3_destroy (struct storage *s)
 {
-  assert_int_equal (storage_list (s, "", collect, s), 0);
-  /* Names the backend keeps out of listings. */
-  assert_int_equal (storage_delete (s, "lock"), 0);
-  assert_int_equal (storage_delete (s, "clock/x"), 0);
-  storage_close (s);
-}
-
-static int
-count (void *opaque, const char *name)
-{
-  (void) name;
-  ++*(int *) opaque;
-  return 0;
+  storage_contract_empty_and_close (s);
 }
 
 static void
@@ -75,7 +57,7 @@ the_backends_own_objects_are_never_listed (void **state)
   assert_int_equal (storage_now (s, &t), 0);          /* puts clock/... */
   assert_int_equal (storage_s3_lock (s, "lock", "test"), 0);
   assert_int_equal (storage_put (s, "config", "c", 1, 0), 0);
-  assert_int_equal (storage_list (s, "", count, &n), 0);
+  assert_int_equal (storage_list (s, "", storage_contract_count, &n), 0);
   assert_int_equal (n, 1);
   s3_destroy (s);
 }
@@ -115,10 +97,10 @@ a_listing_of_more_than_one_page_is_whole (void **state)
     assert_int_equal (storage_put (s, name, "", 0, 0), 0);
   }
   assert_int_equal (storage_put (s, "packs/00/p", "x", 1, 0), 0);
-  assert_int_equal (storage_list (s, "index/", count, &n), 0);
+  assert_int_equal (storage_list (s, "index/", storage_contract_count, &n), 0);
   assert_int_equal (n, 1003);
   n = 0;
-  assert_int_equal (storage_list (s, "", count, &n), 0);
+  assert_int_equal (storage_list (s, "", storage_contract_count, &n), 0);
   assert_int_equal (n, 1004);
   s3_destroy (s);
 }
@@ -267,9 +249,6 @@ main (int argc, char *argv[])
     cmocka_unit_test (bad_specs_credentials_and_buckets_are_refused_at_open),
     cmocka_unit_test (credentials_come_from_a_file_only_its_owner_may_read),
   };
-  size_t no = sizeof own / sizeof own[0];
-  size_t n = storage_contract_nr_tests + no;
-  struct CMUnitTest *all = calloc (n, sizeof *all);
 
   bucket = getenv ("VMSLAB_S3_BUCKET");
   if (bucket == NULL || getenv ("VMSHADOW_S3_ENDPOINT") == NULL) {
@@ -278,17 +257,8 @@ main (int argc, char *argv[])
              "VMSHADOW_S3_*)\n");
     return 77;
   }
-  if (all == NULL)
-    return 1;
-  memcpy (all, storage_contract_tests,
-          storage_contract_nr_tests * sizeof *all);
-  memcpy (all + storage_contract_nr_tests, own, no * sizeof *all);
-  cmocka_set_message_output (CM_OUTPUT_TAP);
-  if (argc > 1)
-    cmocka_set_test_filter (argv[1]);
   storage_contract.open = s3_open_fresh;
   storage_contract.destroy = s3_destroy;
-  int r = _cmocka_run_group_tests ("storage-s3", all, n, NULL, NULL);
-  free (all);
-  return r;
+  return storage_contract_run ("storage-s3", own, sizeof own / sizeof own[0],
+                               argc, argv);
 }

@@ -101,13 +101,6 @@ file_is (const char *path, const char *text)
   assert_string_equal (buf, text);
 }
 
-static int
-count (void *opaque, const char *name)
-{
-  (*(int *) opaque)++;
-  return 0;
-}
-
 static void
 a_link_at_an_object_is_never_followed (void **state)
 {
@@ -125,7 +118,7 @@ a_link_at_an_object_is_never_followed (void **state)
   assert_int_equal (storage_stat (s, "packs/evil", &st), -1);
   assert_int_equal (errno, ELOOP);
   /* Listed as no object. */
-  assert_int_equal (storage_list (s, "", count, &n), 0);
+  assert_int_equal (storage_list (s, "", storage_contract_count, &n), 0);
   assert_int_equal (n, 0);
   /* A put replaces the link; what it pointed to is untouched. */
   assert_int_equal (storage_put (s, "packs/evil", "mine", 4, 0), 0);
@@ -158,9 +151,9 @@ a_link_at_a_directory_is_never_followed (void **state)
   assert_int_equal (access (outside ("elsewhere/p2"), F_OK), -1);
   assert_int_equal (storage_get (s, "packs/p1", 0, 1, &c), -1);
   assert_int_equal (errno, ELOOP);
-  assert_int_equal (storage_list (s, "packs/", count, &n), -1);
+  assert_int_equal (storage_list (s, "packs/", storage_contract_count, &n), -1);
   assert_int_equal (errno, ELOOP);
-  assert_int_equal (storage_list (s, "", count, &n), 0);
+  assert_int_equal (storage_list (s, "", storage_contract_count, &n), 0);
   assert_int_equal (n, 0);
   assert_int_equal (storage_delete (s, "packs/p1"), -1);
   file_is (outside ("elsewhere/p1"), "theirs");
@@ -196,7 +189,7 @@ a_failed_put_leaves_no_temp_file (void **state)
   char cmd[256];
   snprintf (cmd, sizeof cmd, "test -z \"$(ls -A %s)\"", at ("tmp"));
   assert_int_equal (system (cmd), 0);
-  assert_int_equal (storage_list (s, "", count, &n), 0);
+  assert_int_equal (storage_list (s, "", storage_contract_count, &n), 0);
   assert_int_equal (n, 1);
   local_destroy (s);
 }
@@ -217,9 +210,9 @@ the_backends_own_names_are_out_of_reach (void **state)
   assert_int_equal (errno, EINVAL);
   assert_int_equal (storage_get (s, "tmp/1-1.put", 0, 1, &c), -1);
   assert_int_equal (storage_delete (s, "lock"), -1);
-  assert_int_equal (storage_list (s, "", count, &n), 0);
+  assert_int_equal (storage_list (s, "", storage_contract_count, &n), 0);
   assert_int_equal (n, 0);
-  assert_int_equal (storage_list (s, "tmp/", count, &n), 0);
+  assert_int_equal (storage_list (s, "tmp/", storage_contract_count, &n), 0);
   assert_int_equal (n, 0);
   file_is (at ("lock"), "123\n");
   local_destroy (s);
@@ -359,22 +352,9 @@ main (int argc, char *argv[])
     cmocka_unit_test (a_writer_object_appears_whole_at_commit_and_never_after_abort),
     cmocka_unit_test (a_store_without_retention_refuses_to_extend_one),
   };
-  size_t nl = sizeof local / sizeof local[0];
-  size_t n = storage_contract_nr_tests + nl;
-  struct CMUnitTest *all = calloc (n, sizeof *all);
 
-  if (all == NULL)
-    return 1;
-  /* One TAP plan: the contract's tests, then the local backend's own. */
-  memcpy (all, storage_contract_tests,
-          storage_contract_nr_tests * sizeof *all);
-  memcpy (all + storage_contract_nr_tests, local, nl * sizeof *all);
-  cmocka_set_message_output (CM_OUTPUT_TAP);
-  if (argc > 1)
-    cmocka_set_test_filter (argv[1]);
   storage_contract.open = local_open_fresh;
   storage_contract.destroy = local_destroy;
-  int r = _cmocka_run_group_tests ("storage-local", all, n, NULL, NULL);
-  free (all);
-  return r;
+  return storage_contract_run ("storage-local", local, sizeof local / sizeof local[0],
+                               argc, argv);
 }
