@@ -30,6 +30,7 @@
 
 #include <libnbd.h>
 
+#include "bulk-mem.h"
 #include "cleanup.h"
 #include "first-error.h"
 #include "log.h"
@@ -44,10 +45,12 @@
  * about COPY_INFLIGHT_BYTES of them in flight (VMSHADOW_NBD_INFLIGHT
  * chunks): measured on a 2 GiB qcow2 through qemu-nbd, 4 MiB requests took
  * twice as long as 256 KiB ones (qemu-nbd faults in a fresh bounce buffer
- * per request). 16 MiB in flight is the depth that 4 chunks of 4 MiB gave:
- * 128 chunks of 128 KiB now. */
+ * per request). QEMU's NBD server (qemu-nbd and a backup job's export
+ * alike) works on at most 16 requests of a client at once, so 32 keep it
+ * busy with as many queued; 128 (16 MiB) bought nothing but buffers to
+ * fault in (issue 15: docs/performance.md, session 8). */
 #define COPY_REQUEST_KIB 256
-#define COPY_INFLIGHT_BYTES (UINT64_C (16) << 20)
+#define COPY_INFLIGHT_BYTES (UINT64_C (4) << 20)
 
 /* Block status is asked for windows of this many bytes (a whole number of
  * chunks). */
@@ -93,6 +96,7 @@ struct copy_pipeline {
   pthread_cond_t cond;          /* broadcast on every change below */
   struct copy_slot *slots;
   size_t nr_slots;
+  char *pool;                   /* the slots' buffers */
   size_t *free_slots, nr_free;  /* stack */
   size_t *ready, ready_head, nr_ready;  /* ring of filled slots */
   int end_of_input;
@@ -304,12 +308,15 @@ copy_pipeline_init (struct copy_pipeline *p, vms_repo *repo, vms_index *idx,
     vms_set_error (ENOMEM, "out of memory");
     return -1;
   }
+  /* One bulk buffer for all (bulk-mem.h: huge pages, issue 15). */
+  p->pool = vms_bulk_alloc (p->nr_slots * (size_t) VMS_CHUNK_SIZE);
+  if (p->pool == NULL) {
+    vms_set_error (ENOMEM, "out of memory for %zu chunk buffers", p->nr_slots);
+    return -1;
+  }
   for (size_t i = 0; i < p->nr_slots; i++) {
     p->slots[i].p = p;
-    if (posix_memalign ((void **) &p->slots[i].buf, 4096, VMS_CHUNK_SIZE) != 0) {
-      vms_set_error (ENOMEM, "out of memory for %zu chunk buffers", p->nr_slots);
-      return -1;
-    }
+    p->slots[i].buf = p->pool + i * (size_t) VMS_CHUNK_SIZE;
     p->free_slots[p->nr_free++] = i;
   }
   for (unsigned i = 0; i < workers; i++) {
@@ -337,9 +344,7 @@ copy_pipeline_finish (struct copy_pipeline *p)
   for (size_t i = 0; i < p->nr_threads; i++)
     pthread_join (p->threads[i], NULL);
   r = vms_first_error_raise (&p->error);
-  if (p->slots)
-    for (size_t i = 0; i < p->nr_slots; i++)
-      free (p->slots[i].buf);
+  free (p->pool);
   free (p->slots);
   free (p->free_slots);
   free (p->ready);
