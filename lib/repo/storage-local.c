@@ -127,7 +127,16 @@ struct local_writer {
 static int
 lw_append (struct storage_writer *w, const void *buf, size_t len)
 {
-  return vms_write_all (LWRITER (w)->fd, buf, len);
+  struct local_writer *lw = LWRITER (w);
+
+  if (vms_write_all (lw->fd, buf, len) == -1)
+    return -1;
+  /* A lazy put is made durable by the next sync: start writing it back
+   * now, so that the sync (a backup's commit) does not wait for all of
+   * it (issue 15). Advice only: errors show at the sync. */
+  if (lw->flags & STORAGE_PUT_LAZY)
+    sync_file_range (lw->fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+  return 0;
 }
 
 static int
