@@ -577,14 +577,15 @@ blob_open (vms_repo *repo, const struct vms_digest *d,
   return 0;
 }
 
+/* The content of chunk d (len bytes) into buf from its stored blob (the
+ * slen bytes at loc, in their envelope when encrypted; blob may be buf
+ * for a raw blob of a plain repository): opened, decompressed, and with
+ * verify re-hashed. */
 static int
-v2_read (vms_repo *repo, const struct vms_digest *d, void *buf, size_t len,
-         int verify, struct chunk_tls *t)
+v2_decode (vms_repo *repo, const struct vms_digest *d,
+           const struct pack_loc *loc, const uint8_t *blob, void *buf,
+           size_t len, int verify, struct chunk_tls *t)
 {
-  struct pack_loc loc;
-
-  if (v2_locate (repo, d, len, &loc) == -1)
-    return -1;
   if (repo->encrypted) {
     /* Authenticated, then (zstd) decompressed. GCM is the check here:
      * blob_open succeeds only for a blob sealed under K_enc for this
@@ -596,32 +597,62 @@ v2_read (vms_repo *repo, const struct vms_digest *d, void *buf, size_t len,
      * adds nothing against the storage; verify --deep still does it
      * (CHUNK_REDERIVE), for faults of the host that wrote the chunk. */
     int rederive = verify == CHUNK_REDERIVE;
-    uint8_t *sealed = tls_buffer (&t->sealed), *opened;
-    if (sealed == NULL || v2_read_blob (repo, d, len, &loc, sealed) == -1)
-      return -1;
-    if (loc.form == CHUNK_FORM_RAW)
-      return blob_open (repo, d, &loc, sealed, buf) == -1 ? -1
+    uint8_t *opened;
+    if (loc->form == CHUNK_FORM_RAW)
+      return blob_open (repo, d, loc, blob, buf) == -1 ? -1
         : rederive ? chunk_verify (repo, buf, len, d) : 0;
     if ((opened = tls_buffer (&t->opened)) == NULL ||
-        blob_open (repo, d, &loc, sealed, opened) == -1 ||
-        chunk_store_unpack (opened, loc.slen, buf, len, d) == -1)
+        blob_open (repo, d, loc, blob, opened) == -1 ||
+        chunk_store_unpack (opened, loc->slen, buf, len, d) == -1)
       return -1;
     return rederive ? chunk_verify (repo, buf, len, d) : 0;
   }
-  if (loc.form == CHUNK_FORM_RAW) {
-    if (v2_read_blob (repo, d, len, &loc, buf) == -1)
-      return -1;
+  if (loc->form == CHUNK_FORM_RAW) {
+    if (blob != buf)
+      memcpy (buf, blob, len);
   }
-  else {
-    uint8_t *io = tls_buffer (&t->io);
-    if (io == NULL)
-      return -1;
-    if (v2_read_blob (repo, d, len, &loc, io) == -1)
-      return -1;
-    if (chunk_store_unpack (io, loc.slen, buf, len, d) == -1)
-      return -1;
-  }
+  else if (chunk_store_unpack (blob, loc->slen, buf, len, d) == -1)
+    return -1;
   return verify ? chunk_verify (repo, buf, len, d) : 0;
+}
+
+static int
+v2_read (vms_repo *repo, const struct vms_digest *d, void *buf, size_t len,
+         int verify, struct chunk_tls *t)
+{
+  struct pack_loc loc;
+  uint8_t *blob;
+
+  if (v2_locate (repo, d, len, &loc) == -1)
+    return -1;
+  /* A raw blob of a plain repository is the content: read in place. */
+  if (repo->encrypted)
+    blob = tls_buffer (&t->sealed);
+  else
+    blob = loc.form == CHUNK_FORM_RAW ? buf : tls_buffer (&t->io);
+  if (blob == NULL || v2_read_blob (repo, d, len, &loc, blob) == -1)
+    return -1;
+  return v2_decode (repo, d, &loc, blob, buf, len, verify, t);
+}
+
+int
+chunk_store_check_at (vms_repo *repo, const struct vms_digest *d, size_t len,
+                      const struct pack_loc *loc, uint64_t pack_size,
+                      const uint8_t *blob, void *buf)
+{
+  if (loc->plen != len)
+    return corrupt (d, "holds %" PRIu32 " bytes, expected %zu", loc->plen,
+                    len);
+  if ((uint64_t) loc->offset + loc->slen + repo->blob_overhead > pack_size) {
+    errno = EBADMSG;
+    return pack_read_error (d, loc);
+  }
+  if (blob == NULL)
+    return 0;
+  struct chunk_tls *t = tls_get ();
+  if (t == NULL)
+    return -1;
+  return v2_decode (repo, d, loc, blob, buf, len, CHUNK_REDERIVE, t);
 }
 
 /* ---- either form ----

@@ -190,6 +190,17 @@ extern int chunk_store_check (vms_repo *repo, const struct vms_digest *d,
 #define CHUNK_REDERIVE 2
 extern int chunk_store_read (vms_repo *repo, const struct vms_digest *d,
                              void *buf, size_t len, int verify);
+/* verify of a version 2 repository a pack at a time (verify.c): chunk d
+ * of len bytes found at loc, checked as chunk_store_check would against
+ * its pack's size (pack_size; UINT64_MAX when the blob was read) and,
+ * with blob (its stored bytes, read by the caller) not NULL, read into
+ * buf as chunk_store_read with CHUNK_REDERIVE would. 0, or -1 with the
+ * same messages as those. */
+struct pack_loc;
+extern int chunk_store_check_at (vms_repo *repo, const struct vms_digest *d,
+                                 size_t len, const struct pack_loc *loc,
+                                 uint64_t pack_size, const uint8_t *blob,
+                                 void *buf);
 /* The verified content of chunk d (len bytes) in a buffer of this thread,
  * valid until its next call: successive small reads of one chunk (random
  * reads by offset) read and hash it once. NULL with the error set. */

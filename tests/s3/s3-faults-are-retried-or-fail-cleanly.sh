@@ -9,7 +9,8 @@
 # deep (read straight from the gateway). Multipart uploads (5 MiB parts):
 # a 12 MB pack goes in three parts and verifies deep and extracts; with
 # part 2 failing for good, the backup fails, its upload is aborted and
-# nothing is left pending or visible.
+# nothing is left pending or visible. verify --deep reads each pack in
+# one GET.
 set -uo pipefail
 vmshadow=$1
 . "$(dirname "$0")/s3-lib.sh"
@@ -84,8 +85,17 @@ grep -q "^POST /$bucket/r/packs/.*?uploads= ok$" "$tmp/proxy.log" || fail "no mu
 grep -q "^PUT /$bucket/r/packs/.*?partNumber=3&uploadId=.* ok$" "$tmp/proxy.log" || fail "no third part: $(cat "$tmp/proxy.log")"
 grep -q "^POST /$bucket/r/packs/.*?uploadId=.* ok$" "$tmp/proxy.log" || fail "no complete: $(cat "$tmp/proxy.log")"
 [ "$(nbackups)" = 2 ] || fail "the multipart backup is not listed"
-VMSHADOW_S3_ENDPOINT=$gateway "$vmshadow" --repo "$repo" verify --deep > "$tmp/out" 2>&1 ||
+# verify --deep reads each pack once (issue 14), not a GET per chunk:
+# counted through the proxy, passing everything.
+start_proxy "ok"
+"$vmshadow" --repo "$repo" verify --deep > "$tmp/out" 2>&1 ||
   fail "verify --deep after the multipart backup: $(cat "$tmp/out")"
+stop_proxy
+gets=$(grep -c "^GET /$bucket/r/packs/.* ok$" "$tmp/proxy.log")
+npacks=$(grep "^GET /$bucket/r/packs/" "$tmp/proxy.log" | cut -d' ' -f2 | sort -u | wc -l)
+[ "$npacks" -ge 2 ] && [ "$gets" = "$npacks" ] ||
+  fail "verify --deep made $gets GETs of $npacks packs: $(grep "^GET /$bucket/r/packs/" "$tmp/proxy.log")"
+echo "ok - verify --deep read each of the $npacks packs once ($(wc -l < "$tmp/proxy.log") requests in all)"
 id=$(VMSHADOW_S3_ENDPOINT=$gateway "$vmshadow" --repo "$repo" list --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["backups"][-1]["backup_id"])')
 rm -f "$tmp/data.out"
 VMSHADOW_S3_ENDPOINT=$gateway "$vmshadow" --repo "$repo" extract "$id" data "$tmp/app/data" --to "$tmp/data.out" > "$tmp/out" 2>&1 ||

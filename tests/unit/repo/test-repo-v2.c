@@ -382,10 +382,32 @@ verify_names_a_damaged_blob_and_a_missing_pack (void **state)
   assert_true (lines_contain (&l, "offset 131072: chunk"));
   assert_true (lines_contain (&l, "is corrupt (hash mismatch)"));
   lines_free (&l);
+  /* Checked a pack at a time (issue 14), a bad chunk is still said at
+   * every place that uses it: b2 holds the same data. */
+  make_backup (r, "b2", data, n);
+  assert_int_equal (vms_repo_verify (rd, NULL, 1, collect, &l), 2);
+  assert_true (lines_contain (&l, "backup b1, component web01"));
+  assert_true (lines_contain (&l, "backup b2, component web01"));
+  lines_free (&l);
+  /* Cut short in the second blob: the pack's one read fails, and each of
+   * its chunks is then read alone, so the first still passes and the
+   * other two are named, in both backups. */
+  assert_int_equal (truncate (pack, 4096 + CS + 100), 0);
+  vms_repo_close (rd);
+  rd = vms_repo_open (repo_dir, 0);
+  assert_int_equal (vms_repo_verify (rd, NULL, 1, collect, &l), 4);
+  assert_true (lines_contain (&l, "shorter than the index says"));
+  assert_false (lines_contain (&l, "offset 0: chunk"));
+  assert_true (lines_contain (&l, "offset 262144: chunk"));
+  lines_free (&l);
+  assert_int_equal (vms_repo_verify (rd, NULL, 0, collect, &l), 4);
+  assert_true (lines_contain (&l, "shorter than the index says"));
+  assert_false (lines_contain (&l, "offset 0: chunk"));
+  lines_free (&l);
   assert_int_equal (unlink (pack), 0);
   vms_repo_close (rd);
   rd = vms_repo_open (repo_dir, 0);
-  assert_int_equal (vms_repo_verify (rd, NULL, 0, collect, &l), 3);
+  assert_int_equal (vms_repo_verify (rd, NULL, 0, collect, &l), 6);
   assert_true (lines_contain (&l, "is missing (its pack packs/"));
   lines_free (&l);
   vms_repo_close (rd);
