@@ -84,6 +84,8 @@ cp "$WORK/proxy.log" "$WORK/backup.requests"
 : > "$WORK/proxy.log"
 "$VMS" --repo "s3://$bucket/counted" verify --deep > /dev/null
 nv=$(wc -l < "$WORK/proxy.log")
+npg=$(grep -c "^GET /$bucket/counted/packs/" "$WORK/proxy.log" || true)
+cp "$WORK/proxy.log" "$WORK/verify.requests"
 kill "$proxy_pid"; wait "$proxy_pid" 2>/dev/null || true; proxy_pid=
 
 gib=$(echo "scale=6; $stored / 1073741824" | bc -l)
@@ -98,4 +100,4 @@ echo "| verify --deep, S3 | $(printf %.2f "${T[s3_verify]}") | $(ratio "${T[s3_v
 echo
 echo "stored: $stored bytes of packs ($(printf %.3f "$gib") GiB)"
 echo "backup: $nb requests, $(printf %.0f "$(echo "$nb / $gib" | bc -l)") per GiB stored ($(awk '{print $1}' "$WORK/backup.requests" | sort | uniq -c | tr '\n' ' '))"
-echo "verify --deep: $nv requests, $(printf %.0f "$(echo "$nv / $gib" | bc -l)") per GiB verified"
+echo "verify --deep: $nv requests, $(printf %.0f "$(echo "$nv / $gib" | bc -l)") per GiB verified ($(awk '{print $1}' "$WORK/verify.requests" | sort | uniq -c | tr '\n' ' ')); of them $npg GETs of packs, $(printf %.0f "$(echo "$npg / $gib" | bc -l)") per GiB"
