@@ -10,7 +10,7 @@
 # a 12 MB pack goes in three parts and verifies deep and extracts; with
 # part 2 failing for good, the backup fails, its upload is aborted and
 # nothing is left pending or visible. verify --deep reads each pack in
-# one GET.
+# one GET. A sync into S3 through the same faults completes.
 set -uo pipefail
 vmshadow=$1
 . "$(dirname "$0")/s3-lib.sh"
@@ -52,6 +52,20 @@ for a in 503 reset cut slow2; do
 done
 echo "ok - init, backup, verify --deep and extract succeed through $(grep -vc ' ok$' "$tmp/proxy.log") injected faults in $(wc -l < "$tmp/proxy.log") requests (503, reset, cut answer, 2 s delay)"
 stop_proxy
+
+# sync (issue 14) through the same faults: a local repository's backup
+# into another S3 repository completes and the copy verifies deep.
+"$vmshadow" --repo "$tmp/local" backup > "$tmp/out" 2>&1 || fail "local backup: $(cat "$tmp/out")"
+start_proxy "ok,503,ok,reset,ok,cut,ok,ok,ok,slow2,ok,ok"
+"$vmshadow" sync --json "$tmp/local" "s3://$bucket/copy" > "$tmp/out" 2>&1 || fail "sync through faults: $(cat "$tmp/out")"
+stop_proxy
+for a in 503 reset cut slow2; do
+  grep -q " $a\$" "$tmp/proxy.log" || fail "no request of the sync met '$a': $(cat "$tmp/proxy.log")"
+done
+python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["backups_synced"] == 1, d' "$tmp/out" ||
+  fail "sync through faults: $(cat "$tmp/out")"
+VMSHADOW_S3_ENDPOINT=$gateway "$vmshadow" --repo "s3://$bucket/copy" verify --deep > "$tmp/out" 2>&1 || fail "verify --deep of the synced copy: $(cat "$tmp/out")"
+echo "ok - sync into S3 completes through $(grep -vc ' ok$' "$tmp/proxy.log") injected faults in $(wc -l < "$tmp/proxy.log") requests; the copy verifies deep"
 
 # Down for good after a few requests of the next backup: it fails, says
 # why, and nothing of it is visible.
