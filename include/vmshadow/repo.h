@@ -172,6 +172,13 @@ extern VMS_API int vms_repo_read (vms_repo *repo, const vms_index *idx, void *bu
 
 /* ---- writing a backup ---- */
 
+/* Load now what storing chunks needs (format 2: the table of stored
+ * chunks, read from every index segment), which the first chunk stored
+ * would load otherwise — e.g. while a snapshot is being taken (issue 15).
+ * Needs VMS_REPO_WRITE; not to be called while another thread uses repo.
+ * 0, or -1 with the error set. */
+extern VMS_API int vms_repo_prepare_store (vms_repo *repo);
+
 /* Needs VMS_REPO_WRITE. backup_id: 1 to 128 characters of
  * [A-Za-z0-9._:-], not starting with '.' (EINVAL otherwise); EEXIST if a
  * backup of that id exists. */

@@ -866,6 +866,20 @@ pack_lookup_dedup (vms_repo *repo, const struct vms_digest *d,
 }
 
 int
+pack_preload (vms_repo *repo)
+{
+  struct repo_packs *rp = packs_get (repo);
+  int r;
+
+  if (rp == NULL)
+    return -1;
+  pthread_mutex_lock (&rp->lock);
+  r = ensure_loaded (repo, rp);
+  pthread_mutex_unlock (&rp->lock);
+  return r;
+}
+
+int
 pack_reload (vms_repo *repo)
 {
   struct repo_packs *rp = packs_get (repo);

@@ -388,6 +388,8 @@ extern int pack_read_blob (vms_repo *repo, const struct pack_loc *loc,
  * gone: a gc repacked it meanwhile). Not while this process has chunks
  * not yet put (then 0 and nothing changes). */
 extern int pack_reload (vms_repo *repo);
+/* Load the repository index unless loaded (vms_repo_prepare_store). */
+extern int pack_preload (vms_repo *repo);
 /* Put the open pack and its segment (a commit does, before its
  * manifest); fails if any pack of this process failed to be stored. */
 extern int pack_flush (vms_repo *repo);

@@ -208,6 +208,15 @@ creation_protection (vms_repo *repo)
 }
 
 int
+vms_repo_prepare_store (vms_repo *repo)
+{
+  if (repo_need_write (repo, "prepare to store chunks") == -1)
+    return -1;
+  /* Format 1 has no table to load: a chunk is a file. */
+  return repo->version >= 2 ? pack_preload (repo) : 0;
+}
+
+int
 repo_need_write (vms_repo *repo, const char *what)
 {
   if (repo->lock_fd >= 0 || repo->session)
