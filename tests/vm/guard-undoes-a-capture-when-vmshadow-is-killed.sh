@@ -7,7 +7,8 @@
 #   - thawed the guest (guest-fsfreeze-status "thawed"),
 #   - resumed the paused VM (running, not rebooted),
 #   - left no backup job and no checkpoint of the session on either VM,
-#   - removed the state file;
+#   - removed the state file and the backup jobs' scratch files (made by
+#     vmshadow before the freeze, so libvirt does not remove them);
 # and a VM it was not told about (paused by the test) is still paused.
 . "$(dirname "$0")/lib.sh"
 lab_init
@@ -76,6 +77,14 @@ lab_ok "within $(elapsed) s of the kill: $frz thawed, $ss running, no job, no vm
 
 left=$(find "$LAB_WORK/state" -name memory.state)
 [ -z "$left" ] || lab_fail "state file left: $left"
+# The scratch files go once the guard has seen the job end (the same pass).
+for i in $(seq 50); do
+    left=$(find "$LAB_WORK/state" -path '*/scratch-*')
+    [ -z "$left" ] && break
+    sleep 0.1
+done
+[ -z "$left" ] || lab_fail "scratch files left 5 s after the undo: $left"
+lab_ok "no scratch files left"
 lab_assert_eq "state of $other (not in the backup)" "$(virsh -q domstate "$other")" paused
 lab_assert_eq "boots of $ss" "$(grep -c 'sysinit done' "$LAB_WORK/$ss.console")" 1
 grep -q 'vmshadow went away' "$LAB_WORK/backup.err" ||

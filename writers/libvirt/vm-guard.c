@@ -309,9 +309,10 @@ safe_field (const char *s)
 int
 vm_guard_arm (struct vm_writer *w, struct vm_entry *vm)
 {
-  if (!safe_field (vm->socket) || !safe_field (vm->checkpoint)) {
-    vms_set_error (EINVAL, "the socket path or checkpoint name holds a tab "
-                   "or newline");
+  if (!safe_field (vm->socket) || !safe_field (vm->checkpoint) ||
+      !safe_field (vm->scratch_dir)) {
+    vms_set_error (EINVAL, "the socket path, scratch directory or "
+                   "checkpoint name holds a tab or newline");
     return -1;
   }
   if (guard_get (w, vm) == -1)
@@ -319,6 +320,9 @@ vm_guard_arm (struct vm_writer *w, struct vm_entry *vm)
   if (vm->socket &&
       guard_say (vm->guard, "job", vm->uuid, vm->socket,
                  vm->checkpoint ? vm->checkpoint : "-") == -1)
+    return -1;
+  if (vm->scratch_dir &&
+      guard_say (vm->guard, "scratch", vm->uuid, vm->scratch_dir, NULL) == -1)
     return -1;
   if (vm->method == VM_METHOD_ONLINE &&
       guard_say (vm->guard, "freeze", vm->uuid, NULL, NULL) == -1)

@@ -368,8 +368,8 @@ make_scratch (struct online_job *j)
 }
 
 /* The scratch files, once no job of ours can use them. (When vmshadow is
- * killed, the guard ends the job and they stay in the session's scratch
- * directory.) */
+ * killed, the guard ends the job and removes them: vm_guard_arm tells it
+ * the scratch directory.) */
 static void
 remove_scratch (struct vm_entry *vm)
 {

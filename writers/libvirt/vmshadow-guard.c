@@ -16,6 +16,9 @@
  *                                      may begin, with that new checkpoint
  *                                      ("-" for none)
  *             file <uuid> <path>       a saved-state file of this session
+ *             scratch <uuid> <dir>     the directory of the job's scratch
+ *                                      files, made by vmshadow (issue 15:
+ *                                      libvirt no longer removes them)
  *             maint <uuid> <resource> <nvpair-id>|- =<value>|-
  *                                      vmshadow sets maintenance=true on
  *                                      this Pacemaker resource (issue 18):
@@ -35,13 +38,14 @@
  * per VM, through its own connection: thaw the guest, resume the VM it
  * paused, abort the backup job if the domain's job serves our socket,
  * delete our checkpoint (its name is unique to the session), remove the
- * state file — then once more a second later (a request vmshadow sent just
+ * state file and, once no job of ours uses them, the scratch files — then once more a second later (a request vmshadow sent just
  * before it died may reach libvirtd after the first pass); then, the VM
  * back in its state, it puts the resource's maintenance attribute back
  * and removes the pin (vm-cluster.c), and exits.
  * It never touches a VM, job or checkpoint it was not told about.
  */
 #include <errno.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
@@ -66,7 +70,7 @@
 struct guard_vm {
   char *uuid;
   int frozen, paused;
-  char *socket, *checkpoint, *file;
+  char *socket, *checkpoint, *file, *scratch;
   char *maint_rsc, *maint_nvpair, *maint_value;   /* maint armed: rsc set */
   char *pin_rsc;
   virConnectPtr conn;
@@ -150,7 +154,8 @@ static void
 vm_forget (struct guard_vm *vm)
 {
   free (vm->socket); free (vm->checkpoint); free (vm->file);
-  vm->socket = vm->checkpoint = vm->file = NULL;
+  free (vm->scratch);
+  vm->socket = vm->checkpoint = vm->file = vm->scratch = NULL;
   vm->frozen = vm->paused = 0;
   free (vm->maint_rsc); free (vm->maint_nvpair); free (vm->maint_value);
   free (vm->pin_rsc);
@@ -161,7 +166,7 @@ static int
 vm_armed (const struct guard_vm *vm)
 {
   return vm->frozen || vm->paused || vm->socket || vm->checkpoint ||
-    vm->file || vm->maint_rsc || vm->pin_rsc;
+    vm->file || vm->scratch || vm->maint_rsc || vm->pin_rsc;
 }
 
 /* One line of the protocol. Returns 1 for "exit". */
@@ -203,6 +208,10 @@ handle_line (char *line)
     free (vm->file);
     vm->file = xstrdup (f[2]);
   }
+  else if (strcmp (f[0], "scratch") == 0 && n == 3) {
+    free (vm->scratch);
+    vm->scratch = xstrdup (f[2]);
+  }
   else if (strcmp (f[0], "maint") == 0 && n == 5) {
     free (vm->maint_rsc); free (vm->maint_nvpair); free (vm->maint_value);
     vm->maint_rsc = xstrdup (f[2]);
@@ -236,6 +245,30 @@ job_is_ours (virDomainPtr dom, const char *socket)
   int r = xml != NULL && strstr (xml, socket) != NULL;
   free (xml);
   return r;
+}
+
+/* The job's scratch directory, made by vmshadow under its state
+ * directory: the files in it removed (unlinkat never follows a link),
+ * then the directory itself. */
+static void
+remove_scratch (struct guard_vm *vm)
+{
+  int dfd = open (vm->scratch, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  DIR *d;
+  struct dirent *e;
+
+  if (dfd == -1)
+    return;
+  if ((d = fdopendir (dfd)) == NULL) {
+    close (dfd);
+    return;
+  }
+  while ((e = readdir (d)) != NULL)
+    if (strcmp (e->d_name, ".") != 0 && strcmp (e->d_name, "..") != 0)
+      unlinkat (dfd, e->d_name, 0);
+  closedir (d);
+  if (rmdir (vm->scratch) == 0)
+    say ("vm %s: removed the scratch files in %s", vm->uuid, vm->scratch);
 }
 
 static void
@@ -298,6 +331,8 @@ undo_once (struct guard_vm *vm, virDomainPtr dom, long long deadline,
   }
   if (vm->file && unlink (vm->file) == 0)
     say ("vm %s: removed %s", vm->uuid, vm->file);
+  if (vm->scratch && (vm->socket == NULL || !job_is_ours (dom, vm->socket)))
+    remove_scratch (vm);
   if (vm->socket && !job_is_ours (dom, vm->socket)) {
     /* The session's socket directory, once no job serves it. */
     char *dir = strdup (vm->socket), *slash = dir ? strrchr (dir, '/') : NULL;
@@ -356,6 +391,8 @@ undo_thread (void *arg)
     say ("vm %s: no such domain any more", vm->uuid);
     if (vm->file)
       unlink (vm->file);
+    if (vm->scratch)
+      remove_scratch (vm);
     undo_cluster (vm);
     return NULL;
   }
