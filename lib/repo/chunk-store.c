@@ -480,6 +480,23 @@ pack_read_error (const struct vms_digest *d, const struct pack_loc *loc)
   return -1;
 }
 
+/* Whether the blob at loc can be chunk d of len bytes (0: any) in a pack
+ * of pack_size bytes (UINT64_MAX: not known): 0, or -1 with the error
+ * naming the chunk. */
+static int
+v2_blob_fits (vms_repo *repo, const struct vms_digest *d, size_t len,
+              const struct pack_loc *loc, uint64_t pack_size)
+{
+  if (len && loc->plen != len)
+    return corrupt (d, "holds %" PRIu32 " bytes, expected %zu", loc->plen,
+                    len);
+  if ((uint64_t) loc->offset + loc->slen + repo->blob_overhead > pack_size) {
+    errno = EBADMSG;
+    return pack_read_error (d, loc);
+  }
+  return 0;
+}
+
 /* Where chunk d is, for a chunk of len bytes (0: any): 0, or -1 with
  * "chunk HEX is missing" (ENOENT) or corrupt. */
 static int
@@ -496,10 +513,7 @@ v2_locate (vms_repo *repo, const struct vms_digest *d, size_t len,
     vms_set_error (ENOENT, "chunk %s is missing", hex);
     return -1;
   }
-  if (len && loc->plen != len)
-    return corrupt (d, "holds %" PRIu32 " bytes, expected %zu", loc->plen,
-                    len);
-  return 0;
+  return v2_blob_fits (repo, d, len, loc, UINT64_MAX);
 }
 
 static int
@@ -521,11 +535,7 @@ v2_check (vms_repo *repo, const struct vms_digest *d, size_t len)
       return 0;
     return pack_read_error (d, &loc);
   }
-  if ((uint64_t) loc.offset + loc.slen + repo->blob_overhead > st.size) {
-    errno = EBADMSG;
-    return pack_read_error (d, &loc);
-  }
-  return 0;
+  return v2_blob_fits (repo, d, 0, &loc, st.size);
 }
 
 /* The blob of d into dst: a pack gone since the index was loaded (a gc
@@ -640,13 +650,8 @@ chunk_store_check_at (vms_repo *repo, const struct vms_digest *d, size_t len,
                       const struct pack_loc *loc, uint64_t pack_size,
                       const uint8_t *blob, void *buf)
 {
-  if (loc->plen != len)
-    return corrupt (d, "holds %" PRIu32 " bytes, expected %zu", loc->plen,
-                    len);
-  if ((uint64_t) loc->offset + loc->slen + repo->blob_overhead > pack_size) {
-    errno = EBADMSG;
-    return pack_read_error (d, loc);
-  }
+  if (v2_blob_fits (repo, d, len, loc, pack_size) == -1)
+    return -1;
   if (blob == NULL)
     return 0;
   struct chunk_tls *t = tls_get ();
