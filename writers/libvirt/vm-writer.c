@@ -648,6 +648,20 @@ record_thin_pool (vms_component *c, const char *path)
   return vms_component_set_string (c, key, pool);
 }
 
+/* Whether a VM of "every VM" (none named) was undefined between the
+ * listing and its Identify: then it is left out, as if it had not been
+ * listed — a busy host (a cluster, transient VMs) defines and undefines
+ * VMs at any time. A VM named on the command line that goes fails. */
+static int
+gone_meanwhile (const struct vm_writer *w, const char *name)
+{
+  if (w->wanted.len != 0 || virGetLastErrorCode () != VIR_ERR_NO_DOMAIN)
+    return 0;
+  vms_debug ("vm writer: vm \"%s\" was undefined after the host's VMs were "
+             "listed: left out", name);
+  return 1;
+}
+
 /* One VM → one component (R7). */
 static int
 identify_one (struct vm_writer *w, vms_call *call, virDomainPtr dom)
@@ -670,6 +684,8 @@ identify_one (struct vm_writer *w, vms_call *call, virDomainPtr dom)
   vm->dom = dom;
   if (virDomainGetUUIDString (dom, uuid) == -1 ||
       virDomainGetState (dom, &st, &why, 0) == -1) {
+    if (gone_meanwhile (w, name))
+      goto gone;
     vms_call_fail (call, VMS_FAILURE_RETRYABLE, "vm \"%s\": cannot read its "
                    "state: %s", name, vm_virt_error ());
     goto fail;
@@ -680,6 +696,8 @@ identify_one (struct vm_writer *w, vms_call *call, virDomainPtr dom)
   xml = virDomainGetXMLDesc (dom, vm->state_before == VM_STATE_OFF
                              ? VIR_DOMAIN_XML_INACTIVE : 0);
   if (xml == NULL) {
+    if (gone_meanwhile (w, name))
+      goto gone;
     vms_call_fail (call, VMS_FAILURE_RETRYABLE, "vm \"%s\": cannot read its "
                    "XML: %s", name, vm_virt_error ());
     goto fail;
@@ -888,6 +906,9 @@ identify_one (struct vm_writer *w, vms_call *call, virDomainPtr dom)
   else
     virDomainFree (dom);
   return -1;
+ gone:
+  entry_free (vm);              /* (frees dom) */
+  return 0;
 }
 
 /* Pacemaker's CIB, asked beside the VMs' agents (issue 15: cibadmin takes
