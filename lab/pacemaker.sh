@@ -155,6 +155,11 @@ EOF
 
 start() {
     mkdir -p "$DIR" "$RUN" || die "cannot create $DIR or $RUN"
+    # One start at a time: tests that run side by side both start the
+    # cluster, and a second corosync exits on the first one's port. (The
+    # daemons do not keep fd 8: lab/detached closes it.)
+    exec 8>"$DIR/.start-lock"
+    flock 8
     ensure_packages
     local p
     p=$(foreign corosync "$COROSYNC_PID"; foreign pacemakerd "$PACEMAKERD_PID")
