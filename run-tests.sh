@@ -48,7 +48,10 @@ python3 -c 'import json, sys; rc = int(sys.argv[1]); print(json.dumps({"name": "
 run_suites build-asan -Dwerror=true -Db_sanitize=address,undefined \
   -Db_lundef=false -- unit component fuzz
 
-# Count the results of both runs from meson's JSON logs.
+# Count the results of both runs from meson's JSON logs. Each failure's
+# last lines are repeated here, at the end, where a reader of only the tail
+# of a long log (CI's summary) sees why it failed.
+failures=$(mktemp)
 read -r passed failed skipped < <(
   cat build-test/meson-logs/testlog.json build-test/meson-logs/testlog-valgrind.json \
       build-test/meson-logs/testlog-package.json \
@@ -56,12 +59,19 @@ read -r passed failed skipped < <(
   python3 -c '
 import json, sys
 p = f = s = 0
-for line in sys.stdin:
-    r = json.loads(line)["result"]
-    if r in ("OK", "EXPECTEDFAIL"): p += 1
-    elif r == "SKIP": s += 1
-    else: f += 1
-print(p, f, s)')
+with open(sys.argv[1], "w") as out:
+    for line in sys.stdin:
+        t = json.loads(line)
+        r = t["result"]
+        if r in ("OK", "EXPECTEDFAIL"): p += 1
+        elif r == "SKIP": s += 1
+        else:
+            f += 1
+            tail = (t.get("stdout", "") + t.get("stderr", "")).splitlines()[-12:]
+            out.write("---- %s: %s ----\n" % (r, t["name"]))
+            out.writelines("  " + l + "\n" for l in tail)
+print(p, f, s)' "$failures")
+cat "$failures"; rm -f "$failures"
 passed=${passed:-0}; failed=${failed:-0}; skipped=${skipped:-0}
 if [ "$status" -ne 0 ] && [ "$failed" -eq 0 ]; then
   failed=1          # a build failed, so tests that should have run did not

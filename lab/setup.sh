@@ -137,7 +137,13 @@ done
 # ---------------------------------------------------------------- daemons
 export LIBVIRT_DEFAULT_URI=qemu:///system
 
-pid_alive() { [ -s "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+# The process of a pid file is alive and is that program: a pid file left by
+# a killed daemon may name a pid that another process has since been given.
+pid_alive() {   # PIDFILE PROGRAM
+    local pid
+    [ -s "$1" ] && pid=$(cat "$1") && [[ $pid =~ ^[0-9]+$ ]] &&
+        [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "$2" ]
+}
 
 libvirt_answers() { timeout 10 virsh -q version >/dev/null 2>&1; }
 
@@ -182,7 +188,7 @@ qemu_runs_as_root() {
 # running (libvirtd reconnects to them).
 stop_our_libvirtd() {
     local pid i
-    pid_alive /run/libvirtd.pid ||
+    pid_alive /run/libvirtd.pid libvirtd ||
         die "the running libvirtd runs QEMU as root (from an older qemu.conf) and was not started by lab/setup.sh (no live /run/libvirtd.pid); restart it yourself (systemctl restart libvirtd), then rerun lab/setup.sh"
     pid=$(cat /run/libvirtd.pid)
     say "restarting libvirtd (pid $pid) for the new qemu.conf"
@@ -229,12 +235,12 @@ start_daemons() {
             --shell /usr/sbin/nologin libvirt-qemu ||
         die "cannot create user libvirt-qemu"
     mkdir -p /var/log/libvirt/qemu /var/lib/libvirt/qemu /var/cache/libvirt /run/libvirt
-    if ! pid_alive /run/virtlogd.pid; then
+    if ! pid_alive /run/virtlogd.pid virtlogd; then
         say "starting virtlogd"
         run "virtlogd -d" "$LAB_DIR/detached" virtlogd -d ||
             die "virtlogd did not start (output above); run 'virtlogd -v' to see why, fix it, then rerun lab/setup.sh"
     fi
-    if pid_alive /run/libvirtd.pid; then
+    if pid_alive /run/libvirtd.pid libvirtd; then
         die "libvirtd (pid $(cat /run/libvirtd.pid)) runs but does not answer on qemu:///system; stop it (kill $(cat /run/libvirtd.pid)) and rerun lab/setup.sh"
     fi
     say "starting libvirtd"

@@ -81,7 +81,7 @@ lab_init() {
     # QEMU (group LAB_QEMU_GID) may create the sockets of the lab's own
     # backup jobs here, as an admin would allow another tool's.
     chgrp "$LAB_QEMU_GID" "$LAB_WORK" && chmod 0775 "$LAB_WORK"
-    echo "$LAB_NAME $$" >"$LAB_WORK/owner"
+    echo "$LAB_NAME $$ $(lab__started $$)" >"$LAB_WORK/owner"
     lab__reap_killed
     trap lab__on_exit EXIT
     trap 'exit 143' TERM
@@ -105,18 +105,41 @@ lab__undo_push() {
     printf '%s\n' "$*" >>"$LAB_WORK/undo"
 }
 
+# lab__started PID: when the process started (clock ticks since boot, field
+# 22 of /proc/PID/stat, read after the ')' that ends its name).
+lab__started() {
+    local stat
+    stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 0
+    stat=${stat##*) }
+    awk '{ print $20 }' <<<"$stat"
+}
+
 # lab__reap_killed: undo what tests killed before their cleanup left: work
 # dirs whose owner process is gone (a test that exits removes its work dir,
 # or marks it "kept" under VMSLAB_KEEP=1). Live owners are never touched,
-# so tests running beside this one keep what they made.
+# so tests running beside this one keep what they made.  An owner is its pid
+# and its start time: a test killed with the machine's session leaves a pid
+# that a later process may have been given (seen in CI: a work dir whose pid
+# was reused was never reaped, and its VMs were left).
 lab__reap_killed() {
-    local dir name pid line i
+    # The undo goes on past what is already gone (virsh destroy of a shut-off
+    # domain fails): errexit, which the tests run with, is off here only.
+    # (Seen in CI: with it on, the reaper exited the test that called it at
+    # its first such step, and the mark it then used kept every later reaper
+    # away.)
+    local -
+    set +e
+    local dir name pid started line i lock
     local -a undo
     for dir in "$LAB_WORKROOT/$LAB_PREFIX"*; do
         [ -f "$dir/owner" ] && [ ! -e "$dir/kept" ] && [ "$dir" != "$LAB_WORK" ] || continue
-        read -r name pid <"$dir/owner" || continue
-        [[ $pid =~ ^[0-9]+$ ]] && ! kill -0 "$pid" 2>/dev/null || continue
-        mkdir "$dir/.reaping" 2>/dev/null || continue    # one reaper per dir
+        read -r name pid started <"$dir/owner" || continue
+        [[ $pid =~ ^[0-9]+$ ]] || continue
+        kill -0 "$pid" 2>/dev/null && [ "$(lab__started "$pid")" = "${started:-}" ] && continue
+        # One reaper per dir: a lock, not a mark, so that a reaper killed
+        # mid-way does not keep the next one away.
+        exec {lock}<"$dir/owner" || continue
+        flock -n "$lock" || { exec {lock}<&-; continue; }
         lab_log "reaping what $name (pid $pid) left behind: it was killed before its cleanup ran"
         undo=()
         [ -f "$dir/undo" ] && mapfile -t undo <"$dir/undo"
@@ -126,6 +149,7 @@ lab__reap_killed() {
             lab__undo_one $line
         done
         rm -rf "$dir"
+        exec {lock}<&-
     done
 }
 
