@@ -113,7 +113,17 @@ sync_backup (vms_repo *src, vms_repo *dst, const char *id, int same,
   /* Packs and their segments first, the backup's objects after, the
    * manifest last. */
   if (ok)
-    ok = pack_flush (dst) == 0 && manifest_store_v2 (dst, m, idx) == 0;
+    ok = pack_flush (dst) == 0;
+  /* Rule 1 (issue 12), as a backup's commit: only a session whose lease
+   * nobody can have seen expired may publish (gc may since have deleted
+   * packs of DST whose chunks this backup names). */
+  if (ok && dst->session && lease_ok (dst->session) == -1) {
+    vms_set_error (vms_get_errno (), "%s (backup %s is not committed)",
+                   vms_get_error (), id);
+    ok = 0;
+  }
+  if (ok)
+    ok = manifest_store_v2 (dst, m, idx) == 0;
   for (size_t f = 0; f < nf; f++)
     vms_index_free (idx[f]);
   free (idx);
