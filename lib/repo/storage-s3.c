@@ -1437,8 +1437,13 @@ storage_s3_open (const char *spec)
     snprintf (prefix, sizeof prefix, "%s/", p);
   }
 
-  /* Both libraries' global state, before any thread may use them. */
-  curl_global_init (CURL_GLOBAL_DEFAULT);
+  /* Both libraries' global state, before any thread may use them.
+   * (libcurl is loaded here, at its first use: curl-dl.c.) */
+  if (curl_global_init (CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+    vms_set_error (ELIBACC, "s3://%s: cannot load or initialize libcurl "
+                   "(libcurl.so.4), which the S3 backend needs", spec);
+    return NULL;
+  }
   xmlInitParser ();
   c.bucket = bucket;
   /* 1. VMSHADOW_S3_*, 2. AWS_*: the key id and secret as a pair. */

@@ -1,7 +1,9 @@
 /* A shared library opened at the first call of one of its functions
  * (issue 15): lib/repo/rados-dl.c and writers/libvirt/rbd-dl.c define the
  * functions vmshadow uses of librados and librbd as forwarders, so that a
- * run that never touches Ceph never maps its libraries.
+ * run that never touches Ceph never maps its libraries; lib/repo/curl-dl.c
+ * and lib/guestfiles/guestfs-dl.c do the same for libcurl (S3) and
+ * libguestfs (files, mount).
  *
  *   static struct vms_lazy_lib rados = { "librados.so.2" };
  *   int rados_connect (rados_t c) { VMS_LAZY_FORWARD_INT (&rados, rados_connect, c); }
@@ -44,5 +46,10 @@ extern void *vms_lazy_lib_sym (struct vms_lazy_lib *lib, const char *name);
        return real ? real (__VA_ARGS__) : -ELIBACC; } while (0)
 #define VMS_LAZY_FORWARD_VOID(lib, fn, ...) \
   do { VMS_LAZY_RESOLVE (lib, fn); if (real) real (__VA_ARGS__); } while (0)
+/* For a function whose failure is another value (NULL, -1, an error
+ * code of the library's own). */
+#define VMS_LAZY_FORWARD_OR(lib, fn, fail, ...) \
+  do { VMS_LAZY_RESOLVE (lib, fn); \
+       return real ? real (__VA_ARGS__) : (fail); } while (0)
 
 #endif /* VMS_LAZY_LIB_H */
