@@ -118,6 +118,9 @@ static const struct cmd_option verify_opts[] = {
   { OPT_DEEP, "--deep", "read and re-hash every chunk" },
   { OPT_SAMPLE, "--sample PERCENT", "check a random PERCENT (1-100) of the chunks,\n"
     "a different one each run" },
+  { OPT_INSTANT, "--resume", "finish an interrupted verify (same BACKUP,\n"
+    "--deep, --sample): packs it checked are not\n"
+    "read again, its damage is reported again" },
   { OPT_BOOT, "--boot", "boot a throw-away copy of each VM of BACKUP\n"
     "(no network) until its guest agent answers; the\n"
     "result is recorded beside the backup (issue 16)" },

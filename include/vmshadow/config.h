@@ -120,6 +120,10 @@ extern VMS_API int vms_config_job_lock_kind (const struct vms_config_job *job,
  * then renamed). put: 0 or -1 with the error set. get: the text (free it),
  * or NULL: never recorded (errno ENOENT, no error set) or unreadable (the
  * error set). */
+/* The state directory ($VMSHADOW_STATE_DIR, else /var/lib/vmshadow/state;
+ * made 0700 if missing with create), opened, its name in *name; -1 with
+ * the error set (not when it is missing without create: errno ENOENT). */
+extern VMS_API int vms_config_state_dir (int create, const char **name);
 extern VMS_API int vms_config_job_note_put (const struct vms_config_job *job,
                                             const char *kind, const char *text);
 extern VMS_API char *vms_config_job_note_get (const struct vms_config_job *job,

@@ -317,6 +317,46 @@ extern VMS_API int vms_repo_verify_sample (vms_repo *repo, const char *backup_id
                                            vms_repo_report_fn report,
                                            void *opaque);
 
+/* A verify that can be resumed (issue 12; docs/repository-format.md
+ * "Resuming a verify"): version 2 with its key records its progress on
+ * the host, in state_dirfd's verify/<repository id>.json (written aside
+ * and renamed, at most every save_ms and after the last pack; removed
+ * when the verify ends): the selection (backup, deep, percent, the
+ * sample's key), a hash of the chunks to check and where they are, the
+ * last pack (in pack id order) all of whose chunks were checked, and the
+ * bad chunks found so far. With resume, a recorded verify of the same
+ * selection over the same chunks continues: its packs checked already are
+ * not read again, the bad chunks it found are reported again (marked
+ * "found before the interruption"). A record of another selection is
+ * refused (EINVAL); a repository that changed since (other chunks or
+ * places: a backup committed or pruned, gc) or no record starts from the
+ * beginning, saying so in note. Another verify of the repository on this
+ * host holding the record: resume fails (EWOULDBLOCK), without resume
+ * nothing is recorded (note says so); likewise a state directory that
+ * cannot be written. Version 1 and the keyless structure check record
+ * nothing and refuse resume (EINVAL). */
+struct vms_verify_run {
+  /* in */
+  int state_dirfd;              /* the host's state directory; -1: none */
+  const char *state_dir;        /* its name, for messages */
+  int resume;
+  unsigned save_ms;             /* progress saved at most this often (0: each pack) */
+  void (*saved) (void *opaque, uint64_t packs_done);  /* after each save */
+  void *opaque;                 /* saved's */
+  /* out */
+  int resumed;                  /* continued a recorded verify */
+  uint64_t packs;               /* packs holding chunks to check */
+  uint64_t packs_before;        /* of them, checked by the interrupted run(s) */
+  uint64_t packs_checked;       /* of them, checked by this run */
+  uint64_t bad_before;          /* bad chunks the interrupted run(s) found */
+  char note[512];               /* what became of the record, or "" */
+};
+extern VMS_API int vms_repo_verify_run (vms_repo *repo, const char *backup_id,
+                                        int deep, unsigned percent,
+                                        struct vms_verify_run *run,
+                                        vms_repo_report_fn report,
+                                        void *opaque);
+
 /* Move a version 1 repository to version 2 (docs/repository-format.md
  * "Upgrade"); needs VMS_REPO_WRITE. Every chunk a backup references is
  * read, checked and packed; every backup is written again as version 2

@@ -23,9 +23,19 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <json-c/json.h>
+#include <openssl/evp.h>
 
 #include "cleanup.h"
+#include "fs-util.h"
+#include "log.h"
 #include "crypt.h"
 #include "repo-internal.h"
 #include "storage.h"
@@ -55,6 +65,7 @@ struct verify {
   string_vector errors;
   uint64_t bad;                 /* chunks found bad */
   uint8_t *buf;
+  struct progress *pg;          /* recorded on the host; NULL: not */
 };
 
 static void __attribute__ ((format (printf, 2, 3)))
@@ -262,6 +273,483 @@ verify_pack_size (struct verify *v, const char *name, struct pending *p,
   return 0;
 }
 
+/* ---- progress recorded on the host (issue 12: resume) ----
+ *
+ * Packs are checked in pack id order, so one id says how far a verify
+ * got: every pack up to it is done. The record also keeps what must be
+ * the same for a resume to skip them (the selection, the sample's key, a
+ * hash of every chunk to check with its place) and the bad chunks found,
+ * to be reported again. It lives on the host, never in the repository. */
+
+#define PROGRESS_FORMAT "vmshadow-verify-progress"
+#define PROGRESS_MAX ((off_t) 64 << 20)         /* bytes a record may have */
+#define PROGRESS_WHY_MAX 4096
+
+struct progress {
+  struct vms_verify_run *run;
+  vms_repo *repo;
+  int dirfd;                    /* <state>/verify; -1: no longer recorded */
+  int lock_fd;
+  char name[80];                /* <repository id>.json */
+  const char *backup_id;
+  int deep;
+  unsigned percent;
+  uint64_t seed;
+  int loaded;                   /* a record was read back (resume) */
+  uint8_t fp[32];               /* the record's chunk hash, then this run's */
+  int have_through;
+  uint8_t through[16];          /* the last pack done */
+  uint64_t packs, packs_done;
+  json_object *bad;             /* [{"chunk", "why"}] up to through */
+  struct timespec last;
+  int warned;
+};
+
+static const char *
+state_name (const struct progress *pg)
+{
+  return pg->run->state_dir ? pg->run->state_dir : "the state directory";
+}
+
+static void
+progress_free (struct progress *pg)
+{
+  if (pg == NULL)
+    return;
+  if (pg->dirfd >= 0)
+    close (pg->dirfd);
+  if (pg->lock_fd >= 0)
+    close (pg->lock_fd);            /* releases the lock */
+  json_object_put (pg->bad);
+  free (pg);
+}
+
+/* The repository id names the record: only one that is a plain name. */
+static int
+id_is_name (const char *id)
+{
+  size_t n = strlen (id);
+  if (n < 8 || n > 64)
+    return 0;
+  for (size_t i = 0; i < n; i++)
+    if (!((id[i] >= '0' && id[i] <= '9') || (id[i] >= 'a' && id[i] <= 'f')))
+      return 0;
+  return 1;
+}
+
+/* Open <state>/verify (made 0700) and take the repository's lock there.
+ * 0, or -1 with the error set. */
+static int
+progress_lock (struct progress *pg)
+{
+  char lock[80];
+
+  if (!id_is_name (pg->repo->id)) {
+    vms_set_error (EINVAL, "repository %s has no usable id (\"%s\") to name "
+                   "its verify progress record", pg->repo->path, pg->repo->id);
+    return -1;
+  }
+  snprintf (pg->name, sizeof pg->name, "%s.json", pg->repo->id);
+  snprintf (lock, sizeof lock, "%s.lock", pg->repo->id);
+  pg->dirfd = vms_mkdir_private_at (pg->run->state_dirfd, "verify");
+  if (pg->dirfd == -1) {
+    vms_set_error (errno, "cannot open %s/verify: %s", state_name (pg),
+                   vms_fs_errstr (errno));
+    return -1;
+  }
+  pg->lock_fd = vms_open_beneath (pg->dirfd, lock, O_RDWR | O_CREAT, 0600);
+  if (pg->lock_fd == -1) {
+    vms_set_error (errno, "cannot open %s/verify/%s: %s", state_name (pg),
+                   lock, vms_fs_errstr (errno));
+    return -1;
+  }
+  /* The lock file goes when the verify ends: one taken on a file
+   * removed meanwhile is no lock (that verify ended). */
+  struct stat a, b;
+  int r = flock (pg->lock_fd, LOCK_EX | LOCK_NB);
+  if (r == 0 && (fstat (pg->lock_fd, &a) == -1 ||
+                 fstatat (pg->dirfd, lock, &b, AT_SYMLINK_NOFOLLOW) == -1 ||
+                 a.st_ino != b.st_ino || a.st_dev != b.st_dev)) {
+    close (pg->lock_fd);
+    pg->lock_fd = -1;
+    vms_set_error (EWOULDBLOCK, "another verify of repository %s started "
+                   "or ended meanwhile on this host (%s/verify/%s)",
+                   pg->repo->path, state_name (pg), lock);
+    return -1;
+  }
+  if (r == -1) {
+    int e = errno;
+    if (e == EWOULDBLOCK)
+      vms_set_error (e, "another verify of repository %s runs on this host "
+                     "(it holds %s/verify/%s)", pg->repo->path,
+                     state_name (pg), lock);
+    else
+      vms_set_error (e, "cannot lock %s/verify/%s: %s", state_name (pg), lock,
+                     strerror (e));
+    return -1;
+  }
+  return 0;
+}
+
+static int
+hex_field (json_object *o, const char *key, uint8_t *out, size_t n)
+{
+  json_object *v;
+  return json_object_object_get_ex (o, key, &v) &&
+    json_object_is_type (v, json_type_string) &&
+    strlen (json_object_get_string (v)) == 2 * n &&
+    crypt_unhex (json_object_get_string (v), out, n) == 0 ? 0 : -1;
+}
+
+static int
+int_field (json_object *o, const char *key, int64_t lo, int64_t hi,
+           int64_t *out)
+{
+  json_object *v;
+  if (!json_object_object_get_ex (o, key, &v) ||
+      !json_object_is_type (v, json_type_int))
+    return -1;
+  errno = 0;
+  *out = json_object_get_int64 (v);
+  return errno == 0 && *out >= lo && *out <= hi ? 0 : -1;
+}
+
+/* Read the record back. 0 loaded, 1 none, -1 with the error set
+ * (unreadable, malformed, another repository or selection). */
+static int
+progress_load (struct progress *pg)
+{
+  const char *bad = NULL;
+  CLEANUP_FREE char *text = NULL;
+  json_object *root = NULL, *v;
+  struct stat st;
+  int64_t n;
+  uint8_t seed[8];
+  int fd = vms_open_beneath (pg->dirfd, pg->name, O_RDONLY, 0);
+
+  if (fd == -1 && errno == ENOENT)
+    return 1;
+  if (fd == -1) {
+    vms_set_error (errno, "cannot open the verify progress record %s/verify/%s: "
+                   "%s", state_name (pg), pg->name, vms_fs_errstr (errno));
+    return -1;
+  }
+  if (fstat (fd, &st) == -1 || st.st_size > PROGRESS_MAX ||
+      (text = malloc ((size_t) st.st_size + 1)) == NULL ||
+      read (fd, text, (size_t) st.st_size) != st.st_size) {
+    close (fd);
+    vms_set_error (EIO, "cannot read the verify progress record %s/verify/%s "
+                   "(at most %lld bytes)", state_name (pg), pg->name,
+                   (long long) PROGRESS_MAX);
+    return -1;
+  }
+  close (fd);
+  text[st.st_size] = '\0';
+  if (strlen (text) != (size_t) st.st_size)
+    bad = "binary";
+  else if ((root = json_tokener_parse (text)) == NULL ||
+           !json_object_is_type (root, json_type_object))
+    bad = "not a JSON object";
+  else if (!json_object_object_get_ex (root, "format", &v) ||
+           !json_object_is_type (v, json_type_string) ||
+           strcmp (json_object_get_string (v), PROGRESS_FORMAT) != 0 ||
+           int_field (root, "version", 1, 1, &n) == -1)
+    bad = "not a " PROGRESS_FORMAT " of version 1";
+  else if (!json_object_object_get_ex (root, "repository", &v) ||
+           !json_object_is_type (v, json_type_string))
+    bad = "no repository";
+  else if (strcmp (json_object_get_string (v), pg->repo->id) != 0)
+    bad = "another repository's";
+  if (bad)
+    goto malformed;
+
+  /* The selection: the same, or refused (never another's skipped). */
+  json_object *b = NULL, *d = NULL;
+  int64_t pct = 0;
+  if (!json_object_object_get_ex (root, "backup", &b) ||
+      !(b == NULL || json_object_is_type (b, json_type_string)) ||
+      !json_object_object_get_ex (root, "deep", &d) ||
+      !json_object_is_type (d, json_type_boolean) ||
+      int_field (root, "sample_percent", 1, 100, &pct) == -1) {
+    bad = "no selection (backup, deep, sample_percent)";
+    goto malformed;
+  }
+  const char *rb = b ? json_object_get_string (b) : NULL;
+  int rdeep = json_object_get_boolean (d);
+  if ((rb == NULL) != (pg->backup_id == NULL) ||
+      (rb && strcmp (rb, pg->backup_id) != 0) || rdeep != pg->deep ||
+      (unsigned) pct != pg->percent) {
+    char was[512];
+    snprintf (was, sizeof was, "verify%s%s%s%s", rb ? " " : "", rb ? rb : "",
+              rdeep ? " --deep" : "", "");
+    if (pct < 100)
+      snprintf (was + strlen (was), sizeof was - strlen (was),
+                " --sample %d", (int) pct);
+    vms_set_error (EINVAL, "the interrupted verify of repository %s was "
+                   "'%s' (recorded in %s/verify/%s): resume it with those "
+                   "options and --resume, or run verify without --resume to "
+                   "start again", pg->repo->path, was, state_name (pg),
+                   pg->name);
+    json_object_put (root);
+    return -1;
+  }
+
+  int64_t packs, done;
+  if (hex_field (root, "sample_key", seed, sizeof seed) == -1 ||
+      hex_field (root, "chunks", pg->fp, sizeof pg->fp) == -1 ||
+      int_field (root, "packs", 0, INT64_MAX, &packs) == -1 ||
+      int_field (root, "packs_done", 0, packs, &done) == -1 ||
+      !json_object_object_get_ex (root, "done_through", &v) ||
+      (done > 0) != (v != NULL) ||
+      (v && hex_field (root, "done_through", pg->through, 16) == -1)) {
+    bad = "no sample_key, chunks, packs, packs_done or done_through";
+    goto malformed;
+  }
+  memcpy (&pg->seed, seed, sizeof pg->seed);
+  pg->packs = (uint64_t) packs;
+  pg->packs_done = (uint64_t) done;
+  pg->have_through = v != NULL;
+  if (!json_object_object_get_ex (root, "bad", &v) ||
+      !json_object_is_type (v, json_type_array)) {
+    bad = "no list of bad chunks";
+    goto malformed;
+  }
+  for (size_t i = 0; i < json_object_array_length (v); i++) {
+    json_object *e = json_object_array_get_idx (v, i), *w;
+    uint8_t dg[VMS_DIGEST_LEN];
+    if (!json_object_is_type (e, json_type_object) ||
+        hex_field (e, "chunk", dg, sizeof dg) == -1 ||
+        !json_object_object_get_ex (e, "why", &w) ||
+        !json_object_is_type (w, json_type_string) ||
+        json_object_get_string_len (w) == 0 ||
+        json_object_get_string_len (w) > PROGRESS_WHY_MAX) {
+      bad = "a bad chunk without its id (64 hex digits) or reason";
+      goto malformed;
+    }
+  }
+  pg->bad = json_object_get (v);
+  pg->loaded = 1;
+  json_object_put (root);
+  return 0;
+
+ malformed:
+  json_object_put (root);
+  vms_set_error (EBADMSG, "the verify progress record %s/verify/%s is "
+                 "malformed (%s): remove it, or run verify without --resume "
+                 "to start again", state_name (pg), pg->name, bad);
+  return -1;
+}
+
+/* Write the record (aside, then renamed). A failure is said once and the
+ * verify goes on: the last record written still holds (it only says less
+ * is done). */
+static void
+progress_save (struct progress *pg)
+{
+  char fp[65], seed[17], through[33];
+  uint8_t sb[8];
+
+  if (pg->dirfd == -1)
+    return;
+  memcpy (sb, &pg->seed, sizeof sb);
+  crypt_hex (sb, sizeof sb, seed);
+  crypt_hex (pg->fp, sizeof pg->fp, fp);
+  crypt_hex (pg->through, sizeof pg->through, through);
+  json_object *o = json_object_new_object ();
+  json_object_object_add (o, "format", json_object_new_string (PROGRESS_FORMAT));
+  json_object_object_add (o, "version", json_object_new_int (1));
+  json_object_object_add (o, "repository", json_object_new_string (pg->repo->id));
+  json_object_object_add (o, "backup", pg->backup_id ?
+                          json_object_new_string (pg->backup_id) : NULL);
+  json_object_object_add (o, "deep", json_object_new_boolean (pg->deep));
+  json_object_object_add (o, "sample_percent", json_object_new_int ((int) pg->percent));
+  json_object_object_add (o, "sample_key", json_object_new_string (seed));
+  json_object_object_add (o, "chunks", json_object_new_string (fp));
+  json_object_object_add (o, "packs", json_object_new_int64 ((int64_t) pg->packs));
+  json_object_object_add (o, "packs_done", json_object_new_int64 ((int64_t) pg->packs_done));
+  json_object_object_add (o, "done_through", pg->have_through ?
+                          json_object_new_string (through) : NULL);
+  json_object_object_add (o, "bad", json_object_get (pg->bad));
+  const char *text = json_object_to_json_string_ext (o, JSON_C_TO_STRING_PLAIN);
+  int r = text ? vms_write_file_atomic (pg->dirfd, pg->name, text,
+                                        strlen (text), 0600) : -1;
+  json_object_put (o);
+  clock_gettime (CLOCK_MONOTONIC, &pg->last);
+  if (r == -1 && !pg->warned) {
+    pg->warned = 1;
+    vms_warn ("verify: its progress could not be recorded in %s/verify "
+              "(an interruption resumes from the last record): %s",
+              state_name (pg), text ? vms_get_error () : "out of memory");
+  }
+  if (r == 0 && pg->run->saved)
+    pg->run->saved (pg->run->opaque, pg->packs_done);
+}
+
+static int
+progress_due (const struct progress *pg)
+{
+  struct timespec now;
+  clock_gettime (CLOCK_MONOTONIC, &now);
+  int64_t ms = (int64_t) (now.tv_sec - pg->last.tv_sec) * 1000 +
+    (now.tv_nsec - pg->last.tv_nsec) / 1000000;
+  return ms >= (int64_t) pg->run->save_ms;
+}
+
+/* The hash of what a verify checks: every pending chunk with its place
+ * (sorted). Another after a backup was committed or pruned, or gc moved
+ * or dropped a chunk. */
+static int
+progress_hash (const struct pending *p, size_t n, uint8_t out[32])
+{
+  EVP_MD_CTX *ctx = EVP_MD_CTX_new ();
+  unsigned len = 0;
+  int ok = ctx && EVP_DigestInit_ex (ctx, EVP_sha256 (), NULL);
+
+  for (size_t i = 0; ok && i < n; i++) {
+    uint8_t b[VMS_DIGEST_LEN + 16 + 12];
+    memcpy (b, p[i].e->d.b, VMS_DIGEST_LEN);
+    memcpy (b + VMS_DIGEST_LEN, p[i].loc.pack_id, 16);
+    repo_put_le32 (b + VMS_DIGEST_LEN + 16, p[i].loc.offset);
+    repo_put_le32 (b + VMS_DIGEST_LEN + 20, p[i].loc.slen);
+    repo_put_le32 (b + VMS_DIGEST_LEN + 24, p[i].loc.plen);
+    ok = EVP_DigestUpdate (ctx, b, sizeof b);
+  }
+  ok = ok && EVP_DigestFinal_ex (ctx, out, &len) && len == 32;
+  EVP_MD_CTX_free (ctx);
+  if (!ok)
+    vms_set_error (EIO, "SHA-256 failed (OpenSSL)");
+  return ok ? 0 : -1;
+}
+
+/* After the walk, the pending chunks p[0..n) sorted into packs: this
+ * run's hash. A record read back of the same chunks settles those of its
+ * packs done as it found them (*skip: how many entries); one of other
+ * chunks is dropped. Then the first record is written. */
+static int
+progress_begin (struct verify *v, struct pending *p, size_t n, size_t packs,
+                size_t *skip)
+{
+  struct progress *pg = v->pg;
+  struct vms_verify_run *run = pg->run;
+  uint8_t fp[32];
+
+  *skip = 0;
+  if (progress_hash (p, n, fp) == -1)
+    return -1;
+  if (pg->loaded && (memcmp (fp, pg->fp, sizeof fp) != 0 ||
+                     pg->packs != packs)) {
+    snprintf (run->note, sizeof run->note, "repository %s changed since the "
+              "interrupted verify (a backup committed or pruned, or gc ran): "
+              "checking from the beginning", v->repo->path);
+    pg->loaded = pg->have_through = 0;
+    pg->packs_done = 0;
+    json_object_put (pg->bad);
+    pg->bad = NULL;
+  }
+  memcpy (pg->fp, fp, sizeof fp);
+  pg->packs = packs;
+  if (pg->bad == NULL && (pg->bad = json_object_new_array ()) == NULL) {
+    vms_set_error (ENOMEM, "out of memory");
+    return -1;
+  }
+  if (pg->loaded) {
+    run->resumed = 1;
+    run->packs_before = pg->packs_done;
+    while (pg->have_through && *skip < n &&
+           memcmp (p[*skip].loc.pack_id, pg->through, 16) <= 0)
+      p[(*skip)++].e->value = 0;
+    for (size_t i = 0; i < json_object_array_length (pg->bad); i++) {
+      json_object *b = json_object_array_get_idx (pg->bad, i), *w;
+      struct vms_digest d;
+      int added;
+      hex_field (b, "chunk", d.b, sizeof d.b);   /* checked when read */
+      json_object_object_get_ex (b, "why", &w);
+      struct digest_set_entry *e = digest_set_add (&v->seen, &d, &added);
+      char *msg;
+      if (e == NULL) {
+        vms_set_error (ENOMEM, "out of memory");
+        return -1;
+      }
+      if (added || e->value != 0) {
+        vms_set_error (EBADMSG, "the verify progress record %s/verify/%s "
+                       "names a bad chunk it had not checked (or twice): "
+                       "remove it, or run verify without --resume to start "
+                       "again", state_name (pg), pg->name);
+        return -1;
+      }
+      if (asprintf (&msg, "%s (found before the interruption)",
+                    json_object_get_string (w)) == -1) {
+        vms_set_error (ENOMEM, "out of memory");
+        return -1;
+      }
+      if (string_vector_append (&v->errors, msg) == -1) {
+        free (msg);
+        vms_set_error (ENOMEM, "out of memory");
+        return -1;
+      }
+      e->value = (int) v->errors.len;
+      v->bad++;
+      run->bad_before++;
+    }
+  }
+  progress_save (pg);
+  return 0;
+}
+
+/* One pack done (its chunks p[0..n) settled): its bad chunks kept, the
+ * record written when due. */
+static int
+progress_pack_done (struct verify *v, const struct pending *p, size_t n)
+{
+  struct progress *pg = v->pg;
+
+  for (size_t k = 0; k < n; k++) {
+    if (p[k].e->value <= 0)
+      continue;
+    char hex[65];
+    json_object *b = json_object_new_object ();
+    vms_digest_hex (&p[k].e->d, hex);
+    if (b == NULL ||
+        json_object_object_add (b, "chunk", json_object_new_string (hex)) ||
+        json_object_object_add (b, "why", json_object_new_string_len
+                                (v->errors.ptr[p[k].e->value - 1],
+                                 (int) strnlen (v->errors.ptr[p[k].e->value - 1],
+                                                PROGRESS_WHY_MAX))) ||
+        json_object_array_add (pg->bad, b)) {
+      json_object_put (b);
+      vms_set_error (ENOMEM, "out of memory");
+      return -1;
+    }
+  }
+  memcpy (pg->through, p[0].loc.pack_id, 16);
+  pg->have_through = 1;
+  pg->packs_done++;
+  if (pg->packs_done == pg->packs || progress_due (pg))
+    progress_save (pg);
+  return 0;
+}
+
+/* The verify ended: done (r 0), the record goes; failed, it is kept (as
+ * far as it got) for a resume. */
+static void
+progress_end (struct progress *pg, int r)
+{
+  if (pg == NULL)
+    return;
+  if (r == 0 && pg->dirfd >= 0 && unlinkat (pg->dirfd, pg->name, 0) == -1 &&
+      errno != ENOENT)
+    vms_warn ("verify: cannot remove its progress record %s/verify/%s: %s",
+              state_name (pg), pg->name, strerror (errno));
+  else if (r != 0 && pg->bad)
+    progress_save (pg);
+  if (pg->lock_fd >= 0) {
+    char lock[80];
+    snprintf (lock, sizeof lock, "%s.lock", pg->repo->id);
+    unlinkat (pg->dirfd, lock, 0);      /* while held: nothing left behind */
+  }
+  progress_free (pg);
+}
+
 /* Check every chunk the walk left to check, a pack at a time. */
 static int
 verify_packs (struct verify *v)
@@ -283,9 +771,18 @@ verify_packs (struct verify *v)
     else
       r = pending_vector_append (&pv, p);
   }
+  size_t packs = 0, skip = 0;
   if (r == 0)
     qsort (pv.ptr, pv.len, sizeof *pv.ptr, pending_cmp);
-  for (size_t i = 0, j; r == 0 && i < pv.len; i = j) {
+  for (size_t i = 0; r == 0 && i < pv.len; i++)
+    packs += i == 0 || memcmp (pv.ptr[i].loc.pack_id,
+                               pv.ptr[i - 1].loc.pack_id, 16) != 0;
+  if (r == 0 && v->pg)
+    r = progress_begin (v, pv.ptr, pv.len, packs, &skip);
+  if (r == 0 && v->pg)
+    v->pg->run->packs = packs;
+  /* (the first skip entries: packs done before an interruption) */
+  for (size_t i = skip, j; r == 0 && i < pv.len; i = j) {
     char name[64];
     for (j = i + 1; j < pv.len && memcmp (pv.ptr[j].loc.pack_id,
                                           pv.ptr[i].loc.pack_id, 16) == 0; j++)
@@ -293,6 +790,10 @@ verify_packs (struct verify *v)
     pack_object_name (pv.ptr[i].loc.pack_id, name);
     r = v->deep ? verify_pack_deep (v, name, pv.ptr + i, j - i, &win)
       : verify_pack_size (v, name, pv.ptr + i, j - i);
+    if (r == 0 && v->pg) {
+      v->pg->run->packs_checked++;
+      r = progress_pack_done (v, pv.ptr + i, j - i);
+    }
   }
   free (win);
   pending_vector_reset (&pv);
@@ -487,10 +988,85 @@ vms_repo_verify_sample (vms_repo *repo, const char *backup_id, int deep,
                         unsigned percent, vms_repo_report_fn report,
                         void *opaque)
 {
+  return vms_repo_verify_run (repo, backup_id, deep, percent, NULL, report,
+                              opaque);
+}
+
+/* The record of run, when there is one (v->pg), opened, locked and (to
+ * resume) read back; v->seed is its sample's key. 0 or -1. */
+static int
+progress_open (struct verify *v, const char *backup_id, unsigned percent,
+               struct vms_verify_run *run)
+{
+  vms_repo *repo = v->repo;
+  int keyless = repo->encrypted && repo->key == NULL;
+
+  if (run->resume && (keyless || !v->by_pack || run->state_dirfd < 0)) {
+    vms_set_error (EINVAL, "repository %s: %s", repo->path, keyless ?
+                   "the structure check without the key is not resumed "
+                   "(run it again)" : !v->by_pack ? "a verify of a version 1 "
+                   "repository checks chunk by chunk and is not resumed "
+                   "('vmshadow repo upgrade' moves it to version 2)"
+                   : "no state directory to resume a verify from");
+    return -1;
+  }
+  if (keyless || !v->by_pack || run->state_dirfd < 0)
+    return 0;
+  struct progress *pg = calloc (1, sizeof *pg);
+  if (pg == NULL) {
+    vms_set_error (ENOMEM, "out of memory");
+    return -1;
+  }
+  *pg = (struct progress) { .run = run, .repo = repo, .dirfd = -1,
+                            .lock_fd = -1, .backup_id = backup_id,
+                            .deep = v->deep, .percent = percent,
+                            .seed = v->seed };
+  if (progress_lock (pg) == -1) {
+    progress_free (pg);
+    if (run->resume)
+      return -1;
+    snprintf (run->note, sizeof run->note, "its progress is not recorded "
+              "(an interruption cannot be resumed): %s", vms_get_error ());
+    return 0;
+  }
+  if (run->resume) {
+    int l = progress_load (pg);
+    if (l == -1) {
+      progress_free (pg);
+      return -1;
+    }
+    if (l == 1)
+      snprintf (run->note, sizeof run->note, "no interrupted verify of "
+                "repository %s is recorded on this host: checking from the "
+                "beginning", repo->path);
+    else
+      v->seed = pg->seed;       /* the same sample */
+  }
+  else if (unlinkat (pg->dirfd, pg->name, 0) == -1 && errno != ENOENT) {
+    vms_set_error (errno, "cannot remove the verify progress record "
+                   "%s/verify/%s: %s", state_name (pg), pg->name,
+                   strerror (errno));
+    progress_free (pg);
+    return -1;
+  }
+  v->pg = pg;
+  return 0;
+}
+
+int
+vms_repo_verify_run (vms_repo *repo, const char *backup_id, int deep,
+                     unsigned percent, struct vms_verify_run *run,
+                     vms_repo_report_fn report, void *opaque)
+{
   struct verify v = { .repo = repo, .deep = deep, .report = report,
                       .opaque = opaque, .errors = empty_vector,
                       .sample = UINT64_MAX, .by_pack = repo->version >= 2 };
 
+  if (run) {
+    run->resumed = 0;
+    run->packs = run->packs_before = run->packs_checked = run->bad_before = 0;
+    run->note[0] = '\0';
+  }
   if (percent == 0 || percent > 100) {
     vms_set_error (EINVAL, "a verify sample is 1 to 100 percent, not %u",
                    percent);
@@ -503,6 +1079,8 @@ vms_repo_verify_sample (vms_repo *repo, const char *backup_id, int deep,
       return -1;
     }
   }
+  if (run && progress_open (&v, backup_id, percent, run) == -1)
+    return -1;
   struct repo_backup *b = NULL;
   size_t nr = 0;
   int r = 0;
@@ -520,6 +1098,7 @@ vms_repo_verify_sample (vms_repo *repo, const char *backup_id, int deep,
   }
   if (deep && (v.buf = malloc (VMS_CHUNK_SIZE)) == NULL) {
     vms_set_error (ENOMEM, "out of memory");
+    progress_free (v.pg);
     return -1;
   }
   if (backup_id) {
@@ -527,6 +1106,7 @@ vms_repo_verify_sample (vms_repo *repo, const char *backup_id, int deep,
     vms_manifest *m = manifest_load (repo, backup_id);
     if (m == NULL && (vms_get_errno () == ENOENT || vms_get_errno () == EINVAL)) {
       free (v.buf);
+      progress_free (v.pg);
       return -1;
     }
     vms_manifest_free (m);
@@ -551,6 +1131,7 @@ vms_repo_verify_sample (vms_repo *repo, const char *backup_id, int deep,
       repo->encrypted && repo->key)
     r = verify_trailers (&v);
 
+  progress_end (v.pg, r);
   repo_backups_free (b, nr);
   digest_set_free (&v.seen);
   string_vector_free_all (&v.errors);

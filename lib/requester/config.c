@@ -1063,9 +1063,8 @@ vms_config_job_lock (const struct vms_config_job *job)
   return vms_config_job_lock_kind (job, NULL);
 }
 
-/* The state directory, opened (made 0700 if missing); -1 with the error set. */
-static int
-state_dir (int create, const char **name)
+int
+vms_config_state_dir (int create, const char **name)
 {
   const char *env = getenv ("VMSHADOW_STATE_DIR");
   *name = env && *env ? env : "/var/lib/vmshadow/state";
@@ -1083,7 +1082,7 @@ vms_config_job_note_put (const struct vms_config_job *job, const char *kind,
 {
   const char *dir;
   char name[NAME_MAX + 1];
-  int fd = state_dir (1, &dir), r;
+  int fd = vms_config_state_dir (1, &dir), r;
 
   if (fd == -1)
     return -1;
@@ -1103,7 +1102,7 @@ vms_config_job_note_get (const struct vms_config_job *job, const char *kind)
   enum { MAX_NOTE = 65536 };
   const char *dir;
   char name[NAME_MAX + 1], *text = NULL;
-  int dfd = state_dir (0, &dir), fd = -1;
+  int dfd = vms_config_state_dir (0, &dir), fd = -1;
   struct stat sb;
 
   if (dfd == -1)
