@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <glob.h>
 #include <pthread.h>
 #include <inttypes.h>
 #include <setjmp.h>
@@ -776,6 +777,168 @@ verify_sample_checks_about_that_share_of_the_chunks (void **state)
   free (data);
 }
 
+/* ---- verify --resume (issue 12) ---- */
+
+static void
+kill_at (void *opaque, uint64_t packs_done)
+{
+  if (packs_done >= *(const uint64_t *) opaque)
+    raise (SIGKILL);              /* as a crash, once the record says so */
+}
+
+/* A verify in a child, SIGKILLed once at packs are recorded done. */
+static void
+killed_verify (int dirfd, const char *backup, int deep, unsigned pct,
+               uint64_t at)
+{
+  pid_t pid = fork ();
+  assert_true (pid >= 0);
+  if (pid == 0) {
+    vms_repo *c = vms_repo_open (repo_dir, 0);
+    struct vms_verify_run run = { .state_dirfd = dirfd, .state_dir = "state",
+                                  .saved = kill_at, .opaque = &at };
+    if (c)
+      vms_repo_verify_run (c, backup, deep, pct, &run, NULL, NULL);
+    _exit (3);                  /* not killed: it ended first */
+  }
+  int status;
+  assert_int_equal (waitpid (pid, &status, 0), pid);
+  assert_true (WIFSIGNALED (status) && WTERMSIG (status) == SIGKILL);
+}
+
+static int
+resume (vms_repo *r, int dirfd, const char *backup, int deep, unsigned pct,
+        struct vms_verify_run *run, struct lines *l)
+{
+  *run = (struct vms_verify_run) { .state_dirfd = dirfd, .state_dir = "state",
+                                   .resume = 1 };
+  return vms_repo_verify_run (r, backup, deep, pct, run, collect, l);
+}
+
+static void
+an_interrupted_verify_resumes_with_the_packs_it_had_not_checked (void **state)
+{
+  vms_repo *r = open_v2 ();
+  size_t n = 64 * CS;
+  uint8_t *data = xmalloc (n);
+  struct lines l = { .n = 0 };
+  struct vms_verify_run run;
+  char sdir[256], rec[512];
+
+  fill_random (data, n, 41);
+  make_backup (r, "b1", data, n);
+  vms_repo_close (r);
+  r = vms_repo_open (repo_dir, 0);
+  assert_non_null (r);
+  snprintf (sdir, sizeof sdir, "%s-state", repo_dir);
+  assert_int_equal (mkdir (sdir, 0700), 0);
+  int dfd = open (sdir, O_RDONLY | O_DIRECTORY);
+  assert_true (dfd >= 0);
+  snprintf (rec, sizeof rec, "%s/verify/%s.json", sdir, r->id);
+
+  /* Killed after 3 packs: the resume checks only the others. */
+  killed_verify (dfd, NULL, 1, 100, 3);
+  assert_true (access (rec, F_OK) == 0);
+  assert_int_equal (resume (r, dfd, NULL, 1, 100, &run, &l), 0);
+  print_message ("# resumed: %" PRIu64 " packs before, %" PRIu64 " now, of %"
+                 PRIu64 "\n", run.packs_before, run.packs_checked, run.packs);
+  assert_int_equal (run.resumed, 1);
+  assert_true (run.packs >= 8);
+  assert_int_equal (run.packs_before, 3);
+  assert_int_equal (run.packs_checked, run.packs - 3);
+  assert_int_equal (access (rec, F_OK), -1);     /* ended: removed */
+
+  /* Another selection is refused, and the record stays. */
+  killed_verify (dfd, NULL, 1, 100, 2);
+  assert_int_equal (resume (r, dfd, NULL, 0, 100, &run, &l), -1);
+  assert_int_equal (vms_get_errno (), EINVAL);
+  assert_non_null (strstr (vms_get_error (), "was 'verify --deep'"));
+  assert_int_equal (resume (r, dfd, "b1", 1, 100, &run, &l), -1);
+  assert_int_equal (resume (r, dfd, NULL, 1, 50, &run, &l), -1);
+  assert_int_equal (access (rec, F_OK), 0);
+
+  /* A sampled verify resumes with its sample (another sample would be
+   * other chunks: a restart). */
+  killed_verify (dfd, NULL, 0, 50, 2);
+  assert_int_equal (resume (r, dfd, NULL, 0, 50, &run, &l), 0);
+  assert_int_equal (run.resumed, 1);
+  assert_int_equal (run.packs_before, 2);
+  assert_int_equal (run.packs_checked, run.packs - 2);
+
+  /* Damage found before the interruption is reported by the resume. */
+  char pat[512];
+  glob_t g;
+  snprintf (pat, sizeof pat, "%s/packs/*/*", repo_dir);
+  assert_int_equal (glob (pat, 0, NULL, &g), 0);
+  /* (sorted: the first pack a verify checks) */
+  int fd = open (g.gl_pathv[0], O_RDWR);
+  globfree (&g);
+  assert_true (fd >= 0);
+  uint8_t b;
+  assert_int_equal (pread (fd, &b, 1, 5000), 1);
+  b ^= 0xff;
+  assert_int_equal (pwrite (fd, &b, 1, 5000), 1);
+  close (fd);
+  killed_verify (dfd, NULL, 1, 100, (uint64_t) run.packs - 1);
+  assert_int_equal (resume (r, dfd, NULL, 1, 100, &run, &l), 1);
+  assert_int_equal (run.packs_checked, 1);
+  assert_int_equal (run.bad_before, 1);
+  assert_true (lines_contain (&l, "(found before the interruption)"));
+  lines_free (&l);
+  l.n = 0;
+
+  /* A changed repository (a backup committed since) starts again. */
+  killed_verify (dfd, NULL, 0, 100, 2);
+  vms_repo *w = open_v2 ();
+  fill_random (data, n / 4, 42);
+  make_backup (w, "b2", data, n / 4);
+  vms_repo_close (w);
+  vms_repo_close (r);
+  r = vms_repo_open (repo_dir, 0);
+  assert_int_equal (resume (r, dfd, NULL, 0, 100, &run, &l), 0);
+  assert_int_equal (run.resumed, 0);
+  assert_non_null (strstr (run.note, "changed since the interrupted verify"));
+  assert_int_equal (run.packs_checked, run.packs);
+
+  /* Nothing recorded: from the beginning, saying so. */
+  assert_int_equal (resume (r, dfd, NULL, 0, 100, &run, &l), 0);
+  assert_non_null (strstr (run.note, "no interrupted verify"));
+
+  /* Malformed records are refused, clearly. */
+  static const char *const bad[] = {
+    "{\"format\": \"vmshadow-verify-progress\"",
+    "[]",
+    "{\"format\": \"vmshadow-verify-progress\", \"version\": 2}",
+    "{\"format\": \"vmshadow-verify-progress\", \"version\": 1, "
+    "\"repository\": \"0123456789abcdef\"}",
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+    FILE *f = fopen (rec, "w");
+    assert_non_null (f);
+    fputs (bad[i], f);
+    fclose (f);
+    assert_int_equal (resume (r, dfd, NULL, 0, 100, &run, &l), -1);
+    assert_int_equal (vms_get_errno (), EBADMSG);
+    assert_non_null (strstr (vms_get_error (), "is malformed"));
+  }
+  /* A record whose fields are right but its numbers are not. */
+  killed_verify (dfd, NULL, 0, 100, 2);
+  char cmd[1024];
+  snprintf (cmd, sizeof cmd, "sed -i 's/\"packs_done\":2/\"packs_done\":999999/' %s", rec);
+  assert_int_equal (system (cmd), 0);
+  assert_int_equal (resume (r, dfd, NULL, 0, 100, &run, &l), -1);
+  assert_int_equal (vms_get_errno (), EBADMSG);
+
+  /* No state directory: nothing to resume from. */
+  struct vms_verify_run none = { .state_dirfd = -1, .resume = 1 };
+  assert_int_equal (vms_repo_verify_run (r, NULL, 0, 100, &none, NULL, NULL), -1);
+  assert_int_equal (vms_get_errno (), EINVAL);
+  lines_free (&l);
+  close (dfd);
+  vms_repo_close (r);
+  free (data);
+}
+
 static void
 a_full_file_system_fails_the_backup_and_keeps_the_repository_whole (void **state)
 {
@@ -1064,6 +1227,8 @@ main (int argc, char *argv[])
        concurrent_puts_store_each_chunk_once),
     T ("verify-sample-checks-about-that-share-of-the-chunks",
        verify_sample_checks_about_that_share_of_the_chunks),
+    T ("an-interrupted-verify-resumes-with-the-packs-it-had-not-checked",
+       an_interrupted_verify_resumes_with_the_packs_it_had_not_checked),
     T ("a-full-file-system-fails-the-backup-and-keeps-the-repository-whole",
        a_full_file_system_fails_the_backup_and_keeps_the_repository_whole),
     T ("upgrade-moves-a-version-1-repository-to-version-2-keeping-every-backup",
