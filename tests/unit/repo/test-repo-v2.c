@@ -847,6 +847,7 @@ an_interrupted_verify_resumes_with_the_packs_it_had_not_checked (void **state)
   assert_int_equal (run.packs_before, 3);
   assert_int_equal (run.packs_checked, run.packs - 3);
   assert_int_equal (access (rec, F_OK), -1);     /* ended: removed */
+  uint64_t packs = run.packs;
 
   /* Another selection is refused, and the record stays. */
   killed_verify (dfd, NULL, 1, 100, 2);
@@ -879,7 +880,7 @@ an_interrupted_verify_resumes_with_the_packs_it_had_not_checked (void **state)
   b ^= 0xff;
   assert_int_equal (pwrite (fd, &b, 1, 5000), 1);
   close (fd);
-  killed_verify (dfd, NULL, 1, 100, (uint64_t) run.packs - 1);
+  killed_verify (dfd, NULL, 1, 100, packs - 1);
   assert_int_equal (resume (r, dfd, NULL, 1, 100, &run, &l), 1);
   assert_int_equal (run.packs_checked, 1);
   assert_int_equal (run.bad_before, 1);
