@@ -662,7 +662,8 @@ gone_meanwhile (const struct vm_writer *w, const char *name)
   return 1;
 }
 
-/* One VM → one component (R7). */
+/* One VM → one component (R7): 0 when it is added, 1 when it went
+ * meanwhile and is left out, -1 on failure. */
 static int
 identify_one (struct vm_writer *w, vms_call *call, virDomainPtr dom)
 {
@@ -908,7 +909,7 @@ identify_one (struct vm_writer *w, vms_call *call, virDomainPtr dom)
   return -1;
  gone:
   entry_free (vm);              /* (frees dom) */
-  return 0;
+  return 1;
 }
 
 /* Pacemaker's CIB, asked beside the VMs' agents (issue 15: cibadmin takes
@@ -935,7 +936,7 @@ vm_identify (void *data, vms_call *call)
 {
   struct vm_writer *w = data;
   virDomainPtr *doms = NULL;
-  size_t n = 0, i;
+  size_t n = 0, i, left_out = 0;
   struct cluster_scan cs = { .cluster = &w->cluster };
   pthread_t scan;
   int scanning, r;
@@ -956,9 +957,13 @@ vm_identify (void *data, vms_call *call)
     cluster_scan_thread (&cs);
   r = vm_connect (w, call) == -1 || list_domains (w, call, &doms, &n) == -1
     ? -1 : 0;
-  for (i = 0; r == 0 && i < n; i++)
-    if (identify_one (w, call, doms[i]) == -1)
+  for (i = 0; r == 0 && i < n; i++) {
+    int one = identify_one (w, call, doms[i]);
+    if (one == -1)
       r = -1;
+    else
+      left_out += (size_t) one;
+  }
   for (; i < n; i++)
     virDomainFree (doms[i]);
   free (doms);
@@ -979,7 +984,11 @@ vm_identify (void *data, vms_call *call)
   free (cs.error);
   if (r == -1)
     return -1;
-  return w->nr_vms == n ? 0 : -1;
+  /* Every listed VM is identified or was left out (gone meanwhile). */
+  if (w->nr_vms + left_out != n)
+    return vms_call_fail (call, VMS_FAILURE_NON_RETRYABLE, "vm writer: %zu "
+                          "of %zu VMs identified", w->nr_vms, n - left_out);
+  return 0;
 }
 
 /* ---- a backup session ---- */
