@@ -318,6 +318,15 @@ crypt_unhex (const char *s, uint8_t *out, size_t n)
   return 0;
 }
 
+int
+crypt_unhex_member (json_object *o, const char *field, uint8_t *out, size_t n)
+{
+  json_object *v;
+  return json_object_object_get_ex (o, field, &v) &&
+    json_object_is_type (v, json_type_string) &&
+    crypt_unhex (json_object_get_string (v), out, n) == 0 ? 0 : -1;
+}
+
 size_t
 crypt_aad (char *buf, size_t size, const char *repo_id, const char *kind,
            const char *name)

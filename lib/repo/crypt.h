@@ -16,6 +16,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <json-c/json.h>
+
 #define CRYPT_KEY_LEN 32
 #define CRYPT_FP_LEN 16
 
@@ -48,6 +50,9 @@ extern int crypt_mac (const uint8_t key[CRYPT_KEY_LEN], const void *data,
 extern void crypt_hex (const uint8_t *b, size_t n, char *out);
 /* Exactly 2n lower-case hex digits into n bytes: 0 or -1. */
 extern int crypt_unhex (const char *s, uint8_t *out, size_t n);
+/* The string member FIELD of O as exactly N bytes of lower-case hex. */
+extern int crypt_unhex_member (json_object *o, const char *field,
+                               uint8_t *out, size_t n);
 /* The associated data of an object: its kind ("object", "blob",
  * "trailer"), the repository id and its name, into buf. The length, or 0
  * if it does not fit. */

@@ -218,15 +218,6 @@ key_file_clear (struct key_file *kf)
 }
 
 static int
-get_hex (json_object *o, const char *field, uint8_t *out, size_t n)
-{
-  json_object *v;
-  return json_object_object_get_ex (o, field, &v) &&
-    json_object_is_type (v, json_type_string) &&
-    crypt_unhex (json_object_get_string (v), out, n) == 0 ? 0 : -1;
-}
-
-static int
 get_uint (json_object *o, const char *field, unsigned lo, unsigned hi,
           unsigned *out)
 {
@@ -282,7 +273,7 @@ key_file_parse (const char *text, size_t len, const char *what,
     bad = "a version this vmshadow does not read (it reads 1)";
     goto fail;
   }
-  if (get_hex (root, "fingerprint", kf->fingerprint, CRYPT_FP_LEN) == -1) {
+  if (crypt_unhex_member (root, "fingerprint", kf->fingerprint, CRYPT_FP_LEN) == -1) {
     bad = "no valid \"fingerprint\"";
     goto fail;
   }
@@ -299,13 +290,13 @@ key_file_parse (const char *text, size_t len, const char *what,
                   &kf->log2_n) == -1 ||
         get_uint (kdf, "r", 1, 32, &kf->r) == -1 ||
         get_uint (kdf, "p", 1, 16, &kf->p) == -1 ||
-        get_hex (kdf, "salt", kf->salt, sizeof kf->salt) == -1 ||
+        crypt_unhex_member (kdf, "salt", kf->salt, sizeof kf->salt) == -1 ||
         /* scrypt's memory: 128 * r * N bytes, at most 1 GiB. */
         ((uint64_t) 128 * kf->r << kf->log2_n) > ((uint64_t) 1 << 30)) {
       bad = "a \"kdf\" that is not scrypt with sound parameters";
       goto fail;
     }
-    if (get_hex (root, "sealed", kf->sealed, sizeof kf->sealed) == -1) {
+    if (crypt_unhex_member (root, "sealed", kf->sealed, sizeof kf->sealed) == -1) {
       bad = "no valid \"sealed\" secret";
       goto fail;
     }
@@ -322,9 +313,9 @@ key_file_parse (const char *text, size_t len, const char *what,
     kf->x25519 = method && strcmp (method, "x25519-hkdf-sha256-aes256gcm") == 0;
     if (method == NULL ||
         (!kf->x25519 && strcmp (method, "rsa-oaep-sha256") != 0) ||
-        get_hex (rec, "public_key_sha256", kf->recovery_key_sha256, 32) == -1
+        crypt_unhex_member (rec, "public_key_sha256", kf->recovery_key_sha256, 32) == -1
         || (kf->x25519 &&
-            get_hex (rec, "ephemeral", kf->ephemeral, 32) == -1) ||
+            crypt_unhex_member (rec, "ephemeral", kf->ephemeral, 32) == -1) ||
         !json_object_object_get_ex (rec, "wrapped", &w) ||
         !json_object_is_type (w, json_type_string) ||
         (wl = strlen (ws = json_object_get_string (w))) % 2 ||

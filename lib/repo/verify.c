@@ -392,16 +392,6 @@ progress_lock (struct progress *pg)
 }
 
 static int
-hex_field (json_object *o, const char *key, uint8_t *out, size_t n)
-{
-  json_object *v;
-  return json_object_object_get_ex (o, key, &v) &&
-    json_object_is_type (v, json_type_string) &&
-    strlen (json_object_get_string (v)) == 2 * n &&
-    crypt_unhex (json_object_get_string (v), out, n) == 0 ? 0 : -1;
-}
-
-static int
 int_field (json_object *o, const char *key, int64_t lo, int64_t hi,
            int64_t *out)
 {
@@ -495,13 +485,13 @@ progress_load (struct progress *pg)
   }
 
   int64_t packs, done;
-  if (hex_field (root, "sample_key", seed, sizeof seed) == -1 ||
-      hex_field (root, "chunks", pg->fp, sizeof pg->fp) == -1 ||
+  if (crypt_unhex_member (root, "sample_key", seed, sizeof seed) == -1 ||
+      crypt_unhex_member (root, "chunks", pg->fp, sizeof pg->fp) == -1 ||
       int_field (root, "packs", 0, INT64_MAX, &packs) == -1 ||
       int_field (root, "packs_done", 0, packs, &done) == -1 ||
       !json_object_object_get_ex (root, "done_through", &v) ||
       (done > 0) != (v != NULL) ||
-      (v && hex_field (root, "done_through", pg->through, 16) == -1)) {
+      (v && crypt_unhex_member (root, "done_through", pg->through, 16) == -1)) {
     bad = "no sample_key, chunks, packs, packs_done or done_through";
     goto malformed;
   }
@@ -518,7 +508,7 @@ progress_load (struct progress *pg)
     json_object *e = json_object_array_get_idx (v, i), *w;
     uint8_t dg[VMS_DIGEST_LEN];
     if (!json_object_is_type (e, json_type_object) ||
-        hex_field (e, "chunk", dg, sizeof dg) == -1 ||
+        crypt_unhex_member (e, "chunk", dg, sizeof dg) == -1 ||
         !json_object_object_get_ex (e, "why", &w) ||
         !json_object_is_type (w, json_type_string) ||
         json_object_get_string_len (w) == 0 ||
@@ -662,7 +652,7 @@ progress_begin (struct verify *v, struct pending *p, size_t n, size_t packs,
       json_object *b = json_object_array_get_idx (pg->bad, i), *w;
       struct vms_digest d;
       int added;
-      hex_field (b, "chunk", d.b, sizeof d.b);   /* checked when read */
+      crypt_unhex_member (b, "chunk", d.b, sizeof d.b);   /* checked when read */
       json_object_object_get_ex (b, "why", &w);
       struct digest_set_entry *e = digest_set_add (&v->seen, &d, &added);
       char *msg;
