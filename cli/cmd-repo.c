@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "interrupt.h"
 #include "log.h"
 #include "vmshadow/config.h"
 #include "vmshadow/datapath.h"
@@ -527,12 +528,19 @@ verify_boot (const struct options *opts, int argc, char **argv)
     .backup_id = argv[0], .vms = opts->vms, .probe = opts->probe,
     .timeout_s = opts->boot_timeout, .libvirt_uri = opts->connect,
   };
-  struct vms_boot_check_report *r = vms_requester_boot_check (&rq);
+  struct vms_boot_check_report *r;
   int rc;
 
-  if (r == NULL)
-    return cli_fail ("verify");
-  rc = r->ok && r->recorded ? EXIT_SUCCESS : EXIT_FAILURE;
+  /* SIGTERM or Ctrl-C while the copy boots: it is turned off and its
+   * exports removed before we end (with 128 + the signal, as if killed). */
+  vms_interrupt_catch ();
+  r = vms_requester_boot_check (&rq);
+  if (r == NULL) {
+    rc = cli_fail ("verify");
+    return vms_interrupted () ? 128 + vms_interrupted () : rc;
+  }
+  rc = r->interrupted ? 128 + r->interrupted :
+    r->ok && r->recorded ? EXIT_SUCCESS : EXIT_FAILURE;
   if (opts->json) {
     json_object *out = cli_boot_check_json (r);
     if (out == NULL)
@@ -540,6 +548,7 @@ verify_boot (const struct options *opts, int argc, char **argv)
     json_object_object_add (out, "backup_id", json_object_new_string (r->backup_id));
     json_object_object_add (out, "recorded", json_object_new_boolean (r->recorded));
     json_object_object_add (out, "record_error", r->record_error ? json_object_new_string (r->record_error) : NULL);
+    json_object_object_add (out, "interrupted", r->interrupted ? json_object_new_int (r->interrupted) : NULL);
     json_object_object_add (out, "exit_code", json_object_new_int (rc));
     cli_print_json (out);
   }
@@ -559,6 +568,10 @@ verify_boot (const struct options *opts, int argc, char **argv)
     if (r->recorded)
       printf ("Boot check of backup %s %s; recorded beside it.\n",
               cli_text (r->backup_id), r->ok ? "passed" : "FAILED");
+    else if (r->interrupted)
+      fprintf (stderr, "vmshadow verify: interrupted by signal %d: the "
+               "throw-away copy was turned off and removed; nothing "
+               "recorded\n", r->interrupted);
     else
       fprintf (stderr, "vmshadow verify: the result could not be recorded: %s\n",
                cli_message (r->record_error));

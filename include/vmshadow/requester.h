@@ -509,6 +509,9 @@ struct vms_boot_check_report {
   struct vms_boot_checked_vm *vms;
   int recorded;                 /* 0: record_error says why not */
   char *record_error;
+  int interrupted;              /* the signal that stopped the check before
+                                 * its end (its copy removed, nothing
+                                 * recorded), or 0 */
 };
 /* NULL with the error set when nothing was booted (no such backup, a VM
  * asked for is not in it, the backup holds no VM). */

@@ -28,6 +28,7 @@
 #include <json-c/json.h>
 
 #include "cleanup.h"
+#include "interrupt.h"
 #include "log.h"
 #include "requester-internal.h"
 #include "str.h"
@@ -78,6 +79,10 @@ boot_verify_data (vms_repo *repo, const vms_manifest *m, const char *uuid)
     }
     for (uint64_t c = 0; c < vms_index_chunk_count (idx); c++) {
       const struct vms_digest *d = vms_index_get (idx, c);
+      if (vms_interrupt_check () == -1) {
+        vms_index_free (idx);
+        return -1;
+      }
       if (vms_digest_is_zero (d))
         continue;
       if (vms_repo_chunk_get (repo, d, buf, vms_index_chunk_len (idx, c), 1) == -1) {
@@ -413,6 +418,12 @@ vms_requester_boot_check (const struct vms_boot_check_request *rq)
     if (!v->ok) {
       v->error = strdup (vms_get_error () ? vms_get_error () : "?");
       rep->ok = 0;
+    }
+    /* Interrupted: the copy is gone (boot_one cleaned up); an unfinished
+     * check proves nothing either way, so nothing is recorded. */
+    if (vms_interrupted ()) {
+      rep->interrupted = vms_interrupted ();
+      goto out;
     }
   }
   /* Recorded beside the backup (a v2 repository needs the writer's

@@ -12,7 +12,8 @@
 # (libvirt's log of its command line has no -netdev).  In the plain
 # repository, a probe that exits 3 fails the check with that status, and a
 # backup with one damaged chunk fails before anything boots, naming the
-# chunk; each result replaces the recorded one.  After each run: no domain,
+# chunk; each result replaces the recorded one.  A check stopped by SIGTERM
+# removes its copy and records nothing.  After each run: no domain,
 # overlay, export or state left.
 . "$(dirname "$0")/lib.sh"
 lab_init
@@ -92,6 +93,33 @@ nothing_left
 vmw_vmshadow list || lab_fail "list failed"
 grep "^$bid " "$VMW_OUT" | awk '{print $(NF-1)}' | grep -qx FAILED || lab_fail "list does not say FAILED: $(cat "$VMW_OUT")"
 lab_ok "a probe exiting 3 fails the check (status 3 recorded, list says FAILED); nothing left"
+
+# SIGTERM (systemctl stop, a timeout) while the copy boots or runs its
+# probe: the copy is turned off and its exports removed before vmshadow
+# ends with 143, and the check recorded before (the probe that exited 3) stays.
+out=$LAB_WORK/boot-term.out err=$LAB_WORK/boot-term.err
+"$VMSHADOW" --repo "$VMW_REPO" verify --boot --json --probe 'sleep 600' "$bid" >"$out" 2>"$err" &
+vpid=$!
+lab__undo_push pid "$vpid" "verify --boot"
+for ((i = 0; i < 1800; i++)); do
+    copy=$(virsh -q list --name | grep '^vmshadow-boot-' || true)
+    [ -n "$copy" ] && { lab__undo_push domain "$copy"; break; }
+    kill -0 "$vpid" 2>/dev/null || lab_fail "verify --boot ended before its copy ran: $(cat "$err")"
+    sleep 0.1
+done
+[ "$i" -lt 1800 ] || { kill -TERM "$vpid"; lab_fail "no throw-away copy ran within 180 s"; }
+sleep 2
+kill -TERM "$vpid"
+rc=0
+wait "$vpid" || rc=$?
+lab_assert_eq "verify --boot after SIGTERM: exit" "$rc" 143
+lab_assert_eq "interrupted" "$(jq -r .interrupted "$out")" 15
+lab_assert_eq "recorded" "$(jq -r .recorded "$out")" false
+nothing_left
+vmw_vmshadow list --json || lab_fail "list --json failed"
+lab_assert_eq "the recorded check after SIGTERM: its probe" \
+    "$(jq -r --arg b "$bid" '.backups[] | select(.backup_id == $b) | .boot_check.vms[0].probe' "$VMW_OUT")" "exit 3"
+lab_ok "SIGTERM during the probe: exit 143, the copy and its exports removed, the earlier check still recorded"
 
 # One damaged chunk of the data disk.
 cs=$(jq -r .chunk_size "$VMW_REPO/config")

@@ -38,6 +38,7 @@
 #include "vmshadow/error.h"
 
 #include "cleanup.h"
+#include "interrupt.h"
 #include "log.h"
 #include "str.h"
 #include "vm-internal.h"
@@ -694,6 +695,8 @@ boot_probe (virDomainPtr dom, const char *probe, int64_t deadline,
       vms_set_error (ETIMEDOUT, "the probe did not end in time");
       return -1;
     }
+    if (vms_interrupt_check () == -1)
+      return -1;
     instant_sleep_ms (100);
   }
 }
@@ -743,6 +746,8 @@ vms_vm_boot_check (const struct vms_vm_boot_options *o,
                      vms_get_error ());
       goto out;
     }
+    if (vms_interrupt_check () == -1)
+      goto out;
     instant_sleep_ms (300);
   }
   res->agent_ms = instant_now_ms () - t0;
