@@ -32,6 +32,7 @@ struct vms_manifest {
   int version;                  /* MANIFEST_VERSION, or 2 in a v2 repository */
   char *id;
   int64_t created;
+  int32_t created_nsec;         /* orders backups of one second */
   manifest_file_vector files;
   int has_components;
   size_t nr_metadata;
@@ -91,6 +92,16 @@ add_opt (json_object *o, const char *key, const char *s)
   return add (o, key, json_object_new_string (s));
 }
 
+/* The manifest's time: when the backup was committed. */
+static void
+manifest_stamp (vms_manifest *m)
+{
+  struct timespec ts;
+  clock_gettime (CLOCK_REALTIME, &ts);
+  m->created = (int64_t) ts.tv_sec;
+  m->created_nsec = (int32_t) ts.tv_nsec;
+}
+
 char *
 manifest_format (const vms_manifest *m)
 {
@@ -108,6 +119,7 @@ manifest_format (const vms_manifest *m)
                                                  : MANIFEST_VERSION)) == -1 ||
       add (root, "backup_id", json_object_new_string (m->id)) == -1 ||
       add (root, "created", json_object_new_int64 (m->created)) == -1 ||
+      add (root, "created_nsec", json_object_new_int (m->created_nsec)) == -1 ||
       add (root, "chunk_size", json_object_new_int64 (VMS_CHUNK_SIZE)) == -1 ||
       add (root, "components", json_object_new_boolean (m->has_components)) == -1 ||
       add (root, "metadata_count",
@@ -355,6 +367,13 @@ manifest_parse_version (const char *text, size_t len, const char *backup_id,
   if (get_u64 (root, "created", MAX_MANIFEST_CREATED, &u, what) == -1)
     goto fail;
   m->created = (int64_t) u;
+  /* Optional (older manifests have none): two backups of one second
+   * still order by when they were made (prune --keep-last). */
+  if (get (root, "created_nsec") != NULL) {
+    if (get_u64 (root, "created_nsec", 999999999, &u, what) == -1)
+      goto fail;
+    m->created_nsec = (int32_t) u;
+  }
   if (get_u64 (root, "chunk_size", UINT32_MAX, &u, what) == -1)
     goto fail;
   if (u != VMS_CHUNK_SIZE) {
@@ -681,6 +700,12 @@ int64_t
 vms_manifest_time (const vms_manifest *m)
 {
   return m->created;
+}
+
+int32_t
+manifest_time_nsec (const vms_manifest *m)
+{
+  return m->created_nsec;
 }
 
 const vms_document *
@@ -1089,7 +1114,7 @@ txn_commit_v2 (vms_repo_txn *txn, const vms_document *components,
                "objects it needs extended to its own", m->id, extended);
   m->has_components = components != NULL;
   m->nr_metadata = nr_metadata;
-  m->created = (int64_t) time (NULL);
+  manifest_stamp (m);
   if ((text = manifest_format (m)) == NULL)
     return -1;
   /* Rule 1 (issue 12): only a session whose lease nobody can have seen
@@ -1163,7 +1188,7 @@ vms_repo_txn_commit (vms_repo_txn *txn, const vms_document *components,
   }
   m->has_components = components != NULL;
   m->nr_metadata = nr_metadata;
-  m->created = (int64_t) time (NULL);
+  manifest_stamp (m);
   if ((text = manifest_format (m)) == NULL)
     return -1;
   if (repo_write_new_file (txn->tmpfd, "manifest.json", text, strlen (text)) == -1)

@@ -36,6 +36,8 @@ newest_first (const void *a, const void *b)
   const struct prune_item *y = *(const struct prune_item *const *) b;
   if (x->time != y->time)
     return x->time > y->time ? -1 : 1;
+  if (x->nsec != y->nsec)
+    return x->nsec > y->nsec ? -1 : 1;
   return strcmp (y->id, x->id);
 }
 
@@ -393,7 +395,8 @@ vms_repo_prune (vms_repo *repo, const struct vms_prune_policy *policy,
         continue;
       }
     }
-    items[n] = (struct prune_item) { .id = b[i].id, .time = b[i].time };
+    items[n] = (struct prune_item) { .id = b[i].id, .time = b[i].time,
+                                     .nsec = b[i].nsec };
     if (item_keys (repo, &items[n]) == -1) {
       /* Unreadable now: kept, like one that could not be listed. */
       b[i].error = strdup (vms_get_error ());

@@ -280,6 +280,8 @@ extern vms_manifest *manifest_parse_version (const char *text, size_t len,
 extern char *manifest_format (const vms_manifest *m);
 /* Read backups/<id>/manifest.json without loading its documents. */
 extern vms_manifest *manifest_load (vms_repo *repo, const char *backup_id);
+/* The nanoseconds of vms_manifest_time's second (0 in older manifests). */
+extern int32_t manifest_time_nsec (const vms_manifest *m);
 extern const struct manifest_file *manifest_file_at (const vms_manifest *m,
                                                      size_t i);
 extern size_t manifest_metadata_expected (const vms_manifest *m);
@@ -302,6 +304,7 @@ extern int repo_need_write (vms_repo *repo, const char *what);
 struct repo_backup {
   char *id;
   int64_t time;
+  int32_t nsec;                 /* of that second: orders one second's */
   char *error;                  /* the manifest could not be read: why */
 };
 /* Every directory in backups/ with a valid name, oldest first (by the
@@ -462,6 +465,7 @@ enum {
 struct prune_item {
   const char *id;
   int64_t time;                 /* Unix seconds */
+  int32_t nsec;                 /* and nanoseconds: orders one second's */
   /* The components the backup holds ("<writer-id>/<component>": per VM,
    * issue 20); backups without any form one group of their own. */
   const char *const *keys;

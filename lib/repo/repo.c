@@ -1099,6 +1099,8 @@ backup_cmp (const void *a, const void *b)
     return x->error ? -1 : 1;
   if (x->time != y->time)
     return x->time < y->time ? -1 : 1;
+  if (x->nsec != y->nsec)
+    return x->nsec < y->nsec ? -1 : 1;
   return strcmp (x->id, y->id);
 }
 
@@ -1138,6 +1140,7 @@ backup_add (vms_repo *repo, backup_vector *v, char *id)
 
   if (m) {
     b.time = vms_manifest_time (m);
+    b.nsec = manifest_time_nsec (m);
     vms_manifest_free (m);
   }
   else if (repo->version >= 2 && vms_get_errno () == ENOENT) {
@@ -1221,6 +1224,7 @@ list_backups_v2 (vms_repo *repo, backup_vector *v)
         free (id);
         b.id = strdup (vms_manifest_backup_id (m));
         b.time = vms_manifest_time (m);
+        b.nsec = manifest_time_nsec (m);
         vms_manifest_free (m);
       }
       else

@@ -57,8 +57,8 @@ echo "ok - bad specs, a missing bucket, a missing repository, a wrong secret and
 "$vmshadow" --repo "$repo" backup > "$tmp/out" || fail "backup: $(cat "$tmp/out")"
 head -c 1000000 /dev/urandom | dd of="$tmp/app/data" bs=1M seek=1 conv=notrunc status=none
 "$vmshadow" --repo "$repo" backup --json > "$tmp/out" || fail "second backup: $(cat "$tmp/out")"
-# The second backup's own id: two backups of one second list in the order
-# of their random suffixes, not of their times.
+# The second backup's own id (prune --keep-last 1 below must keep it, also
+# when both backups were committed within one second: created_nsec).
 id=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["backup_id"])' < "$tmp/out")
 [ "$(nbackups "$repo")" = 2 ] || fail "not two backups"
 "$vmshadow" --repo "$repo" verify --deep > "$tmp/out" || fail "verify --deep: $(cat "$tmp/out")"
@@ -91,7 +91,8 @@ echo "ok - a backup under another client's lock is refused with its name; reader
 packs_before=$(keys | grep -c "^repos/one/packs/")
 "$vmshadow" --repo "$repo" gc --grace 0 > "$tmp/out" || fail "gc: $(cat "$tmp/out")"
 "$vmshadow" --repo "$repo" verify --deep > "$tmp/out" || fail "verify --deep after gc: $(cat "$tmp/out")"
-"$vmshadow" --repo "$repo" extract "$id" data "$tmp/app/data" --to "$tmp/data2.out" > /dev/null || fail "extract after gc"
+"$vmshadow" --repo "$repo" extract "$id" data "$tmp/app/data" --to "$tmp/data2.out" > /dev/null 2> "$tmp/err" ||
+  fail "extract after gc: $(cat "$tmp/err"; "$vmshadow" --repo "$repo" list)"
 cmp -s "$tmp/data2.out" "$tmp/app/data" || fail "extracted data differs after gc"
 echo "ok - prune kept one backup, gc ran ($packs_before packs before, $(keys | grep -c "^repos/one/packs/") after), verify --deep and extract still good"
 

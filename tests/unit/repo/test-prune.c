@@ -77,6 +77,23 @@ keep_last_keeps_the_newest (void **state)
   assert_string_equal (kept (), "b00 b01 b02 b03 b04");
 }
 
+/* Two backups committed within one second: the later one (by the
+ * manifest's created_nsec) is the newest, though the ids' random suffixes
+ * order them the other way. */
+static void
+keep_last_orders_one_seconds_backups_by_their_nanoseconds (void **state)
+{
+  add (T0);
+  add (T0 + HOUR);
+  items[1].id = "zz-earlier";
+  items[1].nsec = 100000000;
+  add (T0 + HOUR);
+  items[2].id = "aa-later";
+  items[2].nsec = 900000000;
+  select_with ((struct vms_prune_policy) { .keep_last = 1 });
+  assert_string_equal (kept (), "aa-later");
+}
+
 static void
 keep_daily_keeps_the_newest_of_each_day_with_backups (void **state)
 {
@@ -224,6 +241,8 @@ main (int argc, char *argv[])
   const struct CMUnitTest tests[] = {
 #define T(name, f) { name, f, reset, NULL, NULL }
     T ("keep-last-keeps-the-newest", keep_last_keeps_the_newest),
+    T ("keep-last-orders-one-seconds-backups-by-their-nanoseconds",
+       keep_last_orders_one_seconds_backups_by_their_nanoseconds),
     T ("keep-daily-keeps-the-newest-of-each-day-with-backups",
        keep_daily_keeps_the_newest_of_each_day_with_backups),
     T ("keep-weekly-uses-iso-weeks", keep_weekly_uses_iso_weeks),
