@@ -349,9 +349,40 @@ scratch_path (const struct vm_entry *vm, const char *target)
  * wants the sizes equal), without a backing file in its header: libvirt
  * gives QEMU the disk as its backing node. Libvirt leaves such files to
  * us: remove_scratch. */
+struct scratch_make {
+  const char *path;
+  uint64_t size;
+  int rc, errnum;
+  char *error;                  /* its failure (malloc'd) */
+};
+
+static void *
+scratch_make_one (void *p)
+{
+  struct scratch_make *m = p;
+
+  if ((m->rc = vm_create_image (m->path, "qcow2", m->size)) == -1) {
+    m->errnum = vms_get_errno ();
+    m->error = vms_get_error () ? strdup (vms_get_error ()) : NULL;
+  }
+  return NULL;
+}
+
+/* Each file is one `qemu-img create` (~25 ms, mostly its start): one
+ * thread a disk, so that a VM's disks cost one of them, not their sum. */
 static int
 make_scratch (struct online_job *j)
 {
+  CLEANUP_FREE struct scratch_make *m = calloc (j->nr_disks + 1, sizeof *m);
+  CLEANUP_FREE pthread_t *th = calloc (j->nr_disks + 1, sizeof *th);
+  CLEANUP_FREE int *started = calloc (j->nr_disks + 1, sizeof *started);
+  size_t n = 0;
+  int r = 0;
+
+  if (m == NULL || th == NULL || started == NULL) {
+    vms_set_error (ENOMEM, "out of memory");
+    return -1;
+  }
   for (size_t i = 0; i < j->nr_disks; i++) {
     const struct vm_job_disk *jd = &j->disks[i];
     virDomainBlockInfo bi;
@@ -363,10 +394,31 @@ make_scratch (struct online_job *j)
                      vm_virt_error ());
       return -1;
     }
-    if (vm_create_image (jd->scratch, "qcow2", bi.capacity) == -1)
-      return -1;
+    m[n].path = jd->scratch;
+    m[n++].size = bi.capacity;
   }
-  return 0;
+  /* The last one in this thread, while the others run (and those whose
+   * thread did not start, after). */
+  for (size_t i = 0; i + 1 < n; i++)
+    started[i] = pthread_create (&th[i], NULL, scratch_make_one, &m[i]) == 0;
+  if (n > 0)
+    scratch_make_one (&m[n - 1]);
+  for (size_t i = 0; i + 1 < n; i++) {
+    if (started[i])
+      pthread_join (th[i], NULL);
+    else
+      scratch_make_one (&m[i]);
+  }
+  /* The first failure by disk order is the one said. */
+  for (size_t i = 0; i < n; i++) {
+    if (m[i].rc == -1 && r == 0) {
+      vms_set_error (m[i].errnum, "%s", m[i].error ? m[i].error
+                     : "out of memory");
+      r = -1;
+    }
+    free (m[i].error);
+  }
+  return r;
 }
 
 /* The scratch files, once no job of ours can use them. (When vmshadow is
@@ -1035,7 +1087,8 @@ vm_online_capture (struct vm_writer *w, vms_call *call,
     jobs[i].group = &group;
   }
   /* The guard connects to libvirt while the jobs are prepared (issue 15:
-   * its start was a step of its own before the freeze). */
+   * its start was a step of its own before the freeze), if Identify has
+   * not started it already. */
   vm_guard_prestart (w);
   /* Slow preparation first, so that the freeze windows hold only the
    * freeze, the job's begin and the thaw. */

@@ -957,6 +957,17 @@ vm_identify (void *data, vms_call *call)
     cluster_scan_thread (&cs);
   r = vm_connect (w, call) == -1 || list_domains (w, call, &doms, &n) == -1
     ? -1 : 0;
+  /* Issue 15: a backup session (not a listing or a dry run, which have
+   * none) with a running VM will want the guard: it starts and connects
+   * to libvirt while the VMs are identified, not only from
+   * prepare-snapshot on. (The domain's id is known from the listing: no
+   * call to libvirtd.) */
+  for (i = 0; r == 0 && vms_call_session_id (call) && vms_call_is_backup (call)
+         && i < n; i++)
+    if (virDomainGetID (doms[i]) != (unsigned) -1) {
+      vm_guard_prestart (w);
+      break;
+    }
   for (i = 0; r == 0 && i < n; i++) {
     int one = identify_one (w, call, doms[i]);
     if (one == -1)
