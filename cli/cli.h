@@ -23,6 +23,8 @@
                                    disconnected (R21) */
 #define EXIT_PARTIAL 4          /* some sets (backup --each) or some VMs
                                    (restore) failed, the others are done */
+#define EXIT_UNREACHABLE 5      /* verify: the repository's storage out of
+                                   reach (not damage); --resume continues */
 
 /* The exit code of a run that ended so. */
 extern int cli_exit_code (enum vms_outcome o);

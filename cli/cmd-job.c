@@ -201,6 +201,10 @@ job_repository (const struct vms_config *c, const struct vms_config_job *j)
 static void
 record_verify (const struct vms_config_job *j, int deep, int rc)
 {
+  /* A verify that could not read the repository found nothing: the last
+   * verify that did stays status's (it says damage when not ok). */
+  if (rc == EXIT_UNREACHABLE)
+    return;
   json_object *o = json_object_new_object ();
   json_object_object_add (o, "time", json_object_new_int64 ((int64_t) time (NULL)));
   json_object_object_add (o, "deep", json_object_new_boolean (deep));

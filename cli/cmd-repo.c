@@ -657,6 +657,10 @@ cmd_verify (const struct options *opts, int argc, char **argv)
   vms_repo_close (repo);
   if (problems == -1) {
     json_object_put (r.list);
+    /* Not damage: its own exit code, so that a script or a job tells a
+     * repository it could not read from one found bad (issue 12). */
+    if (run.unreachable)
+      return cli_error ("verify", EXIT_UNREACHABLE, "%s", vms_get_error ());
     return cli_fail ("verify");
   }
   if (run.note[0])

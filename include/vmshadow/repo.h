@@ -349,6 +349,10 @@ struct vms_verify_run {
   uint64_t packs_before;        /* of them, checked by the interrupted run(s) */
   uint64_t packs_checked;       /* of them, checked by this run */
   uint64_t bad_before;          /* bad chunks the interrupted run(s) found */
+  int unreachable;              /* 1: it stopped, the repository's storage
+                                   out of reach (errno ETIMEDOUT,
+                                   ECONNREFUSED, ...): no damage counted,
+                                   its record kept for a resume */
   char note[512];               /* what became of the record, or "" */
 };
 extern VMS_API int vms_repo_verify_run (vms_repo *repo, const char *backup_id,

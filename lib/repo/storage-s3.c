@@ -372,6 +372,12 @@ errno_of_curl (CURLcode cc)
   case CURLE_OPERATION_TIMEDOUT: return ETIMEDOUT;
   case CURLE_COULDNT_CONNECT: return ECONNREFUSED;
   case CURLE_COULDNT_RESOLVE_HOST: return EHOSTUNREACH;
+  /* The connection lost mid-request: the endpoint's fault, not the
+   * object's (verify tells the two apart, issue 12). */
+  case CURLE_SEND_ERROR:
+  case CURLE_RECV_ERROR:
+  case CURLE_GOT_NOTHING:
+  case CURLE_PARTIAL_FILE: return ECONNRESET;
   case CURLE_OUT_OF_MEMORY: return ENOMEM;
   case CURLE_PEER_FAILED_VERIFICATION:
   case CURLE_SSL_CACERT_BADFILE:
@@ -510,6 +516,8 @@ fail_status (struct s3_req *r)
   case 501: errno = ENOTSUP; break;
   case 507: errno = ENOSPC; break;
   case 400: errno = EINVAL; break;
+  /* The service, or what is behind the endpoint, not there for now. */
+  case 502: case 503: case 504: errno = EAGAIN; break;
   default:
     errno = r->status >= 500 ? EIO : EPROTO;
   }

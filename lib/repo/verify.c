@@ -66,7 +66,11 @@ struct verify {
   uint64_t bad;                 /* chunks found bad */
   uint8_t *buf;
   struct progress *pg;          /* recorded on the host; NULL: not */
+  int unreachable;              /* stopped: the storage out of reach */
 };
+
+static int unreachable (int e);
+static int stop_unreachable (struct verify *v, int e);
 
 static void __attribute__ ((format (printf, 2, 3)))
 problem (struct verify *v, const char *fmt, ...)
@@ -82,14 +86,53 @@ problem (struct verify *v, const char *fmt, ...)
     v->report (v->opaque, line);
 }
 
+/* errno e says the repository's storage is out of reach (an S3
+ * endpoint, a RADOS cluster: once the backend's own retries gave up),
+ * which says nothing about the data (issue 12). */
+static int
+unreachable (int e)
+{
+  switch (e) {
+  case ETIMEDOUT: case ECONNREFUSED: case ECONNRESET: case ECONNABORTED:
+  case EHOSTUNREACH: case EHOSTDOWN: case ENETUNREACH: case ENETDOWN:
+  case ENETRESET: case ENOTCONN: case ESHUTDOWN: case EAGAIN:
+    return 1;
+  default:
+    return 0;
+  }
+}
+
+/* If the error set (errno e) is the storage out of reach: the verify
+ * stops, rather than call what it could not read damaged; its record is
+ * kept for a resume. 1 then (the error said again), else 0. */
+static int
+stop_unreachable (struct verify *v, int e)
+{
+  if (!unreachable (e))
+    return 0;
+  CLEANUP_FREE char *why = strdup (vms_get_error () ? vms_get_error () : "");
+  v->unreachable = 1;
+  vms_set_error (e, "verify stopped: repository %s could not be read (%s); "
+                 "nothing was counted damaged for it%s", v->repo->path,
+                 why ? why : "out of memory", v->pg ? ", and 'verify "
+                 "--resume' with the same options continues where it "
+                 "stopped" : "");
+  return 1;
+}
+
 /* Record the outcome r (0, or -1 with the error set) of checking the
- * chunk of e. -1 on out of memory. */
+ * chunk of e. -1 on out of memory, or when the repository is out of
+ * reach (nothing recorded of the chunk). */
 static int
 settle (struct verify *v, struct digest_set_entry *e, int r)
 {
-  e->value = 0;
-  if (r == 0)
+  if (r == 0) {
+    e->value = 0;
     return 0;
+  }
+  if (stop_unreachable (v, vms_get_errno ()))
+    return -1;
+  e->value = 0;
   char *msg = strdup (vms_get_error ());
   if (msg == NULL || string_vector_append (&v->errors, msg) == -1) {
     free (msg);
@@ -154,6 +197,8 @@ verify_backup (struct verify *v, const char *id)
   CLEANUP (vms_manifest_free) vms_manifest *m = vms_manifest_open (v->repo, id);
 
   if (m == NULL) {
+    if (stop_unreachable (v, vms_get_errno ()))
+      return -1;
     if (!v->reporting)
       problem (v, "%s", vms_get_error ());
     return 0;
@@ -169,6 +214,8 @@ verify_backup (struct verify *v, const char *id)
     CLEANUP (vms_index_free) vms_index *idx =
       vms_manifest_load_index (v->repo, m, i);
     if (idx == NULL) {
+      if (stop_unreachable (v, vms_get_errno ()))
+        return -1;
       if (!v->reporting)
         problem (v, "%s", vms_get_error ());
       continue;
@@ -213,6 +260,19 @@ pending_len (const struct pending *p)
   return (size_t) -p->e->value;
 }
 
+/* A read of pack name failed (errno): when for the storage out of reach,
+ * stop at once (not again chunk by chunk, each with the backend's
+ * retries). */
+static int
+pack_unreachable (struct verify *v, const char *name)
+{
+  int e = errno;
+  if (!unreachable (e))
+    return 0;
+  vms_set_error (e, "pack %s cannot be read: %s", name, repo_errstr (e));
+  return stop_unreachable (v, vms_get_errno ());
+}
+
 /* The pending chunks p[0..n) of one pack, deep: read in windows, each
  * chunk checked from its window. */
 static int
@@ -241,6 +301,8 @@ verify_pack_deep (struct verify *v, const char *name, struct pending *p,
     assert (end - start <= VERIFY_WINDOW);
     int ok = storage_get (v->repo->store, name, start, (size_t) (end - start),
                           *win) == 0;
+    if (!ok && pack_unreachable (v, name))
+      return -1;
     for (size_t k = i; k < j; k++) {
       int r = ok ? settle (v, p[k].e, chunk_store_check_at
                            (v->repo, &p[k].e->d, pending_len (&p[k]),
@@ -262,6 +324,8 @@ verify_pack_size (struct verify *v, const char *name, struct pending *p,
   struct storage_stat st;
   int ok = storage_stat (v->repo->store, name, &st) == 0;
 
+  if (!ok && pack_unreachable (v, name))
+    return -1;
   for (size_t k = 0; k < n; k++) {
     int r = ok ? settle (v, p[k].e, chunk_store_check_at
                          (v->repo, &p[k].e->d, pending_len (&p[k]),
@@ -868,6 +932,7 @@ verify_structure (struct verify *v)
   if (storage_list (repo->store, "", names_add, &l) != 0) {
     vms_set_error (errno, "repository %s: cannot list its objects: %s",
                    repo->path, repo_errstr (errno));
+    stop_unreachable (v, vms_get_errno ());
     r = -1;
   }
   for (size_t i = 0; r == 0 && i < l.n; i++) {
@@ -879,9 +944,14 @@ verify_structure (struct verify *v)
     CLEANUP_FREE void *buf = NULL;
     size_t len;
     if (storage_get_all (raw, name, (size_t) 1 << 31, &buf, &len) == -1) {
-      if (errno != ENOENT)      /* gone meanwhile (gc): nothing to check */
-        problem (v, "object %s cannot be read: %s", name,
-                 repo_errstr (errno));
+      int e = errno;
+      vms_set_error (e, "object %s cannot be read: %s", name, repo_errstr (e));
+      if (stop_unreachable (v, vms_get_errno ())) {
+        r = -1;
+        break;
+      }
+      if (e != ENOENT)          /* gone meanwhile (gc): nothing to check */
+        problem (v, "%s", vms_get_error ());
       continue;
     }
     if (pack) {
@@ -920,6 +990,7 @@ verify_trailers (struct verify *v)
   if (storage_list (repo->store, "packs/", names_add, &l) != 0) {
     vms_set_error (errno, "repository %s: cannot list packs/: %s",
                    repo->path, repo_errstr (errno));
+    stop_unreachable (v, vms_get_errno ());
     r = -1;
   }
   for (size_t i = 0; r == 0 && i < l.n; i++) {
@@ -927,11 +998,21 @@ verify_trailers (struct verify *v)
     struct storage_stat st;
     uint8_t tail[PACK_TAIL_SIZE];
     char aad[256];
-    if (storage_stat (repo->store, name, &st) == -1)
+    int gone = storage_stat (repo->store, name, &st) == -1;
+    int bad = !gone &&
+      (st.size < PACK_HEADER_SIZE + PACK_TAIL_SIZE + ENVELOPE_OVERHEAD ||
+       storage_get (repo->store, name, st.size - PACK_TAIL_SIZE,
+                    PACK_TAIL_SIZE, tail) == -1);
+    if ((gone || bad) && unreachable (errno)) {
+      vms_set_error (errno, "pack %s cannot be read: %s", name,
+                     repo_errstr (errno));
+      stop_unreachable (v, vms_get_errno ());
+      r = -1;
+      break;
+    }
+    if (gone)
       continue;                 /* gone meanwhile (gc) */
-    if (st.size < PACK_HEADER_SIZE + PACK_TAIL_SIZE + ENVELOPE_OVERHEAD ||
-        storage_get (repo->store, name, st.size - PACK_TAIL_SIZE,
-                     PACK_TAIL_SIZE, tail) == -1) {
+    if (bad) {
       problem (v, "pack %s is corrupt (too short for a pack)", name);
       continue;
     }
@@ -950,10 +1031,17 @@ verify_trailers (struct verify *v)
       r = -1;
       break;
     }
-    if (storage_get (repo->store, name, toff, (size_t) tlen, t) == -1 ||
-        crypt_open (repo->key->k_enc, aad,
-                    crypt_aad (aad, sizeof aad, repo->id, "trailer", name),
-                    t, (size_t) tlen, out) == -1)
+    int got = storage_get (repo->store, name, toff, (size_t) tlen, t) == 0;
+    if (!got && unreachable (errno)) {
+      vms_set_error (errno, "pack %s cannot be read: %s", name,
+                     repo_errstr (errno));
+      stop_unreachable (v, vms_get_errno ());
+      r = -1;
+    }
+    else if (!got ||
+             crypt_open (repo->key->k_enc, aad,
+                         crypt_aad (aad, sizeof aad, repo->id, "trailer", name),
+                         t, (size_t) tlen, out) == -1)
       problem (v, "pack %s: its trailer %s", name, errno == EKEYREJECTED
                ? "failed authentication (altered, or another pack's)"
                : repo_errstr (errno));
@@ -1056,6 +1144,7 @@ vms_repo_verify_run (vms_repo *repo, const char *backup_id, int deep,
     run->resumed = 0;
     run->packs = run->packs_before = run->packs_checked = run->bad_before = 0;
     run->note[0] = '\0';
+    run->unreachable = 0;
   }
   if (percent == 0 || percent > 100) {
     vms_set_error (EINVAL, "a verify sample is 1 to 100 percent, not %u",
@@ -1084,6 +1173,8 @@ vms_repo_verify_run (vms_repo *repo, const char *backup_id, int deep,
       return -1;
     }
     r = verify_structure (&v);
+    if (run)
+      run->unreachable = v.unreachable;
     return r == -1 ? -1 : v.problems;
   }
   if (deep && (v.buf = malloc (VMS_CHUNK_SIZE)) == NULL) {
@@ -1102,8 +1193,10 @@ vms_repo_verify_run (vms_repo *repo, const char *backup_id, int deep,
     vms_manifest_free (m);
     r = verify_backup (&v, backup_id);
   }
-  else if (repo_list_backups (repo, &b, &nr) == -1)
+  else if (repo_list_backups (repo, &b, &nr) == -1) {
+    stop_unreachable (&v, vms_get_errno ());
     r = -1;
+  }
   else
     for (size_t i = 0; i < nr && r == 0; i++)
       r = verify_backup (&v, b[i].id);
@@ -1121,6 +1214,8 @@ vms_repo_verify_run (vms_repo *repo, const char *backup_id, int deep,
       repo->encrypted && repo->key)
     r = verify_trailers (&v);
 
+  if (run)
+    run->unreachable = v.unreachable;
   progress_end (v.pg, r);
   repo_backups_free (b, nr);
   digest_set_free (&v.seen);

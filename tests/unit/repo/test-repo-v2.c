@@ -39,6 +39,7 @@
 #include "crypt.h"
 #include "repo-internal.h"
 #include "repo-test-lib.h"
+#include "storage.h"
 
 static int
 setup (void **state)
@@ -940,6 +941,132 @@ an_interrupted_verify_resumes_with_the_packs_it_had_not_checked (void **state)
   free (data);
 }
 
+/* ---- a verify whose storage goes out of reach (issue 12) ----
+ * A test double of a backend: the repository's own store, whose reads of
+ * packs fail with errno err once `allow` of them were answered (as an S3
+ * endpoint or a RADOS cluster gone, once the backend's retries gave up). */
+struct flaky {
+  struct storage s;
+  struct storage *inner;
+  int allow, err;
+};
+
+static int
+flaky_fails (struct flaky *f, const char *name)
+{
+  if (strncmp (name, "packs/", 6) != 0 || f->allow-- > 0)
+    return 0;
+  errno = f->err;
+  return 1;
+}
+
+static int
+flaky_get (struct storage *s, const char *name, uint64_t off, size_t len,
+           void *buf)
+{
+  struct flaky *f = (struct flaky *) s;
+  return flaky_fails (f, name) ? -1
+    : f->inner->ops->get (f->inner, name, off, len, buf);
+}
+
+static int
+flaky_stat (struct storage *s, const char *name, struct storage_stat *st)
+{
+  struct flaky *f = (struct flaky *) s;
+  return flaky_fails (f, name) ? -1 : f->inner->ops->stat (f->inner, name, st);
+}
+
+static int
+flaky_list (struct storage *s, const char *prefix, storage_list_fn fn,
+            void *opaque)
+{
+  struct flaky *f = (struct flaky *) s;
+  return f->inner->ops->list (f->inner, prefix, fn, opaque);
+}
+
+static const struct storage_ops flaky_ops = {
+  .size = sizeof (struct storage_ops), .name = "flaky", .get = flaky_get,
+  .stat = flaky_stat, .list = flaky_list,
+};
+
+/* verify (deep or not) of r through a store whose pack reads fail with err
+ * after allow of them. */
+static int
+verify_through_flaky (vms_repo *r, int dfd, int deep, int allow, int err,
+                      struct vms_verify_run *run, struct lines *l)
+{
+  struct flaky f = { .s = { &flaky_ops }, .inner = r->store, .allow = allow,
+                     .err = err };
+  *run = (struct vms_verify_run) { .state_dirfd = dfd, .state_dir = "state" };
+  r->store = &f.s;
+  int p = vms_repo_verify_run (r, NULL, deep, 100, run, collect, l);
+  r->store = f.inner;
+  return p;
+}
+
+static void
+a_verify_that_cannot_reach_its_storage_stops_and_resumes (void **state)
+{
+  vms_repo *r = open_v2 ();
+  size_t n = 64 * CS;
+  uint8_t *data = xmalloc (n);
+  struct lines l = { .n = 0 };
+  struct vms_verify_run run;
+  char sdir[256], rec[512];
+
+  fill_random (data, n, 43);
+  make_backup (r, "b1", data, n);
+  vms_repo_close (r);
+  r = vms_repo_open (repo_dir, 0);
+  assert_non_null (r);
+  snprintf (sdir, sizeof sdir, "%s-state", repo_dir);
+  assert_int_equal (mkdir (sdir, 0700), 0);
+  int dfd = open (sdir, O_RDONLY | O_DIRECTORY);
+  assert_true (dfd >= 0);
+  snprintf (rec, sizeof rec, "%s/verify/%s.json", sdir, r->id);
+
+  for (int deep = 0; deep <= 1; deep++) {
+    /* The connection lost after 3 pack reads: the verify stops, naming
+     * it; nothing is reported damaged. */
+    assert_int_equal (verify_through_flaky (r, dfd, deep, 3, ECONNRESET,
+                                            &run, &l), -1);
+    assert_int_equal (vms_get_errno (), ECONNRESET);
+    assert_int_equal (run.unreachable, 1);
+    assert_non_null (strstr (vms_get_error (), "could not be read"));
+    assert_non_null (strstr (vms_get_error (), "'verify --resume'"));
+    assert_int_equal (l.n, 0);
+    assert_true (run.packs >= 8);
+    assert_int_equal (run.packs_checked, 3);
+    assert_int_equal (access (rec, F_OK), 0);     /* kept for a resume */
+
+    /* Resumed with the storage back: the other packs, all sound (none
+     * of the packs it read before was recorded bad). */
+    assert_int_equal (resume (r, dfd, NULL, deep, 100, &run, &l), 0);
+    print_message ("# %s: stopped after 3 packs; resumed: %" PRIu64 " before, "
+                   "%" PRIu64 " now, of %" PRIu64 "\n", deep ? "deep" : "plain",
+                   run.packs_before, run.packs_checked, run.packs);
+    assert_int_equal (run.resumed, 1);
+    assert_int_equal (run.packs_before, 3);
+    assert_int_equal (run.bad_before, 0);
+    assert_int_equal (run.packs_checked, run.packs - 3);
+    assert_int_equal (l.n, 0);
+    assert_int_equal (access (rec, F_OK), -1);
+  }
+
+  /* A read error of the data itself (EIO: a bad sector) is damage: the
+   * chunks it hides are reported, the verify goes on to the end. */
+  int p = verify_through_flaky (r, dfd, 1, 3, EIO, &run, &l);
+  print_message ("# EIO after 3 pack reads: %d problems\n", p);
+  assert_true (p > 0);
+  assert_int_equal (run.unreachable, 0);
+  assert_int_equal (run.packs_checked, run.packs);
+  assert_true (lines_contain (&l, "unreadable"));
+  lines_free (&l);
+  close (dfd);
+  vms_repo_close (r);
+  free (data);
+}
+
 static void
 a_full_file_system_fails_the_backup_and_keeps_the_repository_whole (void **state)
 {
@@ -1230,6 +1357,8 @@ main (int argc, char *argv[])
        verify_sample_checks_about_that_share_of_the_chunks),
     T ("an-interrupted-verify-resumes-with-the-packs-it-had-not-checked",
        an_interrupted_verify_resumes_with_the_packs_it_had_not_checked),
+    T ("a-verify-that-cannot-reach-its-storage-stops-and-resumes",
+       a_verify_that_cannot_reach_its_storage_stops_and_resumes),
     T ("a-full-file-system-fails-the-backup-and-keeps-the-repository-whole",
        a_full_file_system_fails_the_backup_and_keeps_the_repository_whole),
     T ("upgrade-moves-a-version-1-repository-to-version-2-keeping-every-backup",
