@@ -273,6 +273,10 @@ job_verify (const struct options *opts, const struct vms_config *c,
   }
   o.deep = j->verify_deep;
   o.given &= ~(uint64_t) OPT_CONNECT;
+  /* A nightly verify killed (a reboot, a timeout) or stopped by a lost
+   * connection continues where it was next time, instead of starting
+   * over and never reaching the end of a large repository (issue 12). */
+  o.resume = 2;
   if (!opts->json)
     printf ("Job %s: verify %s%s\n", cli_text (j->name), cli_text (o.repo_dir),
             o.deep ? " (deep)" : "");

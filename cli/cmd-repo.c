@@ -617,7 +617,8 @@ cmd_verify (const struct options *opts, int argc, char **argv)
   if (want_args ("verify", argc, 0, 1, "[BACKUP]") == -1)
     return EXIT_USAGE;
   vms_repo *repo = open_or_without_key (opts, !opts->deep && argc == 0 &&
-                                        !opts->sample_percent && !opts->resume);
+                                        !opts->sample_percent &&
+                                        opts->resume != 1);
   if (repo == NULL)
     return cli_fail ("verify");
   int keyless = !vms_repo_has_key (repo);
@@ -641,7 +642,7 @@ cmd_verify (const struct options *opts, int argc, char **argv)
     if (run.state_dirfd == -1)
       snprintf (state_why, sizeof state_why, "%s", vms_get_error ());
   }
-  if (run.state_dirfd == -1 && opts->resume && !keyless) {
+  if (run.state_dirfd == -1 && opts->resume == 1 && !keyless) {
     vms_repo_close (repo);
     json_object_put (r.list);
     return cli_error ("verify", EXIT_FAILURE, "cannot resume: %s",

@@ -339,7 +339,9 @@ struct vms_verify_run {
   /* in */
   int state_dirfd;              /* the host's state directory; -1: none */
   const char *state_dir;        /* its name, for messages */
-  int resume;
+  int resume;                   /* 1: resume (refused when it cannot be);
+                                   2: resume a record of the same selection
+                                   if there is one, else start (a job) */
   unsigned save_ms;             /* progress saved at most this often (0: each pack) */
   void (*saved) (void *opaque, uint64_t packs_done);  /* after each save */
   void *opaque;                 /* saved's */

@@ -1079,7 +1079,8 @@ progress_open (struct verify *v, const char *backup_id, unsigned percent,
   vms_repo *repo = v->repo;
   int keyless = repo->encrypted && repo->key == NULL;
 
-  if (run->resume && (keyless || !v->by_pack || run->state_dirfd < 0)) {
+  int hard = run->resume == 1;       /* 2: only if there is one to resume */
+  if (hard && (keyless || !v->by_pack || run->state_dirfd < 0)) {
     vms_set_error (EINVAL, "repository %s: %s", repo->path, keyless ?
                    "the structure check without the key is not resumed "
                    "(run it again)" : !v->by_pack ? "a verify of a version 1 "
@@ -1101,7 +1102,7 @@ progress_open (struct verify *v, const char *backup_id, unsigned percent,
                             .seed = v->seed };
   if (progress_lock (pg) == -1) {
     progress_free (pg);
-    if (run->resume)
+    if (hard)
       return -1;
     snprintf (run->note, sizeof run->note, "its progress is not recorded "
               "(an interruption cannot be resumed): %s", vms_get_error ());
@@ -1109,15 +1110,33 @@ progress_open (struct verify *v, const char *backup_id, unsigned percent,
   }
   if (run->resume) {
     int l = progress_load (pg);
+    /* Resume if same: a record of another selection (the job's options
+     * changed) or a malformed one is dropped, not a failure every night. */
+    if (l == -1 && !hard && (vms_get_errno () == EINVAL ||
+                             vms_get_errno () == EBADMSG)) {
+      snprintf (run->note, sizeof run->note, "%s: checking from the "
+                "beginning", vms_get_error ());
+      /* (what a malformed record left half read, forgotten) */
+      pg->seed = v->seed;
+      pg->packs = pg->packs_done = 0;
+      pg->have_through = 0;
+      l = 2;
+      if (unlinkat (pg->dirfd, pg->name, 0) == -1 && errno != ENOENT) {
+        vms_set_error (errno, "cannot remove the verify progress record "
+                       "%s/verify/%s: %s", state_name (pg), pg->name,
+                       strerror (errno));
+        l = -1;
+      }
+    }
     if (l == -1) {
       progress_free (pg);
       return -1;
     }
-    if (l == 1)
+    if (l == 1 && hard)
       snprintf (run->note, sizeof run->note, "no interrupted verify of "
                 "repository %s is recorded on this host: checking from the "
                 "beginning", repo->path);
-    else
+    else if (l == 0)
       v->seed = pg->seed;       /* the same sample */
   }
   else if (unlinkat (pg->dirfd, pg->name, 0) == -1 && errno != ENOENT) {

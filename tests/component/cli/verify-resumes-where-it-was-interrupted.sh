@@ -176,4 +176,20 @@ grep -q "cannot open the verify progress record .*: .*link" "$tmp/err" || fail "
 # A new verify (no --resume) replaces whatever was there.
 "$vmshadow" verify > /dev/null 2>&1 || true
 [ ! -e "$record" ] && [ ! -L "$record" ] || fail "a verify that ended left the record or link"
+# job verify (what vmshadow-verify@JOB runs) resumes a killed one, and
+# starts again over a record of another selection (its options changed).
+mkdir -p "$tmp/etc"
+printf '[repository main]\npath = %s\n[job j]\nrepository = main\n' "$VMSHADOW_REPO" > "$tmp/etc/vmshadow.conf"
+export VMSHADOW_RUN_DIR=$tmp/run
+rc=0; VMSHADOW_TEST_VERIFY_KILL_AFTER_PACKS=3 "$vmshadow" job verify j --config "$tmp/etc" > "$tmp/out" 2>&1 || rc=$?
+[ $rc = 137 ] || fail "job verify was not killed after 3 packs (exit $rc): $(cat "$tmp/out")"
+out=$("$vmshadow" job verify j --config "$tmp/etc" 2>&1) || fail "job verify after a kill exited $?: $out"
+grep -q "^Resumed: 3 of [0-9]* packs were checked before the interruption" <<<"$out" ||
+  fail "job verify did not resume the killed one: $out"
+rc=0; VMSHADOW_TEST_VERIFY_KILL_AFTER_PACKS=3 "$vmshadow" verify --deep > "$tmp/out" 2>&1 || rc=$?
+[ $rc = 137 ] || fail "verify --deep was not killed after 3 packs (exit $rc): $(cat "$tmp/out")"
+out=$("$vmshadow" job verify j --config "$tmp/etc" 2>&1) || fail "job verify over another selection's record exited $?: $out"
+{ grep -q "was 'verify --deep'.*checking from the beginning" <<<"$out" && ! grep -q "^Resumed" <<<"$out"; } ||
+  fail "job verify did not start again over another selection's record: $out"
+[ ! -e "$record" ] || fail "the job verify that ended left the record"
 echo "ok - killed after $done_before of $n packs, the resume read only the rest; damage before and after reported; other selection, malformed record and link refused; a changed repository restarts"
