@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "log.h"
 #include "repo-internal.h"
 #include "vmshadow/error.h"
 #include "vmshadow/repo.h"
@@ -109,11 +110,18 @@ sync_backup (vms_repo *src, vms_repo *dst, const char *id, int same,
     CLEANUP (vms_index_free) vms_index *sidx = vms_manifest_load_index (src, m, f);
     ok = sidx && (idx[f] = sync_file (src, dst, id, f, sidx, same, buf,
                                       st)) != NULL;
+    /* The older packs of DST it names are retained as long as it is (R29),
+     * as a backup's are. */
+    ok = ok && pack_note_used (dst, idx[f]) == 0;
   }
-  /* Packs and their segments first, the backup's objects after, the
-   * manifest last. */
+  /* Packs and their segments first, the older objects it needs retained
+   * until its date, the backup's objects after, the manifest last. */
+  uint64_t extended = 0;
   if (ok)
-    ok = pack_flush (dst) == 0;
+    ok = pack_flush (dst) == 0 && pack_extend_used (dst, id, &extended) == 0;
+  if (ok && extended)
+    vms_debug ("backup %s: the Object Lock retention of %" PRIu64 " older "
+               "objects it needs extended to its own", id, extended);
   /* Rule 1 (issue 12), as a backup's commit: only a session whose lease
    * nobody can have seen expired may publish (gc may since have deleted
    * packs of DST whose chunks this backup names). */
