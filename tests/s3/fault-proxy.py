@@ -20,7 +20,9 @@ text is answered 503 (whatever the plan; such requests take no turn in
 it): a fault that lasts, for one kind of request (issue 14: one part of a
 multipart upload).
 The port it listens on is written to PORT_FILE; one line per request to
-LOG_FILE ("METHOD PATH ACTION"). Ends on SIGTERM.
+LOG_FILE ("METHOD PATH ACTION"; with $FAULT_PROXY_LOG_BYTES set, "METHOD
+PATH ACTION BYTES", BYTES the request's body: what the client sent, for
+bench/sync.sh). Ends on SIGTERM.
 """
 import http.client
 import os
@@ -36,6 +38,7 @@ port_file, log_file = sys.argv[3], sys.argv[4]
 lock = threading.Lock()
 state = {"n": 0, "down": False}
 fail_match = os.environ.get("FAULT_PROXY_FAIL_MATCH", "")
+log_bytes = bool(os.environ.get("FAULT_PROXY_LOG_BYTES"))
 
 
 def next_action():
@@ -75,7 +78,8 @@ class Handler(socketserver.StreamRequestHandler):
             self.wfile.flush()
         body = self.rfile.read(length) if length else b""
         action = "503" if fail_match and fail_match in path else next_action()
-        log("%s %s %s" % (method, path, action))
+        log("%s %s %s" % (method, path, action)
+            + (" %d" % len(body) if log_bytes else ""))
         if action == "503":
             msg = (b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown'
                    b'</Code><Message>injected</Message></Error>')

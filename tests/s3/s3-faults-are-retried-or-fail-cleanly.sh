@@ -10,7 +10,10 @@
 # a 12 MB pack goes in three parts and verifies deep and extracts; with
 # part 2 failing for good, the backup fails, its upload is aborted and
 # nothing is left pending or visible. verify --deep reads each pack in
-# one GET. A sync into S3 through the same faults completes.
+# one GET. A sync into S3 through the same faults completes, and one from
+# S3 back into a new local repository (recovery) too; with the endpoint
+# down for good half-way through the latter, it fails saying so, no backup
+# is visible in the local copy and that copy verifies deep.
 set -uo pipefail
 vmshadow=$1
 . "$(dirname "$0")/s3-lib.sh"
@@ -66,6 +69,40 @@ python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["backups_s
   fail "sync through faults: $(cat "$tmp/out")"
 VMSHADOW_S3_ENDPOINT=$gateway "$vmshadow" --repo "s3://$bucket/copy" verify --deep > "$tmp/out" 2>&1 || fail "verify --deep of the synced copy: $(cat "$tmp/out")"
 echo "ok - sync into S3 completes through $(grep -vc ' ok$' "$tmp/proxy.log") injected faults in $(wc -l < "$tmp/proxy.log") requests; the copy verifies deep"
+
+# And back (recovery): S3 into a new local repository through the same
+# faults completes, verifies deep and extracts byte for byte.
+start_proxy "ok,503,ok,reset,ok,cut,ok,ok,ok,slow2,ok,ok"
+"$vmshadow" sync --json "s3://$bucket/copy" "$tmp/back" > "$tmp/out" 2>&1 || fail "sync back through faults: $(cat "$tmp/out")"
+stop_proxy
+for a in 503 reset cut slow2; do
+  grep -q " $a\$" "$tmp/proxy.log" || fail "no request of the sync back met '$a': $(cat "$tmp/proxy.log")"
+done
+python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["backups_synced"] == 1, d' "$tmp/out" ||
+  fail "sync back through faults: $(cat "$tmp/out")"
+"$vmshadow" --repo "$tmp/back" verify --deep > "$tmp/out" 2>&1 || fail "verify --deep of the copy synced back: $(cat "$tmp/out")"
+id=$("$vmshadow" --repo "$tmp/local" list --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["backups"][0]["backup_id"])')
+rm -f "$tmp/data.out"
+"$vmshadow" --repo "$tmp/back" extract "$id" data "$tmp/app/data" --to "$tmp/data.out" > "$tmp/out" 2>&1 ||
+  fail "extract of $id from the copy synced back: $(cat "$tmp/out")"
+cmp -s "$tmp/data.out" "$tmp/app/data" || fail "the copy synced back extracts other data"
+echo "ok - sync from S3 into a new local repository completes through $(grep -vc ' ok$' "$tmp/proxy.log") injected faults in $(wc -l < "$tmp/proxy.log") requests; verify --deep and extract good"
+# The endpoint down for good half-way through the sync back (by the
+# requests the last one needed; packs of 1 MiB in the new copy, so that
+# some are stored before): the sync fails saying it stopped, no backup is
+# visible in the copy and what it holds verifies deep.
+half=$(($(grep -c ' ok$' "$tmp/proxy.log") / 2))
+start_proxy "$(printf 'ok,%.0s' $(seq "$half"))down"
+rc=0
+VMSHADOW_S3_RETRIES=3 VMSHADOW_REPO_PACK_SIZE=1048576 timeout 120 "$vmshadow" sync "s3://$bucket/copy" "$tmp/back2" > "$tmp/out" 2>&1 || rc=$?
+stop_proxy
+[ $rc != 0 ] && [ $rc != 124 ] || fail "a sync back from a dead endpoint exited $rc: $(cat "$tmp/out")"
+grep -q "stopped: .*run sync again" "$tmp/out" || fail "the failed sync back does not say it stopped: $(cat "$tmp/out")"
+n=$("$vmshadow" --repo "$tmp/back2" list --json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["backups"]))') ||
+  fail "cannot list the copy of the failed sync back"
+[ "$n" = 0 ] || fail "the failed sync back left $n backups visible"
+"$vmshadow" --repo "$tmp/back2" verify --deep > "$tmp/out2" 2>&1 || fail "verify --deep of the failed sync back's copy: $(cat "$tmp/out2")"
+echo "ok - the endpoint down after $half requests of the sync back: it failed ($(grep -m1 -o 'stopped: .*' "$tmp/out" | head -c 160)), no backup visible, verify --deep good ($(find "$tmp/back2/packs" -type f 2>/dev/null | wc -l) packs stored)"
 
 # Down for good after a few requests of the next backup: it fails, says
 # why, and nothing of it is visible.
