@@ -91,7 +91,7 @@ W
 chmod 755 "$VMSHADOW_WRITERS_DIR/disk"
 
 # The pass-through proxy, logging "METHOD PATH ok BYTES" per request.
-python3 "$ROOT/tests/s3/fault-proxy.py" "${gateway##*:}" ok "$WORK/port" "$WORK/wire.log" &
+FAULT_PROXY_LOG_BYTES=1 python3 "$ROOT/tests/s3/fault-proxy.py" "${gateway##*:}" ok "$WORK/port" "$WORK/wire.log" &
 proxy_pid=$!
 for _ in $(seq 50); do [ -s "$WORK/port" ] && break; sleep 0.1; done
 [ -s "$WORK/port" ] || die "the proxy did not start"
