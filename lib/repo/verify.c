@@ -64,6 +64,7 @@ struct verify {
   uint64_t seed;
   string_vector errors;
   uint64_t bad;                 /* chunks found bad */
+  char *placed;                 /* second walk: errors[i] said where used */
   uint8_t *buf;
   struct progress *pg;          /* recorded on the host; NULL: not */
   int unreachable;              /* stopped: the storage out of reach */
@@ -184,9 +185,29 @@ check_chunk (struct verify *v, const struct vms_digest *d, size_t len,
     e->value = -(int) len;      /* checked later, with its pack */
   else if (added && check_alone (v, e, len) == -1)
     return -1;
-  if (e->value > 0)
+  if (e->value > 0) {
     *why = v->errors.ptr[e->value - 1];
+    if (v->placed)
+      v->placed[e->value - 1] = 1;
+  }
   return 0;
+}
+
+/* After the second walk: a bad chunk that no backup it could read names
+ * any more (pruned meanwhile, its index unreadable now) is still damage,
+ * said by its id: a verify never ends "no problems" having found some. */
+static void
+report_unplaced (struct verify *v)
+{
+  for (size_t i = 0; i < v->seen.cap; i++) {
+    const struct digest_set_entry *e = &v->seen.e[i];
+    char hex[65];
+    if (!e->used || e->value <= 0 || v->placed[e->value - 1])
+      continue;
+    vms_digest_hex (&e->d, hex);
+    problem (v, "chunk %s: %s (no backup verify could read again names it)",
+             hex, v->errors.ptr[e->value - 1]);
+  }
 }
 
 /* One backup: its manifest, documents and indexes (said on the first
@@ -1224,10 +1245,16 @@ vms_repo_verify_run (vms_repo *repo, const char *backup_id, int deep,
   /* A bad chunk found a pack at a time is said where it is used. */
   if (r == 0 && v.by_pack && v.bad > 0) {
     v.reporting = 1;
-    if (backup_id)
+    if ((v.placed = calloc (v.errors.len, 1)) == NULL) {
+      vms_set_error (ENOMEM, "out of memory");
+      r = -1;
+    }
+    if (r == 0 && backup_id)
       r = verify_backup (&v, backup_id);
     for (size_t i = 0; backup_id == NULL && i < nr && r == 0; i++)
       r = verify_backup (&v, b[i].id);
+    if (r == 0)
+      report_unplaced (&v);
   }
   if (r == 0 && deep && backup_id == NULL && percent == 100 &&
       repo->encrypted && repo->key)
@@ -1239,6 +1266,7 @@ vms_repo_verify_run (vms_repo *repo, const char *backup_id, int deep,
   repo_backups_free (b, nr);
   digest_set_free (&v.seen);
   string_vector_free_all (&v.errors);
+  free (v.placed);
   free (v.buf);
   return r == -1 ? -1 : v.problems;
 }
