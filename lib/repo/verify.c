@@ -1024,10 +1024,7 @@ verify_trailers (struct verify *v)
       (st.size < PACK_HEADER_SIZE + PACK_TAIL_SIZE + ENVELOPE_OVERHEAD ||
        storage_get (repo->store, name, st.size - PACK_TAIL_SIZE,
                     PACK_TAIL_SIZE, tail) == -1);
-    if ((gone || bad) && unreachable (errno)) {
-      vms_set_error (errno, "pack %s cannot be read: %s", name,
-                     repo_errstr (errno));
-      stop_unreachable (v, vms_get_errno ());
+    if ((gone || bad) && pack_unreachable (v, name)) {
       r = -1;
       break;
     }
@@ -1053,12 +1050,8 @@ verify_trailers (struct verify *v)
       break;
     }
     int got = storage_get (repo->store, name, toff, (size_t) tlen, t) == 0;
-    if (!got && unreachable (errno)) {
-      vms_set_error (errno, "pack %s cannot be read: %s", name,
-                     repo_errstr (errno));
-      stop_unreachable (v, vms_get_errno ());
+    if (!got && pack_unreachable (v, name))
       r = -1;
-    }
     else if (!got ||
              crypt_open (repo->key->k_enc, aad,
                          crypt_aad (aad, sizeof aad, repo->id, "trailer", name),
