@@ -1099,10 +1099,19 @@ cmd_sync (const struct options *opts, int argc, char **argv)
     vms_repo_close (src);
     return cli_fail ("sync");
   }
-  int r = sel ? vms_repo_sync (src, dst, sel, nsel, print_line,
+  /* Where its packs are recorded (a rerun adopts one a kill left
+   * unindexed); without it a rerun sends such a pack's chunks again. */
+  const char *state_name;
+  int state_fd = vms_config_state_dir (1, &state_name);
+  if (state_fd == -1)
+    fprintf (stderr, "vmshadow sync: warning: %s; a rerun after an "
+             "interruption may send a pack again\n", vms_get_error ());
+  int r = sel ? vms_repo_sync (src, dst, sel, nsel, state_fd, print_line,
                                opts->json ? src : NULL, &st)
-    : vms_repo_sync (src, dst, argv + 2, (size_t) (argc - 2), print_line,
-                     opts->json ? src : NULL, &st);
+    : vms_repo_sync (src, dst, argv + 2, (size_t) (argc - 2), state_fd,
+                     print_line, opts->json ? src : NULL, &st);
+  if (state_fd >= 0)
+    close (state_fd);
   for (size_t k = 0; k < nsel; k++)
     free (sel[k]);
   free (sel);
@@ -1118,6 +1127,8 @@ cmd_sync (const struct options *opts, int argc, char **argv)
     json_object_object_add (out, "chunks_present", json_object_new_int64 ((int64_t) st.chunks_present));
     json_object_object_add (out, "bytes_read", json_object_new_int64 ((int64_t) st.bytes_read));
     json_object_object_add (out, "bytes_stored", json_object_new_int64 ((int64_t) st.bytes_stored));
+    json_object_object_add (out, "packs_adopted", json_object_new_int64 ((int64_t) st.packs_adopted));
+    json_object_object_add (out, "chunks_adopted", json_object_new_int64 ((int64_t) st.chunks_adopted));
     cli_print_json (out);
   }
   else

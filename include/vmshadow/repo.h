@@ -383,15 +383,20 @@ extern VMS_API int vms_repo_upgrade (vms_repo *repo, vms_repo_report_fn report,
  * src when both name chunks alike: both plain or the same key), each
  * checked on arrival; a backup appears in dst only when whole, with its
  * id and time; interrupted, a rerun sends only what is still missing.
- * Reports "synced ID (N bytes stored)" and "present ID". 0 or -1 with the
- * error set. */
+ * state_dirfd (the host's state directory, or -1): where the packs put
+ * are recorded, so that a rerun adopts one stored just before a kill
+ * rather than sending its chunks again. Reports "synced ID (N bytes
+ * stored)", "present ID" and "adopted PACK (N chunks) ...". 0 or -1 with
+ * the error set. */
 struct vms_sync_stats {
   uint64_t backups_synced, backups_present;
   uint64_t chunks_sent, chunks_present;  /* present: not even read */
   uint64_t bytes_read, bytes_stored;     /* of the chunks sent */
+  uint64_t packs_adopted, chunks_adopted;
 };
 extern VMS_API int vms_repo_sync (vms_repo *src, vms_repo *dst,
                                   char *const *backup_ids, size_t nr_backup_ids,
+                                  int state_dirfd,
                                   vms_repo_report_fn report, void *opaque,
                                   struct vms_sync_stats *st);
 

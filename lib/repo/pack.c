@@ -61,6 +61,8 @@ struct pack_info {
    * index of the backup being committed. */
   uint8_t ours;
   uint8_t used;
+  /* Named by an index segment table_load read (pack_adopt). */
+  uint8_t named;
   /* In a repository with a retention: the segments (numbers + 1 in
    * repo_packs.seg_names) that name this pack, from table_load. */
   uint32_t *segs;
@@ -312,6 +314,7 @@ pack_number (struct repo_packs *rp, const uint8_t id[16], int state)
   rp->packs[rp->npacks].listed = -1;
   rp->packs[rp->npacks].ours = state == PACK_OPEN;
   rp->packs[rp->npacks].used = 0;
+  rp->packs[rp->npacks].named = 0;
   rp->packs[rp->npacks].segs = NULL;
   rp->packs[rp->npacks].nsegs = rp->packs[rp->npacks].segs_cap = 0;
   rp->npacks++;
@@ -518,6 +521,7 @@ table_add_segment (struct repo_packs *rp, const uint8_t *b, size_t n,
     uint32_t no = pack_number (rp, e + 32, PACK_STORED);
     if (no == 0)
       return -1;
+    rp->packs[no - 1].named = 1;
     if (seg && pack_seg_add (rp, no, seg) == -1)
       return -1;
     if (slot->pack && pack_rank (rp, slot->pack) >= pack_rank (rp, no))
@@ -1103,6 +1107,8 @@ flush_locked (vms_repo *repo, struct repo_packs *rp, int full)
 
   /* In flight: readable from memory until put (pack_read_blob). */
   uint32_t no = rp->open_no;
+  uint8_t pid[16];
+  memcpy (pid, id, 16);         /* rp->packs may move once unlocked */
   uint8_t *buf = rp->buf;
   size_t len = rp->buf_len, cap = rp->buf_cap;
   struct storage_writer *w = rp->w;
@@ -1125,7 +1131,15 @@ flush_locked (vms_repo *repo, struct repo_packs *rp, int full)
 
   int r = 0;
   char what[192];
-  if (w) {
+  /* Recorded before it can be stored (sync: a rerun adopts it). */
+  if (repo->pack_put_hook && repo->pack_put_hook (repo, pid, 0,
+                                                  repo->pack_put_opaque) == -1) {
+    if (w)
+      w->abort (w);
+    EVP_MD_CTX_free (hctx);
+    r = -1;
+  }
+  else if (w) {
     /* Its last piece: the trailer and the tail, then in place. */
     if (EVP_DigestUpdate (hctx, buf, hashed) != 1 ||
         EVP_DigestFinal_ex (hctx, buf + hashed + 16, NULL) != 1) {
@@ -1155,6 +1169,8 @@ flush_locked (vms_repo *repo, struct repo_packs *rp, int full)
     put_error (repo, what);
     r = -1;
   }
+  if (r == 0 && repo->pack_put_hook)
+    (void) repo->pack_put_hook (repo, pid, 1, repo->pack_put_opaque);
   if (r == -1)
     ;
   else if (storage_put (repo->store, seg_name, seg, seg_len,
@@ -1397,6 +1413,154 @@ pack_flush (vms_repo *repo)
     r = -1;
   }
   pthread_mutex_unlock (&rp->lock);
+  return r;
+}
+
+/* ---- adoption (issue 14: a sync killed between a pack and its segment) ----
+ *
+ * Safe against a concurrent gc as deduplication is (rule 2 of
+ * "Concurrency"): this process loaded the condemned lists after its lease
+ * was put, and adopts no pack they name; a gc that condemns the pack later
+ * records this session and deletes nothing before it ended and a fresh
+ * mark saw its manifest, put after the segment this writes. */
+
+int
+pack_adopt (vms_repo *repo, const uint8_t id[16], uint64_t *chunks,
+            const char **why)
+{
+  struct repo_packs *rp = packs_get (repo);
+  char name[64], seg_name[64], h[33];
+  uint8_t *b = NULL, *trailer = NULL, *plain = NULL, *e = NULL, *out = NULL;
+  void *seg = NULL;
+  size_t len, n = 0, ne = 0, seg_len;
+  uint8_t seg_id[16], sum[VMS_DIGEST_LEN];
+  int r = -1;
+
+  *chunks = 0;
+  *why = NULL;
+  if (rp == NULL)
+    return -1;
+  pack_object_name (id, name);
+  pthread_mutex_lock (&rp->lock);
+  if (ensure_loaded (repo, rp) == -1) {
+    pthread_mutex_unlock (&rp->lock);
+    return -1;
+  }
+  uint32_t no = rp->pslots_cap
+    ? rp->pslots[pack_hash_slot (rp, rp->pslots, rp->pslots_cap, id)] : 0;
+  if (no && rp->packs[no - 1].named)
+    *why = "a segment names it";
+  else if (no && rp->packs[no - 1].condemned)
+    *why = "a gc has condemned it";
+  pthread_mutex_unlock (&rp->lock);
+  if (*why)
+    return 0;
+
+  /* Read whole: at most a pack (its size and the trailer's framing). */
+  if (storage_get_all (repo->store, name, (size_t) repo->pack_size + (4u << 20),
+                       (void **) &b, &len) == -1) {
+    if (errno == ENOENT) {
+      *why = "it was never stored";
+      return 0;
+    }
+    vms_set_error (errno, "repository %s: cannot read pack %s: %s",
+                   repo->path, name, repo_errstr (errno));
+    return -1;
+  }
+#define BAD(what) do { vms_set_error (EBADMSG, "repository %s: pack %s is " \
+                                      "not sound (%s)", repo->path, name, \
+                                      what); goto out; } while (0)
+  if (len < PACK_HEADER_SIZE + PACK_TAIL_SIZE || memcmp (b, PACK_MAGIC, 8) ||
+      repo_get_le32 (b + 8) != PACK_VERSION ||
+      repo_get_le32 (b + 12) != (repo->encrypted ? PACK_FLAG_ENCRYPTED : 0u))
+    BAD ("its header");
+  size_t hashed = len - PACK_TAIL_SIZE;
+  if (repo_sha256 (b, hashed, sum) == -1)
+    goto out;
+  if (memcmp (sum, b + hashed + 16, VMS_DIGEST_LEN) != 0)
+    BAD ("its tail's checksum");
+  uint64_t toff = repo_get_le64 (b + hashed), tlen = repo_get_le64 (b + hashed + 8);
+  size_t tenv = repo->encrypted ? ENVELOPE_OVERHEAD : 0;
+  if (toff < PACK_HEADER_SIZE || toff > hashed || tlen != hashed - toff ||
+      tlen < tenv || (tlen - tenv) % SEGMENT_ENTRY_SIZE)
+    BAD ("its trailer is out of place");
+  trailer = b + toff;
+  n = (size_t) ((tlen - tenv) / SEGMENT_ENTRY_SIZE);
+  if (repo->encrypted) {
+    char aad[256];
+    if ((plain = malloc (tlen ? (size_t) tlen : 1)) == NULL) {
+      vms_set_error (ENOMEM, "out of memory");
+      goto out;
+    }
+    if (crypt_open (repo->key->k_enc, aad,
+                    crypt_aad (aad, sizeof aad, repo->id, "trailer", name),
+                    trailer, (size_t) tlen, plain) == -1)
+      BAD ("its trailer does not open");
+    trailer = plain;
+  }
+  if ((e = malloc (n ? n * SEGMENT_ENTRY_SIZE : 1)) == NULL ||
+      (out = malloc (VMS_CHUNK_SIZE)) == NULL) {
+    vms_set_error (ENOMEM, "out of memory");
+    goto out;
+  }
+  for (size_t i = 0; i < n; i++) {
+    const uint8_t *t = trailer + i * SEGMENT_ENTRY_SIZE;
+    struct vms_digest d;
+    struct pack_loc loc;
+    if (entry_check (t) == -1 || memcmp (t + 32, id, 16) != 0)
+      BAD ("an entry of its trailer");
+    memcpy (d.b, t, VMS_DIGEST_LEN);
+    memcpy (loc.pack_id, id, 16);
+    loc.offset = repo_get_le32 (t + 48);
+    loc.slen = repo_get_le32 (t + 52);
+    loc.plen = repo_get_le32 (t + 56);
+    loc.form = t[60];
+    if ((uint64_t) loc.offset + loc.slen + repo->blob_overhead > toff)
+      BAD ("a blob past its trailer");
+    /* Every blob against its id, as verify --deep reads a chunk. */
+    if (chunk_store_check_at (repo, &d, loc.plen, &loc, UINT64_MAX,
+                              b + loc.offset, out) == -1)
+      goto out;
+    pthread_mutex_lock (&rp->lock);
+    int have = find_dedup (rp, &d) != NULL;
+    pthread_mutex_unlock (&rp->lock);
+    if (!have)
+      memcpy (e + ne++ * SEGMENT_ENTRY_SIZE, t, SEGMENT_ENTRY_SIZE);
+  }
+#undef BAD
+  if (ne == 0) {
+    *why = "the index has all its chunks";
+    r = 0;
+    goto out;
+  }
+  if (random_id (seg_id) == -1 || segment_build (e, ne, &seg, &seg_len) == -1)
+    goto out;
+  hex (seg_id, 16, h);
+  snprintf (seg_name, sizeof seg_name, "index/%s", h);
+  /* Lazily, as a pack's segment: the commit's sync makes it durable
+   * before any manifest names its chunks. */
+  if (storage_put (repo->store, seg_name, seg, seg_len, STORAGE_PUT_LAZY) == -1) {
+    char what[160];
+    int err = errno;
+    snprintf (what, sizeof what, "writing index segment %s (of adopted pack "
+              "%s)", seg_name, name);
+    errno = err;
+    put_error (repo, what);
+    goto out;
+  }
+  pthread_mutex_lock (&rp->lock);
+  r = table_add_segment (rp, seg, ne, 0);
+  pthread_mutex_unlock (&rp->lock);
+  if (r == 0) {
+    *chunks = ne;
+    r = 1;
+  }
+ out:
+  free (seg);
+  free (out);
+  free (e);
+  free (plain);
+  free (b);
   return r;
 }
 

@@ -104,6 +104,12 @@ struct vms_repo {
   /* v2 opened with VMS_REPO_WRITE: this process's session lease
    * (lease.c; no repository-wide lock, issue 12). */
   struct repo_lease *session;
+  /* Called as each pack of this process is put (pack.c): stored 0 just
+   * before (-1 fails the put, error set), 1 once stored, before its
+   * segment. sync records its packs with it (pack_adopt). */
+  int (*pack_put_hook) (vms_repo *repo, const uint8_t id[16], int stored,
+                        void *opaque);
+  void *pack_put_opaque;
   /* Immutability (issue 14, R29; docs/repository-format.md
    * "Immutability"): the config's "retention" (days 0: none; mode
    * "GOVERNANCE" or "COMPLIANCE") and "append_only"; admin: opened with
@@ -419,6 +425,16 @@ extern int pack_gc (vms_repo *repo,
                     int (*mark) (vms_repo *, struct digest_set *),
                     int64_t grace_seconds, uint64_t *removed, uint64_t *freed);
 extern void pack_state_free (vms_repo *repo);
+/* Pack id, put by an earlier session of this host that died before the
+ * segment naming it (sync, docs/repository-format.md "Sync"): unless
+ * some segment names it or it is condemned, read it whole, check its
+ * tail, trailer and every blob against its id, and put a segment naming
+ * the chunks the index lacks, which this process then deduplicates
+ * against. 1 adopted (*chunks: how many), 0 not (gone, named already,
+ * condemned, nothing missing; *why says which), -1 with the error set
+ * (unreadable, or not a sound pack: then it is left for gc). */
+extern int pack_adopt (vms_repo *repo, const uint8_t id[16], uint64_t *chunks,
+                       const char **why);
 /* An index segment image of n entries (SEGMENT_ENTRY_SIZE bytes each,
  * sorted in place): header, entries, SHA-256. */
 extern int segment_build (uint8_t *entries, size_t n, void **out, size_t *len);

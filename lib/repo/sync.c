@@ -14,17 +14,161 @@
  * written with the source's id and time, the manifest last and exclusive
  * (manifest_store_v2, as upgrade does): a backup appears in the
  * destination only when complete. Killed half-way, the packs flushed so
- * far are indexed, and the next run sends only what is still missing.
+ * far are indexed, and the next run sends only what is still missing:
+ * each pack is recorded in the host's state directory before it is put,
+ * and a pack stored just before the kill, whose segment never came, is
+ * adopted by the next run (pack_adopt: read and checked whole, then
+ * indexed), not sent again.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "log.h"
 #include "repo-internal.h"
 #include "vmshadow/error.h"
 #include "vmshadow/repo.h"
+
+/* The packs a sync into one repository put: "sync-packs-<its id>" in the
+ * host's state directory, a pack id (32 hex) a line, each written and
+ * synced before its pack is put; removed when a sync ends well. */
+struct sync_record {
+  int dirfd, fd;
+  char name[96];
+  long kill_after;              /* test hook, below */
+  long stored;
+};
+
+static int
+record_hook (vms_repo *repo, const uint8_t id[16], int stored, void *opaque)
+{
+  struct sync_record *rec = opaque;
+  char line[34];
+
+  if (stored) {
+    /* Test hook (VMSHADOW_TEST_SYNC_KILL_AFTER_PACK=N): die as a kill
+     * would once the Nth pack is stored, before its segment is put. */
+    if (rec->kill_after > 0 && ++rec->stored == rec->kill_after)
+      raise (SIGKILL);
+    return 0;
+  }
+  for (int i = 0; i < 16; i++)
+    snprintf (line + 2 * i, 3, "%02x", id[i]);
+  line[32] = '\n';
+  errno = 0;
+  if (write (rec->fd, line, 33) != 33 || fdatasync (rec->fd) == -1) {
+    int e = errno ? errno : EIO;
+    vms_set_error (e, "cannot record a pack of the sync into %s in the state "
+                   "directory (%s): %s", repo->path, rec->name, strerror (e));
+    return -1;
+  }
+  return 0;
+}
+
+static int
+hexval (char c)
+{
+  return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+/* Open dst's record (state_dirfd -1: none) and adopt the packs an earlier
+ * sync recorded that no segment names. */
+static int
+record_open (vms_repo *dst, int state_dirfd, struct sync_record *rec,
+             vms_repo_report_fn report, void *opaque, struct vms_sync_stats *st)
+{
+  const char *k = getenv ("VMSHADOW_TEST_SYNC_KILL_AFTER_PACK");
+
+  rec->fd = -1;
+  rec->dirfd = state_dirfd;
+  rec->stored = 0;
+  rec->kill_after = k && *k ? strtol (k, NULL, 10) : 0;
+  if (state_dirfd < 0)
+    return 0;
+  /* The id names a file: only its own alphabet. */
+  if (dst->id[0] == '\0' || strspn (dst->id, "0123456789abcdefABCDEF-") !=
+      strlen (dst->id))
+    return 0;
+  snprintf (rec->name, sizeof rec->name, "sync-packs-%s", dst->id);
+  rec->fd = openat (state_dirfd, rec->name, O_RDWR | O_CREAT | O_APPEND |
+                    O_NOFOLLOW | O_CLOEXEC, 0600);
+  if (rec->fd == -1) {
+    vms_set_error (errno, "cannot open %s in the state directory: %s",
+                   rec->name, strerror (errno));
+    return -1;
+  }
+  struct stat sb;
+  if (fstat (rec->fd, &sb) == -1 || !S_ISREG (sb.st_mode) ||
+      sb.st_size > (off_t) 16 << 20) {
+    vms_set_error (EINVAL, "%s in the state directory is not a sync's record "
+                   "(remove it)", rec->name);
+    return -1;
+  }
+  char *text = malloc ((size_t) sb.st_size + 1);
+  if (text == NULL) {
+    vms_set_error (ENOMEM, "out of memory");
+    return -1;
+  }
+  ssize_t got = pread (rec->fd, text, (size_t) sb.st_size, 0);
+  if (got < 0) {
+    vms_set_error (errno, "cannot read %s in the state directory: %s",
+                   rec->name, strerror (errno));
+    free (text);
+    return -1;
+  }
+  /* Whole lines only (a kill may have cut the last one). */
+  for (ssize_t at = 0; at + 33 <= got; at += 33) {
+    uint8_t id[16];
+    int ok = text[at + 32] == '\n';
+    for (int i = 0; ok && i < 16; i++) {
+      int hi = hexval (text[at + 2 * i]), lo = hexval (text[at + 2 * i + 1]);
+      ok = hi >= 0 && lo >= 0;
+      id[i] = (uint8_t) (hi << 4 | lo);
+    }
+    if (!ok)
+      break;
+    uint64_t chunks;
+    const char *why;
+    char pname[64];
+    pack_object_name (id, pname);
+    int r = pack_adopt (dst, id, &chunks, &why);
+    if (r == 1) {
+      st->packs_adopted++;
+      st->chunks_adopted += chunks;
+      repo_say (report, opaque, "adopted %s (%" PRIu64 " chunks), stored by "
+                "an interrupted sync", pname, chunks);
+    }
+    else if (r == 0)
+      vms_debug ("%s, recorded by an earlier sync: not adopted: %s", pname, why);
+    else
+      /* Its chunks are sent again; gc removes it in time. */
+      vms_warn ("%s, recorded by an earlier sync, is not adopted: %s",
+                pname, vms_get_error ());
+  }
+  free (text);
+  dst->pack_put_hook = record_hook;
+  dst->pack_put_opaque = rec;
+  return 0;
+}
+
+static void
+record_close (vms_repo *dst, struct sync_record *rec, int done)
+{
+  dst->pack_put_hook = NULL;
+  dst->pack_put_opaque = NULL;
+  if (rec->fd < 0)
+    return;
+  close (rec->fd);
+  /* Every pack it recorded is indexed now. */
+  if (done)
+    (void) unlinkat (rec->dirfd, rec->name, 0);
+}
 
 static int
 same_ids (vms_repo *src, vms_repo *dst)
@@ -140,9 +284,11 @@ sync_backup (vms_repo *src, vms_repo *dst, const char *id, int same,
 
 int
 vms_repo_sync (vms_repo *src, vms_repo *dst, char *const *backup_ids,
-               size_t nr_backup_ids, vms_repo_report_fn report, void *opaque,
+               size_t nr_backup_ids, int state_dirfd,
+               vms_repo_report_fn report, void *opaque,
                struct vms_sync_stats *st)
 {
+  struct sync_record rec = { .fd = -1 };
   char **ids = NULL;
   size_t n = 0;
   int r = -1;
@@ -181,6 +327,8 @@ vms_repo_sync (vms_repo *src, vms_repo *dst, char *const *backup_ids,
     vms_set_error (ENOMEM, "out of memory");
     goto out;
   }
+  if (record_open (dst, state_dirfd, &rec, report, opaque, st) == -1)
+    goto out;
   int same = same_ids (src, dst);
   for (size_t i = 0; i < n; i++) {
     if (nr_backup_ids) {
@@ -212,6 +360,7 @@ vms_repo_sync (vms_repo *src, vms_repo *dst, char *const *backup_ids,
   }
   r = 0;
  out:
+  record_close (dst, &rec, r == 0);
   free (buf);
   for (size_t i = 0; i < n; i++)
     free (ids[i]);
