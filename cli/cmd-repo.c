@@ -585,13 +585,23 @@ verify_boot (const struct options *opts, int argc, char **argv)
 #define VERIFY_SAVE_MS 1000
 
 /* Tests: $VMSHADOW_TEST_VERIFY_KILL_AFTER_PACKS=N kills the verify
- * (SIGKILL, as a crash) once its record says N packs are done. */
+ * (SIGKILL, as a crash) once its record says N packs are done;
+ * $VMSHADOW_TEST_VERIFY_STOP_AFTER_PACKS=N stops it (SIGSTOP) there once,
+ * so a test can take its storage away at that point and continue it. */
+struct verify_test_hooks {
+  uint64_t kill_after, stop_after;
+};
+
 static void
 verify_saved (void *opaque, uint64_t packs_done)
 {
-  const uint64_t *kill_after = opaque;
-  if (*kill_after && packs_done >= *kill_after)
+  struct verify_test_hooks *h = opaque;
+  if (h->kill_after && packs_done >= h->kill_after)
     raise (SIGKILL);
+  if (h->stop_after && packs_done >= h->stop_after) {
+    h->stop_after = 0;
+    raise (SIGSTOP);
+  }
 }
 
 int
@@ -628,12 +638,16 @@ cmd_verify (const struct options *opts, int argc, char **argv)
    * verify can be resumed; a verify that cannot keep it still runs. */
   const char *save = getenv ("VMSHADOW_VERIFY_SAVE_MS");
   const char *kill_env = getenv ("VMSHADOW_TEST_VERIFY_KILL_AFTER_PACKS");
-  uint64_t kill_after = kill_env ? strtoull (kill_env, NULL, 10) : 0;
+  const char *stop_env = getenv ("VMSHADOW_TEST_VERIFY_STOP_AFTER_PACKS");
+  struct verify_test_hooks hooks = {
+    kill_env ? strtoull (kill_env, NULL, 10) : 0,
+    stop_env ? strtoull (stop_env, NULL, 10) : 0,
+  };
   struct vms_verify_run run = { .state_dirfd = -1, .resume = opts->resume,
                                 .save_ms = save && *save ?
                                 (unsigned) strtoul (save, NULL, 10) :
                                 VERIFY_SAVE_MS,
-                                .saved = verify_saved, .opaque = &kill_after };
+                                .saved = verify_saved, .opaque = &hooks };
   const char *state_name = NULL;
   char state_why[512] = "";
   if (!keyless) {

@@ -39,7 +39,9 @@
  * Client options: $VMSHADOW_RADOS_CONF (a ceph.conf; default librados's
  * search: $CEPH_CONF, /etc/ceph/ceph.conf, ...), $VMSHADOW_RADOS_ID (the
  * client id, default "admin"), $VMSHADOW_RADOS_KEYRING (default: what
- * ceph.conf says). docs/vmshadow.1 ENVIRONMENT.
+ * ceph.conf says), $VMSHADOW_RADOS_OP_TIMEOUT (seconds an operation may
+ * wait on the cluster before it fails with ETIMEDOUT, default 60).
+ * docs/vmshadow.1 ENVIRONMENT.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -76,6 +78,8 @@
 /* Lazy puts in flight (bytes) and read-ahead (bytes), by default. */
 #define WRITE_AHEAD_DEFAULT_MIB 64
 #define READ_AHEAD_DEFAULT_MIB 16
+/* Seconds an operation on a monitor or an OSD may take, by default. */
+#define OP_TIMEOUT_DEFAULT_S 60
 
 struct rados_store;
 
@@ -811,25 +815,36 @@ static const struct storage_ops rados_ops = {
   .failed_name = rados_failed_name,
 };
 
-/* $name in MiB (0 to 1024) into *bytes, else def: 0, or -1 with the error
- * set. */
+/* $name, a whole number of unit from min to max, into *n, else def: 0, or
+ * -1 with the error set. */
 static int
-env_mib (const char *name, unsigned def, size_t *bytes)
+env_number (const char *name, const char *unit, unsigned long min,
+            unsigned long max, unsigned long def, unsigned long *n)
 {
   const char *v = getenv (name);
   char *end;
-  unsigned long n;
 
-  *bytes = (size_t) def << 20;
+  *n = def;
   if (v == NULL || *v == '\0')
     return 0;
   errno = 0;
-  n = strtoul (v, &end, 10);
-  if (errno || *end || *v < '0' || *v > '9' || n > 1024) {
-    vms_set_error (EINVAL, "RADOS: %s=%s is not a number of MiB from 0 to "
-                   "1024", name, v);
+  *n = strtoul (v, &end, 10);
+  if (errno || *end || *v < '0' || *v > '9' || *n < min || *n > max) {
+    vms_set_error (EINVAL, "RADOS: %s=%s is not a number of %s from %lu to "
+                   "%lu", name, v, unit, min, max);
     return -1;
   }
+  return 0;
+}
+
+/* $name in MiB (0 to 1024) into *bytes, else def. */
+static int
+env_mib (const char *name, unsigned def, size_t *bytes)
+{
+  unsigned long n;
+
+  if (env_number (name, "MiB", 0, 1024, def, &n) == -1)
+    return -1;
   *bytes = (size_t) n << 20;
   return 0;
 }
@@ -855,6 +870,8 @@ storage_rados_open (const char *spec)
   const char *slash = strchr (spec, '/');
   size_t plen = slash ? (size_t) (slash - spec) : strlen (spec);
   struct rados_store *rs;
+  unsigned long op_timeout;
+  char timeout[32];
   int r;
 
   if (plen == 0 || plen >= sizeof pool ||
@@ -889,7 +906,9 @@ storage_rados_open (const char *spec)
   if (env_mib ("VMSHADOW_RADOS_WRITE_AHEAD", WRITE_AHEAD_DEFAULT_MIB,
                &rs->write_ahead) == -1 ||
       env_mib ("VMSHADOW_RADOS_READ_AHEAD", READ_AHEAD_DEFAULT_MIB,
-               &rs->read_ahead) == -1)
+               &rs->read_ahead) == -1 ||
+      env_number ("VMSHADOW_RADOS_OP_TIMEOUT", "seconds", 1, 3600,
+                  OP_TIMEOUT_DEFAULT_S, &op_timeout) == -1)
     goto fail_free;
   if (rs->read_ahead > 0) {
     rs->nslots = 2 * (rs->read_ahead / RA_WINDOW) + 2;
@@ -917,10 +936,13 @@ storage_rados_open (const char *spec)
   }
   /* Fail in seconds, not after librados's default of 300 s. */
   rados_conf_set (rs->cluster, "client_mount_timeout", "30");
-  rados_conf_set (rs->cluster, "rados_mon_op_timeout", "60");
   /* Never wait for ever on an OSD: ops that cannot carry FULL_TRY (the
-   * writer lock's) would otherwise wait as long as a pool stays full. */
-  rados_conf_set (rs->cluster, "rados_osd_op_timeout", "60");
+   * writer lock's) would otherwise wait as long as a pool stays full,
+   * and a cluster out of reach must end a verify (ETIMEDOUT: stopped,
+   * not damaged) rather than hang it. */
+  snprintf (timeout, sizeof timeout, "%lu", op_timeout);
+  rados_conf_set (rs->cluster, "rados_mon_op_timeout", timeout);
+  rados_conf_set (rs->cluster, "rados_osd_op_timeout", timeout);
   if ((r = rados_connect (rs->cluster)) < 0) {
     vms_set_error (-r, "RADOS: cannot connect to the cluster as client.%s: "
                    "%s (check the monitors in the Ceph configuration and "

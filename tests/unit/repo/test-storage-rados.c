@@ -327,7 +327,7 @@ close_right_after_read_ahead_started (void **state)
   rados_destroy (w);
 }
 
-/* A bad VMSHADOW_RADOS_READ_AHEAD is refused, named. */
+/* A bad VMSHADOW_RADOS_READ_AHEAD or _OP_TIMEOUT is refused, named. */
 static void
 a_bad_ahead_setting_is_refused (void **state)
 {
@@ -337,6 +337,13 @@ a_bad_ahead_setting_is_refused (void **state)
   unsetenv ("VMSHADOW_RADOS_READ_AHEAD");
   assert_null (s);
   assert_non_null (strstr (vms_get_error (), "VMSHADOW_RADOS_READ_AHEAD=lots"));
+  /* An op timeout of 0 would be none at all in librados: refused. */
+  setenv ("VMSHADOW_RADOS_OP_TIMEOUT", "0", 1);
+  s = rados_open_fresh ();
+  unsetenv ("VMSHADOW_RADOS_OP_TIMEOUT");
+  assert_null (s);
+  assert_non_null (strstr (vms_get_error (), "VMSHADOW_RADOS_OP_TIMEOUT=0 "
+                           "is not a number of seconds from 1 to 3600"));
 }
 
 int
