@@ -8,6 +8,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -232,36 +233,113 @@ read_nodes (struct vm_cluster *c)
   xmlFreeDoc (doc);
 }
 
+/* Whether a local CIB may answer cibadmin: 0 only when none can — no
+ * CIB_* variable sends cibadmin elsewhere (a file, a shadow, a remote
+ * CIB) and no socket of the CIB manager (pacemaker-based, through libqb:
+ * cib_ro, cib_rw, cib_shm; abstract, or files when libqb is told so)
+ * listens in our network namespace, which is where cibadmin would
+ * connect. Issue 15: cibadmin takes 20-200 ms to find that no cluster
+ * runs; reading /proc/net/unix takes well under 1 ms. Anything unclear
+ * (no /proc) says 1: cibadmin is asked, as before. */
+static int
+cib_may_answer (void)
+{
+  static const char *const vars[] = { "CIB_file", "CIB_shadow", "CIB_port",
+                                      "CIB_server" };
+  CLEANUP_FCLOSE FILE *f = NULL;
+  CLEANUP_FREE char *line = NULL;
+  size_t cap = 0;
+
+  for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++)
+    if (getenv (vars[i]))
+      return 1;
+  if ((f = fopen ("/proc/self/net/unix", "re")) == NULL)
+    return 1;
+  /* "Num RefCount Protocol Flags Type St Inode Path": a listener has
+   * __SO_ACCEPTCON (0x10000) in Flags; the kernel shows an abstract
+   * name's NUL bytes as '@' (libqb binds the whole sun_path, so its names
+   * are "@cib_rw@@@...": the padding is cut). */
+  while (getline (&line, &cap, f) != -1) {
+    unsigned long flags;
+    char path[256];
+    const char *name;
+    size_t len;
+
+    if (sscanf (line, "%*s %*s %*s %lx %*s %*s %*s %255s", &flags, path) != 2
+        || !(flags & 0x10000))
+      continue;
+    for (len = strlen (path); len > 1 && path[len - 1] == '@'; len--)
+      path[len - 1] = '\0';
+    name = strrchr (path, '/');
+    name = name ? name + 1 : path[0] == '@' ? path + 1 : path;
+    if (strcmp (name, "cib_ro") == 0 || strcmp (name, "cib_rw") == 0 ||
+        strcmp (name, "cib_shm") == 0)
+      return 1;
+  }
+  return ferror (f) ? 1 : 0;
+}
+
+/* crm_node --name beside cibadmin (issue 15: they are independent). */
+struct node_name {
+  char *node;
+  int rc;
+};
+
+static void *
+node_name_thread (void *arg)
+{
+  const char *argv[] = { "crm_node", "--name", NULL };
+  struct node_name *nn = arg;
+
+  nn->rc = cluster_run (argv, &nn->node, 1);
+  return NULL;
+}
+
 int
 vm_cluster_scan (struct vm_cluster *c)
 {
   const char *argv[] = { "cibadmin", "--query", "--scope", "resources", NULL };
-  const char *node_argv[] = { "crm_node", "--name", NULL };
-  CLEANUP_FREE char *out = NULL, *node = NULL;
+  CLEANUP_FREE char *out = NULL;
+  struct node_name nn = { .rc = -1 };
+  pthread_t nt;
+  int naming;
   xmlDocPtr doc;
   xmlXPathContextPtr ctx;
   xmlXPathObjectPtr set;
   int rc;
 
   memset (c, 0, sizeof *c);
+  if (!cib_may_answer ()) {
+    vms_debug ("vm writer: no Pacemaker cluster answers (no CIB socket "
+               "listens here)");
+    return 0;
+  }
+  naming = pthread_create (&nt, NULL, node_name_thread, &nn) == 0;
   rc = cluster_run (argv, &out, 1);
+  if (naming)
+    pthread_join (nt, NULL);
   if (rc != 0) {
     /* No Pacemaker here (not installed, or not running): no cluster. */
     vms_debug ("vm writer: no Pacemaker cluster answers (cibadmin: %s)",
                rc == -1 ? vms_get_error () : "the CIB does not answer");
+    free (nn.node);
     return 0;
   }
   doc = out ? parse_xml (out) : NULL;
   if (doc == NULL) {
+    free (nn.node);
     vms_set_error (EIO, "the cluster's CIB (cibadmin --query) is not XML");
     return -1;
   }
   c->up = 1;
-  if (cluster_run (node_argv, &node, 1) == 0 && node) {
-    node[strcspn (node, "\n")] = '\0';
-    if (*node)
-      c->local_node = strdup (node);
+  if (!naming)
+    node_name_thread (&nn);
+  if (nn.rc == 0 && nn.node) {
+    nn.node[strcspn (nn.node, "\n")] = '\0';
+    if (*nn.node)
+      c->local_node = strdup (nn.node);
   }
+  free (nn.node);
   ctx = xmlXPathNewContext (doc);
   set = ctx ? xmlXPathEvalExpression ((const xmlChar *)
           "//primitive[@class='ocf'][@provider='heartbeat']"
