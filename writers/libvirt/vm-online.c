@@ -755,6 +755,8 @@ online_thread (void *arg)
               "could not be made: %s", vms_get_error ());
     failed = 1;
   }
+  if (!failed)
+    vms_debug ("vm writer: %s: scratch files made", vm->name);
   if (!failed && vm_guard_arm (j->w, vm) == -1) {
     job_fail (j, VMS_FAILURE_RETRYABLE, "the guard could not be armed: %s",
               vms_get_error ());
@@ -768,8 +770,11 @@ online_thread (void *arg)
    * what it must read, never less. On any failure it is deleted
    * (checkpoint_created), by the guard too (armed with its name). */
   if (!failed && cp_xml && ops->timed) {
+    int64_t t_cp = vms_now_us ();
     virDomainCheckpointPtr cp = virDomainCheckpointCreateXML (vm->dom, cp_xml,
                                                               0);
+    vms_debug ("vm writer: %s: checkpoint %s created in %" PRId64 " ms",
+               vm->name, vm->checkpoint, (vms_now_us () - t_cp) / 1000);
     if (cp == NULL) {
       job_fail (j, VMS_FAILURE_RETRYABLE, "the new checkpoint %s could not "
                 "be created: %s", vm->checkpoint, vm_virt_error ());
