@@ -368,21 +368,41 @@ scratch_make_one (void *p)
   return NULL;
 }
 
-/* Each file is one `qemu-img create` (~25 ms, mostly its start): one
- * thread a disk, so that a VM's disks cost one of them, not their sum. */
-static int
-make_scratch (struct online_job *j)
-{
-  CLEANUP_FREE struct scratch_make *m = calloc (j->nr_disks + 1, sizeof *m);
-  CLEANUP_FREE pthread_t *th = calloc (j->nr_disks + 1, sizeof *th);
-  CLEANUP_FREE int *started = calloc (j->nr_disks + 1, sizeof *started);
-  size_t n = 0;
-  int r = 0;
+/* Each file is one `qemu-img create` (~25 ms, mostly its start), each in a
+ * thread of its own: a VM's disks cost one of them, not their sum, and the
+ * job's thread arms the guard and makes the checkpoint meanwhile
+ * (scratch_finish waits for them). */
+struct scratch_set {
+  struct scratch_make *m;
+  pthread_t *th;
+  int *started;
+  size_t n;
+};
 
-  if (m == NULL || th == NULL || started == NULL) {
+static void
+scratch_set_free (struct scratch_set *s)
+{
+  for (size_t i = 0; i < s->n; i++)
+    free (s->m[i].error);
+  free (s->m);
+  free (s->th);
+  free (s->started);
+  memset (s, 0, sizeof *s);
+}
+
+static int
+scratch_start (struct online_job *j, struct scratch_set *s)
+{
+  memset (s, 0, sizeof *s);
+  s->m = calloc (j->nr_disks + 1, sizeof *s->m);
+  s->th = calloc (j->nr_disks + 1, sizeof *s->th);
+  s->started = calloc (j->nr_disks + 1, sizeof *s->started);
+  if (s->m == NULL || s->th == NULL || s->started == NULL) {
+    scratch_set_free (s);
     vms_set_error (ENOMEM, "out of memory");
     return -1;
   }
+  /* Every size first: libvirt's calls, not beside the checkpoint's job. */
   for (size_t i = 0; i < j->nr_disks; i++) {
     const struct vm_job_disk *jd = &j->disks[i];
     virDomainBlockInfo bi;
@@ -392,32 +412,38 @@ make_scratch (struct online_job *j)
     if (virDomainGetBlockInfo (j->vm->dom, jd->target, &bi, 0) == -1) {
       vms_set_error (EIO, "cannot read the size of disk %s: %s", jd->target,
                      vm_virt_error ());
+      scratch_set_free (s);
       return -1;
     }
-    m[n].path = jd->scratch;
-    m[n++].size = bi.capacity;
+    s->m[s->n].path = jd->scratch;
+    s->m[s->n++].size = bi.capacity;
   }
-  /* The last one in this thread, while the others run (and those whose
-   * thread did not start, after). */
-  for (size_t i = 0; i + 1 < n; i++)
-    started[i] = pthread_create (&th[i], NULL, scratch_make_one, &m[i]) == 0;
-  if (n > 0)
-    scratch_make_one (&m[n - 1]);
-  for (size_t i = 0; i + 1 < n; i++) {
-    if (started[i])
-      pthread_join (th[i], NULL);
+  /* (One whose thread did not start is made by scratch_finish.) */
+  for (size_t i = 0; i < s->n; i++)
+    s->started[i] = pthread_create (&s->th[i], NULL, scratch_make_one,
+                                    &s->m[i]) == 0;
+  return 0;
+}
+
+/* Waits for every file; the first failure by disk order is the one said. */
+static int
+scratch_finish (struct scratch_set *s)
+{
+  int r = 0;
+
+  for (size_t i = 0; i < s->n; i++) {
+    if (s->started[i])
+      pthread_join (s->th[i], NULL);
     else
-      scratch_make_one (&m[i]);
+      scratch_make_one (&s->m[i]);
   }
-  /* The first failure by disk order is the one said. */
-  for (size_t i = 0; i < n; i++) {
-    if (m[i].rc == -1 && r == 0) {
-      vms_set_error (m[i].errnum, "%s", m[i].error ? m[i].error
+  for (size_t i = 0; i < s->n && r == 0; i++)
+    if (s->m[i].rc == -1) {
+      vms_set_error (s->m[i].errnum, "%s", s->m[i].error ? s->m[i].error
                      : "out of memory");
       r = -1;
     }
-    free (m[i].error);
-  }
+  scratch_set_free (s);
   return r;
 }
 
@@ -732,6 +758,7 @@ online_thread (void *arg)
   int64_t t_begun = 0, t_met1 = 0;
 
   int held = 0, failed = 0;
+  struct scratch_set scratch = { 0 };
 
   /* Every thread of a group meets every barrier, also after a failure. */
   if (ops == NULL) {
@@ -750,13 +777,14 @@ online_thread (void *arg)
       failed = 1;
     }
   }
-  if (!failed && make_scratch (j) == -1) {
+  if (!failed && scratch_start (j, &scratch) == -1) {
     job_fail (j, VMS_FAILURE_RETRYABLE, "the backup job's scratch files "
               "could not be made: %s", vms_get_error ());
     failed = 1;
   }
-  if (!failed)
-    vms_debug ("vm writer: %s: scratch files made", vm->name);
+  /* While they are made: the guard armed (it knows the scratch directory,
+   * the job's socket and the checkpoint's name before either exists: R4),
+   * then the checkpoint. */
   if (!failed && vm_guard_arm (j->w, vm) == -1) {
     job_fail (j, VMS_FAILURE_RETRYABLE, "the guard could not be armed: %s",
               vms_get_error ());
@@ -786,6 +814,15 @@ online_thread (void *arg)
       free (cp_xml);
       cp_xml = NULL;
     }
+  }
+
+  if (scratch.m) {
+    if (scratch_finish (&scratch) == -1 && !failed) {
+      job_fail (j, VMS_FAILURE_RETRYABLE, "the backup job's scratch files "
+                "could not be made: %s", vms_get_error ());
+      failed = 1;
+    }
+    vms_debug ("vm writer: %s: scratch files made", vm->name);
   }
 
   /* Issue 17: every VM of the set ready before the first freeze (the
