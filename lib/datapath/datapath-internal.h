@@ -42,8 +42,11 @@ struct nbd_server {
 
 /* Start qemu-nbd on image (format "raw" or "qcow2"; bitmap may be NULL),
  * read-only unless writable, accepting up to shared clients at once, and
- * wait (bounded) until it serves. Returns 0, or -1 with the error set and
- * nothing left behind. */
+ * wait (bounded) until it serves. writable NBD_SERVER_WRITABLE_DIRECT:
+ * writes bypass the page cache (O_DIRECT, Linux native AIO), for files on
+ * a file system that takes O_DIRECT. Returns 0, or -1 with the error set
+ * and nothing left behind. */
+#define NBD_SERVER_WRITABLE_DIRECT 2
 extern int nbd_server_start (struct nbd_server *s, const char *image,
                              const char *format, const char *bitmap,
                              int writable, unsigned shared);
