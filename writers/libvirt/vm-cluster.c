@@ -8,7 +8,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -279,20 +278,24 @@ cib_may_answer (void)
   return ferror (f) ? 1 : 0;
 }
 
-/* crm_node --name beside cibadmin (issue 15: they are independent). */
-struct node_name {
-  char *node;
-  int rc;
-};
-
-static void *
-node_name_thread (void *arg)
+/* This host's node name, for the resources found (malloc'd; NULL when
+ * crm_node does not say). */
+static char *
+local_node_name (void)
 {
   const char *argv[] = { "crm_node", "--name", NULL };
-  struct node_name *nn = arg;
+  char *node = NULL;
 
-  nn->rc = cluster_run (argv, &nn->node, 1);
-  return NULL;
+  if (cluster_run (argv, &node, 1) != 0 || node == NULL) {
+    free (node);
+    return NULL;
+  }
+  node[strcspn (node, "\n")] = '\0';
+  if (*node == '\0') {
+    free (node);
+    return NULL;
+  }
+  return node;
 }
 
 int
@@ -300,9 +303,6 @@ vm_cluster_scan (struct vm_cluster *c)
 {
   const char *argv[] = { "cibadmin", "--query", "--scope", "resources", NULL };
   CLEANUP_FREE char *out = NULL;
-  struct node_name nn = { .rc = -1 };
-  pthread_t nt;
-  int naming;
   xmlDocPtr doc;
   xmlXPathContextPtr ctx;
   xmlXPathObjectPtr set;
@@ -314,32 +314,19 @@ vm_cluster_scan (struct vm_cluster *c)
                "listens here)");
     return 0;
   }
-  naming = pthread_create (&nt, NULL, node_name_thread, &nn) == 0;
   rc = cluster_run (argv, &out, 1);
-  if (naming)
-    pthread_join (nt, NULL);
   if (rc != 0) {
     /* No Pacemaker here (not installed, or not running): no cluster. */
     vms_debug ("vm writer: no Pacemaker cluster answers (cibadmin: %s)",
                rc == -1 ? vms_get_error () : "the CIB does not answer");
-    free (nn.node);
     return 0;
   }
   doc = out ? parse_xml (out) : NULL;
   if (doc == NULL) {
-    free (nn.node);
     vms_set_error (EIO, "the cluster's CIB (cibadmin --query) is not XML");
     return -1;
   }
   c->up = 1;
-  if (!naming)
-    node_name_thread (&nn);
-  if (nn.rc == 0 && nn.node) {
-    nn.node[strcspn (nn.node, "\n")] = '\0';
-    if (*nn.node)
-      c->local_node = strdup (nn.node);
-  }
-  free (nn.node);
   ctx = xmlXPathNewContext (doc);
   set = ctx ? xmlXPathEvalExpression ((const xmlChar *)
           "//primitive[@class='ocf'][@provider='heartbeat']"
@@ -379,8 +366,13 @@ vm_cluster_scan (struct vm_cluster *c)
   xmlXPathFreeObject (set);
   xmlXPathFreeContext (ctx);
   xmlFreeDoc (doc);
-  if (c->n)
+  /* Where they run and which node this is: only when there are
+   * VirtualDomain resources (issue 15: crm_node takes 20-90 ms, and a
+   * cluster without them concerns no VM). */
+  if (c->n) {
     read_nodes (c);
+    c->local_node = local_node_name ();
+  }
   return 0;
 }
 
