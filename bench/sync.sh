@@ -8,7 +8,9 @@
 #   3. a sync killed (SIGKILL) at about half the bytes leaves no backup
 #      visible, and rerun completes: the copy has the same chunks in as
 #      many packs and index segments as a clean sync's, none indexed twice,
-#      no pack that no segment names, and it verifies deep.
+#      no pack that no segment names, and it verifies deep;
+#   4. the copy synced back to a local repository (S3 -> local) reads
+#      chunks with ranged GETs of up to 8 MiB, not one GET each.
 #
 #   sudo bench/sync.sh [BUILD-DIR [MiB]]        (default: build 4096)
 #
@@ -56,6 +58,8 @@ s3_lab_start                    # its trap runs ours too
 s3_bucket bucket vmshadow-bench-sync
 gateway=$VMSHADOW_S3_ENDPOINT
 export VMSHADOW_SCRATCH_DIR=$WORK/scratch VMSHADOW_WRITERS_DIR=$WORK/writers.d TMPDIR=$WORK
+# Where a sync records its packs (a rerun adopts one a kill left unindexed).
+export VMSHADOW_STATE_DIR=$WORK/state
 unset VMSHADOW_REPO VMSHADOW_REPO_FORMAT VMSHADOW_REPO_PACK_SIZE VMSHADOW_S3_PART_SIZE
 mkdir -p "$VMSHADOW_WRITERS_DIR"
 MiB=$((1 << 20)) CHUNK=131072
@@ -230,7 +234,7 @@ s3_curl -f -X DELETE "$gateway/$bucket/killed/lock" || die "cannot remove the ki
 m=$(mark)
 sync_to killed "$WORK/s4.json"
 W3=$(sent_since "$m") S3B=$(json "$WORK/s4.json" bytes_stored)
-echo "rerun: $T s, $W3 B sent, stored $S3B B, backups synced $(json "$WORK/s4.json" backups_synced); $(ratio "$W3" $((W1 + W2))) x the clean syncs' bytes"
+echo "rerun: $T s, $W3 B sent, stored $S3B B, backups synced $(json "$WORK/s4.json" backups_synced), packs adopted $(json "$WORK/s4.json" packs_adopted) ($(json "$WORK/s4.json" chunks_adopted) chunks); $(ratio "$W3" $((W1 + W2))) x the clean syncs' bytes"
 [ "$(ids "s3://$bucket/killed")" = "$(ids "$local")" ]
 check $? "the rerun completed: the copy lists the local repository's backups"
 census killed
@@ -249,5 +253,19 @@ check $? \
 t0=$(now)
 VMSHADOW_S3_ENDPOINT=$gateway "$VMS" --repo "s3://$bucket/killed" verify --deep > "$WORK/v.out" 2>&1
 check $? "verify --deep of the copy ($(secs "$t0" "$(now)") s): $(tail -n 1 "$WORK/v.out" | head -c 200)"
+
+# ---- 4. S3 back to local (a recovery): chunks next to each other in a
+# pack are read with one ranged GET (at most 8 MiB), not a GET each.
+m=$(mark)
+t0=$(now)
+VMSHADOW_S3_ENDPOINT=$proxied "$VMS" sync --json "s3://$bucket/clean" "$WORK/back" > "$WORK/s5.json" 2>&1 ||
+  die "sync S3 -> local: $(cat "$WORK/s5.json")"
+T=$(secs "$t0" "$(now)")
+R5=$(requests_since "$m") G5=$(tail -n +$((m + 1)) "$WORK/wire.log" | awk '$1 == "GET"' | wc -l)
+B5=$(json "$WORK/s5.json" bytes_read) N5=$(json "$WORK/s5.json" chunks_sent) SR5=$(json "$WORK/s5.json" source_reads)
+echo "sync S3 -> local: $T s, $R5 requests ($G5 GET), $N5 chunks ($B5 B) in $SR5 reads: $(awk -v r="$R5" -v b="$B5" 'BEGIN { printf "%.0f", r / (b / 1073741824) }') requests per GiB"
+[ "$(ids "$WORK/back")" = "$(ids "$local")" ] && [ "$G5" -le $((B5 / 1048576 + 200)) ]
+check $? "S3 -> local copied every backup with $G5 GETs for $N5 chunks (at most one per MiB read and 200 for the small objects)"
+
 [ $bad = 0 ] && echo "every property held" || echo "SOME PROPERTY FAILED"
 exit $bad

@@ -1143,6 +1143,7 @@ cmd_sync (const struct options *opts, int argc, char **argv)
     json_object_object_add (out, "bytes_stored", json_object_new_int64 ((int64_t) st.bytes_stored));
     json_object_object_add (out, "packs_adopted", json_object_new_int64 ((int64_t) st.packs_adopted));
     json_object_object_add (out, "chunks_adopted", json_object_new_int64 ((int64_t) st.chunks_adopted));
+    json_object_object_add (out, "source_reads", json_object_new_int64 ((int64_t) st.source_reads));
     cli_print_json (out);
   }
   else

@@ -393,6 +393,8 @@ struct vms_sync_stats {
   uint64_t chunks_sent, chunks_present;  /* present: not even read */
   uint64_t bytes_read, bytes_stored;     /* of the chunks sent */
   uint64_t packs_adopted, chunks_adopted;
+  uint64_t source_reads;        /* reads of chunks from src: a run of
+                                   chunks close together in a pack is one */
 };
 extern VMS_API int vms_repo_sync (vms_repo *src, vms_repo *dst,
                                   char *const *backup_ids, size_t nr_backup_ids,

@@ -32,6 +32,7 @@
 
 #include "log.h"
 #include "repo-internal.h"
+#include "storage.h"
 #include "vmshadow/error.h"
 #include "vmshadow/repo.h"
 
@@ -180,62 +181,214 @@ same_ids (vms_repo *src, vms_repo *dst)
   return a && b && strcmp (a, b) == 0;
 }
 
+/* Chunks of SRC's packs are read in batches: up to SYNC_RUN_MAX needed
+ * chunks are looked up, sorted by pack and offset, and the blobs close
+ * together in one pack (at most SYNC_GAP apart, at most SYNC_WINDOW in
+ * all) are read with one ranged get (issue 14: a get per 128 KiB chunk
+ * cost S3 → local a request each; a backup's threads interleave its
+ * chunks in its packs, so file order is not pack order). Memory: the
+ * window, one chunk and the batch's locations. */
+#define SYNC_WINDOW ((size_t) 8 << 20)
+#define SYNC_GAP ((uint64_t) 256 << 10)
+#define SYNC_RUN_MAX 1024
+
+struct run_chunk {
+  uint64_t c;
+  struct vms_digest d;
+  size_t len;
+  struct pack_loc loc;
+};
+
+struct file_sync {
+  vms_repo *src, *dst;
+  const char *id;
+  size_t f;
+  int same;
+  uint8_t *buf, *win;
+  struct run_chunk *run;
+  size_t nrun;
+  vms_index *didx;
+  struct vms_sync_stats *st;
+};
+
+static int
+fail_at (struct file_sync *fs, uint64_t c)
+{
+  vms_set_error (vms_get_errno (), "backup %s, file %zu, offset %" PRIu64
+                 ": %s", fs->id, fs->f, c * (uint64_t) VMS_CHUNK_SIZE,
+                 vms_get_error ());
+  return -1;
+}
+
+/* Store chunk c (content in buf, checked already) in DST. */
+static int
+store_one (struct file_sync *fs, uint64_t c, const struct vms_digest *d,
+           const uint8_t *content, size_t len)
+{
+  struct vms_digest got;
+  uint64_t stored = 0;
+
+  if (vms_repo_chunk_put (fs->dst, content, len, &got, &stored) == -1)
+    return -1;
+  if (fs->same && memcmp (&got, d, sizeof got) != 0) {
+    vms_set_error (EBADMSG, "backup %s, file %zu, offset %" PRIu64 ": the "
+                   "chunk stored in %s has another id than in %s", fs->id,
+                   fs->f, c * (uint64_t) VMS_CHUNK_SIZE,
+                   vms_repo_path (fs->dst), vms_repo_path (fs->src));
+    return -1;
+  }
+  fs->st->chunks_sent++;
+  fs->st->bytes_read += len;
+  fs->st->bytes_stored += stored;
+  vms_index_set (fs->didx, c, &got);
+  return 0;
+}
+
+/* One chunk read alone (its hash checked), then stored. */
+static int
+copy_one (struct file_sync *fs, uint64_t c, const struct vms_digest *d,
+          size_t len)
+{
+  if (vms_repo_chunk_get (fs->src, d, fs->buf, len, 1) == -1)
+    return fail_at (fs, c);
+  return store_one (fs, c, d, fs->buf, len);
+}
+
+static int
+run_cmp (const void *a, const void *b)
+{
+  const struct run_chunk *x = a, *y = b;
+  int c = memcmp (x->loc.pack_id, y->loc.pack_id, 16);
+  return c ? c : x->loc.offset < y->loc.offset ? -1 : x->loc.offset > y->loc.offset;
+}
+
+/* Chunks run[i..j) of one pack with one get, each checked and stored. */
+static int
+read_window (struct file_sync *fs, size_t i, size_t j, uint64_t start,
+             uint64_t end)
+{
+  char name[64];
+
+  fs->st->source_reads++;
+  pack_object_name (fs->run[i].loc.pack_id, name);
+  if (storage_get (fs->src->store, name, start, (size_t) (end - start),
+                   fs->win) == -1) {
+    /* Gone (a gc moved it meanwhile) or unreadable: a chunk at a time,
+     * which looks the index up again and says what failed. */
+    for (size_t k = i; k < j; k++)
+      if (copy_one (fs, fs->run[k].c, &fs->run[k].d, fs->run[k].len) == -1)
+        return -1;
+    return 0;
+  }
+  for (size_t k = i; k < j; k++) {
+    const struct run_chunk *r = &fs->run[k];
+    if (chunk_store_check_at (fs->src, &r->d, r->len, &r->loc, UINT64_MAX,
+                              fs->win + (r->loc.offset - start),
+                              fs->buf) == -1)
+      return fail_at (fs, r->c);
+    if (store_one (fs, r->c, &r->d, fs->buf, r->len) == -1)
+      return -1;
+  }
+  return 0;
+}
+
+/* The batch, a window at a time. */
+static int
+flush_run (struct file_sync *fs)
+{
+  size_t n = fs->nrun, ov = fs->src->blob_overhead;
+
+  fs->nrun = 0;
+  qsort (fs->run, n, sizeof *fs->run, run_cmp);
+  for (size_t i = 0, j; i < n; i = j) {
+    uint64_t start = fs->run[i].loc.offset;
+    uint64_t end = start + fs->run[i].loc.slen + ov;
+    for (j = i + 1; j < n; j++) {
+      const struct pack_loc *l = &fs->run[j].loc;
+      uint64_t e2 = (uint64_t) l->offset + l->slen + ov;
+      if (memcmp (l->pack_id, fs->run[i].loc.pack_id, 16) != 0 ||
+          l->offset > end + SYNC_GAP ||
+          (e2 > end ? e2 : end) - start > SYNC_WINDOW)
+        break;
+      if (e2 > end)
+        end = e2;
+    }
+    if (end - start > SYNC_WINDOW) {
+      vms_set_error (EBADMSG, "the index of %s names a blob larger than a "
+                     "chunk", vms_repo_path (fs->src));
+      return fail_at (fs, fs->run[i].c);
+    }
+    if (read_window (fs, i, j, start, end) == -1)
+      return -1;
+  }
+  return 0;
+}
+
+/* Chunk c, needed: into the batch when SRC's index places it. */
+static int
+add_chunk (struct file_sync *fs, uint64_t c, const struct vms_digest *d,
+           size_t len)
+{
+  struct pack_loc loc;
+  int r = fs->src->version == 2 ? pack_lookup (fs->src, d, &loc) : 0;
+
+  if (r == -1)
+    return fail_at (fs, c);
+  if (r == 0) {
+    fs->st->source_reads++;
+    return copy_one (fs, c, d, len);
+  }
+  fs->run[fs->nrun++] = (struct run_chunk) { .c = c, .d = *d, .len = len,
+                                             .loc = loc };
+  return fs->nrun == SYNC_RUN_MAX ? flush_run (fs) : 0;
+}
+
 /* One file's index for the destination, its chunks stored there. */
 static vms_index *
 sync_file (vms_repo *src, vms_repo *dst, const char *id, size_t f,
-           const vms_index *sidx, int same, uint8_t *buf,
-           struct vms_sync_stats *st)
+           const vms_index *sidx, int same, uint8_t *buf, uint8_t *win,
+           struct run_chunk *run, struct vms_sync_stats *st)
 {
-  vms_index *didx = vms_index_copy (sidx);
-  if (didx == NULL) {
+  struct file_sync fs = { .src = src, .dst = dst, .id = id, .f = f,
+                          .same = same, .buf = buf, .win = win, .run = run,
+                          .st = st };
+
+  if ((fs.didx = vms_index_copy (sidx)) == NULL) {
     vms_set_error (ENOMEM, "out of memory");
     return NULL;
   }
   for (uint64_t c = 0; c < vms_index_chunk_count (sidx); c++) {
     const struct vms_digest *d = vms_index_get (sidx, c);
     size_t len = vms_index_chunk_len (sidx, c);
-    struct vms_digest got;
-    uint64_t stored = 0;
     if (vms_digest_is_zero (d))
       continue;
     if (same) {
       int have = vms_repo_chunk_exists (dst, d);
       if (have == -1)
         goto fail;
+      /* In the run already: stored with it (same ids: the index has d). */
+      for (size_t i = 0; have == 0 && i < fs.nrun; i++)
+        have = memcmp (&fs.run[i].d, d, sizeof *d) == 0;
       if (have == 1) {
         st->chunks_present++;
         continue;
       }
     }
-    if (vms_repo_chunk_get (src, d, buf, len, 1) == -1) {
-      vms_set_error (vms_get_errno (), "backup %s, file %zu, offset %" PRIu64
-                     ": %s", id, f, c * (uint64_t) VMS_CHUNK_SIZE,
-                     vms_get_error ());
+    if (add_chunk (&fs, c, d, len) == -1)
       goto fail;
-    }
-    if (vms_repo_chunk_put (dst, buf, len, &got, &stored) == -1)
-      goto fail;
-    if (same && memcmp (&got, d, sizeof got) != 0) {
-      vms_set_error (EBADMSG, "backup %s, file %zu, offset %" PRIu64 ": the "
-                     "chunk stored in %s has another id than in %s", id, f,
-                     c * (uint64_t) VMS_CHUNK_SIZE, vms_repo_path (dst),
-                     vms_repo_path (src));
-      goto fail;
-    }
-    st->chunks_sent++;
-    st->bytes_read += len;
-    st->bytes_stored += stored;
-    vms_index_set (didx, c, &got);
   }
-  return didx;
+  if (flush_run (&fs) == -1)
+    goto fail;
+  return fs.didx;
  fail:
-  vms_index_free (didx);
+  vms_index_free (fs.didx);
   return NULL;
 }
 
 static int
 sync_backup (vms_repo *src, vms_repo *dst, const char *id, int same,
-             uint8_t *buf, struct vms_sync_stats *st)
+             uint8_t *buf, uint8_t *win, struct run_chunk *run,
+             struct vms_sync_stats *st)
 {
   CLEANUP (vms_manifest_free) vms_manifest *m = vms_manifest_open (src, id);
   vms_index **idx;
@@ -252,8 +405,8 @@ sync_backup (vms_repo *src, vms_repo *dst, const char *id, int same,
   }
   for (size_t f = 0; ok && f < nf; f++) {
     CLEANUP (vms_index_free) vms_index *sidx = vms_manifest_load_index (src, m, f);
-    ok = sidx && (idx[f] = sync_file (src, dst, id, f, sidx, same, buf,
-                                      st)) != NULL;
+    ok = sidx && (idx[f] = sync_file (src, dst, id, f, sidx, same, buf, win,
+                                      run, st)) != NULL;
     /* The older packs of DST it names are retained as long as it is (R29),
      * as a backup's are. */
     ok = ok && pack_note_used (dst, idx[f]) == 0;
@@ -292,7 +445,8 @@ vms_repo_sync (vms_repo *src, vms_repo *dst, char *const *backup_ids,
   char **ids = NULL;
   size_t n = 0;
   int r = -1;
-  uint8_t *buf = NULL;
+  uint8_t *buf = NULL, *win = NULL;
+  struct run_chunk *run = NULL;
 
   memset (st, 0, sizeof *st);
   if (repo_need_write (dst, "sync") == -1)
@@ -323,7 +477,9 @@ vms_repo_sync (vms_repo *src, vms_repo *dst, char *const *backup_ids,
       goto out;
     }
   }
-  if ((buf = malloc (VMS_CHUNK_SIZE)) == NULL) {
+  if ((buf = malloc (VMS_CHUNK_SIZE)) == NULL ||
+      (win = malloc (SYNC_WINDOW)) == NULL ||
+      (run = calloc (SYNC_RUN_MAX, sizeof *run)) == NULL) {
     vms_set_error (ENOMEM, "out of memory");
     goto out;
   }
@@ -348,7 +504,7 @@ vms_repo_sync (vms_repo *src, vms_repo *dst, char *const *backup_ids,
     if (vms_get_errno () != ENOENT)
       goto out;
     uint64_t before = st->bytes_stored;
-    if (sync_backup (src, dst, ids[i], same, buf, st) == -1) {
+    if (sync_backup (src, dst, ids[i], same, buf, win, run, st) == -1) {
       vms_set_error (vms_get_errno (), "sync of backup %s into %s stopped: %s "
                      "(what was sent stays; run sync again to go on)", ids[i],
                      dst->path, vms_get_error ());
@@ -361,6 +517,8 @@ vms_repo_sync (vms_repo *src, vms_repo *dst, char *const *backup_ids,
   r = 0;
  out:
   record_close (dst, &rec, r == 0);
+  free (run);
+  free (win);
   free (buf);
   for (size_t i = 0; i < n; i++)
     free (ids[i]);

@@ -9,7 +9,8 @@
 # copy's packs (count and bytes) and segments, one pack adopted, the
 # record in the state directory gone, and verify --deep. Then the same
 # with the unindexed pack damaged (a byte flipped): the rerun does not
-# adopt it, sends its chunks again, and the copy verifies deep.
+# adopt it, sends its chunks again, and the copy verifies deep. And the
+# source's chunks are read a pack's run at a time, not one read each.
 source "$(dirname "$0")/cli-lib.sh"
 export VMSHADOW_STATE_DIR=$tmp/state VMSHADOW_REPO_PACK_SIZE=1048576
 src=$tmp/src
@@ -24,7 +25,7 @@ JSON
 W
 chmod 755 "$VMSHADOW_WRITERS_DIR/app"
 head -c 8000000 /dev/urandom > "$tmp/app/data"
-"$vmshadow" --repo "$src" backup > /dev/null || fail "backup"
+VMSHADOW_REPO_FORMAT=2 "$vmshadow" --repo "$src" backup > /dev/null || fail "backup"
 count () { find "$1/$2" -type f | wc -l; }
 bytes () { find "$1/packs" -type f -printf '%s\n' | awk '{ s += $1 } END { print s + 0 }'; }
 field () { python3 -c "import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])" "$1" "$2"; }
@@ -46,6 +47,12 @@ PY
 "$vmshadow" sync --json "$src" "$tmp/clean" > "$tmp/c.json" || fail "clean sync: $(cat "$tmp/c.json")"
 CP=$(count "$tmp/clean" packs) CS=$(count "$tmp/clean" index) CB=$(bytes "$tmp/clean")
 [ "$CP" -ge 6 ] || fail "the clean copy has $CP packs: too few for this test"
+# Chunks next to each other in a source pack are read together: about a
+# read per source pack (1 MiB windows of ~8 chunks), not one per chunk.
+SP=$(count "$src" packs) SENT=$(field "$tmp/c.json" chunks_sent) READS=$(field "$tmp/c.json" source_reads)
+[ "$SENT" -ge 60 ] && [ "$READS" -le $((SP + 1)) ] ||
+  fail "the clean sync read $SENT chunks in $READS reads from $SP source packs"
+echo "ok - the clean sync read $SENT chunks with $READS reads ($SP source packs)"
 
 killed () {   # DST: a sync killed right after its 3rd pack is stored
   rc=0
