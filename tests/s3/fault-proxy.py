@@ -19,6 +19,9 @@ With $FAULT_PROXY_FAIL_MATCH set, every request whose path contains that
 text is answered 503 (whatever the plan; such requests take no turn in
 it): a fault that lasts, for one kind of request (issue 14: one part of a
 multipart upload).
+With $FAULT_PROXY_TURN_MATCH set, only requests whose path contains that
+text take turns in the plan (and meet "down" once it came); the others
+are forwarded: a plan counted in, say, pack GETs only ("/packs/").
 The port it listens on is written to PORT_FILE; one line per request to
 LOG_FILE ("METHOD PATH ACTION"; with $FAULT_PROXY_LOG_BYTES set, "METHOD
 PATH ACTION BYTES", BYTES the request's body: what the client sent, for
@@ -38,6 +41,7 @@ port_file, log_file = sys.argv[3], sys.argv[4]
 lock = threading.Lock()
 state = {"n": 0, "down": False}
 fail_match = os.environ.get("FAULT_PROXY_FAIL_MATCH", "")
+turn_match = os.environ.get("FAULT_PROXY_TURN_MATCH", "")
 log_bytes = bool(os.environ.get("FAULT_PROXY_LOG_BYTES"))
 
 
@@ -77,7 +81,12 @@ class Handler(socketserver.StreamRequestHandler):
             self.wfile.write(b"HTTP/1.1 100 Continue\r\n\r\n")
             self.wfile.flush()
         body = self.rfile.read(length) if length else b""
-        action = "503" if fail_match and fail_match in path else next_action()
+        if fail_match and fail_match in path:
+            action = "503"
+        elif turn_match and turn_match not in path:
+            action = "ok"
+        else:
+            action = next_action()
         log("%s %s %s" % (method, path, action)
             + (" %d" % len(body) if log_bytes else ""))
         if action == "503":

@@ -12,8 +12,9 @@
 # nothing is left pending or visible. verify --deep reads each pack in
 # one GET. A sync into S3 through the same faults completes, and one from
 # S3 back into a new local repository (recovery) too; with the endpoint
-# down for good half-way through the latter, it fails saying so, no backup
-# is visible in the local copy and that copy verifies deep.
+# down for good half-way through the latter (at its third pack GET),
+# it fails saying so, no backup is visible in the local copy, what it
+# stored verifies deep, and a rerun completes.
 set -uo pipefail
 vmshadow=$1
 . "$(dirname "$0")/s3-lib.sh"
@@ -60,7 +61,8 @@ stop_proxy
 # into another S3 repository completes and the copy verifies deep.
 "$vmshadow" --repo "$tmp/local" backup > "$tmp/out" 2>&1 || fail "local backup: $(cat "$tmp/out")"
 start_proxy "ok,503,ok,reset,ok,cut,ok,ok,ok,slow2,ok,ok"
-"$vmshadow" sync --json "$tmp/local" "s3://$bucket/copy" > "$tmp/out" 2>&1 || fail "sync through faults: $(cat "$tmp/out")"
+# 1 MiB packs in the copy: the sync back below reads several.
+VMSHADOW_REPO_PACK_SIZE=1048576 "$vmshadow" sync --json "$tmp/local" "s3://$bucket/copy" > "$tmp/out" 2>&1 || fail "sync through faults: $(cat "$tmp/out")"
 stop_proxy
 for a in 503 reset cut slow2; do
   grep -q " $a\$" "$tmp/proxy.log" || fail "no request of the sync met '$a': $(cat "$tmp/proxy.log")"
@@ -87,22 +89,39 @@ rm -f "$tmp/data.out"
   fail "extract of $id from the copy synced back: $(cat "$tmp/out")"
 cmp -s "$tmp/data.out" "$tmp/app/data" || fail "the copy synced back extracts other data"
 echo "ok - sync from S3 into a new local repository completes through $(grep -vc ' ok$' "$tmp/proxy.log") injected faults in $(wc -l < "$tmp/proxy.log") requests; verify --deep and extract good"
-# The endpoint down for good half-way through the sync back (by the
-# requests the last one needed; packs of 1 MiB in the new copy, so that
-# some are stored before): the sync fails saying it stopped, no backup is
-# visible in the copy and what it holds verifies deep.
-half=$(($(grep -c ' ok$' "$tmp/proxy.log") / 2))
-start_proxy "$(printf 'ok,%.0s' $(seq "$half"))down"
+# The endpoint down for good half-way through the sync back, counted in
+# pack GETs only (FAULT_PROXY_TURN_MATCH): two packs' chunks are
+# read, and stored in the new copy's 1 MiB packs, then every request
+# fails. The sync fails saying it stopped, no backup is visible in the
+# copy, its stored packs are indexed and it verifies deep; a rerun
+# completes, sending only what is missing, and extracts byte for byte.
+npacks=$(grep -c '^GET .*/packs/' "$tmp/proxy.log")
+[ "$npacks" -ge 3 ] || fail "the sync back read $npacks packs: too few for the endpoint to go down half-way"
+export FAULT_PROXY_TURN_MATCH=/packs/
+start_proxy "ok,ok,down"
+unset FAULT_PROXY_TURN_MATCH
 rc=0
-VMSHADOW_S3_RETRIES=3 VMSHADOW_REPO_PACK_SIZE=1048576 timeout 120 "$vmshadow" sync "s3://$bucket/copy" "$tmp/back2" > "$tmp/out" 2>&1 || rc=$?
+VMSHADOW_STATE_DIR=$tmp/state VMSHADOW_S3_RETRIES=3 VMSHADOW_REPO_PACK_SIZE=1048576 timeout 120 "$vmshadow" sync "s3://$bucket/copy" "$tmp/back2" > "$tmp/out" 2>&1 || rc=$?
 stop_proxy
 [ $rc != 0 ] && [ $rc != 124 ] || fail "a sync back from a dead endpoint exited $rc: $(cat "$tmp/out")"
 grep -q "stopped: .*run sync again" "$tmp/out" || fail "the failed sync back does not say it stopped: $(cat "$tmp/out")"
 n=$("$vmshadow" --repo "$tmp/back2" list --json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["backups"]))') ||
   fail "cannot list the copy of the failed sync back"
 [ "$n" = 0 ] || fail "the failed sync back left $n backups visible"
+stored=$(find "$tmp/back2/packs" -type f 2>/dev/null | wc -l)
+[ "$stored" -ge 1 ] || fail "the endpoint went down before the sync back stored a pack"
 "$vmshadow" --repo "$tmp/back2" verify --deep > "$tmp/out2" 2>&1 || fail "verify --deep of the failed sync back's copy: $(cat "$tmp/out2")"
-echo "ok - the endpoint down after $half requests of the sync back: it failed ($(grep -m1 -o 'stopped: .*' "$tmp/out" | head -c 160)), no backup visible, verify --deep good ($(find "$tmp/back2/packs" -type f 2>/dev/null | wc -l) packs stored)"
+half=$(grep -c '^GET .*/packs/' "$tmp/proxy.log")
+VMSHADOW_S3_ENDPOINT=$gateway VMSHADOW_STATE_DIR=$tmp/state VMSHADOW_REPO_PACK_SIZE=1048576 "$vmshadow" sync --json "s3://$bucket/copy" "$tmp/back2" > "$tmp/out" 2>&1 ||
+  fail "the rerun of the sync back: $(cat "$tmp/out")"
+python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["backups_synced"] == 1 and d["chunks_present"] > 0, d' "$tmp/out" ||
+  fail "the rerun of the sync back: $(cat "$tmp/out")"
+"$vmshadow" --repo "$tmp/back2" verify --deep > "$tmp/out2" 2>&1 || fail "verify --deep after the rerun: $(cat "$tmp/out2")"
+rm -f "$tmp/data.out"
+"$vmshadow" --repo "$tmp/back2" extract "$id" data "$tmp/app/data" --to "$tmp/data.out" > "$tmp/out2" 2>&1 ||
+  fail "extract after the rerun: $(cat "$tmp/out2")"
+cmp -s "$tmp/data.out" "$tmp/app/data" || fail "the rerun's copy extracts other data"
+echo "ok - the endpoint down at the 3rd of $npacks pack GETs of the sync back ($half pack GETs tried): it failed, no backup visible, $stored packs stored and verify --deep good; the rerun completed with $(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["chunks_present"])' "$tmp/out") chunks already there, verify --deep and extract good"
 
 # Down for good after a few requests of the next backup: it fails, says
 # why, and nothing of it is visible.
