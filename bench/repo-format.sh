@@ -18,6 +18,10 @@
 # speed-up), so that both are measured in the same run.
 # The page cache is dropped as for the others, but not the OSD's own
 # BlueStore cache; client, monitor and OSD share this machine's CPUs.
+# Before each step the OSD is let finish what earlier steps left it
+# (under 5 % of a CPU for a second; idle, it spends 1-2 %), so that a
+# row is not charged with the one before's work (rados after rados-sync
+# was); the seconds waited are printed with the CPU seconds.
 #
 # The image is the 4 GiB mixed disk of bench/datapath.sh: 1 GiB random,
 # the same GiB again, then zeros to 4 GiB, as qcow2, exported read-only by
@@ -66,10 +70,25 @@ fi
 osd_ticks() { if [ -n "$OSD_PID" ]; then awk '{print $14 + $15}' "/proc/$OSD_PID/stat"; else echo 0; fi; }
 TICK=$(getconf CLK_TCK)
 drop() { sync; echo 3 > /proc/sys/vm/drop_caches; }
-declare -A T=() RSS=() CPU=() OSD=()
+# The OSD goes on working after a row's writes (BlueStore, RocksDB):
+# before each step, wait (at most 60 s) until it spends under 5 % of a
+# CPU, so that no row is charged with the one before's (its time and its
+# OSD CPU seconds).
+declare -A T=() RSS=() CPU=() OSD=() WAIT=()
+osd_idle() {
+  WAIT[$1]=0
+  [ -n "$OSD_PID" ] || return 0
+  local i a b
+  for i in $(seq 1 60); do
+    a=$(osd_ticks); sleep 1; b=$(osd_ticks)
+    [ $(( (b - a) * 20 )) -lt "$TICK" ] && break
+    WAIT[$1]=$i
+  done
+}
 run() {
   local name=$1; shift
   drop
+  osd_idle "$name"
   local t0 t1 o0 o1
   o0=$(osd_ticks)
   t0=$(date +%s.%N)
@@ -141,11 +160,14 @@ for cfg in $CONFIGS; do
     $(( ${RSS[full-$cfg]} / 1024 ))
   case $cfg in rados*) ;; *) rm -rf "$REPO" ;; esac
 done
-printf '\nCPU seconds (user + system) of the command, and of the OSD meanwhile:\n'
-printf '%-10s %9s %9s %12s %12s\n' format full-cpu full-osd restore-cpu restore-osd
+printf '\nCPU seconds (user + system) of the command, and of the OSD meanwhile;\n'
+printf 'seconds waited before it for the OSD to be idle:\n'
+printf '%-10s %9s %9s %9s %12s %12s %12s\n' format full-cpu full-osd full-wait \
+  restore-cpu restore-osd restore-wait
 for cfg in $CONFIGS; do
-  printf '%-10s %9.2f %9.2f %12.2f %12.2f\n' "$cfg" "${CPU[full-$cfg]}" \
-    "${OSD[full-$cfg]}" "${CPU[restore-$cfg]}" "${OSD[restore-$cfg]}"
+  printf '%-10s %9.2f %9.2f %9d %12.2f %12.2f %12d\n' "$cfg" "${CPU[full-$cfg]}" \
+    "${OSD[full-$cfg]}" "${WAIT[full-$cfg]}" "${CPU[restore-$cfg]}" \
+    "${OSD[restore-$cfg]}" "${WAIT[restore-$cfg]}"
 done
 # Issue 12's target: RADOS within 1.5x of local v2 (the first pack size).
 V2=v2-${PACKS%% *}
