@@ -33,7 +33,7 @@ extern "C" {
 /* The format version a repository is created with by default; this
  * vmshadow reads and writes versions 1 and 2 (docs/repository-format.md),
  * each repository in the version its config gives. */
-#define VMS_REPO_FORMAT_VERSION 1
+#define VMS_REPO_FORMAT_VERSION 2
 #define VMS_REPO_FORMAT_LATEST 2
 /* Bytes per chunk: a power of two from 4 KiB to 4 MiB. The repository's
  * config, every manifest and every index record it, and a build refuses a

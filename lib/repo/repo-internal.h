@@ -130,7 +130,7 @@ extern void repo_note_kept (vms_repo *repo, uint64_t size, int64_t until);
 extern int repo_need_delete (vms_repo *repo, const char *what);
 
 /* The format version a repository is created with: VMS_REPO_FORMAT_2 in
- * the flags, else $VMSHADOW_REPO_FORMAT ("1" or "2"), else 1. */
+ * the flags, else $VMSHADOW_REPO_FORMAT ("1" or "2"), else 2. */
 #define REPO_FORMAT_ENV "VMSHADOW_REPO_FORMAT"
 /* 30 MiB: a pack (with its trailer) stays under 32 MiB, glibc's largest
  * mmap threshold, so that the buffers librados and the OSD allocate for it

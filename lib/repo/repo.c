@@ -394,14 +394,15 @@ remove_config_temps (int fd)
 }
 
 /* The version and pack size a new repository gets: VMS_REPO_FORMAT_2,
- * else $VMSHADOW_REPO_FORMAT; $VMSHADOW_REPO_PACK_SIZE (bytes) for v2. */
+ * else $VMSHADOW_REPO_FORMAT, else VMS_REPO_FORMAT_VERSION (2: packs, issue
+ * 12); $VMSHADOW_REPO_PACK_SIZE (bytes) for v2. */
 static int
 creation_format (vms_repo *repo, int *version, uint32_t *pack_size)
 {
   const char *v = getenv (REPO_FORMAT_ENV);
   const char *ps = getenv ("VMSHADOW_REPO_PACK_SIZE");
 
-  *version = 1;
+  *version = VMS_REPO_FORMAT_VERSION;
   *pack_size = PACK_SIZE_DEFAULT;
   if (repo->flags & VMS_REPO_FORMAT_2)
     *version = 2;

@@ -16,6 +16,8 @@ lab_init
 . "$LAB_TESTS_DIR/vm-writer-lib.sh"
 . "$LAB_TESTS_DIR/restore-lib.sh"
 vmw_init
+# Format 1, asked for (new repositories are format 2): it edits an index in backups/ID/indexes/.
+export VMSHADOW_REPO_FORMAT=1
 . "$LAB_TESTS_DIR/instant-lib.sh"
 inst_init
 

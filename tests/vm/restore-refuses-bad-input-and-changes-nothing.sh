@@ -12,6 +12,8 @@ lab_init
 . "$LAB_TESTS_DIR/vm-writer-lib.sh"
 . "$LAB_TESTS_DIR/restore-lib.sh"
 vmw_init
+# Format 1, asked for (new repositories are format 2): it edits backups/ID/manifest.json.
+export VMSHADOW_REPO_FORMAT=1
 
 lab_vm_create --disk raw:8M --memory 128 --name rsin
 dom=$LAB_DOM

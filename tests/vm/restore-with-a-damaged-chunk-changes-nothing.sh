@@ -14,6 +14,8 @@ lab_init
 . "$LAB_TESTS_DIR/restore-lib.sh"
 . "$LAB_TESTS_DIR/../flip-byte.sh"
 vmw_init
+# Format 1, asked for (new repositories are format 2): it damages a chunk's own file.
+export VMSHADOW_REPO_FORMAT=1
 
 lab_vm_create --disk raw:8M --memory 128 --name rsbad --no-start
 a=$LAB_DOM

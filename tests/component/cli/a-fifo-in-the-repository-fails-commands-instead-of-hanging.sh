@@ -5,6 +5,8 @@
 # every backup. Now each such file is refused at once with a message, and
 # the command ends.
 source "$(dirname "$0")/hardening-lib.sh"
+# Format 1, asked for (new repositories are format 2): the fifo replaces a format 1 chunk file.
+export VMSHADOW_REPO_FORMAT=1
 
 vms backup >/dev/null || fail "first backup"
 id=$(newest)

@@ -13,6 +13,8 @@ fail () { echo "FAIL: $*"; exit 1; }
 . "$(dirname "$0")/../../flip-byte.sh"
 export VMSHADOW_SCRATCH_DIR=$tmp/scratch VMSHADOW_REPO=$tmp/repo
 export VMSHADOW_WRITERS_DIR=$tmp/writers.d
+# Format 1, asked for (new repositories are format 2): it counts format 1's chunk files.
+export VMSHADOW_REPO_FORMAT=1
 
 # The data: a config file, an odd-sized binary file, an empty file, a raw
 # image with random data, a duplicated region, zeros and holes, not a

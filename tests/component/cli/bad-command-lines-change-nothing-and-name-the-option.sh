@@ -16,6 +16,8 @@
 #  - bad --method/--fallback values are named; backup --dry-run makes no
 #    repository (issue 20); --group with --each is refused (issue 17).
 . "$(dirname "$0")/cli-lib.sh"
+# Format 1, asked for (new repositories are format 2): it reads format 1's backups/ID/manifest.json.
+export VMSHADOW_REPO_FORMAT=1
 cd "$tmp"
 
 # run EXPECTED-RC ARGS...: the command's stderr in $tmp/err.

@@ -8,6 +8,8 @@
 # text on stderr otherwise, escaped either way (docs/security.md).
 # backup --wait waits for a held repository lock and then succeeds.
 . "$(dirname "$0")/cli-lib.sh"
+# Format 1, asked for (new repositories are format 2): it holds format 1's repository lock file (format 2 has no backup-wide lock).
+export VMSHADOW_REPO_FORMAT=1
 cd "$tmp"
 
 app_writer

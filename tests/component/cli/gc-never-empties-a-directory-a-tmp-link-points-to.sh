@@ -6,6 +6,8 @@
 # the first writer whatever they were, so the user cannot plant the link;
 # and a link that is there anyway is refused, never followed.
 source "$(dirname "$0")/hardening-lib.sh"
+# Format 1, asked for (new repositories are format 2): the attack is on format 1's chunk directories.
+export VMSHADOW_REPO_FORMAT=1
 
 mkdir -m 0777 "$VMSHADOW_REPO"
 chmod 0777 "$VMSHADOW_REPO"

@@ -90,11 +90,17 @@ removed=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["chunk
 "$vmshadow" verify --deep > "$tmp/out" || fail "verify after gc: $(cat "$tmp/out")"
 [ "$(repo_count "backups/$id1/")" = 0 ] || fail "objects of the pruned backup are left: $(repo_objects "backups/$id1/")"
 
-# vmshadow upgrade: a version 1 repository (what a backup creates) moves
-# to version 2 keeping its backup, which verifies deep and extracts the same.
+# A backup into a missing directory makes a version 2 repository (packs,
+# issue 12), as init does.
+VMSHADOW_REPO=$tmp/repo-new "$vmshadow" backup > "$tmp/out" || fail "backup into a new directory: $(cat "$tmp/out")"
+grep -q '"version": 2' "$tmp/repo-new/config" && [ -d "$tmp/repo-new/packs" ] && [ ! -e "$tmp/repo-new/chunks" ] ||
+  fail "a backup did not create a version 2 repository: $(cat "$tmp/repo-new/config")"
+# vmshadow upgrade: a version 1 repository (what older vmshadow made, or
+# VMSHADOW_REPO_FORMAT=1) moves to version 2 keeping its backup, which
+# verifies deep and extracts the same.
 export VMSHADOW_REPO=$tmp/repo1
-"$vmshadow" backup > "$tmp/out" || fail "v1 backup: $(cat "$tmp/out")"
-[ -d "$tmp/repo1/chunks" ] || fail "a backup did not create a version 1 repository"
+VMSHADOW_REPO_FORMAT=1 "$vmshadow" backup > "$tmp/out" || fail "v1 backup: $(cat "$tmp/out")"
+[ -d "$tmp/repo1/chunks" ] || fail "VMSHADOW_REPO_FORMAT=1 did not create a version 1 repository"
 idv1=$("$vmshadow" list --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["backups"][0]["backup_id"])')
 "$vmshadow" upgrade > "$tmp/out" || fail "upgrade: $(cat "$tmp/out")"
 grep -q "upgraded $idv1" "$tmp/out" || fail "upgrade said: $(cat "$tmp/out")"

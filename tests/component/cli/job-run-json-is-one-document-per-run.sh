@@ -9,6 +9,8 @@
 # prune, what the verify@ and prune@ units run, on the job's repository;
 # status gives the last verify and a VM's last boot check.
 source "$(dirname "$0")/cli-lib.sh"
+# Format 1, asked for (new repositories are format 2): it writes a boot-check note into format 1's backups/ID/.
+export VMSHADOW_REPO_FORMAT=1
 app_writer
 export VMSHADOW_RUN_DIR=$tmp/run VMSHADOW_STATE_DIR=$tmp/state
 unset VMSHADOW_REPO

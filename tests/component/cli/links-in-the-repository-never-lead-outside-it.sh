@@ -7,6 +7,8 @@
 # link, and nothing outside it changes. A link as one backup (backups/ID
 # -> elsewhere) is removed by prune, not what it points to.
 source "$(dirname "$0")/hardening-lib.sh"
+# Format 1, asked for (new repositories are format 2): the links replace format 1's chunk and backup files.
+export VMSHADOW_REPO_FORMAT=1
 
 vms backup >/dev/null || fail "first backup"
 id1=$(newest)

@@ -7,6 +7,8 @@
 # the server stops on SIGTERM and with a SIGKILLed vmshadow.
 # $2: the plugin in the build tree.
 source "$(dirname "$0")/cli-lib.sh"
+# Format 1, asked for (new repositories are format 2): it damages a format 1 chunk file.
+export VMSHADOW_REPO_FORMAT=1
 export VMSHADOW_NBDKIT_PLUGIN=$2 TMPDIR=$tmp/t
 mkdir -p "$TMPDIR"
 for p in nbdkit nbdcopy nbdinfo qemu-io; do

@@ -5,6 +5,8 @@
 # found"; now show lists the backup's files (text and JSON) and verify
 # reports that restore cannot use it.
 . "$(dirname "$0")/cli-lib.sh"
+# Format 1, asked for (new repositories are format 2): it edits a manifest in format 1's backups/ID/manifest.json.
+export VMSHADOW_REPO_FORMAT=1
 
 app_writer
 "$vmshadow" backup > "$tmp/out" || fail "backup: $(cat "$tmp/out")"

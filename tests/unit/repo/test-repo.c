@@ -1631,6 +1631,9 @@ main (int argc, char *argv[])
 #undef T
   };
   atexit (repo_test_unmount);
+  /* These tests read and damage format 1's files (one per chunk); a new
+   * repository is format 2 unless asked otherwise (test-repo-v2.c). */
+  setenv ("VMSHADOW_REPO_FORMAT", "1", 1);
   cmocka_set_message_output (CM_OUTPUT_TAP);
   if (argc > 1)
     cmocka_set_test_filter (argv[1]);
