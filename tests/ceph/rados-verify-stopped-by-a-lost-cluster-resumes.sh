@@ -33,6 +33,7 @@ export VMSHADOW_REPO_PACK_SIZE=$((1024 * 1024))
 mkdir -p "$tmp/app" "$VMSHADOW_WRITERS_DIR"
 head -c 12000000 /dev/urandom > "$tmp/app/data"
 . "$(dirname "$0")/../exec-writer-double.sh"
+. "$(dirname "$0")/../verify-stopped.sh"
 exec_writer_double "$VMSHADOW_WRITERS_DIR" "$tmp/app/data"
 nbackups () { "$vmshadow" list --json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["backups"]))'; }
 "$vmshadow" init > "$tmp/out" 2>&1 || fail "init: $(cat "$tmp/out")"
@@ -60,27 +61,11 @@ waited=$((SECONDS - stopped))
 cont_osd
 rc=0
 wait "$vpid" || rc=$?
-[ "$rc" = 5 ] || fail "verify without its cluster: exit $rc after ${waited} s: $(cat "$tmp/v.out" "$tmp/v.err")"
-grep -q "verify stopped: repository $VMSHADOW_REPO could not be read (.*); nothing was counted damaged for it, and 'verify --resume' with the same options continues where it stopped" "$tmp/v.err" ||
-  fail "the stop does not say why: $(cat "$tmp/v.out" "$tmp/v.err")"
-! grep -qi "corrupt\|missing\|unreadable\|problem" "$tmp/v.out" || fail "a lost cluster was reported as damage: $(cat "$tmp/v.out")"
-f=$(ls "$tmp"/state/verify/*.json 2>/dev/null | head -1)
-[ -n "$f" ] || fail "the stopped verify left no record"
-done_before=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["packs_done"])' "$f")
+verify_stopped_unreachable "$VMSHADOW_REPO" "$rc"
 echo "ok - the OSD stopped after $done_before packs: verify exit 5 after ${waited} s, no damage claimed: $(head -c 300 "$tmp/v.err")"
 
-"$vmshadow" verify --deep --resume --json > "$tmp/r.json" 2> "$tmp/r.err" ||
-  fail "resume: $(cat "$tmp/r.json" "$tmp/r.err")"
-python3 - "$tmp/r.json" "$done_before" <<'P' || fail "resume: $(cat "$tmp/r.json")"
-import json, sys
-o = json.load(open(sys.argv[1]))
-before = int(sys.argv[2])
-assert o["resumed"] is True and o["problems"] == [], o
-assert o["packs_checked_before"] == before >= 3, o
-assert o["packs_checked"] == o["packs"] - before > 0, o
-P
-[ -z "$(ls -A "$tmp/state/verify")" ] || fail "the resumed verify left $(ls -A "$tmp/state/verify")"
-echo "ok - the resume checked the other $(python3 -c 'import json,sys; o=json.load(open(sys.argv[1])); print(o["packs_checked"], "of", o["packs"])' "$tmp/r.json") packs and found nothing"
+verify_resumed "$VMSHADOW_REPO"
+echo "ok - the resume checked the other $resumed_packs packs and found nothing"
 
 # A backup while the OSD is stopped: fails in seconds, commits nothing.
 head -c 4000000 /dev/urandom > "$tmp/app/data"

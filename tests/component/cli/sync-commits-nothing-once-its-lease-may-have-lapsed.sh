@@ -10,16 +10,8 @@
 source "$(dirname "$0")/cli-lib.sh"
 export VMSHADOW_LEASE_SECONDS=6
 src=$tmp/src dst=$tmp/dst
-cat > "$VMSHADOW_WRITERS_DIR/app" <<W
-#!/bin/sh
-[ "\$1" = identify ] || exit 0
-cat <<JSON
-{"format": "vmshadow-writer-metadata", "version": 1,
- "writer": {"name": "app", "id": "0d9f3c1e-2b4a-4c5d-8e6f-7a8b9c0d1e2f"},
- "components": [{"name": "data", "files": [{"path": "$tmp/app/data", "kind": "plain"}]}]}
-JSON
-W
-chmod 755 "$VMSHADOW_WRITERS_DIR/app"
+. "$(dirname "$0")/../../exec-writer-double.sh"
+exec_writer_double "$VMSHADOW_WRITERS_DIR" "$tmp/app/data"
 # Enough to copy that the sync is still copying when it is stopped.
 head -c 64000000 /dev/urandom > "$tmp/app/data"
 "$vmshadow" --repo "$src" backup > /dev/null || fail "backup"

@@ -14,16 +14,8 @@
 source "$(dirname "$0")/cli-lib.sh"
 export VMSHADOW_STATE_DIR=$tmp/state VMSHADOW_REPO_PACK_SIZE=1048576
 src=$tmp/src
-cat > "$VMSHADOW_WRITERS_DIR/app" <<W
-#!/bin/sh
-[ "\$1" = identify ] || exit 0
-cat <<JSON
-{"format": "vmshadow-writer-metadata", "version": 1,
- "writer": {"name": "app", "id": "0d9f3c1e-2b4a-4c5d-8e6f-7a8b9c0d1e2f"},
- "components": [{"name": "data", "files": [{"path": "$tmp/app/data", "kind": "plain"}]}]}
-JSON
-W
-chmod 755 "$VMSHADOW_WRITERS_DIR/app"
+. "$(dirname "$0")/../../exec-writer-double.sh"
+exec_writer_double "$VMSHADOW_WRITERS_DIR" "$tmp/app/data"
 head -c 8000000 /dev/urandom > "$tmp/app/data"
 VMSHADOW_REPO_FORMAT=2 "$vmshadow" --repo "$src" backup > /dev/null || fail "backup"
 count () { find "$1/$2" -type f | wc -l; }
