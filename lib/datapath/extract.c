@@ -631,12 +631,28 @@ extract_in (vms_repo *repo, const vms_index *idx, int dirfd,
      * busy (8: 5.0 s instead of 6.3 s with 2 for the 4 GiB benchmark disk,
      * docs/performance.md). */
     direct = extract_direct_ok (fd);
-    if (direct)
-      workers = datapath_workers (EXTRACT_DIRECT_WORKERS);
-    vms_debug ("extract to %s: qcow2 written %s, %u workers", to_path,
-               direct ? "with O_DIRECT" : "through the page cache", workers);
-    if (nbd_server_start (&server, qemu_path, "qcow2", NULL,
-                          direct ? NBD_SERVER_WRITABLE_DIRECT : 1, workers) == -1) {
+    int started = -1;
+    if (direct) {
+      unsigned direct_workers = datapath_workers (EXTRACT_DIRECT_WORKERS);
+      vms_debug ("extract to %s: qcow2 written with O_DIRECT, %u workers",
+                 to_path, direct_workers);
+      started = nbd_server_start (&server, qemu_path, "qcow2", NULL,
+                            NBD_SERVER_WRITABLE_DIRECT, direct_workers);
+      if (started == 0)
+        workers = direct_workers;
+      else
+        /* QEMU refuses native AIO when io_setup fails (fs.aio-max-nr used
+         * up on a busy host) or O_DIRECT when its alignment probe does:
+         * then through the page cache, as always worked. */
+        vms_debug ("extract to %s: qemu-nbd with O_DIRECT did not start "
+                   "(%s); through the page cache", to_path, vms_get_error ());
+    }
+    if (started == -1) {
+      vms_debug ("extract to %s: qcow2 written through the page cache, %u "
+                 "workers", to_path, workers);
+      started = nbd_server_start (&server, qemu_path, "qcow2", NULL, 1, workers);
+    }
+    if (started == -1) {
       vms_set_error (vms_get_errno (), "cannot extract to %s: %s", to_path,
                      vms_get_error ());
       goto out;

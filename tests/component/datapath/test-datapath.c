@@ -514,6 +514,63 @@ extract_to_qcow2_keeps_virtual_size_and_content (void **state)
   vms_index_free (idx);
 }
 
+/* Where QEMU cannot write with native AIO (io_setup fails once a busy
+ * host's fs.aio-max-nr is used up), a qcow2 extract still succeeds,
+ * through the page cache: here a test double of qemu-nbd refuses
+ * --aio=native as QEMU then does, and hands everything else to the real
+ * one. */
+static void
+extract_to_qcow2_without_native_aio_goes_through_the_page_cache (void **state)
+{
+  struct fixture *f = *state;
+  const char *raw = path_in (f, "mixed.raw"), *out = path_in (f, "out.qcow2");
+  const char *bin = path_in (f, "bin"), *log = path_in (f, "refused");
+  struct vms_source src = { .path = raw };
+  char real[512], script[1024], path[4096];
+  const char *old_path = getenv ("PATH");
+  vms_index *idx;
+  FILE *p;
+  int fd;
+
+  need_qemu ();
+  /* The double is only asked for native AIO where O_DIRECT works. */
+  fd = open (path_in (f, "probe"), O_RDWR | O_CREAT | O_DIRECT, 0600);
+  if (fd == -1)
+    skip ();
+  close (fd);
+  p = popen ("command -v qemu-nbd", "r");
+  assert_non_null (p);
+  assert_non_null (fgets (real, sizeof real, p));
+  real[strcspn (real, "\n")] = '\0';
+  assert_int_equal (pclose (p), 0);
+  assert_int_equal (mkdir (bin, 0700), 0);
+  snprintf (script, sizeof script,
+            "#!/bin/sh\n"
+            "for a; do [ \"$a\" = --aio=native ] && { echo refused >> '%s';\n"
+            "  echo 'qemu-nbd: aio=native was specified, but is not supported' >&2; exit 1; }; done\n"
+            "exec '%s' \"$@\"\n", log, real);
+  fd = open (path_in (f, "bin/qemu-nbd"), O_WRONLY | O_CREAT | O_EXCL, 0700);
+  assert_true (fd >= 0);
+  assert_int_equal (write (fd, script, strlen (script)), (ssize_t) strlen (script));
+  close (fd);
+  snprintf (path, sizeof path, "%s:%s", bin, old_path ? old_path : "/usr/bin:/bin");
+  char *saved = strdup (old_path ? old_path : "");
+  assert_non_null (saved);
+  setenv ("PATH", path, 1);
+
+  make_mixed_image (raw, ODD_SIZE_512);
+  idx = copy_or_fail (f, &src, NULL);
+  int r = vms_extract (f->repo, idx, out, "qcow2", 0, NULL, NULL);
+  setenv ("PATH", saved, 1);
+  free (saved);
+  if (r == -1)
+    fail_msg ("extract to qcow2 without native AIO failed: %s", vms_get_error ());
+  /* The double was asked for native AIO and refused it. */
+  assert_int_equal (access (log, F_OK), 0);
+  run ("qemu-img compare -q -f raw -F qcow2 '%s' '%s'", raw, out);
+  vms_index_free (idx);
+}
+
 /* A qcow2 copy of the mixed image with an enabled persistent bitmap b0,
  * and a full backup of it taken before any change. */
 static vms_index *
@@ -1056,6 +1113,7 @@ main (int argc, char *argv[])
     T (nbd_raw_export_round_trips),
     T (nbd_qcow2_export_round_trips),
     T (extract_to_qcow2_keeps_virtual_size_and_content),
+    T (extract_to_qcow2_without_native_aio_goes_through_the_page_cache),
     T (incremental_reads_only_dirty_chunks),
     T (dirty_chunk_that_became_a_hole_is_stored_as_zero),
     T (wrong_bitmap_is_caught_and_the_disk_read_in_full),
