@@ -27,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -59,15 +60,20 @@ record_hook (vms_repo *repo, const uint8_t id[16], int stored, void *opaque)
       raise (SIGKILL);
     return 0;
   }
+  if (rec->fd < 0)
+    return 0;
   for (int i = 0; i < 16; i++)
     snprintf (line + 2 * i, 3, "%02x", id[i]);
   line[32] = '\n';
   errno = 0;
   if (write (rec->fd, line, 33) != 33 || fdatasync (rec->fd) == -1) {
+    /* The record only saves a rerun work: the sync goes on without it. */
     int e = errno ? errno : EIO;
-    vms_set_error (e, "cannot record a pack of the sync into %s in the state "
-                   "directory (%s): %s", repo->path, rec->name, strerror (e));
-    return -1;
+    vms_warn ("cannot record the sync's packs into %s in the state directory "
+              "(%s): %s; a rerun after an interruption may send some again",
+              repo->path, rec->name, strerror (e));
+    close (rec->fd);
+    rec->fd = -1;
   }
   return 0;
 }
@@ -97,19 +103,34 @@ record_open (vms_repo *dst, int state_dirfd, struct sync_record *rec,
       strlen (dst->id))
     return 0;
   snprintf (rec->name, sizeof rec->name, "sync-packs-%s", dst->id);
+  /* Without a record the sync still runs; a rerun after an interruption
+   * then sends again what an unindexed pack holds (gc removes that). */
+  dst->pack_put_hook = record_hook;
+  dst->pack_put_opaque = rec;
   rec->fd = openat (state_dirfd, rec->name, O_RDWR | O_CREAT | O_APPEND |
                     O_NOFOLLOW | O_CLOEXEC, 0600);
   if (rec->fd == -1) {
-    vms_set_error (errno, "cannot open %s in the state directory: %s",
-                   rec->name, strerror (errno));
-    return -1;
+    vms_warn ("cannot open %s in the state directory: %s; the sync runs "
+              "without its record", rec->name, strerror (errno));
+    return 0;
+  }
+  /* Another sync from this host into the same repository holds it: this
+   * one runs without (it must not adopt that one's packs in flight). */
+  if (flock (rec->fd, LOCK_EX | LOCK_NB) == -1) {
+    vms_debug ("%s is held by another sync: running without a record",
+               rec->name);
+    close (rec->fd);
+    rec->fd = -1;
+    return 0;
   }
   struct stat sb;
   if (fstat (rec->fd, &sb) == -1 || !S_ISREG (sb.st_mode) ||
       sb.st_size > (off_t) 16 << 20) {
-    vms_set_error (EINVAL, "%s in the state directory is not a sync's record "
-                   "(remove it)", rec->name);
-    return -1;
+    vms_warn ("%s in the state directory is not a sync's record (remove "
+              "it); the sync runs without its record", rec->name);
+    close (rec->fd);
+    rec->fd = -1;
+    return 0;
   }
   char *text = malloc ((size_t) sb.st_size + 1);
   if (text == NULL) {
@@ -118,22 +139,32 @@ record_open (vms_repo *dst, int state_dirfd, struct sync_record *rec,
   }
   ssize_t got = pread (rec->fd, text, (size_t) sb.st_size, 0);
   if (got < 0) {
-    vms_set_error (errno, "cannot read %s in the state directory: %s",
-                   rec->name, strerror (errno));
+    vms_warn ("cannot read %s in the state directory: %s; the sync runs "
+              "without its record", rec->name, strerror (errno));
     free (text);
-    return -1;
+    close (rec->fd);
+    rec->fd = -1;
+    return 0;
   }
-  /* Whole lines only (a kill may have cut the last one). */
+  /* Whole lines only: a kill may have cut the last one, which is cut
+   * off so that the lines appended next stay whole. */
+  if (got % 33 != 0 && ftruncate (rec->fd, got - got % 33) == -1) {
+    vms_warn ("cannot cut a partial line off %s in the state directory: %s; "
+              "the sync runs without its record", rec->name, strerror (errno));
+    close (rec->fd);
+    rec->fd = -1;
+  }
   for (ssize_t at = 0; at + 33 <= got; at += 33) {
     uint8_t id[16];
     int ok = text[at + 32] == '\n';
     for (int i = 0; ok && i < 16; i++) {
       int hi = hexval (text[at + 2 * i]), lo = hexval (text[at + 2 * i + 1]);
       ok = hi >= 0 && lo >= 0;
-      id[i] = (uint8_t) (hi << 4 | lo);
+      if (ok)
+        id[i] = (uint8_t) (hi << 4 | lo);
     }
     if (!ok)
-      break;
+      continue;
     uint64_t chunks;
     const char *why;
     char pname[64];
@@ -153,8 +184,6 @@ record_open (vms_repo *dst, int state_dirfd, struct sync_record *rec,
                 pname, vms_get_error ());
   }
   free (text);
-  dst->pack_put_hook = record_hook;
-  dst->pack_put_opaque = rec;
   return 0;
 }
 

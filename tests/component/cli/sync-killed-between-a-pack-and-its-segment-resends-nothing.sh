@@ -88,3 +88,21 @@ grep -q "is not adopted" "$tmp/r2.err" || fail "the damaged pack's refusal was n
 [ "$(count "$tmp/dst2" packs)" = $((CP + 1)) ] || fail "after the damaged pack: $(count "$tmp/dst2" packs) packs, not $((CP + 1))"
 "$vmshadow" --repo "$tmp/dst2" verify --deep > "$tmp/v.out" || fail "verify --deep after the damaged pack: $(cat "$tmp/v.out")"
 echo "ok - a damaged unindexed pack is not adopted (said), its chunks are sent again, the copy verifies deep"
+
+# A kill can cut the record's last line short: the next sync cuts that
+# off, so the lines it appends stay whole and a rerun after a second kill
+# still adopts that sync's unindexed pack.
+killed "$tmp/dst3"
+rec=$(ls "$VMSHADOW_STATE_DIR"/sync-packs-*)
+printf '0123456789abcdef' >> "$rec"
+rc=0
+VMSHADOW_TEST_SYNC_KILL_AFTER_PACK=3 "$vmshadow" sync "$src" "$tmp/dst3" > "$tmp/k.out" 2>&1 || rc=$?
+[ $rc = 137 ] || fail "the second sync with the kill hook exited $rc: $(cat "$tmp/k.out")"
+[ "$(unindexed "$tmp/dst3")" = 1 ] || fail "after the second kill $(unindexed "$tmp/dst3") packs are unindexed, not 1"
+"$vmshadow" sync --json "$src" "$tmp/dst3" > "$tmp/r3.json" || fail "rerun after a cut record: $(cat "$tmp/r3.json")"
+P=$(count "$tmp/dst3" packs) S=$(count "$tmp/dst3" index) B=$(bytes "$tmp/dst3")
+[ "$(field "$tmp/r3.json" packs_adopted)" = 1 ] || fail "after a cut record the rerun adopted $(field "$tmp/r3.json" packs_adopted) packs, not 1"
+[ "$P" = "$CP" ] && [ "$S" = "$CS" ] && [ "$B" = "$CB" ] ||
+  fail "copy after a cut record: $P packs of $B B, $S segments; the clean copy: $CP of $CB B, $CS segments"
+"$vmshadow" --repo "$tmp/dst3" verify --deep > "$tmp/v.out" || fail "verify --deep after a cut record: $(cat "$tmp/v.out")"
+echo "ok - a record cut short by a kill: the next sync's lines stay whole, and the rerun after its kill adopted its pack"
