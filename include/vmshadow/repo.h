@@ -59,7 +59,8 @@ enum {
   VMS_REPO_CREATE = 1,          /* make the repository if it is not there */
   VMS_REPO_WRITE = 2,           /* take the writer lock (backup, prune, gc) */
   /* With VMS_REPO_CREATE: a new repository is format version 2 (packs).
-   * Without it, $VMSHADOW_REPO_FORMAT ("1" or "2") decides, else 1. */
+   * Without it, $VMSHADOW_REPO_FORMAT ("1" or "2") decides, else
+   * VMS_REPO_FORMAT_VERSION (2). */
   VMS_REPO_FORMAT_2 = 4,
   /* An encrypted repository opened without its key (R28): what can be
    * done without it is listing backups (only where the owner chose

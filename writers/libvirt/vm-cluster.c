@@ -234,12 +234,14 @@ read_nodes (struct vm_cluster *c)
 
 /* Whether a local CIB may answer cibadmin: 0 only when none can — no
  * CIB_* variable sends cibadmin elsewhere (a file, a shadow, a remote
- * CIB) and no socket of the CIB manager (pacemaker-based, through libqb:
- * cib_ro, cib_rw, cib_shm; abstract, or files when libqb is told so)
- * listens in our network namespace, which is where cibadmin would
- * connect. Issue 15: cibadmin takes 20-200 ms to find that no cluster
- * runs; reading /proc/net/unix takes well under 1 ms. Anything unclear
- * (no /proc) says 1: cibadmin is asked, as before. */
+ * CIB) and no abstract socket of the CIB manager (pacemaker-based,
+ * through libqb: cib_ro, cib_rw, cib_shm) listens in our network
+ * namespace, which is where cibadmin would connect. Issue 15: cibadmin
+ * takes 20-200 ms to find that no cluster runs; reading /proc/net/unix
+ * takes well under 1 ms. Anything unclear says 1 and cibadmin is asked,
+ * as before: no /proc, or libqb told to use socket files, which a
+ * process in another network namespace (a unit with PrivateNetwork=)
+ * reaches but does not see in its /proc/net/unix. */
 static int
 cib_may_answer (void)
 {
@@ -252,6 +254,8 @@ cib_may_answer (void)
   for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++)
     if (getenv (vars[i]))
       return 1;
+  if (access ("/etc/libqb/force-filesystem-sockets", F_OK) == 0)
+    return 1;
   if ((f = fopen ("/proc/self/net/unix", "re")) == NULL)
     return 1;
   /* "Num RefCount Protocol Flags Type St Inode Path": a listener has
