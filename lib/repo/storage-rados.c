@@ -861,6 +861,30 @@ random_hex (char *out, size_t bytes)
   return 0;
 }
 
+/* librados copies every pack it writes into a buffer of its own (the C
+ * API has no zero-copy write), freed once sent. At glibc's default
+ * thresholds each such copy of a 30 MiB pack is a fresh mmap, faulted in a
+ * page at a time, zeroed and unmapped again, or heap memory trimmed back
+ * to the kernel and faulted in again: a third of a RADOS backup's CPU in
+ * vmshadow (perf; issue 12). Copies up to glibc's largest mmap threshold
+ * (32 MiB) now come from the heap, and up to 256 MiB of freed heap stays
+ * for the next ones. This is the whole process's malloc: done once, and
+ * not where whoever runs us chose these thresholds themselves. */
+static pthread_once_t heap_tuned = PTHREAD_ONCE_INIT;
+
+static void
+tune_heap_for_librados (void)
+{
+  const char *tunables = getenv ("GLIBC_TUNABLES");
+
+  if (getenv ("MALLOC_MMAP_THRESHOLD_") == NULL &&
+      (tunables == NULL || strstr (tunables, "mmap_threshold") == NULL))
+    mallopt (M_MMAP_THRESHOLD, 32 << 20);
+  if (getenv ("MALLOC_TRIM_THRESHOLD_") == NULL &&
+      (tunables == NULL || strstr (tunables, "trim_threshold") == NULL))
+    mallopt (M_TRIM_THRESHOLD, 256 << 20);
+}
+
 struct storage *
 storage_rados_open (const char *spec)
 {
@@ -902,16 +926,7 @@ storage_rados_open (const char *spec)
     return NULL;
   }
   rs->s.ops = &rados_ops;
-  /* librados copies every pack it writes into a buffer of its own (the C
-   * API has no zero-copy write), freed once sent. At glibc's default
-   * thresholds each such copy of a 30 MiB pack is a fresh mmap, faulted
-   * in a page at a time, zeroed and unmapped again, or heap memory
-   * trimmed back to the kernel and faulted in again: a third of a RADOS
-   * backup's CPU in vmshadow (perf; issue 12). Copies up to glibc's
-   * largest mmap threshold (32 MiB) now come from the heap, and up to
-   * 256 MiB of freed heap stays for the next ones. */
-  mallopt (M_MMAP_THRESHOLD, 32 << 20);
-  mallopt (M_TRIM_THRESHOLD, 256 << 20);
+  pthread_once (&heap_tuned, tune_heap_for_librados);
   pthread_mutex_init (&rs->lock, NULL);
   pthread_cond_init (&rs->cond, NULL);
   if (env_mib ("VMSHADOW_RADOS_WRITE_AHEAD", WRITE_AHEAD_DEFAULT_MIB,
