@@ -44,7 +44,7 @@
 # then v2-30 v1, ...), and ends with the median of each column per
 # configuration: a single round always ran v1 first, so any effect of
 # the order (the previous row's repository still being written back,
-# its blocks freed, the file system's journal) fell on the rows after it
+# its blocks or inodes freed) fell on the rows after it
 # (issue 12, session 12). Before every timed step: sync (every dirty
 # page of the previous step written back), then the page cache dropped;
 # the dirty and writeback KiB left at the step's start are printed with
