@@ -13,6 +13,16 @@
 #                runs of each VM's window, and of the largest window per run
 #   freeze-8G    one VM with an 8 GiB ext4 data disk, median of RUNS, as a
 #                ratio to freeze-1
+#   stall-1      (issue 15) what an application in the guest sees: RUNS more
+#                backups of freeze-1's VM while a guest loop appends its clock
+#                ($EPOCHREALTIME, µs) to a file on the frozen /data and
+#                fdatasyncs it (busybox: no fork), pausing 2 ms between
+#                records; the figure is the largest gap between two records
+#                during each backup (its write waits while the file system is
+#                frozen), next to that backup's host-side window
+#                (freeze_window_ms: freeze call to thaw answer) and the
+#                loop's median gap (its resolution). The loop takes guest CPU
+#                from qemu-ga, so these windows are not freeze-1's.
 #   saved-state  downtime of a running 256 MiB guest without agent
 #                (--method saved-state), median of RUNS — or "not
 #                implemented yet" when this vmshadow has no such method
@@ -113,6 +123,29 @@ r8=$(awk -v a="$m8" -v b="$m1" 'BEGIN { printf "%.2f", a / b }')
 echo "freeze-1     median $m1 ms (runs: ${one[*]}) — target <= 150 ms: $(verdict "$m1" 150)"
 echo "freeze-3     median $m3 ms per VM, median of the largest per run $m3max ms (per run max: ${three_max[*]}) — target <= 250 ms: $(verdict "$m3max" 250)"
 echo "freeze-8G    median $m8 ms (runs: ${eight[*]}) = ${r8} x freeze-1 — target <= 1.2 x: $(verdict "$r8" 1.2)"
+
+# stall-1: the guest application's view of the same capture. One loop per
+# backup, started in the background through the agent before it and
+# stopped after it; its records are read back and the gaps computed here.
+stall_host=() stall_guest=() stall_res=()
+for i in $(seq "$RUNS"); do
+    lab_guest_run "$vm1" "rm -f /run/stall.stop /data/stall.log; setsid sh -c 'while [ ! -e /run/stall.stop ]; do echo \$EPOCHREALTIME >>/data/stall.log; sync -d /data/stall.log; usleep 2000; done' </dev/null >/dev/null 2>&1 &"
+    # (a few records before the freeze: the loop has started)
+    for t in $(seq 50); do
+        [ "$(lab_guest_exec "$vm1" "wc -l </data/stall.log 2>/dev/null || echo 0")" -ge 5 ] 2>/dev/null && break
+        sleep 0.1
+    done
+    windows "$LAB_WORK/repo-1" "$vm1"; stall_host+=("$W")
+    lab_guest_run "$vm1" "touch /run/stall.stop; sleep 0.2"
+    lab_guest_exec "$vm1" "cat /data/stall.log" >"$LAB_WORK/stall-$i.log" || lab_fail "cannot read the guest's stall log"
+    awk 'NR > 1 { printf "%.1f\n", ($1 - p) * 1000 } { p = $1 }' "$LAB_WORK/stall-$i.log" >"$LAB_WORK/stall-$i.gaps"
+    [ -s "$LAB_WORK/stall-$i.gaps" ] || lab_fail "the guest's stall loop wrote no records"
+    stall_guest+=("$(sort -n "$LAB_WORK/stall-$i.gaps" | tail -n 1 | cut -d. -f1)")
+    stall_res+=("$(median <"$LAB_WORK/stall-$i.gaps")")
+done
+msh=$(printf '%s\n' "${stall_host[@]}" | median)
+msg=$(printf '%s\n' "${stall_guest[@]}" | median)
+echo "stall-1      guest application's largest write+fdatasync gap median $msg ms (runs: ${stall_guest[*]}; its loop's median gap ${stall_res[*]} ms), host-side window of the same backups median $msh ms (runs: ${stall_host[*]})"
 for d in "$vm1" "$vm2" "$vm3" "$vm8"; do virsh -q destroy "$d" >/dev/null 2>&1 || true; done
 fi
 
