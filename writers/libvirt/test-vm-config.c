@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -686,6 +687,59 @@ checkpoint_xml_round_trips_through_the_bitmap_reader (void **state)
   free (x);
 }
 
+/* Issue 15: a qcow2 image's virtual size is read from its header (the
+ * scratch files' sizes without libvirt); anything else is refused, so that
+ * libvirt is asked. When qemu-img is here, an image it made reads as the
+ * size it was made with. */
+static void
+qcow2_size_is_read_from_the_header_and_anything_else_refused (void **state)
+{
+  char path[] = "/tmp/vms-test-qcow2-XXXXXX";
+  int fd = mkstemp (path);
+  unsigned char h[512];
+  uint64_t size = 0;
+  const uint64_t want = 4ull << 30;
+  FILE *p;
+  char cmd[256];
+
+  assert_true (fd != -1);
+  memset (h, 0, sizeof h);
+  memcpy (h, "QFI\xfb", 4);
+  h[7] = 3;                                     /* version 3 */
+  for (int i = 0; i < 8; i++)
+    h[24 + i] = (unsigned char) (want >> (56 - 8 * i));
+  assert_int_equal (pwrite (fd, h, sizeof h, 0), (ssize_t) sizeof h);
+  assert_int_equal (vm_qcow2_virtual_size (path, &size), 0);
+  assert_true (size == want);
+  h[7] = 4;                                     /* a version not known */
+  assert_int_equal (pwrite (fd, h, sizeof h, 0), (ssize_t) sizeof h);
+  assert_int_equal (vm_qcow2_virtual_size (path, &size), -1);
+  h[7] = 2;
+  h[31] = 1;                                    /* not whole sectors */
+  assert_int_equal (pwrite (fd, h, sizeof h, 0), (ssize_t) sizeof h);
+  assert_int_equal (vm_qcow2_virtual_size (path, &size), -1);
+  h[31] = 0;
+  h[0] = 'X';                                   /* not qcow2 (raw) */
+  assert_int_equal (pwrite (fd, h, sizeof h, 0), (ssize_t) sizeof h);
+  assert_int_equal (vm_qcow2_virtual_size (path, &size), -1);
+  assert_int_equal (ftruncate (fd, 16), 0);     /* too short */
+  assert_int_equal (vm_qcow2_virtual_size (path, &size), -1);
+  close (fd);
+  assert_int_equal (vm_qcow2_virtual_size ("/nonexistent/vms.qcow2", &size),
+                    -1);
+  snprintf (cmd, sizeof cmd, "qemu-img create -q -f qcow2 %s 16777216 "
+            ">/dev/null 2>&1 && echo ok", path);
+  if ((p = popen (cmd, "r")) != NULL) {
+    char out[8] = "";
+    if (fgets (out, sizeof out, p) && strncmp (out, "ok", 2) == 0) {
+      assert_int_equal (vm_qcow2_virtual_size (path, &size), 0);
+      assert_true (size == 16777216);
+    }
+    pclose (p);
+  }
+  unlink (path);
+}
+
 /* Issue 18: the XML that redefines a checkpoint libvirt forgot names each
  * kept disk's bitmap and a creation time (libvirt refuses it without),
  * escapes the name, and reads back as the disks with a bitmap. */
@@ -975,6 +1029,8 @@ static const struct CMUnitTest tests[] = {
         checkpoint_xml_round_trips_through_the_bitmap_reader),
   TEST ("libvirt-inconsistent-bitmap-message-names-the-disk",
         libvirt_inconsistent_bitmap_message_names_the_disk),
+  TEST ("qcow2-size-is-read-from-the-header-and-anything-else-refused",
+        qcow2_size_is_read_from_the_header_and_anything_else_refused),
   TEST ("redefine-xml-names-each-bitmap-and-a-creation-time",
         redefine_xml_names_each_bitmap_and_a_creation_time),
   TEST ("dac-label-of-a-running-domain-is-read-and-resolved",

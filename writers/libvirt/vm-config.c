@@ -3,6 +3,7 @@
  * strings: no libvirt calls, so the unit tests drive them with sample XML.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <grp.h>
 #include <pwd.h>
 #include <stdarg.h>
@@ -11,6 +12,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/random.h>
+#include <unistd.h>
 
 #include <libxml/parser.h>
 #include <libxml/tree.h>
@@ -1316,6 +1318,37 @@ buf_end (struct buf *b)
     return NULL;
   }
   return b->p;
+}
+
+/* The virtual size of the qcow2 image at path, from its header (the magic
+ * "QFI\xfb", version 2 or 3, the size a big-endian 64-bit number at byte
+ * 24), as QEMU keeps it current also while the image is open. 0 and
+ * *size, or -1: not such an image here, ask libvirt. A wrong size could
+ * only make the job's begin fail (QEMU wants the scratch node as large as
+ * the disk), never a backup wrong. */
+int
+vm_qcow2_virtual_size (const char *path, uint64_t *size)
+{
+  unsigned char h[32];
+  uint64_t v = 0;
+  uint32_t version = 0;
+  int fd = open (path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+  ssize_t n;
+
+  if (fd == -1)
+    return -1;
+  n = pread (fd, h, sizeof h, 0);
+  close (fd);
+  if (n != (ssize_t) sizeof h || memcmp (h, "QFI\xfb", 4) != 0)
+    return -1;
+  for (int i = 4; i < 8; i++)
+    version = version << 8 | h[i];
+  for (int i = 24; i < 32; i++)
+    v = v << 8 | h[i];
+  if ((version != 2 && version != 3) || v == 0 || v % 512 != 0)
+    return -1;
+  *size = v;
+  return 0;
 }
 
 char *

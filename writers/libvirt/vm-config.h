@@ -6,6 +6,7 @@
 #define VMS_VM_CONFIG_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "vector.h"
 #include "vm-writer.h"
@@ -191,6 +192,11 @@ struct vm_job_disk {
   int bitmap;                   /* checkpoint='bitmap' in the new checkpoint */
   const char *scratch;          /* scratch file (backup only) */
 };
+
+/* The virtual size of a qcow2 image from its header, without libvirt
+ * (issue 15): 0 and *size, or -1 when path is no qcow2 image this can
+ * read (then ask libvirt). */
+extern int vm_qcow2_virtual_size (const char *path, uint64_t *size);
 
 /* <domainbackup mode='pull'> with a Unix socket, per disk exportname = the
  * target and, for incremental disks, exportbitmap = "backup-<target>".

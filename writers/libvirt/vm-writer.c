@@ -571,10 +571,17 @@ set_scratch_estimate (struct vm_writer *w, struct vm_entry *vm,
       const struct vm_disk *d = &vm->cfg.disks[i];
       virDomainBlockInfo bi;
       struct stat sb;
+      uint64_t size;
 
       if (!d->included)
         continue;
-      if (virDomainGetBlockInfo (vm->dom, d->target, &bi, 0) == 0)
+      /* Issue 15: a qcow2 image's size from its header, not libvirt (three
+       * QMP queries a disk, in series at Identify). */
+      if (d->source == VM_DISK_FILE && d->format &&
+          strcmp (d->format, "qcow2") == 0 &&
+          vm_qcow2_virtual_size (d->path, &size) == 0)
+        total += size;
+      else if (virDomainGetBlockInfo (vm->dom, d->target, &bi, 0) == 0)
         total += bi.capacity;
       else if (stat (d->path, &sb) == 0)
         total += (uint64_t) sb.st_size;
