@@ -14,8 +14,12 @@
  * holes (ftruncate), a qcow2 output leaves them unallocated. Several
  * workers claim chunks in turn, each reading, decompressing, verifying and
  * writing its own (raw: pwrite; qcow2: its own NBD connection to a private
- * writable qemu-nbd), so extract runs near disk speed.
+ * writable qemu-nbd), so extract runs near disk speed. A qcow2 worker
+ * claims a run of consecutive chunks (2 MiB) and writes each stretch of
+ * non-zero blocks in it as one NBD request, so that qemu-nbd allocates
+ * clusters and writes the disk in large pieces.
  */
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -48,6 +52,13 @@
 /* Workers (so writes in flight) at least, for a qcow2 output written
  * with O_DIRECT. */
 #define EXTRACT_DIRECT_WORKERS 8
+/* The run of consecutive chunks a qcow2 worker claims and writes at once,
+ * in KiB ($VMSHADOW_EXTRACT_RUN_KIB, for benchmarks): one request per
+ * 128 KiB chunk kept qemu-nbd's O_DIRECT writes at 128 KiB, which this
+ * disk takes at half the rate of 1 MiB ones (issue 15,
+ * docs/performance.md). At most 64 chunks (a bit per chunk). */
+#define EXTRACT_RUN_KIB 2048
+#define EXTRACT_RUN_MAX_CHUNKS 64
 
 /* A raw output's chunks that were written, by content: a chunk whose
  * content was written before is copied from there within the output file
@@ -69,6 +80,7 @@ struct extract_job {
   const char *to_path;          /* for messages */
   int fd;                       /* raw output, or -1 */
   const char *nbd_uri;          /* qcow2 output served here, or NULL */
+  unsigned run_chunks;          /* consecutive chunks claimed at once */
 
   pthread_mutex_t lock;
   pthread_cond_t cond;
@@ -120,34 +132,41 @@ extract_is_zero (const char *p, size_t len)
     && memcmp (p, p + sizeof zero, len - sizeof zero) == 0;
 }
 
-/* Write the non-zero runs of one chunk (in EXTRACT_BLOCK steps): the
- * output reads as zeros already, so zero blocks stay holes (raw) or
- * unallocated clusters (qcow2). The blocks written go to *blocks. */
+/* Write the non-zero stretches of buf (len bytes, for offset; chunk i of
+ * it at i * VMS_CHUNK_SIZE) in EXTRACT_BLOCK steps, each stretch as one
+ * write: the output reads as zeros already, so zero blocks stay holes
+ * (raw) or unallocated clusters (qcow2). The chunks whose bit is set in
+ * zero_chunks are zeros and not looked at (their part of buf is not
+ * filled). The blocks written go to *blocks (a single chunk). */
 static int
-extract_write_chunk (struct extract_job *j, struct nbd_handle *h,
-                     const char *buf, size_t len, uint64_t offset,
-                     uint64_t *blocks)
+extract_write_chunks (struct extract_job *j, struct nbd_handle *h,
+                      const char *buf, size_t len, uint64_t offset,
+                      uint64_t zero_chunks, uint64_t *blocks)
 {
   size_t pos = 0;
 
   _Static_assert (VMS_CHUNK_SIZE / EXTRACT_BLOCK <= 64,
                   "a chunk's blocks fit in a 64-bit mask");
+  _Static_assert (VMS_CHUNK_SIZE % EXTRACT_BLOCK == 0,
+                  "a block never spans two chunks");
   *blocks = 0;
 
+#define EXTRACT_BLOCK_IS_ZERO(pos)                                      \
+  ((zero_chunks >> ((pos) / VMS_CHUNK_SIZE) & 1)                        \
+   || extract_is_zero (buf + (pos), len - (pos) < EXTRACT_BLOCK         \
+                       ? len - (pos) : EXTRACT_BLOCK))
   while (pos < len) {
     size_t start, end;
 
-    while (pos < len
-           && extract_is_zero (buf + pos, len - pos < EXTRACT_BLOCK ? len - pos : EXTRACT_BLOCK))
+    while (pos < len && EXTRACT_BLOCK_IS_ZERO (pos))
       pos += EXTRACT_BLOCK;
     if (pos >= len)
       break;
     start = pos;
-    while (pos < len
-           && !extract_is_zero (buf + pos, len - pos < EXTRACT_BLOCK ? len - pos : EXTRACT_BLOCK))
+    while (pos < len && !EXTRACT_BLOCK_IS_ZERO (pos))
       pos += EXTRACT_BLOCK;
     end = pos < len ? pos : len;
-    for (size_t b = start / EXTRACT_BLOCK; b * EXTRACT_BLOCK < end; b++)
+    for (size_t b = start / EXTRACT_BLOCK; b * EXTRACT_BLOCK < end && b < 64; b++)
       *blocks |= UINT64_C (1) << b;
     if (h) {
       if (nbd_pwrite (h, buf + start, end - start, offset + start, 0) == -1) {
@@ -163,6 +182,7 @@ extract_write_chunk (struct extract_job *j, struct nbd_handle *h,
       return -1;
     }
   }
+#undef EXTRACT_BLOCK_IS_ZERO
   return 0;
 }
 
@@ -279,6 +299,77 @@ extract_copy_chunk (struct extract_job *j, char *buf,
   return 0;
 }
 
+/* Read and verify chunk into buf (len bytes at offset); -1 with the job
+ * failed if it cannot be. */
+static int
+extract_read_chunk (struct extract_job *j, const struct vms_digest *d,
+                    char *buf, size_t len, uint64_t offset)
+{
+  if (vms_repo_chunk_get (j->repo, d, buf, len, 1) == -1) {
+    char hex[65];
+    vms_digest_hex (d, hex);
+    extract_fail (j, vms_get_errno (), "extracting to %s: the chunk at "
+                  "offset %" PRIu64 " (%s) cannot be read: %s", j->to_path,
+                  offset, hex, vms_get_error ());
+    return -1;
+  }
+  return 0;
+}
+
+/* Extract chunks [first, first + n) into the output: each read and
+ * verified into its place in buf (n chunks long), then the non-zero
+ * stretches of the run written (qcow2: one NBD request each), or, for a
+ * raw output, a chunk whose content was written before copied from there
+ * (n is 1 then). */
+static int
+extract_chunks (struct extract_job *j, struct nbd_handle *h, char *buf,
+                uint64_t first, unsigned n)
+{
+  uint64_t offset = first * (uint64_t) VMS_CHUNK_SIZE, zero_chunks = 0;
+  size_t total = 0;
+
+  assert (n >= 1 && n <= EXTRACT_RUN_MAX_CHUNKS);
+  assert (h != NULL || n == 1);
+  for (unsigned i = 0; i < n; i++) {
+    const struct vms_digest *d = vms_index_get (j->idx, first + i);
+    size_t len = vms_index_chunk_len (j->idx, first + i);
+    uint64_t at = offset + (uint64_t) i * VMS_CHUNK_SIZE;
+    struct extract_seen e;
+
+    if (d == NULL) {
+      extract_fail (j, EINVAL, "extracting to %s: no index entry for the "
+                    "chunk at offset %" PRIu64, j->to_path, at);
+      return -1;
+    }
+    assert (len == VMS_CHUNK_SIZE || i == n - 1);
+    total += len;
+    if (vms_digest_is_zero (d))
+      zero_chunks |= UINT64_C (1) << i;
+    else if (extract_seen_find (j, d, len, &e)) {
+      /* Raw only (j->seen): n is 1. */
+      if (extract_copy_chunk (j, buf, &e, len, at) == -1)
+        return -1;
+      pthread_mutex_lock (&j->lock);
+      j->copied++;
+      pthread_mutex_unlock (&j->lock);
+      return 0;
+    }
+    else if (extract_read_chunk (j, d, buf + (size_t) i * VMS_CHUNK_SIZE,
+                                 len, at) == -1)
+      return -1;
+  }
+  if (n == 1 && zero_chunks)
+    return 0;
+  uint64_t blocks;
+  if (extract_write_chunks (j, h, buf, total, offset, zero_chunks,
+                            &blocks) == -1)
+    return -1;
+  if (n == 1)
+    extract_seen_add (j, vms_index_get (j->idx, first),
+                      vms_index_chunk_len (j->idx, first), first, blocks);
+  return 0;
+}
+
 static void *
 extract_worker (void *arg)
 {
@@ -286,68 +377,50 @@ extract_worker (void *arg)
   CLEANUP (nbd_close) struct nbd_handle *h = NULL;
   CLEANUP_FREE char *buf = NULL;
   uint64_t nr_chunks = vms_index_chunk_count (j->idx);
+  unsigned run = j->run_chunks;
 
   pthread_setname_np (pthread_self (), "vms-extract");    /* for profiles */
-  if (posix_memalign ((void **) &buf, 4096, VMS_CHUNK_SIZE) != 0) {
-    extract_fail (j, ENOMEM, "out of memory");
-    goto out;
-  }
   if (j->nbd_uri) {
+    int64_t max;
     h = nbd_create ();
     if (h == NULL || nbd_connect_uri (h, j->nbd_uri) == -1) {
       extract_fail (j, nbd_get_errno (), "writing %s: cannot connect to its "
                     "NBD server: %s", j->to_path, nbd_get_error ());
       goto out;
     }
+    /* Never a request larger than the server takes. */
+    max = nbd_get_block_size (h, LIBNBD_SIZE_MAXIMUM);
+    while (run > 1 && max > 0 && (uint64_t) run * VMS_CHUNK_SIZE > (uint64_t) max)
+      run /= 2;
+  }
+  else
+    run = 1;
+  if (posix_memalign ((void **) &buf, 4096, (size_t) run * VMS_CHUNK_SIZE) != 0) {
+    buf = NULL;
+    extract_fail (j, ENOMEM, "out of memory");
+    goto out;
   }
 
   for (;;) {
-    const struct vms_digest *d;
-    uint64_t chunk, offset;
-    size_t len;
+    uint64_t first, bytes;
+    unsigned n;
 
     pthread_mutex_lock (&j->lock);
     if (j->error.failed || j->next_chunk >= nr_chunks) {
       pthread_mutex_unlock (&j->lock);
       break;
     }
-    chunk = j->next_chunk++;
+    first = j->next_chunk;
+    n = nr_chunks - first < run ? (unsigned) (nr_chunks - first) : run;
+    j->next_chunk += n;
     pthread_mutex_unlock (&j->lock);
 
-    d = vms_index_get (j->idx, chunk);
-    len = vms_index_chunk_len (j->idx, chunk);
-    offset = chunk * (uint64_t) VMS_CHUNK_SIZE;
-    if (d == NULL) {
-      extract_fail (j, EINVAL, "extracting to %s: no index entry for the "
-                    "chunk at offset %" PRIu64, j->to_path, offset);
+    if (extract_chunks (j, h, buf, first, n) == -1)
       break;
-    }
-    if (!vms_digest_is_zero (d)) {
-      struct extract_seen e;
-      uint64_t blocks;
-      if (extract_seen_find (j, d, len, &e)) {
-        if (extract_copy_chunk (j, buf, &e, len, offset) == -1)
-          break;
-        pthread_mutex_lock (&j->lock);
-        j->copied++;
-        pthread_mutex_unlock (&j->lock);
-      }
-      else if (vms_repo_chunk_get (j->repo, d, buf, len, 1) == -1) {
-        char hex[65];
-        vms_digest_hex (d, hex);
-        extract_fail (j, vms_get_errno (), "extracting to %s: the chunk at "
-                      "offset %" PRIu64 " (%s) cannot be read: %s", j->to_path,
-                      offset, hex, vms_get_error ());
-        break;
-      }
-      else {
-        if (extract_write_chunk (j, h, buf, len, offset, &blocks) == -1)
-          break;
-        extract_seen_add (j, d, len, chunk, blocks);
-      }
-    }
+    bytes = (uint64_t) (n - 1) * VMS_CHUNK_SIZE
+      + vms_index_chunk_len (j->idx, first + n - 1);
     pthread_mutex_lock (&j->lock);
-    j->done += len;
+    j->done += bytes;
     pthread_mutex_unlock (&j->lock);
   }
 
@@ -658,6 +731,13 @@ extract_in (vms_repo *repo, const vms_index *idx, int dirfd,
       goto out;
     }
     j.nbd_uri = server.uri;
+    j.run_chunks = datapath_env_uint ("VMSHADOW_EXTRACT_RUN_KIB",
+                                      EXTRACT_RUN_KIB, 1, 1u << 20)
+      / (VMS_CHUNK_SIZE >> 10);
+    if (j.run_chunks < 1)
+      j.run_chunks = 1;
+    if (j.run_chunks > EXTRACT_RUN_MAX_CHUNKS)
+      j.run_chunks = EXTRACT_RUN_MAX_CHUNKS;
   }
 
   if (extract_run (&j, workers, progress, opaque) == -1)

@@ -416,16 +416,23 @@ nbd_server_run (struct nbd_server *s, const char *const *program,
  * and each request a munmap with its TLB flush. Measured (issue 15,
  * docs/performance.md): extract of 2 GiB of data to qcow2, 544 000 minor
  * page faults and 5.6 s system time; with these, 4 900 and 3.8 s. The
- * buffers of requests up to 4 MiB (ours are 256 KiB at most) then come
+ * buffers of requests up to 4 MiB (reads of a backup are 256 KiB at most,
+ * writes of an extract 2 MiB) then come
  * from the heap and are reused, and up to 64 MiB of free heap is kept
  * rather than given back after each request. A GLIBC_TUNABLES of the
  * caller's own is left alone. */
 #define NBD_SERVER_TUNABLES "GLIBC_TUNABLES=glibc.malloc.mmap_threshold=4194304:" \
   "glibc.malloc.trim_threshold=67108864"
+/* A server that extract writes a qcow2 image through gets requests of
+ * 2 MiB (extract.c): with glibc's arenas per thread, qemu-nbd's resident
+ * memory grew to 83–85 MiB writing the 4 GiB benchmark disk; in one arena
+ * 36 MiB, as fast (issue 15, docs/performance.md). */
+#define NBD_SERVER_TUNABLES_WRITABLE NBD_SERVER_TUNABLES ":glibc.malloc.arena_max=1"
 
-/* s->own_envp for qemu-nbd: ours with NBD_SERVER_TUNABLES. */
+/* s->own_envp for qemu-nbd: ours with NBD_SERVER_TUNABLES (or
+ * NBD_SERVER_TUNABLES_WRITABLE for a writable server). */
 static int
-nbd_server_qemu_env (struct nbd_server *s)
+nbd_server_qemu_env (struct nbd_server *s, int writable)
 {
   extern char **environ;
   size_t n = 0;
@@ -436,7 +443,8 @@ nbd_server_qemu_env (struct nbd_server *s)
     n++;
   s->own_envp = calloc (n + 2, sizeof *s->own_envp);
   if (s->own_envp == NULL ||
-      (s->own_envp[n] = strdup (NBD_SERVER_TUNABLES)) == NULL) {
+      (s->own_envp[n] = strdup (writable ? NBD_SERVER_TUNABLES_WRITABLE
+                                : NBD_SERVER_TUNABLES)) == NULL) {
     vms_set_error (ENOMEM, "out of memory");
     return -1;
   }
@@ -468,7 +476,7 @@ nbd_server_start (struct nbd_server *s, const char *image, const char *format,
   }
   if (nbd_server_prepare (s, image) == -1)
     return -1;
-  if (nbd_server_qemu_env (s) == -1) {
+  if (nbd_server_qemu_env (s, writable) == -1) {
     nbd_server_remove_dir (s);
     nbd_server_free (s);
     return -1;
@@ -532,7 +540,7 @@ nbd_server_start_graph (struct nbd_server *s, const char *graph,
   }
   if (nbd_server_prepare (s, name) == -1)
     return -1;
-  if (nbd_server_qemu_env (s) == -1) {
+  if (nbd_server_qemu_env (s, writable) == -1) {
     nbd_server_remove_dir (s);
     nbd_server_free (s);
     return -1;
