@@ -6,6 +6,8 @@
  * Usage: test-vm-config [test-name]; output is TAP.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -13,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -727,6 +730,28 @@ qcow2_size_is_read_from_the_header_and_anything_else_refused (void **state)
   close (fd);
   assert_int_equal (vm_qcow2_virtual_size ("/nonexistent/vms.qcow2", &size),
                     -1);
+  /* Not opened unless a regular file, not through a symlink: a FIFO
+   * would block an open, a device's open can act (a watchdog's). */
+  {
+    char link[PATH_MAX], fifo[PATH_MAX];
+    h[0] = 'Q';
+    fd = open (path, O_WRONLY | O_CLOEXEC);
+    assert_true (fd >= 0);
+    assert_int_equal (pwrite (fd, h, sizeof h, 0), (ssize_t) sizeof h);
+    close (fd);
+    size = 0;
+    assert_int_equal (vm_qcow2_virtual_size (path, &size), 0);
+    assert_true (size == want);
+    snprintf (link, sizeof link, "%s.link", path);
+    snprintf (fifo, sizeof fifo, "%s.fifo", path);
+    assert_int_equal (symlink (path, link), 0);
+    assert_int_equal (vm_qcow2_virtual_size (link, &size), -1);
+    assert_int_equal (mkfifo (fifo, 0600), 0);
+    assert_int_equal (vm_qcow2_virtual_size (fifo, &size), -1);
+    assert_int_equal (vm_qcow2_virtual_size ("/dev/null", &size), -1);
+    unlink (link);
+    unlink (fifo);
+  }
   snprintf (cmd, sizeof cmd, "qemu-img create -q -f qcow2 %s 16777216 "
             ">/dev/null 2>&1 && echo ok", path);
   if ((p = popen (cmd, "r")) != NULL) {

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/random.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <libxml/parser.h>
@@ -1332,12 +1333,30 @@ vm_qcow2_virtual_size (const char *path, uint64_t *size)
   unsigned char h[32];
   uint64_t v = 0;
   uint32_t version = 0;
-  int fd = open (path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-  ssize_t n;
+  char proc[64];
+  struct stat st, st2;
+  ssize_t n = -1;
+  int fd, pfd;
 
+  /* As root, on a path from the domain's XML: the file is looked at
+   * before it is opened (O_PATH opens nothing: no FIFO waits, no device's
+   * open runs, such as a watchdog's), a symlink is not followed, and only a
+   * regular file is read. Anything else asks libvirt. */
+  pfd = open (path, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+  if (pfd == -1)
+    return -1;
+  if (fstat (pfd, &st) == -1 || !S_ISREG (st.st_mode)) {
+    close (pfd);
+    return -1;
+  }
+  snprintf (proc, sizeof proc, "/proc/self/fd/%d", pfd);
+  fd = open (proc, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+  close (pfd);
   if (fd == -1)
     return -1;
-  n = pread (fd, h, sizeof h, 0);
+  if (fstat (fd, &st2) == 0 && st2.st_dev == st.st_dev &&
+      st2.st_ino == st.st_ino)
+    n = pread (fd, h, sizeof h, 0);
   close (fd);
   if (n != (ssize_t) sizeof h || memcmp (h, "QFI\xfb", 4) != 0)
     return -1;
