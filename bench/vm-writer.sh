@@ -217,6 +217,96 @@ rf=$(awk -v a="$bfull" -v b="$braw" 'BEGIN { printf "%.2f", a / b }')
 echo "full-4G      raw read of the image (cat, $(du -h --apparent-size "$img" | cut -f1)) ${raw[*]} s; vmshadow backup --full ${full[*]} s (read $read_b B, stored $stored_b B); best $bfull s / $braw s = ${rf} x — target <= 2.5 x: $(verdict "$rf" 2.5)"
 echo "full-4G      peak memory of vmshadow $((full_rss / 1024)) MiB (last run) — target <= 64 MiB: $(verdict $((full_rss / 1024)) 64)"
 
+# VMW_BENCH_FULL_VARIANTS="default VMSHADOW_NBD_INFLIGHT=64 ...": (issue 15)
+# then, on the same running VM, VMW_BENCH_FULL_RUNS (default 3) rounds of one
+# `vmshadow backup --full` per variant (words of NAME=VALUE joined by commas,
+# or "default"), in alternating order, page cache dropped before each, each
+# into a fresh repository; per backup: wall time, vmshadow's CPU, and the
+# CPU time (utime+stime) and minor faults of the VM's QEMU (/proc/PID/stat)
+# during it. VMW_BENCH_FULL_PERF=DIR: one more full backup (not timed) with
+# `perf record -g` of QEMU (-p) and of vmshadow, kept in DIR. The incremental
+# section is skipped when variants are given.
+qemu_stat() { awk '{ print $14 + $15, $10 }' "/proc/$1/stat"; }
+if [ -n "${VMW_BENCH_FULL_VARIANTS:-}" ]; then
+    qpid=$(cat "/run/libvirt/qemu/$vbig.pid")
+    hz=$(getconf CLK_TCK)
+    read -r -a variants <<<"$VMW_BENCH_FULL_VARIANTS"
+    for ((round = 1; round <= ${VMW_BENCH_FULL_RUNS:-3}; round++)); do
+        order=("${variants[@]}")
+        # Alternate the order each round so neither variant always goes first.
+        if ((round % 2 == 0)); then
+            order=(); for ((k = ${#variants[@]} - 1; k >= 0; k--)); do order+=("${variants[k]}"); done
+        fi
+        for v in "${order[@]}"; do
+            envs=(); [ "$v" = default ] || IFS=, read -r -a envs <<<"$v"
+            rm -rf "$LAB_WORK/repo-ab"
+            "$VMSHADOW" init --repo "$LAB_WORK/repo-ab" --format "${VMW_BENCH_FORMAT:-2}" >/dev/null
+            drop
+            read -r q0 f0 < <(qemu_stat "$qpid")
+            t0=$(now)
+            env "${envs[@]}" /usr/bin/time -f '%U %S %M' -o "$LAB_WORK/ab.time" "$VMSHADOW" \
+                --repo "$LAB_WORK/repo-ab" backup --json --full "$vbig" >"$LAB_WORK/ab.out" 2>"$LAB_WORK/ab.err" ||
+                lab_fail "full backup ($v) failed: $(tail -n 5 "$LAB_WORK/ab.err")"
+            t=$(secs "$t0" "$(now)")
+            read -r q1 f1 < <(qemu_stat "$qpid")
+            read -r u s m <"$LAB_WORK/ab.time"
+            echo "full-ab      round $round $v: $t s ($(awk -v t="$t" -v b="$braw" 'BEGIN { printf "%.2f", t / b }') x cat), vmshadow ${u}u ${s}s $((m / 1024)) MiB, QEMU $(awk -v a="$q0" -v b="$q1" -v hz="$hz" 'BEGIN { printf "%.2f", (b - a) / hz }') CPU-s $((f1 - f0)) minor faults"
+        done
+    done
+    # VMW_BENCH_FULL_EXPORT="1 4": the export alone, without vmshadow: a
+    # pull-mode backup job begun with virsh (vda only, scratch file in the
+    # work dir), then per round and per word N[:SIZE[:REQUESTS]] `nbdcopy
+    # --connections=N [--request-size=SIZE] [--requests=REQUESTS]` of vda's
+    # export to null: (page cache dropped before each; nbdcopy's own
+    # defaults otherwise), with QEMU's CPU as above, and whether the export
+    # advertises multi-conn (nbdinfo).
+    if [ -n "${VMW_BENCH_FULL_EXPORT:-}" ]; then
+        sock=$LAB_WORK/export.sock
+        cat >"$LAB_WORK/backup.xml" <<XML
+<domainbackup mode='pull'><server transport='unix' socket='$sock'/><disks><disk name='vda' backup='yes' type='file'><scratch file='$LAB_WORK/vda.scratch'/></disk><disk name='vdb' backup='no'/></disks></domainbackup>
+XML
+        virsh -q backup-begin "$vbig" "$LAB_WORK/backup.xml" >/dev/null
+        uri="nbd+unix:///vda?socket=$sock"
+        echo "full-export  multi-conn advertised: $(nbdinfo --can multi-conn "$uri" && echo yes || echo no)"
+        read -r -a conns <<<"$VMW_BENCH_FULL_EXPORT"
+        for ((round = 1; round <= ${VMW_BENCH_FULL_RUNS:-3}; round++)); do
+            for w in "${conns[@]}"; do
+                IFS=: read -r n rs rq <<<"$w"
+                opts=(--connections="$n")
+                [ -z "${rs:-}" ] || opts+=(--request-size="$rs")
+                [ -z "${rq:-}" ] || opts+=(--requests="$rq")
+                drop
+                read -r q0 f0 < <(qemu_stat "$qpid")
+                t0=$(now)
+                /usr/bin/time -f '%U %S' -o "$LAB_WORK/nc.time" nbdcopy "${opts[@]}" "$uri" null: ||
+                    lab_fail "nbdcopy of $uri failed"
+                t=$(secs "$t0" "$(now)")
+                read -r q1 f1 < <(qemu_stat "$qpid")
+                read -r u s <"$LAB_WORK/nc.time"
+                echo "full-export  round $round nbdcopy ${opts[*]}: $t s ($(awk -v t="$t" -v b="$braw" 'BEGIN { printf "%.2f", t / b }') x cat), nbdcopy ${u}u ${s}s, QEMU $(awk -v a="$q0" -v b="$q1" -v hz="$hz" 'BEGIN { printf "%.2f", (b - a) / hz }') CPU-s $((f1 - f0)) minor faults"
+            done
+        done
+        virsh -q domjobabort "$vbig" >/dev/null
+    fi
+    if [ -n "${VMW_BENCH_FULL_PERF:-}" ]; then
+        mkdir -p "$VMW_BENCH_FULL_PERF"
+        rm -rf "$LAB_WORK/repo-ab"
+        "$VMSHADOW" init --repo "$LAB_WORK/repo-ab" --format "${VMW_BENCH_FORMAT:-2}" >/dev/null
+        drop
+        perf record -g -F 999 -p "$qpid" -o "$VMW_BENCH_FULL_PERF/qemu.perf.data" 2>"$VMW_BENCH_FULL_PERF/qemu.perf.err" &
+        perfpid=$!
+        sleep 1
+        read -r q0 f0 < <(qemu_stat "$qpid")
+        perf record -g -F 999 -o "$VMW_BENCH_FULL_PERF/vmshadow.perf.data" -- "$VMSHADOW" \
+            --repo "$LAB_WORK/repo-ab" backup --json --full "$vbig" >"$VMW_BENCH_FULL_PERF/full.out" 2>"$VMW_BENCH_FULL_PERF/full.err" ||
+            lab_fail "full backup under perf failed: $(tail -n 5 "$VMW_BENCH_FULL_PERF/full.err")"
+        read -r q1 f1 < <(qemu_stat "$qpid")
+        kill -INT "$perfpid"; wait "$perfpid" || true
+        echo "# perf of QEMU ($qpid) and vmshadow during one more full backup in $VMW_BENCH_FULL_PERF (QEMU $(awk -v a="$q0" -v b="$q1" -v hz="$hz" 'BEGIN { printf "%.2f", (b - a) / hz }') CPU-s $((f1 - f0)) minor faults during the backup)"
+    fi
+    exit 0
+fi
+
 # ---------------------------------------------------------------- incremental after 1 %
 # change_1pc — 1 % of the 4 GiB disk in 64 KiB blocks at random places,
 # written by the guest (as a running VM changes its disk), then synced.
