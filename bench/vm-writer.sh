@@ -224,9 +224,12 @@ echo "full-4G      peak memory of vmshadow $((full_rss / 1024)) MiB (last run) â
 # into a fresh repository; per backup: wall time, vmshadow's CPU, and the
 # CPU time (utime+stime) and minor faults of the VM's QEMU (/proc/PID/stat)
 # during it. VMW_BENCH_FULL_PERF=DIR: one more full backup (not timed) with
-# `perf record -g` of QEMU (-p) and of vmshadow, kept in DIR. The incremental
+# `perf record -g` of QEMU (-p) and system-wide (-a: vmshadow, QEMU and
+# the idle CPUs), kept in DIR; with VMW_BENCH_FULL_EXPORT also QEMU's
+# profile while nbdcopy reads the export as vmshadow does. The incremental
 # section is skipped when variants are given.
 qemu_stat() { awk '{ print $14 + $15, $10 }' "/proc/$1/stat"; }
+steal_ticks() { awk '/^cpu / { print $9 }' /proc/stat; }
 if [ -n "${VMW_BENCH_FULL_VARIANTS:-}" ]; then
     qpid=$(cat "/run/libvirt/qemu/$vbig.pid")
     hz=$(getconf CLK_TCK)
@@ -242,7 +245,7 @@ if [ -n "${VMW_BENCH_FULL_VARIANTS:-}" ]; then
             rm -rf "$LAB_WORK/repo-ab"
             "$VMSHADOW" init --repo "$LAB_WORK/repo-ab" --format "${VMW_BENCH_FORMAT:-2}" >/dev/null
             drop
-            read -r q0 f0 < <(qemu_stat "$qpid")
+            read -r q0 f0 < <(qemu_stat "$qpid"); st0=$(steal_ticks)
             t0=$(now)
             env "${envs[@]}" /usr/bin/time -f '%U %S %M' -o "$LAB_WORK/ab.time" "$VMSHADOW" \
                 --repo "$LAB_WORK/repo-ab" backup --json --full "$vbig" >"$LAB_WORK/ab.out" 2>"$LAB_WORK/ab.err" ||
@@ -250,7 +253,7 @@ if [ -n "${VMW_BENCH_FULL_VARIANTS:-}" ]; then
             t=$(secs "$t0" "$(now)")
             read -r q1 f1 < <(qemu_stat "$qpid")
             read -r u s m <"$LAB_WORK/ab.time"
-            echo "full-ab      round $round $v: $t s ($(awk -v t="$t" -v b="$braw" 'BEGIN { printf "%.2f", t / b }') x cat), vmshadow ${u}u ${s}s $((m / 1024)) MiB, QEMU $(awk -v a="$q0" -v b="$q1" -v hz="$hz" 'BEGIN { printf "%.2f", (b - a) / hz }') CPU-s $((f1 - f0)) minor faults"
+            echo "full-ab      round $round $v: $t s ($(awk -v t="$t" -v b="$braw" 'BEGIN { printf "%.2f", t / b }') x cat), vmshadow ${u}u ${s}s $((m / 1024)) MiB, QEMU $(awk -v a="$q0" -v b="$q1" -v hz="$hz" 'BEGIN { printf "%.2f", (b - a) / hz }') CPU-s $((f1 - f0)) minor faults, steal $(awk -v a="$st0" -v b="$(steal_ticks)" -v hz="$hz" 'BEGIN { printf "%.2f", (b - a) / hz }') s"
         done
     done
     # VMW_BENCH_FULL_EXPORT="1 4": the export alone, without vmshadow: a
@@ -259,7 +262,10 @@ if [ -n "${VMW_BENCH_FULL_VARIANTS:-}" ]; then
     # --connections=N [--request-size=SIZE] [--requests=REQUESTS]` of vda's
     # export to null: (page cache dropped before each; nbdcopy's own
     # defaults otherwise), with QEMU's CPU as above, and whether the export
-    # advertises multi-conn (nbdinfo).
+    # advertises multi-conn (nbdinfo). VMW_BENCH_FULL_EXPORT_LOAD=1: each
+    # nbdcopy beside a CPU hog (sha256sum </dev/zero), as vmshadow's hashing
+    # takes a CPU during a backup. Every line gives the host's steal time
+    # (/proc/stat) during it.
     if [ -n "${VMW_BENCH_FULL_EXPORT:-}" ]; then
         sock=$LAB_WORK/export.sock
         cat >"$LAB_WORK/backup.xml" <<XML
@@ -276,16 +282,39 @@ XML
                 [ -z "${rs:-}" ] || opts+=(--request-size="$rs")
                 [ -z "${rq:-}" ] || opts+=(--requests="$rq")
                 drop
-                read -r q0 f0 < <(qemu_stat "$qpid")
+                loadpid=
+                if [ -n "${VMW_BENCH_FULL_EXPORT_LOAD:-}" ]; then
+                    sha256sum </dev/zero >/dev/null &
+                    loadpid=$!
+                fi
+                read -r q0 f0 < <(qemu_stat "$qpid"); st0=$(steal_ticks)
                 t0=$(now)
                 /usr/bin/time -f '%U %S' -o "$LAB_WORK/nc.time" nbdcopy "${opts[@]}" "$uri" null: ||
                     lab_fail "nbdcopy of $uri failed"
                 t=$(secs "$t0" "$(now)")
                 read -r q1 f1 < <(qemu_stat "$qpid")
+                [ -z "$loadpid" ] || { kill "$loadpid"; wait "$loadpid" || true; }
                 read -r u s <"$LAB_WORK/nc.time"
-                echo "full-export  round $round nbdcopy ${opts[*]}: $t s ($(awk -v t="$t" -v b="$braw" 'BEGIN { printf "%.2f", t / b }') x cat), nbdcopy ${u}u ${s}s, QEMU $(awk -v a="$q0" -v b="$q1" -v hz="$hz" 'BEGIN { printf "%.2f", (b - a) / hz }') CPU-s $((f1 - f0)) minor faults"
+                echo "full-export  round $round nbdcopy ${opts[*]}: $t s ($(awk -v t="$t" -v b="$braw" 'BEGIN { printf "%.2f", t / b }') x cat), nbdcopy ${u}u ${s}s, QEMU $(awk -v a="$q0" -v b="$q1" -v hz="$hz" 'BEGIN { printf "%.2f", (b - a) / hz }') CPU-s $((f1 - f0)) minor faults, steal $(awk -v a="$st0" -v b="$(steal_ticks)" -v hz="$hz" 'BEGIN { printf "%.2f", (b - a) / hz }') s${loadpid:+, beside sha256sum </dev/zero}"
             done
         done
+        if [ -n "${VMW_BENCH_FULL_PERF:-}" ]; then
+            # The same read of the export (vmshadow's request size and
+            # depth) under perf record -g of QEMU, to set beside the backup's.
+            mkdir -p "$VMW_BENCH_FULL_PERF"
+            drop
+            perf record -g -F 999 -p "$qpid" -o "$VMW_BENCH_FULL_PERF/qemu-export.perf.data" 2>"$VMW_BENCH_FULL_PERF/qemu-export.perf.err" &
+            perfpid=$!
+            sleep 1
+            read -r q0 f0 < <(qemu_stat "$qpid")
+            t0=$(now)
+            nbdcopy --connections=1 --request-size=131072 --requests=32 "$uri" null: ||
+                lab_fail "nbdcopy of $uri failed"
+            t=$(secs "$t0" "$(now)")
+            read -r q1 f1 < <(qemu_stat "$qpid")
+            kill -INT "$perfpid"; wait "$perfpid" || true
+            echo "# perf of QEMU during nbdcopy of the export in $VMW_BENCH_FULL_PERF: $t s, QEMU $(awk -v a="$q0" -v b="$q1" -v hz="$hz" 'BEGIN { printf "%.2f", (b - a) / hz }') CPU-s"
+        fi
         virsh -q domjobabort "$vbig" >/dev/null
     fi
     if [ -n "${VMW_BENCH_FULL_PERF:-}" ]; then
@@ -297,7 +326,7 @@ XML
         perfpid=$!
         sleep 1
         read -r q0 f0 < <(qemu_stat "$qpid")
-        perf record -g -F 999 -o "$VMW_BENCH_FULL_PERF/vmshadow.perf.data" -- "$VMSHADOW" \
+        perf record -a -g -F 999 -o "$VMW_BENCH_FULL_PERF/vmshadow.perf.data" -- "$VMSHADOW" \
             --repo "$LAB_WORK/repo-ab" backup --json --full "$vbig" >"$VMW_BENCH_FULL_PERF/full.out" 2>"$VMW_BENCH_FULL_PERF/full.err" ||
             lab_fail "full backup under perf failed: $(tail -n 5 "$VMW_BENCH_FULL_PERF/full.err")"
         read -r q1 f1 < <(qemu_stat "$qpid")
