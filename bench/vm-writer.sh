@@ -220,7 +220,8 @@ echo "full-4G      peak memory of vmshadow $((full_rss / 1024)) MiB (last run) â
 # VMW_BENCH_FULL_VARIANTS="default VMSHADOW_NBD_INFLIGHT=64 ...": (issue 15)
 # then, on the same running VM, VMW_BENCH_FULL_RUNS (default 3) rounds of one
 # `vmshadow backup --full` per variant (words of NAME=VALUE joined by commas,
-# or "default"), in alternating order, page cache dropped before each, each
+# or "default"; VMW_PREFIX=CMD:ARG... runs vmshadow under CMD ARG...), in
+# alternating order, page cache dropped before each, each
 # into a fresh repository; per backup: wall time, vmshadow's CPU, and the
 # CPU time (utime+stime) and minor faults of the VM's QEMU (/proc/PID/stat)
 # during it. VMW_BENCH_FULL_PERF=DIR: one more full backup (not timed) with
@@ -242,12 +243,20 @@ if [ -n "${VMW_BENCH_FULL_VARIANTS:-}" ]; then
         fi
         for v in "${order[@]}"; do
             envs=(); [ "$v" = default ] || IFS=, read -r -a envs <<<"$v"
+            # VMW_PREFIX=CMD:ARG...: a command vmshadow runs under (chrt:-b:0,
+            # nice:-n:10), not an environment variable.
+            prefix=()
+            for k in "${!envs[@]}"; do
+                if [[ ${envs[k]} == VMW_PREFIX=* ]]; then
+                    IFS=: read -r -a prefix <<<"${envs[k]#VMW_PREFIX=}"; unset 'envs[k]'
+                fi
+            done
             rm -rf "$LAB_WORK/repo-ab"
             "$VMSHADOW" init --repo "$LAB_WORK/repo-ab" --format "${VMW_BENCH_FORMAT:-2}" >/dev/null
             drop
             read -r q0 f0 < <(qemu_stat "$qpid"); st0=$(steal_ticks)
             t0=$(now)
-            env "${envs[@]}" /usr/bin/time -f '%U %S %M' -o "$LAB_WORK/ab.time" "$VMSHADOW" \
+            env "${envs[@]}" /usr/bin/time -f '%U %S %M' -o "$LAB_WORK/ab.time" "${prefix[@]}" "$VMSHADOW" \
                 --repo "$LAB_WORK/repo-ab" backup --json --full "$vbig" >"$LAB_WORK/ab.out" 2>"$LAB_WORK/ab.err" ||
                 lab_fail "full backup ($v) failed: $(tail -n 5 "$LAB_WORK/ab.err")"
             t=$(secs "$t0" "$(now)")
