@@ -295,6 +295,7 @@ XML
                 if [ -n "${VMW_BENCH_FULL_EXPORT_LOAD:-}" ]; then
                     sha256sum </dev/zero >/dev/null &
                     loadpid=$!
+                    lab__undo_push pid "$loadpid" sha256sum   # also if the read fails
                 fi
                 read -r q0 f0 < <(qemu_stat "$qpid"); st0=$(steal_ticks)
                 t0=$(now)
@@ -314,6 +315,7 @@ XML
             drop
             perf record -g -F 999 -p "$qpid" -o "$VMW_BENCH_FULL_PERF/qemu-export.perf.data" 2>"$VMW_BENCH_FULL_PERF/qemu-export.perf.err" &
             perfpid=$!
+            lab__undo_push pid "$perfpid" perf
             sleep 1
             read -r q0 f0 < <(qemu_stat "$qpid")
             t0=$(now)
@@ -333,6 +335,7 @@ XML
         drop
         perf record -g -F 999 -p "$qpid" -o "$VMW_BENCH_FULL_PERF/qemu.perf.data" 2>"$VMW_BENCH_FULL_PERF/qemu.perf.err" &
         perfpid=$!
+        lab__undo_push pid "$perfpid" perf
         sleep 1
         read -r q0 f0 < <(qemu_stat "$qpid")
         perf record -a -g -F 999 -o "$VMW_BENCH_FULL_PERF/vmshadow.perf.data" -- "$VMSHADOW" \

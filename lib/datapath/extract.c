@@ -59,6 +59,10 @@
  * docs/performance.md). At most 64 chunks (a bit per chunk). */
 #define EXTRACT_RUN_KIB 2048
 #define EXTRACT_RUN_MAX_CHUNKS 64
+/* All workers' run buffers together: more workers (one per CPU, up to 64)
+ * get shorter runs, so that memory does not grow with the CPUs (8 workers
+ * keep their 2 MiB). */
+#define EXTRACT_RUN_BUDGET (UINT64_C (16) << 20)
 
 /* A raw output's chunks that were written, by content: a chunk whose
  * content was written before is copied from there within the output file
@@ -738,6 +742,9 @@ extract_in (vms_repo *repo, const vms_index *idx, int dirfd,
       j.run_chunks = 1;
     if (j.run_chunks > EXTRACT_RUN_MAX_CHUNKS)
       j.run_chunks = EXTRACT_RUN_MAX_CHUNKS;
+    uint64_t fit = EXTRACT_RUN_BUDGET / ((uint64_t) workers * VMS_CHUNK_SIZE);
+    if (j.run_chunks > fit)
+      j.run_chunks = fit < 1 ? 1 : (unsigned) fit;
   }
 
   if (extract_run (&j, workers, progress, opaque) == -1)

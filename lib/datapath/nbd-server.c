@@ -28,6 +28,7 @@
 #include "fs-util.h"
 #include "log.h"
 #include "session-dir.h"
+#include "str.h"
 #include "subprocess.h"
 #include "vmshadow/datapath.h"
 #include "vmshadow/error.h"
@@ -419,37 +420,66 @@ nbd_server_run (struct nbd_server *s, const char *const *program,
  * buffers of requests up to 4 MiB (reads of a backup are 256 KiB at most,
  * writes of an extract 2 MiB) then come
  * from the heap and are reused, and up to 64 MiB of free heap is kept
- * rather than given back after each request. A GLIBC_TUNABLES of the
- * caller's own is left alone. */
-#define NBD_SERVER_TUNABLES "GLIBC_TUNABLES=glibc.malloc.mmap_threshold=4194304:" \
-  "glibc.malloc.trim_threshold=67108864"
-/* A server that extract writes a qcow2 image through gets requests of
- * 2 MiB (extract.c): with glibc's arenas per thread, qemu-nbd's resident
- * memory grew to 83–85 MiB writing the 4 GiB benchmark disk; in one arena
- * 36 MiB, as fast (issue 15, docs/performance.md). */
-#define NBD_SERVER_TUNABLES_WRITABLE NBD_SERVER_TUNABLES ":glibc.malloc.arena_max=1"
+ * rather than given back after each request. A setting of the caller's
+ * own (in GLIBC_TUNABLES or glibc's older MALLOC_* variable) is left as
+ * it is, key by key. */
+static const struct nbd_server_tunable {
+  const char *key, *value, *old_env;
+  int writable_only;
+} nbd_server_tunables[] = {
+  { "glibc.malloc.mmap_threshold", "4194304", "MALLOC_MMAP_THRESHOLD_", 0 },
+  { "glibc.malloc.trim_threshold", "67108864", "MALLOC_TRIM_THRESHOLD_", 0 },
+  /* A server that extract writes a qcow2 image through gets requests of
+   * 2 MiB (extract.c): with glibc's arenas per thread, qemu-nbd's resident
+   * memory grew to 83–85 MiB writing the 4 GiB benchmark disk; in one
+   * arena 36 MiB, as fast (issue 15, docs/performance.md). Any writable
+   * server, so also extract-into's (not measured there). */
+  { "glibc.malloc.arena_max", "1", "MALLOC_ARENA_MAX", 1 },
+};
 
-/* s->own_envp for qemu-nbd: ours with NBD_SERVER_TUNABLES (or
- * NBD_SERVER_TUNABLES_WRITABLE for a writable server). */
+/* s->own_envp for qemu-nbd: ours, with GLIBC_TUNABLES holding the
+ * caller's tunables and those of nbd_server_tunables the caller did not
+ * set; left NULL (the environment as it is) when there is nothing to add. */
 static int
 nbd_server_qemu_env (struct nbd_server *s, int writable)
 {
   extern char **environ;
-  size_t n = 0;
+  const char *theirs = getenv ("GLIBC_TUNABLES");
+  CLEANUP_FREE char *ours = NULL;
+  size_t n = 0, k = 0;
 
-  if (getenv ("GLIBC_TUNABLES") != NULL)
+  for (size_t i = 0; i < sizeof nbd_server_tunables / sizeof nbd_server_tunables[0]; i++) {
+    const struct nbd_server_tunable *t = &nbd_server_tunables[i];
+    char *next;
+    if ((t->writable_only && !writable) || getenv (t->old_env) != NULL ||
+        (theirs && strstr (theirs, t->key) != NULL))
+      continue;
+    next = vms_strdup_printf ("%s%s%s=%s", ours ? ours : "", ours ? ":" : "",
+                              t->key, t->value);
+    if (next == NULL)
+      goto oom;
+    free (ours);
+    ours = next;
+  }
+  if (ours == NULL)
     return 0;
   while (environ[n])
     n++;
   s->own_envp = calloc (n + 2, sizeof *s->own_envp);
-  if (s->own_envp == NULL ||
-      (s->own_envp[n] = strdup (writable ? NBD_SERVER_TUNABLES_WRITABLE
-                                : NBD_SERVER_TUNABLES)) == NULL) {
-    vms_set_error (ENOMEM, "out of memory");
-    return -1;
-  }
-  memcpy (s->own_envp, environ, n * sizeof *environ);
+  if (s->own_envp == NULL)
+    goto oom;
+  for (size_t i = 0; i < n; i++)
+    if (strncmp (environ[i], "GLIBC_TUNABLES=", 15) != 0)
+      s->own_envp[k++] = environ[i];
+  s->own_envp[k] = vms_strdup_printf ("GLIBC_TUNABLES=%s%s%s",
+                                      theirs ? theirs : "",
+                                      theirs && *theirs ? ":" : "", ours);
+  if (s->own_envp[k] == NULL)
+    goto oom;
   return 0;
+ oom:
+  vms_set_error (ENOMEM, "out of memory");
+  return -1;
 }
 
 int

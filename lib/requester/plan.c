@@ -6,6 +6,7 @@
  * stores. No session is begun: no checkpoint, scratch file, state file or
  * repository is made. */
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -123,8 +124,11 @@ vms_requester_plan (const struct vms_backup_request *rq)
       struct vms_plan_component *t = &p->components[p->nr_components++];
       plan_component (t, st.id ? st.id : "", st.name,
                       vms_document_component (st.metadata, NULL, i), &oom);
-      if (t->scratch_bytes > 0)
-        p->scratch_bytes += t->scratch_bytes;
+      /* Writers' figures (an exec writer's among them) saturate. */
+      if (t->scratch_bytes > 0 &&
+          __builtin_add_overflow (p->scratch_bytes, t->scratch_bytes,
+                                  &p->scratch_bytes))
+        p->scratch_bytes = INT64_MAX;
     }
   }
   if (oom)

@@ -722,6 +722,14 @@ qcow2_size_is_read_from_the_header_and_anything_else_refused (void **state)
   assert_int_equal (pwrite (fd, h, sizeof h, 0), (ssize_t) sizeof h);
   assert_int_equal (vm_qcow2_virtual_size (path, &size), -1);
   h[31] = 0;
+  h[24] = 0x20;                                 /* 2^61 + 4 GiB: no */
+  assert_int_equal (pwrite (fd, h, sizeof h, 0), (ssize_t) sizeof h);
+  assert_int_equal (vm_qcow2_virtual_size (path, &size), -1);
+  h[24] = 0;
+  assert_int_equal (pwrite (fd, h, sizeof h, 0), (ssize_t) sizeof h);
+  size = 0;
+  assert_int_equal (vm_qcow2_virtual_size (path, &size), 0);  /* version 2 */
+  assert_true (size == want);
   h[0] = 'X';                                   /* not qcow2 (raw) */
   assert_int_equal (pwrite (fd, h, sizeof h, 0), (ssize_t) sizeof h);
   assert_int_equal (vm_qcow2_virtual_size (path, &size), -1);

@@ -1364,7 +1364,9 @@ vm_qcow2_virtual_size (const char *path, uint64_t *size)
     version = version << 8 | h[i];
   for (int i = 24; i < 32; i++)
     v = v << 8 | h[i];
-  if ((version != 2 && version != 3) || v == 0 || v % 512 != 0)
+  /* Beyond 2^61 bytes is not an image QEMU makes: ask libvirt. */
+  if ((version != 2 && version != 3) || v == 0 || v % 512 != 0 ||
+      v > (UINT64_C (1) << 61))
     return -1;
   *size = v;
   return 0;

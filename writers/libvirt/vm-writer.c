@@ -580,20 +580,27 @@ set_scratch_estimate (struct vm_writer *w, struct vm_entry *vm,
       if (d->source == VM_DISK_FILE && d->format &&
           strcmp (d->format, "qcow2") == 0 &&
           vm_qcow2_virtual_size (d->path, &size) == 0)
-        total += size;
+        ;
       else if (virDomainGetBlockInfo (vm->dom, d->target, &bi, 0) == 0)
-        total += bi.capacity;
+        size = bi.capacity;
       else if (stat (d->path, &sb) == 0)
-        total += (uint64_t) sb.st_size;
+        size = (uint64_t) sb.st_size;
+      else
+        continue;
+      /* An estimate: sizes from outside saturate rather than wrap. */
+      if (__builtin_add_overflow (total, size, &total))
+        total = UINT64_MAX;
     }
     if (vm->method == VM_METHOD_SAVED_STATE) {
       virDomainInfo info;
-      if (virDomainGetInfo (vm->dom, &info) == 0)
-        total += (uint64_t) info.memory * 1024;
+      if (virDomainGetInfo (vm->dom, &info) == 0 &&
+          __builtin_add_overflow (total, (uint64_t) info.memory * 1024, &total))
+        total = UINT64_MAX;
     }
   }
   if (vms_component_set_int (c, VMS_VM_ATTR_SCRATCH_BYTES,
-                             (int64_t) total) == -1)
+                             total > INT64_MAX ? INT64_MAX
+                             : (int64_t) total) == -1)
     return -1;
   return vm->method == VM_METHOD_OFFLINE ? 0
     : vms_component_set_string (c, VMS_VM_ATTR_SCRATCH_DIR, vm->dir);

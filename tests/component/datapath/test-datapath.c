@@ -592,6 +592,54 @@ extract_to_qcow2_without_native_aio_goes_through_the_page_cache (void **state)
   vms_index_free (idx);
 }
 
+/* The qemu-nbd a qcow2 extract starts gets malloc settings of ours in
+ * GLIBC_TUNABLES (issue 15), but a setting the caller made, in
+ * GLIBC_TUNABLES or in glibc's older MALLOC_* variables, stays theirs;
+ * the caller's other tunables are kept. A test double of qemu-nbd records
+ * what it was given. */
+static void
+extract_to_qcow2_keeps_the_callers_malloc_settings (void **state)
+{
+  struct fixture *f = *state;
+  const char *raw = path_in (f, "mixed.raw"), *seen = path_in (f, "seen");
+  struct vms_source src = { .path = raw };
+  char *saved, got[512];
+  vms_index *idx;
+  FILE *p;
+
+  need_qemu ();
+  double_install (f, &saved,
+                  "printf '%%s|%%s\\n' \"${GLIBC_TUNABLES-unset}\" \"${MALLOC_ARENA_MAX-}\" >> '%s'\n"
+                  "exec \"$REAL\" \"$@\"\n", seen);
+  make_mixed_image (raw, ODD_SIZE_512);
+  idx = copy_or_fail (f, &src, NULL);
+  unsetenv ("GLIBC_TUNABLES");
+  unsetenv ("MALLOC_ARENA_MAX");
+  int r1 = vms_extract (f->repo, idx, path_in (f, "a.qcow2"), "qcow2", 0, NULL, NULL);
+  setenv ("GLIBC_TUNABLES", "glibc.malloc.trim_threshold=1048576", 1);
+  setenv ("MALLOC_ARENA_MAX", "4", 1);
+  int r2 = vms_extract (f->repo, idx, path_in (f, "b.qcow2"), "qcow2", 0, NULL, NULL);
+  unsetenv ("GLIBC_TUNABLES");
+  unsetenv ("MALLOC_ARENA_MAX");
+  double_remove (saved);
+  assert_int_equal (r1, 0);
+  assert_int_equal (r2, 0);
+  p = fopen (seen, "r");
+  assert_non_null (p);
+  /* Ours, all three (a writable server). */
+  assert_non_null (fgets (got, sizeof got, p));
+  assert_non_null (strstr (got, "glibc.malloc.mmap_threshold=4194304"));
+  assert_non_null (strstr (got, "glibc.malloc.trim_threshold=67108864"));
+  assert_non_null (strstr (got, "glibc.malloc.arena_max=1|"));
+  /* The caller's trim threshold and arena count, and our mmap threshold
+   * added after theirs. */
+  assert_non_null (fgets (got, sizeof got, p));
+  assert_string_equal (got, "glibc.malloc.trim_threshold=1048576:"
+                       "glibc.malloc.mmap_threshold=4194304|4\n");
+  fclose (p);
+  vms_index_free (idx);
+}
+
 /* Issue 15: a qcow2 extract writes runs of consecutive chunks as one NBD
  * request each (up to 2 MiB), not one request per chunk, so that qemu-nbd
  * writes the disk in large pieces (with O_DIRECT, 128 KiB writes ran at
@@ -639,6 +687,14 @@ extract_to_qcow2_writes_consecutive_chunks_in_large_requests (void **state)
     }
   }
   fclose (p);
+  /* A qemu-nbd built with another trace backend than "log" writes no such
+   * lines (the data was compared above): nothing to count here. */
+  if (writes == 0) {
+    print_message ("qemu-nbd's trace has no payload lines (not the log "
+                   "backend?): request sizes not checked\n");
+    vms_index_free (idx);
+    skip ();
+  }
   /* What the source holds is written, nothing else: 8U of data (the
    * duplicate 2U again), 128 KiB around the 64 KiB of random in the hole
    * chunk, and the tail's last block. */
@@ -1205,6 +1261,7 @@ main (int argc, char *argv[])
     T (nbd_qcow2_export_round_trips),
     T (extract_to_qcow2_keeps_virtual_size_and_content),
     T (extract_to_qcow2_without_native_aio_goes_through_the_page_cache),
+    T (extract_to_qcow2_keeps_the_callers_malloc_settings),
     T (extract_to_qcow2_writes_consecutive_chunks_in_large_requests),
     T (incremental_reads_only_dirty_chunks),
     T (dirty_chunk_that_became_a_hole_is_stored_as_zero),
