@@ -179,6 +179,7 @@ main (int argc, char *argv[])
     fprintf (stderr, "usage: vms-bench-copy full REPO SOURCE INDEX-OUT\n"
              "       vms-bench-copy incr REPO SOURCE BITMAP PARENT-INDEX INDEX-OUT\n"
              "       vms-bench-copy extract REPO INDEX FORMAT OUT\n"
+             "       vms-bench-copy into REPO INDEX GRAPH\n"
              "       vms-bench-copy chunk-size\n");
     return 2;
   }
@@ -228,6 +229,19 @@ main (int argc, char *argv[])
     idx = index_load (argv[3]);
     if (vms_extract (repo, idx, argv[5], argv[4], 1, NULL, NULL) == -1)
       die ("extract");
+    vms_index_free (idx);
+  }
+  else if (strcmp (argv[1], "into") == 0 && argc == 5) {
+    /* Into a device that exists, given as QEMU's block graph
+     * ("json:{...}"), as a restore to the same kind writes it. */
+    vms_index *idx;
+    repo = vms_repo_open (argv[2], 0);
+    if (repo == NULL)
+      die (argv[2]);
+    OPENED ();
+    idx = index_load (argv[3]);
+    if (vms_extract_into (repo, idx, argv[4], NULL, argv[4], NULL, NULL) == -1)
+      die ("extract into");
     vms_index_free (idx);
   }
   else
