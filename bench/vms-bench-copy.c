@@ -220,28 +220,20 @@ main (int argc, char *argv[])
     vms_index_free (idx);
     vms_index_free (parent);
   }
-  else if (strcmp (argv[1], "extract") == 0 && argc == 6) {
-    vms_index *idx;
-    repo = vms_repo_open (argv[2], 0);
-    if (repo == NULL)
-      die (argv[2]);
-    OPENED ();
-    idx = index_load (argv[3]);
-    if (vms_extract (repo, idx, argv[5], argv[4], 1, NULL, NULL) == -1)
-      die ("extract");
-    vms_index_free (idx);
-  }
-  else if (strcmp (argv[1], "into") == 0 && argc == 5) {
-    /* Into a device that exists, given as QEMU's block graph
+  else if ((strcmp (argv[1], "extract") == 0 && argc == 6) ||
+           (strcmp (argv[1], "into") == 0 && argc == 5)) {
+    /* "into": a device that exists, given as QEMU's block graph
      * ("json:{...}"), as a restore to the same kind writes it. */
+    int into = argv[1][0] == 'i';
     vms_index *idx;
     repo = vms_repo_open (argv[2], 0);
     if (repo == NULL)
       die (argv[2]);
     OPENED ();
     idx = index_load (argv[3]);
-    if (vms_extract_into (repo, idx, argv[4], NULL, argv[4], NULL, NULL) == -1)
-      die ("extract into");
+    if ((into ? vms_extract_into (repo, idx, argv[4], NULL, argv[4], NULL, NULL)
+         : vms_extract (repo, idx, argv[5], argv[4], 1, NULL, NULL)) == -1)
+      die (argv[1]);
     vms_index_free (idx);
   }
   else

@@ -640,6 +640,51 @@ extract_to_qcow2_keeps_the_callers_malloc_settings (void **state)
   vms_index_free (idx);
 }
 
+/* A test double of qemu-nbd that has the real one trace the payload of
+ * every write it receives into trace (QEMU's own account of the request
+ * sizes); skips the test where this qemu-nbd has no such trace point. */
+static void
+payload_trace_install (struct fixture *f, char **saved, const char *trace)
+{
+  if (system ("qemu-nbd --trace help 2>/dev/null | "
+              "grep -qx nbd_co_receive_request_payload_received") != 0)
+    skip ();
+  double_install (f, saved,
+                  "exec \"$REAL\" --trace enable=nbd_co_receive_request_payload_received,file='%s' \"$@\"\n",
+                  trace);
+}
+
+/* The write requests in trace: how many, their bytes, the largest. A
+ * qemu-nbd built with another trace backend than "log" writes no such
+ * lines: then the test is skipped (after its own checks of the data). */
+static void
+payload_trace_read (const char *trace, vms_index *idx, uint64_t *writes,
+                    uint64_t *bytes, uint64_t *largest)
+{
+  char line[512];
+  FILE *p = fopen (trace, "r");
+
+  *writes = *bytes = *largest = 0;
+  assert_non_null (p);
+  while (fgets (line, sizeof line, p)) {
+    const char *l = strstr (line, "len = ");
+    uint64_t len;
+    if (strstr (line, "payload_received") && l
+        && sscanf (l, "len = %" SCNu64, &len) == 1) {
+      (*writes)++;
+      *bytes += len;
+      *largest = len > *largest ? len : *largest;
+    }
+  }
+  fclose (p);
+  if (*writes == 0) {
+    print_message ("qemu-nbd's trace has no payload lines (not the log "
+                   "backend?): request sizes not checked\n");
+    vms_index_free (idx);
+    skip ();
+  }
+}
+
 /* Issue 15: a qcow2 extract writes runs of consecutive chunks as one NBD
  * request each (up to 2 MiB), not one request per chunk, so that qemu-nbd
  * writes the disk in large pieces (with O_DIRECT, 128 KiB writes ran at
@@ -654,18 +699,12 @@ extract_to_qcow2_writes_consecutive_chunks_in_large_requests (void **state)
   const char *raw = path_in (f, "mixed.raw"), *out = path_in (f, "out.qcow2");
   const char *trace = path_in (f, "trace");
   struct vms_source src = { .path = raw };
-  uint64_t writes = 0, bytes = 0, largest = 0;
-  char *saved, line[512];
+  uint64_t writes, bytes, largest;
+  char *saved;
   vms_index *idx;
-  FILE *p;
 
   need_qemu ();
-  if (system ("qemu-nbd --trace help 2>/dev/null | "
-              "grep -qx nbd_co_receive_request_payload_received") != 0)
-    skip ();
-  double_install (f, &saved,
-                  "exec \"$REAL\" --trace enable=nbd_co_receive_request_payload_received,file='%s' \"$@\"\n",
-                  trace);
+  payload_trace_install (f, &saved, trace);
   make_mixed_image (raw, ODD_SIZE_512);
   idx = copy_or_fail (f, &src, NULL);
   int r = vms_extract (f->repo, idx, out, "qcow2", 0, NULL, NULL);
@@ -673,28 +712,7 @@ extract_to_qcow2_writes_consecutive_chunks_in_large_requests (void **state)
   if (r == -1)
     fail_msg ("extract to qcow2 failed: %s", vms_get_error ());
   run ("qemu-img compare -q -f raw -F qcow2 '%s' '%s'", raw, out);
-
-  p = fopen (trace, "r");
-  assert_non_null (p);
-  while (fgets (line, sizeof line, p)) {
-    const char *l = strstr (line, "len = ");
-    uint64_t len;
-    if (strstr (line, "payload_received") && l
-        && sscanf (l, "len = %" SCNu64, &len) == 1) {
-      writes++;
-      bytes += len;
-      largest = len > largest ? len : largest;
-    }
-  }
-  fclose (p);
-  /* A qemu-nbd built with another trace backend than "log" writes no such
-   * lines (the data was compared above): nothing to count here. */
-  if (writes == 0) {
-    print_message ("qemu-nbd's trace has no payload lines (not the log "
-                   "backend?): request sizes not checked\n");
-    vms_index_free (idx);
-    skip ();
-  }
+  payload_trace_read (trace, idx, &writes, &bytes, &largest);
   /* What the source holds is written, nothing else: 8U of data (the
    * duplicate 2U again), 128 KiB around the 64 KiB of random in the hole
    * chunk, and the tail's last block. */
@@ -730,15 +748,12 @@ extract_into_a_device_writes_runs_and_leaves_no_old_byte (void **state)
   const char *raw = path_in (f, "mixed.raw"), *dev = path_in (f, "dev.raw");
   const char *trace = path_in (f, "trace");
   struct vms_source src = { .path = raw };
-  uint64_t writes = 0, largest = 0;
-  char *saved, *graph, line[512];
+  uint64_t writes, bytes, largest;
+  char *saved, *graph;
   vms_index *idx;
-  FILE *p;
 
   need_qemu ();
-  if (system ("qemu-nbd --trace help 2>/dev/null | "
-              "grep -qx nbd_co_receive_request_payload_received") != 0)
-    skip ();
+  payload_trace_install (f, &saved, trace);
   make_mixed_image (raw, ODD_SIZE_512);
   idx = copy_or_fail (f, &src, NULL);
   /* The "device": old bytes everywhere, a little larger than the disk. */
@@ -747,9 +762,6 @@ extract_into_a_device_writes_runs_and_leaves_no_old_byte (void **state)
   assert_true (asprintf (&graph, "json:{\"driver\": \"raw\", \"file\": "
                          "{\"driver\": \"file\", \"filename\": \"%s\"}}",
                          dev) > 0);
-  double_install (f, &saved,
-                  "exec \"$REAL\" --trace enable=nbd_co_receive_request_payload_received,file='%s' \"$@\"\n",
-                  trace);
   int r = vms_extract_into (f->repo, idx, graph, NULL, "the test device",
                             NULL, NULL);
   double_remove (saved);
@@ -760,24 +772,7 @@ extract_into_a_device_writes_runs_and_leaves_no_old_byte (void **state)
   run ("cmp -n %" PRIu64 " '%s' '%s'", (uint64_t) ODD_SIZE_512, raw, dev);
   run ("tail -c %" PRIu64 " '%s' | tr -d '\\252' | wc -c | grep -qx 0",
        (uint64_t) MiB, dev);
-  p = fopen (trace, "r");
-  assert_non_null (p);
-  while (fgets (line, sizeof line, p)) {
-    const char *l = strstr (line, "len = ");
-    uint64_t len;
-    if (strstr (line, "payload_received") && l
-        && sscanf (l, "len = %" SCNu64, &len) == 1) {
-      writes++;
-      largest = len > largest ? len : largest;
-    }
-  }
-  fclose (p);
-  if (writes == 0) {
-    print_message ("qemu-nbd's trace has no payload lines (not the log "
-                   "backend?): request sizes not checked\n");
-    vms_index_free (idx);
-    skip ();
-  }
+  payload_trace_read (trace, idx, &writes, &bytes, &largest);
   /* Data in runs: 2 MiB requests, not 128 KiB ones (the mixed image's
    * data is 8U long in stretches of several chunks). */
   if (CHUNK < 2 * MiB)
