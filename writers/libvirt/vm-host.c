@@ -286,6 +286,7 @@ struct host_cp {
   virDomainCheckpointPtr cp;
   const char *name;             /* borrowed from cp */
   long long created;
+  int depth;                    /* its ancestors in libvirt's tree */
   string_vector disks;          /* targets it holds a bitmap for */
   int keep;
   const char *why;              /* why it is kept */
@@ -298,12 +299,38 @@ cp_created (const char *xml)
   return p ? strtoll (p + strlen ("<creationTime>"), NULL, 10) : 0;
 }
 
+/* How many checkpoints come before cp in libvirt's tree (each new one is
+ * the child of the one before, another tool's included). */
+static int
+cp_depth (virDomainCheckpointPtr cp)
+{
+  virDomainCheckpointPtr p = virDomainCheckpointGetParent (cp, 0), q;
+  int depth = 0;
+
+  while (p != NULL && depth < 100000) {
+    depth++;
+    q = virDomainCheckpointGetParent (p, 0);
+    virDomainCheckpointFree (p);
+    p = q;
+  }
+  if (p != NULL)
+    virDomainCheckpointFree (p);
+  virResetLastError ();         /* "no parent" ends the walk, no error */
+  return depth;
+}
+
+/* Older first: by creation time, which libvirt keeps in whole seconds, and
+ * within one second by the tree (two backups in a second were ordered by
+ * the random part of their names, so an older checkpoint was sometimes
+ * kept as a disk's newest and the newest judged by the backups alone). */
 static int
 cp_older (const void *a, const void *b)
 {
   const struct host_cp *x = a, *y = b;
   if (x->created != y->created)
     return x->created < y->created ? -1 : 1;
+  if (x->depth != y->depth)
+    return x->depth < y->depth ? -1 : 1;
   return strcmp (x->name, y->name);
 }
 
@@ -374,6 +401,7 @@ vms_libvirt_prune_checkpoints (const char *uri, const char *uuid,
     c->cp = list[i];
     c->name = cn;
     c->created = cp_created (xml);
+    c->depth = cp_depth (list[i]);
     if (xml == NULL || vm_checkpoint_bitmaps (xml, strlen (xml), &c->disks) == -1) {
       vms_set_error (EIO, "vm \"%s\": cannot read checkpoint %s: %s", name, cn,
                      xml ? vms_get_error () : vm_virt_error ());
