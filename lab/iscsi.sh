@@ -65,11 +65,15 @@ start() {
     ensure_packages
     # Foreground (-f) in a session of its own: its pid is the one we record.
     setsid "$LAB_DIR/detached" tgtd -f -C "$CONTROL" --iscsi portal=127.0.0.1:$PORT </dev/null >>"$LOG" 2>&1 &
-    echo $! >"$PIDFILE"
-    local i
+    local pid=$! i
+    echo "$pid" >"$PIDFILE"
+    # Alive is "the process we started exists, not a zombie", not running(): until
+    # lab/detached has closed its fds and exec'd tgtd, its command line is
+    # the wrapper's, which read as "exited at once" on a loaded machine.
     for i in $(seq 50); do
         adm --op show --mode target >/dev/null 2>&1 && return 0
-        running || die "tgtd exited at once: $(tail -n 3 "$LOG" | tr '\n' ' ')"
+        [[ $(sed -n 's/^.*) \(.\).*/\1/p' "/proc/$pid/stat" 2>/dev/null) =~ ^[^Z]$ ]] ||
+            die "tgtd exited at once: $(tail -n 3 "$LOG" | tr '\n' ' ')"
         sleep 0.1
     done
     die "tgtd did not answer on its control port $CONTROL within 5 s"
