@@ -11,6 +11,7 @@ packages=(
   libzstd-dev libssl-dev nbdkit nbdkit-plugin-dev
   libsodium-dev   # scrypt of key files' passphrases (issue 13)
   librados-dev   # the RADOS repository backend (issue 12)
+  libxxhash-dev  # XXH3-128, the checksum of a pack's tail (issue 15)
   librbd-dev     # rbd diff incrementals of stopped VMs' RBD disks (issue 11)
   libcurl4-openssl-dev   # the S3 repository backend (issue 14; with libxml2-dev, inih)
   # files/mount (issue 16): libguestfs and its appliance, FUSE's fusermount

@@ -19,7 +19,7 @@
 #include <sys/random.h>
 
 #include <json-c/json.h>
-#include <openssl/evp.h>
+#include <xxhash.h>
 
 #include "bulk-mem.h"
 #include "cleanup.h"
@@ -103,10 +103,10 @@ struct repo_packs {
    * peak memory): the open pack's bytes before base are in its writer
    * already and buf holds [base, base + buf_len); every PACK_STAGE_SIZE
    * bytes buf is appended to the writer (the lock released meanwhile),
-   * and the tail's SHA-256 is taken as the bytes go. w NULL: the pack is
+   * and the tail's XXH3-128 is taken as the bytes go. w NULL: the pack is
    * held whole in buf and put at once (base 0), as before. */
   struct storage_writer *w;
-  EVP_MD_CTX *hctx;
+  XXH3_state_t *hctx;
   uint64_t base;
   /* The piece being appended (st_busy; at most one, in pack order, and
    * never beside a pack in flight, so that two buffers are all there
@@ -214,7 +214,7 @@ pack_state_free (vms_repo *repo)
   table_clear (rp);
   if (rp->w)
     rp->w->abort (rp->w);
-  EVP_MD_CTX_free (rp->hctx);
+  XXH3_freeState (rp->hctx);
   free (rp->buf);
   free (rp->spare);
   free (rp->blobs);
@@ -984,7 +984,7 @@ open_pack_fail (struct repo_packs *rp)
   if (rp->w)
     rp->w->abort (rp->w);
   rp->w = NULL;
-  EVP_MD_CTX_free (rp->hctx);
+  XXH3_freeState (rp->hctx);
   rp->hctx = NULL;
   rp->open_no = 0;
   rp->base = 0;
@@ -1029,6 +1029,30 @@ put_error (vms_repo *repo, const char *what)
   else
     vms_set_error (e, "repository %s: %s while %s", repo->path,
                    repo_errstr (e), what);
+}
+
+/* The tail's checksum of the pack name whose first hashed bytes are buf
+ * (those before its tail, which follows them): their XXH3-128, canonical
+ * (big endian), then 16 zero bytes. h: the state that has taken the bytes
+ * of the pack before buf, or NULL when buf is all of them. */
+static int
+tail_seal (XXH3_state_t *h, uint8_t *buf, size_t hashed, const char *name)
+{
+  XXH128_hash_t sum;
+  XXH128_canonical_t c;
+
+  if (h == NULL)
+    sum = XXH3_128bits (buf, hashed);
+  else if (XXH3_128bits_update (h, buf, hashed) == XXH_OK)
+    sum = XXH3_128bits_digest (h);
+  else {
+    vms_set_error (EIO, "XXH3-128 of pack %s failed", name);
+    return -1;
+  }
+  XXH128_canonicalFromHash (&c, sum);
+  memcpy (buf + hashed + 16, c.digest, 16);
+  memset (buf + hashed + 32, 0, 16);
+  return 0;
 }
 
 /* Put the open pack, then its segment (lock held; released while the
@@ -1091,7 +1115,7 @@ flush_locked (vms_repo *repo, struct repo_packs *rp, int full)
   uint8_t *tail = rp->buf + rp->buf_len;
   repo_put_le64 (tail, trailer_off);
   repo_put_le64 (tail + 8, tsize);
-  /* The tail's SHA-256 is computed below, once the lock is released: a
+  /* The tail's checksum is computed below, once the lock is released: a
    * second pass over every stored byte (32 MiB a pack), which held up
    * every other thread's chunk while it ran (issue 15). Nobody writes
    * the pack's bytes any more; readers (pack_read_blob) copy blobs only. */
@@ -1112,7 +1136,7 @@ flush_locked (vms_repo *repo, struct repo_packs *rp, int full)
   uint8_t *buf = rp->buf;
   size_t len = rp->buf_len, cap = rp->buf_cap;
   struct storage_writer *w = rp->w;
-  EVP_MD_CTX *hctx = rp->hctx;
+  XXH3_state_t *hctx = rp->hctx;
   rp->fl_no = no;
   rp->fl_buf = buf;
   rp->fl_len = len;
@@ -1136,14 +1160,12 @@ flush_locked (vms_repo *repo, struct repo_packs *rp, int full)
                                                   repo->pack_put_opaque) == -1) {
     if (w)
       w->abort (w);
-    EVP_MD_CTX_free (hctx);
+    XXH3_freeState (hctx);
     r = -1;
   }
   else if (w) {
     /* Its last piece: the trailer and the tail, then in place. */
-    if (EVP_DigestUpdate (hctx, buf, hashed) != 1 ||
-        EVP_DigestFinal_ex (hctx, buf + hashed + 16, NULL) != 1) {
-      vms_set_error (EIO, "SHA-256 failed (OpenSSL)");
+    if (tail_seal (hctx, buf, hashed, name) == -1) {
       w->abort (w);
       r = -1;
     }
@@ -1158,9 +1180,9 @@ flush_locked (vms_repo *repo, struct repo_packs *rp, int full)
                      repo->path, repo_errstr (errno), name);
       r = -1;
     }
-    EVP_MD_CTX_free (hctx);
+    XXH3_freeState (hctx);
   }
-  else if (repo_sha256 (buf, hashed, buf + hashed + 16) == -1)
+  else if (tail_seal (NULL, buf, hashed, name) == -1)
     r = -1;
   else if (storage_put (repo->store, name, buf, len, STORAGE_PUT_LAZY) == -1) {
     int e = errno;
@@ -1205,7 +1227,7 @@ flush_locked (vms_repo *repo, struct repo_packs *rp, int full)
 /* Append the open pack's buffer to its writer (lock held; released while
  * the bytes are hashed and written, so that the other threads fill the
  * next piece meanwhile). One piece at a time and in order: the tail's
- * SHA-256 is taken as they go. */
+ * XXH3-128 is taken as they go. */
 static int
 stage_out_locked (vms_repo *repo, struct repo_packs *rp)
 {
@@ -1218,7 +1240,7 @@ stage_out_locked (vms_repo *repo, struct repo_packs *rp)
     return 0;
   uint32_t no = rp->open_no;
   struct storage_writer *w = rp->w;
-  EVP_MD_CTX *hctx = rp->hctx;
+  XXH3_state_t *hctx = rp->hctx;
   uint8_t *buf = rp->buf;
   size_t len = rp->buf_len, cap = rp->buf_cap;
   pack_object_name (rp->packs[no - 1].id, name);
@@ -1236,8 +1258,8 @@ stage_out_locked (vms_repo *repo, struct repo_packs *rp)
   pthread_mutex_unlock (&rp->lock);
 
   int r = 0;
-  if (EVP_DigestUpdate (hctx, buf, len) != 1) {
-    vms_set_error (EIO, "SHA-256 failed (OpenSSL)");
+  if (XXH3_128bits_update (hctx, buf, len) != XXH_OK) {
+    vms_set_error (EIO, "XXH3-128 of pack %s failed", name);
     r = -1;
   }
   else if (w->append (w, buf, len) == -1) {
@@ -1291,9 +1313,10 @@ append_locked (vms_repo *repo, struct repo_packs *rp,
       open_pack_fail (rp);
       return -1;
     }
-    if (rp->w && ((rp->hctx = EVP_MD_CTX_new ()) == NULL ||
-                  EVP_DigestInit_ex (rp->hctx, EVP_sha256 (), NULL) != 1)) {
-      vms_set_error (EIO, "SHA-256 failed (OpenSSL)");
+    if (rp->w && ((rp->hctx = XXH3_createState ()) == NULL ||
+                  XXH3_128bits_reset (rp->hctx) != XXH_OK)) {
+      vms_set_error (ENOMEM, "out of memory for the checksum of pack %s",
+                     name);
       open_pack_fail (rp);
       return -1;
     }
@@ -1416,6 +1439,65 @@ pack_flush (vms_repo *repo)
   return r;
 }
 
+/* ---- a pack's header and tail, checked (verify, adoption) ---- */
+
+int
+pack_check_version (uint32_t version, char *why, size_t size)
+{
+  if (version == PACK_VERSION_SHA256 || version == PACK_VERSION)
+    return 0;
+  snprintf (why, size, "has pack format version %" PRIu32 ", %s (this one "
+            "reads versions %d and %d)", version, version > PACK_VERSION
+            ? "newer than this vmshadow reads: read it with the vmshadow "
+            "that wrote it or a later one" : "which no vmshadow writes",
+            PACK_VERSION_SHA256, PACK_VERSION);
+  return -1;
+}
+
+int
+pack_check_whole (const uint8_t *b, size_t len, char *why, size_t size)
+{
+  if (len < PACK_HEADER_SIZE + PACK_TAIL_SIZE) {
+    snprintf (why, size, "is not a pack (too short)");
+    return -1;
+  }
+  if (memcmp (b, PACK_MAGIC, 8) != 0) {
+    snprintf (why, size, "is not a pack (bad magic)");
+    return -1;
+  }
+  uint32_t version = repo_get_le32 (b + 8);
+  if (pack_check_version (version, why, size) == -1)
+    return -1;
+  size_t hashed = len - PACK_TAIL_SIZE;
+  const uint8_t *sum = b + hashed + 16;
+  int same;
+  if (version == PACK_VERSION_SHA256) {
+    uint8_t d[VMS_DIGEST_LEN];
+    if (repo_sha256 (b, hashed, d) == -1) {
+      snprintf (why, size, "could not be checked (%s)", vms_get_error ());
+      return -1;
+    }
+    same = memcmp (d, sum, VMS_DIGEST_LEN) == 0;
+  }
+  else {
+    XXH128_canonical_t c;
+    XXH128_canonicalFromHash (&c, XXH3_128bits (b, hashed));
+    same = memcmp (c.digest, sum, 16) == 0;
+  }
+  if (!same) {
+    snprintf (why, size, "is corrupt (checksum mismatch: damaged or cut "
+              "short)");
+    return -1;
+  }
+  static const uint8_t zero[16];
+  if (version != PACK_VERSION_SHA256 && memcmp (sum + 16, zero, 16) != 0) {
+    snprintf (why, size, "is corrupt (its tail's reserved bytes are not "
+              "zero)");
+    return -1;
+  }
+  return 0;
+}
+
 /* ---- adoption (issue 14: a sync killed between a pack and its segment) ----
  *
  * Safe against a concurrent gc as deduplication is (rule 2 of
@@ -1433,7 +1515,8 @@ pack_adopt (vms_repo *repo, const uint8_t id[16], uint64_t *chunks,
   uint8_t *b = NULL, *trailer = NULL, *plain = NULL, *e = NULL, *out = NULL;
   void *seg = NULL;
   size_t len, n = 0, ne = 0, seg_len;
-  uint8_t seg_id[16], sum[VMS_DIGEST_LEN];
+  uint8_t seg_id[16];
+  char why_bad[160];
   int r = -1;
 
   *chunks = 0;
@@ -1470,15 +1553,15 @@ pack_adopt (vms_repo *repo, const uint8_t id[16], uint64_t *chunks,
 #define BAD(what) do { vms_set_error (EBADMSG, "repository %s: pack %s is " \
                                       "not sound (%s)", repo->path, name, \
                                       what); goto out; } while (0)
-  if (len < PACK_HEADER_SIZE + PACK_TAIL_SIZE || memcmp (b, PACK_MAGIC, 8) ||
-      repo_get_le32 (b + 8) != PACK_VERSION ||
-      repo_get_le32 (b + 12) != (repo->encrypted ? PACK_FLAG_ENCRYPTED : 0u))
-    BAD ("its header");
-  size_t hashed = len - PACK_TAIL_SIZE;
-  if (repo_sha256 (b, hashed, sum) == -1)
+  /* Either pack format version: a pack an older vmshadow put. */
+  if (pack_check_whole (b, len, why_bad, sizeof why_bad) == -1) {
+    vms_set_error (EBADMSG, "repository %s: pack %s %s", repo->path, name,
+                   why_bad);
     goto out;
-  if (memcmp (sum, b + hashed + 16, VMS_DIGEST_LEN) != 0)
-    BAD ("its tail's checksum");
+  }
+  if (repo_get_le32 (b + 12) != (repo->encrypted ? PACK_FLAG_ENCRYPTED : 0u))
+    BAD ("its header's flags");
+  size_t hashed = len - PACK_TAIL_SIZE;
   uint64_t toff = repo_get_le64 (b + hashed), tlen = repo_get_le64 (b + hashed + 8);
   size_t tenv = repo->encrypted ? ENVELOPE_OVERHEAD : 0;
   if (toff < PACK_HEADER_SIZE || toff > hashed || tlen != hashed - toff ||

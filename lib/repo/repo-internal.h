@@ -143,7 +143,11 @@ extern int repo_need_delete (vms_repo *repo, const char *what);
 #define PACK_SIZE_MIN (1u << 20)
 #define PACK_SIZE_MAX (1u << 30)
 #define PACK_MAGIC "VMSPACK2"
-#define PACK_VERSION 1
+/* The pack format version new packs get. A reader takes both: version 1's
+ * tail holds the SHA-256 of every byte before it, version 2's (issue 15)
+ * their XXH3-128 and 16 zero bytes (pack_check_whole). */
+#define PACK_VERSION 2
+#define PACK_VERSION_SHA256 1
 #define PACK_HEADER_SIZE 16
 #define PACK_TAIL_SIZE 48
 #define PACK_FLAG_ENCRYPTED 1u
@@ -412,6 +416,18 @@ extern int pack_flush (vms_repo *repo);
 extern int pack_note_used (vms_repo *repo, const vms_index *idx);
 extern int pack_extend_used (vms_repo *repo, const char *backup_id,
                              uint64_t *extended);
+/* Check a whole pack of len bytes at b (untrusted): its magic, a pack
+ * format version this build reads (pack_check_version) and its tail's
+ * checksum (version 1: SHA-256; 2: XXH3-128, then 16 reserved bytes that
+ * must be zero). Bit rot, a cut or a lost write, not an attacker: GCM tags
+ * and chunk ids are what authenticate. 0 when sound; else -1 and, in why,
+ * what is wrong as words that follow "pack NAME " ("is corrupt (checksum
+ * mismatch: damaged or cut short)"). The trailer's place is not checked. */
+extern int pack_check_whole (const uint8_t *b, size_t len, char *why,
+                             size_t size);
+/* 0 if this build reads pack format version; else -1 and, in why, words
+ * that follow "pack NAME " and say so. */
+extern int pack_check_version (uint32_t version, char *why, size_t size);
 /* "packs/ab/<32 hex>" for a pack id. */
 extern void pack_object_name (const uint8_t id[16], char name[64]);
 /* gc of a version 2 repository (docs/repository-format.md "Version 2",

@@ -878,8 +878,9 @@ verify_packs (struct verify *v)
 /* ---- an encrypted repository without its key (R28) ----
  *
  * What can be checked without the key: every pack's header, tail and the
- * SHA-256 over it (bit rot, a cut or a lost write: not an attacker, who can
- * recompute it), the framing of its sealed trailer; the framing and
+ * checksum over it (SHA-256 or XXH3-128 by pack format version: bit rot, a
+ * cut or a lost write, not an attacker, who can recompute it), the
+ * framing of its sealed trailer; the framing and
  * length of every other sealed object. Contents are not authenticated:
  * the report's last line says so. */
 
@@ -909,14 +910,11 @@ names_add (void *opaque, const char *name)
 static void
 check_pack (struct verify *v, const char *name, const uint8_t *b, size_t len)
 {
-  uint8_t sum[VMS_DIGEST_LEN];
+  char bad[160];
 
-  if (len < PACK_HEADER_SIZE + PACK_TAIL_SIZE ||
-      memcmp (b, PACK_MAGIC, 8) != 0 ||
-      repo_get_le32 (b + 8) != PACK_VERSION) {
-    problem (v, "pack %s is not a pack (%s)", name,
-             len < PACK_HEADER_SIZE + PACK_TAIL_SIZE ? "too short"
-             : "bad magic or version");
+  /* Either pack format version (SHA-256 or XXH3-128 in its tail). */
+  if (pack_check_whole (b, len, bad, sizeof bad) == -1) {
+    problem (v, "pack %s %s", name, bad);
     return;
   }
   if (!(repo_get_le32 (b + 12) & PACK_FLAG_ENCRYPTED))
@@ -924,12 +922,6 @@ check_pack (struct verify *v, const char *name, const uint8_t *b, size_t len)
              "repository", name);
   const uint8_t *tail = b + len - PACK_TAIL_SIZE;
   uint64_t toff = repo_get_le64 (tail), tlen = repo_get_le64 (tail + 8);
-  if (repo_sha256 (b, len - PACK_TAIL_SIZE, sum) == 0 &&
-      memcmp (sum, tail + 16, VMS_DIGEST_LEN) != 0) {
-    problem (v, "pack %s is corrupt (checksum mismatch: damaged or cut "
-             "short)", name);
-    return;
-  }
   if (toff < PACK_HEADER_SIZE || toff > len - PACK_TAIL_SIZE ||
       tlen != len - PACK_TAIL_SIZE - toff) {
     problem (v, "pack %s is corrupt (its trailer is out of place)", name);
@@ -1017,11 +1009,12 @@ verify_trailers (struct verify *v)
   for (size_t i = 0; r == 0 && i < l.n; i++) {
     const char *name = l.v[i];
     struct storage_stat st;
-    uint8_t tail[PACK_TAIL_SIZE];
-    char aad[256];
+    uint8_t head[PACK_HEADER_SIZE], tail[PACK_TAIL_SIZE];
+    char aad[256], why[160];
     int gone = storage_stat (repo->store, name, &st) == -1;
     int bad = !gone &&
       (st.size < PACK_HEADER_SIZE + PACK_TAIL_SIZE + ENVELOPE_OVERHEAD ||
+       storage_get (repo->store, name, 0, PACK_HEADER_SIZE, head) == -1 ||
        storage_get (repo->store, name, st.size - PACK_TAIL_SIZE,
                     PACK_TAIL_SIZE, tail) == -1);
     if ((gone || bad) && pack_unreachable (v, name)) {
@@ -1032,6 +1025,12 @@ verify_trailers (struct verify *v)
       continue;                 /* gone meanwhile (gc) */
     if (bad) {
       problem (v, "pack %s is corrupt (too short for a pack)", name);
+      continue;
+    }
+    /* Both pack format versions place the trailer alike; a later one
+     * might not. */
+    if (pack_check_version (repo_get_le32 (head + 8), why, sizeof why) == -1) {
+      problem (v, "pack %s %s", name, why);
       continue;
     }
     uint64_t toff = repo_get_le64 (tail), tlen = repo_get_le64 (tail + 8);

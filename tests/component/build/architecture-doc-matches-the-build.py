@@ -19,7 +19,7 @@ DEPS = {
     'vm_writer_dep': 'writers/libvirt',
     'guestfiles_dep': 'lib/guestfiles', 'guestfs_dep': 'libguestfs',
     'jsonc_dep': 'json-c', 'libcrypto_dep': 'OpenSSL libcrypto',
-    'libsodium_dep': 'libsodium', 'libzstd_dep': 'zstd', 'librados_dep': 'librados', 'librbd_dep': 'librbd', 'libnbd_dep': 'libnbd', 'libvirt_dep': 'libvirt',
+    'libsodium_dep': 'libsodium', 'libzstd_dep': 'zstd', 'libxxhash_dep': 'xxHash', 'librados_dep': 'librados', 'librbd_dep': 'librbd', 'libnbd_dep': 'libnbd', 'libvirt_dep': 'libvirt',
     'libvirt_qemu_dep': 'libvirt-qemu',
     'libcurl_dep': 'libcurl', 'libxml_dep': 'libxml2', 'threads_dep': 'threads', 'inih_dep': 'inih',
 }

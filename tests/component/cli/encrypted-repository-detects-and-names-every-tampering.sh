@@ -125,9 +125,12 @@ import struct, sys, hashlib
 a = bytearray(open(sys.argv[1], "rb").read()); b = open(sys.argv[2], "rb").read()
 ta, la = struct.unpack("<QQ", a[-48:-32]); tb, lb = struct.unpack("<QQ", b[-48:-32])
 # The other pack's trailer, cut or padded to this one's length, its tail
-# made consistent (offset, length, SHA-256): only the seal can tell.
+# made consistent (offset, length, checksum: written as pack format
+# version 1, whose checksum is SHA-256, which Python has; version 2's
+# XXH3-128 it has not): only the seal can tell.
 t = (b[tb:tb + lb] + bytes(la))[:la]
 a[ta:ta + la] = t
+a[8:12] = struct.pack("<I", 1)
 a[-16 - 32:] = struct.pack("<QQ", ta, la) + hashlib.sha256(a[:-48]).digest()
 open(sys.argv[1], "wb").write(a)
 PY

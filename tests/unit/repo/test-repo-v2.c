@@ -3,7 +3,8 @@
  * segment per pack, one chunk reads back with one ranged read, a backup
  * exists once its manifest (put last, exclusively) does, verify finds a
  * damaged or missing pack, prune and gc drop, repack and compact exactly
- * what they should, and a version 1 repository stays version 1.
+ * what they should, and a version 1 repository stays version 1; packs of
+ * both pack format versions (their tails' checksums) are read and checked.
  *
  * Each test gets a fresh repository under the build directory.
  * Usage: test-repo-v2 [test-name]; output is TAP.
@@ -31,6 +32,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <xxhash.h>
 
 #include "vmshadow/document.h"
 #include "vmshadow/error.h"
@@ -160,6 +162,59 @@ exists (const char *rel)
   struct stat st;
   snprintf (path, sizeof path, "%s/%s", repo_dir, rel);
   return lstat (path, &st) == 0;
+}
+
+/* The whole file at path, in a new buffer. */
+static uint8_t *
+file_read (const char *path, size_t *len)
+{
+  struct stat st;
+  int fd = open (path, O_RDONLY);
+  assert_true (fd >= 0);
+  assert_int_equal (fstat (fd, &st), 0);
+  *len = (size_t) st.st_size;
+  uint8_t *p = xmalloc (*len ? *len : 1);
+  assert_int_equal (pread (fd, p, *len, 0), (ssize_t) *len);
+  close (fd);
+  return p;
+}
+
+/* The pack at path is of pack format version 2: its tail holds the
+ * XXH3-128 of every byte before it, big endian, then 16 zero bytes. */
+static void
+assert_tail_is_xxh3 (const char *path)
+{
+  size_t len;
+  uint8_t *p = file_read (path, &len);
+  const uint8_t *tail = p + len - PACK_TAIL_SIZE;
+  static const uint8_t zero[16];
+  XXH128_canonical_t c;
+
+  assert_true (len > PACK_HEADER_SIZE + PACK_TAIL_SIZE);
+  assert_memory_equal (p, PACK_MAGIC, 8);
+  assert_int_equal (repo_get_le32 (p + 8), 2);
+  XXH128_canonicalFromHash (&c, XXH3_128bits (p, len - PACK_TAIL_SIZE));
+  assert_memory_equal (c.digest, tail + 16, 16);
+  assert_memory_equal (zero, tail + 32, 16);
+  free (p);
+}
+
+/* Make the pack at path what vmshadow wrote before issue 15: pack format
+ * version 1, whose tail holds the SHA-256 of every byte before it (the
+ * rest of the pack is laid out alike). */
+static void
+pack_make_version_1 (const char *path)
+{
+  size_t len;
+  uint8_t *p = file_read (path, &len);
+  repo_put_le32 (p + 8, 1);
+  assert_int_equal (repo_sha256 (p, len - PACK_TAIL_SIZE,
+                                 p + len - PACK_TAIL_SIZE + 16), 0);
+  int fd = open (path, O_WRONLY);
+  assert_true (fd >= 0);
+  assert_int_equal (pwrite (fd, p, len, 0), (ssize_t) len);
+  close (fd);
+  free (p);
 }
 
 /* ---- tests ---- */
@@ -1200,23 +1255,17 @@ a_pack_is_written_as_it_fills_and_reads_back_before_and_after_its_put (void **st
   assert_int_equal (first_file ("packs", path, sizeof path), 0);
   assert_int_equal (stat (path, &st), 0);
   assert_true (st.st_size > (off_t) (n * CS));
-  /* Its tail: the trailer just before it, the SHA-256 of every byte
+  /* Its tail: the trailer just before it, the XXH3-128 of every byte
    * before it (taken piece by piece as the pack was written). */
   {
-    size_t len = (size_t) st.st_size;
-    uint8_t *p = xmalloc (len), sum[VMS_DIGEST_LEN];
-    int fd = open (path, O_RDONLY);
-    assert_true (fd >= 0);
-    assert_int_equal (pread (fd, p, len, 0), (ssize_t) len);
-    close (fd);
+    size_t len;
+    uint8_t *p = file_read (path, &len);
     const uint8_t *tail = p + len - PACK_TAIL_SIZE;
-    assert_memory_equal (p, PACK_MAGIC, 8);
     assert_int_equal (repo_get_le64 (tail) + repo_get_le64 (tail + 8),
                       len - PACK_TAIL_SIZE);
     assert_int_equal (repo_get_le64 (tail + 8), n * SEGMENT_ENTRY_SIZE);
-    assert_int_equal (repo_sha256 (p, len - PACK_TAIL_SIZE, sum), 0);
-    assert_memory_equal (sum, tail + 16, VMS_DIGEST_LEN);
     free (p);
+    assert_tail_is_xxh3 (path);
   }
   for (size_t c = 0; c < n; c++) {
     assert_int_equal (vms_repo_chunk_get (r, &d[c], back, CS, 1), 0);
@@ -1256,6 +1305,33 @@ pack_rw (const char *pack, off_t off, void *buf, size_t len, int write)
   close (fd);
 }
 
+/* A new encrypted repository with visible backup ids, its key in the
+ * work directory, its passphrase in the environment (and a cheap scrypt)
+ * until encrypted_done. */
+static vms_repo *
+init_encrypted (void)
+{
+  char keys[128];
+  struct vms_repo_encryption e = { .visible_backup_ids = 1 };
+
+  snprintf (keys, sizeof keys, "%s/keys", workdir);
+  setenv ("VMSHADOW_KEY_DIR", keys, 1);
+  setenv ("VMSHADOW_PASSPHRASE", "unit-test-passphrase", 1);
+  setenv ("VMSHADOW_SCRYPT_LOG2N", "14", 1);
+  vms_repo *r = vms_repo_init_encrypted (repo_dir, &e);
+  if (r == NULL)
+    fail_msg ("init --encrypt: %s", vms_get_error ());
+  return r;
+}
+
+static void
+encrypted_done (void)
+{
+  unsetenv ("VMSHADOW_KEY_DIR");
+  unsetenv ("VMSHADOW_PASSPHRASE");
+  unsetenv ("VMSHADOW_SCRYPT_LOG2N");
+}
+
 /* Issue 13, R28 (docs/encryption.md "Why a restore does not re-derive
  * chunk ids"): in an encrypted repository AES-256-GCM alone proves that a
  * chunk read is the chunk, since a blob opens only for the chunk id and
@@ -1269,8 +1345,7 @@ pack_rw (const char *pack, off_t off, void *buf, size_t len, int write)
 static void
 an_encrypted_read_is_proven_by_gcm_and_verify_deep_rederives_ids (void **state)
 {
-  char keys[128], pack0[512], pack1[512];
-  struct vms_repo_encryption e = { .visible_backup_ids = 1 };
+  char pack0[512], pack1[512];
   struct vms_digest d0, d1;
   struct lines l = { .n = 0 };
   size_t n = 3 * CS, len0, len1;
@@ -1279,13 +1354,7 @@ an_encrypted_read_is_proven_by_gcm_and_verify_deep_rederives_ids (void **state)
   uint8_t *b0 = xmalloc (CS + ENVELOPE_OVERHEAD);
   uint8_t *b1 = xmalloc (CS + ENVELOPE_OVERHEAD);
 
-  snprintf (keys, sizeof keys, "%s/keys", workdir);
-  setenv ("VMSHADOW_KEY_DIR", keys, 1);
-  setenv ("VMSHADOW_PASSPHRASE", "unit-test-passphrase", 1);
-  setenv ("VMSHADOW_SCRYPT_LOG2N", "14", 1);
-  vms_repo *r = vms_repo_init_encrypted (repo_dir, &e);
-  if (r == NULL)
-    fail_msg ("init --encrypt: %s", vms_get_error ());
+  vms_repo *r = init_encrypted ();
   fill_random (data, n, 13);           /* incompressible: raw blobs */
   make_backup (r, "b1", data, n);
   assert_int_equal (repo_chunk_id (r, data, CS, &d0), 0);
@@ -1333,13 +1402,182 @@ an_encrypted_read_is_proven_by_gcm_and_verify_deep_rederives_ids (void **state)
   lines_free (&l);
   vms_repo_close (rd);
   vms_repo_close (r);
-  unsetenv ("VMSHADOW_KEY_DIR");
-  unsetenv ("VMSHADOW_PASSPHRASE");
-  unsetenv ("VMSHADOW_SCRYPT_LOG2N");
+  encrypted_done ();
   free (data);
   free (buf);
   free (b0);
   free (b1);
+}
+
+/* The keyless verify of the repository finds exactly one problem, and
+ * names pack (its path) with what. */
+static void
+keyless_verify_names (const char *pack, const char *what)
+{
+  struct lines l = { .n = 0 };
+  char want[512];
+  vms_repo *rd = vms_repo_open (repo_dir, VMS_REPO_NO_KEY);
+  assert_non_null (rd);
+  assert_int_equal (vms_repo_verify (rd, NULL, 0, collect, &l), 1);
+  snprintf (want, sizeof want, "pack %s %s", pack + strlen (repo_dir) + 1,
+            what);
+  if (!lines_contain (&l, want))
+    fail_msg ("verify without the key did not say \"%s\" (first line: %s)",
+              want, l.n ? l.v[0] : "none");
+  lines_free (&l);
+  vms_repo_close (rd);
+}
+
+/* Issue 15, R28: a repository holding packs of both pack format versions
+ * (one written before issue 15, one after) reads back and verifies with
+ * the key, and without it each pack's tail is checked by its version:
+ * SHA-256 in version 1, XXH3-128 in version 2 (written in pieces, or put
+ * whole as on RADOS and S3). Without the key the tail's checksum is all
+ * that finds a damaged blob, so a flipped bit in a pack of either version
+ * is named by it; so are a set reserved byte of version 2's tail and a
+ * pack format version this build does not read (with the key too). */
+static void
+packs_of_both_format_versions_restore_and_verify (void **state)
+{
+  char pack1[512], pack2[512];
+  struct vms_digest d[6];
+  struct lines l = { .n = 0 };
+  size_t n = 3 * CS, blen;
+  off_t off;
+  struct stat st;
+  uint8_t *data = xmalloc (2 * n), *buf = xmalloc (CS);
+
+  vms_repo *r = init_encrypted ();
+  fill_random (data, 2 * n, 1513);
+  make_backup (r, "b1", data, n);
+  /* b2's pack put whole: the store offers no writer. */
+  struct storage_ops whole = *r->store->ops;
+  const struct storage_ops *ops = r->store->ops;
+  whole.writer_open = NULL;
+  r->store->ops = &whole;
+  make_backup (r, "b2", data + n, n);
+  r->store->ops = ops;
+  for (size_t c = 0; c < 6; c++)
+    assert_int_equal (repo_chunk_id (r, data + c * CS, CS, &d[c]), 0);
+  blob_where (r, &d[0], pack1, sizeof pack1, &off, &blen);
+  blob_where (r, &d[3], pack2, sizeof pack2, &off, &blen);
+  assert_string_not_equal (pack1, pack2);
+  vms_repo_close (r);
+  assert_tail_is_xxh3 (pack1);
+  assert_tail_is_xxh3 (pack2);
+  pack_make_version_1 (pack1);
+
+  vms_repo *rd = vms_repo_open (repo_dir, 0);
+  assert_non_null (rd);
+  for (size_t c = 0; c < 6; c++) {
+    if (vms_repo_chunk_get (rd, &d[c], buf, CS, 1) == -1)
+      fail_msg ("chunk %zu: %s", c, vms_get_error ());
+    assert_memory_equal (buf, data + c * CS, CS);
+  }
+  assert_int_equal (vms_repo_verify (rd, NULL, 1, collect, &l), 0);
+  lines_free (&l);
+  vms_repo_close (rd);
+  rd = vms_repo_open (repo_dir, VMS_REPO_NO_KEY);
+  assert_non_null (rd);
+  assert_int_equal (vms_repo_verify (rd, NULL, 0, collect, &l), 0);
+  assert_true (lines_contain (&l, "checked without the key: 2 packs"));
+  lines_free (&l);
+  vms_repo_close (rd);
+
+  /* A bit of the first blob of each pack (the header is 16 bytes). */
+  flip_byte (pack1, 100, 0x04);
+  keyless_verify_names (pack1, "is corrupt (checksum mismatch");
+  flip_byte (pack1, 100, 0x04);
+  flip_byte (pack2, 100, 0x04);
+  keyless_verify_names (pack2, "is corrupt (checksum mismatch");
+  flip_byte (pack2, 100, 0x04);
+  assert_int_equal (stat (pack2, &st), 0);
+  flip_byte (pack2, st.st_size - 1, 0x01);
+  keyless_verify_names (pack2, "is corrupt (its tail's reserved bytes are "
+                        "not zero)");
+  flip_byte (pack2, st.st_size - 1, 0x01);
+
+  /* Pack format version 3. */
+  flip_byte (pack2, 8, 0x01);
+  keyless_verify_names (pack2, "has pack format version 3, newer than this "
+                        "vmshadow reads");
+  rd = vms_repo_open (repo_dir, 0);
+  assert_non_null (rd);
+  assert_int_equal (vms_repo_verify (rd, NULL, 1, collect, &l), 1);
+  assert_true (lines_contain (&l, "has pack format version 3, newer than "
+                              "this vmshadow reads"));
+  lines_free (&l);
+  vms_repo_close (rd);
+  encrypted_done ();
+  free (data);
+  free (buf);
+}
+
+/* Issue 15 (and 14's adoption, docs/repository-format.md "Sync"): a pack
+ * that no segment names, as a killed sync leaves it, is adopted whatever
+ * pack format version it has — one an older vmshadow wrote (1) or this
+ * one (2) — and one of a later version is refused with the pack named. */
+static void
+a_pack_of_either_format_version_is_adopted_and_a_later_one_refused (void **state)
+{
+  vms_repo *r = open_v2 ();
+  size_t n = 3 * CS;
+  uint8_t *data = xmalloc (3 * n), *buf = xmalloc (CS);
+  uint8_t ids[3][16];
+  char path[3][512], name[64];
+  glob_t g;
+
+  fill_random (data, 3 * n, 1514);
+  for (int i = 0; i < 3; i++) {
+    char id[8];
+    struct vms_digest d;
+    struct pack_loc loc;
+    snprintf (id, sizeof id, "b%d", i + 1);
+    make_backup (r, id, data + i * n, n);
+    assert_int_equal (repo_chunk_id (r, data + i * n, CS, &d), 0);
+    assert_int_equal (pack_lookup (r, &d, &loc), 1);
+    memcpy (ids[i], loc.pack_id, 16);
+    pack_object_name (ids[i], name);
+    snprintf (path[i], sizeof path[i], "%s/%s", repo_dir, name);
+  }
+  vms_repo_close (r);
+  pack_make_version_1 (path[0]);
+  flip_byte (path[2], 8, 0x01);           /* version 2 -> 3 */
+  /* No segment names them any more. */
+  char pat[512];
+  snprintf (pat, sizeof pat, "%s/index/*", repo_dir);
+  assert_int_equal (glob (pat, 0, NULL, &g), 0);
+  for (size_t i = 0; i < g.gl_pathc; i++)
+    assert_int_equal (unlink (g.gl_pathv[i]), 0);
+  globfree (&g);
+
+  r = vms_repo_open (repo_dir, VMS_REPO_WRITE);
+  assert_non_null (r);
+  for (int i = 0; i < 2; i++) {
+    uint64_t chunks;
+    const char *why;
+    if (pack_adopt (r, ids[i], &chunks, &why) != 1)
+      fail_msg ("pack of version %d not adopted: %s", 1 + i,
+                why ? why : vms_get_error ());
+    assert_int_equal (chunks, 3);
+  }
+  uint64_t chunks;
+  const char *why;
+  assert_int_equal (pack_adopt (r, ids[2], &chunks, &why), -1);
+  pack_object_name (ids[2], name);
+  assert_error_contains (name);
+  assert_error_contains ("has pack format version 3, newer than this "
+                         "vmshadow reads");
+  for (size_t c = 0; c < 6; c++) {
+    struct vms_digest d;
+    assert_int_equal (repo_chunk_id (r, data + c * CS, CS, &d), 0);
+    if (vms_repo_chunk_get (r, &d, buf, CS, 1) == -1)
+      fail_msg ("chunk %zu of an adopted pack: %s", c, vms_get_error ());
+    assert_memory_equal (buf, data + c * CS, CS);
+  }
+  vms_repo_close (r);
+  free (data);
+  free (buf);
 }
 
 int
@@ -1379,6 +1617,10 @@ main (int argc, char *argv[])
        a_pack_is_written_as_it_fills_and_reads_back_before_and_after_its_put),
     T ("an-encrypted-read-is-proven-by-gcm-and-verify-deep-rederives-ids",
        an_encrypted_read_is_proven_by_gcm_and_verify_deep_rederives_ids),
+    T ("packs-of-both-format-versions-restore-and-verify",
+       packs_of_both_format_versions_restore_and_verify),
+    T ("a-pack-of-either-format-version-is-adopted-and-a-later-one-refused",
+       a_pack_of_either_format_version_is_adopted_and_a_later_one_refused),
 #undef T
   };
   cmocka_set_message_output (CM_OUTPUT_TAP);
