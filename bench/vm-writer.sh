@@ -230,6 +230,8 @@ echo "full-4G      peak memory of vmshadow $((full_rss / 1024)) MiB (last run) â
 # profile while nbdcopy reads the export as vmshadow does. The incremental
 # section is skipped when variants are given.
 qemu_stat() { awk '{ print $14 + $15, $10 }' "/proc/$1/stat"; }
+# Context switches of all of a process's threads (voluntary + not).
+ctxsw() { cat /proc/"$1"/task/*/status 2>/dev/null | awk '/ctxt_switches/ { n += $2 } END { print n + 0 }'; }
 steal_ticks() { awk '/^cpu / { print $9 }' /proc/stat; }
 if [ -n "${VMW_BENCH_FULL_VARIANTS:-}" ]; then
     qpid=$(cat "/run/libvirt/qemu/$vbig.pid")
@@ -254,15 +256,15 @@ if [ -n "${VMW_BENCH_FULL_VARIANTS:-}" ]; then
             rm -rf "$LAB_WORK/repo-ab"
             "$VMSHADOW" init --repo "$LAB_WORK/repo-ab" --format "${VMW_BENCH_FORMAT:-2}" >/dev/null
             drop
-            read -r q0 f0 < <(qemu_stat "$qpid"); st0=$(steal_ticks)
+            read -r q0 f0 < <(qemu_stat "$qpid"); st0=$(steal_ticks); qc0=$(ctxsw "$qpid")
             t0=$(now)
-            env "${envs[@]}" /usr/bin/time -f '%U %S %M' -o "$LAB_WORK/ab.time" "${prefix[@]}" "$VMSHADOW" \
+            env "${envs[@]}" /usr/bin/time -f '%U %S %M %w %c' -o "$LAB_WORK/ab.time" "${prefix[@]}" "$VMSHADOW" \
                 --repo "$LAB_WORK/repo-ab" backup --json --full "$vbig" >"$LAB_WORK/ab.out" 2>"$LAB_WORK/ab.err" ||
                 lab_fail "full backup ($v) failed: $(tail -n 5 "$LAB_WORK/ab.err")"
             t=$(secs "$t0" "$(now)")
-            read -r q1 f1 < <(qemu_stat "$qpid")
-            read -r u s m <"$LAB_WORK/ab.time"
-            echo "full-ab      round $round $v: $t s ($(awk -v t="$t" -v b="$braw" 'BEGIN { printf "%.2f", t / b }') x cat), vmshadow ${u}u ${s}s $((m / 1024)) MiB, QEMU $(awk -v a="$q0" -v b="$q1" -v hz="$hz" 'BEGIN { printf "%.2f", (b - a) / hz }') CPU-s $((f1 - f0)) minor faults, steal $(awk -v a="$st0" -v b="$(steal_ticks)" -v hz="$hz" 'BEGIN { printf "%.2f", (b - a) / hz }') s"
+            read -r q1 f1 < <(qemu_stat "$qpid"); qc1=$(ctxsw "$qpid")
+            read -r u s m cw ci <"$LAB_WORK/ab.time"
+            echo "full-ab      round $round $v: $t s ($(awk -v t="$t" -v b="$braw" 'BEGIN { printf "%.2f", t / b }') x cat), vmshadow ${u}u ${s}s $((m / 1024)) MiB $((cw + ci)) context switches, QEMU $((qc1 - qc0)) context switches, QEMU $(awk -v a="$q0" -v b="$q1" -v hz="$hz" 'BEGIN { printf "%.2f", (b - a) / hz }') CPU-s $((f1 - f0)) minor faults, steal $(awk -v a="$st0" -v b="$(steal_ticks)" -v hz="$hz" 'BEGIN { printf "%.2f", (b - a) / hz }') s"
         done
     done
     # VMW_BENCH_FULL_EXPORT="1 4": the export alone, without vmshadow: a

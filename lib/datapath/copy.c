@@ -93,7 +93,12 @@ struct copy_pipeline {
   const char *what;             /* the source, for messages */
 
   pthread_mutex_t lock;
-  pthread_cond_t cond;          /* broadcast on every change below */
+  /* Two conditions, so that a change wakes only the thread that waits for
+   * it: a filled slot one worker, a freed slot the reader (with one for
+   * both, every chunk woke every thread: issue 15). Failure and the end of
+   * input wake all. */
+  pthread_cond_t ready_cond;    /* a slot was filled: for the workers */
+  pthread_cond_t free_cond;     /* a slot was freed: for the reader */
   struct copy_slot *slots;
   size_t nr_slots;
   char *pool;                   /* the slots' buffers */
@@ -127,7 +132,8 @@ copy_fail (struct copy_pipeline *p, int errnum, const char *fmt, ...)
   va_start (ap, fmt);
   vms_first_error_record (&p->error, errnum, fmt, ap);
   va_end (ap);
-  pthread_cond_broadcast (&p->cond);
+  pthread_cond_broadcast (&p->ready_cond);
+  pthread_cond_broadcast (&p->free_cond);
   pthread_mutex_unlock (&p->lock);
 }
 
@@ -198,7 +204,7 @@ copy_worker (void *arg)
     int r;
 
     while (!p->error.failed && p->nr_ready == 0 && !p->end_of_input)
-      pthread_cond_wait (&p->cond, &p->lock);
+      pthread_cond_wait (&p->ready_cond, &p->lock);
     if (p->error.failed || p->nr_ready == 0)
       break;
     s = &p->slots[p->ready[p->ready_head]];
@@ -231,7 +237,7 @@ copy_worker (void *arg)
       }
     }
     p->free_slots[p->nr_free++] = (size_t) (s - p->slots);
-    pthread_cond_broadcast (&p->cond);
+    pthread_cond_signal (&p->free_cond);
   }
   pthread_mutex_unlock (&p->lock);
   return NULL;
@@ -246,7 +252,7 @@ copy_slot_ready (struct copy_slot *s)
   pthread_mutex_lock (&p->lock);
   p->ready[(p->ready_head + p->nr_ready) % p->nr_slots] = (size_t) (s - p->slots);
   p->nr_ready++;
-  pthread_cond_broadcast (&p->cond);
+  pthread_cond_signal (&p->ready_cond);
   pthread_mutex_unlock (&p->lock);
 }
 
@@ -267,7 +273,7 @@ copy_take_slot (struct copy_pipeline *p, int wait)
         ts.tv_sec++;
         ts.tv_nsec -= 1000000000L;
       }
-      pthread_cond_timedwait (&p->cond, &p->lock, &ts);
+      pthread_cond_timedwait (&p->free_cond, &p->lock, &ts);
     }
     if (!p->error.failed && p->nr_free > 0)
       s = &p->slots[p->free_slots[--p->nr_free]];
@@ -285,7 +291,7 @@ copy_return_slot (struct copy_slot *s)
 
   pthread_mutex_lock (&p->lock);
   p->free_slots[p->nr_free++] = (size_t) (s - p->slots);
-  pthread_cond_broadcast (&p->cond);
+  pthread_cond_signal (&p->free_cond);
   pthread_mutex_unlock (&p->lock);
 }
 
@@ -298,7 +304,8 @@ copy_pipeline_init (struct copy_pipeline *p, vms_repo *repo, vms_index *idx,
   p->idx = idx;
   p->what = what;
   pthread_mutex_init (&p->lock, NULL);
-  pthread_cond_init (&p->cond, NULL);
+  pthread_cond_init (&p->ready_cond, NULL);
+  pthread_cond_init (&p->free_cond, NULL);
   p->nr_slots = 2 * (size_t) workers + 2 + extra_slots;
   p->slots = calloc (p->nr_slots, sizeof *p->slots);
   p->free_slots = calloc (p->nr_slots, sizeof *p->free_slots);
@@ -339,7 +346,7 @@ copy_pipeline_finish (struct copy_pipeline *p)
 
   pthread_mutex_lock (&p->lock);
   p->end_of_input = 1;
-  pthread_cond_broadcast (&p->cond);
+  pthread_cond_broadcast (&p->ready_cond);
   pthread_mutex_unlock (&p->lock);
   for (size_t i = 0; i < p->nr_threads; i++)
     pthread_join (p->threads[i], NULL);
@@ -349,7 +356,8 @@ copy_pipeline_finish (struct copy_pipeline *p)
   free (p->free_slots);
   free (p->ready);
   free (p->threads);
-  pthread_cond_destroy (&p->cond);
+  pthread_cond_destroy (&p->ready_cond);
+  pthread_cond_destroy (&p->free_cond);
   pthread_mutex_destroy (&p->lock);
   return r;
 }
