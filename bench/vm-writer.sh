@@ -227,7 +227,8 @@ echo "full-4G      peak memory of vmshadow $((full_rss / 1024)) MiB (last run) â
 # during it. VMW_BENCH_FULL_PERF=DIR: one more full backup (not timed) with
 # `perf record -g` of QEMU (-p) and system-wide (-a: vmshadow, QEMU and
 # the idle CPUs), kept in DIR; with VMW_BENCH_FULL_EXPORT also QEMU's
-# profile while nbdcopy reads the export as vmshadow does. The incremental
+# profile while nbdcopy reads the export as vmshadow does.
+# VMW_BENCH_FULL_LOGS=DIR: each backup's stderr kept in DIR. The incremental
 # section is skipped when variants are given.
 qemu_stat() { awk '{ print $14 + $15, $10 }' "/proc/$1/stat"; }
 # Context switches of all of a process's threads (voluntary + not).
@@ -256,6 +257,9 @@ if [ -n "${VMW_BENCH_FULL_VARIANTS:-}" ]; then
             rm -rf "$LAB_WORK/repo-ab"
             "$VMSHADOW" init --repo "$LAB_WORK/repo-ab" --format "${VMW_BENCH_FORMAT:-2}" >/dev/null
             drop
+            for k in "${!envs[@]}"; do
+                if [[ ${envs[k]} == VMW_WARM=* ]]; then cat "$img" >/dev/null; unset 'envs[k]'; fi
+            done
             read -r q0 f0 < <(qemu_stat "$qpid"); st0=$(steal_ticks); qc0=$(ctxsw "$qpid")
             t0=$(now)
             env "${envs[@]}" /usr/bin/time -f '%U %S %M %w %c' -o "$LAB_WORK/ab.time" "${prefix[@]}" "$VMSHADOW" \
@@ -263,6 +267,12 @@ if [ -n "${VMW_BENCH_FULL_VARIANTS:-}" ]; then
                 lab_fail "full backup ($v) failed: $(tail -n 5 "$LAB_WORK/ab.err")"
             t=$(secs "$t0" "$(now)")
             read -r q1 f1 < <(qemu_stat "$qpid"); qc1=$(ctxsw "$qpid")
+            # VMW_BENCH_FULL_LOGS=DIR: each backup's stderr kept (with
+            # VMSHADOW_DEBUG=1 in a variant, its timed steps).
+            if [ -n "${VMW_BENCH_FULL_LOGS:-}" ]; then
+                mkdir -p "$VMW_BENCH_FULL_LOGS"
+                cp "$LAB_WORK/ab.err" "$VMW_BENCH_FULL_LOGS/round$round-${v//[^A-Za-z0-9=_.-]/_}.err"
+            fi
             read -r u s m cw ci <"$LAB_WORK/ab.time"
             echo "full-ab      round $round $v: $t s ($(awk -v t="$t" -v b="$braw" 'BEGIN { printf "%.2f", t / b }') x cat), vmshadow ${u}u ${s}s $((m / 1024)) MiB $((cw + ci)) context switches, QEMU $((qc1 - qc0)) context switches, QEMU $(awk -v a="$q0" -v b="$q1" -v hz="$hz" 'BEGIN { printf "%.2f", (b - a) / hz }') CPU-s $((f1 - f0)) minor faults, steal $(awk -v a="$st0" -v b="$(steal_ticks)" -v hz="$hz" 'BEGIN { printf "%.2f", (b - a) / hz }') s"
         done
