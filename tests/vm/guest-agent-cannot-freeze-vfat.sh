@@ -45,10 +45,15 @@ n=$(lab_agent "$dom" '{"execute":"guest-fsfreeze-freeze"}') || lab_fail "guest-f
 st=$(lab_agent "$dom" '{"execute":"guest-fsfreeze-status"}')
 sleep 5
 lab_agent "$dom" '{"execute":"guest-fsfreeze-thaw"}' >/dev/null || lab_fail "guest-fsfreeze-thaw failed"
+# The end of the window a second after the thaw: the ext4 writer's
+# blocked line carries the clock it read before the freeze, so its gap
+# shows only once a line read after the thaw is in the window (reading
+# t1 at once made the test fail when the agent answered within 100 ms:
+# 'paused only 0.1 s').
+sleep 1
 t1=$(lab_guest_run "$dom" 'cut -d" " -f1 /proc/uptime')
 lab_assert_eq "filesystems frozen by guest-fsfreeze-freeze (ext4 /data only)" "$n" 1
 lab_assert_eq "guest-fsfreeze-status while frozen" "$st" '"frozen"'
-sleep 1
 # The longest pause of each writer between the two clock readings: the
 # ext4 writer waits for the thaw (its gap spans most of the 5 s freeze);
 # the vfat writer goes on (no gap longer than a TCG hiccup).
