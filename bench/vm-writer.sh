@@ -234,6 +234,8 @@ qemu_stat() { awk '{ print $14 + $15, $10 }' "/proc/$1/stat"; }
 # Context switches of all of a process's threads (voluntary + not).
 ctxsw() { cat /proc/"$1"/task/*/status 2>/dev/null | awk '/ctxt_switches/ { n += $2 } END { print n + 0 }'; }
 steal_ticks() { awk '/^cpu / { print $9 }' /proc/stat; }
+# Idle and iowait ticks of all CPUs together.
+idle_ticks() { awk '/^cpu / { print $5, $6 }' /proc/stat; }
 if [ -n "${VMW_BENCH_FULL_VARIANTS:-}" ]; then
     qpid=$(cat "/run/libvirt/qemu/$vbig.pid")
     hz=$(getconf CLK_TCK)
@@ -260,13 +262,13 @@ if [ -n "${VMW_BENCH_FULL_VARIANTS:-}" ]; then
             for k in "${!envs[@]}"; do
                 if [[ ${envs[k]} == VMW_WARM=* ]]; then cat "$img" >/dev/null; unset 'envs[k]'; fi
             done
-            read -r q0 f0 < <(qemu_stat "$qpid"); st0=$(steal_ticks); qc0=$(ctxsw "$qpid")
+            read -r q0 f0 < <(qemu_stat "$qpid"); st0=$(steal_ticks); qc0=$(ctxsw "$qpid"); read -r id0 io0 < <(idle_ticks)
             t0=$(now)
             env "${envs[@]}" /usr/bin/time -f '%U %S %M %w %c' -o "$LAB_WORK/ab.time" "${prefix[@]}" "$VMSHADOW" \
                 --repo "$LAB_WORK/repo-ab" backup --json --full "$vbig" >"$LAB_WORK/ab.out" 2>"$LAB_WORK/ab.err" ||
                 lab_fail "full backup ($v) failed: $(tail -n 5 "$LAB_WORK/ab.err")"
             t=$(secs "$t0" "$(now)")
-            read -r q1 f1 < <(qemu_stat "$qpid"); qc1=$(ctxsw "$qpid")
+            read -r q1 f1 < <(qemu_stat "$qpid"); qc1=$(ctxsw "$qpid"); read -r id1 io1 < <(idle_ticks)
             # VMW_BENCH_FULL_LOGS=DIR: each backup's stderr kept (with
             # VMSHADOW_DEBUG=1 in a variant, its timed steps).
             if [ -n "${VMW_BENCH_FULL_LOGS:-}" ]; then
@@ -274,7 +276,7 @@ if [ -n "${VMW_BENCH_FULL_VARIANTS:-}" ]; then
                 cp "$LAB_WORK/ab.err" "$VMW_BENCH_FULL_LOGS/round$round-${v//[^A-Za-z0-9=_.-]/_}.err"
             fi
             read -r u s m cw ci <"$LAB_WORK/ab.time"
-            echo "full-ab      round $round $v: $t s ($(awk -v t="$t" -v b="$braw" 'BEGIN { printf "%.2f", t / b }') x cat), vmshadow ${u}u ${s}s $((m / 1024)) MiB $((cw + ci)) context switches, QEMU $((qc1 - qc0)) context switches, QEMU $(awk -v a="$q0" -v b="$q1" -v hz="$hz" 'BEGIN { printf "%.2f", (b - a) / hz }') CPU-s $((f1 - f0)) minor faults, steal $(awk -v a="$st0" -v b="$(steal_ticks)" -v hz="$hz" 'BEGIN { printf "%.2f", (b - a) / hz }') s"
+            echo "full-ab      round $round $v: $t s ($(awk -v t="$t" -v b="$braw" 'BEGIN { printf "%.2f", t / b }') x cat), vmshadow ${u}u ${s}s $((m / 1024)) MiB $((cw + ci)) context switches, QEMU $((qc1 - qc0)) context switches, QEMU $(awk -v a="$q0" -v b="$q1" -v hz="$hz" 'BEGIN { printf "%.2f", (b - a) / hz }') CPU-s $((f1 - f0)) minor faults, steal $(awk -v a="$st0" -v b="$(steal_ticks)" -v hz="$hz" 'BEGIN { printf "%.2f", (b - a) / hz }') s, idle $(awk -v a="$id0" -v b="$id1" -v hz="$hz" 'BEGIN { printf "%.2f", (b - a) / hz }') + iowait $(awk -v a="$io0" -v b="$io1" -v hz="$hz" 'BEGIN { printf "%.2f", (b - a) / hz }') CPU-s"
         done
     done
     # VMW_BENCH_FULL_EXPORT="1 4": the export alone, without vmshadow: a
