@@ -299,23 +299,37 @@ cp_created (const char *xml)
   return p ? strtoll (p + strlen ("<creationTime>"), NULL, 10) : 0;
 }
 
-/* How many checkpoints come before cp in libvirt's tree (each new one is
- * the child of the one before, another tool's included). */
-static int
-cp_depth (virDomainCheckpointPtr cp)
+/* How many checkpoints come before each of list[0..nl) in libvirt's tree
+ * (each new one is the child of the one before, another tool's included,
+ * so every checkpoint of the domain is asked): one parent lookup each,
+ * then the walks in memory. NULL when out of memory. */
+static int *
+cp_depths (virDomainCheckpointPtr *list, int nl)
 {
-  virDomainCheckpointPtr p = virDomainCheckpointGetParent (cp, 0), q;
-  int depth = 0;
+  int *depth = calloc ((size_t) nl + 1, sizeof *depth);
+  int *parent = calloc ((size_t) nl + 1, sizeof *parent);
 
-  while (p != NULL && depth < 100000) {
-    depth++;
-    q = virDomainCheckpointGetParent (p, 0);
-    virDomainCheckpointFree (p);
-    p = q;
+  if (depth == NULL || parent == NULL) {
+    free (depth);
+    free (parent);
+    return NULL;
   }
-  if (p != NULL)
-    virDomainCheckpointFree (p);
-  virResetLastError ();         /* "no parent" ends the walk, no error */
+  for (int i = 0; i < nl; i++) {
+    virDomainCheckpointPtr p = virDomainCheckpointGetParent (list[i], 0);
+    parent[i] = -1;
+    for (int j = 0; p != NULL && j < nl && parent[i] < 0; j++)
+      if (strcmp (virDomainCheckpointGetName (p),
+                  virDomainCheckpointGetName (list[j])) == 0)
+        parent[i] = j;
+    if (p != NULL)
+      virDomainCheckpointFree (p);
+  }
+  virResetLastError ();         /* "no parent" ends a chain, no error */
+  /* At most nl steps: a loop in the tree cannot hang the walk. */
+  for (int i = 0; i < nl; i++)
+    for (int j = parent[i]; j >= 0 && depth[i] < nl; j = parent[j])
+      depth[i]++;
+  free (parent);
   return depth;
 }
 
@@ -361,6 +375,7 @@ vms_libvirt_prune_checkpoints (const char *uri, const char *uuid,
   virDomainPtr dom = NULL;
   virDomainCheckpointPtr *list = NULL;
   struct host_cp *cps = NULL;
+  CLEANUP_FREE int *depths = NULL;
   size_t n = 0;
   int nl, deleted = 0, r = -1;
   const char *name;
@@ -385,7 +400,8 @@ vms_libvirt_prune_checkpoints (const char *uri, const char *uuid,
                    vm_virt_error ());
     goto out;
   }
-  if ((cps = calloc ((size_t) nl + 1, sizeof *cps)) == NULL) {
+  if ((cps = calloc ((size_t) nl + 1, sizeof *cps)) == NULL
+      || (depths = cp_depths (list, nl)) == NULL) {
     vms_set_error (ENOMEM, "out of memory");
     goto out;
   }
@@ -401,7 +417,7 @@ vms_libvirt_prune_checkpoints (const char *uri, const char *uuid,
     c->cp = list[i];
     c->name = cn;
     c->created = cp_created (xml);
-    c->depth = cp_depth (list[i]);
+    c->depth = depths[i];
     if (xml == NULL || vm_checkpoint_bitmaps (xml, strlen (xml), &c->disks) == -1) {
       vms_set_error (EIO, "vm \"%s\": cannot read checkpoint %s: %s", name, cn,
                      xml ? vms_get_error () : vm_virt_error ());
