@@ -30,7 +30,14 @@
 #                same GiB again and zeros (written into the image before the
 #                VM starts): `vmshadow backup --full` vs `cat` of the image,
 #                page cache dropped before each, both twice, the faster of
-#                each compared; and vmshadow's peak memory (/usr/bin/time)
+#                each compared; and vmshadow's peak memory (/usr/bin/time).
+#                Each cat and backup line says how much memory the guest
+#                kernel handed back to its hypervisor meanwhile (free page
+#                reporting, where the kernel has it: this lab machine does,
+#                and it slows whatever runs beside it; docs/performance.md,
+#                session 14). VMW_BENCH_HOLD_REPORTING=1 holds it off for
+#                the bench (written back at exit); VMW_BENCH_SETTLE=1
+#                waits after each drop until it is done instead.
 #   incr-4G      then 1 % of that disk changed by the guest (64 KiB writes
 #                of 0xab at random places, dd to /dev/vda, synced), page
 #                cache dropped, `vmshadow backup` (incremental): wall time,
@@ -73,6 +80,34 @@ GiB=$((1024 * 1024 * 1024))
 SECTIONS=" ${VMW_BENCH_SECTIONS:-freeze saved-state full} "
 
 drop() { sync; echo 3 >/proc/sys/vm/drop_caches; }
+# A guest kernel with free page reporting hands freed memory back to its
+# hypervisor some seconds after a free, for tens of seconds after a large
+# one (a dropped page cache): /sys/module/page_reporting. Measurements
+# say how much it reported while they ran (reported_mib), and
+# VMW_BENCH_SETTLE=1 waits after each drop until it has stopped (at most
+# 120 s), so that the cat and the backup both run without it (and both on
+# memory the hypervisor must give back). VMW_BENCH_HOLD_REPORTING=1 holds
+# reporting off while the bench runs (page_reporting_order above the
+# largest order; the old value is written back at exit), so that both run
+# on memory the guest keeps, as on a host that is no guest.
+REPORTED=/sys/module/page_reporting/parameters/reported_kib
+REPORTING_ORDER=/sys/module/page_reporting/parameters/page_reporting_order
+if [ -n "${VMW_BENCH_HOLD_REPORTING:-}" ] && [ -w "$REPORTING_ORDER" ]; then
+    lab__undo_push sysfs "$REPORTING_ORDER" "$(cat "$REPORTING_ORDER")"
+    echo 11 >"$REPORTING_ORDER"
+    echo "page reporting held off (page_reporting_order 11) while the bench runs"
+fi
+reported_kib() { cat "$REPORTED" 2>/dev/null || echo 0; }
+reported_mib() { echo $(( ($(reported_kib) - $1) / 1024 )); }
+settle() {
+    [ -n "${VMW_BENCH_SETTLE:-}" ] && [ -r "$REPORTED" ] || return 0
+    local a b i
+    sleep 3
+    for i in $(seq 117); do
+        a=$(reported_kib); sleep 1; b=$(reported_kib)
+        [ "$a" != "$b" ] || return 0
+    done
+}
 median() { sort -n | awk '{ v[NR] = $1 } END { if (NR == 0) print "-"; else if (NR % 2) print v[(NR + 1) / 2]; else printf "%.1f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 now() { date +%s.%N; }
 secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
@@ -192,9 +227,58 @@ qemu-img convert -q -f raw -O qcow2 "$LAB_WORK/mixed.raw" "$img"
 rm -f "$LAB_WORK/mixed.raw"
 virsh -q start "$vbig" >/dev/null
 lab_wait_agent "$vbig" 180 >/dev/null
+qpid=$(cat "/run/libvirt/qemu/$vbig.pid")
+hz=$(getconf CLK_TCK)
+qemu_stat() { awk '{ print $14 + $15, $10 }' "/proc/$1/stat"; }
+# Context switches of all of a process's threads (voluntary + not).
+ctxsw() { cat /proc/"$1"/task/*/status 2>/dev/null | awk '/ctxt_switches/ { n += $2 } END { print n + 0 }'; }
+steal_ticks() { awk '/^cpu / { print $9 }' /proc/stat; }
+# Idle and iowait ticks of all CPUs together.
+idle_ticks() { awk '/^cpu / { print $5, $6 }' /proc/stat; }
+ticks_s() { awk -v a="$1" -v b="$2" -v hz="$hz" 'BEGIN { printf "%.2f", (b - a) / hz }'; }
+# measured_backup REPO LOGNAME [ENV... --] [PREFIX...]: one timed `vmshadow
+# backup --full` of the big VM into REPO (page cache dropped first); sets
+# mb_wall (s) and mb_line (vmshadow's and QEMU's CPU, context switches,
+# QEMU's threads before it, the CPUs' steal, idle and iowait time).
+# VMW_BENCH_FULL_LOGS=DIR keeps its stderr as DIR/LOGNAME.err.
+measured_backup() {
+    local repo=$1 log=$2 envs=() u s m cw ci q0 q1 f0 f1 qc0 qc1 st0 id0 id1 io0 io1 thr t0 r0
+    shift 2
+    local warm= wait_s=
+    while [ $# -gt 0 ] && [ "$1" != -- ]; do
+        # VMW_WARM=1: the image read once after the drop (in the page cache).
+        # VMW_SLEEP=S: S seconds' wait after the drop.
+        if [[ $1 == VMW_WARM=* ]]; then warm=1
+        elif [[ $1 == VMW_SLEEP=* ]]; then wait_s=${1#VMW_SLEEP=}
+        else envs+=("$1"); fi
+        shift
+    done
+    [ $# -eq 0 ] || shift
+    drop
+    settle
+    [ -z "$wait_s" ] || sleep "$wait_s"
+    [ -z "$warm" ] || cat "$img" >/dev/null
+    thr=$(ls "/proc/$qpid/task" | wc -l)
+    read -r q0 f0 < <(qemu_stat "$qpid"); st0=$(steal_ticks); qc0=$(ctxsw "$qpid"); read -r id0 io0 < <(idle_ticks)
+    r0=$(reported_kib)
+    t0=$(now)
+    env "${envs[@]}" /usr/bin/time -f '%U %S %M %w %c' -o "$LAB_WORK/mb.time" "$@" "$VMSHADOW" \
+        --repo "$repo" backup --json --full "$vbig" >"$LAB_WORK/mb.out" 2>"$LAB_WORK/mb.err" ||
+        lab_fail "full backup of $vbig ($log) failed: $(tail -n 5 "$LAB_WORK/mb.err")"
+    mb_wall=$(secs "$t0" "$(now)")
+    read -r q1 f1 < <(qemu_stat "$qpid"); qc1=$(ctxsw "$qpid"); read -r id1 io1 < <(idle_ticks)
+    if [ -n "${VMW_BENCH_FULL_LOGS:-}" ]; then
+        mkdir -p "$VMW_BENCH_FULL_LOGS"
+        cp "$LAB_WORK/mb.err" "$VMW_BENCH_FULL_LOGS/${log//[^A-Za-z0-9=_.-]/_}.err"
+    fi
+    read -r u s m cw ci <"$LAB_WORK/mb.time"
+    mb_rss=$m
+    mb_line="vmshadow ${u}u ${s}s $((m / 1024)) MiB $((cw + ci)) context switches, QEMU $((qc1 - qc0)) context switches, QEMU $(ticks_s "$q0" "$q1") CPU-s $((f1 - f0)) minor faults, $thr threads before, steal $(ticks_s "$st0" "$(steal_ticks)") s, idle $(ticks_s "$id0" "$id1") + iowait $(ticks_s "$io0" "$io1") CPU-s, page reporting $(reported_mib "$r0") MiB"
+}
 raw=() full=()
 for i in 1 2; do
-    drop; t0=$(now); cat "$img" >/dev/null; raw+=("$(secs "$t0" "$(now)")")
+    drop; settle; r0=$(reported_kib); t0=$(now); cat "$img" >/dev/null; raw+=("$(secs "$t0" "$(now)")")
+    echo "full-4G      cat $i: ${raw[-1]} s, page reporting $(reported_mib "$r0") MiB during it"
     rm -rf "$LAB_WORK/repo-big"
     VMW_REPO=$LAB_WORK/repo-big
     # As an administrator makes one: `vmshadow init` (format 2, packs; as
@@ -202,19 +286,18 @@ for i in 1 2; do
     # which a backup into a missing directory still creates.
     "$VMSHADOW" init --repo "$VMW_REPO" --format "${VMW_BENCH_FORMAT:-2}" >/dev/null ||
         lab_fail "vmshadow init --repo $VMW_REPO failed"
-    drop; t0=$(now)
-    /usr/bin/time -f '%U %S %M' -o "$LAB_WORK/full.time" "$VMSHADOW" --repo "$VMW_REPO" \
-        backup --json --full "$vbig" >"$LAB_WORK/full.out" 2>"$LAB_WORK/full.err" ||
-        lab_fail "full backup of $vbig failed: $(tail -n 5 "$LAB_WORK/full.err")"
-    full+=("$(secs "$t0" "$(now)")")
+    measured_backup "$VMW_REPO" "full-4G-$i"
+    full+=("$mb_wall")
+    echo "full-4G      backup $i: $mb_wall s, $mb_line"
+    cp "$LAB_WORK/mb.out" "$LAB_WORK/full.out"
     VMW_SUMMARY=$LAB_WORK/full.out
-    read -r _ _ full_rss <"$LAB_WORK/full.time"
+    full_rss=$mb_rss
     read_b=$(jq -r '.bytes_read' "$VMW_SUMMARY") stored_b=$(jq -r '.bytes_stored' "$VMW_SUMMARY")
 done
 braw=$(printf '%s\n' "${raw[@]}" | sort -n | head -n 1)
 bfull=$(printf '%s\n' "${full[@]}" | sort -n | head -n 1)
 rf=$(awk -v a="$bfull" -v b="$braw" 'BEGIN { printf "%.2f", a / b }')
-echo "full-4G      raw read of the image (cat, $(du -h --apparent-size "$img" | cut -f1)) ${raw[*]} s; vmshadow backup --full ${full[*]} s (read $read_b B, stored $stored_b B); best $bfull s / $braw s = ${rf} x — target <= 2.5 x (issue 5): $(verdict "$rf" 2.5), <= 3.5 x (issue 15): $(verdict "$rf" 3.5)"
+echo "full-4G      raw read of the image (cat, $(du -h --apparent-size "$img" | cut -f1)) ${raw[*]} s; vmshadow backup --full ${full[*]} s (read $read_b B, stored $stored_b B); best $bfull s / $braw s = ${rf} x${VMW_BENCH_HOLD_REPORTING:+ (page reporting held off)}${VMW_BENCH_SETTLE:+ (page reporting settled before each)} — target <= 2.5 x (issue 5): $(verdict "$rf" 2.5), <= 3.5 x (issue 15): $(verdict "$rf" 3.5)"
 echo "full-4G      peak memory of vmshadow $((full_rss / 1024)) MiB (last run) — target <= 64 MiB: $(verdict $((full_rss / 1024)) 64)"
 
 # VMW_BENCH_FULL_VARIANTS="default VMSHADOW_NBD_INFLIGHT=64 ...": (issue 15)
@@ -230,15 +313,7 @@ echo "full-4G      peak memory of vmshadow $((full_rss / 1024)) MiB (last run) �
 # profile while nbdcopy reads the export as vmshadow does.
 # VMW_BENCH_FULL_LOGS=DIR: each backup's stderr kept in DIR. The incremental
 # section is skipped when variants are given.
-qemu_stat() { awk '{ print $14 + $15, $10 }' "/proc/$1/stat"; }
-# Context switches of all of a process's threads (voluntary + not).
-ctxsw() { cat /proc/"$1"/task/*/status 2>/dev/null | awk '/ctxt_switches/ { n += $2 } END { print n + 0 }'; }
-steal_ticks() { awk '/^cpu / { print $9 }' /proc/stat; }
-# Idle and iowait ticks of all CPUs together.
-idle_ticks() { awk '/^cpu / { print $5, $6 }' /proc/stat; }
 if [ -n "${VMW_BENCH_FULL_VARIANTS:-}" ]; then
-    qpid=$(cat "/run/libvirt/qemu/$vbig.pid")
-    hz=$(getconf CLK_TCK)
     read -r -a variants <<<"$VMW_BENCH_FULL_VARIANTS"
     for ((round = 1; round <= ${VMW_BENCH_FULL_RUNS:-3}; round++)); do
         order=("${variants[@]}")
@@ -258,25 +333,8 @@ if [ -n "${VMW_BENCH_FULL_VARIANTS:-}" ]; then
             done
             rm -rf "$LAB_WORK/repo-ab"
             "$VMSHADOW" init --repo "$LAB_WORK/repo-ab" --format "${VMW_BENCH_FORMAT:-2}" >/dev/null
-            drop
-            for k in "${!envs[@]}"; do
-                if [[ ${envs[k]} == VMW_WARM=* ]]; then cat "$img" >/dev/null; unset 'envs[k]'; fi
-            done
-            read -r q0 f0 < <(qemu_stat "$qpid"); st0=$(steal_ticks); qc0=$(ctxsw "$qpid"); read -r id0 io0 < <(idle_ticks)
-            t0=$(now)
-            env "${envs[@]}" /usr/bin/time -f '%U %S %M %w %c' -o "$LAB_WORK/ab.time" "${prefix[@]}" "$VMSHADOW" \
-                --repo "$LAB_WORK/repo-ab" backup --json --full "$vbig" >"$LAB_WORK/ab.out" 2>"$LAB_WORK/ab.err" ||
-                lab_fail "full backup ($v) failed: $(tail -n 5 "$LAB_WORK/ab.err")"
-            t=$(secs "$t0" "$(now)")
-            read -r q1 f1 < <(qemu_stat "$qpid"); qc1=$(ctxsw "$qpid"); read -r id1 io1 < <(idle_ticks)
-            # VMW_BENCH_FULL_LOGS=DIR: each backup's stderr kept (with
-            # VMSHADOW_DEBUG=1 in a variant, its timed steps).
-            if [ -n "${VMW_BENCH_FULL_LOGS:-}" ]; then
-                mkdir -p "$VMW_BENCH_FULL_LOGS"
-                cp "$LAB_WORK/ab.err" "$VMW_BENCH_FULL_LOGS/round$round-${v//[^A-Za-z0-9=_.-]/_}.err"
-            fi
-            read -r u s m cw ci <"$LAB_WORK/ab.time"
-            echo "full-ab      round $round $v: $t s ($(awk -v t="$t" -v b="$braw" 'BEGIN { printf "%.2f", t / b }') x cat), vmshadow ${u}u ${s}s $((m / 1024)) MiB $((cw + ci)) context switches, QEMU $((qc1 - qc0)) context switches, QEMU $(awk -v a="$q0" -v b="$q1" -v hz="$hz" 'BEGIN { printf "%.2f", (b - a) / hz }') CPU-s $((f1 - f0)) minor faults, steal $(awk -v a="$st0" -v b="$(steal_ticks)" -v hz="$hz" 'BEGIN { printf "%.2f", (b - a) / hz }') s, idle $(awk -v a="$id0" -v b="$id1" -v hz="$hz" 'BEGIN { printf "%.2f", (b - a) / hz }') + iowait $(awk -v a="$io0" -v b="$io1" -v hz="$hz" 'BEGIN { printf "%.2f", (b - a) / hz }') CPU-s"
+            measured_backup "$LAB_WORK/repo-ab" "round$round-$v" "${envs[@]}" -- "${prefix[@]}"
+            echo "full-ab      round $round $v: $mb_wall s ($(awk -v t="$mb_wall" -v b="$braw" 'BEGIN { printf "%.2f", t / b }') x cat), $mb_line"
         done
     done
     # VMW_BENCH_FULL_EXPORT="1 4": the export alone, without vmshadow: a

@@ -197,6 +197,9 @@ lab__undo_one() {
                     kill "$p" 2>/dev/null
                 fi
             done ;;
+        sysfs)
+            # a kernel setting the caller changed (a bench's), written back
+            [ -w "$arg" ] && printf '%s\n' "$what" >"$arg" 2>/dev/null ;;
         pid)
             # only our own process: same pid, command line still names $what
             if [ -r "/proc/$arg/cmdline" ] && tr '\0' ' ' <"/proc/$arg/cmdline" | grep -F >/dev/null -- "$what"; then
