@@ -11,6 +11,7 @@
 #include <libnbd.h>
 
 #include "cleanup.h"
+#include "vmshadow/datapath.h"
 #include "vmshadow/repo.h"
 
 /* Scoped cleanup of the handles the data path holds. */
@@ -75,6 +76,19 @@ extern int nbd_server_ended (struct nbd_server *s);
  * everything flushed and closed), -1 with the error set otherwise.
  * Accepts a server that was never started or already stopped. */
 extern int nbd_server_stop (struct nbd_server *s);
+
+/* Write idx's disk into the writable NBD export at uri (a device that
+ * exists: vms_extract_into) over workers connections, each taking runs
+ * of chunks that are all zero (one write-zeroes, up to the server's
+ * largest request) or all data (read and verified, then one write of up
+ * to run_chunks chunks), then flushing; what names the device in
+ * messages. *written: the bytes written, also on failure. Returns 0, or
+ * -1 with the error set (extract.c). */
+extern int extract_into_nbd (vms_repo *repo, const vms_index *idx,
+                             const char *uri, const char *what,
+                             unsigned workers, unsigned run_chunks,
+                             uint64_t *written, vms_progress_fn progress,
+                             void *opaque);
 
 /* Worker threads to use: $VMSHADOW_WORKERS if set (1..64), else the number
  * of online CPUs, at least min. */

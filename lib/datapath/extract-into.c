@@ -10,9 +10,12 @@
  * chunks, zeros up to the server's largest request), not one a chunk: a
  * device written a synchronous 128 KiB at a time, and a large empty one
  * hundreds of thousands of write-zeroes, ran far below the disk's speed
- * (issue 15; the same runs as vms_extract's to qcow2). Unlike
- * vms_extract there is no temporary file to rename into place: a failure
- * part way leaves the device partly written, and says so.
+ * (issue 15; the same runs as vms_extract's to qcow2). The runs are
+ * written by one worker a CPU, each over its own connection
+ * (extract_into_nbd): reading and verifying the chunks is CPU work, and
+ * one thread left the other CPUs idle. Unlike vms_extract there is no
+ * temporary file to rename into place: a failure part way leaves the
+ * device partly written, and says so.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -30,11 +33,6 @@
 
 /* Data chunks written in one request (2 MiB), at most. */
 #define INTO_RUN_CHUNKS 16
-/* A request's largest size where the server does not say (NBD's own
- * default maximum). */
-#define INTO_DEFAULT_MAX (UINT64_C (32) << 20)
-/* Progress is reported every this many bytes. */
-#define INTO_PROGRESS_BYTES (UINT64_C (8) << 20)
 
 int
 vms_extract_into (vms_repo *repo, const vms_index *idx, const char *graph,
@@ -43,19 +41,13 @@ vms_extract_into (vms_repo *repo, const vms_index *idx, const char *graph,
 {
   struct nbd_server server = { 0 };
   struct nbd_handle *h = NULL;
-  CLEANUP_FREE char *buf = NULL;
-  uint64_t size = vms_index_size (idx), nr = vms_index_chunk_count (idx);
-  uint64_t written = 0, reported = 0, max_request, run_chunks, zero_chunks;
-  int64_t devsize, max;
+  uint64_t size = vms_index_size (idx), written = 0;
+  unsigned workers = datapath_workers (2);
+  int64_t devsize;
   int r = -1;
 
-  if (posix_memalign ((void **) &buf, 4096,
-                      (size_t) INTO_RUN_CHUNKS * VMS_CHUNK_SIZE) != 0) {
-    buf = NULL;
-    vms_set_error (ENOMEM, "out of memory");
-    return -1;
-  }
-  if (nbd_server_start_graph (&server, graph, secret_file, what, 1, 1) == -1) {
+  if (nbd_server_start_graph (&server, graph, secret_file, what, 1,
+                              workers) == -1) {
     vms_set_error (vms_get_errno (), "cannot write %s: %s", what,
                    vms_get_error ());
     return -1;
@@ -74,77 +66,21 @@ vms_extract_into (vms_repo *repo, const vms_index *idx, const char *graph,
                    "written", what, devsize, size);
     goto out;
   }
-  /* Never a request larger than the server takes (and a chunk at the
-   * least, as always). */
-  max = nbd_get_block_size (h, LIBNBD_SIZE_MAXIMUM);
-  max_request = max > 0 ? (uint64_t) max : INTO_DEFAULT_MAX;
-  run_chunks = max_request / VMS_CHUNK_SIZE;
-  if (run_chunks < 1)
-    run_chunks = 1;
-  zero_chunks = run_chunks;
-  if (run_chunks > INTO_RUN_CHUNKS)
-    run_chunks = INTO_RUN_CHUNKS;
-
-  for (uint64_t c = 0; c < nr;) {
-    const struct vms_digest *d = vms_index_get (idx, c);
-    uint64_t off = c * (uint64_t) VMS_CHUNK_SIZE, n, len = 0;
-    int zero;
-
-    if (d == NULL) {
-      vms_set_error (EINVAL, "writing %s: no index entry for the chunk at "
-                     "offset %" PRIu64, what, off);
-      goto partial;
-    }
-    /* The run: chunks of the same kind (zero or data) from c on. */
-    zero = vms_digest_is_zero (d);
-    for (n = 0; c + n < nr && n < (zero ? zero_chunks : run_chunks); n++) {
-      const struct vms_digest *e = vms_index_get (idx, c + n);
-      size_t clen = vms_index_chunk_len (idx, c + n);
-      if (e == NULL || vms_digest_is_zero (e) != zero)
-        break;
-      if (!zero &&
-          vms_repo_chunk_get (repo, e, buf + len, clen, 1) == -1) {
-        char hex[65];
-        vms_digest_hex (e, hex);
-        vms_set_error (vms_get_errno (), "writing %s: the chunk at offset %"
-                       PRIu64 " (%s) cannot be read: %s", what,
-                       off + len, hex, vms_get_error ());
-        goto partial;
-      }
-      len += clen;
-    }
-    if (zero ? nbd_zero (h, len, off, 0) == -1
-        : nbd_pwrite (h, buf, len, off, 0) == -1) {
-      vms_set_error (nbd_get_errno (), "writing %s%s at offset %" PRIu64
-                     ": %s", zero ? "zeros to " : "", what, off,
-                     nbd_get_error ());
-      goto partial;
-    }
-    written += len;
-    c += n;
-    if (progress && written - reported >= INTO_PROGRESS_BYTES) {
-      reported = written;
-      progress (opaque, written, size);
-    }
-  }
-  if (nbd_flush (h, 0) == -1 || nbd_shutdown (h, 0) == -1) {
-    vms_set_error (nbd_get_errno (), "writing %s: flush failed: %s", what,
-                   nbd_get_error ());
-    goto partial;
-  }
-  if (progress)
-    progress (opaque, size, size);
-  r = 0;
-  goto out;
-
- partial:
-  {
+  /* The workers' connections take its place (the server takes no more). */
+  nbd_close (h);
+  h = NULL;
+  vms_debug ("writing %s: %u workers", what, workers);
+  if (extract_into_nbd (repo, idx, server.uri, what, workers, INTO_RUN_CHUNKS,
+                        &written, progress, opaque) == -1) {
     int e = vms_get_errno ();
     CLEANUP_FREE char *msg = strdup (vms_get_error ());
     vms_set_error (e, "%s (%" PRIu64 " of %" PRIu64 " bytes were written: "
                    "it holds part of the backup now)", msg ? msg : "failed",
                    written, size);
+    goto out;
   }
+  r = 0;
+
  out:
   if (h)
     nbd_close (h);

@@ -63,6 +63,9 @@
  * get shorter runs, so that memory does not grow with the CPUs (8 workers
  * keep their 2 MiB). */
 #define EXTRACT_RUN_BUDGET (UINT64_C (16) << 20)
+/* Into a device, zero chunks in one write-zeroes at most, where the
+ * server takes that much (NBD's own default maximum request). */
+#define EXTRACT_ZERO_MAX (UINT64_C (32) << 20)
 
 /* A raw output's chunks that were written, by content: a chunk whose
  * content was written before is copied from there within the output file
@@ -85,6 +88,9 @@ struct extract_job {
   int fd;                       /* raw output, or -1 */
   const char *nbd_uri;          /* qcow2 output served here, or NULL */
   unsigned run_chunks;          /* consecutive chunks claimed at once */
+  /* Into a device that exists (extract_into_nbd): every chunk written,
+   * a run all zeros or all data, zeros as one write-zeroes. */
+  int into;
 
   pthread_mutex_t lock;
   pthread_cond_t cond;
@@ -374,6 +380,67 @@ extract_chunks (struct extract_job *j, struct nbd_handle *h, char *buf,
   return 0;
 }
 
+/* Into a device: how many chunks from first (at most run, or zero_run
+ * zero ones) are all zero or all data (lock held). */
+static unsigned
+extract_into_claim (struct extract_job *j, uint64_t first, unsigned run,
+                    unsigned zero_run)
+{
+  uint64_t nr = vms_index_chunk_count (j->idx);
+  const struct vms_digest *d = vms_index_get (j->idx, first);
+  int zero = d != NULL && vms_digest_is_zero (d);
+  unsigned limit = zero ? zero_run : run, n = 1;
+
+  while (n < limit && first + n < nr) {
+    const struct vms_digest *e = vms_index_get (j->idx, first + n);
+    if (e == NULL || vms_digest_is_zero (e) != zero)
+      break;
+    n++;
+  }
+  return n;
+}
+
+/* Into a device: chunks [first, first + n), as claimed, written as one
+ * write-zeroes (the device's old bytes must not show through) or as one
+ * write of the chunks read and verified into buf. */
+static int
+extract_into_chunks (struct extract_job *j, struct nbd_handle *h, char *buf,
+                     uint64_t first, unsigned n)
+{
+  uint64_t off = first * (uint64_t) VMS_CHUNK_SIZE;
+  const struct vms_digest *d = vms_index_get (j->idx, first);
+  int zero = d != NULL && vms_digest_is_zero (d);
+  size_t len = 0;
+
+  for (unsigned i = 0; i < n; i++) {
+    size_t clen = vms_index_chunk_len (j->idx, first + i);
+
+    d = vms_index_get (j->idx, first + i);
+    if (d == NULL) {
+      extract_fail (j, EINVAL, "writing %s: no index entry for the chunk at "
+                    "offset %" PRIu64, j->to_path, off + len);
+      return -1;
+    }
+    if (!zero && vms_repo_chunk_get (j->repo, d, buf + len, clen, 1) == -1) {
+      char hex[65];
+      vms_digest_hex (d, hex);
+      extract_fail (j, vms_get_errno (), "writing %s: the chunk at offset %"
+                    PRIu64 " (%s) cannot be read: %s", j->to_path, off + len,
+                    hex, vms_get_error ());
+      return -1;
+    }
+    len += clen;
+  }
+  if (zero ? nbd_zero (h, len, off, 0) == -1
+      : nbd_pwrite (h, buf, len, off, 0) == -1) {
+    extract_fail (j, nbd_get_errno (), "writing %s%s at offset %" PRIu64
+                  ": %s", zero ? "zeros to " : "", j->to_path, off,
+                  nbd_get_error ());
+    return -1;
+  }
+  return 0;
+}
+
 static void *
 extract_worker (void *arg)
 {
@@ -381,7 +448,7 @@ extract_worker (void *arg)
   CLEANUP (nbd_close) struct nbd_handle *h = NULL;
   CLEANUP_FREE char *buf = NULL;
   uint64_t nr_chunks = vms_index_chunk_count (j->idx);
-  unsigned run = j->run_chunks;
+  unsigned run = j->run_chunks, zero_run = 1;
 
   pthread_setname_np (pthread_self (), "vms-extract");    /* for profiles */
   if (j->nbd_uri) {
@@ -396,6 +463,12 @@ extract_worker (void *arg)
     max = nbd_get_block_size (h, LIBNBD_SIZE_MAXIMUM);
     while (run > 1 && max > 0 && (uint64_t) run * VMS_CHUNK_SIZE > (uint64_t) max)
       run /= 2;
+    /* Write-zeroes carry no data: as many chunks as a request may cover
+     * (NBD's default maximum where the server does not say). */
+    zero_run = (unsigned) ((max > 0 && (uint64_t) max < EXTRACT_ZERO_MAX
+                            ? (uint64_t) max : EXTRACT_ZERO_MAX) / VMS_CHUNK_SIZE);
+    if (zero_run < 1)
+      zero_run = 1;
   }
   else
     run = 1;
@@ -415,11 +488,15 @@ extract_worker (void *arg)
       break;
     }
     first = j->next_chunk;
-    n = nr_chunks - first < run ? (unsigned) (nr_chunks - first) : run;
+    if (j->into)
+      n = extract_into_claim (j, first, run, zero_run);
+    else
+      n = nr_chunks - first < run ? (unsigned) (nr_chunks - first) : run;
     j->next_chunk += n;
     pthread_mutex_unlock (&j->lock);
 
-    if (extract_chunks (j, h, buf, first, n) == -1)
+    if ((j->into ? extract_into_chunks (j, h, buf, first, n)
+         : extract_chunks (j, h, buf, first, n)) == -1)
       break;
     bytes = (uint64_t) (n - 1) * VMS_CHUNK_SIZE
       + vms_index_chunk_len (j->idx, first + n - 1);
@@ -499,6 +576,20 @@ extract_run (struct extract_job *j, unsigned workers,
   if (progress)
     progress (opaque, size, size);
   return 0;
+}
+
+int
+extract_into_nbd (vms_repo *repo, const vms_index *idx, const char *uri,
+                  const char *what, unsigned workers, unsigned run_chunks,
+                  uint64_t *written, vms_progress_fn progress, void *opaque)
+{
+  struct extract_job j = { .repo = repo, .idx = idx, .to_path = what,
+                           .fd = -1, .nbd_uri = uri, .into = 1,
+                           .run_chunks = run_chunks < 1 ? 1 : run_chunks };
+  int r = extract_run (&j, workers, progress, opaque);
+
+  *written = j.done;
+  return r;
 }
 
 /* Whether the file fd can be written with O_DIRECT (the file system

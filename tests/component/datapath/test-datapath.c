@@ -1042,25 +1042,21 @@ find_chunk_file (const char *path, const struct stat *st, int flag, struct FTW *
   return 0;
 }
 
-static void
-corrupted_chunk_fails_extract_and_leaves_no_output (void **state)
+/* The mixed image (size bytes) backed up, then a byte flipped in the
+ * middle of the file of its chunk bad (a chunk of random data); hex and
+ * offset ("offset N") name that chunk as errors must. */
+static vms_index *
+backup_and_corrupt_chunk (struct fixture *f, uint64_t size, uint64_t bad,
+                          char hex[65], char offset[64])
 {
-  struct fixture *f = *state;
-  const char *img = path_in (f, "mixed.raw"), *out = path_in (f, "out.raw");
+  const char *img = path_in (f, "mixed.raw");
   struct vms_source src = { .path = img };
   vms_index *idx;
-  char hex[65];
   unsigned char byte;
   int fd;
-  DIR *d;
-  struct dirent *de;
-  /* A chunk of random data: the first of [13U, 14U). */
-  uint64_t bad = 13 * CPU_;
-  char offset[64];
 
-  make_mixed_image (img, ODD_SIZE);
+  make_mixed_image (img, size);
   idx = copy_or_fail (f, &src, NULL);
-  /* Flip a byte in the middle of the file of that chunk. */
   vms_digest_hex (vms_index_get (idx, bad), hex);
   corrupt_hex = hex;
   corrupt_path[0] = '\0';
@@ -1074,8 +1070,22 @@ corrupted_chunk_fails_extract_and_leaves_no_output (void **state)
   byte ^= 0x40;
   assert_int_equal (pwrite (fd, &byte, 1, mid), 1);
   close (fd);
+  snprintf (offset, 64, "offset %" PRIu64, bad * CHUNK);
+  return idx;
+}
 
-  snprintf (offset, sizeof offset, "offset %" PRIu64, bad * CHUNK);
+static void
+corrupted_chunk_fails_extract_and_leaves_no_output (void **state)
+{
+  struct fixture *f = *state;
+  const char *out = path_in (f, "out.raw");
+  vms_index *idx;
+  char hex[65], offset[64];
+  DIR *d;
+  struct dirent *de;
+
+  /* A chunk of random data: the first of [13U, 14U). */
+  idx = backup_and_corrupt_chunk (f, ODD_SIZE, 13 * CPU_, hex, offset);
   assert_int_equal (vms_extract (f->repo, idx, out, "raw", 0, NULL, NULL), -1);
   assert_error_mentions (offset);
   assert_error_mentions (hex);
@@ -1090,6 +1100,43 @@ corrupted_chunk_fails_extract_and_leaves_no_output (void **state)
     if (strstr (de->d_name, "out"))
       fail_msg ("extract left %s behind", de->d_name);
   closedir (d);
+  vms_index_free (idx);
+}
+
+/* Issue 11, 15: a restore into a device stops at a chunk that fails its
+ * check, with four workers each on its own connection: the error names
+ * the chunk and says the device holds part of the backup now (it has no
+ * temporary file to throw away), nothing hangs, and the server is gone. */
+static void
+corrupted_chunk_fails_a_restore_into_a_device_and_says_so (void **state)
+{
+  struct fixture *f = *state;
+  const char *dev = path_in (f, "dev.raw");
+  char hex[65], offset[64], *graph, *saved;
+  vms_index *idx;
+
+  need_qemu ();
+  idx = backup_and_corrupt_chunk (f, ODD_SIZE_512, 13 * CPU_, hex, offset);
+  run ("truncate -s %" PRIu64 " '%s'", (uint64_t) ODD_SIZE_512, dev);
+  assert_true (asprintf (&graph, "json:{\"driver\": \"raw\", \"file\": "
+                         "{\"driver\": \"file\", \"filename\": \"%s\"}}",
+                         dev) > 0);
+  saved = getenv ("VMSHADOW_WORKERS") ? strdup (getenv ("VMSHADOW_WORKERS")) : NULL;
+  setenv ("VMSHADOW_WORKERS", "4", 1);
+  int r = vms_extract_into (f->repo, idx, graph, NULL, "the test device",
+                            NULL, NULL);
+  if (saved)
+    setenv ("VMSHADOW_WORKERS", saved, 1);
+  else
+    unsetenv ("VMSHADOW_WORKERS");
+  free (saved);
+  free (graph);
+  assert_int_equal (r, -1);
+  assert_error_mentions (offset);
+  assert_error_mentions (hex);
+  assert_error_mentions ("it holds part of the backup now");
+  /* No qemu-nbd of ours still has the device open. */
+  run ("! pgrep -f -- 'qemu-nbd.*%s/dev[.]raw' >/dev/null", f->dir);
   vms_index_free (idx);
 }
 
@@ -1333,6 +1380,7 @@ main (int argc, char *argv[])
     T (wrong_bitmap_is_caught_and_the_disk_read_in_full),
     T (changed_extent_list_reads_only_what_it_names),
     T (corrupted_chunk_fails_extract_and_leaves_no_output),
+    T (corrupted_chunk_fails_a_restore_into_a_device_and_says_so),
     T (incremental_without_the_bitmap_fails_clearly),
     T (export_of_a_missing_image_says_why),
     T (export_lives_in_a_private_directory_removed_on_close),
