@@ -261,11 +261,24 @@ measured_backup() {
     thr=$(ls "/proc/$qpid/task" | wc -l)
     read -r q0 f0 < <(qemu_stat "$qpid"); st0=$(steal_ticks); qc0=$(ctxsw "$qpid"); read -r id0 io0 < <(idle_ticks)
     r0=$(reported_kib)
+    local sampler=
+    if [ -n "${VMW_BENCH_CPU_TRACE:-}" ]; then
+        # VMW_BENCH_CPU_TRACE=1: the CPUs' busy share every 100 ms of the
+        # backup (/proc/stat), into the backup's log (VMW_BENCH_FULL_LOGS).
+        (prev=; while :; do read -r _ a b c d e f g h _ </proc/stat; cur="$a $b $c $d $e $f $g $h"
+             [ -z "$prev" ] || awk -v p="$prev" -v c="$cur" -v t="$(date +%s.%N)" 'BEGIN { split(p, x); split(c, y); tot = 0; for (i = 1; i <= 8; i++) tot += y[i] - x[i]; idle = y[4] - x[4] + y[5] - x[5]; printf "cpu %.2f busy %d%%\n", t, tot ? 100 * (tot - idle) / tot : 0 }'
+             prev=$cur; sleep 0.1; done) >"$LAB_WORK/cpu.trace" &
+        sampler=$!
+    fi
     t0=$(now)
     env "${envs[@]}" /usr/bin/time -f '%U %S %M %w %c' -o "$LAB_WORK/mb.time" "$@" "$VMSHADOW" \
         --repo "$repo" backup --json --full "$vbig" >"$LAB_WORK/mb.out" 2>"$LAB_WORK/mb.err" ||
         lab_fail "full backup of $vbig ($log) failed: $(tail -n 5 "$LAB_WORK/mb.err")"
     mb_wall=$(secs "$t0" "$(now)")
+    if [ -n "$sampler" ]; then
+        kill "$sampler"; wait "$sampler" 2>/dev/null || true
+        awk -v t0="$t0" '{ printf "cpu +%.1f s: %s\n", $2 - t0, $4 }' "$LAB_WORK/cpu.trace" >>"$LAB_WORK/mb.err"
+    fi
     read -r q1 f1 < <(qemu_stat "$qpid"); qc1=$(ctxsw "$qpid"); read -r id1 io1 < <(idle_ticks)
     if [ -n "${VMW_BENCH_FULL_LOGS:-}" ]; then
         mkdir -p "$VMW_BENCH_FULL_LOGS"
