@@ -38,6 +38,11 @@
 #
 # Work files (about 3 GiB + the repository) go to a fresh directory under
 # $BENCH_DIR (default /work), removed at the end.
+# BENCH_HOLD_REPORTING=1: where the kernel hands freed memory back to its
+# hypervisor (free page reporting: this lab machine is a guest that does),
+# hold that off while the bench runs and write the old setting back at
+# the end: it starts ~2 s after each drop of the page cache, so it slowed
+# the longer steps and not the cat (docs/performance.md, session 14).
 set -euo pipefail
 export LC_ALL=C
 
@@ -46,7 +51,16 @@ DRV=$(realpath "$BUILD")/lib/datapath/vms-bench-copy
 [ -x "$DRV" ] || { echo "no $DRV: build first (ninja -C $BUILD)" >&2; exit 1; }
 [ "$(id -u)" = 0 ] || { echo "needs root (to drop the page cache)" >&2; exit 1; }
 WORK=$(mktemp -d "${BENCH_DIR:-/work}/vms-bench-fr-XXXXXX")
-trap 'rm -rf "$WORK"' EXIT
+REPORTING_ORDER=/sys/module/page_reporting/parameters/page_reporting_order
+OLD_ORDER=
+if [ -n "${BENCH_HOLD_REPORTING:-}" ] && [ -w "$REPORTING_ORDER" ]; then
+  OLD_ORDER=$(cat "$REPORTING_ORDER")
+fi
+trap 'rm -rf "$WORK"; [ -z "$OLD_ORDER" ] || echo "$OLD_ORDER" > "$REPORTING_ORDER"' EXIT
+if [ -n "$OLD_ORDER" ]; then
+  echo 11 > "$REPORTING_ORDER"
+  echo "page reporting held off (page_reporting_order 11, was $OLD_ORDER) while the bench runs"
+fi
 export VMSHADOW_REPO_FORMAT=2
 GiB=$((1024 * 1024 * 1024))
 case ${BENCH_RESTIC:-} in
