@@ -310,6 +310,15 @@ parse_disk (const xmlNode *n, struct vm_disk *d)
   else if (d->source == VM_DISK_DIR)
     d->reason = vms_strdup_printf ("backed up from inside the guest: directory "
                                    "disk %s (disk %s)", d->path, d->target);
+  else if (xml_child (src, "slices"))
+    /* QEMU opens only part of the file (<slices>: an offset and a size).
+     * A stopped VM's image would be read, and a restore written, whole,
+     * from byte 0: the wrong bytes, over the rest of the file. So it is
+     * named, not backed up. */
+    d->reason = vms_strdup_printf ("backed up from inside the guest: disk %s "
+                                   "is a slice of %s (<slices>), and vmshadow "
+                                   "reads and restores whole images only",
+                                   d->target, d->path);
   else if (d->source == VM_DISK_OTHER)
     d->reason = vms_strdup_printf ("backed up from inside the guest: disk %s of "
                                    "type %s is served %s, past QEMU's block "
