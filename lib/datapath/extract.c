@@ -17,7 +17,9 @@
  * writable qemu-nbd), so extract runs near disk speed. A qcow2 worker
  * claims a run of consecutive chunks (2 MiB) and writes each stretch of
  * non-zero blocks in it as one NBD request, so that qemu-nbd allocates
- * clusters and writes the disk in large pieces.
+ * clusters and writes the disk in large pieces. The same workers write
+ * into a device that exists (extract_into_nbd, for vms_extract_into):
+ * there every chunk is written, zeros included, and no file is renamed.
  */
 #include <assert.h>
 #include <errno.h>
