@@ -244,7 +244,7 @@ ticks_s() { awk -v a="$1" -v b="$2" -v hz="$hz" 'BEGIN { printf "%.2f", (b - a) 
 measured_backup() {
     local repo=$1 log=$2 envs=() u s m cw ci q0 q1 f0 f1 qc0 qc1 st0 id0 id1 io0 io1 thr t0 r0
     shift 2
-    local warm= wait_s=
+    local warm='' wait_s=''
     while [ $# -gt 0 ] && [ "$1" != -- ]; do
         # VMW_WARM=1: the image read once after the drop (in the page cache).
         # VMW_SLEEP=S: S seconds' wait after the drop.
