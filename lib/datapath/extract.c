@@ -382,13 +382,18 @@ extract_chunks (struct extract_job *j, struct nbd_handle *h, char *buf,
   return 0;
 }
 
-/* Into a device: how many chunks from first (at most run, or zero_run
- * zero ones) are all zero or all data (lock held). */
+/* The next run for a worker, from first (lock held): at most run chunks;
+ * into a device only chunks all zero (then up to zero_run) or all data,
+ * since each run there is one write-zeroes or one write. */
 static unsigned
-extract_into_claim (struct extract_job *j, uint64_t first, unsigned run,
-                    unsigned zero_run)
+extract_claim (struct extract_job *j, uint64_t first, unsigned run,
+               unsigned zero_run)
 {
   uint64_t nr = vms_index_chunk_count (j->idx);
+
+  if (!j->into)
+    return nr - first < run ? (unsigned) (nr - first) : run;
+
   const struct vms_digest *d = vms_index_get (j->idx, first);
   int zero = d != NULL && vms_digest_is_zero (d);
   unsigned limit = zero ? zero_run : run, n = 1;
@@ -467,10 +472,13 @@ extract_worker (void *arg)
       run /= 2;
     /* Write-zeroes carry no data: as many chunks as a request may cover
      * (NBD's default maximum where the server does not say). */
-    zero_run = (unsigned) ((max > 0 && (uint64_t) max < EXTRACT_ZERO_MAX
-                            ? (uint64_t) max : EXTRACT_ZERO_MAX) / VMS_CHUNK_SIZE);
-    if (zero_run < 1)
-      zero_run = 1;
+    if (j->into) {
+      uint64_t zero_max = max > 0 && (uint64_t) max < EXTRACT_ZERO_MAX
+                          ? (uint64_t) max : EXTRACT_ZERO_MAX;
+      zero_run = (unsigned) (zero_max / VMS_CHUNK_SIZE);
+      if (zero_run < 1)
+        zero_run = 1;
+    }
   }
   else
     run = 1;
@@ -490,10 +498,7 @@ extract_worker (void *arg)
       break;
     }
     first = j->next_chunk;
-    if (j->into)
-      n = extract_into_claim (j, first, run, zero_run);
-    else
-      n = nr_chunks - first < run ? (unsigned) (nr_chunks - first) : run;
+    n = extract_claim (j, first, run, zero_run);
     j->next_chunk += n;
     pthread_mutex_unlock (&j->lock);
 
