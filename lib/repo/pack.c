@@ -26,6 +26,7 @@
 #include "crypt.h"
 #include "repo-internal.h"
 #include "storage.h"
+#include "vector.h"
 #include "vmshadow/error.h"
 
 /* One chunk in the table: 48 bytes. pack is the pack's number + 1 (0: an
@@ -440,39 +441,6 @@ segment_check (const uint8_t *b, size_t len, const char *name)
   return (int64_t) n;
 }
 
-struct name_list {
-  char **v;
-  size_t n, cap;
-};
-
-static int
-name_list_add (void *opaque, const char *name)
-{
-  struct name_list *l = opaque;
-  if (l->n == l->cap) {
-    size_t ncap = l->cap ? l->cap * 2 : 64;
-    char **nv = realloc (l->v, ncap * sizeof *nv);
-    if (nv == NULL)
-      return -1;
-    l->v = nv;
-    l->cap = ncap;
-  }
-  if ((l->v[l->n] = strdup (name)) == NULL)
-    return -1;
-  l->n++;
-  return 0;
-}
-
-static void
-name_list_free (struct name_list *l)
-{
-  for (size_t i = 0; i < l->n; i++)
-    free (l->v[i]);
-  free (l->v);
-  l->v = NULL;
-  l->n = l->cap = 0;
-}
-
 /* Which of two packs holding a chunk the table keeps: one that exists
  * and is not condemned, then a condemned one, then one gc found gone. */
 static int
@@ -543,7 +511,7 @@ struct condemned_gen {
   char *name;
   uint8_t (*packs)[16];
   size_t npacks;
-  struct name_list sessions;    /* "sessions/<id>" names */
+  string_vector sessions;       /* "sessions/<id>" names */
   int has_sessions;             /* the sessions were recorded */
 };
 
@@ -553,7 +521,7 @@ gens_free (struct condemned_gen *g, size_t n)
   for (size_t i = 0; i < n; i++) {
     free (g[i].name);
     free (g[i].packs);
-    name_list_free (&g[i].sessions);
+    string_vector_free_all (&g[i].sessions);
   }
   free (g);
 }
@@ -610,7 +578,7 @@ gen_parse (const char *text, struct condemned_gen *g)
           hex_id (json_object_get_string (e), id) == -1)
         goto out;
       snprintf (name, sizeof name, "sessions/%s", json_object_get_string (e));
-      if (name_list_add (&g->sessions, name) == -1)
+      if (string_vector_append_copy (&g->sessions, name) == -1)
         goto out;
     }
   }
@@ -629,57 +597,58 @@ gen_parse (const char *text, struct condemned_gen *g)
 static int
 gens_read (vms_repo *repo, int strict, struct condemned_gen **out, size_t *nout)
 {
-  struct name_list l = { 0 };
+  string_vector l = empty_vector;
   struct condemned_gen *g = NULL;
   size_t n = 0;
 
   *out = NULL;
   *nout = 0;
-  if (storage_list (repo->store, "gc/condemned-", name_list_add, &l) != 0) {
+  if (storage_list (repo->store, "gc/condemned-", storage_collect_names,
+                    &l) != 0) {
     vms_set_error (errno, "repository %s: cannot list gc/: %s", repo->path,
                    repo_errstr (errno));
-    name_list_free (&l);
+    string_vector_free_all (&l);
     return -1;
   }
-  g = calloc (l.n ? l.n : 1, sizeof *g);
+  g = calloc (l.len ? l.len : 1, sizeof *g);
   if (g == NULL) {
     vms_set_error (ENOMEM, "out of memory");
-    name_list_free (&l);
+    string_vector_free_all (&l);
     return -1;
   }
-  for (size_t i = 0; i < l.n; i++) {
+  for (size_t i = 0; i < l.len; i++) {
     CLEANUP_FREE char *text = NULL;
     size_t len;
-    if (storage_get_all (repo->store, l.v[i], MAX_MANIFEST_BYTES,
+    if (storage_get_all (repo->store, l.ptr[i], MAX_MANIFEST_BYTES,
                          (void **) &text, &len) == -1) {
       if (errno == ENOENT)
         continue;               /* its generation was finished meanwhile */
       vms_set_error (errno, "repository %s: cannot read %s: %s", repo->path,
-                     l.v[i], repo_errstr (errno));
+                     l.ptr[i], repo_errstr (errno));
       goto fail;
     }
     struct condemned_gen *x = &g[n];
     if (strlen (text) != len || gen_parse (text, x) == -1) {
       free (x->packs);
-      name_list_free (&x->sessions);
+      string_vector_free_all (&x->sessions);
       memset (x, 0, sizeof *x);
       if (!strict)
         continue;
       vms_set_error (EBADMSG, "gc stopped before removing anything: "
                      "repository %s: %s is corrupt (remove it only when no "
-                     "backup runs)", repo->path, l.v[i]);
+                     "backup runs)", repo->path, l.ptr[i]);
       goto fail;
     }
-    x->name = l.v[i];
-    l.v[i] = NULL;
+    x->name = l.ptr[i];
+    l.ptr[i] = NULL;
     n++;
   }
-  name_list_free (&l);
+  string_vector_free_all (&l);
   *out = g;
   *nout = n;
   return 0;
  fail:
-  name_list_free (&l);
+  string_vector_free_all (&l);
   gens_free (g, n);
   return -1;
 }
@@ -702,9 +671,9 @@ mark_condemned (struct repo_packs *rp, const struct condemned_gen *g, size_t n)
  * 2: a writer reads them after its lease is put, before it trusts the
  * index). segments: if not NULL, gets the names read. */
 static int
-table_load (vms_repo *repo, struct repo_packs *rp, struct name_list *segments)
+table_load (vms_repo *repo, struct repo_packs *rp, string_vector *segments)
 {
-  struct name_list l = { 0 };
+  string_vector l = empty_vector;
   struct condemned_gen *g;
   size_t ng;
 
@@ -717,10 +686,10 @@ table_load (vms_repo *repo, struct repo_packs *rp, struct name_list *segments)
     return -1;
   }
 
-  if (storage_list (repo->store, "index/", name_list_add, &l) != 0) {
+  if (storage_list (repo->store, "index/", storage_collect_names, &l) != 0) {
     vms_set_error (errno, "repository %s: cannot list index/: %s", repo->path,
                    repo_errstr (errno));
-    name_list_free (&l);
+    string_vector_free_all (&l);
     return -1;
   }
   /* A segment listed but gone when read was compacted away by a gc
@@ -728,44 +697,45 @@ table_load (vms_repo *repo, struct repo_packs *rp, struct name_list *segments)
    * it was deleted, so a new listing shows them (read what it adds). */
   int vanished = 0, relists = 0;
   for (size_t i = 0; ; i++) {
-    if (i == l.n) {
+    if (i == l.len) {
       if (!vanished || relists++ == 8)
         break;
       vanished = 0;
-      struct name_list again = { 0 };
-      if (storage_list (repo->store, "index/", name_list_add, &again) != 0) {
+      string_vector again = empty_vector;
+      if (storage_list (repo->store, "index/", storage_collect_names,
+                        &again) != 0) {
         vms_set_error (errno, "repository %s: cannot list index/: %s",
                        repo->path, repo_errstr (errno));
-        name_list_free (&again);
+        string_vector_free_all (&again);
         goto fail;
       }
-      for (size_t a = 0; a < again.n; a++) {
+      for (size_t a = 0; a < again.len; a++) {
         int seen = 0;
-        for (size_t k = 0; k < l.n && !seen; k++)
-          seen = strcmp (l.v[k], again.v[a]) == 0;
-        if (!seen && name_list_add (&l, again.v[a]) == -1) {
-          name_list_free (&again);
+        for (size_t k = 0; k < l.len && !seen; k++)
+          seen = strcmp (l.ptr[k], again.ptr[a]) == 0;
+        if (!seen && string_vector_append_copy (&l, again.ptr[a]) == -1) {
+          string_vector_free_all (&again);
           vms_set_error (ENOMEM, "out of memory");
           goto fail;
         }
       }
-      name_list_free (&again);
-      if (i == l.n)
+      string_vector_free_all (&again);
+      if (i == l.len)
         break;
     }
     CLEANUP_FREE void *buf = NULL;
     size_t len;
-    if (storage_get_all (repo->store, l.v[i], (size_t) 1 << 31, &buf,
+    if (storage_get_all (repo->store, l.ptr[i], (size_t) 1 << 31, &buf,
                          &len) == -1) {
       if (errno == ENOENT) {
         vanished = 1;           /* compacted away meanwhile */
         continue;
       }
       vms_set_error (errno, "repository %s: cannot read %s: %s", repo->path,
-                     l.v[i], repo_errstr (errno));
+                     l.ptr[i], repo_errstr (errno));
       goto fail;
     }
-    int64_t n = segment_check (buf, len, l.v[i]);
+    int64_t n = segment_check (buf, len, l.ptr[i]);
     if (n == -1) {
       vms_set_error (vms_get_errno (), "repository %s: %s", repo->path,
                      vms_get_error ());
@@ -780,14 +750,14 @@ table_load (vms_repo *repo, struct repo_packs *rp, struct name_list *segments)
     *segments = l;
   else if (repo->retention_days) {
     /* Kept: pack_info.segs names them by number (issue 14). */
-    rp->seg_names = l.v;
-    rp->nseg_names = l.n;
+    rp->seg_names = l.ptr;
+    rp->nseg_names = l.len;
   }
   else
-    name_list_free (&l);
+    string_vector_free_all (&l);
   return 0;
  fail:
-  name_list_free (&l);
+  string_vector_free_all (&l);
   table_clear (rp);
   return -1;
 }
@@ -1707,7 +1677,7 @@ int
 pack_extend_used (vms_repo *repo, const char *backup_id, uint64_t *extended)
 {
   struct repo_packs *rp = repo->packs;
-  struct name_list names = { 0 };
+  string_vector names = empty_vector;
   uint8_t *seg_seen = NULL;
   int r = 0;
 
@@ -1728,12 +1698,13 @@ pack_extend_used (vms_repo *repo, const char *backup_id, uint64_t *extended)
         continue;
       char name[64];
       pack_object_name (p->id, name);
-      if (name_list_add (&names, name) == -1)
+      if (string_vector_append_copy (&names, name) == -1)
         r = -1;
       for (uint32_t k = 0; r == 0 && k < p->nsegs; k++)
         if (p->segs[k] <= rp->nseg_names && !seg_seen[p->segs[k]]) {
           seg_seen[p->segs[k]] = 1;
-          if (name_list_add (&names, rp->seg_names[p->segs[k] - 1]) == -1)
+          if (string_vector_append_copy (&names,
+                                         rp->seg_names[p->segs[k] - 1]) == -1)
             r = -1;
         }
     }
@@ -1742,22 +1713,22 @@ pack_extend_used (vms_repo *repo, const char *backup_id, uint64_t *extended)
     pthread_mutex_unlock (&rp->lock);
     free (seg_seen);
     if (r == -1) {
-      name_list_free (&names);
+      string_vector_free_all (&names);
       vms_set_error (ENOMEM, "out of memory");
       return -1;
     }
   }
   /* Every backup needs the config, and the keys of an encrypted one. */
-  if (name_list_add (&names, "config") == -1 ||
-      storage_list (repo->store, "keys/", name_list_add, &names) != 0) {
+  if (string_vector_append_copy (&names, "config") == -1 ||
+      storage_list (repo->store, "keys/", storage_collect_names, &names) != 0) {
     vms_set_error (errno, "repository %s: cannot list keys/: %s", repo->path,
                    repo_errstr (errno));
-    name_list_free (&names);
+    string_vector_free_all (&names);
     return -1;
   }
-  for (size_t i = 0; r == 0 && i < names.n; i++)
-    r = extend_one (repo, names.v[i], backup_id, extended);
-  name_list_free (&names);
+  for (size_t i = 0; r == 0 && i < names.len; i++)
+    r = extend_one (repo, names.ptr[i], backup_id, extended);
+  string_vector_free_all (&names);
   return r;
 }
 
@@ -1804,11 +1775,11 @@ pack_id_from_name (const char *name, uint8_t id[16])
 struct gc_state {
   struct condemned_gen *gens;
   size_t ngens;
-  struct name_list segments;
+  string_vector segments;
   uint8_t **segbuf;
   size_t *segn;                 /* entries of each */
   int64_t *segret;              /* retain-until of each (issue 14); 0: none */
-  struct name_list pack_names;
+  string_vector pack_names;
   struct gc_pack *gp;           /* by pack number - 1 */
   size_t npacks;
 };
@@ -1817,13 +1788,13 @@ static void
 gc_state_free (struct repo_packs *rp, struct gc_state *st)
 {
   gens_free (st->gens, st->ngens);
-  for (size_t i = 0; i < st->segments.n; i++)
+  for (size_t i = 0; i < st->segments.len; i++)
     free (st->segbuf[i]);
   free (st->segbuf);
   free (st->segn);
   free (st->segret);
-  name_list_free (&st->segments);
-  name_list_free (&st->pack_names);
+  string_vector_free_all (&st->segments);
+  string_vector_free_all (&st->pack_names);
   free (st->gp);
   memset (st, 0, sizeof *st);
   table_clear (rp);
@@ -1832,7 +1803,7 @@ gc_state_free (struct repo_packs *rp, struct gc_state *st)
 static int
 add_all_segments (struct repo_packs *rp, struct gc_state *st)
 {
-  for (size_t i = 0; i < st->segments.n; i++)
+  for (size_t i = 0; i < st->segments.len; i++)
     if (st->segbuf[i] &&
         table_add_segment (rp, st->segbuf[i], st->segn[i], 0) == -1)
       return -1;
@@ -1849,27 +1820,28 @@ gc_load (vms_repo *repo, struct repo_packs *rp, struct gc_state *st)
   if (gens_read (repo, 1, &st->gens, &st->ngens) == -1 ||
       mark_condemned (rp, st->gens, st->ngens) == -1)
     return -1;
-  if (storage_list (repo->store, "index/", name_list_add, &st->segments) != 0) {
+  if (storage_list (repo->store, "index/", storage_collect_names,
+                    &st->segments) != 0) {
     vms_set_error (errno, "repository %s: cannot list index/: %s", repo->path,
                    repo_errstr (errno));
     return -1;
   }
-  st->segbuf = calloc (st->segments.n + 1, sizeof *st->segbuf);
-  st->segn = calloc (st->segments.n + 1, sizeof *st->segn);
-  st->segret = calloc (st->segments.n + 1, sizeof *st->segret);
+  st->segbuf = calloc (st->segments.len + 1, sizeof *st->segbuf);
+  st->segn = calloc (st->segments.len + 1, sizeof *st->segn);
+  st->segret = calloc (st->segments.len + 1, sizeof *st->segret);
   if (st->segbuf == NULL || st->segn == NULL || st->segret == NULL) {
     vms_set_error (ENOMEM, "out of memory");
     return -1;
   }
-  for (size_t i = 0; i < st->segments.n; i++) {
+  for (size_t i = 0; i < st->segments.len; i++) {
     void *buf;
     size_t len;
-    if (storage_get_all (repo->store, st->segments.v[i], (size_t) 1 << 31,
+    if (storage_get_all (repo->store, st->segments.ptr[i], (size_t) 1 << 31,
                          &buf, &len) == -1) {
       if (errno == ENOENT)
         continue;
       vms_set_error (errno, "repository %s: cannot read %s: %s", repo->path,
-                     st->segments.v[i], repo_errstr (errno));
+                     st->segments.ptr[i], repo_errstr (errno));
       return -1;
     }
     st->segbuf[i] = buf;
@@ -1877,9 +1849,9 @@ gc_load (vms_repo *repo, struct repo_packs *rp, struct gc_state *st)
      * deleted (issue 14): one HEAD each, only in such a repository. */
     struct storage_stat sst;
     if (repo->retention_days &&
-        storage_stat (repo->store, st->segments.v[i], &sst) == 0)
+        storage_stat (repo->store, st->segments.ptr[i], &sst) == 0)
       st->segret[i] = sst.retain_until;
-    int64_t n = segment_check (buf, len, st->segments.v[i]);
+    int64_t n = segment_check (buf, len, st->segments.ptr[i]);
     if (n == -1) {
       vms_set_error (vms_get_errno (), "gc stopped before removing anything: "
                      "repository %s: %s", repo->path, vms_get_error ());
@@ -1889,14 +1861,15 @@ gc_load (vms_repo *repo, struct repo_packs *rp, struct gc_state *st)
     if (table_add_segment (rp, buf, (size_t) n, 0) == -1)
       return -1;
   }
-  if (storage_list (repo->store, "packs/", name_list_add, &st->pack_names) != 0) {
+  if (storage_list (repo->store, "packs/", storage_collect_names,
+                    &st->pack_names) != 0) {
     vms_set_error (errno, "repository %s: cannot list packs/: %s", repo->path,
                    repo_errstr (errno));
     return -1;
   }
-  for (size_t i = 0; i < st->pack_names.n; i++) {
+  for (size_t i = 0; i < st->pack_names.len; i++) {
     uint8_t id[16];
-    if (pack_id_from_name (st->pack_names.v[i], id) == 0 &&
+    if (pack_id_from_name (st->pack_names.ptr[i], id) == 0 &&
         pack_number (rp, id, PACK_STORED) == 0)
       return -1;
   }
@@ -1908,13 +1881,13 @@ gc_load (vms_repo *repo, struct repo_packs *rp, struct gc_state *st)
   }
   for (size_t p = 0; p < st->npacks; p++)
     rp->packs[p].listed = 0;
-  for (size_t i = 0; i < st->pack_names.n; i++) {
+  for (size_t i = 0; i < st->pack_names.len; i++) {
     uint8_t id[16];
     struct storage_stat sst;
-    if (pack_id_from_name (st->pack_names.v[i], id) == -1)
+    if (pack_id_from_name (st->pack_names.ptr[i], id) == -1)
       continue;                 /* not a pack's name: not ours */
     uint32_t no = pack_number (rp, id, PACK_STORED);
-    if (storage_stat (repo->store, st->pack_names.v[i], &sst) == -1)
+    if (storage_stat (repo->store, st->pack_names.ptr[i], &sst) == -1)
       continue;                 /* gone meanwhile */
     rp->packs[no - 1].listed = 1;
     st->gp[no - 1].mtime = sst.mtime;
@@ -1951,35 +1924,36 @@ gc_count (struct repo_packs *rp, struct gc_state *st,
 
 /* The session leases there are now, but this process's own. */
 static int
-list_sessions (vms_repo *repo, struct name_list *out)
+list_sessions (vms_repo *repo, string_vector *out)
 {
-  struct name_list l = { 0 };
+  string_vector l = empty_vector;
   char own[64] = "";
 
   if (repo->session)
     snprintf (own, sizeof own, "sessions/%s", lease_id (repo->session));
-  if (storage_list (repo->store, "sessions/", name_list_add, &l) != 0) {
+  if (storage_list (repo->store, "sessions/", storage_collect_names, &l) != 0) {
     vms_set_error (errno, "repository %s: cannot list sessions/: %s",
                    repo->path, repo_errstr (errno));
-    name_list_free (&l);
+    string_vector_free_all (&l);
     return -1;
   }
-  for (size_t i = 0; i < l.n; i++)
-    if (strcmp (l.v[i], own) != 0 && name_list_add (out, l.v[i]) == -1) {
-      name_list_free (&l);
+  for (size_t i = 0; i < l.len; i++)
+    if (strcmp (l.ptr[i], own) != 0
+        && string_vector_append_copy (out, l.ptr[i]) == -1) {
+      string_vector_free_all (&l);
       vms_set_error (ENOMEM, "out of memory");
       return -1;
     }
-  name_list_free (&l);
+  string_vector_free_all (&l);
   return 0;
 }
 
 /* Put condemned list name: its packs and (has_sessions) sessions. */
 static int
 gen_put (vms_repo *repo, const char *name, uint8_t (*packs)[16], size_t np,
-         const struct name_list *sessions, unsigned flags)
+         const string_vector *sessions, unsigned flags)
 {
-  size_t cap = 128 + np * 36 + (sessions ? sessions->n * 36 : 0);
+  size_t cap = 128 + np * 36 + (sessions ? sessions->len * 36 : 0);
   CLEANUP_FREE char *t = malloc (cap);
   size_t n = 0;
   char h[33];
@@ -1996,9 +1970,9 @@ gen_put (vms_repo *repo, const char *name, uint8_t (*packs)[16], size_t np,
   }
   if (sessions) {
     n += (size_t) snprintf (t + n, cap - n, "], \"sessions\": [");
-    for (size_t i = 0; i < sessions->n; i++)
+    for (size_t i = 0; i < sessions->len; i++)
       n += (size_t) snprintf (t + n, cap - n, "%s\"%s\"", i ? "," : "",
-                              sessions->v[i] + 9);
+                              sessions->ptr[i] + 9);
     n += (size_t) snprintf (t + n, cap - n, "]}\n");
   }
   else
@@ -2030,13 +2004,13 @@ gen_ready (vms_repo *repo, const struct condemned_gen *g, int64_t now,
            size_t *waiting)
 {
   *waiting = 0;
-  for (size_t i = 0; i < g->sessions.n; i++) {
+  for (size_t i = 0; i < g->sessions.len; i++) {
     struct lease_info li;
-    if (lease_read (repo, g->sessions.v[i], now, &li) == -1) {
+    if (lease_read (repo, g->sessions.ptr[i], now, &li) == -1) {
       if (errno == ENOENT)
         continue;
       vms_set_error (errno, "repository %s: cannot read %s: %s", repo->path,
-                     g->sessions.v[i], repo_errstr (errno));
+                     g->sessions.ptr[i], repo_errstr (errno));
       return -1;
     }
     if (!li.expired)
@@ -2132,7 +2106,7 @@ gc_phase1 (vms_repo *repo, struct repo_packs *rp, struct gc_state *st,
       goto out;
     struct condemned_gen g = { .name = name, .packs = packs, .npacks = np };
     int rr = gen_record_sessions (repo, &g);
-    name_list_free (&g.sessions);
+    string_vector_free_all (&g.sessions);
     if (rr == -1)
       goto out;
   }
@@ -2183,7 +2157,7 @@ gc_compact (vms_repo *repo, struct repo_packs *rp, struct gc_state *st,
     vms_set_error (ENOMEM, "out of memory");
     return -1;
   }
-  for (size_t s = 0; s < st->segments.n; s++)
+  for (size_t s = 0; s < st->segments.len; s++)
     for (size_t i = 0; st->segbuf[s] && st->segret[s] <= now &&
          i < st->segn[s]; i++) {
       const uint8_t *e = st->segbuf[s] + SEGMENT_HEADER_SIZE + i * SEGMENT_ENTRY_SIZE;
@@ -2282,7 +2256,7 @@ gc_phase2 (vms_repo *repo, struct repo_packs *rp, struct repo_lease *gc_lease,
     if (rp->packs[p].listed == 0 && !st.gp[p].needed)
       st.gp[p].drop = any = 1;
   size_t mergeable = 0;
-  for (size_t i = 0; i < st.segments.n; i++)
+  for (size_t i = 0; i < st.segments.len; i++)
     mergeable += st.segbuf[i] && st.segret[i] <= now;
   if (any || mergeable > 1) {
     if (gc_compact (repo, rp, &st, now) == -1)
@@ -2292,11 +2266,11 @@ gc_phase2 (vms_repo *repo, struct repo_packs *rp, struct repo_lease *gc_lease,
       put_error (repo, "flushing the new index");
       goto out;
     }
-    for (size_t i = 0; i < st.segments.n; i++)
+    for (size_t i = 0; i < st.segments.len; i++)
       if (st.segbuf[i] && st.segret[i] <= now &&
-          storage_delete (repo->store, st.segments.v[i]) == -1) {
+          storage_delete (repo->store, st.segments.ptr[i]) == -1) {
         vms_set_error (errno, "repository %s: cannot remove %s: %s",
-                       repo->path, st.segments.v[i], repo_errstr (errno));
+                       repo->path, st.segments.ptr[i], repo_errstr (errno));
         goto out;
       }
   }
@@ -2341,7 +2315,7 @@ gc_phase2 (vms_repo *repo, struct repo_packs *rp, struct repo_lease *gc_lease,
 static int
 gc_orphans (vms_repo *repo, int64_t grace, uint64_t *freed)
 {
-  struct name_list sessions = { 0 }, bnames = { 0 };
+  string_vector sessions = empty_vector, bnames = empty_vector;
   int64_t now, bound;
   int r = -1;
 
@@ -2353,13 +2327,13 @@ gc_orphans (vms_repo *repo, int64_t grace, uint64_t *freed)
   bound = now;
   if (list_sessions (repo, &sessions) == -1)
     return -1;
-  for (size_t i = 0; i < sessions.n; i++) {
+  for (size_t i = 0; i < sessions.len; i++) {
     struct lease_info li;
-    if (lease_read (repo, sessions.v[i], now, &li) == -1) {
+    if (lease_read (repo, sessions.ptr[i], now, &li) == -1) {
       if (errno == ENOENT)
         continue;
       vms_set_error (errno, "repository %s: cannot read %s: %s", repo->path,
-                     sessions.v[i], repo_errstr (errno));
+                     sessions.ptr[i], repo_errstr (errno));
       goto out;
     }
     if (!li.expired && li.created < bound)
@@ -2367,15 +2341,16 @@ gc_orphans (vms_repo *repo, int64_t grace, uint64_t *freed)
     /* An expired lease is a killed session's: gone with it. (Were its
      * holder only stalled, it no longer trusts its lease: lease_ok.) */
     if (li.expired)
-      (void) storage_delete (repo->store, sessions.v[i]);
+      (void) storage_delete (repo->store, sessions.ptr[i]);
   }
-  if (storage_list (repo->store, "backups/", name_list_add, &bnames) != 0) {
+  if (storage_list (repo->store, "backups/", storage_collect_names,
+                    &bnames) != 0) {
     vms_set_error (errno, "repository %s: cannot list backups/: %s",
                    repo->path, repo_errstr (errno));
     goto out;
   }
-  for (size_t i = 0; i < bnames.n; i++) {
-    const char *n = bnames.v[i] + 8, *slash = strchr (n, '/');
+  for (size_t i = 0; i < bnames.len; i++) {
+    const char *n = bnames.ptr[i] + 8, *slash = strchr (n, '/');
     char manifest[STORAGE_NAME_MAX + 16];
     struct storage_stat sst;
     if (slash == NULL)
@@ -2383,7 +2358,7 @@ gc_orphans (vms_repo *repo, int64_t grace, uint64_t *freed)
     snprintf (manifest, sizeof manifest, "backups/%.*s/manifest",
               (int) (slash - n), n);
     if (storage_stat (repo->store, manifest, &sst) == 0 ||
-        storage_stat (repo->store, bnames.v[i], &sst) == -1 ||
+        storage_stat (repo->store, bnames.ptr[i], &sst) == -1 ||
         sst.mtime >= bound || (grace > 0 && now - sst.mtime < grace))
       continue;
     /* A manifest put since the first look: it is a backup now (its own
@@ -2391,15 +2366,15 @@ gc_orphans (vms_repo *repo, int64_t grace, uint64_t *freed)
     struct storage_stat mst;
     if (storage_stat (repo->store, manifest, &mst) == 0)
       continue;
-    if (storage_delete (repo->store, bnames.v[i]) == 0)
+    if (storage_delete (repo->store, bnames.ptr[i]) == 0)
       *freed += sst.size;
     else if (errno == EPERM && sst.retain_until > 0)
       repo_note_kept (repo, sst.size, sst.retain_until);   /* issue 14 */
   }
   r = 0;
  out:
-  name_list_free (&sessions);
-  name_list_free (&bnames);
+  string_vector_free_all (&sessions);
+  string_vector_free_all (&bnames);
   return r;
 }
 

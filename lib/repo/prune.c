@@ -25,6 +25,7 @@
 #include "fs-util.h"
 #include "repo-internal.h"
 #include "storage.h"
+#include "vector.h"
 #include "vmshadow/error.h"
 
 /* ---- selection ---- */
@@ -172,25 +173,6 @@ repo_say (vms_repo_report_fn report, void *opaque, const char *fmt, ...)
 
 /* Rename backups/<id> away (the backup is gone at once, atomically), then
  * delete the files. */
-struct backup_objects {
-  char **v;
-  size_t n;
-};
-
-static int
-collect_object (void *opaque, const char *name)
-{
-  struct backup_objects *o = opaque;
-  char **nv = realloc (o->v, (o->n + 1) * sizeof *nv);
-  if (nv == NULL)
-    return -1;
-  o->v = nv;
-  if ((o->v[o->n] = strdup (name)) == NULL)
-    return -1;
-  o->n++;
-  return 0;
-}
-
 /* v2: 1 if backup id's manifest is under a retention that lasts (by the
  * store's clock), with its date and size; 0 if not or it cannot be told
  * (then the delete itself says why). */
@@ -219,7 +201,7 @@ static int
 remove_backup_v2 (vms_repo *repo, const char *id)
 {
   char name[STORAGE_NAME_MAX + 32], dir[STORAGE_NAME_MAX + 1];
-  struct backup_objects o = { 0 };
+  string_vector o = empty_vector;
   int r = 0;
 
   if (repo_backup_dir (repo, id, dir, sizeof dir) == -1) {
@@ -234,14 +216,12 @@ remove_backup_v2 (vms_repo *repo, const char *id)
     return -1;
   }
   snprintf (name, sizeof name, "%s/", dir);
-  if (storage_list (repo->store, name, collect_object, &o) != 0)
+  if (storage_list (repo->store, name, storage_collect_names, &o) != 0)
     r = -1;
-  for (size_t i = 0; i < o.n; i++) {
-    if (r == 0 && storage_delete (repo->store, o.v[i]) == -1)
+  for (size_t i = 0; r == 0 && i < o.len; i++)
+    if (storage_delete (repo->store, o.ptr[i]) == -1)
       r = -1;
-    free (o.v[i]);
-  }
-  free (o.v);
+  string_vector_free_all (&o);    /* free keeps errno */
   if (r == -1)
     vms_set_error (errno, "repository %s: backup %s is removed, but some of "
                    "its objects are left (gc removes them): %s", repo->path,

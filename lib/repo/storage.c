@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "storage.h"
+#include "vector.h"
 
 int
 storage_valid_name (const char *name)
@@ -94,6 +95,12 @@ storage_list (struct storage *s, const char *prefix, storage_list_fn fn,
       return bad_name ();
   }
   return s->ops->list (s, prefix, fn, opaque);
+}
+
+int
+storage_collect_names (void *opaque, const char *name)
+{
+  return string_vector_append_copy (opaque, name);
 }
 
 int

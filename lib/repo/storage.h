@@ -130,6 +130,9 @@ extern int storage_stat (struct storage *s, const char *name,
  * optional '/'. */
 extern int storage_list (struct storage *s, const char *prefix,
                          storage_list_fn fn, void *opaque);
+/* A storage_list_fn that appends a copy of every name to the
+ * string_vector (vector.h) that opaque points to. */
+extern int storage_collect_names (void *opaque, const char *name);
 extern int storage_delete (struct storage *s, const char *name);
 extern int storage_now (struct storage *s, int64_t *t);
 extern int storage_sync (struct storage *s);

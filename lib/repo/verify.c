@@ -884,29 +884,6 @@ verify_packs (struct verify *v)
  * length of every other sealed object. Contents are not authenticated:
  * the report's last line says so. */
 
-struct names {
-  char **v;
-  size_t n, cap;
-};
-
-static int
-names_add (void *opaque, const char *name)
-{
-  struct names *l = opaque;
-  if (l->n == l->cap) {
-    size_t ncap = l->cap ? l->cap * 2 : 64;
-    char **nv = realloc (l->v, ncap * sizeof *nv);
-    if (nv == NULL)
-      return -1;
-    l->v = nv;
-    l->cap = ncap;
-  }
-  if ((l->v[l->n] = strdup (name)) == NULL)
-    return -1;
-  l->n++;
-  return 0;
-}
-
 static void
 check_pack (struct verify *v, const char *name, const uint8_t *b, size_t len)
 {
@@ -938,18 +915,18 @@ static int
 verify_structure (struct verify *v)
 {
   vms_repo *repo = v->repo;
-  struct names l = { 0 };
+  string_vector l = empty_vector;
   uint64_t objects = 0, packs = 0;
   int r = 0;
 
-  if (storage_list (repo->store, "", names_add, &l) != 0) {
+  if (storage_list (repo->store, "", storage_collect_names, &l) != 0) {
     vms_set_error (errno, "repository %s: cannot list its objects: %s",
                    repo->path, repo_errstr (errno));
     stop_unreachable (v, vms_get_errno ());
     r = -1;
   }
-  for (size_t i = 0; r == 0 && i < l.n; i++) {
-    const char *name = l.v[i];
+  for (size_t i = 0; r == 0 && i < l.len; i++) {
+    const char *name = l.ptr[i];
     int pack = strncmp (name, "packs/", 6) == 0;
     if (!pack && !storage_crypt_sealed_name (name))
       continue;
@@ -977,9 +954,7 @@ verify_structure (struct verify *v)
     if (why)
       problem (v, "object %s is %s", name, why);
   }
-  for (size_t i = 0; i < l.n; i++)
-    free (l.v[i]);
-  free (l.v);
+  string_vector_free_all (&l);
   if (r == 0 && v->report) {
     char line[512];
     snprintf (line, sizeof line, "checked without the key: %" PRIu64
@@ -997,17 +972,17 @@ static int
 verify_trailers (struct verify *v)
 {
   vms_repo *repo = v->repo;
-  struct names l = { 0 };
+  string_vector l = empty_vector;
   int r = 0;
 
-  if (storage_list (repo->store, "packs/", names_add, &l) != 0) {
+  if (storage_list (repo->store, "packs/", storage_collect_names, &l) != 0) {
     vms_set_error (errno, "repository %s: cannot list packs/: %s",
                    repo->path, repo_errstr (errno));
     stop_unreachable (v, vms_get_errno ());
     r = -1;
   }
-  for (size_t i = 0; r == 0 && i < l.n; i++) {
-    const char *name = l.v[i];
+  for (size_t i = 0; r == 0 && i < l.len; i++) {
+    const char *name = l.ptr[i];
     struct storage_stat st;
     uint8_t head[PACK_HEADER_SIZE], tail[PACK_TAIL_SIZE];
     char aad[256], why[160];
@@ -1061,9 +1036,7 @@ verify_trailers (struct verify *v)
     free (t);
     free (out);
   }
-  for (size_t i = 0; i < l.n; i++)
-    free (l.v[i]);
-  free (l.v);
+  string_vector_free_all (&l);
   return r;
 }
 

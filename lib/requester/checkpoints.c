@@ -16,11 +16,9 @@
 static int
 add_unique (string_vector *v, const char *s)
 {
-  char *c;
   if (string_vector_contains (v, s))
     return 0;
-  if ((c = strdup (s)) == NULL || string_vector_append (v, c) == -1) {
-    free (c);
+  if (string_vector_append_copy (v, s) == -1) {
     vms_set_error (ENOMEM, "out of memory");
     return -1;
   }

@@ -87,6 +87,20 @@ string_vector_free_all (string_vector *v)
   string_vector_reset (v);
 }
 
+/* Append a copy of s. -1 with errno ENOMEM if memory runs out. */
+static inline int __attribute__ ((unused))
+string_vector_append_copy (string_vector *v, const char *s)
+{
+  char *c = strdup (s);
+
+  if (c == NULL || string_vector_append (v, c) == -1) {
+    free (c);
+    errno = ENOMEM;
+    return -1;
+  }
+  return 0;
+}
+
 /* 1 if one of the strings equals s, else 0. */
 static inline int __attribute__ ((unused))
 string_vector_contains (const string_vector *v, const char *s)
