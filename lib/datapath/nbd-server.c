@@ -11,6 +11,7 @@
  * image is passed with --image-opts and an explicit driver: the format is
  * never probed and a file name is never parsed as a protocol ("nbd:...").
  */
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -482,15 +483,85 @@ nbd_server_qemu_env (struct nbd_server *s, int writable)
   return -1;
 }
 
+/* A qemu-nbd command line being built, and the strings it points into. */
+struct qemu_nbd_cmd {
+  const char *argv[20];
+  size_t n;
+  char shared[32];
+  char *socket, *pidfile, *extra[2];
+};
+
+static void
+qemu_nbd_cmd_free (struct qemu_nbd_cmd *c)
+{
+  free (c->socket);
+  free (c->pidfile);
+  free (c->extra[0]);
+  free (c->extra[1]);
+}
+
+/* Undo qemu_nbd_cmd_begin and what followed; the error is already set. */
+static int
+qemu_nbd_cmd_fail (struct nbd_server *s, struct qemu_nbd_cmd *c)
+{
+  qemu_nbd_cmd_free (c);
+  nbd_server_remove_dir (s);
+  nbd_server_free (s);
+  return -1;
+}
+
+/* Make s's directory and environment for exporting name, and begin c
+ * with what every export says: read-only unless writable, persistent,
+ * how many connections, the socket and the pid file. -1 with the error
+ * set and s freed. */
+static int
+qemu_nbd_cmd_begin (struct nbd_server *s, struct qemu_nbd_cmd *c,
+                    const char *name, int writable, unsigned shared)
+{
+  memset (c, 0, sizeof *c);
+  if (nbd_server_prepare (s, name) == -1)
+    return -1;
+  if (nbd_server_qemu_env (s, writable) == -1)
+    return qemu_nbd_cmd_fail (s, c);
+  /* asprintf leaves its pointer undefined when it fails. */
+  if (asprintf (&c->socket, "--socket=%s", s->socket) == -1)
+    c->socket = NULL;
+  if (asprintf (&c->pidfile, "--pid-file=%s/pid", s->dir) == -1)
+    c->pidfile = NULL;
+  if (c->socket == NULL || c->pidfile == NULL) {
+    vms_set_error (ENOMEM, "out of memory");
+    return qemu_nbd_cmd_fail (s, c);
+  }
+  snprintf (c->shared, sizeof c->shared, "--shared=%u", shared ? shared : 1);
+  c->argv[c->n++] = "qemu-nbd";
+  if (!writable)
+    c->argv[c->n++] = "--read-only";
+  c->argv[c->n++] = "--persistent";
+  c->argv[c->n++] = c->shared;
+  c->argv[c->n++] = c->socket;
+  c->argv[c->n++] = c->pidfile;
+  return 0;
+}
+
+/* Run the command (c->argv ends with what the caller added); c is freed. */
+static int
+qemu_nbd_cmd_run (struct nbd_server *s, struct qemu_nbd_cmd *c,
+                  const char *packages)
+{
+  int r;
+
+  assert (c->n < sizeof c->argv / sizeof c->argv[0]);
+  c->argv[c->n] = NULL;
+  r = nbd_server_run (s, c->argv, packages);
+  qemu_nbd_cmd_free (c);
+  return r;
+}
+
 int
 nbd_server_start (struct nbd_server *s, const char *image, const char *format,
                   const char *bitmap, int writable, unsigned shared)
 {
-  char shared_opt[32];
-  CLEANUP_FREE char *opts = NULL;
-  CLEANUP_FREE char *socket_opt = NULL, *pidfile_opt = NULL, *bitmap_opt = NULL;
-  const char *argv[20];
-  size_t n = 0;
+  struct qemu_nbd_cmd c;
 
   if (format == NULL)
     format = "raw";
@@ -504,44 +575,27 @@ nbd_server_start (struct nbd_server *s, const char *image, const char *format,
                    "only qcow2 images have persistent bitmaps", image, bitmap);
     return -1;
   }
-  if (nbd_server_prepare (s, image) == -1)
+  if (qemu_nbd_cmd_begin (s, &c, image, writable, shared) == -1)
     return -1;
-  if (nbd_server_qemu_env (s, writable) == -1) {
-    nbd_server_remove_dir (s);
-    nbd_server_free (s);
-    return -1;
-  }
-  if (asprintf (&socket_opt, "--socket=%s", s->socket) == -1
-      || asprintf (&pidfile_opt, "--pid-file=%s/pid", s->dir) == -1
-      || (bitmap && asprintf (&bitmap_opt, "--bitmap=%s", bitmap) == -1)
-      || (opts = nbd_server_image_opts (image, format)) == NULL) {
+  if (bitmap && asprintf (&c.extra[0], "--bitmap=%s", bitmap) == -1)
+    c.extra[0] = NULL;
+  c.extra[1] = nbd_server_image_opts (image, format);
+  if ((bitmap && c.extra[0] == NULL) || c.extra[1] == NULL) {
     vms_set_error (ENOMEM, "out of memory");
-    nbd_server_remove_dir (s);
-    nbd_server_free (s);
-    return -1;
+    return qemu_nbd_cmd_fail (s, &c);
   }
-  snprintf (shared_opt, sizeof shared_opt, "--shared=%u", shared ? shared : 1);
-
-  argv[n++] = "qemu-nbd";
-  if (!writable)
-    argv[n++] = "--read-only";
-  argv[n++] = "--persistent";
-  argv[n++] = shared_opt;
-  argv[n++] = socket_opt;
-  argv[n++] = pidfile_opt;
-  if (bitmap_opt)
-    argv[n++] = bitmap_opt;
+  if (c.extra[0])
+    c.argv[c.n++] = c.extra[0];
   if (writable == NBD_SERVER_WRITABLE_DIRECT) {
     /* Data straight from qemu-nbd's buffers to the disk: copying every
      * byte into the page cache cost it as much CPU as the rest of a qcow2
      * extract (issue 15). */
-    argv[n++] = "--cache=none";
-    argv[n++] = "--aio=native";
+    c.argv[c.n++] = "--cache=none";
+    c.argv[c.n++] = "--aio=native";
   }
-  argv[n++] = "--image-opts";
-  argv[n++] = opts;
-  argv[n] = NULL;
-  if (nbd_server_run (s, argv, "qemu-utils") == -1)
+  c.argv[c.n++] = "--image-opts";
+  c.argv[c.n++] = c.extra[1];
+  if (qemu_nbd_cmd_run (s, &c, "qemu-utils") == -1)
     return -1;
   vms_debug ("qemu-nbd serves %s (%s%s%s)", image, format,
              writable ? ", writable" : "", bitmap ? ", bitmap" : "");
@@ -553,10 +607,7 @@ nbd_server_start_graph (struct nbd_server *s, const char *graph,
                         const char *secret_file, const char *name,
                         int writable, unsigned shared)
 {
-  char shared_opt[32];
-  CLEANUP_FREE char *socket_opt = NULL, *pidfile_opt = NULL, *secret_opt = NULL;
-  const char *argv[20];
-  size_t n = 0;
+  struct qemu_nbd_cmd c;
 
   if (strncmp (graph, "json:{", 6) != 0) {
     vms_set_error (EINVAL, "cannot export %s: its block graph is not "
@@ -568,39 +619,21 @@ nbd_server_start_graph (struct nbd_server *s, const char *graph,
                    "a comma", name, secret_file);
     return -1;
   }
-  if (nbd_server_prepare (s, name) == -1)
+  if (qemu_nbd_cmd_begin (s, &c, name, writable, shared) == -1)
     return -1;
-  if (nbd_server_qemu_env (s, writable) == -1) {
-    nbd_server_remove_dir (s);
-    nbd_server_free (s);
-    return -1;
-  }
-  if (asprintf (&socket_opt, "--socket=%s", s->socket) == -1
-      || asprintf (&pidfile_opt, "--pid-file=%s/pid", s->dir) == -1
-      || (secret_file &&
-          asprintf (&secret_opt, "secret,id=" VMS_ACCESS_SECRET_ID ",file=%s",
-                    secret_file) == -1)) {
-    vms_set_error (ENOMEM, "out of memory");
-    nbd_server_remove_dir (s);
-    nbd_server_free (s);
-    return -1;
-  }
-  snprintf (shared_opt, sizeof shared_opt, "--shared=%u", shared ? shared : 1);
-  argv[n++] = "qemu-nbd";
-  if (!writable)
-    argv[n++] = "--read-only";
-  argv[n++] = "--persistent";
-  argv[n++] = shared_opt;
-  argv[n++] = socket_opt;
-  argv[n++] = pidfile_opt;
-  if (secret_opt) {
-    argv[n++] = "--object";
-    argv[n++] = secret_opt;
+  if (secret_file) {
+    if (asprintf (&c.extra[0], "secret,id=" VMS_ACCESS_SECRET_ID ",file=%s",
+                  secret_file) == -1) {
+      c.extra[0] = NULL;
+      vms_set_error (ENOMEM, "out of memory");
+      return qemu_nbd_cmd_fail (s, &c);
+    }
+    c.argv[c.n++] = "--object";
+    c.argv[c.n++] = c.extra[0];
   }
   /* A json: filename names its drivers: nothing is probed. */
-  argv[n++] = graph;
-  argv[n] = NULL;
-  if (nbd_server_run (s, argv, "qemu-utils qemu-block-extra") == -1)
+  c.argv[c.n++] = graph;
+  if (qemu_nbd_cmd_run (s, &c, "qemu-utils qemu-block-extra") == -1)
     return -1;
   vms_debug ("qemu-nbd serves %s", name);
   return 0;
