@@ -1757,8 +1757,6 @@ vm_config_rewrite (const char *xml, size_t len, const struct vm_rewrite *rw,
   struct rw_ctx x = { .rw = rw, .notes = notes };
   xmlDoc *doc;
   xmlNode *root, *os, *devs, *md;
-  xmlChar *out = NULL;
-  int outlen = 0;
   char *s = NULL;
   struct vm_config cfg;
 
@@ -1839,10 +1837,7 @@ vm_config_rewrite (const char *xml, size_t len, const struct vm_rewrite *rw,
     vms_set_error (ENOMEM, "out of memory rewriting a domain XML");
     goto out;
   }
-  xmlDocDumpMemory (doc, &out, &outlen);
-  if (out == NULL || (s = strdup ((const char *) out)) == NULL)
-    vms_set_error (ENOMEM, "out of memory rewriting a domain XML");
-  xmlFree (out);
+  s = xml_doc_text (doc);
  out:
   xmlFreeDoc (doc);
   return s;

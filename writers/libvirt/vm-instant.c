@@ -533,8 +533,6 @@ boot_xml (const char *xml, const char *name, const char *uuid,
                                XML_PARSE_NONET | XML_PARSE_NOWARNING |
                                XML_PARSE_NOERROR);
   xmlNode *root, *devs, *next, *os;
-  xmlChar *out = NULL;
-  int len = 0;
   char *s;
 
   if (doc == NULL || (root = xmlDocGetRootElement (doc)) == NULL ||
@@ -585,16 +583,8 @@ boot_xml (const char *xml, const char *name, const char *uuid,
       xmlFreeNode (c);
     }
   }
-  xmlDocDumpMemory (doc, &out, &len);
+  s = xml_doc_text (doc);
   xmlFreeDoc (doc);
-  if (out == NULL) {
-    vms_set_error (ENOMEM, "out of memory");
-    return NULL;
-  }
-  s = strdup ((const char *) out);
-  xmlFree (out);
-  if (s == NULL)
-    vms_set_error (ENOMEM, "out of memory");
   return s;
 }
 

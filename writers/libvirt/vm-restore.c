@@ -519,8 +519,6 @@ rewrite_xml (struct vm_writer *w, struct rs_vm *vm, const char *xml,
                                XML_PARSE_NONET | XML_PARSE_NOWARNING |
                                XML_PARSE_NOERROR);
   xmlNode *root, *devs;
-  xmlChar *out = NULL;
-  int len = 0;
   char *s;
 
   if (doc == NULL || (root = xmlDocGetRootElement (doc)) == NULL ||
@@ -558,16 +556,8 @@ rewrite_xml (struct vm_writer *w, struct rs_vm *vm, const char *xml,
     else if (xmlStrcmp (n->name, BAD_CAST "interface") == 0)
       rewrite_interface (w, vm, n, report);
   }
-  xmlDocDumpMemory (doc, &out, &len);
+  s = xml_doc_text (doc);
   xmlFreeDoc (doc);
-  if (out == NULL) {
-    vms_set_error (ENOMEM, "out of memory");
-    return NULL;
-  }
-  s = strdup ((const char *) out);
-  xmlFree (out);
-  if (s == NULL)
-    vms_set_error (ENOMEM, "out of memory");
   return s;
 }
 

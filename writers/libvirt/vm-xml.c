@@ -1,8 +1,10 @@
 /* Helpers over libxml2 trees of domain XML (vm-xml.h). */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "vm-xml.h"
+#include "vmshadow/error.h"
 
 xmlNode *
 xml_child (const xmlNode *n, const char *name)
@@ -33,4 +35,18 @@ xml_drop_children (xmlNode *n, const char *name)
     xmlUnlinkNode (c);
     xmlFreeNode (c);
   }
+}
+
+char *
+xml_doc_text (xmlDoc *doc)
+{
+  xmlChar *out = NULL;
+  int len = 0;
+  char *s = NULL;
+
+  xmlDocDumpMemory (doc, &out, &len);
+  if (out == NULL || (s = strdup ((const char *) out)) == NULL)
+    vms_set_error (ENOMEM, "out of memory");
+  xmlFree (out);
+  return s;
 }

@@ -15,4 +15,7 @@ extern char *xml_attr (const xmlNode *n, const char *name);
 /* Unlink and free every child element of n called name. */
 extern void xml_drop_children (xmlNode *n, const char *name);
 
+/* doc as text (malloc'd), or NULL with ENOMEM in vmshadow's error. */
+extern char *xml_doc_text (xmlDoc *doc);
+
 #endif
