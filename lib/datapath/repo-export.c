@@ -18,6 +18,7 @@
 
 #include "cleanup.h"
 #include "log.h"
+#include "str.h"
 #include "subprocess.h"
 #include "vmshadow/datapath.h"
 #include "vmshadow/error.h"
@@ -73,16 +74,66 @@ repo_export_check (const struct vms_repo_export_options *o, uint64_t *size,
   return i < 0 ? -1 : 0;
 }
 
+/* nbdkit's arguments for the plugin: repo= (absolute: nbdkit opens the
+ * repository from another working directory), backup=, the selection
+ * and keyfd= into params (malloc'd; at most REPO_EXPORT_PARAMS), the
+ * cache size into cache_opt. Their count, or -1 with the error set. */
+#define REPO_EXPORT_PARAMS 7
+static int
+repo_export_params (const struct vms_repo_export_options *o, int key_fd,
+                    char *params[REPO_EXPORT_PARAMS], char cache_opt[40])
+{
+  CLEANUP_FREE char *repo_abs = realpath (o->repo_dir, NULL);
+  const struct { const char *key, *value; } p[] = {
+    { "repo", repo_abs }, { "backup", o->backup_id },
+    { "vm", o->select.vm }, { "disk", o->select.disk },
+    { "component", o->select.component }, { "file", o->select.file },
+    { "keyfd", key_fd >= 0 ? "3" : NULL },
+  };
+  int np = 0;
+
+  if (repo_abs == NULL) {
+    vms_set_error (errno, "cannot resolve %s: %s", o->repo_dir,
+                   strerror (errno));
+    return -1;
+  }
+  _Static_assert (sizeof p / sizeof p[0] == REPO_EXPORT_PARAMS, "params");
+  for (size_t i = 0; i < REPO_EXPORT_PARAMS; i++) {
+    if (p[i].value == NULL)
+      continue;
+    params[np] = vms_strdup_printf ("%s=%s", p[i].key, p[i].value);
+    if (params[np] == NULL) {
+      vms_set_error (ENOMEM, "out of memory");
+      return -1;
+    }
+    np++;
+  }
+  snprintf (cache_opt, 40, "cache=%" PRIu64,
+            o->cache_bytes ? o->cache_bytes : (uint64_t) 64 << 20);
+  return np;
+}
+
+/* The cleanup of an array of them (CLEANUP_FREE would free only the
+ * first). */
+static void
+repo_export_params_free (char *(*params)[REPO_EXPORT_PARAMS])
+{
+  for (size_t i = 0; i < REPO_EXPORT_PARAMS; i++)
+    free ((*params)[i]);
+}
+#define CLEANUP_PARAMS __attribute__ ((cleanup (repo_export_params_free)))
+
 vms_repo_export *
 vms_repo_export_open (const struct vms_repo_export_options *o)
 {
   const char *plugin = repo_export_plugin ();
   char what[4200], cache_opt[40];
-  CLEANUP_FREE char *repo_abs = NULL, *pidfile_opt = NULL;
-  CLEANUP_FREE char *params[7] = { NULL };
+  CLEANUP_FREE char *pidfile_opt = NULL;
+  CLEANUP_PARAMS char *params[REPO_EXPORT_PARAMS] = { NULL };
   CLEANUP_CLOSE int key_fd = -1;
   const char *argv[20];
-  size_t n = 0, np = 0;
+  size_t n = 0;
+  int np;
   vms_repo_export *e;
 
   if (o->repo_dir == NULL || o->backup_id == NULL) {
@@ -102,27 +153,13 @@ vms_repo_export_open (const struct vms_repo_export_options *o)
     free (e);
     return NULL;
   }
-  /* nbdkit opens the repository itself, from another working directory. */
-  if ((repo_abs = realpath (o->repo_dir, NULL)) == NULL) {
-    vms_set_error (errno, "cannot resolve %s: %s", o->repo_dir, strerror (errno));
+  if ((np = repo_export_params (o, key_fd, params, cache_opt)) == -1
+      || nbd_server_prepare (&e->server, what) == -1) {
     free (e);
     return NULL;
   }
-  if (nbd_server_prepare (&e->server, what) == -1) {
-    free (e);
-    return NULL;
-  }
-  snprintf (cache_opt, sizeof cache_opt, "cache=%" PRIu64,
-            o->cache_bytes ? o->cache_bytes : (uint64_t) 64 << 20);
-  if (asprintf (&pidfile_opt, "--pidfile=%s/pid", e->server.dir) == -1 ||
-      asprintf (&params[np++], "repo=%s", repo_abs) == -1 ||
-      asprintf (&params[np++], "backup=%s", o->backup_id) == -1 ||
-      (o->select.vm && asprintf (&params[np++], "vm=%s", o->select.vm) == -1) ||
-      (o->select.disk && asprintf (&params[np++], "disk=%s", o->select.disk) == -1) ||
-      (o->select.component &&
-       asprintf (&params[np++], "component=%s", o->select.component) == -1) ||
-      (o->select.file && asprintf (&params[np++], "file=%s", o->select.file) == -1) ||
-      (key_fd >= 0 && asprintf (&params[np++], "keyfd=3") == -1)) {
+  if ((pidfile_opt = vms_strdup_printf ("--pidfile=%s/pid",
+                                        e->server.dir)) == NULL) {
     vms_set_error (ENOMEM, "out of memory");
     nbd_server_stop (&e->server);
     free (e);
@@ -135,7 +172,7 @@ vms_repo_export_open (const struct vms_repo_export_options *o)
   argv[n++] = e->server.socket;
   argv[n++] = pidfile_opt;
   argv[n++] = plugin;
-  for (size_t i = 0; i < np; i++)
+  for (int i = 0; i < np; i++)
     argv[n++] = params[i];
   argv[n++] = cache_opt;
   argv[n] = NULL;
@@ -307,33 +344,22 @@ detached_run (const struct vms_repo_export_options *o, const char *socket,
               const char *what, int key_fd)
 {
   char cache_opt[40];
-  CLEANUP_FREE char *repo_abs = NULL, *pidfile_opt = NULL;
-  CLEANUP_FREE char *params[7] = { NULL };
+  CLEANUP_FREE char *pidfile_opt = NULL;
+  CLEANUP_PARAMS char *params[REPO_EXPORT_PARAMS] = { NULL };
   const char *argv[24];
-  size_t n = 0, np = 0;
+  size_t n = 0;
+  int np;
   pid_t pid;
   int64_t deadline;
   struct stat st;
 
-  if ((repo_abs = realpath (o->repo_dir, NULL)) == NULL) {
-    vms_set_error (errno, "cannot resolve %s: %s", o->repo_dir, strerror (errno));
+  if ((np = repo_export_params (o, key_fd, params, cache_opt)) == -1)
     return -1;
-  }
-  unlink (pidfile);
-  snprintf (cache_opt, sizeof cache_opt, "cache=%" PRIu64,
-            o->cache_bytes ? o->cache_bytes : (uint64_t) 64 << 20);
-  if (asprintf (&pidfile_opt, "--pidfile=%s", pidfile) == -1 ||
-      asprintf (&params[np++], "repo=%s", repo_abs) == -1 ||
-      asprintf (&params[np++], "backup=%s", o->backup_id) == -1 ||
-      (o->select.vm && asprintf (&params[np++], "vm=%s", o->select.vm) == -1) ||
-      (o->select.disk && asprintf (&params[np++], "disk=%s", o->select.disk) == -1) ||
-      (o->select.component &&
-       asprintf (&params[np++], "component=%s", o->select.component) == -1) ||
-      (o->select.file && asprintf (&params[np++], "file=%s", o->select.file) == -1) ||
-      (key_fd >= 0 && asprintf (&params[np++], "keyfd=3") == -1)) {
+  if ((pidfile_opt = vms_strdup_printf ("--pidfile=%s", pidfile)) == NULL) {
     vms_set_error (ENOMEM, "out of memory");
     return -1;
   }
+  unlink (pidfile);
   /* Not --foreground: nbdkit's foreground process asks for SIGTERM when
    * its parent dies (PR_SET_PDEATHSIG), which is what we must not have.
    * In the background it forks once it listens, in a session of its own,
@@ -345,7 +371,7 @@ detached_run (const struct vms_repo_export_options *o, const char *socket,
   argv[n++] = socket;
   argv[n++] = pidfile_opt;
   argv[n++] = plugin;
-  for (size_t i = 0; i < np; i++)
+  for (int i = 0; i < np; i++)
     argv[n++] = params[i];
   argv[n++] = cache_opt;
   argv[n] = NULL;
