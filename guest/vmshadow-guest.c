@@ -291,6 +291,28 @@ open_pidfd (pid_t pid)
   return -1;
 }
 
+/* A writer's time budget (R3): SIGTERM to its process group at the deadline,
+ * SIGKILL a second later (killed: 0, 1, 2); wait (ms, how long the caller
+ * means to sleep) shortened to the next of those moments. */
+static void
+enforce_budget (pid_t pid, long now, long deadline, int *killed,
+                long *kill_at, long *wait)
+{
+  if (!*killed && now >= deadline) {
+    kill (-pid, SIGTERM);
+    *killed = 1;
+    *kill_at = now + 1000;
+  }
+  else if (*killed == 1 && now >= *kill_at) {
+    kill (-pid, SIGKILL);
+    *killed = 2;
+  }
+  if (!*killed && deadline - now < *wait)
+    *wait = deadline - now;
+  if (*killed == 1 && *kill_at - now < *wait)
+    *wait = *kill_at - now;
+}
+
 /* Run "EXE EVENT" within budget_ms; fill r. */
 static void
 run_writer (const char *name, const char *event, long budget_ms,
@@ -370,19 +392,7 @@ run_writer (const char *name, const char *event, long budget_ms,
     }
     if (exited)
       wait = 0;
-    if (!killed && now >= deadline) {
-      kill (-pid, SIGTERM);
-      killed = 1;
-      kill_at = now + 1000;
-    }
-    else if (killed == 1 && now >= kill_at) {
-      kill (-pid, SIGKILL);
-      killed = 2;
-    }
-    if (!killed && deadline - now < wait)
-      wait = deadline - now;
-    if (killed == 1 && kill_at - now < wait)
-      wait = kill_at - now;
+    enforce_budget (pid, now, deadline, &killed, &kill_at, &wait);
     int ready = poll (pf, 3, (int) (wait > 0 ? wait : 0));
     if (ready < 0 && errno != EINTR)
       break;
@@ -433,19 +443,7 @@ run_writer (const char *name, const char *event, long budget_ms,
    * a zombie): wait for the process, still within the budget. */
   while (!exited && waitpid (pid, &status, WNOHANG) == 0) {
     long now = now_ms (), wait = pidfd >= 0 ? 1000 : 5;
-    if (!killed && now >= deadline) {
-      kill (-pid, SIGTERM);
-      killed = 1;
-      kill_at = now + 1000;
-    }
-    else if (killed == 1 && now >= kill_at) {
-      kill (-pid, SIGKILL);
-      killed = 2;
-    }
-    if (!killed && deadline - now < wait)
-      wait = deadline - now;
-    if (killed == 1 && kill_at - now < wait)
-      wait = kill_at - now;
+    enforce_budget (pid, now, deadline, &killed, &kill_at, &wait);
     if (pidfd >= 0) {
       struct pollfd p = { pidfd, POLLIN, 0 };
       poll (&p, 1, (int) (wait > 0 ? wait : 0));
