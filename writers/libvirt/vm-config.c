@@ -25,8 +25,6 @@
 #include "vm-config.h"
 #include "vm-xml.h"
 
-#define VM_CONFIG_MAX_XML (64 * 1024 * 1024)
-
 /* ---- small helpers ---- */
 
 static int
@@ -64,35 +62,6 @@ text (const xmlNode *n)
     r = strndup (s, (size_t) (e - s));
   xmlFree (v);
   return r;
-}
-
-static xmlDoc *
-parse_doc (const char *xml, size_t len, const char *what)
-{
-  xmlDoc *doc;
-
-  if (len > VM_CONFIG_MAX_XML) {
-    vms_set_error (EFBIG, "%s is larger than %d bytes", what,
-                   VM_CONFIG_MAX_XML);
-    return NULL;
-  }
-  /* libxml2 keeps its last error until the next one: without the reset a
-   * parse that fails with no error of its own (empty input) was reported
-   * with the previous parse's message (found by the domain XML fuzz
-   * corpus, issue 9). */
-  xmlResetLastError ();
-  doc = xmlReadMemory (xml, (int) len, NULL, NULL,
-                       XML_PARSE_NONET | XML_PARSE_NOERROR |
-                       XML_PARSE_NOWARNING);
-  if (doc == NULL) {
-    const xmlError *e = xmlGetLastError ();
-    const char *m = e && e->message ? e->message : "";
-    /* Its first line: libxml2 ends messages with a newline and may add a
-     * second line of raw input bytes. */
-    vms_set_error (EINVAL, "%s is not well-formed XML%s%.*s", what,
-                   *m ? ": " : "", (int) strcspn (m, "\n"), m);
-  }
-  return doc;
 }
 
 /* ---- domain XML ---- */
@@ -930,7 +899,7 @@ vm_config_parse (const char *xml, size_t len, struct vm_config *cfg)
 
   memset (cfg, 0, sizeof *cfg);
   cfg->policy_method = cfg->policy_fallback = cfg->policy_guest = -1;
-  if ((doc = parse_doc (xml, len, "domain XML")) == NULL)
+  if ((doc = xml_read (xml, len, "domain XML")) == NULL)
     return -1;
   root = xmlDocGetRootElement (doc);
   if (root == NULL || !is_elem (root, "domain")) {
@@ -1477,7 +1446,7 @@ vm_checkpoint_redefine_xml (const char *name, long long creation_time,
 int
 vm_checkpoint_bitmaps (const char *xml, size_t len, string_vector *targets)
 {
-  xmlDoc *doc = parse_doc (xml, len, "checkpoint XML");
+  xmlDoc *doc = xml_read (xml, len, "checkpoint XML");
   xmlNode *root, *disks;
   int r = -1;
 
@@ -1764,7 +1733,7 @@ vm_config_rewrite (const char *xml, size_t len, const struct vm_rewrite *rw,
   if (vm_config_parse (xml, len, &cfg) == -1)
     return NULL;
   vm_config_clear (&cfg);
-  if ((doc = parse_doc (xml, len, "domain XML")) == NULL)
+  if ((doc = xml_read (xml, len, "domain XML")) == NULL)
     return NULL;
   root = xmlDocGetRootElement (doc);
   if (rw->name)
@@ -1873,7 +1842,7 @@ vms_vm_tags_parse (const char *xml, size_t len, char ***tags)
   int r = -1;
 
   *tags = NULL;
-  if ((doc = parse_doc (xml, len, "its vmshadow tags (metadata)")) == NULL)
+  if ((doc = xml_read (xml, len, "its vmshadow tags (metadata)")) == NULL)
     return -1;
   root = xmlDocGetRootElement (doc);
   if (root == NULL || root->type != XML_ELEMENT_NODE ||

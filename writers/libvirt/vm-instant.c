@@ -529,18 +529,13 @@ boot_xml (const char *xml, const char *name, const char *uuid,
   static const char *const drop[] = { "interface", "serial", "console", "tpm",
                                        "hostdev", "filesystem", "redirdev",
                                        "smartcard", "graphics", NULL };
-  xmlDoc *doc = xmlReadMemory (xml, (int) strlen (xml), NULL, NULL,
-                               XML_PARSE_NONET | XML_PARSE_NOWARNING |
-                               XML_PARSE_NOERROR);
+  xmlDoc *doc;
   xmlNode *root, *devs, *next, *os;
   char *s;
 
-  if (doc == NULL || (root = xmlDocGetRootElement (doc)) == NULL ||
-      xmlStrcmp (root->name, BAD_CAST "domain") != 0) {
-    xmlFreeDoc (doc);
-    vms_set_error (EINVAL, "its stored domain XML does not parse");
+  doc = xml_read_domain (xml, strlen (xml), "its stored domain XML", &root);
+  if (doc == NULL)
     return NULL;
-  }
   xml_drop_children (root, "uuid");
   xmlNewTextChild (root, NULL, BAD_CAST "uuid", BAD_CAST uuid);
   xml_drop_children (root, "metadata");

@@ -515,18 +515,13 @@ static char *
 rewrite_xml (struct vm_writer *w, struct rs_vm *vm, const char *xml,
              int report)
 {
-  xmlDoc *doc = xmlReadMemory (xml, (int) strlen (xml), NULL, NULL,
-                               XML_PARSE_NONET | XML_PARSE_NOWARNING |
-                               XML_PARSE_NOERROR);
+  xmlDoc *doc;
   xmlNode *root, *devs;
   char *s;
 
-  if (doc == NULL || (root = xmlDocGetRootElement (doc)) == NULL ||
-      xmlStrcmp (root->name, BAD_CAST "domain") != 0) {
-    xmlFreeDoc (doc);
-    vms_set_error (EINVAL, "its stored domain XML does not parse");
+  doc = xml_read_domain (xml, strlen (xml), "its stored domain XML", &root);
+  if (doc == NULL)
     return NULL;
-  }
   xml_set_text (root, "name", vm->define_name);
   devs = xml_child (root, "devices");
   for (xmlNode *n = devs ? devs->children : NULL; n; n = n->next) {
