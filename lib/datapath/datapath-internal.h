@@ -45,7 +45,9 @@ struct nbd_server {
  * read-only unless writable, accepting up to shared clients at once, and
  * wait (bounded) until it serves. writable NBD_SERVER_WRITABLE_DIRECT:
  * writes bypass the page cache (O_DIRECT, Linux native AIO), for files on
- * a file system that takes O_DIRECT. Returns 0, or -1 with the error set
+ * a file system that takes O_DIRECT, and a file (not a device) is extended
+ * ahead of them (QEMU's preallocate filter), for an image written from
+ * empty. Returns 0, or -1 with the error set
  * and nothing left behind. */
 #define NBD_SERVER_WRITABLE_DIRECT 2
 extern int nbd_server_start (struct nbd_server *s, const char *image,
