@@ -60,7 +60,8 @@
  * disk takes at half the rate of 1 MiB ones (issue 15,
  * docs/performance.md). Since the image grows ahead of the writes
  * (nbd-server.c), 512 KiB runs are as fast as 2 MiB ones, and qemu-nbd
- * holds 22-33 MiB instead of 59-83. At most 64 chunks (a bit per chunk). */
+ * holds 22 MiB instead of 57-67 (session 15). At most 64 chunks (a bit
+ * per chunk). */
 #define EXTRACT_RUN_KIB 512
 #define EXTRACT_RUN_MAX_CHUNKS 64
 /* All workers' run buffers together: more workers (one per CPU, up to 64)
