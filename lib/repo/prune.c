@@ -171,8 +171,6 @@ repo_say (vms_repo_report_fn report, void *opaque, const char *fmt, ...)
   report (opaque, line);
 }
 
-/* Rename backups/<id> away (the backup is gone at once, atomically), then
- * delete the files. */
 /* v2: 1 if backup id's manifest is under a retention that lasts (by the
  * store's clock), with its date and size; 0 if not or it cannot be told
  * (then the delete itself says why). */
@@ -229,6 +227,8 @@ remove_backup_v2 (vms_repo *repo, const char *id)
   return 0;
 }
 
+/* v1: rename backups/<id> away (the backup is gone at once, atomically),
+ * then delete the files. */
 static int
 remove_backup (vms_repo *repo, const char *id)
 {
