@@ -749,11 +749,24 @@ extract_in (vms_repo *repo, const vms_index *idx, int dirfd,
   if (format == NULL)
     format = "raw";
   qcow2 = strcmp (format, "qcow2") == 0;
-  if (!overwrite && fstatat (dirfd, base, &st, AT_SYMLINK_NOFOLLOW) == 0) {
-    vms_set_error (EEXIST, "cannot extract to %s: it exists, and extract "
-                   "never overwrites a file; remove it or choose another path",
-                   to_path);
-    return -1;
+  if (fstatat (dirfd, base, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+    if (!overwrite) {
+      vms_set_error (EEXIST, "cannot extract to %s: it exists, and extract "
+                     "never overwrites a file; remove it or choose another "
+                     "path", to_path);
+      return -1;
+    }
+    /* Overwriting replaces a file (or a link, never followed). A device
+     * is written through vms_extract_into; renamed over, its node would
+     * become a file (a bench did that to /dev/null). */
+    if (!S_ISREG (st.st_mode) && !S_ISLNK (st.st_mode)) {
+      vms_set_error (EEXIST, "cannot extract to %s: it exists and is %s, "
+                     "not a file; only a file is replaced", to_path,
+                     S_ISDIR (st.st_mode) ? "a directory"
+                     : S_ISBLK (st.st_mode) || S_ISCHR (st.st_mode)
+                     ? "a device" : "a FIFO or socket");
+      return -1;
+    }
   }
   size = vms_index_size (idx);
   workers = datapath_workers (2);

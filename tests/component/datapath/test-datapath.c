@@ -26,6 +26,7 @@
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -1366,6 +1367,52 @@ extract_refuses_to_replace_an_existing_file (void **state)
   vms_index_free (idx);
 }
 
+/* An extract that may overwrite (a restore's) replaces a file, or a link
+ * without following it, and nothing else: a FIFO, a directory and (as
+ * root) a device node stay as they were, with an error that says what is
+ * there. Renamed over, a device's node would have become a file. */
+static void
+extract_overwriting_replaces_only_a_file (void **state)
+{
+  struct fixture *f = *state;
+  const char *img = path_in (f, "small.raw"), *fifo = path_in (f, "fifo");
+  const char *dir = path_in (f, "dir"), *dev = path_in (f, "dev");
+  const char *link = path_in (f, "link"), *aim = path_in (f, "aim");
+  struct vms_source src = { .path = img };
+  struct stat st;
+  vms_index *idx;
+
+  run ("head -c 5000000 /dev/urandom > '%s'", img);
+  idx = copy_or_fail (f, &src, NULL);
+  assert_int_equal (mkfifo (fifo, 0600), 0);
+  assert_int_equal (vms_extract (f->repo, idx, fifo, "raw", 1, NULL, NULL), -1);
+  assert_int_equal (vms_get_errno (), EEXIST);
+  assert_error_mentions ("a FIFO or socket");
+  assert_int_equal (lstat (fifo, &st), 0);
+  assert_true (S_ISFIFO (st.st_mode));
+  assert_int_equal (mkdir (dir, 0700), 0);
+  assert_int_equal (vms_extract (f->repo, idx, dir, "qcow2", 1, NULL, NULL), -1);
+  assert_error_mentions ("a directory");
+  assert_int_equal (lstat (dir, &st), 0);
+  assert_true (S_ISDIR (st.st_mode));
+  if (geteuid () == 0) {
+    assert_int_equal (mknod (dev, S_IFCHR | 0600, makedev (1, 3)), 0);
+    assert_int_equal (vms_extract (f->repo, idx, dev, "raw", 1, NULL, NULL), -1);
+    assert_error_mentions ("a device");
+    assert_int_equal (lstat (dev, &st), 0);
+    assert_true (S_ISCHR (st.st_mode));
+  }
+  /* A link is replaced, and what it pointed to is left alone. */
+  run ("echo precious > '%s'", aim);
+  assert_int_equal (symlink (aim, link), 0);
+  assert_int_equal (vms_extract (f->repo, idx, link, "raw", 1, NULL, NULL), 0);
+  assert_int_equal (lstat (link, &st), 0);
+  assert_true (S_ISREG (st.st_mode));
+  assert_same_bytes (img, link);
+  assert_int_equal (file_size (aim), strlen ("precious\n"));
+  vms_index_free (idx);
+}
+
 static void
 unreachable_server_is_named_in_the_error (void **state)
 {
@@ -1441,6 +1488,7 @@ main (int argc, char *argv[])
     T (export_ends_when_its_owner_is_killed),
     T (export_never_outlives_an_owner_killed_while_it_starts),
     T (extract_refuses_to_replace_an_existing_file),
+    T (extract_overwriting_replaces_only_a_file),
     T (unreachable_server_is_named_in_the_error),
     T (progress_reaches_the_total),
   };
