@@ -554,6 +554,18 @@ double_remove (char *saved)
   free (saved);
 }
 
+/* Skips the test where the fixture's file system refuses O_DIRECT
+ * (tmpfs): extract then writes qcow2 through the page cache. */
+static void
+need_o_direct (struct fixture *f)
+{
+  int fd = open (path_in (f, "probe"), O_RDWR | O_CREAT | O_DIRECT, 0600);
+
+  if (fd == -1)
+    skip ();
+  close (fd);
+}
+
 /* Where QEMU cannot write with native AIO (io_setup fails once a busy
  * host's fs.aio-max-nr is used up), a qcow2 extract still succeeds,
  * through the page cache: here a test double of qemu-nbd refuses
@@ -568,14 +580,10 @@ extract_to_qcow2_without_native_aio_goes_through_the_page_cache (void **state)
   struct vms_source src = { .path = raw };
   char *saved;
   vms_index *idx;
-  int fd;
 
   need_qemu ();
   /* The double is only asked for native AIO where O_DIRECT works. */
-  fd = open (path_in (f, "probe"), O_RDWR | O_CREAT | O_DIRECT, 0600);
-  if (fd == -1)
-    skip ();
-  close (fd);
+  need_o_direct (f);
   double_install (f, &saved,
                   "for a; do [ \"$a\" = --aio=native ] && { echo refused >> '%s';\n"
                   "  echo 'qemu-nbd: aio=native was specified, but is not supported' >&2; exit 1; }; done\n"
@@ -758,14 +766,10 @@ extract_to_qcow2_grows_ahead_and_leaves_no_tail (void **state)
   struct stat st;
   vms_index *idx;
   FILE *p;
-  int fd;
 
   need_qemu ();
   /* The filter is only used where O_DIRECT is. */
-  fd = open (path_in (f, "probe"), O_RDWR | O_CREAT | O_DIRECT, 0600);
-  if (fd == -1)
-    skip ();
-  close (fd);
+  need_o_direct (f);
   double_install (f, &saved, "printf '%%s\\n' \"$*\" >> '%s'\n"
                   "exec \"$REAL\" \"$@\"\n", args);
   make_mixed_image (raw, ODD_SIZE_512);
