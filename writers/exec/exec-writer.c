@@ -552,13 +552,9 @@ exec_apply_attributes (struct exec_writer *w, vms_call *call, enum vms_event ev,
       if (r == -1)
         return vms_call_fail (call, VMS_FAILURE_NON_RETRYABLE, "%s: %s", w->path,
                               vms_get_error () ? vms_get_error () : "cannot set an attribute");
-      if (!string_vector_contains (&w->attr_keys, key)) {
-        char *k = strdup (key);
-        if (k == NULL || string_vector_append (&w->attr_keys, k) == -1) {
-          free (k);
-          return vms_call_fail (call, VMS_FAILURE_OUT_OF_RESOURCES, "out of memory");
-        }
-      }
+      if (!string_vector_contains (&w->attr_keys, key)
+          && string_vector_append_copy (&w->attr_keys, key) == -1)
+        return vms_call_fail (call, VMS_FAILURE_OUT_OF_RESOURCES, "out of memory");
     }
   }
   return 0;
@@ -841,9 +837,7 @@ vms_exec_writers_load_with (vms_coordinator *coord, const char *dir,
                  dir, de->d_name);
       continue;
     }
-    char *n = strdup (de->d_name);
-    if (n == NULL || string_vector_append (&names, n) == -1) {
-      free (n);
+    if (string_vector_append_copy (&names, de->d_name) == -1) {
       vms_set_error (ENOMEM, "out of memory");
       closedir (d);
       string_vector_free_all (&names);

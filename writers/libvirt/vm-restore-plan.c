@@ -513,7 +513,7 @@ vm_restore_new (const struct vms_vm_restore_options *o,
     r->to[l - 1] = '\0';
   for (size_t i = 0; o->network_map && o->network_map[i]; i++) {
     const char *eq = strchr (o->network_map[i], '=');
-    char *a, *b;
+    char *a;
     if (eq == NULL || eq == o->network_map[i] || eq[1] == '\0') {
       vms_set_error (EINVAL, "--network-map takes OLD=NEW (a network or "
                      "bridge name each), not \"%s\"", o->network_map[i]);
@@ -524,10 +524,8 @@ vm_restore_new (const struct vms_vm_restore_options *o,
       free (a);
       goto oom;
     }
-    if ((b = strdup (eq + 1)) == NULL || string_vector_append (&r->map_new, b) == -1) {
-      free (b);
+    if (string_vector_append_copy (&r->map_new, eq + 1) == -1)
       goto oom;
-    }
   }
   if (plan_build (r, o, bcd, md) == -1)
     goto fail;

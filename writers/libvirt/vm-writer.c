@@ -1282,8 +1282,8 @@ offline_rbd (struct vm_writer *w, struct vm_entry *vm, vms_component *pc,
                                  why) == 0 ? 0 : -1;
   }
   /* Ours now: removed at Abort, or kept as the next backup's base. */
-  if (string_vector_append (&vm->rbd_targets, strdup (d->target)) == -1 ||
-      string_vector_append (&vm->rbd_keys, strdup (key ? key : "")) == -1) {
+  if (string_vector_append_copy (&vm->rbd_targets, d->target) == -1 ||
+      string_vector_append_copy (&vm->rbd_keys, key ? key : "") == -1) {
     vm_rbd_diff_clear (&diff);
     goto oom;
   }
@@ -1308,7 +1308,7 @@ offline_rbd (struct vm_writer *w, struct vm_entry *vm, vms_component *pc,
   }
   if (diff.base) {
     if ((*list = vms_strdup_printf ("%s/changed-%s", vm->dir, d->target)) == NULL ||
-        string_vector_append (&vm->secret_files, strdup (*list)) == -1) {
+        string_vector_append_copy (&vm->secret_files, *list) == -1) {
       vm_rbd_diff_clear (&diff);
       goto oom;
     }
